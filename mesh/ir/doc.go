@@ -1,0 +1,28 @@
+// Package ir is nodemesh's intermediate representation: what one node's L7
+// proxy should run, with no trace of where it came from (Gateway API,
+// Ingress, policy) and no trace of how it is delivered (Envoy xDS).
+//
+// Producers (gateway/, mesh/) build a Config from user intent; consumers
+// (xds/translator) turn it into proxy resources. The package imports only the
+// standard library so both sides can depend on it without dragging in
+// Kubernetes or Envoy types.
+//
+// Invariants a Config must hold before it is handed to a consumer (checked by
+// Config.Validate):
+//   - every Listener, RouteTable, Cluster and Secret name is non-empty and
+//     unique in its kind; names are hierarchical ("gateway/<ns>/<name>/...")
+//     and deterministic, so outputs diff cleanly;
+//   - routes inside a VirtualHost are already in final precedence order: the
+//     consumer evaluates them first-match-wins and never re-sorts;
+//   - every route has exactly one action (forward, redirect, direct response);
+//   - a forward whose backend cannot be resolved names no cluster
+//     (WeightedBackend.Cluster == ""): its share of traffic is answered with
+//     500, which is what Gateway API requires for invalid backendRefs;
+//   - regular expressions are RE2 and match the whole subject (the proxy and
+//     Envoy both use RE2 full-match semantics);
+//   - slices are sorted where order carries no meaning (Listeners, Clusters,
+//     Secrets by name) so equal intent yields equal Configs.
+//
+// Nothing here allocates IDs or talks to the outside world; values are plain
+// data, safe to share read-only between goroutines once built.
+package ir

@@ -1,0 +1,269 @@
+package ir
+
+import "time"
+
+// Config is the complete L7 configuration for one node.
+type Config struct {
+	Listeners []*Listener `json:"listeners,omitempty"`
+	Clusters  []*Cluster  `json:"clusters,omitempty"`
+	Secrets   []*Secret   `json:"secrets,omitempty"`
+}
+
+// Listener is one socket the proxy binds (an address and a port) and the
+// HTTP servers reachable through it.
+type Listener struct {
+	// Name is unique among listeners, e.g. "gateway/default/eg/80".
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	Port    uint32 `json:"port"`
+	// Chains select how a connection is served. A listener holds either one
+	// plaintext chain, or one or more TLS chains told apart by SNI (a chain
+	// without ServerNames catches SNIs no other chain names).
+	Chains []*HTTPChain `json:"chains"`
+}
+
+// HTTPChain is one HTTP server on a listener: optional TLS termination and
+// the route table requests are matched against.
+type HTTPChain struct {
+	// Name is unique within its listener.
+	Name string `json:"name"`
+	// ServerNames are the TLS SNI values this chain answers; exact names or
+	// "*.suffix" wildcards. Empty means any.
+	ServerNames []string `json:"serverNames,omitempty"`
+	// TLS, when set, terminates TLS on this chain.
+	TLS *TLS `json:"tls,omitempty"`
+	// Routes is the table requests on this chain are matched against.
+	Routes *RouteTable `json:"routes"`
+}
+
+// TLS describes downstream TLS termination.
+type TLS struct {
+	// Certificates name Secrets in Config.Secrets; the proxy picks the one
+	// matching the client's SNI, else the first.
+	Certificates []string `json:"certificates"`
+	// ALPN protocols offered, in preference order (e.g. "h2", "http/1.1").
+	ALPN []string `json:"alpn,omitempty"`
+}
+
+// RouteTable is a named set of virtual hosts.
+type RouteTable struct {
+	// Name is unique among route tables in a Config.
+	Name         string         `json:"name"`
+	VirtualHosts []*VirtualHost `json:"virtualHosts"`
+}
+
+// VirtualHost groups the routes served for a set of domains. Domain
+// selection follows Envoy: an exact domain beats the longest "*.suffix"
+// wildcard, which beats "*". The Host header's port is ignored.
+type VirtualHost struct {
+	// Name is unique within its route table.
+	Name    string   `json:"name"`
+	Domains []string `json:"domains"`
+	// Routes in precedence order: the first whose Match holds wins.
+	Routes []*Route `json:"routes"`
+}
+
+// Route is a match and what to do with requests it matches. Exactly one of
+// Backends, Redirect and DirectResponse is set.
+type Route struct {
+	// Name is unique within its virtual host and traces back to the intent
+	// it came from, e.g. "httproute/default/foo/rule/0/match/1".
+	Name  string `json:"name"`
+	Match Match  `json:"match"`
+
+	// Backends forward the request, split by weight.
+	Backends []*WeightedBackend `json:"backends,omitempty"`
+	// Rewrite changes the forwarded request; only with Backends.
+	Rewrite *Rewrite `json:"rewrite,omitempty"`
+	// Redirect answers with an HTTP redirect.
+	Redirect *Redirect `json:"redirect,omitempty"`
+	// DirectResponse answers with a fixed status and body.
+	DirectResponse *DirectResponse `json:"directResponse,omitempty"`
+
+	// RequestHeaders edits request headers before forwarding.
+	RequestHeaders *HeaderModifier `json:"requestHeaders,omitempty"`
+	// ResponseHeaders edits response headers before they reach the client
+	// (also applied to redirects and direct responses).
+	ResponseHeaders *HeaderModifier `json:"responseHeaders,omitempty"`
+
+	// Timeout bounds the whole request (0: none).
+	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+// Match is a conjunction: every set field must hold.
+type Match struct {
+	// Path nil matches every path.
+	Path *PathMatch `json:"path,omitempty"`
+	// Method empty matches every method.
+	Method  string        `json:"method,omitempty"`
+	Headers []HeaderMatch `json:"headers,omitempty"`
+	Query   []QueryMatch  `json:"query,omitempty"`
+}
+
+// PathMatchType says how PathMatch.Value is compared with the request path
+// (the part before '?').
+type PathMatchType string
+
+const (
+	// PathExact matches the path byte for byte.
+	PathExact PathMatchType = "Exact"
+	// PathPrefix matches whole '/'-separated segments: "/foo" matches
+	// "/foo", "/foo/" and "/foo/bar" but not "/foobar". Value has no
+	// trailing '/' unless it is "/", which matches everything.
+	PathPrefix PathMatchType = "Prefix"
+	// PathRegex matches an RE2 expression against the whole path.
+	PathRegex PathMatchType = "RegularExpression"
+)
+
+// PathMatch compares the request path.
+type PathMatch struct {
+	Type  PathMatchType `json:"type"`
+	Value string        `json:"value"`
+}
+
+// StringMatchType says how a header or query value is compared.
+type StringMatchType string
+
+const (
+	// MatchExact compares byte for byte.
+	MatchExact StringMatchType = "Exact"
+	// MatchRegex matches an RE2 expression against the whole value.
+	MatchRegex StringMatchType = "RegularExpression"
+)
+
+// HeaderMatch holds when the named request header (case-insensitive name)
+// has a value matching Value. With several values (repeated header) they are
+// joined with "," before comparing, as Envoy does.
+type HeaderMatch struct {
+	Name  string          `json:"name"`
+	Type  StringMatchType `json:"type"`
+	Value string          `json:"value"`
+}
+
+// QueryMatch holds when the named query parameter (case-sensitive name; the
+// first occurrence) has a value matching Value.
+type QueryMatch struct {
+	Name  string          `json:"name"`
+	Type  StringMatchType `json:"type"`
+	Value string          `json:"value"`
+}
+
+// HeaderModifier edits a header block: Set overwrites (or adds), Add appends
+// a value (adding the header if absent), Remove deletes by name. Applied in
+// the order Remove, Set, Add, matching Gateway API's intent that the three
+// lists do not interact.
+type HeaderModifier struct {
+	Set    []Header `json:"set,omitempty"`
+	Add    []Header `json:"add,omitempty"`
+	Remove []string `json:"remove,omitempty"`
+}
+
+// Header is one header name and value.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// WeightedBackend is one destination of a forward and its share of traffic.
+type WeightedBackend struct {
+	// Cluster names a Cluster in Config.Clusters; empty means the backend
+	// could not be resolved and its share is answered with status 500.
+	Cluster string `json:"cluster,omitempty"`
+	// Weight is relative to the other backends of the route; 0 receives no
+	// traffic. If every weight is 0 the route answers 500.
+	Weight uint32 `json:"weight"`
+	// Headers edited only when this backend is chosen.
+	RequestHeaders  *HeaderModifier `json:"requestHeaders,omitempty"`
+	ResponseHeaders *HeaderModifier `json:"responseHeaders,omitempty"`
+}
+
+// PathRewriteType says how a path is replaced.
+type PathRewriteType string
+
+const (
+	// ReplaceFullPath replaces the whole path (query string kept).
+	ReplaceFullPath PathRewriteType = "ReplaceFullPath"
+	// ReplacePrefixMatch replaces the part of the path matched by the
+	// route's PathPrefix match; the route must have one. Segment rules as in
+	// Gateway API: replacing "/foo" with "/" turns "/foo/bar" into "/bar"
+	// and "/foo" into "/".
+	ReplacePrefixMatch PathRewriteType = "ReplacePrefixMatch"
+)
+
+// PathRewrite replaces (part of) the request path.
+type PathRewrite struct {
+	Type  PathRewriteType `json:"type"`
+	Value string          `json:"value"`
+}
+
+// Rewrite edits the forwarded request.
+type Rewrite struct {
+	// Hostname replaces the Host (:authority) header when non-empty.
+	Hostname string       `json:"hostname,omitempty"`
+	Path     *PathRewrite `json:"path,omitempty"`
+}
+
+// Redirect answers with a Location built from the request, changing only
+// what is set here. Scheme empty keeps the request's scheme. Port is the
+// final port; 0 keeps the request's port. The Location omits the port when
+// it is the default for the final scheme (80 for http, 443 for https), so
+// producers resolve Gateway API's port defaulting and set Port explicitly.
+type Redirect struct {
+	Scheme   string       `json:"scheme,omitempty"`
+	Hostname string       `json:"hostname,omitempty"`
+	Port     uint32       `json:"port,omitempty"`
+	Path     *PathRewrite `json:"path,omitempty"`
+	// StatusCode is 301, 302, 303, 307 or 308.
+	StatusCode int `json:"statusCode"`
+}
+
+// DirectResponse answers without contacting a backend.
+type DirectResponse struct {
+	Status int    `json:"status"`
+	Body   string `json:"body,omitempty"`
+}
+
+// AppProtocol is the protocol spoken to a cluster's endpoints.
+type AppProtocol string
+
+const (
+	// ProtocolHTTP1 is HTTP/1.1 over cleartext TCP.
+	ProtocolHTTP1 AppProtocol = "HTTP/1.1"
+	// ProtocolH2C is HTTP/2 with prior knowledge over cleartext TCP (gRPC
+	// backends, appProtocol kubernetes.io/h2c).
+	ProtocolH2C AppProtocol = "h2c"
+)
+
+// LBPolicy picks an endpoint for each request.
+type LBPolicy string
+
+const (
+	LBRoundRobin   LBPolicy = "RoundRobin"
+	LBRandom       LBPolicy = "Random"
+	LBLeastRequest LBPolicy = "LeastRequest"
+)
+
+// Cluster is a named group of interchangeable endpoints.
+type Cluster struct {
+	// Name is unique among clusters, e.g. "service/default/echo/8080".
+	Name           string        `json:"name"`
+	Protocol       AppProtocol   `json:"protocol"`
+	LBPolicy       LBPolicy      `json:"lbPolicy"`
+	ConnectTimeout time.Duration `json:"connectTimeout,omitempty"`
+	// Endpoints may be empty: requests then get 503, as from Envoy.
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
+}
+
+// Endpoint is one backend address. Only ready endpoints receive traffic.
+type Endpoint struct {
+	Address string `json:"address"`
+	Port    uint32 `json:"port"`
+	Ready   bool   `json:"ready"`
+}
+
+// Secret is a certificate chain and its private key, both PEM.
+type Secret struct {
+	Name        string `json:"name"`
+	Certificate []byte `json:"certificate"`
+	PrivateKey  []byte `json:"privateKey"`
+}

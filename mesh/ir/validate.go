@@ -1,0 +1,447 @@
+package ir
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+)
+
+// ErrInvalid is wrapped by every error Validate returns.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Validate checks the invariants documented in the package comment. The
+// returned error joins one error per problem; each names the object and the
+// field path, e.g. `listener "gateway/default/eg/80": chains[0].routes...`.
+func (c *Config) Validate() error {
+	v := &validator{}
+	clusters := map[string]bool{}
+	for i, cl := range c.Clusters {
+		v.cluster(i, cl, clusters)
+	}
+	secrets := map[string]bool{}
+	for i, s := range c.Secrets {
+		v.secret(i, s, secrets)
+	}
+	listeners := map[string]bool{}
+	tables := map[string]bool{}
+	binds := map[string]string{}
+	for i, l := range c.Listeners {
+		v.listener(i, l, listeners, tables, binds, clusters, secrets)
+	}
+	return errors.Join(v.errs...)
+}
+
+type validator struct {
+	errs []error
+}
+
+func (v *validator) fail(object, field, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if field != "" {
+		msg = field + ": " + msg
+	}
+	v.errs = append(v.errs, fmt.Errorf("%w: %s: %s", ErrInvalid, object, msg))
+}
+
+func (v *validator) cluster(i int, cl *Cluster, seen map[string]bool) {
+	obj := fmt.Sprintf("clusters[%d]", i)
+	if cl == nil {
+		v.fail(obj, "", "nil cluster")
+		return
+	}
+	if cl.Name == "" {
+		v.fail(obj, "name", "empty")
+	} else if seen[cl.Name] {
+		v.fail(fmt.Sprintf("cluster %q", cl.Name), "name", "duplicate")
+	}
+	seen[cl.Name] = true
+	obj = fmt.Sprintf("cluster %q", cl.Name)
+	switch cl.Protocol {
+	case ProtocolHTTP1, ProtocolH2C:
+	default:
+		v.fail(obj, "protocol", "unknown protocol %q", cl.Protocol)
+	}
+	switch cl.LBPolicy {
+	case LBRoundRobin, LBRandom, LBLeastRequest:
+	default:
+		v.fail(obj, "lbPolicy", "unknown policy %q", cl.LBPolicy)
+	}
+	if cl.ConnectTimeout < 0 {
+		v.fail(obj, "connectTimeout", "negative")
+	}
+	for j, ep := range cl.Endpoints {
+		if _, err := netip.ParseAddr(ep.Address); err != nil {
+			v.fail(obj, fmt.Sprintf("endpoints[%d].address", j), "%v", err)
+		}
+		if ep.Port == 0 || ep.Port > 65535 {
+			v.fail(obj, fmt.Sprintf("endpoints[%d].port", j), "%d out of range 1-65535", ep.Port)
+		}
+	}
+}
+
+func (v *validator) secret(i int, s *Secret, seen map[string]bool) {
+	obj := fmt.Sprintf("secrets[%d]", i)
+	if s == nil {
+		v.fail(obj, "", "nil secret")
+		return
+	}
+	if s.Name == "" {
+		v.fail(obj, "name", "empty")
+	} else if seen[s.Name] {
+		v.fail(fmt.Sprintf("secret %q", s.Name), "name", "duplicate")
+	}
+	seen[s.Name] = true
+	if len(s.Certificate) == 0 {
+		v.fail(fmt.Sprintf("secret %q", s.Name), "certificate", "empty")
+	}
+	if len(s.PrivateKey) == 0 {
+		v.fail(fmt.Sprintf("secret %q", s.Name), "privateKey", "empty")
+	}
+}
+
+func (v *validator) listener(i int, l *Listener, seen, tables map[string]bool, binds map[string]string, clusters, secrets map[string]bool) {
+	obj := fmt.Sprintf("listeners[%d]", i)
+	if l == nil {
+		v.fail(obj, "", "nil listener")
+		return
+	}
+	if l.Name == "" {
+		v.fail(obj, "name", "empty")
+	} else if seen[l.Name] {
+		v.fail(fmt.Sprintf("listener %q", l.Name), "name", "duplicate")
+	}
+	seen[l.Name] = true
+	obj = fmt.Sprintf("listener %q", l.Name)
+	addr, err := netip.ParseAddr(l.Address)
+	if err != nil {
+		v.fail(obj, "address", "%v", err)
+	}
+	if l.Port == 0 || l.Port > 65535 {
+		v.fail(obj, "port", "%d out of range 1-65535", l.Port)
+	}
+	if err == nil {
+		bind := netip.AddrPortFrom(addr, uint16(l.Port)).String()
+		if other, dup := binds[bind]; dup {
+			v.fail(obj, "address", "%s already bound by listener %q", bind, other)
+		}
+		binds[bind] = l.Name
+	}
+	if len(l.Chains) == 0 {
+		v.fail(obj, "chains", "empty")
+	}
+	names := map[string]bool{}
+	catchAll := 0
+	plain := 0
+	for j, ch := range l.Chains {
+		f := fmt.Sprintf("chains[%d]", j)
+		if ch == nil {
+			v.fail(obj, f, "nil chain")
+			continue
+		}
+		if ch.Name == "" || names[ch.Name] {
+			v.fail(obj, f+".name", "empty or duplicate %q", ch.Name)
+		}
+		names[ch.Name] = true
+		if len(ch.ServerNames) == 0 {
+			catchAll++
+		}
+		for k, sn := range ch.ServerNames {
+			if !validDomain(sn) {
+				v.fail(obj, fmt.Sprintf("%s.serverNames[%d]", f, k), "invalid server name %q", sn)
+			}
+		}
+		if ch.TLS == nil {
+			plain++
+			if len(ch.ServerNames) > 0 {
+				v.fail(obj, f+".serverNames", "server names need TLS")
+			}
+		} else {
+			if len(ch.TLS.Certificates) == 0 {
+				v.fail(obj, f+".tls.certificates", "empty")
+			}
+			for k, name := range ch.TLS.Certificates {
+				if !secrets[name] {
+					v.fail(obj, fmt.Sprintf("%s.tls.certificates[%d]", f, k), "unknown secret %q", name)
+				}
+			}
+		}
+		v.routeTable(obj, f+".routes", ch.Routes, tables, clusters)
+	}
+	if plain > 0 && len(l.Chains) > 1 {
+		v.fail(obj, "chains", "a plaintext chain must be the listener's only chain")
+	}
+	if catchAll > 1 {
+		v.fail(obj, "chains", "%d chains without server names; at most one may catch all", catchAll)
+	}
+}
+
+func (v *validator) routeTable(obj, f string, rt *RouteTable, tables, clusters map[string]bool) {
+	if rt == nil {
+		v.fail(obj, f, "missing route table")
+		return
+	}
+	if rt.Name == "" {
+		v.fail(obj, f+".name", "empty")
+	} else if tables[rt.Name] {
+		v.fail(obj, f+".name", "route table %q defined twice", rt.Name)
+	}
+	tables[rt.Name] = true
+	vhosts := map[string]bool{}
+	domains := map[string]string{}
+	for i, vh := range rt.VirtualHosts {
+		vf := fmt.Sprintf("%s.virtualHosts[%d]", f, i)
+		if vh == nil {
+			v.fail(obj, vf, "nil virtual host")
+			continue
+		}
+		if vh.Name == "" || vhosts[vh.Name] {
+			v.fail(obj, vf+".name", "empty or duplicate %q", vh.Name)
+		}
+		vhosts[vh.Name] = true
+		if len(vh.Domains) == 0 {
+			v.fail(obj, vf+".domains", "empty")
+		}
+		for j, d := range vh.Domains {
+			if !validDomain(d) {
+				v.fail(obj, fmt.Sprintf("%s.domains[%d]", vf, j), "invalid domain %q", d)
+			}
+			if other, dup := domains[d]; dup {
+				v.fail(obj, fmt.Sprintf("%s.domains[%d]", vf, j), "domain %q also in virtual host %q", d, other)
+			}
+			domains[d] = vh.Name
+		}
+		routes := map[string]bool{}
+		for j, r := range vh.Routes {
+			rf := fmt.Sprintf("%s.routes[%d]", vf, j)
+			if r == nil {
+				v.fail(obj, rf, "nil route")
+				continue
+			}
+			if r.Name == "" || routes[r.Name] {
+				v.fail(obj, rf+".name", "empty or duplicate %q", r.Name)
+			}
+			routes[r.Name] = true
+			v.route(obj, rf, r, clusters)
+		}
+	}
+}
+
+func (v *validator) route(obj, f string, r *Route, clusters map[string]bool) {
+	actions := 0
+	if len(r.Backends) > 0 {
+		actions++
+	}
+	if r.Redirect != nil {
+		actions++
+	}
+	if r.DirectResponse != nil {
+		actions++
+	}
+	if actions != 1 {
+		v.fail(obj, f, "route %q has %d actions, want exactly one of backends, redirect, directResponse", r.Name, actions)
+	}
+	if p := r.Match.Path; p != nil {
+		switch p.Type {
+		case PathExact:
+			if !strings.HasPrefix(p.Value, "/") {
+				v.fail(obj, f+".match.path.value", "%q does not start with /", p.Value)
+			}
+		case PathPrefix:
+			if !strings.HasPrefix(p.Value, "/") {
+				v.fail(obj, f+".match.path.value", "%q does not start with /", p.Value)
+			} else if p.Value != "/" && strings.HasSuffix(p.Value, "/") {
+				v.fail(obj, f+".match.path.value", "prefix %q has a trailing /", p.Value)
+			}
+		case PathRegex:
+			v.regex(obj, f+".match.path.value", p.Value)
+		default:
+			v.fail(obj, f+".match.path.type", "unknown type %q", p.Type)
+		}
+	}
+	for i, h := range r.Match.Headers {
+		hf := fmt.Sprintf("%s.match.headers[%d]", f, i)
+		if !validHeaderName(h.Name) {
+			v.fail(obj, hf+".name", "invalid header name %q", h.Name)
+		}
+		v.stringMatch(obj, hf, h.Type, h.Value)
+	}
+	for i, q := range r.Match.Query {
+		qf := fmt.Sprintf("%s.match.query[%d]", f, i)
+		if q.Name == "" {
+			v.fail(obj, qf+".name", "empty")
+		}
+		v.stringMatch(obj, qf, q.Type, q.Value)
+	}
+	if r.Match.Method != "" && !validToken(r.Match.Method) {
+		v.fail(obj, f+".match.method", "invalid method %q", r.Match.Method)
+	}
+	for i, b := range r.Backends {
+		bf := fmt.Sprintf("%s.backends[%d]", f, i)
+		if b == nil {
+			v.fail(obj, bf, "nil backend")
+			continue
+		}
+		if b.Cluster != "" && !clusters[b.Cluster] {
+			v.fail(obj, bf+".cluster", "unknown cluster %q", b.Cluster)
+		}
+		v.headers(obj, bf+".requestHeaders", b.RequestHeaders)
+		v.headers(obj, bf+".responseHeaders", b.ResponseHeaders)
+	}
+	if r.Rewrite != nil {
+		if len(r.Backends) == 0 {
+			v.fail(obj, f+".rewrite", "rewrite without backends")
+		}
+		v.pathRewrite(obj, f+".rewrite.path", r.Rewrite.Path, r.Match.Path)
+		if r.Rewrite.Hostname != "" && !validDomain(r.Rewrite.Hostname) {
+			v.fail(obj, f+".rewrite.hostname", "invalid hostname %q", r.Rewrite.Hostname)
+		}
+	}
+	if rd := r.Redirect; rd != nil {
+		switch rd.StatusCode {
+		case 301, 302, 303, 307, 308:
+		default:
+			v.fail(obj, f+".redirect.statusCode", "%d is not a redirect status", rd.StatusCode)
+		}
+		switch rd.Scheme {
+		case "", "http", "https":
+		default:
+			v.fail(obj, f+".redirect.scheme", "unsupported scheme %q", rd.Scheme)
+		}
+		if rd.Port > 65535 {
+			v.fail(obj, f+".redirect.port", "%d out of range", rd.Port)
+		}
+		if rd.Hostname != "" && !validDomain(rd.Hostname) {
+			v.fail(obj, f+".redirect.hostname", "invalid hostname %q", rd.Hostname)
+		}
+		v.pathRewrite(obj, f+".redirect.path", rd.Path, r.Match.Path)
+	}
+	if d := r.DirectResponse; d != nil && (d.Status < 200 || d.Status > 599) {
+		v.fail(obj, f+".directResponse.status", "%d out of range 200-599", d.Status)
+	}
+	v.headers(obj, f+".requestHeaders", r.RequestHeaders)
+	v.headers(obj, f+".responseHeaders", r.ResponseHeaders)
+	if r.Timeout < 0 {
+		v.fail(obj, f+".timeout", "negative")
+	}
+}
+
+func (v *validator) pathRewrite(obj, f string, p *PathRewrite, m *PathMatch) {
+	if p == nil {
+		return
+	}
+	if !strings.HasPrefix(p.Value, "/") {
+		v.fail(obj, f+".value", "%q does not start with /", p.Value)
+	}
+	switch p.Type {
+	case ReplaceFullPath:
+	case ReplacePrefixMatch:
+		if m == nil || m.Type != PathPrefix {
+			v.fail(obj, f+".type", "ReplacePrefixMatch needs a Prefix path match")
+		}
+	default:
+		v.fail(obj, f+".type", "unknown type %q", p.Type)
+	}
+}
+
+func (v *validator) headers(obj, f string, m *HeaderModifier) {
+	if m == nil {
+		return
+	}
+	for i, h := range m.Set {
+		if !validHeaderName(h.Name) {
+			v.fail(obj, fmt.Sprintf("%s.set[%d].name", f, i), "invalid header name %q", h.Name)
+		}
+		if !validHeaderValue(h.Value) {
+			v.fail(obj, fmt.Sprintf("%s.set[%d].value", f, i), "invalid header value")
+		}
+	}
+	for i, h := range m.Add {
+		if !validHeaderName(h.Name) {
+			v.fail(obj, fmt.Sprintf("%s.add[%d].name", f, i), "invalid header name %q", h.Name)
+		}
+		if !validHeaderValue(h.Value) {
+			v.fail(obj, fmt.Sprintf("%s.add[%d].value", f, i), "invalid header value")
+		}
+	}
+	for i, n := range m.Remove {
+		if !validHeaderName(n) {
+			v.fail(obj, fmt.Sprintf("%s.remove[%d]", f, i), "invalid header name %q", n)
+		}
+	}
+}
+
+func (v *validator) stringMatch(obj, f string, t StringMatchType, value string) {
+	switch t {
+	case MatchExact:
+	case MatchRegex:
+		v.regex(obj, f+".value", value)
+	default:
+		v.fail(obj, f+".type", "unknown type %q", t)
+	}
+}
+
+func (v *validator) regex(obj, f, expr string) {
+	if _, err := regexp.Compile(expr); err != nil {
+		v.fail(obj, f, "invalid RE2 regular expression: %v", err)
+	}
+}
+
+// validDomain accepts a DNS name, "*.suffix", "*", or an IP literal.
+func validDomain(d string) bool {
+	if d == "*" {
+		return true
+	}
+	if _, err := netip.ParseAddr(d); err == nil {
+		return true
+	}
+	d = strings.TrimPrefix(d, "*.")
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' && i > 0 && i < len(label)-1
+			if !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validToken reports whether s is an RFC 9110 token (header names, methods).
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderName accepts a header field name; pseudo-headers (":path") are
+// never matched or edited through the IR.
+func validHeaderName(s string) bool { return validToken(s) }
+
+// validHeaderValue rejects control characters that would split a header.
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
