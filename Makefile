@@ -1,0 +1,39 @@
+# nodemesh — the targets a newcomer and CI use. `make help` lists them.
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+PKGS := ./...
+
+.PHONY: help build run test testdata generate check-generate bench fuzz lint clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+build: ## build every binary into ./bin
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+run: build ## standalone quickstart: agent + proxy + demo backends + examples/quickstart
+	./examples/quickstart/run.sh
+
+test: ## unit, golden, end-to-end and privileged tests (run as root for datapath tests)
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 30m $(PKGS)
+
+testdata: ## rewrite every golden file from the current code
+	$(GO) test $(PKGS) -run 'Golden' -update
+
+generate: ## rebuild generated code (BPF objects via bpf2go; needs clang)
+	$(GO) generate ./bpf/... ./datapath/...
+
+check-generate: generate ## fail if generated files differ from the committed ones
+	git diff --exit-code -- bpf datapath
+
+bench: build ## benchmarks that print numbers (see BENCHMARKS.md)
+	$(GO) test -run '^$$' -bench . -benchmem ./gateway/... ./xds/...
+
+fuzz: ## run every fuzz target briefly (FUZZTIME=30s to change)
+	./.ci/fuzz.sh $${FUZZTIME:-10s}
+
+clean:
+	rm -rf $(BIN) .state
