@@ -1,0 +1,108 @@
+package ir
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// valid returns a small Config exercising every kind; each test case breaks
+// one thing.
+func valid() *Config {
+	return &Config{
+		Listeners: []*Listener{{
+			Name: "gateway/default/eg/80", Address: "127.0.100.1", Port: 80,
+			Chains: []*HTTPChain{{
+				Name: "http",
+				Routes: &RouteTable{Name: "gateway/default/eg/80/http", VirtualHosts: []*VirtualHost{{
+					Name: "*", Domains: []string{"*"},
+					Routes: []*Route{
+						{
+							Name:     "r0",
+							Match:    Match{Path: &PathMatch{Type: PathPrefix, Value: "/foo"}, Headers: []HeaderMatch{{Name: "x-v", Type: MatchRegex, Value: "v[0-9]+"}}},
+							Backends: []*WeightedBackend{{Cluster: "service/default/echo/8080", Weight: 90}, {Weight: 10}},
+							Rewrite:  &Rewrite{Path: &PathRewrite{Type: ReplacePrefixMatch, Value: "/"}},
+						},
+						{Name: "r1", Redirect: &Redirect{Scheme: "https", StatusCode: 301}},
+					},
+				}}},
+			}},
+		}, {
+			Name: "gateway/default/eg/443", Address: "127.0.100.1", Port: 443,
+			Chains: []*HTTPChain{{
+				Name: "https", ServerNames: []string{"*.example.com"},
+				TLS:    &TLS{Certificates: []string{"secret/default/cert"}, ALPN: []string{"h2", "http/1.1"}},
+				Routes: &RouteTable{Name: "gateway/default/eg/443/https", VirtualHosts: []*VirtualHost{{Name: "v", Domains: []string{"a.example.com"}, Routes: []*Route{{Name: "d", DirectResponse: &DirectResponse{Status: 500}}}}}},
+			}},
+		}},
+		Clusters: []*Cluster{{Name: "service/default/echo/8080", Protocol: ProtocolHTTP1, LBPolicy: LBRoundRobin, Endpoints: []Endpoint{{Address: "127.0.0.1", Port: 9000, Ready: true}}}},
+		Secrets:  []*Secret{{Name: "secret/default/cert", Certificate: []byte("c"), PrivateKey: []byte("k")}},
+	}
+}
+
+func TestValidate(t *testing.T) {
+	if err := valid().Validate(); err != nil {
+		t.Fatalf("valid config rejected: %v", err)
+	}
+	route := func(c *Config) *Route { return c.Listeners[0].Chains[0].Routes.VirtualHosts[0].Routes[0] }
+	cases := []struct {
+		name   string
+		mutate func(c *Config)
+		want   string
+	}{
+		{"duplicate listener", func(c *Config) { c.Listeners[1].Name = c.Listeners[0].Name }, `listener "gateway/default/eg/80": name: duplicate`},
+		{"bad address", func(c *Config) { c.Listeners[0].Address = "localhost" }, "address: ParseAddr"},
+		{"port zero", func(c *Config) { c.Listeners[0].Port = 0 }, "port: 0 out of range"},
+		{"same bind", func(c *Config) { c.Listeners[1].Port = 80 }, "127.0.100.1:80 already bound"},
+		{"unknown cluster", func(c *Config) { route(c).Backends[0].Cluster = "nope" }, `backends[0].cluster: unknown cluster "nope"`},
+		{"two actions", func(c *Config) { route(c).DirectResponse = &DirectResponse{Status: 200} }, "has 2 actions"},
+		{"no action", func(c *Config) { route(c).Backends = nil; route(c).Rewrite = nil }, "has 0 actions"},
+		{"bad regex", func(c *Config) { route(c).Match.Headers[0].Value = "(" }, "match.headers[0].value: invalid RE2"},
+		{"bad path regex", func(c *Config) { route(c).Match.Path = &PathMatch{Type: PathRegex, Value: "[a-"} }, "match.path.value: invalid RE2"},
+		{"prefix trailing slash", func(c *Config) { route(c).Match.Path.Value = "/foo/" }, "trailing /"},
+		{"prefix rewrite without prefix match", func(c *Config) { route(c).Match.Path = &PathMatch{Type: PathExact, Value: "/x"} }, "ReplacePrefixMatch needs a Prefix"},
+		{"redirect status", func(c *Config) { c.Listeners[0].Chains[0].Routes.VirtualHosts[0].Routes[1].Redirect.StatusCode = 200 }, "200 is not a redirect status"},
+		{"header value injection", func(c *Config) {
+			route(c).RequestHeaders = &HeaderModifier{Set: []Header{{Name: "x", Value: "a\r\nb: c"}}}
+		}, "requestHeaders.set[0].value: invalid header value"},
+		{"header name", func(c *Config) { route(c).RequestHeaders = &HeaderModifier{Remove: []string{"bad name"}} }, `invalid header name "bad name"`},
+		{"unknown secret", func(c *Config) { c.Secrets[0].Name = "other" }, `unknown secret "secret/default/cert"`},
+		{"server names need TLS", func(c *Config) { c.Listeners[0].Chains[0].ServerNames = []string{"a.com"} }, "server names need TLS"},
+		{"duplicate domain", func(c *Config) {
+			vhs := &c.Listeners[0].Chains[0].Routes.VirtualHosts
+			*vhs = append(*vhs, &VirtualHost{Name: "other", Domains: []string{"*"}, Routes: []*Route{{Name: "x", DirectResponse: &DirectResponse{Status: 404}}}})
+		}, `domain "*" also in virtual host "*"`},
+		{"route table twice", func(c *Config) { c.Listeners[1].Chains[0].Routes.Name = c.Listeners[0].Chains[0].Routes.Name }, "defined twice"},
+		{"endpoint port", func(c *Config) { c.Clusters[0].Endpoints[0].Port = 70000 }, "endpoints[0].port: 70000"},
+		{"cluster protocol", func(c *Config) { c.Clusters[0].Protocol = "h3" }, `unknown protocol "h3"`},
+		{"invalid domain", func(c *Config) { c.Listeners[1].Chains[0].Routes.VirtualHosts[0].Domains = []string{"a..b"} }, `invalid domain "a..b"`},
+		{"plaintext plus tls", func(c *Config) { c.Listeners[1].Chains = append(c.Listeners[1].Chains, c.Listeners[0].Chains[0]) }, "plaintext chain must be the listener's only chain"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := valid()
+			tc.mutate(c)
+			err := c.Validate()
+			if err == nil {
+				t.Fatalf("Validate() = nil, want error containing %q", tc.want)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error does not wrap ErrInvalid: %v", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Validate() = %v\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidDomain(t *testing.T) {
+	for d, want := range map[string]bool{
+		"*": true, "example.com": true, "*.example.com": true, "127.0.0.1": true, "::1": true,
+		"": false, "*.": false, "a..b": false, "-a.com": false, "a-.com": false, "a b": false, "*.*.com": false,
+	} {
+		if got := validDomain(d); got != want {
+			t.Errorf("validDomain(%q) = %v, want %v", d, got, want)
+		}
+	}
+}
