@@ -1,0 +1,82 @@
+// Package dataplane is the boundary between the agent (which reads user
+// intent and builds IR) and whatever delivers IR to proxies (the xDS server).
+// It holds only interfaces and plain status types, imports nothing outside
+// the standard library and mesh/ir, and so can be implemented by xds/
+// without xds/ importing Kubernetes code, and consumed by the agent without
+// the agent importing Envoy code.
+package dataplane
+
+import (
+	"context"
+	"time"
+
+	"github.com/nodemesh/nodemesh/mesh/ir"
+)
+
+// Publisher delivers configuration to the node's proxies.
+type Publisher interface {
+	// Publish makes cfg the desired configuration. cfg has passed
+	// Validate. It is called from one goroutine at a time, returns once
+	// the configuration is queued for delivery (not when proxies ACK it),
+	// and must keep the previous configuration serving when it fails.
+	Publish(ctx context.Context, cfg *ir.Config) (Publication, error)
+	// Proxies reports every proxy that has connected, with what it
+	// acknowledged or rejected. Safe to call from any goroutine.
+	Proxies() []Proxy
+}
+
+// Publication describes what Publish queued.
+type Publication struct {
+	// Versions maps a resource type ("Listener", "RouteConfiguration",
+	// "Cluster", "ClusterLoadAssignment", "Secret") to the version now
+	// desired for it. Only types with at least one resource are listed:
+	// they are the ones a proxy must acknowledge before the configuration
+	// counts as programmed.
+	Versions map[string]string
+	// Changed is false when cfg produced exactly what was already
+	// published, and nothing was pushed.
+	Changed bool
+}
+
+// Proxy is one connected (or formerly connected) proxy.
+type Proxy struct {
+	Node      string      `json:"node"`
+	Connected bool        `json:"connected"`
+	Since     time.Time   `json:"since"`
+	Types     []TypeState `json:"types"`
+}
+
+// TypeState is a proxy's view of one resource type.
+type TypeState struct {
+	Type string `json:"type"`
+	// Sent is the last version sent to the proxy, Acked the last it
+	// accepted.
+	Sent  string `json:"sent,omitempty"`
+	Acked string `json:"acked,omitempty"`
+	// Nack is the most recent rejection, if it is newer than the last ACK.
+	Nack *Nack `json:"nack,omitempty"`
+}
+
+// Nack is a proxy's rejection of an update, with its error text.
+type Nack struct {
+	Version string    `json:"version"`
+	Message string    `json:"message"`
+	Time    time.Time `json:"time"`
+}
+
+// AckedAll reports whether the proxy accepted every version in want.
+func (p Proxy) AckedAll(want map[string]string) bool {
+	for typ, v := range want {
+		ok := false
+		for _, ts := range p.Types {
+			if ts.Type == typ && ts.Acked == v {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
