@@ -1,0 +1,71 @@
+package agent
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/nodemesh/nodemesh/mesh/dataplane"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+)
+
+func TestVerdictFor(t *testing.T) {
+	want := map[string]string{"Listener": "l1", "RouteConfiguration": "r1"}
+	acked := []dataplane.TypeState{{Type: "Listener", Sent: "l1", Acked: "l1"}, {Type: "RouteConfiguration", Sent: "r1", Acked: "r1"}}
+	nack := func(msg string) []dataplane.TypeState {
+		return []dataplane.TypeState{
+			{Type: "Listener", Sent: "l1", Acked: "l1"},
+			{Type: "RouteConfiguration", Sent: "r1", Acked: "r0", Nack: &dataplane.Nack{Version: "r1", Message: msg}},
+		}
+	}
+	cases := []struct {
+		name     string
+		proxies  []dataplane.Proxy
+		status   metav1.ConditionStatus
+		reason   string
+		contains string
+	}{
+		{"no proxy", nil, metav1.ConditionFalse, "Pending", "no proxy is connected"},
+		{"disconnected only", []dataplane.Proxy{{Node: "a", Types: acked}}, metav1.ConditionFalse, "Pending", "no proxy"},
+		{"all acked", []dataplane.Proxy{{Node: "a", Connected: true, Types: acked}}, metav1.ConditionTrue, "Programmed", "1 proxies"},
+		{"one behind", []dataplane.Proxy{
+			{Node: "a", Connected: true, Types: acked},
+			{Node: "b", Connected: true, Types: acked[:1]},
+		}, metav1.ConditionFalse, "Pending", "acknowledge the configuration: b"},
+		{"nack names this gateway", []dataplane.Proxy{{Node: "a", Connected: true, Types: nack(`route "gateway/default/eg/80/http": bad regex`)}},
+			metav1.ConditionFalse, "Invalid", `proxy a rejected RouteConfiguration version r1: route "gateway/default/eg/80/http": bad regex`},
+		{"nack names another gateway", []dataplane.Proxy{{Node: "a", Connected: true, Types: nack(`gateway/default/other/80: boom`)}},
+			metav1.ConditionFalse, "Pending", "because of another resource: gateway/default/other/80: boom"},
+		{"nack names no gateway", []dataplane.Proxy{{Node: "a", Connected: true, Types: nack(`cluster "service/default/x/80": boom`)}},
+			metav1.ConditionFalse, "Invalid", "boom"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v := verdictFor("default/eg", want, tc.proxies)
+			if v.status != tc.status || v.reason != tc.reason || !strings.Contains(v.message, tc.contains) {
+				t.Errorf("verdict = %+v, want %s/%s containing %q", v, tc.status, tc.reason, tc.contains)
+			}
+		})
+	}
+}
+
+func TestApplyVerdictKeepsTranslationFailures(t *testing.T) {
+	st := &gwv1.GatewayStatus{
+		Conditions: []metav1.Condition{{Type: "Programmed", Status: metav1.ConditionTrue, Reason: "Programmed"}},
+		Listeners: []gwv1.ListenerStatus{
+			{Name: "ok", Conditions: []metav1.Condition{{Type: "Programmed", Status: metav1.ConditionTrue, Reason: "Programmed"}}},
+			{Name: "bad", Conditions: []metav1.Condition{{Type: "Programmed", Status: metav1.ConditionFalse, Reason: "Invalid", Message: "bad cert"}}},
+		},
+	}
+	applyVerdict(st, 3, dataplaneVerdict{metav1.ConditionFalse, "Pending", "waiting"})
+	if c := meta.FindStatusCondition(st.Conditions, "Programmed"); c.Status != metav1.ConditionFalse || c.Reason != "Pending" || c.ObservedGeneration != 3 {
+		t.Errorf("gateway Programmed = %+v, want False/Pending at generation 3", c)
+	}
+	if c := meta.FindStatusCondition(st.Listeners[0].Conditions, "Programmed"); c.Reason != "Pending" {
+		t.Errorf("listener ok Programmed = %+v, want Pending", c)
+	}
+	if c := meta.FindStatusCondition(st.Listeners[1].Conditions, "Programmed"); c.Reason != "Invalid" || c.Message != "bad cert" {
+		t.Errorf("listener bad Programmed = %+v, want its translation failure kept", c)
+	}
+}
