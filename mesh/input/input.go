@@ -1,13 +1,3 @@
-// Package input defines the immutable snapshot of user intent that every
-// translator reads: Gateway API objects, the core objects they refer to, and
-// (later) policy objects. Providers build it — the file provider from a
-// directory of YAML, the Kubernetes provider from informers — and the same
-// pure translation code consumes it, so standalone mode and Kubernetes mode
-// cannot drift apart.
-//
-// A Snapshot is never mutated after a provider publishes it: translators
-// read it from any goroutine without locks. Slices are sorted by namespace
-// then name, so equal intent yields byte-identical translation output.
 package input
 
 import (

@@ -1,0 +1,105 @@
+package input
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+)
+
+// Build assembles a Snapshot from objects decoded from any number of
+// sources. The kind and key of each object are read from Obj itself. Two
+// objects with the same kind, namespace and name are an error naming both
+// origins; so is an object of a type Decode does not produce. On error no
+// Snapshot is returned. Build does not copy the objects: the caller must
+// not modify them afterwards.
+func Build(objs []Object) (*Snapshot, error) {
+	s := &Snapshot{}
+	seen := make(map[objectID]Origin, len(objs))
+	var errs []error
+	for _, o := range objs {
+		meta, ok := o.Obj.(metav1.Object)
+		if !ok || reflect.ValueOf(o.Obj).IsNil() {
+			errs = append(errs, &DecodeError{Origin: o.Origin, Kind: o.Kind, Name: o.Key, Err: fmt.Errorf("unsupported object type %T", o.Obj)})
+			continue
+		}
+		kind := kindOf(o.Obj)
+		key := Key{Namespace: meta.GetNamespace(), Name: meta.GetName()}
+		if kind == "" {
+			errs = append(errs, &DecodeError{Origin: o.Origin, Kind: o.Kind, Name: key, Err: fmt.Errorf("unsupported object type %T", o.Obj)})
+			continue
+		}
+		id := objectID{kind, key}
+		if prev, dup := seen[id]; dup {
+			errs = append(errs, &DecodeError{Origin: o.Origin, Kind: kind, Name: key, Err: fmt.Errorf("duplicate object, also defined at %s", prev)})
+			continue
+		}
+		seen[id] = o.Origin
+		switch v := o.Obj.(type) {
+		case *gwv1.GatewayClass:
+			s.GatewayClasses = append(s.GatewayClasses, v)
+		case *gwv1.Gateway:
+			s.Gateways = append(s.Gateways, v)
+		case *gwv1.HTTPRoute:
+			s.HTTPRoutes = append(s.HTTPRoutes, v)
+		case *gwv1.ReferenceGrant:
+			s.ReferenceGrants = append(s.ReferenceGrants, v)
+		case *corev1.Service:
+			s.Services = append(s.Services, v)
+		case *discoveryv1.EndpointSlice:
+			s.EndpointSlices = append(s.EndpointSlices, v)
+		case *corev1.Secret:
+			s.Secrets = append(s.Secrets, v)
+		case *corev1.Namespace:
+			s.Namespaces = append(s.Namespaces, v)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	sortByKey(s.GatewayClasses)
+	sortByKey(s.Gateways)
+	sortByKey(s.HTTPRoutes)
+	sortByKey(s.ReferenceGrants)
+	sortByKey(s.Services)
+	sortByKey(s.EndpointSlices)
+	sortByKey(s.Secrets)
+	sortByKey(s.Namespaces)
+	return s, nil
+}
+
+func kindOf(obj any) Kind {
+	switch obj.(type) {
+	case *gwv1.GatewayClass:
+		return KindGatewayClass
+	case *gwv1.Gateway:
+		return KindGateway
+	case *gwv1.HTTPRoute:
+		return KindHTTPRoute
+	case *gwv1.ReferenceGrant:
+		return KindReferenceGrant
+	case *corev1.Service:
+		return KindService
+	case *discoveryv1.EndpointSlice:
+		return KindEndpointSlice
+	case *corev1.Secret:
+		return KindSecret
+	case *corev1.Namespace:
+		return KindNamespace
+	}
+	return ""
+}
+
+func sortByKey[T metav1.Object](s []T) {
+	sort.Slice(s, func(i, j int) bool {
+		if a, b := s[i].GetNamespace(), s[j].GetNamespace(); a != b {
+			return a < b
+		}
+		return s[i].GetName() < s[j].GetName()
+	})
+}

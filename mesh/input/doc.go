@@ -1,0 +1,39 @@
+// Package input defines the immutable snapshot of user intent that every
+// translator reads — Gateway API objects and the core objects they refer to
+// — and the decoder that turns streams of ordinary Kubernetes YAML or JSON
+// into it. Providers build snapshots: the file provider from a directory of
+// YAML (Decode per file, Build over all files), the Kubernetes provider from
+// informers. The same pure translation code consumes both, so standalone
+// mode and Kubernetes mode cannot drift apart.
+//
+// Invariants:
+//   - a Snapshot is never mutated after a provider publishes it: translators
+//     read it from any goroutine without locks;
+//   - every slice of a Snapshot is sorted by namespace then name, so equal
+//     intent yields byte-identical translation output;
+//   - a Snapshot holds at most one object per (kind, namespace, name).
+//
+// Decoding follows what kubectl and the API server would do with the same
+// files, so a folder that works here also applies to a cluster:
+//   - documents are separated by "---" lines; empty documents (nothing but
+//     whitespace and comments) are skipped; a stream whose first
+//     non-blank byte is '{' is read as a sequence of JSON objects;
+//   - a v1 List expands to its items;
+//   - decoding is strict: unknown and duplicate fields are errors, field
+//     names are case-sensitive;
+//   - gateway.networking.k8s.io v1beta1 Gateway, GatewayClass, HTTPRoute and
+//     ReferenceGrant are read as their v1 form (the shapes are identical);
+//   - namespaced objects without metadata.namespace land in "default";
+//     metadata.namespace on cluster-scoped kinds (GatewayClass, Namespace)
+//     is dropped, as the API server does;
+//   - metadata.name must be a DNS-1123 subdomain and metadata.namespace a
+//     DNS-1123 label, so names can be embedded in hierarchical resource
+//     names without escaping;
+//   - Secret stringData is merged into data (stringData wins), as the API
+//     server does on write.
+//
+// Errors never half-apply: Decode returns either every object of a stream
+// or an error joining one *DecodeError per problem, each naming the
+// source, line, document, kind, name and (when known) field. Bad input
+// never panics.
+package input

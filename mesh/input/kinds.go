@@ -1,0 +1,54 @@
+package input
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+)
+
+// object is what every supported kind's Go type implements.
+type object interface {
+	runtime.Object
+	metav1.Object
+}
+
+// kindInfo describes how to decode one apiVersion/kind.
+type kindInfo struct {
+	kind       Kind
+	namespaced bool
+	// apiVersion is what the decoded object's TypeMeta is set to (v1beta1
+	// Gateway API objects are stored as v1).
+	apiVersion string
+	newObj     func() object
+}
+
+type gvk struct{ apiVersion, kind string }
+
+const (
+	gatewayV1      = "gateway.networking.k8s.io/v1"
+	gatewayV1beta1 = "gateway.networking.k8s.io/v1beta1"
+)
+
+// kinds lists every apiVersion/kind Decode accepts. Adding a kind here and
+// a field to Snapshot (filled in Build) is all a new kind needs.
+var kinds = map[gvk]kindInfo{}
+
+func register(apiVersions []string, info kindInfo) {
+	for _, v := range apiVersions {
+		kinds[gvk{v, string(info.kind)}] = info
+	}
+}
+
+func init() {
+	gw := []string{gatewayV1, gatewayV1beta1}
+	register(gw, kindInfo{kind: KindGatewayClass, apiVersion: gatewayV1, newObj: func() object { return &gwv1.GatewayClass{} }})
+	register(gw, kindInfo{kind: KindGateway, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.Gateway{} }})
+	register(gw, kindInfo{kind: KindHTTPRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.HTTPRoute{} }})
+	register(gw, kindInfo{kind: KindReferenceGrant, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.ReferenceGrant{} }})
+	register([]string{"v1"}, kindInfo{kind: KindService, namespaced: true, apiVersion: "v1", newObj: func() object { return &corev1.Service{} }})
+	register([]string{"v1"}, kindInfo{kind: KindSecret, namespaced: true, apiVersion: "v1", newObj: func() object { return &corev1.Secret{} }})
+	register([]string{"v1"}, kindInfo{kind: KindNamespace, apiVersion: "v1", newObj: func() object { return &corev1.Namespace{} }})
+	register([]string{"discovery.k8s.io/v1"}, kindInfo{kind: KindEndpointSlice, namespaced: true, apiVersion: "discovery.k8s.io/v1", newObj: func() object { return &discoveryv1.EndpointSlice{} }})
+}
