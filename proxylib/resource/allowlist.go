@@ -1,0 +1,291 @@
+package resource
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	// Register every message type an allowed Any may hold.
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+)
+
+// Message full names used in the allowlist.
+const (
+	hcmName    = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+	routerName = "envoy.extensions.filters.http.router.v3.Router"
+	tlsInspect = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+	dtlsName   = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+	hpoName    = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+)
+
+// allowed lists, per message, the fields the proxy implements. Every
+// populated field of a received resource must appear here; anything else is
+// NACKed with its path. Keep proxylib/doc.go in sync (a test renders this
+// table into it).
+var allowed = map[protoreflect.FullName][]protoreflect.Name{
+	"envoy.config.listener.v3.Listener":       {"name", "address", "listener_filters", "filter_chains", "per_connection_buffer_limit_bytes"},
+	"envoy.config.core.v3.Address":            {"socket_address"},
+	"envoy.config.core.v3.SocketAddress":      {"address", "port_value"},
+	"envoy.config.listener.v3.ListenerFilter": {"name", "typed_config"},
+	tlsInspect:                                  {},
+	"envoy.config.listener.v3.FilterChain":      {"name", "filter_chain_match", "transport_socket", "filters"},
+	"envoy.config.listener.v3.FilterChainMatch": {"server_names"},
+	"envoy.config.core.v3.TransportSocket":      {"name", "typed_config"},
+	dtlsName:                                    {"common_tls_context"},
+	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext": {"tls_certificate_sds_secret_configs", "alpn_protocols"},
+	"envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig":  {"name", "sds_config"},
+	"envoy.config.core.v3.ConfigSource":                          {"ads", "resource_api_version"},
+	"envoy.config.core.v3.AggregatedConfigSource":                {},
+	"envoy.config.listener.v3.Filter":                            {"name", "typed_config"},
+	hcmName: {"stat_prefix", "codec_type", "rds", "http_filters", "use_remote_address", "xff_num_trusted_hops",
+		"skip_xff_append", "strip_any_host_port", "normalize_path", "merge_slashes", "server_name",
+		"common_http_protocol_options", "stream_idle_timeout", "request_timeout", "generate_request_id",
+		"preserve_external_request_id", "upgrade_configs"},
+	"envoy.extensions.filters.network.http_connection_manager.v3.Rds":                                 {"route_config_name", "config_source"},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter":                          {"name", "typed_config"},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig": {"upgrade_type", "enabled"},
+	routerName: {},
+	"envoy.config.core.v3.HttpProtocolOptions": {"idle_timeout"},
+
+	"envoy.config.route.v3.RouteConfiguration": {"name", "virtual_hosts"},
+	"envoy.config.route.v3.VirtualHost":        {"name", "domains", "routes"},
+	"envoy.config.route.v3.Route": {"name", "match", "route", "redirect", "direct_response",
+		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"},
+	"envoy.config.route.v3.RouteMatch":            {"prefix", "path", "safe_regex", "path_separated_prefix", "headers", "query_parameters"},
+	"envoy.type.matcher.v3.RegexMatcher":          {"regex"},
+	"envoy.config.route.v3.HeaderMatcher":         {"name", "string_match", "present_match", "invert_match"},
+	"envoy.config.route.v3.QueryParameterMatcher": {"name", "string_match", "present_match"},
+	"envoy.type.matcher.v3.StringMatcher":         {"exact", "safe_regex"},
+	"envoy.config.route.v3.RouteAction": {"cluster", "weighted_clusters", "cluster_not_found_response_code",
+		"prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "timeout"},
+	"envoy.config.route.v3.WeightedCluster": {"clusters"},
+	"envoy.config.route.v3.WeightedCluster.ClusterWeight": {"name", "weight", "request_headers_to_add",
+		"request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"},
+	"envoy.type.matcher.v3.RegexMatchAndSubstitute": {"pattern", "substitution"},
+	"envoy.config.route.v3.RedirectAction": {"scheme_redirect", "host_redirect", "port_redirect", "path_redirect",
+		"prefix_rewrite", "regex_rewrite", "response_code", "strip_query"},
+	"envoy.config.route.v3.DirectResponseAction": {"status", "body"},
+	"envoy.config.core.v3.DataSource":            {"inline_bytes", "inline_string"},
+	"envoy.config.core.v3.HeaderValueOption":     {"header", "append_action"},
+	"envoy.config.core.v3.HeaderValue":           {"key", "value"},
+
+	"envoy.config.cluster.v3.Cluster": {"name", "type", "eds_cluster_config", "connect_timeout", "lb_policy",
+		"typed_extension_protocol_options", "per_connection_buffer_limit_bytes"},
+	"envoy.config.cluster.v3.Cluster.EdsClusterConfig": {"eds_config", "service_name"},
+	hpoName: {"explicit_http_config"},
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig": {"http_protocol_options", "http2_protocol_options"},
+	"envoy.config.core.v3.Http1ProtocolOptions":                                 {},
+	"envoy.config.core.v3.Http2ProtocolOptions":                                 {},
+
+	"envoy.config.endpoint.v3.ClusterLoadAssignment": {"cluster_name", "endpoints"},
+	"envoy.config.endpoint.v3.LocalityLbEndpoints":   {"lb_endpoints"},
+	"envoy.config.endpoint.v3.LbEndpoint":            {"endpoint", "health_status", "load_balancing_weight"},
+	"envoy.config.endpoint.v3.Endpoint":              {"address"},
+
+	"envoy.extensions.transport_sockets.tls.v3.Secret":         {"name", "tls_certificate"},
+	"envoy.extensions.transport_sockets.tls.v3.TlsCertificate": {"certificate_chain", "private_key"},
+}
+
+// allowedAny lists, per Any-typed field, the message types it may hold.
+var allowedAny = map[protoreflect.FullName][]protoreflect.FullName{
+	"envoy.config.listener.v3.ListenerFilter.typed_config":                                {tlsInspect},
+	"envoy.config.core.v3.TransportSocket.typed_config":                                   {dtlsName},
+	"envoy.config.listener.v3.Filter.typed_config":                                        {hcmName},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config": {routerName},
+	"envoy.config.cluster.v3.Cluster.typed_extension_protocol_options":                    {hpoName},
+}
+
+// leaf messages are checked as values, not walked: well-known wrappers.
+var leaf = map[protoreflect.FullName]bool{
+	"google.protobuf.Duration":    true,
+	"google.protobuf.UInt32Value": true,
+	"google.protobuf.BoolValue":   true,
+}
+
+var allowedSet = func() map[protoreflect.FullName]map[protoreflect.Name]bool {
+	m := make(map[protoreflect.FullName]map[protoreflect.Name]bool, len(allowed))
+	for msg, fields := range allowed {
+		s := make(map[protoreflect.Name]bool, len(fields))
+		for _, f := range fields {
+			s[f] = true
+		}
+		m[msg] = s
+	}
+	return m
+}()
+
+// Allowlist renders the supported field set, one message per line, sorted:
+// "`full.Name`: field, field". proxylib/doc.go embeds exactly this text.
+func Allowlist() []string {
+	out := make([]string, 0, len(allowed))
+	for msg, fields := range allowed {
+		names := make([]string, len(fields))
+		for i, f := range fields {
+			names[i] = string(f)
+		}
+		line := "`" + string(msg) + "`"
+		if len(names) > 0 {
+			line += ": " + strings.Join(names, ", ")
+		} else {
+			line += ": (no fields)"
+		}
+		if anys := anyLine(msg); anys != "" {
+			line += "; " + anys
+		}
+		out = append(out, line)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func anyLine(msg protoreflect.FullName) string {
+	var parts []string
+	for field, types := range allowedAny {
+		if field.Parent() != msg {
+			continue
+		}
+		ts := make([]string, len(types))
+		for i, t := range types {
+			ts[i] = string(t)
+		}
+		parts = append(parts, string(field.Name())+" holds "+strings.Join(ts, " | "))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, "; ")
+}
+
+// path is the field path of the value being checked, rendered only on error.
+type path []string
+
+func (p path) String() string {
+	var b strings.Builder
+	for i, s := range p {
+		if i > 0 && s[0] != '[' && s[0] != '(' {
+			b.WriteByte('.')
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+// FieldError is a NACK reason: the field path inside the resource and why.
+type FieldError struct {
+	Path   string
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	if e.Path == "" {
+		return e.Reason
+	}
+	return e.Path + ": " + e.Reason
+}
+
+func fieldErr(p path, format string, args ...any) error {
+	return &FieldError{Path: p.String(), Reason: fmt.Sprintf(format, args...)}
+}
+
+// checkAllowed walks every populated field of m and fails on the first one
+// outside the allowlist, on unknown fields, and on Any payloads of types not
+// allowed at that position.
+func checkAllowed(m protoreflect.Message, p path) error {
+	desc := m.Descriptor()
+	if leaf[desc.FullName()] {
+		return nil
+	}
+	fields, ok := allowedSet[desc.FullName()]
+	if !ok {
+		return fieldErr(p, "message %s not supported by nodemesh-proxy", desc.FullName())
+	}
+	if len(m.GetUnknown()) > 0 {
+		return fieldErr(p, "unknown field in %s not supported by nodemesh-proxy", desc.Name())
+	}
+	var err error
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		fp := append(p, string(fd.Name()))
+		if !fields[fd.Name()] {
+			err = fieldErr(fp, "field not supported by nodemesh-proxy")
+			return false
+		}
+		err = checkValue(fd, v, fp)
+		return err == nil
+	})
+	return err
+}
+
+func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, p path) error {
+	switch {
+	case fd.IsList():
+		if fd.Message() == nil {
+			return nil
+		}
+		l := v.List()
+		for i := 0; i < l.Len(); i++ {
+			if err := checkMessage(fd, l.Get(i).Message(), append(p, "["+strconv.Itoa(i)+"]")); err != nil {
+				return err
+			}
+		}
+	case fd.IsMap():
+		if fd.MapValue().Message() == nil {
+			return nil
+		}
+		var err error
+		v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+			err = checkMessage(fd, mv.Message(), append(p, "["+strconv.Quote(k.String())+"]"))
+			return err == nil
+		})
+		return err
+	case fd.Message() != nil:
+		return checkMessage(fd, v.Message(), p)
+	}
+	return nil
+}
+
+func checkMessage(fd protoreflect.FieldDescriptor, m protoreflect.Message, p path) error {
+	if m.Descriptor().FullName() != "google.protobuf.Any" {
+		return checkAllowed(m, p)
+	}
+	a, ok := m.Interface().(*anypb.Any)
+	if !ok {
+		return fieldErr(p, "malformed Any")
+	}
+	inner, err := unpackAllowed(fd.FullName(), a, p)
+	if err != nil {
+		return err
+	}
+	return checkAllowed(inner.ProtoReflect(), append(p[:len(p):len(p)], "("+string(inner.ProtoReflect().Descriptor().Name())+")"))
+}
+
+// unpackAllowed unmarshals an Any held by field, failing when its type is
+// not one the proxy supports there.
+func unpackAllowed(field protoreflect.FullName, a *anypb.Any, p path) (proto.Message, error) {
+	name := a.MessageName()
+	ok := false
+	for _, t := range allowedAny[field] {
+		if t == name {
+			ok = true
+		}
+	}
+	if !ok {
+		return nil, fieldErr(p, "type %q not supported by nodemesh-proxy", a.GetTypeUrl())
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(name)
+	if err != nil {
+		return nil, fieldErr(p, "resolving type %q: %v", a.GetTypeUrl(), err)
+	}
+	msg := mt.New().Interface()
+	if err := proto.Unmarshal(a.GetValue(), msg); err != nil {
+		return nil, fieldErr(p, "decoding %s: %v", name, err)
+	}
+	return msg, nil
+}

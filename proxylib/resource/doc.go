@@ -1,0 +1,27 @@
+// Package resource decodes the Envoy v3 resources the proxy receives over
+// xDS into small, validated, immutable internal types, the way grpc-go's
+// xDS client does. It owns the field-level allowlist: every populated field
+// of every received message, including messages inside typed Any configs, is
+// walked with protoreflect and must be in the supported set, or the resource
+// is rejected with an error naming the resource and the exact field path, for
+// example
+//
+//	listener "x": filter_chains[0].filters[0].typed_config(HttpConnectionManager).tracing: field not supported by nodemesh-proxy
+//
+// Unknown fields (from newer API versions) are rejected the same way; no
+// field is ever silently ignored. After the allowlist, Envoy's own
+// protoc-gen-validate rules run, then semantic checks (IP literal addresses,
+// ADS config sources, unique domains and filter chain matches, RE2
+// compilation of every regex, parsable key pairs).
+//
+// Data enters as *anypb.Any from the xDS client and leaves as *Listener,
+// *RouteConfig, *Cluster, *Endpoints or *Secret; those values are never
+// mutated after decoding, so the data path may share them freely.
+//
+// Decisions where Envoy leaves room: empty header values are dropped
+// (keep_empty_value is not supported and defaults to false); header values
+// are literal except "%%", and any other "%COMMAND%" substitution is
+// rejected; prefix_rewrite together with a safe_regex path match is
+// rejected; a filter chain carries exactly one network filter, the HTTP
+// connection manager, whose route configuration comes from RDS over ADS.
+package resource
