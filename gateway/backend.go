@@ -1,0 +1,181 @@
+package gateway
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/ir"
+)
+
+// compileBackends resolves a rule's backendRefs. A backend that cannot be
+// resolved keeps its weight with no cluster, so its share of requests gets
+// 500 as the API requires, and the route reports ResolvedRefs=False.
+func (t *translator) compileBackends(rule *ruleState, refs []gwv1.HTTPBackendRef) {
+	rs := rule.route
+	for k := range refs {
+		br := &refs[k]
+		field := fmt.Sprintf("spec.rules[%d].backendRefs[%d]", rule.index, k)
+		weight := int32(1)
+		if br.Weight != nil {
+			weight = *br.Weight
+		}
+		if weight < 0 {
+			rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("backendRefs[%d].weight", k), "%d is negative", weight)
+			continue
+		}
+		wb := &ir.WeightedBackend{Weight: uint32(weight)}
+		backendFilters(rule, fmt.Sprintf("backendRefs[%d]", k), br.Filters, wb)
+		cl, problem := t.resolveService(rs, field, &br.BackendObjectReference)
+		if problem != nil {
+			rs.refProblems = append(rs.refProblems, *problem)
+		} else {
+			wb.Cluster = cl.Name
+			rule.clusters = append(rule.clusters, cl)
+		}
+		rule.backends = append(rule.backends, wb)
+	}
+}
+
+// resolveService finds the cluster of a backendRef, or why there is none.
+func (t *translator) resolveService(rs *routeState, field string, br *gwv1.BackendObjectReference) (*ir.Cluster, *refProblem) {
+	fail := func(reason gwv1.RouteConditionReason, format string, args ...any) (*ir.Cluster, *refProblem) {
+		return nil, &refProblem{reason: string(reason), msg: fmt.Sprintf("HTTPRoute %s: %s: ", rs.key, field) + fmt.Sprintf(format, args...)}
+	}
+	group, kind := groupOr(br.Group, ""), kindOr(br.Kind, "Service")
+	if group != "" || kind != "Service" {
+		return fail(gwv1.RouteReasonInvalidKind, "backend kind %s is not supported; use a core Service", groupKind(group, kind))
+	}
+	k := input.Key{Namespace: namespaceOr(br.Namespace, rs.key.Namespace), Name: string(br.Name)}
+	if !t.ix.permitted(ref{
+		fromGroup: gwv1.GroupName, fromKind: "HTTPRoute", fromNamespace: rs.key.Namespace,
+		toGroup: "", toKind: "Service", toNamespace: k.Namespace, toName: k.Name,
+	}) {
+		return fail(gwv1.RouteReasonRefNotPermitted, "Service %s is in another namespace and no ReferenceGrant there allows HTTPRoutes from %s to use it", k, rs.key.Namespace)
+	}
+	if br.Port == nil {
+		return fail(gwv1.RouteReasonBackendNotFound, "port is required for a Service backend")
+	}
+	svc := t.ix.services[k]
+	if svc == nil {
+		return fail(gwv1.RouteReasonBackendNotFound, "Service %s not found", k)
+	}
+	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+		return fail(gwv1.RouteReasonInvalidKind, "Service %s is of type ExternalName, which is not supported", k)
+	}
+	var sp *corev1.ServicePort
+	for i := range svc.Spec.Ports {
+		if svc.Spec.Ports[i].Port == *br.Port {
+			sp = &svc.Spec.Ports[i]
+			break
+		}
+	}
+	if sp == nil {
+		return fail(gwv1.RouteReasonBackendNotFound, "Service %s has no port %d", k, *br.Port)
+	}
+	if sp.Protocol != "" && sp.Protocol != corev1.ProtocolTCP {
+		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d uses protocol %s; HTTP needs TCP", k, sp.Port, sp.Protocol)
+	}
+	proto, ok := appProtocol(sp.AppProtocol)
+	if !ok {
+		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d has appProtocol %q, which HTTPRoutes cannot speak", k, sp.Port, *sp.AppProtocol)
+	}
+	return t.cluster(k, sp, proto), nil
+}
+
+// appProtocol maps a Service port's appProtocol to the protocol spoken to
+// its endpoints. Values naming TLS or WebSocket-over-TLS are refused: no
+// backend TLS is configured. Unrecognized values are hints the project
+// does not act on, as Kubernetes allows.
+func appProtocol(p *string) (ir.AppProtocol, bool) {
+	if p == nil {
+		return ir.ProtocolHTTP1, true
+	}
+	switch *p {
+	case "kubernetes.io/h2c":
+		return ir.ProtocolH2C, true
+	case "https", "HTTPS", "tls", "TLS", "kubernetes.io/wss":
+		return "", false
+	}
+	return ir.ProtocolHTTP1, true
+}
+
+// cluster returns the (memoized) cluster of one Service port.
+func (t *translator) cluster(svc input.Key, sp *corev1.ServicePort, proto ir.AppProtocol) *ir.Cluster {
+	name := clusterName(svc, sp.Port)
+	if cl := t.clusters[name]; cl != nil {
+		return cl
+	}
+	cl := &ir.Cluster{Name: name, Protocol: proto, LBPolicy: ir.LBRoundRobin, Endpoints: t.endpoints(svc, sp)}
+	if t.clusters == nil {
+		t.clusters = map[string]*ir.Cluster{}
+	}
+	t.clusters[name] = cl
+	return cl
+}
+
+// endpoints collects a Service port's endpoints from the Service's
+// EndpointSlices. A slice port belongs to a Service port when their names
+// are equal (both empty for a single unnamed port), as the EndpointSlice
+// controller writes them; its number is the target port. Ready follows
+// conditions.ready, where unset means ready. An address listed by several
+// slices appears once, ready if any slice says so.
+func (t *translator) endpoints(svc input.Key, sp *corev1.ServicePort) []ir.Endpoint {
+	type ep struct {
+		addr netip.Addr
+		port uint32
+	}
+	ready := map[ep]bool{}
+	var order []ep
+	for _, es := range t.ix.slices[svc] {
+		if es.AddressType != discoveryv1.AddressTypeIPv4 && es.AddressType != discoveryv1.AddressTypeIPv6 {
+			continue
+		}
+		port := uint32(0)
+		for _, p := range es.Ports {
+			name := ""
+			if p.Name != nil {
+				name = *p.Name
+			}
+			if name != sp.Name || p.Port == nil || *p.Port < 1 || *p.Port > 65535 ||
+				(p.Protocol != nil && *p.Protocol != corev1.ProtocolTCP) {
+				continue
+			}
+			port = uint32(*p.Port)
+			break
+		}
+		if port == 0 {
+			continue
+		}
+		for _, e := range es.Endpoints {
+			r := e.Conditions.Ready == nil || *e.Conditions.Ready
+			for _, a := range e.Addresses {
+				addr, err := netip.ParseAddr(a)
+				if err != nil || addr.Zone() != "" {
+					continue
+				}
+				k := ep{addr, port}
+				if _, seen := ready[k]; !seen {
+					order = append(order, k)
+				}
+				ready[k] = ready[k] || r
+			}
+		}
+	}
+	sort.Slice(order, func(i, j int) bool {
+		if c := order[i].addr.Compare(order[j].addr); c != 0 {
+			return c < 0
+		}
+		return order[i].port < order[j].port
+	})
+	out := make([]ir.Endpoint, 0, len(order))
+	for _, k := range order {
+		out = append(out, ir.Endpoint{Address: k.addr.String(), Port: k.port, Ready: ready[k]})
+	}
+	return out
+}

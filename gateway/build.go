@@ -1,0 +1,222 @@
+package gateway
+
+import (
+	"bytes"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/nodemesh/nodemesh/mesh/ir"
+)
+
+// tlsALPN is what HTTPS chains offer, in preference order.
+var tlsALPN = []string{"h2", "http/1.1"}
+
+// buildConfig assembles the IR from the serving listeners and the routes
+// attached to them. An IR listener is one (Gateway address, port): the
+// HTTP listeners of a port share one plaintext chain and route table; each
+// HTTPS listener of a port is its own TLS chain, chosen by SNI, with its own
+// route table. Only clusters and secrets that some emitted route or chain
+// uses are included.
+func (t *translator) buildConfig() *ir.Config {
+	b := &builder{t: t, clusters: map[string]*ir.Cluster{}, secrets: map[string]*ir.Secret{}}
+	cfg := &ir.Config{}
+	for _, gs := range t.gatewayOrder {
+		byPort := map[int32][]*listenerState{}
+		var ports []int32
+		for _, ls := range gs.listeners {
+			if !ls.serving {
+				continue
+			}
+			if byPort[ls.port] == nil {
+				ports = append(ports, ls.port)
+			}
+			byPort[ls.port] = append(byPort[ls.port], ls)
+		}
+		sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
+		for _, port := range ports {
+			group := byPort[port]
+			l := &ir.Listener{Name: listenerName(gs.key, port), Address: gs.addr.String(), Port: uint32(port)}
+			if group[0].protocol == gwv1.HTTPProtocolType {
+				l.Chains = []*ir.HTTPChain{{Name: plainChainName, Routes: b.table(plainTableName(gs.key, port), group, port)}}
+			} else {
+				for _, ls := range group {
+					l.Chains = append(l.Chains, b.tlsChain(ls, port))
+				}
+			}
+			cfg.Listeners = append(cfg.Listeners, l)
+		}
+	}
+	for _, cl := range b.clusters {
+		cfg.Clusters = append(cfg.Clusters, cl)
+	}
+	for _, s := range b.secrets {
+		cfg.Secrets = append(cfg.Secrets, s)
+	}
+	sort.Slice(cfg.Listeners, func(i, j int) bool { return cfg.Listeners[i].Name < cfg.Listeners[j].Name })
+	sort.Slice(cfg.Clusters, func(i, j int) bool { return cfg.Clusters[i].Name < cfg.Clusters[j].Name })
+	sort.Slice(cfg.Secrets, func(i, j int) bool { return cfg.Secrets[i].Name < cfg.Secrets[j].Name })
+	return cfg
+}
+
+type builder struct {
+	t        *translator
+	clusters map[string]*ir.Cluster
+	secrets  map[string]*ir.Secret
+	// mark numbers virtual hosts, so each route is visited once per host.
+	mark int
+}
+
+func (b *builder) tlsChain(ls *listenerState, port int32) *ir.HTTPChain {
+	ch := &ir.HTTPChain{
+		Name:   tlsChainName(ls.name),
+		TLS:    &ir.TLS{ALPN: tlsALPN},
+		Routes: b.table(tlsTableName(ls.gw.key, port, ls.name), []*listenerState{ls}, port),
+	}
+	if ls.hostname != "" {
+		ch.ServerNames = []string{ls.hostname}
+	}
+	for _, k := range ls.certs {
+		name := secretName(k)
+		if contains(ch.TLS.Certificates, name) {
+			continue
+		}
+		ch.TLS.Certificates = append(ch.TLS.Certificates, name)
+		if b.secrets[name] == nil {
+			s := b.t.ix.secrets[k]
+			b.secrets[name] = &ir.Secret{
+				Name:        name,
+				Certificate: bytes.Clone(s.Data[corev1.TLSCertKey]),
+				PrivateKey:  bytes.Clone(s.Data[corev1.TLSPrivateKeyKey]),
+			}
+		}
+	}
+	return ch
+}
+
+// table builds the route table served by a set of listeners of one port.
+// Its domains are the listeners' own hostnames ("*" for none) — so a
+// listener without routes still answers 404 for its hosts instead of
+// leaking them to a less specific listener — and every hostname routes are
+// served on. Each domain belongs to the most specific listener covering it
+// and holds that listener's routes whose hostname covers the domain.
+func (b *builder) table(name string, listeners []*listenerState, port int32) *ir.RouteTable {
+	seen := map[string]bool{}
+	var domains []string
+	add := func(d string) {
+		if !seen[d] {
+			seen[d] = true
+			domains = append(domains, d)
+		}
+	}
+	for _, ls := range listeners {
+		if ls.hostname == "" {
+			add(anyHost)
+		} else {
+			add(ls.hostname)
+		}
+		for h := range ls.entries {
+			add(h)
+		}
+	}
+	sort.Strings(domains)
+	rt := &ir.RouteTable{Name: name, VirtualHosts: make([]*ir.VirtualHost, 0, len(domains))}
+	for _, d := range domains {
+		vh := &ir.VirtualHost{Name: virtualHostName(name, d), Domains: []string{d}, Routes: []*ir.Route{}}
+		if owner := ownerAmong(listeners, d); owner != nil {
+			items := b.gather(owner, d)
+			sortItems(items)
+			vh.Routes = make([]*ir.Route, len(items))
+			for i := range items {
+				vh.Routes[i] = b.route(items[i].m, port)
+			}
+		}
+		rt.VirtualHosts = append(rt.VirtualHosts, vh)
+	}
+	return rt
+}
+
+// ownerAmong returns the listener with the most specific hostname covering
+// domain d.
+func ownerAmong(listeners []*listenerState, d string) *listenerState {
+	var best *listenerState
+	for _, ls := range listeners {
+		if listenerCovers(ls.hostname, d) && (best == nil || moreSpecific(ls.hostname, best.hostname)) {
+			best = ls
+		}
+	}
+	return best
+}
+
+// gather collects the matches of the owner's routes that serve domain d,
+// each route once, through its most specific covering hostname.
+func (b *builder) gather(owner *listenerState, d string) []item {
+	b.mark++
+	var items []item
+	coveringHostnames(d, func(h string) bool {
+		exact, length := specificity(h)
+		for _, rs := range owner.entries[h] {
+			if rs.mark == b.mark {
+				continue
+			}
+			rs.mark = b.mark
+			for _, rule := range rs.rules {
+				if !rule.valid() {
+					continue
+				}
+				for _, m := range rule.matches {
+					items = append(items, item{m: m, hostExact: exact, hostLen: length})
+				}
+			}
+		}
+		return true
+	})
+	return items
+}
+
+// route returns the IR route of a match on a listener port, creating it
+// once per match (once per port for redirects that depend on the port).
+func (b *builder) route(m *matchState, port int32) *ir.Route {
+	rule := m.rule
+	for _, cl := range rule.clusters {
+		b.clusters[cl.Name] = cl
+	}
+	if rd := rule.redirect; rd != nil && rd.portDependent() {
+		if r := m.byPort[port]; r != nil {
+			return r
+		}
+		if m.byPort == nil {
+			m.byPort = map[int32]*ir.Route{}
+		}
+		r := newRoute(m, port)
+		m.byPort[port] = r
+		return r
+	}
+	if m.route == nil {
+		m.route = newRoute(m, port)
+	}
+	return m.route
+}
+
+func newRoute(m *matchState, port int32) *ir.Route {
+	rule := m.rule
+	r := &ir.Route{
+		Name:            routeName(rule.route.key, rule.index, m.index),
+		Match:           m.match,
+		RequestHeaders:  rule.reqHeaders,
+		ResponseHeaders: rule.respHeaders,
+		Timeout:         rule.timeout,
+	}
+	switch {
+	case rule.redirect != nil:
+		r.Redirect = rule.redirect.ir(port)
+	case len(rule.backends) > 0:
+		r.Backends = rule.backends
+		r.Rewrite = rule.rewrite
+	default:
+		// No backendRefs: the API requires a 500 for every request.
+		r.DirectResponse = &ir.DirectResponse{Status: 500}
+	}
+	return r
+}

@@ -1,0 +1,103 @@
+// Package gateway translates Gateway API objects into nodemesh's IR and
+// computes the status of the GatewayClasses, Gateways and HTTPRoutes this
+// controller owns.
+//
+// Data enters as an immutable input.Snapshot plus Options (the controller
+// name and the address the caller assigned to each Gateway) and leaves as a
+// Result: an ir.Config that always passes Config.Validate, and statuses in
+// the gateway-api v1 types. Translate is a pure function: no clock (status
+// writers stamp lastTransitionTime), no I/O, no shared state; user errors
+// become conditions, never failures, and one bad object never takes down
+// another's configuration.
+//
+// Ownership. Only GatewayClasses whose controllerName is ours are
+// processed. Gateways of other classes, and parentRefs to them, get no
+// status from here. HTTPRoute parentRefs to Services (GAMMA) are left to
+// the mesh translator.
+//
+// Gateways and listeners. HTTP and HTTPS (TLS mode Terminate) listeners
+// are supported; others are Accepted=False/UnsupportedProtocol. Listeners
+// of one Gateway sharing a port must share a protocol (else every one of
+// them is Conflicted/ProtocolConflict) and differ in hostname (else
+// Conflicted/HostnameConflict); conflicted listeners are not accepted and
+// none of a conflicting group wins. HTTPS listeners of one port whose
+// hostnames overlap get OverlappingTLSConfig. An HTTPS listener serves only
+// when every certificateRef is a core Secret of type kubernetes.io/tls
+// holding a parseable key pair, in the Gateway's namespace or allowed by a
+// ReferenceGrant; otherwise ResolvedRefs=False (InvalidCertificateRef or
+// RefNotPermitted) and the listener is not programmed. Decisions where the
+// spec is silent:
+//   - a Gateway with no address assigned is Programmed=False /
+//     AddressNotAssigned and produces no IR; one whose spec.addresses asks
+//     for a different IP than assigned is Programmed=False /
+//     AddressNotUsable; non-IPAddress address types are Accepted=False /
+//     UnsupportedAddress;
+//   - when two Gateways are assigned the same address, the older one
+//     (creationTimestamp, then namespace/name) keeps each shared port; the
+//     newer one's listeners on it are Accepted=False/PortUnavailable;
+//   - GatewayClass parametersRef and Gateway infrastructure.parametersRef
+//     are rejected (InvalidParameters): no parameters are supported, and
+//     ignoring them would run with settings other than those asked for;
+//   - client certificate validation (spec.tls.frontend) is not supported;
+//     affected HTTPS listeners are Accepted=False/UnsupportedValue rather
+//     than served without the validation;
+//   - a listener whose name repeats an earlier one is dropped and the
+//     Gateway is Accepted=False/Invalid;
+//   - allowedRoutes kinds other than HTTPRoute are InvalidRouteKinds.
+//
+// IR shape. An IR Listener is one (Gateway address, port), named
+// gateway/<ns>/<gw>/<port>. The HTTP listeners of a port share one
+// plaintext chain and route table; each HTTPS listener is a TLS chain
+// selected by SNI (its hostname; none is the catch-all) with its own route
+// table, offering ALPN h2 and http/1.1. A route table holds one virtual host
+// per domain: each listener's own hostname ("*" without one), so a listener
+// with no routes answers 404 for its hosts, and each hostname routes are
+// served on. Listener isolation: a domain belongs to the most specific
+// listener covering it, and only that listener's routes are served there.
+// A virtual host holds every route of its listener whose hostname covers
+// the domain — a "*.example.com" route also serves "foo.example.com" —
+// ordered as precedence.go describes (hostname specificity first, as the
+// HTTPRoute hostnames spec requires).
+//
+// Routes. Route hostnames are intersected with listener hostnames exactly
+// as the spec describes (the more specific of two intersecting names wins).
+// A rule whose matches, filters or fields cannot be honoured is dropped
+// from the configuration (the spec's "Drop Rule" option): the route is
+// Accepted with PartiallyInvalid=True naming the dropped rules, or
+// Accepted=False when no rule is left. Decisions where the spec is silent
+// or leaves a choice:
+//   - regular expressions are RE2 and match the whole subject;
+//     RegularExpression paths rank between Exact and PathPrefix, longer
+//     first;
+//   - filters supported: RequestHeaderModifier, ResponseHeaderModifier,
+//     RequestRedirect and URLRewrite on rules, the two header modifiers on
+//     backendRefs; any other filter type, and retry or sessionPersistence,
+//     invalidates the rule (UnsupportedValue) instead of being skipped;
+//   - ReplacePrefixMatch needs exactly one PathPrefix match in its rule,
+//     as the API's validation requires;
+//   - timeouts.request sets the route timeout; without it
+//     timeouts.backendRequest does (requests are not retried, so the
+//     backend request is the whole exchange); "0s" disables the timeout;
+//   - a rule without backendRefs and without a redirect answers 500;
+//   - redirect ports are resolved here (explicit port, else 80/443 for an
+//     explicit scheme, else the listener's port), so one rule attached to
+//     listeners on different ports yields one IR route per port.
+//
+// Backends. Only core Services (not ExternalName) are backends; each
+// (Service, port) is one cluster service/<ns>/<name>/<port> whose endpoints
+// come from the EndpointSlices labelled kubernetes.io/service-name, using
+// the slice port whose name equals the Service port's name (the
+// EndpointSlice controller's contract). An endpoint is ready when
+// conditions.ready is true or unset. appProtocol kubernetes.io/h2c selects
+// HTTP/2 cleartext; https, tls and kubernetes.io/wss are refused
+// (UnsupportedProtocol: no backend TLS); other values are hints that do
+// not change the protocol. An unresolvable backendRef (InvalidKind,
+// BackendNotFound, RefNotPermitted, UnsupportedProtocol) keeps its weight
+// with no cluster, so its share of requests gets 500.
+//
+// Performance. Everything is indexed by name once per call; no list is
+// scanned per route, and each route, rule and IR route is built once
+// however many listeners and virtual hosts it lands in (IR routes are
+// shared between virtual hosts). Cost is linear in the input plus the
+// output.
+package gateway

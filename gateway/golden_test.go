@@ -1,0 +1,181 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/yaml"
+
+	"github.com/nodemesh/nodemesh/internal/golden"
+	"github.com/nodemesh/nodemesh/mesh/input"
+)
+
+// Test inputs choose Gateway addresses with this annotation: an IP address,
+// or "none" for a Gateway that gets no address. Without it a Gateway gets
+// its first spec.addresses IP, else the next address of 127.0.10.0/24 in
+// snapshot order.
+const addressAnnotation = "test.nodemesh.io/address"
+
+// testAddresses plays the part of the agent's address allocator.
+func testAddresses(t testing.TB, snap *input.Snapshot) map[input.Key]netip.Addr {
+	out := map[input.Key]netip.Addr{}
+	next := netip.MustParseAddr("127.0.10.1")
+	for _, gw := range snap.Gateways {
+		k := keyOf(gw)
+		if v, ok := gw.Annotations[addressAnnotation]; ok {
+			if v != "none" {
+				a, err := netip.ParseAddr(v)
+				if err != nil {
+					t.Fatalf("Gateway %s: %s: %v", k, addressAnnotation, err)
+				}
+				out[k] = a
+			}
+			continue
+		}
+		if len(gw.Spec.Addresses) > 0 {
+			if a, err := netip.ParseAddr(gw.Spec.Addresses[0].Value); err == nil {
+				out[k] = a
+				continue
+			}
+		}
+		out[k] = next
+		next = next.Next()
+	}
+	return out
+}
+
+func loadCase(t testing.TB, path string) *input.Snapshot {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := input.Decode(filepath.Base(path), data)
+	if err != nil {
+		t.Fatalf("decoding: %v", err)
+	}
+	snap, err := input.Build(objs)
+	if err != nil {
+		t.Fatalf("building snapshot: %v", err)
+	}
+	return snap
+}
+
+// TestGolden translates every testdata/<case>.in.yaml and compares the IR
+// and statuses with <case>.out.yaml. Every Config must validate, and the
+// output must not depend on the order of the snapshot's slices.
+func TestGolden(t *testing.T) {
+	ins := golden.Inputs(t, "testdata", ".in.yaml", ".out.yaml")
+	if len(ins) < 25 {
+		t.Errorf("only %d golden cases; every feature and error path needs one", len(ins))
+	}
+	for _, in := range ins {
+		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
+		t.Run(name, func(t *testing.T) {
+			snap := loadCase(t, in)
+			opts := Options{Addresses: testAddresses(t, snap)}
+			res := Translate(snap, opts)
+			if err := res.Config.Validate(); err != nil {
+				t.Errorf("Config does not validate:\n%v", err)
+			}
+			got := render(t, res)
+			golden.Check(t, strings.TrimSuffix(in, ".in.yaml")+".out.yaml", got)
+
+			shuffled := shuffle(snap, rand.New(rand.NewSource(int64(len(name)))))
+			if again := render(t, Translate(shuffled, opts)); string(again) != string(got) {
+				t.Errorf("output depends on snapshot order:\n%s", cmp.Diff(string(got), string(again)))
+			}
+		})
+	}
+}
+
+// render turns a Result into deterministic YAML. Certificates and keys
+// appear as digests to keep the files readable; lastTransitionTime, which
+// translation never sets, is left out.
+func render(t testing.TB, res *Result) []byte {
+	t.Helper()
+	type named struct {
+		Key    string `json:"key"`
+		Status any    `json:"status"`
+	}
+	out := map[string]any{"config": res.Config}
+	if len(res.GatewayClasses) > 0 {
+		out["gatewayClasses"] = res.GatewayClasses
+	}
+	var gws, routes []named
+	for _, g := range res.Gateways {
+		gws = append(gws, named{g.Key.String(), g.Status})
+	}
+	for _, r := range res.HTTPRoutes {
+		routes = append(routes, named{r.Key.String(), r.Status})
+	}
+	if gws != nil {
+		out["gateways"] = gws
+	}
+	if routes != nil {
+		out["httpRoutes"] = routes
+	}
+	js, err := json.Marshal(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tree any
+	if err := json.Unmarshal(js, &tree); err != nil {
+		t.Fatal(err)
+	}
+	scrub(tree)
+	y, err := yaml.Marshal(tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return y
+}
+
+func scrub(v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		delete(v, "lastTransitionTime")
+		for _, k := range []string{"certificate", "privateKey"} {
+			if s, ok := v[k].(string); ok {
+				sum := sha256.Sum256([]byte(s))
+				v[k] = fmt.Sprintf("sha256:%s", hex.EncodeToString(sum[:6]))
+			}
+		}
+		for _, c := range v {
+			scrub(c)
+		}
+	case []any:
+		for _, c := range v {
+			scrub(c)
+		}
+	}
+}
+
+// shuffle returns a copy of snap with every slice in random order.
+func shuffle(snap *input.Snapshot, r *rand.Rand) *input.Snapshot {
+	s := *snap
+	s.GatewayClasses = shuffled(s.GatewayClasses, r)
+	s.Gateways = shuffled(s.Gateways, r)
+	s.HTTPRoutes = shuffled(s.HTTPRoutes, r)
+	s.ReferenceGrants = shuffled(s.ReferenceGrants, r)
+	s.Services = shuffled(s.Services, r)
+	s.EndpointSlices = shuffled(s.EndpointSlices, r)
+	s.Secrets = shuffled(s.Secrets, r)
+	s.Namespaces = shuffled(s.Namespaces, r)
+	return &s
+}
+
+func shuffled[T any](in []T, r *rand.Rand) []T {
+	out := append([]T(nil), in...)
+	r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}

@@ -1,0 +1,401 @@
+package gateway
+
+import (
+	"fmt"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/nodemesh/nodemesh/mesh/input"
+)
+
+// listenerState is one listener of one of our Gateways.
+type listenerState struct {
+	gw       *gatewayState
+	index    int
+	name     string
+	spec     *gwv1.Listener
+	hostname string // "" when the listener has none
+	port     int32
+	protocol gwv1.ProtocolType
+
+	accepted verdict
+	resolved verdict
+	// conflict, when set, is the reason the listener is Conflicted.
+	conflict *verdict
+	// overlapping lists HTTPS listeners on the same port whose hostnames
+	// overlap this one's (OverlappingTLSConfig).
+	overlapping []string
+
+	kinds       []gwv1.RouteGroupKind
+	nsFrom      gwv1.FromNamespaces
+	nsSelector  labels.Selector
+	certs       []input.Key // TLS Secrets, all verified
+	certProblem bool        // a certificateRef is unusable: do not serve
+
+	// serving: the listener is part of the IR (Programmed=True).
+	serving bool
+	// peers are the serving listeners of the same Gateway port, this one
+	// included; they share a route table (HTTP) or an IR listener (HTTPS).
+	peers []*listenerState
+	// attached counts the Accepted Routes attached to this listener.
+	attached map[*routeState]bool
+	// entries holds the routes to serve, by the hostname they serve it on.
+	entries map[string][]*routeState
+}
+
+var httpRouteKind = gwv1.RouteGroupKind{Group: ptr(gwv1.Group(gwv1.GroupName)), Kind: "HTTPRoute"}
+
+func (t *translator) newListener(gs *gatewayState, i int, l *gwv1.Listener) *listenerState {
+	ls := &listenerState{
+		gw: gs, index: i, name: string(l.Name), spec: l, port: l.Port, protocol: l.Protocol,
+		accepted: yes(string(gwv1.ListenerReasonAccepted), "Listener is accepted"),
+		resolved: yes(string(gwv1.ListenerReasonResolvedRefs), "All references are resolved"),
+		nsFrom:   gwv1.NamespacesFromSame,
+		attached: map[*routeState]bool{},
+		entries:  map[string][]*routeState{},
+	}
+	if l.Hostname != nil {
+		ls.hostname = string(*l.Hostname)
+	}
+	switch l.Protocol {
+	case gwv1.HTTPProtocolType, gwv1.HTTPSProtocolType:
+	default:
+		ls.reject(no(string(gwv1.ListenerReasonUnsupportedProtocol), "protocol %q is not supported; use HTTP or HTTPS", l.Protocol))
+		ls.kinds = []gwv1.RouteGroupKind{}
+		return ls
+	}
+	if l.Port < 1 || l.Port > 65535 {
+		ls.reject(no(string(gwv1.ListenerReasonPortUnavailable), "port %d is out of range 1-65535", l.Port))
+	}
+	if ls.hostname != "" && !validHostname(ls.hostname, true) {
+		ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "hostname %q is not a valid hostname", ls.hostname))
+	}
+	ls.allowedRoutes(l.AllowedRoutes)
+	if l.Protocol == gwv1.HTTPProtocolType {
+		if l.TLS != nil {
+			ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "tls must not be set on an HTTP listener"))
+		}
+	} else {
+		t.listenerTLS(ls)
+	}
+	return ls
+}
+
+// reject records the first reason the listener is not accepted.
+func (ls *listenerState) reject(v verdict) {
+	if ls.accepted.ok {
+		ls.accepted = v
+	}
+}
+
+// unresolved records the first unresolved reference.
+func (ls *listenerState) unresolved(v verdict) {
+	if ls.resolved.ok {
+		ls.resolved = v
+	}
+}
+
+func (ls *listenerState) allowedRoutes(ar *gwv1.AllowedRoutes) {
+	ls.kinds = []gwv1.RouteGroupKind{httpRouteKind}
+	if ar == nil {
+		return
+	}
+	if ns := ar.Namespaces; ns != nil && ns.From != nil {
+		ls.nsFrom = *ns.From
+		switch ls.nsFrom {
+		case gwv1.NamespacesFromAll, gwv1.NamespacesFromSame:
+		case gwv1.NamespacesFromSelector:
+			if ns.Selector == nil {
+				ls.nsFrom = ""
+				ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "allowedRoutes.namespaces.selector is required when from is Selector"))
+				break
+			}
+			sel, err := metav1.LabelSelectorAsSelector(ns.Selector)
+			if err != nil {
+				ls.nsFrom = ""
+				ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "allowedRoutes.namespaces.selector: %v", err))
+				break
+			}
+			ls.nsSelector = sel
+		default:
+			ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "allowedRoutes.namespaces.from %q is not supported; use All, Same or Selector", ls.nsFrom))
+		}
+	}
+	if len(ar.Kinds) == 0 {
+		return
+	}
+	ls.kinds = []gwv1.RouteGroupKind{}
+	var bad []string
+	for _, k := range ar.Kinds {
+		group := groupOr(k.Group, gwv1.GroupName)
+		if group == gwv1.GroupName && k.Kind == "HTTPRoute" {
+			if len(ls.kinds) == 0 {
+				ls.kinds = append(ls.kinds, httpRouteKind)
+			}
+			continue
+		}
+		bad = append(bad, fmt.Sprintf("%s/%s", group, k.Kind))
+	}
+	if len(bad) > 0 {
+		ls.unresolved(no(string(gwv1.ListenerReasonInvalidRouteKinds), "route kinds %s are not supported on %s listeners; supported: %s/HTTPRoute",
+			strings.Join(bad, ", "), ls.protocol, gwv1.GroupName))
+	}
+}
+
+// listenerTLS resolves an HTTPS listener's certificates.
+func (t *translator) listenerTLS(ls *listenerState) {
+	cfg := ls.spec.TLS
+	gw := ls.gw.obj
+	if f := frontendValidation(gw, ls.port); f {
+		// Accepting the listener without client certificate validation
+		// would let unauthenticated clients in.
+		ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "client certificate validation (spec.tls.frontend) is not supported"))
+	}
+	if cfg == nil || len(cfg.CertificateRefs) == 0 {
+		ls.certProblem = true
+		ls.unresolved(no(string(gwv1.ListenerReasonInvalidCertificateRef), "an HTTPS listener needs tls.certificateRefs"))
+		return
+	}
+	if cfg.Mode != nil && *cfg.Mode != gwv1.TLSModeTerminate {
+		ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "tls.mode %q is not supported on HTTPS listeners; use Terminate", *cfg.Mode))
+		return
+	}
+	for j, cr := range cfg.CertificateRefs {
+		field := fmt.Sprintf("tls.certificateRefs[%d]", j)
+		group, kind := groupOr(cr.Group, ""), kindOr(cr.Kind, "Secret")
+		if group != "" || kind != "Secret" {
+			ls.certProblem = true
+			ls.unresolved(no(string(gwv1.ListenerReasonInvalidCertificateRef), "%s: %s %q is not supported; use a core Secret", field, groupKind(group, kind), cr.Name))
+			continue
+		}
+		k := input.Key{Namespace: namespaceOr(cr.Namespace, gw.Namespace), Name: string(cr.Name)}
+		if !t.ix.permitted(ref{
+			fromGroup: gwv1.GroupName, fromKind: "Gateway", fromNamespace: gw.Namespace,
+			toGroup: "", toKind: "Secret", toNamespace: k.Namespace, toName: k.Name,
+		}) {
+			ls.certProblem = true
+			ls.unresolved(no(string(gwv1.ListenerReasonRefNotPermitted), "%s: Secret %s is in another namespace and no ReferenceGrant there allows Gateways from %s to use it", field, k, gw.Namespace))
+			continue
+		}
+		if _, err := t.ix.tlsSecret(k); err != nil {
+			ls.certProblem = true
+			ls.unresolved(no(string(gwv1.ListenerReasonInvalidCertificateRef), "%s: %v", field, err))
+			continue
+		}
+		ls.certs = append(ls.certs, k)
+	}
+}
+
+// frontendValidation reports whether the Gateway asks for client
+// certificate validation on port.
+func frontendValidation(gw *gwv1.Gateway, port int32) bool {
+	if gw.Spec.TLS == nil || gw.Spec.TLS.Frontend == nil {
+		return false
+	}
+	f := gw.Spec.TLS.Frontend
+	for _, p := range f.PerPort {
+		if p.Port == port {
+			return p.TLS.Validation != nil
+		}
+	}
+	return f.Default.Validation != nil
+}
+
+func groupKind(group, kind string) string {
+	if group == "" {
+		return kind
+	}
+	return kind + "." + group
+}
+
+// servable reports whether the listener itself can carry traffic; the
+// Gateway may still be unable to serve it.
+func (ls *listenerState) servable() bool {
+	return ls.accepted.ok && ls.conflict == nil && !ls.certProblem
+}
+
+// validity is the listener's verdict for the Gateway's ListenersNotValid.
+func (ls *listenerState) validity() verdict {
+	switch {
+	case ls.conflict != nil:
+		return *ls.conflict
+	case !ls.accepted.ok:
+		return ls.accepted
+	case !ls.resolved.ok:
+		return ls.resolved
+	}
+	return yes("", "")
+}
+
+// allowsNamespace reports whether routes in namespace ns may attach.
+func (ls *listenerState) allowsNamespace(ix *index, ns string) bool {
+	// Listener status does not affect attachment (the spec counts routes
+	// even on listeners that are not accepted), but a namespace policy that
+	// cannot be evaluated admits nothing.
+	switch ls.nsFrom {
+	case gwv1.NamespacesFromAll:
+		return true
+	case gwv1.NamespacesFromSame:
+		return ns == ls.gw.key.Namespace
+	case gwv1.NamespacesFromSelector:
+		return ls.nsSelector != nil && ls.nsSelector.Matches(ix.namespaceSet(ns))
+	}
+	return false
+}
+
+func (ls *listenerState) allowsHTTPRoute() bool { return len(ls.kinds) > 0 }
+
+// markConflicts applies the spec's distinctness rules to the accepted
+// listeners of one Gateway: listeners sharing a port must share the
+// protocol, and listeners sharing port and protocol must differ in
+// hostname. Every listener of a conflicting group is rejected; none wins.
+func markConflicts(ls []*listenerState) {
+	byPort := map[int32][]*listenerState{}
+	var ports []int32
+	for _, l := range ls {
+		if !l.accepted.ok {
+			continue
+		}
+		if byPort[l.port] == nil {
+			ports = append(ports, l.port)
+		}
+		byPort[l.port] = append(byPort[l.port], l)
+	}
+	for _, port := range ports {
+		group := byPort[port]
+		protocols := map[gwv1.ProtocolType]bool{}
+		for _, l := range group {
+			protocols[l.protocol] = true
+		}
+		if len(protocols) > 1 {
+			for _, l := range group {
+				l.setConflict(string(gwv1.ListenerReasonProtocolConflict), "port %d is used with different protocols by listeners %s", port, names(group))
+			}
+			continue
+		}
+		byHost := map[string][]*listenerState{}
+		for _, l := range group {
+			byHost[l.hostname] = append(byHost[l.hostname], l)
+		}
+		for _, l := range group {
+			if same := byHost[l.hostname]; len(same) > 1 {
+				h := l.hostname
+				if h == "" {
+					h = "(none)"
+				}
+				l.setConflict(string(gwv1.ListenerReasonHostnameConflict), "listeners %s use port %d, protocol %s and hostname %s", names(same), port, l.protocol, h)
+			}
+		}
+	}
+}
+
+func (ls *listenerState) setConflict(reason, format string, args ...any) {
+	v := no(reason, format, args...)
+	v.ok = true // Conflicted=True
+	ls.conflict = &v
+	ls.accepted = no(reason, format, args...)
+}
+
+func names(ls []*listenerState) string {
+	var n []string
+	for _, l := range ls {
+		n = append(n, fmt.Sprintf("%q", l.name))
+	}
+	return strings.Join(n, ", ")
+}
+
+// markOverlappingTLS flags HTTPS listeners of one port whose hostnames
+// overlap, where HTTP/2 connection coalescing can carry a request to the
+// wrong listener's certificate.
+func markOverlappingTLS(ls []*listenerState) {
+	for i, a := range ls {
+		for _, b := range ls[i+1:] {
+			if a.protocol != gwv1.HTTPSProtocolType || b.protocol != gwv1.HTTPSProtocolType || a.port != b.port ||
+				!a.accepted.ok || !b.accepted.ok || a.conflict != nil || b.conflict != nil {
+				continue
+			}
+			if a.hostname == "" || b.hostname == "" || covers(a.hostname, b.hostname) || covers(b.hostname, a.hostname) {
+				a.overlapping = append(a.overlapping, b.name)
+				b.overlapping = append(b.overlapping, a.name)
+			}
+		}
+	}
+}
+
+// linkPeers groups the serving listeners of each port.
+func linkPeers(ls []*listenerState) {
+	byPort := map[int32][]*listenerState{}
+	for _, l := range ls {
+		if l.serving {
+			byPort[l.port] = append(byPort[l.port], l)
+		}
+	}
+	for _, l := range ls {
+		if l.serving {
+			l.peers = byPort[l.port]
+		}
+	}
+}
+
+// owner returns the serving listener of this listener's port that requests
+// for domain d reach: the one with the most specific hostname covering d
+// (Listener Isolation). It returns nil when none covers d.
+func (ls *listenerState) owner(d string) *listenerState {
+	var best *listenerState
+	for _, p := range ls.peers {
+		if !listenerCovers(p.hostname, d) {
+			continue
+		}
+		if best == nil || moreSpecific(p.hostname, best.hostname) {
+			best = p
+		}
+	}
+	return best
+}
+
+func (ls *listenerState) programmed() verdict {
+	gs := ls.gw
+	switch {
+	case ls.conflict != nil:
+		return no(ls.conflict.reason, "%s", ls.conflict.msg)
+	case !ls.accepted.ok:
+		return no(string(gwv1.ListenerReasonInvalid), "Listener is not accepted: %s", ls.accepted.msg)
+	case ls.certProblem:
+		return no(string(gwv1.ListenerReasonInvalid), "Listener has unusable certificates: %s", ls.resolved.msg)
+	case gs.problem != nil:
+		return no(string(gwv1.ListenerReasonInvalid), "Gateway is not accepted: %s", gs.problem.msg)
+	case !gs.addr.IsValid():
+		return no(string(gwv1.ListenerReasonPending), "the Gateway has no address yet")
+	case gs.addrProblem != nil:
+		return no(string(gwv1.ListenerReasonPending), "the Gateway's address cannot be used: %s", gs.addrProblem.msg)
+	}
+	return yes(string(gwv1.ListenerReasonProgrammed), "Listener is programmed")
+}
+
+func (ls *listenerState) status() gwv1.ListenerStatus {
+	gen := ls.gw.obj.Generation
+	conflicted := verdict{reason: string(gwv1.ListenerReasonNoConflicts), msg: "Listener has no conflicts"}
+	if ls.conflict != nil {
+		conflicted = *ls.conflict
+	}
+	conds := []metav1.Condition{
+		ls.accepted.condition(string(gwv1.ListenerConditionAccepted), gen),
+		ls.programmed().condition(string(gwv1.ListenerConditionProgrammed), gen),
+		ls.resolved.condition(string(gwv1.ListenerConditionResolvedRefs), gen),
+		conflicted.condition(string(gwv1.ListenerConditionConflicted), gen),
+	}
+	if len(ls.overlapping) > 0 {
+		conds = append(conds, yes(string(gwv1.ListenerReasonOverlappingHostnames),
+			"hostname overlaps HTTPS listeners "+strings.Join(ls.overlapping, ", ")+" on the same port").
+			condition(string(gwv1.ListenerConditionOverlappingTLSConfig), gen))
+	}
+	return gwv1.ListenerStatus{
+		Name:           gwv1.SectionName(ls.name),
+		SupportedKinds: ls.kinds,
+		AttachedRoutes: int32(len(ls.attached)),
+		Conditions:     conds,
+	}
+}

@@ -1,0 +1,50 @@
+package gateway
+
+import (
+	"strconv"
+
+	"github.com/nodemesh/nodemesh/mesh/input"
+)
+
+// Every IR name this package produces comes from here. Names are
+// hierarchical and deterministic, so golden files and xDS diffs stay stable
+// and every resource traces back to the object it came from. Namespaces and
+// names are DNS labels/subdomains, so '/' never appears inside a segment.
+
+// listenerName names the IR listener of one Gateway port.
+func listenerName(gw input.Key, port int32) string {
+	return "gateway/" + gw.Namespace + "/" + gw.Name + "/" + strconv.Itoa(int(port))
+}
+
+// plainChainName names the single plaintext chain of an HTTP port.
+const plainChainName = "http"
+
+// tlsChainName names the TLS chain of one HTTPS Gateway listener.
+func tlsChainName(listener string) string { return "https/" + listener }
+
+// plainTableName names the route table shared by the HTTP listeners of a
+// Gateway port.
+func plainTableName(gw input.Key, port int32) string {
+	return listenerName(gw, port) + "/" + plainChainName
+}
+
+// tlsTableName names the route table of one HTTPS Gateway listener.
+func tlsTableName(gw input.Key, port int32, listener string) string {
+	return listenerName(gw, port) + "/" + tlsChainName(listener)
+}
+
+// virtualHostName names the virtual host of one domain in a route table.
+func virtualHostName(table, domain string) string { return table + "/" + domain }
+
+// routeName names the IR route of one match of one HTTPRoute rule.
+func routeName(route input.Key, rule, match int) string {
+	return "httproute/" + route.Namespace + "/" + route.Name + "/rule/" + strconv.Itoa(rule) + "/match/" + strconv.Itoa(match)
+}
+
+// clusterName names the IR cluster of one Service port.
+func clusterName(svc input.Key, port int32) string {
+	return "service/" + svc.Namespace + "/" + svc.Name + "/" + strconv.Itoa(int(port))
+}
+
+// secretName names the IR secret of one Kubernetes Secret.
+func secretName(s input.Key) string { return "secret/" + s.Namespace + "/" + s.Name }

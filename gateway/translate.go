@@ -1,0 +1,126 @@
+package gateway
+
+import (
+	"net/netip"
+	"sort"
+
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/ir"
+)
+
+// ControllerName is the GatewayClass controllerName nodemesh answers to.
+const ControllerName gwv1.GatewayController = "nodemesh.io/gateway-controller"
+
+// Options tune one translation.
+type Options struct {
+	// ControllerName selects the GatewayClasses to process; empty means
+	// ControllerName.
+	ControllerName gwv1.GatewayController
+	// Addresses holds the address assigned to each Gateway. A Gateway
+	// without a (valid) address is reported Programmed=False with reason
+	// AddressNotAssigned and produces no listeners.
+	Addresses map[input.Key]netip.Addr
+	// AddressProblems optionally explains why a Gateway has no address; the
+	// text becomes the AddressNotAssigned condition's message.
+	AddressProblems map[input.Key]string
+}
+
+// Result is everything one translation produces. It shares no memory with
+// the input snapshot except read-only strings, and the caller owns it.
+type Result struct {
+	// Config is the L7 configuration; it always passes Config.Validate.
+	// Routes may be shared between virtual hosts: treat it as read-only.
+	Config *ir.Config `json:"config"`
+	// Status of every GatewayClass whose controllerName is ours, by name.
+	GatewayClasses []GatewayClassStatus `json:"gatewayClasses,omitempty"`
+	// Status of every Gateway of such a class, by namespace/name.
+	Gateways []GatewayStatus `json:"gateways,omitempty"`
+	// Status of every HTTPRoute with at least one parentRef to such a
+	// Gateway, by namespace/name. Parents lists only this controller's
+	// entries; the status writer merges them with other controllers'.
+	HTTPRoutes []HTTPRouteStatus `json:"httpRoutes,omitempty"`
+}
+
+// GatewayClassStatus is the status this controller computes for one
+// GatewayClass. SupportedFeatures is left to the controller that owns the
+// class lifecycle.
+type GatewayClassStatus struct {
+	Name   string                  `json:"name"`
+	Status gwv1.GatewayClassStatus `json:"status"`
+}
+
+// GatewayStatus is the status of one Gateway.
+type GatewayStatus struct {
+	Key    input.Key          `json:"key"`
+	Status gwv1.GatewayStatus `json:"status"`
+}
+
+// HTTPRouteStatus is this controller's part of one HTTPRoute's status.
+type HTTPRouteStatus struct {
+	Key    input.Key            `json:"key"`
+	Status gwv1.HTTPRouteStatus `json:"status"`
+}
+
+// Translate turns Gateway API intent into the IR and the status of every
+// object this controller owns. It is a pure function: it reads the
+// snapshot without modifying it, never fails (user errors become status
+// conditions) and may run concurrently with other calls.
+func Translate(in *input.Snapshot, opts Options) *Result {
+	if in == nil {
+		in = &input.Snapshot{}
+	}
+	if opts.ControllerName == "" {
+		opts.ControllerName = ControllerName
+	}
+	t := &translator{opts: opts, in: in, ix: newIndex(in)}
+	t.processClasses()
+	t.processGateways()
+	t.processRoutes()
+	return t.result()
+}
+
+// translator is the state of one Translate call.
+type translator struct {
+	opts Options
+	in   *input.Snapshot
+	ix   *index
+
+	classes  map[string]*classState
+	gateways map[input.Key]*gatewayState
+	// gatewayOrder lists our Gateways oldest first; earlier Gateways win
+	// address/port clashes.
+	gatewayOrder []*gatewayState
+	routes       []*routeState
+
+	clusters map[string]*ir.Cluster
+}
+
+func (t *translator) result() *Result {
+	r := &Result{Config: t.buildConfig()}
+	for _, c := range t.in.GatewayClasses {
+		if cs := t.classes[c.Name]; cs != nil {
+			r.GatewayClasses = append(r.GatewayClasses, GatewayClassStatus{Name: c.Name, Status: cs.status()})
+		}
+	}
+	sort.Slice(r.GatewayClasses, func(i, j int) bool { return r.GatewayClasses[i].Name < r.GatewayClasses[j].Name })
+	for _, gs := range t.gatewayOrder {
+		r.Gateways = append(r.Gateways, GatewayStatus{Key: gs.key, Status: gs.status(t.opts.AddressProblems)})
+	}
+	sort.Slice(r.Gateways, func(i, j int) bool { return keyLess(r.Gateways[i].Key, r.Gateways[j].Key) })
+	for _, rs := range t.routes {
+		if len(rs.parents) > 0 {
+			r.HTTPRoutes = append(r.HTTPRoutes, HTTPRouteStatus{Key: rs.key, Status: rs.status(t.opts.ControllerName)})
+		}
+	}
+	sort.Slice(r.HTTPRoutes, func(i, j int) bool { return keyLess(r.HTTPRoutes[i].Key, r.HTTPRoutes[j].Key) })
+	return r
+}
+
+func keyLess(a, b input.Key) bool {
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
+}
