@@ -1,0 +1,153 @@
+package translator
+
+import (
+	"math"
+	"math/bits"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/nodemesh/nodemesh/mesh/ir"
+)
+
+// forward routes the request to the route's backends.
+//
+// Backends of weight 0 never receive traffic and are left out. Unresolved
+// backends (no cluster) keep their share: they become one weighted entry
+// on a cluster name that is never defined, and the route's
+// cluster_not_found_response_code is 500, so exactly their share of
+// requests fails with 500 as Gateway API requires. When nothing resolvable
+// carries weight, the route answers 500 directly. A single resolvable
+// backend without its own header edits is a plain cluster.
+//
+// The route timeout is always written: the IR's 0 ("no timeout") becomes
+// "0s", which disables Envoy's 15-second default that would otherwise cut
+// long gRPC streams and slow downloads.
+func (b *builder) forward(r *ir.Route, out *routev3.Route) *problem {
+	var (
+		valid        []int // indexes into r.Backends
+		invalid      uint64
+		backendEdits bool
+	)
+	for i, wb := range r.Backends {
+		switch {
+		case wb.Weight == 0:
+		case wb.Cluster == "":
+			invalid += uint64(wb.Weight)
+		default:
+			valid = append(valid, i)
+			backendEdits = backendEdits || wb.RequestHeaders != nil || wb.ResponseHeaders != nil
+		}
+	}
+	if len(valid) == 0 {
+		out.Action = directResponse(500, "")
+		return nil
+	}
+	req, p := headerEditsOf("requestHeaders", r.RequestHeaders, true)
+	if p != nil {
+		return p
+	}
+	ra := &routev3.RouteAction{Timeout: durationpb.New(r.Timeout)}
+	if len(valid) == 1 && invalid == 0 && !backendEdits {
+		ra.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: b.clusterNames[r.Backends[valid[0]].Cluster]}
+	} else {
+		wc, p := b.weightedClusters(r, valid, invalid)
+		if p != nil {
+			return p
+		}
+		ra.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
+		if invalid > 0 {
+			ra.ClusterNotFoundResponseCode = routev3.RouteAction_INTERNAL_SERVER_ERROR
+		}
+	}
+	host := req.host
+	if rw := r.Rewrite; rw != nil {
+		if rw.Hostname != "" {
+			// An explicit rewrite beats a Host set by a header modifier.
+			host = hostLiteral(rw.Hostname)
+		}
+		pe, p := pathEditOf("rewrite.path", rw.Path, r.Match.Path)
+		if p != nil {
+			return p
+		}
+		switch {
+		case pe.regex != nil:
+			ra.RegexRewrite = pe.regex
+		case pe.prefix != "":
+			ra.PrefixRewrite = pe.prefix
+		}
+	}
+	if host != "" {
+		ra.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: host}
+	}
+	out.RequestHeadersToAdd, out.RequestHeadersToRemove = req.add, req.remove
+	out.Action = &routev3.Route_Route{Route: ra}
+	return nil
+}
+
+// weightedClusters splits traffic. Envoy rejects a weight sum above
+// MaxUint32, so larger sums are scaled down proportionally (every entry
+// keeps at least weight 1).
+func (b *builder) weightedClusters(r *ir.Route, valid []int, invalid uint64) (*routev3.WeightedCluster, *problem) {
+	weights := make([]uint64, 0, len(valid)+1)
+	for _, i := range valid {
+		weights = append(weights, uint64(r.Backends[i].Weight))
+	}
+	if invalid > 0 {
+		weights = append(weights, invalid)
+	}
+	scaleWeights(weights)
+	wc := &routev3.WeightedCluster{Clusters: make([]*routev3.WeightedCluster_ClusterWeight, 0, len(weights))}
+	for i, bi := range valid {
+		wb := r.Backends[bi]
+		var req, resp headerEdits
+		if wb.RequestHeaders != nil || wb.ResponseHeaders != nil {
+			field := fieldf("backends[%d]", bi)
+			var p *problem
+			if req, p = headerEditsOf(field+".requestHeaders", wb.RequestHeaders, true); p != nil {
+				return nil, p
+			}
+			if req.host != "" {
+				return nil, problemf(field+".requestHeaders", "a per-backend Host edit is outside the supported Envoy subset")
+			}
+			if resp, p = headerEditsOf(field+".responseHeaders", wb.ResponseHeaders, false); p != nil {
+				return nil, p
+			}
+		}
+		wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{
+			Name:                    b.clusterNames[wb.Cluster],
+			Weight:                  wrapperspb.UInt32(uint32(weights[i])),
+			RequestHeadersToAdd:     req.add,
+			RequestHeadersToRemove:  req.remove,
+			ResponseHeadersToAdd:    resp.add,
+			ResponseHeadersToRemove: resp.remove,
+		})
+	}
+	if invalid > 0 {
+		wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{
+			Name:   b.invalidBackend,
+			Weight: wrapperspb.UInt32(uint32(weights[len(weights)-1])),
+		})
+	}
+	return wc, nil
+}
+
+// scaleWeights scales weights down in place until their sum fits in a
+// uint32: each becomes floor(w*budget/sum), at least 1, where budget leaves
+// room for the rounding up to 1.
+func scaleWeights(w []uint64) {
+	var sum uint64
+	for _, x := range w {
+		sum += x
+	}
+	if sum <= math.MaxUint32 {
+		return
+	}
+	budget := uint64(math.MaxUint32) - uint64(len(w))
+	for i, x := range w {
+		hi, lo := bits.Mul64(x, budget)
+		q, _ := bits.Div64(hi, lo, sum) // x <= sum, so hi < sum: no overflow
+		w[i] = max(1, q)
+	}
+}

@@ -1,0 +1,84 @@
+// Package translator turns the IR (mesh/ir) into Envoy v3 resources: the
+// documented subset that both the builtin proxy (proxylib/) and stock Envoy
+// run.
+//
+// # Data in and out
+//
+// The node agent calls Translate with a Config after every change of
+// intent, from any goroutine. Translate validates the Config (an invalid one
+// is rejected whole), then builds Resources: typed slices of Listeners,
+// RouteConfigurations, Clusters, ClusterLoadAssignments and Secrets, each
+// sorted by name, plus Warnings. The result goes to xds/server, which
+// versions and serves it over ADS. Translate is a pure function: no I/O, no
+// clock, no state between calls; equal Configs give proto-equal Resources.
+//
+// # Invariants
+//
+//   - Every resource and every typed_config inside one passes
+//     go-control-plane's ValidateAll before it is emitted; a failure is a
+//     translator bug and is returned as an error wrapping ErrInvalidOutput
+//     (the caller keeps serving the last good configuration).
+//   - Every resource name and every reference between resources comes from
+//     naming.go. Names are the IR's hierarchical names: a Listener is named
+//     after its IR listener, a RouteConfiguration after its IR route table,
+//     a Cluster after its IR cluster (which is also its EDS service name
+//     and its ClusterLoadAssignment's cluster_name), a Secret after its IR
+//     secret. Bytes a proto string cannot carry are %-escaped.
+//   - Only upstream Envoy extensions are used: the HTTP connection manager,
+//     the router, the TLS inspector, the TLS transport socket and the
+//     upstream HTTP protocol options (extensions_test.go pins the set).
+//   - Dynamic references (RDS, EDS, SDS) resolve over the same ADS stream
+//     with resource_api_version V3.
+//   - Output order never depends on map iteration.
+//
+// # Decisions where the IR and Gateway API leave room
+//
+//   - HttpConnectionManager: codec AUTO, use_remote_address, no trusted XFF
+//     hops, strip_any_host_port, normalize_path, router last. Envoy's own
+//     defaults stay for everything else (stream idle timeout 5 min, server
+//     header "envoy", request IDs generated).
+//   - Route timeout: always written. The IR's 0 means "no timeout" and is
+//     emitted as "0s", which disables Envoy's 15 s default that would cut
+//     long-lived gRPC streams.
+//   - Cluster connect timeout: 0 in the IR becomes Envoy's default, 5 s,
+//     written out. HTTP/1.1 clusters carry no protocol options; h2c clusters
+//     carry HttpProtocolOptions with explicit HTTP/2.
+//   - Endpoints: only ready ones are emitted (HEALTHY), sorted and
+//     de-duplicated; not-ready endpoints are left out rather than marked
+//     unhealthy because Envoy's panic threshold would route to them.
+//   - Secrets: only those a TLS chain refers to are emitted.
+//   - Weights: entries of weight 0 are left out; unresolved backends become
+//     one entry on a never-defined cluster with
+//     cluster_not_found_response_code 500; nothing resolvable → direct 500.
+//   - Host header edits: Envoy refuses Host in headers_to_add, so a request
+//     Set/Add of Host becomes host_rewrite_literal (a URL rewrite hostname
+//     wins over it); removing Host, or editing Host in responses or per
+//     backend, cannot be expressed (see below).
+//   - Header values are Envoy format strings: a literal '%' is written "%%".
+//   - Request header edits are only emitted on forwarding routes; response
+//     edits on every route (Envoy applies them to redirects and direct
+//     responses too).
+//   - Domains and SNI names are lower-cased; IPv6 literals are bracketed as
+//     they appear in a Host header. A domain or server name that an earlier
+//     virtual host or chain already claimed (case-insensitively) is dropped
+//     from the later one, since Envoy rejects duplicates.
+//   - Redirect ports: see redirect.go for exactly how the IR's port rules
+//     map onto Envoy's RedirectAction.
+//
+// # A valid IR that stock Envoy cannot carry
+//
+// Some Configs pass ir.Config.Validate yet hold values Envoy's API cannot
+// carry: strings that are not UTF-8 or contain NUL/CR/LF, over-long header
+// names, values or query parameter names, too many header edits, direct
+// response bodies over 4 KiB. Translation never fails for them; each case is
+// reported in Resources.Warnings (naming the IR object and field) and
+// handled the way Gateway API handles a rule it cannot honour:
+//
+//   - a match that cannot be expressed can never hold for a well-formed
+//     request, so the route is dropped;
+//   - an action or header edit that cannot be expressed makes the route
+//     answer 500 (a filter must fail requests rather than be skipped);
+//   - a domain, server name, ALPN value or endpoint/listener address that
+//     cannot be expressed is left out (and a virtual host, chain or
+//     listener left with nothing is dropped).
+package translator

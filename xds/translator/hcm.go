@@ -1,0 +1,44 @@
+package translator
+
+import (
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/nodemesh/nodemesh/mesh/ir"
+)
+
+// httpConnectionManager is the HTTP server of one chain. Its routes come
+// over RDS so a route change never touches (or drains) the listener.
+//
+// Defaults chosen for an edge/mesh proxy: the codec is negotiated (AUTO:
+// HTTP/1.1, or HTTP/2 by ALPN or prior knowledge), the peer address is the
+// client address (use_remote_address, no trusted XFF hops), the Host port
+// is ignored when selecting a virtual host (strip_any_host_port, as the IR
+// requires), and paths are RFC 3986 normalised before matching
+// (normalize_path) so "/a/../b" cannot bypass a route.
+func (b *builder) httpConnectionManager(l *ir.Listener, ch *ir.HTTPChain) (*anypb.Any, error) {
+	name := listenerName(l)
+	router, err := typedConfig("listener", name, &routerv3.Router{})
+	if err != nil {
+		return nil, err
+	}
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: statPrefix(l, ch),
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			RouteConfigName: routeConfigName(ch.Routes),
+			ConfigSource:    adsConfigSource(),
+		}},
+		// The router is always last; policy filters (RBAC) go before it.
+		HttpFilters: []*hcmv3.HttpFilter{{
+			Name:       filterRouter,
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
+		}},
+		UseRemoteAddress: wrapperspb.Bool(true),
+		NormalizePath:    wrapperspb.Bool(true),
+		StripPortMode:    &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
+	}
+	return typedConfig("listener", name, hcm)
+}

@@ -1,0 +1,108 @@
+package translator
+
+import (
+	"net/netip"
+	"strings"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+
+	"github.com/nodemesh/nodemesh/mesh/ir"
+)
+
+// listener emits one Envoy Listener per IR listener: one filter chain per
+// IR chain, each with exactly one HttpConnectionManager whose routes come
+// over RDS, plus the RouteConfiguration of every chain.
+func (b *builder) listener(l *ir.Listener) error {
+	obj := object("listener", l.Name)
+	addr, _ := netip.ParseAddr(l.Address) // validated by ir.Config.Validate
+	if !protoText(addr.String()) {
+		b.warn(obj, "address", "address zone cannot be carried in Envoy config; listener dropped")
+		return nil
+	}
+	name := listenerName(l)
+	out := &listenerv3.Listener{
+		Name:    name,
+		Address: socketAddress(addr.String(), l.Port),
+	}
+	// Envoy rejects two filter chains with the same match, so an SNI name
+	// belongs to the first chain that lists it.
+	sniOwner := map[string]string{}
+	tls := false
+	for i, ch := range l.Chains {
+		field := fieldf("chains[%d]", i)
+		names, keep := b.serverNames(obj, field, ch, sniOwner)
+		if !keep {
+			continue
+		}
+		fc := &listenerv3.FilterChain{Name: filterChainName(ch)}
+		if len(names) > 0 {
+			fc.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: names}
+		}
+		if ch.TLS != nil {
+			ts, err := b.downstreamTLS(obj, field+".tls", name, ch.TLS)
+			if err != nil {
+				return err
+			}
+			fc.TransportSocket = ts
+			tls = true
+		}
+		hcm, err := b.httpConnectionManager(l, ch)
+		if err != nil {
+			return err
+		}
+		fc.Filters = []*listenerv3.Filter{{
+			Name:       filterHTTPConnectionManager,
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
+		}}
+		if err := b.routeConfiguration(ch.Routes); err != nil {
+			return err
+		}
+		out.FilterChains = append(out.FilterChains, fc)
+	}
+	if len(out.FilterChains) == 0 {
+		b.warn(obj, "chains", "no chain can be served; listener dropped")
+		return nil
+	}
+	if tls {
+		inspector, err := tlsInspector(name)
+		if err != nil {
+			return err
+		}
+		out.ListenerFilters = []*listenerv3.ListenerFilter{inspector}
+	}
+	if err := checked("listener", name, out); err != nil {
+		return err
+	}
+	b.out.Listeners = append(b.out.Listeners, out)
+	return nil
+}
+
+// serverNames returns a chain's SNI names, lower-cased (SNI compares
+// case-insensitively) and without names an earlier chain already claimed.
+// A chain that had names but lost all of them is dropped: serving it
+// without names would make it a catch-all it never was.
+func (b *builder) serverNames(obj, field string, ch *ir.HTTPChain, owner map[string]string) ([]string, bool) {
+	if len(ch.ServerNames) == 0 {
+		return nil, true
+	}
+	names := make([]string, 0, len(ch.ServerNames))
+	for i, sn := range ch.ServerNames {
+		n := strings.ToLower(sn)
+		if !protoText(n) {
+			b.warn(obj, fieldf("%s.serverNames[%d]", field, i), "server name cannot be carried in Envoy config; ignored")
+			continue
+		}
+		switch prev, taken := owner[n]; {
+		case !taken:
+			owner[n] = ch.Name
+			names = append(names, n)
+		case prev != ch.Name:
+			b.warn(obj, fieldf("%s.serverNames[%d]", field, i), "server name %q already selects chain %q; ignored here", n, prev)
+		}
+	}
+	if len(names) == 0 {
+		b.warn(obj, field, "chain %q has no server name left; chain dropped", ch.Name)
+		return nil, false
+	}
+	return names, true
+}

@@ -1,0 +1,107 @@
+package translator
+
+import (
+	"strings"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+
+	"github.com/nodemesh/nodemesh/mesh/ir"
+)
+
+// routeMatch turns an IR match into Envoy's:
+//
+//   - PathExact → path (compared without the query string);
+//   - PathPrefix "/" → prefix "/" (everything); any other PathPrefix →
+//     path_separated_prefix, which has exactly the IR's segment semantics
+//     ("/foo" matches "/foo", "/foo/" and "/foo/bar", not "/foobar");
+//   - PathRegex → safe_regex (RE2, whole path);
+//   - Method → a ":method" header with an exact match;
+//   - headers and query parameters → string_match exact or safe_regex.
+//
+// It returns false, with a warning, for a match Envoy cannot carry: values
+// that are not UTF-8 or contain NUL/CR/LF, a prefix containing '?' or '#',
+// an over-long query parameter name. None of these can hold for a
+// well-formed request (paths have no '?', '#' or control bytes; header
+// values arrive as text), so dropping the route keeps the table's meaning.
+func (b *builder) routeMatch(route string, m ir.Match) (*routev3.RouteMatch, bool) {
+	out := &routev3.RouteMatch{}
+	drop := func(field, why string) (*routev3.RouteMatch, bool) {
+		b.warn(object("route", route), field, "%s; the route can never match and is dropped", why)
+		return nil, false
+	}
+	switch p := m.Path; {
+	case p == nil:
+		out.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/"}
+	case !protoText(p.Value):
+		return drop("match.path.value", "path is not UTF-8 text without control bytes")
+	case p.Type == ir.PathExact:
+		out.PathSpecifier = &routev3.RouteMatch_Path{Path: p.Value}
+	case p.Type == ir.PathPrefix && p.Value == "/":
+		out.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/"}
+	case p.Type == ir.PathPrefix:
+		if strings.ContainsAny(p.Value, "?#") {
+			return drop("match.path.value", "a path prefix containing '?' or '#'")
+		}
+		out.PathSpecifier = &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: p.Value}
+	default: // ir.PathRegex
+		out.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: regexMatcher(p.Value)}
+	}
+	n := len(m.Headers)
+	if m.Method != "" {
+		n++
+	}
+	if n > 0 {
+		out.Headers = make([]*routev3.HeaderMatcher, 0, n)
+	}
+	if m.Method != "" {
+		out.Headers = append(out.Headers, headerMatcher(":method", ir.MatchExact, m.Method))
+	}
+	for i, h := range m.Headers {
+		if !protoText(h.Value) {
+			return drop(fieldf("match.headers[%d].value", i), "value is not UTF-8 text without control bytes")
+		}
+		out.Headers = append(out.Headers, headerMatcher(strings.ToLower(h.Name), h.Type, h.Value))
+	}
+	if len(m.Query) > 0 {
+		out.QueryParameters = make([]*routev3.QueryParameterMatcher, 0, len(m.Query))
+	}
+	for i, q := range m.Query {
+		switch {
+		case len(q.Name) > maxQueryNameBytes:
+			return drop(fieldf("match.query[%d].name", i), "name longer than Envoy's 1024-byte limit")
+		case !protoText(q.Name):
+			return drop(fieldf("match.query[%d].name", i), "name is not UTF-8 text without control bytes")
+		case !protoText(q.Value):
+			return drop(fieldf("match.query[%d].value", i), "value is not UTF-8 text without control bytes")
+		}
+		out.QueryParameters = append(out.QueryParameters, &routev3.QueryParameterMatcher{
+			Name:                         q.Name,
+			QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_StringMatch{StringMatch: stringMatcher(q.Type, q.Value)},
+		})
+	}
+	return out, true
+}
+
+func headerMatcher(name string, t ir.StringMatchType, value string) *routev3.HeaderMatcher {
+	return &routev3.HeaderMatcher{
+		Name:                 name,
+		HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: stringMatcher(t, value)},
+	}
+}
+
+func stringMatcher(t ir.StringMatchType, value string) *matcherv3.StringMatcher {
+	if t == ir.MatchRegex {
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: regexMatcher(value)}}
+	}
+	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: value}}
+}
+
+// regexMatcher wraps an RE2 expression. Envoy requires a non-empty regex;
+// the empty expression is written as the equivalent "(?:)".
+func regexMatcher(expr string) *matcherv3.RegexMatcher {
+	if expr == "" {
+		expr = "(?:)"
+	}
+	return &matcherv3.RegexMatcher{Regex: expr}
+}

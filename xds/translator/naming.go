@@ -1,0 +1,119 @@
+package translator
+
+import (
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/nodemesh/nodemesh/mesh/ir"
+)
+
+// Every Envoy resource name and every cross-reference between resources is
+// derived here, so a reference can never disagree with the name it points
+// at. IR names are already hierarchical and unique per kind; they pass
+// through unchanged unless they contain bytes an Envoy name cannot carry.
+
+// Names of the upstream Envoy extensions the translator emits. They are the
+// only extensions the output may use (extensions_test.go pins the set).
+const (
+	filterHTTPConnectionManager = "envoy.filters.network.http_connection_manager"
+	filterRouter                = "envoy.filters.http.router"
+	filterTLSInspector          = "envoy.filters.listener.tls_inspector"
+	transportSocketTLS          = "envoy.transport_sockets.tls"
+	httpProtocolOptionsKey      = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+)
+
+// invalidBackendCluster is the cluster name a weighted entry points at when
+// its backend could not be resolved. No cluster of that name is ever
+// emitted, so the proxy answers with the route's
+// cluster_not_found_response_code.
+const invalidBackendCluster = "nodemesh.invalid-backend"
+
+// envoyName turns an IR name into an Envoy resource name. Proto strings must
+// be UTF-8 and Envoy rejects NUL, CR and LF in many names, so any byte that
+// is not part of a printable UTF-8 rune, and '%' itself, is written as %XX.
+// Escaping '%' keeps the mapping injective; names produced from Kubernetes
+// objects never contain any of these bytes, so they pass through unchanged.
+func envoyName(s string) string {
+	if nameIsClean(s) {
+		return s
+	}
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && size <= 1) || r < 0x20 || r == 0x7f || r == '%' {
+			b.WriteByte('%')
+			b.WriteByte(hex[s[i]>>4])
+			b.WriteByte(hex[s[i]&0xf])
+			i++
+			continue
+		}
+		b.WriteString(s[i : i+size])
+		i += size
+	}
+	return b.String()
+}
+
+// nameIsClean reports whether envoyName would return s unchanged (a false
+// negative only costs the slow path).
+func nameIsClean(s string) bool {
+	for _, r := range s {
+		if r == utf8.RuneError || r < 0x20 || r == 0x7f || r == '%' {
+			return false
+		}
+	}
+	return true
+}
+
+// listenerName names the Envoy Listener of an IR listener.
+func listenerName(l *ir.Listener) string { return envoyName(l.Name) }
+
+// filterChainName names the filter chain of an IR chain; unique within its
+// listener because IR chain names are.
+func filterChainName(ch *ir.HTTPChain) string { return envoyName(ch.Name) }
+
+// statPrefix is the HttpConnectionManager stat prefix of a chain. Stats
+// names use '.' as a separator, so everything but [A-Za-z0-9_-] becomes '_'.
+func statPrefix(l *ir.Listener, ch *ir.HTTPChain) string {
+	return statSafe(l.Name) + "." + statSafe(ch.Name)
+}
+
+func statSafe(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// routeConfigName names the RouteConfiguration of an IR route table; the
+// chain's HttpConnectionManager refers to it over RDS.
+func routeConfigName(rt *ir.RouteTable) string { return envoyName(rt.Name) }
+
+// virtualHostName names a virtual host; unique within its route table.
+func virtualHostName(vh *ir.VirtualHost) string { return envoyName(vh.Name) }
+
+// routeName names a route; unique within its virtual host.
+func routeName(r *ir.Route) string { return envoyName(r.Name) }
+
+// clusterName names the Cluster of an IR cluster. Routes refer to it by
+// this name, and it is also the cluster's EDS service name and the
+// cluster_name of its ClusterLoadAssignment.
+func clusterName(name string) string { return envoyName(name) }
+
+// secretName names the SDS Secret of an IR secret; TLS contexts refer to it.
+func secretName(name string) string { return envoyName(name) }
+
+// invalidBackendName returns the never-defined cluster name for unresolved
+// backends, made distinct from every emitted cluster name.
+func invalidBackendName(emitted map[string]bool) string {
+	name := invalidBackendCluster
+	for i := 1; emitted[name]; i++ {
+		name = invalidBackendCluster + "~" + strconv.Itoa(i)
+	}
+	return name
+}

@@ -1,0 +1,137 @@
+package translator
+
+import (
+	"fmt"
+	"unicode/utf8"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/nodemesh/nodemesh/mesh/ir"
+)
+
+// routeConfiguration emits the RouteConfiguration of one route table.
+// Virtual hosts and routes keep the IR's order: the IR is already in
+// precedence order and Envoy evaluates routes first-match-wins.
+func (b *builder) routeConfiguration(rt *ir.RouteTable) error {
+	name := routeConfigName(rt)
+	out := &routev3.RouteConfiguration{
+		Name:         name,
+		VirtualHosts: make([]*routev3.VirtualHost, 0, len(rt.VirtualHosts)),
+	}
+	// Envoy lower-cases domains and rejects a domain listed twice in one
+	// RouteConfiguration; the IR compares them case-sensitively.
+	owner := make(map[string]string)
+	for _, vh := range rt.VirtualHosts {
+		obj := object("virtual host", vh.Name)
+		domains := make([]string, 0, len(vh.Domains))
+		for i, d := range vh.Domains {
+			host := hostLiteral(d)
+			if !protoText(host) {
+				b.warn(obj, fieldf("domains[%d]", i), "domain cannot be carried in Envoy config; ignored")
+				continue
+			}
+			if prev, dup := owner[host]; dup {
+				if prev != vh.Name {
+					b.warn(obj, fieldf("domains[%d]", i), "domain %q (case-insensitive) already belongs to virtual host %q; ignored here", host, prev)
+				}
+				continue
+			}
+			owner[host] = vh.Name
+			domains = append(domains, host)
+		}
+		if len(domains) == 0 {
+			b.warn(obj, "domains", "no domain left; virtual host dropped")
+			continue
+		}
+		evh := &routev3.VirtualHost{
+			Name:    virtualHostName(vh),
+			Domains: domains,
+			Routes:  make([]*routev3.Route, 0, len(vh.Routes)),
+		}
+		for _, r := range vh.Routes {
+			if er := b.route(r); er != nil {
+				evh.Routes = append(evh.Routes, er)
+			}
+		}
+		out.VirtualHosts = append(out.VirtualHosts, evh)
+	}
+	if err := checked("route configuration", name, out); err != nil {
+		return err
+	}
+	b.out.RouteConfigurations = append(b.out.RouteConfigurations, out)
+	return nil
+}
+
+// problem is a part of a route's action or filters that stock Envoy cannot
+// express. The route is then emitted answering 500: Gateway API requires a
+// filter that cannot be applied to fail the request rather than be skipped.
+type problem struct {
+	field string
+	msg   string
+}
+
+func problemf(field, format string, args ...any) *problem {
+	return &problem{field: field, msg: fmt.Sprintf(format, args...)}
+}
+
+// route emits one route, or nil when its match cannot be expressed (such a
+// match can never hold for a well-formed request; see match.go).
+func (b *builder) route(r *ir.Route) *routev3.Route {
+	match, ok := b.routeMatch(r.Name, r.Match)
+	if !ok {
+		return nil
+	}
+	out := &routev3.Route{Name: routeName(r), Match: match}
+	if p := b.action(r, out); p != nil {
+		b.warn(object("route", r.Name), p.field, "%s; the route answers 500 instead", p.msg)
+		*out = routev3.Route{Name: out.Name, Match: out.Match, Action: directResponse(500, "")}
+	}
+	return out
+}
+
+// action sets the route's action and header edits.
+func (b *builder) action(r *ir.Route, out *routev3.Route) *problem {
+	resp, p := headerEditsOf("responseHeaders", r.ResponseHeaders, false)
+	if p != nil {
+		return p
+	}
+	// Response edits apply to every action, including redirects and direct
+	// responses (Envoy applies them to locally generated replies too).
+	out.ResponseHeadersToAdd, out.ResponseHeadersToRemove = resp.add, resp.remove
+	switch {
+	case r.Redirect != nil:
+		return b.redirect(r, out)
+	case r.DirectResponse != nil:
+		return directResponseAction(r.DirectResponse, out)
+	default:
+		return b.forward(r, out)
+	}
+}
+
+// directResponseAction answers without an upstream. Request header edits
+// are not emitted for it: nothing is forwarded.
+func directResponseAction(d *ir.DirectResponse, out *routev3.Route) *problem {
+	if len(d.Body) > maxDirectResponseBody {
+		return problemf("directResponse.body", "body of %d bytes exceeds Envoy's %d-byte limit", len(d.Body), maxDirectResponseBody)
+	}
+	// A body is data: NUL and newlines are fine, but a proto string must be
+	// UTF-8.
+	if !utf8.ValidString(d.Body) {
+		return problemf("directResponse.body", "body is not UTF-8 text")
+	}
+	out.Action = directResponse(uint32(d.Status), d.Body)
+	return nil
+}
+
+func directResponse(status uint32, body string) *routev3.Route_DirectResponse {
+	dr := &routev3.DirectResponseAction{Status: status}
+	if body != "" {
+		dr.Body = inlineString(body)
+	}
+	return &routev3.Route_DirectResponse{DirectResponse: dr}
+}
+
+func inlineString(s string) *corev3.DataSource {
+	return &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: s}}
+}

@@ -1,0 +1,29 @@
+package translator
+
+import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/nodemesh/nodemesh/mesh/ir"
+)
+
+// secret emits a certificate and key for SDS. Bytes are inlined as bytes
+// (not strings) so any PEM the producer hands over survives unchanged. Only
+// secrets some TLS chain refers to are emitted: an SDS client only asks for
+// the names its listeners mention, and a Secret nobody asks for would keep
+// an ADS server from ever answering the others.
+func (b *builder) secret(s *ir.Secret) error {
+	name := secretName(s.Name)
+	out := &tlsv3.Secret{
+		Name: name,
+		Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: s.Certificate}},
+			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: s.PrivateKey}},
+		}},
+	}
+	if err := checked("secret", name, out); err != nil {
+		return err
+	}
+	b.out.Secrets = append(b.out.Secrets, out)
+	return nil
+}

@@ -1,0 +1,174 @@
+package translator
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/nodemesh/nodemesh/mesh/ir"
+)
+
+// Resources is the Envoy configuration for one node: every slice is sorted
+// by resource name, so equal IR yields equal Resources. The caller owns the
+// value; the translator keeps no reference to it.
+type Resources struct {
+	Listeners              []*listenerv3.Listener
+	RouteConfigurations    []*routev3.RouteConfiguration
+	Clusters               []*clusterv3.Cluster
+	ClusterLoadAssignments []*endpointv3.ClusterLoadAssignment
+	Secrets                []*tlsv3.Secret
+
+	// Warnings list the parts of a valid IR that stock Envoy cannot carry
+	// and what was emitted instead (see the package comment). They name the
+	// IR object and field so a status writer can surface them.
+	Warnings []Warning
+}
+
+// Warning is one part of the IR the translator could not express as-is.
+type Warning struct {
+	// Object is the innermost named IR object, e.g.
+	// `route "httproute/default/web/rule/0/match/0"`.
+	Object string
+	// Field is the path inside Object, e.g. "match.headers[0].value".
+	Field string
+	// Message says what is wrong and what the translator did instead.
+	Message string
+}
+
+func (w Warning) String() string {
+	if w.Field == "" {
+		return w.Object + ": " + w.Message
+	}
+	return w.Object + ": " + w.Field + ": " + w.Message
+}
+
+// ErrInvalidOutput is wrapped by the error Translate returns when a
+// generated resource fails Envoy's own validation. It is a translator bug,
+// never a user error: the caller keeps serving the last good configuration.
+var ErrInvalidOutput = errors.New("generated Envoy resource failed validation")
+
+// Translate turns a Config into Envoy resources. It validates cfg first (an
+// invalid Config is rejected whole, never half-translated), is pure and
+// deterministic, and may be called from any goroutine; cfg is only read.
+func Translate(cfg *ir.Config) (*Resources, error) {
+	if cfg == nil {
+		return nil, errors.New("translating IR: nil config")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("translating IR: %w", err)
+	}
+	b := newBuilder(cfg)
+	if err := b.build(); err != nil {
+		return nil, fmt.Errorf("translating IR: %w", err)
+	}
+	return b.out, nil
+}
+
+// builder holds the indexes one translation needs. It is used once.
+type builder struct {
+	cfg *ir.Config
+	out *Resources
+
+	// clusterNames holds the emitted name of every cluster, so routes never
+	// search a list and the invalid-backend name never collides.
+	clusterNames map[string]string
+	// invalidBackend is the never-defined cluster for unresolved backends.
+	invalidBackend string
+	// secrets indexes IR secrets by name; referenced marks the ones some
+	// emitted TLS context refers to (only those are emitted).
+	secrets    map[string]*ir.Secret
+	referenced map[string]bool
+}
+
+func newBuilder(cfg *ir.Config) *builder {
+	b := &builder{
+		cfg:          cfg,
+		out:          &Resources{},
+		clusterNames: make(map[string]string, len(cfg.Clusters)),
+		secrets:      make(map[string]*ir.Secret, len(cfg.Secrets)),
+		referenced:   make(map[string]bool, len(cfg.Secrets)),
+	}
+	emitted := make(map[string]bool, len(cfg.Clusters))
+	for _, c := range cfg.Clusters {
+		n := clusterName(c.Name)
+		b.clusterNames[c.Name] = n
+		emitted[n] = true
+	}
+	b.invalidBackend = invalidBackendName(emitted)
+	for _, s := range cfg.Secrets {
+		b.secrets[s.Name] = s
+	}
+	return b
+}
+
+func (b *builder) build() error {
+	b.out.Clusters = make([]*clusterv3.Cluster, 0, len(b.cfg.Clusters))
+	b.out.ClusterLoadAssignments = make([]*endpointv3.ClusterLoadAssignment, 0, len(b.cfg.Clusters))
+	for _, c := range b.cfg.Clusters {
+		if err := b.cluster(c); err != nil {
+			return err
+		}
+	}
+	b.out.Listeners = make([]*listenerv3.Listener, 0, len(b.cfg.Listeners))
+	for _, l := range b.cfg.Listeners {
+		if err := b.listener(l); err != nil {
+			return err
+		}
+	}
+	for _, s := range b.cfg.Secrets {
+		if !b.referenced[s.Name] {
+			continue
+		}
+		if err := b.secret(s); err != nil {
+			return err
+		}
+	}
+	b.sort()
+	return nil
+}
+
+func (b *builder) sort() {
+	o := b.out
+	sort.Slice(o.Listeners, func(i, j int) bool { return o.Listeners[i].Name < o.Listeners[j].Name })
+	sort.Slice(o.RouteConfigurations, func(i, j int) bool {
+		return o.RouteConfigurations[i].Name < o.RouteConfigurations[j].Name
+	})
+	sort.Slice(o.Clusters, func(i, j int) bool { return o.Clusters[i].Name < o.Clusters[j].Name })
+	sort.Slice(o.ClusterLoadAssignments, func(i, j int) bool {
+		return o.ClusterLoadAssignments[i].ClusterName < o.ClusterLoadAssignments[j].ClusterName
+	})
+	sort.Slice(o.Secrets, func(i, j int) bool { return o.Secrets[i].Name < o.Secrets[j].Name })
+}
+
+func (b *builder) warn(object, field, format string, args ...any) {
+	b.out.Warnings = append(b.out.Warnings, Warning{Object: object, Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+// validator is what go-control-plane generates for every Envoy message.
+type validator interface {
+	ValidateAll() error
+}
+
+// checked runs Envoy's generated validation on a resource about to be
+// emitted. A failure means the translator produced something Envoy would
+// reject for an IR that passed validation: a bug, reported as a system error.
+func checked(kind, name string, m validator) error {
+	if err := m.ValidateAll(); err != nil {
+		return fmt.Errorf("%w: %s %q: %v", ErrInvalidOutput, kind, name, err)
+	}
+	return nil
+}
+
+// object names an IR object in a warning, e.g. `route "a/b"`.
+func object(kind, name string) string { return kind + " " + strconv.Quote(name) }
+
+func quote(s string) string { return strconv.Quote(s) }
+
+func fieldf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
