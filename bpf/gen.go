@@ -1,0 +1,3 @@
+package bpf
+
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -strip llvm-strip -target bpfel -type event -cflags "-O2 -g -Wall -Werror -mcpu=v3 -Iinclude" Workload workload.c

@@ -1,0 +1,97 @@
+/* Every map of the datapath. Sizes here are defaults; the loader may
+ * override max_entries before creating them. Pinning is done by the loader
+ * (it repairs incompatible pins), so no pinning attribute is set here. */
+#pragma once
+
+#include "common.h"
+
+/* Local workload address -> endpoint. Written by the endpoint reconciler. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct endpoint_key);
+	__type(value, struct endpoint_info);
+	__uint(max_entries, 4096);
+} nm_endpoints SEC(".maps");
+
+/* Address or prefix -> security identity, longest prefix wins. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct ipcache_key);
+	__type(value, struct ipcache_value);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} nm_ipcache SEC(".maps");
+
+/* {local identity, remote identity, port, proto, direction} -> verdict. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct policy_key);
+	__type(value, struct policy_value);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} nm_policy SEC(".maps");
+
+/* Local identity -> ENFORCE_* flags: which directions are default-deny. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} nm_enforce SEC(".maps");
+
+/* {local identity, remote identity, remote node, auth type} -> expiry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct auth_key);
+	__type(value, struct auth_value);
+	__uint(max_entries, 524288);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} nm_auth SEC(".maps");
+
+/* Connection tracking; LRU so a full table evicts the oldest flow instead
+ * of failing new ones. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct tuple);
+	__type(value, struct ct_entry);
+	__uint(max_entries, 262144);
+} nm_ct SEC(".maps");
+
+/* First-fragment ports, so later fragments get the same verdict. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct frag_key);
+	__type(value, struct frag_ports);
+	__uint(max_entries, 8192);
+} nm_frag SEC(".maps");
+
+/* Per-CPU packet/byte counters per (reason, direction). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct counter);
+	__uint(max_entries, COUNTER_SLOTS);
+} nm_counters SEC(".maps");
+
+/* Events that could not be written to the ring buffer, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+} nm_lost SEC(".maps");
+
+/* Drop, redirect and auth-required events for the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} nm_events SEC(".maps");
+
+/* Single-slot global settings. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct config);
+	__uint(max_entries, 1);
+} nm_config SEC(".maps");

@@ -1,0 +1,193 @@
+//go:build ignore
+
+/* Programs for the host side of a workload's veth.
+ *
+ *   from_workload  tc/TCX ingress: packets the workload sends (its egress).
+ *   to_workload    tc/TCX egress: packets delivered to the workload (its
+ *                  ingress).
+ *
+ * New flows are judged by policy once, where the packet enters the node:
+ * a flow between two local workloads gets both the sender's egress and the
+ * receiver's ingress decision in from_workload, because only there (tc
+ * ingress) can it still be handed to the proxy. Flows from anywhere else
+ * (the host, other nodes, the proxy's upstream connections) are judged in
+ * to_workload. The decision is stored in connection tracking; later packets
+ * and replies follow it without another policy lookup.
+ */
+#include "lib/common.h"
+#include "lib/maps.h"
+#include "lib/parse.h"
+#include "lib/identity.h"
+#include "lib/events.h"
+#include "lib/policy.h"
+#include "lib/conntrack.h"
+#include "lib/proxy.h"
+
+char _license[] SEC("license") = "Dual BSD/GPL";
+
+static __always_inline int pass(const struct flow *f, __u8 dir)
+{
+	count(REASON_FORWARDED, dir, f->len);
+	return NM_TC_OK;
+}
+
+SEC("tc")
+int from_workload(struct __sk_buff *skb)
+{
+	struct decision d = { .direction = DIR_EGRESS };
+	struct endpoint_info *src, *dst;
+	struct ct_entry *ct;
+	struct remote peer;
+	struct flow f;
+	__u64 now;
+	int ret;
+
+	ret = parse_flow(skb, &f);
+	if (ret == PARSE_NOT_IP)
+		return NM_TC_OK;
+
+	/* Second half of an egress-side redirect (see proxy_hairpin). */
+	if ((skb->mark & MARK_MAGIC_MASK) == MARK_MAGIC_TO_PROXY && (skb->mark >> 16)) {
+		d.direction = DIR_INGRESS;
+		if (ret < 0)
+			return drop(skb, &f, &d, -ret);
+		return proxy_deliver(skb, &f, &d, skb->mark >> 16, 0);
+	}
+	if (ret < 0)
+		return drop(skb, &f, &d, -ret);
+	if (is_link_control(&f))
+		return NM_TC_OK;
+
+	src = endpoint_lookup(f.t.saddr);
+	if (!src || src->ifindex != skb->ifindex)
+		return drop(skb, &f, &d, DROP_SPOOFED_SOURCE);
+	d.endpoint = src->id;
+	d.local_identity = src->identity;
+
+	now = now_ns();
+	switch (ct_lookup(&f, &ct, now)) {
+	case CT_ESTABLISHED:
+		if (ct->flags & CT_F_REDIRECT) {
+			d.direction = ct->direction;
+			return proxy_deliver(skb, &f, &d, ct->proxy_port, 0);
+		}
+		return pass(&f, ct->direction);
+	case CT_REPLY:
+		if (ct->flags & CT_F_FROM_PROXY) {
+			count(REASON_FORWARDED, ct->direction, f.len);
+			return proxy_reply(skb, &f);
+		}
+		return pass(&f, ct->direction);
+	case CT_RELATED:
+		return pass(&f, DIR_EGRESS);
+	}
+
+	/* New flow: the sender's egress policy. */
+	remote_lookup(f.t.daddr, &peer);
+	d.remote_identity = peer.identity;
+	d.remote_node = peer.node;
+	ret = policy_decide(&f, &d);
+	if (ret == VERDICT_DENY)
+		return drop(skb, &f, &d, d.reason);
+	if (ret == VERDICT_REDIRECT) {
+		if (ct_create(&f, CT_F_REDIRECT, d.proxy_port, src->identity, DIR_EGRESS, now))
+			return drop(skb, &f, &d, DROP_CT_FULL);
+		return proxy_deliver(skb, &f, &d, d.proxy_port, 1);
+	}
+
+	/* A local receiver's ingress policy, decided here so an L7 redirect
+	 * can still be done on this hook. */
+	dst = endpoint_lookup(f.t.daddr);
+	if (dst) {
+		struct decision in = {
+			.direction = DIR_INGRESS,
+			.endpoint = dst->id,
+			.local_identity = dst->identity,
+			.remote_identity = src->identity,
+		};
+
+		ret = policy_decide(&f, &in);
+		if (ret == VERDICT_DENY)
+			return drop(skb, &f, &in, in.reason);
+		if (ret == VERDICT_REDIRECT) {
+			if (ct_create(&f, CT_F_REDIRECT, in.proxy_port, src->identity, DIR_INGRESS, now))
+				return drop(skb, &f, &in, DROP_CT_FULL);
+			return proxy_deliver(skb, &f, &in, in.proxy_port, 1);
+		}
+	}
+	if (ct_create(&f, 0, 0, src->identity, DIR_EGRESS, now))
+		return drop(skb, &f, &d, DROP_CT_FULL);
+	return pass(&f, DIR_EGRESS);
+}
+
+SEC("tc")
+int to_workload(struct __sk_buff *skb)
+{
+	struct decision d = { .direction = DIR_INGRESS };
+	struct endpoint_info *dst;
+	struct ct_entry *ct;
+	struct remote peer;
+	struct flow f;
+	__u32 mark = skb->mark;
+	int from_proxy, ret;
+	__u8 flags = 0;
+	__u64 now;
+
+	ret = parse_flow(skb, &f);
+	if (ret == PARSE_NOT_IP)
+		return NM_TC_OK;
+	if (ret < 0)
+		return drop(skb, &f, &d, -ret);
+	if (is_link_control(&f))
+		return NM_TC_OK;
+
+	dst = endpoint_lookup(f.t.daddr);
+	if (!dst)
+		return NM_TC_OK; /* not addressed to a workload we manage */
+	d.endpoint = dst->id;
+	d.local_identity = dst->identity;
+
+	now = now_ns();
+	switch (ct_lookup(&f, &ct, now)) {
+	case CT_ESTABLISHED:
+		if ((ct->flags & CT_F_REDIRECT) && !(ct->flags & CT_F_FROM_PROXY))
+			return proxy_hairpin(skb, ct->proxy_port);
+		return pass(&f, ct->direction);
+	case CT_REPLY:
+		return pass(&f, ct->direction);
+	case CT_RELATED:
+		return pass(&f, DIR_INGRESS);
+	}
+
+	from_proxy = (mark & MARK_MAGIC_MASK) == MARK_MAGIC_FROM_PROXY;
+	remote_lookup(f.t.saddr, &peer);
+	/* The proxy says on whose behalf it connects; the source address may
+	 * be the node's own. */
+	if (from_proxy && mark_identity(mark))
+		peer.identity = mark_identity(mark);
+	d.remote_identity = peer.identity;
+	d.remote_node = peer.node;
+
+	if (from_proxy) {
+		flags = CT_F_FROM_PROXY;
+	} else if (peer.identity == ID_HOST) {
+		/* The local host may always reach its workloads (probes). */
+		if (ct_create(&f, 0, 0, ID_HOST, DIR_INGRESS, now))
+			return drop(skb, &f, &d, DROP_CT_FULL);
+		return pass(&f, DIR_INGRESS);
+	}
+
+	ret = policy_decide(&f, &d);
+	if (ret == VERDICT_DENY)
+		return drop(skb, &f, &d, d.reason);
+	if (ret == VERDICT_REDIRECT && !from_proxy) {
+		if (ct_create(&f, CT_F_REDIRECT, d.proxy_port, peer.identity, DIR_INGRESS, now))
+			return drop(skb, &f, &d, DROP_CT_FULL);
+		emit(skb, &f, &d, EVENT_REDIRECT);
+		return proxy_hairpin(skb, d.proxy_port);
+	}
+	/* The proxy's own upstream connections are never redirected again. */
+	if (ct_create(&f, flags, 0, peer.identity, DIR_INGRESS, now))
+		return drop(skb, &f, &d, DROP_CT_FULL);
+	return pass(&f, DIR_INGRESS);
+}

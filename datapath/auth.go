@@ -1,0 +1,97 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	nmbpf "github.com/nodemesh/nodemesh/bpf"
+)
+
+// AuthKey names one authenticated relation, as the auth manager proved it
+// with a handshake. Local is the identity on this node, Remote the peer's,
+// RemoteNode the node it lives on (0 for this node).
+type AuthKey struct {
+	Local      Identity
+	Remote     Identity
+	RemoteNode uint16
+	Type       AuthType
+}
+
+func (k AuthKey) raw() nmbpf.WorkloadAuthKey {
+	return nmbpf.WorkloadAuthKey{Local: uint32(k.Local), Remote: uint32(k.Remote), RemoteNode: k.RemoteNode, AuthType: uint8(k.Type)}
+}
+
+// bootNow reads CLOCK_BOOTTIME, the clock the programs compare expiries
+// with.
+func bootNow() (time.Duration, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0, fmt.Errorf("reading boot time clock: %w", err)
+	}
+	return time.Duration(ts.Nano()), nil
+}
+
+// expiryValue converts a wall-clock expiry into the kernel's boot-time
+// nanoseconds. The conversion happens at write time, so a later wall-clock
+// step does not move the expiry: it stays "this long from now".
+func expiryValue(expiry time.Time) (nmbpf.WorkloadAuthValue, error) {
+	now, err := bootNow()
+	if err != nil {
+		return nmbpf.WorkloadAuthValue{}, err
+	}
+	left := time.Until(expiry)
+	if left < 0 {
+		left = 0
+	}
+	return nmbpf.WorkloadAuthValue{Expiry: uint64(now + left)}, nil
+}
+
+// UpsertAuth records that the relation is authenticated until expiry.
+func (d *Datapath) UpsertAuth(k AuthKey, expiry time.Time) error {
+	if k.Type == AuthNone {
+		return fmt.Errorf("auth entry %+v: type: must not be none", k)
+	}
+	v, err := expiryValue(expiry)
+	if err != nil {
+		return err
+	}
+	d.tablesMu.Lock()
+	defer d.tablesMu.Unlock()
+	if err := d.objs.NmAuth.Put(k.raw(), v); err != nil {
+		return fmt.Errorf("writing auth entry %+v: %w", k, mapWriteErr(err))
+	}
+	return nil
+}
+
+// DeleteAuth forgets a relation; deleting a missing one is not an error.
+func (d *Datapath) DeleteAuth(k AuthKey) error {
+	d.tablesMu.Lock()
+	defer d.tablesMu.Unlock()
+	if err := d.objs.NmAuth.Delete(k.raw()); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("deleting auth entry %+v: %w", k, err)
+	}
+	return nil
+}
+
+// SyncAuth makes the auth table hold exactly these relations (the
+// garbage-collection path of the auth manager).
+func (d *Datapath) SyncAuth(entries map[AuthKey]time.Time) error {
+	want := make(map[nmbpf.WorkloadAuthKey]nmbpf.WorkloadAuthValue, len(entries))
+	for k, exp := range entries {
+		if k.Type == AuthNone {
+			return fmt.Errorf("auth entry %+v: type: must not be none", k)
+		}
+		v, err := expiryValue(exp)
+		if err != nil {
+			return err
+		}
+		want[k.raw()] = v
+	}
+	d.tablesMu.Lock()
+	defer d.tablesMu.Unlock()
+	return syncMap(d.objs.NmAuth, "auth", want)
+}

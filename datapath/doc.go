@@ -1,0 +1,76 @@
+// Package datapath is the Go side of the eBPF datapath: it loads the
+// programs of package bpf, pins their maps, attaches them to workload
+// interfaces, installs the routing that eBPF TPROXY needs, and reconciles
+// desired state (endpoints, ipcache, policy, auth) into the maps.
+//
+// # Data in and out
+//
+// Callers hand in whole desired tables — SyncEndpoints, SyncIPCache,
+// SyncPolicy, SyncAuth, SyncAttachments — and the datapath makes the kernel
+// match them: idempotent upserts, deletes of what is no longer wanted,
+// nothing written when nothing changed. The current state is always read
+// back from the kernel, so a restarted agent converges from whatever the
+// previous run left. UpsertAuth/DeleteAuth serve the auth manager's
+// incremental path. Out come Counters (per reason and direction), an
+// EventReader over the ring buffer (drops, redirects, auth-required), and
+// Policy() for inspection.
+//
+// Policy rows (PolicyEntry) are plain numbers produced by policy
+// compilation; PolicyIndex.Decide is the reference model of the kernel's
+// lookup and is what tests compare the programs against.
+//
+// # Invariants
+//
+//   - Bad input never half-applies: tables are validated whole before the
+//     first write; a desired state that cannot fit fails with ErrMapFull
+//     before any write; a failed write rolls the policy back.
+//   - A policy update never opens a window: rows are written in an order
+//     (see policyplan.go) under which every intermediate state gives each
+//     new flow the old verdict, the new verdict, or a drop.
+//   - Attach is all or nothing per interface: both hooks or neither.
+//   - Close leaves the datapath running (pinned links keep the programs
+//     attached, pinned maps keep connection tracking and policy), so an
+//     agent restart does not drop established connections; New adopts the
+//     pins and swaps in the new programs atomically. Uninstall is the clean
+//     removal: programs detached, routing rules and pins removed.
+//   - Nothing here touches iptables; the routing footprint is one fwmark
+//     rule per family and one local default route per family in table
+//     RouteTable.
+//
+// # Decisions where the design was silent
+//
+//   - Policy is keyed by local identity, not endpoint: policies select by
+//     labels, so all endpoints of an identity share rows and the table
+//     stays small. Enforcement (default deny) is per identity and
+//     direction, switched on by Policy.Enforce (Cilium: the first rule
+//     selecting an endpoint enables enforcement). EnforcementMode
+//     always/never mirror Cilium's policy-enforcement-mode.
+//   - Precedence: L4 specificity first (exact port, any port of the
+//     protocol, any protocol), then the exact remote identity before the
+//     wildcard; the first row found decides, and a deny row anywhere in the
+//     chain always wins. Ports are exact; ranges are expanded by policy
+//     compilation.
+//   - Auth-required is a flag on an allow or redirect row (AuthType), not a
+//     verdict of its own, so an L7 rule can also require authentication.
+//     Auth expiries are stored on CLOCK_BOOTTIME, converted when written.
+//   - Stateful like Cilium: established connections and replies pass
+//     through connection tracking; a policy change judges new connections
+//     only. Connection tracking is an LRU map: when full it evicts the
+//     oldest flow instead of refusing new ones.
+//   - The local host (identity 1 in the ipcache) always reaches workloads,
+//     except through the proxy: proxy traffic is judged with the identity
+//     in its mark, so the proxy cannot become a confused deputy.
+//   - L7 redirect is TCP only; a redirect row for another protocol is
+//     rejected by Validate.
+//   - Redirect on the egress hook (traffic from outside the node to a
+//     workload) loops the packet to the same interface's ingress with the
+//     proxy port in the mark, because bpf_sk_assign works on tc ingress
+//     only.
+//   - Multi-core: the proxy may open several SO_REUSEPORT listeners on one
+//     port (proxylib/transparent.ListenGroup); the program assigns one of
+//     them and the kernel spreads connections over the group by flow hash
+//     (Linux 6.5+; older kernels refuse reuseport sockets in bpf_sk_assign
+//     and such packets are dropped with DropProxyAssign).
+//   - Programs are attached with TCX links where the kernel has them (6.6+)
+//     and tc clsact filters otherwise (AttachAuto).
+package datapath

@@ -1,0 +1,217 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
+
+	nmbpf "github.com/nodemesh/nodemesh/bpf"
+)
+
+// mapLayout names the directory of pinned maps. Bump it whenever a key or
+// value layout changes meaning without changing size: pins of other
+// layouts are then treated as stale and removed after a successful load.
+const mapLayout = "maps.v1"
+
+// ErrUnsupportedKernel is returned when the running kernel lacks a BPF
+// feature the datapath needs.
+var ErrUnsupportedKernel = errors.New("kernel lacks a required BPF feature")
+
+// requirement is one kernel feature with the release that introduced it,
+// for an error message a user can act on.
+type requirement struct {
+	what  string
+	since string
+	probe func() error
+}
+
+var requirements = []requirement{
+	{"tc (SchedCLS) programs", "4.1", func() error { return features.HaveProgramType(ebpf.SchedCLS) }},
+	{"LPM trie maps", "4.11", func() error { return features.HaveMapType(ebpf.LPMTrie) }},
+	{"LRU hash maps", "4.10", func() error { return features.HaveMapType(ebpf.LRUHash) }},
+	{"ring buffer maps", "5.8", func() error { return features.HaveMapType(ebpf.RingBuf) }},
+	{"bpf_skc_lookup_tcp in tc programs", "5.2", func() error {
+		return features.HaveProgramHelper(ebpf.SchedCLS, asm.FnSkcLookupTcp)
+	}},
+	{"bpf_sk_assign in tc programs", "5.7", func() error {
+		return features.HaveProgramHelper(ebpf.SchedCLS, asm.FnSkAssign)
+	}},
+	{"bpf_ktime_get_boot_ns", "5.8", func() error {
+		return features.HaveProgramHelper(ebpf.SchedCLS, asm.FnKtimeGetBootNs)
+	}},
+}
+
+// checkKernel probes every requirement and names the first one missing.
+func checkKernel() error {
+	for _, r := range requirements {
+		err := r.probe()
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return fmt.Errorf("%w: %s (Linux %s or newer)", ErrUnsupportedKernel, r.what, r.since)
+		}
+		if err != nil {
+			return fmt.Errorf("probing kernel for %s: %w", r.what, err)
+		}
+	}
+	return nil
+}
+
+// ensureBPFFS makes sure dir exists on a bpf filesystem. If dir lies under
+// the conventional /sys/fs/bpf and nothing is mounted there, it mounts one.
+func ensureBPFFS(dir string) error {
+	if onBPFFS(dir) {
+		return nil
+	}
+	const conventional = "/sys/fs/bpf"
+	if strings.HasPrefix(filepath.Clean(dir)+"/", conventional+"/") && !onBPFFS(conventional) {
+		if err := os.MkdirAll(conventional, 0o755); err != nil {
+			return fmt.Errorf("creating %s: %w", conventional, err)
+		}
+		if err := unix.Mount("bpffs", conventional, "bpf", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("mounting bpffs at %s: %w", conventional, err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating pin directory %s: %w", dir, err)
+	}
+	if !onBPFFS(dir) {
+		return fmt.Errorf("pin directory %s is not on a bpf filesystem", dir)
+	}
+	return nil
+}
+
+func onBPFFS(path string) bool {
+	var st unix.Statfs_t
+	for p := filepath.Clean(path); ; p = filepath.Dir(p) {
+		if err := unix.Statfs(p, &st); err == nil {
+			return st.Type == unix.BPF_FS_MAGIC
+		}
+		if p == "/" || p == "." {
+			return false
+		}
+	}
+}
+
+// objects is the loaded collection: programs plus maps, with the maps that
+// were pinned by an earlier run reused.
+type objects struct {
+	nmbpf.WorkloadObjects
+	fresh []string // maps created by this load, pinned by pinFresh
+}
+
+func (s MapSizes) apply(spec *ebpf.CollectionSpec) {
+	set := func(name string, v uint32) {
+		if v != 0 {
+			spec.Maps[name].MaxEntries = v
+		}
+	}
+	set(nmbpf.WorkloadMapNmEndpoints, s.Endpoints)
+	set(nmbpf.WorkloadMapNmIpcache, s.IPCache)
+	set(nmbpf.WorkloadMapNmPolicy, s.Policy)
+	set(nmbpf.WorkloadMapNmEnforce, s.Enforce)
+	set(nmbpf.WorkloadMapNmAuth, s.Auth)
+	set(nmbpf.WorkloadMapNmCt, s.Conntrack)
+	set(nmbpf.WorkloadMapNmFrag, s.Fragments)
+	set(nmbpf.WorkloadMapNmEvents, s.EventBytes)
+}
+
+// loadObjects loads the programs, reusing every compatible pinned map and
+// creating the rest. Nothing on the bpf filesystem changes here: new maps
+// are pinned by pinFresh only after the caller has everything it needs,
+// so a failed load leaves the previous run's state untouched.
+func loadObjects(spec *ebpf.CollectionSpec, pinDir string, log *slog.Logger) (*objects, error) {
+	mapDir := filepath.Join(pinDir, mapLayout)
+	reuse := map[string]*ebpf.Map{}
+	defer func() {
+		for _, m := range reuse {
+			m.Close()
+		}
+	}()
+	var fresh []string
+	for name, ms := range spec.Maps {
+		path := filepath.Join(mapDir, name)
+		m, err := ebpf.LoadPinnedMap(path, nil)
+		switch {
+		case err == nil:
+			if cerr := ms.Compatible(m); cerr != nil {
+				log.Warn("pinned map does not match this build, replacing it", "map", name, "reason", cerr)
+				m.Close()
+				fresh = append(fresh, name)
+				continue
+			}
+			reuse[name] = m
+		case errors.Is(err, os.ErrNotExist):
+			fresh = append(fresh, name)
+		default:
+			log.Warn("pinned map unusable, replacing it", "map", name, "err", err)
+			fresh = append(fresh, name)
+		}
+	}
+	var o objects
+	if err := spec.LoadAndAssign(&o.WorkloadObjects, &ebpf.CollectionOptions{MapReplacements: reuse}); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			log.Error("BPF verifier rejected the datapath programs", "log", fmt.Sprintf("%+v", ve))
+		}
+		return nil, fmt.Errorf("loading BPF programs and maps: %w", err)
+	}
+	o.fresh = fresh
+	return &o, nil
+}
+
+// pinFresh pins the maps this load created, replacing stale pins in one
+// rename each, and removes pins of other map layouts.
+func (o *objects) pinFresh(pinDir string) error {
+	mapDir := filepath.Join(pinDir, mapLayout)
+	if err := os.MkdirAll(mapDir, 0o700); err != nil {
+		return fmt.Errorf("creating map pin directory: %w", err)
+	}
+	byName := o.mapsByName()
+	for _, name := range o.fresh {
+		final := filepath.Join(mapDir, name)
+		tmp := final + ".new"
+		_ = os.Remove(tmp)
+		if err := byName[name].Pin(tmp); err != nil {
+			return fmt.Errorf("pinning map %s: %w", name, err)
+		}
+		if err := os.Rename(tmp, final); err != nil {
+			return fmt.Errorf("pinning map %s: %w", name, err)
+		}
+	}
+	entries, err := os.ReadDir(pinDir)
+	if err != nil {
+		return fmt.Errorf("listing pin directory: %w", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "maps.") && e.Name() != mapLayout {
+			if err := os.RemoveAll(filepath.Join(pinDir, e.Name())); err != nil {
+				return fmt.Errorf("removing stale map pins %s: %w", e.Name(), err)
+			}
+		}
+	}
+	return nil
+}
+
+func (o *objects) mapsByName() map[string]*ebpf.Map {
+	m := &o.WorkloadMaps
+	return map[string]*ebpf.Map{
+		nmbpf.WorkloadMapNmAuth:      m.NmAuth,
+		nmbpf.WorkloadMapNmConfig:    m.NmConfig,
+		nmbpf.WorkloadMapNmCounters:  m.NmCounters,
+		nmbpf.WorkloadMapNmCt:        m.NmCt,
+		nmbpf.WorkloadMapNmEndpoints: m.NmEndpoints,
+		nmbpf.WorkloadMapNmEnforce:   m.NmEnforce,
+		nmbpf.WorkloadMapNmEvents:    m.NmEvents,
+		nmbpf.WorkloadMapNmFrag:      m.NmFrag,
+		nmbpf.WorkloadMapNmIpcache:   m.NmIpcache,
+		nmbpf.WorkloadMapNmLost:      m.NmLost,
+		nmbpf.WorkloadMapNmPolicy:    m.NmPolicy,
+	}
+}

@@ -1,0 +1,147 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// A packet assigned to a proxy socket still carries the original
+// destination, which is not a local address; without help the stack would
+// forward it. The datapath marks such packets (MarkToProxy) and one policy
+// rule per family sends marked packets to a table whose only route says
+// "everything is local". This is the whole routing footprint: no iptables.
+const (
+	// RouteTable is the routing table holding the local default routes.
+	RouteTable = 2250
+	// RulePriority is the priority of the fwmark rule: after the local
+	// table's rule (0), before main (32766).
+	RulePriority = 90
+	// MarkToProxy and MarkMagicMask are the mark the programs set on
+	// packets they assigned to a proxy socket, and the bits compared.
+	MarkToProxy   = 0x0200
+	MarkMagicMask = 0x0F00
+	// MarkFromProxy is the magic of the node proxy's upstream socket mark
+	// (see ProxyMark).
+	MarkFromProxy = 0x0A00
+)
+
+// ProxyMark returns the SO_MARK the node proxy puts on an upstream socket
+// opened on behalf of a source identity: the datapath then judges the
+// connection as coming from that identity, and never redirects it to the
+// proxy again. Identity 0 means "take the identity from the source
+// address". It matches proxylib/transparent.UpstreamMark.
+func ProxyMark(source Identity) (uint32, error) {
+	if source > MaxMarkIdentity {
+		return 0, fmt.Errorf("identity %d does not fit in a socket mark (max %d)", source, MaxMarkIdentity)
+	}
+	id := uint32(source)
+	return MarkFromProxy | (id&0xFFFF)<<16 | id>>16, nil
+}
+
+func routingRules() []*netlink.Rule {
+	var rules []*netlink.Rule
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		r := netlink.NewRule()
+		r.Family = fam
+		r.Priority = RulePriority
+		r.Mark = MarkToProxy
+		mask := uint32(MarkMagicMask)
+		r.Mask = &mask
+		r.Table = RouteTable
+		rules = append(rules, r)
+	}
+	return rules
+}
+
+func (d *Datapath) routingRoutes() ([]*netlink.Route, error) {
+	lo, err := d.nl.LinkByName("lo")
+	if err != nil {
+		return nil, fmt.Errorf("finding loopback interface: %w", err)
+	}
+	_, any4, _ := net.ParseCIDR("0.0.0.0/0")
+	_, any6, _ := net.ParseCIDR("::/0")
+	var routes []*netlink.Route
+	for _, dst := range []*net.IPNet{any4, any6} {
+		routes = append(routes, &netlink.Route{
+			LinkIndex: lo.Attrs().Index,
+			Dst:       dst,
+			Table:     RouteTable,
+			Type:      unix.RTN_LOCAL,
+			Scope:     netlink.SCOPE_HOST,
+		})
+	}
+	return routes, nil
+}
+
+// installRouting adds the rules and routes if they are missing. Running it
+// again changes nothing.
+func (d *Datapath) installRouting() error {
+	routes, err := d.routingRoutes()
+	if err != nil {
+		return err
+	}
+	for _, r := range routes {
+		if err := d.nl.RouteReplace(r); err != nil {
+			return fmt.Errorf("adding local route %s to table %d: %w", r.Dst, RouteTable, err)
+		}
+	}
+	for _, want := range routingRules() {
+		have, err := d.hasRule(want)
+		if err != nil {
+			return err
+		}
+		if have {
+			continue
+		}
+		if err := d.nl.RuleAdd(want); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("adding fwmark rule to table %d: %w", RouteTable, err)
+		}
+	}
+	return nil
+}
+
+func (d *Datapath) hasRule(want *netlink.Rule) (bool, error) {
+	rules, err := d.nl.RuleList(want.Family)
+	if err != nil {
+		return false, fmt.Errorf("listing routing rules: %w", err)
+	}
+	for _, r := range rules {
+		if r.Priority == want.Priority && r.Table == want.Table && r.Mark == want.Mark &&
+			r.Mask != nil && *r.Mask == *want.Mask {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// removeRouting deletes the rules and routes; missing ones are fine.
+func (d *Datapath) removeRouting() error {
+	var errs []error
+	for _, r := range routingRules() {
+		for {
+			have, err := d.hasRule(r)
+			if err != nil || !have {
+				errs = append(errs, err)
+				break
+			}
+			if err := d.nl.RuleDel(r); err != nil {
+				errs = append(errs, fmt.Errorf("removing fwmark rule: %w", err))
+				break
+			}
+		}
+	}
+	routes, err := d.routingRoutes()
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, r := range routes {
+		if err := d.nl.RouteDel(r); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("removing local route %s: %w", r.Dst, err))
+		}
+	}
+	return errors.Join(errs...)
+}
