@@ -1,0 +1,59 @@
+// Package hcm is the proxy's HTTP connection manager and router: it serves
+// the connections of one filter chain over HTTP/1.1 (its own zero-allocation
+// codec, package http1) and HTTP/2 (golang.org/x/net/http2), applies Envoy's
+// request sanitising, matches routes, answers redirects, direct responses
+// and errors locally, and forwards everything else to a cluster endpoint
+// over pooled HTTP/1.1 or h2c connections, streaming bodies both ways.
+//
+// How data enters and leaves: the listener hands an accepted (and, for TLS,
+// handshaken) connection to Handler.ServeConn. Each request loads the current
+// Routing snapshot once (an atomic pointer swapped by the configuration
+// layer), so an update never changes a request in flight and never drops a
+// connection. Handler.Shutdown drains: idle HTTP/1.1 connections close at
+// once, busy ones answer their current request with "connection: close",
+// HTTP/2 connections receive GOAWAY.
+//
+// Envoy behaviours reproduced (defaults of the connection manager and
+// router, as users observe them):
+//   - "server: <server_name>" (default "envoy") on every response, replacing
+//     the upstream's value (server_header_transformation OVERWRITE).
+//   - use_remote_address: the peer address is appended to x-forwarded-for
+//     (for a loopback peer the proxy's own address, as Envoy does) unless
+//     skip_xff_append; x-forwarded-proto is set from the connection unless
+//     trusted hops are configured and the header is present. Without
+//     use_remote_address, x-forwarded-proto is only added when missing.
+//   - No address is internal (Envoy's default since 1.36), so with
+//     use_remote_address every request is an edge request: it gets
+//     x-envoy-external-address, and its x-request-id is replaced unless
+//     preserve_external_request_id. Otherwise x-request-id (a random UUID)
+//     is only generated when missing. generate_request_id=false disables it.
+//   - x-envoy-internal and Envoy's retry/timeout control headers sent by
+//     clients are removed; hop-by-hop headers (connection, keep-alive,
+//     proxy-connection, transfer-encoding, upgrade, te other than
+//     "trailers") are not forwarded.
+//   - The router adds x-envoy-expected-rq-timeout-ms when a route timeout is
+//     set, x-envoy-original-path when it rewrites the path, and
+//     x-envoy-upstream-service-time to responses.
+//   - Header edits: removes then adds per level, weighted-cluster level
+//     first, then route level (so route-level overwrites win), for requests
+//     and responses; route-level response edits also apply to redirects and
+//     direct responses.
+//   - Local replies carry date, server, content-length and, with a body,
+//     content-type text/plain. For gRPC requests (content-type
+//     application/grpc*) they are trailers-only gRPC responses with the
+//     status mapped from HTTP as Envoy maps it (404 → 12, 503/504 → 14 ...).
+//   - Errors: no route → 404; unknown cluster → cluster_not_found_response_code
+//     (503); no host → 503 "no healthy upstream"; connect failure or reset
+//     before headers → 503; route timeout → 504 "upstream request timeout".
+//   - HTTP/1.0 requests get 426 (accept_http_10 is false by default);
+//     "Expect: 100-continue" is answered by the proxy and not forwarded
+//     (proxy_100_continue false). HTTP/1.1 trailers are not forwarded
+//     (enable_trailers false); HTTP/2 trailers are.
+//   - Upgrade requests (WebSocket) are forwarded only when the connection
+//     manager lists the upgrade type in upgrade_configs; otherwise 403.
+//
+// Performance invariants of the HTTP/1.1 path: no per-request allocation on
+// the happy path (buffers are per connection and pooled, header lists view
+// the read buffer, matchers are precompiled), one write per direction for
+// small messages, deadlines re-armed lazily.
+package hcm

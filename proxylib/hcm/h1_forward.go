@@ -1,0 +1,438 @@
+package hcm
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"github.com/nodemesh/nodemesh/proxylib/http1"
+	"github.com/nodemesh/nodemesh/proxylib/upstream"
+)
+
+// Local reply bodies for upstream failures, as Envoy words them.
+var (
+	bodyConnectFailure = []byte("upstream connect error or disconnect/reset before headers. reset reason: connection failure")
+	bodyReset          = []byte("upstream connect error or disconnect/reset before headers. reset reason: connection termination")
+	bodyProtocol       = []byte("upstream connect error or disconnect/reset before headers. reset reason: protocol error")
+	bodyTimeout        = []byte("upstream request timeout")
+)
+
+// upstreamErr classifies a failed exchange before response headers.
+type upstreamErr uint8
+
+const (
+	upOK upstreamErr = iota
+	upConnect
+	upReset
+	upTimeout
+	upProtocol
+	upDownstream // the client side failed; nothing to answer
+)
+
+// forwardH1 runs the exchange over a pooled HTTP/1.1 upstream connection.
+// Requests whose bytes were all sent from one buffer are retried once on a
+// fresh connection when a reused one turns out closed before responding.
+func (hc *h1conn) forwardH1(keep bool) bool {
+	s := hc.s
+	req := &hc.req
+	pool := s.host.Pool
+	pool.Begin()
+	defer pool.End()
+	head := string(req.Method) == "HEAD"
+
+	uc, reused, err := pool.Get(context.Background())
+	if err != nil {
+		hc.r += req.HeadLen
+		return hc.failUpstream(upConnect, keep && hc.skipBody())
+	}
+	out := hc.encodeRequest(uc.Out[:0])
+	hc.r += req.HeadLen
+	if req.Expect100 && req.Framing != http1.NoBody && hc.r == hc.w {
+		if _, err := hc.c.Write(continue100); err != nil {
+			uc.Discard()
+			return false
+		}
+	}
+	out, replayable, ue := hc.sendBody(uc, out)
+	if ue != upOK {
+		uc.Discard()
+		// The request body was not fully read: the connection cannot be
+		// reused.
+		return hc.failUpstream(ue, false)
+	}
+	sent := time.Now()
+	if _, err := uc.Write(out); err != nil {
+		ue = upReset
+	} else {
+		ue = hc.readResponseHead(uc, head, sent)
+	}
+	if ue == upReset && reused && replayable {
+		// The pooled connection was closed by the server: replay once.
+		uc.Discard()
+		if uc, _, err = pool.Get(context.Background()); err != nil {
+			return hc.failUpstream(upConnect, keep)
+		}
+		reused = false
+		out = append(uc.Out[:0], out...)
+		sent = time.Now()
+		if _, err := uc.Write(out); err != nil {
+			ue = upReset
+		} else {
+			ue = hc.readResponseHead(uc, head, sent)
+		}
+	}
+	uc.Out = out[:0]
+	if ue != upOK {
+		uc.Discard()
+		return hc.failUpstream(ue, keep)
+	}
+	return hc.relayResponse(uc, keep, head, time.Since(sent))
+}
+
+// encodeRequest appends the upstream request head.
+func (hc *h1conn) encodeRequest(out []byte) []byte {
+	s := hc.s
+	req := &hc.req
+	out = http1.AppendRequestLine(out, req.Method, s.rreq.Path)
+	out = http1.AppendField(out, hHost, s.rreq.Authority)
+	l := *s.headers
+	for i := range l {
+		if string(l[i].Name) == "host" {
+			continue
+		}
+		out = http1.AppendField(out, l[i].Name, l[i].Value)
+	}
+	if req.Framing == http1.Chunked {
+		out = append(out, "transfer-encoding: chunked\r\n"...)
+	}
+	return append(out, '\r', '\n')
+}
+
+// sendBody appends the buffered request body to out and streams the rest to
+// uc. It returns the bytes still to write and whether out holds the whole
+// request (so it can be replayed).
+func (hc *h1conn) sendBody(uc *upstream.Conn, out []byte) ([]byte, bool, upstreamErr) {
+	req := &hc.req
+	switch req.Framing {
+	case http1.NoBody:
+		return out, true, upOK
+	case http1.Length:
+		remaining := req.ContentLength
+		n := min(int64(hc.w-hc.r), remaining)
+		if len(out)+int(n) <= cap(out) || n == remaining && n <= int64(len(hc.buf)) {
+			out = append(out, hc.buf[hc.r:hc.r+int(n)]...)
+			hc.r += int(n)
+			remaining -= n
+		}
+		if remaining == 0 {
+			return out, true, upOK
+		}
+		if _, err := uc.Write(out); err != nil {
+			return out[:0], false, upReset
+		}
+		out = out[:0]
+		for remaining > 0 {
+			if hc.r == hc.w && !hc.fillBody() {
+				return out, false, upDownstream
+			}
+			n := min(int64(hc.w-hc.r), remaining)
+			if _, err := uc.Write(hc.buf[hc.r : hc.r+int(n)]); err != nil {
+				return out, false, upReset
+			}
+			hc.r += int(n)
+			remaining -= n
+		}
+		return out, false, upOK
+	default: // Chunked: re-frame chunk by chunk.
+		hc.chunk.Reset()
+		replayable := true
+		for !hc.chunk.Done() {
+			if hc.r == hc.w {
+				if len(out) > 0 {
+					if _, err := uc.Write(out); err != nil {
+						return out[:0], false, upReset
+					}
+					out = out[:0]
+					replayable = false
+				}
+				if !hc.fillBody() {
+					return out, false, upDownstream
+				}
+			}
+			n, data, err := hc.chunk.Decode(hc.buf[hc.r:hc.w])
+			hc.r += n
+			if err != nil {
+				return out, false, upDownstream
+			}
+			out = http1.AppendChunk(out, data)
+			if len(out) >= upstream.WriteBufferSize {
+				if _, err := uc.Write(out); err != nil {
+					return out[:0], false, upReset
+				}
+				out = out[:0]
+				replayable = false
+			}
+		}
+		return append(out, http1.LastChunk...), replayable, upOK
+	}
+}
+
+// readResponseHead reads until a final response head is parsed into
+// uc.Resp, skipping 1xx responses other than 101.
+func (hc *h1conn) readResponseHead(uc *upstream.Conn, head bool, sent time.Time) upstreamErr {
+	return readHead(uc, head, sent, hc.s.timeout)
+}
+
+func readHead(uc *upstream.Conn, head bool, sent time.Time, timeout time.Duration) upstreamErr {
+	if t, ok := uc.Deadline(sent, timeout); ok {
+		_ = uc.SetReadDeadline(t)
+	}
+	got := false
+	for {
+		if uc.R < uc.W {
+			err := http1.ParseResponse(uc.Buf[uc.R:uc.W], head, &uc.Resp)
+			if err == nil {
+				if uc.Resp.Status < 200 && uc.Resp.Status != 101 {
+					uc.R += uc.Resp.HeadLen
+					continue
+				}
+				return upOK
+			}
+			if !errors.Is(err, http1.ErrIncomplete) {
+				return upProtocol
+			}
+		}
+		if uc.R == uc.W {
+			uc.R, uc.W = 0, 0
+		}
+		if uc.W == len(uc.Buf) {
+			if uc.R == 0 {
+				if len(uc.Buf) >= h1MaxBuf {
+					return upProtocol
+				}
+				nb := make([]byte, min(2*len(uc.Buf), h1MaxBuf))
+				copy(nb, uc.Buf[:uc.W])
+				uc.Buf = nb
+			} else {
+				uc.W = copy(uc.Buf, uc.Buf[uc.R:uc.W])
+				uc.R = 0
+			}
+		}
+		n, err := uc.Read(uc.Buf[uc.W:])
+		uc.W += n
+		if n > 0 {
+			got = true
+		}
+		if err != nil && n == 0 {
+			if isTimeout(err) {
+				return upTimeout
+			}
+			if got {
+				return upProtocol
+			}
+			return upReset
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// failUpstream answers a failed exchange locally. keep must already account
+// for whether the request body was consumed.
+func (hc *h1conn) failUpstream(ue upstreamErr, keep bool) bool {
+	switch ue {
+	case upConnect:
+		return hc.writeLocal(503, bodyConnectFailure, nil, keep, false) && keep
+	case upTimeout:
+		return hc.writeLocal(504, bodyTimeout, nil, keep, false) && keep
+	case upProtocol:
+		return hc.writeLocal(503, bodyProtocol, nil, keep, false) && keep
+	case upReset:
+		return hc.writeLocal(503, bodyReset, nil, keep, false) && keep
+	}
+	return false
+}
+
+// relayResponse writes the parsed response head and streams its body.
+func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime time.Duration) bool {
+	s := hc.s
+	resp := &uc.Resp
+	upgrade := s.upgrade && resp.Status == 101
+	l := resp.Headers
+	s.finishResponseHeaders(&l, upgrade, serviceTime)
+	out := http1.AppendStatusLine(hc.out[:0], resp.Status)
+	out = http1.AppendFields(out, l)
+	switch resp.Framing {
+	case http1.Chunked, http1.UntilClose:
+		out = append(out, "transfer-encoding: chunked\r\n"...)
+	}
+	if !keep && !upgrade {
+		out = append(out, "connection: close\r\n"...)
+	}
+	out = append(out, '\r', '\n')
+	uc.R += resp.HeadLen
+	reusable := !resp.Close && resp.Framing != http1.UntilClose && !upgrade
+
+	if upgrade {
+		hc.out = out
+		if _, err := hc.c.Write(out); err != nil {
+			uc.Discard()
+			return false
+		}
+		hc.splice(uc)
+		return false
+	}
+
+	ok := true
+	switch resp.Framing {
+	case http1.Length:
+		out, ok = hc.relayLength(uc, out, resp.ContentLength)
+	case http1.Chunked:
+		out, ok = hc.relayChunked(uc, out)
+	case http1.UntilClose:
+		out, ok = hc.relayUntilClose(uc, out)
+	}
+	hc.out = out
+	if ok && len(out) > 0 {
+		if _, err := hc.c.Write(out); err != nil {
+			ok = false
+		}
+	}
+	if ok && reusable && uc.R == uc.W {
+		uc.Pool().Put(uc)
+	} else {
+		uc.Discard()
+	}
+	_ = head
+	return ok && keep
+}
+
+// relayLength forwards exactly n body bytes. It returns output not yet
+// written and false if either side failed.
+func (hc *h1conn) relayLength(uc *upstream.Conn, out []byte, n int64) ([]byte, bool) {
+	for n > 0 {
+		if uc.R == uc.W {
+			if len(out) > 0 {
+				if _, err := hc.c.Write(out); err != nil {
+					return out[:0], false
+				}
+				out = out[:0]
+			}
+			uc.R, uc.W = 0, 0
+			m, err := uc.Read(uc.Buf)
+			uc.W = m
+			if m == 0 && err != nil {
+				return out, false
+			}
+		}
+		take := min(int64(uc.W-uc.R), n)
+		out = append(out, uc.Buf[uc.R:uc.R+int(take)]...)
+		uc.R += int(take)
+		n -= take
+		if len(out) >= h1BufSize {
+			if _, err := hc.c.Write(out); err != nil {
+				return out[:0], false
+			}
+			out = out[:0]
+		}
+	}
+	return out, true
+}
+
+// relayChunked decodes the upstream chunked body and re-frames it.
+func (hc *h1conn) relayChunked(uc *upstream.Conn, out []byte) ([]byte, bool) {
+	d := &hc.chunk
+	d.Reset()
+	for !d.Done() {
+		if uc.R == uc.W {
+			if len(out) > 0 {
+				if _, err := hc.c.Write(out); err != nil {
+					return out[:0], false
+				}
+				out = out[:0]
+			}
+			uc.R, uc.W = 0, 0
+			m, err := uc.Read(uc.Buf)
+			uc.W = m
+			if m == 0 && err != nil {
+				return out, false
+			}
+		}
+		n, data, err := d.Decode(uc.Buf[uc.R:uc.W])
+		uc.R += n
+		if err != nil {
+			return out, false
+		}
+		out = http1.AppendChunk(out, data)
+		if len(out) >= h1BufSize {
+			if _, err := hc.c.Write(out); err != nil {
+				return out[:0], false
+			}
+			out = out[:0]
+		}
+	}
+	return append(out, http1.LastChunk...), true
+}
+
+// relayUntilClose forwards a close-delimited body as chunks.
+func (hc *h1conn) relayUntilClose(uc *upstream.Conn, out []byte) ([]byte, bool) {
+	for {
+		if uc.R < uc.W {
+			out = http1.AppendChunk(out, uc.Buf[uc.R:uc.W])
+			uc.R = uc.W
+		}
+		if len(out) > 0 {
+			if _, err := hc.c.Write(out); err != nil {
+				return out[:0], false
+			}
+			out = out[:0]
+		}
+		uc.R, uc.W = 0, 0
+		m, err := uc.Read(uc.Buf)
+		uc.W = m
+		if m == 0 && err != nil {
+			if err == io.EOF {
+				return append(out, http1.LastChunk...), true
+			}
+			return out, false
+		}
+	}
+}
+
+// splice copies bytes both ways after a successful upgrade until either
+// side closes.
+func (hc *h1conn) splice(uc *upstream.Conn) {
+	defer uc.Discard()
+	if uc.R < uc.W {
+		if _, err := hc.c.Write(uc.Buf[uc.R:uc.W]); err != nil {
+			return
+		}
+	}
+	if hc.r < hc.w {
+		if _, err := uc.Write(hc.buf[hc.r:hc.w]); err != nil {
+			return
+		}
+		hc.r = hc.w
+	}
+	_ = hc.c.SetReadDeadline(time.Time{})
+	_ = uc.SetReadDeadline(time.Time{})
+	done := make(chan struct{}, 2)
+	go func() {
+		_, _ = io.Copy(uc.Conn, hc.c)
+		if tc, ok := uc.Conn.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		done <- struct{}{}
+	}()
+	_, _ = io.Copy(hc.c, uc.Conn)
+	if tc, ok := hc.c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+	<-done
+}

@@ -1,0 +1,275 @@
+package hcm
+
+import (
+	"bytes"
+	"strconv"
+	"time"
+
+	"github.com/nodemesh/nodemesh/proxylib/header"
+	"github.com/nodemesh/nodemesh/proxylib/http1"
+	"github.com/nodemesh/nodemesh/proxylib/resource"
+)
+
+var (
+	hdrContentTypeGRPC = []byte("application/grpc")
+	continue100        = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+)
+
+// handle serves one parsed request. It returns false when the connection
+// must close.
+func (hc *h1conn) handle() bool {
+	req := &hc.req
+	s := hc.s
+	cfg := hc.h.cfg
+	s.route, s.wc, s.grpc, s.upgrade = nil, nil, false, false
+	keep := !req.Close && !hc.h.draining.Load()
+
+	if ct, ok := req.Headers.Get("content-type"); ok && bytes.HasPrefix(ct, hdrContentTypeGRPC) {
+		s.grpc = true
+	}
+	if req.Minor == 0 {
+		hc.r += req.HeadLen
+		hc.writeLocal(426, nil, nil, false, false)
+		return false
+	}
+	if req.Upgrade {
+		up, _ := req.Headers.Get("upgrade")
+		if !cfg.Upgrades[string(bytes.ToLower(up))] {
+			hc.r += req.HeadLen
+			hc.writeLocal(403, nil, nil, false, false)
+			return false
+		}
+		s.upgrade = true
+	}
+
+	host := req.Host
+	if cfg.StripAnyHostPort {
+		host = stripPort(host)
+		if len(host) != len(req.Host) {
+			req.Headers.Set(hHost, host)
+		}
+	}
+	r := &s.rreq
+	r.Method, r.Authority, r.Path = req.Method, host, req.Path
+	r.Scheme = schemeHTTP
+	if hc.h.tls {
+		r.Scheme = schemeHTTPS
+	}
+	if cfg.NormalizePath || cfg.MergeSlashes {
+		p, ok := normalizePath(s.normBuf[:0], req.Path, cfg.NormalizePath, cfg.MergeSlashes)
+		s.normBuf = p
+		if !ok {
+			hc.r += req.HeadLen
+			hc.writeLocal(400, nil, nil, false, false)
+			return false
+		}
+		r.Path = p
+	}
+	r.Headers = req.Headers
+	s.headers = &r.Headers
+	s.sanitize()
+
+	if s.decide() == outLocal {
+		hc.r += req.HeadLen
+		if !hc.skipBody() {
+			keep = false
+		}
+		var loc []byte
+		if s.details == "redirect" {
+			loc = s.locBuf
+		}
+		return hc.writeLocal(s.status, s.body, loc, keep, string(req.Method) == "HEAD") && keep
+	}
+	return hc.forward(keep)
+}
+
+// skipBody consumes a request body that is already fully buffered. It
+// returns false when the body is not (the connection must then close).
+func (hc *h1conn) skipBody() bool {
+	req := &hc.req
+	switch req.Framing {
+	case http1.Length:
+		if int64(hc.w-hc.r) < req.ContentLength {
+			return false
+		}
+		hc.r += int(req.ContentLength)
+	case http1.Chunked:
+		hc.chunk.Reset()
+		for !hc.chunk.Done() {
+			if hc.r == hc.w {
+				return false
+			}
+			n, _, err := hc.chunk.Decode(hc.buf[hc.r:hc.w])
+			hc.r += n
+			if err != nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// writeLocal writes a locally generated response. loc is a redirect
+// Location. It returns false when the write failed.
+func (hc *h1conn) writeLocal(code int, body, loc []byte, keep, head bool) bool {
+	s := hc.s
+	now := time.Now()
+	l := s.localHeaders(code, body, loc, now)
+	out := hc.out[:0]
+	if s.grpc {
+		out = http1.AppendStatusLine(out, 200)
+	} else {
+		out = http1.AppendStatusLine(out, code)
+	}
+	out = http1.AppendFields(out, l)
+	if !keep {
+		out = append(out, "connection: close\r\n"...)
+	}
+	out = append(out, '\r', '\n')
+	if !s.grpc && !head {
+		out = append(out, body...)
+	}
+	hc.out = out
+	_, err := hc.c.Write(out)
+	return err == nil
+}
+
+// localHeaders builds the headers of a local reply, applying the matched
+// route's response header edits as Envoy's router does.
+func (s *stream) localHeaders(code int, body, loc []byte, now time.Time) header.List {
+	l := s.respFields[:0]
+	if s.grpc {
+		s.grpcBuf = strconv.AppendInt(s.grpcBuf[:0], int64(grpcStatus(code)), 10)
+		l.Add(hContentType, hdrContentTypeGRPC)
+		l.Add(hGRPCStatus, s.grpcBuf)
+		msg := body
+		if len(msg) == 0 {
+			msg = []byte(http1.StatusText(code))
+		}
+		l.Add(hGRPCMessage, msg)
+		l.Add(hContentLength, zero)
+	} else {
+		if loc != nil {
+			l.Add(hLocation, loc)
+		}
+		s.clBuf = strconv.AppendInt(s.clBuf[:0], int64(len(body)), 10)
+		l.Add(hContentLength, s.clBuf)
+		if len(body) > 0 {
+			l.Add(hContentType, textPlain)
+		}
+	}
+	l.Add(hDate, s.h.rt.dateHeader(now))
+	l.Add(hServer, s.h.serverName)
+	if s.route != nil {
+		if s.wc != nil {
+			s.wc.ResponseHeaders.Apply(&l)
+		}
+		s.route.ResponseHeaders.Apply(&l)
+	}
+	return l
+}
+
+var (
+	hContentType   = []byte("content-type")
+	hContentLength = []byte("content-length")
+	hLocation      = []byte("location")
+	hDate          = []byte("date")
+	hServer        = []byte("server")
+	hGRPCStatus    = []byte("grpc-status")
+	hGRPCMessage   = []byte("grpc-message")
+	hServiceTime   = []byte("x-envoy-upstream-service-time")
+	textPlain      = []byte("text/plain")
+	zero           = []byte("0")
+)
+
+// finishResponseHeaders applies Envoy's response processing to upstream
+// response headers l: hop-by-hop removal, server overwrite, route and
+// weighted-cluster edits and the upstream service time.
+func (s *stream) finishResponseHeaders(l *header.List, upgrade bool, serviceTime time.Duration) {
+	j := 0
+	for i := range *l {
+		f := (*l)[i]
+		n := f.Name
+		drop := false
+		switch len(n) {
+		case 7:
+			drop = string(n) == "upgrade" && !upgrade
+		case 10:
+			drop = (string(n) == "connection" && !upgrade) || string(n) == "keep-alive"
+		case 16:
+			drop = string(n) == "proxy-connection"
+		case 17:
+			drop = string(n) == "transfer-encoding"
+		}
+		if !drop {
+			(*l)[j] = f
+			j++
+		}
+	}
+	*l = (*l)[:j]
+	l.Set(hServer, s.h.serverName)
+	s.stBuf = strconv.AppendInt(s.stBuf[:0], serviceTime.Milliseconds(), 10)
+	l.Add(hServiceTime, s.stBuf)
+	if s.wc != nil {
+		s.wc.ResponseHeaders.Apply(l)
+	}
+	if s.route != nil {
+		s.route.ResponseHeaders.Apply(l)
+	}
+}
+
+// normalizePath applies RFC 3986 dot-segment removal and/or slash merging
+// to the path part of p (the query is kept). It fails when ".." would climb
+// above the root.
+func normalizePath(dst, p []byte, dots, merge bool) ([]byte, bool) {
+	pathOnly, query := p, []byte(nil)
+	if i := bytes.IndexByte(p, '?'); i >= 0 {
+		pathOnly, query = p[:i], p[i:]
+	}
+	dst = append(dst, '/')
+	segs := pathOnly[1:]
+	for {
+		var seg []byte
+		last := false
+		if i := bytes.IndexByte(segs, '/'); i >= 0 {
+			seg, segs = segs[:i], segs[i+1:]
+		} else {
+			seg, last = segs, true
+		}
+		switch {
+		case dots && string(seg) == ".":
+			if last && dst[len(dst)-1] != '/' {
+				dst = append(dst, '/')
+			}
+		case dots && string(seg) == "..":
+			if len(dst) == 1 {
+				return dst, false
+			}
+			// Drop the last segment of dst.
+			end := len(dst) - 1 // dst ends with '/'
+			k := bytes.LastIndexByte(dst[:end], '/')
+			dst = dst[:k+1]
+		case len(seg) == 0 && merge && !last:
+			// "//" collapses.
+		default:
+			dst = append(dst, seg...)
+			if !last {
+				dst = append(dst, '/')
+			}
+		}
+		if last {
+			break
+		}
+	}
+	return append(dst, query...), true
+}
+
+// forward sends the request to the chosen host and relays the response.
+func (hc *h1conn) forward(keep bool) bool {
+	if hc.s.host.Pool.HTTP2 {
+		return hc.forwardH2(keep)
+	}
+	return hc.forwardH1(keep)
+}
+
+var _ = resource.CodecAuto

@@ -1,0 +1,449 @@
+package hcm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nodemesh/nodemesh/proxylib/header"
+	"github.com/nodemesh/nodemesh/proxylib/http1"
+	"github.com/nodemesh/nodemesh/proxylib/upstream"
+)
+
+var streamPool sync.Pool
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// serveHTTP2 handles one HTTP/2 stream.
+func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
+	s, _ := streamPool.Get().(*stream)
+	if s == nil {
+		s = newStream(h)
+	}
+	s.h = h
+	s.tls = h.tls
+	s.route, s.wc, s.grpc, s.upgrade = nil, nil, false, false
+	defer func() {
+		s.h, s.headers = nil, nil
+		s.rreq.Method, s.rreq.Authority, s.rreq.Path, s.rreq.Headers = nil, nil, nil, nil
+		streamPool.Put(s)
+	}()
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		s.remote = ap
+	}
+	cfg := h.cfg
+	l := s.rreq.Headers[:0]
+	for k, vs := range r.Header {
+		name := []byte(strings.ToLower(k))
+		for _, v := range vs {
+			l = append(l, header.Field{Name: name, Value: []byte(v)})
+		}
+	}
+	host := []byte(r.Host)
+	if cfg.StripAnyHostPort {
+		host = stripPort(host)
+	}
+	rr := &s.rreq
+	rr.Method, rr.Authority, rr.Path = []byte(r.Method), host, []byte(r.RequestURI)
+	rr.Scheme = schemeHTTP
+	if h.tls {
+		rr.Scheme = schemeHTTPS
+	}
+	if cfg.NormalizePath || cfg.MergeSlashes {
+		p, ok := normalizePath(s.normBuf[:0], rr.Path, cfg.NormalizePath, cfg.MergeSlashes)
+		s.normBuf = p
+		if !ok {
+			s.writeLocalH2(w, 400, nil, nil)
+			return
+		}
+		rr.Path = p
+	}
+	rr.Headers = l
+	s.headers = &rr.Headers
+	if ct, ok := l.Get("content-type"); ok && bytes.HasPrefix(ct, hdrContentTypeGRPC) {
+		s.grpc = true
+	}
+	s.sanitize()
+	if s.decide() == outLocal {
+		var loc []byte
+		if s.details == "redirect" {
+			loc = s.locBuf
+		}
+		s.writeLocalH2(w, s.status, s.body, loc)
+		return
+	}
+	pool := s.host.Pool
+	pool.Begin()
+	defer pool.End()
+	if pool.HTTP2 {
+		s.h2ToH2(w, r)
+	} else {
+		s.h2ToH1(w, r)
+	}
+}
+
+// writeLocalH2 sends a local reply on an HTTP/2 stream.
+func (s *stream) writeLocalH2(w http.ResponseWriter, code int, body, loc []byte) {
+	l := s.localHeaders(code, body, loc, time.Now())
+	hdr := w.Header()
+	for _, f := range l {
+		hdr[string(f.Name)] = append(hdr[string(f.Name)], string(f.Value))
+	}
+	if s.grpc {
+		w.WriteHeader(200)
+		return
+	}
+	w.WriteHeader(code)
+	if string(s.rreq.Method) != "HEAD" {
+		_, _ = w.Write(body)
+	}
+}
+
+// outgoingHeader converts the request header list for net/http.
+func (s *stream) outgoingHeader() http.Header {
+	hdr := make(http.Header, len(*s.headers))
+	for _, f := range *s.headers {
+		switch string(f.Name) {
+		case "host", "content-length":
+			continue
+		}
+		k := string(f.Name)
+		hdr[k] = append(hdr[k], string(f.Value))
+	}
+	return hdr
+}
+
+// upstreamRequest builds the net/http request to an h2c endpoint.
+func (s *stream) upstreamRequest(ctx context.Context, body io.Reader, length int64) *http.Request {
+	req := (&http.Request{
+		Method:        string(s.rreq.Method),
+		URL:           &url.URL{Scheme: "http", Host: s.host.Addr, Opaque: string(s.rreq.Path)},
+		Host:          string(s.rreq.Authority),
+		Header:        s.outgoingHeader(),
+		ContentLength: length,
+		Proto:         "HTTP/2.0",
+		ProtoMajor:    2,
+	}).WithContext(ctx)
+	if body == nil {
+		req.Body = http.NoBody
+	} else {
+		req.Body = io.NopCloser(body)
+	}
+	return req
+}
+
+func classify(err error) upstreamErr {
+	var op *net.OpError
+	switch {
+	case isTimeout(err), errors.Is(err, context.DeadlineExceeded):
+		return upTimeout
+	case errors.As(err, &op) && op.Op == "dial":
+		return upConnect
+	}
+	return upReset
+}
+
+func failBody(ue upstreamErr) (int, []byte) {
+	switch ue {
+	case upConnect:
+		return 503, bodyConnectFailure
+	case upTimeout:
+		return 504, bodyTimeout
+	case upProtocol:
+		return 503, bodyProtocol
+	}
+	return 503, bodyReset
+}
+
+// responseList converts upstream net/http response headers to a list.
+func responseList(hdr http.Header, dst header.List) header.List {
+	for k, vs := range hdr {
+		name := []byte(strings.ToLower(k))
+		for _, v := range vs {
+			dst = append(dst, header.Field{Name: name, Value: []byte(v)})
+		}
+	}
+	return dst
+}
+
+func (s *stream) h2ToH2(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if s.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+	}
+	var body io.Reader
+	if r.Body != nil && r.Body != http.NoBody {
+		body = r.Body
+	}
+	out := s.upstreamRequest(ctx, body, r.ContentLength)
+	out.Trailer = r.Trailer
+	sent := time.Now()
+	resp, err := s.host.Pool.H2().RoundTrip(out)
+	if err != nil {
+		code, b := failBody(classify(err))
+		s.writeLocalH2(w, code, b, nil)
+		return
+	}
+	defer resp.Body.Close()
+	l := responseList(resp.Header, s.respFields[:0])
+	l.Del("content-length")
+	s.finishResponseHeaders(&l, false, time.Since(sent))
+	hdr := w.Header()
+	for _, f := range l {
+		hdr[string(f.Name)] = append(hdr[string(f.Name)], string(f.Value))
+	}
+	if resp.ContentLength >= 0 {
+		hdr.Set("content-length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	w.WriteHeader(resp.StatusCode)
+	if !copyFlush(w, resp.Body) {
+		panic(http.ErrAbortHandler)
+	}
+	for k, vs := range resp.Trailer {
+		hdr[http.TrailerPrefix+k] = vs
+	}
+}
+
+// copyFlush copies src to an HTTP/2 response, flushing every read so
+// streaming (gRPC) bodies are not held back. It reports success.
+func copyFlush(w http.ResponseWriter, src io.Reader) bool {
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	fl, _ := w.(http.Flusher)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return false
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+}
+
+// h2ToH1 forwards an HTTP/2 stream over a pooled HTTP/1.1 connection.
+func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
+	pool := s.host.Pool
+	uc, _, err := pool.Get(context.Background())
+	if err != nil {
+		s.writeLocalH2(w, 503, bodyConnectFailure, nil)
+		return
+	}
+	out := http1.AppendRequestLine(uc.Out[:0], s.rreq.Method, s.rreq.Path)
+	out = http1.AppendField(out, hHost, s.rreq.Authority)
+	for _, f := range *s.headers {
+		switch string(f.Name) {
+		case "host", "content-length":
+			continue
+		}
+		out = http1.AppendField(out, f.Name, f.Value)
+	}
+	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+	chunked := hasBody && r.ContentLength < 0
+	switch {
+	case chunked:
+		out = append(out, "transfer-encoding: chunked\r\n"...)
+	case hasBody:
+		out = append(out, "content-length: "...)
+		out = strconv.AppendInt(out, r.ContentLength, 10)
+		out = append(out, '\r', '\n')
+	}
+	out = append(out, '\r', '\n')
+	ok := true
+	if hasBody {
+		if _, err := uc.Write(out); err != nil {
+			ok = false
+		}
+		out = out[:0]
+		bp := copyBufPool.Get().(*[]byte)
+		buf := *bp
+		for ok {
+			n, rerr := r.Body.Read(buf)
+			if n > 0 {
+				chunk := buf[:n]
+				if chunked {
+					out = http1.AppendChunk(out[:0], chunk)
+					chunk = out
+				}
+				if _, err := uc.Write(chunk); err != nil {
+					ok = false
+				}
+			}
+			if rerr == io.EOF {
+				break
+			}
+			if rerr != nil {
+				uc.Discard()
+				copyBufPool.Put(bp)
+				panic(http.ErrAbortHandler)
+			}
+		}
+		copyBufPool.Put(bp)
+		if ok && chunked {
+			if _, err := uc.Write([]byte(http1.LastChunk)); err != nil {
+				ok = false
+			}
+		}
+		out = out[:0]
+	}
+	sent := time.Now()
+	ue := upReset
+	if ok {
+		if len(out) > 0 {
+			if _, err := uc.Write(out); err != nil {
+				ok = false
+			}
+		}
+		if ok {
+			ue = readHead(uc, string(s.rreq.Method) == "HEAD", sent, s.timeout)
+		}
+	}
+	uc.Out = out[:0]
+	if ue != upOK {
+		uc.Discard()
+		code, b := failBody(ue)
+		s.writeLocalH2(w, code, b, nil)
+		return
+	}
+	resp := &uc.Resp
+	l := resp.Headers
+	s.finishResponseHeaders(&l, false, time.Since(sent))
+	hdr := w.Header()
+	for _, f := range l {
+		hdr[string(f.Name)] = append(hdr[string(f.Name)], string(f.Value))
+	}
+	status := resp.Status
+	uc.R += resp.HeadLen
+	framing := resp.Framing
+	reusable := !resp.Close && framing != http1.UntilClose
+	w.WriteHeader(status)
+	body := &bodyReader{src: upSource{uc}, framing: framing, remaining: resp.ContentLength}
+	if !copyFlush(w, body) {
+		uc.Discard()
+		panic(http.ErrAbortHandler)
+	}
+	if reusable && body.complete() && uc.R == uc.W {
+		pool.Put(uc)
+	} else {
+		uc.Discard()
+	}
+}
+
+// forwardH2 forwards an HTTP/1.1 request to an h2c endpoint.
+func (hc *h1conn) forwardH2(keep bool) bool {
+	s := hc.s
+	req := &hc.req
+	pool := s.host.Pool
+	pool.Begin()
+	defer pool.End()
+	head := string(req.Method) == "HEAD"
+	ctx := context.Background()
+	if s.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+	}
+	hc.r += req.HeadLen
+	if req.Expect100 && req.Framing != http1.NoBody && hc.r == hc.w {
+		if _, err := hc.c.Write(continue100); err != nil {
+			return false
+		}
+	}
+	var body *bodyReader
+	length := int64(0)
+	var rd io.Reader
+	switch req.Framing {
+	case http1.Length:
+		body = &bodyReader{src: hc, framing: http1.Length, remaining: req.ContentLength}
+		length, rd = req.ContentLength, body
+	case http1.Chunked:
+		body = &bodyReader{src: hc, framing: http1.Chunked}
+		length, rd = -1, body
+	}
+	out := s.upstreamRequest(ctx, rd, length)
+	sent := time.Now()
+	resp, err := pool.H2().RoundTrip(out)
+	bodyDone := body == nil || body.complete()
+	if err != nil {
+		return hc.failUpstream(classify(err), keep && bodyDone)
+	}
+	defer resp.Body.Close()
+	l := responseList(resp.Header, s.respFields[:0])
+	l.Del("content-length")
+	s.finishResponseHeaders(&l, false, time.Since(sent))
+	o := http1.AppendStatusLine(hc.out[:0], resp.StatusCode)
+	o = http1.AppendFields(o, l)
+	chunked := false
+	switch {
+	case head || resp.StatusCode == 204 || resp.StatusCode == 304:
+	case resp.ContentLength >= 0:
+		o = append(o, "content-length: "...)
+		o = strconv.AppendInt(o, resp.ContentLength, 10)
+		o = append(o, '\r', '\n')
+	default:
+		chunked = true
+		o = append(o, "transfer-encoding: chunked\r\n"...)
+	}
+	keep = keep && bodyDone
+	if !keep {
+		o = append(o, "connection: close\r\n"...)
+	}
+	o = append(o, '\r', '\n')
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	for !head {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if chunked {
+				o = http1.AppendChunk(o, buf[:n])
+			} else {
+				o = append(o, buf[:n]...)
+			}
+			if _, err := hc.c.Write(o); err != nil {
+				hc.out = o[:0]
+				return false
+			}
+			o = o[:0]
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			hc.out = o[:0]
+			return false
+		}
+	}
+	if chunked {
+		o = append(o, http1.LastChunk...)
+	}
+	hc.out = o
+	if len(o) > 0 {
+		if _, err := hc.c.Write(o); err != nil {
+			return false
+		}
+	}
+	return keep
+}
+
+var _ = upstream.ReadBufferSize

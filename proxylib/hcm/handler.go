@@ -1,0 +1,211 @@
+package hcm
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/nodemesh/nodemesh/proxylib/resource"
+)
+
+// Handler serves the connections of one filter chain with one connection
+// manager configuration. It is immutable except for its drain state.
+type Handler struct {
+	rt         *Runtime
+	cfg        *resource.HCM
+	tls        bool
+	serverName []byte
+
+	h2 *http2.Server
+	hs *http.Server // base config of h2; its Shutdown sends GOAWAY
+
+	mu       sync.Mutex
+	conns    map[*h1conn]struct{}
+	draining atomic.Bool
+	wg       sync.WaitGroup
+}
+
+// NewHandler returns a handler for cfg. tls says whether the chain
+// terminates TLS (x-forwarded-proto and :scheme become https).
+func NewHandler(rt *Runtime, cfg *resource.HCM, tls bool) *Handler {
+	h := &Handler{rt: rt, cfg: cfg, tls: tls, serverName: []byte(cfg.ServerName), conns: map[*h1conn]struct{}{}}
+	h.hs = &http.Server{Handler: http.HandlerFunc(h.serveHTTP2), IdleTimeout: cfg.IdleTimeout}
+	h.h2 = &http2.Server{IdleTimeout: cfg.IdleTimeout, MaxConcurrentStreams: 1000}
+	_ = http2.ConfigureServer(h.hs, h.h2)
+	return h
+}
+
+// Config returns the handler's connection manager configuration.
+func (h *Handler) Config() *resource.HCM { return h.cfg }
+
+// h2Preface is the HTTP/2 client connection preface.
+var h2Preface = []byte(http2.ClientPreface)
+
+// ServeConn serves c until it closes. alpn is the TLS-negotiated protocol
+// ("h2", "http/1.1" or ""). It blocks; the caller runs it on the
+// connection's goroutine.
+func (h *Handler) ServeConn(c net.Conn, alpn string) {
+	h.wg.Add(1)
+	defer h.wg.Done()
+	if h.draining.Load() {
+		c.Close()
+		return
+	}
+	if alpn == "h2" || h.cfg.Codec == resource.CodecHTTP2 {
+		h.serveH2(c, nil)
+		return
+	}
+	hc := getH1conn(h, c)
+	if h.cfg.Codec == resource.CodecAuto {
+		// Sniff the HTTP/2 prior-knowledge preface.
+		for hc.w < len(h2Preface) && bytes.HasPrefix(h2Preface, hc.buf[:hc.w]) {
+			if !hc.fill(h.cfg.IdleTimeout) {
+				hc.close()
+				putH1conn(hc)
+				return
+			}
+		}
+		if bytes.HasPrefix(hc.buf[:hc.w], h2Preface) {
+			pre := append([]byte(nil), hc.buf[:hc.w]...)
+			hc.forget()
+			putH1conn(hc)
+			h.serveH2(c, pre)
+			return
+		}
+	}
+	if !h.track(hc) {
+		hc.close()
+		putH1conn(hc)
+		return
+	}
+	hc.serve()
+	h.untrack(hc)
+	putH1conn(hc)
+}
+
+func (h *Handler) track(hc *h1conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.draining.Load() {
+		return false
+	}
+	h.conns[hc] = struct{}{}
+	return true
+}
+
+func (h *Handler) untrack(hc *h1conn) {
+	h.mu.Lock()
+	delete(h.conns, hc)
+	h.mu.Unlock()
+}
+
+// Draining reports whether Shutdown was called.
+func (h *Handler) Draining() bool { return h.draining.Load() }
+
+// Shutdown drains the handler's connections: idle HTTP/1.1 connections are
+// closed, busy ones close after their current response, HTTP/2 connections
+// get GOAWAY and close when their streams end. It returns when every
+// connection is gone, or force-closes the rest when ctx ends.
+func (h *Handler) Shutdown(ctx context.Context) {
+	h.mu.Lock()
+	h.draining.Store(true)
+	for hc := range h.conns {
+		hc.drain()
+	}
+	h.mu.Unlock()
+	go func() {
+		sctx, cancel := context.WithCancel(context.Background())
+		cancel() // only trigger GOAWAY; connections are awaited below
+		_ = h.hs.Shutdown(sctx)
+	}()
+	done := make(chan struct{})
+	go func() {
+		h.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		h.mu.Lock()
+		for hc := range h.conns {
+			hc.c.Close()
+		}
+		h.mu.Unlock()
+		_ = h.hs.Close()
+		<-done
+	}
+}
+
+// serveH2 serves an HTTP/2 connection; pre holds bytes already read.
+func (h *Handler) serveH2(c net.Conn, pre []byte) {
+	var nc net.Conn = c
+	if len(pre) > 0 {
+		nc = &prefixConn{Conn: c, pre: pre}
+	}
+	h.h2.ServeConn(nc, &http2.ServeConnOpts{BaseConfig: h.hs, Handler: http.HandlerFunc(h.serveHTTP2)})
+}
+
+// prefixConn replays bytes consumed while sniffing the protocol.
+type prefixConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.pre) > 0 {
+		n := copy(b, p.pre)
+		p.pre = p.pre[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}
+
+func remoteAddrPort(c net.Conn) netip.AddrPort {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	return ap
+}
+
+// lazyDeadline re-arms a connection deadline only when it drifted by more
+// than 1% of the timeout, so keep-alive traffic does not reset a runtime
+// timer on every request.
+type lazyDeadline struct {
+	at time.Time
+	d  time.Duration
+}
+
+// need returns the deadline to set, and false when the armed one is close
+// enough. A zero time clears the deadline.
+func (l *lazyDeadline) need(now time.Time, d time.Duration) (time.Time, bool) {
+	if d <= 0 {
+		if l.at.IsZero() {
+			return time.Time{}, false
+		}
+		l.at, l.d = time.Time{}, 0
+		return time.Time{}, true
+	}
+	want := now.Add(d)
+	if l.d == d && !l.at.IsZero() && want.Sub(l.at) < d/100 {
+		return time.Time{}, false
+	}
+	l.at, l.d = want, d
+	return want, true
+}
+
+// exact returns a precise deadline (slow paths) and forgets the lazy state.
+func (l *lazyDeadline) exact(now time.Time, d time.Duration) time.Time {
+	l.at, l.d = time.Time{}, 0
+	if d <= 0 {
+		return time.Time{}
+	}
+	return now.Add(d)
+}

@@ -1,0 +1,23 @@
+// Package listener owns the proxy's listening sockets: per-core
+// SO_REUSEPORT TCP sockets per listener address, accept loops, TLS
+// detection and termination with SNI-selected filter chains, and the
+// hand-over of each accepted connection to its chain's Handler.
+//
+// Updates (Manager.Apply) keep every socket whose address is unchanged, so
+// an update never rebinds a port or drops a connection; new addresses are
+// bound before anything changes (a bind failure fails the whole update);
+// removed addresses stop accepting at once and their connections drain
+// through Handler.Shutdown, bounded by the drain timeout. A chain handler no
+// longer referenced by any active listener is drained the same way, while
+// handlers kept across updates continue serving their connections.
+//
+// Filter chain selection follows Envoy's server_names matching: the exact
+// SNI first, then "*.suffix" wildcards from the most specific, then the
+// chain without server_names; no match closes the connection. TLS is
+// detected from the first byte when the listener has the TLS inspector;
+// without it SNI is unknown and only chains without server_names match.
+// Certificates are looked up by SDS secret name at handshake time, so a
+// rotated Secret applies to new handshakes without touching listeners.
+// Servers negotiate TLS 1.2 or 1.3 (Envoy's server default) and advertise
+// the chain's alpn_protocols only.
+package listener

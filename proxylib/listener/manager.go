@@ -1,0 +1,422 @@
+package listener
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Handler serves connections of one filter chain.
+type Handler interface {
+	// ServeConn serves c until it closes; alpn is the negotiated protocol.
+	ServeConn(c net.Conn, alpn string)
+	// Shutdown drains the handler's connections, returning when they are
+	// gone or force-closing them when ctx ends.
+	Shutdown(ctx context.Context)
+}
+
+// TLS is a chain's downstream TLS settings.
+type TLS struct {
+	SecretNames []string
+	ALPN        []string
+}
+
+// Chain is a filter chain: its match, transport and handler.
+type Chain struct {
+	ServerNames []string
+	TLS         *TLS
+	Handler     Handler
+
+	tlsConfig *tls.Config
+}
+
+// Spec is the desired state of one listener.
+type Spec struct {
+	Name         string
+	Address      string
+	TLSInspector bool
+	Chains       []*Chain
+}
+
+// Certs returns the certificate of an SDS secret, or nil.
+type Certs func(secretName string) *tls.Certificate
+
+// Manager reconciles listening sockets with the desired listeners.
+type Manager struct {
+	certs        Certs
+	logger       *slog.Logger
+	drainTimeout time.Duration
+	sockets      int
+	wrap         func(net.Listener) net.Listener
+
+	mu     sync.Mutex
+	bound  map[string]*bound
+	active map[Handler]bool
+	closed bool
+}
+
+type bound struct {
+	addr    string
+	lns     []net.Listener
+	spec    atomic.Pointer[Spec]
+	started bool
+	wg      sync.WaitGroup
+}
+
+// Option configures a Manager.
+type Option func(*Manager)
+
+// WithDrainTimeout bounds how long removed listeners and chains drain.
+func WithDrainTimeout(d time.Duration) Option { return func(m *Manager) { m.drainTimeout = d } }
+
+// WithSockets sets the number of SO_REUSEPORT sockets per address
+// (default GOMAXPROCS).
+func WithSockets(n int) Option { return func(m *Manager) { m.sockets = n } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.logger = l } }
+
+// New returns a manager that looks certificates up with certs.
+func New(certs Certs, opts ...Option) *Manager {
+	m := &Manager{certs: certs, logger: slog.Default(), drainTimeout: 600 * time.Second,
+		sockets: runtime.GOMAXPROCS(0), bound: map[string]*bound{}, active: map[Handler]bool{}}
+	for _, o := range opts {
+		o(m)
+	}
+	if m.sockets < 1 {
+		m.sockets = 1
+	}
+	return m
+}
+
+// Addresses returns the bound listener addresses (host:port as bound).
+func (m *Manager) Addresses() map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]string{}
+	for addr, b := range m.bound {
+		if s := b.spec.Load(); s != nil {
+			out[s.Name] = addr
+		}
+	}
+	return out
+}
+
+// Apply makes the manager serve active and keep bind (warming listeners'
+// addresses) bound without accepting. It binds every new address first and
+// changes nothing when a bind fails.
+func (m *Manager) Apply(bind []string, active []*Spec) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errors.New("listener manager closed")
+	}
+	want := map[string]*Spec{}
+	keep := map[string]bool{}
+	for _, a := range bind {
+		keep[a] = true
+	}
+	for _, s := range active {
+		want[s.Address] = s
+		keep[s.Address] = true
+	}
+	var fresh []*bound
+	for addr := range keep {
+		if m.bound[addr] != nil {
+			continue
+		}
+		b, err := m.listen(addr)
+		if err != nil {
+			for _, f := range fresh {
+				f.close()
+				delete(m.bound, f.addr)
+			}
+			return err
+		}
+		m.bound[addr] = b
+		fresh = append(fresh, b)
+	}
+	for _, s := range active {
+		for _, c := range s.Chains {
+			if c.TLS != nil {
+				c.tlsConfig = m.tlsConfig(c)
+			}
+		}
+	}
+	live := map[Handler]bool{}
+	for _, s := range active {
+		for _, c := range s.Chains {
+			live[c.Handler] = true
+		}
+	}
+	for addr, b := range m.bound {
+		if !keep[addr] {
+			b.close()
+			delete(m.bound, addr)
+			continue
+		}
+		if s := want[addr]; s != nil {
+			b.spec.Store(s)
+			if !b.started {
+				b.started = true
+				m.startAccept(b)
+			}
+		}
+	}
+	for h := range m.active {
+		if !live[h] {
+			go m.drain(h)
+		}
+	}
+	m.active = live
+	return nil
+}
+
+func (m *Manager) drain(h Handler) {
+	ctx, cancel := context.WithTimeout(context.Background(), m.drainTimeout)
+	defer cancel()
+	h.Shutdown(ctx)
+}
+
+// Close stops accepting everywhere and drains every handler within ctx.
+func (m *Manager) Close(ctx context.Context) {
+	m.mu.Lock()
+	m.closed = true
+	for addr, b := range m.bound {
+		b.close()
+		delete(m.bound, addr)
+	}
+	handlers := m.active
+	m.active = map[Handler]bool{}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for h := range handlers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h.Shutdown(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+func (m *Manager) listen(addr string) (*bound, error) {
+	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	b := &bound{addr: addr}
+	for i := 0; i < m.sockets; i++ {
+		ln, err := lc.Listen(context.Background(), "tcp", addr)
+		if err != nil {
+			b.close()
+			return nil, fmt.Errorf("binding listener address %s: %w", addr, err)
+		}
+		if m.wrap != nil {
+			ln = m.wrap(ln)
+		}
+		b.lns = append(b.lns, ln)
+	}
+	return b, nil
+}
+
+func (b *bound) close() {
+	for _, ln := range b.lns {
+		ln.Close()
+	}
+}
+
+func (m *Manager) startAccept(b *bound) {
+	for _, ln := range b.lns {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			m.accept(b, ln)
+		}()
+	}
+}
+
+func (m *Manager) accept(b *bound, ln net.Listener) {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Transient (e.g. EMFILE): back off like net/http does.
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay *= 2; delay > time.Second {
+				delay = time.Second
+			}
+			m.logger.Warn("accepting connection", "address", b.addr, "error", err)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		go m.serve(b.spec.Load(), c)
+	}
+}
+
+// Timeouts of the listener filter phase (Envoy's listener_filters_timeout
+// is 15 s) and of the TLS handshake.
+const (
+	inspectTimeout   = 15 * time.Second
+	handshakeTimeout = 15 * time.Second
+)
+
+func (m *Manager) serve(spec *Spec, c net.Conn) {
+	if spec == nil {
+		c.Close()
+		return
+	}
+	isTLS := false
+	var conn net.Conn = c
+	if spec.TLSInspector {
+		var first [1]byte
+		_ = c.SetReadDeadline(time.Now().Add(inspectTimeout))
+		n, err := c.Read(first[:])
+		if n == 0 || err != nil && n == 0 {
+			c.Close()
+			return
+		}
+		_ = c.SetReadDeadline(time.Time{})
+		isTLS = first[0] == 0x16 // TLS handshake record
+		conn = &prefixConn{Conn: c, pre: append([]byte(nil), first[:n]...)}
+	}
+	if !isTLS {
+		chain := selectChain(spec.Chains, "")
+		if chain == nil {
+			c.Close()
+			return
+		}
+		if chain.TLS == nil {
+			chain.Handler.ServeConn(conn, "")
+			return
+		}
+		if spec.TLSInspector {
+			c.Close() // plaintext on a chain that requires TLS
+			return
+		}
+	}
+	var picked *Chain
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			sni := ""
+			if spec.TLSInspector {
+				sni = strings.ToLower(hello.ServerName)
+			}
+			picked = selectChain(spec.Chains, sni)
+			if picked == nil || picked.tlsConfig == nil {
+				return nil, fmt.Errorf("no TLS filter chain for server name %q", hello.ServerName)
+			}
+			return picked.tlsConfig, nil
+		},
+	}
+	tc := tls.Server(conn, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		m.logger.Debug("TLS handshake", "listener", spec.Name, "error", err)
+		c.Close()
+		return
+	}
+	picked.Handler.ServeConn(tc, tc.ConnectionState().NegotiatedProtocol)
+}
+
+func (m *Manager) tlsConfig(c *Chain) *tls.Config {
+	names := c.TLS.SecretNames
+	certs := m.certs
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: c.TLS.ALPN,
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			var first *tls.Certificate
+			for _, n := range names {
+				cert := certs(n)
+				if cert == nil {
+					continue
+				}
+				if first == nil {
+					first = cert
+				}
+				if len(names) == 1 || hello.SupportsCertificate(cert) == nil {
+					return cert, nil
+				}
+			}
+			if first == nil {
+				return nil, fmt.Errorf("no certificate available for secrets %v", names)
+			}
+			return first, nil
+		},
+	}
+}
+
+// selectChain picks the chain for sni as Envoy matches server_names.
+func selectChain(chains []*Chain, sni string) *Chain {
+	if sni != "" {
+		for _, c := range chains {
+			for _, n := range c.ServerNames {
+				if n == sni {
+					return c
+				}
+			}
+		}
+		for rest := sni; ; {
+			i := strings.IndexByte(rest, '.')
+			if i < 0 {
+				break
+			}
+			rest = rest[i+1:]
+			wild := "*." + rest
+			for _, c := range chains {
+				for _, n := range c.ServerNames {
+					if n == wild {
+						return c
+					}
+				}
+			}
+		}
+	}
+	for _, c := range chains {
+		if len(c.ServerNames) == 0 {
+			return c
+		}
+	}
+	return nil
+}
+
+// prefixConn replays the bytes read while inspecting.
+type prefixConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.pre) > 0 {
+		n := copy(b, p.pre)
+		p.pre = p.pre[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}

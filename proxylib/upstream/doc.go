@@ -1,0 +1,22 @@
+// Package upstream owns clusters, their endpoints and load balancers, and the
+// connections to endpoints: pooled HTTP/1.1 keep-alive connections with
+// their own buffers, and one h2c transport per endpoint for HTTP/2 clusters.
+//
+// Pools are keyed by endpoint address and protocol and outlive cluster
+// versions: an xDS update that re-creates a Cluster hands it the same pools,
+// so keep-alive connections survive configuration changes. Pools no longer
+// referenced by any cluster are closed by Manager.Retain.
+//
+// Load balancing follows Envoy: ROUND_ROBIN (weighted by
+// load_balancing_weight through a precomputed smooth schedule when weights
+// differ), RANDOM (weighted), LEAST_REQUEST (power of two choices over
+// active requests, divided by weight when weights differ). Health: HEALTHY
+// and UNKNOWN hosts are healthy, DEGRADED hosts are used only when no
+// healthy host exists, all other statuses are unhealthy. With Envoy's
+// default healthy_panic_threshold of 50%, when fewer than half of the hosts
+// are healthy or degraded the cluster is in panic and balances across all
+// hosts. A cluster with no hosts yields no pick (the caller answers 503).
+//
+// Invariants: a Cluster is immutable after Build except for its round-robin
+// cursor and the pools' counters; every method is safe for concurrent use.
+package upstream

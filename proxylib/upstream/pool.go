@@ -1,0 +1,271 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/sys/unix"
+
+	"github.com/nodemesh/nodemesh/proxylib/http1"
+	"github.com/nodemesh/nodemesh/proxylib/resource"
+)
+
+// Buffer sizes of an upstream HTTP/1.1 connection.
+const (
+	ReadBufferSize  = 16 << 10
+	WriteBufferSize = 16 << 10
+	maxIdlePerHost  = 1024
+	// probeAfter is how long a connection may idle before it is probed for
+	// a close by the server before reuse.
+	probeAfter = time.Second
+)
+
+// ErrPoolClosed is returned by a pool whose endpoint left every cluster.
+var ErrPoolClosed = errors.New("endpoint pool closed")
+
+// Manager owns every endpoint pool and builds clusters over them.
+type Manager struct {
+	mu    sync.Mutex
+	pools map[poolKey]*Pool
+	mark  func(fd uintptr) error
+}
+
+type poolKey struct {
+	addr  string
+	http2 bool
+}
+
+// NewManager returns an empty manager. mark, when non-nil, is applied to
+// every upstream socket before it connects (e.g. SO_MARK).
+func NewManager(mark func(fd uintptr) error) *Manager {
+	return &Manager{pools: map[poolKey]*Pool{}, mark: mark}
+}
+
+// Build makes a cluster from its configuration and endpoints (nil endpoints
+// make an empty cluster).
+func (m *Manager) Build(cfg *resource.Cluster, eps *resource.Endpoints) *Cluster {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var hosts []*Host
+	if eps != nil {
+		for _, e := range eps.Endpoints {
+			k := poolKey{e.Address, cfg.HTTP2}
+			p := m.pools[k]
+			if p == nil {
+				p = newPool(e.Address, cfg.HTTP2, m.mark)
+				m.pools[k] = p
+			}
+			p.connectTimeout.Store(int64(cfg.ConnectTimeout))
+			hosts = append(hosts, &Host{Addr: e.Address, Weight: e.Weight, Health: e.Health, Pool: p})
+		}
+	}
+	return newCluster(cfg, hosts)
+}
+
+// Retain closes the pools no cluster in live uses.
+func (m *Manager) Retain(live map[string]*Cluster) {
+	used := map[*Pool]bool{}
+	for _, c := range live {
+		for _, h := range c.Hosts {
+			used[h.Pool] = true
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, p := range m.pools {
+		if !used[p] {
+			delete(m.pools, k)
+			p.close()
+		}
+	}
+}
+
+// Close closes every pool.
+func (m *Manager) Close() { m.Retain(nil) }
+
+// Pool holds the connections to one endpoint.
+type Pool struct {
+	Addr  string
+	HTTP2 bool
+
+	connectTimeout atomic.Int64
+	active         atomic.Int64
+	mark           func(fd uintptr) error
+
+	mu     sync.Mutex
+	idle   []*Conn
+	closed bool
+
+	h2 *http2.Transport
+}
+
+func newPool(addr string, h2 bool, mark func(fd uintptr) error) *Pool {
+	p := &Pool{Addr: addr, HTTP2: h2, mark: mark}
+	if h2 {
+		p.h2 = &http2.Transport{
+			AllowHTTP:          true,
+			DisableCompression: true,
+			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+				return p.dial(ctx)
+			},
+			// Detect dead connections the way Envoy's keepalive would.
+			ReadIdleTimeout: 30 * time.Second,
+			PingTimeout:     15 * time.Second,
+		}
+	}
+	return p
+}
+
+// Active is the number of requests in flight to this endpoint.
+func (p *Pool) Active() int64 { return p.active.Load() }
+
+// Begin and End count a request for least-request balancing.
+func (p *Pool) Begin() { p.active.Add(1) }
+
+// End ends a request begun with Begin.
+func (p *Pool) End() { p.active.Add(-1) }
+
+// H2 is the endpoint's h2c transport (HTTP/2 pools only).
+func (p *Pool) H2() *http2.Transport { return p.h2 }
+
+func (p *Pool) dial(ctx context.Context) (net.Conn, error) {
+	d := net.Dialer{Timeout: time.Duration(p.connectTimeout.Load())}
+	if p.mark != nil {
+		mark := p.mark
+		d.Control = func(network, address string, c syscall.RawConn) error {
+			var err error
+			if cerr := c.Control(func(fd uintptr) { err = mark(fd) }); cerr != nil {
+				return cerr
+			}
+			return err
+		}
+	}
+	return d.DialContext(ctx, "tcp", p.Addr)
+}
+
+// Conn is a pooled HTTP/1.1 upstream connection with its buffers.
+type Conn struct {
+	net.Conn
+	pool *Pool
+	raw  syscall.RawConn
+
+	Buf  []byte // read buffer; Buf[R:W] holds unread bytes
+	R, W int
+	Out  []byte // write buffer, reset per request
+
+	Resp http1.Response
+
+	idleSince time.Time
+	armed     time.Time
+	armedFor  time.Duration
+}
+
+// Get returns an idle connection (reused=true) or dials a new one.
+func (p *Pool) Get(ctx context.Context) (c *Conn, reused bool, err error) {
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, false, ErrPoolClosed
+		}
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			break
+		}
+		c = p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		if time.Since(c.idleSince) < probeAfter || c.alive() {
+			return c, true, nil
+		}
+		c.Conn.Close()
+	}
+	nc, err := p.dial(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	c = &Conn{Conn: nc, pool: p, Buf: make([]byte, ReadBufferSize), Out: make([]byte, 0, WriteBufferSize)}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
+	return c, false, nil
+}
+
+// alive probes an idle connection without blocking: a closed or
+// unexpectedly readable connection is not reused.
+func (c *Conn) alive() bool {
+	if c.raw == nil {
+		return true
+	}
+	ok := false
+	var b [1]byte
+	err := c.raw.Read(func(fd uintptr) bool {
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		ok = err == unix.EAGAIN || err == unix.EWOULDBLOCK
+		return true
+	})
+	return err == nil && ok
+}
+
+// Put returns a connection whose exchange completed cleanly.
+func (p *Pool) Put(c *Conn) {
+	c.R, c.W = 0, 0
+	c.Out = c.Out[:0]
+	c.idleSince = time.Now()
+	p.mu.Lock()
+	if p.closed || len(p.idle) >= maxIdlePerHost {
+		p.mu.Unlock()
+		c.Conn.Close()
+		return
+	}
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+// Discard closes a connection that cannot be reused.
+func (c *Conn) Discard() { c.Conn.Close() }
+
+// Pool returns the pool c belongs to.
+func (c *Conn) Pool() *Pool { return c.pool }
+
+func (p *Pool) close() {
+	p.mu.Lock()
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.Conn.Close()
+	}
+	if p.h2 != nil {
+		p.h2.CloseIdleConnections()
+	}
+}
+
+// Deadline returns the read deadline for a response expected within d of
+// now, and false when the armed deadline is within 1% of it (re-arming a
+// runtime timer per request is avoided). d <= 0 clears the deadline.
+func (c *Conn) Deadline(now time.Time, d time.Duration) (time.Time, bool) {
+	if d <= 0 {
+		if c.armed.IsZero() {
+			return time.Time{}, false
+		}
+		c.armed, c.armedFor = time.Time{}, 0
+		return time.Time{}, true
+	}
+	want := now.Add(d)
+	if c.armedFor == d && !c.armed.IsZero() && want.Sub(c.armed) < d/100 {
+		return time.Time{}, false
+	}
+	c.armed, c.armedFor = want, d
+	return want, true
+}
