@@ -35,7 +35,7 @@ func (t *translator) attach(rs *routeState) {
 			ls        *listenerState
 			hostnames []string
 		}
-		var selected, allowed int
+		var selected, kindOK, allowed int
 		var hits []hit
 		for _, ls := range gs.listeners {
 			if pr.SectionName != nil && string(*pr.SectionName) != ls.name {
@@ -45,7 +45,11 @@ func (t *translator) attach(rs *routeState) {
 				continue
 			}
 			selected++
-			if !ls.allowsHTTPRoute() || !ls.allowsNamespace(t.ix, r.Namespace) {
+			if !ls.allowsHTTPRoute() {
+				continue
+			}
+			kindOK++
+			if !ls.allowsNamespace(t.ix, r.Namespace) {
 				continue
 			}
 			allowed++
@@ -56,6 +60,8 @@ func (t *translator) attach(rs *routeState) {
 		switch {
 		case selected == 0:
 			ps.accepted = no(string(gwv1.RouteReasonNoMatchingParent), "Gateway %s has no listener%s", gs.key, describeSelection(pr))
+		case kindOK == 0:
+			ps.accepted = no(string(gwv1.RouteReasonNotAllowedByListeners), "no listener of Gateway %s%s admits HTTPRoutes", gs.key, describeSelection(pr))
 		case allowed == 0:
 			ps.accepted = no(string(gwv1.RouteReasonNotAllowedByListeners), "no listener of Gateway %s%s admits HTTPRoutes from namespace %s", gs.key, describeSelection(pr), r.Namespace)
 		case len(rs.problems) > 0:

@@ -154,13 +154,13 @@ func (t *translator) listenerTLS(ls *listenerState) {
 		// would let unauthenticated clients in.
 		ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "client certificate validation (spec.tls.frontend) is not supported"))
 	}
+	if cfg != nil && cfg.Mode != nil && *cfg.Mode != gwv1.TLSModeTerminate {
+		ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "tls.mode %q is not supported on HTTPS listeners; use Terminate", *cfg.Mode))
+		return
+	}
 	if cfg == nil || len(cfg.CertificateRefs) == 0 {
 		ls.certProblem = true
 		ls.unresolved(no(string(gwv1.ListenerReasonInvalidCertificateRef), "an HTTPS listener needs tls.certificateRefs"))
-		return
-	}
-	if cfg.Mode != nil && *cfg.Mode != gwv1.TLSModeTerminate {
-		ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "tls.mode %q is not supported on HTTPS listeners; use Terminate", *cfg.Mode))
 		return
 	}
 	for j, cr := range cfg.CertificateRefs {

@@ -269,12 +269,12 @@ func compileMatch(rule *ruleState, j int, m *gwv1.HTTPRouteMatch) *matchState {
 		} else {
 			seen[lower] = true
 		}
-		t, ok := stringMatch((*string)(h.Type), h.Value)
-		if !ok {
-			rule.fail(gwv1.RouteReasonUnsupportedValue, field(fmt.Sprintf("headers[%d]", k)), "%s", t)
+		t, sub, err := stringMatch((*string)(h.Type), h.Value)
+		if err != nil {
+			rule.fail(gwv1.RouteReasonUnsupportedValue, field(fmt.Sprintf("headers[%d].%s", k, sub)), "%v", err)
 			continue
 		}
-		ms.match.Headers = append(ms.match.Headers, ir.HeaderMatch{Name: name, Type: ir.StringMatchType(t), Value: h.Value})
+		ms.match.Headers = append(ms.match.Headers, ir.HeaderMatch{Name: name, Type: t, Value: h.Value})
 	}
 	clear(seen)
 	for k, q := range m.QueryParams {
@@ -287,12 +287,12 @@ func compileMatch(rule *ruleState, j int, m *gwv1.HTTPRouteMatch) *matchState {
 			continue // only the first match of a name counts
 		}
 		seen[name] = true
-		t, ok := stringMatch((*string)(q.Type), q.Value)
-		if !ok {
-			rule.fail(gwv1.RouteReasonUnsupportedValue, field(fmt.Sprintf("queryParams[%d]", k)), "%s", t)
+		t, sub, err := stringMatch((*string)(q.Type), q.Value)
+		if err != nil {
+			rule.fail(gwv1.RouteReasonUnsupportedValue, field(fmt.Sprintf("queryParams[%d].%s", k, sub)), "%v", err)
 			continue
 		}
-		ms.match.Query = append(ms.match.Query, ir.QueryMatch{Name: name, Type: ir.StringMatchType(t), Value: q.Value})
+		ms.match.Query = append(ms.match.Query, ir.QueryMatch{Name: name, Type: t, Value: q.Value})
 	}
 	if m.Method != nil {
 		if !httpMethods[*m.Method] {
@@ -307,22 +307,22 @@ func compileMatch(rule *ruleState, j int, m *gwv1.HTTPRouteMatch) *matchState {
 }
 
 // stringMatch checks a header or query match type (nil: Exact) and value.
-// It returns the IR type, or a problem description and false.
-func stringMatch(typ *string, value string) (string, bool) {
+// On error it names the offending field ("type" or "value").
+func stringMatch(typ *string, value string) (ir.StringMatchType, string, error) {
 	t := "Exact"
 	if typ != nil {
 		t = *typ
 	}
 	switch t {
 	case "Exact":
-		return string(ir.MatchExact), true
+		return ir.MatchExact, "", nil
 	case "RegularExpression":
 		if _, err := regexp.Compile(value); err != nil {
-			return fmt.Sprintf("value: invalid RE2 regular expression %q: %v", value, err), false
+			return "", "value", fmt.Errorf("invalid RE2 regular expression %q: %v", value, err)
 		}
-		return string(ir.MatchRegex), true
+		return ir.MatchRegex, "", nil
 	}
-	return fmt.Sprintf("type: unsupported match type %q", t), false
+	return "", "type", fmt.Errorf("unsupported match type %q", t)
 }
 
 // checkPath applies the API's rules for Exact and PathPrefix values.
