@@ -1,0 +1,139 @@
+package testbed
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// ownerPID extracts the creating process from a name made by newID (or a
+// bpffs directory made by BPFFS): "<Prefix>-<pid>-...".
+func ownerPID(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, Prefix+"-")
+	if !ok {
+		return 0, false
+	}
+	pidStr, _, _ := strings.Cut(rest, "-")
+	pid, err := strconv.Atoi(pidStr)
+	return pid, err == nil && pid > 0
+}
+
+func alive(pid int) bool {
+	err := unix.Kill(pid, 0)
+	return err == nil || errors.Is(err, unix.EPERM)
+}
+
+// Sweep removes what crashed runs left behind: namespaces and bpffs mounts
+// whose creating process is gone. Live runs' resources are never touched.
+func Sweep() error {
+	var errs []error
+	entries, err := os.ReadDir(netnsDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("listing %s: %w", netnsDir, err)
+	}
+	for _, e := range entries {
+		pid, ok := ownerPID(e.Name())
+		if !ok || alive(pid) {
+			continue
+		}
+		if err := netns.DeleteNamed(e.Name()); err != nil {
+			errs = append(errs, fmt.Errorf("removing stale namespace %s: %w", e.Name(), err))
+		}
+	}
+	mounts, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	defer mounts.Close()
+	sc := bufio.NewScanner(mounts)
+	for sc.Scan() {
+		// Fields: id parent major:minor root mountpoint ... - fstype ...
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i, f := range fields {
+			if f == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 0 || sep+1 >= len(fields) || len(fields) < 5 || fields[sep+1] != "bpf" {
+			continue
+		}
+		mp := fields[4]
+		pid, ok := ownerPID(filepath.Base(mp))
+		if !ok || alive(pid) {
+			continue
+		}
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Errorf("unmounting stale bpffs %s: %w", mp, err))
+			continue
+		}
+		_ = os.Remove(mp)
+	}
+	return errors.Join(errs...)
+}
+
+var sweepOnce sync.Once
+
+// RequireRoot skips the test unless it runs as root, which everything here
+// needs (namespaces, BPF, netlink).
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("privileged test: needs root (network namespaces, BPF); CI runs it as root")
+	}
+}
+
+// New creates a bed for a test and removes it when the test ends, failed
+// or not. The first call in a process also sweeps crashed runs' leftovers.
+func New(t testing.TB, cfg Config) *Bed {
+	t.Helper()
+	RequireRoot(t)
+	sweepOnce.Do(func() {
+		if err := Sweep(); err != nil {
+			t.Logf("sweeping leftovers of earlier runs: %v", err)
+		}
+	})
+	b, err := Create(cfg)
+	if err != nil {
+		t.Fatalf("creating test bed: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("removing test bed: %v", err)
+		}
+	})
+	return b
+}
+
+// BPFFS mounts a private bpf filesystem for the test and returns its path;
+// it is unmounted when the test ends.
+func BPFFS(t testing.TB) string {
+	t.Helper()
+	RequireRoot(t)
+	dir, err := os.MkdirTemp("", fmt.Sprintf("%s-%d-bpffs-", Prefix, os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("bpffs", dir, "bpf", 0, "mode=0700"); err != nil {
+		os.Remove(dir)
+		t.Fatalf("mounting bpffs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmounting bpffs %s: %v", dir, err)
+			return
+		}
+		os.Remove(dir)
+	})
+	return dir
+}
