@@ -3,7 +3,6 @@ package upstream
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -26,9 +25,6 @@ const (
 	// a close by the server before reuse.
 	probeAfter = time.Second
 )
-
-// ErrPoolClosed is returned by a pool whose endpoint left every cluster.
-var ErrPoolClosed = errors.New("endpoint pool closed")
 
 // Manager owns every endpoint pool and builds clusters over them.
 type Manager struct {
@@ -171,10 +167,8 @@ type Conn struct {
 func (p *Pool) Get(ctx context.Context) (c *Conn, reused bool, err error) {
 	for {
 		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			return nil, false, ErrPoolClosed
-		}
+		// A closed pool still serves requests routed to it before its
+		// endpoint left the configuration: it dials, it just keeps nothing.
 		n := len(p.idle)
 		if n == 0 {
 			p.mu.Unlock()

@@ -1,0 +1,32 @@
+// Package config is the proxy's configuration state: it receives resources
+// from the xDS client, decodes them (package resource), keeps the last
+// accepted set of every type, decides what is warm, and publishes an
+// immutable routing snapshot (hcm.Routing) and the desired listeners
+// (listener.Manager) after every accepted update.
+//
+// Decisions (as Envoy behaves, where the API leaves room):
+//   - An update with any invalid resource is rejected as a whole (NACK) and
+//     the previous configuration of that type keeps serving; nothing of the
+//     update is applied. A listener update that cannot bind a new address is
+//     rejected the same way.
+//   - Warming: a cluster becomes active once its ClusterLoadAssignment is
+//     present; a listener once the RouteConfigurations and Secrets its
+//     chains reference are present. While an updated listener or cluster
+//     warms, its previous version keeps serving. After Envoy's default
+//     initial_fetch_timeout (15 s) a resource stops waiting: a cluster
+//     serves with no endpoints (503), a listener with its missing route
+//     configurations treated as empty (404).
+//   - RouteConfigurations, ClusterLoadAssignments and Secrets are
+//     subscribed by name from what listeners and clusters reference; they
+//     are dropped when no longer referenced. For state-of-the-world RDS,
+//     EDS and SDS a response updates the resources it carries and leaves the
+//     others as they were.
+//   - Decoded resources are cached by their serialized bytes, so an
+//     unchanged resource is neither decoded nor rebuilt again: unchanged
+//     filter chains keep their handler (their connections are untouched)
+//     and unchanged clusters keep their balancer state.
+//
+// Data enters through Update (called by the xDS client's goroutine) and
+// leaves through hcm.Runtime.Store and listener.Manager.Apply; Status and
+// Ready serve the admin endpoint.
+package config

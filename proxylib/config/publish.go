@@ -1,0 +1,180 @@
+package config
+
+import (
+	"crypto/tls"
+	"sort"
+	"time"
+
+	"github.com/nodemesh/nodemesh/proxylib/hcm"
+	"github.com/nodemesh/nodemesh/proxylib/listener"
+	"github.com/nodemesh/nodemesh/proxylib/resource"
+	"github.com/nodemesh/nodemesh/proxylib/route"
+	"github.com/nodemesh/nodemesh/proxylib/upstream"
+)
+
+// publish recomputes what is warm and pushes it to the data path. Called
+// with s.mu held. It fails only when a listener address cannot be bound;
+// the data path is then unchanged.
+func (s *Store) publish() error {
+	now := time.Now()
+	pending := map[string]time.Time{}
+	waiting := func(key string) bool {
+		first, ok := s.since[key]
+		if !ok {
+			first = now
+		}
+		if now.Sub(first) >= s.wait {
+			return false // initial fetch timeout: stop waiting
+		}
+		pending[key] = first
+		return true
+	}
+
+	// Secrets.
+	certs := map[string]*tls.Certificate{}
+	for n, e := range s.types[resource.SecretType].entries {
+		certs[n] = e.value.(*resource.Secret).Certificate
+	}
+
+	// Route tables.
+	routes := map[string]*route.Table{}
+	for n, e := range s.types[resource.RouteType].entries {
+		routes[n] = e.table
+	}
+
+	// Clusters: active once their endpoints are present.
+	eps := s.types[resource.EndpointType].entries
+	clusters := map[string]*upstream.Cluster{}
+	built := map[string]*builtCluster{}
+	for n, e := range s.types[resource.ClusterType].entries {
+		cfg := e.value.(*resource.Cluster)
+		var ep *resource.Endpoints
+		if x := eps[cfg.ServiceName]; x != nil {
+			ep = x.value.(*resource.Endpoints)
+		} else if waiting("c/" + n) {
+			if old := s.built[n]; old != nil {
+				built[n] = old
+				clusters[n] = old.c
+			}
+			continue
+		}
+		if old := s.built[n]; old != nil && old.cfg == cfg && old.eps == ep {
+			built[n] = old
+		} else {
+			built[n] = &builtCluster{cfg: cfg, eps: ep, c: s.um.Build(cfg, ep)}
+		}
+		clusters[n] = built[n].c
+	}
+
+	// Listeners: active once their routes and secrets are present.
+	active := map[string]*resource.Listener{}
+	var bind []string
+	for n, e := range s.types[resource.ListenerType].entries {
+		l := e.value.(*resource.Listener)
+		if s.warm(l, routes, certs) || !waiting("l/"+n) {
+			active[n] = l
+			continue
+		}
+		bind = append(bind, l.Address)
+		if old := s.active[n]; old != nil {
+			active[n] = old
+		}
+	}
+	// Same address held by an old serving version and a new listener:
+	// the newest configuration wins the socket.
+	handlers := map[string]*hcm.Handler{}
+	var specs []*listener.Spec
+	names := make([]string, 0, len(active))
+	for n := range active {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	usedAddr := map[string]bool{}
+	for _, n := range names {
+		l := active[n]
+		if usedAddr[l.Address] {
+			continue
+		}
+		usedAddr[l.Address] = true
+		spec := &listener.Spec{Name: l.Name, Address: l.Address, TLSInspector: l.TLSInspector}
+		for _, c := range l.Chains {
+			h := handlers[c.Key]
+			if h == nil {
+				h = s.handlers[c.Key]
+			}
+			if h == nil {
+				h = hcm.NewHandler(s.rt, c.HCM, c.TLS != nil)
+			}
+			handlers[c.Key] = h
+			lc := &listener.Chain{ServerNames: c.ServerNames, Handler: h}
+			if c.TLS != nil {
+				lc.TLS = &listener.TLS{SecretNames: c.TLS.SecretNames, ALPN: c.TLS.ALPN}
+			}
+			spec.Chains = append(spec.Chains, lc)
+		}
+		specs = append(specs, spec)
+	}
+
+	// Publish routing before listeners so a new listener never serves
+	// without its routes.
+	prevRouting := s.rt.Load()
+	prevCerts := s.certs.Load()
+	s.certs.Store(&certs)
+	s.rt.Store(&hcm.Routing{Routes: routes, Clusters: clusters})
+	if err := s.lm.Apply(bind, specs); err != nil {
+		s.rt.Store(prevRouting)
+		s.certs.Store(prevCerts)
+		return err
+	}
+	s.active = active
+	s.handlers = handlers
+	s.built = built
+	s.um.Retain(clusters)
+	s.since = pending
+	s.schedule(now)
+	lds, cds := s.types[resource.ListenerType], s.types[resource.ClusterType]
+	s.ready.Store(len(pending) == 0 && (lds.received || len(lds.entries) > 0) && (cds.received || len(cds.entries) > 0))
+	return nil
+}
+
+// warm reports whether every route configuration and secret l needs is
+// present.
+func (s *Store) warm(l *resource.Listener, routes map[string]*route.Table, certs map[string]*tls.Certificate) bool {
+	for _, c := range l.Chains {
+		if routes[c.HCM.RouteConfigName] == nil {
+			return false
+		}
+		if c.TLS != nil {
+			for _, n := range c.TLS.SecretNames {
+				if certs[n] == nil {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// schedule re-publishes when the earliest pending item times out.
+func (s *Store) schedule(now time.Time) {
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	var first time.Time
+	for _, t := range s.since {
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	if first.IsZero() {
+		return
+	}
+	s.timer = time.AfterFunc(first.Add(s.wait).Sub(now)+time.Millisecond, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err := s.publish(); err != nil {
+			s.logger.Error("activating resources after the initial fetch timeout", "error", err)
+		}
+	})
+}

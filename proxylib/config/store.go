@@ -1,0 +1,284 @@
+package config
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/nodemesh/nodemesh/proxylib/hcm"
+	"github.com/nodemesh/nodemesh/proxylib/listener"
+	"github.com/nodemesh/nodemesh/proxylib/resource"
+	"github.com/nodemesh/nodemesh/proxylib/route"
+	"github.com/nodemesh/nodemesh/proxylib/upstream"
+)
+
+// InitialFetchTimeout is how long a resource waits for its dependencies
+// before it is activated without them (Envoy's default).
+const InitialFetchTimeout = 15 * time.Second
+
+type entry struct {
+	key   string // the serialized resource
+	raw   []byte
+	value any
+	table *route.Table // route configurations only
+}
+
+type typeState struct {
+	entries  map[string]*entry
+	version  string
+	received bool
+	updated  time.Time
+	nackErr  string
+	nackVer  string
+}
+
+// Store holds the accepted configuration. Its methods are safe for
+// concurrent use; Update is called by one xDS client goroutine.
+type Store struct {
+	rt     *hcm.Runtime
+	lm     *listener.Manager
+	um     *upstream.Manager
+	logger *slog.Logger
+	wait   time.Duration
+
+	mu       sync.Mutex
+	types    map[string]*typeState
+	active   map[string]*resource.Listener // listener name → serving version
+	handlers map[string]*hcm.Handler       // chain key → handler
+	built    map[string]*builtCluster
+	since    map[string]time.Time // pending item → first seen waiting
+	timer    *time.Timer
+	ready    atomic.Bool
+	certs    atomic.Pointer[map[string]*tls.Certificate]
+}
+
+type builtCluster struct {
+	cfg *resource.Cluster
+	eps *resource.Endpoints
+	c   *upstream.Cluster
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithInitialFetchTimeout overrides the 15 s warming limit.
+func WithInitialFetchTimeout(d time.Duration) Option { return func(s *Store) { s.wait = d } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.logger = l } }
+
+var allTypes = []string{resource.ListenerType, resource.RouteType, resource.ClusterType, resource.EndpointType, resource.SecretType}
+
+// New returns an empty store publishing to rt, lm and um.
+func New(rt *hcm.Runtime, lm *listener.Manager, um *upstream.Manager, opts ...Option) *Store {
+	s := &Store{rt: rt, lm: lm, um: um, logger: slog.Default(), wait: InitialFetchTimeout,
+		types: map[string]*typeState{}, active: map[string]*resource.Listener{},
+		handlers: map[string]*hcm.Handler{}, built: map[string]*builtCluster{}, since: map[string]time.Time{}}
+	for _, o := range opts {
+		o(s)
+	}
+	for _, t := range allTypes {
+		s.types[t] = &typeState{entries: map[string]*entry{}}
+	}
+	empty := map[string]*tls.Certificate{}
+	s.certs.Store(&empty)
+	return s
+}
+
+// Cert returns the certificate of the named Secret (for TLS handshakes).
+func (s *Store) Cert(name string) *tls.Certificate { return (*s.certs.Load())[name] }
+
+// Ready reports whether the initial listeners and clusters were received
+// and nothing is warming any more.
+func (s *Store) Ready() bool { return s.ready.Load() }
+
+func decodeAny(typeURL string, a *anypb.Any) (string, any, *route.Table, error) {
+	switch typeURL {
+	case resource.ListenerType:
+		v, err := resource.DecodeListener(a)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		return v.Name, v, nil, nil
+	case resource.RouteType:
+		v, err := resource.DecodeRouteConfig(a)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		return v.Name, v, route.New(v), nil
+	case resource.ClusterType:
+		v, err := resource.DecodeCluster(a)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		return v.Name, v, nil, nil
+	case resource.EndpointType:
+		v, err := resource.DecodeEndpoints(a)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		return v.ClusterName, v, nil, nil
+	case resource.SecretType:
+		v, err := resource.DecodeSecret(a)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		return v.Name, v, nil, nil
+	}
+	return "", nil, nil, fmt.Errorf("unsupported resource type %q", typeURL)
+}
+
+// Update applies resources of typeURL. With full the resources are the
+// complete set of that type; otherwise they add to or replace the named
+// ones and removed names are deleted. A non-nil error is the NACK detail;
+// the store is then unchanged.
+func (s *Store) Update(typeURL, version string, resources []*anypb.Any, removed []string, full bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts := s.types[typeURL]
+	if ts == nil {
+		return fmt.Errorf("unsupported resource type %q", typeURL)
+	}
+	next := make(map[string]*entry, len(resources)+len(ts.entries))
+	if !full {
+		for n, e := range ts.entries {
+			next[n] = e
+		}
+		for _, n := range removed {
+			delete(next, n)
+		}
+	}
+	var errs []string
+	seen := map[string]bool{}
+	byRaw := make(map[string]string, len(ts.entries))
+	for n, old := range ts.entries {
+		byRaw[old.key] = n
+	}
+	for _, a := range resources {
+		var e *entry
+		// Reuse the decoded value when the bytes are unchanged.
+		name, ok := byRaw[string(a.GetValue())]
+		if ok && !seen[name] {
+			e = ts.entries[name]
+		} else {
+			n, v, tbl, err := decodeAny(typeURL, a)
+			if err != nil {
+				errs = append(errs, err.Error())
+				continue
+			}
+			e, name = &entry{key: string(a.GetValue()), value: v, table: tbl}, n
+		}
+		if seen[name] {
+			errs = append(errs, fmt.Sprintf("%s %q: duplicate resource name in one response", kindOf(typeURL), name))
+			continue
+		}
+		seen[name] = true
+		next[name] = e
+	}
+	if len(errs) == 0 && typeURL == resource.ListenerType {
+		errs = append(errs, duplicateAddresses(next)...)
+	}
+	if len(errs) > 0 {
+		sort.Strings(errs)
+		msg := strings.Join(errs, "\n")
+		ts.nackErr, ts.nackVer = msg, version
+		return errors.New(msg)
+	}
+	prev := ts.entries
+	ts.entries = next
+	if err := s.publish(); err != nil {
+		ts.entries = prev
+		ts.nackErr, ts.nackVer = err.Error(), version
+		return err
+	}
+	ts.version, ts.received, ts.updated = version, true, time.Now()
+	ts.nackErr, ts.nackVer = "", ""
+	return nil
+}
+
+func kindOf(typeURL string) string {
+	switch typeURL {
+	case resource.ListenerType:
+		return "listener"
+	case resource.RouteType:
+		return "route configuration"
+	case resource.ClusterType:
+		return "cluster"
+	case resource.EndpointType:
+		return "cluster load assignment"
+	}
+	return "secret"
+}
+
+func duplicateAddresses(ls map[string]*entry) []string {
+	byAddr := map[string][]string{}
+	for n, e := range ls {
+		l := e.value.(*resource.Listener)
+		byAddr[l.Address] = append(byAddr[l.Address], n)
+	}
+	var errs []string
+	for addr, names := range byAddr {
+		if len(names) > 1 {
+			sort.Strings(names)
+			errs = append(errs, fmt.Sprintf("listener %q: address: %s is also used by listener %q", names[1], addr, names[0]))
+		}
+	}
+	return errs
+}
+
+// Names returns the resource names to subscribe for a non-wildcard type.
+func (s *Store) Names(typeURL string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	set := map[string]bool{}
+	switch typeURL {
+	case resource.RouteType:
+		for _, e := range s.types[resource.ListenerType].entries {
+			for _, c := range e.value.(*resource.Listener).Chains {
+				set[c.HCM.RouteConfigName] = true
+			}
+		}
+		for _, l := range s.active {
+			for _, c := range l.Chains {
+				set[c.HCM.RouteConfigName] = true
+			}
+		}
+	case resource.SecretType:
+		for _, e := range s.types[resource.ListenerType].entries {
+			for _, c := range e.value.(*resource.Listener).Chains {
+				if c.TLS != nil {
+					for _, n := range c.TLS.SecretNames {
+						set[n] = true
+					}
+				}
+			}
+		}
+		for _, l := range s.active {
+			for _, c := range l.Chains {
+				if c.TLS != nil {
+					for _, n := range c.TLS.SecretNames {
+						set[n] = true
+					}
+				}
+			}
+		}
+	case resource.EndpointType:
+		for _, e := range s.types[resource.ClusterType].entries {
+			set[e.value.(*resource.Cluster).ServiceName] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
