@@ -37,10 +37,10 @@ type Framing uint8
 
 // Body framings.
 const (
-	NoBody      Framing = iota // no body at all
-	Length                     // Content-Length bytes
-	Chunked                    // chunked transfer coding
-	UntilClose                 // response body delimited by connection close
+	NoBody     Framing = iota // no body at all
+	Length                    // Content-Length bytes
+	Chunked                   // chunked transfer coding
+	UntilClose                // response body delimited by connection close
 )
 
 // Request is a parsed request head. All slices view the parse buffer.

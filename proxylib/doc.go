@@ -1,0 +1,2 @@
+// Package proxylib is nodemesh's builtin node proxy.
+package proxylib

@@ -1,0 +1,163 @@
+package proxylib
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/nodemesh/nodemesh/proxylib/admin"
+	"github.com/nodemesh/nodemesh/proxylib/config"
+	"github.com/nodemesh/nodemesh/proxylib/hcm"
+	"github.com/nodemesh/nodemesh/proxylib/listener"
+	"github.com/nodemesh/nodemesh/proxylib/upstream"
+	"github.com/nodemesh/nodemesh/proxylib/xdsclient"
+)
+
+// Proxy is the builtin node proxy: xDS client, configuration store,
+// listeners and data path.
+type Proxy struct {
+	o      options
+	rt     *hcm.Runtime
+	um     *upstream.Manager
+	lm     *listener.Manager
+	store  *config.Store
+	client *xdsclient.Client
+}
+
+type options struct {
+	xdsAddress   string
+	nodeID       string
+	delta        bool
+	adminAddress string
+	logger       *slog.Logger
+	drainTimeout time.Duration
+	fetchTimeout time.Duration
+	localAddress string
+	backoffMin   time.Duration
+	backoffMax   time.Duration
+}
+
+// Option configures a Proxy.
+type Option func(*options)
+
+// WithXDSAddress sets the xDS server: "unix:///path/xds.sock" or
+// "tcp://host:port".
+func WithXDSAddress(a string) Option { return func(o *options) { o.xdsAddress = a } }
+
+// WithNodeID sets the node id (default: the host name).
+func WithNodeID(id string) Option { return func(o *options) { o.nodeID = id } }
+
+// WithDelta selects the incremental xDS protocol.
+func WithDelta(on bool) Option { return func(o *options) { o.delta = on } }
+
+// WithAdminAddress serves the admin endpoint on addr ("" disables it).
+func WithAdminAddress(addr string) Option { return func(o *options) { o.adminAddress = addr } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithDrainTimeout bounds how long removed listeners, and all listeners at
+// shutdown, drain (default 600 s as Envoy's --drain-time-s).
+func WithDrainTimeout(d time.Duration) Option { return func(o *options) { o.drainTimeout = d } }
+
+// WithInitialFetchTimeout bounds warming (default 15 s).
+func WithInitialFetchTimeout(d time.Duration) Option {
+	return func(o *options) { o.fetchTimeout = d }
+}
+
+// WithLocalAddress sets the address appended to x-forwarded-for for
+// loopback peers (default: the first non-loopback address of the host).
+func WithLocalAddress(a string) Option { return func(o *options) { o.localAddress = a } }
+
+// WithReconnectBackoff sets the xDS reconnect backoff bounds.
+func WithReconnectBackoff(min, max time.Duration) Option {
+	return func(o *options) { o.backoffMin, o.backoffMax = min, max }
+}
+
+// New builds a proxy; Run starts it.
+func New(opts ...Option) (*Proxy, error) {
+	o := options{logger: slog.Default(), drainTimeout: 600 * time.Second, fetchTimeout: config.InitialFetchTimeout,
+		backoffMin: 250 * time.Millisecond, backoffMax: 30 * time.Second}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.xdsAddress == "" {
+		return nil, errors.New("configuring proxy: an xDS address is required")
+	}
+	if o.nodeID == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("determining node id: %w", err)
+		}
+		o.nodeID = h
+	}
+	if o.localAddress == "" {
+		o.localAddress = hostAddress()
+	}
+	p := &Proxy{o: o}
+	p.rt = hcm.NewRuntime(o.localAddress, o.logger)
+	p.um = upstream.NewManager(nil)
+	p.lm = listener.New(func(n string) *tls.Certificate { return p.store.Cert(n) },
+		listener.WithDrainTimeout(o.drainTimeout), listener.WithLogger(o.logger))
+	p.store = config.New(p.rt, p.lm, p.um, config.WithInitialFetchTimeout(o.fetchTimeout), config.WithLogger(o.logger))
+	c, err := xdsclient.New(o.xdsAddress, o.nodeID, p.store, xdsclient.WithDelta(o.delta),
+		xdsclient.WithLogger(o.logger), xdsclient.WithBackoff(o.backoffMin, o.backoffMax))
+	if err != nil {
+		return nil, err
+	}
+	p.client = c
+	return p, nil
+}
+
+// Store exposes the configuration state (status, readiness).
+func (p *Proxy) Store() *config.Store { return p.store }
+
+// Listeners returns listener name → bound address of serving listeners.
+func (p *Proxy) Listeners() map[string]string { return p.lm.Addresses() }
+
+// XDSStats returns the xDS stream counters.
+func (p *Proxy) XDSStats() xdsclient.Stats { return p.client.Stats() }
+
+// Run serves until ctx ends, then stops accepting and drains connections
+// for up to the drain timeout.
+func (p *Proxy) Run(ctx context.Context) error {
+	var adminSrv *http.Server
+	if p.o.adminAddress != "" {
+		ln, err := net.Listen("tcp", p.o.adminAddress)
+		if err != nil {
+			return fmt.Errorf("listening for admin on %s: %w", p.o.adminAddress, err)
+		}
+		adminSrv = &http.Server{Handler: admin.Handler(p.store, p.client.Stats, p.lm.Addresses), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = adminSrv.Serve(ln) }()
+	}
+	err := p.client.Run(ctx)
+	p.o.logger.Info("shutting down: draining listeners", "timeout", p.o.drainTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), p.o.drainTimeout)
+	defer cancel()
+	p.lm.Close(dctx)
+	p.um.Close()
+	if adminSrv != nil {
+		_ = adminSrv.Close()
+	}
+	return err
+}
+
+// hostAddress returns the first non-loopback unicast address of the host,
+// the address Envoy reports as its own.
+func hostAddress() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil && ipn.IP.IsGlobalUnicast() {
+				return ipn.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}
