@@ -12,7 +12,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
-func gateway(name string, age int, addrs ...string) *gwv1.Gateway {
+func gatewayObj(name string, age int, addrs ...string) *gwv1.Gateway {
 	gw := &gwv1.Gateway{ObjectMeta: metav1.ObjectMeta{
 		Namespace: "default", Name: name,
 		CreationTimestamp: metav1.NewTime(time.Unix(1_700_000_000, 0).Add(time.Duration(age) * time.Second)),
@@ -27,13 +27,13 @@ func key(name string) input.Key { return input.Key{Namespace: "default", Name: n
 
 func TestAddressAllocatorSticky(t *testing.T) {
 	a := newAddressAllocator(netip.MustParsePrefix("127.0.100.0/24"))
-	got, problems := a.assign([]*gwv1.Gateway{gateway("a", 1), gateway("b", 2)})
+	got, problems := a.assign([]*gwv1.Gateway{gatewayObj("a", 1), gatewayObj("b", 2)})
 	want := map[input.Key]netip.Addr{key("a"): netip.MustParseAddr("127.0.100.1"), key("b"): netip.MustParseAddr("127.0.100.2")}
 	if diff := cmp.Diff(want, got, addrEq); diff != "" || len(problems) > 0 {
 		t.Fatalf("first assignment (-want +got):\n%s\nproblems: %v", diff, problems)
 	}
 	// Removing a does not move b; a newcomer takes the freed address.
-	got, _ = a.assign([]*gwv1.Gateway{gateway("b", 2), gateway("c", 3)})
+	got, _ = a.assign([]*gwv1.Gateway{gatewayObj("b", 2), gatewayObj("c", 3)})
 	want = map[input.Key]netip.Addr{key("b"): netip.MustParseAddr("127.0.100.2"), key("c"): netip.MustParseAddr("127.0.100.1")}
 	if diff := cmp.Diff(want, got, addrEq); diff != "" {
 		t.Fatalf("after churn (-want +got):\n%s", diff)
@@ -43,13 +43,13 @@ func TestAddressAllocatorSticky(t *testing.T) {
 func TestAddressAllocatorRequests(t *testing.T) {
 	a := newAddressAllocator(netip.MustParsePrefix("127.0.100.0/30"))
 	got, problems := a.assign([]*gwv1.Gateway{
-		gateway("old", 1, "127.0.100.1"),
-		gateway("young", 2, "127.0.100.1"), // taken by an older Gateway
-		gateway("remote", 3, "10.0.0.1"),   // not loopback
-		gateway("two", 4, "127.0.0.2", "127.0.0.3"),
-		gateway("pool1", 5),
-		gateway("pool2", 6), // /30 has .1 .2 .3; .1 requested, .2 and .3 left
-		gateway("pool3", 7),
+		gatewayObj("old", 1, "127.0.100.1"),
+		gatewayObj("young", 2, "127.0.100.1"), // taken by an older Gateway
+		gatewayObj("remote", 3, "10.0.0.1"),   // not loopback
+		gatewayObj("two", 4, "127.0.0.2", "127.0.0.3"),
+		gatewayObj("pool1", 5),
+		gatewayObj("pool2", 6), // /30 has .1 .2 .3; .1 requested, .2 and .3 left
+		gatewayObj("pool3", 7),
 	})
 	want := map[input.Key]netip.Addr{
 		key("old"):   netip.MustParseAddr("127.0.100.1"),

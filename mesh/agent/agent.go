@@ -1,0 +1,133 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+
+	"github.com/nodemesh/nodemesh/gateway"
+	"github.com/nodemesh/nodemesh/mesh/dataplane"
+	"github.com/nodemesh/nodemesh/mesh/input"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+)
+
+// DefaultAddressPool is where standalone Gateways get their addresses: a
+// loopback range, so every Gateway can listen on the same port.
+var DefaultAddressPool = netip.MustParsePrefix("127.0.100.0/24")
+
+// Config configures an Agent.
+type Config struct {
+	// Publisher delivers IR to the node's proxies. Required.
+	Publisher dataplane.Publisher
+	// ControllerName selects the GatewayClasses this agent programs
+	// (default gateway.ControllerName).
+	ControllerName gwv1.GatewayController
+	// AddressPool assigns Gateway addresses (default DefaultAddressPool).
+	AddressPool netip.Prefix
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Agent runs translation and publication for one node. Create it with New.
+type Agent struct {
+	cfg   Config
+	log   *slog.Logger
+	alloc *addressAllocator
+
+	mu    sync.Mutex
+	state Status // translation status as of the last Apply, without proxy overlay
+}
+
+// New returns an Agent. It starts nothing; call Apply for every view of
+// intent.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Publisher == nil {
+		return nil, fmt.Errorf("creating agent: no publisher")
+	}
+	if cfg.ControllerName == "" {
+		cfg.ControllerName = gateway.ControllerName
+	}
+	if !cfg.AddressPool.IsValid() {
+		cfg.AddressPool = DefaultAddressPool
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Agent{cfg: cfg, log: cfg.Logger, alloc: newAddressAllocator(cfg.AddressPool)}, nil
+}
+
+// Apply translates snap and publishes the result. sourceErrors are the
+// provider's complaints about its input (bad files), reported in Status.
+// It returns an error only when nothing could be published; the previous
+// configuration then keeps serving.
+func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []string) error {
+	res := a.Translate(snap)
+	st := Status{
+		ConfigErrors:   sourceErrors,
+		GatewayClasses: res.GatewayClasses,
+		Gateways:       res.Gateways,
+		HTTPRoutes:     res.HTTPRoutes,
+	}
+	var err error
+	if verr := res.Config.Validate(); verr != nil {
+		// Translators promise valid IR; this is a bug, not user error.
+		err = fmt.Errorf("validating translated configuration: %w", verr)
+	} else {
+		var pub dataplane.Publication
+		pub, err = a.cfg.Publisher.Publish(ctx, res.Config)
+		if err == nil {
+			st.Versions = pub.Versions
+			if pub.Changed {
+				a.log.Info("published configuration", "versions", pub.Versions,
+					"listeners", len(res.Config.Listeners), "clusters", len(res.Config.Clusters))
+			}
+		} else {
+			err = fmt.Errorf("publishing configuration: %w", err)
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st.Generation = a.state.Generation + 1
+	if err != nil {
+		// Keep reporting what is actually serving.
+		a.log.Error("keeping the last good configuration", "err", err)
+		prev := a.state
+		prev.Generation = st.Generation
+		prev.ConfigErrors = sourceErrors
+		prev.PublishError = err.Error()
+		a.state = prev
+		return err
+	}
+	a.state = st
+	return nil
+}
+
+// Translate runs address assignment and the Gateway API translation for
+// snap without publishing anything (what `nodemesh translate` shows).
+func (a *Agent) Translate(snap *input.Snapshot) *gateway.Result {
+	addrs, problems := a.alloc.assign(ownGateways(snap, a.cfg.ControllerName))
+	return gateway.Translate(snap, gateway.Options{
+		ControllerName:  a.cfg.ControllerName,
+		Addresses:       addrs,
+		AddressProblems: problems,
+	})
+}
+
+// ownGateways lists the Gateways whose class this agent programs.
+func ownGateways(snap *input.Snapshot, controller gwv1.GatewayController) []*gwv1.Gateway {
+	ours := map[string]bool{}
+	for _, gc := range snap.GatewayClasses {
+		if gc.Spec.ControllerName == controller {
+			ours[gc.Name] = true
+		}
+	}
+	var gws []*gwv1.Gateway
+	for _, gw := range snap.Gateways {
+		if ours[string(gw.Spec.GatewayClassName)] {
+			gws = append(gws, gw)
+		}
+	}
+	return gws
+}

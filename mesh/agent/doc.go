@@ -1,0 +1,26 @@
+// Package agent is the per-node control loop: it takes each view of user
+// intent a provider publishes (a folder of YAML in standalone mode, the API
+// server in Kubernetes mode), assigns Gateway addresses, runs the pure
+// translators, checks the IR, and hands it to the data plane publisher (the
+// xDS server). It also answers "what is the state of my configuration":
+// per-object status from translation, overlaid with what the node's proxies
+// acknowledged or rejected.
+//
+// Data flow: provider → Agent.Apply(snapshot, source errors) →
+// addressAllocator → gateway.Translate → ir.Config.Validate →
+// dataplane.Publisher.Publish. Status() merges the stored translation
+// status with Publisher.Proxies() at the moment it is asked, so an ACK or
+// NACK shows up without a new translation.
+//
+// Invariants:
+//   - Apply is called from one goroutine; Status may be called from any.
+//   - A configuration that fails Validate or Publish is never half-applied:
+//     the publisher keeps serving the last good one, and the failure is
+//     reported in Status.PublishError.
+//   - Gateway addresses are sticky for the life of the agent (see
+//     addressAllocator); restarting the agent reassigns them in age order,
+//     which yields the same result unless Gateways were deleted meanwhile.
+//
+// The agent never imports Envoy code: the publisher is an interface from
+// mesh/dataplane, wired to the xDS server by cmd/nodemesh-agent.
+package agent

@@ -1,0 +1,141 @@
+package file
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const svcA = `apiVersion: v1
+kind: Service
+metadata: {name: a, namespace: default}
+spec: {ports: [{port: 80}]}
+`
+
+const svcB = `apiVersion: v1
+kind: Service
+metadata: {name: b, namespace: default}
+spec: {ports: [{port: 80}]}
+`
+
+func write(t *testing.T, dir, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func services(r *Result) string {
+	var names []string
+	for _, s := range r.Snapshot.Services {
+		names = append(names, s.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+func TestLoadKeepsLastGoodPerFile(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "a.yaml", svcA)
+	write(t, dir, "b.yml", svcB)
+	write(t, dir, "notes.txt", "not config")
+	write(t, dir, ".hidden.yaml", "{{{")
+	p := New(dir)
+	r, err := p.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := services(r); got != "a,b" || len(r.Errors) > 0 {
+		t.Fatalf("services = %q, errors = %v; want a,b and no errors", got, r.Errors)
+	}
+
+	// A broken edit keeps a's last good objects and names the file.
+	write(t, dir, "a.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: oops}]}\n")
+	r, _ = p.Load()
+	if got := services(r); got != "a,b" {
+		t.Errorf("after bad edit services = %q, want a,b (last good kept)", got)
+	}
+	if len(r.Errors) != 1 || !strings.Contains(r.Errors[0], "a.yaml") {
+		t.Errorf("errors = %v, want one naming a.yaml", r.Errors)
+	}
+
+	// Unknown kinds are rejected, naming the kind.
+	write(t, dir, "c.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n")
+	r, _ = p.Load()
+	if !strings.Contains(strings.Join(r.Errors, "\n"), "Widget") {
+		t.Errorf("errors = %v, want one naming kind Widget", r.Errors)
+	}
+
+	// Fixing and deleting files converges.
+	write(t, dir, "a.yaml", svcA)
+	os.Remove(filepath.Join(dir, "b.yml"))
+	os.Remove(filepath.Join(dir, "c.yaml"))
+	r, _ = p.Load()
+	if got := services(r); got != "a" || len(r.Errors) > 0 {
+		t.Errorf("after fix+delete services = %q errors = %v, want a and none", got, r.Errors)
+	}
+
+	// The same object in two files is a collision, and the snapshot stays
+	// the last good one.
+	write(t, dir, "dup.yaml", svcA)
+	r, _ = p.Load()
+	if got := services(r); got != "a" || len(r.Errors) != 1 {
+		t.Errorf("after duplicate services = %q errors = %v, want a and one error", got, r.Errors)
+	}
+}
+
+func TestWatchAppliesEditsLive(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "a.yaml", svcA)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	results := make(chan *Result, 16)
+	done := make(chan error, 1)
+	// A long rescan interval proves inotify delivers the change.
+	p := New(dir, WithRescanInterval(time.Hour))
+	go func() { done <- p.Watch(ctx, func(r *Result) { results <- r }) }()
+
+	next := func() *Result {
+		t.Helper()
+		select {
+		case r := <-results:
+			return r
+		case <-time.After(5 * time.Second):
+			t.Fatal("no update from Watch")
+			return nil
+		}
+	}
+	if got := services(next()); got != "a" {
+		t.Fatalf("initial services = %q, want a", got)
+	}
+	write(t, dir, "b.yaml", svcB)
+	if got := services(next()); got != "a,b" {
+		t.Fatalf("after adding b services = %q, want a,b", got)
+	}
+	// Rewriting identical content publishes nothing.
+	write(t, dir, "b.yaml", svcB)
+	select {
+	case r := <-results:
+		t.Fatalf("unchanged content published %q", services(r))
+	case <-time.After(300 * time.Millisecond):
+	}
+	// An atomic rename, as editors and `kubectl`-style tools do.
+	tmp := filepath.Join(dir, ".b.yaml.tmp")
+	os.WriteFile(tmp, []byte(strings.Replace(svcB, "name: b", "name: c", 1)), 0o644)
+	os.Rename(tmp, filepath.Join(dir, "b.yaml"))
+	if got := services(next()); got != "a,c" {
+		t.Fatalf("after rename services = %q, want a,c", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Watch returned %v", err)
+	}
+}
+
+func TestLoadMissingDirectory(t *testing.T) {
+	if _, err := New(filepath.Join(t.TempDir(), "nope")).Load(); err == nil {
+		t.Fatal("Load of a missing directory succeeded")
+	}
+}
