@@ -179,4 +179,3 @@ func (hc *h1conn) reject(err error) {
 	s.route, s.wc, s.grpc = nil, nil, false
 	hc.writeLocal(code, nil, nil, false, false)
 }
-

@@ -15,8 +15,9 @@
 // (safe_regex must match all of it); path_separated_prefix requires the
 // prefix to be followed by the end of the path or "/". Header matchers see
 // all values of a repeated header joined with ","; a missing header never
-// satisfies string_match (invert_match flips the result, so a missing header
-// then matches). Query parameter matchers use the first occurrence of the
+// satisfies string_match, not even with invert_match (Envoy's documented
+// behaviour without treat_missing_header_as_empty), while present_match
+// false, or present_match true with invert_match, matches it. Query parameter matchers use the first occurrence of the
 // name; names and values are percent-decoded and "+" reads as a space.
 //
 // Invariants: a Table is built once per RouteConfiguration version and never

@@ -101,8 +101,11 @@ func (r *Request) value(name string) ([]byte, bool) {
 func (r *Request) header(m *resource.HeaderMatch) bool {
 	v, ok := r.value(m.Name)
 	if !ok {
+		// Envoy: a missing header satisfies only a presence matcher that
+		// asks for absence (present_match false, or true when inverted); a
+		// string_match never matches it, inverted or not.
 		if m.Invert {
-			return m.Kind != resource.HeaderPresent || !m.Present
+			return m.Kind == resource.HeaderPresent && m.Present
 		}
 		return m.Kind == resource.HeaderPresent && !m.Present
 	}
