@@ -79,6 +79,7 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 		pub, err = a.cfg.Publisher.Publish(ctx, res.Config)
 		if err == nil {
 			st.Versions = pub.Versions
+			st.Warnings = pub.Warnings
 			if pub.Changed {
 				a.log.Info("published configuration", "versions", pub.Versions,
 					"listeners", len(res.Config.Listeners), "clusters", len(res.Config.Clusters))
@@ -130,4 +131,18 @@ func ownGateways(snap *input.Snapshot, controller gwv1.GatewayController) []*gwv
 		}
 	}
 	return gws
+}
+
+// TranslateOffline runs the same translation as Apply for a single
+// snapshot, with a fresh address pool and no publisher (what `nodemesh
+// translate` uses).
+func TranslateOffline(snap *input.Snapshot, controller gwv1.GatewayController, pool netip.Prefix) *gateway.Result {
+	if controller == "" {
+		controller = gateway.ControllerName
+	}
+	if !pool.IsValid() {
+		pool = DefaultAddressPool
+	}
+	a := &Agent{cfg: Config{ControllerName: controller}, alloc: newAddressAllocator(pool)}
+	return a.Translate(snap)
 }

@@ -20,6 +20,9 @@ type Status struct {
 	// PublishError is set when the latest translation could not be
 	// published; the configuration before it keeps serving.
 	PublishError string `json:"publishError,omitempty"`
+	// Warnings name parts of the configuration the data plane could not
+	// express exactly, and what it did instead.
+	Warnings []string `json:"warnings,omitempty"`
 
 	GatewayClasses []gateway.GatewayClassStatus `json:"gatewayClasses,omitempty"`
 	Gateways       []gateway.GatewayStatus      `json:"gateways,omitempty"`

@@ -36,6 +36,9 @@ type Publication struct {
 	// Changed is false when cfg produced exactly what was already
 	// published, and nothing was pushed.
 	Changed bool
+	// Warnings name parts of cfg the data plane could not express exactly,
+	// and what it did instead.
+	Warnings []string
 }
 
 // Proxy is one connected (or formerly connected) proxy.

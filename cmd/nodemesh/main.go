@@ -1,0 +1,41 @@
+// Command nodemesh is the command-line interface: offline translation of
+// YAML to Envoy resources, and the state of a running agent.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `nodemesh — sidecar-less L7 service mesh
+
+Usage:
+  nodemesh translate -f FILE|DIR [-f ...] [-o yaml|json] [--type all|listeners|routes|clusters|endpoints|secrets|ir|status]
+      Translate Gateway API YAML to the Envoy resources an agent would serve (offline).
+  nodemesh status [--socket PATH] [-o table|json]
+      Show per-object status and what each connected proxy acknowledged or rejected.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "translate":
+		err = translateCmd(os.Args[2:], os.Stdout, os.Stderr)
+	case "status":
+		err = statusCmd(os.Args[2:], os.Stdout)
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "nodemesh: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nodemesh:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nodemesh/nodemesh/mesh/agent"
+)
+
+// statusCmd prints a running agent's status.
+func statusCmd(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	socket := fs.String("socket", "/var/run/nodemesh/agent.sock", "the agent's local API socket")
+	output := fs.String("o", "table", "output format: table, json or yaml")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := agent.FetchStatus(ctx, *socket)
+	if err != nil {
+		return err
+	}
+	if *output != "table" {
+		return render(stdout, st, *output)
+	}
+	printStatus(stdout, st)
+	return nil
+}
+
+func printStatus(w io.Writer, st *agent.Status) {
+	fmt.Fprintf(w, "Configuration generation %d", st.Generation)
+	if len(st.Versions) > 0 {
+		var vs []string
+		for t, v := range st.Versions {
+			vs = append(vs, t+"="+short(v))
+		}
+		sort.Strings(vs)
+		fmt.Fprintf(w, "; published %s", strings.Join(vs, " "))
+	}
+	fmt.Fprintln(w)
+	for _, e := range st.ConfigErrors {
+		fmt.Fprintln(w, "input error (last good version in use):", e)
+	}
+	if st.PublishError != "" {
+		fmt.Fprintln(w, "publish error (previous configuration still serving):", st.PublishError)
+	}
+	for _, wmsg := range st.Warnings {
+		fmt.Fprintln(w, "warning:", wmsg)
+	}
+	fmt.Fprintln(w)
+
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tACCEPTED\tPROGRAMMED\tRESOLVEDREFS\tDETAIL")
+	for _, gc := range st.GatewayClasses {
+		fmt.Fprintf(tw, "GatewayClass\t\t%s\t%s\t-\t-\t%s\n", gc.Name, cond(gc.Status.Conditions, "Accepted"), problems(gc.Status.Conditions))
+	}
+	for _, g := range st.Gateways {
+		var addrs []string
+		for _, a := range g.Status.Addresses {
+			addrs = append(addrs, a.Value)
+		}
+		var ls []string
+		for _, l := range g.Status.Listeners {
+			ls = append(ls, fmt.Sprintf("%s(%d routes)", l.Name, l.AttachedRoutes))
+		}
+		detail := strings.TrimSpace(strings.Join(addrs, ",") + " " + strings.Join(ls, " "))
+		if p := problems(g.Status.Conditions); p != "" {
+			detail += "; " + p
+		}
+		for _, l := range g.Status.Listeners {
+			if p := problems(l.Conditions); p != "" {
+				detail += fmt.Sprintf("; listener %s: %s", l.Name, p)
+			}
+		}
+		fmt.Fprintf(tw, "Gateway\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Key.Namespace, g.Key.Name,
+			cond(g.Status.Conditions, "Accepted"), cond(g.Status.Conditions, "Programmed"), cond(g.Status.Conditions, "ResolvedRefs"), detail)
+	}
+	for _, r := range st.HTTPRoutes {
+		for _, p := range r.Status.Parents {
+			parent := string(p.ParentRef.Name)
+			if p.ParentRef.SectionName != nil {
+				parent += "/" + string(*p.ParentRef.SectionName)
+			}
+			detail := "parent " + parent
+			if pr := problems(p.Conditions); pr != "" {
+				detail += "; " + pr
+			}
+			fmt.Fprintf(tw, "HTTPRoute\t%s\t%s\t%s\t-\t%s\t%s\n", r.Key.Namespace, r.Key.Name,
+				cond(p.Conditions, "Accepted"), cond(p.Conditions, "ResolvedRefs"), detail)
+		}
+	}
+	tw.Flush()
+
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROXY\tCONNECTED\tTYPE\tSENT\tACKED\tNACK")
+	if len(st.Proxies) == 0 {
+		fmt.Fprintln(tw, "(none has connected)\t\t\t\t\t")
+	}
+	for _, p := range st.Proxies {
+		conn := "no"
+		if p.Connected {
+			conn = "yes"
+		}
+		if len(p.Types) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t-\t\t\t\n", p.Node, conn)
+		}
+		for _, t := range p.Types {
+			nack := "-"
+			if t.Nack != nil {
+				nack = fmt.Sprintf("version %s: %s", short(t.Nack.Version), t.Nack.Message)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Node, conn, t.Type, short(t.Sent), short(t.Acked), nack)
+		}
+	}
+	tw.Flush()
+}
+
+func cond(conds []metav1.Condition, typ string) string {
+	if c := meta.FindStatusCondition(conds, typ); c != nil {
+		return string(c.Status)
+	}
+	return "-"
+}
+
+// problems summarises conditions that are not in their healthy state.
+func problems(conds []metav1.Condition) string {
+	var out []string
+	for _, c := range conds {
+		healthy := c.Status == metav1.ConditionTrue
+		if c.Type == "Conflicted" {
+			healthy = c.Status == metav1.ConditionFalse
+		}
+		if !healthy {
+			out = append(out, fmt.Sprintf("%s=%s %s: %s", c.Type, c.Status, c.Reason, c.Message))
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+func short(v string) string {
+	if len(v) > 12 {
+		return v[:12]
+	}
+	if v == "" {
+		return "-"
+	}
+	return v
+}

@@ -1,0 +1,83 @@
+// Package publish adapts the xDS server to the agent's data-plane
+// interface (mesh/dataplane): Publish translates IR into Envoy resources
+// and hands them to the server; Proxies turns the server's ACK/NACK table
+// into the agent's status types. It is the only place where the agent's
+// world and the xDS world meet, and it imports no Kubernetes code.
+package publish
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/nodemesh/nodemesh/mesh/dataplane"
+	"github.com/nodemesh/nodemesh/mesh/ir"
+	"github.com/nodemesh/nodemesh/xds/server"
+	"github.com/nodemesh/nodemesh/xds/translator"
+)
+
+// Publisher implements dataplane.Publisher on top of an xDS server.
+type Publisher struct {
+	srv *server.Server
+}
+
+var _ dataplane.Publisher = (*Publisher)(nil)
+
+// New returns a Publisher delivering through srv.
+func New(srv *server.Server) *Publisher { return &Publisher{srv: srv} }
+
+// Publish translates cfg and updates the server. Only resource types that
+// have at least one resource are listed in the returned versions.
+func (p *Publisher) Publish(ctx context.Context, cfg *ir.Config) (dataplane.Publication, error) {
+	res, err := translator.Translate(cfg)
+	if err != nil {
+		return dataplane.Publication{}, fmt.Errorf("translating to Envoy resources: %w", err)
+	}
+	up, err := p.srv.Update(ctx, res)
+	if err != nil {
+		return dataplane.Publication{}, fmt.Errorf("updating xDS server: %w", err)
+	}
+	counts := map[string]int{
+		"Listener":              len(res.Listeners),
+		"RouteConfiguration":    len(res.RouteConfigurations),
+		"Cluster":               len(res.Clusters),
+		"ClusterLoadAssignment": len(res.ClusterLoadAssignments),
+		"Secret":                len(res.Secrets),
+	}
+	versions := map[string]string{}
+	for url, v := range up.TypeVersions {
+		if t := shortType(url); counts[t] > 0 {
+			versions[t] = v
+		}
+	}
+	var warnings []string
+	for _, w := range res.Warnings {
+		warnings = append(warnings, w.String())
+	}
+	return dataplane.Publication{Versions: versions, Changed: up.Changed, Warnings: warnings}, nil
+}
+
+// Proxies reports the server's ACK/NACK table.
+func (p *Publisher) Proxies() []dataplane.Proxy {
+	nodes := p.srv.Status()
+	out := make([]dataplane.Proxy, 0, len(nodes))
+	for _, n := range nodes {
+		px := dataplane.Proxy{Node: n.ID, Connected: n.Connected, Since: n.ConnectedSince}
+		for _, ts := range n.Types {
+			st := dataplane.TypeState{Type: shortType(ts.TypeURL), Sent: ts.VersionSent, Acked: ts.VersionAcked}
+			// A NACK older than the last ACK is history, not a problem.
+			if nk := ts.LastNack; nk != nil && nk.At.After(ts.AckedAt) {
+				st.Nack = &dataplane.Nack{Version: nk.Version, Message: nk.Message, Time: nk.At}
+			}
+			px.Types = append(px.Types, st)
+		}
+		out = append(out, px)
+	}
+	return out
+}
+
+// shortType turns "type.googleapis.com/envoy.config.listener.v3.Listener"
+// into "Listener".
+func shortType(url string) string {
+	return url[strings.LastIndex(url, ".")+1:]
+}
