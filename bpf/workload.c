@@ -51,6 +51,11 @@ int from_workload(struct __sk_buff *skb)
 		d.direction = DIR_INGRESS;
 		if (ret < 0)
 			return drop(skb, &f, &d, -ret);
+		dst = endpoint_lookup(f.t.daddr);
+		if (dst) {
+			d.endpoint = dst->id;
+			d.local_identity = dst->identity;
+		}
 		return proxy_deliver(skb, &f, &d, skb->mark >> 16, 0);
 	}
 	if (ret < 0)

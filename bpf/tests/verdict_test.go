@@ -1,0 +1,453 @@
+package tests
+
+import (
+	"net/netip"
+	"sync/atomic"
+	"testing"
+
+	"github.com/nodemesh/nodemesh/datapath"
+)
+
+// Identities of the fixture.
+const (
+	idA        datapath.Identity = 1000 // local endpoint A
+	idB        datapath.Identity = 2000 // local endpoint B
+	idRemote   datapath.Identity = 3000 // remote prefix in the ipcache, on node 7
+	remoteNode                   = 7
+	proxyPort                    = 15001
+)
+
+// family holds the fixture's addresses for one IP version.
+type family struct {
+	name        string
+	a, b        netip.Addr // local endpoints
+	remote      netip.Addr // inside remotePrefix (identity idRemote)
+	remotePfx   netip.Prefix
+	host        netip.Addr // the node itself (identity host)
+	world       netip.Addr // in no table: identity world
+	icmp        uint8
+	echoRequest uint8
+	unreachable uint8
+}
+
+var families = []family{
+	{
+		name: "ipv4", a: netip.MustParseAddr("10.0.0.1"), b: netip.MustParseAddr("10.0.0.2"),
+		remote: netip.MustParseAddr("192.0.2.10"), remotePfx: netip.MustParsePrefix("192.0.2.0/24"),
+		host: netip.MustParseAddr("10.0.0.254"), world: netip.MustParseAddr("203.0.113.5"),
+		icmp: 1, echoRequest: 8, unreachable: 3,
+	},
+	{
+		name: "ipv6", a: netip.MustParseAddr("fd00::1"), b: netip.MustParseAddr("fd00::2"),
+		remote: netip.MustParseAddr("2001:db8::10"), remotePfx: netip.MustParsePrefix("2001:db8::/64"),
+		host: netip.MustParseAddr("fd00::fe"), world: netip.MustParseAddr("2001:db8:1::5"),
+		icmp: 58, echoRequest: 128, unreachable: 1,
+	},
+}
+
+var nextPort atomic.Uint32
+
+// port returns a source port no other flow of the process used, so every
+// packet built with it is a new flow for connection tracking.
+func port() uint16 { return uint16(20000 + nextPort.Add(1)%40000) }
+
+func setup(t *testing.T, f family) *harness {
+	h := newHarness(t)
+	h.endpoint(f.a, 1, idA, h.loIndex)
+	h.endpoint(f.b, 2, idB, h.loIndex)
+	h.ipcache(f.remotePfx, idRemote, remoteNode)
+	h.ipcache(netip.PrefixFrom(f.host, f.host.BitLen()), datapath.IdentityHost, 0)
+	return h
+}
+
+func forEachFamily(t *testing.T, fn func(t *testing.T, f family)) {
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) { fn(t, f) })
+	}
+}
+
+func tcp(src, dst netip.Addr, dport uint16) pkt {
+	return pkt{src: src, dst: dst, proto: 6, sport: port(), dport: dport}
+}
+
+func udp(src, dst netip.Addr, dport uint16) pkt {
+	return pkt{src: src, dst: dst, proto: 17, sport: port(), dport: dport}
+}
+
+func egress(rows ...datapath.PolicyEntry) datapath.Policy {
+	return datapath.Policy{Enforce: map[datapath.Identity]datapath.Enforcement{idA: datapath.EnforceEgress}, Entries: rows}
+}
+
+func row(remote datapath.Identity, dir datapath.Direction, proto uint8, p uint16, v datapath.Verdict) datapath.PolicyEntry {
+	e := datapath.PolicyEntry{Subject: idA, Remote: remote, Direction: dir, Proto: proto, Port: p, Verdict: v}
+	if v == datapath.Redirect {
+		e.ProxyPort = proxyPort
+	}
+	return e
+}
+
+func expect(t *testing.T, what string, r result, ret uint32, reason datapath.Reason, dir datapath.Direction) {
+	t.Helper()
+	if r.ret != ret || !r.counts || r.reason != reason || r.dir != dir {
+		t.Fatalf("%s: got ret %d reason %s dir %s (counted %v); want ret %d reason %s dir %s",
+			what, r.ret, r.reason, r.dir, r.counts, ret, reason, dir)
+	}
+}
+
+func TestEgressVerdicts(t *testing.T) {
+	const E, I = datapath.Egress, datapath.Ingress
+	forEachFamily(t, func(t *testing.T, f family) {
+		h := setup(t, f)
+		for _, tc := range []struct {
+			name   string
+			policy datapath.Policy
+			mode   datapath.EnforcementMode
+			pkt    pkt
+			ret    uint32
+			reason datapath.Reason
+		}{
+			{"unenforced allows", datapath.Policy{}, 0, tcp(f.a, f.remote, 80), tcOK, datapath.ReasonForwarded},
+			{"enforced without rows denies", egress(), 0, tcp(f.a, f.remote, 80), tcShot, datapath.DropPolicy},
+			{"rows of another direction do not count", egress(row(idRemote, I, 6, 80, datapath.Allow)), 0, tcp(f.a, f.remote, 80), tcShot, datapath.DropPolicy},
+			{"exact row allows", egress(row(idRemote, E, 6, 80, datapath.Allow)), 0, tcp(f.a, f.remote, 80), tcOK, datapath.ReasonForwarded},
+			{"exact row, other port", egress(row(idRemote, E, 6, 80, datapath.Allow)), 0, tcp(f.a, f.remote, 81), tcShot, datapath.DropPolicy},
+			{"exact row, other protocol", egress(row(idRemote, E, 6, 80, datapath.Allow)), 0, udp(f.a, f.remote, 80), tcShot, datapath.DropPolicy},
+			{"exact row, other identity", egress(row(idRemote, E, 6, 80, datapath.Allow)), 0, tcp(f.a, f.world, 80), tcShot, datapath.DropPolicy},
+			{"any port of the protocol", egress(row(idRemote, E, 6, 0, datapath.Allow)), 0, tcp(f.a, f.remote, 9999), tcOK, datapath.ReasonForwarded},
+			{"L3 row allows every protocol", egress(row(idRemote, E, 0, 0, datapath.Allow)), 0, udp(f.a, f.remote, 53), tcOK, datapath.ReasonForwarded},
+			{"wildcard identity reaches world", egress(row(datapath.IdentityAny, E, 6, 443, datapath.Allow)), 0, tcp(f.a, f.world, 443), tcOK, datapath.ReasonForwarded},
+			{"world identity row", egress(row(datapath.IdentityWorld, E, 6, 443, datapath.Allow)), 0, tcp(f.a, f.world, 443), tcOK, datapath.ReasonForwarded},
+			{"deny anywhere wins", egress(row(idRemote, E, 6, 80, datapath.Allow), row(datapath.IdentityAny, E, 0, 0, datapath.Deny)), 0, tcp(f.a, f.remote, 80), tcShot, datapath.DropPolicyDeny},
+			{"deny of another port does not", egress(row(idRemote, E, 0, 0, datapath.Allow), row(datapath.IdentityAny, E, 6, 22, datapath.Deny)), 0, tcp(f.a, f.remote, 80), tcOK, datapath.ReasonForwarded},
+			{"port row beats L3 row", egress(row(idRemote, E, 0, 0, datapath.Allow), row(datapath.IdentityAny, E, 6, 80, datapath.Redirect)), 0, tcp(f.a, f.remote, 80), tcShot, datapath.DropProxyUnavailable},
+			{"exact identity beats wildcard at equal L4", egress(row(idRemote, E, 6, 80, datapath.Redirect), row(datapath.IdentityAny, E, 6, 80, datapath.Allow)), 0, tcp(f.a, f.remote, 80), tcShot, datapath.DropProxyUnavailable},
+			{"wildcard applies to other identities", egress(row(idB, E, 6, 80, datapath.Redirect), row(datapath.IdentityAny, E, 6, 80, datapath.Allow)), 0, tcp(f.a, f.remote, 80), tcOK, datapath.ReasonForwarded},
+			{"redirect of UDP is refused", egress(datapath.PolicyEntry{Subject: idA, Remote: idRemote, Direction: E, Proto: 17, Port: 53, Verdict: datapath.Redirect, ProxyPort: proxyPort}), 0, udp(f.a, f.remote, 53), tcShot, datapath.DropProxyUnsupported},
+			{"mode never ignores rows", egress(), datapath.EnforceNever, tcp(f.a, f.remote, 80), tcOK, datapath.ReasonForwarded},
+			{"mode always enforces everyone", datapath.Policy{}, datapath.EnforceAlways, tcp(f.a, f.remote, 80), tcShot, datapath.DropPolicy},
+			{"egress to the host is policy too", egress(), 0, tcp(f.a, f.host, 80), tcShot, datapath.DropPolicy},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				h.policy(tc.policy)
+				h.enforceMode(tc.mode)
+				expect(t, "first packet", h.fromWorkload(tc.pkt), tc.ret, tc.reason, E)
+			})
+		}
+	})
+}
+
+func TestIngressBetweenLocalEndpointsIsDecidedAtTheSender(t *testing.T) {
+	forEachFamily(t, func(t *testing.T, f family) {
+		h := setup(t, f)
+		inB := func(rows ...datapath.PolicyEntry) datapath.Policy {
+			for i := range rows {
+				rows[i].Subject = idB
+			}
+			return datapath.Policy{Enforce: map[datapath.Identity]datapath.Enforcement{idB: datapath.EnforceIngress}, Entries: rows}
+		}
+		h.policy(inB())
+		expect(t, "B enforces ingress", h.fromWorkload(tcp(f.a, f.b, 80)), tcShot, datapath.DropPolicy, datapath.Ingress)
+
+		h.policy(inB(row(idA, datapath.Ingress, 6, 80, datapath.Allow)))
+		p := tcp(f.a, f.b, 80)
+		expect(t, "B allows A", h.fromWorkload(p), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		expect(t, "delivery to B follows the tracked decision", h.toWorkload(p), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		expect(t, "B's reply", h.fromWorkload(p.reply()), tcOK, datapath.ReasonForwarded, datapath.Egress)
+
+		h.policy(inB(row(idA, datapath.Ingress, 6, 80, datapath.Redirect)))
+		q := tcp(f.a, f.b, 80)
+		expect(t, "B redirects A", h.fromWorkload(q), tcShot, datapath.DropProxyUnavailable, datapath.Ingress)
+		ct, ok := h.ctEntry(q)
+		if !ok || ct.Flags&0x01 == 0 || ct.ProxyPort != proxyPort {
+			t.Fatalf("redirected flow tracked as %+v (found %v), want redirect flag and proxy port %d", ct, ok, proxyPort)
+		}
+	})
+}
+
+func TestRedirectFindsTheProxyListener(t *testing.T) {
+	forEachFamily(t, func(t *testing.T, f family) {
+		h := setup(t, f)
+		h.policy(egress(row(idRemote, datapath.Egress, 6, 80, datapath.Redirect)))
+		expect(t, "nothing listens", h.fromWorkload(tcp(f.a, f.remote, 80)), tcShot, datapath.DropProxyUnavailable, datapath.Egress)
+		e := h.nextEvent()
+		if e.Type != datapath.EventDrop || e.Reason != datapath.DropProxyUnavailable || e.ProxyPort != proxyPort {
+			t.Fatalf("event %+v", e)
+		}
+
+		// BPF_PROG_RUN is not tc ingress, so the kernel refuses the
+		// assignment itself: DropProxyAssign proves the listener was found.
+		for _, addr := range []string{"[::]:15001", "127.0.0.1:15001"} {
+			network := "tcp"
+			if f.a.Is6() && addr[0] != '[' {
+				continue
+			}
+			l, err := h.ns.Listen(network, addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			expect(t, "listener on "+addr, h.fromWorkload(tcp(f.a, f.remote, 80)), tcShot, datapath.DropProxyAssign, datapath.Egress)
+			l.Close()
+		}
+		if f.a.Is6() {
+			l, err := h.ns.Listen("tcp6", "[::1]:15001")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			expect(t, "listener on ::1", h.fromWorkload(tcp(f.a, f.remote, 80)), tcShot, datapath.DropProxyAssign, datapath.Egress)
+		}
+	})
+}
+
+func TestRepliesAlwaysPass(t *testing.T) {
+	forEachFamily(t, func(t *testing.T, f family) {
+		h := setup(t, f)
+		h.policy(datapath.Policy{Enforce: map[datapath.Identity]datapath.Enforcement{idA: datapath.EnforceIngress}})
+		out := tcp(f.a, f.remote, 80)
+		expect(t, "egress is not enforced", h.fromWorkload(out), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		expect(t, "reply into enforced ingress", h.toWorkload(out.reply()), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		in := tcp(f.remote, f.a, 80)
+		expect(t, "new inbound connection", h.toWorkload(in), tcShot, datapath.DropPolicy, datapath.Ingress)
+	})
+}
+
+func TestHostAlwaysReachesWorkloads(t *testing.T) {
+	forEachFamily(t, func(t *testing.T, f family) {
+		h := setup(t, f)
+		h.policy(datapath.Policy{Enforce: map[datapath.Identity]datapath.Enforcement{idA: datapath.EnforceIngress | datapath.EnforceEgress}})
+		probe := tcp(f.host, f.a, 8080)
+		expect(t, "host probe", h.toWorkload(probe), tcOK, datapath.ReasonForwarded, datapath.Ingress)
+		expect(t, "probe answer despite enforced egress", h.fromWorkload(probe.reply()), tcOK, datapath.ReasonForwarded, datapath.Ingress)
+		expect(t, "anyone else", h.toWorkload(tcp(f.world, f.a, 8080)), tcShot, datapath.DropPolicy, datapath.Ingress)
+	})
+}
+
+func TestIngressRedirectHairpinsToIngressHook(t *testing.T) {
+	forEachFamily(t, func(t *testing.T, f family) {
+		h := setup(t, f)
+		h.policy(datapath.Policy{
+			Enforce: map[datapath.Identity]datapath.Enforcement{idA: datapath.EnforceIngress},
+			Entries: []datapath.PolicyEntry{row(idRemote, datapath.Ingress, 6, 80, datapath.Redirect)},
+		})
+		syn := tcp(f.remote, f.a, 80)
+		wantMark := uint32(0x0200 | proxyPort<<16)
+		r := h.toWorkload(syn)
+		if r.ret != tcRedirect || r.mark != wantMark {
+			t.Fatalf("SYN: ret %d mark %#x, want redirect (7) with mark %#x", r.ret, r.mark, wantMark)
+		}
+		if e := h.nextEvent(); e.Type != datapath.EventRedirect || e.ProxyPort != proxyPort || e.LocalIdentity != idA || e.RemoteIdentity != idRemote {
+			t.Fatalf("redirect event %+v", e)
+		}
+		ack := syn
+		ack.tcpFlags = ackFlag
+		if r := h.toWorkload(ack); r.ret != tcRedirect || r.mark != wantMark {
+			t.Fatalf("later packet: ret %d mark %#x, want the same hairpin", r.ret, r.mark)
+		}
+		// The hairpinned packet arrives on the ingress hook with the mark.
+		l, err := h.ns.Listen("tcp", "[::]:15001")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		expect(t, "hairpinned packet", h.run(h.objs.FromWorkload, syn.frame(), wantMark, h.loIndex), tcShot, datapath.DropProxyAssign, datapath.Ingress)
+	})
+}
+
+func TestProxyTrafficIsJudgedByItsMarkAndNeverRedirected(t *testing.T) {
+	forEachFamily(t, func(t *testing.T, f family) {
+		h := setup(t, f)
+		h.policy(datapath.Policy{
+			Enforce: map[datapath.Identity]datapath.Enforcement{idA: datapath.EnforceIngress},
+			Entries: []datapath.PolicyEntry{row(idB, datapath.Ingress, 6, 80, datapath.Redirect)},
+		})
+		asB, _ := datapath.ProxyMark(idB)
+		upstream := tcp(f.host, f.a, 80)
+		r := h.run(h.objs.ToWorkload, upstream.frame(), asB, h.loIndex)
+		expect(t, "proxy upstream on behalf of B", r, tcOK, datapath.ReasonForwarded, datapath.Ingress)
+		if ct, ok := h.ctEntry(upstream); !ok || ct.Flags&0x02 == 0 || ct.Flags&0x01 != 0 {
+			t.Fatalf("upstream tracked as %+v (found %v), want from-proxy and no redirect", ct, ok)
+		}
+		expect(t, "A answers the proxy", h.fromWorkload(upstream.reply()), tcOK, datapath.ReasonForwarded, datapath.Ingress)
+
+		asRemote, _ := datapath.ProxyMark(idRemote)
+		r = h.run(h.objs.ToWorkload, tcp(f.host, f.a, 80).frame(), asRemote, h.loIndex)
+		expect(t, "proxy on behalf of an identity without a row", r, tcShot, datapath.DropPolicy, datapath.Ingress)
+
+		anon, _ := datapath.ProxyMark(0)
+		r = h.run(h.objs.ToWorkload, tcp(f.host, f.a, 80).frame(), anon, h.loIndex)
+		expect(t, "proxy without identity gets no host exemption", r, tcShot, datapath.DropPolicy, datapath.Ingress)
+	})
+}
+
+func TestAuthRequired(t *testing.T) {
+	forEachFamily(t, func(t *testing.T, f family) {
+		h := setup(t, f)
+		r := row(idRemote, datapath.Egress, 6, 80, datapath.Allow)
+		r.Auth = datapath.AuthSPIFFE
+		r.Cookie = 77
+		h.policy(egress(r))
+		p := tcp(f.a, f.remote, 80)
+		expect(t, "no auth entry", h.fromWorkload(p), tcShot, datapath.DropAuthRequired, datapath.Egress)
+		e := h.nextEvent()
+		want := datapath.AuthKey{Local: idA, Remote: idRemote, RemoteNode: remoteNode, Type: datapath.AuthSPIFFE}
+		if e.Type != datapath.EventAuthRequired || e.AuthKey() != want || e.Cookie != 77 || e.Endpoint != 1 {
+			t.Fatalf("event %+v, want auth-required for %+v", e, want)
+		}
+		if e.Source.Addr() != f.a || e.Destination != netip.AddrPortFrom(f.remote, 80) || e.Source.Port() != p.sport {
+			t.Fatalf("event addresses %v -> %v", e.Source, e.Destination)
+		}
+		h.auth(want, -1)
+		expect(t, "expired auth entry", h.fromWorkload(tcp(f.a, f.remote, 80)), tcShot, datapath.DropAuthRequired, datapath.Egress)
+		h.auth(want, 3600e9)
+		expect(t, "valid auth entry", h.fromWorkload(tcp(f.a, f.remote, 80)), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		other := want
+		other.RemoteNode = 8
+		h.auth(want, -1)
+		h.auth(other, 3600e9)
+		expect(t, "entry for another node", h.fromWorkload(tcp(f.a, f.remote, 80)), tcShot, datapath.DropAuthRequired, datapath.Egress)
+	})
+}
+
+func TestSpoofedSourcesAreDropped(t *testing.T) {
+	forEachFamily(t, func(t *testing.T, f family) {
+		h := setup(t, f)
+		expect(t, "unknown source", h.fromWorkload(tcp(f.world, f.remote, 80)), tcShot, datapath.DropSpoofedSource, datapath.Egress)
+		r := h.run(h.objs.FromWorkload, tcp(f.a, f.remote, 80).frame(), 0, h.otherIndex)
+		expect(t, "A's address on another interface", r, tcShot, datapath.DropSpoofedSource, datapath.Egress)
+	})
+}
+
+func TestMalformedAndUntouchedPackets(t *testing.T) {
+	forEachFamily(t, func(t *testing.T, f family) {
+		h := setup(t, f)
+		h.policy(egress())
+		full := tcp(f.a, f.remote, 80).frame()
+		// BPF_PROG_RUN itself refuses frames shorter than a bare IP
+		// header, so malformed headers are built inside that length.
+		badVersion := append([]byte(nil), full...)
+		badVersion[14] = 0x50 | badVersion[14]&0x0F
+		expect(t, "wrong IP version", h.run(h.objs.FromWorkload, badVersion, 0, h.loIndex), tcShot, datapath.DropInvalid, datapath.Egress)
+		if f.a.Is4() {
+			longIHL := append([]byte(nil), full...)
+			longIHL[14] = 0x4F // 60-byte header: the TCP header would start past the end
+			expect(t, "header length beyond the packet", h.run(h.objs.FromWorkload, longIHL, 0, h.loIndex), tcShot, datapath.DropInvalid, datapath.Egress)
+		}
+		l4cut := len(full) - 10
+		expect(t, "truncated TCP header", h.run(h.objs.FromWorkload, full[:l4cut], 0, h.loIndex), tcShot, datapath.DropInvalid, datapath.Egress)
+
+		arp := make([]byte, 42)
+		arp[12], arp[13] = 0x08, 0x06
+		if r := h.run(h.objs.FromWorkload, arp, 0, h.loIndex); r.ret != tcOK || r.counts {
+			t.Fatalf("ARP: %+v, want untouched pass", r)
+		}
+		if f.a.Is6() {
+			ns := pkt{src: f.a, dst: f.b, proto: 58, icmpType: 135}
+			if r := h.fromWorkload(ns); r.ret != tcOK || r.counts {
+				t.Fatalf("neighbour solicitation under enforced egress: %+v, want untouched pass", r)
+			}
+			p := tcp(f.a, f.remote, 80)
+			p.v6Ext = 2
+			expect(t, "two extension headers", h.fromWorkload(p), tcShot, datapath.DropPolicy, datapath.Egress)
+			p.v6Ext = 7
+			expect(t, "too many extension headers", h.fromWorkload(p), tcShot, datapath.DropInvalid, datapath.Egress)
+			h.policy(egress(row(idRemote, datapath.Egress, 6, 80, datapath.Allow)))
+			p = tcp(f.a, f.remote, 80)
+			p.v6Ext = 3
+			expect(t, "ports found behind extension headers", h.fromWorkload(p), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		}
+	})
+}
+
+func TestICMP(t *testing.T) {
+	forEachFamily(t, func(t *testing.T, f family) {
+		h := setup(t, f)
+		h.policy(datapath.Policy{
+			Enforce: map[datapath.Identity]datapath.Enforcement{idA: datapath.EnforceIngress | datapath.EnforceEgress},
+			Entries: []datapath.PolicyEntry{
+				row(idRemote, datapath.Egress, f.icmp, uint16(f.echoRequest), datapath.Allow),
+				row(idRemote, datapath.Egress, 6, 80, datapath.Allow),
+			},
+		})
+		ping := pkt{src: f.a, dst: f.remote, proto: f.icmp, icmpType: f.echoRequest, icmpID: port()}
+		ping.sport, ping.dport = ping.icmpID, ping.icmpID
+		expect(t, "echo request allowed by type", h.fromWorkload(ping), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		expect(t, "echo reply", h.toWorkload(ping.reply()), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		other := pkt{src: f.a, dst: f.remote, proto: f.icmp, icmpType: 13, icmpID: 9}
+		if f.icmp == 58 {
+			other.icmpType = 139
+		}
+		expect(t, "other ICMP type", h.fromWorkload(other), tcShot, datapath.DropPolicy, datapath.Egress)
+
+		flow := tcp(f.a, f.remote, 80)
+		expect(t, "tracked TCP flow", h.fromWorkload(flow), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		quoted := flow.ipPacket()
+		if len(quoted) > 48+20 {
+			quoted = quoted[:48+20]
+		}
+		related := pkt{src: f.remote, dst: f.a, proto: f.icmp, icmpType: f.unreachable, inner: quoted}
+		expect(t, "error quoting a tracked flow", h.toWorkload(related), tcOK, datapath.ReasonForwarded, datapath.Ingress)
+		stray := pkt{src: f.remote, dst: f.a, proto: f.icmp, icmpType: f.unreachable, inner: tcp(f.a, f.remote, 80).ipPacket()}
+		expect(t, "error quoting an unknown flow", h.toWorkload(stray), tcShot, datapath.DropPolicy, datapath.Ingress)
+	})
+}
+
+func TestFragments(t *testing.T) {
+	forEachFamily(t, func(t *testing.T, f family) {
+		h := setup(t, f)
+		h.policy(egress(row(idRemote, datapath.Egress, 6, 80, datapath.Allow)))
+		first := tcp(f.a, f.remote, 80)
+		first.fragID, first.moreFrags, first.payload = 77, true, make([]byte, 32)
+		expect(t, "first fragment", h.fromWorkload(first), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		later := first
+		later.fragOffset, later.moreFrags = 5, false
+		expect(t, "last fragment follows the first", h.fromWorkload(later), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		expect(t, "fragment of a datagram whose last fragment passed", h.fromWorkload(later), tcShot, datapath.DropFragUnknown, datapath.Egress)
+		stray := later
+		stray.fragID = 78
+		expect(t, "fragment without a first", h.fromWorkload(stray), tcShot, datapath.DropFragUnknown, datapath.Egress)
+
+		denied := tcp(f.a, f.remote, 81)
+		denied.fragID, denied.moreFrags, denied.payload = 79, true, make([]byte, 32)
+		expect(t, "denied first fragment", h.fromWorkload(denied), tcShot, datapath.DropPolicy, datapath.Egress)
+		deniedLater := denied
+		deniedLater.fragOffset = 5
+		expect(t, "its later fragment keeps the verdict", h.fromWorkload(deniedLater), tcShot, datapath.DropPolicy, datapath.Egress)
+	})
+}
+
+func TestConntrackKeepsEstablishedAndReopensClosed(t *testing.T) {
+	forEachFamily(t, func(t *testing.T, f family) {
+		h := setup(t, f)
+		h.policy(egress(row(idRemote, datapath.Egress, 6, 80, datapath.Allow)))
+		syn := tcp(f.a, f.remote, 80)
+		expect(t, "allowed SYN", h.fromWorkload(syn), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		expect(t, "SYN-ACK", h.toWorkload(syn.reply()), tcOK, datapath.ReasonForwarded, datapath.Egress)
+
+		h.policy(egress())
+		ack := syn
+		ack.tcpFlags = ackFlag
+		expect(t, "established flow after the rule is gone", h.fromWorkload(ack), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		rst := syn
+		rst.tcpFlags = rstFlag
+		expect(t, "RST", h.fromWorkload(rst), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		expect(t, "new SYN on the closed tuple is judged again", h.fromWorkload(syn), tcShot, datapath.DropPolicy, datapath.Egress)
+	})
+}
+
+func TestDropEventsNameTheFlow(t *testing.T) {
+	forEachFamily(t, func(t *testing.T, f family) {
+		h := setup(t, f)
+		deny := row(datapath.IdentityAny, datapath.Egress, 17, 53, datapath.Deny)
+		deny.Cookie = 4242
+		h.policy(egress(deny))
+		p := udp(f.a, f.remote, 53)
+		expect(t, "denied", h.fromWorkload(p), tcShot, datapath.DropPolicyDeny, datapath.Egress)
+		e := h.nextEvent()
+		if e.Type != datapath.EventDrop || e.Reason != datapath.DropPolicyDeny || e.Direction != datapath.Egress ||
+			e.Proto != 17 || e.Source != netip.AddrPortFrom(f.a, p.sport) || e.Destination != netip.AddrPortFrom(f.remote, 53) ||
+			e.LocalIdentity != idA || e.RemoteIdentity != idRemote || e.RemoteNode != remoteNode || e.Endpoint != 1 ||
+			e.Cookie != 4242 || e.IfIndex != h.loIndex {
+			t.Fatalf("event %+v", e)
+		}
+	})
+}
