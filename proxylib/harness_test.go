@@ -432,3 +432,7 @@ func sortedKeys(m map[string]int) []string {
 	sort.Strings(ks)
 	return ks
 }
+
+func vh(name string, domain string, routes ...*routev3.Route) *routev3.VirtualHost {
+	return &routev3.VirtualHost{Name: name, Domains: []string{domain}, Routes: routes}
+}
