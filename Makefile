@@ -11,7 +11,7 @@ help: ## list targets
 
 build: ## build every binary into ./bin
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -o $(BIN)/ ./cmd/... ./examples/echo
 
 run: build ## standalone quickstart: agent + proxy + demo backends + examples/quickstart
 	./examples/quickstart/run.sh

@@ -49,7 +49,9 @@ failures=0
 show() { # show "<description>" "<expected backend or status>" curl-args...
   local what=$1 want=$2; shift 2
   echo "# $what"
-  echo "curl $*"
+  local shown=() a
+  for a in "$@"; do [[ $a == *" "* ]] && shown+=("'$a'") || shown+=("$a"); done
+  echo "curl ${shown[*]}"
   local got
   got=$(curl -s -o /dev/null -w '%{http_code} %header{x-echo-backend}' "$@")
   echo "  -> $got"
