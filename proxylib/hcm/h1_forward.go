@@ -30,6 +30,7 @@ const (
 	upTimeout
 	upProtocol
 	upDownstream // the client side failed; nothing to answer
+	upBadBody    // the client's body framing is invalid: 400
 )
 
 // forwardH1 runs the exchange over a pooled HTTP/1.1 upstream connection.
@@ -165,7 +166,7 @@ func (hc *h1conn) sendBody(uc *upstream.Conn, out []byte) ([]byte, bool, upstrea
 			n, data, err := hc.chunk.Decode(hc.buf[hc.r:hc.w])
 			hc.r += n
 			if err != nil {
-				return out, false, upDownstream
+				return out, false, upBadBody
 			}
 			out = http1.AppendChunk(out, data)
 			if len(out) >= upstream.WriteBufferSize {
@@ -255,6 +256,8 @@ func (hc *h1conn) failUpstream(ue upstreamErr, keep bool) bool {
 		return hc.writeLocal(503, bodyProtocol, nil, keep, false) && keep
 	case upReset:
 		return hc.writeLocal(503, bodyReset, nil, keep, false) && keep
+	case upBadBody:
+		hc.writeLocal(400, nil, nil, false, false)
 	}
 	return false
 }
