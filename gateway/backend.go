@@ -20,7 +20,6 @@ func (t *translator) compileBackends(rule *ruleState, refs []gwv1.HTTPBackendRef
 	rs := rule.route
 	for k := range refs {
 		br := &refs[k]
-		field := fmt.Sprintf("spec.rules[%d].backendRefs[%d]", rule.index, k)
 		weight := int32(1)
 		if br.Weight != nil {
 			weight = *br.Weight
@@ -30,8 +29,10 @@ func (t *translator) compileBackends(rule *ruleState, refs []gwv1.HTTPBackendRef
 			continue
 		}
 		wb := &ir.WeightedBackend{Weight: uint32(weight)}
-		backendFilters(rule, fmt.Sprintf("backendRefs[%d]", k), br.Filters, wb)
-		cl, problem := t.resolveService(rs, field, &br.BackendObjectReference)
+		if len(br.Filters) > 0 {
+			backendFilters(rule, fmt.Sprintf("backendRefs[%d]", k), br.Filters, wb)
+		}
+		cl, problem := t.resolveService(rs, rule.index, k, &br.BackendObjectReference)
 		if problem != nil {
 			rs.refProblems = append(rs.refProblems, *problem)
 		} else {
@@ -43,9 +44,9 @@ func (t *translator) compileBackends(rule *ruleState, refs []gwv1.HTTPBackendRef
 }
 
 // resolveService finds the cluster of a backendRef, or why there is none.
-func (t *translator) resolveService(rs *routeState, field string, br *gwv1.BackendObjectReference) (*ir.Cluster, *refProblem) {
+func (t *translator) resolveService(rs *routeState, ruleIndex, refIndex int, br *gwv1.BackendObjectReference) (*ir.Cluster, *refProblem) {
 	fail := func(reason gwv1.RouteConditionReason, format string, args ...any) (*ir.Cluster, *refProblem) {
-		return nil, &refProblem{reason: string(reason), msg: fmt.Sprintf("HTTPRoute %s: %s: ", rs.key, field) + fmt.Sprintf(format, args...)}
+		return nil, &refProblem{reason: string(reason), msg: fmt.Sprintf("HTTPRoute %s: spec.rules[%d].backendRefs[%d]: ", rs.key, ruleIndex, refIndex) + fmt.Sprintf(format, args...)}
 	}
 	group, kind := groupOr(br.Group, ""), kindOr(br.Kind, "Service")
 	if group != "" || kind != "Service" {
@@ -107,16 +108,21 @@ func appProtocol(p *string) (ir.AppProtocol, bool) {
 
 // cluster returns the (memoized) cluster of one Service port.
 func (t *translator) cluster(svc input.Key, sp *corev1.ServicePort, proto ir.AppProtocol) *ir.Cluster {
-	name := clusterName(svc, sp.Port)
-	if cl := t.clusters[name]; cl != nil {
+	k := clusterKey{svc, sp.Port}
+	if cl := t.clusters[k]; cl != nil {
 		return cl
 	}
-	cl := &ir.Cluster{Name: name, Protocol: proto, LBPolicy: ir.LBRoundRobin, Endpoints: t.endpoints(svc, sp)}
+	cl := &ir.Cluster{Name: clusterName(svc, sp.Port), Protocol: proto, LBPolicy: ir.LBRoundRobin, Endpoints: t.endpoints(svc, sp)}
 	if t.clusters == nil {
-		t.clusters = map[string]*ir.Cluster{}
+		t.clusters = map[clusterKey]*ir.Cluster{}
 	}
-	t.clusters[name] = cl
+	t.clusters[k] = cl
 	return cl
+}
+
+type clusterKey struct {
+	svc  input.Key
+	port int32
 }
 
 // endpoints collects a Service port's endpoints from the Service's

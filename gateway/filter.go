@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -51,7 +52,7 @@ func (t *translator) compileRuleFilters(rule *ruleState, filters []gwv1.HTTPRout
 	seen := map[gwv1.HTTPRouteFilterType]bool{}
 	for k := range filters {
 		f := &filters[k]
-		field := fmt.Sprintf("filters[%d]", k)
+		field := "filters[" + strconv.Itoa(k) + "]"
 		if seen[f.Type] {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, field+".type", "filter %s appears more than once", f.Type)
 			return
@@ -106,7 +107,11 @@ func headerFilter(rule *ruleState, field string, f *gwv1.HTTPHeaderFilter) *ir.H
 		return nil
 	}
 	m := &ir.HeaderModifier{}
-	seen := map[string]string{}
+	type action struct {
+		list string
+		i    int
+	}
+	seen := make(map[string]action, len(f.Set)+len(f.Add)+len(f.Remove))
 	check := func(list string, i int, name string) bool {
 		if !validToken(name) {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.%s[%d]", field, list, i), "%q is not a valid header name", name)
@@ -114,10 +119,10 @@ func headerFilter(rule *ruleState, field string, f *gwv1.HTTPHeaderFilter) *ir.H
 		}
 		lower := strings.ToLower(name)
 		if prev, dup := seen[lower]; dup {
-			rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.%s[%d]", field, list, i), "header %q already has an action in %s", name, prev)
+			rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.%s[%d]", field, list, i), "header %q already has an action in %s[%d]", name, prev.list, prev.i)
 			return false
 		}
-		seen[lower] = fmt.Sprintf("%s[%d]", list, i)
+		seen[lower] = action{list, i}
 		return true
 	}
 	for i, h := range f.Set {

@@ -51,6 +51,13 @@ func wildcardMatches(w, h string) bool {
 // whether they have any. A route without hostnames is intersected with
 // anyHost.
 func intersect(listener, route string) (string, bool) {
+	if h, ok := intersection(listener, route); ok {
+		return h, true
+	}
+	return "", false
+}
+
+func intersection(listener, route string) (string, bool) {
 	switch {
 	case listener == "":
 		return route, true

@@ -94,7 +94,7 @@ type translator struct {
 	gatewayOrder []*gatewayState
 	routes       []*routeState
 
-	clusters map[string]*ir.Cluster
+	clusters map[clusterKey]*ir.Cluster
 }
 
 func (t *translator) result() *Result {
