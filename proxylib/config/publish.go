@@ -98,14 +98,18 @@ func (s *Store) publish() error {
 		usedAddr[l.Address] = true
 		spec := &listener.Spec{Name: l.Name, Address: l.Address, TLSInspector: l.TLSInspector}
 		for _, c := range l.Chains {
-			h := handlers[c.Key]
+			// A handler belongs to one listener at one address: removing
+			// or moving the listener drains its connections, while an
+			// unchanged chain keeps its handler across updates.
+			key := l.Name + "\x00" + l.Address + "\x00" + c.Key
+			h := handlers[key]
 			if h == nil {
-				h = s.handlers[c.Key]
+				h = s.handlers[key]
 			}
 			if h == nil {
 				h = hcm.NewHandler(s.rt, c.HCM, c.TLS != nil)
 			}
-			handlers[c.Key] = h
+			handlers[key] = h
 			lc := &listener.Chain{ServerNames: c.ServerNames, Handler: h}
 			if c.TLS != nil {
 				lc.TLS = &listener.TLS{SecretNames: c.TLS.SecretNames, ALPN: c.TLS.ALPN}

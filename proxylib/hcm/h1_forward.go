@@ -267,6 +267,7 @@ func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime 
 	s := hc.s
 	resp := &uc.Resp
 	upgrade := s.upgrade && resp.Status == 101
+	keep = keep && !hc.h.draining.Load()
 	l := resp.Headers
 	s.finishResponseHeaders(&l, upgrade, serviceTime)
 	out := http1.AppendStatusLine(hc.out[:0], resp.Status)

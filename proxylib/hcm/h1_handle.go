@@ -114,6 +114,7 @@ func (hc *h1conn) skipBody() bool {
 func (hc *h1conn) writeLocal(code int, body, loc []byte, keep, head bool) bool {
 	s := hc.s
 	now := time.Now()
+	keep = keep && !hc.h.draining.Load()
 	l := s.localHeaders(code, body, loc, now)
 	out := hc.out[:0]
 	if s.grpc {

@@ -404,7 +404,7 @@ func (hc *h1conn) forwardH2(keep bool) bool {
 		chunked = true
 		o = append(o, "transfer-encoding: chunked\r\n"...)
 	}
-	keep = keep && bodyDone
+	keep = keep && bodyDone && !hc.h.draining.Load()
 	if !keep {
 		o = append(o, "connection: close\r\n"...)
 	}
