@@ -205,9 +205,10 @@ type Rewrite struct {
 
 // Redirect answers with a Location built from the request, changing only
 // what is set here. Scheme empty keeps the request's scheme. Port is the
-// final port; 0 keeps the request's port. The Location omits the port when
-// it is the default for the final scheme (80 for http, 443 for https), so
-// producers resolve Gateway API's port defaulting and set Port explicitly.
+// final port; 0 keeps the request's port. Producers resolve Gateway API's
+// port defaulting and set Port explicitly; the Location may then carry the
+// scheme's default port (":443" for https), which Envoy does and Gateway API
+// conformance accepts.
 type Redirect struct {
 	Scheme   string       `json:"scheme,omitempty"`
 	Hostname string       `json:"hostname,omitempty"`
