@@ -1,2 +1,184 @@
-// Package proxylib is nodemesh's builtin node proxy.
+// Package proxylib is nodemesh's builtin node proxy: a Go L7 proxy that
+// implements a documented subset of Envoy's v3 API with Envoy's semantics,
+// so that the xDS configuration nodemesh emits runs unchanged on it and on
+// stock Envoy. This comment is the authoritative list of that subset.
+//
+// # Transport and protocol
+//
+// One aggregated (ADS) gRPC stream to the xDS server over a Unix socket or
+// TCP; state-of-the-world by default, incremental (delta) on request. Node
+// id is configurable (default: the host name); node cluster
+// "nodemesh-proxy". Listeners and Clusters are wildcard subscriptions;
+// RouteConfigurations, ClusterLoadAssignments and Secrets are subscribed by
+// the names listeners and clusters reference. Every config source must be
+// `ads: {}` with `resource_api_version: V3`.
+//
+// Every response is ACKed or NACKed. A NACK's error_detail names the
+// resource and the exact field path, e.g.
+//
+//	listener "x": filter_chains[0].filters[0].typed_config(HttpConnectionManager).tracing: field not supported by nodemesh-proxy
+//
+// An update with any invalid resource of a type is rejected as a whole and
+// the previous configuration of that type keeps serving. While disconnected
+// the proxy keeps serving the last applied configuration and reconnects with
+// backoff.
+//
+// # Resources and fields
+//
+// Listener: name; address.socket_address{address (an IP literal),
+// port_value}; listener_filters with only the TLS inspector; filter_chains
+// (at least one) with name, filter_chain_match.server_names (exact names and
+// "*.suffix" wildcards; exact first, then the most specific wildcard, then
+// the chain without server_names), transport_socket DownstreamTlsContext
+// (common_tls_context.tls_certificate_sds_secret_configs, alpn_protocols;
+// TLS 1.2 and 1.3), and exactly one network filter, the
+// HttpConnectionManager; per_connection_buffer_limit_bytes (accepted; the
+// proxy streams and never buffers more than 64 KiB per direction). Two
+// listeners may not share an address; two chains may not share a match.
+//
+// HttpConnectionManager: stat_prefix; codec_type AUTO (HTTP/1.1, or HTTP/2
+// by ALPN "h2" or the prior-knowledge preface), HTTP1 or HTTP2; rds with
+// route_config_name; http_filters ending in the router (only the router is
+// supported today); use_remote_address; xff_num_trusted_hops;
+// skip_xff_append; strip_any_host_port; normalize_path (RFC 3986 dot
+// segments); merge_slashes; server_name (default "envoy");
+// common_http_protocol_options.idle_timeout (default 1 h);
+// stream_idle_timeout (default 5 min); request_timeout (default off);
+// generate_request_id (default true); preserve_external_request_id;
+// upgrade_configs (upgrade_type, enabled) for WebSocket pass-through — an
+// addition to the translator contract; without it upgrade requests get 403
+// as in Envoy.
+//
+// RouteConfiguration: name; virtual_hosts{name, domains, routes}. Domains
+// are unique per configuration and match case-insensitively: exact, then
+// the longest "*suffix" (the "*" matches at least one character), then the
+// longest "prefix*", then "*". No virtual host or no route → 404.
+//
+// Route: name; match with one of prefix (byte prefix of :path including
+// the query), path (exact, without the query), safe_regex (RE2, whole path
+// without the query), path_separated_prefix (prefix then end or "/");
+// headers{name, string_match{exact | safe_regex}, present_match,
+// invert_match} (repeated headers joined with ","; a missing header never
+// matches string_match, even inverted; ":method", ":authority", ":path",
+// ":scheme" are matchable); query_parameters{name, string_match{exact |
+// safe_regex}, present_match} (first occurrence, percent-decoded). One
+// action of:
+//   - route: cluster or weighted_clusters{clusters{name, weight, request/
+//     response headers to add/remove}} (picked per request proportionally
+//     to weight; weight 0 is never picked); cluster_not_found_response_code
+//     (default 503); prefix_rewrite (replaces the matched prefix; not with
+//     safe_regex); regex_rewrite{pattern, substitution} (RE2 "\N" groups;
+//     the query is kept); host_rewrite_literal; timeout (default 15 s, 0
+//     disables; expiry → 504 "upstream request timeout").
+//   - redirect: scheme_redirect, host_redirect, port_redirect,
+//     path_redirect | prefix_rewrite | regex_rewrite, response_code
+//     (default 301), strip_query. As Envoy builds Location: a port_redirect
+//     always appears (":443" too) and replaces the request's port; without
+//     it the request's port is kept unless the scheme changes and the port
+//     is the default of the request's x-forwarded-proto; a path_redirect
+//     keeps the request's query unless it has its own or strip_query.
+//   - direct_response: status, body.inline_string (inline_bytes also
+//     accepted).
+//
+// plus request_headers_to_add{header{key, value}, append_action},
+// request_headers_to_remove, response_headers_to_add,
+// response_headers_to_remove: removes, then adds; APPEND_IF_EXISTS_OR_ADD
+// (default), ADD_IF_ABSENT, OVERWRITE_IF_EXISTS_OR_ADD, OVERWRITE_IF_EXISTS;
+// weighted-cluster edits apply first, then route edits; empty values are
+// dropped; values are literal ("%%" is a percent sign; other "%COMMAND%"
+// formatters are NACKed); pseudo-headers and host may not be edited.
+//
+// Cluster: name; type EDS only; eds_cluster_config{eds_config,
+// service_name (default: the cluster name)}; connect_timeout (default 5 s);
+// lb_policy ROUND_ROBIN, RANDOM or LEAST_REQUEST (weighted by endpoint
+// load_balancing_weight); typed_extension_protocol_options with only
+// "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" whose
+// explicit_http_config selects http_protocol_options (HTTP/1.1, also the
+// default) or http2_protocol_options (h2c); per_connection_buffer_limit_bytes
+// (accepted, as for listeners). Upstream HTTP/1.1 connections are pooled
+// per endpoint and survive configuration updates.
+//
+// ClusterLoadAssignment: cluster_name; endpoints[].lb_endpoints[]{endpoint.
+// address.socket_address (IP literal), health_status, load_balancing_weight}.
+// HEALTHY and UNKNOWN are healthy, DEGRADED is used when nothing is healthy,
+// the rest are unhealthy; below Envoy's 50% panic threshold all hosts are
+// used. A cluster without endpoints answers 503 "no healthy upstream".
+//
+// Secret: name; tls_certificate{certificate_chain, private_key} as
+// inline_bytes or inline_string (the key pair must parse).
+//
+// Warming: a cluster serves once its ClusterLoadAssignment arrived, a
+// listener once its RouteConfigurations and Secrets arrived (its address is
+// bound meanwhile, so a bind failure NACKs the listener); an updated
+// resource keeps serving its previous version while the new one warms;
+// after 15 s (Envoy's initial_fetch_timeout) it stops waiting.
+//
+// # Data-path behaviour
+//
+// See package hcm for the connection manager and router defaults users see
+// (server header, x-forwarded-for/-proto, x-request-id, Envoy's x-envoy-*
+// headers, hop-by-hop removal, local replies, gRPC local replies, HTTP/1.0
+// rejection, 100-continue, trailers) and package listener for sockets,
+// TLS and draining. Package http1 documents the HTTP/1.1 parser's limits
+// and smuggling defences.
+//
+// # Allowlist
+//
+// Every populated field of every received message, including messages
+// inside Any typed configs, must appear below, or the resource is NACKed
+// naming the field. This list is generated from the decoder's table
+// (go test ./proxylib -run TestDocMatchesAllowlist -update rewrites it).
+//
+// BEGIN ALLOWLIST
+//   - `envoy.config.cluster.v3.Cluster.EdsClusterConfig`: eds_config, service_name
+//   - `envoy.config.cluster.v3.Cluster`: name, type, eds_cluster_config, connect_timeout, lb_policy, typed_extension_protocol_options, per_connection_buffer_limit_bytes; typed_extension_protocol_options holds envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+//   - `envoy.config.core.v3.Address`: socket_address
+//   - `envoy.config.core.v3.AggregatedConfigSource`: (no fields)
+//   - `envoy.config.core.v3.ConfigSource`: ads, resource_api_version
+//   - `envoy.config.core.v3.DataSource`: inline_bytes, inline_string
+//   - `envoy.config.core.v3.HeaderValueOption`: header, append_action
+//   - `envoy.config.core.v3.HeaderValue`: key, value
+//   - `envoy.config.core.v3.Http1ProtocolOptions`: (no fields)
+//   - `envoy.config.core.v3.Http2ProtocolOptions`: (no fields)
+//   - `envoy.config.core.v3.HttpProtocolOptions`: idle_timeout
+//   - `envoy.config.core.v3.SocketAddress`: address, port_value
+//   - `envoy.config.core.v3.TransportSocket`: name, typed_config; typed_config holds envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+//   - `envoy.config.endpoint.v3.ClusterLoadAssignment`: cluster_name, endpoints
+//   - `envoy.config.endpoint.v3.Endpoint`: address
+//   - `envoy.config.endpoint.v3.LbEndpoint`: endpoint, health_status, load_balancing_weight
+//   - `envoy.config.endpoint.v3.LocalityLbEndpoints`: lb_endpoints
+//   - `envoy.config.listener.v3.FilterChainMatch`: server_names
+//   - `envoy.config.listener.v3.FilterChain`: name, filter_chain_match, transport_socket, filters
+//   - `envoy.config.listener.v3.Filter`: name, typed_config; typed_config holds envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+//   - `envoy.config.listener.v3.ListenerFilter`: name, typed_config; typed_config holds envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector
+//   - `envoy.config.listener.v3.Listener`: name, address, listener_filters, filter_chains, per_connection_buffer_limit_bytes
+//   - `envoy.config.route.v3.DirectResponseAction`: status, body
+//   - `envoy.config.route.v3.HeaderMatcher`: name, string_match, present_match, invert_match
+//   - `envoy.config.route.v3.QueryParameterMatcher`: name, string_match, present_match
+//   - `envoy.config.route.v3.RedirectAction`: scheme_redirect, host_redirect, port_redirect, path_redirect, prefix_rewrite, regex_rewrite, response_code, strip_query
+//   - `envoy.config.route.v3.RouteAction`: cluster, weighted_clusters, cluster_not_found_response_code, prefix_rewrite, regex_rewrite, host_rewrite_literal, timeout
+//   - `envoy.config.route.v3.RouteConfiguration`: name, virtual_hosts
+//   - `envoy.config.route.v3.RouteMatch`: prefix, path, safe_regex, path_separated_prefix, headers, query_parameters
+//   - `envoy.config.route.v3.Route`: name, match, route, redirect, direct_response, request_headers_to_add, request_headers_to_remove, response_headers_to_add, response_headers_to_remove
+//   - `envoy.config.route.v3.VirtualHost`: name, domains, routes
+//   - `envoy.config.route.v3.WeightedCluster.ClusterWeight`: name, weight, request_headers_to_add, request_headers_to_remove, response_headers_to_add, response_headers_to_remove
+//   - `envoy.config.route.v3.WeightedCluster`: clusters
+//   - `envoy.extensions.filters.http.router.v3.Router`: (no fields)
+//   - `envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector`: (no fields)
+//   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig`: upgrade_type, enabled
+//   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`: stat_prefix, codec_type, rds, http_filters, use_remote_address, xff_num_trusted_hops, skip_xff_append, strip_any_host_port, normalize_path, merge_slashes, server_name, common_http_protocol_options, stream_idle_timeout, request_timeout, generate_request_id, preserve_external_request_id, upgrade_configs
+//   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter`: name, typed_config; typed_config holds envoy.extensions.filters.http.router.v3.Router
+//   - `envoy.extensions.filters.network.http_connection_manager.v3.Rds`: route_config_name, config_source
+//   - `envoy.extensions.transport_sockets.tls.v3.CommonTlsContext`: tls_certificate_sds_secret_configs, alpn_protocols
+//   - `envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext`: common_tls_context
+//   - `envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig`: name, sds_config
+//   - `envoy.extensions.transport_sockets.tls.v3.Secret`: name, tls_certificate
+//   - `envoy.extensions.transport_sockets.tls.v3.TlsCertificate`: certificate_chain, private_key
+//   - `envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig`: http_protocol_options, http2_protocol_options
+//   - `envoy.extensions.upstreams.http.v3.HttpProtocolOptions`: explicit_http_config
+//   - `envoy.type.matcher.v3.RegexMatchAndSubstitute`: pattern, substitution
+//   - `envoy.type.matcher.v3.RegexMatcher`: regex
+//   - `envoy.type.matcher.v3.StringMatcher`: exact, safe_regex
+//
+// END ALLOWLIST
 package proxylib
