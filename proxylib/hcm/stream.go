@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/nodemesh/nodemesh/proxylib/header"
@@ -437,10 +436,13 @@ func stripPort(host []byte) []byte {
 		}
 		return host
 	}
-	if i := bytes.LastIndexByte(host, ':'); i >= 0 {
-		if _, err := strconv.Atoi(string(host[i+1:])); err == nil {
-			return host[:i]
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 && i+1 < len(host) {
+		for _, c := range host[i+1:] {
+			if c < '0' || c > '9' {
+				return host
+			}
 		}
+		return host[:i]
 	}
 	return host
 }
