@@ -28,7 +28,7 @@ func (t *translator) attach(rs *routeState) {
 		if gs == nil {
 			continue // not one of our Gateways: another controller reports it
 		}
-		ps := &parentState{ref: pr}
+		ps := &parentState{ref: *pr.DeepCopy()}
 		rs.parents = append(rs.parents, ps)
 
 		type hit struct {

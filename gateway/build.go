@@ -71,7 +71,7 @@ type builder struct {
 func (b *builder) tlsChain(ls *listenerState, port int32) *ir.HTTPChain {
 	ch := &ir.HTTPChain{
 		Name:   tlsChainName(ls.name),
-		TLS:    &ir.TLS{ALPN: tlsALPN},
+		TLS:    &ir.TLS{ALPN: append([]string(nil), tlsALPN...)},
 		Routes: b.table(tlsTableName(ls.gw.key, port, ls.name), []*listenerState{ls}, port),
 	}
 	if ls.hostname != "" {

@@ -59,6 +59,18 @@
 // ordered as precedence.go describes (hostname specificity first, as the
 // HTTPRoute hostnames spec requires).
 //
+// Attachment. A parentRef selects listeners by sectionName and port; a
+// listener admits a route when its allowedRoutes kinds include HTTPRoute
+// and its namespace policy (Same, All, or Selector over Namespace labels,
+// where kubernetes.io/metadata.name is always present) admits the route's
+// namespace; the hostnames must then intersect. Failing each step in turn
+// gives NoMatchingParent, NotAllowedByListeners, then
+// NoMatchingListenerHostname. As the spec prescribes for attachedRoutes,
+// attachment ignores listener and Gateway status: a route attached to a
+// listener that is not programmed is still Accepted and counted, and serves
+// once the listener does. A route attached to one listener through several
+// parentRefs counts once.
+//
 // Routes. Route hostnames are intersected with listener hostnames exactly
 // as the spec describes (the more specific of two intersecting names wins).
 // A rule whose matches, filters or fields cannot be honoured is dropped

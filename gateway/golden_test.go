@@ -81,9 +81,13 @@ func TestGolden(t *testing.T) {
 		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
 		t.Run(name, func(t *testing.T) {
 			snap := loadCase(t, in)
+			pristine := loadCase(t, in)
 			opts := Options{Addresses: testAddresses(t, snap, true)}
 			res := Translate(snap, opts)
 			checkResult(t, res)
+			if diff := cmp.Diff(pristine, snap); diff != "" {
+				t.Errorf("Translate modified its input (-before +after):\n%s", diff)
+			}
 			got := render(t, res)
 			golden.Check(t, strings.TrimSuffix(in, ".in.yaml")+".out.yaml", got)
 

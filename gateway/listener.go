@@ -392,9 +392,13 @@ func (ls *listenerState) status() gwv1.ListenerStatus {
 			"hostname overlaps HTTPS listeners "+strings.Join(ls.overlapping, ", ")+" on the same port").
 			condition(string(gwv1.ListenerConditionOverlappingTLSConfig), gen))
 	}
+	kinds := make([]gwv1.RouteGroupKind, len(ls.kinds))
+	for i := range ls.kinds {
+		ls.kinds[i].DeepCopyInto(&kinds[i])
+	}
 	return gwv1.ListenerStatus{
 		Name:           gwv1.SectionName(ls.name),
-		SupportedKinds: ls.kinds,
+		SupportedKinds: kinds,
 		AttachedRoutes: int32(len(ls.attached)),
 		Conditions:     conds,
 	}

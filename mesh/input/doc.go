@@ -20,7 +20,8 @@
 //     non-blank byte is '{' is read as a sequence of JSON objects;
 //   - a v1 List expands to its items;
 //   - decoding is strict: unknown and duplicate fields are errors, field
-//     names are case-sensitive;
+//     names are case-sensitive; YAML is read as kubectl reads it (YAML 1.1
+//     scalars: an unquoted y or no is a boolean);
 //   - gateway.networking.k8s.io v1beta1 Gateway, GatewayClass, HTTPRoute and
 //     ReferenceGrant are read as their v1 form (the shapes are identical);
 //   - namespaced objects without metadata.namespace land in "default";
