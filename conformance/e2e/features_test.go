@@ -266,7 +266,7 @@ func TestGatewayFeatures(t *testing.T) {
 }
 
 func testGatewayFeatures(t *testing.T, delta bool) {
-	m := startMesh(t, delta, "v1", "v2", "v3")
+	m := startMesh(t, delta, []string{"v1", "v2", "v3"})
 	certs := newTestCerts(t)
 	st := m.apply(featureConfig(m, certs))
 	web := m.gateway(1)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nodemesh/nodemesh/internal/echo"
 	"github.com/nodemesh/nodemesh/mesh/agent"
+	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/proxylib"
 	"github.com/nodemesh/nodemesh/xds/publish"
@@ -39,7 +40,19 @@ type mesh struct {
 	backends map[string]string
 }
 
-func startMesh(t *testing.T, delta bool, backends ...string) *mesh {
+// meshOption changes how startMesh wires the node.
+type meshOption func(*meshConfig)
+
+type meshConfig struct {
+	publisher func(*server.Server) dataplane.Publisher
+}
+
+// withPublisher replaces the publisher between agent and xDS server.
+func withPublisher(f func(*server.Server) dataplane.Publisher) meshOption {
+	return func(c *meshConfig) { c.publisher = f }
+}
+
+func startMesh(t *testing.T, delta bool, backends []string, opts ...meshOption) *mesh {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// Unix socket paths are limited to 108 bytes; t.TempDir() can be long.
@@ -58,7 +71,11 @@ func startMesh(t *testing.T, delta bool, backends ...string) *mesh {
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Stop(time.Second) })
 
-	a, err := agent.New(agent.Config{Publisher: publish.New(srv), AddressPool: gatewayPool, Logger: log})
+	cfg := meshConfig{publisher: func(s *server.Server) dataplane.Publisher { return publish.New(s) }}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	a, err := agent.New(agent.Config{Publisher: cfg.publisher(srv), AddressPool: gatewayPool, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,17 +139,7 @@ func freePort(t *testing.T) int {
 // fails with the proxy's message).
 func (m *mesh) apply(yamlDocs string) *agent.Status {
 	m.t.Helper()
-	objs, err := input.Decode("test.yaml", []byte(yamlDocs))
-	if err != nil {
-		m.t.Fatalf("decoding test YAML: %v", err)
-	}
-	snap, err := input.Build(objs)
-	if err != nil {
-		m.t.Fatalf("building snapshot: %v", err)
-	}
-	if err := m.agent.Apply(context.Background(), snap, nil); err != nil {
-		m.t.Fatalf("applying: %v", err)
-	}
+	m.applyNoWait(yamlDocs)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		st := m.agent.Status()
@@ -143,7 +150,7 @@ func (m *mesh) apply(yamlDocs string) *agent.Status {
 			}
 			connected++
 			for _, ts := range p.Types {
-				if ts.Nack != nil {
+				if ts.Nack != nil && ts.Nack.Version == st.Versions[ts.Type] {
 					m.t.Fatalf("proxy %s rejected %s: %s", p.Node, ts.Type, ts.Nack.Message)
 				}
 			}
@@ -156,6 +163,22 @@ func (m *mesh) apply(yamlDocs string) *agent.Status {
 			m.t.Fatalf("proxies did not acknowledge versions %v within 10s: %+v", st.Versions, st.Proxies)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// applyNoWait hands YAML to the agent without waiting for the proxies.
+func (m *mesh) applyNoWait(yamlDocs string) {
+	m.t.Helper()
+	objs, err := input.Decode("test.yaml", []byte(yamlDocs))
+	if err != nil {
+		m.t.Fatalf("decoding test YAML: %v", err)
+	}
+	snap, err := input.Build(objs)
+	if err != nil {
+		m.t.Fatalf("building snapshot: %v", err)
+	}
+	if err := m.agent.Apply(context.Background(), snap, nil); err != nil {
+		m.t.Fatalf("applying: %v", err)
 	}
 }
 

@@ -37,6 +37,13 @@ func (p *Publisher) Publish(ctx context.Context, cfg *ir.Config) (dataplane.Publ
 	if err != nil {
 		return dataplane.Publication{}, fmt.Errorf("updating xDS server: %w", err)
 	}
+	return Publication(res, up), nil
+}
+
+// Publication describes an update in the agent's terms: the versions of
+// the types that have at least one resource (the ones proxies must ACK),
+// and the translator's warnings.
+func Publication(res *translator.Resources, up server.UpdateResult) dataplane.Publication {
 	counts := map[string]int{
 		"Listener":              len(res.Listeners),
 		"RouteConfiguration":    len(res.RouteConfigurations),
@@ -54,7 +61,7 @@ func (p *Publisher) Publish(ctx context.Context, cfg *ir.Config) (dataplane.Publ
 	for _, w := range res.Warnings {
 		warnings = append(warnings, w.String())
 	}
-	return dataplane.Publication{Versions: versions, Changed: up.Changed, Warnings: warnings}, nil
+	return dataplane.Publication{Versions: versions, Changed: up.Changed, Warnings: warnings}
 }
 
 // Proxies reports the server's ACK/NACK table.
