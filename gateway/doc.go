@@ -87,9 +87,9 @@
 //     invalidates the rule (UnsupportedValue) instead of being skipped;
 //   - ReplacePrefixMatch needs exactly one PathPrefix match in its rule,
 //     as the API's validation requires;
-//   - timeouts.request sets the route timeout; without it
-//     timeouts.backendRequest does (requests are not retried, so the
-//     backend request is the whole exchange); "0s" disables the timeout;
+//   - timeouts.request sets the route timeout; when it is unset or "0s"
+//     (disabled), timeouts.backendRequest does (requests are not retried,
+//     so the backend request is the whole exchange);
 //   - a rule without backendRefs and without a redirect answers 500;
 //   - redirect ports are resolved here (explicit port, else 80/443 for an
 //     explicit scheme, else the listener's port), so one rule attached to

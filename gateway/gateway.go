@@ -80,10 +80,10 @@ func (t *translator) processGateway(gs *gatewayState, claims portClaims) {
 		gs.problem = ptr(no(string(gwv1.GatewayReasonInvalid), "%s", joinProblems(gs.dupNames)))
 	}
 	markConflicts(gs.listeners)
-	markOverlappingTLS(gs.listeners)
 	if gs.problem == nil && gs.addrProblem == nil && gs.addr.IsValid() {
 		claims.claim(gs)
 	}
+	markOverlappingTLS(gs.listeners)
 	for _, ls := range gs.listeners {
 		ls.serving = gs.problem == nil && gs.addrProblem == nil && gs.addr.IsValid() && ls.servable()
 	}

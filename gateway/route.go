@@ -166,7 +166,7 @@ func (t *translator) compileRule(rs *routeState, i int, spec *gwv1.HTTPRouteRule
 	t.compileRuleFilters(rule, spec.Filters)
 	t.compileBackends(rule, spec.BackendRefs)
 	if rule.redirect != nil && len(spec.BackendRefs) > 0 {
-		rule.fail(gwv1.RouteReasonIncompatibleFilters, "filters", "a RequestRedirect filter cannot be combined with backendRefs")
+		rule.fail(gwv1.RouteReasonUnsupportedValue, "filters", "a RequestRedirect filter cannot be combined with backendRefs")
 	}
 	if spec.Timeouts != nil {
 		rule.timeout = compileTimeouts(rule, spec.Timeouts)
@@ -194,15 +194,15 @@ func compileTimeouts(rule *ruleState, to *gwv1.HTTPRouteTimeouts) time.Duration 
 			rule.fail(gwv1.RouteReasonUnsupportedValue, "timeouts.backendRequest", "%v", err)
 			return 0
 		}
-		if to.Request != nil && request != 0 && (backend == 0 || backend > request) {
+		if to.Request != nil && request != 0 && backend > request {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, "timeouts.backendRequest", "%s exceeds the request timeout %s", *to.BackendRequest, *to.Request)
 			return 0
 		}
 	}
 	// Requests are not retried, so the backend request is the whole
-	// exchange: it bounds the request when no request timeout is set. Zero
-	// disables the timeout, as the IR's zero does.
-	if to.Request != nil {
+	// exchange: it bounds the request when the request timeout is unset or
+	// disabled. Zero disables a timeout, as the IR's zero does.
+	if request != 0 {
 		return request
 	}
 	return backend
