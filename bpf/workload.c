@@ -56,6 +56,10 @@ int from_workload(struct __sk_buff *skb)
 			d.endpoint = dst->id;
 			d.local_identity = dst->identity;
 		}
+		/* The frame still carries the workload's MAC as destination,
+		 * which makes it "for another host" on this interface; the
+		 * stack would drop it before looking at the assigned socket. */
+		bpf_skb_change_type(skb, 0 /* PACKET_HOST */);
 		return proxy_deliver(skb, &f, &d, skb->mark >> 16, 0);
 	}
 	if (ret < 0)

@@ -67,13 +67,7 @@ func New(opts ...Option) (*Datapath, error) {
 	}
 	d.nl = nl
 
-	spec, err := nmbpf.LoadWorkload()
-	if err != nil {
-		nl.Close()
-		return nil, fmt.Errorf("reading embedded BPF object: %w", err)
-	}
-	o.sizes.apply(spec)
-	objs, err := loadObjects(spec, o.pinDir, d.log)
+	objs, err := loadObjects(o.sizes, o.pinDir, d.log)
 	if err != nil {
 		nl.Close()
 		return nil, err
@@ -100,7 +94,7 @@ func New(opts ...Option) (*Datapath, error) {
 		d.closeHandles()
 		return nil, err
 	}
-	d.log.Info("datapath loaded", "pinDir", o.pinDir, "attach", d.mode, "reusedMaps", len(spec.Maps)-len(objs.fresh))
+	d.log.Info("datapath loaded", "pinDir", o.pinDir, "attach", d.mode, "newMaps", objs.fresh)
 	return d, nil
 }
 
@@ -159,15 +153,14 @@ func (d *Datapath) Uninstall() error {
 	defer d.mu.Unlock()
 	var errs []error
 	err := nsrun.Do(d.opts.netns, func() error {
-		ifs, err := d.attached()
-		if err != nil {
-			errs = append(errs, err)
-		}
-		for _, i := range ifs {
-			errs = append(errs, d.detach(i))
-		}
-		for _, i := range d.pinnedLinkIfindexes() {
-			errs = append(errs, d.detach(i))
+		for _, h := range allHooks {
+			ifs, err := d.attached(h)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			for _, i := range append(ifs, d.pinnedLinkIfindexes(h)...) {
+				errs = append(errs, d.detach(i, []hook{h}))
+			}
 		}
 		if d.opts.routing {
 			errs = append(errs, d.removeRouting())

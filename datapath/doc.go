@@ -62,10 +62,15 @@
 //     in its mark, so the proxy cannot become a confused deputy.
 //   - L7 redirect is TCP only; a redirect row for another protocol is
 //     rejected by Validate.
-//   - Redirect on the egress hook (traffic from outside the node to a
-//     workload) loops the packet to the same interface's ingress with the
-//     proxy port in the mark, because bpf_sk_assign works on tc ingress
-//     only.
+//   - Traffic from outside the node that policy redirects is handed to the
+//     proxy by from_netdev on the device it enters through (AttachNetdev /
+//     SyncNetdevs): after the proxy accepted such a connection, the IP
+//     stack's early demultiplexing would otherwise match later packets to
+//     the proxy's socket on the uplink and then drop them as unroutable.
+//     Without from_netdev, to_workload still redirects by looping packets
+//     to the veth's own ingress hook (bpf_sk_assign works on tc ingress
+//     only), which is correct only with net.ipv4.ip_early_demux=0 (what
+//     Cilium's iptables fallback does).
 //   - Multi-core: the proxy may open several SO_REUSEPORT listeners on one
 //     port (proxylib/transparent.ListenGroup); the program assigns one of
 //     them and the kernel spreads connections over the group by flow hash

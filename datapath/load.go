@@ -19,7 +19,7 @@ import (
 // mapLayout names the directory of pinned maps. Bump it whenever a key or
 // value layout changes meaning without changing size: pins of other
 // layouts are then treated as stale and removed after a successful load.
-const mapLayout = "maps.v1"
+const mapLayout = "maps_v1"
 
 // ErrUnsupportedKernel is returned when the running kernel lacks a BPF
 // feature the datapath needs.
@@ -103,7 +103,12 @@ func onBPFFS(path string) bool {
 // were pinned by an earlier run reused.
 type objects struct {
 	nmbpf.WorkloadObjects
-	fresh []string // maps created by this load, pinned by pinFresh
+	netdev nmbpf.NetdevObjects // from_netdev, sharing the maps above
+	fresh  []string            // maps created by this load, pinned by pinFresh
+}
+
+func (o *objects) Close() error {
+	return errors.Join(o.netdev.Close(), o.WorkloadObjects.Close())
 }
 
 func (s MapSizes) apply(spec *ebpf.CollectionSpec) {
@@ -126,7 +131,18 @@ func (s MapSizes) apply(spec *ebpf.CollectionSpec) {
 // creating the rest. Nothing on the bpf filesystem changes here: new maps
 // are pinned by pinFresh only after the caller has everything it needs,
 // so a failed load leaves the previous run's state untouched.
-func loadObjects(spec *ebpf.CollectionSpec, pinDir string, log *slog.Logger) (*objects, error) {
+func loadObjects(sizes MapSizes, pinDir string, log *slog.Logger) (*objects, error) {
+	spec, err := nmbpf.LoadWorkload()
+	if err != nil {
+		return nil, fmt.Errorf("reading embedded BPF object: %w", err)
+	}
+	netdevSpec, err := nmbpf.LoadNetdev()
+	if err != nil {
+		return nil, fmt.Errorf("reading embedded BPF object: %w", err)
+	}
+	sizes.apply(spec)
+	sizes.apply(netdevSpec)
+
 	mapDir := filepath.Join(pinDir, mapLayout)
 	reuse := map[string]*ebpf.Map{}
 	defer func() {
@@ -163,6 +179,15 @@ func loadObjects(spec *ebpf.CollectionSpec, pinDir string, log *slog.Logger) (*o
 		return nil, fmt.Errorf("loading BPF programs and maps: %w", err)
 	}
 	o.fresh = fresh
+	// The netdev program shares every map with the workload programs.
+	if err := netdevSpec.LoadAndAssign(&o.netdev, &ebpf.CollectionOptions{MapReplacements: o.mapsByName()}); err != nil {
+		o.WorkloadObjects.Close()
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			log.Error("BPF verifier rejected the netdev program", "log", fmt.Sprintf("%+v", ve))
+		}
+		return nil, fmt.Errorf("loading BPF netdev program: %w", err)
+	}
 	return &o, nil
 }
 
@@ -176,7 +201,7 @@ func (o *objects) pinFresh(pinDir string) error {
 	byName := o.mapsByName()
 	for _, name := range o.fresh {
 		final := filepath.Join(mapDir, name)
-		tmp := final + ".new"
+		tmp := final + "_new"
 		_ = os.Remove(tmp)
 		if err := byName[name].Pin(tmp); err != nil {
 			return fmt.Errorf("pinning map %s: %w", name, err)
@@ -190,7 +215,7 @@ func (o *objects) pinFresh(pinDir string) error {
 		return fmt.Errorf("listing pin directory: %w", err)
 	}
 	for _, e := range entries {
-		if e.IsDir() && strings.HasPrefix(e.Name(), "maps.") && e.Name() != mapLayout {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "maps_") && e.Name() != mapLayout {
 			if err := os.RemoveAll(filepath.Join(pinDir, e.Name())); err != nil {
 				return fmt.Errorf("removing stale map pins %s: %w", e.Name(), err)
 			}

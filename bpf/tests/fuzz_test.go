@@ -11,7 +11,7 @@ import (
 	"github.com/nodemesh/nodemesh/datapath"
 )
 
-// FuzzPrograms feeds arbitrary frames to both programs: the kernel must
+// FuzzPrograms feeds arbitrary frames to every program: the kernel must
 // run them without error and they must answer with a verdict they are
 // allowed to give, whatever the bytes.
 func FuzzPrograms(f *testing.F) {
@@ -39,7 +39,7 @@ func FuzzPrograms(f *testing.F) {
 		if len(frame) < 14 || len(frame) > 1500 {
 			return
 		}
-		for _, prog := range []*ebpf.Program{h.objs.FromWorkload, h.objs.ToWorkload} {
+		for _, prog := range []*ebpf.Program{h.objs.FromWorkload, h.objs.ToWorkload, h.netdev.FromNetdev} {
 			var ret uint32
 			err := h.ns.Do(func() error {
 				var err error

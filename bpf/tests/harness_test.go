@@ -31,6 +31,7 @@ const (
 type harness struct {
 	t      testing.TB
 	objs   nmbpf.WorkloadObjects
+	netdev nmbpf.NetdevObjects
 	ns     *testbed.Namespace
 	events *ringbuf.Reader
 	// loIndex is the workloads' interface in these tests (loopback of the
@@ -48,11 +49,16 @@ func newHarness(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	netdevSpec, err := nmbpf.LoadNetdev()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, size := range map[string]uint32{
 		nmbpf.WorkloadMapNmCt: 4096, nmbpf.WorkloadMapNmAuth: 1024, nmbpf.WorkloadMapNmIpcache: 1024,
 		nmbpf.WorkloadMapNmPolicy: 4096, nmbpf.WorkloadMapNmEnforce: 1024, nmbpf.WorkloadMapNmEvents: 1 << 16,
 	} {
 		spec.Maps[name].MaxEntries = size
+		netdevSpec.Maps[name].MaxEntries = size
 	}
 	h := &harness{t: t, ns: testbed.NewNS(t, "bpfunit"), loIndex: 1}
 	if err := spec.LoadAndAssign(&h.objs, nil); err != nil {
@@ -63,6 +69,14 @@ func newHarness(t testing.TB) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.objs.Close() })
+	shared := map[string]*ebpf.Map{}
+	for name := range netdevSpec.Maps {
+		shared[name] = mapByName(&h.objs.WorkloadMaps, name)
+	}
+	if err := netdevSpec.LoadAndAssign(&h.netdev, &ebpf.CollectionOptions{MapReplacements: shared}); err != nil {
+		t.Fatalf("loading netdev program: %v", err)
+	}
+	t.Cleanup(func() { h.netdev.Close() })
 	if h.events, err = ringbuf.NewReader(h.objs.NmEvents); err != nil {
 		t.Fatal(err)
 	}
@@ -268,4 +282,17 @@ func (h *harness) ctEntry(p pkt) (nmbpf.WorkloadCtEntry, bool) {
 	var e nmbpf.WorkloadCtEntry
 	err := h.objs.NmCt.Lookup(k, &e)
 	return e, err == nil
+}
+
+func mapByName(m *nmbpf.WorkloadMaps, name string) *ebpf.Map {
+	return map[string]*ebpf.Map{
+		nmbpf.WorkloadMapNmAuth: m.NmAuth, nmbpf.WorkloadMapNmConfig: m.NmConfig, nmbpf.WorkloadMapNmCounters: m.NmCounters,
+		nmbpf.WorkloadMapNmCt: m.NmCt, nmbpf.WorkloadMapNmEndpoints: m.NmEndpoints, nmbpf.WorkloadMapNmEnforce: m.NmEnforce,
+		nmbpf.WorkloadMapNmEvents: m.NmEvents, nmbpf.WorkloadMapNmFrag: m.NmFrag, nmbpf.WorkloadMapNmIpcache: m.NmIpcache,
+		nmbpf.WorkloadMapNmLost: m.NmLost, nmbpf.WorkloadMapNmPolicy: m.NmPolicy,
+	}[name]
+}
+
+func (h *harness) fromNetdev(p pkt) result {
+	return h.run(h.netdev.FromNetdev, p.frame(), 0, h.otherIndex)
 }

@@ -137,3 +137,20 @@ func BPFFS(t testing.TB) string {
 	})
 	return dir
 }
+
+// NewNS creates a bare namespace (loopback only) for a test and deletes
+// it when the test ends.
+func NewNS(t testing.TB, role string) *Namespace {
+	t.Helper()
+	RequireRoot(t)
+	ns, err := NewNamespace(newID() + "-" + role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := ns.Delete(); err != nil {
+			t.Errorf("removing namespace: %v", err)
+		}
+	})
+	return ns
+}

@@ -1,0 +1,227 @@
+package datapath_test
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nodemesh/nodemesh/datapath"
+)
+
+func ingressOnly(id datapath.Identity) map[datapath.Identity]datapath.Enforcement {
+	return map[datapath.Identity]datapath.Enforcement{id: datapath.EnforceIngress}
+}
+
+func allowIn(subject, remote datapath.Identity, port uint16) datapath.PolicyEntry {
+	return datapath.PolicyEntry{Subject: subject, Remote: remote, Direction: datapath.Ingress, Proto: datapath.ProtoTCP, Port: port, Verdict: datapath.Allow}
+}
+
+func TestAllowedTrafficPassesAndDeniedTrafficIsDroppedAndCounted(t *testing.T) {
+	n := newNode(t, 3, false)
+	n.policy(enforce(ingressOnly(ident(1)),
+		allowIn(ident(1), ident(0), appPort),
+		datapath.PolicyEntry{Subject: ident(1), Remote: ident(0), Direction: datapath.Ingress, Proto: datapath.ProtoTCP, Port: denyPort, Verdict: datapath.Deny, Cookie: 99},
+	))
+	events, err := n.dp.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Close()
+
+	for i, to := range n.addrs(1, appPort) {
+		fam := []string{"ipv4", "ipv6"}[i]
+		t.Run(fam, func(t *testing.T) {
+			c := mustConnect(t, n.w(0).Namespace, to)
+			if want := []netip.Addr{n.w(0).IPv4, n.w(0).IPv6}[i]; c.Peer.Addr() != want {
+				t.Fatalf("server saw the client as %v, want %v", c.Peer, want)
+			}
+
+			before := n.counter(datapath.DropPolicy, datapath.Ingress)
+			mustNotConnect(t, n.w(2).Namespace, to)
+			if after := n.counter(datapath.DropPolicy, datapath.Ingress); after <= before {
+				t.Fatalf("policy-denied ingress counter %d -> %d, want it to grow", before, after)
+			}
+			e := waitEvent(t, events, func(e datapath.Event) bool {
+				return e.Type == datapath.EventDrop && e.Destination == to && e.Reason == datapath.DropPolicy
+			})
+			if e.Direction != datapath.Ingress || e.LocalIdentity != ident(1) || e.RemoteIdentity != ident(2) || e.Endpoint != 2 || e.Proto != datapath.ProtoTCP {
+				t.Fatalf("drop event %+v", e)
+			}
+
+			mustNotConnect(t, n.w(0).Namespace, netip.AddrPortFrom(to.Addr(), otherPort))
+
+			beforeDeny := n.counter(datapath.DropPolicyDeny, datapath.Ingress)
+			mustNotConnect(t, n.w(0).Namespace, netip.AddrPortFrom(to.Addr(), denyPort))
+			if n.counter(datapath.DropPolicyDeny, datapath.Ingress) <= beforeDeny {
+				t.Fatal("explicit deny was not counted as policy-deny-rule")
+			}
+			e = waitEvent(t, events, func(e datapath.Event) bool {
+				return e.Reason == datapath.DropPolicyDeny && e.Destination.Port() == denyPort
+			})
+			if e.Cookie != 99 {
+				t.Fatalf("deny event cookie %d, want the row's 99", e.Cookie)
+			}
+			if n.counter(datapath.ReasonForwarded, datapath.Egress) == 0 {
+				t.Fatal("allowed traffic was not counted")
+			}
+		})
+	}
+}
+
+func TestRemovingPolicyRestoresDefaultAllow(t *testing.T) {
+	n := newNode(t, 3, false)
+	to := n.addrs(1, appPort)
+	n.policy(enforce(ingressOnly(ident(1)), allowIn(ident(1), ident(0), appPort)))
+	for _, a := range to {
+		mustNotConnect(t, n.w(2).Namespace, a)
+	}
+	n.policy(datapath.Policy{})
+	for _, a := range to {
+		mustConnect(t, n.w(2).Namespace, a)
+	}
+	got, err := n.dp.Policy()
+	if err != nil || len(got.Entries) != 0 || len(got.Enforce) != 0 {
+		t.Fatalf("kernel still holds %+v (%v)", got, err)
+	}
+}
+
+func TestEstablishedConnectionsAndRepliesSurvivePolicy(t *testing.T) {
+	n := newNode(t, 2, false)
+	c := mustConnect(t, n.w(0).Namespace, n.addrs(1, appPort)[0])
+	// Enforce both directions of both workloads with nothing allowed:
+	// new connections die, the established one (and its replies) live.
+	all := map[datapath.Identity]datapath.Enforcement{ident(0): datapath.EnforceIngress | datapath.EnforceEgress, ident(1): datapath.EnforceIngress | datapath.EnforceEgress}
+	n.policy(enforce(all))
+	if err := c.Echo([]byte("still here"), 2*time.Second); err != nil {
+		t.Fatalf("established connection broken by a policy change: %v", err)
+	}
+	mustNotConnect(t, n.w(0).Namespace, n.addrs(1, appPort)[0])
+}
+
+func TestHostAlwaysReachesWorkloads(t *testing.T) {
+	n := newNode(t, 2, false)
+	n.policy(enforce(map[datapath.Identity]datapath.Enforcement{ident(1): datapath.EnforceIngress | datapath.EnforceEgress}))
+	for _, a := range n.addrs(1, appPort) {
+		mustConnect(t, n.bed.Node, a)
+		mustNotConnect(t, n.w(0).Namespace, a)
+	}
+}
+
+func TestWorldIsJudgedAsWorld(t *testing.T) {
+	n := newNode(t, 1, true)
+	n.policy(enforce(ingressOnly(ident(0)), allowIn(ident(0), datapath.IdentityWorld, appPort)))
+	for _, a := range n.addrs(0, appPort) {
+		mustConnect(t, n.bed.External.Namespace, a)
+		mustNotConnect(t, n.bed.External.Namespace, netip.AddrPortFrom(a.Addr(), otherPort))
+	}
+}
+
+func TestAuthRequiredGatesConnections(t *testing.T) {
+	n := newNode(t, 2, false)
+	row := allowIn(ident(1), ident(0), appPort)
+	row.Auth = datapath.AuthSPIFFE
+	n.policy(enforce(ingressOnly(ident(1)), row))
+	events, err := n.dp.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Close()
+	to := n.addrs(1, appPort)[1]
+
+	mustNotConnect(t, n.w(0).Namespace, to)
+	e := waitEvent(t, events, func(e datapath.Event) bool { return e.Type == datapath.EventAuthRequired })
+	want := datapath.AuthKey{Local: ident(1), Remote: ident(0), RemoteNode: 0, Type: datapath.AuthSPIFFE}
+	if e.AuthKey() != want || e.Reason != datapath.DropAuthRequired {
+		t.Fatalf("auth-required event %+v, want key %+v", e, want)
+	}
+	if n.counter(datapath.DropAuthRequired, datapath.Ingress) == 0 {
+		t.Fatal("auth-required drop not counted")
+	}
+
+	if err := n.dp.UpsertAuth(e.AuthKey(), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	mustConnect(t, n.w(0).Namespace, to)
+
+	if err := n.dp.UpsertAuth(e.AuthKey(), time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	mustNotConnect(t, n.w(0).Namespace, to)
+	if err := n.dp.SyncAuth(map[datapath.AuthKey]time.Time{want: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	mustConnect(t, n.w(0).Namespace, to)
+	if err := n.dp.DeleteAuth(want); err != nil {
+		t.Fatal(err)
+	}
+	mustNotConnect(t, n.w(0).Namespace, to)
+}
+
+// A denied client hammers a workload while the policy is swapped back and
+// forth between two policies that both deny it (but differ in everything
+// else, including wildcard rows that would allow it if written in the
+// wrong order). It must never get a single connection through.
+func TestPolicyUpdatesNeverOpenAWindow(t *testing.T) {
+	n := newNode(t, 3, false)
+	intruder := ident(2)
+	a := enforce(ingressOnly(ident(1)),
+		allowIn(ident(1), ident(0), appPort),
+		datapath.PolicyEntry{Subject: ident(1), Remote: intruder, Direction: datapath.Ingress, Proto: datapath.ProtoTCP, Verdict: datapath.Deny},
+	)
+	b := enforce(ingressOnly(ident(1)),
+		datapath.PolicyEntry{Subject: ident(1), Remote: datapath.IdentityAny, Direction: datapath.Ingress, Proto: datapath.ProtoTCP, Port: appPort, Verdict: datapath.Allow},
+		datapath.PolicyEntry{Subject: ident(1), Remote: intruder, Direction: datapath.Ingress, Proto: datapath.ProtoTCP, Port: appPort, Verdict: datapath.Deny},
+		datapath.PolicyEntry{Subject: ident(1), Remote: ident(0), Direction: datapath.Ingress, Verdict: datapath.Allow},
+	)
+	n.policy(a)
+
+	var attempts, breaches atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, to := range append(n.addrs(1, appPort), n.addrs(1, appPort)...) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+				c, err := n.w(2).Dial(ctx, "tcp", to.String())
+				cancel()
+				attempts.Add(1)
+				if err == nil {
+					breaches.Add(1)
+					c.Close()
+				}
+			}
+		}()
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	swaps := 0
+	for time.Now().Before(deadline) {
+		for _, p := range []datapath.Policy{b, a} {
+			if err := n.dp.SyncPolicy(p); err != nil {
+				t.Fatal(err)
+			}
+			swaps++
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if breaches.Load() != 0 {
+		t.Fatalf("%d of %d connection attempts by a denied identity got through during %d policy updates", breaches.Load(), attempts.Load(), swaps)
+	}
+	if attempts.Load() < 20 || swaps < 20 {
+		t.Fatalf("only %d attempts over %d swaps: the race was not exercised", attempts.Load(), swaps)
+	}
+	t.Logf("%d denied attempts during %d policy updates", attempts.Load(), swaps)
+	for _, to := range n.addrs(1, appPort) {
+		mustConnect(t, n.w(0).Namespace, to)
+	}
+}
