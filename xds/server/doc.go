@@ -1,0 +1,84 @@
+// Package server is the node agent's xDS server: it serves the Envoy
+// resources of xds/translator to every L7 proxy on the node over ADS, in
+// both the state-of-the-world and the delta (incremental) protocol, keeps
+// an ACK/NACK table per proxy, and rolls out changes make-before-break.
+//
+// # Data in and out
+//
+// The agent creates one Server (New), listens on the node's Unix socket
+// (ListenUnix: parent directory created, stale socket replaced, mode 0660)
+// and optionally on TCP (ListenTCP), and runs Serve for each listener. After
+// every translation it calls Update with the new translator.Resources; the
+// call versions them and returns without waiting for proxies. WaitForAck
+// blocks until every connected proxy runs a given version; Status returns
+// the ACK/NACK table for `nodemesh status` and for mapping NACKs back to the
+// objects they came from (resource names are the IR's hierarchical names).
+// Stop ends everything.
+//
+// Built on go-control-plane: a snapshot cache in ADS mode (responses are
+// ordered and a named request is only answered when it names every
+// resource of its type) behind the v3 gRPC server with ordered ADS. All
+// proxies map to one cache key — the agent is per node and every proxy on
+// the node runs the same configuration — while the ACK/NACK table records
+// each node ID (and each stream) separately.
+//
+// # Versions
+//
+// Every resource is hashed once, from its deterministic marshalling, when
+// it first appears; a later update carrying a proto-equal resource of the
+// same name reuses the hash (and the object) without marshalling it again.
+// A type's version is the hash of its (name, hash) pairs, so versions
+// depend on content only: an Update equal to the last one reports
+// Changed=false and pushes nothing. Resource hashes double as the delta
+// protocol's resource versions. Every changed resource passes ValidateAll
+// and the whole new state must be Consistent() (every cluster has its
+// endpoints, every listener's routes exist) before anything of it is
+// published; a failed Update changes nothing and the last good
+// configuration keeps being served.
+//
+// # Make-before-break
+//
+// A route change under load must not fail a single request. A proxy fails
+// a request when a route names a cluster it does not know yet (or whose
+// endpoints have not arrived), or when a cluster, its endpoints or a
+// listener's certificate disappear while an applied route or listener
+// still refers to them. The publisher (publish.go) therefore moves the
+// served snapshot toward the desired one in three steps, each a pure
+// function of (published, desired, ACK table):
+//
+//  1. make — clusters, endpoints and secrets become desired ∪ published;
+//     listeners and routes stay. ADS delivers clusters, then endpoints.
+//  2. switch — once every connected proxy has answered those clusters and
+//     endpoints (acknowledged, or rejected), the desired listeners and
+//     routes are published. A proxy that neither accepts nor rejects is
+//     waited for at most the stage timeout (WithStageTimeout).
+//  3. break — once every connected proxy has acknowledged those listeners
+//     and routes, the snapshot becomes exactly the desired state, removing
+//     the clusters, endpoints and secrets nothing refers to any more. A
+//     proxy that rejected the new listeners or routes still runs the old
+//     ones, so removal waits until it accepts a later configuration or
+//     disconnects; there is no timeout for this step.
+//
+// An Update arriving mid-rollout changes the target; retained resources
+// carry over. With no proxy connected the desired state is published at
+// once. Endpoint-only changes (the common case) take a single push.
+//
+// # NACKs
+//
+// A proxy rejects an update of a type as a whole and keeps serving its
+// previous configuration of that type (the contract with proxylib). The
+// rejection is recorded with its version, nonce, error message, time and
+// the names of the rejected resources. In the state-of-the-world protocol a
+// NACK carries the proxy's previous version; left alone, the cache would
+// answer it at once with the same rejected content, forever. The server
+// therefore treats a NACKed version as delivered: the proxy is not sent it
+// again, and receives the next configuration that differs.
+//
+// # Concurrency
+//
+// Update, WaitForAck and Status may be called from any goroutine. Update
+// and Status do not block on proxies; WaitForAck does, until its context
+// ends. go-control-plane invokes the table's callbacks on stream
+// goroutines; they only take the server's mutex briefly. One publisher
+// goroutine calls SetSnapshot, never while holding the mutex.
+package server

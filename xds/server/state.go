@@ -1,0 +1,194 @@
+package server
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+)
+
+// kind indexes the five resource types the server carries, in the order
+// ADS delivers them: a proxy learns a cluster before its endpoints and
+// both before the routes that use them (Envoy's "eventual consistency"
+// ordering); secrets come last and are warmed by listeners.
+type kind int
+
+const (
+	kindCluster kind = iota
+	kindEndpoint
+	kindListener
+	kindRoute
+	kindSecret
+	numKinds
+)
+
+var kindTypeURL = [numKinds]string{
+	kindCluster:  resource.ClusterType,
+	kindEndpoint: resource.EndpointType,
+	kindListener: resource.ListenerType,
+	kindRoute:    resource.RouteType,
+	kindSecret:   resource.SecretType,
+}
+
+var kindCacheType = [numKinds]types.ResponseType{
+	kindCluster:  types.Cluster,
+	kindEndpoint: types.Endpoint,
+	kindListener: types.Listener,
+	kindRoute:    types.Route,
+	kindSecret:   types.Secret,
+}
+
+func kindOf(typeURL string) (kind, bool) {
+	for k, u := range kindTypeURL {
+		if u == typeURL {
+			return kind(k), true
+		}
+	}
+	return 0, false
+}
+
+func (k kind) String() string { return kindTypeURL[k] }
+
+// entry is one resource and the hash of its deterministic marshalling, the
+// resource's version in delta xDS.
+type entry struct {
+	res  types.Resource
+	hash string
+	// refs are the SDS secrets a listener's filter chains use.
+	refs []string
+}
+
+// typeSet is every resource of one kind. It is immutable once built; sets
+// are shared between states.
+type typeSet struct {
+	// version is the hash of the sorted (name, hash) pairs: the kind's
+	// version on the wire, equal for equal content.
+	version string
+	items   map[string]entry
+}
+
+func newTypeSet(items map[string]entry) *typeSet {
+	names := make([]string, 0, len(items))
+	for n := range items {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, n := range names {
+		h.Write([]byte(n))
+		h.Write([]byte{0})
+		h.Write([]byte(items[n].hash))
+		h.Write([]byte{0})
+	}
+	return &typeSet{version: hex.EncodeToString(h.Sum(nil)[:12]), items: items}
+}
+
+var emptySet = newTypeSet(map[string]entry{})
+
+// state is one complete configuration: a set per kind.
+type state [numKinds]*typeSet
+
+func emptyState() state {
+	var s state
+	for k := range s {
+		s[k] = emptySet
+	}
+	return s
+}
+
+// version identifies a whole state: the hash of its kinds' versions.
+func (s state) version() string {
+	h := sha256.New()
+	for _, t := range s {
+		h.Write([]byte(t.version))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+func (s state) equal(o state) bool {
+	for k := range s {
+		if s[k].version != o[k].version {
+			return false
+		}
+	}
+	return true
+}
+
+// hashResource returns the version of one resource: a hash of its
+// deterministic wire form (map fields sorted), so equal resources always
+// hash equally. It is computed exactly as go-control-plane computes the
+// resource versions it writes into delta responses, so the versions a
+// proxy acknowledges and the ones the server tracks are the same strings.
+func hashResource(m proto.Message) (string, error) {
+	b, err := cachev3.MarshalResource(m)
+	if err != nil {
+		return "", err
+	}
+	return cachev3.HashResource(b), nil
+}
+
+// sotwSecrets is the secret set served to state-of-the-world proxies:
+// exactly the secrets the state's listeners use. In ADS mode the cache
+// answers a named request only if it names every resource of the type, and
+// a proxy names the secrets of its listeners: a retained secret would block
+// every secret response. State-of-the-world proxies do not need retention
+// anyway, since for named types a resource missing from a response is not
+// a deletion; delta proxies get explicit removals and so get the retained
+// set.
+func (s state) sotwSecrets() *typeSet {
+	used := map[string]bool{}
+	for _, e := range s[kindListener].items {
+		for _, r := range e.refs {
+			used[r] = true
+		}
+	}
+	all := s[kindSecret]
+	if len(used) >= len(all.items) {
+		return all
+	}
+	items := make(map[string]entry, len(used))
+	for n, e := range all.items {
+		if used[n] {
+			items[n] = e
+		}
+	}
+	return newTypeSet(items)
+}
+
+// served is what the cache serves a proxy of the given protocol.
+func (s state) served(delta bool) state {
+	if !delta {
+		s[kindSecret] = s.sotwSecrets()
+	}
+	return s
+}
+
+// snapshot turns a state into the go-control-plane snapshot the cache
+// serves. The delta version map is filled from the hashes already
+// computed, so the cache never re-marshals a resource to version it.
+func (s state) snapshot() (*cachev3.Snapshot, error) {
+	snap := &cachev3.Snapshot{VersionMap: make(map[string]map[string]string, numKinds)}
+	for k, t := range s {
+		items := make(map[string]types.ResourceWithTTL, len(t.items))
+		versions := make(map[string]string, len(t.items))
+		for n, e := range t.items {
+			items[n] = types.ResourceWithTTL{Resource: e.res}
+			versions[n] = e.hash
+		}
+		snap.Resources[kindCacheType[k]] = cachev3.Resources{Version: t.version, Items: items}
+		snap.VersionMap[kindTypeURL[k]] = versions
+	}
+	if err := snap.Consistent(); err != nil {
+		return nil, fmt.Errorf("checking snapshot consistency: %w", err)
+	}
+	return snap, nil
+}
+
+func (k kind) short() string {
+	return [numKinds]string{"CDS", "EDS", "LDS", "RDS", "SDS"}[k]
+}

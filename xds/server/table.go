@@ -1,0 +1,327 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+)
+
+// The ACK/NACK table. go-control-plane calls these hooks synchronously on
+// each stream's goroutine; they only update the table under s.mu and wake
+// the publisher and waiters, never block.
+
+// sentHistory bounds how many unacknowledged responses per stream and type
+// are remembered (a client acknowledges in order, usually at once).
+const sentHistory = 16
+
+// sent is one response on a stream.
+type sent struct {
+	nonce   string
+	version string
+	at      time.Time
+	// names are the resources in the response (SotW: the request's names,
+	// nil for a wildcard request, resolved against the state on NACK).
+	names    []string
+	wildcard bool
+	// delta only: versions of the resources sent and names removed.
+	versions map[string]string
+	removed  []string
+}
+
+// streamType is what one stream knows about one resource type.
+type streamType struct {
+	subscribed bool
+	history    []sent
+	// acked is the last version the proxy accepted (SotW: the type's
+	// version; delta: the system version of the last accepted response).
+	acked   string
+	ackedAt time.Time
+	// deltaAcked maps resource name to the version the proxy holds (delta).
+	deltaAcked map[string]string
+	// nacked is the version of the last rejected response, cleared by a
+	// later acceptance; lastNack stays for status.
+	nacked   string
+	lastNack *Nack
+	lastSent *sent
+}
+
+// streamKey identifies a stream: go-control-plane numbers state-of-the-world
+// and delta streams independently, so the ID alone is ambiguous.
+type streamKey struct {
+	delta bool
+	id    int64
+}
+
+// stream is one ADS stream (a proxy connection).
+type stream struct {
+	id     int64
+	delta  bool
+	node   string
+	info   *corev3.Node
+	opened time.Time
+	types  [numKinds]*streamType
+}
+
+// nodeRecord keeps a node's history across its streams for status.
+type nodeRecord struct {
+	id             string
+	cluster        string
+	connectedSince time.Time
+	disconnectedAt time.Time
+	streams        map[streamKey]*stream
+	delta          bool
+	// last per-type view of the node's most recent stream, kept after it
+	// disconnects.
+	types [numKinds]TypeStatus
+}
+
+func (s *Server) callbacks() serverv3.Callbacks {
+	return serverv3.CallbackFuncs{
+		StreamOpenFunc: func(_ context.Context, id int64, _ string) error {
+			s.openStream(id, false)
+			return nil
+		},
+		DeltaStreamOpenFunc: func(_ context.Context, id int64, _ string) error {
+			s.openStream(id, true)
+			return nil
+		},
+		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.closeStream(streamKey{false, id}) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closeStream(streamKey{true, id}) },
+		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
+			s.onRequest(id, req)
+			return nil
+		},
+		StreamResponseFunc: func(_ context.Context, id int64, req *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+			s.onResponse(id, req, resp)
+		},
+		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+			s.onDeltaRequest(id, req)
+			return nil
+		},
+		StreamDeltaResponseFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
+			s.onDeltaResponse(id, req, resp)
+		},
+	}
+}
+
+func (s *Server) openStream(id int64, delta bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := &stream{id: id, delta: delta, opened: s.now()}
+	for k := range st.types {
+		st.types[k] = &streamType{}
+	}
+	s.streams[streamKey{delta, id}] = st
+}
+
+// bindNode attaches the stream to its node on the first request that
+// carries one (Envoy sends the node only in its first request).
+func (s *Server) bindNode(st *stream, n *corev3.Node) {
+	if st.node != "" || n == nil {
+		return
+	}
+	st.node, st.info = n.GetId(), n
+	rec := s.nodes[st.node]
+	if rec == nil {
+		rec = &nodeRecord{id: st.node, streams: map[streamKey]*stream{}}
+		s.nodes[st.node] = rec
+	}
+	if len(rec.streams) == 0 {
+		rec.connectedSince = st.opened
+		rec.disconnectedAt = time.Time{}
+	}
+	rec.cluster = n.GetCluster()
+	rec.streams[streamKey{st.delta, st.id}] = st
+	s.log.Info("xDS client connected", "node", st.node, "stream", st.id, "delta", st.delta)
+}
+
+func (s *Server) closeStream(key streamKey) {
+	s.mu.Lock()
+	st := s.streams[key]
+	delete(s.streams, key)
+	if st != nil && st.node != "" {
+		if rec := s.nodes[st.node]; rec != nil {
+			delete(rec.streams, key)
+			if len(rec.streams) == 0 {
+				rec.disconnectedAt = s.now()
+			}
+		}
+		s.log.Info("xDS client disconnected", "node", st.node, "stream", key.id, "delta", key.delta)
+	}
+	s.notifyLocked()
+	s.mu.Unlock()
+	s.kick()
+}
+
+func (s *Server) onRequest(id int64, req *discoveryv3.DiscoveryRequest) {
+	k, known := kindOf(req.GetTypeUrl())
+	s.mu.Lock()
+	st := s.streams[streamKey{false, id}]
+	if st == nil || !known {
+		s.mu.Unlock()
+		return
+	}
+	s.bindNode(st, req.GetNode())
+	t := st.types[k]
+	t.subscribed = true
+	now := s.now()
+	switch {
+	case req.GetResponseNonce() == "":
+		// A first request. A version means the proxy resumes with what it
+		// already runs (it reconnected): the cache only answers if that
+		// version is stale, so it counts as acknowledged.
+		if v := req.GetVersionInfo(); v != "" {
+			t.acked, t.ackedAt = v, now
+		}
+	case req.GetErrorDetail() != nil:
+		r := t.find(req.GetResponseNonce())
+		nack := &Nack{Nonce: req.GetResponseNonce(), Message: req.GetErrorDetail().GetMessage(), At: now}
+		if r != nil {
+			nack.Version = r.version
+			nack.Resources = s.sotwNames(k, r)
+			// Without this the cache would see the proxy's old version,
+			// answer again with the same rejected content and loop. The
+			// proxy is left alone until the next configuration.
+			req.VersionInfo = r.version
+		}
+		t.nacked, t.lastNack = nack.Version, nack
+		s.log.Warn("xDS update rejected", "node", st.node, "type", k.String(), "version", nack.Version, "error", nack.Message)
+	default:
+		// An acceptance supersedes an earlier rejection: the proxy now
+		// runs what it acknowledged.
+		if r := t.find(req.GetResponseNonce()); r != nil {
+			t.acked, t.ackedAt, t.nacked = r.version, now, ""
+		}
+	}
+	s.recordStatus(st, k)
+	s.notifyLocked()
+	s.mu.Unlock()
+	s.kick()
+}
+
+func (s *Server) onResponse(id int64, req *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+	k, known := kindOf(resp.GetTypeUrl())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.streams[streamKey{false, id}]
+	if st == nil || !known {
+		return
+	}
+	r := sent{nonce: resp.GetNonce(), version: resp.GetVersionInfo(), at: s.now()}
+	if names := req.GetResourceNames(); len(names) > 0 {
+		r.names = names
+	} else {
+		r.wildcard = true
+	}
+	st.types[k].push(r)
+	s.recordStatus(st, k)
+}
+
+func (s *Server) onDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) {
+	k, known := kindOf(req.GetTypeUrl())
+	s.mu.Lock()
+	st := s.streams[streamKey{true, id}]
+	if st == nil || !known {
+		s.mu.Unlock()
+		return
+	}
+	s.bindNode(st, req.GetNode())
+	t := st.types[k]
+	t.subscribed = true
+	if t.deltaAcked == nil {
+		t.deltaAcked = map[string]string{}
+	}
+	now := s.now()
+	for n, v := range req.GetInitialResourceVersions() {
+		t.deltaAcked[n] = v
+	}
+	for _, n := range req.GetResourceNamesUnsubscribe() {
+		delete(t.deltaAcked, n)
+	}
+	if nonce := req.GetResponseNonce(); nonce != "" {
+		r := t.find(nonce)
+		switch {
+		case req.GetErrorDetail() != nil:
+			nack := &Nack{Nonce: nonce, Message: req.GetErrorDetail().GetMessage(), At: now}
+			if r != nil {
+				nack.Version = r.version
+				for n := range r.versions {
+					nack.Resources = append(nack.Resources, n)
+				}
+				sortStrings(nack.Resources)
+			}
+			t.nacked, t.lastNack = nack.Version, nack
+			s.log.Warn("xDS update rejected", "node", st.node, "type", k.String(), "version", nack.Version, "error", nack.Message)
+		case r != nil:
+			for n, v := range r.versions {
+				t.deltaAcked[n] = v
+			}
+			for _, n := range r.removed {
+				delete(t.deltaAcked, n)
+			}
+			t.acked, t.ackedAt, t.nacked = r.version, now, ""
+		}
+	}
+	s.recordStatus(st, k)
+	s.notifyLocked()
+	s.mu.Unlock()
+	s.kick()
+}
+
+func (s *Server) onDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
+	k, known := kindOf(resp.GetTypeUrl())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.streams[streamKey{true, id}]
+	if st == nil || !known {
+		return
+	}
+	r := sent{
+		nonce:    resp.GetNonce(),
+		version:  resp.GetSystemVersionInfo(),
+		at:       s.now(),
+		versions: make(map[string]string, len(resp.GetResources())),
+		removed:  resp.GetRemovedResources(),
+	}
+	for _, res := range resp.GetResources() {
+		r.versions[res.GetName()] = res.GetVersion()
+	}
+	st.types[k].push(r)
+	s.recordStatus(st, k)
+}
+
+func (t *streamType) push(r sent) {
+	if len(t.history) == sentHistory {
+		copy(t.history, t.history[1:])
+		t.history = t.history[:sentHistory-1]
+	}
+	t.history = append(t.history, r)
+	t.lastSent = &t.history[len(t.history)-1]
+}
+
+func (t *streamType) find(nonce string) *sent {
+	for i := len(t.history) - 1; i >= 0; i-- {
+		if t.history[i].nonce == nonce {
+			return &t.history[i]
+		}
+	}
+	return nil
+}
+
+// sotwNames lists the resources a SotW response carried: the requested
+// names, or every resource of the version it sent.
+func (s *Server) sotwNames(k kind, r *sent) []string {
+	var out []string
+	if !r.wildcard {
+		out = append(out, r.names...)
+	} else if set := s.setByVersion(k, r.version); set != nil {
+		for n := range set.items {
+			out = append(out, n)
+		}
+	}
+	sortStrings(out)
+	return out
+}

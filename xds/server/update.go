@@ -1,0 +1,166 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/nodemesh/nodemesh/xds/translator"
+)
+
+// UpdateResult says what an Update did.
+type UpdateResult struct {
+	// Version identifies the configuration now desired; WaitForAck takes it.
+	Version string
+	// Changed is false when the resources equal the previous update's:
+	// nothing was pushed.
+	Changed bool
+	// TypeVersions is the content-hash version of each resource type
+	// (keyed by type URL) once the update is fully published.
+	TypeVersions map[string]string
+}
+
+// Update makes res the configuration every connected proxy converges to.
+// It versions each resource type by content, returns at once with
+// Changed=false when nothing changed, and otherwise hands the new state to
+// the publisher, which delivers it make-before-break (see the package
+// comment). It does not wait for proxies: use WaitForAck for that.
+//
+// A failed update (a resource that fails Envoy validation, duplicate
+// names, an inconsistent set such as a cluster without its endpoints)
+// returns an error and changes nothing: the last good configuration keeps
+// being served. Update may be called from any goroutine; calls are
+// serialised. res is not modified and may be reused by the caller only if
+// it is not modified afterwards (the server keeps references to its
+// resources).
+func (s *Server) Update(ctx context.Context, res *translator.Resources) (UpdateResult, error) {
+	if res == nil {
+		return UpdateResult{}, errors.New("updating xDS configuration: nil resources")
+	}
+	s.updateMu.Lock()
+	defer s.updateMu.Unlock()
+
+	s.mu.Lock()
+	prev := s.desired
+	s.mu.Unlock()
+
+	lists := [numKinds][]types.Resource{}
+	for _, m := range res.Clusters {
+		lists[kindCluster] = append(lists[kindCluster], m)
+	}
+	for _, m := range res.ClusterLoadAssignments {
+		lists[kindEndpoint] = append(lists[kindEndpoint], m)
+	}
+	for _, m := range res.Listeners {
+		lists[kindListener] = append(lists[kindListener], m)
+	}
+	for _, m := range res.RouteConfigurations {
+		lists[kindRoute] = append(lists[kindRoute], m)
+	}
+	for _, m := range res.Secrets {
+		lists[kindSecret] = append(lists[kindSecret], m)
+	}
+	var next state
+	for k := range next {
+		if err := ctx.Err(); err != nil {
+			return UpdateResult{}, fmt.Errorf("updating xDS configuration: %w", err)
+		}
+		set, err := buildSet(kind(k), lists[k], prev[k])
+		if err != nil {
+			return UpdateResult{}, fmt.Errorf("updating xDS configuration: %w", err)
+		}
+		next[k] = set
+	}
+	// The complete new configuration must be consistent on its own before
+	// anything of it is published.
+	if _, err := next.snapshot(); err != nil {
+		return UpdateResult{}, fmt.Errorf("updating xDS configuration: %w", err)
+	}
+	result := UpdateResult{Version: next.version(), TypeVersions: make(map[string]string, numKinds)}
+	for k, t := range next {
+		result.TypeVersions[kindTypeURL[k]] = t.version
+	}
+	s.mu.Lock()
+	if s.desiredSet && s.desired.equal(next) {
+		s.mu.Unlock()
+		s.log.Debug("xDS configuration unchanged; nothing to push", "version", result.Version)
+		return result, nil
+	}
+	s.desired = next
+	s.desiredSet = true
+	s.notifyLocked()
+	s.mu.Unlock()
+	s.kick()
+	result.Changed = true
+	s.log.Info("xDS configuration updated", "version", result.Version,
+		"listeners", len(next[kindListener].items), "routeConfigurations", len(next[kindRoute].items),
+		"clusters", len(next[kindCluster].items), "secrets", len(next[kindSecret].items))
+	return result, nil
+}
+
+// buildSet indexes one kind's resources by name, validating and hashing
+// only what changed: a resource proto-equal to the previous one of the same
+// name keeps that one's hash (and the previous object, so the cache sees
+// no change) without being marshalled again.
+func buildSet(k kind, list []types.Resource, prev *typeSet) (*typeSet, error) {
+	items := make(map[string]entry, len(list))
+	for _, m := range list {
+		name := cachev3.GetResourceName(m)
+		if name == "" {
+			return nil, fmt.Errorf("%s: resource without a name", k)
+		}
+		if _, dup := items[name]; dup {
+			return nil, fmt.Errorf("%s %q: defined twice", k, name)
+		}
+		if old, ok := prev.items[name]; ok && (old.res == m || proto.Equal(old.res, m)) {
+			items[name] = old
+			continue
+		}
+		if v, ok := m.(interface{ ValidateAll() error }); ok {
+			if err := v.ValidateAll(); err != nil {
+				return nil, fmt.Errorf("%s %q: %w", k, name, err)
+			}
+		}
+		h, err := hashResource(m)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: hashing: %w", k, name, err)
+		}
+		e := entry{res: m, hash: h}
+		if l, ok := m.(*listenerv3.Listener); ok {
+			if e.refs, err = secretRefs(l); err != nil {
+				return nil, fmt.Errorf("%s %q: %w", k, name, err)
+			}
+		}
+		items[name] = e
+	}
+	return newTypeSet(items), nil
+}
+
+// secretRefs lists the SDS secrets a listener's TLS filter chains use.
+func secretRefs(l *listenerv3.Listener) ([]string, error) {
+	var out []string
+	for i, fc := range l.GetFilterChains() {
+		tc := fc.GetTransportSocket().GetTypedConfig()
+		if tc == nil {
+			continue
+		}
+		ctx := &tlsv3.DownstreamTlsContext{}
+		if !tc.MessageIs(ctx) {
+			continue
+		}
+		if err := tc.UnmarshalTo(ctx); err != nil {
+			return nil, fmt.Errorf("filter_chains[%d].transport_socket: %w", i, err)
+		}
+		for _, sds := range ctx.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs() {
+			out = append(out, sds.GetName())
+		}
+	}
+	return out, nil
+}
