@@ -113,7 +113,7 @@ func headerFilter(rule *ruleState, field string, f *gwv1.HTTPHeaderFilter) *ir.H
 	}
 	seen := make(map[string]action, len(f.Set)+len(f.Add)+len(f.Remove))
 	check := func(list string, i int, name string) bool {
-		if !validToken(name) {
+		if !ir.ValidToken(name) {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.%s[%d]", field, list, i), "%q is not a valid header name", name)
 			return false
 		}
@@ -129,7 +129,7 @@ func headerFilter(rule *ruleState, field string, f *gwv1.HTTPHeaderFilter) *ir.H
 		if !check("set", i, string(h.Name)) {
 			return nil
 		}
-		if !validHeaderValue(h.Value) {
+		if !ir.ValidHeaderValue(h.Value) {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.set[%d].value", field, i), "contains control characters")
 			return nil
 		}
@@ -139,7 +139,7 @@ func headerFilter(rule *ruleState, field string, f *gwv1.HTTPHeaderFilter) *ir.H
 		if !check("add", i, string(h.Name)) {
 			return nil
 		}
-		if !validHeaderValue(h.Value) {
+		if !ir.ValidHeaderValue(h.Value) {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.add[%d].value", field, i), "contains control characters")
 			return nil
 		}

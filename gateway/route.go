@@ -258,7 +258,7 @@ func compileMatch(rule *ruleState, j int, m *gwv1.HTTPRouteMatch) *matchState {
 	seen := map[string]bool{}
 	for k, h := range m.Headers {
 		name := string(h.Name)
-		if !validToken(name) {
+		if !ir.ValidToken(name) {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, field(fmt.Sprintf("headers[%d].name", k)), "%q is not a valid header name", name)
 			continue
 		}
@@ -279,7 +279,7 @@ func compileMatch(rule *ruleState, j int, m *gwv1.HTTPRouteMatch) *matchState {
 	clear(seen)
 	for k, q := range m.QueryParams {
 		name := string(q.Name)
-		if !validToken(name) {
+		if !ir.ValidToken(name) {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, field(fmt.Sprintf("queryParams[%d].name", k)), "%q is not a valid query parameter name", name)
 			continue
 		}
@@ -351,28 +351,3 @@ func checkPath(p string) error {
 }
 
 func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
-
-// validToken reports whether s is an RFC 9110 token (header names).
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
-			continue
-		}
-		return false
-	}
-	return true
-}
-
-// validHeaderValue rejects control characters that would split a header.
-func validHeaderValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}

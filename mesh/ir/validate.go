@@ -274,7 +274,7 @@ func (v *validator) route(obj, f string, r *Route, clusters map[string]bool) {
 		}
 		v.stringMatch(obj, qf, q.Type, q.Value)
 	}
-	if r.Match.Method != "" && !validToken(r.Match.Method) {
+	if r.Match.Method != "" && !ValidToken(r.Match.Method) {
 		v.fail(obj, f+".match.method", "invalid method %q", r.Match.Method)
 	}
 	for i, b := range r.Backends {
@@ -353,7 +353,7 @@ func (v *validator) headers(obj, f string, m *HeaderModifier) {
 		if !validHeaderName(h.Name) {
 			v.fail(obj, fmt.Sprintf("%s.set[%d].name", f, i), "invalid header name %q", h.Name)
 		}
-		if !validHeaderValue(h.Value) {
+		if !ValidHeaderValue(h.Value) {
 			v.fail(obj, fmt.Sprintf("%s.set[%d].value", f, i), "invalid header value")
 		}
 	}
@@ -361,7 +361,7 @@ func (v *validator) headers(obj, f string, m *HeaderModifier) {
 		if !validHeaderName(h.Name) {
 			v.fail(obj, fmt.Sprintf("%s.add[%d].name", f, i), "invalid header name %q", h.Name)
 		}
-		if !validHeaderValue(h.Value) {
+		if !ValidHeaderValue(h.Value) {
 			v.fail(obj, fmt.Sprintf("%s.add[%d].value", f, i), "invalid header value")
 		}
 	}
@@ -415,8 +415,10 @@ func validDomain(d string) bool {
 	return true
 }
 
-// validToken reports whether s is an RFC 9110 token (header names, methods).
-func validToken(s string) bool {
+// ValidToken reports whether s is an RFC 9110 token: what header names and
+// methods must be. Producers use it to reject user input before it reaches
+// the IR.
+func ValidToken(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -434,10 +436,11 @@ func validToken(s string) bool {
 
 // validHeaderName accepts a header field name; pseudo-headers (":path") are
 // never matched or edited through the IR.
-func validHeaderName(s string) bool { return validToken(s) }
+func validHeaderName(s string) bool { return ValidToken(s) }
 
-// validHeaderValue rejects control characters that would split a header.
-func validHeaderValue(s string) bool {
+// ValidHeaderValue reports whether s can be a header value: no control
+// characters that would split or smuggle a header.
+func ValidHeaderValue(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 && c != '\t' || c == 0x7f {
 			return false
