@@ -47,37 +47,10 @@ func (w testLog) Write(b []byte) (int, error) {
 
 func newNode(t *testing.T, workloads int, external bool, opts ...datapath.Option) *node {
 	t.Helper()
-	bed := testbed.New(t, testbed.Config{Workloads: workloads, External: external})
-	n := &node{t: t, bed: bed, pinDir: filepath.Join(testbed.BPFFS(t), "nodemesh")}
-	n.opts = append([]datapath.Option{
-		datapath.WithPinDir(n.pinDir),
-		datapath.WithNetNS(bed.Node.Path),
-		datapath.WithMapSizes(smallMaps),
-		datapath.WithLogger(slog.New(slog.NewTextHandler(testLog{t}, nil))),
-	}, opts...)
+	n := newBareNode(t, workloads, external, opts...)
 	n.open()
-	t.Cleanup(func() {
-		if n.dp != nil {
-			if err := n.dp.Uninstall(); err != nil {
-				t.Errorf("uninstalling datapath: %v", err)
-			}
-		}
-	})
-	if err := n.dp.SyncEndpoints(n.endpoints()); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.dp.SyncIPCache(n.ipcache()); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.dp.SyncAttachments(n.ifindexes()); err != nil {
-		t.Fatal(err)
-	}
-	if external {
-		if err := n.dp.SyncNetdevs([]int{bed.External.HostIfIndex}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, w := range bed.Workloads {
+	n.syncAll()
+	for _, w := range n.bed.Workloads {
 		for _, port := range []int{appPort, otherPort, denyPort} {
 			s, err := w.StartServer(port)
 			if err != nil {
@@ -89,6 +62,47 @@ func newNode(t *testing.T, workloads int, external bool, opts ...datapath.Option
 	return n
 }
 
+// newBareNode builds the bed and bpffs but loads no datapath yet.
+func newBareNode(t *testing.T, workloads int, external bool, opts ...datapath.Option) *node {
+	t.Helper()
+	bed := testbed.New(t, testbed.Config{Workloads: workloads, External: external})
+	n := &node{t: t, bed: bed, pinDir: filepath.Join(testbed.BPFFS(t), "nodemesh")}
+	n.opts = append([]datapath.Option{
+		datapath.WithPinDir(n.pinDir),
+		datapath.WithNetNS(bed.Node.Path),
+		datapath.WithMapSizes(smallMaps),
+		datapath.WithLogger(slog.New(slog.NewTextHandler(testLog{t}, nil))),
+	}, opts...)
+	t.Cleanup(func() {
+		if n.dp != nil {
+			if err := n.dp.Uninstall(); err != nil {
+				t.Errorf("uninstalling datapath: %v", err)
+			}
+		}
+	})
+	return n
+}
+
+// syncAll writes the bed's endpoints, ipcache and attachments, as an agent
+// does after every start.
+func (n *node) syncAll() {
+	n.t.Helper()
+	if err := n.dp.SyncEndpoints(n.endpoints()); err != nil {
+		n.t.Fatal(err)
+	}
+	if err := n.dp.SyncIPCache(n.ipcache()); err != nil {
+		n.t.Fatal(err)
+	}
+	if err := n.dp.SyncAttachments(n.ifindexes()); err != nil {
+		n.t.Fatal(err)
+	}
+	if n.bed.External != nil {
+		if err := n.dp.SyncNetdevs([]int{n.bed.External.HostIfIndex}); err != nil {
+			n.t.Fatal(err)
+		}
+	}
+}
+
 // open loads (or adopts) the datapath with the node's options.
 func (n *node) open() {
 	n.t.Helper()
@@ -97,6 +111,17 @@ func (n *node) open() {
 		n.t.Fatalf("loading datapath: %v", err)
 	}
 	n.dp = dp
+}
+
+// restart stops the agent's datapath handle and loads it again, the way
+// an agent restart or upgrade does.
+func (n *node) restart() {
+	n.t.Helper()
+	if err := n.dp.Close(); err != nil {
+		n.t.Fatal(err)
+	}
+	n.dp = nil
+	n.open()
 }
 
 func (n *node) endpoints() []datapath.Endpoint {
