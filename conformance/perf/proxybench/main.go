@@ -32,6 +32,7 @@ import (
 type target struct {
 	name string
 	url  string
+	pgid int // process group of the proxy under test; 0 for the backend
 }
 
 func main() {
@@ -64,7 +65,7 @@ func main() {
 			_ = p.Wait()
 		}
 	}()
-	start := func(cpu int, env []string, name string, args ...string) {
+	start := func(cpu int, env []string, name string, args ...string) int {
 		cmd := exec.Command("taskset", append([]string{"-c", strconv.Itoa(cpu), name}, args...)...)
 		cmd.Env = append(os.Environ(), env...)
 		logf, _ := os.Create(filepath.Join(dir, filepath.Base(name)+"-"+strconv.Itoa(len(procs))+".log"))
@@ -74,23 +75,24 @@ func main() {
 			log.Fatalf("starting %s: %v", name, err)
 		}
 		procs = append(procs, cmd)
+		return cmd.Process.Pid
 	}
 
-	start(*loadCPU, nil, "nginx", "-p", dir, "-c", writeFile(dir, "backend.conf", nginxBackend(dir, backendAddr, *body)))
-	targets := []target{{"direct (backend only)", "http://" + backendAddr + "/"}}
+	_ = start(*loadCPU, nil, "nginx", "-p", dir, "-c", writeFile(dir, "backend.conf", nginxBackend(dir, backendAddr, *body)))
+	targets := []target{{"direct (backend only)", "http://" + backendAddr + "/", 0}}
 	want := map[string]bool{}
 	for _, t := range strings.Split(*only, ",") {
 		want[strings.TrimSpace(t)] = true
 	}
 	if want["nginx"] {
 		addr := fmt.Sprintf("127.0.0.1:%d", ports[1])
-		start(*proxyCPU, nil, "nginx", "-p", dir, "-c", writeFile(dir, "proxy.conf", nginxProxy(dir, addr, backendAddr)))
-		targets = append(targets, target{"nginx 1 worker", "http://" + addr + "/"})
+		pg := start(*proxyCPU, nil, "nginx", "-p", dir, "-c", writeFile(dir, "proxy.conf", nginxProxy(dir, addr, backendAddr)))
+		targets = append(targets, target{"nginx 1 worker", "http://" + addr + "/", pg})
 	}
 	if want["haproxy"] {
 		addr := fmt.Sprintf("127.0.0.1:%d", ports[2])
-		start(*proxyCPU, nil, "haproxy", "-db", "-f", writeFile(dir, "haproxy.cfg", haproxyConf(addr, backendAddr)))
-		targets = append(targets, target{"haproxy 1 thread", "http://" + addr + "/"})
+		pg := start(*proxyCPU, nil, "haproxy", "-db", "-f", writeFile(dir, "haproxy.cfg", haproxyConf(addr, backendAddr)))
+		targets = append(targets, target{"haproxy 1 thread", "http://" + addr + "/", pg})
 	}
 	if want["nodemesh"] {
 		gwAddr := fmt.Sprintf("127.0.100.250:%d", ports[3])
@@ -98,9 +100,9 @@ func main() {
 		state := filepath.Join(dir, "state")
 		must(os.MkdirAll(cfgDir, 0o755))
 		writeFile(cfgDir, "bench.yaml", gatewayYAML(ports[3], ports[0]))
-		start(*loadCPU, nil, filepath.Join(*bin, "nodemesh-agent"), "--config-dir", cfgDir, "--state-dir", state)
-		start(*proxyCPU, []string{"GOMAXPROCS=1"}, filepath.Join(*bin, "nodemesh-proxy"), "--xds-address", "unix://"+filepath.Join(state, "xds.sock"))
-		targets = append(targets, target{"nodemesh-proxy GOMAXPROCS=1", "http://" + gwAddr + "/"})
+		_ = start(*loadCPU, nil, filepath.Join(*bin, "nodemesh-agent"), "--config-dir", cfgDir, "--state-dir", state)
+		pg := start(*proxyCPU, []string{"GOMAXPROCS=1"}, filepath.Join(*bin, "nodemesh-proxy"), "--xds-address", "unix://"+filepath.Join(state, "xds.sock"), "--admin-address", "")
+		targets = append(targets, target{"nodemesh-proxy GOMAXPROCS=1", "http://" + gwAddr + "/", pg})
 	}
 	if !want["direct"] {
 		targets = targets[1:]
@@ -113,13 +115,18 @@ func main() {
 
 	fmt.Printf("Machine: %s, %d CPUs, kernel %s; proxies pinned to CPU %d, wrk (1 thread) + backend on CPU %d; %d B bodies, HTTP/1.1 keep-alive, %s per run.\n\n",
 		cpuModel(), runtime.NumCPU(), kernel(), *proxyCPU, *loadCPU, *body, *duration)
-	fmt.Println("| target | connections | requests/s | p50 | p99 | vs nginx | errors |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---|")
+	fmt.Println("| target | connections | requests/s | p50 | p99 | vs nginx | proxy CPU µs/request | errors |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---|")
 	nginxRate := map[int]float64{}
 	for _, n := range parseInts(*conns) {
 		for _, t := range targets {
 			_, _ = runWrk(*loadCPU, t.url, n, 2*time.Second) // warm up pools and caches
+			cpuBefore := groupCPU(t.pgid)
 			r, err := runWrk(*loadCPU, t.url, n, *duration)
+			cpuPerReq := "—"
+			if t.pgid != 0 && r.requests > 0 {
+				cpuPerReq = fmt.Sprintf("%.1f", float64((groupCPU(t.pgid)-cpuBefore).Microseconds())/float64(r.requests))
+			}
 			if err != nil {
 				log.Fatalf("wrk against %s: %v", t.name, err)
 			}
@@ -130,13 +137,14 @@ func main() {
 			if base := nginxRate[n]; base > 0 && !strings.HasPrefix(t.name, "direct") {
 				ratio = fmt.Sprintf("%.2f×", r.rate/base)
 			}
-			fmt.Printf("| %s | %d | %.0f | %s | %s | %s | %s |\n", t.name, n, r.rate, r.p50, r.p99, ratio, r.errors)
+			fmt.Printf("| %s | %d | %.0f | %s | %s | %s | %s | %s |\n", t.name, n, r.rate, r.p50, r.p99, ratio, cpuPerReq, r.errors)
 		}
 	}
 }
 
 type wrkResult struct {
 	rate     float64
+	requests int64
 	p50, p99 string
 	errors   string
 }
@@ -154,6 +162,8 @@ func runWrk(cpu int, url string, conns int, d time.Duration) (wrkResult, error) 
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
 		switch {
+		case len(f) >= 4 && f[1] == "requests" && f[2] == "in":
+			r.requests, _ = strconv.ParseInt(f[0], 10, 64)
 		case len(f) == 2 && f[0] == "Requests/sec:":
 			r.rate, _ = strconv.ParseFloat(f[1], 64)
 		case len(f) == 2 && f[0] == "50%":
@@ -171,6 +181,35 @@ func runWrk(cpu int, url string, conns int, d time.Duration) (wrkResult, error) 
 		return r, fmt.Errorf("no Requests/sec in wrk output: %s", out)
 	}
 	return r, nil
+}
+
+// groupCPU is the user+system CPU time used so far by the processes of
+// process group pgid (a proxy and, for nginx, its worker).
+func groupCPU(pgid int) time.Duration {
+	if pgid == 0 {
+		return 0
+	}
+	entries, _ := os.ReadDir("/proc")
+	var ticks int64
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the parenthesised command: state ppid pgrp ... utime(14) stime(15).
+		rest := string(data[strings.LastIndexByte(string(data), ')')+2:])
+		f := strings.Fields(rest)
+		if len(f) < 13 || f[2] != strconv.Itoa(pgid) {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + s
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
 }
 
 func waitReady(url string, timeout time.Duration) error {
