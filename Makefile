@@ -30,7 +30,8 @@ check-generate: generate ## fail if generated files differ from the committed on
 	git diff --exit-code -- bpf datapath
 
 bench: build ## benchmarks that print numbers (see BENCHMARKS.md)
-	$(GO) test -run '^$$' -bench . -benchmem ./gateway/... ./xds/...
+	$(GO) test -run '^$$' -bench . -benchmem ./conformance/perf/ ./gateway/ ./xds/... ./proxylib/...
+	$(GO) run ./conformance/perf/proxybench -bin $(BIN)
 
 fuzz: ## run every fuzz target briefly (FUZZTIME=30s to change)
 	./.ci/fuzz.sh $${FUZZTIME:-10s}
