@@ -24,9 +24,11 @@
 //
 // # Versions
 //
-// Every resource is hashed once, from its deterministic marshalling, when
-// it first appears; a later update carrying a proto-equal resource of the
-// same name reuses the hash (and the object) without marshalling it again.
+// Every resource is versioned by a hash of its deterministic marshalling
+// (computed exactly as go-control-plane versions delta resources). A later
+// update carrying the very same object under the same name reuses its hash
+// without marshalling it; another object with an equal hash keeps the
+// previous entry, so the cache sees no change and nothing is re-validated.
 // A type's version is the hash of its (name, hash) pairs, so versions
 // depend on content only: an Update equal to the last one reports
 // Changed=false and pushes nothing. Resource hashes double as the delta

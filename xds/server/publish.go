@@ -276,6 +276,9 @@ func (s *Server) allAckedLocked(proxies []*stream, kinds ...kind) bool {
 // resources it rejected.
 func (s *Server) remember(k kind, set *typeSet) {
 	const keep = 8
+	if n := len(s.history[k]); n > 0 && s.history[k][n-1].version == set.version {
+		return
+	}
 	h := append(s.history[k], set)
 	if len(h) > keep {
 		h = h[len(h)-keep:]

@@ -301,3 +301,43 @@ func hasRouteNamed(res map[string]proto.Message, name string) bool {
 	}
 	return false
 }
+
+// TestServeTCP: the optional TCP listener serves the same configuration.
+func TestServeTCP(t *testing.T) {
+	s, _ := startServer(t)
+	l, err := ListenTCP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	c, err := adsclient.Dial(l.Addr().String(), adsclient.Options{NodeID: "tcp", Delta: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitConnected(t, s, "tcp")
+	r := update(t, s, resources(t, spec{clusters: []string{"c/a"}, route: "c/a"}))
+	waitAck(t, s, r)
+	if got := c.Names(adsclient.RouteType); !slices.Equal(got, []string{"l0/routes"}) {
+		t.Errorf("over TCP the proxy holds routes %v", got)
+	}
+}
+
+// TestRollbackRollsOutAgain: returning to an earlier configuration is a
+// new rollout, not an already-acknowledged version.
+func TestRollbackRollsOutAgain(t *testing.T) {
+	s, path := startServer(t)
+	c := dialConnected(t, s, path, adsclient.Options{NodeID: "p"})
+	a := update(t, s, resources(t, spec{clusters: []string{"c/a"}, route: "c/a"}))
+	waitAck(t, s, a)
+	waitAck(t, s, update(t, s, resources(t, spec{clusters: []string{"c/b"}, route: "c/b"})))
+	again := update(t, s, resources(t, spec{clusters: []string{"c/a"}, route: "c/a"}))
+	if again.Version != a.Version || !again.Changed {
+		t.Fatalf("rollback: %+v", again)
+	}
+	waitAck(t, s, again)
+	if got := c.Names(adsclient.ClusterType); !slices.Equal(got, []string{"c/a"}) {
+		t.Errorf("after WaitForAck of the rollback the proxy holds %v", got)
+	}
+	requireNoViolations(t, c)
+}

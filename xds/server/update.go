@@ -10,7 +10,6 @@ import (
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/nodemesh/nodemesh/xds/translator"
 )
@@ -95,6 +94,10 @@ func (s *Server) Update(ctx context.Context, res *translator.Resources) (UpdateR
 	}
 	s.desired = next
 	s.desiredSet = true
+	if s.completed == result.Version {
+		// Back to an earlier configuration: it must roll out again.
+		s.completed = ""
+	}
 	s.notifyLocked()
 	s.mu.Unlock()
 	s.kick()
@@ -105,10 +108,12 @@ func (s *Server) Update(ctx context.Context, res *translator.Resources) (UpdateR
 	return result, nil
 }
 
-// buildSet indexes one kind's resources by name, validating and hashing
-// only what changed: a resource proto-equal to the previous one of the same
-// name keeps that one's hash (and the previous object, so the cache sees
-// no change) without being marshalled again.
+// buildSet indexes one kind's resources by name, validating only what
+// changed. The object the previous update carried under the same name is
+// reused as is; any other object is marshalled deterministically and
+// hashed, and if the hash is unchanged the previous entry (and object) is
+// kept, so the cache sees no change. Hashing is cheaper than a reflective
+// proto.Equal, which is why equality is decided by hash.
 func buildSet(k kind, list []types.Resource, prev *typeSet) (*typeSet, error) {
 	items := make(map[string]entry, len(list))
 	for _, m := range list {
@@ -119,7 +124,16 @@ func buildSet(k kind, list []types.Resource, prev *typeSet) (*typeSet, error) {
 		if _, dup := items[name]; dup {
 			return nil, fmt.Errorf("%s %q: defined twice", k, name)
 		}
-		if old, ok := prev.items[name]; ok && (old.res == m || proto.Equal(old.res, m)) {
+		old, had := prev.items[name]
+		if had && old.res == m {
+			items[name] = old
+			continue
+		}
+		h, err := hashResource(m)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: hashing: %w", k, name, err)
+		}
+		if had && old.hash == h {
 			items[name] = old
 			continue
 		}
@@ -127,10 +141,6 @@ func buildSet(k kind, list []types.Resource, prev *typeSet) (*typeSet, error) {
 			if err := v.ValidateAll(); err != nil {
 				return nil, fmt.Errorf("%s %q: %w", k, name, err)
 			}
-		}
-		h, err := hashResource(m)
-		if err != nil {
-			return nil, fmt.Errorf("%s %q: hashing: %w", k, name, err)
 		}
 		e := entry{res: m, hash: h}
 		if l, ok := m.(*listenerv3.Listener); ok {

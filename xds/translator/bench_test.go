@@ -76,3 +76,23 @@ func benchConfig(n int) *ir.Config {
 	cfg.Secrets = []*ir.Secret{{Name: "secret/default/tls", Certificate: []byte("cert"), PrivateKey: []byte("key")}}
 	return cfg
 }
+
+// BenchmarkTranslatorOneRouteChange measures the incremental path: a
+// Translator alternating between two Configs that differ in one route.
+func BenchmarkTranslatorOneRouteChange(b *testing.B) {
+	for _, n := range []int{1000, 5000} {
+		cfgs := [2]*ir.Config{benchConfig(n), benchConfig(n)}
+		cfgs[1].Listeners[0].Chains[0].Routes.VirtualHosts[0].Routes[0].Timeout++
+		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
+			tr := New()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := tr.Translate(cfgs[i%2]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}

@@ -19,6 +19,14 @@ const defaultConnectTimeout = 5 * time.Second
 // cluster emits the EDS Cluster and the ClusterLoadAssignment of one IR
 // cluster.
 func (b *builder) cluster(c *ir.Cluster) error {
+	if m := b.prev.cluster(c); m != nil {
+		b.out.Clusters = append(b.out.Clusters, m.cluster)
+		b.out.ClusterLoadAssignments = append(b.out.ClusterLoadAssignments, m.cla)
+		b.out.Warnings = append(b.out.Warnings, m.warnings...)
+		b.next.put(m)
+		return nil
+	}
+	mark := len(b.out.Warnings)
 	name := b.clusterNames[c.Name]
 	timeout := c.ConnectTimeout
 	if timeout <= 0 {
@@ -58,6 +66,7 @@ func (b *builder) cluster(c *ir.Cluster) error {
 	}
 	b.out.Clusters = append(b.out.Clusters, out)
 	b.out.ClusterLoadAssignments = append(b.out.ClusterLoadAssignments, cla)
+	b.next.put(&clusterMemo{in: c, cluster: out, cla: cla, warnings: b.warningsSince(mark)})
 	return nil
 }
 

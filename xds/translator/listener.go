@@ -11,13 +11,44 @@ import (
 
 // listener emits one Envoy Listener per IR listener: one filter chain per
 // IR chain, each with exactly one HttpConnectionManager whose routes come
-// over RDS, plus the RouteConfiguration of every chain.
+// over RDS, then the RouteConfiguration of every chain it kept.
 func (b *builder) listener(l *ir.Listener) error {
+	m := b.prev.listener(l)
+	if m != nil {
+		if m.out != nil {
+			b.out.Listeners = append(b.out.Listeners, m.out)
+		}
+		b.out.Warnings = append(b.out.Warnings, m.warnings...)
+		for _, r := range m.refs {
+			b.referenced[r] = true
+		}
+	} else {
+		mark := len(b.out.Warnings)
+		m = &listenerMemo{in: l}
+		out, err := b.buildListener(l, m)
+		if err != nil {
+			return err
+		}
+		m.out = out
+		m.warnings = b.warningsSince(mark)
+	}
+	b.next.put(m)
+	for _, i := range m.kept {
+		if err := b.routeConfiguration(l.Chains[i].Routes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// buildListener builds the Listener itself, recording in m the chains it
+// kept and the secrets they use. It returns nil when nothing can be served.
+func (b *builder) buildListener(l *ir.Listener, m *listenerMemo) (*listenerv3.Listener, error) {
 	obj := object("listener", l.Name)
 	addr, _ := netip.ParseAddr(l.Address) // validated by ir.Config.Validate
 	if !protoText(addr.String()) {
 		b.warn(obj, "address", "address zone cannot be carried in Envoy config; listener dropped")
-		return nil
+		return nil, nil
 	}
 	name := listenerName(l)
 	out := &listenerv3.Listener{
@@ -28,6 +59,7 @@ func (b *builder) listener(l *ir.Listener) error {
 	// belongs to the first chain that lists it.
 	sniOwner := map[string]string{}
 	tls := false
+	var kept []int
 	for i, ch := range l.Chains {
 		field := fieldf("chains[%d]", i)
 		names, keep := b.serverNames(obj, field, ch, sniOwner)
@@ -39,42 +71,46 @@ func (b *builder) listener(l *ir.Listener) error {
 			fc.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: names}
 		}
 		if ch.TLS != nil {
-			ts, err := b.downstreamTLS(obj, field+".tls", name, ch.TLS)
+			ts, refs, err := b.downstreamTLS(obj, field+".tls", name, ch.TLS)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			fc.TransportSocket = ts
+			m.refs = append(m.refs, refs...)
 			tls = true
 		}
 		hcm, err := b.httpConnectionManager(l, ch)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		fc.Filters = []*listenerv3.Filter{{
 			Name:       filterHTTPConnectionManager,
 			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
 		}}
-		if err := b.routeConfiguration(ch.Routes); err != nil {
-			return err
-		}
 		out.FilterChains = append(out.FilterChains, fc)
+		kept = append(kept, i)
 	}
 	if len(out.FilterChains) == 0 {
 		b.warn(obj, "chains", "no chain can be served; listener dropped")
-		return nil
+		m.refs = nil
+		return nil, nil
 	}
+	for _, r := range m.refs {
+		b.referenced[r] = true
+	}
+	m.kept = kept
 	if tls {
 		inspector, err := tlsInspector(name)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		out.ListenerFilters = []*listenerv3.ListenerFilter{inspector}
 	}
 	if err := checked("listener", name, out); err != nil {
-		return err
+		return nil, err
 	}
 	b.out.Listeners = append(b.out.Listeners, out)
-	return nil
+	return out, nil
 }
 
 // serverNames returns a chain's SNI names, lower-cased (SNI compares

@@ -2,6 +2,7 @@ package translator
 
 import (
 	"fmt"
+	"slices"
 	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -12,55 +13,80 @@ import (
 
 // routeConfiguration emits the RouteConfiguration of one route table.
 // Virtual hosts and routes keep the IR's order: the IR is already in
-// precedence order and Envoy evaluates routes first-match-wins.
+// precedence order and Envoy evaluates routes first-match-wins. Each
+// virtual host is validated as it is built, the RouteConfiguration's own
+// fields separately: together exactly what ValidateAll on the whole would
+// check, without re-checking virtual hosts reused from the last call.
 func (b *builder) routeConfiguration(rt *ir.RouteTable) error {
 	name := routeConfigName(rt)
-	out := &routev3.RouteConfiguration{
-		Name:         name,
-		VirtualHosts: make([]*routev3.VirtualHost, 0, len(rt.VirtualHosts)),
-	}
+	prev := b.prev.table(rt.Name)
+	next := &tableMemo{vhosts: make(map[string]*vhostMemo, len(rt.VirtualHosts))}
+	vhosts := make([]*routev3.VirtualHost, 0, len(rt.VirtualHosts))
 	// Envoy lower-cases domains and rejects a domain listed twice in one
 	// RouteConfiguration; the IR compares them case-sensitively.
 	owner := make(map[string]string)
 	for _, vh := range rt.VirtualHosts {
-		obj := object("virtual host", vh.Name)
-		domains := make([]string, 0, len(vh.Domains))
-		for i, d := range vh.Domains {
-			host := hostLiteral(d)
-			if !protoText(host) {
-				b.warn(obj, fieldf("domains[%d]", i), "domain cannot be carried in Envoy config; ignored")
-				continue
-			}
-			if prev, dup := owner[host]; dup {
-				if prev != vh.Name {
-					b.warn(obj, fieldf("domains[%d]", i), "domain %q (case-insensitive) already belongs to virtual host %q; ignored here", host, prev)
-				}
-				continue
-			}
-			owner[host] = vh.Name
-			domains = append(domains, host)
-		}
+		domains := b.domains(vh, owner)
 		if len(domains) == 0 {
-			b.warn(obj, "domains", "no domain left; virtual host dropped")
+			b.warn(object("virtual host", vh.Name), "domains", "no domain left; virtual host dropped")
 			continue
 		}
-		evh := &routev3.VirtualHost{
-			Name:    virtualHostName(vh),
-			Domains: domains,
-			Routes:  make([]*routev3.Route, 0, len(vh.Routes)),
-		}
-		for _, r := range vh.Routes {
-			if er := b.route(r); er != nil {
-				evh.Routes = append(evh.Routes, er)
+		vm := prev.vhost(vh, domains, b.invalidBackend)
+		if vm != nil {
+			b.out.Warnings = append(b.out.Warnings, vm.warnings...)
+		} else {
+			mark := len(b.out.Warnings)
+			evh := &routev3.VirtualHost{
+				Name:    virtualHostName(vh),
+				Domains: domains,
+				Routes:  make([]*routev3.Route, 0, len(vh.Routes)),
 			}
+			for _, r := range vh.Routes {
+				if er := b.route(r); er != nil {
+					evh.Routes = append(evh.Routes, er)
+				}
+			}
+			if err := checked("route configuration", name+" virtual host "+evh.Name, evh); err != nil {
+				return err
+			}
+			vm = &vhostMemo{in: vh, domains: domains, invalid: b.invalidBackend, out: evh, warnings: b.warningsSince(mark)}
 		}
-		out.VirtualHosts = append(out.VirtualHosts, evh)
+		next.vhosts[vh.Name] = vm
+		vhosts = append(vhosts, vm.out)
 	}
-	if err := checked("route configuration", name, out); err != nil {
-		return err
+	if prev != nil && prev.out.Name == name && slices.Equal(prev.out.VirtualHosts, vhosts) {
+		next.out = prev.out
+	} else {
+		next.out = &routev3.RouteConfiguration{Name: name, VirtualHosts: vhosts}
+		if err := checked("route configuration", name, &routev3.RouteConfiguration{Name: name}); err != nil {
+			return err
+		}
 	}
-	b.out.RouteConfigurations = append(b.out.RouteConfigurations, out)
+	b.next.putTable(rt.Name, next)
+	b.out.RouteConfigurations = append(b.out.RouteConfigurations, next.out)
 	return nil
+}
+
+// domains returns a virtual host's domains as Envoy matches them, leaving
+// out (with a warning) those an earlier virtual host of the table claimed.
+func (b *builder) domains(vh *ir.VirtualHost, owner map[string]string) []string {
+	domains := make([]string, 0, len(vh.Domains))
+	for i, d := range vh.Domains {
+		host := hostLiteral(d)
+		if !protoText(host) {
+			b.warn(object("virtual host", vh.Name), fieldf("domains[%d]", i), "domain cannot be carried in Envoy config; ignored")
+			continue
+		}
+		if prev, dup := owner[host]; dup {
+			if prev != vh.Name {
+				b.warn(object("virtual host", vh.Name), fieldf("domains[%d]", i), "domain %q (case-insensitive) already belongs to virtual host %q; ignored here", host, prev)
+			}
+			continue
+		}
+		owner[host] = vh.Name
+		domains = append(domains, host)
+	}
+	return domains
 }
 
 // problem is a part of a route's action or filters that stock Envoy cannot

@@ -13,6 +13,11 @@ import (
 // the names its listeners mention, and a Secret nobody asks for would keep
 // an ADS server from ever answering the others.
 func (b *builder) secret(s *ir.Secret) error {
+	if m := b.prev.secret(s); m != nil {
+		b.out.Secrets = append(b.out.Secrets, m.out)
+		b.next.put(m)
+		return nil
+	}
 	name := secretName(s.Name)
 	out := &tlsv3.Secret{
 		Name: name,
@@ -25,5 +30,6 @@ func (b *builder) secret(s *ir.Secret) error {
 		return err
 	}
 	b.out.Secrets = append(b.out.Secrets, out)
+	b.next.put(&secretMemo{in: s, out: out})
 	return nil
 }

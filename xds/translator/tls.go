@@ -13,15 +13,18 @@ import (
 // inlined: the context names SDS secrets delivered over the same ADS
 // stream, so a certificate rotation updates one Secret and never drains the
 // listener.
-func (b *builder) downstreamTLS(obj, field, listener string, t *ir.TLS) (*corev3.TransportSocket, error) {
+//
+// It returns the IR names of the secrets the context uses.
+func (b *builder) downstreamTLS(obj, field, listener string, t *ir.TLS) (*corev3.TransportSocket, []string, error) {
 	ctx := &tlsv3.CommonTlsContext{}
 	seen := make(map[string]bool, len(t.Certificates))
+	var refs []string
 	for _, cert := range t.Certificates {
 		if seen[cert] {
 			continue
 		}
 		seen[cert] = true
-		b.referenced[cert] = true
+		refs = append(refs, cert)
 		ctx.TlsCertificateSdsSecretConfigs = append(ctx.TlsCertificateSdsSecretConfigs, &tlsv3.SdsSecretConfig{
 			Name:      secretName(cert),
 			SdsConfig: adsConfigSource(),
@@ -36,12 +39,12 @@ func (b *builder) downstreamTLS(obj, field, listener string, t *ir.TLS) (*corev3
 	}
 	tc, err := typedConfig("listener", listener, &tlsv3.DownstreamTlsContext{CommonTlsContext: ctx})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return &corev3.TransportSocket{
 		Name:       transportSocketTLS,
 		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tc},
-	}, nil
+	}, refs, nil
 }
 
 // tlsInspector reads the ClientHello so filter chains can match on SNI.

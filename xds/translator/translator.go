@@ -85,6 +85,10 @@ type builder struct {
 	// emitted TLS context refers to (only those are emitted).
 	secrets    map[string]*ir.Secret
 	referenced map[string]bool
+
+	// prev is what the previous translation produced (reused where the IR
+	// is unchanged); next records this one. Both nil for Translate.
+	prev, next *memo
 }
 
 func newBuilder(cfg *ir.Config) *builder {
