@@ -19,17 +19,22 @@ import (
 // Publisher implements dataplane.Publisher on top of an xDS server.
 type Publisher struct {
 	srv *server.Server
+	// tr reuses the Envoy objects of unchanged IR objects between
+	// publications, so the server need not re-marshal them.
+	tr *translator.Translator
 }
 
 var _ dataplane.Publisher = (*Publisher)(nil)
 
 // New returns a Publisher delivering through srv.
-func New(srv *server.Server) *Publisher { return &Publisher{srv: srv} }
+func New(srv *server.Server) *Publisher { return &Publisher{srv: srv, tr: translator.New()} }
 
 // Publish translates cfg and updates the server. Only resource types that
-// have at least one resource are listed in the returned versions.
+// have at least one resource are listed in the returned versions. cfg must
+// not be modified afterwards (the translator compares the next one with
+// it).
 func (p *Publisher) Publish(ctx context.Context, cfg *ir.Config) (dataplane.Publication, error) {
-	res, err := translator.Translate(cfg)
+	res, err := p.tr.Translate(cfg)
 	if err != nil {
 		return dataplane.Publication{}, fmt.Errorf("translating to Envoy resources: %w", err)
 	}
