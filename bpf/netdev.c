@@ -56,6 +56,25 @@ int from_netdev(struct __sk_buff *skb)
 		return NM_TC_OK;
 	}
 
+	/* A reply to an upstream connection the proxy opened with a
+	 * workload's address as source (original-source binding) towards
+	 * outside the node: no hook of ours saw that connection leave, so
+	 * connection tracking does not know it, but the proxy's socket does.
+	 * Only the proxy can own a socket with a workload's address in the
+	 * node's namespace. */
+	if (f.t.proto == NM_PROTO_TCP && (f.tcp_flags & (TCP_SYN | TCP_ACK)) != TCP_SYN) {
+		struct bpf_sock *sk = proxy_established(skb, &f);
+
+		if (sk) {
+			long err = bpf_sk_assign(skb, sk, 0);
+
+			bpf_sk_release(sk);
+			if (err == 0)
+				skb->mark = MARK_MAGIC_TO_PROXY;
+			return NM_TC_OK;
+		}
+	}
+
 	remote_lookup(f.t.saddr, &peer);
 	d.remote_identity = peer.identity;
 	d.remote_node = peer.node;

@@ -183,3 +183,31 @@ func TestRedirectWithoutProxyDropsInsteadOfBypassing(t *testing.T) {
 		t.Fatal("drops for a missing proxy were not counted as proxy-unavailable")
 	}
 }
+
+// An egress rule sends a workload's connection to a server outside the
+// node through the proxy, which keeps the workload's address as source:
+// the server's answers come back through the uplink addressed to the
+// workload and must reach the proxy's upstream socket instead.
+func TestOriginalSourceUpstreamToOutsideTheNode(t *testing.T) {
+	n := newNode(t, 1, true)
+	ext := n.bed.External
+	s, err := ext.StartServer(appPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	n.policy(enforce(map[datapath.Identity]datapath.Enforcement{ident(0): datapath.EnforceEgress},
+		redirectRow(ident(0), datapath.IdentityAny, datapath.Egress)))
+	p := n.startProxy(t, true)
+	for i, to := range []netip.AddrPort{netip.AddrPortFrom(ext.IPv4, appPort), netip.AddrPortFrom(ext.IPv6, appPort)} {
+		src := []netip.Addr{n.w(0).IPv4, n.w(0).IPv6}[i]
+		c := mustConnect(t, n.w(0).Namespace, to)
+		checkProxied(t, p, c, src, to, src)
+		if err := c.Echo([]byte("a longer exchange on the same connection"), 2e9); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p.Accepted() != 2 {
+		t.Fatalf("proxy accepted %d connections, want 2", p.Accepted())
+	}
+}

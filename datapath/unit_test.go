@@ -1,0 +1,194 @@
+package datapath
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	nmbpf "github.com/nodemesh/nodemesh/bpf"
+	"github.com/nodemesh/nodemesh/proxylib/transparent"
+)
+
+func TestProxyMarkMatchesTheProxysMark(t *testing.T) {
+	for _, id := range []Identity{0, 1, 8, 1000, 0x12345, MaxMarkIdentity} {
+		ours, err := ProxyMark(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		theirs, err := transparent.UpstreamMark(uint32(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ours != theirs {
+			t.Fatalf("identity %d: datapath mark %#x, proxy mark %#x", id, ours, theirs)
+		}
+		if ours&MarkMagicMask != MarkFromProxy {
+			t.Fatalf("mark %#x lacks the from-proxy magic", ours)
+		}
+	}
+	if _, err := ProxyMark(MaxMarkIdentity + 1); err == nil {
+		t.Fatal("ProxyMark accepted a 25-bit identity")
+	}
+}
+
+func TestPolicyValidateNamesTheEntryAndField(t *testing.T) {
+	ok := PolicyEntry{Subject: 10, Remote: 20, Direction: Ingress, Proto: ProtoTCP, Port: 80, Verdict: Allow}
+	for _, tc := range []struct {
+		name  string
+		entry PolicyEntry
+		want  string
+	}{
+		{"no subject", func() PolicyEntry { e := ok; e.Subject = 0; return e }(), "subject"},
+		{"no direction", func() PolicyEntry { e := ok; e.Direction = 0; return e }(), "direction"},
+		{"port without protocol", func() PolicyEntry { e := ok; e.Proto = 0; return e }(), "port"},
+		{"unknown verdict", func() PolicyEntry { e := ok; e.Verdict = 9; return e }(), "verdict"},
+		{"redirect without port", func() PolicyEntry { e := ok; e.Verdict = Redirect; return e }(), "proxyPort"},
+		{"redirect of UDP", func() PolicyEntry { e := ok; e.Verdict, e.ProxyPort, e.Proto = Redirect, 1, ProtoUDP; return e }(), "proto"},
+		{"proxy port on allow", func() PolicyEntry { e := ok; e.ProxyPort = 1; return e }(), "proxyPort"},
+		{"auth on deny", func() PolicyEntry { e := ok; e.Verdict, e.Auth = Deny, AuthSPIFFE; return e }(), "auth"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Policy{Entries: []PolicyEntry{ok, tc.entry}}.Validate()
+			if !errors.Is(err, ErrInvalidPolicy) || !strings.Contains(err.Error(), "entries[1]") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate() = %v, want ErrInvalidPolicy naming entries[1] and %q", err, tc.want)
+			}
+		})
+	}
+	dup := ok
+	dup.Verdict = Deny
+	if err := (Policy{Entries: []PolicyEntry{ok, dup}}).Validate(); err == nil || !strings.Contains(err.Error(), "same key as entries[0]") {
+		t.Fatalf("duplicate key: %v", err)
+	}
+	if err := (Policy{Enforce: map[Identity]Enforcement{0: EnforceIngress}}).Validate(); err == nil {
+		t.Fatal("enforcement of identity 0 accepted")
+	}
+	if err := (Policy{Enforce: map[Identity]Enforcement{5: 4}}).Validate(); err == nil {
+		t.Fatal("unknown enforcement flag accepted")
+	}
+	if err := (Policy{Enforce: map[Identity]Enforcement{10: EnforceIngress}, Entries: []PolicyEntry{ok}}).Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDecidePrecedence(t *testing.T) {
+	row := func(remote Identity, proto uint8, port uint16, v Verdict) PolicyEntry {
+		e := PolicyEntry{Subject: 10, Remote: remote, Direction: Egress, Proto: proto, Port: port, Verdict: v}
+		if v == Redirect {
+			e.ProxyPort = 15001
+		}
+		return e
+	}
+	q := Query{Subject: 10, Remote: 20, Direction: Egress, Proto: ProtoTCP, Port: 80}
+	enf := map[Identity]Enforcement{10: EnforceEgress}
+	for _, tc := range []struct {
+		name string
+		rows []PolicyEntry
+		want Verdict
+		why  Reason
+	}{
+		{"no rows", nil, Deny, DropPolicy},
+		{"L3 allow", []PolicyEntry{row(20, 0, 0, Allow)}, Allow, ReasonForwarded},
+		{"port beats identity", []PolicyEntry{row(20, 0, 0, Allow), row(0, ProtoTCP, 80, Redirect)}, Redirect, ReasonRedirected},
+		{"identity breaks a tie", []PolicyEntry{row(0, ProtoTCP, 80, Allow), row(20, ProtoTCP, 80, Redirect)}, Redirect, ReasonRedirected},
+		{"deny anywhere wins", []PolicyEntry{row(20, ProtoTCP, 80, Allow), row(0, 0, 0, Deny)}, Deny, DropPolicyDeny},
+		{"other port's deny does not", []PolicyEntry{row(20, ProtoTCP, 0, Allow), row(20, ProtoTCP, 22, Deny)}, Allow, ReasonForwarded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Policy{Enforce: enf, Entries: tc.rows}.Index().Decide(q)
+			if d.Verdict != tc.want || d.Reason != tc.why {
+				t.Fatalf("Decide = %+v, want %s (%s)", d, tc.want, tc.why)
+			}
+		})
+	}
+	if d := (Policy{Entries: []PolicyEntry{row(0, 0, 0, Deny)}}).Index().Decide(q); d.Verdict != Allow {
+		t.Fatalf("rows of an unenforced identity applied: %+v", d)
+	}
+}
+
+func TestIPCacheKeyEncoding(t *testing.T) {
+	k := ipcacheKey(netip.MustParsePrefix("10.1.2.3/24"))
+	if k.Prefixlen != 96+24 || netip.AddrFrom16(k.Addr) != netip.MustParseAddr("::ffff:10.1.2.0") {
+		t.Fatalf("IPv4 key %+v", k)
+	}
+	k = ipcacheKey(netip.MustParsePrefix("2001:db8::/32"))
+	if k.Prefixlen != 32 || netip.AddrFrom16(k.Addr) != netip.MustParseAddr("2001:db8::") {
+		t.Fatalf("IPv6 key %+v", k)
+	}
+}
+
+func rawEvent(e nmbpf.WorkloadEvent) []byte {
+	b, err := binary.Append(nil, binary.NativeEndian, e)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func sampleEvent() nmbpf.WorkloadEvent {
+	return nmbpf.WorkloadEvent{
+		Timestamp: 5e9, Type: 1, Reason: 2, Direction: 1, Family: 4, Proto: 6, Sport: 40000, Dport: 8080,
+		Ifindex: 3, LocalIdentity: 1001, RemoteIdentity: 1002, Endpoint: 2, Cookie: 7,
+		Saddr: netip.MustParseAddr("10.0.0.1").As16(), Daddr: netip.MustParseAddr("10.0.0.2").As16(),
+	}
+}
+
+func TestDecodeEvent(t *testing.T) {
+	e, err := DecodeEvent(rawEvent(sampleEvent()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Type != EventDrop || e.Reason != DropPolicy || e.Direction != Ingress || e.Source != netip.MustParseAddrPort("10.0.0.1:40000") ||
+		e.Destination != netip.MustParseAddrPort("10.0.0.2:8080") || e.LocalIdentity != 1001 || e.RemoteIdentity != 1002 || e.Cookie != 7 {
+		t.Fatalf("decoded %+v", e)
+	}
+	for name, mutate := range map[string]func(*nmbpf.WorkloadEvent){
+		"type":      func(e *nmbpf.WorkloadEvent) { e.Type = 9 },
+		"reason":    func(e *nmbpf.WorkloadEvent) { e.Reason = 200 },
+		"direction": func(e *nmbpf.WorkloadEvent) { e.Direction = 0 },
+		"family":    func(e *nmbpf.WorkloadEvent) { e.Family = 5 },
+	} {
+		raw := sampleEvent()
+		mutate(&raw)
+		if _, err := DecodeEvent(rawEvent(raw)); !errors.Is(err, ErrBadEvent) || !strings.Contains(err.Error(), name) {
+			t.Errorf("bad %s: %v", name, err)
+		}
+	}
+	if _, err := DecodeEvent(rawEvent(sampleEvent())[:10]); !errors.Is(err, ErrBadEvent) {
+		t.Errorf("short record: %v", err)
+	}
+}
+
+func FuzzDecodeEvent(f *testing.F) {
+	f.Add(rawEvent(sampleEvent()))
+	auth := sampleEvent()
+	auth.Type, auth.Reason, auth.AuthType, auth.Family = 3, 4, 1, 6
+	f.Add(rawEvent(auth))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := DecodeEvent(b)
+		if err != nil {
+			return
+		}
+		if !e.Source.Addr().IsValid() || e.Type.String() == "" || e.Reason.String() == "" {
+			t.Fatalf("accepted event decodes to %+v", e)
+		}
+	})
+}
+
+func TestNames(t *testing.T) {
+	for id, want := range map[Identity]string{0: "any", 1: "reserved:host", 2: "reserved:world", 8: "reserved:ingress", 1234: "1234"} {
+		if got := id.String(); got != want {
+			t.Errorf("Identity(%d) = %q, want %q", id, got, want)
+		}
+	}
+	for r := Reason(0); r < numReasons; r++ {
+		if r <= DropProxyAssign && strings.HasPrefix(r.String(), "reason(") {
+			t.Errorf("reason %d has no name", r)
+		}
+	}
+	if !DropPolicy.IsDrop() || ReasonRedirected.IsDrop() {
+		t.Error("IsDrop")
+	}
+}
