@@ -65,6 +65,17 @@
 // carry over. With no proxy connected the desired state is published at
 // once. Endpoint-only changes (the common case) take a single push.
 //
+// Secrets differ by protocol. In ADS mode go-control-plane answers a named
+// state-of-the-world request only when it names every resource of the
+// type, and drops the request otherwise; a proxy names the secrets of its
+// listeners, so a retained secret would starve it of every secret update.
+// State-of-the-world proxies are therefore served from a second cache whose
+// secrets are exactly those the published listeners use (they need no
+// retention: for named types a resource missing from a response is not a
+// deletion), while delta proxies, which receive explicit removals, get the
+// retained set. New secrets reach state-of-the-world proxies with the
+// listeners that use them (the listener warms until they arrive).
+//
 // # NACKs
 //
 // A proxy rejects an update of a type as a whole and keeps serving its
@@ -75,6 +86,23 @@
 // answer it at once with the same rejected content, forever. The server
 // therefore treats a NACKed version as delivered: the proxy is not sent it
 // again, and receives the next configuration that differs.
+//
+// # Limits
+//
+//   - Make-before-break covers connected proxies. A proxy that was away while
+//     a cluster its routes used was removed catches up on reconnecting in
+//     delivery order (clusters first), so its old routes may briefly name a
+//     cluster it no longer has; serving per-proxy histories would be needed
+//     to avoid that.
+//   - Waiting assumes Envoy-like clients that subscribe to every cluster's
+//     endpoints and every listener's routes and secrets. A client that
+//     subscribes to a subset never counts as up to date for that type (the
+//     stage timeout still moves routes forward; WaitForAck waits).
+//   - The table keeps every node ID ever seen (an agent serves one node's
+//     proxies, so the set stays small).
+//   - UpdateResult.TypeVersions gives the delta secret version. It equals
+//     the state-of-the-world one whenever every secret is used by a
+//     listener, which xds/translator guarantees.
 //
 // # Concurrency
 //

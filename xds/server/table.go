@@ -13,8 +13,9 @@ import (
 // each stream's goroutine; they only update the table under s.mu and wake
 // the publisher and waiters, never block.
 
-// sentHistory bounds how many unacknowledged responses per stream and type
-// are remembered (a client acknowledges in order, usually at once).
+// sentHistory bounds how many recent responses per stream and type are
+// remembered to resolve the nonce of an ACK or NACK (a client answers in
+// order, usually at once).
 const sentHistory = 16
 
 // sent is one response on a stream.
@@ -60,7 +61,6 @@ type stream struct {
 	id     int64
 	delta  bool
 	node   string
-	info   *corev3.Node
 	opened time.Time
 	types  [numKinds]*streamType
 }
@@ -123,7 +123,7 @@ func (s *Server) bindNode(st *stream, n *corev3.Node) {
 	if st.node != "" || n == nil {
 		return
 	}
-	st.node, st.info = n.GetId(), n
+	st.node = n.GetId()
 	rec := s.nodes[st.node]
 	if rec == nil {
 		rec = &nodeRecord{id: st.node, streams: map[streamKey]*stream{}}
