@@ -162,6 +162,13 @@ func (d *Datapath) attachTCX(ifindex int, hooks []hook) (err error) {
 		}
 		undo = append(undo, func() { _ = l.Unpin() })
 	}
+	// A previous run in tc mode may have left filters: the links run
+	// first and decide alone, but the filters must not linger.
+	for _, h := range hooks {
+		if f, _ := d.ourFilter(ifindex, h); f != nil {
+			_ = d.nl.FilterDel(f)
+		}
+	}
 	return nil
 }
 
@@ -222,6 +229,15 @@ func (d *Datapath) attachTC(ifindex int, hooks []hook) (err error) {
 		}
 		if restore != nil {
 			undo = append(undo, restore)
+		}
+	}
+	// A previous run in TCX mode may have left links, which would run
+	// before the filters: release them.
+	for _, h := range hooks {
+		if l, err := link.LoadPinnedLink(d.linkPin(ifindex, h), nil); err == nil {
+			_ = l.Detach()
+			_ = l.Unpin()
+			l.Close()
 		}
 	}
 	return nil

@@ -61,7 +61,14 @@
 //     except through the proxy: proxy traffic is judged with the identity
 //     in its mark, so the proxy cannot become a confused deputy.
 //   - L7 redirect is TCP only; a redirect row for another protocol is
-//     rejected by Validate.
+//     rejected by Validate. Install a Redirect row only once the proxy
+//     listens on its ProxyPort (after the proxy ACKed the listener): until
+//     then the flow is dropped with DropProxyUnavailable, never let
+//     through unfiltered.
+//   - Original-source upstreams (the proxy binds the client's address):
+//     replies are steered back to the proxy's socket by socket lookup, on
+//     the workload's veth for destinations on this node and by from_netdev
+//     for destinations beyond it.
 //   - Traffic from outside the node that policy redirects is handed to the
 //     proxy by from_netdev on the device it enters through (AttachNetdev /
 //     SyncNetdevs): after the proxy accepted such a connection, the IP
@@ -77,5 +84,12 @@
 //     (Linux 6.5+; older kernels refuse reuseport sockets in bpf_sk_assign
 //     and such packets are dropped with DropProxyAssign).
 //   - Programs are attached with TCX links where the kernel has them (6.6+)
-//     and tc clsact filters otherwise (AttachAuto).
+//     and tc clsact filters otherwise (AttachAuto); a restart in the other
+//     mode moves every attachment over.
+//   - Drop events are emitted per dropped packet; when the ring buffer is
+//     full they are counted (LostEvents), never waited for.
+//   - Packets from a workload whose source address is not registered for
+//     its interface are dropped (DropSpoofedSource); IPv6 neighbour
+//     discovery and MLD always pass, ARP and other non-IP frames are not
+//     looked at.
 package datapath

@@ -316,3 +316,50 @@ func TestLoadFailureLeavesThePreviousDatapathRunning(t *testing.T) {
 		t.Fatalf("attached after recovering: %v (%v)", ifs, err)
 	}
 }
+
+// Restarting in the other attach mode moves every attachment over and
+// leaves nothing of the old mode behind.
+func TestSwitchingAttachModeOnRestart(t *testing.T) {
+	n := newNode(t, 2, false)
+	n.policy(enforce(ingressOnly(ident(1)), allowIn(ident(1), ident(0), appPort)))
+	for _, mode := range []datapath.AttachMode{datapath.AttachTC, datapath.AttachTCX} {
+		if err := n.dp.Close(); err != nil {
+			t.Fatal(err)
+		}
+		n.dp = nil
+		n.opts = append(n.opts, datapath.WithAttachMode(mode))
+		n.open()
+		if err := n.dp.SyncAttachments(n.ifindexes()); err != nil {
+			t.Fatal(err)
+		}
+		pins, _ := filepath.Glob(filepath.Join(n.pinDir, "links", "*"))
+		filters := 0
+		err := n.bed.Node.Netlink(func(nl *netlink.Handle) error {
+			for _, w := range n.bed.Workloads {
+				l, err := nl.LinkByIndex(w.HostIfIndex)
+				if err != nil {
+					return err
+				}
+				for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+					fs, err := nl.FilterList(l, parent)
+					if err != nil {
+						return err
+					}
+					filters += len(fs)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode == datapath.AttachTC && (len(pins) != 0 || filters != 4) {
+			t.Fatalf("tc mode: %d link pins, %d filters; want 0 and 4", len(pins), filters)
+		}
+		if mode == datapath.AttachTCX && (len(pins) != 4 || filters != 0) {
+			t.Fatalf("tcx mode: %d link pins, %d filters; want 4 and 0", len(pins), filters)
+		}
+		mustConnect(t, n.w(0).Namespace, n.addrs(1, appPort)[0])
+		mustNotConnect(t, n.w(0).Namespace, n.addrs(1, otherPort)[0])
+	}
+}
