@@ -15,6 +15,7 @@ import (
 
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/xds/publish"
 	"github.com/nodemesh/nodemesh/xds/server"
 	"github.com/nodemesh/nodemesh/xds/translator"
 )
@@ -143,24 +144,22 @@ func BenchmarkFullTranslation(b *testing.B) {
 }
 
 // BenchmarkOneRouteChange is the cost of a single HTTPRoute edit at each
-// size: full retranslation plus the xDS server's versioning of the new
-// snapshot (no proxy connected, so nothing is sent).
+// size along the agent's real path: Gateway API translation, IR
+// validation, and xds/publish (the memoizing Envoy translator plus the xDS
+// server's versioning; no proxy is connected, so nothing is sent).
 func BenchmarkOneRouteChange(b *testing.B) {
 	for _, n := range sizes {
 		snap := scenario(n)
 		b.Run(fmt.Sprintf("httproutes=%d", n), func(b *testing.B) {
 			srv := server.New(server.WithLogger(slog.New(slog.DiscardHandler)))
 			defer srv.Stop(0)
+			pub := publish.New(srv)
 			publish := func(s *input.Snapshot) {
 				res := gateway.Translate(s, gateway.Options{Addresses: addrs})
 				if err := res.Config.Validate(); err != nil {
 					b.Fatal(err)
 				}
-				out, err := translator.Translate(res.Config)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := srv.Update(context.Background(), out); err != nil {
+				if _, err := pub.Publish(context.Background(), res.Config); err != nil {
 					b.Fatal(err)
 				}
 			}

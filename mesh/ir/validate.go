@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // ErrInvalid is wrapped by every error Validate returns.
@@ -37,111 +38,170 @@ type validator struct {
 	errs []error
 }
 
-func (v *validator) fail(object, field, format string, args ...any) {
+func (v *validator) fail(obj object, field path, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	if field != "" {
-		msg = field + ": " + msg
+	if field.n > 0 {
+		msg = field.String() + ": " + msg
 	}
-	v.errs = append(v.errs, fmt.Errorf("%w: %s: %s", ErrInvalid, object, msg))
+	v.errs = append(v.errs, fmt.Errorf("%w: %s: %s", ErrInvalid, obj, msg))
+}
+
+// object names what a problem is in: `listener "x"`, or `listeners[3]`
+// before the name is known. It is rendered only when a problem is found,
+// so validating a large valid Config builds no strings.
+type object struct {
+	kind, name string
+	plural     string
+	idx        int
+}
+
+func (o object) String() string {
+	if o.kind != "" {
+		return fmt.Sprintf("%s %q", o.kind, o.name)
+	}
+	return fmt.Sprintf("%s[%d]", o.plural, o.idx)
+}
+
+// path is a field path inside an object, such as
+// "chains[0].routes.virtualHosts[2].name", kept as segments and rendered
+// only on failure. It is a value: extending it never allocates.
+type path struct {
+	n    int
+	segs [12]segment
+}
+
+type segment struct {
+	name string
+	idx  int // -1: not indexed
+}
+
+var root path
+
+// f extends p with a field name (which may itself contain dots).
+func (p path) f(name string) path { return p.add(segment{name, -1}) }
+
+// i extends p with an indexed field, name[idx].
+func (p path) i(name string, idx int) path { return p.add(segment{name, idx}) }
+
+func (p path) add(s segment) path {
+	if p.n < len(p.segs) {
+		p.segs[p.n] = s
+		p.n++
+	}
+	return p
+}
+
+func (p path) String() string {
+	var b strings.Builder
+	for k := 0; k < p.n; k++ {
+		if k > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(p.segs[k].name)
+		if p.segs[k].idx >= 0 {
+			fmt.Fprintf(&b, "[%d]", p.segs[k].idx)
+		}
+	}
+	return b.String()
 }
 
 func (v *validator) cluster(i int, cl *Cluster, seen map[string]bool) {
-	obj := fmt.Sprintf("clusters[%d]", i)
+	obj := object{plural: "clusters", idx: i}
 	if cl == nil {
-		v.fail(obj, "", "nil cluster")
+		v.fail(obj, root, "nil cluster")
 		return
 	}
 	if cl.Name == "" {
-		v.fail(obj, "name", "empty")
+		v.fail(obj, root.f("name"), "empty")
 	} else if seen[cl.Name] {
-		v.fail(fmt.Sprintf("cluster %q", cl.Name), "name", "duplicate")
+		v.fail(object{kind: "cluster", name: cl.Name}, root.f("name"), "duplicate")
 	}
 	seen[cl.Name] = true
-	obj = fmt.Sprintf("cluster %q", cl.Name)
+	obj = object{kind: "cluster", name: cl.Name}
 	switch cl.Protocol {
 	case ProtocolHTTP1, ProtocolH2C:
 	default:
-		v.fail(obj, "protocol", "unknown protocol %q", cl.Protocol)
+		v.fail(obj, root.f("protocol"), "unknown protocol %q", cl.Protocol)
 	}
 	switch cl.LBPolicy {
 	case LBRoundRobin, LBRandom, LBLeastRequest:
 	default:
-		v.fail(obj, "lbPolicy", "unknown policy %q", cl.LBPolicy)
+		v.fail(obj, root.f("lbPolicy"), "unknown policy %q", cl.LBPolicy)
 	}
 	if cl.ConnectTimeout < 0 {
-		v.fail(obj, "connectTimeout", "negative")
+		v.fail(obj, root.f("connectTimeout"), "negative")
 	}
 	for j, ep := range cl.Endpoints {
 		if _, err := netip.ParseAddr(ep.Address); err != nil {
-			v.fail(obj, fmt.Sprintf("endpoints[%d].address", j), "%v", err)
+			v.fail(obj, root.i("endpoints", j).f("address"), "%v", err)
 		}
 		if ep.Port == 0 || ep.Port > 65535 {
-			v.fail(obj, fmt.Sprintf("endpoints[%d].port", j), "%d out of range 1-65535", ep.Port)
+			v.fail(obj, root.i("endpoints", j).f("port"), "%d out of range 1-65535", ep.Port)
 		}
 	}
 }
 
 func (v *validator) secret(i int, s *Secret, seen map[string]bool) {
-	obj := fmt.Sprintf("secrets[%d]", i)
+	obj := object{plural: "secrets", idx: i}
 	if s == nil {
-		v.fail(obj, "", "nil secret")
+		v.fail(obj, root, "nil secret")
 		return
 	}
 	if s.Name == "" {
-		v.fail(obj, "name", "empty")
+		v.fail(obj, root.f("name"), "empty")
 	} else if seen[s.Name] {
-		v.fail(fmt.Sprintf("secret %q", s.Name), "name", "duplicate")
+		v.fail(object{kind: "secret", name: s.Name}, root.f("name"), "duplicate")
 	}
 	seen[s.Name] = true
 	if len(s.Certificate) == 0 {
-		v.fail(fmt.Sprintf("secret %q", s.Name), "certificate", "empty")
+		v.fail(object{kind: "secret", name: s.Name}, root.f("certificate"), "empty")
 	}
 	if len(s.PrivateKey) == 0 {
-		v.fail(fmt.Sprintf("secret %q", s.Name), "privateKey", "empty")
+		v.fail(object{kind: "secret", name: s.Name}, root.f("privateKey"), "empty")
 	}
 }
 
 func (v *validator) listener(i int, l *Listener, seen, tables map[string]bool, binds map[string]string, clusters, secrets map[string]bool) {
-	obj := fmt.Sprintf("listeners[%d]", i)
+	obj := object{plural: "listeners", idx: i}
 	if l == nil {
-		v.fail(obj, "", "nil listener")
+		v.fail(obj, root, "nil listener")
 		return
 	}
 	if l.Name == "" {
-		v.fail(obj, "name", "empty")
+		v.fail(obj, root.f("name"), "empty")
 	} else if seen[l.Name] {
-		v.fail(fmt.Sprintf("listener %q", l.Name), "name", "duplicate")
+		v.fail(object{kind: "listener", name: l.Name}, root.f("name"), "duplicate")
 	}
 	seen[l.Name] = true
-	obj = fmt.Sprintf("listener %q", l.Name)
+	obj = object{kind: "listener", name: l.Name}
 	addr, err := netip.ParseAddr(l.Address)
 	if err != nil {
-		v.fail(obj, "address", "%v", err)
+		v.fail(obj, root.f("address"), "%v", err)
 	}
 	if l.Port == 0 || l.Port > 65535 {
-		v.fail(obj, "port", "%d out of range 1-65535", l.Port)
+		v.fail(obj, root.f("port"), "%d out of range 1-65535", l.Port)
 	}
 	if err == nil {
 		bind := netip.AddrPortFrom(addr, uint16(l.Port)).String()
 		if other, dup := binds[bind]; dup {
-			v.fail(obj, "address", "%s already bound by listener %q", bind, other)
+			v.fail(obj, root.f("address"), "%s already bound by listener %q", bind, other)
 		}
 		binds[bind] = l.Name
 	}
 	if len(l.Chains) == 0 {
-		v.fail(obj, "chains", "empty")
+		v.fail(obj, root.f("chains"), "empty")
 	}
 	names := map[string]bool{}
 	catchAll := 0
 	plain := 0
 	for j, ch := range l.Chains {
-		f := fmt.Sprintf("chains[%d]", j)
+		f := root.i("chains", j)
 		if ch == nil {
 			v.fail(obj, f, "nil chain")
 			continue
 		}
 		if ch.Name == "" || names[ch.Name] {
-			v.fail(obj, f+".name", "empty or duplicate %q", ch.Name)
+			v.fail(obj, f.f("name"), "empty or duplicate %q", ch.Name)
 		}
 		names[ch.Name] = true
 		if len(ch.ServerNames) == 0 {
@@ -149,78 +209,78 @@ func (v *validator) listener(i int, l *Listener, seen, tables map[string]bool, b
 		}
 		for k, sn := range ch.ServerNames {
 			if !validDomain(sn) {
-				v.fail(obj, fmt.Sprintf("%s.serverNames[%d]", f, k), "invalid server name %q", sn)
+				v.fail(obj, f.i("serverNames", k), "invalid server name %q", sn)
 			}
 		}
 		if ch.TLS == nil {
 			plain++
 			if len(ch.ServerNames) > 0 {
-				v.fail(obj, f+".serverNames", "server names need TLS")
+				v.fail(obj, f.f("serverNames"), "server names need TLS")
 			}
 		} else {
 			if len(ch.TLS.Certificates) == 0 {
-				v.fail(obj, f+".tls.certificates", "empty")
+				v.fail(obj, f.f("tls.certificates"), "empty")
 			}
 			for k, name := range ch.TLS.Certificates {
 				if !secrets[name] {
-					v.fail(obj, fmt.Sprintf("%s.tls.certificates[%d]", f, k), "unknown secret %q", name)
+					v.fail(obj, f.i("tls.certificates", k), "unknown secret %q", name)
 				}
 			}
 		}
-		v.routeTable(obj, f+".routes", ch.Routes, tables, clusters)
+		v.routeTable(obj, f.f("routes"), ch.Routes, tables, clusters)
 	}
 	if plain > 0 && len(l.Chains) > 1 {
-		v.fail(obj, "chains", "a plaintext chain must be the listener's only chain")
+		v.fail(obj, root.f("chains"), "a plaintext chain must be the listener's only chain")
 	}
 	if catchAll > 1 {
-		v.fail(obj, "chains", "%d chains without server names; at most one may catch all", catchAll)
+		v.fail(obj, root.f("chains"), "%d chains without server names; at most one may catch all", catchAll)
 	}
 }
 
-func (v *validator) routeTable(obj, f string, rt *RouteTable, tables, clusters map[string]bool) {
+func (v *validator) routeTable(obj object, f path, rt *RouteTable, tables, clusters map[string]bool) {
 	if rt == nil {
 		v.fail(obj, f, "missing route table")
 		return
 	}
 	if rt.Name == "" {
-		v.fail(obj, f+".name", "empty")
+		v.fail(obj, f.f("name"), "empty")
 	} else if tables[rt.Name] {
-		v.fail(obj, f+".name", "route table %q defined twice", rt.Name)
+		v.fail(obj, f.f("name"), "route table %q defined twice", rt.Name)
 	}
 	tables[rt.Name] = true
 	vhosts := map[string]bool{}
 	domains := map[string]string{}
 	for i, vh := range rt.VirtualHosts {
-		vf := fmt.Sprintf("%s.virtualHosts[%d]", f, i)
+		vf := f.i("virtualHosts", i)
 		if vh == nil {
 			v.fail(obj, vf, "nil virtual host")
 			continue
 		}
 		if vh.Name == "" || vhosts[vh.Name] {
-			v.fail(obj, vf+".name", "empty or duplicate %q", vh.Name)
+			v.fail(obj, vf.f("name"), "empty or duplicate %q", vh.Name)
 		}
 		vhosts[vh.Name] = true
 		if len(vh.Domains) == 0 {
-			v.fail(obj, vf+".domains", "empty")
+			v.fail(obj, vf.f("domains"), "empty")
 		}
 		for j, d := range vh.Domains {
 			if !validDomain(d) {
-				v.fail(obj, fmt.Sprintf("%s.domains[%d]", vf, j), "invalid domain %q", d)
+				v.fail(obj, vf.i("domains", j), "invalid domain %q", d)
 			}
 			if other, dup := domains[d]; dup {
-				v.fail(obj, fmt.Sprintf("%s.domains[%d]", vf, j), "domain %q also in virtual host %q", d, other)
+				v.fail(obj, vf.i("domains", j), "domain %q also in virtual host %q", d, other)
 			}
 			domains[d] = vh.Name
 		}
 		routes := map[string]bool{}
 		for j, r := range vh.Routes {
-			rf := fmt.Sprintf("%s.routes[%d]", vf, j)
+			rf := vf.i("routes", j)
 			if r == nil {
 				v.fail(obj, rf, "nil route")
 				continue
 			}
 			if r.Name == "" || routes[r.Name] {
-				v.fail(obj, rf+".name", "empty or duplicate %q", r.Name)
+				v.fail(obj, rf.f("name"), "empty or duplicate %q", r.Name)
 			}
 			routes[r.Name] = true
 			v.route(obj, rf, r, clusters)
@@ -228,7 +288,7 @@ func (v *validator) routeTable(obj, f string, rt *RouteTable, tables, clusters m
 	}
 }
 
-func (v *validator) route(obj, f string, r *Route, clusters map[string]bool) {
+func (v *validator) route(obj object, f path, r *Route, clusters map[string]bool) {
 	actions := 0
 	if len(r.Backends) > 0 {
 		actions++
@@ -246,146 +306,174 @@ func (v *validator) route(obj, f string, r *Route, clusters map[string]bool) {
 		switch p.Type {
 		case PathExact:
 			if !strings.HasPrefix(p.Value, "/") {
-				v.fail(obj, f+".match.path.value", "%q does not start with /", p.Value)
+				v.fail(obj, f.f("match.path.value"), "%q does not start with /", p.Value)
 			}
 		case PathPrefix:
 			if !strings.HasPrefix(p.Value, "/") {
-				v.fail(obj, f+".match.path.value", "%q does not start with /", p.Value)
+				v.fail(obj, f.f("match.path.value"), "%q does not start with /", p.Value)
 			} else if p.Value != "/" && strings.HasSuffix(p.Value, "/") {
-				v.fail(obj, f+".match.path.value", "prefix %q has a trailing /", p.Value)
+				v.fail(obj, f.f("match.path.value"), "prefix %q has a trailing /", p.Value)
 			}
 		case PathRegex:
-			v.regex(obj, f+".match.path.value", p.Value)
+			v.regex(obj, f.f("match.path.value"), p.Value)
 		default:
-			v.fail(obj, f+".match.path.type", "unknown type %q", p.Type)
+			v.fail(obj, f.f("match.path.type"), "unknown type %q", p.Type)
 		}
 	}
 	for i, h := range r.Match.Headers {
-		hf := fmt.Sprintf("%s.match.headers[%d]", f, i)
+		hf := f.i("match.headers", i)
 		if !validHeaderName(h.Name) {
-			v.fail(obj, hf+".name", "invalid header name %q", h.Name)
+			v.fail(obj, hf.f("name"), "invalid header name %q", h.Name)
 		}
 		v.stringMatch(obj, hf, h.Type, h.Value)
 	}
 	for i, q := range r.Match.Query {
-		qf := fmt.Sprintf("%s.match.query[%d]", f, i)
+		qf := f.i("match.query", i)
 		if q.Name == "" {
-			v.fail(obj, qf+".name", "empty")
+			v.fail(obj, qf.f("name"), "empty")
 		}
 		v.stringMatch(obj, qf, q.Type, q.Value)
 	}
 	if r.Match.Method != "" && !ValidToken(r.Match.Method) {
-		v.fail(obj, f+".match.method", "invalid method %q", r.Match.Method)
+		v.fail(obj, f.f("match.method"), "invalid method %q", r.Match.Method)
 	}
 	for i, b := range r.Backends {
-		bf := fmt.Sprintf("%s.backends[%d]", f, i)
+		bf := f.i("backends", i)
 		if b == nil {
 			v.fail(obj, bf, "nil backend")
 			continue
 		}
 		if b.Cluster != "" && !clusters[b.Cluster] {
-			v.fail(obj, bf+".cluster", "unknown cluster %q", b.Cluster)
+			v.fail(obj, bf.f("cluster"), "unknown cluster %q", b.Cluster)
 		}
-		v.headers(obj, bf+".requestHeaders", b.RequestHeaders)
-		v.headers(obj, bf+".responseHeaders", b.ResponseHeaders)
+		v.headers(obj, bf.f("requestHeaders"), b.RequestHeaders)
+		v.headers(obj, bf.f("responseHeaders"), b.ResponseHeaders)
 	}
 	if r.Rewrite != nil {
 		if len(r.Backends) == 0 {
-			v.fail(obj, f+".rewrite", "rewrite without backends")
+			v.fail(obj, f.f("rewrite"), "rewrite without backends")
 		}
-		v.pathRewrite(obj, f+".rewrite.path", r.Rewrite.Path, r.Match.Path)
+		v.pathRewrite(obj, f.f("rewrite.path"), r.Rewrite.Path, r.Match.Path)
 		if r.Rewrite.Hostname != "" && !validDomain(r.Rewrite.Hostname) {
-			v.fail(obj, f+".rewrite.hostname", "invalid hostname %q", r.Rewrite.Hostname)
+			v.fail(obj, f.f("rewrite.hostname"), "invalid hostname %q", r.Rewrite.Hostname)
 		}
 	}
 	if rd := r.Redirect; rd != nil {
 		switch rd.StatusCode {
 		case 301, 302, 303, 307, 308:
 		default:
-			v.fail(obj, f+".redirect.statusCode", "%d is not a redirect status", rd.StatusCode)
+			v.fail(obj, f.f("redirect.statusCode"), "%d is not a redirect status", rd.StatusCode)
 		}
 		switch rd.Scheme {
 		case "", "http", "https":
 		default:
-			v.fail(obj, f+".redirect.scheme", "unsupported scheme %q", rd.Scheme)
+			v.fail(obj, f.f("redirect.scheme"), "unsupported scheme %q", rd.Scheme)
 		}
 		if rd.Port > 65535 {
-			v.fail(obj, f+".redirect.port", "%d out of range", rd.Port)
+			v.fail(obj, f.f("redirect.port"), "%d out of range", rd.Port)
 		}
 		if rd.Hostname != "" && !validDomain(rd.Hostname) {
-			v.fail(obj, f+".redirect.hostname", "invalid hostname %q", rd.Hostname)
+			v.fail(obj, f.f("redirect.hostname"), "invalid hostname %q", rd.Hostname)
 		}
-		v.pathRewrite(obj, f+".redirect.path", rd.Path, r.Match.Path)
+		v.pathRewrite(obj, f.f("redirect.path"), rd.Path, r.Match.Path)
 	}
 	if d := r.DirectResponse; d != nil && (d.Status < 200 || d.Status > 599) {
-		v.fail(obj, f+".directResponse.status", "%d out of range 200-599", d.Status)
+		v.fail(obj, f.f("directResponse.status"), "%d out of range 200-599", d.Status)
 	}
-	v.headers(obj, f+".requestHeaders", r.RequestHeaders)
-	v.headers(obj, f+".responseHeaders", r.ResponseHeaders)
+	v.headers(obj, f.f("requestHeaders"), r.RequestHeaders)
+	v.headers(obj, f.f("responseHeaders"), r.ResponseHeaders)
 	if r.Timeout < 0 {
-		v.fail(obj, f+".timeout", "negative")
+		v.fail(obj, f.f("timeout"), "negative")
 	}
 }
 
-func (v *validator) pathRewrite(obj, f string, p *PathRewrite, m *PathMatch) {
+func (v *validator) pathRewrite(obj object, f path, p *PathRewrite, m *PathMatch) {
 	if p == nil {
 		return
 	}
 	if !strings.HasPrefix(p.Value, "/") {
-		v.fail(obj, f+".value", "%q does not start with /", p.Value)
+		v.fail(obj, f.f("value"), "%q does not start with /", p.Value)
 	}
 	switch p.Type {
 	case ReplaceFullPath:
 	case ReplacePrefixMatch:
 		if m == nil || m.Type != PathPrefix {
-			v.fail(obj, f+".type", "ReplacePrefixMatch needs a Prefix path match")
+			v.fail(obj, f.f("type"), "ReplacePrefixMatch needs a Prefix path match")
 		}
 	default:
-		v.fail(obj, f+".type", "unknown type %q", p.Type)
+		v.fail(obj, f.f("type"), "unknown type %q", p.Type)
 	}
 }
 
-func (v *validator) headers(obj, f string, m *HeaderModifier) {
+func (v *validator) headers(obj object, f path, m *HeaderModifier) {
 	if m == nil {
 		return
 	}
 	for i, h := range m.Set {
 		if !validHeaderName(h.Name) {
-			v.fail(obj, fmt.Sprintf("%s.set[%d].name", f, i), "invalid header name %q", h.Name)
+			v.fail(obj, f.i("set", i).f("name"), "invalid header name %q", h.Name)
 		}
 		if !ValidHeaderValue(h.Value) {
-			v.fail(obj, fmt.Sprintf("%s.set[%d].value", f, i), "invalid header value")
+			v.fail(obj, f.i("set", i).f("value"), "invalid header value")
 		}
 	}
 	for i, h := range m.Add {
 		if !validHeaderName(h.Name) {
-			v.fail(obj, fmt.Sprintf("%s.add[%d].name", f, i), "invalid header name %q", h.Name)
+			v.fail(obj, f.i("add", i).f("name"), "invalid header name %q", h.Name)
 		}
 		if !ValidHeaderValue(h.Value) {
-			v.fail(obj, fmt.Sprintf("%s.add[%d].value", f, i), "invalid header value")
+			v.fail(obj, f.i("add", i).f("value"), "invalid header value")
 		}
 	}
 	for i, n := range m.Remove {
 		if !validHeaderName(n) {
-			v.fail(obj, fmt.Sprintf("%s.remove[%d]", f, i), "invalid header name %q", n)
+			v.fail(obj, f.i("remove", i), "invalid header name %q", n)
 		}
 	}
 }
 
-func (v *validator) stringMatch(obj, f string, t StringMatchType, value string) {
+func (v *validator) stringMatch(obj object, f path, t StringMatchType, value string) {
 	switch t {
 	case MatchExact:
 	case MatchRegex:
-		v.regex(obj, f+".value", value)
+		v.regex(obj, f.f("value"), value)
 	default:
-		v.fail(obj, f+".type", "unknown type %q", t)
+		v.fail(obj, f.f("type"), "unknown type %q", t)
 	}
 }
 
-func (v *validator) regex(obj, f, expr string) {
-	if _, err := regexp.Compile(expr); err != nil {
+func (v *validator) regex(obj object, f path, expr string) {
+	if err := checkRegex(expr); err != nil {
 		v.fail(obj, f, "invalid RE2 regular expression: %v", err)
 	}
+}
+
+// regexVerdicts remembers whether expressions compile: every update
+// validates the whole Config, and compiling thousands of unchanged regexes
+// each time would dominate a one-route change. Bounded, because the
+// expressions are user input.
+var regexVerdicts struct {
+	sync.Mutex
+	m map[string]error
+}
+
+const maxRegexVerdicts = 8192
+
+func checkRegex(expr string) error {
+	regexVerdicts.Lock()
+	err, ok := regexVerdicts.m[expr]
+	regexVerdicts.Unlock()
+	if ok {
+		return err
+	}
+	_, err = regexp.Compile(expr)
+	regexVerdicts.Lock()
+	if regexVerdicts.m == nil || len(regexVerdicts.m) >= maxRegexVerdicts {
+		regexVerdicts.m = make(map[string]error)
+	}
+	regexVerdicts.m[expr] = err
+	regexVerdicts.Unlock()
+	return err
 }
 
 // validDomain accepts a DNS name, "*.suffix", "*", or an IP literal.
