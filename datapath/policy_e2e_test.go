@@ -225,3 +225,25 @@ func TestPolicyUpdatesNeverOpenAWindow(t *testing.T) {
 		mustConnect(t, n.w(0).Namespace, to)
 	}
 }
+
+func TestEnforcementModes(t *testing.T) {
+	n := newNode(t, 2, false)
+	to := n.addrs(1, appPort)[0]
+	set := func(m datapath.EnforcementMode) {
+		t.Helper()
+		if err := n.dp.SetEnforcementMode(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(datapath.EnforceAlways)
+	mustNotConnect(t, n.w(0).Namespace, to)
+	mustConnect(t, n.bed.Node, to) // the host still reaches workloads
+	n.policy(enforce(ingressOnly(ident(1))))
+	set(datapath.EnforceNever)
+	mustConnect(t, n.w(0).Namespace, to)
+	set(datapath.EnforceDefault)
+	mustNotConnect(t, n.w(0).Namespace, to)
+	if err := n.dp.SetEnforcementMode(7); err == nil {
+		t.Fatal("unknown enforcement mode accepted")
+	}
+}
