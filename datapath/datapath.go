@@ -35,8 +35,9 @@ type Datapath struct {
 // New loads the datapath, or adopts the one a previous run left pinned:
 // compatible pinned maps (connection tracking included) are reused as they
 // are, pinned links are switched to the new programs atomically, and
-// attachments to interfaces that are gone are removed. On any error nothing
-// is left half-done: the previous run's pins and links are untouched.
+// attachments to interfaces that are gone are removed. A load that fails
+// (verifier, unsupported kernel, impossible map) changes nothing on the
+// bpf filesystem and leaves the previous run's programs attached.
 func New(opts ...Option) (*Datapath, error) {
 	o := options{pinDir: DefaultPinDir, attachMode: AttachAuto, log: slog.Default(), routing: true}
 	for _, opt := range opts {
