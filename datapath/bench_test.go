@@ -22,6 +22,7 @@ import (
 // redirect costs: connection setup rate and request throughput (64-byte
 // request, 64-byte response) between two workloads
 //
+//	bare      client -> server, no datapath at all (the machine's floor)
 //	direct    client -> server, eBPF datapath attached, no redirect
 //	ebpf      client -> bpf_sk_assign -> pass-through proxy -> server
 //	iptables  client -> iptables TPROXY rule -> the same proxy -> server
@@ -32,7 +33,7 @@ import (
 // CPU in both proxied variants.
 func BenchmarkRedirect(b *testing.B) {
 	results := map[string]float64{}
-	for _, variant := range []string{"direct", "ebpf", "iptables"} {
+	for _, variant := range []string{"bare", "direct", "ebpf", "iptables"} {
 		b.Run(variant, func(b *testing.B) {
 			env := newBenchEnv(b, variant)
 			b.Run("connect", func(b *testing.B) {
@@ -54,7 +55,7 @@ func BenchmarkRedirect(b *testing.B) {
 }
 
 func reportRatios(b *testing.B, results map[string]float64, variant, kind string) {
-	if variant == "direct" {
+	if variant == "direct" || variant == "bare" {
 		return
 	}
 	if d := results["direct/"+kind]; d > 0 {
