@@ -32,6 +32,7 @@ check-generate: generate ## fail if generated files differ from the committed on
 bench: build ## benchmarks that print numbers (see BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./conformance/perf/ ./gateway/ ./xds/... ./proxylib/...
 	$(GO) run ./conformance/perf/proxybench -bin $(BIN)
+	$(GO) test -run '^$$' -bench Redirect -benchtime 2s ./datapath/  # root: eBPF redirect vs iptables TPROXY
 
 fuzz: ## run every fuzz target briefly (FUZZTIME=30s to change)
 	./.ci/fuzz.sh $${FUZZTIME:-10s}
