@@ -1,6 +1,9 @@
 // Command nodemesh-agent is the per-node control plane: it reads user
-// intent (in standalone mode, a directory of Kubernetes YAML), translates it
-// and serves the result over xDS to the node's proxy.
+// intent (in standalone mode, a directory of Kubernetes YAML; in Kubernetes
+// mode, the API server), translates it and serves the result over xDS to
+// the node's proxy. In Kubernetes mode it also reports what the node's
+// proxies acknowledged in the node's NodeProxyStatus, and takes Gateway
+// addresses from Gateway status, where nodemesh-controller assigns them.
 package main
 
 import (
@@ -18,6 +21,7 @@ import (
 
 	"github.com/nodemesh/nodemesh/mesh/agent"
 	"github.com/nodemesh/nodemesh/mesh/provider/file"
+	"github.com/nodemesh/nodemesh/mesh/provider/kube"
 	"github.com/nodemesh/nodemesh/xds/publish"
 	"github.com/nodemesh/nodemesh/xds/server"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -31,7 +35,10 @@ func main() {
 }
 
 func run() error {
-	configDir := flag.String("config-dir", "", "standalone mode: directory of Kubernetes YAML to watch (required)")
+	configDir := flag.String("config-dir", "", "standalone mode: directory of Kubernetes YAML to watch")
+	kubeMode := flag.Bool("kubernetes", false, "Kubernetes mode: watch the API server instead of a directory")
+	kubeconfig := flag.String("kubeconfig", "", "Kubernetes mode: kubeconfig file (default: $KUBECONFIG, else in-cluster)")
+	nodeName := flag.String("node-name", "", "Kubernetes mode: this node's name (default: $NODE_NAME, else the host name)")
 	stateDir := flag.String("state-dir", "/var/run/nodemesh", "directory for the xDS socket (xds.sock) and the local API socket (agent.sock)")
 	xdsTCP := flag.String("xds-tcp-address", "", "also serve xDS on this TCP address (e.g. 127.0.0.1:15010)")
 	pool := flag.String("address-pool", agent.DefaultAddressPool.String(), "prefix Gateway addresses are assigned from")
@@ -44,8 +51,11 @@ func run() error {
 		return fmt.Errorf("parsing --log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if *configDir == "" {
-		return errors.New("--config-dir is required (Kubernetes mode is not available in this build)")
+	switch {
+	case *configDir == "" && !*kubeMode:
+		return errors.New("either --config-dir (standalone mode) or --kubernetes is required")
+	case *configDir != "" && *kubeMode:
+		return errors.New("--config-dir and --kubernetes are mutually exclusive")
 	}
 	prefix, err := netip.ParsePrefix(*pool)
 	if err != nil {
@@ -72,25 +82,36 @@ func run() error {
 		go func() { errc <- srv.Serve(tl) }()
 	}
 
-	a, err := agent.New(agent.Config{
+	cfg := agent.Config{
 		Publisher:      publish.New(srv),
 		ControllerName: gwv1.GatewayController(*controller),
 		AddressPool:    prefix,
 		Logger:         log,
-	})
+	}
+	if *kubeMode {
+		cfg.Addresses = kube.StatusAddresses{}
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		return err
 	}
 	apiSock := filepath.Join(*stateDir, "agent.sock")
 	go func() { errc <- a.ServeAPI(ctx, apiSock) }()
 
-	log.Info("nodemesh-agent started", "configDir", *configDir, "xds", xdsSock, "api", apiSock, "addressPool", prefix)
-	prov := file.New(*configDir, file.WithLogger(log))
-	go func() {
-		errc <- prov.Watch(ctx, func(r *file.Result) {
-			_ = a.Apply(ctx, r.Snapshot, r.Errors) // failures are logged and shown in status
-		})
-	}()
+	if *kubeMode {
+		if err := runKubernetes(ctx, log, a, *kubeconfig, *nodeName, gwv1.GatewayController(*controller), errc); err != nil {
+			return err
+		}
+		log.Info("nodemesh-agent started in Kubernetes mode", "xds", xdsSock, "api", apiSock)
+	} else {
+		log.Info("nodemesh-agent started", "configDir", *configDir, "xds", xdsSock, "api", apiSock, "addressPool", prefix)
+		prov := file.New(*configDir, file.WithLogger(log))
+		go func() {
+			errc <- prov.Watch(ctx, func(r *file.Result) {
+				_ = a.Apply(ctx, r.Snapshot, r.Errors) // failures are logged and shown in status
+			})
+		}()
+	}
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")

@@ -26,8 +26,21 @@ type Config struct {
 	ControllerName gwv1.GatewayController
 	// AddressPool assigns Gateway addresses (default DefaultAddressPool).
 	AddressPool netip.Prefix
+	// Addresses, when set, decides Gateway addresses instead of the
+	// AddressPool allocator (in Kubernetes mode the controller assigns
+	// them and the agent reads them from Gateway status).
+	Addresses AddressAssigner
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+}
+
+// AddressAssigner decides the address of each Gateway the agent programs.
+// Assign is called from Apply's goroutine with the Gateways of the current
+// snapshot; it returns the address of each Gateway that has one and, for
+// those that have none, why (the text of their AddressNotAssigned
+// condition).
+type AddressAssigner interface {
+	Assign(gws []*gwv1.Gateway) (map[input.Key]netip.Addr, map[input.Key]string)
 }
 
 // Agent runs translation and publication for one node. Create it with New.
@@ -108,7 +121,13 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 // Translate runs address assignment and the Gateway API translation for
 // snap without publishing anything (what `nodemesh translate` shows).
 func (a *Agent) Translate(snap *input.Snapshot) *gateway.Result {
-	addrs, problems := a.alloc.assign(ownGateways(snap, a.cfg.ControllerName))
+	var addrs map[input.Key]netip.Addr
+	var problems map[input.Key]string
+	if a.cfg.Addresses != nil {
+		addrs, problems = a.cfg.Addresses.Assign(ownGateways(snap, a.cfg.ControllerName))
+	} else {
+		addrs, problems = a.alloc.assign(ownGateways(snap, a.cfg.ControllerName))
+	}
 	return gateway.Translate(snap, gateway.Options{
 		ControllerName:  a.cfg.ControllerName,
 		Addresses:       addrs,

@@ -1,0 +1,77 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Group and Version of nodemesh's own API.
+const (
+	Group   = "nodemesh.io"
+	Version = "v1alpha1"
+)
+
+// NodeProxyStatusResource is the resource NodeProxyStatus objects are
+// served under.
+var NodeProxyStatusResource = schema.GroupVersionResource{Group: Group, Version: Version, Resource: "nodeproxystatuses"}
+
+// NodeProxyStatus is one node's report of what its proxies serve. It is
+// cluster-scoped and named after the node; only that node's agent writes
+// it.
+type NodeProxyStatus struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Status NodeProxyStatusStatus `json:"status,omitempty"`
+}
+
+// NodeProxyStatusStatus is the body of a NodeProxyStatus.
+type NodeProxyStatusStatus struct {
+	// HeartbeatTime is when the agent last wrote the object. The agent
+	// rewrites it periodically even when nothing changed, so a reader can
+	// tell a live node from one whose agent is gone.
+	HeartbeatTime metav1.Time `json:"heartbeatTime"`
+	// ControllerName is the GatewayClass controllerName the agent programs.
+	ControllerName string `json:"controllerName,omitempty"`
+	// Gateways lists every Gateway the agent translated, sorted by
+	// namespace then name.
+	Gateways []GatewayProgramming `json:"gateways,omitempty"`
+	// Proxies are the node's proxies as the agent's xDS server sees them.
+	Proxies []ProxyState `json:"proxies,omitempty"`
+	// PublishError is set while the agent cannot publish its latest
+	// translation (the previous one keeps serving).
+	PublishError string `json:"publishError,omitempty"`
+}
+
+// GatewayProgramming is one node's verdict on one Gateway.
+type GatewayProgramming struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// ObservedGeneration is the Gateway generation the verdict is about.
+	ObservedGeneration int64 `json:"observedGeneration"`
+	// Status is True once the node's proxies acknowledged the Gateway's
+	// configuration, False otherwise.
+	Status metav1.ConditionStatus `json:"status"`
+	// Reason uses the Gateway API Programmed reasons: Programmed, Pending,
+	// Invalid, AddressNotAssigned, ...
+	Reason string `json:"reason"`
+	// Message explains the verdict; for a rejection it carries the proxy's
+	// error text.
+	Message string `json:"message,omitempty"`
+}
+
+// ProxyState summarises one proxy connected to the node's agent.
+type ProxyState struct {
+	Node      string `json:"node"`
+	Connected bool   `json:"connected"`
+	// Rejected is the proxy's latest rejection message, if any is newer
+	// than its last acknowledgement.
+	Rejected string `json:"rejected,omitempty"`
+}
+
+// NodeProxyStatusList is a list of NodeProxyStatus.
+type NodeProxyStatusList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []NodeProxyStatus `json:"items"`
+}

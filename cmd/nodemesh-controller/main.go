@@ -1,0 +1,101 @@
+// Command nodemesh-controller owns the cluster-wide side of Gateway API on
+// Kubernetes: it accepts nodemesh GatewayClasses (listing the supported
+// features), assigns Gateway addresses from a pool, and writes GatewayClass,
+// Gateway, listener and HTTPRoute status, reporting a Gateway Programmed
+// only once every node's proxies acknowledged it. One replica runs per
+// cluster.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+
+	"github.com/nodemesh/nodemesh/gateway"
+	"github.com/nodemesh/nodemesh/gateway/controller"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "nodemesh-controller:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	kubeconfig := flag.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else in-cluster)")
+	pool := flag.String("address-pool", "", "prefix Gateway addresses are assigned from (required), e.g. 192.0.2.0/24")
+	controllerName := flag.String("controller-name", string(gateway.ControllerName), "GatewayClass controllerName this controller owns")
+	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
+	flag.Parse()
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("parsing --log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if *pool == "" {
+		return fmt.Errorf("--address-pool is required")
+	}
+	prefix, err := netip.ParsePrefix(*pool)
+	if err != nil {
+		return fmt.Errorf("parsing --address-pool: %w", err)
+	}
+	cfg, err := restConfig(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	core, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("creating Kubernetes client: %w", err)
+	}
+	gw, err := gwclient.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("creating Gateway API client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("creating dynamic client: %w", err)
+	}
+	c, err := controller.New(core, gw, dyn, prefix,
+		controller.WithLogger(log), controller.WithControllerName(gwv1.GatewayController(*controllerName)))
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	log.Info("nodemesh-controller starting", "controllerName", *controllerName, "addressPool", prefix)
+	return c.Run(ctx)
+}
+
+// restConfig loads the kubeconfig at path, else $KUBECONFIG, else the
+// in-cluster service account.
+func restConfig(path string) (*rest.Config, error) {
+	if path == "" {
+		path = os.Getenv("KUBECONFIG")
+	}
+	if path == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("loading in-cluster Kubernetes config (or pass --kubeconfig): %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %s: %w", path, err)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,2 @@
+// Package suite runs the official Gateway API conformance suite.
+package suite

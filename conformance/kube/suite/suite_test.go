@@ -1,0 +1,11 @@
+package suite
+
+import (
+	"testing"
+
+	"sigs.k8s.io/gateway-api/conformance"
+)
+
+func TestGatewayAPIConformance(t *testing.T) {
+	conformance.RunConformanceWithOptions(t, conformance.DefaultOptions(t))
+}

@@ -1,0 +1,329 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+	"sigs.k8s.io/gateway-api/pkg/features"
+
+	"github.com/nodemesh/nodemesh/api/v1alpha1"
+	"github.com/nodemesh/nodemesh/gateway"
+	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/provider/kube"
+)
+
+// Controller owns GatewayClass acceptance, Gateway addresses and the
+// status of GatewayClasses, Gateways and HTTPRoutes on Kubernetes. Create
+// it with New and call Run once.
+type Controller struct {
+	gw         gwclient.Interface
+	prov       *kube.Provider
+	nodes      cache.SharedIndexInformer
+	nodeFact   dynamicinformer.DynamicSharedInformerFactory
+	log        *slog.Logger
+	controller gwv1.GatewayController
+	alloc      *allocator
+	features   []gwv1.SupportedFeature
+	staleAfter time.Duration
+	resync     time.Duration
+	now        func() time.Time
+	changed    chan struct{}
+}
+
+// Option configures a Controller.
+type Option func(*Controller)
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(c *Controller) { c.log = l } }
+
+// WithControllerName selects the GatewayClasses to own (default
+// gateway.ControllerName).
+func WithControllerName(n gwv1.GatewayController) Option {
+	return func(c *Controller) { c.controller = n }
+}
+
+// WithSupportedFeatures replaces the features claimed in GatewayClass
+// status (default SupportedFeatures).
+func WithSupportedFeatures(f []features.FeatureName) Option {
+	return func(c *Controller) { c.features = supported(f) }
+}
+
+// WithNodeStaleness sets after how long without a heartbeat a node's
+// report stops counting (default 90s, three missed heartbeats; 0 keeps
+// every report).
+func WithNodeStaleness(d time.Duration) Option { return func(c *Controller) { c.staleAfter = d } }
+
+// WithResync sets how often status is recomputed without any event
+// (default 15s), which is how a node going stale is noticed.
+func WithResync(d time.Duration) Option { return func(c *Controller) { c.resync = d } }
+
+// New returns a controller assigning Gateway addresses from pool.
+func New(core kubernetes.Interface, gw gwclient.Interface, dyn dynamic.Interface, pool netip.Prefix, opts ...Option) (*Controller, error) {
+	if !pool.IsValid() {
+		return nil, errors.New("creating controller: no valid address pool")
+	}
+	c := &Controller{
+		gw:         gw,
+		log:        slog.Default(),
+		controller: gateway.ControllerName,
+		alloc:      newAllocator(pool),
+		features:   supported(SupportedFeatures),
+		staleAfter: 90 * time.Second,
+		resync:     15 * time.Second,
+		now:        time.Now,
+		changed:    make(chan struct{}, 1),
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	c.prov = kube.New(core, gw, kube.WithLogger(c.log))
+	c.nodeFact = dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
+	c.nodes = c.nodeFact.ForResource(v1alpha1.NodeProxyStatusResource).Informer()
+	signal := func(any) {
+		select {
+		case c.changed <- struct{}{}:
+		default:
+		}
+	}
+	_, _ = c.nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: signal, DeleteFunc: signal, UpdateFunc: func(_, o any) { signal(o) },
+	})
+	return c, nil
+}
+
+// Run watches the cluster and writes status until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	c.nodeFact.Start(ctx.Done())
+	if err := c.prov.Start(ctx); err != nil {
+		return err
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), c.nodes.HasSynced) {
+		return nil
+	}
+	c.log.Info("nodemesh-controller synced", "controllerName", c.controller, "addressPool", c.alloc.pool)
+	tick := time.NewTicker(c.resync)
+	defer tick.Stop()
+	for {
+		if err := c.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			c.log.Error("reconciling status", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.prov.Changed():
+		case <-c.changed:
+		case <-tick.C:
+		}
+		if !c.prov.Settle(ctx) {
+			return nil
+		}
+	}
+}
+
+// Reconcile computes every status once from the informer caches and
+// writes those that changed. Errors writing one object do not stop the
+// others; they are joined and the next event or resync retries.
+func (c *Controller) Reconcile(ctx context.Context) error {
+	snap := c.prov.Snapshot()
+	addrs, problems := c.alloc.assign(ownGateways(snap, c.controller))
+	res := gateway.Translate(snap, gateway.Options{ControllerName: c.controller, Addresses: addrs, AddressProblems: problems})
+	now := c.now()
+	reports := liveReports(c.nodeReports(), string(c.controller), now, c.staleAfter)
+	stamp := metav1.NewTime(now.Truncate(time.Second))
+
+	var errs []error
+	classes := map[string]*gwv1.GatewayClass{}
+	for _, gc := range snap.GatewayClasses {
+		classes[gc.Name] = gc
+	}
+	for _, s := range res.GatewayClasses {
+		desired := s.Status
+		desired.SupportedFeatures = c.features
+		if err := c.writeClass(ctx, classes[s.Name], desired, stamp); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	gws := map[input.Key]*gwv1.Gateway{}
+	for _, gw := range snap.Gateways {
+		gws[input.Key{Namespace: gw.Namespace, Name: gw.Name}] = gw
+	}
+	for _, s := range res.Gateways {
+		gw := gws[s.Key]
+		desired := *s.Status.DeepCopy()
+		applyVerdict(&desired, gw.Generation, verdictFor(s.Key, gw.Generation, reports))
+		if err := c.writeGateway(ctx, gw, desired, stamp); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	ours := map[input.Key][]gwv1.RouteParentStatus{}
+	for _, s := range res.HTTPRoutes {
+		ours[s.Key] = s.Status.Parents
+	}
+	for _, r := range snap.HTTPRoutes {
+		desired, mine := ours[input.Key{Namespace: r.Namespace, Name: r.Name}]
+		if !mine && !hasParentOf(r.Status.Parents, c.controller) {
+			continue
+		}
+		if err := c.writeRoute(ctx, r, desired, stamp); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func hasParentOf(ps []gwv1.RouteParentStatus, controller gwv1.GatewayController) bool {
+	for _, p := range ps {
+		if p.ControllerName == controller {
+			return true
+		}
+	}
+	return false
+}
+
+// ownGateways lists the Gateways whose class names our controller.
+func ownGateways(snap *input.Snapshot, controller gwv1.GatewayController) []*gwv1.Gateway {
+	ours := map[string]bool{}
+	for _, gc := range snap.GatewayClasses {
+		if gc.Spec.ControllerName == controller {
+			ours[gc.Name] = true
+		}
+	}
+	var out []*gwv1.Gateway
+	for _, gw := range snap.Gateways {
+		if ours[string(gw.Spec.GatewayClassName)] {
+			out = append(out, gw)
+		}
+	}
+	return out
+}
+
+func (c *Controller) nodeReports() []*v1alpha1.NodeProxyStatus {
+	var out []*v1alpha1.NodeProxyStatus
+	for _, o := range c.nodes.GetStore().List() {
+		u, ok := o.(*unstructured.Unstructured)
+		if !ok {
+			continue
+		}
+		r, err := kube.FromUnstructured(u)
+		if err != nil {
+			c.log.Warn("ignoring unreadable NodeProxyStatus", "name", u.GetName(), "err", err)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// maxAttempts bounds retries of one status write on conflicts.
+const maxAttempts = 4
+
+func (c *Controller) writeClass(ctx context.Context, cur *gwv1.GatewayClass, desired gwv1.GatewayClassStatus, now metav1.Time) error {
+	cl := c.gw.GatewayV1().GatewayClasses()
+	for attempt := 1; ; attempt++ {
+		next := mergeClass(cur.Status, desired, now)
+		if equality.Semantic.DeepEqual(cur.Status, next) {
+			return nil
+		}
+		cp := cur.DeepCopy()
+		cp.Status = next
+		_, err := cl.UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: fieldManager})
+		if done, err := settled(err, attempt, "GatewayClass", cur.Name); done {
+			return err
+		}
+		fresh, err := cl.Get(ctx, cur.Name, metav1.GetOptions{})
+		if err != nil {
+			return ignoreNotFound(err, "GatewayClass", cur.Name)
+		}
+		cur = fresh
+	}
+}
+
+func (c *Controller) writeGateway(ctx context.Context, cur *gwv1.Gateway, desired gwv1.GatewayStatus, now metav1.Time) error {
+	cl := c.gw.GatewayV1().Gateways(cur.Namespace)
+	name := cur.Namespace + "/" + cur.Name
+	for attempt := 1; ; attempt++ {
+		next := mergeGateway(cur.Status, desired, now)
+		if equality.Semantic.DeepEqual(cur.Status, next) {
+			return nil
+		}
+		cp := cur.DeepCopy()
+		cp.Status = next
+		_, err := cl.UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: fieldManager})
+		if done, err := settled(err, attempt, "Gateway", name); done {
+			return err
+		}
+		fresh, err := cl.Get(ctx, cur.Name, metav1.GetOptions{})
+		if err != nil {
+			return ignoreNotFound(err, "Gateway", name)
+		}
+		if fresh.Generation != cur.Generation {
+			// The spec changed under us: the next reconcile computes
+			// status for the new generation.
+			return nil
+		}
+		cur = fresh
+	}
+}
+
+func (c *Controller) writeRoute(ctx context.Context, cur *gwv1.HTTPRoute, desired []gwv1.RouteParentStatus, now metav1.Time) error {
+	cl := c.gw.GatewayV1().HTTPRoutes(cur.Namespace)
+	name := cur.Namespace + "/" + cur.Name
+	for attempt := 1; ; attempt++ {
+		next := mergeRoute(cur.Status.RouteStatus, desired, c.controller, now)
+		if equality.Semantic.DeepEqual(cur.Status.RouteStatus, next) {
+			return nil
+		}
+		cp := cur.DeepCopy()
+		cp.Status.RouteStatus = next
+		_, err := cl.UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: fieldManager})
+		if done, err := settled(err, attempt, "HTTPRoute", name); done {
+			return err
+		}
+		fresh, err := cl.Get(ctx, cur.Name, metav1.GetOptions{})
+		if err != nil {
+			return ignoreNotFound(err, "HTTPRoute", name)
+		}
+		if fresh.Generation != cur.Generation {
+			return nil
+		}
+		cur = fresh
+	}
+}
+
+const fieldManager = "nodemesh-controller"
+
+// settled classifies the result of a status write: done with no error on
+// success or when the object is gone; done with an error when it cannot be
+// retried; not done on a conflict that may be retried.
+func settled(err error, attempt int, kind, name string) (bool, error) {
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsNotFound(err):
+		return true, nil
+	case apierrors.IsConflict(err) && attempt < maxAttempts:
+		return false, nil
+	}
+	return true, fmt.Errorf("writing %s %s status: %w", kind, name, err)
+}
+
+func ignoreNotFound(err error, kind, name string) error {
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return fmt.Errorf("reading %s %s: %w", kind, name, err)
+}

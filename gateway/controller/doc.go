@@ -1,0 +1,52 @@
+// Package controller is nodemesh's Kubernetes controller for the
+// cluster-wide side of Gateway API: GatewayClass acceptance (with
+// status.supportedFeatures), Gateway address assignment, and the status of
+// GatewayClasses, Gateways (with listeners) and HTTPRoutes.
+//
+// Data enters from informers (the same kube provider the agents use, so
+// the controller computes status with exactly the translation the nodes
+// run) plus every node's NodeProxyStatus report (api/v1alpha1). It leaves
+// as status subresource writes. One reconcile at a time: a burst of events
+// is debounced into one pass, and a periodic resync notices nodes whose
+// heartbeat stopped.
+//
+// Programmed across nodes. Translation decides whether a Gateway can be
+// programmed at all (address, listeners, certificates). When it can, the
+// Gateway's and each programmable listener's Programmed condition is True
+// only when every live node (a report whose heartbeat is recent, for our
+// controllerName) says its proxies acknowledged that Gateway at the
+// Gateway's current generation. A proxy rejection (NACK) on any node makes
+// it False with reason Invalid and the proxy's own message, prefixed with
+// the node; a node that has not caught up makes it False/Pending naming
+// the node. With no node reporting, it is False/Pending. Reports whose
+// heartbeat is older than the staleness window (default 90s: three missed
+// 30s heartbeats) are ignored, so a dead node does not hold every Gateway
+// hostage; deleting a Node garbage-collects its report (owner reference).
+//
+// Addresses. Gateways get an address from one configured pool, oldest
+// Gateway first. A Gateway asking for addresses in spec.addresses gets the
+// first one that is in the pool and not taken (translation then reports
+// any other requested address AddressNotUsable); none usable leaves it
+// unassigned (Programmed=False/AddressNotAssigned naming why). Assignments
+// are sticky while the Gateway exists; on start the controller adopts the
+// addresses already in Gateway status, so a restart moves nothing. A
+// deleted Gateway frees its address at once. Agents read the address from
+// status.addresses (kube.StatusAddresses) and never allocate themselves.
+//
+// Status writing. The controller owns the whole status of our
+// GatewayClasses and Gateways, and only its own entries (controllerName)
+// in HTTPRoute status.parents: other controllers' entries are kept as they
+// are, and our entries for parentRefs that went away are removed. A
+// condition keeps its lastTransitionTime while its status is unchanged.
+// Writes go through the status subresource with optimistic concurrency:
+// on a conflict the object is re-read and the merge redone (a bounded
+// number of times; if the spec changed meanwhile, the next reconcile
+// handles the new generation). Nothing is written when the merged status
+// equals what is stored, so a steady cluster sees no writes.
+//
+// Decisions where the task was silent: one replica, no leader election
+// (the chart runs one; two replicas would write identical status, and
+// address stickiness across them comes from adopting status on start);
+// GatewayClasses that are not ours, and Gateways of such classes, are
+// never written.
+package controller

@@ -1,0 +1,58 @@
+package controller
+
+import (
+	"sort"
+
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	"sigs.k8s.io/gateway-api/pkg/features"
+)
+
+// SupportedFeatures is what nodemesh claims in GatewayClass
+// status.supportedFeatures: exactly the Gateway API features whose
+// conformance tests pass in `make conformance` (the run infers the same
+// set from the GatewayClass, so the report and the status cannot drift).
+// Add a feature here only together with the passing report.
+var SupportedFeatures = []features.FeatureName{
+	// Core.
+	features.SupportGateway,
+	features.SupportHTTPRoute,
+	features.SupportReferenceGrant,
+	// Extended, Gateway.
+	features.SupportGatewayPort8080,
+	features.SupportGatewayHTTPListenerIsolation,
+	features.SupportGatewayStaticAddresses,
+	features.SupportGatewayAddressEmpty,
+	// Extended, HTTPRoute.
+	features.SupportHTTPRouteQueryParamMatching,
+	features.SupportHTTPRouteMethodMatching,
+	features.SupportHTTPRouteResponseHeaderModification,
+	features.SupportHTTPRouteBackendRequestHeaderModification,
+	features.SupportHTTPRoutePortRedirect,
+	features.SupportHTTPRouteSchemeRedirect,
+	features.SupportHTTPRoutePathRedirect,
+	features.SupportHTTPRoute303RedirectStatusCode,
+	features.SupportHTTPRoute307RedirectStatusCode,
+	features.SupportHTTPRoute308RedirectStatusCode,
+	features.SupportHTTPRouteHostRewrite,
+	features.SupportHTTPRoutePathRewrite,
+	features.SupportHTTPRouteRequestTimeout,
+	features.SupportHTTPRouteBackendTimeout,
+	features.SupportHTTPRouteParentRefPort,
+	features.SupportHTTPRouteBackendProtocolH2C,
+	features.SupportHTTPRouteNamedRouteRule,
+}
+
+// supported renders a feature list as GatewayClass status wants it:
+// sorted by name, without duplicates.
+func supported(names []features.FeatureName) []gwv1.SupportedFeature {
+	seen := map[features.FeatureName]bool{}
+	var out []gwv1.SupportedFeature
+	for _, n := range names {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, gwv1.SupportedFeature{Name: gwv1.FeatureName(n)})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

@@ -1,0 +1,270 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+	gwinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
+
+	"github.com/nodemesh/nodemesh/mesh/input"
+)
+
+// Provider watches the API server and publishes snapshots. Create it with
+// New; call Watch once.
+type Provider struct {
+	core     kubernetes.Interface
+	gw       gwclient.Interface
+	log      *slog.Logger
+	debounce time.Duration
+	maxDelay time.Duration
+
+	coreFactory   informers.SharedInformerFactory
+	secretFactory informers.SharedInformerFactory
+	gwFactory     gwinformers.SharedInformerFactory
+	listers       listers
+	changed       chan struct{}
+}
+
+type listers struct {
+	classes   func() ([]*gwv1.GatewayClass, error)
+	gateways  func() ([]*gwv1.Gateway, error)
+	routes    func() ([]*gwv1.HTTPRoute, error)
+	grants    func() ([]*gwv1.ReferenceGrant, error)
+	services  func() ([]*corev1.Service, error)
+	slices    func() ([]*discoveryv1.EndpointSlice, error)
+	secrets   func() ([]*corev1.Secret, error)
+	nss       func() ([]*corev1.Namespace, error)
+	informers []cache.SharedIndexInformer
+}
+
+// Option configures a Provider.
+type Option func(*Provider)
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(p *Provider) { p.log = l } }
+
+// WithDebounce sets how long the provider waits for a burst of changes to
+// end (default 50ms) and the longest it delays a snapshot while changes
+// keep coming (default 500ms).
+func WithDebounce(quiet, max time.Duration) Option {
+	return func(p *Provider) { p.debounce, p.maxDelay = quiet, max }
+}
+
+// New returns a provider reading through the given clients. It starts
+// nothing until Watch.
+func New(core kubernetes.Interface, gw gwclient.Interface, opts ...Option) *Provider {
+	p := &Provider{
+		core:     core,
+		gw:       gw,
+		log:      slog.Default(),
+		debounce: 50 * time.Millisecond,
+		maxDelay: 500 * time.Millisecond,
+		changed:  make(chan struct{}, 1),
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	p.setup()
+	return p
+}
+
+func (p *Provider) setup() {
+	strip := informers.WithTransform(stripManagedFields)
+	p.coreFactory = informers.NewSharedInformerFactoryWithOptions(p.core, 0, strip)
+	p.secretFactory = informers.NewSharedInformerFactoryWithOptions(p.core, 0, strip,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("type", string(corev1.SecretTypeTLS)).String()
+		}))
+	p.gwFactory = gwinformers.NewSharedInformerFactoryWithOptions(p.gw, 0, gwinformers.WithTransform(stripManagedFields))
+
+	gwv := p.gwFactory.Gateway().V1()
+	classes, gateways, routes, grants := gwv.GatewayClasses(), gwv.Gateways(), gwv.HTTPRoutes(), gwv.ReferenceGrants()
+	services, slices := p.coreFactory.Core().V1().Services(), p.coreFactory.Discovery().V1().EndpointSlices()
+	nss, secrets := p.coreFactory.Core().V1().Namespaces(), p.secretFactory.Core().V1().Secrets()
+
+	p.listers = listers{
+		classes:  func() ([]*gwv1.GatewayClass, error) { return classes.Lister().List(labels.Everything()) },
+		gateways: func() ([]*gwv1.Gateway, error) { return gateways.Lister().List(labels.Everything()) },
+		routes:   func() ([]*gwv1.HTTPRoute, error) { return routes.Lister().List(labels.Everything()) },
+		grants:   func() ([]*gwv1.ReferenceGrant, error) { return grants.Lister().List(labels.Everything()) },
+		services: func() ([]*corev1.Service, error) { return services.Lister().List(labels.Everything()) },
+		slices:   func() ([]*discoveryv1.EndpointSlice, error) { return slices.Lister().List(labels.Everything()) },
+		secrets:  func() ([]*corev1.Secret, error) { return secrets.Lister().List(labels.Everything()) },
+		nss:      func() ([]*corev1.Namespace, error) { return nss.Lister().List(labels.Everything()) },
+	}
+	add := func(inf cache.SharedIndexInformer, relevant func(old, cur any) bool) {
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { p.signal() },
+			DeleteFunc: func(any) { p.signal() },
+			UpdateFunc: func(old, cur any) {
+				if relevant == nil || relevant(old, cur) {
+					p.signal()
+				}
+			},
+		})
+		p.listers.informers = append(p.listers.informers, inf)
+	}
+	add(classes.Informer(), specChanged)
+	add(gateways.Informer(), changedAtAll)
+	add(routes.Informer(), specChanged)
+	add(grants.Informer(), changedAtAll)
+	add(services.Informer(), changedAtAll)
+	add(slices.Informer(), changedAtAll)
+	add(secrets.Informer(), changedAtAll)
+	add(nss.Informer(), changedAtAll)
+}
+
+// signal records that something changed; it never blocks.
+func (p *Provider) signal() {
+	select {
+	case p.changed <- struct{}{}:
+	default:
+	}
+}
+
+// changedAtAll ignores resyncs, which redeliver an unchanged object.
+func changedAtAll(old, cur any) bool {
+	o, ok1 := old.(metav1.Object)
+	c, ok2 := cur.(metav1.Object)
+	return !ok1 || !ok2 || o.GetResourceVersion() != c.GetResourceVersion()
+}
+
+// specChanged reports changes that translation can see: spec (generation),
+// labels and annotations. Status-only writes are skipped.
+func specChanged(old, cur any) bool {
+	o, ok1 := old.(metav1.Object)
+	c, ok2 := cur.(metav1.Object)
+	if !ok1 || !ok2 {
+		return true
+	}
+	return o.GetGeneration() != c.GetGeneration() || !maps.Equal(o.GetLabels(), c.GetLabels()) ||
+		!maps.Equal(o.GetAnnotations(), c.GetAnnotations()) || o.GetUID() != c.GetUID()
+}
+
+func stripManagedFields(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// Watch starts the informers, waits until they have synced, then calls fn
+// with a snapshot now and after every burst of changes, until ctx ends.
+// fn runs on Watch's goroutine, one call at a time, and owns nothing it is
+// given: the snapshot's objects are shared with the informer caches and
+// must not be modified.
+func (p *Provider) Watch(ctx context.Context, fn func(*input.Snapshot)) error {
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
+	fn(p.Snapshot())
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.changed:
+		}
+		if !p.settle(ctx) {
+			return nil
+		}
+		fn(p.Snapshot())
+	}
+}
+
+// Start starts the informers and waits for their caches to sync. Watch
+// calls it; callers that only need Snapshot may call it directly.
+func (p *Provider) Start(ctx context.Context) error {
+	p.coreFactory.Start(ctx.Done())
+	p.secretFactory.Start(ctx.Done())
+	p.gwFactory.Start(ctx.Done())
+	synced := make([]cache.InformerSynced, 0, len(p.listers.informers))
+	for _, inf := range p.listers.informers {
+		synced = append(synced, inf.HasSynced)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("waiting for informer caches to sync: %w", ctx.Err())
+	}
+	p.log.Info("kubernetes informers synced")
+	// The initial listing signalled; the caller publishes right away.
+	select {
+	case <-p.changed:
+	default:
+	}
+	return nil
+}
+
+// Changed is signalled (without blocking the sender) after a relevant
+// change. Callers that run their own loop instead of Watch read it.
+func (p *Provider) Changed() <-chan struct{} { return p.changed }
+
+// settle waits until no change arrived for the debounce interval, or the
+// maximum delay passed. It returns false if ctx ended.
+func (p *Provider) settle(ctx context.Context) bool {
+	deadline := time.NewTimer(p.maxDelay)
+	defer deadline.Stop()
+	quiet := time.NewTimer(p.debounce)
+	defer quiet.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return true
+		case <-quiet.C:
+			return true
+		case <-p.changed:
+			quiet.Reset(p.debounce)
+		}
+	}
+}
+
+// Settle is settle for callers running their own loop.
+func (p *Provider) Settle(ctx context.Context) bool { return p.settle(ctx) }
+
+// Snapshot builds a snapshot from the informer caches. Listing from a
+// cache cannot fail; should it ever, the kind is left empty and logged.
+func (p *Provider) Snapshot() *input.Snapshot {
+	s := &input.Snapshot{}
+	l := p.listers
+	s.GatewayClasses = list(p.log, "GatewayClass", l.classes)
+	s.Gateways = list(p.log, "Gateway", l.gateways)
+	s.HTTPRoutes = list(p.log, "HTTPRoute", l.routes)
+	s.ReferenceGrants = list(p.log, "ReferenceGrant", l.grants)
+	s.Services = list(p.log, "Service", l.services)
+	s.EndpointSlices = list(p.log, "EndpointSlice", l.slices)
+	s.Secrets = list(p.log, "Secret", l.secrets)
+	s.Namespaces = list(p.log, "Namespace", l.nss)
+	return s
+}
+
+func list[T metav1.Object](log *slog.Logger, kind string, f func() ([]T, error)) []T {
+	items, err := f()
+	if err != nil {
+		log.Error("listing from informer cache", "kind", kind, "err", err)
+		return nil
+	}
+	sort.Slice(items, func(i, j int) bool {
+		if a, b := items[i].GetNamespace(), items[j].GetNamespace(); a != b {
+			return a < b
+		}
+		return items[i].GetName() < items[j].GetName()
+	})
+	return items
+}
