@@ -1,0 +1,13 @@
+// Package kafkav1 holds nodemesh's Kafka policy filter configuration
+// (kafka.proto, generated Go committed; `go generate` rebuilds it with
+// protoc and protoc-gen-go) and the validation both the translator and the
+// proxy run on it.
+//
+// The filter is named FilterName and its typed config has type URL TypeURL;
+// it reaches the proxy through ECDS as a TypedExtensionConfig. Validate (and
+// ValidateAll, the protoc-gen-validate-style alias) rejects what the proxy
+// would NACK, naming the field, so a translator can check every resource it
+// emits the way it checks Envoy resources.
+//
+// Roles expand to API keys exactly as Cilium expands them (RoleAPIKeys).
+package kafkav1
