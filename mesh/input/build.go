@@ -8,8 +8,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
 )
 
 // Build assembles a Snapshot from objects decoded from any number of
@@ -57,6 +60,14 @@ func Build(objs []Object) (*Snapshot, error) {
 			s.Secrets = append(s.Secrets, v)
 		case *corev1.Namespace:
 			s.Namespaces = append(s.Namespaces, v)
+		case *corev1.Pod:
+			s.Pods = append(s.Pods, v)
+		case *networkingv1.NetworkPolicy:
+			s.NetworkPolicies = append(s.NetworkPolicies, v)
+		case *ciliumv2.CiliumNetworkPolicy:
+			s.CiliumNetworkPolicies = append(s.CiliumNetworkPolicies, v)
+		case *ciliumv2.CiliumClusterwideNetworkPolicy:
+			s.CiliumClusterwideNetworkPolicies = append(s.CiliumClusterwideNetworkPolicies, v)
 		}
 	}
 	if len(errs) > 0 {
@@ -70,6 +81,10 @@ func Build(objs []Object) (*Snapshot, error) {
 	sortByKey(s.EndpointSlices)
 	sortByKey(s.Secrets)
 	sortByKey(s.Namespaces)
+	sortByKey(s.Pods)
+	sortByKey(s.NetworkPolicies)
+	sortByKey(s.CiliumNetworkPolicies)
+	sortByKey(s.CiliumClusterwideNetworkPolicies)
 	return s, nil
 }
 
@@ -91,6 +106,14 @@ func kindOf(obj any) Kind {
 		return KindSecret
 	case *corev1.Namespace:
 		return KindNamespace
+	case *corev1.Pod:
+		return KindPod
+	case *networkingv1.NetworkPolicy:
+		return KindNetworkPolicy
+	case *ciliumv2.CiliumNetworkPolicy:
+		return KindCiliumNetworkPolicy
+	case *ciliumv2.CiliumClusterwideNetworkPolicy:
+		return KindCiliumClusterwideNetworkPolicy
 	}
 	return ""
 }

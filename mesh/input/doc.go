@@ -25,13 +25,22 @@
 //   - gateway.networking.k8s.io v1beta1 Gateway, GatewayClass, HTTPRoute and
 //     ReferenceGrant are read as their v1 form (the shapes are identical);
 //   - namespaced objects without metadata.namespace land in "default";
-//     metadata.namespace on cluster-scoped kinds (GatewayClass, Namespace)
-//     is dropped, as the API server does;
+//     metadata.namespace on cluster-scoped kinds (GatewayClass, Namespace,
+//     CiliumClusterwideNetworkPolicy) is dropped, as the API server does;
 //   - metadata.name must be a DNS-1123 subdomain and metadata.namespace a
 //     DNS-1123 label, so names can be embedded in hierarchical resource
 //     names without escaping;
 //   - Secret stringData is merged into data (stringData wins), as the API
 //     server does on write.
+//
+// Besides Gateway API and its core objects, a Snapshot carries network
+// policy — cilium.io/v2 CiliumNetworkPolicy and
+// CiliumClusterwideNetworkPolicy (api/cilium/v2), networking.k8s.io/v1
+// NetworkPolicy — and the Pods policy is about. A Pod needs no spec beyond
+// what identity and policy read (labels, spec.nodeName,
+// spec.serviceAccountName, named container ports) and status.podIP(s), so
+// standalone mode can declare a workload that runs outside Kubernetes as a
+// few lines of YAML.
 //
 // Errors never half-apply: Decode returns either every object of a stream
 // or an error joining one *DecodeError per problem, each naming the

@@ -3,8 +3,11 @@ package input
 import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
 )
 
 // Snapshot is one consistent view of everything the translators read.
@@ -17,6 +20,15 @@ type Snapshot struct {
 	EndpointSlices  []*discoveryv1.EndpointSlice
 	Secrets         []*corev1.Secret
 	Namespaces      []*corev1.Namespace
+
+	// Network policy and the workloads it is about. Pods carry the labels
+	// identities are derived from and, in status.podIP(s), the addresses
+	// the ipcache maps to them; in standalone mode they declare workloads
+	// that run outside Kubernetes.
+	Pods                             []*corev1.Pod
+	NetworkPolicies                  []*networkingv1.NetworkPolicy
+	CiliumNetworkPolicies            []*ciliumv2.CiliumNetworkPolicy
+	CiliumClusterwideNetworkPolicies []*ciliumv2.CiliumClusterwideNetworkPolicy
 }
 
 // Key names an object of one kind.

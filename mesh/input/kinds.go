@@ -3,9 +3,12 @@ package input
 import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
 )
 
 // object is what every supported kind's Go type implements.
@@ -51,4 +54,9 @@ func init() {
 	register([]string{"v1"}, kindInfo{kind: KindSecret, namespaced: true, apiVersion: "v1", newObj: func() object { return &corev1.Secret{} }})
 	register([]string{"v1"}, kindInfo{kind: KindNamespace, apiVersion: "v1", newObj: func() object { return &corev1.Namespace{} }})
 	register([]string{"discovery.k8s.io/v1"}, kindInfo{kind: KindEndpointSlice, namespaced: true, apiVersion: "discovery.k8s.io/v1", newObj: func() object { return &discoveryv1.EndpointSlice{} }})
+	register([]string{"v1"}, kindInfo{kind: KindPod, namespaced: true, apiVersion: "v1", newObj: func() object { return &corev1.Pod{} }})
+	register([]string{"networking.k8s.io/v1"}, kindInfo{kind: KindNetworkPolicy, namespaced: true, apiVersion: "networking.k8s.io/v1", newObj: func() object { return &networkingv1.NetworkPolicy{} }})
+	cilium := ciliumv2.SchemeGroupVersion.String()
+	register([]string{cilium}, kindInfo{kind: KindCiliumNetworkPolicy, namespaced: true, apiVersion: cilium, newObj: func() object { return &ciliumv2.CiliumNetworkPolicy{} }})
+	register([]string{cilium}, kindInfo{kind: KindCiliumClusterwideNetworkPolicy, apiVersion: cilium, newObj: func() object { return &ciliumv2.CiliumClusterwideNetworkPolicy{} }})
 }

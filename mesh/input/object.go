@@ -19,6 +19,11 @@ const (
 	KindEndpointSlice  Kind = "EndpointSlice"
 	KindSecret         Kind = "Secret"
 	KindNamespace      Kind = "Namespace"
+
+	KindPod                            Kind = "Pod"
+	KindNetworkPolicy                  Kind = "NetworkPolicy"
+	KindCiliumNetworkPolicy            Kind = "CiliumNetworkPolicy"
+	KindCiliumClusterwideNetworkPolicy Kind = "CiliumClusterwideNetworkPolicy"
 )
 
 // Object is one decoded object with where it came from.
