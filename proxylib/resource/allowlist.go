@@ -17,6 +17,14 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_src/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+
+	_ "github.com/nodemesh/nodemesh/proxylib/api/kafka/v1"
 )
 
 // Message full names used in the allowlist.
@@ -26,6 +34,14 @@ const (
 	tlsInspect = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
 	dtlsName   = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 	hpoName    = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+	origDstName  = "envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
+	origSrcName  = "envoy.extensions.filters.listener.original_src.v3.OriginalSrc"
+	tcpProxyName = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+	rbacName     = "envoy.extensions.filters.http.rbac.v3.RBAC"
+	kafkaName    = "nodemesh.filters.network.kafka.v1.KafkaPolicy"
+	httpALSName  = "envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig"
+	tcpALSName   = "envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig"
 )
 
 // allowed lists, per message, the fields the proxy implements. Every
@@ -33,10 +49,13 @@ const (
 // NACKed with its path. Keep proxylib/doc.go in sync (a test renders this
 // table into it).
 var allowed = map[protoreflect.FullName][]protoreflect.Name{
-	"envoy.config.listener.v3.Listener":       {"name", "address", "listener_filters", "filter_chains", "per_connection_buffer_limit_bytes"},
-	"envoy.config.core.v3.Address":            {"socket_address"},
-	"envoy.config.core.v3.SocketAddress":      {"address", "port_value"},
-	"envoy.config.listener.v3.ListenerFilter": {"name", "typed_config"},
+	"envoy.config.listener.v3.Listener":         {"name", "address", "listener_filters", "filter_chains", "per_connection_buffer_limit_bytes", "transparent"},
+	"envoy.config.core.v3.Address":              {"socket_address", "pipe"},
+	"envoy.config.core.v3.Pipe":                 {"path"},
+	origDstName:                                 {},
+	origSrcName:                                 {"bind_port", "mark"},
+	"envoy.config.core.v3.SocketAddress":        {"address", "port_value"},
+	"envoy.config.listener.v3.ListenerFilter":   {"name", "typed_config"},
 	tlsInspect:                                  {},
 	"envoy.config.listener.v3.FilterChain":      {"name", "filter_chain_match", "transport_socket", "filters"},
 	"envoy.config.listener.v3.FilterChainMatch": {"server_names"},
@@ -46,13 +65,26 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 	"envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig":  {"name", "sds_config"},
 	"envoy.config.core.v3.ConfigSource":                          {"ads", "resource_api_version"},
 	"envoy.config.core.v3.AggregatedConfigSource":                {},
-	"envoy.config.listener.v3.Filter":                            {"name", "typed_config"},
+	"envoy.config.listener.v3.Filter":                            {"name", "typed_config", "config_discovery"},
+	"envoy.config.core.v3.ExtensionConfigSource":                 {"config_source", "type_urls"},
+	tcpProxyName: {"stat_prefix", "cluster", "access_log", "idle_timeout"},
 	hcmName: {"stat_prefix", "codec_type", "rds", "http_filters", "use_remote_address", "xff_num_trusted_hops",
 		"skip_xff_append", "strip_any_host_port", "normalize_path", "merge_slashes", "server_name",
 		"common_http_protocol_options", "stream_idle_timeout", "request_timeout", "generate_request_id",
-		"preserve_external_request_id", "upgrade_configs"},
+		"preserve_external_request_id", "upgrade_configs", "local_reply_config", "access_log"},
+	"envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig": {"mappers"},
+	"envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper":   {"filter", "status_code", "body"},
+	"envoy.config.accesslog.v3.AccessLogFilter":                                    {"response_flag_filter"},
+	"envoy.config.accesslog.v3.ResponseFlagFilter":                                 {"flags"},
+	"envoy.config.accesslog.v3.AccessLog":                                          {"name", "typed_config"},
+	httpALSName:                                                                    {"common_config"},
+	tcpALSName:                                                                     {"common_config"},
+	"envoy.extensions.access_loggers.grpc.v3.CommonGrpcAccessLogConfig": {"log_name", "grpc_service", "transport_api_version",
+		"buffer_flush_interval", "buffer_size_bytes"},
+	"envoy.config.core.v3.GrpcService":                                                                {"envoy_grpc"},
+	"envoy.config.core.v3.GrpcService.EnvoyGrpc":                                                      {"cluster_name"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.Rds":                                 {"route_config_name", "config_source"},
-	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter":                          {"name", "typed_config"},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter":                          {"name", "typed_config", "config_discovery"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig": {"upgrade_type", "enabled"},
 	routerName: {},
 	"envoy.config.core.v3.HttpProtocolOptions": {"idle_timeout"},
@@ -65,7 +97,8 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 	"envoy.type.matcher.v3.RegexMatcher":          {"regex"},
 	"envoy.config.route.v3.HeaderMatcher":         {"name", "string_match", "present_match", "invert_match"},
 	"envoy.config.route.v3.QueryParameterMatcher": {"name", "string_match", "present_match"},
-	"envoy.type.matcher.v3.StringMatcher":         {"exact", "safe_regex"},
+	"envoy.type.matcher.v3.StringMatcher":         {"exact", "prefix", "suffix", "contains", "safe_regex", "ignore_case"},
+	"envoy.type.matcher.v3.PathMatcher":           {"path"},
 	"envoy.config.route.v3.RouteAction": {"cluster", "weighted_clusters", "cluster_not_found_response_code",
 		"prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "timeout"},
 	"envoy.config.route.v3.WeightedCluster": {"clusters"},
@@ -80,12 +113,15 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 	"envoy.config.core.v3.HeaderValue":           {"key", "value"},
 
 	"envoy.config.cluster.v3.Cluster": {"name", "type", "eds_cluster_config", "connect_timeout", "lb_policy",
-		"typed_extension_protocol_options", "per_connection_buffer_limit_bytes"},
+		"typed_extension_protocol_options", "per_connection_buffer_limit_bytes", "load_assignment", "upstream_bind_config"},
+	"envoy.config.core.v3.BindConfig":                  {"source_address", "socket_options"},
+	"envoy.config.core.v3.SocketOption":                {"description", "level", "name", "int_value", "buf_value", "state"},
 	"envoy.config.cluster.v3.Cluster.EdsClusterConfig": {"eds_config", "service_name"},
-	hpoName: {"explicit_http_config"},
-	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig": {"http_protocol_options", "http2_protocol_options"},
-	"envoy.config.core.v3.Http1ProtocolOptions":                                 {},
-	"envoy.config.core.v3.Http2ProtocolOptions":                                 {},
+	hpoName: {"explicit_http_config", "use_downstream_protocol_config"},
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig": {"http_protocol_options", "http2_protocol_options"},
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig":      {"http_protocol_options", "http2_protocol_options"},
+	"envoy.config.core.v3.Http1ProtocolOptions":                                      {},
+	"envoy.config.core.v3.Http2ProtocolOptions":                                      {},
 
 	"envoy.config.endpoint.v3.ClusterLoadAssignment": {"cluster_name", "endpoints"},
 	"envoy.config.endpoint.v3.LocalityLbEndpoints":   {"lb_endpoints"},
@@ -94,14 +130,32 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 
 	"envoy.extensions.transport_sockets.tls.v3.Secret":         {"name", "tls_certificate"},
 	"envoy.extensions.transport_sockets.tls.v3.TlsCertificate": {"certificate_chain", "private_key"},
+
+	"envoy.config.core.v3.TypedExtensionConfig": {"name", "typed_config"},
+	rbacName:                      {"rules"},
+	"envoy.config.rbac.v3.RBAC":   {"action", "policies"},
+	"envoy.config.rbac.v3.Policy": {"permissions", "principals"},
+	"envoy.config.rbac.v3.Permission": {"and_rules", "or_rules", "any", "header", "url_path", "destination_ip",
+		"destination_port", "destination_port_range", "not_rule"},
+	"envoy.config.rbac.v3.Permission.Set":                {"rules"},
+	"envoy.config.rbac.v3.Principal":                     {"and_ids", "or_ids", "any", "authenticated", "direct_remote_ip", "not_id"},
+	"envoy.config.rbac.v3.Principal.Set":                 {"ids"},
+	"envoy.config.rbac.v3.Principal.Authenticated":       {"principal_name"},
+	"envoy.config.core.v3.CidrRange":                     {"address_prefix", "prefix_len"},
+	"envoy.type.v3.Int32Range":                           {"start", "end"},
+	kafkaName:                                            {"destinations", "max_request_bytes"},
+	"nodemesh.filters.network.kafka.v1.KafkaDestination": {"name", "addresses", "port", "end_port", "rules"},
+	"nodemesh.filters.network.kafka.v1.KafkaRule":        {"name", "principals", "role", "api_keys", "api_version", "client_id", "topic"},
 }
 
 // allowedAny lists, per Any-typed field, the message types it may hold.
 var allowedAny = map[protoreflect.FullName][]protoreflect.FullName{
-	"envoy.config.listener.v3.ListenerFilter.typed_config":                                {tlsInspect},
+	"envoy.config.listener.v3.ListenerFilter.typed_config":                                {tlsInspect, origDstName, origSrcName},
 	"envoy.config.core.v3.TransportSocket.typed_config":                                   {dtlsName},
-	"envoy.config.listener.v3.Filter.typed_config":                                        {hcmName},
-	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config": {routerName},
+	"envoy.config.listener.v3.Filter.typed_config":                                        {hcmName, tcpProxyName},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config": {routerName, rbacName},
+	"envoy.config.accesslog.v3.AccessLog.typed_config":                                    {httpALSName, tcpALSName},
+	"envoy.config.core.v3.TypedExtensionConfig.typed_config":                              {rbacName, kafkaName},
 	"envoy.config.cluster.v3.Cluster.typed_extension_protocol_options":                    {hpoName},
 }
 

@@ -2,6 +2,7 @@ package resource
 
 import (
 	"crypto/tls"
+	"net/netip"
 	"strconv"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -32,29 +33,65 @@ func decodeCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	if err := check(c); err != nil {
 		return nil, err
 	}
-	if c.GetType() != clusterv3.Cluster_EDS {
-		return nil, fieldErr(path{"type"}, "%s not supported by nodemesh-proxy (only EDS)", c.GetType())
-	}
-	eds := c.GetEdsClusterConfig()
-	if eds == nil {
-		return nil, fieldErr(path{"eds_cluster_config"}, "required for an EDS cluster")
-	}
-	if err := adsSource(eds.GetEdsConfig(), path{"eds_cluster_config", "eds_config"}); err != nil {
-		return nil, err
-	}
 	out := &Cluster{
 		Name:           c.GetName(),
-		ServiceName:    eds.GetServiceName(),
 		ConnectTimeout: duration(c.GetConnectTimeout(), DefaultConnectTimeout),
 		BufferLimit:    DefaultBufferLimit,
-	}
-	if out.ServiceName == "" {
-		out.ServiceName = c.GetName()
 	}
 	if v := c.GetPerConnectionBufferLimitBytes(); v != nil {
 		out.BufferLimit = v.GetValue()
 	}
+	switch c.GetType() {
+	case clusterv3.Cluster_EDS:
+		eds := c.GetEdsClusterConfig()
+		if eds == nil {
+			return nil, fieldErr(path{"eds_cluster_config"}, "required for an EDS cluster")
+		}
+		if err := adsSource(eds.GetEdsConfig(), path{"eds_cluster_config", "eds_config"}); err != nil {
+			return nil, err
+		}
+		if c.GetLoadAssignment() != nil {
+			return nil, fieldErr(path{"load_assignment"}, "not allowed for an EDS cluster")
+		}
+		out.Kind, out.ServiceName = ClusterEDS, eds.GetServiceName()
+		if out.ServiceName == "" {
+			out.ServiceName = c.GetName()
+		}
+	case clusterv3.Cluster_STATIC:
+		if c.GetLoadAssignment() == nil {
+			return nil, fieldErr(path{"load_assignment"}, "required for a STATIC cluster")
+		}
+		eps, err := decodeEndpointList(c.GetLoadAssignment(), path{"load_assignment"}, true)
+		if err != nil {
+			return nil, err
+		}
+		out.Kind, out.Static = ClusterStatic, eps
+	case clusterv3.Cluster_ORIGINAL_DST:
+		if c.GetLbPolicy() != clusterv3.Cluster_CLUSTER_PROVIDED {
+			return nil, fieldErr(path{"lb_policy"}, "an ORIGINAL_DST cluster needs CLUSTER_PROVIDED")
+		}
+		if c.GetLoadAssignment() != nil {
+			return nil, fieldErr(path{"load_assignment"}, "not allowed for an ORIGINAL_DST cluster")
+		}
+		out.Kind = ClusterOriginalDst
+	default:
+		return nil, fieldErr(path{"type"}, "%s not supported by nodemesh-proxy (only EDS, STATIC and ORIGINAL_DST)", c.GetType())
+	}
+	if c.GetEdsClusterConfig() != nil && out.Kind != ClusterEDS {
+		return nil, fieldErr(path{"eds_cluster_config"}, "only allowed for an EDS cluster")
+	}
+	if b := c.GetUpstreamBindConfig(); b != nil {
+		bind, err := decodeBind(b, path{"upstream_bind_config"})
+		if err != nil {
+			return nil, err
+		}
+		out.Bind = bind
+	}
 	switch c.GetLbPolicy() {
+	case clusterv3.Cluster_CLUSTER_PROVIDED:
+		if out.Kind != ClusterOriginalDst {
+			return nil, fieldErr(path{"lb_policy"}, "CLUSTER_PROVIDED is only valid for an ORIGINAL_DST cluster")
+		}
 	case clusterv3.Cluster_ROUND_ROBIN:
 		out.LB = RoundRobin
 	case clusterv3.Cluster_LEAST_REQUEST:
@@ -73,9 +110,13 @@ func decodeCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		if err := opt.UnmarshalTo(&hpo); err != nil {
 			return nil, fieldErr(p, "decoding: %v", err)
 		}
+		if hpo.GetUseDownstreamProtocolConfig() != nil {
+			out.DownstreamProtocol = true
+			continue
+		}
 		ex := hpo.GetExplicitHttpConfig()
 		if ex == nil {
-			return nil, fieldErr(append(p, "(HttpProtocolOptions)"), "explicit_http_config is required")
+			return nil, fieldErr(append(p, "(HttpProtocolOptions)"), "explicit_http_config or use_downstream_protocol_config is required")
 		}
 		out.HTTP2 = ex.GetHttp2ProtocolOptions() != nil
 	}
@@ -99,15 +140,30 @@ func decodeEndpoints(cla *endpointv3.ClusterLoadAssignment) (*Endpoints, error) 
 	if err := check(cla); err != nil {
 		return nil, err
 	}
+	return decodeEndpointList(cla, nil, false)
+}
+
+// decodeEndpointList decodes the endpoints of an assignment; pipes (Unix
+// sockets, "unix:<path>") are allowed for STATIC clusters only.
+func decodeEndpointList(cla *endpointv3.ClusterLoadAssignment, base path, pipes bool) (*Endpoints, error) {
 	out := &Endpoints{ClusterName: cla.GetClusterName()}
 	for i, loc := range cla.GetEndpoints() {
 		for j, lb := range loc.GetLbEndpoints() {
-			p := path{"endpoints", "[" + strconv.Itoa(i) + "]", "lb_endpoints", "[" + strconv.Itoa(j) + "]"}
+			p := append(base[:len(base):len(base)], "endpoints", "["+strconv.Itoa(i)+"]", "lb_endpoints", "["+strconv.Itoa(j)+"]")
 			ep := lb.GetEndpoint()
 			if ep == nil {
 				return nil, fieldErr(append(p, "endpoint"), "required")
 			}
-			addr, err := socketAddress(ep.GetAddress(), append(p, "endpoint", "address"))
+			var addr string
+			var err error
+			if pipe := ep.GetAddress().GetPipe(); pipe != nil && pipes {
+				if pipe.GetPath() == "" {
+					return nil, fieldErr(append(p, "endpoint", "address", "pipe", "path"), "must not be empty")
+				}
+				addr = "unix:" + pipe.GetPath()
+			} else {
+				addr, err = socketAddress(ep.GetAddress(), append(p, "endpoint", "address"))
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -165,4 +221,52 @@ func dataSource(d *corev3.DataSource) []byte {
 		return []byte(s.InlineString)
 	}
 	return d.GetInlineBytes()
+}
+
+// Socket option constants the proxy knows how to apply.
+const (
+	solSocket = 1  // SOL_SOCKET
+	soMark    = 36 // SO_MARK
+)
+
+func decodeBind(b *corev3.BindConfig, p path) (*Bind, error) {
+	out := &Bind{}
+	if sa := b.GetSourceAddress(); sa != nil {
+		ip, err := netip.ParseAddr(sa.GetAddress())
+		if err != nil {
+			return nil, fieldErr(append(p, "source_address", "address"), "%q is not an IP address", sa.GetAddress())
+		}
+		if !ip.IsUnspecified() || sa.GetPortValue() != 0 {
+			out.Source = netip.AddrPortFrom(ip.Unmap(), uint16(sa.GetPortValue()))
+		}
+	}
+	for i, o := range b.GetSocketOptions() {
+		op := append(p, "socket_options", "["+strconv.Itoa(i)+"]")
+		if o.GetState() != corev3.SocketOption_STATE_PREBIND {
+			return nil, fieldErr(append(op, "state"), "%s not supported by nodemesh-proxy (upstream options are set before connect)", o.GetState())
+		}
+		so := SocketOption{Level: o.GetLevel(), Name: o.GetName(), Int: o.GetIntValue()}
+		if _, ok := o.GetValue().(*corev3.SocketOption_BufValue); ok {
+			so.Buf, so.IsBuf = o.GetBufValue(), true
+		}
+		if so.Level == solSocket && so.Name == soMark && (so.IsBuf || so.Int < 0 || so.Int > 0xFFFFFFFF) {
+			return nil, fieldErr(append(op, "int_value"), "SO_MARK needs an int_value between 0 and 2^32-1")
+		}
+		out.Options = append(out.Options, so)
+	}
+	return out, nil
+}
+
+// Mark returns the SO_MARK the options set, or 0.
+func (b *Bind) Mark() uint32 {
+	if b == nil {
+		return 0
+	}
+	var m uint32
+	for _, o := range b.Options {
+		if o.Level == solSocket && o.Name == soMark {
+			m = uint32(o.Int)
+		}
+	}
+	return m
 }

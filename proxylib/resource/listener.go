@@ -7,10 +7,16 @@ import (
 	"strings"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	origsrcv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_src/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	kafkav1 "github.com/nodemesh/nodemesh/proxylib/api/kafka/v1"
 )
 
 // DecodeListener decodes and validates a Listener resource.
@@ -41,10 +47,29 @@ func decodeListener(l *listenerv3.Listener) (*Listener, error) {
 	if v := l.GetPerConnectionBufferLimitBytes(); v != nil {
 		out.BufferLimit = v.GetValue()
 	}
-	for i := range l.GetListenerFilters() {
-		// The allowlist admits only the TLS inspector here.
-		_ = i
-		out.TLSInspector = true
+	out.Transparent = l.GetTransparent().GetValue()
+	for i, lf := range l.GetListenerFilters() {
+		fp := path{"listener_filters", "[" + strconv.Itoa(i) + "]", "typed_config"}
+		switch lf.GetTypedConfig().GetTypeUrl() {
+		case "type.googleapis.com/" + tlsInspect:
+			out.TLSInspector = true
+		case "type.googleapis.com/" + origDstName:
+			out.OriginalDst = true
+		case "type.googleapis.com/" + origSrcName:
+			var os origsrcv3.OriginalSrc
+			if err := lf.GetTypedConfig().UnmarshalTo(&os); err != nil {
+				return nil, fieldErr(fp, "decoding: %v", err)
+			}
+			if os.GetBindPort() {
+				return nil, fieldErr(append(fp, "(OriginalSrc)", "bind_port"), "binding the client's port is not supported by nodemesh-proxy (it would collide with the client's own connection)")
+			}
+			out.OriginalSrc = &OriginalSrc{Mark: os.GetMark()}
+		default:
+			return nil, fieldErr(fp, "a listener filter config is required")
+		}
+	}
+	if out.OriginalSrc != nil && !out.OriginalDst {
+		return nil, fieldErr(path{"listener_filters"}, "original_src needs the original_dst listener filter")
 	}
 	if len(l.GetFilterChains()) == 0 {
 		return nil, fieldErr(path{"filter_chains"}, "at least one filter chain is required")
@@ -109,20 +134,70 @@ func decodeChain(fc *listenerv3.FilterChain, p path) (*FilterChain, error) {
 		}
 		chain.TLS = t
 	}
-	if len(fc.GetFilters()) != 1 {
-		return nil, fieldErr(append(p, "filters"), "exactly one network filter (http_connection_manager) is supported, got %d", len(fc.GetFilters()))
+	filters := fc.GetFilters()
+	last := len(filters) - 1
+	if last < 0 {
+		return nil, fieldErr(append(p, "filters"), "a terminal network filter (http_connection_manager or tcp_proxy) is required")
 	}
-	fp := append(p, "filters", "[0]", "typed_config(HttpConnectionManager)")
-	var hcm hcmv3.HttpConnectionManager
-	if err := fc.GetFilters()[0].GetTypedConfig().UnmarshalTo(&hcm); err != nil {
-		return nil, fieldErr(fp, "decoding: %v", err)
+	switch filters[last].GetTypedConfig().GetTypeUrl() {
+	case "type.googleapis.com/" + hcmName:
+		if last != 0 {
+			return nil, fieldErr(append(p, "filters", "[0]"), "no network filter may precede http_connection_manager")
+		}
+		fp := append(p, "filters", "[0]", "typed_config(HttpConnectionManager)")
+		var hcm hcmv3.HttpConnectionManager
+		if err := filters[0].GetTypedConfig().UnmarshalTo(&hcm); err != nil {
+			return nil, fieldErr(fp, "decoding: %v", err)
+		}
+		h, err := decodeHCM(&hcm, fp)
+		if err != nil {
+			return nil, err
+		}
+		chain.HCM = h
+	case "type.googleapis.com/" + tcpProxyName:
+		fp := append(p, "filters", "["+strconv.Itoa(last)+"]", "typed_config(TcpProxy)")
+		var tp tcpproxyv3.TcpProxy
+		if err := filters[last].GetTypedConfig().UnmarshalTo(&tp); err != nil {
+			return nil, fieldErr(fp, "decoding: %v", err)
+		}
+		t, err := decodeTCPProxy(&tp, fp)
+		if err != nil {
+			return nil, err
+		}
+		if last > 1 {
+			return nil, fieldErr(append(p, "filters"), "at most one network filter (the Kafka policy filter) may precede tcp_proxy")
+		}
+		if last == 1 {
+			f := filters[0]
+			kp := append(p, "filters", "[0]")
+			if f.GetName() != kafkav1.FilterName || f.GetConfigDiscovery() == nil {
+				return nil, fieldErr(kp, "only %s with config_discovery may precede tcp_proxy", kafkav1.FilterName)
+			}
+			ref, err := extensionRef(f.GetConfigDiscovery(), f.GetName(), []string{KafkaTypeURL}, append(kp, "config_discovery"))
+			if err != nil {
+				return nil, err
+			}
+			t.Kafka = ref
+		}
+		chain.TCP = t
+	default:
+		return nil, fieldErr(append(p, "filters", "["+strconv.Itoa(last)+"]"), "the last network filter must be http_connection_manager or tcp_proxy")
 	}
-	h, err := decodeHCM(&hcm, fp)
+	return chain, nil
+}
+
+func decodeTCPProxy(t *tcpproxyv3.TcpProxy, p path) (*TCPProxy, error) {
+	if t.GetCluster() == "" {
+		return nil, fieldErr(append(p, "cluster"), "must not be empty")
+	}
+	out := &TCPProxy{StatPrefix: t.GetStatPrefix(), Cluster: t.GetCluster(),
+		IdleTimeout: duration(t.GetIdleTimeout(), DefaultTCPIdleTimeout)}
+	logs, err := decodeAccessLogs(t.GetAccessLog(), AccessLogTCP, p)
 	if err != nil {
 		return nil, err
 	}
-	chain.HCM = h
-	return chain, nil
+	out.AccessLogs = logs
+	return out, nil
 }
 
 func decodeHCM(h *hcmv3.HttpConnectionManager, p path) (*HCM, error) {
@@ -166,13 +241,59 @@ func decodeHCM(h *hcmv3.HttpConnectionManager, p path) (*HCM, error) {
 	}
 	out.RouteConfigName = rds.GetRouteConfigName()
 	filters := h.GetHttpFilters()
-	if len(filters) == 0 {
+	if len(filters) == 0 || filters[len(filters)-1].GetTypedConfig().GetTypeUrl() != "type.googleapis.com/"+routerName {
 		return nil, fieldErr(append(p, "http_filters"), "the router filter must be configured last")
 	}
-	// The allowlist admits only the router; it must be the last filter.
-	if len(filters) > 1 {
-		return nil, fieldErr(append(p, "http_filters", "[0]"), "filter %q after which the router is not last", filters[0].GetName())
+	for i, f := range filters[:len(filters)-1] {
+		fp := append(p, "http_filters", "["+strconv.Itoa(i)+"]")
+		hf := &HTTPFilter{Name: f.GetName(), Kind: FilterRBAC}
+		switch {
+		case f.GetConfigDiscovery() != nil:
+			ref, err := extensionRef(f.GetConfigDiscovery(), f.GetName(), []string{RBACTypeURL}, append(fp, "config_discovery"))
+			if err != nil {
+				return nil, err
+			}
+			hf.Discovery = ref
+		case f.GetTypedConfig().GetTypeUrl() == RBACTypeURL:
+			var r rbacfilterv3.RBAC
+			if err := f.GetTypedConfig().UnmarshalTo(&r); err != nil {
+				return nil, fieldErr(append(fp, "typed_config"), "decoding: %v", err)
+			}
+			d, err := decodeRBAC(&r, append(fp, "typed_config(RBAC)"))
+			if err != nil {
+				return nil, err
+			}
+			hf.RBAC = d
+		default:
+			return nil, fieldErr(fp, "filter %q: only the RBAC filter may precede the router", f.GetName())
+		}
+		out.Filters = append(out.Filters, hf)
 	}
+	for i, m := range h.GetLocalReplyConfig().GetMappers() {
+		mp := append(p, "local_reply_config", "mappers", "["+strconv.Itoa(i)+"]")
+		rf := m.GetFilter().GetResponseFlagFilter()
+		if rf == nil {
+			return nil, fieldErr(append(mp, "filter"), "a response_flag_filter is required")
+		}
+		rm := &ReplyMapper{Flags: map[string]bool{}, StatusCode: int(m.GetStatusCode().GetValue())}
+		for _, f := range rf.GetFlags() {
+			rm.Flags[f] = true
+		}
+		if b := m.GetBody(); b != nil {
+			rm.HasBody = true
+			if s, ok := b.GetSpecifier().(*corev3.DataSource_InlineString); ok {
+				rm.Body = []byte(s.InlineString)
+			} else {
+				rm.Body = b.GetInlineBytes()
+			}
+		}
+		out.LocalReply = append(out.LocalReply, rm)
+	}
+	logs, err := decodeAccessLogs(h.GetAccessLog(), AccessLogHTTP, p)
+	if err != nil {
+		return nil, err
+	}
+	out.AccessLogs = logs
 	for i, u := range h.GetUpgradeConfigs() {
 		if u.GetEnabled() != nil && !u.GetEnabled().GetValue() {
 			continue

@@ -117,11 +117,11 @@ func TestNACKMessages(t *testing.T) {
 			want: `listener "x": filter_chains[0].filters[0].typed_config(HttpConnectionManager).http_filters[0].typed_config: type "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.Rds" not supported by nodemesh-proxy`,
 		},
 		{
-			name: "static cluster",
+			name: "static cluster without endpoints",
 			any: func(t *testing.T) *anypb.Any {
 				return mustAny(t, &clusterv3.Cluster{Name: "c", ConnectTimeout: durationpb.New(time.Second)})
 			},
-			want: `cluster "c": type: STATIC not supported by nodemesh-proxy (only EDS)`,
+			want: `cluster "c": load_assignment: required for a STATIC cluster`,
 		},
 		{
 			name: "maglev",

@@ -84,7 +84,43 @@ func stringMatch(m *matcherv3.StringMatcher, p path) (StringMatch, error) {
 		re, err := compileRegex(r, append(p, "safe_regex"))
 		return StringMatch{Regex: re}, err
 	}
-	return StringMatch{Exact: m.GetExact()}, nil
+	out := StringMatch{IgnoreCase: m.GetIgnoreCase()}
+	switch v := m.GetMatchPattern().(type) {
+	case *matcherv3.StringMatcher_Exact:
+		out.Kind, out.Exact = MatchExact, v.Exact
+	case *matcherv3.StringMatcher_Prefix:
+		out.Kind, out.Exact = MatchPrefix, v.Prefix
+	case *matcherv3.StringMatcher_Suffix:
+		out.Kind, out.Exact = MatchSuffix, v.Suffix
+	case *matcherv3.StringMatcher_Contains:
+		out.Kind, out.Exact = MatchContains, v.Contains
+	case nil:
+		// An unset pattern is an exact match of the empty string.
+	default:
+		return out, fieldErr(p, "match pattern %T not supported by nodemesh-proxy", v)
+	}
+	if out.IgnoreCase {
+		out.Exact = strings.ToLower(out.Exact)
+	}
+	return out, nil
+}
+
+// headerMatch decodes a HeaderMatcher (routes and RBAC share it).
+func headerMatch(h *routev3.HeaderMatcher, hp path) (HeaderMatch, error) {
+	hm := HeaderMatch{Name: strings.ToLower(h.GetName()), Kind: HeaderPresent, Present: true, Invert: h.GetInvertMatch()}
+	switch {
+	case h.GetStringMatch() != nil:
+		sm, err := stringMatch(h.GetStringMatch(), append(hp, "string_match"))
+		if err != nil {
+			return hm, err
+		}
+		hm.Kind, hm.String = HeaderString, sm
+	default:
+		if _, ok := h.GetHeaderMatchSpecifier().(*routev3.HeaderMatcher_PresentMatch); ok {
+			hm.Present = h.GetPresentMatch()
+		}
+	}
+	return hm, nil
 }
 
 func decodeRoute(r *routev3.Route, p path) (*Route, error) {
@@ -110,19 +146,9 @@ func decodeRoute(r *routev3.Route, p path) (*Route, error) {
 		}
 	}
 	for i, h := range m.GetHeaders() {
-		hp := append(mp, "headers", "["+strconv.Itoa(i)+"]")
-		hm := HeaderMatch{Name: strings.ToLower(h.GetName()), Kind: HeaderPresent, Present: true, Invert: h.GetInvertMatch()}
-		switch {
-		case h.GetStringMatch() != nil:
-			sm, err := stringMatch(h.GetStringMatch(), append(hp, "string_match"))
-			if err != nil {
-				return nil, err
-			}
-			hm.Kind, hm.String = HeaderString, sm
-		default:
-			if _, ok := h.GetHeaderMatchSpecifier().(*routev3.HeaderMatcher_PresentMatch); ok {
-				hm.Present = h.GetPresentMatch()
-			}
+		hm, err := headerMatch(h, append(mp, "headers", "["+strconv.Itoa(i)+"]"))
+		if err != nil {
+			return nil, err
 		}
 		out.Headers = append(out.Headers, hm)
 	}

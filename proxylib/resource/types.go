@@ -3,6 +3,7 @@ package resource
 import (
 	"crypto/tls"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/nodemesh/nodemesh/proxylib/header"
@@ -33,6 +34,12 @@ type Listener struct {
 	TLSInspector bool
 	Chains       []*FilterChain
 	BufferLimit  uint32
+	// Transparent listeners accept connections for any destination
+	// (IP_TRANSPARENT); OriginalDst makes the original destination the
+	// connection's local address for matching and ORIGINAL_DST clusters.
+	Transparent bool
+	OriginalDst bool
+	OriginalSrc *OriginalSrc
 }
 
 // FilterChain is one decoded filter chain with its single HTTP connection
@@ -41,7 +48,9 @@ type FilterChain struct {
 	Name        string
 	ServerNames []string // lower-case; "*.suffix" wildcards allowed
 	TLS         *DownstreamTLS
-	HCM         *HCM
+	// Exactly one of HCM and TCP is set.
+	HCM *HCM
+	TCP *TCPProxy
 	// Key identifies the chain's configuration: two chains with equal keys
 	// behave identically, so connections on one may continue on the other.
 	Key string
@@ -81,6 +90,10 @@ type HCM struct {
 	GenerateRequestID         bool
 	PreserveExternalRequestID bool
 	Upgrades                  map[string]bool // lower-case upgrade types enabled
+	// Filters run before the router, in order.
+	Filters    []*HTTPFilter
+	LocalReply []*ReplyMapper
+	AccessLogs []*AccessLog
 }
 
 // RouteConfig is a decoded RouteConfiguration.
@@ -135,10 +148,26 @@ type Route struct {
 	ResponseHeaders header.Mutation
 }
 
-// StringMatch is a decoded StringMatcher (exact or anchored RE2).
+// StringMatchKind is the rule of a StringMatcher.
+type StringMatchKind uint8
+
+// StringMatcher rules. The zero value is exact.
+const (
+	MatchExact StringMatchKind = iota
+	MatchPrefix
+	MatchSuffix
+	MatchContains
+)
+
+// StringMatch is a decoded StringMatcher: exact, prefix, suffix or
+// contains (Exact holds the operand; IgnoreCase compares ASCII
+// case-insensitively, with Exact lower-cased), or an anchored RE2 when
+// Regex is set.
 type StringMatch struct {
-	Exact string
-	Regex *regexp.Regexp
+	Kind       StringMatchKind
+	Exact      string
+	IgnoreCase bool
+	Regex      *regexp.Regexp
 }
 
 // Match reports whether v satisfies the matcher.
@@ -146,7 +175,50 @@ func (m *StringMatch) Match(v []byte) bool {
 	if m.Regex != nil {
 		return m.Regex.Match(v)
 	}
+	if m.IgnoreCase {
+		return m.matchFold(v)
+	}
+	switch m.Kind {
+	case MatchPrefix:
+		return len(v) >= len(m.Exact) && string(v[:len(m.Exact)]) == m.Exact
+	case MatchSuffix:
+		return len(v) >= len(m.Exact) && string(v[len(v)-len(m.Exact):]) == m.Exact
+	case MatchContains:
+		return strings.Contains(string(v), m.Exact)
+	}
 	return string(v) == m.Exact
+}
+
+func (m *StringMatch) matchFold(v []byte) bool {
+	n := len(m.Exact)
+	switch m.Kind {
+	case MatchPrefix:
+		return len(v) >= n && foldEq(v[:n], m.Exact)
+	case MatchSuffix:
+		return len(v) >= n && foldEq(v[len(v)-n:], m.Exact)
+	case MatchContains:
+		for i := 0; i+n <= len(v); i++ {
+			if foldEq(v[i:i+n], m.Exact) {
+				return true
+			}
+		}
+		return false
+	}
+	return len(v) == n && foldEq(v, m.Exact)
+}
+
+// foldEq compares b with the lower-case s, ignoring ASCII case in b.
+func foldEq(b []byte, s string) bool {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // HeaderMatchKind says how a header matcher decides.
@@ -226,14 +298,21 @@ const (
 	Random
 )
 
-// Cluster is a decoded EDS cluster.
+// Cluster is a decoded cluster: EDS, STATIC (with its endpoints inline)
+// or ORIGINAL_DST (the host is each connection's original destination).
 type Cluster struct {
 	Name           string
+	Kind           ClusterKind
 	ServiceName    string // EDS resource name
 	ConnectTimeout time.Duration
 	LB             LBPolicy
 	HTTP2          bool
-	BufferLimit    uint32
+	// DownstreamProtocol: speak upstream what the downstream spoke (HTTP/2
+	// for HTTP/2 requests, HTTP/1.1 otherwise).
+	DownstreamProtocol bool
+	BufferLimit        uint32
+	Static             *Endpoints // STATIC clusters
+	Bind               *Bind      // nil: no upstream_bind_config
 }
 
 // Health is an endpoint's EDS health status, reduced to what balancing uses.

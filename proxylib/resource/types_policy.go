@@ -1,0 +1,138 @@
+package resource
+
+import (
+	"net/netip"
+	"time"
+)
+
+// ExtensionConfigType is the type URL of ECDS resources.
+const ExtensionConfigType = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
+
+// Type URLs of the typed configs ECDS may deliver.
+const (
+	RBACTypeURL  = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+	KafkaTypeURL = "type.googleapis.com/nodemesh.filters.network.kafka.v1.KafkaPolicy"
+)
+
+// ExtensionRef is a filter whose configuration comes from ECDS: the
+// TypedExtensionConfig name and the type URLs it may hold.
+type ExtensionRef struct {
+	Name     string
+	TypeURLs []string
+}
+
+// Allows reports whether typeURL is one of the accepted types.
+func (r *ExtensionRef) Allows(typeURL string) bool {
+	for _, t := range r.TypeURLs {
+		if t == typeURL {
+			return true
+		}
+	}
+	return false
+}
+
+// HTTPFilterKind identifies an HTTP filter before the router.
+type HTTPFilterKind uint8
+
+// HTTP filters.
+const (
+	FilterRBAC HTTPFilterKind = iota + 1
+)
+
+// HTTPFilter is one HTTP filter before the router: its configuration is
+// either static (RBAC) or discovered (Discovery).
+type HTTPFilter struct {
+	Name      string
+	Kind      HTTPFilterKind
+	RBAC      *RBAC
+	Discovery *ExtensionRef
+}
+
+// ReplyMapper is a decoded local_reply_config mapper: local replies whose
+// response flags intersect Flags get StatusCode (when non-zero) and Body
+// (when HasBody).
+type ReplyMapper struct {
+	Flags      map[string]bool
+	StatusCode int
+	Body       []byte
+	HasBody    bool
+}
+
+// AccessLogKind says which gRPC access logger a chain uses.
+type AccessLogKind uint8
+
+// Access logger kinds.
+const (
+	AccessLogHTTP AccessLogKind = iota + 1
+	AccessLogTCP
+)
+
+// Defaults of CommonGrpcAccessLogConfig.
+const (
+	DefaultALSFlushInterval = time.Second
+	DefaultALSBufferBytes   = 16 << 10
+)
+
+// AccessLog is a decoded envoy.access_loggers.http_grpc or tcp_grpc
+// configuration.
+type AccessLog struct {
+	Kind          AccessLogKind
+	LogName       string
+	Cluster       string
+	FlushInterval time.Duration
+	BufferBytes   uint32
+}
+
+// TCPProxy is a decoded tcp_proxy network filter, with the Kafka policy
+// filter before it when configured.
+type TCPProxy struct {
+	StatPrefix  string
+	Cluster     string
+	IdleTimeout time.Duration
+	AccessLogs  []*AccessLog
+	// Kafka is the ECDS reference of the Kafka policy filter, or nil.
+	Kafka *ExtensionRef
+}
+
+// DefaultTCPIdleTimeout is tcp_proxy's default idle_timeout.
+const DefaultTCPIdleTimeout = time.Hour
+
+// OriginalSrc is a decoded original_src listener filter: upstream sockets
+// bind to the client's address and carry Mark.
+type OriginalSrc struct {
+	Mark     uint32
+	BindPort bool
+}
+
+// ClusterKind is the cluster discovery type.
+type ClusterKind uint8
+
+// Cluster types.
+const (
+	ClusterEDS ClusterKind = iota
+	ClusterStatic
+	ClusterOriginalDst
+)
+
+// SocketOption is one upstream socket option set before connect.
+type SocketOption struct {
+	Level, Name int64
+	Int         int64
+	Buf         []byte
+	IsBuf       bool
+}
+
+// Bind is a decoded upstream_bind_config.
+type Bind struct {
+	// Source, when valid, is the local address upstream sockets bind to.
+	Source  netip.AddrPort
+	Options []SocketOption
+}
+
+// Extension is a decoded TypedExtensionConfig.
+type Extension struct {
+	Name    string
+	TypeURL string
+	RBAC    *RBAC
+	Kafka   *KafkaPolicy
+}
