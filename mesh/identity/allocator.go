@@ -1,0 +1,80 @@
+package identity
+
+import (
+	"errors"
+	"sort"
+)
+
+// ErrExhausted is returned when an identity range has no free number.
+var ErrExhausted = errors.New("identity range exhausted")
+
+// allocator hands out numbers from [min, max] to label sets. A set keeps
+// its number while it is in use; released numbers are only reused after
+// the range wrapped around, so a number does not change meaning quickly
+// (conntrack and auth entries outlive policy updates).
+type allocator struct {
+	min, max NumericIdentity
+	next     NumericIdentity
+	byKey    map[string]NumericIdentity
+	used     map[NumericIdentity]string
+}
+
+func newAllocator(min, max NumericIdentity) *allocator {
+	return &allocator{min: min, max: max, next: min, byKey: map[string]NumericIdentity{}, used: map[NumericIdentity]string{}}
+}
+
+// sync makes the allocator hold exactly keys: existing keys keep their
+// numbers, new keys get numbers in sorted order, the rest are released.
+// Keys that find no free number are returned in failed.
+func (a *allocator) sync(keys []string) (got map[string]NumericIdentity, failed []string) {
+	want := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		want[k] = true
+	}
+	for k, id := range a.byKey {
+		if !want[k] {
+			delete(a.byKey, k)
+			delete(a.used, id)
+		}
+	}
+	var fresh []string
+	for k := range want {
+		if _, ok := a.byKey[k]; !ok {
+			fresh = append(fresh, k)
+		}
+	}
+	sort.Strings(fresh)
+	for _, k := range fresh {
+		id, ok := a.take()
+		if !ok {
+			failed = append(failed, k)
+			continue
+		}
+		a.byKey[k] = id
+		a.used[id] = k
+	}
+	got = make(map[string]NumericIdentity, len(a.byKey))
+	for k, id := range a.byKey {
+		got[k] = id
+	}
+	return got, failed
+}
+
+// take returns the next free number at or after a.next, wrapping once.
+func (a *allocator) take() (NumericIdentity, bool) {
+	size := uint64(a.max-a.min) + 1
+	if uint64(len(a.used)) >= size {
+		return 0, false
+	}
+	for {
+		id := a.next
+		if a.next == a.max {
+			a.next = a.min
+		} else {
+			a.next++
+		}
+		if _, busy := a.used[id]; !busy {
+			return id, true
+		}
+	}
+}
