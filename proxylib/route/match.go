@@ -98,6 +98,11 @@ func (r *Request) value(name string) ([]byte, bool) {
 	return v, ok
 }
 
+// MatchHeader reports whether the request satisfies a header matcher, with
+// Envoy's semantics (repeated headers joined with ","; pseudo-headers
+// ":method", ":authority", ":path", ":scheme" and "host" readable).
+func (r *Request) MatchHeader(m *resource.HeaderMatch) bool { return r.header(m) }
+
 func (r *Request) header(m *resource.HeaderMatch) bool {
 	v, ok := r.value(m.Name)
 	if !ok {

@@ -1,0 +1,253 @@
+package rbac
+
+import (
+	"bytes"
+	"net/netip"
+	"sort"
+
+	"github.com/nodemesh/nodemesh/proxylib/resource"
+	"github.com/nodemesh/nodemesh/proxylib/route"
+)
+
+// Input is the request view RBAC decides on. Req's Path includes the query.
+type Input struct {
+	Req    *route.Request
+	Local  netip.AddrPort // the connection's (original) destination
+	Remote netip.AddrPort // the downstream peer
+	// Peer holds the peer certificate's URI SANs, DNS SANs and subject, in
+	// that order; Authenticated says a client certificate was verified.
+	Peer          []string
+	Authenticated bool
+}
+
+// Engine is a compiled RBAC configuration.
+type Engine struct {
+	cfg      *resource.RBAC
+	byDst    map[netip.Addr][]int32 // policy indices pinned to a destination, ascending
+	wildcard []int32                // policies not pinned, ascending
+}
+
+// New compiles cfg; nil or rule-less configurations allow everything.
+func New(cfg *resource.RBAC) *Engine {
+	e := &Engine{cfg: cfg}
+	if cfg == nil || !cfg.Enforce {
+		return e
+	}
+	e.byDst = map[netip.Addr][]int32{}
+	for i, p := range cfg.Policies {
+		dsts, ok := pinned(p)
+		if !ok {
+			e.wildcard = append(e.wildcard, int32(i))
+			continue
+		}
+		for a := range dsts {
+			e.byDst[a] = append(e.byDst[a], int32(i))
+		}
+	}
+	return e
+}
+
+// Enforcing reports whether the engine can deny anything.
+func (e *Engine) Enforcing() bool { return e != nil && e.cfg != nil && e.cfg.Enforce }
+
+// pinned returns the destination addresses every permission of p requires,
+// or false when some permission admits other destinations.
+func pinned(p *resource.RBACPolicy) (map[netip.Addr]bool, bool) {
+	out := map[netip.Addr]bool{}
+	for _, perm := range p.Permissions {
+		s, ok := required(perm)
+		if !ok {
+			return nil, false
+		}
+		for a := range s {
+			out[a] = true
+		}
+	}
+	return out, true
+}
+
+// required returns a set of addresses one of which a request's destination
+// must equal for perm to match, or false when there is no such bound.
+func required(perm *resource.Permission) (map[netip.Addr]bool, bool) {
+	switch perm.Kind {
+	case resource.PermDestinationIP:
+		if perm.CIDR.IsSingleIP() {
+			return map[netip.Addr]bool{perm.CIDR.Addr(): true}, true
+		}
+	case resource.PermAnd:
+		for _, r := range perm.Rules {
+			if s, ok := required(r); ok {
+				return s, true
+			}
+		}
+	case resource.PermOr:
+		out := map[netip.Addr]bool{}
+		for _, r := range perm.Rules {
+			s, ok := required(r)
+			if !ok {
+				return nil, false
+			}
+			for a := range s {
+				out[a] = true
+			}
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// Evaluate decides a request: allowed, and the name of the policy that
+// matched ("" when none did).
+func (e *Engine) Evaluate(in *Input) (bool, string) {
+	if !e.Enforcing() {
+		return true, ""
+	}
+	pinned := e.byDst[in.Local.Addr().Unmap()]
+	i, j := 0, 0
+	for i < len(pinned) || j < len(e.wildcard) {
+		var k int32
+		switch {
+		case j == len(e.wildcard) || (i < len(pinned) && pinned[i] < e.wildcard[j]):
+			k = pinned[i]
+			i++
+		default:
+			k = e.wildcard[j]
+			j++
+		}
+		if p := e.cfg.Policies[k]; policyMatches(p, in) {
+			return e.cfg.Action == resource.RBACAllow, p.Name
+		}
+	}
+	return e.cfg.Action == resource.RBACDeny, ""
+}
+
+// EvaluateLinear decides without the index, trying every policy in order.
+// It is the reference Evaluate is checked against.
+func (e *Engine) EvaluateLinear(in *Input) (bool, string) {
+	if !e.Enforcing() {
+		return true, ""
+	}
+	for _, p := range e.cfg.Policies {
+		if policyMatches(p, in) {
+			return e.cfg.Action == resource.RBACAllow, p.Name
+		}
+	}
+	return e.cfg.Action == resource.RBACDeny, ""
+}
+
+func policyMatches(p *resource.RBACPolicy, in *Input) bool {
+	ok := false
+	for _, perm := range p.Permissions {
+		if permission(perm, in) {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		return false
+	}
+	for _, prin := range p.Principals {
+		if principal(prin, in) {
+			return true
+		}
+	}
+	return false
+}
+
+func permission(p *resource.Permission, in *Input) bool {
+	switch p.Kind {
+	case resource.PermAny:
+		return true
+	case resource.PermAnd:
+		for _, r := range p.Rules {
+			if !permission(r, in) {
+				return false
+			}
+		}
+		return true
+	case resource.PermOr:
+		for _, r := range p.Rules {
+			if permission(r, in) {
+				return true
+			}
+		}
+		return false
+	case resource.PermNot:
+		return !permission(p.Not, in)
+	case resource.PermHeader:
+		return in.Req != nil && in.Req.MatchHeader(&p.Header)
+	case resource.PermURLPath:
+		if in.Req == nil {
+			return false
+		}
+		return p.Path.Match(urlPath(in.Req.Path))
+	case resource.PermDestinationIP:
+		return in.Local.IsValid() && p.CIDR.Contains(in.Local.Addr().Unmap())
+	case resource.PermDestinationPort:
+		return in.Local.IsValid() && uint32(in.Local.Port()) == p.Port
+	case resource.PermDestinationPortRange:
+		port := uint32(in.Local.Port())
+		return in.Local.IsValid() && port >= p.PortStart && port < p.PortEnd
+	}
+	return false
+}
+
+func principal(p *resource.Principal, in *Input) bool {
+	switch p.Kind {
+	case resource.PrinAny:
+		return true
+	case resource.PrinAnd:
+		for _, r := range p.IDs {
+			if !principal(r, in) {
+				return false
+			}
+		}
+		return true
+	case resource.PrinOr:
+		for _, r := range p.IDs {
+			if principal(r, in) {
+				return true
+			}
+		}
+		return false
+	case resource.PrinNot:
+		return !principal(p.Not, in)
+	case resource.PrinDirectRemoteIP:
+		return in.Remote.IsValid() && p.CIDR.Contains(in.Remote.Addr().Unmap())
+	case resource.PrinAuthenticated:
+		if !in.Authenticated {
+			return false
+		}
+		if p.Name == nil {
+			return true
+		}
+		for _, n := range in.Peer {
+			if p.Name.Match([]byte(n)) {
+				return true
+			}
+		}
+		return false
+	}
+	return false
+}
+
+// urlPath strips the query and fragment from a request path.
+func urlPath(p []byte) []byte {
+	if i := bytes.IndexAny(p, "?#"); i >= 0 {
+		return p[:i]
+	}
+	return p
+}
+
+// Policies returns the policy names in evaluation order.
+func (e *Engine) Policies() []string {
+	if e == nil || e.cfg == nil {
+		return nil
+	}
+	out := make([]string, len(e.cfg.Policies))
+	for i, p := range e.cfg.Policies {
+		out[i] = p.Name
+	}
+	sort.Strings(out)
+	return out
+}
