@@ -79,12 +79,7 @@ func (s *Server) step() (time.Duration, bool) {
 		return wait, false
 	}
 	sotwState := next.served(false)
-	sotwSnap, err := sotwState.snapshot()
-	var deltaSnap *cachev3.Snapshot
-	if err == nil {
-		deltaSnap, err = next.snapshot()
-	}
-	if err != nil {
+	if err := next.consistent(); err != nil {
 		// The desired state was checked in Update and the intermediate
 		// states only add referenced pairs; reaching this is a bug. Keep
 		// serving what is published.
@@ -93,8 +88,8 @@ func (s *Server) step() (time.Duration, bool) {
 	}
 	for _, c := range []struct {
 		cache cachev3.SnapshotCache
-		snap  *cachev3.Snapshot
-	}{{s.deltaCache, deltaSnap}, {s.sotwCache, sotwSnap}} {
+		snap  servedSnapshot
+	}{{s.deltaCache, servedSnapshot{*next}}, {s.sotwCache, servedSnapshot{sotwState}}} {
 		if err := c.cache.SetSnapshot(s.ctx, nodeKey, c.snap); err != nil {
 			s.log.Error("publishing xDS snapshot", "stage", st, "error", err)
 			return 0, false
@@ -231,7 +226,7 @@ func upToDate(st *stream, k kind, set *typeSet) bool {
 		return false
 	}
 	for n, e := range set.items {
-		if t.deltaAcked[n] != e.hash {
+		if t.deltaAcked[n] != e.wireVersionOf() {
 			return false
 		}
 	}

@@ -3,13 +3,12 @@ package server
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"sort"
+	"sync"
+	"sync/atomic"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/proto"
 )
 
 // kind indexes the five resource types the server carries, in the order
@@ -54,13 +53,23 @@ func kindOf(typeURL string) (kind, bool) {
 
 func (k kind) String() string { return kindTypeURL[k] }
 
-// entry is one resource and the hash of its deterministic marshalling, the
-// resource's version in delta xDS.
+// entry is one resource and its content digest (digest.go), the
+// resource's version as far as the server is concerned.
 type entry struct {
 	res  types.Resource
 	hash string
+	// tree is the digest tree of the object last handed to Update under
+	// this name; it may be a newer object than res when both have equal
+	// content (res is kept so the cache sees no change).
+	tree *node
+	// wire is res's version in delta responses when it differs from hash
+	// (see snapshot.go); nil when hash is that version.
+	wire *wireVersion
 	// refs are the SDS secrets a listener's filter chains use.
 	refs []string
+	// deps are the resources whose presence Consistent checks: the
+	// endpoints of a cluster, the route configurations of a listener.
+	deps []string
 }
 
 // typeSet is every resource of one kind. It is immutable once built; sets
@@ -70,6 +79,16 @@ type typeSet struct {
 	// version on the wire, equal for equal content.
 	version string
 	items   map[string]entry
+
+	// What the caches read, built once on first use (snapshot.go).
+	cacheOnce sync.Once
+	withTTL   map[string]types.ResourceWithTTL
+	plain     map[string]types.Resource
+	wireOnce  sync.Once
+	wireMap   map[string]string
+	// consistentWith is the last set of the referenced kind this set was
+	// found consistent with (clusters: endpoints, listeners: routes).
+	consistentWith atomic.Pointer[typeSet]
 }
 
 func newTypeSet(items map[string]entry) *typeSet {
@@ -119,19 +138,6 @@ func (s state) equal(o state) bool {
 	return true
 }
 
-// hashResource returns the version of one resource: a hash of its
-// deterministic wire form (map fields sorted), so equal resources always
-// hash equally. It is computed exactly as go-control-plane computes the
-// resource versions it writes into delta responses, so the versions a
-// proxy acknowledges and the ones the server tracks are the same strings.
-func hashResource(m proto.Message) (string, error) {
-	b, err := cachev3.MarshalResource(m)
-	if err != nil {
-		return "", err
-	}
-	return cachev3.HashResource(b), nil
-}
-
 // sotwSecrets is the secret set served to state-of-the-world proxies:
 // exactly the secrets the state's listeners use. In ADS mode the cache
 // answers a named request only if it names every resource of the type, and
@@ -166,27 +172,6 @@ func (s state) served(delta bool) state {
 		s[kindSecret] = s.sotwSecrets()
 	}
 	return s
-}
-
-// snapshot turns a state into the go-control-plane snapshot the cache
-// serves. The delta version map is filled from the hashes already
-// computed, so the cache never re-marshals a resource to version it.
-func (s state) snapshot() (*cachev3.Snapshot, error) {
-	snap := &cachev3.Snapshot{VersionMap: make(map[string]map[string]string, numKinds)}
-	for k, t := range s {
-		items := make(map[string]types.ResourceWithTTL, len(t.items))
-		versions := make(map[string]string, len(t.items))
-		for n, e := range t.items {
-			items[n] = types.ResourceWithTTL{Resource: e.res}
-			versions[n] = e.hash
-		}
-		snap.Resources[kindCacheType[k]] = cachev3.Resources{Version: t.version, Items: items}
-		snap.VersionMap[kindTypeURL[k]] = versions
-	}
-	if err := snap.Consistent(); err != nil {
-		return nil, fmt.Errorf("checking snapshot consistency: %w", err)
-	}
-	return snap, nil
 }
 
 func (k kind) short() string {

@@ -79,8 +79,8 @@ func (s *Server) Update(ctx context.Context, res *translator.Resources) (UpdateR
 	}
 	// The complete new configuration must be consistent on its own before
 	// anything of it is published.
-	if _, err := next.snapshot(); err != nil {
-		return UpdateResult{}, fmt.Errorf("updating xDS configuration: %w", err)
+	if err := next.consistent(); err != nil {
+		return UpdateResult{}, fmt.Errorf("updating xDS configuration: checking snapshot consistency: %w", err)
 	}
 	result := UpdateResult{Version: next.version(), TypeVersions: make(map[string]string, numKinds)}
 	for k, t := range next {
@@ -110,11 +110,15 @@ func (s *Server) Update(ctx context.Context, res *translator.Resources) (UpdateR
 
 // buildSet indexes one kind's resources by name, validating only what
 // changed. The object the previous update carried under the same name is
-// reused as is; any other object is marshalled deterministically and
-// hashed, and if the hash is unchanged the previous entry (and object) is
-// kept, so the cache sees no change. Hashing is cheaper than a reflective
-// proto.Equal, which is why equality is decided by hash.
+// reused as is; any other object is digested (digest.go), which marshals
+// and validates only the parts of it that are new objects, and if the
+// digest is unchanged the previous entry (and object) is kept, so the
+// cache sees no change. Digests are cheaper than a reflective proto.Equal,
+// which is why equality is decided by them.
 func buildSet(k kind, list []types.Resource, prev *typeSet) (*typeSet, error) {
+	if unchanged(list, prev) {
+		return prev, nil
+	}
 	items := make(map[string]entry, len(list))
 	for _, m := range list {
 		name := cachev3.GetResourceName(m)
@@ -125,24 +129,24 @@ func buildSet(k kind, list []types.Resource, prev *typeSet) (*typeSet, error) {
 			return nil, fmt.Errorf("%s %q: defined twice", k, name)
 		}
 		old, had := prev.items[name]
-		if had && old.res == m {
+		if had && old.tree.msg == m {
 			items[name] = old
 			continue
 		}
-		h, err := hashResource(m)
+		tree, err := digestResource(m, old.tree)
 		if err != nil {
-			return nil, fmt.Errorf("%s %q: hashing: %w", k, name, err)
+			return nil, fmt.Errorf("%s %q: %w", k, name, err)
 		}
+		h := tree.sum.String()
 		if had && old.hash == h {
+			old.tree = tree
 			items[name] = old
 			continue
 		}
-		if v, ok := m.(interface{ ValidateAll() error }); ok {
-			if err := v.ValidateAll(); err != nil {
-				return nil, fmt.Errorf("%s %q: %w", k, name, err)
-			}
+		e := entry{res: m, hash: h, tree: tree, deps: dependencies(k, name, m)}
+		if tree.kids != nil {
+			e.wire = &wireVersion{res: m}
 		}
-		e := entry{res: m, hash: h}
 		if l, ok := m.(*listenerv3.Listener); ok {
 			if e.refs, err = secretRefs(l); err != nil {
 				return nil, fmt.Errorf("%s %q: %w", k, name, err)
@@ -151,6 +155,28 @@ func buildSet(k kind, list []types.Resource, prev *typeSet) (*typeSet, error) {
 		items[name] = e
 	}
 	return newTypeSet(items), nil
+}
+
+// unchanged reports whether list is exactly the objects of prev: the same
+// objects under the same names, listed in strictly increasing name order
+// (so none twice). Then prev is reused whole, its version and the maps the
+// caches read included. The translator lists resources sorted by name.
+func unchanged(list []types.Resource, prev *typeSet) bool {
+	if len(list) != len(prev.items) {
+		return false
+	}
+	last := ""
+	for i, m := range list {
+		name := cachev3.GetResourceName(m)
+		if i > 0 && name <= last {
+			return false
+		}
+		last = name
+		if e, ok := prev.items[name]; !ok || e.tree.msg != m {
+			return false
+		}
+	}
+	return true
 }
 
 // secretRefs lists the SDS secrets a listener's TLS filter chains use.
