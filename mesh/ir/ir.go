@@ -7,6 +7,9 @@ type Config struct {
 	Listeners []*Listener `json:"listeners,omitempty"`
 	Clusters  []*Cluster  `json:"clusters,omitempty"`
 	Secrets   []*Secret   `json:"secrets,omitempty"`
+	// Policy is the L7 network policy the node proxy enforces (policy.go);
+	// nil when no policy needs the proxy.
+	Policy *Policy `json:"policy,omitempty"`
 }
 
 // Listener is one socket the proxy binds (an address and a port) and the

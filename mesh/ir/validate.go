@@ -31,6 +31,9 @@ func (c *Config) Validate() error {
 	for i, l := range c.Listeners {
 		v.listener(i, l, listeners, tables, binds, clusters, secrets)
 	}
+	if c.Policy != nil {
+		v.policy(c.Policy, listeners, binds)
+	}
 	return errors.Join(v.errs...)
 }
 
