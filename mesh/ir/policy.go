@@ -307,10 +307,11 @@ func (v *validator) rule(obj object, kind, name string, d PolicyDirection, proto
 	return obj
 }
 
-// ValidKafkaTopic reports whether s is a legal Kafka topic name: 1 to 249
-// characters of [a-zA-Z0-9._-].
+// ValidKafkaTopic reports whether s can be a topic in a rule: 1 to 255
+// characters of [a-zA-Z0-9._-]. Kafka itself caps names at 249 since 0.10;
+// rules accept the older limit, as Cilium does.
 func ValidKafkaTopic(s string) bool {
-	if s == "" || len(s) > 249 {
+	if s == "" || len(s) > 255 {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -77,7 +77,7 @@ func TestPolicyListenerClashesWithGatewayListener(t *testing.T) {
 }
 
 func TestValidKafkaTopic(t *testing.T) {
-	for s, want := range map[string]bool{"events": true, "a.b_c-D9": true, "": false, "a b": false, strings.Repeat("a", 249): true, strings.Repeat("a", 250): false} {
+	for s, want := range map[string]bool{"events": true, "a.b_c-D9": true, "": false, "a b": false, strings.Repeat("a", 255): true, strings.Repeat("a", 256): false} {
 		if ValidKafkaTopic(s) != want {
 			t.Errorf("ValidKafkaTopic(%q) != %v", s, want)
 		}
