@@ -42,7 +42,9 @@
 // # Decisions where the IR and Gateway API leave room
 //
 //   - HttpConnectionManager: codec AUTO, use_remote_address, no trusted XFF
-//     hops, strip_any_host_port, normalize_path, router last. Envoy's own
+//     hops, strip_any_host_port, normalize_path, router last, WebSocket
+//     upgrades enabled (upgrade_configs websocket; CONNECT and other
+//     upgrade types are refused, as Envoy does by default). Envoy's own
 //     defaults stay for everything else (stream idle timeout 5 min, server
 //     header "envoy", request IDs generated).
 //   - Route timeout: always written. The IR's 0 means "no timeout" and is

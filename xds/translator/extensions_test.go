@@ -3,6 +3,7 @@ package translator
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -13,10 +14,11 @@ import (
 
 // TestExtensionsInGoldens pins the Envoy extensions the translator uses,
 // read from every golden output: each typed_config type URL and each name
-// of a filter, transport socket or protocol-options entry. All of them are
-// upstream Envoy extensions, so stock Envoy can run the output. Adding an
-// extension must be a conscious change to this list (and to the contract
-// the builtin proxy implements).
+// of a filter, transport socket or protocol-options entry, and the upgrade
+// types the connection managers enable. All of them are upstream Envoy
+// extensions, so stock Envoy can run the output. Adding an extension or an
+// upgrade type must be a conscious change to this list (and to the
+// contract the builtin proxy implements).
 func TestExtensionsInGoldens(t *testing.T) {
 	wantTypes := []string{
 		"type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
@@ -32,11 +34,14 @@ func TestExtensionsInGoldens(t *testing.T) {
 		"envoy.filters.network.http_connection_manager",
 		"envoy.transport_sockets.tls",
 	}
+	// Every connection manager forwards WebSocket upgrades, nothing else.
+	wantUpgrades := []string{"websocket"}
 	outs, err := filepath.Glob(filepath.Join("testdata", "*.out.yaml"))
 	if err != nil || len(outs) == 0 {
 		t.Fatalf("no golden outputs (%v)", err)
 	}
-	types, names := map[string]bool{}, map[string]bool{}
+	types, names, upgrades := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	managers := 0
 	for _, out := range outs {
 		data, err := os.ReadFile(out)
 		if err != nil {
@@ -47,12 +52,19 @@ func TestExtensionsInGoldens(t *testing.T) {
 			t.Fatalf("%s: %v", out, err)
 		}
 		collectExtensions(doc, types, names)
+		managers += collectUpgrades(t, out, doc, upgrades)
+	}
+	if managers == 0 {
+		t.Fatal("no HttpConnectionManager in the golden outputs")
 	}
 	if diff := cmp.Diff(wantTypes, sortedKeys(types)); diff != "" {
 		t.Errorf("typed_config type URLs (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(wantNames, sortedKeys(names)); diff != "" {
 		t.Errorf("extension names (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantUpgrades, sortedKeys(upgrades)); diff != "" {
+		t.Errorf("upgrade types (-want +got):\n%s", diff)
 	}
 	for u := range types {
 		if !strings.HasPrefix(u, "type.googleapis.com/envoy.") {
@@ -93,6 +105,42 @@ func collectExtensions(v any, types, names map[string]bool) {
 			collectExtensions(e, types, names)
 		}
 	}
+}
+
+// collectUpgrades records the upgrade types of every
+// HttpConnectionManager in a rendered output, requiring each to list
+// exactly the same ones, and returns how many it saw.
+func collectUpgrades(t *testing.T, file string, v any, upgrades map[string]bool) int {
+	t.Helper()
+	seen := 0
+	switch x := v.(type) {
+	case map[string]any:
+		if x["@type"] == "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager" {
+			seen++
+			var got []string
+			list, _ := x["upgrade_configs"].([]any)
+			for _, u := range list {
+				cfg, _ := u.(map[string]any)
+				if _, set := cfg["enabled"]; set {
+					t.Errorf("%s: upgrade config %v sets enabled; the type's presence is the switch", file, cfg)
+				}
+				typ, _ := cfg["upgrade_type"].(string)
+				got = append(got, typ)
+				upgrades[typ] = true
+			}
+			if !slices.Equal(got, []string{upgradeWebSocket}) {
+				t.Errorf("%s: connection manager upgrade types %q, want exactly %q", file, got, upgradeWebSocket)
+			}
+		}
+		for _, e := range x {
+			seen += collectUpgrades(t, file, e, upgrades)
+		}
+	case []any:
+		for _, e := range x {
+			seen += collectUpgrades(t, file, e, upgrades)
+		}
+	}
+	return seen
 }
 
 func sortedKeys(m map[string]bool) []string {

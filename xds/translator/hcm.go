@@ -17,7 +17,8 @@ import (
 // client address (use_remote_address, no trusted XFF hops), the Host port
 // is ignored when selecting a virtual host (strip_any_host_port, as the IR
 // requires), and paths are RFC 3986 normalised before matching
-// (normalize_path) so "/a/../b" cannot bypass a route.
+// (normalize_path) so "/a/../b" cannot bypass a route. WebSocket upgrades
+// pass through (upgrade_configs); other upgrades are refused.
 func (b *builder) httpConnectionManager(l *ir.Listener, ch *ir.HTTPChain) (*anypb.Any, error) {
 	name := listenerName(l)
 	router, err := typedConfig("listener", name, &routerv3.Router{})
@@ -36,6 +37,9 @@ func (b *builder) httpConnectionManager(l *ir.Listener, ch *ir.HTTPChain) (*anyp
 			Name:       filterRouter,
 			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
 		}},
+		// WebSocket upgrades are forwarded on every route, as Envoy
+		// Gateway does; CONNECT is not enabled.
+		UpgradeConfigs:   []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: upgradeWebSocket}},
 		UseRemoteAddress: wrapperspb.Bool(true),
 		NormalizePath:    wrapperspb.Bool(true),
 		StripPortMode:    &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},

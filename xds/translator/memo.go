@@ -89,6 +89,16 @@ type vhostMemo struct {
 	invalid  string // the invalid-backend cluster name it was built with
 	out      *routev3.VirtualHost
 	warnings []Warning
+	routes   []*routeMemo // one per IR route, in order
+}
+
+// routeMemo is one route as built: out is nil when the route was dropped.
+// A route's output depends on the route and on the invalid-backend
+// cluster name only.
+type routeMemo struct {
+	in       *ir.Route
+	out      *routev3.Route
+	warnings []Warning
 }
 
 type secretMemo struct {
@@ -162,6 +172,25 @@ func (t *tableMemo) vhost(vh *ir.VirtualHost, domains []string, invalid string) 
 		return vm
 	}
 	return nil
+}
+
+// routes indexes by name the routes of the virtual host of the same name
+// built with the same invalid-backend cluster, for a virtual host that
+// changed: its unchanged routes are reused one by one. Route names are
+// unique within a virtual host (ir.Config.Validate).
+func (t *tableMemo) routes(vh *ir.VirtualHost, invalid string) map[string]*routeMemo {
+	if t == nil {
+		return nil
+	}
+	vm := t.vhosts[vh.Name]
+	if vm == nil || vm.invalid != invalid {
+		return nil
+	}
+	out := make(map[string]*routeMemo, len(vm.routes))
+	for _, rm := range vm.routes {
+		out[rm.in.Name] = rm
+	}
+	return out
 }
 
 func (m *memo) secret(s *ir.Secret) *secretMemo {

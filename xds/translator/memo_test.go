@@ -1,10 +1,13 @@
 package translator
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -44,6 +47,9 @@ func TestTranslatorMatchesTranslate(t *testing.T) {
 			t.Fatal(err)
 		}
 		requireEqual(t, want, got)
+		// Reused parts were validated when first built; the whole
+		// output must still pass Envoy's validation as one.
+		requireValid(t, got)
 		if !slices.Equal(want.Warnings, got.Warnings) {
 			t.Fatalf("step %d: warnings %v, want %v", i, got.Warnings, want.Warnings)
 		}
@@ -85,6 +91,13 @@ func TestTranslatorReuses(t *testing.T) {
 			if reused := vh == same.RouteConfigurations[i].VirtualHosts[j]; reused == (j == 3) {
 				t.Errorf("virtual host %d of %s: reused=%t", j, rc.Name, reused)
 			}
+			// Within the changed virtual host only the changed route
+			// is new.
+			for k, r := range vh.Routes {
+				if reused := r == same.RouteConfigurations[i].VirtualHosts[j].Routes[k]; reused == (j == 3 && k == 2) {
+					t.Errorf("route %d of virtual host %d of %s: reused=%t", k, j, rc.Name, reused)
+				}
+			}
 		}
 	}
 	for i, l := range next.Listeners {
@@ -104,5 +117,119 @@ func TestTranslatorReuses(t *testing.T) {
 	requireEqual(t, fresh, next)
 	if proto.Equal(next.RouteConfigurations[0], same.RouteConfigurations[0]) {
 		t.Error("the route change did not reach the output")
+	}
+}
+
+// TestTranslatorRandomEdits applies random edits to an IR, each time
+// building the next Config afresh as the Gateway API translator does (no
+// object shared with the previous one), and requires every memoized result
+// to equal a fresh translation, warnings included, and to pass Envoy's
+// validation whole. Edits touch routes, their order and names, virtual
+// hosts, domains, backends (including unresolved ones and a cluster that
+// takes the invalid-backend name) and inexpressible values.
+func TestTranslatorRandomEdits(t *testing.T) {
+	for seed := range uint64(3) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(seed, 42))
+			cfg := benchConfig(60)
+			tr := New()
+			for step := range 300 {
+				if step > 0 {
+					cfg = clone(t, cfg)
+					what := randomEdit(r, cfg)
+					if err := cfg.Validate(); err != nil {
+						t.Fatalf("step %d (%s): edit made the IR invalid: %v", step, what, err)
+					}
+				}
+				got, err := tr.Translate(cfg)
+				if err != nil {
+					t.Fatalf("step %d: %v", step, err)
+				}
+				want, err := Translate(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				requireEqual(t, want, got)
+				requireValid(t, got)
+				if !slices.Equal(want.Warnings, got.Warnings) {
+					t.Fatalf("step %d: warnings %v, want %v", step, got.Warnings, want.Warnings)
+				}
+			}
+		})
+	}
+}
+
+// randomEdit changes cfg in place (it is a fresh copy) and says how.
+func randomEdit(r *rand.Rand, cfg *ir.Config) string {
+	vhosts := cfg.Listeners[r.IntN(len(cfg.Listeners))].Chains[0].Routes.VirtualHosts
+	vh := vhosts[r.IntN(len(vhosts))]
+	pick := func() *ir.Route {
+		if len(vh.Routes) == 0 {
+			vh.Routes = append(vh.Routes, &ir.Route{Name: fmt.Sprintf("new-%d", r.IntN(1000)), DirectResponse: &ir.DirectResponse{Status: 204}})
+		}
+		return vh.Routes[r.IntN(len(vh.Routes))]
+	}
+	switch r.IntN(11) {
+	case 0:
+		pick().Timeout += time.Duration(r.IntN(3)) * time.Second
+		return "route timeout"
+	case 1:
+		rt := pick()
+		rt.RequestHeaders = &ir.HeaderModifier{Set: []ir.Header{{Name: "x-v", Value: []string{"a", "b", "50%", "\xff"}[r.IntN(4)]}}}
+		return "request header value, possibly inexpressible"
+	case 2:
+		rt := pick()
+		if len(rt.Backends) > 0 {
+			rt.Backends[0].Weight = uint32(r.IntN(3))
+			if r.IntN(3) == 0 {
+				rt.Backends[0].Cluster = ""
+			}
+		}
+		return "backend weight or resolution"
+	case 3:
+		rt := pick()
+		rt.Match.Path = &ir.PathMatch{Type: ir.PathPrefix, Value: []string{"/a", "/b", "/c?d"}[r.IntN(3)]}
+		return "path, possibly inexpressible"
+	case 4:
+		rt := pick()
+		rt.Name += "-renamed"
+		return "route name"
+	case 5:
+		if len(vh.Routes) > 1 {
+			i, j := r.IntN(len(vh.Routes)), r.IntN(len(vh.Routes))
+			vh.Routes[i], vh.Routes[j] = vh.Routes[j], vh.Routes[i]
+		}
+		return "route order"
+	case 6:
+		if len(vh.Routes) > 0 {
+			i := r.IntN(len(vh.Routes))
+			vh.Routes = slices.Delete(vh.Routes, i, i+1)
+		}
+		return "route removed"
+	case 7:
+		c := cfg.Clusters[r.IntN(len(cfg.Clusters))]
+		if c.Name == invalidBackendCluster {
+			c = cfg.Clusters[0] // case 9 may remove it again
+		}
+		vh.Routes = slices.Insert(vh.Routes, r.IntN(len(vh.Routes)+1), &ir.Route{
+			Name:     fmt.Sprintf("inserted-%d", r.IntN(1000000)),
+			Backends: []*ir.WeightedBackend{{Cluster: c.Name, Weight: 1}},
+		})
+		return "route inserted"
+	case 8:
+		vh.Domains = []string{fmt.Sprintf("other-%d.example.com", r.IntN(1000000))}
+		return "domains"
+	case 9:
+		// A cluster taking the invalid-backend name renames the cluster
+		// unresolved backends point at, in every route that has one.
+		i := slices.IndexFunc(cfg.Clusters, func(c *ir.Cluster) bool { return c.Name == invalidBackendCluster })
+		if i >= 0 {
+			cfg.Clusters = slices.Delete(cfg.Clusters, i, i+1)
+			return "invalid-backend name freed"
+		}
+		cfg.Clusters = append(cfg.Clusters, &ir.Cluster{Name: invalidBackendCluster, Protocol: ir.ProtocolHTTP1, LBPolicy: ir.LBRoundRobin})
+		return "invalid-backend name taken"
+	default:
+		return "nothing"
 	}
 }

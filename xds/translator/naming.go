@@ -23,6 +23,10 @@ const (
 	httpProtocolOptionsKey      = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 )
 
+// upgradeWebSocket is the upgrade type every HttpConnectionManager
+// enables (extensions_test.go pins the set).
+const upgradeWebSocket = "websocket"
+
 // invalidBackendCluster is the cluster name a weighted entry points at when
 // its backend could not be resolved. No cluster of that name is ever
 // emitted, so the proxy answers with the route's

@@ -13,10 +13,11 @@ import (
 
 // routeConfiguration emits the RouteConfiguration of one route table.
 // Virtual hosts and routes keep the IR's order: the IR is already in
-// precedence order and Envoy evaluates routes first-match-wins. Each
-// virtual host is validated as it is built, the RouteConfiguration's own
-// fields separately: together exactly what ValidateAll on the whole would
-// check, without re-checking virtual hosts reused from the last call.
+// precedence order and Envoy evaluates routes first-match-wins. Each route
+// is validated as it is built, each virtual host's and the
+// RouteConfiguration's own fields separately: together exactly what
+// ValidateAll on the whole would check (the lists carry no rules of their
+// own), without re-checking what is reused from the last call.
 func (b *builder) routeConfiguration(rt *ir.RouteTable) error {
 	name := routeConfigName(rt)
 	prev := b.prev.table(rt.Name)
@@ -35,21 +36,10 @@ func (b *builder) routeConfiguration(rt *ir.RouteTable) error {
 		if vm != nil {
 			b.out.Warnings = append(b.out.Warnings, vm.warnings...)
 		} else {
-			mark := len(b.out.Warnings)
-			evh := &routev3.VirtualHost{
-				Name:    virtualHostName(vh),
-				Domains: domains,
-				Routes:  make([]*routev3.Route, 0, len(vh.Routes)),
-			}
-			for _, r := range vh.Routes {
-				if er := b.route(r); er != nil {
-					evh.Routes = append(evh.Routes, er)
-				}
-			}
-			if err := checked("route configuration", name+" virtual host "+evh.Name, evh); err != nil {
+			var err error
+			if vm, err = b.virtualHost(name, vh, domains, prev.routes(vh, b.invalidBackend)); err != nil {
 				return err
 			}
-			vm = &vhostMemo{in: vh, domains: domains, invalid: b.invalidBackend, out: evh, warnings: b.warningsSince(mark)}
 		}
 		next.vhosts[vh.Name] = vm
 		vhosts = append(vhosts, vm.out)
@@ -65,6 +55,44 @@ func (b *builder) routeConfiguration(rt *ir.RouteTable) error {
 	b.next.putTable(rt.Name, next)
 	b.out.RouteConfigurations = append(b.out.RouteConfigurations, next.out)
 	return nil
+}
+
+// virtualHost builds a virtual host that changed, reusing from old (its
+// previous routes by name) every route that did not.
+func (b *builder) virtualHost(rc string, vh *ir.VirtualHost, domains []string, old map[string]*routeMemo) (*vhostMemo, error) {
+	mark := len(b.out.Warnings)
+	evh := &routev3.VirtualHost{Name: virtualHostName(vh), Domains: domains}
+	if err := checked("route configuration", rc+" virtual host "+evh.Name, evh); err != nil {
+		return nil, err
+	}
+	evh.Routes = make([]*routev3.Route, 0, len(vh.Routes))
+	vm := &vhostMemo{in: vh, domains: domains, invalid: b.invalidBackend, out: evh}
+	if b.next != nil {
+		vm.routes = make([]*routeMemo, 0, len(vh.Routes))
+	}
+	for _, r := range vh.Routes {
+		var out *routev3.Route
+		if rm := old[r.Name]; rm != nil && equalRoute(rm.in, r) {
+			b.out.Warnings = append(b.out.Warnings, rm.warnings...)
+			out = rm.out
+			vm.routes = append(vm.routes, rm)
+		} else {
+			rmark := len(b.out.Warnings)
+			if out = b.route(r); out != nil {
+				if err := checked("route configuration", rc+" virtual host "+evh.Name+" route "+out.Name, out); err != nil {
+					return nil, err
+				}
+			}
+			if b.next != nil {
+				vm.routes = append(vm.routes, &routeMemo{in: r, out: out, warnings: b.warningsSince(rmark)})
+			}
+		}
+		if out != nil {
+			evh.Routes = append(evh.Routes, out)
+		}
+	}
+	vm.warnings = b.warningsSince(mark)
+	return vm, nil
 }
 
 // domains returns a virtual host's domains as Envoy matches them, leaving
