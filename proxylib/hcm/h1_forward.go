@@ -247,6 +247,7 @@ func isTimeout(err error) bool {
 // failUpstream answers a failed exchange locally. keep must already account
 // for whether the request body was consumed.
 func (hc *h1conn) failUpstream(ue upstreamErr, keep bool) bool {
+	hc.s.flags |= ue.flag()
 	switch ue {
 	case upConnect:
 		return hc.writeLocal(503, bodyConnectFailure, nil, keep, false) && keep
@@ -266,6 +267,7 @@ func (hc *h1conn) failUpstream(ue upstreamErr, keep bool) bool {
 func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime time.Duration) bool {
 	s := hc.s
 	resp := &uc.Resp
+	s.respCode = resp.Status
 	upgrade := s.upgrade && resp.Status == 101
 	keep = keep && !hc.h.draining.Load()
 	l := resp.Headers
@@ -439,4 +441,21 @@ func (hc *h1conn) splice(uc *upstream.Conn) {
 		_ = tc.CloseWrite()
 	}
 	<-done
+}
+
+// flag is the response flag of an upstream failure.
+func (ue upstreamErr) flag() uint32 {
+	switch ue {
+	case upConnect:
+		return flagUF
+	case upTimeout:
+		return flagUT
+	case upProtocol:
+		return flagUPE
+	case upReset:
+		return flagUC
+	case upBadBody:
+		return flagDPE
+	}
+	return 0
 }

@@ -15,9 +15,20 @@ var (
 	continue100        = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 )
 
-// handle serves one parsed request. It returns false when the connection
-// must close.
+// handle serves one parsed request, then logs it. It returns false when
+// the connection must close.
 func (hc *h1conn) handle() bool {
+	s := hc.s
+	s.begin(false)
+	ok := hc.handleRequest()
+	if len(hc.h.logs) > 0 {
+		s.logHTTP(string(hc.req.Method), string(s.rreq.Path), "HTTP/1.1")
+	}
+	return ok
+}
+
+// handleRequest serves one parsed request.
+func (hc *h1conn) handleRequest() bool {
 	req := &hc.req
 	s := hc.s
 	cfg := hc.h.cfg
@@ -113,6 +124,8 @@ func (hc *h1conn) skipBody() bool {
 // Location. It returns false when the write failed.
 func (hc *h1conn) writeLocal(code int, body, loc []byte, keep, head bool) bool {
 	s := hc.s
+	code, body = s.mapLocal(code, body)
+	s.respCode = code
 	now := time.Now()
 	keep = keep && !hc.h.draining.Load()
 	l := s.localHeaders(code, body, loc, now)
@@ -140,14 +153,16 @@ func (hc *h1conn) writeLocal(code int, body, loc []byte, keep, head bool) bool {
 func (s *stream) localHeaders(code int, body, loc []byte, now time.Time) header.List {
 	l := s.respFields[:0]
 	if s.grpc {
-		s.grpcBuf = strconv.AppendInt(s.grpcBuf[:0], int64(grpcStatus(code)), 10)
+		s.grpcStatus = grpcStatus(code)
+		s.grpcBuf = strconv.AppendInt(s.grpcBuf[:0], int64(s.grpcStatus), 10)
 		l.Add(hContentType, hdrContentTypeGRPC)
 		l.Add(hGRPCStatus, s.grpcBuf)
 		msg := body
 		if len(msg) == 0 {
 			msg = []byte(http1.StatusText(code))
 		}
-		l.Add(hGRPCMessage, msg)
+		s.grpcMsgBuf = appendGRPCMessage(s.grpcMsgBuf[:0], msg)
+		l.Add(hGRPCMessage, s.grpcMsgBuf)
 		l.Add(hContentLength, zero)
 	} else {
 		if loc != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nodemesh/nodemesh/proxylib/header"
 	"github.com/nodemesh/nodemesh/proxylib/http1"
+	"github.com/nodemesh/nodemesh/proxylib/listener"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
 
@@ -39,6 +40,13 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	}()
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		s.remote = ap
+	}
+	if info, ok := r.Context().Value(connInfoKey{}).(listener.ConnInfo); ok {
+		s.setConn(info)
+	}
+	s.begin(true)
+	if len(h.logs) > 0 {
+		defer s.logHTTP(r.Method, string(s.rreq.Path), "HTTP/2")
 	}
 	cfg := h.cfg
 	l := s.rreq.Headers[:0]
@@ -93,6 +101,8 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 
 // writeLocalH2 sends a local reply on an HTTP/2 stream.
 func (s *stream) writeLocalH2(w http.ResponseWriter, code int, body, loc []byte) {
+	code, body = s.mapLocal(code, body)
+	s.respCode = code
 	l := s.localHeaders(code, body, loc, time.Now())
 	hdr := w.Header()
 	for _, f := range l {
@@ -152,6 +162,11 @@ func classify(err error) upstreamErr {
 	return upReset
 }
 
+func (s *stream) failBody(ue upstreamErr) (int, []byte) {
+	s.flags |= ue.flag()
+	return failBody(ue)
+}
+
 func failBody(ue upstreamErr) (int, []byte) {
 	switch ue {
 	case upConnect:
@@ -191,11 +206,12 @@ func (s *stream) h2ToH2(w http.ResponseWriter, r *http.Request) {
 	sent := time.Now()
 	resp, err := s.host.Pool.H2().RoundTrip(out)
 	if err != nil {
-		code, b := failBody(classify(err))
+		code, b := s.failBody(classify(err))
 		s.writeLocalH2(w, code, b, nil)
 		return
 	}
 	defer resp.Body.Close()
+	s.respCode = resp.StatusCode
 	l := responseList(resp.Header, s.respFields[:0])
 	l.Del("content-length")
 	s.finishResponseHeaders(&l, false, time.Since(sent))
@@ -213,6 +229,7 @@ func (s *stream) h2ToH2(w http.ResponseWriter, r *http.Request) {
 	for k, vs := range resp.Trailer {
 		hdr[http.TrailerPrefix+k] = vs
 	}
+	s.noteGRPCStatus(resp.Header, resp.Trailer)
 }
 
 // copyFlush copies src to an HTTP/2 response, flushing every read so
@@ -246,7 +263,8 @@ func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 	pool := s.host.Pool
 	uc, _, err := pool.Get(context.Background())
 	if err != nil {
-		s.writeLocalH2(w, 503, bodyConnectFailure, nil)
+		code, b := s.failBody(upConnect)
+		s.writeLocalH2(w, code, b, nil)
 		return
 	}
 	out := http1.AppendRequestLine(uc.Out[:0], s.rreq.Method, s.rreq.Path)
@@ -321,11 +339,12 @@ func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 	uc.Out = out[:0]
 	if ue != upOK {
 		uc.Discard()
-		code, b := failBody(ue)
+		code, b := s.failBody(ue)
 		s.writeLocalH2(w, code, b, nil)
 		return
 	}
 	resp := &uc.Resp
+	s.respCode = resp.Status
 	l := resp.Headers
 	s.finishResponseHeaders(&l, false, time.Since(sent))
 	hdr := w.Header()
@@ -388,6 +407,7 @@ func (hc *h1conn) forwardH2(keep bool) bool {
 		return hc.failUpstream(classify(err), keep && bodyDone)
 	}
 	defer resp.Body.Close()
+	s.respCode = resp.StatusCode
 	l := responseList(resp.Header, s.respFields[:0])
 	l.Del("content-length")
 	s.finishResponseHeaders(&l, false, time.Since(sent))

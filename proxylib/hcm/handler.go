@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"github.com/nodemesh/nodemesh/proxylib/accesslog"
+	"github.com/nodemesh/nodemesh/proxylib/listener"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
 )
 
@@ -26,6 +28,10 @@ type Handler struct {
 	h2 *http2.Server
 	hs *http.Server // base config of h2; its Shutdown sends GOAWAY
 
+	filters []filter
+	mappers []replyMapper
+	logs    []*accesslog.Sender
+
 	mu       sync.Mutex
 	conns    map[*h1conn]struct{}
 	draining atomic.Bool
@@ -36,6 +42,8 @@ type Handler struct {
 // terminates TLS (x-forwarded-proto and :scheme become https).
 func NewHandler(rt *Runtime, cfg *resource.HCM, tls bool) *Handler {
 	h := &Handler{rt: rt, cfg: cfg, tls: tls, serverName: []byte(cfg.ServerName), conns: map[*h1conn]struct{}{}}
+	h.filters, h.mappers = compileFilters(cfg)
+	h.logs = rt.ALS.Senders(cfg.AccessLogs)
 	h.hs = &http.Server{Handler: http.HandlerFunc(h.serveHTTP2), IdleTimeout: cfg.IdleTimeout}
 	h.h2 = &http2.Server{IdleTimeout: cfg.IdleTimeout, MaxConcurrentStreams: 1000}
 	_ = http2.ConfigureServer(h.hs, h.h2)
@@ -48,10 +56,11 @@ func (h *Handler) Config() *resource.HCM { return h.cfg }
 // h2Preface is the HTTP/2 client connection preface.
 var h2Preface = []byte(http2.ClientPreface)
 
-// ServeConn serves c until it closes. alpn is the TLS-negotiated protocol
-// ("h2", "http/1.1" or ""). It blocks; the caller runs it on the
-// connection's goroutine.
-func (h *Handler) ServeConn(c net.Conn, alpn string) {
+// ServeConn serves c until it closes. info.ALPN is the TLS-negotiated
+// protocol ("h2", "http/1.1" or ""); info.Local the (original) destination.
+// It blocks; the caller runs it on the connection's goroutine.
+func (h *Handler) ServeConn(c net.Conn, info listener.ConnInfo) {
+	alpn := info.ALPN
 	h.wg.Add(1)
 	defer h.wg.Done()
 	if h.draining.Load() {
@@ -59,10 +68,11 @@ func (h *Handler) ServeConn(c net.Conn, alpn string) {
 		return
 	}
 	if alpn == "h2" || h.cfg.Codec == resource.CodecHTTP2 {
-		h.serveH2(c, nil)
+		h.serveH2(c, nil, info)
 		return
 	}
 	hc := getH1conn(h, c)
+	hc.s.setConn(info)
 	if h.cfg.Codec == resource.CodecAuto {
 		// Sniff the HTTP/2 prior-knowledge preface.
 		for hc.w < len(h2Preface) && bytes.HasPrefix(h2Preface, hc.buf[:hc.w]) {
@@ -76,7 +86,7 @@ func (h *Handler) ServeConn(c net.Conn, alpn string) {
 			pre := append([]byte(nil), hc.buf[:hc.w]...)
 			hc.forget()
 			putH1conn(hc)
-			h.serveH2(c, pre)
+			h.serveH2(c, pre, info)
 			return
 		}
 	}
@@ -144,13 +154,17 @@ func (h *Handler) Shutdown(ctx context.Context) {
 }
 
 // serveH2 serves an HTTP/2 connection; pre holds bytes already read.
-func (h *Handler) serveH2(c net.Conn, pre []byte) {
+func (h *Handler) serveH2(c net.Conn, pre []byte, info listener.ConnInfo) {
 	var nc net.Conn = c
 	if len(pre) > 0 {
 		nc = &prefixConn{Conn: c, pre: pre}
 	}
-	h.h2.ServeConn(nc, &http2.ServeConnOpts{BaseConfig: h.hs, Handler: http.HandlerFunc(h.serveHTTP2)})
+	ctx := context.WithValue(context.Background(), connInfoKey{}, info)
+	h.h2.ServeConn(nc, &http2.ServeConnOpts{Context: ctx, BaseConfig: h.hs, Handler: http.HandlerFunc(h.serveHTTP2)})
 }
+
+// connInfoKey carries the listener's ConnInfo into HTTP/2 streams.
+type connInfoKey struct{}
 
 // prefixConn replays bytes consumed while sniffing the protocol.
 type prefixConn struct {
@@ -208,4 +222,13 @@ func (l *lazyDeadline) exact(now time.Time, d time.Duration) time.Time {
 		return time.Time{}
 	}
 	return now.Add(d)
+}
+
+// setConn records what the stream needs of its connection.
+func (s *stream) setConn(info listener.ConnInfo) {
+	s.dst = info.Local
+	if info.Remote.IsValid() {
+		s.remote = info.Remote
+	}
+	s.srcBind, s.srcMark = info.SourceBind, info.SourceMark
 }

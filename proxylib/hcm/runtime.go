@@ -5,6 +5,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nodemesh/nodemesh/proxylib/accesslog"
+	"github.com/nodemesh/nodemesh/proxylib/rbac"
+	"github.com/nodemesh/nodemesh/proxylib/resource"
+
 	"github.com/nodemesh/nodemesh/proxylib/route"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
@@ -15,6 +19,16 @@ import (
 type Routing struct {
 	Routes   map[string]*route.Table
 	Clusters map[string]*upstream.Cluster
+	// Filters holds ECDS filter configurations by TypedExtensionConfig
+	// name.
+	Filters map[string]*FilterConfig
+}
+
+// FilterConfig is one discovered filter configuration, compiled.
+type FilterConfig struct {
+	TypeURL string
+	RBAC    *rbac.Engine
+	Kafka   *resource.KafkaPolicy
 }
 
 // Runtime is shared by every handler of the proxy.
@@ -24,6 +38,8 @@ type Runtime struct {
 	// Envoy appends its own address.
 	LocalAddress string
 	Logger       *slog.Logger
+	// ALS delivers access-log entries (nil: access logging is off).
+	ALS *accesslog.Manager
 
 	date atomic.Pointer[dateValue]
 }
@@ -48,6 +64,22 @@ func (rt *Runtime) Store(r *Routing) { rt.routing.Store(r) }
 
 // Load returns the current routing snapshot.
 func (rt *Runtime) Load() *Routing { return rt.routing.Load() }
+
+// Cluster returns the named active cluster, or nil.
+func (rt *Runtime) Cluster(name string) *upstream.Cluster { return rt.routing.Load().Clusters[name] }
+
+// Filter returns the discovered filter configuration of that name, or nil.
+func (rt *Runtime) Filter(name string) *FilterConfig { return rt.routing.Load().Filters[name] }
+
+// Resolve returns the address of a cluster's first host, for the access
+// log service.
+func (rt *Runtime) Resolve(cluster string) (string, bool) {
+	c := rt.Cluster(cluster)
+	if c == nil || len(c.Hosts) == 0 {
+		return "", false
+	}
+	return c.Hosts[0].Addr, true
+}
 
 // dateHeader returns the HTTP date for now, formatted once per second.
 func (rt *Runtime) dateHeader(now time.Time) []byte {

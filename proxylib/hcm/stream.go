@@ -29,9 +29,13 @@ type stream struct {
 	rreq    route.Request
 	headers *header.List
 	remote  netip.AddrPort
+	dst     netip.AddrPort // the connection's (original) destination
 	tls     bool
 	grpc    bool
 	upgrade bool
+	h2      bool       // the downstream speaks HTTP/2
+	srcBind netip.Addr // original_src: bind upstream sockets here
+	srcMark uint32
 
 	// Decision.
 	routing *Routing
@@ -43,22 +47,32 @@ type stream struct {
 	body    []byte
 	details string
 	timeout time.Duration
+	flags   uint32 // response flags of a local reply
+
+	// Access log and policy outcome.
+	start      time.Time
+	respCode   int
+	grpcStatus int // -1: none seen
+	verdict    string
+	reason     string
+	policy     string
 
 	rnd *rand.Rand
 
 	// Scratch, reused across requests.
-	pathBuf []byte
-	origBuf []byte
-	hostBuf []byte
-	xffBuf  []byte
-	extBuf  []byte
-	ridBuf  [36]byte
-	locBuf  []byte
-	ipBuf   []byte
-	normBuf []byte
-	clBuf   []byte
-	stBuf   []byte
-	grpcBuf []byte
+	pathBuf    []byte
+	origBuf    []byte
+	hostBuf    []byte
+	xffBuf     []byte
+	extBuf     []byte
+	ridBuf     [36]byte
+	locBuf     []byte
+	ipBuf      []byte
+	normBuf    []byte
+	clBuf      []byte
+	stBuf      []byte
+	grpcBuf    []byte
+	grpcMsgBuf []byte
 
 	respFields header.List
 }
@@ -247,13 +261,18 @@ func (s *stream) decide() outcome {
 	s.route, s.wc, s.cluster, s.host = nil, nil, nil, nil
 	s.body, s.details = nil, ""
 	s.routing = s.h.rt.Load()
+	if len(s.h.filters) > 0 {
+		if out, stop := s.runFilters(); stop {
+			return out
+		}
+	}
 	tbl := s.routing.Routes[s.h.cfg.RouteConfigName]
 	if tbl == nil {
-		return s.local(404, nil, "route_not_found")
+		return s.localFlag(404, nil, "route_not_found", flagNR)
 	}
 	_, rt := tbl.Match(&s.rreq)
 	if rt == nil {
-		return s.local(404, nil, "route_not_found")
+		return s.localFlag(404, nil, "route_not_found", flagNR)
 	}
 	s.route = rt
 	switch rt.Action {
@@ -279,12 +298,16 @@ func (s *stream) decide() outcome {
 	}
 	c := s.routing.Clusters[name]
 	if c == nil {
-		return s.local(f.NotFoundCode, nil, "cluster_not_found")
+		return s.localFlag(f.NotFoundCode, nil, "cluster_not_found", flagNC)
 	}
 	s.cluster = c
-	s.host = c.Pick(s.rnd)
+	if c.IsOriginalDst() {
+		s.host = c.PickOriginal(s.dst, s.h2, s.srcBind, s.srcMark)
+	} else {
+		s.host = c.Pick(s.rnd)
+	}
 	if s.host == nil {
-		return s.local(503, []byte("no healthy upstream"), "no_healthy_upstream")
+		return s.localFlag(503, []byte("no healthy upstream"), "no_healthy_upstream", flagUH)
 	}
 	// Header edits: weighted-cluster level, then route level.
 	if s.wc != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
@@ -15,12 +16,32 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nodemesh/nodemesh/proxylib/transparent"
 )
+
+// ConnInfo describes an accepted connection to its handler.
+type ConnInfo struct {
+	// ALPN is the TLS-negotiated protocol ("" without TLS).
+	ALPN string
+	// Local is the connection's destination: the original destination on
+	// listeners with the original_dst filter, the accepted socket's local
+	// address otherwise.
+	Local netip.AddrPort
+	// Remote is the downstream peer.
+	Remote netip.AddrPort
+	// Listener names the listener that accepted the connection.
+	Listener string
+	// SourceBind, when valid, is the client address upstream sockets bind
+	// to (original_src), with SourceMark.
+	SourceBind netip.Addr
+	SourceMark uint32
+}
 
 // Handler serves connections of one filter chain.
 type Handler interface {
-	// ServeConn serves c until it closes; alpn is the negotiated protocol.
-	ServeConn(c net.Conn, alpn string)
+	// ServeConn serves c until it closes.
+	ServeConn(c net.Conn, info ConnInfo)
 	// Shutdown drains the handler's connections, returning when they are
 	// gone or force-closing them when ctx ends.
 	Shutdown(ctx context.Context)
@@ -47,6 +68,29 @@ type Spec struct {
 	Address      string
 	TLSInspector bool
 	Chains       []*Chain
+	// Transparent binds IP_TRANSPARENT sockets that accept connections
+	// for any destination; OriginalDst reports the original destination
+	// as the connection's local address.
+	Transparent bool
+	OriginalDst bool
+	// OriginalSrc binds upstream sockets to the client's address, marked
+	// with OriginalSrcMark.
+	OriginalSrc     bool
+	OriginalSrcMark uint32
+}
+
+// BindKey identifies the sockets a listener needs: its address and
+// whether they are transparent.
+func BindKey(addr string, transparent bool) string {
+	if transparent {
+		return addr + "|transparent"
+	}
+	return addr
+}
+
+func splitKey(k string) (string, bool) {
+	a, ok := strings.CutSuffix(k, "|transparent")
+	return a, ok
 }
 
 // Certs returns the certificate of an SDS secret, or nil.
@@ -107,14 +151,15 @@ func (m *Manager) Addresses() map[string]string {
 	out := map[string]string{}
 	for addr, b := range m.bound {
 		if s := b.spec.Load(); s != nil {
-			out[s.Name] = addr
+			a, _ := splitKey(addr)
+			out[s.Name] = a
 		}
 	}
 	return out
 }
 
-// Apply makes the manager serve active and keep bind (warming listeners'
-// addresses) bound without accepting. It binds every new address first and
+// Apply makes the manager serve active and keep bind (BindKeys of warming
+// listeners) bound without accepting. It binds every new address first and
 // changes nothing when a bind fails.
 func (m *Manager) Apply(bind []string, active []*Spec) error {
 	m.mu.Lock()
@@ -128,8 +173,9 @@ func (m *Manager) Apply(bind []string, active []*Spec) error {
 		keep[a] = true
 	}
 	for _, s := range active {
-		want[s.Address] = s
-		keep[s.Address] = true
+		k := BindKey(s.Address, s.Transparent)
+		want[k] = s
+		keep[k] = true
 	}
 	var fresh []*bound
 	for addr := range keep {
@@ -211,7 +257,25 @@ func (m *Manager) Close(ctx context.Context) {
 	wg.Wait()
 }
 
-func (m *Manager) listen(addr string) (*bound, error) {
+func (m *Manager) listen(key string) (*bound, error) {
+	addr, transp := splitKey(key)
+	b := &bound{addr: key}
+	if transp {
+		// Transparent listeners form one SO_REUSEPORT group per address so
+		// each core accepts on its own socket even under eBPF TPROXY.
+		lns, err := transparent.ListenGroup(context.Background(), "tcp", addr, m.sockets)
+		if err != nil {
+			return nil, fmt.Errorf("binding transparent listener address %s: %w", addr, err)
+		}
+		for _, ln := range lns {
+			var l net.Listener = ln
+			if m.wrap != nil {
+				l = m.wrap(l)
+			}
+			b.lns = append(b.lns, l)
+		}
+		return b, nil
+	}
 	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
@@ -222,7 +286,6 @@ func (m *Manager) listen(addr string) (*bound, error) {
 		}
 		return serr
 	}}
-	b := &bound{addr: addr}
 	for i := 0; i < m.sockets; i++ {
 		ln, err := lc.Listen(context.Background(), "tcp", addr)
 		if err != nil {
@@ -288,6 +351,25 @@ func (m *Manager) serve(spec *Spec, c net.Conn) {
 		c.Close()
 		return
 	}
+	info := ConnInfo{Listener: spec.Name}
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		info.Remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	if spec.OriginalDst {
+		if od, err := transparent.OriginalDestination(c); err == nil {
+			info.Local = od
+		}
+	}
+	if spec.OriginalSrc {
+		info.SourceBind, info.SourceMark = info.Remote.Addr(), spec.OriginalSrcMark
+	}
+	if !info.Local.IsValid() {
+		if ta, ok := c.LocalAddr().(*net.TCPAddr); ok {
+			ap := ta.AddrPort()
+			info.Local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		}
+	}
 	isTLS := false
 	var conn net.Conn = c
 	if spec.TLSInspector {
@@ -309,7 +391,7 @@ func (m *Manager) serve(spec *Spec, c net.Conn) {
 			return
 		}
 		if chain.TLS == nil {
-			chain.Handler.ServeConn(conn, "")
+			chain.Handler.ServeConn(conn, info)
 			return
 		}
 		if spec.TLSInspector {
@@ -341,7 +423,8 @@ func (m *Manager) serve(spec *Spec, c net.Conn) {
 		c.Close()
 		return
 	}
-	picked.Handler.ServeConn(tc, tc.ConnectionState().NegotiatedProtocol)
+	info.ALPN = tc.ConnectionState().NegotiatedProtocol
+	picked.Handler.ServeConn(tc, info)
 }
 
 func (m *Manager) tlsConfig(c *Chain) *tls.Config {

@@ -32,6 +32,8 @@ type Cluster struct {
 	total    uint64
 	sched    []uint32 // weighted round-robin order over lb
 	rr       atomic.Uint64
+
+	orig *origDst // ORIGINAL_DST clusters
 }
 
 func newCluster(cfg *resource.Cluster, hosts []*Host) *Cluster {

@@ -31,17 +31,19 @@ type Manager struct {
 	mu    sync.Mutex
 	pools map[poolKey]*Pool
 	mark  func(fd uintptr) error
+	origs map[*origDst]bool
 }
 
 type poolKey struct {
 	addr  string
 	http2 bool
+	bind  string // fingerprint of the cluster's bind options
 }
 
 // NewManager returns an empty manager. mark, when non-nil, is applied to
 // every upstream socket before it connects (e.g. SO_MARK).
 func NewManager(mark func(fd uintptr) error) *Manager {
-	return &Manager{pools: map[poolKey]*Pool{}, mark: mark}
+	return &Manager{pools: map[poolKey]*Pool{}, mark: mark, origs: map[*origDst]bool{}}
 }
 
 // Build makes a cluster from its configuration and endpoints (nil endpoints
@@ -49,13 +51,22 @@ func NewManager(mark func(fd uintptr) error) *Manager {
 func (m *Manager) Build(cfg *resource.Cluster, eps *resource.Endpoints) *Cluster {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	switch cfg.Kind {
+	case resource.ClusterOriginalDst:
+		c := newCluster(cfg, nil)
+		c.orig = newOrigDst(cfg, m.mark)
+		m.origs[c.orig] = true
+		return c
+	case resource.ClusterStatic:
+		eps = cfg.Static
+	}
 	var hosts []*Host
 	if eps != nil {
 		for _, e := range eps.Endpoints {
-			k := poolKey{e.Address, cfg.HTTP2}
+			k := poolKey{e.Address, cfg.HTTP2, bindKey(cfg.Bind)}
 			p := m.pools[k]
 			if p == nil {
-				p = newPool(e.Address, cfg.HTTP2, m.mark)
+				p = newPool(e.Address, cfg.HTTP2, dialOptions{mark: m.mark, bind: cfg.Bind})
 				m.pools[k] = p
 			}
 			p.connectTimeout.Store(int64(cfg.ConnectTimeout))
@@ -68,13 +79,23 @@ func (m *Manager) Build(cfg *resource.Cluster, eps *resource.Endpoints) *Cluster
 // Retain closes the pools no cluster in live uses.
 func (m *Manager) Retain(live map[string]*Cluster) {
 	used := map[*Pool]bool{}
+	liveOrig := map[*origDst]bool{}
 	for _, c := range live {
 		for _, h := range c.Hosts {
 			used[h.Pool] = true
 		}
+		if c.orig != nil {
+			liveOrig[c.orig] = true
+		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	for o := range m.origs {
+		if !liveOrig[o] {
+			delete(m.origs, o)
+			o.close()
+		}
+	}
 	for k, p := range m.pools {
 		if !used[p] {
 			delete(m.pools, k)
@@ -93,7 +114,8 @@ type Pool struct {
 
 	connectTimeout atomic.Int64
 	active         atomic.Int64
-	mark           func(fd uintptr) error
+	opts           dialOptions
+	lastUsed       atomic.Int64 // unix nanoseconds of the last Begin
 
 	mu     sync.Mutex
 	idle   []*Conn
@@ -102,8 +124,8 @@ type Pool struct {
 	h2 *http2.Transport
 }
 
-func newPool(addr string, h2 bool, mark func(fd uintptr) error) *Pool {
-	p := &Pool{Addr: addr, HTTP2: h2, mark: mark}
+func newPool(addr string, h2 bool, opts dialOptions) *Pool {
+	p := &Pool{Addr: addr, HTTP2: h2, opts: opts}
 	if h2 {
 		p.h2 = &http2.Transport{
 			AllowHTTP:          true,
@@ -123,7 +145,10 @@ func newPool(addr string, h2 bool, mark func(fd uintptr) error) *Pool {
 func (p *Pool) Active() int64 { return p.active.Load() }
 
 // Begin and End count a request for least-request balancing.
-func (p *Pool) Begin() { p.active.Add(1) }
+func (p *Pool) Begin() {
+	p.active.Add(1)
+	p.lastUsed.Store(time.Now().UnixNano())
+}
 
 // End ends a request begun with Begin.
 func (p *Pool) End() { p.active.Add(-1) }
@@ -132,18 +157,7 @@ func (p *Pool) End() { p.active.Add(-1) }
 func (p *Pool) H2() *http2.Transport { return p.h2 }
 
 func (p *Pool) dial(ctx context.Context) (net.Conn, error) {
-	d := net.Dialer{Timeout: time.Duration(p.connectTimeout.Load())}
-	if p.mark != nil {
-		mark := p.mark
-		d.Control = func(network, address string, c syscall.RawConn) error {
-			var err error
-			if cerr := c.Control(func(fd uintptr) { err = mark(fd) }); cerr != nil {
-				return cerr
-			}
-			return err
-		}
-	}
-	return d.DialContext(ctx, "tcp", p.Addr)
+	return p.opts.dial(ctx, p.Addr, time.Duration(p.connectTimeout.Load()))
 }
 
 // Conn is a pooled HTTP/1.1 upstream connection with its buffers.
