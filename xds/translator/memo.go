@@ -46,7 +46,7 @@ func (t *Translator) Translate(cfg *ir.Config) (*Resources, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := newBuilder(cfg)
-	b.prev, b.next = t.prev, newMemo()
+	b.prev, b.next = t.prev, newMemo(cfg)
 	if err := b.build(); err != nil {
 		return nil, fmt.Errorf("translating IR: %w", err)
 	}
@@ -106,12 +106,12 @@ type secretMemo struct {
 	out *tlsv3.Secret
 }
 
-func newMemo() *memo {
+func newMemo(cfg *ir.Config) *memo {
 	return &memo{
-		clusters:  map[string]*clusterMemo{},
-		listeners: map[string]*listenerMemo{},
-		tables:    map[string]*tableMemo{},
-		secrets:   map[string]*secretMemo{},
+		clusters:  make(map[string]*clusterMemo, len(cfg.Clusters)),
+		listeners: make(map[string]*listenerMemo, len(cfg.Listeners)),
+		tables:    make(map[string]*tableMemo, len(cfg.Listeners)),
+		secrets:   make(map[string]*secretMemo, len(cfg.Secrets)),
 	}
 }
 

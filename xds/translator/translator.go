@@ -3,8 +3,9 @@ package translator
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -138,17 +139,23 @@ func (b *builder) build() error {
 	return nil
 }
 
+// sort orders every list by resource name. The IR usually lists objects
+// in name order already, so each list is checked first and only sorted
+// when it is not.
 func (b *builder) sort() {
 	o := b.out
-	sort.Slice(o.Listeners, func(i, j int) bool { return o.Listeners[i].Name < o.Listeners[j].Name })
-	sort.Slice(o.RouteConfigurations, func(i, j int) bool {
-		return o.RouteConfigurations[i].Name < o.RouteConfigurations[j].Name
-	})
-	sort.Slice(o.Clusters, func(i, j int) bool { return o.Clusters[i].Name < o.Clusters[j].Name })
-	sort.Slice(o.ClusterLoadAssignments, func(i, j int) bool {
-		return o.ClusterLoadAssignments[i].ClusterName < o.ClusterLoadAssignments[j].ClusterName
-	})
-	sort.Slice(o.Secrets, func(i, j int) bool { return o.Secrets[i].Name < o.Secrets[j].Name })
+	sortByName(o.Listeners, (*listenerv3.Listener).GetName)
+	sortByName(o.RouteConfigurations, (*routev3.RouteConfiguration).GetName)
+	sortByName(o.Clusters, (*clusterv3.Cluster).GetName)
+	sortByName(o.ClusterLoadAssignments, (*endpointv3.ClusterLoadAssignment).GetClusterName)
+	sortByName(o.Secrets, (*tlsv3.Secret).GetName)
+}
+
+func sortByName[T any](list []T, name func(T) string) {
+	cmp := func(a, b T) int { return strings.Compare(name(a), name(b)) }
+	if !slices.IsSortedFunc(list, cmp) {
+		slices.SortFunc(list, cmp)
+	}
 }
 
 func (b *builder) warn(object, field, format string, args ...any) {
