@@ -39,7 +39,7 @@ func TestAdminEndpoint(t *testing.T) {
 		t.Fatalf("dump %s", body)
 	}
 	for _, ts := range d.Types {
-		if ts.TypeURL != rsrc.SecretType && ts.Version != v {
+		if ts.TypeURL != rsrc.SecretType && ts.TypeURL != rsrc.ExtensionConfigType && ts.Version != v {
 			t.Errorf("%s at %q, want %s", ts.TypeURL, ts.Version, v)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/nodemesh/nodemesh/proxylib/accesslog"
 	"github.com/nodemesh/nodemesh/proxylib/admin"
 	"github.com/nodemesh/nodemesh/proxylib/config"
 	"github.com/nodemesh/nodemesh/proxylib/hcm"
@@ -102,6 +103,7 @@ func New(opts ...Option) (*Proxy, error) {
 	}
 	p := &Proxy{o: o}
 	p.rt = hcm.NewRuntime(o.localAddress, o.logger)
+	p.rt.ALS = accesslog.NewManager(o.nodeID, p.rt.Resolve, o.logger)
 	p.um = upstream.NewManager(nil)
 	p.lm = listener.New(func(n string) *tls.Certificate { return p.store.Cert(n) },
 		listener.WithDrainTimeout(o.drainTimeout), listener.WithLogger(o.logger))
@@ -142,6 +144,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	defer cancel()
 	p.lm.Close(dctx)
 	p.um.Close()
+	actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
+	p.rt.ALS.Close(actx) // last access-log entries
+	acancel()
 	if adminSrv != nil {
 		_ = adminSrv.Close()
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/nodemesh/nodemesh/proxylib/listener"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
 	"github.com/nodemesh/nodemesh/proxylib/route"
+	"github.com/nodemesh/nodemesh/proxylib/tcpproxy"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
 
@@ -42,14 +43,22 @@ func (s *Store) publish() error {
 		routes[n] = e.table
 	}
 
-	// Clusters: active once their endpoints are present.
+	// Discovered filter configurations.
+	filters := map[string]*hcm.FilterConfig{}
+	for n, e := range s.types[resource.ExtensionConfigType].entries {
+		filters[n] = e.filter
+	}
+
+	// Clusters: EDS clusters are active once their endpoints are present.
 	eps := s.types[resource.EndpointType].entries
 	clusters := map[string]*upstream.Cluster{}
 	built := map[string]*builtCluster{}
 	for n, e := range s.types[resource.ClusterType].entries {
 		cfg := e.value.(*resource.Cluster)
 		var ep *resource.Endpoints
-		if x := eps[cfg.ServiceName]; x != nil {
+		if cfg.Kind != resource.ClusterEDS {
+			// STATIC and ORIGINAL_DST clusters need nothing else.
+		} else if x := eps[cfg.ServiceName]; x != nil {
 			ep = x.value.(*resource.Endpoints)
 		} else if waiting("c/" + n) {
 			if old := s.built[n]; old != nil {
@@ -71,18 +80,18 @@ func (s *Store) publish() error {
 	var bind []string
 	for n, e := range s.types[resource.ListenerType].entries {
 		l := e.value.(*resource.Listener)
-		if s.warm(l, routes, certs) || !waiting("l/"+n) {
+		if s.warm(l, routes, certs, filters) || !waiting("l/"+n) {
 			active[n] = l
 			continue
 		}
-		bind = append(bind, l.Address)
+		bind = append(bind, listener.BindKey(l.Address, l.Transparent))
 		if old := s.active[n]; old != nil {
 			active[n] = old
 		}
 	}
 	// Same address held by an old serving version and a new listener:
 	// the newest configuration wins the socket.
-	handlers := map[string]*hcm.Handler{}
+	handlers := map[string]listener.Handler{}
 	var specs []*listener.Spec
 	names := make([]string, 0, len(active))
 	for n := range active {
@@ -96,7 +105,11 @@ func (s *Store) publish() error {
 			continue
 		}
 		usedAddr[l.Address] = true
-		spec := &listener.Spec{Name: l.Name, Address: l.Address, TLSInspector: l.TLSInspector}
+		spec := &listener.Spec{Name: l.Name, Address: l.Address, TLSInspector: l.TLSInspector,
+			Transparent: l.Transparent, OriginalDst: l.OriginalDst}
+		if l.OriginalSrc != nil {
+			spec.OriginalSrc, spec.OriginalSrcMark = true, l.OriginalSrc.Mark
+		}
 		for _, c := range l.Chains {
 			// A handler belongs to one listener at one address: removing
 			// or moving the listener drains its connections, while an
@@ -107,7 +120,11 @@ func (s *Store) publish() error {
 				h = s.handlers[key]
 			}
 			if h == nil {
-				h = hcm.NewHandler(s.rt, c.HCM, c.TLS != nil)
+				if c.TCP != nil {
+					h = tcpproxy.New(c.TCP, s.rt, s.rt.ALS.Senders(c.TCP.AccessLogs), s.logger)
+				} else {
+					h = hcm.NewHandler(s.rt, c.HCM, c.TLS != nil)
+				}
 			}
 			handlers[key] = h
 			lc := &listener.Chain{ServerNames: c.ServerNames, Handler: h}
@@ -124,7 +141,7 @@ func (s *Store) publish() error {
 	prevRouting := s.rt.Load()
 	prevCerts := s.certs.Load()
 	s.certs.Store(&certs)
-	s.rt.Store(&hcm.Routing{Routes: routes, Clusters: clusters})
+	s.rt.Store(&hcm.Routing{Routes: routes, Clusters: clusters, Filters: filters})
 	if err := s.lm.Apply(bind, specs); err != nil {
 		s.rt.Store(prevRouting)
 		s.certs.Store(prevCerts)
@@ -143,9 +160,14 @@ func (s *Store) publish() error {
 
 // warm reports whether every route configuration and secret l needs is
 // present.
-func (s *Store) warm(l *resource.Listener, routes map[string]*route.Table, certs map[string]*tls.Certificate) bool {
+func (s *Store) warm(l *resource.Listener, routes map[string]*route.Table, certs map[string]*tls.Certificate, filters map[string]*hcm.FilterConfig) bool {
+	for _, r := range extensionRefs(l) {
+		if filters[r.Name] == nil {
+			return false
+		}
+	}
 	for _, c := range l.Chains {
-		if routes[c.HCM.RouteConfigName] == nil {
+		if c.HCM != nil && routes[c.HCM.RouteConfigName] == nil {
 			return false
 		}
 		if c.TLS != nil {

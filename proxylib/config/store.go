@@ -15,6 +15,7 @@ import (
 
 	"github.com/nodemesh/nodemesh/proxylib/hcm"
 	"github.com/nodemesh/nodemesh/proxylib/listener"
+	"github.com/nodemesh/nodemesh/proxylib/rbac"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
 	"github.com/nodemesh/nodemesh/proxylib/route"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
@@ -25,10 +26,11 @@ import (
 const InitialFetchTimeout = 15 * time.Second
 
 type entry struct {
-	key   string // the serialized resource
-	raw   []byte
-	value any
-	table *route.Table // route configurations only
+	key    string // the serialized resource
+	raw    []byte
+	value  any
+	table  *route.Table       // route configurations only
+	filter *hcm.FilterConfig // extension configurations only
 }
 
 type typeState struct {
@@ -52,7 +54,7 @@ type Store struct {
 	mu       sync.Mutex
 	types    map[string]*typeState
 	active   map[string]*resource.Listener // listener name → serving version
-	handlers map[string]*hcm.Handler       // chain key → handler
+	handlers map[string]listener.Handler   // chain key → handler
 	built    map[string]*builtCluster
 	since    map[string]time.Time // pending item → first seen waiting
 	timer    *time.Timer
@@ -75,13 +77,14 @@ func WithInitialFetchTimeout(d time.Duration) Option { return func(s *Store) { s
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.logger = l } }
 
-var allTypes = []string{resource.ListenerType, resource.RouteType, resource.ClusterType, resource.EndpointType, resource.SecretType}
+var allTypes = []string{resource.ListenerType, resource.RouteType, resource.ClusterType, resource.EndpointType,
+	resource.SecretType, resource.ExtensionConfigType}
 
 // New returns an empty store publishing to rt, lm and um.
 func New(rt *hcm.Runtime, lm *listener.Manager, um *upstream.Manager, opts ...Option) *Store {
 	s := &Store{rt: rt, lm: lm, um: um, logger: slog.Default(), wait: InitialFetchTimeout,
 		types: map[string]*typeState{}, active: map[string]*resource.Listener{},
-		handlers: map[string]*hcm.Handler{}, built: map[string]*builtCluster{}, since: map[string]time.Time{}}
+		handlers: map[string]listener.Handler{}, built: map[string]*builtCluster{}, since: map[string]time.Time{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -102,6 +105,12 @@ func (s *Store) Ready() bool { return s.ready.Load() }
 
 func decodeAny(typeURL string, a *anypb.Any) (string, any, *route.Table, error) {
 	switch typeURL {
+	case resource.ExtensionConfigType:
+		v, err := resource.DecodeExtension(a)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		return v.Name, v, nil, nil
 	case resource.ListenerType:
 		v, err := resource.DecodeListener(a)
 		if err != nil {
@@ -175,6 +184,9 @@ func (s *Store) Update(typeURL, version string, resources []*anypb.Any, removed 
 				continue
 			}
 			e, name = &entry{key: string(a.GetValue()), value: v, table: tbl}, n
+			if ext, ok := v.(*resource.Extension); ok {
+				e.filter = &hcm.FilterConfig{TypeURL: ext.TypeURL, RBAC: rbac.New(ext.RBAC), Kafka: ext.Kafka}
+			}
 		}
 		if seen[name] {
 			errs = append(errs, fmt.Sprintf("%s %q: duplicate resource name in one response", kindOf(typeURL), name))
@@ -185,6 +197,10 @@ func (s *Store) Update(typeURL, version string, resources []*anypb.Any, removed 
 	}
 	if len(errs) == 0 && typeURL == resource.ListenerType {
 		errs = append(errs, duplicateAddresses(next)...)
+		errs = append(errs, s.checkExtensionTypes(next, s.types[resource.ExtensionConfigType].entries)...)
+	}
+	if len(errs) == 0 && typeURL == resource.ExtensionConfigType {
+		errs = append(errs, s.checkExtensionTypes(s.types[resource.ListenerType].entries, next)...)
 	}
 	if len(errs) > 0 {
 		sort.Strings(errs)
@@ -214,6 +230,8 @@ func kindOf(typeURL string) string {
 		return "cluster"
 	case resource.EndpointType:
 		return "cluster load assignment"
+	case resource.ExtensionConfigType:
+		return "extension config"
 	}
 	return "secret"
 }
@@ -243,12 +261,16 @@ func (s *Store) Names(typeURL string) []string {
 	case resource.RouteType:
 		for _, e := range s.types[resource.ListenerType].entries {
 			for _, c := range e.value.(*resource.Listener).Chains {
-				set[c.HCM.RouteConfigName] = true
+				if c.HCM != nil {
+					set[c.HCM.RouteConfigName] = true
+				}
 			}
 		}
 		for _, l := range s.active {
 			for _, c := range l.Chains {
-				set[c.HCM.RouteConfigName] = true
+				if c.HCM != nil {
+					set[c.HCM.RouteConfigName] = true
+				}
 			}
 		}
 	case resource.SecretType:
@@ -272,7 +294,20 @@ func (s *Store) Names(typeURL string) []string {
 		}
 	case resource.EndpointType:
 		for _, e := range s.types[resource.ClusterType].entries {
-			set[e.value.(*resource.Cluster).ServiceName] = true
+			if c := e.value.(*resource.Cluster); c.Kind == resource.ClusterEDS {
+				set[c.ServiceName] = true
+			}
+		}
+	case resource.ExtensionConfigType:
+		for _, e := range s.types[resource.ListenerType].entries {
+			for _, r := range extensionRefs(e.value.(*resource.Listener)) {
+				set[r.Name] = true
+			}
+		}
+		for _, l := range s.active {
+			for _, r := range extensionRefs(l) {
+				set[r.Name] = true
+			}
 		}
 	}
 	out := make([]string, 0, len(set))
@@ -281,4 +316,42 @@ func (s *Store) Names(typeURL string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// extensionRefs lists the ECDS references of a listener's chains.
+func extensionRefs(l *resource.Listener) []*resource.ExtensionRef {
+	var out []*resource.ExtensionRef
+	for _, c := range l.Chains {
+		if c.HCM != nil {
+			for _, f := range c.HCM.Filters {
+				if f.Discovery != nil {
+					out = append(out, f.Discovery)
+				}
+			}
+		}
+		if c.TCP != nil && c.TCP.Kafka != nil {
+			out = append(out, c.TCP.Kafka)
+		}
+	}
+	return out
+}
+
+// checkExtensionTypes rejects extension configurations whose type a
+// referencing filter does not accept, as Envoy does.
+func (s *Store) checkExtensionTypes(listeners, exts map[string]*entry) []string {
+	var errs []string
+	for ln, le := range listeners {
+		for _, r := range extensionRefs(le.value.(*resource.Listener)) {
+			e := exts[r.Name]
+			if e == nil {
+				continue
+			}
+			if t := e.value.(*resource.Extension).TypeURL; !r.Allows(t) {
+				errs = append(errs, fmt.Sprintf("extension config %q: typed_config: type %q is not accepted by filter %q of listener %q (type_urls %v)",
+					r.Name, t, r.Name, ln, r.TypeURLs))
+			}
+		}
+	}
+	sort.Strings(errs)
+	return errs
 }

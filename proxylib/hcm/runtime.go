@@ -71,6 +71,14 @@ func (rt *Runtime) Cluster(name string) *upstream.Cluster { return rt.routing.Lo
 // Filter returns the discovered filter configuration of that name, or nil.
 func (rt *Runtime) Filter(name string) *FilterConfig { return rt.routing.Load().Filters[name] }
 
+// KafkaPolicy returns the Kafka policy of that ECDS name, or nil.
+func (rt *Runtime) KafkaPolicy(name string) *resource.KafkaPolicy {
+	if f := rt.Filter(name); f != nil {
+		return f.Kafka
+	}
+	return nil
+}
+
 // Resolve returns the address of a cluster's first host, for the access
 // log service.
 func (rt *Runtime) Resolve(cluster string) (string, bool) {

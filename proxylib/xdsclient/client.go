@@ -36,7 +36,7 @@ const NodeCluster = "nodemesh-proxy"
 
 var (
 	wildcardTypes = []string{resource.ClusterType, resource.ListenerType}
-	namedTypes    = []string{resource.EndpointType, resource.RouteType, resource.SecretType}
+	namedTypes    = []string{resource.EndpointType, resource.RouteType, resource.SecretType, resource.ExtensionConfigType}
 )
 
 // Client is an ADS client.

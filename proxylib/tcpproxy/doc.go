@@ -1,0 +1,25 @@
+// Package tcpproxy serves filter chains whose terminal network filter is
+// Envoy's tcp_proxy: each downstream connection gets one upstream
+// connection to a host of the configured cluster — for an ORIGINAL_DST
+// cluster the connection's original destination — opened with the
+// cluster's socket options (SO_MARK from upstream_bind_config, and the
+// client's address with the listener's original_src), and bytes are copied
+// both ways with half-closes propagated.
+//
+// With the Kafka policy filter configured before tcp_proxy, the bytes run
+// through the parser framework (package parser) with a Kafka parser
+// (package kafka) instead: every request is judged against the policy the
+// filter's ECDS configuration currently holds — a policy update applies to
+// the next request of existing connections too, as Cilium re-evaluates
+// policy per request — and denied requests are answered with Kafka errors.
+//
+// Decisions: no cluster, no host or a failed connect closes the downstream
+// connection (Envoy's behaviour); idle_timeout (default 1 h) closes a
+// connection without traffic in either direction; a missing Kafka filter
+// configuration closes the connection at its first request (fail closed).
+// Access logs: one TCP entry per connection at close (l7meta protocol
+// "tcp"), and with the Kafka filter one entry per Kafka request.
+//
+// Draining: Shutdown stops new connections at once and waits for the open
+// ones up to its context, then closes them.
+package tcpproxy

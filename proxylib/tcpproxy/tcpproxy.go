@@ -1,0 +1,266 @@
+package tcpproxy
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	datav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+
+	"github.com/nodemesh/nodemesh/proxylib/accesslog"
+	"github.com/nodemesh/nodemesh/proxylib/api/l7meta"
+	"github.com/nodemesh/nodemesh/proxylib/kafka"
+	"github.com/nodemesh/nodemesh/proxylib/listener"
+	"github.com/nodemesh/nodemesh/proxylib/parser"
+	"github.com/nodemesh/nodemesh/proxylib/resource"
+	"github.com/nodemesh/nodemesh/proxylib/upstream"
+)
+
+// Lookup gives access to the current configuration. Called per connection
+// (clusters) and per Kafka request (policies), from any goroutine.
+type Lookup interface {
+	Cluster(name string) *upstream.Cluster
+	KafkaPolicy(name string) *resource.KafkaPolicy
+}
+
+// Handler serves the connections of one tcp_proxy filter chain.
+type Handler struct {
+	cfg    *resource.TCPProxy
+	lookup Lookup
+	logs   []*accesslog.Sender
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	draining atomic.Bool
+	wg       sync.WaitGroup
+}
+
+// New returns a handler for cfg; logs are the senders of its access
+// loggers.
+func New(cfg *resource.TCPProxy, lookup Lookup, logs []*accesslog.Sender, logger *slog.Logger) *Handler {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Handler{cfg: cfg, lookup: lookup, logs: logs, logger: logger, conns: map[net.Conn]struct{}{}}
+}
+
+func (h *Handler) track(c net.Conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.draining.Load() {
+		return false
+	}
+	h.conns[c] = struct{}{}
+	return true
+}
+
+func (h *Handler) untrack(c net.Conn) {
+	h.mu.Lock()
+	delete(h.conns, c)
+	h.mu.Unlock()
+}
+
+// ServeConn relays c until either side closes.
+func (h *Handler) ServeConn(c net.Conn, info listener.ConnInfo) {
+	h.wg.Add(1)
+	defer h.wg.Done()
+	defer c.Close()
+	if !h.track(c) {
+		return
+	}
+	defer h.untrack(c)
+	start := time.Now()
+	cl := h.lookup.Cluster(h.cfg.Cluster)
+	var host *upstream.Host
+	if cl != nil {
+		if cl.IsOriginalDst() {
+			host = cl.PickOriginal(info.Local, false, info.SourceBind, info.SourceMark)
+		} else {
+			host = cl.Pick(rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
+		}
+	}
+	if host == nil {
+		h.logger.Debug("tcp_proxy: no upstream host", "cluster", h.cfg.Cluster, "destination", info.Local)
+		h.logConn(info, start, nil, "no_healthy_upstream")
+		return
+	}
+	host.Pool.Begin()
+	defer host.Pool.End()
+	up, err := cl.Dial(context.Background(), host, info.SourceBind, info.SourceMark)
+	if err != nil {
+		h.logger.Debug("tcp_proxy: connecting upstream", "host", host.Addr, "error", err)
+		h.logConn(info, start, host, "upstream_connection_failure")
+		return
+	}
+	defer up.Close()
+	if !h.track(up) {
+		return
+	}
+	defer h.untrack(up)
+	reason := ""
+	if h.cfg.Kafka != nil {
+		reason = h.relayKafka(c, up, info)
+	} else {
+		reason = h.relay(c, up)
+	}
+	h.logConn(info, start, host, reason)
+}
+
+// relay copies both ways, propagating half-closes, with the idle timeout.
+func (h *Handler) relay(down, up net.Conn) string {
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	idle := h.cfg.IdleTimeout
+	timedOut := atomic.Bool{}
+	copyDir := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			if idle > 0 {
+				_ = src.SetReadDeadline(time.Now().Add(idle))
+			}
+			n, err := src.Read(buf)
+			if n > 0 {
+				last.Store(time.Now().UnixNano())
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					src.Close()
+					return
+				}
+			}
+			if err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					if time.Since(time.Unix(0, last.Load())) < idle {
+						continue
+					}
+					timedOut.Store(true)
+					src.Close()
+					dst.Close()
+					return
+				}
+				if err == io.EOF {
+					if tc, ok := dst.(interface{ CloseWrite() error }); ok {
+						_ = tc.CloseWrite()
+						return
+					}
+				}
+				dst.Close()
+				return
+			}
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		copyDir(up, down)
+		close(done)
+	}()
+	copyDir(down, up)
+	<-done
+	if timedOut.Load() {
+		return "idle_timeout"
+	}
+	return ""
+}
+
+func (h *Handler) relayKafka(down, up net.Conn, info listener.ConnInfo) string {
+	name := h.cfg.Kafka.Name
+	maxReq := resource.DefaultKafkaMaxRequest
+	if p := h.lookup.KafkaPolicy(name); p != nil {
+		maxReq = int(p.MaxRequestBytes)
+	}
+	pc := &parser.Connection{Src: info.Remote, Dst: info.Local, Listener: info.Listener}
+	p := kafka.NewParser(pc, kafka.Config{
+		Policy: func() *resource.KafkaPolicy { return h.lookup.KafkaPolicy(name) },
+		Log:    func(ev kafka.Event) { h.logKafka(info, ev) },
+		Logger: h.logger,
+	})
+	err := parser.Relay(context.Background(), down, up, pc, p, parser.Options{MaxBuffer: maxReq + 4, IdleTimeout: h.cfg.IdleTimeout})
+	if err != nil {
+		h.logger.Debug("kafka: connection closed", "src", info.Remote, "dst", info.Local, "error", err)
+		return "kafka_" + err.Error()
+	}
+	return ""
+}
+
+// Shutdown refuses new connections and waits for the open ones, closing
+// them when ctx ends.
+func (h *Handler) Shutdown(ctx context.Context) {
+	h.mu.Lock()
+	h.draining.Store(true)
+	h.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		h.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		h.mu.Lock()
+		for c := range h.conns {
+			c.Close()
+		}
+		h.mu.Unlock()
+		<-done
+	}
+}
+
+func (h *Handler) logConn(info listener.ConnInfo, start time.Time, host *upstream.Host, reason string) {
+	if len(h.logs) == 0 {
+		return
+	}
+	l7 := map[string]any{l7meta.Protocol: "tcp"}
+	if reason != "" {
+		l7[l7meta.Reason] = reason
+	}
+	var upAddr netip.AddrPort
+	if host != nil {
+		upAddr, _ = netip.ParseAddrPort(host.Addr)
+	}
+	e := &datav3.TCPAccessLogEntry{CommonProperties: accesslog.Common(start, time.Since(start), info.Remote, info.Local, upAddr, h.cfg.Cluster, l7)}
+	if reason != "" {
+		e.CommonProperties.ConnectionTerminationDetails = reason
+	}
+	for _, l := range h.logs {
+		l.Log(e)
+	}
+}
+
+func (h *Handler) logKafka(info listener.ConnInfo, ev kafka.Event) {
+	if len(h.logs) == 0 {
+		return
+	}
+	r := ev.Request
+	l7 := map[string]any{
+		l7meta.Protocol:           "kafka",
+		l7meta.KafkaAPIKey:        r.Key,
+		l7meta.KafkaAPIKeyName:    kafka.APIKeyName(r.Key),
+		l7meta.KafkaAPIVersion:    r.Version,
+		l7meta.KafkaCorrelationID: r.CorrelationID,
+		l7meta.KafkaClientID:      r.ClientID,
+		l7meta.KafkaTopics:        r.Topics,
+		l7meta.KafkaErrorCode:     0,
+	}
+	if ev.Verdict.Allowed {
+		l7[l7meta.Verdict] = l7meta.VerdictForwarded
+		if ev.Verdict.Policy != "" {
+			l7[l7meta.Policy] = ev.Verdict.Policy
+		}
+	} else {
+		l7[l7meta.Verdict] = l7meta.VerdictDropped
+		l7[l7meta.Reason] = ev.Verdict.Reason
+		if ev.ErrorCode != nil {
+			l7[l7meta.KafkaErrorCode] = ev.ErrorCode.Code
+			l7[l7meta.KafkaErrorName] = ev.ErrorCode.Message
+		}
+	}
+	e := &datav3.TCPAccessLogEntry{CommonProperties: accesslog.Common(ev.Start, ev.Duration, info.Remote, info.Local, info.Local, h.cfg.Cluster, l7)}
+	for _, l := range h.logs {
+		l.Log(e)
+	}
+}
