@@ -29,7 +29,7 @@ type entry struct {
 	key    string // the serialized resource
 	raw    []byte
 	value  any
-	table  *route.Table       // route configurations only
+	table  *route.Table      // route configurations only
 	filter *hcm.FilterConfig // extension configurations only
 }
 
