@@ -1,0 +1,179 @@
+package kubeenv
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// Binaries are the programs built from the nested module.
+type Binaries struct {
+	Etcd              string
+	APIServer         string
+	ControllerManager string
+	// EchoBasic is the conformance suite's own backend.
+	EchoBasic string
+	// Suite is the compiled conformance test binary.
+	Suite string
+	// CRDDir holds the Gateway API CRD manifests of the version the
+	// nested module pins, with standard/ and experimental/ channels.
+	CRDDir string
+}
+
+// ModuleDir is the nested module, relative to the repository root.
+const ModuleDir = "conformance/kube"
+
+// cacheDir holds build outputs, relative to the repository root
+// (gitignored).
+const cacheDir = "conformance/.cache"
+
+// RepoRoot finds the repository root from the working directory (tests
+// run in their package directory).
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("finding repository root: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, ModuleDir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("finding repository root: no " + ModuleDir + "/go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// key hashes every input of the build: the nested module's go.mod, go.sum
+// and Go files, and the Go toolchain version. A change to any of them
+// builds into a fresh directory.
+func key(root string) (string, error) {
+	h := sha256.New()
+	mod := filepath.Join(root, ModuleDir)
+	var files []string
+	err := filepath.WalkDir(mod, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if n := d.Name(); n == "go.mod" || n == "go.sum" || strings.HasSuffix(n, ".go") {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("hashing build inputs: %w", err)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("hashing build inputs: %w", err)
+		}
+		rel, _ := filepath.Rel(mod, f)
+		fmt.Fprintf(h, "%s %d\n", rel, len(b))
+		h.Write(b)
+	}
+	out, err := exec.Command("go", "env", "GOVERSION").Output()
+	if err != nil {
+		return "", fmt.Errorf("reading Go version: %w", err)
+	}
+	h.Write(out)
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+func binaries(dir, crdDir string) *Binaries {
+	return &Binaries{
+		Etcd:              filepath.Join(dir, "etcd"),
+		APIServer:         filepath.Join(dir, "kube-apiserver"),
+		ControllerManager: filepath.Join(dir, "kube-controller-manager"),
+		EchoBasic:         filepath.Join(dir, "echo-basic"),
+		Suite:             filepath.Join(dir, "conformance.test"),
+		CRDDir:            crdDir,
+	}
+}
+
+// Find returns the binaries if a build for the current inputs is complete.
+func Find(root string) (*Binaries, bool) {
+	k, err := key(root)
+	if err != nil {
+		return nil, false
+	}
+	dir := filepath.Join(root, cacheDir, "kube-"+k)
+	b, err := os.ReadFile(filepath.Join(dir, "complete"))
+	if err != nil {
+		return nil, false
+	}
+	return binaries(dir, strings.TrimSpace(string(b))), true
+}
+
+// Build builds every binary into the cache directory for the current
+// inputs, unless that build is already complete, and returns them. Build
+// output goes to log. Concurrent callers (parallel test packages) wait on
+// a file lock and share one build.
+func Build(ctx context.Context, root string, log io.Writer) (*Binaries, error) {
+	k, err := key(root)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(root, cacheDir, "kube-"+k)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating build cache: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening build lock: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("taking build lock: %w", err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	if b, ok := Find(root); ok {
+		return b, nil
+	}
+	mod := filepath.Join(root, ModuleDir)
+	run := func(args ...string) error {
+		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.Dir = mod
+		cmd.Stdout, cmd.Stderr = log, log
+		fmt.Fprintf(log, "kubeenv: go %s\n", strings.Join(args, " "))
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("running go %s: %w", strings.Join(args, " "), err)
+		}
+		return nil
+	}
+	if err := run("build", "-o", dir+string(filepath.Separator),
+		"./cmd/etcd", "./cmd/kube-apiserver", "./cmd/kube-controller-manager",
+		"sigs.k8s.io/gateway-api/conformance/echo-basic"); err != nil {
+		return nil, err
+	}
+	if err := run("test", "-c", "-o", filepath.Join(dir, "conformance.test"), "./suite"); err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api")
+	cmd.Dir = mod
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("locating the Gateway API module: %w", err)
+	}
+	crdDir := filepath.Join(strings.TrimSpace(string(out)), "config", "crd")
+	if err := os.WriteFile(filepath.Join(dir, "complete"), []byte(crdDir+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("marking build complete: %w", err)
+	}
+	return binaries(dir, crdDir), nil
+}
