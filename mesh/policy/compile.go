@@ -1,0 +1,309 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+
+	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
+	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/mesh/identity"
+	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/ir"
+)
+
+// Options configure a Compiler.
+type Options struct {
+	// NodeName selects the local endpoints: Pods whose spec.nodeName is
+	// NodeName, or empty. With NodeName empty every Pod is local
+	// (standalone mode, one node).
+	NodeName string
+	// ClusterName is the value of the cluster label ("default"): the
+	// cluster entity selects workloads carrying it. It must match the
+	// identity Manager's.
+	ClusterName string
+	// Identities allocates identities (default: a Manager with Cilium's
+	// default label filter and ClusterName).
+	Identities *identity.Manager
+	// Listeners say where the proxy's policy listeners bind; every port
+	// must be set.
+	Listeners Listeners
+	// UpstreamMark is the SO_MARK of the proxy's upstream sockets.
+	UpstreamMark uint32
+	// AccessLogSocket is the agent's access log service socket ("" for
+	// none).
+	AccessLogSocket string
+	// MaxRowsPerPolicy rejects a policy that would expand to more datapath
+	// rows (default 65536, the datapath's default table size).
+	MaxRowsPerPolicy int
+}
+
+// Listeners are the policy listeners' address and ports.
+type Listeners struct {
+	Address        string
+	IngressHTTP    uint16
+	EgressHTTP     uint16
+	IngressKafka   uint16
+	EgressKafka    uint16
+	OriginalSource bool
+}
+
+func (l Listeners) port(d datapath.Direction, k l7Kind) uint16 {
+	switch {
+	case d == datapath.Ingress && k == l7HTTP:
+		return l.IngressHTTP
+	case d == datapath.Egress && k == l7HTTP:
+		return l.EgressHTTP
+	case d == datapath.Ingress && k == l7Kafka:
+		return l.IngressKafka
+	}
+	return l.EgressKafka
+}
+
+// Input is what Compile reads: policies, the workloads they are about,
+// the Secrets header matches may name, and the node's own addresses.
+type Input struct {
+	CiliumNetworkPolicies            []*ciliumv2.CiliumNetworkPolicy
+	CiliumClusterwideNetworkPolicies []*ciliumv2.CiliumClusterwideNetworkPolicy
+	NetworkPolicies                  []*networkingv1.NetworkPolicy
+	Pods                             []*corev1.Pod
+	Namespaces                       []*corev1.Namespace
+	Secrets                          []*corev1.Secret
+	HostIPs                          []netip.Addr
+}
+
+// FromSnapshot takes the policy-related objects of a snapshot.
+func FromSnapshot(s *input.Snapshot, hostIPs []netip.Addr) Input {
+	return Input{
+		CiliumNetworkPolicies:            s.CiliumNetworkPolicies,
+		CiliumClusterwideNetworkPolicies: s.CiliumClusterwideNetworkPolicies,
+		NetworkPolicies:                  s.NetworkPolicies,
+		Pods:                             s.Pods,
+		Namespaces:                       s.Namespaces,
+		Secrets:                          s.Secrets,
+		HostIPs:                          hostIPs,
+	}
+}
+
+// Result is the outcome of one Compile; read-only once returned.
+type Result struct {
+	// Identities are the identities, endpoints and ipcache of the input.
+	Identities *identity.State
+	// Local are the endpoints on this node (the datapath's endpoints).
+	Local []*identity.Endpoint
+	// Datapath is the node's policy table.
+	Datapath datapath.Policy
+	// L7 is the proxy's policy; nil when no rule needs the proxy.
+	L7 *ir.Policy
+	// Policies report every policy object, sorted by kind, namespace and
+	// name.
+	Policies []PolicyStatus
+	// Cookies maps datapath row cookies to the rules they came from.
+	Cookies map[uint32]string
+}
+
+// PolicyState says which version of a policy is enforced.
+type PolicyState string
+
+const (
+	// Enforced: the current version is in force.
+	Enforced PolicyState = "Enforced"
+	// EnforcedPrevious: the current version was rejected (Error says
+	// why); the last accepted version stays in force.
+	EnforcedPrevious PolicyState = "EnforcedPrevious"
+	// Rejected: no version of the policy is in force.
+	Rejected PolicyState = "Rejected"
+)
+
+// PolicyStatus is the verdict on one policy object.
+type PolicyStatus struct {
+	Kind      string      `json:"kind"`
+	Namespace string      `json:"namespace,omitempty"`
+	Name      string      `json:"name"`
+	State     PolicyState `json:"state"`
+	// Error names the rule and field that made the current version
+	// unacceptable.
+	Error    string   `json:"error,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+	// Selected counts the local endpoints the enforced version selects.
+	Selected int `json:"selected"`
+}
+
+// ErrInvalidOptions is returned by New for unusable Options.
+var ErrInvalidOptions = errors.New("invalid policy options")
+
+// Compiler turns policies into datapath rows and proxy configuration. It
+// remembers the last accepted version of every policy, so a bad update
+// keeps the previous version enforced instead of opening the endpoint up.
+// Compile calls are serialised; a Compiler may be shared by goroutines.
+type Compiler struct {
+	opts Options
+
+	mu   sync.Mutex
+	good map[source]*parsed
+}
+
+// New returns a Compiler.
+func New(opts Options) (*Compiler, error) {
+	if opts.ClusterName == "" {
+		opts.ClusterName = "default"
+	}
+	if opts.Identities == nil {
+		opts.Identities = identity.NewManager(identity.WithClusterName(opts.ClusterName))
+	}
+	if opts.MaxRowsPerPolicy <= 0 {
+		opts.MaxRowsPerPolicy = 65536
+	}
+	l := opts.Listeners
+	if l.Address == "" {
+		opts.Listeners.Address = "0.0.0.0"
+	} else if _, err := netip.ParseAddr(l.Address); err != nil {
+		return nil, fmt.Errorf("%w: listeners.address: %v", ErrInvalidOptions, err)
+	}
+	if l.IngressHTTP == 0 || l.EgressHTTP == 0 || l.IngressKafka == 0 || l.EgressKafka == 0 {
+		return nil, fmt.Errorf("%w: listeners: every policy listener port must be set", ErrInvalidOptions)
+	}
+	seen := map[uint16]bool{}
+	for _, p := range []uint16{l.IngressHTTP, l.EgressHTTP, l.IngressKafka, l.EgressKafka} {
+		if seen[p] {
+			return nil, fmt.Errorf("%w: listeners: port %d used twice", ErrInvalidOptions, p)
+		}
+		seen[p] = true
+	}
+	return &Compiler{opts: opts, good: map[source]*parsed{}}, nil
+}
+
+// candidate is one policy object with its current and fallback versions.
+type candidate struct {
+	src      source
+	cur      *parsed
+	curErr   error
+	previous *parsed
+}
+
+// Compile computes identities, datapath rows and proxy policy for in.
+func (c *Compiler) Compile(in Input) *Result {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	cands := c.parseAll(in)
+	var cidrs []netip.Prefix
+	for _, cd := range cands {
+		for _, v := range []*parsed{cd.cur, cd.previous} {
+			if v != nil {
+				cidrs = append(cidrs, v.cidrs...)
+			}
+		}
+	}
+	st := c.opts.Identities.Resolve(identity.Input{Pods: in.Pods, Namespaces: in.Namespaces, HostIPs: in.HostIPs, CIDRs: cidrs})
+	res := &Result{Identities: st, Cookies: map[uint32]string{}}
+	ev := newEvaluator(st, c.opts)
+	res.Local = ev.local
+
+	t := newTable()
+	good := map[source]*parsed{}
+	for _, cd := range cands {
+		ps := PolicyStatus{Kind: cd.src.kind, Namespace: cd.src.namespace, Name: cd.src.name, State: Rejected}
+		var versions []*parsed
+		if cd.cur != nil {
+			versions = append(versions, cd.cur)
+		} else {
+			ps.Error = cd.curErr.Error()
+		}
+		if cd.previous != nil {
+			versions = append(versions, cd.previous)
+		}
+		for i, v := range versions {
+			contribs, selected, err := ev.evaluate(v)
+			if err == nil {
+				err = t.add(contribs)
+			}
+			if err != nil {
+				err = fmt.Errorf("%s: %w", cd.src, err)
+			}
+			if err != nil {
+				if i == 0 && cd.cur != nil {
+					ps.Error = err.Error()
+				}
+				continue
+			}
+			good[cd.src] = v
+			ps.Selected = selected
+			ps.Warnings = v.warnings
+			if v == cd.cur {
+				ps.State = Enforced
+			} else {
+				ps.State = EnforcedPrevious
+			}
+			break
+		}
+		res.Policies = append(res.Policies, ps)
+	}
+	c.good = good
+	res.Datapath = t.rows(c.opts.Listeners, res.Cookies)
+	res.L7 = t.l7(ev, c.opts)
+	return res
+}
+
+// parseAll parses every policy in a fixed order — cluster-wide policies,
+// then namespaced ones, then NetworkPolicies, each by namespace and name —
+// which is also the order conflicts are resolved in: a later policy that
+// conflicts with earlier ones is the one rejected.
+func (c *Compiler) parseAll(in Input) []candidate {
+	secrets := func(ns, name string) *corev1.Secret {
+		for _, s := range in.Secrets {
+			if s.Namespace == ns && s.Name == name {
+				return s
+			}
+		}
+		return nil
+	}
+	var out []candidate
+	addCand := func(src source, p *parsed, err error) {
+		cd := candidate{src: src, cur: p, curErr: err}
+		if err != nil {
+			cd.cur = nil
+			cd.curErr = fmt.Errorf("%s: %w", src, err)
+			cd.previous = c.good[src]
+		} else if prev := c.good[src]; prev != nil && prev != p {
+			// A valid update can still conflict with other policies;
+			// the previous version is the fallback then.
+			cd.previous = prev
+		}
+		out = append(out, cd)
+	}
+	ccnps := append([]*ciliumv2.CiliumClusterwideNetworkPolicy(nil), in.CiliumClusterwideNetworkPolicies...)
+	sort.Slice(ccnps, func(i, j int) bool { return ccnps[i].Name < ccnps[j].Name })
+	for _, p := range ccnps {
+		src := source{kind: KindCCNP, name: p.Name}
+		v, err := parseCilium(src, p.Spec, p.Specs, c.opts.ClusterName, secrets)
+		addCand(src, v, err)
+	}
+	cnps := append([]*ciliumv2.CiliumNetworkPolicy(nil), in.CiliumNetworkPolicies...)
+	sort.Slice(cnps, func(i, j int) bool { return less(cnps[i].Namespace, cnps[i].Name, cnps[j].Namespace, cnps[j].Name) })
+	for _, p := range cnps {
+		src := source{kind: KindCNP, namespace: p.Namespace, name: p.Name}
+		v, err := parseCilium(src, p.Spec, p.Specs, c.opts.ClusterName, secrets)
+		addCand(src, v, err)
+	}
+	knps := append([]*networkingv1.NetworkPolicy(nil), in.NetworkPolicies...)
+	sort.Slice(knps, func(i, j int) bool { return less(knps[i].Namespace, knps[i].Name, knps[j].Namespace, knps[j].Name) })
+	for _, p := range knps {
+		src := source{kind: KindKNP, namespace: p.Namespace, name: p.Name}
+		v, err := parseKNP(p)
+		addCand(src, v, err)
+	}
+	return out
+}
+
+func less(ns1, n1, ns2, n2 string) bool {
+	if ns1 != ns2 {
+		return ns1 < ns2
+	}
+	return n1 < n2
+}

@@ -1,0 +1,123 @@
+// Package policy compiles network policy — cilium.io/v2
+// CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy, and Kubernetes
+// NetworkPolicy — into the two things that enforce it: the datapath's
+// policy rows (datapath.Policy) and the node proxy's L7 policy (ir.Policy,
+// which xds/translator turns into Envoy RBAC for HTTP and gRPC and the
+// project's Kafka filter for Kafka).
+//
+// # Data in and out
+//
+// The agent calls Compiler.Compile with the policy objects, Pods,
+// Namespaces and Secrets of a snapshot and the node's own addresses. The
+// compiler resolves identities and the ipcache (mesh/identity), applies
+// every accepted policy to the identities of the endpoints on this node,
+// and returns a Result: the identity state, the local endpoints, the
+// datapath rows with their enforcement flags, the L7 policy (nil when no
+// rule needs the proxy), a status per policy object, and the rule behind
+// every row cookie. Compile is deterministic: equal input gives equal
+// output.
+//
+// # Invariants
+//
+//   - A policy is applied whole or not at all. A policy that fails to
+//     parse, that conflicts with policies before it, or that would expand
+//     to more than MaxRowsPerPolicy rows is rejected with an error naming
+//     the policy, the rule and the field; if an earlier version of it was
+//     accepted, that version stays enforced (EnforcedPrevious) so a bad
+//     update never opens an endpoint up. Other policies are unaffected.
+//   - Policies are applied in a fixed order: cluster-wide policies by
+//     name, namespaced ones by namespace and name, NetworkPolicies by
+//     namespace and name. A conflict rejects the later policy.
+//   - Rows only ever exist for identities of local endpoints; rows are
+//     sorted; at most one row per key; every Result passes
+//     datapath.Policy.Validate and its L7 part ir.Config.Validate.
+//
+// # Cilium semantics (FEATURES.md §1.7–1.10, §1.13)
+//
+//   - POL-03 default deny: an endpoint selected by a rule with an ingress
+//     (egress) section — allow or deny, even an empty one, as in
+//     "ingress: [{}]" — is default-deny in that direction. With
+//     enableDefaultDeny false the rule's redirects and denies still apply
+//     and everything else stays allowed (an allow-all wildcard row).
+//     NetworkPolicy follows policyTypes (default Ingress, plus Egress when
+//     egress rules exist).
+//   - Selectors (ID-01): keys carry a label source ("k8s:app",
+//     "reserved:host"; none means any source). In a CiliumNetworkPolicy
+//     the endpointSelector, and every peer selector that names neither the
+//     namespace label nor a reserved label, only see the policy's
+//     namespace; in a cluster-wide policy the empty peer selector means
+//     every workload. A rule naming no peer applies to every peer when it
+//     names ports (L4-only) and to none otherwise.
+//   - Entities: all (the wildcard), world (and world-ipv4/-ipv6: world
+//     plus every CIDR identity), cluster (every workload of the cluster
+//     plus host, remote-node, kube-apiserver, ingress, health, init,
+//     unmanaged), host, remote-node, kube-apiserver, ingress, health,
+//     init, unmanaged, none.
+//   - CIDR peers select the CIDR identities inside the prefix and outside
+//     its exceptions, never cluster workloads; a /0 prefix also selects
+//     world.
+//   - Ports: a number, "0" for every port, a range (endPort, expanded
+//     into exact rows), or a named container port (resolved against the
+//     selected endpoints for ingress, the peers for egress). Protocol ANY
+//     with a port stands for TCP, UDP and SCTP. ICMP types by number or
+//     name, except type 0 (see parseICMP).
+//   - POL-12 L7: rules of the same kind on one port of one endpoint merge
+//     (from any number of policies); different kinds on one port are a
+//     conflict and reject the later policy; a request is allowed if any
+//     rule matches; an empty rule ("http: [{}]") allows all; an L4-only
+//     rule for the same port and peer nullifies the L7 restriction for
+//     that peer, and so does an L3-only rule (no toPorts) for every port
+//     of its peer — Cilium synthesises wildcard L7 rules for L3-only and
+//     L4-only rules, so a broader allow pokes a hole through an L7 rule.
+//     The traffic stays redirected (visible to the proxy) either way.
+//     Every allowed peer of a port that has L7 rules is redirected.
+//   - HTTP-02: method, path and host are RE2 expressions matching the
+//     whole value; path is matched against the request's path with its
+//     query, as Cilium does with Envoy's :path. headers "Name" requires
+//     presence, "Name: value" the exact value; headerMatches require the
+//     value (from a Secret holding exactly one entry when secret is set;
+//     a missing Secret without a fallback value makes the rule never
+//     match, reported as a warning). GRPC-05: gRPC rules are HTTP path
+//     rules ("/pkg.Service/Method").
+//   - KAF-02: role produce expands to Produce, Metadata, ApiVersions;
+//     consume to Fetch, ListOffsets, Metadata, OffsetCommit, OffsetFetch,
+//     FindCoordinator, JoinGroup, Heartbeat, LeaveGroup, SyncGroup,
+//     ApiVersions; apiKey takes Cilium's names and the protocol's own,
+//     case-insensitively; role and apiKey exclude each other; apiVersion
+//     is a non-negative integer; topics follow Kafka's character rules.
+//   - MA-06: authentication.mode required makes the rule's rows
+//     auth-required; a more specific row inherits the requirement from a
+//     less specific allow row covering it (the datapath stops at the most
+//     specific row).
+//   - Deny rules win over every allow, in the same table and in the
+//     datapath's lookup chain.
+//
+// # Decisions where Cilium's behaviour could not carry over
+//
+//   - Rejected with an error naming the field (nodemesh has no DNS proxy,
+//     no TLS interception, no CiliumEnvoyConfig listeners, no host
+//     firewall): toFQDNs, DNS rules, generic l7proto rules,
+//     terminatingTLS/originatingTLS/serverNames/listener, nodeSelector,
+//     fromNodes/toNodes, fromGroups/toGroups, toServices, CIDR group
+//     references, fromRequires/toRequires, authentication mode
+//     test-always-fail, and headerMatches with a mismatch action (LOG,
+//     ADD, DELETE, REPLACE rewrite headers, which Envoy's RBAC filter
+//     cannot do; requiring the value is supported).
+//   - L7 rules need TCP and an explicit port; on UDP or SCTP, or on port
+//     0, the policy is rejected. With protocol ANY the L7 part applies to
+//     TCP and the UDP/SCTP rows of that port are not created.
+//   - The proxy tells peers apart by address: an L7 policy's peers are the
+//     ipcache prefixes of its peer identities (ir.PeerSet), with the
+//     prefixes of other identities nested inside carved out, and world as
+//     every address no known prefix covers. Peers without any address
+//     (remote-node and other reserved identities without ipcache rows)
+//     cannot match at L7.
+//   - L7 policy names: "<cnp|ccnp|knp>/<namespace>/<name>[/specs/<k>]/
+//     <direction>/<rule>/port/<port>/<http|kafka>/<index>", and
+//     ".../port/<port>" for the allow-all policy of an L4-only or L3-only
+//     rule. Row cookies are FNV-32a hashes of the rule name (Result.Cookies
+//     maps them back).
+//   - A rule whose expansion (ports × peers) exceeds MaxRowsPerPolicy
+//     rejects its policy instead of filling the datapath table.
+//   - Identities are local to the agent (see mesh/identity).
+package policy
