@@ -47,6 +47,9 @@ type pending struct {
 // maxPending bounds the requests in flight on one connection.
 const maxPending = 4096
 
+// maxAPIVersionsResponse bounds the one response the parser buffers.
+const maxAPIVersionsResponse = 1 << 20
+
 // Parser judges the Kafka requests of one connection. It implements
 // parser.Parser.
 type Parser struct {
@@ -167,6 +170,9 @@ func (p *Parser) onResponse(b []byte) (parser.Op, int) {
 	op := parser.Pass
 	if head.key == keyAPIVersions {
 		// Advertise only versions the proxy can judge.
+		if size > maxAPIVersionsResponse {
+			return parser.Error, errTooLarge
+		}
 		if len(b) < total {
 			return parser.More, total - len(b)
 		}

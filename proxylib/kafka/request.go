@@ -47,6 +47,10 @@ func ParseRequest(b []byte) (*Request, error) {
 		Version:       int16(binary.BigEndian.Uint16(b[2:])),
 		CorrelationID: int32(binary.BigEndian.Uint32(b[4:])),
 	}
+	if r.Key == 7 && r.Version == 0 {
+		// ControlledShutdown v0 has no client id.
+		return r, fmt.Errorf("%w: ControlledShutdown v0", ErrUnsupported)
+	}
 	n := int16(binary.BigEndian.Uint16(b[8:]))
 	rest := b[10:]
 	if n >= 0 {

@@ -76,9 +76,22 @@ func Frame(corr int32, resp kmsg.Response) []byte {
 	return b
 }
 
-// aliases maps a response list to the request list it answers when their
-// names differ.
-var aliases = map[string]string{"Coordinators": "CoordinatorKeys"}
+// aliases maps a response list to the request lists it may answer when
+// their names differ (DeleteTopics v0-5 names topics in TopicNames).
+var aliases = map[string][]string{"Coordinators": {"CoordinatorKeys"}, "Topics": {"TopicNames"}}
+
+// source finds the request field a response field answers: the same name,
+// or an alias; a non-empty list wins over an empty one.
+func source(req reflect.Value, name string) reflect.Value {
+	v := req.FieldByName(name)
+	for _, a := range aliases[name] {
+		alt := req.FieldByName(a)
+		if alt.IsValid() && (!v.IsValid() || v.Kind() == reflect.Slice && v.Len() == 0 && alt.Len() > 0) {
+			v = alt
+		}
+	}
+	return v
+}
 
 // mirror fills resp from req and sets error codes; it reports whether an
 // error code was set.
@@ -99,15 +112,7 @@ func mirror(req, resp reflect.Value, code int16, depth int) bool {
 			errField = i
 			continue
 		}
-		src := req.FieldByName(f.Name)
-		if !src.IsValid() {
-			if a, ok := aliases[f.Name]; ok {
-				src = req.FieldByName(a)
-			}
-		}
-		if !src.IsValid() && f.Name == "Topics" {
-			src = req.FieldByName("TopicNames") // DeleteTopics v0-5
-		}
+		src := source(req, f.Name)
 		if !src.IsValid() {
 			continue
 		}
