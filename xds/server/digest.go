@@ -135,10 +135,15 @@ func (d *digester) digest(m proto.Message, kids *pool) (*node, error) {
 	if len(fresh) > 0 {
 		below := kids.below()
 		for _, i := range fresh {
-			item := list.Get(i).Message().Interface()
-			k, err := d.digest(item, below)
+			item := list.Get(i).Message()
+			if !item.IsValid() {
+				// ValidateAll skips a nil item and marshalling writes
+				// it as an empty message, which Envoy would reject.
+				return nil, fmt.Errorf("%s[%d]: nil item", fd.Name(), i)
+			}
+			k, err := d.digest(item.Interface(), below)
 			if err != nil {
-				return nil, fmt.Errorf("%s[%d]%s: %w", fd.Name(), i, nameOf(item), err)
+				return nil, fmt.Errorf("%s[%d]%s: %w", fd.Name(), i, nameOf(item.Interface()), err)
 			}
 			n.kids[i] = k
 		}

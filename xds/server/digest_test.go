@@ -317,6 +317,17 @@ func TestDigestValidatesNewParts(t *testing.T) {
 	if _, err := digestResource(noDomains, tree); err == nil || !strings.Contains(err.Error(), "Domains") {
 		t.Errorf("virtual host without domains: %v", err)
 	}
+	withNil := &routev3.RouteConfiguration{Name: "rc", VirtualHosts: slices.Clone(rc.VirtualHosts)}
+	withNil.VirtualHosts[0] = &routev3.VirtualHost{Name: "v0", Domains: []string{"a"}, Routes: []*routev3.Route{rc.VirtualHosts[0].Routes[0], nil}}
+	if _, err := digestResource(withNil, tree); err == nil || !strings.Contains(err.Error(), `virtual_hosts[0] "v0": routes[1]: nil item`) {
+		t.Errorf("nil route: %v", err)
+	}
+	// Envoy's generated validation skips nil items (and marshalling
+	// writes them as empty, invalid routes), which is why the digest
+	// rejects them itself.
+	if err := withNil.ValidateAll(); err != nil {
+		t.Errorf("ValidateAll now rejects nil items (%v); the digest's own check may go", err)
+	}
 	if err := bad.ValidateAll(); err == nil {
 		t.Error("ValidateAll accepts what the digest rejects")
 	}

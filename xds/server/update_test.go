@@ -1,0 +1,131 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/nodemesh/nodemesh/mesh/ir"
+	"github.com/nodemesh/nodemesh/xds/internal/adsclient"
+	"github.com/nodemesh/nodemesh/xds/translator"
+)
+
+// memoConfig is a configuration of several virtual hosts whose route i of
+// virtual host 0 carries tag.
+func memoConfig(tag string) *ir.Config {
+	cfg := &ir.Config{Clusters: []*ir.Cluster{{Name: "c/a", Protocol: ir.ProtocolHTTP1, LBPolicy: ir.LBRoundRobin,
+		Endpoints: []ir.Endpoint{{Address: "127.0.0.1", Port: 8080, Ready: true}}}}}
+	var vhosts []*ir.VirtualHost
+	for v := range 4 {
+		vh := &ir.VirtualHost{Name: fmt.Sprintf("v%d", v), Domains: []string{fmt.Sprintf("h%d.example", v)}}
+		for r := range 5 {
+			value := "x"
+			if v == 0 && r == 2 {
+				value = tag
+			}
+			vh.Routes = append(vh.Routes, &ir.Route{
+				Name:           fmt.Sprintf("v%d/r%d", v, r),
+				Match:          ir.Match{Path: &ir.PathMatch{Type: ir.PathPrefix, Value: fmt.Sprintf("/r%d", r)}},
+				Backends:       []*ir.WeightedBackend{{Cluster: "c/a", Weight: 1}},
+				RequestHeaders: &ir.HeaderModifier{Set: []ir.Header{{Name: "x-tag", Value: value}}},
+			})
+		}
+		vhosts = append(vhosts, vh)
+	}
+	cfg.Listeners = []*ir.Listener{{Name: "l0", Address: "127.0.0.1", Port: 10000, Chains: []*ir.HTTPChain{{
+		Name: "chain", Routes: &ir.RouteTable{Name: "l0/routes", VirtualHosts: vhosts},
+	}}}}
+	return cfg
+}
+
+// TestMemoizedRouteChanges: route changes made by the memoizing translator
+// (one new route object inside otherwise reused objects) reach proxies of
+// both protocols, which end up holding exactly the translated
+// configuration, and every version a delta proxy acknowledges is
+// go-control-plane's hash of the whole resource.
+func TestMemoizedRouteChanges(t *testing.T) {
+	modes(t, func(t *testing.T, delta bool) {
+		s, path := startServer(t)
+		c := dialConnected(t, s, path, adsclient.Options{NodeID: "p", Delta: delta})
+		tr := translator.New()
+		var prev UpdateResult
+		for i, tag := range []string{"a", "b", "a", "c", "c"} {
+			res, err := tr.Translate(memoConfig(tag))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := update(t, s, res)
+			if i > 0 && r.Changed != (tag != "c" || i == 3) {
+				t.Fatalf("step %d: changed=%t", i, r.Changed)
+			}
+			if i > 0 && r.Changed && r.TypeVersions[adsclient.RouteType] == prev.TypeVersions[adsclient.RouteType] {
+				t.Fatalf("step %d: route version unchanged", i)
+			}
+			waitAck(t, s, r)
+			rc := res.RouteConfigurations[0]
+			got, ok := c.Resource(adsclient.RouteType, rc.Name).(*routev3.RouteConfiguration)
+			if !ok || !proto.Equal(got, rc) {
+				t.Fatalf("step %d: the proxy holds %v, want %v", i, got, rc)
+			}
+			if delta {
+				b, err := cachev3.MarshalResource(rc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				acked := typeStatus(nodeStatus(t, s, "p"), adsclient.RouteType)
+				if acked.VersionAcked == "" {
+					t.Fatalf("step %d: nothing acknowledged", i)
+				}
+				s.mu.Lock()
+				e := s.published[kindRoute].items[rc.Name]
+				s.mu.Unlock()
+				if e.wireVersionOf() != cachev3.HashResource(b) {
+					t.Fatalf("step %d: delta version %s, go-control-plane sends %s", i, e.wireVersionOf(), cachev3.HashResource(b))
+				}
+			}
+			prev = r
+		}
+		requireNoViolations(t, c)
+	})
+}
+
+// TestUpdateRejectsInvalidNewPart: an invalid route added to a virtual
+// host whose other routes are reused objects is caught, named, and changes
+// nothing; the last good configuration stays.
+func TestUpdateRejectsInvalidNewPart(t *testing.T) {
+	s := New(WithLogger(testLogger(t)))
+	defer s.Stop(time.Second)
+	tr := translator.New()
+	good, err := tr.Translate(memoConfig("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1 := update(t, s, good)
+
+	rc := good.RouteConfigurations[0]
+	vh := rc.VirtualHosts[1]
+	bad := *good
+	bad.RouteConfigurations = []*routev3.RouteConfiguration{{Name: rc.Name, VirtualHosts: slices.Clone(rc.VirtualHosts)}}
+	bad.RouteConfigurations[0].VirtualHosts[1] = &routev3.VirtualHost{Name: vh.Name, Domains: vh.Domains,
+		Routes: append(slices.Clone(vh.Routes), &routev3.Route{Name: "no-action", Match: vh.Routes[0].Match})}
+	_, err = s.Update(context.Background(), &bad)
+	if err == nil {
+		t.Fatal("a route without an action was accepted")
+	}
+	for _, want := range []string{`"l0/routes"`, `virtual_hosts[1] "v1"`, `routes[5] "no-action"`, "Action"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+	again := update(t, s, good)
+	if again.Changed || again.Version != r1.Version {
+		t.Errorf("the failed update changed the state: %+v then %+v", r1, again)
+	}
+}
