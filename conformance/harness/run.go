@@ -12,7 +12,11 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/nodemesh/nodemesh/api"
 	"github.com/nodemesh/nodemesh/conformance/kubeenv"
@@ -153,6 +157,13 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		return err
 	}
 
+	// The suite reads the features to test from the GatewayClass once, at
+	// start: wait for the controller to have accepted it.
+	if err := waitClassAccepted(ctx, cluster); err != nil {
+		keep = true
+		return err
+	}
+
 	report := abs(root, o.report)
 	args := []string{
 		"-test.v", "-test.timeout=" + (o.timeout - 2*time.Minute).String(),
@@ -227,4 +238,31 @@ func version(root string) string {
 		return "dev"
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// waitClassAccepted waits until the controller accepted the GatewayClass
+// and listed its supported features.
+func waitClassAccepted(ctx context.Context, cluster *kubeenv.Cluster) error {
+	gw, err := gwclient.NewForConfig(cluster.Config)
+	if err != nil {
+		return fmt.Errorf("creating Gateway API client: %w", err)
+	}
+	var last string
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		gc, err := gw.GatewayV1().GatewayClasses().Get(ctx, gatewayClass, metav1.GetOptions{})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		c := meta.FindStatusCondition(gc.Status.Conditions, "Accepted")
+		if c == nil || c.Status != metav1.ConditionTrue || len(gc.Status.SupportedFeatures) == 0 {
+			last = fmt.Sprintf("status %+v", gc.Status)
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for GatewayClass %s to be accepted (%s): %w", gatewayClass, last, err)
+	}
+	return nil
 }

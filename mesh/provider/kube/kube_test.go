@@ -100,7 +100,7 @@ func TestProviderFollowsTheAPIServer(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "nm"}, Spec: gwv1.GatewayClassSpec{ControllerName: "nodemesh.io/gateway-controller"}})
 	mustCreate(t, c.gw.GatewayV1().Gateways(ns).Create, &gwv1.Gateway{
 		ObjectMeta: metav1.ObjectMeta{Name: "gw"},
-		Spec: gwv1.GatewaySpec{GatewayClassName: "nm", Listeners: []gwv1.Listener{{Name: "http", Port: 80, Protocol: gwv1.HTTPProtocolType}}}})
+		Spec:       gwv1.GatewaySpec{GatewayClassName: "nm", Listeners: []gwv1.Listener{{Name: "http", Port: 80, Protocol: gwv1.HTTPProtocolType}}}})
 	mustCreate(t, c.core.CoreV1().Services(ns).Create, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "svc"}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 8080}}}})
 	port := int32(3000)
@@ -122,7 +122,7 @@ func TestProviderFollowsTheAPIServer(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		mustCreate(t, c.gw.GatewayV1().HTTPRoutes(ns).Create, &gwv1.HTTPRoute{
 			ObjectMeta: metav1.ObjectMeta{Name: "r" + string(rune('a'+i))},
-			Spec: gwv1.HTTPRouteSpec{CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{Name: "gw"}}}}})
+			Spec:       gwv1.HTTPRouteSpec{CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{Name: "gw"}}}}})
 	}
 
 	snap := got.waitFor(t, "every object", func(s *input.Snapshot) bool {
