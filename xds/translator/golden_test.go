@@ -94,5 +94,8 @@ func allResources(res *Resources) []proto.Message {
 	for _, m := range res.Secrets {
 		out = append(out, m)
 	}
+	for _, m := range res.ExtensionConfigs {
+		out = append(out, m)
+	}
 	return out
 }

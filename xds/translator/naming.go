@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nodemesh/nodemesh/mesh/ir"
+	kafkav1 "github.com/nodemesh/nodemesh/proxylib/api/kafka/v1"
 )
 
 // Every Envoy resource name and every cross-reference between resources is
@@ -21,7 +22,41 @@ const (
 	filterTLSInspector          = "envoy.filters.listener.tls_inspector"
 	transportSocketTLS          = "envoy.transport_sockets.tls"
 	httpProtocolOptionsKey      = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+	// L7 policy (policy*.go): upstream extensions, plus the project's own
+	// Kafka filter, which only the builtin proxy implements.
+	filterOriginalDst = "envoy.filters.listener.original_dst"
+	filterOriginalSrc = "envoy.filters.listener.original_src"
+	filterTCPProxy    = "envoy.filters.network.tcp_proxy"
+	accessLoggerHTTP  = "envoy.access_loggers.http_grpc"
+	accessLoggerTCP   = "envoy.access_loggers.tcp_grpc"
+	rbacTypeURL       = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+	kafkaTypeURL      = kafkav1.TypeURL
 )
+
+// Names of the L7 policy resources. Listeners and their route tables are
+// named after the IR policy listener ("policy/ingress/http"); every policy
+// listener forwards to one ORIGINAL_DST cluster; access logs go to the
+// agent through one cluster. A filter configured through ECDS is named
+// after its TypedExtensionConfig, as Envoy requires.
+const (
+	originalDstCluster = "policy/original-dst"
+	accessLogCluster   = "nodemesh-als"
+)
+
+func policyListenerName(l *ir.PolicyListener) string { return envoyName(l.Name) }
+
+// rbacExtensionName names the RBAC configuration of a direction,
+// "policy/<direction>/http/rbac".
+func rbacExtensionName(d ir.PolicyDirection) string {
+	return ir.PolicyListenerName(d, ir.L7HTTP) + "/rbac"
+}
+
+// kafkaExtensionName names the Kafka policy of a direction,
+// "policy/<direction>/kafka".
+func kafkaExtensionName(d ir.PolicyDirection) string {
+	return ir.PolicyListenerName(d, ir.L7Kafka)
+}
 
 // upgradeWebSocket is the upgrade type every HttpConnectionManager
 // enables (extensions_test.go pins the set).

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -25,6 +26,9 @@ type Resources struct {
 	Clusters               []*clusterv3.Cluster
 	ClusterLoadAssignments []*endpointv3.ClusterLoadAssignment
 	Secrets                []*tlsv3.Secret
+	// ExtensionConfigs are the filter configurations served over ECDS
+	// (L7 policy: RBAC and Kafka policy per direction).
+	ExtensionConfigs []*corev3.TypedExtensionConfig
 
 	// Warnings list the parts of a valid IR that stock Envoy cannot carry
 	// and what was emitted instead (see the package comment). They name the
@@ -135,6 +139,9 @@ func (b *builder) build() error {
 			return err
 		}
 	}
+	if err := b.policy(b.cfg.Policy); err != nil {
+		return err
+	}
 	b.sort()
 	return nil
 }
@@ -149,6 +156,7 @@ func (b *builder) sort() {
 	sortByName(o.Clusters, (*clusterv3.Cluster).GetName)
 	sortByName(o.ClusterLoadAssignments, (*endpointv3.ClusterLoadAssignment).GetClusterName)
 	sortByName(o.Secrets, (*tlsv3.Secret).GetName)
+	sortByName(o.ExtensionConfigs, (*corev3.TypedExtensionConfig).GetName)
 }
 
 func sortByName[T any](list []T, name func(T) string) {

@@ -83,6 +83,7 @@ func renderResources(res *Resources) ([]byte, error) {
 		Clusters               []any    `yaml:"clusters,omitempty"`
 		ClusterLoadAssignments []any    `yaml:"clusterLoadAssignments,omitempty"`
 		Secrets                []any    `yaml:"secrets,omitempty"`
+		ExtensionConfigs       []any    `yaml:"extensionConfigs,omitempty"`
 		Warnings               []string `yaml:"warnings,omitempty"`
 	}
 	var d doc
@@ -118,6 +119,9 @@ func renderResources(res *Resources) ([]byte, error) {
 	}
 	for _, m := range res.Secrets {
 		add(&d.Secrets, m)
+	}
+	for _, m := range res.ExtensionConfigs {
+		add(&d.ExtensionConfigs, m)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("rendering resources: %w", err)

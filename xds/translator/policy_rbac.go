@@ -1,0 +1,162 @@
+package translator
+
+import (
+	"net/netip"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/nodemesh/nodemesh/mesh/ir"
+)
+
+// rbacConfig builds the RBAC filter configuration of one direction: an
+// ALLOW policy per IR HTTP policy, so a request passes when any of them
+// matches and is denied (403) otherwise.
+//
+// The local workload is the destination for ingress and the source for
+// egress: ingress permissions name the endpoint addresses
+// (destination_ip) and principals the peers (direct_remote_ip, the
+// connection's real source under TPROXY); egress permissions name the
+// peers as destinations and principals the endpoints. A peer term with
+// exceptions is "inside the prefix and not inside any exception"
+// (and_ids/not_id, and_rules/not_rule).
+func (b *builder) rbacConfig(p *ir.Policy, l *ir.PolicyListener) error {
+	policies := map[string]*rbacv3.Policy{}
+	for _, h := range p.HTTP {
+		if h.Direction != l.Direction {
+			continue
+		}
+		perms := []*rbacv3.Permission{}
+		var principal *rbacv3.Principal
+		if h.Direction == ir.PolicyIngress {
+			perms = append(perms, anyPermission(destinationIPs(h.Endpoints)))
+			principal = peerPrincipal(h.Peers)
+		} else {
+			perms = append(perms, peerPermission(h.Peers))
+			principal = anyPrincipal(remoteIPs(h.Endpoints))
+		}
+		perms = append(perms, &rbacv3.Permission{Rule: &rbacv3.Permission_DestinationPort{DestinationPort: h.Port}})
+		perms = append(perms, requestPermissions(h.Request)...)
+		policies[h.Name] = &rbacv3.Policy{
+			Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_AndRules{AndRules: &rbacv3.Permission_Set{Rules: perms}}}},
+			Principals:  []*rbacv3.Principal{principal},
+		}
+	}
+	return b.extensionConfig(rbacExtensionName(l.Direction), &rbacfilterv3.RBAC{
+		Rules: &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW, Policies: policies},
+	})
+}
+
+// requestPermissions are the request matchers of a rule: method, path (as
+// sent, with its query, like Cilium's :path match) and Host as RE2 full
+// matches, and required headers.
+func requestPermissions(r *ir.HTTPRequestRule) []*rbacv3.Permission {
+	if r == nil {
+		return nil
+	}
+	var out []*rbacv3.Permission
+	regex := func(name, expr string) {
+		if expr == "" {
+			return
+		}
+		out = append(out, headerPermission(&routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: expr}}},
+		}}))
+	}
+	regex(":method", r.Method)
+	regex(":path", r.Path)
+	regex(":authority", r.Host)
+	for _, h := range r.Headers {
+		m := &routev3.HeaderMatcher{Name: h.Name}
+		if h.Present {
+			m.HeaderMatchSpecifier = &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}
+		} else {
+			m.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+				MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h.Value},
+			}}
+		}
+		out = append(out, headerPermission(m))
+	}
+	return out
+}
+
+func headerPermission(m *routev3.HeaderMatcher) *rbacv3.Permission {
+	return &rbacv3.Permission{Rule: &rbacv3.Permission_Header{Header: m}}
+}
+
+func cidr(prefix string) *corev3.CidrRange {
+	p := netip.MustParsePrefix(prefix) // validated by ir.Config.Validate
+	return &corev3.CidrRange{AddressPrefix: p.Addr().String(), PrefixLen: wrapperspb.UInt32(uint32(p.Bits()))}
+}
+
+func destinationIPs(prefixes []string) []*rbacv3.Permission {
+	out := make([]*rbacv3.Permission, len(prefixes))
+	for i, p := range prefixes {
+		out[i] = &rbacv3.Permission{Rule: &rbacv3.Permission_DestinationIp{DestinationIp: cidr(p)}}
+	}
+	return out
+}
+
+func remoteIPs(prefixes []string) []*rbacv3.Principal {
+	out := make([]*rbacv3.Principal, len(prefixes))
+	for i, p := range prefixes {
+		out[i] = &rbacv3.Principal{Identifier: &rbacv3.Principal_DirectRemoteIp{DirectRemoteIp: cidr(p)}}
+	}
+	return out
+}
+
+// anyPermission is one permission, or an or_rules of several.
+func anyPermission(ps []*rbacv3.Permission) *rbacv3.Permission {
+	if len(ps) == 1 {
+		return ps[0]
+	}
+	return &rbacv3.Permission{Rule: &rbacv3.Permission_OrRules{OrRules: &rbacv3.Permission_Set{Rules: ps}}}
+}
+
+// anyPrincipal is one principal, or an or_ids of several.
+func anyPrincipal(ps []*rbacv3.Principal) *rbacv3.Principal {
+	if len(ps) == 1 {
+		return ps[0]
+	}
+	return &rbacv3.Principal{Identifier: &rbacv3.Principal_OrIds{OrIds: &rbacv3.Principal_Set{Ids: ps}}}
+}
+
+func peerPrincipal(s ir.PeerSet) *rbacv3.Principal {
+	if s.Any {
+		return &rbacv3.Principal{Identifier: &rbacv3.Principal_Any{Any: true}}
+	}
+	ids := make([]*rbacv3.Principal, len(s.Terms))
+	for i, t := range s.Terms {
+		in := remoteIPs([]string{t.Prefix})[0]
+		if len(t.Except) == 0 {
+			ids[i] = in
+			continue
+		}
+		ids[i] = &rbacv3.Principal{Identifier: &rbacv3.Principal_AndIds{AndIds: &rbacv3.Principal_Set{Ids: []*rbacv3.Principal{
+			in, {Identifier: &rbacv3.Principal_NotId{NotId: anyPrincipal(remoteIPs(t.Except))}},
+		}}}}
+	}
+	return anyPrincipal(ids)
+}
+
+func peerPermission(s ir.PeerSet) *rbacv3.Permission {
+	if s.Any {
+		return &rbacv3.Permission{Rule: &rbacv3.Permission_Any{Any: true}}
+	}
+	rules := make([]*rbacv3.Permission, len(s.Terms))
+	for i, t := range s.Terms {
+		in := destinationIPs([]string{t.Prefix})[0]
+		if len(t.Except) == 0 {
+			rules[i] = in
+			continue
+		}
+		rules[i] = &rbacv3.Permission{Rule: &rbacv3.Permission_AndRules{AndRules: &rbacv3.Permission_Set{Rules: []*rbacv3.Permission{
+			in, {Rule: &rbacv3.Permission_NotRule{NotRule: anyPermission(destinationIPs(t.Except))}},
+		}}}}
+	}
+	return anyPermission(rules)
+}
