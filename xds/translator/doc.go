@@ -34,7 +34,8 @@
 //     secret. Bytes a proto string cannot carry are %-escaped.
 //   - Only upstream Envoy extensions are used: the HTTP connection manager,
 //     the router, the TLS inspector, the TLS transport socket and the
-//     upstream HTTP protocol options (extensions_test.go pins the set).
+//     upstream HTTP protocol options (extensions_test.go pins the set);
+//     L7 policy adds its own, pinned by policy_golden_test.go (see below).
 //   - Dynamic references (RDS, EDS, SDS) resolve over the same ADS stream
 //     with resource_api_version V3.
 //   - Output order never depends on map iteration.
@@ -74,6 +75,27 @@
 //     from the later one, since Envoy rejects duplicates.
 //   - Redirect ports: see redirect.go for exactly how the IR's port rules
 //     map onto Envoy's RedirectAction.
+//
+// # L7 policy
+//
+// Config.Policy (policy*.go) becomes one transparent listener per
+// direction and protocol ("policy/<direction>/<http|kafka>", with the
+// original_dst listener filter), the HTTP listeners' route table (one
+// route to the ORIGINAL_DST cluster "policy/original-dst", whose upstream
+// sockets carry the proxy mark), the access-log cluster "nodemesh-als"
+// (the agent's Unix socket, HTTP/2), and the filter configurations as ECDS
+// TypedExtensionConfigs in Resources.ExtensionConfigs: the RBAC filter of
+// each HTTP direction ("policy/<direction>/http/rbac") and the Kafka
+// policy of each Kafka direction ("policy/<direction>/kafka"). A filter
+// configured through ECDS is named after its TypedExtensionConfig, as
+// Envoy requires, so a rule change only changes extension configs and
+// never drains a listener. Everything is upstream Envoy except the
+// project's Kafka filter (nodemesh.filters.network.kafka.v1.KafkaPolicy),
+// which only the builtin proxy implements. RBAC denials get Cilium's
+// "Access denied" body through a local-reply mapper on status 403 (Envoy
+// does not accept the RBAC response flag in a mapper's filter). The Kafka
+// filter's prefixes cannot carry a peer term's exceptions; such a term is
+// used whole and reported as a warning.
 //
 // # A valid IR that stock Envoy cannot carry
 //
