@@ -14,18 +14,26 @@
 //
 // The agent normally keeps a Translator (New) instead: same result, but the
 // Envoy objects of IR objects equal to last time's (clusters, listeners,
-// virtual hosts, route configurations, secrets) are returned again as the
-// very same objects, so a one-route change rebuilds one virtual host, and
-// xds/server recognises the unchanged objects without marshalling them.
+// virtual hosts, routes, route configurations, secrets) are returned again
+// as the very same objects. A one-route change builds and validates one
+// Route, plus new wrappers for its VirtualHost and RouteConfiguration that
+// hold the other routes and virtual hosts unchanged; xds/server recognises
+// the unchanged objects and neither marshals nor validates them again.
 // Equality is hand-written per IR type (equal.go; a test mutates every IR
-// field to keep it complete).
+// field to keep it complete); memo_test.go checks the memoized output
+// against a fresh translation, and validates it whole, over every golden
+// input and over random edits.
 //
 // # Invariants
 //
 //   - Every resource and every typed_config inside one passes
 //     go-control-plane's ValidateAll before it is emitted; a failure is a
 //     translator bug and is returned as an error wrapping ErrInvalidOutput
-//     (the caller keeps serving the last good configuration).
+//     (the caller keeps serving the last good configuration). A
+//     RouteConfiguration is validated piecewise — each route, then each
+//     virtual host's and the RouteConfiguration's own fields — which is
+//     exactly what ValidateAll on the whole checks, since the lists carry
+//     no rules of their own; reused pieces are not validated again.
 //   - Every resource name and every reference between resources comes from
 //     naming.go. Names are the IR's hierarchical names: a Listener is named
 //     after its IR listener, a RouteConfiguration after its IR route table,
