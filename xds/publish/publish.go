@@ -55,6 +55,7 @@ func Publication(res *translator.Resources, up server.UpdateResult) dataplane.Pu
 		"Cluster":               len(res.Clusters),
 		"ClusterLoadAssignment": len(res.ClusterLoadAssignments),
 		"Secret":                len(res.Secrets),
+		"TypedExtensionConfig":  len(res.ExtensionConfigs),
 	}
 	versions := map[string]string{}
 	for url, v := range up.TypeVersions {

@@ -92,6 +92,17 @@
 // retained set. New secrets reach state-of-the-world proxies with the
 // listeners that use them (the listener warms until they arrive).
 //
+// # Extension configurations
+//
+// ECDS resources (TypedExtensionConfig: the L7 policy filters'
+// configurations) are a sixth kind, treated like secrets: listeners name
+// them, a new one is published in the make step (retained until break),
+// and state-of-the-world proxies are served exactly the ones their
+// published listeners use (extension.go). Update rejects a listener that
+// names an extension configuration the update does not define. A rule
+// change only changes extension configurations, which reach proxies in a
+// single push without touching any listener.
+//
 // # NACKs
 //
 // A proxy rejects an update of a type as a whole and keeps serving its

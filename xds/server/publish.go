@@ -100,6 +100,8 @@ func (s *Server) step() (time.Duration, bool) {
 	s.published = *next
 	s.publishedSotwSecrets = sotwState[kindSecret]
 	s.remember(kindSecret, sotwState[kindSecret])
+	s.publishedSotwExtensions = sotwState[kindExtension]
+	s.remember(kindExtension, sotwState[kindExtension])
 	s.publishedOnce = true
 	for k := range next {
 		if prev[k].version != next[k].version {
@@ -131,14 +133,14 @@ func (s *Server) planLocked(now time.Time) (*state, stage, time.Duration) {
 		return &next, stageDirect, 0
 	}
 	mk := pub
-	for _, k := range []kind{kindCluster, kindEndpoint, kindSecret} {
+	for _, k := range []kind{kindCluster, kindEndpoint, kindSecret, kindExtension} {
 		mk[k] = union(des[k], pub[k])
 	}
 	if !mk.equal(pub) {
 		return &mk, stageMake, 0
 	}
 	if pub[kindListener].version != des[kindListener].version || pub[kindRoute].version != des[kindRoute].version {
-		if !s.allAnsweredLocked(proxies, kindCluster, kindEndpoint) {
+		if !s.allAnsweredLocked(proxies, kindCluster, kindEndpoint, kindExtension) {
 			left := s.stageTimeout - now.Sub(s.makeAt)
 			if left > 0 {
 				return nil, "", left
@@ -201,7 +203,7 @@ func (s *Server) requiredLocked(st *stream, k kind) bool {
 	switch k {
 	case kindEndpoint:
 		return st.types[kindCluster].subscribed && len(s.servedLocked(st, k).items) > 0
-	case kindRoute, kindSecret:
+	case kindRoute, kindSecret, kindExtension:
 		return st.types[kindListener].subscribed && len(s.servedLocked(st, k).items) > 0
 	}
 	return false
@@ -212,6 +214,9 @@ func (s *Server) requiredLocked(st *stream, k kind) bool {
 func (s *Server) servedLocked(st *stream, k kind) *typeSet {
 	if k == kindSecret && !st.delta && s.publishedSotwSecrets != nil {
 		return s.publishedSotwSecrets
+	}
+	if k == kindExtension && !st.delta && s.publishedSotwExtensions != nil {
+		return s.publishedSotwExtensions
 	}
 	return s.published[k]
 }

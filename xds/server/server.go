@@ -63,12 +63,14 @@ type Server struct {
 	// publishedSotwSecrets is the secret set served to state-of-the-world
 	// proxies with published.
 	publishedSotwSecrets *typeSet
-	makeAt               time.Time
-	history              [numKinds][]*typeSet
-	streams              map[streamKey]*stream
-	nodes                map[string]*nodeRecord
-	changed              chan struct{}
-	completed            string
+	// publishedSotwExtensions is the same for extension configurations.
+	publishedSotwExtensions *typeSet
+	makeAt                  time.Time
+	history                 [numKinds][]*typeSet
+	streams                 map[streamKey]*stream
+	nodes                   map[string]*nodeRecord
+	changed                 chan struct{}
+	completed               string
 }
 
 // Option configures a Server.

@@ -155,7 +155,7 @@ func (s state) consistent() error {
 			return err
 		}
 	}
-	return nil
+	return s.extensionsDefined()
 }
 
 func checkReferences(from, to *typeSet, k kind) error {

@@ -11,10 +11,11 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 )
 
-// kind indexes the five resource types the server carries, in the order
+// kind indexes the six resource types the server carries, in the order
 // ADS delivers them: a proxy learns a cluster before its endpoints and
 // both before the routes that use them (Envoy's "eventual consistency"
-// ordering); secrets come last and are warmed by listeners.
+// ordering); secrets and extension configurations (ECDS: the L7 policy
+// filters' configurations) come last and are warmed by listeners.
 type kind int
 
 const (
@@ -23,23 +24,26 @@ const (
 	kindListener
 	kindRoute
 	kindSecret
+	kindExtension
 	numKinds
 )
 
 var kindTypeURL = [numKinds]string{
-	kindCluster:  resource.ClusterType,
-	kindEndpoint: resource.EndpointType,
-	kindListener: resource.ListenerType,
-	kindRoute:    resource.RouteType,
-	kindSecret:   resource.SecretType,
+	kindCluster:   resource.ClusterType,
+	kindEndpoint:  resource.EndpointType,
+	kindListener:  resource.ListenerType,
+	kindRoute:     resource.RouteType,
+	kindSecret:    resource.SecretType,
+	kindExtension: resource.ExtensionConfigType,
 }
 
 var kindCacheType = [numKinds]types.ResponseType{
-	kindCluster:  types.Cluster,
-	kindEndpoint: types.Endpoint,
-	kindListener: types.Listener,
-	kindRoute:    types.Route,
-	kindSecret:   types.Secret,
+	kindCluster:   types.Cluster,
+	kindEndpoint:  types.Endpoint,
+	kindListener:  types.Listener,
+	kindRoute:     types.Route,
+	kindSecret:    types.Secret,
+	kindExtension: types.ExtensionConfig,
 }
 
 func kindOf(typeURL string) (kind, bool) {
@@ -65,8 +69,10 @@ type entry struct {
 	// wire is res's version in delta responses when it differs from hash
 	// (see snapshot.go); nil when hash is that version.
 	wire *wireVersion
-	// refs are the SDS secrets a listener's filter chains use.
+	// refs are the SDS secrets a listener's filter chains use; exts the
+	// extension configurations (ECDS) its filters are configured from.
 	refs []string
+	exts []string
 	// deps are the resources whose presence Consistent checks: the
 	// endpoints of a cluster, the route configurations of a listener.
 	deps []string
@@ -146,14 +152,25 @@ func (s state) equal(o state) bool {
 // anyway, since for named types a resource missing from a response is not
 // a deletion; delta proxies get explicit removals and so get the retained
 // set.
-func (s state) sotwSecrets() *typeSet {
+//
+// Extension configurations are named by listeners exactly like secrets,
+// so the same holds for them (sotwExtensions).
+func (s state) sotwSecrets() *typeSet { return s.sotwUsed(kindSecret) }
+
+func (s state) sotwExtensions() *typeSet { return s.sotwUsed(kindExtension) }
+
+func (s state) sotwUsed(k kind) *typeSet {
 	used := map[string]bool{}
 	for _, e := range s[kindListener].items {
-		for _, r := range e.refs {
+		refs := e.refs
+		if k == kindExtension {
+			refs = e.exts
+		}
+		for _, r := range refs {
 			used[r] = true
 		}
 	}
-	all := s[kindSecret]
+	all := s[k]
 	if len(used) >= len(all.items) {
 		return all
 	}
@@ -170,10 +187,11 @@ func (s state) sotwSecrets() *typeSet {
 func (s state) served(delta bool) state {
 	if !delta {
 		s[kindSecret] = s.sotwSecrets()
+		s[kindExtension] = s.sotwExtensions()
 	}
 	return s
 }
 
 func (k kind) short() string {
-	return [numKinds]string{"CDS", "EDS", "LDS", "RDS", "SDS"}[k]
+	return [numKinds]string{"CDS", "EDS", "LDS", "RDS", "SDS", "ECDS"}[k]
 }

@@ -66,6 +66,9 @@ func (s *Server) Update(ctx context.Context, res *translator.Resources) (UpdateR
 	for _, m := range res.Secrets {
 		lists[kindSecret] = append(lists[kindSecret], m)
 	}
+	for _, m := range res.ExtensionConfigs {
+		lists[kindExtension] = append(lists[kindExtension], m)
+	}
 	var next state
 	for k := range next {
 		if err := ctx.Err(); err != nil {
@@ -104,7 +107,8 @@ func (s *Server) Update(ctx context.Context, res *translator.Resources) (UpdateR
 	result.Changed = true
 	s.log.Info("xDS configuration updated", "version", result.Version,
 		"listeners", len(next[kindListener].items), "routeConfigurations", len(next[kindRoute].items),
-		"clusters", len(next[kindCluster].items), "secrets", len(next[kindSecret].items))
+		"clusters", len(next[kindCluster].items), "secrets", len(next[kindSecret].items),
+		"extensionConfigs", len(next[kindExtension].items))
 	return result, nil
 }
 
@@ -149,6 +153,9 @@ func buildSet(k kind, list []types.Resource, prev *typeSet) (*typeSet, error) {
 		}
 		if l, ok := m.(*listenerv3.Listener); ok {
 			if e.refs, err = secretRefs(l); err != nil {
+				return nil, fmt.Errorf("%s %q: %w", k, name, err)
+			}
+			if e.exts, err = extensionRefs(l); err != nil {
 				return nil, fmt.Errorf("%s %q: %w", k, name, err)
 			}
 		}

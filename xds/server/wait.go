@@ -67,7 +67,7 @@ func (s *Server) ackedLocked(version string) (bool, error) {
 	if !s.publishedOnce || !s.published.equal(s.desired) {
 		return false, nil
 	}
-	kinds := []kind{kindCluster, kindEndpoint, kindListener, kindRoute, kindSecret}
+	kinds := []kind{kindCluster, kindEndpoint, kindListener, kindRoute, kindSecret, kindExtension}
 	if !s.allAckedLocked(proxies, kinds...) {
 		return false, nil
 	}
@@ -86,8 +86,11 @@ func (s *Server) onPathLocked(k kind, version string) bool {
 	if k == kindSecret && version == s.desired.sotwSecrets().version {
 		return true
 	}
+	if k == kindExtension && version == s.desired.sotwExtensions().version {
+		return true
+	}
 	pub := s.published[k]
-	if version != pub.version || (k != kindCluster && k != kindEndpoint && k != kindSecret) {
+	if version != pub.version || (k != kindCluster && k != kindEndpoint && k != kindSecret && k != kindExtension) {
 		return false
 	}
 	for n, e := range s.desired[k].items {
