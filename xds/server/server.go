@@ -122,6 +122,13 @@ func New(opts ...Option) *Server {
 	return s
 }
 
+// RegisterService adds another gRPC service to the server, so proxies
+// reach it over the xDS socket (the agent's AccessLogService). Call it
+// before the first Serve.
+func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	s.grpc.RegisterService(desc, impl)
+}
+
 // Serve accepts proxies on l until Stop; it blocks. It may be called for
 // several listeners (the Unix socket and a TCP port) concurrently.
 func (s *Server) Serve(l net.Listener) error {
