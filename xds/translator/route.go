@@ -79,8 +79,9 @@ func (b *builder) virtualHost(rc string, vh *ir.VirtualHost, domains []string, o
 		} else {
 			rmark := len(b.out.Warnings)
 			if out = b.route(r); out != nil {
-				if err := checked("route configuration", rc+" virtual host "+evh.Name+" route "+out.Name, out); err != nil {
-					return nil, err
+				// The label is built only on failure: this runs per route.
+				if err := out.ValidateAll(); err != nil {
+					return nil, fmt.Errorf("%w: route configuration %q virtual host %q route %q: %v", ErrInvalidOutput, rc, evh.Name, out.Name, err)
 				}
 			}
 			if b.next != nil {
