@@ -1,0 +1,121 @@
+package flow
+
+import (
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// Verdicts.
+const (
+	Forwarded = "FORWARDED"
+	Dropped   = "DROPPED"
+	Error     = "ERROR"
+)
+
+// Protocols.
+const (
+	ProtocolHTTP  = "http"
+	ProtocolGRPC  = "grpc"
+	ProtocolKafka = "kafka"
+	ProtocolTCP   = "tcp"
+)
+
+// Flow is one judged request (or relayed connection).
+type Flow struct {
+	Time time.Time `json:"time"`
+	// Node is the proxy that reported the flow.
+	Node string `json:"node,omitempty"`
+	// Listener is the proxy listener, e.g. "policy/ingress/http".
+	Listener string `json:"listener,omitempty"`
+	// Direction is "ingress" or "egress" relative to the local workload.
+	Direction   string   `json:"direction,omitempty"`
+	Source      Endpoint `json:"source"`
+	Destination Endpoint `json:"destination"`
+	Protocol    string   `json:"protocol"`
+	Verdict     string   `json:"verdict"`
+	// Policy names the rule that allowed the request; Reason says why it
+	// was denied or failed.
+	Policy  string        `json:"policy,omitempty"`
+	Reason  string        `json:"reason,omitempty"`
+	Latency time.Duration `json:"latencyNs,omitempty"`
+
+	HTTP  *HTTP  `json:"http,omitempty"`
+	GRPC  *GRPC  `json:"grpc,omitempty"`
+	Kafka *Kafka `json:"kafka,omitempty"`
+}
+
+// Endpoint is one side of a flow.
+type Endpoint struct {
+	Address netip.AddrPort `json:"address"`
+	// Identity is the security identity behind the address (0 unknown).
+	Identity uint32 `json:"identity,omitempty"`
+	// Workload is "namespace/name" of the Pod, when the address is one.
+	Workload string `json:"workload,omitempty"`
+}
+
+// HTTP holds an HTTP request's fields.
+type HTTP struct {
+	Method    string `json:"method,omitempty"`
+	Authority string `json:"authority,omitempty"`
+	Path      string `json:"path,omitempty"`
+	Status    int    `json:"status,omitempty"`
+	// Version is "HTTP/1.1" or "HTTP/2".
+	Version string `json:"version,omitempty"`
+}
+
+// GRPC holds a gRPC call's fields.
+type GRPC struct {
+	Service string `json:"service,omitempty"`
+	Method  string `json:"method,omitempty"`
+	Status  int    `json:"status"`
+}
+
+// Kafka holds a Kafka request's fields.
+type Kafka struct {
+	APIKey        int      `json:"apiKey"`
+	APIKeyName    string   `json:"apiKeyName,omitempty"`
+	APIVersion    int      `json:"apiVersion"`
+	CorrelationID int      `json:"correlationID"`
+	ClientID      string   `json:"clientID,omitempty"`
+	Topics        []string `json:"topics,omitempty"`
+	ErrorCode     int      `json:"errorCode"`
+	ErrorName     string   `json:"errorName,omitempty"`
+}
+
+// Summary renders the L7 part in one line, as Hubble's compact output
+// does: "POST /v1/request-landing 403", "grpc.Echo/Say 7",
+// "Produce v9 [events] TOPIC_AUTHORIZATION_FAILED".
+func (f *Flow) Summary() string {
+	switch {
+	case f.GRPC != nil:
+		return "/" + f.GRPC.Service + "/" + f.GRPC.Method + " status " + strconv.Itoa(f.GRPC.Status)
+	case f.HTTP != nil:
+		s := f.HTTP.Method + " " + f.HTTP.Path
+		if f.HTTP.Status != 0 {
+			s += " " + strconv.Itoa(f.HTTP.Status)
+		}
+		return s
+	case f.Kafka != nil:
+		s := f.Kafka.APIKeyName + " v" + strconv.Itoa(f.Kafka.APIVersion)
+		if len(f.Kafka.Topics) > 0 {
+			s += " " + listString(f.Kafka.Topics)
+		}
+		if f.Kafka.ErrorName != "" {
+			s += " " + f.Kafka.ErrorName
+		}
+		return s
+	}
+	return ""
+}
+
+func listString(xs []string) string {
+	s := "["
+	for i, x := range xs {
+		if i > 0 {
+			s += ","
+		}
+		s += x
+	}
+	return s + "]"
+}

@@ -1,0 +1,162 @@
+package flow
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Resolver maps an address to the identity and workload behind it. The
+// agent installs one after every policy compilation; it is called from
+// Add's goroutine and must not block.
+type Resolver interface {
+	Resolve(addr netip.Addr) (identity uint32, workload string)
+}
+
+// ResolverFunc adapts a function to Resolver.
+type ResolverFunc func(netip.Addr) (uint32, string)
+
+// Resolve calls f.
+func (f ResolverFunc) Resolve(a netip.Addr) (uint32, string) { return f(a) }
+
+// DefaultCapacity is how many flows a Store keeps by default.
+const DefaultCapacity = 4096
+
+// Store keeps the most recent flows. All methods are safe for concurrent
+// use; Add never blocks on readers.
+type Store struct {
+	mu       sync.Mutex
+	ring     []Flow
+	next     int
+	full     bool
+	resolver Resolver
+	out      *json.Encoder
+	log      *slog.Logger
+	changed  chan struct{}
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithCapacity sets how many flows are kept (default DefaultCapacity).
+func WithCapacity(n int) Option {
+	return func(s *Store) {
+		if n > 0 {
+			s.ring = make([]Flow, n)
+		}
+	}
+}
+
+// WithJSONLines writes every added flow to w as one JSON object per line.
+// Write errors are logged, not returned; w should not block for long.
+func WithJSONLines(w io.Writer) Option { return func(s *Store) { s.out = json.NewEncoder(w) } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
+
+// NewStore returns an empty Store.
+func NewStore(opts ...Option) *Store {
+	s := &Store{ring: make([]Flow, DefaultCapacity), log: slog.Default(), changed: make(chan struct{})}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// SetResolver installs the resolver used for flows added from now on.
+func (s *Store) SetResolver(r Resolver) {
+	s.mu.Lock()
+	s.resolver = r
+	s.mu.Unlock()
+}
+
+// Add records a flow, filling in identities and workloads the flow does
+// not carry yet.
+func (s *Store) Add(f Flow) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.resolver != nil {
+		for _, ep := range []*Endpoint{&f.Source, &f.Destination} {
+			if ep.Identity == 0 && ep.Address.IsValid() {
+				ep.Identity, ep.Workload = s.resolver.Resolve(ep.Address.Addr().Unmap())
+			}
+		}
+	}
+	s.ring[s.next] = f
+	s.next++
+	if s.next == len(s.ring) {
+		s.next, s.full = 0, true
+	}
+	if s.out != nil {
+		if err := s.out.Encode(f); err != nil {
+			s.log.Warn("writing flow log", "error", err)
+		}
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Filter selects flows; zero fields match everything. Verdict and
+// Protocol compare case-insensitively.
+type Filter struct {
+	Verdict  string
+	Protocol string
+	// Identity matches the source or the destination identity.
+	Identity uint32
+	// Workload matches the source or the destination workload
+	// ("namespace/name").
+	Workload string
+	// Since keeps flows at or after this time.
+	Since time.Time
+}
+
+// Match reports whether f passes the filter.
+func (fl Filter) Match(f *Flow) bool {
+	switch {
+	case fl.Verdict != "" && !strings.EqualFold(fl.Verdict, f.Verdict):
+		return false
+	case fl.Protocol != "" && !strings.EqualFold(fl.Protocol, f.Protocol):
+		return false
+	case fl.Identity != 0 && fl.Identity != f.Source.Identity && fl.Identity != f.Destination.Identity:
+		return false
+	case fl.Workload != "" && fl.Workload != f.Source.Workload && fl.Workload != f.Destination.Workload:
+		return false
+	case !fl.Since.IsZero() && f.Time.Before(fl.Since):
+		return false
+	}
+	return true
+}
+
+// Query returns up to limit of the newest flows matching fl, oldest first
+// (limit <= 0: every match).
+func (s *Store) Query(fl Filter, limit int) []Flow {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Flow
+	n := s.next
+	if s.full {
+		n = len(s.ring)
+	}
+	for i := 0; i < n && (limit <= 0 || len(out) < limit); i++ {
+		// Walk from the newest backwards.
+		idx := (s.next - 1 - i + len(s.ring)) % len(s.ring)
+		if fl.Match(&s.ring[idx]) {
+			out = append(out, s.ring[idx])
+		}
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out
+}
+
+// Changed returns a channel closed at the next Add (for followers).
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}

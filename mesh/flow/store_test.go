@@ -1,0 +1,101 @@
+package flow
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+func flowAt(i int, verdict, proto string, src, dst string) Flow {
+	return Flow{
+		Time:        time.Unix(int64(1000+i), 0).UTC(),
+		Source:      Endpoint{Address: netip.MustParseAddrPort(src)},
+		Destination: Endpoint{Address: netip.MustParseAddrPort(dst)},
+		Protocol:    proto, Verdict: verdict,
+		HTTP: &HTTP{Method: "GET", Path: "/" + string(rune('a'+i)), Status: 200},
+	}
+}
+
+func TestStoreQueryAndRing(t *testing.T) {
+	var lines bytes.Buffer
+	s := NewStore(WithCapacity(3), WithJSONLines(&lines))
+	s.SetResolver(ResolverFunc(func(a netip.Addr) (uint32, string) {
+		switch a.String() {
+		case "10.0.0.1":
+			return 256, "default/tiefighter"
+		case "10.0.0.2":
+			return 257, "default/deathstar"
+		}
+		return 2, ""
+	}))
+	s.Add(flowAt(0, Forwarded, ProtocolHTTP, "10.0.0.1:1000", "10.0.0.2:80"))
+	s.Add(flowAt(1, Dropped, ProtocolHTTP, "10.0.0.1:1001", "10.0.0.2:80"))
+	s.Add(flowAt(2, Forwarded, ProtocolKafka, "10.0.0.9:1002", "10.0.0.2:9092"))
+	s.Add(flowAt(3, Dropped, ProtocolHTTP, "10.0.0.9:1003", "10.0.0.2:80"))
+
+	all := s.Query(Filter{}, 0)
+	if len(all) != 3 || all[0].HTTP.Path != "/b" || all[2].HTTP.Path != "/d" {
+		t.Fatalf("ring of 3 after 4 adds, oldest first: %+v", all)
+	}
+	if got := s.Query(Filter{Verdict: "dropped"}, 0); len(got) != 2 {
+		t.Errorf("verdict filter: %d flows", len(got))
+	}
+	if got := s.Query(Filter{Identity: 256}, 0); len(got) != 1 || got[0].Source.Workload != "default/tiefighter" {
+		t.Errorf("identity filter: %+v", got)
+	}
+	if got := s.Query(Filter{Identity: 257, Protocol: "KAFKA"}, 0); len(got) != 1 || got[0].Destination.Identity != 257 {
+		t.Errorf("destination identity + protocol filter: %+v", got)
+	}
+	if got := s.Query(Filter{}, 1); len(got) != 1 || got[0].HTTP.Path != "/d" {
+		t.Errorf("limit keeps the newest: %+v", got)
+	}
+	if got := s.Query(Filter{Since: time.Unix(1003, 0)}, 0); len(got) != 1 {
+		t.Errorf("since: %+v", got)
+	}
+	// Every added flow went out as a JSON line, resolved.
+	ls := strings.Split(strings.TrimSpace(lines.String()), "\n")
+	if len(ls) != 4 {
+		t.Fatalf("%d JSON lines", len(ls))
+	}
+	var f Flow
+	if err := json.Unmarshal([]byte(ls[1]), &f); err != nil {
+		t.Fatal(err)
+	}
+	if f.Verdict != Dropped || f.Source.Identity != 256 || f.Destination.Workload != "default/deathstar" || f.Source.Address.Port() != 1001 {
+		t.Errorf("JSON line decoded as %+v", f)
+	}
+}
+
+func TestChangedWakesFollowers(t *testing.T) {
+	s := NewStore()
+	ch := s.Changed()
+	select {
+	case <-ch:
+		t.Fatal("closed before any Add")
+	default:
+	}
+	s.Add(flowAt(0, Forwarded, ProtocolHTTP, "10.0.0.1:1", "10.0.0.2:2"))
+	select {
+	case <-ch:
+	case <-time.After(time.Second):
+		t.Fatal("Add did not wake the follower")
+	}
+}
+
+func TestSummary(t *testing.T) {
+	for _, tc := range []struct {
+		f    Flow
+		want string
+	}{
+		{Flow{HTTP: &HTTP{Method: "PUT", Path: "/v1/exhaust-port", Status: 403}}, "PUT /v1/exhaust-port 403"},
+		{Flow{HTTP: &HTTP{Method: "POST"}, GRPC: &GRPC{Service: "pkg.Svc", Method: "Do", Status: 7}}, "/pkg.Svc/Do status 7"},
+		{Flow{Kafka: &Kafka{APIKeyName: "Produce", APIVersion: 9, Topics: []string{"a", "b"}, ErrorName: "TOPIC_AUTHORIZATION_FAILED"}}, "Produce v9 [a,b] TOPIC_AUTHORIZATION_FAILED"},
+	} {
+		if got := tc.f.Summary(); got != tc.want {
+			t.Errorf("Summary() = %q, want %q", got, tc.want)
+		}
+	}
+}

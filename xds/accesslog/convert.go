@@ -1,0 +1,147 @@
+package accesslog
+
+import (
+	"net/netip"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	datav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/nodemesh/nodemesh/mesh/flow"
+	"github.com/nodemesh/nodemesh/proxylib/api/l7meta"
+)
+
+// common fills what HTTP and TCP entries share; false when the entry has
+// no usable addresses.
+func common(c *datav3.AccessLogCommon) (flow.Flow, *structpb.Struct, bool) {
+	var f flow.Flow
+	src, ok1 := addrPort(c.GetDownstreamRemoteAddress())
+	dst, ok2 := addrPort(c.GetDownstreamLocalAddress())
+	if !ok1 || !ok2 {
+		return f, nil, false
+	}
+	f.Source.Address, f.Destination.Address = src, dst
+	if t := c.GetStartTime(); t != nil {
+		f.Time = t.AsTime()
+	}
+	if d := c.GetTimeToLastDownstreamTxByte(); d != nil {
+		f.Latency = d.AsDuration()
+	} else if d := c.GetDuration(); d != nil {
+		f.Latency = d.AsDuration()
+	}
+	md := c.GetMetadata().GetFilterMetadata()[l7meta.Namespace]
+	if md != nil {
+		f.Protocol = str(md, l7meta.Protocol)
+		f.Verdict = str(md, l7meta.Verdict)
+		f.Policy = str(md, l7meta.Policy)
+		f.Reason = str(md, l7meta.Reason)
+	}
+	return f, md, true
+}
+
+func fromHTTP(e *datav3.HTTPAccessLogEntry) (flow.Flow, bool) {
+	f, md, ok := common(e.GetCommonProperties())
+	if !ok {
+		return f, false
+	}
+	req, resp := e.GetRequest(), e.GetResponse()
+	f.HTTP = &flow.HTTP{
+		Method:    req.GetRequestMethod().String(),
+		Authority: req.GetAuthority(),
+		Path:      req.GetPath(),
+		Status:    int(resp.GetResponseCode().GetValue()),
+		Version:   httpVersion(e.GetProtocolVersion()),
+	}
+	if f.HTTP.Method == corev3.RequestMethod_METHOD_UNSPECIFIED.String() {
+		f.HTTP.Method = ""
+	}
+	if md != nil && (f.Protocol == flow.ProtocolGRPC || str(md, l7meta.GRPCService) != "") {
+		f.Protocol = flow.ProtocolGRPC
+		f.GRPC = &flow.GRPC{Service: str(md, l7meta.GRPCService), Method: str(md, l7meta.GRPCMethod), Status: num(md, l7meta.GRPCStatus)}
+	}
+	if f.Protocol == "" {
+		f.Protocol = flow.ProtocolHTTP
+	}
+	if f.Verdict == "" {
+		upstream := e.GetCommonProperties().GetUpstreamRemoteAddress() != nil
+		switch {
+		case f.HTTP.Status == 403 && !upstream:
+			f.Verdict = flow.Dropped
+		case f.HTTP.Status >= 500 && !upstream:
+			f.Verdict = flow.Error
+		default:
+			f.Verdict = flow.Forwarded
+		}
+	}
+	return f, true
+}
+
+func fromTCP(e *datav3.TCPAccessLogEntry) (flow.Flow, bool) {
+	f, md, ok := common(e.GetCommonProperties())
+	if !ok {
+		return f, false
+	}
+	if md != nil && (f.Protocol == flow.ProtocolKafka || md.GetFields()[l7meta.KafkaAPIKey] != nil) {
+		f.Protocol = flow.ProtocolKafka
+		f.Kafka = &flow.Kafka{
+			APIKey:        num(md, l7meta.KafkaAPIKey),
+			APIKeyName:    str(md, l7meta.KafkaAPIKeyName),
+			APIVersion:    num(md, l7meta.KafkaAPIVersion),
+			CorrelationID: num(md, l7meta.KafkaCorrelationID),
+			ClientID:      str(md, l7meta.KafkaClientID),
+			Topics:        list(md, l7meta.KafkaTopics),
+			ErrorCode:     num(md, l7meta.KafkaErrorCode),
+			ErrorName:     str(md, l7meta.KafkaErrorName),
+		}
+	}
+	if f.Protocol == "" {
+		f.Protocol = flow.ProtocolTCP
+	}
+	if f.Verdict == "" {
+		f.Verdict = flow.Forwarded
+	}
+	return f, true
+}
+
+func addrPort(a *corev3.Address) (netip.AddrPort, bool) {
+	sa := a.GetSocketAddress()
+	if sa == nil {
+		return netip.AddrPort{}, false
+	}
+	ip, err := netip.ParseAddr(sa.GetAddress())
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(sa.GetPortValue())), true
+}
+
+func httpVersion(v datav3.HTTPAccessLogEntry_HTTPVersion) string {
+	switch v {
+	case datav3.HTTPAccessLogEntry_HTTP10:
+		return "HTTP/1.0"
+	case datav3.HTTPAccessLogEntry_HTTP11:
+		return "HTTP/1.1"
+	case datav3.HTTPAccessLogEntry_HTTP2:
+		return "HTTP/2"
+	case datav3.HTTPAccessLogEntry_HTTP3:
+		return "HTTP/3"
+	}
+	return ""
+}
+
+func str(s *structpb.Struct, key string) string {
+	return strings.TrimSpace(s.GetFields()[key].GetStringValue())
+}
+
+func num(s *structpb.Struct, key string) int {
+	return int(s.GetFields()[key].GetNumberValue())
+}
+
+func list(s *structpb.Struct, key string) []string {
+	var out []string
+	for _, v := range s.GetFields()[key].GetListValue().GetValues() {
+		out = append(out, v.GetStringValue())
+	}
+	return out
+}

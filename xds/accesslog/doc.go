@@ -1,0 +1,33 @@
+// Package accesslog is the agent's Envoy AccessLogService
+// (envoy.service.accesslog.v3): proxies stream their HTTP and TCP access
+// log entries to it over the xDS socket (the "nodemesh-als" cluster the
+// translator emits), and it turns each entry into a flow.Flow for the
+// agent's flow store.
+//
+// # Data in and out
+//
+// Register the Service on the xDS server's gRPC server; every
+// StreamAccessLogs call runs on its own goroutine and hands flows to the
+// Sink as they arrive. A stream's first message carries the identifier
+// (node and log name); later messages only entries, which inherit it.
+//
+// # Mapping
+//
+//   - Source is the downstream remote address, destination the
+//     downstream local address (the original destination of a transparent
+//     listener); time is the entry's start time; latency is the time to
+//     the last byte sent downstream (else the duration).
+//   - The log name is the listener ("policy/<direction>/<protocol>"); the
+//     direction is taken from it.
+//   - L7 fields come from common_properties.metadata under "nodemesh.l7"
+//     (keys of proxylib/api/l7meta): protocol, verdict, policy, reason,
+//     gRPC service/method/status, Kafka API key, version, correlation id,
+//     client id, topics and error. HTTP method, authority, path and status
+//     come from the entry's request and response.
+//   - Entries without that metadata (stock Envoy) are judged from the
+//     standard fields: an HTTP 403 that never reached an upstream is
+//     DROPPED, another local reply of 500 or more an ERROR, the rest
+//     FORWARDED; a TCP entry is a relayed connection (protocol "tcp").
+//   - Bad entries (no addresses, unknown log kinds) are skipped, never a
+//     stream error: access logs must not break the proxy's stream.
+package accesslog

@@ -1,0 +1,162 @@
+package accesslog
+
+import (
+	"context"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	datav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/nodemesh/nodemesh/mesh/flow"
+	"github.com/nodemesh/nodemesh/proxylib/api/l7meta"
+	"github.com/nodemesh/nodemesh/xds/server"
+)
+
+func sock(ip string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}
+}
+
+func testCommon(start time.Time, l7 map[string]any, upstream bool) *datav3.AccessLogCommon {
+	c := &datav3.AccessLogCommon{
+		StartTime:                  timestamppb.New(start),
+		TimeToLastDownstreamTxByte: durationpb.New(3 * time.Millisecond),
+		DownstreamRemoteAddress:    sock("10.0.0.20", 40000),
+		DownstreamLocalAddress:     sock("10.0.0.10", 80),
+	}
+	if upstream {
+		c.UpstreamRemoteAddress = sock("10.0.0.10", 80)
+	}
+	if l7 != nil {
+		s, err := structpb.NewStruct(l7)
+		if err != nil {
+			panic(err)
+		}
+		c.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{l7meta.Namespace: s}}
+	}
+	return c
+}
+
+// TestStreamAccessLogs sends entries the way the proxy does, over the
+// xDS server's socket, and checks the flows that come out.
+func TestStreamAccessLogs(t *testing.T) {
+	store := flow.NewStore()
+	store.SetResolver(flow.ResolverFunc(func(a netip.Addr) (uint32, string) {
+		if a == netip.MustParseAddr("10.0.0.20") {
+			return 257, "default/tiefighter"
+		}
+		return 256, "default/deathstar"
+	}))
+	srv := server.New()
+	New(store, nil).Register(srv)
+	path := filepath.Join(t.TempDir(), "xds.sock")
+	l, err := server.ListenUnix(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Stop(time.Second) })
+
+	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+	httpStream, err := accesslogv3.NewAccessLogServiceClient(conn).StreamAccessLogs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(s accesslogv3.AccessLogService_StreamAccessLogsClient, m *accesslogv3.StreamAccessLogsMessage) {
+		if err := s.Send(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(httpStream, &accesslogv3.StreamAccessLogsMessage{
+		Identifier: &accesslogv3.StreamAccessLogsMessage_Identifier{Node: &corev3.Node{Id: "proxy-a"}, LogName: "policy/ingress/http"},
+		LogEntries: &accesslogv3.StreamAccessLogsMessage_HttpLogs{HttpLogs: &accesslogv3.StreamAccessLogsMessage_HTTPAccessLogEntries{
+			LogEntry: []*datav3.HTTPAccessLogEntry{{
+				CommonProperties: testCommon(start, map[string]any{l7meta.Protocol: "http", l7meta.Verdict: "FORWARDED", l7meta.Policy: "cnp/default/rule1/ingress/0/port/80/http/0"}, true),
+				ProtocolVersion:  datav3.HTTPAccessLogEntry_HTTP11,
+				Request:          &datav3.HTTPRequestProperties{RequestMethod: corev3.RequestMethod_POST, Authority: "deathstar", Path: "/v1/request-landing"},
+				Response:         &datav3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(200)},
+			}},
+		}},
+	})
+	// A later message inherits the identifier.
+	send(httpStream, &accesslogv3.StreamAccessLogsMessage{
+		LogEntries: &accesslogv3.StreamAccessLogsMessage_HttpLogs{HttpLogs: &accesslogv3.StreamAccessLogsMessage_HTTPAccessLogEntries{
+			LogEntry: []*datav3.HTTPAccessLogEntry{
+				{
+					CommonProperties: testCommon(start.Add(time.Second), map[string]any{l7meta.Protocol: "grpc", l7meta.Verdict: "DROPPED", l7meta.Reason: "rbac_access_denied",
+						l7meta.GRPCService: "grpc.testing.TestService", l7meta.GRPCMethod: "EmptyCall", l7meta.GRPCStatus: 7}, false),
+					ProtocolVersion: datav3.HTTPAccessLogEntry_HTTP2,
+					Request:         &datav3.HTTPRequestProperties{RequestMethod: corev3.RequestMethod_POST, Path: "/grpc.testing.TestService/EmptyCall"},
+					Response:        &datav3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(200)},
+				},
+				{ // stock Envoy: no metadata, a local 403
+					CommonProperties: testCommon(start.Add(2*time.Second), nil, false),
+					Request:          &datav3.HTTPRequestProperties{RequestMethod: corev3.RequestMethod_PUT, Path: "/v1/exhaust-port"},
+					Response:         &datav3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(403)},
+				},
+				{CommonProperties: &datav3.AccessLogCommon{}}, // no addresses: skipped
+			},
+		}},
+	})
+	if _, err := httpStream.CloseAndRecv(); err != nil {
+		t.Fatal(err)
+	}
+	tcpStream, err := accesslogv3.NewAccessLogServiceClient(conn).StreamAccessLogs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(tcpStream, &accesslogv3.StreamAccessLogsMessage{
+		Identifier: &accesslogv3.StreamAccessLogsMessage_Identifier{Node: &corev3.Node{Id: "proxy-a"}, LogName: "policy/egress/kafka"},
+		LogEntries: &accesslogv3.StreamAccessLogsMessage_TcpLogs{TcpLogs: &accesslogv3.StreamAccessLogsMessage_TCPAccessLogEntries{
+			LogEntry: []*datav3.TCPAccessLogEntry{{CommonProperties: testCommon(start.Add(3*time.Second), map[string]any{
+				l7meta.Protocol: "kafka", l7meta.Verdict: "DROPPED", l7meta.KafkaAPIKey: 0, l7meta.KafkaAPIKeyName: "Produce",
+				l7meta.KafkaAPIVersion: 9, l7meta.KafkaCorrelationID: 42, l7meta.KafkaClientID: "c1",
+				l7meta.KafkaTopics: []any{"deathstar-plans"}, l7meta.KafkaErrorCode: 29, l7meta.KafkaErrorName: "TOPIC_AUTHORIZATION_FAILED",
+			}, true)}},
+		}},
+	})
+	if _, err := tcpStream.CloseAndRecv(); err != nil {
+		t.Fatal(err)
+	}
+
+	flows := store.Query(flow.Filter{}, 0)
+	if len(flows) != 4 {
+		t.Fatalf("%d flows, want 4: %+v", len(flows), flows)
+	}
+	f := flows[0]
+	if f.Node != "proxy-a" || f.Direction != "ingress" || f.Verdict != flow.Forwarded || f.Protocol != flow.ProtocolHTTP ||
+		f.HTTP.Method != "POST" || f.HTTP.Status != 200 || f.HTTP.Version != "HTTP/1.1" || f.Latency != 3*time.Millisecond ||
+		f.Source.Identity != 257 || f.Destination.Workload != "default/deathstar" || f.Destination.Address.Port() != 80 ||
+		!f.Time.Equal(start) || f.Policy == "" {
+		t.Errorf("HTTP flow: %+v %+v", f, f.HTTP)
+	}
+	if g := flows[1]; g.Protocol != flow.ProtocolGRPC || g.Verdict != flow.Dropped || g.GRPC.Status != 7 || g.GRPC.Method != "EmptyCall" || g.Listener != "policy/ingress/http" {
+		t.Errorf("gRPC flow: %+v %+v", g, g.GRPC)
+	}
+	if d := flows[2]; d.Verdict != flow.Dropped || d.Protocol != flow.ProtocolHTTP || d.HTTP.Status != 403 {
+		t.Errorf("stock Envoy 403 flow: %+v", d)
+	}
+	k := flows[3]
+	if k.Protocol != flow.ProtocolKafka || k.Direction != "egress" || k.Kafka.ErrorCode != 29 || k.Kafka.Topics[0] != "deathstar-plans" ||
+		k.Kafka.CorrelationID != 42 || k.Kafka.APIVersion != 9 || k.Kafka.ClientID != "c1" {
+		t.Errorf("Kafka flow: %+v %+v", k, k.Kafka)
+	}
+}
