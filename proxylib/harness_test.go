@@ -129,6 +129,8 @@ func (x *xdsServer) set(res ...proto.Message) string {
 			t = rsrc.EndpointType
 		case *tlsv3.Secret:
 			t = rsrc.SecretType
+		case *corev3.TypedExtensionConfig:
+			t = rsrc.ExtensionConfigType
 		default:
 			x.t.Fatalf("unexpected resource %T", r)
 		}

@@ -38,7 +38,10 @@ type filter struct {
 
 // replyMapper is a compiled local_reply_config mapper.
 type replyMapper struct {
+	byFlags bool
 	flags   uint32
+	op      resource.CompareOp
+	value   uint32
 	status  int
 	body    []byte
 	hasBody bool
@@ -57,7 +60,7 @@ func compileFilters(cfg *resource.HCM) ([]filter, []replyMapper) {
 	}
 	var ms []replyMapper
 	for _, m := range cfg.LocalReply {
-		rm := replyMapper{status: m.StatusCode, body: m.Body, hasBody: m.HasBody}
+		rm := replyMapper{byFlags: m.Flags != nil, op: m.StatusOp, value: m.StatusValue, status: m.StatusCode, body: m.Body, hasBody: m.HasBody}
 		for n := range m.Flags {
 			rm.flags |= flagNames[n]
 		}
@@ -106,7 +109,7 @@ func (s *stream) localFlag(code int, body []byte, details string, flag uint32) o
 func (s *stream) mapLocal(code int, body []byte) (int, []byte) {
 	for i := range s.h.mappers {
 		m := &s.h.mappers[i]
-		if m.flags&s.flags == 0 {
+		if m.byFlags && m.flags&s.flags == 0 || !m.byFlags && !m.op.Compare(uint32(code), m.value) {
 			continue
 		}
 		if m.status != 0 {

@@ -46,6 +46,7 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 
 	uc, reused, err := pool.Get(context.Background())
 	if err != nil {
+		hc.h.rt.Logger.Debug("connecting upstream", "host", pool.Addr, "error", err)
 		hc.r += req.HeadLen
 		return hc.failUpstream(upConnect, keep && hc.skipBody())
 	}

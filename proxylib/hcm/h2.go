@@ -46,7 +46,7 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	}
 	s.begin(true)
 	if len(h.logs) > 0 {
-		defer s.logHTTP(r.Method, string(s.rreq.Path), "HTTP/2")
+		defer func() { s.logHTTP(r.Method, string(s.rreq.Path), "HTTP/2") }()
 	}
 	cfg := h.cfg
 	l := s.rreq.Headers[:0]

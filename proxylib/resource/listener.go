@@ -168,10 +168,12 @@ func decodeChain(fc *listenerv3.FilterChain, p path) (*FilterChain, error) {
 			return nil, fieldErr(append(p, "filters"), "at most one network filter (the Kafka policy filter) may precede tcp_proxy")
 		}
 		if last == 1 {
+			// The Kafka policy filter, configured through ECDS; as for
+			// every discovered filter its name is the ECDS resource name.
 			f := filters[0]
 			kp := append(p, "filters", "[0]")
-			if f.GetName() != kafkav1.FilterName || f.GetConfigDiscovery() == nil {
-				return nil, fieldErr(kp, "only %s with config_discovery may precede tcp_proxy", kafkav1.FilterName)
+			if f.GetConfigDiscovery() == nil {
+				return nil, fieldErr(kp, "only the Kafka policy filter (%s, with config_discovery) may precede tcp_proxy", kafkav1.TypeURL)
 			}
 			ref, err := extensionRef(f.GetConfigDiscovery(), f.GetName(), []string{KafkaTypeURL}, append(kp, "config_discovery"))
 			if err != nil {
@@ -271,13 +273,18 @@ func decodeHCM(h *hcmv3.HttpConnectionManager, p path) (*HCM, error) {
 	}
 	for i, m := range h.GetLocalReplyConfig().GetMappers() {
 		mp := append(p, "local_reply_config", "mappers", "["+strconv.Itoa(i)+"]")
-		rf := m.GetFilter().GetResponseFlagFilter()
-		if rf == nil {
-			return nil, fieldErr(append(mp, "filter"), "a response_flag_filter is required")
-		}
-		rm := &ReplyMapper{Flags: map[string]bool{}, StatusCode: int(m.GetStatusCode().GetValue())}
-		for _, f := range rf.GetFlags() {
-			rm.Flags[f] = true
+		rm := &ReplyMapper{StatusCode: int(m.GetStatusCode().GetValue())}
+		switch {
+		case m.GetFilter().GetResponseFlagFilter() != nil:
+			rm.Flags = map[string]bool{}
+			for _, f := range m.GetFilter().GetResponseFlagFilter().GetFlags() {
+				rm.Flags[f] = true
+			}
+		case m.GetFilter().GetStatusCodeFilter() != nil:
+			c := m.GetFilter().GetStatusCodeFilter().GetComparison()
+			rm.StatusOp, rm.StatusValue = CompareOp(c.GetOp()), c.GetValue().GetDefaultValue()
+		default:
+			return nil, fieldErr(append(mp, "filter"), "a response_flag_filter or status_code_filter is required")
 		}
 		if b := m.GetBody(); b != nil {
 			rm.HasBody = true

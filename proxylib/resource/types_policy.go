@@ -48,14 +48,42 @@ type HTTPFilter struct {
 	Discovery *ExtensionRef
 }
 
-// ReplyMapper is a decoded local_reply_config mapper: local replies whose
-// response flags intersect Flags get StatusCode (when non-zero) and Body
-// (when HasBody).
+// ReplyMapper is a decoded local_reply_config mapper: local replies it
+// matches get StatusCode (when non-zero) and Body (when HasBody). It
+// matches by response flags (Flags non-nil: any of them) or by status code
+// (StatusOp applied to StatusValue; the runtime key is ignored, the proxy
+// has no runtime).
 type ReplyMapper struct {
-	Flags      map[string]bool
-	StatusCode int
-	Body       []byte
-	HasBody    bool
+	Flags       map[string]bool
+	StatusOp    CompareOp
+	StatusValue uint32
+	StatusCode  int
+	Body        []byte
+	HasBody     bool
+}
+
+// CompareOp is an access-log ComparisonFilter operator.
+type CompareOp uint8
+
+// Comparison operators, numbered as in Envoy's API.
+const (
+	CompareEQ CompareOp = iota
+	CompareGE
+	CompareLE
+	CompareNE
+)
+
+// Compare applies the operator: code op value.
+func (o CompareOp) Compare(code, value uint32) bool {
+	switch o {
+	case CompareGE:
+		return code >= value
+	case CompareLE:
+		return code <= value
+	case CompareNE:
+		return code != value
+	}
+	return code == value
 }
 
 // AccessLogKind says which gRPC access logger a chain uses.

@@ -27,19 +27,28 @@ const (
 	keyLeaveGroup      = 13
 	keySyncGroup       = 14
 	keyAPIVersions     = 18
+	keyInitProducerID  = 22
+	keyOffsetForEpoch  = 23
 )
 
-// RoleAPIKeys returns the API keys a role allows (Cilium's expansion), and
-// false for an unknown role. The empty role allows no key by itself.
+// RoleAPIKeys returns the API keys a role allows, and false for an unknown
+// role. The empty role allows no key by itself.
+//
+// The expansion is Cilium's plus one key per role that today's default
+// clients cannot work without: produce adds InitProducerId (idempotent
+// writes are the default of the Java client since 3.0 and of franz-go),
+// consume adds OffsetForLeaderEpoch (offset validation after leader
+// changes, KIP-320). Both only read or allocate a producer id; neither
+// touches a topic the rule does not name.
 func RoleAPIKeys(role string) ([]int16, bool) {
 	switch strings.ToLower(role) {
 	case "":
 		return nil, true
 	case "produce":
-		return []int16{keyProduce, keyMetadata, keyAPIVersions}, true
+		return []int16{keyProduce, keyMetadata, keyAPIVersions, keyInitProducerID}, true
 	case "consume":
 		return []int16{keyFetch, keyListOffsets, keyMetadata, keyOffsetCommit, keyOffsetFetch,
-			keyFindCoordinator, keyJoinGroup, keyHeartbeat, keyLeaveGroup, keySyncGroup, keyAPIVersions}, true
+			keyFindCoordinator, keyJoinGroup, keyHeartbeat, keyLeaveGroup, keySyncGroup, keyAPIVersions, keyOffsetForEpoch}, true
 	}
 	return nil, false
 }

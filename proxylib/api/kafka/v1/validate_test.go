@@ -46,7 +46,7 @@ func TestValidate(t *testing.T) {
 func TestRoleAPIKeys(t *testing.T) {
 	p, _ := RoleAPIKeys("PRODUCE")
 	c, _ := RoleAPIKeys("consume")
-	if len(p) != 3 || len(c) != 11 {
+	if len(p) != 4 || len(c) != 12 {
 		t.Fatalf("produce %v consume %v", p, c)
 	}
 	if _, ok := RoleAPIKeys("other"); ok {
