@@ -4,7 +4,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 PKGS := ./...
 
-.PHONY: help build run test testdata generate check-generate bench fuzz lint clean
+.PHONY: help build run test integration conformance testdata generate check-generate bench fuzz lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -19,6 +19,13 @@ run: build ## standalone quickstart: agent + proxy + demo backends + examples/qu
 test: ## unit, golden, end-to-end and privileged tests (run as root for datapath tests)
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 30m $(PKGS)
+
+integration: ## Kubernetes provider and controller tests against a real kube-apiserver (builds it once, cached)
+	NODEMESH_INTEGRATION=1 $(GO) test -count=1 -timeout 30m ./mesh/provider/kube/... ./gateway/controller/... ./conformance/kubeenv/... ./conformance/node/... ./conformance/harness/...
+
+conformance: build ## official Gateway API conformance suite (GATEWAY-HTTP) on a real kube-apiserver; report in conformance/reports/
+	$(GO) build -o $(BIN)/ ./conformance/harness
+	$(BIN)/harness
 
 testdata: ## rewrite every golden file from the current code
 	$(GO) test $(PKGS) -run 'Golden' -update

@@ -1,9 +1,27 @@
 package api
 
-import "embed"
+import (
+	"embed"
+	"io/fs"
+	"sort"
+)
 
 // CRDs holds the CustomResourceDefinition manifests of nodemesh's own
 // types, one YAML file each under crds/.
 //
 //go:embed crds/*.yaml
 var CRDs embed.FS
+
+// CRDManifests returns every CRD manifest as one YAML stream, in file name
+// order.
+func CRDManifests() []byte {
+	names, _ := fs.Glob(CRDs, "crds/*.yaml")
+	sort.Strings(names)
+	var out []byte
+	for _, n := range names {
+		b, _ := CRDs.ReadFile(n)
+		out = append(out, "\n---\n"...)
+		out = append(out, b...)
+	}
+	return out
+}

@@ -54,6 +54,9 @@ type Cluster struct {
 	Config *rest.Config
 	// Token is the admin bearer token.
 	Token string
+	// Binaries are the programs the cluster runs (and the conformance
+	// backends built with them).
+	Binaries *Binaries
 
 	dir     string
 	command func(name string, args ...string) *exec.Cmd
@@ -76,7 +79,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		var d net.Dialer
 		o.Dial = d.DialContext
 	}
-	c = &Cluster{dir: o.Dir, command: o.Command}
+	c = &Cluster{dir: o.Dir, command: o.Command, Binaries: o.Binaries}
 	defer func() {
 		if err != nil {
 			c.Stop()

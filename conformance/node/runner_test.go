@@ -1,0 +1,210 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/nodemesh/nodemesh/conformance/kubeenv"
+	"github.com/nodemesh/nodemesh/datapath/testbed"
+)
+
+func eventually(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = check(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: %v", what, err)
+}
+
+// TestRunnerRunsPods registers a node on a real API server, runs Pods of
+// the conformance backend image as processes in their own namespaces,
+// reports their status, serves traffic to their pod IPs, and removes
+// deleted Pods.
+func TestRunnerRunsPods(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces")
+	}
+	cluster := kubeenv.ForTest(t, "standard")
+	core, err := kubernetes.NewForConfig(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bed, err := testbed.Create(testbed.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bed.Close() })
+	r, err := New(Config{Client: core, Name: "n1", Bed: bed, Dir: t.TempDir(), Images: []Image{
+		{Repository: "registry.k8s.io/gateway-api/echo-basic", Program: cluster.Binaries.EchoBasic},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+
+	ns := "default"
+	pods := core.CoreV1().Pods(ns)
+	// The ServiceAccount admission plugin wants the namespace's default
+	// account, which kube-controller-manager would create.
+	if _, err := core.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	// No ServiceAccount controller runs here: do not ask for a token.
+	no := false
+	mk := func(name, image string, env ...corev1.EnvVar) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{
+			AutomountServiceAccountToken: &no,
+			Containers:                   []corev1.Container{{Name: "c", Image: image, Env: env}},
+		}}
+	}
+	podName := corev1.EnvVar{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}
+	podNS := corev1.EnvVar{Name: "NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}}
+	for _, p := range []*corev1.Pod{
+		mk("echo-a", "registry.k8s.io/gateway-api/echo-basic:v1.5.1", podName, podNS),
+		mk("echo-b", "registry.k8s.io/gateway-api/echo-basic@sha256:0000", podName, podNS),
+		mk("unknown", "example.com/nothing:1"),
+	} {
+		if _, err := pods.Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ips := map[string]string{}
+	for _, name := range []string{"echo-a", "echo-b"} {
+		eventually(t, name+" ready", func() error {
+			p, err := pods.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if p.Spec.NodeName != "n1" {
+				return fmt.Errorf("bound to %q", p.Spec.NodeName)
+			}
+			if p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" || !podReady(p) {
+				return fmt.Errorf("status %+v", p.Status)
+			}
+			ips[name] = p.Status.PodIP
+			return nil
+		})
+	}
+	if ips["echo-a"] == ips["echo-b"] {
+		t.Fatalf("two pods share %s", ips["echo-a"])
+	}
+	// Both backends bind :3000; each answers on its own address with its
+	// own identity, reached from the node namespace.
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: bed.Node.Dial}}
+	for name, ip := range ips {
+		eventually(t, "traffic to "+name, func() error {
+			resp, err := client.Get("http://" + net.JoinHostPort(ip, "3000") + "/hello")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			var echo struct {
+				Pod, Namespace, Path string
+			}
+			if err := json.Unmarshal(b, &echo); err != nil {
+				return fmt.Errorf("decoding %q: %w", b, err)
+			}
+			if echo.Pod != name || echo.Namespace != ns || echo.Path != "/hello" {
+				return fmt.Errorf("echo %+v", echo)
+			}
+			return nil
+		})
+	}
+	eventually(t, "unknown image waits", func() error {
+		p, err := pods.Get(ctx, "unknown", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(p.Status.ContainerStatuses) != 1 || p.Status.ContainerStatuses[0].State.Waiting == nil ||
+			p.Status.ContainerStatuses[0].State.Waiting.Reason != "ImageNotRunnable" ||
+			!strings.Contains(p.Status.ContainerStatuses[0].State.Waiting.Message, "example.com/nothing:1") {
+			return fmt.Errorf("status %+v", p.Status.ContainerStatuses)
+		}
+		if podReady(p) {
+			return fmt.Errorf("pod without a program is Ready")
+		}
+		return nil
+	})
+
+	// Deleting a Pod stops its process, removes its namespace and the
+	// object itself (no kubelet would otherwise confirm the deletion).
+	if err := pods.Delete(ctx, "echo-a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "echo-a removed", func() error {
+		_, err := pods.Get(ctx, "echo-a", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there: %v", err)
+	})
+	dctx, dcancel := context.WithTimeout(ctx, time.Second)
+	defer dcancel()
+	if c, err := bed.Node.Dial(dctx, "tcp", net.JoinHostPort(ips["echo-a"], "3000")); err == nil {
+		c.Close()
+		t.Fatal("deleted pod still answers")
+	}
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func TestRepository(t *testing.T) {
+	for in, want := range map[string]string{
+		"registry.k8s.io/gateway-api/echo-basic:v1.5.1":    "registry.k8s.io/gateway-api/echo-basic",
+		"registry.k8s.io/gateway-api/echo-basic@sha256:ab": "registry.k8s.io/gateway-api/echo-basic",
+		"localhost:5000/echo":                              "localhost:5000/echo",
+		"localhost:5000/echo:v1":                           "localhost:5000/echo",
+		"echo":                                             "echo",
+	} {
+		if got := repository(in); got != want {
+			t.Errorf("repository(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestPathRewriter(t *testing.T) {
+	rw := newPathRewriter(corev1.Container{VolumeMounts: []corev1.VolumeMount{{Name: "s", MountPath: "/etc/secret-volume/"}}}, map[string]string{"s": "/pods/x/volumes/s"})
+	for in, want := range map[string]string{
+		"/etc/secret-volume/crt": "/pods/x/volumes/s/crt",
+		"/etc/secret-volume":     "/pods/x/volumes/s",
+		"/etc/secret-volumes/a":  "/etc/secret-volumes/a",
+		"3000":                   "3000",
+	} {
+		if got := rw.rewrite(in); got != want {
+			t.Errorf("rewrite(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
