@@ -9,7 +9,9 @@ import (
 
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
+	"github.com/nodemesh/nodemesh/mesh/flow"
 	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/policy"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
@@ -32,6 +34,20 @@ type Config struct {
 	Addresses AddressAssigner
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+
+	// Policy, when set, compiles network policy on every Apply: its L7
+	// part is published with the rest of the configuration (Config.Policy
+	// of the IR) and its status is reported.
+	Policy *policy.Compiler
+	// HostIPs are the node's own addresses (identity host in the ipcache).
+	HostIPs []netip.Addr
+	// Datapath, when set (with Policy), receives endpoints, ipcache and
+	// policy rows; Interfaces finds local workloads' interfaces for it.
+	Datapath   Datapath
+	Interfaces InterfaceResolver
+	// Flows, when set, is served on /v1/flows; the agent keeps its
+	// address-to-identity resolver current.
+	Flows *flow.Store
 }
 
 // AddressAssigner decides the address of each Gateway the agent programs.
@@ -51,6 +67,8 @@ type Agent struct {
 
 	mu    sync.Mutex
 	state Status // translation status as of the last Apply, without proxy overlay
+
+	pol policyState // datapath sync state (policy.go)
 }
 
 // New returns an Agent. It starts nothing; call Apply for every view of
@@ -77,6 +95,10 @@ func New(cfg Config) (*Agent, error) {
 // configuration then keeps serving.
 func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []string) error {
 	res := a.Translate(snap)
+	pol := a.compilePolicy(policy.FromSnapshot(snap, a.cfg.HostIPs))
+	if pol != nil {
+		res.Config.Policy = pol.L7
+	}
 	st := Status{
 		ConfigErrors:   sourceErrors,
 		GatewayClasses: res.GatewayClasses,
@@ -102,7 +124,6 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 		}
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	st.Generation = a.state.Generation + 1
 	if err != nil {
 		// Keep reporting what is actually serving.
@@ -112,9 +133,16 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 		prev.ConfigErrors = sourceErrors
 		prev.PublishError = err.Error()
 		a.state = prev
+		a.mu.Unlock()
 		return err
 	}
 	a.state = st
+	a.mu.Unlock()
+	if pol != nil {
+		// Only once the proxy configuration is published: new redirect
+		// rows wait for the listeners they point at.
+		a.syncDatapath(pol, st.Versions)
+	}
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 // Handler serves the agent's local API:
 //
 //	GET /v1/status   Status as JSON
+//	GET /v1/flows    L7 flows as JSON lines (see serveFlows)
 //	GET /healthz     200 once the first configuration was applied
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -24,6 +25,7 @@ func (a *Agent) Handler() http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(a.Status())
 	})
+	mux.HandleFunc("GET /v1/flows", a.serveFlows)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
 		gen := a.state.Generation

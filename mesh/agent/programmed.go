@@ -38,7 +38,9 @@ func verdictFor(gw string, want map[string]string, proxies []dataplane.Proxy) da
 			if ts.Nack == nil || want[ts.Type] == "" || ts.Acked == want[ts.Type] {
 				continue
 			}
-			if strings.Contains(ts.Nack.Message, prefix) || !strings.Contains(ts.Nack.Message, "gateway/") {
+			// A rejection that names another Gateway's or a network
+			// policy's resource ("policy/...") is not this Gateway's fault.
+			if strings.Contains(ts.Nack.Message, prefix) || !(strings.Contains(ts.Nack.Message, "gateway/") || strings.Contains(ts.Nack.Message, "policy/")) {
 				return dataplaneVerdict{metav1.ConditionFalse, string(gwv1.GatewayReasonInvalid),
 					fmt.Sprintf("proxy %s rejected %s version %s: %s", p.Node, ts.Type, ts.Nack.Version, ts.Nack.Message)}
 			}

@@ -28,6 +28,10 @@ type Status struct {
 	Gateways       []gateway.GatewayStatus      `json:"gateways,omitempty"`
 	HTTPRoutes     []gateway.HTTPRouteStatus    `json:"httpRoutes,omitempty"`
 	Proxies        []dataplane.Proxy            `json:"proxies,omitempty"`
+
+	// Policy reports network policy: per-policy verdicts, identities,
+	// endpoints and the datapath's state (nil without a policy compiler).
+	Policy *PolicyStatus `json:"policy,omitempty"`
 }
 
 // Status returns the current status with the proxies' view applied: a
@@ -39,6 +43,7 @@ func (a *Agent) Status() *Status {
 	a.mu.Unlock()
 	proxies := a.cfg.Publisher.Proxies()
 	out := st
+	out.Policy = a.policyStatus()
 	out.Proxies = proxies
 	out.Gateways = make([]gateway.GatewayStatus, len(st.Gateways))
 	for i, g := range st.Gateways {

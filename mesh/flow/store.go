@@ -33,6 +33,7 @@ type Store struct {
 	ring     []Flow
 	next     int
 	full     bool
+	added    uint64 // flows added so far; the newest has sequence number added
 	resolver Resolver
 	out      *json.Encoder
 	log      *slog.Logger
@@ -87,6 +88,7 @@ func (s *Store) Add(f Flow) {
 		}
 	}
 	s.ring[s.next] = f
+	s.added++
 	s.next++
 	if s.next == len(s.ring) {
 		s.next, s.full = 0, true
@@ -152,6 +154,35 @@ func (s *Store) Query(fl Filter, limit int) []Flow {
 		out[i], out[j] = out[j], out[i]
 	}
 	return out
+}
+
+// After returns the flows matching fl that were added after sequence
+// number seq (oldest first) and the sequence number of the newest flow
+// added so far, which the next call passes back. Flows overwritten before
+// they were read are skipped. Start with Last().
+func (s *Store) After(seq uint64, fl Filter) ([]Flow, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := uint64(len(s.ring))
+	first := seq + 1
+	if s.added > n && first <= s.added-n {
+		first = s.added - n + 1
+	}
+	var out []Flow
+	for q := first; q <= s.added; q++ {
+		f := &s.ring[(q-1)%n]
+		if fl.Match(f) {
+			out = append(out, *f)
+		}
+	}
+	return out, s.added
+}
+
+// Last returns the sequence number of the newest flow (0: none yet).
+func (s *Store) Last() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.added
 }
 
 // Changed returns a channel closed at the next Add (for followers).

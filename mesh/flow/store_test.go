@@ -99,3 +99,23 @@ func TestSummary(t *testing.T) {
 		}
 	}
 }
+
+func TestAfterFollowsAcrossWraparound(t *testing.T) {
+	s := NewStore(WithCapacity(2))
+	seq := s.Last()
+	s.Add(flowAt(0, Forwarded, ProtocolHTTP, "10.0.0.1:1", "10.0.0.2:2"))
+	got, seq := s.After(seq, Filter{})
+	if len(got) != 1 || seq != 1 {
+		t.Fatalf("after one add: %d flows, seq %d", len(got), seq)
+	}
+	for i := 1; i <= 3; i++ { // three more into a ring of two: one is lost
+		s.Add(flowAt(i, Dropped, ProtocolHTTP, "10.0.0.1:1", "10.0.0.2:2"))
+	}
+	got, seq = s.After(seq, Filter{Verdict: Dropped})
+	if len(got) != 2 || seq != 4 || got[0].HTTP.Path != "/c" || got[1].HTTP.Path != "/d" {
+		t.Fatalf("after wraparound: %+v, seq %d", got, seq)
+	}
+	if got, _ := s.After(seq, Filter{}); len(got) != 0 {
+		t.Fatalf("nothing new: %+v", got)
+	}
+}

@@ -1,0 +1,244 @@
+package agent
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/mesh/dataplane"
+	"github.com/nodemesh/nodemesh/mesh/flow"
+	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/policy"
+)
+
+// tables records what the agent asks the datapath to hold; the datapath
+// itself is exercised by conformance/e2e against the kernel.
+type tables struct {
+	mu        sync.Mutex
+	calls     []string
+	policy    datapath.Policy
+	endpoints []datapath.Endpoint
+}
+
+func (d *tables) note(s string) {
+	d.mu.Lock()
+	d.calls = append(d.calls, s)
+	d.mu.Unlock()
+}
+func (d *tables) SyncEndpoints(e []datapath.Endpoint) error {
+	d.mu.Lock()
+	d.endpoints = e
+	d.mu.Unlock()
+	d.note("endpoints")
+	return nil
+}
+func (d *tables) SyncIPCache([]datapath.IPCacheEntry) error { d.note("ipcache"); return nil }
+func (d *tables) SyncAttachments([]int) error                { d.note("attach"); return nil }
+func (d *tables) SyncPolicy(p datapath.Policy) error {
+	d.mu.Lock()
+	d.policy = p
+	d.mu.Unlock()
+	d.note("policy")
+	return nil
+}
+func (d *tables) policyCalls() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, c := range d.calls {
+		if c == "policy" {
+			n++
+		}
+	}
+	return n
+}
+
+type ifaces map[netip.Addr]int
+
+func (m ifaces) InterfaceOf(a netip.Addr) (int, error) { return m[a], nil }
+
+const starWars = `
+apiVersion: v1
+kind: Pod
+metadata: {name: deathstar, labels: {org: empire, class: deathstar}}
+status: {podIP: 10.0.0.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: tiefighter, labels: {org: empire, class: tiefighter}}
+status: {podIP: 10.0.0.20}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: rule1}
+spec:
+  endpointSelector: {matchLabels: {class: deathstar}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {org: empire}}]
+    toPorts:
+    - ports: [{port: "80", protocol: TCP}]
+      RULES
+`
+
+func snapshotOf(t *testing.T, docs string) *input.Snapshot {
+	t.Helper()
+	objs, err := input.Decode("test.yaml", []byte(docs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := input.Build(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newPolicyAgent(t *testing.T, pub *recorder, dp *tables, flows *flow.Store) *Agent {
+	t.Helper()
+	c, err := policy.New(policy.Options{Listeners: policy.Listeners{IngressHTTP: 15101, EgressHTTP: 15102, IngressKafka: 15103, EgressKafka: 15104}, UpstreamMark: 0xA00})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Config{Publisher: pub, Policy: c, Datapath: dp, Flows: flows,
+		Interfaces: ifaces{netip.MustParseAddr("10.0.0.10"): 7, netip.MustParseAddr("10.0.0.20"): 8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestRedirectWaitsForProxyAck: rows that redirect to a new policy
+// listener are written only after the proxy acknowledged the publication
+// carrying it; endpoints and the ipcache go first.
+func TestRedirectWaitsForProxyAck(t *testing.T) {
+	pub := &recorder{proxies: []dataplane.Proxy{{Node: "p", Connected: true}}}
+	dp := &tables{}
+	a := newPolicyAgent(t, pub, dp, nil)
+	l7 := strings.Replace(starWars, "RULES", `rules: {http: [{method: POST, path: /v1/request-landing}]}`, 1)
+	if err := a.Apply(context.Background(), snapshotOf(t, l7), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := pub.configs[0].Policy; got == nil || len(got.HTTP) != 1 || got.Listeners[0].Port != 15101 {
+		t.Fatalf("published L7 policy: %+v", got)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := dp.policyCalls(); n != 0 {
+		t.Fatalf("policy rows written before the proxy acknowledged the listener (%d writes)", n)
+	}
+	if st := a.Status().Policy; st == nil || !st.DatapathPending || st.Endpoints != 2 || st.Rows != 2 {
+		t.Fatalf("status while waiting: %+v", st)
+	}
+	pub.mu.Lock()
+	pub.proxies[0].Types = []dataplane.TypeState{{Type: "Listener", Acked: "v1"}}
+	pub.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.WaitDatapath(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dp.mu.Lock()
+	calls := strings.Join(dp.calls, ",")
+	rows := dp.policy.Entries
+	eps := dp.endpoints
+	dp.mu.Unlock()
+	if calls != "endpoints,ipcache,attach,policy" {
+		t.Errorf("datapath calls %s", calls)
+	}
+	if len(rows) != 2 || rows[0].Verdict != datapath.Redirect || len(eps) != 2 || eps[0].IfIndex != 7 {
+		t.Errorf("rows %+v endpoints %+v", rows, eps)
+	}
+
+	// The same listener again (a rule change): rows are written at once.
+	l7b := strings.Replace(starWars, "RULES", `rules: {http: [{method: PUT}]}`, 1)
+	if err := a.Apply(context.Background(), snapshotOf(t, l7b), nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := dp.policyCalls(); n != 2 {
+		t.Fatalf("a rule change on a known listener must sync at once; %d policy writes", n)
+	}
+	// Back to L4 only: no redirect, written at once.
+	if err := a.Apply(context.Background(), snapshotOf(t, strings.Replace(starWars, "RULES", "", 1)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := dp.policyCalls(); n != 3 {
+		t.Fatalf("%d policy writes", n)
+	}
+	if pub.configs[len(pub.configs)-1].Policy != nil {
+		t.Error("L4-only policy still publishes an L7 policy")
+	}
+}
+
+func TestFlowsEndpoint(t *testing.T) {
+	store := flow.NewStore()
+	a := newPolicyAgent(t, &recorder{}, &tables{}, store)
+	if err := a.Apply(context.Background(), snapshotOf(t, strings.Replace(starWars, "RULES", "", 1)), nil); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	store.Add(flow.Flow{Time: time.Now(), Protocol: "http", Verdict: flow.Dropped,
+		Source: flow.Endpoint{Address: netip.MustParseAddrPort("10.0.0.20:5000")}, Destination: flow.Endpoint{Address: netip.MustParseAddrPort("10.0.0.10:80")}})
+	store.Add(flow.Flow{Time: time.Now(), Protocol: "kafka", Verdict: flow.Forwarded,
+		Source: flow.Endpoint{Address: netip.MustParseAddrPort("192.0.2.1:5000")}, Destination: flow.Endpoint{Address: netip.MustParseAddrPort("10.0.0.10:80")}})
+
+	resp, err := http.Get(srv.URL + "/v1/flows?verdict=DROPPED")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := resp.Body.Read(buf)
+		body.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(body.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `"verdict":"DROPPED"`) || !strings.Contains(lines[0], `"workload":"default/tiefighter"`) {
+		t.Fatalf("flows: %q", body.String())
+	}
+	if r, _ := http.Get(srv.URL + "/v1/flows?identity=abc"); r.StatusCode != http.StatusBadRequest {
+		t.Errorf("bad identity: status %d", r.StatusCode)
+	}
+}
+
+func TestFetchFlowsFollow(t *testing.T) {
+	store := flow.NewStore()
+	a := newPolicyAgent(t, &recorder{}, &tables{}, store)
+	dir := t.TempDir()
+	sock := dir + "/agent.sock"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.ServeAPI(ctx, sock)
+	store.Add(flow.Flow{Protocol: "http", Verdict: flow.Forwarded})
+	got := make(chan flow.Flow, 8)
+	go func() {
+		_ = FetchFlows(ctx, sock, FlowQuery{Filter: flow.Filter{Protocol: "kafka"}, Follow: true}, func(f flow.Flow) error {
+			got <- f
+			return nil
+		})
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		store.Add(flow.Flow{Protocol: "kafka", Verdict: flow.Dropped, Kafka: &flow.Kafka{APIKeyName: "Produce"}})
+		select {
+		case f := <-got:
+			if f.Protocol != "kafka" || f.Kafka.APIKeyName != "Produce" {
+				t.Fatalf("followed flow %+v", f)
+			}
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no followed flow within 5s")
+		}
+	}
+}
