@@ -21,6 +21,18 @@
 //     addressAllocator); restarting the agent reassigns them in age order,
 //     which yields the same result unless Gateways were deleted meanwhile.
 //
+// Network policy (policy.go): with a policy.Compiler configured, every
+// Apply also compiles CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy
+// and NetworkPolicy; the L7 part rides in the published IR
+// (ir.Config.Policy), and with a Datapath configured the endpoints, the
+// ipcache and the policy rows are synced to it after the publication.
+// Rows that redirect to a policy listener the datapath did not redirect
+// to before are written only once every connected proxy acknowledged the
+// publication carrying it (or after ackWait; a redirect to a port nothing
+// listens on drops, it never lets traffic through). Endpoint ids are
+// sticky per Pod. The flow store (mesh/flow), fed by the access log
+// service, is served on /v1/flows and resolved with the latest ipcache.
+//
 // The agent never imports Envoy code: the publisher is an interface from
 // mesh/dataplane, wired to the xDS server by cmd/nodemesh-agent.
 package agent
