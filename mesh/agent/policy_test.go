@@ -39,7 +39,7 @@ func (d *tables) SyncEndpoints(e []datapath.Endpoint) error {
 	return nil
 }
 func (d *tables) SyncIPCache([]datapath.IPCacheEntry) error { d.note("ipcache"); return nil }
-func (d *tables) SyncAttachments([]int) error                { d.note("attach"); return nil }
+func (d *tables) SyncAttachments([]int) error               { d.note("attach"); return nil }
 func (d *tables) SyncPolicy(p datapath.Policy) error {
 	d.mu.Lock()
 	d.policy = p
