@@ -50,24 +50,13 @@ func (s *Server) Update(ctx context.Context, res *translator.Resources) (UpdateR
 	prev := s.desired
 	s.mu.Unlock()
 
-	lists := [numKinds][]types.Resource{}
-	for _, m := range res.Clusters {
-		lists[kindCluster] = append(lists[kindCluster], m)
-	}
-	for _, m := range res.ClusterLoadAssignments {
-		lists[kindEndpoint] = append(lists[kindEndpoint], m)
-	}
-	for _, m := range res.Listeners {
-		lists[kindListener] = append(lists[kindListener], m)
-	}
-	for _, m := range res.RouteConfigurations {
-		lists[kindRoute] = append(lists[kindRoute], m)
-	}
-	for _, m := range res.Secrets {
-		lists[kindSecret] = append(lists[kindSecret], m)
-	}
-	for _, m := range res.ExtensionConfigs {
-		lists[kindExtension] = append(lists[kindExtension], m)
+	lists := [numKinds][]types.Resource{
+		kindCluster:   asResources(res.Clusters),
+		kindEndpoint:  asResources(res.ClusterLoadAssignments),
+		kindListener:  asResources(res.Listeners),
+		kindRoute:     asResources(res.RouteConfigurations),
+		kindSecret:    asResources(res.Secrets),
+		kindExtension: asResources(res.ExtensionConfigs),
 	}
 	var next state
 	for k := range next {
@@ -110,6 +99,15 @@ func (s *Server) Update(ctx context.Context, res *translator.Resources) (UpdateR
 		"clusters", len(next[kindCluster].items), "secrets", len(next[kindSecret].items),
 		"extensionConfigs", len(next[kindExtension].items))
 	return result, nil
+}
+
+// asResources lists typed resources as go-control-plane's interface type.
+func asResources[T types.Resource](list []T) []types.Resource {
+	out := make([]types.Resource, len(list))
+	for i, m := range list {
+		out[i] = m
+	}
+	return out
 }
 
 // buildSet indexes one kind's resources by name, validating only what
