@@ -4,6 +4,12 @@
 // the node's proxy. In Kubernetes mode it also reports what the node's
 // proxies acknowledged in the node's NodeProxyStatus, and takes Gateway
 // addresses from Gateway status, where nodemesh-controller assigns them.
+//
+// With --policy the agent also compiles network policy (CiliumNetworkPolicy,
+// CiliumClusterwideNetworkPolicy, NetworkPolicy), serves the proxy's L7
+// policy listeners and keeps L7 flows (nodemesh flows); with --datapath it
+// loads the eBPF datapath and keeps its endpoints, ipcache and policy rows in
+// sync (implies --policy). Without them the agent behaves exactly as before.
 package main
 
 import (
@@ -12,16 +18,23 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/nodemesh/nodemesh/datapath"
 	"github.com/nodemesh/nodemesh/mesh/agent"
+	"github.com/nodemesh/nodemesh/mesh/flow"
+	"github.com/nodemesh/nodemesh/mesh/identity"
+	"github.com/nodemesh/nodemesh/mesh/policy"
 	"github.com/nodemesh/nodemesh/mesh/provider/file"
 	"github.com/nodemesh/nodemesh/mesh/provider/kube"
+	"github.com/nodemesh/nodemesh/xds/accesslog"
 	"github.com/nodemesh/nodemesh/xds/publish"
 	"github.com/nodemesh/nodemesh/xds/server"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -44,6 +57,7 @@ func run() error {
 	pool := flag.String("address-pool", agent.DefaultAddressPool.String(), "prefix Gateway addresses are assigned from")
 	controller := flag.String("controller-name", "nodemesh.io/gateway-controller", "GatewayClass controllerName this agent programs")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
+	pf := policyFlags()
 	flag.Parse()
 
 	var level slog.Level
@@ -88,6 +102,11 @@ func run() error {
 		AddressPool:    prefix,
 		Logger:         log,
 	}
+	cleanup, err := pf.setup(&cfg, srv, xdsSock, *nodeName, log)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	if *kubeMode {
 		cfg.Addresses = kube.StatusAddresses{}
 	}
@@ -122,4 +141,172 @@ func run() error {
 		}
 		return nil
 	}
+}
+
+// policyOptions are the network policy and datapath flags.
+type policyOptions struct {
+	policy, datapath     *bool
+	pinDir, netns        *string
+	enforcement          *string
+	devices              *string
+	hostIPs              *string
+	listenAddress        *string
+	ingressHTTP, egrHTTP *uint
+	ingressKafka, egrKaf *uint
+	labels, clusterName  *string
+	flowLog              *string
+	flowCapacity         *int
+}
+
+func policyFlags() *policyOptions {
+	return &policyOptions{
+		policy:        flag.Bool("policy", false, "compile network policy and serve the proxy's L7 policy listeners and flows"),
+		datapath:      flag.Bool("datapath", false, "load the eBPF datapath and sync endpoints, ipcache and policy to it (implies --policy; needs root)"),
+		pinDir:        flag.String("datapath-pin-dir", datapath.DefaultPinDir, "bpffs directory of the datapath's pinned maps and links"),
+		netns:         flag.String("datapath-netns", "", "network namespace (path) whose interfaces the datapath manages (default: the agent's)"),
+		enforcement:   flag.String("policy-enforcement", "default", "policy enforcement mode: default, always or never"),
+		devices:       flag.String("datapath-devices", "", "comma-separated uplink devices that carry traffic from outside the node"),
+		hostIPs:       flag.String("node-ips", "", "comma-separated addresses of this node (identity host); default: the addresses of its interfaces"),
+		listenAddress: flag.String("policy-listen-address", "0.0.0.0", "address the proxy's policy listeners bind"),
+		ingressHTTP:   flag.Uint("policy-port-ingress-http", 15101, "port of the ingress HTTP policy listener"),
+		egrHTTP:       flag.Uint("policy-port-egress-http", 15102, "port of the egress HTTP policy listener"),
+		ingressKafka:  flag.Uint("policy-port-ingress-kafka", 15103, "port of the ingress Kafka policy listener"),
+		egrKaf:        flag.Uint("policy-port-egress-kafka", 15104, "port of the egress Kafka policy listener"),
+		labels:        flag.String("labels", "", "identity-relevant label patterns, space-separated, appended to Cilium's defaults (e.g. \"k8s:app !team\")"),
+		clusterName:   flag.String("cluster-name", "default", "cluster name (the cluster entity, io.cilium.k8s.policy.cluster)"),
+		flowLog:       flag.String("flow-log", "", "also write every L7 flow as a JSON line to this file (\"-\": standard output)"),
+		flowCapacity:  flag.Int("flow-capacity", flow.DefaultCapacity, "how many recent flows the agent keeps for nodemesh flows"),
+	}
+}
+
+// setup wires policy compilation, the access log service, the flow store
+// and the datapath into the agent's configuration. It changes nothing
+// unless --policy or --datapath is given. The returned function releases
+// what setup opened (the datapath keeps running: its programs and maps
+// stay pinned across agent restarts).
+func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, nodeName string, log *slog.Logger) (func(), error) {
+	if !*o.policy && !*o.datapath {
+		return func() {}, nil
+	}
+	var closers []func()
+	cleanup := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	filter, err := identity.NewFilter(strings.Fields(*o.labels))
+	if err != nil {
+		return nil, fmt.Errorf("parsing --labels: %w", err)
+	}
+	hostIPs, err := parseHostIPs(*o.hostIPs)
+	if err != nil {
+		return nil, err
+	}
+	mark, _ := datapath.ProxyMark(0)
+	ports := []*uint{o.ingressHTTP, o.egrHTTP, o.ingressKafka, o.egrKaf}
+	for _, p := range ports {
+		if *p == 0 || *p > 65535 {
+			return nil, fmt.Errorf("policy listener ports must be 1-65535, got %d", *p)
+		}
+	}
+	compiler, err := policy.New(policy.Options{
+		NodeName:    nodeName,
+		ClusterName: *o.clusterName,
+		Identities:  identity.NewManager(identity.WithFilter(filter), identity.WithClusterName(*o.clusterName)),
+		Listeners: policy.Listeners{Address: *o.listenAddress, IngressHTTP: uint16(*o.ingressHTTP), EgressHTTP: uint16(*o.egrHTTP),
+			IngressKafka: uint16(*o.ingressKafka), EgressKafka: uint16(*o.egrKaf)},
+		UpstreamMark:    mark,
+		AccessLogSocket: xdsSock,
+	})
+	if err != nil {
+		return nil, err
+	}
+	storeOpts := []flow.Option{flow.WithCapacity(*o.flowCapacity), flow.WithLogger(log)}
+	switch *o.flowLog {
+	case "":
+	case "-":
+		storeOpts = append(storeOpts, flow.WithJSONLines(os.Stdout))
+	default:
+		f, err := os.OpenFile(*o.flowLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			return nil, fmt.Errorf("opening --flow-log: %w", err)
+		}
+		closers = append(closers, func() { f.Close() })
+		storeOpts = append(storeOpts, flow.WithJSONLines(f))
+	}
+	store := flow.NewStore(storeOpts...)
+	accesslog.New(store, log).Register(srv)
+	cfg.Policy, cfg.HostIPs, cfg.Flows = compiler, hostIPs, store
+
+	if *o.datapath {
+		mode, ok := map[string]datapath.EnforcementMode{"default": datapath.EnforceDefault, "always": datapath.EnforceAlways, "never": datapath.EnforceNever}[*o.enforcement]
+		if !ok {
+			cleanup()
+			return nil, fmt.Errorf("--policy-enforcement: %q is not default, always or never", *o.enforcement)
+		}
+		opts := []datapath.Option{datapath.WithPinDir(*o.pinDir), datapath.WithLogger(log)}
+		if *o.netns != "" {
+			opts = append(opts, datapath.WithNetNS(*o.netns))
+		}
+		dp, err := datapath.New(opts...)
+		if err != nil {
+			cleanup()
+			return nil, fmt.Errorf("loading the datapath: %w", err)
+		}
+		closers = append(closers, func() { dp.Close() })
+		if err := dp.SetEnforcementMode(mode); err != nil {
+			cleanup()
+			return nil, err
+		}
+		ifs, err := agent.NewRouteInterfaces(*o.netns)
+		if err != nil {
+			cleanup()
+			return nil, err
+		}
+		closers = append(closers, ifs.Close)
+		if *o.devices != "" {
+			var idx []int
+			for _, name := range strings.Split(*o.devices, ",") {
+				ifc, err := net.InterfaceByName(strings.TrimSpace(name))
+				if err != nil {
+					cleanup()
+					return nil, fmt.Errorf("--datapath-devices: %w", err)
+				}
+				idx = append(idx, ifc.Index)
+			}
+			if err := dp.SyncNetdevs(idx); err != nil {
+				cleanup()
+				return nil, err
+			}
+		}
+		cfg.Datapath, cfg.Interfaces = dp, ifs
+	}
+	log.Info("network policy enabled", "datapath", *o.datapath, "hostIPs", hostIPs)
+	return cleanup, nil
+}
+
+// parseHostIPs reads --node-ips, or takes the addresses of the node's
+// interfaces.
+func parseHostIPs(s string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	if s != "" {
+		for _, f := range strings.Split(s, ",") {
+			a, err := netip.ParseAddr(strings.TrimSpace(f))
+			if err != nil {
+				return nil, fmt.Errorf("parsing --node-ips: %w", err)
+			}
+			out = append(out, a)
+		}
+		return out, nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("listing the node's addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && !p.Addr().IsLoopback() && !p.Addr().IsLinkLocalUnicast() {
+			out = append(out, p.Addr())
+		}
+	}
+	return out, nil
 }

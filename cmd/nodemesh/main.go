@@ -14,6 +14,8 @@ Usage:
       Translate Gateway API YAML to the Envoy resources an agent would serve (offline).
   nodemesh status [--socket PATH] [-o table|json]
       Show per-object status and what each connected proxy acknowledged or rejected.
+  nodemesh flows [--socket PATH] [-o table|json] [--verdict V] [--protocol P] [--identity N] [--workload NS/NAME] [--since D] [--last N] [-f]
+      Show the L7 flows (HTTP, gRPC, Kafka requests) the node's proxy judged.
 `
 
 func main() {
@@ -27,6 +29,8 @@ func main() {
 		err = translateCmd(os.Args[2:], os.Stdout, os.Stderr)
 	case "status":
 		err = statusCmd(os.Args[2:], os.Stdout)
+	case "flows":
+		err = flowsCmd(os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
