@@ -29,10 +29,11 @@ type Engine struct {
 
 // New compiles cfg; nil or rule-less configurations allow everything.
 func New(cfg *resource.RBAC) *Engine {
-	e := &Engine{cfg: cfg}
 	if cfg == nil || !cfg.Enforce {
-		return e
+		return &Engine{cfg: cfg}
 	}
+	cfg = cheapFirst(cfg)
+	e := &Engine{cfg: cfg}
 	e.byDst = map[netip.Addr][]int32{}
 	for i, p := range cfg.Policies {
 		dsts, ok := pinned(p)
@@ -250,4 +251,73 @@ func (e *Engine) Policies() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// cheapFirst returns a copy of cfg whose and_rules try cheap, selective
+// checks (addresses, ports, literal prefixes) before regular expressions.
+// Rules are pure predicates, so the order never changes a verdict; the
+// decoded configuration itself is shared and left untouched.
+func cheapFirst(cfg *resource.RBAC) *resource.RBAC {
+	out := *cfg
+	out.Policies = make([]*resource.RBACPolicy, len(cfg.Policies))
+	for i, p := range cfg.Policies {
+		cp := *p
+		cp.Permissions = make([]*resource.Permission, len(p.Permissions))
+		for j, perm := range p.Permissions {
+			cp.Permissions[j], _ = reorder(perm)
+		}
+		out.Policies[i] = &cp
+	}
+	return &out
+}
+
+// reorder returns perm with its and_rules sorted by cost, and its cost.
+func reorder(perm *resource.Permission) (*resource.Permission, int) {
+	switch perm.Kind {
+	case resource.PermAny, resource.PermDestinationIP, resource.PermDestinationPort, resource.PermDestinationPortRange:
+		return perm, 0
+	case resource.PermHeader:
+		if perm.Header.Kind == resource.HeaderString {
+			return perm, matchCost(&perm.Header.String)
+		}
+		return perm, 1
+	case resource.PermURLPath:
+		return perm, matchCost(&perm.Path)
+	case resource.PermNot:
+		n, c := reorder(perm.Not)
+		cp := *perm
+		cp.Not = n
+		return &cp, c
+	}
+	cp := *perm
+	cp.Rules = make([]*resource.Permission, len(perm.Rules))
+	costs := make([]int, len(perm.Rules))
+	total := 0
+	for i, r := range perm.Rules {
+		cp.Rules[i], costs[i] = reorder(r)
+		total += costs[i]
+	}
+	if perm.Kind == resource.PermAnd {
+		idx := make([]int, len(cp.Rules))
+		for i := range idx {
+			idx[i] = i
+		}
+		sort.SliceStable(idx, func(a, b int) bool { return costs[idx[a]] < costs[idx[b]] })
+		sorted := make([]*resource.Permission, len(idx))
+		for i, k := range idx {
+			sorted[i] = cp.Rules[k]
+		}
+		cp.Rules = sorted
+	}
+	return &cp, total
+}
+
+func matchCost(m *resource.StringMatch) int {
+	switch {
+	case m.Regex == nil, m.RegexLiteral:
+		return 1
+	case m.RegexPrefix != "":
+		return 2
+	}
+	return 3
 }

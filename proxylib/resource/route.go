@@ -82,7 +82,10 @@ func compileSearch(m *matcherv3.RegexMatcher, p path) (*regexp.Regexp, error) {
 func stringMatch(m *matcherv3.StringMatcher, p path) (StringMatch, error) {
 	if r := m.GetSafeRegex(); r != nil {
 		re, err := compileRegex(r, append(p, "safe_regex"))
-		return StringMatch{Regex: re}, err
+		if err != nil {
+			return StringMatch{}, err
+		}
+		return NewRegexMatch(re), nil
 	}
 	out := StringMatch{IgnoreCase: m.GetIgnoreCase()}
 	switch v := m.GetMatchPattern().(type) {

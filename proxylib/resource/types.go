@@ -168,11 +168,28 @@ type StringMatch struct {
 	Exact      string
 	IgnoreCase bool
 	Regex      *regexp.Regexp
+	// RegexPrefix is a literal every match of Regex starts with;
+	// RegexLiteral says Regex matches exactly RegexPrefix. Both let most
+	// mismatches skip the regex engine (policies with many path rules).
+	RegexPrefix  string
+	RegexLiteral bool
+}
+
+// NewRegexMatch returns a matcher for an anchored regular expression.
+func NewRegexMatch(re *regexp.Regexp) StringMatch {
+	p, complete := re.LiteralPrefix()
+	return StringMatch{Regex: re, RegexPrefix: p, RegexLiteral: complete}
 }
 
 // Match reports whether v satisfies the matcher.
 func (m *StringMatch) Match(v []byte) bool {
 	if m.Regex != nil {
+		if len(v) < len(m.RegexPrefix) || string(v[:len(m.RegexPrefix)]) != m.RegexPrefix {
+			return false
+		}
+		if m.RegexLiteral {
+			return len(v) == len(m.RegexPrefix)
+		}
 		return m.Regex.Match(v)
 	}
 	if m.IgnoreCase {
