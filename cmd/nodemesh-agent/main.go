@@ -156,6 +156,7 @@ type policyOptions struct {
 	labels, clusterName  *string
 	flowLog              *string
 	flowCapacity         *int
+	originalSource       *bool
 }
 
 func policyFlags() *policyOptions {
@@ -176,6 +177,8 @@ func policyFlags() *policyOptions {
 		clusterName:   flag.String("cluster-name", "default", "cluster name (the cluster entity, io.cilium.k8s.policy.cluster)"),
 		flowLog:       flag.String("flow-log", "", "also write every L7 flow as a JSON line to this file (\"-\": standard output)"),
 		flowCapacity:  flag.Int("flow-capacity", flow.DefaultCapacity, "how many recent flows the agent keeps for nodemesh flows"),
+		originalSource: flag.Bool("policy-original-source", true, "with --datapath: the proxy connects upstream from the client's address, so the datapath "+
+			"judges the proxied connection as the client (otherwise as the node)"),
 	}
 }
 
@@ -214,7 +217,11 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 		ClusterName: *o.clusterName,
 		Identities:  identity.NewManager(identity.WithFilter(filter), identity.WithClusterName(*o.clusterName)),
 		Listeners: policy.Listeners{Address: *o.listenAddress, IngressHTTP: uint16(*o.ingressHTTP), EgressHTTP: uint16(*o.egrHTTP),
-			IngressKafka: uint16(*o.ingressKafka), EgressKafka: uint16(*o.egrKaf)},
+			IngressKafka: uint16(*o.ingressKafka), EgressKafka: uint16(*o.egrKaf),
+			// The proxy's upstream mark carries no identity, so without the
+			// client's address the datapath would judge the connection as
+			// the node's.
+			OriginalSource: *o.datapath && *o.originalSource},
 		UpstreamMark:    mark,
 		AccessLogSocket: xdsSock,
 	})
