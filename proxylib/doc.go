@@ -10,8 +10,9 @@
 // id is configurable (default: the host name); node cluster
 // "nodemesh-proxy". Listeners and Clusters are wildcard subscriptions;
 // RouteConfigurations, ClusterLoadAssignments and Secrets are subscribed by
-// the names listeners and clusters reference. Every config source must be
-// `ads: {}` with `resource_api_version: V3`.
+// the names listeners and clusters reference; TypedExtensionConfigs (ECDS)
+// by the names of the filters configured with config_discovery. Every
+// config source must be `ads: {}` with `resource_api_version: V3`.
 //
 // Every response is ACKed or NACKed. A NACK's error_detail names the
 // resource and the exact field path, e.g.
@@ -26,25 +27,28 @@
 // # Resources and fields
 //
 // Listener: name; address.socket_address{address (an IP literal),
-// port_value}; listener_filters with only the TLS inspector; filter_chains
+// port_value}; listener_filters: the TLS inspector (and the policy
+// listener filters below); filter_chains
 // (at least one) with name, filter_chain_match.server_names (exact names and
 // "*.suffix" wildcards; exact first, then the most specific wildcard, then
 // the chain without server_names), transport_socket DownstreamTlsContext
 // (common_tls_context.tls_certificate_sds_secret_configs, alpn_protocols;
-// TLS 1.2 and 1.3), and exactly one network filter, the
-// HttpConnectionManager; per_connection_buffer_limit_bytes (accepted; the
+// TLS 1.2 and 1.3), and network filters ending in the
+// HttpConnectionManager (or tcp_proxy, see L7 policy);
+// per_connection_buffer_limit_bytes (accepted; the
 // proxy streams and never buffers more than 64 KiB per direction). Two
 // listeners may not share an address; two chains may not share a match.
 //
 // HttpConnectionManager: stat_prefix; codec_type AUTO (HTTP/1.1, or HTTP/2
 // by ALPN "h2" or the prior-knowledge preface), HTTP1 or HTTP2; rds with
-// route_config_name; http_filters ending in the router (only the router is
-// supported today); use_remote_address; xff_num_trusted_hops;
+// route_config_name; http_filters ending in the router (RBAC
+// filters may precede it, see L7 policy); use_remote_address; xff_num_trusted_hops;
 // skip_xff_append; strip_any_host_port; normalize_path (RFC 3986 dot
 // segments); merge_slashes; server_name (default "envoy");
 // common_http_protocol_options.idle_timeout (default 1 h);
 // stream_idle_timeout (default 5 min); request_timeout (default off);
 // generate_request_id (default true); preserve_external_request_id;
+// local_reply_config and access_log (see L7 policy);
 // upgrade_configs (upgrade_type, enabled) for WebSocket pass-through — an
 // addition to the translator contract; without it upgrade requests get 403
 // as in Envoy.
@@ -113,6 +117,62 @@
 // resource keeps serving its previous version while the new one warms;
 // after 15 s (Envoy's initial_fetch_timeout) it stops waiting.
 //
+// # L7 policy
+//
+// Policy listeners (the datapath redirects to their port): transparent
+// (IP_TRANSPARENT; one SO_REUSEPORT group of GOMAXPROCS sockets per
+// address, so each core accepts on its own socket even under eBPF TPROXY);
+// listener_filters original_dst (the original destination — SO_ORIGINAL_DST
+// after a NAT redirect, the accepted socket's local address under TPROXY —
+// becomes the connection's local address for RBAC destination_ip/port,
+// ORIGINAL_DST clusters and access logs) and original_src{mark} (upstream
+// sockets bind to the client's address with IP_TRANSPARENT, port left to
+// the kernel, and carry mark; bind_port is refused). A filter chain ends in
+// an HttpConnectionManager or in tcp_proxy{stat_prefix, cluster,
+// idle_timeout (default 1 h), access_log}, optionally preceded by the Kafka
+// policy filter (type nodemesh.filters.network.kafka.v1.KafkaPolicy through
+// ECDS; see packages proxylib/api/kafka/v1 and kafka).
+//
+// HttpConnectionManager http_filters: any number of RBAC filters
+// (envoy.extensions.filters.http.rbac.v3.RBAC{rules{action ALLOW | DENY,
+// policies}}) before the router, with a static typed_config or through ECDS
+// (config_discovery{config_source, type_urls}; as in Envoy the filter's
+// name is the TypedExtensionConfig name). Permissions: any, and_rules,
+// or_rules, not_rule, header, url_path, destination_ip, destination_port,
+// destination_port_range; principals: any, and_ids, or_ids, not_id,
+// direct_remote_ip, authenticated.principal_name (package rbac). A denied
+// request gets Envoy's 403 "RBAC: access denied" local reply (for gRPC:
+// trailers-only, grpc-status 7, the body as percent-encoded grpc-message).
+// A discovered configuration that never arrived (warming gave up) answers
+// 500, fail closed, as Envoy does. local_reply_config mappers{filter
+// response_flag_filter | status_code_filter{comparison{op, value
+// {default_value}}}, status_code, body} rewrite local replies (the first
+// matching mapper wins; the runtime key is ignored). access_log:
+// envoy.access_loggers.http_grpc in the connection manager, tcp_grpc in
+// tcp_proxy, with common_config{log_name, transport_api_version V3,
+// grpc_service.envoy_grpc.cluster_name, buffer_flush_interval,
+// buffer_size_bytes}; see package accesslog, and proxylib/api/l7meta for the
+// L7 fields entries carry.
+//
+// ECDS: a filter configuration update never touches the listener (its
+// bytes are unchanged), so no connection is drained; HTTP requests and
+// Kafka requests on open connections are judged by the newest
+// configuration. A TypedExtensionConfig of a type its filter does not
+// accept is NACKed, as is a listener referencing one of the wrong type. A
+// listener warms until its discovered configurations arrived.
+//
+// Clusters additionally: type STATIC with load_assignment (endpoints may
+// be pipes, e.g. the agent's access-log socket) and type ORIGINAL_DST with
+// lb_policy CLUSTER_PROVIDED (one host per original destination, pooled
+// and closed after 5 s unused, Envoy's cleanup_interval);
+// upstream_bind_config{source_address (0.0.0.0:0 binds nothing),
+// socket_options{level, name, int_value | buf_value, state STATE_PREBIND}}
+// applied to every upstream socket before connect (SO_MARK keeps the
+// proxy's own connections from being redirected again);
+// HttpProtocolOptions.use_downstream_protocol_config (HTTP/2 upstream for
+// HTTP/2 requests, HTTP/1.1 otherwise). StringMatcher additionally takes
+// prefix, suffix, contains and ignore_case.
+//
 // # Data-path behaviour
 //
 // See package hcm for the connection manager and router defaults users see
@@ -130,28 +190,49 @@
 // (go test ./proxylib -run TestDocMatchesAllowlist -update rewrites it).
 //
 // BEGIN ALLOWLIST
+//   - `envoy.config.accesslog.v3.AccessLogFilter`: response_flag_filter, status_code_filter
+//   - `envoy.config.accesslog.v3.AccessLog`: name, typed_config; typed_config holds envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig | envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig
+//   - `envoy.config.accesslog.v3.ComparisonFilter`: op, value
+//   - `envoy.config.accesslog.v3.ResponseFlagFilter`: flags
+//   - `envoy.config.accesslog.v3.StatusCodeFilter`: comparison
 //   - `envoy.config.cluster.v3.Cluster.EdsClusterConfig`: eds_config, service_name
-//   - `envoy.config.cluster.v3.Cluster`: name, type, eds_cluster_config, connect_timeout, lb_policy, typed_extension_protocol_options, per_connection_buffer_limit_bytes; typed_extension_protocol_options holds envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-//   - `envoy.config.core.v3.Address`: socket_address
+//   - `envoy.config.cluster.v3.Cluster`: name, type, eds_cluster_config, connect_timeout, lb_policy, typed_extension_protocol_options, per_connection_buffer_limit_bytes, load_assignment, upstream_bind_config; typed_extension_protocol_options holds envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+//   - `envoy.config.core.v3.Address`: socket_address, pipe
 //   - `envoy.config.core.v3.AggregatedConfigSource`: (no fields)
+//   - `envoy.config.core.v3.BindConfig`: source_address, socket_options
+//   - `envoy.config.core.v3.CidrRange`: address_prefix, prefix_len
 //   - `envoy.config.core.v3.ConfigSource`: ads, resource_api_version
 //   - `envoy.config.core.v3.DataSource`: inline_bytes, inline_string
+//   - `envoy.config.core.v3.ExtensionConfigSource`: config_source, type_urls
+//   - `envoy.config.core.v3.GrpcService.EnvoyGrpc`: cluster_name
+//   - `envoy.config.core.v3.GrpcService`: envoy_grpc
 //   - `envoy.config.core.v3.HeaderValueOption`: header, append_action
 //   - `envoy.config.core.v3.HeaderValue`: key, value
 //   - `envoy.config.core.v3.Http1ProtocolOptions`: (no fields)
 //   - `envoy.config.core.v3.Http2ProtocolOptions`: (no fields)
 //   - `envoy.config.core.v3.HttpProtocolOptions`: idle_timeout
+//   - `envoy.config.core.v3.Pipe`: path
+//   - `envoy.config.core.v3.RuntimeUInt32`: default_value, runtime_key
 //   - `envoy.config.core.v3.SocketAddress`: address, port_value
+//   - `envoy.config.core.v3.SocketOption`: description, level, name, int_value, buf_value, state
 //   - `envoy.config.core.v3.TransportSocket`: name, typed_config; typed_config holds envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+//   - `envoy.config.core.v3.TypedExtensionConfig`: name, typed_config; typed_config holds envoy.extensions.filters.http.rbac.v3.RBAC | nodemesh.filters.network.kafka.v1.KafkaPolicy
 //   - `envoy.config.endpoint.v3.ClusterLoadAssignment`: cluster_name, endpoints
 //   - `envoy.config.endpoint.v3.Endpoint`: address
 //   - `envoy.config.endpoint.v3.LbEndpoint`: endpoint, health_status, load_balancing_weight
 //   - `envoy.config.endpoint.v3.LocalityLbEndpoints`: lb_endpoints
 //   - `envoy.config.listener.v3.FilterChainMatch`: server_names
 //   - `envoy.config.listener.v3.FilterChain`: name, filter_chain_match, transport_socket, filters
-//   - `envoy.config.listener.v3.Filter`: name, typed_config; typed_config holds envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-//   - `envoy.config.listener.v3.ListenerFilter`: name, typed_config; typed_config holds envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector
-//   - `envoy.config.listener.v3.Listener`: name, address, listener_filters, filter_chains, per_connection_buffer_limit_bytes
+//   - `envoy.config.listener.v3.Filter`: name, typed_config, config_discovery; typed_config holds envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager | envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+//   - `envoy.config.listener.v3.ListenerFilter`: name, typed_config; typed_config holds envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector | envoy.extensions.filters.listener.original_dst.v3.OriginalDst | envoy.extensions.filters.listener.original_src.v3.OriginalSrc
+//   - `envoy.config.listener.v3.Listener`: name, address, listener_filters, filter_chains, per_connection_buffer_limit_bytes, transparent
+//   - `envoy.config.rbac.v3.Permission.Set`: rules
+//   - `envoy.config.rbac.v3.Permission`: and_rules, or_rules, any, header, url_path, destination_ip, destination_port, destination_port_range, not_rule
+//   - `envoy.config.rbac.v3.Policy`: permissions, principals
+//   - `envoy.config.rbac.v3.Principal.Authenticated`: principal_name
+//   - `envoy.config.rbac.v3.Principal.Set`: ids
+//   - `envoy.config.rbac.v3.Principal`: and_ids, or_ids, any, authenticated, direct_remote_ip, not_id
+//   - `envoy.config.rbac.v3.RBAC`: action, policies
 //   - `envoy.config.route.v3.DirectResponseAction`: status, body
 //   - `envoy.config.route.v3.HeaderMatcher`: name, string_match, present_match, invert_match
 //   - `envoy.config.route.v3.QueryParameterMatcher`: name, string_match, present_match
@@ -163,22 +244,37 @@
 //   - `envoy.config.route.v3.VirtualHost`: name, domains, routes
 //   - `envoy.config.route.v3.WeightedCluster.ClusterWeight`: name, weight, request_headers_to_add, request_headers_to_remove, response_headers_to_add, response_headers_to_remove
 //   - `envoy.config.route.v3.WeightedCluster`: clusters
+//   - `envoy.extensions.access_loggers.grpc.v3.CommonGrpcAccessLogConfig`: log_name, grpc_service, transport_api_version, buffer_flush_interval, buffer_size_bytes
+//   - `envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig`: common_config
+//   - `envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig`: common_config
+//   - `envoy.extensions.filters.http.rbac.v3.RBAC`: rules
 //   - `envoy.extensions.filters.http.router.v3.Router`: (no fields)
+//   - `envoy.extensions.filters.listener.original_dst.v3.OriginalDst`: (no fields)
+//   - `envoy.extensions.filters.listener.original_src.v3.OriginalSrc`: bind_port, mark
 //   - `envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector`: (no fields)
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig`: upgrade_type, enabled
-//   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`: stat_prefix, codec_type, rds, http_filters, use_remote_address, xff_num_trusted_hops, skip_xff_append, strip_any_host_port, normalize_path, merge_slashes, server_name, common_http_protocol_options, stream_idle_timeout, request_timeout, generate_request_id, preserve_external_request_id, upgrade_configs
-//   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter`: name, typed_config; typed_config holds envoy.extensions.filters.http.router.v3.Router
+//   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`: stat_prefix, codec_type, rds, http_filters, use_remote_address, xff_num_trusted_hops, skip_xff_append, strip_any_host_port, normalize_path, merge_slashes, server_name, common_http_protocol_options, stream_idle_timeout, request_timeout, generate_request_id, preserve_external_request_id, upgrade_configs, local_reply_config, access_log
+//   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter`: name, typed_config, config_discovery; typed_config holds envoy.extensions.filters.http.router.v3.Router | envoy.extensions.filters.http.rbac.v3.RBAC
+//   - `envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig`: mappers
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.Rds`: route_config_name, config_source
+//   - `envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper`: filter, status_code, body
+//   - `envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`: stat_prefix, cluster, access_log, idle_timeout
 //   - `envoy.extensions.transport_sockets.tls.v3.CommonTlsContext`: tls_certificate_sds_secret_configs, alpn_protocols
 //   - `envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext`: common_tls_context
 //   - `envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig`: name, sds_config
 //   - `envoy.extensions.transport_sockets.tls.v3.Secret`: name, tls_certificate
 //   - `envoy.extensions.transport_sockets.tls.v3.TlsCertificate`: certificate_chain, private_key
 //   - `envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig`: http_protocol_options, http2_protocol_options
-//   - `envoy.extensions.upstreams.http.v3.HttpProtocolOptions`: explicit_http_config
+//   - `envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig`: http_protocol_options, http2_protocol_options
+//   - `envoy.extensions.upstreams.http.v3.HttpProtocolOptions`: explicit_http_config, use_downstream_protocol_config
+//   - `envoy.type.matcher.v3.PathMatcher`: path
 //   - `envoy.type.matcher.v3.RegexMatchAndSubstitute`: pattern, substitution
 //   - `envoy.type.matcher.v3.RegexMatcher`: regex
-//   - `envoy.type.matcher.v3.StringMatcher`: exact, safe_regex
+//   - `envoy.type.matcher.v3.StringMatcher`: exact, prefix, suffix, contains, safe_regex, ignore_case
+//   - `envoy.type.v3.Int32Range`: start, end
+//   - `nodemesh.filters.network.kafka.v1.KafkaDestination`: name, addresses, port, end_port, rules
+//   - `nodemesh.filters.network.kafka.v1.KafkaPolicy`: destinations, max_request_bytes
+//   - `nodemesh.filters.network.kafka.v1.KafkaRule`: name, principals, role, api_keys, api_version, client_id, topic
 //
 // END ALLOWLIST
 package proxylib

@@ -173,7 +173,9 @@ func BenchmarkKafkaProduce(b *testing.B) {
 			// advertises its own address).
 			d := &net.Dialer{}
 			cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.DefaultProduceTopic("events"),
-				kgo.Dialer(func(ctx context.Context, network, _ string) (net.Conn, error) { return d.DialContext(ctx, network, target) }))
+				kgo.Dialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
+					return d.DialContext(ctx, network, target)
+				}))
 			if err != nil {
 				b.Fatal(err)
 			}

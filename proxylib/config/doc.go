@@ -9,15 +9,18 @@
 //     the previous configuration of that type keeps serving; nothing of the
 //     update is applied. A listener update that cannot bind a new address is
 //     rejected the same way.
-//   - Warming: a cluster becomes active once its ClusterLoadAssignment is
-//     present; a listener once the RouteConfigurations and Secrets its
-//     chains reference are present. While an updated listener or cluster
+//   - Warming: an EDS cluster becomes active once its
+//     ClusterLoadAssignment is present (STATIC and ORIGINAL_DST clusters at
+//     once); a listener once the RouteConfigurations, Secrets and ECDS
+//     TypedExtensionConfigs its chains reference are present. While an updated listener or cluster
 //     warms, its previous version keeps serving. After Envoy's default
 //     initial_fetch_timeout (15 s) a resource stops waiting: a cluster
 //     serves with no endpoints (503), a listener with its missing route
 //     configurations treated as empty (404).
-//   - RouteConfigurations, ClusterLoadAssignments and Secrets are
-//     subscribed by name from what listeners and clusters reference; they
+//   - RouteConfigurations, ClusterLoadAssignments, Secrets and
+//     TypedExtensionConfigs are subscribed by name from what listeners and
+//     clusters reference (a discovered filter's name is its
+//     TypedExtensionConfig's name); they
 //     are dropped when no longer referenced. For state-of-the-world RDS,
 //     EDS and SDS a response updates the resources it carries and leaves the
 //     others as they were.
@@ -25,6 +28,12 @@
 //     unchanged resource is neither decoded nor rebuilt again: unchanged
 //     filter chains keep their handler (their connections are untouched)
 //     and unchanged clusters keep their balancer state.
+//
+//   - ECDS updates publish a new routing snapshot only: listeners and their
+//     chain handlers are untouched, so a policy update never drains a
+//     connection. Types are checked both ways: a TypedExtensionConfig its
+//     filters do not accept, or a listener referencing one of the wrong
+//     type, is NACKed.
 //
 // Data enters through Update (called by the xDS client's goroutine) and
 // leaves through hcm.Runtime.Store and listener.Manager.Apply; Status and

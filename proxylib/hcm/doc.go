@@ -52,6 +52,17 @@
 //   - Upgrade requests (WebSocket) are forwarded only when the connection
 //     manager lists the upgrade type in upgrade_configs; otherwise 403.
 //
+// L7 policy: RBAC filters before the router are evaluated after the
+// request is sanitised and normalised, before route selection, on the
+// connection's original destination and direct peer address (package
+// rbac); a denial is a 403 local reply "RBAC: access denied" with details
+// rbac_access_denied_matched_policy[none], a missing discovered
+// configuration a 500 (NFCF). Local reply mappers then rewrite status and
+// body. gRPC local replies carry the body as grpc-message, percent-encoded.
+// With access loggers every request produces one HTTPAccessLogEntry when it
+// ends, carrying the l7meta fields (verdict, matched policy, gRPC service,
+// method and status).
+//
 // Performance invariants of the HTTP/1.1 path: no per-request allocation on
 // the happy path (buffers are per connection and pooled, header lists view
 // the read buffer, matchers are precompiled), one write per direction for

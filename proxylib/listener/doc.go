@@ -11,6 +11,12 @@
 // longer referenced by any active listener is drained the same way, while
 // handlers kept across updates continue serving their connections.
 //
+// Transparent listeners (policy listeners the datapath redirects to) bind
+// an IP_TRANSPARENT SO_REUSEPORT group (package transparent); with the
+// original_dst listener filter the connection's original destination is
+// handed to the chain as its local address (ConnInfo.Local), and with
+// original_src the client's address to bind upstream sockets to.
+//
 // Filter chain selection follows Envoy's server_names matching: the exact
 // SNI first, then "*.suffix" wildcards from the most specific, then the
 // chain without server_names; no match closes the connection. TLS is

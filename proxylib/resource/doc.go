@@ -15,7 +15,8 @@
 // compilation of every regex, parsable key pairs).
 //
 // Data enters as *anypb.Any from the xDS client and leaves as *Listener,
-// *RouteConfig, *Cluster, *Endpoints or *Secret; those values are never
+// *RouteConfig, *Cluster, *Endpoints, *Secret or *Extension (ECDS: RBAC or
+// Kafka policy); those values are never
 // mutated after decoding, so the data path may share them freely.
 //
 // Decisions where Envoy leaves room: empty header values are dropped
@@ -23,5 +24,10 @@
 // are literal except "%%", and any other "%COMMAND%" substitution is
 // rejected; prefix_rewrite together with a safe_regex path match is
 // rejected; a filter chain carries exactly one network filter, the HTTP
-// connection manager, whose route configuration comes from RDS over ADS.
+// connection manager (whose route configuration comes from RDS over ADS)
+// or tcp_proxy, optionally after the Kafka policy filter; RBAC and/or
+// nesting is bounded at 32 levels; an ORIGINAL_DST cluster needs
+// CLUSTER_PROVIDED; original_src's bind_port is refused (the client's own
+// port would collide with its connection); upstream socket options must be
+// STATE_PREBIND.
 package resource

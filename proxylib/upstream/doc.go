@@ -17,6 +17,14 @@
 // are healthy or degraded the cluster is in panic and balances across all
 // hosts. A cluster with no hosts yields no pick (the caller answers 503).
 //
+// STATIC clusters carry their endpoints (pipes dial Unix sockets);
+// ORIGINAL_DST clusters create a host per original destination on demand
+// (PickOriginal), keyed also by protocol and original-source address, and
+// close hosts unused for 5 s (Envoy's cleanup_interval). Every upstream
+// socket gets the cluster's upstream_bind_config socket options before
+// connect (SO_MARK), and with original_src binds to the client's address.
+// tcp_proxy dials unpooled connections with the same options (Dial).
+//
 // Invariants: a Cluster is immutable after Build except for its round-robin
 // cursor and the pools' counters; every method is safe for concurrent use.
 package upstream
