@@ -28,7 +28,6 @@
 //     unchanged resource is neither decoded nor rebuilt again: unchanged
 //     filter chains keep their handler (their connections are untouched)
 //     and unchanged clusters keep their balancer state.
-//
 //   - ECDS updates publish a new routing snapshot only: listeners and their
 //     chain handlers are untouched, so a policy update never drains a
 //     connection. Types are checked both ways: a TypedExtensionConfig its
