@@ -1,6 +1,13 @@
 // Command nodemesh-proxy is nodemesh's builtin per-node L7 proxy: it
-// connects to the agent's xDS server and serves the listeners it is given.
-// See package proxylib for the Envoy API subset it implements.
+// connects to the agent's xDS server and serves the listeners it is given,
+// including the transparent L7 policy listeners the datapath redirects to
+// and their access logs to the agent. See package proxylib for the Envoy
+// API subset it implements.
+//
+// Policy listeners need CAP_NET_ADMIN (IP_TRANSPARENT listeners, SO_MARK
+// and original-source binding on upstream sockets); without it the
+// listener is NACKed with the bind error and everything else keeps
+// serving.
 package main
 
 import (

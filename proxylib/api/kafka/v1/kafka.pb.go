@@ -184,7 +184,9 @@ type KafkaRule struct {
 	// (0.0.0.0/0 and ::/0 for any source).
 	Principals []string `protobuf:"bytes,2,rep,name=principals,proto3" json:"principals,omitempty"`
 	// "produce" or "consume" (case-insensitive), expanded to API keys as
-	// Cilium does; empty for none. Exclusive with api_keys.
+	// Cilium does plus InitProducerId (produce) and OffsetForLeaderEpoch
+	// (consume), which today's default clients need (see RoleAPIKeys); empty
+	// for none. Exclusive with api_keys.
 	Role string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
 	// Allowed API keys (Kafka's numbers); empty with an empty role allows
 	// every key.
