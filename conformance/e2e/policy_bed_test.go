@@ -1,0 +1,282 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/testbed"
+	"github.com/nodemesh/nodemesh/mesh/agent"
+	"github.com/nodemesh/nodemesh/mesh/flow"
+	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/policy"
+	"github.com/nodemesh/nodemesh/xds/accesslog"
+	"github.com/nodemesh/nodemesh/xds/publish"
+	"github.com/nodemesh/nodemesh/xds/server"
+)
+
+// policyNode is one node of the eBPF test bed running the whole stack:
+// the agent (policy compilation, xDS, access logs, flows) in this process,
+// the eBPF datapath on the bed's node namespace, and the builtin proxy as
+// a child process inside that namespace. Workloads are the bed's
+// namespaces, declared to the agent as Pods with their addresses.
+type policyNode struct {
+	t      *testing.T
+	bed    *testbed.Bed
+	dp     *datapath.Datapath
+	agent  *agent.Agent
+	flows  *flow.Store
+	apiSock string
+}
+
+// policyPorts are the policy listeners' ports in the node namespace.
+var policyPorts = policy.Listeners{Address: "0.0.0.0", IngressHTTP: 15101, EgressHTTP: 15102, IngressKafka: 15103, EgressKafka: 15104, OriginalSource: true}
+
+func startPolicyNode(t *testing.T, workloads int) *policyNode {
+	t.Helper()
+	bed := testbed.New(t, testbed.Config{Workloads: workloads})
+	log := slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	n := &policyNode{t: t, bed: bed}
+
+	dp, err := datapath.New(datapath.WithPinDir(filepath.Join(testbed.BPFFS(t), "nodemesh")),
+		datapath.WithNetNS(bed.Node.Path), datapath.WithLogger(log))
+	if err != nil {
+		t.Fatalf("loading the datapath: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := dp.Uninstall(); err != nil {
+			t.Errorf("uninstalling the datapath: %v", err)
+		}
+	})
+	n.dp = dp
+
+	dir, err := os.MkdirTemp("", "nm-pol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	xdsSock := dir + "/xds.sock"
+	n.apiSock = dir + "/agent.sock"
+	srv := server.New(server.WithLogger(log))
+	n.flows = flow.NewStore()
+	accesslog.New(n.flows, log).Register(srv)
+	l, err := server.ListenUnix(xdsSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Stop(time.Second) })
+
+	mark, _ := datapath.ProxyMark(0)
+	compiler, err := policy.New(policy.Options{Listeners: policyPorts, UpstreamMark: mark, AccessLogSocket: xdsSock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ifaces := bedInterfaces{}
+	for _, w := range bed.Workloads {
+		ifaces[w.IPv4], ifaces[w.IPv6] = w.HostIfIndex, w.HostIfIndex
+	}
+	a, err := agent.New(agent.Config{
+		Publisher: publish.New(srv), AddressPool: gatewayPool, Logger: log,
+		Policy: compiler, HostIPs: []netip.Addr{testbed.NodeIPv4, testbed.NodeIPv6},
+		Datapath: dp, Interfaces: ifaces, Flows: n.flows,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.agent = a
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go a.ServeAPI(ctx, n.apiSock)
+	n.startProxy(xdsSock)
+	return n
+}
+
+// bedInterfaces knows each workload's host-side veth, as a CNI would.
+type bedInterfaces map[netip.Addr]int
+
+func (b bedInterfaces) InterfaceOf(a netip.Addr) (int, error) {
+	if i, ok := b[a]; ok {
+		return i, nil
+	}
+	return 0, fmt.Errorf("%s is not a workload of the bed", a)
+}
+
+// startProxy runs the proxy in the node namespace and waits until it is
+// connected to the agent.
+func (n *policyNode) startProxy(xdsSock string) {
+	t := n.t
+	node := "bed-" + strings.ReplaceAll(t.Name(), "/", "-")
+	cmd := n.bed.Node.Command(context.Background(), os.Args[0])
+	cmd.Env = append(os.Environ(), proxyChildEnv+"=unix://"+xdsSock, proxyChildNodeEnv+"="+node)
+	w := newTestWriter(t)
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting the proxy: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Error("the proxy did not stop within 10s")
+		}
+	})
+	waitUntil(t, "the proxy connects", func() bool {
+		for _, p := range n.agent.Status().Proxies {
+			if p.Connected {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// pod renders a Pod for workload w.
+func pod(name string, w *testbed.Workload, labels map[string]string) string {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var ls []string
+	for _, k := range keys {
+		ls = append(ls, k+": "+labels[k])
+	}
+	return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %s, labels: {%s}}
+status: {podIPs: [{ip: %s}, {ip: "%s"}]}
+---
+`, name, strings.Join(ls, ", "), w.IPv4, w.IPv6)
+}
+
+// apply hands YAML to the agent and waits until the proxy acknowledged
+// the result and the datapath holds its rows.
+func (n *policyNode) apply(docs string) *agent.Status {
+	t := n.t
+	t.Helper()
+	objs, err := input.Decode("test.yaml", []byte(docs))
+	if err != nil {
+		t.Fatalf("decoding: %v", err)
+	}
+	snap, err := input.Build(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.agent.Apply(context.Background(), snap, nil); err != nil {
+		t.Fatalf("applying: %v", err)
+	}
+	var st *agent.Status
+	waitUntil(t, "the proxy acknowledges the configuration", func() bool {
+		st = n.agent.Status()
+		for _, p := range st.Proxies {
+			for _, ts := range p.Types {
+				if ts.Nack != nil && ts.Nack.Version == st.Versions[ts.Type] {
+					t.Fatalf("proxy rejected %s: %s", ts.Type, ts.Nack.Message)
+				}
+			}
+			if p.Connected && p.AckedAll(st.Versions) {
+				return true
+			}
+		}
+		return false
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := n.agent.WaitDatapath(ctx); err != nil {
+		t.Fatalf("datapath: %v", err)
+	}
+	st = n.agent.Status()
+	for _, p := range st.Policy.Policies {
+		if p.State != policy.Enforced {
+			t.Fatalf("policy %s/%s: %s: %s", p.Namespace, p.Name, p.State, p.Error)
+		}
+	}
+	return st
+}
+
+// httpClient sends requests from inside workload w.
+func httpClient(w *testbed.Workload) *http.Client {
+	return &http.Client{
+		Timeout: 5 * time.Second,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return w.DialWith(ctx, &net.Dialer{Timeout: 3 * time.Second}, network, addr)
+			},
+			DisableKeepAlives: true,
+		},
+	}
+}
+
+// serveHTTP runs handler in workload w on port.
+func serveHTTP(t *testing.T, w *testbed.Workload, port int, h http.Handler) {
+	t.Helper()
+	l, err := w.Listen("tcp", fmt.Sprintf(":%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+}
+
+// cannotConnect asserts that w's connection attempts to addr are dropped.
+func cannotConnect(t *testing.T, w *testbed.Workload, addr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := w.DialWith(ctx, &net.Dialer{}, "tcp", addr)
+	if err == nil {
+		c.Close()
+		t.Fatalf("%s connected to %s; the datapath should drop it", w.IPv4, addr)
+	}
+}
+
+// flowsMatching waits until the agent's flow API returns at least min
+// flows matching q, and returns them.
+func (n *policyNode) flowsMatching(q agent.FlowQuery, min int) []flow.Flow {
+	t := n.t
+	t.Helper()
+	var got []flow.Flow
+	waitUntil(t, fmt.Sprintf("%d flows matching %+v", min, q.Filter), func() bool {
+		got = got[:0]
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := agent.FetchFlows(ctx, n.apiSock, q, func(f flow.Flow) error {
+			got = append(got, f)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got) >= min
+	})
+	return got
+}

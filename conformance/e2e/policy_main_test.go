@@ -1,0 +1,53 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nodemesh/nodemesh/proxylib"
+)
+
+// The policy tests run the builtin proxy as a child process inside the
+// test bed's node namespace (its transparent listeners must live where the
+// datapath redirects to). The child is this test binary, started with
+// proxyChildEnv naming the agent's xDS socket.
+const (
+	proxyChildEnv     = "NODEMESH_E2E_PROXY_XDS"
+	proxyChildNodeEnv = "NODEMESH_E2E_PROXY_NODE"
+)
+
+func TestMain(m *testing.M) {
+	if xds := os.Getenv(proxyChildEnv); xds != "" {
+		os.Exit(runProxyChild(xds, os.Getenv(proxyChildNodeEnv)))
+	}
+	os.Exit(m.Run())
+}
+
+// runProxyChild runs the proxy until SIGTERM.
+func runProxyChild(xds, node string) int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	p, err := proxylib.New(
+		proxylib.WithXDSAddress(xds),
+		proxylib.WithNodeID(node),
+		proxylib.WithAdminAddress(""),
+		proxylib.WithDrainTimeout(time.Second),
+		proxylib.WithLogger(log),
+	)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting proxy:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := p.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "running proxy:", err)
+		return 1
+	}
+	return 0
+}
