@@ -32,11 +32,11 @@ import (
 // a child process inside that namespace. Workloads are the bed's
 // namespaces, declared to the agent as Pods with their addresses.
 type policyNode struct {
-	t      *testing.T
-	bed    *testbed.Bed
-	dp     *datapath.Datapath
-	agent  *agent.Agent
-	flows  *flow.Store
+	t       *testing.T
+	bed     *testbed.Bed
+	dp      *datapath.Datapath
+	agent   *agent.Agent
+	flows   *flow.Store
 	apiSock string
 }
 
