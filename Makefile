@@ -21,7 +21,7 @@ test: ## unit, golden, end-to-end and privileged tests (run as root for datapath
 	$(GO) test -count=1 -timeout 30m $(PKGS)
 
 integration: ## Kubernetes provider and controller tests against a real kube-apiserver (builds it once, cached)
-	NODEMESH_INTEGRATION=1 $(GO) test -count=1 -timeout 30m ./mesh/provider/kube/... ./gateway/controller/... ./conformance/kubeenv/... ./conformance/node/... ./conformance/harness/...
+	NODEMESH_INTEGRATION=1 $(GO) test -count=1 -timeout 30m ./mesh/provider/kube/... ./gateway/controller/... ./conformance/kubeenv/... ./conformance/node/... ./conformance/kubemode/... ./conformance/harness/...
 
 conformance: build ## official Gateway API conformance suite (GATEWAY-HTTP) on a real kube-apiserver; report in conformance/reports/
 	$(GO) build -o $(BIN)/ ./conformance/harness
