@@ -30,11 +30,13 @@ conformance: build ## official Gateway API conformance suite (GATEWAY-HTTP) on a
 testdata: ## rewrite every golden file from the current code
 	$(GO) test $(PKGS) -run 'Golden' -update
 
-generate: ## rebuild generated code (BPF objects via bpf2go; needs clang)
-	$(GO) generate ./bpf/... ./datapath/...
+generate: ## rebuild generated code: BPF objects (bpf2go; needs clang) and protobuf Go (needs protoc)
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	PATH=$(BIN):$$PATH $(GO) generate ./bpf/... ./datapath/... ./proxylib/...
 
 check-generate: generate ## fail if generated files differ from the committed ones
-	git diff --exit-code -- bpf datapath
+	git diff --exit-code -- bpf datapath proxylib
 
 bench: build ## benchmarks that print numbers (see BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./conformance/perf/ ./gateway/ ./xds/... ./proxylib/...
