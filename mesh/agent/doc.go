@@ -20,6 +20,9 @@
 //   - Gateway addresses are sticky for the life of the agent (see
 //     addressAllocator); restarting the agent reassigns them in age order,
 //     which yields the same result unless Gateways were deleted meanwhile.
+//     In Kubernetes mode Config.Addresses replaces the allocator: the
+//     controller assigns addresses cluster-wide and the agent reads them
+//     from Gateway status (kube.StatusAddresses).
 //
 // Network policy (policy.go): with a policy.Compiler configured, every
 // Apply also compiles CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy
