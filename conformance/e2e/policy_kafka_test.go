@@ -166,17 +166,15 @@ func TestPolicyKafka(t *testing.T) {
 	}
 
 	// Denials are Kafka flows with the error sent.
-	drops := n.flowsMatching(agent.FlowQuery{Filter: flow.Filter{Verdict: flow.Dropped, Protocol: flow.ProtocolKafka}}, 1)
-	sawTopicDenial := false
-	for _, f := range drops {
-		if f.Kafka != nil && f.Kafka.ErrorCode != 0 && f.Kafka.ErrorName != "" {
-			sawTopicDenial = sawTopicDenial || f.Kafka.ErrorName == "TOPIC_AUTHORIZATION_FAILED"
-		} else {
-			t.Errorf("dropped Kafka flow without the error sent: %+v", f)
+	waitUntil(t, "a TOPIC_AUTHORIZATION_FAILED flow", func() bool {
+		saw := false
+		for _, f := range n.flows.Query(flow.Filter{Verdict: flow.Dropped, Protocol: flow.ProtocolKafka}, 0) {
+			if f.Kafka == nil || f.Kafka.ErrorCode == 0 || f.Kafka.ErrorName == "" {
+				t.Fatalf("dropped Kafka flow without the error sent: %+v", f)
+			}
+			saw = saw || f.Kafka.ErrorName == "TOPIC_AUTHORIZATION_FAILED"
 		}
-	}
-	if !sawTopicDenial {
-		t.Errorf("no TOPIC_AUTHORIZATION_FAILED flow among %d drops", len(drops))
-	}
+		return saw
+	})
 	n.flowsMatching(agent.FlowQuery{Filter: flow.Filter{Verdict: flow.Forwarded, Protocol: flow.ProtocolKafka, Workload: "default/kafka-consumer"}}, 1)
 }
