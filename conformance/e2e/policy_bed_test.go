@@ -45,21 +45,34 @@ var policyPorts = policy.Listeners{Address: "0.0.0.0", IngressHTTP: 15101, Egres
 
 func startPolicyNode(t *testing.T, workloads int) *policyNode {
 	t.Helper()
+	return newPolicyNode(t, workloads, true)
+}
+
+// newPolicyNode builds the node; without the datapath nothing steers
+// traffic to the proxy (the caller does, e.g. with iptables TPROXY) and
+// the proxy connects upstream from the node's own address.
+func newPolicyNode(t *testing.T, workloads int, withDatapath bool) *policyNode {
+	t.Helper()
 	bed := testbed.New(t, testbed.Config{Workloads: workloads})
 	log := slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	n := &policyNode{t: t, bed: bed}
 
-	dp, err := datapath.New(datapath.WithPinDir(filepath.Join(testbed.BPFFS(t), "nodemesh")),
-		datapath.WithNetNS(bed.Node.Path), datapath.WithLogger(log))
-	if err != nil {
-		t.Fatalf("loading the datapath: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := dp.Uninstall(); err != nil {
-			t.Errorf("uninstalling the datapath: %v", err)
+	listeners := policyPorts
+	if withDatapath {
+		dp, err := datapath.New(datapath.WithPinDir(filepath.Join(testbed.BPFFS(t), "nodemesh")),
+			datapath.WithNetNS(bed.Node.Path), datapath.WithLogger(log))
+		if err != nil {
+			t.Fatalf("loading the datapath: %v", err)
 		}
-	})
-	n.dp = dp
+		t.Cleanup(func() {
+			if err := dp.Uninstall(); err != nil {
+				t.Errorf("uninstalling the datapath: %v", err)
+			}
+		})
+		n.dp = dp
+	} else {
+		listeners.OriginalSource = false
+	}
 
 	dir, err := os.MkdirTemp("", "nm-pol")
 	if err != nil {
@@ -79,7 +92,7 @@ func startPolicyNode(t *testing.T, workloads int) *policyNode {
 	t.Cleanup(func() { srv.Stop(time.Second) })
 
 	mark, _ := datapath.ProxyMark(0)
-	compiler, err := policy.New(policy.Options{Listeners: policyPorts, UpstreamMark: mark, AccessLogSocket: xdsSock})
+	compiler, err := policy.New(policy.Options{Listeners: listeners, UpstreamMark: mark, AccessLogSocket: xdsSock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,11 +100,15 @@ func startPolicyNode(t *testing.T, workloads int) *policyNode {
 	for _, w := range bed.Workloads {
 		ifaces[w.IPv4], ifaces[w.IPv6] = w.HostIfIndex, w.HostIfIndex
 	}
-	a, err := agent.New(agent.Config{
+	cfg := agent.Config{
 		Publisher: publish.New(srv), AddressPool: gatewayPool, Logger: log,
 		Policy: compiler, HostIPs: []netip.Addr{testbed.NodeIPv4, testbed.NodeIPv6},
-		Datapath: dp, Interfaces: ifaces, Flows: n.flows,
-	})
+		Interfaces: ifaces, Flows: n.flows,
+	}
+	if n.dp != nil {
+		cfg.Datapath = n.dp
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
