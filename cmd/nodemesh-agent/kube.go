@@ -33,6 +33,9 @@ func runKubernetes(ctx context.Context, log *slog.Logger, a *agent.Agent, kubeco
 			return fmt.Errorf("reading host name for --node-name: %w", err)
 		}
 	}
+	// client-go's default of 5 requests/s would make the first status pass
+	// over thousands of routes take minutes.
+	cfg.QPS, cfg.Burst = 50, 100
 	core, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("creating Kubernetes client: %w", err)

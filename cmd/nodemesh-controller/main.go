@@ -57,6 +57,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// client-go's default of 5 requests/s would make the first status pass
+	// over thousands of routes take minutes.
+	cfg.QPS, cfg.Burst = 50, 100
 	core, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("creating Kubernetes client: %w", err)
