@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Filter decides which labels are identity-relevant (Cilium's `labels`
@@ -13,7 +14,15 @@ type Filter struct {
 	// allowList is set once a custom inclusive pattern is given: then a
 	// label counts only if an inclusive pattern matches it.
 	allowList bool
+
+	// verdicts remembers Relevant per source and key (the value plays no
+	// part): every compilation asks again for the same few keys. Bounded,
+	// since keys are user input.
+	mu       sync.Mutex
+	verdicts map[string]bool
 }
+
+const maxVerdicts = 1 << 16
 
 type pattern struct {
 	text   string
@@ -125,6 +134,24 @@ func (f *Filter) Relevant(l Label) bool {
 	if l.Source == SourceReserved || l.Source == SourceCIDR {
 		return true
 	}
+	k := l.Source + "\x00" + l.Key
+	f.mu.Lock()
+	v, ok := f.verdicts[k]
+	f.mu.Unlock()
+	if ok {
+		return v
+	}
+	v = f.relevant(l)
+	f.mu.Lock()
+	if f.verdicts == nil || len(f.verdicts) >= maxVerdicts {
+		f.verdicts = make(map[string]bool)
+	}
+	f.verdicts[k] = v
+	f.mu.Unlock()
+	return v
+}
+
+func (f *Filter) relevant(l Label) bool {
 	include, ignore := 0, 0
 	for _, p := range f.patterns {
 		if p.source != "" && p.source != l.Source {

@@ -22,6 +22,8 @@ type evaluator struct {
 	allBy map[identity.NumericIdentity][]*identity.Endpoint
 
 	peerSets map[*rule]*ir.PeerSet
+	// all and localIdx index every identity and the local ones by label.
+	all, localIdx *labelIndex
 }
 
 func newEvaluator(st *identity.State, opts Options) *evaluator {
@@ -39,6 +41,7 @@ func newEvaluator(st *identity.State, opts Options) *evaluator {
 		}
 	}
 	sort.Slice(ev.localIDs, func(i, j int) bool { return ev.localIDs[i].ID < ev.localIDs[j].ID })
+	ev.all, ev.localIdx = newLabelIndex(st.Identities), newLabelIndex(ev.localIDs)
 	return ev
 }
 
@@ -72,18 +75,16 @@ func (ev *evaluator) evaluate(p *parsed) ([]*contribution, int, error) {
 	rows := 0
 	for _, r := range p.rules {
 		var subjects []identity.NumericIdentity
-		for _, id := range ev.localIDs {
-			if r.subject.matches(id.Labels) {
-				subjects = append(subjects, id.ID)
-				for _, ep := range ev.localBy[id.ID] {
-					selected[ep] = true
-				}
+		ev.localIdx.match(r.subject, func(id identity.Identity) {
+			subjects = append(subjects, id.ID)
+			for _, ep := range ev.localBy[id.ID] {
+				selected[ep] = true
 			}
-		}
+		})
 		if len(subjects) == 0 {
 			continue
 		}
-		ids, all := selectPeers(r.peers, ev.st)
+		ids, all := ev.selectPeers(r.peers)
 		width := len(ids)
 		if all {
 			width = 1

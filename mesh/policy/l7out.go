@@ -165,6 +165,9 @@ func (ev *evaluator) peerSet(c *contribution) *ir.PeerSet {
 	cache := ev.st.IPCache
 	var terms []ir.AddressTerm
 	except := func(outer netip.Prefix) []string {
+		if outer.IsSingleIP() {
+			return nil // nothing is more specific than one address
+		}
 		var ex []netip.Prefix
 		for _, e := range cache {
 			if !member[e.Identity] && e.Prefix.Bits() > outer.Bits() && outer.Contains(e.Prefix.Addr()) {

@@ -233,31 +233,3 @@ func entitySelectors(entity, cluster string) (sels []selector, all bool, err err
 	}
 	return nil, false, fmt.Errorf("unknown entity %q (all, world, world-ipv4, world-ipv6, cluster, host, remote-node, kube-apiserver, ingress, health, init, unmanaged, none)", entity)
 }
-
-// selectPeers returns the identities p covers, sorted; nil with all=true
-// for the wildcard.
-func selectPeers(p peers, st *identity.State) (ids []identity.NumericIdentity, all bool) {
-	if p.all {
-		return nil, true
-	}
-	for _, id := range st.Identities {
-		if matchesPeer(p, id) {
-			ids = append(ids, id.ID)
-		}
-	}
-	return ids, false
-}
-
-func matchesPeer(p peers, id identity.Identity) bool {
-	for _, s := range p.sels {
-		if s.matches(id.Labels) {
-			return true
-		}
-	}
-	for _, c := range p.cidrs {
-		if c.matches(id) {
-			return true
-		}
-	}
-	return false
-}
