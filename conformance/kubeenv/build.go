@@ -118,7 +118,12 @@ func Find(root string) (*Binaries, bool) {
 	if err != nil {
 		return nil, false
 	}
-	return binaries(dir, strings.TrimSpace(string(b))), true
+	bins := binaries(dir, strings.TrimSpace(string(b)))
+	// The CRDs live in the module cache, which may have been cleaned.
+	if _, err := os.Stat(bins.CRDDir); err != nil {
+		return nil, false
+	}
+	return bins, true
 }
 
 // Build builds every binary into the cache directory for the current
