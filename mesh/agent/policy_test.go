@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -218,6 +219,18 @@ func TestFetchFlowsFollow(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go a.ServeAPI(ctx, sock)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("unix", sock)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the API socket never accepted: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	store.Add(flow.Flow{Protocol: "http", Verdict: flow.Forwarded})
 	got := make(chan flow.Flow, 8)
 	go func() {
@@ -226,7 +239,7 @@ func TestFetchFlowsFollow(t *testing.T) {
 			return nil
 		})
 	}()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	for {
 		store.Add(flow.Flow{Protocol: "kafka", Verdict: flow.Dropped, Kafka: &flow.Kafka{APIKeyName: "Produce"}})
 		select {
