@@ -54,7 +54,11 @@ func runKubernetes(ctx context.Context, log *slog.Logger, a *agent.Agent, kubeco
 			_ = a.Apply(ctx, s, nil) // failures are logged and shown in status
 		})
 	}()
-	rep := kube.NewReporter(dyn, core, node, controller, a, kube.WithReporterLogger(log))
+	status := func() kube.AgentStatus {
+		st := a.Status()
+		return kube.AgentStatus{Gateways: st.Gateways, Proxies: st.Proxies, PublishError: st.PublishError}
+	}
+	rep := kube.NewReporter(dyn, core, node, controller, status, kube.WithReporterLogger(log))
 	go rep.Run(ctx)
 	log.Info("reporting node proxy status", "node", node)
 	return nil

@@ -164,7 +164,11 @@ func startNode(t *testing.T, pool netip.Prefix) *node {
 	run(func() error {
 		return prov.Watch(ctx, func(s *input.Snapshot) { _ = a.Apply(ctx, s, nil) })
 	})
-	rep := kube.NewReporter(dyn, core, "node-1", gateway.ControllerName, a, kube.WithReporterLogger(log), kube.WithReportIntervals(50*time.Millisecond, 30*time.Second))
+	status := func() kube.AgentStatus {
+		st := a.Status()
+		return kube.AgentStatus{Gateways: st.Gateways, Proxies: st.Proxies, PublishError: st.PublishError}
+	}
+	rep := kube.NewReporter(dyn, core, "node-1", gateway.ControllerName, status, kube.WithReporterLogger(log), kube.WithReportIntervals(50*time.Millisecond, 30*time.Second))
 	run(func() error { rep.Run(ctx); return nil })
 	ctrl, err := controller.New(core, gw, dyn, pool, controller.WithLogger(log), controller.WithResync(time.Second))
 	if err != nil {

@@ -18,14 +18,25 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/api/v1alpha1"
-	"github.com/nodemesh/nodemesh/mesh/agent"
+	"github.com/nodemesh/nodemesh/gateway"
+	"github.com/nodemesh/nodemesh/mesh/dataplane"
 )
 
-// StatusSource is what the Reporter reads: the agent's status with the
-// proxies' view applied. *agent.Agent implements it.
-type StatusSource interface {
-	Status() *agent.Status
+// AgentStatus is the part of the agent's status the Reporter reads: each
+// Gateway's status with the proxies' view applied (agent.Status), and the
+// proxies themselves.
+type AgentStatus struct {
+	Gateways     []gateway.GatewayStatus
+	Proxies      []dataplane.Proxy
+	PublishError string
 }
+
+// StatusSource returns the agent's current status. It is called from the
+// Reporter's goroutine and must be safe to call concurrently with the
+// agent's work (agent.Agent.Status is). Taking a function rather than the
+// agent keeps this package, which the controller also links, free of the
+// agent's node-side dependencies.
+type StatusSource func() AgentStatus
 
 // Reporter keeps one node's NodeProxyStatus in step with its agent. Create
 // it with NewReporter and call Run once.
@@ -91,7 +102,7 @@ func (r *Reporter) Run(ctx context.Context) {
 
 // Sync writes the report once if it changed or the heartbeat is due.
 func (r *Reporter) Sync(ctx context.Context) error {
-	body := Summarize(r.src.Status(), r.controller)
+	body := Summarize(r.src(), r.controller)
 	now := r.now()
 	if r.last != nil && reflect.DeepEqual(*r.last, body) && now.Sub(r.lastBeat) < r.heartbeat {
 		return nil
@@ -185,7 +196,7 @@ func FromUnstructured(u *unstructured.Unstructured) (*v1alpha1.NodeProxyStatus, 
 // Summarize turns the agent's status into the body of its node's report
 // (without heartbeat): each Gateway's Programmed verdict, which already
 // carries the proxies' ACK or NACK, and the proxies themselves.
-func Summarize(st *agent.Status, controller string) v1alpha1.NodeProxyStatusStatus {
+func Summarize(st AgentStatus, controller string) v1alpha1.NodeProxyStatusStatus {
 	out := v1alpha1.NodeProxyStatusStatus{ControllerName: controller, PublishError: st.PublishError}
 	for _, g := range st.Gateways {
 		gp := v1alpha1.GatewayProgramming{Namespace: g.Key.Namespace, Name: g.Key.Name, Status: metav1.ConditionUnknown, Reason: string(gwv1.GatewayReasonPending)}

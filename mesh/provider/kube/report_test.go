@@ -11,25 +11,23 @@ import (
 
 	"github.com/nodemesh/nodemesh/api/v1alpha1"
 	"github.com/nodemesh/nodemesh/gateway"
-	"github.com/nodemesh/nodemesh/mesh/agent"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/input"
 )
 
-// cannedStatus stands in for the agent: the reporter only reads Status.
+// cannedStatus stands in for the agent: the reporter only reads its status.
 type cannedStatus struct {
 	mu sync.Mutex
-	st agent.Status
+	st AgentStatus
 }
 
-func (c *cannedStatus) Status() *agent.Status {
+func (c *cannedStatus) get() AgentStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := c.st
-	return &st
+	return c.st
 }
 
-func (c *cannedStatus) set(st agent.Status) {
+func (c *cannedStatus) set(st AgentStatus) {
 	c.mu.Lock()
 	c.st = st
 	c.mu.Unlock()
@@ -46,12 +44,12 @@ func TestReporterWritesNodeProxyStatus(t *testing.T) {
 	c := newClients(t)
 	ctx := context.Background()
 	src := &cannedStatus{}
-	src.set(agent.Status{
+	src.set(AgentStatus{
 		Gateways: []gateway.GatewayStatus{gatewayWith("a", "gw", 3, metav1.ConditionTrue, "Programmed", "programmed on 1 proxies")},
 		Proxies:  []dataplane.Proxy{{Node: "proxy-1", Connected: true}},
 	})
 	now := time.Unix(1_800_000_000, 0)
-	r := NewReporter(c.dyn, c.core, "node-1", "nodemesh.io/gateway-controller", src)
+	r := NewReporter(c.dyn, c.core, "node-1", "nodemesh.io/gateway-controller", src.get)
 	r.now = func() time.Time { return now }
 
 	read := func() *v1alpha1.NodeProxyStatus {
@@ -90,7 +88,7 @@ func TestReporterWritesNodeProxyStatus(t *testing.T) {
 	}
 
 	// A NACK reaches the report with the proxy's message.
-	src.set(agent.Status{
+	src.set(AgentStatus{
 		Gateways: []gateway.GatewayStatus{gatewayWith("a", "gw", 3, metav1.ConditionFalse, "Invalid", "proxy proxy-1 rejected Listener version 7: bad field")},
 		Proxies: []dataplane.Proxy{{Node: "proxy-1", Connected: true, Types: []dataplane.TypeState{
 			{Type: "Listener", Sent: "7", Acked: "6", Nack: &dataplane.Nack{Version: "7", Message: "bad field"}}}}},
@@ -121,7 +119,7 @@ func TestReporterWritesNodeProxyStatus(t *testing.T) {
 	if err := c.dyn.Resource(v1alpha1.NodeProxyStatusResource).Delete(ctx, "node-1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	src.set(agent.Status{})
+	src.set(AgentStatus{})
 	if err := r.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
