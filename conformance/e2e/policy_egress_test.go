@@ -25,7 +25,8 @@ func TestPolicyEgressHTTP(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok "+r.URL.Path) })
 	serveHTTP(t, web, 80, h)
 	serveHTTP(t, web, 81, h)
-	n.apply(pod("web", web, map[string]string{"app": "web"}) + pod("client", client, map[string]string{"app": "client"}) + `apiVersion: cilium.io/v2
+	pods := pod("web", web, map[string]string{"app": "web"}) + pod("client", client, map[string]string{"app": "client"})
+	egress := `apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: client-egress}
 spec:
@@ -36,7 +37,8 @@ spec:
     - ports: [{port: "80", protocol: TCP}]
       rules:
         http: [{method: GET, path: "/public/.*"}]
-`)
+`
+	n.apply(pods + egress)
 	base := fmt.Sprintf("http://%s", web.IPv4)
 	if code, body := request(t, client, "GET", base+"/public/a"); code != 200 || body != "ok /public/a" {
 		t.Fatalf("allowed egress request: %d %q", code, body)
@@ -48,6 +50,28 @@ spec:
 	f := n.flowsMatching(agent.FlowQuery{Filter: flow.Filter{Verdict: flow.Dropped, Workload: "default/client"}}, 1)
 	if f[0].Direction != "egress" || f[0].Listener != "policy/egress/http" {
 		t.Errorf("egress flow %+v", f[0])
+	}
+
+	// The destination's own ingress rules apply too, although the datapath
+	// does not redirect the egress proxy's connection a second time.
+	n.apply(pods + egress + `---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web-ingress}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts:
+    - ports: [{port: "80", protocol: TCP}]
+      rules:
+        http: [{method: GET, path: "/public/a"}]
+`)
+	if code, body := request(t, client, "GET", base+"/public/a"); code != 200 || body != "ok /public/a" {
+		t.Fatalf("allowed by both sides: %d %q", code, body)
+	}
+	if code, body := request(t, client, "GET", base+"/public/b"); code != 403 || body != "Access denied\r\n" {
+		t.Fatalf("allowed by the client's egress rule, denied by the web's ingress rule: %d %q", code, body)
 	}
 }
 

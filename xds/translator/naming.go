@@ -52,6 +52,10 @@ func rbacExtensionName(d ir.PolicyDirection) string {
 	return ir.PolicyListenerName(d, ir.L7HTTP) + "/rbac"
 }
 
+// destinationRBACName names the ingress rules the egress listener also
+// applies to local destinations (see rbacConfig).
+const destinationRBACName = "policy/egress/http/destination-rbac"
+
 // kafkaExtensionName names the Kafka policy of a direction,
 // "policy/<direction>/kafka".
 func kafkaExtensionName(d ir.PolicyDirection) string {

@@ -47,12 +47,9 @@ func (b *builder) policyHCM(p *ir.Policy, l *ir.PolicyListener) (*anypb.Any, err
 			RouteConfigName: name,
 			ConfigSource:    adsConfigSource(),
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{
-			{Name: rbacExtensionName(l.Direction), ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{ConfigDiscovery: &corev3.ExtensionConfigSource{
-				ConfigSource: adsConfigSource(), TypeUrls: []string{rbacTypeURL},
-			}}},
-			{Name: filterRouter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
-		},
+		HttpFilters: append(rbacFilters(p, l), &hcmv3.HttpFilter{
+			Name: filterRouter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
+		}),
 		UpgradeConfigs:    []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: upgradeWebSocket}},
 		UseRemoteAddress:  wrapperspb.Bool(true),
 		SkipXffAppend:     true,
@@ -122,4 +119,22 @@ func (b *builder) extensionConfig(name string, m interface {
 	}
 	b.out.ExtensionConfigs = append(b.out.ExtensionConfigs, ext)
 	return nil
+}
+
+// rbacFilters are a policy HTTP listener's RBAC filters, configured over
+// ECDS: the direction's rules, and on the egress listener also the local
+// destinations' ingress rules (destinationRBAC). A request passes only if
+// every filter allows it.
+func rbacFilters(p *ir.Policy, l *ir.PolicyListener) []*hcmv3.HttpFilter {
+	names := []string{rbacExtensionName(l.Direction)}
+	if l.Direction == ir.PolicyEgress && hasIngressHTTP(p) {
+		names = append(names, destinationRBACName)
+	}
+	out := make([]*hcmv3.HttpFilter, len(names))
+	for i, n := range names {
+		out[i] = &hcmv3.HttpFilter{Name: n, ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{ConfigDiscovery: &corev3.ExtensionConfigSource{
+			ConfigSource: adsConfigSource(), TypeUrls: []string{rbacTypeURL},
+		}}}
+	}
+	return out
 }

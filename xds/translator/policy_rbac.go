@@ -1,6 +1,7 @@
 package translator
 
 import (
+	"fmt"
 	"net/netip"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -25,9 +26,71 @@ import (
 // exceptions is "inside the prefix and not inside any exception"
 // (and_ids/not_id, and_rules/not_rule).
 func (b *builder) rbacConfig(p *ir.Policy, l *ir.PolicyListener) error {
+	if err := b.extensionConfig(rbacExtensionName(l.Direction), &rbacfilterv3.RBAC{
+		Rules: &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW, Policies: rbacPolicies(p, l.Direction)},
+	}); err != nil {
+		return err
+	}
+	if l.Direction == ir.PolicyEgress && hasIngressHTTP(p) {
+		return b.extensionConfig(destinationRBACName, destinationRBAC(p))
+	}
+	return nil
+}
+
+// hasIngressHTTP reports whether any local endpoint has ingress HTTP
+// rules.
+func hasIngressHTTP(p *ir.Policy) bool {
+	for _, h := range p.HTTP {
+		if h.Direction == ir.PolicyIngress {
+			return true
+		}
+	}
+	return false
+}
+
+// destinationRBAC is what the egress listener checks after its own rules
+// when the destination is a local endpoint with ingress HTTP rules: the
+// datapath never redirects the proxy's own connections again, so the
+// destination's ingress rules are enforced on this hop. Destinations
+// without ingress HTTP rules (on this node) are allowed by the extra
+// policy unpolicedDestination; a local destination that is L7-policed at
+// ingress but has no rule for this client cannot be reached anyway (its
+// datapath rows do not allow the client).
+func destinationRBAC(p *ir.Policy) *rbacfilterv3.RBAC {
+	policies := rbacPolicies(p, ir.PolicyIngress)
+	var policed []*rbacv3.Permission
+	seen := map[string]bool{}
+	for _, h := range p.HTTP {
+		if h.Direction != ir.PolicyIngress {
+			continue
+		}
+		key := fmt.Sprint(h.Endpoints, h.Port)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		policed = append(policed, &rbacv3.Permission{Rule: &rbacv3.Permission_AndRules{AndRules: &rbacv3.Permission_Set{Rules: []*rbacv3.Permission{
+			anyPermission(destinationIPs(h.Endpoints)),
+			{Rule: &rbacv3.Permission_DestinationPort{DestinationPort: h.Port}},
+		}}}})
+	}
+	policies[unpolicedDestination] = &rbacv3.Policy{
+		Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_NotRule{NotRule: anyPermission(policed)}}},
+		Principals:  []*rbacv3.Principal{{Identifier: &rbacv3.Principal_Any{Any: true}}},
+	}
+	return &rbacfilterv3.RBAC{Rules: &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW, Policies: policies}}
+}
+
+// unpolicedDestination names the destination RBAC's allowance for
+// destinations without ingress HTTP rules; IR policy names never start
+// with "nodemesh/".
+const unpolicedDestination = "nodemesh/destination-without-ingress-http-rules"
+
+// rbacPolicies builds one RBAC policy per IR HTTP policy of a direction.
+func rbacPolicies(p *ir.Policy, d ir.PolicyDirection) map[string]*rbacv3.Policy {
 	policies := map[string]*rbacv3.Policy{}
 	for _, h := range p.HTTP {
-		if h.Direction != l.Direction {
+		if h.Direction != d {
 			continue
 		}
 		perms := []*rbacv3.Permission{}
@@ -46,9 +109,7 @@ func (b *builder) rbacConfig(p *ir.Policy, l *ir.PolicyListener) error {
 			Principals:  []*rbacv3.Principal{principal},
 		}
 	}
-	return b.extensionConfig(rbacExtensionName(l.Direction), &rbacfilterv3.RBAC{
-		Rules: &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW, Policies: policies},
-	})
+	return policies
 }
 
 // requestPermissions are the request matchers of a rule: method, path (as
