@@ -105,6 +105,15 @@
 // filter's prefixes cannot carry a peer term's exceptions; such a term is
 // used whole and reported as a warning.
 //
+// The datapath never redirects the proxy's own connections a second time,
+// so a connection the egress listener relays to a local workload would
+// skip that workload's ingress rules. The egress HTTP listener therefore
+// runs a second RBAC filter, "policy/egress/http/destination-rbac": the
+// ingress policies plus an allowance for destinations without ingress HTTP
+// rules. The Kafka filter cannot be chained that way (the proxy accepts one
+// Kafka filter per chain), so ingress Kafka rules are not applied to
+// connections that egress Kafka rules already redirected on the same node.
+//
 // # A valid IR that stock Envoy cannot carry
 //
 // Some Configs pass ir.Config.Validate yet hold values Envoy's API cannot
