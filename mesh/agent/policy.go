@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 	"github.com/nodemesh/nodemesh/mesh/identity"
 	"github.com/nodemesh/nodemesh/mesh/policy"
@@ -46,8 +48,11 @@ type PolicyStatus struct {
 	DatapathPending bool `json:"datapathPending,omitempty"`
 	// DatapathError is the last datapath sync failure (the previous
 	// tables stay in force).
-	DatapathError string   `json:"datapathError,omitempty"`
-	Problems      []string `json:"problems,omitempty"`
+	DatapathError string `json:"datapathError,omitempty"`
+	// ProxyError is a proxy's rejection of the published policy
+	// configuration (the proxy keeps its previous one).
+	ProxyError string   `json:"proxyError,omitempty"`
+	Problems   []string `json:"problems,omitempty"`
 }
 
 // ackWait bounds how long new redirect rows wait for the proxies to
@@ -290,14 +295,23 @@ func dedupInts(xs []int) []int {
 	return out
 }
 
-// policyStatus returns a copy of the policy status.
-func (a *Agent) policyStatus() *PolicyStatus {
+// policyStatus returns a copy of the policy status, with the first
+// rejection of the published versions that names a policy resource.
+func (a *Agent) policyStatus(versions map[string]string, proxies []dataplane.Proxy) *PolicyStatus {
 	if a.cfg.Policy == nil {
 		return nil
 	}
 	a.pol.mu.Lock()
-	defer a.pol.mu.Unlock()
 	st := a.pol.status
+	a.pol.mu.Unlock()
+	for _, p := range proxies {
+		for _, ts := range p.Types {
+			if p.Connected && ts.Nack != nil && ts.Nack.Version == versions[ts.Type] && strings.Contains(ts.Nack.Message, "policy/") {
+				st.ProxyError = fmt.Sprintf("proxy %s rejected %s version %s: %s", p.Node, ts.Type, ts.Nack.Version, ts.Nack.Message)
+				return &st
+			}
+		}
+	}
 	return &st
 }
 

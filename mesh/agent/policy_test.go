@@ -255,3 +255,19 @@ func TestFetchFlowsFollow(t *testing.T) {
 		}
 	}
 }
+
+func TestPolicyNackReachesPolicyStatus(t *testing.T) {
+	pub := &recorder{}
+	a := newPolicyAgent(t, pub, &tables{}, nil)
+	if err := a.Apply(context.Background(), snapshotOf(t, strings.Replace(starWars, "RULES", `rules: {http: [{}]}`, 1)), nil); err != nil {
+		t.Fatal(err)
+	}
+	pub.mu.Lock()
+	pub.proxies = []dataplane.Proxy{{Node: "p", Connected: true, Types: []dataplane.TypeState{{Type: "Listener",
+		Nack: &dataplane.Nack{Version: "v1", Message: `listener "policy/ingress/http": transparent: not permitted`}}}}}
+	pub.mu.Unlock()
+	st := a.Status()
+	if !strings.Contains(st.Policy.ProxyError, `proxy p rejected Listener version v1: listener "policy/ingress/http"`) {
+		t.Fatalf("policy status: %+v", st.Policy)
+	}
+}
