@@ -3,6 +3,7 @@ package ir
 import (
 	"net/netip"
 	"strings"
+	"unicode/utf8"
 )
 
 // Policy is the proxy's half of network policy on one node: the
@@ -197,8 +198,8 @@ func (v *validator) policy(p *Policy, listeners map[string]bool, binds map[strin
 			binds[bind] = l.Name
 		}
 	}
-	if p.AccessLogSocket != "" && strings.ContainsRune(p.AccessLogSocket, 0) {
-		v.fail(object{kind: "policy", name: "accessLogSocket"}, root, "contains NUL")
+	if p.AccessLogSocket != "" && (strings.ContainsRune(p.AccessLogSocket, 0) || !utf8.ValidString(p.AccessLogSocket)) {
+		v.fail(object{kind: "policy", name: "accessLogSocket"}, root, "not a usable socket path (NUL or invalid UTF-8)")
 	}
 	names := map[string]bool{}
 	for i, h := range p.HTTP {
@@ -217,8 +218,8 @@ func (v *validator) policy(p *Policy, listeners map[string]bool, binds map[strin
 				if !ValidToken(hd.Name) {
 					v.fail(obj, f.i("headers", j).f("name"), "invalid header name %q", hd.Name)
 				}
-				if !ValidHeaderValue(hd.Value) {
-					v.fail(obj, f.i("headers", j).f("value"), "control characters")
+				if !ValidHeaderValue(hd.Value) || !utf8.ValidString(hd.Value) {
+					v.fail(obj, f.i("headers", j).f("value"), "control characters or invalid UTF-8")
 				}
 				if hd.Present && hd.Value != "" {
 					v.fail(obj, f.i("headers", j), "present and value are exclusive")
@@ -250,8 +251,8 @@ func (v *validator) policy(p *Policy, listeners map[string]bool, binds map[strin
 			if !ValidKafkaTopic(r.Topic) && r.Topic != "" {
 				v.fail(obj, f.f("topic"), "invalid topic %q", r.Topic)
 			}
-			if !ValidHeaderValue(r.ClientID) {
-				v.fail(obj, f.f("clientID"), "control characters")
+			if !ValidHeaderValue(r.ClientID) || !utf8.ValidString(r.ClientID) {
+				v.fail(obj, f.f("clientID"), "control characters or invalid UTF-8")
 			}
 		}
 	}
@@ -261,8 +262,8 @@ func (v *validator) policy(p *Policy, listeners map[string]bool, binds map[strin
 // to name in further errors.
 func (v *validator) rule(obj object, kind, name string, d PolicyDirection, proto L7Protocol, port uint32,
 	endpoints []string, peers PeerSet, names map[string]bool, listeners map[string]*PolicyListener) object {
-	if name == "" {
-		v.fail(obj, root.f("name"), "empty")
+	if name == "" || !utf8.ValidString(name) {
+		v.fail(obj, root.f("name"), "empty or invalid UTF-8")
 	} else {
 		key := string(d) + "\x00" + name
 		if names[key] {

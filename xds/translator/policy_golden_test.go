@@ -182,3 +182,27 @@ func TestPolicyExtensions(t *testing.T) {
 		t.Errorf("type URLs in policy output (-want +got):\n%s", diff)
 	}
 }
+
+// FuzzTranslatePolicy feeds IR documents with an L7 policy (seeded from
+// the policy golden inputs): whatever passes ir.Config.Validate must
+// translate into resources that pass Envoy's validation.
+func FuzzTranslatePolicy(f *testing.F) {
+	ins, _ := filepath.Glob(filepath.Join("testdata", "policy", "*.in.yaml"))
+	if len(ins) == 0 {
+		f.Fatal("no seeds")
+	}
+	for _, in := range ins {
+		data, err := os.ReadFile(in)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := decodeIR(data)
+		if err != nil || cfg.Validate() != nil {
+			return
+		}
+		checkTranslates(t, cfg)
+	})
+}
