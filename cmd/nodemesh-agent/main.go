@@ -102,7 +102,14 @@ func run() error {
 		AddressPool:    prefix,
 		Logger:         log,
 	}
-	cleanup, err := pf.setup(&cfg, srv, xdsSock, *nodeName, log)
+	policyNode := *nodeName
+	if *kubeMode && policyNode == "" {
+		// As in Kubernetes mode below: only this node's Pods are local.
+		if policyNode = os.Getenv("NODE_NAME"); policyNode == "" {
+			policyNode, _ = os.Hostname()
+		}
+	}
+	cleanup, err := pf.setup(&cfg, srv, xdsSock, policyNode, log)
 	if err != nil {
 		return err
 	}
