@@ -11,6 +11,7 @@ import (
 
 	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
 	"github.com/nodemesh/nodemesh/mesh/ir"
+	kafkav1 "github.com/nodemesh/nodemesh/proxylib/api/kafka/v1"
 )
 
 // l7Kind is the L7 protocol of a port's rules.
@@ -123,12 +124,6 @@ func secretValue(s *corev1.Secret) (string, error) {
 	return "", nil
 }
 
-// Cilium's Kafka roles, expanded into the API keys they need.
-var kafkaRoles = map[string][]int16{
-	"produce": {0, 3, 18},                              // Produce, Metadata, ApiVersions
-	"consume": {1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 18}, // Fetch, ListOffsets, Metadata, OffsetCommit, OffsetFetch, FindCoordinator, JoinGroup, Heartbeat, LeaveGroup, SyncGroup, ApiVersions
-}
-
 // kafkaKeys maps API key names to numbers: Cilium's lower-case names, the
 // protocol's own names (case-insensitive, e.g. "ListOffsets"), and the
 // singular forms Cilium's documentation uses.
@@ -161,8 +156,10 @@ func kafkaRule(k ciliumv2.PortRuleKafka, field string) (*ir.KafkaRequestRule, er
 	case k.Role != "" && k.APIKey != "":
 		return nil, fmt.Errorf("%s: role %q and apiKey %q cannot both be set", field, k.Role, k.APIKey)
 	case k.Role != "":
-		keys, ok := kafkaRoles[strings.ToLower(k.Role)]
-		if !ok {
+		// One definition of the roles, shared with the proxy: Cilium's
+		// expansion plus the key each role's default clients need.
+		keys, ok := kafkav1.RoleAPIKeys(k.Role)
+		if !ok || len(keys) == 0 {
 			return nil, fmt.Errorf("%s.role: unknown Kafka role %q (produce, consume)", field, k.Role)
 		}
 		r.APIKeys = append([]int16(nil), keys...)

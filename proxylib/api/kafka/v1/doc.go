@@ -9,5 +9,7 @@
 // would NACK, naming the field, so a translator can check every resource it
 // emits the way it checks Envoy resources.
 //
-// Roles expand to API keys exactly as Cilium expands them (RoleAPIKeys).
+// Roles expand to API keys as Cilium expands them, plus one key per role
+// that today's default clients need (RoleAPIKeys); the policy compiler
+// uses the same function, so there is one definition of a role.
 package kafkav1
