@@ -105,23 +105,19 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 		Gateways:       res.Gateways,
 		HTTPRoutes:     res.HTTPRoutes,
 	}
-	var err error
-	if verr := res.Config.Validate(); verr != nil {
-		// Translators promise valid IR; this is a bug, not user error.
-		err = fmt.Errorf("validating translated configuration: %w", verr)
-	} else {
-		var pub dataplane.Publication
-		pub, err = a.cfg.Publisher.Publish(ctx, res.Config)
-		if err == nil {
-			st.Versions = pub.Versions
-			st.Warnings = pub.Warnings
-			if pub.Changed {
-				a.log.Info("published configuration", "versions", pub.Versions,
-					"listeners", len(res.Config.Listeners), "clusters", len(res.Config.Clusters))
-			}
-		} else {
-			err = fmt.Errorf("publishing configuration: %w", err)
+	// The publisher validates the IR (translators promise valid IR, so a
+	// failure there is a bug, not user error) and keeps the last good
+	// configuration when it fails.
+	pub, err := a.cfg.Publisher.Publish(ctx, res.Config)
+	if err == nil {
+		st.Versions = pub.Versions
+		st.Warnings = pub.Warnings
+		if pub.Changed {
+			a.log.Info("published configuration", "versions", pub.Versions,
+				"listeners", len(res.Config.Listeners), "clusters", len(res.Config.Clusters))
 		}
+	} else {
+		err = fmt.Errorf("publishing configuration: %w", err)
 	}
 	a.mu.Lock()
 	st.Generation = a.state.Generation + 1

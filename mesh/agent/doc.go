@@ -7,16 +7,16 @@
 // acknowledged or rejected.
 //
 // Data flow: provider → Agent.Apply(snapshot, source errors) →
-// addressAllocator → gateway.Translate → ir.Config.Validate →
-// dataplane.Publisher.Publish. Status() merges the stored translation
+// addressAllocator → gateway.Translate → dataplane.Publisher.Publish
+// (which validates the IR and translates it). Status() merges the stored translation
 // status with Publisher.Proxies() at the moment it is asked, so an ACK or
 // NACK shows up without a new translation.
 //
 // Invariants:
 //   - Apply is called from one goroutine; Status may be called from any.
-//   - A configuration that fails Validate or Publish is never half-applied:
-//     the publisher keeps serving the last good one, and the failure is
-//     reported in Status.PublishError.
+//   - A configuration that fails Publish (invalid IR included) is never
+//     half-applied: the publisher keeps serving the last good one, and the
+//     failure is reported in Status.PublishError.
 //   - Gateway addresses are sticky for the life of the agent (see
 //     addressAllocator); restarting the agent reassigns them in age order,
 //     which yields the same result unless Gateways were deleted meanwhile.

@@ -15,10 +15,11 @@ import (
 
 // Publisher delivers configuration to the node's proxies.
 type Publisher interface {
-	// Publish makes cfg the desired configuration. cfg has passed
-	// Validate. It is called from one goroutine at a time, returns once
-	// the configuration is queued for delivery (not when proxies ACK it),
-	// and must keep the previous configuration serving when it fails.
+	// Publish makes cfg the desired configuration. It validates cfg
+	// (rejecting it whole, with an error wrapping ir.ErrInvalid), is called
+	// from one goroutine at a time, returns once the configuration is
+	// queued for delivery (not when proxies ACK it), and must keep the
+	// previous configuration serving when it fails.
 	Publish(ctx context.Context, cfg *ir.Config) (Publication, error)
 	// Proxies reports every proxy that has connected, with what it
 	// acknowledged or rejected. Safe to call from any goroutine.
