@@ -100,7 +100,15 @@ func New(core kubernetes.Interface, gw gwclient.Interface, dyn dynamic.Interface
 		}
 	}
 	_, _ = c.nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: signal, DeleteFunc: signal, UpdateFunc: func(_, o any) { signal(o) },
+		AddFunc: signal, DeleteFunc: signal,
+		UpdateFunc: func(old, cur any) {
+			// A heartbeat alone changes nothing until it is missed, which
+			// the periodic resync notices; with many nodes, reacting to
+			// every heartbeat would recompute status for nothing.
+			if !heartbeatOnly(old, cur) {
+				signal(cur)
+			}
+		},
 	})
 	return c, nil
 }
@@ -326,4 +334,20 @@ func ignoreNotFound(err error, kind, name string) error {
 		return nil
 	}
 	return fmt.Errorf("reading %s %s: %w", kind, name, err)
+}
+
+// heartbeatOnly reports whether two versions of a NodeProxyStatus differ
+// in nothing but status.heartbeatTime.
+func heartbeatOnly(old, cur any) bool {
+	o, ok1 := old.(*unstructured.Unstructured)
+	c, ok2 := cur.(*unstructured.Unstructured)
+	if !ok1 || !ok2 {
+		return false
+	}
+	strip := func(u *unstructured.Unstructured) map[string]any {
+		st, _, _ := unstructured.NestedMap(u.Object, "status")
+		delete(st, "heartbeatTime")
+		return st
+	}
+	return equality.Semantic.DeepEqual(strip(o), strip(c)) && equality.Semantic.DeepEqual(o.GetOwnerReferences(), c.GetOwnerReferences())
 }

@@ -8,7 +8,8 @@
 // run) plus every node's NodeProxyStatus report (api/v1alpha1). It leaves
 // as status subresource writes. One reconcile at a time: a burst of events
 // is debounced into one pass, and a periodic resync notices nodes whose
-// heartbeat stopped.
+// heartbeat stopped (a report update that only moves the heartbeat does
+// not trigger a pass, so many nodes do not cost a pass every heartbeat).
 //
 // Programmed across nodes. Translation decides whether a Gateway can be
 // programmed at all (address, listeners, certificates). When it can, the

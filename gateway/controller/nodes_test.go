@@ -6,6 +6,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/api/v1alpha1"
@@ -73,5 +74,22 @@ func TestApplyVerdictOnlyLowersTrue(t *testing.T) {
 	}
 	if c := st.Listeners[1].Conditions[0]; c.Message != "own reason" {
 		t.Fatalf("listener bad lost its own reason: %+v", c)
+	}
+}
+
+func TestHeartbeatOnly(t *testing.T) {
+	mk := func(beat string, gen int64) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{
+			"metadata": map[string]any{"name": "n"},
+			"status": map[string]any{"heartbeatTime": beat, "gateways": []any{
+				map[string]any{"namespace": "a", "name": "b", "observedGeneration": gen, "status": "True", "reason": "Programmed"},
+			}},
+		}}
+	}
+	if !heartbeatOnly(mk("2026-01-01T00:00:00Z", 1), mk("2026-01-01T00:00:30Z", 1)) {
+		t.Error("a heartbeat-only update was seen as a change")
+	}
+	if heartbeatOnly(mk("2026-01-01T00:00:00Z", 1), mk("2026-01-01T00:00:30Z", 2)) {
+		t.Error("a changed report was seen as a heartbeat")
 	}
 }
