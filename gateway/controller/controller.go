@@ -116,7 +116,7 @@ func New(core kubernetes.Interface, gw gwclient.Interface, dyn dynamic.Interface
 // Run watches the cluster and writes status until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	c.nodeFact.Start(ctx.Done())
-	if err := c.prov.Start(ctx); err != nil {
+	if err := c.prov.Start(ctx); err != nil || ctx.Err() != nil {
 		return err
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), c.nodes.HasSynced) {

@@ -168,7 +168,8 @@ func stripManagedFields(obj any) (any, error) {
 // given: the snapshot's objects are shared with the informer caches and
 // must not be modified.
 func (p *Provider) Watch(ctx context.Context, fn func(*input.Snapshot)) error {
-	if err := p.Start(ctx); err != nil {
+	if err := p.Start(ctx); err != nil || ctx.Err() != nil {
+		// Never publish a half-listed view, not even on the way out.
 		return err
 	}
 	fn(p.Snapshot())
