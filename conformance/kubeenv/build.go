@@ -180,5 +180,14 @@ func Build(ctx context.Context, root string, log io.Writer) (*Binaries, error) {
 	if err := os.WriteFile(filepath.Join(dir, "complete"), []byte(crdDir+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("marking build complete: %w", err)
 	}
+	// Builds for earlier inputs are several hundred megabytes each and
+	// will not be used again.
+	if old, err := filepath.Glob(filepath.Join(root, cacheDir, "kube-*")); err == nil {
+		for _, o := range old {
+			if o != dir {
+				_ = os.RemoveAll(o)
+			}
+		}
+	}
 	return binaries(dir, crdDir), nil
 }

@@ -10,9 +10,9 @@
 // conformance/.cache/kube-<key>/, where key hashes the nested module's
 // go.mod, go.sum and Go files and the Go version: a cached build is reused
 // until an input changes. Parallel callers share one build through a file
-// lock. A cold build takes several minutes on two cores (kube-apiserver
-// dominates); Go's own build cache makes a rebuild after a small change
-// fast.
+// lock; a new build removes the builds of earlier inputs. A cold build
+// takes about seven minutes on two cores (kube-apiserver dominates); Go's
+// own build cache makes a rebuild after a small change fast.
 //
 // Clusters. Start runs etcd (no fsync: test data is disposable) and
 // kube-apiserver on free loopback ports with a static admin token,
