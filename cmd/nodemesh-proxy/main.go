@@ -15,6 +15,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -30,6 +33,7 @@ func main() {
 	adminAddress := flag.String("admin-address", "127.0.0.1:9901", "admin endpoint address (/ready, /config_dump); empty disables it")
 	logLevel := flag.String("log-level", "info", "log level: debug, info, warn, error")
 	drain := flag.Duration("drain-timeout", 600*time.Second, "how long listeners drain on removal and shutdown")
+	pprofAddress := flag.String("pprof-address", "", "serve Go runtime profiles (/debug/pprof/) on this address; empty (the default) disables it")
 	flag.Parse()
 
 	var level slog.Level
@@ -51,10 +55,39 @@ func main() {
 		logger.Error("starting proxy", "error", err)
 		os.Exit(1)
 	}
+	if *pprofAddress != "" {
+		if err := servePprof(*pprofAddress, logger); err != nil {
+			logger.Error("starting pprof endpoint", "error", err)
+			os.Exit(1)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := p.Run(ctx); err != nil {
 		logger.Error("running proxy", "error", err)
 		os.Exit(1)
 	}
+}
+
+// servePprof serves the runtime profiles on their own listener, apart from
+// the admin endpoint, so profiling is opted into explicitly. Bind it to
+// loopback.
+func servePprof(addr string, logger *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening for pprof on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil {
+			logger.Warn("pprof endpoint stopped", "error", err)
+		}
+	}()
+	return nil
 }

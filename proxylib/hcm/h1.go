@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/proxylib/http1"
+	"github.com/nodemesh/nodemesh/proxylib/sockio"
 )
 
 const (
@@ -25,7 +26,8 @@ const (
 // h1conn is one downstream HTTP/1.1 connection with its buffers. Pooled.
 type h1conn struct {
 	h    *Handler
-	c    net.Conn
+	c    net.Conn    // sock when the socket could be wrapped, else the conn itself
+	sock sockio.Conn // raw non-blocking I/O on the socket, reused when pooled
 	buf  []byte
 	r, w int
 	out  []byte
@@ -47,6 +49,9 @@ func getH1conn(h *Handler, c net.Conn) *h1conn {
 		hc.s = newStream(h)
 	}
 	hc.h, hc.c = h, c
+	if hc.sock.Reset(c) {
+		hc.c = &hc.sock
+	}
 	hc.s.h = h
 	hc.s.remote = remoteAddrPort(c)
 	hc.s.tls = h.tls
@@ -65,6 +70,7 @@ func putH1conn(hc *h1conn) {
 		hc.out = make([]byte, 0, h1BufSize)
 	}
 	hc.h, hc.c = nil, nil
+	hc.sock.Clear()
 	hc.s.h = nil
 	hc.req.Headers = nil
 	hc.s.rreq.Method, hc.s.rreq.Authority, hc.s.rreq.Path, hc.s.rreq.Headers = nil, nil, nil, nil

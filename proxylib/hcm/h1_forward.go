@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/proxylib/http1"
+	"github.com/nodemesh/nodemesh/proxylib/sockio"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
 
@@ -430,15 +431,17 @@ func (hc *h1conn) splice(uc *upstream.Conn) {
 	_ = hc.c.SetReadDeadline(time.Time{})
 	_ = uc.SetReadDeadline(time.Time{})
 	done := make(chan struct{}, 2)
+	// The sockets themselves, so io.Copy can use splice(2).
+	down, up := sockio.Unwrap(hc.c), sockio.Unwrap(uc.Conn)
 	go func() {
-		_, _ = io.Copy(uc.Conn, hc.c)
-		if tc, ok := uc.Conn.(*net.TCPConn); ok {
+		_, _ = io.Copy(up, down)
+		if tc, ok := up.(*net.TCPConn); ok {
 			_ = tc.CloseWrite()
 		}
 		done <- struct{}{}
 	}()
-	_, _ = io.Copy(hc.c, uc.Conn)
-	if tc, ok := hc.c.(*net.TCPConn); ok {
+	_, _ = io.Copy(down, up)
+	if tc, ok := down.(*net.TCPConn); ok {
 		_ = tc.CloseWrite()
 	}
 	<-done

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nodemesh/nodemesh/proxylib/http1"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
+	"github.com/nodemesh/nodemesh/proxylib/sockio"
 )
 
 // Buffer sizes of an upstream HTTP/1.1 connection.
@@ -201,7 +202,7 @@ func (p *Pool) Get(ctx context.Context) (c *Conn, reused bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	c = &Conn{Conn: nc, pool: p, Buf: make([]byte, ReadBufferSize), Out: make([]byte, 0, WriteBufferSize)}
+	c = &Conn{Conn: sockio.Wrap(nc), pool: p, Buf: make([]byte, ReadBufferSize), Out: make([]byte, 0, WriteBufferSize)}
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}

@@ -1,0 +1,34 @@
+// Package sockio gives the proxy's hot HTTP/1.1 connections a Read and
+// Write that issue the read(2) and write(2) system calls directly, without
+// the Go runtime's blocking-syscall bookkeeping, while still waiting for
+// readiness through the runtime's network poller.
+//
+// Why: every net.Conn Read and Write goes through the runtime's
+// entersyscall/exitsyscall. With one P (the proxy pinned to one core,
+// GOMAXPROCS=1) that costs far more than the system call itself: entering a
+// system call wakes the runtime's monitor thread whenever it was asleep
+// (which it is each time the proxy idles between requests), and the monitor
+// then hands the P to another thread whenever a loopback write runs longer
+// than its 20 µs tick (a loopback write delivers the segment to the
+// receiver inline). Both mean futex wake-ups, extra threads and context
+// switches on the one core, per request. The sockets are non-blocking, so
+// read and write return at once (EAGAIN when they would block); the only
+// blocking wait is the poller's, which keeps deadlines and Close working
+// exactly as for a net.Conn.
+//
+// Invariants:
+//   - Only stream sockets whose net.Conn exposes a syscall.RawConn are
+//     wrapped (TCP and Unix); anything else (TLS, test pipes) is returned
+//     unchanged by Wrap.
+//   - Read and Write have net.Conn semantics: Read returns io.EOF at end of
+//     stream and never (0, nil) for a non-empty buffer; Write writes all of
+//     p or returns an error; deadline expiry yields an error matching
+//     os.ErrDeadlineExceeded; errors are *net.OpError values.
+//   - A Conn serves one reader and one writer at a time (as every
+//     connection in the proxy is used); the callbacks handed to the poller
+//     are built once per Conn, so Read and Write do not allocate.
+//
+// Data enters as an accepted or dialled net.Conn and leaves as the same
+// socket behind a net.Conn; NetConn returns the original for code that
+// needs its concrete type (CloseWrite, splice).
+package sockio
