@@ -43,7 +43,8 @@
 // by ALPN "h2" or the prior-knowledge preface), HTTP1 or HTTP2; rds with
 // route_config_name; http_filters ending in the router (RBAC
 // filters may precede it, see L7 policy); use_remote_address; xff_num_trusted_hops;
-// skip_xff_append; strip_any_host_port; normalize_path (RFC 3986 dot
+// skip_xff_append; strip_any_host_port (the Host header loses its port);
+// normalize_path (RFC 3986 dot
 // segments); merge_slashes; server_name (default "envoy");
 // common_http_protocol_options.idle_timeout (default 1 h);
 // stream_idle_timeout (default 5 min); request_timeout (default off);
@@ -53,7 +54,9 @@
 // addition to the translator contract; without it upgrade requests get 403
 // as in Envoy.
 //
-// RouteConfiguration: name; virtual_hosts{name, domains, routes}. Domains
+// RouteConfiguration: name; virtual_hosts{name, domains, routes};
+// ignore_port_in_host_matching (the Host port takes no part in selecting a
+// virtual host; unlike strip_any_host_port the header keeps it). Domains
 // are unique per configuration and match case-insensitively: exact, then
 // the longest "*suffix" (the "*" matches at least one character), then the
 // longest "prefix*", then "*". No virtual host or no route → 404.
@@ -238,7 +241,7 @@
 //   - `envoy.config.route.v3.QueryParameterMatcher`: name, string_match, present_match
 //   - `envoy.config.route.v3.RedirectAction`: scheme_redirect, host_redirect, port_redirect, path_redirect, prefix_rewrite, regex_rewrite, response_code, strip_query
 //   - `envoy.config.route.v3.RouteAction`: cluster, weighted_clusters, cluster_not_found_response_code, prefix_rewrite, regex_rewrite, host_rewrite_literal, timeout
-//   - `envoy.config.route.v3.RouteConfiguration`: name, virtual_hosts
+//   - `envoy.config.route.v3.RouteConfiguration`: name, virtual_hosts, ignore_port_in_host_matching
 //   - `envoy.config.route.v3.RouteMatch`: prefix, path, safe_regex, path_separated_prefix, headers, query_parameters
 //   - `envoy.config.route.v3.Route`: name, match, route, redirect, direct_response, request_headers_to_add, request_headers_to_remove, response_headers_to_add, response_headers_to_remove
 //   - `envoy.config.route.v3.VirtualHost`: name, domains, routes

@@ -356,6 +356,13 @@ func testGatewayFeatures(t *testing.T, delta bool) {
 		}
 	})
 
+	t.Run("host port ignored for matching, kept upstream", func(t *testing.T) {
+		r := get(t, web, "GET", "exact.wild.test:1234", "/")
+		if r.backend != "v3" || r.body.Host != "exact.wild.test:1234" {
+			t.Errorf("Host exact.wild.test:1234: backend %q saw Host %q, want v3 to see exact.wild.test:1234", r.backend, r.body.Host)
+		}
+	})
+
 	t.Run("forwarding headers", func(t *testing.T) {
 		r := get(t, web, "GET", "paths.test", "/exact")
 		h := r.body.Headers

@@ -92,7 +92,7 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 	routerName: {},
 	"envoy.config.core.v3.HttpProtocolOptions": {"idle_timeout"},
 
-	"envoy.config.route.v3.RouteConfiguration": {"name", "virtual_hosts"},
+	"envoy.config.route.v3.RouteConfiguration": {"name", "virtual_hosts", "ignore_port_in_host_matching"},
 	"envoy.config.route.v3.VirtualHost":        {"name", "domains", "routes"},
 	"envoy.config.route.v3.Route": {"name", "match", "route", "redirect", "direct_response",
 		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"},

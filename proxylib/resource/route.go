@@ -33,7 +33,7 @@ func decodeRouteConfig(rc *routev3.RouteConfiguration) (*RouteConfig, error) {
 	if err := check(rc); err != nil {
 		return nil, err
 	}
-	out := &RouteConfig{Name: rc.GetName()}
+	out := &RouteConfig{Name: rc.GetName(), IgnorePort: rc.GetIgnorePortInHostMatching()}
 	domains := map[string]int{}
 	for i, vh := range rc.GetVirtualHosts() {
 		p := path{"virtual_hosts", "[" + strconv.Itoa(i) + "]"}

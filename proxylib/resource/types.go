@@ -100,6 +100,9 @@ type HCM struct {
 type RouteConfig struct {
 	Name         string
 	VirtualHosts []*VirtualHost
+	// IgnorePort selects virtual hosts by the Host header without its
+	// port (ignore_port_in_host_matching); the header itself is untouched.
+	IgnorePort bool
 }
 
 // VirtualHost is a decoded virtual host.

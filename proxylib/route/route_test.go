@@ -46,6 +46,27 @@ func TestVirtualHostSelection(t *testing.T) {
 			t.Errorf("host %q: got %v, want %s", host, got, want)
 		}
 	}
+	// ignore_port_in_host_matching: the port never takes part in
+	// selection, IPv6 brackets stay.
+	noPort := New(&resource.RouteConfig{Name: "rc", IgnorePort: true, VirtualHosts: []*resource.VirtualHost{
+		vh("exact", "foo.example.com"),
+		vh("suffix", "*.example.com"),
+		vh("v6", "[::1]"),
+		vh("default", "*"),
+	}})
+	for host, want := range map[string]string{
+		"foo.example.com:8080": "exact",
+		"foo.example.com":      "exact",
+		"a.example.com:80":     "suffix",
+		"[::1]:8080":           "v6",
+		"[::1]":                "v6",
+		"foo.example.com:":     "default",
+		"other:1":              "default",
+	} {
+		if got := noPort.VirtualHost([]byte(host)); got == nil || got.Name != want {
+			t.Errorf("ignoring ports, host %q: got %v, want %s", host, got, want)
+		}
+	}
 	empty := New(&resource.RouteConfig{Name: "e", VirtualHosts: []*resource.VirtualHost{vh("only", "only.example")}})
 	if empty.VirtualHost([]byte("other")) != nil {
 		t.Error("unmatched host selected a virtual host")

@@ -9,11 +9,12 @@ import (
 
 // Table is a compiled RouteConfiguration.
 type Table struct {
-	Name     string
-	exact    map[string]*resource.VirtualHost
-	suffixes []wildcards // longest first
-	prefixes []wildcards // longest first
-	any      *resource.VirtualHost
+	Name       string
+	ignorePort bool
+	exact      map[string]*resource.VirtualHost
+	suffixes   []wildcards // longest first
+	prefixes   []wildcards // longest first
+	any        *resource.VirtualHost
 }
 
 type wildcards struct {
@@ -24,7 +25,7 @@ type wildcards struct {
 // New compiles rc. Domain validity and uniqueness were checked when rc was
 // decoded.
 func New(rc *resource.RouteConfig) *Table {
-	t := &Table{Name: rc.Name, exact: map[string]*resource.VirtualHost{}}
+	t := &Table{Name: rc.Name, ignorePort: rc.IgnorePort, exact: map[string]*resource.VirtualHost{}}
 	suf := map[int]map[string]*resource.VirtualHost{}
 	pre := map[int]map[string]*resource.VirtualHost{}
 	for _, vh := range rc.VirtualHosts {
@@ -44,6 +45,24 @@ func New(rc *resource.RouteConfig) *Table {
 	t.suffixes = sortWild(suf)
 	t.prefixes = sortWild(pre)
 	return t
+}
+
+// withoutPort drops a trailing ":port" from a Host header value, leaving
+// an IPv6 literal's brackets alone ("[::1]:80" becomes "[::1]", "[::1]"
+// stays), as Envoy does for ignore_port_in_host_matching.
+func withoutPort(host []byte) []byte {
+	for i := len(host) - 1; i >= 0; i-- {
+		switch c := host[i]; {
+		case c == ':':
+			if i == len(host)-1 {
+				return host // "host:" has no port to drop
+			}
+			return host[:i]
+		case c < '0' || c > '9':
+			return host
+		}
+	}
+	return host
 }
 
 func addWild(m map[int]map[string]*resource.VirtualHost, key string, vh *resource.VirtualHost) {
@@ -68,6 +87,9 @@ func sortWild(m map[int]map[string]*resource.VirtualHost) []wildcards {
 func (t *Table) VirtualHost(host []byte) *resource.VirtualHost {
 	if t == nil {
 		return nil
+	}
+	if t.ignorePort {
+		host = withoutPort(host)
 	}
 	var stack [256]byte
 	var lower []byte

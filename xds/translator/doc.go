@@ -51,11 +51,15 @@
 // # Decisions where the IR and Gateway API leave room
 //
 //   - HttpConnectionManager: codec AUTO, use_remote_address, no trusted XFF
-//     hops, strip_any_host_port, normalize_path, router last, WebSocket
+//     hops, normalize_path, router last, WebSocket
 //     upgrades enabled (upgrade_configs websocket; CONNECT and other
 //     upgrade types are refused, as Envoy does by default). Envoy's own
 //     defaults stay for everything else (stream idle timeout 5 min, server
 //     header "envoy", request IDs generated).
+//   - RouteConfiguration: ignore_port_in_host_matching, so the Host port
+//     takes no part in virtual host selection but still reaches the
+//     backend (Gateway API's hostname tests expect "host:port" upstream;
+//     strip_any_host_port would rewrite the header).
 //   - Route timeout: always written. The IR's 0 means "no timeout" and is
 //     emitted as "0s", which disables Envoy's 15 s default that would cut
 //     long-lived gRPC streams.

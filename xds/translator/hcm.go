@@ -14,9 +14,7 @@ import (
 //
 // Defaults chosen for an edge/mesh proxy: the codec is negotiated (AUTO:
 // HTTP/1.1, or HTTP/2 by ALPN or prior knowledge), the peer address is the
-// client address (use_remote_address, no trusted XFF hops), the Host port
-// is ignored when selecting a virtual host (strip_any_host_port, as the IR
-// requires), and paths are RFC 3986 normalised before matching
+// client address (use_remote_address, no trusted XFF hops), and paths are RFC 3986 normalised before matching
 // (normalize_path) so "/a/../b" cannot bypass a route. WebSocket upgrades
 // pass through (upgrade_configs); other upgrades are refused.
 func (b *builder) httpConnectionManager(l *ir.Listener, ch *ir.HTTPChain) (*anypb.Any, error) {
@@ -42,7 +40,6 @@ func (b *builder) httpConnectionManager(l *ir.Listener, ch *ir.HTTPChain) (*anyp
 		UpgradeConfigs:   []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: upgradeWebSocket}},
 		UseRemoteAddress: wrapperspb.Bool(true),
 		NormalizePath:    wrapperspb.Bool(true),
-		StripPortMode:    &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
 	}
 	return typedConfig("listener", name, hcm)
 }

@@ -47,8 +47,11 @@ func (b *builder) routeConfiguration(rt *ir.RouteTable) error {
 	if prev != nil && prev.out.Name == name && slices.Equal(prev.out.VirtualHosts, vhosts) {
 		next.out = prev.out
 	} else {
-		next.out = &routev3.RouteConfiguration{Name: name, VirtualHosts: vhosts}
-		if err := checked("route configuration", name, &routev3.RouteConfiguration{Name: name}); err != nil {
+		// The Host port is ignored when selecting a virtual host, as the
+		// IR requires, but stays in the forwarded Host header (Gateway API
+		// backends see "host:port"; strip_any_host_port would remove it).
+		next.out = &routev3.RouteConfiguration{Name: name, VirtualHosts: vhosts, IgnorePortInHostMatching: true}
+		if err := checked("route configuration", name, &routev3.RouteConfiguration{Name: name, IgnorePortInHostMatching: true}); err != nil {
 			return err
 		}
 	}
