@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nodemesh/nodemesh/gateway/address"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -36,7 +37,7 @@ type Controller struct {
 	nodeFact   dynamicinformer.DynamicSharedInformerFactory
 	log        *slog.Logger
 	controller gwv1.GatewayController
-	alloc      *allocator
+	alloc      *address.Allocator
 	features   []gwv1.SupportedFeature
 	staleAfter time.Duration
 	resync     time.Duration
@@ -80,7 +81,7 @@ func New(core kubernetes.Interface, gw gwclient.Interface, dyn dynamic.Interface
 		gw:         gw,
 		log:        slog.Default(),
 		controller: gateway.ControllerName,
-		alloc:      newAllocator(pool),
+		alloc:      address.New(pool),
 		features:   supported(SupportedFeatures),
 		staleAfter: 90 * time.Second,
 		resync:     15 * time.Second,
@@ -122,7 +123,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), c.nodes.HasSynced) {
 		return nil
 	}
-	c.log.Info("nodemesh-controller synced", "controllerName", c.controller, "addressPool", c.alloc.pool)
+	c.log.Info("nodemesh-controller synced", "controllerName", c.controller, "addressPool", c.alloc.Pool())
 	tick := time.NewTicker(c.resync)
 	defer tick.Stop()
 	for {
@@ -147,7 +148,7 @@ func (c *Controller) Run(ctx context.Context) error {
 // others; they are joined and the next event or resync retries.
 func (c *Controller) Reconcile(ctx context.Context) error {
 	snap := c.prov.Snapshot()
-	addrs, problems := c.alloc.assign(ownGateways(snap, c.controller))
+	addrs, problems := c.alloc.Assign(address.OwnGateways(snap, c.controller))
 	res := gateway.Translate(snap, gateway.Options{ControllerName: c.controller, Addresses: addrs, AddressProblems: problems})
 	now := c.now()
 	reports := liveReports(c.nodeReports(), string(c.controller), now, c.staleAfter)
@@ -200,23 +201,6 @@ func hasParentOf(ps []gwv1.RouteParentStatus, controller gwv1.GatewayController)
 		}
 	}
 	return false
-}
-
-// ownGateways lists the Gateways whose class names our controller.
-func ownGateways(snap *input.Snapshot, controller gwv1.GatewayController) []*gwv1.Gateway {
-	ours := map[string]bool{}
-	for _, gc := range snap.GatewayClasses {
-		if gc.Spec.ControllerName == controller {
-			ours[gc.Name] = true
-		}
-	}
-	var out []*gwv1.Gateway
-	for _, gw := range snap.Gateways {
-		if ours[string(gw.Spec.GatewayClassName)] {
-			out = append(out, gw)
-		}
-	}
-	return out
 }
 
 func (c *Controller) nodeReports() []*v1alpha1.NodeProxyStatus {

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"github.com/nodemesh/nodemesh/mesh/input"
 	"strings"
 	"testing"
 	"time"
@@ -93,3 +94,5 @@ func TestHeartbeatOnly(t *testing.T) {
 		t.Error("a changed report was seen as a heartbeat")
 	}
 }
+
+func key(name string) input.Key { return input.Key{Namespace: "ns", Name: name} }

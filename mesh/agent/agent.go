@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"github.com/nodemesh/nodemesh/gateway/address"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -63,7 +64,7 @@ type AddressAssigner interface {
 type Agent struct {
 	cfg   Config
 	log   *slog.Logger
-	alloc *addressAllocator
+	alloc *address.Allocator
 
 	mu    sync.Mutex
 	state Status // translation status as of the last Apply, without proxy overlay
@@ -86,7 +87,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger, alloc: newAddressAllocator(cfg.AddressPool)}, nil
+	return &Agent{cfg: cfg, log: cfg.Logger, alloc: address.New(cfg.AddressPool)}, nil
 }
 
 // Apply translates snap and publishes the result. sourceErrors are the
@@ -148,32 +149,15 @@ func (a *Agent) Translate(snap *input.Snapshot) *gateway.Result {
 	var addrs map[input.Key]netip.Addr
 	var problems map[input.Key]string
 	if a.cfg.Addresses != nil {
-		addrs, problems = a.cfg.Addresses.Assign(ownGateways(snap, a.cfg.ControllerName))
+		addrs, problems = a.cfg.Addresses.Assign(address.OwnGateways(snap, a.cfg.ControllerName))
 	} else {
-		addrs, problems = a.alloc.assign(ownGateways(snap, a.cfg.ControllerName))
+		addrs, problems = a.alloc.Assign(address.OwnGateways(snap, a.cfg.ControllerName))
 	}
 	return gateway.Translate(snap, gateway.Options{
 		ControllerName:  a.cfg.ControllerName,
 		Addresses:       addrs,
 		AddressProblems: problems,
 	})
-}
-
-// ownGateways lists the Gateways whose class this agent programs.
-func ownGateways(snap *input.Snapshot, controller gwv1.GatewayController) []*gwv1.Gateway {
-	ours := map[string]bool{}
-	for _, gc := range snap.GatewayClasses {
-		if gc.Spec.ControllerName == controller {
-			ours[gc.Name] = true
-		}
-	}
-	var gws []*gwv1.Gateway
-	for _, gw := range snap.Gateways {
-		if ours[string(gw.Spec.GatewayClassName)] {
-			gws = append(gws, gw)
-		}
-	}
-	return gws
 }
 
 // TranslateOffline runs the same translation as Apply for a single
@@ -186,6 +170,6 @@ func TranslateOffline(snap *input.Snapshot, controller gwv1.GatewayController, p
 	if !pool.IsValid() {
 		pool = DefaultAddressPool
 	}
-	a := &Agent{cfg: Config{ControllerName: controller}, alloc: newAddressAllocator(pool)}
+	a := &Agent{cfg: Config{ControllerName: controller}, alloc: address.New(pool)}
 	return a.Translate(snap)
 }

@@ -7,7 +7,7 @@
 // acknowledged or rejected.
 //
 // Data flow: provider → Agent.Apply(snapshot, source errors) →
-// addressAllocator → gateway.Translate → dataplane.Publisher.Publish
+// address.Allocator → gateway.Translate → dataplane.Publisher.Publish
 // (which validates the IR and translates it). Status() merges the stored translation
 // status with Publisher.Proxies() at the moment it is asked, so an ACK or
 // NACK shows up without a new translation.
@@ -18,7 +18,7 @@
 //     half-applied: the publisher keeps serving the last good one, and the
 //     failure is reported in Status.PublishError.
 //   - Gateway addresses are sticky for the life of the agent (see
-//     addressAllocator); restarting the agent reassigns them in age order,
+//     address.Allocator); restarting the agent reassigns them in age order,
 //     which yields the same result unless Gateways were deleted meanwhile.
 //     In Kubernetes mode Config.Addresses replaces the allocator: the
 //     controller assigns addresses cluster-wide and the agent reads them

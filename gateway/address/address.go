@@ -1,4 +1,4 @@
-package controller
+package address
 
 import (
 	"fmt"
@@ -11,25 +11,29 @@ import (
 	"github.com/nodemesh/nodemesh/mesh/input"
 )
 
-// allocator assigns Gateway addresses from one pool. Assignments are
+// Allocator assigns Gateway addresses from one pool. Assignments are
 // sticky: a Gateway keeps its address while it exists, so other Gateways
 // coming and going never move it, and a restarted controller adopts the
 // addresses already written in Gateway status instead of reshuffling them.
 // Deleting a Gateway frees its address on the next assign.
-type allocator struct {
+type Allocator struct {
 	pool     netip.Prefix
 	assigned map[input.Key]netip.Addr
 	seeded   bool
 }
 
-func newAllocator(pool netip.Prefix) *allocator {
-	return &allocator{pool: pool.Masked(), assigned: map[input.Key]netip.Addr{}}
+// New returns an Allocator for pool. It is not safe for concurrent use.
+func New(pool netip.Prefix) *Allocator {
+	return &Allocator{pool: pool.Masked(), assigned: map[input.Key]netip.Addr{}}
 }
 
-// assign returns the address of every Gateway in gws and, for those that
+// Pool is the prefix addresses come from.
+func (a *Allocator) Pool() netip.Prefix { return a.pool }
+
+// Assign returns the address of every Gateway in gws and, for those that
 // get none, why. gws are the Gateways of our classes in the current
 // snapshot.
-func (a *allocator) assign(gws []*gwv1.Gateway) (map[input.Key]netip.Addr, map[input.Key]string) {
+func (a *Allocator) Assign(gws []*gwv1.Gateway) (map[input.Key]netip.Addr, map[input.Key]string) {
 	live := make(map[input.Key]*gwv1.Gateway, len(gws))
 	for _, gw := range gws {
 		live[input.Key{Namespace: gw.Namespace, Name: gw.Name}] = gw
@@ -137,7 +141,7 @@ func (a *allocator) assign(gws []*gwv1.Gateway) (map[input.Key]netip.Addr, map[i
 
 // seed adopts the addresses Gateways already show in status (written by an
 // earlier run of the controller) when they are in the pool.
-func (a *allocator) seed(live map[input.Key]*gwv1.Gateway) {
+func (a *Allocator) seed(live map[input.Key]*gwv1.Gateway) {
 	for k, gw := range live {
 		for _, s := range gw.Status.Addresses {
 			if s.Type != nil && *s.Type != gwv1.IPAddressType {
@@ -174,4 +178,22 @@ func contains(list []netip.Addr, a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// OwnGateways lists the Gateways of snap whose GatewayClass names
+// controller: the ones that get addresses.
+func OwnGateways(snap *input.Snapshot, controller gwv1.GatewayController) []*gwv1.Gateway {
+	ours := map[string]bool{}
+	for _, gc := range snap.GatewayClasses {
+		if gc.Spec.ControllerName == controller {
+			ours[gc.Name] = true
+		}
+	}
+	var out []*gwv1.Gateway
+	for _, gw := range snap.Gateways {
+		if ours[string(gw.Spec.GatewayClassName)] {
+			out = append(out, gw)
+		}
+	}
+	return out
 }

@@ -1,4 +1,4 @@
-package controller
+package address
 
 import (
 	"net/netip"
@@ -24,8 +24,8 @@ func gw(name string, age int, addrs ...string) *gwv1.Gateway {
 func key(name string) input.Key { return input.Key{Namespace: "ns", Name: name} }
 
 func TestAllocatorStickyAndReleases(t *testing.T) {
-	a := newAllocator(netip.MustParsePrefix("10.0.0.0/29"))
-	got, problems := a.assign([]*gwv1.Gateway{gw("b", 2), gw("a", 1)})
+	a := New(netip.MustParsePrefix("10.0.0.0/29"))
+	got, problems := a.Assign([]*gwv1.Gateway{gw("b", 2), gw("a", 1)})
 	if len(problems) != 0 {
 		t.Fatalf("problems: %v", problems)
 	}
@@ -34,7 +34,7 @@ func TestAllocatorStickyAndReleases(t *testing.T) {
 		t.Fatalf("assignments: %v", got)
 	}
 	// A newer Gateway never moves an older one; deleting a frees .1.
-	got, _ = a.assign([]*gwv1.Gateway{gw("b", 2), gw("c", 3)})
+	got, _ = a.Assign([]*gwv1.Gateway{gw("b", 2), gw("c", 3)})
 	if got[key("b")] != netip.MustParseAddr("10.0.0.2") || got[key("c")] != netip.MustParseAddr("10.0.0.1") {
 		t.Fatalf("after deleting a: %v", got)
 	}
@@ -44,17 +44,17 @@ func TestAllocatorStickyAndReleases(t *testing.T) {
 }
 
 func TestAllocatorExhaustion(t *testing.T) {
-	a := newAllocator(netip.MustParsePrefix("10.0.0.0/30")) // .1 .2 .3 usable
+	a := New(netip.MustParsePrefix("10.0.0.0/30")) // .1 .2 .3 usable
 	gws := []*gwv1.Gateway{gw("a", 1), gw("b", 2), gw("c", 3), gw("d", 4)}
-	got, problems := a.assign(gws)
+	got, problems := a.Assign(gws)
 	if len(got) != 3 || !strings.Contains(problems[key("d")], "exhausted") {
 		t.Fatalf("got %v, problems %v", got, problems)
 	}
 }
 
 func TestAllocatorRequestedAddresses(t *testing.T) {
-	a := newAllocator(netip.MustParsePrefix("10.0.0.0/24"))
-	got, problems := a.assign([]*gwv1.Gateway{
+	a := New(netip.MustParsePrefix("10.0.0.0/24"))
+	got, problems := a.Assign([]*gwv1.Gateway{
 		gw("dyn", 1),
 		gw("static", 2, "192.0.2.1", "10.0.0.1"), // first outside pool, second taken? no: explicit first
 		gw("clash", 3, "10.0.0.1"),
@@ -75,12 +75,12 @@ func TestAllocatorRequestedAddresses(t *testing.T) {
 }
 
 func TestAllocatorAdoptsStatusOnStart(t *testing.T) {
-	a := newAllocator(netip.MustParsePrefix("10.0.0.0/24"))
+	a := New(netip.MustParsePrefix("10.0.0.0/24"))
 	g := gw("a", 1)
 	g.Status.Addresses = []gwv1.GatewayStatusAddress{{Value: "10.0.0.7"}}
 	outside := gw("b", 2)
 	outside.Status.Addresses = []gwv1.GatewayStatusAddress{{Value: "172.16.0.1"}}
-	got, _ := a.assign([]*gwv1.Gateway{g, outside})
+	got, _ := a.Assign([]*gwv1.Gateway{g, outside})
 	if got[key("a")] != netip.MustParseAddr("10.0.0.7") {
 		t.Fatalf("restart moved Gateway a: %v", got)
 	}
