@@ -16,15 +16,11 @@ import (
 	"os/signal"
 	"syscall"
 
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
-	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/gateway/controller"
+	"github.com/nodemesh/nodemesh/mesh/provider/kube"
 )
 
 func main() {
@@ -53,26 +49,11 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("parsing --address-pool: %w", err)
 	}
-	cfg, err := restConfig(*kubeconfig)
+	clients, err := kube.Connect(*kubeconfig)
 	if err != nil {
 		return err
 	}
-	// client-go's default of 5 requests/s would make the first status pass
-	// over thousands of routes take minutes.
-	cfg.QPS, cfg.Burst = 50, 100
-	core, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("creating Kubernetes client: %w", err)
-	}
-	gw, err := gwclient.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("creating Gateway API client: %w", err)
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("creating dynamic client: %w", err)
-	}
-	c, err := controller.New(core, gw, dyn, prefix,
+	c, err := controller.New(clients.Core, clients.Gateway, clients.Dynamic, prefix,
 		controller.WithLogger(log), controller.WithControllerName(gwv1.GatewayController(*controllerName)))
 	if err != nil {
 		return err
@@ -81,24 +62,4 @@ func run() error {
 	defer stop()
 	log.Info("nodemesh-controller starting", "controllerName", *controllerName, "addressPool", prefix)
 	return c.Run(ctx)
-}
-
-// restConfig loads the kubeconfig at path, else $KUBECONFIG, else the
-// in-cluster service account.
-func restConfig(path string) (*rest.Config, error) {
-	if path == "" {
-		path = os.Getenv("KUBECONFIG")
-	}
-	if path == "" {
-		cfg, err := rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("loading in-cluster Kubernetes config (or pass --kubeconfig): %w", err)
-		}
-		return cfg, nil
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", path)
-	if err != nil {
-		return nil, fmt.Errorf("loading kubeconfig %s: %w", path, err)
-	}
-	return cfg, nil
 }
