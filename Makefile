@@ -39,7 +39,7 @@ check-generate: generate ## fail if generated files differ from the committed on
 	git diff --exit-code -- bpf datapath proxylib
 
 bench: build ## benchmarks that print numbers (see BENCHMARKS.md)
-	$(GO) test -run '^$$' -bench . -benchmem ./conformance/perf/ ./gateway/ ./xds/... ./proxylib/...
+	$(GO) test -run '^$$' -bench . -benchmem ./conformance/perf/ ./gateway/ ./mesh/policy/ ./xds/... ./proxylib/...
 	$(GO) run ./conformance/perf/proxybench -bin $(BIN)
 	$(GO) test -run '^$$' -bench Redirect -benchtime 2s ./datapath/  # root: eBPF redirect vs iptables TPROXY
 
