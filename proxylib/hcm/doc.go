@@ -66,5 +66,16 @@
 // Performance invariants of the HTTP/1.1 path: no per-request allocation on
 // the happy path (buffers are per connection and pooled, header lists view
 // the read buffer, matchers are precompiled), one write per direction for
-// small messages, deadlines re-armed lazily.
+// small messages, deadlines re-armed lazily. Plain TCP connections (both
+// sides) read and write with raw non-blocking system calls (package
+// sockio), which keeps the runtime's monitor thread asleep and the one P
+// with its goroutine. A downstream connection is served inside a poller read
+// session (serveSession): between keep-alive requests it waits for the next
+// one without the read that would fail with EAGAIN, because the read that
+// brought the last request reported (TCP_INQ) that nothing, not even a FIN,
+// was left; a request whose body is not yet buffered, or an upgrade, ends
+// the session and is served with ordinary reads. In the middle of a head
+// the connection always reads until EAGAIN before waiting. Upstream
+// connections keep the read-until-EAGAIN pattern: a FIN that reached a
+// pooled connection while it was idle could otherwise go unseen.
 package hcm

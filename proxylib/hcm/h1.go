@@ -38,6 +38,13 @@ type h1conn struct {
 	rdl   lazyDeadline
 	chunk http1.ChunkedDecoder
 	eof   bool
+
+	// Read-session state (serveSession).
+	inSession   bool
+	mustRead    bool    // the next step must read: bytes or EOF may be pending
+	waitingIdle bool    // the session waits for the next request
+	end         pending // why the session ended
+	onReadable  func() bool
 }
 
 var h1pool sync.Pool
@@ -47,6 +54,7 @@ func getH1conn(h *Handler, c net.Conn) *h1conn {
 	if hc == nil {
 		hc = &h1conn{buf: make([]byte, h1BufSize), out: make([]byte, 0, h1BufSize)}
 		hc.s = newStream(h)
+		hc.onReadable = hc.sessionStep
 	}
 	hc.h, hc.c = h, c
 	if hc.sock.Reset(c) {
@@ -95,27 +103,35 @@ func (hc *h1conn) drain() {
 	}
 }
 
-// fill reads more bytes into buf, compacting or growing it as needed. It
-// returns false on error or end of stream.
-func (hc *h1conn) fill(timeout time.Duration) bool {
-	if hc.eof {
-		return false
-	}
+// makeRoom compacts or grows buf so that bytes can be read after w. It
+// returns false when the buffer is full at its maximum size.
+func (hc *h1conn) makeRoom() bool {
 	if hc.r == hc.w {
 		hc.r, hc.w = 0, 0
 	}
-	if hc.w == len(hc.buf) {
-		switch {
-		case hc.r > 0:
-			hc.w = copy(hc.buf, hc.buf[hc.r:hc.w])
-			hc.r = 0
-		case len(hc.buf) < h1MaxBuf:
-			nb := make([]byte, min(2*len(hc.buf), h1MaxBuf))
-			copy(nb, hc.buf[:hc.w])
-			hc.buf = nb
-		default:
-			return false
-		}
+	if hc.w < len(hc.buf) {
+		return true
+	}
+	switch {
+	case hc.r > 0:
+		hc.w = copy(hc.buf, hc.buf[hc.r:hc.w])
+		hc.r = 0
+	case len(hc.buf) < h1MaxBuf:
+		nb := make([]byte, min(2*len(hc.buf), h1MaxBuf))
+		copy(nb, hc.buf[:hc.w])
+		hc.buf = nb
+	default:
+		return false
+	}
+	return true
+}
+
+// fill reads more bytes into buf, compacting or growing it as needed. It
+// returns false on error or end of stream. It must not run inside a read
+// session (serveSession): serving such a request is left to serve.
+func (hc *h1conn) fill(timeout time.Duration) bool {
+	if hc.eof || hc.inSession || !hc.makeRoom() {
+		return false
 	}
 	if t, ok := hc.rdl.need(time.Now(), timeout); ok {
 		_ = hc.c.SetReadDeadline(t)
@@ -132,44 +148,6 @@ func (hc *h1conn) fill(timeout time.Duration) bool {
 // fillBody reads body bytes with the stream idle timeout.
 func (hc *h1conn) fillBody() bool {
 	return hc.fill(hc.h.cfg.StreamIdleTimeout)
-}
-
-func (hc *h1conn) serve() {
-	defer hc.close()
-	cfg := hc.h.cfg
-	for {
-		for {
-			err := http1.ParseRequest(hc.buf[hc.r:hc.w], &hc.req)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, http1.ErrIncomplete) {
-				hc.reject(err)
-				return
-			}
-			idle := hc.r == hc.w
-			timeout := cfg.StreamIdleTimeout
-			if idle {
-				timeout = cfg.IdleTimeout
-				if !hc.state.CompareAndSwap(connActive, connIdle) || hc.h.draining.Load() {
-					return
-				}
-			}
-			ok := hc.fill(timeout)
-			if idle && !hc.state.CompareAndSwap(connIdle, connActive) {
-				return // closed by a drain
-			}
-			if !ok {
-				if hc.w-hc.r >= http1.MaxHeadBytes {
-					hc.reject(http1.ErrHeadTooLarge)
-				}
-				return
-			}
-		}
-		if !hc.handle() {
-			return
-		}
-	}
 }
 
 // reject answers a request that cannot be parsed and closes.

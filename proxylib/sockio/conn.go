@@ -24,6 +24,8 @@ type Conn struct {
 	wn    int
 	werr  error
 	wfunc func(fd uintptr) bool
+
+	s session
 }
 
 var _ net.Conn = (*Conn)(nil)
@@ -52,6 +54,7 @@ func (sc *Conn) Reset(c net.Conn) bool {
 		return false // datagram and seqpacket sockets keep message boundaries
 	}
 	sc.Conn, sc.rc = c, rc
+	sc.s.inq = 0
 	if sc.rfunc == nil {
 		sc.rfunc, sc.wfunc = sc.readFD, sc.writeFD
 	}
@@ -200,6 +203,7 @@ func rawWrite(fd uintptr, p []byte) (int, syscall.Errno) {
 // the callbacks for the next Reset.
 func (sc *Conn) Clear() {
 	sc.Conn, sc.rc, sc.rbuf, sc.wbuf, sc.rerr, sc.werr = nil, nil, nil, nil, nil, nil
+	sc.s.inq = 0
 }
 
 // Unwrap returns the connection inside c when c is a *Conn, else c.

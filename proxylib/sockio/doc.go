@@ -16,6 +16,15 @@
 // blocking wait is the poller's, which keeps deadlines and Close working
 // exactly as for a net.Conn.
 //
+// Session and ReadNow serve a connection the way an event loop does: the
+// caller reads and handles what is available inside one poller read
+// session and waits in the same session, so it may wait without first
+// reading until EAGAIN when the last read reported that nothing is pending.
+// On TCP that report comes from the kernel (TCP_INQ, which also counts a
+// FIN that arrived with or after the data), never from a short read, so an
+// end of stream is never missed; elsewhere ReadNow always reports that
+// more may be pending.
+//
 // Invariants:
 //   - Only stream sockets whose net.Conn exposes a syscall.RawConn are
 //     wrapped (TCP and Unix); anything else (TLS, test pipes) is returned
