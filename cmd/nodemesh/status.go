@@ -101,6 +101,10 @@ func printStatus(w io.Writer, st *agent.Status) {
 	}
 	tw.Flush()
 
+	if p := st.Policy; p != nil {
+		printPolicy(w, p)
+	}
+
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROXY\tCONNECTED\tTYPE\tSENT\tACKED\tNACK")
@@ -122,6 +126,41 @@ func printStatus(w io.Writer, st *agent.Status) {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Node, conn, t.Type, short(t.Sent), short(t.Acked), nack)
 		}
+	}
+	tw.Flush()
+}
+
+// printPolicy shows which version of each network policy is enforced and
+// the state of the datapath behind them.
+func printPolicy(w io.Writer, p *agent.PolicyStatus) {
+	fmt.Fprintf(w, "\nNetwork policy: %d identities, %d local endpoints, %d datapath rows", p.Identities, p.Endpoints, p.Rows)
+	if p.DatapathPending {
+		fmt.Fprint(w, "; new redirects wait for the proxies to acknowledge their listeners")
+	}
+	fmt.Fprintln(w)
+	if p.DatapathError != "" {
+		fmt.Fprintln(w, "datapath error (previous tables in force):", p.DatapathError)
+	}
+	if p.ProxyError != "" {
+		fmt.Fprintln(w, "proxy rejected the policy configuration (previous one in force):", p.ProxyError)
+	}
+	for _, pr := range p.Problems {
+		fmt.Fprintln(w, "problem:", pr)
+	}
+	if len(p.Policies) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tSTATE\tSELECTED\tDETAIL")
+	for _, ps := range p.Policies {
+		detail := ps.Error
+		for _, wmsg := range ps.Warnings {
+			if detail != "" {
+				detail += "; "
+			}
+			detail += "warning: " + wmsg
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", ps.Kind, ps.Namespace, ps.Name, ps.State, ps.Selected, detail)
 	}
 	tw.Flush()
 }
