@@ -16,6 +16,13 @@ build: ## build every binary into ./bin
 run: build ## standalone quickstart: agent + proxy + demo backends + examples/quickstart
 	./examples/quickstart/run.sh
 
+.PHONY: run-mesh
+run-mesh: ## mesh demo (root): Cilium's Star Wars policies on the eBPF datapath + node proxy; ARGS=--check verifies
+	@if [ "$$(id -u)" -ne 0 ]; then echo "make run-mesh needs root: it creates network namespaces and loads eBPF programs" >&2; exit 1; fi
+	@$(MAKE) --no-print-directory build
+	$(GO) build -o $(BIN)/ ./examples/starwars
+	./examples/starwars/run.sh $(ARGS)
+
 test: ## unit, golden, end-to-end and privileged tests (run as root for datapath tests)
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 30m $(PKGS)

@@ -129,5 +129,6 @@ func (d *demo) printBed(n *node) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s (veth %s)\n", s.name, s.w.Name, s.w.IPv4, strings.Join(ls, " "), s.w.HostIf)
 	}
 	tw.Flush()
+	d.say("The deathstars answer POST %s and PUT %s on port 80, like Cilium's.", landing, exhaustPort)
 	d.say("Pods with these labels and addresses: %s", filepath.Join(n.config, appFile))
 }

@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // The binaries' Pdeathsig is tied to the thread that starts them; keeping
@@ -45,6 +47,11 @@ func run(o options) (err error) {
 			return fmt.Errorf("missing %s: run 'make build' first", filepath.Join(o.bin, b))
 		}
 	}
+	unlock, err := lockState(o.state)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -52,6 +59,9 @@ func run(o options) (err error) {
 	fmt.Fprintln(d.out, "nodemesh mesh demo: Cilium's Star Wars scenario on this machine, with the eBPF datapath and the node proxy")
 	n, err := up(ctx, o, d)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted; up removed what it had built
+		}
 		return err
 	}
 	defer func() {
@@ -101,4 +111,23 @@ Everything keeps running until Ctrl-C. In another shell (as root), from here:
 Logs: %[8]s, %[9]s
 `, env, landing, exhaustPort, cli, n.agentSock, filepath.Join(n.o.manifests, l34PolicyFile),
 		filepath.Join(n.config, policyTarget), n.agent.log, n.proxy.log)
+}
+
+// lockState keeps two demos from sharing one state directory (the second
+// would empty the first's). The lock dies with the process, even on
+// kill -9.
+func lockState(state string) (func(), error) {
+	path := filepath.Clean(state) + ".lock"
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another demo is running with %s (%s is locked): stop it first", state, path)
+	}
+	return func() { f.Close() }, nil
 }

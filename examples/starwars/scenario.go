@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/nodemesh/nodemesh/mesh/agent"
@@ -125,7 +124,11 @@ func (d *demo) report(ctx context.Context, n *node) error {
 	if err != nil {
 		return err
 	}
-	if ps := st.Policy.Policies; len(ps) != 1 || ps[0].Name != "rule1" || ps[0].State != policy.Enforced || ps[0].Selected != 2 {
+	var ps []policy.PolicyStatus
+	if st.Policy != nil {
+		ps = st.Policy.Policies
+	}
+	if len(ps) != 1 || ps[0].Name != "rule1" || ps[0].State != policy.Enforced || ps[0].Selected != 2 {
 		d.fail("rule1 Enforced selecting 2 endpoints, got %+v", ps)
 	}
 
@@ -164,22 +167,26 @@ func fetchFlows(ctx context.Context, sock string) ([]flow.Flow, error) {
 // checkFlows expects the allowed landing and the two denied exhaust-port
 // requests of step 3, from tiefighter, with identities resolved.
 func (d *demo) checkFlows(flows []flow.Flow, n *node) {
-	type key struct{ verdict, method, path, dst string }
+	type key struct {
+		verdict, method, path string
+		status                int
+		dst                   string
+	}
 	got := map[key]int{}
 	for _, f := range flows {
 		if f.HTTP == nil || f.Source.Workload != "default/"+n.tiefighter.name || f.Source.Identity == 0 || f.Destination.Identity == 0 {
 			continue
 		}
-		got[key{f.Verdict, f.HTTP.Method + " " + fmt.Sprint(f.HTTP.Status), f.HTTP.Path, f.Destination.Workload}]++
+		got[key{f.Verdict, f.HTTP.Method, f.HTTP.Path, f.HTTP.Status, f.Destination.Workload}]++
 	}
 	for _, k := range []key{
-		{flow.Forwarded, "POST 200", landing, "default/" + n.deathstars[0].name},
-		{flow.Dropped, "PUT 403", exhaustPort, "default/" + n.deathstars[0].name},
-		{flow.Dropped, "PUT 403", exhaustPort, "default/" + n.deathstars[1].name},
+		{flow.Forwarded, "POST", landing, 200, "default/" + n.deathstars[0].name},
+		{flow.Dropped, "PUT", exhaustPort, 403, "default/" + n.deathstars[0].name},
+		{flow.Dropped, "PUT", exhaustPort, 403, "default/" + n.deathstars[1].name},
 	} {
 		if got[k] != 1 {
-			d.fail("one %s flow %s %s from default/tiefighter to %s with identities, found %d", k.verdict,
-				strings.Fields(k.method)[0], k.path, k.dst, got[k])
+			d.fail("one %s flow %s %s %d from default/tiefighter to %s with identities, found %d",
+				k.verdict, k.method, k.path, k.status, k.dst, got[k])
 		}
 	}
 }
