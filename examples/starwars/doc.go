@@ -19,9 +19,13 @@
 // # Invariants
 //
 //   - Nothing is added to the machine's own network namespace: the agent
-//     runs there but manages the node namespace (--datapath-netns), and
-//     its routing rules, programs and proxy live inside the bed. The pins
-//     go to a private bpf filesystem, not /sys/fs/bpf.
+//     runs there but manages the node namespace (--datapath-netns, and
+//     --node-ips so it never reads the machine's addresses); the
+//     datapath's attachments and routing rules, and the proxy's listeners,
+//     live inside the bed. The pins go to a private bpf filesystem under
+//     the temporary directory, not /sys/fs/bpf.
+//   - Two demos never share a state directory: the second refuses to
+//     start while the first holds <state-dir>.lock.
 //   - Everything is removed on the way out, normal or not (error, Ctrl-C,
 //     SIGTERM): proxy and agent stopped, the datapath uninstalled
 //     (datapath.Uninstall: programs, routing rules, pins), namespaces
@@ -34,8 +38,10 @@
 //     a Ctrl-C reaches only the demo, which stops them in order.
 //   - The demo moves on only once the node enforces a change: it reads the
 //     agent's status (what `nodemesh status` shows) until the proxy
-//     acknowledged everything published, the datapath holds the rows and
-//     the expected policies are enforced.
+//     acknowledged everything published, no datapath write is pending or
+//     failed and the expected policies are enforced. The status does not
+//     say which generation the datapath holds, so two reads 200 ms apart
+//     must agree (see settle).
 //   - With --check every outcome is compared with Cilium's demo and any
 //     difference makes the exit status non-zero; without it, the same
 //     differences are listed and everything keeps running until Ctrl-C.
