@@ -57,7 +57,7 @@ func walkthrough(ctx context.Context, d *demo, n *node) error {
 	}
 
 	d.section("3. L7 policy: rule1 with an HTTP rule; the empire may only POST %s", landing)
-	if st, err = d.apply(ctx, n, st, l7PolicyFile); err != nil {
+	if _, err = d.apply(ctx, n, st, l7PolicyFile); err != nil {
 		return err
 	}
 	steps = []step{
