@@ -111,7 +111,8 @@ func (d *demo) request(ctx context.Context, from, to *ship, method, path string,
 	case w.code == 0:
 		d.note("no answer: the datapath dropped %s's connection attempts", from.name)
 	case r.exit != 0 || status != fmt.Sprint(w.code) || body != w.body:
-		d.fail("HTTP %d %q, got HTTP %s %q (curl exit %d)", w.code, w.body, status, body, r.exit)
+		d.fail("%s %s on %s from %s: HTTP %d %q, got HTTP %s %q (curl exit %d)",
+			method, path, to.name, from.name, w.code, w.body, status, body, r.exit)
 	}
 	return nil
 }
