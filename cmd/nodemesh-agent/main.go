@@ -86,15 +86,6 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	errc := make(chan error, 3)
-	go func() { errc <- srv.Serve(l) }()
-	if *xdsTCP != "" {
-		tl, err := server.ListenTCP(*xdsTCP)
-		if err != nil {
-			return err
-		}
-		go func() { errc <- srv.Serve(tl) }()
-	}
 
 	cfg := agent.Config{
 		Publisher:      publish.New(srv),
@@ -114,6 +105,17 @@ func run() error {
 		return err
 	}
 	defer cleanup()
+	// Serve only now: gRPC refuses services registered after Serve, and
+	// the policy setup above registers the access-log service.
+	errc := make(chan error, 3)
+	go func() { errc <- srv.Serve(l) }()
+	if *xdsTCP != "" {
+		tl, err := server.ListenTCP(*xdsTCP)
+		if err != nil {
+			return err
+		}
+		go func() { errc <- srv.Serve(tl) }()
+	}
 	if *kubeMode {
 		cfg.Addresses = kube.StatusAddresses{}
 	}

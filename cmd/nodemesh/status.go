@@ -59,6 +59,42 @@ func printStatus(w io.Writer, st *agent.Status) {
 	}
 	fmt.Fprintln(w)
 
+	if len(st.GatewayClasses)+len(st.Gateways)+len(st.HTTPRoutes) > 0 {
+		printObjects(w, st)
+	}
+
+	if p := st.Policy; p != nil {
+		printPolicy(w, p)
+	}
+
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROXY\tCONNECTED\tTYPE\tSENT\tACKED\tNACK")
+	if len(st.Proxies) == 0 {
+		fmt.Fprintln(tw, "(none has connected)\t\t\t\t\t")
+	}
+	for _, p := range st.Proxies {
+		conn := "no"
+		if p.Connected {
+			conn = "yes"
+		}
+		if len(p.Types) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t-\t\t\t\n", p.Node, conn)
+		}
+		for _, t := range p.Types {
+			nack := "-"
+			if t.Nack != nil {
+				nack = fmt.Sprintf("version %s: %s", short(t.Nack.Version), t.Nack.Message)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Node, conn, t.Type, short(t.Sent), short(t.Acked), nack)
+		}
+	}
+	tw.Flush()
+}
+
+// printObjects is the Gateway API table: one row per GatewayClass and
+// Gateway, one per HTTPRoute parent.
+func printObjects(w io.Writer, st *agent.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tACCEPTED\tPROGRAMMED\tRESOLVEDREFS\tDETAIL")
 	for _, gc := range st.GatewayClasses {
@@ -97,34 +133,6 @@ func printStatus(w io.Writer, st *agent.Status) {
 			}
 			fmt.Fprintf(tw, "HTTPRoute\t%s\t%s\t%s\t-\t%s\t%s\n", r.Key.Namespace, r.Key.Name,
 				cond(p.Conditions, "Accepted"), cond(p.Conditions, "ResolvedRefs"), detail)
-		}
-	}
-	tw.Flush()
-
-	if p := st.Policy; p != nil {
-		printPolicy(w, p)
-	}
-
-	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROXY\tCONNECTED\tTYPE\tSENT\tACKED\tNACK")
-	if len(st.Proxies) == 0 {
-		fmt.Fprintln(tw, "(none has connected)\t\t\t\t\t")
-	}
-	for _, p := range st.Proxies {
-		conn := "no"
-		if p.Connected {
-			conn = "yes"
-		}
-		if len(p.Types) == 0 {
-			fmt.Fprintf(tw, "%s\t%s\t-\t\t\t\n", p.Node, conn)
-		}
-		for _, t := range p.Types {
-			nack := "-"
-			if t.Nack != nil {
-				nack = fmt.Sprintf("version %s: %s", short(t.Nack.Version), t.Nack.Message)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Node, conn, t.Type, short(t.Sent), short(t.Acked), nack)
 		}
 	}
 	tw.Flush()
