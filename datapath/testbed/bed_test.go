@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -118,5 +119,28 @@ func TestOwnerPID(t *testing.T) {
 		if got != want || ok != (want != 0) {
 			t.Errorf("ownerPID(%q) = %d, %v", name, got, ok)
 		}
+	}
+}
+
+func TestAliveTreatsZombiesAsGone(t *testing.T) {
+	if !alive(os.Getpid()) {
+		t.Fatal("the test's own process is not alive")
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	// Until Wait reaps it, the exited child is a zombie.
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatal("an exited, unreaped child still counts as alive")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Wait()
+	if alive(pid) {
+		t.Fatal("a reaped child counts as alive")
 	}
 }

@@ -27,9 +27,23 @@ func ownerPID(name string) (int, bool) {
 	return pid, err == nil && pid > 0
 }
 
+// alive reports whether pid is a running process. A zombie (exited, not
+// yet reaped by its parent) counts as gone: it will never clean up.
 func alive(pid int) bool {
 	err := unix.Kill(pid, 0)
-	return err == nil || errors.Is(err, unix.EPERM)
+	if err != nil && !errors.Is(err, unix.EPERM) {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return err != nil && !errors.Is(err, os.ErrNotExist)
+	}
+	// The state follows the parenthesised command, which may itself
+	// contain spaces or parentheses.
+	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2] != 'Z'
+	}
+	return true
 }
 
 // Sweep removes what crashed runs left behind: namespaces and bpffs mounts
