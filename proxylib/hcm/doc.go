@@ -75,7 +75,14 @@
 // brought the last request reported (TCP_INQ) that nothing, not even a FIN,
 // was left; a request whose body is not yet buffered, or an upgrade, ends
 // the session and is served with ordinary reads. In the middle of a head
-// the connection always reads until EAGAIN before waiting. Upstream
-// connections keep the read-until-EAGAIN pattern: a FIN that reached a
-// pooled connection while it was idle could otherwise go unseen.
+// the connection always reads until EAGAIN before waiting. Upstream, the
+// request is written and the response awaited in one read session of the
+// pooled connection (exchange), again without the failing read. A FIN that
+// reached a pooled connection while it sat idle is the one event this
+// could miss until the next read, so that wait is bounded by a check
+// deadline of at most 1 s (see h1_exchange.go): with no response byte by
+// then the connection is read as before, and a closed one is a reset,
+// replayed like any request on a reused connection the server closed. A
+// connection whose first response read also found a FIN (or bytes) queued
+// behind a complete response is not pooled.
 package hcm

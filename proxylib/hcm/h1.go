@@ -45,6 +45,10 @@ type h1conn struct {
 	waitingIdle bool    // the session waits for the next request
 	end         pending // why the session ended
 	onReadable  func() bool
+
+	// Upstream exchange (exchange), with its callback bound once.
+	x          exchangeState
+	exchangeFn func() bool
 }
 
 var h1pool sync.Pool
@@ -55,6 +59,7 @@ func getH1conn(h *Handler, c net.Conn) *h1conn {
 		hc = &h1conn{buf: make([]byte, h1BufSize), out: make([]byte, 0, h1BufSize)}
 		hc.s = newStream(h)
 		hc.onReadable = hc.sessionStep
+		hc.exchangeFn = hc.exchangeStep
 	}
 	hc.h, hc.c = h, c
 	if hc.sock.Reset(c) {

@@ -41,11 +41,12 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 	s := hc.s
 	req := &hc.req
 	pool := s.host.Pool
-	pool.Begin()
+	now := time.Now()
+	pool.BeginAt(now)
 	defer pool.End()
 	head := string(req.Method) == "HEAD"
 
-	uc, reused, err := pool.Get(context.Background())
+	uc, reused, err := pool.GetAt(context.Background(), now)
 	if err != nil {
 		hc.h.rt.Logger.Debug("connecting upstream", "host", pool.Addr, "error", err)
 		hc.r += req.HeadLen
@@ -66,12 +67,11 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 		// reused.
 		return hc.failUpstream(ue, false)
 	}
-	sent := time.Now()
-	if _, err := uc.Write(out); err != nil {
-		ue = upReset
-	} else {
-		ue = hc.readResponseHead(uc, head, sent)
+	sent := now // nothing waited since: a pooled connection and a buffered request
+	if !reused || !replayable {
+		sent = time.Now() // after a dial, or a body streamed from the client
 	}
+	ue, spent := hc.exchange(uc, out, head, sent, reused)
 	if ue == upReset && reused && replayable {
 		// The pooled connection was closed by the server: replay once.
 		uc.Discard()
@@ -81,18 +81,15 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 		reused = false
 		out = append(uc.Out[:0], out...)
 		sent = time.Now()
-		if _, err := uc.Write(out); err != nil {
-			ue = upReset
-		} else {
-			ue = hc.readResponseHead(uc, head, sent)
-		}
+		ue, spent = hc.exchange(uc, out, head, sent, reused)
 	}
 	uc.Out = out[:0]
 	if ue != upOK {
 		uc.Discard()
 		return hc.failUpstream(ue, keep)
 	}
-	return hc.relayResponse(uc, keep, head, time.Since(sent))
+	recv := time.Now()
+	return hc.relayResponse(uc, keep, head, recv.Sub(sent), recv, !spent)
 }
 
 // encodeRequest appends the upstream request head.
@@ -183,30 +180,43 @@ func (hc *h1conn) sendBody(uc *upstream.Conn, out []byte) ([]byte, bool, upstrea
 	}
 }
 
-// readResponseHead reads until a final response head is parsed into
-// uc.Resp, skipping 1xx responses other than 101.
-func (hc *h1conn) readResponseHead(uc *upstream.Conn, head bool, sent time.Time) upstreamErr {
-	return readHead(uc, head, sent, hc.s.timeout)
-}
-
+// readHead reads until a final response head is parsed into uc.Resp,
+// skipping 1xx responses other than 101, within timeout of sent.
 func readHead(uc *upstream.Conn, head bool, sent time.Time, timeout time.Duration) upstreamErr {
 	if t, ok := uc.Deadline(sent, timeout); ok {
 		_ = uc.SetReadDeadline(t)
 	}
-	got := false
+	return readHeadFrom(uc, head, false)
+}
+
+// parseHead parses the buffered response: done with upOK when a final head
+// is in uc.Resp, done with upProtocol when the bytes are no response,
+// not done when the head is incomplete. 1xx heads other than 101 are
+// skipped.
+func parseHead(uc *upstream.Conn, head bool) (ue upstreamErr, done bool) {
+	for uc.R < uc.W {
+		err := http1.ParseResponse(uc.Buf[uc.R:uc.W], head, &uc.Resp)
+		if err == nil {
+			if uc.Resp.Status < 200 && uc.Resp.Status != 101 {
+				uc.R += uc.Resp.HeadLen
+				continue
+			}
+			return upOK, true
+		}
+		if !errors.Is(err, http1.ErrIncomplete) {
+			return upProtocol, true
+		}
+		break
+	}
+	return upOK, false
+}
+
+// readHeadFrom parses and reads under the armed deadline; got says whether
+// response bytes were read already.
+func readHeadFrom(uc *upstream.Conn, head, got bool) upstreamErr {
 	for {
-		if uc.R < uc.W {
-			err := http1.ParseResponse(uc.Buf[uc.R:uc.W], head, &uc.Resp)
-			if err == nil {
-				if uc.Resp.Status < 200 && uc.Resp.Status != 101 {
-					uc.R += uc.Resp.HeadLen
-					continue
-				}
-				return upOK
-			}
-			if !errors.Is(err, http1.ErrIncomplete) {
-				return upProtocol
-			}
+		if ue, done := parseHead(uc, head); done {
+			return ue
 		}
 		if uc.R == uc.W {
 			uc.R, uc.W = 0, 0
@@ -266,7 +276,9 @@ func (hc *h1conn) failUpstream(ue upstreamErr, keep bool) bool {
 }
 
 // relayResponse writes the parsed response head and streams its body.
-func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime time.Duration) bool {
+// recv is when the head arrived; a connection returned to its pool counts
+// as idle from then. reuse false keeps uc out of the pool.
+func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime time.Duration, recv time.Time, reuse bool) bool {
 	s := hc.s
 	resp := &uc.Resp
 	s.respCode = resp.Status
@@ -285,7 +297,7 @@ func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime 
 	}
 	out = append(out, '\r', '\n')
 	uc.R += resp.HeadLen
-	reusable := !resp.Close && resp.Framing != http1.UntilClose && !upgrade
+	reusable := reuse && !resp.Close && resp.Framing != http1.UntilClose && !upgrade
 
 	if upgrade {
 		hc.out = out
@@ -313,7 +325,7 @@ func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime 
 		}
 	}
 	if ok && reusable && uc.R == uc.W {
-		uc.Pool().Put(uc)
+		uc.Pool().PutAt(uc, recv)
 	} else {
 		uc.Discard()
 	}

@@ -127,6 +127,7 @@ func (hc *h1conn) serveReads() {
 // ends the session and is served outside it; the next session starts with
 // a read.
 func (hc *h1conn) serveSession() {
+	hc.sock.TrackPending()
 	for {
 		hc.inSession, hc.mustRead, hc.end = true, true, pendFail
 		err := hc.sock.Session(hc.onReadable)

@@ -20,10 +20,10 @@
 // caller reads and handles what is available inside one poller read
 // session and waits in the same session, so it may wait without first
 // reading until EAGAIN when the last read reported that nothing is pending.
-// On TCP that report comes from the kernel (TCP_INQ, which also counts a
-// FIN that arrived with or after the data), never from a short read, so an
-// end of stream is never missed; elsewhere ReadNow always reports that
-// more may be pending.
+// On TCP that report comes from the kernel once TrackPending enabled it
+// (TCP_INQ, which also counts a FIN that arrived with or after the data),
+// never from a short read, so an end of stream is never missed; otherwise
+// ReadNow always reports that more may be pending.
 //
 // Invariants:
 //   - Only stream sockets whose net.Conn exposes a syscall.RawConn are

@@ -48,6 +48,20 @@ func (sc *Conn) Session(fn func() bool) error {
 		sc.s.sfunc = sc.sessionFD
 		sc.s.fd = -1
 	}
+	sc.s.fn = fn
+	err := sc.rc.Read(sc.s.sfunc)
+	sc.s.fn, sc.s.fd = nil, -1
+	if err != nil {
+		return renameOp(err, "read")
+	}
+	return nil
+}
+
+// TrackPending makes ReadNow report whether more is pending after each
+// read, where the kernel can tell (TCP_INQ on TCP sockets; one system
+// call). It reports whether it can; without it ReadNow always reports
+// that more may be pending, and reads cost a little less.
+func (sc *Conn) TrackPending() bool {
 	if sc.s.inq == 0 {
 		sc.s.inq = -1
 		if _, ok := sc.Conn.(*net.TCPConn); ok {
@@ -58,13 +72,7 @@ func (sc *Conn) Session(fn func() bool) error {
 			})
 		}
 	}
-	sc.s.fn = fn
-	err := sc.rc.Read(sc.s.sfunc)
-	sc.s.fn, sc.s.fd = nil, -1
-	if err != nil {
-		return renameOp(err, "read")
-	}
-	return nil
+	return sc.s.inq == 1
 }
 
 func (sc *Conn) sessionFD(fd uintptr) bool {

@@ -24,6 +24,9 @@ func TestReadNowOutsideSession(t *testing.T) {
 // left bytes or a FIN behind.
 func TestSessionInq(t *testing.T) {
 	c, s := tcpPair(t)
+	if !c.TrackPending() {
+		t.Fatal("TrackPending unavailable on TCP")
+	}
 	buf := make([]byte, 4)
 	type read struct {
 		data string
@@ -117,8 +120,8 @@ func TestSessionDeadlineAndClose(t *testing.T) {
 	}
 }
 
-// Where the kernel cannot tell what is pending (Unix sockets), ReadNow
-// always says more may be.
+// Where the kernel cannot tell what is pending (Unix sockets), or nobody
+// asked (TCP without TrackPending), ReadNow always says more may be.
 func TestSessionUnixAlwaysMore(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s")
 	ln, err := net.Listen("unix", path)
@@ -140,6 +143,9 @@ func TestSessionUnixAlwaysMore(t *testing.T) {
 	}
 	c := Wrap(uc).(*Conn)
 	defer c.Close()
+	if c.TrackPending() {
+		t.Fatal("TrackPending claims to work on a Unix socket")
+	}
 	var more bool
 	if err := c.Session(func() bool {
 		_, m, err := c.ReadNow(make([]byte, 8))
@@ -174,5 +180,24 @@ func TestSessionDoesNotAllocate(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("a session allocates %v times", allocs)
+	}
+}
+
+func TestSessionUntrackedAlwaysMore(t *testing.T) {
+	c, s := tcpPair(t)
+	_, _ = s.Write([]byte("x"))
+	var more bool
+	if err := c.Session(func() bool {
+		_, m, err := c.ReadNow(make([]byte, 8))
+		if err == ErrWouldBlock {
+			return false
+		}
+		more = m
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !more {
+		t.Fatal("ReadNow without TrackPending claimed nothing more is pending")
 	}
 }

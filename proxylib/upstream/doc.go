@@ -5,7 +5,12 @@
 // Pools are keyed by endpoint address and protocol and outlive cluster
 // versions: an xDS update that re-creates a Cluster hands it the same pools,
 // so keep-alive connections survive configuration changes. Pools no longer
-// referenced by any cluster are closed by Manager.Retain.
+// referenced by any cluster are closed by Manager.Retain. A connection idle
+// for a second or more is probed (a non-blocking peek, independent of any
+// read deadline left armed) before reuse, and closed if the server closed
+// it. Plain TCP connections use raw non-blocking reads and writes (package
+// sockio); BeginAt, GetAt and PutAt take a clock reading the caller already
+// has, so the hot path reads the clock less often.
 //
 // Load balancing follows Envoy: ROUND_ROBIN (weighted by
 // load_balancing_weight through a precomputed smooth schedule when weights

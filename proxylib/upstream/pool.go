@@ -146,9 +146,12 @@ func newPool(addr string, h2 bool, opts dialOptions) *Pool {
 func (p *Pool) Active() int64 { return p.active.Load() }
 
 // Begin and End count a request for least-request balancing.
-func (p *Pool) Begin() {
+func (p *Pool) Begin() { p.BeginAt(time.Now()) }
+
+// BeginAt is Begin for a request that read the clock already (now).
+func (p *Pool) BeginAt(now time.Time) {
 	p.active.Add(1)
-	p.lastUsed.Store(time.Now().UnixNano())
+	p.lastUsed.Store(now.UnixNano())
 }
 
 // End ends a request begun with Begin.
@@ -180,6 +183,12 @@ type Conn struct {
 
 // Get returns an idle connection (reused=true) or dials a new one.
 func (p *Pool) Get(ctx context.Context) (c *Conn, reused bool, err error) {
+	return p.GetAt(ctx, time.Now())
+}
+
+// GetAt is Get at time now (a recent clock reading): connections idle
+// since longer than probeAfter before now are probed before reuse.
+func (p *Pool) GetAt(ctx context.Context, now time.Time) (c *Conn, reused bool, err error) {
 	for {
 		p.mu.Lock()
 		// A closed pool still serves requests routed to it before its
@@ -193,7 +202,7 @@ func (p *Pool) Get(ctx context.Context) (c *Conn, reused bool, err error) {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if time.Since(c.idleSince) < probeAfter || c.alive() {
+		if now.Sub(c.idleSince) < probeAfter || c.alive() {
 			return c, true, nil
 		}
 		c.Conn.Close()
@@ -217,19 +226,24 @@ func (c *Conn) alive() bool {
 	}
 	ok := false
 	var b [1]byte
-	err := c.raw.Read(func(fd uintptr) bool {
+	// Control, not Read: the probe must not depend on the read deadline
+	// left armed by the last exchange.
+	err := c.raw.Control(func(fd uintptr) {
 		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		ok = err == unix.EAGAIN || err == unix.EWOULDBLOCK
-		return true
 	})
 	return err == nil && ok
 }
 
 // Put returns a connection whose exchange completed cleanly.
-func (p *Pool) Put(c *Conn) {
+func (p *Pool) Put(c *Conn) { p.PutAt(c, time.Now()) }
+
+// PutAt is Put with the time the connection became idle; a time read
+// earlier in the exchange only makes an earlier probe more likely.
+func (p *Pool) PutAt(c *Conn, idleSince time.Time) {
 	c.R, c.W = 0, 0
 	c.Out = c.Out[:0]
-	c.idleSince = time.Now()
+	c.idleSince = idleSince
 	p.mu.Lock()
 	if p.closed || len(p.idle) >= maxIdlePerHost {
 		p.mu.Unlock()
@@ -277,4 +291,32 @@ func (c *Conn) Deadline(now time.Time, d time.Duration) (time.Time, bool) {
 	}
 	c.armed, c.armedFor = want, d
 	return want, true
+}
+
+// DeadlineWithin returns a read deadline max after now, and false when the
+// armed deadline already lies between min and max after now: a busy
+// connection re-arms its timer at most once per max-min.
+func (c *Conn) DeadlineWithin(now time.Time, min, max time.Duration) (time.Time, bool) {
+	if !c.armed.IsZero() {
+		if left := c.armed.Sub(now); left >= min && left <= max {
+			return time.Time{}, false
+		}
+	}
+	c.armed, c.armedFor = now.Add(max), max
+	return c.armed, true
+}
+
+// PeerClosed reports, without blocking, whether the upstream closed or
+// reset the connection (a read would return end of stream or an error).
+func (c *Conn) PeerClosed() bool {
+	if c.raw == nil {
+		return false
+	}
+	closed := false
+	var b [1]byte
+	_ = c.raw.Control(func(fd uintptr) {
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		closed = (err == nil && n == 0) || (err != nil && err != unix.EAGAIN && err != unix.EWOULDBLOCK)
+	})
+	return closed
 }

@@ -1,0 +1,131 @@
+package hcm
+
+import (
+	"time"
+
+	"github.com/nodemesh/nodemesh/proxylib/http1"
+	"github.com/nodemesh/nodemesh/proxylib/sockio"
+	"github.com/nodemesh/nodemesh/proxylib/upstream"
+)
+
+// While waiting for a response on a raw upstream socket the proxy skips
+// the read that would fail right after the request is written. A FIN that
+// reached a pooled connection while it was idle (a server closing it)
+// could then go unseen until a read: the wait is therefore bounded by a
+// check deadline between finCheckMin and finCheckMax after the request
+// (loose, so a busy connection re-arms its timer about once a second).
+// When it passes with no response byte, the connection is read as before:
+// a closed one counts as reset (and the request is replayed like any
+// request on a reused connection the server closed), an open one keeps
+// waiting for the route timeout. Connections idle longer than the pool's
+// probe interval (1 s) are probed before reuse anyway.
+const (
+	finCheckMin = 500 * time.Millisecond
+	finCheckMax = time.Second
+)
+
+// exchangeState is the upstream read session of one exchange.
+type exchangeState struct {
+	sc    *sockio.Conn
+	uc    *upstream.Conn
+	out   []byte
+	wrote bool
+	werr  bool // writing the request failed
+	got   bool // the first read returned bytes
+	more  bool // ... and reported more (bytes or a FIN) queued behind them
+}
+
+// exchange writes the request in out to uc and reads until a final
+// response head is parsed into uc.Resp. On a raw socket the write and the
+// first read happen in one read session, so the proxy waits for the
+// response without first reading until EAGAIN. spent reports a connection
+// that must not be pooled even if its response completes cleanly: bytes
+// or a FIN were already queued behind a response that its first read
+// returned whole.
+func (hc *h1conn) exchange(uc *upstream.Conn, out []byte, head bool, sent time.Time, reused bool) (ue upstreamErr, spent bool) {
+	sc, ok := uc.Conn.(*sockio.Conn)
+	if !ok || uc.R != uc.W {
+		if _, err := uc.Write(out); err != nil {
+			return upReset, false
+		}
+		return readHead(uc, head, sent, hc.s.timeout), false
+	}
+	timeout := hc.s.timeout
+	check := timeout <= 0 || timeout > finCheckMax
+	if check {
+		if t, ok := uc.DeadlineWithin(sent, finCheckMin, finCheckMax); ok {
+			_ = uc.SetReadDeadline(t)
+		}
+	} else if t, ok := uc.Deadline(sent, timeout); ok {
+		_ = uc.SetReadDeadline(t)
+	}
+	sc.TrackPending() // once per connection: a FIN behind a response keeps it from the pool
+	x := &hc.x
+	*x = exchangeState{sc: sc, uc: uc, out: out}
+	err := sc.Session(hc.exchangeFn)
+	got, more, werr := x.got, x.more, x.werr
+	*x = exchangeState{}
+	switch {
+	case werr:
+		return upReset, false
+	case got:
+		if ue, done := parseHead(uc, head); done {
+			return ue, more && bodyBuffered(uc)
+		}
+		// The head continues: read on under the route timeout proper.
+		if t, ok := uc.Deadline(sent, timeout); ok {
+			_ = uc.SetReadDeadline(t)
+		}
+		return readHeadFrom(uc, head, true), false
+	case err != nil && isTimeout(err):
+		if check {
+			// Nothing within the check interval: read as before, which
+			// sees a close, then wait for the route timeout.
+			return readHead(uc, head, sent, timeout), false
+		}
+		if reused && uc.PeerClosed() {
+			return upReset, false
+		}
+		return upTimeout, false
+	default: // closed, or end of stream or an error before any byte
+		return upReset, false
+	}
+}
+
+// exchangeStep is the upstream session callback: first write the request,
+// then wait, then read once.
+func (hc *h1conn) exchangeStep() bool {
+	x := &hc.x
+	if !x.wrote {
+		x.wrote = true
+		if _, err := x.sc.Write(x.out); err != nil {
+			x.werr = true
+			return true
+		}
+		return false // nothing can have arrived before the request: wait
+	}
+	uc := x.uc
+	n, more, err := x.sc.ReadNow(uc.Buf[uc.W:])
+	if err == sockio.ErrWouldBlock {
+		return false
+	}
+	if err != nil {
+		return true // end of stream or an error before any byte
+	}
+	uc.W += n
+	x.got, x.more = true, more
+	return true
+}
+
+// bodyBuffered reports whether the parsed response's whole body is in the
+// read buffer (nothing more will be read for it).
+func bodyBuffered(uc *upstream.Conn) bool {
+	r := &uc.Resp
+	switch r.Framing {
+	case http1.NoBody:
+		return true
+	case http1.Length:
+		return int64(uc.W-uc.R-r.HeadLen) >= r.ContentLength
+	}
+	return false
+}
