@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"slices"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
@@ -123,18 +124,50 @@ func (b *builder) table(name string, listeners []*listenerState, port int32) *ir
 	sort.Strings(domains)
 	rt := &ir.RouteTable{Name: name, VirtualHosts: make([]*ir.VirtualHost, 0, len(domains))}
 	for _, d := range domains {
-		vh := &ir.VirtualHost{Name: virtualHostName(name, d), Domains: []string{d}, Routes: []*ir.Route{}}
+		vhName := virtualHostName(name, d)
+		var items []item
 		if owner := ownerAmong(listeners, d); owner != nil {
-			items := b.gather(owner, d)
-			sortItems(items)
-			vh.Routes = make([]*ir.Route, len(items))
-			for i := range items {
-				vh.Routes[i] = b.route(items[i].m, port)
-			}
+			items = b.gather(owner, d)
 		}
-		rt.VirtualHosts = append(rt.VirtualHosts, vh)
+		rt.VirtualHosts = append(rt.VirtualHosts, b.virtualHost(vhName, d, items, port))
 	}
 	return rt
+}
+
+// virtualHost returns the virtual host serving domain d with the gathered
+// items: the previous translation's, when it was built from the very same
+// items on the same port (see Translator), or a new one.
+func (b *builder) virtualHost(name, d string, items []item, port int32) *ir.VirtualHost {
+	if prev := b.t.prev; prev != nil {
+		if vm := prev.vhosts[name]; vm != nil && vm.port == port && vm.vh.Domains[0] == d && sameItems(vm.items, items) {
+			for _, cl := range vm.clusters {
+				b.clusters[cl.Name] = cl
+			}
+			b.t.next.vhosts[name] = vm
+			return vm.vh
+		}
+	}
+	var gathered []item
+	if b.t.next != nil {
+		gathered = slices.Clone(items)
+	}
+	vh := &ir.VirtualHost{Name: name, Domains: []string{d}, Routes: make([]*ir.Route, len(items))}
+	sortItems(items)
+	var used map[string]*ir.Cluster
+	if b.t.next != nil {
+		used = map[string]*ir.Cluster{}
+	}
+	for i := range items {
+		vh.Routes[i] = b.route(items[i].m, port, used)
+	}
+	if b.t.next != nil {
+		vm := &vhostMemo{port: port, items: gathered, vh: vh, clusters: make([]*ir.Cluster, 0, len(used))}
+		for _, cl := range used {
+			vm.clusters = append(vm.clusters, cl)
+		}
+		b.t.next.vhosts[name] = vm
+	}
+	return vh
 }
 
 // ownerAmong returns the listener with the most specific hostname covering
@@ -177,10 +210,14 @@ func (b *builder) gather(owner *listenerState, d string) []item {
 
 // route returns the IR route of a match on a listener port, creating it
 // once per match (once per port for redirects that depend on the port).
-func (b *builder) route(m *matchState, port int32) *ir.Route {
+// used, when not nil, collects the clusters the route uses.
+func (b *builder) route(m *matchState, port int32, used map[string]*ir.Cluster) *ir.Route {
 	rule := m.rule
 	for _, cl := range rule.clusters {
 		b.clusters[cl.Name] = cl
+		if used != nil {
+			used[cl.Name] = cl
+		}
 	}
 	if rd := rule.redirect; rd != nil && rd.portDependent() {
 		if r := m.byPort[port]; r != nil {

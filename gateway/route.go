@@ -113,7 +113,13 @@ func (t *translator) processRoutes() {
 		if !t.referencesUs(r) {
 			continue
 		}
-		rs := t.compileRoute(r)
+		rs := t.reusedRoute(r)
+		if rs == nil {
+			rs = t.compileRoute(r)
+		}
+		if t.next != nil {
+			t.next.routes[rs.key] = rs
+		}
 		t.attach(rs)
 		t.routes = append(t.routes, rs)
 	}

@@ -71,14 +71,41 @@ func Translate(in *input.Snapshot, opts Options) *Result {
 	if in == nil {
 		in = &input.Snapshot{}
 	}
+	t := newTranslator(in, opts, nil, false)
+	t.run()
+	return t.result()
+}
+
+// newTranslator prepares one translation; prev, when not nil, is the
+// previous translation's memo (see Translator), and remember makes it
+// record its own for the next.
+func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) *translator {
 	if opts.ControllerName == "" {
 		opts.ControllerName = ControllerName
 	}
-	t := &translator{opts: opts, in: in, ix: newIndex(in)}
+	t := &translator{opts: opts, in: in, prev: prev}
+	if prev != nil && prev.world.same(in) {
+		t.sameWorld = true
+		t.ix = prev.ix
+		t.clusters = prev.clusters
+	} else {
+		t.ix = newIndex(in)
+	}
+	if remember {
+		t.next = &memo{ix: t.ix, routes: map[input.Key]*routeState{}, vhosts: map[string]*vhostMemo{}}
+		if t.sameWorld {
+			t.next.world = prev.world
+		} else {
+			t.next.world = worldOf(in)
+		}
+	}
+	return t
+}
+
+func (t *translator) run() {
 	t.processClasses()
 	t.processGateways()
 	t.processRoutes()
-	return t.result()
 }
 
 // translator is the state of one Translate call.
@@ -95,10 +122,19 @@ type translator struct {
 	routes       []*routeState
 
 	clusters map[clusterKey]*ir.Cluster
+
+	// prev is the previous translation's memo and next this one's (both
+	// nil for Translate); sameWorld says prev's compiled routes and
+	// clusters are valid for this input.
+	prev, next *memo
+	sameWorld  bool
 }
 
 func (t *translator) result() *Result {
 	r := &Result{Config: t.buildConfig()}
+	if t.next != nil {
+		t.next.clusters = t.clusters
+	}
 	for _, c := range t.in.GatewayClasses {
 		if cs := t.classes[c.Name]; cs != nil {
 			r.GatewayClasses = append(r.GatewayClasses, GatewayClassStatus{Name: c.Name, Status: cs.status()})

@@ -144,8 +144,8 @@ func BenchmarkFullTranslation(b *testing.B) {
 }
 
 // BenchmarkOneRouteChange is the cost of a single HTTPRoute edit at each
-// size along the agent's real path: Gateway API translation, IR
-// validation, and xds/publish (the memoizing Envoy translator plus the xDS
+// size along the agent's real path: the incremental Gateway API
+// translation (gateway.Translator), IR validation, and xds/publish (the memoizing Envoy translator plus the xDS
 // server's versioning; no proxy is connected, so nothing is sent).
 func BenchmarkOneRouteChange(b *testing.B) {
 	for _, n := range sizes {
@@ -154,11 +154,10 @@ func BenchmarkOneRouteChange(b *testing.B) {
 			srv := server.New(server.WithLogger(slog.New(slog.DiscardHandler)))
 			defer srv.Stop(0)
 			pub := publish.New(srv)
+			tr := gateway.NewTranslator()
 			publish := func(s *input.Snapshot) {
-				res := gateway.Translate(s, gateway.Options{Addresses: addrs})
-				if err := res.Config.Validate(); err != nil {
-					b.Fatal(err)
-				}
+				// As the agent does: the publisher validates the IR.
+				res := tr.Translate(s, gateway.Options{Addresses: addrs})
 				if _, err := pub.Publish(context.Background(), res.Config); err != nil {
 					b.Fatal(err)
 				}

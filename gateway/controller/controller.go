@@ -38,6 +38,7 @@ type Controller struct {
 	log        *slog.Logger
 	controller gwv1.GatewayController
 	alloc      *address.Allocator
+	tr         *gateway.Translator
 	features   []gwv1.SupportedFeature
 	staleAfter time.Duration
 	resync     time.Duration
@@ -82,6 +83,7 @@ func New(core kubernetes.Interface, gw gwclient.Interface, dyn dynamic.Interface
 		log:        slog.Default(),
 		controller: gateway.ControllerName,
 		alloc:      address.New(pool),
+		tr:         gateway.NewTranslator(),
 		features:   supported(SupportedFeatures),
 		staleAfter: 90 * time.Second,
 		resync:     15 * time.Second,
@@ -149,7 +151,7 @@ func (c *Controller) Run(ctx context.Context) error {
 func (c *Controller) Reconcile(ctx context.Context) error {
 	snap := c.prov.Snapshot()
 	addrs, problems := c.alloc.Assign(address.OwnGateways(snap, c.controller))
-	res := gateway.Translate(snap, gateway.Options{ControllerName: c.controller, Addresses: addrs, AddressProblems: problems})
+	res := c.tr.Translate(snap, gateway.Options{ControllerName: c.controller, Addresses: addrs, AddressProblems: problems})
 	now := c.now()
 	reports := liveReports(c.nodeReports(), string(c.controller), now, c.staleAfter)
 	stamp := metav1.NewTime(now.Truncate(time.Second))

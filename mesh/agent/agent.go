@@ -65,6 +65,9 @@ type Agent struct {
 	cfg   Config
 	log   *slog.Logger
 	alloc *address.Allocator
+	// gw translates successive snapshots, reusing what did not change;
+	// nil translates each afresh.
+	gw *gateway.Translator
 
 	mu    sync.Mutex
 	state Status // translation status as of the last Apply, without proxy overlay
@@ -87,7 +90,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger, alloc: address.New(cfg.AddressPool)}, nil
+	return &Agent{cfg: cfg, log: cfg.Logger, alloc: address.New(cfg.AddressPool), gw: gateway.NewTranslator()}, nil
 }
 
 // Apply translates snap and publishes the result. sourceErrors are the
@@ -153,11 +156,15 @@ func (a *Agent) Translate(snap *input.Snapshot) *gateway.Result {
 	} else {
 		addrs, problems = a.alloc.Assign(address.OwnGateways(snap, a.cfg.ControllerName))
 	}
-	return gateway.Translate(snap, gateway.Options{
+	opts := gateway.Options{
 		ControllerName:  a.cfg.ControllerName,
 		Addresses:       addrs,
 		AddressProblems: problems,
-	})
+	}
+	if a.gw == nil {
+		return gateway.Translate(snap, opts)
+	}
+	return a.gw.Translate(snap, opts)
 }
 
 // TranslateOffline runs the same translation as Apply for a single

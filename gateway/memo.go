@@ -1,0 +1,131 @@
+package gateway
+
+import (
+	"slices"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/ir"
+)
+
+// Translator translates successive snapshots and reuses the work of the
+// previous call where its inputs did not change, so an edit to one
+// HTTPRoute costs about that route, not the whole configuration:
+//
+//   - an HTTPRoute whose object is the very same (pointer-equal) as last
+//     time, while the objects route compilation reads (Services,
+//     EndpointSlices, ReferenceGrants, Namespaces, Secrets) are all the
+//     same too, is not compiled again; its IR routes are the same objects;
+//   - a virtual host whose gathered routes are the same compiled matches in
+//     the same order on the same port keeps its sorted route list and its
+//     IR object.
+//
+// Providers hand over the same object for an unchanged resource (informer
+// caches do; the file provider keeps the objects of unchanged files), so
+// reuse follows the input's own identity: nothing is hashed or compared
+// deeply. Status is always computed afresh (attachment depends on every
+// Gateway). The Result is always deep-equal to Translate's for the same
+// input; a test holds that over random edits.
+//
+// Successive Results share IR objects. They are read-only, as every
+// Result's IR is; the input objects must not be modified after they were
+// translated (replace an object to change it, as providers do).
+type Translator struct {
+	mu   sync.Mutex
+	prev *memo
+}
+
+// NewTranslator returns a Translator with nothing remembered.
+func NewTranslator() *Translator { return &Translator{} }
+
+// Translate is Translate with reuse of the previous call's work.
+func (x *Translator) Translate(in *input.Snapshot, opts Options) *Result {
+	if in == nil {
+		in = &input.Snapshot{}
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	t := newTranslator(in, opts, x.prev, true)
+	t.run()
+	x.prev = t.next
+	return t.result()
+}
+
+// memo is what one translation compiled, for the next one.
+type memo struct {
+	world world
+	ix    *index
+	// routes are the compiled routes by object key; clusters the clusters
+	// they share.
+	routes   map[input.Key]*routeState
+	clusters map[clusterKey]*ir.Cluster
+	vhosts   map[string]*vhostMemo
+}
+
+// world is the identity of every input route compilation reads besides
+// the route itself (the index is built from exactly these).
+type world struct {
+	services   []*corev1.Service
+	slices     []*discoveryv1.EndpointSlice
+	grants     []*gwv1.ReferenceGrant
+	namespaces []*corev1.Namespace
+	secrets    []*corev1.Secret
+}
+
+func worldOf(in *input.Snapshot) world {
+	return world{
+		services:   slices.Clone(in.Services),
+		slices:     slices.Clone(in.EndpointSlices),
+		grants:     slices.Clone(in.ReferenceGrants),
+		namespaces: slices.Clone(in.Namespaces),
+		secrets:    slices.Clone(in.Secrets),
+	}
+}
+
+// same reports whether in holds the very objects w was taken from.
+func (w world) same(in *input.Snapshot) bool {
+	return slices.Equal(w.services, in.Services) && slices.Equal(w.slices, in.EndpointSlices) &&
+		slices.Equal(w.grants, in.ReferenceGrants) && slices.Equal(w.namespaces, in.Namespaces) &&
+		slices.Equal(w.secrets, in.Secrets)
+}
+
+// vhostMemo is one virtual host as built: the matches gathered for it (in
+// gathering order, before sorting), the port, and what they produced.
+type vhostMemo struct {
+	port     int32
+	items    []item
+	vh       *ir.VirtualHost
+	clusters []*ir.Cluster // distinct clusters its routes use
+}
+
+func sameItems(a, b []item) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// reusedRoute returns the previous translation's compiled route for r when
+// nothing it was compiled from changed, ready to be attached again.
+func (t *translator) reusedRoute(r *gwv1.HTTPRoute) *routeState {
+	if t.prev == nil || !t.sameWorld {
+		return nil
+	}
+	rs := t.prev.routes[keyOf(r)]
+	if rs == nil || rs.obj != r {
+		return nil
+	}
+	// Attachment and virtual host assembly start over.
+	rs.parents = nil
+	rs.mark = 0
+	return rs
+}

@@ -1,0 +1,199 @@
+package gateway
+
+import (
+	"fmt"
+	"math/rand"
+	"slices"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/nodemesh/nodemesh/internal/golden"
+	"github.com/nodemesh/nodemesh/mesh/input"
+)
+
+// checkSame fails when the incremental Translator's result differs from a
+// fresh Translate of the same input.
+func checkSame(t *testing.T, what string, x *Translator, snap *input.Snapshot, opts Options) *Result {
+	t.Helper()
+	got := x.Translate(snap, opts)
+	want := Translate(snap, opts)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("%s: Translator differs from Translate (-want +got):\n%s", what, diff)
+	}
+	return got
+}
+
+// TestTranslatorGoldenCases runs every golden input through one Translator
+// forwards and backwards, each twice (the second time reuses everything):
+// every result equals a fresh translation.
+func TestTranslatorGoldenCases(t *testing.T) {
+	ins := golden.Inputs(t, "testdata", ".in.yaml", ".out.yaml")
+	order := append(slices.Clone(ins), ins...)
+	slices.Reverse(order[len(ins):])
+	x := NewTranslator()
+	for _, in := range order {
+		snap := loadCase(t, in)
+		opts := Options{Addresses: testAddresses(t, snap, false)}
+		checkSame(t, in, x, snap, opts)
+		checkSame(t, in+" (again)", x, snap, opts)
+	}
+}
+
+// TestTranslatorReuses shows the reuse is real: an unchanged input yields
+// the very same IR virtual hosts, and a one-route edit rebuilds only the
+// virtual host that route serves.
+func TestTranslatorReuses(t *testing.T) {
+	snap, opts := benchSnapshot(40)
+	x := NewTranslator()
+	first := checkSame(t, "first", x, snap, opts)
+	second := checkSame(t, "unchanged", x, snap, opts)
+	vhs := func(r *Result) []string {
+		var out []string
+		for _, vh := range r.Config.Listeners[0].Chains[0].Routes.VirtualHosts {
+			out = append(out, fmt.Sprintf("%s@%p", vh.Name, vh))
+		}
+		return out
+	}
+	if diff := cmp.Diff(vhs(first), vhs(second)); diff != "" {
+		t.Fatalf("unchanged input rebuilt virtual hosts:\n%s", diff)
+	}
+	edited := *snap
+	edited.HTTPRoutes = slices.Clone(snap.HTTPRoutes)
+	r := snap.HTTPRoutes[0].DeepCopy()
+	r.Spec.Rules[0].Filters[0].RequestHeaderModifier.Set[0].Value = "edited"
+	edited.HTTPRoutes[0] = r
+	third := checkSame(t, "one route edited", x, &edited, opts)
+	a, b := vhs(second), vhs(third)
+	changed := 0
+	for i := range a {
+		if a[i] != b[i] {
+			changed++
+		}
+	}
+	if changed != 1 {
+		t.Fatalf("a one-route edit rebuilt %d virtual hosts, want 1", changed)
+	}
+}
+
+// TestTranslatorRandomEdits applies random edits of every kind the
+// Translator distinguishes (routes, Services, EndpointSlices, grants,
+// Namespaces, Gateways, addresses) and compares each result with a fresh
+// translation.
+func TestTranslatorRandomEdits(t *testing.T) {
+	base, opts := benchSnapshot(60)
+	rng := rand.New(rand.NewSource(7))
+	x := NewTranslator()
+	snap := base
+	var removed []*gwv1.HTTPRoute
+	steps := 300
+	if testing.Short() {
+		steps = 60
+	}
+	for step := 0; step < steps; step++ {
+		next := *snap
+		var what string
+		switch k := rng.Intn(10); {
+		case k < 4 && len(next.HTTPRoutes) > 0:
+			i := rng.Intn(len(next.HTTPRoutes))
+			r := next.HTTPRoutes[i].DeepCopy()
+			what = editRoute(rng, r)
+			next.HTTPRoutes = slices.Clone(next.HTTPRoutes)
+			next.HTTPRoutes[i] = r
+		case k == 4 && len(next.HTTPRoutes) > 1:
+			i := rng.Intn(len(next.HTTPRoutes))
+			removed = append(removed, next.HTTPRoutes[i])
+			next.HTTPRoutes = slices.Delete(slices.Clone(next.HTTPRoutes), i, i+1)
+			what = "route removed"
+		case k == 5 && len(removed) > 0:
+			// The very object removed before comes back.
+			next.HTTPRoutes = append(slices.Clone(next.HTTPRoutes), removed[len(removed)-1])
+			removed = removed[:len(removed)-1]
+			what = "route restored"
+		case k == 6:
+			i := rng.Intn(len(next.Services))
+			svc := next.Services[i].DeepCopy()
+			if rng.Intn(2) == 0 {
+				svc.Spec.Ports[0].Port = 8080 + int32(rng.Intn(2))
+			}
+			next.Services = slices.Clone(next.Services)
+			next.Services[i] = svc
+			what = "service replaced"
+		case k == 7:
+			i := rng.Intn(len(next.EndpointSlices))
+			es := next.EndpointSlices[i].DeepCopy()
+			es.Endpoints[0].Addresses[0] = fmt.Sprintf("10.200.%d.%d", rng.Intn(256), 1+rng.Intn(250))
+			next.EndpointSlices = slices.Clone(next.EndpointSlices)
+			next.EndpointSlices[i] = es
+			what = "endpoints changed"
+		case k == 8:
+			i := rng.Intn(len(next.ReferenceGrants))
+			next.ReferenceGrants = slices.Delete(slices.Clone(next.ReferenceGrants), i, i+1)
+			if len(next.ReferenceGrants) == 0 {
+				next.ReferenceGrants = base.ReferenceGrants
+			}
+			what = "grant removed"
+		default:
+			gw := next.Gateways[0].DeepCopy()
+			l := &gw.Spec.Listeners[0]
+			switch rng.Intn(3) {
+			case 0:
+				l.Hostname = ptr(gwv1.Hostname(fmt.Sprintf("app-%d.example.com", rng.Intn(15))))
+			case 1:
+				l.Hostname = nil
+			case 2:
+				l.Port = gwv1.PortNumber(80 + rng.Intn(2))
+			}
+			next.Gateways = []*gwv1.Gateway{gw}
+			what = "gateway replaced"
+		}
+		snap = &next
+		checkSame(t, fmt.Sprintf("step %d (%s)", step, what), x, snap, opts)
+		if rng.Intn(10) == 0 {
+			checkSame(t, fmt.Sprintf("step %d repeated", step), x, snap, opts)
+		}
+	}
+}
+
+// editRoute changes one thing about a route and says what.
+func editRoute(rng *rand.Rand, r *gwv1.HTTPRoute) string {
+	rule := &r.Spec.Rules[rng.Intn(len(r.Spec.Rules))]
+	switch rng.Intn(7) {
+	case 0:
+		if rule.Filters[0].RequestHeaderModifier == nil {
+			return "nothing"
+		}
+		rule.Filters[0].RequestHeaderModifier.Set[0].Value = fmt.Sprintf("v%d", rng.Intn(1000))
+		return "header value"
+	case 1:
+		rule.Matches[0].Path.Type = nil
+		rule.Matches[0].Path.Value = ptr(fmt.Sprintf("/p%d", rng.Intn(50)))
+		return "path"
+	case 2:
+		r.Spec.Hostnames = []gwv1.Hostname{gwv1.Hostname(fmt.Sprintf("app-%d.example.com", rng.Intn(15)))}
+		return "hostname"
+	case 3:
+		if len(r.Spec.Rules) > 1 {
+			r.Spec.Rules = r.Spec.Rules[1:]
+		}
+		return "rule removed"
+	case 4:
+		rule.Matches[0].Path.Value = ptr("/[")
+		rule.Matches[0].Path.Type = ptr(gwv1.PathMatchRegularExpression)
+		return "invalid regex"
+	case 5:
+		if len(rule.BackendRefs) == 0 {
+			return "nothing"
+		}
+		rule.BackendRefs[0].Name = "missing"
+		return "missing backend"
+	default:
+		rule.Filters = append(rule.Filters, gwv1.HTTPRouteFilter{
+			Type:            gwv1.HTTPRouteFilterRequestRedirect,
+			RequestRedirect: &gwv1.HTTPRequestRedirectFilter{Scheme: ptr("https")},
+		})
+		rule.BackendRefs = nil
+		return "redirect"
+	}
+}
