@@ -15,8 +15,31 @@ var ErrInvalid = errors.New("invalid configuration")
 // Validate checks the invariants documented in the package comment. The
 // returned error joins one error per problem; each names the object and the
 // field path, e.g. `listener "gateway/default/eg/80": chains[0].routes...`.
-func (c *Config) Validate() error {
-	v := &validator{}
+func (c *Config) Validate() error { return c.validate(&validator{}) }
+
+// Validator validates successive Configs, as Validate does, and skips the
+// routes of a virtual host that passed in the previous call: the very same
+// (pointer-equal) VirtualHost, whose routes cannot have changed because IR
+// values are immutable once built. Only its cluster references are checked
+// again, against the new Config's clusters. A one-route change then costs
+// the changed virtual host, not every route. The zero Validator is ready
+// to use; calls are serialised.
+type Validator struct {
+	mu    sync.Mutex
+	valid map[*VirtualHost][]string
+}
+
+// Validate validates c, reusing the previous call's verdicts where it can.
+func (x *Validator) Validate(c *Config) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	v := &validator{prev: x.valid, next: map[*VirtualHost][]string{}}
+	err := c.validate(v)
+	x.valid = v.next
+	return err
+}
+
+func (c *Config) validate(v *validator) error {
 	clusters := map[string]bool{}
 	for i, cl := range c.Clusters {
 		v.cluster(i, cl, clusters)
@@ -39,6 +62,10 @@ func (c *Config) Validate() error {
 
 type validator struct {
 	errs []error
+	// prev holds the virtual hosts whose routes passed in the previous
+	// call, each with the clusters its routes use; next collects this
+	// call's (both nil for Config.Validate).
+	prev, next map[*VirtualHost][]string
 }
 
 func (v *validator) fail(obj object, field path, format string, args ...any) {
@@ -275,20 +302,58 @@ func (v *validator) routeTable(obj object, f path, rt *RouteTable, tables, clust
 			}
 			domains[d] = vh.Name
 		}
-		routes := map[string]bool{}
-		for j, r := range vh.Routes {
-			rf := vf.i("routes", j)
-			if r == nil {
-				v.fail(obj, rf, "nil route")
-				continue
+		v.virtualHostRoutes(obj, vf, vh, clusters)
+	}
+}
+
+// virtualHostRoutes checks the routes of one virtual host.
+func (v *validator) virtualHostRoutes(obj object, vf path, vh *VirtualHost, clusters map[string]bool) {
+	if used, ok := v.prev[vh]; ok && allIn(used, clusters) {
+		v.next[vh] = used
+		return
+	}
+	before := len(v.errs)
+	routes := map[string]bool{}
+	for j, r := range vh.Routes {
+		rf := vf.i("routes", j)
+		if r == nil {
+			v.fail(obj, rf, "nil route")
+			continue
+		}
+		if r.Name == "" || routes[r.Name] {
+			v.fail(obj, rf.f("name"), "empty or duplicate %q", r.Name)
+		}
+		routes[r.Name] = true
+		v.route(obj, rf, r, clusters)
+	}
+	if v.next != nil && len(v.errs) == before {
+		v.next[vh] = usedClusters(vh)
+	}
+}
+
+// usedClusters lists the clusters a virtual host's routes refer to, once
+// each.
+func usedClusters(vh *VirtualHost) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range vh.Routes {
+		for _, b := range r.Backends {
+			if b.Cluster != "" && !seen[b.Cluster] {
+				seen[b.Cluster] = true
+				out = append(out, b.Cluster)
 			}
-			if r.Name == "" || routes[r.Name] {
-				v.fail(obj, rf.f("name"), "empty or duplicate %q", r.Name)
-			}
-			routes[r.Name] = true
-			v.route(obj, rf, r, clusters)
 		}
 	}
+	return out
+}
+
+func allIn(names []string, set map[string]bool) bool {
+	for _, n := range names {
+		if !set[n] {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *validator) route(obj object, f path, r *Route, clusters map[string]bool) {

@@ -106,3 +106,49 @@ func TestValidDomain(t *testing.T) {
 		}
 	}
 }
+
+// TestValidator checks that the remembering Validator reports exactly what
+// Validate reports, including for Configs that share virtual hosts with an
+// earlier valid one but not the clusters they use.
+func TestValidator(t *testing.T) {
+	var x Validator
+	base := valid()
+	if err := x.Validate(base); err != nil {
+		t.Fatalf("valid config rejected: %v", err)
+	}
+	if len(x.valid) != 2 {
+		t.Fatalf("remembered %d virtual hosts, want 2", len(x.valid))
+	}
+	if err := x.Validate(base); err != nil {
+		t.Fatalf("valid config rejected the second time: %v", err)
+	}
+	// The same virtual hosts without the cluster their routes use.
+	noCluster := *base
+	noCluster.Clusters = nil
+	err := x.Validate(&noCluster)
+	if err == nil || !strings.Contains(err.Error(), `unknown cluster "service/default/echo/8080"`) {
+		t.Fatalf("shared virtual host with its cluster gone: got %v", err)
+	}
+	if err := x.Validate(base); err != nil {
+		t.Fatalf("valid config rejected after an invalid one: %v", err)
+	}
+	// The same virtual host twice in one route table: the domain clash is
+	// found although the routes are remembered.
+	twice := *base
+	vh := base.Listeners[0].Chains[0].Routes.VirtualHosts[0]
+	twice.Listeners = []*Listener{{
+		Name: "l", Address: "127.0.100.2", Port: 80,
+		Chains: []*HTTPChain{{Name: "http", Routes: &RouteTable{Name: "t", VirtualHosts: []*VirtualHost{vh, vh}}}},
+	}}
+	if err := x.Validate(&twice); err == nil || !strings.Contains(err.Error(), "also in virtual host") {
+		t.Fatalf("virtual host listed twice: got %v", err)
+	}
+	// An invalid virtual host is not remembered as valid.
+	bad := valid()
+	bad.Listeners[0].Chains[0].Routes.VirtualHosts[0].Routes[0].Match.Headers[0].Value = "("
+	for i := 0; i < 2; i++ {
+		if err := x.Validate(bad); err == nil || !strings.Contains(err.Error(), "invalid RE2") {
+			t.Fatalf("call %d: invalid regex: got %v", i, err)
+		}
+	}
+}

@@ -30,6 +30,9 @@ import (
 type Translator struct {
 	mu   sync.Mutex
 	prev *memo
+	// valid remembers the virtual hosts that passed validation, so an
+	// unchanged one is not checked route by route again.
+	valid ir.Validator
 }
 
 // New returns a Translator with nothing remembered.
@@ -40,11 +43,11 @@ func (t *Translator) Translate(cfg *ir.Config) (*Resources, error) {
 	if cfg == nil {
 		return nil, errors.New("translating IR: nil config")
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("translating IR: %w", err)
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.valid.Validate(cfg); err != nil {
+		return nil, fmt.Errorf("translating IR: %w", err)
+	}
 	b := newBuilder(cfg)
 	b.prev, b.next = t.prev, newMemo(cfg)
 	if err := b.build(); err != nil {
