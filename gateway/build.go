@@ -125,21 +125,22 @@ func (b *builder) table(name string, listeners []*listenerState, port int32) *ir
 	rt := &ir.RouteTable{Name: name, VirtualHosts: make([]*ir.VirtualHost, 0, len(domains))}
 	for _, d := range domains {
 		vhName := virtualHostName(name, d)
-		var items []item
+		var refs []routeRef
 		if owner := ownerAmong(listeners, d); owner != nil {
-			items = b.gather(owner, d)
+			refs = b.gather(owner, d)
 		}
-		rt.VirtualHosts = append(rt.VirtualHosts, b.virtualHost(vhName, d, items, port))
+		rt.VirtualHosts = append(rt.VirtualHosts, b.virtualHost(vhName, d, refs, port))
 	}
 	return rt
 }
 
 // virtualHost returns the virtual host serving domain d with the gathered
-// items: the previous translation's, when it was built from the very same
-// items on the same port (see Translator), or a new one.
-func (b *builder) virtualHost(name, d string, items []item, port int32) *ir.VirtualHost {
+// routes: the previous translation's, when it was built from the very same
+// compiled routes, gathered in the same order through the same hostnames,
+// on the same port (see Translator), or a new one.
+func (b *builder) virtualHost(name, d string, refs []routeRef, port int32) *ir.VirtualHost {
 	if prev := b.t.prev; prev != nil {
-		if vm := prev.vhosts[name]; vm != nil && vm.port == port && vm.vh.Domains[0] == d && sameItems(vm.items, items) {
+		if vm := prev.vhosts[name]; vm != nil && vm.port == port && vm.vh.Domains[0] == d && slices.Equal(vm.refs, refs) {
 			for _, cl := range vm.clusters {
 				b.clusters[cl.Name] = cl
 			}
@@ -147,10 +148,7 @@ func (b *builder) virtualHost(name, d string, items []item, port int32) *ir.Virt
 			return vm.vh
 		}
 	}
-	var gathered []item
-	if b.t.next != nil {
-		gathered = slices.Clone(items)
-	}
+	items := expand(refs)
 	vh := &ir.VirtualHost{Name: name, Domains: []string{d}, Routes: make([]*ir.Route, len(items))}
 	sortItems(items)
 	var used map[string]*ir.Cluster
@@ -161,7 +159,7 @@ func (b *builder) virtualHost(name, d string, items []item, port int32) *ir.Virt
 		vh.Routes[i] = b.route(items[i].m, port, used)
 	}
 	if b.t.next != nil {
-		vm := &vhostMemo{port: port, items: gathered, vh: vh, clusters: make([]*ir.Cluster, 0, len(used))}
+		vm := &vhostMemo{port: port, refs: refs, vh: vh, clusters: make([]*ir.Cluster, 0, len(used))}
 		for _, cl := range used {
 			vm.clusters = append(vm.clusters, cl)
 		}
@@ -182,11 +180,19 @@ func ownerAmong(listeners []*listenerState, d string) *listenerState {
 	return best
 }
 
-// gather collects the matches of the owner's routes that serve domain d,
-// each route once, through its most specific covering hostname.
-func (b *builder) gather(owner *listenerState, d string) []item {
+// routeRef is a route gathered for a domain, with the route hostname it
+// was gathered through.
+type routeRef struct {
+	rs        *routeState
+	hostExact bool
+	hostLen   int
+}
+
+// gather collects the owner's routes that serve domain d, each route once,
+// through its most specific covering hostname.
+func (b *builder) gather(owner *listenerState, d string) []routeRef {
 	b.mark++
-	var items []item
+	var refs []routeRef
 	coveringHostnames(d, func(h string) bool {
 		exact, length := specificity(h)
 		for _, rs := range owner.entries[h] {
@@ -194,17 +200,32 @@ func (b *builder) gather(owner *listenerState, d string) []item {
 				continue
 			}
 			rs.mark = b.mark
-			for _, rule := range rs.rules {
-				if !rule.valid() {
-					continue
-				}
-				for _, m := range rule.matches {
-					items = append(items, item{m: m, hostExact: exact, hostLen: length})
-				}
-			}
+			refs = append(refs, routeRef{rs: rs, hostExact: exact, hostLen: length})
 		}
 		return true
 	})
+	return refs
+}
+
+// expand lists the matches of the valid rules of gathered routes.
+func expand(refs []routeRef) []item {
+	n := 0
+	for _, r := range refs {
+		for _, rule := range r.rs.rules {
+			n += len(rule.matches)
+		}
+	}
+	items := make([]item, 0, n)
+	for _, r := range refs {
+		for _, rule := range r.rs.rules {
+			if !rule.valid() {
+				continue
+			}
+			for _, m := range rule.matches {
+				items = append(items, item{m: m, hostExact: r.hostExact, hostLen: r.hostLen})
+			}
+		}
+	}
 	return items
 }
 

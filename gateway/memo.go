@@ -93,25 +93,13 @@ func (w world) same(in *input.Snapshot) bool {
 		slices.Equal(w.secrets, in.Secrets)
 }
 
-// vhostMemo is one virtual host as built: the matches gathered for it (in
-// gathering order, before sorting), the port, and what they produced.
+// vhostMemo is one virtual host as built: the routes gathered for it, the
+// port, and what they produced.
 type vhostMemo struct {
 	port     int32
-	items    []item
+	refs     []routeRef
 	vh       *ir.VirtualHost
 	clusters []*ir.Cluster // distinct clusters its routes use
-}
-
-func sameItems(a, b []item) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // reusedRoute returns the previous translation's compiled route for r when

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -145,12 +146,26 @@ func (t *translator) result() *Result {
 		r.Gateways = append(r.Gateways, GatewayStatus{Key: gs.key, Status: gs.status(t.opts.AddressProblems)})
 	}
 	sort.Slice(r.Gateways, func(i, j int) bool { return keyLess(r.Gateways[i].Key, r.Gateways[j].Key) })
+	// Sort the routes, not their (large) statuses; providers usually list
+	// them in key order already.
+	byKey := func(a, b *routeState) int {
+		if keyLess(a.key, b.key) {
+			return -1
+		}
+		if keyLess(b.key, a.key) {
+			return 1
+		}
+		return 0
+	}
+	if !slices.IsSortedFunc(t.routes, byKey) {
+		t.routes = slices.Clone(t.routes)
+		slices.SortFunc(t.routes, byKey)
+	}
 	for _, rs := range t.routes {
 		if len(rs.parents) > 0 {
 			r.HTTPRoutes = append(r.HTTPRoutes, HTTPRouteStatus{Key: rs.key, Status: rs.status(t.opts.ControllerName)})
 		}
 	}
-	sort.Slice(r.HTTPRoutes, func(i, j int) bool { return keyLess(r.HTTPRoutes[i].Key, r.HTTPRoutes[j].Key) })
 	return r
 }
 
