@@ -24,5 +24,8 @@
 //     Secrets by name) so equal intent yields equal Configs.
 //
 // Nothing here allocates IDs or talks to the outside world; values are plain
-// data, safe to share read-only between goroutines once built.
+// data, safe to share read-only between goroutines once built, and never
+// modified after that: producers that reuse work hand over the same object
+// for unchanged content, and Validator relies on it, skipping the routes of
+// a VirtualHost it already validated.
 package ir
