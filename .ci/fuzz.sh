@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 targets=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-corpus_count() { find "$1/testdata/fuzz/$2" -type f 2>/dev/null | wc -l; }
+corpus_count() { { find "$1/testdata/fuzz/$2" -type f 2>/dev/null || true; } | wc -l; }
 while read -r pkg dir; do
   # grep finds nothing in most packages; that is not an error.
   for target in $( (grep -hoE '^func Fuzz[A-Za-z0-9_]+\(' "$dir"/*_test.go 2>/dev/null || true) | sed -E 's/^func (Fuzz[A-Za-z0-9_]+)\(/\1/' | sort -u); do
@@ -22,7 +22,7 @@ while read -r pkg dir; do
     before=$(corpus_count "$dir" "$target")
     if ! go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s 2>&1 | tee "$log"; then
       after=$(corpus_count "$dir" "$target")
-      if [[ "$after" == "$before" ]] && tail -n 5 "$log" | grep -q '^    context deadline exceeded$'; then
+      if [[ "$after" == "$before" ]] && grep -qx '    context deadline exceeded' <(tail -n 5 "$log"); then
         echo "fuzz $pkg $target: coordinator deadline race (golang/go#75804), no reproducer written; running again for $retry_execs"
         go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$retry_execs" -fuzzminimizetime 2s
       else
