@@ -1,70 +1,25 @@
 package e2e
 
 import (
-	"context"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	"google.golang.org/protobuf/types/known/anypb"
 	"k8s.io/apimachinery/pkg/api/meta"
 
+	"github.com/nodemesh/nodemesh/conformance/internal/taint"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
-	"github.com/nodemesh/nodemesh/mesh/ir"
-	"github.com/nodemesh/nodemesh/xds/publish"
 	"github.com/nodemesh/nodemesh/xds/server"
-	"github.com/nodemesh/nodemesh/xds/translator"
 )
-
-// taintingPublisher publishes like the real one, but once armed it adds a
-// field the builtin proxy does not implement (HCM tracing) to every
-// listener: the stand-in for a control plane newer than its proxy.
-type taintingPublisher struct {
-	srv   *server.Server
-	armed atomic.Bool
-}
-
-func (p *taintingPublisher) Publish(ctx context.Context, cfg *ir.Config) (dataplane.Publication, error) {
-	res, err := translator.Translate(cfg)
-	if err != nil {
-		return dataplane.Publication{}, err
-	}
-	if p.armed.Load() {
-		for _, l := range res.Listeners {
-			for _, fc := range l.FilterChains {
-				for _, f := range fc.Filters {
-					hcm := &hcmv3.HttpConnectionManager{}
-					if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
-						return dataplane.Publication{}, err
-					}
-					hcm.Tracing = &hcmv3.HttpConnectionManager_Tracing{Provider: &tracev3.Tracing_Http{Name: "envoy.tracers.zipkin"}}
-					a, _ := anypb.New(hcm)
-					f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
-				}
-			}
-		}
-	}
-	up, err := p.srv.Update(ctx, res)
-	if err != nil {
-		return dataplane.Publication{}, err
-	}
-	return publish.Publication(res, up), nil
-}
-
-func (p *taintingPublisher) Proxies() []dataplane.Proxy { return publish.New(p.srv).Proxies() }
 
 // TestNackReachesGatewayStatus: a proxy that rejects an update keeps
 // serving the previous configuration, and the rejection, with the proxy's
 // own message, shows up on the Gateway's Programmed condition.
 func TestNackReachesGatewayStatus(t *testing.T) {
-	var pub *taintingPublisher
+	var pub *taint.Publisher
 	m := startMesh(t, false, []string{"v1", "v2"}, withPublisher(func(s *server.Server) dataplane.Publisher {
-		pub = &taintingPublisher{srv: s}
+		pub = taint.New(s)
 		return pub
 	}))
 	base := `apiVersion: gateway.networking.k8s.io/v1
@@ -96,7 +51,7 @@ spec:
 		t.Fatalf("before: backend %q, want v1", r.backend)
 	}
 
-	pub.armed.Store(true)
+	pub.Armed.Store(true)
 	m.applyNoWait(base + route("v2"))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -121,7 +76,7 @@ spec:
 	}
 
 	// Fixing the control plane converges again.
-	pub.armed.Store(false)
+	pub.Armed.Store(false)
 	m.apply(base + route("v1"))
 	if r := get(t, gw, "GET", "a.test", "/"); r.backend != "v1" {
 		t.Errorf("after recovery: backend %q, want v1", r.backend)

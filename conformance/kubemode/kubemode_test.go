@@ -12,15 +12,10 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	"google.golang.org/protobuf/types/known/anypb"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -30,64 +25,20 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
+	"github.com/nodemesh/nodemesh/conformance/internal/taint"
 	"github.com/nodemesh/nodemesh/conformance/kubeenv"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/gateway/controller"
 	"github.com/nodemesh/nodemesh/internal/echo"
 	"github.com/nodemesh/nodemesh/mesh/agent"
-	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/input"
-	"github.com/nodemesh/nodemesh/mesh/ir"
 	"github.com/nodemesh/nodemesh/mesh/provider/kube"
-	"github.com/nodemesh/nodemesh/xds/publish"
 	"github.com/nodemesh/nodemesh/xds/server"
-	"github.com/nodemesh/nodemesh/xds/translator"
 )
 
-// taintingPublisher publishes like the real one; once armed it adds a
-// field the builtin proxy does not implement (HCM tracing) to every
-// listener, so the proxy rejects the update: a control plane newer than
-// its proxy.
-type taintingPublisher struct {
-	srv   *server.Server
-	armed atomic.Bool
-}
-
-func (p *taintingPublisher) Publish(ctx context.Context, cfg *ir.Config) (dataplane.Publication, error) {
-	res, err := translator.Translate(cfg)
-	if err != nil {
-		return dataplane.Publication{}, err
-	}
-	if p.armed.Load() {
-		for _, l := range res.Listeners {
-			for _, fc := range l.FilterChains {
-				for _, f := range fc.Filters {
-					hcm := &hcmv3.HttpConnectionManager{}
-					if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
-						return dataplane.Publication{}, err
-					}
-					hcm.Tracing = &hcmv3.HttpConnectionManager_Tracing{Provider: &tracev3.Tracing_Http{Name: "envoy.tracers.zipkin"}}
-					a, err := anypb.New(hcm)
-					if err != nil {
-						return dataplane.Publication{}, err
-					}
-					f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
-				}
-			}
-		}
-	}
-	up, err := p.srv.Update(ctx, res)
-	if err != nil {
-		return dataplane.Publication{}, err
-	}
-	return publish.Publication(res, up), nil
-}
-
-func (p *taintingPublisher) Proxies() []dataplane.Proxy { return publish.New(p.srv).Proxies() }
-
 type node struct {
-	pub  *taintingPublisher
+	pub  *taint.Publisher
 	core kubernetes.Interface
 	gw   gwclient.Interface
 	bed  *testbed.Bed
@@ -135,7 +86,7 @@ func startNode(t *testing.T, pool netip.Prefix) *node {
 	}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Stop(time.Second) })
-	pub := &taintingPublisher{srv: srv}
+	pub := taint.New(srv)
 	a, err := agent.New(agent.Config{Publisher: pub, Addresses: kube.StatusAddresses{}, Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -325,7 +276,7 @@ func TestKubernetesModeEndToEnd(t *testing.T) {
 
 	// The proxy rejects the next listener update: the Gateway says so,
 	// with the proxy's message, on the API server.
-	n.pub.armed.Store(true)
+	n.pub.Armed.Store(true)
 	update := func(header string) {
 		eventually(t, "route update", func() error {
 			r, err := routes.Get(ctx, "r", metav1.GetOptions{})
@@ -358,7 +309,7 @@ func TestKubernetesModeEndToEnd(t *testing.T) {
 	}
 
 	// A control plane the proxy understands again converges.
-	n.pub.armed.Store(false)
+	n.pub.Armed.Store(false)
 	update("three")
 	eventually(t, "programmed after recovery", func() error {
 		g, err := gws.Get(ctx, "web", metav1.GetOptions{})

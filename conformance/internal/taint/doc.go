@@ -1,0 +1,5 @@
+// Package taint provides a publisher for tests that need a proxy to reject
+// an update: it publishes like xds/publish, but once armed it adds a field
+// the builtin proxy does not implement (HCM tracing) to every listener —
+// the stand-in for a control plane newer than its proxy.
+package taint
