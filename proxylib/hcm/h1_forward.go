@@ -333,21 +333,39 @@ func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime 
 	return ok && keep
 }
 
+// flushOut writes the pending response bytes to the client; false if that
+// failed. It returns out emptied.
+func (hc *h1conn) flushOut(out []byte) ([]byte, bool) {
+	if len(out) == 0 {
+		return out, true
+	}
+	if _, err := hc.c.Write(out); err != nil {
+		return out[:0], false
+	}
+	return out[:0], true
+}
+
+// refill flushes the pending output, then reads more of the upstream
+// response into the start of its buffer; false if the write failed or
+// the read returned nothing but an error.
+func (hc *h1conn) refill(uc *upstream.Conn, out []byte) ([]byte, bool) {
+	out, ok := hc.flushOut(out)
+	if !ok {
+		return out, false
+	}
+	uc.R, uc.W = 0, 0
+	m, err := uc.Read(uc.Buf)
+	uc.W = m
+	return out, m > 0 || err == nil
+}
+
 // relayLength forwards exactly n body bytes. It returns output not yet
 // written and false if either side failed.
 func (hc *h1conn) relayLength(uc *upstream.Conn, out []byte, n int64) ([]byte, bool) {
 	for n > 0 {
 		if uc.R == uc.W {
-			if len(out) > 0 {
-				if _, err := hc.c.Write(out); err != nil {
-					return out[:0], false
-				}
-				out = out[:0]
-			}
-			uc.R, uc.W = 0, 0
-			m, err := uc.Read(uc.Buf)
-			uc.W = m
-			if m == 0 && err != nil {
+			var ok bool
+			if out, ok = hc.refill(uc, out); !ok {
 				return out, false
 			}
 		}
@@ -356,10 +374,10 @@ func (hc *h1conn) relayLength(uc *upstream.Conn, out []byte, n int64) ([]byte, b
 		uc.R += int(take)
 		n -= take
 		if len(out) >= h1BufSize {
-			if _, err := hc.c.Write(out); err != nil {
-				return out[:0], false
+			var ok bool
+			if out, ok = hc.flushOut(out); !ok {
+				return out, false
 			}
-			out = out[:0]
 		}
 	}
 	return out, true
@@ -371,16 +389,8 @@ func (hc *h1conn) relayChunked(uc *upstream.Conn, out []byte) ([]byte, bool) {
 	d.Reset()
 	for !d.Done() {
 		if uc.R == uc.W {
-			if len(out) > 0 {
-				if _, err := hc.c.Write(out); err != nil {
-					return out[:0], false
-				}
-				out = out[:0]
-			}
-			uc.R, uc.W = 0, 0
-			m, err := uc.Read(uc.Buf)
-			uc.W = m
-			if m == 0 && err != nil {
+			var ok bool
+			if out, ok = hc.refill(uc, out); !ok {
 				return out, false
 			}
 		}
@@ -391,10 +401,10 @@ func (hc *h1conn) relayChunked(uc *upstream.Conn, out []byte) ([]byte, bool) {
 		}
 		out = http1.AppendChunk(out, data)
 		if len(out) >= h1BufSize {
-			if _, err := hc.c.Write(out); err != nil {
-				return out[:0], false
+			var ok bool
+			if out, ok = hc.flushOut(out); !ok {
+				return out, false
 			}
-			out = out[:0]
 		}
 	}
 	return append(out, http1.LastChunk...), true
@@ -407,11 +417,9 @@ func (hc *h1conn) relayUntilClose(uc *upstream.Conn, out []byte) ([]byte, bool) 
 			out = http1.AppendChunk(out, uc.Buf[uc.R:uc.W])
 			uc.R = uc.W
 		}
-		if len(out) > 0 {
-			if _, err := hc.c.Write(out); err != nil {
-				return out[:0], false
-			}
-			out = out[:0]
+		var ok bool
+		if out, ok = hc.flushOut(out); !ok {
+			return out, false
 		}
 		uc.R, uc.W = 0, 0
 		m, err := uc.Read(uc.Buf)
