@@ -151,21 +151,28 @@ func (b *builder) virtualHost(name, d string, refs []routeRef, port int32) *ir.V
 	items := expand(refs)
 	vh := &ir.VirtualHost{Name: name, Domains: []string{d}, Routes: make([]*ir.Route, len(items))}
 	sortItems(items)
-	var used map[string]*ir.Cluster
-	if b.t.next != nil {
-		used = map[string]*ir.Cluster{}
-	}
 	for i := range items {
-		vh.Routes[i] = b.route(items[i].m, port, used)
+		vh.Routes[i] = b.route(items[i].m, port)
 	}
 	if b.t.next != nil {
-		vm := &vhostMemo{port: port, refs: refs, vh: vh, clusters: make([]*ir.Cluster, 0, len(used))}
-		for _, cl := range used {
-			vm.clusters = append(vm.clusters, cl)
-		}
-		b.t.next.vhosts[name] = vm
+		b.t.next.vhosts[name] = &vhostMemo{port: port, refs: refs, vh: vh, clusters: distinctClusters(items)}
 	}
 	return vh
+}
+
+// distinctClusters lists the clusters the items' rules use, once each.
+func distinctClusters(items []item) []*ir.Cluster {
+	seen := map[*ir.Cluster]bool{}
+	var out []*ir.Cluster
+	for i := range items {
+		for _, cl := range items[i].m.rule.clusters {
+			if !seen[cl] {
+				seen[cl] = true
+				out = append(out, cl)
+			}
+		}
+	}
+	return out
 }
 
 // ownerAmong returns the listener with the most specific hostname covering
@@ -231,14 +238,10 @@ func expand(refs []routeRef) []item {
 
 // route returns the IR route of a match on a listener port, creating it
 // once per match (once per port for redirects that depend on the port).
-// used, when not nil, collects the clusters the route uses.
-func (b *builder) route(m *matchState, port int32, used map[string]*ir.Cluster) *ir.Route {
+func (b *builder) route(m *matchState, port int32) *ir.Route {
 	rule := m.rule
 	for _, cl := range rule.clusters {
 		b.clusters[cl.Name] = cl
-		if used != nil {
-			used[cl.Name] = cl
-		}
 	}
 	if rd := rule.redirect; rd != nil && rd.portDependent() {
 		if r := m.byPort[port]; r != nil {

@@ -44,9 +44,6 @@ func NewTranslator() *Translator { return &Translator{} }
 
 // Translate is Translate with reuse of the previous call's work.
 func (x *Translator) Translate(in *input.Snapshot, opts Options) *Result {
-	if in == nil {
-		in = &input.Snapshot{}
-	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	t := newTranslator(in, opts, x.prev, true)

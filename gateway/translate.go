@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -69,9 +71,6 @@ type HTTPRouteStatus struct {
 // snapshot without modifying it, never fails (user errors become status
 // conditions) and may run concurrently with other calls.
 func Translate(in *input.Snapshot, opts Options) *Result {
-	if in == nil {
-		in = &input.Snapshot{}
-	}
 	t := newTranslator(in, opts, nil, false)
 	t.run()
 	return t.result()
@@ -81,6 +80,9 @@ func Translate(in *input.Snapshot, opts Options) *Result {
 // previous translation's memo (see Translator), and remember makes it
 // record its own for the next.
 func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) *translator {
+	if in == nil {
+		in = &input.Snapshot{}
+	}
 	if opts.ControllerName == "" {
 		opts.ControllerName = ControllerName
 	}
@@ -149,16 +151,9 @@ func (t *translator) result() *Result {
 	// Sort the routes, not their (large) statuses; providers usually list
 	// them in key order already.
 	byKey := func(a, b *routeState) int {
-		if keyLess(a.key, b.key) {
-			return -1
-		}
-		if keyLess(b.key, a.key) {
-			return 1
-		}
-		return 0
+		return cmp.Or(strings.Compare(a.key.Namespace, b.key.Namespace), strings.Compare(a.key.Name, b.key.Name))
 	}
 	if !slices.IsSortedFunc(t.routes, byKey) {
-		t.routes = slices.Clone(t.routes)
 		slices.SortFunc(t.routes, byKey)
 	}
 	for _, rs := range t.routes {

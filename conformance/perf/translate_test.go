@@ -145,8 +145,9 @@ func BenchmarkFullTranslation(b *testing.B) {
 
 // BenchmarkOneRouteChange is the cost of a single HTTPRoute edit at each
 // size along the agent's real path: the incremental Gateway API
-// translation (gateway.Translator), IR validation, and xds/publish (the memoizing Envoy translator plus the xDS
-// server's versioning; no proxy is connected, so nothing is sent).
+// translation (gateway.Translator), then xds/publish: IR validation, the
+// memoizing Envoy translator and the xDS server's versioning (no proxy is
+// connected, so nothing is sent).
 func BenchmarkOneRouteChange(b *testing.B) {
 	for _, n := range sizes {
 		snap := scenario(n)
