@@ -4,10 +4,13 @@ GO ?= go
 BIN := $(CURDIR)/bin
 PKGS := ./...
 
-.PHONY: help build run test integration conformance testdata generate check-generate bench fuzz lint clean
+.PHONY: help deps build run test integration conformance testdata generate check-generate bench fuzz lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+deps: ## install the Debian packages the tests, generate and bench use (as root; CI runs it)
+	./.ci/deps.sh install
 
 build: ## build every binary into ./bin
 	@mkdir -p $(BIN)
@@ -24,6 +27,9 @@ run-mesh: ## mesh demo (root): Cilium's Star Wars policies on the eBPF datapath 
 	./examples/starwars/run.sh $(ARGS)
 
 test: ## unit, golden, end-to-end and privileged tests (run as root for datapath tests)
+	@# As root the missing tools are installed first; otherwise the run stops
+	@# naming them, so no test is ever skipped for want of a tool.
+	@if [ "$$(id -u)" -eq 0 ]; then ./.ci/deps.sh install; else ./.ci/deps.sh check || { echo "install them first: sudo make deps" >&2; exit 1; }; fi
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 30m $(PKGS)
 
@@ -34,8 +40,11 @@ conformance: build ## official Gateway API conformance suite (GATEWAY-HTTP) on a
 	$(GO) build -o $(BIN)/ ./conformance/harness
 	$(BIN)/harness
 
-testdata: ## rewrite every golden file from the current code
-	$(GO) test $(PKGS) -run 'Golden' -update
+# Packages whose tests link internal/golden, the owner of the one -update flag.
+GOLDEN_PKGS = $(shell $(GO) list -test -f '{{if eq .Name "main"}}{{.ImportPath}} {{join .Deps " "}}{{end}}' $(PKGS) | awk '/ github.com\/nodemesh\/nodemesh\/internal\/golden( |$$)/ {sub(/\.test$$/, "", $$1); print $$1}')
+
+testdata: ## rewrite every golden file (and the proxy's generated allowlist) from the current code
+	$(GO) test -count=1 $(GOLDEN_PKGS) -run 'Golden|TestDocMatchesAllowlist' -update
 
 generate: ## rebuild generated code: BPF objects (bpf2go; needs clang) and protobuf Go (needs protoc)
 	@mkdir -p $(BIN)

@@ -81,7 +81,7 @@ func inPolicyNetns(t *testing.T) bool {
 	}
 	for _, bin := range []string{"ip", "iptables"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("policy tests need %s", bin)
+			t.Fatalf("policy tests need %s: install the test tools with `make deps` (as root)", bin)
 		}
 	}
 	args := []string{"-test.run=^" + regexp.QuoteMeta(t.Name()) + "$", "-test.count=1", "-test.timeout=5m"}

@@ -15,7 +15,7 @@ import (
 func steerWithTPROXY(t *testing.T, node *testbed.Namespace, dst string, port int) {
 	t.Helper()
 	if _, err := exec.LookPath("iptables"); err != nil {
-		t.Skip("needs iptables")
+		t.Fatal("needs iptables: install the test tools with `make deps` (as root)")
 	}
 	ctx := context.Background()
 	for _, args := range [][]string{

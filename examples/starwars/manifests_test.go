@@ -109,7 +109,7 @@ func TestShippedPolicies(t *testing.T) {
 // would run: bash splits each rendered line back into the same argv.
 func TestCommandLinesPaste(t *testing.T) {
 	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("bash not installed")
+		t.Fatal("needs bash")
 	}
 	for _, argv := range [][]string{
 		{"ip", "netns", "exec", "nmtb-1-1-w2", "curl", "-sS", "-w", `HTTP %{http_code}\n`, "-X", "PUT", "http://10.248.0.1/v1/exhaust-port"},
