@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nodemesh/nodemesh/mesh/input"
 )
@@ -28,22 +29,28 @@ type Result struct {
 // Provider watches one directory. Create it with New; Load and Watch must
 // not be called concurrently.
 type Provider struct {
-	dir      string
-	log      *slog.Logger
-	rescan   time.Duration
-	debounce time.Duration
+	dir         string
+	log         *slog.Logger
+	rescan      time.Duration
+	debounce    time.Duration
+	maxFileSize int64
+	maxFiles    int
 
 	files   map[string]*fileState
-	dirty   bool // a file changed since the last build
+	dirID   fileID // the directory the last Load read
+	dirty   bool   // a file changed since the last build
 	lastRes *Result
 	// lastGood is the last snapshot that built without error.
 	lastGood *input.Snapshot
 }
 
 type fileState struct {
+	// read is true when the latest attempt read the file; sum is then
+	// the hash of what it read.
+	read bool
 	sum  [sha256.Size]byte
 	objs []input.Object // last good decode
-	err  error          // current decode error, if the latest content is bad
+	err  error          // why the latest content is not in use, if it is not
 }
 
 // Option configures a Provider.
@@ -56,14 +63,38 @@ func WithLogger(l *slog.Logger) Option { return func(p *Provider) { p.log = l } 
 // inotify events (default 2s; 0 disables).
 func WithRescanInterval(d time.Duration) Option { return func(p *Provider) { p.rescan = d } }
 
+// WithMaxFileSize sets the size of the largest config file read (default
+// DefaultMaxFileSize; n <= 0 keeps the default). A larger file is skipped
+// and reported, and its last good version stays in effect.
+func WithMaxFileSize(n int64) Option {
+	return func(p *Provider) {
+		if n > 0 {
+			p.maxFileSize = n
+		}
+	}
+}
+
+// WithMaxFiles sets how many config files the directory may hold (default
+// DefaultMaxFiles; n <= 0 keeps the default). With more, the directory is
+// not read and the last good configuration stays in effect.
+func WithMaxFiles(n int) Option {
+	return func(p *Provider) {
+		if n > 0 {
+			p.maxFiles = n
+		}
+	}
+}
+
 // New returns a provider for dir. It does not touch the file system.
 func New(dir string, opts ...Option) *Provider {
 	p := &Provider{
-		dir:      dir,
-		log:      slog.Default(),
-		rescan:   2 * time.Second,
-		debounce: 50 * time.Millisecond,
-		files:    map[string]*fileState{},
+		dir:         dir,
+		log:         slog.Default(),
+		rescan:      2 * time.Second,
+		debounce:    50 * time.Millisecond,
+		maxFileSize: DefaultMaxFileSize,
+		maxFiles:    DefaultMaxFiles,
+		files:       map[string]*fileState{},
 	}
 	for _, o := range opts {
 		o(p)
@@ -72,44 +103,20 @@ func New(dir string, opts ...Option) *Provider {
 }
 
 // Load reads the directory once and returns the current view. An error is
-// returned only when the directory itself cannot be read; problems with
-// individual files are in Result.Errors.
+// returned only when the directory itself cannot be read (or holds more
+// config files than the limit); the provider's state is then unchanged.
+// Problems with individual files are in Result.Errors.
 func (p *Provider) Load() (*Result, error) {
-	entries, err := os.ReadDir(p.dir)
+	names, id, err := listDir(p.dir, p.maxFiles)
 	if err != nil {
 		return nil, fmt.Errorf("reading config directory: %w", err)
 	}
-	seen := map[string]bool{}
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || !wanted(name) {
-			continue
-		}
-		path := filepath.Join(p.dir, name)
-		data, err := os.ReadFile(path)
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue // removed between ReadDir and ReadFile
-			}
-			p.fileState(name).err = fmt.Errorf("%s: reading: %w", name, err)
+	p.dirID = id
+	seen := make(map[string]bool, len(names))
+	for _, name := range names {
+		if p.loadFile(name) {
 			seen[name] = true
-			p.dirty = true
-			continue
 		}
-		seen[name] = true
-		st := p.fileState(name)
-		sum := sha256.Sum256(data)
-		if sum == st.sum && st.objs != nil {
-			continue
-		}
-		st.sum = sum
-		p.dirty = true
-		objs, err := input.Decode(name, data)
-		if err != nil {
-			st.err = err
-			continue
-		}
-		st.objs, st.err = objs, nil
 	}
 	for name := range p.files {
 		if !seen[name] {
@@ -122,6 +129,52 @@ func (p *Provider) Load() (*Result, error) {
 		p.dirty = false
 	}
 	return p.lastRes, nil
+}
+
+// loadFile rereads one config file and decodes it if its content changed.
+// It returns false when the file no longer exists.
+func (p *Provider) loadFile(name string) bool {
+	path := filepath.Join(p.dir, name)
+	data, err := readFile(path, p.maxFileSize)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			fi, lerr := os.Lstat(path)
+			if errors.Is(lerr, os.ErrNotExist) {
+				return false // removed since the directory was listed
+			}
+			if lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+				target, _ := os.Readlink(path)
+				err = fmt.Errorf("symbolic link to a missing file: %s", target)
+			}
+		}
+		p.reject(name, fmt.Errorf("%s: skipped: %w", name, err))
+		return true
+	}
+	st := p.fileState(name)
+	sum := sha256.Sum256(data)
+	if st.read && sum == st.sum {
+		return true
+	}
+	st.read, st.sum = true, sum
+	p.dirty = true
+	objs, err := input.Decode(name, data)
+	if err != nil {
+		st.err = err
+		return true
+	}
+	st.objs, st.err = objs, nil
+	return true
+}
+
+// reject records that name could not be read; its last good objects stay.
+func (p *Provider) reject(name string, err error) {
+	st := p.fileState(name)
+	if st.read || st.err == nil || st.err.Error() != err.Error() {
+		p.dirty = true
+	}
+	// Forget the hash: when the file is readable again its content is
+	// decoded even if it is what it was before, which clears the error.
+	st.read, st.err = false, err
 }
 
 func (p *Provider) fileState(name string) *fileState {
@@ -145,7 +198,7 @@ func (p *Provider) build() *Result {
 		st := p.files[n]
 		all = append(all, st.objs...)
 		if st.err != nil {
-			errs = append(errs, st.err.Error())
+			errs = append(errs, describe(st.err))
 		}
 	}
 	snap, err := input.Build(all)
@@ -153,10 +206,10 @@ func (p *Provider) build() *Result {
 	case err == nil:
 		p.lastGood = snap
 	case p.lastGood != nil:
-		errs = append(errs, err.Error())
+		errs = append(errs, describe(err))
 		snap = p.lastGood
 	default:
-		errs = append(errs, err.Error())
+		errs = append(errs, describe(err))
 		snap = &input.Snapshot{}
 	}
 	return &Result{Snapshot: snap, Errors: errs}
@@ -165,32 +218,73 @@ func (p *Provider) build() *Result {
 // Watch publishes the directory's view now and after every change until
 // ctx ends. fn runs on Watch's goroutine; it is not called again until it
 // returns, and it is not called when nothing changed.
+//
+// Watch returns an error only when the directory cannot be read at the
+// start. Once something was published, a directory that cannot be read
+// (removed, replaced by a file, over the file limit) is published as a
+// Result whose Snapshot is the one in effect and whose only error says
+// why; Watch keeps retrying on every rescan and recovers when the
+// directory is back.
 func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
-	events, closeWatch, err := watchDir(p.dir)
-	if err != nil {
-		p.log.Warn("watching config directory with inotify; falling back to rescans", "dir", p.dir, "err", err)
-		events = nil
-	} else {
-		defer closeWatch()
+	var (
+		events    <-chan struct{}
+		stopWatch func()
+		watched   fileID
+	)
+	unwatch := func() {
+		if stopWatch != nil {
+			stopWatch()
+		}
+		events, stopWatch = nil, nil
 	}
+	defer unwatch()
+	// rewatch (re)establishes the inotify watch on the directory the path
+	// names now; rescans cover the time without one.
+	rewatch := func(first bool) {
+		unwatch()
+		ev, stop, id, err := watchDir(p.dir)
+		if err != nil {
+			if first {
+				p.log.Warn("watching config directory with inotify; falling back to rescans", "dir", p.dir, "err", err)
+			}
+			return
+		}
+		events, stopWatch, watched = ev, stop, id
+	}
+	rewatch(true)
+
 	var tick <-chan time.Time
 	if p.rescan > 0 {
 		t := time.NewTicker(p.rescan)
 		defer t.Stop()
 		tick = t.C
 	}
+	var debounce <-chan time.Time
 	var last *Result
 	publish := func() error {
+		if events == nil {
+			rewatch(false)
+		}
 		res, err := p.Load()
 		if err != nil {
-			return err
+			if last == nil {
+				return err
+			}
+			// Keep what is in effect; say why nothing else is.
+			res = &Result{Snapshot: last.Snapshot, Errors: []string{err.Error()}}
+		} else if events != nil && p.dirID != watched {
+			// The path names another directory now (it was replaced, or
+			// a symbolic link to it changed): watch that one, and read
+			// again for what changed before the new watch existed.
+			rewatch(false)
+			debounce = time.After(p.debounce)
 		}
 		if last != nil && sameResult(last, res) {
 			return nil
 		}
 		last = res
 		for _, e := range res.Errors {
-			p.log.Warn("config file rejected; keeping its last good version", "err", e)
+			p.log.Warn("config rejected; keeping the last good version", "err", e)
 		}
 		fn(res)
 		return nil
@@ -198,28 +292,23 @@ func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
 	if err := publish(); err != nil {
 		return err
 	}
-	var debounce <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case _, ok := <-events:
 			if !ok {
-				events = nil
-				continue
+				// The watched directory was removed or moved away.
+				unwatch()
 			}
 			if debounce == nil {
 				debounce = time.After(p.debounce)
 			}
 		case <-debounce:
 			debounce = nil
-			if err := publish(); err != nil {
-				p.log.Error("reloading config directory", "err", err)
-			}
+			_ = publish()
 		case <-tick:
-			if err := publish(); err != nil {
-				p.log.Error("rescanning config directory", "err", err)
-			}
+			_ = publish()
 		}
 	}
 }
@@ -239,4 +328,44 @@ func wanted(name string) bool {
 		return true
 	}
 	return false
+}
+
+// Bounds on the text of one file's error, so a file with thousands of bad
+// documents (or one very long line quoted in an error) cannot bloat the
+// status and the log.
+const (
+	maxProblems     = 10
+	maxProblemBytes = 512
+)
+
+// describe renders err (one error, or several joined) for Result.Errors:
+// at most maxProblems problems of at most maxProblemBytes each.
+func describe(err error) string {
+	problems := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		problems = j.Unwrap()
+	}
+	var b strings.Builder
+	for i, e := range problems {
+		if i == maxProblems {
+			fmt.Fprintf(&b, "\n(and %d more problems)", len(problems)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(truncate(e.Error(), maxProblemBytes))
+	}
+	return b.String()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	// Do not cut a multi-byte character in two.
+	for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(s[n]); i++ {
+		n--
+	}
+	return s[:n] + " ... (truncated)"
 }

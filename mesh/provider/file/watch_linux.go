@@ -1,6 +1,7 @@
 package file
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 
@@ -8,19 +9,30 @@ import (
 )
 
 // watchDir returns a channel that receives a value whenever an entry of dir
-// is created, written, renamed or removed. Events carry no detail: the
-// provider rereads the directory anyway. The channel closes if the watch
-// breaks (for example, the directory is removed) or when stop is called.
-func watchDir(dir string) (events <-chan struct{}, stop func(), err error) {
+// is created, written, renamed or removed, and the identity of the
+// directory watched. Events carry no detail: the provider rereads the
+// directory anyway. The channel closes when the watch ends: the directory
+// was removed or moved away (the path may name another directory later),
+// or stop was called.
+func watchDir(dir string) (events <-chan struct{}, stop func(), id fileID, err error) {
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
-		return nil, nil, fmt.Errorf("creating inotify instance: %w", err)
+		return nil, nil, fileID{}, fmt.Errorf("creating inotify instance: %w", err)
 	}
 	const mask = unix.IN_CREATE | unix.IN_CLOSE_WRITE | unix.IN_MODIFY | unix.IN_MOVED_TO |
-		unix.IN_MOVED_FROM | unix.IN_DELETE | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ATTRIB
+		unix.IN_MOVED_FROM | unix.IN_DELETE | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ATTRIB |
+		unix.IN_ONLYDIR
 	if _, err := unix.InotifyAddWatch(fd, dir, mask); err != nil {
 		unix.Close(fd)
-		return nil, nil, fmt.Errorf("watching %s: %w", dir, err)
+		return nil, nil, fileID{}, fmt.Errorf("watching %s: %w", dir, err)
+	}
+	// The identity is taken after the watch exists: if the path changed
+	// in between, the provider sees a directory other than this one on
+	// its next read and watches again.
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		unix.Close(fd)
+		return nil, nil, fileID{}, fmt.Errorf("inspecting %s: %w", dir, err)
 	}
 	// A non-blocking descriptor wrapped in os.File goes through the runtime
 	// poller, so Close unblocks the pending Read.
@@ -30,7 +42,11 @@ func watchDir(dir string) (events <-chan struct{}, stop func(), err error) {
 		defer close(ch)
 		buf := make([]byte, 64*1024)
 		for {
-			if n, err := f.Read(buf); err != nil || n <= 0 {
+			n, err := f.Read(buf)
+			if err != nil || n <= 0 {
+				return
+			}
+			if watchEnded(buf[:n]) {
 				return
 			}
 			select {
@@ -39,5 +55,22 @@ func watchDir(dir string) (events <-chan struct{}, stop func(), err error) {
 			}
 		}
 	}()
-	return ch, func() { f.Close() }, nil
+	return ch, func() { f.Close() }, fileID{dev: st.Dev, ino: st.Ino}, nil
+}
+
+// watchEnded reports whether a batch of inotify events says the watch no
+// longer follows the path: the kernel dropped it (IN_IGNORED, after the
+// directory was deleted or its file system unmounted) or the directory
+// was renamed (IN_MOVE_SELF; the watch would follow it to its new name).
+func watchEnded(buf []byte) bool {
+	for off := 0; off+unix.SizeofInotifyEvent <= len(buf); {
+		// struct inotify_event: wd int32, mask, cookie, len uint32, name.
+		mask := binary.NativeEndian.Uint32(buf[off+4:])
+		nameLen := binary.NativeEndian.Uint32(buf[off+12:])
+		if mask&(unix.IN_IGNORED|unix.IN_MOVE_SELF) != 0 {
+			return true
+		}
+		off += unix.SizeofInotifyEvent + int(nameLen)
+	}
+	return false
 }

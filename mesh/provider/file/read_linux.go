@@ -1,0 +1,183 @@
+package file
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Defaults for the limits on what the provider reads (see doc.go for why
+// these values).
+const (
+	// DefaultMaxFileSize is the largest config file read: 4 MiB.
+	DefaultMaxFileSize = 4 << 20
+	// DefaultMaxFiles is how many config files the directory may hold.
+	DefaultMaxFiles = 10000
+)
+
+var (
+	// ErrNotRegular marks a config file name that does not resolve to a
+	// regular file (a FIFO, socket, device or directory).
+	ErrNotRegular = errors.New("not a regular file")
+	// ErrTooLarge marks a config file over the size limit.
+	ErrTooLarge = errors.New("file too large")
+	// ErrTooManyFiles marks a directory with more config files than the
+	// limit; the directory as a whole is then not read.
+	ErrTooManyFiles = errors.New("too many config files")
+)
+
+// fileID identifies an inode, to tell whether the directory read is still
+// the one inotify watches.
+type fileID struct{ dev, ino uint64 }
+
+// procFD is where a process reopens its own descriptors; a variable so a
+// test can exercise the fallback for systems without /proc.
+var procFD = "/proc/self/fd/"
+
+// readChunk is the size of each read. Fixed-size reads keep the overshoot
+// past the limit bounded and suit kernel files that only accept aligned
+// reads.
+const readChunk = 64 << 10
+
+// readFile returns the content of the config file at path, following
+// symbolic links. Only a regular file of at most limit bytes is read;
+// at most limit+readChunk bytes are ever read, so a file that grows while being
+// read, or a kernel file whose size is not known up front, cannot make the
+// read unbounded.
+//
+// Nothing but a regular file is ever opened for reading: the path is first
+// opened with O_PATH, which has no side effects even on a FIFO or a device
+// (opening a FIFO for reading would block until a writer appears; opening
+// some devices changes their state), and its type and size are checked on
+// that descriptor. The file is then reopened through /proc/self/fd, which
+// yields the same inode however the directory changed in between, so a
+// file swapped for a FIFO or a device after the check is never opened.
+// Without /proc the path is opened again, non-blocking, and the type and
+// size checks are repeated on the descriptor that is read.
+func readFile(path string, limit int64) ([]byte, error) {
+	pfd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening: %w", err)
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
+		return nil, fmt.Errorf("inspecting: %w", err)
+	}
+	if err := check(&st, limit); err != nil {
+		if errors.Is(err, ErrNotRegular) {
+			// Name what the symbolic links led to.
+			if target, lerr := os.Readlink(procFD + strconv.Itoa(pfd)); lerr == nil && target != path {
+				err = fmt.Errorf("%w: %s", err, target)
+			}
+		}
+		return nil, err
+	}
+	const flags = unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK | unix.O_NOCTTY
+	fd, err := unix.Open(procFD+strconv.Itoa(pfd), flags, 0)
+	if errors.Is(err, unix.ENOENT) {
+		fd, err = unix.Open(path, flags, 0)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	// The descriptor actually read is the authority.
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("inspecting: %w", err)
+	}
+	if err := check(&st, limit); err != nil {
+		return nil, err
+	}
+	return readLimited(f, st.Size, limit)
+}
+
+// check accepts a regular file of at most limit bytes.
+func check(st *unix.Stat_t, limit int64) error {
+	var what string
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		if st.Size > limit {
+			return fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, st.Size, limit)
+		}
+		return nil
+	case unix.S_IFDIR:
+		what = "directory"
+	case unix.S_IFIFO:
+		what = "named pipe"
+	case unix.S_IFSOCK:
+		what = "socket"
+	case unix.S_IFCHR:
+		what = "character device"
+	case unix.S_IFBLK:
+		what = "block device"
+	default:
+		what = fmt.Sprintf("file type %#o", st.Mode&unix.S_IFMT)
+	}
+	return fmt.Errorf("%w (%s)", ErrNotRegular, what)
+}
+
+// readLimited reads r to its end, failing once more than limit bytes came.
+// size is the size the file reported, used only to allocate once for an
+// ordinary file.
+func readLimited(r io.Reader, size, limit int64) ([]byte, error) {
+	buf := make([]byte, 0, min(max(size, 0), limit)+readChunk)
+	for {
+		buf = slices.Grow(buf, readChunk)
+		n, err := r.Read(buf[len(buf) : len(buf)+readChunk])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return nil, fmt.Errorf("%w: more than %d bytes by the time it was read", ErrTooLarge, limit)
+		}
+		switch {
+		case err == io.EOF:
+			return buf, nil
+		case err != nil:
+			return nil, fmt.Errorf("reading: %w", err)
+		}
+	}
+}
+
+// listDir returns the config file names in dir, in directory order, and
+// the directory's identity. More than maxFiles config files is an error
+// (wrapping ErrTooManyFiles): names are read in batches, so memory stays
+// bounded whatever else the directory holds.
+func listDir(dir string, maxFiles int) ([]string, fileID, error) {
+	// O_DIRECTORY fails on anything else before it is opened, so a FIFO
+	// in place of the directory cannot block the open.
+	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fileID{}, err
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, fileID{}, fmt.Errorf("inspecting %s: %w", dir, err)
+	}
+	id := fileID{dev: st.Dev, ino: st.Ino}
+	var names []string
+	for {
+		batch, err := f.Readdirnames(256)
+		for _, n := range batch {
+			if !wanted(n) {
+				continue
+			}
+			if len(names) == maxFiles {
+				return nil, id, fmt.Errorf("%w: %s holds more than %d", ErrTooManyFiles, dir, maxFiles)
+			}
+			names = append(names, n)
+		}
+		switch {
+		case err == io.EOF:
+			return names, id, nil
+		case err != nil:
+			return nil, id, fmt.Errorf("listing %s: %w", dir, err)
+		}
+	}
+}
