@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 
@@ -70,9 +71,9 @@ func readFile(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("inspecting: %w", err)
 	}
 	if err := check(&st, limit); err != nil {
-		if errors.Is(err, ErrNotRegular) {
+		if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
 			// Name what the symbolic links led to.
-			if target, lerr := os.Readlink(procFD + strconv.Itoa(pfd)); lerr == nil && target != path {
+			if target, lerr := filepath.EvalSymlinks(path); lerr == nil {
 				err = fmt.Errorf("%w: %s", err, target)
 			}
 		}
