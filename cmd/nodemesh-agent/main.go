@@ -10,6 +10,11 @@
 // policy listeners and keeps L7 flows (nodemesh flows); with --datapath it
 // loads the eBPF datapath and keeps its endpoints, ipcache and policy rows in
 // sync (implies --policy). Without them the agent behaves exactly as before.
+//
+// In standalone mode --config-max-file-size (default 4Mi) and
+// --config-max-files (default 10000) bound what is read from --config-dir;
+// files and directories over them are reported in `nodemesh status` and the
+// last good configuration stays in effect (see mesh/provider/file).
 package main
 
 import (
@@ -58,6 +63,7 @@ func run() error {
 	controller := flag.String("controller-name", "nodemesh.io/gateway-controller", "GatewayClass controllerName this agent programs")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	pf := policyFlags()
+	sf := standaloneFlags()
 	flag.Parse()
 
 	var level slog.Level
@@ -74,6 +80,12 @@ func run() error {
 	prefix, err := netip.ParsePrefix(*pool)
 	if err != nil {
 		return fmt.Errorf("parsing --address-pool: %w", err)
+	}
+	var prov *file.Provider
+	if *configDir != "" {
+		if prov, err = sf.provider(*configDir, log); err != nil {
+			return err
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -133,12 +145,7 @@ func run() error {
 		log.Info("nodemesh-agent started in Kubernetes mode", "xds", xdsSock, "api", apiSock)
 	} else {
 		log.Info("nodemesh-agent started", "configDir", *configDir, "xds", xdsSock, "api", apiSock, "addressPool", prefix)
-		prov := file.New(*configDir, file.WithLogger(log))
-		go func() {
-			errc <- prov.Watch(ctx, func(r *file.Result) {
-				_ = a.Apply(ctx, r.Snapshot, r.Errors) // failures are logged and shown in status
-			})
-		}()
+		go func() { errc <- feed(ctx, a, prov) }()
 	}
 	select {
 	case <-ctx.Done():

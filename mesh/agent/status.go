@@ -14,8 +14,9 @@ type Status struct {
 	Generation uint64 `json:"generation"`
 	// Versions are the published per-type versions proxies must ACK.
 	Versions map[string]string `json:"versions,omitempty"`
-	// ConfigErrors are problems with the input itself (e.g. a file that
-	// does not decode); the last good version of that input is in use.
+	// ConfigErrors are problems with the input itself (a file that does
+	// not decode or is not read, or a config directory that cannot be
+	// read); the last good version of that input is in use.
 	ConfigErrors []string `json:"configErrors,omitempty"`
 	// PublishError is set when the latest translation could not be
 	// published; the configuration before it keeps serving.
