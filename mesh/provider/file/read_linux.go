@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -157,10 +158,11 @@ func listDir(dir string, maxFiles int) ([]string, fileID, error) {
 		return nil, fileID{}, err
 	}
 	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+	fi, err := f.Stat()
+	if err != nil {
 		return nil, fileID{}, fmt.Errorf("inspecting %s: %w", dir, err)
 	}
+	st := fi.Sys().(*syscall.Stat_t)
 	id := fileID{dev: st.Dev, ino: st.Ino}
 	var names []string
 	for {
