@@ -77,12 +77,17 @@
 // the session and is served with ordinary reads. In the middle of a head
 // the connection always reads until EAGAIN before waiting. Upstream, the
 // request is written and the response awaited in one read session of the
-// pooled connection (exchange), again without the failing read. A FIN that
-// reached a pooled connection while it sat idle is the one event this
-// could miss until the next read, so that wait is bounded by a check
-// deadline of at most 1 s (see h1_exchange.go): with no response byte by
-// then the connection is read as before, and a closed one is a reset,
-// replayed like any request on a reused connection the server closed. A
-// connection whose first response read also found a FIN (or bytes) queued
-// behind a complete response is not pooled.
+// pooled connection (exchange), again without the failing read. The pool
+// probes an idle connection before handing it out (one non-blocking
+// peek): anything readable on it, bytes the server sent beyond its last
+// response or a FIN, closes it, so stray bytes are never taken for another
+// request's response (package upstream). A FIN arriving between that probe
+// and the request would be missed until the next read, so the wait is
+// bounded by a check deadline of at most 1 s (see h1_exchange.go): with no
+// response byte by then the connection is read as before, and a closed one
+// is a reset, replayed like any request on a reused connection the server
+// closed. A connection whose response did not end exactly where the bytes
+// read so far end, or whose first response read found a FIN (or bytes)
+// queued behind a complete response, is not pooled; this holds for
+// HTTP/1.1 and HTTP/2 clients alike.
 package hcm

@@ -17,8 +17,9 @@ import (
 // When it passes with no response byte, the connection is read as before:
 // a closed one counts as reset (and the request is replayed like any
 // request on a reused connection the server closed), an open one keeps
-// waiting for the route timeout. Connections idle longer than the pool's
-// probe interval (1 s) are probed before reuse anyway.
+// waiting for the route timeout. The pool probes every idle connection
+// before reuse, so this only matters for a FIN that arrives between that
+// probe and the request.
 const (
 	finCheckMin = 500 * time.Millisecond
 	finCheckMax = time.Second

@@ -5,12 +5,24 @@
 // Pools are keyed by endpoint address and protocol and outlive cluster
 // versions: an xDS update that re-creates a Cluster hands it the same pools,
 // so keep-alive connections survive configuration changes. Pools no longer
-// referenced by any cluster are closed by Manager.Retain. A connection idle
-// for a second or more is probed (a non-blocking peek, independent of any
-// read deadline left armed) before reuse, and closed if the server closed
-// it. Plain TCP connections use raw non-blocking reads and writes (package
-// sockio); BeginAt, GetAt and PutAt take a clock reading the caller already
-// has, so the hot path reads the clock less often.
+// referenced by any cluster are closed by Manager.Retain. Plain TCP
+// connections use raw non-blocking reads and writes (package sockio);
+// BeginAt, GetAt and PutAt take a clock reading the caller already has, so
+// the hot path reads the clock less often.
+//
+// Response integrity: HTTP/1.1 pairs a response with a request only by
+// order, so a byte the server sends beyond the response it was asked for
+// would be read as the next request's response, possibly another
+// client's. A connection is therefore pooled only when its response ended
+// exactly at the end of what was read (the caller checks its buffer), and
+// every idle connection is probed before reuse (a non-blocking peek,
+// independent of any read deadline left armed): anything readable, bytes
+// or a close, and it is closed instead of reused. The probe is the one
+// system call reuse costs; the runtime poller cannot stand in for it,
+// since each read session resets the readiness an idle socket collected.
+// What the probe cannot see is a byte the server sends after it, while
+// the request is on its way: that race is the server's own desync and is
+// as narrow as the time between probe and write.
 //
 // Load balancing follows Envoy: ROUND_ROBIN (weighted by
 // load_balancing_weight through a precomputed smooth schedule when weights

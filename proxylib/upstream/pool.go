@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/sys/unix"
@@ -22,9 +23,6 @@ const (
 	ReadBufferSize  = 16 << 10
 	WriteBufferSize = 16 << 10
 	maxIdlePerHost  = 1024
-	// probeAfter is how long a connection may idle before it is probed for
-	// a close by the server before reuse.
-	probeAfter = time.Second
 )
 
 // Manager owns every endpoint pool and builds clusters over them.
@@ -179,6 +177,12 @@ type Conn struct {
 	idleSince time.Time
 	armed     time.Time
 	armedFor  time.Duration
+
+	// The reuse probe, built once per connection so probing allocates
+	// nothing: probeFn peeks into peek and sets clean.
+	probeFn func(fd uintptr)
+	peek    [1]byte
+	clean   bool
 }
 
 // Get returns an idle connection (reused=true) or dials a new one.
@@ -186,8 +190,11 @@ func (p *Pool) Get(ctx context.Context) (c *Conn, reused bool, err error) {
 	return p.GetAt(ctx, time.Now())
 }
 
-// GetAt is Get at time now (a recent clock reading): connections idle
-// since longer than probeAfter before now are probed before reuse.
+// GetAt is Get at time now (a recent clock reading). Every idle
+// connection is probed before reuse: one that has anything to read (bytes
+// the server sent after the response it was asked for, or its close) is
+// closed, never handed out, because those bytes would be taken for the
+// next request's response.
 func (p *Pool) GetAt(ctx context.Context, now time.Time) (c *Conn, reused bool, err error) {
 	for {
 		p.mu.Lock()
@@ -202,7 +209,7 @@ func (p *Pool) GetAt(ctx context.Context, now time.Time) (c *Conn, reused bool, 
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if now.Sub(c.idleSince) < probeAfter || c.alive() {
+		if c.probe() {
 			return c, true, nil
 		}
 		c.Conn.Close()
@@ -215,24 +222,31 @@ func (p *Pool) GetAt(ctx context.Context, now time.Time) (c *Conn, reused bool, 
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
+	c.probeFn = c.probeFD
 	return c, false, nil
 }
 
-// alive probes an idle connection without blocking: a closed or
-// unexpectedly readable connection is not reused.
-func (c *Conn) alive() bool {
+// probe reports whether an idle connection has nothing to read: no
+// bytes, no end of stream, no error. It costs one non-blocking peek per
+// reuse, made without the runtime's blocking-syscall bookkeeping; the
+// runtime poller cannot answer instead, because every read session resets
+// the readiness an idle connection may have collected. A connection that
+// cannot be probed is never reused.
+func (c *Conn) probe() bool {
 	if c.raw == nil {
-		return true
+		return false
 	}
-	ok := false
-	var b [1]byte
-	// Control, not Read: the probe must not depend on the read deadline
-	// left armed by the last exchange.
-	err := c.raw.Control(func(fd uintptr) {
-		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		ok = err == unix.EAGAIN || err == unix.EWOULDBLOCK
-	})
-	return err == nil && ok
+	c.clean = false
+	if err := c.raw.Control(c.probeFn); err != nil {
+		return false
+	}
+	return c.clean
+}
+
+func (c *Conn) probeFD(fd uintptr) {
+	_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peek[0])), 1,
+		uintptr(unix.MSG_PEEK|unix.MSG_DONTWAIT), 0, 0)
+	c.clean = errno == syscall.EAGAIN
 }
 
 // Put returns a connection whose exchange completed cleanly.
@@ -245,7 +259,7 @@ func (p *Pool) PutAt(c *Conn, idleSince time.Time) {
 	c.Out = c.Out[:0]
 	c.idleSince = idleSince
 	p.mu.Lock()
-	if p.closed || len(p.idle) >= maxIdlePerHost {
+	if p.closed || len(p.idle) >= maxIdlePerHost || c.raw == nil {
 		p.mu.Unlock()
 		c.Conn.Close()
 		return
