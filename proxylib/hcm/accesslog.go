@@ -131,6 +131,7 @@ func responseFlags(f uint32) *datav3.ResponseFlags {
 		UpstreamProtocolError:         f&flagUPE != 0,
 		NoFilterConfigFound:           f&flagNFCF != 0,
 		DownstreamProtocolError:       f&flagDPE != 0,
+		UpstreamOverflow:              f&flagUO != 0,
 	}
 }
 

@@ -116,7 +116,10 @@ func (u upSource) more() bool {
 		uc.W = copy(uc.Buf, uc.Buf[uc.R:uc.W])
 		uc.R = 0
 	}
-	n, err := uc.Read(uc.Buf[uc.W:])
+	// At most the cluster's buffer limit unread (and at least one byte
+	// more, so a frame split across reads still completes).
+	end := min(len(uc.Buf), max(uc.W+1, uc.R+uc.ReadLimit()))
+	n, err := uc.Read(uc.Buf[uc.W:end])
 	uc.W += n
 	return n > 0 || err == nil
 }

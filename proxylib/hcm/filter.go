@@ -18,10 +18,11 @@ const (
 	flagRBAC                    // RBAC access denied
 	flagNFCF                    // no filter config found
 	flagDPE                     // downstream protocol error
+	flagUO                      // upstream overflow (circuit breaker)
 )
 
 var flagNames = map[string]uint32{"NR": flagNR, "NC": flagNC, "UH": flagUH, "UF": flagUF, "UC": flagUC,
-	"UT": flagUT, "UPE": flagUPE, "RBAC": flagRBAC, "NFCF": flagNFCF, "DPE": flagDPE}
+	"UT": flagUT, "UPE": flagUPE, "RBAC": flagRBAC, "NFCF": flagNFCF, "DPE": flagDPE, "UO": flagUO}
 
 // Envoy's RBAC filter wording.
 var (

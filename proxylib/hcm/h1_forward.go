@@ -19,7 +19,12 @@ var (
 	bodyReset          = []byte("upstream connect error or disconnect/reset before headers. reset reason: connection termination")
 	bodyProtocol       = []byte("upstream connect error or disconnect/reset before headers. reset reason: protocol error")
 	bodyTimeout        = []byte("upstream request timeout")
+	bodyOverflow       = []byte("upstream connect error or disconnect/reset before headers. reset reason: overflow")
 )
+
+// detailsOverflow is Envoy's response code details of a circuit breaker
+// overflow.
+const detailsOverflow = "upstream_reset_before_response_started{overflow}"
 
 // upstreamErr classifies a failed exchange before response headers.
 type upstreamErr uint8
@@ -32,7 +37,19 @@ const (
 	upProtocol
 	upDownstream // the client side failed; nothing to answer
 	upBadBody    // the client's body framing is invalid: 400
+	upOverflow   // a circuit breaker refused the request: 503 UO
 )
+
+// getErr classifies a failure to get an upstream connection.
+func getErr(err error) upstreamErr {
+	switch {
+	case errors.Is(err, upstream.ErrOverflow):
+		return upOverflow
+	case errors.Is(err, upstream.ErrPendingTimeout):
+		return upTimeout
+	}
+	return upConnect
+}
 
 // forwardH1 runs the exchange over a pooled HTTP/1.1 upstream connection.
 // Requests whose bytes were all sent from one buffer are retried once on a
@@ -41,16 +58,21 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 	s := hc.s
 	req := &hc.req
 	pool := s.host.Pool
+	if !pool.Admit() {
+		hc.r += req.HeadLen
+		return hc.failUpstream(upOverflow, keep && hc.skipBody())
+	}
+	defer pool.Done()
 	now := time.Now()
 	pool.BeginAt(now)
 	defer pool.End()
 	head := string(req.Method) == "HEAD"
 
-	uc, reused, err := pool.GetAt(context.Background(), now)
+	uc, reused, err := pool.GetAt(context.Background(), now, s.timeout)
 	if err != nil {
 		hc.h.rt.Logger.Debug("connecting upstream", "host", pool.Addr, "error", err)
 		hc.r += req.HeadLen
-		return hc.failUpstream(upConnect, keep && hc.skipBody())
+		return hc.failUpstream(getErr(err), keep && hc.skipBody())
 	}
 	out := hc.encodeRequest(uc.Out[:0])
 	hc.r += req.HeadLen
@@ -75,8 +97,8 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 	if ue == upReset && reused && replayable {
 		// The pooled connection was closed by the server: replay once.
 		uc.Discard()
-		if uc, _, err = pool.Get(context.Background()); err != nil {
-			return hc.failUpstream(upConnect, keep)
+		if uc, _, err = pool.Get(context.Background(), s.timeout); err != nil {
+			return hc.failUpstream(getErr(err), keep)
 		}
 		reused = false
 		out = append(uc.Out[:0], out...)
@@ -269,6 +291,9 @@ func (hc *h1conn) failUpstream(ue upstreamErr, keep bool) bool {
 		return hc.writeLocal(503, bodyProtocol, nil, keep, false) && keep
 	case upReset:
 		return hc.writeLocal(503, bodyReset, nil, keep, false) && keep
+	case upOverflow:
+		hc.s.details = detailsOverflow
+		return hc.writeLocal(503, bodyOverflow, nil, keep, false) && keep
 	case upBadBody:
 		hc.writeLocal(400, nil, nil, false, false)
 	}
@@ -354,7 +379,7 @@ func (hc *h1conn) refill(uc *upstream.Conn, out []byte) ([]byte, bool) {
 		return out, false
 	}
 	uc.R, uc.W = 0, 0
-	m, err := uc.Read(uc.Buf)
+	m, err := uc.Read(uc.Buf[:uc.ReadLimit()])
 	uc.W = m
 	return out, m > 0 || err == nil
 }
@@ -422,7 +447,7 @@ func (hc *h1conn) relayUntilClose(uc *upstream.Conn, out []byte) ([]byte, bool) 
 			return out, false
 		}
 		uc.R, uc.W = 0, 0
-		m, err := uc.Read(uc.Buf)
+		m, err := uc.Read(uc.Buf[:uc.ReadLimit()])
 		uc.W = m
 		if m == 0 && err != nil {
 			if err == io.EOF {
@@ -480,6 +505,8 @@ func (ue upstreamErr) flag() uint32 {
 		return flagUC
 	case upBadBody:
 		return flagDPE
+	case upOverflow:
+		return flagUO
 	}
 	return 0
 }

@@ -176,6 +176,9 @@ func (s *stream) localHeaders(code int, body, loc []byte, now time.Time) header.
 	}
 	l.Add(hDate, s.h.rt.dateHeader(now))
 	l.Add(hServer, s.h.serverName)
+	if s.flags&flagUO != 0 {
+		l.Add(hOverloaded, hTrue) // the router's mark of a circuit breaker overflow
+	}
 	if s.route != nil {
 		if s.wc != nil {
 			s.wc.ResponseHeaders.Apply(&l)
@@ -195,6 +198,8 @@ var (
 	hGRPCMessage   = []byte("grpc-message")
 	hServiceTime   = []byte("x-envoy-upstream-service-time")
 	textPlain      = []byte("text/plain")
+	hOverloaded    = []byte("x-envoy-overloaded")
+	hTrue          = []byte("true")
 	zero           = []byte("0")
 )
 

@@ -90,6 +90,12 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pool := s.host.Pool
+	if !pool.Admit() {
+		code, b := s.failBody(upOverflow)
+		s.writeLocalH2(w, code, b, nil)
+		return
+	}
+	defer pool.Done()
 	pool.Begin()
 	defer pool.End()
 	if pool.HTTP2 {
@@ -156,6 +162,8 @@ func classify(err error) upstreamErr {
 	switch {
 	case isTimeout(err), errors.Is(err, context.DeadlineExceeded):
 		return upTimeout
+	case errors.Is(err, upstream.ErrOverflow):
+		return upOverflow
 	case errors.As(err, &op) && op.Op == "dial":
 		return upConnect
 	}
@@ -164,6 +172,9 @@ func classify(err error) upstreamErr {
 
 func (s *stream) failBody(ue upstreamErr) (int, []byte) {
 	s.flags |= ue.flag()
+	if ue == upOverflow {
+		s.details = detailsOverflow
+	}
 	return failBody(ue)
 }
 
@@ -175,6 +186,8 @@ func failBody(ue upstreamErr) (int, []byte) {
 		return 504, bodyTimeout
 	case upProtocol:
 		return 503, bodyProtocol
+	case upOverflow:
+		return 503, bodyOverflow
 	}
 	return 503, bodyReset
 }
@@ -261,9 +274,9 @@ func copyFlush(w http.ResponseWriter, src io.Reader) bool {
 // h2ToH1 forwards an HTTP/2 stream over a pooled HTTP/1.1 connection.
 func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 	pool := s.host.Pool
-	uc, _, err := pool.Get(context.Background())
+	uc, _, err := pool.Get(r.Context(), s.timeout)
 	if err != nil {
-		code, b := s.failBody(upConnect)
+		code, b := s.failBody(getErr(err))
 		s.writeLocalH2(w, code, b, nil)
 		return
 	}
@@ -373,6 +386,11 @@ func (hc *h1conn) forwardH2(keep bool) bool {
 	s := hc.s
 	req := &hc.req
 	pool := s.host.Pool
+	if !pool.Admit() {
+		hc.r += req.HeadLen
+		return hc.failUpstream(upOverflow, keep && hc.skipBody())
+	}
+	defer pool.Done()
 	pool.Begin()
 	defer pool.End()
 	head := string(req.Method) == "HEAD"

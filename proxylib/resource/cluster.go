@@ -37,9 +37,18 @@ func decodeCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		Name:           c.GetName(),
 		ConnectTimeout: duration(c.GetConnectTimeout(), DefaultConnectTimeout),
 		BufferLimit:    DefaultBufferLimit,
+		IdleTimeout:    DefaultIdleTimeout,
+		Limits:         DefaultThresholds,
 	}
 	if v := c.GetPerConnectionBufferLimitBytes(); v != nil {
 		out.BufferLimit = v.GetValue()
+	}
+	if cb := c.GetCircuitBreakers(); cb != nil {
+		t, err := decodeThresholds(cb, path{"circuit_breakers"})
+		if err != nil {
+			return nil, err
+		}
+		out.Limits = t
 	}
 	switch c.GetType() {
 	case clusterv3.Cluster_EDS:
@@ -110,6 +119,9 @@ func decodeCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		if err := opt.UnmarshalTo(&hpo); err != nil {
 			return nil, fieldErr(p, "decoding: %v", err)
 		}
+		if cho := hpo.GetCommonHttpProtocolOptions(); cho != nil {
+			out.IdleTimeout = duration(cho.GetIdleTimeout(), DefaultIdleTimeout)
+		}
 		if hpo.GetUseDownstreamProtocolConfig() != nil {
 			out.DownstreamProtocol = true
 			continue
@@ -119,6 +131,38 @@ func decodeCluster(c *clusterv3.Cluster) (*Cluster, error) {
 			return nil, fieldErr(append(p, "(HttpProtocolOptions)"), "explicit_http_config or use_downstream_protocol_config is required")
 		}
 		out.HTTP2 = ex.GetHttp2ProtocolOptions() != nil
+	}
+	return out, nil
+}
+
+// decodeThresholds reads the DEFAULT priority thresholds; the allowlist
+// already refused the sub-fields the proxy does not implement
+// (retry_budget, track_remaining, max_connection_pools,
+// per_host_thresholds).
+func decodeThresholds(cb *clusterv3.CircuitBreakers, base path) (Thresholds, error) {
+	out := DefaultThresholds
+	seen := false
+	for i, t := range cb.GetThresholds() {
+		p := append(base[:len(base):len(base)], "thresholds", "["+strconv.Itoa(i)+"]")
+		if t.GetPriority() != corev3.RoutingPriority_DEFAULT {
+			return out, fieldErr(append(p, "priority"), "%s not supported by nodemesh-proxy (routes have no priority; only DEFAULT)", t.GetPriority())
+		}
+		if seen {
+			return out, fieldErr(append(p, "priority"), "DEFAULT given twice")
+		}
+		seen = true
+		if v := t.GetMaxConnections(); v != nil {
+			out.MaxConnections = v.GetValue()
+		}
+		if v := t.GetMaxPendingRequests(); v != nil {
+			out.MaxPendingRequests = v.GetValue()
+		}
+		if v := t.GetMaxRequests(); v != nil {
+			out.MaxRequests = v.GetValue()
+		}
+		if v := t.GetMaxRetries(); v != nil {
+			out.MaxRetries = v.GetValue()
+		}
 	}
 	return out, nil
 }

@@ -25,6 +25,11 @@ const (
 	DefaultIdleTimeout       = time.Hour
 	DefaultStreamIdleTimeout = 5 * time.Minute
 	DefaultBufferLimit       = 1 << 20
+	// Envoy's circuit breaker thresholds (per cluster, priority DEFAULT).
+	DefaultMaxConnections     = 1024
+	DefaultMaxPendingRequests = 1024
+	DefaultMaxRequests        = 1024
+	DefaultMaxRetries         = 3
 )
 
 // Listener is a decoded envoy.config.listener.v3.Listener.
@@ -331,8 +336,32 @@ type Cluster struct {
 	// for HTTP/2 requests, HTTP/1.1 otherwise).
 	DownstreamProtocol bool
 	BufferLimit        uint32
-	Static             *Endpoints // STATIC clusters
-	Bind               *Bind      // nil: no upstream_bind_config
+	// IdleTimeout closes a pooled connection without requests for that
+	// long (HttpProtocolOptions.common_http_protocol_options.idle_timeout;
+	// 0 disables).
+	IdleTimeout time.Duration
+	Limits      Thresholds // circuit_breakers, priority DEFAULT
+	Static      *Endpoints // STATIC clusters
+	Bind        *Bind      // nil: no upstream_bind_config
+}
+
+// Thresholds are a cluster's circuit breaker limits, Envoy's
+// CircuitBreakers.Thresholds of priority DEFAULT, with Envoy's defaults for
+// unset fields.
+type Thresholds struct {
+	MaxConnections     uint32
+	MaxPendingRequests uint32
+	MaxRequests        uint32
+	MaxRetries         uint32 // accepted; the proxy makes no router retries
+}
+
+// DefaultThresholds are Envoy's thresholds for a cluster without
+// circuit_breakers.
+var DefaultThresholds = Thresholds{
+	MaxConnections:     DefaultMaxConnections,
+	MaxPendingRequests: DefaultMaxPendingRequests,
+	MaxRequests:        DefaultMaxRequests,
+	MaxRetries:         DefaultMaxRetries,
 }
 
 // Health is an endpoint's EDS health status, reduced to what balancing uses.

@@ -2,6 +2,7 @@ package tcpproxy
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -96,7 +97,11 @@ func (h *Handler) ServeConn(c net.Conn, info listener.ConnInfo) {
 	up, err := cl.Dial(context.Background(), host, info.SourceBind, info.SourceMark)
 	if err != nil {
 		h.logger.Debug("tcp_proxy: connecting upstream", "host", host.Addr, "error", err)
-		h.logConn(info, start, host, "upstream_connection_failure")
+		reason := "upstream_connection_failure"
+		if errors.Is(err, upstream.ErrOverflow) {
+			reason = "upstream_overflow" // max_connections (Envoy's UO)
+		}
+		h.logConn(info, start, host, reason)
 		return
 	}
 	defer up.Close()

@@ -33,8 +33,12 @@ type Cluster struct {
 	sched    []uint32 // weighted round-robin order over lb
 	rr       atomic.Uint64
 
-	orig *origDst // ORIGINAL_DST clusters
+	orig    *origDst // ORIGINAL_DST clusters
+	breaker *Breaker
 }
+
+// Breaker returns the cluster's circuit breakers.
+func (c *Cluster) Breaker() *Breaker { return c.breaker }
 
 func newCluster(cfg *resource.Cluster, hosts []*Host) *Cluster {
 	c := &Cluster{Config: cfg, Hosts: hosts}

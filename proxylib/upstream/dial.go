@@ -113,13 +113,24 @@ func (o dialOptions) apply(c syscall.RawConn, skipMark bool) error {
 
 // Dial opens an unpooled upstream connection to host with the cluster's
 // socket options (tcp_proxy). source, when valid, is the client address to
-// bind for original_src, with srcMark.
+// bind for original_src, with srcMark. The connection counts against the
+// cluster's max_connections until closed; beyond it Dial fails with
+// ErrOverflow, as Envoy's tcp_proxy does.
 func (c *Cluster) Dial(ctx context.Context, h *Host, source netip.Addr, srcMark uint32) (net.Conn, error) {
-	o := h.Pool.opts
+	p := h.Pool
+	if !p.b.reserve(p) {
+		return nil, ErrOverflow
+	}
+	o := p.opts
 	if source.IsValid() {
 		o.source, o.srcMark = source, srcMark
 	}
-	return o.dial(ctx, h.Addr, c.Config.ConnectTimeout)
+	nc, err := o.dial(ctx, h.Addr, c.Config.ConnectTimeout)
+	if err != nil {
+		p.b.release(p)
+		return nil, err
+	}
+	return &slotConn{Conn: nc, b: p.b, p: p}, nil
 }
 
 // addrString renders an original destination as a pool address.

@@ -26,6 +26,7 @@ type origKey struct {
 type origDst struct {
 	cfg  *resource.Cluster
 	mark func(fd uintptr) error
+	b    *Breaker
 
 	mu     sync.Mutex
 	hosts  map[origKey]*Host
@@ -33,8 +34,8 @@ type origDst struct {
 	closed bool
 }
 
-func newOrigDst(cfg *resource.Cluster, mark func(fd uintptr) error) *origDst {
-	return &origDst{cfg: cfg, mark: mark, hosts: map[origKey]*Host{}}
+func newOrigDst(cfg *resource.Cluster, mark func(fd uintptr) error, b *Breaker) *origDst {
+	return &origDst{cfg: cfg, mark: mark, b: b, hosts: map[origKey]*Host{}}
 }
 
 // IsOriginalDst reports whether hosts are picked by original destination.
@@ -62,8 +63,8 @@ func (o *origDst) host(k origKey, srcMark uint32) *Host {
 		return h
 	}
 	addr := addrString(k.dst)
-	p := newPool(addr, k.http2, dialOptions{mark: o.mark, bind: o.cfg.Bind, source: k.source, srcMark: srcMark})
-	p.connectTimeout.Store(int64(o.cfg.ConnectTimeout))
+	p := newPool(addr, k.http2, dialOptions{mark: o.mark, bind: o.cfg.Bind, source: k.source, srcMark: srcMark}, o.b, o.cfg.IdleTimeout)
+	p.configure(o.cfg)
 	h := &Host{Addr: addr, Weight: 1, Pool: p}
 	if o.closed || len(o.hosts) >= maxOrigDstHosts {
 		p.close() // serves this request, keeps nothing

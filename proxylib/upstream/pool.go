@@ -25,123 +25,82 @@ const (
 	maxIdlePerHost  = 1024
 )
 
-// Manager owns every endpoint pool and builds clusters over them.
-type Manager struct {
-	mu    sync.Mutex
-	pools map[poolKey]*Pool
-	mark  func(fd uintptr) error
-	origs map[*origDst]bool
-}
-
-type poolKey struct {
-	addr  string
-	http2 bool
-	bind  string // fingerprint of the cluster's bind options
-}
-
-// NewManager returns an empty manager. mark, when non-nil, is applied to
-// every upstream socket before it connects (e.g. SO_MARK).
-func NewManager(mark func(fd uintptr) error) *Manager {
-	return &Manager{pools: map[poolKey]*Pool{}, mark: mark, origs: map[*origDst]bool{}}
-}
-
-// Build makes a cluster from its configuration and endpoints (nil endpoints
-// make an empty cluster).
-func (m *Manager) Build(cfg *resource.Cluster, eps *resource.Endpoints) *Cluster {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	switch cfg.Kind {
-	case resource.ClusterOriginalDst:
-		c := newCluster(cfg, nil)
-		c.orig = newOrigDst(cfg, m.mark)
-		m.origs[c.orig] = true
-		return c
-	case resource.ClusterStatic:
-		eps = cfg.Static
-	}
-	var hosts []*Host
-	if eps != nil {
-		for _, e := range eps.Endpoints {
-			k := poolKey{e.Address, cfg.HTTP2, bindKey(cfg.Bind)}
-			p := m.pools[k]
-			if p == nil {
-				p = newPool(e.Address, cfg.HTTP2, dialOptions{mark: m.mark, bind: cfg.Bind})
-				m.pools[k] = p
-			}
-			p.connectTimeout.Store(int64(cfg.ConnectTimeout))
-			hosts = append(hosts, &Host{Addr: e.Address, Weight: e.Weight, Health: e.Health, Pool: p})
-		}
-	}
-	return newCluster(cfg, hosts)
-}
-
-// Retain closes the pools no cluster in live uses.
-func (m *Manager) Retain(live map[string]*Cluster) {
-	used := map[*Pool]bool{}
-	liveOrig := map[*origDst]bool{}
-	for _, c := range live {
-		for _, h := range c.Hosts {
-			used[h.Pool] = true
-		}
-		if c.orig != nil {
-			liveOrig[c.orig] = true
-		}
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for o := range m.origs {
-		if !liveOrig[o] {
-			delete(m.origs, o)
-			o.close()
-		}
-	}
-	for k, p := range m.pools {
-		if !used[p] {
-			delete(m.pools, k)
-			p.close()
-		}
-	}
-}
-
-// Close closes every pool.
-func (m *Manager) Close() { m.Retain(nil) }
-
 // Pool holds the connections to one endpoint.
 type Pool struct {
 	Addr  string
 	HTTP2 bool
 
 	connectTimeout atomic.Int64
+	idleTimeout    atomic.Int64 // idle pooled connections close after this (0: never)
+	bufLimit       atomic.Int64 // per_connection_buffer_limit_bytes (0: no limit)
 	active         atomic.Int64
+	open           atomic.Int64 // connections dialed and not closed
 	opts           dialOptions
 	lastUsed       atomic.Int64 // unix nanoseconds of the last Begin
+	b              *Breaker
 
-	mu     sync.Mutex
-	idle   []*Conn
-	closed bool
+	mu         sync.Mutex
+	idle       []*Conn // oldest first
+	closed     bool
+	sweep      *time.Timer
+	sweepArmed bool
 
 	h2 *http2.Transport
 }
 
-func newPool(addr string, h2 bool, opts dialOptions) *Pool {
-	p := &Pool{Addr: addr, HTTP2: h2, opts: opts}
+func newPool(addr string, h2 bool, opts dialOptions, b *Breaker, idle time.Duration) *Pool {
+	p := &Pool{Addr: addr, HTTP2: h2, opts: opts, b: b}
 	if h2 {
 		p.h2 = &http2.Transport{
 			AllowHTTP:          true,
 			DisableCompression: true,
 			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-				return p.dial(ctx)
+				return p.dialSlot(ctx)
 			},
 			// Detect dead connections the way Envoy's keepalive would.
 			ReadIdleTimeout: 30 * time.Second,
 			PingTimeout:     15 * time.Second,
+			IdleConnTimeout: idle,
 		}
 	}
 	return p
 }
 
+// configure takes the settings of a (new version of the) cluster.
+func (p *Pool) configure(cfg *resource.Cluster) {
+	p.connectTimeout.Store(int64(cfg.ConnectTimeout))
+	p.idleTimeout.Store(int64(cfg.IdleTimeout))
+	p.bufLimit.Store(int64(cfg.BufferLimit))
+}
+
+// dialSlot dials an h2c connection under max_connections. The transport
+// has no pending queue, so beyond the limit the dial fails with
+// ErrOverflow (unless the pool has no connection at all).
+func (p *Pool) dialSlot(ctx context.Context) (net.Conn, error) {
+	if !p.b.reserve(p) {
+		return nil, ErrOverflow
+	}
+	nc, err := p.dial(ctx)
+	if err != nil {
+		p.b.release(p)
+		return nil, err
+	}
+	return &slotConn{Conn: nc, b: p.b, p: p}, nil
+}
+
 // Active is the number of requests in flight to this endpoint.
 func (p *Pool) Active() int64 { return p.active.Load() }
+
+// Breaker returns the circuit breakers of the pool's cluster.
+func (p *Pool) Breaker() *Breaker { return p.b }
+
+// Admit counts a request against the cluster's max_requests; false means
+// overflow (counted as upstream_rq_pending_overflow, as Envoy does). An
+// admitted request calls Done when it ends.
+func (p *Pool) Admit() bool { return p.b.admit() }
+
+// Done ends a request Admit admitted.
+func (p *Pool) Done() { p.b.requests.Add(-1) }
 
 // Begin and End count a request for least-request balancing.
 func (p *Pool) Begin() { p.BeginAt(time.Now()) }
@@ -177,6 +136,7 @@ type Conn struct {
 	idleSince time.Time
 	armed     time.Time
 	armedFor  time.Duration
+	closed    bool
 
 	// The reuse probe, built once per connection so probing allocates
 	// nothing: probeFn peeks into peek and sets clean.
@@ -185,37 +145,45 @@ type Conn struct {
 	clean   bool
 }
 
-// Get returns an idle connection (reused=true) or dials a new one.
-func (p *Pool) Get(ctx context.Context) (c *Conn, reused bool, err error) {
-	return p.GetAt(ctx, time.Now())
+// Get returns an idle connection (reused=true) or dials a new one; see
+// GetAt.
+func (p *Pool) Get(ctx context.Context, wait time.Duration) (c *Conn, reused bool, err error) {
+	return p.GetAt(ctx, time.Now(), wait)
 }
 
 // GetAt is Get at time now (a recent clock reading). Every idle
 // connection is probed before reuse: one that has anything to read (bytes
 // the server sent after the response it was asked for, or its close) is
 // closed, never handed out, because those bytes would be taken for the
-// next request's response.
-func (p *Pool) GetAt(ctx context.Context, now time.Time) (c *Conn, reused bool, err error) {
-	for {
-		p.mu.Lock()
-		// A closed pool still serves requests routed to it before its
-		// endpoint left the configuration: it dials, it just keeps nothing.
-		n := len(p.idle)
-		if n == 0 {
-			p.mu.Unlock()
-			break
+// next request's response. Without an idle connection the request is
+// pending (max_pending_requests, else ErrOverflow) until it has one: it
+// dials, or, at max_connections, waits for one for at most wait (0: until
+// ctx ends; then ErrPendingTimeout).
+func (p *Pool) GetAt(ctx context.Context, now time.Time, wait time.Duration) (c *Conn, reused bool, err error) {
+	if c := p.popIdle(now); c != nil {
+		return c, true, nil
+	}
+	b := p.b
+	if !b.startPending() {
+		return nil, false, ErrOverflow
+	}
+	defer b.pending.Add(-1)
+	for !b.reserve(p) {
+		c, err := b.wait(ctx, p, wait)
+		if err != nil {
+			return nil, false, err
 		}
-		c = p.idle[n-1]
-		p.idle[n-1] = nil
-		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
+		if c == nil {
+			break // a slot was reserved for this request
+		}
 		if c.probe() {
 			return c, true, nil
 		}
-		c.Conn.Close()
+		c.close()
 	}
 	nc, err := p.dial(ctx)
 	if err != nil {
+		b.release(p)
 		return nil, false, err
 	}
 	c = &Conn{Conn: sockio.Wrap(nc), pool: p, Buf: make([]byte, ReadBufferSize), Out: make([]byte, 0, WriteBufferSize)}
@@ -224,6 +192,30 @@ func (p *Pool) GetAt(ctx context.Context, now time.Time) (c *Conn, reused bool, 
 	}
 	c.probeFn = c.probeFD
 	return c, false, nil
+}
+
+// popIdle returns the newest idle connection that passes the probe and
+// is within the idle timeout, closing those that fail.
+func (p *Pool) popIdle(now time.Time) *Conn {
+	idle := time.Duration(p.idleTimeout.Load())
+	for {
+		p.mu.Lock()
+		// A closed pool still serves requests routed to it before its
+		// endpoint left the configuration: it dials, it just keeps nothing.
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		c := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		if (idle <= 0 || now.Sub(c.idleSince) < idle) && c.probe() {
+			return c
+		}
+		c.close()
+	}
 }
 
 // probe reports whether an idle connection has nothing to read: no
@@ -252,24 +244,95 @@ func (c *Conn) probeFD(fd uintptr) {
 // Put returns a connection whose exchange completed cleanly.
 func (p *Pool) Put(c *Conn) { p.PutAt(c, time.Now()) }
 
-// PutAt is Put with the time the connection became idle; a time read
-// earlier in the exchange only makes an earlier probe more likely.
+// PutAt is Put with the time the connection became idle (a time read
+// earlier in the exchange only makes it expire earlier). A request queued
+// for a connection of this pool gets it at once.
 func (p *Pool) PutAt(c *Conn, idleSince time.Time) {
 	c.R, c.W = 0, 0
 	c.Out = c.Out[:0]
 	c.idleSince = idleSince
+	if c.raw == nil {
+		c.close() // cannot be probed before reuse
+		return
+	}
+	if p.b.nwait.Load() > 0 && p.b.handoff(c) {
+		return
+	}
 	p.mu.Lock()
-	if p.closed || len(p.idle) >= maxIdlePerHost || c.raw == nil {
+	if p.closed || len(p.idle) >= maxIdlePerHost {
 		p.mu.Unlock()
-		c.Conn.Close()
+		c.close()
 		return
 	}
 	p.idle = append(p.idle, c)
+	if d := time.Duration(p.idleTimeout.Load()); d > 0 && !p.sweepArmed {
+		p.armSweep(d)
+	}
 	p.mu.Unlock()
 }
 
+// armSweep schedules sweepIdle after d; p.mu is held.
+func (p *Pool) armSweep(d time.Duration) {
+	p.sweepArmed = true
+	if p.sweep == nil {
+		p.sweep = time.AfterFunc(d, p.sweepIdle)
+	} else {
+		p.sweep.Reset(d)
+	}
+}
+
+// sweepIdle closes the connections idle for the idle timeout, as Envoy's
+// idle timer does, so an unused pool does not hold them open.
+func (p *Pool) sweepIdle() {
+	now := time.Now()
+	d := time.Duration(p.idleTimeout.Load())
+	p.mu.Lock()
+	p.sweepArmed = false
+	n := 0
+	if d > 0 {
+		for n < len(p.idle) && now.Sub(p.idle[n].idleSince) >= d {
+			n++
+		}
+	}
+	expired := make([]*Conn, n)
+	copy(expired, p.idle[:n])
+	rest := copy(p.idle, p.idle[n:])
+	for i := rest; i < len(p.idle); i++ {
+		p.idle[i] = nil
+	}
+	p.idle = p.idle[:rest]
+	if d > 0 && rest > 0 && !p.closed {
+		p.armSweep(p.idle[0].idleSince.Add(d).Sub(now))
+	}
+	p.mu.Unlock()
+	for _, c := range expired {
+		c.close()
+	}
+}
+
 // Discard closes a connection that cannot be reused.
-func (c *Conn) Discard() { c.Conn.Close() }
+func (c *Conn) Discard() { c.close() }
+
+// close closes the connection once and frees its connection slot.
+func (c *Conn) close() {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	c.Conn.Close()
+	c.pool.b.release(c.pool)
+}
+
+// ReadLimit bounds one read of response body bytes: the cluster's
+// per_connection_buffer_limit_bytes when it is below the read buffer.
+// The relays write what they read before reading again, so the proxy
+// never holds more body bytes of a connection than this.
+func (c *Conn) ReadLimit() int {
+	if l := c.pool.bufLimit.Load(); l > 0 && l < int64(len(c.Buf)) {
+		return int(l)
+	}
+	return len(c.Buf)
+}
 
 // Pool returns the pool c belongs to.
 func (c *Conn) Pool() *Pool { return c.pool }
@@ -279,9 +342,12 @@ func (p *Pool) close() {
 	p.closed = true
 	idle := p.idle
 	p.idle = nil
+	if p.sweep != nil {
+		p.sweep.Stop()
+	}
 	p.mu.Unlock()
 	for _, c := range idle {
-		c.Conn.Close()
+		c.close()
 	}
 	if p.h2 != nil {
 		p.h2.CloseIdleConnections()
