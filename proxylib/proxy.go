@@ -135,7 +135,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("listening for admin on %s: %w", p.o.adminAddress, err)
 		}
-		adminSrv = &http.Server{Handler: admin.Handler(p.store, p.client.Stats, p.lm.Addresses), ReadHeaderTimeout: 10 * time.Second}
+		adminSrv = &http.Server{Handler: admin.Handler(p.store, p.client.Stats, p.lm.Addresses, p.um.Stats), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = adminSrv.Serve(ln) }()
 	}
 	err := p.client.Run(ctx)

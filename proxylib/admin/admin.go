@@ -6,6 +6,12 @@
 //	                  last update and last NACK; listener states; xDS
 //	                  stream counters
 //	GET /listeners    JSON: listener name → bound address
+//	GET /stats        text, one "name: value" per line, sorted: per cluster
+//	                  Envoy's circuit breaker statistics
+//	                  cluster.<name>.upstream_cx_overflow,
+//	                  upstream_rq_pending_overflow (counters) and
+//	                  upstream_cx_active, upstream_rq_active,
+//	                  upstream_rq_pending_active (gauges)
 //
 // It only reads state; nothing here changes configuration. Bind it to
 // loopback.
@@ -13,9 +19,13 @@ package admin
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"sort"
+	"strings"
 
 	"github.com/nodemesh/nodemesh/proxylib/config"
+	"github.com/nodemesh/nodemesh/proxylib/upstream"
 	"github.com/nodemesh/nodemesh/proxylib/xdsclient"
 )
 
@@ -31,8 +41,10 @@ type Dump struct {
 	XDS xdsclient.Stats `json:"xds"`
 }
 
-// Handler returns the admin HTTP handler. stats and listeners may be nil.
-func Handler(src Source, stats func() xdsclient.Stats, listeners func() map[string]string) http.Handler {
+// Handler returns the admin HTTP handler. stats, listeners and clusters
+// may be nil.
+func Handler(src Source, stats func() xdsclient.Stats, listeners func() map[string]string,
+	clusters func() map[string]upstream.BreakerStats) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
 		if src.Ready() {
@@ -55,6 +67,23 @@ func Handler(src Source, stats func() xdsclient.Stats, listeners func() map[stri
 			m = listeners()
 		}
 		writeJSON(w, m)
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		var lines []string
+		if clusters != nil {
+			for name, s := range clusters() {
+				p := "cluster." + name + "."
+				lines = append(lines,
+					fmt.Sprintf("%supstream_cx_active: %d", p, s.UpstreamCxActive),
+					fmt.Sprintf("%supstream_cx_overflow: %d", p, s.UpstreamCxOverflow),
+					fmt.Sprintf("%supstream_rq_active: %d", p, s.UpstreamRqActive),
+					fmt.Sprintf("%supstream_rq_pending_active: %d", p, s.UpstreamRqPendingActive),
+					fmt.Sprintf("%supstream_rq_pending_overflow: %d", p, s.UpstreamRqPendingOverflow))
+			}
+		}
+		sort.Strings(lines)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte(strings.Join(lines, "\n") + "\n"))
 	})
 	return mux
 }
