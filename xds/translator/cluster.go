@@ -8,6 +8,7 @@ import (
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
@@ -15,6 +16,60 @@ import (
 // defaultConnectTimeout is Envoy's own default, written out when the IR
 // leaves it unset so both proxies agree without relying on defaults.
 const defaultConnectTimeout = 5 * time.Second
+
+// Upstream limits written on every cluster (see the package comment for
+// why these values).
+const (
+	// maxConnections, maxPendingRequests and maxRequests are Envoy's
+	// default circuit breaker thresholds.
+	maxConnections     = 1024
+	maxPendingRequests = 1024
+	maxRequests        = 1024
+	// upstreamIdleTimeout is Envoy's default idle_timeout of upstream
+	// HTTP connections.
+	upstreamIdleTimeout = time.Hour
+	// clusterBufferLimit is Envoy Gateway's per_connection_buffer_limit_bytes.
+	clusterBufferLimit = 32 << 10
+)
+
+// upstreamLimits sets the circuit breakers and buffer limit of c.
+func upstreamLimits(c *clusterv3.Cluster) {
+	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		Priority:           corev3.RoutingPriority_DEFAULT,
+		MaxConnections:     wrapperspb.UInt32(maxConnections),
+		MaxPendingRequests: wrapperspb.UInt32(maxPendingRequests),
+		MaxRequests:        wrapperspb.UInt32(maxRequests),
+	}}}
+	c.PerConnectionBufferLimitBytes = wrapperspb.UInt32(clusterBufferLimit)
+}
+
+// protocolOptions returns a cluster's HttpProtocolOptions: the upstream
+// protocol and the idle timeout of its pooled connections.
+func protocolOptions(name string, h *httpv3.HttpProtocolOptions) (map[string]*anypb.Any, error) {
+	h.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{IdleTimeout: durationpb.New(upstreamIdleTimeout)}
+	opts, err := typedConfig("cluster", name, h)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]*anypb.Any{httpProtocolOptionsKey: opts}, nil
+}
+
+// explicitHTTP selects HTTP/1.1 or, with h2, h2c upstream.
+func explicitHTTP(h2 bool) *httpv3.HttpProtocolOptions {
+	ex := &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+		ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{
+			HttpProtocolOptions: &corev3.Http1ProtocolOptions{},
+		},
+	}
+	if h2 {
+		ex.ProtocolConfig = &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+			Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+		}
+	}
+	return &httpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: ex},
+	}
+}
 
 // cluster emits the EDS Cluster and the ClusterLoadAssignment of one IR
 // cluster.
@@ -42,21 +97,12 @@ func (b *builder) cluster(c *ir.Cluster) error {
 		ConnectTimeout: durationpb.New(timeout),
 		LbPolicy:       lbPolicy(c.LBPolicy),
 	}
-	if c.Protocol == ir.ProtocolH2C {
-		opts, err := typedConfig("cluster", name, &httpv3.HttpProtocolOptions{
-			UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
-				ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
-					ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
-						Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
-					},
-				},
-			},
-		})
-		if err != nil {
-			return err
-		}
-		out.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: opts}
+	opts, err := protocolOptions(name, explicitHTTP(c.Protocol == ir.ProtocolH2C))
+	if err != nil {
+		return err
 	}
+	out.TypedExtensionProtocolOptions = opts
+	upstreamLimits(out)
 	if err := checked("cluster", name, out); err != nil {
 		return err
 	}

@@ -64,8 +64,29 @@
 //     emitted as "0s", which disables Envoy's 15 s default that would cut
 //     long-lived gRPC streams.
 //   - Cluster connect timeout: 0 in the IR becomes Envoy's default, 5 s,
-//     written out. HTTP/1.1 clusters carry no protocol options; h2c clusters
-//     carry HttpProtocolOptions with explicit HTTP/2.
+//     written out. Every cluster carries HttpProtocolOptions: explicit
+//     HTTP/1.1 or HTTP/2 (h2c), or the downstream protocol for the policy
+//     ORIGINAL_DST cluster.
+//   - Upstream limits, written out on every cluster (the service clusters,
+//     the policy ORIGINAL_DST cluster and the access-log cluster), so both
+//     proxies enforce the same numbers without relying on defaults:
+//     circuit_breakers with one DEFAULT-priority threshold of
+//     max_connections, max_pending_requests and max_requests 1024 each —
+//     Envoy's own defaults, so stock Envoy behaves exactly as it did
+//     without them (Envoy Gateway leaves them there unless a policy sets
+//     them). max_retries stays unset
+//     (routes carry no retry policy). Note that the ORIGINAL_DST cluster
+//     carries all policy-proxied HTTP of a node, so these limits bound that
+//     node-wide, as they always did on stock Envoy.
+//     HttpProtocolOptions.common_http_protocol_options.idle_timeout 1 h:
+//     Envoy's default, which Istio keeps when a DestinationRule sets no
+//     idleTimeout; a shorter timeout would mainly trade connection
+//     reuse for fewer reuses of connections the server already closed,
+//     which both proxies retry anyway. per_connection_buffer_limit_bytes
+//     32 KiB: Envoy Gateway's default rather than Envoy's 1 MiB, because a
+//     node proxy holds connections of every workload on the node and the
+//     builtin proxy's streaming relays never hold more than a 16 KiB read
+//     buffer of a connection's body anyway.
 //   - Endpoints: only ready ones are emitted (HEALTHY), sorted and
 //     de-duplicated; not-ready endpoints are left out rather than marked
 //     unhealthy because Envoy's panic threshold would route to them.

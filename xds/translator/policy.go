@@ -13,7 +13,6 @@ import (
 	origdstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	origsrcv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_src/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -157,7 +156,7 @@ func (b *builder) policyRoutes(l *ir.PolicyListener) error {
 // the proxy's own connections. The upstream protocol follows the
 // downstream one (h2c for gRPC).
 func (b *builder) originalDstCluster(p *ir.Policy) error {
-	opts, err := typedConfig("cluster", originalDstCluster, &httpv3.HttpProtocolOptions{
+	opts, err := protocolOptions(originalDstCluster, &httpv3.HttpProtocolOptions{
 		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{
 			UseDownstreamProtocolConfig: &httpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
 				HttpProtocolOptions:  &corev3.Http1ProtocolOptions{},
@@ -183,8 +182,9 @@ func (b *builder) originalDstCluster(p *ir.Policy) error {
 				State:       corev3.SocketOption_STATE_PREBIND,
 			}},
 		},
-		TypedExtensionProtocolOptions: map[string]*anypb.Any{httpProtocolOptionsKey: opts},
+		TypedExtensionProtocolOptions: opts,
 	}
+	upstreamLimits(c)
 	if err := checked("cluster", originalDstCluster, c); err != nil {
 		return err
 	}
@@ -195,15 +195,7 @@ func (b *builder) originalDstCluster(p *ir.Policy) error {
 // accessLogCluster reaches the agent's AccessLogService over its Unix
 // socket (gRPC, so HTTP/2).
 func (b *builder) accessLogCluster(socket string) error {
-	opts, err := typedConfig("cluster", accessLogCluster, &httpv3.HttpProtocolOptions{
-		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
-			ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
-				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
-					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
-				},
-			},
-		},
-	})
+	opts, err := protocolOptions(accessLogCluster, explicitHTTP(true))
 	if err != nil {
 		return err
 	}
@@ -219,8 +211,9 @@ func (b *builder) accessLogCluster(socket string) error {
 				}},
 			}}}},
 		},
-		TypedExtensionProtocolOptions: map[string]*anypb.Any{httpProtocolOptionsKey: opts},
+		TypedExtensionProtocolOptions: opts,
 	}
+	upstreamLimits(c)
 	if err := checked("cluster", accessLogCluster, c); err != nil {
 		return err
 	}
