@@ -101,9 +101,36 @@
 // load_balancing_weight); typed_extension_protocol_options with only
 // "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" whose
 // explicit_http_config selects http_protocol_options (HTTP/1.1, also the
-// default) or http2_protocol_options (h2c); per_connection_buffer_limit_bytes
-// (accepted, as for listeners). Upstream HTTP/1.1 connections are pooled
-// per endpoint and survive configuration updates.
+// default) or http2_protocol_options (h2c), and
+// common_http_protocol_options.idle_timeout (default 1 h, 0 disables: a
+// pooled connection without a request for that long is closed);
+// per_connection_buffer_limit_bytes (default 1 MiB): an HTTP/1.1 relay
+// reads at most that many response body bytes of a connection before
+// writing them on (it never holds more than its 16 KiB read buffer
+// anyway), and an h2c connection is not bounded by it (its flow-control
+// windows are the HTTP/2 library's); circuit_breakers.thresholds with
+// priority DEFAULT only (HIGH is NACKed, as are retry_budget,
+// track_remaining, max_connection_pools and per_host_thresholds):
+// max_connections, max_pending_requests, max_requests (default 1024 each)
+// and max_retries (default 3; accepted, the proxy makes no router
+// retries). As in Envoy, connections count from dial to close, idle ones
+// included; a request without an idle connection is pending until it has
+// one (while it dials, or queued in order when max_connections is
+// reached, for at most its route timeout, then 504), a pool with no
+// connection may always dial one; h2c connections and tcp_proxy do not
+// queue. Beyond max_pending_requests or max_requests a request gets
+// Envoy's 503 "upstream connect error or disconnect/reset before headers.
+// reset reason: overflow" with x-envoy-overloaded: true, response flag UO
+// and details upstream_reset_before_response_started{overflow}; counters
+// and gauges per cluster (upstream_cx_overflow,
+// upstream_rq_pending_overflow, upstream_cx_active, upstream_rq_active,
+// upstream_rq_pending_active) are on the admin endpoint's /stats. A
+// cluster's limits and counters survive its updates. Upstream HTTP/1.1
+// connections are pooled per cluster and endpoint and survive
+// configuration updates; a pooled connection is probed before every reuse
+// and closed if anything (stray bytes after its last response, or a
+// close) is readable, so a backend's extra bytes never reach another
+// request.
 //
 // ClusterLoadAssignment: cluster_name; endpoints[].lb_endpoints[]{endpoint.
 // address.socket_address (IP literal), health_status, load_balancing_weight}.
@@ -198,8 +225,10 @@
 //   - `envoy.config.accesslog.v3.ComparisonFilter`: op, value
 //   - `envoy.config.accesslog.v3.ResponseFlagFilter`: flags
 //   - `envoy.config.accesslog.v3.StatusCodeFilter`: comparison
+//   - `envoy.config.cluster.v3.CircuitBreakers.Thresholds`: priority, max_connections, max_pending_requests, max_requests, max_retries
+//   - `envoy.config.cluster.v3.CircuitBreakers`: thresholds
 //   - `envoy.config.cluster.v3.Cluster.EdsClusterConfig`: eds_config, service_name
-//   - `envoy.config.cluster.v3.Cluster`: name, type, eds_cluster_config, connect_timeout, lb_policy, typed_extension_protocol_options, per_connection_buffer_limit_bytes, load_assignment, upstream_bind_config; typed_extension_protocol_options holds envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+//   - `envoy.config.cluster.v3.Cluster`: name, type, eds_cluster_config, connect_timeout, lb_policy, typed_extension_protocol_options, per_connection_buffer_limit_bytes, load_assignment, upstream_bind_config, circuit_breakers; typed_extension_protocol_options holds envoy.extensions.upstreams.http.v3.HttpProtocolOptions
 //   - `envoy.config.core.v3.Address`: socket_address, pipe
 //   - `envoy.config.core.v3.AggregatedConfigSource`: (no fields)
 //   - `envoy.config.core.v3.BindConfig`: source_address, socket_options
@@ -269,7 +298,7 @@
 //   - `envoy.extensions.transport_sockets.tls.v3.TlsCertificate`: certificate_chain, private_key
 //   - `envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig`: http_protocol_options, http2_protocol_options
 //   - `envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig`: http_protocol_options, http2_protocol_options
-//   - `envoy.extensions.upstreams.http.v3.HttpProtocolOptions`: explicit_http_config, use_downstream_protocol_config
+//   - `envoy.extensions.upstreams.http.v3.HttpProtocolOptions`: explicit_http_config, use_downstream_protocol_config, common_http_protocol_options
 //   - `envoy.type.matcher.v3.PathMatcher`: path
 //   - `envoy.type.matcher.v3.RegexMatchAndSubstitute`: pattern, substitution
 //   - `envoy.type.matcher.v3.RegexMatcher`: regex
