@@ -154,9 +154,8 @@ func TestIdleTimeoutClosesPooledConnections(t *testing.T) {
 	if n, err := srv.Read(make([]byte, 1)); n != 0 || err == nil {
 		t.Fatalf("server read %d, %v; want the close", n, err)
 	}
-	if p.b.conns.Load() != 0 {
-		t.Fatal("a connection closed by the idle timeout still counts")
-	}
+	// The slot is freed right after the close the server saw.
+	waitUntil(t, func() bool { return p.b.conns.Load() == 0 })
 }
 
 func TestReadLimit(t *testing.T) {
@@ -178,4 +177,34 @@ func waitUntil(t *testing.T, cond func() bool) {
 		}
 	}
 	t.Fatal("condition never held")
+}
+
+// Reusing a pooled connection (admission, probe, return with an idle
+// timeout armed) allocates nothing.
+func TestReuseDoesNotAllocate(t *testing.T) {
+	addr, _ := listen(t)
+	_, p := limitedCluster(t, addr, resource.DefaultThresholds, time.Hour)
+	ctx := context.Background()
+	c, _, err := p.Get(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Put(c)
+	now := time.Now()
+	allocs := testing.AllocsPerRun(200, func() {
+		if !p.Admit() {
+			t.Fatal("not admitted")
+		}
+		p.BeginAt(now)
+		c, reused, err := p.GetAt(ctx, now, 0)
+		if err != nil || !reused {
+			t.Fatalf("GetAt: %v reused=%v", err, reused)
+		}
+		p.PutAt(c, now)
+		p.End()
+		p.Done()
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per reuse", allocs)
+	}
 }
