@@ -2,10 +2,25 @@
 // connections to endpoints: pooled HTTP/1.1 keep-alive connections with
 // their own buffers, and one h2c transport per endpoint for HTTP/2 clusters.
 //
-// Pools are keyed by endpoint address and protocol and outlive cluster
-// versions: an xDS update that re-creates a Cluster hands it the same pools,
-// so keep-alive connections survive configuration changes. Pools no longer
-// referenced by any cluster are closed by Manager.Retain. Plain TCP
+// Pools are keyed by cluster name, endpoint address and protocol and
+// outlive cluster versions: an xDS update that re-creates a Cluster hands
+// it the same pools, so keep-alive connections survive configuration
+// changes. Pools no longer referenced by any cluster are closed by
+// Manager.Retain. A pooled connection idle for the cluster's idle_timeout
+// is closed by a per-pool timer (armed when the first connection goes
+// idle, never per request) and is not reused past it.
+//
+// Circuit breakers (breaker.go): each cluster name has one Breaker, shared
+// by its versions and pools, enforcing Envoy's DEFAULT thresholds with
+// Envoy's accounting: connections from dial to close (idle ones too),
+// requests in flight (Admit/Done), and pending requests, those without a
+// connection yet, dialing or queued. At max_connections a request queues
+// (FIFO, bounded by max_pending_requests and by its route timeout) and is
+// handed a connection its pool releases, or a slot another close frees; a
+// pool with no connection may always dial one, counted as an overflow, so
+// one endpoint's idle connections never starve another. h2c transports
+// and tcp_proxy dials cannot queue: beyond max_connections they fail with
+// ErrOverflow. The happy path costs a few atomic adds and no allocation. Plain TCP
 // connections use raw non-blocking reads and writes (package sockio);
 // BeginAt, GetAt and PutAt take a clock reading the caller already has, so
 // the hot path reads the clock less often.
