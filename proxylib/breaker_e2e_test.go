@@ -227,7 +227,7 @@ func TestCircuitBreakerPendingOverflow(t *testing.T) {
 	for range 10 {
 		clients = append(clients, client())
 	}
-	res := concurrently(addr, "/slow/300", 10, clients...)
+	res := concurrently(addr, "/slow/800", 10, clients...)
 	ok, overflow := checkOverflow(t, res)
 	if ok == 0 || overflow == 0 || ok > 4 {
 		t.Fatalf("%d succeeded, %d overflowed; want a connection and at most 3 waiting", ok, overflow)
