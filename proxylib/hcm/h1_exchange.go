@@ -64,11 +64,18 @@ func (hc *h1conn) exchange(uc *upstream.Conn, out []byte, head bool, sent time.T
 	x := &hc.x
 	*x = exchangeState{sc: sc, uc: uc, out: out}
 	err := sc.Session(hc.exchangeFn)
-	got, more, werr := x.got, x.more, x.werr
+	got, more, werr, wrote := x.got, x.more, x.werr, x.wrote
 	*x = exchangeState{}
 	switch {
 	case werr:
 		return upReset, false
+	case !wrote:
+		// The session ended before its first call (a deadline armed
+		// earlier had passed): send the request the ordinary way.
+		if _, err := uc.Write(out); err != nil {
+			return upReset, false
+		}
+		return readHead(uc, head, sent, timeout), false
 	case got:
 		if ue, done := parseHead(uc, head); done {
 			return ue, more && bodyBuffered(uc)

@@ -90,8 +90,8 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 		return hc.failUpstream(ue, false)
 	}
 	sent := now // nothing waited since: a pooled connection and a buffered request
-	if !reused || !replayable {
-		sent = time.Now() // after a dial, or a body streamed from the client
+	if !reused || !replayable || uc.Waited {
+		sent = time.Now() // after a dial, a wait for a connection, or a body streamed from the client
 	}
 	ue, spent := hc.exchange(uc, out, head, sent, reused)
 	if ue == upReset && reused && replayable {

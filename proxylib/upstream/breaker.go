@@ -67,7 +67,7 @@ func (b *Breaker) set(t resource.Thresholds) {
 	b.maxPending.Store(int64(t.MaxPendingRequests))
 	b.maxRequests.Store(int64(t.MaxRequests))
 	// A raised limit may admit queued requests now.
-	b.grant()
+	b.grant(nil)
 }
 
 // BreakerStats are a cluster's circuit breaker counters and gauges, named
@@ -134,23 +134,39 @@ func (b *Breaker) release(p *Pool) {
 	p.open.Add(-1)
 	b.conns.Add(-1)
 	if b.nwait.Load() > 0 {
-		b.grant()
+		b.grant(p)
 	}
 }
 
 // grant reserves slots for queued requests while max_connections allows.
-func (b *Breaker) grant() {
+// When emptied is a pool left without connections, its first queued
+// request gets a slot regardless (the pool-without-connections rule), so
+// it does not wait for other pools' idle connections.
+func (b *Breaker) grant(emptied *Pool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for len(b.waiters) > 0 {
 		if b.conns.Add(1) > b.maxConns.Load() {
 			b.conns.Add(-1)
-			return
+			break
 		}
 		w := b.waiters[0]
 		b.removeAt(0)
 		w.pool.open.Add(1)
 		w.ch <- nil
+	}
+	if emptied == nil || emptied.open.Load() != 0 {
+		return
+	}
+	for i, w := range b.waiters {
+		if w.pool == emptied {
+			b.removeAt(i)
+			b.conns.Add(1)
+			b.cxOverflow.Add(1)
+			emptied.open.Add(1)
+			w.ch <- nil
+			return
+		}
 	}
 }
 
@@ -179,15 +195,30 @@ func (b *Breaker) removeAt(i int) {
 // wait queues a request of p until it gets an idle connection (returned)
 // or a reserved slot (nil, nil), or until ctx ends or wait passes (wait
 // <= 0: no bound but ctx).
+//
+// Lock order is p.mu, then b.mu. Checking p's idle list and queueing under
+// p.mu, as PutAt hands off or pools under it, means a connection released
+// meanwhile is either seen here or handed to this request, never left
+// idle while it waits.
 func (b *Breaker) wait(ctx context.Context, p *Pool, wait time.Duration) (*Conn, error) {
 	w := &waiter{pool: p, ch: make(chan *Conn, 1)}
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		c := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return c, nil
+	}
 	b.mu.Lock()
 	b.waiters = append(b.waiters, w)
 	b.nwait.Store(int64(len(b.waiters)))
 	b.mu.Unlock()
+	p.mu.Unlock()
 	// A slot may have been freed between the failed reservation and the
-	// queueing: grant re-checks under the lock.
-	b.grant()
+	// queueing, or p's last connection closed: grant re-checks under the
+	// lock.
+	b.grant(p)
 	var timeout <-chan time.Time
 	if wait > 0 {
 		t := time.NewTimer(wait)

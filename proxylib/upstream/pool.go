@@ -138,6 +138,10 @@ type Conn struct {
 	armedFor  time.Duration
 	closed    bool
 
+	// Waited reports that the request queued for this connection (at
+	// max_connections): a clock reading taken before GetAt is stale.
+	Waited bool
+
 	// The reuse probe, built once per connection so probing allocates
 	// nothing: probeFn peeks into peek and sets clean.
 	probeFn func(fd uintptr)
@@ -161,6 +165,7 @@ func (p *Pool) Get(ctx context.Context, wait time.Duration) (c *Conn, reused boo
 // ctx ends; then ErrPendingTimeout).
 func (p *Pool) GetAt(ctx context.Context, now time.Time, wait time.Duration) (c *Conn, reused bool, err error) {
 	if c := p.popIdle(now); c != nil {
+		c.Waited = false
 		return c, true, nil
 	}
 	b := p.b
@@ -177,6 +182,7 @@ func (p *Pool) GetAt(ctx context.Context, now time.Time, wait time.Duration) (c 
 			break // a slot was reserved for this request
 		}
 		if c.probe() {
+			c.Waited = true
 			return c, true, nil
 		}
 		c.close()
@@ -255,10 +261,11 @@ func (p *Pool) PutAt(c *Conn, idleSince time.Time) {
 		c.close() // cannot be probed before reuse
 		return
 	}
+	p.mu.Lock()
 	if p.b.nwait.Load() > 0 && p.b.handoff(c) {
+		p.mu.Unlock()
 		return
 	}
-	p.mu.Lock()
 	if p.closed || len(p.idle) >= maxIdlePerHost {
 		p.mu.Unlock()
 		c.close()
