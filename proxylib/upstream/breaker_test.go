@@ -208,3 +208,31 @@ func TestReuseDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations per reuse", allocs)
 	}
 }
+
+// As in Envoy, a pool without connections may always dial one, so idle
+// connections to one endpoint never starve requests to another.
+func TestPoolWithoutConnectionsAlwaysDials(t *testing.T) {
+	a, _ := listen(t)
+	b, _ := listen(t)
+	m := NewManager(nil)
+	t.Cleanup(m.Close)
+	c := m.Build(&resource.Cluster{Name: "c", ConnectTimeout: time.Second, Limits: resource.Thresholds{MaxConnections: 1, MaxPendingRequests: 5, MaxRequests: 5}},
+		&resource.Endpoints{Endpoints: []resource.Endpoint{{Address: a, Weight: 1}, {Address: b, Weight: 1}}})
+	pa, pb := c.Hosts[0].Pool, c.Hosts[1].Pool
+	ca, _, err := pa.Get(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa.Put(ca) // idle, holding the cluster's only slot
+	cb, _, err := pb.Get(context.Background(), time.Second)
+	if err != nil {
+		t.Fatalf("the other endpoint's first connection: %v", err)
+	}
+	if s := c.Breaker().Stats(); s.UpstreamCxOverflow != 1 || s.UpstreamCxActive != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+	cb.Discard()
+	if n := c.Breaker().Stats().UpstreamCxActive; n != 1 {
+		t.Fatalf("%d connections counted", n)
+	}
+}
