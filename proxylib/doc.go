@@ -118,7 +118,9 @@
 // one (while it dials, or queued in order when max_connections is
 // reached, for at most its route timeout, then 504), a pool with no
 // connection may always dial one; h2c connections and tcp_proxy do not
-// queue. Beyond max_pending_requests or max_requests a request gets
+// queue but overflow at max_connections (tcp_proxy closes the client
+// connection, details upstream_overflow). Beyond max_pending_requests or
+// max_requests (or an h2c max_connections) a request gets
 // Envoy's 503 "upstream connect error or disconnect/reset before headers.
 // reset reason: overflow" with x-envoy-overloaded: true, response flag UO
 // and details upstream_reset_before_response_started{overflow}; counters
