@@ -115,7 +115,15 @@ func breakerProxy(t *testing.T, be string, mod func(*clusterv3.Cluster)) (addr, 
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	}, "the cluster to serve")
+	waitQuiet(t, adminAddr)
 	return addr, adminAddr
+}
+
+// waitQuiet waits until cluster "b" has no request in flight: a response
+// reaches the client a moment before its request stops counting.
+func waitQuiet(t *testing.T, adminAddr string) {
+	t.Helper()
+	waitFor(t, func() bool { return clusterStat(t, adminAddr, "upstream_rq_active") == 0 }, "no request in flight")
 }
 
 // clusterStat reads one statistic of cluster "b" from the admin endpoint.
@@ -239,6 +247,7 @@ func TestCircuitBreakerPendingOverflow(t *testing.T) {
 		t.Fatalf("upstream_rq_pending_overflow = %d, %d requests overflowed", n, overflow)
 	}
 	// The breaker let go: the next requests succeed.
+	waitQuiet(t, adminAddr)
 	if _, o := checkOverflow(t, concurrently(addr, "/after", 2, clients...)); o != 0 {
 		t.Fatalf("%d overflowed after the burst", o)
 	}
@@ -257,6 +266,7 @@ func TestCircuitBreakerMaxRequests(t *testing.T) {
 		{"http2", []*http.Client{h2cClient()}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			waitQuiet(t, adminAddr)
 			before := clusterStat(t, adminAddr, "upstream_rq_pending_overflow")
 			ok, overflow := checkOverflow(t, concurrently(addr, "/slow/1000", 6, tc.clients...))
 			if ok != 2 || overflow != 4 {
