@@ -44,8 +44,20 @@
 // route_config_name; http_filters ending in the router (RBAC
 // filters may precede it, see L7 policy); use_remote_address; xff_num_trusted_hops;
 // skip_xff_append; strip_any_host_port (the Host header loses its port);
-// normalize_path (RFC 3986 dot
-// segments); merge_slashes; server_name (default "envoy");
+// normalize_path, merge_slashes and path_with_escaped_slashes_action (all
+// four actions; IMPLEMENTATION_SPECIFIC_DEFAULT is KEEP_UNCHANGED), applied
+// in Envoy's order before the RBAC filters and the router, for HTTP/1.1
+// and HTTP/2 alike, and forwarded upstream: escaped slashes (%2F, %5C, any
+// case, path only) rejected with 400, or decoded (then answered 307 to the
+// final path under UNESCAPE_AND_REDIRECT, 400 for gRPC); then RFC 3986
+// canonicalisation (escapes of unreserved characters decoded, other
+// escapes kept as sent, '\' a separator, bytes a path cannot hold
+// percent-encoded, "." and ".." segments removed, ".." at the root staying
+// there); then runs of '/' merged. The query is never changed. A path with
+// '#' gets 400 whatever the settings (Envoy's default). Stricter than
+// Envoy: with normalize_path a malformed escape ('%' without two hex
+// digits) or %00 gets 400 (package hcm explains why);
+// server_name (default "envoy");
 // common_http_protocol_options.idle_timeout (default 1 h);
 // stream_idle_timeout (default 5 min); request_timeout (default off);
 // generate_request_id (default true); preserve_external_request_id;
@@ -287,7 +299,7 @@
 //   - `envoy.extensions.filters.listener.original_src.v3.OriginalSrc`: bind_port, mark
 //   - `envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector`: (no fields)
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig`: upgrade_type, enabled
-//   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`: stat_prefix, codec_type, rds, http_filters, use_remote_address, xff_num_trusted_hops, skip_xff_append, strip_any_host_port, normalize_path, merge_slashes, server_name, common_http_protocol_options, stream_idle_timeout, request_timeout, generate_request_id, preserve_external_request_id, upgrade_configs, local_reply_config, access_log
+//   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`: stat_prefix, codec_type, rds, http_filters, use_remote_address, xff_num_trusted_hops, skip_xff_append, strip_any_host_port, normalize_path, merge_slashes, path_with_escaped_slashes_action, server_name, common_http_protocol_options, stream_idle_timeout, request_timeout, generate_request_id, preserve_external_request_id, upgrade_configs, local_reply_config, access_log
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter`: name, typed_config, config_discovery; typed_config holds envoy.extensions.filters.http.router.v3.Router | envoy.extensions.filters.http.rbac.v3.RBAC
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig`: mappers
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.Rds`: route_config_name, config_source

@@ -56,6 +56,14 @@
 //     (enable_trailers false); HTTP/2 trailers are.
 //   - Upgrade requests (WebSocket) are forwarded only when the connection
 //     manager lists the upgrade type in upgrade_configs; otherwise 403.
+//   - Path normalisation (normalize_path, merge_slashes,
+//     path_with_escaped_slashes_action; path.go has the exact rules and
+//     where they are stricter than Envoy) runs first, in one function for
+//     HTTP/1.1 and HTTP/2 (stream.process), so the RBAC filters, the route
+//     match, the access log and the upstream request all carry the same
+//     normalised path. A rejected path is a 400 local reply, an unescaped
+//     slash under UNESCAPE_AND_REDIRECT a 307 whose Location is the
+//     normalised path; both with details path_normalization_failed.
 //
 // L7 policy: RBAC filters before the router are evaluated after the
 // request is sanitised and normalised, before route selection, on the
@@ -70,7 +78,9 @@
 //
 // Performance invariants of the HTTP/1.1 path: no per-request allocation on
 // the happy path (buffers are per connection and pooled, header lists view
-// the read buffer, matchers are precompiled), one write per direction for
+// the read buffer, matchers are precompiled, a path that needs no
+// normalising is used in place and one that does is built in a scratch
+// buffer), one write per direction for
 // small messages, deadlines re-armed lazily. Plain TCP connections (both
 // sides) read and write with raw non-blocking system calls (package
 // sockio), which keeps the runtime's monitor thread asleep and the one P

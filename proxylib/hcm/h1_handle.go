@@ -66,30 +66,15 @@ func (hc *h1conn) handleRequest() bool {
 	if hc.h.tls {
 		r.Scheme = schemeHTTPS
 	}
-	if cfg.NormalizePath || cfg.MergeSlashes {
-		p, ok := normalizePath(s.normBuf[:0], req.Path, cfg.NormalizePath, cfg.MergeSlashes)
-		s.normBuf = p
-		if !ok {
-			hc.r += req.HeadLen
-			hc.writeLocal(400, nil, nil, false, false)
-			return false
-		}
-		r.Path = p
-	}
 	r.Headers = req.Headers
 	s.headers = &r.Headers
-	s.sanitize()
 
-	if s.decide() == outLocal {
+	if s.process() == outLocal {
 		hc.r += req.HeadLen
 		if !hc.skipBody() {
 			keep = false
 		}
-		var loc []byte
-		if s.details == "redirect" {
-			loc = s.locBuf
-		}
-		return hc.writeLocal(s.status, s.body, loc, keep, string(req.Method) == "HEAD") && keep
+		return hc.writeLocal(s.status, s.body, s.localLocation(), keep, string(req.Method) == "HEAD") && keep
 	}
 	return hc.forward(keep)
 }
@@ -237,52 +222,6 @@ func (s *stream) finishResponseHeaders(l *header.List, upgrade bool, serviceTime
 	if s.route != nil {
 		s.route.ResponseHeaders.Apply(l)
 	}
-}
-
-// normalizePath applies RFC 3986 dot-segment removal and/or slash merging
-// to the path part of p (the query is kept). It fails when ".." would climb
-// above the root.
-func normalizePath(dst, p []byte, dots, merge bool) ([]byte, bool) {
-	pathOnly, query := p, []byte(nil)
-	if i := bytes.IndexByte(p, '?'); i >= 0 {
-		pathOnly, query = p[:i], p[i:]
-	}
-	dst = append(dst, '/')
-	segs := pathOnly[1:]
-	for {
-		var seg []byte
-		last := false
-		if i := bytes.IndexByte(segs, '/'); i >= 0 {
-			seg, segs = segs[:i], segs[i+1:]
-		} else {
-			seg, last = segs, true
-		}
-		switch {
-		case dots && string(seg) == ".":
-			if last && dst[len(dst)-1] != '/' {
-				dst = append(dst, '/')
-			}
-		case dots && string(seg) == "..":
-			if len(dst) == 1 {
-				return dst, false
-			}
-			// Drop the last segment of dst.
-			end := len(dst) - 1 // dst ends with '/'
-			k := bytes.LastIndexByte(dst[:end], '/')
-			dst = dst[:k+1]
-		case len(seg) == 0 && merge && !last:
-			// "//" collapses.
-		default:
-			dst = append(dst, seg...)
-			if !last {
-				dst = append(dst, '/')
-			}
-		}
-		if last {
-			break
-		}
-	}
-	return append(dst, query...), true
 }
 
 // forward sends the request to the chosen host and relays the response.

@@ -66,27 +66,13 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	if h.tls {
 		rr.Scheme = schemeHTTPS
 	}
-	if cfg.NormalizePath || cfg.MergeSlashes {
-		p, ok := normalizePath(s.normBuf[:0], rr.Path, cfg.NormalizePath, cfg.MergeSlashes)
-		s.normBuf = p
-		if !ok {
-			s.writeLocalH2(w, 400, nil, nil)
-			return
-		}
-		rr.Path = p
-	}
 	rr.Headers = l
 	s.headers = &rr.Headers
 	if ct, ok := l.Get("content-type"); ok && bytes.HasPrefix(ct, hdrContentTypeGRPC) {
 		s.grpc = true
 	}
-	s.sanitize()
-	if s.decide() == outLocal {
-		var loc []byte
-		if s.details == "redirect" {
-			loc = s.locBuf
-		}
-		s.writeLocalH2(w, s.status, s.body, loc)
+	if s.process() == outLocal {
+		s.writeLocalH2(w, s.status, s.body, s.localLocation())
 		return
 	}
 	pool := s.host.Pool

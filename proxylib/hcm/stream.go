@@ -255,6 +255,33 @@ func (s *stream) newRequestID() []byte {
 	return s.ridBuf[:]
 }
 
+// process runs the connection manager on a parsed request, the same for
+// HTTP/1.1 and HTTP/2: path normalisation first (so that RBAC, the router
+// and the upstream all see the normalised path), header sanitising, then
+// the filters and the router (decide). s.grpc must already be known.
+func (s *stream) process() outcome {
+	res := s.normalizeRequestPath()
+	s.sanitize()
+	switch res {
+	case pathReject:
+		s.route, s.wc, s.cluster, s.host = nil, nil, nil, nil
+		return s.local(400, nil, detailsPathNormalization)
+	case pathRedirect:
+		s.route, s.wc, s.cluster, s.host = nil, nil, nil, nil
+		return s.local(307, nil, detailsPathNormalization)
+	}
+	return s.decide()
+}
+
+// localLocation is the Location header of the local reply process chose:
+// set for a route's redirect and for a normalisation redirect.
+func (s *stream) localLocation() []byte {
+	if s.details == "redirect" || s.details == detailsPathNormalization && s.status == 307 {
+		return s.locBuf
+	}
+	return nil
+}
+
 // decide routes the request. It returns outLocal with status/body/details
 // set, or outForward with cluster, host, rewritten path and authority.
 func (s *stream) decide() outcome {

@@ -224,6 +224,18 @@ func decodeHCM(h *hcmv3.HttpConnectionManager, p path) (*HCM, error) {
 	if v := h.GetGenerateRequestId(); v != nil {
 		out.GenerateRequestID = v.GetValue()
 	}
+	switch a := h.GetPathWithEscapedSlashesAction(); a {
+	case hcmv3.HttpConnectionManager_IMPLEMENTATION_SPECIFIC_DEFAULT, hcmv3.HttpConnectionManager_KEEP_UNCHANGED:
+		out.EscapedSlashes = KeepUnchanged
+	case hcmv3.HttpConnectionManager_REJECT_REQUEST:
+		out.EscapedSlashes = RejectRequest
+	case hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT:
+		out.EscapedSlashes = UnescapeAndRedirect
+	case hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD:
+		out.EscapedSlashes = UnescapeAndForward
+	default:
+		return nil, fieldErr(append(p, "path_with_escaped_slashes_action"), "unknown value %d", int32(a))
+	}
 	switch h.GetCodecType() {
 	case hcmv3.HttpConnectionManager_AUTO:
 		out.Codec = CodecAuto

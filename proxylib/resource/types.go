@@ -77,6 +77,19 @@ const (
 	CodecHTTP2
 )
 
+// EscapedSlashesAction is the HCM's path_with_escaped_slashes_action: what
+// a request whose path (not query) holds %2F or %5C (any case) gets.
+type EscapedSlashesAction uint8
+
+// Escaped-slash actions. IMPLEMENTATION_SPECIFIC_DEFAULT decodes as
+// KeepUnchanged, Envoy's default.
+const (
+	KeepUnchanged EscapedSlashesAction = iota
+	RejectRequest
+	UnescapeAndRedirect
+	UnescapeAndForward
+)
+
 // HCM is a decoded HttpConnectionManager.
 type HCM struct {
 	StatPrefix                string
@@ -88,6 +101,7 @@ type HCM struct {
 	StripAnyHostPort          bool
 	NormalizePath             bool
 	MergeSlashes              bool
+	EscapedSlashes            EscapedSlashesAction
 	ServerName                string // "envoy" unless configured
 	IdleTimeout               time.Duration
 	StreamIdleTimeout         time.Duration
