@@ -51,11 +51,30 @@
 // # Decisions where the IR and Gateway API leave room
 //
 //   - HttpConnectionManager: codec AUTO, use_remote_address, no trusted XFF
-//     hops, normalize_path, router last, WebSocket
+//     hops, path normalisation (below), router last, WebSocket
 //     upgrades enabled (upgrade_configs websocket; CONNECT and other
 //     upgrade types are refused, as Envoy does by default). Envoy's own
 //     defaults stay for everything else (stream idle timeout 5 min, server
 //     header "envoy", request IDs generated).
+//   - Path normalisation, on every connection manager (Gateway and policy
+//     listeners): normalize_path true, merge_slashes true,
+//     path_with_escaped_slashes_action UNESCAPE_AND_REDIRECT — Envoy
+//     Gateway's defaults. Envoy itself defaults to none of them, and Istio
+//     (meshConfig pathNormalization DEFAULT, i.e. BASE) sets only
+//     normalize_path, with KEEP_UNCHANGED. Routes and L7 policy match the
+//     path as the proxy sees it, and the backend decodes it again, so
+//     anything the backend would read differently is a way around a rule:
+//     "/public/%2e%2e/admin" or "/public/./../admin" must not match
+//     "/public/.*" (normalize_path), "//admin" must not escape a "/admin"
+//     rule (merge_slashes), and "/public/..%2fadmin" — which a backend that
+//     decodes %2F reads as "/admin" — must not pass as a "/public/" path.
+//     For the last one KEEP_UNCHANGED (Istio's default) leaves the hole
+//     open; UNESCAPE_AND_FORWARD would close it but silently changes what
+//     a backend that treats %2F as data receives; REJECT_REQUEST breaks such
+//     clients outright. UNESCAPE_AND_REDIRECT closes the hole and lets a
+//     client see and follow the unambiguous path (gRPC requests, which
+//     cannot follow it, get 400). An application that needs %2F kept needs
+//     a way to override this per listener, which the IR does not offer yet.
 //   - RouteConfiguration: ignore_port_in_host_matching, so the Host port
 //     takes no part in virtual host selection but still reaches the
 //     backend (Gateway API's hostname tests expect "host:port" upstream;

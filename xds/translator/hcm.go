@@ -14,8 +14,8 @@ import (
 //
 // Defaults chosen for an edge/mesh proxy: the codec is negotiated (AUTO:
 // HTTP/1.1, or HTTP/2 by ALPN or prior knowledge), the peer address is the
-// client address (use_remote_address, no trusted XFF hops), and paths are RFC 3986 normalised before matching
-// (normalize_path) so "/a/../b" cannot bypass a route. WebSocket upgrades
+// client address (use_remote_address, no trusted XFF hops), and paths are
+// normalised before matching (setPathNormalization). WebSocket upgrades
 // pass through (upgrade_configs); other upgrades are refused.
 func (b *builder) httpConnectionManager(l *ir.Listener, ch *ir.HTTPChain) (*anypb.Any, error) {
 	name := listenerName(l)
@@ -39,7 +39,20 @@ func (b *builder) httpConnectionManager(l *ir.Listener, ch *ir.HTTPChain) (*anyp
 		// Gateway does; CONNECT is not enabled.
 		UpgradeConfigs:   []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: upgradeWebSocket}},
 		UseRemoteAddress: wrapperspb.Bool(true),
-		NormalizePath:    wrapperspb.Bool(true),
 	}
+	setPathNormalization(hcm)
 	return typedConfig("listener", name, hcm)
+}
+
+// setPathNormalization sets the path handling of every connection manager
+// the translator emits, Gateway and policy listeners alike, so an HTTPRoute
+// match, an RBAC path rule and the backend all see one normalised path:
+// RFC 3986 normalisation (normalize_path: "%2e%2e" and ".." segments
+// removed), merge_slashes ("//admin" is "/admin"), and
+// UNESCAPE_AND_REDIRECT for %2F and %5C. These are Envoy Gateway's
+// defaults; doc.go says why they were chosen.
+func setPathNormalization(h *hcmv3.HttpConnectionManager) {
+	h.NormalizePath = wrapperspb.Bool(true)
+	h.MergeSlashes = true
+	h.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT
 }

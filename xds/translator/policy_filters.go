@@ -53,7 +53,6 @@ func (b *builder) policyHCM(p *ir.Policy, l *ir.PolicyListener) (*anypb.Any, err
 		UpgradeConfigs:    []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: upgradeWebSocket}},
 		UseRemoteAddress:  wrapperspb.Bool(true),
 		SkipXffAppend:     true,
-		NormalizePath:     wrapperspb.Bool(true),
 		GenerateRequestId: wrapperspb.Bool(false),
 		LocalReplyConfig: &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{{
 			Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
@@ -65,6 +64,7 @@ func (b *builder) policyHCM(p *ir.Policy, l *ir.PolicyListener) (*anypb.Any, err
 			Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: accessDenied}},
 		}}},
 	}
+	setPathNormalization(hcm)
 	if p.AccessLogSocket != "" {
 		als, err := typedConfig("listener", name, &alsv3.HttpGrpcAccessLogConfig{CommonConfig: alsCommon(name)})
 		if err != nil {
