@@ -226,13 +226,13 @@ func h2cRequest(t *testing.T, c *http.Client, addr, path string, hdr ...string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.HasPrefix(path, "//") {
-		// Opaque would be read as a scheme-relative URL.
-		req.URL.Path = path
-	} else {
-		req.URL.Opaque = path
-	}
 	req.Host = "pn.example"
+	req.URL.Opaque = path
+	if strings.HasPrefix(path, "//") {
+		// Such an Opaque reads as scheme-relative; the transport strips
+		// "http://<Host>" again, leaving the path as given.
+		req.URL.Opaque = "//" + req.Host + path
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
@@ -306,6 +306,36 @@ func TestPathNormalizationRBACAndRoute(t *testing.T) {
 		}
 		if p == "/public/./x" && !got.matches(pnOK("public", "/public/x")) {
 			t.Errorf("third request on the connection: %+v", got)
+		}
+	}
+}
+
+// TestPathForwardedAsIsWithoutNormalization: with normalisation off, the
+// path reaches both kinds of upstream byte for byte, including one that
+// starts with "//" (which a URL would read as scheme-relative).
+func TestPathForwardedAsIsWithoutNormalization(t *testing.T) {
+	h1be := startBackend(t, "h1", nil)
+	h2be := startH2CBackend(t, "h2")
+	x := startXDS(t, "", nil)
+	addr := freeAddr(t)
+	v := x.set(httpListener(t, "l", addr, "rc", nil),
+		routeConfig("rc", vh("v", "*", prefixRoute("/h2/", "h2"), prefixRoute("//h2/", "h2"), prefixRoute("/", "h1"))),
+		edsCluster(t, "h1", false, nil), cla("h1", h1be.addr), edsCluster(t, "h2", true, nil), cla("h2", h2be))
+	startProxy(t, x.sock)
+	x.waitACK(rsrc.ListenerType, v)
+	waitServing(t, "http://"+addr+"/", "")
+	h2 := h2cClient()
+	for _, p := range []string{"//h2/x/../y?a=//b", "/h2//x/%2e%2e/%2F", "//h1/./z", "/h1/%2e/"} {
+		want := pnOK("h1", p)
+		if strings.Contains(p, "/h2/") {
+			want = pnOK("h2", p)
+		}
+		if got := h1Raw(t, addr, p); !got.matches(want) {
+			t.Errorf("HTTP/1.1 %s: got %+v, want %+v", p, got, want)
+		}
+		got, err := h2cRequest(t, h2, addr, p)
+		if err != nil || !got.matches(want) {
+			t.Errorf("h2c %s: got %+v %v, want %+v", p, got, err, want)
 		}
 	}
 }

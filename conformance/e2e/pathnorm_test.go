@@ -125,12 +125,13 @@ func normH2(t *testing.T, c *http.Client, authority, path string) (normResult, e
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.HasPrefix(path, "//") {
-		req.URL.Path = path // Opaque would be read as scheme-relative
-	} else {
-		req.URL.Opaque = path
-	}
 	req.Host = "paths.test"
+	req.URL.Opaque = path
+	if strings.HasPrefix(path, "//") {
+		// Such an Opaque reads as scheme-relative; the transport strips
+		// "http://<Host>" again, leaving the path as given.
+		req.URL.Opaque = "//" + req.Host + path
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return normResult{}, err

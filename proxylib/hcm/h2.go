@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/nodemesh/nodemesh/proxylib/header"
 	"github.com/nodemesh/nodemesh/proxylib/http1"
 	"github.com/nodemesh/nodemesh/proxylib/listener"
@@ -128,7 +130,7 @@ func (s *stream) outgoingHeader() http.Header {
 func (s *stream) upstreamRequest(ctx context.Context, body io.Reader, length int64) *http.Request {
 	req := (&http.Request{
 		Method:        string(s.rreq.Method),
-		URL:           &url.URL{Scheme: "http", Host: s.host.Addr, Opaque: string(s.rreq.Path)},
+		URL:           upstreamURL(s.host.Addr, string(s.rreq.Authority), string(s.rreq.Path)),
 		Host:          string(s.rreq.Authority),
 		Header:        s.outgoingHeader(),
 		ContentLength: length,
@@ -141,6 +143,25 @@ func (s *stream) upstreamRequest(ctx context.Context, body io.Reader, length int
 		req.Body = io.NopCloser(body)
 	}
 	return req
+}
+
+// upstreamURL is the URL of an h2c upstream request whose :path is path,
+// byte for byte. The transport sends Opaque as the :path, except that
+// Opaque starting with "//" reads as scheme-relative ("http://x/y") and
+// the transport then strips "http://<authority>" from it: for such a path
+// the authority goes in front, so the strip leaves exactly the path.
+func upstreamURL(addr, authority, path string) *url.URL {
+	u := &url.URL{Scheme: "http", Host: addr, Opaque: path}
+	if strings.HasPrefix(path, "//") {
+		host := authority
+		if host == "" {
+			host = addr
+		}
+		if h, err := httpguts.PunycodeHostPort(host); err == nil {
+			u.Opaque = "//" + h + path
+		}
+	}
+	return u
 }
 
 func classify(err error) upstreamErr {
