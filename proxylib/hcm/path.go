@@ -141,7 +141,7 @@ func normalizePath(dst, p []byte, normalize, merge bool, slashes resource.Escape
 		return p, pathReject
 	}
 	// Only origin-form paths are normalised ("*" of OPTIONS is not).
-	if len(p) == 0 || p[0] != '/' {
+	if len(p) == 0 || p[0] != '/' || !normalize && !merge && slashes == resource.KeepUnchanged {
 		return p, pathForward
 	}
 	path, query := p, []byte(nil)
