@@ -184,7 +184,9 @@
 // name is the TypedExtensionConfig name). Permissions: any, and_rules,
 // or_rules, not_rule, header, url_path, destination_ip, destination_port,
 // destination_port_range; principals: any, and_ids, or_ids, not_id,
-// direct_remote_ip, authenticated.principal_name (package rbac). A denied
+// direct_remote_ip, authenticated.principal_name (package rbac). RBAC
+// matches the path as the connection manager normalised it, the same path
+// the router matches and the upstream receives. A denied
 // request gets Envoy's 403 "RBAC: access denied" local reply (for gRPC:
 // trailers-only, grpc-status 7, the body as percent-encoded grpc-message).
 // A discovered configuration that never arrived (warming gave up) answers
