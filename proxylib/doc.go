@@ -54,9 +54,10 @@
 // escapes kept as sent, '\' a separator, bytes a path cannot hold
 // percent-encoded, "." and ".." segments removed, ".." at the root staying
 // there); then runs of '/' merged. The query is never changed. A path with
-// '#' gets 400 whatever the settings (Envoy's default). Stricter than
-// Envoy: with normalize_path a malformed escape ('%' without two hex
-// digits) or %00 gets 400 (package hcm explains why);
+// '#' gets 400 whatever the settings (Envoy's default), and so does %00
+// with normalize_path, as in Envoy. Stricter than Envoy: with
+// normalize_path a malformed escape ('%' without two hex digits) gets 400
+// (package hcm explains why);
 // server_name (default "envoy");
 // common_http_protocol_options.idle_timeout (default 1 h);
 // stream_idle_timeout (default 5 min); request_timeout (default off);

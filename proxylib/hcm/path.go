@@ -31,13 +31,13 @@ import (
 //     final path as Location (a gRPC request gets 400 instead: gRPC clients
 //     do not follow redirects).
 //
-// The query is never touched. Two choices are stricter than Envoy's
-// defaults, both only with normalize_path: a '%' not followed by two hex
-// digits is rejected (Envoy passes it through unless its header validator
-// runs with uhv_allow_malformed_url_encoding off), because decoding next to
-// a stray '%' can mint a fresh escape ("%%32%65" would become "%2e", a dot
-// to a backend that decodes once, after routing and policy saw no dot);
-// and "%00" or a NUL byte is rejected, as Envoy's older canonicaliser did.
+// The query is never touched. With normalize_path, "%00" or a NUL byte is
+// rejected, as Envoy's canonicaliser rejects %00; and, stricter than
+// Envoy's default, so is a '%' not followed by two hex digits (Envoy passes
+// it through unless its header validator runs with
+// uhv_allow_malformed_url_encoding off): decoding next to a stray '%' can
+// mint a fresh escape ("%%32%65" would become "%2e", a dot to a backend
+// that decodes once, after routing and policy saw no dot).
 //
 // A path that needs no change is returned as is: pathClean scans it once
 // without writing, and only a path that changes is built in the stream's
