@@ -54,6 +54,7 @@ type xdsServer struct {
 	mu     sync.Mutex
 	nacks  []string
 	acks   map[string]string // type → last ACKed version
+	types  []string          // the types of the last snapshot set
 	cancel context.CancelFunc
 }
 
@@ -137,6 +138,10 @@ func (x *xdsServer) set(res ...proto.Message) string {
 		m[t] = append(m[t], r)
 	}
 	v := fmt.Sprintf("v%d", x.ver)
+	x.types = x.types[:0]
+	for t := range m {
+		x.types = append(x.types, t)
+	}
 	snap, err := cachev3.NewSnapshot(v, m)
 	if err != nil {
 		x.t.Fatal(err)
@@ -164,6 +169,17 @@ func (x *xdsServer) waitACK(typeURL, version string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	x.t.Fatalf("%s not ACKed at %s (nacks: %v)", typeURL, version, x.nackMessages())
+}
+
+// waitApplied waits until the proxy ACKed every type of the last snapshot
+// set at its version: its clusters have their endpoints then, so no route
+// answers 503 for a cluster still warming.
+func (x *xdsServer) waitApplied() {
+	x.t.Helper()
+	v := fmt.Sprintf("v%d", x.ver)
+	for _, typ := range x.types {
+		x.waitACK(typ, v)
+	}
 }
 
 // Resource builders.

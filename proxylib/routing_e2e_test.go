@@ -124,6 +124,7 @@ func newRoutingFixture(t *testing.T) *routingFixture {
 		edsCluster(t, "dead", false, nil), cla("dead", deadAddr),
 	)
 	startProxy(t, f.x.sock)
+	f.x.waitApplied()
 	waitServing(t, f.url, "main.example")
 	return f
 }
