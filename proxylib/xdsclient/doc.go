@@ -18,6 +18,10 @@
 // (state of the world) or initial_resource_versions (delta) so the server
 // can skip unchanged resources.
 //
+// Run may be called again after it returned (never concurrently): the new
+// stream resumes the same way, so a caller can drop the connection and
+// pick it up later while its Handler keeps serving.
+//
 // Concurrency: Run owns the stream; Handler methods are called from Run's
 // goroutine only, one at a time.
 package xdsclient

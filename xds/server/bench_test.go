@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/nodemesh/nodemesh/mesh/ir"
-	"github.com/nodemesh/nodemesh/xds/internal/adsclient"
 	"github.com/nodemesh/nodemesh/xds/translator"
 )
 
@@ -89,13 +88,15 @@ func BenchmarkUpdate(b *testing.B) {
 // BenchmarkConvergence measures config change → every proxy acknowledged:
 // Update then WaitForAck with one state-of-the-world and one delta proxy
 // connected over the Unix socket, alternating between two configurations
-// that differ in one route.
+// that differ in one route. The proxies are the builtin proxy's xDS client
+// decoding every resource as the builtin proxy does (testProxy), so the
+// time includes their decoding and validation, not binding listeners.
 func BenchmarkConvergence(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
 			s, path := startServer(b)
-			dialConnected(b, s, path, adsclient.Options{NodeID: "sotw"})
-			dialConnected(b, s, path, adsclient.Options{NodeID: "delta", Delta: true})
+			dialConnected(b, s, path, proxyOptions{NodeID: "sotw"})
+			dialConnected(b, s, path, proxyOptions{NodeID: "delta", Delta: true})
 			configs := [2]*translator.Resources{benchResources(b, n, "a"), benchResources(b, n, "b")}
 			ctx := context.Background()
 			b.ReportAllocs()

@@ -2,15 +2,22 @@ package server
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
 	"log/slog"
+	"math/big"
 	"path/filepath"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nodemesh/nodemesh/mesh/ir"
-	"github.com/nodemesh/nodemesh/xds/internal/adsclient"
 	"github.com/nodemesh/nodemesh/xds/translator"
 )
 
@@ -62,7 +69,8 @@ func resources(t testing.TB, sp spec) *translator.Resources {
 		cfg.Listeners = append(cfg.Listeners, &ir.Listener{Name: l, Address: "127.0.0.1", Port: uint32(10000 + i), Chains: []*ir.HTTPChain{ch}})
 	}
 	if sp.secret != "" {
-		cfg.Secrets = []*ir.Secret{{Name: sp.secret, Certificate: []byte("cert " + sp.secret), PrivateKey: []byte("key " + sp.secret)}}
+		cert, key := testKeyPair(t)
+		cfg.Secrets = []*ir.Secret{{Name: sp.secret, Certificate: cert, PrivateKey: key}}
 	}
 	res, err := translator.Translate(cfg)
 	if err != nil {
@@ -110,26 +118,19 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func dial(t testing.TB, path string, opts adsclient.Options) *adsclient.Client {
+// dial starts a proxy on the server's Unix socket.
+func dial(t testing.TB, path string, o proxyOptions) *testProxy {
 	t.Helper()
-	if opts.Cluster == "" {
-		opts.Cluster = "nodemesh-proxy"
-	}
-	c, err := adsclient.Dial("unix://"+path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
+	return newProxy(t, "unix://"+path, o)
 }
 
 // dialConnected dials and waits until the server knows the node, so a
 // following WaitForAck counts it.
-func dialConnected(t testing.TB, s *Server, path string, opts adsclient.Options) *adsclient.Client {
+func dialConnected(t testing.TB, s *Server, path string, o proxyOptions) *testProxy {
 	t.Helper()
-	c := dial(t, path, opts)
-	waitConnected(t, s, opts.NodeID)
-	return c
+	p := dial(t, path, o)
+	waitConnected(t, s, o.NodeID)
+	return p
 }
 
 func waitConnected(t testing.TB, s *Server, node string) {
@@ -177,15 +178,6 @@ func modes(t *testing.T, f func(t *testing.T, delta bool)) {
 	}
 }
 
-func requireNoViolations(t testing.TB, clients ...*adsclient.Client) {
-	t.Helper()
-	for _, c := range clients {
-		for _, v := range c.Violations() {
-			t.Errorf("make-before-break violation: %s", v)
-		}
-	}
-}
-
 func nodeStatus(t testing.TB, s *Server, id string) NodeStatus {
 	t.Helper()
 	for _, n := range s.Status() {
@@ -205,3 +197,33 @@ func typeStatus(n NodeStatus, typeURL string) TypeStatus {
 	}
 	return TypeStatus{}
 }
+
+// testKeyPair is a self-signed certificate and its key in PEM, made once:
+// proxies parse the key pair of every secret they accept.
+func testKeyPair(t testing.TB) (cert, key []byte) {
+	t.Helper()
+	kp, err := keyPair()
+	if err != nil {
+		t.Fatalf("making a test certificate: %v", err)
+	}
+	return kp[0], kp[1]
+}
+
+var keyPair = sync.OnceValues(func() ([2][]byte, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return [2][]byte{}, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "xds-server-test"},
+		DNSNames: []string{"xds-server-test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		return [2][]byte{}, err
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return [2][]byte{}, err
+	}
+	return [2][]byte{pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})}, nil
+})

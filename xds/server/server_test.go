@@ -10,14 +10,12 @@ import (
 	"testing"
 	"time"
 
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	"google.golang.org/protobuf/proto"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
-	"github.com/nodemesh/nodemesh/xds/internal/adsclient"
 	"github.com/nodemesh/nodemesh/xds/translator"
 )
 
-var allTypes = []string{adsclient.ClusterType, adsclient.EndpointType, adsclient.ListenerType, adsclient.RouteType, adsclient.SecretType}
+var allTypes = []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType, resource.SecretType}
 
 // TestInitialFetch: a proxy gets the whole configuration, acknowledges it,
 // and the table records every acknowledged version — whether it connects
@@ -25,23 +23,23 @@ var allTypes = []string{adsclient.ClusterType, adsclient.EndpointType, adsclient
 func TestInitialFetch(t *testing.T) {
 	modes(t, func(t *testing.T, delta bool) {
 		s, path := startServer(t)
-		early := dialConnected(t, s, path, adsclient.Options{NodeID: "early", Delta: delta})
+		early := dialConnected(t, s, path, proxyOptions{NodeID: "early", Delta: delta})
 
 		r := update(t, s, resources(t, spec{clusters: []string{"c/a"}, route: "c/a", secret: "s/tls"}))
 		if !r.Changed {
 			t.Fatal("first update reported no change")
 		}
-		late := dialConnected(t, s, path, adsclient.Options{NodeID: "late", Delta: delta})
+		late := dialConnected(t, s, path, proxyOptions{NodeID: "late", Delta: delta})
 		waitAck(t, s, r)
-		for _, c := range []*adsclient.Client{early, late} {
+		for _, c := range []*testProxy{early, late} {
 			for typ, want := range map[string][]string{
-				adsclient.ClusterType:  {"c/a"},
-				adsclient.EndpointType: {"c/a"},
-				adsclient.ListenerType: {"l0"},
-				adsclient.RouteType:    {"l0/routes"},
-				adsclient.SecretType:   {"s/tls"},
+				resource.ClusterType:  {"c/a"},
+				resource.EndpointType: {"c/a"},
+				resource.ListenerType: {"l0"},
+				resource.RouteType:    {"l0/routes"},
+				resource.SecretType:   {"s/tls"},
 			} {
-				if got := c.Names(typ); !slices.Equal(got, want) {
+				if got := c.Held(typ); !slices.Equal(got, want) {
 					t.Errorf("%s holds %v, want %v", typ, got, want)
 				}
 			}
@@ -67,7 +65,7 @@ func TestInitialFetch(t *testing.T) {
 func TestNoPushWhenUnchanged(t *testing.T) {
 	modes(t, func(t *testing.T, delta bool) {
 		s, path := startServer(t)
-		c := dialConnected(t, s, path, adsclient.Options{NodeID: "p", Delta: delta})
+		c := dialConnected(t, s, path, proxyOptions{NodeID: "p", Delta: delta})
 		r1 := update(t, s, resources(t, spec{clusters: []string{"c/a"}, route: "c/a"}))
 		waitAck(t, s, r1)
 		before := len(c.Events())
@@ -83,13 +81,13 @@ func TestNoPushWhenUnchanged(t *testing.T) {
 			t.Fatal("endpoint change reported no change")
 		}
 		for _, typ := range allTypes {
-			if same := r3.TypeVersions[typ] == r1.TypeVersions[typ]; same != (typ != adsclient.EndpointType) {
+			if same := r3.TypeVersions[typ] == r1.TypeVersions[typ]; same != (typ != resource.EndpointType) {
 				t.Errorf("%s version %s -> %s", typ, r1.TypeVersions[typ], r3.TypeVersions[typ])
 			}
 		}
 		waitAck(t, s, r3)
 		after := c.Events()[before:]
-		if len(after) != 1 || after[0].TypeURL != adsclient.EndpointType || after[0].Version != r3.TypeVersions[adsclient.EndpointType] {
+		if len(after) != 1 || after[0].TypeURL != resource.EndpointType || after[0].Version != r3.TypeVersions[resource.EndpointType] {
 			t.Errorf("events after the unchanged and the endpoint update: %+v, want one endpoint response", after)
 		}
 	})
@@ -102,8 +100,8 @@ func TestNack(t *testing.T) {
 	modes(t, func(t *testing.T, delta bool) {
 		s, path := startServer(t)
 		const msg = `route configuration "l0/routes": virtual_hosts[0].routes[0].name: "routebad" rejected by test`
-		c := dialConnected(t, s, path, adsclient.Options{NodeID: "p", Delta: delta, Reject: func(typeURL string, res map[string]proto.Message) error {
-			if typeURL == adsclient.RouteType && hasRouteNamed(res, "routebad") {
+		c := dialConnected(t, s, path, proxyOptions{NodeID: "p", Delta: delta, Apply: func(typeURL string, res map[string]any) error {
+			if typeURL == resource.RouteType && hasRouteNamed(res, "routebad") {
 				return errors.New(msg)
 			}
 			return nil
@@ -117,16 +115,16 @@ func TestNack(t *testing.T) {
 		if !errors.As(err, &ne) {
 			t.Fatalf("WaitForAck = %v, want a NackError", err)
 		}
-		if ne.Node != "p" || ne.TypeURL != adsclient.RouteType || ne.Nack.Message != msg || ne.Nack.Version != bad.TypeVersions[adsclient.RouteType] {
+		if ne.Node != "p" || ne.TypeURL != resource.RouteType || ne.Nack.Message != msg || ne.Nack.Version != bad.TypeVersions[resource.RouteType] {
 			t.Errorf("NackError %+v", ne)
 		}
-		ts := typeStatus(nodeStatus(t, s, "p"), adsclient.RouteType)
+		ts := typeStatus(nodeStatus(t, s, "p"), resource.RouteType)
 		if ts.LastNack == nil || ts.LastNack.Message != msg || ts.LastNack.Nonce == "" || ts.LastNack.At.IsZero() ||
 			!slices.Equal(ts.LastNack.Resources, []string{"l0/routes"}) {
 			t.Errorf("table entry %+v (nack %+v)", ts, ts.LastNack)
 		}
-		if ts.VersionAcked != good.TypeVersions[adsclient.RouteType] {
-			t.Errorf("acked route version %s, want the previous good %s", ts.VersionAcked, good.TypeVersions[adsclient.RouteType])
+		if ts.VersionAcked != good.TypeVersions[resource.RouteType] {
+			t.Errorf("acked route version %s, want the previous good %s", ts.VersionAcked, good.TypeVersions[resource.RouteType])
 		}
 
 		fixed := update(t, s, resources(t, spec{clusters: []string{"c/a"}, route: "c/a", routeTag: "fixed"}))
@@ -140,8 +138,8 @@ func TestNack(t *testing.T) {
 		if rejected != 1 {
 			t.Errorf("the rejected routes were delivered %d times, want once", rejected)
 		}
-		ts = typeStatus(nodeStatus(t, s, "p"), adsclient.RouteType)
-		if ts.VersionAcked != fixed.TypeVersions[adsclient.RouteType] || ts.LastNack == nil {
+		ts = typeStatus(nodeStatus(t, s, "p"), resource.RouteType)
+		if ts.VersionAcked != fixed.TypeVersions[resource.RouteType] || ts.LastNack == nil {
 			t.Errorf("after the fix: %+v", ts)
 		}
 		requireNoViolations(t, c)
@@ -153,7 +151,7 @@ func TestNack(t *testing.T) {
 func TestOrdering(t *testing.T) {
 	modes(t, func(t *testing.T, delta bool) {
 		s, path := startServer(t)
-		c := dialConnected(t, s, path, adsclient.Options{NodeID: "p", Delta: delta})
+		c := dialConnected(t, s, path, proxyOptions{NodeID: "p", Delta: delta})
 		waitAck(t, s, update(t, s, resources(t, spec{clusters: []string{"c/a"}, route: "c/a", listeners: []string{"l0"}})))
 		before := len(c.Events())
 
@@ -167,7 +165,7 @@ func TestOrdering(t *testing.T) {
 				first[e.TypeURL] = i
 			}
 		}
-		order := []string{adsclient.ClusterType, adsclient.EndpointType, adsclient.ListenerType, adsclient.RouteType}
+		order := []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType}
 		for i := 1; i < len(order); i++ {
 			a, okA := first[order[i-1]]
 			b, okB := first[order[i]]
@@ -229,41 +227,43 @@ func TestListenUnix(t *testing.T) {
 
 // TestUpdateErrors: a bad update changes nothing and says why.
 func TestUpdateErrors(t *testing.T) {
-	s, path := startServer(t)
-	c := dialConnected(t, s, path, adsclient.Options{NodeID: "p"})
-	good := update(t, s, resources(t, spec{clusters: []string{"c/a"}, route: "c/a"}))
-	waitAck(t, s, good)
-	events := len(c.Events())
+	modes(t, func(t *testing.T, delta bool) {
+		s, path := startServer(t)
+		c := dialConnected(t, s, path, proxyOptions{NodeID: "p", Delta: delta})
+		good := update(t, s, resources(t, spec{clusters: []string{"c/a"}, route: "c/a"}))
+		waitAck(t, s, good)
+		events := len(c.Events())
 
-	noEndpoints := resources(t, spec{clusters: []string{"c/a", "c/b"}, route: "c/a"})
-	noEndpoints.ClusterLoadAssignments = noEndpoints.ClusterLoadAssignments[:1]
-	dup := resources(t, spec{clusters: []string{"c/a"}, route: "c/a"})
-	dup.Clusters = append(dup.Clusters, dup.Clusters[0])
-	invalid := resources(t, spec{clusters: []string{"c/a"}, route: "c/a"})
-	invalid.Clusters[0].ConnectTimeout.Seconds = -1
-	for name, tc := range map[string]struct {
-		res  any
-		want string
-	}{
-		"missing endpoints": {noEndpoints, "consistency"},
-		"duplicate":         {dup, `"c/a": defined twice`},
-		"invalid":           {invalid, "ConnectTimeout"},
-		"nil":               {nil, "nil resources"},
-	} {
-		t.Run(name, func(t *testing.T) {
-			res, _ := tc.res.(*translator.Resources)
-			_, err := s.Update(context.Background(), res)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Update = %v, want an error mentioning %q", err, tc.want)
-			}
-		})
-	}
-	if err := s.WaitForAck(ctxT(t), good.Version); err != nil {
-		t.Errorf("the last good version is no longer served: %v", err)
-	}
-	if got := len(c.Events()); got != events {
-		t.Errorf("failed updates pushed %d responses", got-events)
-	}
+		noEndpoints := resources(t, spec{clusters: []string{"c/a", "c/b"}, route: "c/a"})
+		noEndpoints.ClusterLoadAssignments = noEndpoints.ClusterLoadAssignments[:1]
+		dup := resources(t, spec{clusters: []string{"c/a"}, route: "c/a"})
+		dup.Clusters = append(dup.Clusters, dup.Clusters[0])
+		invalid := resources(t, spec{clusters: []string{"c/a"}, route: "c/a"})
+		invalid.Clusters[0].ConnectTimeout.Seconds = -1
+		for name, tc := range map[string]struct {
+			res  any
+			want string
+		}{
+			"missing endpoints": {noEndpoints, "consistency"},
+			"duplicate":         {dup, `"c/a": defined twice`},
+			"invalid":           {invalid, "ConnectTimeout"},
+			"nil":               {nil, "nil resources"},
+		} {
+			t.Run(name, func(t *testing.T) {
+				res, _ := tc.res.(*translator.Resources)
+				_, err := s.Update(context.Background(), res)
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("Update = %v, want an error mentioning %q", err, tc.want)
+				}
+			})
+		}
+		if err := s.WaitForAck(ctxT(t), good.Version); err != nil {
+			t.Errorf("the last good version is no longer served: %v", err)
+		}
+		if got := len(c.Events()); got != events {
+			t.Errorf("failed updates pushed %d responses", got-events)
+		}
+	})
 }
 
 // TestWaitForAckSuperseded: waiting for a replaced version fails fast.
@@ -289,19 +289,6 @@ func waitFor(t testing.TB, cond func() bool) {
 	}
 }
 
-func hasRouteNamed(res map[string]proto.Message, name string) bool {
-	for _, m := range res {
-		for _, vh := range m.(*routev3.RouteConfiguration).GetVirtualHosts() {
-			for _, r := range vh.GetRoutes() {
-				if r.GetName() == name {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
-
 // TestServeTCP: the optional TCP listener serves the same configuration.
 func TestServeTCP(t *testing.T) {
 	s, _ := startServer(t)
@@ -310,15 +297,11 @@ func TestServeTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	go s.Serve(l)
-	c, err := adsclient.Dial(l.Addr().String(), adsclient.Options{NodeID: "tcp", Delta: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newProxy(t, "tcp://"+l.Addr().String(), proxyOptions{NodeID: "tcp", Delta: true})
 	waitConnected(t, s, "tcp")
 	r := update(t, s, resources(t, spec{clusters: []string{"c/a"}, route: "c/a"}))
 	waitAck(t, s, r)
-	if got := c.Names(adsclient.RouteType); !slices.Equal(got, []string{"l0/routes"}) {
+	if got := c.Held(resource.RouteType); !slices.Equal(got, []string{"l0/routes"}) {
 		t.Errorf("over TCP the proxy holds routes %v", got)
 	}
 }
@@ -326,18 +309,20 @@ func TestServeTCP(t *testing.T) {
 // TestRollbackRollsOutAgain: returning to an earlier configuration is a
 // new rollout, not an already-acknowledged version.
 func TestRollbackRollsOutAgain(t *testing.T) {
-	s, path := startServer(t)
-	c := dialConnected(t, s, path, adsclient.Options{NodeID: "p"})
-	a := update(t, s, resources(t, spec{clusters: []string{"c/a"}, route: "c/a"}))
-	waitAck(t, s, a)
-	waitAck(t, s, update(t, s, resources(t, spec{clusters: []string{"c/b"}, route: "c/b"})))
-	again := update(t, s, resources(t, spec{clusters: []string{"c/a"}, route: "c/a"}))
-	if again.Version != a.Version || !again.Changed {
-		t.Fatalf("rollback: %+v", again)
-	}
-	waitAck(t, s, again)
-	if got := c.Names(adsclient.ClusterType); !slices.Equal(got, []string{"c/a"}) {
-		t.Errorf("after WaitForAck of the rollback the proxy holds %v", got)
-	}
-	requireNoViolations(t, c)
+	modes(t, func(t *testing.T, delta bool) {
+		s, path := startServer(t)
+		c := dialConnected(t, s, path, proxyOptions{NodeID: "p", Delta: delta})
+		a := update(t, s, resources(t, spec{clusters: []string{"c/a"}, route: "c/a"}))
+		waitAck(t, s, a)
+		waitAck(t, s, update(t, s, resources(t, spec{clusters: []string{"c/b"}, route: "c/b"})))
+		again := update(t, s, resources(t, spec{clusters: []string{"c/a"}, route: "c/a"}))
+		if again.Version != a.Version || !again.Changed {
+			t.Fatalf("rollback: %+v", again)
+		}
+		waitAck(t, s, again)
+		if got := c.Held(resource.ClusterType); !slices.Equal(got, []string{"c/a"}) {
+			t.Errorf("after WaitForAck of the rollback the proxy holds %v", got)
+		}
+		requireNoViolations(t, c)
+	})
 }

@@ -10,10 +10,10 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/nodemesh/nodemesh/mesh/ir"
-	"github.com/nodemesh/nodemesh/xds/internal/adsclient"
 	"github.com/nodemesh/nodemesh/xds/translator"
 )
 
@@ -53,7 +53,7 @@ func memoConfig(tag string) *ir.Config {
 func TestMemoizedRouteChanges(t *testing.T) {
 	modes(t, func(t *testing.T, delta bool) {
 		s, path := startServer(t)
-		c := dialConnected(t, s, path, adsclient.Options{NodeID: "p", Delta: delta})
+		c := dialConnected(t, s, path, proxyOptions{NodeID: "p", Delta: delta})
 		tr := translator.New()
 		var prev UpdateResult
 		for i, tag := range []string{"a", "b", "a", "c", "c"} {
@@ -65,13 +65,13 @@ func TestMemoizedRouteChanges(t *testing.T) {
 			if i > 0 && r.Changed != (tag != "c" || i == 3) {
 				t.Fatalf("step %d: changed=%t", i, r.Changed)
 			}
-			if i > 0 && r.Changed && r.TypeVersions[adsclient.RouteType] == prev.TypeVersions[adsclient.RouteType] {
+			if i > 0 && r.Changed && r.TypeVersions[resource.RouteType] == prev.TypeVersions[resource.RouteType] {
 				t.Fatalf("step %d: route version unchanged", i)
 			}
 			waitAck(t, s, r)
 			rc := res.RouteConfigurations[0]
-			got, ok := c.Resource(adsclient.RouteType, rc.Name).(*routev3.RouteConfiguration)
-			if !ok || !proto.Equal(got, rc) {
+			got := &routev3.RouteConfiguration{}
+			if raw := c.Raw(resource.RouteType, rc.Name); raw == nil || raw.UnmarshalTo(got) != nil || !proto.Equal(got, rc) {
 				t.Fatalf("step %d: the proxy holds %v, want %v", i, got, rc)
 			}
 			if delta {
@@ -79,7 +79,7 @@ func TestMemoizedRouteChanges(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				acked := typeStatus(nodeStatus(t, s, "p"), adsclient.RouteType)
+				acked := typeStatus(nodeStatus(t, s, "p"), resource.RouteType)
 				if acked.VersionAcked == "" {
 					t.Fatalf("step %d: nothing acknowledged", i)
 				}
