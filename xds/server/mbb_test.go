@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,6 +71,11 @@ func TestRoutesWaitForClusters(t *testing.T) {
 			}
 			return nil
 		}})
+		// Registered after the proxy, so it runs before the proxy is
+		// stopped: a test failing early must not leave it blocked.
+		var once sync.Once
+		unblock := func() { once.Do(func() { close(release) }) }
+		t.Cleanup(unblock)
 		fast := dialConnected(t, s, path, proxyOptions{NodeID: "fast", Delta: !deltaMode})
 		first := update(t, s, resources(t, spec{clusters: []string{"c/a"}, route: "c/a"}))
 		waitAck(t, s, first)
@@ -85,7 +91,7 @@ func TestRoutesWaitForClusters(t *testing.T) {
 				t.Errorf("%s was sent routes %s before every proxy had the new cluster: %+v", node, got, s.Status())
 			}
 		}
-		close(release)
+		unblock()
 		waitAck(t, s, r)
 		requireNoViolations(t, slow, fast)
 	})

@@ -42,6 +42,7 @@ type testProxy struct {
 	events     []event
 	violations []string
 	changed    chan struct{}
+	runErr     error // why Run gave up, if it did
 }
 
 // heldResource is one applied resource: what came on the wire and what the
@@ -100,7 +101,12 @@ func (p *testProxy) start() {
 	p.cancel, p.done = cancel, make(chan struct{})
 	go func() {
 		defer close(p.done)
-		_ = p.client.Run(ctx)
+		if err := p.client.Run(ctx); err != nil {
+			p.mu.Lock()
+			p.runErr = err
+			p.notifyLocked()
+			p.mu.Unlock()
+		}
 	}()
 }
 
@@ -375,10 +381,13 @@ func (p *testProxy) Violations() []string {
 func (p *testProxy) WaitFor(ctx context.Context, what string, cond func(*testProxy) bool) error {
 	for {
 		p.mu.Lock()
-		ch := p.changed
+		ch, runErr := p.changed, p.runErr
 		p.mu.Unlock()
 		if cond(p) {
 			return nil
+		}
+		if runErr != nil {
+			return fmt.Errorf("waiting for %s: the client stopped: %w", what, runErr)
 		}
 		select {
 		case <-ctx.Done():
