@@ -268,6 +268,7 @@ func newRoute(m *matchState, port int32) *ir.Route {
 		RequestHeaders:  rule.reqHeaders,
 		ResponseHeaders: rule.respHeaders,
 		Timeout:         rule.timeout,
+		BackendTimeout:  rule.backendTimeout,
 	}
 	switch {
 	case rule.redirect != nil:

@@ -87,9 +87,11 @@
 //     invalidates the rule (UnsupportedValue) instead of being skipped;
 //   - ReplacePrefixMatch needs exactly one PathPrefix match in its rule,
 //     as the API's validation requires;
-//   - timeouts.request sets the route timeout; when it is unset or "0s"
-//     (disabled), timeouts.backendRequest does (requests are not retried,
-//     so the backend request is the whole exchange);
+//   - timeouts.request sets the route timeout (IR Route.Timeout) and
+//     timeouts.backendRequest the timeout of each request to a backend
+//     (IR Route.BackendTimeout), each independently; unset or "0s" means
+//     none. A backendRequest longer than a non-zero request invalidates the
+//     rule, as the API's validation requires;
 //   - a rule without backendRefs and without a redirect answers 500;
 //   - redirect ports are resolved here (explicit port, else 80/443 for an
 //     explicit scheme, else the listener's port), so one rule attached to

@@ -53,7 +53,10 @@ type ruleState struct {
 	rewrite     *ir.Rewrite
 	reqHeaders  *ir.HeaderModifier
 	respHeaders *ir.HeaderModifier
-	timeout     time.Duration
+	// timeout bounds the whole request, backendTimeout each request to a
+	// backend (timeouts.request and timeouts.backendRequest; 0: none).
+	timeout        time.Duration
+	backendTimeout time.Duration
 }
 
 func (r *ruleState) valid() bool { return r.problem == "" }
@@ -175,7 +178,7 @@ func (t *translator) compileRule(rs *routeState, i int, spec *gwv1.HTTPRouteRule
 		rule.fail(gwv1.RouteReasonUnsupportedValue, "filters", "a RequestRedirect filter cannot be combined with backendRefs")
 	}
 	if spec.Timeouts != nil {
-		rule.timeout = compileTimeouts(rule, spec.Timeouts)
+		rule.timeout, rule.backendTimeout = compileTimeouts(rule, spec.Timeouts)
 	}
 	if spec.Retry != nil {
 		rule.fail(gwv1.RouteReasonUnsupportedValue, "retry", "retries are not supported")
@@ -186,32 +189,32 @@ func (t *translator) compileRule(rs *routeState, i int, spec *gwv1.HTTPRouteRule
 	return rule
 }
 
-func compileTimeouts(rule *ruleState, to *gwv1.HTTPRouteTimeouts) time.Duration {
-	var request, backend time.Duration
+// compileTimeouts returns the request and backend request timeouts of a
+// rule. Both are kept as written (GEP-1742): request bounds the whole
+// client request, backendRequest each request to a backend. Without
+// retries there is one backend request, so the shorter of the two is what
+// a client observes; the IR carries both and the xDS translator maps them
+// onto Envoy's route timeout and per-try timeout. Zero disables a timeout,
+// as the IR's zero does.
+func compileTimeouts(rule *ruleState, to *gwv1.HTTPRouteTimeouts) (request, backend time.Duration) {
 	var err error
 	if to.Request != nil {
 		if request, err = parseDuration(string(*to.Request)); err != nil {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, "timeouts.request", "%v", err)
-			return 0
+			return 0, 0
 		}
 	}
 	if to.BackendRequest != nil {
 		if backend, err = parseDuration(string(*to.BackendRequest)); err != nil {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, "timeouts.backendRequest", "%v", err)
-			return 0
+			return 0, 0
 		}
-		if to.Request != nil && request != 0 && backend > request {
+		if request != 0 && backend > request {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, "timeouts.backendRequest", "%s exceeds the request timeout %s", *to.BackendRequest, *to.Request)
-			return 0
+			return 0, 0
 		}
 	}
-	// Requests are not retried, so the backend request is the whole
-	// exchange: it bounds the request when the request timeout is unset or
-	// disabled. Zero disables a timeout, as the IR's zero does.
-	if request != 0 {
-		return request
-	}
-	return backend
+	return request, backend
 }
 
 var httpMethods = map[gwv1.HTTPMethod]bool{

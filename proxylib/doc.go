@@ -89,7 +89,15 @@
 //     (default 503); prefix_rewrite (replaces the matched prefix; not with
 //     safe_regex); regex_rewrite{pattern, substitution} (RE2 "\N" groups;
 //     the query is kept); host_rewrite_literal; timeout (default 15 s, 0
-//     disables; expiry → 504 "upstream request timeout").
+//     disables; bounds the upstream exchange from when the request is
+//     sent until the response ends; expiry before the response started →
+//     504 "upstream request timeout", after → the stream is reset);
+//     retry_policy with only per_try_timeout (no retry_on, so no attempt
+//     is retried): bounds the one upstream attempt until its response
+//     starts, then only timeout applies; ignored, as in Envoy, when not
+//     below a non-zero timeout; expiry → 504 "upstream request timeout";
+//     x-envoy-expected-rq-timeout-ms carries it when set. Negative
+//     durations are NACKed.
 //   - redirect: scheme_redirect, host_redirect, port_redirect,
 //     path_redirect | prefix_rewrite | regex_rewrite, response_code
 //     (default 301), strip_query. As Envoy builds Location: a port_redirect
@@ -286,7 +294,8 @@
 //   - `envoy.config.route.v3.HeaderMatcher`: name, string_match, present_match, invert_match
 //   - `envoy.config.route.v3.QueryParameterMatcher`: name, string_match, present_match
 //   - `envoy.config.route.v3.RedirectAction`: scheme_redirect, host_redirect, port_redirect, path_redirect, prefix_rewrite, regex_rewrite, response_code, strip_query
-//   - `envoy.config.route.v3.RouteAction`: cluster, weighted_clusters, cluster_not_found_response_code, prefix_rewrite, regex_rewrite, host_rewrite_literal, timeout
+//   - `envoy.config.route.v3.RetryPolicy`: per_try_timeout
+//   - `envoy.config.route.v3.RouteAction`: cluster, weighted_clusters, cluster_not_found_response_code, prefix_rewrite, regex_rewrite, host_rewrite_literal, timeout, retry_policy
 //   - `envoy.config.route.v3.RouteConfiguration`: name, virtual_hosts, ignore_port_in_host_matching
 //   - `envoy.config.route.v3.RouteMatch`: prefix, path, safe_regex, path_separated_prefix, headers, query_parameters
 //   - `envoy.config.route.v3.Route`: name, match, route, redirect, direct_response, request_headers_to_add, request_headers_to_remove, response_headers_to_add, response_headers_to_remove

@@ -91,6 +91,12 @@ type Route struct {
 
 	// Timeout bounds the whole request (0: none).
 	Timeout time.Duration `json:"timeout,omitempty"`
+	// BackendTimeout bounds each request the proxy sends to a backend for
+	// this route, until the backend's response starts (0: none). Without
+	// retries there is one such request, so it matters when it is shorter
+	// than Timeout; it is never longer than a non-zero Timeout. Only
+	// forwarding routes use it.
+	BackendTimeout time.Duration `json:"backendTimeout,omitempty"`
 }
 
 // Match is a conjunction: every set field must hold.

@@ -453,6 +453,12 @@ func (v *validator) route(obj object, f path, r *Route, clusters map[string]bool
 	if r.Timeout < 0 {
 		v.fail(obj, f.f("timeout"), "negative")
 	}
+	switch {
+	case r.BackendTimeout < 0:
+		v.fail(obj, f.f("backendTimeout"), "negative")
+	case r.Timeout > 0 && r.BackendTimeout > r.Timeout:
+		v.fail(obj, f.f("backendTimeout"), "%v exceeds the route timeout %v", r.BackendTimeout, r.Timeout)
+	}
 }
 
 func (v *validator) pathRewrite(obj object, f path, p *PathRewrite, m *PathMatch) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // valid returns a small Config exercising every kind; each test case breaks
@@ -22,6 +23,8 @@ func valid() *Config {
 							Match:    Match{Path: &PathMatch{Type: PathPrefix, Value: "/foo"}, Headers: []HeaderMatch{{Name: "x-v", Type: MatchRegex, Value: "v[0-9]+"}}},
 							Backends: []*WeightedBackend{{Cluster: "service/default/echo/8080", Weight: 90}, {Weight: 10}},
 							Rewrite:  &Rewrite{Path: &PathRewrite{Type: ReplacePrefixMatch, Value: "/"}},
+							// Without a route timeout any backend timeout is valid.
+							BackendTimeout: 500 * time.Millisecond,
 						},
 						{Name: "r1", Redirect: &Redirect{Scheme: "https", StatusCode: 301}},
 					},
@@ -76,6 +79,8 @@ func TestValidate(t *testing.T) {
 		{"endpoint port", func(c *Config) { c.Clusters[0].Endpoints[0].Port = 70000 }, "endpoints[0].port: 70000"},
 		{"cluster protocol", func(c *Config) { c.Clusters[0].Protocol = "h3" }, `unknown protocol "h3"`},
 		{"invalid domain", func(c *Config) { c.Listeners[1].Chains[0].Routes.VirtualHosts[0].Domains = []string{"a..b"} }, `invalid domain "a..b"`},
+		{"negative backend timeout", func(c *Config) { route(c).BackendTimeout = -1 }, "backendTimeout: negative"},
+		{"backend timeout beyond route timeout", func(c *Config) { route(c).Timeout, route(c).BackendTimeout = 1e9, 2e9 }, "backendTimeout: 2s exceeds the route timeout 1s"},
 		{"plaintext plus tls", func(c *Config) { c.Listeners[1].Chains = append(c.Listeners[1].Chains, c.Listeners[0].Chains[0]) }, "plaintext chain must be the listener's only chain"},
 	}
 	for _, tc := range cases {

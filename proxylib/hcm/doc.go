@@ -31,8 +31,9 @@
 //     clients are removed; hop-by-hop headers (connection, keep-alive,
 //     proxy-connection, transfer-encoding, upgrade, te other than
 //     "trailers") are not forwarded.
-//   - The router adds x-envoy-expected-rq-timeout-ms when a route timeout is
-//     set, x-envoy-original-path when it rewrites the path, and
+//   - The router adds x-envoy-expected-rq-timeout-ms when a route or
+//     per-try timeout is set (the per-try one if both),
+//     x-envoy-original-path when it rewrites the path, and
 //     x-envoy-upstream-service-time to responses.
 //   - Header edits: removes then adds per level, weighted-cluster level
 //     first, then route level (so route-level overwrites win), for requests
@@ -44,12 +45,13 @@
 //     status mapped from HTTP as Envoy maps it (404 → 12, 503/504 → 14 ...).
 //   - Errors: no route → 404; unknown cluster → cluster_not_found_response_code
 //     (503); no host → 503 "no healthy upstream"; connect failure or reset
-//     before headers → 503; route timeout → 504 "upstream request timeout"
-//     (also when the request waited that long for a connection at the
-//     cluster's max_connections); a circuit breaker overflow
-//     (max_pending_requests, max_requests) → 503 "upstream connect error
-//     or disconnect/reset before headers. reset reason: overflow" with
-//     x-envoy-overloaded: true and response flag UO.
+//     before headers → 503; route timeout, or per-try timeout before the
+//     response started → 504 "upstream request timeout" (also when the
+//     request waited that long for a connection at the cluster's
+//     max_connections); a circuit breaker overflow (max_pending_requests,
+//     max_requests) → 503 "upstream connect error or disconnect/reset
+//     before headers. reset reason: overflow" with x-envoy-overloaded: true
+//     and response flag UO.
 //   - HTTP/1.0 requests get 426 (accept_http_10 is false by default);
 //     "Expect: 100-continue" is answered by the proxy and not forwarded
 //     (proxy_100_continue false). HTTP/1.1 trailers are not forwarded

@@ -17,9 +17,11 @@ import (
 // When it passes with no response byte, the connection is read as before:
 // a closed one counts as reset (and the request is replayed like any
 // request on a reused connection the server closed), an open one keeps
-// waiting for the route timeout. The pool probes every idle connection
-// before reuse, so this only matters for a FIN that arrives between that
-// probe and the request.
+// waiting for the head timeout (the per-try timeout, else the route
+// timeout). The pool probes every idle connection before reuse, so this
+// only matters for a FIN that arrives between that probe and the request.
+// Once the head is parsed, forwardH1 re-arms the deadline for the body:
+// the route timeout, or none.
 const (
 	finCheckMin = 500 * time.Millisecond
 	finCheckMax = time.Second
@@ -49,9 +51,9 @@ func (hc *h1conn) exchange(uc *upstream.Conn, out []byte, head bool, sent time.T
 		if _, err := uc.Write(out); err != nil {
 			return upReset, false
 		}
-		return readHead(uc, head, sent, hc.s.timeout), false
+		return readHead(uc, head, sent, hc.s.headTimeout()), false
 	}
-	timeout := hc.s.timeout
+	timeout := hc.s.headTimeout()
 	check := timeout <= 0 || timeout > finCheckMax
 	if check {
 		if t, ok := uc.DeadlineWithin(sent, finCheckMin, finCheckMax); ok {
@@ -80,7 +82,7 @@ func (hc *h1conn) exchange(uc *upstream.Conn, out []byte, head bool, sent time.T
 		if ue, done := parseHead(uc, head); done {
 			return ue, more && bodyBuffered(uc)
 		}
-		// The head continues: read on under the route timeout proper.
+		// The head continues: read on under the head timeout proper.
 		if t, ok := uc.Deadline(sent, timeout); ok {
 			_ = uc.SetReadDeadline(t)
 		}

@@ -110,6 +110,11 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 		uc.Discard()
 		return hc.failUpstream(ue, keep)
 	}
+	// The response started: the per-try timeout and the exchange's check
+	// deadline no longer apply, only the route timeout bounds the body.
+	if t, ok := uc.Deadline(sent, s.timeout); ok {
+		_ = uc.SetReadDeadline(t)
+	}
 	recv := time.Now()
 	return hc.relayResponse(uc, keep, head, recv.Sub(sent), recv, !spent)
 }

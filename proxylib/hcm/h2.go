@@ -167,7 +167,7 @@ func upstreamURL(addr, authority, path string) *url.URL {
 func classify(err error) upstreamErr {
 	var op *net.OpError
 	switch {
-	case isTimeout(err), errors.Is(err, context.DeadlineExceeded):
+	case isTimeout(err), errors.Is(err, context.DeadlineExceeded), errors.Is(err, errPerTryTimeout):
 		return upTimeout
 	case errors.Is(err, upstream.ErrOverflow):
 		return upOverflow
@@ -221,10 +221,15 @@ func (s *stream) h2ToH2(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody {
 		body = r.Body
 	}
+	ctx, started, release := s.tryContext(ctx)
+	defer release()
 	out := s.upstreamRequest(ctx, body, r.ContentLength)
 	out.Trailer = r.Trailer
 	sent := time.Now()
 	resp, err := s.host.Pool.H2().RoundTrip(out)
+	if !started() {
+		err = timedOut(resp, err)
+	}
 	if err != nil {
 		code, b := s.failBody(classify(err))
 		s.writeLocalH2(w, code, b, nil)
@@ -353,7 +358,7 @@ func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if ok {
-			ue = readHead(uc, string(s.rreq.Method) == "HEAD", sent, s.timeout)
+			ue = readHead(uc, string(s.rreq.Method) == "HEAD", sent, s.headTimeout())
 		}
 	}
 	uc.Out = out[:0]
@@ -362,6 +367,10 @@ func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 		code, b := s.failBody(ue)
 		s.writeLocalH2(w, code, b, nil)
 		return
+	}
+	// The response started: only the route timeout bounds the body.
+	if t, ok := uc.Deadline(sent, s.timeout); ok {
+		_ = uc.SetReadDeadline(t)
 	}
 	resp := &uc.Resp
 	s.respCode = resp.Status
@@ -424,9 +433,14 @@ func (hc *h1conn) forwardH2(keep bool) bool {
 		body = &bodyReader{src: hc, framing: http1.Chunked}
 		length, rd = -1, body
 	}
+	ctx, started, release := s.tryContext(ctx)
+	defer release()
 	out := s.upstreamRequest(ctx, rd, length)
 	sent := time.Now()
 	resp, err := pool.H2().RoundTrip(out)
+	if !started() {
+		err = timedOut(resp, err)
+	}
 	bodyDone := body == nil || body.complete()
 	if err != nil {
 		return hc.failUpstream(classify(err), keep && bodyDone)

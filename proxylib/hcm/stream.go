@@ -46,8 +46,11 @@ type stream struct {
 	status  int
 	body    []byte
 	details string
-	timeout time.Duration
-	flags   uint32 // response flags of a local reply
+	// timeout is the route timeout, tryTimeout the per-try timeout (0:
+	// none; when set it is shorter than a non-zero timeout).
+	timeout    time.Duration
+	tryTimeout time.Duration
+	flags      uint32 // response flags of a local reply
 
 	// Access log and policy outcome.
 	start      time.Time
@@ -342,8 +345,8 @@ func (s *stream) decide() outcome {
 	}
 	rt.RequestHeaders.Apply(s.headers)
 	s.rewrite(f)
-	s.timeout = f.Timeout
-	if f.Timeout > 0 {
+	s.timeout, s.tryTimeout = f.Timeout, f.PerTryTimeout
+	if f.TimeoutMS != nil {
 		s.headers.Set(hExpectedRQ, f.TimeoutMS)
 	}
 	return outForward

@@ -167,6 +167,27 @@ func TestNACKMessages(t *testing.T) {
 			},
 			want: `route configuration "rc": virtual_hosts[0].routes[0].route.regex_rewrite.substitution: "/\\2" refers to group \2 but the pattern has 1`,
 		},
+		{
+			name: "retries",
+			any: func(t *testing.T) *anypb.Any {
+				return timeoutRoute(t, nil, &routev3.RetryPolicy{RetryOn: "5xx", PerTryTimeout: durationpb.New(time.Second)})
+			},
+			want: `route configuration "rc": virtual_hosts[0].routes[0].route.retry_policy.retry_on: field not supported by nodemesh-proxy`,
+		},
+		{
+			name: "negative per-try timeout",
+			any: func(t *testing.T) *anypb.Any {
+				return timeoutRoute(t, nil, &routev3.RetryPolicy{PerTryTimeout: durationpb.New(-time.Second)})
+			},
+			want: `route configuration "rc": virtual_hosts[0].routes[0].route.retry_policy.per_try_timeout: -1s is negative`,
+		},
+		{
+			name: "negative route timeout",
+			any: func(t *testing.T) *anypb.Any {
+				return timeoutRoute(t, durationpb.New(-time.Millisecond), nil)
+			},
+			want: `route configuration "rc": virtual_hosts[0].routes[0].route.timeout: -1ms is negative`,
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -182,6 +203,60 @@ func TestNACKMessages(t *testing.T) {
 			}
 			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 				t.Fatalf("error\n got: %v\nwant: %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// timeoutRoute is a route configuration with one forwarding route carrying
+// the given timeout and retry policy.
+func timeoutRoute(t testing.TB, timeout *durationpb.Duration, rp *routev3.RetryPolicy) *anypb.Any {
+	return mustAny(t, &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{{
+		Name: "v", Domains: []string{"*"}, Routes: []*routev3.Route{{
+			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"}, Timeout: timeout, RetryPolicy: rp,
+			}},
+		}},
+	}}})
+}
+
+// TestDecodeRouteTimeouts checks the route and per-try timeouts the router
+// applies and the x-envoy-expected-rq-timeout-ms it sends, as Envoy derives
+// them: the per-try timeout only counts below a non-zero route timeout.
+func TestDecodeRouteTimeouts(t *testing.T) {
+	d := durationpb.New
+	for _, tc := range []struct {
+		name            string
+		timeout, perTry *durationpb.Duration
+		wantTimeout     time.Duration
+		wantPerTry      time.Duration
+		wantMS          string
+	}{
+		{"default", nil, nil, 15 * time.Second, 0, "15000"},
+		{"disabled", d(0), nil, 0, 0, ""},
+		{"route only", d(90 * time.Second), nil, 90 * time.Second, 0, "90000"},
+		{"both", d(10 * time.Second), d(500 * time.Millisecond), 10 * time.Second, 500 * time.Millisecond, "500"},
+		{"per-try without route timeout", d(0), d(2 * time.Second), 0, 2 * time.Second, "2000"},
+		{"per-try with the default route timeout", nil, d(time.Second), 15 * time.Second, time.Second, "1000"},
+		{"per-try equal to the route timeout", d(3 * time.Second), d(3 * time.Second), 3 * time.Second, 0, "3000"},
+		{"per-try above the route timeout", d(time.Second), d(2 * time.Second), time.Second, 0, "1000"},
+		{"empty retry policy", d(time.Second), d(0), time.Second, 0, "1000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var rp *routev3.RetryPolicy
+			if tc.perTry != nil {
+				rp = &routev3.RetryPolicy{PerTryTimeout: tc.perTry}
+			}
+			rc, err := DecodeRouteConfig(timeoutRoute(t, tc.timeout, rp))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := rc.VirtualHosts[0].Routes[0].Forward
+			if f.Timeout != tc.wantTimeout || f.PerTryTimeout != tc.wantPerTry || string(f.TimeoutMS) != tc.wantMS ||
+				(tc.wantMS == "") != (f.TimeoutMS == nil) {
+				t.Fatalf("timeout %v per-try %v expected-ms %q, want %v %v %q", f.Timeout, f.PerTryTimeout, f.TimeoutMS,
+					tc.wantTimeout, tc.wantPerTry, tc.wantMS)
 			}
 		})
 	}

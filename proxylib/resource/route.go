@@ -1,15 +1,18 @@
 package resource
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // DecodeRouteConfig decodes and validates a RouteConfiguration, compiling
@@ -205,8 +208,25 @@ func decodeRoute(r *routev3.Route, p path) (*Route, error) {
 }
 
 func decodeForward(a *routev3.RouteAction, kind PathKind, p path) (*Forward, error) {
-	f := &Forward{Cluster: a.GetCluster(), Timeout: duration(a.GetTimeout(), DefaultRouteTimeout)}
-	f.TimeoutMS = []byte(strconv.FormatInt(f.Timeout.Milliseconds(), 10))
+	f := &Forward{Cluster: a.GetCluster()}
+	var err error
+	if f.Timeout, err = routeDuration(a.GetTimeout(), DefaultRouteTimeout, append(p, "timeout")); err != nil {
+		return nil, err
+	}
+	if rp := a.GetRetryPolicy(); rp != nil {
+		// Only per_try_timeout is accepted (the allowlist NACKs retry_on,
+		// num_retries and the rest): no attempt is ever retried, and the
+		// timeout bounds the single one, as it does in Envoy.
+		if f.PerTryTimeout, err = routeDuration(rp.GetPerTryTimeout(), 0, append(p, "retry_policy", "per_try_timeout")); err != nil {
+			return nil, err
+		}
+		if f.Timeout > 0 && f.PerTryTimeout >= f.Timeout {
+			f.PerTryTimeout = 0 // Envoy ignores a per-try timeout the route timeout beats
+		}
+	}
+	if expected := cmp.Or(f.PerTryTimeout, f.Timeout); expected > 0 {
+		f.TimeoutMS = []byte(strconv.FormatInt(expected.Milliseconds(), 10))
+	}
 	switch a.GetClusterNotFoundResponseCode() {
 	case routev3.RouteAction_SERVICE_UNAVAILABLE:
 		f.NotFoundCode = 503
@@ -253,6 +273,21 @@ func decodeForward(a *routev3.RouteAction, kind PathKind, p path) (*Forward, err
 		f.HostRewrite = []byte(h)
 	}
 	return f, nil
+}
+
+// routeDuration converts a route timeout, rejecting what Envoy rejects: a
+// malformed or negative duration.
+func routeDuration(d *durationpb.Duration, def time.Duration, p path) (time.Duration, error) {
+	if d == nil {
+		return def, nil
+	}
+	if err := d.CheckValid(); err != nil {
+		return 0, fieldErr(p, "%v", err)
+	}
+	if d.AsDuration() < 0 {
+		return 0, fieldErr(p, "%v is negative", d.AsDuration())
+	}
+	return d.AsDuration(), nil
 }
 
 func decodeRedirect(a *routev3.RedirectAction, kind PathKind, p path) (*Redirect, error) {

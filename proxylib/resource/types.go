@@ -302,8 +302,15 @@ type Forward struct {
 	RegexRewrite  *regexp.Regexp
 	Substitution  []byte // Go regexp template
 	HostRewrite   []byte // nil: none
+	// Timeout is the route timeout (0: none). PerTryTimeout bounds the
+	// upstream attempt until its response starts (0: none); it is 0 when
+	// it would not fire before a non-zero Timeout, as Envoy ignores it then.
 	Timeout       time.Duration
-	TimeoutMS     []byte // decimal milliseconds, for x-envoy-expected-rq-timeout-ms
+	PerTryTimeout time.Duration
+	// TimeoutMS is x-envoy-expected-rq-timeout-ms, in decimal
+	// milliseconds: the per-try timeout if any, else the route timeout;
+	// nil when neither is set.
+	TimeoutMS []byte
 }
 
 // Redirect is a decoded RedirectAction.

@@ -24,6 +24,16 @@ import (
 // The route timeout is always written: the IR's 0 ("no timeout") becomes
 // "0s", which disables Envoy's 15-second default that would otherwise cut
 // long gRPC streams and slow downloads.
+//
+// The backend timeout becomes retry_policy.per_try_timeout, the way Envoy
+// Gateway maps HTTPRoute backendRequest once retries exist: Envoy arms it
+// for every upstream attempt (the first one included) and disarms it once
+// the response starts, and without retry_on there is no second attempt.
+// It is left out where Envoy would ignore it: at or above a non-zero route
+// timeout, which then fires first. Envoy Gateway puts backendRequest into
+// the route timeout when a rule has no retries; that would also cut a
+// response still streaming at that point and drop the request timeout,
+// which GEP-1742 keeps separate.
 func (b *builder) forward(r *ir.Route, out *routev3.Route) *problem {
 	var (
 		valid        []int // indexes into r.Backends
@@ -49,6 +59,9 @@ func (b *builder) forward(r *ir.Route, out *routev3.Route) *problem {
 		return p
 	}
 	ra := &routev3.RouteAction{Timeout: durationpb.New(r.Timeout)}
+	if bt := r.BackendTimeout; bt > 0 && (r.Timeout == 0 || bt < r.Timeout) {
+		ra.RetryPolicy = &routev3.RetryPolicy{PerTryTimeout: durationpb.New(bt)}
+	}
 	if len(valid) == 1 && invalid == 0 && !backendEdits {
 		ra.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: b.clusterNames[r.Backends[valid[0]].Cluster]}
 	} else {

@@ -81,7 +81,11 @@
 //     strip_any_host_port would rewrite the header).
 //   - Route timeout: always written. The IR's 0 means "no timeout" and is
 //     emitted as "0s", which disables Envoy's 15 s default that would cut
-//     long-lived gRPC streams.
+//     long-lived gRPC streams. A route's BackendTimeout becomes
+//     retry_policy{per_try_timeout} with nothing else (so no retries): it
+//     bounds the one upstream attempt until its response starts, also when
+//     the route timeout is 0; omitted when it is 0 or not below a non-zero
+//     route timeout (Envoy ignores such a per-try timeout).
 //   - Cluster connect timeout: 0 in the IR becomes Envoy's default, 5 s,
 //     written out. Every cluster carries HttpProtocolOptions: explicit
 //     HTTP/1.1 or HTTP/2 (h2c), or the downstream protocol for the policy

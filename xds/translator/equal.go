@@ -44,7 +44,7 @@ func equalRoute(a, b *ir.Route) bool {
 	if a == nil || b == nil {
 		return false
 	}
-	return a.Name == b.Name && a.Timeout == b.Timeout && equalMatch(&a.Match, &b.Match) &&
+	return a.Name == b.Name && a.Timeout == b.Timeout && a.BackendTimeout == b.BackendTimeout && equalMatch(&a.Match, &b.Match) &&
 		slices.EqualFunc(a.Backends, b.Backends, equalBackend) &&
 		equalRewrite(a.Rewrite, b.Rewrite) && equalRedirect(a.Redirect, b.Redirect) &&
 		equalPtr(a.DirectResponse, b.DirectResponse) &&

@@ -29,6 +29,7 @@ func TestEqualSeesEveryField(t *testing.T) {
 		RequestHeaders:  mods,
 		ResponseHeaders: mods,
 		Timeout:         time.Second,
+		BackendTimeout:  time.Millisecond,
 	}
 	vh := &ir.VirtualHost{Name: "v", Domains: []string{"d"}, Routes: []*ir.Route{route}}
 	cluster := &ir.Cluster{Name: "c", Protocol: ir.ProtocolH2C, LBPolicy: ir.LBRandom, ConnectTimeout: time.Second,

@@ -15,8 +15,8 @@ import (
 )
 
 // decodeIR reads a test input: an ir.Config in its JSON form written as
-// YAML, with two conveniences for people writing cases by hand: "timeout"
-// and "connectTimeout" may be Go duration strings ("30s"), and
+// YAML, with two conveniences for people writing cases by hand: "timeout",
+// "backendTimeout" and "connectTimeout" may be Go duration strings ("30s"), and
 // "certificate" and "privateKey" are plain text (PEM) rather than base64.
 // Unknown fields are errors, so a typo cannot silently drop part of a case.
 func decodeIR(data []byte) (*ir.Config, error) {
@@ -61,7 +61,7 @@ func irConveniences(v any, key string) (any, error) {
 		}
 	case string:
 		switch key {
-		case "timeout", "connectTimeout":
+		case "timeout", "backendTimeout", "connectTimeout":
 			d, err := time.ParseDuration(x)
 			if err != nil {
 				return nil, fmt.Errorf("field %s: %w", key, err)

@@ -1,0 +1,89 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// timeoutsConfig has one HTTPRoute rule per combination of GEP-1742's
+// timeouts worth telling apart, each on its own path.
+func timeoutsConfig(m *mesh) string {
+	return fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: nodemesh}
+spec: {controllerName: nodemesh.io/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: timeouts, namespace: default}
+spec:
+  gatewayClassName: nodemesh
+  addresses: [{type: IPAddress, value: 127.0.101.1}]
+  listeners: [{name: http, protocol: HTTP, port: %d}]
+---
+%sapiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: timeouts, namespace: default}
+spec:
+  parentRefs: [{name: timeouts}]
+  hostnames: [timeouts.test]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /both}}]
+    timeouts: {request: 5s, backendRequest: 300ms}
+    backendRefs: [{name: v1, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /request}}]
+    timeouts: {request: 300ms}
+    backendRefs: [{name: v1, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /backend}}]
+    timeouts: {backendRequest: 300ms}
+    backendRefs: [{name: v1, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /backend-disabled}}]
+    timeouts: {request: 5s, backendRequest: 0s}
+    backendRefs: [{name: v1, port: 80}]
+`, m.port, m.service("default", "v1", "v1"))
+}
+
+// TestRouteTimeouts drives HTTPRoute timeouts through the whole pipeline
+// to a backend that answers late: backendRequest bounds the request to
+// the backend even when the request timeout is longer (the proxy answers
+// 504 "upstream request timeout" after about backendRequest, not request),
+// request alone bounds it too, and "0s" disables backendRequest.
+func TestRouteTimeouts(t *testing.T) {
+	m := startMesh(t, false, []string{"v1"})
+	m.apply(timeoutsConfig(m))
+	gw := m.gateway(1)
+	for _, tc := range []struct {
+		name, path, delay string
+		status            int
+		expected          string // x-envoy-expected-rq-timeout-ms at the backend
+		minT, maxT        time.Duration
+	}{
+		{"backendRequest below request, fast backend", "/both", "", 200, "300", 0, time.Second},
+		{"backendRequest below request, slow backend", "/both", "2s", 504, "", 300 * time.Millisecond, 1500 * time.Millisecond},
+		{"request only, slow backend", "/request", "2s", 504, "", 300 * time.Millisecond, 1500 * time.Millisecond},
+		{"backendRequest only, slow backend", "/backend", "2s", 504, "", 300 * time.Millisecond, 1500 * time.Millisecond},
+		{"backendRequest disabled", "/backend-disabled", "600ms", 200, "5000", 600 * time.Millisecond, 3 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var headers []string
+			if tc.delay != "" {
+				headers = []string{"X-Echo-Delay", tc.delay}
+			}
+			start := time.Now()
+			r := get(t, gw, "GET", "timeouts.test", tc.path, headers...)
+			took := time.Since(start)
+			if r.status != tc.status || took < tc.minT || took > tc.maxT {
+				t.Fatalf("GET %s: %d %q after %v, want %d after %v to %v", tc.path, r.status, r.raw, took.Round(time.Millisecond), tc.status, tc.minT, tc.maxT)
+			}
+			if tc.status == 504 && r.raw != "upstream request timeout" {
+				t.Errorf("GET %s: body %q, want Envoy's \"upstream request timeout\"", tc.path, r.raw)
+			}
+			if tc.status == 200 {
+				if got := r.body.Headers["x-envoy-expected-rq-timeout-ms"]; len(got) != 1 || got[0] != tc.expected {
+					t.Errorf("GET %s: backend saw x-envoy-expected-rq-timeout-ms %q, want %s", tc.path, got, tc.expected)
+				}
+			}
+		})
+	}
+}

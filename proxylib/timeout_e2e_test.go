@@ -1,0 +1,126 @@
+package proxylib_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// timeoutBackend answers by the last path segment: "slow" holds the
+// response head for 2 s, "stream" sends the head at once and the body
+// after 600 ms, "pause" the same after 1200 ms (longer than the proxy's
+// upstream FIN check), anything else answers at once with the
+// x-envoy-expected-rq-timeout-ms it received.
+func timeoutBackend(w http.ResponseWriter, r *http.Request) {
+	wait := func(d time.Duration) bool {
+		select {
+		case <-time.After(d):
+			return true
+		case <-r.Context().Done():
+			return false
+		}
+	}
+	switch r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:] {
+	case "slow":
+		if wait(2 * time.Second) {
+			_, _ = io.WriteString(w, "too late")
+		}
+	case "stream", "pause":
+		d := 600 * time.Millisecond
+		if strings.HasSuffix(r.URL.Path, "pause") {
+			d = 1200 * time.Millisecond
+		}
+		w.Header().Set("Content-Length", "8")
+		_, _ = io.WriteString(w, "head")
+		w.(http.Flusher).Flush()
+		if wait(d) {
+			_, _ = io.WriteString(w, "tail")
+		}
+	default:
+		_, _ = io.WriteString(w, "expected="+r.Header.Get("X-Envoy-Expected-Rq-Timeout-Ms"))
+	}
+}
+
+// TestPerTryTimeout checks retry_policy.per_try_timeout on every pairing
+// of downstream and upstream protocol: it bounds the upstream attempt
+// until the response starts (504 "upstream request timeout" long before
+// the route timeout), also without a route timeout, and no longer applies
+// once the response has started; a response pausing after its head for
+// longer than the exchange's FIN check is relayed whole.
+func TestPerTryTimeout(t *testing.T) {
+	h1 := startBackend(t, "h1", http.HandlerFunc(timeoutBackend))
+	h2 := startBackend(t, "h2", h2c.NewHandler(http.HandlerFunc(timeoutBackend), &http2.Server{}))
+	x := startXDS(t, "", nil)
+	addr := freeAddr(t)
+	route := func(prefix, cluster string, timeout, perTry time.Duration) *routev3.Route {
+		ra := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}, Timeout: durationpb.New(timeout)}
+		if perTry > 0 {
+			ra.RetryPolicy = &routev3.RetryPolicy{PerTryTimeout: durationpb.New(perTry)}
+		}
+		return &routev3.Route{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}},
+			Action: &routev3.Route_Route{Route: ra}}
+	}
+	var routes []*routev3.Route
+	for _, c := range []string{"h1", "h2"} {
+		routes = append(routes,
+			route("/"+c+"/both/", c, 5*time.Second, 250*time.Millisecond),
+			route("/"+c+"/try/", c, 0, 250*time.Millisecond),
+			// Not below the route timeout: ignored, as Envoy does.
+			route("/"+c+"/long-try/", c, 300*time.Millisecond, time.Second),
+			route("/"+c+"/none/", c, 0, 0))
+	}
+	x.set(httpListener(t, "l", addr, "rc", nil), routeConfig("rc", vh("v", "*", routes...)),
+		edsCluster(t, "h1", false, nil), cla("h1", h1.addr), edsCluster(t, "h2", true, nil), cla("h2", h2.addr))
+	startProxy(t, x.sock)
+	base := "http://" + addr
+	waitServing(t, base+"/h1/none/x", "x")
+
+	for _, down := range []struct {
+		name string
+		c    *http.Client
+	}{{"http1", client()}, {"h2c", h2cClient()}} {
+		for _, up := range []string{"h1", "h2"} {
+			t.Run(down.name+" to "+up, func(t *testing.T) {
+				t.Parallel()
+				get := func(path string) (int, string, time.Duration) {
+					start := time.Now()
+					status, _, body := do(t, down.c, "GET", base+"/"+up+path, "x", nil, nil)
+					return status, body, time.Since(start)
+				}
+				for _, tc := range []struct {
+					path       string
+					status     int
+					body       string
+					minT, maxT time.Duration
+				}{
+					{"/both/fast", 200, "expected=250", 0, time.Second},
+					{"/try/fast", 200, "expected=250", 0, time.Second},
+					{"/long-try/fast", 200, "expected=300", 0, time.Second},
+					{"/none/fast", 200, "expected=", 0, time.Second},
+					// The per-try timeout fires, not the 5 s route timeout
+					// nor the backend's 2 s.
+					{"/both/slow", 504, "upstream request timeout", 250 * time.Millisecond, 1500 * time.Millisecond},
+					{"/try/slow", 504, "upstream request timeout", 250 * time.Millisecond, 1500 * time.Millisecond},
+					{"/long-try/slow", 504, "upstream request timeout", 300 * time.Millisecond, 1500 * time.Millisecond},
+					// The response started within the per-try timeout: its
+					// body may take longer.
+					{"/try/stream", 200, "headtail", 600 * time.Millisecond, 3 * time.Second},
+					{"/none/pause", 200, "headtail", 1200 * time.Millisecond, 4 * time.Second},
+				} {
+					status, body, took := get(tc.path)
+					if status != tc.status || body != tc.body || took < tc.minT || took > tc.maxT {
+						t.Errorf("%s: %d %q after %v, want %d %q after %v to %v", tc.path, status, body, took.Round(time.Millisecond),
+							tc.status, tc.body, tc.minT, tc.maxT)
+					}
+				}
+			})
+		}
+	}
+}
