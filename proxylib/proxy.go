@@ -139,6 +139,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		go func() { _ = adminSrv.Serve(ln) }()
 	}
 	err := p.client.Run(ctx)
+	p.store.Close()
 	p.o.logger.Info("shutting down: draining listeners", "timeout", p.o.drainTimeout)
 	dctx, cancel := context.WithTimeout(context.Background(), p.o.drainTimeout)
 	defer cancel()

@@ -34,6 +34,9 @@
 //     filters do not accept, or a listener referencing one of the wrong
 //     type, is NACKed.
 //
+// Close stops the warming timer when the proxy stops, so no publication
+// races the listeners' shutdown.
+//
 // Data enters through Update (called by the xDS client's goroutine) and
 // leaves through hcm.Runtime.Store and listener.Manager.Apply; Status and
 // Ready serve the admin endpoint.

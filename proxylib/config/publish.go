@@ -199,6 +199,9 @@ func (s *Store) schedule(now time.Time) {
 	s.timer = time.AfterFunc(first.Add(s.wait).Sub(now)+time.Millisecond, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		if s.closed {
+			return
+		}
 		if err := s.publish(); err != nil {
 			s.logger.Error("activating resources after the initial fetch timeout", "error", err)
 		}

@@ -58,6 +58,7 @@ type Store struct {
 	built    map[string]*builtCluster
 	since    map[string]time.Time // pending item → first seen waiting
 	timer    *time.Timer
+	closed   bool
 	ready    atomic.Bool
 	certs    atomic.Pointer[map[string]*tls.Certificate]
 }
@@ -94,6 +95,19 @@ func New(rt *hcm.Runtime, lm *listener.Manager, um *upstream.Manager, opts ...Op
 	empty := map[string]*tls.Certificate{}
 	s.certs.Store(&empty)
 	return s
+}
+
+// Close stops the warming timer, so nothing is published after it; the
+// proxy calls it when it stops, before closing its listeners. Update must
+// not be called afterwards.
+func (s *Store) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
 }
 
 // Cert returns the certificate of the named Secret (for TLS handshakes).

@@ -22,6 +22,14 @@
 // stream resumes the same way, so a caller can drop the connection and
 // pick it up later while its Handler keeps serving.
 //
+// A response for any of the six supported types is applied, also in the
+// delta protocol before the stream subscribed to that type (as the state
+// of the world client does); any other type is NACKed. The protocol state
+// of a stream lives in a session (sotw.go, delta.go) that turns each
+// response into the requests answering it; the stream loop only moves
+// messages, so FuzzResponses drives the same code with the real
+// configuration store and no connection.
+//
 // Concurrency: Run owns the stream; Handler methods are called from Run's
 // goroutine only, one at a time.
 package xdsclient
