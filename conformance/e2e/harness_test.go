@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -36,7 +37,8 @@ type mesh struct {
 	t        *testing.T
 	agent    *agent.Agent
 	srv      *server.Server
-	port     int // the port every test Gateway listener uses
+	pub      *publish.Publisher // nil with another publisher (withPublisher)
+	port     int                // the port every test Gateway listener uses
 	backends map[string]string
 }
 
@@ -75,7 +77,8 @@ func startMesh(t *testing.T, delta bool, backends []string, opts ...meshOption) 
 	for _, o := range opts {
 		o(&cfg)
 	}
-	a, err := agent.New(agent.Config{Publisher: cfg.publisher(srv), AddressPool: gatewayPool, Logger: log})
+	pub := cfg.publisher(srv)
+	a, err := agent.New(agent.Config{Publisher: pub, AddressPool: gatewayPool, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +109,7 @@ func startMesh(t *testing.T, delta bool, backends []string, opts ...meshOption) 
 	})
 
 	m := &mesh{t: t, agent: a, srv: srv, port: freePort(t), backends: map[string]string{}}
+	m.pub, _ = pub.(*publish.Publisher)
 	for _, name := range backends {
 		m.backends[name] = startEcho(t, name)
 	}
@@ -141,6 +145,17 @@ func (m *mesh) apply(yamlDocs string) *agent.Status {
 	m.t.Helper()
 	m.applyNoWait(yamlDocs)
 	deadline := time.Now().Add(10 * time.Second)
+	if m.pub != nil {
+		// Wait for the ACK event; the status check below then confirms
+		// (and, before the proxy connected, waits for it by polling).
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err := m.pub.WaitForAck(ctx)
+		cancel()
+		var nack *server.NackError
+		if errors.As(err, &nack) {
+			m.t.Fatalf("proxy %s rejected %s: %s", nack.Node, nack.TypeURL, nack.Nack.Message)
+		}
+	}
 	for {
 		st := m.agent.Status()
 		acked, connected := true, 0

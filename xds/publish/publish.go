@@ -7,8 +7,10 @@ package publish
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/ir"
@@ -22,6 +24,8 @@ type Publisher struct {
 	// tr reuses the Envoy objects of unchanged IR objects between
 	// publications, so the server need not re-marshal them.
 	tr *translator.Translator
+	// last is the server version of the last successful Publish.
+	last atomic.Pointer[string]
 }
 
 var _ dataplane.Publisher = (*Publisher)(nil)
@@ -42,7 +46,22 @@ func (p *Publisher) Publish(ctx context.Context, cfg *ir.Config) (dataplane.Publ
 	if err != nil {
 		return dataplane.Publication{}, fmt.Errorf("updating xDS server: %w", err)
 	}
+	p.last.Store(&up.Version)
 	return Publication(res, up), nil
+}
+
+// WaitForAck blocks until every connected proxy runs the configuration of
+// the last successful Publish, a proxy rejected part of it
+// (*server.NackError), a later Publish superseded it
+// (server.ErrSuperseded), or ctx ends; see server.WaitForAck (with no
+// proxy connected it returns at once). Safe from any goroutine; it waits
+// for an ACK event, never polls.
+func (p *Publisher) WaitForAck(ctx context.Context) error {
+	v := p.last.Load()
+	if v == nil {
+		return errors.New("waiting for proxies: nothing published yet")
+	}
+	return p.srv.WaitForAck(ctx, *v)
 }
 
 // Publication describes an update in the agent's terms: the versions of

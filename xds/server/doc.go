@@ -17,7 +17,10 @@
 //
 // Built on go-control-plane: a snapshot cache in ADS mode (responses are
 // ordered and a named request is only answered when it names every
-// resource of its type) behind the v3 gRPC server with ordered ADS. All
+// resource of its type) behind the v3 gRPC server with ordered ADS. A
+// rollout that adds clusters makes the cache drop one such request per
+// proxy (its ACK of the new clusters still names the old endpoints; its
+// next request names the new set): expected, so logged at debug level. All
 // proxies map to one cache key — the agent is per node and every proxy on
 // the node runs the same configuration — while the ACK/NACK table records
 // each node ID (and each stream) separately.

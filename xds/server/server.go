@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -162,6 +163,14 @@ func (s *Server) Stop(grace time.Duration) {
 // stays at debug level.
 type cacheLogger struct{ l *slog.Logger }
 
+// adsSubsetDrop starts the cache's warning for a named request that does
+// not name every resource of its type (ADS mode drops it). The rollout
+// causes one whenever clusters or secrets are added: the proxy's ACK of
+// the new clusters still names the old endpoints, and its next request
+// names the new set and is answered. Expected on every such change, it is
+// logged at debug level.
+const adsSubsetDrop = "ADS mode: not responding to request"
+
 func (c cacheLogger) Debugf(f string, a ...any) {
 	if c.l.Enabled(context.Background(), slog.LevelDebug) {
 		c.l.Debug(fmt.Sprintf(f, a...))
@@ -172,5 +181,11 @@ func (c cacheLogger) Infof(f string, a ...any) {
 		c.l.Debug(fmt.Sprintf(f, a...))
 	}
 }
-func (c cacheLogger) Warnf(f string, a ...any)  { c.l.Warn(fmt.Sprintf(f, a...)) }
+func (c cacheLogger) Warnf(f string, a ...any) {
+	if strings.HasPrefix(f, adsSubsetDrop) {
+		c.Debugf(f, a...)
+		return
+	}
+	c.l.Warn(fmt.Sprintf(f, a...))
+}
 func (c cacheLogger) Errorf(f string, a ...any) { c.l.Error(fmt.Sprintf(f, a...)) }
