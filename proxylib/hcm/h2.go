@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -49,6 +50,12 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	s.begin(true)
 	if len(h.logs) > 0 {
 		defer func() { s.logHTTP(r.Method, string(s.rreq.Path), "HTTP/2") }()
+	}
+	if r.Method == "CONNECT" {
+		// The guard passed a well-formed CONNECT; tunnels are not
+		// enabled, so it is refused as an HTTP/1.1 upgrade would be.
+		s.writeLocalH2(w, 403, nil, nil)
+		return
 	}
 	cfg := h.cfg
 	l := s.rreq.Headers[:0]
@@ -218,8 +225,10 @@ func (s *stream) h2ToH2(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 	}
 	var body io.Reader
+	var rb *h2Body
 	if r.Body != nil && r.Body != http.NoBody {
-		body = r.Body
+		rb = &h2Body{r: r.Body}
+		body = rb
 	}
 	ctx, started, release := s.tryContext(ctx)
 	defer release()
@@ -231,6 +240,10 @@ func (s *stream) h2ToH2(w http.ResponseWriter, r *http.Request) {
 		err = timedOut(resp, err)
 	}
 	if err != nil {
+		if rb != nil && rb.failed.Load() {
+			s.bodyFailed(w, r)
+			return
+		}
 		code, b := s.failBody(classify(err))
 		s.writeLocalH2(w, code, b, nil)
 		return
@@ -255,6 +268,35 @@ func (s *stream) h2ToH2(w http.ResponseWriter, r *http.Request) {
 		hdr[http.TrailerPrefix+k] = vs
 	}
 	s.noteGRPCStatus(resp.Header, resp.Trailer)
+}
+
+// bodyFailed ends a stream whose request body could not be read to its
+// end. The upstream connection was discarded with the body incomplete, so
+// the upstream never saw a complete request. When the client is still
+// there the body itself was malformed — its DATA fell short of its
+// content-length (the server resets a stream whose DATA exceeds it) — and
+// the answer is 400 (RFC 9113 §8.1.1 allows a response to a malformed
+// request); otherwise the stream is reset.
+func (s *stream) bodyFailed(w http.ResponseWriter, r *http.Request) {
+	if r.Context().Err() != nil {
+		panic(http.ErrAbortHandler)
+	}
+	s.writeLocalH2(w, 400, nil, nil)
+}
+
+// h2Body reads a downstream HTTP/2 request body for the upstream client
+// (on the client's goroutine) and remembers whether it failed.
+type h2Body struct {
+	r      io.Reader
+	failed atomic.Bool
+}
+
+func (b *h2Body) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.failed.Store(true)
+	}
+	return n, err
 }
 
 // copyFlush copies src to an HTTP/2 response, flushing every read so
@@ -338,7 +380,8 @@ func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 			if rerr != nil {
 				uc.Discard()
 				copyBufPool.Put(bp)
-				panic(http.ErrAbortHandler)
+				s.bodyFailed(w, r)
+				return
 			}
 		}
 		copyBufPool.Put(bp)

@@ -2,7 +2,9 @@ package hcm
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -44,10 +46,53 @@ func NewHandler(rt *Runtime, cfg *resource.HCM, tls bool) *Handler {
 	h := &Handler{rt: rt, cfg: cfg, tls: tls, serverName: []byte(cfg.ServerName), conns: map[*h1conn]struct{}{}}
 	h.filters, h.mappers = compileFilters(cfg)
 	h.logs = rt.ALS.Senders(cfg.AccessLogs)
-	h.hs = &http.Server{Handler: http.HandlerFunc(h.serveHTTP2), IdleTimeout: cfg.IdleTimeout}
-	h.h2 = &http2.Server{IdleTimeout: cfg.IdleTimeout, MaxConcurrentStreams: 1000}
+	o := h2Options(cfg)
+	// The server advertises SETTINGS_MAX_HEADER_LIST_SIZE as MaxHeaderBytes
+	// plus an allowance of ten fields' 32-byte overhead; subtracting it
+	// makes the advertised (and enforced) list size exactly the
+	// connection manager's request head limit.
+	h.hs = &http.Server{Handler: http.HandlerFunc(h.serveHTTP2), IdleTimeout: cfg.IdleTimeout,
+		MaxHeaderBytes: max(h.maxHeaderBytes()-h2ListSizeAllowance, 1)}
+	h.h2 = &http2.Server{
+		IdleTimeout:                  cfg.IdleTimeout,
+		MaxConcurrentStreams:         o.MaxConcurrentStreams,
+		MaxReadFrameSize:             h2MaxFrameSize,
+		MaxDecoderHeaderTableSize:    h2HeaderTableSize,
+		MaxUploadBufferPerStream:     int32(o.InitialStreamWindowSize),
+		MaxUploadBufferPerConnection: int32(o.InitialConnectionWindowSize),
+	}
 	_ = http2.ConfigureServer(h.hs, h.h2)
 	return h
+}
+
+// h2ListSizeAllowance is what golang.org/x/net/http2 adds to
+// http.Server.MaxHeaderBytes for SETTINGS_MAX_HEADER_LIST_SIZE.
+const h2ListSizeAllowance = 10 * 32
+
+// h2Options returns the HTTP/2 settings, defaulted for a configuration
+// built without the decoder (tests).
+func h2Options(cfg *resource.HCM) resource.H2Options {
+	o := cfg.HTTP2
+	if o.MaxConcurrentStreams == 0 {
+		o.MaxConcurrentStreams = resource.DefaultH2MaxConcurrentStreams
+	}
+	if o.InitialStreamWindowSize == 0 {
+		o.InitialStreamWindowSize = resource.DefaultH2InitialStreamWindowSize
+	}
+	if o.InitialConnectionWindowSize == 0 {
+		o.InitialConnectionWindowSize = resource.DefaultH2InitialConnectionWindowSize
+	}
+	return o
+}
+
+// maxHeaderBytes and maxHeaders are the request head limits shared by both
+// codecs.
+func (h *Handler) maxHeaderBytes() int {
+	return cmp.Or(h.cfg.MaxRequestHeadersBytes, resource.DefaultMaxRequestHeadersBytes)
+}
+
+func (h *Handler) maxHeaders() int {
+	return cmp.Or(h.cfg.MaxHeadersCount, resource.DefaultMaxHeadersCount)
 }
 
 // Config returns the handler's connection manager configuration.
@@ -155,10 +200,11 @@ func (h *Handler) Shutdown(ctx context.Context) {
 
 // serveH2 serves an HTTP/2 connection; pre holds bytes already read.
 func (h *Handler) serveH2(c net.Conn, pre []byte, info listener.ConnInfo) {
-	var nc net.Conn = c
+	var r io.Reader = c
 	if len(pre) > 0 {
-		nc = &prefixConn{Conn: c, pre: pre}
+		r = &prefixConn{Conn: c, pre: pre}
 	}
+	nc := newH2Guard(c, r, h.maxHeaders(), uint32(h.maxHeaderBytes()), h2Options(h.cfg).StreamErrorOnInvalidMessage)
 	ctx := context.WithValue(context.Background(), connInfoKey{}, info)
 	h.h2.ServeConn(nc, &http2.ServeConnOpts{Context: ctx, BaseConfig: h.hs, Handler: http.HandlerFunc(h.serveHTTP2)})
 }

@@ -72,7 +72,7 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 		"skip_xff_append", "strip_any_host_port", "normalize_path", "merge_slashes",
 		"path_with_escaped_slashes_action", "server_name",
 		"common_http_protocol_options", "stream_idle_timeout", "request_timeout", "generate_request_id",
-		"preserve_external_request_id", "upgrade_configs", "local_reply_config", "access_log"},
+		"preserve_external_request_id", "upgrade_configs", "local_reply_config", "access_log", "http2_protocol_options"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig": {"mappers"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper":   {"filter", "status_code", "body"},
 	"envoy.config.accesslog.v3.AccessLogFilter":                                    {"response_flag_filter", "status_code_filter"},
@@ -130,7 +130,8 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig": {"http_protocol_options", "http2_protocol_options"},
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig":      {"http_protocol_options", "http2_protocol_options"},
 	"envoy.config.core.v3.Http1ProtocolOptions":                                      {},
-	"envoy.config.core.v3.Http2ProtocolOptions":                                      {},
+	"envoy.config.core.v3.Http2ProtocolOptions": {"max_concurrent_streams", "initial_stream_window_size",
+		"initial_connection_window_size", "override_stream_error_on_invalid_http_message"},
 
 	"envoy.config.endpoint.v3.ClusterLoadAssignment": {"cluster_name", "endpoints"},
 	"envoy.config.endpoint.v3.LocalityLbEndpoints":   {"lb_endpoints"},

@@ -10,6 +10,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -121,6 +122,14 @@ func decodeCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		}
 		if cho := hpo.GetCommonHttpProtocolOptions(); cho != nil {
 			out.IdleTimeout = duration(cho.GetIdleTimeout(), DefaultIdleTimeout)
+		}
+		// Http2ProtocolOptions fields are honoured for the downstream
+		// server only; upstream, the message just selects h2c.
+		if o := hpo.GetUseDownstreamProtocolConfig().GetHttp2ProtocolOptions(); proto.Size(o) > 0 {
+			return nil, fieldErr(append(p, "(HttpProtocolOptions)", "use_downstream_protocol_config", "http2_protocol_options"), "upstream HTTP/2 settings not supported by nodemesh-proxy")
+		}
+		if o := hpo.GetExplicitHttpConfig().GetHttp2ProtocolOptions(); proto.Size(o) > 0 {
+			return nil, fieldErr(append(p, "(HttpProtocolOptions)", "explicit_http_config", "http2_protocol_options"), "upstream HTTP/2 settings not supported by nodemesh-proxy")
 		}
 		if hpo.GetUseDownstreamProtocolConfig() != nil {
 			out.DownstreamProtocol = true

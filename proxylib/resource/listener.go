@@ -15,6 +15,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	kafkav1 "github.com/nodemesh/nodemesh/proxylib/api/kafka/v1"
 )
@@ -217,7 +218,14 @@ func decodeHCM(h *hcmv3.HttpConnectionManager, p path) (*HCM, error) {
 		RequestTimeout:            duration(h.GetRequestTimeout(), 0),
 		GenerateRequestID:         true,
 		PreserveExternalRequestID: h.GetPreserveExternalRequestId(),
+		MaxRequestHeadersBytes:    DefaultMaxRequestHeadersBytes,
+		MaxHeadersCount:           DefaultMaxHeadersCount,
 	}
+	h2, err := decodeH2Options(h.GetHttp2ProtocolOptions(), append(p, "http2_protocol_options"))
+	if err != nil {
+		return nil, err
+	}
+	out.HTTP2 = h2
 	if h.GetServerName() != "" {
 		out.ServerName = h.GetServerName()
 	}
@@ -325,6 +333,37 @@ func decodeHCM(h *hcmv3.HttpConnectionManager, p path) (*HCM, error) {
 			out.Upgrades = map[string]bool{}
 		}
 		out.Upgrades[t] = true
+	}
+	return out, nil
+}
+
+// decodeH2Options decodes the downstream http2_protocol_options, applying
+// the bounded defaults of DefaultH2* to absent fields. Ranges are Envoy's.
+func decodeH2Options(o *corev3.Http2ProtocolOptions, p path) (H2Options, error) {
+	out := H2Options{
+		MaxConcurrentStreams:        DefaultH2MaxConcurrentStreams,
+		InitialStreamWindowSize:     DefaultH2InitialStreamWindowSize,
+		InitialConnectionWindowSize: DefaultH2InitialConnectionWindowSize,
+		StreamErrorOnInvalidMessage: o.GetOverrideStreamErrorOnInvalidHttpMessage().GetValue(),
+	}
+	const maxInt31 = 1<<31 - 1
+	for _, f := range []struct {
+		name string
+		v    *wrapperspb.UInt32Value
+		min  uint32
+		dst  *uint32
+	}{
+		{"max_concurrent_streams", o.GetMaxConcurrentStreams(), 1, &out.MaxConcurrentStreams},
+		{"initial_stream_window_size", o.GetInitialStreamWindowSize(), 65535, &out.InitialStreamWindowSize},
+		{"initial_connection_window_size", o.GetInitialConnectionWindowSize(), 65535, &out.InitialConnectionWindowSize},
+	} {
+		if f.v == nil {
+			continue
+		}
+		if v := f.v.GetValue(); v < f.min || v > maxInt31 {
+			return H2Options{}, fieldErr(append(p, f.name), "%d is outside [%d, %d]", v, f.min, maxInt31)
+		}
+		*f.dst = f.v.GetValue()
 	}
 	return out, nil
 }

@@ -32,6 +32,27 @@ const (
 	DefaultMaxRetries         = 3
 )
 
+// HTTP/2 server defaults applied when http2_protocol_options leaves a field
+// unset. They deliberately differ from Envoy's (2^31-1 streams, 256 MiB
+// windows): Envoy bounds memory with its own watermark buffers, while the
+// proxy's HTTP/2 server buffers up to a whole receive window per stream, so
+// an unbounded window is an unbounded allocation a client controls. These
+// are the values the translator emits on every connection manager (the
+// numbers of Envoy's edge-proxy best practices and Envoy Gateway).
+const (
+	DefaultH2MaxConcurrentStreams        = 100
+	DefaultH2InitialStreamWindowSize     = 64 << 10
+	DefaultH2InitialConnectionWindowSize = 1 << 20
+)
+
+// Request head limits of Envoy's connection manager when unset:
+// max_request_headers_kb 60 and common_http_protocol_options
+// max_headers_count 100.
+const (
+	DefaultMaxRequestHeadersBytes = 60 << 10
+	DefaultMaxHeadersCount        = 100
+)
+
 // Listener is a decoded envoy.config.listener.v3.Listener.
 type Listener struct {
 	Name         string
@@ -109,10 +130,35 @@ type HCM struct {
 	GenerateRequestID         bool
 	PreserveExternalRequestID bool
 	Upgrades                  map[string]bool // lower-case upgrade types enabled
+	// MaxRequestHeadersBytes bounds a request head (max_request_headers_kb
+	// × 1024); over HTTP/2 it is SETTINGS_MAX_HEADER_LIST_SIZE.
+	MaxRequestHeadersBytes int
+	// MaxHeadersCount bounds the fields of a request head
+	// (common_http_protocol_options.max_headers_count).
+	MaxHeadersCount int
+	// HTTP2 holds the downstream HTTP/2 settings (http2_protocol_options).
+	HTTP2 H2Options
 	// Filters run before the router, in order.
 	Filters    []*HTTPFilter
 	LocalReply []*ReplyMapper
 	AccessLogs []*AccessLog
+}
+
+// H2Options are the downstream HTTP/2 settings of a connection manager.
+type H2Options struct {
+	// MaxConcurrentStreams is advertised in SETTINGS and enforced: a stream
+	// over it is refused.
+	MaxConcurrentStreams uint32
+	// InitialStreamWindowSize and InitialConnectionWindowSize are the
+	// receive windows advertised to the client, and so the most request
+	// body bytes buffered per stream and per connection.
+	InitialStreamWindowSize     uint32
+	InitialConnectionWindowSize uint32
+	// StreamErrorOnInvalidMessage (override_stream_error_on_invalid_http_message):
+	// a malformed request resets only its stream (RST_STREAM PROTOCOL_ERROR);
+	// otherwise, as in Envoy by default, the connection is closed with
+	// GOAWAY PROTOCOL_ERROR.
+	StreamErrorOnInvalidMessage bool
 }
 
 // RouteConfig is a decoded RouteConfiguration.
