@@ -334,26 +334,13 @@ func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 		s.writeLocalH2(w, code, b, nil)
 		return
 	}
-	out := http1.AppendRequestLine(uc.Out[:0], s.rreq.Method, s.rreq.Path)
-	out = http1.AppendField(out, hHost, s.rreq.Authority)
-	for _, f := range *s.headers {
-		switch string(f.Name) {
-		case "host", "content-length":
-			continue
-		}
-		out = http1.AppendField(out, f.Name, f.Value)
-	}
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 	chunked := hasBody && r.ContentLength < 0
-	switch {
-	case chunked:
-		out = append(out, "transfer-encoding: chunked\r\n"...)
-	case hasBody:
-		out = append(out, "content-length: "...)
-		out = strconv.AppendInt(out, r.ContentLength, 10)
-		out = append(out, '\r', '\n')
+	length := int64(0)
+	if hasBody {
+		length = r.ContentLength
 	}
-	out = append(out, '\r', '\n')
+	out := appendH1Head(uc.Out[:0], s.rreq.Method, s.rreq.Path, s.rreq.Authority, *s.headers, length)
 	ok := true
 	if hasBody {
 		if _, err := uc.Write(out); err != nil {
@@ -438,6 +425,32 @@ func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 	} else {
 		uc.Discard()
 	}
+}
+
+// appendH1Head appends the HTTP/1.1 head of a request that arrived over
+// HTTP/2 (and passed h2Check): the request line, host from the authority,
+// the fields but host and content-length, and the body framing — length
+// bytes, chunked when length is negative (HTTP/2 needs no declared length),
+// none when zero.
+func appendH1Head(out, method, path, authority []byte, l header.List, length int64) []byte {
+	out = http1.AppendRequestLine(out, method, path)
+	out = http1.AppendField(out, hHost, authority)
+	for _, f := range l {
+		switch string(f.Name) {
+		case "host", "content-length":
+			continue
+		}
+		out = http1.AppendField(out, f.Name, f.Value)
+	}
+	switch {
+	case length < 0:
+		out = append(out, "transfer-encoding: chunked\r\n"...)
+	case length > 0:
+		out = append(out, "content-length: "...)
+		out = strconv.AppendInt(out, length, 10)
+		out = append(out, '\r', '\n')
+	}
+	return append(out, '\r', '\n')
 }
 
 // forwardH2 forwards an HTTP/1.1 request to an h2c endpoint.

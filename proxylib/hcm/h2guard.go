@@ -37,18 +37,27 @@ const (
 	flagPriority   = 0x20
 )
 
-// malformedField is an HPACK literal field without indexing (so neither
-// dynamic table changes) named "X": a name with an upper-case letter, which
-// the HTTP/2 server treats as a malformed request, a stream error of type
-// PROTOCOL_ERROR (RFC 9113 §8.2.1).
-var malformedField = []byte{0x00, 0x01, 'X', 0x00}
+// Fields the guard appends to a malformed header block so that the server
+// rejects it itself. Both are HPACK literals without indexing, so neither
+// side's dynamic table changes.
+//   - twoHosts (host: a, host: b) makes a request malformed after the
+//     server opened its stream (multiple host fields): the stream is reset
+//     with PROTOCOL_ERROR, and DATA the client already sent on it is
+//     discarded with its flow-control credit returned.
+//   - upperName (a field named "X") makes trailers malformed (an
+//     upper-case name, RFC 9113 §8.2.1): the open stream is reset with
+//     PROTOCOL_ERROR.
+var (
+	twoHosts  = []byte{0x00, 0x04, 'h', 'o', 's', 't', 0x01, 'a', 0x00, 0x04, 'h', 'o', 's', 't', 0x01, 'b'}
+	upperName = []byte{0x00, 0x01, 'X', 0x00}
+)
 
 // killFrame is a DATA frame on stream 0, a connection error of type
 // PROTOCOL_ERROR: the server answers GOAWAY and closes (RFC 9113 §6.1).
 var killFrame = []byte{0, 0, 0, frameData, 0, 0, 0, 0, 0}
 
 var guardBufPool = sync.Pool{New: func() any {
-	b := make([]byte, 0, 9+h2MaxFrameSize+9+len(malformedField))
+	b := make([]byte, 0, 9+h2MaxFrameSize+9+len(twoHosts))
 	return &b
 }}
 
@@ -278,15 +287,43 @@ func (g *h2guard) headerFrame(length uint32, typ, flags byte, stream uint32) err
 		g.stopped = true
 		return nil
 	}
-	b[4] &^= flagEndHeaders
-	var cont [9]byte
-	cont[2] = byte(len(malformedField))
-	cont[3] = frameContinuation
-	cont[4] = flagEndHeaders
-	binary.BigEndian.PutUint32(cont[5:], stream)
-	b = append(b, cont[:]...)
-	g.pend = append(b, malformedField...)
+	field := twoHosts
+	if g.chk.trailers {
+		field = upperName
+	}
+	g.pend = appendMalformed(b, typ, flags, stream, field)
 	return nil
+}
+
+// appendMalformed adds field to the end of the header block whose last
+// frame is b. It goes into that frame, before any padding, where the frame
+// has room: the server decodes it with the block, so the request is
+// malformed in its eyes too, whatever else it found. In a full frame it
+// goes into a CONTINUATION frame of its own (where the server, if it had
+// found the block malformed already, makes a connection error of it).
+func appendMalformed(b []byte, typ, flags byte, stream uint32, field []byte) []byte {
+	length := len(b) - 9
+	if length+len(field) > h2MaxFrameSize {
+		b[4] &^= flagEndHeaders
+		var cont [9]byte
+		cont[2] = byte(len(field))
+		cont[3] = frameContinuation
+		cont[4] = flagEndHeaders
+		binary.BigEndian.PutUint32(cont[5:], stream)
+		b = append(b, cont[:]...)
+		return append(b, field...)
+	}
+	pad := 0
+	if typ == frameHeaders && flags&flagPadded != 0 {
+		pad = int(b[9])
+	}
+	at := len(b) - pad
+	b = append(b, field...)
+	copy(b[at+len(field):], b[at:len(b)-len(field)])
+	copy(b[at:], field)
+	length += len(field)
+	b[0], b[1], b[2] = byte(length>>16), byte(length>>8), byte(length)
+	return b
 }
 
 // settingsFrame passes a SETTINGS frame, merging repeated parameters.

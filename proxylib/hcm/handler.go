@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -52,7 +53,9 @@ func NewHandler(rt *Runtime, cfg *resource.HCM, tls bool) *Handler {
 	// makes the advertised (and enforced) list size exactly the
 	// connection manager's request head limit.
 	h.hs = &http.Server{Handler: http.HandlerFunc(h.serveHTTP2), IdleTimeout: cfg.IdleTimeout,
-		MaxHeaderBytes: max(h.maxHeaderBytes()-h2ListSizeAllowance, 1)}
+		MaxHeaderBytes: max(h.maxHeaderBytes()-h2ListSizeAllowance, 1),
+		// Protocol errors of clients are not the proxy's errors.
+		ErrorLog: slog.NewLogLogger(rt.Logger.Handler(), slog.LevelDebug)}
 	h.h2 = &http2.Server{
 		IdleTimeout:                  cfg.IdleTimeout,
 		MaxConcurrentStreams:         o.MaxConcurrentStreams,
