@@ -66,6 +66,26 @@
 // upgrade_configs (upgrade_type, enabled) for WebSocket pass-through — an
 // addition to the translator contract; without it upgrade requests get 403
 // as in Envoy.
+// http2_protocol_options: max_concurrent_streams (advertised in SETTINGS; a
+// stream over it is refused), initial_stream_window_size and
+// initial_connection_window_size (the receive windows advertised, so the
+// request body bytes buffered per stream and connection), each in Envoy's
+// range; absent, they default to 100, 64 KiB and 1 MiB — not Envoy's 2^31-1
+// and 256 MiB, because this server buffers a whole window per stream — and
+// override_stream_error_on_invalid_http_message (default false, as in
+// Envoy: a malformed HTTP/2 request closes the connection with GOAWAY
+// PROTOCOL_ERROR; true: RST_STREAM PROTOCOL_ERROR on its stream only).
+// Other Http2ProtocolOptions fields are NACKed, and on clusters every field
+// (there the message only selects h2c). The HTTP/2 server advertises
+// SETTINGS_MAX_FRAME_SIZE 16 KiB and SETTINGS_MAX_HEADER_LIST_SIZE equal to
+// the request head limit (60 KiB, Envoy's max_request_headers_kb default);
+// a header block over it gets 431, one with more than 100 fields (Envoy's
+// max_headers_count default) is malformed. A request that arrives over
+// HTTP/2 passes the checks of an HTTP/1.1 request before it is forwarded
+// (RFC 9113 §8.2 and §8.3 plus: a token method, an origin-form :path of
+// visible ASCII without a fragment — "*" only for OPTIONS —, a valid
+// :authority or host agreeing with each other, one content-length
+// consistent with the DATA received); CONNECT is refused with 403.
 //
 // RouteConfiguration: name; virtual_hosts{name, domains, routes};
 // ignore_port_in_host_matching (the Host port takes no part in selecting a
@@ -266,7 +286,7 @@
 //   - `envoy.config.core.v3.HeaderValueOption`: header, append_action
 //   - `envoy.config.core.v3.HeaderValue`: key, value
 //   - `envoy.config.core.v3.Http1ProtocolOptions`: (no fields)
-//   - `envoy.config.core.v3.Http2ProtocolOptions`: (no fields)
+//   - `envoy.config.core.v3.Http2ProtocolOptions`: max_concurrent_streams, initial_stream_window_size, initial_connection_window_size, override_stream_error_on_invalid_http_message
 //   - `envoy.config.core.v3.HttpProtocolOptions`: idle_timeout
 //   - `envoy.config.core.v3.Pipe`: path
 //   - `envoy.config.core.v3.RuntimeUInt32`: default_value, runtime_key
@@ -311,7 +331,7 @@
 //   - `envoy.extensions.filters.listener.original_src.v3.OriginalSrc`: bind_port, mark
 //   - `envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector`: (no fields)
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig`: upgrade_type, enabled
-//   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`: stat_prefix, codec_type, rds, http_filters, use_remote_address, xff_num_trusted_hops, skip_xff_append, strip_any_host_port, normalize_path, merge_slashes, path_with_escaped_slashes_action, server_name, common_http_protocol_options, stream_idle_timeout, request_timeout, generate_request_id, preserve_external_request_id, upgrade_configs, local_reply_config, access_log
+//   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`: stat_prefix, codec_type, rds, http_filters, use_remote_address, xff_num_trusted_hops, skip_xff_append, strip_any_host_port, normalize_path, merge_slashes, path_with_escaped_slashes_action, server_name, common_http_protocol_options, stream_idle_timeout, request_timeout, generate_request_id, preserve_external_request_id, upgrade_configs, local_reply_config, access_log, http2_protocol_options
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter`: name, typed_config, config_discovery; typed_config holds envoy.extensions.filters.http.router.v3.Router | envoy.extensions.filters.http.rbac.v3.RBAC
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig`: mappers
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.Rds`: route_config_name, config_source

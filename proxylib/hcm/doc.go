@@ -58,6 +58,7 @@
 //     (enable_trailers false); HTTP/2 trailers are.
 //   - Upgrade requests (WebSocket) are forwarded only when the connection
 //     manager lists the upgrade type in upgrade_configs; otherwise 403.
+//     HTTP/2 CONNECT (tunnels, and extended CONNECT) is refused likewise.
 //   - Path normalisation (normalize_path, merge_slashes,
 //     path_with_escaped_slashes_action; path.go has the exact rules and
 //     where they are stricter than Envoy) runs first, in one function for
@@ -66,6 +67,24 @@
 //     normalised path. A rejected path is a 400 local reply, an unescaped
 //     slash under UNESCAPE_AND_REDIRECT a 307 whose Location is the
 //     normalised path; both with details path_normalization_failed.
+//
+// HTTP/2 (h2guard.go, h2check.go): golang.org/x/net/http2 serves the
+// protocol, but every client byte passes a guard first. The guard decodes
+// each header block with an HPACK decoder kept in step with the server's
+// and checks it as HTTP/1.1 would check the same request (h2Check, with the
+// validators of package http1), so a request that could not have arrived
+// over HTTP/1.1 cannot leave over it either. A malformed request is reset
+// (RST_STREAM PROTOCOL_ERROR) or, by default as in Envoy, its connection
+// closed (GOAWAY PROTOCOL_ERROR); it never reaches a handler. The server
+// itself enforces content-length against DATA: more DATA than declared
+// resets the stream before the excess is forwarded; less ends the body
+// with an error, the upstream connection is discarded with the request
+// incomplete and the client gets 400. The guard also merges SETTINGS frames
+// that repeat a parameter (the server would hang up on them). Its cost is a
+// second HPACK decode of each header block and one copy of each HEADERS,
+// CONTINUATION and SETTINGS frame (DATA passes without a copy); decisions
+// and the reasons for 16 KiB frames and the windows are in h2guard.go and
+// package resource.
 //
 // L7 policy: RBAC filters before the router are evaluated after the
 // request is sanitised and normalised, before route selection, on the

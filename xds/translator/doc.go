@@ -55,7 +55,7 @@
 //     upgrades enabled (upgrade_configs websocket; CONNECT and other
 //     upgrade types are refused, as Envoy does by default). Envoy's own
 //     defaults stay for everything else (stream idle timeout 5 min, server
-//     header "envoy", request IDs generated).
+//     header "envoy", request IDs generated), except HTTP/2.
 //   - Path normalisation, on every connection manager (Gateway and policy
 //     listeners): normalize_path true, merge_slashes true,
 //     path_with_escaped_slashes_action UNESCAPE_AND_REDIRECT — Envoy
@@ -75,6 +75,16 @@
 //     client see and follow the unambiguous path (gRPC requests, which
 //     cannot follow it, get 400). An application that needs %2F kept needs
 //     a way to override this per listener, which the IR does not offer yet.
+//   - HTTP/2 (http2_protocol_options, on every connection manager):
+//     max_concurrent_streams 100, initial_stream_window_size 64 KiB,
+//     initial_connection_window_size 1 MiB — the values of Envoy's
+//     edge-proxy best practices, which Envoy Gateway emits too. Envoy's
+//     defaults (2^31-1 streams, 256 MiB windows) let one client open
+//     streams and buffer without bound; 100 streams is also what most
+//     HTTP/2 servers advertise (nginx 128, Go's 250), so browsers and gRPC
+//     clients never notice it. override_stream_error_on_invalid_http_message
+//     is true: a malformed request resets its stream (RFC 9113 §8.1.1)
+//     rather than the whole connection, Envoy's default.
 //   - RouteConfiguration: ignore_port_in_host_matching, so the Host port
 //     takes no part in virtual host selection but still reaches the
 //     backend (Gateway API's hostname tests expect "host:port" upstream;

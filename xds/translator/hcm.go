@@ -1,6 +1,7 @@
 package translator
 
 import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -16,7 +17,9 @@ import (
 // HTTP/1.1, or HTTP/2 by ALPN or prior knowledge), the peer address is the
 // client address (use_remote_address, no trusted XFF hops), and paths are
 // normalised before matching (setPathNormalization). WebSocket upgrades
-// pass through (upgrade_configs); other upgrades are refused.
+// pass through (upgrade_configs); other upgrades are refused. HTTP/2
+// settings are written out (http2Options) rather than left to Envoy's
+// defaults, which bound nothing.
 func (b *builder) httpConnectionManager(l *ir.Listener, ch *ir.HTTPChain) (*anypb.Any, error) {
 	name := listenerName(l)
 	router, err := typedConfig("listener", name, &routerv3.Router{})
@@ -37,8 +40,9 @@ func (b *builder) httpConnectionManager(l *ir.Listener, ch *ir.HTTPChain) (*anyp
 		}},
 		// WebSocket upgrades are forwarded on every route, as Envoy
 		// Gateway does; CONNECT is not enabled.
-		UpgradeConfigs:   []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: upgradeWebSocket}},
-		UseRemoteAddress: wrapperspb.Bool(true),
+		UpgradeConfigs:       []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: upgradeWebSocket}},
+		UseRemoteAddress:     wrapperspb.Bool(true),
+		Http2ProtocolOptions: http2Options(),
 	}
 	setPathNormalization(hcm)
 	return typedConfig("listener", name, hcm)
@@ -55,4 +59,26 @@ func setPathNormalization(h *hcmv3.HttpConnectionManager) {
 	h.NormalizePath = wrapperspb.Bool(true)
 	h.MergeSlashes = true
 	h.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT
+}
+
+// Downstream HTTP/2 settings (see doc.go): Envoy's edge-proxy best
+// practices, which Envoy Gateway also emits.
+const (
+	http2MaxConcurrentStreams        = 100
+	http2InitialStreamWindowSize     = 64 << 10
+	http2InitialConnectionWindowSize = 1 << 20
+)
+
+// http2Options are the downstream HTTP/2 settings of every connection
+// manager. A malformed request resets its own stream only
+// (override_stream_error_on_invalid_http_message), as RFC 9113 §8.1.1
+// asks, instead of Envoy's default of closing the connection with every
+// other stream on it.
+func http2Options() *corev3.Http2ProtocolOptions {
+	return &corev3.Http2ProtocolOptions{
+		MaxConcurrentStreams:                    wrapperspb.UInt32(http2MaxConcurrentStreams),
+		InitialStreamWindowSize:                 wrapperspb.UInt32(http2InitialStreamWindowSize),
+		InitialConnectionWindowSize:             wrapperspb.UInt32(http2InitialConnectionWindowSize),
+		OverrideStreamErrorOnInvalidHttpMessage: wrapperspb.Bool(true),
+	}
 }

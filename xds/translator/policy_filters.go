@@ -54,6 +54,8 @@ func (b *builder) policyHCM(p *ir.Policy, l *ir.PolicyListener) (*anypb.Any, err
 		UseRemoteAddress:  wrapperspb.Bool(true),
 		SkipXffAppend:     true,
 		GenerateRequestId: wrapperspb.Bool(false),
+		// The same HTTP/2 bounds as every connection manager.
+		Http2ProtocolOptions: http2Options(),
 		LocalReplyConfig: &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{{
 			Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
 				StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: &accesslogv3.ComparisonFilter{
