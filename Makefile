@@ -4,7 +4,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 PKGS := ./...
 
-.PHONY: help deps build run test integration conformance testdata generate check-generate bench fuzz lint clean
+.PHONY: help deps build run test integration conformance h2spec testdata generate check-generate bench fuzz lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -39,6 +39,12 @@ integration: ## Kubernetes provider and controller tests against a real kube-api
 conformance: build ## official Gateway API conformance suite (GATEWAY-HTTP) on a real kube-apiserver; report in conformance/reports/
 	$(GO) build -o $(BIN)/ ./conformance/harness
 	$(BIN)/harness
+
+H2SPEC_VERSION := v2.2.1+incompatible
+
+h2spec: build ## h2spec HTTP/2 conformance of the proxy's h2c and TLS listeners (installs h2spec with go install)
+	@command -v h2spec >/dev/null || [ -x "$$($(GO) env GOPATH)/bin/h2spec" ] || GOFLAGS= $(GO) install github.com/summerwind/h2spec/cmd/h2spec@$(H2SPEC_VERSION)
+	$(GO) run ./conformance/h2spec -bin $(BIN)
 
 # Packages whose tests link internal/golden, the owner of the one -update flag.
 GOLDEN_PKGS = $(shell $(GO) list -test -f '{{if eq .Name "main"}}{{.ImportPath}} {{join .Deps " "}}{{end}}' $(PKGS) | awk '/ github.com\/nodemesh\/nodemesh\/internal\/golden( |$$)/ {sub(/\.test$$/, "", $$1); print $$1}')

@@ -16,7 +16,6 @@ var (
 	errH2FieldName        = errors.New("invalid field name")
 	errH2PseudoOrder      = errors.New("pseudo-header field after a regular field")
 	errH2PseudoUnknown    = errors.New("unknown or repeated pseudo-header field")
-	errH2PseudoTrailer    = errors.New("pseudo-header field in trailers")
 	errH2ConnSpecific     = errors.New("connection-specific header field")
 	errH2TE               = errors.New(`te other than "trailers"`)
 	errH2Method           = errors.New("missing or invalid :method")
@@ -72,8 +71,13 @@ func (c *h2Check) fail(err error) {
 	}
 }
 
-// field checks one decoded field, in block order.
+// field checks one decoded field, in block order. Trailers are left to
+// the HTTP/2 server, which knows the stream states (see h2guard); they are
+// never written into an HTTP/1.1 head.
 func (c *h2Check) field(name, value string) {
+	if c.trailers {
+		return
+	}
 	c.fields++
 	if c.fields > c.maxFields {
 		c.fail(errH2TooManyFields)
@@ -115,11 +119,7 @@ func (c *h2Check) field(name, value string) {
 }
 
 func (c *h2Check) pseudoField(name, value string) {
-	switch {
-	case c.trailers:
-		c.fail(errH2PseudoTrailer)
-		return
-	case c.regular:
+	if c.regular {
 		c.fail(errH2PseudoOrder)
 		return
 	}

@@ -37,20 +37,13 @@ const (
 	flagPriority   = 0x20
 )
 
-// Fields the guard appends to a malformed header block so that the server
-// rejects it itself. Both are HPACK literals without indexing, so neither
-// side's dynamic table changes.
-//   - twoHosts (host: a, host: b) makes a request malformed after the
-//     server opened its stream (multiple host fields): the stream is reset
-//     with PROTOCOL_ERROR, and DATA the client already sent on it is
-//     discarded with its flow-control credit returned.
-//   - upperName (a field named "X") makes trailers malformed (an
-//     upper-case name, RFC 9113 §8.2.1): the open stream is reset with
-//     PROTOCOL_ERROR.
-var (
-	twoHosts  = []byte{0x00, 0x04, 'h', 'o', 's', 't', 0x01, 'a', 0x00, 0x04, 'h', 'o', 's', 't', 0x01, 'b'}
-	upperName = []byte{0x00, 0x01, 'X', 0x00}
-)
+// twoHosts (host: a, host: b) is what the guard appends to a malformed
+// request's header block so that the server rejects it itself: two host
+// fields make a request malformed after the server opened its stream, so
+// the stream is reset with PROTOCOL_ERROR and DATA the client already sent
+// on it is discarded with its flow-control credit returned. Both are HPACK
+// literals without indexing, so neither side's dynamic table changes.
+var twoHosts = []byte{0x00, 0x04, 'h', 'o', 's', 't', 0x01, 'a', 0x00, 0x04, 'h', 'o', 's', 't', 0x01, 'b'}
 
 // killFrame is a DATA frame on stream 0, a connection error of type
 // PROTOCOL_ERROR: the server answers GOAWAY and closes (RFC 9113 §6.1).
@@ -279,6 +272,9 @@ func (g *h2guard) headerFrame(length uint32, typ, flags byte, stream uint32) err
 		return nil
 	}
 	if g.chk.finish(g.blockEnd) == nil {
+		// A HEADERS frame on a stream the client opened before is
+		// trailers, or a frame on a closed stream: h2Check passes it, and
+		// the server, which knows the stream states, checks it.
 		g.pend = b
 		return nil
 	}
@@ -287,11 +283,7 @@ func (g *h2guard) headerFrame(length uint32, typ, flags byte, stream uint32) err
 		g.stopped = true
 		return nil
 	}
-	field := twoHosts
-	if g.chk.trailers {
-		field = upperName
-	}
-	g.pend = appendMalformed(b, typ, flags, stream, field)
+	g.pend = appendMalformed(b, typ, flags, stream, twoHosts)
 	return nil
 }
 
