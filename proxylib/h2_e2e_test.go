@@ -315,6 +315,30 @@ func TestH2FrameSizeLimit(t *testing.T) {
 	checkNotForwarded(t, up, "m90")
 }
 
+// A header list over SETTINGS_MAX_HEADER_LIST_SIZE (the request head
+// limit, 60 KiB by default) gets 431, as an HTTP/1.1 head over the limit.
+func TestH2HeaderListSizeLimit(t *testing.T) {
+	addr, up := h2Proxy(t, nil, nil)
+	h := dialH2(t, addr, nil)
+	// Sixteen fields of 4 KiB: the sixteenth crosses 60 KiB (each field
+	// counts its name, its value and 32 bytes), in the block's last frame.
+	f := reqFields("/m91")
+	for i := 0; i < 16; i++ {
+		f = append(f, fmt.Sprintf("x-big%02d", i), strings.Repeat("~", 4000))
+	}
+	h.headersSplit(1, true, f...)
+	if r := h.await(1); r.status != "431" {
+		t.Fatalf("got %v, want status 431", r)
+	}
+	checkForwarded(t, h, 3, up, "ok91")
+	checkNotForwarded(t, up, "m91")
+	// Fifteen pass.
+	h.headersSplit(5, true, append(reqFields("/ok92"), f[8:8+30]...)...)
+	if r := h.await(5); r.status != "200" {
+		t.Fatalf("fifteen 4 KiB fields: %v", r)
+	}
+}
+
 // CONNECT is well-formed HTTP/2 but tunnels are not enabled: 403, as for
 // an HTTP/1.1 upgrade that is not configured.
 func TestH2ConnectRefused(t *testing.T) {

@@ -188,6 +188,26 @@ func (h *h2client) headers(stream uint32, endStream bool, fields ...string) {
 	}
 }
 
+// headersSplit writes a header block of any size as HEADERS and
+// CONTINUATION frames of at most 16 KiB.
+func (h *h2client) headersSplit(stream uint32, endStream bool, fields ...string) {
+	h.t.Helper()
+	blk := h.block(fields...)
+	const max = 16 << 10
+	first := blk[:min(len(blk), max)]
+	blk = blk[len(first):]
+	if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: stream, BlockFragment: first, EndStream: endStream, EndHeaders: len(blk) == 0}); err != nil {
+		h.t.Fatal(err)
+	}
+	for len(blk) > 0 {
+		n := min(len(blk), max)
+		if err := h.fr.WriteContinuation(stream, n == len(blk), blk[:n]); err != nil {
+			h.t.Fatal(err)
+		}
+		blk = blk[n:]
+	}
+}
+
 func (h *h2client) data(stream uint32, endStream bool, b string) {
 	h.t.Helper()
 	if err := h.fr.WriteData(stream, endStream, []byte(b)); err != nil {
