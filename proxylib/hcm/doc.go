@@ -75,7 +75,9 @@
 // validators of package http1), so a request that could not have arrived
 // over HTTP/1.1 cannot leave over it either. A malformed request is reset
 // (RST_STREAM PROTOCOL_ERROR) or, by default as in Envoy, its connection
-// closed (GOAWAY PROTOCOL_ERROR); it never reaches a handler. The server
+// closed (GOAWAY PROTOCOL_ERROR); it never reaches a handler. Trailers are
+// left to the server, which knows the stream states; they are forwarded to
+// HTTP/2 upstreams only, never into an HTTP/1.1 head. The server
 // itself enforces content-length against DATA: more DATA than declared
 // resets the stream before the excess is forwarded; less ends the body
 // with an error, the upstream connection is discarded with the request
