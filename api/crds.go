@@ -6,8 +6,9 @@ import (
 	"sort"
 )
 
-// CRDs holds the CustomResourceDefinition manifests of nodemesh's own
-// types, one YAML file each under crds/.
+// CRDs holds the CustomResourceDefinition manifests generated from the
+// types of packages v1alpha1 and cilium/v2, one YAML file per kind under
+// crds/.
 //
 //go:embed crds/*.yaml
 var CRDs embed.FS

@@ -18,6 +18,10 @@ var NodeProxyStatusResource = schema.GroupVersionResource{Group: Group, Version:
 // NodeProxyStatus is one node's report of what its proxies serve. It is
 // cluster-scoped and named after the node; only that node's agent writes
 // it.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,path=nodeproxystatuses,singular=nodeproxystatus
+// +kubebuilder:printcolumn:name=Heartbeat,type=date,JSONPath=.status.heartbeatTime
 type NodeProxyStatus struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -32,44 +36,58 @@ type NodeProxyStatusStatus struct {
 	// tell a live node from one whose agent is gone.
 	HeartbeatTime metav1.Time `json:"heartbeatTime"`
 	// ControllerName is the GatewayClass controllerName the agent programs.
+	// +kubebuilder:validation:MaxLength=253
 	ControllerName string `json:"controllerName,omitempty"`
 	// Gateways lists every Gateway the agent translated, sorted by
 	// namespace then name.
+	// +kubebuilder:validation:MaxItems=10000
 	Gateways []GatewayProgramming `json:"gateways,omitempty"`
 	// Proxies are the node's proxies as the agent's xDS server sees them.
+	// +kubebuilder:validation:MaxItems=1000
 	Proxies []ProxyState `json:"proxies,omitempty"`
 	// PublishError is set while the agent cannot publish its latest
 	// translation (the previous one keeps serving).
+	// +kubebuilder:validation:MaxLength=32768
 	PublishError string `json:"publishError,omitempty"`
 }
 
 // GatewayProgramming is one node's verdict on one Gateway.
 type GatewayProgramming struct {
+	// +kubebuilder:validation:MaxLength=63
 	Namespace string `json:"namespace"`
-	Name      string `json:"name"`
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
 	// ObservedGeneration is the Gateway generation the verdict is about.
+	// +kubebuilder:validation:Minimum=0
 	ObservedGeneration int64 `json:"observedGeneration"`
 	// Status is True once the node's proxies acknowledged the Gateway's
 	// configuration, False otherwise.
+	// +kubebuilder:validation:Enum=True;False;Unknown
 	Status metav1.ConditionStatus `json:"status"`
 	// Reason uses the Gateway API Programmed reasons: Programmed, Pending,
 	// Invalid, AddressNotAssigned, ...
+	// +kubebuilder:validation:MaxLength=1024
 	Reason string `json:"reason"`
 	// Message explains the verdict; for a rejection it carries the proxy's
 	// error text.
+	// +kubebuilder:validation:MaxLength=32768
 	Message string `json:"message,omitempty"`
 }
 
 // ProxyState summarises one proxy connected to the node's agent.
 type ProxyState struct {
+	// +kubebuilder:validation:MaxLength=1024
 	Node      string `json:"node"`
 	Connected bool   `json:"connected"`
 	// Rejected is the proxy's latest rejection message, if any is newer
 	// than its last acknowledgement.
+	// +kubebuilder:validation:MaxLength=32768
 	Rejected string `json:"rejected,omitempty"`
 }
 
 // NodeProxyStatusList is a list of NodeProxyStatus.
+//
+// +kubebuilder:object:root=true
 type NodeProxyStatusList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`

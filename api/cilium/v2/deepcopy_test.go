@@ -10,7 +10,10 @@ import (
 )
 
 // TestDeepCopy fills every field at random, copies, and requires an equal
-// value that shares no pointer, slice or map with the original.
+// value that shares no pointer, slice or map with the original. The deep
+// copies are generated; this catches a type or field added without
+// regenerating them (the stale copy would share the new field's memory)
+// and a kind missing from the list AddToScheme registers.
 func TestDeepCopy(t *testing.T) {
 	f := randfill.NewWithSeed(1).NilChance(0.1).NumElements(1, 3).Funcs(
 		// ObjectMeta is Kubernetes' own; its fill only has to be plausible.
@@ -22,24 +25,44 @@ func TestDeepCopy(t *testing.T) {
 			r.Raw = []byte(`{"a":1}`)
 		},
 	)
-	for i := 0; i < 40; i++ {
-		objs := []runtime.Object{
-			&CiliumNetworkPolicy{}, &CiliumClusterwideNetworkPolicy{},
-			&CiliumNetworkPolicyList{}, &CiliumClusterwideNetworkPolicyList{},
-		}
-		for _, o := range objs {
-			f.Fill(o)
-			c := o.DeepCopyObject()
-			if !reflect.DeepEqual(o, c) {
-				t.Fatalf("%T: copy differs from the original", o)
+	s := runtime.NewScheme()
+	if err := AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	kinds := s.KnownTypes(SchemeGroupVersion)
+	// Every kind of the package, lists included; the meta kinds
+	// AddToGroupVersion registers are Kubernetes' own.
+	want := []string{
+		"CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy",
+		"CiliumIdentity", "CiliumEnvoyConfig", "CiliumClusterwideEnvoyConfig",
+	}
+	for _, k := range want {
+		for _, kind := range []string{k, k + "List"} {
+			if _, ok := kinds[kind]; !ok {
+				t.Errorf("AddToScheme does not register %s", kind)
 			}
-			shared := map[uintptr]string{}
-			collect(reflect.ValueOf(o), "", shared, nil)
-			collect(reflect.ValueOf(c), "", nil, func(p uintptr, path string) {
-				if orig, ok := shared[p]; ok {
-					t.Fatalf("%T: copy shares memory with the original at %s (original %s)", o, path, orig)
+		}
+	}
+	for i := 0; i < 40; i++ {
+		for _, k := range want {
+			for _, kind := range []string{k, k + "List"} {
+				o, err := s.New(SchemeGroupVersion.WithKind(kind))
+				if err != nil {
+					t.Fatal(err)
 				}
-			})
+				f.Fill(o)
+				c := o.DeepCopyObject()
+				if !reflect.DeepEqual(o, c) {
+					t.Fatalf("%T: copy differs from the original", o)
+				}
+				shared := map[uintptr]string{}
+				collect(reflect.ValueOf(o), "", shared, nil)
+				collect(reflect.ValueOf(c), "", nil, func(p uintptr, path string) {
+					if orig, ok := shared[p]; ok {
+						t.Fatalf("%T: copy shares memory with the original at %s (original %s)", o, path, orig)
+					}
+				})
+			}
 		}
 	}
 }

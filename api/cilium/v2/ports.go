@@ -8,6 +8,8 @@ import (
 
 // PortRule lists ports and, optionally, the L7 rules traffic to them must
 // satisfy.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type PortRule struct {
 	Ports []PortProtocol `json:"ports,omitempty"`
 
@@ -19,6 +21,8 @@ type PortRule struct {
 }
 
 // PortDenyRule lists denied ports.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type PortDenyRule struct {
 	Ports []PortProtocol `json:"ports,omitempty"`
 }
@@ -26,6 +30,8 @@ type PortDenyRule struct {
 // PortProtocol is a port (a number, "0" for all ports, or a named
 // container port), an optional range end, and a protocol (TCP, UDP, SCTP,
 // ANY; default ANY).
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type PortProtocol struct {
 	Port     string `json:"port,omitempty"`
 	EndPort  int32  `json:"endPort,omitempty"`
@@ -33,6 +39,8 @@ type PortProtocol struct {
 }
 
 // TLSContext names the certificates of TLS interception.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type TLSContext struct {
 	Secret      *SecretRef `json:"secret,omitempty"`
 	TrustedCA   string     `json:"trustedCA,omitempty"`
@@ -41,12 +49,16 @@ type TLSContext struct {
 }
 
 // SecretRef names a Kubernetes Secret.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type SecretRef struct {
 	Namespace string `json:"namespace,omitempty"`
 	Name      string `json:"name"`
 }
 
 // Listener redirects to a listener of a CiliumEnvoyConfig.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type Listener struct {
 	EnvoyConfig *EnvoyConfigRef `json:"envoyConfig"`
 	Name        string          `json:"name"`
@@ -55,6 +67,8 @@ type Listener struct {
 
 // EnvoyConfigRef names a CiliumEnvoyConfig or
 // CiliumClusterwideEnvoyConfig.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type EnvoyConfigRef struct {
 	Kind string `json:"kind,omitempty"`
 	Name string `json:"name"`
@@ -62,6 +76,8 @@ type EnvoyConfigRef struct {
 
 // L7Rules are the application-protocol rules of a port. At most one kind
 // may be set.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type L7Rules struct {
 	HTTP    []PortRuleHTTP  `json:"http,omitempty"`
 	Kafka   []PortRuleKafka `json:"kafka,omitempty"`
@@ -73,6 +89,8 @@ type L7Rules struct {
 // PortRuleHTTP is one allowed kind of HTTP request. Empty fields match
 // everything; Path, Method and Host are regular expressions matching the
 // whole value.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type PortRuleHTTP struct {
 	Path   string `json:"path,omitempty"`
 	Method string `json:"method,omitempty"`
@@ -85,6 +103,8 @@ type PortRuleHTTP struct {
 
 // HeaderMatch requires a header value, or (with Mismatch) changes the
 // request when it does not match.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type HeaderMatch struct {
 	// Mismatch is "", LOG, ADD, DELETE or REPLACE.
 	Mismatch string     `json:"mismatch,omitempty"`
@@ -95,6 +115,8 @@ type HeaderMatch struct {
 
 // PortRuleKafka is one allowed kind of Kafka request. Empty fields match
 // everything.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type PortRuleKafka struct {
 	// Role is "produce" or "consume" (case-insensitive); it stands for a
 	// set of API keys and excludes APIKey.
@@ -106,6 +128,8 @@ type PortRuleKafka struct {
 }
 
 // PortRuleDNS is one allowed DNS name or pattern.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type PortRuleDNS struct {
 	MatchName    string `json:"matchName,omitempty"`
 	MatchPattern string `json:"matchPattern,omitempty"`

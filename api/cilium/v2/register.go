@@ -6,7 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
-// Group and Version of Cilium's policy API.
+// Group and Version of Cilium's API.
 const (
 	Group   = "cilium.io"
 	Version = "v2"
@@ -16,10 +16,13 @@ const (
 var SchemeGroupVersion = schema.GroupVersion{Group: Group, Version: Version}
 
 // The resources the kinds are served under by an API server that has
-// Cilium's CRDs installed.
+// Cilium's CRDs (or the ones in package api) installed.
 var (
 	CiliumNetworkPolicyResource            = SchemeGroupVersion.WithResource("ciliumnetworkpolicies")
 	CiliumClusterwideNetworkPolicyResource = SchemeGroupVersion.WithResource("ciliumclusterwidenetworkpolicies")
+	CiliumIdentityResource                 = SchemeGroupVersion.WithResource("ciliumidentities")
+	CiliumEnvoyConfigResource              = SchemeGroupVersion.WithResource("ciliumenvoyconfigs")
+	CiliumClusterwideEnvoyConfigResource   = SchemeGroupVersion.WithResource("ciliumclusterwideenvoyconfigs")
 )
 
 // AddToScheme registers the kinds with a scheme, for clients that read
@@ -28,6 +31,9 @@ func AddToScheme(s *runtime.Scheme) error {
 	s.AddKnownTypes(SchemeGroupVersion,
 		&CiliumNetworkPolicy{}, &CiliumNetworkPolicyList{},
 		&CiliumClusterwideNetworkPolicy{}, &CiliumClusterwideNetworkPolicyList{},
+		&CiliumIdentity{}, &CiliumIdentityList{},
+		&CiliumEnvoyConfig{}, &CiliumEnvoyConfigList{},
+		&CiliumClusterwideEnvoyConfig{}, &CiliumClusterwideEnvoyConfigList{},
 	)
 	metav1.AddToGroupVersion(s, SchemeGroupVersion)
 	return nil

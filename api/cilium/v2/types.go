@@ -1,14 +1,18 @@
 package v2
 
-import (
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-)
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 // CiliumNetworkPolicy is a namespaced policy: its endpointSelector (and
 // every peer selector that names no namespace) only sees endpoints of the
 // policy's own namespace. It holds one rule (Spec), a list of rules
 // (Specs), or both.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Namespaced,path=ciliumnetworkpolicies,singular=ciliumnetworkpolicy,shortName={cnp,ciliumnp},categories={cilium,ciliumpolicy}
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name=Valid,type=string,JSONPath=`.status.conditions[?(@.type=='Valid')].status`
+// +kubebuilder:printcolumn:name=Age,type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="has(self.spec) || has(self.specs)",message="a policy needs spec or specs"
 type CiliumNetworkPolicy struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -16,11 +20,13 @@ type CiliumNetworkPolicy struct {
 	Spec  *Rule `json:"spec,omitempty"`
 	Specs Rules `json:"specs,omitempty"`
 
-	// Status is written by Cilium's agents; nodemesh keeps it opaque.
-	Status *runtime.RawExtension `json:"status,omitempty"`
+	// Status is written by the agents that enforce the policy.
+	Status CiliumNetworkPolicyStatus `json:"status,omitempty"`
 }
 
 // CiliumNetworkPolicyList is a list of CiliumNetworkPolicy.
+//
+// +kubebuilder:object:root=true
 type CiliumNetworkPolicyList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
@@ -30,6 +36,13 @@ type CiliumNetworkPolicyList struct {
 // CiliumClusterwideNetworkPolicy is the cluster-scoped form: selectors
 // see endpoints of every namespace, and a rule may select nodes
 // (nodeSelector) instead of endpoints.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,path=ciliumclusterwidenetworkpolicies,singular=ciliumclusterwidenetworkpolicy,shortName={ccnp},categories={cilium,ciliumpolicy}
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name=Valid,type=string,JSONPath=`.status.conditions[?(@.type=='Valid')].status`
+// +kubebuilder:printcolumn:name=Age,type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="has(self.spec) || has(self.specs)",message="a policy needs spec or specs"
 type CiliumClusterwideNetworkPolicy struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -37,11 +50,14 @@ type CiliumClusterwideNetworkPolicy struct {
 	Spec  *Rule `json:"spec,omitempty"`
 	Specs Rules `json:"specs,omitempty"`
 
-	Status *runtime.RawExtension `json:"status,omitempty"`
+	// Status is written by the agents that enforce the policy.
+	Status CiliumNetworkPolicyStatus `json:"status,omitempty"`
 }
 
 // CiliumClusterwideNetworkPolicyList is a list of
 // CiliumClusterwideNetworkPolicy.
+//
+// +kubebuilder:object:root=true
 type CiliumClusterwideNetworkPolicyList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
@@ -53,6 +69,8 @@ type Rules []*Rule
 
 // Rule selects the endpoints (or, cluster-wide, the nodes) it applies to
 // and lists what they may receive and send.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type Rule struct {
 	// EndpointSelector selects the endpoints the rule applies to. Exactly
 	// one of EndpointSelector and NodeSelector is set.
@@ -76,6 +94,8 @@ type Rule struct {
 }
 
 // Label is a source-qualified label, as in a rule's labels.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type Label struct {
 	Key    string `json:"key"`
 	Value  string `json:"value,omitempty"`
@@ -83,12 +103,16 @@ type Label struct {
 }
 
 // DefaultDenyConfig overrides whether a rule enables default deny.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type DefaultDenyConfig struct {
 	Ingress *bool `json:"ingress,omitempty"`
 	Egress  *bool `json:"egress,omitempty"`
 }
 
 // LogConfig adds a value to the policy verdicts of a rule.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type LogConfig struct {
 	Value string `json:"value,omitempty"`
 }
@@ -96,12 +120,16 @@ type LogConfig struct {
 // EndpointSelector is a Kubernetes label selector whose keys may carry a
 // Cilium label source: "k8s:app", "reserved:host", "any:app"; a key
 // without a source means any source.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type EndpointSelector struct {
 	MatchLabels      map[string]string          `json:"matchLabels,omitempty"`
 	MatchExpressions []LabelSelectorRequirement `json:"matchExpressions,omitempty"`
 }
 
 // LabelSelectorRequirement is one matchExpressions entry.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type LabelSelectorRequirement struct {
 	Key string `json:"key"`
 	// Operator is In, NotIn, Exists or DoesNotExist.
@@ -111,6 +139,8 @@ type LabelSelectorRequirement struct {
 
 // IngressCommonRule lists the peers an ingress rule is about. With no peer
 // field set the rule applies to every peer.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type IngressCommonRule struct {
 	FromEndpoints []EndpointSelector `json:"fromEndpoints,omitempty"`
 	FromRequires  []EndpointSelector `json:"fromRequires,omitempty"`
@@ -122,6 +152,8 @@ type IngressCommonRule struct {
 }
 
 // IngressRule allows traffic from its peers to its ports.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type IngressRule struct {
 	IngressCommonRule `json:",inline"`
 
@@ -132,6 +164,8 @@ type IngressRule struct {
 
 // IngressDenyRule denies traffic from its peers to its ports; a deny
 // always wins over an allow.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type IngressDenyRule struct {
 	IngressCommonRule `json:",inline"`
 
@@ -140,6 +174,8 @@ type IngressDenyRule struct {
 }
 
 // EgressCommonRule lists the peers an egress rule is about.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type EgressCommonRule struct {
 	ToEndpoints []EndpointSelector `json:"toEndpoints,omitempty"`
 	ToRequires  []EndpointSelector `json:"toRequires,omitempty"`
@@ -152,6 +188,8 @@ type EgressCommonRule struct {
 }
 
 // EgressRule allows traffic to its peers' ports.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type EgressRule struct {
 	EgressCommonRule `json:",inline"`
 
@@ -162,6 +200,8 @@ type EgressRule struct {
 }
 
 // EgressDenyRule denies traffic to its peers' ports.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type EgressDenyRule struct {
 	EgressCommonRule `json:",inline"`
 
@@ -171,6 +211,8 @@ type EgressDenyRule struct {
 
 // CIDRRule is a prefix with optional exceptions, or a reference to a
 // CiliumCIDRGroup.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type CIDRRule struct {
 	Cidr              string            `json:"cidr,omitempty"`
 	CIDRGroupRef      string            `json:"cidrGroupRef,omitempty"`
@@ -179,11 +221,15 @@ type CIDRRule struct {
 }
 
 // Groups selects peers from a cloud provider's grouping.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type Groups struct {
 	AWS *AWSGroup `json:"aws,omitempty"`
 }
 
 // AWSGroup selects AWS security groups.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type AWSGroup struct {
 	Labels              map[string]string `json:"labels,omitempty"`
 	SecurityGroupsIds   []string          `json:"securityGroupsIds,omitempty"`
@@ -192,43 +238,60 @@ type AWSGroup struct {
 }
 
 // Service selects Kubernetes Services as egress peers.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type Service struct {
 	K8sServiceSelector *K8sServiceSelectorNamespace `json:"k8sServiceSelector,omitempty"`
 	K8sService         *K8sServiceNamespace         `json:"k8sService,omitempty"`
 }
 
 // K8sServiceSelectorNamespace selects Services by label.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type K8sServiceSelectorNamespace struct {
 	Selector  EndpointSelector `json:"selector"`
 	Namespace string           `json:"namespace,omitempty"`
 }
 
 // K8sServiceNamespace names a Service.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type K8sServiceNamespace struct {
 	ServiceName string `json:"serviceName,omitempty"`
 	Namespace   string `json:"namespace,omitempty"`
 }
 
 // FQDNSelector matches DNS names.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type FQDNSelector struct {
 	MatchName    string `json:"matchName,omitempty"`
 	MatchPattern string `json:"matchPattern,omitempty"`
 }
 
 // ICMPRule allows ICMP messages by type.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type ICMPRule struct {
 	Fields []ICMPField `json:"fields,omitempty"`
 }
 
 // ICMPField is one ICMP family and message type (a number or a name such
 // as "EchoRequest").
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type ICMPField struct {
-	Family string       `json:"family,omitempty"`
-	Type   *IntOrString `json:"type"`
+	Family string `json:"family,omitempty"`
+	// Type is the message type, a number or a name.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:XIntOrString
+	Type *IntOrString `json:"type"`
 }
 
 // Authentication says whether a rule's traffic needs mutual
 // authentication between the nodes' agents.
+//
+// +kubebuilder:pruning:PreserveUnknownFields
 type Authentication struct {
 	// Mode is "disabled", "required" or "test-always-fail".
 	Mode string `json:"mode"`
