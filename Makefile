@@ -33,8 +33,8 @@ test: ## unit, golden, end-to-end and privileged tests (run as root for datapath
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 30m $(PKGS)
 
-integration: ## Kubernetes provider and controller tests against a real kube-apiserver (builds it once, cached)
-	NODEMESH_INTEGRATION=1 $(GO) test -count=1 -timeout 30m ./mesh/provider/kube/... ./gateway/controller/... ./conformance/kubeenv/... ./conformance/node/... ./conformance/kubemode/... ./conformance/harness/...
+integration: ## CRD, Kubernetes provider and controller tests against a real kube-apiserver (builds it once, cached)
+	NODEMESH_INTEGRATION=1 $(GO) test -count=1 -timeout 30m ./api/... ./mesh/provider/kube/... ./gateway/controller/... ./conformance/kubeenv/... ./conformance/node/... ./conformance/kubemode/... ./conformance/harness/...
 
 conformance: build ## official Gateway API conformance suite (GATEWAY-HTTP) on a real kube-apiserver; report in conformance/reports/
 	$(GO) build -o $(BIN)/ ./conformance/harness
@@ -52,13 +52,21 @@ GOLDEN_PKGS = $(shell $(GO) list -test -f '{{if eq .Name "main"}}{{.ImportPath}}
 testdata: ## rewrite every golden file (and the proxy's generated allowlist) from the current code
 	$(GO) test -count=1 $(GOLDEN_PKGS) -run 'Golden|TestDocMatchesAllowlist' -update
 
-generate: ## rebuild generated code: BPF objects (bpf2go; needs clang) and protobuf Go (needs protoc)
+# Folders holding generated code.
+GENERATED = api bpf datapath proxylib
+
+generate: ## rebuild generated code: BPF objects (bpf2go; needs clang), protobuf Go (needs protoc), deep copies and CRDs (controller-gen)
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
-	PATH=$(BIN):$$PATH $(GO) generate ./bpf/... ./datapath/... ./proxylib/...
+	@# controller-gen is pinned by its own module (it needs newer k8s.io
+	@# modules than the main module links).
+	$(GO) build -C internal/tools/controller-gen -o $(BIN)/controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen
+	PATH=$(BIN):$$PATH $(GO) generate ./api/... ./bpf/... ./datapath/... ./proxylib/...
 
-check-generate: generate ## fail if generated files differ from the committed ones
-	git diff --exit-code -- bpf datapath proxylib
+check-generate: generate ## fail if generated files differ from the committed ones, or one is not committed
+	git diff --exit-code -- $(GENERATED)
+	@untracked=$$(git ls-files --others --exclude-standard -- $(GENERATED)); \
+	if [ -n "$$untracked" ]; then echo "generated but not committed:"; echo "$$untracked"; exit 1; fi
 
 bench: build ## benchmarks that print numbers (see BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./conformance/perf/ ./gateway/ ./mesh/policy/ ./xds/... ./proxylib/...
