@@ -66,7 +66,7 @@ generate: ## rebuild generated code: BPF objects (bpf2go; needs clang), protobuf
 check-generate: generate ## fail if generated files differ from the committed ones, or one is not committed
 	git diff --exit-code -- $(GENERATED)
 	@untracked=$$(git ls-files --others --exclude-standard -- $(GENERATED)); \
-	if [ -n "$$untracked" ]; then echo "generated but not committed:"; echo "$$untracked"; exit 1; fi
+	if [ -n "$$untracked" ]; then echo "untracked files in generated folders (commit or remove them):"; echo "$$untracked"; exit 1; fi
 
 bench: build ## benchmarks that print numbers (see BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./conformance/perf/ ./gateway/ ./mesh/policy/ ./xds/... ./proxylib/...
