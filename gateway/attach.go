@@ -4,92 +4,120 @@ import (
 	"fmt"
 	"strings"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/nodemesh/nodemesh/mesh/input"
 )
 
-// parentState is one parentRef of a route to one of our Gateways.
+// parentState is one parentRef of a route to one of our Gateways, and
+// what it resolved to.
 type parentState struct {
 	ref      gwv1.ParentReference
+	gateway  input.Key
 	accepted verdict
+	// hits are the listeners that admit the route through this parentRef
+	// (none unless accepted).
+	hits []listenerHit
 }
 
-// attach resolves a route's parentRefs against our Gateways' listeners:
-// sectionName and port select listeners, allowedRoutes admits the route,
-// and hostnames must intersect. Accepted routes are added to the serving
-// listeners' route sets, on the hostnames they serve there.
+// listenerHit is one listener a route attaches to and the hostnames it is
+// served on there. The listener is named by its position in the
+// Gateway's listeners rather than by pointer, so a resolved parentRef
+// stays meaningful for as long as that Gateway's listeners are unchanged.
+type listenerHit struct {
+	listener  int
+	hostnames []string
+}
+
+// attach resolves a route's parentRefs against our Gateways' listeners and
+// attaches the route where it is accepted. Routes of every kind attach
+// here; the kind enters only through allowedRoutes.kinds.
 func (t *translator) attach(rs *routeState) {
-	r := rs.obj
-	for _, pr := range r.Spec.ParentRefs {
+	for _, pr := range rs.src.parentRefs() {
 		if !isGatewayRef(pr) {
 			continue // e.g. a Service parent (GAMMA): not a Gateway's business
 		}
-		gs := t.gateways[gatewayKey(pr, r.Namespace)]
+		k := gatewayKey(pr, rs.key.Namespace)
+		gs := t.gateways[k]
 		if gs == nil {
 			continue // not one of our Gateways: another controller reports it
 		}
-		ps := &parentState{ref: *pr.DeepCopy()}
+		ps := t.resolveParent(rs, pr, gs)
 		rs.parents = append(rs.parents, ps)
+		if ps.accepted.ok {
+			attachToListeners(rs, ps, gs)
+		}
+	}
+}
 
-		type hit struct {
-			ls        *listenerState
-			hostnames []string
-		}
-		var selected, kindOK, allowed int
-		var hits []hit
-		for _, ls := range gs.listeners {
-			if pr.SectionName != nil && string(*pr.SectionName) != ls.name {
-				continue
-			}
-			if pr.Port != nil && *pr.Port != ls.port {
-				continue
-			}
-			selected++
-			if !ls.allowsHTTPRoute() {
-				continue
-			}
-			kindOK++
-			if !ls.allowsNamespace(t.ix, r.Namespace) {
-				continue
-			}
-			allowed++
-			if hs := routeHostnames(ls.hostname, rs.hostnames); len(hs) > 0 {
-				hits = append(hits, hit{ls, hs})
-			}
-		}
-		switch {
-		case selected == 0:
-			ps.accepted = no(string(gwv1.RouteReasonNoMatchingParent), "Gateway %s has no listener%s", gs.key, describeSelection(pr))
-		case kindOK == 0:
-			ps.accepted = no(string(gwv1.RouteReasonNotAllowedByListeners), "no listener of Gateway %s%s admits HTTPRoutes", gs.key, describeSelection(pr))
-		case allowed == 0:
-			ps.accepted = no(string(gwv1.RouteReasonNotAllowedByListeners), "no listener of Gateway %s%s admits HTTPRoutes from namespace %s", gs.key, describeSelection(pr), r.Namespace)
-		case len(rs.problems) > 0:
-			ps.accepted = no(string(gwv1.RouteReasonUnsupportedValue), "%s", joinProblems(rs.problems))
-		case len(hits) == 0:
-			ps.accepted = no(string(gwv1.RouteReasonNoMatchingListenerHostname), "no hostname of the route intersects the hostname of a listener of Gateway %s%s", gs.key, describeSelection(pr))
-		case len(rs.invalid) == len(rs.rules):
-			ps.accepted = no(rs.invalid[0].reason, "every rule is invalid: %s", joinProblems(ruleProblems(rs.invalid)))
-		default:
-			ps.accepted = yes(string(gwv1.RouteReasonAccepted), "Route is accepted")
-		}
-		if !ps.accepted.ok {
+// resolveParent decides whether a Gateway accepts a route through one
+// parentRef: sectionName and port select listeners, allowedRoutes (kinds,
+// then namespaces) admits the route, and hostnames must intersect. Failing
+// each step in turn gives NoMatchingParent, NotAllowedByListeners, then
+// NoMatchingListenerHostname. The answer depends only on the compiled
+// route, the Gateway's listeners and the labels of the route's namespace.
+func (t *translator) resolveParent(rs *routeState, pr gwv1.ParentReference, gs *gatewayState) *parentState {
+	ps := &parentState{ref: *pr.DeepCopy(), gateway: gs.key}
+	var selected, kindOK, allowed int
+	var hits []listenerHit
+	for i, ls := range gs.listeners {
+		if pr.SectionName != nil && string(*pr.SectionName) != ls.name {
 			continue
 		}
-		for _, h := range hits {
-			if h.ls.attached[rs] {
-				continue // already attached through another parentRef
-			}
-			h.ls.attached[rs] = true
-			if !h.ls.serving {
-				continue
-			}
-			for _, host := range h.hostnames {
-				// Listener isolation: a hostname a more specific listener of
-				// the same port claims is served by that listener only.
-				if h.ls.owner(host) == h.ls {
-					h.ls.entries[host] = append(h.ls.entries[host], rs)
-				}
+		if pr.Port != nil && *pr.Port != ls.port {
+			continue
+		}
+		selected++
+		if !ls.admitsKind(rs.kind) {
+			continue
+		}
+		kindOK++
+		if !ls.allowsNamespace(t.ix, rs.key.Namespace) {
+			continue
+		}
+		allowed++
+		if hs := routeHostnames(ls.hostname, rs.hostnames); len(hs) > 0 {
+			hits = append(hits, listenerHit{i, hs})
+		}
+	}
+	switch {
+	case selected == 0:
+		ps.accepted = no(string(gwv1.RouteReasonNoMatchingParent), "Gateway %s has no listener%s", gs.key, describeSelection(pr))
+	case kindOK == 0:
+		ps.accepted = no(string(gwv1.RouteReasonNotAllowedByListeners), "no listener of Gateway %s%s admits %s", gs.key, describeSelection(pr), rs.kind.plural)
+	case allowed == 0:
+		ps.accepted = no(string(gwv1.RouteReasonNotAllowedByListeners), "no listener of Gateway %s%s admits %s from namespace %s", gs.key, describeSelection(pr), rs.kind.plural, rs.key.Namespace)
+	case len(rs.problems) > 0:
+		ps.accepted = no(string(gwv1.RouteReasonUnsupportedValue), "%s", joinProblems(rs.problems))
+	case len(hits) == 0:
+		ps.accepted = no(string(gwv1.RouteReasonNoMatchingListenerHostname), "no hostname of the route intersects the hostname of a listener of Gateway %s%s", gs.key, describeSelection(pr))
+	case len(rs.invalid) == len(rs.rules):
+		ps.accepted = no(rs.invalid[0].reason, "every rule is invalid: %s", joinProblems(ruleProblems(rs.invalid)))
+	default:
+		ps.accepted = yes(string(gwv1.RouteReasonAccepted), "Route is accepted")
+		ps.hits = hits
+	}
+	return ps
+}
+
+// attachToListeners counts an accepted route on the listeners it resolved
+// to and adds it to the serving ones' route sets, on the hostnames it
+// serves there.
+func attachToListeners(rs *routeState, ps *parentState, gs *gatewayState) {
+	for _, h := range ps.hits {
+		ls := gs.listeners[h.listener]
+		if ls.attached[rs] {
+			continue // already attached through another parentRef
+		}
+		ls.attached[rs] = true
+		if !ls.serving {
+			continue
+		}
+		for _, host := range h.hostnames {
+			// Listener isolation: a hostname a more specific listener of
+			// the same port claims is served by that listener only.
+			if ls.owner(host) == ls {
+				ls.entries[host] = append(ls.entries[host], rs)
 			}
 		}
 	}
@@ -133,43 +161,4 @@ func describeSelection(pr gwv1.ParentReference) string {
 		return ""
 	}
 	return " " + strings.Join(parts, " ")
-}
-
-func ruleProblems(rules []*ruleState) []string {
-	out := make([]string, len(rules))
-	for i, r := range rules {
-		out[i] = r.problem
-	}
-	return out
-}
-
-// status renders this controller's RouteParentStatus entries.
-func (rs *routeState) status(controller gwv1.GatewayController) gwv1.HTTPRouteStatus {
-	gen := rs.obj.Generation
-	resolved := yes(string(gwv1.RouteReasonResolvedRefs), "All references are resolved")
-	if len(rs.refProblems) > 0 {
-		msgs := make([]string, len(rs.refProblems))
-		for i, p := range rs.refProblems {
-			msgs[i] = p.msg
-		}
-		resolved = no(rs.refProblems[0].reason, "%s", joinProblems(msgs))
-	}
-	var st gwv1.HTTPRouteStatus
-	st.Parents = []gwv1.RouteParentStatus{}
-	for _, ps := range rs.parents {
-		conds := []metav1.Condition{
-			ps.accepted.condition(string(gwv1.RouteConditionAccepted), gen),
-			resolved.condition(string(gwv1.RouteConditionResolvedRefs), gen),
-		}
-		if ps.accepted.ok && len(rs.invalid) > 0 {
-			conds = append(conds, yes(string(gwv1.RouteReasonUnsupportedValue), "Dropped Rule(s): "+joinProblems(ruleProblems(rs.invalid))).
-				condition(string(gwv1.RouteConditionPartiallyInvalid), gen))
-		}
-		st.Parents = append(st.Parents, gwv1.RouteParentStatus{
-			ParentRef:      ps.ref,
-			ControllerName: controller,
-			Conditions:     conds,
-		})
-	}
-	return st
 }

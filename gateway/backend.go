@@ -13,40 +13,41 @@ import (
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
 
-// compileBackends resolves a rule's backendRefs. A backend that cannot be
-// resolved keeps its weight with no cluster, so its share of requests gets
-// 500 as the API requires, and the route reports ResolvedRefs=False.
-func (t *translator) compileBackends(rule *ruleState, refs []gwv1.HTTPBackendRef) {
-	rs := rule.route
-	for k := range refs {
-		br := &refs[k]
-		weight := int32(1)
-		if br.Weight != nil {
-			weight = *br.Weight
-		}
-		if weight < 0 {
-			rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("backendRefs[%d].weight", k), "%d is negative", weight)
-			continue
-		}
-		wb := &ir.WeightedBackend{Weight: uint32(weight)}
-		if len(br.Filters) > 0 {
-			backendFilters(rule, fmt.Sprintf("backendRefs[%d]", k), br.Filters, wb)
-		}
-		cl, problem := t.resolveService(rs, rule.index, k, &br.BackendObjectReference)
-		if problem != nil {
-			rs.refProblems = append(rs.refProblems, *problem)
-		} else {
-			wb.Cluster = cl.Name
-			rule.clusters = append(rule.clusters, cl)
-		}
-		rule.backends = append(rule.backends, wb)
+// weightedBackend starts the IR backend of backendRef k of a rule of any
+// kind from its weight, or fails the rule when the weight is invalid.
+func weightedBackend(rule *ruleState, k int, weight *int32) *ir.WeightedBackend {
+	w := int32(1)
+	if weight != nil {
+		w = *weight
 	}
+	if w < 0 {
+		rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("backendRefs[%d].weight", k), "%d is negative", w)
+		return nil
+	}
+	return &ir.WeightedBackend{Weight: uint32(w)}
+}
+
+// resolveBackend adds backendRef k of a rule of any kind to the rule. A
+// backend that cannot be resolved keeps its weight with no cluster, so its
+// share of requests gets 500 as the API requires, and the route reports
+// ResolvedRefs=False.
+func (t *translator) resolveBackend(rule *ruleState, k int, wb *ir.WeightedBackend, br *gwv1.BackendObjectReference) {
+	cl, problem := t.resolveService(rule.route, rule.index, k, br)
+	if problem != nil {
+		rule.route.refProblems = append(rule.route.refProblems, *problem)
+	} else {
+		wb.Cluster = cl.Name
+		rule.clusters = append(rule.clusters, cl)
+	}
+	rule.backends = append(rule.backends, wb)
 }
 
 // resolveService finds the cluster of a backendRef, or why there is none.
+// A reference to another namespace needs a ReferenceGrant there from the
+// route's kind and namespace.
 func (t *translator) resolveService(rs *routeState, ruleIndex, refIndex int, br *gwv1.BackendObjectReference) (*ir.Cluster, *refProblem) {
 	fail := func(reason gwv1.RouteConditionReason, format string, args ...any) (*ir.Cluster, *refProblem) {
-		return nil, &refProblem{reason: string(reason), msg: fmt.Sprintf("HTTPRoute %s: spec.rules[%d].backendRefs[%d]: ", rs.key, ruleIndex, refIndex) + fmt.Sprintf(format, args...)}
+		return nil, &refProblem{reason: string(reason), msg: fmt.Sprintf("%s %s: spec.rules[%d].backendRefs[%d]: ", rs.kind.kind, rs.key, ruleIndex, refIndex) + fmt.Sprintf(format, args...)}
 	}
 	group, kind := groupOr(br.Group, ""), kindOr(br.Kind, "Service")
 	if group != "" || kind != "Service" {
@@ -54,10 +55,10 @@ func (t *translator) resolveService(rs *routeState, ruleIndex, refIndex int, br 
 	}
 	k := input.Key{Namespace: namespaceOr(br.Namespace, rs.key.Namespace), Name: string(br.Name)}
 	if !t.ix.permitted(ref{
-		fromGroup: gwv1.GroupName, fromKind: "HTTPRoute", fromNamespace: rs.key.Namespace,
+		fromGroup: string(rs.kind.group), fromKind: string(rs.kind.kind), fromNamespace: rs.key.Namespace,
 		toGroup: "", toKind: "Service", toNamespace: k.Namespace, toName: k.Name,
 	}) {
-		return fail(gwv1.RouteReasonRefNotPermitted, "Service %s is in another namespace and no ReferenceGrant there allows HTTPRoutes from %s to use it", k, rs.key.Namespace)
+		return fail(gwv1.RouteReasonRefNotPermitted, "Service %s is in another namespace and no ReferenceGrant there allows %s from %s to use it", k, rs.kind.plural, rs.key.Namespace)
 	}
 	if br.Port == nil {
 		return fail(gwv1.RouteReasonBackendNotFound, "port is required for a Service backend")
@@ -84,7 +85,7 @@ func (t *translator) resolveService(rs *routeState, ruleIndex, refIndex int, br 
 	}
 	proto, ok := appProtocol(sp.AppProtocol)
 	if !ok {
-		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d has appProtocol %q, which HTTPRoutes cannot speak", k, sp.Port, *sp.AppProtocol)
+		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d has appProtocol %q, which %s cannot speak", k, sp.Port, *sp.AppProtocol, rs.kind.plural)
 	}
 	return t.cluster(k, sp, proto), nil
 }

@@ -119,8 +119,8 @@ func BenchmarkTranslate(b *testing.B) {
 			snap, opts := benchSnapshot(n)
 			res := Translate(snap, opts)
 			checkResult(b, res)
-			if res.HTTPRoutes[0].Status.Parents[0].Conditions[1].Status != metav1.ConditionTrue {
-				b.Fatalf("benchmark input does not resolve: %+v", res.HTTPRoutes[0].Status.Parents[0].Conditions)
+			if res.Routes[0].Status.Parents[0].Conditions[1].Status != metav1.ConditionTrue {
+				b.Fatalf("benchmark input does not resolve: %+v", res.Routes[0].Status.Parents[0].Conditions)
 			}
 			routes := countRoutes(res.Config)
 			b.ReportAllocs()
@@ -140,7 +140,13 @@ func TestBenchmarkInput(t *testing.T) {
 	snap, opts := benchSnapshot(100)
 	res := Translate(snap, opts)
 	checkResult(t, res)
-	for _, r := range res.HTTPRoutes {
+	if len(res.Routes) != 100 {
+		t.Fatalf("got %d route statuses, want 100", len(res.Routes))
+	}
+	for _, r := range res.Routes {
+		if r.Kind != "HTTPRoute" {
+			t.Fatalf("route %s: kind %q, want HTTPRoute", r.Key, r.Kind)
+		}
 		for _, c := range r.Status.Parents[0].Conditions {
 			if c.Status != metav1.ConditionTrue {
 				t.Fatalf("HTTPRoute %s: %s=%s: %s", r.Key, c.Type, c.Status, c.Message)

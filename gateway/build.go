@@ -263,7 +263,7 @@ func (b *builder) route(m *matchState, port int32) *ir.Route {
 func newRoute(m *matchState, port int32) *ir.Route {
 	rule := m.rule
 	r := &ir.Route{
-		Name:            routeName(rule.route.key, rule.index, m.index),
+		Name:            routeName(rule.route.kind, rule.route.key, rule.index, m.index),
 		Match:           m.match,
 		RequestHeaders:  rule.reqHeaders,
 		ResponseHeaders: rule.respHeaders,

@@ -1,6 +1,7 @@
 // Package gateway translates Gateway API objects into nodemesh's IR and
-// computes the status of the GatewayClasses, Gateways and HTTPRoutes this
-// controller owns.
+// computes the status of the GatewayClasses, Gateways and routes this
+// controller owns. HTTPRoute is the one route kind supported today; the
+// model below ("Route kinds") is shared by every kind.
 //
 // Data enters as an immutable input.Snapshot plus Options (the controller
 // name and the address the caller assigned to each Gateway) and leaves as a
@@ -12,8 +13,8 @@
 //
 // Ownership. Only GatewayClasses whose controllerName is ours are
 // processed. Gateways of other classes, and parentRefs to them, get no
-// status from here. HTTPRoute parentRefs to Services (GAMMA) are left to
-// the mesh translator.
+// status from here. Route parentRefs to Services (GAMMA) are left to the
+// mesh translator.
 //
 // Gateways and listeners. HTTP and HTTPS (TLS mode Terminate) listeners
 // are supported; others are Accepted=False/UnsupportedProtocol. Listeners
@@ -43,7 +44,9 @@
 //     than served without the validation;
 //   - a listener whose name repeats an earlier one is dropped and the
 //     Gateway is Accepted=False/Invalid;
-//   - allowedRoutes kinds other than HTTPRoute are InvalidRouteKinds.
+//   - allowedRoutes kinds that are not supported route kinds attaching to
+//     the listener's protocol (today HTTPRoute, on HTTP and HTTPS) are
+//     InvalidRouteKinds, and supportedKinds lists only the valid ones.
 //
 // IR shape. An IR Listener is one (Gateway address, port), named
 // gateway/<ns>/<gw>/<port>. The HTTP listeners of a port share one
@@ -60,8 +63,8 @@
 // HTTPRoute hostnames spec requires).
 //
 // Attachment. A parentRef selects listeners by sectionName and port; a
-// listener admits a route when its allowedRoutes kinds include HTTPRoute
-// and its namespace policy (Same, All, or Selector over Namespace labels,
+// listener admits a route when its allowedRoutes kinds include the route's
+// kind and its namespace policy (Same, All, or Selector over Namespace labels,
 // where kubernetes.io/metadata.name is always present) admits the route's
 // namespace; the hostnames must then intersect. Failing each step in turn
 // gives NoMatchingParent, NotAllowedByListeners, then
@@ -69,7 +72,7 @@
 // attachment ignores listener and Gateway status: a route attached to a
 // listener that is not programmed is still Accepted and counted, and serves
 // once the listener does. A route attached to one listener through several
-// parentRefs counts once.
+// parentRefs counts once; attachedRoutes counts routes of every kind.
 //
 // Routes. Route hostnames are intersected with listener hostnames exactly
 // as the spec describes (the more specific of two intersecting names wins).
@@ -109,6 +112,53 @@
 // BackendNotFound, RefNotPermitted, UnsupportedProtocol) keeps its weight
 // with no cluster, so its share of requests gets 500.
 //
+// Route kinds. Translation is written once over a kind-neutral model;
+// only compiling a route's spec is per kind. The pieces:
+//   - routekind.go: routeKinds, the table of supported kinds. A row gives
+//     the kind's group and kind, the listener protocols it attaches to
+//     (which drives supportedKinds and allowedRoutes.kinds validation),
+//     its plural for messages, the prefix of its IR route names, and how
+//     to list its objects in a snapshot. The table order is the order of
+//     Result.Routes.
+//   - route (routekind.go): the interface a kind implements over its API
+//     type, as a struct holding only the object's pointer: metadata,
+//     parentRefs, hostnames (nil for kinds without), and compileRules.
+//   - routeState and ruleState (route.go): the compiled route and the one
+//     compiled-rule type, whatever the kind. compileRoute handles identity
+//     and hostnames for every kind; compileRules fills the rules: matches
+//     (each becomes an IR route), filters, timeouts and backends.
+//   - attach.go: parentRef resolution, allowedRoutes kind and namespace
+//     matching, hostname intersection and attachedRoutes counting.
+//     resolveParent depends only on the compiled route, the Gateway's
+//     listeners and the route namespace's labels, and names listeners by
+//     position, so a later translation may reuse its answer while none of
+//     those changed.
+//   - backend.go: backendRef weight and resolution to a Service cluster,
+//     with ReferenceGrants checked from the route's own group, kind and
+//     namespace.
+//   - routestatus.go: the route status writer, producing gwv1.RouteStatus
+//     (parents with Accepted, ResolvedRefs and PartiallyInvalid), the part
+//     every kind's status shares; Result.Routes carries it with the kind.
+//   - build.go turns attached routes' rules into IR; it never sees a kind.
+//
+// A new kind (GRPCRoute, TLSRoute, TCPRoute, UDPRoute) is a row in
+// routeKinds, a file <kind>.go with the wrapper type implementing route
+// and its compileRules, a snapshot field for its objects, golden cases in
+// testdata/<kind>/, and a status writer for the kind in the controller.
+// Kinds that do not terminate HTTP (TLS passthrough, TCP, UDP) leave
+// matches empty and need listener protocols and IR chains of their own.
+// Two later sources plug into the same model: GAMMA (an HTTPRoute or
+// GRPCRoute whose parentRef is a Service) resolves that parentRef to the
+// Service's ports instead of listeners and reuses compileRules, ruleState
+// and the status writer unchanged, with the Service as the parent; Ingress
+// (networking.k8s.io/v1) compiles its rules into the same ruleState, with
+// an implicit parent per IngressClass instead of parentRefs, and reports
+// addresses rather than route conditions.
+//
+// Golden cases live in testdata/<group>/: gateway for GatewayClass,
+// Gateway, listener and attachment behaviour, one folder per route kind
+// (httproute) for what compiling that kind decides.
+//
 // Performance. Everything is indexed by name once per call; no list is
 // scanned per route, and each route, rule and IR route is built once
 // however many listeners and virtual hosts it lands in (IR routes are
@@ -116,7 +166,7 @@
 // output.
 //
 // Incremental translation. The agent and the controller keep one
-// Translator, which reuses the previous call's compiled HTTPRoutes and
+// Translator, which reuses the previous call's compiled routes and
 // virtual hosts where the input objects are the very same (providers
 // replace an object to change it), so a one-route edit costs about that
 // route plus attachment and status of every route; status is never reused

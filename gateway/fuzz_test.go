@@ -12,7 +12,7 @@ import (
 // decoder accepts must translate without panicking into a Config that
 // validates and statuses the API server would accept.
 func FuzzTranslate(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.in.yaml")
+	files, _ := filepath.Glob("testdata/*/*.in.yaml")
 	for _, file := range files {
 		if b, err := os.ReadFile(file); err == nil {
 			f.Add(b)

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -69,17 +70,38 @@ func loadCase(t testing.TB, path string) *input.Snapshot {
 	return snap
 }
 
-// TestGolden translates every testdata/<case>.in.yaml and compares the IR
-// and statuses with <case>.out.yaml. Every Config must validate, and the
-// output must not depend on the order of the snapshot's slices.
+// goldenInputs lists every golden input, testdata/<group>/<case>.in.yaml.
+// A group is gateway (GatewayClasses, Gateways, listeners and attachment:
+// behaviour every route kind shares) or one route kind (httproute, ...).
+// A file directly in testdata is an error: it would never be run.
+func goldenInputs(t testing.TB) []string {
+	t.Helper()
+	entries, err := os.ReadDir("testdata")
+	if err != nil {
+		t.Fatalf("listing golden groups: %v", err)
+	}
+	var ins []string
+	for _, e := range entries {
+		if !e.IsDir() {
+			t.Errorf("testdata/%s: golden cases belong in a group folder (testdata/<group>/)", e.Name())
+			continue
+		}
+		ins = append(ins, golden.Inputs(t, filepath.Join("testdata", e.Name()), ".in.yaml", ".out.yaml")...)
+	}
+	return ins
+}
+
+// TestGolden translates every testdata/<group>/<case>.in.yaml and compares
+// the IR and statuses with <case>.out.yaml. Every Config must validate,
+// and the output must not depend on the order of the snapshot's slices.
 func TestGolden(t *testing.T) {
-	ins := golden.Inputs(t, "testdata", ".in.yaml", ".out.yaml")
+	ins := goldenInputs(t)
 	if len(ins) < 25 {
 		t.Errorf("only %d golden cases; every feature and error path needs one", len(ins))
 	}
 	for _, in := range ins {
 		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
-		t.Run(name, func(t *testing.T) {
+		t.Run(filepath.Base(filepath.Dir(in))+"/"+name, func(t *testing.T) {
 			snap := loadCase(t, in)
 			pristine := loadCase(t, in)
 			opts := Options{Addresses: testAddresses(t, snap, true)}
@@ -99,9 +121,10 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// render turns a Result into deterministic YAML. Certificates and keys
-// appear as digests to keep the files readable; lastTransitionTime, which
-// translation never sets, is left out.
+// render turns a Result into deterministic YAML. Route statuses are listed
+// per kind (httpRoutes, ...). Certificates and keys appear as digests to
+// keep the files readable; lastTransitionTime, which translation never
+// sets, is left out.
 func render(t testing.TB, res *Result) []byte {
 	t.Helper()
 	type named struct {
@@ -112,18 +135,24 @@ func render(t testing.TB, res *Result) []byte {
 	if len(res.GatewayClasses) > 0 {
 		out["gatewayClasses"] = res.GatewayClasses
 	}
-	var gws, routes []named
+	var gws []named
 	for _, g := range res.Gateways {
 		gws = append(gws, named{g.Key.String(), g.Status})
-	}
-	for _, r := range res.HTTPRoutes {
-		routes = append(routes, named{r.Key.String(), r.Status})
 	}
 	if gws != nil {
 		out["gateways"] = gws
 	}
-	if routes != nil {
-		out["httpRoutes"] = routes
+	routes := map[string][]named{}
+	for _, r := range res.Routes {
+		i := slices.IndexFunc(routeKinds, func(k *routeKind) bool { return k.kind == r.Kind })
+		if i < 0 {
+			t.Fatalf("route %s of unknown kind %q", r.Key, r.Kind)
+		}
+		list := lowerCamel(routeKinds[i].plural)
+		routes[list] = append(routes[list], named{r.Key.String(), r.Status})
+	}
+	for list, rs := range routes {
+		out[list] = rs
 	}
 	js, err := json.Marshal(out)
 	if err != nil {
@@ -139,6 +168,19 @@ func render(t testing.TB, res *Result) []byte {
 		t.Fatal(err)
 	}
 	return y
+}
+
+// lowerCamel lower-cases a kind's leading capitals as JSON field names do:
+// HTTPRoutes becomes httpRoutes, Ingresses ingresses.
+func lowerCamel(s string) string {
+	n := 0
+	for n < len(s) && 'A' <= s[n] && s[n] <= 'Z' {
+		n++
+	}
+	if n > 1 && n < len(s) {
+		n-- // the last capital starts the next word
+	}
+	return strings.ToLower(s[:n]) + s[n:]
 }
 
 func scrub(v any) {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"regexp"
+	"slices"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,8 +40,11 @@ func checkResult(t testing.TB, res *Result) {
 			checkConditions(t, obj+" listener "+string(l.Name), l.Conditions, "Accepted", "Programmed", "ResolvedRefs", "Conflicted")
 		}
 	}
-	for _, r := range res.HTTPRoutes {
-		obj := "HTTPRoute " + r.Key.String()
+	for _, r := range res.Routes {
+		obj := string(r.Kind) + " " + r.Key.String()
+		if !slices.ContainsFunc(routeKinds, func(k *routeKind) bool { return k.kind == r.Kind }) {
+			t.Errorf("%s: not a supported route kind", obj)
+		}
 		if len(r.Status.Parents) > 32 {
 			t.Errorf("%s: %d parents, the API allows 32", obj, len(r.Status.Parents))
 		}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,7 +30,8 @@ type listenerState struct {
 	// overlap this one's (OverlappingTLSConfig).
 	overlapping []string
 
-	kinds       []gwv1.RouteGroupKind
+	// kinds are the route kinds the listener admits (supportedKinds).
+	kinds       []*routeKind
 	nsFrom      gwv1.FromNamespaces
 	nsSelector  labels.Selector
 	certs       []input.Key // TLS Secrets, all verified
@@ -45,8 +47,6 @@ type listenerState struct {
 	// entries holds the routes to serve, by the hostname they serve it on.
 	entries map[string][]*routeState
 }
-
-var httpRouteKind = gwv1.RouteGroupKind{Group: ptr(gwv1.Group(gwv1.GroupName)), Kind: "HTTPRoute"}
 
 func (t *translator) newListener(gs *gatewayState, i int, l *gwv1.Listener) *listenerState {
 	ls := &listenerState{
@@ -64,7 +64,6 @@ func (t *translator) newListener(gs *gatewayState, i int, l *gwv1.Listener) *lis
 	case gwv1.HTTPProtocolType, gwv1.HTTPSProtocolType:
 	default:
 		ls.reject(no(string(gwv1.ListenerReasonUnsupportedProtocol), "protocol %q is not supported; use HTTP or HTTPS", l.Protocol))
-		ls.kinds = []gwv1.RouteGroupKind{}
 		return ls
 	}
 	if l.Port < 1 || l.Port > 65535 {
@@ -98,8 +97,12 @@ func (ls *listenerState) unresolved(v verdict) {
 	}
 }
 
+// allowedRoutes applies spec.allowedRoutes. The kinds a listener may
+// admit come from the table of supported route kinds (routeKinds): those
+// attaching to its protocol, or the ones allowedRoutes.kinds names among
+// them; other names are InvalidRouteKinds.
 func (ls *listenerState) allowedRoutes(ar *gwv1.AllowedRoutes) {
-	ls.kinds = []gwv1.RouteGroupKind{httpRouteKind}
+	ls.kinds = kindsFor(ls.protocol)
 	if ar == nil {
 		return
 	}
@@ -127,21 +130,22 @@ func (ls *listenerState) allowedRoutes(ar *gwv1.AllowedRoutes) {
 	if len(ar.Kinds) == 0 {
 		return
 	}
-	ls.kinds = []gwv1.RouteGroupKind{}
+	supported := ls.kinds
+	ls.kinds = nil
 	var bad []string
 	for _, k := range ar.Kinds {
 		group := groupOr(k.Group, gwv1.GroupName)
-		if group == gwv1.GroupName && k.Kind == "HTTPRoute" {
-			if len(ls.kinds) == 0 {
-				ls.kinds = append(ls.kinds, httpRouteKind)
+		if rk := lookupKind(group, k.Kind); rk != nil && rk.attachesTo(ls.protocol) {
+			if !slices.Contains(ls.kinds, rk) {
+				ls.kinds = append(ls.kinds, rk)
 			}
 			continue
 		}
 		bad = append(bad, fmt.Sprintf("%s/%s", group, k.Kind))
 	}
 	if len(bad) > 0 {
-		ls.unresolved(no(string(gwv1.ListenerReasonInvalidRouteKinds), "route kinds %s are not supported on %s listeners; supported: %s/HTTPRoute",
-			strings.Join(bad, ", "), ls.protocol, gwv1.GroupName))
+		ls.unresolved(no(string(gwv1.ListenerReasonInvalidRouteKinds), "route kinds %s are not supported on %s listeners; supported: %s",
+			strings.Join(bad, ", "), ls.protocol, describeKinds(supported)))
 	}
 }
 
@@ -246,7 +250,8 @@ func (ls *listenerState) allowsNamespace(ix *index, ns string) bool {
 	return false
 }
 
-func (ls *listenerState) allowsHTTPRoute() bool { return len(ls.kinds) > 0 }
+// admitsKind reports whether the listener admits routes of kind k.
+func (ls *listenerState) admitsKind(k *routeKind) bool { return slices.Contains(ls.kinds, k) }
 
 // markConflicts applies the spec's distinctness rules to the accepted
 // listeners of one Gateway: listeners sharing a port must share the
@@ -393,8 +398,8 @@ func (ls *listenerState) status() gwv1.ListenerStatus {
 			condition(string(gwv1.ListenerConditionOverlappingTLSConfig), gen))
 	}
 	kinds := make([]gwv1.RouteGroupKind, len(ls.kinds))
-	for i := range ls.kinds {
-		ls.kinds[i].DeepCopyInto(&kinds[i])
+	for i, k := range ls.kinds {
+		kinds[i] = k.groupKind()
 	}
 	return gwv1.ListenerStatus{
 		Name:           gwv1.SectionName(ls.name),

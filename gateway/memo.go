@@ -13,11 +13,11 @@ import (
 )
 
 // Translator translates successive snapshots and reuses the work of the
-// previous call where its inputs did not change, so an edit to one
-// HTTPRoute costs about that route, not the whole configuration:
+// previous call where its inputs did not change, so an edit to one route
+// costs about that route, not the whole configuration:
 //
-//   - an HTTPRoute whose object is the very same (pointer-equal) as last
-//     time, while the objects route compilation reads (Services,
+//   - a route of any kind whose object is the very same (pointer-equal) as
+//     last time, while the objects route compilation reads (Services,
 //     EndpointSlices, ReferenceGrants, Namespaces, Secrets) are all the
 //     same too, is not compiled again; its IR routes are the same objects;
 //   - a virtual host whose gathered routes are the same compiled matches in
@@ -56,9 +56,9 @@ func (x *Translator) Translate(in *input.Snapshot, opts Options) *Result {
 type memo struct {
 	world world
 	ix    *index
-	// routes are the compiled routes by object key; clusters the clusters
-	// they share.
-	routes   map[input.Key]*routeState
+	// routes are the compiled routes by kind and object key; clusters the
+	// clusters they share.
+	routes   map[routeID]*routeState
 	clusters map[clusterKey]*ir.Cluster
 	vhosts   map[string]*vhostMemo
 }
@@ -99,14 +99,16 @@ type vhostMemo struct {
 	clusters []*ir.Cluster // distinct clusters its routes use
 }
 
-// reusedRoute returns the previous translation's compiled route for r when
-// nothing it was compiled from changed, ready to be attached again.
-func (t *translator) reusedRoute(r *gwv1.HTTPRoute) *routeState {
+// reusedRoute returns the previous translation's compiled route for r, of
+// kind k, when nothing it was compiled from changed, ready to be attached
+// again.
+func (t *translator) reusedRoute(k *routeKind, r route) *routeState {
 	if t.prev == nil || !t.sameWorld {
 		return nil
 	}
-	rs := t.prev.routes[keyOf(r)]
-	if rs == nil || rs.obj != r {
+	m := r.meta()
+	rs := t.prev.routes[routeID{k, input.Key{Namespace: m.Namespace, Name: m.Name}}]
+	if rs == nil || rs.src != r {
 		return nil
 	}
 	// Attachment and virtual host assembly start over.

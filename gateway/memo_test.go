@@ -11,7 +11,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/nodemesh/nodemesh/internal/golden"
 	"github.com/nodemesh/nodemesh/mesh/input"
 )
 
@@ -32,7 +31,7 @@ func checkSame(t *testing.T, what string, x *Translator, snap *input.Snapshot, o
 // forwards and backwards, each twice (the second time reuses everything):
 // every result equals a fresh translation.
 func TestTranslatorGoldenCases(t *testing.T) {
-	ins := golden.Inputs(t, "testdata", ".in.yaml", ".out.yaml")
+	ins := goldenInputs(t)
 	order := append(slices.Clone(ins), ins...)
 	slices.Reverse(order[len(ins):])
 	x := NewTranslator()

@@ -36,9 +36,10 @@ func tlsTableName(gw input.Key, port int32, listener string) string {
 // virtualHostName names the virtual host of one domain in a route table.
 func virtualHostName(table, domain string) string { return table + "/" + domain }
 
-// routeName names the IR route of one match of one HTTPRoute rule.
-func routeName(route input.Key, rule, match int) string {
-	return "httproute/" + route.Namespace + "/" + route.Name + "/rule/" + strconv.Itoa(rule) + "/match/" + strconv.Itoa(match)
+// routeName names the IR route of one match of one rule of a route of
+// kind k ("httproute/<ns>/<name>/rule/<i>/match/<j>" for an HTTPRoute).
+func routeName(k *routeKind, route input.Key, rule, match int) string {
+	return k.namePrefix + "/" + route.Namespace + "/" + route.Name + "/rule/" + strconv.Itoa(rule) + "/match/" + strconv.Itoa(match)
 }
 
 // clusterName names the IR cluster of one Service port.

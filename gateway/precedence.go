@@ -14,7 +14,8 @@ import "sort"
 //     spec requires; longer expressions are taken as more specific);
 //  4. a method match over none;
 //  5. more header matches, then more query parameter matches;
-//  6. the older route (creationTimestamp), then namespace/name;
+//  6. the older route (creationTimestamp), then namespace/name, then kind
+//     (in table order, for routes of different kinds sharing a name);
 //  7. within a route, rule order, then match order.
 //
 // The order is total, so equal intent always yields the same table.
@@ -63,7 +64,10 @@ func before(a, b *item) bool {
 		if !ra.created.Equal(&rb.created) {
 			return ra.created.Before(&rb.created)
 		}
-		return keyLess(ra.key, rb.key)
+		if ra.key != rb.key {
+			return keyLess(ra.key, rb.key)
+		}
+		return ra.kind.rank < rb.kind.rank
 	}
 	if ma.rule.index != mb.rule.index {
 		return ma.rule.index < mb.rule.index

@@ -40,10 +40,11 @@ type Result struct {
 	GatewayClasses []GatewayClassStatus `json:"gatewayClasses,omitempty"`
 	// Status of every Gateway of such a class, by namespace/name.
 	Gateways []GatewayStatus `json:"gateways,omitempty"`
-	// Status of every HTTPRoute with at least one parentRef to such a
-	// Gateway, by namespace/name. Parents lists only this controller's
+	// Status of every route, of every supported kind, with at least one
+	// parentRef to such a Gateway: the kinds in a fixed order (HTTPRoute
+	// first), each by namespace/name. Parents lists only this controller's
 	// entries; the status writer merges them with other controllers'.
-	HTTPRoutes []HTTPRouteStatus `json:"httpRoutes,omitempty"`
+	Routes []RouteStatus `json:"routes,omitempty"`
 }
 
 // GatewayClassStatus is the status this controller computes for one
@@ -60,10 +61,14 @@ type GatewayStatus struct {
 	Status gwv1.GatewayStatus `json:"status"`
 }
 
-// HTTPRouteStatus is this controller's part of one HTTPRoute's status.
-type HTTPRouteStatus struct {
-	Key    input.Key            `json:"key"`
-	Status gwv1.HTTPRouteStatus `json:"status"`
+// RouteStatus is this controller's part of one route's status. The
+// parents and their conditions have the same shape for every route kind
+// (each kind's status embeds gwv1.RouteStatus), so one type serves all.
+type RouteStatus struct {
+	// Kind is the route's kind, e.g. HTTPRoute.
+	Kind   gwv1.Kind        `json:"kind"`
+	Key    input.Key        `json:"key"`
+	Status gwv1.RouteStatus `json:"status"`
 }
 
 // Translate turns Gateway API intent into the IR and the status of every
@@ -95,7 +100,7 @@ func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) 
 		t.ix = newIndex(in)
 	}
 	if remember {
-		t.next = &memo{ix: t.ix, routes: map[input.Key]*routeState{}, vhosts: map[string]*vhostMemo{}}
+		t.next = &memo{ix: t.ix, routes: map[routeID]*routeState{}, vhosts: map[string]*vhostMemo{}}
 		if t.sameWorld {
 			t.next.world = prev.world
 		} else {
@@ -148,17 +153,18 @@ func (t *translator) result() *Result {
 		r.Gateways = append(r.Gateways, GatewayStatus{Key: gs.key, Status: gs.status(t.opts.AddressProblems)})
 	}
 	sort.Slice(r.Gateways, func(i, j int) bool { return keyLess(r.Gateways[i].Key, r.Gateways[j].Key) })
-	// Sort the routes, not their (large) statuses; providers usually list
-	// them in key order already.
+	// Sort the routes, not their (large) statuses; they come kind after
+	// kind, and providers usually list each kind in key order already.
 	byKey := func(a, b *routeState) int {
-		return cmp.Or(strings.Compare(a.key.Namespace, b.key.Namespace), strings.Compare(a.key.Name, b.key.Name))
+		return cmp.Or(cmp.Compare(a.kind.rank, b.kind.rank),
+			strings.Compare(a.key.Namespace, b.key.Namespace), strings.Compare(a.key.Name, b.key.Name))
 	}
 	if !slices.IsSortedFunc(t.routes, byKey) {
 		slices.SortFunc(t.routes, byKey)
 	}
 	for _, rs := range t.routes {
 		if len(rs.parents) > 0 {
-			r.HTTPRoutes = append(r.HTTPRoutes, HTTPRouteStatus{Key: rs.key, Status: rs.status(t.opts.ControllerName)})
+			r.Routes = append(r.Routes, RouteStatus{Kind: rs.kind.kind, Key: rs.key, Status: rs.status(t.opts.ControllerName)})
 		}
 	}
 	return r

@@ -59,7 +59,7 @@ func printStatus(w io.Writer, st *agent.Status) {
 	}
 	fmt.Fprintln(w)
 
-	if len(st.GatewayClasses)+len(st.Gateways)+len(st.HTTPRoutes) > 0 {
+	if len(st.GatewayClasses)+len(st.Gateways)+len(st.Routes) > 0 {
 		printObjects(w, st)
 	}
 
@@ -93,7 +93,7 @@ func printStatus(w io.Writer, st *agent.Status) {
 }
 
 // printObjects is the Gateway API table: one row per GatewayClass and
-// Gateway, one per HTTPRoute parent.
+// Gateway, one per route parent.
 func printObjects(w io.Writer, st *agent.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tACCEPTED\tPROGRAMMED\tRESOLVEDREFS\tDETAIL")
@@ -121,7 +121,7 @@ func printObjects(w io.Writer, st *agent.Status) {
 		fmt.Fprintf(tw, "Gateway\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Key.Namespace, g.Key.Name,
 			cond(g.Status.Conditions, "Accepted"), cond(g.Status.Conditions, "Programmed"), cond(g.Status.Conditions, "ResolvedRefs"), detail)
 	}
-	for _, r := range st.HTTPRoutes {
+	for _, r := range st.Routes {
 		for _, p := range r.Status.Parents {
 			parent := string(p.ParentRef.Name)
 			if p.ParentRef.SectionName != nil {
@@ -131,7 +131,7 @@ func printObjects(w io.Writer, st *agent.Status) {
 			if pr := problems(p.Conditions); pr != "" {
 				detail += "; " + pr
 			}
-			fmt.Fprintf(tw, "HTTPRoute\t%s\t%s\t%s\t-\t%s\t%s\n", r.Key.Namespace, r.Key.Name,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t-\t%s\t%s\n", r.Kind, r.Key.Namespace, r.Key.Name,
 				cond(p.Conditions, "Accepted"), cond(p.Conditions, "ResolvedRefs"), detail)
 		}
 	}

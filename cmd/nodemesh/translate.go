@@ -68,8 +68,8 @@ func translateCmd(args []string, stdout, stderr io.Writer) error {
 		doc = struct {
 			GatewayClasses []gateway.GatewayClassStatus `json:"gatewayClasses,omitempty"`
 			Gateways       []gateway.GatewayStatus      `json:"gateways,omitempty"`
-			HTTPRoutes     []gateway.HTTPRouteStatus    `json:"httpRoutes,omitempty"`
-		}{res.GatewayClasses, res.Gateways, res.HTTPRoutes}
+			Routes         []gateway.RouteStatus        `json:"routes,omitempty"`
+		}{res.GatewayClasses, res.Gateways, res.Routes}
 	default:
 		out, err := translator.Translate(res.Config)
 		if err != nil {
@@ -160,9 +160,9 @@ func reportProblems(w io.Writer, res *gateway.Result) {
 			bad("Gateway", g.Key.String()+" listener "+string(l.Name), l.Conditions)
 		}
 	}
-	for _, r := range res.HTTPRoutes {
+	for _, r := range res.Routes {
 		for _, p := range r.Status.Parents {
-			bad("HTTPRoute", r.Key.String()+" parent "+string(p.ParentRef.Name), p.Conditions)
+			bad(string(r.Kind), r.Key.String()+" parent "+string(p.ParentRef.Name), p.Conditions)
 		}
 	}
 }

@@ -482,8 +482,8 @@ type condition struct{ status, reason string }
 
 func routeCondition(t *testing.T, st *agent.Status, route, typ string) condition {
 	t.Helper()
-	for _, r := range st.HTTPRoutes {
-		if r.Key.String() != route {
+	for _, r := range st.Routes {
+		if r.Kind != "HTTPRoute" || r.Key.String() != route {
 			continue
 		}
 		for _, p := range r.Status.Parents {

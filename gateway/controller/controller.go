@@ -181,8 +181,10 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 		}
 	}
 	ours := map[input.Key][]gwv1.RouteParentStatus{}
-	for _, s := range res.HTTPRoutes {
-		ours[s.Key] = s.Status.Parents
+	for _, s := range res.Routes {
+		if s.Kind == "HTTPRoute" {
+			ours[s.Key] = s.Status.Parents
+		}
 	}
 	for _, r := range snap.HTTPRoutes {
 		desired, mine := ours[input.Key{Namespace: r.Namespace, Name: r.Name}]

@@ -107,7 +107,7 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 		ConfigErrors:   sourceErrors,
 		GatewayClasses: res.GatewayClasses,
 		Gateways:       res.Gateways,
-		HTTPRoutes:     res.HTTPRoutes,
+		Routes:         res.Routes,
 	}
 	// The publisher validates the IR (translators promise valid IR, so a
 	// failure there is a bug, not user error) and keeps the last good

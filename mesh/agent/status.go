@@ -27,7 +27,7 @@ type Status struct {
 
 	GatewayClasses []gateway.GatewayClassStatus `json:"gatewayClasses,omitempty"`
 	Gateways       []gateway.GatewayStatus      `json:"gateways,omitempty"`
-	HTTPRoutes     []gateway.HTTPRouteStatus    `json:"httpRoutes,omitempty"`
+	Routes         []gateway.RouteStatus        `json:"routes,omitempty"`
 	Proxies        []dataplane.Proxy            `json:"proxies,omitempty"`
 
 	// Policy reports network policy: per-policy verdicts, identities,

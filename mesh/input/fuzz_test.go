@@ -9,7 +9,7 @@ import (
 // FuzzDecode feeds arbitrary bytes to Decode and Build: neither may panic,
 // and whatever Decode accepts must be well-formed.
 func FuzzDecode(f *testing.F) {
-	for _, pattern := range []string{"testdata/*", "../../gateway/testdata/*.in.yaml"} {
+	for _, pattern := range []string{"testdata/*", "../../gateway/testdata/*/*.in.yaml"} {
 		files, _ := filepath.Glob(pattern)
 		for _, file := range files {
 			if b, err := os.ReadFile(file); err == nil {

@@ -13,7 +13,7 @@ import (
 // the bad file within the bounds on error text, and must return to the
 // good file alone once the fuzzed one is removed.
 func FuzzLoad(f *testing.F) {
-	for _, pattern := range []string{"../../input/testdata/*", "../../../examples/quickstart/*.yaml", "../../../gateway/testdata/*.in.yaml"} {
+	for _, pattern := range []string{"../../input/testdata/*", "../../../examples/quickstart/*.yaml", "../../../gateway/testdata/*/*.in.yaml"} {
 		files, _ := filepath.Glob(pattern)
 		for _, file := range files {
 			if b, err := os.ReadFile(file); err == nil {

@@ -1,0 +1,274 @@
+package gateway
+
+import (
+	"fmt"
+	"iter"
+	"regexp"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/ir"
+)
+
+// HTTPRoute: matches, filters, timeouts and backendRefs compile into the
+// kind-neutral ruleState; attachment, status and IR assembly are shared.
+
+var httpRouteKind = routeKind{
+	group:      gwv1.GroupName,
+	kind:       "HTTPRoute",
+	plural:     "HTTPRoutes",
+	namePrefix: "httproute",
+	protocols:  []gwv1.ProtocolType{gwv1.HTTPProtocolType, gwv1.HTTPSProtocolType},
+	routes: func(in *input.Snapshot) iter.Seq[route] {
+		return func(yield func(route) bool) {
+			for _, r := range in.HTTPRoutes {
+				if !yield(httpRoute{r}) {
+					return
+				}
+			}
+		}
+	},
+}
+
+// httpRoute is an HTTPRoute as a route.
+type httpRoute struct{ obj *gwv1.HTTPRoute }
+
+func (r httpRoute) meta() *metav1.ObjectMeta           { return &r.obj.ObjectMeta }
+func (r httpRoute) parentRefs() []gwv1.ParentReference { return r.obj.Spec.ParentRefs }
+func (r httpRoute) hostnames() []gwv1.Hostname         { return r.obj.Spec.Hostnames }
+
+// defaultRule is what the API server defaults an HTTPRoute without rules
+// to: one rule matching every request, with no backends.
+var defaultRules = []gwv1.HTTPRouteRule{{}}
+
+func (r httpRoute) compileRules(t *translator, rs *routeState) {
+	rules := r.obj.Spec.Rules
+	if len(rules) == 0 {
+		rules = defaultRules
+	}
+	rs.rules = make([]*ruleState, 0, len(rules))
+	for i := range rules {
+		rs.rules = append(rs.rules, t.compileRule(rs, i, &rules[i]))
+	}
+}
+
+// defaultMatches is the API default for a rule without matches.
+var defaultMatches = []gwv1.HTTPRouteMatch{{}}
+
+func (t *translator) compileRule(rs *routeState, i int, spec *gwv1.HTTPRouteRule) *ruleState {
+	rule := &ruleState{route: rs, index: i}
+	matches := spec.Matches
+	if len(matches) == 0 {
+		matches = defaultMatches
+	}
+	for j := range matches {
+		rule.matches = append(rule.matches, compileMatch(rule, j, &matches[j]))
+	}
+	t.compileRuleFilters(rule, spec.Filters)
+	t.compileBackends(rule, spec.BackendRefs)
+	if rule.redirect != nil && len(spec.BackendRefs) > 0 {
+		rule.fail(gwv1.RouteReasonUnsupportedValue, "filters", "a RequestRedirect filter cannot be combined with backendRefs")
+	}
+	if spec.Timeouts != nil {
+		rule.timeout, rule.backendTimeout = compileTimeouts(rule, spec.Timeouts)
+	}
+	if spec.Retry != nil {
+		rule.fail(gwv1.RouteReasonUnsupportedValue, "retry", "retries are not supported")
+	}
+	if spec.SessionPersistence != nil {
+		rule.fail(gwv1.RouteReasonUnsupportedValue, "sessionPersistence", "session persistence is not supported")
+	}
+	return rule
+}
+
+// compileTimeouts returns the request and backend request timeouts of a
+// rule. Both are kept as written (GEP-1742): request bounds the whole
+// client request, backendRequest each request to a backend. Without
+// retries there is one backend request, so the shorter of the two is what
+// a client observes; the IR carries both and the xDS translator maps them
+// onto Envoy's route timeout and per-try timeout. Zero disables a timeout,
+// as the IR's zero does.
+func compileTimeouts(rule *ruleState, to *gwv1.HTTPRouteTimeouts) (request, backend time.Duration) {
+	var err error
+	if to.Request != nil {
+		if request, err = parseDuration(string(*to.Request)); err != nil {
+			rule.fail(gwv1.RouteReasonUnsupportedValue, "timeouts.request", "%v", err)
+			return 0, 0
+		}
+	}
+	if to.BackendRequest != nil {
+		if backend, err = parseDuration(string(*to.BackendRequest)); err != nil {
+			rule.fail(gwv1.RouteReasonUnsupportedValue, "timeouts.backendRequest", "%v", err)
+			return 0, 0
+		}
+		if request != 0 && backend > request {
+			rule.fail(gwv1.RouteReasonUnsupportedValue, "timeouts.backendRequest", "%s exceeds the request timeout %s", *to.BackendRequest, *to.Request)
+			return 0, 0
+		}
+	}
+	return request, backend
+}
+
+// compileBackends compiles a rule's backendRefs: weight, then the
+// backendRef's own filters, then the Service it resolves to.
+func (t *translator) compileBackends(rule *ruleState, refs []gwv1.HTTPBackendRef) {
+	for k := range refs {
+		br := &refs[k]
+		wb := weightedBackend(rule, k, br.Weight)
+		if wb == nil {
+			continue
+		}
+		if len(br.Filters) > 0 {
+			backendFilters(rule, fmt.Sprintf("backendRefs[%d]", k), br.Filters, wb)
+		}
+		t.resolveBackend(rule, k, wb, &br.BackendObjectReference)
+	}
+}
+
+var httpMethods = map[gwv1.HTTPMethod]bool{
+	gwv1.HTTPMethodGet: true, gwv1.HTTPMethodHead: true, gwv1.HTTPMethodPost: true,
+	gwv1.HTTPMethodPut: true, gwv1.HTTPMethodDelete: true, gwv1.HTTPMethodConnect: true,
+	gwv1.HTTPMethodOptions: true, gwv1.HTTPMethodTrace: true, gwv1.HTTPMethodPatch: true,
+}
+
+func compileMatch(rule *ruleState, j int, m *gwv1.HTTPRouteMatch) *matchState {
+	ms := &matchState{rule: rule, index: j}
+	field := func(f string) string { return fmt.Sprintf("matches[%d].%s", j, f) }
+
+	typ, value := gwv1.PathMatchPathPrefix, "/"
+	if m.Path != nil {
+		if m.Path.Type != nil {
+			typ = *m.Path.Type
+		}
+		if m.Path.Value != nil {
+			value = *m.Path.Value
+		}
+	}
+	switch typ {
+	case gwv1.PathMatchExact, gwv1.PathMatchPathPrefix:
+		if err := checkPath(value); err != nil {
+			rule.fail(gwv1.RouteReasonUnsupportedValue, field("path.value"), "%q %v", value, err)
+			break
+		}
+		if typ == gwv1.PathMatchExact {
+			ms.match.Path = &ir.PathMatch{Type: ir.PathExact, Value: value}
+			ms.pathRank = rankExact
+		} else {
+			if value != "/" {
+				value = strings.TrimSuffix(value, "/")
+			}
+			ms.match.Path = &ir.PathMatch{Type: ir.PathPrefix, Value: value}
+			ms.pathRank = rankPrefix
+		}
+		ms.pathLen = len(value)
+	case gwv1.PathMatchRegularExpression:
+		if _, err := regexp.Compile(value); err != nil {
+			rule.fail(gwv1.RouteReasonUnsupportedValue, field("path.value"), "invalid RE2 regular expression %q: %v", value, err)
+			break
+		}
+		ms.match.Path = &ir.PathMatch{Type: ir.PathRegex, Value: value}
+		ms.pathRank, ms.pathLen = rankRegex, len(value)
+	default:
+		rule.fail(gwv1.RouteReasonUnsupportedValue, field("path.type"), "unsupported path match type %q", typ)
+	}
+
+	seen := map[string]bool{}
+	for k, h := range m.Headers {
+		name := string(h.Name)
+		if !ir.ValidToken(name) {
+			rule.fail(gwv1.RouteReasonUnsupportedValue, field(fmt.Sprintf("headers[%d].name", k)), "%q is not a valid header name", name)
+			continue
+		}
+		// Only the first match of a header name counts; names are
+		// case-insensitive.
+		if lower := strings.ToLower(name); seen[lower] {
+			continue
+		} else {
+			seen[lower] = true
+		}
+		t, sub, err := stringMatch((*string)(h.Type), h.Value)
+		if err != nil {
+			rule.fail(gwv1.RouteReasonUnsupportedValue, field(fmt.Sprintf("headers[%d].%s", k, sub)), "%v", err)
+			continue
+		}
+		ms.match.Headers = append(ms.match.Headers, ir.HeaderMatch{Name: name, Type: t, Value: h.Value})
+	}
+	clear(seen)
+	for k, q := range m.QueryParams {
+		name := string(q.Name)
+		if !ir.ValidToken(name) {
+			rule.fail(gwv1.RouteReasonUnsupportedValue, field(fmt.Sprintf("queryParams[%d].name", k)), "%q is not a valid query parameter name", name)
+			continue
+		}
+		if seen[name] {
+			continue // only the first match of a name counts
+		}
+		seen[name] = true
+		t, sub, err := stringMatch((*string)(q.Type), q.Value)
+		if err != nil {
+			rule.fail(gwv1.RouteReasonUnsupportedValue, field(fmt.Sprintf("queryParams[%d].%s", k, sub)), "%v", err)
+			continue
+		}
+		ms.match.Query = append(ms.match.Query, ir.QueryMatch{Name: name, Type: t, Value: q.Value})
+	}
+	if m.Method != nil {
+		if !httpMethods[*m.Method] {
+			rule.fail(gwv1.RouteReasonUnsupportedValue, field("method"), "unsupported method %q", *m.Method)
+		} else {
+			ms.match.Method = string(*m.Method)
+			ms.hasMethod = true
+		}
+	}
+	ms.headers, ms.query = len(ms.match.Headers), len(ms.match.Query)
+	return ms
+}
+
+// stringMatch checks a header or query match type (nil: Exact) and value.
+// On error it names the offending field ("type" or "value").
+func stringMatch(typ *string, value string) (ir.StringMatchType, string, error) {
+	t := "Exact"
+	if typ != nil {
+		t = *typ
+	}
+	switch t {
+	case "Exact":
+		return ir.MatchExact, "", nil
+	case "RegularExpression":
+		if _, err := regexp.Compile(value); err != nil {
+			return "", "value", fmt.Errorf("invalid RE2 regular expression %q: %v", value, err)
+		}
+		return ir.MatchRegex, "", nil
+	}
+	return "", "type", fmt.Errorf("unsupported match type %q", t)
+}
+
+// checkPath applies the API's rules for Exact and PathPrefix values.
+func checkPath(p string) error {
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Errorf("must start with /")
+	case strings.Contains(p, "//"):
+		return fmt.Errorf("must not contain //")
+	case strings.Contains(p, "/./") || strings.Contains(p, "/../") || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/.."):
+		return fmt.Errorf("must not contain . or .. segments")
+	case strings.Contains(strings.ToLower(p), "%2f"):
+		return fmt.Errorf("must not contain an encoded /")
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', strings.IndexByte("-/._~!$&'()*+,;=:@", c) >= 0:
+		case c == '%' && i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]):
+			i += 2
+		default:
+			return fmt.Errorf("contains %q, which is not allowed in a path", c)
+		}
+	}
+	return nil
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }

@@ -1,0 +1,49 @@
+package gateway
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+)
+
+// status renders this controller's part of a route's status, for every
+// route kind alike: one RouteParentStatus per resolved parentRef with
+// Accepted (the parent's verdict), ResolvedRefs (the route's backendRefs)
+// and, on accepted parents of a route with dropped rules,
+// PartiallyInvalid=True. It reads only the compiled route and its
+// resolved parents, so it is as reusable as they are.
+func (rs *routeState) status(controller gwv1.GatewayController) gwv1.RouteStatus {
+	gen := rs.generation
+	resolved := yes(string(gwv1.RouteReasonResolvedRefs), "All references are resolved")
+	if len(rs.refProblems) > 0 {
+		msgs := make([]string, len(rs.refProblems))
+		for i, p := range rs.refProblems {
+			msgs[i] = p.msg
+		}
+		resolved = no(rs.refProblems[0].reason, "%s", joinProblems(msgs))
+	}
+	st := gwv1.RouteStatus{Parents: make([]gwv1.RouteParentStatus, 0, len(rs.parents))}
+	for _, ps := range rs.parents {
+		conds := []metav1.Condition{
+			ps.accepted.condition(string(gwv1.RouteConditionAccepted), gen),
+			resolved.condition(string(gwv1.RouteConditionResolvedRefs), gen),
+		}
+		if ps.accepted.ok && len(rs.invalid) > 0 {
+			conds = append(conds, yes(string(gwv1.RouteReasonUnsupportedValue), "Dropped Rule(s): "+joinProblems(ruleProblems(rs.invalid))).
+				condition(string(gwv1.RouteConditionPartiallyInvalid), gen))
+		}
+		st.Parents = append(st.Parents, gwv1.RouteParentStatus{
+			ParentRef:      ps.ref,
+			ControllerName: controller,
+			Conditions:     conds,
+		})
+	}
+	return st
+}
+
+func ruleProblems(rules []*ruleState) []string {
+	out := make([]string, len(rules))
+	for i, r := range rules {
+		out[i] = r.problem
+	}
+	return out
+}
