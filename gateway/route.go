@@ -147,25 +147,36 @@ func (t *translator) processRoutes() {
 	}
 }
 
+// maxScannedHostnames is the most hostnames compileRoute dedupes by scanning.
+const maxScannedHostnames = 16
+
 // compileRoute compiles what every kind shares (identity, hostnames) and
 // has the kind compile its rules.
 func (t *translator) compileRoute(k *routeKind, r route) *routeState {
 	m := r.meta()
 	rs := &routeState{kind: k, src: r, key: input.Key{Namespace: m.Namespace, Name: m.Name}, generation: m.Generation, created: m.CreationTimestamp}
+	// The API allows 16 hostnames, which a scan dedupes faster than a map;
+	// input that did not pass API validation may hold many more.
+	hostnames := r.hostnames()
 	var seen map[string]bool
-	for i, h := range r.hostnames() {
+	if len(hostnames) > maxScannedHostnames {
+		seen = make(map[string]bool, len(hostnames))
+	}
+	for i, h := range hostnames {
 		hs := string(h)
 		if !validHostname(hs, true) {
 			rs.problems = append(rs.problems, fmt.Sprintf("%s %s: spec.hostnames[%d]: %q is not a valid hostname", k.kind, rs.key, i, hs))
 			continue
 		}
-		if seen == nil {
-			seen = map[string]bool{}
-		}
-		if !seen[hs] {
+		if seen != nil {
+			if seen[hs] {
+				continue
+			}
 			seen[hs] = true
-			rs.hostnames = append(rs.hostnames, hs)
+		} else if contains(rs.hostnames, hs) {
+			continue
 		}
+		rs.hostnames = append(rs.hostnames, hs)
 	}
 	r.compileRules(t, rs)
 	for _, rule := range rs.rules {
