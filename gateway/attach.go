@@ -5,19 +5,19 @@ import (
 	"strings"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
-
-	"github.com/nodemesh/nodemesh/mesh/input"
 )
 
-// parentState is one parentRef of a route to one of our Gateways, and
-// what it resolved to.
+// parentState is one parentRef of a route to one of our Gateways (the
+// Gateway is gatewayKey(ref, route namespace)), and what it resolved to.
 type parentState struct {
 	ref      gwv1.ParentReference
-	gateway  input.Key
 	accepted verdict
 	// hits are the listeners that admit the route through this parentRef
 	// (none unless accepted).
 	hits []listenerHit
+	// hit0 holds hits when there is one, the usual case, saving an
+	// allocation per route and translation.
+	hit0 [1]listenerHit
 }
 
 // listenerHit is one listener a route attaches to and the hostnames it is
@@ -37,8 +37,7 @@ func (t *translator) attach(rs *routeState) {
 		if !isGatewayRef(pr) {
 			continue // e.g. a Service parent (GAMMA): not a Gateway's business
 		}
-		k := gatewayKey(pr, rs.key.Namespace)
-		gs := t.gateways[k]
+		gs := t.gateways[gatewayKey(pr, rs.key.Namespace)]
 		if gs == nil {
 			continue // not one of our Gateways: another controller reports it
 		}
@@ -57,9 +56,9 @@ func (t *translator) attach(rs *routeState) {
 // NoMatchingListenerHostname. The answer depends only on the compiled
 // route, the Gateway's listeners and the labels of the route's namespace.
 func (t *translator) resolveParent(rs *routeState, pr gwv1.ParentReference, gs *gatewayState) *parentState {
-	ps := &parentState{ref: *pr.DeepCopy(), gateway: gs.key}
+	ps := &parentState{ref: *pr.DeepCopy()}
 	var selected, kindOK, allowed int
-	var hits []listenerHit
+	hits := ps.hit0[:0]
 	for i, ls := range gs.listeners {
 		if pr.SectionName != nil && string(*pr.SectionName) != ls.name {
 			continue

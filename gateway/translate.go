@@ -162,6 +162,9 @@ func (t *translator) result() *Result {
 	if !slices.IsSortedFunc(t.routes, byKey) {
 		slices.SortFunc(t.routes, byKey)
 	}
+	if len(t.routes) > 0 {
+		r.Routes = make([]RouteStatus, 0, len(t.routes))
+	}
 	for _, rs := range t.routes {
 		if len(rs.parents) > 0 {
 			r.Routes = append(r.Routes, RouteStatus{Kind: rs.kind.kind, Key: rs.key, Status: rs.status(t.opts.ControllerName)})
