@@ -139,7 +139,8 @@
 //   - routestatus.go: the route status writer, producing gwv1.RouteStatus
 //     (parents with Accepted, ResolvedRefs and PartiallyInvalid), the part
 //     every kind's status shares; Result.Routes carries it with the kind.
-//   - build.go turns attached routes' rules into IR; it never sees a kind.
+//   - build.go turns attached routes' rules into IR; the kind enters
+//     only through IR route names.
 //
 // A new kind (GRPCRoute, TLSRoute, TCPRoute, UDPRoute) is a row in
 // routeKinds, a file <kind>.go with the wrapper type implementing route
