@@ -116,8 +116,38 @@ const (
 	// EnforcedPrevious: the current version was rejected (Error says
 	// why); the last accepted version stays in force.
 	EnforcedPrevious PolicyState = "EnforcedPrevious"
-	// Rejected: no version of the policy is in force.
+	// Pending: the current version was accepted but some of its rules
+	// are not in force yet; Reason says what they wait for and Message
+	// what happens to their traffic meanwhile (it is blocked or the
+	// previous rules apply, never let through unchecked).
+	Pending PolicyState = "Pending"
+	// Rejected: no version of the policy is in force; the endpoints it
+	// selects are held closed (Reason FailClosed, see doc.go).
 	Rejected PolicyState = "Rejected"
+)
+
+// Reasons qualify a state.
+const (
+	// ReasonFailClosed: the policy (or, for EnforcedPrevious, the part
+	// of the current version the previous one does not cover) is
+	// rejected and the endpoints it selects are held closed; Message
+	// says how.
+	ReasonFailClosed = "FailClosed"
+	// ReasonWaitingForAuthentication: rules require authentication
+	// (authentication.mode required) and no authentication provider runs
+	// on this node; the flows they allow stay blocked.
+	ReasonWaitingForAuthentication = "WaitingForAuthentication"
+	// ReasonWaitingForProxies: the datapath rows wait for the node's
+	// proxies to acknowledge the listeners they redirect to (set by the
+	// agent); the previous rows are in force.
+	ReasonWaitingForProxies = "WaitingForProxies"
+	// ReasonDatapathError: the datapath refused the rows (set by the
+	// agent); the previous rows are in force.
+	ReasonDatapathError = "DatapathError"
+	// ReasonProxyRejected: a proxy rejected the L7 configuration (set by
+	// the agent); the traffic the policy redirects to the proxy is
+	// dropped until a proxy accepts a configuration.
+	ReasonProxyRejected = "ProxyRejected"
 )
 
 // PolicyStatus is the verdict on one policy object.
@@ -126,12 +156,34 @@ type PolicyStatus struct {
 	Namespace string      `json:"namespace,omitempty"`
 	Name      string      `json:"name"`
 	State     PolicyState `json:"state"`
+	// Reason and Message qualify State (see the Reason constants).
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
 	// Error names the rule and field that made the current version
 	// unacceptable.
 	Error    string   `json:"error,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
-	// Selected counts the local endpoints the enforced version selects.
+	// Selected counts the local endpoints the enforced version selects,
+	// plus those a rejected version holds closed.
 	Selected int `json:"selected"`
+	// Proxied: some traffic the enforced version allows is redirected
+	// to the node's proxy, so the policy depends on the proxy's L7
+	// configuration.
+	Proxied bool `json:"proxied,omitempty"`
+}
+
+// note sets the reason (the first one stays) and appends to the message.
+func (ps *PolicyStatus) note(reason, msg string) {
+	if ps.Reason == "" {
+		ps.Reason = reason
+	}
+	if msg == "" {
+		return
+	}
+	if ps.Message != "" {
+		ps.Message += "; "
+	}
+	ps.Message += msg
 }
 
 // ErrInvalidOptions is returned by New for unusable Options.
@@ -184,6 +236,9 @@ type candidate struct {
 	cur      *parsed
 	curErr   error
 	previous *parsed
+	// scope is what the current version restricts, held closed when it
+	// is rejected.
+	scope []scopeRule
 }
 
 // Compile computes identities, datapath rows and proxy policy for in.
@@ -207,6 +262,10 @@ func (c *Compiler) Compile(in Input) *Result {
 
 	t := newTable()
 	good := map[source]*parsed{}
+	// owner maps the rules of accepted versions to their policy, for
+	// Proxied.
+	owner := map[*rule]int{}
+	var closed []*contribution
 	for _, cd := range cands {
 		ps := PolicyStatus{Kind: cd.src.kind, Namespace: cd.src.namespace, Name: cd.src.name, State: Rejected}
 		var versions []*parsed
@@ -218,6 +277,8 @@ func (c *Compiler) Compile(in Input) *Result {
 		if cd.previous != nil {
 			versions = append(versions, cd.previous)
 		}
+		// keep: what the enforced previous version speaks for.
+		var keep map[groupKey]bool
 		for i, v := range versions {
 			contribs, selected, err := ev.evaluate(v)
 			if err == nil {
@@ -235,19 +296,59 @@ func (c *Compiler) Compile(in Input) *Result {
 			good[cd.src] = v
 			ps.Selected = selected
 			ps.Warnings = v.warnings
+			for _, r := range v.rules {
+				owner[r] = len(res.Policies)
+			}
 			if v == cd.cur {
 				ps.State = Enforced
 			} else {
 				ps.State = EnforcedPrevious
+				keep = map[groupKey]bool{}
+				for _, c := range contribs {
+					keep[groupKey{c.subject, c.rule.dir}] = true
+				}
+			}
+			if hasAuth(contribs) {
+				if ps.State == Enforced {
+					ps.State = Pending
+				}
+				ps.note(ReasonWaitingForAuthentication, "rules require authentication (authentication.mode required) and no authentication provider runs on this node; the flows they allow stay blocked")
 			}
 			break
 		}
+		if ps.State == Rejected || ps.State == EnforcedPrevious {
+			cs, n := ev.closedScope(cd.src, cd.scope, keep)
+			if len(cs) > 0 {
+				closed = append(closed, cs...)
+				ps.Selected += n
+				ps.note(ReasonFailClosed, closedMessage(cs))
+			}
+		}
 		res.Policies = append(res.Policies, ps)
 	}
+	// Markers and deny rows carry no L7 kind, so they never conflict:
+	// add cannot fail here.
+	_ = t.add(closed)
 	c.good = good
 	res.Datapath = t.rows(c.opts.Listeners, res.Cookies)
 	res.L7 = t.l7(ev, c.opts)
+	for r := range t.proxiedRules() {
+		if i, ok := owner[r]; ok {
+			res.Policies[i].Proxied = true
+		}
+	}
 	return res
+}
+
+// hasAuth reports whether contributions allow flows only with
+// authentication.
+func hasAuth(cs []*contribution) bool {
+	for _, c := range cs {
+		if !c.mark && !c.rule.deny && c.rule.auth {
+			return true
+		}
+	}
+	return false
 }
 
 // parseAll parses every policy in a fixed order — cluster-wide policies,
@@ -264,13 +365,17 @@ func (c *Compiler) parseAll(in Input) []candidate {
 		return nil
 	}
 	var out []candidate
-	addCand := func(src source, p *parsed, err error) {
+	addCand := func(src source, p *parsed, err error, scope func() []scopeRule) {
 		cd := candidate{src: src, cur: p, curErr: err}
 		if err != nil {
 			cd.cur = nil
 			cd.curErr = fmt.Errorf("%s: %w", src, err)
 			cd.previous = c.good[src]
-		} else if prev := c.good[src]; prev != nil && prev != p {
+			cd.scope = scope()
+		} else {
+			cd.scope = p.scope()
+		}
+		if prev := c.good[src]; err == nil && prev != nil && prev != p {
 			// A valid update can still conflict with other policies;
 			// the previous version is the fallback then.
 			cd.previous = prev
@@ -282,21 +387,21 @@ func (c *Compiler) parseAll(in Input) []candidate {
 	for _, p := range ccnps {
 		src := source{kind: KindCCNP, name: p.Name}
 		v, err := parseCilium(src, p.Spec, p.Specs, c.opts.ClusterName, secrets)
-		addCand(src, v, err)
+		addCand(src, v, err, func() []scopeRule { return scopeCilium(src, p.Spec, p.Specs) })
 	}
 	cnps := append([]*ciliumv2.CiliumNetworkPolicy(nil), in.CiliumNetworkPolicies...)
 	sort.Slice(cnps, func(i, j int) bool { return less(cnps[i].Namespace, cnps[i].Name, cnps[j].Namespace, cnps[j].Name) })
 	for _, p := range cnps {
 		src := source{kind: KindCNP, namespace: p.Namespace, name: p.Name}
 		v, err := parseCilium(src, p.Spec, p.Specs, c.opts.ClusterName, secrets)
-		addCand(src, v, err)
+		addCand(src, v, err, func() []scopeRule { return scopeCilium(src, p.Spec, p.Specs) })
 	}
 	knps := append([]*networkingv1.NetworkPolicy(nil), in.NetworkPolicies...)
 	sort.Slice(knps, func(i, j int) bool { return less(knps[i].Namespace, knps[i].Name, knps[j].Namespace, knps[j].Name) })
 	for _, p := range knps {
 		src := source{kind: KindKNP, namespace: p.Namespace, name: p.Name}
 		v, err := parseKNP(p)
-		addCand(src, v, err)
+		addCand(src, v, err, func() []scopeRule { return scopeKNP(p) })
 	}
 	return out
 }

@@ -85,8 +85,152 @@ func TestBadUpdateKeepsPreviousVersion(t *testing.T) {
 	// version coming back is simply rejected.
 	compileYAML(t, c, twoPods)
 	again := compileYAML(t, c, twoPods+policyYAML("p", "/v1/("))
-	if st := again.Policies[0]; st.State != Rejected || len(again.Datapath.Entries) != 0 || again.L7 != nil {
-		t.Fatalf("re-added bad policy: %+v, %d rows", st, len(again.Datapath.Entries))
+	// Without a previous version it holds api's ingress closed: its L7
+	// rules could have narrowed other policies, so nothing gets in.
+	st = again.Policies[0]
+	if st.State != Rejected || st.Reason != ReasonFailClosed || again.L7 != nil || len(again.Datapath.Entries) != 1 {
+		t.Fatalf("re-added bad policy: %+v, rows %+v", st, again.Datapath.Entries)
+	}
+	if e := again.Datapath.Entries[0]; e.Verdict != datapath.Deny || e.Remote != datapath.IdentityAny || e.Proto != datapath.ProtoAny || e.Direction != datapath.Ingress {
+		t.Fatalf("fail-closed row %+v", e)
+	}
+}
+
+// verdict asks the datapath's reference model what happens to a flow.
+func verdict(t *testing.T, res *Result, subject, remote string, dir datapath.Direction, port uint16) datapath.Verdict {
+	t.Helper()
+	id := func(pod string) datapath.Identity {
+		for _, ep := range res.Identities.Endpoints {
+			if ep.Pod.Name == pod {
+				return datapath.Identity(ep.Identity)
+			}
+		}
+		t.Fatalf("no endpoint %s", pod)
+		return 0
+	}
+	return res.Datapath.Index().Decide(datapath.Query{Subject: id(subject), Remote: id(remote), Direction: dir,
+		Proto: datapath.ProtoTCP, Port: port}).Verdict
+}
+
+// TestRejectedPolicyFailsClosed: a rejected policy never leaves the
+// endpoints it selects with less enforcement than its accepted version
+// would have. Without deny, authentication or L7 rules in a direction,
+// its endpoints are in default deny there and other policies' allows
+// still pass; with them the direction is blocked, its own valid sibling
+// rules included.
+func TestRejectedPolicyFailsClosed(t *testing.T) {
+	other := `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web-to-api}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  egress:
+  - toEndpoints: [{matchLabels: {app: api}}]
+    toPorts:
+    - ports: [{port: "80", protocol: TCP}]
+---
+`
+	fqdn := `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: fqdn}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  egress:
+  - toEndpoints: [{matchLabels: {app: api}}]
+    toPorts:
+    - ports: [{port: "8080", protocol: TCP}]
+  - toFQDNs: [{matchName: example.com}]
+`
+	res := compileYAML(t, mustNew(t, nil), twoPods+other+fqdn)
+	if st := res.Policies[0]; st.Name != "fqdn" || st.State != Rejected || st.Reason != ReasonFailClosed || st.Selected != 1 ||
+		!strings.Contains(st.Error, "spec.egress[1].toFQDNs") || !strings.Contains(st.Message, "egress of the endpoints it selects is in default deny") {
+		t.Fatalf("status %+v", st)
+	}
+	if v := verdict(t, res, "web", "api", datapath.Egress, 80); v != datapath.Allow {
+		t.Errorf("web→api:80, allowed by another policy: %s", v)
+	}
+	// Its own sibling rule (8080) is not applied: the policy is rejected whole.
+	for _, port := range []uint16{8080, 443} {
+		if v := verdict(t, res, "web", "api", datapath.Egress, port); v != datapath.Deny {
+			t.Errorf("web→api:%d: %s, want dropped", port, v)
+		}
+	}
+
+	// With an L7 rule that does not parse, ingress is blocked entirely,
+	// even what another policy allows.
+	ingressOK := `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: allow-web}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: web}}]
+---
+`
+	res = compileYAML(t, mustNew(t, nil), twoPods+ingressOK+policyYAML("bad", "/v1/("))
+	if st := res.Policies[1]; st.Name != "bad" || st.State != Rejected || !strings.Contains(st.Message, "ingress of the endpoints it selects is blocked entirely") {
+		t.Fatalf("status %+v", st)
+	}
+	for _, port := range []uint16{80, 22} {
+		if v := verdict(t, res, "api", "web", datapath.Ingress, port); v != datapath.Deny {
+			t.Errorf("web→api:%d: %s, want dropped", port, v)
+		}
+	}
+}
+
+// TestRejectedUpdateClosesWhatPreviousDoesNotCover: a rejected update
+// keeps the previous version for the endpoints and directions it
+// covers, and holds closed what only the update covers.
+func TestRejectedUpdateClosesWhatPreviousDoesNotCover(t *testing.T) {
+	c := mustNew(t, nil)
+	v1 := policyYAML("p", "/v1/.*")
+	first := compileYAML(t, c, twoPods+v1)
+	// The update also selects web (every endpoint of the namespace) and
+	// carries a broken regex.
+	v2 := strings.Replace(policyYAML("p", "/v1/("), "endpointSelector: {matchLabels: {app: api}}", "endpointSelector: {}", 1)
+	second := compileYAML(t, c, twoPods+v2)
+	st := second.Policies[0]
+	if st.State != EnforcedPrevious || st.Reason != ReasonFailClosed || st.Selected != 2 {
+		t.Fatalf("status %+v", st)
+	}
+	if diff := cmp.Diff(first.L7, second.L7); diff != "" {
+		t.Errorf("the previous version's L7 policy changed (-before +after):\n%s", diff)
+	}
+	if v := verdict(t, second, "api", "web", datapath.Ingress, 80); v != datapath.Redirect {
+		t.Errorf("web→api:80 under the previous version: %s, want redirect", v)
+	}
+	if v := verdict(t, second, "web", "api", datapath.Ingress, 80); v != datapath.Deny {
+		t.Errorf("api→web:80, selected only by the rejected update: %s, want dropped", v)
+	}
+}
+
+// TestAuthenticationIsPending: no authentication provider runs, so a
+// policy requiring authentication is not reported Enforced, and its rows
+// keep the flows blocked until an auth entry exists.
+func TestAuthenticationIsPending(t *testing.T) {
+	auth := `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: auth}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: web}}]
+    authentication: {mode: required}
+`
+	res := compileYAML(t, mustNew(t, nil), twoPods+auth)
+	st := res.Policies[0]
+	if st.State != Pending || st.Reason != ReasonWaitingForAuthentication || !strings.Contains(st.Message, "no authentication provider") {
+		t.Fatalf("status %+v", st)
+	}
+	d := res.Datapath.Index().Decide(datapath.Query{Subject: datapath.Identity(res.Local[0].Identity),
+		Remote: datapath.Identity(res.Local[1].Identity), Direction: datapath.Ingress, Proto: datapath.ProtoTCP, Port: 80})
+	if d.Verdict != datapath.Allow || d.Auth == datapath.AuthNone {
+		t.Fatalf("decision %+v: the flow must need an auth entry", d)
+	}
+	// Without the requirement the same policy is simply Enforced.
+	res = compileYAML(t, mustNew(t, nil), twoPods+strings.Replace(auth, "authentication: {mode: required}", "authentication: {mode: disabled}", 1))
+	if st := res.Policies[0]; st.State != Enforced || st.Reason != "" {
+		t.Fatalf("status %+v", st)
 	}
 }
 

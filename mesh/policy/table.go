@@ -89,6 +89,37 @@ func (t *table) add(cs []*contribution) error {
 	return nil
 }
 
+// proxiedRules are the rules allowing flows the datapath redirects to
+// the proxy: those on a port with L7 rules, and the L3-only and any-port
+// rules of the same endpoint, whose allow-all policies the proxy applies
+// on such a port (see l7).
+func (t *table) proxiedRules() map[*rule]bool {
+	out := map[*rule]bool{}
+	for _, g := range t.groups {
+		l7 := false
+		for _, f := range g.filters {
+			if f.kind == l7None {
+				continue
+			}
+			l7 = true
+			for _, c := range f.allows {
+				out[c.rule] = true
+			}
+		}
+		if !l7 {
+			continue
+		}
+		for _, wide := range []l4{{datapath.ProtoAny, 0}, {datapath.ProtoTCP, 0}} {
+			if wf := g.filters[wide]; wf != nil {
+				for _, c := range wf.allows {
+					out[c.rule] = true
+				}
+			}
+		}
+	}
+	return out
+}
+
 func conflict(c *contribution, other l7Kind, otherRule string) error {
 	return fmt.Errorf("%s: %s rules on %s %s of identity %d conflict with the %s rules of %s on the same port",
 		c.rule.name, c.kind(), c.rule.dir, c.key, c.subject, other, otherRule)
