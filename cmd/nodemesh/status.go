@@ -150,7 +150,7 @@ func printPolicy(w io.Writer, p *agent.PolicyStatus) {
 		fmt.Fprintln(w, "datapath error (previous tables in force):", p.DatapathError)
 	}
 	if p.ProxyError != "" {
-		fmt.Fprintln(w, "proxy rejected the policy configuration (previous one in force):", p.ProxyError)
+		fmt.Fprintln(w, "proxy rejected the policy configuration (the flows redirected to it are dropped):", p.ProxyError)
 	}
 	for _, pr := range p.Problems {
 		fmt.Fprintln(w, "problem:", pr)
@@ -161,13 +161,17 @@ func printPolicy(w io.Writer, p *agent.PolicyStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tSTATE\tSELECTED\tDETAIL")
 	for _, ps := range p.Policies {
-		detail := ps.Error
-		for _, wmsg := range ps.Warnings {
-			if detail != "" {
-				detail += "; "
-			}
-			detail += "warning: " + wmsg
+		var parts []string
+		if ps.Reason != "" {
+			parts = append(parts, ps.Reason+": "+ps.Message)
 		}
+		if ps.Error != "" {
+			parts = append(parts, ps.Error)
+		}
+		for _, wmsg := range ps.Warnings {
+			parts = append(parts, "warning: "+wmsg)
+		}
+		detail := strings.Join(parts, "; ")
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", ps.Kind, ps.Namespace, ps.Name, ps.State, ps.Selected, detail)
 	}
 	tw.Flush()

@@ -19,6 +19,8 @@ func TestPrintStatusShowsPolicy(t *testing.T) {
 				{Kind: "CiliumNetworkPolicy", Namespace: "default", Name: "rule1", State: policy.Enforced, Selected: 2},
 				{Kind: "CiliumNetworkPolicy", Namespace: "default", Name: "broken", State: policy.EnforcedPrevious,
 					Error: "specs[0].ingress[0].toPorts[0].rules.http[0].path: invalid RE2"},
+				{Kind: "CiliumNetworkPolicy", Namespace: "default", Name: "mutual", State: policy.Pending,
+					Reason: policy.ReasonWaitingForAuthentication, Message: "no authentication provider runs on this node"},
 			},
 		},
 	}
@@ -29,6 +31,7 @@ func TestPrintStatusShowsPolicy(t *testing.T) {
 		"Network policy: 3 identities, 2 local endpoints, 7 datapath rows",
 		"datapath error (previous tables in force): map full",
 		"rule1", "Enforced ", "broken", "EnforcedPrevious", "rules.http[0].path: invalid RE2",
+		"mutual", "Pending ", "WaitingForAuthentication: no authentication provider runs on this node",
 		"(none has connected)",
 	} {
 		if !strings.Contains(out, want) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -72,6 +71,12 @@ type policyState struct {
 	endpoints map[string]uint16 // pod → endpoint id, sticky
 	nextID    uint16
 	status    PolicyStatus
+	// The publication the current compilation rode in, and whether any
+	// of its rows redirect to the proxy (only then does a proxy's
+	// rejection concern policy).
+	versions    map[string]string
+	publishedAt time.Time
+	redirects   bool
 }
 
 // compilePolicy runs policy compilation for a snapshot (nil when the agent
@@ -110,12 +115,16 @@ func resolverFor(st *identity.State) flow.Resolver {
 
 // syncDatapath makes the datapath match a compilation. Endpoints and the
 // ipcache are written at once; policy rows too, unless they redirect to a
-// listener the datapath did not redirect to before: then they wait (on
-// another goroutine) until every connected proxy acknowledged versions,
-// the publication that carries that listener (Cilium's ACK completions),
-// or ackWait passed.
+// listener the datapath did not redirect to before: then they wait until
+// every connected proxy acknowledged versions, the publication that
+// carries that listener (Cilium's ACK completions), or ackWait passed.
+// Meanwhile, and for as long as this compilation is current, the agent
+// follows the proxies (followProxies): when one rejects the publication,
+// the rows that redirect to the proxy are replaced by drops, since the
+// proxy keeps running its previous L7 configuration.
 func (a *Agent) syncDatapath(res *policy.Result, versions map[string]string) {
 	ps := &a.pol
+	wanted := redirectPorts(res.Datapath)
 	ps.mu.Lock()
 	ps.gen++
 	gen := ps.gen
@@ -126,6 +135,8 @@ func (a *Agent) syncDatapath(res *policy.Result, versions map[string]string) {
 		}
 	}
 	ps.status = st
+	ps.versions, ps.publishedAt, ps.redirects = versions, time.Now(), len(wanted) > 0
+	since := ps.publishedAt
 	ps.mu.Unlock()
 	if a.cfg.Datapath == nil {
 		return
@@ -134,7 +145,11 @@ func (a *Agent) syncDatapath(res *policy.Result, versions map[string]string) {
 		a.setDatapathError(gen, err)
 		return
 	}
-	wanted := redirectPorts(res.Datapath)
+	if len(wanted) == 0 {
+		// Nothing depends on the proxy.
+		a.syncPolicy(gen, res.Datapath, wanted)
+		return
+	}
 	ps.mu.Lock()
 	fresh := false
 	for p := range wanted {
@@ -142,18 +157,23 @@ func (a *Agent) syncDatapath(res *policy.Result, versions map[string]string) {
 			fresh = true
 		}
 	}
-	if fresh {
-		ps.status.DatapathPending = true
-	}
 	ps.mu.Unlock()
-	if !fresh {
+	state := rowsNone
+	switch view := proxyView(a.cfg.Publisher.Proxies(), versions, since); {
+	case view.rejected != "":
+		a.syncPolicy(gen, dropRedirects(res.Datapath), nil)
+		state = rowsClosed
+	case !fresh:
 		a.syncPolicy(gen, res.Datapath, wanted)
-		return
+		state = rowsCompiled
+	default:
+		ps.mu.Lock()
+		if ps.gen == gen {
+			ps.status.DatapathPending = true
+		}
+		ps.mu.Unlock()
 	}
-	go func() {
-		a.waitForProxies(gen, versions)
-		a.syncPolicy(gen, res.Datapath, wanted)
-	}()
+	go a.followProxies(gen, res.Datapath, versions, since, wanted, state)
 }
 
 // syncTables writes endpoints, ipcache and attachments.
@@ -225,30 +245,6 @@ func (ps *policyState) allocEndpointID() uint16 {
 	}
 }
 
-func (a *Agent) waitForProxies(gen uint64, versions map[string]string) {
-	deadline := time.Now().Add(ackWait)
-	for time.Now().Before(deadline) {
-		a.pol.mu.Lock()
-		superseded := a.pol.gen != gen
-		a.pol.mu.Unlock()
-		if superseded {
-			return
-		}
-		connected, acked := 0, true
-		for _, p := range a.cfg.Publisher.Proxies() {
-			if p.Connected {
-				connected++
-				acked = acked && p.AckedAll(versions)
-			}
-		}
-		if connected > 0 && acked {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	a.log.Warn("writing redirect rows before every proxy acknowledged the policy listeners", "waited", ackWait)
-}
-
 func (a *Agent) syncPolicy(gen uint64, p datapath.Policy, ports map[uint16]bool) {
 	a.pol.mu.Lock()
 	defer a.pol.mu.Unlock()
@@ -295,21 +291,42 @@ func dedupInts(xs []int) []int {
 	return out
 }
 
-// policyStatus returns a copy of the policy status, with the first
-// rejection of the published versions that names a policy resource.
-func (a *Agent) policyStatus(versions map[string]string, proxies []dataplane.Proxy) *PolicyStatus {
+// policyStatus returns a copy of the policy status, with what the
+// datapath and the proxies make of it applied to every policy: while its
+// rows wait for the proxies or the datapath refused them, an accepted
+// policy is Pending; when a proxy rejected the publication, a policy whose
+// traffic goes through the proxy is Rejected (its redirected flows are
+// dropped).
+func (a *Agent) policyStatus(proxies []dataplane.Proxy) *PolicyStatus {
 	if a.cfg.Policy == nil {
 		return nil
 	}
 	a.pol.mu.Lock()
 	st := a.pol.status
+	versions, since, redirects := a.pol.versions, a.pol.publishedAt, a.pol.redirects
 	a.pol.mu.Unlock()
-	for _, p := range proxies {
-		for _, ts := range p.Types {
-			if p.Connected && ts.Nack != nil && ts.Nack.Version == versions[ts.Type] && strings.Contains(ts.Nack.Message, "policy/") {
-				st.ProxyError = fmt.Sprintf("proxy %s rejected %s version %s: %s", p.Node, ts.Type, ts.Nack.Version, ts.Nack.Message)
-				return &st
+	st.Policies = append([]policy.PolicyStatus(nil), st.Policies...)
+	view := proxyView(proxies, versions, since)
+	if redirects && view.rejected != "" {
+		st.ProxyError = view.rejected
+	}
+	for i := range st.Policies {
+		p := &st.Policies[i]
+		accepted := p.State == policy.Enforced || p.State == policy.Pending
+		switch {
+		case st.ProxyError != "" && p.Proxied && p.State != policy.Rejected:
+			p.State = policy.Rejected
+			p.Reason, p.Message = policy.ReasonProxyRejected, "the traffic it redirects to the proxy is dropped until a proxy accepts a configuration"
+			if p.Error != "" {
+				p.Error += "; "
 			}
+			p.Error += st.ProxyError
+		case accepted && st.DatapathError != "":
+			p.State = policy.Pending
+			p.Reason, p.Message = policy.ReasonDatapathError, "the datapath refused the rows, the previous ones are in force: "+st.DatapathError
+		case accepted && st.DatapathPending:
+			p.State = policy.Pending
+			p.Reason, p.Message = policy.ReasonWaitingForProxies, "the rows wait for the node's proxies to acknowledge the listeners they redirect to; the previous rows are in force"
 		}
 	}
 	return &st

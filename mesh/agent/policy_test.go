@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/ir"
 	"github.com/nodemesh/nodemesh/mesh/policy"
 )
 
@@ -135,6 +137,10 @@ func TestRedirectWaitsForProxyAck(t *testing.T) {
 	if st := a.Status().Policy; st == nil || !st.DatapathPending || st.Endpoints != 2 || st.Rows != 2 {
 		t.Fatalf("status while waiting: %+v", st)
 	}
+	// Not enforced yet, and the status says so.
+	if ps := a.Status().Policy.Policies[0]; ps.State != policy.Pending || ps.Reason != policy.ReasonWaitingForProxies {
+		t.Fatalf("policy status while waiting: %+v", ps)
+	}
 	pub.mu.Lock()
 	pub.proxies[0].Types = []dataplane.TypeState{{Type: "Listener", Acked: "v1"}}
 	pub.mu.Unlock()
@@ -153,6 +159,9 @@ func TestRedirectWaitsForProxyAck(t *testing.T) {
 	}
 	if len(rows) != 2 || rows[0].Verdict != datapath.Redirect || len(eps) != 2 || eps[0].IfIndex != 7 {
 		t.Errorf("rows %+v endpoints %+v", rows, eps)
+	}
+	if ps := a.Status().Policy.Policies[0]; ps.State != policy.Enforced || ps.Reason != "" {
+		t.Fatalf("policy status once written: %+v", ps)
 	}
 
 	// The same listener again (a rule change): rows are written at once.
@@ -269,5 +278,139 @@ func TestPolicyNackReachesPolicyStatus(t *testing.T) {
 	st := a.Status()
 	if !strings.Contains(st.Policy.ProxyError, `proxy p rejected Listener version v1: listener "policy/ingress/http"`) {
 		t.Fatalf("policy status: %+v", st.Policy)
+	}
+}
+
+// ecdsRecorder publishes like recorder and also reports a version of
+// the filter configurations (ECDS) whenever L7 policy is published.
+type ecdsRecorder struct{ *recorder }
+
+func (r ecdsRecorder) Publish(ctx context.Context, cfg *ir.Config) (dataplane.Publication, error) {
+	pub, err := r.recorder.Publish(ctx, cfg)
+	if err == nil && cfg.Policy != nil {
+		pub.Versions["TypedExtensionConfig"] = "e" + pub.Versions["Listener"][1:]
+	}
+	return pub, err
+}
+
+// setProxy replaces the one proxy's view of the publication.
+func (r *recorder) setProxy(types ...dataplane.TypeState) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.proxies = []dataplane.Proxy{{Node: "p", Connected: true, Types: types}}
+}
+
+func (d *tables) rows() []datapath.PolicyEntry {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.policy.Entries
+}
+
+// TestProxyRejectionDropsRedirects: when a proxy rejects the L7 policy
+// configuration it keeps running its previous one, which may allow more;
+// so the agent turns the rows that redirect to the proxy into drops, and
+// the policies behind them are reported Rejected, until a configuration
+// is accepted again.
+func TestProxyRejectionDropsRedirects(t *testing.T) {
+	rec := &recorder{}
+	dp := &tables{}
+	a := newPolicyAgent(t, rec, dp, nil)
+	a.cfg.Publisher = ecdsRecorder{rec}
+	rec.setProxy()
+	apply := func(rules string) {
+		t.Helper()
+		if err := a.Apply(context.Background(), snapshotOf(t, strings.Replace(starWars, "RULES", rules, 1)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitRows := func(what string, verdict datapath.Verdict) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			rows := dp.rows()
+			if len(rows) == 2 && rows[0].Verdict == verdict && rows[1].Verdict == verdict {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: rows %+v, want every row %s", what, rows, verdict)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	apply(`rules: {http: [{method: POST, path: /v1/request-landing}]}`)
+	rec.setProxy(dataplane.TypeState{Type: "Listener", Acked: "v1"}, dataplane.TypeState{Type: "TypedExtensionConfig", Acked: "e1"})
+	waitRows("accepted", datapath.Redirect)
+
+	// A rule change the proxy rejects: it still runs the old rules.
+	apply(`rules: {http: [{method: GET, path: /v1/status}]}`)
+	rec.setProxy(dataplane.TypeState{Type: "Listener", Acked: "v2"}, dataplane.TypeState{Type: "TypedExtensionConfig", Acked: "e1",
+		Nack: &dataplane.Nack{Version: "e2", Message: `extension config "policy/ingress/http/rbac": typed_config(RBAC).rules.policies: bad`, Time: time.Now()}})
+	waitRows("rejected", datapath.Deny)
+	st := a.Status().Policy
+	ps := st.Policies[0]
+	if ps.State != policy.Rejected || ps.Reason != policy.ReasonProxyRejected || !strings.Contains(ps.Error, "proxy p rejected TypedExtensionConfig version e2") ||
+		!strings.Contains(ps.Error, "typed_config(RBAC).rules.policies") || !strings.Contains(st.ProxyError, "policy/ingress/http/rbac") {
+		t.Fatalf("policy status after the rejection: %+v (proxy error %q)", ps, st.ProxyError)
+	}
+
+	// A configuration the proxy accepts restores the redirects.
+	apply(`rules: {http: [{method: GET}]}`)
+	rec.setProxy(dataplane.TypeState{Type: "Listener", Acked: "v3"}, dataplane.TypeState{Type: "TypedExtensionConfig", Acked: "e3"})
+	waitRows("accepted again", datapath.Redirect)
+	if ps := a.Status().Policy.Policies[0]; ps.State != policy.Enforced {
+		t.Fatalf("policy status after recovery: %+v", ps)
+	}
+}
+
+// TestProxyRejectionBeforeRowsAreWritten: rows waiting for a new
+// listener are not written as redirects when the proxy rejects the
+// publication; the closed table goes in at once instead of after ackWait.
+func TestProxyRejectionBeforeRowsAreWritten(t *testing.T) {
+	rec := &recorder{}
+	dp := &tables{}
+	a := newPolicyAgent(t, rec, dp, nil)
+	rec.setProxy()
+	if err := a.Apply(context.Background(), snapshotOf(t, strings.Replace(starWars, "RULES", `rules: {http: [{}]}`, 1)), nil); err != nil {
+		t.Fatal(err)
+	}
+	rec.setProxy(dataplane.TypeState{Type: "Listener", Nack: &dataplane.Nack{Version: "v1", Message: `listener "policy/ingress/http": bad`, Time: time.Now()}})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rows := dp.rows()
+		if len(rows) == 2 {
+			for _, r := range rows {
+				if r.Verdict != datapath.Deny {
+					t.Fatalf("row %+v written while the proxy rejected its listener", r)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no rows written after the rejection: %+v", rows)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// failingTables refuses every policy table.
+type failingTables struct{ tables }
+
+func (f *failingTables) SyncPolicy(datapath.Policy) error { return errors.New("map full") }
+
+func TestDatapathErrorIsNotEnforced(t *testing.T) {
+	c, err := policy.New(policy.Options{Listeners: policy.Listeners{IngressHTTP: 15101, EgressHTTP: 15102, IngressKafka: 15103, EgressKafka: 15104}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Config{Publisher: &recorder{}, Policy: c, Datapath: &failingTables{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Apply(context.Background(), snapshotOf(t, strings.Replace(starWars, "RULES", "", 1)), nil); err != nil {
+		t.Fatal(err)
+	}
+	ps := a.Status().Policy.Policies[0]
+	if ps.State != policy.Pending || ps.Reason != policy.ReasonDatapathError || !strings.Contains(ps.Message, "map full") {
+		t.Fatalf("policy status: %+v", ps)
 	}
 }

@@ -44,7 +44,7 @@ func (a *Agent) Status() *Status {
 	a.mu.Unlock()
 	proxies := a.cfg.Publisher.Proxies()
 	out := st
-	out.Policy = a.policyStatus(st.Versions, proxies)
+	out.Policy = a.policyStatus(proxies)
 	out.Proxies = proxies
 	out.Gateways = make([]gateway.GatewayStatus, len(st.Gateways))
 	for i, g := range st.Gateways {
