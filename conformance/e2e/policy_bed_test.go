@@ -18,6 +18,7 @@ import (
 	"github.com/nodemesh/nodemesh/datapath"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
 	"github.com/nodemesh/nodemesh/mesh/agent"
+	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/policy"
@@ -52,6 +53,13 @@ func startPolicyNode(t *testing.T, workloads int) *policyNode {
 // traffic to the proxy (the caller does, e.g. with iptables TPROXY) and
 // the proxy connects upstream from the node's own address.
 func newPolicyNode(t *testing.T, workloads int, withDatapath bool) *policyNode {
+	t.Helper()
+	return newPolicyNodeWith(t, workloads, withDatapath, func(s *server.Server) dataplane.Publisher { return publish.New(s) })
+}
+
+// newPolicyNodeWith is newPolicyNode with the agent's publisher made by
+// publisher (e.g. one that makes the proxy reject updates).
+func newPolicyNodeWith(t *testing.T, workloads int, withDatapath bool, publisher func(*server.Server) dataplane.Publisher) *policyNode {
 	t.Helper()
 	bed := testbed.New(t, testbed.Config{Workloads: workloads})
 	log := slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -101,7 +109,7 @@ func newPolicyNode(t *testing.T, workloads int, withDatapath bool) *policyNode {
 		ifaces[w.IPv4], ifaces[w.IPv6] = w.HostIfIndex, w.HostIfIndex
 	}
 	cfg := agent.Config{
-		Publisher: publish.New(srv), AddressPool: gatewayPool, Logger: log,
+		Publisher: publisher(srv), AddressPool: gatewayPool, Logger: log,
 		Policy: compiler, HostIPs: []netip.Addr{testbed.NodeIPv4, testbed.NodeIPv6},
 		Interfaces: ifaces, Flows: n.flows,
 	}

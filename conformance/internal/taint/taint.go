@@ -4,8 +4,10 @@ import (
 	"context"
 	"sync/atomic"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
+	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -17,10 +19,12 @@ import (
 )
 
 // Publisher is a dataplane.Publisher over an xDS server. Set Armed to make
-// every following publication one the proxy must reject.
+// every following publication one the proxy must reject; ArmedFilters to
+// make the proxy reject only its RBAC filter configurations.
 type Publisher struct {
-	srv   *server.Server
-	Armed atomic.Bool
+	srv          *server.Server
+	Armed        atomic.Bool
+	ArmedFilters atomic.Bool
 }
 
 // New returns a disarmed Publisher publishing to srv.
@@ -42,6 +46,15 @@ func (p *Publisher) Publish(ctx context.Context, cfg *ir.Config) (dataplane.Publ
 					}
 				}
 			}
+		}
+	}
+	if p.ArmedFilters.Load() {
+		for i, ext := range res.ExtensionConfigs {
+			tainted, err := taintRBAC(ext)
+			if err != nil {
+				return dataplane.Publication{}, err
+			}
+			res.ExtensionConfigs[i] = tainted
 		}
 	}
 	up, err := p.srv.Update(ctx, res)
@@ -66,4 +79,22 @@ func addTracing(f *listenerv3.Filter) error {
 	}
 	f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
 	return nil
+}
+
+// taintRBAC returns a copy of an RBAC filter configuration with a field
+// the builtin proxy does not implement; other configurations unchanged.
+func taintRBAC(ext *corev3.TypedExtensionConfig) (*corev3.TypedExtensionConfig, error) {
+	r := &rbacfilterv3.RBAC{}
+	if !ext.GetTypedConfig().MessageIs(r) {
+		return ext, nil
+	}
+	if err := ext.GetTypedConfig().UnmarshalTo(r); err != nil {
+		return nil, err
+	}
+	r.ShadowRulesStatPrefix = "tainted_"
+	a, err := anypb.New(r)
+	if err != nil {
+		return nil, err
+	}
+	return &corev3.TypedExtensionConfig{Name: ext.GetName(), TypedConfig: a}, nil
 }
