@@ -112,12 +112,14 @@ type HTTPPolicy struct {
 // HTTPRequestRule is a conjunction; empty fields match everything.
 // Method, Path and Host are RE2 expressions matching the whole value of
 // the method, the path (with its query, as sent) and the Host header
-// (:authority).
+// (:authority). HeaderActions take no part in matching: they act on the
+// requests the policy matches (see HeaderAction).
 type HTTPRequestRule struct {
-	Method  string              `json:"method,omitempty"`
-	Path    string              `json:"path,omitempty"`
-	Host    string              `json:"host,omitempty"`
-	Headers []HeaderRequirement `json:"headers,omitempty"`
+	Method        string              `json:"method,omitempty"`
+	Path          string              `json:"path,omitempty"`
+	Host          string              `json:"host,omitempty"`
+	Headers       []HeaderRequirement `json:"headers,omitempty"`
+	HeaderActions []HeaderAction      `json:"headerActions,omitempty"`
 }
 
 // HeaderRequirement holds when the named header is present and, if
@@ -127,6 +129,41 @@ type HeaderRequirement struct {
 	Value   string `json:"value,omitempty"`
 	Present bool   `json:"present,omitempty"`
 }
+
+// HeaderAction is a Cilium headerMatches entry with a mismatch action.
+// It never decides whether a request is allowed. For a request the policy
+// matches (every policy of the listener whose rule matches, in name
+// order, not just the first), the header named Name is compared with
+// Value — present with exactly that value (repeated headers joined with
+// ","), or merely present for an empty Value — and on a mismatch the
+// proxy acts before forwarding the request, in the order of the list:
+//
+//   - MismatchLog records the header as missing in the request's flow;
+//   - MismatchAdd adds the header with Value (beside a present one);
+//   - MismatchDelete removes a present header whose value differs from
+//     a non-empty Value;
+//   - MismatchReplace sets the header to Value.
+//
+// Each sees the headers as the earlier actions left them.
+type HeaderAction struct {
+	Name     string         `json:"name"`
+	Value    string         `json:"value,omitempty"`
+	Mismatch MismatchAction `json:"mismatch"`
+	// Secret says Value came from a Secret: logs never show it.
+	Secret bool `json:"secret,omitempty"`
+}
+
+// MismatchAction is what a HeaderAction does on a mismatch; the values
+// are Cilium's.
+type MismatchAction string
+
+// Mismatch actions.
+const (
+	MismatchLog     MismatchAction = "LOG"
+	MismatchAdd     MismatchAction = "ADD"
+	MismatchDelete  MismatchAction = "DELETE"
+	MismatchReplace MismatchAction = "REPLACE"
+)
 
 // KafkaPolicy allows one kind of Kafka request between a set of local
 // endpoints and a set of peers on one port.
@@ -223,6 +260,19 @@ func (v *validator) policy(p *Policy, listeners map[string]bool, binds map[strin
 				}
 				if hd.Present && hd.Value != "" {
 					v.fail(obj, f.i("headers", j), "present and value are exclusive")
+				}
+			}
+			for j, a := range r.HeaderActions {
+				if !ValidToken(a.Name) || strings.HasPrefix(a.Name, ":") || strings.EqualFold(a.Name, "host") {
+					v.fail(obj, f.i("headerActions", j).f("name"), "invalid header name %q", a.Name)
+				}
+				if !ValidHeaderValue(a.Value) || !utf8.ValidString(a.Value) {
+					v.fail(obj, f.i("headerActions", j).f("value"), "control characters or invalid UTF-8")
+				}
+				switch a.Mismatch {
+				case MismatchLog, MismatchAdd, MismatchDelete, MismatchReplace:
+				default:
+					v.fail(obj, f.i("headerActions", j).f("mismatch"), "unknown action %q", a.Mismatch)
 				}
 			}
 		}

@@ -11,6 +11,7 @@ import (
 
 	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
 	"github.com/nodemesh/nodemesh/mesh/ir"
+	headermatchv1 "github.com/nodemesh/nodemesh/proxylib/api/headermatch/v1"
 	kafkav1 "github.com/nodemesh/nodemesh/proxylib/api/kafka/v1"
 )
 
@@ -46,7 +47,9 @@ type secretLookup func(namespace, name string) *corev1.Secret
 // httpRule converts one Cilium HTTP rule. It returns nil (and no error)
 // for a rule that can never match: a header match whose Secret is missing
 // and that has no fallback value (Cilium fails such matches); warn says
-// why.
+// why. A header match without a mismatch action is a requirement
+// (presence when it has no value); one with an action becomes a
+// HeaderAction, which never restricts the rule.
 func httpRule(h ciliumv2.PortRuleHTTP, field, namespace string, secrets secretLookup) (*ir.HTTPRequestRule, string, error) {
 	r := &ir.HTTPRequestRule{Method: h.Method, Path: h.Path, Host: h.Host}
 	for _, f := range []struct{ name, expr string }{{"method", h.Method}, {"path", h.Path}, {"host", h.Host}} {
@@ -76,17 +79,19 @@ func httpRule(h ciliumv2.PortRuleHTTP, field, namespace string, secrets secretLo
 		if hm == nil {
 			return nil, "", fmt.Errorf("%s: null entry", f)
 		}
-		if hm.Mismatch != "" {
-			switch strings.ToUpper(hm.Mismatch) {
-			case "LOG", "ADD", "DELETE", "REPLACE":
-				return nil, "", fmt.Errorf("%s.mismatch: %s is not supported: acting on a mismatch needs a header-rewriting filter that Envoy's RBAC cannot express; drop mismatch to require the value", f, hm.Mismatch)
-			}
+		mismatch := ir.MismatchAction(hm.Mismatch)
+		switch mismatch {
+		case "", ir.MismatchLog, ir.MismatchAdd, ir.MismatchDelete, ir.MismatchReplace:
+		default:
 			return nil, "", fmt.Errorf("%s.mismatch: unknown action %q (LOG, ADD, DELETE, REPLACE)", f, hm.Mismatch)
 		}
 		if !ir.ValidToken(hm.Name) {
 			return nil, "", fmt.Errorf("%s.name: invalid header name %q", f, hm.Name)
 		}
-		value := hm.Value
+		if mismatch != "" && headermatchv1.ForbiddenHeader(hm.Name) {
+			return nil, "", fmt.Errorf("%s.name: a mismatch action may not edit %q (Host and the headers that frame the message or the connection are the proxy's)", f, hm.Name)
+		}
+		value, secret := hm.Value, false
 		if hm.Secret != nil {
 			ns := hm.Secret.Namespace
 			if ns == "" {
@@ -95,17 +100,27 @@ func httpRule(h ciliumv2.PortRuleHTTP, field, namespace string, secrets secretLo
 			v, err := secretValue(secrets(ns, hm.Secret.Name))
 			switch {
 			case err == nil:
-				value = v
+				value, secret = v, true
 			case hm.Value == "":
+				// Cilium makes such a rule never match, whatever the
+				// mismatch action.
 				return nil, fmt.Sprintf("%s.secret: Secret %s/%s: %v; the rule can never match and is left out", f, ns, hm.Secret.Name, err), nil
 			}
 		}
 		if !ir.ValidHeaderValue(value) {
 			return nil, "", fmt.Errorf("%s.value: control characters", f)
 		}
-		r.Headers = append(r.Headers, ir.HeaderRequirement{Name: hm.Name, Value: value})
+		switch {
+		case mismatch != "":
+			r.HeaderActions = append(r.HeaderActions, ir.HeaderAction{Name: hm.Name, Value: value, Mismatch: mismatch, Secret: secret})
+		case value == "":
+			// No value (or a Secret holding an empty one): presence.
+			r.Headers = append(r.Headers, ir.HeaderRequirement{Name: hm.Name, Present: true})
+		default:
+			r.Headers = append(r.Headers, ir.HeaderRequirement{Name: hm.Name, Value: value})
+		}
 	}
-	if r.Method == "" && r.Path == "" && r.Host == "" && len(r.Headers) == 0 {
+	if r.Method == "" && r.Path == "" && r.Host == "" && len(r.Headers) == 0 && len(r.HeaderActions) == 0 {
 		return nil, "", nil // matches every request
 	}
 	return r, "", nil

@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nodemesh/nodemesh/mesh/ir"
+	headermatchv1 "github.com/nodemesh/nodemesh/proxylib/api/headermatch/v1"
 	kafkav1 "github.com/nodemesh/nodemesh/proxylib/api/kafka/v1"
 )
 
@@ -32,6 +33,9 @@ const (
 	accessLoggerTCP   = "envoy.access_loggers.tcp_grpc"
 	rbacTypeURL       = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
 	kafkaTypeURL      = kafkav1.TypeURL
+	// headerMatchTypeURL: the project's header match filter, for Cilium's
+	// headerMatches mismatch actions (builtin proxy only).
+	headerMatchTypeURL = headermatchv1.TypeURL
 )
 
 // Names of the L7 policy resources. Listeners and their route tables are
@@ -55,6 +59,12 @@ func rbacExtensionName(d ir.PolicyDirection) string {
 // destinationRBACName names the ingress rules the egress listener also
 // applies to local destinations (see rbacConfig).
 const destinationRBACName = "policy/egress/http/destination-rbac"
+
+// headerMatchExtensionName names the header match configuration of a
+// direction, "policy/<direction>/http/header-match".
+func headerMatchExtensionName(d ir.PolicyDirection) string {
+	return ir.PolicyListenerName(d, ir.L7HTTP) + "/header-match"
+}
 
 // kafkaExtensionName names the Kafka policy of a direction,
 // "policy/<direction>/kafka".

@@ -102,6 +102,11 @@ func (b *builder) policyListener(p *ir.Policy, l *ir.PolicyListener) error {
 		if err := b.rbacConfig(p, l); err != nil {
 			return err
 		}
+		if hasHeaderActions(p, l.Direction) {
+			if err := b.headerMatchConfig(p, l.Direction); err != nil {
+				return err
+			}
+		}
 	case ir.L7Kafka:
 		tcp, err := b.policyTCPProxy(p, l)
 		if err != nil {

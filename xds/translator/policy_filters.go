@@ -123,19 +123,30 @@ func (b *builder) extensionConfig(name string, m interface {
 	return nil
 }
 
-// rbacFilters are a policy HTTP listener's RBAC filters, configured over
-// ECDS: the direction's rules, and on the egress listener also the local
-// destinations' ingress rules (destinationRBAC). A request passes only if
-// every filter allows it.
+// rbacFilters are a policy HTTP listener's filters before the router,
+// configured over ECDS: the direction's RBAC rules, then the direction's
+// header match filter when rules carry header actions; on the egress
+// listener also the local destinations' ingress RBAC rules
+// (destinationRBAC) and then their header match filter, so each side's
+// actions see the request as the previous hop left it (Cilium's egress
+// proxy runs before its ingress proxy). A request passes only if every
+// RBAC filter allows it; the header match filters never deny.
 func rbacFilters(p *ir.Policy, l *ir.PolicyListener) []*hcmv3.HttpFilter {
-	names := []string{rbacExtensionName(l.Direction)}
-	if l.Direction == ir.PolicyEgress && hasIngressHTTP(p) {
-		names = append(names, destinationRBACName)
+	type ref struct{ name, typeURL string }
+	refs := []ref{{rbacExtensionName(l.Direction), rbacTypeURL}}
+	if hasHeaderActions(p, l.Direction) {
+		refs = append(refs, ref{headerMatchExtensionName(l.Direction), headerMatchTypeURL})
 	}
-	out := make([]*hcmv3.HttpFilter, len(names))
-	for i, n := range names {
-		out[i] = &hcmv3.HttpFilter{Name: n, ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{ConfigDiscovery: &corev3.ExtensionConfigSource{
-			ConfigSource: adsConfigSource(), TypeUrls: []string{rbacTypeURL},
+	if l.Direction == ir.PolicyEgress && hasIngressHTTP(p) {
+		refs = append(refs, ref{destinationRBACName, rbacTypeURL})
+		if hasHeaderActions(p, ir.PolicyIngress) {
+			refs = append(refs, ref{headerMatchExtensionName(ir.PolicyIngress), headerMatchTypeURL})
+		}
+	}
+	out := make([]*hcmv3.HttpFilter, len(refs))
+	for i, r := range refs {
+		out[i] = &hcmv3.HttpFilter{Name: r.name, ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{ConfigDiscovery: &corev3.ExtensionConfigSource{
+			ConfigSource: adsConfigSource(), TypeUrls: []string{r.typeURL},
 		}}}
 	}
 	return out

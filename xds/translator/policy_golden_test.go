@@ -150,8 +150,9 @@ func TestPolicyUpdateKeepsListeners(t *testing.T) {
 }
 
 // TestPolicyExtensions pins the extensions policy output uses: upstream
-// Envoy ones, plus the project's Kafka filter (only the builtin proxy
-// implements it, as only Cilium's Envoy implements Cilium's).
+// Envoy ones, plus the project's Kafka and header match filters (only the
+// builtin proxy implements them, as only Cilium's Envoy implements
+// Cilium's).
 func TestPolicyExtensions(t *testing.T) {
 	want := []string{
 		"type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
@@ -163,6 +164,7 @@ func TestPolicyExtensions(t *testing.T) {
 		"type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
 		"type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
 		"type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+		"type.googleapis.com/nodemesh.filters.http.header_match.v1.HeaderMatchPolicy",
 		"type.googleapis.com/nodemesh.filters.network.kafka.v1.KafkaPolicy",
 	}
 	outs, _ := filepath.Glob(filepath.Join("testdata", "policy", "*.out.yaml"))
