@@ -229,6 +229,22 @@
 // buffer_size_bytes}; see package accesslog, and proxylib/api/l7meta for the
 // L7 fields entries carry.
 //
+// Header match filters may also precede the router (type
+// nodemesh.filters.http.header_match.v1.HeaderMatchPolicy, through ECDS
+// only; packages proxylib/api/headermatch/v1 and headermatch): Cilium's
+// headerMatches mismatch actions, which Envoy's RBAC cannot express. Such
+// a filter never denies: for every rule whose scope (destination terms and
+// port, source terms, method/path/authority RE2 full matches, required
+// headers; decided as an RBAC policy is) matches the request, in order,
+// each header match compares the header (joined values, constant time)
+// with its value, or checks presence for an empty one, and on a mismatch
+// LOG records it, ADD appends the header, DELETE removes a present header
+// with another value, REPLACE sets it. Later matches and filters see the
+// edits, the router forwards the edited headers, and the access-log entry
+// carries the records (l7meta missing_headers, rejected_headers). Host,
+// pseudo-headers and the headers that frame a message or a connection
+// cannot be named (NACK).
+//
 // ECDS: a filter configuration update never touches the listener (its
 // bytes are unchanged), so no connection is drained; HTTP requests and
 // Kafka requests on open connections are judged by the newest
@@ -293,7 +309,7 @@
 //   - `envoy.config.core.v3.SocketAddress`: address, port_value
 //   - `envoy.config.core.v3.SocketOption`: description, level, name, int_value, buf_value, state
 //   - `envoy.config.core.v3.TransportSocket`: name, typed_config; typed_config holds envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-//   - `envoy.config.core.v3.TypedExtensionConfig`: name, typed_config; typed_config holds envoy.extensions.filters.http.rbac.v3.RBAC | nodemesh.filters.network.kafka.v1.KafkaPolicy
+//   - `envoy.config.core.v3.TypedExtensionConfig`: name, typed_config; typed_config holds envoy.extensions.filters.http.rbac.v3.RBAC | nodemesh.filters.network.kafka.v1.KafkaPolicy | nodemesh.filters.http.header_match.v1.HeaderMatchPolicy
 //   - `envoy.config.endpoint.v3.ClusterLoadAssignment`: cluster_name, endpoints
 //   - `envoy.config.endpoint.v3.Endpoint`: address
 //   - `envoy.config.endpoint.v3.LbEndpoint`: endpoint, health_status, load_balancing_weight
@@ -350,6 +366,11 @@
 //   - `envoy.type.matcher.v3.RegexMatcher`: regex
 //   - `envoy.type.matcher.v3.StringMatcher`: exact, prefix, suffix, contains, safe_regex, ignore_case
 //   - `envoy.type.v3.Int32Range`: start, end
+//   - `nodemesh.filters.http.header_match.v1.AddressTerm`: prefix, except
+//   - `nodemesh.filters.http.header_match.v1.HeaderMatchPolicy`: rules
+//   - `nodemesh.filters.http.header_match.v1.HeaderMatchRule`: name, destinations, destination_port, sources, method, path, authority, headers, header_matches
+//   - `nodemesh.filters.http.header_match.v1.HeaderMatch`: name, value, mismatch_action, redact
+//   - `nodemesh.filters.http.header_match.v1.HeaderRequirement`: name, value, present
 //   - `nodemesh.filters.network.kafka.v1.KafkaDestination`: name, addresses, port, end_port, rules
 //   - `nodemesh.filters.network.kafka.v1.KafkaPolicy`: destinations, max_request_bytes
 //   - `nodemesh.filters.network.kafka.v1.KafkaRule`: name, principals, role, api_keys, api_version, client_id, topic

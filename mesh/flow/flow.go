@@ -62,6 +62,12 @@ type HTTP struct {
 	Status    int    `json:"status,omitempty"`
 	// Version is "HTTP/1.1" or "HTTP/2".
 	Version string `json:"version,omitempty"`
+	// MissingHeaders and RejectedHeaders are what headerMatches with a
+	// mismatch action noted ("name: value"; secrets read "[redacted]"):
+	// headers the request lacked, and values it carried that a rule
+	// removed or replaced.
+	MissingHeaders  []string `json:"missingHeaders,omitempty"`
+	RejectedHeaders []string `json:"rejectedHeaders,omitempty"`
 }
 
 // GRPC holds a gRPC call's fields.

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/nodemesh/nodemesh/proxylib/hcm"
+	"github.com/nodemesh/nodemesh/proxylib/headermatch"
 	"github.com/nodemesh/nodemesh/proxylib/listener"
 	"github.com/nodemesh/nodemesh/proxylib/rbac"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
@@ -199,7 +200,13 @@ func (s *Store) Update(typeURL, version string, resources []*anypb.Any, removed 
 			}
 			e, name = &entry{key: string(a.GetValue()), value: v, table: tbl}, n
 			if ext, ok := v.(*resource.Extension); ok {
-				e.filter = &hcm.FilterConfig{TypeURL: ext.TypeURL, RBAC: rbac.New(ext.RBAC), Kafka: ext.Kafka}
+				e.filter = &hcm.FilterConfig{TypeURL: ext.TypeURL, Kafka: ext.Kafka}
+				switch {
+				case ext.RBAC != nil:
+					e.filter.RBAC = rbac.New(ext.RBAC)
+				case ext.HeaderMatch != nil:
+					e.filter.HeaderMatch = headermatch.New(ext.HeaderMatch)
+				}
 			}
 		}
 		if seen[name] {

@@ -20,6 +20,7 @@ func (s *stream) begin(h2 bool) {
 	s.h2 = h2
 	s.flags, s.respCode, s.grpcStatus = 0, 0, -1
 	s.verdict, s.reason, s.policy = "", "", ""
+	s.missingHeaders, s.rejectedHeaders = nil, nil
 	if len(s.h.logs) > 0 {
 		s.start = time.Now()
 	}
@@ -63,6 +64,12 @@ func (s *stream) logHTTP(method, path, proto string) {
 	}
 	if s.reason != "" {
 		l7[l7meta.Reason] = s.reason
+	}
+	if len(s.missingHeaders) > 0 {
+		l7[l7meta.MissingHeaders] = s.missingHeaders
+	}
+	if len(s.rejectedHeaders) > 0 {
+		l7[l7meta.RejectedHeaders] = s.rejectedHeaders
 	}
 	if s.grpc {
 		svc, m := splitGRPCPath(path)

@@ -2,6 +2,7 @@ package hcm
 
 import (
 	"github.com/nodemesh/nodemesh/proxylib/api/l7meta"
+	"github.com/nodemesh/nodemesh/proxylib/headermatch"
 	"github.com/nodemesh/nodemesh/proxylib/rbac"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
 )
@@ -70,14 +71,21 @@ func compileFilters(cfg *resource.HCM) ([]filter, []replyMapper) {
 	return fs, ms
 }
 
-// runFilters evaluates the filters before the router. It returns outLocal
-// with the reply set when one stops the request.
+// runFilters evaluates the filters before the router, in order: RBAC
+// filters judge the request, header match filters edit its headers (and
+// never stop it). It returns outLocal with the reply set when one stops
+// the request.
 func (s *stream) runFilters() (outcome, bool) {
 	for i := range s.h.filters {
 		f := &s.h.filters[i]
 		e := f.static
 		if f.ecds != "" {
 			fc := s.routing.Filters[f.ecds]
+			if fc != nil && fc.HeaderMatch != nil {
+				in := rbac.Input{Req: &s.rreq, Local: s.dst, Remote: s.remote}
+				fc.HeaderMatch.Apply(&in, s.headers, s.noteHeader)
+				continue
+			}
 			if fc == nil || fc.RBAC == nil {
 				// Envoy answers 500 when a discovered filter has no
 				// configuration once warming gave up: fail closed.
@@ -136,4 +144,14 @@ func appendGRPCMessage(dst, msg []byte) []byte {
 		dst = append(dst, c)
 	}
 	return dst
+}
+
+// noteHeader keeps a header match record for the access log, as
+// "name: value".
+func (s *stream) noteHeader(r headermatch.Record) {
+	if r.Missing {
+		s.missingHeaders = append(s.missingHeaders, r.Name+": "+r.Value)
+	} else {
+		s.rejectedHeaders = append(s.rejectedHeaders, r.Name+": "+r.Value)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/proxylib/accesslog"
+	"github.com/nodemesh/nodemesh/proxylib/headermatch"
 	"github.com/nodemesh/nodemesh/proxylib/rbac"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
 
@@ -24,11 +25,13 @@ type Routing struct {
 	Filters map[string]*FilterConfig
 }
 
-// FilterConfig is one discovered filter configuration, compiled.
+// FilterConfig is one discovered filter configuration, compiled: an RBAC
+// filter, a header match filter or a Kafka policy.
 type FilterConfig struct {
-	TypeURL string
-	RBAC    *rbac.Engine
-	Kafka   *resource.KafkaPolicy
+	TypeURL     string
+	RBAC        *rbac.Engine
+	HeaderMatch *headermatch.Engine
+	Kafka       *resource.KafkaPolicy
 }
 
 // Runtime is shared by every handler of the proxy.

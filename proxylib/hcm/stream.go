@@ -59,6 +59,9 @@ type stream struct {
 	verdict    string
 	reason     string
 	policy     string
+	// Header match records (missing and rejected headers, "name: value").
+	missingHeaders  []string
+	rejectedHeaders []string
 
 	rnd *rand.Rand
 

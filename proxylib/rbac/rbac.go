@@ -136,6 +136,10 @@ func (e *Engine) EvaluateLinear(in *Input) (bool, string) {
 	return e.cfg.Action == resource.RBACDeny, ""
 }
 
+// Matches reports whether one policy matches a request: any of its
+// permissions and any of its principals, as Evaluate judges each policy.
+func Matches(p *resource.RBACPolicy, in *Input) bool { return policyMatches(p, in) }
+
 func policyMatches(p *resource.RBACPolicy, in *Input) bool {
 	ok := false
 	for _, perm := range p.Permissions {

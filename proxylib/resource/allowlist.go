@@ -24,6 +24,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_src/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 
+	_ "github.com/nodemesh/nodemesh/proxylib/api/headermatch/v1"
 	_ "github.com/nodemesh/nodemesh/proxylib/api/kafka/v1"
 )
 
@@ -40,6 +41,7 @@ const (
 	tcpProxyName = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 	rbacName     = "envoy.extensions.filters.http.rbac.v3.RBAC"
 	kafkaName    = "nodemesh.filters.network.kafka.v1.KafkaPolicy"
+	hmName       = "nodemesh.filters.http.header_match.v1.HeaderMatchPolicy"
 	httpALSName  = "envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig"
 	tcpALSName   = "envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig"
 )
@@ -156,6 +158,12 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 	kafkaName:                                            {"destinations", "max_request_bytes"},
 	"nodemesh.filters.network.kafka.v1.KafkaDestination": {"name", "addresses", "port", "end_port", "rules"},
 	"nodemesh.filters.network.kafka.v1.KafkaRule":        {"name", "principals", "role", "api_keys", "api_version", "client_id", "topic"},
+	hmName: {"rules"},
+	"nodemesh.filters.http.header_match.v1.HeaderMatchRule": {"name", "destinations", "destination_port", "sources",
+		"method", "path", "authority", "headers", "header_matches"},
+	"nodemesh.filters.http.header_match.v1.AddressTerm":       {"prefix", "except"},
+	"nodemesh.filters.http.header_match.v1.HeaderRequirement": {"name", "value", "present"},
+	"nodemesh.filters.http.header_match.v1.HeaderMatch":       {"name", "value", "mismatch_action", "redact"},
 }
 
 // allowedAny lists, per Any-typed field, the message types it may hold.
@@ -165,7 +173,7 @@ var allowedAny = map[protoreflect.FullName][]protoreflect.FullName{
 	"envoy.config.listener.v3.Filter.typed_config":                                        {hcmName, tcpProxyName},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config": {routerName, rbacName},
 	"envoy.config.accesslog.v3.AccessLog.typed_config":                                    {httpALSName, tcpALSName},
-	"envoy.config.core.v3.TypedExtensionConfig.typed_config":                              {rbacName, kafkaName},
+	"envoy.config.core.v3.TypedExtensionConfig.typed_config":                              {rbacName, kafkaName, hmName},
 	"envoy.config.cluster.v3.Cluster.typed_extension_protocol_options":                    {hpoName},
 }
 

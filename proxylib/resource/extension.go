@@ -5,11 +5,12 @@ import (
 	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	headermatchv1 "github.com/nodemesh/nodemesh/proxylib/api/headermatch/v1"
 	kafkav1 "github.com/nodemesh/nodemesh/proxylib/api/kafka/v1"
 )
 
 // DecodeExtension decodes and validates an ECDS TypedExtensionConfig
-// holding an RBAC filter or a Kafka policy.
+// holding an RBAC filter, a Kafka policy or a header match policy.
 func DecodeExtension(a *anypb.Any) (*Extension, error) {
 	var tc corev3.TypedExtensionConfig
 	if err := unpack(a, ExtensionConfigType, &tc); err != nil {
@@ -54,6 +55,16 @@ func decodeExtension(tc *corev3.TypedExtensionConfig) (*Extension, error) {
 			return nil, err
 		}
 		out.Kafka = d
+	case HeaderMatchTypeURL:
+		var h headermatchv1.HeaderMatchPolicy
+		if err := tc.GetTypedConfig().UnmarshalTo(&h); err != nil {
+			return nil, fieldErr(path{"typed_config"}, "decoding: %v", err)
+		}
+		d, err := decodeHeaderMatch(&h, path{"typed_config(HeaderMatchPolicy)"})
+		if err != nil {
+			return nil, err
+		}
+		out.HeaderMatch = d
 	default:
 		return nil, fieldErr(path{"typed_config"}, "type %q not supported by nodemesh-proxy", out.TypeURL)
 	}

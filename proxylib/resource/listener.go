@@ -271,7 +271,7 @@ func decodeHCM(h *hcmv3.HttpConnectionManager, p path) (*HCM, error) {
 		hf := &HTTPFilter{Name: f.GetName(), Kind: FilterRBAC}
 		switch {
 		case f.GetConfigDiscovery() != nil:
-			ref, err := extensionRef(f.GetConfigDiscovery(), f.GetName(), []string{RBACTypeURL}, append(fp, "config_discovery"))
+			ref, err := extensionRef(f.GetConfigDiscovery(), f.GetName(), []string{RBACTypeURL, HeaderMatchTypeURL}, append(fp, "config_discovery"))
 			if err != nil {
 				return nil, err
 			}
@@ -287,7 +287,7 @@ func decodeHCM(h *hcmv3.HttpConnectionManager, p path) (*HCM, error) {
 			}
 			hf.RBAC = d
 		default:
-			return nil, fieldErr(fp, "filter %q: only the RBAC filter may precede the router", f.GetName())
+			return nil, fieldErr(fp, "filter %q: only the RBAC filter (static or discovered) and the discovered header match filter may precede the router", f.GetName())
 		}
 		out.Filters = append(out.Filters, hf)
 	}

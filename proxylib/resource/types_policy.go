@@ -10,8 +10,9 @@ const ExtensionConfigType = "type.googleapis.com/envoy.config.core.v3.TypedExten
 
 // Type URLs of the typed configs ECDS may deliver.
 const (
-	RBACTypeURL  = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
-	KafkaTypeURL = "type.googleapis.com/nodemesh.filters.network.kafka.v1.KafkaPolicy"
+	RBACTypeURL        = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+	KafkaTypeURL       = "type.googleapis.com/nodemesh.filters.network.kafka.v1.KafkaPolicy"
+	HeaderMatchTypeURL = "type.googleapis.com/nodemesh.filters.http.header_match.v1.HeaderMatchPolicy"
 )
 
 // ExtensionRef is a filter whose configuration comes from ECDS: the
@@ -159,8 +160,9 @@ type Bind struct {
 
 // Extension is a decoded TypedExtensionConfig.
 type Extension struct {
-	Name    string
-	TypeURL string
-	RBAC    *RBAC
-	Kafka   *KafkaPolicy
+	Name        string
+	TypeURL     string
+	RBAC        *RBAC
+	Kafka       *KafkaPolicy
+	HeaderMatch *HeaderMatchPolicy
 }

@@ -56,6 +56,10 @@ func fromHTTP(e *datav3.HTTPAccessLogEntry) (flow.Flow, bool) {
 	if f.HTTP.Method == corev3.RequestMethod_METHOD_UNSPECIFIED.String() {
 		f.HTTP.Method = ""
 	}
+	if md != nil {
+		f.HTTP.MissingHeaders = list(md, l7meta.MissingHeaders)
+		f.HTTP.RejectedHeaders = list(md, l7meta.RejectedHeaders)
+	}
 	if md != nil && (f.Protocol == flow.ProtocolGRPC || str(md, l7meta.GRPCService) != "") {
 		f.Protocol = flow.ProtocolGRPC
 		f.GRPC = &flow.GRPC{Service: str(md, l7meta.GRPCService), Method: str(md, l7meta.GRPCMethod), Status: num(md, l7meta.GRPCStatus)}

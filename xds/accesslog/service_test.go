@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,10 +90,11 @@ func TestStreamAccessLogs(t *testing.T) {
 		Identifier: &accesslogv3.StreamAccessLogsMessage_Identifier{Node: &corev3.Node{Id: "proxy-a"}, LogName: "policy/ingress/http"},
 		LogEntries: &accesslogv3.StreamAccessLogsMessage_HttpLogs{HttpLogs: &accesslogv3.StreamAccessLogsMessage_HTTPAccessLogEntries{
 			LogEntry: []*datav3.HTTPAccessLogEntry{{
-				CommonProperties: testCommon(start, map[string]any{l7meta.Protocol: "http", l7meta.Verdict: "FORWARDED", l7meta.Policy: "cnp/default/rule1/ingress/0/port/80/http/0"}, true),
-				ProtocolVersion:  datav3.HTTPAccessLogEntry_HTTP11,
-				Request:          &datav3.HTTPRequestProperties{RequestMethod: corev3.RequestMethod_POST, Authority: "deathstar", Path: "/v1/request-landing"},
-				Response:         &datav3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(200)},
+				CommonProperties: testCommon(start, map[string]any{l7meta.Protocol: "http", l7meta.Verdict: "FORWARDED", l7meta.Policy: "cnp/default/rule1/ingress/0/port/80/http/0",
+					l7meta.MissingHeaders: []any{"x-ship: tie", "authorization: [redacted]"}, l7meta.RejectedHeaders: []any{"authorization: [redacted]"}}, true),
+				ProtocolVersion: datav3.HTTPAccessLogEntry_HTTP11,
+				Request:         &datav3.HTTPRequestProperties{RequestMethod: corev3.RequestMethod_POST, Authority: "deathstar", Path: "/v1/request-landing"},
+				Response:        &datav3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(200)},
 			}},
 		}},
 	})
@@ -147,6 +149,9 @@ func TestStreamAccessLogs(t *testing.T) {
 		f.Source.Identity != 257 || f.Destination.Workload != "default/deathstar" || f.Destination.Address.Port() != 80 ||
 		!f.Time.Equal(start) || f.Policy == "" {
 		t.Errorf("HTTP flow: %+v %+v", f, f.HTTP)
+	}
+	if h := f.HTTP; strings.Join(h.MissingHeaders, "|") != "x-ship: tie|authorization: [redacted]" || strings.Join(h.RejectedHeaders, "|") != "authorization: [redacted]" {
+		t.Errorf("HTTP flow header match records: missing %q, rejected %q", h.MissingHeaders, h.RejectedHeaders)
 	}
 	if g := flows[1]; g.Protocol != flow.ProtocolGRPC || g.Verdict != flow.Dropped || g.GRPC.Status != 7 || g.GRPC.Method != "EmptyCall" || g.Listener != "policy/ingress/http" {
 		t.Errorf("gRPC flow: %+v %+v", g, g.GRPC)

@@ -30,6 +30,14 @@ const (
 	// "unknown_destination".
 	Reason = "reason"
 
+	// MissingHeaders and RejectedHeaders are what the header match
+	// filter noted on an HTTP request (Cilium's headerMatches mismatch
+	// actions): headers it lacked (with the expected value) and headers
+	// it carried with a value the rule rejected, each "name: value"
+	// (lists of strings; secret values read "[redacted]").
+	MissingHeaders  = "missing_headers"
+	RejectedHeaders = "rejected_headers"
+
 	// GRPCService and GRPCMethod split the request path /pkg.Service/Method.
 	GRPCService = "grpc_service"
 	GRPCMethod  = "grpc_method"
