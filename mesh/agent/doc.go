@@ -32,7 +32,21 @@
 // Rows that redirect to a policy listener the datapath did not redirect
 // to before are written only once every connected proxy acknowledged the
 // publication carrying it (or after ackWait; a redirect to a port nothing
-// listens on drops, it never lets traffic through). Endpoint ids are
+// listens on drops, it never lets traffic through). A proxy that rejects
+// a publication's listeners or filter configurations (ECDS) keeps running
+// its previous L7 policy, which may allow more than the published one; so
+// while a connected proxy's latest answer to the current publication is a
+// rejection, every redirect row is written as a drop instead (the proxy
+// rejects a type's update whole, so any listener rejection counts: the
+// policy listeners' changes in it did not apply either), and the
+// proxied policies are reported Rejected (ProxyRejected, with the
+// proxy's message). The agent follows the proxies' answers by polling
+// the publisher (20 ms while rows wait, backing off to 1 s) until every
+// connected proxy acknowledged the publication or a newer compilation
+// supersedes it. Policy status is also honest about the
+// datapath: while rows wait for acknowledgements, or the datapath refused
+// them, accepted policies are Pending (WaitingForProxies, DatapathError).
+// Endpoint ids are
 // sticky per Pod. The flow store (mesh/flow), fed by the access log
 // service, is served on /v1/flows and resolved with the latest ipcache.
 //

@@ -17,6 +17,23 @@
 // every row cookie. Compile is deterministic: equal input gives equal
 // output.
 //
+// # Status
+//
+// A PolicyStatus says which version is in force (State) and why not
+// more (Reason, Message, Error): Enforced; EnforcedPrevious (the current
+// version was rejected, the last accepted one stays); Pending (accepted,
+// but some rules wait — authentication today, and, set by the agent, the
+// proxies' acknowledgement of new listeners or a datapath that refused
+// the rows); Rejected (no version in force; the endpoints it selects are
+// held closed, see below; the agent also reports a proxied policy
+// Rejected while a proxy rejects the L7 configuration). A status never
+// says Enforced for a rule the datapath cannot enforce yet: nodemesh runs
+// no authentication provider, so a policy with authentication.mode
+// required is Pending (WaitingForAuthentication) and its auth-required
+// rows keep those flows blocked (the datapath drops a flow that needs an
+// auth entry nobody writes). Proxied marks policies whose traffic the
+// datapath redirects to the proxy.
+//
 // # Invariants
 //
 //   - A policy is applied whole or not at all. A policy that fails to
@@ -24,7 +41,31 @@
 //     to more than MaxRowsPerPolicy rows is rejected with an error naming
 //     the policy, the rule and the field; if an earlier version of it was
 //     accepted, that version stays enforced (EnforcedPrevious) so a bad
-//     update never opens an endpoint up. Other policies are unaffected.
+//     update never opens an endpoint up.
+//   - Fail closed: a rejected policy never leaves the endpoints it selects
+//     with less enforcement than its accepted version would have had. Its
+//     scope — the endpoints each rule selects and the directions it has an
+//     allow or deny section for — is read even when the policy does not
+//     parse (failclosed.go): an endpointSelector that does not parse
+//     stands for every endpoint the policy could select (its namespace;
+//     every endpoint for a cluster-wide policy), an unreadable rule for
+//     both directions. In a covered direction the endpoints go into
+//     default deny (whatever enableDefaultDeny says) and the policy's own
+//     rules, valid siblings included, are not applied: only what other
+//     policies allow passes. Where the rejected policy has deny rules,
+//     authentication or L7 rules, those could have narrowed what other
+//     policies allow (a deny wins over every allow; authentication spreads
+//     to more specific allows; an L7 rule puts the port behind the proxy
+//     even for peers an L4 rule allows), so that direction is blocked
+//     entirely: a deny row for every peer, port and protocol (cookie
+//     "<policy>/fail-closed/<direction>"). This is the least that is never
+//     weaker than the accepted policy. With an enforced previous version,
+//     what that version covers (its endpoints and directions) keeps its
+//     rows — the last good configuration keeps serving — and only what
+//     the rejected version adds is held closed. Host policies
+//     (nodeSelector) select no endpoint here. Status: Reason FailClosed,
+//     Message per direction, Selected counts the endpoints held.
+//     Other policies are otherwise unaffected.
 //   - Policies are applied in a fixed order: cluster-wide policies by
 //     name, namespaced ones by namespace and name, NetworkPolicies by
 //     namespace and name. A conflict rejects the later policy.
@@ -74,11 +115,21 @@
 //   - HTTP-02: method, path and host are RE2 expressions matching the
 //     whole value; path is matched against the request's path with its
 //     query, as Cilium does with Envoy's :path. headers "Name" requires
-//     presence, "Name: value" the exact value; headerMatches require the
-//     value (from a Secret holding exactly one entry when secret is set;
-//     a missing Secret without a fallback value makes the rule never
-//     match, reported as a warning). GRPC-05: gRPC rules are HTTP path
-//     rules ("/pkg.Service/Method").
+//     presence, "Name: value" the exact value; headerMatches without a
+//     mismatch action require the value, or presence when there is none
+//     (from a Secret holding exactly one entry when secret is set; a
+//     missing Secret without a fallback value makes the rule never match,
+//     reported as a warning, whatever the mismatch action). A headerMatch
+//     with a mismatch action (LOG, ADD, DELETE, REPLACE) never restricts
+//     its rule: it becomes an ir.HeaderAction that the proxy's header
+//     match filter takes on every request the rule matches (LOG records
+//     the header as missing in the flow, ADD adds it with the value,
+//     DELETE removes a present header with another value, REPLACE sets
+//     the value), as Cilium's proxy does; a value from a Secret is marked
+//     so logs redact it. An action may not name Host, a pseudo-header or
+//     a header that frames the message or the connection
+//     (headermatchv1.ForbiddenHeader): the policy is rejected. GRPC-05:
+//     gRPC rules are HTTP path rules ("/pkg.Service/Method").
 //   - KAF-02: role produce expands to Produce, Metadata, ApiVersions;
 //     consume to Fetch, ListOffsets, Metadata, OffsetCommit, OffsetFetch,
 //     FindCoordinator, JoinGroup, Heartbeat, LeaveGroup, SyncGroup,
@@ -100,9 +151,11 @@
 //     terminatingTLS/originatingTLS/serverNames/listener, nodeSelector,
 //     fromNodes/toNodes, fromGroups/toGroups, toServices, CIDR group
 //     references, fromRequires/toRequires, authentication mode
-//     test-always-fail, and headerMatches with a mismatch action (LOG,
-//     ADD, DELETE, REPLACE rewrite headers, which Envoy's RBAC filter
-//     cannot do; requiring the value is supported).
+//     test-always-fail. Each holds its endpoints closed (see Invariants).
+//   - headerMatches mismatch actions need a filter that edits headers,
+//     which Envoy's RBAC filter cannot do: they travel as ir.HeaderAction
+//     to the project's header match filter (see xds/translator), which
+//     only the builtin proxy runs.
 //   - L7 rules need TCP and an explicit port; on UDP or SCTP, or on port
 //     0, the policy is rejected. With protocol ANY the L7 part applies to
 //     TCP and the UDP/SCTP rows of that port are not created.

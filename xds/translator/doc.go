@@ -155,13 +155,36 @@
 // policy of each Kafka direction ("policy/<direction>/kafka"). A filter
 // configured through ECDS is named after its TypedExtensionConfig, as
 // Envoy requires, so a rule change only changes extension configs and
-// never drains a listener. Everything is upstream Envoy except the
-// project's Kafka filter (nodemesh.filters.network.kafka.v1.KafkaPolicy),
-// which only the builtin proxy implements. RBAC denials get Cilium's
+// never drains a listener (adding or removing a header match filter does
+// change the listener). Everything is upstream Envoy except the project's
+// Kafka filter (nodemesh.filters.network.kafka.v1.KafkaPolicy) and header
+// match filter (below), which only the builtin proxy implements. RBAC denials get Cilium's
 // "Access denied" body through a local-reply mapper on status 403 (Envoy
 // does not accept the RBAC response flag in a mapper's filter). The Kafka
 // filter's prefixes cannot carry a peer term's exceptions; such a term is
 // used whole and reported as a warning.
+//
+// Cilium's headerMatches with a mismatch action (ir.HeaderAction) act on a
+// request instead of denying it — LOG records a mismatch, ADD, DELETE and
+// REPLACE edit the header — and nothing in Envoy's API can express that:
+// the RBAC filter only allows or denies, route-level header edits are
+// unconditional and cannot see the connection's peer, and a matcher tree
+// around a header mutation filter could not log, compare in constant time
+// or see earlier edits the way Cilium's proxy does. They therefore go to
+// the project's header match filter
+// (nodemesh.filters.http.header_match.v1.HeaderMatchPolicy, ECDS
+// "policy/<direction>/http/header-match"), emitted only for a direction
+// whose policies have header actions and placed right after that
+// direction's RBAC filter: it runs on allowed requests only, and never
+// denies. Its rules are scoped like the RBAC policies (destination and
+// source address terms, port, method/path/authority, required headers),
+// one per IR HTTP policy with actions, in name order; every rule that
+// applies acts. On the egress listener the ingress filter follows the
+// destination RBAC filter, so the server side's actions see the client
+// side's edits, as with Cilium's two proxies. Only the builtin proxy
+// implements the filter: stock Envoy rejects a listener that names its
+// type, and the translator says so in a warning on that policy listener
+// (the agent then drops the flows it would redirect; see mesh/agent).
 //
 // The datapath never redirects the proxy's own connections a second time,
 // so a connection the egress listener relays to a local workload would
