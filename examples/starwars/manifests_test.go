@@ -84,7 +84,7 @@ func TestShippedPolicies(t *testing.T) {
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			r := compile(t, tc.file)
-			want := []policy.PolicyStatus{{Kind: "CiliumNetworkPolicy", Namespace: "default", Name: "rule1", State: policy.Enforced, Selected: 2}}
+			want := []policy.PolicyStatus{{Kind: "CiliumNetworkPolicy", Namespace: "default", Name: "rule1", State: policy.Enforced, Selected: 2, Proxied: tc.l7}}
 			if diff := cmp.Diff(want, r.Policies); diff != "" {
 				t.Fatalf("policy status (-want +got):\n%s", diff)
 			}
