@@ -7,16 +7,17 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nodemesh/nodemesh/mesh/agent"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 )
 
-// headerEcho answers with the request headers it received, one
-// "name: value" line each, sorted.
+// headerEcho answers with the protocol and the request headers it
+// received, one "name: value" line each, sorted.
 func headerEcho() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var lines []string
+		lines := []string{"proto: " + r.Proto}
 		for k, vs := range r.Header {
 			for _, v := range vs {
 				lines = append(lines, strings.ToLower(k)+": "+v)
@@ -103,7 +104,17 @@ func landingWith(t *testing.T, n *policyNode, headers map[string]string) (int, s
 func TestPolicyHeaderMatchActions(t *testing.T) {
 	n := startPolicyNode(t, 3)
 	deathstar, tiefighter := n.bed.Workloads[0], n.bed.Workloads[1]
-	serveHTTP(t, deathstar, 80, headerEcho())
+	// HTTP/1.1 and h2c: the proxy speaks to the backend in the client's
+	// protocol.
+	l, err := deathstar.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: headerEcho(), ReadHeaderTimeout: 5 * time.Second, Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
 
 	st := n.apply(starWarsPods(n) + landingHeaderMatches)
 	if len(st.Warnings) == 0 || !strings.Contains(strings.Join(st.Warnings, "\n"), "only the builtin proxy implements") {
@@ -135,6 +146,23 @@ func TestPolicyHeaderMatchActions(t *testing.T) {
 	if code != 200 || strings.Count(got, "x-fleet:") != 1 || !strings.Contains(got, "x-forwarded-ship: tiefighter\n") {
 		t.Errorf("matching request: %d\n%s", code, got)
 	}
+	// The same over HTTP/2.
+	h2 := httpClient(tiefighter)
+	h2.Transport.(*http.Transport).Protocols = new(http.Protocols)
+	h2.Transport.(*http.Transport).Protocols.SetUnencryptedHTTP2(true)
+	req, _ := http.NewRequest("POST", fmt.Sprintf("http://%s/v1/request-landing", deathstar.IPv4), nil)
+	req.Header.Set("Authorization", "Bearer guess")
+	resp, err := h2.Do(req)
+	if err != nil {
+		t.Fatalf("h2c landing: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got := string(body); resp.StatusCode != 200 || !strings.Contains(got, "proto: HTTP/2.0\n") ||
+		!strings.Contains(got, "authorization: Bearer d34th\n") || !strings.Contains(got, "x-fleet: empire\n") {
+		t.Errorf("h2c landing: %d\n%s", resp.StatusCode, got)
+	}
+
 	// The rule still only allows the landing.
 	if code, _ := request(t, tiefighter, "PUT", fmt.Sprintf("http://%s/v1/exhaust-port", deathstar.IPv4)); code != 403 {
 		t.Errorf("PUT exhaust-port: %d, want 403", code)
