@@ -114,7 +114,13 @@
 //     Every allowed peer of a port that has L7 rules is redirected.
 //   - HTTP-02: method, path and host are RE2 expressions matching the
 //     whole value; path is matched against the request's path with its
-//     query, as Cilium does with Envoy's :path. headers "Name" requires
+//     query, as Cilium does with Envoy's :path — the path as the proxy's
+//     connection manager normalised it before RBAC runs (dot segments, also
+//     %2e, removed; unreserved escapes decoded; runs of "/" merged; a path
+//     holding %2F or %5C is answered 307 to its decoded form before any
+//     rule sees it), the same path HTTPRoutes match and backends receive.
+//     So "/public/.*" does not admit /public/%2e%2e/admin: it is judged as
+//     /admin. headers "Name" requires
 //     presence, "Name: value" the exact value; headerMatches without a
 //     mismatch action require the value, or presence when there is none
 //     (from a Secret holding exactly one entry when secret is set; a
