@@ -13,8 +13,29 @@
 //     rejected; Transfer-Encoding may only be "chunked"; a message with both
 //     Content-Length and Transfer-Encoding is rejected; repeated
 //     Content-Length values must agree; chunk sizes are bounded hexadecimal.
-//   - Heads are bounded (MaxHeadBytes bytes, MaxHeaders fields); exceeding a
-//     bound is an error, never a silent truncation.
+//   - Line ends: RFC 9112 §2.2 lets a recipient accept a bare LF; this
+//     parser does not (ErrBadLineEnd), because two parsers that disagree on
+//     where a line ends are how requests get smuggled. A bare LF or a CR not
+//     followed by LF is refused as soon as it arrives, even in a head that
+//     is not complete yet, so a client using bare line ends gets its 400 at
+//     once instead of a wait for a CRLFCRLF it never sends.
+//   - Host (RFC 9112 §3.2): an HTTP/1.1 request has exactly one Host field,
+//     any request at most one, and its value passes ValidHost, the check
+//     HTTP/2 requests pass too (uri-host [":" port] without userinfo; no
+//     empty host or port). Anything else is ErrBadHost, answered 400. An
+//     absolute-form target ("http://a/x") needs a valid Host field too, but
+//     its own authority wins (§3.2.2): Request.Host and the Host field are
+//     both rewritten to it, so routing, policy and the upstream see one
+//     host.
+//   - Heads are bounded (Limits: bytes of the head as received, and header
+//     fields; MaxHeadBytes and MaxHeaders by default, Envoy's defaults);
+//     exceeding a bound is an error, never a silent truncation. The byte
+//     bound counts the request line, the header lines and their line ends,
+//     so it is reached a few bytes per line before Envoy's
+//     max_request_headers_kb, which counts names and values.
+//   - Parsing a head that arrives in pieces costs linear time: after
+//     ErrIncomplete the Request or Response remembers how far it checked
+//     the (growing) buffer and resumes there.
 //
 // Data enters as bytes read by the caller and leaves as parsed views; the
 // caller decides what to forward and owns every buffer.

@@ -7,12 +7,37 @@ import (
 	"github.com/nodemesh/nodemesh/proxylib/header"
 )
 
-// Limits on a message head. MaxHeadBytes matches Envoy's default
-// max_request_headers_kb (60 KiB); MaxHeaders its max_headers_count.
+// Default limits on a message head. MaxHeadBytes matches Envoy's default
+// max_request_headers_kb (60 KiB); MaxHeaders its max_headers_count. A
+// request head may be given other bounds (Limits); a response head always
+// has these.
 const (
 	MaxHeadBytes = 60 << 10
 	MaxHeaders   = 100
 )
+
+// Limits bound a request head. A zero field means the package default.
+type Limits struct {
+	// HeadBytes bounds the head as received: request line, header lines
+	// and every line end, through the empty line.
+	HeadBytes int
+	// Headers bounds the number of header fields.
+	Headers int
+}
+
+func (l Limits) headBytes() int {
+	if l.HeadBytes > 0 {
+		return l.HeadBytes
+	}
+	return MaxHeadBytes
+}
+
+func (l Limits) headers() int {
+	if l.Headers > 0 {
+		return l.Headers
+	}
+	return MaxHeaders
+}
 
 // Parse errors. ErrIncomplete means more bytes are needed; every other error
 // makes the message unusable and the connection must be closed after an
@@ -28,8 +53,9 @@ var (
 	ErrBadContentLen   = errors.New("invalid content-length")
 	ErrBadTransferEnc  = errors.New("unsupported transfer-encoding")
 	ErrAmbiguousLength = errors.New("both content-length and transfer-encoding present")
-	ErrBadHost         = errors.New("missing or repeated host header")
+	ErrBadHost         = errors.New("missing, repeated or invalid host")
 	ErrBadTarget       = errors.New("malformed request target")
+	ErrBadLineEnd      = errors.New("line not ended by CRLF")
 )
 
 // Framing says how a message body is delimited.
@@ -59,7 +85,10 @@ type Request struct {
 	Upgrade       bool  // Connection: upgrade with an Upgrade header
 	HeadLen       int   // bytes of the head, including the final CRLF
 
-	fields [MaxHeaders]header.Field
+	// fields is the storage Headers views; it grows to the largest count
+	// a connection's requests needed and is then reused.
+	fields []header.Field
+	scan   headScan
 }
 
 // Response is a parsed response head. All slices view the parse buffer.
@@ -75,24 +104,45 @@ type Response struct {
 	HeadLen       int
 
 	fields [MaxHeaders]header.Field
+	scan   headScan
 }
 
-// ParseRequest parses a request head at the start of buf. It returns
-// ErrIncomplete when buf ends before the head does (and is shorter than
-// MaxHeadBytes).
+// ParseRequest parses a request head at the start of buf with the default
+// Limits.
 func ParseRequest(buf []byte, r *Request) error {
-	end := headEnd(buf)
+	return ParseRequestLimits(buf, r, Limits{})
+}
+
+// ParseRequestLimits parses a request head at the start of buf. It returns
+// ErrIncomplete when buf ends before the head does (and is shorter than
+// lim's head size). After ErrIncomplete, r remembers how much of buf it has
+// checked, so a call on the same bytes with more appended (the caller may
+// move them, as long as buf starts where it did) only looks at what is new;
+// a head trickled in byte by byte costs linear time. Any other call must
+// be preceded by r.Reset, as it is after every result but ErrIncomplete.
+func ParseRequestLimits(buf []byte, r *Request, lim Limits) error {
+	end, err := r.scan.headEnd(buf)
+	if err != nil {
+		return err
+	}
+	maxHead := lim.headBytes()
 	if end < 0 {
-		if len(buf) >= MaxHeadBytes {
+		if len(buf) >= maxHead {
+			r.scan = headScan{}
 			return ErrHeadTooLarge
 		}
 		return ErrIncomplete
 	}
-	if end > MaxHeadBytes {
+	if end > maxHead {
 		return ErrHeadTooLarge
 	}
 	head := buf[:end]
 	r.HeadLen = end
+	if cap(r.fields) < MaxHeaders {
+		// Room for the default count, and for the fields the connection
+		// manager adds, once per Request.
+		r.fields = make([]header.Field, 0, MaxHeaders)
+	}
 	r.Headers = r.fields[:0]
 	r.Host = nil
 	r.Framing = NoBody
@@ -100,7 +150,16 @@ func ParseRequest(buf []byte, r *Request) error {
 	r.Close = false
 	r.Expect100 = false
 	r.Upgrade = false
+	err = r.parse(head, lim.headers())
+	// Keep whatever storage the fields grew into for the next request.
+	r.fields = r.Headers[:0]
+	return err
+}
 
+// Reset forgets a partly scanned head (see ParseRequestLimits).
+func (r *Request) Reset() { r.scan = headScan{} }
+
+func (r *Request) parse(head []byte, maxHeaders int) error {
 	// Request line: method SP request-target SP HTTP-version CRLF.
 	line, rest, ok := cutLine(head)
 	if !ok {
@@ -143,14 +202,11 @@ func ParseRequest(buf []byte, r *Request) error {
 	}
 
 	var f fieldState
-	if err := parseFields(rest, &r.Headers, &f); err != nil {
+	if err := parseFields(rest, &r.Headers, maxHeaders, &f); err != nil {
 		return err
 	}
-	if f.hosts > 1 || (f.hosts == 0 && r.Host == nil && r.Minor == 1) {
-		return ErrBadHost
-	}
-	if r.Host == nil {
-		r.Host = f.host
+	if err := r.checkHost(&f); err != nil {
+		return err
 	}
 	if f.te {
 		if f.cl || r.Minor == 0 {
@@ -174,10 +230,15 @@ func ParseRequest(buf []byte, r *Request) error {
 
 // ParseResponse parses a response head at the start of buf. method is the
 // request method (HEAD responses never carry a body).
+// As ParseRequestLimits, it resumes scanning after ErrIncomplete.
 func ParseResponse(buf []byte, head bool, r *Response) error {
-	end := headEnd(buf)
+	end, err := r.scan.headEnd(buf)
+	if err != nil {
+		return err
+	}
 	if end < 0 {
 		if len(buf) >= MaxHeadBytes {
+			r.scan = headScan{}
 			return ErrHeadTooLarge
 		}
 		return ErrIncomplete
@@ -228,7 +289,7 @@ func ParseResponse(buf []byte, head bool, r *Response) error {
 		}
 	}
 	var f fieldState
-	if err := parseFields(rest, &r.Headers, &f); err != nil {
+	if err := parseFields(rest, &r.Headers, MaxHeaders, &f); err != nil {
 		return err
 	}
 	r.Close = f.close || (r.Minor == 0 && !f.keepAlive)
@@ -261,6 +322,7 @@ func ParseResponse(buf []byte, head bool, r *Response) error {
 type fieldState struct {
 	hosts      int
 	host       []byte
+	hostIdx    int // index of the host field in the list
 	cl         bool
 	length     int64
 	te         bool
@@ -272,7 +334,7 @@ type fieldState struct {
 	expect100  bool
 }
 
-func parseFields(b []byte, l *header.List, f *fieldState) error {
+func parseFields(b []byte, l *header.List, maxFields int, f *fieldState) error {
 	for {
 		line, rest, ok := cutLine(b)
 		if !ok {
@@ -282,7 +344,7 @@ func parseFields(b []byte, l *header.List, f *fieldState) error {
 		if len(line) == 0 {
 			return nil
 		}
-		if len(*l) == MaxHeaders {
+		if len(*l) == maxFields {
 			return ErrTooManyHeaders
 		}
 		colon := bytes.IndexByte(line, ':')
@@ -311,18 +373,19 @@ func parseFields(b []byte, l *header.List, f *fieldState) error {
 			}
 		}
 		*l = append(*l, header.Field{Name: name, Value: v})
-		if err := f.note(name, v); err != nil {
+		if err := f.note(name, v, len(*l)-1); err != nil {
 			return err
 		}
 	}
 }
 
-func (f *fieldState) note(name, v []byte) error {
+func (f *fieldState) note(name, v []byte, idx int) error {
 	switch len(name) {
 	case 4:
 		if string(name) == "host" {
 			f.hosts++
 			f.host = v
+			f.hostIdx = idx
 		}
 	case 6:
 		if string(name) == "expect" && header.EqualFold(v, "100-continue") {
@@ -430,16 +493,66 @@ func splitAbsolute(t []byte) (host, path []byte, ok bool) {
 	return host, rest[i:], true
 }
 
-// headEnd returns the length of the head (through CRLFCRLF) or -1.
-func headEnd(buf []byte) int {
-	i := bytes.Index(buf, crlfcrlf)
-	if i < 0 {
-		return -1
-	}
-	return i + 4
+// headScan finds the end of a head across calls on a growing buffer.
+type headScan struct {
+	// checked bytes at the start of the buffer hold no head end and no bad
+	// line end (except possibly a CR at its very end, still unpaired).
+	checked int
 }
 
 var crlfcrlf = []byte("\r\n\r\n")
+
+// headEnd returns the length of the head (through CRLFCRLF), or -1 when
+// buf holds no complete head yet. A bare LF, or a CR followed by anything
+// but LF, is an error as soon as it arrives: a client that ends lines that
+// way would otherwise be left waiting for a CRLFCRLF it never sends. (Bare
+// LFs inside a complete head are found by cutLine.)
+func (s *headScan) headEnd(buf []byte) (int, error) {
+	from := s.checked
+	if from > len(buf) {
+		from = 0 // not the buffer of the last call
+	}
+	// A head end may straddle the bytes already checked and the new ones.
+	start := max(from-3, 0)
+	if i := bytes.Index(buf[start:], crlfcrlf); i >= 0 {
+		s.checked = 0
+		return start + i + 4, nil
+	}
+	if err := checkLineEnds(buf, max(from-1, 0)); err != nil {
+		s.checked = 0
+		return 0, err
+	}
+	s.checked = len(buf)
+	return -1, nil
+}
+
+// checkLineEnds reports a bare LF or CR in buf at or after from. A CR in
+// the last byte is not judged yet: its LF may still come.
+func checkLineEnds(buf []byte, from int) error {
+	for i := from; ; {
+		j := bytes.IndexByte(buf[i:], '\n')
+		if j < 0 {
+			break
+		}
+		i += j
+		if i == 0 || buf[i-1] != '\r' {
+			return ErrBadLineEnd
+		}
+		i++
+	}
+	for i := from; ; {
+		j := bytes.IndexByte(buf[i:], '\r')
+		if j < 0 {
+			break
+		}
+		i += j
+		if i+1 < len(buf) && buf[i+1] != '\n' {
+			return ErrBadLineEnd
+		}
+		i++
+	}
+	return nil
+}
 
 // cutLine splits b at the first CRLF; a bare LF or CR is malformed.
 func cutLine(b []byte) (line, rest []byte, ok bool) {

@@ -3,6 +3,7 @@ package http1
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -41,6 +42,40 @@ var requestCases = []struct {
 	{name: "fragment", in: "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", err: ErrBadTarget},
 	{name: "asterisk", in: "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", err: ErrBadTarget},
 	{name: "bad method", in: "G(T / HTTP/1.1\r\nHost: a\r\n\r\n", err: ErrBadRequestLine},
+
+	// Line ends: a bare LF or CR is refused as soon as it arrives, not
+	// waited on for a CRLFCRLF that never comes.
+	{name: "lf-only head", in: "GET / HTTP/1.1\nHost: h\n\n", err: ErrBadLineEnd},
+	{name: "lf-only partial head", in: "GET / HTTP/1.1\nHo", err: ErrBadLineEnd},
+	{name: "lf ending the head", in: "GET / HTTP/1.1\r\nHost: h\n\n", err: ErrBadLineEnd},
+	{name: "bare cr partial head", in: "GET / HTTP/1.1\rHost: h", err: ErrBadLineEnd},
+	{name: "cr last byte", in: "GET / HTTP/1.1\r\nHost: h\r\n\r", err: ErrIncomplete},
+	{name: "lf after cr pair", in: "GET / HTTP/1.1\r\nHost: h\r\n\r\r\n", err: ErrBadLineEnd},
+
+	// Host (RFC 9112 §3.2, RFC 3986 §3.2.2).
+	{name: "host with space", in: "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", err: ErrBadHost},
+	{name: "host with control byte", in: "GET / HTTP/1.1\r\nHost: a\x01\r\n\r\n", err: ErrBadHeader},
+	{name: "host unclosed bracket", in: "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", err: ErrBadHost},
+	{name: "host bracket not v6", in: "GET / HTTP/1.1\r\nHost: [a.b]\r\n\r\n", err: ErrBadHost},
+	{name: "host junk after bracket", in: "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", err: ErrBadHost},
+	{name: "host port not a number", in: "GET / HTTP/1.1\r\nHost: a:notaport\r\n\r\n", err: ErrBadHost},
+	{name: "host port too large", in: "GET / HTTP/1.1\r\nHost: a:65536\r\n\r\n", err: ErrBadHost},
+	{name: "host two ports", in: "GET / HTTP/1.1\r\nHost: a:1:2\r\n\r\n", err: ErrBadHost},
+	{name: "host userinfo", in: "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", err: ErrBadHost},
+	{name: "host slash", in: "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", err: ErrBadHost},
+	{name: "host bad percent", in: "GET / HTTP/1.1\r\nHost: a%2\r\n\r\n", err: ErrBadHost},
+	{name: "host comma list", in: "GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", err: ErrBadHost},
+	{name: "host empty", in: "GET / HTTP/1.1\r\nHost:\r\n\r\n", err: ErrBadHost},
+	{name: "host v6 port", in: "GET / HTTP/1.1\r\nHost: [2001:db8::1]:8080\r\n\r\n", host: "[2001:db8::1]:8080", path: "/"},
+	{name: "host empty port", in: "GET / HTTP/1.1\r\nHost: a:\r\n\r\n", err: ErrBadHost},
+	{name: "host percent and sub-delims", in: "GET / HTTP/1.1\r\nHost: a%41b!$&'()*+;=_~-.c\r\n\r\n", host: "a%41b!$&'()*+;=_~-.c", path: "/"},
+	{name: "absolute form without host", in: "GET http://a.example/x HTTP/1.1\r\n\r\n", err: ErrBadHost},
+	{name: "absolute form two hosts", in: "GET http://a.example/x HTTP/1.1\r\nHost: a.example\r\nHost: a.example\r\n\r\n", err: ErrBadHost},
+	{name: "absolute form invalid host field", in: "GET http://a.example/x HTTP/1.1\r\nHost: a b\r\n\r\n", err: ErrBadHost},
+	{name: "absolute form bad authority", in: "GET http://[::1/x HTTP/1.1\r\nHost: a\r\n\r\n", err: ErrBadTarget},
+	{name: "absolute form bad port", in: "GET http://a:x/x HTTP/1.1\r\nHost: a\r\n\r\n", err: ErrBadTarget},
+	{name: "http10 without host", in: "GET / HTTP/1.0\r\nX: 1\r\n\r\n", close: true, path: "/"},
+	{name: "http10 two hosts", in: "GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", err: ErrBadHost},
 }
 
 func TestParseRequest(t *testing.T) {
@@ -66,6 +101,100 @@ func TestParseRequest(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAbsoluteFormHost checks that the target's authority replaces a
+// disagreeing Host field everywhere (RFC 9112 §3.2.2).
+func TestAbsoluteFormHost(t *testing.T) {
+	var r Request
+	if err := ParseRequest([]byte("GET http://a.example:8080/x HTTP/1.1\r\nX: 1\r\nHost: b.example\r\n\r\n"), &r); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := r.Headers.Get("host"); string(r.Host) != "a.example:8080" || string(v) != "a.example:8080" || r.Headers.Count("host") != 1 {
+		t.Fatalf("host %q, host field %q (%d fields)", r.Host, v, r.Headers.Count("host"))
+	}
+}
+
+// TestConfiguredLimits checks Limits: max_headers_count 5 admits five
+// fields and refuses the sixth; max_request_headers_kb bounds the head as
+// received, incomplete or not.
+func TestConfiguredLimits(t *testing.T) {
+	head := func(n int) []byte {
+		var b bytes.Buffer
+		b.WriteString("GET / HTTP/1.1\r\nHost: h\r\n")
+		for i := 1; i < n; i++ {
+			fmt.Fprintf(&b, "X-%d: v\r\n", i)
+		}
+		b.WriteString("\r\n")
+		return b.Bytes()
+	}
+	var r Request
+	five := Limits{Headers: 5}
+	if err := ParseRequestLimits(head(5), &r, five); err != nil || len(r.Headers) != 5 {
+		t.Fatalf("5 fields: %v (%d)", err, len(r.Headers))
+	}
+	if err := ParseRequestLimits(head(6), &r, five); !errors.Is(err, ErrTooManyHeaders) {
+		t.Fatalf("6 fields: err = %v, want ErrTooManyHeaders", err)
+	}
+	// More than the default count when configured so.
+	if err := ParseRequestLimits(head(150), &r, Limits{Headers: 150}); err != nil || len(r.Headers) != 150 {
+		t.Fatalf("150 fields: %v (%d)", err, len(r.Headers))
+	}
+	if err := ParseRequest(head(150), &r); !errors.Is(err, ErrTooManyHeaders) {
+		t.Fatalf("150 fields by default: err = %v", err)
+	}
+	h := head(3)
+	small := Limits{HeadBytes: len(h)}
+	if err := ParseRequestLimits(h, &r, small); err != nil {
+		t.Fatalf("head of exactly the limit: %v", err)
+	}
+	small.HeadBytes--
+	if err := ParseRequestLimits(h, &r, small); !errors.Is(err, ErrHeadTooLarge) {
+		t.Fatalf("head one byte over: err = %v", err)
+	}
+	if err := ParseRequestLimits(h[:len(h)-1], &r, small); !errors.Is(err, ErrHeadTooLarge) {
+		t.Fatalf("incomplete head at the limit: err = %v", err)
+	}
+}
+
+// TestIncrementalScan feeds heads one byte at a time, moving the bytes to a
+// new buffer between calls as a connection compacting its buffer does: the
+// result must be the one-shot result, and a bare line end must be refused
+// at the byte that makes it one.
+func TestIncrementalScan(t *testing.T) {
+	for _, tc := range requestCases {
+		t.Run(tc.name, func(t *testing.T) {
+			var one, inc Request
+			want := ParseRequest([]byte(tc.in), &one)
+			var got error = ErrIncomplete
+			for n := 1; n <= len(tc.in) && errors.Is(got, ErrIncomplete); n++ {
+				buf := append(make([]byte, 0, n), tc.in[:n]...)
+				got = ParseRequest(buf, &inc)
+			}
+			if (got == nil) != (want == nil) || errors.Is(got, ErrIncomplete) != errors.Is(want, ErrIncomplete) {
+				t.Fatalf("incremental: %v, one-shot: %v", got, want)
+			}
+			if want == nil && (inc.HeadLen != one.HeadLen || string(inc.Host) != string(one.Host) || len(inc.Headers) != len(one.Headers)) {
+				t.Fatalf("incremental parse differs: %d %q %d vs %d %q %d", inc.HeadLen, inc.Host, len(inc.Headers), one.HeadLen, one.Host, len(one.Headers))
+			}
+		})
+	}
+	// A trickled LF-only head fails at its first line end.
+	var r Request
+	in := "GET / HTTP/1.1\nHost: h\n\n"
+	for n := 1; n <= len(in); n++ {
+		err := ParseRequest([]byte(in[:n]), &r)
+		if n < len("GET / HTTP/1.1\n") {
+			if !errors.Is(err, ErrIncomplete) {
+				t.Fatalf("%d bytes: %v", n, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrBadLineEnd) {
+			t.Fatalf("%d bytes: err = %v, want ErrBadLineEnd", n, err)
+		}
+		r.Reset()
 	}
 }
 
