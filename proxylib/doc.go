@@ -303,7 +303,7 @@
 //   - `envoy.config.core.v3.HeaderValue`: key, value
 //   - `envoy.config.core.v3.Http1ProtocolOptions`: (no fields)
 //   - `envoy.config.core.v3.Http2ProtocolOptions`: max_concurrent_streams, initial_stream_window_size, initial_connection_window_size, override_stream_error_on_invalid_http_message
-//   - `envoy.config.core.v3.HttpProtocolOptions`: idle_timeout
+//   - `envoy.config.core.v3.HttpProtocolOptions`: idle_timeout, max_headers_count
 //   - `envoy.config.core.v3.Pipe`: path
 //   - `envoy.config.core.v3.RuntimeUInt32`: default_value, runtime_key
 //   - `envoy.config.core.v3.SocketAddress`: address, port_value
@@ -347,7 +347,7 @@
 //   - `envoy.extensions.filters.listener.original_src.v3.OriginalSrc`: bind_port, mark
 //   - `envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector`: (no fields)
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig`: upgrade_type, enabled
-//   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`: stat_prefix, codec_type, rds, http_filters, use_remote_address, xff_num_trusted_hops, skip_xff_append, strip_any_host_port, normalize_path, merge_slashes, path_with_escaped_slashes_action, server_name, common_http_protocol_options, stream_idle_timeout, request_timeout, generate_request_id, preserve_external_request_id, upgrade_configs, local_reply_config, access_log, http2_protocol_options
+//   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`: stat_prefix, codec_type, rds, http_filters, use_remote_address, xff_num_trusted_hops, skip_xff_append, strip_any_host_port, normalize_path, merge_slashes, path_with_escaped_slashes_action, server_name, common_http_protocol_options, stream_idle_timeout, request_timeout, request_headers_timeout, max_request_headers_kb, generate_request_id, preserve_external_request_id, upgrade_configs, local_reply_config, access_log, http2_protocol_options
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter`: name, typed_config, config_discovery; typed_config holds envoy.extensions.filters.http.router.v3.Router | envoy.extensions.filters.http.rbac.v3.RBAC
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig`: mappers
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.Rds`: route_config_name, config_source

@@ -139,6 +139,7 @@ func responseFlags(f uint32) *datav3.ResponseFlags {
 		NoFilterConfigFound:           f&flagNFCF != 0,
 		DownstreamProtocolError:       f&flagDPE != 0,
 		UpstreamOverflow:              f&flagUO != 0,
+		StreamIdleTimeout:             f&flagSI != 0,
 	}
 }
 

@@ -20,10 +20,12 @@ const (
 	flagNFCF                    // no filter config found
 	flagDPE                     // downstream protocol error
 	flagUO                      // upstream overflow (circuit breaker)
+	flagSI                      // stream idle timeout
 )
 
 var flagNames = map[string]uint32{"NR": flagNR, "NC": flagNC, "UH": flagUH, "UF": flagUF, "UC": flagUC,
-	"UT": flagUT, "UPE": flagUPE, "RBAC": flagRBAC, "NFCF": flagNFCF, "DPE": flagDPE, "UO": flagUO}
+	"UT": flagUT, "UPE": flagUPE, "RBAC": flagRBAC, "NFCF": flagNFCF, "DPE": flagDPE, "UO": flagUO,
+	"SI": flagSI}
 
 // Envoy's RBAC filter wording.
 var (

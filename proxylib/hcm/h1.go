@@ -13,7 +13,9 @@ import (
 
 const (
 	h1BufSize = 16 << 10
-	h1MaxBuf  = http1.MaxHeadBytes + h1BufSize
+	// h1MaxBuf bounds an upstream connection's read buffer (a response
+	// head is bounded by the default head size).
+	h1MaxBuf = http1.MaxHeadBytes + h1BufSize
 )
 
 // Connection states for draining.
@@ -36,8 +38,20 @@ type h1conn struct {
 
 	state atomic.Int32
 	rdl   lazyDeadline
+	wdl   lazyDeadline
 	chunk http1.ChunkedDecoder
 	eof   bool
+
+	// Request timing (h1_limits.go): when the pending head's first bytes
+	// arrived, when the current request started (zero: not tracked), and
+	// whether the last read failed by its deadline.
+	headAt   time.Time
+	reqAt    time.Time
+	timedOut bool
+	// The response: when the route timeout ends it, and whether the read
+	// deadline is armed to that.
+	respBy    time.Time
+	respArmed bool
 
 	// Read-session state (serveSession).
 	inSession   bool
@@ -69,8 +83,10 @@ func getH1conn(h *Handler, c net.Conn) *h1conn {
 	hc.s.remote = remoteAddrPort(c)
 	hc.s.tls = h.tls
 	hc.r, hc.w = 0, 0
-	hc.eof = false
-	hc.rdl = lazyDeadline{}
+	hc.eof, hc.timedOut = false, false
+	hc.rdl, hc.wdl = lazyDeadline{}, lazyDeadline{}
+	hc.headAt, hc.reqAt = time.Time{}, time.Time{}
+	hc.req.Reset()
 	hc.state.Store(connActive)
 	return hc
 }
@@ -121,8 +137,8 @@ func (hc *h1conn) makeRoom() bool {
 	case hc.r > 0:
 		hc.w = copy(hc.buf, hc.buf[hc.r:hc.w])
 		hc.r = 0
-	case len(hc.buf) < h1MaxBuf:
-		nb := make([]byte, min(2*len(hc.buf), h1MaxBuf))
+	case len(hc.buf) < hc.h.h1.maxBuf:
+		nb := make([]byte, min(2*len(hc.buf), hc.h.h1.maxBuf))
 		copy(nb, hc.buf[:hc.w])
 		hc.buf = nb
 	default:
@@ -131,28 +147,28 @@ func (hc *h1conn) makeRoom() bool {
 	return true
 }
 
-// fill reads more bytes into buf, compacting or growing it as needed. It
-// returns false on error or end of stream. It must not run inside a read
-// session (serveSession): serving such a request is left to serve.
-func (hc *h1conn) fill(timeout time.Duration) bool {
+// fill reads more bytes into buf, compacting or growing it as needed, with
+// the deadline of what it waits for. It returns false on error or end of
+// stream. It must not run inside a read session (serveSession): serving
+// such a request is left to serve.
+func (hc *h1conn) fill(w wait) bool {
 	if hc.eof || hc.inSession || !hc.makeRoom() {
 		return false
 	}
-	if t, ok := hc.rdl.need(time.Now(), timeout); ok {
-		_ = hc.c.SetReadDeadline(t)
-	}
-	n, err := hc.c.Read(hc.buf[hc.w:])
+	hc.armRead(w, time.Now())
+	n, err := hc.c.Read(hc.readRoom())
 	hc.w += n
 	if err != nil {
 		hc.eof = true
+		hc.timedOut = isTimeout(err)
 		return n > 0
 	}
 	return true
 }
 
-// fillBody reads body bytes with the stream idle timeout.
+// fillBody reads request body bytes.
 func (hc *h1conn) fillBody() bool {
-	return hc.fill(hc.h.cfg.StreamIdleTimeout)
+	return hc.fill(waitBody)
 }
 
 // reject answers a request that cannot be parsed and closes.
@@ -164,7 +180,14 @@ func (hc *h1conn) reject(err error) {
 	case errors.Is(err, http1.ErrBadTransferEnc):
 		code = 501
 	}
+	// As Envoy's codec errors: the status text is the body.
+	hc.localError(code, []byte(http1.StatusText(code)))
+}
+
+// localError answers the connection's current request locally, before
+// any routing, and closes.
+func (hc *h1conn) localError(code int, body []byte) {
 	s := hc.s
 	s.route, s.wc, s.grpc = nil, nil, false
-	hc.writeLocal(code, nil, nil, false, false)
+	hc.writeLocal(code, body, nil, false, false)
 }

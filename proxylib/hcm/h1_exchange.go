@@ -39,21 +39,20 @@ type exchangeState struct {
 }
 
 // exchange writes the request in out to uc and reads until a final
-// response head is parsed into uc.Resp. On a raw socket the write and the
-// first read happen in one read session, so the proxy waits for the
-// response without first reading until EAGAIN. spent reports a connection
+// response head is parsed into uc.Resp, within timeout of sent. On a raw
+// socket the write and the first read happen in one read session, so the
+// proxy waits for the response without first reading until EAGAIN. spent reports a connection
 // that must not be pooled even if its response completes cleanly: bytes
 // or a FIN were already queued behind a response that its first read
 // returned whole.
-func (hc *h1conn) exchange(uc *upstream.Conn, out []byte, head bool, sent time.Time, reused bool) (ue upstreamErr, spent bool) {
+func (hc *h1conn) exchange(uc *upstream.Conn, out []byte, head bool, sent time.Time, timeout time.Duration, reused bool) (ue upstreamErr, spent bool) {
 	sc, ok := uc.Conn.(*sockio.Conn)
 	if !ok || uc.R != uc.W {
 		if _, err := uc.Write(out); err != nil {
 			return upReset, false
 		}
-		return readHead(uc, head, sent, hc.s.headTimeout()), false
+		return readHead(uc, head, sent, timeout), false
 	}
-	timeout := hc.s.headTimeout()
 	check := timeout <= 0 || timeout > finCheckMax
 	if check {
 		if t, ok := uc.DeadlineWithin(sent, finCheckMin, finCheckMax); ok {

@@ -38,6 +38,10 @@ const (
 	upDownstream // the client side failed; nothing to answer
 	upBadBody    // the client's body framing is invalid: 400
 	upOverflow   // a circuit breaker refused the request: 503 UO
+	// upBodyTimeout: the client stopped sending its body (stream idle or
+	// request timeout): 408.
+	upBodyTimeout
+	upStreamIdle // stream_idle_timeout passed before the response head: 504
 )
 
 // getErr classifies a failure to get an upstream connection.
@@ -77,7 +81,7 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 	out := hc.encodeRequest(uc.Out[:0])
 	hc.r += req.HeadLen
 	if req.Expect100 && req.Framing != http1.NoBody && hc.r == hc.w {
-		if _, err := hc.c.Write(continue100); err != nil {
+		if _, err := hc.write(continue100); err != nil {
 			uc.Discard()
 			return false
 		}
@@ -93,7 +97,9 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 	if !reused || !replayable || uc.Waited {
 		sent = time.Now() // after a dial, a wait for a connection, or a body streamed from the client
 	}
-	ue, spent := hc.exchange(uc, out, head, sent, reused)
+	hc.respArmed = false
+	wait, idle := hc.responseWait(sent)
+	ue, spent := hc.exchange(uc, out, head, sent, wait, reused)
 	if ue == upReset && reused && replayable {
 		// The pooled connection was closed by the server: replay once.
 		uc.Discard()
@@ -103,18 +109,21 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 		reused = false
 		out = append(uc.Out[:0], out...)
 		sent = time.Now()
-		ue, spent = hc.exchange(uc, out, head, sent, reused)
+		hc.respArmed = false
+		wait, idle = hc.responseWait(sent)
+		ue, spent = hc.exchange(uc, out, head, sent, wait, reused)
 	}
 	uc.Out = out[:0]
+	if ue == upTimeout && idle {
+		ue = upStreamIdle
+	}
 	if ue != upOK {
 		uc.Discard()
 		return hc.failUpstream(ue, keep)
 	}
 	// The response started: the per-try timeout and the exchange's check
-	// deadline no longer apply, only the route timeout bounds the body.
-	if t, ok := uc.Deadline(sent, s.timeout); ok {
-		_ = uc.SetReadDeadline(t)
-	}
+	// deadline no longer apply; the body is read under the route and
+	// stream idle timeouts (armResponseRead).
 	recv := time.Now()
 	return hc.relayResponse(uc, keep, head, recv.Sub(sent), recv, !spent)
 }
@@ -163,7 +172,7 @@ func (hc *h1conn) sendBody(uc *upstream.Conn, out []byte) ([]byte, bool, upstrea
 		out = out[:0]
 		for remaining > 0 {
 			if hc.r == hc.w && !hc.fillBody() {
-				return out, false, upDownstream
+				return out, false, hc.bodyFailed()
 			}
 			n := min(int64(hc.w-hc.r), remaining)
 			if _, err := uc.Write(hc.buf[hc.r : hc.r+int(n)]); err != nil {
@@ -186,7 +195,7 @@ func (hc *h1conn) sendBody(uc *upstream.Conn, out []byte) ([]byte, bool, upstrea
 					replayable = false
 				}
 				if !hc.fillBody() {
-					return out, false, upDownstream
+					return out, false, hc.bodyFailed()
 				}
 			}
 			n, data, err := hc.chunk.Decode(hc.buf[hc.r:hc.w])
@@ -205,6 +214,14 @@ func (hc *h1conn) sendBody(uc *upstream.Conn, out []byte) ([]byte, bool, upstrea
 		}
 		return append(out, http1.LastChunk...), replayable, upOK
 	}
+}
+
+// bodyFailed classifies a failed read of the request body.
+func (hc *h1conn) bodyFailed() upstreamErr {
+	if hc.timedOut {
+		return upBodyTimeout
+	}
+	return upDownstream
 }
 
 // readHead reads until a final response head is parsed into uc.Resp,
@@ -299,8 +316,12 @@ func (hc *h1conn) failUpstream(ue upstreamErr, keep bool) bool {
 	case upOverflow:
 		hc.s.details = detailsOverflow
 		return hc.writeLocal(503, bodyOverflow, nil, keep, false) && keep
+	case upStreamIdle:
+		return hc.writeLocal(504, bodyStreamTimeout, nil, keep, false) && keep
 	case upBadBody:
 		hc.writeLocal(400, nil, nil, false, false)
+	case upBodyTimeout:
+		hc.requestTimedOut(false)
 	}
 	return false
 }
@@ -331,7 +352,7 @@ func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime 
 
 	if upgrade {
 		hc.out = out
-		if _, err := hc.c.Write(out); err != nil {
+		if _, err := hc.write(out); err != nil {
 			uc.Discard()
 			return false
 		}
@@ -350,7 +371,7 @@ func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime 
 	}
 	hc.out = out
 	if ok && len(out) > 0 {
-		if _, err := hc.c.Write(out); err != nil {
+		if _, err := hc.write(out); err != nil {
 			ok = false
 		}
 	}
@@ -369,7 +390,7 @@ func (hc *h1conn) flushOut(out []byte) ([]byte, bool) {
 	if len(out) == 0 {
 		return out, true
 	}
-	if _, err := hc.c.Write(out); err != nil {
+	if _, err := hc.write(out); err != nil {
 		return out[:0], false
 	}
 	return out[:0], true
@@ -384,6 +405,7 @@ func (hc *h1conn) refill(uc *upstream.Conn, out []byte) ([]byte, bool) {
 		return out, false
 	}
 	uc.R, uc.W = 0, 0
+	hc.armResponseRead(uc)
 	m, err := uc.Read(uc.Buf[:uc.ReadLimit()])
 	uc.W = m
 	return out, m > 0 || err == nil
@@ -452,6 +474,7 @@ func (hc *h1conn) relayUntilClose(uc *upstream.Conn, out []byte) ([]byte, bool) 
 			return out, false
 		}
 		uc.R, uc.W = 0, 0
+		hc.armResponseRead(uc)
 		m, err := uc.Read(uc.Buf[:uc.ReadLimit()])
 		uc.W = m
 		if m == 0 && err != nil {
@@ -468,7 +491,7 @@ func (hc *h1conn) relayUntilClose(uc *upstream.Conn, out []byte) ([]byte, bool) 
 func (hc *h1conn) splice(uc *upstream.Conn) {
 	defer uc.Discard()
 	if uc.R < uc.W {
-		if _, err := hc.c.Write(uc.Buf[uc.R:uc.W]); err != nil {
+		if _, err := hc.write(uc.Buf[uc.R:uc.W]); err != nil {
 			return
 		}
 	}
@@ -478,7 +501,10 @@ func (hc *h1conn) splice(uc *upstream.Conn) {
 		}
 		hc.r = hc.w
 	}
+	// An upgraded connection is a byte stream without deadlines (see the
+	// package comment).
 	_ = hc.c.SetReadDeadline(time.Time{})
+	_ = hc.c.SetWriteDeadline(time.Time{})
 	_ = uc.SetReadDeadline(time.Time{})
 	done := make(chan struct{}, 2)
 	// The sockets themselves, so io.Copy can use splice(2).
@@ -512,6 +538,8 @@ func (ue upstreamErr) flag() uint32 {
 		return flagDPE
 	case upOverflow:
 		return flagUO
+	case upStreamIdle:
+		return flagSI
 	}
 	return 0
 }

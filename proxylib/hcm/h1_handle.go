@@ -129,7 +129,7 @@ func (hc *h1conn) writeLocal(code int, body, loc []byte, keep, head bool) bool {
 		out = append(out, body...)
 	}
 	hc.out = out
-	_, err := hc.c.Write(out)
+	_, err := hc.write(out)
 	return err == nil
 }
 

@@ -33,7 +33,7 @@ func (hc *h1conn) serve() {
 // at a request whose serving reads the connection (bodyBuffered).
 func (hc *h1conn) step() pending {
 	for {
-		err := http1.ParseRequest(hc.buf[hc.r:hc.w], &hc.req)
+		err := http1.ParseRequestLimits(hc.buf[hc.r:hc.w], &hc.req, hc.h.h1.parse)
 		if err != nil {
 			if !errors.Is(err, http1.ErrIncomplete) {
 				hc.reject(err)
@@ -42,8 +42,16 @@ func (hc *h1conn) step() pending {
 			if hc.r == hc.w {
 				return pendIdle
 			}
+			if hc.headAt.IsZero() {
+				// Bytes arrive and are parsed in one go: the read that
+				// brought this head's first bytes happened just now.
+				hc.headAt = time.Now()
+			}
 			return pendHead
 		}
+		// The request starts with its head's first bytes; a head that
+		// came whole is started when its body is first waited for.
+		hc.reqAt, hc.headAt = hc.headAt, time.Time{}
 		if hc.inSession && !hc.bodyBuffered() {
 			return pendBody
 		}
@@ -82,17 +90,20 @@ func (hc *h1conn) leaveIdle() bool {
 }
 
 // failed ends a connection whose read failed: a head that cannot grow is
-// answered 431, anything else closes silently.
+// answered 431, a head whose deadline passed 408; anything else (the end
+// of the stream, an idle connection timing out) closes silently.
 func (hc *h1conn) failed() {
-	if hc.w-hc.r >= http1.MaxHeadBytes {
+	switch {
+	case hc.w-hc.r >= hc.h.h1.parse.HeadBytes:
 		hc.reject(http1.ErrHeadTooLarge)
+	case hc.timedOut && hc.r < hc.w:
+		hc.requestTimedOut(true)
 	}
 }
 
 // serveReads is the serving loop over plain blocking reads (TLS, and any
 // connection whose socket is not wrapped).
 func (hc *h1conn) serveReads() {
-	cfg := hc.h.cfg
 	for {
 		switch hc.step() {
 		case pendClose:
@@ -101,7 +112,7 @@ func (hc *h1conn) serveReads() {
 			if !hc.enterIdle() {
 				return
 			}
-			ok := hc.fill(cfg.IdleTimeout)
+			ok := hc.fill(waitIdle)
 			if !hc.leaveIdle() {
 				return // closed by a drain
 			}
@@ -110,7 +121,7 @@ func (hc *h1conn) serveReads() {
 				return
 			}
 		default: // pendHead
-			if !hc.fill(cfg.StreamIdleTimeout) {
+			if !hc.fill(waitHead) {
 				hc.failed()
 				return
 			}
@@ -140,7 +151,7 @@ func (hc *h1conn) serveSession() {
 			}
 		}
 		if err != nil {
-			hc.eof = true
+			hc.eof, hc.timedOut = true, isTimeout(err)
 			hc.failed()
 			return
 		}
@@ -188,7 +199,7 @@ func (hc *h1conn) sessionStep() bool {
 			hc.end = pendFail
 			return true
 		}
-		n, more, err := hc.sock.ReadNow(hc.buf[hc.w:])
+		n, more, err := hc.sock.ReadNow(hc.readRoom())
 		if err == sockio.ErrWouldBlock {
 			return hc.waitReadable()
 		}
@@ -207,17 +218,15 @@ func (hc *h1conn) sessionStep() bool {
 // connection must close instead (draining).
 func (hc *h1conn) waitReadable() bool {
 	hc.mustRead = true
-	timeout := hc.h.cfg.StreamIdleTimeout
+	w := waitHead
 	if hc.r == hc.w {
-		timeout = hc.h.cfg.IdleTimeout
+		w = waitIdle
 		if !hc.enterIdle() {
 			hc.end = pendClose
 			return true
 		}
 		hc.waitingIdle = true
 	}
-	if t, ok := hc.rdl.need(time.Now(), timeout); ok {
-		_ = hc.c.SetReadDeadline(t)
-	}
+	hc.armRead(w, time.Now())
 	return false
 }

@@ -27,6 +27,7 @@ type Handler struct {
 	cfg        *resource.HCM
 	tls        bool
 	serverName []byte
+	h1         h1Limits
 
 	h2 *http2.Server
 	hs *http.Server // base config of h2; its Shutdown sends GOAWAY
@@ -44,7 +45,8 @@ type Handler struct {
 // NewHandler returns a handler for cfg. tls says whether the chain
 // terminates TLS (x-forwarded-proto and :scheme become https).
 func NewHandler(rt *Runtime, cfg *resource.HCM, tls bool) *Handler {
-	h := &Handler{rt: rt, cfg: cfg, tls: tls, serverName: []byte(cfg.ServerName), conns: map[*h1conn]struct{}{}}
+	h := &Handler{rt: rt, cfg: cfg, tls: tls, serverName: []byte(cfg.ServerName), conns: map[*h1conn]struct{}{},
+		h1: newH1Limits(cfg)}
 	h.filters, h.mappers = compileFilters(cfg)
 	h.logs = rt.ALS.Senders(cfg.AccessLogs)
 	o := h2Options(cfg)
@@ -122,12 +124,23 @@ func (h *Handler) ServeConn(c net.Conn, info listener.ConnInfo) {
 	hc := getH1conn(h, c)
 	hc.s.setConn(info)
 	if h.cfg.Codec == resource.CodecAuto {
-		// Sniff the HTTP/2 prior-knowledge preface.
+		// Sniff the HTTP/2 prior-knowledge preface. After the first byte
+		// a request head is under way, with its deadlines.
 		for hc.w < len(h2Preface) && bytes.HasPrefix(h2Preface, hc.buf[:hc.w]) {
-			if !hc.fill(h.cfg.IdleTimeout) {
+			w := waitIdle
+			if hc.w > 0 {
+				w = waitHead
+			}
+			if !hc.fill(w) {
+				if hc.w > 0 && hc.timedOut {
+					hc.requestTimedOut(true)
+				}
 				hc.close()
 				putH1conn(hc)
 				return
+			}
+			if hc.headAt.IsZero() && hc.w > 0 {
+				hc.headAt = time.Now()
 			}
 		}
 		if bytes.HasPrefix(hc.buf[:hc.w], h2Preface) {
@@ -244,6 +257,15 @@ func remoteAddrPort(c net.Conn) netip.AddrPort {
 type lazyDeadline struct {
 	at time.Time
 	d  time.Duration
+}
+
+// set returns t to arm exactly, and false when it is armed already.
+func (l *lazyDeadline) set(t time.Time) (time.Time, bool) {
+	if l.d < 0 && l.at.Equal(t) {
+		return t, false
+	}
+	l.at, l.d = t, -1
+	return t, true
 }
 
 // need returns the deadline to set, and false when the armed one is close

@@ -87,6 +87,10 @@ type Options struct {
 	MaxBuffer   int
 	MaxInject   int
 	IdleTimeout time.Duration // 0: none
+	// ReadSize bounds one read from either side (0: 32 KiB): the
+	// listener's per_connection_buffer_limit_bytes. A frame the parser
+	// needs whole is still gathered up to MaxBuffer.
+	ReadSize int
 }
 
 // direction is one side of the relay: bytes read from src go, after the
@@ -164,7 +168,11 @@ type write struct {
 }
 
 func (r *relay) run(d *direction) error {
-	rb := make([]byte, readBufferSize)
+	size := readBufferSize
+	if r.opt.ReadSize > 0 && r.opt.ReadSize < size {
+		size = r.opt.ReadSize
+	}
+	rb := make([]byte, size)
 	var outs []write
 	for {
 		if r.opt.IdleTimeout > 0 {

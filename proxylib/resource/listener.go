@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -82,6 +83,7 @@ func decodeListener(l *listenerv3.Listener) (*Listener, error) {
 		if err != nil {
 			return nil, err
 		}
+		chain.setBufferLimit(out.BufferLimit)
 		for _, key := range matchKeys(chain.ServerNames) {
 			if j, dup := seen[key]; dup {
 				return nil, fieldErr(append(p, "filter_chain_match"), "matches the same connections as filter_chains[%d]", j)
@@ -91,6 +93,20 @@ func decodeListener(l *listenerv3.Listener) (*Listener, error) {
 		out.Chains = append(out.Chains, chain)
 	}
 	return out, nil
+}
+
+// setBufferLimit hands the listener's per_connection_buffer_limit_bytes to
+// the chain's terminal filter, which bounds its reads with it. The limit
+// joins the chain's key: the same chain under another limit behaves
+// differently.
+func (c *FilterChain) setBufferLimit(limit uint32) {
+	switch {
+	case c.HCM != nil:
+		c.HCM.BufferLimit = limit
+	case c.TCP != nil:
+		c.TCP.BufferLimit = limit
+	}
+	c.Key += "\x00" + strconv.FormatUint(uint64(limit), 10)
 }
 
 func matchKeys(serverNames []string) []string {
@@ -216,6 +232,7 @@ func decodeHCM(h *hcmv3.HttpConnectionManager, p path) (*HCM, error) {
 		IdleTimeout:               duration(h.GetCommonHttpProtocolOptions().GetIdleTimeout(), DefaultIdleTimeout),
 		StreamIdleTimeout:         duration(h.GetStreamIdleTimeout(), DefaultStreamIdleTimeout),
 		RequestTimeout:            duration(h.GetRequestTimeout(), 0),
+		RequestHeadersTimeout:     duration(h.GetRequestHeadersTimeout(), 0),
 		GenerateRequestID:         true,
 		PreserveExternalRequestID: h.GetPreserveExternalRequestId(),
 		MaxRequestHeadersBytes:    DefaultMaxRequestHeadersBytes,
@@ -226,6 +243,9 @@ func decodeHCM(h *hcmv3.HttpConnectionManager, p path) (*HCM, error) {
 		return nil, err
 	}
 	out.HTTP2 = h2
+	if err := decodeHCMLimits(h, p, out); err != nil {
+		return nil, err
+	}
 	if h.GetServerName() != "" {
 		out.ServerName = h.GetServerName()
 	}
@@ -366,6 +386,40 @@ func decodeH2Options(o *corev3.Http2ProtocolOptions, p path) (H2Options, error) 
 		*f.dst = f.v.GetValue()
 	}
 	return out, nil
+}
+
+// decodeHCMLimits checks the connection manager's limits and timeouts
+// against Envoy's validation rules (the decoder does not run them on typed
+// configs) and takes the limits.
+func decodeHCMLimits(h *hcmv3.HttpConnectionManager, p path, out *HCM) error {
+	if v := h.GetMaxRequestHeadersKb(); v != nil {
+		kb := v.GetValue()
+		if kb == 0 || kb > maxRequestHeadersKB {
+			return fieldErr(append(p, "max_request_headers_kb"), "%d is outside 1..%d", kb, maxRequestHeadersKB)
+		}
+		out.MaxRequestHeadersBytes = int(kb) << 10
+	}
+	if v := h.GetCommonHttpProtocolOptions().GetMaxHeadersCount(); v != nil {
+		n := v.GetValue()
+		if n == 0 {
+			return fieldErr(append(p, "common_http_protocol_options", "max_headers_count"), "must be at least 1")
+		}
+		out.MaxHeadersCount = int(n)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"common_http_protocol_options.idle_timeout", out.IdleTimeout},
+		{"stream_idle_timeout", out.StreamIdleTimeout},
+		{"request_timeout", out.RequestTimeout},
+		{"request_headers_timeout", out.RequestHeadersTimeout},
+	} {
+		if d.v < 0 {
+			return fieldErr(append(p, d.name), "must not be negative")
+		}
+	}
+	return nil
 }
 
 // String renders a listener for logs.

@@ -53,6 +53,9 @@ const (
 	DefaultMaxHeadersCount        = 100
 )
 
+// maxRequestHeadersKB is Envoy's upper bound on max_request_headers_kb.
+const maxRequestHeadersKB = 8192
+
 // Listener is a decoded envoy.config.listener.v3.Listener.
 type Listener struct {
 	Name         string
@@ -142,6 +145,14 @@ type HCM struct {
 	Filters    []*HTTPFilter
 	LocalReply []*ReplyMapper
 	AccessLogs []*AccessLog
+
+	// RequestHeadersTimeout bounds the time from the first byte of a
+	// request head to its last (request_headers_timeout; 0, Envoy's
+	// default, means none).
+	RequestHeadersTimeout time.Duration
+	// BufferLimit is the listener's per_connection_buffer_limit_bytes (0:
+	// no bound but the proxy's own buffer sizes).
+	BufferLimit uint32
 }
 
 // H2Options are the downstream HTTP/2 settings of a connection manager.

@@ -119,6 +119,8 @@ type TCPProxy struct {
 	Cluster     string
 	IdleTimeout time.Duration
 	AccessLogs  []*AccessLog
+	// BufferLimit is the listener's per_connection_buffer_limit_bytes.
+	BufferLimit uint32
 	// Kafka is the ECDS reference of the Kafka policy filter, or nil.
 	Kafka *ExtensionRef
 }

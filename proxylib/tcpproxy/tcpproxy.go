@@ -124,8 +124,14 @@ func (h *Handler) relay(down, up net.Conn) string {
 	last.Store(time.Now().UnixNano())
 	idle := h.cfg.IdleTimeout
 	timedOut := atomic.Bool{}
+	// Each direction holds at most one read, bounded by the listener's
+	// per_connection_buffer_limit_bytes.
+	size := 32 << 10
+	if l := h.cfg.BufferLimit; l > 0 && l < uint32(size) {
+		size = int(l)
+	}
 	copyDir := func(dst, src net.Conn) {
-		buf := make([]byte, 32<<10)
+		buf := make([]byte, size)
 		for {
 			if idle > 0 {
 				_ = src.SetReadDeadline(time.Now().Add(idle))
@@ -184,7 +190,8 @@ func (h *Handler) relayKafka(down, up net.Conn, info listener.ConnInfo) string {
 		Log:    func(ev kafka.Event) { h.logKafka(info, ev) },
 		Logger: h.logger,
 	})
-	err := parser.Relay(context.Background(), down, up, pc, p, parser.Options{MaxBuffer: maxReq + 4, IdleTimeout: h.cfg.IdleTimeout})
+	err := parser.Relay(context.Background(), down, up, pc, p, parser.Options{MaxBuffer: maxReq + 4, IdleTimeout: h.cfg.IdleTimeout,
+		ReadSize: int(h.cfg.BufferLimit)})
 	if err != nil {
 		h.logger.Debug("kafka: connection closed", "src", info.Remote, "dst", info.Local, "error", err)
 		return "kafka_" + err.Error()
