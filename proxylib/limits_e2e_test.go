@@ -435,3 +435,42 @@ func stallingBackend(t *testing.T) (addr string, bigAborted <-chan struct{}) {
 	}()
 	return ln.Addr().String(), aborted
 }
+
+
+// TestRequestTimeout checks request_timeout: a request whose body trickles
+// in, each byte well within the stream idle timeout, is cut off with
+// Envoy's 408 "request timeout" once the whole request took longer than
+// the timeout, counted from its head's first byte.
+func TestRequestTimeout(t *testing.T) {
+	be := startBackend(t, "echo", nil)
+	x := startXDS(t, "", nil)
+	addr := freeAddr(t)
+	const timeout = 600 * time.Millisecond
+	x.set(httpListener(t, "l", addr, "rc", func(h *hcmv3.HttpConnectionManager) {
+		h.RequestTimeout = durationpb.New(timeout)
+		h.StreamIdleTimeout = durationpb.New(5 * time.Second)
+	}),
+		routeConfig("rc", vh("v", "*", prefixRoute("/", "s"))),
+		edsCluster(t, "s", false, nil), cla("s", be.addr))
+	startProxy(t, x.sock)
+	waitServing(t, "http://"+addr+"/", "h")
+
+	t.Run("quick request", func(t *testing.T) {
+		c, br := dialRaw(t, addr)
+		send(t, c, "POST /quick HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nok")
+		expectEchoes(t, br, "POST /quick ok")
+	})
+	t.Run("trickled body cut off", func(t *testing.T) {
+		c, br := dialRaw(t, addr)
+		body := strings.Repeat("b", 40)
+		start := time.Now()
+		send(t, c, fmt.Sprintf("POST /slow HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n", len(body)))
+		done := trickle(c, body, 50*time.Millisecond)
+		expectRejected(t, c, br, 408, "request timeout")
+		if took := time.Since(start); took < timeout-50*time.Millisecond || took > timeout+1500*time.Millisecond {
+			t.Fatalf("cut off after %v, want about %v", took, timeout)
+		}
+		c.Close()
+		<-done
+	})
+}
