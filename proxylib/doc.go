@@ -35,9 +35,9 @@
 // (common_tls_context.tls_certificate_sds_secret_configs, alpn_protocols;
 // TLS 1.2 and 1.3), and network filters ending in the
 // HttpConnectionManager (or tcp_proxy, see L7 policy);
-// per_connection_buffer_limit_bytes (accepted; the
-// proxy streams and never buffers more than 64 KiB per direction). Two
-// listeners may not share an address; two chains may not share a match.
+// per_connection_buffer_limit_bytes (default 1 MiB; see Limits and
+// timeouts). Two listeners may not share an address; two chains may not
+// share a match.
 //
 // HttpConnectionManager: stat_prefix; codec_type AUTO (HTTP/1.1, or HTTP/2
 // by ALPN "h2" or the prior-knowledge preface), HTTP1 or HTTP2; rds with
@@ -59,8 +59,10 @@
 // normalize_path a malformed escape ('%' without two hex digits) gets 400
 // (package hcm explains why);
 // server_name (default "envoy");
-// common_http_protocol_options.idle_timeout (default 1 h);
+// common_http_protocol_options{idle_timeout (default 1 h),
+// max_headers_count (default 100)}; max_request_headers_kb (default 60);
 // stream_idle_timeout (default 5 min); request_timeout (default off);
+// request_headers_timeout (default off); see Limits and timeouts;
 // generate_request_id (default true); preserve_external_request_id;
 // local_reply_config and access_log (see L7 policy);
 // upgrade_configs (upgrade_type, enabled) for WebSocket pass-through — an
@@ -78,9 +80,9 @@
 // Other Http2ProtocolOptions fields are NACKed, and on clusters every field
 // (there the message only selects h2c). The HTTP/2 server advertises
 // SETTINGS_MAX_FRAME_SIZE 16 KiB and SETTINGS_MAX_HEADER_LIST_SIZE equal to
-// the request head limit (60 KiB, Envoy's max_request_headers_kb default);
-// a header block over it gets 431, one with more than 100 fields (Envoy's
-// max_headers_count default) is malformed. A request that arrives over
+// the request head limit (max_request_headers_kb, default 60 KiB); a
+// header block over it gets 431, one with more fields than
+// max_headers_count (default 100) is malformed. A request that arrives over
 // HTTP/2 passes the checks of an HTTP/1.1 request before it is forwarded
 // (RFC 9113 §8.2 and §8.3 plus: a token method, an origin-form :path of
 // visible ASCII without a fragment — "*" only for OPTIONS —, a valid
@@ -189,6 +191,56 @@
 // bound meanwhile, so a bind failure NACKs the listener); an updated
 // resource keeps serving its previous version while the new one warms;
 // after 15 s (Envoy's initial_fetch_timeout) it stops waiting.
+//
+// # Limits and timeouts
+//
+// Every wait of the HTTP/1.1 connection manager is bounded, with Envoy's
+// fields, defaults and answers:
+//   - common_http_protocol_options.idle_timeout: a connection with no
+//     request in progress closes (silently) after it.
+//   - request_headers_timeout, from the first byte of a request head:
+//     the head must be complete by then, however steadily its bytes
+//     trickle in, or the request gets 408 "request header timeout" and the
+//     connection closes. Off when absent or 0, as in Envoy (the translator
+//     always sets it).
+//   - request_timeout, from the first byte of the request: the request's
+//     head and body must have been read by then, or 408 "request timeout"
+//     and a close. The router's own waits are the route timeout's.
+//   - stream_idle_timeout: every read of the request (head or body), every
+//     wait for the response head and every read of the response body must
+//     make progress within it, and so must every write of the response to
+//     the client. Before the request is complete the answer is 408 "stream
+//     timeout" and a close; a silent upstream after a complete request gets
+//     504 "stream timeout" (response flag SI); once the response started
+//     the connection is closed. A route timeout shorter than it wins (504
+//     "upstream request timeout"), and it bounds a route without a timeout.
+//     Upgraded (WebSocket) connections are byte streams without deadlines.
+//   - max_request_headers_kb bounds the request head as received (request
+//     line, header lines and line ends, so a few bytes per line before
+//     Envoy, which counts names and values);
+//     common_http_protocol_options.max_headers_count bounds its header
+//     fields (count 5: the sixth field is refused). Past either: 431
+//     "Request Header Fields Too Large" and a close.
+//   - Malformed heads get 400 "Bad Request" (codec errors carry the status
+//     text as Envoy's do) and a close, as soon as they are malformed: a
+//     bare LF or CR ends no line (package http1), and a Host must be one
+//     valid uri-host[:port] field (RFC 9112 §3.2); an absolute-form
+//     target's authority replaces the Host field.
+//   - per_connection_buffer_limit_bytes (listener) bounds every read from
+//     a client: the proxy reads at most that much at a time and forwards
+//     or parses it before reading again, so beyond a head it is still
+//     parsing (bounded by max_request_headers_kb, as Envoy holds a head in
+//     its header map, not in the connection buffer) it holds at most one
+//     such read per direction; response bytes are written to the client
+//     before the next upstream read. That is the soft limit Envoy's
+//     watermarks give. tcp_proxy and the Kafka filter read at most it at a
+//     time (a Kafka request is still gathered whole, up to the filter's
+//     max_request_bytes). What an HTTP/2 client may send ahead is bounded,
+//     as in Envoy, by the http2_protocol_options windows.
+//
+// On HTTP/2 connections the idle timeout and the head limits apply (see
+// http2_protocol_options above); request_headers_timeout, request_timeout
+// and stream_idle_timeout are not enforced on HTTP/2 streams yet.
 //
 // # L7 policy
 //
