@@ -52,6 +52,12 @@
 //     max_requests) → 503 "upstream connect error or disconnect/reset
 //     before headers. reset reason: overflow" with x-envoy-overloaded: true
 //     and response flag UO.
+//   - Requests the HTTP/1.1 codec refuses get 400, 431 (head limits) or
+//     501 (transfer codings) with the status text as body, and a close;
+//     requests whose client stalls get 408 ("request header timeout",
+//     "request timeout", "stream timeout") and a close; a silent upstream
+//     504 "stream timeout" (h1_limits.go; the proxylib package comment
+//     lists every limit and timeout).
 //   - HTTP/1.0 requests get 426 (accept_http_10 is false by default);
 //     "Expect: 100-continue" is answered by the proxy and not forwarded
 //     (proxy_100_continue false). HTTP/1.1 trailers are not forwarded
@@ -113,7 +119,12 @@
 // brought the last request reported (TCP_INQ) that nothing, not even a FIN,
 // was left; a request whose body is not yet buffered, or an upgrade, ends
 // the session and is served with ordinary reads. In the middle of a head
-// the connection always reads until EAGAIN before waiting. Upstream, the
+// the connection always reads until EAGAIN before waiting. A head that
+// arrives in pieces is parsed in linear time (the parser resumes where it
+// stopped) and waits under the earliest of the stream idle, request
+// headers and request deadlines; the happy path, a head in one read, reads
+// no clock for them. Writes to the client carry the stream idle timeout as
+// a write deadline, re-armed lazily like the reads'. Upstream, the
 // request is written and the response awaited in one read session of the
 // pooled connection (exchange), again without the failing read. The pool
 // probes an idle connection before handing it out (one non-blocking
