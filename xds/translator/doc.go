@@ -54,8 +54,9 @@
 //     hops, path normalisation (below), router last, WebSocket
 //     upgrades enabled (upgrade_configs websocket; CONNECT and other
 //     upgrade types are refused, as Envoy does by default). Envoy's own
-//     defaults stay for everything else (stream idle timeout 5 min, server
-//     header "envoy", request IDs generated), except HTTP/2.
+//     defaults stay for everything else (server header "envoy", request
+//     IDs generated, no request_timeout), except HTTP/2 and the downstream
+//     limits below.
 //   - Path normalisation, on every connection manager (Gateway and policy
 //     listeners): normalize_path true, merge_slashes true,
 //     path_with_escaped_slashes_action UNESCAPE_AND_REDIRECT — Envoy
@@ -85,6 +86,30 @@
 //     clients never notice it. override_stream_error_on_invalid_http_message
 //     is true: a malformed request resets its stream (RFC 9113 §8.1.1)
 //     rather than the whole connection, Envoy's default.
+//   - Downstream limits and timeouts (conn_limits.go) are written out on
+//     every listener and connection manager, Gateway and policy alike, so
+//     what a client can make the proxy hold is stated in the configuration
+//     and is the same on stock Envoy and the builtin proxy:
+//     per_connection_buffer_limit_bytes 32 KiB, Envoy's edge best-practice
+//     value, which Envoy Gateway sets on its listeners by default (Envoy's
+//     own 1 MiB default assumes trusted peers);
+//     max_request_headers_kb 60 and common_http_protocol_options
+//     .max_headers_count 100, Envoy's defaults (431 past either): large
+//     enough for real cookie and token headers, small enough to bound a
+//     head; common_http_protocol_options.idle_timeout 1 h and
+//     stream_idle_timeout 5 min, Envoy's defaults and its edge
+//     recommendation (the stream idle timeout also ends a request on a
+//     route without a timeout once nothing moved for 5 minutes, so a
+//     long-lived stream must carry keepalives); request_headers_timeout
+//     10 s. Envoy leaves the last off, Envoy Gateway does not set it (no
+//     API field yet, envoyproxy/gateway#5633) and Istio discussed but did
+//     not adopt setting it on gateways (istio/istio#44329); without it a
+//     client trickling a head byte by byte holds a connection and its
+//     buffer for as long as each byte comes within the stream idle
+//     timeout. A head is a few hundred bytes to a few KiB sent at once, so
+//     10 s leaves a slow mobile link ample room while cutting such a client
+//     off (408). request_timeout stays off: uploads and streams may
+//     legitimately last long, and route timeouts bound the response.
 //   - RouteConfiguration: ignore_port_in_host_matching, so the Host port
 //     takes no part in virtual host selection but still reaches the
 //     backend (Gateway API's hostname tests expect "host:port" upstream;

@@ -19,7 +19,8 @@ import (
 // normalised before matching (setPathNormalization). WebSocket upgrades
 // pass through (upgrade_configs); other upgrades are refused. HTTP/2
 // settings are written out (http2Options) rather than left to Envoy's
-// defaults, which bound nothing.
+// defaults, which bound nothing; so are head limits and timeouts
+// (conn_limits.go).
 func (b *builder) httpConnectionManager(l *ir.Listener, ch *ir.HTTPChain) (*anypb.Any, error) {
 	name := listenerName(l)
 	router, err := typedConfig("listener", name, &routerv3.Router{})
@@ -45,6 +46,7 @@ func (b *builder) httpConnectionManager(l *ir.Listener, ch *ir.HTTPChain) (*anyp
 		Http2ProtocolOptions: http2Options(),
 	}
 	setPathNormalization(hcm)
+	limitHCM(hcm)
 	return typedConfig("listener", name, hcm)
 }
 

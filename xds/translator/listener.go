@@ -55,6 +55,7 @@ func (b *builder) buildListener(l *ir.Listener, m *listenerMemo) (*listenerv3.Li
 		Name:    name,
 		Address: socketAddress(addr.String(), l.Port),
 	}
+	limitListener(out)
 	// Envoy rejects two filter chains with the same match, so an SNI name
 	// belongs to the first chain that lists it.
 	sniOwner := map[string]string{}

@@ -78,6 +78,7 @@ func (b *builder) policyListener(p *ir.Policy, l *ir.PolicyListener) error {
 			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: origDst},
 		}},
 	}
+	limitListener(out)
 	if l.OriginalSource {
 		src, err := typedConfig("listener", name, &origsrcv3.OriginalSrc{Mark: p.UpstreamMark})
 		if err != nil {

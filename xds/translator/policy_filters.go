@@ -67,6 +67,7 @@ func (b *builder) policyHCM(p *ir.Policy, l *ir.PolicyListener) (*anypb.Any, err
 		}}},
 	}
 	setPathNormalization(hcm)
+	limitHCM(hcm)
 	if p.AccessLogSocket != "" {
 		als, err := typedConfig("listener", name, &alsv3.HttpGrpcAccessLogConfig{CommonConfig: alsCommon(name)})
 		if err != nil {
