@@ -460,6 +460,19 @@ func TestRequestTimeout(t *testing.T) {
 		send(t, c, "POST /quick HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nok")
 		expectEchoes(t, br, "POST /quick ok")
 	})
+	t.Run("each request has its own time", func(t *testing.T) {
+		c, br := dialRaw(t, addr)
+		send(t, c, "POST /one HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\n")
+		time.Sleep(timeout / 3)
+		send(t, c, "1")
+		expectEchoes(t, br, "POST /one 1")
+		time.Sleep(timeout + 100*time.Millisecond)
+		two := "POST /two HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\n2"
+		send(t, c, two[:10])
+		time.Sleep(timeout / 3)
+		send(t, c, two[10:])
+		expectEchoes(t, br, "POST /two 2")
+	})
 	t.Run("trickled body cut off", func(t *testing.T) {
 		c, br := dialRaw(t, addr)
 		body := strings.Repeat("b", 40)

@@ -72,11 +72,13 @@ func (hc *h1conn) armRead(w wait, now time.Time) {
 		var end time.Time
 		if w == waitHead {
 			end = earliest(end, hc.headAt, cfg.RequestHeadersTimeout)
+			end = earliest(end, hc.headAt, cfg.RequestTimeout)
+		} else {
+			if cfg.RequestTimeout > 0 && hc.reqAt.IsZero() {
+				hc.reqAt = now // a head that came whole: the request starts now
+			}
+			end = earliest(end, hc.reqAt, cfg.RequestTimeout)
 		}
-		if cfg.RequestTimeout > 0 && hc.reqAt.IsZero() {
-			hc.reqAt = now // a head that came whole: the request starts now
-		}
-		end = earliest(end, hc.reqAt, cfg.RequestTimeout)
 		idle := cfg.StreamIdleTimeout
 		if !end.IsZero() && (idle <= 0 || end.Before(now.Add(idle))) {
 			t, ok = hc.rdl.set(end)
@@ -114,11 +116,15 @@ var (
 func (hc *h1conn) requestTimedOut(head bool) {
 	cfg := hc.h.cfg
 	now := time.Now()
+	start := hc.reqAt
+	if head {
+		start = hc.headAt
+	}
 	body := bodyStreamTimeout
 	switch {
-	case head && cfg.RequestHeadersTimeout > 0 && !now.Before(hc.headAt.Add(cfg.RequestHeadersTimeout)):
+	case head && cfg.RequestHeadersTimeout > 0 && !now.Before(start.Add(cfg.RequestHeadersTimeout)):
 		body = bodyHeaderTimeout
-	case cfg.RequestTimeout > 0 && !hc.reqAt.IsZero() && !now.Before(hc.reqAt.Add(cfg.RequestTimeout)):
+	case cfg.RequestTimeout > 0 && !start.IsZero() && !now.Before(start.Add(cfg.RequestTimeout)):
 		body = bodyRequestTimeout
 	}
 	hc.localError(408, body)
