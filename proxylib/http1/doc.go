@@ -33,9 +33,9 @@
 //     bound counts the request line, the header lines and their line ends,
 //     so it is reached a few bytes per line before Envoy's
 //     max_request_headers_kb, which counts names and values.
-//   - Parsing a head that arrives in pieces costs linear time: after
-//     ErrIncomplete the Request or Response remembers how far it checked
-//     the (growing) buffer and resumes there.
+//   - Parsing a request head that arrives in pieces costs linear time:
+//     after ErrIncomplete the Request remembers how far it checked the
+//     (growing) buffer and resumes there.
 //
 // Data enters as bytes read by the caller and leaves as parsed views; the
 // caller decides what to forward and owns every buffer.

@@ -104,7 +104,6 @@ type Response struct {
 	HeadLen       int
 
 	fields [MaxHeaders]header.Field
-	scan   headScan
 }
 
 // ParseRequest parses a request head at the start of buf with the default
@@ -230,15 +229,16 @@ func (r *Request) parse(head []byte, maxHeaders int) error {
 
 // ParseResponse parses a response head at the start of buf. method is the
 // request method (HEAD responses never carry a body).
-// As ParseRequestLimits, it resumes scanning after ErrIncomplete.
+// Unlike a request, a response (from a server the proxy chose) is
+// scanned whole on every call: its pooled connection keeps no parse state.
 func ParseResponse(buf []byte, head bool, r *Response) error {
-	end, err := r.scan.headEnd(buf)
+	var scan headScan
+	end, err := scan.headEnd(buf)
 	if err != nil {
 		return err
 	}
 	if end < 0 {
 		if len(buf) >= MaxHeadBytes {
-			r.scan = headScan{}
 			return ErrHeadTooLarge
 		}
 		return ErrIncomplete

@@ -234,6 +234,7 @@ func TestParseResponse(t *testing.T) {
 		{name: "bad code", in: "HTTP/1.1 2x0 OK\r\n\r\n", err: ErrBadStatusLine},
 		{name: "bad version", in: "HTTP/2.0 200 OK\r\n\r\n", err: ErrBadVersion},
 		{name: "short", in: "HTTP/1.1 200 OK\r\n", err: ErrIncomplete},
+		{name: "lf-only", in: "HTTP/1.1 200 OK\nContent-Length: 0\n\n", err: ErrBadLineEnd},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
