@@ -6,7 +6,9 @@
 // Invariants:
 //   - Parsing never allocates: every []byte in a parsed Request or Response
 //     points into the buffer it was parsed from, and header names are
-//     lower-cased in place in that buffer.
+//     lower-cased in place in that buffer. (A Request allocates its field
+//     storage at its first parse, and grows it only when Limits allow more
+//     than MaxHeaders fields; callers reuse Requests.)
 //   - Parsing is strict, as a proxy must be to avoid request smuggling: lines
 //     end in CRLF; header names are tokens with no whitespace before the
 //     colon; values hold no control bytes but HTAB; obsolete line folding is
