@@ -6,9 +6,10 @@
 // Invariants:
 //   - Parsing never allocates: every []byte in a parsed Request or Response
 //     points into the buffer it was parsed from, and header names are
-//     lower-cased in place in that buffer. (A Request allocates its field
-//     storage at its first parse, and grows it only when Limits allow more
-//     than MaxHeaders fields; callers reuse Requests.)
+//     lower-cased in place in that buffer. (Only when Limits allow more
+//     than MaxHeaders fields does a Request allocate storage for them,
+//     once, growing it to the largest count it saw; callers reuse
+//     Requests.)
 //   - Parsing is strict, as a proxy must be to avoid request smuggling: lines
 //     end in CRLF; header names are tokens with no whitespace before the
 //     colon; values hold no control bytes but HTAB; obsolete line folding is

@@ -85,9 +85,11 @@ type Request struct {
 	Upgrade       bool  // Connection: upgrade with an Upgrade header
 	HeadLen       int   // bytes of the head, including the final CRLF
 
-	// fields is the storage Headers views; it grows to the largest count
-	// a connection's requests needed and is then reused.
-	fields []header.Field
+	// fields is the storage Headers views; more replaces it when Limits
+	// allow more than MaxHeaders fields, grown to the largest count needed
+	// and then reused.
+	fields [MaxHeaders]header.Field
+	more   []header.Field
 	scan   headScan
 }
 
@@ -137,21 +139,22 @@ func ParseRequestLimits(buf []byte, r *Request, lim Limits) error {
 	}
 	head := buf[:end]
 	r.HeadLen = end
-	if cap(r.fields) < MaxHeaders {
-		// Room for the default count, and for the fields the connection
-		// manager adds, once per Request.
-		r.fields = make([]header.Field, 0, MaxHeaders)
+	maxFields := lim.headers()
+	if maxFields <= MaxHeaders {
+		r.Headers = r.fields[:0]
+	} else {
+		r.Headers = r.more[:0]
 	}
-	r.Headers = r.fields[:0]
 	r.Host = nil
 	r.Framing = NoBody
 	r.ContentLength = 0
 	r.Close = false
 	r.Expect100 = false
 	r.Upgrade = false
-	err = r.parse(head, lim.headers())
-	// Keep whatever storage the fields grew into for the next request.
-	r.fields = r.Headers[:0]
+	err = r.parse(head, maxFields)
+	if maxFields > MaxHeaders {
+		r.more = r.Headers[:0] // keep what it grew into
+	}
 	return err
 }
 
