@@ -487,3 +487,65 @@ func TestRequestTimeout(t *testing.T) {
 		<-done
 	})
 }
+
+// TestIdleTimeout checks common_http_protocol_options.idle_timeout on
+// both read paths (plain sockets, TLS): a keep-alive connection between
+// requests, and one that never sent a byte, are closed silently after it.
+func TestIdleTimeout(t *testing.T) {
+	be := startBackend(t, "echo", nil)
+	certPEM, keyPEM, cert := selfSigned(t, "tls.example")
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	x := startXDS(t, "", nil)
+	plain, secure := freeAddr(t), freeAddr(t)
+	const idle = 300 * time.Millisecond
+	mod := func(h *hcmv3.HttpConnectionManager) {
+		h.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{IdleTimeout: durationpb.New(idle)}
+	}
+	x.set(httpListener(t, "plain", plain, "rc", mod),
+		&listenerv3.Listener{Name: "tls", Address: sockAddr(secure), ListenerFilters: []*listenerv3.ListenerFilter{tlsInspector(t)},
+			FilterChains: []*listenerv3.FilterChain{tlsChain(t, hcmFor(t, "rc", mod), "cert", []string{"http/1.1"})}},
+		routeConfig("rc", vh("v", "*", prefixRoute("/", "s"))),
+		edsCluster(t, "s", false, nil), cla("s", be.addr), secret("cert", certPEM, keyPEM))
+	startProxy(t, x.sock)
+	waitServing(t, "http://"+plain+"/", "h")
+
+	dial := map[string]func(t *testing.T) (net.Conn, *bufio.Reader){
+		"plain": func(t *testing.T) (net.Conn, *bufio.Reader) { return dialRaw(t, plain) },
+		"tls": func(t *testing.T) (net.Conn, *bufio.Reader) {
+			var c *tls.Conn
+			var err error
+			for i := 0; i < 100; i++ {
+				if c, err = tls.Dial("tcp", secure, &tls.Config{ServerName: "tls.example", RootCAs: roots}); err == nil {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			return c, bufio.NewReader(c)
+		},
+	}
+	closedAfter := func(t *testing.T, c net.Conn, br *bufio.Reader, start time.Time) {
+		t.Helper()
+		expectClosed(t, c, br, "by the idle timeout")
+		if took := time.Since(start); took < idle-50*time.Millisecond || took > idle+2*time.Second {
+			t.Fatalf("closed after %v, want about %v", took, idle)
+		}
+	}
+	for _, name := range []string{"plain", "tls"} {
+		t.Run(name+": between requests", func(t *testing.T) {
+			c, br := dial[name](t)
+			send(t, c, "GET /one HTTP/1.1\r\nHost: h\r\n\r\n")
+			expectEchoes(t, br, "GET /one ")
+			closedAfter(t, c, br, time.Now())
+		})
+		t.Run(name+": before any request", func(t *testing.T) {
+			start := time.Now()
+			c, br := dial[name](t)
+			closedAfter(t, c, br, start)
+		})
+	}
+}
