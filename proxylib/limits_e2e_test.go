@@ -436,7 +436,6 @@ func stallingBackend(t *testing.T) (addr string, bigAborted <-chan struct{}) {
 	return ln.Addr().String(), aborted
 }
 
-
 // TestRequestTimeout checks request_timeout: a request whose body trickles
 // in, each byte well within the stream idle timeout, is cut off with
 // Envoy's 408 "request timeout" once the whole request took longer than

@@ -122,6 +122,11 @@ func decodeCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		}
 		if cho := hpo.GetCommonHttpProtocolOptions(); cho != nil {
 			out.IdleTimeout = duration(cho.GetIdleTimeout(), DefaultIdleTimeout)
+			// The field is the connection manager's; a response head is
+			// held to the default count (100 fields).
+			if cho.GetMaxHeadersCount() != nil {
+				return nil, fieldErr(append(p, "(HttpProtocolOptions)", "common_http_protocol_options", "max_headers_count"), "upstream header limits not supported by nodemesh-proxy")
+			}
 		}
 		// Http2ProtocolOptions fields are honoured for the downstream
 		// server only; upstream, the message just selects h2c.
