@@ -140,20 +140,21 @@ func (hc *h1conn) write(b []byte) (int, error) {
 }
 
 // responseWait returns how long to wait for the response head after the
-// request was sent: the route timeout, or stream_idle_timeout when that is
-// shorter or the route has none (Envoy's stream idle timer runs while the
-// upstream is silent); idle reports the latter. It also records when the
-// route timeout ends the whole response.
+// request was sent: the head timeout (the per-try timeout, else the route
+// timeout), or stream_idle_timeout when that is shorter or there is no
+// timeout (Envoy's stream idle timer runs while the upstream is silent);
+// idle reports the latter. It also records when the route timeout ends
+// the whole response.
 func (hc *h1conn) responseWait(sent time.Time) (d time.Duration, idle bool) {
-	route, streamIdle := hc.s.timeout, hc.h.cfg.StreamIdleTimeout
+	head, streamIdle := hc.s.headTimeout(), hc.h.cfg.StreamIdleTimeout
 	hc.respBy = time.Time{}
-	if route > 0 {
+	if route := hc.s.timeout; route > 0 {
 		hc.respBy = sent.Add(route)
 	}
-	if streamIdle > 0 && (route <= 0 || streamIdle < route) {
+	if streamIdle > 0 && (head <= 0 || streamIdle < head) {
 		return streamIdle, true
 	}
-	return route, false
+	return head, false
 }
 
 // armResponseRead arms the read deadline for more of a response body:

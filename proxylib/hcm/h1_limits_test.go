@@ -11,11 +11,13 @@ import (
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/nodemesh/nodemesh/proxylib/listener"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
@@ -104,7 +106,15 @@ func TestBufferLimitBoundsReads(t *testing.T) {
 	}
 	um := upstream.NewManager(nil)
 	t.Cleanup(um.Close)
-	cluster := um.Build(&resource.Cluster{Name: "c", ConnectTimeout: time.Second}, eps)
+	ccfg, err := resource.DecodeCluster(mustAny(t, &clusterv3.Cluster{Name: "c",
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{
+			ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}, ResourceApiVersion: corev3.ApiVersion_V3}},
+		ConnectTimeout: durationpb.New(time.Second)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster := um.Build(ccfg, eps)
 	rt := NewRuntime("127.0.0.1", nil)
 	rt.Store(&Routing{Routes: map[string]*route.Table{"rc": route.New(rc)}, Clusters: map[string]*upstream.Cluster{"c": cluster}})
 
