@@ -474,7 +474,7 @@ func (hc *h1conn) forwardH2(keep bool) bool {
 	}
 	hc.r += req.HeadLen
 	if req.Expect100 && req.Framing != http1.NoBody && hc.r == hc.w {
-		if _, err := hc.c.Write(continue100); err != nil {
+		if _, err := hc.write(continue100); err != nil {
 			return false
 		}
 	}
@@ -535,7 +535,7 @@ func (hc *h1conn) forwardH2(keep bool) bool {
 			} else {
 				o = append(o, buf[:n]...)
 			}
-			if _, err := hc.c.Write(o); err != nil {
+			if _, err := hc.write(o); err != nil {
 				hc.out = o[:0]
 				return false
 			}
@@ -554,7 +554,7 @@ func (hc *h1conn) forwardH2(keep bool) bool {
 	}
 	hc.out = o
 	if len(o) > 0 {
-		if _, err := hc.c.Write(o); err != nil {
+		if _, err := hc.write(o); err != nil {
 			return false
 		}
 	}
