@@ -207,9 +207,10 @@
 //     head and body must have been read by then, or 408 "request timeout"
 //     and a close. The router's own waits are the route timeout's.
 //   - stream_idle_timeout: every read of the request (head or body), every
-//     wait for the response head and every read of the response body must
-//     make progress within it, and so must every write of the response to
-//     the client. Before the request is complete the answer is 408 "stream
+//     wait for the response head and every read of the response body (from
+//     HTTP/1.1 upstreams; from h2c ones only the route timeout bounds them)
+//     must make progress within it, and so must every write of the
+//     response to the client. Before the request is complete the answer is 408 "stream
 //     timeout" and a close; a silent upstream after a complete request gets
 //     504 "stream timeout" (response flag SI); once the response started
 //     the connection is closed. A route timeout shorter than it wins (504
