@@ -210,10 +210,10 @@
 //     wait for the response head and every read of the response body (from
 //     HTTP/1.1 upstreams; from h2c ones only the route timeout bounds them)
 //     must make progress within it, and so must every write of the
-//     response to the client. Before the request is complete the answer is 408 "stream
-//     timeout" and a close; a silent upstream after a complete request gets
-//     504 "stream timeout" (response flag SI); once the response started
-//     the connection is closed. A route timeout shorter than it wins (504
+//     response to the client. Before the request is complete the answer
+//     is 408 "stream timeout" and a close; a silent upstream after a
+//     complete request gets 504 "stream timeout" (response flag SI); once
+//     the response started the connection is closed. A route timeout shorter than it wins (504
 //     "upstream request timeout"), and it bounds a route without a timeout.
 //     Upgraded (WebSocket) connections are byte streams without deadlines.
 //   - max_request_headers_kb bounds the request head as received (request
