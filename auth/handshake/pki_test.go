@@ -36,7 +36,7 @@ func newTestCA(t *testing.T, td spiffeid.TrustDomain) *testCA {
 		SerialNumber: nextSerial(), Subject: pkix.Name{CommonName: "test CA"},
 		URIs:      []*url.URL{td.ID().URL()},
 		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(48 * time.Hour),
-		KeyUsage:  x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {

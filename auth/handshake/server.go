@@ -146,7 +146,6 @@ func (s *Server) Serve(l net.Listener) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer s.release(peer)
 			s.handle(c, peer)
 		}()
 	}
@@ -201,6 +200,14 @@ func (s *Server) release(peer netip.Addr) {
 // handle runs one handshake. The counter is bumped before the connection
 // closes, so a peer that sees the close also sees the count.
 func (s *Server) handle(c net.Conn, peer netip.Addr) {
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			s.release(peer)
+		}
+	}
+	defer release()
 	defer c.Close()
 	deadline := time.Now().Add(s.timeout)
 	_ = c.SetDeadline(deadline)
@@ -262,9 +269,12 @@ func (s *Server) handle(c net.Conn, peer netip.Addr) {
 		s.log.Warn("mutual-auth handshake refused", "peer", peer, "localIdentity", local, "reason", he.Reason, "error", he.Err)
 		return
 	}
-	// Counted before the client can see the confirmation.
+	// Counted and its slot freed before the client can see the
+	// confirmation: a client that waits for it before its next
+	// handshake never finds its own finished one still counted.
 	s.stats.Inc(ReasonOK)
 	s.log.Debug("mutual-auth handshake answered", "peer", peer, "localIdentity", local, "remoteIdentity", remote)
+	release()
 	if _, err := tc.Write([]byte{okByte}); err != nil {
 		s.log.Debug("sending handshake confirmation", "peer", peer, "error", err)
 		return
