@@ -27,7 +27,11 @@ var rules = []rule{
 	{from: module + "xds/", forbidden: []string{"k8s.io/", "sigs.k8s.io/"}},
 	{from: module + "proxylib/", forbidden: []string{"k8s.io/", "sigs.k8s.io/", module + "gateway", module + "datapath"}},
 	{from: module + "datapath/", forbidden: []string{"github.com/envoyproxy/", "k8s.io/", "sigs.k8s.io/"}},
-	{from: module + "auth/", forbidden: []string{module + "gateway"}},
+	// auth takes identities as plain numbers and reaches the auth map
+	// through its own Map interface: no eBPF loader, no Kubernetes, no
+	// Envoy, no policy compiler.
+	{from: module + "auth/", forbidden: []string{module + "gateway", module + "mesh/policy", module + "datapath",
+		"github.com/cilium/ebpf", "k8s.io/", "sigs.k8s.io/", "github.com/envoyproxy/"}},
 }
 
 // TestImportBoundaries keeps the layering of ARCHITECTURE.md true: the IR
@@ -39,17 +43,17 @@ func TestImportBoundaries(t *testing.T) {
 		t.Fatalf("listing packages: %v", err)
 	}
 	std := stdPackages(t)
-	checked := 0
+	checked := make([]int, len(rules))
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		pkg, deps := fields[0], fields[2:]
-		for _, r := range rules {
+		for i, r := range rules {
 			if !under(pkg, r.from) || anyUnder(pkg, r.except) {
 				continue
 			}
-			checked++
+			checked[i]++
 			for _, d := range deps {
 				if r.stdOnly && !std[d] {
 					t.Errorf("%s must import only the standard library, depends on %s", pkg, d)
@@ -60,8 +64,12 @@ func TestImportBoundaries(t *testing.T) {
 			}
 		}
 	}
-	if checked == 0 {
-		t.Fatal("no package matched any rule; the module path or layout changed")
+	// A rule that matches nothing checks nothing: the module path or
+	// the layout changed under it.
+	for i, r := range rules {
+		if checked[i] == 0 {
+			t.Errorf("the rule for %s matched no package; the module path or layout changed", r.from)
+		}
 	}
 }
 
