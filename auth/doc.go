@@ -1,0 +1,78 @@
+// Package auth is the mutual-authentication stage of the agent: SPIFFE
+// identities for the numeric security identities on this node, the
+// agent-to-agent handshake that proves a pair of them, and the manager
+// that records proven pairs in the datapath's auth map, which gates
+// traffic of policy rows marked auth-required.
+//
+// # Packages
+//
+//	auth              Identity (a plain uint32), the SPIFFE ID and TLS server
+//	                  name of an identity, the Source interface, Notifier
+//	auth/issuer       the built-in SPIFFE issuer: one CA per trust domain,
+//	                  persisted, rotating; implements Source
+//	auth/workload     the SPIFFE Workload API (X.509) on a Unix socket for the
+//	                  node's Pods, callers attested by their network namespace
+//	auth/handshake    the TLS 1.3 handshake server (port 4250) and client
+//	auth/manager      keeps the auth map in sync: eager, renewing, GC
+//
+// # Identities
+//
+// An identity's SPIFFE ID is spiffe://<trust domain>/identity/<number>
+// (Cilium's format), with the number in canonical decimal, so each identity
+// has exactly one ID and each ID at most one identity. Identity is its own
+// uint32 type rather than the datapath's: auth must not link the eBPF
+// loader. The composition root converts with a plain conversion (and will
+// switch to the shared stdlib-only plain-types package once it exists).
+//
+// # Source: where SVIDs come from
+//
+// Source (source.go) is the one interface every consumer uses: SVID(ctx,
+// id) for the current X.509-SVID of a local identity, Bundle() for the
+// trust bundle, Subscribe() for a coalesced wake-up after any rotation or
+// bundle change. It is shaped so that two implementations fit:
+//
+//   - auth/issuer mints SVIDs itself (SVID never blocks beyond signing);
+//   - a SPIRE Delegated Identity client (deferred) would receive them from
+//     the SPIRE agent's stream and block in SVID until the entry arrives.
+//
+// The agent obtains SVIDs for its local identities directly from the
+// Source (the role SPIRE's Delegated Identity API plays for Cilium); the
+// Workload API socket is only for workloads.
+//
+// # Who calls what
+//
+//	composition root ── SetPairs(pairs) ──────────────▶ manager (never blocks)
+//	datapath ring-buffer reader ── Request(key) ──────▶ manager (never blocks; drops when full)
+//	manager goroutine ── Upsert/Delete/List ─────────▶ Map (the auth table adapter)
+//	manager workers ── Authenticate ─────────────────▶ handshake.Client ──TCP──▶ peer's handshake.Server
+//	handshake, workload, manager ── SVID/Bundle ─────▶ Source
+//	issuer.Run ── Notify ────────────────────────────▶ subscribers (workload streams, manager)
+//	composition root ── SetPeerAuthorities(peers' Authorities()) ▶ issuer
+//	composition root ── Refresh() after endpoint changes ▶ workload server
+//
+// Each consumer defines the interface it needs (manager.Map,
+// manager.Authenticator, handshake.Locals, workload.Attestor); the
+// composition root fills them from its endpoint and node knowledge and the
+// datapath.
+//
+// # Bounds (defaults)
+//
+// Handshake: TLS 1.3 only, 5 s for the whole exchange, 128 handshakes in
+// progress per server and 8 per source address, no session resumption,
+// nothing read after the handshake but one confirmation byte. Manager: 16
+// handshakes at once, 4 per remote node (below the server's per-peer 8),
+// 1024 queued requests, 512k relations (the auth map's size), retry backoff
+// 1 s doubling to 1 min with ±20% jitter, GC every 5 min. Workload API: 256
+// connections, 16 streams per connection, 64 KiB requests. Issuer: SVIDs
+// 1 h, CA 1 year.
+//
+// # Deferred
+//
+//   - the SPIRE Delegated Identity client (a second Source);
+//   - the datapath adapter for manager.Map (datapath.UpsertAuth/DeleteAuth
+//     and a listing, auth type SPIFFE) and the wiring into the agent and the
+//     lab (publishing each node's issuer authorities to the others);
+//   - `nodemesh auth list`, Prometheus export of the Stats counters, and
+//     auth events in the flow store;
+//   - JWT-SVIDs on the Workload API (answered Unimplemented).
+package auth
