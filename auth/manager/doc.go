@@ -6,7 +6,9 @@
 //   - SetPairs(pairs), from the composition root whenever policy or
 //     endpoints change: every (local identity, remote identity, remote
 //     node) that an auth-required rule allows, with the address of the
-//     remote node's handshake server. It is authoritative.
+//     remote node's handshake server. It is authoritative. Remote node 0 is
+//     this node; its pairs carry this node's own handshake address (the
+//     agent authenticates to itself like to any peer).
 //   - Request(key), from the datapath's ring-buffer reader on an auth-map
 //     miss. Never blocks; a full queue (1024) drops and counts.
 //   - The Source's rotation notifications.
