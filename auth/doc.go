@@ -68,7 +68,17 @@
 //
 // # Deferred
 //
-//   - the SPIRE Delegated Identity client (a second Source);
+//   - the SPIRE Delegated Identity client, a second Source: a gRPC client on
+//     the SPIRE agent's admin socket (spire-api-sdk,
+//     spire.api.agent.delegatedidentity.v1; the agent's own SPIFFE ID must
+//     be among the SPIRE agent's authorized_delegates) that holds
+//     SubscribeToX509SVIDs (by the selector the per-identity registration
+//     entries carry; each message is the complete current set of X.509-SVIDs
+//     with PKCS#8 keys, so SVID looks up and blocks until its identity
+//     arrives, and a changed set notifies) and SubscribeToX509Bundles (CA
+//     certificates per trust domain), reconnecting with backoff. Its tests
+//     need real spire-server and spire-agent binaries built from a nested
+//     module, like the Kubernetes binaries of the conformance harness;
 //   - the datapath adapter for manager.Map (datapath.UpsertAuth/DeleteAuth
 //     and a listing, auth type SPIFFE) and the wiring into the agent and the
 //     lab (publishing each node's issuer authorities to the others);
