@@ -79,7 +79,10 @@ type Bed struct {
 
 var seq atomic.Uint64
 
-func newID() string {
+// NewID returns a fresh name prefix owned by this process,
+// "<Prefix>-<pid>-<seq>": namespaces named with it are removed by Sweep
+// once this process is gone.
+func NewID() string {
 	return fmt.Sprintf("%s-%d-%d", Prefix, os.Getpid(), seq.Add(1))
 }
 
@@ -88,7 +91,7 @@ func Create(cfg Config) (_ *Bed, err error) {
 	if cfg.Workloads < 0 || cfg.Workloads > 250 {
 		return nil, fmt.Errorf("workloads: %d is outside 0..250", cfg.Workloads)
 	}
-	b := &Bed{ID: newID()}
+	b := &Bed{ID: NewID()}
 	defer func() {
 		if err != nil {
 			_ = b.Close()

@@ -96,7 +96,7 @@ func TestBedCleansUpAndSweeps(t *testing.T) {
 	} else {
 		dead = ns
 	}
-	live, err := NewNamespace(newID() + "-node")
+	live, err := NewNamespace(NewID() + "-node")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,5 +142,63 @@ func TestAliveTreatsZombiesAsGone(t *testing.T) {
 	cmd.Wait()
 	if alive(pid) {
 		t.Fatal("a reaped child counts as alive")
+	}
+}
+
+// TestSweepStopsLeftoverProcesses: a crashed run leaves processes in its
+// namespaces (what its children started) and /etc/netns files; the sweep
+// kills those processes and removes the files, and Delete removes a live
+// namespace's files too.
+func TestSweepStopsLeftoverProcesses(t *testing.T) {
+	RequireRoot(t)
+	name := Prefix + "-999999998-1-lab"
+	ns, err := NewNamespace(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Delete()
+	if err := os.MkdirAll(ns.EtcDir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ns.EtcDir(), "resolv.conf"), []byte("nameserver 10.96.0.10\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	orphanEtc := filepath.Join(etcNetnsDir, Prefix+"-999999998-2-gone")
+	if err := os.MkdirAll(orphanEtc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(orphanEtc)
+	cmd := ns.Command(context.Background(), "sleep", "1000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pids, err := ns.Pids()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pids) == 1 && pids[0] == cmd.Process.Pid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Pids = %v, want [%d]", pids, cmd.Process.Pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := Sweep(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the process in the stale namespace survived the sweep")
+	}
+	for _, p := range []string{ns.Path, ns.EtcDir(), orphanEtc} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s survived the sweep: %v", p, err)
+		}
 	}
 }

@@ -65,11 +65,15 @@ func NewNamespace(name string) (*Namespace, error) {
 	return ns, nil
 }
 
-// Delete removes the namespace's name. The kernel frees it (and every
-// interface in it) once no socket or process uses it any more.
+// Delete removes the namespace's name (and its EtcDir, if any). The
+// kernel frees the namespace (and every interface in it) once no socket
+// or process uses it any more; KillAll first makes sure no process does.
 func (n *Namespace) Delete() error {
 	if err := netns.DeleteNamed(n.Name); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("deleting network namespace %s: %w", n.Name, err)
+	}
+	if err := os.RemoveAll(n.EtcDir()); err != nil {
+		return fmt.Errorf("removing %s: %w", n.EtcDir(), err)
 	}
 	return nil
 }

@@ -11,11 +11,10 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
-// ownerPID extracts the creating process from a name made by newID (or a
+// ownerPID extracts the creating process from a name made by NewID (or a
 // bpffs directory made by BPFFS): "<Prefix>-<pid>-...".
 func ownerPID(name string) (int, bool) {
 	rest, ok := strings.CutPrefix(name, Prefix+"-")
@@ -46,8 +45,10 @@ func alive(pid int) bool {
 	return true
 }
 
-// Sweep removes what crashed runs left behind: namespaces and bpffs mounts
-// whose creating process is gone. Live runs' resources are never touched.
+// Sweep removes what crashed runs left behind: namespaces (and the
+// processes still running in them), their /etc/netns files, and bpffs
+// mounts whose creating process is gone. Live runs' resources are never
+// touched.
 func Sweep() error {
 	var errs []error
 	entries, err := os.ReadDir(netnsDir)
@@ -59,8 +60,27 @@ func Sweep() error {
 		if !ok || alive(pid) {
 			continue
 		}
-		if err := netns.DeleteNamed(e.Name()); err != nil {
+		// Children die with their parent (Pdeathsig), but not what they
+		// started in turn: a crashed run's grandchildren may still run in
+		// its namespaces.
+		ns := &Namespace{Name: e.Name(), Path: filepath.Join(netnsDir, e.Name())}
+		if err := ns.KillAll(); err != nil {
+			errs = append(errs, fmt.Errorf("stopping processes of stale namespace %s: %w", e.Name(), err))
+		}
+		if err := ns.Delete(); err != nil {
 			errs = append(errs, fmt.Errorf("removing stale namespace %s: %w", e.Name(), err))
+		}
+	}
+	// Files for `ip netns exec` of namespaces that are gone already.
+	etc, err := os.ReadDir(etcNetnsDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("listing %s: %w", etcNetnsDir, err))
+	}
+	for _, e := range etc {
+		if pid, ok := ownerPID(e.Name()); ok && !alive(pid) {
+			if err := os.RemoveAll(filepath.Join(etcNetnsDir, e.Name())); err != nil {
+				errs = append(errs, fmt.Errorf("removing stale %s: %w", e.Name(), err))
+			}
 		}
 	}
 	mounts, err := os.Open("/proc/self/mountinfo")
@@ -157,7 +177,7 @@ func BPFFS(t testing.TB) string {
 func NewNS(t testing.TB, role string) *Namespace {
 	t.Helper()
 	RequireRoot(t)
-	ns, err := NewNamespace(newID() + "-" + role)
+	ns, err := NewNamespace(NewID() + "-" + role)
 	if err != nil {
 		t.Fatal(err)
 	}
