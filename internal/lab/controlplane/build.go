@@ -1,4 +1,4 @@
-package kubeenv
+package controlplane
 
 import (
 	"context"
@@ -21,6 +21,10 @@ type Binaries struct {
 	Etcd              string
 	APIServer         string
 	ControllerManager string
+	// KubeProxy is the Service proxy the lab runs on every node.
+	KubeProxy string
+	// Kubectl is the command-line client of the same release.
+	Kubectl string
 	// EchoBasic is the conformance suite's own backend.
 	EchoBasic string
 	// Suite is the compiled conformance test binary.
@@ -101,6 +105,8 @@ func binaries(dir, crdDir string) *Binaries {
 		Etcd:              filepath.Join(dir, "etcd"),
 		APIServer:         filepath.Join(dir, "kube-apiserver"),
 		ControllerManager: filepath.Join(dir, "kube-controller-manager"),
+		KubeProxy:         filepath.Join(dir, "kube-proxy"),
+		Kubectl:           filepath.Join(dir, "kubectl"),
 		EchoBasic:         filepath.Join(dir, "echo-basic"),
 		Suite:             filepath.Join(dir, "conformance.test"),
 		CRDDir:            crdDir,
@@ -156,7 +162,7 @@ func Build(ctx context.Context, root string, log io.Writer) (*Binaries, error) {
 		cmd := exec.CommandContext(ctx, "go", args...)
 		cmd.Dir = mod
 		cmd.Stdout, cmd.Stderr = log, log
-		fmt.Fprintf(log, "kubeenv: go %s\n", strings.Join(args, " "))
+		fmt.Fprintf(log, "controlplane: go %s\n", strings.Join(args, " "))
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("running go %s: %w", strings.Join(args, " "), err)
 		}
@@ -164,6 +170,7 @@ func Build(ctx context.Context, root string, log io.Writer) (*Binaries, error) {
 	}
 	if err := run("build", "-o", dir+string(filepath.Separator),
 		"./cmd/etcd", "./cmd/kube-apiserver", "./cmd/kube-controller-manager",
+		"./cmd/kube-proxy", "./cmd/kubectl",
 		"sigs.k8s.io/gateway-api/conformance/echo-basic"); err != nil {
 		return nil, err
 	}

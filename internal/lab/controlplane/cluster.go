@@ -1,4 +1,4 @@
-package kubeenv
+package controlplane
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -29,16 +30,22 @@ type Options struct {
 	// the caller removes it.
 	Dir string
 	// ControllerManager also runs kube-controller-manager with the
-	// controllers a conformance run needs (Deployments, ReplicaSets,
-	// EndpointSlices, ServiceAccounts and their tokens, the cluster CA
-	// ConfigMap, namespace deletion, garbage collection). Integration
-	// tests of nodemesh's own controllers do not need it.
+	// controllers workloads need (Deployments, ReplicaSets, StatefulSets,
+	// DaemonSets, Jobs, EndpointSlices, ServiceAccounts and their tokens,
+	// the cluster CA ConfigMap, namespace deletion, garbage collection).
+	// Integration tests of nodemesh's own controllers do not need it.
 	ControllerManager bool
-	// Host is the loopback address everything binds (default 127.0.0.1).
+	// KubernetesEndpoints keeps the "kubernetes" Service's endpoints
+	// pointing at the API server (the lease reconciler), so Pods reach it
+	// at its ClusterIP. Without it no endpoints are written: nothing
+	// routes Service traffic in a bare control plane.
+	KubernetesEndpoints bool
+	// Host is the address everything binds (default 127.0.0.1); the lab
+	// uses its control-plane namespace's address on the lab network.
 	Host string
 	// Command builds the command that runs a program (default
-	// exec.Command). The conformance harness wraps programs so they run
-	// inside its node network namespace.
+	// exec.Command). The lab wraps programs so they run inside its
+	// control-plane network namespace.
 	Command func(name string, args ...string) *exec.Cmd
 	// Dial connects to the programs (default: a plain dialer). It must
 	// reach the network namespace Command runs them in; it also becomes
@@ -54,6 +61,9 @@ type Cluster struct {
 	Config *rest.Config
 	// Token is the admin bearer token.
 	Token string
+	// Server is the API server's URL and CAFile the CA that verifies it
+	// (the cluster CA, also in every namespace's kube-root-ca.crt).
+	Server, CAFile string
 	// Binaries are the programs the cluster runs (and the conformance
 	// backends built with them).
 	Binaries *Binaries
@@ -123,6 +133,14 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
+	ca, servingCert, servingKey, err := servingCerts(pki, o.Host)
+	if err != nil {
+		return nil, err
+	}
+	reconciler := "none"
+	if o.KubernetesEndpoints {
+		reconciler = "lease"
+	}
 	c.Token, err = randomToken()
 	if err != nil {
 		return nil, err
@@ -136,16 +154,15 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		"--bind-address="+o.Host,
 		"--advertise-address="+o.Host,
 		"--secure-port="+strconv.Itoa(apiPort),
-		"--cert-dir="+pki,
+		"--tls-cert-file="+servingCert,
+		"--tls-private-key-file="+servingKey,
 		"--token-auth-file="+tokens,
 		"--authorization-mode=AlwaysAllow",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+saPub,
 		"--service-account-signing-key-file="+saKey,
-		"--service-cluster-ip-range=10.96.0.0/16",
-		// Nothing routes to the "kubernetes" Service here; keeping its
-		// endpoints up to date only costs time.
-		"--endpoint-reconciler-type=none",
+		"--service-cluster-ip-range="+ServiceCIDR,
+		"--endpoint-reconciler-type="+reconciler,
 		// A test cluster has one client at a time worth protecting.
 		"--enable-priority-and-fairness=false",
 		// Teardown should take a moment, not the production default.
@@ -162,7 +179,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if err := waitHTTP(ctx, api, host+"/readyz", func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+c.Token) }, 120*time.Second, insecure); err != nil {
 		return nil, fmt.Errorf("waiting for kube-apiserver: %w", err)
 	}
-	ca := filepath.Join(pki, "apiserver.crt")
+	c.Server, c.CAFile = host, ca
 	c.Config = &rest.Config{Host: host, BearerToken: c.Token, TLSClientConfig: rest.TLSClientConfig{CAFile: ca}, QPS: 200, Burst: 400, Dial: o.Dial}
 	c.Kubeconfig = filepath.Join(o.Dir, "kubeconfig")
 	if err := writeKubeconfig(c.Kubeconfig, host, ca, c.Token); err != nil {
@@ -172,7 +189,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if o.ControllerManager {
 		kcm, err := c.start(ctx, "kube-controller-manager", o.Binaries.ControllerManager,
 			"--kubeconfig="+c.Kubeconfig,
-			"--controllers=deployment-controller,replicaset-controller,endpointslice-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller,garbage-collector-controller,root-ca-certificate-publisher-controller",
+			"--controllers="+strings.Join(controllers, ","),
 			"--service-account-private-key-file="+saKey,
 			"--root-ca-file="+ca,
 			"--leader-elect=false",
@@ -193,6 +210,20 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		}
 	}
 	return c, nil
+}
+
+// ServiceCIDR is where Services get their ClusterIPs; the "kubernetes"
+// Service has the first address, 10.96.0.1.
+const ServiceCIDR = "10.96.0.0/16"
+
+// controllers are the kube-controller-manager controllers a cluster runs:
+// what makes workload objects turn into Pods and Services into
+// EndpointSlices. Node lifecycle and IPAM are absent: the lab registers
+// its Nodes, with their Pod CIDRs, itself.
+var controllers = []string{
+	"deployment-controller", "replicaset-controller", "statefulset-controller", "daemonset-controller",
+	"job-controller", "endpointslice-controller", "serviceaccount-controller", "serviceaccount-token-controller",
+	"namespace-controller", "garbage-collector-controller", "root-ca-certificate-publisher-controller",
 }
 
 // Stop stops every process, newest first, and waits for them.
