@@ -17,6 +17,7 @@ import (
 
 	"github.com/nodemesh/nodemesh/datapath"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
+	"github.com/nodemesh/nodemesh/internal/lab/workload"
 )
 
 // node is everything the demo runs: the bed (node namespace plus one
@@ -125,21 +126,14 @@ func (n *node) mountBPFFS() error {
 	return nil
 }
 
-// serveDeathstar answers like the deathstar of Cilium's demo, on port 80
-// inside the ship's namespace.
+// serveDeathstar answers like the deathstar of Cilium's demo (the lab's
+// deathstar workload), on port 80 inside the ship's namespace.
 func (n *node) serveDeathstar(s *ship) error {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/request-landing", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "Ship landed\n")
-	})
-	mux.HandleFunc("PUT /v1/exhaust-port", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "Panic: deathstar exploded\n")
-	})
 	l, err := s.w.Listen("tcp", ":80")
 	if err != nil {
 		return fmt.Errorf("listening in %s: %w", s.name, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: workload.DeathstarHandler(), ReadHeaderTimeout: 5 * time.Second}
 	n.servers = append(n.servers, srv)
 	go srv.Serve(l)
 	return nil
