@@ -1,8 +1,10 @@
 // Command nodemesh is the command-line interface: offline translation of
-// YAML to Envoy resources, and the state of a running agent.
+// YAML to Envoy resources, the state of a running agent, and the local
+// cluster (`nodemesh lab`, package internal/lab).
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 )
@@ -16,6 +18,8 @@ Usage:
       Show per-object status and what each connected proxy acknowledged or rejected.
   nodemesh flows [--socket PATH] [-o table|json] [--verdict V] [--protocol P] [--identity N] [--workload NS/NAME] [--since D] [--last N] [-f]
       Show the L7 flows (HTTP, gRPC, Kafka requests) the node's proxy judged.
+  nodemesh lab up|exec|kubectl|down|images|workload ...
+      A local Kubernetes cluster with nodemesh on every node (see nodemesh lab help).
 `
 
 func main() {
@@ -31,12 +35,18 @@ func main() {
 		err = statusCmd(os.Args[2:], os.Stdout)
 	case "flows":
 		err = flowsCmd(os.Args[2:], os.Stdout)
+	case "lab":
+		err = labCmd(os.Args[2:], os.Stdout, os.Stderr)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
 	default:
 		fmt.Fprintf(os.Stderr, "nodemesh: unknown command %q\n\n%s", os.Args[1], usage)
 		os.Exit(2)
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.code)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nodemesh:", err)

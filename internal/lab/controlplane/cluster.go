@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -70,6 +71,7 @@ type Cluster struct {
 
 	dir     string
 	command func(name string, args ...string) *exec.Cmd
+	mu      sync.Mutex
 	procs   []*Process
 }
 
@@ -228,10 +230,13 @@ var controllers = []string{
 
 // Stop stops every process, newest first, and waits for them.
 func (c *Cluster) Stop() {
-	for i := len(c.procs) - 1; i >= 0; i-- {
-		c.procs[i].stop(10 * time.Second)
-	}
+	c.mu.Lock()
+	procs := c.procs
 	c.procs = nil
+	c.mu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		procs[i].stop(10 * time.Second)
+	}
 }
 
 // LogDir is where each process's output is written (<name>.log).

@@ -40,14 +40,22 @@ func (c *Cluster) start(_ context.Context, name, bin string, args ...string) (*P
 }
 
 func (c *Cluster) startEnv(name string, env []string, bin string, args ...string) (*Process, error) {
+	cmd := c.command(bin, args...)
+	if env != nil {
+		cmd.Env = env
+	}
+	return c.Run(name, cmd)
+}
+
+// Run starts cmd the way the cluster's own programs are started (output
+// in LogDir/<name>.log, its own process group, SIGKILL if this process
+// dies) and stops it with them, before the control plane. The lab runs
+// node programs this way, each in its node's namespace.
+func (c *Cluster) Run(name string, cmd *exec.Cmd) (*Process, error) {
 	logPath := filepath.Join(c.dir, "logs", name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s log: %w", name, err)
-	}
-	cmd := c.command(bin, args...)
-	if env != nil {
-		cmd.Env = env
 	}
 	cmd.Stdout, cmd.Stderr = f, f
 	// Children die with the test process even if it is killed, and get
@@ -63,9 +71,14 @@ func (c *Cluster) startEnv(name string, env []string, bin string, args ...string
 		f.Close()
 		close(p.done)
 	}()
+	c.mu.Lock()
 	c.procs = append(c.procs, p)
+	c.mu.Unlock()
 	return p, nil
 }
+
+// Name is the name the process was started with.
+func (p *Process) Name() string { return p.name }
 
 // stop sends SIGTERM, and SIGKILL if the process is still running after
 // grace.

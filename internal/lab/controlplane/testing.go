@@ -23,17 +23,7 @@ func ForTest(t testing.TB, channel string) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bins, ok := Find(root)
-	if !ok {
-		if os.Getenv(IntegrationEnv) != "1" {
-			t.Skipf("Kubernetes binaries are not built; run `make integration` (or set %s=1) to build them and run this test", IntegrationEnv)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-		defer cancel()
-		if bins, err = Build(ctx, root, testWriter{t}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	bins := BinariesForTest(t, root)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c, err := Start(ctx, Options{Binaries: bins, Dir: t.TempDir()})
@@ -52,6 +42,27 @@ func ForTest(t testing.TB, channel string) *Cluster {
 		t.Fatalf("installing nodemesh CRDs: %v", err)
 	}
 	return c
+}
+
+// BinariesForTest returns the built Kubernetes binaries. It skips the
+// test when they are not built and NODEMESH_INTEGRATION is not 1, and
+// builds them when it is.
+func BinariesForTest(t testing.TB, root string) *Binaries {
+	t.Helper()
+	bins, ok := Find(root)
+	if ok {
+		return bins
+	}
+	if os.Getenv(IntegrationEnv) != "1" {
+		t.Skipf("Kubernetes binaries are not built; run `make integration` (or set %s=1) to build them and run this test", IntegrationEnv)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
+	defer cancel()
+	bins, err := Build(ctx, root, testWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bins
 }
 
 type testWriter struct{ t testing.TB }

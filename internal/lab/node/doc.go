@@ -1,34 +1,50 @@
-// Package node is the conformance harness's local node runner: enough of a
-// kubelet (and a scheduler) that Deployments, Services and EndpointSlices
-// behave as in a cluster, without a container runtime.
+// Package node is the lab's kubelet and CNI: enough of both that
+// Deployments, StatefulSets, Services and EndpointSlices behave as in a
+// cluster, without a container runtime. One Runner runs per lab node.
 //
 // What it does:
-//   - registers one Node (Ready, with the bed's node address) and binds
-//     every unscheduled Pod that asks for the default scheduler to it;
-//   - runs each container of each Pod bound to it as a local process,
-//     inside a network namespace of its own with its own address (a
-//     workload of a datapath/testbed bed: a veth pair into the node
-//     namespace, address 10.248.0.<n>), because the conformance backends
-//     bind ":<port>" on every interface and could not share one namespace;
+//   - registers its Node (Ready, with the node's lab address as
+//     InternalIP, spec.podCIDR, and the labels kubernetes.io/hostname,
+//     kubernetes.io/os and kubernetes.io/arch plus any given) and keeps it
+//     fresh with a heartbeat;
+//   - runs each container of each Pod bound to it (spec.nodeName; binding
+//     is the lab scheduler's job) as a local process inside the Pod's own
+//     network namespace (package network: a veth into the node namespace,
+//     an address from the node's Pod CIDR), because workloads bind
+//     ":<port>" on every interface and could not share one namespace;
+//   - gives the Pod a resolv.conf for its dnsPolicy, pointing at the
+//     cluster DNS, which every process of the Pod sees (`ip netns exec`
+//     bind-mounts it over /etc/resolv.conf);
 //   - reports phase, pod IP, host IP, container states, restart counts and
-//     the PodScheduled/Initialized/ContainersReady/Ready conditions;
-//   - stops the processes of deleted Pods (SIGTERM, then SIGKILL after the
-//     grace period) and removes the Pod object, as the kubelet does.
+//     the PodScheduled/Initialized/ContainersReady/Ready conditions, and
+//     records Events (Started, and a Warning naming the reason when a
+//     container cannot run);
+//   - stops the processes of deleted Pods (SIGTERM to the process group,
+//     then SIGKILL after the grace period, then whatever is left in the
+//     Pod's namespace) and removes the Pod object, as the kubelet does.
 //
 // Images are not pulled: Config.Images maps an image repository (the
-// reference without tag or digest) to a local program, e.g. the
+// reference without tag or digest, Docker Hub names spelt in full, see
+// Repository) to a local program — the lab's built-in workloads, or the
 // conformance suite's echo-basic built from its Go module. A container
-// whose image has no mapping, or that uses what the runner does not
-// emulate (command overrides, init containers, host networking, probes
-// other than exec-free tcpSocket/httpGet), waits with reason
-// ImageNotRunnable or Unsupported and a message saying why; its Pod never
-// becomes Ready rather than pretending.
+// whose command names a program on this machine (found like a shell finds
+// it, on PATH or by path) runs that program with its args, whatever the
+// image, when Config.LocalCommands allows it. A container with neither
+// waits with reason ImageNotRunnable and a message naming the image, and
+// a Warning Event says the same; a Pod that uses what the runner does not
+// emulate (init containers, host networking, probes other than tcpSocket
+// and httpGet) waits with reason Unsupported naming the field. Such a Pod
+// never becomes Ready rather than pretending.
 //
 // Decisions:
+//   - containers run as root with the machine's file system: a lab Pod's
+//     command is a local program, so apply only manifests you trust;
 //   - environment: value, and valueFrom fieldRef (metadata.name,
 //     metadata.namespace, metadata.uid, spec.nodeName,
 //     spec.serviceAccountName, status.podIP, status.hostIP), secretKeyRef
-//     and configMapKeyRef; Service link variables are not injected;
+//     and configMapKeyRef; Service link variables are not injected. A
+//     container that declares TCP ports also gets NODEMESH_CONTAINER_PORTS
+//     (comma-separated), on which built-in workloads listen;
 //   - volumes: secret and configMap volumes (with items) are written to a
 //     per-pod directory; a container sees them through its arguments and
 //     environment, where every value starting with a volume's mountPath is
@@ -37,6 +53,10 @@
 //     a container runtime); emptyDir gets an empty directory; projected
 //     volumes get a bound service account token (TokenRequest), ConfigMap
 //     and Secret items and the Pod's namespace and name;
+//   - DNS: ClusterFirst (the default) searches <namespace>.svc.<domain>,
+//     svc.<domain> and <domain> with ndots:5, like the kubelet; None uses
+//     spec.dnsConfig alone; Default would be the node's resolver, and lab
+//     nodes have none, so such a Pod resolves nothing;
 //   - readiness: a container is ready while its process runs and its
 //     readinessProbe (tcpSocket or httpGet, dialled inside the pod's
 //     namespace) passes; without a probe, as soon as it runs;

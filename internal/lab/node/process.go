@@ -17,7 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/nodemesh/nodemesh/datapath/testbed"
+	"github.com/nodemesh/nodemesh/internal/lab/network"
 )
 
 // container is one container of a local Pod: a process and its history.
@@ -26,7 +26,7 @@ type container struct {
 	argv []string
 	env  []string
 	log  string
-	w    *testbed.Workload
+	w    *network.Pod
 
 	mu         sync.Mutex
 	cmd        *exec.Cmd
@@ -176,7 +176,7 @@ func (c *container) check(ctx context.Context, p *corev1.Probe, timeout time.Dur
 		}
 		return v.StrVal
 	}
-	addr := c.w.IPv4.String()
+	addr := c.w.IP.String()
 	switch {
 	case p.TCPSocket != nil:
 		conn, err := c.w.Dial(ctx, "tcp", net.JoinHostPort(addr, port(p.TCPSocket.Port)))

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,21 +19,33 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
-	"github.com/nodemesh/nodemesh/datapath/testbed"
+	"github.com/nodemesh/nodemesh/internal/lab/network"
 )
 
 // Config configures a Runner.
 type Config struct {
 	Client kubernetes.Interface
-	// Name is the Node's name.
-	Name string
-	// Bed provides the node namespace and one workload namespace per Pod.
-	Bed *testbed.Bed
+	// Node is the node's namespace: the Node object's name, address and
+	// Pod CIDR are its, and every Pod gets a namespace from it.
+	Node *network.Node
 	// Images maps image repositories to local programs.
 	Images []Image
+	// LocalCommands lets a container whose command names a program on
+	// this machine run that program as is (see doc.go).
+	LocalCommands bool
+	// DNS is the cluster DNS Service address Pods resolve with; when
+	// invalid, Pods get no resolv.conf of their own.
+	DNS netip.Addr
+	// ClusterDomain is the DNS domain of the cluster (cluster.local).
+	ClusterDomain string
+	// Labels are added to the Node's own (hostname, os, arch).
+	Labels map[string]string
 	// Dir holds Pod volumes and container logs.
 	Dir string
 	Log *slog.Logger
@@ -46,12 +60,13 @@ type Runner struct {
 	pods   cache.Indexer
 	local  map[string]*pod // by namespace/name
 	hostIP string
+	events record.EventRecorder
 }
 
 // pod is a Pod running here.
 type pod struct {
 	uid        types.UID
-	w          *testbed.Workload
+	w          *network.Pod
 	dir        string
 	started    time.Time
 	containers []*container
@@ -63,31 +78,41 @@ type pod struct {
 
 // New returns a runner.
 func New(cfg Config) (*Runner, error) {
-	if cfg.Client == nil || cfg.Bed == nil || cfg.Name == "" || cfg.Dir == "" {
-		return nil, errors.New("creating node runner: Client, Bed, Name and Dir are required")
+	if cfg.Client == nil || cfg.Node == nil || cfg.Dir == "" {
+		return nil, errors.New("creating node runner: Client, Node and Dir are required")
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.ClusterDomain == "" {
+		cfg.ClusterDomain = "cluster.local"
+	}
 	r := &Runner{
 		cfg: cfg, log: cfg.Log, images: map[string]Image{}, local: map[string]*pod{},
 		queue:  workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
-		hostIP: testbed.NodeIPv4.String(),
+		hostIP: cfg.Node.IP.String(),
 	}
 	for _, im := range cfg.Images {
-		r.images[im.Repository] = im
+		r.images[Repository(im.Repository)] = im
 	}
 	return r, nil
 }
 
-// Run registers the Node and runs Pods until ctx ends, then stops every
-// local process and removes every Pod namespace.
+// Run registers the Node and runs the Pods bound to it until ctx ends,
+// then stops every local process and removes every Pod namespace.
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.shutdown()
 	if err := r.register(ctx); err != nil {
 		return err
 	}
-	f := informers.NewSharedInformerFactory(r.cfg.Client, 0)
+	eb := record.NewBroadcaster(record.WithContext(ctx))
+	eb.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: r.cfg.Client.CoreV1().Events("")})
+	defer eb.Shutdown()
+	r.events = eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: r.cfg.Node.Name})
+	// Only this node's Pods: binding is the scheduler's job.
+	f := informers.NewSharedInformerFactoryWithOptions(r.cfg.Client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = "spec.nodeName=" + r.cfg.Node.Name
+	}))
 	inf := f.Core().V1().Pods().Informer()
 	enqueue := func(o any) {
 		if k, err := cache.DeletionHandlingMetaNamespaceKeyFunc(o); err == nil {
@@ -99,6 +124,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	})
 	r.pods = inf.GetIndexer()
 	f.Start(ctx.Done())
+	defer f.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 		return nil
 	}
@@ -125,15 +151,39 @@ func (r *Runner) Run(ctx context.Context) error {
 // register creates (or refreshes) the Node object, Ready.
 func (r *Runner) register(ctx context.Context) error {
 	nodes := r.cfg.Client.CoreV1().Nodes()
-	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: r.cfg.Name, Labels: map[string]string{
-		"kubernetes.io/hostname": r.cfg.Name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-	}}}
+	name := r.cfg.Node.Name
+	labels := map[string]string{"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": runtime.GOARCH}
+	for k, v := range r.cfg.Labels {
+		labels[k] = v
+	}
+	cidr := r.cfg.Node.PodCIDR.String()
+	n := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		Spec:       corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}},
+	}
 	cur, err := nodes.Create(ctx, n, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
-		cur, err = nodes.Get(ctx, r.cfg.Name, metav1.GetOptions{})
+		cur, err = nodes.Get(ctx, name, metav1.GetOptions{})
 	}
 	if err != nil {
-		return fmt.Errorf("registering Node %s: %w", r.cfg.Name, err)
+		return fmt.Errorf("registering Node %s: %w", name, err)
+	}
+	// The API server taints a new Node not-ready; in a cluster the node
+	// lifecycle controller lifts that once the kubelet reports Ready. The
+	// lab does not run that controller (it would evict Pods of nodes that
+	// renew no Lease), so the runner lifts it itself.
+	var keep []corev1.Taint
+	for _, t := range cur.Spec.Taints {
+		if t.Key != corev1.TaintNodeNotReady && t.Key != corev1.TaintNodeUnreachable {
+			keep = append(keep, t)
+		}
+	}
+	if len(keep) != len(cur.Spec.Taints) {
+		cp := cur.DeepCopy()
+		cp.Spec.Taints = keep
+		if cur, err = nodes.Update(ctx, cp, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("removing the not-ready taint of Node %s: %w", name, err)
+		}
 	}
 	return r.nodeStatus(ctx, cur)
 }
@@ -147,15 +197,15 @@ func (r *Runner) nodeStatus(ctx context.Context, cur *corev1.Node) error {
 		corev1.ResourcePods:   resource.MustParse("250"),
 	}
 	cp.Status.Capacity, cp.Status.Allocatable = capacity, capacity
-	cp.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: r.hostIP}, {Type: corev1.NodeHostName, Address: r.cfg.Name}}
+	cp.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: r.hostIP}, {Type: corev1.NodeHostName, Address: r.cfg.Node.Name}}
 	cp.Status.Conditions = []corev1.NodeCondition{{
-		Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "LocalNodeRunnerReady",
-		Message: "the conformance harness's local node runner is running", LastHeartbeatTime: now, LastTransitionTime: now,
+		Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "LabNodeReady",
+		Message: "the lab's node runner is running", LastHeartbeatTime: now, LastTransitionTime: now,
 	}}
-	cp.Status.NodeInfo.KubeletVersion = "nodemesh-local"
-	cp.Status.NodeInfo.OperatingSystem, cp.Status.NodeInfo.Architecture = "linux", "amd64"
+	cp.Status.NodeInfo.KubeletVersion = "nodemesh-lab"
+	cp.Status.NodeInfo.OperatingSystem, cp.Status.NodeInfo.Architecture = "linux", runtime.GOARCH
 	if _, err := r.cfg.Client.CoreV1().Nodes().UpdateStatus(ctx, cp, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("writing Node %s status: %w", r.cfg.Name, err)
+		return fmt.Errorf("writing Node %s status: %w", r.cfg.Node.Name, err)
 	}
 	return nil
 }
@@ -170,7 +220,7 @@ func (r *Runner) heartbeat(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if n, err := r.cfg.Client.CoreV1().Nodes().Get(ctx, r.cfg.Name, metav1.GetOptions{}); err == nil {
+		if n, err := r.cfg.Client.CoreV1().Nodes().Get(ctx, r.cfg.Node.Name, metav1.GetOptions{}); err == nil {
 			if err := r.nodeStatus(ctx, n); err != nil && ctx.Err() == nil {
 				r.log.Warn("refreshing node status", "err", err)
 			}
@@ -197,9 +247,7 @@ func (r *Runner) sync(ctx context.Context, key string) error {
 		lp = nil
 	}
 	switch {
-	case p.Spec.NodeName == "":
-		return r.bind(ctx, p)
-	case p.Spec.NodeName != r.cfg.Name:
+	case p.Spec.NodeName != r.cfg.Node.Name:
 		return nil
 	case p.DeletionTimestamp != nil:
 		grace := 30 * time.Second
@@ -238,22 +286,6 @@ func (r *Runner) sync(ctx context.Context, key string) error {
 	return nil
 }
 
-// bind assigns an unscheduled Pod to this node, as the scheduler would.
-func (r *Runner) bind(ctx context.Context, p *corev1.Pod) error {
-	if p.Spec.SchedulerName != "" && p.Spec.SchedulerName != corev1.DefaultSchedulerName {
-		return nil
-	}
-	b := &corev1.Binding{
-		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID},
-		Target:     corev1.ObjectReference{Kind: "Node", Name: r.cfg.Name},
-	}
-	err := r.cfg.Client.CoreV1().Pods(p.Namespace).Bind(ctx, b, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("binding Pod %s/%s: %w", p.Namespace, p.Name, err)
-	}
-	return nil
-}
-
 // create gives a new Pod its namespace, volumes and containers (not yet
 // started).
 func (r *Runner) create(ctx context.Context, p *corev1.Pod) (*pod, error) {
@@ -266,16 +298,24 @@ func (r *Runner) create(ctx context.Context, p *corev1.Pod) (*pod, error) {
 	}
 	if err := checkPod(p); err != nil {
 		lp.problemReason, lp.problem = "Unsupported", err.Error()
+		r.events.Event(p, corev1.EventTypeWarning, lp.problemReason, lp.problem)
 		return lp, nil
 	}
+	programs := make([][]string, len(p.Spec.Containers))
 	for i, c := range p.Spec.Containers {
-		if _, ok := r.images[repository(c.Image)]; !ok {
-			lp.problemReason = "ImageNotRunnable"
-			lp.problem = fmt.Sprintf("spec.containers[%d].image: the local node runner has no program for %s", i, c.Image)
+		argv, reason, err := r.program(i, c)
+		if err != nil {
+			lp.problemReason, lp.problem = reason, err.Error()
+			r.events.Event(p, corev1.EventTypeWarning, reason, lp.problem)
 			return lp, nil
 		}
+		programs[i] = argv
 	}
-	w, err := r.cfg.Bed.AddWorkload()
+	var resolv []byte
+	if r.cfg.DNS.IsValid() {
+		resolv = resolvConf(p, r.cfg.DNS, r.cfg.ClusterDomain)
+	}
+	w, err := r.cfg.Node.AddPod(string(p.UID), resolv)
 	if err != nil {
 		return nil, fmt.Errorf("creating network namespace for Pod %s/%s: %w", p.Namespace, p.Name, err)
 	}
@@ -286,22 +326,21 @@ func (r *Runner) create(ctx context.Context, p *corev1.Pod) (*pod, error) {
 		return lp, nil
 	}
 	withIP := p.DeepCopy()
-	withIP.Status.PodIP = w.IPv4.String()
-	for _, c := range lp.containers {
+	withIP.Status.PodIP = w.IP.String()
+	for i, c := range lp.containers {
 		rw := newPathRewriter(c.spec, vols)
 		e, err := env(ctx, r.cfg.Client, withIP, c.spec, r.hostIP, rw)
 		if err != nil {
 			lp.problemReason, lp.problem, lp.retry = "CreateContainerConfigError", err.Error(), true
 			return lp, nil
 		}
-		im := r.images[repository(c.spec.Image)]
-		argv := append([]string{im.Program}, im.Args...)
+		argv := programs[i]
 		for _, a := range c.spec.Args {
 			argv = append(argv, rw.rewrite(a))
 		}
 		c.argv, c.env, c.w = argv, e, w
 	}
-	r.log.Info("pod scheduled here", "pod", p.Namespace+"/"+p.Name, "ip", w.IPv4)
+	r.log.Info("pod placed here", "pod", p.Namespace+"/"+p.Name, "ip", w.IP, "netns", w.Name)
 	return lp, nil
 }
 
@@ -337,8 +376,10 @@ func (r *Runner) restart(key string, p *corev1.Pod, lp *pod) {
 			c.mu.Lock()
 			c.waitReason, c.waitMsg = "RunContainerError", err.Error()
 			c.mu.Unlock()
+			r.events.Event(p, corev1.EventTypeWarning, "Failed", err.Error())
 			continue
 		}
+		r.events.Eventf(p, corev1.EventTypeNormal, "Started", "Started container %s", c.spec.Name)
 		if last != nil {
 			c.mu.Lock()
 			c.restarts++
@@ -355,7 +396,7 @@ func (r *Runner) teardown(key string, lp *pod, grace time.Duration) {
 		c.stop(grace)
 	}
 	if lp.w != nil {
-		if err := r.cfg.Bed.RemoveWorkload(lp.w.Index); err != nil {
+		if err := r.cfg.Node.RemovePod(lp.w); err != nil {
 			r.log.Warn("removing pod namespace", "pod", key, "err", err)
 		}
 	}
@@ -378,7 +419,7 @@ func (r *Runner) writeStatus(ctx context.Context, p *corev1.Pod, lp *pod) error 
 		st.StartTime = &t
 	}
 	if lp.w != nil {
-		st.PodIP = lp.w.IPv4.String()
+		st.PodIP = lp.w.IP.String()
 		st.PodIPs = []corev1.PodIP{{IP: st.PodIP}}
 	}
 	st.ContainerStatuses = nil

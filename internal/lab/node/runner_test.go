@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,8 +19,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/nodemesh/nodemesh/conformance/kubeenv"
-	"github.com/nodemesh/nodemesh/datapath/testbed"
+	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
+	"github.com/nodemesh/nodemesh/internal/lab/network"
 )
 
 func eventually(t *testing.T, what string, check func() error) {
@@ -35,24 +37,27 @@ func eventually(t *testing.T, what string, check func() error) {
 }
 
 // TestRunnerRunsPods registers a node on a real API server, runs Pods of
-// the conformance backend image as processes in their own namespaces,
-// reports their status, serves traffic to their pod IPs, and removes
-// deleted Pods.
+// the conformance backend image (and one whose command is a local
+// program) as processes in their own namespaces with addresses from the
+// node's Pod CIDR, reports their status, serves traffic to their pod IPs,
+// explains Pods it cannot run with a waiting reason and an Event, and
+// removes deleted Pods.
 func TestRunnerRunsPods(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create network namespaces")
 	}
-	cluster := kubeenv.ForTest(t, "standard")
+	cluster := controlplane.ForTest(t, "standard")
 	core, err := kubernetes.NewForConfig(cluster.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bed, err := testbed.Create(testbed.Config{})
+	lnet, err := network.Create(network.Config{Nodes: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = bed.Close() })
-	r, err := New(Config{Client: core, Name: "n1", Bed: bed, Dir: t.TempDir(), Images: []Image{
+	t.Cleanup(func() { _ = lnet.Close() })
+	n1 := lnet.Nodes[0]
+	r, err := New(Config{Client: core, Node: n1, Dir: t.TempDir(), LocalCommands: true, DNS: netip.MustParseAddr("10.96.0.10"), Images: []Image{
 		{Repository: "registry.k8s.io/gateway-api/echo-basic", Program: cluster.Binaries.EchoBasic},
 	}})
 	if err != nil {
@@ -77,16 +82,23 @@ func TestRunnerRunsPods(t *testing.T) {
 	no := false
 	mk := func(name, image string, env ...corev1.EnvVar) *corev1.Pod {
 		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{
+			NodeName:                     n1.Name,
 			AutomountServiceAccountToken: &no,
 			Containers:                   []corev1.Container{{Name: "c", Image: image, Env: env}},
 		}}
 	}
+	local := mk("local", "example.com/anything:1")
+	local.Spec.Containers[0].Command = []string{"sleep"}
+	local.Spec.Containers[0].Args = []string{"1000"}
+	notLocal := mk("not-local", "example.com/anything:1")
+	notLocal.Spec.Containers[0].Command = []string{"/no/such/program"}
 	podName := corev1.EnvVar{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}
 	podNS := corev1.EnvVar{Name: "NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}}
 	for _, p := range []*corev1.Pod{
 		mk("echo-a", "registry.k8s.io/gateway-api/echo-basic:v1.5.1", podName, podNS),
 		mk("echo-b", "registry.k8s.io/gateway-api/echo-basic@sha256:0000", podName, podNS),
 		mk("unknown", "example.com/nothing:1"),
+		local, notLocal,
 	} {
 		if _, err := pods.Create(ctx, p, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -94,17 +106,17 @@ func TestRunnerRunsPods(t *testing.T) {
 	}
 
 	ips := map[string]string{}
-	for _, name := range []string{"echo-a", "echo-b"} {
+	for _, name := range []string{"echo-a", "echo-b", "local"} {
 		eventually(t, name+" ready", func() error {
 			p, err := pods.Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				return err
 			}
-			if p.Spec.NodeName != "n1" {
-				return fmt.Errorf("bound to %q", p.Spec.NodeName)
-			}
 			if p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" || !podReady(p) {
 				return fmt.Errorf("status %+v", p.Status)
+			}
+			if ip, err := netip.ParseAddr(p.Status.PodIP); err != nil || !n1.PodCIDR.Contains(ip) || p.Status.HostIP != n1.IP.String() {
+				return fmt.Errorf("pod IP %s, host IP %s: not from node %s (%s, %s)", p.Status.PodIP, p.Status.HostIP, n1.Name, n1.PodCIDR, n1.IP)
 			}
 			ips[name] = p.Status.PodIP
 			return nil
@@ -113,10 +125,23 @@ func TestRunnerRunsPods(t *testing.T) {
 	if ips["echo-a"] == ips["echo-b"] {
 		t.Fatalf("two pods share %s", ips["echo-a"])
 	}
+	if ips["echo-a"] == ips["local"] {
+		t.Fatalf("two pods share %s", ips["local"])
+	}
+	// The node object carries the Pod CIDR, and every Pod its resolv.conf.
+	node, err := core.CoreV1().Nodes().Get(ctx, n1.Name, metav1.GetOptions{})
+	if err != nil || node.Spec.PodCIDR != n1.PodCIDR.String() || node.Labels["kubernetes.io/hostname"] != n1.Name {
+		t.Fatalf("node %+v, %v", node, err)
+	}
+	resolv, err := os.ReadFile(filepath.Join("/etc/netns", network.PodNamespace(lnet.ID, string(mustPod(t, pods, "echo-a").UID)), "resolv.conf"))
+	if err != nil || !strings.Contains(string(resolv), "nameserver 10.96.0.10") || !strings.Contains(string(resolv), "search default.svc.cluster.local svc.cluster.local cluster.local") {
+		t.Fatalf("resolv.conf %q, %v", resolv, err)
+	}
 	// Both backends bind :3000; each answers on its own address with its
 	// own identity, reached from the node namespace.
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: bed.Node.Dial}}
-	for name, ip := range ips {
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: n1.Dial}}
+	for _, name := range []string{"echo-a", "echo-b"} {
+		ip := ips[name]
 		eventually(t, "traffic to "+name, func() error {
 			resp, err := client.Get("http://" + net.JoinHostPort(ip, "3000") + "/hello")
 			if err != nil {
@@ -136,6 +161,30 @@ func TestRunnerRunsPods(t *testing.T) {
 			return nil
 		})
 	}
+	eventually(t, "a command that is not a local program waits", func() error {
+		p, err := pods.Get(ctx, "not-local", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(p.Status.ContainerStatuses) != 1 || p.Status.ContainerStatuses[0].State.Waiting == nil ||
+			p.Status.ContainerStatuses[0].State.Waiting.Reason != "Unsupported" ||
+			!strings.Contains(p.Status.ContainerStatuses[0].State.Waiting.Message, "/no/such/program") {
+			return fmt.Errorf("status %+v", p.Status.ContainerStatuses)
+		}
+		return nil
+	})
+	eventually(t, "an Event explains the unknown image", func() error {
+		evs, err := core.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=unknown"})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Type == corev1.EventTypeWarning && e.Reason == "ImageNotRunnable" && strings.Contains(e.Message, "example.com/nothing:1") {
+				return nil
+			}
+		}
+		return fmt.Errorf("events %+v", evs.Items)
+	})
 	eventually(t, "unknown image waits", func() error {
 		p, err := pods.Get(ctx, "unknown", metav1.GetOptions{})
 		if err != nil {
@@ -166,10 +215,21 @@ func TestRunnerRunsPods(t *testing.T) {
 	})
 	dctx, dcancel := context.WithTimeout(ctx, time.Second)
 	defer dcancel()
-	if c, err := bed.Node.Dial(dctx, "tcp", net.JoinHostPort(ips["echo-a"], "3000")); err == nil {
+	if c, err := n1.Dial(dctx, "tcp", net.JoinHostPort(ips["echo-a"], "3000")); err == nil {
 		c.Close()
 		t.Fatal("deleted pod still answers")
 	}
+}
+
+func mustPod(t *testing.T, pods interface {
+	Get(context.Context, string, metav1.GetOptions) (*corev1.Pod, error)
+}, name string) *corev1.Pod {
+	t.Helper()
+	p, err := pods.Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func podReady(p *corev1.Pod) bool {
@@ -187,9 +247,15 @@ func TestRepository(t *testing.T) {
 		"registry.k8s.io/gateway-api/echo-basic@sha256:ab": "registry.k8s.io/gateway-api/echo-basic",
 		"localhost:5000/echo":                              "localhost:5000/echo",
 		"localhost:5000/echo:v1":                           "localhost:5000/echo",
-		"echo":                                             "echo",
+		"localhost/echo":                                   "localhost/echo",
+		"echo":                                             "docker.io/library/echo",
+		"busybox:1.36":                                     "docker.io/library/busybox",
+		"docker.io/busybox":                                "docker.io/library/busybox",
+		"index.docker.io/cilium/starwars":                  "docker.io/cilium/starwars",
+		"cilium/starwars":                                  "docker.io/cilium/starwars",
+		"quay.io/cilium/json-mock:v1.3.8@sha256:5aad":      "quay.io/cilium/json-mock",
 	} {
-		if got := repository(in); got != want {
+		if got := Repository(in); got != want {
 			t.Errorf("repository(%q) = %q, want %q", in, got, want)
 		}
 	}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -14,13 +17,18 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
+// PortsEnv is set for every container that declares TCP ports, to
+// their numbers, comma-separated: built-in workloads listen on them.
+const PortsEnv = "NODEMESH_CONTAINER_PORTS"
+
 // errUnsupported marks a Pod feature the runner does not emulate.
 var errUnsupported = errors.New("not supported by the local node runner")
 
 // Image says how to run one image repository locally.
 type Image struct {
 	// Repository is the image reference without tag or digest, e.g.
-	// "registry.k8s.io/gateway-api/echo-basic".
+	// "registry.k8s.io/gateway-api/echo-basic"; Docker Hub names may be
+	// short ("busybox", "cilium/starwars").
 	Repository string
 	// Program is the local executable run for it; Args are passed before
 	// the container's own args.
@@ -28,15 +36,32 @@ type Image struct {
 	Args    []string
 }
 
-// repository strips the tag and digest from an image reference.
-func repository(image string) string {
+// Repository strips the tag and digest from an image reference and
+// spells Docker Hub names in full ("busybox:1.36" and
+// "docker.io/library/busybox" are both "docker.io/library/busybox"), so
+// every spelling of an image finds the same program.
+func Repository(image string) string {
 	if i := strings.Index(image, "@"); i >= 0 {
 		image = image[:i]
 	}
 	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
 		image = image[:i]
 	}
-	return image
+	first, rest, found := strings.Cut(image, "/")
+	switch {
+	case !found:
+		return "docker.io/library/" + image
+	case first == "localhost" || strings.ContainsAny(first, ".:"):
+		if first == "index.docker.io" {
+			return Repository("docker.io/" + rest)
+		}
+		if first == "docker.io" && !strings.Contains(rest, "/") {
+			return "docker.io/library/" + rest
+		}
+		return image
+	default:
+		return "docker.io/" + image
+	}
 }
 
 // checkPod rejects Pod features the runner cannot honour, naming the field.
@@ -53,14 +78,91 @@ func checkPod(p *corev1.Pod) error {
 		}
 	}
 	for i, c := range p.Spec.Containers {
-		if len(c.Command) > 0 {
-			return fmt.Errorf("spec.containers[%d].command: overriding the entrypoint is %w", i, errUnsupported)
-		}
 		if pr := c.ReadinessProbe; pr != nil && pr.TCPSocket == nil && pr.HTTPGet == nil {
 			return fmt.Errorf("spec.containers[%d].readinessProbe: only tcpSocket and httpGet probes are %w", i, errUnsupported)
 		}
 	}
 	return nil
+}
+
+// program returns what runs for container i (before its args), or why
+// nothing can: a command that names a local program runs as is; otherwise
+// the image's program does.
+func (r *Runner) program(i int, c corev1.Container) (argv []string, reason string, err error) {
+	if len(c.Command) > 0 {
+		if !r.cfg.LocalCommands {
+			return nil, "Unsupported", fmt.Errorf("spec.containers[%d].command: overriding the entrypoint is %w", i, errUnsupported)
+		}
+		path, err := exec.LookPath(c.Command[0])
+		if err != nil {
+			return nil, "Unsupported", fmt.Errorf("spec.containers[%d].command: %q is not a program on this machine; "+
+				"the lab runs a container's command only when it names a local program", i, c.Command[0])
+		}
+		return append([]string{path}, c.Command[1:]...), "", nil
+	}
+	im, ok := r.images[Repository(c.Image)]
+	if !ok {
+		return nil, "ImageNotRunnable", fmt.Errorf("spec.containers[%d].image: the lab has no program for %s "+
+			"(see `nodemesh lab images`; a command naming a local program runs without one)", i, c.Image)
+	}
+	return append([]string{im.Program}, im.Args...), "", nil
+}
+
+// resolvConf renders the Pod's resolv.conf the way the kubelet does for
+// its dnsPolicy: ClusterFirst (the default) searches the Pod's namespace,
+// svc and the cluster domain through the cluster DNS with ndots:5; None
+// uses only spec.dnsConfig; Default would be the node's resolver, and the
+// lab's nodes have none, so such a Pod resolves nothing. dnsConfig's
+// nameservers, searches and options are added as the kubelet adds them.
+func resolvConf(p *corev1.Pod, dns netip.Addr, domain string) []byte {
+	var servers, search []string
+	opts := map[string]string{}
+	var order []string
+	setOpt := func(name, value string) {
+		if _, ok := opts[name]; !ok {
+			order = append(order, name)
+		}
+		opts[name] = value
+	}
+	switch p.Spec.DNSPolicy {
+	case corev1.DNSNone:
+	case corev1.DNSDefault:
+	default: // ClusterFirst, ClusterFirstWithHostNet
+		servers = []string{dns.String()}
+		search = []string{p.Namespace + ".svc." + domain, "svc." + domain, domain}
+		setOpt("ndots", "5")
+	}
+	if dc := p.Spec.DNSConfig; dc != nil {
+		servers = append(servers, dc.Nameservers...)
+		search = append(search, dc.Searches...)
+		for _, o := range dc.Options {
+			v := ""
+			if o.Value != nil {
+				v = *o.Value
+			}
+			setOpt(o.Name, v)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("# written by the nodemesh lab for Pod " + p.Namespace + "/" + p.Name + "\n")
+	if len(search) > 0 {
+		b.WriteString("search " + strings.Join(search, " ") + "\n")
+	}
+	for _, s := range servers {
+		b.WriteString("nameserver " + s + "\n")
+	}
+	if len(order) > 0 {
+		b.WriteString("options")
+		for _, name := range order {
+			if opts[name] != "" {
+				b.WriteString(" " + name + ":" + opts[name])
+			} else {
+				b.WriteString(" " + name)
+			}
+		}
+		b.WriteString("\n")
+	}
+	return []byte(b.String())
 }
 
 // writeVolumes materialises the Pod's volumes under dir/<volume name> and
@@ -158,6 +260,16 @@ func (r pathRewriter) rewrite(s string) string {
 // env resolves a container's environment.
 func env(ctx context.Context, c kubernetes.Interface, p *corev1.Pod, ctr corev1.Container, hostIP string, rw pathRewriter) ([]string, error) {
 	out := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=" + p.Name}
+	// Built-in workloads listen on the ports the container declares.
+	var ports []string
+	for _, cp := range ctr.Ports {
+		if cp.Protocol == "" || cp.Protocol == corev1.ProtocolTCP {
+			ports = append(ports, strconv.Itoa(int(cp.ContainerPort)))
+		}
+	}
+	if len(ports) > 0 {
+		out = append(out, PortsEnv+"="+strings.Join(ports, ","))
+	}
 	for i, e := range ctr.Env {
 		field := fmt.Sprintf("spec.containers[%s].env[%d] (%s)", ctr.Name, i, e.Name)
 		val := e.Value

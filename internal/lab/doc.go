@@ -1,0 +1,68 @@
+// Package lab is the local cluster: the one harness every multi-node test,
+// the Gateway API conformance runner and `nodemesh lab` use. Start brings
+// up, on this machine and inside network namespaces it creates:
+//
+//   - the control plane (package controlplane): etcd, kube-apiserver and
+//     kube-controller-manager built from their Go modules, in a
+//     control-plane namespace on the lab network (10.250.0.1);
+//   - N nodes (package network): namespaces on the lab network with a Pod
+//     CIDR each (10.244.<i>.0/24) and native routing between them, as a
+//     CNI would set up; each node runs
+//   - the lab's kubelet (package node), which registers the Node (with
+//     spec.podCIDR) and runs the Pods bound to it as local processes, each
+//     in its own namespace behind a veth; images map to built-in workloads
+//     (package workload), a command naming a local program runs as is;
+//   - kube-proxy (built from the same Kubernetes release), one per node in
+//     the node's namespace, in iptables mode: ClusterIP traffic is
+//     translated by the real thing, and nodemesh runs beside it as it runs
+//     beside a cluster's CNI and kube-proxy (chained, like Cilium);
+//   - nodemesh in Kubernetes mode: nodemesh-agent and nodemesh-proxy per
+//     node (in the node's namespace, the agent's sockets under
+//     <dir>/nodes/<node>/), nodemesh-controller once (control plane);
+//
+// plus the lab's scheduler (package scheduler: spread, nodeSelector,
+// required node affinity) and a cluster DNS (package dns) for
+// *.svc.cluster.local, published as kube-system/kube-dns at 10.96.0.10.
+//
+// Decisions:
+//   - Addresses: lab network 10.250.0.0/24 (control plane .1, node i
+//     .<10+i>), Pods 10.244.<i>.0/24, Services 10.96.0.0/16, DNS
+//     10.96.0.10, Gateway addresses from 127.0.50.0/24 on each node's
+//     loopback (where that node's proxy listens). Nothing is added to the
+//     machine's own namespace except one loopback port (below); the
+//     control-plane namespace does not forward, so the lab is an island.
+//   - The cluster DNS runs in the lab's process, listening in the
+//     control-plane namespace; the kube-dns Service has no selector and an
+//     EndpointSlice naming 10.250.0.1, so Pods reach it through kube-proxy
+//     like CoreDNS. It never forwards: names outside cluster.local are
+//     refused. (Policy work should know that DNS traffic goes to the
+//     control plane's address, not to a Pod.)
+//   - The API server's "kubernetes" Service has live endpoints (the lease
+//     reconciler), so in-cluster clients work through 10.96.0.1.
+//   - Kubeconfig (<dir>/kubeconfig) points at a loopback port of the
+//     caller's namespace that the lab forwards into the control-plane
+//     namespace, so kubectl, helm and tests on this machine reach the lab;
+//     LabKubeconfig (<dir>/cluster/kubeconfig) is the in-lab one the nodes
+//     and the mesh use.
+//   - Every process the lab starts gets SIGKILL when the lab's process
+//     dies (Pdeathsig) and its namespaces carry that process's id
+//     (testbed.NewID). Close stops Pods, runners, the mesh and the control
+//     plane, then kills whatever still runs in the lab's namespaces and
+//     deletes them (with their /etc/netns files). A lab killed with -9 is
+//     swept by the next Start or Down (testbed.Sweep: namespaces of dead
+//     owners, processes still inside them, /etc/netns entries).
+//   - State for other processes: Start writes <dir>/lab.json (State: pid,
+//     namespace prefix, nodes, kubeconfigs, kubectl) — what `nodemesh lab
+//     exec` uses to find a Pod's namespace (network.PodNamespace of its
+//     UID) and `nodemesh lab down` to stop the lab's process.
+//   - Readiness: Start returns once the DNS serves, every Node is Ready,
+//     every kube-proxy's /healthz answers, every nodemesh-proxy has its
+//     configuration (/ready) and the default ServiceAccount exists (Pods
+//     are refused before it does).
+//
+// For the next steps: Options.AgentArgs adds nodemesh-agent flags per node
+// (--policy, --datapath with --datapath-netns=<Node.NetnsPath>), Node
+// gives each node's namespace, address and Pod CIDR, and
+// Network.Nodes[i].AddPod's Pod records the host-side veth a chained
+// datapath attaches to (lxc + 8 hex digits of the Pod UID).
+package lab

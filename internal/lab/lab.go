@@ -1,0 +1,321 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/nodemesh/nodemesh/api"
+	"github.com/nodemesh/nodemesh/datapath/testbed"
+	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
+	"github.com/nodemesh/nodemesh/internal/lab/dns"
+	"github.com/nodemesh/nodemesh/internal/lab/network"
+	"github.com/nodemesh/nodemesh/internal/lab/node"
+	"github.com/nodemesh/nodemesh/internal/lab/scheduler"
+	"github.com/nodemesh/nodemesh/internal/lab/workload"
+)
+
+// Addresses every lab uses (see doc.go).
+var (
+	// DNSServiceIP is the cluster DNS Service's ClusterIP (kube-system/kube-dns).
+	DNSServiceIP = netip.MustParseAddr("10.96.0.10")
+)
+
+// ClusterDomain is the lab's DNS domain.
+const ClusterDomain = "cluster.local"
+
+// DefaultAddressPool is where nodemesh-controller assigns Gateway
+// addresses: loopback addresses of each node's namespace, where that
+// node's proxy listens.
+const DefaultAddressPool = "127.0.50.0/24"
+
+// Options configure a lab.
+type Options struct {
+	// Dir holds the lab's state: logs, kubeconfigs, Pod directories,
+	// agent sockets. Required; Close leaves it (Down removes it).
+	Dir string
+	// Nodes is the number of nodes (default 1).
+	Nodes int
+	// Binaries are the Kubernetes programs. Required (controlplane.Build).
+	Binaries *controlplane.Binaries
+	// BinDir holds nodemesh, nodemesh-agent, nodemesh-proxy and
+	// nodemesh-controller. Required: nodemesh runs the built-in workloads
+	// (`nodemesh lab workload`), the others the mesh.
+	BinDir string
+	// NoMesh leaves nodemesh out (no controller, agents or proxies): a
+	// plain cluster.
+	NoMesh bool
+	// AgentArgs, when set, returns extra nodemesh-agent flags for a node
+	// (--policy, --datapath --datapath-netns …).
+	AgentArgs func(Node) []string
+	// AddressPool is nodemesh-controller's Gateway address pool
+	// (default DefaultAddressPool).
+	AddressPool string
+	// GatewayChannel is the Gateway API CRD channel installed, "standard"
+	// (default) or "experimental".
+	GatewayChannel string
+	// Images adds image mappings before the built-in ones (the
+	// conformance harness maps the coredns image to its stand-in).
+	Images []node.Image
+	// Log receives the lab's own progress (default: discarded).
+	Log *slog.Logger
+}
+
+// Node describes one lab node.
+type Node struct {
+	Name    string       `json:"name"`
+	IP      netip.Addr   `json:"ip"`
+	PodCIDR netip.Prefix `json:"podCIDR"`
+	// Netns is the node's network namespace (`ip netns exec` name) and
+	// NetnsPath its file.
+	Netns     string `json:"netns"`
+	NetnsPath string `json:"netnsPath"`
+	// StateDir holds the node's agent sockets: xds.sock and agent.sock.
+	StateDir string `json:"stateDir"`
+}
+
+// Lab is a running lab. Create it with Start and stop it with Close.
+type Lab struct {
+	// ID prefixes every network namespace name of the lab.
+	ID  string
+	Dir string
+	// Kubeconfig is an admin kubeconfig for use on this machine (through a
+	// loopback port forwarded into the lab); LabKubeconfig is the same
+	// inside the lab's namespaces (what nodes and the mesh use).
+	Kubeconfig, LabKubeconfig string
+	// Config reaches the API server through the control-plane namespace.
+	Config   *rest.Config
+	Client   kubernetes.Interface
+	Binaries *controlplane.Binaries
+	Nodes    []Node
+	// Network is the lab's network (namespaces, Pods).
+	Network *network.Network
+
+	opts    Options
+	log     *slog.Logger
+	cluster *controlplane.Cluster
+	fwd     *forwarder
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	failed  []error
+}
+
+// Start brings a lab up and returns once the API server serves, every
+// node is Ready with kube-proxy synced, the cluster DNS answers and (unless
+// NoMesh) every node's proxy has its configuration. On error everything
+// started so far is removed.
+func Start(ctx context.Context, o Options) (_ *Lab, err error) {
+	if o.Dir == "" || o.Binaries == nil || o.BinDir == "" {
+		return nil, errors.New("starting the lab: Dir, Binaries and BinDir are required")
+	}
+	if o.Nodes == 0 {
+		o.Nodes = 1
+	}
+	if o.AddressPool == "" {
+		o.AddressPool = DefaultAddressPool
+	}
+	if o.GatewayChannel == "" {
+		o.GatewayChannel = "standard"
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	bins := []string{"nodemesh"}
+	if !o.NoMesh {
+		bins = append(bins, "nodemesh-agent", "nodemesh-proxy", "nodemesh-controller")
+	}
+	for _, b := range bins {
+		if _, err := os.Stat(filepath.Join(o.BinDir, b)); err != nil {
+			return nil, fmt.Errorf("starting the lab: %s is not in %s (run `make build`)", b, o.BinDir)
+		}
+	}
+	if o.Dir, err = filepath.Abs(o.Dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", o.Dir, err)
+	}
+	// Leftovers of labs (and test beds) whose process was killed.
+	if err := testbed.Sweep(); err != nil {
+		o.Log.Warn("removing leftovers of killed runs", "err", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	l := &Lab{Dir: o.Dir, Binaries: o.Binaries, opts: o, log: o.Log, cancel: cancel}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, l.Close())
+		}
+	}()
+	resolv := []byte(fmt.Sprintf("search svc.%s %s\nnameserver %s\noptions ndots:5\n", ClusterDomain, ClusterDomain, DNSServiceIP))
+	if l.Network, err = network.Create(network.Config{Nodes: o.Nodes, ResolvConf: resolv}); err != nil {
+		return nil, err
+	}
+	l.ID = l.Network.ID
+	cp := l.Network.ControlPlane
+	for _, n := range l.Network.Nodes {
+		l.Nodes = append(l.Nodes, Node{
+			Name: n.Name, IP: n.IP, PodCIDR: n.PodCIDR, Netns: n.Namespace.Name, NetnsPath: n.Path,
+			StateDir: filepath.Join(o.Dir, "nodes", n.Name),
+		})
+	}
+
+	l.log.Info("starting etcd, kube-apiserver and kube-controller-manager", "netns", cp.Name)
+	l.cluster, err = controlplane.Start(ctx, controlplane.Options{
+		Binaries: o.Binaries, Dir: filepath.Join(o.Dir, "cluster"), ControllerManager: true, KubernetesEndpoints: true,
+		Host: network.ControlPlaneIP.String(), Dial: cp.Dial,
+		Command: func(name string, args ...string) *exec.Cmd { return cp.Command(context.Background(), name, args...) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.Config, l.LabKubeconfig = l.cluster.Config, l.cluster.Kubeconfig
+	if l.Client, err = kubernetes.NewForConfig(l.Config); err != nil {
+		return nil, fmt.Errorf("creating Kubernetes client: %w", err)
+	}
+	if err := l.forward(); err != nil {
+		return nil, err
+	}
+
+	crds, err := o.Binaries.GatewayCRDs(o.GatewayChannel)
+	if err != nil {
+		return nil, err
+	}
+	if err := controlplane.Apply(ctx, l.Config, crds); err != nil {
+		return nil, fmt.Errorf("installing Gateway API CRDs: %w", err)
+	}
+	if err := controlplane.Apply(ctx, l.Config, api.CRDManifests()); err != nil {
+		return nil, fmt.Errorf("installing nodemesh CRDs: %w", err)
+	}
+
+	dnsServer, err := l.startDNS(ctx, runCtx)
+	if err != nil {
+		return nil, err
+	}
+	l.goRun("scheduler", func() error {
+		return scheduler.New(l.Client, l.log.With("component", "scheduler")).Run(runCtx)
+	})
+	images := append([]node.Image(nil), o.Images...)
+	images = append(images, node.Image{Repository: "registry.k8s.io/gateway-api/echo-basic", Program: o.Binaries.EchoBasic})
+	for _, im := range workload.Images {
+		images = append(images, node.Image{Repository: im.Repository, Program: filepath.Join(o.BinDir, "nodemesh"),
+			Args: append([]string{"lab", "workload"}, im.Args()...)})
+	}
+	for i, n := range l.Network.Nodes {
+		r, err := node.New(node.Config{
+			Client: l.Client, Node: n, Images: images, LocalCommands: true, DNS: DNSServiceIP, ClusterDomain: ClusterDomain,
+			Dir: filepath.Join(o.Dir, "pods", n.Name), Log: l.log.With("node", n.Name),
+		})
+		if err != nil {
+			return nil, err
+		}
+		l.goRun("node "+n.Name, func() error { return r.Run(runCtx) })
+		if err := l.startKubeProxy(l.Nodes[i], n); err != nil {
+			return nil, err
+		}
+	}
+	if !o.NoMesh {
+		if err := l.startMesh(); err != nil {
+			return nil, err
+		}
+	}
+	if err := l.waitReady(ctx, dnsServer); err != nil {
+		return nil, err
+	}
+	if err := l.writeState(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// goRun runs fn until the lab closes; an early error is kept for Err.
+func (l *Lab) goRun(what string, fn func() error) {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		if err := fn(); err != nil {
+			l.log.Error("lab component stopped", "component", what, "err", err)
+			l.mu.Lock()
+			l.failed = append(l.failed, fmt.Errorf("%s: %w", what, err))
+			l.mu.Unlock()
+		}
+	}()
+}
+
+// Err reports components that stopped with an error.
+func (l *Lab) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return errors.Join(l.failed...)
+}
+
+// LogDir holds every process's output (<name>.log).
+func (l *Lab) LogDir() string { return filepath.Join(l.Dir, "cluster", "logs") }
+
+// Run starts a program like the lab's own (log in LogDir, stopped by
+// Close): the conformance suite runs inside a node namespace this way.
+func (l *Lab) Run(name string, cmd *exec.Cmd) (*controlplane.Process, error) {
+	return l.cluster.Run(name, cmd)
+}
+
+// Close stops everything: Pods (their processes), the node runners, the
+// nodemesh and Kubernetes processes, and removes every namespace of the
+// lab (killing whatever still runs in them). Safe on a partly started lab
+// and to call twice.
+func (l *Lab) Close() error {
+	if l.cancel != nil {
+		l.cancel()
+	}
+	if l.fwd != nil {
+		l.fwd.close()
+	}
+	l.wg.Wait()
+	if l.cluster != nil {
+		l.cluster.Stop()
+	}
+	var err error
+	if l.Network != nil {
+		err = l.Network.Close()
+	}
+	_ = os.Remove(filepath.Join(l.Dir, stateFile))
+	return err
+}
+
+// waitReady waits for the DNS, the nodes, kube-proxy on every node, the
+// mesh on every node and the default ServiceAccount (Pods are refused
+// without it).
+func (l *Lab) waitReady(ctx context.Context, d *dns.Server) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	select {
+	case <-d.Ready():
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the cluster DNS: %w", ctx.Err())
+	}
+	for i, n := range l.Network.Nodes {
+		if err := l.waitNode(ctx, n.Name); err != nil {
+			return err
+		}
+		if err := waitHTTP(ctx, n.Dial, "http://127.0.0.1:"+strconv.Itoa(kubeProxyHealthPort)+"/healthz", l.LogDir()+"/kube-proxy-"+n.Name+".log"); err != nil {
+			return fmt.Errorf("waiting for kube-proxy on %s: %w", n.Name, err)
+		}
+		if !l.opts.NoMesh {
+			if err := l.waitMesh(ctx, l.Nodes[i].Name); err != nil {
+				return err
+			}
+		}
+	}
+	return l.waitServiceAccount(ctx)
+}

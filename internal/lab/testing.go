@@ -1,0 +1,95 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
+)
+
+// MeshBinaries are the nodemesh programs a lab runs.
+var MeshBinaries = []string{"./cmd/nodemesh", "./cmd/nodemesh-agent", "./cmd/nodemesh-proxy", "./cmd/nodemesh-controller"}
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// BuildMesh builds the nodemesh programs of the working tree into
+// conformance/.cache/nodemesh-bin (once per process; parallel test
+// binaries share it through a file lock) and returns that directory, so
+// a test runs the code it was compiled with.
+func BuildMesh(root string) (string, error) {
+	buildOnce.Do(func() {
+		dir := filepath.Join(root, "conformance", ".cache", "nodemesh-bin")
+		if buildErr = os.MkdirAll(dir, 0o755); buildErr != nil {
+			return
+		}
+		lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			buildErr = err
+			return
+		}
+		defer lock.Close()
+		if buildErr = syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); buildErr != nil {
+			return
+		}
+		defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+		cmd := exec.Command("go", append([]string{"build", "-o", dir + string(filepath.Separator)}, MeshBinaries...)...)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("building nodemesh: %w\n%s", err, out)
+			return
+		}
+		binDir = dir
+	})
+	return binDir, buildErr
+}
+
+// ForTest starts a lab for a test (root only) and closes it when the test
+// ends. Like controlplane.ForTest it skips when the Kubernetes binaries
+// are not built and NODEMESH_INTEGRATION is not 1, and builds them when it
+// is. o.Dir, o.Binaries and o.BinDir are filled in when empty.
+func ForTest(t testing.TB, o Options) *Lab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the lab needs root: it creates network namespaces")
+	}
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Binaries == nil {
+		o.Binaries = controlplane.BinariesForTest(t, root)
+	}
+	if o.BinDir == "" {
+		if o.BinDir, err = BuildMesh(root); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	l, err := Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("lab with %d node(s) up in %s", len(l.Nodes), time.Since(start).Round(time.Millisecond))
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("closing the lab: %v", err)
+		}
+	})
+	return l
+}
