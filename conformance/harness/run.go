@@ -15,21 +15,18 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
-	"github.com/nodemesh/nodemesh/api"
-	"github.com/nodemesh/nodemesh/conformance/kubeenv"
-	"github.com/nodemesh/nodemesh/conformance/node"
-	"github.com/nodemesh/nodemesh/datapath/testbed"
 	"github.com/nodemesh/nodemesh/gateway"
+	"github.com/nodemesh/nodemesh/internal/lab"
+	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
+	"github.com/nodemesh/nodemesh/internal/lab/node"
 )
 
 const (
 	// gatewayClass is the class the suite runs against.
 	gatewayClass = "nodemesh"
-	// nodeName is the one node the local node runner registers.
-	nodeName = "nodemesh-conformance-node"
 	// addressPool is where Gateways get their addresses: loopback of the
 	// run's node namespace, so the suite reaches them and nothing else can.
 	addressPool = "127.0.50.0/24"
@@ -42,23 +39,19 @@ const (
 )
 
 func run(ctx context.Context, log *slog.Logger, o options) error {
-	root, err := kubeenv.RepoRoot()
+	root, err := controlplane.RepoRoot()
 	if err != nil {
 		return err
 	}
-	// Leftovers of crashed runs (network namespaces whose creator is gone).
-	if err := testbed.Sweep(); err != nil {
-		log.Warn("sweeping stale network namespaces", "err", err)
-	}
 	binDir := abs(root, o.binDir)
-	for _, b := range []string{"nodemesh-agent", "nodemesh-proxy", "nodemesh-controller"} {
+	for _, b := range []string{"nodemesh", "nodemesh-agent", "nodemesh-proxy", "nodemesh-controller"} {
 		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
 			return fmt.Errorf("finding %s in %s (run `make build` first): %w", b, binDir, err)
 		}
 	}
 	log.Info("building Kubernetes components and the conformance suite (cached)")
 	t0 := time.Now()
-	bins, err := kubeenv.Build(ctx, root, os.Stderr)
+	bins, err := controlplane.Build(ctx, root, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -81,85 +74,31 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		os.RemoveAll(state)
 	}()
 
-	bed, err := testbed.Create(testbed.Config{})
-	if err != nil {
-		return fmt.Errorf("creating the node network namespace: %w", err)
-	}
-	defer func() {
-		if err := bed.Close(); err != nil {
-			log.Warn("removing network namespaces", "err", err)
-		}
-	}()
-	inNode := func(name string, args ...string) *exec.Cmd {
-		return exec.Command("ip", append([]string{"netns", "exec", bed.Node.Name, name}, args...)...)
-	}
-
-	log.Info("starting etcd, kube-apiserver and kube-controller-manager", "netns", bed.Node.Name)
-	cluster, err := kubeenv.Start(ctx, kubeenv.Options{
-		Binaries: bins, Dir: filepath.Join(state, "cluster"), ControllerManager: true,
-		Command: inNode, Dial: bed.Node.Dial,
+	// The lab sweeps what crashed runs left behind before it starts.
+	log.Info("starting a one-node lab")
+	t0 = time.Now()
+	l, err := lab.Start(ctx, lab.Options{
+		Dir: filepath.Join(state, "lab"), Nodes: 1, Binaries: bins, BinDir: binDir,
+		AddressPool: addressPool, GatewayChannel: o.channel, Log: log.With("component", "lab"),
+		Images: []node.Image{{Repository: "registry.k8s.io/coredns/coredns", Program: self, Args: []string{"dns-standin"}}},
 	})
 	if err != nil {
 		keep = true
 		return err
 	}
-	defer cluster.Stop()
-	crds, err := bins.GatewayCRDs(o.channel)
-	if err != nil {
-		return err
-	}
-	if err := kubeenv.Apply(ctx, cluster.Config, crds); err != nil {
-		return fmt.Errorf("installing Gateway API CRDs: %w", err)
-	}
-	if err := kubeenv.Apply(ctx, cluster.Config, api.CRDManifests()); err != nil {
-		return fmt.Errorf("installing nodemesh CRDs: %w", err)
-	}
+	defer func() {
+		if err := l.Close(); err != nil {
+			log.Warn("removing the lab", "err", err)
+		}
+	}()
+	log.Info("lab ready", "took", time.Since(t0).Round(100*time.Millisecond), "logs", l.LogDir())
 	class := fmt.Sprintf("apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata:\n  name: %s\nspec:\n  controllerName: %s\n", gatewayClass, gateway.ControllerName)
-	if err := kubeenv.Apply(ctx, cluster.Config, []byte(class)); err != nil {
+	if err := controlplane.Apply(ctx, l.Config, []byte(class)); err != nil {
 		return fmt.Errorf("creating GatewayClass: %w", err)
 	}
-
-	core, err := kubernetes.NewForConfig(cluster.Config)
-	if err != nil {
-		return fmt.Errorf("creating Kubernetes client: %w", err)
-	}
-	runner, err := node.New(node.Config{
-		Client: core, Name: nodeName, Bed: bed, Dir: filepath.Join(state, "pods"), Log: log.With("component", "node"),
-		Images: []node.Image{
-			{Repository: "registry.k8s.io/gateway-api/echo-basic", Program: bins.EchoBasic},
-			{Repository: "registry.k8s.io/coredns/coredns", Program: self, Args: []string{"dns-standin"}},
-		},
-	})
-	if err != nil {
-		return err
-	}
-	rctx, stopRunner := context.WithCancel(ctx)
-	runnerDone := make(chan error, 1)
-	go func() { runnerDone <- runner.Run(rctx) }()
-	// Pods go before the cluster, so their deletion is not left half-done.
-	defer func() {
-		stopRunner()
-		<-runnerDone
-	}()
-
-	kc := cluster.Kubeconfig
-	agentState := filepath.Join(state, "agent")
-	if _, err := cluster.Exec("nodemesh-controller", nil, filepath.Join(binDir, "nodemesh-controller"),
-		"--kubeconfig="+kc, "--address-pool="+addressPool); err != nil {
-		return err
-	}
-	if _, err := cluster.Exec("nodemesh-agent", nil, filepath.Join(binDir, "nodemesh-agent"),
-		"--kubernetes", "--kubeconfig="+kc, "--node-name="+nodeName, "--state-dir="+agentState); err != nil {
-		return err
-	}
-	if _, err := cluster.Exec("nodemesh-proxy", nil, filepath.Join(binDir, "nodemesh-proxy"),
-		"--xds-address=unix://"+filepath.Join(agentState, "xds.sock"), "--node-id="+nodeName, "--admin-address=127.0.0.1:9901"); err != nil {
-		return err
-	}
-
 	// The suite reads the features to test from the GatewayClass once, at
 	// start: wait for the controller to have accepted it.
-	if err := waitClassAccepted(ctx, cluster); err != nil {
+	if err := waitClassAccepted(ctx, l.Config); err != nil {
 		keep = true
 		return err
 	}
@@ -186,15 +125,17 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 	if o.skipTests != "" {
 		args = append(args, "-skip-tests="+o.skipTests)
 	}
-	log.Info("running the Gateway API conformance suite", "profile", "GATEWAY-HTTP", "logs", cluster.LogDir())
-	suiteLog, err := os.Create(filepath.Join(cluster.LogDir(), "conformance.log"))
+	log.Info("running the Gateway API conformance suite", "profile", "GATEWAY-HTTP", "logs", l.LogDir())
+	suiteLog, err := os.Create(filepath.Join(l.LogDir(), "conformance.log"))
 	if err != nil {
 		return fmt.Errorf("creating suite log: %w", err)
 	}
 	defer suiteLog.Close()
-	cmd := inNode(bins.Suite, args...)
+	// The suite runs inside the node, where the proxy listens on the
+	// Gateway addresses, with the lab's in-cluster kubeconfig.
+	cmd := l.Network.Nodes[0].Command(context.Background(), bins.Suite, args...)
 	cmd.Dir = filepath.Dir(bins.Suite)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kc)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+l.LabKubeconfig)
 	cmd.Stdout = io.MultiWriter(os.Stdout, suiteLog)
 	cmd.Stderr = cmd.Stdout
 	suiteErr := runContext(ctx, cmd)
@@ -205,7 +146,7 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 	}
 	if suiteErr != nil {
 		keep = true
-		return &suiteFailed{fmt.Errorf("conformance suite: %w (logs in %s)", suiteErr, cluster.LogDir())}
+		return &suiteFailed{fmt.Errorf("conformance suite: %w (logs in %s)", suiteErr, l.LogDir())}
 	}
 	return nil
 }
@@ -242,8 +183,8 @@ func version(root string) string {
 
 // waitClassAccepted waits until the controller accepted the GatewayClass
 // and listed its supported features.
-func waitClassAccepted(ctx context.Context, cluster *kubeenv.Cluster) error {
-	gw, err := gwclient.NewForConfig(cluster.Config)
+func waitClassAccepted(ctx context.Context, cfg *rest.Config) error {
+	gw, err := gwclient.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("creating Gateway API client: %w", err)
 	}

@@ -26,7 +26,7 @@ import (
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/nodemesh/nodemesh/conformance/internal/taint"
-	"github.com/nodemesh/nodemesh/conformance/kubeenv"
+	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/gateway/controller"
@@ -52,7 +52,7 @@ func startNode(t *testing.T, pool netip.Prefix) *node {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create network namespaces")
 	}
-	cluster := kubeenv.ForTest(t, "standard")
+	cluster := controlplane.ForTest(t, "standard")
 	bed, err := testbed.Create(testbed.Config{Workloads: 1})
 	if err != nil {
 		t.Fatal(err)

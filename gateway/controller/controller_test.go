@@ -19,7 +19,7 @@ import (
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/nodemesh/nodemesh/api/v1alpha1"
-	"github.com/nodemesh/nodemesh/conformance/kubeenv"
+	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
 	"github.com/nodemesh/nodemesh/gateway"
 )
 
@@ -32,7 +32,7 @@ type env struct {
 // startController runs the controller against a fresh real API server.
 func startController(t *testing.T) env {
 	t.Helper()
-	c := kubeenv.ForTest(t, "standard")
+	c := controlplane.ForTest(t, "standard")
 	e := env{}
 	var err error
 	if e.core, err = kubernetes.NewForConfig(c.Config); err != nil {

@@ -22,7 +22,7 @@ import (
 const PortsEnv = "NODEMESH_CONTAINER_PORTS"
 
 // errUnsupported marks a Pod feature the runner does not emulate.
-var errUnsupported = errors.New("not supported by the local node runner")
+var errUnsupported = errors.New("not supported by the lab")
 
 // Image says how to run one image repository locally.
 type Image struct {

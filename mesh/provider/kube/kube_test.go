@@ -14,7 +14,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
-	"github.com/nodemesh/nodemesh/conformance/kubeenv"
+	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
 	"github.com/nodemesh/nodemesh/mesh/input"
 )
 
@@ -26,7 +26,7 @@ type clients struct {
 
 func newClients(t *testing.T) clients {
 	t.Helper()
-	c := kubeenv.ForTest(t, "standard")
+	c := controlplane.ForTest(t, "standard")
 	core, err := kubernetes.NewForConfig(c.Config)
 	if err != nil {
 		t.Fatal(err)
