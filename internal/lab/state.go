@@ -165,10 +165,37 @@ func waitingReason(p *corev1.Pod) string {
 	return ""
 }
 
+// labEntries are the names a lab creates in its directory.
+var labEntries = map[string]bool{
+	stateFile: true, "." + stateFile: true, "lab.log": true, "kubeconfig": true, "cluster": true, "nodes": true, "pods": true,
+}
+
+// CheckDir refuses a directory that holds anything but what a lab puts
+// there: Down removes the directory, and a mistyped --state-dir must not
+// take a user's files with it.
+func CheckDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if !labEntries[e.Name()] {
+			return fmt.Errorf("%s is not a lab's state directory (it holds %s); choose another", dir, e.Name())
+		}
+	}
+	return nil
+}
+
 // Down stops the lab in dir, if one runs, and removes everything it left:
 // its processes, network namespaces, /etc/netns files and the directory.
 // It is what `nodemesh lab down` does and safe to run when nothing runs.
 func Down(dir string, grace time.Duration) error {
+	if err := CheckDir(dir); err != nil {
+		return err
+	}
 	b, err := os.ReadFile(filepath.Join(dir, stateFile))
 	var s State
 	if err == nil && json.Unmarshal(b, &s) == nil && s.Running() {
