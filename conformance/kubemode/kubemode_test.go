@@ -26,11 +26,11 @@ import (
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/nodemesh/nodemesh/conformance/internal/taint"
-	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/gateway/controller"
 	"github.com/nodemesh/nodemesh/internal/echo"
+	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
 	"github.com/nodemesh/nodemesh/mesh/agent"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/provider/kube"

@@ -19,8 +19,8 @@ import (
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/nodemesh/nodemesh/api/v1alpha1"
-	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
 	"github.com/nodemesh/nodemesh/gateway"
+	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
 )
 
 type env struct {
