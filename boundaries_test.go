@@ -32,6 +32,9 @@ var rules = []rule{
 	// Envoy, no policy compiler.
 	{from: module + "auth/", forbidden: []string{module + "gateway", module + "mesh/policy", module + "datapath",
 		"github.com/cilium/ebpf", "k8s.io/", "sigs.k8s.io/", "github.com/envoyproxy/"}},
+	// The lab runs nodemesh as processes and is imported by the tests of
+	// the stages it runs: linking them would invert that.
+	{from: module + "internal/lab", forbidden: []string{module + "mesh/", module + "gateway", module + "xds/", module + "auth/"}},
 }
 
 // TestImportBoundaries keeps the layering of ARCHITECTURE.md true: the IR
