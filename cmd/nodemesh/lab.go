@@ -30,6 +30,8 @@ Usage:
   nodemesh lab up [--nodes N] [-f PATH]... [--state-dir DIR] [--bin-dir DIR] [--agent-arg ARG]... [--foreground]
       Build (cached) and start the control plane, N nodes with kube-proxy and nodemesh, the
       cluster DNS; apply the manifests of every -f file or directory; print the kubeconfig.
+      --agent-arg adds a nodemesh-agent flag on every node ({node}, {ip}, {netnsPath}, {stateDir}
+      are replaced per node).
   nodemesh lab exec POD [-n NAMESPACE] [-c CONTAINER] -- COMMAND [ARG...]
       Run a command inside the Pod's network namespace, resolving with the cluster DNS.
   nodemesh lab kubectl [ARG...]
@@ -123,7 +125,8 @@ type upOptions struct {
 func (o *upOptions) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.nodes, "nodes", 1, "number of nodes")
 	fs.StringVar(&o.binDir, "bin-dir", "", "directory of nodemesh, nodemesh-agent, nodemesh-proxy and nodemesh-controller (default: this program's)")
-	fs.Var(&o.agentArgs, "agent-arg", "extra nodemesh-agent flag for every node (repeatable), e.g. --agent-arg=--policy")
+	fs.Var(&o.agentArgs, "agent-arg", "extra nodemesh-agent flag for every node (repeatable), e.g. --agent-arg=--policy; "+
+		"{node}, {ip}, {podCIDR}, {netns}, {netnsPath} and {stateDir} are replaced per node")
 }
 
 func labUp(args []string, stdout, stderr io.Writer) error {
@@ -243,7 +246,7 @@ func runLab(o upOptions, ready func(*lab.Lab) error) error {
 	opts := lab.Options{Dir: o.stateDir, Nodes: o.nodes, Binaries: bins, BinDir: o.binDir, Log: log}
 	if len(o.agentArgs) > 0 {
 		extra := append([]string(nil), o.agentArgs...)
-		opts.AgentArgs = func(lab.Node) []string { return extra }
+		opts.AgentArgs = func(n lab.Node) []string { return expandAgentArgs(extra, n) }
 	}
 	l, err := lab.Start(ctx, opts)
 	if err != nil {
@@ -259,6 +262,19 @@ func runLab(o upOptions, ready func(*lab.Lab) error) error {
 	<-ctx.Done()
 	log.Info("stopping the lab")
 	return l.Close()
+}
+
+// expandAgentArgs fills in the per-node placeholders of --agent-arg:
+// {node}, {ip}, {podCIDR}, {netns} (name), {netnsPath} and {stateDir}, so
+// one flag serves every node (--agent-arg=--datapath-netns={netnsPath}).
+func expandAgentArgs(args []string, n lab.Node) []string {
+	r := strings.NewReplacer("{node}", n.Name, "{ip}", n.IP.String(), "{podCIDR}", n.PodCIDR.String(),
+		"{netnsPath}", n.NetnsPath, "{netns}", n.Netns, "{stateDir}", n.StateDir)
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = r.Replace(a)
+	}
+	return out
 }
 
 // spawnDaemon starts `nodemesh lab daemon` detached (own session, output

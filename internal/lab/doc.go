@@ -61,8 +61,11 @@
 //     are refused before it does).
 //
 // For the next steps: Options.AgentArgs adds nodemesh-agent flags per node
-// (--policy, --datapath with --datapath-netns=<Node.NetnsPath>), Node
-// gives each node's namespace, address and Pod CIDR, and
-// Network.Nodes[i].AddPod's Pod records the host-side veth a chained
-// datapath attaches to (lxc + 8 hex digits of the Pod UID).
+// (--policy; --datapath with --datapath-netns=<Node.NetnsPath>, its own
+// --datapath-pin-dir and --node-ips=<Node.IP>); `nodemesh lab up
+// --agent-arg` does the same from the command line with {node}, {ip},
+// {netnsPath} and {stateDir} replaced per node. Each node namespace routes
+// every local Pod IP (/32) to the Pod's host-side veth (lxc + 8 hex digits
+// of the Pod UID), so an agent finds a Pod's interface from its IP with a
+// route lookup, as a chained datapath does on a real node.
 package lab

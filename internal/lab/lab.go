@@ -267,11 +267,6 @@ func (l *Lab) Err() error {
 // LogDir holds every process's output (<name>.log).
 func (l *Lab) LogDir() string { return filepath.Join(l.Dir, "cluster", "logs") }
 
-// Run starts a program like the lab's own (log in LogDir, stopped by
-// Close): the conformance suite runs inside a node namespace this way.
-func (l *Lab) Run(name string, cmd *exec.Cmd) (*controlplane.Process, error) {
-	return l.cluster.Run(name, cmd)
-}
 
 // Close stops everything: Pods (their processes), the node runners, the
 // nodemesh and Kubernetes processes, and removes every namespace of the
