@@ -267,7 +267,6 @@ func (l *Lab) Err() error {
 // LogDir holds every process's output (<name>.log).
 func (l *Lab) LogDir() string { return filepath.Join(l.Dir, "cluster", "logs") }
 
-
 // Close stops everything: Pods (their processes), the node runners, the
 // nodemesh and Kubernetes processes, and removes every namespace of the
 // lab (killing whatever still runs in them). Safe on a partly started lab
