@@ -66,8 +66,9 @@ type Options struct {
 	// GatewayChannel is the Gateway API CRD channel installed, "standard"
 	// (default) or "experimental".
 	GatewayChannel string
-	// Images adds image mappings before the built-in ones (the
-	// conformance harness maps the coredns image to its stand-in).
+	// Images adds image mappings, replacing built-in ones for the same
+	// repository (the conformance harness maps the coredns image to its
+	// stand-in).
 	Images []node.Image
 	// Log receives the lab's own progress (default: discarded).
 	Log *slog.Logger
@@ -210,12 +211,12 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	l.goRun("scheduler", func() error {
 		return scheduler.New(l.Client, l.log.With("component", "scheduler")).Run(runCtx)
 	})
-	images := append([]node.Image(nil), o.Images...)
-	images = append(images, node.Image{Repository: "registry.k8s.io/gateway-api/echo-basic", Program: o.Binaries.EchoBasic})
+	images := []node.Image{{Repository: "registry.k8s.io/gateway-api/echo-basic", Program: o.Binaries.EchoBasic}}
 	for _, im := range workload.Images {
 		images = append(images, node.Image{Repository: im.Repository, Program: filepath.Join(o.BinDir, "nodemesh"),
 			Args: append([]string{"lab", "workload"}, im.Args()...)})
 	}
+	images = append(images, o.Images...) // later entries win
 	for i, n := range l.Network.Nodes {
 		r, err := node.New(node.Config{
 			Client: l.Client, Node: n, Images: images, LocalCommands: true, DNS: DNSServiceIP, ClusterDomain: ClusterDomain,

@@ -34,7 +34,8 @@ type Config struct {
 	// Node is the node's namespace: the Node object's name, address and
 	// Pod CIDR are its, and every Pod gets a namespace from it.
 	Node *network.Node
-	// Images maps image repositories to local programs.
+	// Images maps image repositories to local programs; of two entries
+	// for one repository the later wins.
 	Images []Image
 	// LocalCommands lets a container whose command names a program on
 	// this machine run that program as is (see doc.go).
