@@ -23,11 +23,11 @@ import (
 	kjson "sigs.k8s.io/json"
 
 	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
-	"github.com/nodemesh/nodemesh/conformance/kubeenv"
+	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
 	"github.com/nodemesh/nodemesh/mesh/input"
 )
 
-// The tests in this file install the generated CRDs (kubeenv.ForTest
+// The tests in this file install the generated CRDs (controlplane.ForTest
 // applies api.CRDManifests) into a real kube-apiserver and check what it
 // stores. They skip unless the Kubernetes binaries are built; `make
 // integration` builds them.
@@ -131,7 +131,7 @@ func sameFields(t *testing.T, want, got map[string]any, fields ...string) {
 }
 
 func TestCiliumCRDsOnAPIServer(t *testing.T) {
-	c := kubeenv.ForTest(t, "standard")
+	c := controlplane.ForTest(t, "standard")
 	dyn, err := dynamic.NewForConfig(c.Config)
 	if err != nil {
 		t.Fatal(err)
