@@ -33,11 +33,11 @@
 // "*.suffix" wildcards; exact first, then the most specific wildcard, then
 // the chain without server_names), transport_socket DownstreamTlsContext
 // (common_tls_context.tls_certificate_sds_secret_configs, alpn_protocols;
-// TLS 1.2 and 1.3), and network filters ending in the
-// HttpConnectionManager (or tcp_proxy, see L7 policy);
-// per_connection_buffer_limit_bytes (default 1 MiB; see Limits and
-// timeouts). Two listeners may not share an address; two chains may not
-// share a match.
+// TLS 1.2 and 1.3; client certificates, see TLS below), and network
+// filters ending in the HttpConnectionManager (or tcp_proxy, see L7
+// policy); per_connection_buffer_limit_bytes (default 1 MiB; see Limits
+// and timeouts). Two listeners may not share an address; two chains may
+// not share a match.
 //
 // HttpConnectionManager: stat_prefix; codec_type AUTO (HTTP/1.1, or HTTP/2
 // by ALPN "h2" or the prior-knowledge preface), HTTP1 or HTTP2; rds with
@@ -114,12 +114,12 @@
 //     disables; bounds the upstream exchange from when the request is
 //     sent until the response ends; expiry before the response started →
 //     504 "upstream request timeout", after → the stream is reset);
-//     retry_policy with only per_try_timeout (no retry_on, so no attempt
-//     is retried): bounds the one upstream attempt until its response
-//     starts, then only timeout applies; ignored, as in Envoy, when not
-//     below a non-zero timeout; expiry → 504 "upstream request timeout";
+//     retry_policy (see Retries); its per_try_timeout bounds each
+//     upstream attempt until its response starts, then only timeout
+//     applies; ignored, as in Envoy, when not below a non-zero timeout;
+//     expiry → 504 "upstream request timeout" unless retried;
 //     x-envoy-expected-rq-timeout-ms carries it when set. Negative
-//     durations are NACKed.
+//     durations are NACKed. request_mirror_policies (see Mirrors).
 //   - redirect: scheme_redirect, host_redirect, port_redirect,
 //     path_redirect | prefix_rewrite | regex_rewrite, response_code
 //     (default 301), strip_query. As Envoy builds Location: a port_redirect
@@ -155,8 +155,8 @@
 // priority DEFAULT only (HIGH is NACKed, as are retry_budget,
 // track_remaining, max_connection_pools and per_host_thresholds):
 // max_connections, max_pending_requests, max_requests (default 1024 each)
-// and max_retries (default 3; accepted, the proxy makes no router
-// retries). As in Envoy, connections count from dial to close, idle ones
+// and max_retries (default 3: retries scheduled or in flight at once, see
+// Retries). As in Envoy, connections count from dial to close, idle ones
 // included; a request without an idle connection is pending until it has
 // one (while it dials, or queued in order when max_connections is
 // reached, for at most its route timeout, then 504), a pool with no
@@ -169,13 +169,14 @@
 // and details upstream_reset_before_response_started{overflow}; counters
 // and gauges per cluster (upstream_cx_overflow,
 // upstream_rq_pending_overflow, upstream_cx_active, upstream_rq_active,
-// upstream_rq_pending_active) are on the admin endpoint's /stats. A
+// upstream_rq_pending_active, and the retry statistics below) are on the
+// admin endpoint's /stats. A
 // cluster's limits and counters survive its updates. Upstream HTTP/1.1
 // connections are pooled per cluster and endpoint and survive
 // configuration updates; a pooled connection is probed before every reuse
 // and closed if anything (stray bytes after its last response, or a
 // close) is readable, so a backend's extra bytes never reach another
-// request.
+// request. transport_socket: an UpstreamTlsContext (see TLS).
 //
 // ClusterLoadAssignment: cluster_name; endpoints[].lb_endpoints[]{endpoint.
 // address.socket_address (IP literal), health_status, load_balancing_weight}.
@@ -184,9 +185,11 @@
 // used. A cluster without endpoints answers 503 "no healthy upstream".
 //
 // Secret: name; tls_certificate{certificate_chain, private_key} as
-// inline_bytes or inline_string (the key pair must parse).
+// inline_bytes or inline_string (the key pair must parse), or
+// validation_context (see TLS).
 //
-// Warming: a cluster serves once its ClusterLoadAssignment arrived, a
+// Warming: a cluster serves once its ClusterLoadAssignment and the Secrets
+// of its UpstreamTlsContext arrived, a
 // listener once its RouteConfigurations and Secrets arrived (its address is
 // bound meanwhile, so a bind failure NACKs the listener); an updated
 // resource keeps serving its previous version while the new one warms;
@@ -242,6 +245,142 @@
 // On HTTP/2 connections the idle timeout and the head limits apply (see
 // http2_protocol_options above); request_headers_timeout, request_timeout
 // and stream_idle_timeout are not enforced on HTTP/2 streams yet.
+// # Retries
+//
+// RouteAction.retry_policy: retry_on (comma-separated, Envoy's names): 5xx
+// (any 5xx response, or none: a reset, a closed connection, a connection
+// failure, a per-try timeout), gateway-error (502, 503, 504, or none),
+// reset (no response), connect-failure (connecting or the TLS handshake
+// failed), retriable-4xx (409), refused-stream (an HTTP/2 upstream's
+// REFUSED_STREAM), retriable-status-codes (retriable_status_codes),
+// envoy-ratelimited (a response with x-envoy-ratelimited, which no other
+// condition retries) and the gRPC ones read from grpc-status in the
+// response head: cancelled, deadline-exceeded, internal,
+// resource-exhausted, unavailable; any other condition is NACKed, and
+// without one nothing is retried. num_retries (default 1);
+// retry_back_off{base_interval (default 25 ms, below 1 ms rounded up),
+// max_interval (default 10× the base, not below it)}: retry N waits a
+// random time below base×(2^N−1), at most max_interval;
+// retry_host_predicate previous_hosts with
+// host_selection_retry_max_attempts (default 1): a retry re-picks a host an
+// earlier attempt used that many times. A circuit breaker overflow is
+// never retried. The decision comes before any response byte is relayed;
+// a retried response's connection is closed. The route timeout bounds all
+// attempts and back-offs together, from when the request body was sent;
+// the per-try timeout each attempt; a retry's
+// x-envoy-expected-rq-timeout-ms is lowered to the time left. The request
+// body is kept as it is sent, up to the listener's
+// per_connection_buffer_limit_bytes (0: 1 MiB): a larger body is not
+// retried once its sending began (retry_or_shadow_abandoned). Each retry
+// holds one of the cluster's max_retries from its decision until the
+// next (beyond it: upstream_rq_retry_overflow, and the last response or
+// failure stands). Statistics per cluster on /stats: upstream_rq_retry,
+// upstream_rq_retry_overflow, upstream_rq_retry_success,
+// upstream_rq_retry_limit_exceeded (the request is then flagged URX),
+// retry_or_shadow_abandoned. After retries a failure's reply reads
+// "... retried and the latest reset reason: ...". A reused HTTP/1.1
+// connection the server closed before answering is replaced once, not
+// counted as a retry, unless the policy itself retries resets. Upgrade
+// requests are not retried. Envoy's x-envoy-retry-on and related request
+// headers are removed, never obeyed; x-envoy-attempt-count is not sent
+// (Envoy sends it only with a virtual host option the proxy NACKs).
+// NACKed: per_try_idle_timeout, retry_priority, retry_options_predicates,
+// retriable_headers, retriable_request_headers,
+// rate_limited_retry_back_off, refresh_cluster_on_retry.
+//
+// # Mirrors
+//
+// RouteAction.request_mirror_policies (any number): cluster,
+// runtime_fraction.default_value{numerator, denominator} (the runtime_key
+// is ignored: the proxy has no runtime layer), disable_shadow_host_suffix_append,
+// host_rewrite_literal (implies no suffix). Policies are sampled with one
+// random draw per request, as Envoy's stable random. A sampled request is
+// copied, when its body is complete, to a host of the mirror cluster: the
+// same method, path and headers as sent upstream, the authority's host
+// suffixed "-shadow" (before the port). Copies are fire and forget: their
+// responses are discarded, they never delay or fail the request, they are
+// bounded by the route timeout (15 s without one) and the mirror
+// cluster's circuit breakers, and an unknown mirror cluster is skipped.
+// The body comes from the retry buffer: one over the buffer limit is not
+// mirrored (retry_or_shadow_abandoned on the route's cluster; Envoy's
+// streaming shadows would send it). A retried request is mirrored once.
+// Upgrade requests are not mirrored. NACKed: cluster_header,
+// trace_sampled (no tracing), request_headers_mutations.
+//
+// # TLS
+//
+// Cluster.transport_socket UpstreamTlsContext{sni (sent as the server
+// name; none without it), auto_sni_san_validation (a DNS SAN must match
+// the sni instead of the SAN matchers; needs a validation context),
+// common_tls_context{tls_certificate_sds_secret_configs (at most one client
+// certificate), alpn_protocols (default: "h2" for an HTTP/2 cluster,
+// "http/1.1" otherwise, as Envoy offers), a validation context}}: TLS 1.2
+// and 1.3; the cluster's connect_timeout covers the handshake; HTTP/2
+// requests carry :scheme https. Connections are pooled; a pooled TLS
+// connection is also probed for records crypto/tls read ahead. Without a
+// validation context the server is not verified, as in Envoy. A server
+// failing verification gets 503 "upstream connect error or
+// disconnect/reset before headers. reset reason: connection failure,
+// transport failure reason:
+// TLS_error:|268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:TLS_error_end"
+// (BoringSSL's words, for clients telling failures apart; other handshake
+// failures carry Go's description) with the same reason in the response
+// code details, flag UF.
+//
+// DownstreamTlsContext: require_client_certificate (needs a validation
+// context) and a validation context in common_tls_context: with trusted_ca
+// or SAN matchers the listener asks for a client certificate, advertising
+// the trusted CAs, and verifies one if presented; without, it asks for
+// none. A failed verification ends the handshake.
+//
+// Validation contexts, both directions: common_tls_context.validation_context,
+// validation_context_sds_secret_config (a Secret with validation_context,
+// looked up at every handshake so rotation needs no listener or cluster
+// update), or combined_validation_context{default_validation_context,
+// validation_context_sds_secret_config} (merged as Envoy merges them: the
+// Secret's trusted_ca replaces the default's, SAN matchers add up).
+// CertificateValidationContext{trusted_ca (inline PEM certificates only,
+// all of which must parse; any is a trust anchor, as with Envoy's
+// partial-chain verification), match_typed_subject_alt_names{san_type
+// DNS | URI | EMAIL | IP_ADDRESS, matcher} (any one must match; an exact
+// DNS matcher also matches a "*.suffix" wildcard SAN covering exactly one
+// label), trust_chain_verification (ACCEPT_UNTRUSTED: a failed
+// verification does not fail the handshake, the peer is just not
+// validated)}. Without trusted_ca nothing is verified; SAN matchers
+// without trusted_ca are NACKed, as Envoy refuses them. The peer's chain
+// must be within its validity period and allow its role (server or
+// client authentication). The host name is never checked except through
+// SAN matchers. NACKed: filename data sources, CRLs, SPKI and hash pins,
+// allow_expired_certificate, max_verify_depth, custom validators,
+// system_root_certs (not implemented in Envoy either), tls_params,
+// inline tls_certificates, certificate providers, OTHER_NAME SANs.
+//
+// HttpConnectionManager.forward_client_cert_details: SANITIZE (the default:
+// x-forwarded-client-cert is removed from every request), FORWARD_ONLY
+// (kept on connections with a client certificate, removed otherwise),
+// APPEND_FORWARD and SANITIZE_SET (on such connections this hop's element
+// is appended, or replaces the header; removed otherwise),
+// ALWAYS_FORWARD_ONLY (never touched); set_current_client_cert_details
+// {subject, cert, chain, dns, uri} selects the element's fields, in
+// Envoy's format (package hcm). RBAC authenticated principals match a
+// presented client certificate's URI SANs, DNS SANs, then subject.
+//
+// Gateway API on these fields (for the translator): HTTPRouteRetry →
+// retry_on "retriable-status-codes" with retriable_status_codes = codes,
+// num_retries = attempts, retry_back_off.base_interval = backoff;
+// HTTPRouteRequestMirror (+ Multiple, Percentage) → one
+// request_mirror_policies entry per filter, fraction/percent as
+// runtime_fraction; BackendTLSPolicy → UpstreamTlsContext{sni = hostname,
+// validation context with trusted_ca = the CA bundle (well-known System
+// CAs inlined by the translator), match_typed_subject_alt_names DNS
+// exact hostname or the policy's subjectAltNames}; Gateway
+// BackendClientCertificate → tls_certificate_sds_secret_configs;
+// FrontendClientCertificateValidation AllowValidOnly →
+// require_client_certificate with trusted_ca, AllowInsecureFallback →
+// trust_chain_verification ACCEPT_UNTRUSTED without
+// require_client_certificate; HTTPS misdirected requests → per filter
+// chain route configurations whose other listeners' hosts answer a
+// direct_response 421 (existing fields).
 //
 // # L7 policy
 //
@@ -342,7 +481,7 @@
 //   - `envoy.config.cluster.v3.CircuitBreakers.Thresholds`: priority, max_connections, max_pending_requests, max_requests, max_retries
 //   - `envoy.config.cluster.v3.CircuitBreakers`: thresholds
 //   - `envoy.config.cluster.v3.Cluster.EdsClusterConfig`: eds_config, service_name
-//   - `envoy.config.cluster.v3.Cluster`: name, type, eds_cluster_config, connect_timeout, lb_policy, typed_extension_protocol_options, per_connection_buffer_limit_bytes, load_assignment, upstream_bind_config, circuit_breakers; typed_extension_protocol_options holds envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+//   - `envoy.config.cluster.v3.Cluster`: name, type, eds_cluster_config, connect_timeout, lb_policy, typed_extension_protocol_options, per_connection_buffer_limit_bytes, load_assignment, upstream_bind_config, circuit_breakers, transport_socket; typed_extension_protocol_options holds envoy.extensions.upstreams.http.v3.HttpProtocolOptions
 //   - `envoy.config.core.v3.Address`: socket_address, pipe
 //   - `envoy.config.core.v3.AggregatedConfigSource`: (no fields)
 //   - `envoy.config.core.v3.BindConfig`: source_address, socket_options
@@ -358,10 +497,11 @@
 //   - `envoy.config.core.v3.Http2ProtocolOptions`: max_concurrent_streams, initial_stream_window_size, initial_connection_window_size, override_stream_error_on_invalid_http_message
 //   - `envoy.config.core.v3.HttpProtocolOptions`: idle_timeout, max_headers_count
 //   - `envoy.config.core.v3.Pipe`: path
+//   - `envoy.config.core.v3.RuntimeFractionalPercent`: default_value, runtime_key
 //   - `envoy.config.core.v3.RuntimeUInt32`: default_value, runtime_key
 //   - `envoy.config.core.v3.SocketAddress`: address, port_value
 //   - `envoy.config.core.v3.SocketOption`: description, level, name, int_value, buf_value, state
-//   - `envoy.config.core.v3.TransportSocket`: name, typed_config; typed_config holds envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+//   - `envoy.config.core.v3.TransportSocket`: name, typed_config; typed_config holds envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext | envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
 //   - `envoy.config.core.v3.TypedExtensionConfig`: name, typed_config; typed_config holds envoy.extensions.filters.http.rbac.v3.RBAC | nodemesh.filters.network.kafka.v1.KafkaPolicy | nodemesh.filters.http.header_match.v1.HeaderMatchPolicy
 //   - `envoy.config.endpoint.v3.ClusterLoadAssignment`: cluster_name, endpoints
 //   - `envoy.config.endpoint.v3.Endpoint`: address
@@ -383,8 +523,11 @@
 //   - `envoy.config.route.v3.HeaderMatcher`: name, string_match, present_match, invert_match
 //   - `envoy.config.route.v3.QueryParameterMatcher`: name, string_match, present_match
 //   - `envoy.config.route.v3.RedirectAction`: scheme_redirect, host_redirect, port_redirect, path_redirect, prefix_rewrite, regex_rewrite, response_code, strip_query
-//   - `envoy.config.route.v3.RetryPolicy`: per_try_timeout
-//   - `envoy.config.route.v3.RouteAction`: cluster, weighted_clusters, cluster_not_found_response_code, prefix_rewrite, regex_rewrite, host_rewrite_literal, timeout, retry_policy
+//   - `envoy.config.route.v3.RetryPolicy.RetryBackOff`: base_interval, max_interval
+//   - `envoy.config.route.v3.RetryPolicy.RetryHostPredicate`: name, typed_config; typed_config holds envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
+//   - `envoy.config.route.v3.RetryPolicy`: retry_on, num_retries, per_try_timeout, retry_host_predicate, host_selection_retry_max_attempts, retriable_status_codes, retry_back_off
+//   - `envoy.config.route.v3.RouteAction.RequestMirrorPolicy`: cluster, runtime_fraction, disable_shadow_host_suffix_append, host_rewrite_literal
+//   - `envoy.config.route.v3.RouteAction`: cluster, weighted_clusters, cluster_not_found_response_code, prefix_rewrite, regex_rewrite, host_rewrite_literal, timeout, retry_policy, request_mirror_policies
 //   - `envoy.config.route.v3.RouteConfiguration`: name, virtual_hosts, ignore_port_in_host_matching
 //   - `envoy.config.route.v3.RouteMatch`: prefix, path, safe_regex, path_separated_prefix, headers, query_parameters
 //   - `envoy.config.route.v3.Route`: name, match, route, redirect, direct_response, request_headers_to_add, request_headers_to_remove, response_headers_to_add, response_headers_to_remove
@@ -399,18 +542,24 @@
 //   - `envoy.extensions.filters.listener.original_dst.v3.OriginalDst`: (no fields)
 //   - `envoy.extensions.filters.listener.original_src.v3.OriginalSrc`: bind_port, mark
 //   - `envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector`: (no fields)
+//   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.SetCurrentClientCertDetails`: subject, cert, chain, dns, uri
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig`: upgrade_type, enabled
-//   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`: stat_prefix, codec_type, rds, http_filters, use_remote_address, xff_num_trusted_hops, skip_xff_append, strip_any_host_port, normalize_path, merge_slashes, path_with_escaped_slashes_action, server_name, common_http_protocol_options, stream_idle_timeout, request_timeout, request_headers_timeout, max_request_headers_kb, generate_request_id, preserve_external_request_id, upgrade_configs, local_reply_config, access_log, http2_protocol_options
+//   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`: stat_prefix, codec_type, rds, http_filters, use_remote_address, xff_num_trusted_hops, skip_xff_append, strip_any_host_port, normalize_path, merge_slashes, path_with_escaped_slashes_action, server_name, common_http_protocol_options, stream_idle_timeout, request_timeout, request_headers_timeout, max_request_headers_kb, generate_request_id, preserve_external_request_id, upgrade_configs, local_reply_config, access_log, http2_protocol_options, forward_client_cert_details, set_current_client_cert_details
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter`: name, typed_config, config_discovery; typed_config holds envoy.extensions.filters.http.router.v3.Router | envoy.extensions.filters.http.rbac.v3.RBAC
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig`: mappers
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.Rds`: route_config_name, config_source
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper`: filter, status_code, body
 //   - `envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`: stat_prefix, cluster, access_log, idle_timeout
-//   - `envoy.extensions.transport_sockets.tls.v3.CommonTlsContext`: tls_certificate_sds_secret_configs, alpn_protocols
-//   - `envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext`: common_tls_context
+//   - `envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate`: (no fields)
+//   - `envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext`: trusted_ca, match_typed_subject_alt_names, trust_chain_verification
+//   - `envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CombinedCertificateValidationContext`: default_validation_context, validation_context_sds_secret_config
+//   - `envoy.extensions.transport_sockets.tls.v3.CommonTlsContext`: tls_certificate_sds_secret_configs, alpn_protocols, validation_context, validation_context_sds_secret_config, combined_validation_context
+//   - `envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext`: common_tls_context, require_client_certificate
 //   - `envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig`: name, sds_config
-//   - `envoy.extensions.transport_sockets.tls.v3.Secret`: name, tls_certificate
+//   - `envoy.extensions.transport_sockets.tls.v3.Secret`: name, tls_certificate, validation_context
+//   - `envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher`: san_type, matcher
 //   - `envoy.extensions.transport_sockets.tls.v3.TlsCertificate`: certificate_chain, private_key
+//   - `envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext`: common_tls_context, sni, auto_sni_san_validation
 //   - `envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig`: http_protocol_options, http2_protocol_options
 //   - `envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig`: http_protocol_options, http2_protocol_options
 //   - `envoy.extensions.upstreams.http.v3.HttpProtocolOptions`: explicit_http_config, use_downstream_protocol_config, common_http_protocol_options
@@ -418,6 +567,7 @@
 //   - `envoy.type.matcher.v3.RegexMatchAndSubstitute`: pattern, substitution
 //   - `envoy.type.matcher.v3.RegexMatcher`: regex
 //   - `envoy.type.matcher.v3.StringMatcher`: exact, prefix, suffix, contains, safe_regex, ignore_case
+//   - `envoy.type.v3.FractionalPercent`: numerator, denominator
 //   - `envoy.type.v3.Int32Range`: start, end
 //   - `nodemesh.filters.http.header_match.v1.AddressTerm`: prefix, except
 //   - `nodemesh.filters.http.header_match.v1.HeaderMatchPolicy`: rules

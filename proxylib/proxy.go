@@ -16,6 +16,7 @@ import (
 	"github.com/nodemesh/nodemesh/proxylib/config"
 	"github.com/nodemesh/nodemesh/proxylib/hcm"
 	"github.com/nodemesh/nodemesh/proxylib/listener"
+	"github.com/nodemesh/nodemesh/proxylib/resource"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
 	"github.com/nodemesh/nodemesh/proxylib/xdsclient"
 )
@@ -104,9 +105,15 @@ func New(opts ...Option) (*Proxy, error) {
 	p := &Proxy{o: o}
 	p.rt = hcm.NewRuntime(o.localAddress, o.logger)
 	p.rt.ALS = accesslog.NewManager(o.nodeID, p.rt.Resolve, o.logger)
-	p.um = upstream.NewManager(nil)
+	p.um = upstream.NewManager(nil, upstream.WithSecrets(func(n string) *resource.Secret { return p.store.Secret(n) }))
 	p.lm = listener.New(func(n string) *tls.Certificate { return p.store.Cert(n) },
-		listener.WithDrainTimeout(o.drainTimeout), listener.WithLogger(o.logger))
+		listener.WithDrainTimeout(o.drainTimeout), listener.WithLogger(o.logger),
+		listener.WithValidations(func(n string) *resource.ValidationContext {
+			if s := p.store.Secret(n); s != nil {
+				return s.Validation
+			}
+			return nil
+		}))
 	p.store = config.New(p.rt, p.lm, p.um, config.WithInitialFetchTimeout(o.fetchTimeout), config.WithLogger(o.logger))
 	c, err := xdsclient.New(o.xdsAddress, o.nodeID, p.store, xdsclient.WithDelta(o.delta),
 		xdsclient.WithLogger(o.logger), xdsclient.WithBackoff(o.backoffMin, o.backoffMax))

@@ -7,9 +7,12 @@
 //	                  stream counters
 //	GET /listeners    JSON: listener name → bound address
 //	GET /stats        text, one "name: value" per line, sorted: per cluster
-//	                  Envoy's circuit breaker statistics
+//	                  Envoy's circuit breaker and retry statistics
 //	                  cluster.<name>.upstream_cx_overflow,
-//	                  upstream_rq_pending_overflow (counters) and
+//	                  upstream_rq_pending_overflow, upstream_rq_retry,
+//	                  upstream_rq_retry_overflow, upstream_rq_retry_success,
+//	                  upstream_rq_retry_limit_exceeded,
+//	                  retry_or_shadow_abandoned (counters) and
 //	                  upstream_cx_active, upstream_rq_active,
 //	                  upstream_rq_pending_active (gauges)
 //
@@ -78,7 +81,12 @@ func Handler(src Source, stats func() xdsclient.Stats, listeners func() map[stri
 					fmt.Sprintf("%supstream_cx_overflow: %d", p, s.UpstreamCxOverflow),
 					fmt.Sprintf("%supstream_rq_active: %d", p, s.UpstreamRqActive),
 					fmt.Sprintf("%supstream_rq_pending_active: %d", p, s.UpstreamRqPendingActive),
-					fmt.Sprintf("%supstream_rq_pending_overflow: %d", p, s.UpstreamRqPendingOverflow))
+					fmt.Sprintf("%supstream_rq_pending_overflow: %d", p, s.UpstreamRqPendingOverflow),
+					fmt.Sprintf("%supstream_rq_retry: %d", p, s.UpstreamRqRetry),
+					fmt.Sprintf("%supstream_rq_retry_overflow: %d", p, s.UpstreamRqRetryOverflow),
+					fmt.Sprintf("%supstream_rq_retry_success: %d", p, s.UpstreamRqRetrySuccess),
+					fmt.Sprintf("%supstream_rq_retry_limit_exceeded: %d", p, s.UpstreamRqRetryLimitExceeded),
+					fmt.Sprintf("%sretry_or_shadow_abandoned: %d", p, s.RetryOrShadowAbandoned))
 			}
 		}
 		sort.Strings(lines)

@@ -11,7 +11,8 @@
 //     rejected the same way.
 //   - Warming: an EDS cluster becomes active once its
 //     ClusterLoadAssignment is present (STATIC and ORIGINAL_DST clusters at
-//     once); a listener once the RouteConfigurations, Secrets and ECDS
+//     once), and a cluster originating TLS once its SDS Secrets are; a
+//     listener once the RouteConfigurations, Secrets and ECDS
 //     TypedExtensionConfigs its chains reference are present. While an updated listener or cluster
 //     warms, its previous version keeps serving. After Envoy's default
 //     initial_fetch_timeout (15 s) a resource stops waiting: a cluster

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"crypto/tls"
 	"sort"
 	"time"
 
@@ -32,9 +31,9 @@ func (s *Store) publish() error {
 	}
 
 	// Secrets.
-	certs := map[string]*tls.Certificate{}
+	secrets := map[string]*resource.Secret{}
 	for n, e := range s.types[resource.SecretType].entries {
-		certs[n] = e.value.(*resource.Secret).Certificate
+		secrets[n] = e.value.(*resource.Secret)
 	}
 
 	// Route tables.
@@ -56,6 +55,14 @@ func (s *Store) publish() error {
 	for n, e := range s.types[resource.ClusterType].entries {
 		cfg := e.value.(*resource.Cluster)
 		var ep *resource.Endpoints
+		if !clusterSecretsReady(cfg, secrets) && waiting("c/"+n) {
+			// A cluster originating TLS warms until its Secrets arrived.
+			if old := s.built[n]; old != nil {
+				built[n] = old
+				clusters[n] = old.c
+			}
+			continue
+		}
 		if cfg.Kind != resource.ClusterEDS {
 			// STATIC and ORIGINAL_DST clusters need nothing else.
 		} else if x := eps[cfg.ServiceName]; x != nil {
@@ -80,7 +87,7 @@ func (s *Store) publish() error {
 	var bind []string
 	for n, e := range s.types[resource.ListenerType].entries {
 		l := e.value.(*resource.Listener)
-		if s.warm(l, routes, certs, filters) || !waiting("l/"+n) {
+		if s.warm(l, routes, secrets, filters) || !waiting("l/"+n) {
 			active[n] = l
 			continue
 		}
@@ -129,7 +136,8 @@ func (s *Store) publish() error {
 			handlers[key] = h
 			lc := &listener.Chain{ServerNames: c.ServerNames, Handler: h}
 			if c.TLS != nil {
-				lc.TLS = &listener.TLS{SecretNames: c.TLS.SecretNames, ALPN: c.TLS.ALPN}
+				lc.TLS = &listener.TLS{SecretNames: c.TLS.SecretNames, ALPN: c.TLS.ALPN,
+					Validation: c.TLS.Validation, RequireClientCert: c.TLS.RequireClientCert}
 			}
 			spec.Chains = append(spec.Chains, lc)
 		}
@@ -139,12 +147,12 @@ func (s *Store) publish() error {
 	// Publish routing before listeners so a new listener never serves
 	// without its routes.
 	prevRouting := s.rt.Load()
-	prevCerts := s.certs.Load()
-	s.certs.Store(&certs)
+	prevSecrets := s.secrets.Load()
+	s.secrets.Store(&secrets)
 	s.rt.Store(&hcm.Routing{Routes: routes, Clusters: clusters, Filters: filters})
 	if err := s.lm.Apply(bind, specs); err != nil {
 		s.rt.Store(prevRouting)
-		s.certs.Store(prevCerts)
+		s.secrets.Store(prevSecrets)
 		return err
 	}
 	s.active = active
@@ -158,9 +166,23 @@ func (s *Store) publish() error {
 	return nil
 }
 
+// clusterSecretsReady reports whether the Secrets a cluster's
+// UpstreamTlsContext references are present.
+func clusterSecretsReady(c *resource.Cluster, secrets map[string]*resource.Secret) bool {
+	if c.TLS == nil {
+		return true
+	}
+	for _, n := range c.TLS.Secrets() {
+		if secrets[n] == nil {
+			return false
+		}
+	}
+	return true
+}
+
 // warm reports whether every route configuration and secret l needs is
 // present.
-func (s *Store) warm(l *resource.Listener, routes map[string]*route.Table, certs map[string]*tls.Certificate, filters map[string]*hcm.FilterConfig) bool {
+func (s *Store) warm(l *resource.Listener, routes map[string]*route.Table, secrets map[string]*resource.Secret, filters map[string]*hcm.FilterConfig) bool {
 	for _, r := range extensionRefs(l) {
 		if filters[r.Name] == nil {
 			return false
@@ -171,8 +193,8 @@ func (s *Store) warm(l *resource.Listener, routes map[string]*route.Table, certs
 			return false
 		}
 		if c.TLS != nil {
-			for _, n := range c.TLS.SecretNames {
-				if certs[n] == nil {
+			for _, n := range c.TLS.Secrets() {
+				if secrets[n] == nil {
 					return false
 				}
 			}

@@ -61,7 +61,7 @@ type Store struct {
 	timer    *time.Timer
 	closed   bool
 	ready    atomic.Bool
-	certs    atomic.Pointer[map[string]*tls.Certificate]
+	secrets  atomic.Pointer[map[string]*resource.Secret]
 }
 
 type builtCluster struct {
@@ -93,8 +93,8 @@ func New(rt *hcm.Runtime, lm *listener.Manager, um *upstream.Manager, opts ...Op
 	for _, t := range allTypes {
 		s.types[t] = &typeState{entries: map[string]*entry{}}
 	}
-	empty := map[string]*tls.Certificate{}
-	s.certs.Store(&empty)
+	empty := map[string]*resource.Secret{}
+	s.secrets.Store(&empty)
 	return s
 }
 
@@ -112,7 +112,16 @@ func (s *Store) Close() {
 }
 
 // Cert returns the certificate of the named Secret (for TLS handshakes).
-func (s *Store) Cert(name string) *tls.Certificate { return (*s.certs.Load())[name] }
+func (s *Store) Cert(name string) *tls.Certificate {
+	if sec := s.Secret(name); sec != nil {
+		return sec.Certificate
+	}
+	return nil
+}
+
+// Secret returns the named Secret (certificate or validation context) the
+// data path uses, or nil. Safe for concurrent use: handshakes call it.
+func (s *Store) Secret(name string) *resource.Secret { return (*s.secrets.Load())[name] }
 
 // Ready reports whether the initial listeners and clusters were received
 // and nothing is warming any more.
@@ -298,7 +307,7 @@ func (s *Store) Names(typeURL string) []string {
 		for _, e := range s.types[resource.ListenerType].entries {
 			for _, c := range e.value.(*resource.Listener).Chains {
 				if c.TLS != nil {
-					for _, n := range c.TLS.SecretNames {
+					for _, n := range c.TLS.Secrets() {
 						set[n] = true
 					}
 				}
@@ -307,9 +316,23 @@ func (s *Store) Names(typeURL string) []string {
 		for _, l := range s.active {
 			for _, c := range l.Chains {
 				if c.TLS != nil {
-					for _, n := range c.TLS.SecretNames {
+					for _, n := range c.TLS.Secrets() {
 						set[n] = true
 					}
+				}
+			}
+		}
+		for _, e := range s.types[resource.ClusterType].entries {
+			if t := e.value.(*resource.Cluster).TLS; t != nil {
+				for _, n := range t.Secrets() {
+					set[n] = true
+				}
+			}
+		}
+		for _, b := range s.built {
+			if t := b.cfg.TLS; t != nil {
+				for _, n := range t.Secrets() {
+					set[n] = true
 				}
 			}
 		}

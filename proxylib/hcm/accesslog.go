@@ -19,6 +19,8 @@ import (
 func (s *stream) begin(h2 bool) {
 	s.h2 = h2
 	s.flags, s.respCode, s.grpcStatus = 0, 0, -1
+	s.tries.n, s.tlsFail = 0, ""
+	s.mirrorOn = s.mirrorOn[:0]
 	s.verdict, s.reason, s.policy = "", "", ""
 	s.missingHeaders, s.rejectedHeaders = nil, nil
 	if len(s.h.logs) > 0 {
@@ -140,6 +142,8 @@ func responseFlags(f uint32) *datav3.ResponseFlags {
 		DownstreamProtocolError:       f&flagDPE != 0,
 		UpstreamOverflow:              f&flagUO != 0,
 		StreamIdleTimeout:             f&flagSI != 0,
+		UpstreamRemoteReset:           f&flagUR != 0,
+		UpstreamRetryLimitExceeded:    f&flagURX != 0,
 	}
 }
 

@@ -62,6 +62,18 @@
 //     "Expect: 100-continue" is answered by the proxy and not forwarded
 //     (proxy_100_continue false). HTTP/1.1 trailers are not forwarded
 //     (enable_trailers false); HTTP/2 trailers are.
+//   - Retries and mirrors (retry.go, mirror.go, forward_tries.go): a route
+//     with a retry policy or sampled mirrors takes its own request path,
+//     where each attempt reads the request body through a bounded copy
+//     (replay.go) and Envoy's router decides after each attempt, before
+//     relaying anything, whether to try again; routes without them keep
+//     the allocation-free HTTP/1.1 path. Mirrors are fire-and-forget
+//     copies on their own goroutines.
+//   - x-forwarded-client-cert follows forward_client_cert_details (SANITIZE
+//     by default: removed) and RBAC authenticated principals read the
+//     client certificate (xfcc.go).
+//   - An upstream TLS handshake that failed is answered with the transport
+//     failure reason in the body and the response code details.
 //   - Upgrade requests (WebSocket) are forwarded only when the connection
 //     manager lists the upgrade type in upgrade_configs; otherwise 403.
 //     HTTP/2 CONNECT (tunnels, and extended CONNECT) is refused likewise.

@@ -21,11 +21,13 @@ const (
 	flagDPE                     // downstream protocol error
 	flagUO                      // upstream overflow (circuit breaker)
 	flagSI                      // stream idle timeout
+	flagUR                      // upstream remote reset (refused stream)
+	flagURX                     // the retry limit was reached
 )
 
 var flagNames = map[string]uint32{"NR": flagNR, "NC": flagNC, "UH": flagUH, "UF": flagUF, "UC": flagUC,
 	"UT": flagUT, "UPE": flagUPE, "RBAC": flagRBAC, "NFCF": flagNFCF, "DPE": flagDPE, "UO": flagUO,
-	"SI": flagSI}
+	"SI": flagSI, "UR": flagUR, "URX": flagURX}
 
 // Envoy's RBAC filter wording.
 var (
@@ -99,7 +101,7 @@ func (s *stream) runFilters() (outcome, bool) {
 		if !e.Enforcing() {
 			continue
 		}
-		in := rbac.Input{Req: &s.rreq, Local: s.dst, Remote: s.remote}
+		in := rbac.Input{Req: &s.rreq, Local: s.dst, Remote: s.remote, Peer: s.peerNames, Authenticated: s.mtls()}
 		ok, pol := e.Evaluate(&in)
 		if !ok {
 			s.verdict, s.reason, s.policy = l7meta.VerdictDropped, "rbac_access_denied", ""

@@ -104,6 +104,7 @@ func putH1conn(hc *h1conn) {
 	hc.req.Headers = nil
 	hc.s.rreq.Method, hc.s.rreq.Authority, hc.s.rreq.Path, hc.s.rreq.Headers = nil, nil, nil, nil
 	hc.s.headers = nil
+	hc.s.setTLS(nil)
 	h1pool.Put(hc)
 }
 

@@ -20,6 +20,7 @@ var (
 	bodyProtocol       = []byte("upstream connect error or disconnect/reset before headers. reset reason: protocol error")
 	bodyTimeout        = []byte("upstream request timeout")
 	bodyOverflow       = []byte("upstream connect error or disconnect/reset before headers. reset reason: overflow")
+	bodyRefused        = []byte("upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset")
 )
 
 // detailsOverflow is Envoy's response code details of a circuit breaker
@@ -42,6 +43,7 @@ const (
 	// request timeout): 408.
 	upBodyTimeout
 	upStreamIdle // stream_idle_timeout passed before the response head: 504
+	upRefused    // an HTTP/2 upstream refused the stream (REFUSED_STREAM): 503 UR
 )
 
 // getErr classifies a failure to get an upstream connection.
@@ -76,7 +78,7 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 	if err != nil {
 		hc.h.rt.Logger.Debug("connecting upstream", "host", pool.Addr, "error", err)
 		hc.r += req.HeadLen
-		return hc.failUpstream(getErr(err), keep && hc.skipBody())
+		return hc.failUpstream(s.connErr(err), keep && hc.skipBody())
 	}
 	out := hc.encodeRequest(uc.Out[:0])
 	hc.r += req.HeadLen
@@ -104,7 +106,7 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 		// The pooled connection was closed by the server: replay once.
 		uc.Discard()
 		if uc, _, err = pool.Get(context.Background(), s.timeout); err != nil {
-			return hc.failUpstream(getErr(err), keep)
+			return hc.failUpstream(s.connErr(err), keep)
 		}
 		reused = false
 		out = append(uc.Out[:0], out...)
@@ -303,19 +305,22 @@ func isTimeout(err error) bool {
 // failUpstream answers a failed exchange locally. keep must already account
 // for whether the request body was consumed.
 func (hc *h1conn) failUpstream(ue upstreamErr, keep bool) bool {
-	hc.s.flags |= ue.flag()
+	s := hc.s
+	s.flags |= ue.flag()
 	switch ue {
 	case upConnect:
-		return hc.writeLocal(503, bodyConnectFailure, nil, keep, false) && keep
+		return hc.writeLocal(503, s.connectFailureBody(), nil, keep, false) && keep
 	case upTimeout:
 		return hc.writeLocal(504, bodyTimeout, nil, keep, false) && keep
 	case upProtocol:
-		return hc.writeLocal(503, bodyProtocol, nil, keep, false) && keep
+		return hc.writeLocal(503, s.resetBody(bodyProtocol), nil, keep, false) && keep
 	case upReset:
-		return hc.writeLocal(503, bodyReset, nil, keep, false) && keep
+		return hc.writeLocal(503, s.resetBody(bodyReset), nil, keep, false) && keep
+	case upRefused:
+		return hc.writeLocal(503, s.resetBody(bodyRefused), nil, keep, false) && keep
 	case upOverflow:
-		hc.s.details = detailsOverflow
-		return hc.writeLocal(503, bodyOverflow, nil, keep, false) && keep
+		s.details = detailsOverflow
+		return hc.writeLocal(503, s.resetBody(bodyOverflow), nil, keep, false) && keep
 	case upStreamIdle:
 		return hc.writeLocal(504, bodyStreamTimeout, nil, keep, false) && keep
 	case upBadBody:
@@ -540,6 +545,8 @@ func (ue upstreamErr) flag() uint32 {
 		return flagUO
 	case upStreamIdle:
 		return flagSI
+	case upRefused:
+		return flagUR
 	}
 	return 0
 }

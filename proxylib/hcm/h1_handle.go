@@ -226,7 +226,11 @@ func (s *stream) finishResponseHeaders(l *header.List, upgrade bool, serviceTime
 
 // forward sends the request to the chosen host and relays the response.
 func (hc *h1conn) forward(keep bool) bool {
-	if hc.s.host.Pool.HTTP2 {
+	s := hc.s
+	if f := s.route.Forward; !s.upgrade && (f.Retry != nil || len(f.Mirrors) > 0 && s.sampleMirrors()) {
+		return hc.forwardTries(keep)
+	}
+	if s.host.Pool.HTTP2 {
 		return hc.forwardH2(keep)
 	}
 	return hc.forwardH1(keep)

@@ -84,6 +84,10 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 		s.writeLocalH2(w, s.status, s.body, s.localLocation())
 		return
 	}
+	if f := s.route.Forward; f.Retry != nil || len(f.Mirrors) > 0 && s.sampleMirrors() {
+		s.forwardTriesH2(w, r)
+		return
+	}
 	pool := s.host.Pool
 	if !pool.Admit() {
 		code, b := s.failBody(upOverflow)
@@ -137,7 +141,7 @@ func (s *stream) outgoingHeader() http.Header {
 func (s *stream) upstreamRequest(ctx context.Context, body io.Reader, length int64) *http.Request {
 	req := (&http.Request{
 		Method:        string(s.rreq.Method),
-		URL:           upstreamURL(s.host.Addr, string(s.rreq.Authority), string(s.rreq.Path)),
+		URL:           upstreamURL(s.host.Pool.Scheme(), s.host.Addr, string(s.rreq.Authority), string(s.rreq.Path)),
 		Host:          string(s.rreq.Authority),
 		Header:        s.outgoingHeader(),
 		ContentLength: length,
@@ -152,13 +156,14 @@ func (s *stream) upstreamRequest(ctx context.Context, body io.Reader, length int
 	return req
 }
 
-// upstreamURL is the URL of an h2c upstream request whose :path is path,
-// byte for byte. The transport sends Opaque as the :path, except that
-// Opaque starting with "//" reads as scheme-relative ("http://x/y") and
-// the transport then strips "http://<authority>" from it: for such a path
-// the authority goes in front, so the strip leaves exactly the path.
-func upstreamURL(addr, authority, path string) *url.URL {
-	u := &url.URL{Scheme: "http", Host: addr, Opaque: path}
+// upstreamURL is the URL of an HTTP/2 upstream request whose :path is
+// path, byte for byte; scheme is its :scheme ("https" over TLS). The
+// transport sends Opaque as the :path, except that Opaque starting with
+// "//" reads as scheme-relative ("http://x/y") and the transport then
+// strips "http://<authority>" from it: for such a path the authority goes
+// in front, so the strip leaves exactly the path.
+func upstreamURL(scheme, addr, authority, path string) *url.URL {
+	u := &url.URL{Scheme: scheme, Host: addr, Opaque: path}
 	if strings.HasPrefix(path, "//") {
 		host := authority
 		if host == "" {
@@ -180,6 +185,8 @@ func classify(err error) upstreamErr {
 		return upOverflow
 	case errors.As(err, &op) && op.Op == "dial":
 		return upConnect
+	case isRefusedStream(err):
+		return upRefused
 	}
 	return upReset
 }
@@ -189,7 +196,14 @@ func (s *stream) failBody(ue upstreamErr) (int, []byte) {
 	if ue == upOverflow {
 		s.details = detailsOverflow
 	}
-	return failBody(ue)
+	code, b := failBody(ue)
+	switch {
+	case ue == upConnect:
+		b = s.connectFailureBody()
+	case code == 503:
+		b = s.resetBody(b)
+	}
+	return code, b
 }
 
 func failBody(ue upstreamErr) (int, []byte) {
@@ -202,6 +216,8 @@ func failBody(ue upstreamErr) (int, []byte) {
 		return 503, bodyProtocol
 	case upOverflow:
 		return 503, bodyOverflow
+	case upRefused:
+		return 503, bodyRefused
 	}
 	return 503, bodyReset
 }
@@ -244,10 +260,16 @@ func (s *stream) h2ToH2(w http.ResponseWriter, r *http.Request) {
 			s.bodyFailed(w, r)
 			return
 		}
-		code, b := s.failBody(classify(err))
+		code, b := s.failBody(s.classify(err))
 		s.writeLocalH2(w, code, b, nil)
 		return
 	}
+	s.relayH2ToH2(w, resp, sent)
+}
+
+// relayH2ToH2 relays an HTTP/2 upstream response to an HTTP/2 stream and
+// closes its body.
+func (s *stream) relayH2ToH2(w http.ResponseWriter, resp *http.Response, sent time.Time) {
 	defer resp.Body.Close()
 	s.respCode = resp.StatusCode
 	l := responseList(resp.Header, s.respFields[:0])
@@ -330,7 +352,7 @@ func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 	pool := s.host.Pool
 	uc, _, err := pool.Get(r.Context(), s.timeout)
 	if err != nil {
-		code, b := s.failBody(getErr(err))
+		code, b := s.failBody(s.connErr(err))
 		s.writeLocalH2(w, code, b, nil)
 		return
 	}
@@ -402,6 +424,12 @@ func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 	if t, ok := uc.Deadline(sent, s.timeout); ok {
 		_ = uc.SetReadDeadline(t)
 	}
+	s.relayH1ToH2(w, uc, sent)
+}
+
+// relayH1ToH2 relays the response head parsed in uc.Resp, and its body, to
+// an HTTP/2 stream, then pools or discards uc.
+func (s *stream) relayH1ToH2(w http.ResponseWriter, uc *upstream.Conn, sent time.Time) {
 	resp := &uc.Resp
 	s.respCode = resp.Status
 	l := resp.Headers
@@ -421,7 +449,7 @@ func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 	if reusable && body.complete() && uc.R == uc.W {
-		pool.Put(uc)
+		uc.Pool().Put(uc)
 	} else {
 		uc.Discard()
 	}
@@ -499,8 +527,15 @@ func (hc *h1conn) forwardH2(keep bool) bool {
 	}
 	bodyDone := body == nil || body.complete()
 	if err != nil {
-		return hc.failUpstream(classify(err), keep && bodyDone)
+		return hc.failUpstream(s.classify(err), keep && bodyDone)
 	}
+	return hc.relayH2(resp, keep && bodyDone, head, sent)
+}
+
+// relayH2 relays an HTTP/2 upstream response to the HTTP/1.1 client and
+// closes its body. keep says the connection may serve another request.
+func (hc *h1conn) relayH2(resp *http.Response, keep, head bool, sent time.Time) bool {
+	s := hc.s
 	defer resp.Body.Close()
 	s.respCode = resp.StatusCode
 	l := responseList(resp.Header, s.respFields[:0])
@@ -519,7 +554,7 @@ func (hc *h1conn) forwardH2(keep bool) bool {
 		chunked = true
 		o = append(o, "transfer-encoding: chunked\r\n"...)
 	}
-	keep = keep && bodyDone && !hc.h.draining.Load()
+	keep = keep && !hc.h.draining.Load()
 	if !keep {
 		o = append(o, "connection: close\r\n"...)
 	}

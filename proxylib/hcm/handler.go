@@ -100,6 +100,14 @@ func (h *Handler) maxHeaders() int {
 	return cmp.Or(h.cfg.MaxHeadersCount, resource.DefaultMaxHeadersCount)
 }
 
+// replayLimit bounds the request body bytes kept for retries and mirrors:
+// the listener's per_connection_buffer_limit_bytes, as Envoy's router
+// buffers at most that much. 0 (no limit in Envoy) is bounded by Envoy's
+// default, 1 MiB: the copy is held in memory.
+func (h *Handler) replayLimit() int {
+	return int(cmp.Or(h.cfg.BufferLimit, resource.DefaultBufferLimit))
+}
+
 // Config returns the handler's connection manager configuration.
 func (h *Handler) Config() *resource.HCM { return h.cfg }
 
@@ -302,4 +310,5 @@ func (s *stream) setConn(info listener.ConnInfo) {
 		s.remote = info.Remote
 	}
 	s.srcBind, s.srcMark = info.SourceBind, info.SourceMark
+	s.setTLS(info.TLS)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/proxylib/header"
+	"github.com/nodemesh/nodemesh/proxylib/listener"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
 	"github.com/nodemesh/nodemesh/proxylib/route"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
@@ -36,6 +37,10 @@ type stream struct {
 	h2      bool       // the downstream speaks HTTP/2
 	srcBind netip.Addr // original_src: bind upstream sockets here
 	srcMark uint32
+	// The connection's TLS session (nil: plain text) and the RBAC
+	// principal names of its client certificate (xfcc.go).
+	tlsInfo   *listener.TLSInfo
+	peerNames []string
 
 	// Decision.
 	routing *Routing
@@ -51,6 +56,9 @@ type stream struct {
 	timeout    time.Duration
 	tryTimeout time.Duration
 	flags      uint32 // response flags of a local reply
+	// tlsFail is the transport failure reason of an upstream TLS
+	// handshake that failed ("": none).
+	tlsFail string
 
 	// Access log and policy outcome.
 	start      time.Time
@@ -64,6 +72,14 @@ type stream struct {
 	rejectedHeaders []string
 
 	rnd *rand.Rand
+
+	// Retries and mirrors (retry.go, replay.go, mirror.go).
+	tries     tries
+	replay    replay
+	mirrorOn  []bool // the route's mirror policies sampled for this request
+	expBuf    []byte
+	headBuf   []byte     // the request head, detached from the read buffer
+	attemptRd bodyReader // the HTTP/1.1 request body read by attempts
 
 	// Scratch, reused across requests.
 	pathBuf    []byte
@@ -115,6 +131,7 @@ func (s *stream) sanitize() {
 	// Hop-by-hop and proxy-control headers. An allowed upgrade keeps its
 	// connection and upgrade headers.
 	hasEnvoy := false
+	dropXFCC := s.dropXFCC()
 	j := 0
 	for i := range *l {
 		f := (*l)[i]
@@ -131,6 +148,8 @@ func (s *stream) sanitize() {
 			drop = string(n) == "proxy-connection"
 		case 17:
 			drop = string(n) == "transfer-encoding"
+		case 23:
+			drop = dropXFCC && string(n) == "x-forwarded-client-cert"
 		}
 		if len(n) > 8 && string(n[:8]) == "x-envoy-" {
 			hasEnvoy = true
@@ -191,6 +210,9 @@ func (s *stream) sanitize() {
 		if force || !l.Has("x-request-id") {
 			l.Set(hRequestID, s.newRequestID())
 		}
+	}
+	if cfg.ForwardClientCert == resource.XFCCAppendForward || cfg.ForwardClientCert == resource.XFCCSanitizeSet {
+		s.setXFCC()
 	}
 }
 

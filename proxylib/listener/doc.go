@@ -25,5 +25,10 @@
 // Certificates are looked up by SDS secret name at handshake time, so a
 // rotated Secret applies to new handshakes without touching listeners.
 // Servers negotiate TLS 1.2 or 1.3 (Envoy's server default) and advertise
-// the chain's alpn_protocols only.
+// the chain's alpn_protocols only. A chain with a validation context asks
+// for client certificates (requires one with require_client_certificate),
+// advertises its trusted CAs and verifies the certificate with package
+// peercert under the validation context in force at the handshake (SDS
+// Secrets are looked up then); ConnInfo.TLS hands the client's chain and
+// whether it was validated to the connection manager.
 package listener

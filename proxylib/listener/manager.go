@@ -3,6 +3,7 @@ package listener
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nodemesh/nodemesh/proxylib/peercert"
+	"github.com/nodemesh/nodemesh/proxylib/resource"
 	"github.com/nodemesh/nodemesh/proxylib/transparent"
 )
 
@@ -36,6 +39,19 @@ type ConnInfo struct {
 	// to (original_src), with SourceMark.
 	SourceBind netip.Addr
 	SourceMark uint32
+	// TLS, when set, describes the connection's TLS session.
+	TLS *TLSInfo
+}
+
+// TLSInfo is what the connection manager needs of a TLS session.
+type TLSInfo struct {
+	// PeerCertificates is the client's chain (leaf first), empty when the
+	// client presented none; PeerValidated says it was verified against
+	// the chain's trusted CAs.
+	PeerCertificates []*x509.Certificate
+	PeerValidated    bool
+	// Local is the proxy's own certificate leaf (nil when unknown).
+	Local *x509.Certificate
 }
 
 // Handler serves connections of one filter chain.
@@ -51,6 +67,10 @@ type Handler interface {
 type TLS struct {
 	SecretNames []string
 	ALPN        []string
+	// Validation verifies client certificates (nil: none are asked for);
+	// RequireClientCert refuses clients without one.
+	Validation        *resource.PeerValidation
+	RequireClientCert bool
 }
 
 // Chain is a filter chain: its match, transport and handler.
@@ -96,9 +116,13 @@ func splitKey(k string) (string, bool) {
 // Certs returns the certificate of an SDS secret, or nil.
 type Certs func(secretName string) *tls.Certificate
 
+// Validations returns the validation context of an SDS secret, or nil.
+type Validations func(secretName string) *resource.ValidationContext
+
 // Manager reconciles listening sockets with the desired listeners.
 type Manager struct {
 	certs        Certs
+	validations  Validations
 	logger       *slog.Logger
 	drainTimeout time.Duration
 	sockets      int
@@ -131,9 +155,14 @@ func WithSockets(n int) Option { return func(m *Manager) { m.sockets = n } }
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.logger = l } }
 
+// WithValidations sets where client certificate validation contexts
+// delivered by SDS are looked up (at every handshake).
+func WithValidations(v Validations) Option { return func(m *Manager) { m.validations = v } }
+
 // New returns a manager that looks certificates up with certs.
 func New(certs Certs, opts ...Option) *Manager {
-	m := &Manager{certs: certs, logger: slog.Default(), drainTimeout: 600 * time.Second,
+	m := &Manager{certs: certs, validations: func(string) *resource.ValidationContext { return nil },
+		logger: slog.Default(), drainTimeout: 600 * time.Second,
 		sockets: runtime.GOMAXPROCS(0), bound: map[string]*bound{}, active: map[Handler]bool{}}
 	for _, o := range opts {
 		o(m)
@@ -400,6 +429,7 @@ func (m *Manager) serve(spec *Spec, c net.Conn) {
 		}
 	}
 	var picked *Chain
+	var session TLSInfo
 	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
@@ -410,6 +440,9 @@ func (m *Manager) serve(spec *Spec, c net.Conn) {
 			picked = selectChain(spec.Chains, sni)
 			if picked == nil || picked.tlsConfig == nil {
 				return nil, fmt.Errorf("no TLS filter chain for server name %q", hello.ServerName)
+			}
+			if picked.TLS.Validation != nil {
+				return m.verifyingConfig(picked, &session)
 			}
 			return picked.tlsConfig, nil
 		},
@@ -423,7 +456,10 @@ func (m *Manager) serve(spec *Spec, c net.Conn) {
 		c.Close()
 		return
 	}
-	info.ALPN = tc.ConnectionState().NegotiatedProtocol
+	cs := tc.ConnectionState()
+	info.ALPN = cs.NegotiatedProtocol
+	session.PeerCertificates = cs.PeerCertificates
+	info.TLS = &session
 	picked.Handler.ServeConn(tc, info)
 }
 
@@ -453,6 +489,51 @@ func (m *Manager) tlsConfig(c *Chain) *tls.Config {
 			return first, nil
 		},
 	}
+}
+
+// verifyingConfig returns the handshake settings of a chain that verifies
+// client certificates, with the validation context in force now (a
+// rotated SDS Secret applies to the next handshake). It records the
+// outcome in session.
+func (m *Manager) verifyingConfig(c *Chain, session *TLSInfo) (*tls.Config, error) {
+	pv := c.TLS.Validation
+	var secret *resource.ValidationContext
+	if pv.Secret != "" {
+		if secret = m.validations(pv.Secret); secret == nil {
+			return nil, fmt.Errorf("validation context Secret %q not available", pv.Secret)
+		}
+	}
+	v := pv.Resolve(secret)
+	if len(v.SANs) > 0 && v.Roots == nil {
+		return nil, fmt.Errorf("SAN matchers without trusted_ca: refusing to verify clients by name only")
+	}
+	cfg := c.tlsConfig.Clone()
+	switch {
+	case c.TLS.RequireClientCert:
+		cfg.ClientAuth = tls.RequireAnyClientCert
+	case v.Roots != nil || len(v.SANs) > 0:
+		cfg.ClientAuth = tls.RequestClientCert
+	}
+	// The trusted CAs are advertised in the CertificateRequest, as Envoy
+	// does; verification itself is VerifyConnection's.
+	cfg.ClientCAs = v.Roots
+	get := cfg.GetCertificate
+	cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		cert, err := get(hello)
+		if cert != nil {
+			session.Local = cert.Leaf
+		}
+		return cert, err
+	}
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return nil // no certificate: required ones were refused already
+		}
+		ok, err := peercert.Verify(cs.PeerCertificates, v, true, time.Now())
+		session.PeerValidated = ok
+		return err
+	}
+	return cfg, nil
 }
 
 // selectChain picks the chain for sni as Envoy matches server_names.

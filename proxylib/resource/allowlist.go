@@ -23,6 +23,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_src/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 
 	_ "github.com/nodemesh/nodemesh/proxylib/api/headermatch/v1"
 	_ "github.com/nodemesh/nodemesh/proxylib/api/kafka/v1"
@@ -34,6 +35,7 @@ const (
 	routerName = "envoy.extensions.filters.http.router.v3.Router"
 	tlsInspect = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
 	dtlsName   = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+	utlsName   = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 	hpoName    = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 	origDstName  = "envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
@@ -44,6 +46,8 @@ const (
 	hmName       = "nodemesh.filters.http.header_match.v1.HeaderMatchPolicy"
 	httpALSName  = "envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig"
 	tcpALSName   = "envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig"
+
+	previousHostsName = "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
 )
 
 // allowed lists, per message, the fields the proxy implements. Every
@@ -62,20 +66,30 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 	"envoy.config.listener.v3.FilterChain":      {"name", "filter_chain_match", "transport_socket", "filters"},
 	"envoy.config.listener.v3.FilterChainMatch": {"server_names"},
 	"envoy.config.core.v3.TransportSocket":      {"name", "typed_config"},
-	dtlsName:                                    {"common_tls_context"},
-	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext": {"tls_certificate_sds_secret_configs", "alpn_protocols"},
-	"envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig":  {"name", "sds_config"},
-	"envoy.config.core.v3.ConfigSource":                          {"ads", "resource_api_version"},
-	"envoy.config.core.v3.AggregatedConfigSource":                {},
-	"envoy.config.listener.v3.Filter":                            {"name", "typed_config", "config_discovery"},
-	"envoy.config.core.v3.ExtensionConfigSource":                 {"config_source", "type_urls"},
+	dtlsName:                                    {"common_tls_context", "require_client_certificate"},
+	utlsName:                                    {"common_tls_context", "sni", "auto_sni_san_validation"},
+	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext": {"tls_certificate_sds_secret_configs", "alpn_protocols",
+		"validation_context", "validation_context_sds_secret_config", "combined_validation_context"},
+	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CombinedCertificateValidationContext": {"default_validation_context",
+		"validation_context_sds_secret_config"},
+	"envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext": {"trusted_ca", "match_typed_subject_alt_names",
+		"trust_chain_verification"},
+	"envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher": {"san_type", "matcher"},
+	"envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig":       {"name", "sds_config"},
+	"envoy.config.core.v3.ConfigSource":                               {"ads", "resource_api_version"},
+	"envoy.config.core.v3.AggregatedConfigSource":                     {},
+	"envoy.config.listener.v3.Filter":                                 {"name", "typed_config", "config_discovery"},
+	"envoy.config.core.v3.ExtensionConfigSource":                      {"config_source", "type_urls"},
 	tcpProxyName: {"stat_prefix", "cluster", "access_log", "idle_timeout"},
 	hcmName: {"stat_prefix", "codec_type", "rds", "http_filters", "use_remote_address", "xff_num_trusted_hops",
 		"skip_xff_append", "strip_any_host_port", "normalize_path", "merge_slashes",
 		"path_with_escaped_slashes_action", "server_name",
 		"common_http_protocol_options", "stream_idle_timeout", "request_timeout", "request_headers_timeout",
 		"max_request_headers_kb", "generate_request_id", "preserve_external_request_id", "upgrade_configs",
-		"local_reply_config", "access_log", "http2_protocol_options"},
+		"local_reply_config", "access_log", "http2_protocol_options", "forward_client_cert_details",
+		"set_current_client_cert_details"},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.SetCurrentClientCertDetails": {"subject",
+		"cert", "chain", "dns", "uri"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig": {"mappers"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper":   {"filter", "status_code", "body"},
 	"envoy.config.accesslog.v3.AccessLogFilter":                                    {"response_flag_filter", "status_code_filter"},
@@ -107,9 +121,17 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 	"envoy.type.matcher.v3.StringMatcher":         {"exact", "prefix", "suffix", "contains", "safe_regex", "ignore_case"},
 	"envoy.type.matcher.v3.PathMatcher":           {"path"},
 	"envoy.config.route.v3.RouteAction": {"cluster", "weighted_clusters", "cluster_not_found_response_code",
-		"prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "timeout", "retry_policy"},
-	"envoy.config.route.v3.RetryPolicy":     {"per_try_timeout"},
-	"envoy.config.route.v3.WeightedCluster": {"clusters"},
+		"prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "timeout", "retry_policy", "request_mirror_policies"},
+	"envoy.config.route.v3.RetryPolicy": {"retry_on", "num_retries", "per_try_timeout", "retry_host_predicate",
+		"host_selection_retry_max_attempts", "retriable_status_codes", "retry_back_off"},
+	"envoy.config.route.v3.RetryPolicy.RetryBackOff":       {"base_interval", "max_interval"},
+	"envoy.config.route.v3.RetryPolicy.RetryHostPredicate": {"name", "typed_config"},
+	previousHostsName: {},
+	"envoy.config.route.v3.RouteAction.RequestMirrorPolicy": {"cluster", "runtime_fraction",
+		"disable_shadow_host_suffix_append", "host_rewrite_literal"},
+	"envoy.config.core.v3.RuntimeFractionalPercent": {"default_value", "runtime_key"},
+	"envoy.type.v3.FractionalPercent":               {"numerator", "denominator"},
+	"envoy.config.route.v3.WeightedCluster":         {"clusters"},
 	"envoy.config.route.v3.WeightedCluster.ClusterWeight": {"name", "weight", "request_headers_to_add",
 		"request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"},
 	"envoy.type.matcher.v3.RegexMatchAndSubstitute": {"pattern", "substitution"},
@@ -122,7 +144,7 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 
 	"envoy.config.cluster.v3.Cluster": {"name", "type", "eds_cluster_config", "connect_timeout", "lb_policy",
 		"typed_extension_protocol_options", "per_connection_buffer_limit_bytes", "load_assignment", "upstream_bind_config",
-		"circuit_breakers"},
+		"circuit_breakers", "transport_socket"},
 	"envoy.config.cluster.v3.CircuitBreakers": {"thresholds"},
 	"envoy.config.cluster.v3.CircuitBreakers.Thresholds": {"priority", "max_connections", "max_pending_requests",
 		"max_requests", "max_retries"},
@@ -141,7 +163,7 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 	"envoy.config.endpoint.v3.LbEndpoint":            {"endpoint", "health_status", "load_balancing_weight"},
 	"envoy.config.endpoint.v3.Endpoint":              {"address"},
 
-	"envoy.extensions.transport_sockets.tls.v3.Secret":         {"name", "tls_certificate"},
+	"envoy.extensions.transport_sockets.tls.v3.Secret":         {"name", "tls_certificate", "validation_context"},
 	"envoy.extensions.transport_sockets.tls.v3.TlsCertificate": {"certificate_chain", "private_key"},
 
 	"envoy.config.core.v3.TypedExtensionConfig": {"name", "typed_config"},
@@ -170,12 +192,13 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 // allowedAny lists, per Any-typed field, the message types it may hold.
 var allowedAny = map[protoreflect.FullName][]protoreflect.FullName{
 	"envoy.config.listener.v3.ListenerFilter.typed_config":                                {tlsInspect, origDstName, origSrcName},
-	"envoy.config.core.v3.TransportSocket.typed_config":                                   {dtlsName},
+	"envoy.config.core.v3.TransportSocket.typed_config":                                   {dtlsName, utlsName},
 	"envoy.config.listener.v3.Filter.typed_config":                                        {hcmName, tcpProxyName},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config": {routerName, rbacName},
 	"envoy.config.accesslog.v3.AccessLog.typed_config":                                    {httpALSName, tcpALSName},
 	"envoy.config.core.v3.TypedExtensionConfig.typed_config":                              {rbacName, kafkaName, hmName},
 	"envoy.config.cluster.v3.Cluster.typed_extension_protocol_options":                    {hpoName},
+	"envoy.config.route.v3.RetryPolicy.RetryHostPredicate.typed_config":                   {previousHostsName},
 }
 
 // leaf messages are checked as values, not walked: well-known wrappers.

@@ -2,6 +2,7 @@ package resource
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"net/netip"
 	"strconv"
 
@@ -50,6 +51,13 @@ func decodeCluster(c *clusterv3.Cluster) (*Cluster, error) {
 			return nil, err
 		}
 		out.Limits = t
+	}
+	if ts := c.GetTransportSocket(); ts != nil {
+		t, err := decodeUpstreamTLS(ts, path{"transport_socket"})
+		if err != nil {
+			return nil, err
+		}
+		out.TLS = t
 	}
 	switch c.GetType() {
 	case clusterv3.Cluster_EDS:
@@ -263,13 +271,23 @@ func decodeSecret(s *tlsv3.Secret) (*Secret, error) {
 	if err := check(s); err != nil {
 		return nil, err
 	}
+	if vc := s.GetValidationContext(); vc != nil {
+		v, err := decodeValidation(vc, path{"validation_context"})
+		if err != nil {
+			return nil, err
+		}
+		return &Secret{Name: s.GetName(), Validation: v}, nil
+	}
 	tc := s.GetTlsCertificate()
 	if tc == nil {
-		return nil, fieldErr(path{"tls_certificate"}, "required")
+		return nil, fieldErr(path{"tls_certificate"}, "required (or validation_context)")
 	}
 	cert, err := tls.X509KeyPair(dataSource(tc.GetCertificateChain()), dataSource(tc.GetPrivateKey()))
 	if err != nil {
 		return nil, fieldErr(path{"tls_certificate"}, "parsing key pair: %v", err)
+	}
+	if cert.Leaf == nil && len(cert.Certificate) > 0 {
+		cert.Leaf, _ = x509.ParseCertificate(cert.Certificate[0])
 	}
 	return &Secret{Name: s.GetName(), Certificate: &cert}, nil
 }

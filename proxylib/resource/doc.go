@@ -19,7 +19,11 @@
 // Kafka policy); those values are never
 // mutated after decoding, so the data path may share them freely.
 //
-// Decisions where Envoy leaves room: empty header values are dropped
+// Decisions where Envoy leaves room: retry_on conditions the proxy does
+// not implement are NACKed (Envoy ignores unknown ones); a trusted_ca must
+// be inline PEM certificates, all parsable; require_client_certificate
+// needs a validation context; an UpstreamTlsContext takes one client
+// certificate; empty header values are dropped
 // (keep_empty_value is not supported and defaults to false); header values
 // are literal except "%%", and any other "%COMMAND%" substitution is
 // rejected; prefix_rewrite together with a safe_regex path match is

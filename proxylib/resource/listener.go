@@ -131,23 +131,9 @@ func decodeChain(fc *listenerv3.FilterChain, p path) (*FilterChain, error) {
 		chain.ServerNames = append(chain.ServerNames, n)
 	}
 	if ts := fc.GetTransportSocket(); ts != nil {
-		tp := append(p, "transport_socket")
-		var ctx tlsv3.DownstreamTlsContext
-		if err := ts.GetTypedConfig().UnmarshalTo(&ctx); err != nil {
-			return nil, fieldErr(append(tp, "typed_config"), "decoding: %v", err)
-		}
-		cp := append(tp, "typed_config(DownstreamTlsContext)", "common_tls_context")
-		common := ctx.GetCommonTlsContext()
-		if len(common.GetTlsCertificateSdsSecretConfigs()) == 0 {
-			return nil, fieldErr(append(cp, "tls_certificate_sds_secret_configs"), "at least one SDS certificate is required")
-		}
-		t := &DownstreamTLS{ALPN: common.GetAlpnProtocols()}
-		for k, sds := range common.GetTlsCertificateSdsSecretConfigs() {
-			sp := append(cp, "tls_certificate_sds_secret_configs", "["+strconv.Itoa(k)+"]")
-			if err := adsSource(sds.GetSdsConfig(), append(sp, "sds_config")); err != nil {
-				return nil, err
-			}
-			t.SecretNames = append(t.SecretNames, sds.GetName())
+		t, err := decodeDownstreamTLS(ts, append(p, "transport_socket"))
+		if err != nil {
+			return nil, err
 		}
 		chain.TLS = t
 	}
@@ -203,6 +189,30 @@ func decodeChain(fc *listenerv3.FilterChain, p path) (*FilterChain, error) {
 		return nil, fieldErr(append(p, "filters", "["+strconv.Itoa(last)+"]"), "the last network filter must be http_connection_manager or tcp_proxy")
 	}
 	return chain, nil
+}
+
+func decodeDownstreamTLS(ts *corev3.TransportSocket, tp path) (*DownstreamTLS, error) {
+	var ctx tlsv3.DownstreamTlsContext
+	if ts.GetTypedConfig().GetTypeUrl() != "type.googleapis.com/"+dtlsName {
+		return nil, fieldErr(append(tp, "typed_config"), "a listener's transport socket must be a DownstreamTlsContext")
+	}
+	if err := ts.GetTypedConfig().UnmarshalTo(&ctx); err != nil {
+		return nil, fieldErr(append(tp, "typed_config"), "decoding: %v", err)
+	}
+	dp := append(tp, "typed_config(DownstreamTlsContext)")
+	cp := append(dp, "common_tls_context")
+	certs, alpn, v, err := decodeCommon(ctx.GetCommonTlsContext(), cp)
+	if err != nil {
+		return nil, err
+	}
+	if len(certs) == 0 {
+		return nil, fieldErr(append(cp, "tls_certificate_sds_secret_configs"), "at least one SDS certificate is required")
+	}
+	t := &DownstreamTLS{SecretNames: certs, ALPN: alpn, Validation: v, RequireClientCert: ctx.GetRequireClientCertificate().GetValue()}
+	if t.RequireClientCert && v == nil {
+		return nil, fieldErr(append(dp, "require_client_certificate"), "needs a validation context to verify the certificate with")
+	}
+	return t, nil
 }
 
 func decodeTCPProxy(t *tcpproxyv3.TcpProxy, p path) (*TCPProxy, error) {
@@ -263,6 +273,24 @@ func decodeHCM(h *hcmv3.HttpConnectionManager, p path) (*HCM, error) {
 		out.EscapedSlashes = UnescapeAndForward
 	default:
 		return nil, fieldErr(append(p, "path_with_escaped_slashes_action"), "unknown value %d", int32(a))
+	}
+	switch m := h.GetForwardClientCertDetails(); m {
+	case hcmv3.HttpConnectionManager_SANITIZE:
+		out.ForwardClientCert = XFCCSanitize
+	case hcmv3.HttpConnectionManager_FORWARD_ONLY:
+		out.ForwardClientCert = XFCCForwardOnly
+	case hcmv3.HttpConnectionManager_APPEND_FORWARD:
+		out.ForwardClientCert = XFCCAppendForward
+	case hcmv3.HttpConnectionManager_SANITIZE_SET:
+		out.ForwardClientCert = XFCCSanitizeSet
+	case hcmv3.HttpConnectionManager_ALWAYS_FORWARD_ONLY:
+		out.ForwardClientCert = XFCCAlwaysForwardOnly
+	default:
+		return nil, fieldErr(append(p, "forward_client_cert_details"), "unknown value %d", int32(m))
+	}
+	if d := h.GetSetCurrentClientCertDetails(); d != nil {
+		out.ClientCertDetails = ClientCertDetails{Subject: d.GetSubject().GetValue(), Cert: d.GetCert(), Chain: d.GetChain(),
+			DNS: d.GetDns(), URI: d.GetUri()}
 	}
 	switch h.GetCodecType() {
 	case hcmv3.HttpConnectionManager_AUTO:

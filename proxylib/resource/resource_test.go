@@ -12,6 +12,7 @@ import (
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -168,11 +169,11 @@ func TestNACKMessages(t *testing.T) {
 			want: `route configuration "rc": virtual_hosts[0].routes[0].route.regex_rewrite.substitution: "/\\2" refers to group \2 but the pattern has 1`,
 		},
 		{
-			name: "retries",
+			name: "retry on response headers",
 			any: func(t *testing.T) *anypb.Any {
-				return timeoutRoute(t, nil, &routev3.RetryPolicy{RetryOn: "5xx", PerTryTimeout: durationpb.New(time.Second)})
+				return timeoutRoute(t, nil, &routev3.RetryPolicy{RetryOn: "5xx,retriable-headers", PerTryTimeout: durationpb.New(time.Second)})
 			},
-			want: `route configuration "rc": virtual_hosts[0].routes[0].route.retry_policy.retry_on: field not supported by nodemesh-proxy`,
+			want: `route configuration "rc": virtual_hosts[0].routes[0].route.retry_policy.retry_on: condition "retriable-headers" not supported by nodemesh-proxy`,
 		},
 		{
 			name: "negative per-try timeout",
@@ -292,6 +293,21 @@ func FuzzDecode(f *testing.F) {
 	f.Add(1, mustBytes(f, &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{{Name: "v", Domains: []string{"*"}}}}))
 	f.Add(2, mustBytes(f, &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: ads()}}))
+	// Retries, mirrors, upstream TLS and validation contexts, whose CA
+	// bundles are parsed PEM.
+	ca := testCAPEM(f)
+	f.Add(1, mustBytes(f, &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{{Name: "v", Domains: []string{"*"},
+		Routes: []*routev3.Route{{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"},
+				RetryPolicy: &routev3.RetryPolicy{RetryOn: "5xx,retriable-status-codes", RetriableStatusCodes: []uint32{429},
+					RetryBackOff: &routev3.RetryPolicy_RetryBackOff{BaseInterval: durationpb.New(time.Millisecond)}},
+				RequestMirrorPolicies: []*routev3.RouteAction_RequestMirrorPolicy{{Cluster: "m"}}}}}}}}}))
+	f.Add(2, mustBytes(f, tlsCluster(f, &tlsv3.UpstreamTlsContext{Sni: "a.example", CommonTlsContext: &tlsv3.CommonTlsContext{
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			TrustedCa: inline(ca), MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{SanType: tlsv3.SubjectAltNameMatcher_DNS,
+				Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "a.example"}}}}}}}})))
+	f.Add(4, mustBytes(f, &tlsv3.Secret{Name: "ca", Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+		TrustedCa: inline(ca)}}}))
 	types := []string{ListenerType, RouteType, ClusterType, EndpointType, SecretType}
 	f.Fuzz(func(t *testing.T, kind int, b []byte) {
 		if kind < 0 {

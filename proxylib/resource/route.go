@@ -214,15 +214,20 @@ func decodeForward(a *routev3.RouteAction, kind PathKind, p path) (*Forward, err
 		return nil, err
 	}
 	if rp := a.GetRetryPolicy(); rp != nil {
-		// Only per_try_timeout is accepted (the allowlist NACKs retry_on,
-		// num_retries and the rest): no attempt is ever retried, and the
-		// timeout bounds the single one, as it does in Envoy.
+		// The per-try timeout bounds every attempt until its response
+		// starts, retried or not.
 		if f.PerTryTimeout, err = routeDuration(rp.GetPerTryTimeout(), 0, append(p, "retry_policy", "per_try_timeout")); err != nil {
 			return nil, err
 		}
 		if f.Timeout > 0 && f.PerTryTimeout >= f.Timeout {
 			f.PerTryTimeout = 0 // Envoy ignores a per-try timeout the route timeout beats
 		}
+		if f.Retry, err = decodeRetryPolicy(rp, append(p, "retry_policy")); err != nil {
+			return nil, err
+		}
+	}
+	if f.Mirrors, err = decodeMirrors(a.GetRequestMirrorPolicies(), p); err != nil {
+		return nil, err
 	}
 	if expected := cmp.Or(f.PerTryTimeout, f.Timeout); expected > 0 {
 		f.TimeoutMS = []byte(strconv.FormatInt(expected.Milliseconds(), 10))

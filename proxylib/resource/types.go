@@ -89,6 +89,20 @@ type FilterChain struct {
 type DownstreamTLS struct {
 	SecretNames []string
 	ALPN        []string
+	// Validation verifies client certificates (nil: none are requested);
+	// RequireClientCert refuses a handshake without one
+	// (require_client_certificate).
+	Validation        *PeerValidation
+	RequireClientCert bool
+}
+
+// Secrets returns the SDS names the context references.
+func (d *DownstreamTLS) Secrets() []string {
+	out := d.SecretNames
+	if d.Validation != nil && d.Validation.Secret != "" {
+		out = append(out[:len(out):len(out)], d.Validation.Secret)
+	}
+	return out
 }
 
 // Codec is the HCM codec_type.
@@ -141,6 +155,11 @@ type HCM struct {
 	MaxHeadersCount int
 	// HTTP2 holds the downstream HTTP/2 settings (http2_protocol_options).
 	HTTP2 H2Options
+	// ForwardClientCert is what happens to x-forwarded-client-cert
+	// (forward_client_cert_details); ClientCertDetails are the fields
+	// APPEND_FORWARD and SANITIZE_SET write (set_current_client_cert_details).
+	ForwardClientCert ClientCertMode
+	ClientCertDetails ClientCertDetails
 	// Filters run before the router, in order.
 	Filters    []*HTTPFilter
 	LocalReply []*ReplyMapper
@@ -151,8 +170,28 @@ type HCM struct {
 	// default, means none).
 	RequestHeadersTimeout time.Duration
 	// BufferLimit is the listener's per_connection_buffer_limit_bytes (0:
-	// no bound but the proxy's own buffer sizes).
+	// no bound but the proxy's own buffer sizes); it also bounds the
+	// request body kept for retries and mirrors.
 	BufferLimit uint32
+}
+
+// ClientCertMode is the connection manager's forward_client_cert_details.
+type ClientCertMode uint8
+
+// x-forwarded-client-cert modes; the zero value is Envoy's default.
+const (
+	XFCCSanitize          ClientCertMode = iota // remove it
+	XFCCForwardOnly                             // forward it as received on mTLS connections
+	XFCCAppendForward                           // append this hop's client certificate (mTLS)
+	XFCCSanitizeSet                             // replace it by this hop's client certificate (mTLS)
+	XFCCAlwaysForwardOnly                       // forward it as received, always
+)
+
+// ClientCertDetails are the client certificate fields written into
+// x-forwarded-client-cert (Hash always, By for each URI SAN of the
+// proxy's own certificate).
+type ClientCertDetails struct {
+	Subject, Cert, Chain, DNS, URI bool
 }
 
 // H2Options are the downstream HTTP/2 settings of a connection manager.
@@ -368,6 +407,10 @@ type Forward struct {
 	// milliseconds: the per-try timeout if any, else the route timeout;
 	// nil when neither is set.
 	TimeoutMS []byte
+	// Retry is the retry policy (nil: no attempt is retried).
+	Retry *RetryPolicy
+	// Mirrors are the request_mirror_policies.
+	Mirrors []Mirror
 }
 
 // Redirect is a decoded RedirectAction.
@@ -421,6 +464,9 @@ type Cluster struct {
 	Limits      Thresholds // circuit_breakers, priority DEFAULT
 	Static      *Endpoints // STATIC clusters
 	Bind        *Bind      // nil: no upstream_bind_config
+	// TLS, when set, connects to endpoints with TLS (transport_socket
+	// UpstreamTlsContext).
+	TLS *UpstreamTLS
 }
 
 // Thresholds are a cluster's circuit breaker limits, Envoy's
@@ -430,7 +476,7 @@ type Thresholds struct {
 	MaxConnections     uint32
 	MaxPendingRequests uint32
 	MaxRequests        uint32
-	MaxRetries         uint32 // accepted; the proxy makes no router retries
+	MaxRetries         uint32 // retries scheduled or in flight at once
 }
 
 // DefaultThresholds are Envoy's thresholds for a cluster without
@@ -465,8 +511,10 @@ type Endpoints struct {
 	Endpoints   []Endpoint
 }
 
-// Secret is a decoded TLS certificate secret.
+// Secret is a decoded SDS Secret: a certificate with its key, or a
+// validation context (exactly one is set).
 type Secret struct {
 	Name        string
 	Certificate *tls.Certificate
+	Validation  *ValidationContext
 }

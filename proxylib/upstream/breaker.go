@@ -34,15 +34,22 @@ var (
 // always dial one (counted as a connection overflow), so one endpoint's
 // idle connections never starve another's requests.
 type Breaker struct {
-	maxConns, maxPending, maxRequests atomic.Int64
+	maxConns, maxPending, maxRequests, maxRetries atomic.Int64
 
 	conns    atomic.Int64 // open connections
 	requests atomic.Int64 // requests in flight
 	pending  atomic.Int64 // requests without a connection yet
+	retries  atomic.Int64 // retries scheduled or in flight
 	nwait    atomic.Int64 // len(waiters), read without the lock
 
 	cxOverflow        atomic.Uint64
 	rqPendingOverflow atomic.Uint64
+
+	rqRetry                atomic.Uint64
+	rqRetryOverflow        atomic.Uint64
+	rqRetrySuccess         atomic.Uint64
+	rqRetryLimitExceeded   atomic.Uint64
+	retryOrShadowAbandoned atomic.Uint64
 
 	mu      sync.Mutex
 	waiters []*waiter
@@ -66,6 +73,7 @@ func (b *Breaker) set(t resource.Thresholds) {
 	b.maxConns.Store(int64(t.MaxConnections))
 	b.maxPending.Store(int64(t.MaxPendingRequests))
 	b.maxRequests.Store(int64(t.MaxRequests))
+	b.maxRetries.Store(int64(t.MaxRetries))
 	// A raised limit may admit queued requests now.
 	b.grant(nil)
 }
@@ -78,18 +86,62 @@ type BreakerStats struct {
 	UpstreamCxActive          int64  `json:"upstream_cx_active"`
 	UpstreamRqActive          int64  `json:"upstream_rq_active"`
 	UpstreamRqPendingActive   int64  `json:"upstream_rq_pending_active"`
+	// Router retries and mirrors (Envoy's cluster statistics of the same
+	// names).
+	UpstreamRqRetry              uint64 `json:"upstream_rq_retry"`
+	UpstreamRqRetryOverflow      uint64 `json:"upstream_rq_retry_overflow"`
+	UpstreamRqRetrySuccess       uint64 `json:"upstream_rq_retry_success"`
+	UpstreamRqRetryLimitExceeded uint64 `json:"upstream_rq_retry_limit_exceeded"`
+	RetryOrShadowAbandoned       uint64 `json:"retry_or_shadow_abandoned"`
 }
 
 // Stats returns the current counters.
 func (b *Breaker) Stats() BreakerStats {
 	return BreakerStats{
-		UpstreamCxOverflow:        b.cxOverflow.Load(),
-		UpstreamRqPendingOverflow: b.rqPendingOverflow.Load(),
-		UpstreamCxActive:          b.conns.Load(),
-		UpstreamRqActive:          b.requests.Load(),
-		UpstreamRqPendingActive:   b.pending.Load(),
+		UpstreamCxOverflow:           b.cxOverflow.Load(),
+		UpstreamRqPendingOverflow:    b.rqPendingOverflow.Load(),
+		UpstreamCxActive:             b.conns.Load(),
+		UpstreamRqActive:             b.requests.Load(),
+		UpstreamRqPendingActive:      b.pending.Load(),
+		UpstreamRqRetry:              b.rqRetry.Load(),
+		UpstreamRqRetryOverflow:      b.rqRetryOverflow.Load(),
+		UpstreamRqRetrySuccess:       b.rqRetrySuccess.Load(),
+		UpstreamRqRetryLimitExceeded: b.rqRetryLimitExceeded.Load(),
+		RetryOrShadowAbandoned:       b.retryOrShadowAbandoned.Load(),
 	}
 }
+
+// StartRetry takes a max_retries slot for a retry the router decided on,
+// counting upstream_rq_retry; false (counted as upstream_rq_retry_overflow)
+// when max_retries retries are already scheduled or in flight. As in
+// Envoy, a retry holds its slot from the decision until the router's next
+// retry decision for the request, or the request's end: EndRetry.
+func (b *Breaker) StartRetry() bool {
+	if b.retries.Add(1) > b.maxRetries.Load() {
+		b.retries.Add(-1)
+		b.rqRetryOverflow.Add(1)
+		return false
+	}
+	b.rqRetry.Add(1)
+	return true
+}
+
+// EndRetry releases the slot of a retry StartRetry admitted; success says
+// the retry's outcome needed no further retry (upstream_rq_retry_success).
+func (b *Breaker) EndRetry(success bool) {
+	b.retries.Add(-1)
+	if success {
+		b.rqRetrySuccess.Add(1)
+	}
+}
+
+// RetryLimitExceeded counts a retriable outcome with no retry left
+// (upstream_rq_retry_limit_exceeded).
+func (b *Breaker) RetryLimitExceeded() { b.rqRetryLimitExceeded.Add(1) }
+
+// Abandoned counts a request whose body outgrew the buffer limit, so it
+// can be neither retried nor mirrored (retry_or_shadow_abandoned).
+func (b *Breaker) Abandoned() { b.retryOrShadowAbandoned.Add(1) }
 
 // admit counts a request against max_requests.
 func (b *Breaker) admit() bool {

@@ -24,6 +24,7 @@ type dialOptions struct {
 	// IP_TRANSPARENT (original_src); srcMark then overrides the mark.
 	source  netip.Addr
 	srcMark uint32
+	tls     *clientTLS // nil: plain TCP
 }
 
 // bindKey fingerprints bind options so pools with different socket
@@ -40,8 +41,27 @@ func bindKey(b *resource.Bind) string {
 	return sb.String()
 }
 
-// dial connects to addr ("ip:port" or "unix:<path>") within timeout.
+// dial connects to addr ("ip:port" or "unix:<path>") within timeout, which
+// covers the TLS handshake when the cluster originates TLS: the connection
+// is then a *tls.Conn.
 func (o dialOptions) dial(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error) {
+	if o.tls == nil {
+		return o.dialRaw(ctx, addr, timeout)
+	}
+	deadline := time.Now().Add(timeout)
+	nc, err := o.dialRaw(ctx, addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := o.tls.handshake(ctx, nc, deadline)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return tc, nil
+}
+
+func (o dialOptions) dialRaw(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error) {
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
 		d := net.Dialer{Timeout: timeout}
 		return d.DialContext(ctx, "unix", path)

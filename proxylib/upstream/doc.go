@@ -49,6 +49,21 @@
 // are healthy or degraded the cluster is in panic and balances across all
 // hosts. A cluster with no hosts yields no pick (the caller answers 503).
 //
+// Retries (breaker.go): StartRetry/EndRetry hold one of max_retries for a
+// retry the router decided on, and the Breaker counts Envoy's retry
+// statistics (upstream_rq_retry, _overflow, _success, _limit_exceeded,
+// retry_or_shadow_abandoned).
+//
+// TLS (tls.go): a cluster with an UpstreamTlsContext dials TLS, the
+// connect timeout covering the handshake, and verifies the server with
+// package peercert. Its certificate and validation Secrets are looked up
+// (Manager's Secrets) at every handshake, so rotation needs no rebuild;
+// the context's fingerprint is part of the pool key, so connections made
+// under another context are never reused. A pooled TLS connection is read
+// through crypto/tls; its reuse probe peeks the socket and checks that
+// crypto/tls holds no record read ahead. A failed handshake is a TLSError
+// carrying Envoy's transport failure reason.
+//
 // STATIC clusters carry their endpoints (pipes dial Unix sockets);
 // ORIGINAL_DST clusters create a host per original destination on demand
 // (PickOriginal), keyed also by protocol and original-source address, and

@@ -12,9 +12,17 @@ type Manager struct {
 	mu       sync.Mutex
 	pools    map[poolKey]*Pool
 	mark     func(fd uintptr) error
+	secrets  Secrets
 	origs    map[*origDst]bool
 	breakers map[string]*Breaker // by cluster name
 }
+
+// Option configures a Manager.
+type Option func(*Manager)
+
+// WithSecrets sets where clusters originating TLS look their SDS Secrets
+// up (client certificates, validation contexts).
+func WithSecrets(s Secrets) Option { return func(m *Manager) { m.secrets = s } }
 
 // poolKey: pools belong to one cluster (its circuit breakers count their
 // connections) and are shared by the cluster's versions.
@@ -24,12 +32,18 @@ type poolKey struct {
 	http2   bool
 	bind    string        // fingerprint of the cluster's bind options
 	idle    time.Duration // h2c transports take their idle timeout at creation
+	tls     string        // fingerprint of the cluster's UpstreamTlsContext
 }
 
 // NewManager returns an empty manager. mark, when non-nil, is applied to
 // every upstream socket before it connects (e.g. SO_MARK).
-func NewManager(mark func(fd uintptr) error) *Manager {
-	return &Manager{pools: map[poolKey]*Pool{}, mark: mark, origs: map[*origDst]bool{}, breakers: map[string]*Breaker{}}
+func NewManager(mark func(fd uintptr) error, opts ...Option) *Manager {
+	m := &Manager{pools: map[poolKey]*Pool{}, mark: mark, origs: map[*origDst]bool{}, breakers: map[string]*Breaker{},
+		secrets: func(string) *resource.Secret { return nil }}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
 }
 
 // Build makes a cluster from its configuration and endpoints (nil endpoints
@@ -48,7 +62,7 @@ func (m *Manager) Build(cfg *resource.Cluster, eps *resource.Endpoints) *Cluster
 	case resource.ClusterOriginalDst:
 		c := newCluster(cfg, nil)
 		c.breaker = b
-		c.orig = newOrigDst(cfg, m.mark, b)
+		c.orig = newOrigDst(cfg, m.mark, b, m.secrets)
 		m.origs[c.orig] = true
 		return c
 	case resource.ClusterStatic:
@@ -57,13 +71,16 @@ func (m *Manager) Build(cfg *resource.Cluster, eps *resource.Endpoints) *Cluster
 	var hosts []*Host
 	if eps != nil {
 		for _, e := range eps.Endpoints {
-			k := poolKey{cfg.Name, e.Address, cfg.HTTP2, bindKey(cfg.Bind), 0}
+			k := poolKey{cluster: cfg.Name, addr: e.Address, http2: cfg.HTTP2, bind: bindKey(cfg.Bind)}
 			if cfg.HTTP2 {
 				k.idle = cfg.IdleTimeout
 			}
+			if cfg.TLS != nil {
+				k.tls = cfg.TLS.Key
+			}
 			p := m.pools[k]
 			if p == nil {
-				p = newPool(e.Address, cfg.HTTP2, dialOptions{mark: m.mark, bind: cfg.Bind}, b, cfg.IdleTimeout)
+				p = newPool(e.Address, cfg.HTTP2, dialOptions{mark: m.mark, bind: cfg.Bind, tls: newClientTLS(cfg, m.secrets, cfg.HTTP2)}, b, cfg.IdleTimeout)
 				m.pools[k] = p
 			}
 			p.configure(cfg)

@@ -24,9 +24,10 @@ type origKey struct {
 
 // origDst holds the hosts an ORIGINAL_DST cluster created on demand.
 type origDst struct {
-	cfg  *resource.Cluster
-	mark func(fd uintptr) error
-	b    *Breaker
+	cfg     *resource.Cluster
+	mark    func(fd uintptr) error
+	b       *Breaker
+	secrets Secrets
 
 	mu     sync.Mutex
 	hosts  map[origKey]*Host
@@ -34,8 +35,8 @@ type origDst struct {
 	closed bool
 }
 
-func newOrigDst(cfg *resource.Cluster, mark func(fd uintptr) error, b *Breaker) *origDst {
-	return &origDst{cfg: cfg, mark: mark, b: b, hosts: map[origKey]*Host{}}
+func newOrigDst(cfg *resource.Cluster, mark func(fd uintptr) error, b *Breaker, secrets Secrets) *origDst {
+	return &origDst{cfg: cfg, mark: mark, b: b, secrets: secrets, hosts: map[origKey]*Host{}}
 }
 
 // IsOriginalDst reports whether hosts are picked by original destination.
@@ -63,7 +64,8 @@ func (o *origDst) host(k origKey, srcMark uint32) *Host {
 		return h
 	}
 	addr := addrString(k.dst)
-	p := newPool(addr, k.http2, dialOptions{mark: o.mark, bind: o.cfg.Bind, source: k.source, srcMark: srcMark}, o.b, o.cfg.IdleTimeout)
+	p := newPool(addr, k.http2, dialOptions{mark: o.mark, bind: o.cfg.Bind, source: k.source, srcMark: srcMark,
+		tls: newClientTLS(o.cfg, o.secrets, k.http2)}, o.b, o.cfg.IdleTimeout)
 	p.configure(o.cfg)
 	h := &Host{Addr: addr, Weight: 1, Pool: p}
 	if o.closed || len(o.hosts) >= maxOrigDstHosts {

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -114,6 +115,15 @@ func (p *Pool) BeginAt(now time.Time) {
 // End ends a request begun with Begin.
 func (p *Pool) End() { p.active.Add(-1) }
 
+// Scheme is the :scheme of HTTP/2 requests to the endpoint: "https" when
+// the cluster connects with TLS.
+func (p *Pool) Scheme() string {
+	if p.opts.tls != nil {
+		return "https"
+	}
+	return "http"
+}
+
 // H2 is the endpoint's h2c transport (HTTP/2 pools only).
 func (p *Pool) H2() *http2.Transport { return p.h2 }
 
@@ -147,6 +157,7 @@ type Conn struct {
 	probeFn func(fd uintptr)
 	peek    [1]byte
 	clean   bool
+	tls     *tls.Conn // the TLS layer of a TLS connection
 }
 
 // Get returns an idle connection (reused=true) or dials a new one; see
@@ -192,7 +203,15 @@ func (p *Pool) GetAt(ctx context.Context, now time.Time, wait time.Duration) (c 
 		b.release(p)
 		return nil, false, err
 	}
-	c = &Conn{Conn: sockio.Wrap(nc), pool: p, Buf: make([]byte, ReadBufferSize), Out: make([]byte, 0, WriteBufferSize)}
+	c = &Conn{pool: p, Buf: make([]byte, ReadBufferSize), Out: make([]byte, 0, WriteBufferSize)}
+	if tc, ok := nc.(*tls.Conn); ok {
+		// TLS reads and writes go through crypto/tls; the raw socket is
+		// only probed.
+		c.Conn, c.tls = tc, tc
+		nc = tc.NetConn()
+	} else {
+		c.Conn = sockio.Wrap(nc)
+	}
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
@@ -238,7 +257,22 @@ func (c *Conn) probe() bool {
 	if err := c.raw.Control(c.probeFn); err != nil {
 		return false
 	}
+	if c.clean && c.tls != nil {
+		return c.probeTLS()
+	}
 	return c.clean
+}
+
+// probeTLS reports whether the TLS layer holds nothing read ahead of the
+// socket: a read that cannot wait (its deadline passed) may still return
+// a record crypto/tls buffered, which makes the connection unusable.
+func (c *Conn) probeTLS() bool {
+	_ = c.tls.SetReadDeadline(time.Unix(1, 0))
+	n, err := c.tls.Read(c.peek[:])
+	_ = c.tls.SetReadDeadline(time.Time{})
+	c.armed, c.armedFor = time.Time{}, 0
+	var ne net.Error
+	return n == 0 && errors.As(err, &ne) && ne.Timeout()
 }
 
 func (c *Conn) probeFD(fd uintptr) {

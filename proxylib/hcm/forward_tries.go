@@ -1,0 +1,453 @@
+package hcm
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/nodemesh/nodemesh/proxylib/http1"
+	"github.com/nodemesh/nodemesh/proxylib/upstream"
+)
+
+// The request path of routes with a retry policy or sampled mirrors:
+// every attempt reads the request body through the stream's replay record
+// and decides, before relaying anything, whether to try again (retry.go).
+// The HTTP/1.1 path without them (h1_forward.go) stays the allocation-free
+// one: a route without these features never comes here.
+
+// downstream is the client side of a request served by forwardTries.
+type downstream interface {
+	// ctx bounds the request's upstream work (the client's stream).
+	ctx() context.Context
+	// h1Head appends the HTTP/1.1 request head of an upstream attempt.
+	h1Head(out []byte) []byte
+	// trailer is the request's trailer, for HTTP/2 upstreams.
+	trailer() http.Header
+	// headWait bounds the wait for a response head given the attempt's
+	// timeout (0: none); idle reports that the client's stream idle
+	// timeout is the shorter bound.
+	headWait(timeout time.Duration) (d time.Duration, idle bool)
+	// relayH1 relays the response head parsed in uc.Resp and its body;
+	// relayH2 an HTTP/2 upstream response. They report whether the
+	// client connection may serve another request.
+	relayH1(uc *upstream.Conn, sent time.Time) bool
+	relayH2(resp *http.Response, sent time.Time) bool
+	// fail answers a request whose last attempt failed without a response.
+	fail(ue upstreamErr) bool
+}
+
+// forwardTries serves a request over as many attempts as its retry policy
+// allows. rp records the body (nil: the request has none); length is the
+// body's length for the upstream (-1: unknown, framed chunked over
+// HTTP/1.1).
+func (s *stream) forwardTries(d downstream, rp *replay, length int64, head bool) bool {
+	f := s.route.Forward
+	t := &s.tries
+	t.reset(f.Retry, s.cluster.Breaker())
+	defer t.end()
+	if rp != nil {
+		defer rp.release()
+		rp.onOver = s.cluster.Breaker().Abandoned
+	}
+	if len(f.Mirrors) > 0 {
+		if len(s.mirrorOn) == 0 {
+			s.sampleMirrors()
+		}
+		s.startMirrors(rp)
+	}
+	for {
+		pool := s.host.Pool
+		t.note(s.host)
+		var (
+			uc      *upstream.Conn
+			resp    *http.Response
+			release func()
+			sent    time.Time
+			ue      = upOverflow
+		)
+		admitted := pool.Admit()
+		if admitted {
+			pool.Begin()
+			if pool.HTTP2 {
+				resp, release, sent, ue = s.attemptH2(d, pool, rp, length)
+			} else {
+				uc, sent, ue = s.attemptH1(d, pool, rp, length, head)
+			}
+		}
+		var would bool
+		switch {
+		case ue != upOK:
+			would = t.retriableErr(ue)
+		case uc != nil:
+			would = t.retriableResponse(uc.Resp.Status, uc.Resp.Headers)
+		default:
+			would = t.retriableH2Response(resp)
+		}
+		if would && (rp != nil && !rp.replayable() || t.remaining(time.Now(), s.timeout) < 0) {
+			// The body outgrew the buffer limit, or the route timeout
+			// passed: Envoy gives up its retry state.
+			would = false
+			t.end()
+		}
+		if !s.again(would) {
+			var ok bool
+			switch {
+			case ue != upOK:
+				ok = d.fail(ue)
+			case uc != nil:
+				// The response started: only the route timeout left bounds
+				// its body.
+				now, left := time.Now(), time.Duration(0)
+				if s.timeout > 0 {
+					left = max(t.remaining(now, s.timeout), time.Nanosecond)
+				}
+				if dl, arm := uc.Deadline(now, left); arm {
+					_ = uc.SetReadDeadline(dl)
+				}
+				ok = d.relayH1(uc, sent)
+			default:
+				ok = d.relayH2(resp, sent)
+			}
+			if release != nil {
+				release()
+			}
+			if admitted {
+				pool.End()
+				pool.Done()
+			}
+			return ok
+		}
+		switch {
+		case uc != nil:
+			uc.Discard()
+		case resp != nil:
+			resp.Body.Close()
+		}
+		if release != nil {
+			release()
+		}
+		if admitted {
+			pool.End()
+			pool.Done()
+		}
+		if !t.backoff(d.ctx(), s) {
+			return d.fail(upTimeout) // the route timeout passed during the back-off
+		}
+		s.repick()
+		s.retryHeaders(time.Now())
+	}
+}
+
+// attemptTimeout bounds the wait for an attempt's response head sent at
+// sent: the per-try timeout, at most the route timeout left (0: none).
+func (s *stream) attemptTimeout(sent time.Time) time.Duration {
+	left := s.tries.remaining(sent, s.timeout)
+	switch {
+	case left < 0:
+		return time.Nanosecond
+	case left == 0:
+		return s.tryTimeout
+	case s.tryTimeout > 0:
+		return min(s.tryTimeout, left)
+	}
+	return left
+}
+
+// attemptH1 sends one attempt over a pooled HTTP/1.1 connection and reads
+// its response head into uc.Resp. A reused connection the server closed
+// before answering is replaced once, as on the path without retries.
+func (s *stream) attemptH1(d downstream, pool *upstream.Pool, rp *replay, length int64, head bool) (*upstream.Conn, time.Time, upstreamErr) {
+	t := &s.tries
+	now := time.Now()
+	wait := t.remaining(now, s.timeout)
+	if wait < 0 {
+		return nil, now, upTimeout
+	}
+	uc, reused, err := pool.GetAt(d.ctx(), now, wait)
+	if err != nil {
+		return nil, now, s.connErr(err)
+	}
+	for {
+		var body io.Reader
+		if rp != nil {
+			v := rp.view()
+			if v == nil {
+				uc.Discard()
+				return nil, now, upReset
+			}
+			body = v
+		}
+		out, ue := s.sendH1(uc, d.h1Head(uc.Out[:0]), body, length, rp)
+		uc.Out = out[:0]
+		sent := time.Now()
+		t.start(sent, s.timeout)
+		if ue == upOK {
+			wait, idle := d.headWait(s.attemptTimeout(sent))
+			if ue = readHead(uc, head, sent, wait); ue == upTimeout && idle {
+				ue = upStreamIdle
+			}
+		}
+		if ue == upOK {
+			return uc, sent, upOK
+		}
+		uc.Discard()
+		if ue != upReset || !reused || rp != nil && !rp.replayable() || t.retriableErr(ue) {
+			return nil, sent, ue
+		}
+		// The pooled connection was closed by the server: send again on a
+		// fresh one, not counted as a retry (a policy that retries resets
+		// decides instead).
+		if uc, _, err = pool.Get(d.ctx(), t.remaining(time.Now(), s.timeout)); err != nil {
+			return nil, sent, s.connErr(err)
+		}
+		reused = false
+	}
+}
+
+// sendH1 writes the head in out and the body read from body (chunked when
+// length < 0) to uc, coalescing small writes. It returns the write buffer
+// for reuse.
+func (s *stream) sendH1(uc *upstream.Conn, out []byte, body io.Reader, length int64, rp *replay) ([]byte, upstreamErr) {
+	if body != nil {
+		bp := copyBufPool.Get().(*[]byte)
+		defer copyBufPool.Put(bp)
+		buf := *bp
+		for {
+			n, err := body.Read(buf)
+			if n > 0 {
+				if length < 0 {
+					out = http1.AppendChunk(out, buf[:n])
+				} else {
+					out = append(out, buf[:n]...)
+				}
+				if len(out) >= upstream.WriteBufferSize {
+					if _, werr := uc.Write(out); werr != nil {
+						return out, upReset
+					}
+					out = out[:0]
+				}
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return out, bodyErr(rp)
+			}
+		}
+		if length < 0 {
+			out = append(out, http1.LastChunk...)
+		}
+	}
+	if len(out) > 0 {
+		if _, err := uc.Write(out); err != nil {
+			return out, upReset
+		}
+	}
+	return out, upOK
+}
+
+// bodyErr classifies a failed read of the request body: a malformed
+// chunked body is the client's protocol error (400), anything else the
+// client going away or stalling.
+func bodyErr(rp *replay) upstreamErr {
+	switch err := rp.failed(); {
+	case errors.Is(err, http1.ErrBadChunk), errors.Is(err, http1.ErrChunkTooLarge), errors.Is(err, http1.ErrTrailerTooLong):
+		return upBadBody
+	}
+	return upDownstream
+}
+
+// attemptH2 sends one attempt to an HTTP/2 endpoint. release ends the
+// attempt's context once its response was relayed or dropped.
+func (s *stream) attemptH2(d downstream, pool *upstream.Pool, rp *replay, length int64) (*http.Response, func(), time.Time, upstreamErr) {
+	t := &s.tries
+	now := time.Now()
+	t.start(now, s.timeout)
+	ctx, cancel := d.ctx(), context.CancelFunc(func() {})
+	if !t.deadline.IsZero() {
+		if !now.Before(t.deadline) {
+			return nil, nil, now, upTimeout
+		}
+		ctx, cancel = context.WithDeadline(ctx, t.deadline)
+	}
+	ctx, started, rel := s.tryContext(ctx)
+	release := func() { rel(); cancel() }
+	var body io.Reader
+	if rp != nil {
+		v := rp.view()
+		if v == nil {
+			release()
+			return nil, nil, now, upReset
+		}
+		body = v
+	}
+	req := s.upstreamRequest(ctx, body, length)
+	req.Trailer = d.trailer()
+	resp, err := pool.H2().RoundTrip(req)
+	if !started() {
+		err = timedOut(resp, err)
+	}
+	if err != nil {
+		release()
+		if rp != nil && rp.failed() != nil {
+			return nil, nil, now, bodyErr(rp)
+		}
+		return nil, nil, now, s.classify(err)
+	}
+	return resp, release, now, upOK
+}
+
+// h1down is an HTTP/1.1 client's request served by forwardTries.
+type h1down struct {
+	hc   *h1conn
+	rp   *replay
+	keep bool
+	head bool
+}
+
+func (d *h1down) ctx() context.Context     { return context.Background() }
+func (d *h1down) h1Head(out []byte) []byte { return d.hc.encodeRequest(out) }
+func (d *h1down) trailer() http.Header     { return nil }
+func (d *h1down) bodyDone() bool           { return d.rp == nil || d.rp.complete() }
+
+// headWait is the HTTP/1.1 path's: Envoy's stream idle timer also runs
+// while the upstream is silent (see responseWait).
+func (d *h1down) headWait(timeout time.Duration) (time.Duration, bool) {
+	if idle := d.hc.h.cfg.StreamIdleTimeout; idle > 0 && (timeout <= 0 || idle < timeout) {
+		return idle, true
+	}
+	return timeout, false
+}
+
+func (d *h1down) fail(ue upstreamErr) bool {
+	if ue == upDownstream {
+		ue = d.hc.bodyFailed() // a stalled client is answered 408
+	}
+	keep := d.keep
+	if d.rp != nil && !d.rp.complete() {
+		// A body no attempt began to read may still be skipped whole.
+		keep = keep && d.rp.untouched() && d.hc.skipBody()
+	}
+	return d.hc.failUpstream(ue, keep)
+}
+
+func (d *h1down) relayH1(uc *upstream.Conn, sent time.Time) bool {
+	// The body is read under the route timeout left and the stream idle
+	// timeout (armResponseRead).
+	d.hc.respBy, d.hc.respArmed = d.hc.s.tries.deadline, false
+	recv := time.Now()
+	return d.hc.relayResponse(uc, d.keep && d.bodyDone(), d.head, recv.Sub(sent), recv, true)
+}
+
+func (d *h1down) relayH2(resp *http.Response, sent time.Time) bool {
+	return d.hc.relayH2(resp, d.keep && d.bodyDone(), d.head, sent)
+}
+
+// forwardTries serves the parsed HTTP/1.1 request through forwardTries.
+func (hc *h1conn) forwardTries(keep bool) bool {
+	s := hc.s
+	req := &hc.req
+	hc.r += req.HeadLen
+	d := &h1down{hc: hc, keep: keep, head: string(req.Method) == "HEAD"}
+	length := int64(0)
+	if req.Framing != http1.NoBody {
+		if req.Expect100 && hc.r == hc.w {
+			if _, err := hc.write(continue100); err != nil {
+				return false
+			}
+		}
+		// Reading the body may compact the read buffer the request head
+		// views, and a retry encodes the head again: give the head its own
+		// bytes first.
+		s.detachHead()
+		req.Method = s.rreq.Method
+		s.attemptRd = bodyReader{src: hc, framing: req.Framing, remaining: req.ContentLength}
+		d.rp = &s.replay
+		d.rp.reset(&s.attemptRd, s.h.replayLimit())
+		length = req.ContentLength
+		if req.Framing == http1.Chunked {
+			length = -1
+		}
+	}
+	return s.forwardTries(d, d.rp, length, d.head)
+}
+
+// detachHead copies the request line and header fields, which view the
+// connection's read buffer, into the stream's own buffer.
+func (s *stream) detachHead() {
+	r := &s.rreq
+	n := len(r.Method) + len(r.Path) + len(r.Authority)
+	for _, f := range *s.headers {
+		n += len(f.Name) + len(f.Value)
+	}
+	b := s.headBuf[:0]
+	if cap(b) < n {
+		b = make([]byte, 0, n)
+	}
+	own := func(v []byte) []byte {
+		b = append(b, v...)
+		return b[len(b)-len(v) : len(b) : len(b)]
+	}
+	r.Method, r.Path, r.Authority = own(r.Method), own(r.Path), own(r.Authority)
+	l := *s.headers
+	for i := range l {
+		l[i].Name, l[i].Value = own(l[i].Name), own(l[i].Value)
+	}
+	s.headBuf = b
+}
+
+// h2down is an HTTP/2 stream's request served by forwardTries.
+type h2down struct {
+	s *stream
+	w http.ResponseWriter
+	r *http.Request
+}
+
+func (d *h2down) ctx() context.Context { return d.r.Context() }
+func (d *h2down) h1Head(out []byte) []byte {
+	s := d.s
+	length := d.r.ContentLength
+	if d.r.Body == nil || d.r.Body == http.NoBody {
+		length = 0
+	}
+	return appendH1Head(out, s.rreq.Method, s.rreq.Path, s.rreq.Authority, *s.headers, length)
+}
+func (d *h2down) trailer() http.Header { return d.r.Trailer }
+
+// headWait: the HTTP/2 server does not enforce the stream idle timeout yet.
+func (d *h2down) headWait(timeout time.Duration) (time.Duration, bool) { return timeout, false }
+
+func (d *h2down) relayH1(uc *upstream.Conn, sent time.Time) bool {
+	d.s.relayH1ToH2(d.w, uc, sent)
+	return true
+}
+
+func (d *h2down) relayH2(resp *http.Response, sent time.Time) bool {
+	d.s.relayH2ToH2(d.w, resp, sent)
+	return true
+}
+
+func (d *h2down) fail(ue upstreamErr) bool {
+	if ue == upDownstream || ue == upBadBody {
+		d.s.bodyFailed(d.w, d.r)
+		return false
+	}
+	code, b := d.s.failBody(ue)
+	d.s.writeLocalH2(d.w, code, b, nil)
+	return true
+}
+
+// forwardTriesH2 serves an HTTP/2 stream through forwardTries.
+func (s *stream) forwardTriesH2(w http.ResponseWriter, r *http.Request) {
+	d := &h2down{s: s, w: w, r: r}
+	var rp *replay
+	length := int64(0)
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		rp = &s.replay
+		rp.reset(r.Body, s.h.replayLimit())
+		length = r.ContentLength
+	}
+	s.forwardTries(d, rp, length, string(s.rreq.Method) == "HEAD")
+}
