@@ -21,6 +21,11 @@ import (
 type strayBackend struct {
 	addr  string
 	conns atomic.Int64
+	// strayed gets a value each time stray bytes were written on their
+	// own, after the response: a test waits for it so its next request
+	// does not race the stray bytes (no proxy can tell which response bytes
+	// that arrive while a request is on its way belong to it).
+	strayed chan struct{}
 	mu    sync.Mutex
 	open  []net.Conn
 }
@@ -33,7 +38,7 @@ func startStrayBackend(t *testing.T) *strayBackend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &strayBackend{addr: ln.Addr().String()}
+	b := &strayBackend{addr: ln.Addr().String(), strayed: make(chan struct{}, 16)}
 	t.Cleanup(func() {
 		ln.Close()
 		b.mu.Lock()
@@ -84,16 +89,19 @@ func (b *strayBackend) serve(c net.Conn, id int64) {
 			_, _ = io.WriteString(c, resp)
 			time.Sleep(5 * time.Millisecond)
 			_, _ = io.WriteString(c, injected)
+			b.strayed <- struct{}{}
 		case strings.HasPrefix(path, "/idle"):
 			// While the connection sits idle in the proxy's pool.
 			_, _ = io.WriteString(c, resp)
 			time.Sleep(50 * time.Millisecond)
 			_, _ = io.WriteString(c, injected)
+			b.strayed <- struct{}{}
 		case strings.HasPrefix(path, "/byte"):
 			// A single stray byte while idle.
 			_, _ = io.WriteString(c, resp)
 			time.Sleep(50 * time.Millisecond)
 			_, _ = io.WriteString(c, "H")
+			b.strayed <- struct{}{}
 		default:
 			_, _ = io.WriteString(c, resp)
 		}
@@ -160,6 +168,13 @@ func TestUpstreamStrayBytesNeverReachAnotherRequest(t *testing.T) {
 			t.Run(cl.name+"/"+tc.name, func(t *testing.T) {
 				for round := 0; round < 3; round++ {
 					get(t, cl.first, tc.path)
+					if !strings.HasPrefix(tc.path, "/queued") {
+						select {
+						case <-be.strayed:
+						case <-time.After(10 * time.Second):
+							t.Fatal("the backend never wrote its stray bytes")
+						}
+					}
 					time.Sleep(tc.wait)
 					// The next requests, from the same client and another
 					// one, each get their own response.
