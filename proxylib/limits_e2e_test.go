@@ -444,7 +444,10 @@ func TestRequestTimeout(t *testing.T) {
 	be := startBackend(t, "echo", nil)
 	x := startXDS(t, "", nil)
 	addr := freeAddr(t)
-	const timeout = 600 * time.Millisecond
+	// The pauses inside a request are short next to the timeout, so a slow
+	// machine does not turn them into real timeouts; the pause between
+	// requests is longer than the timeout.
+	const timeout, pause = 1200 * time.Millisecond, 50 * time.Millisecond
 	x.set(httpListener(t, "l", addr, "rc", func(h *hcmv3.HttpConnectionManager) {
 		h.RequestTimeout = durationpb.New(timeout)
 		h.StreamIdleTimeout = durationpb.New(5 * time.Second)
@@ -462,13 +465,13 @@ func TestRequestTimeout(t *testing.T) {
 	t.Run("each request has its own time", func(t *testing.T) {
 		c, br := dialRaw(t, addr)
 		send(t, c, "POST /one HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\n")
-		time.Sleep(timeout / 3)
+		time.Sleep(pause)
 		send(t, c, "1")
 		expectEchoes(t, br, "POST /one 1")
 		time.Sleep(timeout + 100*time.Millisecond)
 		two := "POST /two HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\n2"
 		send(t, c, two[:10])
-		time.Sleep(timeout / 3)
+		time.Sleep(pause)
 		send(t, c, two[10:])
 		expectEchoes(t, br, "POST /two 2")
 	})
