@@ -240,13 +240,15 @@ func TestRequestHeadersTimeout(t *testing.T) {
 			c, br := dial[name](t)
 			send(t, c, "GET /first HTTP/1.1\r\nHost: h\r\n\r\n")
 			expectEchoes(t, br, "GET /first ")
-			// Idle longer than the header timeout, then a head that takes
-			// most of it: the connection's age does not count.
-			time.Sleep(headerTimeout)
+			// Idle longer than the header timeout, then a head in parts:
+			// the connection's age does not count. The pauses are short
+			// next to the timeout so a slow machine cannot stretch them
+			// into a real one.
+			time.Sleep(headerTimeout + 100*time.Millisecond)
 			second := "GET /second HTTP/1.1\r\nHost: h\r\n\r\n"
 			for _, part := range []string{second[:5], second[5:20], second[20:]} {
 				send(t, c, part)
-				time.Sleep(headerTimeout / 4)
+				time.Sleep(50 * time.Millisecond)
 			}
 			expectEchoes(t, br, "GET /second ")
 		})
