@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/proxylib/http1"
-	"github.com/nodemesh/nodemesh/proxylib/sockio"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
 
@@ -361,7 +360,7 @@ func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime 
 			uc.Discard()
 			return false
 		}
-		hc.splice(uc)
+		hc.tunnel(uc)
 		return false
 	}
 
@@ -489,43 +488,6 @@ func (hc *h1conn) relayUntilClose(uc *upstream.Conn, out []byte) ([]byte, bool) 
 			return out, false
 		}
 	}
-}
-
-// splice copies bytes both ways after a successful upgrade until either
-// side closes.
-func (hc *h1conn) splice(uc *upstream.Conn) {
-	defer uc.Discard()
-	if uc.R < uc.W {
-		if _, err := hc.write(uc.Buf[uc.R:uc.W]); err != nil {
-			return
-		}
-	}
-	if hc.r < hc.w {
-		if _, err := uc.Write(hc.buf[hc.r:hc.w]); err != nil {
-			return
-		}
-		hc.r = hc.w
-	}
-	// An upgraded connection is a byte stream without deadlines (see the
-	// package comment).
-	_ = hc.c.SetReadDeadline(time.Time{})
-	_ = hc.c.SetWriteDeadline(time.Time{})
-	_ = uc.SetReadDeadline(time.Time{})
-	done := make(chan struct{}, 2)
-	// The sockets themselves, so io.Copy can use splice(2).
-	down, up := sockio.Unwrap(hc.c), sockio.Unwrap(uc.Conn)
-	go func() {
-		_, _ = io.Copy(up, down)
-		if tc, ok := up.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-		done <- struct{}{}
-	}()
-	_, _ = io.Copy(down, up)
-	if tc, ok := down.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
-	}
-	<-done
 }
 
 // flag is the response flag of an upstream failure.

@@ -51,6 +51,8 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	if len(h.logs) > 0 {
 		defer func() { s.logHTTP(r.Method, string(s.rreq.Path), "HTTP/2") }()
 	}
+	ctx := s.h2t.begin(w, r, h.cfg.StreamIdleTimeout, h.cfg.RequestTimeout)
+	defer s.h2t.finish()
 	if r.Method == "CONNECT" {
 		// The guard passed a well-formed CONNECT; tunnels are not
 		// enabled, so it is refused as an HTTP/1.1 upgrade would be.
@@ -98,14 +100,20 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	pool.Begin()
 	defer pool.End()
 	if pool.HTTP2 {
-		s.h2ToH2(w, r)
+		s.h2ToH2(ctx, w, r)
 	} else {
-		s.h2ToH1(w, r)
+		s.h2ToH1(ctx, w, r)
 	}
 }
 
-// writeLocalH2 sends a local reply on an HTTP/2 stream.
+// writeLocalH2 sends a local reply on an HTTP/2 stream. A stream that
+// timed out gets the timeout's reply instead: whatever failed, failed
+// because the timer interrupted it.
 func (s *stream) writeLocalH2(w http.ResponseWriter, code int, body, loc []byte) {
+	if why := s.h2t.local(); why != expNone {
+		code, body = s.timeoutReply(why)
+		loc = nil
+	}
 	code, body = s.mapLocal(code, body)
 	s.respCode = code
 	l := s.localHeaders(code, body, loc, time.Now())
@@ -118,7 +126,15 @@ func (s *stream) writeLocalH2(w http.ResponseWriter, code int, body, loc []byte)
 		return
 	}
 	w.WriteHeader(code)
-	if string(s.rreq.Method) != "HEAD" {
+	if string(s.rreq.Method) != "HEAD" && len(body) > 0 {
+		// The server sends the body after the handler returned, when the
+		// client's window allows: the stream idle timeout bounds that
+		// wait as the stream timer bounds those of forwarded bodies.
+		if idle := s.h.cfg.StreamIdleTimeout; idle > 0 {
+			if wd, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok {
+				_ = wd.SetWriteDeadline(time.Now().Add(idle))
+			}
+		}
 		_, _ = w.Write(body)
 	}
 }
@@ -233,8 +249,7 @@ func responseList(hdr http.Header, dst header.List) header.List {
 	return dst
 }
 
-func (s *stream) h2ToH2(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+func (s *stream) h2ToH2(ctx context.Context, w http.ResponseWriter, r *http.Request) {
 	if s.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.timeout)
@@ -243,7 +258,7 @@ func (s *stream) h2ToH2(w http.ResponseWriter, r *http.Request) {
 	var body io.Reader
 	var rb *h2Body
 	if r.Body != nil && r.Body != http.NoBody {
-		rb = &h2Body{r: r.Body}
+		rb = &h2Body{r: r.Body, t: &s.h2t}
 		body = rb
 	}
 	ctx, started, release := s.tryContext(ctx)
@@ -271,6 +286,10 @@ func (s *stream) h2ToH2(w http.ResponseWriter, r *http.Request) {
 // closes its body.
 func (s *stream) relayH2ToH2(w http.ResponseWriter, resp *http.Response, sent time.Time) {
 	defer resp.Body.Close()
+	if !s.h2t.respond() {
+		s.writeLocalH2(w, 0, nil, nil) // the stream timed out meanwhile
+		return
+	}
 	s.respCode = resp.StatusCode
 	l := responseList(resp.Header, s.respFields[:0])
 	l.Del("content-length")
@@ -283,7 +302,7 @@ func (s *stream) relayH2ToH2(w http.ResponseWriter, resp *http.Response, sent ti
 		hdr.Set("content-length", strconv.FormatInt(resp.ContentLength, 10))
 	}
 	w.WriteHeader(resp.StatusCode)
-	if !copyFlush(w, resp.Body) {
+	if !copyFlush(w, resp.Body, &s.h2t) {
 		panic(http.ErrAbortHandler)
 	}
 	for k, vs := range resp.Trailer {
@@ -298,7 +317,8 @@ func (s *stream) relayH2ToH2(w http.ResponseWriter, resp *http.Response, sent ti
 // there the body itself was malformed — its DATA fell short of its
 // content-length (the server resets a stream whose DATA exceeds it) — and
 // the answer is 400 (RFC 9113 §8.1.1 allows a response to a malformed
-// request); otherwise the stream is reset.
+// request); otherwise the stream is reset. (A body the stream timer cut
+// off gets the timeout's reply, from writeLocalH2.)
 func (s *stream) bodyFailed(w http.ResponseWriter, r *http.Request) {
 	if r.Context().Err() != nil {
 		panic(http.ErrAbortHandler)
@@ -307,23 +327,31 @@ func (s *stream) bodyFailed(w http.ResponseWriter, r *http.Request) {
 }
 
 // h2Body reads a downstream HTTP/2 request body for the upstream client
-// (on the client's goroutine) and remembers whether it failed.
+// (on the client's goroutine), notes its progress on the stream timer and
+// remembers whether it failed.
 type h2Body struct {
 	r      io.Reader
+	t      *h2Timer
 	failed atomic.Bool
 }
 
 func (b *h2Body) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
-	if err != nil && err != io.EOF {
+	switch {
+	case err == io.EOF:
+		b.t.requestDone()
+	case err != nil:
 		b.failed.Store(true)
+	case n > 0:
+		b.t.touch()
 	}
 	return n, err
 }
 
 // copyFlush copies src to an HTTP/2 response, flushing every read so
-// streaming (gRPC) bodies are not held back. It reports success.
-func copyFlush(w http.ResponseWriter, src io.Reader) bool {
+// streaming (gRPC) bodies are not held back, and notes each write on the
+// stream timer t. It reports success.
+func copyFlush(w http.ResponseWriter, src io.Reader, t *h2Timer) bool {
 	bp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bp)
 	buf := *bp
@@ -337,6 +365,7 @@ func copyFlush(w http.ResponseWriter, src io.Reader) bool {
 			if fl != nil {
 				fl.Flush()
 			}
+			t.touch()
 		}
 		if err == io.EOF {
 			return true
@@ -348,15 +377,22 @@ func copyFlush(w http.ResponseWriter, src io.Reader) bool {
 }
 
 // h2ToH1 forwards an HTTP/2 stream over a pooled HTTP/1.1 connection.
-func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
+func (s *stream) h2ToH1(ctx context.Context, w http.ResponseWriter, r *http.Request) {
 	pool := s.host.Pool
-	uc, _, err := pool.Get(r.Context(), s.timeout)
+	uc, _, err := pool.Get(ctx, s.timeout)
 	if err != nil {
 		code, b := s.failBody(s.connErr(err))
 		s.writeLocalH2(w, code, b, nil)
 		return
 	}
-	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+	if !s.h2t.attach(uc) {
+		uc.Discard()
+		s.writeLocalH2(w, 0, nil, nil)
+		return
+	}
+	// A request with "content-length: 0" may still be open: its body is
+	// read (to its END_STREAM) so the stream timer knows when it ended.
+	hasBody := r.Body != nil && r.Body != http.NoBody && (r.ContentLength != 0 || !s.h2t.reqDone.Load())
 	chunked := hasBody && r.ContentLength < 0
 	length := int64(0)
 	if hasBody {
@@ -374,6 +410,7 @@ func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 		for ok {
 			n, rerr := r.Body.Read(buf)
 			if n > 0 {
+				s.h2t.touch()
 				chunk := buf[:n]
 				if chunked {
 					out = http1.AppendChunk(out[:0], chunk)
@@ -384,9 +421,11 @@ func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 			if rerr == io.EOF {
+				s.h2t.requestDone()
 				break
 			}
 			if rerr != nil {
+				s.h2t.detach()
 				uc.Discard()
 				copyBufPool.Put(bp)
 				s.bodyFailed(w, r)
@@ -414,7 +453,11 @@ func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	uc.Out = out[:0]
+	if ue == upOK && !s.h2t.respond() {
+		ue = upTimeout // the stream timed out meanwhile: writeLocalH2 says so
+	}
 	if ue != upOK {
+		s.h2t.detach()
 		uc.Discard()
 		code, b := s.failBody(ue)
 		s.writeLocalH2(w, code, b, nil)
@@ -444,11 +487,12 @@ func (s *stream) relayH1ToH2(w http.ResponseWriter, uc *upstream.Conn, sent time
 	reusable := !resp.Close && framing != http1.UntilClose
 	w.WriteHeader(status)
 	body := &bodyReader{src: upSource{uc}, framing: framing, remaining: resp.ContentLength}
-	if !copyFlush(w, body) {
+	if !copyFlush(w, body, &s.h2t) {
+		s.h2t.detach()
 		uc.Discard()
 		panic(http.ErrAbortHandler)
 	}
-	if reusable && body.complete() && uc.R == uc.W {
+	if s.h2t.detach() && reusable && body.complete() && uc.R == uc.W {
 		uc.Pool().Put(uc)
 	} else {
 		uc.Discard()

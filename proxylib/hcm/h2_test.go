@@ -150,7 +150,7 @@ func BenchmarkH2Guard1000Requests(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		g := newH2Guard(nil, bytes.NewReader(raw), 100, 60<<10, true).(*h2guard)
+		g := newH2Guard(nil, bytes.NewReader(raw), 100, 60<<10, true, h2Timeouts{}).(*h2guard)
 		for {
 			if _, err := g.Read(buf); err != nil {
 				break

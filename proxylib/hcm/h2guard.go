@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -74,13 +75,22 @@ var guardBufPool = sync.Pool{New: func() any {
 // the HPACK table size, where the smallest is kept, which is always safe
 // for the server's encoder).
 //
+// It bounds the time of every header block and of every write to the
+// client (h2deadline.go).
+//
 // Everything else passes through untouched, DATA payloads without a copy.
 // The guard holds one frame at a time in a pooled buffer; it allocates a
 // decoder per connection and, per request, only what the decoder emits.
 // Read is called by the server's single frame-reading goroutine.
 type h2guard struct {
 	net.Conn
-	r io.Reader // the connection, or the sniffed prefix and then it
+	r   io.Reader   // the connection, or the sniffed prefix and then it
+	src guardReader // r under the header block deadline
+
+	to      h2Timeouts
+	blockBy time.Time // when the open header block must be complete
+	rdArmed time.Time // the read deadline armed on the connection
+	wdl     lazyDeadline
 
 	streamErrors bool
 	dec          *hpack.Decoder
@@ -112,8 +122,9 @@ func (g h2guardTLS) ConnectionState() tls.ConnectionState { return g.tc.Connecti
 
 // newH2Guard wraps c; r yields the connection's bytes from its start (the
 // client preface included).
-func newH2Guard(c net.Conn, r io.Reader, maxFields int, maxListSize uint32, streamErrors bool) net.Conn {
-	g := &h2guard{Conn: c, r: r, streamErrors: streamErrors, maxFields: maxFields, preface: len(http2.ClientPreface)}
+func newH2Guard(c net.Conn, r io.Reader, maxFields int, maxListSize uint32, streamErrors bool, to h2Timeouts) net.Conn {
+	g := &h2guard{Conn: c, r: r, to: to, streamErrors: streamErrors, maxFields: maxFields, preface: len(http2.ClientPreface)}
+	g.src = guardReader{g}
 	g.dec = hpack.NewDecoder(h2HeaderTableSize, func(f hpack.HeaderField) { g.chk.field(f.Name, f.Value) })
 	// The server bounds strings the same way; a longer one is a
 	// COMPRESSION_ERROR for both decoders.
@@ -138,7 +149,7 @@ func (g *h2guard) Read(p []byte) (int, error) {
 			// The server is closing the connection; nothing more
 			// reaches it. Wait for the close.
 			var scratch [256]byte
-			if _, err := g.r.Read(scratch[:]); err != nil {
+			if _, err := g.read(scratch[:]); err != nil {
 				return 0, err
 			}
 		case g.preface > 0 || g.remain > 0:
@@ -149,7 +160,7 @@ func (g *h2guard) Read(p []byte) (int, error) {
 			if uint32(len(p)) > want {
 				p = p[:want]
 			}
-			n, err := g.r.Read(p)
+			n, err := g.read(p)
 			if g.preface > 0 {
 				g.preface -= n
 			} else {
@@ -166,7 +177,7 @@ func (g *h2guard) Read(p []byte) (int, error) {
 
 // next reads one frame header and decides how the frame goes on.
 func (g *h2guard) next() error {
-	if _, err := io.ReadFull(g.r, g.hdr[:]); err != nil {
+	if _, err := io.ReadFull(g.src, g.hdr[:]); err != nil {
 		return err
 	}
 	length := uint32(g.hdr[0])<<16 | uint32(g.hdr[1])<<8 | uint32(g.hdr[2])
@@ -183,7 +194,18 @@ func (g *h2guard) next() error {
 		g.passHeader(length)
 		g.stopped = true
 	case typ == frameHeaders && stream != 0, typ == frameContinuation:
-		return g.headerFrame(length, typ, flags, stream)
+		if typ == frameHeaders {
+			if stream > g.maxStream {
+				g.startBlock(g.to.block)
+			} else {
+				g.startBlock(g.to.trailers)
+			}
+		}
+		err := g.headerFrame(length, typ, flags, stream)
+		if !g.block {
+			g.endBlock()
+		}
+		return err
 	case typ == frameSettings && stream == 0 && flags&flagAck == 0 && length%6 == 0:
 		return g.settingsFrame(length)
 	default:
@@ -204,7 +226,7 @@ func (g *h2guard) hold(length uint32) ([]byte, error) {
 	}
 	b := append((*g.buf)[:0], g.hdr[:]...)
 	b = b[:9+int(length)]
-	if _, err := io.ReadFull(g.r, b[9:]); err != nil {
+	if _, err := io.ReadFull(g.src, b[9:]); err != nil {
 		return nil, err
 	}
 	return b, nil

@@ -228,7 +228,7 @@ func (h *Handler) serveH2(c net.Conn, pre []byte, info listener.ConnInfo) {
 	if len(pre) > 0 {
 		r = &prefixConn{Conn: c, pre: pre}
 	}
-	nc := newH2Guard(c, r, h.maxHeaders(), uint32(h.maxHeaderBytes()), h2Options(h.cfg).StreamErrorOnInvalidMessage)
+	nc := newH2Guard(c, r, h.maxHeaders(), uint32(h.maxHeaderBytes()), h2Options(h.cfg).StreamErrorOnInvalidMessage, newH2Timeouts(h.cfg))
 	ctx := context.WithValue(context.Background(), connInfoKey{}, info)
 	h.h2.ServeConn(nc, &http2.ServeConnOpts{Context: ctx, BaseConfig: h.hs, Handler: http.HandlerFunc(h.serveHTTP2)})
 }

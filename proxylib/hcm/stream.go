@@ -97,6 +97,9 @@ type stream struct {
 	grpcMsgBuf []byte
 
 	respFields header.List
+
+	// h2t is the stream timer of an HTTP/2 stream (h2timer.go).
+	h2t h2Timer
 }
 
 func newStream(h *Handler) *stream {
