@@ -517,3 +517,61 @@ func TestH2IdleStreamsBounded(t *testing.T) {
 	h.awaitClose(connIdle + 3*time.Second)
 	tookAbout(t, "idle connection closed", start, connIdle)
 }
+
+// TestH2ConnectionIdleTimeout checks common_http_protocol_options.idle_timeout
+// on HTTP/2 connections: it counts only while no stream is open, so a busy
+// connection (one request after another, or one long stream) outlives it
+// many times over, also when it was recognised by its prior-knowledge
+// preface (the protocol sniffer's read deadline used to stay on it); a
+// connection without streams gets GOAWAY (NO_ERROR) and is closed.
+func TestH2ConnectionIdleTimeout(t *testing.T) {
+	const connIdle = 500 * time.Millisecond
+	addr, _ := stallProxy(t, func(h *hcmv3.HttpConnectionManager) {
+		h.StreamIdleTimeout = durationpb.New(5 * time.Second)
+		h.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{IdleTimeout: durationpb.New(connIdle)}
+	}, nil)
+	t.Run("one request after another", func(t *testing.T) {
+		h := dialH2(t, addr, nil)
+		for id := uint32(1); id < 30; id += 2 {
+			time.Sleep(connIdle / 4)
+			h.headers(id, true, hostFields("GET", "h1.example", "/ok")...)
+			if r := h.await(id); r.status != "200" || r.body != "ok" {
+				t.Fatalf("stream %d: %v", id, r)
+			}
+		}
+	})
+	t.Run("one long stream", func(t *testing.T) {
+		h := dialH2(t, addr, nil)
+		h.headers(1, false, hostFields("POST", "h2.example", "/ok")...)
+		for i := 0; i < 12; i++ {
+			time.Sleep(connIdle / 4)
+			h.data(1, false, "x")
+		}
+		h.data(1, true, "")
+		if r := h.await(1); r.status != "200" || r.body != "ok" {
+			t.Fatalf("stream 1: %v", r)
+		}
+	})
+	t.Run("idle connection goes away", func(t *testing.T) {
+		h := dialH2(t, addr, nil)
+		h.headers(1, true, hostFields("GET", "h1.example", "/ok")...)
+		if r := h.await(1); r.status != "200" {
+			t.Fatalf("stream 1: %v", r)
+		}
+		start := time.Now()
+		for {
+			f, err := h.fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("before GOAWAY: %v", err)
+			}
+			if g, ok := f.(*http2.GoAwayFrame); ok {
+				if g.ErrCode != http2.ErrCodeNo || g.LastStreamID != 1 {
+					t.Fatalf("GOAWAY %v, last stream %d", g.ErrCode, g.LastStreamID)
+				}
+				break
+			}
+		}
+		tookAbout(t, "GOAWAY", start, connIdle)
+		h.awaitClose(3 * time.Second)
+	})
+}

@@ -260,6 +260,7 @@ func (s *stream) h2ToH2(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if r.Body != nil && r.Body != http.NoBody {
 		rb = &h2Body{r: r.Body, t: &s.h2t}
 		body = rb
+		defer rb.detach()
 	}
 	ctx, started, release := s.tryContext(ctx)
 	defer release()
@@ -328,24 +329,38 @@ func (s *stream) bodyFailed(w http.ResponseWriter, r *http.Request) {
 
 // h2Body reads a downstream HTTP/2 request body for the upstream client
 // (on the client's goroutine), notes its progress on the stream timer and
-// remembers whether it failed.
+// remembers whether it failed. The client may read on after the handler
+// returned and its stream (with the timer) was reused: detach ends the
+// notes first.
 type h2Body struct {
 	r      io.Reader
-	t      *h2Timer
 	failed atomic.Bool
+	mu     sync.Mutex
+	t      *h2Timer
 }
 
 func (b *h2Body) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
-	switch {
-	case err == io.EOF:
-		b.t.requestDone()
-	case err != nil:
+	if err != nil && err != io.EOF {
 		b.failed.Store(true)
-	case n > 0:
-		b.t.touch()
 	}
+	b.mu.Lock()
+	if b.t != nil {
+		switch {
+		case err == io.EOF:
+			b.t.requestDone()
+		case n > 0:
+			b.t.touch()
+		}
+	}
+	b.mu.Unlock()
 	return n, err
+}
+
+func (b *h2Body) detach() {
+	b.mu.Lock()
+	b.t = nil
+	b.mu.Unlock()
 }
 
 // copyFlush copies src to an HTTP/2 response, flushing every read so
