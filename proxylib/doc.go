@@ -218,7 +218,11 @@
 //     complete request gets 504 "stream timeout" (response flag SI); once
 //     the response started the connection is closed. A route timeout shorter than it wins (504
 //     "upstream request timeout"), and it bounds a route without a timeout.
-//     Upgraded (WebSocket) connections are byte streams without deadlines.
+//     An upgraded (WebSocket) connection with no byte in either direction
+//     for that long is closed on both sides (response flag SI), and so is
+//     one whose write to either side makes no progress for that long while
+//     the other direction is quiet (over TLS, where a timed-out write
+//     cannot resume, even while it is not).
 //   - max_request_headers_kb bounds the request head as received (request
 //     line, header lines and line ends, so a few bytes per line before
 //     Envoy, which counts names and values);
@@ -242,9 +246,40 @@
 //     max_request_bytes). What an HTTP/2 client may send ahead is bounded,
 //     as in Envoy, by the http2_protocol_options windows.
 //
-// On HTTP/2 connections the idle timeout and the head limits apply (see
-// http2_protocol_options above); request_headers_timeout, request_timeout
-// and stream_idle_timeout are not enforced on HTTP/2 streams yet.
+// On HTTP/2 connections the head limits apply (see http2_protocol_options
+// above) and the timeouts apply per stream, with Envoy's answers:
+//   - idle_timeout runs only while the connection has no open stream:
+//     then GOAWAY (NO_ERROR), and the connection closes 1 s later.
+//   - request_timeout, from the stream's start (the end of its header
+//     block, which is bounded as below) until its END_STREAM was read or
+//     its response started: 408 "request timeout".
+//   - stream_idle_timeout, from the stream's last activity (request body
+//     bytes read, response bytes written to the client, in either
+//     direction; a body trickled within it keeps the stream alive): with
+//     no response started, 408 "stream timeout" while the request is
+//     incomplete, 504 "stream timeout" once it is complete (flag SI in both
+//     cases); once the response started, or for a response (a local reply
+//     too) the client grants no flow-control window for, RST_STREAM
+//     (INTERNAL_ERROR, the code the server library resets a stream with).
+//     The upstream exchange is abandoned in every case. A reply sent
+//     before the request ended is followed by RST_STREAM NO_ERROR, as RFC
+//     9113 §8.1 asks.
+//   - A header block (HEADERS and CONTINUATION frames, or one frame
+//     trickled byte by byte) must be complete within the earliest of
+//     request_headers_timeout, request_timeout and stream_idle_timeout
+//     from its first byte (a trailers block: the earliest of the last
+//     two). Nothing else moves on a connection while a block is open, and
+//     the block cannot be abandoned without losing the connection's HPACK
+//     state, so the connection is closed where Envoy answers the stream
+//     408 "request header timeout".
+//   - A client that reads nothing while the proxy has frames for it is
+//     disconnected after stream_idle_timeout.
+//
+// So a client holds at most max_concurrent_streams streams per
+// connection, each for at most stream_idle_timeout without activity (and
+// request_timeout before its request ended), and a connection without
+// streams for idle_timeout.
+//
 // # Retries
 //
 // RouteAction.retry_policy: retry_on (comma-separated, Envoy's names): 5xx

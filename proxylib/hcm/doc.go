@@ -57,7 +57,11 @@
 //     requests whose client stalls get 408 ("request header timeout",
 //     "request timeout", "stream timeout") and a close; a silent upstream
 //     504 "stream timeout" (h1_limits.go; the proxylib package comment
-//     lists every limit and timeout).
+//     lists every limit and timeout). HTTP/2 streams get the same answers
+//     per stream, or RST_STREAM once their response started (h2timer.go);
+//     a stalled header block, or a client that reads nothing, ends its
+//     connection (h2deadline.go). An upgraded connection closes when no
+//     byte moved either way for the stream idle timeout (tunnel.go).
 //   - HTTP/1.0 requests get 426 (accept_http_10 is false by default);
 //     "Expect: 100-continue" is answered by the proxy and not forwarded
 //     (proxy_100_continue false). HTTP/1.1 trailers are not forwarded
@@ -100,9 +104,11 @@
 // resets the stream before the excess is forwarded; less ends the body
 // with an error, the upstream connection is discarded with the request
 // incomplete and the client gets 400. The guard also merges SETTINGS frames
-// that repeat a parameter (the server would hang up on them). Its cost is a
-// second HPACK decode of each header block and one copy of each HEADERS,
-// CONTINUATION and SETTINGS frame (DATA passes without a copy); decisions
+// that repeat a parameter (the server would hang up on them), and it
+// bounds the time of every header block and every write to the client,
+// which the server does not. Its cost is a second HPACK decode of each
+// header block and one copy of each HEADERS, CONTINUATION and SETTINGS
+// frame (DATA passes without a copy); decisions
 // and the reasons for 16 KiB frames and the windows are in h2guard.go and
 // package resource.
 //
@@ -151,4 +157,14 @@
 // read so far end, or whose first response read found a FIN (or bytes)
 // queued behind a complete response, is not pooled; this holds for
 // HTTP/1.1 and HTTP/2 clients alike.
+//
+// Timers of HTTP/2 streams and upgraded connections: one runtime timer
+// per stream, armed when its handler starts and re-armed only when it
+// fires, since activity is an atomic store of a clock reading; the guard
+// arms its read deadline only to move it earlier (a deadline that fires
+// early is re-armed or cleared, and the read resumes) and its write
+// deadline lazily, so back-to-back requests touch no runtime timer beyond
+// their stream's. Upgraded connections are copied through the buffers
+// their connections already hold, not spliced: the idle timeout needs to
+// see each byte move (a kernel splice reports nothing until it ends).
 package hcm
