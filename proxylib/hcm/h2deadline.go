@@ -14,8 +14,8 @@ import (
 // request_headers_timeout, request_timeout and stream_idle_timeout, all of
 // which run from the stream's start in Envoy, and none of which a
 // CONTINUATION frame resets. A trailers block gets the earliest of the
-// last two. Golang.org/x/net/http2 bounds neither the time nor (past the
-// header list size) the frames of a block, and while a block is open the
+// last two. The server bounds a block's size (the header list size), not
+// its time, and while a block is open the
 // connection carries nothing else from the client (RFC 9113 §6.10): a
 // stalled block stalls every stream. Envoy answers such a stream 408
 // "request header timeout" and keeps decoding the block; here the server
