@@ -15,6 +15,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
@@ -56,7 +57,9 @@ func stallHandler(aborted chan struct{}) http.Handler {
 
 // stallProxy runs a proxy whose connection manager has mod applied. The
 // virtual host h1.example routes to stallingBackend (HTTP/1.1), h2.example
-// to stallHandler (h2c); their abort channels are returned by host. With
+// to stallHandler (h2c); their abort channels are returned by host.
+// h1-retry.example and h2-retry.example route to the same backends with a
+// retry policy (the router's other request path). With
 // tlsConf non-nil the listener terminates TLS (ALPN h2) and tlsConf is
 // filled in for the client.
 func stallProxy(t *testing.T, mod func(*hcmv3.HttpConnectionManager), tlsConf *tls.Config) (string, map[string]<-chan struct{}) {
@@ -66,8 +69,14 @@ func stallProxy(t *testing.T, mod func(*hcmv3.HttpConnectionManager), tlsConf *t
 	h2 := startBackend(t, "h2", h2c.NewHandler(stallHandler(h2Aborted), &http2.Server{}))
 	x := startXDS(t, "", nil)
 	addr := freeAddr(t)
+	retry := func(cluster string) *routev3.Route {
+		return &routev3.Route{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+				RetryPolicy: &routev3.RetryPolicy{RetryOn: "5xx,reset", NumRetries: wrapperspb.UInt32(2)}}}}
+	}
 	res := []proto.Message{
-		routeConfig("rc", vh("h1", "h1.example", prefixRoute("/", "h1")), vh("h2", "h2.example", prefixRoute("/", "h2"))),
+		routeConfig("rc", vh("h1", "h1.example", prefixRoute("/", "h1")), vh("h2", "h2.example", prefixRoute("/", "h2")),
+			vh("h1r", "h1-retry.example", retry("h1")), vh("h2r", "h2-retry.example", retry("h2"))),
 		edsCluster(t, "h1", false, nil), cla("h1", h1), edsCluster(t, "h2", true, nil), cla("h2", h2.addr)}
 	var l *listenerv3.Listener
 	if tlsConf != nil {
@@ -230,7 +239,7 @@ func TestH2StreamIdleTimeout(t *testing.T) {
 		h.StreamIdleTimeout = durationpb.New(idle)
 	}, nil)
 
-	for _, host := range []string{"h1.example", "h2.example"} {
+	for _, host := range []string{"h1.example", "h2.example", "h1-retry.example", "h2-retry.example"} {
 		t.Run(host, func(t *testing.T) {
 			t.Run("request never ends", func(t *testing.T) {
 				h := dialH2(t, addr, nil)
@@ -357,7 +366,7 @@ func TestH2RequestTimeout(t *testing.T) {
 		h.RequestTimeout = durationpb.New(timeout)
 		h.StreamIdleTimeout = durationpb.New(5 * time.Second)
 	}, nil)
-	for _, host := range []string{"h1.example", "h2.example"} {
+	for _, host := range []string{"h1.example", "h2.example", "h1-retry.example", "h2-retry.example"} {
 		t.Run(host+": trickled body cut off", func(t *testing.T) {
 			h := dialH2(t, addr, nil)
 			start := time.Now()

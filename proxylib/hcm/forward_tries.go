@@ -29,6 +29,10 @@ type downstream interface {
 	// timeout (0: none); idle reports that the client's stream idle
 	// timeout is the shorter bound.
 	headWait(timeout time.Duration) (d time.Duration, idle bool)
+	// watch hands an attempt's connection to the client's stream timer,
+	// which interrupts its waits when the stream times out (HTTP/2,
+	// h2timer.go); false: the stream timed out already.
+	watch(uc *upstream.Conn) bool
 	// relayH1 relays the response head parsed in uc.Resp and its body;
 	// relayH2 an HTTP/2 upstream response. They report whether the
 	// client connection may serve another request.
@@ -84,6 +88,9 @@ func (s *stream) forwardTries(d downstream, rp *replay, length int64, head bool)
 			would = t.retriableResponse(uc.Resp.Status, uc.Resp.Headers)
 		default:
 			would = t.retriableH2Response(resp)
+		}
+		if d.ctx().Err() != nil {
+			would = false // the client went away, or its stream timed out
 		}
 		if would && (rp != nil && !rp.replayable() || t.remaining(time.Now(), s.timeout) < 0) {
 			// The body outgrew the buffer limit, or the route timeout
@@ -170,6 +177,10 @@ func (s *stream) attemptH1(d downstream, pool *upstream.Pool, rp *replay, length
 		return nil, now, s.connErr(err)
 	}
 	for {
+		if !d.watch(uc) {
+			uc.Discard()
+			return nil, now, upDownstream
+		}
 		var body io.Reader
 		if rp != nil {
 			v := rp.view()
@@ -307,10 +318,11 @@ type h1down struct {
 	head bool
 }
 
-func (d *h1down) ctx() context.Context     { return context.Background() }
-func (d *h1down) h1Head(out []byte) []byte { return d.hc.encodeRequest(out) }
-func (d *h1down) trailer() http.Header     { return nil }
-func (d *h1down) bodyDone() bool           { return d.rp == nil || d.rp.complete() }
+func (d *h1down) ctx() context.Context      { return context.Background() }
+func (d *h1down) h1Head(out []byte) []byte  { return d.hc.encodeRequest(out) }
+func (d *h1down) trailer() http.Header      { return nil }
+func (d *h1down) bodyDone() bool            { return d.rp == nil || d.rp.complete() }
+func (d *h1down) watch(*upstream.Conn) bool { return true }
 
 // headWait is the HTTP/1.1 path's: Envoy's stream idle timer also runs
 // while the upstream is silent (see responseWait).
@@ -398,14 +410,17 @@ func (s *stream) detachHead() {
 	s.headBuf = b
 }
 
-// h2down is an HTTP/2 stream's request served by forwardTries.
+// h2down is an HTTP/2 stream's request served by forwardTries. c is the
+// stream timer's context (h2timer.go).
 type h2down struct {
 	s *stream
 	w http.ResponseWriter
 	r *http.Request
+	c context.Context
 }
 
-func (d *h2down) ctx() context.Context { return d.r.Context() }
+func (d *h2down) ctx() context.Context         { return d.c }
+func (d *h2down) watch(uc *upstream.Conn) bool { return d.s.h2t.attach(uc) }
 func (d *h2down) h1Head(out []byte) []byte {
 	s := d.s
 	length := d.r.ContentLength
@@ -416,7 +431,7 @@ func (d *h2down) h1Head(out []byte) []byte {
 }
 func (d *h2down) trailer() http.Header { return d.r.Trailer }
 
-// headWait: the HTTP/2 server does not enforce the stream idle timeout yet.
+// headWait: the stream timer bounds an HTTP/2 stream's waits.
 func (d *h2down) headWait(timeout time.Duration) (time.Duration, bool) { return timeout, false }
 
 func (d *h2down) relayH1(uc *upstream.Conn, sent time.Time) bool {
@@ -439,14 +454,19 @@ func (d *h2down) fail(ue upstreamErr) bool {
 	return true
 }
 
-// forwardTriesH2 serves an HTTP/2 stream through forwardTries.
-func (s *stream) forwardTriesH2(w http.ResponseWriter, r *http.Request) {
-	d := &h2down{s: s, w: w, r: r}
+// forwardTriesH2 serves an HTTP/2 stream through forwardTries; ctx is its
+// stream timer's.
+func (s *stream) forwardTriesH2(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	d := &h2down{s: s, w: w, r: r, c: ctx}
 	var rp *replay
 	length := int64(0)
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+	// A request with "content-length: 0" may still be open: its body is
+	// read (to its END_STREAM) so the stream timer knows when it ended.
+	if r.Body != nil && r.Body != http.NoBody && (r.ContentLength != 0 || !s.h2t.reqDone.Load()) {
+		b := &h2Body{r: r.Body, t: &s.h2t}
+		defer b.detach()
 		rp = &s.replay
-		rp.reset(r.Body, s.h.replayLimit())
+		rp.reset(b, s.h.replayLimit())
 		length = r.ContentLength
 	}
 	s.forwardTries(d, rp, length, string(s.rreq.Method) == "HEAD")

@@ -87,7 +87,7 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if f := s.route.Forward; f.Retry != nil || len(f.Mirrors) > 0 && s.sampleMirrors() {
-		s.forwardTriesH2(w, r)
+		s.forwardTriesH2(ctx, w, r)
 		return
 	}
 	pool := s.host.Pool
@@ -468,9 +468,6 @@ func (s *stream) h2ToH1(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		}
 	}
 	uc.Out = out[:0]
-	if ue == upOK && !s.h2t.respond() {
-		ue = upTimeout // the stream timed out meanwhile: writeLocalH2 says so
-	}
 	if ue != upOK {
 		s.h2t.detach()
 		uc.Discard()
@@ -488,6 +485,13 @@ func (s *stream) h2ToH1(ctx context.Context, w http.ResponseWriter, r *http.Requ
 // relayH1ToH2 relays the response head parsed in uc.Resp, and its body, to
 // an HTTP/2 stream, then pools or discards uc.
 func (s *stream) relayH1ToH2(w http.ResponseWriter, uc *upstream.Conn, sent time.Time) {
+	if !s.h2t.attach(uc) || !s.h2t.respond() {
+		// The stream timed out meanwhile: writeLocalH2 says so.
+		s.h2t.detach()
+		uc.Discard()
+		s.writeLocalH2(w, 0, nil, nil)
+		return
+	}
 	resp := &uc.Resp
 	s.respCode = resp.Status
 	l := resp.Headers
