@@ -217,6 +217,11 @@ func (h *h2client) awaitClose(d time.Duration) {
 	}
 }
 
+// pauseWithin is a client's pause that must not count as a timeout: short
+// next to every timeout these tests set, so a slow machine cannot stretch
+// it into one; loops of such pauses outlast the timeout they test.
+const pauseWithin = 100 * time.Millisecond
+
 // tookAbout fails unless the time since start is d, within scheduling
 // slack.
 func tookAbout(t *testing.T, what string, start time.Time, d time.Duration) {
@@ -232,7 +237,7 @@ func tookAbout(t *testing.T, what string, start time.Time, d time.Duration) {
 // request whose upstream stays silent 504 "stream timeout"; a response that
 // stops, or that the client grants no window for, is reset (and the
 // upstream sees its exchange aborted). A stream busy in either direction
-// outlives the timeout many times over.
+// outlives the timeout.
 func TestH2StreamIdleTimeout(t *testing.T) {
 	const idle = 800 * time.Millisecond
 	addr, aborted := stallProxy(t, func(h *hcmv3.HttpConnectionManager) {
@@ -283,13 +288,13 @@ func TestH2StreamIdleTimeout(t *testing.T) {
 				tookAbout(t, "reset", start, idle)
 			})
 			t.Run("busy stream outlives the timeout", func(t *testing.T) {
-				// A body trickled over three idle periods, each piece well
+				// A body trickled over more than an idle period, each piece well
 				// within one.
 				h := dialH2(t, addr, nil)
 				_ = h.c.SetDeadline(time.Now().Add(20 * time.Second))
 				h.headers(1, false, hostFields("POST", host, "/ok")...)
-				for i := 0; i < 9; i++ {
-					time.Sleep(idle / 3)
+				for i := 0; i < 12; i++ {
+					time.Sleep(pauseWithin)
 					h.data(1, false, "x")
 				}
 				h.data(1, true, "")
@@ -402,7 +407,7 @@ func TestH2RequestTimeout(t *testing.T) {
 			}
 			time.Sleep(timeout + 100*time.Millisecond)
 			h.headers(3, false, hostFields("POST", host, "/ok")...)
-			time.Sleep(timeout / 2)
+			time.Sleep(pauseWithin)
 			h.data(3, true, "late")
 			if r := h.await(3); r.status != "200" || r.body != "ok" {
 				t.Fatalf("stream 3: %v", r)
@@ -492,7 +497,7 @@ func TestH2HeaderBlockTimeout(t *testing.T) {
 			if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: blk[:2], EndStream: true}); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(timeout / 2)
+			time.Sleep(pauseWithin)
 			if err := h.fr.WriteContinuation(3, true, blk[2:]); err != nil {
 				t.Fatal(err)
 			}
@@ -549,11 +554,11 @@ func TestH2IdleStreamsBounded(t *testing.T) {
 // TestH2ConnectionIdleTimeout checks common_http_protocol_options.idle_timeout
 // on HTTP/2 connections: it counts only while no stream is open, so a busy
 // connection (one request after another, or one long stream) outlives it
-// many times over, also when it was recognised by its prior-knowledge
+// also when it was recognised by its prior-knowledge
 // preface (the protocol sniffer's read deadline used to stay on it); a
 // connection without streams gets GOAWAY (NO_ERROR) and is closed.
 func TestH2ConnectionIdleTimeout(t *testing.T) {
-	const connIdle = 500 * time.Millisecond
+	const connIdle = time.Second
 	addr, _ := stallProxy(t, func(h *hcmv3.HttpConnectionManager) {
 		h.StreamIdleTimeout = durationpb.New(5 * time.Second)
 		h.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{IdleTimeout: durationpb.New(connIdle)}
@@ -561,7 +566,7 @@ func TestH2ConnectionIdleTimeout(t *testing.T) {
 	t.Run("one request after another", func(t *testing.T) {
 		h := dialH2(t, addr, nil)
 		for id := uint32(1); id < 30; id += 2 {
-			time.Sleep(connIdle / 4)
+			time.Sleep(pauseWithin)
 			h.headers(id, true, hostFields("GET", "h1.example", "/ok")...)
 			if r := h.await(id); r.status != "200" || r.body != "ok" {
 				t.Fatalf("stream %d: %v", id, r)
@@ -572,7 +577,7 @@ func TestH2ConnectionIdleTimeout(t *testing.T) {
 		h := dialH2(t, addr, nil)
 		h.headers(1, false, hostFields("POST", "h2.example", "/ok")...)
 		for i := 0; i < 12; i++ {
-			time.Sleep(connIdle / 4)
+			time.Sleep(pauseWithin)
 			h.data(1, false, "x")
 		}
 		h.data(1, true, "")
