@@ -26,8 +26,8 @@ type strayBackend struct {
 	// does not race the stray bytes (no proxy can tell which response bytes
 	// that arrive while a request is on its way belong to it).
 	strayed chan struct{}
-	mu    sync.Mutex
-	open  []net.Conn
+	mu      sync.Mutex
+	open    []net.Conn
 }
 
 const injected = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Injected: 1\r\n\r\nINJECTED"
