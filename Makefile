@@ -30,6 +30,7 @@ test: ## unit, golden, end-to-end and privileged tests (run as root for datapath
 	@# As root the missing tools are installed first; otherwise the run stops
 	@# naming them, so no test is ever skipped for want of a tool.
 	@if [ "$$(id -u)" -eq 0 ]; then ./.ci/deps.sh install; else ./.ci/deps.sh check || { echo "install them first: sudo make deps" >&2; exit 1; }; fi
+	@unformatted="$$(gofmt -l $$($(GO) list -f '{{.Dir}}' $(PKGS)) | sort -u)"; if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:" >&2; echo "$$unformatted" >&2; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 30m $(PKGS)
 
