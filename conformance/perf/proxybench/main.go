@@ -43,6 +43,7 @@ func main() {
 	proxyCPU := flag.Int("proxy-cpu", 0, "CPU the proxies under test are pinned to")
 	loadCPU := flag.Int("load-cpu", 1, "CPU wrk and the backend are pinned to")
 	only := flag.String("targets", "direct,nginx,haproxy,nodemesh", "which targets to measure")
+	baseline := flag.String("baseline-bin", "", "directory holding another build of nodemesh-agent and nodemesh-proxy, measured in the same run (a regression check)")
 	flag.Parse()
 
 	for _, tool := range []string{"wrk", "nginx", "haproxy", "taskset"} {
@@ -56,7 +57,7 @@ func main() {
 	}
 	defer os.RemoveAll(dir)
 
-	ports := freePorts(4)
+	ports := freePorts(5)
 	backendAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	var procs []*exec.Cmd
 	defer func() {
@@ -94,15 +95,23 @@ func main() {
 		pg := start(*proxyCPU, nil, "haproxy", "-db", "-f", writeFile(dir, "haproxy.cfg", haproxyConf(addr, backendAddr)))
 		targets = append(targets, target{"haproxy 1 thread", "http://" + addr + "/", pg})
 	}
-	if want["nodemesh"] {
-		gwAddr := fmt.Sprintf("127.0.100.250:%d", ports[3])
-		cfgDir := filepath.Join(dir, "config")
-		state := filepath.Join(dir, "state")
+	// nodemesh is configured the real way: its agent translates a Gateway
+	// and HTTPRoute from YAML and serves them to the proxy over xDS.
+	nodemesh := func(binDir, name, ip string, port int) target {
+		gwAddr := fmt.Sprintf("%s:%d", ip, port)
+		cfgDir := filepath.Join(dir, name, "config")
+		state := filepath.Join(dir, name, "state")
 		must(os.MkdirAll(cfgDir, 0o755))
-		writeFile(cfgDir, "bench.yaml", gatewayYAML(ports[3], ports[0]))
-		_ = start(*loadCPU, nil, filepath.Join(*bin, "nodemesh-agent"), "--config-dir", cfgDir, "--state-dir", state)
-		pg := start(*proxyCPU, []string{"GOMAXPROCS=1"}, filepath.Join(*bin, "nodemesh-proxy"), "--xds-address", "unix://"+filepath.Join(state, "xds.sock"), "--admin-address", "")
-		targets = append(targets, target{"nodemesh-proxy GOMAXPROCS=1", "http://" + gwAddr + "/", pg})
+		writeFile(cfgDir, "bench.yaml", gatewayYAML(ip, port, ports[0]))
+		_ = start(*loadCPU, nil, filepath.Join(binDir, "nodemesh-agent"), "--config-dir", cfgDir, "--state-dir", state)
+		pg := start(*proxyCPU, []string{"GOMAXPROCS=1"}, filepath.Join(binDir, "nodemesh-proxy"), "--xds-address", "unix://"+filepath.Join(state, "xds.sock"), "--admin-address", "")
+		return target{name, "http://" + gwAddr + "/", pg}
+	}
+	if want["nodemesh"] {
+		targets = append(targets, nodemesh(*bin, "nodemesh-proxy GOMAXPROCS=1", "127.0.100.250", ports[3]))
+	}
+	if *baseline != "" {
+		targets = append(targets, nodemesh(*baseline, "nodemesh-proxy baseline build", "127.0.100.251", ports[4]))
 	}
 	if !want["direct"] {
 		targets = targets[1:]
@@ -292,7 +301,7 @@ backend be
 `, addr, backend)
 }
 
-func gatewayYAML(listenPort, backendPort int) string {
+func gatewayYAML(ip string, listenPort, backendPort int) string {
 	return fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: {name: nodemesh}
@@ -303,8 +312,8 @@ kind: Gateway
 metadata: {name: bench, namespace: default}
 spec:
   gatewayClassName: nodemesh
-  addresses: [{type: IPAddress, value: 127.0.100.250}]
-  listeners: [{name: http, protocol: HTTP, port: %d}]
+  addresses: [{type: IPAddress, value: %[1]s}]
+  listeners: [{name: http, protocol: HTTP, port: %[2]d}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -316,15 +325,15 @@ spec:
 apiVersion: v1
 kind: Service
 metadata: {name: backend, namespace: default}
-spec: {ports: [{name: http, port: 80, targetPort: %[2]d}]}
+spec: {ports: [{name: http, port: 80, targetPort: %[3]d}]}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: {name: backend, namespace: default, labels: {kubernetes.io/service-name: backend}}
 addressType: IPv4
-ports: [{name: http, port: %[2]d}]
+ports: [{name: http, port: %[3]d}]
 endpoints: [{addresses: [127.0.0.1], conditions: {ready: true}}]
-`, listenPort, backendPort)
+`, ip, listenPort, backendPort)
 }
 
 func writeFile(dir, name, content string) string {
