@@ -203,7 +203,13 @@ func afterUp(s lab.State, files []string, wait time.Duration, start time.Time, s
 		if err != nil {
 			return err
 		}
+		t0 := time.Now()
 		pods, err := lab.WaitSettled(ctx, client, wait)
+		if err == nil {
+			// Ready Pods are reachable by their Services only once every
+			// node's kube-proxy has programmed them.
+			err = lab.WaitServices(ctx, s, client, max(wait-time.Since(t0), 10*time.Second))
+		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "POD\tNODE\tIP\tSTATUS")
 		for _, p := range pods {
