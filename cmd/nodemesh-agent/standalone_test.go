@@ -19,8 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/api/meta"
 
+	"github.com/nodemesh/nodemesh/internal/agent"
 	"github.com/nodemesh/nodemesh/internal/echo"
-	"github.com/nodemesh/nodemesh/mesh/agent"
 	"github.com/nodemesh/nodemesh/mesh/provider/file"
 	"github.com/nodemesh/nodemesh/proxylib"
 	"github.com/nodemesh/nodemesh/xds/publish"

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/net/http2"
 	"k8s.io/apimachinery/pkg/api/meta"
 
-	"github.com/nodemesh/nodemesh/mesh/agent"
+	"github.com/nodemesh/nodemesh/internal/agent"
 )
 
 // featureConfig is one configuration exercising every Gateway API feature

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodemesh/nodemesh/mesh/agent"
+	"github.com/nodemesh/nodemesh/internal/agent"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 )
 

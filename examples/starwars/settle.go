@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nodemesh/nodemesh/mesh/agent"
+	"github.com/nodemesh/nodemesh/internal/agent"
 	"github.com/nodemesh/nodemesh/mesh/policy"
 )
 

@@ -209,7 +209,7 @@
 // side's edits, as with Cilium's two proxies. Only the builtin proxy
 // implements the filter: stock Envoy rejects a listener that names its
 // type, and the translator says so in a warning on that policy listener
-// (the agent then drops the flows it would redirect; see mesh/agent).
+// (the agent then drops the flows it would redirect; see internal/agent).
 //
 // The datapath never redirects the proxy's own connections a second time,
 // so a connection the egress listener relays to a local workload would
