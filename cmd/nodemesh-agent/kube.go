@@ -8,6 +8,7 @@ import (
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/nodemesh/nodemesh/gateway/nodereport"
 	"github.com/nodemesh/nodemesh/internal/agent"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/provider/kube"
@@ -35,11 +36,11 @@ func runKubernetes(ctx context.Context, log *slog.Logger, a *agent.Agent, kubeco
 			_ = a.Apply(ctx, s, nil) // failures are logged and shown in status
 		})
 	}()
-	status := func() kube.AgentStatus {
+	status := func() nodereport.AgentStatus {
 		st := a.Status()
-		return kube.AgentStatus{Gateways: st.Gateways, Proxies: st.Proxies, PublishError: st.PublishError}
+		return nodereport.AgentStatus{Gateways: st.Gateways, Proxies: st.Proxies, PublishError: st.PublishError}
 	}
-	rep := kube.NewReporter(dyn, core, node, controller, status, kube.WithReporterLogger(log))
+	rep := nodereport.NewReporter(dyn, core, node, controller, status, nodereport.WithReporterLogger(log))
 	go rep.Run(ctx)
 	log.Info("reporting node proxy status", "node", node)
 	return nil

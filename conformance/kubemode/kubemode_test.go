@@ -29,6 +29,7 @@ import (
 	"github.com/nodemesh/nodemesh/datapath/testbed"
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/gateway/controller"
+	"github.com/nodemesh/nodemesh/gateway/nodereport"
 	"github.com/nodemesh/nodemesh/internal/agent"
 	"github.com/nodemesh/nodemesh/internal/echo"
 	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
@@ -115,11 +116,11 @@ func startNode(t *testing.T, pool netip.Prefix) *node {
 	run(func() error {
 		return prov.Watch(ctx, func(s *input.Snapshot) { _ = a.Apply(ctx, s, nil) })
 	})
-	status := func() kube.AgentStatus {
+	status := func() nodereport.AgentStatus {
 		st := a.Status()
-		return kube.AgentStatus{Gateways: st.Gateways, Proxies: st.Proxies, PublishError: st.PublishError}
+		return nodereport.AgentStatus{Gateways: st.Gateways, Proxies: st.Proxies, PublishError: st.PublishError}
 	}
-	rep := kube.NewReporter(dyn, core, "node-1", gateway.ControllerName, status, kube.WithReporterLogger(log), kube.WithReportIntervals(50*time.Millisecond, 30*time.Second))
+	rep := nodereport.NewReporter(dyn, core, "node-1", gateway.ControllerName, status, nodereport.WithReporterLogger(log), nodereport.WithReportIntervals(50*time.Millisecond, 30*time.Second))
 	run(func() error { rep.Run(ctx); return nil })
 	ctrl, err := controller.New(core, gw, dyn, pool, controller.WithLogger(log), controller.WithResync(time.Second))
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/nodemesh/nodemesh/api/v1alpha1"
 	"github.com/nodemesh/nodemesh/gateway"
+	"github.com/nodemesh/nodemesh/gateway/nodereport"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/provider/kube"
 )
@@ -214,7 +215,7 @@ func (c *Controller) nodeReports() []*v1alpha1.NodeProxyStatus {
 		if !ok {
 			continue
 		}
-		r, err := kube.FromUnstructured(u)
+		r, err := nodereport.FromUnstructured(u)
 		if err != nil {
 			c.log.Warn("ignoring unreadable NodeProxyStatus", "name", u.GetName(), "err", err)
 			continue

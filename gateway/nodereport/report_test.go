@@ -1,4 +1,4 @@
-package kube
+package nodereport
 
 import (
 	"context"
@@ -7,13 +7,36 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/api/v1alpha1"
+	"github.com/nodemesh/nodemesh/conformance/kubeenv"
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/input"
 )
+
+type clients struct {
+	core kubernetes.Interface
+	dyn  dynamic.Interface
+}
+
+// newClients starts (or reuses) a real API server with the project's CRDs.
+func newClients(t *testing.T) clients {
+	t.Helper()
+	c := kubeenv.ForTest(t, "standard")
+	core, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return clients{core, dyn}
+}
 
 // cannedStatus stands in for the agent: the reporter only reads its status.
 type cannedStatus struct {
