@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/gateway/address"
 	"github.com/nodemesh/nodemesh/internal/agent"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 	"github.com/nodemesh/nodemesh/mesh/identity"
@@ -59,7 +60,7 @@ func run() error {
 	nodeName := flag.String("node-name", "", "Kubernetes mode: this node's name (default: $NODE_NAME, else the host name)")
 	stateDir := flag.String("state-dir", "/var/run/nodemesh", "directory for the xDS socket (xds.sock) and the local API socket (agent.sock)")
 	xdsTCP := flag.String("xds-tcp-address", "", "also serve xDS on this TCP address (e.g. 127.0.0.1:15010)")
-	pool := flag.String("address-pool", agent.DefaultAddressPool.String(), "prefix Gateway addresses are assigned from")
+	pool := flag.String("address-pool", address.DefaultPool.String(), "prefix Gateway addresses are assigned from")
 	controller := flag.String("controller-name", "nodemesh.io/gateway-controller", "GatewayClass controllerName this agent programs")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	pf := policyFlags()

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/nodemesh/nodemesh/internal/agent"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/internal/echo"
 	"github.com/nodemesh/nodemesh/mesh/provider/file"
 	"github.com/nodemesh/nodemesh/proxylib"
@@ -126,11 +127,11 @@ func TestStandaloneReportsConfigDirProblems(t *testing.T) {
 
 	// waitStatus polls the local API, as `nodemesh status` reads it, until
 	// ok accepts what it says.
-	waitStatus := func(what string, ok func(*agent.Status) bool) *agent.Status {
+	waitStatus := func(what string, ok func(*api.Status) bool) *api.Status {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
 		for {
-			st, err := agent.FetchStatus(ctx, apiSock)
+			st, err := api.FetchStatus(ctx, apiSock)
 			if err == nil && ok(st) {
 				return st
 			}
@@ -143,7 +144,7 @@ func TestStandaloneReportsConfigDirProblems(t *testing.T) {
 	}
 	// serving: the Gateway is Programmed (the proxy acknowledged what is
 	// published) and a request through it reaches the backend.
-	serving := func(st *agent.Status) bool {
+	serving := func(st *api.Status) bool {
 		if len(st.Gateways) != 1 || len(st.Proxies) != 1 || !st.Proxies[0].AckedAll(st.Versions) {
 			return false
 		}
@@ -160,8 +161,8 @@ func TestStandaloneReportsConfigDirProblems(t *testing.T) {
 			t.Fatalf("request through the gateway: %s from %q, want 200 from echo", resp.Status, resp.Header.Get("X-Echo-Backend"))
 		}
 	}
-	errorsAre := func(want ...string) func(*agent.Status) bool {
-		return func(st *agent.Status) bool {
+	errorsAre := func(want ...string) func(*api.Status) bool {
+		return func(st *api.Status) bool {
 			if len(st.ConfigErrors) != len(want) {
 				return false
 			}
@@ -174,12 +175,12 @@ func TestStandaloneReportsConfigDirProblems(t *testing.T) {
 		}
 	}
 
-	st := waitStatus("the configuration served", func(st *agent.Status) bool { return serving(st) && len(st.ConfigErrors) == 0 })
+	st := waitStatus("the configuration served", func(st *api.Status) bool { return serving(st) && len(st.ConfigErrors) == 0 })
 	versions := st.Versions
 	get()
 	// still checks that the configuration in effect is the one first
 	// published and keeps serving.
-	still := func(st *agent.Status) {
+	still := func(st *api.Status) {
 		t.Helper()
 		if !maps.Equal(st.Versions, versions) || !serving(st) {
 			t.Fatalf("published versions %v (proxy %+v), want %v still served", st.Versions, st.Proxies, versions)
@@ -217,7 +218,7 @@ func TestStandaloneReportsConfigDirProblems(t *testing.T) {
 	// An edit in the folder that came back is applied.
 	files["route.yaml"] = strings.Replace(files["route.yaml"], "rules: [{", "rules: [{matches: [{path: {type: PathPrefix, value: /only}}], ", 1)
 	writeDir(t, conf, files)
-	waitStatus("the edit published", func(st *agent.Status) bool { return serving(st) && !maps.Equal(st.Versions, versions) })
+	waitStatus("the edit published", func(st *api.Status) bool { return serving(st) && !maps.Equal(st.Versions, versions) })
 	resp, err := http.Get(gateway)
 	must(t, err)
 	resp.Body.Close()

@@ -12,7 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nodemesh/nodemesh/internal/agent"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 )
 
@@ -34,7 +34,7 @@ func flowsCmd(args []string, stdout io.Writer) error {
 	if *output != "table" && *output != "json" {
 		return fmt.Errorf("-o: unknown format %q (table, json)", *output)
 	}
-	q := agent.FlowQuery{Filter: flow.Filter{Verdict: *verdict, Protocol: *protocol, Identity: uint32(*ident), Workload: *workload},
+	q := api.FlowQuery{Filter: flow.Filter{Verdict: *verdict, Protocol: *protocol, Identity: uint32(*ident), Workload: *workload},
 		Limit: *last, Follow: *follow}
 	if *since > 0 {
 		q.Filter.Since = time.Now().Add(-*since)
@@ -48,11 +48,11 @@ func flowsCmd(args []string, stdout io.Writer) error {
 	}
 	if *output == "json" {
 		enc := json.NewEncoder(stdout)
-		return agent.FetchFlows(ctx, *socket, q, func(f flow.Flow) error { return enc.Encode(f) })
+		return api.FetchFlows(ctx, *socket, q, func(f flow.Flow) error { return enc.Encode(f) })
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tSOURCE\tDESTINATION\tDIRECTION\tPROTOCOL\tVERDICT\tSUMMARY\tLATENCY")
-	err := agent.FetchFlows(ctx, *socket, q, func(f flow.Flow) error {
+	err := api.FetchFlows(ctx, *socket, q, func(f flow.Flow) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Time.Local().Format("15:04:05.000"),
 			endpoint(f.Source), endpoint(f.Destination), f.Direction, f.Protocol, f.Verdict, f.Summary(), f.Latency.Round(time.Microsecond))
 		if *follow {

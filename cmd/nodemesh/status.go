@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/nodemesh/nodemesh/internal/agent"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 )
 
 // statusCmd prints a running agent's status.
@@ -26,7 +26,7 @@ func statusCmd(args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := agent.FetchStatus(ctx, *socket)
+	st, err := api.FetchStatus(ctx, *socket)
 	if err != nil {
 		return err
 	}
@@ -37,7 +37,7 @@ func statusCmd(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func printStatus(w io.Writer, st *agent.Status) {
+func printStatus(w io.Writer, st *api.Status) {
 	fmt.Fprintf(w, "Configuration generation %d", st.Generation)
 	if len(st.Versions) > 0 {
 		var vs []string
@@ -94,7 +94,7 @@ func printStatus(w io.Writer, st *agent.Status) {
 
 // printObjects is the Gateway API table: one row per GatewayClass and
 // Gateway, one per route parent.
-func printObjects(w io.Writer, st *agent.Status) {
+func printObjects(w io.Writer, st *api.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tACCEPTED\tPROGRAMMED\tRESOLVEDREFS\tDETAIL")
 	for _, gc := range st.GatewayClasses {
@@ -140,7 +140,7 @@ func printObjects(w io.Writer, st *agent.Status) {
 
 // printPolicy shows which version of each network policy is enforced and
 // the state of the datapath behind them.
-func printPolicy(w io.Writer, p *agent.PolicyStatus) {
+func printPolicy(w io.Writer, p *api.PolicyStatus) {
 	fmt.Fprintf(w, "\nNetwork policy: %d identities, %d local endpoints, %d datapath rows", p.Identities, p.Endpoints, p.Rows)
 	if p.DatapathPending {
 		fmt.Fprint(w, "; new redirects wait for the proxies to acknowledge their listeners")

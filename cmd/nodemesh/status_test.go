@@ -5,14 +5,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nodemesh/nodemesh/internal/agent"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/policy"
 )
 
 func TestPrintStatusShowsPolicy(t *testing.T) {
-	st := &agent.Status{
+	st := &api.Status{
 		Generation: 3,
-		Policy: &agent.PolicyStatus{
+		Policy: &api.PolicyStatus{
 			Identities: 3, Endpoints: 2, Rows: 7,
 			DatapathError: "map full",
 			Policies: []policy.PolicyStatus{

@@ -21,10 +21,18 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/nodemesh/nodemesh/gateway"
-	"github.com/nodemesh/nodemesh/internal/agent"
+	"github.com/nodemesh/nodemesh/gateway/address"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/xds/translator"
 )
+
+// translateOffline runs what the agent's Apply runs before publishing —
+// address assignment from a fresh pool, then the Gateway API translation —
+// for one snapshot.
+func translateOffline(snap *input.Snapshot, pool netip.Prefix) *gateway.Result {
+	addrs, problems := address.New(pool).Assign(address.OwnGateways(snap, gateway.ControllerName))
+	return gateway.Translate(snap, gateway.Options{ControllerName: gateway.ControllerName, Addresses: addrs, AddressProblems: problems})
+}
 
 type stringList []string
 
@@ -38,7 +46,7 @@ func translateCmd(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&files, "f", "YAML/JSON file or directory of them ('-' for stdin); repeatable")
 	output := fs.String("o", "yaml", "output format: yaml or json")
 	typ := fs.String("type", "all", "what to print: all, listeners, routes, clusters, endpoints, secrets, ir, status")
-	pool := fs.String("address-pool", agent.DefaultAddressPool.String(), "prefix Gateway addresses are assigned from")
+	pool := fs.String("address-pool", address.DefaultPool.String(), "prefix Gateway addresses are assigned from")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -57,7 +65,7 @@ func translateCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	res := agent.TranslateOffline(snap, "", prefix)
+	res := translateOffline(snap, prefix)
 	reportProblems(stderr, res)
 
 	var doc any

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/net/http2"
 	"k8s.io/apimachinery/pkg/api/meta"
 
-	"github.com/nodemesh/nodemesh/internal/agent"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 )
 
 // featureConfig is one configuration exercising every Gateway API feature
@@ -480,7 +480,7 @@ func testGatewayFeatures(t *testing.T, delta bool) {
 
 type condition struct{ status, reason string }
 
-func routeCondition(t *testing.T, st *agent.Status, route, typ string) condition {
+func routeCondition(t *testing.T, st *api.Status, route, typ string) condition {
 	t.Helper()
 	for _, r := range st.Routes {
 		if r.Kind != "HTTPRoute" || r.Key.String() != route {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/internal/agent"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/internal/echo"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/input"
@@ -141,7 +142,7 @@ func freePort(t *testing.T) int {
 // apply decodes YAML, hands it to the agent and waits until every
 // connected proxy acknowledged the result (or rejected it: then the test
 // fails with the proxy's message).
-func (m *mesh) apply(yamlDocs string) *agent.Status {
+func (m *mesh) apply(yamlDocs string) *api.Status {
 	m.t.Helper()
 	m.applyNoWait(yamlDocs)
 	deadline := time.Now().Add(10 * time.Second)

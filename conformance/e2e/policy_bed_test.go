@@ -18,6 +18,7 @@ import (
 	"github.com/nodemesh/nodemesh/datapath"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
 	"github.com/nodemesh/nodemesh/internal/agent"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 	"github.com/nodemesh/nodemesh/mesh/input"
@@ -205,7 +206,7 @@ status: {podIPs: [{ip: %s}, {ip: "%s"}]}
 // apply hands YAML to the agent and waits until the proxy acknowledged
 // the result and the datapath holds its rows; every policy must be
 // enforced as written.
-func (n *policyNode) apply(docs string) *agent.Status {
+func (n *policyNode) apply(docs string) *api.Status {
 	n.t.Helper()
 	st := n.applyLenient(docs)
 	for _, p := range st.Policy.Policies {
@@ -217,7 +218,7 @@ func (n *policyNode) apply(docs string) *agent.Status {
 }
 
 // applyLenient is apply without the check that every policy is enforced.
-func (n *policyNode) applyLenient(docs string) *agent.Status {
+func (n *policyNode) applyLenient(docs string) *api.Status {
 	t := n.t
 	t.Helper()
 	objs, err := input.Decode("test.yaml", []byte(docs))
@@ -231,7 +232,7 @@ func (n *policyNode) applyLenient(docs string) *agent.Status {
 	if err := n.agent.Apply(context.Background(), snap, nil); err != nil {
 		t.Fatalf("applying: %v", err)
 	}
-	var st *agent.Status
+	var st *api.Status
 	waitUntil(t, "the proxy acknowledges the configuration", func() bool {
 		st = n.agent.Status()
 		for _, p := range st.Proxies {
@@ -293,7 +294,7 @@ func cannotConnect(t *testing.T, w *testbed.Workload, addr string) {
 
 // flowsMatching waits until the agent's flow API returns at least min
 // flows matching q, and returns them.
-func (n *policyNode) flowsMatching(q agent.FlowQuery, min int) []flow.Flow {
+func (n *policyNode) flowsMatching(q api.FlowQuery, min int) []flow.Flow {
 	t := n.t
 	t.Helper()
 	var got []flow.Flow
@@ -301,7 +302,7 @@ func (n *policyNode) flowsMatching(q agent.FlowQuery, min int) []flow.Flow {
 		got = got[:0]
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		err := agent.FetchFlows(ctx, n.apiSock, q, func(f flow.Flow) error {
+		err := api.FetchFlows(ctx, n.apiSock, q, func(f flow.Flow) error {
 			got = append(got, f)
 			return nil
 		})

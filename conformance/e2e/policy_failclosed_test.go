@@ -10,7 +10,7 @@ import (
 
 	"github.com/nodemesh/nodemesh/conformance/internal/taint"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
-	"github.com/nodemesh/nodemesh/internal/agent"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/policy"
@@ -38,7 +38,7 @@ spec:
 `
 
 // policyByName finds a policy's status.
-func policyByName(t *testing.T, st *agent.Status, name string) policy.PolicyStatus {
+func policyByName(t *testing.T, st *api.Status, name string) policy.PolicyStatus {
 	t.Helper()
 	for _, p := range st.Policy.Policies {
 		if p.Name == name {

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/nodemesh/nodemesh/datapath/testbed"
-	"github.com/nodemesh/nodemesh/internal/agent"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 )
 
@@ -74,14 +74,14 @@ spec:
 		t.Fatalf("Check after denials: %v", err)
 	}
 
-	drops := n.flowsMatching(agent.FlowQuery{Filter: flow.Filter{Verdict: flow.Dropped, Protocol: flow.ProtocolGRPC}}, 2)
+	drops := n.flowsMatching(api.FlowQuery{Filter: flow.Filter{Verdict: flow.Dropped, Protocol: flow.ProtocolGRPC}}, 2)
 	for _, f := range drops {
 		if f.GRPC == nil || f.GRPC.Status != int(codes.PermissionDenied) || f.GRPC.Service != "grpc.health.v1.Health" ||
 			f.Source.Workload != "default/grpc-client" {
 			t.Errorf("dropped gRPC flow %+v %+v", f, f.GRPC)
 		}
 	}
-	ok := n.flowsMatching(agent.FlowQuery{Filter: flow.Filter{Verdict: flow.Forwarded, Protocol: flow.ProtocolGRPC}}, 2)
+	ok := n.flowsMatching(api.FlowQuery{Filter: flow.Filter{Verdict: flow.Forwarded, Protocol: flow.ProtocolGRPC}}, 2)
 	if f := ok[0]; f.GRPC.Method != "Check" || f.GRPC.Status != 0 {
 		t.Errorf("forwarded gRPC flow %+v %+v", f, f.GRPC)
 	}

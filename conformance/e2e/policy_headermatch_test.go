@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodemesh/nodemesh/internal/agent"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 )
 
@@ -134,7 +134,7 @@ func TestPolicyHeaderMatchActions(t *testing.T) {
 			t.Errorf("the deathstar received %q:\n%s", gone, got)
 		}
 	}
-	fl := n.flowsMatching(agent.FlowQuery{Filter: flow.Filter{Verdict: flow.Forwarded, Workload: "default/tiefighter"}}, 1)
+	fl := n.flowsMatching(api.FlowQuery{Filter: flow.Filter{Verdict: flow.Forwarded, Workload: "default/tiefighter"}}, 1)
 	h := fl[len(fl)-1].HTTP
 	if h == nil || strings.Join(h.MissingHeaders, "|") != "x-fleet: empire|authorization: [redacted]|x-request-source: mesh" ||
 		strings.Join(h.RejectedHeaders, "|") != "x-forwarded-ship: xwing|authorization: [redacted]" {

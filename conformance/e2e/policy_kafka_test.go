@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/nodemesh/nodemesh/datapath/testbed"
-	"github.com/nodemesh/nodemesh/internal/agent"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 )
 
@@ -177,5 +177,5 @@ func TestPolicyKafka(t *testing.T) {
 		}
 		return saw
 	})
-	n.flowsMatching(agent.FlowQuery{Filter: flow.Filter{Verdict: flow.Forwarded, Protocol: flow.ProtocolKafka, Workload: "default/kafka-consumer"}}, 1)
+	n.flowsMatching(api.FlowQuery{Filter: flow.Filter{Verdict: flow.Forwarded, Protocol: flow.ProtocolKafka, Workload: "default/kafka-consumer"}}, 1)
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/nodemesh/nodemesh/datapath/testbed"
-	"github.com/nodemesh/nodemesh/internal/agent"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 )
 
@@ -110,13 +110,13 @@ func TestPolicyStarWars(t *testing.T) {
 	cannotConnect(t, xwing, target)
 
 	// Both requests are flows, with identities resolved.
-	drops := n.flowsMatching(agent.FlowQuery{Filter: flow.Filter{Verdict: flow.Dropped, Protocol: flow.ProtocolHTTP}}, 1)
+	drops := n.flowsMatching(api.FlowQuery{Filter: flow.Filter{Verdict: flow.Dropped, Protocol: flow.ProtocolHTTP}}, 1)
 	d := drops[len(drops)-1]
 	if d.HTTP == nil || d.HTTP.Method != "PUT" || d.HTTP.Path != "/v1/exhaust-port" || d.HTTP.Status != 403 ||
 		d.Source.Workload != "default/tiefighter" || d.Destination.Workload != "default/deathstar" || d.Direction != "ingress" {
 		t.Errorf("dropped flow %+v %+v", d, d.HTTP)
 	}
-	fwd := n.flowsMatching(agent.FlowQuery{Filter: flow.Filter{Verdict: flow.Forwarded, Workload: "default/tiefighter"}}, 1)
+	fwd := n.flowsMatching(api.FlowQuery{Filter: flow.Filter{Verdict: flow.Forwarded, Workload: "default/tiefighter"}}, 1)
 	if f := fwd[len(fwd)-1]; f.HTTP == nil || f.HTTP.Method != "POST" || f.HTTP.Status != 200 || f.Source.Identity == 0 {
 		t.Errorf("forwarded flow %+v %+v", f, f.HTTP)
 	}

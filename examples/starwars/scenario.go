@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/nodemesh/nodemesh/internal/agent"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 	"github.com/nodemesh/nodemesh/mesh/policy"
 )
@@ -96,7 +96,7 @@ func (d *demo) requests(ctx context.Context, steps []step) error {
 // apply copies a policy file into the watched directory, as rule1.yaml
 // (the second copy replaces the first, as `kubectl apply` of the same
 // policy name does), and waits until the node enforces it.
-func (d *demo) apply(ctx context.Context, n *node, prev *agent.Status, file string) (*agent.Status, error) {
+func (d *demo) apply(ctx context.Context, n *node, prev *api.Status, file string) (*api.Status, error) {
 	r, err := d.run(ctx, "cp", filepath.Join(n.o.manifests, file), filepath.Join(n.config, policyTarget))
 	if err != nil {
 		return nil, err
@@ -157,7 +157,7 @@ func fetchFlows(ctx context.Context, sock string) ([]flow.Flow, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var out []flow.Flow
-	err := agent.FetchFlows(ctx, sock, agent.FlowQuery{}, func(f flow.Flow) error {
+	err := api.FetchFlows(ctx, sock, api.FlowQuery{}, func(f flow.Flow) error {
 		out = append(out, f)
 		return nil
 	})

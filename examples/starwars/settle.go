@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nodemesh/nodemesh/internal/agent"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/policy"
 )
 
@@ -26,7 +26,7 @@ const settleGap = 200 * time.Millisecond
 //
 // The agent reports a new generation a moment before it writes the
 // datapath, so a state only counts once two reads settleGap apart agree.
-func (n *node) settle(ctx context.Context, after uint64, policies ...string) (*agent.Status, error) {
+func (n *node) settle(ctx context.Context, after uint64, policies ...string) (*api.Status, error) {
 	deadline := time.Now().Add(settleTimeout)
 	var prev uint64
 	lastProblem := "no answer from the agent yet"
@@ -60,14 +60,14 @@ func (n *node) settle(ctx context.Context, after uint64, policies ...string) (*a
 	}
 }
 
-func (n *node) status(ctx context.Context) (*agent.Status, error) {
+func (n *node) status(ctx context.Context) (*api.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	return agent.FetchStatus(ctx, n.agentSock)
+	return api.FetchStatus(ctx, n.agentSock)
 }
 
 // unsettled says what is still missing, "" when nothing is.
-func (n *node) unsettled(st *agent.Status, after uint64, policies []string) string {
+func (n *node) unsettled(st *api.Status, after uint64, policies []string) string {
 	p := st.Policy
 	switch {
 	case st.Generation <= after:
@@ -106,7 +106,7 @@ func (n *node) unsettled(st *agent.Status, after uint64, policies []string) stri
 }
 
 // describe summarises a settled status in one line.
-func describe(st *agent.Status) string {
+func describe(st *api.Status) string {
 	p := st.Policy
 	parts := []string{fmt.Sprintf("generation %d", st.Generation), fmt.Sprintf("%d endpoints, %d identities", p.Endpoints, p.Identities)}
 	for _, ps := range p.Policies {

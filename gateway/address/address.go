@@ -11,6 +11,11 @@ import (
 	"github.com/nodemesh/nodemesh/mesh/input"
 )
 
+// DefaultPool is where standalone Gateways get their addresses (the agent's
+// and `nodemesh translate`'s default): a loopback range, so every Gateway
+// can listen on the same port.
+var DefaultPool = netip.MustParsePrefix("127.0.100.0/24")
+
 // Allocator assigns Gateway addresses from one pool. Assignments are
 // sticky: a Gateway keeps its address while it exists, so other Gateways
 // coming and going never move it, and a restarted controller adopts the

@@ -23,7 +23,7 @@ import (
 )
 
 // AgentStatus is the part of the agent's status the Reporter reads: each
-// Gateway's status with the proxies' view applied (agent.Status), and the
+// Gateway's status with the proxies' view applied (the agent's Status), and the
 // proxies themselves.
 type AgentStatus struct {
 	Gateways     []gateway.GatewayStatus

@@ -3,22 +3,20 @@ package agent
 import (
 	"context"
 	"fmt"
-	"github.com/nodemesh/nodemesh/gateway/address"
 	"log/slog"
 	"net/netip"
 	"sync"
 
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
 	"github.com/nodemesh/nodemesh/gateway"
+	"github.com/nodemesh/nodemesh/gateway/address"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/policy"
-	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
-
-// DefaultAddressPool is where standalone Gateways get their addresses: a
-// loopback range, so every Gateway can listen on the same port.
-var DefaultAddressPool = netip.MustParsePrefix("127.0.100.0/24")
 
 // Config configures an Agent.
 type Config struct {
@@ -27,7 +25,7 @@ type Config struct {
 	// ControllerName selects the GatewayClasses this agent programs
 	// (default gateway.ControllerName).
 	ControllerName gwv1.GatewayController
-	// AddressPool assigns Gateway addresses (default DefaultAddressPool).
+	// AddressPool assigns Gateway addresses (default address.DefaultPool).
 	AddressPool netip.Prefix
 	// Addresses, when set, decides Gateway addresses instead of the
 	// AddressPool allocator (in Kubernetes mode the controller assigns
@@ -70,7 +68,7 @@ type Agent struct {
 	gw *gateway.Translator
 
 	mu    sync.Mutex
-	state Status // translation status as of the last Apply, without proxy overlay
+	state api.Status // translation status as of the last Apply, without proxy overlay
 
 	pol policyState // datapath sync state (policy.go)
 }
@@ -85,7 +83,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.ControllerName = gateway.ControllerName
 	}
 	if !cfg.AddressPool.IsValid() {
-		cfg.AddressPool = DefaultAddressPool
+		cfg.AddressPool = address.DefaultPool
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -103,7 +101,7 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 	if pol != nil {
 		res.Config.Policy = pol.L7
 	}
-	st := Status{
+	st := api.Status{
 		ConfigErrors:   sourceErrors,
 		GatewayClasses: res.GatewayClasses,
 		Gateways:       res.Gateways,
@@ -147,7 +145,7 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 }
 
 // Translate runs address assignment and the Gateway API translation for
-// snap without publishing anything (what `nodemesh translate` shows).
+// snap without publishing anything.
 func (a *Agent) Translate(snap *input.Snapshot) *gateway.Result {
 	var addrs map[input.Key]netip.Addr
 	var problems map[input.Key]string
@@ -165,18 +163,4 @@ func (a *Agent) Translate(snap *input.Snapshot) *gateway.Result {
 		return gateway.Translate(snap, opts)
 	}
 	return a.gw.Translate(snap, opts)
-}
-
-// TranslateOffline runs the same translation as Apply for a single
-// snapshot, with a fresh address pool and no publisher (what `nodemesh
-// translate` uses).
-func TranslateOffline(snap *input.Snapshot, controller gwv1.GatewayController, pool netip.Prefix) *gateway.Result {
-	if controller == "" {
-		controller = gateway.ControllerName
-	}
-	if !pool.IsValid() {
-		pool = DefaultAddressPool
-	}
-	a := &Agent{cfg: Config{ControllerName: controller}, alloc: address.New(pool)}
-	return a.Translate(snap)
 }

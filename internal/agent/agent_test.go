@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/ir"
@@ -62,7 +63,7 @@ func quickstart(t *testing.T) *input.Snapshot {
 	return snap
 }
 
-func programmed(t *testing.T, st *Status) (string, string) {
+func programmed(t *testing.T, st *api.Status) (string, string) {
 	t.Helper()
 	if len(st.Gateways) != 1 {
 		t.Fatalf("gateways = %d, want 1", len(st.Gateways))

@@ -12,9 +12,10 @@ import (
 	"time"
 )
 
-// Handler serves the agent's local API:
+// Handler serves the agent's local API (internal/agent/api describes it
+// and is its client):
 //
-//	GET /v1/status   Status as JSON
+//	GET /v1/status   api.Status as JSON
 //	GET /v1/flows    L7 flows as JSON lines (see serveFlows)
 //	GET /healthz     200 once the first configuration was applied
 func (a *Agent) Handler() http.Handler {
@@ -67,32 +68,4 @@ func (a *Agent) ServeAPI(ctx context.Context, path string) error {
 		return fmt.Errorf("serving API: %w", err)
 	}
 	return nil
-}
-
-// FetchStatus asks the agent listening on the Unix socket at path for its
-// status.
-func FetchStatus(ctx context.Context, path string) (*Status, error) {
-	c := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-	}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent/v1/status", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("asking the agent at %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("asking the agent at %s: status %s", path, resp.Status)
-	}
-	var st Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return nil, fmt.Errorf("decoding agent status: %w", err)
-	}
-	return &st, nil
 }

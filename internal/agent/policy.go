@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 	"github.com/nodemesh/nodemesh/mesh/identity"
@@ -33,27 +34,6 @@ type InterfaceResolver interface {
 	InterfaceOf(addr netip.Addr) (ifindex int, err error)
 }
 
-// PolicyStatus is the policy part of Status.
-type PolicyStatus struct {
-	Policies []policy.PolicyStatus `json:"policies,omitempty"`
-	// Identities counts identities in use, reserved ones excluded;
-	// Endpoints the local endpoints.
-	Identities int `json:"identities"`
-	Endpoints  int `json:"endpoints"`
-	// Rows is the number of datapath policy rows desired.
-	Rows int `json:"rows"`
-	// DatapathPending is set while new rows wait for the proxies to
-	// acknowledge the listeners they redirect to.
-	DatapathPending bool `json:"datapathPending,omitempty"`
-	// DatapathError is the last datapath sync failure (the previous
-	// tables stay in force).
-	DatapathError string `json:"datapathError,omitempty"`
-	// ProxyError is a proxy's rejection of the published policy
-	// configuration (the proxy keeps its previous one).
-	ProxyError string   `json:"proxyError,omitempty"`
-	Problems   []string `json:"problems,omitempty"`
-}
-
 // ackWait bounds how long new redirect rows wait for the proxies to
 // acknowledge the listeners they point at. After it the rows are written
 // anyway: a redirect to a port nothing listens on drops (never lets
@@ -70,7 +50,7 @@ type policyState struct {
 	gen       uint64
 	endpoints map[string]uint16 // pod → endpoint id, sticky
 	nextID    uint16
-	status    PolicyStatus
+	status    api.PolicyStatus
 	// The publication the current compilation rode in, and whether any
 	// of its rows redirect to the proxy (only then does a proxy's
 	// rejection concern policy).
@@ -128,7 +108,7 @@ func (a *Agent) syncDatapath(res *policy.Result, versions map[string]string) {
 	ps.mu.Lock()
 	ps.gen++
 	gen := ps.gen
-	st := PolicyStatus{Policies: res.Policies, Endpoints: len(res.Local), Rows: len(res.Datapath.Entries), Problems: res.Identities.Problems}
+	st := api.PolicyStatus{Policies: res.Policies, Endpoints: len(res.Local), Rows: len(res.Datapath.Entries), Problems: res.Identities.Problems}
 	for _, id := range res.Identities.Identities {
 		if !id.ID.IsReserved() {
 			st.Identities++
@@ -297,7 +277,7 @@ func dedupInts(xs []int) []int {
 // policy is Pending; when a proxy rejected the publication, a policy whose
 // traffic goes through the proxy is Rejected (its redirected flows are
 // dropped).
-func (a *Agent) policyStatus(proxies []dataplane.Proxy) *PolicyStatus {
+func (a *Agent) policyStatus(proxies []dataplane.Proxy) *api.PolicyStatus {
 	if a.cfg.Policy == nil {
 		return nil
 	}

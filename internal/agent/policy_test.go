@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 	"github.com/nodemesh/nodemesh/mesh/input"
@@ -243,7 +244,7 @@ func TestFetchFlowsFollow(t *testing.T) {
 	store.Add(flow.Flow{Protocol: "http", Verdict: flow.Forwarded})
 	got := make(chan flow.Flow, 8)
 	go func() {
-		_ = FetchFlows(ctx, sock, FlowQuery{Filter: flow.Filter{Protocol: "kafka"}, Follow: true}, func(f flow.Flow) error {
+		_ = api.FetchFlows(ctx, sock, api.FlowQuery{Filter: flow.Filter{Protocol: "kafka"}, Follow: true}, func(f flow.Flow) error {
 			got <- f
 			return nil
 		})

@@ -28,9 +28,6 @@
 //     translation never sees a half-listed cluster (which would withdraw
 //     configuration that is in fact still wanted).
 //
-// Reporter is the other direction: it keeps this node's NodeProxyStatus
-// (api/v1alpha1) in step with what the node's proxies acknowledged, so the
-// controller can report Programmed across nodes. It polls the agent's
-// status (cheap: no translation) and writes only when the report changed
-// or the heartbeat is due.
+// The other direction, this node's NodeProxyStatus report, is written by
+// gateway/nodereport, beside the controller that reads it.
 package kube

@@ -1,0 +1,56 @@
+package api
+
+import (
+	"github.com/nodemesh/nodemesh/gateway"
+	"github.com/nodemesh/nodemesh/mesh/dataplane"
+	"github.com/nodemesh/nodemesh/mesh/policy"
+)
+
+// Status is the agent's answer to "what is the state of my
+// configuration", served on its local API and shown by `nodemesh status`.
+type Status struct {
+	// Generation counts Apply calls.
+	Generation uint64 `json:"generation"`
+	// Versions are the published per-type versions proxies must ACK.
+	Versions map[string]string `json:"versions,omitempty"`
+	// ConfigErrors are problems with the input itself (a file that does
+	// not decode or is not read, or a config directory that cannot be
+	// read); the last good version of that input is in use.
+	ConfigErrors []string `json:"configErrors,omitempty"`
+	// PublishError is set when the latest translation could not be
+	// published; the configuration before it keeps serving.
+	PublishError string `json:"publishError,omitempty"`
+	// Warnings name parts of the configuration the data plane could not
+	// express exactly, and what it did instead.
+	Warnings []string `json:"warnings,omitempty"`
+
+	GatewayClasses []gateway.GatewayClassStatus `json:"gatewayClasses,omitempty"`
+	Gateways       []gateway.GatewayStatus      `json:"gateways,omitempty"`
+	Routes         []gateway.RouteStatus        `json:"routes,omitempty"`
+	Proxies        []dataplane.Proxy            `json:"proxies,omitempty"`
+
+	// Policy reports network policy: per-policy verdicts, identities,
+	// endpoints and the datapath's state (nil without a policy compiler).
+	Policy *PolicyStatus `json:"policy,omitempty"`
+}
+
+// PolicyStatus is the policy part of Status.
+type PolicyStatus struct {
+	Policies []policy.PolicyStatus `json:"policies,omitempty"`
+	// Identities counts identities in use, reserved ones excluded;
+	// Endpoints the local endpoints.
+	Identities int `json:"identities"`
+	Endpoints  int `json:"endpoints"`
+	// Rows is the number of datapath policy rows desired.
+	Rows int `json:"rows"`
+	// DatapathPending is set while new rows wait for the proxies to
+	// acknowledge the listeners they redirect to.
+	DatapathPending bool `json:"datapathPending,omitempty"`
+	// DatapathError is the last datapath sync failure (the previous
+	// tables stay in force).
+	DatapathError string `json:"datapathError,omitempty"`
+	// ProxyError is a proxy's rejection of the published policy
+	// configuration (the proxy keeps its previous one).
+	ProxyError string   `json:"proxyError,omitempty"`
+	Problems   []string `json:"problems,omitempty"`
+}
