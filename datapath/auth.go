@@ -9,19 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	nmbpf "github.com/nodemesh/nodemesh/bpf"
+	"github.com/nodemesh/nodemesh/datapath/model"
 )
 
-// AuthKey names one authenticated relation, as the auth manager proved it
-// with a handshake. Local is the identity on this node, Remote the peer's,
-// RemoteNode the node it lives on (0 for this node).
-type AuthKey struct {
-	Local      Identity
-	Remote     Identity
-	RemoteNode uint16
-	Type       AuthType
-}
-
-func (k AuthKey) raw() nmbpf.WorkloadAuthKey {
+func rawAuthKey(k model.AuthKey) nmbpf.WorkloadAuthKey {
 	return nmbpf.WorkloadAuthKey{Local: uint32(k.Local), Remote: uint32(k.Remote), RemoteNode: k.RemoteNode, AuthType: uint8(k.Type)}
 }
 
@@ -51,8 +42,8 @@ func expiryValue(expiry time.Time) (nmbpf.WorkloadAuthValue, error) {
 }
 
 // UpsertAuth records that the relation is authenticated until expiry.
-func (d *Datapath) UpsertAuth(k AuthKey, expiry time.Time) error {
-	if k.Type == AuthNone {
+func (d *Datapath) UpsertAuth(k model.AuthKey, expiry time.Time) error {
+	if k.Type == model.AuthNone {
 		return fmt.Errorf("auth entry %+v: type: must not be none", k)
 	}
 	v, err := expiryValue(expiry)
@@ -61,17 +52,17 @@ func (d *Datapath) UpsertAuth(k AuthKey, expiry time.Time) error {
 	}
 	d.tablesMu.Lock()
 	defer d.tablesMu.Unlock()
-	if err := d.objs.NmAuth.Put(k.raw(), v); err != nil {
+	if err := d.objs.NmAuth.Put(rawAuthKey(k), v); err != nil {
 		return fmt.Errorf("writing auth entry %+v: %w", k, mapWriteErr(err))
 	}
 	return nil
 }
 
 // DeleteAuth forgets a relation; deleting a missing one is not an error.
-func (d *Datapath) DeleteAuth(k AuthKey) error {
+func (d *Datapath) DeleteAuth(k model.AuthKey) error {
 	d.tablesMu.Lock()
 	defer d.tablesMu.Unlock()
-	if err := d.objs.NmAuth.Delete(k.raw()); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := d.objs.NmAuth.Delete(rawAuthKey(k)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("deleting auth entry %+v: %w", k, err)
 	}
 	return nil
@@ -79,17 +70,17 @@ func (d *Datapath) DeleteAuth(k AuthKey) error {
 
 // SyncAuth makes the auth table hold exactly these relations (the
 // garbage-collection path of the auth manager).
-func (d *Datapath) SyncAuth(entries map[AuthKey]time.Time) error {
+func (d *Datapath) SyncAuth(entries map[model.AuthKey]time.Time) error {
 	want := make(map[nmbpf.WorkloadAuthKey]nmbpf.WorkloadAuthValue, len(entries))
 	for k, exp := range entries {
-		if k.Type == AuthNone {
+		if k.Type == model.AuthNone {
 			return fmt.Errorf("auth entry %+v: type: must not be none", k)
 		}
 		v, err := expiryValue(exp)
 		if err != nil {
 			return err
 		}
-		want[k.raw()] = v
+		want[rawAuthKey(k)] = v
 	}
 	d.tablesMu.Lock()
 	defer d.tablesMu.Unlock()

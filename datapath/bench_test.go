@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
 )
 
@@ -103,9 +104,9 @@ func newBenchEnv(b *testing.B, variant string) *benchEnv {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { dp.Uninstall() })
-		var eps []datapath.Endpoint
+		var eps []model.Endpoint
 		for _, w := range bed.Workloads {
-			eps = append(eps, datapath.Endpoint{ID: uint16(w.Index + 1), Identity: ident(w.Index), IfIndex: w.HostIfIndex, IPs: []netip.Addr{w.IPv4, w.IPv6}})
+			eps = append(eps, model.Endpoint{ID: uint16(w.Index + 1), Identity: ident(w.Index), IfIndex: w.HostIfIndex, IPs: []netip.Addr{w.IPv4, w.IPv6}})
 		}
 		if err := dp.SyncEndpoints(eps); err != nil {
 			b.Fatal(err)
@@ -114,7 +115,7 @@ func newBenchEnv(b *testing.B, variant string) *benchEnv {
 			b.Fatal(err)
 		}
 		if variant == "ebpf" {
-			if err := dp.SyncPolicy(enforce(ingressOnly(ident(1)), redirectRow(ident(1), ident(0), datapath.Ingress))); err != nil {
+			if err := dp.SyncPolicy(enforce(ingressOnly(ident(1)), redirectRow(ident(1), ident(0), model.Ingress))); err != nil {
 				b.Fatal(err)
 			}
 			env.startProxy(b)

@@ -4,12 +4,17 @@ import (
 	"fmt"
 
 	nmbpf "github.com/nodemesh/nodemesh/bpf"
+	"github.com/nodemesh/nodemesh/datapath/model"
 )
+
+// numReasons is REASON_MAX in common.h: the counter map has one slot per
+// (reason, direction) below it.
+const numReasons = 16
 
 // CounterKey selects one counter: what happened, in which direction.
 type CounterKey struct {
-	Reason    Reason
-	Direction Direction
+	Reason    model.Reason
+	Direction model.Direction
 }
 
 // Counter is a packet and byte count, summed over CPUs.
@@ -35,7 +40,7 @@ func (d *Datapath) Counters() (map[CounterKey]Counter, error) {
 		if sum.Packets == 0 {
 			continue
 		}
-		out[CounterKey{Reason: Reason(slot >> 1), Direction: Direction(slot&1 + 1)}] = sum
+		out[CounterKey{Reason: model.Reason(slot >> 1), Direction: model.Direction(slot&1 + 1)}] = sum
 	}
 	return out, nil
 }

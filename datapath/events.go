@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 
 	nmbpf "github.com/nodemesh/nodemesh/bpf"
+	"github.com/nodemesh/nodemesh/datapath/model"
 )
 
 // EventType says what an event reports.
@@ -36,8 +37,8 @@ func (t EventType) String() string {
 // Event is one record from the datapath's ring buffer.
 type Event struct {
 	Type      EventType
-	Reason    Reason
-	Direction Direction
+	Reason    model.Reason
+	Direction model.Direction
 	// BootTime is when the program ran, on CLOCK_BOOTTIME.
 	BootTime time.Duration
 	// Time is BootTime on the wall clock, filled in by EventReader.
@@ -52,17 +53,17 @@ type Event struct {
 	Endpoint uint16
 	// LocalIdentity is the local workload's identity, RemoteIdentity the
 	// peer's, RemoteNode the node the peer lives on.
-	LocalIdentity  Identity
-	RemoteIdentity Identity
+	LocalIdentity  model.Identity
+	RemoteIdentity model.Identity
 	RemoteNode     uint16
-	Auth           AuthType
+	Auth           model.AuthType
 	ProxyPort      uint16
 	Cookie         uint32
 }
 
 // AuthKey returns the auth table key an auth-required event asks for.
-func (e Event) AuthKey() AuthKey {
-	return AuthKey{Local: e.LocalIdentity, Remote: e.RemoteIdentity, RemoteNode: e.RemoteNode, Type: e.Auth}
+func (e Event) AuthKey() model.AuthKey {
+	return model.AuthKey{Local: e.LocalIdentity, Remote: e.RemoteIdentity, RemoteNode: e.RemoteNode, Type: e.Auth}
 }
 
 var eventSize = binary.Size(nmbpf.WorkloadEvent{})
@@ -82,16 +83,16 @@ func DecodeEvent(b []byte) (Event, error) {
 	}
 	e := Event{
 		Type:           EventType(raw.Type),
-		Reason:         Reason(raw.Reason),
-		Direction:      Direction(raw.Direction),
+		Reason:         model.Reason(raw.Reason),
+		Direction:      model.Direction(raw.Direction),
 		BootTime:       time.Duration(raw.Timestamp),
 		Proto:          raw.Proto,
 		IfIndex:        int(raw.Ifindex),
 		Endpoint:       raw.Endpoint,
-		LocalIdentity:  Identity(raw.LocalIdentity),
-		RemoteIdentity: Identity(raw.RemoteIdentity),
+		LocalIdentity:  model.Identity(raw.LocalIdentity),
+		RemoteIdentity: model.Identity(raw.RemoteIdentity),
 		RemoteNode:     raw.RemoteNode,
-		Auth:           AuthType(raw.AuthType),
+		Auth:           model.AuthType(raw.AuthType),
 		ProxyPort:      raw.ProxyPort,
 		Cookie:         raw.Cookie,
 	}
@@ -100,7 +101,7 @@ func DecodeEvent(b []byte) (Event, error) {
 		return Event{}, fmt.Errorf("%w: type %d", ErrBadEvent, raw.Type)
 	case raw.Reason >= numReasons:
 		return Event{}, fmt.Errorf("%w: reason %d", ErrBadEvent, raw.Reason)
-	case e.Direction != Ingress && e.Direction != Egress:
+	case e.Direction != model.Ingress && e.Direction != model.Egress:
 		return Event{}, fmt.Errorf("%w: direction %d", ErrBadEvent, raw.Direction)
 	case raw.Family != 4 && raw.Family != 6:
 		return Event{}, fmt.Errorf("%w: family %d", ErrBadEvent, raw.Family)

@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
 )
 
@@ -21,7 +22,7 @@ func TestRestartKeepsEstablishedConnections(t *testing.T) {
 	n := newNode(t, 3, false)
 	pol := enforce(ingressOnly(ident(1)),
 		allowIn(ident(1), ident(0), appPort),
-		redirectRow(ident(1), ident(2), datapath.Ingress),
+		redirectRow(ident(1), ident(2), model.Ingress),
 	)
 	n.policy(pol)
 	p := n.startProxy(t, false)
@@ -62,7 +63,7 @@ func TestRestartKeepsEstablishedConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := datapath.CounterKey{Reason: datapath.ReasonRedirected, Direction: datapath.Ingress}
+	k := datapath.CounterKey{Reason: model.ReasonRedirected, Direction: model.Ingress}
 	if after[k].Packets <= before[k].Packets {
 		t.Fatalf("redirect counter %d -> %d: counters (and with them the pinned maps) did not survive", before[k].Packets, after[k].Packets)
 	}
@@ -240,7 +241,7 @@ func TestFullMapsRejectAnUpdateWithoutWritingIt(t *testing.T) {
 	sizes.Policy = 4
 	sizes.IPCache = 3
 	n := newNode(t, 2, false, datapath.WithMapSizes(sizes))
-	row := func(port uint16) datapath.PolicyEntry { return allowIn(ident(1), ident(0), port) }
+	row := func(port uint16) model.PolicyEntry { return allowIn(ident(1), ident(0), port) }
 	three := enforce(ingressOnly(ident(1)), row(1), row(2), row(3))
 	n.policy(three)
 
@@ -263,7 +264,7 @@ func TestFullMapsRejectAnUpdateWithoutWritingIt(t *testing.T) {
 	}
 
 	entries := n.ipcache()
-	entries = append(entries, datapath.IPCacheEntry{Prefix: mustPrefix("192.0.2.0/24"), Identity: 7000}, datapath.IPCacheEntry{Prefix: mustPrefix("198.51.100.0/24"), Identity: 7001})
+	entries = append(entries, model.IPCacheEntry{Prefix: mustPrefix("192.0.2.0/24"), Identity: 7000}, model.IPCacheEntry{Prefix: mustPrefix("198.51.100.0/24"), Identity: 7001})
 	if err := n.dp.SyncIPCache(entries); !errors.Is(err, datapath.ErrMapFull) {
 		t.Fatalf("4 prefixes into a 3-entry ipcache: %v, want ErrMapFull", err)
 	}
@@ -278,10 +279,10 @@ func TestInvalidInputIsRejectedWholesale(t *testing.T) {
 	n.policy(good)
 	bad := enforce(ingressOnly(ident(1)),
 		allowIn(ident(1), ident(0), 1),
-		datapath.PolicyEntry{Subject: ident(1), Direction: datapath.Ingress, Proto: datapath.ProtoUDP, Port: 53, Verdict: datapath.Redirect, ProxyPort: proxyPort},
+		model.PolicyEntry{Subject: ident(1), Direction: model.Ingress, Proto: model.ProtoUDP, Port: 53, Verdict: model.Redirect, ProxyPort: proxyPort},
 	)
 	err := n.dp.SyncPolicy(bad)
-	if !errors.Is(err, datapath.ErrInvalidPolicy) || !strings.Contains(err.Error(), "entries[1]") || !strings.Contains(err.Error(), "proto") {
+	if !errors.Is(err, model.ErrInvalidPolicy) || !strings.Contains(err.Error(), "entries[1]") || !strings.Contains(err.Error(), "proto") {
 		t.Fatalf("invalid policy: %v, want an error naming entries[1] and its proto", err)
 	}
 	got, _ := n.dp.Policy()

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	nmbpf "github.com/nodemesh/nodemesh/bpf"
+	"github.com/nodemesh/nodemesh/datapath/model"
 )
 
 // ErrMapFull is returned when a desired state does not fit in its map.
@@ -20,7 +21,7 @@ func addr16(a netip.Addr) [16]uint8 { return a.Unmap().As16() }
 
 func addrFrom16(b [16]uint8) netip.Addr { return netip.AddrFrom16(b).Unmap() }
 
-func policyKeyOf(k PolicyKey) nmbpf.WorkloadPolicyKey {
+func policyKeyOf(k model.PolicyKey) nmbpf.WorkloadPolicyKey {
 	return nmbpf.WorkloadPolicyKey{
 		Subject:   uint32(k.Subject),
 		Remote:    uint32(k.Remote),
@@ -30,7 +31,7 @@ func policyKeyOf(k PolicyKey) nmbpf.WorkloadPolicyKey {
 	}
 }
 
-func policyValueOf(e PolicyEntry) nmbpf.WorkloadPolicyValue {
+func policyValueOf(e model.PolicyEntry) nmbpf.WorkloadPolicyValue {
 	return nmbpf.WorkloadPolicyValue{
 		Verdict:   uint8(e.Verdict),
 		AuthType:  uint8(e.Auth),
@@ -39,16 +40,16 @@ func policyValueOf(e PolicyEntry) nmbpf.WorkloadPolicyValue {
 	}
 }
 
-func policyEntryFrom(k nmbpf.WorkloadPolicyKey, v nmbpf.WorkloadPolicyValue) PolicyEntry {
-	return PolicyEntry{
-		Subject:   Identity(k.Subject),
-		Remote:    Identity(k.Remote),
-		Direction: Direction(k.Direction),
+func policyEntryFrom(k nmbpf.WorkloadPolicyKey, v nmbpf.WorkloadPolicyValue) model.PolicyEntry {
+	return model.PolicyEntry{
+		Subject:   model.Identity(k.Subject),
+		Remote:    model.Identity(k.Remote),
+		Direction: model.Direction(k.Direction),
 		Proto:     k.Proto,
 		Port:      k.Port,
-		Verdict:   Verdict(v.Verdict),
+		Verdict:   model.Verdict(v.Verdict),
 		ProxyPort: v.ProxyPort,
-		Auth:      AuthType(v.AuthType),
+		Auth:      model.AuthType(v.AuthType),
 		Cookie:    v.Cookie,
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
 )
 
@@ -27,7 +28,7 @@ const (
 
 var smallMaps = datapath.MapSizes{Conntrack: 8192, Auth: 1024, IPCache: 1024, Policy: 4096, Enforce: 1024, EventBytes: 1 << 18}
 
-func ident(i int) datapath.Identity { return datapath.Identity(1000 + i) }
+func ident(i int) model.Identity { return model.Identity(1000 + i) }
 
 type node struct {
 	t      *testing.T
@@ -124,18 +125,18 @@ func (n *node) restart() {
 	n.open()
 }
 
-func (n *node) endpoints() []datapath.Endpoint {
-	var eps []datapath.Endpoint
+func (n *node) endpoints() []model.Endpoint {
+	var eps []model.Endpoint
 	for _, w := range n.bed.Workloads {
-		eps = append(eps, datapath.Endpoint{ID: uint16(w.Index + 1), Identity: ident(w.Index), IfIndex: w.HostIfIndex, IPs: []netip.Addr{w.IPv4, w.IPv6}})
+		eps = append(eps, model.Endpoint{ID: uint16(w.Index + 1), Identity: ident(w.Index), IfIndex: w.HostIfIndex, IPs: []netip.Addr{w.IPv4, w.IPv6}})
 	}
 	return eps
 }
 
-func (n *node) ipcache() []datapath.IPCacheEntry {
-	return []datapath.IPCacheEntry{
-		{Prefix: netip.PrefixFrom(testbed.NodeIPv4, 32), Identity: datapath.IdentityHost},
-		{Prefix: netip.PrefixFrom(testbed.NodeIPv6, 128), Identity: datapath.IdentityHost},
+func (n *node) ipcache() []model.IPCacheEntry {
+	return []model.IPCacheEntry{
+		{Prefix: netip.PrefixFrom(testbed.NodeIPv4, 32), Identity: model.IdentityHost},
+		{Prefix: netip.PrefixFrom(testbed.NodeIPv6, 128), Identity: model.IdentityHost},
 	}
 }
 
@@ -147,7 +148,7 @@ func (n *node) ifindexes() []int {
 	return out
 }
 
-func (n *node) policy(p datapath.Policy) {
+func (n *node) policy(p model.Policy) {
 	n.t.Helper()
 	if err := n.dp.SyncPolicy(p); err != nil {
 		n.t.Fatalf("syncing policy: %v", err)
@@ -203,7 +204,7 @@ func mustNotConnect(t *testing.T, from *testbed.Namespace, to netip.AddrPort) {
 	}
 }
 
-func (n *node) counter(reason datapath.Reason, dir datapath.Direction) uint64 {
+func (n *node) counter(reason model.Reason, dir model.Direction) uint64 {
 	n.t.Helper()
 	cs, err := n.dp.Counters()
 	if err != nil {
@@ -228,6 +229,6 @@ func waitEvent(t *testing.T, r *datapath.EventReader, match func(datapath.Event)
 	}
 }
 
-func enforce(entries map[datapath.Identity]datapath.Enforcement, rows ...datapath.PolicyEntry) datapath.Policy {
-	return datapath.Policy{Enforce: entries, Entries: rows}
+func enforce(entries map[model.Identity]model.Enforcement, rows ...model.PolicyEntry) model.Policy {
+	return model.Policy{Enforce: entries, Entries: rows}
 }

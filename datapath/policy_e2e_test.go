@@ -9,21 +9,22 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 )
 
-func ingressOnly(id datapath.Identity) map[datapath.Identity]datapath.Enforcement {
-	return map[datapath.Identity]datapath.Enforcement{id: datapath.EnforceIngress}
+func ingressOnly(id model.Identity) map[model.Identity]model.Enforcement {
+	return map[model.Identity]model.Enforcement{id: model.EnforceIngress}
 }
 
-func allowIn(subject, remote datapath.Identity, port uint16) datapath.PolicyEntry {
-	return datapath.PolicyEntry{Subject: subject, Remote: remote, Direction: datapath.Ingress, Proto: datapath.ProtoTCP, Port: port, Verdict: datapath.Allow}
+func allowIn(subject, remote model.Identity, port uint16) model.PolicyEntry {
+	return model.PolicyEntry{Subject: subject, Remote: remote, Direction: model.Ingress, Proto: model.ProtoTCP, Port: port, Verdict: model.Allow}
 }
 
 func TestAllowedTrafficPassesAndDeniedTrafficIsDroppedAndCounted(t *testing.T) {
 	n := newNode(t, 3, false)
 	n.policy(enforce(ingressOnly(ident(1)),
 		allowIn(ident(1), ident(0), appPort),
-		datapath.PolicyEntry{Subject: ident(1), Remote: ident(0), Direction: datapath.Ingress, Proto: datapath.ProtoTCP, Port: denyPort, Verdict: datapath.Deny, Cookie: 99},
+		model.PolicyEntry{Subject: ident(1), Remote: ident(0), Direction: model.Ingress, Proto: model.ProtoTCP, Port: denyPort, Verdict: model.Deny, Cookie: 99},
 	))
 	events, err := n.dp.Events()
 	if err != nil {
@@ -39,32 +40,32 @@ func TestAllowedTrafficPassesAndDeniedTrafficIsDroppedAndCounted(t *testing.T) {
 				t.Fatalf("server saw the client as %v, want %v", c.Peer, want)
 			}
 
-			before := n.counter(datapath.DropPolicy, datapath.Ingress)
+			before := n.counter(model.DropPolicy, model.Ingress)
 			mustNotConnect(t, n.w(2).Namespace, to)
-			if after := n.counter(datapath.DropPolicy, datapath.Ingress); after <= before {
+			if after := n.counter(model.DropPolicy, model.Ingress); after <= before {
 				t.Fatalf("policy-denied ingress counter %d -> %d, want it to grow", before, after)
 			}
 			e := waitEvent(t, events, func(e datapath.Event) bool {
-				return e.Type == datapath.EventDrop && e.Destination == to && e.Reason == datapath.DropPolicy
+				return e.Type == datapath.EventDrop && e.Destination == to && e.Reason == model.DropPolicy
 			})
-			if e.Direction != datapath.Ingress || e.LocalIdentity != ident(1) || e.RemoteIdentity != ident(2) || e.Endpoint != 2 || e.Proto != datapath.ProtoTCP {
+			if e.Direction != model.Ingress || e.LocalIdentity != ident(1) || e.RemoteIdentity != ident(2) || e.Endpoint != 2 || e.Proto != model.ProtoTCP {
 				t.Fatalf("drop event %+v", e)
 			}
 
 			mustNotConnect(t, n.w(0).Namespace, netip.AddrPortFrom(to.Addr(), otherPort))
 
-			beforeDeny := n.counter(datapath.DropPolicyDeny, datapath.Ingress)
+			beforeDeny := n.counter(model.DropPolicyDeny, model.Ingress)
 			mustNotConnect(t, n.w(0).Namespace, netip.AddrPortFrom(to.Addr(), denyPort))
-			if n.counter(datapath.DropPolicyDeny, datapath.Ingress) <= beforeDeny {
+			if n.counter(model.DropPolicyDeny, model.Ingress) <= beforeDeny {
 				t.Fatal("explicit deny was not counted as policy-deny-rule")
 			}
 			e = waitEvent(t, events, func(e datapath.Event) bool {
-				return e.Reason == datapath.DropPolicyDeny && e.Destination.Port() == denyPort
+				return e.Reason == model.DropPolicyDeny && e.Destination.Port() == denyPort
 			})
 			if e.Cookie != 99 {
 				t.Fatalf("deny event cookie %d, want the row's 99", e.Cookie)
 			}
-			if n.counter(datapath.ReasonForwarded, datapath.Egress) == 0 {
+			if n.counter(model.ReasonForwarded, model.Egress) == 0 {
 				t.Fatal("allowed traffic was not counted")
 			}
 		})
@@ -78,7 +79,7 @@ func TestRemovingPolicyRestoresDefaultAllow(t *testing.T) {
 	for _, a := range to {
 		mustNotConnect(t, n.w(2).Namespace, a)
 	}
-	n.policy(datapath.Policy{})
+	n.policy(model.Policy{})
 	for _, a := range to {
 		mustConnect(t, n.w(2).Namespace, a)
 	}
@@ -93,7 +94,7 @@ func TestEstablishedConnectionsAndRepliesSurvivePolicy(t *testing.T) {
 	c := mustConnect(t, n.w(0).Namespace, n.addrs(1, appPort)[0])
 	// Enforce both directions of both workloads with nothing allowed:
 	// new connections die, the established one (and its replies) live.
-	all := map[datapath.Identity]datapath.Enforcement{ident(0): datapath.EnforceIngress | datapath.EnforceEgress, ident(1): datapath.EnforceIngress | datapath.EnforceEgress}
+	all := map[model.Identity]model.Enforcement{ident(0): model.EnforceIngress | model.EnforceEgress, ident(1): model.EnforceIngress | model.EnforceEgress}
 	n.policy(enforce(all))
 	if err := c.Echo([]byte("still here"), 2*time.Second); err != nil {
 		t.Fatalf("established connection broken by a policy change: %v", err)
@@ -103,7 +104,7 @@ func TestEstablishedConnectionsAndRepliesSurvivePolicy(t *testing.T) {
 
 func TestHostAlwaysReachesWorkloads(t *testing.T) {
 	n := newNode(t, 2, false)
-	n.policy(enforce(map[datapath.Identity]datapath.Enforcement{ident(1): datapath.EnforceIngress | datapath.EnforceEgress}))
+	n.policy(enforce(map[model.Identity]model.Enforcement{ident(1): model.EnforceIngress | model.EnforceEgress}))
 	for _, a := range n.addrs(1, appPort) {
 		mustConnect(t, n.bed.Node, a)
 		mustNotConnect(t, n.w(0).Namespace, a)
@@ -112,7 +113,7 @@ func TestHostAlwaysReachesWorkloads(t *testing.T) {
 
 func TestWorldIsJudgedAsWorld(t *testing.T) {
 	n := newNode(t, 1, true)
-	n.policy(enforce(ingressOnly(ident(0)), allowIn(ident(0), datapath.IdentityWorld, appPort)))
+	n.policy(enforce(ingressOnly(ident(0)), allowIn(ident(0), model.IdentityWorld, appPort)))
 	for _, a := range n.addrs(0, appPort) {
 		mustConnect(t, n.bed.External.Namespace, a)
 		mustNotConnect(t, n.bed.External.Namespace, netip.AddrPortFrom(a.Addr(), otherPort))
@@ -122,7 +123,7 @@ func TestWorldIsJudgedAsWorld(t *testing.T) {
 func TestAuthRequiredGatesConnections(t *testing.T) {
 	n := newNode(t, 2, false)
 	row := allowIn(ident(1), ident(0), appPort)
-	row.Auth = datapath.AuthSPIFFE
+	row.Auth = model.AuthSPIFFE
 	n.policy(enforce(ingressOnly(ident(1)), row))
 	events, err := n.dp.Events()
 	if err != nil {
@@ -133,11 +134,11 @@ func TestAuthRequiredGatesConnections(t *testing.T) {
 
 	mustNotConnect(t, n.w(0).Namespace, to)
 	e := waitEvent(t, events, func(e datapath.Event) bool { return e.Type == datapath.EventAuthRequired })
-	want := datapath.AuthKey{Local: ident(1), Remote: ident(0), RemoteNode: 0, Type: datapath.AuthSPIFFE}
-	if e.AuthKey() != want || e.Reason != datapath.DropAuthRequired {
+	want := model.AuthKey{Local: ident(1), Remote: ident(0), RemoteNode: 0, Type: model.AuthSPIFFE}
+	if e.AuthKey() != want || e.Reason != model.DropAuthRequired {
 		t.Fatalf("auth-required event %+v, want key %+v", e, want)
 	}
-	if n.counter(datapath.DropAuthRequired, datapath.Ingress) == 0 {
+	if n.counter(model.DropAuthRequired, model.Ingress) == 0 {
 		t.Fatal("auth-required drop not counted")
 	}
 
@@ -150,7 +151,7 @@ func TestAuthRequiredGatesConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustNotConnect(t, n.w(0).Namespace, to)
-	if err := n.dp.SyncAuth(map[datapath.AuthKey]time.Time{want: time.Now().Add(time.Hour)}); err != nil {
+	if err := n.dp.SyncAuth(map[model.AuthKey]time.Time{want: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	mustConnect(t, n.w(0).Namespace, to)
@@ -169,12 +170,12 @@ func TestPolicyUpdatesNeverOpenAWindow(t *testing.T) {
 	intruder := ident(2)
 	a := enforce(ingressOnly(ident(1)),
 		allowIn(ident(1), ident(0), appPort),
-		datapath.PolicyEntry{Subject: ident(1), Remote: intruder, Direction: datapath.Ingress, Proto: datapath.ProtoTCP, Verdict: datapath.Deny},
+		model.PolicyEntry{Subject: ident(1), Remote: intruder, Direction: model.Ingress, Proto: model.ProtoTCP, Verdict: model.Deny},
 	)
 	b := enforce(ingressOnly(ident(1)),
-		datapath.PolicyEntry{Subject: ident(1), Remote: datapath.IdentityAny, Direction: datapath.Ingress, Proto: datapath.ProtoTCP, Port: appPort, Verdict: datapath.Allow},
-		datapath.PolicyEntry{Subject: ident(1), Remote: intruder, Direction: datapath.Ingress, Proto: datapath.ProtoTCP, Port: appPort, Verdict: datapath.Deny},
-		datapath.PolicyEntry{Subject: ident(1), Remote: ident(0), Direction: datapath.Ingress, Verdict: datapath.Allow},
+		model.PolicyEntry{Subject: ident(1), Remote: model.IdentityAny, Direction: model.Ingress, Proto: model.ProtoTCP, Port: appPort, Verdict: model.Allow},
+		model.PolicyEntry{Subject: ident(1), Remote: intruder, Direction: model.Ingress, Proto: model.ProtoTCP, Port: appPort, Verdict: model.Deny},
+		model.PolicyEntry{Subject: ident(1), Remote: ident(0), Direction: model.Ingress, Verdict: model.Allow},
 	)
 	n.policy(a)
 
@@ -205,7 +206,7 @@ func TestPolicyUpdatesNeverOpenAWindow(t *testing.T) {
 	deadline := time.Now().Add(3 * time.Second)
 	swaps := 0
 	for time.Now().Before(deadline) {
-		for _, p := range []datapath.Policy{b, a} {
+		for _, p := range []model.Policy{b, a} {
 			if err := n.dp.SyncPolicy(p); err != nil {
 				t.Fatal(err)
 			}

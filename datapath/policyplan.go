@@ -1,6 +1,10 @@
 package datapath
 
-import "sort"
+import (
+	"sort"
+
+	"github.com/nodemesh/nodemesh/datapath/model"
+)
 
 // The policy map is updated row by row while packets are being judged, so
 // the order of the writes is part of the security model. planPolicy orders
@@ -44,23 +48,23 @@ const (
 
 type policyOp struct {
 	kind    policyOpKind
-	entry   PolicyEntry // opPutRow: the new row; opDeleteRow: the row removed
-	prev    *PolicyEntry
-	id      Identity
-	enforce Enforcement
-	prevEnf Enforcement
+	entry   model.PolicyEntry // opPutRow: the new row; opDeleteRow: the row removed
+	prev    *model.PolicyEntry
+	id      model.Identity
+	enforce model.Enforcement
+	prevEnf model.Enforcement
 }
 
 // planPolicy returns the ordered writes that turn (curEnforce, curRows)
 // into want. want must be valid.
-func planPolicy(curEnforce map[Identity]Enforcement, curRows map[PolicyKey]PolicyEntry, want Policy) []policyOp {
-	wantRows := make(map[PolicyKey]PolicyEntry, len(want.Entries))
+func planPolicy(curEnforce map[model.Identity]model.Enforcement, curRows map[model.PolicyKey]model.PolicyEntry, want model.Policy) []policyOp {
+	wantRows := make(map[model.PolicyKey]model.PolicyEntry, len(want.Entries))
 	for _, e := range want.Entries {
 		wantRows[e.Key()] = e
 	}
 	var ops, denyPuts, puts, laterPuts, deletes, denyDeletes, enforceOff, enforceOn []policyOp
 
-	ids := map[Identity]bool{}
+	ids := map[model.Identity]bool{}
 	for id := range curEnforce {
 		ids[id] = true
 	}
@@ -91,9 +95,9 @@ func planPolicy(curEnforce map[Identity]Enforcement, curRows map[PolicyKey]Polic
 			op.prev = &prev
 		}
 		switch {
-		case nw.Verdict == Deny:
+		case nw.Verdict == model.Deny:
 			denyPuts = append(denyPuts, op)
-		case had && old.Verdict == Deny:
+		case had && old.Verdict == model.Deny:
 			laterPuts = append(laterPuts, op)
 		default:
 			puts = append(puts, op)
@@ -105,7 +109,7 @@ func planPolicy(curEnforce map[Identity]Enforcement, curRows map[PolicyKey]Polic
 		}
 		prev := old
 		op := policyOp{kind: opDeleteRow, entry: old, prev: &prev}
-		if old.Verdict == Deny {
+		if old.Verdict == model.Deny {
 			denyDeletes = append(denyDeletes, op)
 		} else {
 			deletes = append(deletes, op)
@@ -116,16 +120,16 @@ func planPolicy(curEnforce map[Identity]Enforcement, curRows map[PolicyKey]Polic
 		sort.Slice(s, func(i, j int) bool { return s[i].id < s[j].id })
 	}
 	byKey := func(s []policyOp) {
-		sort.Slice(s, func(i, j int) bool { return s[i].entry.Key().less(s[j].entry.Key()) })
+		sort.Slice(s, func(i, j int) bool { return keyLess(s[i].entry.Key(), s[j].entry.Key()) })
 	}
 	mostSpecificFirst := func(s []policyOp) {
 		sort.SliceStable(s, func(i, j int) bool {
-			return s[i].entry.Key().specificity() > s[j].entry.Key().specificity()
+			return specificity(s[i].entry.Key()) > specificity(s[j].entry.Key())
 		})
 	}
 	leastSpecificFirst := func(s []policyOp) {
 		sort.SliceStable(s, func(i, j int) bool {
-			return s[i].entry.Key().specificity() < s[j].entry.Key().specificity()
+			return specificity(s[i].entry.Key()) < specificity(s[j].entry.Key())
 		})
 	}
 	byID(enforceOff)
@@ -165,7 +169,7 @@ func (op policyOp) undo() policyOp {
 
 // peakRows is the largest number of rows present at any point of the plan:
 // every put of a new key happens before any delete.
-func peakRows(curRows map[PolicyKey]PolicyEntry, ops []policyOp) int {
+func peakRows(curRows map[model.PolicyKey]model.PolicyEntry, ops []policyOp) int {
 	n := len(curRows)
 	for _, op := range ops {
 		if op.kind == opPutRow && op.prev == nil {
@@ -173,4 +177,46 @@ func peakRows(curRows map[PolicyKey]PolicyEntry, ops []policyOp) int {
 		}
 	}
 	return n
+}
+
+// specificity orders keys for the update plan: higher is more specific.
+func specificity(k model.PolicyKey) int {
+	s := 0
+	switch {
+	case k.Port != 0:
+		s = 4
+	case k.Proto != model.ProtoAny:
+		s = 2
+	}
+	if k.Remote != model.IdentityAny {
+		s++
+	}
+	return s
+}
+
+// sortedEntries returns the entries ordered by key, for deterministic
+// output.
+func sortedEntries(rows map[model.PolicyKey]model.PolicyEntry) []model.PolicyEntry {
+	out := make([]model.PolicyEntry, 0, len(rows))
+	for _, e := range rows {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return keyLess(out[i].Key(), out[j].Key()) })
+	return out
+}
+
+func keyLess(k, o model.PolicyKey) bool {
+	if k.Subject != o.Subject {
+		return k.Subject < o.Subject
+	}
+	if k.Direction != o.Direction {
+		return k.Direction < o.Direction
+	}
+	if k.Remote != o.Remote {
+		return k.Remote < o.Remote
+	}
+	if k.Proto != o.Proto {
+		return k.Proto < o.Proto
+	}
+	return k.Port < o.Port
 }

@@ -4,16 +4,18 @@ import (
 	"fmt"
 	"math/rand"
 	"testing"
+
+	"github.com/nodemesh/nodemesh/datapath/model"
 )
 
 // simState is a policy table as the kernel would hold it mid-update.
 type simState struct {
-	enforce map[Identity]Enforcement
-	rows    map[PolicyKey]PolicyEntry
+	enforce map[model.Identity]model.Enforcement
+	rows    map[model.PolicyKey]model.PolicyEntry
 }
 
-func newSim(p Policy) simState {
-	s := simState{enforce: map[Identity]Enforcement{}, rows: map[PolicyKey]PolicyEntry{}}
+func newSim(p model.Policy) simState {
+	s := simState{enforce: map[model.Identity]model.Enforcement{}, rows: map[model.PolicyKey]model.PolicyEntry{}}
 	for id, e := range p.Enforce {
 		s.enforce[id] = e
 	}
@@ -38,8 +40,8 @@ func (s simState) apply(op policyOp) {
 	}
 }
 
-func (s simState) policy() Policy {
-	p := Policy{Enforce: map[Identity]Enforcement{}}
+func (s simState) policy() model.Policy {
+	p := model.Policy{Enforce: map[model.Identity]model.Enforcement{}}
 	for id, e := range s.enforce {
 		p.Enforce[id] = e
 	}
@@ -50,54 +52,54 @@ func (s simState) policy() Policy {
 }
 
 type outcome struct {
-	v    Verdict
+	v    model.Verdict
 	port uint16
-	auth AuthType
+	auth model.AuthType
 }
 
-func outcomeOf(d Decision) outcome { return outcome{d.Verdict, d.ProxyPort, d.Auth} }
+func outcomeOf(d model.Decision) outcome { return outcome{d.Verdict, d.ProxyPort, d.Auth} }
 
 var (
-	planSubjects = []Identity{100, 101}
-	planRemotes  = []Identity{200, 201}
-	planProtos   = []uint8{ProtoAny, ProtoTCP, ProtoUDP}
+	planSubjects = []model.Identity{100, 101}
+	planRemotes  = []model.Identity{200, 201}
+	planProtos   = []uint8{model.ProtoAny, model.ProtoTCP, model.ProtoUDP}
 	planPorts    = []uint16{80, 443}
 )
 
-func randomPolicy(r *rand.Rand) Policy {
-	p := Policy{Enforce: map[Identity]Enforcement{}}
+func randomPolicy(r *rand.Rand) model.Policy {
+	p := model.Policy{Enforce: map[model.Identity]model.Enforcement{}}
 	for _, s := range planSubjects {
-		if e := Enforcement(r.Intn(4)); e != 0 {
+		if e := model.Enforcement(r.Intn(4)); e != 0 {
 			p.Enforce[s] = e
 		}
 	}
 	for _, s := range planSubjects {
-		for _, dir := range []Direction{Ingress, Egress} {
-			for _, remote := range append([]Identity{IdentityAny}, planRemotes...) {
+		for _, dir := range []model.Direction{model.Ingress, model.Egress} {
+			for _, remote := range append([]model.Identity{model.IdentityAny}, planRemotes...) {
 				for _, proto := range planProtos {
 					ports := []uint16{0}
-					if proto != ProtoAny {
+					if proto != model.ProtoAny {
 						ports = append(ports, planPorts...)
 					}
 					for _, port := range ports {
 						if r.Intn(3) != 0 {
 							continue
 						}
-						e := PolicyEntry{Subject: s, Remote: remote, Direction: dir, Proto: proto, Port: port}
+						e := model.PolicyEntry{Subject: s, Remote: remote, Direction: dir, Proto: proto, Port: port}
 						switch r.Intn(5) {
 						case 0:
-							e.Verdict = Deny
+							e.Verdict = model.Deny
 						case 1, 2:
-							e.Verdict = Allow
+							e.Verdict = model.Allow
 							if r.Intn(4) == 0 {
-								e.Auth = AuthSPIFFE
+								e.Auth = model.AuthSPIFFE
 							}
 						default:
-							if proto != ProtoTCP {
-								e.Verdict = Allow
+							if proto != model.ProtoTCP {
+								e.Verdict = model.Allow
 								break
 							}
-							e.Verdict = Redirect
+							e.Verdict = model.Redirect
 							e.ProxyPort = uint16(15000 + r.Intn(2))
 						}
 						p.Entries = append(p.Entries, e)
@@ -111,14 +113,14 @@ func randomPolicy(r *rand.Rand) Policy {
 
 // planQueries covers every chain the random policies can build, plus
 // flows no row names.
-func planQueries() []Query {
-	var qs []Query
+func planQueries() []model.Query {
+	var qs []model.Query
 	for _, s := range planSubjects {
-		for _, dir := range []Direction{Ingress, Egress} {
+		for _, dir := range []model.Direction{model.Ingress, model.Egress} {
 			for _, remote := range append(planRemotes, 299) {
-				for _, proto := range []uint8{ProtoTCP, ProtoUDP, ProtoICMP} {
+				for _, proto := range []uint8{model.ProtoTCP, model.ProtoUDP, model.ProtoICMP} {
 					for _, port := range append(planPorts, 8080) {
-						qs = append(qs, Query{Subject: s, Remote: remote, Direction: dir, Proto: proto, Port: port})
+						qs = append(qs, model.Query{Subject: s, Remote: remote, Direction: dir, Proto: proto, Port: port})
 					}
 				}
 			}
@@ -130,7 +132,7 @@ func planQueries() []Query {
 // checkPlan replays ops from old and reports the first intermediate state
 // in which a flow gets a verdict neither policy gives it (drops are always
 // acceptable).
-func checkPlan(old, want Policy, ops []policyOp) error {
+func checkPlan(old, want model.Policy, ops []policyOp) error {
 	oldIx, newIx := old.Index(), want.Index()
 	qs := planQueries()
 	s := newSim(old)
@@ -139,7 +141,7 @@ func checkPlan(old, want Policy, ops []policyOp) error {
 		ix := s.policy().Index()
 		for _, q := range qs {
 			got := outcomeOf(ix.Decide(q))
-			if got.v == Deny {
+			if got.v == model.Deny {
 				continue
 			}
 			if got != outcomeOf(oldIx.Decide(q)) && got != outcomeOf(newIx.Decide(q)) {
@@ -231,13 +233,13 @@ func TestPlanCheckerDetectsUnsafeOrder(t *testing.T) {
 }
 
 func TestPeakRows(t *testing.T) {
-	old := Policy{Entries: []PolicyEntry{
-		{Subject: 1, Direction: Ingress, Proto: ProtoTCP, Port: 80, Verdict: Allow},
-		{Subject: 1, Direction: Ingress, Proto: ProtoTCP, Port: 81, Verdict: Allow},
+	old := model.Policy{Entries: []model.PolicyEntry{
+		{Subject: 1, Direction: model.Ingress, Proto: model.ProtoTCP, Port: 80, Verdict: model.Allow},
+		{Subject: 1, Direction: model.Ingress, Proto: model.ProtoTCP, Port: 81, Verdict: model.Allow},
 	}}
-	want := Policy{Entries: []PolicyEntry{
-		{Subject: 1, Direction: Ingress, Proto: ProtoTCP, Port: 80, Verdict: Deny},
-		{Subject: 1, Direction: Ingress, Proto: ProtoTCP, Port: 82, Verdict: Allow},
+	want := model.Policy{Entries: []model.PolicyEntry{
+		{Subject: 1, Direction: model.Ingress, Proto: model.ProtoTCP, Port: 80, Verdict: model.Deny},
+		{Subject: 1, Direction: model.Ingress, Proto: model.ProtoTCP, Port: 82, Verdict: model.Allow},
 	}}
 	ops := planPolicy(nil, newSim(old).rows, want)
 	if got := peakRows(newSim(old).rows, ops); got != 3 {

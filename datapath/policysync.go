@@ -7,6 +7,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	nmbpf "github.com/nodemesh/nodemesh/bpf"
+	"github.com/nodemesh/nodemesh/datapath/model"
 )
 
 // SyncPolicy makes the kernel's policy and enforcement tables equal to p.
@@ -15,7 +16,7 @@ import (
 // allows. An invalid policy, or one that cannot fit, is rejected before any
 // write; a write that fails midway is rolled back. Connections already
 // established keep flowing (as in Cilium, policy judges connection setup).
-func (d *Datapath) SyncPolicy(p Policy) error {
+func (d *Datapath) SyncPolicy(p model.Policy) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
@@ -80,22 +81,22 @@ func (d *Datapath) applyPolicyOp(op policyOp) error {
 }
 
 // Policy returns the policy the kernel currently holds.
-func (d *Datapath) Policy() (Policy, error) {
+func (d *Datapath) Policy() (model.Policy, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	rows, enforce, err := d.readPolicy()
 	if err != nil {
-		return Policy{}, err
+		return model.Policy{}, err
 	}
-	return Policy{Enforce: enforce, Entries: sortedEntries(rows)}, nil
+	return model.Policy{Enforce: enforce, Entries: sortedEntries(rows)}, nil
 }
 
-func (d *Datapath) readPolicy() (map[PolicyKey]PolicyEntry, map[Identity]Enforcement, error) {
+func (d *Datapath) readPolicy() (map[model.PolicyKey]model.PolicyEntry, map[model.Identity]model.Enforcement, error) {
 	raw, err := readAll[nmbpf.WorkloadPolicyKey, nmbpf.WorkloadPolicyValue](d.objs.NmPolicy)
 	if err != nil {
 		return nil, nil, err
 	}
-	rows := make(map[PolicyKey]PolicyEntry, len(raw))
+	rows := make(map[model.PolicyKey]model.PolicyEntry, len(raw))
 	for k, v := range raw {
 		e := policyEntryFrom(k, v)
 		rows[e.Key()] = e
@@ -104,9 +105,9 @@ func (d *Datapath) readPolicy() (map[PolicyKey]PolicyEntry, map[Identity]Enforce
 	if err != nil {
 		return nil, nil, err
 	}
-	enforce := make(map[Identity]Enforcement, len(rawEnf))
+	enforce := make(map[model.Identity]model.Enforcement, len(rawEnf))
 	for k, v := range rawEnf {
-		enforce[Identity(k)] = Enforcement(v)
+		enforce[model.Identity(k)] = model.Enforcement(v)
 	}
 	return rows, enforce, nil
 }

@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
 )
 
@@ -17,7 +17,7 @@ func (n *node) identityOf(a netip.Addr) uint32 {
 			return uint32(ident(w.Index))
 		}
 	}
-	return uint32(datapath.IdentityWorld)
+	return uint32(model.IdentityWorld)
 }
 
 func (n *node) startProxy(t *testing.T, originalSource bool) *testbed.Proxy {
@@ -30,8 +30,8 @@ func (n *node) startProxy(t *testing.T, originalSource bool) *testbed.Proxy {
 	return p
 }
 
-func redirectRow(subject, remote datapath.Identity, dir datapath.Direction) datapath.PolicyEntry {
-	return datapath.PolicyEntry{Subject: subject, Remote: remote, Direction: dir, Proto: datapath.ProtoTCP, Port: appPort, Verdict: datapath.Redirect, ProxyPort: proxyPort}
+func redirectRow(subject, remote model.Identity, dir model.Direction) model.PolicyEntry {
+	return model.PolicyEntry{Subject: subject, Remote: remote, Direction: dir, Proto: model.ProtoTCP, Port: appPort, Verdict: model.Redirect, ProxyPort: proxyPort}
 }
 
 // checkProxied asserts that exactly the client's connection reached the
@@ -66,7 +66,7 @@ func checkProxied(t *testing.T, p *testbed.Proxy, c *testbed.Conn, client netip.
 func TestL7RedirectReachesTheProxyWithTheOriginalDestination(t *testing.T) {
 	type scenario struct {
 		name           string
-		policy         func(n *node) datapath.Policy
+		policy         func(n *node) model.Policy
 		client         func(n *node) *testbed.Workload
 		originalSource bool
 		// hairpin: no from_netdev on the uplink, so to_workload loops the
@@ -78,38 +78,38 @@ func TestL7RedirectReachesTheProxyWithTheOriginalDestination(t *testing.T) {
 	for _, sc := range []scenario{
 		{
 			name: "ingress rule, local client",
-			policy: func(n *node) datapath.Policy {
-				return enforce(ingressOnly(ident(1)), redirectRow(ident(1), ident(0), datapath.Ingress))
+			policy: func(n *node) model.Policy {
+				return enforce(ingressOnly(ident(1)), redirectRow(ident(1), ident(0), model.Ingress))
 			},
 			client: local,
 		},
 		{
 			name: "egress rule",
-			policy: func(n *node) datapath.Policy {
-				return enforce(map[datapath.Identity]datapath.Enforcement{ident(0): datapath.EnforceEgress},
-					redirectRow(ident(0), datapath.IdentityAny, datapath.Egress))
+			policy: func(n *node) model.Policy {
+				return enforce(map[model.Identity]model.Enforcement{ident(0): model.EnforceEgress},
+					redirectRow(ident(0), model.IdentityAny, model.Egress))
 			},
 			client: local,
 		},
 		{
 			name: "ingress rule, client outside the node",
-			policy: func(n *node) datapath.Policy {
-				return enforce(ingressOnly(ident(1)), redirectRow(ident(1), datapath.IdentityWorld, datapath.Ingress))
+			policy: func(n *node) model.Policy {
+				return enforce(ingressOnly(ident(1)), redirectRow(ident(1), model.IdentityWorld, model.Ingress))
 			},
 			client: func(n *node) *testbed.Workload { return n.bed.External },
 		},
 		{
 			name: "ingress rule, client outside the node, hairpin on the veth",
-			policy: func(n *node) datapath.Policy {
-				return enforce(ingressOnly(ident(1)), redirectRow(ident(1), datapath.IdentityWorld, datapath.Ingress))
+			policy: func(n *node) model.Policy {
+				return enforce(ingressOnly(ident(1)), redirectRow(ident(1), model.IdentityWorld, model.Ingress))
 			},
 			client:  func(n *node) *testbed.Workload { return n.bed.External },
 			hairpin: true,
 		},
 		{
 			name: "ingress rule, upstream keeps the client's address",
-			policy: func(n *node) datapath.Policy {
-				return enforce(ingressOnly(ident(1)), redirectRow(ident(1), ident(0), datapath.Ingress))
+			policy: func(n *node) model.Policy {
+				return enforce(ingressOnly(ident(1)), redirectRow(ident(1), ident(0), model.Ingress))
 			},
 			client:         local,
 			originalSource: true,
@@ -145,7 +145,7 @@ func TestL7RedirectReachesTheProxyWithTheOriginalDestination(t *testing.T) {
 			if got := p.Accepted(); got != int64(conns) {
 				t.Fatalf("proxy accepted %d connections for %d client connections: its upstream was looped back", got, conns)
 			}
-			if n.counter(datapath.ReasonRedirected, datapath.Ingress)+n.counter(datapath.ReasonRedirected, datapath.Egress) == 0 {
+			if n.counter(model.ReasonRedirected, model.Ingress)+n.counter(model.ReasonRedirected, model.Egress) == 0 {
 				t.Fatal("redirected packets were not counted")
 			}
 		})
@@ -157,7 +157,7 @@ func TestL7RedirectReachesTheProxyWithTheOriginalDestination(t *testing.T) {
 // core's accept loop gets work.
 func TestRedirectSpreadsOverReusePortListeners(t *testing.T) {
 	n := newNode(t, 2, false)
-	n.policy(enforce(ingressOnly(ident(1)), redirectRow(ident(1), ident(0), datapath.Ingress)))
+	n.policy(enforce(ingressOnly(ident(1)), redirectRow(ident(1), ident(0), model.Ingress)))
 	p := n.startProxy(t, false)
 	to := n.addrs(1, appPort)[0]
 	for range 24 {
@@ -175,11 +175,11 @@ func TestRedirectSpreadsOverReusePortListeners(t *testing.T) {
 
 func TestRedirectWithoutProxyDropsInsteadOfBypassing(t *testing.T) {
 	n := newNode(t, 2, false)
-	n.policy(enforce(ingressOnly(ident(1)), redirectRow(ident(1), ident(0), datapath.Ingress)))
+	n.policy(enforce(ingressOnly(ident(1)), redirectRow(ident(1), ident(0), model.Ingress)))
 	for _, to := range n.addrs(1, appPort) {
 		mustNotConnect(t, n.w(0).Namespace, to)
 	}
-	if n.counter(datapath.DropProxyUnavailable, datapath.Ingress) == 0 {
+	if n.counter(model.DropProxyUnavailable, model.Ingress) == 0 {
 		t.Fatal("drops for a missing proxy were not counted as proxy-unavailable")
 	}
 }
@@ -196,8 +196,8 @@ func TestOriginalSourceUpstreamToOutsideTheNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	n.policy(enforce(map[datapath.Identity]datapath.Enforcement{ident(0): datapath.EnforceEgress},
-		redirectRow(ident(0), datapath.IdentityAny, datapath.Egress)))
+	n.policy(enforce(map[model.Identity]model.Enforcement{ident(0): model.EnforceEgress},
+		redirectRow(ident(0), model.IdentityAny, model.Egress)))
 	p := n.startProxy(t, true)
 	for i, to := range []netip.AddrPort{netip.AddrPortFrom(ext.IPv4, appPort), netip.AddrPortFrom(ext.IPv6, appPort)} {
 		src := []netip.Addr{n.w(0).IPv4, n.w(0).IPv6}[i]

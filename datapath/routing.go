@@ -7,6 +7,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/nodemesh/nodemesh/datapath/model"
 )
 
 // A packet assigned to a proxy socket still carries the original
@@ -34,9 +36,9 @@ const (
 // connection as coming from that identity, and never redirects it to the
 // proxy again. Identity 0 means "take the identity from the source
 // address". It matches proxylib/transparent.UpstreamMark.
-func ProxyMark(source Identity) (uint32, error) {
-	if source > MaxMarkIdentity {
-		return 0, fmt.Errorf("identity %d does not fit in a socket mark (max %d)", source, MaxMarkIdentity)
+func ProxyMark(source model.Identity) (uint32, error) {
+	if source > model.MaxMarkIdentity {
+		return 0, fmt.Errorf("identity %d does not fit in a socket mark (max %d)", source, model.MaxMarkIdentity)
 	}
 	id := uint32(source)
 	return MarkFromProxy | (id&0xFFFF)<<16 | id>>16, nil

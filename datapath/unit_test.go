@@ -8,11 +8,12 @@ import (
 	"testing"
 
 	nmbpf "github.com/nodemesh/nodemesh/bpf"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/proxylib/transparent"
 )
 
 func TestProxyMarkMatchesTheProxysMark(t *testing.T) {
-	for _, id := range []Identity{0, 1, 8, 1000, 0x12345, MaxMarkIdentity} {
+	for _, id := range []model.Identity{0, 1, 8, 1000, 0x12345, model.MaxMarkIdentity} {
 		ours, err := ProxyMark(id)
 		if err != nil {
 			t.Fatal(err)
@@ -28,81 +29,85 @@ func TestProxyMarkMatchesTheProxysMark(t *testing.T) {
 			t.Fatalf("mark %#x lacks the from-proxy magic", ours)
 		}
 	}
-	if _, err := ProxyMark(MaxMarkIdentity + 1); err == nil {
+	if _, err := ProxyMark(model.MaxMarkIdentity + 1); err == nil {
 		t.Fatal("ProxyMark accepted a 25-bit identity")
 	}
 }
 
 func TestPolicyValidateNamesTheEntryAndField(t *testing.T) {
-	ok := PolicyEntry{Subject: 10, Remote: 20, Direction: Ingress, Proto: ProtoTCP, Port: 80, Verdict: Allow}
+	ok := model.PolicyEntry{Subject: 10, Remote: 20, Direction: model.Ingress, Proto: model.ProtoTCP, Port: 80, Verdict: model.Allow}
 	for _, tc := range []struct {
 		name  string
-		entry PolicyEntry
+		entry model.PolicyEntry
 		want  string
 	}{
-		{"no subject", func() PolicyEntry { e := ok; e.Subject = 0; return e }(), "subject"},
-		{"no direction", func() PolicyEntry { e := ok; e.Direction = 0; return e }(), "direction"},
-		{"port without protocol", func() PolicyEntry { e := ok; e.Proto = 0; return e }(), "port"},
-		{"unknown verdict", func() PolicyEntry { e := ok; e.Verdict = 9; return e }(), "verdict"},
-		{"redirect without port", func() PolicyEntry { e := ok; e.Verdict = Redirect; return e }(), "proxyPort"},
-		{"redirect of UDP", func() PolicyEntry { e := ok; e.Verdict, e.ProxyPort, e.Proto = Redirect, 1, ProtoUDP; return e }(), "proto"},
-		{"proxy port on allow", func() PolicyEntry { e := ok; e.ProxyPort = 1; return e }(), "proxyPort"},
-		{"auth on deny", func() PolicyEntry { e := ok; e.Verdict, e.Auth = Deny, AuthSPIFFE; return e }(), "auth"},
+		{"no subject", func() model.PolicyEntry { e := ok; e.Subject = 0; return e }(), "subject"},
+		{"no direction", func() model.PolicyEntry { e := ok; e.Direction = 0; return e }(), "direction"},
+		{"port without protocol", func() model.PolicyEntry { e := ok; e.Proto = 0; return e }(), "port"},
+		{"unknown verdict", func() model.PolicyEntry { e := ok; e.Verdict = 9; return e }(), "verdict"},
+		{"redirect without port", func() model.PolicyEntry { e := ok; e.Verdict = model.Redirect; return e }(), "proxyPort"},
+		{"redirect of UDP", func() model.PolicyEntry {
+			e := ok
+			e.Verdict, e.ProxyPort, e.Proto = model.Redirect, 1, model.ProtoUDP
+			return e
+		}(), "proto"},
+		{"proxy port on allow", func() model.PolicyEntry { e := ok; e.ProxyPort = 1; return e }(), "proxyPort"},
+		{"auth on deny", func() model.PolicyEntry { e := ok; e.Verdict, e.Auth = model.Deny, model.AuthSPIFFE; return e }(), "auth"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := Policy{Entries: []PolicyEntry{ok, tc.entry}}.Validate()
-			if !errors.Is(err, ErrInvalidPolicy) || !strings.Contains(err.Error(), "entries[1]") || !strings.Contains(err.Error(), tc.want) {
+			err := model.Policy{Entries: []model.PolicyEntry{ok, tc.entry}}.Validate()
+			if !errors.Is(err, model.ErrInvalidPolicy) || !strings.Contains(err.Error(), "entries[1]") || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Validate() = %v, want ErrInvalidPolicy naming entries[1] and %q", err, tc.want)
 			}
 		})
 	}
 	dup := ok
-	dup.Verdict = Deny
-	if err := (Policy{Entries: []PolicyEntry{ok, dup}}).Validate(); err == nil || !strings.Contains(err.Error(), "same key as entries[0]") {
+	dup.Verdict = model.Deny
+	if err := (model.Policy{Entries: []model.PolicyEntry{ok, dup}}).Validate(); err == nil || !strings.Contains(err.Error(), "same key as entries[0]") {
 		t.Fatalf("duplicate key: %v", err)
 	}
-	if err := (Policy{Enforce: map[Identity]Enforcement{0: EnforceIngress}}).Validate(); err == nil {
+	if err := (model.Policy{Enforce: map[model.Identity]model.Enforcement{0: model.EnforceIngress}}).Validate(); err == nil {
 		t.Fatal("enforcement of identity 0 accepted")
 	}
-	if err := (Policy{Enforce: map[Identity]Enforcement{5: 4}}).Validate(); err == nil {
+	if err := (model.Policy{Enforce: map[model.Identity]model.Enforcement{5: 4}}).Validate(); err == nil {
 		t.Fatal("unknown enforcement flag accepted")
 	}
-	if err := (Policy{Enforce: map[Identity]Enforcement{10: EnforceIngress}, Entries: []PolicyEntry{ok}}).Validate(); err != nil {
+	if err := (model.Policy{Enforce: map[model.Identity]model.Enforcement{10: model.EnforceIngress}, Entries: []model.PolicyEntry{ok}}).Validate(); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestDecidePrecedence(t *testing.T) {
-	row := func(remote Identity, proto uint8, port uint16, v Verdict) PolicyEntry {
-		e := PolicyEntry{Subject: 10, Remote: remote, Direction: Egress, Proto: proto, Port: port, Verdict: v}
-		if v == Redirect {
+	row := func(remote model.Identity, proto uint8, port uint16, v model.Verdict) model.PolicyEntry {
+		e := model.PolicyEntry{Subject: 10, Remote: remote, Direction: model.Egress, Proto: proto, Port: port, Verdict: v}
+		if v == model.Redirect {
 			e.ProxyPort = 15001
 		}
 		return e
 	}
-	q := Query{Subject: 10, Remote: 20, Direction: Egress, Proto: ProtoTCP, Port: 80}
-	enf := map[Identity]Enforcement{10: EnforceEgress}
+	q := model.Query{Subject: 10, Remote: 20, Direction: model.Egress, Proto: model.ProtoTCP, Port: 80}
+	enf := map[model.Identity]model.Enforcement{10: model.EnforceEgress}
 	for _, tc := range []struct {
 		name string
-		rows []PolicyEntry
-		want Verdict
-		why  Reason
+		rows []model.PolicyEntry
+		want model.Verdict
+		why  model.Reason
 	}{
-		{"no rows", nil, Deny, DropPolicy},
-		{"L3 allow", []PolicyEntry{row(20, 0, 0, Allow)}, Allow, ReasonForwarded},
-		{"port beats identity", []PolicyEntry{row(20, 0, 0, Allow), row(0, ProtoTCP, 80, Redirect)}, Redirect, ReasonRedirected},
-		{"identity breaks a tie", []PolicyEntry{row(0, ProtoTCP, 80, Allow), row(20, ProtoTCP, 80, Redirect)}, Redirect, ReasonRedirected},
-		{"deny anywhere wins", []PolicyEntry{row(20, ProtoTCP, 80, Allow), row(0, 0, 0, Deny)}, Deny, DropPolicyDeny},
-		{"other port's deny does not", []PolicyEntry{row(20, ProtoTCP, 0, Allow), row(20, ProtoTCP, 22, Deny)}, Allow, ReasonForwarded},
+		{"no rows", nil, model.Deny, model.DropPolicy},
+		{"L3 allow", []model.PolicyEntry{row(20, 0, 0, model.Allow)}, model.Allow, model.ReasonForwarded},
+		{"port beats identity", []model.PolicyEntry{row(20, 0, 0, model.Allow), row(0, model.ProtoTCP, 80, model.Redirect)}, model.Redirect, model.ReasonRedirected},
+		{"identity breaks a tie", []model.PolicyEntry{row(0, model.ProtoTCP, 80, model.Allow), row(20, model.ProtoTCP, 80, model.Redirect)}, model.Redirect, model.ReasonRedirected},
+		{"deny anywhere wins", []model.PolicyEntry{row(20, model.ProtoTCP, 80, model.Allow), row(0, 0, 0, model.Deny)}, model.Deny, model.DropPolicyDeny},
+		{"other port's deny does not", []model.PolicyEntry{row(20, model.ProtoTCP, 0, model.Allow), row(20, model.ProtoTCP, 22, model.Deny)}, model.Allow, model.ReasonForwarded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := Policy{Enforce: enf, Entries: tc.rows}.Index().Decide(q)
+			d := model.Policy{Enforce: enf, Entries: tc.rows}.Index().Decide(q)
 			if d.Verdict != tc.want || d.Reason != tc.why {
 				t.Fatalf("Decide = %+v, want %s (%s)", d, tc.want, tc.why)
 			}
 		})
 	}
-	if d := (Policy{Entries: []PolicyEntry{row(0, 0, 0, Deny)}}).Index().Decide(q); d.Verdict != Allow {
+	if d := (model.Policy{Entries: []model.PolicyEntry{row(0, 0, 0, model.Deny)}}).Index().Decide(q); d.Verdict != model.Allow {
 		t.Fatalf("rows of an unenforced identity applied: %+v", d)
 	}
 }
@@ -139,7 +144,7 @@ func TestDecodeEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Type != EventDrop || e.Reason != DropPolicy || e.Direction != Ingress || e.Source != netip.MustParseAddrPort("10.0.0.1:40000") ||
+	if e.Type != EventDrop || e.Reason != model.DropPolicy || e.Direction != model.Ingress || e.Source != netip.MustParseAddrPort("10.0.0.1:40000") ||
 		e.Destination != netip.MustParseAddrPort("10.0.0.2:8080") || e.LocalIdentity != 1001 || e.RemoteIdentity != 1002 || e.Cookie != 7 {
 		t.Fatalf("decoded %+v", e)
 	}
@@ -178,17 +183,17 @@ func FuzzDecodeEvent(f *testing.F) {
 }
 
 func TestNames(t *testing.T) {
-	for id, want := range map[Identity]string{0: "any", 1: "reserved:host", 2: "reserved:world", 8: "reserved:ingress", 1234: "1234"} {
+	for id, want := range map[model.Identity]string{0: "any", 1: "reserved:host", 2: "reserved:world", 8: "reserved:ingress", 1234: "1234"} {
 		if got := id.String(); got != want {
 			t.Errorf("Identity(%d) = %q, want %q", id, got, want)
 		}
 	}
-	for r := Reason(0); r < numReasons; r++ {
-		if r <= DropProxyAssign && strings.HasPrefix(r.String(), "reason(") {
+	for r := model.Reason(0); r < numReasons; r++ {
+		if r <= model.DropProxyAssign && strings.HasPrefix(r.String(), "reason(") {
 			t.Errorf("reason %d has no name", r)
 		}
 	}
-	if !DropPolicy.IsDrop() || ReasonRedirected.IsDrop() {
+	if !model.DropPolicy.IsDrop() || model.ReasonRedirected.IsDrop() {
 		t.Error("IsDrop")
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 )
 
 // FuzzPrograms feeds arbitrary frames to every program: the kernel must
@@ -30,9 +30,9 @@ func FuzzPrograms(f *testing.F) {
 	h := newHarness(f)
 	h.endpoint(families[0].a, 1, idA, h.loIndex)
 	h.endpoint(families[1].a, 1, idA, h.loIndex)
-	h.policy(datapath.Policy{
-		Enforce: map[datapath.Identity]datapath.Enforcement{idA: datapath.EnforceIngress | datapath.EnforceEgress},
-		Entries: []datapath.PolicyEntry{row(datapath.IdentityAny, datapath.Egress, 6, 80, datapath.Redirect), row(datapath.IdentityAny, datapath.Ingress, 0, 0, datapath.Allow)},
+	h.policy(model.Policy{
+		Enforce: map[model.Identity]model.Enforcement{idA: model.EnforceIngress | model.EnforceEgress},
+		Entries: []model.PolicyEntry{row(model.IdentityAny, model.Egress, 6, 80, model.Redirect), row(model.IdentityAny, model.Ingress, 0, 0, model.Allow)},
 	})
 	h.ipcache(netip.MustParsePrefix("0.0.0.0/0"), idRemote, 1)
 	f.Fuzz(func(t *testing.T, frame []byte, mark uint32) {

@@ -15,6 +15,7 @@ import (
 
 	nmbpf "github.com/nodemesh/nodemesh/bpf"
 	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
 )
 
@@ -100,7 +101,7 @@ func newHarness(t testing.TB) *harness {
 
 func a16(a netip.Addr) [16]uint8 { return a.Unmap().As16() }
 
-func (h *harness) endpoint(addr netip.Addr, id uint16, identity datapath.Identity, ifindex int) {
+func (h *harness) endpoint(addr netip.Addr, id uint16, identity model.Identity, ifindex int) {
 	h.t.Helper()
 	k := nmbpf.WorkloadEndpointKey{Addr: a16(addr)}
 	v := nmbpf.WorkloadEndpointInfo{Identity: uint32(identity), Ifindex: uint32(ifindex), Id: id}
@@ -109,7 +110,7 @@ func (h *harness) endpoint(addr netip.Addr, id uint16, identity datapath.Identit
 	}
 }
 
-func (h *harness) ipcache(p netip.Prefix, identity datapath.Identity, node uint16) {
+func (h *harness) ipcache(p netip.Prefix, identity model.Identity, node uint16) {
 	h.t.Helper()
 	bits := p.Bits()
 	if p.Addr().Is4() {
@@ -123,7 +124,7 @@ func (h *harness) ipcache(p netip.Prefix, identity datapath.Identity, node uint1
 
 // policy replaces the policy tables wholesale (raw writes: the safe update
 // order is the datapath package's business, tested there).
-func (h *harness) policy(p datapath.Policy) {
+func (h *harness) policy(p model.Policy) {
 	h.t.Helper()
 	clear := func(m *ebpf.Map, key any) {
 		var keys []any
@@ -172,7 +173,7 @@ func bootNow(t testing.TB) time.Duration {
 	return time.Duration(ts.Nano())
 }
 
-func (h *harness) auth(k datapath.AuthKey, validFor time.Duration) {
+func (h *harness) auth(k model.AuthKey, validFor time.Duration) {
 	h.t.Helper()
 	key := nmbpf.WorkloadAuthKey{Local: uint32(k.Local), Remote: uint32(k.Remote), RemoteNode: k.RemoteNode, AuthType: uint8(k.Type)}
 	exp := bootNow(h.t) + validFor
@@ -196,8 +197,8 @@ func skbCtx(mark uint32, ifindex int) []byte {
 type result struct {
 	ret    uint32
 	mark   uint32
-	reason datapath.Reason
-	dir    datapath.Direction
+	reason model.Reason
+	dir    model.Direction
 	counts bool // a counter moved (non-IP and link-control packets move none)
 }
 
@@ -236,8 +237,8 @@ func (h *harness) run(prog *ebpf.Program, frame []byte, mark uint32, ifindex int
 				h.t.Fatalf("one packet moved two counters (slot %d and reason %s)", slot, r.reason)
 			}
 			r.counts = true
-			r.reason = datapath.Reason(slot >> 1)
-			r.dir = datapath.Direction(slot&1 + 1)
+			r.reason = model.Reason(slot >> 1)
+			r.dir = model.Direction(slot&1 + 1)
 		}
 	}
 	return r

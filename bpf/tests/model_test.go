@@ -4,23 +4,23 @@ import (
 	"math/rand"
 	"testing"
 
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 )
 
 // The programs and datapath.PolicyIndex (the documented reference model)
 // must agree on every verdict. Random policies over a small universe make
 // wildcard, precedence and deny interactions collide often.
 func TestProgramsAgreeWithThePolicyModel(t *testing.T) {
-	remotes := []datapath.Identity{idRemote, datapath.IdentityWorld, idB}
+	remotes := []model.Identity{idRemote, model.IdentityWorld, idB}
 	protos := []uint8{6, 17}
 	ports := []uint16{80, 443}
-	randomPolicy := func(r *rand.Rand) datapath.Policy {
-		p := datapath.Policy{Enforce: map[datapath.Identity]datapath.Enforcement{}}
-		if e := datapath.Enforcement(r.Intn(4)); e != 0 {
+	randomPolicy := func(r *rand.Rand) model.Policy {
+		p := model.Policy{Enforce: map[model.Identity]model.Enforcement{}}
+		if e := model.Enforcement(r.Intn(4)); e != 0 {
 			p.Enforce[idA] = e
 		}
-		for _, dir := range []datapath.Direction{datapath.Ingress, datapath.Egress} {
-			for _, remote := range append([]datapath.Identity{datapath.IdentityAny}, remotes...) {
+		for _, dir := range []model.Direction{model.Ingress, model.Egress} {
+			for _, remote := range append([]model.Identity{model.IdentityAny}, remotes...) {
 				for _, proto := range append([]uint8{0}, protos...) {
 					keyPorts := []uint16{0}
 					if proto != 0 {
@@ -30,15 +30,15 @@ func TestProgramsAgreeWithThePolicyModel(t *testing.T) {
 						if r.Intn(4) != 0 {
 							continue
 						}
-						e := datapath.PolicyEntry{Subject: idA, Remote: remote, Direction: dir, Proto: proto, Port: port, Verdict: datapath.Allow}
+						e := model.PolicyEntry{Subject: idA, Remote: remote, Direction: dir, Proto: proto, Port: port, Verdict: model.Allow}
 						switch r.Intn(6) {
 						case 0:
-							e.Verdict = datapath.Deny
+							e.Verdict = model.Deny
 						case 1:
-							e.Auth = datapath.AuthSPIFFE
+							e.Auth = model.AuthSPIFFE
 						case 2, 3:
 							if proto == 6 {
-								e.Verdict, e.ProxyPort = datapath.Redirect, proxyPort
+								e.Verdict, e.ProxyPort = model.Redirect, proxyPort
 							}
 						}
 						p.Entries = append(p.Entries, e)
@@ -62,21 +62,21 @@ func TestProgramsAgreeWithThePolicyModel(t *testing.T) {
 			for _, remote := range remotes {
 				addr := f.remote
 				switch remote {
-				case datapath.IdentityWorld:
+				case model.IdentityWorld:
 					addr = f.world
 				case idB:
 					addr = f.b
 				}
 				for _, proto := range protos {
 					for _, dport := range append(ports, 8080) {
-						for _, dir := range []datapath.Direction{datapath.Egress, datapath.Ingress} {
-							if dir == datapath.Ingress && remote == idB {
+						for _, dir := range []model.Direction{model.Egress, model.Ingress} {
+							if dir == model.Ingress && remote == idB {
 								continue // local-to-local ingress is judged at B's egress hook
 							}
-							d := ix.Decide(datapath.Query{Subject: idA, Remote: remote, Direction: dir, Proto: proto, Port: dport})
+							d := ix.Decide(model.Query{Subject: idA, Remote: remote, Direction: dir, Proto: proto, Port: dport})
 							var p pkt
 							var got result
-							if dir == datapath.Egress {
+							if dir == model.Egress {
 								p = pkt{src: f.a, dst: addr, proto: proto, sport: port(), dport: dport}
 								got = h.fromWorkload(p)
 							} else {
@@ -105,20 +105,20 @@ func TestProgramsAgreeWithThePolicyModel(t *testing.T) {
 
 // modelOutcome is what the program does for a model decision, with no
 // auth entries and no proxy listening.
-func modelOutcome(d datapath.Decision, dir datapath.Direction) (uint32, datapath.Reason) {
-	if d.Verdict == datapath.Deny {
+func modelOutcome(d model.Decision, dir model.Direction) (uint32, model.Reason) {
+	if d.Verdict == model.Deny {
 		return tcShot, d.Reason
 	}
-	if d.Auth != datapath.AuthNone {
-		return tcShot, datapath.DropAuthRequired
+	if d.Auth != model.AuthNone {
+		return tcShot, model.DropAuthRequired
 	}
-	if d.Verdict == datapath.Redirect {
-		if dir == datapath.Ingress {
+	if d.Verdict == model.Redirect {
+		if dir == model.Ingress {
 			// The egress hook hands the packet to the ingress hook,
 			// which counts it there.
 			return tcRedirect, 0
 		}
-		return tcShot, datapath.DropProxyUnavailable
+		return tcShot, model.DropProxyUnavailable
 	}
-	return tcOK, datapath.ReasonForwarded
+	return tcOK, model.ReasonForwarded
 }

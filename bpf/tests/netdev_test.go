@@ -3,17 +3,17 @@ package tests
 import (
 	"testing"
 
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 )
 
 func TestFromNetdevActsOnlyOnRedirects(t *testing.T) {
 	forEachFamily(t, func(t *testing.T, f family) {
 		h := setup(t, f)
-		h.policy(datapath.Policy{
-			Enforce: map[datapath.Identity]datapath.Enforcement{idA: datapath.EnforceIngress},
-			Entries: []datapath.PolicyEntry{
-				row(idRemote, datapath.Ingress, 6, 80, datapath.Redirect),
-				row(idRemote, datapath.Ingress, 6, 443, datapath.Allow),
+		h.policy(model.Policy{
+			Enforce: map[model.Identity]model.Enforcement{idA: model.EnforceIngress},
+			Entries: []model.PolicyEntry{
+				row(idRemote, model.Ingress, 6, 80, model.Redirect),
+				row(idRemote, model.Ingress, 6, 443, model.Allow),
 			},
 		})
 		untouched := func(what string, r result) {
@@ -31,7 +31,7 @@ func TestFromNetdevActsOnlyOnRedirects(t *testing.T) {
 		untouched("denied flow", h.fromNetdev(tcp(f.world, f.a, 80)))
 
 		syn := tcp(f.remote, f.a, 80)
-		expect(t, "redirected SYN", h.fromNetdev(syn), tcShot, datapath.DropProxyUnavailable, datapath.Ingress)
+		expect(t, "redirected SYN", h.fromNetdev(syn), tcShot, model.DropProxyUnavailable, model.Ingress)
 		ct, ok := h.ctEntry(syn)
 		if !ok || ct.Flags&0x01 == 0 || ct.ProxyPort != proxyPort {
 			t.Fatalf("redirected flow tracked as %+v (found %v)", ct, ok)
@@ -43,7 +43,7 @@ func TestFromNetdevActsOnlyOnRedirects(t *testing.T) {
 		defer l.Close()
 		ack := syn
 		ack.tcpFlags = ackFlag
-		expect(t, "later packet of the flow", h.fromNetdev(ack), tcShot, datapath.DropProxyAssign, datapath.Ingress)
+		expect(t, "later packet of the flow", h.fromNetdev(ack), tcShot, model.DropProxyAssign, model.Ingress)
 		untouched("reply direction", h.fromNetdev(allowed.reply()))
 	})
 }

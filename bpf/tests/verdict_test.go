@@ -6,15 +6,16 @@ import (
 	"testing"
 
 	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 )
 
 // Identities of the fixture.
 const (
-	idA        datapath.Identity = 1000 // local endpoint A
-	idB        datapath.Identity = 2000 // local endpoint B
-	idRemote   datapath.Identity = 3000 // remote prefix in the ipcache, on node 7
-	remoteNode                   = 7
-	proxyPort                    = 15001
+	idA        model.Identity = 1000 // local endpoint A
+	idB        model.Identity = 2000 // local endpoint B
+	idRemote   model.Identity = 3000 // remote prefix in the ipcache, on node 7
+	remoteNode                = 7
+	proxyPort                 = 15001
 )
 
 // family holds the fixture's addresses for one IP version.
@@ -56,7 +57,7 @@ func setup(t *testing.T, f family) *harness {
 	h.endpoint(f.a, 1, idA, h.loIndex)
 	h.endpoint(f.b, 2, idB, h.loIndex)
 	h.ipcache(f.remotePfx, idRemote, remoteNode)
-	h.ipcache(netip.PrefixFrom(f.host, f.host.BitLen()), datapath.IdentityHost, 0)
+	h.ipcache(netip.PrefixFrom(f.host, f.host.BitLen()), model.IdentityHost, 0)
 	return h
 }
 
@@ -74,19 +75,19 @@ func udp(src, dst netip.Addr, dport uint16) pkt {
 	return pkt{src: src, dst: dst, proto: 17, sport: port(), dport: dport}
 }
 
-func egress(rows ...datapath.PolicyEntry) datapath.Policy {
-	return datapath.Policy{Enforce: map[datapath.Identity]datapath.Enforcement{idA: datapath.EnforceEgress}, Entries: rows}
+func egress(rows ...model.PolicyEntry) model.Policy {
+	return model.Policy{Enforce: map[model.Identity]model.Enforcement{idA: model.EnforceEgress}, Entries: rows}
 }
 
-func row(remote datapath.Identity, dir datapath.Direction, proto uint8, p uint16, v datapath.Verdict) datapath.PolicyEntry {
-	e := datapath.PolicyEntry{Subject: idA, Remote: remote, Direction: dir, Proto: proto, Port: p, Verdict: v}
-	if v == datapath.Redirect {
+func row(remote model.Identity, dir model.Direction, proto uint8, p uint16, v model.Verdict) model.PolicyEntry {
+	e := model.PolicyEntry{Subject: idA, Remote: remote, Direction: dir, Proto: proto, Port: p, Verdict: v}
+	if v == model.Redirect {
 		e.ProxyPort = proxyPort
 	}
 	return e
 }
 
-func expect(t *testing.T, what string, r result, ret uint32, reason datapath.Reason, dir datapath.Direction) {
+func expect(t *testing.T, what string, r result, ret uint32, reason model.Reason, dir model.Direction) {
 	t.Helper()
 	if r.ret != ret || !r.counts || r.reason != reason || r.dir != dir {
 		t.Fatalf("%s: got ret %d reason %s dir %s (counted %v); want ret %d reason %s dir %s",
@@ -95,37 +96,37 @@ func expect(t *testing.T, what string, r result, ret uint32, reason datapath.Rea
 }
 
 func TestEgressVerdicts(t *testing.T) {
-	const E, I = datapath.Egress, datapath.Ingress
+	const E, I = model.Egress, model.Ingress
 	forEachFamily(t, func(t *testing.T, f family) {
 		h := setup(t, f)
 		for _, tc := range []struct {
 			name   string
-			policy datapath.Policy
+			policy model.Policy
 			mode   datapath.EnforcementMode
 			pkt    pkt
 			ret    uint32
-			reason datapath.Reason
+			reason model.Reason
 		}{
-			{"unenforced allows", datapath.Policy{}, 0, tcp(f.a, f.remote, 80), tcOK, datapath.ReasonForwarded},
-			{"enforced without rows denies", egress(), 0, tcp(f.a, f.remote, 80), tcShot, datapath.DropPolicy},
-			{"rows of another direction do not count", egress(row(idRemote, I, 6, 80, datapath.Allow)), 0, tcp(f.a, f.remote, 80), tcShot, datapath.DropPolicy},
-			{"exact row allows", egress(row(idRemote, E, 6, 80, datapath.Allow)), 0, tcp(f.a, f.remote, 80), tcOK, datapath.ReasonForwarded},
-			{"exact row, other port", egress(row(idRemote, E, 6, 80, datapath.Allow)), 0, tcp(f.a, f.remote, 81), tcShot, datapath.DropPolicy},
-			{"exact row, other protocol", egress(row(idRemote, E, 6, 80, datapath.Allow)), 0, udp(f.a, f.remote, 80), tcShot, datapath.DropPolicy},
-			{"exact row, other identity", egress(row(idRemote, E, 6, 80, datapath.Allow)), 0, tcp(f.a, f.world, 80), tcShot, datapath.DropPolicy},
-			{"any port of the protocol", egress(row(idRemote, E, 6, 0, datapath.Allow)), 0, tcp(f.a, f.remote, 9999), tcOK, datapath.ReasonForwarded},
-			{"L3 row allows every protocol", egress(row(idRemote, E, 0, 0, datapath.Allow)), 0, udp(f.a, f.remote, 53), tcOK, datapath.ReasonForwarded},
-			{"wildcard identity reaches world", egress(row(datapath.IdentityAny, E, 6, 443, datapath.Allow)), 0, tcp(f.a, f.world, 443), tcOK, datapath.ReasonForwarded},
-			{"world identity row", egress(row(datapath.IdentityWorld, E, 6, 443, datapath.Allow)), 0, tcp(f.a, f.world, 443), tcOK, datapath.ReasonForwarded},
-			{"deny anywhere wins", egress(row(idRemote, E, 6, 80, datapath.Allow), row(datapath.IdentityAny, E, 0, 0, datapath.Deny)), 0, tcp(f.a, f.remote, 80), tcShot, datapath.DropPolicyDeny},
-			{"deny of another port does not", egress(row(idRemote, E, 0, 0, datapath.Allow), row(datapath.IdentityAny, E, 6, 22, datapath.Deny)), 0, tcp(f.a, f.remote, 80), tcOK, datapath.ReasonForwarded},
-			{"port row beats L3 row", egress(row(idRemote, E, 0, 0, datapath.Allow), row(datapath.IdentityAny, E, 6, 80, datapath.Redirect)), 0, tcp(f.a, f.remote, 80), tcShot, datapath.DropProxyUnavailable},
-			{"exact identity beats wildcard at equal L4", egress(row(idRemote, E, 6, 80, datapath.Redirect), row(datapath.IdentityAny, E, 6, 80, datapath.Allow)), 0, tcp(f.a, f.remote, 80), tcShot, datapath.DropProxyUnavailable},
-			{"wildcard applies to other identities", egress(row(idB, E, 6, 80, datapath.Redirect), row(datapath.IdentityAny, E, 6, 80, datapath.Allow)), 0, tcp(f.a, f.remote, 80), tcOK, datapath.ReasonForwarded},
-			{"redirect of UDP is refused", egress(datapath.PolicyEntry{Subject: idA, Remote: idRemote, Direction: E, Proto: 17, Port: 53, Verdict: datapath.Redirect, ProxyPort: proxyPort}), 0, udp(f.a, f.remote, 53), tcShot, datapath.DropProxyUnsupported},
-			{"mode never ignores rows", egress(), datapath.EnforceNever, tcp(f.a, f.remote, 80), tcOK, datapath.ReasonForwarded},
-			{"mode always enforces everyone", datapath.Policy{}, datapath.EnforceAlways, tcp(f.a, f.remote, 80), tcShot, datapath.DropPolicy},
-			{"egress to the host is policy too", egress(), 0, tcp(f.a, f.host, 80), tcShot, datapath.DropPolicy},
+			{"unenforced allows", model.Policy{}, 0, tcp(f.a, f.remote, 80), tcOK, model.ReasonForwarded},
+			{"enforced without rows denies", egress(), 0, tcp(f.a, f.remote, 80), tcShot, model.DropPolicy},
+			{"rows of another direction do not count", egress(row(idRemote, I, 6, 80, model.Allow)), 0, tcp(f.a, f.remote, 80), tcShot, model.DropPolicy},
+			{"exact row allows", egress(row(idRemote, E, 6, 80, model.Allow)), 0, tcp(f.a, f.remote, 80), tcOK, model.ReasonForwarded},
+			{"exact row, other port", egress(row(idRemote, E, 6, 80, model.Allow)), 0, tcp(f.a, f.remote, 81), tcShot, model.DropPolicy},
+			{"exact row, other protocol", egress(row(idRemote, E, 6, 80, model.Allow)), 0, udp(f.a, f.remote, 80), tcShot, model.DropPolicy},
+			{"exact row, other identity", egress(row(idRemote, E, 6, 80, model.Allow)), 0, tcp(f.a, f.world, 80), tcShot, model.DropPolicy},
+			{"any port of the protocol", egress(row(idRemote, E, 6, 0, model.Allow)), 0, tcp(f.a, f.remote, 9999), tcOK, model.ReasonForwarded},
+			{"L3 row allows every protocol", egress(row(idRemote, E, 0, 0, model.Allow)), 0, udp(f.a, f.remote, 53), tcOK, model.ReasonForwarded},
+			{"wildcard identity reaches world", egress(row(model.IdentityAny, E, 6, 443, model.Allow)), 0, tcp(f.a, f.world, 443), tcOK, model.ReasonForwarded},
+			{"world identity row", egress(row(model.IdentityWorld, E, 6, 443, model.Allow)), 0, tcp(f.a, f.world, 443), tcOK, model.ReasonForwarded},
+			{"deny anywhere wins", egress(row(idRemote, E, 6, 80, model.Allow), row(model.IdentityAny, E, 0, 0, model.Deny)), 0, tcp(f.a, f.remote, 80), tcShot, model.DropPolicyDeny},
+			{"deny of another port does not", egress(row(idRemote, E, 0, 0, model.Allow), row(model.IdentityAny, E, 6, 22, model.Deny)), 0, tcp(f.a, f.remote, 80), tcOK, model.ReasonForwarded},
+			{"port row beats L3 row", egress(row(idRemote, E, 0, 0, model.Allow), row(model.IdentityAny, E, 6, 80, model.Redirect)), 0, tcp(f.a, f.remote, 80), tcShot, model.DropProxyUnavailable},
+			{"exact identity beats wildcard at equal L4", egress(row(idRemote, E, 6, 80, model.Redirect), row(model.IdentityAny, E, 6, 80, model.Allow)), 0, tcp(f.a, f.remote, 80), tcShot, model.DropProxyUnavailable},
+			{"wildcard applies to other identities", egress(row(idB, E, 6, 80, model.Redirect), row(model.IdentityAny, E, 6, 80, model.Allow)), 0, tcp(f.a, f.remote, 80), tcOK, model.ReasonForwarded},
+			{"redirect of UDP is refused", egress(model.PolicyEntry{Subject: idA, Remote: idRemote, Direction: E, Proto: 17, Port: 53, Verdict: model.Redirect, ProxyPort: proxyPort}), 0, udp(f.a, f.remote, 53), tcShot, model.DropProxyUnsupported},
+			{"mode never ignores rows", egress(), datapath.EnforceNever, tcp(f.a, f.remote, 80), tcOK, model.ReasonForwarded},
+			{"mode always enforces everyone", model.Policy{}, datapath.EnforceAlways, tcp(f.a, f.remote, 80), tcShot, model.DropPolicy},
+			{"egress to the host is policy too", egress(), 0, tcp(f.a, f.host, 80), tcShot, model.DropPolicy},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				h.policy(tc.policy)
@@ -139,24 +140,24 @@ func TestEgressVerdicts(t *testing.T) {
 func TestIngressBetweenLocalEndpointsIsDecidedAtTheSender(t *testing.T) {
 	forEachFamily(t, func(t *testing.T, f family) {
 		h := setup(t, f)
-		inB := func(rows ...datapath.PolicyEntry) datapath.Policy {
+		inB := func(rows ...model.PolicyEntry) model.Policy {
 			for i := range rows {
 				rows[i].Subject = idB
 			}
-			return datapath.Policy{Enforce: map[datapath.Identity]datapath.Enforcement{idB: datapath.EnforceIngress}, Entries: rows}
+			return model.Policy{Enforce: map[model.Identity]model.Enforcement{idB: model.EnforceIngress}, Entries: rows}
 		}
 		h.policy(inB())
-		expect(t, "B enforces ingress", h.fromWorkload(tcp(f.a, f.b, 80)), tcShot, datapath.DropPolicy, datapath.Ingress)
+		expect(t, "B enforces ingress", h.fromWorkload(tcp(f.a, f.b, 80)), tcShot, model.DropPolicy, model.Ingress)
 
-		h.policy(inB(row(idA, datapath.Ingress, 6, 80, datapath.Allow)))
+		h.policy(inB(row(idA, model.Ingress, 6, 80, model.Allow)))
 		p := tcp(f.a, f.b, 80)
-		expect(t, "B allows A", h.fromWorkload(p), tcOK, datapath.ReasonForwarded, datapath.Egress)
-		expect(t, "delivery to B follows the tracked decision", h.toWorkload(p), tcOK, datapath.ReasonForwarded, datapath.Egress)
-		expect(t, "B's reply", h.fromWorkload(p.reply()), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		expect(t, "B allows A", h.fromWorkload(p), tcOK, model.ReasonForwarded, model.Egress)
+		expect(t, "delivery to B follows the tracked decision", h.toWorkload(p), tcOK, model.ReasonForwarded, model.Egress)
+		expect(t, "B's reply", h.fromWorkload(p.reply()), tcOK, model.ReasonForwarded, model.Egress)
 
-		h.policy(inB(row(idA, datapath.Ingress, 6, 80, datapath.Redirect)))
+		h.policy(inB(row(idA, model.Ingress, 6, 80, model.Redirect)))
 		q := tcp(f.a, f.b, 80)
-		expect(t, "B redirects A", h.fromWorkload(q), tcShot, datapath.DropProxyUnavailable, datapath.Ingress)
+		expect(t, "B redirects A", h.fromWorkload(q), tcShot, model.DropProxyUnavailable, model.Ingress)
 		ct, ok := h.ctEntry(q)
 		if !ok || ct.Flags&0x01 == 0 || ct.ProxyPort != proxyPort {
 			t.Fatalf("redirected flow tracked as %+v (found %v), want redirect flag and proxy port %d", ct, ok, proxyPort)
@@ -167,10 +168,10 @@ func TestIngressBetweenLocalEndpointsIsDecidedAtTheSender(t *testing.T) {
 func TestRedirectFindsTheProxyListener(t *testing.T) {
 	forEachFamily(t, func(t *testing.T, f family) {
 		h := setup(t, f)
-		h.policy(egress(row(idRemote, datapath.Egress, 6, 80, datapath.Redirect)))
-		expect(t, "nothing listens", h.fromWorkload(tcp(f.a, f.remote, 80)), tcShot, datapath.DropProxyUnavailable, datapath.Egress)
+		h.policy(egress(row(idRemote, model.Egress, 6, 80, model.Redirect)))
+		expect(t, "nothing listens", h.fromWorkload(tcp(f.a, f.remote, 80)), tcShot, model.DropProxyUnavailable, model.Egress)
 		e := h.nextEvent()
-		if e.Type != datapath.EventDrop || e.Reason != datapath.DropProxyUnavailable || e.ProxyPort != proxyPort {
+		if e.Type != datapath.EventDrop || e.Reason != model.DropProxyUnavailable || e.ProxyPort != proxyPort {
 			t.Fatalf("event %+v", e)
 		}
 
@@ -185,7 +186,7 @@ func TestRedirectFindsTheProxyListener(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			expect(t, "listener on "+addr, h.fromWorkload(tcp(f.a, f.remote, 80)), tcShot, datapath.DropProxyAssign, datapath.Egress)
+			expect(t, "listener on "+addr, h.fromWorkload(tcp(f.a, f.remote, 80)), tcShot, model.DropProxyAssign, model.Egress)
 			l.Close()
 		}
 		if f.a.Is6() {
@@ -194,7 +195,7 @@ func TestRedirectFindsTheProxyListener(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer l.Close()
-			expect(t, "listener on ::1", h.fromWorkload(tcp(f.a, f.remote, 80)), tcShot, datapath.DropProxyAssign, datapath.Egress)
+			expect(t, "listener on ::1", h.fromWorkload(tcp(f.a, f.remote, 80)), tcShot, model.DropProxyAssign, model.Egress)
 		}
 	})
 }
@@ -202,32 +203,32 @@ func TestRedirectFindsTheProxyListener(t *testing.T) {
 func TestRepliesAlwaysPass(t *testing.T) {
 	forEachFamily(t, func(t *testing.T, f family) {
 		h := setup(t, f)
-		h.policy(datapath.Policy{Enforce: map[datapath.Identity]datapath.Enforcement{idA: datapath.EnforceIngress}})
+		h.policy(model.Policy{Enforce: map[model.Identity]model.Enforcement{idA: model.EnforceIngress}})
 		out := tcp(f.a, f.remote, 80)
-		expect(t, "egress is not enforced", h.fromWorkload(out), tcOK, datapath.ReasonForwarded, datapath.Egress)
-		expect(t, "reply into enforced ingress", h.toWorkload(out.reply()), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		expect(t, "egress is not enforced", h.fromWorkload(out), tcOK, model.ReasonForwarded, model.Egress)
+		expect(t, "reply into enforced ingress", h.toWorkload(out.reply()), tcOK, model.ReasonForwarded, model.Egress)
 		in := tcp(f.remote, f.a, 80)
-		expect(t, "new inbound connection", h.toWorkload(in), tcShot, datapath.DropPolicy, datapath.Ingress)
+		expect(t, "new inbound connection", h.toWorkload(in), tcShot, model.DropPolicy, model.Ingress)
 	})
 }
 
 func TestHostAlwaysReachesWorkloads(t *testing.T) {
 	forEachFamily(t, func(t *testing.T, f family) {
 		h := setup(t, f)
-		h.policy(datapath.Policy{Enforce: map[datapath.Identity]datapath.Enforcement{idA: datapath.EnforceIngress | datapath.EnforceEgress}})
+		h.policy(model.Policy{Enforce: map[model.Identity]model.Enforcement{idA: model.EnforceIngress | model.EnforceEgress}})
 		probe := tcp(f.host, f.a, 8080)
-		expect(t, "host probe", h.toWorkload(probe), tcOK, datapath.ReasonForwarded, datapath.Ingress)
-		expect(t, "probe answer despite enforced egress", h.fromWorkload(probe.reply()), tcOK, datapath.ReasonForwarded, datapath.Ingress)
-		expect(t, "anyone else", h.toWorkload(tcp(f.world, f.a, 8080)), tcShot, datapath.DropPolicy, datapath.Ingress)
+		expect(t, "host probe", h.toWorkload(probe), tcOK, model.ReasonForwarded, model.Ingress)
+		expect(t, "probe answer despite enforced egress", h.fromWorkload(probe.reply()), tcOK, model.ReasonForwarded, model.Ingress)
+		expect(t, "anyone else", h.toWorkload(tcp(f.world, f.a, 8080)), tcShot, model.DropPolicy, model.Ingress)
 	})
 }
 
 func TestIngressRedirectHairpinsToIngressHook(t *testing.T) {
 	forEachFamily(t, func(t *testing.T, f family) {
 		h := setup(t, f)
-		h.policy(datapath.Policy{
-			Enforce: map[datapath.Identity]datapath.Enforcement{idA: datapath.EnforceIngress},
-			Entries: []datapath.PolicyEntry{row(idRemote, datapath.Ingress, 6, 80, datapath.Redirect)},
+		h.policy(model.Policy{
+			Enforce: map[model.Identity]model.Enforcement{idA: model.EnforceIngress},
+			Entries: []model.PolicyEntry{row(idRemote, model.Ingress, 6, 80, model.Redirect)},
 		})
 		syn := tcp(f.remote, f.a, 80)
 		wantMark := uint32(0x0200 | proxyPort<<16)
@@ -249,47 +250,47 @@ func TestIngressRedirectHairpinsToIngressHook(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer l.Close()
-		expect(t, "hairpinned packet", h.run(h.objs.FromWorkload, syn.frame(), wantMark, h.loIndex), tcShot, datapath.DropProxyAssign, datapath.Ingress)
+		expect(t, "hairpinned packet", h.run(h.objs.FromWorkload, syn.frame(), wantMark, h.loIndex), tcShot, model.DropProxyAssign, model.Ingress)
 	})
 }
 
 func TestProxyTrafficIsJudgedByItsMarkAndNeverRedirected(t *testing.T) {
 	forEachFamily(t, func(t *testing.T, f family) {
 		h := setup(t, f)
-		h.policy(datapath.Policy{
-			Enforce: map[datapath.Identity]datapath.Enforcement{idA: datapath.EnforceIngress},
-			Entries: []datapath.PolicyEntry{row(idB, datapath.Ingress, 6, 80, datapath.Redirect)},
+		h.policy(model.Policy{
+			Enforce: map[model.Identity]model.Enforcement{idA: model.EnforceIngress},
+			Entries: []model.PolicyEntry{row(idB, model.Ingress, 6, 80, model.Redirect)},
 		})
 		asB, _ := datapath.ProxyMark(idB)
 		upstream := tcp(f.host, f.a, 80)
 		r := h.run(h.objs.ToWorkload, upstream.frame(), asB, h.loIndex)
-		expect(t, "proxy upstream on behalf of B", r, tcOK, datapath.ReasonForwarded, datapath.Ingress)
+		expect(t, "proxy upstream on behalf of B", r, tcOK, model.ReasonForwarded, model.Ingress)
 		if ct, ok := h.ctEntry(upstream); !ok || ct.Flags&0x02 == 0 || ct.Flags&0x01 != 0 {
 			t.Fatalf("upstream tracked as %+v (found %v), want from-proxy and no redirect", ct, ok)
 		}
-		expect(t, "A answers the proxy", h.fromWorkload(upstream.reply()), tcOK, datapath.ReasonForwarded, datapath.Ingress)
+		expect(t, "A answers the proxy", h.fromWorkload(upstream.reply()), tcOK, model.ReasonForwarded, model.Ingress)
 
 		asRemote, _ := datapath.ProxyMark(idRemote)
 		r = h.run(h.objs.ToWorkload, tcp(f.host, f.a, 80).frame(), asRemote, h.loIndex)
-		expect(t, "proxy on behalf of an identity without a row", r, tcShot, datapath.DropPolicy, datapath.Ingress)
+		expect(t, "proxy on behalf of an identity without a row", r, tcShot, model.DropPolicy, model.Ingress)
 
 		anon, _ := datapath.ProxyMark(0)
 		r = h.run(h.objs.ToWorkload, tcp(f.host, f.a, 80).frame(), anon, h.loIndex)
-		expect(t, "proxy without identity gets no host exemption", r, tcShot, datapath.DropPolicy, datapath.Ingress)
+		expect(t, "proxy without identity gets no host exemption", r, tcShot, model.DropPolicy, model.Ingress)
 	})
 }
 
 func TestAuthRequired(t *testing.T) {
 	forEachFamily(t, func(t *testing.T, f family) {
 		h := setup(t, f)
-		r := row(idRemote, datapath.Egress, 6, 80, datapath.Allow)
-		r.Auth = datapath.AuthSPIFFE
+		r := row(idRemote, model.Egress, 6, 80, model.Allow)
+		r.Auth = model.AuthSPIFFE
 		r.Cookie = 77
 		h.policy(egress(r))
 		p := tcp(f.a, f.remote, 80)
-		expect(t, "no auth entry", h.fromWorkload(p), tcShot, datapath.DropAuthRequired, datapath.Egress)
+		expect(t, "no auth entry", h.fromWorkload(p), tcShot, model.DropAuthRequired, model.Egress)
 		e := h.nextEvent()
-		want := datapath.AuthKey{Local: idA, Remote: idRemote, RemoteNode: remoteNode, Type: datapath.AuthSPIFFE}
+		want := model.AuthKey{Local: idA, Remote: idRemote, RemoteNode: remoteNode, Type: model.AuthSPIFFE}
 		if e.Type != datapath.EventAuthRequired || e.AuthKey() != want || e.Cookie != 77 || e.Endpoint != 1 {
 			t.Fatalf("event %+v, want auth-required for %+v", e, want)
 		}
@@ -297,23 +298,23 @@ func TestAuthRequired(t *testing.T) {
 			t.Fatalf("event addresses %v -> %v", e.Source, e.Destination)
 		}
 		h.auth(want, -1)
-		expect(t, "expired auth entry", h.fromWorkload(tcp(f.a, f.remote, 80)), tcShot, datapath.DropAuthRequired, datapath.Egress)
+		expect(t, "expired auth entry", h.fromWorkload(tcp(f.a, f.remote, 80)), tcShot, model.DropAuthRequired, model.Egress)
 		h.auth(want, 3600e9)
-		expect(t, "valid auth entry", h.fromWorkload(tcp(f.a, f.remote, 80)), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		expect(t, "valid auth entry", h.fromWorkload(tcp(f.a, f.remote, 80)), tcOK, model.ReasonForwarded, model.Egress)
 		other := want
 		other.RemoteNode = 8
 		h.auth(want, -1)
 		h.auth(other, 3600e9)
-		expect(t, "entry for another node", h.fromWorkload(tcp(f.a, f.remote, 80)), tcShot, datapath.DropAuthRequired, datapath.Egress)
+		expect(t, "entry for another node", h.fromWorkload(tcp(f.a, f.remote, 80)), tcShot, model.DropAuthRequired, model.Egress)
 	})
 }
 
 func TestSpoofedSourcesAreDropped(t *testing.T) {
 	forEachFamily(t, func(t *testing.T, f family) {
 		h := setup(t, f)
-		expect(t, "unknown source", h.fromWorkload(tcp(f.world, f.remote, 80)), tcShot, datapath.DropSpoofedSource, datapath.Egress)
+		expect(t, "unknown source", h.fromWorkload(tcp(f.world, f.remote, 80)), tcShot, model.DropSpoofedSource, model.Egress)
 		r := h.run(h.objs.FromWorkload, tcp(f.a, f.remote, 80).frame(), 0, h.otherIndex)
-		expect(t, "A's address on another interface", r, tcShot, datapath.DropSpoofedSource, datapath.Egress)
+		expect(t, "A's address on another interface", r, tcShot, model.DropSpoofedSource, model.Egress)
 	})
 }
 
@@ -326,14 +327,14 @@ func TestMalformedAndUntouchedPackets(t *testing.T) {
 		// header, so malformed headers are built inside that length.
 		badVersion := append([]byte(nil), full...)
 		badVersion[14] = 0x50 | badVersion[14]&0x0F
-		expect(t, "wrong IP version", h.run(h.objs.FromWorkload, badVersion, 0, h.loIndex), tcShot, datapath.DropInvalid, datapath.Egress)
+		expect(t, "wrong IP version", h.run(h.objs.FromWorkload, badVersion, 0, h.loIndex), tcShot, model.DropInvalid, model.Egress)
 		if f.a.Is4() {
 			longIHL := append([]byte(nil), full...)
 			longIHL[14] = 0x4F // 60-byte header: the TCP header would start past the end
-			expect(t, "header length beyond the packet", h.run(h.objs.FromWorkload, longIHL, 0, h.loIndex), tcShot, datapath.DropInvalid, datapath.Egress)
+			expect(t, "header length beyond the packet", h.run(h.objs.FromWorkload, longIHL, 0, h.loIndex), tcShot, model.DropInvalid, model.Egress)
 		}
 		l4cut := len(full) - 10
-		expect(t, "truncated TCP header", h.run(h.objs.FromWorkload, full[:l4cut], 0, h.loIndex), tcShot, datapath.DropInvalid, datapath.Egress)
+		expect(t, "truncated TCP header", h.run(h.objs.FromWorkload, full[:l4cut], 0, h.loIndex), tcShot, model.DropInvalid, model.Egress)
 
 		arp := make([]byte, 42)
 		arp[12], arp[13] = 0x08, 0x06
@@ -347,13 +348,13 @@ func TestMalformedAndUntouchedPackets(t *testing.T) {
 			}
 			p := tcp(f.a, f.remote, 80)
 			p.v6Ext = 2
-			expect(t, "two extension headers", h.fromWorkload(p), tcShot, datapath.DropPolicy, datapath.Egress)
+			expect(t, "two extension headers", h.fromWorkload(p), tcShot, model.DropPolicy, model.Egress)
 			p.v6Ext = 7
-			expect(t, "too many extension headers", h.fromWorkload(p), tcShot, datapath.DropInvalid, datapath.Egress)
-			h.policy(egress(row(idRemote, datapath.Egress, 6, 80, datapath.Allow)))
+			expect(t, "too many extension headers", h.fromWorkload(p), tcShot, model.DropInvalid, model.Egress)
+			h.policy(egress(row(idRemote, model.Egress, 6, 80, model.Allow)))
 			p = tcp(f.a, f.remote, 80)
 			p.v6Ext = 3
-			expect(t, "ports found behind extension headers", h.fromWorkload(p), tcOK, datapath.ReasonForwarded, datapath.Egress)
+			expect(t, "ports found behind extension headers", h.fromWorkload(p), tcOK, model.ReasonForwarded, model.Egress)
 		}
 	})
 }
@@ -361,89 +362,89 @@ func TestMalformedAndUntouchedPackets(t *testing.T) {
 func TestICMP(t *testing.T) {
 	forEachFamily(t, func(t *testing.T, f family) {
 		h := setup(t, f)
-		h.policy(datapath.Policy{
-			Enforce: map[datapath.Identity]datapath.Enforcement{idA: datapath.EnforceIngress | datapath.EnforceEgress},
-			Entries: []datapath.PolicyEntry{
-				row(idRemote, datapath.Egress, f.icmp, uint16(f.echoRequest), datapath.Allow),
-				row(idRemote, datapath.Egress, 6, 80, datapath.Allow),
+		h.policy(model.Policy{
+			Enforce: map[model.Identity]model.Enforcement{idA: model.EnforceIngress | model.EnforceEgress},
+			Entries: []model.PolicyEntry{
+				row(idRemote, model.Egress, f.icmp, uint16(f.echoRequest), model.Allow),
+				row(idRemote, model.Egress, 6, 80, model.Allow),
 			},
 		})
 		ping := pkt{src: f.a, dst: f.remote, proto: f.icmp, icmpType: f.echoRequest, icmpID: port()}
 		ping.sport, ping.dport = ping.icmpID, ping.icmpID
-		expect(t, "echo request allowed by type", h.fromWorkload(ping), tcOK, datapath.ReasonForwarded, datapath.Egress)
-		expect(t, "echo reply", h.toWorkload(ping.reply()), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		expect(t, "echo request allowed by type", h.fromWorkload(ping), tcOK, model.ReasonForwarded, model.Egress)
+		expect(t, "echo reply", h.toWorkload(ping.reply()), tcOK, model.ReasonForwarded, model.Egress)
 		other := pkt{src: f.a, dst: f.remote, proto: f.icmp, icmpType: 13, icmpID: 9}
 		if f.icmp == 58 {
 			other.icmpType = 139
 		}
-		expect(t, "other ICMP type", h.fromWorkload(other), tcShot, datapath.DropPolicy, datapath.Egress)
+		expect(t, "other ICMP type", h.fromWorkload(other), tcShot, model.DropPolicy, model.Egress)
 
 		flow := tcp(f.a, f.remote, 80)
-		expect(t, "tracked TCP flow", h.fromWorkload(flow), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		expect(t, "tracked TCP flow", h.fromWorkload(flow), tcOK, model.ReasonForwarded, model.Egress)
 		quoted := flow.ipPacket()
 		if len(quoted) > 48+20 {
 			quoted = quoted[:48+20]
 		}
 		related := pkt{src: f.remote, dst: f.a, proto: f.icmp, icmpType: f.unreachable, inner: quoted}
-		expect(t, "error quoting a tracked flow", h.toWorkload(related), tcOK, datapath.ReasonForwarded, datapath.Ingress)
+		expect(t, "error quoting a tracked flow", h.toWorkload(related), tcOK, model.ReasonForwarded, model.Ingress)
 		stray := pkt{src: f.remote, dst: f.a, proto: f.icmp, icmpType: f.unreachable, inner: tcp(f.a, f.remote, 80).ipPacket()}
-		expect(t, "error quoting an unknown flow", h.toWorkload(stray), tcShot, datapath.DropPolicy, datapath.Ingress)
+		expect(t, "error quoting an unknown flow", h.toWorkload(stray), tcShot, model.DropPolicy, model.Ingress)
 	})
 }
 
 func TestFragments(t *testing.T) {
 	forEachFamily(t, func(t *testing.T, f family) {
 		h := setup(t, f)
-		h.policy(egress(row(idRemote, datapath.Egress, 6, 80, datapath.Allow)))
+		h.policy(egress(row(idRemote, model.Egress, 6, 80, model.Allow)))
 		first := tcp(f.a, f.remote, 80)
 		first.fragID, first.moreFrags, first.payload = 77, true, make([]byte, 32)
-		expect(t, "first fragment", h.fromWorkload(first), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		expect(t, "first fragment", h.fromWorkload(first), tcOK, model.ReasonForwarded, model.Egress)
 		later := first
 		later.fragOffset, later.moreFrags = 5, false
-		expect(t, "last fragment follows the first", h.fromWorkload(later), tcOK, datapath.ReasonForwarded, datapath.Egress)
-		expect(t, "fragment of a datagram whose last fragment passed", h.fromWorkload(later), tcShot, datapath.DropFragUnknown, datapath.Egress)
+		expect(t, "last fragment follows the first", h.fromWorkload(later), tcOK, model.ReasonForwarded, model.Egress)
+		expect(t, "fragment of a datagram whose last fragment passed", h.fromWorkload(later), tcShot, model.DropFragUnknown, model.Egress)
 		stray := later
 		stray.fragID = 78
-		expect(t, "fragment without a first", h.fromWorkload(stray), tcShot, datapath.DropFragUnknown, datapath.Egress)
+		expect(t, "fragment without a first", h.fromWorkload(stray), tcShot, model.DropFragUnknown, model.Egress)
 
 		denied := tcp(f.a, f.remote, 81)
 		denied.fragID, denied.moreFrags, denied.payload = 79, true, make([]byte, 32)
-		expect(t, "denied first fragment", h.fromWorkload(denied), tcShot, datapath.DropPolicy, datapath.Egress)
+		expect(t, "denied first fragment", h.fromWorkload(denied), tcShot, model.DropPolicy, model.Egress)
 		deniedLater := denied
 		deniedLater.fragOffset = 5
-		expect(t, "its later fragment keeps the verdict", h.fromWorkload(deniedLater), tcShot, datapath.DropPolicy, datapath.Egress)
+		expect(t, "its later fragment keeps the verdict", h.fromWorkload(deniedLater), tcShot, model.DropPolicy, model.Egress)
 	})
 }
 
 func TestConntrackKeepsEstablishedAndReopensClosed(t *testing.T) {
 	forEachFamily(t, func(t *testing.T, f family) {
 		h := setup(t, f)
-		h.policy(egress(row(idRemote, datapath.Egress, 6, 80, datapath.Allow)))
+		h.policy(egress(row(idRemote, model.Egress, 6, 80, model.Allow)))
 		syn := tcp(f.a, f.remote, 80)
-		expect(t, "allowed SYN", h.fromWorkload(syn), tcOK, datapath.ReasonForwarded, datapath.Egress)
-		expect(t, "SYN-ACK", h.toWorkload(syn.reply()), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		expect(t, "allowed SYN", h.fromWorkload(syn), tcOK, model.ReasonForwarded, model.Egress)
+		expect(t, "SYN-ACK", h.toWorkload(syn.reply()), tcOK, model.ReasonForwarded, model.Egress)
 
 		h.policy(egress())
 		ack := syn
 		ack.tcpFlags = ackFlag
-		expect(t, "established flow after the rule is gone", h.fromWorkload(ack), tcOK, datapath.ReasonForwarded, datapath.Egress)
+		expect(t, "established flow after the rule is gone", h.fromWorkload(ack), tcOK, model.ReasonForwarded, model.Egress)
 		rst := syn
 		rst.tcpFlags = rstFlag
-		expect(t, "RST", h.fromWorkload(rst), tcOK, datapath.ReasonForwarded, datapath.Egress)
-		expect(t, "new SYN on the closed tuple is judged again", h.fromWorkload(syn), tcShot, datapath.DropPolicy, datapath.Egress)
+		expect(t, "RST", h.fromWorkload(rst), tcOK, model.ReasonForwarded, model.Egress)
+		expect(t, "new SYN on the closed tuple is judged again", h.fromWorkload(syn), tcShot, model.DropPolicy, model.Egress)
 	})
 }
 
 func TestDropEventsNameTheFlow(t *testing.T) {
 	forEachFamily(t, func(t *testing.T, f family) {
 		h := setup(t, f)
-		deny := row(datapath.IdentityAny, datapath.Egress, 17, 53, datapath.Deny)
+		deny := row(model.IdentityAny, model.Egress, 17, 53, model.Deny)
 		deny.Cookie = 4242
 		h.policy(egress(deny))
 		p := udp(f.a, f.remote, 53)
-		expect(t, "denied", h.fromWorkload(p), tcShot, datapath.DropPolicyDeny, datapath.Egress)
+		expect(t, "denied", h.fromWorkload(p), tcShot, model.DropPolicyDeny, model.Egress)
 		e := h.nextEvent()
-		if e.Type != datapath.EventDrop || e.Reason != datapath.DropPolicyDeny || e.Direction != datapath.Egress ||
+		if e.Type != datapath.EventDrop || e.Reason != model.DropPolicyDeny || e.Direction != model.Egress ||
 			e.Proto != 17 || e.Source != netip.AddrPortFrom(f.a, p.sport) || e.Destination != netip.AddrPortFrom(f.remote, 53) ||
 			e.LocalIdentity != idA || e.RemoteIdentity != idRemote || e.RemoteNode != remoteNode || e.Endpoint != 1 ||
 			e.Cookie != 4242 || e.IfIndex != h.loIndex {

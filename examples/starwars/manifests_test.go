@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/policy"
@@ -79,8 +79,8 @@ func TestShippedPolicies(t *testing.T) {
 		verdicts []string
 		l7       bool
 	}{
-		{l34PolicyFile, []string{datapath.Allow.String(), datapath.Allow.String()}, false},
-		{l7PolicyFile, []string{datapath.Redirect.String(), datapath.Redirect.String()}, true},
+		{l34PolicyFile, []string{model.Allow.String(), model.Allow.String()}, false},
+		{l7PolicyFile, []string{model.Redirect.String(), model.Redirect.String()}, true},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			r := compile(t, tc.file)
@@ -94,7 +94,7 @@ func TestShippedPolicies(t *testing.T) {
 				t.Errorf("datapath verdicts (-want +got):\n%s", diff)
 			}
 			for _, e := range r.Datapath.Entries {
-				if e.Port != 80 || e.Proto != datapath.ProtoTCP || e.Direction != datapath.Ingress {
+				if e.Port != 80 || e.Proto != model.ProtoTCP || e.Direction != model.Ingress {
 					t.Errorf("row %+v: want ingress TCP port 80", e)
 				}
 			}

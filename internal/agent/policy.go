@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/flow"
@@ -22,9 +22,9 @@ import (
 // never both at once. Each call replaces a whole table and either applies
 // it completely or returns an error and changes nothing.
 type Datapath interface {
-	SyncEndpoints([]datapath.Endpoint) error
-	SyncIPCache([]datapath.IPCacheEntry) error
-	SyncPolicy(datapath.Policy) error
+	SyncEndpoints([]model.Endpoint) error
+	SyncIPCache([]model.IPCacheEntry) error
+	SyncPolicy(model.Policy) error
 	SyncAttachments(ifindexes []int) error
 }
 
@@ -159,7 +159,7 @@ func (a *Agent) syncDatapath(res *policy.Result, versions map[string]string) {
 // syncTables writes endpoints, ipcache and attachments.
 func (a *Agent) syncTables(res *policy.Result) error {
 	ps := &a.pol
-	var eps []datapath.Endpoint
+	var eps []model.Endpoint
 	var ifindexes []int
 	ps.mu.Lock()
 	if ps.endpoints == nil {
@@ -182,7 +182,7 @@ func (a *Agent) syncTables(res *policy.Result) error {
 			a.log.Warn("local endpoint has no interface; not attached", "pod", key, "error", err)
 			continue
 		}
-		eps = append(eps, datapath.Endpoint{ID: id, Identity: datapath.Identity(ep.Identity), IfIndex: ifx, IPs: ep.IPs})
+		eps = append(eps, model.Endpoint{ID: id, Identity: model.Identity(ep.Identity), IfIndex: ifx, IPs: ep.IPs})
 		ifindexes = append(ifindexes, ifx)
 	}
 	for k := range ps.endpoints {
@@ -191,9 +191,9 @@ func (a *Agent) syncTables(res *policy.Result) error {
 		}
 	}
 	ps.mu.Unlock()
-	var cache []datapath.IPCacheEntry
+	var cache []model.IPCacheEntry
 	for _, e := range res.Identities.IPCache {
-		cache = append(cache, datapath.IPCacheEntry{Prefix: e.Prefix, Identity: datapath.Identity(e.Identity)})
+		cache = append(cache, model.IPCacheEntry{Prefix: e.Prefix, Identity: model.Identity(e.Identity)})
 	}
 	if err := a.cfg.Datapath.SyncEndpoints(eps); err != nil {
 		return fmt.Errorf("syncing endpoints: %w", err)
@@ -225,7 +225,7 @@ func (ps *policyState) allocEndpointID() uint16 {
 	}
 }
 
-func (a *Agent) syncPolicy(gen uint64, p datapath.Policy, ports map[uint16]bool) {
+func (a *Agent) syncPolicy(gen uint64, p model.Policy, ports map[uint16]bool) {
 	a.pol.mu.Lock()
 	defer a.pol.mu.Unlock()
 	if a.pol.gen != gen {
@@ -251,10 +251,10 @@ func (a *Agent) setDatapathError(gen uint64, err error) {
 	a.log.Error("datapath not updated; the previous tables stay", "error", err)
 }
 
-func redirectPorts(p datapath.Policy) map[uint16]bool {
+func redirectPorts(p model.Policy) map[uint16]bool {
 	out := map[uint16]bool{}
 	for _, e := range p.Entries {
-		if e.Verdict == datapath.Redirect {
+		if e.Verdict == model.Redirect {
 			out[e.ProxyPort] = true
 		}
 	}

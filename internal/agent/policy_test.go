@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/flow"
@@ -26,8 +26,8 @@ import (
 type tables struct {
 	mu        sync.Mutex
 	calls     []string
-	policy    datapath.Policy
-	endpoints []datapath.Endpoint
+	policy    model.Policy
+	endpoints []model.Endpoint
 }
 
 func (d *tables) note(s string) {
@@ -35,16 +35,16 @@ func (d *tables) note(s string) {
 	d.calls = append(d.calls, s)
 	d.mu.Unlock()
 }
-func (d *tables) SyncEndpoints(e []datapath.Endpoint) error {
+func (d *tables) SyncEndpoints(e []model.Endpoint) error {
 	d.mu.Lock()
 	d.endpoints = e
 	d.mu.Unlock()
 	d.note("endpoints")
 	return nil
 }
-func (d *tables) SyncIPCache([]datapath.IPCacheEntry) error { d.note("ipcache"); return nil }
-func (d *tables) SyncAttachments([]int) error               { d.note("attach"); return nil }
-func (d *tables) SyncPolicy(p datapath.Policy) error {
+func (d *tables) SyncIPCache([]model.IPCacheEntry) error { d.note("ipcache"); return nil }
+func (d *tables) SyncAttachments([]int) error            { d.note("attach"); return nil }
+func (d *tables) SyncPolicy(p model.Policy) error {
 	d.mu.Lock()
 	d.policy = p
 	d.mu.Unlock()
@@ -158,7 +158,7 @@ func TestRedirectWaitsForProxyAck(t *testing.T) {
 	if calls != "endpoints,ipcache,attach,policy" {
 		t.Errorf("datapath calls %s", calls)
 	}
-	if len(rows) != 2 || rows[0].Verdict != datapath.Redirect || len(eps) != 2 || eps[0].IfIndex != 7 {
+	if len(rows) != 2 || rows[0].Verdict != model.Redirect || len(eps) != 2 || eps[0].IfIndex != 7 {
 		t.Errorf("rows %+v endpoints %+v", rows, eps)
 	}
 	if ps := a.Status().Policy.Policies[0]; ps.State != policy.Enforced || ps.Reason != "" {
@@ -301,7 +301,7 @@ func (r *recorder) setProxy(types ...dataplane.TypeState) {
 	r.proxies = []dataplane.Proxy{{Node: "p", Connected: true, Types: types}}
 }
 
-func (d *tables) rows() []datapath.PolicyEntry {
+func (d *tables) rows() []model.PolicyEntry {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.policy.Entries
@@ -324,7 +324,7 @@ func TestProxyRejectionDropsRedirects(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitRows := func(what string, verdict datapath.Verdict) {
+	waitRows := func(what string, verdict model.Verdict) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
 		for {
@@ -340,13 +340,13 @@ func TestProxyRejectionDropsRedirects(t *testing.T) {
 	}
 	apply(`rules: {http: [{method: POST, path: /v1/request-landing}]}`)
 	rec.setProxy(dataplane.TypeState{Type: "Listener", Acked: "v1"}, dataplane.TypeState{Type: "TypedExtensionConfig", Acked: "e1"})
-	waitRows("accepted", datapath.Redirect)
+	waitRows("accepted", model.Redirect)
 
 	// A rule change the proxy rejects: it still runs the old rules.
 	apply(`rules: {http: [{method: GET, path: /v1/status}]}`)
 	rec.setProxy(dataplane.TypeState{Type: "Listener", Acked: "v2"}, dataplane.TypeState{Type: "TypedExtensionConfig", Acked: "e1",
 		Nack: &dataplane.Nack{Version: "e2", Message: `extension config "policy/ingress/http/rbac": typed_config(RBAC).rules.policies: bad`, Time: time.Now()}})
-	waitRows("rejected", datapath.Deny)
+	waitRows("rejected", model.Deny)
 	st := a.Status().Policy
 	ps := st.Policies[0]
 	if ps.State != policy.Rejected || ps.Reason != policy.ReasonProxyRejected || !strings.Contains(ps.Error, "proxy p rejected TypedExtensionConfig version e2") ||
@@ -357,7 +357,7 @@ func TestProxyRejectionDropsRedirects(t *testing.T) {
 	// A configuration the proxy accepts restores the redirects.
 	apply(`rules: {http: [{method: GET}]}`)
 	rec.setProxy(dataplane.TypeState{Type: "Listener", Acked: "v3"}, dataplane.TypeState{Type: "TypedExtensionConfig", Acked: "e3"})
-	waitRows("accepted again", datapath.Redirect)
+	waitRows("accepted again", model.Redirect)
 	if ps := a.Status().Policy.Policies[0]; ps.State != policy.Enforced {
 		t.Fatalf("policy status after recovery: %+v", ps)
 	}
@@ -380,7 +380,7 @@ func TestProxyRejectionBeforeRowsAreWritten(t *testing.T) {
 		rows := dp.rows()
 		if len(rows) == 2 {
 			for _, r := range rows {
-				if r.Verdict != datapath.Deny {
+				if r.Verdict != model.Deny {
 					t.Fatalf("row %+v written while the proxy rejected its listener", r)
 				}
 			}
@@ -396,7 +396,7 @@ func TestProxyRejectionBeforeRowsAreWritten(t *testing.T) {
 // failingTables refuses every policy table.
 type failingTables struct{ tables }
 
-func (f *failingTables) SyncPolicy(datapath.Policy) error { return errors.New("map full") }
+func (f *failingTables) SyncPolicy(model.Policy) error { return errors.New("map full") }
 
 func TestDatapathErrorIsNotEnforced(t *testing.T) {
 	c, err := policy.New(policy.Options{Listeners: policy.Listeners{IngressHTTP: 15101, EgressHTTP: 15102, IngressKafka: 15103, EgressKafka: 15104}})

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 )
 
@@ -66,11 +66,11 @@ func proxyView(proxies []dataplane.Proxy, versions map[string]string, since time
 // into a drop: what the datapath holds while a proxy rejected the L7
 // configuration those rows depend on. Flows that need no proxy keep their
 // verdicts.
-func dropRedirects(p datapath.Policy) datapath.Policy {
-	out := datapath.Policy{Enforce: p.Enforce, Entries: make([]datapath.PolicyEntry, len(p.Entries))}
+func dropRedirects(p model.Policy) model.Policy {
+	out := model.Policy{Enforce: p.Enforce, Entries: make([]model.PolicyEntry, len(p.Entries))}
 	for i, e := range p.Entries {
-		if e.Verdict == datapath.Redirect {
-			e.Verdict, e.ProxyPort = datapath.Deny, 0
+		if e.Verdict == model.Redirect {
+			e.Verdict, e.ProxyPort = model.Deny, 0
 		}
 		out.Entries[i] = e
 	}
@@ -84,7 +84,7 @@ func dropRedirects(p datapath.Policy) datapath.Policy {
 // answer, for rows still waiting) the compiled one. It polls the
 // publisher, every 20 ms while rows wait and backing off to a second
 // afterwards.
-func (a *Agent) followProxies(gen uint64, compiled datapath.Policy, versions map[string]string, since time.Time, ports map[uint16]bool, state rowsState) {
+func (a *Agent) followProxies(gen uint64, compiled model.Policy, versions map[string]string, since time.Time, ports map[uint16]bool, state rowsState) {
 	deadline := since.Add(ackWait)
 	wait := 20 * time.Millisecond
 	for {

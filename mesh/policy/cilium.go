@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/mesh/identity"
 )
 
@@ -68,7 +68,7 @@ func (p *ciliumParser) rule(r *ciliumv2.Rule, field, name string) error {
 	for i := range r.Ingress {
 		in := &r.Ingress[i]
 		f := fmt.Sprintf("%s.ingress[%d]", field, i)
-		ru := &rule{name: fmt.Sprintf("%s/ingress/%d", name, i), subject: subject, dir: datapath.Ingress, enables: enableIn}
+		ru := &rule{name: fmt.Sprintf("%s/ingress/%d", name, i), subject: subject, dir: model.Ingress, enables: enableIn}
 		if err := p.ingressPeers(ru, &in.IngressCommonRule, f); err != nil {
 			return err
 		}
@@ -83,7 +83,7 @@ func (p *ciliumParser) rule(r *ciliumv2.Rule, field, name string) error {
 	for i := range r.IngressDeny {
 		in := &r.IngressDeny[i]
 		f := fmt.Sprintf("%s.ingressDeny[%d]", field, i)
-		ru := &rule{name: fmt.Sprintf("%s/ingressDeny/%d", name, i), subject: subject, dir: datapath.Ingress, deny: true, enables: enableIn}
+		ru := &rule{name: fmt.Sprintf("%s/ingressDeny/%d", name, i), subject: subject, dir: model.Ingress, deny: true, enables: enableIn}
 		if err := p.ingressPeers(ru, &in.IngressCommonRule, f); err != nil {
 			return err
 		}
@@ -95,7 +95,7 @@ func (p *ciliumParser) rule(r *ciliumv2.Rule, field, name string) error {
 	for i := range r.Egress {
 		eg := &r.Egress[i]
 		f := fmt.Sprintf("%s.egress[%d]", field, i)
-		ru := &rule{name: fmt.Sprintf("%s/egress/%d", name, i), subject: subject, dir: datapath.Egress, enables: enableEg}
+		ru := &rule{name: fmt.Sprintf("%s/egress/%d", name, i), subject: subject, dir: model.Egress, enables: enableEg}
 		if len(eg.ToFQDNs) > 0 {
 			return fieldError(f+".toFQDNs", "DNS-based rules need a DNS proxy, which nodemesh does not have")
 		}
@@ -113,7 +113,7 @@ func (p *ciliumParser) rule(r *ciliumv2.Rule, field, name string) error {
 	for i := range r.EgressDeny {
 		eg := &r.EgressDeny[i]
 		f := fmt.Sprintf("%s.egressDeny[%d]", field, i)
-		ru := &rule{name: fmt.Sprintf("%s/egressDeny/%d", name, i), subject: subject, dir: datapath.Egress, deny: true, enables: enableEg}
+		ru := &rule{name: fmt.Sprintf("%s/egressDeny/%d", name, i), subject: subject, dir: model.Egress, deny: true, enables: enableEg}
 		if err := p.egressPeers(ru, &eg.EgressCommonRule, f); err != nil {
 			return err
 		}
@@ -125,10 +125,10 @@ func (p *ciliumParser) rule(r *ciliumv2.Rule, field, name string) error {
 	// A rule with an empty ingress (or egress) list still selects its
 	// endpoints for that direction: Cilium's "ingress: [{}]" denies all.
 	if len(r.Ingress) == 0 && len(r.IngressDeny) == 0 && r.Ingress != nil {
-		p.out.rules = append(p.out.rules, &rule{name: name + "/ingress", subject: subject, dir: datapath.Ingress, enables: enableIn})
+		p.out.rules = append(p.out.rules, &rule{name: name + "/ingress", subject: subject, dir: model.Ingress, enables: enableIn})
 	}
 	if len(r.Egress) == 0 && len(r.EgressDeny) == 0 && r.Egress != nil {
-		p.out.rules = append(p.out.rules, &rule{name: name + "/egress", subject: subject, dir: datapath.Egress, enables: enableEg})
+		p.out.rules = append(p.out.rules, &rule{name: name + "/egress", subject: subject, dir: model.Egress, enables: enableEg})
 	}
 	return nil
 }
@@ -343,7 +343,7 @@ func (p *ciliumParser) ports(ru *rule, prs []ciliumv2.PortRule, icmps []ciliumv2
 			if out.kind != l7None {
 				return fieldError(f+".ports", "L7 rules need at least one port")
 			}
-			out.specs = []portSpec{{proto: datapath.ProtoAny}}
+			out.specs = []portSpec{{proto: model.ProtoAny}}
 		}
 		for k, pp := range pr.Ports {
 			pf := fmt.Sprintf("%s.ports[%d]", f, k)
@@ -357,13 +357,13 @@ func (p *ciliumParser) ports(ru *rule, prs []ciliumv2.PortRule, icmps []ciliumv2
 			}
 			if out.kind != l7None {
 				switch {
-				case proto != datapath.ProtoAny && proto != datapath.ProtoTCP:
+				case proto != model.ProtoAny && proto != model.ProtoTCP:
 					return fieldError(pf+".protocol", "%s rules need TCP, not %s", out.kind, protoName(proto))
 				case ps.port == 0 && ps.name == "":
 					return fieldError(pf+".port", "%s rules need a port, not every port", out.kind)
 				}
 				// L7 is enforced on TCP; ANY stands for TCP here.
-				ps.proto = datapath.ProtoTCP
+				ps.proto = model.ProtoTCP
 			}
 			out.specs = append(out.specs, ps)
 		}

@@ -11,7 +11,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/mesh/identity"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/ir"
@@ -53,13 +53,13 @@ type Listeners struct {
 	OriginalSource bool
 }
 
-func (l Listeners) port(d datapath.Direction, k l7Kind) uint16 {
+func (l Listeners) port(d model.Direction, k l7Kind) uint16 {
 	switch {
-	case d == datapath.Ingress && k == l7HTTP:
+	case d == model.Ingress && k == l7HTTP:
 		return l.IngressHTTP
-	case d == datapath.Egress && k == l7HTTP:
+	case d == model.Egress && k == l7HTTP:
 		return l.EgressHTTP
-	case d == datapath.Ingress && k == l7Kafka:
+	case d == model.Ingress && k == l7Kafka:
 		return l.IngressKafka
 	}
 	return l.EgressKafka
@@ -97,7 +97,7 @@ type Result struct {
 	// Local are the endpoints on this node (the datapath's endpoints).
 	Local []*identity.Endpoint
 	// Datapath is the node's policy table.
-	Datapath datapath.Policy
+	Datapath model.Policy
 	// L7 is the proxy's policy; nil when no rule needs the proxy.
 	L7 *ir.Policy
 	// Policies report every policy object, sorted by kind, namespace and

@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/mesh/input"
 )
 
@@ -91,25 +91,25 @@ func TestBadUpdateKeepsPreviousVersion(t *testing.T) {
 	if st.State != Rejected || st.Reason != ReasonFailClosed || again.L7 != nil || len(again.Datapath.Entries) != 1 {
 		t.Fatalf("re-added bad policy: %+v, rows %+v", st, again.Datapath.Entries)
 	}
-	if e := again.Datapath.Entries[0]; e.Verdict != datapath.Deny || e.Remote != datapath.IdentityAny || e.Proto != datapath.ProtoAny || e.Direction != datapath.Ingress {
+	if e := again.Datapath.Entries[0]; e.Verdict != model.Deny || e.Remote != model.IdentityAny || e.Proto != model.ProtoAny || e.Direction != model.Ingress {
 		t.Fatalf("fail-closed row %+v", e)
 	}
 }
 
 // verdict asks the datapath's reference model what happens to a flow.
-func verdict(t *testing.T, res *Result, subject, remote string, dir datapath.Direction, port uint16) datapath.Verdict {
+func verdict(t *testing.T, res *Result, subject, remote string, dir model.Direction, port uint16) model.Verdict {
 	t.Helper()
-	id := func(pod string) datapath.Identity {
+	id := func(pod string) model.Identity {
 		for _, ep := range res.Identities.Endpoints {
 			if ep.Pod.Name == pod {
-				return datapath.Identity(ep.Identity)
+				return model.Identity(ep.Identity)
 			}
 		}
 		t.Fatalf("no endpoint %s", pod)
 		return 0
 	}
-	return res.Datapath.Index().Decide(datapath.Query{Subject: id(subject), Remote: id(remote), Direction: dir,
-		Proto: datapath.ProtoTCP, Port: port}).Verdict
+	return res.Datapath.Index().Decide(model.Query{Subject: id(subject), Remote: id(remote), Direction: dir,
+		Proto: model.ProtoTCP, Port: port}).Verdict
 }
 
 // TestRejectedPolicyFailsClosed: a rejected policy never leaves the
@@ -146,12 +146,12 @@ spec:
 		!strings.Contains(st.Error, "spec.egress[1].toFQDNs") || !strings.Contains(st.Message, "egress of the endpoints it selects is in default deny") {
 		t.Fatalf("status %+v", st)
 	}
-	if v := verdict(t, res, "web", "api", datapath.Egress, 80); v != datapath.Allow {
+	if v := verdict(t, res, "web", "api", model.Egress, 80); v != model.Allow {
 		t.Errorf("web→api:80, allowed by another policy: %s", v)
 	}
 	// Its own sibling rule (8080) is not applied: the policy is rejected whole.
 	for _, port := range []uint16{8080, 443} {
-		if v := verdict(t, res, "web", "api", datapath.Egress, port); v != datapath.Deny {
+		if v := verdict(t, res, "web", "api", model.Egress, port); v != model.Deny {
 			t.Errorf("web→api:%d: %s, want dropped", port, v)
 		}
 	}
@@ -172,7 +172,7 @@ spec:
 		t.Fatalf("status %+v", st)
 	}
 	for _, port := range []uint16{80, 22} {
-		if v := verdict(t, res, "api", "web", datapath.Ingress, port); v != datapath.Deny {
+		if v := verdict(t, res, "api", "web", model.Ingress, port); v != model.Deny {
 			t.Errorf("web→api:%d: %s, want dropped", port, v)
 		}
 	}
@@ -196,10 +196,10 @@ func TestRejectedUpdateClosesWhatPreviousDoesNotCover(t *testing.T) {
 	if diff := cmp.Diff(first.L7, second.L7); diff != "" {
 		t.Errorf("the previous version's L7 policy changed (-before +after):\n%s", diff)
 	}
-	if v := verdict(t, second, "api", "web", datapath.Ingress, 80); v != datapath.Redirect {
+	if v := verdict(t, second, "api", "web", model.Ingress, 80); v != model.Redirect {
 		t.Errorf("web→api:80 under the previous version: %s, want redirect", v)
 	}
-	if v := verdict(t, second, "web", "api", datapath.Ingress, 80); v != datapath.Deny {
+	if v := verdict(t, second, "web", "api", model.Ingress, 80); v != model.Deny {
 		t.Errorf("api→web:80, selected only by the rejected update: %s, want dropped", v)
 	}
 }
@@ -222,9 +222,9 @@ spec:
 	if st.State != Pending || st.Reason != ReasonWaitingForAuthentication || !strings.Contains(st.Message, "no authentication provider") {
 		t.Fatalf("status %+v", st)
 	}
-	d := res.Datapath.Index().Decide(datapath.Query{Subject: datapath.Identity(res.Local[0].Identity),
-		Remote: datapath.Identity(res.Local[1].Identity), Direction: datapath.Ingress, Proto: datapath.ProtoTCP, Port: 80})
-	if d.Verdict != datapath.Allow || d.Auth == datapath.AuthNone {
+	d := res.Datapath.Index().Decide(model.Query{Subject: model.Identity(res.Local[0].Identity),
+		Remote: model.Identity(res.Local[1].Identity), Direction: model.Ingress, Proto: model.ProtoTCP, Port: 80})
+	if d.Verdict != model.Allow || d.Auth == model.AuthNone {
 		t.Fatalf("decision %+v: the flow must need an auth entry", d)
 	}
 	// Without the requirement the same policy is simply Enforced.
@@ -280,7 +280,7 @@ func TestOnlyLocalEndpointsGetRows(t *testing.T) {
 	if len(res.Datapath.Entries) != 1 || res.Policies[0].Selected != 1 {
 		t.Fatalf("want one row for the local api Pod, got %+v", res.Datapath.Entries)
 	}
-	if e := res.Datapath.Entries[0]; e.Verdict != datapath.Redirect || e.ProxyPort != 15101 {
+	if e := res.Datapath.Entries[0]; e.Verdict != model.Redirect || e.ProxyPort != 15101 {
 		t.Fatalf("row %+v", e)
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/mesh/identity"
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
@@ -95,7 +95,7 @@ func (ev *evaluator) evaluate(p *parsed) ([]*contribution, int, error) {
 				continue // no peer: the rule only enables default deny
 			}
 			if len(r.ports) == 0 {
-				out = append(out, &contribution{rule: r, subject: s, key: l4{datapath.ProtoAny, 0}, peerAll: all, peerIDs: ids})
+				out = append(out, &contribution{rule: r, subject: s, key: l4{model.ProtoAny, 0}, peerAll: all, peerIDs: ids})
 				rows += width
 				continue
 			}
@@ -123,7 +123,7 @@ func (ev *evaluator) evaluate(p *parsed) ([]*contribution, int, error) {
 // selected endpoints' for ingress, the peers' for egress (Cilium's rule).
 func (ev *evaluator) namedPorts(r *rule, subject identity.NumericIdentity, peers []identity.NumericIdentity, all bool) []identity.NamedPort {
 	var out []identity.NamedPort
-	if r.dir == datapath.Ingress {
+	if r.dir == model.Ingress {
 		for _, ep := range ev.localBy[subject] {
 			out = append(out, ep.Ports...)
 		}

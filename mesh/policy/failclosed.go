@@ -7,7 +7,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/mesh/identity"
 )
 
@@ -19,7 +19,7 @@ import (
 // and a strict scope blocks the direction entirely.
 type scopeRule struct {
 	subject selector
-	dir     datapath.Direction
+	dir     model.Direction
 	strict  bool
 }
 
@@ -60,8 +60,8 @@ func scopeCilium(src source, spec *ciliumv2.Rule, specs ciliumv2.Rules) []scopeR
 		if r == nil {
 			// An unreadable rule could have selected anything in scope,
 			// in both directions, with denies.
-			out = append(out, scopeRule{subject: all, dir: datapath.Ingress, strict: true},
-				scopeRule{subject: all, dir: datapath.Egress, strict: true})
+			out = append(out, scopeRule{subject: all, dir: model.Ingress, strict: true},
+				scopeRule{subject: all, dir: model.Egress, strict: true})
 			continue
 		}
 		if r.NodeSelector != nil && r.EndpointSelector == nil {
@@ -81,14 +81,14 @@ func scopeCilium(src source, spec *ciliumv2.Rule, specs ciliumv2.Rules) []scopeR
 			for _, in := range r.Ingress {
 				strict = strict || requiresAuth(in.Authentication) || hasL7(in.ToPorts)
 			}
-			out = append(out, scopeRule{subject: subject, dir: datapath.Ingress, strict: strict})
+			out = append(out, scopeRule{subject: subject, dir: model.Ingress, strict: strict})
 		}
 		if r.Egress != nil || r.EgressDeny != nil {
 			strict := len(r.EgressDeny) > 0
 			for _, eg := range r.Egress {
 				strict = strict || requiresAuth(eg.Authentication) || hasL7(eg.ToPorts)
 			}
-			out = append(out, scopeRule{subject: subject, dir: datapath.Egress, strict: strict})
+			out = append(out, scopeRule{subject: subject, dir: model.Egress, strict: strict})
 		}
 	}
 	return out
@@ -135,10 +135,10 @@ func scopeKNP(np *networkingv1.NetworkPolicy) []scopeRule {
 	}
 	var out []scopeRule
 	if ingress {
-		out = append(out, scopeRule{subject: subject, dir: datapath.Ingress})
+		out = append(out, scopeRule{subject: subject, dir: model.Ingress})
 	}
 	if egress {
-		out = append(out, scopeRule{subject: subject, dir: datapath.Egress})
+		out = append(out, scopeRule{subject: subject, dir: model.Egress})
 	}
 	return out
 }
@@ -165,7 +165,7 @@ func (ev *evaluator) closedScope(src source, scope []scopeRule, keep map[groupKe
 			out = append(out, &contribution{rule: r, subject: id.ID, mark: true})
 			if sr.strict {
 				deny := &rule{name: name, subject: sr.subject, dir: sr.dir, deny: true, enables: true}
-				out = append(out, &contribution{rule: deny, subject: id.ID, key: l4{datapath.ProtoAny, 0}, peerAll: true})
+				out = append(out, &contribution{rule: deny, subject: id.ID, key: l4{model.ProtoAny, 0}, peerAll: true})
 			}
 		})
 	}
@@ -174,7 +174,7 @@ func (ev *evaluator) closedScope(src source, scope []scopeRule, keep map[groupKe
 
 // closedMessage says what the closed scope does, per direction.
 func closedMessage(cs []*contribution) string {
-	state := map[datapath.Direction]string{}
+	state := map[model.Direction]string{}
 	for _, c := range cs {
 		switch {
 		case c.rule.deny:
@@ -184,7 +184,7 @@ func closedMessage(cs []*contribution) string {
 		}
 	}
 	var parts []string
-	for _, d := range []datapath.Direction{datapath.Ingress, datapath.Egress} {
+	for _, d := range []model.Direction{model.Ingress, model.Egress} {
 		if s := state[d]; s != "" {
 			parts = append(parts, fmt.Sprintf("%s of the endpoints it selects is %s", d, s))
 		}

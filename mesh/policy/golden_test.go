@@ -10,7 +10,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/internal/golden"
 	"github.com/nodemesh/nodemesh/mesh/input"
 )
@@ -101,7 +101,7 @@ func render(res *Result) ([]byte, error) {
 	}
 	for _, id := range sortedIdentities(res.Datapath.Enforce) {
 		var dirs []string
-		for _, d := range []datapath.Direction{datapath.Ingress, datapath.Egress} {
+		for _, d := range []model.Direction{model.Ingress, model.Egress} {
 			if res.Datapath.Enforce[id].Has(d) {
 				dirs = append(dirs, d.String())
 			}
@@ -117,7 +117,7 @@ func render(res *Result) ([]byte, error) {
 	return yaml.Marshal(out)
 }
 
-func rowString(e datapath.PolicyEntry, cookies map[uint32]string) string {
+func rowString(e model.PolicyEntry, cookies map[uint32]string) string {
 	port := "*"
 	if e.Port != 0 {
 		port = fmt.Sprint(e.Port)
@@ -126,14 +126,14 @@ func rowString(e datapath.PolicyEntry, cookies map[uint32]string) string {
 	if e.ProxyPort != 0 {
 		s += fmt.Sprintf(":%d", e.ProxyPort)
 	}
-	if e.Auth != datapath.AuthNone {
+	if e.Auth != model.AuthNone {
 		s += " auth"
 	}
 	return s + " (" + cookies[e.Cookie] + ")"
 }
 
-func sortedIdentities(m map[datapath.Identity]datapath.Enforcement) []datapath.Identity {
-	out := make([]datapath.Identity, 0, len(m))
+func sortedIdentities(m map[model.Identity]model.Enforcement) []model.Identity {
+	out := make([]model.Identity, 0, len(m))
 	for id := range m {
 		out = append(out, id)
 	}

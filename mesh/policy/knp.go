@@ -8,7 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/mesh/identity"
 )
 
@@ -47,14 +47,14 @@ func parseKNP(np *networkingv1.NetworkPolicy) (*parsed, error) {
 	}
 	if ingress {
 		// A NetworkPolicy always puts its Pods into default deny.
-		out.rules = append(out.rules, &rule{name: src.prefix() + "/ingress", subject: subject, dir: datapath.Ingress, enables: true})
+		out.rules = append(out.rules, &rule{name: src.prefix() + "/ingress", subject: subject, dir: model.Ingress, enables: true})
 	}
 	if egress {
-		out.rules = append(out.rules, &rule{name: src.prefix() + "/egress", subject: subject, dir: datapath.Egress, enables: true})
+		out.rules = append(out.rules, &rule{name: src.prefix() + "/egress", subject: subject, dir: model.Egress, enables: true})
 	}
 	for i, r := range np.Spec.Ingress {
 		f := fmt.Sprintf("spec.ingress[%d]", i)
-		ru := &rule{name: fmt.Sprintf("%s/ingress/%d", src.prefix(), i), subject: subject, dir: datapath.Ingress, enables: true}
+		ru := &rule{name: fmt.Sprintf("%s/ingress/%d", src.prefix(), i), subject: subject, dir: model.Ingress, enables: true}
 		if err := knpPeers(ru, r.From, f+".from", np.Namespace); err != nil {
 			return nil, err
 		}
@@ -65,7 +65,7 @@ func parseKNP(np *networkingv1.NetworkPolicy) (*parsed, error) {
 	}
 	for i, r := range np.Spec.Egress {
 		f := fmt.Sprintf("spec.egress[%d]", i)
-		ru := &rule{name: fmt.Sprintf("%s/egress/%d", src.prefix(), i), subject: subject, dir: datapath.Egress, enables: true}
+		ru := &rule{name: fmt.Sprintf("%s/egress/%d", src.prefix(), i), subject: subject, dir: model.Egress, enables: true}
 		if err := knpPeers(ru, r.To, f+".to", np.Namespace); err != nil {
 			return nil, err
 		}
@@ -146,10 +146,10 @@ func knpPorts(ru *rule, ports []networkingv1.NetworkPolicyPort, field string) er
 	pr := portRule{}
 	for i, pp := range ports {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		proto := datapath.ProtoTCP
+		proto := model.ProtoTCP
 		if pp.Protocol != nil {
 			var err error
-			if proto, err = parseProtocol(string(*pp.Protocol)); err != nil || proto == datapath.ProtoAny {
+			if proto, err = parseProtocol(string(*pp.Protocol)); err != nil || proto == model.ProtoAny {
 				return fieldError(f+".protocol", "unsupported protocol %q (TCP, UDP, SCTP)", *pp.Protocol)
 			}
 		}

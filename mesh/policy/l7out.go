@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"sort"
 
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/mesh/identity"
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
@@ -40,7 +40,7 @@ func (t *table) l7(ev *evaluator, opts Options) *ir.Policy {
 			}
 			endpoints := ev.endpointPrefixes(gk.subject)
 			contribs := append([]*contribution(nil), f.allows...)
-			for _, wide := range []l4{{datapath.ProtoAny, 0}, {datapath.ProtoTCP, 0}} {
+			for _, wide := range []l4{{model.ProtoAny, 0}, {model.ProtoTCP, 0}} {
 				if wf := g.filters[wide]; wf != nil {
 					contribs = append(contribs, wf.allows...)
 				}
@@ -105,8 +105,8 @@ func (t *table) l7(ev *evaluator, opts Options) *ir.Policy {
 	return p
 }
 
-func irDirection(d datapath.Direction) ir.PolicyDirection {
-	if d == datapath.Egress {
+func irDirection(d model.Direction) ir.PolicyDirection {
+	if d == model.Egress {
 		return ir.PolicyEgress
 	}
 	return ir.PolicyIngress

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/mesh/identity"
 )
 
@@ -21,30 +21,30 @@ type portSpec struct {
 func parseProtocol(s string) (uint8, error) {
 	switch strings.ToUpper(s) {
 	case "", "ANY":
-		return datapath.ProtoAny, nil
+		return model.ProtoAny, nil
 	case "TCP":
-		return datapath.ProtoTCP, nil
+		return model.ProtoTCP, nil
 	case "UDP":
-		return datapath.ProtoUDP, nil
+		return model.ProtoUDP, nil
 	case "SCTP":
-		return datapath.ProtoSCTP, nil
+		return model.ProtoSCTP, nil
 	}
 	return 0, fmt.Errorf("unsupported protocol %q (TCP, UDP, SCTP, ANY)", s)
 }
 
 func protoName(p uint8) string {
 	switch p {
-	case datapath.ProtoAny:
+	case model.ProtoAny:
 		return "ANY"
-	case datapath.ProtoTCP:
+	case model.ProtoTCP:
 		return "TCP"
-	case datapath.ProtoUDP:
+	case model.ProtoUDP:
 		return "UDP"
-	case datapath.ProtoSCTP:
+	case model.ProtoSCTP:
 		return "SCTP"
-	case datapath.ProtoICMP:
+	case model.ProtoICMP:
 		return "ICMP"
-	case datapath.ProtoICMPv6:
+	case model.ProtoICMPv6:
 		return "ICMPv6"
 	}
 	return strconv.Itoa(int(p))
@@ -122,11 +122,11 @@ func (k l4) String() string {
 // protocol unless it is ANY.
 func (ps portSpec) expand(named []identity.NamedPort) []l4 {
 	var protos []uint8
-	if ps.proto == datapath.ProtoAny {
+	if ps.proto == model.ProtoAny {
 		if ps.port == 0 && ps.name == "" {
-			return []l4{{datapath.ProtoAny, 0}}
+			return []l4{{model.ProtoAny, 0}}
 		}
-		protos = []uint8{datapath.ProtoTCP, datapath.ProtoUDP, datapath.ProtoSCTP}
+		protos = []uint8{model.ProtoTCP, model.ProtoUDP, model.ProtoSCTP}
 	} else {
 		protos = []uint8{ps.proto}
 	}
@@ -167,7 +167,7 @@ func (ps portSpec) expand(named []identity.NamedPort) []l4 {
 // ports count one per protocol).
 func (ps portSpec) width() int {
 	n := 1
-	if ps.proto == datapath.ProtoAny && (ps.port != 0 || ps.name != "") {
+	if ps.proto == model.ProtoAny && (ps.port != 0 || ps.name != "") {
 		n = 3
 	}
 	if ps.name == "" && ps.port != 0 {
@@ -206,9 +206,9 @@ func parseICMP(family string, typ string, isString bool, num int32) (l4, error) 
 	if !ok {
 		return l4{}, fmt.Errorf("family: unknown family %q (IPv4, IPv6)", family)
 	}
-	proto := datapath.ProtoICMP
+	proto := model.ProtoICMP
 	if family == "IPv6" {
-		proto = datapath.ProtoICMPv6
+		proto = model.ProtoICMPv6
 	}
 	var t uint8
 	if isString {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
 
@@ -57,7 +57,7 @@ type rule struct {
 	// name is "<policy prefix>[/specs/<k>]/<direction>[Deny]/<i>".
 	name    string
 	subject selector
-	dir     datapath.Direction
+	dir     model.Direction
 	deny    bool
 	// enables says whether selecting an endpoint puts it into default
 	// deny in dir (Cilium's enableDefaultDeny, default true).

@@ -5,7 +5,7 @@ import (
 	"hash/fnv"
 	"sort"
 
-	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/mesh/identity"
 )
 
@@ -17,7 +17,7 @@ type table struct {
 
 type groupKey struct {
 	subject identity.NumericIdentity
-	dir     datapath.Direction
+	dir     model.Direction
 }
 
 type group struct {
@@ -109,7 +109,7 @@ func (t *table) proxiedRules() map[*rule]bool {
 		if !l7 {
 			continue
 		}
-		for _, wide := range []l4{{datapath.ProtoAny, 0}, {datapath.ProtoTCP, 0}} {
+		for _, wide := range []l4{{model.ProtoAny, 0}, {model.ProtoTCP, 0}} {
 			if wf := g.filters[wide]; wf != nil {
 				for _, c := range wf.allows {
 					out[c.rule] = true
@@ -140,22 +140,22 @@ func cookie(name string, cookies map[uint32]string) uint32 {
 }
 
 // rows builds the datapath table.
-func (t *table) rows(l Listeners, cookies map[uint32]string) datapath.Policy {
-	out := datapath.Policy{Enforce: map[datapath.Identity]datapath.Enforcement{}}
-	rows := map[datapath.PolicyKey]*datapath.PolicyEntry{}
-	put := func(e datapath.PolicyEntry) {
+func (t *table) rows(l Listeners, cookies map[uint32]string) model.Policy {
+	out := model.Policy{Enforce: map[model.Identity]model.Enforcement{}}
+	rows := map[model.PolicyKey]*model.PolicyEntry{}
+	put := func(e model.PolicyEntry) {
 		k := e.Key()
 		old := rows[k]
 		switch {
 		case old == nil:
 			rows[k] = &e
-		case old.Verdict == datapath.Deny:
-		case e.Verdict == datapath.Deny:
+		case old.Verdict == model.Deny:
+		case e.Verdict == model.Deny:
 			rows[k] = &e
 		default:
 			// Two allows for one key: the same verdict (a key's L7 kind
 			// is unique), authentication if either needs it.
-			if e.Auth != datapath.AuthNone {
+			if e.Auth != model.AuthNone {
 				old.Auth = e.Auth
 			}
 			if e.Cookie < old.Cookie {
@@ -165,45 +165,45 @@ func (t *table) rows(l Listeners, cookies map[uint32]string) datapath.Policy {
 	}
 	for _, gk := range t.sortedGroups() {
 		g := t.groups[gk]
-		subject := datapath.Identity(gk.subject)
-		flag := datapath.EnforceIngress
-		if gk.dir == datapath.Egress {
-			flag = datapath.EnforceEgress
+		subject := model.Identity(gk.subject)
+		flag := model.EnforceIngress
+		if gk.dir == model.Egress {
+			flag = model.EnforceEgress
 		}
 		out.Enforce[subject] |= flag
 		if !g.enables {
 			// Selected, but no rule asks for default deny (Cilium's
 			// enableDefaultDeny: false): everything stays allowed while
 			// the rules' redirects and denies still apply.
-			put(datapath.PolicyEntry{Subject: subject, Remote: datapath.IdentityAny, Direction: gk.dir,
-				Proto: datapath.ProtoAny, Verdict: datapath.Allow, Cookie: cookie(g.firstRule, cookies)})
+			put(model.PolicyEntry{Subject: subject, Remote: model.IdentityAny, Direction: gk.dir,
+				Proto: model.ProtoAny, Verdict: model.Allow, Cookie: cookie(g.firstRule, cookies)})
 		}
 		for _, key := range g.sortedKeys() {
 			f := g.filters[key]
-			verdict, proxy := datapath.Allow, uint16(0)
+			verdict, proxy := model.Allow, uint16(0)
 			if f.kind != l7None {
-				verdict, proxy = datapath.Redirect, l.port(gk.dir, f.kind)
+				verdict, proxy = model.Redirect, l.port(gk.dir, f.kind)
 			}
 			for _, c := range f.allows {
-				auth := datapath.AuthNone
+				auth := model.AuthNone
 				if c.rule.auth {
-					auth = datapath.AuthSPIFFE
+					auth = model.AuthSPIFFE
 				}
 				for _, r := range remotes(c) {
-					put(datapath.PolicyEntry{Subject: subject, Remote: r, Direction: gk.dir, Proto: key.proto, Port: key.port,
+					put(model.PolicyEntry{Subject: subject, Remote: r, Direction: gk.dir, Proto: key.proto, Port: key.port,
 						Verdict: verdict, ProxyPort: proxy, Auth: auth, Cookie: cookie(c.rule.name, cookies)})
 				}
 			}
 			for _, c := range f.denies {
 				for _, r := range remotes(c) {
-					put(datapath.PolicyEntry{Subject: subject, Remote: r, Direction: gk.dir, Proto: key.proto, Port: key.port,
-						Verdict: datapath.Deny, Cookie: cookie(c.rule.name, cookies)})
+					put(model.PolicyEntry{Subject: subject, Remote: r, Direction: gk.dir, Proto: key.proto, Port: key.port,
+						Verdict: model.Deny, Cookie: cookie(c.rule.name, cookies)})
 				}
 			}
 		}
 	}
 	inheritAuth(rows)
-	out.Entries = make([]datapath.PolicyEntry, 0, len(rows))
+	out.Entries = make([]model.PolicyEntry, 0, len(rows))
 	for _, e := range rows {
 		out.Entries = append(out.Entries, *e)
 	}
@@ -211,13 +211,13 @@ func (t *table) rows(l Listeners, cookies map[uint32]string) datapath.Policy {
 	return out
 }
 
-func remotes(c *contribution) []datapath.Identity {
+func remotes(c *contribution) []model.Identity {
 	if c.peerAll {
-		return []datapath.Identity{datapath.IdentityAny}
+		return []model.Identity{model.IdentityAny}
 	}
-	out := make([]datapath.Identity, len(c.peerIDs))
+	out := make([]model.Identity, len(c.peerIDs))
 	for i, id := range c.peerIDs {
-		out[i] = datapath.Identity(id)
+		out[i] = model.Identity(id)
 	}
 	return out
 }
@@ -226,21 +226,21 @@ func remotes(c *contribution) []datapath.Identity {
 // allow row covering the same flows does: the datapath stops at the most
 // specific row, and Cilium requires authentication whenever any rule
 // allowing the flow does.
-func inheritAuth(rows map[datapath.PolicyKey]*datapath.PolicyEntry) {
+func inheritAuth(rows map[model.PolicyKey]*model.PolicyEntry) {
 	for k, e := range rows {
-		if e.Verdict == datapath.Deny || e.Auth != datapath.AuthNone {
+		if e.Verdict == model.Deny || e.Auth != model.AuthNone {
 			continue
 		}
-		for _, remote := range []datapath.Identity{k.Remote, datapath.IdentityAny} {
+		for _, remote := range []model.Identity{k.Remote, model.IdentityAny} {
 			for _, cover := range []struct {
 				proto uint8
 				port  uint16
-			}{{k.Proto, k.Port}, {k.Proto, 0}, {datapath.ProtoAny, 0}} {
-				ck := datapath.PolicyKey{Subject: k.Subject, Remote: remote, Direction: k.Direction, Proto: cover.proto, Port: cover.port}
+			}{{k.Proto, k.Port}, {k.Proto, 0}, {model.ProtoAny, 0}} {
+				ck := model.PolicyKey{Subject: k.Subject, Remote: remote, Direction: k.Direction, Proto: cover.proto, Port: cover.port}
 				if ck == k {
 					continue
 				}
-				if c := rows[ck]; c != nil && c.Verdict != datapath.Deny && c.Auth != datapath.AuthNone {
+				if c := rows[ck]; c != nil && c.Verdict != model.Deny && c.Auth != model.AuthNone {
 					e.Auth = c.Auth
 				}
 			}
@@ -248,7 +248,7 @@ func inheritAuth(rows map[datapath.PolicyKey]*datapath.PolicyEntry) {
 	}
 }
 
-func keyLess(a, b datapath.PolicyKey) bool {
+func keyLess(a, b model.PolicyKey) bool {
 	switch {
 	case a.Subject != b.Subject:
 		return a.Subject < b.Subject

@@ -1,4 +1,4 @@
-package datapath
+package model
 
 import "fmt"
 
@@ -20,10 +20,6 @@ const (
 	DropCTFull           Reason = 10 // connection tracking entry could not be written
 	DropProxyAssign      Reason = 11 // the kernel refused to assign the proxy socket
 )
-
-// numReasons is REASON_MAX in common.h: the counter map has one slot per
-// (reason, direction) below it.
-const numReasons = 16
 
 var reasonNames = [...]string{
 	ReasonForwarded:      "forwarded",

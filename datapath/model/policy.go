@@ -1,9 +1,8 @@
-package datapath
+package model
 
 import (
 	"errors"
 	"fmt"
-	"sort"
 )
 
 // Direction is the direction of a flow from the local workload's point of
@@ -278,46 +277,4 @@ func (ix *PolicyIndex) Decide(q Query) Decision {
 		d.ProxyPort = first.ProxyPort
 	}
 	return d
-}
-
-// specificity orders keys for the update plan: higher is more specific.
-func (k PolicyKey) specificity() int {
-	s := 0
-	switch {
-	case k.Port != 0:
-		s = 4
-	case k.Proto != ProtoAny:
-		s = 2
-	}
-	if k.Remote != IdentityAny {
-		s++
-	}
-	return s
-}
-
-// sortedEntries returns the entries ordered by key, for deterministic
-// output.
-func sortedEntries(rows map[PolicyKey]PolicyEntry) []PolicyEntry {
-	out := make([]PolicyEntry, 0, len(rows))
-	for _, e := range rows {
-		out = append(out, e)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key().less(out[j].Key()) })
-	return out
-}
-
-func (k PolicyKey) less(o PolicyKey) bool {
-	if k.Subject != o.Subject {
-		return k.Subject < o.Subject
-	}
-	if k.Direction != o.Direction {
-		return k.Direction < o.Direction
-	}
-	if k.Remote != o.Remote {
-		return k.Remote < o.Remote
-	}
-	if k.Proto != o.Proto {
-		return k.Proto < o.Proto
-	}
-	return k.Port < o.Port
 }
