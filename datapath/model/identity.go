@@ -26,24 +26,58 @@ const (
 // mark carries (see proxylib/transparent.UpstreamMark).
 const MaxMarkIdentity Identity = 0xFFFFFF
 
-var reservedNames = map[Identity]string{
-	IdentityHost:          "host",
-	IdentityWorld:         "world",
-	IdentityUnmanaged:     "unmanaged",
-	IdentityHealth:        "health",
-	IdentityInit:          "init",
-	IdentityRemoteNode:    "remote-node",
-	IdentityKubeAPIServer: "kube-apiserver",
-	IdentityIngress:       "ingress",
+// reserved is the one table of reserved identities: their numbers (Cilium's)
+// and the names that follow "reserved:" in labels, flows and status.
+// Identity allocation (mesh/identity), the datapath and the auth manager
+// all read it from here.
+var reserved = [...]struct {
+	id   Identity
+	name string
+}{
+	{IdentityHost, "host"}, {IdentityWorld, "world"}, {IdentityUnmanaged, "unmanaged"}, {IdentityHealth, "health"},
+	{IdentityInit, "init"}, {IdentityRemoteNode, "remote-node"}, {IdentityKubeAPIServer, "kube-apiserver"}, {IdentityIngress, "ingress"},
 }
 
-// String returns "reserved:<name>" for reserved identities and the number
-// otherwise.
+// Reserved returns every reserved identity, in numeric order.
+func Reserved() []Identity {
+	out := make([]Identity, len(reserved))
+	for i, r := range reserved {
+		out[i] = r.id
+	}
+	return out
+}
+
+// ReservedName returns the name of a reserved identity ("host", ...).
+func ReservedName(id Identity) (string, bool) {
+	for _, r := range reserved {
+		if r.id == id {
+			return r.name, true
+		}
+	}
+	return "", false
+}
+
+// ReservedByName returns the reserved identity of a name.
+func ReservedByName(name string) (Identity, bool) {
+	for _, r := range reserved {
+		if r.name == name {
+			return r.id, true
+		}
+	}
+	return 0, false
+}
+
+// IsReserved reports whether id is one of the reserved identities
+// (IdentityAny is not: it is no identity at all).
+func (id Identity) IsReserved() bool { _, ok := ReservedName(id); return ok }
+
+// String returns "any" for the wildcard, "reserved:<name>" for reserved
+// identities and the number otherwise.
 func (id Identity) String() string {
 	if id == IdentityAny {
 		return "any"
 	}
-	if n, ok := reservedNames[id]; ok {
+	if n, ok := ReservedName(id); ok {
 		return "reserved:" + n
 	}
 	return strconv.FormatUint(uint64(id), 10)

@@ -89,7 +89,7 @@ func resolverFor(st *identity.State) flow.Resolver {
 				return uint32(e.Identity), pods[a]
 			}
 		}
-		return uint32(identity.World), ""
+		return uint32(model.IdentityWorld), ""
 	})
 }
 
@@ -182,7 +182,7 @@ func (a *Agent) syncTables(res *policy.Result) error {
 			a.log.Warn("local endpoint has no interface; not attached", "pod", key, "error", err)
 			continue
 		}
-		eps = append(eps, model.Endpoint{ID: id, Identity: model.Identity(ep.Identity), IfIndex: ifx, IPs: ep.IPs})
+		eps = append(eps, model.Endpoint{ID: id, Identity: ep.Identity, IfIndex: ifx, IPs: ep.IPs})
 		ifindexes = append(ifindexes, ifx)
 	}
 	for k := range ps.endpoints {
@@ -193,7 +193,7 @@ func (a *Agent) syncTables(res *policy.Result) error {
 	ps.mu.Unlock()
 	var cache []model.IPCacheEntry
 	for _, e := range res.Identities.IPCache {
-		cache = append(cache, model.IPCacheEntry{Prefix: e.Prefix, Identity: model.Identity(e.Identity)})
+		cache = append(cache, model.IPCacheEntry{Prefix: e.Prefix, Identity: e.Identity})
 	}
 	if err := a.cfg.Datapath.SyncEndpoints(eps); err != nil {
 		return fmt.Errorf("syncing endpoints: %w", err)

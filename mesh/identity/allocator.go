@@ -3,6 +3,8 @@ package identity
 import (
 	"errors"
 	"sort"
+
+	"github.com/nodemesh/nodemesh/datapath/model"
 )
 
 // ErrExhausted is returned when an identity range has no free number.
@@ -13,20 +15,20 @@ var ErrExhausted = errors.New("identity range exhausted")
 // the range wrapped around, so a number does not change meaning quickly
 // (conntrack and auth entries outlive policy updates).
 type allocator struct {
-	min, max NumericIdentity
-	next     NumericIdentity
-	byKey    map[string]NumericIdentity
-	used     map[NumericIdentity]string
+	min, max model.Identity
+	next     model.Identity
+	byKey    map[string]model.Identity
+	used     map[model.Identity]string
 }
 
-func newAllocator(min, max NumericIdentity) *allocator {
-	return &allocator{min: min, max: max, next: min, byKey: map[string]NumericIdentity{}, used: map[NumericIdentity]string{}}
+func newAllocator(min, max model.Identity) *allocator {
+	return &allocator{min: min, max: max, next: min, byKey: map[string]model.Identity{}, used: map[model.Identity]string{}}
 }
 
 // sync makes the allocator hold exactly keys: existing keys keep their
 // numbers, new keys get numbers in sorted order, the rest are released.
 // Keys that find no free number are returned in failed.
-func (a *allocator) sync(keys []string) (got map[string]NumericIdentity, failed []string) {
+func (a *allocator) sync(keys []string) (got map[string]model.Identity, failed []string) {
 	want := make(map[string]bool, len(keys))
 	for _, k := range keys {
 		want[k] = true
@@ -53,7 +55,7 @@ func (a *allocator) sync(keys []string) (got map[string]NumericIdentity, failed 
 		a.byKey[k] = id
 		a.used[id] = k
 	}
-	got = make(map[string]NumericIdentity, len(a.byKey))
+	got = make(map[string]model.Identity, len(a.byKey))
 	for k, id := range a.byKey {
 		got[k] = id
 	}
@@ -61,7 +63,7 @@ func (a *allocator) sync(keys []string) (got map[string]NumericIdentity, failed 
 }
 
 // take returns the next free number at or after a.next, wrapping once.
-func (a *allocator) take() (NumericIdentity, bool) {
+func (a *allocator) take() (model.Identity, bool) {
 	size := uint64(a.max-a.min) + 1
 	if uint64(len(a.used)) >= size {
 		return 0, false

@@ -8,6 +8,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nodemesh/nodemesh/datapath/model"
 )
 
 func k8s(key, value string) Label { return Label{Source: SourceK8s, Key: key, Value: value} }
@@ -151,13 +153,13 @@ func TestResolveStarWars(t *testing.T) {
 	if len(st.Problems) > 0 {
 		t.Fatalf("problems: %v", st.Problems)
 	}
-	ids := map[string]NumericIdentity{}
+	ids := map[string]model.Identity{}
 	for _, ep := range st.Endpoints {
 		ids[ep.Pod.Name] = ep.Identity
 	}
 	// New label sets get numbers in the order of their text (class sorts
 	// first): deathstar < tiefighter < xwing.
-	want := map[string]NumericIdentity{"deathstar-1": 256, "deathstar-2": 256, "tiefighter": 257, "xwing": 258}
+	want := map[string]model.Identity{"deathstar-1": 256, "deathstar-2": 256, "tiefighter": 257, "xwing": 258}
 	if diff := cmp.Diff(want, ids); diff != "" {
 		t.Fatalf("identities (-want +got):\n%s", diff)
 	}
@@ -168,7 +170,7 @@ func TestResolveStarWars(t *testing.T) {
 	if ls.String() != wantLabels {
 		t.Errorf("labels of 256:\n got %s\nwant %s", ls, wantLabels)
 	}
-	if _, ok := st.Labels(Host); !ok {
+	if _, ok := st.Labels(model.IdentityHost); !ok {
 		t.Error("reserved identities must always be listed")
 	}
 	var cache []string
@@ -250,7 +252,7 @@ func TestResolveCIDRs(t *testing.T) {
 	}
 }
 
-func mustLabels(t *testing.T, st *State, id NumericIdentity) string {
+func mustLabels(t *testing.T, st *State, id model.Identity) string {
 	ls, ok := st.Labels(id)
 	if !ok {
 		t.Fatalf("no identity %d", id)

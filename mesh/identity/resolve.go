@@ -8,12 +8,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/nodemesh/nodemesh/datapath/model"
 )
 
 // Identity is a number and the labels it stands for.
 type Identity struct {
-	ID     NumericIdentity `json:"id"`
-	Labels Labels          `json:"labels"`
+	ID     model.Identity `json:"id"`
+	Labels Labels         `json:"labels"`
 }
 
 // Endpoint is a Pod with at least one address.
@@ -21,8 +23,8 @@ type Endpoint struct {
 	Pod types.NamespacedName `json:"pod"`
 	// Node is the Pod's spec.nodeName (empty in standalone files that do
 	// not set it).
-	Node     string          `json:"node,omitempty"`
-	Identity NumericIdentity `json:"identity"`
+	Node     string         `json:"node,omitempty"`
+	Identity model.Identity `json:"identity"`
 	// Labels are all the Pod's labels, identity-relevant or not.
 	Labels Labels       `json:"labels"`
 	IPs    []netip.Addr `json:"ips"`
@@ -40,8 +42,8 @@ type NamedPort struct {
 
 // IPCacheEntry maps a prefix to the identity behind it.
 type IPCacheEntry struct {
-	Prefix   netip.Prefix    `json:"prefix"`
-	Identity NumericIdentity `json:"identity"`
+	Prefix   netip.Prefix   `json:"prefix"`
+	Identity model.Identity `json:"identity"`
 }
 
 // State is the outcome of one Resolve: read-only once returned.
@@ -56,11 +58,11 @@ type State struct {
 	// Problems name Pods (or prefixes) that could not be fully handled.
 	Problems []string
 
-	byID map[NumericIdentity]int
+	byID map[model.Identity]int
 }
 
 // Labels returns the labels of an identity.
-func (s *State) Labels(id NumericIdentity) (Labels, bool) {
+func (s *State) Labels(id model.Identity) (Labels, bool) {
 	i, ok := s.byID[id]
 	if !ok {
 		return nil, false
@@ -186,7 +188,7 @@ func (m *Manager) Resolve(in Input) *State {
 	}
 
 	idents := reservedIdentities()
-	seen := map[NumericIdentity]bool{}
+	seen := map[model.Identity]bool{}
 	for _, e := range eps {
 		id, ok := wl[e.key]
 		if !ok {
@@ -204,7 +206,7 @@ func (m *Manager) Resolve(in Input) *State {
 	}
 	for _, h := range in.HostIPs {
 		h = h.Unmap()
-		st.IPCache = append(st.IPCache, IPCacheEntry{Prefix: netip.PrefixFrom(h, h.BitLen()), Identity: Host})
+		st.IPCache = append(st.IPCache, IPCacheEntry{Prefix: netip.PrefixFrom(h, h.BitLen()), Identity: model.IdentityHost})
 	}
 	for _, c := range cidrs {
 		id, ok := cl[c.String()]
@@ -216,7 +218,7 @@ func (m *Manager) Resolve(in Input) *State {
 	}
 	sort.Slice(idents, func(i, j int) bool { return idents[i].ID < idents[j].ID })
 	st.Identities = idents
-	st.byID = make(map[NumericIdentity]int, len(idents))
+	st.byID = make(map[model.Identity]int, len(idents))
 	for i, id := range idents {
 		st.byID[id.ID] = i
 	}

@@ -15,11 +15,11 @@ type evaluator struct {
 	opts Options
 	// local endpoints, and the local ones by identity.
 	local   []*identity.Endpoint
-	localBy map[identity.NumericIdentity][]*identity.Endpoint
+	localBy map[model.Identity][]*identity.Endpoint
 	// localIDs are the identities of local endpoints, sorted.
 	localIDs []identity.Identity
 	// all endpoints by identity (for egress named ports).
-	allBy map[identity.NumericIdentity][]*identity.Endpoint
+	allBy map[model.Identity][]*identity.Endpoint
 
 	peerSets map[*rule]*ir.PeerSet
 	// all and localIdx index every identity and the local ones by label.
@@ -27,8 +27,8 @@ type evaluator struct {
 }
 
 func newEvaluator(st *identity.State, opts Options) *evaluator {
-	ev := &evaluator{st: st, opts: opts, localBy: map[identity.NumericIdentity][]*identity.Endpoint{},
-		allBy: map[identity.NumericIdentity][]*identity.Endpoint{}, peerSets: map[*rule]*ir.PeerSet{}}
+	ev := &evaluator{st: st, opts: opts, localBy: map[model.Identity][]*identity.Endpoint{},
+		allBy: map[model.Identity][]*identity.Endpoint{}, peerSets: map[*rule]*ir.PeerSet{}}
 	for _, ep := range st.Endpoints {
 		ev.allBy[ep.Identity] = append(ev.allBy[ep.Identity], ep)
 		if opts.NodeName == "" || ep.Node == "" || ep.Node == opts.NodeName {
@@ -50,14 +50,14 @@ func newEvaluator(st *identity.State, opts Options) *evaluator {
 // marker that the rule selects the identity (for default deny).
 type contribution struct {
 	rule    *rule
-	subject identity.NumericIdentity
+	subject model.Identity
 	// mark: the contribution only records that rule selects subject.
 	mark bool
 	key  l4
 	// pr is the port rule the key came from; nil for an L3-only rule.
 	pr      *portRule
 	peerAll bool
-	peerIDs []identity.NumericIdentity
+	peerIDs []model.Identity
 }
 
 func (c *contribution) kind() l7Kind {
@@ -74,7 +74,7 @@ func (ev *evaluator) evaluate(p *parsed) ([]*contribution, int, error) {
 	selected := map[*identity.Endpoint]bool{}
 	rows := 0
 	for _, r := range p.rules {
-		var subjects []identity.NumericIdentity
+		var subjects []model.Identity
 		ev.localIdx.match(r.subject, func(id identity.Identity) {
 			subjects = append(subjects, id.ID)
 			for _, ep := range ev.localBy[id.ID] {
@@ -121,7 +121,7 @@ func (ev *evaluator) evaluate(p *parsed) ([]*contribution, int, error) {
 
 // namedPorts are the container ports a named port resolves against: the
 // selected endpoints' for ingress, the peers' for egress (Cilium's rule).
-func (ev *evaluator) namedPorts(r *rule, subject identity.NumericIdentity, peers []identity.NumericIdentity, all bool) []identity.NamedPort {
+func (ev *evaluator) namedPorts(r *rule, subject model.Identity, peers []model.Identity, all bool) []identity.NamedPort {
 	var out []identity.NamedPort
 	if r.dir == model.Ingress {
 		for _, ep := range ev.localBy[subject] {

@@ -3,6 +3,7 @@ package policy
 import (
 	"sort"
 
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/mesh/identity"
 )
 
@@ -62,11 +63,11 @@ func (x *labelIndex) match(s selector, fn func(identity.Identity)) {
 
 // selectPeers returns the identities p covers, sorted; nil with all=true
 // for the wildcard.
-func (ev *evaluator) selectPeers(p peers) (ids []identity.NumericIdentity, all bool) {
+func (ev *evaluator) selectPeers(p peers) (ids []model.Identity, all bool) {
 	if p.all {
 		return nil, true
 	}
-	seen := map[identity.NumericIdentity]bool{}
+	seen := map[model.Identity]bool{}
 	add := func(id identity.Identity) {
 		if !seen[id.ID] {
 			seen[id.ID] = true

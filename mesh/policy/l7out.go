@@ -6,7 +6,6 @@ import (
 	"sort"
 
 	"github.com/nodemesh/nodemesh/datapath/model"
-	"github.com/nodemesh/nodemesh/mesh/identity"
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
 
@@ -135,7 +134,7 @@ func sortPrefixes(ps []netip.Prefix) {
 }
 
 // endpointPrefixes are the local addresses of an identity.
-func (ev *evaluator) endpointPrefixes(id identity.NumericIdentity) []netip.Prefix {
+func (ev *evaluator) endpointPrefixes(id model.Identity) []netip.Prefix {
 	var out []netip.Prefix
 	for _, ep := range ev.localBy[id] {
 		for _, a := range ep.IPs {
@@ -158,7 +157,7 @@ func (ev *evaluator) peerSet(c *contribution) *ir.PeerSet {
 	if ps, ok := ev.peerSets[c.rule]; ok {
 		return ps
 	}
-	member := map[identity.NumericIdentity]bool{}
+	member := map[model.Identity]bool{}
 	for _, id := range c.peerIDs {
 		member[id] = true
 	}
@@ -185,7 +184,7 @@ func (ev *evaluator) peerSet(c *contribution) *ir.PeerSet {
 			terms = append(terms, ir.AddressTerm{Prefix: e.Prefix.String(), Except: except(e.Prefix)})
 		}
 	}
-	if member[identity.World] {
+	if member[model.IdentityWorld] {
 		for _, all := range []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")} {
 			terms = append(terms, ir.AddressTerm{Prefix: all.String(), Except: except(all)})
 		}

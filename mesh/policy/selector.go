@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/mesh/identity"
 )
 
@@ -165,7 +166,7 @@ type cidrSel struct {
 }
 
 func (c cidrSel) matches(id identity.Identity) bool {
-	if c.prefix.Bits() == 0 && id.ID == identity.World {
+	if c.prefix.Bits() == 0 && id.ID == model.IdentityWorld {
 		return true
 	}
 	if !id.Labels.Has(identity.CIDRLabel(c.prefix)) {

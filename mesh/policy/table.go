@@ -6,7 +6,6 @@ import (
 	"sort"
 
 	"github.com/nodemesh/nodemesh/datapath/model"
-	"github.com/nodemesh/nodemesh/mesh/identity"
 )
 
 // table merges the contributions of every accepted policy, per local
@@ -16,7 +15,7 @@ type table struct {
 }
 
 type groupKey struct {
-	subject identity.NumericIdentity
+	subject model.Identity
 	dir     model.Direction
 }
 
@@ -165,7 +164,7 @@ func (t *table) rows(l Listeners, cookies map[uint32]string) model.Policy {
 	}
 	for _, gk := range t.sortedGroups() {
 		g := t.groups[gk]
-		subject := model.Identity(gk.subject)
+		subject := gk.subject
 		flag := model.EnforceIngress
 		if gk.dir == model.Egress {
 			flag = model.EnforceEgress
@@ -215,11 +214,7 @@ func remotes(c *contribution) []model.Identity {
 	if c.peerAll {
 		return []model.Identity{model.IdentityAny}
 	}
-	out := make([]model.Identity, len(c.peerIDs))
-	for i, id := range c.peerIDs {
-		out[i] = model.Identity(id)
-	}
-	return out
+	return c.peerIDs
 }
 
 // inheritAuth makes a row require authentication when a less specific
