@@ -15,9 +15,13 @@
 // EventReader over the ring buffer (drops, redirects, auth-required), and
 // Policy() for inspection.
 //
-// Policy rows (PolicyEntry) are plain numbers produced by policy
-// compilation; PolicyIndex.Decide is the reference model of the kernel's
-// lookup and is what tests compare the programs against.
+// Policy rows (model.PolicyEntry) are plain numbers produced by policy
+// compilation; model.PolicyIndex.Decide is the reference model of the
+// kernel's lookup and is what tests compare the programs against. The row
+// types, identities and reasons live in the stdlib-only datapath/model, so
+// their producers do not link this package; RouteInterfaces (finding a
+// workload's host-side interface by route lookup) lives here because it
+// speaks netlink.
 //
 // # Invariants
 //

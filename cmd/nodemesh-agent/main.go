@@ -282,7 +282,7 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 			cleanup()
 			return nil, err
 		}
-		ifs, err := agent.NewRouteInterfaces(*o.netns)
+		ifs, err := datapath.NewRouteInterfaces(*o.netns)
 		if err != nil {
 			cleanup()
 			return nil, err

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nodemesh/nodemesh/datapath"
 	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/input"
@@ -109,3 +110,9 @@ func TestApplyPublishesAndOverlaysProxyState(t *testing.T) {
 		t.Errorf("status after failed publish = %+v; want previous gateways, generation 2, the error and the config error", st)
 	}
 }
+
+// The datapath the agent drives implements the agent's interfaces.
+var (
+	_ Datapath          = (*datapath.Datapath)(nil)
+	_ InterfaceResolver = (*datapath.RouteInterfaces)(nil)
+)

@@ -1,4 +1,4 @@
-package agent
+package datapath
 
 import (
 	"fmt"
@@ -15,8 +15,6 @@ import (
 type RouteInterfaces struct {
 	nl *netlink.Handle
 }
-
-var _ InterfaceResolver = (*RouteInterfaces)(nil)
 
 // NewRouteInterfaces looks routes up in the network namespace at path
 // ("" for the caller's).
