@@ -211,6 +211,13 @@
 // type, and the translator says so in a warning on that policy listener
 // (the agent then drops the flows it would redirect; see internal/agent).
 //
+// Every connection manager's HTTP filters are put in order by one function,
+// httpFilters (httpfilters.go): hop by hop (a policy listener's own rules,
+// then on the egress listener the local destinations' ingress rules), RBAC
+// before header match within a hop, the router last. A new HTTP filter
+// gets a role there, at its place; no connection manager orders its
+// filters itself.
+//
 // The datapath never redirects the proxy's own connections a second time,
 // so a connection the egress listener relays to a local workload would
 // skip that workload's ingress rules. The egress HTTP listener therefore

@@ -34,11 +34,9 @@ func (b *builder) httpConnectionManager(l *ir.Listener, ch *ir.HTTPChain) (*anyp
 			RouteConfigName: routeConfigName(ch.Routes),
 			ConfigSource:    adsConfigSource(),
 		}},
-		// The router is always last; policy filters (RBAC) go before it.
-		HttpFilters: []*hcmv3.HttpFilter{{
-			Name:       filterRouter,
-			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
-		}},
+		// Gateway chains have no filter but the router (httpfilters.go
+		// orders every HTTP filter).
+		HttpFilters: httpFilters([]httpFilter{routerFilter(router)}),
 		// WebSocket upgrades are forwarded on every route, as Envoy
 		// Gateway does; CONNECT is not enabled.
 		UpgradeConfigs:       []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: upgradeWebSocket}},

@@ -47,9 +47,7 @@ func (b *builder) policyHCM(p *ir.Policy, l *ir.PolicyListener) (*anypb.Any, err
 			RouteConfigName: name,
 			ConfigSource:    adsConfigSource(),
 		}},
-		HttpFilters: append(rbacFilters(p, l), &hcmv3.HttpFilter{
-			Name: filterRouter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
-		}),
+		HttpFilters:       httpFilters(append(policyHTTPFilters(p, l), routerFilter(router))),
 		UpgradeConfigs:    []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: upgradeWebSocket}},
 		UseRemoteAddress:  wrapperspb.Bool(true),
 		SkipXffAppend:     true,
@@ -124,31 +122,23 @@ func (b *builder) extensionConfig(name string, m interface {
 	return nil
 }
 
-// rbacFilters are a policy HTTP listener's filters before the router,
-// configured over ECDS: the direction's RBAC rules, then the direction's
-// header match filter when rules carry header actions; on the egress
+// policyHTTPFilters are a policy HTTP listener's filters before the
+// router, configured over ECDS: the direction's RBAC rules and, when its
+// rules carry header actions, its header match filter; on the egress
 // listener also the local destinations' ingress RBAC rules
-// (destinationRBAC) and then their header match filter, so each side's
-// actions see the request as the previous hop left it (Cilium's egress
-// proxy runs before its ingress proxy). A request passes only if every
-// RBAC filter allows it; the header match filters never deny.
-func rbacFilters(p *ir.Policy, l *ir.PolicyListener) []*hcmv3.HttpFilter {
-	type ref struct{ name, typeURL string }
-	refs := []ref{{rbacExtensionName(l.Direction), rbacTypeURL}}
+// (destinationRBAC) and their header match filter, as a second hop. A
+// request passes only if every RBAC filter allows it; the header match
+// filters never deny. httpFilters decides their order.
+func policyHTTPFilters(p *ir.Policy, l *ir.PolicyListener) []httpFilter {
+	out := []httpFilter{discoveredFilter(roleRBAC, hopListener, rbacExtensionName(l.Direction), rbacTypeURL)}
 	if hasHeaderActions(p, l.Direction) {
-		refs = append(refs, ref{headerMatchExtensionName(l.Direction), headerMatchTypeURL})
+		out = append(out, discoveredFilter(roleHeaderMatch, hopListener, headerMatchExtensionName(l.Direction), headerMatchTypeURL))
 	}
 	if l.Direction == ir.PolicyEgress && hasIngressHTTP(p) {
-		refs = append(refs, ref{destinationRBACName, rbacTypeURL})
+		out = append(out, discoveredFilter(roleRBAC, hopDestination, destinationRBACName, rbacTypeURL))
 		if hasHeaderActions(p, ir.PolicyIngress) {
-			refs = append(refs, ref{headerMatchExtensionName(ir.PolicyIngress), headerMatchTypeURL})
+			out = append(out, discoveredFilter(roleHeaderMatch, hopDestination, headerMatchExtensionName(ir.PolicyIngress), headerMatchTypeURL))
 		}
-	}
-	out := make([]*hcmv3.HttpFilter, len(refs))
-	for i, r := range refs {
-		out[i] = &hcmv3.HttpFilter{Name: r.name, ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{ConfigDiscovery: &corev3.ExtensionConfigSource{
-			ConfigSource: adsConfigSource(), TypeUrls: []string{r.typeURL},
-		}}}
 	}
 	return out
 }
