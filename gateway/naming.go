@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/ir"
 )
 
 // Every IR name this package produces comes from here. Names are
@@ -13,7 +14,7 @@ import (
 
 // listenerName names the IR listener of one Gateway port.
 func listenerName(gw input.Key, port int32) string {
-	return "gateway/" + gw.Namespace + "/" + gw.Name + "/" + strconv.Itoa(int(port))
+	return ir.GatewayNamePrefix + gw.Namespace + "/" + gw.Name + "/" + strconv.Itoa(int(port))
 }
 
 // plainChainName names the single plaintext chain of an HTTP port.
@@ -44,8 +45,8 @@ func routeName(k *routeKind, route input.Key, rule, match int) string {
 
 // clusterName names the IR cluster of one Service port.
 func clusterName(svc input.Key, port int32) string {
-	return "service/" + svc.Namespace + "/" + svc.Name + "/" + strconv.Itoa(int(port))
+	return ir.ServiceNamePrefix + svc.Namespace + "/" + svc.Name + "/" + strconv.Itoa(int(port))
 }
 
 // secretName names the IR secret of one Kubernetes Secret.
-func secretName(s input.Key) string { return "secret/" + s.Namespace + "/" + s.Name }
+func secretName(s input.Key) string { return ir.SecretNamePrefix + s.Namespace + "/" + s.Name }

@@ -24,6 +24,9 @@ func (nopPublisher) Publish(context.Context, *ir.Config) (dataplane.Publication,
 }
 func (nopPublisher) Proxies() []dataplane.Proxy { return nil }
 
+// Changed never fires: no proxy ever answers.
+func (nopPublisher) Changed() <-chan struct{} { return nil }
+
 func TestFlowsCommand(t *testing.T) {
 	store := flow.NewStore()
 	a, err := agent.New(agent.Config{Publisher: nopPublisher{}, Flows: store})

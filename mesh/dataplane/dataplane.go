@@ -24,6 +24,12 @@ type Publisher interface {
 	// Proxies reports every proxy that has connected, with what it
 	// acknowledged or rejected. Safe to call from any goroutine.
 	Proxies() []Proxy
+	// Changed returns a channel that is closed the next time what Proxies
+	// reports may have changed (a proxy answered, connected or went away).
+	// A waiter takes the channel, then reads Proxies, and waits on it only
+	// if what it read does not satisfy it: it never polls and misses no
+	// change. Safe to call from any goroutine.
+	Changed() <-chan struct{}
 }
 
 // Publication describes what Publish queued.
@@ -66,7 +72,31 @@ type Nack struct {
 	Version string    `json:"version"`
 	Message string    `json:"message"`
 	Time    time.Time `json:"time"`
+	// Resources are the resources of the rejected update the proxy did
+	// not already run (new, or changed): a proxy rejects an update whole,
+	// so the rejected resource is among them.
+	Resources []string `json:"resources,omitempty"`
+	// Objects are the objects Resources were made for, read from their
+	// names; empty when none could be told (the rejection then concerns
+	// every object of its type).
+	Objects []Object `json:"objects,omitempty"`
 }
+
+// Object is a user-facing object a resource was made for.
+type Object struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+}
+
+// Kinds of Object. ObjectPolicy stands for network policy as a whole: the
+// L7 rules of every policy of a direction share one proxy listener.
+const (
+	ObjectGateway = "Gateway"
+	ObjectPolicy  = "Policy"
+	ObjectService = "Service"
+	ObjectSecret  = "Secret"
+)
 
 // AckedAll reports whether the proxy accepted every version in want.
 func (p Proxy) AckedAll(want map[string]string) bool {

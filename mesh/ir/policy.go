@@ -73,7 +73,7 @@ type PolicyListener struct {
 // PolicyListenerName is the name of the listener of a direction and
 // protocol.
 func PolicyListenerName(d PolicyDirection, p L7Protocol) string {
-	return "policy/" + string(d) + "/" + string(p)
+	return PolicyNamePrefix + string(d) + "/" + string(p)
 }
 
 // PeerSet is a set of remote addresses: every address (Any), or those

@@ -1,8 +1,10 @@
 // Package publish adapts the xDS server to the agent's data-plane
 // interface (mesh/dataplane): Publish translates IR into Envoy resources
 // and hands them to the server; Proxies turns the server's ACK/NACK table
-// into the agent's status types. It is the only place where the agent's
-// world and the xDS world meet, and it imports no Kubernetes code.
+// into the agent's status types, tracing each rejection to the objects its
+// resources were made for (translator.OriginOf on their names); Changed
+// passes the server's change event on. It is the only place where the
+// agent's world and the xDS world meet, and it imports no Kubernetes code.
 package publish
 
 import (
@@ -99,11 +101,48 @@ func (p *Publisher) Proxies() []dataplane.Proxy {
 			st := dataplane.TypeState{Type: shortType(ts.TypeURL), Sent: ts.VersionSent, Acked: ts.VersionAcked}
 			// A NACK older than the last ACK is history, not a problem.
 			if nk := ts.LastNack; nk != nil && nk.At.After(ts.AckedAt) {
-				st.Nack = &dataplane.Nack{Version: nk.Version, Message: nk.Message, Time: nk.At}
+				st.Nack = &dataplane.Nack{Version: nk.Version, Message: nk.Message, Time: nk.At,
+					Resources: nk.Changed, Objects: objectsOf(nk.Changed)}
 			}
 			px.Types = append(px.Types, st)
 		}
 		out = append(out, px)
+	}
+	return out
+}
+
+// Changed is the server's change event (see dataplane.Publisher).
+func (p *Publisher) Changed() <-chan struct{} { return p.srv.Changed() }
+
+// objectKinds maps the translator's origins to the agent's object kinds.
+var objectKinds = map[translator.OriginKind]string{
+	translator.OriginGateway: dataplane.ObjectGateway,
+	translator.OriginPolicy:  dataplane.ObjectPolicy,
+	translator.OriginService: dataplane.ObjectService,
+	translator.OriginSecret:  dataplane.ObjectSecret,
+}
+
+// objectsOf reads the objects resources were made for from their names
+// (translator.OriginOf), once each, in order of first appearance. Names of
+// no known object are left out.
+func objectsOf(names []string) []dataplane.Object {
+	var out []dataplane.Object
+	seen := map[dataplane.Object]bool{}
+	for _, n := range names {
+		o := translator.OriginOf(n)
+		kind, ok := objectKinds[o.Kind]
+		if !ok {
+			continue
+		}
+		obj := dataplane.Object{Kind: kind, Namespace: o.Namespace, Name: o.Name}
+		if o.Kind == translator.OriginPolicy {
+			// One policy object stands for all policy resources.
+			obj.Name = ""
+		}
+		if !seen[obj] {
+			seen[obj] = true
+			out = append(out, obj)
+		}
 	}
 	return out
 }

@@ -117,6 +117,28 @@
 // therefore treats a NACKed version as delivered: the proxy is not sent it
 // again, and receives the next configuration that differs.
 //
+// A rejection also names the resources the proxy did not already run
+// (Nack.Changed): in the state of the world, those of the rejected
+// response whose content differs from the version the proxy last
+// accepted (all of them when that version is no longer remembered); in
+// delta, the resources the response carried. The rejected resource is
+// among them, and since every name is the IR's hierarchical name, the
+// agent traces the rejection to the objects they were made for without
+// reading the proxy's message.
+//
+// Only an answer to the response a stream was sent last counts in the
+// state of the world, as in go-control-plane (which drops the request) and
+// Envoy's protocol: an ACK or NACK that names an older response's nonce
+// (a newer response is on its way) or a nonce never sent is ignored. In
+// delta, each response is answered on its own, so only a nonce the stream
+// was never sent (or has forgotten, sentHistory) is ignored.
+//
+// # Events
+//
+// Changed returns a channel closed at the next change of the table or of
+// what is published; WaitForAck and the agent's waiters sleep on it. No
+// waiter in the tree polls the table.
+//
 // # Limits
 //
 //   - Make-before-break covers connected proxies. A proxy that was away while
@@ -136,9 +158,9 @@
 //
 // # Concurrency
 //
-// Update, WaitForAck and Status may be called from any goroutine. Update
-// and Status do not block on proxies; WaitForAck does, until its context
-// ends. go-control-plane invokes the table's callbacks on stream
+// Update, WaitForAck, Changed and Status may be called from any goroutine.
+// Update, Changed and Status do not block on proxies; WaitForAck does,
+// until its context ends. go-control-plane invokes the table's callbacks on stream
 // goroutines; they only take the server's mutex briefly. One publisher
 // goroutine calls SetSnapshot, never while holding the mutex.
 package server

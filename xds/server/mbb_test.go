@@ -213,7 +213,9 @@ func TestReconnect(t *testing.T) {
 		waitAck(t, s, r) // nobody connected: published at once
 		c.Reconnect()
 		waitConnected(t, s, "p")
-		waitAck(t, s, r)
+		// r completed while nobody was connected, so WaitForAck does not
+		// wait for the returning proxy: wait for its own acknowledgement.
+		waitProxyAcked(t, s, "p", r)
 		if got := c.Held(resource.ClusterType); !slices.Equal(got, []string{"c/b"}) {
 			t.Errorf("after reconnecting the proxy holds %v", got)
 		}
@@ -229,7 +231,7 @@ func TestReconnect(t *testing.T) {
 		s2 := startServerAt(t, path)
 		r2 := update(t, s2, resources(t, spec{clusters: []string{"c/c"}, route: "c/c"}))
 		waitConnected(t, s2, "p")
-		waitAck(t, s2, r2)
+		waitProxyAcked(t, s2, "p", r2)
 		if got := c.Held(resource.ClusterType); !slices.Equal(got, []string{"c/c"}) {
 			t.Errorf("after the server restart the proxy holds %v", got)
 		}
@@ -238,5 +240,13 @@ func TestReconnect(t *testing.T) {
 		}
 		// No make-before-break assertion here: the proxy was away while
 		// its routes' cluster was removed (see the package comment).
+	})
+}
+
+// waitProxyAcked waits until node acknowledged r's clusters.
+func waitProxyAcked(t *testing.T, s *Server, node string, r UpdateResult) {
+	t.Helper()
+	waitFor(t, func() bool {
+		return typeStatus(nodeStatus(t, s, node), resource.ClusterType).VersionAcked == r.TypeVersions[resource.ClusterType]
 	})
 }

@@ -53,6 +53,13 @@ type Nack struct {
 	At      time.Time
 	// Resources are the names carried by the rejected response.
 	Resources []string
+	// Changed are those of Resources the proxy did not already run: new,
+	// or with other content than in the version it last accepted (a
+	// delta response carries only such resources). The proxy rejects a
+	// response whole, so the rejected resource is among them; the others
+	// were accepted before. Resource names are the IR's hierarchical
+	// names, so xds/translator.OriginOf maps each to its object.
+	Changed []string
 }
 
 // Status returns the ACK/NACK table, one entry per node ever seen, sorted
@@ -80,6 +87,7 @@ func (s *Server) Status() []NodeStatus {
 			if ts.LastNack != nil {
 				n := *ts.LastNack
 				n.Resources = append([]string(nil), n.Resources...)
+				n.Changed = append([]string(nil), n.Changed...)
 				ts.LastNack = &n
 			}
 			ns.Types = append(ns.Types, ts)

@@ -176,25 +176,30 @@ func (s *Server) onRequest(id int64, req *discoveryv3.DiscoveryRequest) {
 		if v := req.GetVersionInfo(); v != "" {
 			t.acked, t.ackedAt = v, now
 		}
+	case t.lastSent == nil || req.GetResponseNonce() != t.lastSent.nonce:
+		// An answer to a response this stream was not sent last (a stale
+		// nonce: a newer response is on its way and will be answered), or
+		// never sent at all. Like go-control-plane, which drops such a
+		// request, the table ignores it: a stale NACK would mark content
+		// the proxy is about to replace, an invented one content it was
+		// never sent.
+		s.log.Debug("ignoring an xDS answer with a stale or unknown nonce", "node", st.node, "type", k.String(),
+			"nonce", req.GetResponseNonce(), "nack", req.GetErrorDetail() != nil)
 	case req.GetErrorDetail() != nil:
-		r := t.find(req.GetResponseNonce())
-		nack := &Nack{Nonce: req.GetResponseNonce(), Message: req.GetErrorDetail().GetMessage(), At: now}
-		if r != nil {
-			nack.Version = r.version
-			nack.Resources = s.sotwNames(k, r)
-			// Without this the cache would see the proxy's old version,
-			// answer again with the same rejected content and loop. The
-			// proxy is left alone until the next configuration.
-			req.VersionInfo = r.version
-		}
+		r := t.lastSent
+		nack := &Nack{Nonce: r.nonce, Version: r.version, Message: req.GetErrorDetail().GetMessage(), At: now}
+		nack.Resources = s.sotwNames(k, r)
+		nack.Changed = s.sotwChanged(k, r.version, t.acked, nack.Resources)
+		// Without this the cache would see the proxy's old version, answer
+		// again with the same rejected content and loop. The proxy is left
+		// alone until the next configuration.
+		req.VersionInfo = r.version
 		t.nacked, t.lastNack = nack.Version, nack
 		s.log.Warn("xDS update rejected", "node", st.node, "type", k.String(), "version", nack.Version, "error", nack.Message)
 	default:
 		// An acceptance supersedes an earlier rejection: the proxy now
 		// runs what it acknowledged.
-		if r := t.find(req.GetResponseNonce()); r != nil {
-			t.acked, t.ackedAt, t.nacked = r.version, now, ""
-		}
+		t.acked, t.ackedAt, t.nacked = t.lastSent.version, now, ""
 	}
 	s.recordStatus(st, k)
 	s.notifyLocked()
@@ -244,15 +249,21 @@ func (s *Server) onDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest
 	if nonce := req.GetResponseNonce(); nonce != "" {
 		r := t.find(nonce)
 		switch {
+		case r == nil:
+			// A nonce this stream was never sent (or sent so long ago that
+			// it is forgotten): nothing to acknowledge or reject. Unlike the
+			// state of the world, an older delta response is still answered
+			// on its own, since it carried changes of its own.
+			s.log.Debug("ignoring an xDS answer with an unknown nonce", "node", st.node, "type", k.String(),
+				"nonce", nonce, "nack", req.GetErrorDetail() != nil)
 		case req.GetErrorDetail() != nil:
-			nack := &Nack{Nonce: nonce, Message: req.GetErrorDetail().GetMessage(), At: now}
-			if r != nil {
-				nack.Version = r.version
-				for n := range r.versions {
-					nack.Resources = append(nack.Resources, n)
-				}
-				sortStrings(nack.Resources)
+			nack := &Nack{Nonce: nonce, Version: r.version, Message: req.GetErrorDetail().GetMessage(), At: now}
+			for n := range r.versions {
+				nack.Resources = append(nack.Resources, n)
 			}
+			sortStrings(nack.Resources)
+			// A delta response carries only what changed.
+			nack.Changed = nack.Resources
 			t.nacked, t.lastNack = nack.Version, nack
 			s.log.Warn("xDS update rejected", "node", st.node, "type", k.String(), "version", nack.Version, "error", nack.Message)
 		case r != nil:
@@ -309,6 +320,27 @@ func (t *streamType) find(nonce string) *sent {
 		}
 	}
 	return nil
+}
+
+// sotwChanged narrows the resources of a rejected state-of-the-world
+// response of kind k at version to those whose content differs from the
+// version the proxy last accepted (acked): the proxy rejects a response
+// whole, so the fault lies among them, and they are what it does not run.
+// When the accepted version is unknown (none yet, or forgotten), every
+// resource counts.
+func (s *Server) sotwChanged(k kind, version, acked string, names []string) []string {
+	rejected, had := s.setByVersion(k, version), s.setByVersion(k, acked)
+	if rejected == nil || had == nil {
+		return names
+	}
+	var out []string
+	for _, n := range names {
+		old, ok := had.items[n]
+		if !ok || old.hash != rejected.items[n].hash {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // sotwNames lists the resources a SotW response carried: the requested

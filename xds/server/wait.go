@@ -101,7 +101,18 @@ func (s *Server) onPathLocked(k kind, version string) bool {
 	return true
 }
 
-// notifyLocked wakes every WaitForAck.
+// Changed returns a channel that is closed at the next change of the
+// ACK/NACK table (an answer from a proxy, a proxy connecting or going away)
+// or of what is published. A waiter takes the channel first, then reads
+// Status, and waits on the channel only if what it read does not satisfy
+// it; so no change is missed and nothing polls. Safe from any goroutine.
+func (s *Server) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// notifyLocked wakes every WaitForAck and every Changed waiter.
 func (s *Server) notifyLocked() {
 	close(s.changed)
 	s.changed = make(chan struct{})

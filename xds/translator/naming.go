@@ -44,7 +44,7 @@ const (
 // agent through one cluster. A filter configured through ECDS is named
 // after its TypedExtensionConfig, as Envoy requires.
 const (
-	originalDstCluster = "policy/original-dst"
+	originalDstCluster = ir.PolicyNamePrefix + "original-dst"
 	accessLogCluster   = "nodemesh-als"
 )
 
@@ -58,7 +58,7 @@ func rbacExtensionName(d ir.PolicyDirection) string {
 
 // destinationRBACName names the ingress rules the egress listener also
 // applies to local destinations (see rbacConfig).
-const destinationRBACName = "policy/egress/http/destination-rbac"
+const destinationRBACName = ir.PolicyNamePrefix + "egress/http/destination-rbac"
 
 // headerMatchExtensionName names the header match configuration of a
 // direction, "policy/<direction>/http/header-match".
@@ -169,4 +169,57 @@ func invalidBackendName(emitted map[string]bool) string {
 		name = invalidBackendCluster + "~" + strconv.Itoa(i)
 	}
 	return name
+}
+
+// OriginKind is the kind of object a resource was made for.
+type OriginKind string
+
+// Kinds of origin. A resource of no kind the translator knows has origin
+// kind "".
+const (
+	OriginGateway OriginKind = "Gateway" // a Gateway's listeners and route configurations
+	OriginPolicy  OriginKind = "Policy"  // L7 policy listeners, their filter configurations and clusters
+	OriginService OriginKind = "Service" // clusters and their endpoints
+	OriginSecret  OriginKind = "Secret"  // TLS certificates
+)
+
+// Origin is the object a resource name was made for: a Gateway, Service
+// or Secret by namespace and name; for L7 policy, which compiles every
+// policy of a direction into one listener, the policy resource's name
+// below "policy/" ("ingress/http/rbac").
+type Origin struct {
+	Kind      OriginKind
+	Namespace string
+	Name      string
+}
+
+// OriginOf reads back the object an Envoy resource name of this
+// translator was made for, from the hierarchical IR names (mesh/ir
+// names.go): the inverse of the naming above, so a proxy's rejection of a
+// resource can be reported on the object it came from. Names from
+// Kubernetes objects are never escaped by envoyName, so they parse as
+// made; anything else has the zero Origin.
+func OriginOf(name string) Origin {
+	if name == accessLogCluster {
+		return Origin{Kind: OriginPolicy, Name: name}
+	}
+	if rest, ok := strings.CutPrefix(name, ir.PolicyNamePrefix); ok && rest != "" {
+		return Origin{Kind: OriginPolicy, Name: rest}
+	}
+	for _, p := range []struct {
+		prefix string
+		kind   OriginKind
+	}{{ir.GatewayNamePrefix, OriginGateway}, {ir.ServiceNamePrefix, OriginService}, {ir.SecretNamePrefix, OriginSecret}} {
+		rest, ok := strings.CutPrefix(name, p.prefix)
+		if !ok {
+			continue
+		}
+		ns, rest, _ := strings.Cut(rest, "/")
+		obj, _, _ := strings.Cut(rest, "/")
+		if ns == "" || obj == "" {
+			return Origin{}
+		}
+		return Origin{Kind: p.kind, Namespace: ns, Name: obj}
+	}
+	return Origin{}
 }

@@ -64,8 +64,13 @@ func (p *Publisher) Publish(ctx context.Context, cfg *ir.Config) (dataplane.Publ
 	return publish.Publication(res, up), nil
 }
 
+var _ dataplane.Publisher = (*Publisher)(nil)
+
 // Proxies reports the proxies connected to the server.
 func (p *Publisher) Proxies() []dataplane.Proxy { return publish.New(p.srv).Proxies() }
+
+// Changed is the server's change event.
+func (p *Publisher) Changed() <-chan struct{} { return p.srv.Changed() }
 
 func addTracing(f *listenerv3.Filter) error {
 	hcm := &hcmv3.HttpConnectionManager{}

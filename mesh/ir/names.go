@@ -1,0 +1,20 @@
+package ir
+
+// IR names are hierarchical and begin with the kind of object they were
+// made for, so every resource, and every rejection of one, traces back to
+// its object (xds/translator.OriginOf reads them back). The producers of
+// IR (gateway/naming.go, PolicyListenerName) build names from these
+// prefixes and nothing else.
+const (
+	// GatewayNamePrefix begins the names of a Gateway's listeners, route
+	// tables and virtual hosts: "gateway/<namespace>/<name>/<port>/...".
+	GatewayNamePrefix = "gateway/"
+	// ServiceNamePrefix begins cluster names:
+	// "service/<namespace>/<name>/<port>".
+	ServiceNamePrefix = "service/"
+	// SecretNamePrefix begins secret names: "secret/<namespace>/<name>".
+	SecretNamePrefix = "secret/"
+	// PolicyNamePrefix begins the names of L7 policy listeners and of
+	// everything they use: "policy/<direction>/<protocol>/...".
+	PolicyNamePrefix = "policy/"
+)

@@ -1,0 +1,83 @@
+package translator
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/nodemesh/nodemesh/mesh/ir"
+)
+
+func TestOriginOf(t *testing.T) {
+	gw := &ir.Listener{Name: ir.GatewayNamePrefix + "default/web/80"}
+	for _, tc := range []struct {
+		name string
+		want Origin
+	}{
+		{listenerName(gw), Origin{OriginGateway, "default", "web"}},
+		{routeConfigName(&ir.RouteTable{Name: gw.Name + "/https/secure"}), Origin{OriginGateway, "default", "web"}},
+		{clusterName(ir.ServiceNamePrefix + "apps/echo/8080"), Origin{OriginService, "apps", "echo"}},
+		{secretName(ir.SecretNamePrefix + "apps/cert"), Origin{OriginSecret, "apps", "cert"}},
+		{policyListenerName(&ir.PolicyListener{Name: ir.PolicyListenerName(ir.PolicyIngress, ir.L7HTTP)}), Origin{OriginPolicy, "", "ingress/http"}},
+		{rbacExtensionName(ir.PolicyEgress), Origin{OriginPolicy, "", "egress/http/rbac"}},
+		{headerMatchExtensionName(ir.PolicyIngress), Origin{OriginPolicy, "", "ingress/http/header-match"}},
+		{kafkaExtensionName(ir.PolicyIngress), Origin{OriginPolicy, "", "ingress/kafka"}},
+		{destinationRBACName, Origin{OriginPolicy, "", "egress/http/destination-rbac"}},
+		{originalDstCluster, Origin{OriginPolicy, "", "original-dst"}},
+		{accessLogCluster, Origin{OriginPolicy, "", accessLogCluster}},
+		// Names of no object: hand-made IR, or cut short.
+		{"l0", Origin{}},
+		{"gateway/", Origin{}},
+		{"gateway/default", Origin{}},
+		{"gateway//web/80", Origin{}},
+		{"policy/", Origin{}},
+		{invalidBackendCluster, Origin{}},
+		{"gatewayx/default/web/80", Origin{}},
+	} {
+		if got := OriginOf(tc.name); got != tc.want {
+			t.Errorf("OriginOf(%q) = %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestPolicyResourcesArePolicyOrigin: every resource an L7 policy
+// translates to reads back as policy, so a rejection of any of them is
+// reported on network policy, never on a Gateway.
+func TestPolicyResourcesArePolicyOrigin(t *testing.T) {
+	ins, err := filepath.Glob(filepath.Join("testdata", "policy", "*.in.yaml"))
+	if err != nil || len(ins) == 0 {
+		t.Fatalf("no policy inputs: %v", err)
+	}
+	for _, in := range ins {
+		data, err := os.ReadFile(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := decodeIR(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Translate(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, l := range res.Listeners {
+			names = append(names, l.Name)
+		}
+		for _, r := range res.RouteConfigurations {
+			names = append(names, r.Name)
+		}
+		for _, c := range res.Clusters {
+			names = append(names, c.Name)
+		}
+		for _, e := range res.ExtensionConfigs {
+			names = append(names, e.Name)
+		}
+		for _, n := range names {
+			if o := OriginOf(n); o.Kind != OriginPolicy {
+				t.Errorf("%s: resource %q reads back as %+v, want policy", in, n, o)
+			}
+		}
+	}
+}
