@@ -71,6 +71,10 @@ type Agent struct {
 	state api.Status // translation status as of the last Apply, without proxy overlay
 
 	pol policyState // datapath sync state (policy.go)
+
+	// events wakes waiters (WaitStatus, WaitDatapath) whenever the
+	// agent's own state changes; the publisher has its own (Changed).
+	events notifier
 }
 
 // New returns an Agent. It starts nothing; call Apply for every view of
@@ -132,10 +136,12 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 		prev.PublishError = err.Error()
 		a.state = prev
 		a.mu.Unlock()
+		a.events.notify()
 		return err
 	}
 	a.state = st
 	a.mu.Unlock()
+	a.events.notify()
 	if pol != nil {
 		// Only once the proxy configuration is published: new redirect
 		// rows wait for the listeners they point at.
@@ -163,4 +169,25 @@ func (a *Agent) Translate(snap *input.Snapshot) *gateway.Result {
 		return gateway.Translate(snap, opts)
 	}
 	return a.gw.Translate(snap, opts)
+}
+
+// WaitStatus blocks until ok accepts the agent's status, and returns that
+// status, or until ctx ends. It wakes on the agent's own changes (an
+// Apply, a datapath sync) and on the publisher's (a proxy answered,
+// connected or went away), never polls. Safe from any goroutine; ok is
+// called from the caller's.
+func (a *Agent) WaitStatus(ctx context.Context, ok func(*api.Status) bool) (*api.Status, error) {
+	for {
+		mine, proxies := a.events.wait(), a.cfg.Publisher.Changed()
+		st := a.Status()
+		if ok(st) {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return st, fmt.Errorf("waiting for the agent's status: %w", ctx.Err())
+		case <-mine:
+		case <-proxies:
+		}
+	}
 }

@@ -9,12 +9,13 @@ import (
 	"sync"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+
 	"github.com/nodemesh/nodemesh/datapath"
 	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/ir"
-	"k8s.io/apimachinery/pkg/api/meta"
 )
 
 // recorder is a dataplane.Publisher that keeps what it was given; the real
@@ -24,6 +25,8 @@ type recorder struct {
 	configs []*ir.Config
 	fail    error
 	proxies []dataplane.Proxy
+	changed chan struct{}
+	asked   int // Proxies calls
 }
 
 func (r *recorder) Publish(_ context.Context, cfg *ir.Config) (dataplane.Publication, error) {
@@ -39,7 +42,29 @@ func (r *recorder) Publish(_ context.Context, cfg *ir.Config) (dataplane.Publica
 func (r *recorder) Proxies() []dataplane.Proxy {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.asked++
 	return r.proxies
+}
+
+func (r *recorder) Changed() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.changed == nil {
+		r.changed = make(chan struct{})
+	}
+	return r.changed
+}
+
+// setProxies replaces what the proxies say, as an xDS server's table
+// changes when they answer, and wakes the Changed waiters.
+func (r *recorder) setProxies(ps []dataplane.Proxy) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.proxies = ps
+	if r.changed != nil {
+		close(r.changed)
+		r.changed = nil
+	}
 }
 
 func quickstart(t *testing.T) *input.Snapshot {
@@ -94,7 +119,7 @@ func TestApplyPublishesAndOverlaysProxyState(t *testing.T) {
 	if s, r := programmed(t, a.Status()); s != "False" || r != "Pending" {
 		t.Errorf("without proxies Programmed = %s/%s, want False/Pending", s, r)
 	}
-	pub.proxies = []dataplane.Proxy{{Node: "n", Connected: true, Types: []dataplane.TypeState{{Type: "Listener", Acked: "v1"}}}}
+	pub.setProxies([]dataplane.Proxy{{Node: "n", Connected: true, Types: []dataplane.TypeState{{Type: "Listener", Acked: "v1"}}}})
 	if s, r := programmed(t, a.Status()); s != "True" || r != "Programmed" {
 		t.Errorf("after ACK Programmed = %s/%s, want True/Programmed", s, r)
 	}
@@ -116,3 +141,9 @@ var (
 	_ Datapath          = (*datapath.Datapath)(nil)
 	_ InterfaceResolver = (*datapath.RouteInterfaces)(nil)
 )
+
+func (r *recorder) askedTimes() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.asked
+}

@@ -1,16 +1,26 @@
-// Package agent is the per-node control loop: it takes each view of user
-// intent a provider publishes (a folder of YAML in standalone mode, the API
-// server in Kubernetes mode), assigns Gateway addresses, runs the pure
-// translators, checks the IR, and hands it to the data plane publisher (the
-// xDS server). It also answers "what is the state of my configuration":
-// per-object status from translation, overlaid with what the node's proxies
-// acknowledged or rejected.
+// Package agent is the per-node composition root: the control loop that
+// drives the stages. It takes each view of user intent a provider
+// publishes (a folder of YAML in standalone mode, the API server in
+// Kubernetes mode), assigns Gateway addresses, runs the pure translators
+// (gateway/, mesh/policy), hands the IR to the data plane publisher (the
+// xDS server), and syncs the eBPF datapath. It also answers "what is the
+// state of my configuration": per-object status from translation,
+// overlaid with what the node's proxies acknowledged or rejected, served
+// on a Unix socket (api.go; the types and the client are package
+// internal/agent/api, so the CLI links that and not the agent).
+//
+// It sits above everything it drives and only cmd/, conformance/ and
+// examples/ import it (boundaries_test.go). It imports no Envoy code and
+// no eBPF or netlink code: the publisher is an interface from
+// mesh/dataplane and the datapath one of its own (Datapath, taking the
+// plain rows of datapath/model), both wired to the real ones by
+// cmd/nodemesh-agent.
 //
 // Data flow: provider → Agent.Apply(snapshot, source errors) →
 // address.Allocator → gateway.Translate → dataplane.Publisher.Publish
-// (which validates the IR and translates it). Status() merges the stored translation
-// status with Publisher.Proxies() at the moment it is asked, so an ACK or
-// NACK shows up without a new translation.
+// (which validates the IR and translates it). Status() merges the stored
+// translation status with Publisher.Proxies() at the moment it is asked,
+// so an ACK or NACK shows up without a new translation.
 //
 // Invariants:
 //   - Apply is called from one goroutine; Status may be called from any.
@@ -23,6 +33,22 @@
 //     In Kubernetes mode Config.Addresses replaces the allocator: the
 //     controller assigns addresses cluster-wide and the agent reads them
 //     from Gateway status (kube.StatusAddresses).
+//   - Nothing waits by polling. The publisher signals every change of
+//     its ACK/NACK table (dataplane.Publisher.Changed, the xDS server's
+//     event); the agent signals its own changes (an Apply, a datapath
+//     sync). Waiters take the signal's channel, read the state, and sleep
+//     on the channel only if the state does not satisfy them
+//     (WaitStatus, WaitDatapath, the policy rows' waiter below).
+//
+// NACKs are traced to objects by resource names, never by the proxy's
+// text (programmed.go): the xDS server records which resources of a
+// rejected response the proxy did not already run, and the publisher
+// reads the object each was made for from the naming scheme
+// (xds/translator.OriginOf). A rejection of one of a Gateway's resources,
+// or of none that belongs to a Gateway or to network policy, makes that
+// Gateway Programmed=False/Invalid with the proxy's message; one that only
+// concerns other objects holds it Pending, since a proxy rejects an
+// update of one type as a whole.
 //
 // Network policy (policy.go): with a policy.Compiler configured, every
 // Apply also compiles CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy
@@ -36,20 +62,18 @@
 // a publication's listeners or filter configurations (ECDS) keeps running
 // its previous L7 policy, which may allow more than the published one; so
 // while a connected proxy's latest answer to the current publication is a
-// rejection, every redirect row is written as a drop instead (the proxy
-// rejects a type's update whole, so any listener rejection counts: the
-// policy listeners' changes in it did not apply either), and the
+// rejection, every redirect row is written as a drop instead, and the
 // proxied policies are reported Rejected (ProxyRejected, with the
-// proxy's message). The agent follows the proxies' answers by polling
-// the publisher (20 ms while rows wait, backing off to 1 s) until every
-// connected proxy acknowledged the publication or a newer compilation
-// supersedes it. Policy status is also honest about the
-// datapath: while rows wait for acknowledgements, or the datapath refused
-// them, accepted policies are Pending (WaitingForProxies, DatapathError).
-// Endpoint ids are
-// sticky per Pod. The flow store (mesh/flow), fed by the access log
-// service, is served on /v1/flows and resolved with the latest ipcache.
-//
-// The agent never imports Envoy code: the publisher is an interface from
-// mesh/dataplane, wired to the xDS server by cmd/nodemesh-agent.
+// proxy's message). Here any listener or ECDS rejection counts, whichever
+// objects it names: with incremental (delta) xDS a later rejection names
+// only its own resources while an earlier rejected policy change is still
+// not applied, and failing closed must not depend on which rejection came
+// last. A goroutine per compilation follows the proxies' answers on the
+// publisher's change events (and the ackWait timer) until every connected
+// proxy acknowledged the publication or a newer compilation supersedes
+// it. Policy status is also honest about the datapath: while rows wait
+// for acknowledgements, or the datapath refused them, accepted policies
+// are Pending (WaitingForProxies, DatapathError). Endpoint ids are sticky
+// per Pod. The flow store (mesh/flow), fed by the access log service, is
+// served on /v1/flows and resolved with the latest ipcache.
 package agent

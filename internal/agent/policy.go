@@ -46,11 +46,13 @@ type policyState struct {
 	// synced redirect ports: listeners the datapath already redirects to.
 	syncedPorts map[uint16]bool
 	// gen counts datapath syncs requested; a waiter only writes if no
-	// newer one was requested meanwhile.
-	gen       uint64
-	endpoints map[string]uint16 // pod → endpoint id, sticky
-	nextID    uint16
-	status    api.PolicyStatus
+	// newer one was requested meanwhile. superseded is closed when gen
+	// moves on, which ends the waiter of the previous one.
+	gen        uint64
+	superseded chan struct{}
+	endpoints  map[string]uint16 // pod → endpoint id, sticky
+	nextID     uint16
+	status     api.PolicyStatus
 	// The publication the current compilation rode in, and whether any
 	// of its rows redirect to the proxy (only then does a proxy's
 	// rejection concern policy).
@@ -108,6 +110,11 @@ func (a *Agent) syncDatapath(res *policy.Result, versions map[string]string) {
 	ps.mu.Lock()
 	ps.gen++
 	gen := ps.gen
+	if ps.superseded != nil {
+		close(ps.superseded)
+	}
+	ps.superseded = make(chan struct{})
+	superseded := ps.superseded
 	st := api.PolicyStatus{Policies: res.Policies, Endpoints: len(res.Local), Rows: len(res.Datapath.Entries), Problems: res.Identities.Problems}
 	for _, id := range res.Identities.Identities {
 		if !id.ID.IsReserved() {
@@ -118,6 +125,7 @@ func (a *Agent) syncDatapath(res *policy.Result, versions map[string]string) {
 	ps.versions, ps.publishedAt, ps.redirects = versions, time.Now(), len(wanted) > 0
 	since := ps.publishedAt
 	ps.mu.Unlock()
+	a.events.notify()
 	if a.cfg.Datapath == nil {
 		return
 	}
@@ -152,8 +160,9 @@ func (a *Agent) syncDatapath(res *policy.Result, versions map[string]string) {
 			ps.status.DatapathPending = true
 		}
 		ps.mu.Unlock()
+		a.events.notify()
 	}
-	go a.followProxies(gen, res.Datapath, versions, since, wanted, state)
+	go a.followProxies(superseded, gen, res.Datapath, versions, since, wanted, state)
 }
 
 // syncTables writes endpoints, ipcache and attachments.
@@ -226,6 +235,7 @@ func (ps *policyState) allocEndpointID() uint16 {
 }
 
 func (a *Agent) syncPolicy(gen uint64, p model.Policy, ports map[uint16]bool) {
+	defer a.events.notify()
 	a.pol.mu.Lock()
 	defer a.pol.mu.Unlock()
 	if a.pol.gen != gen {
@@ -243,6 +253,7 @@ func (a *Agent) syncPolicy(gen uint64, p model.Policy, ports map[uint16]bool) {
 }
 
 func (a *Agent) setDatapathError(gen uint64, err error) {
+	defer a.events.notify()
 	a.pol.mu.Lock()
 	defer a.pol.mu.Unlock()
 	if a.pol.gen == gen {
@@ -313,9 +324,11 @@ func (a *Agent) policyStatus(proxies []dataplane.Proxy) *api.PolicyStatus {
 }
 
 // WaitDatapath blocks until the datapath holds the rows of the last Apply
-// (no sync pending) or ctx ends. For tests and tools.
+// (no sync pending) or ctx ends. For tests and tools. It waits for the
+// agent's change events, never polls.
 func (a *Agent) WaitDatapath(ctx context.Context) error {
 	for {
+		changed := a.events.wait()
 		a.pol.mu.Lock()
 		pending := a.pol.status.DatapathPending
 		errText := a.pol.status.DatapathError
@@ -329,7 +342,7 @@ func (a *Agent) WaitDatapath(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+		case <-changed:
 		}
 	}
 }

@@ -142,9 +142,7 @@ func TestRedirectWaitsForProxyAck(t *testing.T) {
 	if ps := a.Status().Policy.Policies[0]; ps.State != policy.Pending || ps.Reason != policy.ReasonWaitingForProxies {
 		t.Fatalf("policy status while waiting: %+v", ps)
 	}
-	pub.mu.Lock()
-	pub.proxies[0].Types = []dataplane.TypeState{{Type: "Listener", Acked: "v1"}}
-	pub.mu.Unlock()
+	pub.setProxy(dataplane.TypeState{Type: "Listener", Acked: "v1"})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := a.WaitDatapath(ctx); err != nil {
@@ -272,10 +270,8 @@ func TestPolicyNackReachesPolicyStatus(t *testing.T) {
 	if err := a.Apply(context.Background(), snapshotOf(t, strings.Replace(starWars, "RULES", `rules: {http: [{}]}`, 1)), nil); err != nil {
 		t.Fatal(err)
 	}
-	pub.mu.Lock()
-	pub.proxies = []dataplane.Proxy{{Node: "p", Connected: true, Types: []dataplane.TypeState{{Type: "Listener",
-		Nack: &dataplane.Nack{Version: "v1", Message: `listener "policy/ingress/http": transparent: not permitted`}}}}}
-	pub.mu.Unlock()
+	pub.setProxies([]dataplane.Proxy{{Node: "p", Connected: true, Types: []dataplane.TypeState{{Type: "Listener",
+		Nack: &dataplane.Nack{Version: "v1", Message: `listener "policy/ingress/http": transparent: not permitted`}}}}})
 	st := a.Status()
 	if !strings.Contains(st.Policy.ProxyError, `proxy p rejected Listener version v1: listener "policy/ingress/http"`) {
 		t.Fatalf("policy status: %+v", st.Policy)
@@ -296,9 +292,7 @@ func (r ecdsRecorder) Publish(ctx context.Context, cfg *ir.Config) (dataplane.Pu
 
 // setProxy replaces the one proxy's view of the publication.
 func (r *recorder) setProxy(types ...dataplane.TypeState) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.proxies = []dataplane.Proxy{{Node: "p", Connected: true, Types: types}}
+	r.setProxies([]dataplane.Proxy{{Node: "p", Connected: true, Types: types}})
 }
 
 func (d *tables) rows() []model.PolicyEntry {
@@ -391,6 +385,41 @@ func TestProxyRejectionBeforeRowsAreWritten(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestProxyAnswersAreAwaitedNotPolled: while redirect rows wait for the
+// proxies, the agent asks the publisher again only when it signals a
+// change (an answer), and writes the rows as soon as the acknowledgement
+// arrives.
+func TestProxyAnswersAreAwaitedNotPolled(t *testing.T) {
+	rec := &recorder{}
+	dp := &tables{}
+	a := newPolicyAgent(t, rec, dp, nil)
+	rec.setProxy()
+	if err := a.Apply(context.Background(), snapshotOf(t, strings.Replace(starWars, "RULES", `rules: {http: [{}]}`, 1)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Status().Policy; !st.DatapathPending {
+		t.Fatalf("rows not waiting for the proxy: %+v", st)
+	}
+	before := rec.askedTimes()
+	time.Sleep(300 * time.Millisecond) // nothing happens meanwhile
+	// The waiter's first look may fall into the window; polling (every
+	// 20 ms, as the agent once did) would ask a dozen times more.
+	if n := rec.askedTimes() - before; n > 1 {
+		t.Fatalf("the agent asked the publisher %d times in 300ms without a change", n)
+	}
+	rec.setProxy(dataplane.TypeState{Type: "Listener", Acked: "v1"})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := a.WaitDatapath(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rows := dp.rows(); len(rows) != 2 || rows[0].Verdict != model.Redirect {
+		t.Fatalf("rows after the acknowledgement: %+v", rows)
+	}
+	t.Logf("rows written %v after the acknowledgement", time.Since(start))
 }
 
 // failingTables refuses every policy table.

@@ -5,10 +5,12 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/nodemesh/nodemesh/mesh/dataplane"
+	"github.com/nodemesh/nodemesh/mesh/input"
 )
 
 // dataplaneVerdict is what the node's proxies say about one Gateway's
@@ -22,11 +24,14 @@ type dataplaneVerdict struct {
 
 // verdictFor closes the NACK loop for one Gateway: the configuration counts
 // as programmed only once every connected proxy acknowledged every resource
-// type at the published versions; a rejection that names one of the
-// Gateway's resources ("gateway/<ns>/<name>/…"), or names no Gateway at
-// all, is reported on it with the proxy's message.
-func verdictFor(gw string, want map[string]string, proxies []dataplane.Proxy) dataplaneVerdict {
-	prefix := "gateway/" + gw + "/"
+// type at the published versions. A rejection is traced to objects by the
+// names of the resources it rejected (dataplane.Nack.Objects, read from the
+// naming scheme, never from the proxy's message): one of this Gateway's
+// resources, or none that belongs to a Gateway or to network policy (a
+// cluster, a secret, a name of no object), makes it Invalid with the
+// proxy's message; another Gateway's or policy's holds it Pending, since
+// a proxy rejects an update of one type as a whole.
+func verdictFor(gw input.Key, want map[string]string, proxies []dataplane.Proxy) dataplaneVerdict {
 	var connected int
 	var waiting []string
 	for _, p := range proxies {
@@ -38,14 +43,10 @@ func verdictFor(gw string, want map[string]string, proxies []dataplane.Proxy) da
 			if ts.Nack == nil || want[ts.Type] == "" || ts.Acked == want[ts.Type] {
 				continue
 			}
-			// A rejection that names another Gateway's or a network
-			// policy's resource ("policy/...") is not this Gateway's fault.
-			if strings.Contains(ts.Nack.Message, prefix) || !(strings.Contains(ts.Nack.Message, "gateway/") || strings.Contains(ts.Nack.Message, "policy/")) {
+			if blames(ts.Nack, gw) {
 				return dataplaneVerdict{metav1.ConditionFalse, string(gwv1.GatewayReasonInvalid),
 					fmt.Sprintf("proxy %s rejected %s version %s: %s", p.Node, ts.Type, ts.Nack.Version, ts.Nack.Message)}
 			}
-			// Proxies reject an update of one type as a whole, so another
-			// Gateway's bad resource also holds this one's changes back.
 			return dataplaneVerdict{metav1.ConditionFalse, string(gwv1.GatewayReasonPending),
 				fmt.Sprintf("proxy %s rejected the %s update that carries this Gateway's changes, because of another resource: %s",
 					p.Node, ts.Type, ts.Nack.Message)}
@@ -64,6 +65,24 @@ func verdictFor(gw string, want map[string]string, proxies []dataplane.Proxy) da
 	}
 	return dataplaneVerdict{metav1.ConditionTrue, string(gwv1.GatewayReasonProgrammed),
 		fmt.Sprintf("programmed on %d proxies", connected)}
+}
+
+// blames reports whether a rejection is gw's fault: it rejected one of
+// gw's resources, or it cannot be laid at any Gateway's or policy's door.
+func blames(n *dataplane.Nack, gw input.Key) bool {
+	attributed := false
+	for _, o := range n.Objects {
+		switch o.Kind {
+		case dataplane.ObjectGateway:
+			if o.Namespace == gw.Namespace && o.Name == gw.Name {
+				return true
+			}
+			attributed = true
+		case dataplane.ObjectPolicy:
+			attributed = true
+		}
+	}
+	return !attributed
 }
 
 // applyVerdict lowers a Gateway's Programmed conditions (its own and its

@@ -4,21 +4,28 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/nodemesh/nodemesh/mesh/dataplane"
+	"github.com/nodemesh/nodemesh/mesh/input"
 )
 
 func TestVerdictFor(t *testing.T) {
 	want := map[string]string{"Listener": "l1", "RouteConfiguration": "r1"}
 	acked := []dataplane.TypeState{{Type: "Listener", Sent: "l1", Acked: "l1"}, {Type: "RouteConfiguration", Sent: "r1", Acked: "r1"}}
-	nack := func(msg string) []dataplane.TypeState {
+	nack := func(msg string, objs ...dataplane.Object) []dataplane.TypeState {
 		return []dataplane.TypeState{
 			{Type: "Listener", Sent: "l1", Acked: "l1"},
-			{Type: "RouteConfiguration", Sent: "r1", Acked: "r0", Nack: &dataplane.Nack{Version: "r1", Message: msg}},
+			{Type: "RouteConfiguration", Sent: "r1", Acked: "r0", Nack: &dataplane.Nack{Version: "r1", Message: msg, Objects: objs}},
 		}
 	}
+	gateway := func(ns, name string) dataplane.Object {
+		return dataplane.Object{Kind: dataplane.ObjectGateway, Namespace: ns, Name: name}
+	}
+	policy := dataplane.Object{Kind: dataplane.ObjectPolicy}
+	service := dataplane.Object{Kind: dataplane.ObjectService, Namespace: "default", Name: "x"}
 	cases := []struct {
 		name     string
 		proxies  []dataplane.Proxy
@@ -33,16 +40,34 @@ func TestVerdictFor(t *testing.T) {
 			{Node: "a", Connected: true, Types: acked},
 			{Node: "b", Connected: true, Types: acked[:1]},
 		}, metav1.ConditionFalse, "Pending", "acknowledge the configuration: b"},
-		{"nack names this gateway", []dataplane.Proxy{{Node: "a", Connected: true, Types: nack(`route "gateway/default/eg/80/http": bad regex`)}},
+		{"nack of this gateway's resource", []dataplane.Proxy{{Node: "a", Connected: true,
+			Types: nack(`route "gateway/default/eg/80/http": bad regex`, gateway("default", "eg"))}},
 			metav1.ConditionFalse, "Invalid", `proxy a rejected RouteConfiguration version r1: route "gateway/default/eg/80/http": bad regex`},
-		{"nack names another gateway", []dataplane.Proxy{{Node: "a", Connected: true, Types: nack(`gateway/default/other/80: boom`)}},
-			metav1.ConditionFalse, "Pending", "because of another resource: gateway/default/other/80: boom"},
-		{"nack names no gateway", []dataplane.Proxy{{Node: "a", Connected: true, Types: nack(`cluster "service/default/x/80": boom`)}},
+		{"nack of this gateway's and another's", []dataplane.Proxy{{Node: "a", Connected: true,
+			Types: nack(`boom`, gateway("default", "other"), gateway("default", "eg"))}},
 			metav1.ConditionFalse, "Invalid", "boom"},
+		{"nack of another gateway's resource", []dataplane.Proxy{{Node: "a", Connected: true, Types: nack(`gateway/default/other/80: boom`, gateway("default", "other"))}},
+			metav1.ConditionFalse, "Pending", "because of another resource: gateway/default/other/80: boom"},
+		{"nack of a policy resource", []dataplane.Proxy{{Node: "a", Connected: true, Types: nack(`listener "policy/ingress/http": boom`, policy)}},
+			metav1.ConditionFalse, "Pending", "because of another resource"},
+		{"nack of no gateway's or policy's resource", []dataplane.Proxy{{Node: "a", Connected: true, Types: nack(`cluster "service/default/x/80": boom`, service)}},
+			metav1.ConditionFalse, "Invalid", "boom"},
+		{"nack of unknown resources", []dataplane.Proxy{{Node: "a", Connected: true, Types: nack(`boom`)}},
+			metav1.ConditionFalse, "Invalid", "boom"},
+		// The proxy's text is not read: a message that quotes this
+		// Gateway's name while another Gateway's resource was rejected
+		// does not make this one Invalid, nor does a message naming no
+		// resource hide a rejection of this Gateway's.
+		{"message quotes this gateway, another's was rejected", []dataplane.Proxy{{Node: "a", Connected: true,
+			Types: nack(`route "gateway/default/other/80/http": header value "gateway/default/eg/": bad`, gateway("default", "other"))}},
+			metav1.ConditionFalse, "Pending", "because of another resource"},
+		{"message quotes policy, this gateway's was rejected", []dataplane.Proxy{{Node: "a", Connected: true,
+			Types: nack(`regex "policy/.*": bad`, gateway("default", "eg"))}},
+			metav1.ConditionFalse, "Invalid", `regex "policy/.*": bad`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			v := verdictFor("default/eg", want, tc.proxies)
+			v := verdictFor(input.Key{Namespace: "default", Name: "eg"}, want, tc.proxies)
 			if v.status != tc.status || v.reason != tc.reason || !strings.Contains(v.message, tc.contains) {
 				t.Errorf("verdict = %+v, want %s/%s containing %q", v, tc.status, tc.reason, tc.contains)
 			}

@@ -79,21 +79,23 @@ func dropRedirects(p model.Policy) model.Policy {
 
 // followProxies keeps the datapath in line with the proxies' answers to
 // the publication of compiled, from state, until a newer compilation
-// supersedes it or every connected proxy acknowledged it: a rejection
-// writes the closed table, an acknowledgement (or ackWait without any
-// answer, for rows still waiting) the compiled one. It polls the
-// publisher, every 20 ms while rows wait and backing off to a second
-// afterwards.
-func (a *Agent) followProxies(gen uint64, compiled model.Policy, versions map[string]string, since time.Time, ports map[uint16]bool, state rowsState) {
-	deadline := since.Add(ackWait)
-	wait := 20 * time.Millisecond
+// supersedes it (superseded is closed) or every connected proxy
+// acknowledged it: a rejection writes the closed table, an
+// acknowledgement (or ackWait without any answer, for rows still waiting)
+// the compiled one. It wakes on the publisher's change events (a proxy
+// answered, connected or went away) and on the ackWait deadline; it never
+// polls.
+func (a *Agent) followProxies(superseded <-chan struct{}, gen uint64, compiled model.Policy, versions map[string]string, since time.Time, ports map[uint16]bool, state rowsState) {
+	deadline := time.NewTimer(time.Until(since.Add(ackWait)))
+	defer deadline.Stop()
+	expired := false
 	for {
-		a.pol.mu.Lock()
-		superseded := a.pol.gen != gen
-		a.pol.mu.Unlock()
-		if superseded {
+		select {
+		case <-superseded:
 			return
+		default:
 		}
+		changed := a.cfg.Publisher.Changed()
 		view := proxyView(a.cfg.Publisher.Proxies(), versions, since)
 		switch {
 		case view.rejected != "":
@@ -107,14 +109,21 @@ func (a *Agent) followProxies(gen uint64, compiled model.Policy, versions map[st
 				a.syncPolicy(gen, compiled, ports)
 			}
 			return
-		case state == rowsNone && time.Now().After(deadline):
+		case state == rowsNone && expired:
 			a.log.Warn("writing redirect rows before every proxy acknowledged the policy listeners", "waited", ackWait)
 			a.syncPolicy(gen, compiled, ports)
 			state = rowsCompiled
 		}
-		if state != rowsNone {
-			wait = min(2*wait, time.Second)
+		var timeout <-chan time.Time
+		if state == rowsNone && !expired {
+			timeout = deadline.C
 		}
-		time.Sleep(wait)
+		select {
+		case <-superseded:
+			return
+		case <-changed:
+		case <-timeout:
+			expired = true
+		}
 	}
 }

@@ -24,7 +24,7 @@ func (a *Agent) Status() *api.Status {
 		out.Gateways[i] = gateway.GatewayStatus{Key: g.Key, Status: *g.Status.DeepCopy()}
 		v := dataplaneVerdict{metav1.ConditionFalse, string(gwv1.GatewayReasonPending), "the configuration has not been published yet"}
 		if st.Versions != nil {
-			v = verdictFor(g.Key.String(), st.Versions, proxies)
+			v = verdictFor(g.Key, st.Versions, proxies)
 		}
 		applyVerdict(&out.Gateways[i].Status, generationOf(g), v)
 	}
