@@ -125,22 +125,23 @@ func TestStandaloneReportsConfigDirProblems(t *testing.T) {
 	})
 	gateway := fmt.Sprintf("http://%s:%d/", testPool.Addr().Next(), port)
 
-	// waitStatus polls the local API, as `nodemesh status` reads it, until
-	// ok accepts what it says.
+	// waitStatus waits, on the agent's change events, until ok accepts its
+	// status, then reads the local API as `nodemesh status` does and
+	// checks that it says the same.
 	waitStatus := func(what string, ok func(*api.Status) bool) *api.Status {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			st, err := api.FetchStatus(ctx, apiSock)
-			if err == nil && ok(st) {
-				return st
-			}
-			if time.Now().After(deadline) {
-				b, _ := json.MarshalIndent(st, "", "  ")
-				t.Fatalf("status did not show %s within 20s (err %v):\n%s", what, err, b)
-			}
-			time.Sleep(20 * time.Millisecond)
+		wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+		defer wcancel()
+		if st, err := a.WaitStatus(wctx, ok); err != nil {
+			b, _ := json.MarshalIndent(st, "", "  ")
+			t.Fatalf("status did not show %s within 20s:\n%s", what, b)
 		}
+		st, err := api.FetchStatus(ctx, apiSock)
+		if err != nil || !ok(st) {
+			b, _ := json.MarshalIndent(st, "", "  ")
+			t.Fatalf("the local API does not show %s (err %v):\n%s", what, err, b)
+		}
+		return st
 	}
 	// serving: the Gateway is Programmed (the proxy acknowledged what is
 	// published) and a request through it reaches the backend.

@@ -147,8 +147,9 @@ func (m *mesh) apply(yamlDocs string) *api.Status {
 	m.applyNoWait(yamlDocs)
 	deadline := time.Now().Add(10 * time.Second)
 	if m.pub != nil {
-		// Wait for the ACK event; the status check below then confirms
-		// (and, before the proxy connected, waits for it by polling).
+		// Wait for the ACK event; the status check below then confirms,
+		// and before the proxy connected waits for it on the agent's
+		// change events.
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		err := m.pub.WaitForAck(ctx)
 		cancel()
@@ -157,8 +158,10 @@ func (m *mesh) apply(yamlDocs string) *api.Status {
 			m.t.Fatalf("proxy %s rejected %s: %s", nack.Node, nack.TypeURL, nack.Nack.Message)
 		}
 	}
-	for {
-		st := m.agent.Status()
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	var rejected string
+	st, err := m.agent.WaitStatus(ctx, func(st *api.Status) bool {
 		acked, connected := true, 0
 		for _, p := range st.Proxies {
 			if !p.Connected {
@@ -167,19 +170,21 @@ func (m *mesh) apply(yamlDocs string) *api.Status {
 			connected++
 			for _, ts := range p.Types {
 				if ts.Nack != nil && ts.Nack.Version == st.Versions[ts.Type] {
-					m.t.Fatalf("proxy %s rejected %s: %s", p.Node, ts.Type, ts.Nack.Message)
+					rejected = fmt.Sprintf("proxy %s rejected %s: %s", p.Node, ts.Type, ts.Nack.Message)
+					return true
 				}
 			}
 			acked = acked && p.AckedAll(st.Versions)
 		}
-		if connected > 0 && acked {
-			return st
-		}
-		if time.Now().After(deadline) {
-			m.t.Fatalf("proxies did not acknowledge versions %v within 10s: %+v", st.Versions, st.Proxies)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return connected > 0 && acked
+	})
+	switch {
+	case rejected != "":
+		m.t.Fatal(rejected)
+	case err != nil:
+		m.t.Fatalf("proxies did not acknowledge versions %v within 10s: %+v", st.Versions, st.Proxies)
 	}
+	return st
 }
 
 // applyNoWait hands YAML to the agent without waiting for the proxies.

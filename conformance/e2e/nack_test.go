@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/nodemesh/nodemesh/conformance/internal/taint"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/xds/server"
 )
@@ -53,20 +55,18 @@ spec:
 
 	pub.Armed.Store(true)
 	m.applyNoWait(base + route("v2"))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := m.agent.Status()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := m.agent.WaitStatus(ctx, func(st *api.Status) bool {
 		c := meta.FindStatusCondition(st.Gateways[0].Status.Conditions, "Programmed")
-		if c != nil && c.Reason == "Invalid" {
-			if c.Status != "False" || !strings.Contains(c.Message, "tracing") || !strings.Contains(c.Message, "gateway/default/web/") {
-				t.Errorf("Programmed = %s: %s; want False with the proxy's message naming the listener and the tracing field", c.Status, c.Message)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("NACK never reached the Gateway status; Programmed = %+v", c)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return c != nil && c.Reason == "Invalid"
+	})
+	c := meta.FindStatusCondition(st.Gateways[0].Status.Conditions, "Programmed")
+	if err != nil {
+		t.Fatalf("NACK never reached the Gateway status; Programmed = %+v", c)
+	}
+	if c.Status != "False" || !strings.Contains(c.Message, "tracing") || !strings.Contains(c.Message, "gateway/default/web/") {
+		t.Errorf("Programmed = %s: %s; want False with the proxy's message naming the listener and the tracing field", c.Status, c.Message)
 	}
 	// Only the Listener update was rejected: the listener keeps serving
 	// with its last good configuration, and the route change (carried by
@@ -81,7 +81,7 @@ spec:
 	if r := get(t, gw, "GET", "a.test", "/"); r.backend != "v1" {
 		t.Errorf("after recovery: backend %q, want v1", r.backend)
 	}
-	c := meta.FindStatusCondition(m.agent.Status().Gateways[0].Status.Conditions, "Programmed")
+	c = meta.FindStatusCondition(m.agent.Status().Gateways[0].Status.Conditions, "Programmed")
 	if c == nil || c.Status != "True" {
 		t.Errorf("after recovery Programmed = %+v, want True", c)
 	}

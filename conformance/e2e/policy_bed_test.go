@@ -163,8 +163,8 @@ func (n *policyNode) startProxy(xdsSock string) {
 			t.Error("the proxy did not stop within 10s")
 		}
 	})
-	waitUntil(t, "the proxy connects", func() bool {
-		for _, p := range n.agent.Status().Proxies {
+	n.waitStatus("the proxy connects", func(st *api.Status) bool {
+		for _, p := range st.Proxies {
 			if p.Connected {
 				return true
 			}
@@ -173,6 +173,21 @@ func (n *policyNode) startProxy(xdsSock string) {
 	})
 }
 
+// waitStatus waits, on the agent's change events, until ok accepts its
+// status.
+func (n *policyNode) waitStatus(what string, ok func(*api.Status) bool) *api.Status {
+	n.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := n.agent.WaitStatus(ctx, ok)
+	if err != nil {
+		n.t.Fatalf("timed out waiting until %s", what)
+	}
+	return st
+}
+
+// waitUntil polls cond: for what no event announces (a flow through
+// the datapath, a connection attempt).
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -232,13 +247,13 @@ func (n *policyNode) applyLenient(docs string) *api.Status {
 	if err := n.agent.Apply(context.Background(), snap, nil); err != nil {
 		t.Fatalf("applying: %v", err)
 	}
-	var st *api.Status
-	waitUntil(t, "the proxy acknowledges the configuration", func() bool {
-		st = n.agent.Status()
+	var rejected string
+	n.waitStatus("the proxy acknowledges the configuration", func(st *api.Status) bool {
 		for _, p := range st.Proxies {
 			for _, ts := range p.Types {
 				if ts.Nack != nil && ts.Nack.Version == st.Versions[ts.Type] {
-					t.Fatalf("proxy rejected %s: %s", ts.Type, ts.Nack.Message)
+					rejected = fmt.Sprintf("proxy rejected %s: %s", ts.Type, ts.Nack.Message)
+					return true
 				}
 			}
 			if p.Connected && p.AckedAll(st.Versions) {
@@ -247,6 +262,9 @@ func (n *policyNode) applyLenient(docs string) *api.Status {
 		}
 		return false
 	})
+	if rejected != "" {
+		t.Fatal(rejected)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := n.agent.WaitDatapath(ctx); err != nil {

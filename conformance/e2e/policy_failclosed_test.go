@@ -155,11 +155,10 @@ func TestPolicyProxyRejectionFailsClosed(t *testing.T) {
 	if err := n.agent.Apply(context.Background(), snap, nil); err != nil {
 		t.Fatal(err)
 	}
-	var ps policy.PolicyStatus
-	waitUntil(t, "the policy reported rejected by the proxy", func() bool {
-		ps = policyByName(t, n.agent.Status(), "rule1")
-		return ps.State == policy.Rejected
+	st := n.waitStatus("the policy reported rejected by the proxy", func(st *api.Status) bool {
+		return policyByName(t, st, "rule1").State == policy.Rejected
 	})
+	ps := policyByName(t, st, "rule1")
 	if ps.Reason != policy.ReasonProxyRejected || !strings.Contains(ps.Error, "shadow_rules_stat_prefix") {
 		t.Fatalf("policy status: %+v", ps)
 	}
