@@ -35,7 +35,10 @@
 //     match is longer than the shortest exclusive one.
 //   - Reserved identities have Cilium's numbers (ID-03): host 1, world 2,
 //     unmanaged 3, health 4, init 5, remote-node 6, kube-apiserver 7,
-//     ingress 8; each carries the label reserved:<name>.
+//     ingress 8; each carries the label reserved:<name>. The numbers and
+//     names are the one table in datapath/model, which also types every
+//     identity number (model.Identity) here, in policy rows and in the
+//     datapath.
 //   - Workload identities are allocated from 256 to 65535 (ID-07: 16 bits
 //     cluster-wide), CIDR identities from 1<<24 (Cilium's local scope).
 //     A CIDR identity stands for one prefix a policy names; its labels are

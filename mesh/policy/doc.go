@@ -1,9 +1,10 @@
 // Package policy compiles network policy — cilium.io/v2
 // CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy, and Kubernetes
 // NetworkPolicy — into the two things that enforce it: the datapath's
-// policy rows (datapath.Policy) and the node proxy's L7 policy (ir.Policy,
-// which xds/translator turns into Envoy RBAC for HTTP and gRPC and the
-// project's Kafka filter for Kafka).
+// policy rows (model.Policy, the plain rows of datapath/model, so this
+// package never links the eBPF loader) and the node proxy's L7 policy
+// (ir.Policy, which xds/translator turns into Envoy RBAC for HTTP and gRPC
+// and the project's Kafka filter for Kafka).
 //
 // # Data in and out
 //
@@ -71,7 +72,7 @@
 //     namespace and name. A conflict rejects the later policy.
 //   - Rows only ever exist for identities of local endpoints; rows are
 //     sorted; at most one row per key; every Result passes
-//     datapath.Policy.Validate and its L7 part ir.Config.Validate.
+//     model.Policy.Validate and its L7 part ir.Config.Validate.
 //
 // # Cilium semantics (FEATURES.md §1.7–1.10, §1.13)
 //
