@@ -35,7 +35,7 @@ test: ## unit, golden, end-to-end and privileged tests (run as root for datapath
 	$(GO) test -count=1 -timeout 30m $(PKGS)
 
 integration: ## CRD, Kubernetes provider and controller tests, and the lab's, against a real kube-apiserver (builds it once, cached)
-	NODEMESH_INTEGRATION=1 $(GO) test -count=1 -timeout 30m ./api/... ./mesh/provider/kube/... ./gateway/controller/... ./internal/lab/... ./conformance/kubemode/... ./conformance/harness/...
+	NODEMESH_INTEGRATION=1 $(GO) test -count=1 -timeout 30m ./api/... ./mesh/provider/kube/... ./gateway/nodereport/... ./gateway/controller/... ./internal/lab/... ./conformance/kubemode/... ./conformance/harness/...
 
 conformance: build ## official Gateway API conformance suite (GATEWAY-HTTP) on a real kube-apiserver; report in conformance/reports/
 	$(GO) build -o $(BIN)/ ./conformance/harness

@@ -65,23 +65,37 @@ func TestNackOfStaleOrUnknownNonceIsIgnored(t *testing.T) {
 		t.Fatalf("a NACK of an unknown nonce was recorded: %+v", nk)
 	}
 
-	// A new listener: the next response. A rejection of the previous one
-	// (stale nonce) is ignored; the rejection of this one is recorded and
-	// names the listener that changed, not the ones the proxy already ran.
+	// A new listener: the next response, accepted. A rejection of the
+	// previous response arriving after that (a stale nonce) is ignored:
+	// the ACK that follows it is in the table, the NACK is not.
 	update(t, s, resources(t, spec{listeners: []string{"l0", "l1", "l2"}}))
 	second := r.recv()
 	if second.Nonce == first.Nonce || second.VersionInfo == first.VersionInfo {
 		t.Fatalf("no new listener response: %v", second)
 	}
+	r.request(resource.ListenerType)
+	waitNode(t, s, "raw", func(n NodeStatus) bool {
+		return typeStatus(n, resource.ListenerType).VersionAcked == second.VersionInfo
+	})
+	before := time.Now()
 	r.nack(resource.ListenerType, first.VersionInfo, first.Nonce, "stale rejection")
-	r.nack(resource.ListenerType, first.VersionInfo, second.Nonce, "listener l2: bad field")
+	r.request(resource.ListenerType)
+	n = waitNode(t, s, "raw", func(n NodeStatus) bool { return typeStatus(n, resource.ListenerType).AckedAt.After(before) })
+	if nk := typeStatus(n, resource.ListenerType).LastNack; nk != nil {
+		t.Fatalf("a NACK of a stale nonce was recorded: %+v", nk)
+	}
+
+	// A rejection of the last response is recorded, with its resources.
+	update(t, s, resources(t, spec{listeners: []string{"l0", "l1", "l2", "l3"}}))
+	third := r.recv()
+	r.nack(resource.ListenerType, second.VersionInfo, third.Nonce, "listener l3: bad field")
 	n = waitNode(t, s, "raw", func(n NodeStatus) bool { return typeStatus(n, resource.ListenerType).LastNack != nil })
 	nk := typeStatus(n, resource.ListenerType).LastNack
-	if nk.Nonce != second.Nonce || nk.Version != second.VersionInfo || nk.Message != "listener l2: bad field" {
-		t.Fatalf("recorded NACK %+v, want the rejection of nonce %s (version %s)", nk, second.Nonce, second.VersionInfo)
+	if nk.Nonce != third.Nonce || nk.Version != third.VersionInfo || nk.Message != "listener l3: bad field" {
+		t.Fatalf("recorded NACK %+v, want the rejection of nonce %s (version %s)", nk, third.Nonce, third.VersionInfo)
 	}
-	if !slices.Equal(nk.Resources, []string{"l0", "l1", "l2"}) {
-		t.Fatalf("NACK resources %v, want all three listeners", nk.Resources)
+	if !slices.Equal(nk.Resources, []string{"l0", "l1", "l2", "l3"}) {
+		t.Fatalf("NACK resources %v, want all four listeners", nk.Resources)
 	}
 }
 
