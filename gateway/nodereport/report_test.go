@@ -12,8 +12,8 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/api/v1alpha1"
-	"github.com/nodemesh/nodemesh/conformance/kubeenv"
 	"github.com/nodemesh/nodemesh/gateway"
+	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/input"
 )
@@ -26,7 +26,7 @@ type clients struct {
 // newClients starts (or reuses) a real API server with the project's CRDs.
 func newClients(t *testing.T) clients {
 	t.Helper()
-	c := kubeenv.ForTest(t, "standard")
+	c := controlplane.ForTest(t, "standard")
 	core, err := kubernetes.NewForConfig(c.Config)
 	if err != nil {
 		t.Fatal(err)
