@@ -78,7 +78,9 @@ func TestNackOfStaleOrUnknownNonceIsIgnored(t *testing.T) {
 		return typeStatus(n, resource.ListenerType).VersionAcked == second.VersionInfo
 	})
 	before := time.Now()
-	r.nack(resource.ListenerType, first.VersionInfo, first.Nonce, "stale rejection")
+	// As a proxy sends it: a NACK carries the last version it accepted
+	// (with an older version the cache would answer again, racing the ACK).
+	r.nack(resource.ListenerType, second.VersionInfo, first.Nonce, "stale rejection")
 	r.request(resource.ListenerType)
 	n = waitNode(t, s, "raw", func(n NodeStatus) bool { return typeStatus(n, resource.ListenerType).AckedAt.After(before) })
 	if nk := typeStatus(n, resource.ListenerType).LastNack; nk != nil {
