@@ -4,7 +4,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 )
@@ -36,17 +35,13 @@ func main() {
 	case "flows":
 		err = flowsCmd(os.Args[2:], os.Stdout)
 	case "lab":
-		err = labCmd(os.Args[2:], os.Stdout, os.Stderr)
+		err = labCmd(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
 	default:
 		fmt.Fprintf(os.Stderr, "nodemesh: unknown command %q\n\n%s", os.Args[1], usage)
 		os.Exit(2)
-	}
-	var ee *exitError
-	if errors.As(err, &ee) {
-		os.Exit(ee.code)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nodemesh:", err)

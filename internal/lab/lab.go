@@ -50,9 +50,9 @@ type Options struct {
 	Nodes int
 	// Binaries are the Kubernetes programs. Required (controlplane.Build).
 	Binaries *controlplane.Binaries
-	// BinDir holds nodemesh, nodemesh-agent, nodemesh-proxy and
-	// nodemesh-controller. Required: nodemesh runs the built-in workloads
-	// (`nodemesh lab workload`), the others the mesh.
+	// BinDir holds nodemesh-lab, nodemesh-agent, nodemesh-proxy and
+	// nodemesh-controller. Required: nodemesh-lab runs the built-in
+	// workloads (`nodemesh lab workload`), the others the mesh.
 	BinDir string
 	// NoMesh leaves nodemesh out (no controller, agents or proxies): a
 	// plain cluster.
@@ -134,7 +134,7 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	bins := []string{"nodemesh"}
+	bins := []string{"nodemesh-lab"}
 	if !o.NoMesh {
 		bins = append(bins, "nodemesh-agent", "nodemesh-proxy", "nodemesh-controller")
 	}
@@ -213,8 +213,8 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	})
 	images := []node.Image{{Repository: "registry.k8s.io/gateway-api/echo-basic", Program: o.Binaries.EchoBasic}}
 	for _, im := range workload.Images {
-		images = append(images, node.Image{Repository: im.Repository, Program: filepath.Join(o.BinDir, "nodemesh"),
-			Args: append([]string{"lab", "workload"}, im.Args()...)})
+		images = append(images, node.Image{Repository: im.Repository, Program: filepath.Join(o.BinDir, "nodemesh-lab"),
+			Args: append([]string{"workload"}, im.Args()...)})
 	}
 	images = append(images, o.Images...) // later entries win
 	for i, n := range l.Network.Nodes {

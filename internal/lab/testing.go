@@ -15,7 +15,7 @@ import (
 )
 
 // MeshBinaries are the nodemesh programs a lab runs.
-var MeshBinaries = []string{"./cmd/nodemesh", "./cmd/nodemesh-agent", "./cmd/nodemesh-proxy", "./cmd/nodemesh-controller"}
+var MeshBinaries = []string{"./cmd/nodemesh", "./cmd/nodemesh-lab", "./cmd/nodemesh-agent", "./cmd/nodemesh-proxy", "./cmd/nodemesh-controller"}
 
 var (
 	buildOnce sync.Once

@@ -1,6 +1,7 @@
 // Package workload holds the lab's built-in workloads: the programs lab
 // Pods run for the images tests and demos use, since the lab has no
-// container runtime. Each is a subcommand of `nodemesh lab workload`, so a
+// container runtime. Each is a subcommand of `nodemesh lab workload` (the
+// nodemesh-lab program), so a
 // Pod is a real process with its own sockets in its own network
 // namespace.
 //
