@@ -420,13 +420,24 @@ func waitServing(t testing.TB, url, host string) {
 	t.Helper()
 	c := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(10 * time.Second)
+	// A listener can answer before its clusters have their endpoints (503);
+	// that is not serving yet. A route meant to answer 503 is accepted
+	// after a grace period.
+	var first503 time.Time
 	for time.Now().Before(deadline) {
 		req, _ := http.NewRequest("GET", url, nil)
 		req.Host = host
 		resp, err := c.Do(req)
 		if err == nil {
 			resp.Body.Close()
-			return
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				return
+			}
+			if first503.IsZero() {
+				first503 = time.Now()
+			} else if time.Since(first503) > 3*time.Second {
+				return
+			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
