@@ -113,6 +113,7 @@ func (s *Store) publish() error {
 		}
 		usedAddr[l.Address] = true
 		spec := &listener.Spec{Name: l.Name, Address: l.Address, TLSInspector: l.TLSInspector,
+			Inspector: l.Inspector, FiltersTimeout: l.FiltersTimeout, ContinueOnFiltersTimeout: l.ContinueOnFiltersTimeout,
 			Transparent: l.Transparent, OriginalDst: l.OriginalDst}
 		if l.OriginalSrc != nil {
 			spec.OriginalSrc, spec.OriginalSrcMark = true, l.OriginalSrc.Mark
@@ -134,7 +135,7 @@ func (s *Store) publish() error {
 				}
 			}
 			handlers[key] = h
-			lc := &listener.Chain{ServerNames: c.ServerNames, Handler: h}
+			lc := &listener.Chain{ServerNames: c.ServerNames, DestinationPort: c.DestinationPort, Handler: h}
 			if c.TLS != nil {
 				lc.TLS = &listener.TLS{SecretNames: c.TLS.SecretNames, ALPN: c.TLS.ALPN,
 					Validation: c.TLS.Validation, RequireClientCert: c.TLS.RequireClientCert}

@@ -76,6 +76,9 @@ type TLS struct {
 // Chain is a filter chain: its match, transport and handler.
 type Chain struct {
 	ServerNames []string
+	// DestinationPort restricts the chain to connections to that port
+	// (0: any).
+	DestinationPort uint32
 	TLS         *TLS
 	Handler     Handler
 
@@ -87,6 +90,12 @@ type Spec struct {
 	Name         string
 	Address      string
 	TLSInspector bool
+	// Inspector is the TLS inspector's configuration; FiltersTimeout
+	// bounds the inspection (0: none) and ContinueOnFiltersTimeout picks a
+	// chain without SNI when it expires instead of closing.
+	Inspector                resource.TLSInspector
+	FiltersTimeout           time.Duration
+	ContinueOnFiltersTimeout bool
 	Chains       []*Chain
 	// Transparent binds IP_TRANSPARENT sockets that accept connections
 	// for any destination; OriginalDst reports the original destination
@@ -368,12 +377,8 @@ func (m *Manager) accept(b *bound, ln net.Listener) {
 	}
 }
 
-// Timeouts of the listener filter phase (Envoy's listener_filters_timeout
-// is 15 s) and of the TLS handshake.
-const (
-	inspectTimeout   = 15 * time.Second
-	handshakeTimeout = 15 * time.Second
-)
+// handshakeTimeout bounds a downstream TLS handshake.
+const handshakeTimeout = 15 * time.Second
 
 func (m *Manager) serve(spec *Spec, c net.Conn) {
 	if spec == nil {
@@ -399,55 +404,44 @@ func (m *Manager) serve(spec *Spec, c net.Conn) {
 			info.Local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		}
 	}
-	isTLS := false
-	var conn net.Conn = c
+	// The listener filter phase: with the TLS inspector, the ClientHello
+	// is peeked (not consumed) for its SNI, so the chain picked by it
+	// either terminates TLS or passes the bytes through untouched.
+	outcome, sni := inspectPlain, ""
 	if spec.TLSInspector {
-		var first [1]byte
-		_ = c.SetReadDeadline(time.Now().Add(inspectTimeout))
-		n, err := c.Read(first[:])
-		if n == 0 || err != nil && n == 0 {
+		outcome, sni = inspect(c, spec.Inspector, spec.FiltersTimeout, spec.ContinueOnFiltersTimeout)
+		if outcome == inspectClose {
 			c.Close()
 			return
 		}
-		_ = c.SetReadDeadline(time.Time{})
-		isTLS = first[0] == 0x16 // TLS handshake record
-		conn = &prefixConn{Conn: c, pre: append([]byte(nil), first[:n]...)}
 	}
-	if !isTLS {
-		chain := selectChain(spec.Chains, "")
-		if chain == nil {
-			c.Close()
-			return
-		}
-		if chain.TLS == nil {
-			chain.Handler.ServeConn(conn, info)
-			return
-		}
-		if spec.TLSInspector {
-			c.Close() // plaintext on a chain that requires TLS
-			return
-		}
+	chain := selectChain(spec.Chains, info.Local.Port(), strings.ToLower(sni))
+	if chain == nil {
+		c.Close() // no chain matches: Envoy closes the connection
+		return
 	}
-	var picked *Chain
+	if chain.TLS == nil {
+		chain.Handler.ServeConn(c, info)
+		return
+	}
+	if spec.TLSInspector && outcome == inspectPlain {
+		c.Close() // plain text on a chain that terminates TLS
+		return
+	}
 	var session TLSInfo
 	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-			sni := ""
-			if spec.TLSInspector {
-				sni = strings.ToLower(hello.ServerName)
+			if chain.tlsConfig == nil {
+				return nil, fmt.Errorf("no TLS configuration for server name %q", hello.ServerName)
 			}
-			picked = selectChain(spec.Chains, sni)
-			if picked == nil || picked.tlsConfig == nil {
-				return nil, fmt.Errorf("no TLS filter chain for server name %q", hello.ServerName)
+			if chain.TLS.Validation != nil {
+				return m.verifyingConfig(chain, &session)
 			}
-			if picked.TLS.Validation != nil {
-				return m.verifyingConfig(picked, &session)
-			}
-			return picked.tlsConfig, nil
+			return chain.tlsConfig, nil
 		},
 	}
-	tc := tls.Server(conn, cfg)
+	tc := tls.Server(c, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
@@ -460,7 +454,7 @@ func (m *Manager) serve(spec *Spec, c net.Conn) {
 	info.ALPN = cs.NegotiatedProtocol
 	session.PeerCertificates = cs.PeerCertificates
 	info.TLS = &session
-	picked.Handler.ServeConn(tc, info)
+	chain.Handler.ServeConn(tc, info)
 }
 
 func (m *Manager) tlsConfig(c *Chain) *tls.Config {
@@ -536,10 +530,24 @@ func (m *Manager) verifyingConfig(c *Chain, session *TLSInfo) (*tls.Config, erro
 	return cfg, nil
 }
 
-// selectChain picks the chain for sni as Envoy matches server_names.
-func selectChain(chains []*Chain, sni string) *Chain {
+// selectChain picks the chain for a connection to port with server name
+// sni ("" when unknown) as Envoy prunes filter chains: first by
+// destination_port (the chains naming port if any, else those naming
+// none), then among those by server_names (exact, then the most specific
+// "*." wildcard, then a chain without server_names). nil: none matches.
+func selectChain(chains []*Chain, port uint16, sni string) *Chain {
+	want := uint32(0)
+	for _, c := range chains {
+		if c.DestinationPort != 0 && c.DestinationPort == uint32(port) {
+			want = c.DestinationPort
+			break
+		}
+	}
 	if sni != "" {
 		for _, c := range chains {
+			if c.DestinationPort != want {
+				continue
+			}
 			for _, n := range c.ServerNames {
 				if n == sni {
 					return c
@@ -554,6 +562,9 @@ func selectChain(chains []*Chain, sni string) *Chain {
 			rest = rest[i+1:]
 			wild := "*." + rest
 			for _, c := range chains {
+				if c.DestinationPort != want {
+					continue
+				}
 				for _, n := range c.ServerNames {
 					if n == wild {
 						return c
@@ -563,24 +574,9 @@ func selectChain(chains []*Chain, sni string) *Chain {
 		}
 	}
 	for _, c := range chains {
-		if len(c.ServerNames) == 0 {
+		if c.DestinationPort == want && len(c.ServerNames) == 0 {
 			return c
 		}
 	}
 	return nil
-}
-
-// prefixConn replays the bytes read while inspecting.
-type prefixConn struct {
-	net.Conn
-	pre []byte
-}
-
-func (p *prefixConn) Read(b []byte) (int, error) {
-	if len(p.pre) > 0 {
-		n := copy(b, p.pre)
-		p.pre = p.pre[n:]
-		return n, nil
-	}
-	return p.Conn.Read(b)
 }

@@ -23,6 +23,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_src/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/udp/udp_proxy/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 
 	_ "github.com/nodemesh/nodemesh/proxylib/api/headermatch/v1"
@@ -48,6 +49,9 @@ const (
 	tcpALSName   = "envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig"
 
 	previousHostsName = "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+
+	udpProxyName = "envoy.extensions.filters.udp.udp_proxy.v3.UdpProxyConfig"
+	udpRouteName = "envoy.extensions.filters.udp.udp_proxy.v3.Route"
 )
 
 // allowed lists, per message, the fields the proxy implements. Every
@@ -55,19 +59,27 @@ const (
 // NACKed with its path. Keep proxylib/doc.go in sync (a test renders this
 // table into it).
 var allowed = map[protoreflect.FullName][]protoreflect.Name{
-	"envoy.config.listener.v3.Listener":         {"name", "address", "listener_filters", "filter_chains", "per_connection_buffer_limit_bytes", "transparent"},
-	"envoy.config.core.v3.Address":              {"socket_address", "pipe"},
-	"envoy.config.core.v3.Pipe":                 {"path"},
-	origDstName:                                 {},
-	origSrcName:                                 {"bind_port", "mark"},
-	"envoy.config.core.v3.SocketAddress":        {"address", "port_value"},
-	"envoy.config.listener.v3.ListenerFilter":   {"name", "typed_config"},
-	tlsInspect:                                  {},
-	"envoy.config.listener.v3.FilterChain":      {"name", "filter_chain_match", "transport_socket", "filters"},
-	"envoy.config.listener.v3.FilterChainMatch": {"server_names"},
-	"envoy.config.core.v3.TransportSocket":      {"name", "typed_config"},
-	dtlsName:                                    {"common_tls_context", "require_client_certificate"},
-	utlsName:                                    {"common_tls_context", "sni", "auto_sni_san_validation"},
+	"envoy.config.listener.v3.Listener": {"name", "address", "listener_filters", "filter_chains", "per_connection_buffer_limit_bytes", "transparent",
+		"listener_filters_timeout", "continue_on_listener_filters_timeout", "udp_listener_config"},
+	"envoy.config.listener.v3.UdpListenerConfig": {"downstream_socket_config"},
+	"envoy.config.core.v3.UdpSocketConfig":       {"max_rx_datagram_size"},
+	udpProxyName:                                 {"stat_prefix", "cluster", "matcher", "idle_timeout", "upstream_socket_config"},
+	"xds.type.matcher.v3.Matcher":                {"on_no_match"},
+	"xds.type.matcher.v3.Matcher.OnMatch":        {"action"},
+	"xds.core.v3.TypedExtensionConfig":           {"name", "typed_config"},
+	udpRouteName:                                 {"cluster"},
+	"envoy.config.core.v3.Address":               {"socket_address", "pipe"},
+	"envoy.config.core.v3.Pipe":                  {"path"},
+	origDstName:                                  {},
+	origSrcName:                                  {"bind_port", "mark"},
+	"envoy.config.core.v3.SocketAddress":         {"protocol", "address", "port_value"},
+	"envoy.config.listener.v3.ListenerFilter":    {"name", "typed_config"},
+	tlsInspect:                                   {"initial_read_buffer_size", "close_connection_on_client_hello_parsing_errors", "max_client_hello_size"},
+	"envoy.config.listener.v3.FilterChain":       {"name", "filter_chain_match", "transport_socket", "filters"},
+	"envoy.config.listener.v3.FilterChainMatch":  {"destination_port", "server_names"},
+	"envoy.config.core.v3.TransportSocket":       {"name", "typed_config"},
+	dtlsName:                                     {"common_tls_context", "require_client_certificate"},
+	utlsName:                                     {"common_tls_context", "sni", "auto_sni_san_validation"},
 	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext": {"tls_certificate_sds_secret_configs", "alpn_protocols",
 		"validation_context", "validation_context_sds_secret_config", "combined_validation_context"},
 	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CombinedCertificateValidationContext": {"default_validation_context",
@@ -80,7 +92,9 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 	"envoy.config.core.v3.AggregatedConfigSource":                     {},
 	"envoy.config.listener.v3.Filter":                                 {"name", "typed_config", "config_discovery"},
 	"envoy.config.core.v3.ExtensionConfigSource":                      {"config_source", "type_urls"},
-	tcpProxyName: {"stat_prefix", "cluster", "access_log", "idle_timeout"},
+	tcpProxyName: {"stat_prefix", "cluster", "weighted_clusters", "access_log", "idle_timeout", "max_connect_attempts"},
+	"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster":               {"clusters"},
+	"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight": {"name", "weight"},
 	hcmName: {"stat_prefix", "codec_type", "rds", "http_filters", "use_remote_address", "xff_num_trusted_hops",
 		"skip_xff_append", "strip_any_host_port", "normalize_path", "merge_slashes",
 		"path_with_escaped_slashes_action", "server_name",
@@ -191,7 +205,8 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 
 // allowedAny lists, per Any-typed field, the message types it may hold.
 var allowedAny = map[protoreflect.FullName][]protoreflect.FullName{
-	"envoy.config.listener.v3.ListenerFilter.typed_config":                                {tlsInspect, origDstName, origSrcName},
+	"envoy.config.listener.v3.ListenerFilter.typed_config":                                {tlsInspect, origDstName, origSrcName, udpProxyName},
+	"xds.core.v3.TypedExtensionConfig.typed_config":                                       {udpRouteName},
 	"envoy.config.core.v3.TransportSocket.typed_config":                                   {dtlsName, utlsName},
 	"envoy.config.listener.v3.Filter.typed_config":                                        {hcmName, tcpProxyName},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config": {routerName, rbacName},
@@ -205,6 +220,7 @@ var allowedAny = map[protoreflect.FullName][]protoreflect.FullName{
 var leaf = map[protoreflect.FullName]bool{
 	"google.protobuf.Duration":    true,
 	"google.protobuf.UInt32Value": true,
+	"google.protobuf.UInt64Value": true,
 	"google.protobuf.BoolValue":   true,
 }
 

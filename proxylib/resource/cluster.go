@@ -308,6 +308,9 @@ const (
 func decodeBind(b *corev3.BindConfig, p path) (*Bind, error) {
 	out := &Bind{}
 	if sa := b.GetSourceAddress(); sa != nil {
+		if sa.GetProtocol() != corev3.SocketAddress_TCP {
+			return nil, fieldErr(append(p, "source_address", "protocol"), "only TCP here")
+		}
 		ip, err := netip.ParseAddr(sa.GetAddress())
 		if err != nil {
 			return nil, fieldErr(append(p, "source_address", "address"), "%q is not an IP address", sa.GetAddress())

@@ -61,8 +61,16 @@ func duration(d *durationpb.Duration, def time.Duration) time.Duration {
 	return d.AsDuration()
 }
 
-// socketAddress returns "ip:port" for an IP literal address.
+// socketAddress returns "ip:port" for an IP literal TCP address.
 func socketAddress(a *corev3.Address, p path) (string, error) {
+	if proto := a.GetSocketAddress().GetProtocol(); proto != corev3.SocketAddress_TCP {
+		return "", fieldErr(append(p, "socket_address", "protocol"), "only TCP here (UDP only on listeners)")
+	}
+	return ipPort(a, p)
+}
+
+// ipPort returns "ip:port" for an IP literal address of any protocol.
+func ipPort(a *corev3.Address, p path) (string, error) {
 	sa := a.GetSocketAddress()
 	if sa == nil {
 		return "", fieldErr(p, "socket_address is required")

@@ -11,6 +11,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	origsrcv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_src/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -41,20 +42,41 @@ func decodeListener(l *listenerv3.Listener) (*Listener, error) {
 	if err := check(l); err != nil {
 		return nil, err
 	}
-	addr, err := socketAddress(l.GetAddress(), path{"address"})
+	addr, udp, err := listenerAddress(l.GetAddress(), path{"address"})
 	if err != nil {
 		return nil, err
 	}
-	out := &Listener{Name: l.GetName(), Address: addr, BufferLimit: DefaultBufferLimit}
+	out := &Listener{Name: l.GetName(), Address: addr, BufferLimit: DefaultBufferLimit,
+		FiltersTimeout: duration(l.GetListenerFiltersTimeout(), DefaultListenerFiltersTimeout)}
+	if out.FiltersTimeout < 0 {
+		return nil, fieldErr(path{"listener_filters_timeout"}, "must not be negative")
+	}
+	out.ContinueOnFiltersTimeout = l.GetContinueOnListenerFiltersTimeout()
 	if v := l.GetPerConnectionBufferLimitBytes(); v != nil {
 		out.BufferLimit = v.GetValue()
+	}
+	if udp {
+		u, err := decodeUDPListener(l)
+		if err != nil {
+			return nil, err
+		}
+		out.UDP = u
+		return out, nil
+	}
+	if l.GetUdpListenerConfig() != nil {
+		return nil, fieldErr(path{"udp_listener_config"}, "only for listeners whose socket_address.protocol is UDP")
 	}
 	out.Transparent = l.GetTransparent().GetValue()
 	for i, lf := range l.GetListenerFilters() {
 		fp := path{"listener_filters", "[" + strconv.Itoa(i) + "]", "typed_config"}
 		switch lf.GetTypedConfig().GetTypeUrl() {
 		case "type.googleapis.com/" + tlsInspect:
+			var ti tlsinspectorv3.TlsInspector
+			if err := lf.GetTypedConfig().UnmarshalTo(&ti); err != nil {
+				return nil, fieldErr(fp, "decoding: %v", err)
+			}
 			out.TLSInspector = true
+			out.Inspector = decodeTLSInspector(&ti)
 		case "type.googleapis.com/" + origDstName:
 			out.OriginalDst = true
 		case "type.googleapis.com/" + origSrcName:
@@ -66,6 +88,8 @@ func decodeListener(l *listenerv3.Listener) (*Listener, error) {
 				return nil, fieldErr(append(fp, "(OriginalSrc)", "bind_port"), "binding the client's port is not supported by nodemesh-proxy (it would collide with the client's own connection)")
 			}
 			out.OriginalSrc = &OriginalSrc{Mark: os.GetMark()}
+		case "type.googleapis.com/" + udpProxyName:
+			return nil, fieldErr(fp, "udp_proxy needs a listener whose socket_address.protocol is UDP")
 		default:
 			return nil, fieldErr(fp, "a listener filter config is required")
 		}
@@ -84,7 +108,7 @@ func decodeListener(l *listenerv3.Listener) (*Listener, error) {
 			return nil, err
 		}
 		chain.setBufferLimit(out.BufferLimit)
-		for _, key := range matchKeys(chain.ServerNames) {
+		for _, key := range matchKeys(chain.DestinationPort, chain.ServerNames) {
 			if j, dup := seen[key]; dup {
 				return nil, fieldErr(append(p, "filter_chain_match"), "matches the same connections as filter_chains[%d]", j)
 			}
@@ -93,6 +117,20 @@ func decodeListener(l *listenerv3.Listener) (*Listener, error) {
 		out.Chains = append(out.Chains, chain)
 	}
 	return out, nil
+}
+
+// decodeTLSInspector applies Envoy's defaults; the ranges were checked
+// by the message's validation rules.
+func decodeTLSInspector(ti *tlsinspectorv3.TlsInspector) TLSInspector {
+	out := TLSInspector{MaxClientHello: DefaultMaxClientHello, CloseOnParseError: ti.GetCloseConnectionOnClientHelloParsingErrors()}
+	if v := ti.GetMaxClientHelloSize(); v != nil {
+		out.MaxClientHello = v.GetValue()
+	}
+	out.InitialRead = out.MaxClientHello
+	if v := ti.GetInitialReadBufferSize(); v != nil && v.GetValue() < out.MaxClientHello {
+		out.InitialRead = v.GetValue()
+	}
+	return out
 }
 
 // setBufferLimit hands the listener's per_connection_buffer_limit_bytes to
@@ -109,11 +147,16 @@ func (c *FilterChain) setBufferLimit(limit uint32) {
 	c.Key += "\x00" + strconv.FormatUint(uint64(limit), 10)
 }
 
-func matchKeys(serverNames []string) []string {
+func matchKeys(port uint32, serverNames []string) []string {
+	prefix := strconv.FormatUint(uint64(port), 10) + "\x00"
 	if len(serverNames) == 0 {
-		return []string{"\x00any"}
+		return []string{prefix + "\x00any"}
 	}
-	return serverNames
+	keys := make([]string, len(serverNames))
+	for i, n := range serverNames {
+		keys[i] = prefix + n
+	}
+	return keys
 }
 
 func decodeChain(fc *listenerv3.FilterChain, p path) (*FilterChain, error) {
@@ -123,6 +166,9 @@ func decodeChain(fc *listenerv3.FilterChain, p path) (*FilterChain, error) {
 	}
 	sum := sha256.Sum256(raw)
 	chain := &FilterChain{Name: fc.GetName(), Key: string(sum[:])}
+	if dp := fc.GetFilterChainMatch().GetDestinationPort(); dp != nil {
+		chain.DestinationPort = dp.GetValue()
+	}
 	for j, sn := range fc.GetFilterChainMatch().GetServerNames() {
 		n := strings.ToLower(sn)
 		if strings.Contains(n[min(len(n), 1):], "*") || (strings.HasPrefix(n, "*") && !strings.HasPrefix(n, "*.")) || n == "" {
@@ -216,11 +262,25 @@ func decodeDownstreamTLS(ts *corev3.TransportSocket, tp path) (*DownstreamTLS, e
 }
 
 func decodeTCPProxy(t *tcpproxyv3.TcpProxy, p path) (*TCPProxy, error) {
-	if t.GetCluster() == "" {
+	out := &TCPProxy{StatPrefix: t.GetStatPrefix(), Cluster: t.GetCluster(),
+		IdleTimeout: duration(t.GetIdleTimeout(), DefaultTCPIdleTimeout), MaxConnectAttempts: 1}
+	if v := t.GetMaxConnectAttempts(); v != nil {
+		out.MaxConnectAttempts = v.GetValue()
+	}
+	if out.IdleTimeout < 0 {
+		return nil, fieldErr(append(p, "idle_timeout"), "must not be negative")
+	}
+	if wc := t.GetWeightedClusters(); wc != nil {
+		for _, c := range wc.GetClusters() {
+			out.Weighted = append(out.Weighted, TCPWeightedCluster{Name: c.GetName(), Weight: c.GetWeight()})
+			out.TotalWeight += uint64(c.GetWeight())
+		}
+		if out.TotalWeight == 0 {
+			return nil, fieldErr(append(p, "weighted_clusters", "clusters"), "the weights must not all be 0")
+		}
+	} else if out.Cluster == "" {
 		return nil, fieldErr(append(p, "cluster"), "must not be empty")
 	}
-	out := &TCPProxy{StatPrefix: t.GetStatPrefix(), Cluster: t.GetCluster(),
-		IdleTimeout: duration(t.GetIdleTimeout(), DefaultTCPIdleTimeout)}
 	logs, err := decodeAccessLogs(t.GetAccessLog(), AccessLogTCP, p)
 	if err != nil {
 		return nil, err

@@ -61,8 +61,19 @@ type Listener struct {
 	Name         string
 	Address      string // "ip:port"
 	TLSInspector bool
-	Chains       []*FilterChain
-	BufferLimit  uint32
+	// Inspector holds the TLS inspector's settings when TLSInspector.
+	Inspector TLSInspector
+	// FiltersTimeout bounds the listener filter phase, the ClientHello
+	// peek (listener_filters_timeout, default 15 s, 0: none); on expiry
+	// the connection is closed unless ContinueOnFiltersTimeout, when it
+	// continues as if the inspector found nothing.
+	FiltersTimeout           time.Duration
+	ContinueOnFiltersTimeout bool
+	Chains                   []*FilterChain
+	BufferLimit              uint32
+	// UDP is set for a listener on a UDP address (socket_address.protocol
+	// UDP): it has no filter chains, only its udp_proxy.
+	UDP *UDPListener
 	// Transparent listeners accept connections for any destination
 	// (IP_TRANSPARENT); OriginalDst makes the original destination the
 	// connection's local address for matching and ORIGINAL_DST clusters.
@@ -76,7 +87,10 @@ type Listener struct {
 type FilterChain struct {
 	Name        string
 	ServerNames []string // lower-case; "*.suffix" wildcards allowed
-	TLS         *DownstreamTLS
+	// DestinationPort, when non-zero, restricts the chain to connections
+	// to that (original destination) port (filter_chain_match.destination_port).
+	DestinationPort uint32
+	TLS             *DownstreamTLS
 	// Exactly one of HCM and TCP is set.
 	HCM *HCM
 	TCP *TCPProxy

@@ -115,10 +115,17 @@ type AccessLog struct {
 // TCPProxy is a decoded tcp_proxy network filter, with the Kafka policy
 // filter before it when configured.
 type TCPProxy struct {
-	StatPrefix  string
+	StatPrefix string
+	// Cluster is the upstream cluster, or "" when Weighted is set: one of
+	// weighted_clusters picked per connection in proportion to its weight.
 	Cluster     string
-	IdleTimeout time.Duration
-	AccessLogs  []*AccessLog
+	Weighted    []TCPWeightedCluster
+	TotalWeight uint64
+	// MaxConnectAttempts is how many upstream connects a connection may
+	// make, each to a host picked anew (max_connect_attempts, default 1).
+	MaxConnectAttempts uint32
+	IdleTimeout        time.Duration
+	AccessLogs         []*AccessLog
 	// BufferLimit is the listener's per_connection_buffer_limit_bytes.
 	BufferLimit uint32
 	// Kafka is the ECDS reference of the Kafka policy filter, or nil.

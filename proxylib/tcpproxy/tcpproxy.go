@@ -78,31 +78,44 @@ func (h *Handler) ServeConn(c net.Conn, info listener.ConnInfo) {
 	}
 	defer h.untrack(c)
 	start := time.Now()
-	cl := h.lookup.Cluster(h.cfg.Cluster)
+	rnd := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	name := h.pickCluster(rnd)
+	cl := h.lookup.Cluster(name)
 	var host *upstream.Host
-	if cl != nil {
-		if cl.IsOriginalDst() {
-			host = cl.PickOriginal(info.Local, false, info.SourceBind, info.SourceMark)
-		} else {
-			host = cl.Pick(rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
+	var up net.Conn
+	// Each connect attempt picks a host anew (max_connect_attempts): a
+	// failed connect, not an overflow or a missing host, is retried.
+	for attempt := uint32(1); ; attempt++ {
+		host = nil
+		if cl != nil {
+			if cl.IsOriginalDst() {
+				host = cl.PickOriginal(info.Local, false, info.SourceBind, info.SourceMark)
+			} else {
+				host = cl.Pick(rnd)
+			}
 		}
-	}
-	if host == nil {
-		h.logger.Debug("tcp_proxy: no upstream host", "cluster", h.cfg.Cluster, "destination", info.Local)
-		h.logConn(info, start, nil, "no_healthy_upstream")
-		return
-	}
-	host.Pool.Begin()
-	defer host.Pool.End()
-	up, err := cl.Dial(context.Background(), host, info.SourceBind, info.SourceMark)
-	if err != nil {
-		h.logger.Debug("tcp_proxy: connecting upstream", "host", host.Addr, "error", err)
-		reason := "upstream_connection_failure"
+		if host == nil {
+			h.logger.Debug("tcp_proxy: no upstream host", "cluster", name, "destination", info.Local)
+			h.logConn(info, start, name, nil, "no_healthy_upstream")
+			return
+		}
+		host.Pool.Begin()
+		var err error
+		up, err = cl.Dial(context.Background(), host, info.SourceBind, info.SourceMark)
+		if err == nil {
+			defer host.Pool.End()
+			break
+		}
+		host.Pool.End()
+		h.logger.Debug("tcp_proxy: connecting upstream", "host", host.Addr, "attempt", attempt, "error", err)
 		if errors.Is(err, upstream.ErrOverflow) {
-			reason = "upstream_overflow" // max_connections (Envoy's UO)
+			h.logConn(info, start, name, host, "upstream_overflow") // max_connections (Envoy's UO)
+			return
 		}
-		h.logConn(info, start, host, reason)
-		return
+		if attempt >= h.cfg.MaxConnectAttempts {
+			h.logConn(info, start, name, host, "upstream_connection_failure")
+			return
+		}
 	}
 	defer up.Close()
 	if !h.track(up) {
@@ -115,7 +128,23 @@ func (h *Handler) ServeConn(c net.Conn, info listener.ConnInfo) {
 	} else {
 		reason = h.relay(c, up)
 	}
-	h.logConn(info, start, host, reason)
+	h.logConn(info, start, name, host, reason)
+}
+
+// pickCluster returns the cluster of a new connection: the configured one,
+// or one of weighted_clusters in proportion to its weight.
+func (h *Handler) pickCluster(rnd *rand.Rand) string {
+	if h.cfg.Weighted == nil {
+		return h.cfg.Cluster
+	}
+	x := rnd.Uint64N(h.cfg.TotalWeight)
+	for _, w := range h.cfg.Weighted {
+		if x < uint64(w.Weight) {
+			return w.Name
+		}
+		x -= uint64(w.Weight)
+	}
+	return h.cfg.Weighted[len(h.cfg.Weighted)-1].Name
 }
 
 // relay copies both ways, propagating half-closes, with the idle timeout.
@@ -222,7 +251,7 @@ func (h *Handler) Shutdown(ctx context.Context) {
 	}
 }
 
-func (h *Handler) logConn(info listener.ConnInfo, start time.Time, host *upstream.Host, reason string) {
+func (h *Handler) logConn(info listener.ConnInfo, start time.Time, cluster string, host *upstream.Host, reason string) {
 	if len(h.logs) == 0 {
 		return
 	}
@@ -234,7 +263,7 @@ func (h *Handler) logConn(info listener.ConnInfo, start time.Time, host *upstrea
 	if host != nil {
 		upAddr, _ = netip.ParseAddrPort(host.Addr)
 	}
-	e := &datav3.TCPAccessLogEntry{CommonProperties: accesslog.Common(start, time.Since(start), info.Remote, info.Local, upAddr, h.cfg.Cluster, l7)}
+	e := &datav3.TCPAccessLogEntry{CommonProperties: accesslog.Common(start, time.Since(start), info.Remote, info.Local, upAddr, cluster, l7)}
 	if reason != "" {
 		e.CommonProperties.ConnectionTerminationDetails = reason
 	}
