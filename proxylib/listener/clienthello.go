@@ -6,9 +6,9 @@ import "errors"
 type helloState uint8
 
 const (
-	helloMore     helloState = iota // a prefix of a ClientHello: read on
-	helloDone                       // a complete, well-formed ClientHello
-	helloNotTLS                     // not (or not a well-formed) ClientHello
+	helloMore   helloState = iota // a prefix of a ClientHello: read on
+	helloDone                     // a complete, well-formed ClientHello
+	helloNotTLS                   // not (or not a well-formed) ClientHello
 )
 
 // helloInfo is what the TLS inspector learns from a ClientHello.

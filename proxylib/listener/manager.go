@@ -79,8 +79,8 @@ type Chain struct {
 	// DestinationPort restricts the chain to connections to that port
 	// (0: any).
 	DestinationPort uint32
-	TLS         *TLS
-	Handler     Handler
+	TLS             *TLS
+	Handler         Handler
 
 	tlsConfig *tls.Config
 }
@@ -96,7 +96,7 @@ type Spec struct {
 	Inspector                resource.TLSInspector
 	FiltersTimeout           time.Duration
 	ContinueOnFiltersTimeout bool
-	Chains       []*Chain
+	Chains                   []*Chain
 	// Transparent binds IP_TRANSPARENT sockets that accept connections
 	// for any destination; OriginalDst reports the original destination
 	// as the connection's local address.
