@@ -17,6 +17,7 @@ import (
 	"github.com/nodemesh/nodemesh/proxylib/hcm"
 	"github.com/nodemesh/nodemesh/proxylib/listener"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
+	"github.com/nodemesh/nodemesh/proxylib/udpproxy"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
 	"github.com/nodemesh/nodemesh/proxylib/xdsclient"
 )
@@ -28,6 +29,7 @@ type Proxy struct {
 	rt     *hcm.Runtime
 	um     *upstream.Manager
 	lm     *listener.Manager
+	udp    *udpproxy.Manager
 	store  *config.Store
 	client *xdsclient.Client
 }
@@ -114,7 +116,9 @@ func New(opts ...Option) (*Proxy, error) {
 			}
 			return nil
 		}))
-	p.store = config.New(p.rt, p.lm, p.um, config.WithInitialFetchTimeout(o.fetchTimeout), config.WithLogger(o.logger))
+	p.udp = udpproxy.New(p.rt, udpproxy.WithLogger(o.logger))
+	p.store = config.New(p.rt, p.lm, p.um, config.WithInitialFetchTimeout(o.fetchTimeout), config.WithLogger(o.logger),
+		config.WithUDP(p.udp))
 	c, err := xdsclient.New(o.xdsAddress, o.nodeID, p.store, xdsclient.WithDelta(o.delta),
 		xdsclient.WithLogger(o.logger), xdsclient.WithBackoff(o.backoffMin, o.backoffMax))
 	if err != nil {
@@ -127,8 +131,15 @@ func New(opts ...Option) (*Proxy, error) {
 // Store exposes the configuration state (status, readiness).
 func (p *Proxy) Store() *config.Store { return p.store }
 
-// Listeners returns listener name → bound address of serving listeners.
-func (p *Proxy) Listeners() map[string]string { return p.lm.Addresses() }
+// Listeners returns listener name → bound address of serving listeners,
+// TCP and UDP.
+func (p *Proxy) Listeners() map[string]string {
+	out := p.lm.Addresses()
+	for n, a := range p.udp.Addresses() {
+		out[n] = a
+	}
+	return out
+}
 
 // XDSStats returns the xDS stream counters.
 func (p *Proxy) XDSStats() xdsclient.Stats { return p.client.Stats() }
@@ -142,7 +153,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("listening for admin on %s: %w", p.o.adminAddress, err)
 		}
-		adminSrv = &http.Server{Handler: admin.Handler(p.store, p.client.Stats, p.lm.Addresses, p.um.Stats), ReadHeaderTimeout: 10 * time.Second}
+		adminSrv = &http.Server{Handler: admin.Handler(p.store, p.client.Stats, p.Listeners, p.um.Stats), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = adminSrv.Serve(ln) }()
 	}
 	err := p.client.Run(ctx)
@@ -151,6 +162,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	dctx, cancel := context.WithTimeout(context.Background(), p.o.drainTimeout)
 	defer cancel()
 	p.lm.Close(dctx)
+	p.udp.Close()
 	p.um.Close()
 	actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
 	p.rt.ALS.Close(actx) // last access-log entries

@@ -9,6 +9,7 @@ import (
 	"github.com/nodemesh/nodemesh/proxylib/resource"
 	"github.com/nodemesh/nodemesh/proxylib/route"
 	"github.com/nodemesh/nodemesh/proxylib/tcpproxy"
+	"github.com/nodemesh/nodemesh/proxylib/udpproxy"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
 
@@ -106,12 +107,17 @@ func (s *Store) publish() error {
 	}
 	sort.Strings(names)
 	usedAddr := map[string]bool{}
+	var udpSpecs []*udpproxy.Spec
 	for _, n := range names {
 		l := active[n]
-		if usedAddr[l.Address] {
+		if usedAddr[addrKey(l)] {
 			continue
 		}
-		usedAddr[l.Address] = true
+		usedAddr[addrKey(l)] = true
+		if l.UDP != nil {
+			udpSpecs = append(udpSpecs, &udpproxy.Spec{Name: l.Name, Address: l.Address, Config: l.UDP})
+			continue
+		}
 		spec := &listener.Spec{Name: l.Name, Address: l.Address, TLSInspector: l.TLSInspector,
 			Inspector: l.Inspector, FiltersTimeout: l.FiltersTimeout, ContinueOnFiltersTimeout: l.ContinueOnFiltersTimeout,
 			Transparent: l.Transparent, OriginalDst: l.OriginalDst}
@@ -151,11 +157,22 @@ func (s *Store) publish() error {
 	prevSecrets := s.secrets.Load()
 	s.secrets.Store(&secrets)
 	s.rt.Store(&hcm.Routing{Routes: routes, Clusters: clusters, Filters: filters})
+	commitUDP, abortUDP := func() {}, func() {}
+	if s.udp != nil {
+		var err error
+		if commitUDP, abortUDP, err = s.udp.Prepare(udpSpecs); err != nil {
+			s.rt.Store(prevRouting)
+			s.secrets.Store(prevSecrets)
+			return err
+		}
+	}
 	if err := s.lm.Apply(bind, specs); err != nil {
+		abortUDP()
 		s.rt.Store(prevRouting)
 		s.secrets.Store(prevSecrets)
 		return err
 	}
+	commitUDP()
 	s.active = active
 	s.handlers = handlers
 	s.built = built

@@ -19,6 +19,7 @@ import (
 	"github.com/nodemesh/nodemesh/proxylib/rbac"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
 	"github.com/nodemesh/nodemesh/proxylib/route"
+	"github.com/nodemesh/nodemesh/proxylib/udpproxy"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
 
@@ -48,6 +49,7 @@ type typeState struct {
 type Store struct {
 	rt     *hcm.Runtime
 	lm     *listener.Manager
+	udp    *udpproxy.Manager // nil: UDP listeners are not served
 	um     *upstream.Manager
 	logger *slog.Logger
 	wait   time.Duration
@@ -78,6 +80,9 @@ func WithInitialFetchTimeout(d time.Duration) Option { return func(s *Store) { s
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.logger = l } }
+
+// WithUDP serves listeners on UDP addresses (udp_proxy) with m.
+func WithUDP(m *udpproxy.Manager) Option { return func(s *Store) { s.udp = m } }
 
 var allTypes = []string{resource.ListenerType, resource.RouteType, resource.ClusterType, resource.EndpointType,
 	resource.SecretType, resource.ExtensionConfigType}
@@ -270,16 +275,25 @@ func duplicateAddresses(ls map[string]*entry) []string {
 	byAddr := map[string][]string{}
 	for n, e := range ls {
 		l := e.value.(*resource.Listener)
-		byAddr[l.Address] = append(byAddr[l.Address], n)
+		byAddr[addrKey(l)] = append(byAddr[addrKey(l)], n)
 	}
 	var errs []string
 	for addr, names := range byAddr {
 		if len(names) > 1 {
 			sort.Strings(names)
-			errs = append(errs, fmt.Sprintf("listener %q: address: %s is also used by listener %q", names[1], addr, names[0]))
+			errs = append(errs, fmt.Sprintf("listener %q: address: %s is also used by listener %q", names[1], strings.TrimSuffix(addr, "/udp"), names[0]))
 		}
 	}
 	return errs
+}
+
+// addrKey is what two listeners may not share: a TCP and a UDP listener
+// may use the same address and port.
+func addrKey(l *resource.Listener) string {
+	if l.UDP != nil {
+		return l.Address + "/udp"
+	}
+	return l.Address
 }
 
 // Names returns the resource names to subscribe for a non-wildcard type.
