@@ -23,6 +23,7 @@ func (s *stream) begin(h2 bool) {
 	s.mirrorOn = s.mirrorOn[:0]
 	s.verdict, s.reason, s.policy = "", "", ""
 	s.missingHeaders, s.rejectedHeaders = nil, nil
+	s.cors.reset()
 	if len(s.h.logs) > 0 {
 		s.start = time.Now()
 	}

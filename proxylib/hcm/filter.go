@@ -40,6 +40,7 @@ type filter struct {
 	name   string
 	static *rbac.Engine // static typed_config
 	ecds   string       // discovered configuration name
+	cors   bool         // the CORS filter (cors.go)
 }
 
 // replyMapper is a compiled local_reply_config mapper.
@@ -57,7 +58,9 @@ func compileFilters(cfg *resource.HCM) ([]filter, []replyMapper) {
 	var fs []filter
 	for _, f := range cfg.Filters {
 		cf := filter{name: f.Name}
-		if f.Discovery != nil {
+		if f.Kind == resource.FilterCORS {
+			cf.cors = true
+		} else if f.Discovery != nil {
 			cf.ecds = f.Discovery.Name
 		} else {
 			cf.static = rbac.New(f.RBAC)
@@ -82,6 +85,12 @@ func compileFilters(cfg *resource.HCM) ([]filter, []replyMapper) {
 func (s *stream) runFilters() (outcome, bool) {
 	for i := range s.h.filters {
 		f := &s.h.filters[i]
+		if f.cors {
+			if out, stop := s.runCORS(f.name); stop {
+				return out, true
+			}
+			continue
+		}
 		e := f.static
 		if f.ecds != "" {
 			fc := s.routing.Filters[f.ecds]
@@ -120,6 +129,9 @@ func (s *stream) localFlag(code int, body []byte, details string, flag uint32) o
 // mapLocal applies the connection manager's local reply mappers: the
 // first whose flags intersect the reply's rewrites its status and body.
 func (s *stream) mapLocal(code int, body []byte) (int, []byte) {
+	if s.cors.preflight {
+		return code, body // not a local reply Envoy maps: the CORS filter encodes it directly
+	}
 	for i := range s.h.mappers {
 		m := &s.h.mappers[i]
 		if m.byFlags && m.flags&s.flags == 0 || !m.byFlags && !m.op.Compare(uint32(code), m.value) {

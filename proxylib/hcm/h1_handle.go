@@ -170,6 +170,9 @@ func (s *stream) localHeaders(code int, body, loc []byte, now time.Time) header.
 		}
 		s.route.ResponseHeaders.Apply(&l)
 	}
+	if s.cors.active {
+		s.corsResponse(&l)
+	}
 	return l
 }
 
@@ -221,6 +224,9 @@ func (s *stream) finishResponseHeaders(l *header.List, upgrade bool, serviceTime
 	}
 	if s.route != nil {
 		s.route.ResponseHeaders.Apply(l)
+	}
+	if s.cors.active {
+		s.corsResponse(l)
 	}
 }
 

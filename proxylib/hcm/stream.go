@@ -100,6 +100,9 @@ type stream struct {
 
 	// h2t is the stream timer of an HTTP/2 stream (h2timer.go).
 	h2t h2Timer
+
+	// cors is the CORS filter's state (cors.go).
+	cors corsState
 }
 
 func newStream(h *Handler) *stream {
@@ -328,7 +331,12 @@ func (s *stream) decide() outcome {
 	if tbl == nil {
 		return s.localFlag(404, nil, "route_not_found", flagNR)
 	}
-	_, rt := tbl.Match(&s.rreq)
+	var rt *resource.Route
+	if s.cors.routed {
+		rt = s.cors.route // the route the CORS filter matched (and cached)
+	} else {
+		_, rt = tbl.Match(&s.rreq)
+	}
 	if rt == nil {
 		return s.localFlag(404, nil, "route_not_found", flagNR)
 	}

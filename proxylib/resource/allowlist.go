@@ -19,6 +19,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_src/v3"
@@ -49,6 +50,9 @@ const (
 	tcpALSName   = "envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig"
 
 	previousHostsName = "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+
+	corsName       = "envoy.extensions.filters.http.cors.v3.Cors"
+	corsPolicyName = "envoy.extensions.filters.http.cors.v3.CorsPolicy"
 
 	udpProxyName = "envoy.extensions.filters.udp.udp_proxy.v3.UdpProxyConfig"
 	udpRouteName = "envoy.extensions.filters.udp.udp_proxy.v3.Route"
@@ -125,9 +129,13 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 	"envoy.config.core.v3.HttpProtocolOptions": {"idle_timeout", "max_headers_count"},
 
 	"envoy.config.route.v3.RouteConfiguration": {"name", "virtual_hosts", "ignore_port_in_host_matching"},
-	"envoy.config.route.v3.VirtualHost":        {"name", "domains", "routes"},
+	"envoy.config.route.v3.VirtualHost":        {"name", "domains", "routes", "typed_per_filter_config"},
 	"envoy.config.route.v3.Route": {"name", "match", "route", "redirect", "direct_response",
-		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"},
+		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
+		"typed_per_filter_config"},
+	corsName: {},
+	corsPolicyName: {"allow_origin_string_match", "allow_methods", "allow_headers", "expose_headers", "max_age",
+		"allow_credentials", "allow_private_network_access", "forward_not_matching_preflights"},
 	"envoy.config.route.v3.RouteMatch":            {"prefix", "path", "safe_regex", "path_separated_prefix", "headers", "query_parameters"},
 	"envoy.type.matcher.v3.RegexMatcher":          {"regex"},
 	"envoy.config.route.v3.HeaderMatcher":         {"name", "string_match", "present_match", "invert_match"},
@@ -209,7 +217,9 @@ var allowedAny = map[protoreflect.FullName][]protoreflect.FullName{
 	"xds.core.v3.TypedExtensionConfig.typed_config":                                       {udpRouteName},
 	"envoy.config.core.v3.TransportSocket.typed_config":                                   {dtlsName, utlsName},
 	"envoy.config.listener.v3.Filter.typed_config":                                        {hcmName, tcpProxyName},
-	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config": {routerName, rbacName},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config": {routerName, rbacName, corsName},
+	"envoy.config.route.v3.Route.typed_per_filter_config":                                 {corsPolicyName},
+	"envoy.config.route.v3.VirtualHost.typed_per_filter_config":                           {corsPolicyName},
 	"envoy.config.accesslog.v3.AccessLog.typed_config":                                    {httpALSName, tcpALSName},
 	"envoy.config.core.v3.TypedExtensionConfig.typed_config":                              {rbacName, kafkaName, hmName},
 	"envoy.config.cluster.v3.Cluster.typed_extension_protocol_options":                    {hpoName},

@@ -9,10 +9,17 @@ import (
 	xdsmatcherv3 "github.com/cncf/xds/go/xds/type/matcher/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	udpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/udp/udp_proxy/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -171,5 +178,62 @@ func TestDecodeTLSInspectorAndTCPProxy(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestDecodeCORS(t *testing.T) {
+	policy := &corsv3.CorsPolicy{AllowOriginStringMatch: []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_SafeRegex{
+		SafeRegex: &matcherv3.RegexMatcher{Regex: `https://.*\.example`}}}}, AllowMethods: "GET", AllowCredentials: wrapperspb.Bool(false)}
+	rc := func(perFilter map[string]*anypb.Any) *routev3.RouteConfiguration {
+		return &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{{Name: "v", Domains: []string{"*"},
+			TypedPerFilterConfig: perFilter,
+			Routes: []*routev3.Route{{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action:               &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"}}},
+				TypedPerFilterConfig: perFilter}}}}}
+	}
+	out, err := DecodeRouteConfig(mustAny(t, rc(map[string]*anypb.Any{"envoy.filters.http.cors": mustAny(t, policy)})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := out.VirtualHosts[0].Routes[0].PerFilter["envoy.filters.http.cors"]
+	if p == nil || string(p.AllowMethods) != "GET" || p.AllowCredentials != False || p.ForwardNotMatchingPreflights != Unset ||
+		!p.AllowOrigins[0].Match([]byte("https://a.b.example")) || p.AllowOrigins[0].Match([]byte("http://a.example")) ||
+		out.VirtualHosts[0].PerFilter["envoy.filters.http.cors"] == nil {
+		t.Fatalf("decoded %+v", p)
+	}
+	for _, tc := range []struct {
+		name string
+		pf   map[string]*anypb.Any
+		want string
+	}{
+		{"another filter's per-route config", map[string]*anypb.Any{"envoy.filters.http.rbac": mustAny(t, &rbacfilterv3.RBACPerRoute{})},
+			`typed_per_filter_config["envoy.filters.http.rbac"]: type "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute" not supported`},
+		{"filter_enabled", map[string]*anypb.Any{"envoy.filters.http.cors": mustAny(t, &corsv3.CorsPolicy{
+			FilterEnabled: &corev3.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{Numerator: 50}}})},
+			"(CorsPolicy).filter_enabled: field not supported"},
+		{"header value with a line break", map[string]*anypb.Any{"envoy.filters.http.cors": mustAny(t, &corsv3.CorsPolicy{
+			ExposeHeaders: "x\r\ny: z"})}, "(CorsPolicy).expose_headers: not a valid header value"},
+		{"bad regex", map[string]*anypb.Any{"envoy.filters.http.cors": mustAny(t, &corsv3.CorsPolicy{
+			AllowOriginStringMatch: []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_SafeRegex{
+				SafeRegex: &matcherv3.RegexMatcher{Regex: "("}}}}})}, "allow_origin_string_match[0]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := DecodeRouteConfig(mustAny(t, rc(tc.pf)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+	// The filter itself: accepted before the router, with no fields.
+	l := testListener(t, testHCM(t, func(h *hcmv3.HttpConnectionManager) {
+		h.HttpFilters = append([]*hcmv3.HttpFilter{{Name: "envoy.filters.http.cors",
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &corsv3.Cors{})}}}, h.HttpFilters...)
+	}))
+	dl, err := DecodeListener(mustAny(t, l))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := dl.Chains[0].HCM.Filters; len(f) != 1 || f[0].Kind != FilterCORS || f[0].Name != "envoy.filters.http.cors" {
+		t.Fatalf("filters %+v", f)
 	}
 }

@@ -378,6 +378,8 @@ func decodeHCM(h *hcmv3.HttpConnectionManager, p path) (*HCM, error) {
 		fp := append(p, "http_filters", "["+strconv.Itoa(i)+"]")
 		hf := &HTTPFilter{Name: f.GetName(), Kind: FilterRBAC}
 		switch {
+		case f.GetTypedConfig().GetTypeUrl() == "type.googleapis.com/"+corsName && f.GetConfigDiscovery() == nil:
+			hf.Kind = FilterCORS
 		case f.GetConfigDiscovery() != nil:
 			ref, err := extensionRef(f.GetConfigDiscovery(), f.GetName(), []string{RBACTypeURL, HeaderMatchTypeURL}, append(fp, "config_discovery"))
 			if err != nil {
@@ -395,7 +397,7 @@ func decodeHCM(h *hcmv3.HttpConnectionManager, p path) (*HCM, error) {
 			}
 			hf.RBAC = d
 		default:
-			return nil, fieldErr(fp, "filter %q: only the RBAC filter (static or discovered) and the discovered header match filter may precede the router", f.GetName())
+			return nil, fieldErr(fp, "filter %q: only the CORS filter, the RBAC filter (static or discovered) and the discovered header match filter may precede the router", f.GetName())
 		}
 		out.Filters = append(out.Filters, hf)
 	}

@@ -41,6 +41,11 @@ func decodeRouteConfig(rc *routev3.RouteConfiguration) (*RouteConfig, error) {
 	for i, vh := range rc.GetVirtualHosts() {
 		p := path{"virtual_hosts", "[" + strconv.Itoa(i) + "]"}
 		v := &VirtualHost{Name: vh.GetName()}
+		pf, err := decodePerFilter(vh.GetTypedPerFilterConfig(), p)
+		if err != nil {
+			return nil, err
+		}
+		v.PerFilter = pf
 		for j, d := range vh.GetDomains() {
 			dp := append(p, "domains", "["+strconv.Itoa(j)+"]")
 			d = strings.ToLower(d)
@@ -131,6 +136,11 @@ func headerMatch(h *routev3.HeaderMatcher, hp path) (HeaderMatch, error) {
 
 func decodeRoute(r *routev3.Route, p path) (*Route, error) {
 	out := &Route{Name: r.GetName()}
+	pf, err := decodePerFilter(r.GetTypedPerFilterConfig(), p)
+	if err != nil {
+		return nil, err
+	}
+	out.PerFilter = pf
 	m := r.GetMatch()
 	mp := append(p, "match")
 	switch {

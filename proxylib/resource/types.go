@@ -239,6 +239,8 @@ type VirtualHost struct {
 	Name    string
 	Domains []string // lower-case
 	Routes  []*Route
+	// PerFilter is the typed_per_filter_config (nil: none).
+	PerFilter PerFilter
 }
 
 // PathKind is the route's path specifier.
@@ -278,6 +280,9 @@ type Route struct {
 
 	RequestHeaders  header.Mutation
 	ResponseHeaders header.Mutation
+
+	// PerFilter is the typed_per_filter_config (nil: none).
+	PerFilter PerFilter
 }
 
 // StringMatchKind is the rule of a StringMatcher.

@@ -38,6 +38,9 @@ type HTTPFilterKind uint8
 // HTTP filters.
 const (
 	FilterRBAC HTTPFilterKind = iota + 1
+	// FilterCORS is Envoy's CORS filter: its policies come from the
+	// routes' and virtual hosts' typed_per_filter_config under its name.
+	FilterCORS
 )
 
 // HTTPFilter is one HTTP filter before the router: its configuration is
