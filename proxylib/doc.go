@@ -27,17 +27,25 @@
 // # Resources and fields
 //
 // Listener: name; address.socket_address{address (an IP literal),
-// port_value}; listener_filters: the TLS inspector (and the policy
-// listener filters below); filter_chains
-// (at least one) with name, filter_chain_match.server_names (exact names and
-// "*.suffix" wildcards; exact first, then the most specific wildcard, then
-// the chain without server_names), transport_socket DownstreamTlsContext
+// port_value, protocol (TCP, or UDP: see L4 below)}; listener_filters: the
+// TLS inspector{max_client_hello_size, initial_read_buffer_size,
+// close_connection_on_client_hello_parsing_errors} (and the policy
+// listener filters below); listener_filters_timeout (default 15 s, 0:
+// none) and continue_on_listener_filters_timeout; filter_chains
+// (at least one) with name, filter_chain_match{destination_port,
+// server_names (exact names and "*.suffix" wildcards)} chosen as Envoy
+// prunes chains: the chains naming the connection's (original)
+// destination port if any, else those naming no port; among them the
+// exact server name first, then the most specific wildcard, then the
+// chain without server_names; nothing left closes the connection.
+// transport_socket DownstreamTlsContext
 // (common_tls_context.tls_certificate_sds_secret_configs, alpn_protocols;
-// TLS 1.2 and 1.3; client certificates, see TLS below), and network
-// filters ending in the HttpConnectionManager (or tcp_proxy, see L7
-// policy); per_connection_buffer_limit_bytes (default 1 MiB; see Limits
-// and timeouts). Two listeners may not share an address; two chains may
-// not share a match.
+// TLS 1.2 and 1.3; client certificates, see TLS below) terminates TLS; a
+// chain without one on a TLS connection passes the bytes through (see
+// L4). Network filters end in the HttpConnectionManager or tcp_proxy (see
+// L4 and L7 policy); per_connection_buffer_limit_bytes (default 1 MiB;
+// see Limits and timeouts). Two listeners may not share an address and
+// protocol; two chains may not share a match.
 //
 // HttpConnectionManager: stat_prefix; codec_type AUTO (HTTP/1.1, or HTTP/2
 // by ALPN "h2" or the prior-knowledge preface), HTTP1 or HTTP2; rds with
@@ -89,14 +97,16 @@
 // :authority or host agreeing with each other, one content-length
 // consistent with the DATA received); CONNECT is refused with 403.
 //
-// RouteConfiguration: name; virtual_hosts{name, domains, routes};
+// RouteConfiguration: name; virtual_hosts{name, domains, routes,
+// typed_per_filter_config (CorsPolicy only, see CORS)};
 // ignore_port_in_host_matching (the Host port takes no part in selecting a
 // virtual host; unlike strip_any_host_port the header keeps it). Domains
 // are unique per configuration and match case-insensitively: exact, then
 // the longest "*suffix" (the "*" matches at least one character), then the
 // longest "prefix*", then "*". No virtual host or no route → 404.
 //
-// Route: name; match with one of prefix (byte prefix of :path including
+// Route: name; typed_per_filter_config (CorsPolicy only: a configuration
+// for a filter the proxy does not implement is NACKed); match with one of prefix (byte prefix of :path including
 // the query), path (exact, without the query), safe_regex (RE2, whole path
 // without the query), path_separated_prefix (prefix then end or "/");
 // headers{name, string_match{exact | safe_regex}, present_match,
@@ -428,12 +438,12 @@
 // ORIGINAL_DST clusters and access logs) and original_src{mark} (upstream
 // sockets bind to the client's address with IP_TRANSPARENT, port left to
 // the kernel, and carry mark; bind_port is refused). A filter chain ends in
-// an HttpConnectionManager or in tcp_proxy{stat_prefix, cluster,
-// idle_timeout (default 1 h), access_log}, optionally preceded by the Kafka
+// an HttpConnectionManager or in tcp_proxy (see L4), optionally preceded by the Kafka
 // policy filter (type nodemesh.filters.network.kafka.v1.KafkaPolicy through
 // ECDS; see packages proxylib/api/kafka/v1 and kafka).
 //
-// HttpConnectionManager http_filters: any number of RBAC filters
+// HttpConnectionManager http_filters: the CORS filter (see CORS) and any
+// number of RBAC filters
 // (envoy.extensions.filters.http.rbac.v3.RBAC{rules{action ALLOW | DENY,
 // policies}}) before the router, with a static typed_config or through ECDS
 // (config_discovery{config_source, type_urls}; as in Envoy the filter's
@@ -491,6 +501,122 @@
 // HTTP/2 requests, HTTP/1.1 otherwise). StringMatcher additionally takes
 // prefix, suffix, contains and ignore_case.
 //
+// # L4: TLS passthrough, TCP and UDP
+//
+// TLS inspector: with it, the first bytes of every connection are peeked
+// at — not consumed — until they hold a whole ClientHello (one or several
+// handshake records), at most max_client_hello_size bytes (default and
+// maximum 16 KiB, counted as Envoy counts them: record headers included;
+// the first peek asks for initial_read_buffer_size, doubling up to it),
+// within listener_filters_timeout. A ClientHello yields its server_name
+// (matched case-insensitively); one without the extension has no name.
+// Bytes that cannot begin a well-formed ClientHello are plain text (no
+// name) unless close_connection_on_client_hello_parsing_errors; a
+// ClientHello over the limit, a connection closed or failing before it
+// completes, or one still incomplete when the timeout expires is closed —
+// unless continue_on_listener_filters_timeout, when the connection goes on
+// as if nothing had been read (the chain for no name). NACKed:
+// enable_ja3_fingerprinting, enable_ja4_fingerprinting. Without the
+// inspector server names are unknown: only chains without server_names
+// match.
+//
+// TLS passthrough: a chain without transport_socket that tcp_proxy ends
+// gets the connection with the ClientHello unread, so the backend
+// performs the handshake with the client (the client sees the backend's
+// certificate). Chains terminating TLS and passing it through share a
+// port, picked by SNI; plain text on a TLS-terminating chain is closed.
+//
+// tcp_proxy{stat_prefix, cluster | weighted_clusters{clusters{name,
+// weight}} (picked per connection in proportion to weight),
+// max_connect_attempts (default 1: each attempt picks a host anew through
+// the cluster's load balancer; an overflow is not retried), idle_timeout
+// (default 1 h, 0: none; no byte either way for that long closes both
+// sides), access_log (tcp_grpc, one entry per connection)}: one upstream
+// connection per downstream connection, bytes copied both ways, reads
+// bounded by the listener's per_connection_buffer_limit_bytes, half-closes
+// propagated each way (the other direction keeps flowing until it ends
+// too). The cluster's circuit_breakers max_connections bounds connections
+// (beyond it the client connection is closed, details
+// upstream_overflow); no cluster or no healthy host closes it too. NACKed:
+// metadata_match, on_demand, downstream_idle_timeout,
+// upstream_idle_timeout, hash_policy, tunneling_config,
+// max_downstream_connection_duration, access_log_flush_interval and the
+// other access log options, backoff_options, proxy_protocol_tlvs.
+//
+// UDP listeners (address.socket_address.protocol UDP): no filter chains,
+// exactly one listener filter, envoy.filters.udp_listener.udp_proxy
+// (UdpProxyConfig{stat_prefix, matcher | cluster (deprecated),
+// idle_timeout (default 60 s), upstream_socket_config.max_rx_datagram_size
+// (default 1500)}); udp_listener_config.downstream_socket_config
+// .max_rx_datagram_size (default 1500). The route is the cluster of
+// matcher.on_no_match.action, a Route{cluster} (matcher lists and trees
+// are NACKed), or of the deprecated cluster field. Each client address
+// gets a session: its first datagram picks an endpoint with the cluster's
+// load balancer and opens a connected upstream socket; datagrams go both
+// ways (replies from the listener's socket) until none passes either way
+// for idle_timeout. Sessions count against the cluster's max_connections
+// (default 1024; beyond it a new client's datagrams are dropped); a
+// datagram over max_rx_datagram_size is dropped, as Envoy drops truncated
+// ones. Endpoint changes apply to new sessions. A TCP and a UDP listener
+// may share an address and port. per_connection_buffer_limit_bytes and
+// listener_filters_timeout have no effect on UDP listeners. NACKed:
+// use_original_src_ip, use_per_packet_load_balancing, hash_policies,
+// session_filters, tunneling_config, access logs, prefer_gro, QUIC.
+//
+// Gateway API on these fields (for the translator): TLSRoute on a
+// Passthrough listener → a listener with the TLS inspector and one chain
+// per route hostname set, filter_chain_match.server_names = the route's
+// hostnames intersected with the listener's, no transport_socket,
+// tcp_proxy to the backend cluster (several backendRefs:
+// weighted_clusters with their weights); TLSRoute on a Terminate listener
+// → the same chain with the listener's DownstreamTlsContext as
+// transport_socket (the proxy then forwards the decrypted bytes); both
+// kinds, and HTTPS chains, may share a port. TCPRoute → a listener whose
+// single chain (no filter_chain_match) is tcp_proxy, cluster or
+// weighted_clusters. UDPRoute → a UDP listener with the udp_proxy whose
+// matcher.on_no_match.action is Route{cluster}; several backendRefs
+// become one cluster whose lb_endpoints carry load_balancing_weight in
+// proportion to each backendRef's weight (divided among its endpoints:
+// locality weights are not accepted).
+//
+// # CORS
+//
+// http_filters envoy.extensions.filters.http.cors.v3.Cors (no fields), before
+// the router; its policies are CorsPolicy{allow_origin_string_match
+// (StringMatchers), allow_methods, allow_headers, expose_headers, max_age,
+// allow_credentials, allow_private_network_access,
+// forward_not_matching_preflights} in the typed_per_filter_config of the
+// matched route and of its virtual host, under the filter's name. Each
+// field comes from the route's policy when set there, else from the
+// virtual host's; RouteAction.cors and VirtualHost.cors (deprecated) are
+// NACKed, and so are filter_enabled and shadow_enabled (a policy is always
+// enforced). A request with a non-empty Origin is a CORS request; its
+// origin is allowed when a matcher matches it or matches "*" (an exact
+// "*" allows any origin), and responses then carry
+// access-control-allow-origin: the request's origin (never "*"),
+// access-control-allow-credentials: true when allow_credentials, and
+// access-control-expose-headers. A preflight (OPTIONS with an Origin and an
+// access-control-request-method) from an allowed origin is answered by the
+// proxy: 200 with allow-methods (allow_methods; "*" echoes the requested
+// method), allow-headers (allow_headers; "*" echoes
+// access-control-request-headers), max-age, allow-credentials,
+// expose-headers, and access-control-allow-private-network: true when
+// allow_private_network_access and the request asked for it. A preflight
+// from another origin is forwarded (forward_not_matching_preflights,
+// default true) or answered 200 with those headers but no allow-origin.
+// Filters after it do not re-route the request.
+//
+// Gateway API HTTPRouteCORS (v1.6.3 conformance) on these fields: the
+// filter in every connection manager with an HTTPRoute using CORS, and
+// per route rule a CorsPolicy: allowOrigins → allow_origin_string_match,
+// "*" → exact "*", an origin with a "*" host label (https://*.bar.com) →
+// safe_regex with the scheme and port literal and "*" as ".*" (matching
+// any number of labels, as the suite requires), others → exact;
+// allowMethods and allowHeaders joined with ", " (a "*" entry → "*",
+// which the filter echoes, as the suite expects with credentials);
+// exposeHeaders joined with ", "; maxAge → max_age in seconds; allowCredentials →
+// allow_credentials. forward_not_matching_preflights stays unset.
+//
 // # Data-path behaviour
 //
 // See package hcm for the connection manager and router defaults users see
@@ -534,19 +660,21 @@
 //   - `envoy.config.core.v3.Pipe`: path
 //   - `envoy.config.core.v3.RuntimeFractionalPercent`: default_value, runtime_key
 //   - `envoy.config.core.v3.RuntimeUInt32`: default_value, runtime_key
-//   - `envoy.config.core.v3.SocketAddress`: address, port_value
+//   - `envoy.config.core.v3.SocketAddress`: protocol, address, port_value
 //   - `envoy.config.core.v3.SocketOption`: description, level, name, int_value, buf_value, state
 //   - `envoy.config.core.v3.TransportSocket`: name, typed_config; typed_config holds envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext | envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
 //   - `envoy.config.core.v3.TypedExtensionConfig`: name, typed_config; typed_config holds envoy.extensions.filters.http.rbac.v3.RBAC | nodemesh.filters.network.kafka.v1.KafkaPolicy | nodemesh.filters.http.header_match.v1.HeaderMatchPolicy
+//   - `envoy.config.core.v3.UdpSocketConfig`: max_rx_datagram_size
 //   - `envoy.config.endpoint.v3.ClusterLoadAssignment`: cluster_name, endpoints
 //   - `envoy.config.endpoint.v3.Endpoint`: address
 //   - `envoy.config.endpoint.v3.LbEndpoint`: endpoint, health_status, load_balancing_weight
 //   - `envoy.config.endpoint.v3.LocalityLbEndpoints`: lb_endpoints
-//   - `envoy.config.listener.v3.FilterChainMatch`: server_names
+//   - `envoy.config.listener.v3.FilterChainMatch`: destination_port, server_names
 //   - `envoy.config.listener.v3.FilterChain`: name, filter_chain_match, transport_socket, filters
 //   - `envoy.config.listener.v3.Filter`: name, typed_config, config_discovery; typed_config holds envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager | envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-//   - `envoy.config.listener.v3.ListenerFilter`: name, typed_config; typed_config holds envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector | envoy.extensions.filters.listener.original_dst.v3.OriginalDst | envoy.extensions.filters.listener.original_src.v3.OriginalSrc
-//   - `envoy.config.listener.v3.Listener`: name, address, listener_filters, filter_chains, per_connection_buffer_limit_bytes, transparent
+//   - `envoy.config.listener.v3.ListenerFilter`: name, typed_config; typed_config holds envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector | envoy.extensions.filters.listener.original_dst.v3.OriginalDst | envoy.extensions.filters.listener.original_src.v3.OriginalSrc | envoy.extensions.filters.udp.udp_proxy.v3.UdpProxyConfig
+//   - `envoy.config.listener.v3.Listener`: name, address, listener_filters, filter_chains, per_connection_buffer_limit_bytes, transparent, listener_filters_timeout, continue_on_listener_filters_timeout, udp_listener_config
+//   - `envoy.config.listener.v3.UdpListenerConfig`: downstream_socket_config
 //   - `envoy.config.rbac.v3.Permission.Set`: rules
 //   - `envoy.config.rbac.v3.Permission`: and_rules, or_rules, any, header, url_path, destination_ip, destination_port, destination_port_range, not_rule
 //   - `envoy.config.rbac.v3.Policy`: permissions, principals
@@ -565,26 +693,32 @@
 //   - `envoy.config.route.v3.RouteAction`: cluster, weighted_clusters, cluster_not_found_response_code, prefix_rewrite, regex_rewrite, host_rewrite_literal, timeout, retry_policy, request_mirror_policies
 //   - `envoy.config.route.v3.RouteConfiguration`: name, virtual_hosts, ignore_port_in_host_matching
 //   - `envoy.config.route.v3.RouteMatch`: prefix, path, safe_regex, path_separated_prefix, headers, query_parameters
-//   - `envoy.config.route.v3.Route`: name, match, route, redirect, direct_response, request_headers_to_add, request_headers_to_remove, response_headers_to_add, response_headers_to_remove
-//   - `envoy.config.route.v3.VirtualHost`: name, domains, routes
+//   - `envoy.config.route.v3.Route`: name, match, route, redirect, direct_response, request_headers_to_add, request_headers_to_remove, response_headers_to_add, response_headers_to_remove, typed_per_filter_config; typed_per_filter_config holds envoy.extensions.filters.http.cors.v3.CorsPolicy
+//   - `envoy.config.route.v3.VirtualHost`: name, domains, routes, typed_per_filter_config; typed_per_filter_config holds envoy.extensions.filters.http.cors.v3.CorsPolicy
 //   - `envoy.config.route.v3.WeightedCluster.ClusterWeight`: name, weight, request_headers_to_add, request_headers_to_remove, response_headers_to_add, response_headers_to_remove
 //   - `envoy.config.route.v3.WeightedCluster`: clusters
 //   - `envoy.extensions.access_loggers.grpc.v3.CommonGrpcAccessLogConfig`: log_name, grpc_service, transport_api_version, buffer_flush_interval, buffer_size_bytes
 //   - `envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig`: common_config
 //   - `envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig`: common_config
+//   - `envoy.extensions.filters.http.cors.v3.CorsPolicy`: allow_origin_string_match, allow_methods, allow_headers, expose_headers, max_age, allow_credentials, allow_private_network_access, forward_not_matching_preflights
+//   - `envoy.extensions.filters.http.cors.v3.Cors`: (no fields)
 //   - `envoy.extensions.filters.http.rbac.v3.RBAC`: rules
 //   - `envoy.extensions.filters.http.router.v3.Router`: (no fields)
 //   - `envoy.extensions.filters.listener.original_dst.v3.OriginalDst`: (no fields)
 //   - `envoy.extensions.filters.listener.original_src.v3.OriginalSrc`: bind_port, mark
-//   - `envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector`: (no fields)
+//   - `envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector`: initial_read_buffer_size, close_connection_on_client_hello_parsing_errors, max_client_hello_size
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.SetCurrentClientCertDetails`: subject, cert, chain, dns, uri
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig`: upgrade_type, enabled
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`: stat_prefix, codec_type, rds, http_filters, use_remote_address, xff_num_trusted_hops, skip_xff_append, strip_any_host_port, normalize_path, merge_slashes, path_with_escaped_slashes_action, server_name, common_http_protocol_options, stream_idle_timeout, request_timeout, request_headers_timeout, max_request_headers_kb, generate_request_id, preserve_external_request_id, upgrade_configs, local_reply_config, access_log, http2_protocol_options, forward_client_cert_details, set_current_client_cert_details
-//   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter`: name, typed_config, config_discovery; typed_config holds envoy.extensions.filters.http.router.v3.Router | envoy.extensions.filters.http.rbac.v3.RBAC
+//   - `envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter`: name, typed_config, config_discovery; typed_config holds envoy.extensions.filters.http.router.v3.Router | envoy.extensions.filters.http.rbac.v3.RBAC | envoy.extensions.filters.http.cors.v3.Cors
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig`: mappers
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.Rds`: route_config_name, config_source
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper`: filter, status_code, body
-//   - `envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`: stat_prefix, cluster, access_log, idle_timeout
+//   - `envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight`: name, weight
+//   - `envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster`: clusters
+//   - `envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`: stat_prefix, cluster, weighted_clusters, access_log, idle_timeout, max_connect_attempts
+//   - `envoy.extensions.filters.udp.udp_proxy.v3.Route`: cluster
+//   - `envoy.extensions.filters.udp.udp_proxy.v3.UdpProxyConfig`: stat_prefix, cluster, matcher, idle_timeout, upstream_socket_config
 //   - `envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate`: (no fields)
 //   - `envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext`: trusted_ca, match_typed_subject_alt_names, trust_chain_verification
 //   - `envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CombinedCertificateValidationContext`: default_validation_context, validation_context_sds_secret_config
@@ -612,6 +746,9 @@
 //   - `nodemesh.filters.network.kafka.v1.KafkaDestination`: name, addresses, port, end_port, rules
 //   - `nodemesh.filters.network.kafka.v1.KafkaPolicy`: destinations, max_request_bytes
 //   - `nodemesh.filters.network.kafka.v1.KafkaRule`: name, principals, role, api_keys, api_version, client_id, topic
+//   - `xds.core.v3.TypedExtensionConfig`: name, typed_config; typed_config holds envoy.extensions.filters.udp.udp_proxy.v3.Route
+//   - `xds.type.matcher.v3.Matcher.OnMatch`: action
+//   - `xds.type.matcher.v3.Matcher`: on_no_match
 //
 // END ALLOWLIST
 package proxylib

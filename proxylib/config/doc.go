@@ -38,6 +38,11 @@
 // Close stops the warming timer when the proxy stops, so no publication
 // races the listeners' shutdown.
 //
+// UDP listeners (udp_proxy) are published to a udpproxy.Manager next to
+// the TCP ones: new UDP addresses are bound first and the two updates
+// apply together or not at all; a TCP and a UDP listener may share an
+// address and port.
+//
 // Data enters through Update (called by the xDS client's goroutine) and
 // leaves through hcm.Runtime.Store and listener.Manager.Apply; Status and
 // Ready serve the admin endpoint.

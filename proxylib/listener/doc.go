@@ -17,11 +17,21 @@
 // handed to the chain as its local address (ConnInfo.Local), and with
 // original_src the client's address to bind upstream sockets to.
 //
-// Filter chain selection follows Envoy's server_names matching: the exact
-// SNI first, then "*.suffix" wildcards from the most specific, then the
-// chain without server_names; no match closes the connection. TLS is
-// detected from the first byte when the listener has the TLS inspector;
-// without it SNI is unknown and only chains without server_names match.
+// Filter chain selection follows Envoy's pruning: destination_port (the
+// chains naming the connection's original destination port, else those
+// naming none), then server_names (the exact SNI, then "*.suffix"
+// wildcards from the most specific, then the chain without server_names);
+// no match closes the connection. With the TLS inspector the ClientHello
+// is peeked with MSG_PEEK (inspect.go) — never consumed — and parsed for
+// its SNI (clienthello.go, fuzzed): a chain with a DownstreamTlsContext
+// then terminates TLS, one without gets the untouched socket (TLS
+// passthrough: tcp_proxy forwards the ClientHello itself). The peek is
+// bounded by max_client_hello_size (record headers included, as Envoy
+// counts) and by listener_filters_timeout; it waits for more bytes on the
+// poller, never spinning, and a peer that half-closes before the hello is
+// complete is detected (POLLRDHUP). Without the inspector SNI is unknown
+// and only chains without server_names match; plain text reaching a
+// TLS-terminating chain after inspection is closed.
 // Certificates are looked up by SDS secret name at handshake time, so a
 // rotated Secret applies to new handshakes without touching listeners.
 // Servers negotiate TLS 1.2 or 1.3 (Envoy's server default) and advertise

@@ -14,7 +14,8 @@
 // ADS config sources, unique domains and filter chain matches, RE2
 // compilation of every regex, parsable key pairs).
 //
-// Data enters as *anypb.Any from the xDS client and leaves as *Listener,
+// Data enters as *anypb.Any from the xDS client and leaves as *Listener
+// (TCP, or UDP with its udp_proxy),
 // *RouteConfig, *Cluster, *Endpoints, *Secret or *Extension (ECDS: RBAC or
 // Kafka policy); those values are never
 // mutated after decoding, so the data path may share them freely.
@@ -33,5 +34,11 @@
 // nesting is bounded at 32 levels; an ORIGINAL_DST cluster needs
 // CLUSTER_PROVIDED; original_src's bind_port is refused (the client's own
 // port would collide with its connection); upstream socket options must be
-// STATE_PREBIND.
+// STATE_PREBIND; a UDP listener has exactly one listener filter, the
+// udp_proxy, and no filter chains, and its route is a cluster (the
+// matcher's on_no_match action, or the deprecated cluster field);
+// typed_per_filter_config holds CorsPolicy only, under any filter name
+// (as in Envoy, a name no filter has is simply unused); CORS header values
+// with line breaks or NUL are refused; UDP protocol is accepted on
+// listener addresses only.
 package resource

@@ -13,9 +13,13 @@
 // the next request of existing connections too, as Cilium re-evaluates
 // policy per request — and denied requests are answered with Kafka errors.
 //
-// Decisions: no cluster, no host or a failed connect closes the downstream
-// connection (Envoy's behaviour); idle_timeout (default 1 h) closes a
-// connection without traffic in either direction; a missing Kafka filter
+// Decisions: the cluster is the configured one or, with
+// weighted_clusters, one picked per connection in proportion to its
+// weight; a failed connect is retried on a host picked anew up to
+// max_connect_attempts (default 1), an overflow of max_connections is
+// not; no cluster, no host or the last failed connect closes the
+// downstream connection (Envoy's behaviour); idle_timeout (default 1 h)
+// closes a connection without traffic in either direction; a missing Kafka filter
 // configuration closes the connection at its first request (fail closed).
 // Access logs: one TCP entry per connection at close (l7meta protocol
 // "tcp"), and with the Kafka filter one entry per Kafka request.
