@@ -23,6 +23,7 @@ import (
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/gateway/address"
 	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/provider/file"
 	"github.com/nodemesh/nodemesh/xds/translator"
 )
 
@@ -94,6 +95,10 @@ func translateCmd(args []string, stdout, stderr io.Writer) error {
 	return render(stdout, doc, *output)
 }
 
+// maxFileSize bounds each file (and stdin) translate reads, as the agent
+// bounds its config files.
+const maxFileSize = file.DefaultMaxFileSize
+
 // readObjects decodes every file named (directories: their *.yaml, *.yml
 // and *.json files) and reports all decoding errors together.
 func readObjects(paths []string) ([]input.Object, error) {
@@ -109,9 +114,12 @@ func readObjects(paths []string) ([]input.Object, error) {
 	}
 	for _, p := range paths {
 		if p == "-" {
-			data, err := io.ReadAll(os.Stdin)
+			data, err := io.ReadAll(io.LimitReader(os.Stdin, maxFileSize+1))
 			if err != nil {
 				return nil, fmt.Errorf("reading stdin: %w", err)
+			}
+			if len(data) > maxFileSize {
+				return nil, fmt.Errorf("reading stdin: more than %d bytes", maxFileSize)
 			}
 			decode("stdin", data)
 			continue
@@ -138,9 +146,9 @@ func readObjects(paths []string) ([]input.Object, error) {
 			sort.Strings(names)
 		}
 		for _, n := range names {
-			data, err := os.ReadFile(n)
+			data, err := file.ReadFile(n, maxFileSize)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("reading %s: %w", n, err)
 			}
 			decode(n, data)
 		}

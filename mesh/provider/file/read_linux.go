@@ -46,6 +46,18 @@ var procFD = "/proc/self/fd/"
 // reads.
 const readChunk = 64 << 10
 
+// ReadFile reads one config file the way the provider does: only a
+// regular file (after symbolic links) of at most limit bytes (0: the
+// default, DefaultMaxFileSize). Other readers of config files, such as
+// offline translation, use it so a FIFO, a device or a huge file cannot
+// hang them or exhaust memory either.
+func ReadFile(path string, limit int64) ([]byte, error) {
+	if limit <= 0 {
+		limit = DefaultMaxFileSize
+	}
+	return readFile(path, limit)
+}
+
 // readFile returns the content of the config file at path, following
 // symbolic links. Only a regular file of at most limit bytes is read;
 // at most limit+readChunk bytes are ever read, so a file that grows while being
