@@ -243,14 +243,16 @@ func (s *Store) Update(typeURL, version string, resources []*anypb.Any, removed 
 		ts.nackErr, ts.nackVer = msg, version
 		return errors.New(msg)
 	}
-	prev := ts.entries
-	ts.entries = next
+	prev, prevReceived := ts.entries, ts.received
+	// Received before publishing: publish decides readiness, and an empty
+	// response is a complete answer too.
+	ts.entries, ts.received = next, true
 	if err := s.publish(); err != nil {
-		ts.entries = prev
+		ts.entries, ts.received = prev, prevReceived
 		ts.nackErr, ts.nackVer = err.Error(), version
 		return err
 	}
-	ts.version, ts.received, ts.updated = version, true, time.Now()
+	ts.version, ts.updated = version, time.Now()
 	ts.nackErr, ts.nackVer = "", ""
 	return nil
 }

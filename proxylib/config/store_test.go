@@ -71,3 +71,37 @@ func TestCloseStopsWarming(t *testing.T) {
 		um.Close()
 	}
 }
+
+// TestReadyOnEmptyConfiguration: a control plane with nothing to serve
+// answers with no listeners and no clusters; that is a complete initial
+// configuration, so the proxy turns ready (it used to stay not ready until
+// some listener or cluster arrived).
+func TestReadyOnEmptyConfiguration(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var s *config.Store
+	lm := listener.New(func(n string) *tls.Certificate { return s.Cert(n) }, listener.WithSockets(1), listener.WithLogger(logger))
+	um := upstream.NewManager(nil)
+	s = config.New(hcm.NewRuntime("127.0.0.1", logger), lm, um, config.WithLogger(logger))
+	defer func() {
+		s.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		lm.Close(ctx)
+		um.Close()
+	}()
+	if s.Ready() {
+		t.Fatal("ready before any configuration")
+	}
+	if err := s.Update(resource.ListenerType, "1", nil, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if s.Ready() {
+		t.Fatal("ready with listeners but before clusters were received")
+	}
+	if err := s.Update(resource.ClusterType, "1", nil, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Ready() {
+		t.Fatal("not ready after empty listener and cluster responses")
+	}
+}
