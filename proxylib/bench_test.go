@@ -8,6 +8,9 @@ import (
 	"net"
 	"strconv"
 	"testing"
+
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // rawBackend answers every request with a fixed 64-byte body, reading
@@ -61,12 +64,18 @@ func rawBackend(b testing.TB) string {
 }
 
 // BenchmarkHTTP1Proxy measures keep-alive HTTP/1.1 requests through the
-// proxy over loopback: client → proxy → backend, 64-byte bodies.
+// proxy over loopback: client → proxy → backend, 64-byte bodies. The
+// connection manager normalises paths as every one the translator emits
+// does.
 func BenchmarkHTTP1Proxy(b *testing.B) {
 	backendAddr := rawBackend(b)
 	x := startXDS(b, "", nil)
 	addr := freeAddr(b)
-	x.set(httpListener(b, "l", addr, "rc", nil),
+	x.set(httpListener(b, "l", addr, "rc", func(h *hcmv3.HttpConnectionManager) {
+		h.NormalizePath = wrapperspb.Bool(true)
+		h.MergeSlashes = true
+		h.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT
+	}),
 		routeConfig("rc", vh("bench", "*", prefixRoute("/", "c"))),
 		edsCluster(b, "c", false, nil), cla("c", backendAddr))
 	startProxy(b, x.sock)
