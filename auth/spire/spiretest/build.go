@@ -1,0 +1,151 @@
+package spiretest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// Binaries are the SPIRE programs built from the nested module.
+type Binaries struct {
+	Server, Agent string
+}
+
+// ModuleDir is the nested module that pins SPIRE, relative to the
+// repository root.
+const ModuleDir = "auth/spire/spiretest/module"
+
+// cacheDir holds build outputs, relative to the repository root
+// (gitignored).
+const cacheDir = "auth/spire/.cache"
+
+// packages are the programs built, as the nested module's tool
+// directives name them.
+var packages = []string{
+	"github.com/spiffe/spire/cmd/spire-server",
+	"github.com/spiffe/spire/cmd/spire-agent",
+}
+
+// buildFlags are part of the cache key: symbols and DWARF are dropped
+// (the server alone is over 200 MB with them), cgo stays on because the
+// server's SQLite datastore needs it.
+var buildFlags = []string{"-ldflags=-s -w"}
+
+// RepoRoot finds the repository root from the working directory (tests
+// run in their package directory).
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("finding repository root: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, ModuleDir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("finding repository root: no " + ModuleDir + "/go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// key hashes every input of the build: the nested module's go.mod and
+// go.sum (it has no Go files: the tool directives name the programs), the
+// build flags and the Go toolchain version.
+func key(root string) (string, error) {
+	h := sha256.New()
+	for _, name := range []string{"go.mod", "go.sum"} {
+		b, err := os.ReadFile(filepath.Join(root, ModuleDir, name))
+		if err != nil {
+			return "", fmt.Errorf("hashing build inputs: %w", err)
+		}
+		fmt.Fprintf(h, "%s %d\n", name, len(b))
+		h.Write(b)
+	}
+	fmt.Fprintf(h, "flags %q\n", buildFlags)
+	out, err := exec.Command("go", "env", "GOVERSION", "GOOS", "GOARCH", "CC").Output()
+	if err != nil {
+		return "", fmt.Errorf("reading Go environment: %w", err)
+	}
+	h.Write(out)
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+func binaries(dir string) *Binaries {
+	return &Binaries{Server: filepath.Join(dir, "spire-server"), Agent: filepath.Join(dir, "spire-agent")}
+}
+
+// Find returns the binaries if a build for the current inputs is complete.
+func Find(root string) (*Binaries, bool) {
+	k, err := key(root)
+	if err != nil {
+		return nil, false
+	}
+	dir := filepath.Join(root, cacheDir, "spire-"+k)
+	if _, err := os.Stat(filepath.Join(dir, "complete")); err != nil {
+		return nil, false
+	}
+	return binaries(dir), true
+}
+
+// Build builds spire-server and spire-agent into the cache directory for
+// the current inputs, unless that build is already complete, and returns
+// them. Build output goes to log. Concurrent callers (parallel test
+// packages) wait on a file lock and share one build.
+func Build(ctx context.Context, root string, log io.Writer) (*Binaries, error) {
+	k, err := key(root)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(root, cacheDir, "spire-"+k)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating build cache: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening build lock: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("taking build lock: %w", err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	if b, ok := Find(root); ok {
+		return b, nil
+	}
+	args := append([]string{"build"}, buildFlags...)
+	args = append(args, "-o", dir+string(filepath.Separator))
+	args = append(args, packages...)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = filepath.Join(root, ModuleDir)
+	// The SQLite datastore is cgo; a CGO_ENABLED=0 environment would
+	// build a server that cannot store anything.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	cmd.Stdout, cmd.Stderr = log, log
+	fmt.Fprintf(log, "spiretest: go %s\n", strings.Join(args, " "))
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("building SPIRE: go %s: %w", strings.Join(args, " "), err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "complete"), nil, 0o644); err != nil {
+		return nil, fmt.Errorf("marking build complete: %w", err)
+	}
+	// Builds for earlier inputs (about 100 MB each) will not be used
+	// again.
+	if old, err := filepath.Glob(filepath.Join(root, cacheDir, "spire-*")); err == nil {
+		for _, o := range old {
+			if o != dir {
+				_ = os.RemoveAll(o)
+			}
+		}
+	}
+	return binaries(dir), nil
+}
