@@ -34,8 +34,8 @@ test: ## unit, golden, end-to-end and privileged tests (run as root for datapath
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 30m $(PKGS)
 
-integration: ## CRD, Kubernetes provider and controller tests, and the lab's, against a real kube-apiserver (builds it once, cached)
-	NODEMESH_INTEGRATION=1 $(GO) test -count=1 -timeout 30m ./api/... ./mesh/provider/kube/... ./gateway/nodereport/... ./gateway/controller/... ./internal/lab/... ./conformance/kubemode/... ./conformance/harness/...
+integration: ## CRD, Kubernetes provider and controller tests, and the lab's, against a real kube-apiserver; the SPIRE source against real SPIRE (builds them once, cached)
+	NODEMESH_INTEGRATION=1 $(GO) test -count=1 -timeout 30m ./api/... ./mesh/provider/kube/... ./gateway/nodereport/... ./gateway/controller/... ./internal/lab/... ./conformance/kubemode/... ./conformance/harness/... ./auth/spire/...
 
 conformance: build ## official Gateway API conformance suite (GATEWAY-HTTP) on a real kube-apiserver; report in conformance/reports/
 	$(GO) build -o $(BIN)/ ./conformance/harness

@@ -10,6 +10,11 @@
 //	                  name of an identity, the Source interface, Notifier
 //	auth/issuer       the built-in SPIFFE issuer: one CA per trust domain,
 //	                  persisted, rotating; implements Source
+//	auth/spire        SPIRE instead: Source from the SPIRE agent's Delegated
+//	                  Identity API (admin socket), Registrar for the
+//	                  per-identity entries on the SPIRE server
+//	auth/spire/spiretest  real spire-server/spire-agent for tests, built
+//	                  from a nested module (cached)
 //	auth/workload     the SPIFFE Workload API (X.509) on a Unix socket for the
 //	                  node's Pods, callers attested by their network namespace
 //	auth/handshake    the TLS 1.3 handshake server (port 4250) and client
@@ -32,8 +37,8 @@
 // bundle change. It is shaped so that two implementations fit:
 //
 //   - auth/issuer mints SVIDs itself (SVID never blocks beyond signing);
-//   - a SPIRE Delegated Identity client (deferred) would receive them from
-//     the SPIRE agent's stream and block in SVID until the entry arrives.
+//   - auth/spire receives them from the SPIRE agent's Delegated Identity
+//     stream and blocks in SVID until the identity's entry arrives.
 //
 // The agent obtains SVIDs for its local identities directly from the
 // Source (the role SPIRE's Delegated Identity API plays for Cilium); the
@@ -47,6 +52,7 @@
 //	manager workers ── Authenticate ─────────────────▶ handshake.Client ──TCP──▶ peer's handshake.Server
 //	handshake, workload, manager ── SVID/Bundle ─────▶ Source
 //	issuer.Run ── Notify ────────────────────────────▶ subscribers (workload streams, manager)
+//	spire.Source.Run ◀── SVID and bundle streams ──── SPIRE agent admin socket; Notify ▶ subscribers
 //	composition root ── SetPeerAuthorities(peers' Authorities()) ▶ issuer
 //	composition root ── Refresh() after endpoint changes ▶ workload server
 //
@@ -64,21 +70,16 @@
 // 1024 queued requests, 512k relations (the auth map's size), retry backoff
 // 1 s doubling to 1 min with ±20% jitter, GC every 5 min. Workload API: 256
 // connections, 16 streams per connection, 64 KiB requests. Issuer: SVIDs
-// 1 h, CA 1 year.
+// 1 h, CA 1 year. SPIRE source: 16 MiB per message, 8192 SVIDs held,
+// reconnect 1 s doubling to 30 s with ±20% jitter.
 //
 // # Deferred
 //
-//   - the SPIRE Delegated Identity client, a second Source: a gRPC client on
-//     the SPIRE agent's admin socket (spire-api-sdk,
-//     spire.api.agent.delegatedidentity.v1; the agent's own SPIFFE ID must
-//     be among the SPIRE agent's authorized_delegates) that holds
-//     SubscribeToX509SVIDs (by the selector the per-identity registration
-//     entries carry; each message is the complete current set of X.509-SVIDs
-//     with PKCS#8 keys, so SVID looks up and blocks until its identity
-//     arrives, and a changed set notifies) and SubscribeToX509Bundles (CA
-//     certificates per trust domain), reconnecting with backoff. Its tests
-//     need real spire-server and spire-agent binaries built from a nested
-//     module, like the Kubernetes binaries of the conformance harness;
+//   - wiring SPIRE in: the agent choosing auth/spire over auth/issuer by
+//     configuration (admin socket path), and the nodemesh-controller
+//     running auth/spire's Registrar per node as identities and endpoints
+//     change (see auth/spire's doc for the entry layout and who owns
+//     which entries);
 //   - the datapath adapter for manager.Map (datapath.UpsertAuth/DeleteAuth
 //     and a listing, auth type SPIFFE) and the wiring into the agent and the
 //     lab (publishing each node's issuer authorities to the others);

@@ -56,5 +56,6 @@
 // and hands the other nodes' to SetPeerAuthorities, so the bundle holds the
 // trust domain's authorities of every node. Key material never leaves a
 // node. As with any shared trust domain, a node that is compromised can
-// mint any identity of it; SPIRE (deferred) narrows what a node receives.
+// mint any identity of it; SPIRE (auth/spire, with entries per node)
+// narrows what a node receives.
 package issuer

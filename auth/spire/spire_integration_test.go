@@ -94,7 +94,7 @@ func deploy(t *testing.T) *deployment {
 		if _, err := ag.Register(ctx, delegateID, "unix:uid:"+strconv.Itoa(os.Getuid()), "unix:gid:"+strconv.Itoa(os.Getgid())); err != nil {
 			t.Fatal(err)
 		}
-		src, err := spire.New(td, ag.AdminSocket, spire.WithLogger(logger(t)), spire.WithBackoff(100*time.Millisecond, time.Second))
+		src, err := spire.New(td, ag.AdminSocket, spire.WithLogger(logger(t).With("node", n.name)), spire.WithBackoff(100*time.Millisecond, time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
