@@ -64,8 +64,10 @@
 // domain's CA certificates; only our own is used). Each message replaces
 // what the Source holds: an identity missing from a message is gone at
 // once (entry deleted), not at expiry. Subscribers are woken when the set
-// of SVIDs (added, rotated, removed) or the bundle changes; a repeated
-// identical message wakes nobody.
+// of SVIDs (added, rotated, removed) or the bundle changes, and when a
+// stream goes down or comes back; a repeated identical message wakes
+// nobody. Status says whether both streams deliver, and if not why (for
+// status output and readiness).
 //
 // SVID(ctx, id) returns the SVID from the last message if it has not
 // expired and a bundle arrived too (an SVID without the authorities to
@@ -77,7 +79,9 @@
 // A stream that ends (agent restarted, socket gone, oversized message) is
 // reopened after 1 s doubling to 30 s with ±20% jitter, back to 1 s once
 // a stream delivered. Meanwhile the last good SVIDs keep serving until
-// each expires and the last good bundle keeps serving.
+// each expires and the last good bundle keeps serving. An SVID that
+// expires meanwhile wakes no subscriber: what was proven with it expires
+// with it (a handshake's expiry is bounded by both SVIDs' NotAfter).
 //
 // Each SVID is checked before it is kept: the entry's SPIFFE ID must be
 // /identity/<n> of our trust domain (others the selector matched are

@@ -59,7 +59,7 @@ func WithMaxSVIDs(n int) Option { return func(o *options) { o.maxSVIDs = n } }
 
 // WithMaxMessageSize bounds one message received from SPIRE (default
 // DefaultMaxMessageSize); a larger one ends the stream with an error.
-// Source and Registrar.
+// Source (DialServer, for the Registrar, uses the default).
 func WithMaxMessageSize(n int) Option { return func(o *options) { o.maxMsg = n } }
 
 // WithBackoff sets the reconnect delay after a stream ends: min doubling
@@ -73,8 +73,9 @@ func WithBackoff(minDelay, maxDelay time.Duration) Option {
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // WithSVIDTTL sets the X.509-SVID lifetime of the entries the Registrar
-// creates (default 0: the SPIRE server's default_x509_svid_ttl). Sync
-// also updates existing entries whose lifetime differs. Registrar.
+// creates, in whole seconds (default 0: the SPIRE server's
+// default_x509_svid_ttl). Sync also updates existing entries whose
+// lifetime differs. Registrar.
 func WithSVIDTTL(d time.Duration) Option { return func(o *options) { o.svidTTL = d } }
 
 // WithMaxEntries bounds how many entries the Registrar reads back from

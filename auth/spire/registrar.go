@@ -104,7 +104,7 @@ func (r *Registrar) Sync(ctx context.Context, parent spiffeid.ID, ids []auth.Ide
 			continue
 		}
 		del = append(del, entryIDs(es[1:])...)
-		if r.ttl != 0 && es[0].GetX509SvidTtl() != r.ttl {
+		if es[0].GetX509SvidTtl() != r.ttl {
 			update = append(update, &types.Entry{Id: es[0].GetId(), X509SvidTtl: r.ttl})
 		}
 	}
@@ -178,6 +178,11 @@ func (r *Registrar) list(ctx context.Context, parent spiffeid.ID) (map[auth.Iden
 			if seen > r.maxEntries {
 				return nil, fmt.Errorf("listing entries: more than %d", r.maxEntries)
 			}
+			// The filter is the server's to apply; an entry outside it
+			// (a server that ignored it) must not be deleted as ours.
+			if !r.ours(e, parent) {
+				continue
+			}
 			id, ok := r.identityOf(e)
 			if !ok {
 				continue
@@ -189,6 +194,15 @@ func (r *Registrar) list(ctx context.Context, parent spiffeid.ID) (map[auth.Iden
 		}
 		req.PageToken = resp.GetNextPageToken()
 	}
+}
+
+// ours says whether e has exactly the parent and the one selector Sync
+// manages.
+func (r *Registrar) ours(e *types.Entry, parent spiffeid.ID) bool {
+	p := e.GetParentId()
+	sels := e.GetSelectors()
+	return p.GetTrustDomain() == parent.TrustDomain().Name() && p.GetPath() == parent.Path() &&
+		len(sels) == 1 && sels[0].GetType() == r.selector.Type && sels[0].GetValue() == r.selector.Value
 }
 
 // identityOf says which identity an entry is for, if it is one of ours.

@@ -48,6 +48,9 @@ type Source struct {
 	// refuses that subscription (each cleared by its own next message).
 	svidErr, bundleErr         error
 	svidRefused, bundleRefused error
+	// svidUp and bundleUp are set once a stream delivered a message
+	// and cleared when it ends.
+	svidUp, bundleUp bool
 	// changed is closed and replaced whenever the SVIDs, the bundle or
 	// the refusal change: SVID waiters look again.
 	changed chan struct{}
@@ -89,7 +92,8 @@ func New(td spiffeid.TrustDomain, adminSocket string, opts ...Option) (*Source, 
 func (s *Source) TrustDomain() spiffeid.TrustDomain { return s.td }
 
 // Subscribe implements auth.Source: a wake-up after the set of SVIDs
-// (added, rotated, removed) or the bundle changed.
+// (added, rotated, removed) or the bundle changed, or a stream went down
+// or came back (Status).
 func (s *Source) Subscribe() (<-chan struct{}, func()) { return s.notify.Subscribe() }
 
 // SVID implements auth.Source. It returns id's SVID from the agent's last
@@ -199,15 +203,15 @@ func (s *Source) setSVIDs(set svidSet) {
 	}
 	s.mu.Lock()
 	changed := !sameSVIDs(s.svids, set.svids)
-	wake := changed || s.svidErr != nil || s.svidRefused != nil
+	wake := changed || !s.svidUp
 	s.svids = set.svids
-	s.svidErr, s.svidRefused = nil, nil
+	s.svidErr, s.svidRefused, s.svidUp = nil, nil, true
 	if wake {
 		s.wakeLocked()
 	}
 	s.mu.Unlock()
 	s.log.Debug("SVIDs from the SPIRE agent", "count", len(set.svids), "changed", changed, "skipped", set.skipped)
-	if changed {
+	if wake {
 		s.notify.Notify()
 	}
 }
@@ -215,15 +219,15 @@ func (s *Source) setSVIDs(set svidSet) {
 func (s *Source) setBundle(b *x509bundle.Bundle) {
 	s.mu.Lock()
 	changed := !sameBundle(s.bundle, b)
-	wake := changed || s.bundleErr != nil || s.bundleRefused != nil
+	wake := changed || !s.bundleUp
 	s.bundle = b
-	s.bundleErr, s.bundleRefused = nil, nil
+	s.bundleErr, s.bundleRefused, s.bundleUp = nil, nil, true
 	if wake {
 		s.wakeLocked()
 	}
 	s.mu.Unlock()
 	s.log.Debug("trust bundle from the SPIRE agent", "authorities", len(b.X509Authorities()), "changed", changed)
-	if changed {
+	if wake {
 		s.notify.Notify()
 	}
 }
@@ -232,15 +236,47 @@ func (s *Source) setBundle(b *x509bundle.Bundle) {
 // they fail at once rather than wait for an SVID that cannot come.
 func (s *Source) streamDown(bundle bool, err error, refused error) {
 	s.mu.Lock()
+	var wasUp bool
 	if bundle {
-		s.bundleErr, s.bundleRefused = err, refused
+		wasUp = s.bundleUp
+		s.bundleErr, s.bundleRefused, s.bundleUp = err, refused, false
 	} else {
-		s.svidErr, s.svidRefused = err, refused
+		wasUp = s.svidUp
+		s.svidErr, s.svidRefused, s.svidUp = err, refused, false
 	}
 	if refused != nil {
 		s.wakeLocked()
 	}
 	s.mu.Unlock()
+	if wasUp {
+		s.notify.Notify()
+	}
+}
+
+// errConnecting is Status before both subscriptions delivered.
+var errConnecting = errors.New("waiting for the SPIRE agent's first update")
+
+// Status reports the subscriptions' health, for status pages and
+// readiness: nil once both streams delivered since they last (re)opened,
+// otherwise why not (a refusal wraps ErrRefused). Subscribers are woken
+// when it changes as well. The Source keeps serving what it has either
+// way.
+func (s *Source) Status() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.svidRefused != nil:
+		return s.svidRefused
+	case s.bundleRefused != nil:
+		return s.bundleRefused
+	case s.svidErr != nil:
+		return fmt.Errorf("SVID stream: %w", s.svidErr)
+	case s.bundleErr != nil:
+		return fmt.Errorf("bundle stream: %w", s.bundleErr)
+	case !s.svidUp || !s.bundleUp:
+		return errConnecting
+	}
+	return nil
 }
 
 func (s *Source) setRunning(running bool) error {

@@ -113,8 +113,7 @@ func deploy(t *testing.T) *deployment {
 	// until then the agents refuse the Sources ("no identity issued").
 	for _, n := range []node{d.a, d.b} {
 		await(t, n.src, 30*time.Second, "node "+n.agent.Name+"'s agent accepting this process as a delegate", func() bool {
-			_, err := n.src.Bundle()
-			return err == nil
+			return n.src.Status() == nil
 		})
 	}
 	return d
@@ -277,6 +276,12 @@ func TestSPIREDelegatedIdentity(t *testing.T) {
 		if ch, err := reg.Sync(ctx, d.b.agent.Alias, []auth.Identity{200, 201}); err != nil || ch != (spire.Changes{Updated: 2}) {
 			t.Fatalf("Sync with a new lifetime: %+v, %v", ch, err)
 		}
+		// And back to the server's default, once.
+		for i, want := range []spire.Changes{{Updated: 2}, {}} {
+			if ch, err := d.reg.Sync(ctx, d.b.agent.Alias, []auth.Identity{200, 201}); err != nil || ch != want {
+				t.Fatalf("Sync %d with the default lifetime: %+v, %v; want %+v", i, ch, err, want)
+			}
+		}
 	})
 
 	t.Run("handshake with SPIRE SVIDs", func(t *testing.T) {
@@ -347,6 +352,8 @@ func TestSPIREDelegatedIdentity(t *testing.T) {
 
 	t.Run("agent restart", func(t *testing.T) {
 		d.a.agent.Stop()
+		await(t, d.a.src, 30*time.Second, "Status reporting the agent gone", func() bool { return d.a.src.Status() != nil })
+		t.Logf("Status with the agent stopped: %v", d.a.src.Status())
 		// The last good SVID keeps serving while the agent is away.
 		if !has(d.a.src, 100) {
 			t.Fatal("identity 100 not served while the agent is down")
@@ -354,6 +361,7 @@ func TestSPIREDelegatedIdentity(t *testing.T) {
 		if err := d.a.agent.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
+		await(t, d.a.src, 30*time.Second, "the Source reconnecting", func() bool { return d.a.src.Status() == nil })
 		// An entry created after the restart arrives: the Source
 		// reconnected.
 		if _, err := d.reg.Sync(ctx, d.a.agent.Alias, []auth.Identity{100, 102}); err != nil {
