@@ -21,10 +21,13 @@
 // parent decides which agents receive an entry, so parenting on the
 // hosting node's alias means a node receives SVIDs only for the identities
 // it hosts (Cilium parents every entry on one operator ID that all agents
-// resolve to, so every node can present every identity). Registrar.Sync
-// takes the parent, so the cluster-wide layout (one alias all agents
-// match, the full identity list) is a call away where the per-node
-// bookkeeping is not wanted. The default selector is not Cilium's
+// resolve to, so every node can present every identity). The price: a
+// node holds an identity's SVID only once the controller registered it
+// there and the agent synced (sync_interval, 5 s by default), so the first
+// handshake of an identity new to a node waits that long (SVID blocks, the
+// manager retries). Registrar.Sync takes the parent, so the cluster-wide
+// layout (one alias all agents match, the full identity list) is a call
+// away where that delay or the per-node bookkeeping is not wanted. The default selector is not Cilium's
 // cilium:mutual-auth: Sync deletes the entries under its parent with its
 // selector that it did not ask for, so two controllers sharing a SPIRE
 // server must not share a selector.
