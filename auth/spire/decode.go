@@ -30,8 +30,10 @@ type svidSet struct {
 	// are not /identity/<n>: the selector matched an entry that is not
 	// ours. Not an error.
 	skipped int
-	// expired counts SVIDs already past NotAfter.
-	expired int
+	// expired holds the NotAfter of the identities whose SVIDs arrived
+	// already expired (and no valid one with them): the agent could not
+	// renew them, which SVID's error names. At most maxSVIDs.
+	expired map[auth.Identity]time.Time
 	// dropped counts identities beyond the limit.
 	dropped int
 	// problems are the entries that claimed to be ours and were broken.
@@ -44,7 +46,7 @@ type svidSet struct {
 // down. At most maxSVIDs are kept, the lowest identities, so the choice is
 // stable from one message to the next.
 func decodeSVIDs(resp *delegatedidentityv1.SubscribeToX509SVIDsResponse, td spiffeid.TrustDomain, now time.Time, maxSVIDs int) svidSet {
-	set := svidSet{svids: map[auth.Identity]*x509svid.SVID{}}
+	set := svidSet{svids: map[auth.Identity]*x509svid.SVID{}, expired: map[auth.Identity]time.Time{}}
 	for i, w := range resp.GetX509Svids() {
 		pid := w.GetX509Svid().GetId()
 		if pid == nil {
@@ -72,7 +74,9 @@ func decodeSVIDs(resp *delegatedidentityv1.SubscribeToX509SVIDsResponse, td spif
 		}
 		leaf := svid.Certificates[0]
 		if !now.Before(leaf.NotAfter) {
-			set.expired++
+			if prev, ok := set.expired[ident]; (ok || len(set.expired) < maxSVIDs) && leaf.NotAfter.After(prev) {
+				set.expired[ident] = leaf.NotAfter
+			}
 			continue
 		}
 		// Two entries may name the same identity (different parents
@@ -81,6 +85,9 @@ func decodeSVIDs(resp *delegatedidentityv1.SubscribeToX509SVIDsResponse, td spif
 			continue
 		}
 		set.svids[ident] = svid
+	}
+	for id := range set.svids {
+		delete(set.expired, id)
 	}
 	if len(set.svids) > maxSVIDs {
 		ids := make([]auth.Identity, 0, len(set.svids))

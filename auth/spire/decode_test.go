@@ -153,8 +153,8 @@ func TestDecodeSVIDs(t *testing.T) {
 					t.Errorf("problem %q, want it to mention %q", set.problems[i], want)
 				}
 			}
-			if set.skipped != tc.skipped || set.expired != tc.expired || set.dropped != tc.dropped {
-				t.Errorf("skipped/expired/dropped %d/%d/%d, want %d/%d/%d", set.skipped, set.expired, set.dropped, tc.skipped, tc.expired, tc.dropped)
+			if set.skipped != tc.skipped || len(set.expired) != tc.expired || set.dropped != tc.dropped {
+				t.Errorf("skipped/expired/dropped %d/%d/%d, want %d/%d/%d", set.skipped, len(set.expired), set.dropped, tc.skipped, tc.expired, tc.dropped)
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,9 +41,12 @@ type Source struct {
 	log        *slog.Logger
 	notify     auth.Notifier
 
-	mu     sync.Mutex
-	svids  map[auth.Identity]*x509svid.SVID
-	bundle *x509bundle.Bundle
+	mu    sync.Mutex
+	svids map[auth.Identity]*x509svid.SVID
+	// expired are the identities the agent's last update had only an
+	// expired SVID for (it could not renew them), with its NotAfter.
+	expired map[auth.Identity]time.Time
+	bundle  *x509bundle.Bundle
 	// svidErr and bundleErr say why a stream is down (nil while it
 	// delivers); svidRefused and bundleRefused are set while the agent
 	// refuses that subscription (each cleared by its own next message).
@@ -127,7 +131,7 @@ func (s *Source) SVID(ctx context.Context, id auth.Identity) (*x509svid.SVID, er
 		case <-ch:
 		case <-ctx.Done():
 			s.mu.Lock()
-			why := s.whyLocked(s.svids[id])
+			why := s.whyLocked(id)
 			s.mu.Unlock()
 			return nil, fmt.Errorf("waiting for the SVID of identity %d (%s): %w: %w", id, why, auth.ErrNoSVID, ctx.Err())
 		}
@@ -147,23 +151,34 @@ func (s *Source) refusedLocked() error {
 	return nil
 }
 
-// whyLocked explains why an SVID is not available, for the error a
-// waiter gets when it gives up.
-func (s *Source) whyLocked(sv *x509svid.SVID) string {
-	switch {
-	case !s.running && !s.stopped:
+// whyLocked explains why id's SVID is not available, for the error a
+// waiter gets when it gives up: what is wrong with the identity, then
+// what is wrong with the streams.
+func (s *Source) whyLocked(id auth.Identity) string {
+	if !s.running && !s.stopped {
 		return "the source is not running"
-	case s.svidErr != nil:
-		return "SVID stream: " + s.svidErr.Error()
-	case sv != nil:
-		return "its SVID expired"
-	case s.bundle == nil && s.bundleErr != nil:
-		return "bundle stream: " + s.bundleErr.Error()
-	case s.bundle == nil:
-		return "no trust bundle yet"
-	default:
-		return "the SPIRE agent has no SVID for it (no registration entry for this node?)"
 	}
+	var why []string
+	sv := s.svids[id]
+	switch na, ok := s.expired[id]; {
+	case sv != nil && !s.now().Before(sv.Certificates[0].NotAfter):
+		why = append(why, "its SVID expired at "+sv.Certificates[0].NotAfter.UTC().Format(time.RFC3339))
+	case sv == nil && ok:
+		why = append(why, "the SPIRE agent holds only an expired SVID for it (NotAfter "+na.UTC().Format(time.RFC3339)+"): it could not renew it; can it reach the SPIRE server?")
+	}
+	if s.bundle == nil {
+		w := "no trust bundle yet"
+		if s.bundleErr != nil {
+			w += " (bundle stream: " + s.bundleErr.Error() + ")"
+		}
+		why = append(why, w)
+	}
+	if s.svidErr != nil {
+		why = append(why, "SVID stream: "+s.svidErr.Error())
+	} else if sv == nil && len(why) == 0 {
+		why = append(why, "the SPIRE agent has no SVID for it (no registration entry for this node?)")
+	}
+	return strings.Join(why, "; ")
 }
 
 // Bundle implements auth.Source: the trust domain's authorities from the
@@ -198,13 +213,13 @@ func (s *Source) setSVIDs(set svidSet) {
 	if set.dropped > 0 {
 		s.log.Error("SPIRE agent sent more SVIDs than the limit; keeping the lowest identities", "limit", s.maxSVIDs, "dropped", set.dropped)
 	}
-	if set.expired > 0 {
-		s.log.Warn("SPIRE agent sent expired SVIDs", "count", set.expired)
+	if len(set.expired) > 0 {
+		s.log.Warn("SPIRE agent sent expired SVIDs; it could not renew them", "count", len(set.expired))
 	}
 	s.mu.Lock()
 	changed := !sameSVIDs(s.svids, set.svids)
 	wake := changed || !s.svidUp
-	s.svids = set.svids
+	s.svids, s.expired = set.svids, set.expired
 	s.svidErr, s.svidRefused, s.svidUp = nil, nil, true
 	if wake {
 		s.wakeLocked()
