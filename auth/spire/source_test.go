@@ -411,3 +411,43 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// No SPIRE agent at all (the socket does not exist): nothing is served,
+// and both SVID's error and Status say why.
+func TestSourceNoAgentFailsClosed(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(td, filepath.Join(dir, "admin.sock"), fastBackoff())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := s.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	defer func() { cancel(); <-done }()
+
+	// The first subscription fails at once; poll until it has (no
+	// wake-up: nothing was ever up), with a generous deadline.
+	var svidErr error
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		q, cancelQ := quick()
+		_, svidErr = s.SVID(q, 100)
+		cancelQ()
+		if svidErr == nil || strings.Contains(svidErr.Error(), "SVID stream") || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !errors.Is(svidErr, auth.ErrNoSVID) || !strings.Contains(svidErr.Error(), "SVID stream") || !strings.Contains(svidErr.Error(), "admin.sock") {
+		t.Fatalf("SVID without an agent: %v; want ErrNoSVID naming the stream and the socket", svidErr)
+	}
+	if err := s.Status(); err == nil || !strings.Contains(err.Error(), "Unavailable") {
+		t.Errorf("Status without an agent: %v", err)
+	}
+	if _, err := s.Bundle(); !errors.Is(err, ErrNoBundle) {
+		t.Errorf("Bundle without an agent: %v", err)
+	}
+}

@@ -370,6 +370,49 @@ func TestSPIREDelegatedIdentity(t *testing.T) {
 		await(t, d.a.src, 30*time.Second, "identity 102 after the agent restarted", func() bool { return has(d.a.src, 102) })
 	})
 
+	t.Run("agent gone until the SVIDs expire: fails closed", func(t *testing.T) {
+		addrA := serveHandshakes(t, d.a.src, 100)
+		addrB := serveHandshakes(t, d.b.src, 200)
+		held := svid(t, d.a.src, 100).Certificates[0]
+		d.a.agent.Stop()
+		await(t, d.a.src, 30*time.Second, "Status reporting the agent gone", func() bool { return d.a.src.Status() != nil })
+		// Expiry wakes nobody (see the package doc); wait for the clock.
+		time.Sleep(time.Until(held.NotAfter) + 100*time.Millisecond)
+
+		q, cancelQ := context.WithTimeout(ctx, 2*time.Second)
+		_, err := d.a.src.SVID(q, 100)
+		cancelQ()
+		if !errors.Is(err, auth.ErrNoSVID) || !strings.Contains(err.Error(), "expired") || !strings.Contains(err.Error(), "SVID stream") {
+			t.Fatalf("SVID after it expired with the agent gone: %v; want ErrNoSVID saying it expired and why the stream is down", err)
+		}
+		t.Logf("SVID with the agent gone: %v", err)
+		if err := d.a.src.Status(); err == nil || !strings.Contains(err.Error(), "SVID stream") {
+			t.Errorf("Status with the agent gone: %v", err)
+		}
+		// Node a proves nothing, in either direction.
+		_, err = handshake.NewClient(d.a.src, handshake.WithTimeout(2*time.Second)).Authenticate(ctx, 100, 200, addrB)
+		var he *handshake.Error
+		if !errors.As(err, &he) || he.Reason != handshake.ReasonNoSVID {
+			t.Errorf("handshake from node a with its SVID expired: %v, want reason %s", err, handshake.ReasonNoSVID)
+		}
+		if _, err := handshake.NewClient(d.b.src, handshake.WithTimeout(3*time.Second)).Authenticate(ctx, 200, 100, addrA); err == nil {
+			t.Error("a handshake to node a succeeded with its SVID expired")
+		} else {
+			t.Logf("handshake to node a: %v", err)
+		}
+
+		// The agent comes back: a fresh SVID, and node a proves 100 again.
+		if err := d.a.agent.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := svid(t, d.a.src, 100).Certificates[0]; !got.NotAfter.After(time.Now()) {
+			t.Fatalf("SVID after the agent came back expires %s", got.NotAfter)
+		}
+		if _, err := handshake.NewClient(d.b.src).Authenticate(ctx, 200, 100, addrA); err != nil {
+			t.Fatalf("handshake to node a after its agent came back: %v", err)
+		}
+	})
+
 	t.Run("caller not authorized", func(t *testing.T) {
 		// This process's uid with another gid: the entry that makes a
 		// caller the delegate (uid and gid) does not match it.
