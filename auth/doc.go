@@ -73,10 +73,29 @@
 // 1 h, CA 1 year. SPIRE source: 16 MiB per message, 8192 SVIDs held,
 // reconnect 1 s doubling to 30 s with ±20% jitter.
 //
+// # Failing closed
+//
+// Whatever goes wrong with an identity source, the answer is no SVID,
+// never a weaker one: SVID returns an error wrapping ErrNoSVID that says
+// why, the handshake then fails on both sides (reason no_svid), no auth
+// map entry is written, and auth-required traffic stays dropped. Entries
+// already written expire by themselves, because each carries the earlier
+// NotAfter of the two SVIDs that proved it; nothing extends a pair's life
+// beyond what its certificates allow. For SPIRE this covers an agent that
+// is absent from the start, one that goes away (unexpired SVIDs keep
+// serving until their NotAfter, so an agent restart is no outage), a
+// server the agent cannot reach (its SVIDs run out unrenewed), and an
+// agent that refuses this process as a delegate (SVID fails at once,
+// wrapping spire.ErrRefused, naming authorized_delegates). Each case is
+// visible in spire.Source.Status, the readiness signal meant for policy
+// status ("Enforced" only while it is nil); see auth/spire's doc.
+//
 // # Deferred
 //
 //   - wiring SPIRE in: the agent choosing auth/spire over auth/issuer by
-//     configuration (admin socket path), and the nodemesh-controller
+//     configuration (admin socket path), a readiness method on Source
+//     (spire.Source.Status is one; the issuer needs its own) that
+//     policy status reads, and the nodemesh-controller
 //     running auth/spire's Registrar per node as identities and endpoints
 //     change (see auth/spire's doc for the entry layout and who owns
 //     which entries);

@@ -97,6 +97,29 @@
 // SVID chains to the bundle is for the peer to verify (the handshake
 // does); the local agent is trusted for what it hands out.
 //
+// # SPIRE unavailable: fail closed
+//
+// Nothing the Source serves is ever more than what SPIRE issued and what
+// is still valid: with the agent unreachable from the start, SVID waits
+// and then fails (auth.ErrNoSVID) naming the stream's error and the
+// socket, Bundle fails with ErrNoBundle, and the handshake proves nothing
+// in either direction. With the agent gone later, or the SPIRE server
+// gone so the agent cannot renew, each SVID keeps serving until its
+// NotAfter and not a moment longer; a pair proven with it expires with
+// it (the auth map entry's expiry is the earlier NotAfter of the two
+// SVIDs), so auth-required traffic stops at the latest when the SVIDs
+// would have. SVID's error then says which it was ("its SVID expired at
+// ..." plus the stream's error, or "the SPIRE agent holds only an expired
+// SVID for it ... can it reach the SPIRE server?"). Status is the
+// readiness signal: nil only while both streams deliver and no SVID the
+// agent handed out has expired unrenewed (the server-away case, where
+// the agent's streams stay up). Keeping
+// unexpired SVIDs across a short agent restart was chosen over dropping
+// them at once because they are as valid as they were a second before
+// (SPIRE itself keeps handing them out from its cache while the server
+// is away), and dropping them would turn every spire-agent upgrade into a
+// mesh-wide auth outage.
+//
 // # Bounds (defaults)
 //
 // 16 MiB per received message (gRPC's limit, WithMaxMessageSize; about
@@ -120,8 +143,12 @@
 // Sources receiving exactly their node's SVIDs and the server's bundle,
 // rotation observed before expiry, a deleted entry's SVID going away, a
 // handshake between the nodes with SPIRE SVIDs (and failing when a node
-// presents another identity's SVID), an agent restart, and callers the
-// agent refuses. Without the binaries these tests skip and say how to run
-// them: NODEMESH_INTEGRATION=1 go test ./auth/spire/... (make integration
-// does).
+// presents another identity's SVID), an agent restart, the agent gone
+// until the SVIDs expired (nothing served, no handshake in either
+// direction, Status and SVID say why; all back once it returns), and
+// callers the agent refuses. `make spire` builds the binaries (cached),
+// `make integration` runs it and then these tests with
+// NODEMESH_INTEGRATION=1, under which a missing build is built or fails
+// the test, never skipped. A plain go test without the binaries skips
+// them and says how to run them.
 package spire

@@ -272,8 +272,9 @@ func (s *Source) streamDown(bundle bool, err error, refused error) {
 var errConnecting = errors.New("waiting for the SPIRE agent's first update")
 
 // Status reports the subscriptions' health, for status pages and
-// readiness: nil once both streams delivered since they last (re)opened,
-// otherwise why not (a refusal wraps ErrRefused). Subscribers are woken
+// readiness: nil once both streams delivered since they last (re)opened
+// and no SVID the agent handed out has expired unrenewed, otherwise why
+// not (a refusal wraps ErrRefused). Subscribers are woken
 // when it changes as well. The Source keeps serving what it has either
 // way.
 func (s *Source) Status() error {
@@ -290,6 +291,17 @@ func (s *Source) Status() error {
 		return fmt.Errorf("bundle stream: %w", s.bundleErr)
 	case !s.svidUp || !s.bundleUp:
 		return errConnecting
+	}
+	// Both streams deliver, but the agent may be unable to renew (the
+	// SPIRE server is away): it keeps the old SVIDs, which expire here.
+	now, n := s.now(), len(s.expired)
+	for _, sv := range s.svids {
+		if !now.Before(sv.Certificates[0].NotAfter) {
+			n++
+		}
+	}
+	if n > 0 {
+		return fmt.Errorf("%d SVIDs expired without being renewed by the SPIRE agent (can it reach the SPIRE server?)", n)
 	}
 	return nil
 }

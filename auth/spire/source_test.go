@@ -297,7 +297,13 @@ func TestSourceNeverServesExpired(t *testing.T) {
 	if _, err := s.SVID(ctx, 100); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.Status(); err != nil {
+		t.Fatalf("Status with a valid SVID: %v", err)
+	}
 	clk.set(sv.Certificates[0].NotAfter)
+	if err := s.Status(); err == nil || !strings.Contains(err.Error(), "without being renewed") {
+		t.Errorf("Status with the SVID expired: %v", err)
+	}
 	q, cancelQ := quick()
 	defer cancelQ()
 	_, err := s.SVID(q, 100)

@@ -452,6 +452,29 @@ func TestSPIREDelegatedIdentity(t *testing.T) {
 			})
 		}
 	})
+
+	// Last: the server does not come back.
+	t.Run("server gone until the SVIDs expire: fails closed", func(t *testing.T) {
+		held := svid(t, d.b.src, 200).Certificates[0]
+		d.server.Halt()
+		// The agent cannot renew; its stream stays up, so only the clock
+		// tells.
+		time.Sleep(time.Until(held.NotAfter) + 100*time.Millisecond)
+		q, cancelQ := context.WithTimeout(ctx, 2*time.Second)
+		_, err := d.b.src.SVID(q, 200)
+		cancelQ()
+		if !errors.Is(err, auth.ErrNoSVID) || !strings.Contains(err.Error(), "expired") {
+			t.Fatalf("SVID after it expired with the server gone: %v; want ErrNoSVID saying it expired", err)
+		}
+		t.Logf("SVID with the server gone: %v", err)
+		if err := d.b.src.Status(); err == nil || !strings.Contains(err.Error(), "without being renewed") {
+			t.Errorf("Status with the server gone and the SVIDs expired: %v", err)
+		}
+		addrB := serveHandshakes(t, d.b.src, 200)
+		if _, err := handshake.NewClient(d.a.src, handshake.WithTimeout(3*time.Second)).Authenticate(ctx, 100, 200, addrB); err == nil {
+			t.Error("a handshake to node b succeeded with its SVID expired")
+		}
+	})
 }
 
 func minTime(a, b time.Time) time.Time {

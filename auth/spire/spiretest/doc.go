@@ -11,12 +11,16 @@
 // 170 MB) into auth/spire/.cache/spire-<key>/ (gitignored), where key
 // hashes the nested module's go.mod and go.sum, the build flags and the
 // Go version and target: a cached build is reused until an input
-// changes. Parallel
-// callers share one build through a file lock; a new build removes those
-// of earlier inputs. A cold build is tens of minutes of CPU on two cores
-// (SPIRE links every cloud SDK its plugins use); with Go's build cache
-// warm it is the link step, under a minute; with the output cached it is
-// nothing.
+// changes. Parallel callers share one build through a file lock; a new build removes those
+// of earlier inputs. `make spire` (cmd spirebuild) runs Build, and `make
+// integration` runs that before the tests, so CI builds once per change
+// of inputs and the tests never skip there. Measured on two cores shared with
+// other builds (load about 7): cold (empty Go build cache, modules
+// already downloaded) 825 s wall,
+// 761 s user CPU, 3.7 GB peak memory (SPIRE links every cloud SDK its
+// plugins use); with the output cached `make spire` takes about 2 s, and
+// the tests that use the binaries about 100 s (most of it waiting for
+// 30 s SVIDs to rotate and expire).
 //
 // Deployments. StartServer runs spire-server with a SQLite datastore and
 // an in-memory key manager under a temporary directory, join-token node
@@ -34,7 +38,8 @@
 // get SIGKILL if the test process dies.
 //
 // ForTest skips with the command to run when the binaries are not built
-// and NODEMESH_INTEGRATION is not 1 (a plain go test), builds them when it
-// is (make integration), and prints the end of every SPIRE log when the
-// test fails.
+// and NODEMESH_INTEGRATION is not 1 (a plain go test, like the Kubernetes
+// binaries' tests), builds them when it is (or fails the test if the
+// build fails; never a skip), and prints the end of every SPIRE log when
+// the test fails. Server.Halt stops the server alone, for outages.
 package spiretest

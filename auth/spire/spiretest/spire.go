@@ -143,6 +143,13 @@ func (s *Server) Stop() {
 	s.proc.stop(5 * time.Second)
 }
 
+// Halt stops the server process alone, leaving its agents running: a
+// server outage as the agents see it (they cannot renew SVIDs). The
+// server is not started again; Stop still stops the agents.
+func (s *Server) Halt() {
+	s.proc.stop(5 * time.Second)
+}
+
 // Logs returns the last n lines of the server's and every agent's log.
 func (s *Server) Logs(n int) string {
 	var b strings.Builder
