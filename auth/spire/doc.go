@@ -141,12 +141,14 @@
 // spire-agent (SPIRE v1.13.3, built by auth/spire/spiretest): two nodes'
 // agents attested by join tokens, entries created by the Registrar, both
 // Sources receiving exactly their node's SVIDs and the server's bundle,
-// rotation observed before expiry, a deleted entry's SVID going away, a
+// rotation observed before expiry, an authority appended to the server's
+// bundle reaching both Sources, a deleted entry's SVID going away, a
 // handshake between the nodes with SPIRE SVIDs (and failing when a node
 // presents another identity's SVID), an agent restart, the agent gone
 // until the SVIDs expired (nothing served, no handshake in either
 // direction, Status and SVID say why; all back once it returns), and
-// callers the agent refuses. `make spire` builds the binaries (cached),
+// callers the agent refuses, and last the server halted until the SVIDs
+// expired unrenewed (SVID fails, Status says so, no handshake). `make spire` builds the binaries (cached),
 // `make integration` runs it and then these tests with
 // NODEMESH_INTEGRATION=1, under which a missing build is built or fails
 // the test, never skipped. A plain go test without the binaries skips

@@ -3,10 +3,15 @@ package spire_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -340,6 +345,31 @@ func TestSPIREDelegatedIdentity(t *testing.T) {
 		}
 	})
 
+	t.Run("bundle update", func(t *testing.T) {
+		// An authority appended to the trust domain's bundle on the
+		// server (as when federating or pre-staging a CA) reaches both
+		// Sources through the agents' bundle streams.
+		ca := selfSignedCA(t)
+		if _, err := bundlev1.NewBundleClient(d.server.Conn()).AppendBundle(ctx, &bundlev1.AppendBundleRequest{
+			X509Authorities: []*types.X509Certificate{{Asn1: ca.Raw}}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []node{d.a, d.b} {
+			await(t, n.src, 30*time.Second, "node "+n.agent.Name+"'s bundle holding the appended authority", func() bool {
+				b, err := n.src.Bundle()
+				return err == nil && b.HasX509Authority(ca)
+			})
+		}
+		// The SPIRE CA is still there: SVIDs keep verifying.
+		b, err := d.a.src.Bundle()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := x509svid.Verify(svid(t, d.a.src, 100).Certificates, b); err != nil {
+			t.Errorf("SVID after the bundle update: %v", err)
+		}
+	})
+
 	t.Run("deleted entry", func(t *testing.T) {
 		if ch, err := d.reg.Sync(ctx, d.a.agent.Alias, []auth.Identity{100}); err != nil || ch != (spire.Changes{Deleted: 1}) {
 			t.Fatalf("Sync without 101: %+v, %v", ch, err)
@@ -475,6 +505,33 @@ func TestSPIREDelegatedIdentity(t *testing.T) {
 			t.Error("a handshake to node b succeeded with its SVID expired")
 		}
 	})
+}
+
+// selfSignedCA is a CA certificate nothing is signed with.
+func selfSignedCA(t *testing.T) *x509.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "appended authority"},
+		NotBefore:             time.Now().Add(-time.Minute),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func minTime(a, b time.Time) time.Time {
