@@ -18,22 +18,34 @@ var ErrInvalid = errors.New("invalid configuration")
 func (c *Config) Validate() error { return c.validate(&validator{}) }
 
 // Validator validates successive Configs, as Validate does, and skips the
-// routes of a virtual host that passed in the previous call: the very same
-// (pointer-equal) VirtualHost, whose routes cannot have changed because IR
-// values are immutable once built. Only its cluster references are checked
-// again, against the new Config's clusters. A one-route change then costs
-// the changed virtual host, not every route. The zero Validator is ready
-// to use; calls are serialised.
+// routes of a virtual host whose content (its Hash) passed in the previous
+// call: only its cluster references are checked again, against the new
+// Config's clusters. A one-route change then costs the changed virtual
+// host, not every route; a Config rebuilt from scratch with the same
+// content costs its hashes. The zero Validator is ready to use; calls are
+// serialised.
 type Validator struct {
+	// Hashes, when set, is where content hashes come from: share it with
+	// the other consumers of the same Configs so each object is hashed
+	// once. Its owner calls Next before each Validate. Nil: the Validator
+	// keeps its own.
+	Hashes *Hashes
+
 	mu    sync.Mutex
-	valid map[*VirtualHost][]string
+	own   Hashes
+	valid map[Hash][]string
 }
 
 // Validate validates c, reusing the previous call's verdicts where it can.
 func (x *Validator) Validate(c *Config) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	v := &validator{prev: x.valid, next: map[*VirtualHost][]string{}}
+	h := x.Hashes
+	if h == nil {
+		h = &x.own
+		h.Next()
+	}
+	v := &validator{hashes: h, prev: x.valid, next: map[Hash][]string{}}
 	err := c.validate(v)
 	x.valid = v.next
 	return err
@@ -62,10 +74,11 @@ func (c *Config) validate(v *validator) error {
 
 type validator struct {
 	errs []error
-	// prev holds the virtual hosts whose routes passed in the previous
-	// call, each with the clusters its routes use; next collects this
-	// call's (both nil for Config.Validate).
-	prev, next map[*VirtualHost][]string
+	// prev holds the hashes of the virtual hosts whose routes passed in
+	// the previous call, each with the clusters its routes use; next
+	// collects this call's (all nil for Config.Validate).
+	hashes     *Hashes
+	prev, next map[Hash][]string
 }
 
 func (v *validator) fail(obj object, field path, format string, args ...any) {
@@ -308,9 +321,13 @@ func (v *validator) routeTable(obj object, f path, rt *RouteTable, tables, clust
 
 // virtualHostRoutes checks the routes of one virtual host.
 func (v *validator) virtualHostRoutes(obj object, vf path, vh *VirtualHost, clusters map[string]bool) {
-	if used, ok := v.prev[vh]; ok && allIn(used, clusters) {
-		v.next[vh] = used
-		return
+	var h Hash
+	if v.hashes != nil {
+		h = v.hashes.VirtualHost(vh)
+		if used, ok := v.prev[h]; ok && allIn(used, clusters) {
+			v.next[h] = used
+			return
+		}
 	}
 	before := len(v.errs)
 	routes := map[string]bool{}
@@ -327,7 +344,7 @@ func (v *validator) virtualHostRoutes(obj object, vf path, vh *VirtualHost, clus
 		v.route(obj, rf, r, clusters)
 	}
 	if v.next != nil && len(v.errs) == before {
-		v.next[vh] = usedClusters(vh)
+		v.next[h] = usedClusters(vh)
 	}
 }
 

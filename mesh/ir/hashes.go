@@ -1,0 +1,153 @@
+package ir
+
+// Hashes computes the content hashes of IR objects, each object once: IR
+// values never change once built, so an object's hash is remembered by
+// the object itself (its pointer) for as long as successive Configs hold
+// it. A producer that reuses unchanged objects therefore costs only the
+// hashing of what is new; one that rebuilds everything costs one hash per
+// object, and equal content still gives equal hashes.
+//
+// The consumers of one stream of Configs (the validator, the Envoy
+// translator) share one Hashes. Its owner calls Next once per Config,
+// before any hash of it is asked for; an object not asked for since the
+// previous Next is forgotten then. Not safe for concurrent use; the zero
+// value is ready.
+type Hashes struct {
+	enc    encoder
+	routes memo[*Route]
+	vhosts memo[*VirtualHost]
+	tables memo[*RouteTable]
+}
+
+// Next starts the next Config: objects not hashed since the previous call
+// are forgotten.
+func (h *Hashes) Next() {
+	h.routes.rotate()
+	h.vhosts.rotate()
+	h.tables.rotate()
+}
+
+// Route returns the hash of r.
+func (h *Hashes) Route(r *Route) Hash {
+	if v, ok := h.routes.get(r); ok {
+		return v
+	}
+	h.enc.route(r)
+	v := h.enc.sum()
+	h.routes.put(r, v)
+	return v
+}
+
+// VirtualHost returns the hash of vh, which covers its routes' hashes.
+func (h *Hashes) VirtualHost(vh *VirtualHost) Hash {
+	if v, ok := h.vhosts.get(vh); ok {
+		return v
+	}
+	// The routes' hashes first: they share the encoder.
+	routes := make([]Hash, len(vh.Routes))
+	for i, r := range vh.Routes {
+		if r != nil {
+			routes[i] = h.Route(r)
+		}
+	}
+	e := &h.enc
+	e.start(tagVirtualHost)
+	e.str(vh.Name)
+	e.strs(vh.Domains)
+	e.uint(uint64(len(routes)))
+	for i, r := range routes {
+		if e.present(vh.Routes[i] != nil) {
+			e.hash(r)
+		}
+	}
+	v := e.sum()
+	h.vhosts.put(vh, v)
+	return v
+}
+
+// RouteTable returns the hash of rt, which covers its virtual hosts'
+// hashes.
+func (h *Hashes) RouteTable(rt *RouteTable) Hash {
+	if v, ok := h.tables.get(rt); ok {
+		return v
+	}
+	vhosts := make([]Hash, len(rt.VirtualHosts))
+	for i, vh := range rt.VirtualHosts {
+		if vh != nil {
+			vhosts[i] = h.VirtualHost(vh)
+		}
+	}
+	e := &h.enc
+	e.start(tagRouteTable)
+	e.str(rt.Name)
+	e.uint(uint64(len(vhosts)))
+	for i, v := range vhosts {
+		if e.present(rt.VirtualHosts[i] != nil) {
+			e.hash(v)
+		}
+	}
+	v := e.sum()
+	h.tables.put(rt, v)
+	return v
+}
+
+// Listener returns the hash of l: its own fields and its chains, which
+// name their route tables without covering them.
+func (h *Hashes) Listener(l *Listener) Hash {
+	h.enc.listener(l)
+	return h.enc.sum()
+}
+
+// Cluster returns the hash of c.
+func (h *Hashes) Cluster(c *Cluster) Hash {
+	h.enc.cluster(c)
+	return h.enc.sum()
+}
+
+// Secret returns the hash of s.
+func (h *Hashes) Secret(s *Secret) Hash {
+	h.enc.secret(s)
+	return h.enc.sum()
+}
+
+// PolicyListener returns the hash of l.
+func (h *Hashes) PolicyListener(l *PolicyListener) Hash {
+	h.enc.policyListener(l)
+	return h.enc.sum()
+}
+
+// HTTPPolicy returns the hash of p.
+func (h *Hashes) HTTPPolicy(p *HTTPPolicy) Hash {
+	h.enc.httpPolicy(p)
+	return h.enc.sum()
+}
+
+// KafkaPolicy returns the hash of p.
+func (h *Hashes) KafkaPolicy(p *KafkaPolicy) Hash {
+	h.enc.kafkaPolicy(p)
+	return h.enc.sum()
+}
+
+// memo remembers hashes by object across one Next: cur holds what was
+// asked for since the last Next, old what was asked for before it.
+type memo[K comparable] struct{ cur, old map[K]Hash }
+
+func (m *memo[K]) get(k K) (Hash, bool) {
+	if v, ok := m.cur[k]; ok {
+		return v, true
+	}
+	if v, ok := m.old[k]; ok {
+		m.put(k, v)
+		return v, true
+	}
+	return Hash{}, false
+}
+
+func (m *memo[K]) put(k K, v Hash) {
+	if m.cur == nil {
+		m.cur = map[K]Hash{}
+	}
+	m.cur[k] = v
+}
+
+func (m *memo[K]) rotate() { m.old, m.cur = m.cur, nil }
