@@ -24,8 +24,10 @@ func (h Hash) String() string { return hex.EncodeToString(h[:]) }
 //   - Listener: name, address, port and its chains (name, server names,
 //     TLS, and the name of the route table; a table is hashed on its own,
 //     so a route change leaves its listener's hash alone).
-//   - Cluster, Secret, PolicyListener, HTTPPolicy, KafkaPolicy: every
-//     field.
+//   - Cluster: two hashes, its settings (every field but the endpoints)
+//     and its endpoints (name and endpoints), since proxies receive them
+//     apart and endpoints change far more often.
+//   - Secret, PolicyListener, HTTPPolicy, KafkaPolicy: every field.
 //
 // Each encoding starts with a tag naming the type, so objects of
 // different types never share a hash.
@@ -35,6 +37,7 @@ const (
 	tagRouteTable
 	tagListener
 	tagCluster
+	tagEndpoints
 	tagSecret
 	tagPolicyListener
 	tagHTTPPolicy
@@ -195,6 +198,11 @@ func (e *encoder) cluster(c *Cluster) {
 	e.str(string(c.Protocol))
 	e.str(string(c.LBPolicy))
 	e.dur(c.ConnectTimeout)
+}
+
+func (e *encoder) endpoints(c *Cluster) {
+	e.start(tagEndpoints)
+	e.str(c.Name)
 	e.uint(uint64(len(c.Endpoints)))
 	for _, ep := range c.Endpoints {
 		e.str(ep.Address)
@@ -245,6 +253,13 @@ func (e *encoder) httpPolicy(h *HTTPPolicy) {
 			e.str(hd.Name)
 			e.str(hd.Value)
 			e.bool(hd.Present)
+		}
+		e.uint(uint64(len(r.HeaderActions)))
+		for _, a := range r.HeaderActions {
+			e.str(a.Name)
+			e.str(a.Value)
+			e.str(string(a.Mismatch))
+			e.bool(a.Secret)
 		}
 	}
 }

@@ -41,7 +41,8 @@ func hashFixtures() (*Route, *VirtualHost, *RouteTable, *Listener, *Cluster, *Se
 	pol := &Policy{
 		Listeners: []*PolicyListener{{Name: "policy/ingress/http", Direction: PolicyIngress, Protocol: L7HTTP, Address: "0.0.0.0", Port: 1, OriginalSource: true}},
 		HTTP: []*HTTPPolicy{{Name: "h", Direction: PolicyIngress, Port: 80, Endpoints: []string{"10.0.0.1/32"}, Peers: peers,
-			Request: &HTTPRequestRule{Method: "GET", Path: "/", Host: "h", Headers: []HeaderRequirement{{Name: "x", Value: "y", Present: true}}}}},
+			Request: &HTTPRequestRule{Method: "GET", Path: "/", Host: "h", Headers: []HeaderRequirement{{Name: "x", Value: "y", Present: true}},
+				HeaderActions: []HeaderAction{{Name: "a", Value: "b", Mismatch: MismatchAdd, Secret: true}}}}},
 		Kafka: []*KafkaPolicy{{Name: "k", Direction: PolicyEgress, Port: 9092, Endpoints: []string{"10.0.0.1/32"}, Peers: peers,
 			Request: &KafkaRequestRule{APIKeys: []int16{1}, APIVersion: 2, HasAPIVersion: true, ClientID: "c", Topic: "t"}}},
 	}
@@ -58,7 +59,18 @@ func TestHashSeesEveryField(t *testing.T) {
 	check(t, route, func(r *Route) Hash { return h.Route(r) })
 	check(t, vh, func(v *VirtualHost) Hash { return h.VirtualHost(v) })
 	check(t, rt, func(v *RouteTable) Hash { return h.RouteTable(v) })
-	check(t, cluster, func(c *Cluster) Hash { return h.Cluster(c) })
+	check(t, cluster, func(c *Cluster) Hash {
+		s, e := h.Cluster(c)
+		for i := range s {
+			s[i] ^= e[i]
+		}
+		return s
+	})
+	// The endpoints' hash covers the name and the endpoints, the settings'
+	// hash every other field.
+	onlyEndpoints := func(names []string) bool { return len(names) > 0 && names[0] != "Endpoints" && names[0] != "Name" }
+	checkSkipping(t, cluster, func(c *Cluster) Hash { _, e := h.Cluster(c); return e }, onlyEndpoints)
+	checkSkipping(t, cluster, func(c *Cluster) Hash { s, _ := h.Cluster(c); return s }, func(names []string) bool { return len(names) > 0 && names[0] == "Endpoints" })
 	check(t, secret, func(s *Secret) Hash { return h.Secret(s) })
 	check(t, pol.Listeners[0], func(l *PolicyListener) Hash { return h.PolicyListener(l) })
 	check(t, pol.HTTP[0], func(p *HTTPPolicy) Hash { return h.HTTPPolicy(p) })
@@ -115,7 +127,7 @@ func TestHashIsUnambiguous(t *testing.T) {
 			t.Errorf("pair %d: different routes share a hash", i)
 		}
 	}
-	if h.Cluster(&Cluster{Name: "x"}) == h.Secret(&Secret{Name: "x"}) {
+	if s, e := h.Cluster(&Cluster{Name: "x"}); s == h.Secret(&Secret{Name: "x"}) || s == e {
 		t.Error("objects of different types share a hash")
 	}
 }

@@ -98,10 +98,13 @@ func (h *Hashes) Listener(l *Listener) Hash {
 	return h.enc.sum()
 }
 
-// Cluster returns the hash of c.
-func (h *Hashes) Cluster(c *Cluster) Hash {
+// Cluster returns the hashes of c's settings (every field but the
+// endpoints) and of its endpoints.
+func (h *Hashes) Cluster(c *Cluster) (settings, endpoints Hash) {
 	h.enc.cluster(c)
-	return h.enc.sum()
+	settings = h.enc.sum()
+	h.enc.endpoints(c)
+	return settings, h.enc.sum()
 }
 
 // Secret returns the hash of s.

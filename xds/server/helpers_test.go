@@ -227,3 +227,17 @@ var keyPair = sync.OnceValues(func() ([2][]byte, error) {
 	return [2][]byte{pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})}, nil
 })
+
+// streamsAckedLocked merges what the delta streams are recorded to hold
+// of kind k, by resource name.
+func (s *Server) streamsAckedLocked(k kind) map[string]string {
+	out := map[string]string{}
+	for _, st := range s.streams {
+		if st.delta {
+			for n, v := range st.types[k].deltaAcked {
+				out[n] = v
+			}
+		}
+	}
+	return out
+}

@@ -86,6 +86,15 @@ func (s *Server) step() (time.Duration, bool) {
 		s.log.Error("xDS snapshot inconsistent; keeping the last good one", "stage", st, "error", err)
 		return 0, false
 	}
+	// Remembered before the caches send anything of it: the ACK table
+	// resolves responses to the sets they were made of.
+	s.mu.Lock()
+	s.remember(kindSecret, sotwState[kindSecret])
+	s.remember(kindExtension, sotwState[kindExtension])
+	for k := range next {
+		s.remember(kind(k), next[k])
+	}
+	s.mu.Unlock()
 	for _, c := range []struct {
 		cache cachev3.SnapshotCache
 		snap  servedSnapshot
@@ -96,18 +105,10 @@ func (s *Server) step() (time.Duration, bool) {
 		}
 	}
 	s.mu.Lock()
-	prev := s.published
 	s.published = *next
 	s.publishedSotwSecrets = sotwState[kindSecret]
-	s.remember(kindSecret, sotwState[kindSecret])
 	s.publishedSotwExtensions = sotwState[kindExtension]
-	s.remember(kindExtension, sotwState[kindExtension])
 	s.publishedOnce = true
-	for k := range next {
-		if prev[k].version != next[k].version {
-			s.remember(kind(k), next[k])
-		}
-	}
 	if st == stageMake || st == stageDirect {
 		s.makeAt = s.now()
 	}
@@ -231,7 +232,7 @@ func upToDate(st *stream, k kind, set *typeSet) bool {
 		return false
 	}
 	for n, e := range set.items {
-		if t.deltaAcked[n] != e.wireVersionOf() {
+		if t.deltaAcked[n] != e.version {
 			return false
 		}
 	}

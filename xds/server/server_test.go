@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/nodemesh/nodemesh/xds/translator"
 )
@@ -238,7 +240,9 @@ func TestUpdateErrors(t *testing.T) {
 		noEndpoints.ClusterLoadAssignments = noEndpoints.ClusterLoadAssignments[:1]
 		dup := resources(t, spec{clusters: []string{"c/a"}, route: "c/a"})
 		dup.Clusters = append(dup.Clusters, dup.Clusters[0])
+		// A cluster the translator did not emit is validated here.
 		invalid := resources(t, spec{clusters: []string{"c/a"}, route: "c/a"})
+		invalid.Clusters[0] = proto.Clone(invalid.Clusters[0]).(*clusterv3.Cluster)
 		invalid.Clusters[0].ConnectTimeout.Seconds = -1
 		for name, tc := range map[string]struct {
 			res  any

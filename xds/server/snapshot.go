@@ -3,7 +3,6 @@ package server
 import (
 	"fmt"
 	"sort"
-	"sync"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -56,7 +55,8 @@ func (servedSnapshot) ConstructVersionMap() error { return nil }
 
 func (p servedSnapshot) GetVersionMap(typeURL string) map[string]string {
 	if t := p.set(typeURL); t != nil {
-		return t.wireVersions()
+		t.buildCacheMaps()
+		return t.versionMap
 	}
 	return nil
 }
@@ -65,62 +65,24 @@ func (t *typeSet) buildCacheMaps() {
 	t.cacheOnce.Do(func() {
 		t.withTTL = make(map[string]types.ResourceWithTTL, len(t.items))
 		t.plain = make(map[string]types.Resource, len(t.items))
+		t.versionMap = make(map[string]string, len(t.items))
 		for n, e := range t.items {
 			t.withTTL[n] = types.ResourceWithTTL{Resource: e.res}
 			t.plain[n] = e.res
+			t.versionMap[n] = e.version
 		}
 	})
 }
 
-// Delta versions. go-control-plane compares the versions in a snapshot's
-// version map with the ones a delta client holds (it learns them from the
-// responses it sent and from a reconnecting client's initial versions),
-// but writes into every delta response its own version of each resource:
-// HashResource(MarshalResource(res)). For a resource digested whole the
-// two agree; for a composed digest (a RouteConfiguration) they do not, so
-// the server uses the wire version wherever a delta client is involved,
-// computed on first use and only then: a node served by
-// state-of-the-world clients alone never marshals a RouteConfiguration
-// except to send it.
-
-// wireVersion is a resource's delta response version, computed once.
-type wireVersion struct {
-	once sync.Once
-	res  types.Resource
-	v    string
-}
-
-func (w *wireVersion) get() string {
-	w.once.Do(func() {
-		b, err := cachev3.MarshalResource(w.res)
-		if err != nil {
-			// Every part of res was marshalled when it was digested, so
-			// this does not happen; an empty version never matches what
-			// a client holds, so the resource is sent again.
-			return
-		}
-		w.v = cachev3.HashResource(b)
-	})
-	return w.v
-}
-
-// wireVersionOf is the entry's resource's delta response version.
-func (e entry) wireVersionOf() string {
-	if e.wire != nil {
-		return e.wire.get()
-	}
-	return e.hash
-}
-
-func (t *typeSet) wireVersions() map[string]string {
-	t.wireOnce.Do(func() {
-		t.wireMap = make(map[string]string, len(t.items))
-		for n, e := range t.items {
-			t.wireMap[n] = e.wireVersionOf()
-		}
-	})
-	return t.wireMap
-}
+// Delta versions. go-control-plane decides what a delta client needs by
+// comparing the versions in the snapshot's version map (ours) with those
+// it returned to the client before, which are ours too. Into each delta
+// response, though, it writes its own version of each resource: the hash
+// of its serialized form. A client reports those back only when it
+// reconnects (initial_resource_versions); they do not match ours, so a
+// reconnecting client is sent everything again, once. The ACK table
+// records our versions for what a response carried (table.go), so
+// nothing is marshalled to version a resource.
 
 // dependencies lists what a new entry's resource refers to and Consistent
 // checks: a cluster's endpoints, a listener's route configurations, as

@@ -57,18 +57,15 @@ func kindOf(typeURL string) (kind, bool) {
 
 func (k kind) String() string { return kindTypeURL[k] }
 
-// entry is one resource and its content digest (digest.go), the
-// resource's version as far as the server is concerned.
+// entry is one resource and its version, a hash of its content (see
+// "Versions" in doc.go).
 type entry struct {
-	res  types.Resource
-	hash string
-	// tree is the digest tree of the object last handed to Update under
-	// this name; it may be a newer object than res when both have equal
-	// content (res is kept so the cache sees no change).
-	tree *node
-	// wire is res's version in delta responses when it differs from hash
-	// (see snapshot.go); nil when hash is that version.
-	wire *wireVersion
+	res     types.Resource
+	version string
+	// last is the object last handed to Update under this name; it may be
+	// a newer object than res with the same version (res is kept, so the
+	// cache sees no change).
+	last types.Resource
 	// refs are the SDS secrets a listener's filter chains use; exts the
 	// extension configurations (ECDS) its filters are configured from.
 	refs []string
@@ -81,17 +78,16 @@ type entry struct {
 // typeSet is every resource of one kind. It is immutable once built; sets
 // are shared between states.
 type typeSet struct {
-	// version is the hash of the sorted (name, hash) pairs: the kind's
+	// version is the hash of the sorted (name, version) pairs: the kind's
 	// version on the wire, equal for equal content.
 	version string
 	items   map[string]entry
 
 	// What the caches read, built once on first use (snapshot.go).
-	cacheOnce sync.Once
-	withTTL   map[string]types.ResourceWithTTL
-	plain     map[string]types.Resource
-	wireOnce  sync.Once
-	wireMap   map[string]string
+	cacheOnce  sync.Once
+	withTTL    map[string]types.ResourceWithTTL
+	plain      map[string]types.Resource
+	versionMap map[string]string
 	// consistentWith is the last set of the referenced kind this set was
 	// found consistent with (clusters: endpoints, listeners: routes).
 	consistentWith atomic.Pointer[typeSet]
@@ -107,13 +103,22 @@ func newTypeSet(items map[string]entry) *typeSet {
 	for _, n := range names {
 		h.Write([]byte(n))
 		h.Write([]byte{0})
-		h.Write([]byte(items[n].hash))
+		h.Write([]byte(items[n].version))
 		h.Write([]byte{0})
 	}
 	return &typeSet{version: hex.EncodeToString(h.Sum(nil)[:12]), items: items}
 }
 
 var emptySet = newTypeSet(map[string]entry{})
+
+// lookup is nil-safe: a nil set holds nothing.
+func (t *typeSet) lookup(name string) (entry, bool) {
+	if t == nil {
+		return entry{}, false
+	}
+	e, ok := t.items[name]
+	return e, ok
+}
 
 // state is one complete configuration: a set per kind.
 type state [numKinds]*typeSet

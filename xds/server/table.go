@@ -297,8 +297,15 @@ func (s *Server) onDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest,
 		versions: make(map[string]string, len(resp.GetResources())),
 		removed:  resp.GetRemovedResources(),
 	}
+	// The response carries go-control-plane's versions (hashes of the
+	// serialized resources); record ours, from the set it was made of.
+	set := s.setByVersion(k, r.version)
 	for _, res := range resp.GetResources() {
-		r.versions[res.GetName()] = res.GetVersion()
+		v := res.GetVersion()
+		if e, ok := set.lookup(res.GetName()); ok {
+			v = e.version
+		}
+		r.versions[res.GetName()] = v
 	}
 	st.types[k].push(r)
 	s.recordStatus(st, k)
@@ -336,7 +343,7 @@ func (s *Server) sotwChanged(k kind, version, acked string, names []string) []st
 	var out []string
 	for _, n := range names {
 		old, ok := had.items[n]
-		if !ok || old.hash != rejected.items[n].hash {
+		if !ok || old.version != rejected.items[n].version {
 			out = append(out, n)
 		}
 	}

@@ -63,7 +63,7 @@ func (s *Server) Update(ctx context.Context, res *translator.Resources) (UpdateR
 		if err := ctx.Err(); err != nil {
 			return UpdateResult{}, fmt.Errorf("updating xDS configuration: %w", err)
 		}
-		set, err := buildSet(kind(k), lists[k], prev[k])
+		set, err := buildSet(kind(k), lists[k], prev[k], res)
 		if err != nil {
 			return UpdateResult{}, fmt.Errorf("updating xDS configuration: %w", err)
 		}
@@ -110,14 +110,16 @@ func asResources[T types.Resource](list []T) []types.Resource {
 	return out
 }
 
-// buildSet indexes one kind's resources by name, validating only what
-// changed. The object the previous update carried under the same name is
-// reused as is; any other object is digested (digest.go), which marshals
-// and validates only the parts of it that are new objects, and if the
-// digest is unchanged the previous entry (and object) is kept, so the
-// cache sees no change. Digests are cheaper than a reflective proto.Equal,
-// which is why equality is decided by them.
-func buildSet(k kind, list []types.Resource, prev *typeSet) (*typeSet, error) {
+// buildSet indexes one kind's resources by name. A resource carries its
+// version (translator.Resources.Version): the object the previous update
+// carried under the same name is reused as is, and another object with
+// the same version keeps the previous entry (and object), so the cache
+// sees no change. Nothing is marshalled or validated for a resource the
+// translator versioned: it validated what it built. A resource without a
+// version (one a caller put into the resources) is validated here and
+// versioned by the hash of its serialized form, as go-control-plane
+// versions resources.
+func buildSet(k kind, list []types.Resource, prev *typeSet, res *translator.Resources) (*typeSet, error) {
 	if unchanged(list, prev) {
 		return prev, nil
 	}
@@ -131,24 +133,20 @@ func buildSet(k kind, list []types.Resource, prev *typeSet) (*typeSet, error) {
 			return nil, fmt.Errorf("%s %q: defined twice", k, name)
 		}
 		old, had := prev.items[name]
-		if had && old.tree.msg == m {
+		if had && old.last == m {
 			items[name] = old
 			continue
 		}
-		tree, err := digestResource(m, old.tree)
+		v, err := versionOf(m, res)
 		if err != nil {
 			return nil, fmt.Errorf("%s %q: %w", k, name, err)
 		}
-		h := tree.sum.String()
-		if had && old.hash == h {
-			old.tree = tree
+		if had && old.version == v {
+			old.last = m
 			items[name] = old
 			continue
 		}
-		e := entry{res: m, hash: h, tree: tree, deps: dependencies(k, name, m)}
-		if tree.kids != nil {
-			e.wire = &wireVersion{res: m}
-		}
+		e := entry{res: m, version: v, last: m, deps: dependencies(k, name, m)}
 		if l, ok := m.(*listenerv3.Listener); ok {
 			if e.refs, err = secretRefs(l); err != nil {
 				return nil, fmt.Errorf("%s %q: %w", k, name, err)
@@ -160,6 +158,32 @@ func buildSet(k kind, list []types.Resource, prev *typeSet) (*typeSet, error) {
 		items[name] = e
 	}
 	return newTypeSet(items), nil
+}
+
+// versionOf is the version of a resource: the translator's, or for a
+// resource it did not emit, the hash of its serialized form once it passed
+// validation.
+func versionOf(m types.Resource, res *translator.Resources) (string, error) {
+	if v := res.Version(m); v != "" {
+		return v, nil
+	}
+	if err := validate(m); err != nil {
+		return "", err
+	}
+	b, err := cachev3.MarshalResource(m)
+	if err != nil {
+		return "", fmt.Errorf("marshalling: %w", err)
+	}
+	return cachev3.HashResource(b), nil
+}
+
+// validate runs go-control-plane's generated validation, which every
+// Envoy message has.
+func validate(m types.Resource) error {
+	if v, ok := m.(interface{ ValidateAll() error }); ok {
+		return v.ValidateAll()
+	}
+	return nil
 }
 
 // unchanged reports whether list is exactly the objects of prev: the same
@@ -177,7 +201,7 @@ func unchanged(list []types.Resource, prev *typeSet) bool {
 			return false
 		}
 		last = name
-		if e, ok := prev.items[name]; !ok || e.tree.msg != m {
+		if e, ok := prev.items[name]; !ok || e.last != m {
 			return false
 		}
 	}

@@ -94,7 +94,7 @@ func (s *Server) onPathLocked(k kind, version string) bool {
 		return false
 	}
 	for n, e := range s.desired[k].items {
-		if pub.items[n].hash != e.hash {
+		if pub.items[n].version != e.version {
 			return false
 		}
 	}

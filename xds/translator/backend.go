@@ -99,6 +99,26 @@ func (b *builder) forward(r *ir.Route, out *routev3.Route) *problem {
 	return nil
 }
 
+// usesInvalidBackend reports whether the route's output names the
+// invalid-backend cluster: it forwards, and both resolved and unresolved
+// backends carry weight (see forward).
+func usesInvalidBackend(r *ir.Route) bool {
+	if r.Redirect != nil || r.DirectResponse != nil {
+		return false
+	}
+	var valid, invalid bool
+	for _, wb := range r.Backends {
+		switch {
+		case wb == nil || wb.Weight == 0:
+		case wb.Cluster == "":
+			invalid = true
+		default:
+			valid = true
+		}
+	}
+	return valid && invalid
+}
+
 // weightedClusters splits traffic. Envoy rejects a weight sum above
 // MaxUint32, so larger sums are scaled down proportionally (every entry
 // keeps at least weight 1).

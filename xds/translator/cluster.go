@@ -72,17 +72,49 @@ func explicitHTTP(h2 bool) *httpv3.HttpProtocolOptions {
 }
 
 // cluster emits the EDS Cluster and the ClusterLoadAssignment of one IR
-// cluster.
+// cluster. Each is reused from the previous translation while what it is
+// built from (the settings, the endpoints) is unchanged, so an endpoint
+// change builds one ClusterLoadAssignment.
 func (b *builder) cluster(c *ir.Cluster) error {
-	if m := b.prev.cluster(c); m != nil {
-		b.out.Clusters = append(b.out.Clusters, m.cluster)
-		b.out.ClusterLoadAssignments = append(b.out.ClusterLoadAssignments, m.cla)
-		b.out.Warnings = append(b.out.Warnings, m.warnings...)
-		b.next.put(m)
-		return nil
+	settings, endpoints := b.hashes.Cluster(c)
+	m := &clusterMemo{settings: settings, endpoints: endpoints}
+	prev := b.prev.cluster(c.Name)
+	if prev != nil && prev.settings == settings && prev.endpoints == endpoints {
+		m = prev
+	} else {
+		mark := len(b.out.Warnings)
+		name := b.clusterNames[c.Name]
+		if prev != nil && prev.settings == settings {
+			m.cluster, m.version = prev.cluster, prev.version
+		} else {
+			out, err := b.buildCluster(c, name)
+			if err != nil {
+				return err
+			}
+			m.cluster, m.version = out, versionString(b.ver.start("cluster").hash(settings).sum())
+		}
+		cla, err := b.loadAssignment(c, name)
+		if err != nil {
+			return err
+		}
+		m.cla, m.claVersion = cla, versionString(b.ver.start("cluster load assignment").hash(endpoints).sum())
+		// Only the endpoints warn.
+		m.warnings = b.warningsSince(mark)
 	}
-	mark := len(b.out.Warnings)
-	name := b.clusterNames[c.Name]
+	b.out.Clusters = append(b.out.Clusters, m.cluster)
+	b.out.ClusterLoadAssignments = append(b.out.ClusterLoadAssignments, m.cla)
+	b.emit(m.cluster, m.version)
+	b.emit(m.cla, m.claVersion)
+	if m == prev {
+		b.out.Warnings = append(b.out.Warnings, m.warnings...)
+	}
+	b.next.put(c.Name, m)
+	return nil
+}
+
+// buildCluster builds and validates the Cluster of an IR cluster, from its
+// settings.
+func (b *builder) buildCluster(c *ir.Cluster, name string) (*clusterv3.Cluster, error) {
 	timeout := c.ConnectTimeout
 	if timeout <= 0 {
 		timeout = defaultConnectTimeout
@@ -99,21 +131,14 @@ func (b *builder) cluster(c *ir.Cluster) error {
 	}
 	opts, err := protocolOptions(name, explicitHTTP(c.Protocol == ir.ProtocolH2C))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	out.TypedExtensionProtocolOptions = opts
 	upstreamLimits(out)
 	if err := checked("cluster", name, out); err != nil {
-		return err
+		return nil, err
 	}
-	cla, err := b.loadAssignment(c, name)
-	if err != nil {
-		return err
-	}
-	b.out.Clusters = append(b.out.Clusters, out)
-	b.out.ClusterLoadAssignments = append(b.out.ClusterLoadAssignments, cla)
-	b.next.put(&clusterMemo{in: c, cluster: out, cla: cla, warnings: b.warningsSince(mark)})
-	return nil
+	return out, nil
 }
 
 func lbPolicy(p ir.LBPolicy) clusterv3.Cluster_LbPolicy {

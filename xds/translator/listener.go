@@ -13,10 +13,12 @@ import (
 // IR chain, each with exactly one HttpConnectionManager whose routes come
 // over RDS, then the RouteConfiguration of every chain it kept.
 func (b *builder) listener(l *ir.Listener) error {
-	m := b.prev.listener(l)
+	h := b.hashes.Listener(l)
+	m := b.prev.listener(l.Name, h)
 	if m != nil {
 		if m.out != nil {
 			b.out.Listeners = append(b.out.Listeners, m.out)
+			b.emit(m.out, m.version)
 		}
 		b.out.Warnings = append(b.out.Warnings, m.warnings...)
 		for _, r := range m.refs {
@@ -24,15 +26,21 @@ func (b *builder) listener(l *ir.Listener) error {
 		}
 	} else {
 		mark := len(b.out.Warnings)
-		m = &listenerMemo{in: l}
+		m = &listenerMemo{hash: h}
 		out, err := b.buildListener(l, m)
 		if err != nil {
 			return err
 		}
+		if out != nil {
+			// A function of the IR listener alone (route tables are
+			// referred to by name).
+			m.version = versionString(b.ver.start("listener").hash(h).sum())
+			b.emit(out, m.version)
+		}
 		m.out = out
 		m.warnings = b.warningsSince(mark)
 	}
-	b.next.put(m)
+	b.next.put(l.Name, m)
 	for _, i := range m.kept {
 		if err := b.routeConfiguration(l.Chains[i].Routes); err != nil {
 			return err

@@ -11,32 +11,40 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
 
 // Translator translates successive Configs and reuses the output of every
-// IR object that did not change since the previous call: the very same
-// Envoy objects are returned, so they are not rebuilt, re-validated, or
-// (by xds/server, which recognises them) re-marshalled. A one-route change
-// rebuilds only that route's virtual host and its RouteConfiguration
-// wrapper. The result is always proto-equal to Translate's.
+// IR object whose content (ir.Hash) did not change since the previous
+// call: the very same Envoy objects are returned with the same versions,
+// so they are neither rebuilt nor validated again, and xds/server sees
+// them unchanged. A one-route change builds and validates that route,
+// plus new wrappers for its virtual host and RouteConfiguration that hold
+// the other routes and virtual hosts unchanged. The result is always
+// proto-equal to Translate's.
 //
 // The agent keeps one Translator and calls Translate from one goroutine at
-// a time (calls are serialised). The Translator keeps the previous Config
-// to compare with the next one: a Config must not be modified after it was
-// translated (IR values are immutable once built). A failed call leaves the
-// memory of the last good translation in place.
+// a time (calls are serialised). A Config must not be modified after it
+// was translated (IR values are immutable once built): hashes are
+// remembered per object. A failed call leaves the memory of the last good
+// translation in place.
 type Translator struct {
-	mu   sync.Mutex
-	prev *memo
+	mu     sync.Mutex
+	hashes ir.Hashes
+	prev   *memo
 	// valid remembers the virtual hosts that passed validation, so an
 	// unchanged one is not checked route by route again.
 	valid ir.Validator
 }
 
 // New returns a Translator with nothing remembered.
-func New() *Translator { return &Translator{} }
+func New() *Translator {
+	t := &Translator{}
+	t.valid.Hashes = &t.hashes
+	return t
+}
 
 // Translate is Translate with reuse of unchanged output.
 func (t *Translator) Translate(cfg *ir.Config) (*Resources, error) {
@@ -45,10 +53,11 @@ func (t *Translator) Translate(cfg *ir.Config) (*Resources, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.hashes.Next()
 	if err := t.valid.Validate(cfg); err != nil {
 		return nil, fmt.Errorf("translating IR: %w", err)
 	}
-	b := newBuilder(cfg)
+	b := newBuilder(cfg, &t.hashes)
 	b.prev, b.next = t.prev, newMemo(cfg)
 	if err := b.build(); err != nil {
 		return nil, fmt.Errorf("translating IR: %w", err)
@@ -57,24 +66,30 @@ func (t *Translator) Translate(cfg *ir.Config) (*Resources, error) {
 	return b.out, nil
 }
 
-// memo is what one translation produced, by IR object. Every method is
-// nil-safe: a nil memo remembers nothing and records nothing.
+// memo is what one translation produced, by IR object name and content
+// hash. Every method is nil-safe: a nil memo remembers nothing and
+// records nothing.
 type memo struct {
 	clusters  map[string]*clusterMemo
 	listeners map[string]*listenerMemo
 	tables    map[string]*tableMemo
 	secrets   map[string]*secretMemo
+	policy    map[string]*policyMemo
 }
 
+// clusterMemo is an IR cluster as built: the Cluster from its settings,
+// the ClusterLoadAssignment from its endpoints, each with its version.
 type clusterMemo struct {
-	in       *ir.Cluster
-	cluster  *clusterv3.Cluster
-	cla      *endpointv3.ClusterLoadAssignment
-	warnings []Warning
+	settings, endpoints ir.Hash
+	version, claVersion string
+	cluster             *clusterv3.Cluster
+	cla                 *endpointv3.ClusterLoadAssignment
+	warnings            []Warning
 }
 
 type listenerMemo struct {
-	in       *ir.Listener
+	hash     ir.Hash
+	version  string
 	out      *listenerv3.Listener // nil: the listener was dropped
 	warnings []Warning
 	refs     []string // secrets its chains use
@@ -82,31 +97,46 @@ type listenerMemo struct {
 }
 
 type tableMemo struct {
-	out    *routev3.RouteConfiguration
-	vhosts map[string]*vhostMemo
+	version string
+	out     *routev3.RouteConfiguration
+	vhosts  map[string]*vhostMemo
 }
 
+// vhostMemo is one virtual host as built. Its output depends on the IR
+// virtual host, the domains left to it in its table and, when one of its
+// routes names it (usesInvalid), the invalid-backend cluster name; version
+// combines them.
 type vhostMemo struct {
-	in       *ir.VirtualHost
+	hash        ir.Hash
+	version     ir.Hash
+	usesInvalid bool
 	domains  []string
-	invalid  string // the invalid-backend cluster name it was built with
 	out      *routev3.VirtualHost
 	warnings []Warning
 	routes   []*routeMemo // one per IR route, in order
 }
 
 // routeMemo is one route as built: out is nil when the route was dropped.
-// A route's output depends on the route and on the invalid-backend
-// cluster name only.
+// A route's output depends on the route and on invalid, the
+// invalid-backend cluster name when the route names it ("" otherwise).
 type routeMemo struct {
-	in       *ir.Route
+	hash     ir.Hash
+	invalid  string
 	out      *routev3.Route
 	warnings []Warning
 }
 
 type secretMemo struct {
-	in  *ir.Secret
-	out *tlsv3.Secret
+	hash    ir.Hash
+	version string
+	out     *tlsv3.Secret
+}
+
+// policyMemo is one L7 policy resource, by kind and name.
+type policyMemo struct {
+	version  string
+	out      proto.Message
+	warnings []Warning
 }
 
 func newMemo(cfg *ir.Config) *memo {
@@ -115,45 +145,25 @@ func newMemo(cfg *ir.Config) *memo {
 		listeners: make(map[string]*listenerMemo, len(cfg.Listeners)),
 		tables:    make(map[string]*tableMemo, len(cfg.Listeners)),
 		secrets:   make(map[string]*secretMemo, len(cfg.Secrets)),
+		policy:    map[string]*policyMemo{},
 	}
 }
 
-func (m *memo) cluster(c *ir.Cluster) *clusterMemo {
+func (m *memo) cluster(name string) *clusterMemo {
 	if m == nil {
 		return nil
 	}
-	if cm := m.clusters[c.Name]; cm != nil && equalCluster(cm.in, c) {
-		return cm
-	}
-	return nil
+	return m.clusters[name]
 }
 
-func (m *memo) listener(l *ir.Listener) *listenerMemo {
+func (m *memo) listener(name string, h ir.Hash) *listenerMemo {
 	if m == nil {
 		return nil
 	}
-	if lm := m.listeners[l.Name]; lm != nil && listenerShapeEqual(lm.in, l) {
+	if lm := m.listeners[name]; lm != nil && lm.hash == h {
 		return lm
 	}
 	return nil
-}
-
-// listenerShapeEqual compares what a Listener is built from: everything
-// but the contents of the route tables, which have their own memo.
-func listenerShapeEqual(a, b *ir.Listener) bool {
-	if a == b {
-		return true
-	}
-	if a.Name != b.Name || a.Address != b.Address || a.Port != b.Port || len(a.Chains) != len(b.Chains) {
-		return false
-	}
-	for i, x := range a.Chains {
-		y := b.Chains[i]
-		if x.Name != y.Name || !slices.Equal(x.ServerNames, y.ServerNames) || !equalTLS(x.TLS, y.TLS) || x.Routes.Name != y.Routes.Name {
-			return false
-		}
-	}
-	return true
 }
 
 func (m *memo) table(name string) *tableMemo {
@@ -163,72 +173,78 @@ func (m *memo) table(name string) *tableMemo {
 	return m.tables[name]
 }
 
-func (t *tableMemo) vhost(vh *ir.VirtualHost, domains []string, invalid string) *vhostMemo {
-	if t == nil {
-		return nil
-	}
-	vm := t.vhosts[vh.Name]
-	if vm == nil || vm.invalid != invalid || !slices.Equal(vm.domains, domains) {
-		return nil
-	}
-	if equalVirtualHost(vm.in, vh) {
-		return vm
-	}
-	return nil
-}
-
-// routes indexes by name the routes of the virtual host of the same name
-// built with the same invalid-backend cluster, for a virtual host that
-// changed: its unchanged routes are reused one by one. Route names are
-// unique within a virtual host (ir.Config.Validate).
-func (t *tableMemo) routes(vh *ir.VirtualHost, invalid string) map[string]*routeMemo {
-	if t == nil {
-		return nil
-	}
-	vm := t.vhosts[vh.Name]
-	if vm == nil || vm.invalid != invalid {
-		return nil
-	}
-	out := make(map[string]*routeMemo, len(vm.routes))
-	for _, rm := range vm.routes {
-		out[rm.in.Name] = rm
-	}
-	return out
-}
-
-func (m *memo) secret(s *ir.Secret) *secretMemo {
+func (m *memo) secret(name string, h ir.Hash) *secretMemo {
 	if m == nil {
 		return nil
 	}
-	if sm := m.secrets[s.Name]; sm != nil && equalSecret(sm.in, s) {
+	if sm := m.secrets[name]; sm != nil && sm.hash == h {
 		return sm
 	}
 	return nil
 }
 
-func (m *memo) put(v any) {
+func (m *memo) policyResource(key, version string) *policyMemo {
+	if m == nil {
+		return nil
+	}
+	if pm := m.policy[key]; pm != nil && pm.version == version {
+		return pm
+	}
+	return nil
+}
+
+// vhost returns the previous build of a virtual host when its version is
+// unchanged.
+func (t *tableMemo) vhost(name string, version ir.Hash) *vhostMemo {
+	if t == nil {
+		return nil
+	}
+	if vm := t.vhosts[name]; vm != nil && vm.version == version {
+		return vm
+	}
+	return nil
+}
+
+// oldRoutes indexes by content hash the routes of the previous virtual
+// host of the same name, for a virtual host that changed: its unchanged
+// routes are reused one by one.
+func (b *builder) oldRoutes(t *tableMemo, name string) map[ir.Hash]*routeMemo {
+	if t == nil {
+		return nil
+	}
+	vm := t.vhosts[name]
+	if vm == nil {
+		return nil
+	}
+	out := make(map[ir.Hash]*routeMemo, len(vm.routes))
+	for _, rm := range vm.routes {
+		out[rm.hash] = rm
+	}
+	return out
+}
+
+func (m *memo) put(name string, v any) {
 	if m == nil {
 		return
 	}
 	switch x := v.(type) {
 	case *clusterMemo:
-		m.clusters[x.in.Name] = x
+		m.clusters[name] = x
 	case *listenerMemo:
-		m.listeners[x.in.Name] = x
+		m.listeners[name] = x
 	case *secretMemo:
-		m.secrets[x.in.Name] = x
+		m.secrets[name] = x
+	case *tableMemo:
+		m.tables[name] = x
+	case *policyMemo:
+		m.policy[name] = x
 	}
 }
 
-func (m *memo) putTable(name string, t *tableMemo) {
-	if m != nil {
-		m.tables[name] = t
-	}
-}
-
-// warningsSince copies the warnings recorded since mark, for a memo.
+// warningsSince copies the warnings recorded since mark, for a memo: a
+// reused part repeats its warnings.
 func (b *builder) warningsSince(mark int) []Warning {
-	if b.next == nil || len(b.out.Warnings) == mark {
+	if len(b.out.Warnings) == mark {
 		return nil
 	}
 	return slices.Clone(b.out.Warnings[mark:])

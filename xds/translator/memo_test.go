@@ -1,11 +1,13 @@
 package translator
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -169,7 +171,7 @@ func randomEdit(r *rand.Rand, cfg *ir.Config) string {
 		}
 		return vh.Routes[r.IntN(len(vh.Routes))]
 	}
-	switch r.IntN(11) {
+	switch r.IntN(12) {
 	case 0:
 		pick().Timeout += time.Duration(r.IntN(3)) * time.Second
 		return "route timeout"
@@ -229,7 +231,38 @@ func randomEdit(r *rand.Rand, cfg *ir.Config) string {
 		}
 		cfg.Clusters = append(cfg.Clusters, &ir.Cluster{Name: invalidBackendCluster, Protocol: ir.ProtocolHTTP1, LBPolicy: ir.LBRoundRobin})
 		return "invalid-backend name taken"
+	case 10:
+		// Another virtual host's domain in upper case: valid IR, but
+		// Envoy compares domains case-insensitively, so it is dropped
+		// from whichever virtual host comes later — until that other
+		// one's domains change.
+		other := vhosts[r.IntN(len(vhosts))]
+		if other == vh || len(other.Domains) == 0 {
+			return "nothing"
+		}
+		d := strings.ToUpper(other.Domains[0])
+		for _, x := range vhosts {
+			if slices.Contains(x.Domains, d) {
+				return "nothing"
+			}
+		}
+		vh.Domains = append(vh.Domains, d)
+		return "domain clash"
 	default:
 		return "nothing"
 	}
+}
+
+// clone deep-copies an IR value through its JSON form.
+func clone[T any](t *testing.T, v *T) *T {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := new(T)
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

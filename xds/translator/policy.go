@@ -13,6 +13,7 @@ import (
 	origdstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	origsrcv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_src/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -43,31 +44,156 @@ func (b *builder) policy(p *ir.Policy) error {
 			return fmt.Errorf("%w: cluster name %q is reserved for L7 policy", ErrInvalidOutput, name)
 		}
 	}
+	dep := b.policyInputs(p)
 	for _, l := range p.Listeners {
-		if err := b.policyListener(p, l); err != nil {
+		if err := b.policyListener(p, l, dep); err != nil {
 			return err
 		}
 	}
 	if len(p.Listeners) == 0 {
 		return nil
 	}
-	if err := b.originalDstCluster(p); err != nil {
+	if err := b.policyResource("cluster", originalDstCluster, b.ver.start("original-dst cluster").uint(uint64(p.UpstreamMark)).sum(),
+		func() (proto.Message, error) { return originalDstClusterOf(p) }); err != nil {
 		return err
 	}
 	if p.AccessLogSocket != "" {
-		if err := b.accessLogCluster(p.AccessLogSocket); err != nil {
+		if err := b.policyResource("cluster", accessLogCluster, b.ver.start("access log cluster").str(p.AccessLogSocket).sum(),
+			func() (proto.Message, error) { return accessLogClusterOf(p.AccessLogSocket) }); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (b *builder) policyListener(p *ir.Policy, l *ir.PolicyListener) error {
+// policyDeps are the hashes of what the policy resources are built from:
+// each direction's HTTP and Kafka policies in order, and the policy-wide
+// facts a listener's filters depend on.
+type policyDeps struct {
+	http, kafka map[ir.PolicyDirection][]ir.Hash
+	ingressHTTP bool
+	// headerActions: whether a direction's HTTP policies carry header
+	// actions (the listener then runs that direction's header match
+	// filter).
+	headerActions map[ir.PolicyDirection]bool
+}
+
+func (b *builder) policyInputs(p *ir.Policy) policyDeps {
+	d := policyDeps{http: map[ir.PolicyDirection][]ir.Hash{}, kafka: map[ir.PolicyDirection][]ir.Hash{}, ingressHTTP: hasIngressHTTP(p),
+		headerActions: map[ir.PolicyDirection]bool{
+			ir.PolicyIngress: hasHeaderActions(p, ir.PolicyIngress),
+			ir.PolicyEgress:  hasHeaderActions(p, ir.PolicyEgress),
+		}}
+	for _, h := range p.HTTP {
+		d.http[h.Direction] = append(d.http[h.Direction], b.hashes.HTTPPolicy(h))
+	}
+	for _, k := range p.Kafka {
+		d.kafka[k.Direction] = append(d.kafka[k.Direction], b.hashes.KafkaPolicy(k))
+	}
+	return d
+}
+
+// hashes composes a version over a list of hashes.
+func (v *version) hashes(hs []ir.Hash) *version {
+	v.uint(uint64(len(hs)))
+	for _, h := range hs {
+		v.hash(h)
+	}
+	return v
+}
+
+// policyResource emits one L7 policy resource of the given kind, whose
+// content is a function of what version was composed from: the previous
+// translation's object when the version is unchanged, else build's, which
+// validates it.
+func (b *builder) policyResource(kind, name string, v ir.Hash, build func() (proto.Message, error)) error {
+	key := kind + "\x00" + name
+	ver := versionString(v)
+	pm := b.prev.policyResource(key, ver)
+	if pm != nil {
+		b.out.Warnings = append(b.out.Warnings, pm.warnings...)
+	} else {
+		mark := len(b.out.Warnings)
+		out, err := build()
+		if err != nil {
+			return err
+		}
+		pm = &policyMemo{version: ver, out: out, warnings: b.warningsSince(mark)}
+	}
+	switch m := pm.out.(type) {
+	case *listenerv3.Listener:
+		b.out.Listeners = append(b.out.Listeners, m)
+	case *routev3.RouteConfiguration:
+		b.out.RouteConfigurations = append(b.out.RouteConfigurations, m)
+	case *clusterv3.Cluster:
+		b.out.Clusters = append(b.out.Clusters, m)
+	case *corev3.TypedExtensionConfig:
+		b.out.ExtensionConfigs = append(b.out.ExtensionConfigs, m)
+	default:
+		return fmt.Errorf("%w: policy resource %q of unexpected type %T", ErrInvalidOutput, name, pm.out)
+	}
+	b.emit(pm.out, ver)
+	b.next.put(key, pm)
+	return nil
+}
+
+// policyListener emits a policy listener and what it needs of its own:
+// its route table (HTTP) and its filter configurations.
+func (b *builder) policyListener(p *ir.Policy, l *ir.PolicyListener, dep policyDeps) error {
+	name := policyListenerName(l)
+	// The listener's filters depend on these policy-wide facts: the
+	// upstream mark when it keeps the original source, whether access
+	// logs go out, for HTTP whether its direction has header actions, and
+	// for egress HTTP whether local destinations have ingress HTTP rules
+	// (destination RBAC) with header actions (policyHTTPFilters).
+	v := b.ver.start("policy listener").hash(b.hashes.PolicyListener(l)).bool(p.AccessLogSocket != "")
+	if l.OriginalSource {
+		v.uint(uint64(p.UpstreamMark))
+	}
+	if l.Protocol == ir.L7HTTP {
+		v.bool(dep.headerActions[l.Direction])
+		if l.Direction == ir.PolicyEgress {
+			v.bool(dep.ingressHTTP).bool(dep.headerActions[ir.PolicyIngress])
+		}
+	}
+	if err := b.policyResource("listener", name, v.sum(), func() (proto.Message, error) { return b.buildPolicyListener(p, l) }); err != nil {
+		return err
+	}
+	switch l.Protocol {
+	case ir.L7HTTP:
+		if err := b.policyResource("route configuration", name, b.ver.start("policy routes").str(name).sum(),
+			func() (proto.Message, error) { return policyRoutes(l) }); err != nil {
+			return err
+		}
+		rbac := rbacExtensionName(l.Direction)
+		if err := b.policyResource("extension config", rbac, b.ver.start("rbac").str(string(l.Direction)).hashes(dep.http[l.Direction]).sum(),
+			func() (proto.Message, error) { return b.rbacConfig(p, l) }); err != nil {
+			return err
+		}
+		if l.Direction == ir.PolicyEgress && dep.ingressHTTP {
+			if err := b.policyResource("extension config", destinationRBACName, b.ver.start("destination rbac").hashes(dep.http[ir.PolicyIngress]).sum(),
+				func() (proto.Message, error) { return b.extensionConfig(destinationRBACName, destinationRBAC(p)) }); err != nil {
+				return err
+			}
+		}
+		if dep.headerActions[l.Direction] {
+			return b.policyResource("extension config", headerMatchExtensionName(l.Direction), b.ver.start("header match").str(string(l.Direction)).hashes(dep.http[l.Direction]).sum(),
+				func() (proto.Message, error) { return b.headerMatchConfig(p, l.Direction) })
+		}
+	case ir.L7Kafka:
+		return b.policyResource("extension config", kafkaExtensionName(l.Direction), b.ver.start("kafka").str(string(l.Direction)).hashes(dep.kafka[l.Direction]).sum(),
+			func() (proto.Message, error) { return b.kafkaConfig(p, l) })
+	}
+	return nil
+}
+
+// buildPolicyListener builds a transparent policy listener.
+func (b *builder) buildPolicyListener(p *ir.Policy, l *ir.PolicyListener) (*listenerv3.Listener, error) {
 	name := policyListenerName(l)
 	addr, _ := netip.ParseAddr(l.Address) // validated by ir.Config.Validate
 	origDst, err := typedConfig("listener", name, &origdstv3.OriginalDst{})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	out := &listenerv3.Listener{
 		Name:        name,
@@ -82,7 +208,7 @@ func (b *builder) policyListener(p *ir.Policy, l *ir.PolicyListener) error {
 	if l.OriginalSource {
 		src, err := typedConfig("listener", name, &origsrcv3.OriginalSrc{Mark: p.UpstreamMark})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		out.ListenerFilters = append(out.ListenerFilters, &listenerv3.ListenerFilter{
 			Name:       filterOriginalSrc,
@@ -94,24 +220,13 @@ func (b *builder) policyListener(p *ir.Policy, l *ir.PolicyListener) error {
 	case ir.L7HTTP:
 		hcm, err := b.policyHCM(p, l)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		filters = []*listenerv3.Filter{{Name: filterHTTPConnectionManager, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm}}}
-		if err := b.policyRoutes(l); err != nil {
-			return err
-		}
-		if err := b.rbacConfig(p, l); err != nil {
-			return err
-		}
-		if hasHeaderActions(p, l.Direction) {
-			if err := b.headerMatchConfig(p, l.Direction); err != nil {
-				return err
-			}
-		}
 	case ir.L7Kafka:
 		tcp, err := b.policyTCPProxy(p, l)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		filters = []*listenerv3.Filter{
 			{Name: kafkaExtensionName(l.Direction), ConfigType: &listenerv3.Filter_ConfigDiscovery{ConfigDiscovery: &corev3.ExtensionConfigSource{
@@ -119,21 +234,17 @@ func (b *builder) policyListener(p *ir.Policy, l *ir.PolicyListener) error {
 			}}},
 			{Name: filterTCPProxy, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: tcp}},
 		}
-		if err := b.kafkaConfig(p, l); err != nil {
-			return err
-		}
 	}
 	out.FilterChains = []*listenerv3.FilterChain{{Name: name, Filters: filters}}
 	if err := checked("listener", name, out); err != nil {
-		return err
+		return nil, err
 	}
-	b.out.Listeners = append(b.out.Listeners, out)
-	return nil
+	return out, nil
 }
 
 // policyRoutes is the single route of a policy HTTP listener: everything
 // goes to the original destination, without a timeout (gRPC streams).
-func (b *builder) policyRoutes(l *ir.PolicyListener) error {
+func policyRoutes(l *ir.PolicyListener) (*routev3.RouteConfiguration, error) {
 	name := policyListenerName(l)
 	rc := &routev3.RouteConfiguration{
 		Name: name,
@@ -151,17 +262,16 @@ func (b *builder) policyRoutes(l *ir.PolicyListener) error {
 		}},
 	}
 	if err := checked("route configuration", name, rc); err != nil {
-		return err
+		return nil, err
 	}
-	b.out.RouteConfigurations = append(b.out.RouteConfigurations, rc)
-	return nil
+	return rc, nil
 }
 
 // originalDstCluster forwards to each connection's original destination
 // from sockets carrying the proxy mark, so the datapath never redirects
 // the proxy's own connections. The upstream protocol follows the
 // downstream one (h2c for gRPC).
-func (b *builder) originalDstCluster(p *ir.Policy) error {
+func originalDstClusterOf(p *ir.Policy) (*clusterv3.Cluster, error) {
 	opts, err := protocolOptions(originalDstCluster, &httpv3.HttpProtocolOptions{
 		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{
 			UseDownstreamProtocolConfig: &httpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
@@ -171,7 +281,7 @@ func (b *builder) originalDstCluster(p *ir.Policy) error {
 		},
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c := &clusterv3.Cluster{
 		Name:                 originalDstCluster,
@@ -192,18 +302,17 @@ func (b *builder) originalDstCluster(p *ir.Policy) error {
 	}
 	upstreamLimits(c)
 	if err := checked("cluster", originalDstCluster, c); err != nil {
-		return err
+		return nil, err
 	}
-	b.out.Clusters = append(b.out.Clusters, c)
-	return nil
+	return c, nil
 }
 
 // accessLogCluster reaches the agent's AccessLogService over its Unix
 // socket (gRPC, so HTTP/2).
-func (b *builder) accessLogCluster(socket string) error {
+func accessLogClusterOf(socket string) (*clusterv3.Cluster, error) {
 	opts, err := protocolOptions(accessLogCluster, explicitHTTP(true))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c := &clusterv3.Cluster{
 		Name:                 accessLogCluster,
@@ -221,8 +330,7 @@ func (b *builder) accessLogCluster(socket string) error {
 	}
 	upstreamLimits(c)
 	if err := checked("cluster", accessLogCluster, c); err != nil {
-		return err
+		return nil, err
 	}
-	b.out.Clusters = append(b.out.Clusters, c)
-	return nil
+	return c, nil
 }

@@ -109,17 +109,16 @@ func alsCommon(logName string) *alsv3.CommonGrpcAccessLogConfig {
 func (b *builder) extensionConfig(name string, m interface {
 	proto.Message
 	validator
-}) error {
+}) (*corev3.TypedExtensionConfig, error) {
 	tc, err := typedConfig("extension config", name, m)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ext := &corev3.TypedExtensionConfig{Name: name, TypedConfig: tc}
 	if err := checked("extension config", name, ext); err != nil {
-		return err
+		return nil, err
 	}
-	b.out.ExtensionConfigs = append(b.out.ExtensionConfigs, ext)
-	return nil
+	return ext, nil
 }
 
 // policyHTTPFilters are a policy HTTP listener's filters before the

@@ -1,6 +1,8 @@
 package translator
 
 import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
 	"github.com/nodemesh/nodemesh/mesh/ir"
 	headermatchv1 "github.com/nodemesh/nodemesh/proxylib/api/headermatch/v1"
 )
@@ -24,7 +26,7 @@ func hasHeaderActions(p *ir.Policy, d ir.PolicyDirection) bool {
 // Envoy has no filter that edits headers on a condition of this kind, so
 // the filter is the project's own: only the builtin proxy runs it, and
 // the warning says so.
-func (b *builder) headerMatchConfig(p *ir.Policy, d ir.PolicyDirection) error {
+func (b *builder) headerMatchConfig(p *ir.Policy, d ir.PolicyDirection) (*corev3.TypedExtensionConfig, error) {
 	name := headerMatchExtensionName(d)
 	cfg := &headermatchv1.HeaderMatchPolicy{}
 	for _, h := range p.HTTP {

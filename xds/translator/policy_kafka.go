@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sort"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
 	"github.com/nodemesh/nodemesh/mesh/ir"
 	kafkav1 "github.com/nodemesh/nodemesh/proxylib/api/kafka/v1"
 )
@@ -21,7 +23,7 @@ import (
 // The filter's principals and destinations are plain prefixes: a peer
 // term's exceptions cannot be expressed, so the term is used whole (more
 // permissive, reported as a warning).
-func (b *builder) kafkaConfig(p *ir.Policy, l *ir.PolicyListener) error {
+func (b *builder) kafkaConfig(p *ir.Policy, l *ir.PolicyListener) (*corev3.TypedExtensionConfig, error) {
 	type destKey struct {
 		prefix netip.Prefix
 		port   uint32

@@ -25,16 +25,10 @@ import (
 // peers as destinations and principals the endpoints. A peer term with
 // exceptions is "inside the prefix and not inside any exception"
 // (and_ids/not_id, and_rules/not_rule).
-func (b *builder) rbacConfig(p *ir.Policy, l *ir.PolicyListener) error {
-	if err := b.extensionConfig(rbacExtensionName(l.Direction), &rbacfilterv3.RBAC{
+func (b *builder) rbacConfig(p *ir.Policy, l *ir.PolicyListener) (*corev3.TypedExtensionConfig, error) {
+	return b.extensionConfig(rbacExtensionName(l.Direction), &rbacfilterv3.RBAC{
 		Rules: &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW, Policies: rbacPolicies(p, l.Direction)},
-	}); err != nil {
-		return err
-	}
-	if l.Direction == ir.PolicyEgress && hasIngressHTTP(p) {
-		return b.extensionConfig(destinationRBACName, destinationRBAC(p))
-	}
-	return nil
+	})
 }
 
 // hasIngressHTTP reports whether any local endpoint has ingress HTTP

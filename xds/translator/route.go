@@ -2,7 +2,6 @@ package translator
 
 import (
 	"fmt"
-	"slices"
 	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -17,12 +16,14 @@ import (
 // is validated as it is built, each virtual host's and the
 // RouteConfiguration's own fields separately: together exactly what
 // ValidateAll on the whole would check (the lists carry no rules of their
-// own), without re-checking what is reused from the last call.
+// own), without re-checking what is reused.
 func (b *builder) routeConfiguration(rt *ir.RouteTable) error {
 	name := routeConfigName(rt)
 	prev := b.prev.table(rt.Name)
 	next := &tableMemo{vhosts: make(map[string]*vhostMemo, len(rt.VirtualHosts))}
 	vhosts := make([]*routev3.VirtualHost, 0, len(rt.VirtualHosts))
+	var v version
+	v.start("route configuration").str(name)
 	// Envoy lower-cases domains and rejects a domain listed twice in one
 	// RouteConfiguration; the IR compares them case-sensitively.
 	owner := make(map[string]string)
@@ -32,19 +33,25 @@ func (b *builder) routeConfiguration(rt *ir.RouteTable) error {
 			b.warn(object("virtual host", vh.Name), "domains", "no domain left; virtual host dropped")
 			continue
 		}
-		vm := prev.vhost(vh, domains, b.invalidBackend)
+		h := b.hashes.VirtualHost(vh)
+		usesInvalid := prev.usesInvalid(vh, h)
+		vv := b.vhostVersion(h, domains, usesInvalid)
+		vm := prev.vhost(vh.Name, vv)
 		if vm != nil {
 			b.out.Warnings = append(b.out.Warnings, vm.warnings...)
 		} else {
 			var err error
-			if vm, err = b.virtualHost(name, vh, domains, prev.routes(vh, b.invalidBackend)); err != nil {
+			if vm, err = b.virtualHost(name, vh, h, vv, domains, b.oldRoutes(prev, vh.Name)); err != nil {
 				return err
 			}
+			vm.usesInvalid = usesInvalid
 		}
 		next.vhosts[vh.Name] = vm
 		vhosts = append(vhosts, vm.out)
+		v.hash(vv)
 	}
-	if prev != nil && prev.out.Name == name && slices.Equal(prev.out.VirtualHosts, vhosts) {
+	next.version = versionString(v.sum())
+	if prev != nil && prev.version == next.version {
 		next.out = prev.out
 	} else {
 		// The Host port is ignored when selecting a virtual host, as the
@@ -55,44 +62,84 @@ func (b *builder) routeConfiguration(rt *ir.RouteTable) error {
 			return err
 		}
 	}
-	b.next.putTable(rt.Name, next)
+	b.next.put(rt.Name, next)
 	b.out.RouteConfigurations = append(b.out.RouteConfigurations, next.out)
+	b.emit(next.out, next.version)
 	return nil
 }
 
-// virtualHost builds a virtual host that changed, reusing from old (its
-// previous routes by name) every route that did not.
-func (b *builder) virtualHost(rc string, vh *ir.VirtualHost, domains []string, old map[string]*routeMemo) (*vhostMemo, error) {
+// vhostVersion is the version of a virtual host's output: a function of
+// the IR virtual host (h), the domains left to it and, when a route names
+// it, the invalid-backend cluster name.
+func (b *builder) vhostVersion(h ir.Hash, domains []string, usesInvalid bool) ir.Hash {
+	v := b.ver.start("virtual host").hash(h).uint(uint64(len(domains)))
+	for _, d := range domains {
+		v.str(d)
+	}
+	if usesInvalid {
+		v.str(b.invalidBackend)
+	}
+	return v.sum()
+}
+
+// usesInvalid reports whether a route of vh (of hash h) names the
+// invalid-backend cluster, from the previous translation when it built
+// the same content.
+func (t *tableMemo) usesInvalid(vh *ir.VirtualHost, h ir.Hash) bool {
+	if t != nil {
+		if vm := t.vhosts[vh.Name]; vm != nil && vm.hash == h {
+			return vm.usesInvalid
+		}
+	}
+	for _, r := range vh.Routes {
+		if usesInvalidBackend(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// virtualHost builds a virtual host that changed. A route already built
+// in this translation (for another virtual host) or in the previous
+// version of this one (old, by content hash) is reused; the others are
+// built and validated.
+func (b *builder) virtualHost(rc string, vh *ir.VirtualHost, h, version ir.Hash, domains []string, old map[ir.Hash]*routeMemo) (*vhostMemo, error) {
 	mark := len(b.out.Warnings)
 	evh := &routev3.VirtualHost{Name: virtualHostName(vh), Domains: domains}
 	if err := checked("route configuration", rc+" virtual host "+evh.Name, evh); err != nil {
 		return nil, err
 	}
 	evh.Routes = make([]*routev3.Route, 0, len(vh.Routes))
-	vm := &vhostMemo{in: vh, domains: domains, invalid: b.invalidBackend, out: evh}
-	if b.next != nil {
-		vm.routes = make([]*routeMemo, 0, len(vh.Routes))
-	}
+	vm := &vhostMemo{hash: h, version: version, domains: domains, out: evh, routes: make([]*routeMemo, 0, len(vh.Routes))}
 	for _, r := range vh.Routes {
-		var out *routev3.Route
-		if rm := old[r.Name]; rm != nil && equalRoute(rm.in, r) {
+		rh := b.hashes.Route(r)
+		rm := b.routes[rh]
+		if rm == nil {
+			rm = old[rh]
+		}
+		if rm != nil && rm.invalid != "" && rm.invalid != b.invalidBackend {
+			rm = nil // built for another invalid-backend name
+		}
+		if rm != nil {
 			b.out.Warnings = append(b.out.Warnings, rm.warnings...)
-			out = rm.out
-			vm.routes = append(vm.routes, rm)
 		} else {
 			rmark := len(b.out.Warnings)
-			if out = b.route(r); out != nil {
+			out := b.route(r)
+			if out != nil {
 				// The label is built only on failure: this runs per route.
 				if err := out.ValidateAll(); err != nil {
 					return nil, fmt.Errorf("%w: route configuration %q virtual host %q route %q: %v", ErrInvalidOutput, rc, evh.Name, out.Name, err)
 				}
 			}
-			if b.next != nil {
-				vm.routes = append(vm.routes, &routeMemo{in: r, out: out, warnings: b.warningsSince(rmark)})
+			rm = &routeMemo{hash: rh, out: out, warnings: b.warningsSince(rmark)}
+			if usesInvalidBackend(r) {
+				rm.invalid = b.invalidBackend
 			}
 		}
-		if out != nil {
-			evh.Routes = append(evh.Routes, out)
+		b.routes[rh] = rm
+		vm.routes = append(vm.routes, rm)
+		if rm.out != nil {
+			evh.Routes = append(evh.Routes, rm.out)
 		}
 	}
 	vm.warnings = b.warningsSince(mark)

@@ -13,9 +13,11 @@ import (
 // the names its listeners mention, and a Secret nobody asks for would keep
 // an ADS server from ever answering the others.
 func (b *builder) secret(s *ir.Secret) error {
-	if m := b.prev.secret(s); m != nil {
+	h := b.hashes.Secret(s)
+	if m := b.prev.secret(s.Name, h); m != nil {
 		b.out.Secrets = append(b.out.Secrets, m.out)
-		b.next.put(m)
+		b.emit(m.out, m.version)
+		b.next.put(s.Name, m)
 		return nil
 	}
 	name := secretName(s.Name)
@@ -30,6 +32,8 @@ func (b *builder) secret(s *ir.Secret) error {
 		return err
 	}
 	b.out.Secrets = append(b.out.Secrets, out)
-	b.next.put(&secretMemo{in: s, out: out})
+	v := versionString(b.ver.start("secret").hash(h).sum())
+	b.emit(out, v)
+	b.next.put(s.Name, &secretMemo{hash: h, version: v, out: out})
 	return nil
 }

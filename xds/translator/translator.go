@@ -13,6 +13,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
@@ -34,6 +35,9 @@ type Resources struct {
 	// and what was emitted instead (see the package comment). They name the
 	// IR object and field so a status writer can surface them.
 	Warnings []Warning
+
+	// versions holds the version of every resource above (Version).
+	versions map[proto.Message]string
 }
 
 // Warning is one part of the IR the translator could not express as-is.
@@ -69,7 +73,7 @@ func Translate(cfg *ir.Config) (*Resources, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("translating IR: %w", err)
 	}
-	b := newBuilder(cfg)
+	b := newBuilder(cfg, &ir.Hashes{})
 	if err := b.build(); err != nil {
 		return nil, fmt.Errorf("translating IR: %w", err)
 	}
@@ -91,15 +95,25 @@ type builder struct {
 	secrets    map[string]*ir.Secret
 	referenced map[string]bool
 
+	// hashes gives the content hash of every IR object.
+	hashes *ir.Hashes
 	// prev is what the previous translation produced (reused where the IR
 	// is unchanged); next records this one. Both nil for Translate.
 	prev, next *memo
+	// routes are the routes built or reused so far in this translation,
+	// by content hash: a route served in several virtual hosts (an HTTP
+	// and an HTTPS listener of one Gateway) is built once.
+	routes map[ir.Hash]*routeMemo
+	// ver composes versions.
+	ver version
 }
 
-func newBuilder(cfg *ir.Config) *builder {
+func newBuilder(cfg *ir.Config, hashes *ir.Hashes) *builder {
 	b := &builder{
 		cfg:          cfg,
-		out:          &Resources{},
+		hashes:       hashes,
+		routes:       map[ir.Hash]*routeMemo{},
+		out:          &Resources{versions: make(map[proto.Message]string, 2*len(cfg.Clusters)+2*len(cfg.Listeners)+len(cfg.Secrets))},
 		clusterNames: make(map[string]string, len(cfg.Clusters)),
 		secrets:      make(map[string]*ir.Secret, len(cfg.Secrets)),
 		referenced:   make(map[string]bool, len(cfg.Secrets)),

@@ -9,6 +9,7 @@ import (
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
@@ -38,7 +39,11 @@ func (p *Publisher) Publish(ctx context.Context, cfg *ir.Config) (dataplane.Publ
 		return dataplane.Publication{}, err
 	}
 	if p.Armed.Load() {
-		for _, l := range res.Listeners {
+		for i, l := range res.Listeners {
+			// A modified copy: the translator's object keeps its version,
+			// the copy is versioned (and validated) by the server.
+			l = proto.Clone(l).(*listenerv3.Listener)
+			res.Listeners[i] = l
 			for _, fc := range l.FilterChains {
 				for _, f := range fc.Filters {
 					if err := addTracing(f); err != nil {
