@@ -110,10 +110,10 @@ type vhostMemo struct {
 	hash        ir.Hash
 	version     ir.Hash
 	usesInvalid bool
-	domains  []string
-	out      *routev3.VirtualHost
-	warnings []Warning
-	routes   []*routeMemo // one per IR route, in order
+	domains     []string
+	out         *routev3.VirtualHost
+	warnings    []Warning
+	routes      []*routeMemo // one per IR route, in order
 }
 
 // routeMemo is one route as built: out is nil when the route was dropped.
