@@ -2,15 +2,20 @@ package gateway
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/nodemesh/nodemesh/mesh/input"
 )
 
 // parentState is one parentRef of a route to one of our Gateways (the
 // Gateway is gatewayKey(ref, route namespace)), and what it resolved to.
 type parentState struct {
-	ref      gwv1.ParentReference
+	ref gwv1.ParentReference
+	// gw is the Gateway the parentRef names.
+	gw       input.Key
 	accepted verdict
 	// hits are the listeners that admit the route through this parentRef
 	// (none unless accepted).
@@ -42,11 +47,76 @@ func (t *translator) attach(rs *routeState) {
 			continue // not one of our Gateways: another controller reports it
 		}
 		ps := t.resolveParent(rs, pr, gs)
+		ps.gw = gs.key
 		rs.parents = append(rs.parents, ps)
-		if ps.accepted.ok {
-			attachToListeners(rs, ps, gs)
+	}
+	t.attachResolved(rs)
+}
+
+// attachResolved attaches a route whose parentRefs are resolved to this
+// translation's listeners: counted on every listener it resolved to, and
+// added to the serving ones' route sets on the hostnames it serves there.
+// Listeners are named by position in their Gateway's listeners, which are
+// the same while the Gateway object is.
+func (t *translator) attachResolved(rs *routeState) {
+	// The listeners attached to so far: a route attached to one listener
+	// through several parentRefs counts once. Usually one or two.
+	var seen [4]*listenerState
+	done := seen[:0]
+	for _, ps := range rs.parents {
+		if !ps.accepted.ok {
+			continue
+		}
+		gs := t.gateways[ps.gw]
+		for _, h := range ps.hits {
+			ls := gs.listeners[h.listener]
+			if slices.Contains(done, ls) {
+				continue
+			}
+			done = append(done, ls)
+			ls.attached++
+			if !ls.serving {
+				continue
+			}
+			for _, host := range h.hostnames {
+				// Listener isolation: a hostname a more specific listener
+				// of the same port claims is served by that listener only.
+				if ls.owner(host) == ls {
+					ls.entries[host] = append(ls.entries[host], rs)
+				}
+			}
 		}
 	}
+}
+
+// resolution is what resolving a route's parentRefs reads besides the
+// route and the Namespaces (which the index holds, and reuse of a
+// compiled route already requires to be unchanged): the controller name
+// and, for each parentRef naming a Gateway, that Gateway's object when it
+// is one of ours. A Gateway's listeners, and so resolveParent's answer,
+// are a function of its object.
+type resolution struct {
+	controller gwv1.GatewayController
+	gateways   []*gwv1.Gateway
+}
+
+func (t *translator) resolution(rs *routeState) resolution {
+	r := resolution{controller: t.opts.ControllerName}
+	for _, pr := range rs.src.parentRefs() {
+		if !isGatewayRef(pr) {
+			continue
+		}
+		var obj *gwv1.Gateway
+		if gs := t.gateways[gatewayKey(pr, rs.key.Namespace)]; gs != nil {
+			obj = gs.obj
+		}
+		r.gateways = append(r.gateways, obj)
+	}
+	return r
+}
+
+func (r resolution) same(o resolution) bool {
+	return r.controller == o.controller && slices.Equal(r.gateways, o.gateways)
 }
 
 // resolveParent decides whether a Gateway accepts a route through one
@@ -97,29 +167,6 @@ func (t *translator) resolveParent(rs *routeState, pr gwv1.ParentReference, gs *
 		ps.hits = hits
 	}
 	return ps
-}
-
-// attachToListeners counts an accepted route on the listeners it resolved
-// to and adds it to the serving ones' route sets, on the hostnames it
-// serves there.
-func attachToListeners(rs *routeState, ps *parentState, gs *gatewayState) {
-	for _, h := range ps.hits {
-		ls := gs.listeners[h.listener]
-		if ls.attached[rs] {
-			continue // already attached through another parentRef
-		}
-		ls.attached[rs] = true
-		if !ls.serving {
-			continue
-		}
-		for _, host := range h.hostnames {
-			// Listener isolation: a hostname a more specific listener of
-			// the same port claims is served by that listener only.
-			if ls.owner(host) == ls {
-				ls.entries[host] = append(ls.entries[host], rs)
-			}
-		}
-	}
 }
 
 // routeHostnames intersects a route's hostnames with a listener's.

@@ -85,15 +85,24 @@ func (b *builder) tlsChain(ls *listenerState, port int32) *ir.HTTPChain {
 		}
 		ch.TLS.Certificates = append(ch.TLS.Certificates, name)
 		if b.secrets[name] == nil {
-			s := b.t.ix.secrets[k]
-			b.secrets[name] = &ir.Secret{
-				Name:        name,
-				Certificate: bytes.Clone(s.Data[corev1.TLSCertKey]),
-				PrivateKey:  bytes.Clone(s.Data[corev1.TLSPrivateKeyKey]),
-			}
+			b.secrets[name] = b.t.secret(name, b.t.ix.secrets[k])
 		}
 	}
 	return ch
+}
+
+// secret returns the IR form of a TLS Secret, made once per object.
+func (t *translator) secret(name string, s *corev1.Secret) *ir.Secret {
+	if out := t.secrets[s]; out != nil {
+		return out
+	}
+	out := &ir.Secret{
+		Name:        name,
+		Certificate: bytes.Clone(s.Data[corev1.TLSCertKey]),
+		PrivateKey:  bytes.Clone(s.Data[corev1.TLSPrivateKeyKey]),
+	}
+	t.secrets[s] = out
+	return out
 }
 
 // table builds the route table served by a set of listeners of one port.

@@ -43,7 +43,7 @@ type listenerState struct {
 	// included; they share a route table (HTTP) or an IR listener (HTTPS).
 	peers []*listenerState
 	// attached counts the Accepted Routes attached to this listener.
-	attached map[*routeState]bool
+	attached int
 	// entries holds the routes to serve, by the hostname they serve it on.
 	entries map[string][]*routeState
 }
@@ -54,7 +54,6 @@ func (t *translator) newListener(gs *gatewayState, i int, l *gwv1.Listener) *lis
 		accepted: yes(string(gwv1.ListenerReasonAccepted), "Listener is accepted"),
 		resolved: yes(string(gwv1.ListenerReasonResolvedRefs), "All references are resolved"),
 		nsFrom:   gwv1.NamespacesFromSame,
-		attached: map[*routeState]bool{},
 		entries:  map[string][]*routeState{},
 	}
 	if l.Hostname != nil {
@@ -404,7 +403,7 @@ func (ls *listenerState) status() gwv1.ListenerStatus {
 	return gwv1.ListenerStatus{
 		Name:           gwv1.SectionName(ls.name),
 		SupportedKinds: kinds,
-		AttachedRoutes: int32(len(ls.attached)),
+		AttachedRoutes: int32(ls.attached),
 		Conditions:     conds,
 	}
 }

@@ -56,11 +56,35 @@ func (x *Translator) Translate(in *input.Snapshot, opts Options) *Result {
 type memo struct {
 	world world
 	ix    *index
-	// routes are the compiled routes by kind and object key; clusters the
-	// clusters they share.
+	// gateways is the identity of what parentRef resolution reads besides
+	// the route and the index.
+	gateways gatewayWorld
+	// routes are the compiled routes by kind and object key, and order
+	// the routes of each kind in the order the snapshot listed them (so
+	// an unchanged route is found by position); clusters are the
+	// clusters they share, secrets the IR form of TLS Secrets.
 	routes   map[routeID]*routeState
+	order    [][]*routeState
 	clusters map[clusterKey]*ir.Cluster
+	secrets  map[*corev1.Secret]*ir.Secret
 	vhosts   map[string]*vhostMemo
+}
+
+// gatewayWorld is the identity of the GatewayClasses and Gateways and the
+// controller name: while they are the same, so is every Gateway's
+// listeners and so the resolution of every parentRef.
+type gatewayWorld struct {
+	controller gwv1.GatewayController
+	classes    []*gwv1.GatewayClass
+	gateways   []*gwv1.Gateway
+}
+
+func gatewayWorldOf(in *input.Snapshot, controller gwv1.GatewayController) gatewayWorld {
+	return gatewayWorld{controller: controller, classes: slices.Clone(in.GatewayClasses), gateways: slices.Clone(in.Gateways)}
+}
+
+func (w gatewayWorld) same(in *input.Snapshot, controller gwv1.GatewayController) bool {
+	return w.controller == controller && slices.Equal(w.classes, in.GatewayClasses) && slices.Equal(w.gateways, in.Gateways)
 }
 
 // world is the identity of every input route compilation reads besides
@@ -101,18 +125,24 @@ type vhostMemo struct {
 
 // reusedRoute returns the previous translation's compiled route for r, of
 // kind k, when nothing it was compiled from changed, ready to be attached
-// again.
-func (t *translator) reusedRoute(k *routeKind, r route) *routeState {
+// again. at is r's position among the kind's routes the previous
+// translation processed, where an unchanged route usually still is.
+func (t *translator) reusedRoute(k *routeKind, r route, at int) *routeState {
 	if t.prev == nil || !t.sameWorld {
 		return nil
 	}
-	m := r.meta()
-	rs := t.prev.routes[routeID{k, input.Key{Namespace: m.Namespace, Name: m.Name}}]
-	if rs == nil || rs.src != r {
-		return nil
+	var rs *routeState
+	if order := t.prev.order[k.rank]; at < len(order) && order[at].src == r {
+		rs = order[at]
+	} else {
+		m := r.meta()
+		rs = t.prev.routes[routeID{k, input.Key{Namespace: m.Namespace, Name: m.Name}}]
+		if rs == nil || rs.src != r {
+			return nil
+		}
 	}
-	// Attachment and virtual host assembly start over.
-	rs.parents = nil
+	// Virtual host assembly starts over; attachment is reused when the
+	// Gateways it was resolved against are unchanged (processRoutes).
 	rs.mark = 0
 	return rs
 }

@@ -33,8 +33,13 @@ type routeState struct {
 	// refProblems are unresolved backendRefs (ResolvedRefs=False).
 	refProblems []refProblem
 	// parents are the route's parentRefs to our Gateways, resolved
-	// (attach.go).
-	parents []*parentState
+	// (attach.go), and resolvedWith what they were resolved against:
+	// they stay valid while those are unchanged (see Translator).
+	parents      []*parentState
+	resolvedWith resolution
+	// status is the route's status as last rendered, valid as long as
+	// parents are.
+	status *gwv1.RouteStatus
 	// mark lets virtual host assembly visit each route once per host
 	// without a set.
 	mark int
@@ -128,21 +133,43 @@ func gatewayKey(pr gwv1.ParentReference, routeNamespace string) input.Key {
 
 // processRoutes compiles (or reuses) and attaches every route of every
 // supported kind that names one of our Gateways.
+//
+// A route the previous translation compiled from the same object, with
+// the same index, keeps its compiled state; if the Gateways its
+// parentRefs name are the same objects too, it keeps its resolved parents
+// and its status, and is only attached to this translation's listeners.
 func (t *translator) processRoutes() {
 	for _, k := range routeKinds {
+		var order []*routeState
 		for r := range k.routes(t.in) {
-			if !t.referencesUs(r) {
-				continue
+			rs := t.reusedRoute(k, r, len(order))
+			if rs != nil && t.sameGateways && rs.parents != nil {
+				// It referenced our Gateways and resolved against
+				// these very objects.
+				t.attachResolved(rs)
+			} else {
+				if !t.referencesUs(r) {
+					continue
+				}
+				if rs == nil {
+					rs = t.compileRoute(k, r)
+				}
+				if with := t.resolution(rs); rs.parents == nil || !rs.resolvedWith.same(with) {
+					rs.parents, rs.status = nil, nil
+					rs.resolvedWith = with
+					t.attach(rs)
+				} else {
+					t.attachResolved(rs)
+				}
 			}
-			rs := t.reusedRoute(k, r)
-			if rs == nil {
-				rs = t.compileRoute(k, r)
-			}
+			order = append(order, rs)
 			if t.next != nil {
 				t.next.routes[rs.id()] = rs
 			}
-			t.attach(rs)
 			t.routes = append(t.routes, rs)
+		}
+		if t.next != nil {
+			t.next.order[k.rank] = order
 		}
 	}
 }

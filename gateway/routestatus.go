@@ -5,13 +5,13 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
-// status renders this controller's part of a route's status, for every
-// route kind alike: one RouteParentStatus per resolved parentRef with
+// renderStatus renders this controller's part of a route's status, for
+// every route kind alike: one RouteParentStatus per resolved parentRef with
 // Accepted (the parent's verdict), ResolvedRefs (the route's backendRefs)
 // and, on accepted parents of a route with dropped rules,
 // PartiallyInvalid=True. It reads only the compiled route and its
 // resolved parents, so it is as reusable as they are.
-func (rs *routeState) status(controller gwv1.GatewayController) gwv1.RouteStatus {
+func (rs *routeState) renderStatus(controller gwv1.GatewayController) gwv1.RouteStatus {
 	gen := rs.generation
 	resolved := yes(string(gwv1.RouteReasonResolvedRefs), "All references are resolved")
 	if len(rs.refProblems) > 0 {

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/mesh/input"
@@ -96,16 +97,31 @@ func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) 
 		t.sameWorld = true
 		t.ix = prev.ix
 		t.clusters = prev.clusters
+		t.secrets = prev.secrets
 	} else {
 		t.ix = newIndex(in)
 	}
+	t.sameGateways = prev != nil && prev.gateways.same(in, opts.ControllerName)
 	if remember {
-		t.next = &memo{ix: t.ix, routes: map[routeID]*routeState{}, vhosts: map[string]*vhostMemo{}}
+		n := 0
+		if prev != nil {
+			n = len(prev.routes)
+		}
+		t.next = &memo{ix: t.ix, routes: make(map[routeID]*routeState, n), order: make([][]*routeState, len(routeKinds)),
+			vhosts: map[string]*vhostMemo{}}
 		if t.sameWorld {
 			t.next.world = prev.world
 		} else {
 			t.next.world = worldOf(in)
 		}
+		if t.sameGateways {
+			t.next.gateways = prev.gateways
+		} else {
+			t.next.gateways = gatewayWorldOf(in, opts.ControllerName)
+		}
+	}
+	if t.secrets == nil {
+		t.secrets = map[*corev1.Secret]*ir.Secret{}
 	}
 	return t
 }
@@ -130,18 +146,23 @@ type translator struct {
 	routes       []*routeState
 
 	clusters map[clusterKey]*ir.Cluster
+	// secrets are the IR Secrets made of TLS Secrets, by object.
+	secrets map[*corev1.Secret]*ir.Secret
 
 	// prev is the previous translation's memo and next this one's (both
 	// nil for Translate); sameWorld says prev's compiled routes and
-	// clusters are valid for this input.
-	prev, next *memo
-	sameWorld  bool
+	// clusters are valid for this input, sameGateways that prev's
+	// resolution of parentRefs is.
+	prev, next   *memo
+	sameWorld    bool
+	sameGateways bool
 }
 
 func (t *translator) result() *Result {
 	r := &Result{Config: t.buildConfig()}
 	if t.next != nil {
 		t.next.clusters = t.clusters
+		t.next.secrets = t.secrets
 	}
 	for _, c := range t.in.GatewayClasses {
 		if cs := t.classes[c.Name]; cs != nil {
@@ -167,7 +188,11 @@ func (t *translator) result() *Result {
 	}
 	for _, rs := range t.routes {
 		if len(rs.parents) > 0 {
-			r.Routes = append(r.Routes, RouteStatus{Kind: rs.kind.kind, Key: rs.key, Status: rs.status(t.opts.ControllerName)})
+			if rs.status == nil {
+				st := rs.renderStatus(t.opts.ControllerName)
+				rs.status = &st
+			}
+			r.Routes = append(r.Routes, RouteStatus{Kind: rs.kind.kind, Key: rs.key, Status: *rs.status})
 		}
 	}
 	return r

@@ -13,10 +13,13 @@ package ir
 // previous Next is forgotten then. Not safe for concurrent use; the zero
 // value is ready.
 type Hashes struct {
-	enc    encoder
-	routes memo[*Route]
-	vhosts memo[*VirtualHost]
-	tables memo[*RouteTable]
+	enc       encoder
+	routes    memo[*Route, Hash]
+	vhosts    memo[*VirtualHost, Hash]
+	tables    memo[*RouteTable, Hash]
+	listeners memo[*Listener, Hash]
+	clusters  memo[*Cluster, [2]Hash]
+	secrets   memo[*Secret, Hash]
 }
 
 // Next starts the next Config: objects not hashed since the previous call
@@ -25,6 +28,9 @@ func (h *Hashes) Next() {
 	h.routes.rotate()
 	h.vhosts.rotate()
 	h.tables.rotate()
+	h.listeners.rotate()
+	h.clusters.rotate()
+	h.secrets.rotate()
 }
 
 // Route returns the hash of r.
@@ -94,23 +100,38 @@ func (h *Hashes) RouteTable(rt *RouteTable) Hash {
 // Listener returns the hash of l: its own fields and its chains, which
 // name their route tables without covering them.
 func (h *Hashes) Listener(l *Listener) Hash {
+	if v, ok := h.listeners.get(l); ok {
+		return v
+	}
 	h.enc.listener(l)
-	return h.enc.sum()
+	v := h.enc.sum()
+	h.listeners.put(l, v)
+	return v
 }
 
 // Cluster returns the hashes of c's settings (every field but the
 // endpoints) and of its endpoints.
 func (h *Hashes) Cluster(c *Cluster) (settings, endpoints Hash) {
+	if v, ok := h.clusters.get(c); ok {
+		return v[0], v[1]
+	}
 	h.enc.cluster(c)
 	settings = h.enc.sum()
 	h.enc.endpoints(c)
-	return settings, h.enc.sum()
+	endpoints = h.enc.sum()
+	h.clusters.put(c, [2]Hash{settings, endpoints})
+	return settings, endpoints
 }
 
 // Secret returns the hash of s.
 func (h *Hashes) Secret(s *Secret) Hash {
+	if v, ok := h.secrets.get(s); ok {
+		return v
+	}
 	h.enc.secret(s)
-	return h.enc.sum()
+	v := h.enc.sum()
+	h.secrets.put(s, v)
+	return v
 }
 
 // PolicyListener returns the hash of l.
@@ -133,9 +154,9 @@ func (h *Hashes) KafkaPolicy(p *KafkaPolicy) Hash {
 
 // memo remembers hashes by object across one Next: cur holds what was
 // asked for since the last Next, old what was asked for before it.
-type memo[K comparable] struct{ cur, old map[K]Hash }
+type memo[K comparable, V any] struct{ cur, old map[K]V }
 
-func (m *memo[K]) get(k K) (Hash, bool) {
+func (m *memo[K, V]) get(k K) (V, bool) {
 	if v, ok := m.cur[k]; ok {
 		return v, true
 	}
@@ -143,14 +164,16 @@ func (m *memo[K]) get(k K) (Hash, bool) {
 		m.put(k, v)
 		return v, true
 	}
-	return Hash{}, false
+	var zero V
+	return zero, false
 }
 
-func (m *memo[K]) put(k K, v Hash) {
+func (m *memo[K, V]) put(k K, v V) {
 	if m.cur == nil {
-		m.cur = map[K]Hash{}
+		// Sized for about as many objects as last time.
+		m.cur = make(map[K]V, len(m.old))
 	}
 	m.cur[k] = v
 }
 
-func (m *memo[K]) rotate() { m.old, m.cur = m.cur, nil }
+func (m *memo[K, V]) rotate() { m.old, m.cur = m.cur, nil }

@@ -34,6 +34,8 @@ type Validator struct {
 	mu    sync.Mutex
 	own   Hashes
 	valid map[Hash][]string
+	// clusters are the hashes of the clusters that passed.
+	clusters map[[2]Hash]bool
 }
 
 // Validate validates c, reusing the previous call's verdicts where it can.
@@ -45,9 +47,10 @@ func (x *Validator) Validate(c *Config) error {
 		h = &x.own
 		h.Next()
 	}
-	v := &validator{hashes: h, prev: x.valid, next: map[Hash][]string{}}
+	v := &validator{hashes: h, prev: x.valid, next: map[Hash][]string{},
+		prevClusters: x.clusters, nextClusters: make(map[[2]Hash]bool, len(c.Clusters))}
 	err := c.validate(v)
-	x.valid = v.next
+	x.valid, x.clusters = v.next, v.nextClusters
 	return err
 }
 
@@ -79,6 +82,8 @@ type validator struct {
 	// collects this call's (all nil for Config.Validate).
 	hashes     *Hashes
 	prev, next map[Hash][]string
+	// prevClusters and nextClusters do the same for clusters.
+	prevClusters, nextClusters map[[2]Hash]bool
 }
 
 func (v *validator) fail(obj object, field path, format string, args ...any) {
@@ -160,6 +165,20 @@ func (v *validator) cluster(i int, cl *Cluster, seen map[string]bool) {
 		v.fail(object{kind: "cluster", name: cl.Name}, root.f("name"), "duplicate")
 	}
 	seen[cl.Name] = true
+	var h [2]Hash
+	if v.hashes != nil {
+		h[0], h[1] = v.hashes.Cluster(cl)
+		if v.prevClusters[h] {
+			v.nextClusters[h] = true
+			return
+		}
+	}
+	before := len(v.errs)
+	defer func() {
+		if v.nextClusters != nil && len(v.errs) == before {
+			v.nextClusters[h] = true
+		}
+	}()
 	obj = object{kind: "cluster", name: cl.Name}
 	switch cl.Protocol {
 	case ProtocolHTTP1, ProtocolH2C:

@@ -157,3 +157,31 @@ func TestValidator(t *testing.T) {
 		}
 	}
 }
+
+// TestValidatorClusters: a cluster that passed is not checked field by
+// field again while its content is unchanged, and one that failed is
+// reported every time; duplicates are found either way.
+func TestValidatorClusters(t *testing.T) {
+	var x Validator
+	base := valid()
+	for i := 0; i < 2; i++ {
+		if err := x.Validate(base); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if len(x.clusters) != 1 {
+		t.Fatalf("remembered %d clusters, want 1", len(x.clusters))
+	}
+	dup := valid()
+	dup.Clusters = append(dup.Clusters, dup.Clusters[0])
+	if err := x.Validate(dup); err == nil || !strings.Contains(err.Error(), "duplicate") {
+		t.Fatalf("a cluster listed twice: got %v", err)
+	}
+	bad := valid()
+	bad.Clusters[0].Endpoints[0].Address = "nowhere"
+	for i := 0; i < 2; i++ {
+		if err := x.Validate(bad); err == nil || !strings.Contains(err.Error(), "endpoints[0].address") {
+			t.Fatalf("call %d: invalid endpoint: got %v", i, err)
+		}
+	}
+}
