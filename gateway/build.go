@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"slices"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -49,16 +50,78 @@ func (t *translator) buildConfig() *ir.Config {
 			cfg.Listeners = append(cfg.Listeners, l)
 		}
 	}
-	for _, cl := range b.clusters {
-		cfg.Clusters = append(cfg.Clusters, cl)
+	if t.next != nil {
+		cfg.Clusters = t.clusterList()
+	} else {
+		cfg.Clusters = make([]*ir.Cluster, 0, len(b.clusters))
+		for _, cl := range b.clusters {
+			cfg.Clusters = append(cfg.Clusters, cl)
+		}
+		sort.Slice(cfg.Clusters, func(i, j int) bool { return cfg.Clusters[i].Name < cfg.Clusters[j].Name })
 	}
 	for _, s := range b.secrets {
 		cfg.Secrets = append(cfg.Secrets, s)
 	}
 	sort.Slice(cfg.Listeners, func(i, j int) bool { return cfg.Listeners[i].Name < cfg.Listeners[j].Name })
-	sort.Slice(cfg.Clusters, func(i, j int) bool { return cfg.Clusters[i].Name < cfg.Clusters[j].Name })
 	sort.Slice(cfg.Secrets, func(i, j int) bool { return cfg.Secrets[i].Name < cfg.Secrets[j].Name })
 	return cfg
+}
+
+// clusterList lists the clusters the virtual hosts of this translation
+// use, sorted by name. The Translator counts, per cluster, the virtual
+// hosts using it and updates the counts only for the virtual hosts that
+// changed, so the list of the previous translation is reused while no
+// cluster came or went; Translate collects them afresh instead.
+func (t *translator) clusterList() []*ir.Cluster {
+	prev, next := t.prev, t.next
+	if prev == nil || !t.sameWorld {
+		// Cluster objects are not those of the previous translation.
+		next.clusterRefs = map[*ir.Cluster]int{}
+		for _, vm := range next.vhosts {
+			for _, cl := range vm.clusters {
+				next.clusterRefs[cl]++
+			}
+		}
+		return next.sortedClusters()
+	}
+	// The previous translation's memo is not used after this one; its
+	// counts become this one's.
+	refs, changed := prev.clusterRefs, false
+	for name, vm := range prev.vhosts {
+		if next.vhosts[name] != vm {
+			for _, cl := range vm.clusters {
+				if refs[cl]--; refs[cl] == 0 {
+					delete(refs, cl)
+					changed = true
+				}
+			}
+		}
+	}
+	for name, vm := range next.vhosts {
+		if prev.vhosts[name] != vm {
+			for _, cl := range vm.clusters {
+				if refs[cl]++; refs[cl] == 1 {
+					changed = true
+				}
+			}
+		}
+	}
+	next.clusterRefs = refs
+	if !changed {
+		next.clusterSorted = prev.clusterSorted
+		return slices.Clone(prev.clusterSorted)
+	}
+	return next.sortedClusters()
+}
+
+func (m *memo) sortedClusters() []*ir.Cluster {
+	out := make([]*ir.Cluster, 0, len(m.clusterRefs))
+	for cl := range m.clusterRefs {
+		out = append(out, cl)
+	}
+	slices.SortFunc(out, func(a, b *ir.Cluster) int { return strings.Compare(a.Name, b.Name) })
+	m.clusterSorted = out
+	return slices.Clone(out)
 }
 
 type builder struct {
@@ -134,6 +197,10 @@ func (b *builder) table(name string, listeners []*listenerState, port int32) *ir
 	rt := &ir.RouteTable{Name: name, VirtualHosts: make([]*ir.VirtualHost, 0, len(domains))}
 	for _, d := range domains {
 		vhName := virtualHostName(name, d)
+		if vm := b.cleanVirtualHost(vhName, d, port); vm != nil {
+			rt.VirtualHosts = append(rt.VirtualHosts, vm.vh)
+			continue
+		}
 		var refs []routeRef
 		if owner := ownerAmong(listeners, d); owner != nil {
 			refs = b.gather(owner, d)
@@ -141,6 +208,33 @@ func (b *builder) table(name string, listeners []*listenerState, port int32) *ir
 		rt.VirtualHosts = append(rt.VirtualHosts, b.virtualHost(vhName, d, refs, port))
 	}
 	return rt
+}
+
+// cleanVirtualHost returns the previous translation's virtual host for
+// domain d when the listeners are the same and no hostname covering d has
+// routes other than before: it would gather the very same routes.
+func (b *builder) cleanVirtualHost(name, d string, port int32) *vhostMemo {
+	t := b.t
+	if !t.sameListeners {
+		return nil
+	}
+	vm := t.prev.vhosts[name]
+	if vm == nil || vm.port != port || vm.vh.Domains[0] != d {
+		return nil
+	}
+	clean := true
+	coveringHostnames(d, func(h string) bool {
+		clean = !t.dirty[h]
+		return clean
+	})
+	if !clean {
+		return nil
+	}
+	for _, cl := range vm.clusters {
+		b.clusters[cl.Name] = cl
+	}
+	t.next.vhosts[name] = vm
+	return vm
 }
 
 // virtualHost returns the virtual host serving domain d with the gathered

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"net/netip"
 	"slices"
 	"sync"
 
@@ -59,15 +60,25 @@ type memo struct {
 	// gateways is the identity of what parentRef resolution reads besides
 	// the route and the index.
 	gateways gatewayWorld
-	// routes are the compiled routes by kind and object key, and order
-	// the routes of each kind in the order the snapshot listed them (so
-	// an unchanged route is found by position); clusters are the
-	// clusters they share, secrets the IR form of TLS Secrets.
-	routes   map[routeID]*routeState
+	// order holds the compiled routes of each kind in the order the
+	// snapshot listed them, so an unchanged route is found by position;
+	// byID indexes them by kind and key, built when a route is not where
+	// it was (see reusedRoute). clusters are the clusters they share,
+	// secrets the IR form of TLS Secrets.
 	order    [][]*routeState
+	byID     map[routeID]*routeState
 	clusters map[clusterKey]*ir.Cluster
 	secrets  map[*corev1.Secret]*ir.Secret
 	vhosts   map[string]*vhostMemo
+	// epoch numbers translations; a route state carries the epoch of the
+	// last translation that served it.
+	epoch int
+	// addrs are the Gateway addresses the listeners were built with.
+	addrs map[input.Key]netip.Addr
+	// clusterRefs counts the virtual hosts using each cluster, and
+	// clusterSorted lists those clusters by name (see clusterList).
+	clusterRefs   map[*ir.Cluster]int
+	clusterSorted []*ir.Cluster
 }
 
 // gatewayWorld is the identity of the GatewayClasses and Gateways and the
@@ -125,19 +136,33 @@ type vhostMemo struct {
 
 // reusedRoute returns the previous translation's compiled route for r, of
 // kind k, when nothing it was compiled from changed, ready to be attached
-// again. at is r's position among the kind's routes the previous
-// translation processed, where an unchanged route usually still is.
+// again. at is r's position among the routes of its kind this translation
+// processed so far; an unchanged route is usually where it was, shifted
+// by the routes added and removed before it.
 func (t *translator) reusedRoute(k *routeKind, r route, at int) *routeState {
 	if t.prev == nil || !t.sameWorld {
 		return nil
 	}
+	order := t.prev.order[k.rank]
 	var rs *routeState
-	if order := t.prev.order[k.rank]; at < len(order) && order[at].src == r {
-		rs = order[at]
-	} else {
-		m := r.meta()
-		rs = t.prev.routes[routeID{k, input.Key{Namespace: m.Namespace, Name: m.Name}}]
-		if rs == nil || rs.src != r {
+	m := r.meta()
+	if i := at + t.shift[k.rank]; i >= 0 && i < len(order) {
+		switch rs = order[i]; {
+		case rs.src == r:
+		case rs.key.Name == m.Name && rs.key.Namespace == m.Namespace:
+			return nil // the route was replaced: compile it again
+		default:
+			rs = nil
+		}
+	}
+	if rs == nil {
+		// Routes were added or removed before this one.
+		rs = t.prev.lookup(routeID{k, input.Key{Namespace: m.Namespace, Name: m.Name}})
+		if rs == nil {
+			return nil
+		}
+		t.shift[k.rank] = rs.pos - at
+		if rs.src != r {
 			return nil
 		}
 	}
@@ -145,4 +170,21 @@ func (t *translator) reusedRoute(k *routeKind, r route, at int) *routeState {
 	// Gateways it was resolved against are unchanged (processRoutes).
 	rs.mark = 0
 	return rs
+}
+
+// lookup finds a compiled route by kind and key.
+func (m *memo) lookup(id routeID) *routeState {
+	if m.byID == nil {
+		n := 0
+		for _, o := range m.order {
+			n += len(o)
+		}
+		m.byID = make(map[routeID]*routeState, n)
+		for _, o := range m.order {
+			for _, rs := range o {
+				m.byID[rs.id()] = rs
+			}
+		}
+	}
+	return m.byID[id]
 }

@@ -43,6 +43,9 @@ type routeState struct {
 	// mark lets virtual host assembly visit each route once per host
 	// without a set.
 	mark int
+	// epoch is the last translation that served the route and pos its
+	// position among the routes of its kind there (see reusedRoute).
+	epoch, pos int
 }
 
 // routeID identifies a route across kinds.
@@ -139,6 +142,7 @@ func gatewayKey(pr gwv1.ParentReference, routeNamespace string) input.Key {
 // parentRefs name are the same objects too, it keeps its resolved parents
 // and its status, and is only attached to this translation's listeners.
 func (t *translator) processRoutes() {
+	t.dirty = map[string]bool{}
 	for _, k := range routeKinds {
 		var order []*routeState
 		for r := range k.routes(t.in) {
@@ -155,21 +159,43 @@ func (t *translator) processRoutes() {
 					rs = t.compileRoute(k, r)
 				}
 				if with := t.resolution(rs); rs.parents == nil || !rs.resolvedWith.same(with) {
+					t.touch(rs)
 					rs.parents, rs.status = nil, nil
 					rs.resolvedWith = with
 					t.attach(rs)
 				} else {
 					t.attachResolved(rs)
 				}
+				t.touch(rs)
 			}
+			rs.epoch, rs.pos = t.epoch, len(order)
 			order = append(order, rs)
-			if t.next != nil {
-				t.next.routes[rs.id()] = rs
-			}
 			t.routes = append(t.routes, rs)
 		}
 		if t.next != nil {
 			t.next.order[k.rank] = order
+		}
+	}
+	// The hostnames of routes gone since the previous translation.
+	if t.prev != nil {
+		for _, o := range t.prev.order {
+			for _, rs := range o {
+				if rs.epoch != t.epoch {
+					t.touch(rs)
+				}
+			}
+		}
+	}
+}
+
+// touch marks the hostnames a route is served on as dirty: their virtual
+// hosts are assembled again.
+func (t *translator) touch(rs *routeState) {
+	for _, ps := range rs.parents {
+		for _, h := range ps.hits {
+			for _, host := range h.hostnames {
+				t.dirty[host] = true
+			}
 		}
 	}
 }

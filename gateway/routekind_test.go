@@ -218,7 +218,7 @@ func TestRouteKindTable(t *testing.T) {
 	checkSame(t, "first", x, snap, opts)
 	checkSame(t, "again", x, snap, opts)
 	for _, id := range []routeID{{routeKinds[0], input.Key{Namespace: "default", Name: "web"}}, {routeKinds[1], input.Key{Namespace: "default", Name: "web"}}} {
-		if x.prev.routes[id] == nil {
+		if x.prev.lookup(id) == nil {
 			t.Errorf("Translator did not remember %s %s", id.kind.kind, id.key)
 		}
 	}

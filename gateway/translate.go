@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"cmp"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -102,13 +103,18 @@ func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) 
 		t.ix = newIndex(in)
 	}
 	t.sameGateways = prev != nil && prev.gateways.same(in, opts.ControllerName)
+	// Every listener is what it was: the same Gateway objects, the same
+	// Secrets and Namespaces (certificates and route namespaces) and the
+	// same addresses. Only then is a virtual host all of whose hostnames
+	// kept their routes the same as before.
+	t.sameListeners = t.sameGateways && t.sameWorld && maps.Equal(prev.addrs, opts.Addresses)
+	t.shift = make([]int, len(routeKinds))
+	if prev != nil {
+		t.epoch = prev.epoch + 1
+	}
 	if remember {
-		n := 0
-		if prev != nil {
-			n = len(prev.routes)
-		}
-		t.next = &memo{ix: t.ix, routes: make(map[routeID]*routeState, n), order: make([][]*routeState, len(routeKinds)),
-			vhosts: map[string]*vhostMemo{}}
+		t.next = &memo{ix: t.ix, order: make([][]*routeState, len(routeKinds)), vhosts: map[string]*vhostMemo{},
+			epoch: t.epoch, addrs: maps.Clone(opts.Addresses)}
 		if t.sameWorld {
 			t.next.world = prev.world
 		} else {
@@ -152,10 +158,19 @@ type translator struct {
 	// prev is the previous translation's memo and next this one's (both
 	// nil for Translate); sameWorld says prev's compiled routes and
 	// clusters are valid for this input, sameGateways that prev's
-	// resolution of parentRefs is.
-	prev, next   *memo
-	sameWorld    bool
-	sameGateways bool
+	// resolution of parentRefs is, and sameListeners that its listeners
+	// are the same.
+	prev, next    *memo
+	sameWorld     bool
+	sameGateways  bool
+	sameListeners bool
+	// epoch numbers this translation; shift is, per route kind, how far
+	// the routes moved in the snapshot since the previous one.
+	epoch int
+	shift []int
+	// dirty holds the hostnames whose routes are not those of the
+	// previous translation (meaningful with sameListeners).
+	dirty map[string]bool
 }
 
 func (t *translator) result() *Result {
@@ -177,8 +192,13 @@ func (t *translator) result() *Result {
 	// Sort the routes, not their (large) statuses; they come kind after
 	// kind, and providers usually list each kind in key order already.
 	byKey := func(a, b *routeState) int {
-		return cmp.Or(cmp.Compare(a.kind.rank, b.kind.rank),
-			strings.Compare(a.key.Namespace, b.key.Namespace), strings.Compare(a.key.Name, b.key.Name))
+		if a.kind != b.kind {
+			return cmp.Compare(a.kind.rank, b.kind.rank)
+		}
+		if a.key.Namespace != b.key.Namespace {
+			return strings.Compare(a.key.Namespace, b.key.Namespace)
+		}
+		return strings.Compare(a.key.Name, b.key.Name)
 	}
 	if !slices.IsSortedFunc(t.routes, byKey) {
 		slices.SortFunc(t.routes, byKey)

@@ -58,6 +58,7 @@ func BenchmarkSnapshot(b *testing.B) {
 			p.stop()
 			routes := envoyRoutes(b, res)
 			b.ReportAllocs()
+			start := cpuTime()
 			for b.Loop() {
 				b.StopTimer()
 				p := newPipeline()
@@ -67,6 +68,7 @@ func BenchmarkSnapshot(b *testing.B) {
 				p.stop()
 				b.StartTimer()
 			}
+			reportCPU(b, start)
 			b.ReportMetric(float64(routes), "envoy-routes")
 			if n == scenarioSizes[len(scenarioSizes)-1] {
 				peak, retained := heapOfOneRun(b, snap)
@@ -158,6 +160,7 @@ func BenchmarkOneRouteEdit(b *testing.B) {
 			edited.HTTPRoutes = append([]*gwv1.HTTPRoute(nil), snap.HTTPRoutes...)
 			orig := snap.HTTPRoutes[0]
 			b.ReportAllocs()
+			start := cpuTime()
 			i := 0
 			for b.Loop() {
 				r := orig.DeepCopy()
@@ -168,6 +171,7 @@ func BenchmarkOneRouteEdit(b *testing.B) {
 					b.Fatal("the edit changed nothing")
 				}
 			}
+			reportCPU(b, start)
 		})
 	}
 }

@@ -97,6 +97,8 @@ func TestHashesRemember(t *testing.T) {
 		t.Fatal("the same object hashed differently")
 	}
 	h.Next()
+	h.Route(&Route{Name: "other"})
+	h.VirtualHost(&VirtualHost{Name: "other"})
 	h.Next()
 	if _, ok := h.vhosts.get(vh); ok {
 		t.Fatal("an object not asked for since the previous Next is still remembered")

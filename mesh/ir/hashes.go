@@ -10,8 +10,8 @@ package ir
 // The consumers of one stream of Configs (the validator, the Envoy
 // translator) share one Hashes. Its owner calls Next once per Config,
 // before any hash of it is asked for; an object not asked for since the
-// previous Next is forgotten then. Not safe for concurrent use; the zero
-// value is ready.
+// previous Next is forgotten then, unless nothing of its type was asked
+// for. Not safe for concurrent use; the zero value is ready.
 type Hashes struct {
 	enc       encoder
 	routes    memo[*Route, Hash]
@@ -176,4 +176,11 @@ func (m *memo[K, V]) put(k K, v V) {
 	m.cur[k] = v
 }
 
-func (m *memo[K, V]) rotate() { m.old, m.cur = m.cur, nil }
+// rotate forgets what was not asked for since the previous rotate. When
+// nothing of the kind was asked for (its consumers found the whole list
+// unchanged by other means), it forgets nothing.
+func (m *memo[K, V]) rotate() {
+	if m.cur != nil {
+		m.old, m.cur = m.cur, nil
+	}
+}

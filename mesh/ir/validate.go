@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -34,8 +35,12 @@ type Validator struct {
 	mu    sync.Mutex
 	own   Hashes
 	valid map[Hash][]string
-	// clusters are the hashes of the clusters that passed.
-	clusters map[[2]Hash]bool
+	// clusters are the hashes of the clusters that passed; clusterList
+	// is the last list of clusters that passed whole, and clusterNames
+	// their names.
+	clusters     map[[2]Hash]bool
+	clusterList  []*Cluster
+	clusterNames map[string]bool
 }
 
 // Validate validates c, reusing the previous call's verdicts where it can.
@@ -47,17 +52,34 @@ func (x *Validator) Validate(c *Config) error {
 		h = &x.own
 		h.Next()
 	}
-	v := &validator{hashes: h, prev: x.valid, next: map[Hash][]string{},
-		prevClusters: x.clusters, nextClusters: make(map[[2]Hash]bool, len(c.Clusters))}
+	v := &validator{hashes: h, prev: x.valid, next: map[Hash][]string{}, prevClusters: x.clusters}
+	if x.clusterList != nil && slices.Equal(x.clusterList, c.Clusters) {
+		// The very cluster objects that passed last time.
+		v.clusterNames, v.nextClusters = x.clusterNames, x.clusters
+	} else {
+		v.nextClusters = make(map[[2]Hash]bool, len(c.Clusters))
+	}
 	err := c.validate(v)
 	x.valid, x.clusters = v.next, v.nextClusters
+	x.clusterList, x.clusterNames = nil, nil
+	if v.clustersPassed {
+		x.clusterList, x.clusterNames = slices.Clone(c.Clusters), v.clusterNames
+	}
 	return err
 }
 
 func (c *Config) validate(v *validator) error {
-	clusters := map[string]bool{}
-	for i, cl := range c.Clusters {
-		v.cluster(i, cl, clusters)
+	clusters := v.clusterNames
+	if clusters == nil {
+		clusters = make(map[string]bool, len(c.Clusters))
+		before := len(v.errs)
+		for i, cl := range c.Clusters {
+			v.cluster(i, cl, clusters)
+		}
+		v.clusterNames = clusters
+		v.clustersPassed = len(v.errs) == before
+	} else {
+		v.clustersPassed = true
 	}
 	secrets := map[string]bool{}
 	for i, s := range c.Secrets {
@@ -84,6 +106,10 @@ type validator struct {
 	prev, next map[Hash][]string
 	// prevClusters and nextClusters do the same for clusters.
 	prevClusters, nextClusters map[[2]Hash]bool
+	// clusterNames are the names of the Config's clusters (read-only when
+	// handed in by the Validator); clustersPassed says they are valid.
+	clusterNames   map[string]bool
+	clustersPassed bool
 }
 
 func (v *validator) fail(obj object, field path, format string, args ...any) {

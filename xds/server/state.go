@@ -82,6 +82,9 @@ type typeSet struct {
 	// version on the wire, equal for equal content.
 	version string
 	items   map[string]entry
+	// list is the list of resources the set was built from, when it was
+	// built from one: the same list again needs no look at each item.
+	list []types.Resource
 
 	// What the caches read, built once on first use (snapshot.go).
 	cacheOnce  sync.Once

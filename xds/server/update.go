@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -120,7 +121,7 @@ func asResources[T types.Resource](list []T) []types.Resource {
 // versioned by the hash of its serialized form, as go-control-plane
 // versions resources.
 func buildSet(k kind, list []types.Resource, prev *typeSet, res *translator.Resources) (*typeSet, error) {
-	if unchanged(list, prev) {
+	if slices.Equal(list, prev.list) || unchanged(list, prev) {
 		return prev, nil
 	}
 	items := make(map[string]entry, len(list))
@@ -157,7 +158,9 @@ func buildSet(k kind, list []types.Resource, prev *typeSet, res *translator.Reso
 		}
 		items[name] = e
 	}
-	return newTypeSet(items), nil
+	set := newTypeSet(items)
+	set.list = list
+	return set, nil
 }
 
 // versionOf is the version of a resource: the translator's, or for a

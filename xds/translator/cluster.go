@@ -1,11 +1,14 @@
 package translator
 
 import (
+	"slices"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -71,6 +74,52 @@ func explicitHTTP(h2 bool) *httpv3.HttpProtocolOptions {
 	}
 }
 
+// clusterNamesOf names the Clusters of IR clusters and picks the
+// invalid-backend cluster name apart from them.
+func clusterNamesOf(clusters []*ir.Cluster) (map[string]string, string) {
+	names := make(map[string]string, len(clusters))
+	emitted := make(map[string]bool, len(clusters))
+	for _, c := range clusters {
+		n := clusterName(c.Name)
+		names[c.Name] = n
+		emitted[n] = true
+	}
+	return names, invalidBackendName(emitted)
+}
+
+// clusters emits every IR cluster. When the Config lists the very
+// cluster objects the previous one did (a route change), the previous
+// output is reused whole, versions included, without looking at each.
+func (b *builder) clusters() error {
+	cfg := b.cfg
+	if p := b.prev; p != nil && p.clusterList != nil && slices.Equal(p.clusterList.in, cfg.Clusters) {
+		l := p.clusterList
+		b.out.Clusters = slices.Clone(l.clusters)
+		b.out.ClusterLoadAssignments = slices.Clone(l.clas)
+		b.out.clusterVersions = l.versions
+		b.out.Warnings = append(b.out.Warnings, l.warnings...)
+		b.next.clusters, b.next.clusterList = p.clusters, l
+		return nil
+	}
+	mark := len(b.out.Warnings)
+	b.out.Clusters = make([]*clusterv3.Cluster, 0, len(cfg.Clusters))
+	b.out.ClusterLoadAssignments = make([]*endpointv3.ClusterLoadAssignment, 0, len(cfg.Clusters))
+	b.out.clusterVersions = make(map[proto.Message]string, 2*len(cfg.Clusters))
+	for _, c := range cfg.Clusters {
+		if err := b.cluster(c); err != nil {
+			return err
+		}
+	}
+	if b.next != nil {
+		b.next.clusterList = &clusterList{
+			in: cfg.Clusters, clusters: slices.Clone(b.out.Clusters), clas: slices.Clone(b.out.ClusterLoadAssignments),
+			versions: b.out.clusterVersions, warnings: b.warningsSince(mark),
+			names: b.clusterNames, invalid: b.invalidBackend,
+		}
+	}
+	return nil
+}
+
 // cluster emits the EDS Cluster and the ClusterLoadAssignment of one IR
 // cluster. Each is reused from the previous translation while what it is
 // built from (the settings, the endpoints) is unchanged, so an endpoint
@@ -103,8 +152,8 @@ func (b *builder) cluster(c *ir.Cluster) error {
 	}
 	b.out.Clusters = append(b.out.Clusters, m.cluster)
 	b.out.ClusterLoadAssignments = append(b.out.ClusterLoadAssignments, m.cla)
-	b.emit(m.cluster, m.version)
-	b.emit(m.cla, m.claVersion)
+	b.out.clusterVersions[m.cluster] = m.version
+	b.out.clusterVersions[m.cla] = m.claVersion
 	if m == prev {
 		b.out.Warnings = append(b.out.Warnings, m.warnings...)
 	}

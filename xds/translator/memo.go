@@ -57,8 +57,8 @@ func (t *Translator) Translate(cfg *ir.Config) (*Resources, error) {
 	if err := t.valid.Validate(cfg); err != nil {
 		return nil, fmt.Errorf("translating IR: %w", err)
 	}
-	b := newBuilder(cfg, &t.hashes)
-	b.prev, b.next = t.prev, newMemo(cfg)
+	b := newBuilder(cfg, &t.hashes, t.prev)
+	b.next = newMemo(cfg)
 	if err := b.build(); err != nil {
 		return nil, fmt.Errorf("translating IR: %w", err)
 	}
@@ -70,11 +70,25 @@ func (t *Translator) Translate(cfg *ir.Config) (*Resources, error) {
 // hash. Every method is nil-safe: a nil memo remembers nothing and
 // records nothing.
 type memo struct {
-	clusters  map[string]*clusterMemo
-	listeners map[string]*listenerMemo
-	tables    map[string]*tableMemo
-	secrets   map[string]*secretMemo
-	policy    map[string]*policyMemo
+	// clusterList is the output of the whole list of clusters.
+	clusterList *clusterList
+	clusters    map[string]*clusterMemo
+	listeners   map[string]*listenerMemo
+	tables      map[string]*tableMemo
+	secrets     map[string]*secretMemo
+	policy      map[string]*policyMemo
+}
+
+// clusterList is what a Config's list of clusters produced, for reuse
+// when the next Config lists the very same cluster objects.
+type clusterList struct {
+	in       []*ir.Cluster
+	clusters []*clusterv3.Cluster
+	clas     []*endpointv3.ClusterLoadAssignment
+	versions map[proto.Message]string // read-only once built
+	warnings []Warning
+	names    map[string]string // read-only once built
+	invalid  string
 }
 
 // clusterMemo is an IR cluster as built: the Cluster from its settings,

@@ -36,8 +36,10 @@ type Resources struct {
 	// IR object and field so a status writer can surface them.
 	Warnings []Warning
 
-	// versions holds the version of every resource above (Version).
-	versions map[proto.Message]string
+	// versions holds the version of every resource above (Version):
+	// those of clusters and their load assignments, which the next
+	// translation may share while they are unchanged, and the others.
+	clusterVersions, versions map[proto.Message]string
 }
 
 // Warning is one part of the IR the translator could not express as-is.
@@ -73,7 +75,7 @@ func Translate(cfg *ir.Config) (*Resources, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("translating IR: %w", err)
 	}
-	b := newBuilder(cfg, &ir.Hashes{})
+	b := newBuilder(cfg, &ir.Hashes{}, nil)
 	if err := b.build(); err != nil {
 		return nil, fmt.Errorf("translating IR: %w", err)
 	}
@@ -108,23 +110,23 @@ type builder struct {
 	ver version
 }
 
-func newBuilder(cfg *ir.Config, hashes *ir.Hashes) *builder {
+// newBuilder prepares a translation of cfg; prev, when not nil, is what
+// the previous one produced.
+func newBuilder(cfg *ir.Config, hashes *ir.Hashes, prev *memo) *builder {
 	b := &builder{
-		cfg:          cfg,
-		hashes:       hashes,
-		routes:       map[ir.Hash]*routeMemo{},
-		out:          &Resources{versions: make(map[proto.Message]string, 2*len(cfg.Clusters)+2*len(cfg.Listeners)+len(cfg.Secrets))},
-		clusterNames: make(map[string]string, len(cfg.Clusters)),
-		secrets:      make(map[string]*ir.Secret, len(cfg.Secrets)),
-		referenced:   make(map[string]bool, len(cfg.Secrets)),
+		cfg:        cfg,
+		hashes:     hashes,
+		routes:     map[ir.Hash]*routeMemo{},
+		out:        &Resources{versions: make(map[proto.Message]string, 2*len(cfg.Listeners)+len(cfg.Secrets))},
+		prev:       prev,
+		secrets:    make(map[string]*ir.Secret, len(cfg.Secrets)),
+		referenced: make(map[string]bool, len(cfg.Secrets)),
 	}
-	emitted := make(map[string]bool, len(cfg.Clusters))
-	for _, c := range cfg.Clusters {
-		n := clusterName(c.Name)
-		b.clusterNames[c.Name] = n
-		emitted[n] = true
+	if prev != nil && prev.clusterList != nil && slices.Equal(prev.clusterList.in, cfg.Clusters) {
+		b.clusterNames, b.invalidBackend = prev.clusterList.names, prev.clusterList.invalid
+	} else {
+		b.clusterNames, b.invalidBackend = clusterNamesOf(cfg.Clusters)
 	}
-	b.invalidBackend = invalidBackendName(emitted)
 	for _, s := range cfg.Secrets {
 		b.secrets[s.Name] = s
 	}
@@ -132,12 +134,8 @@ func newBuilder(cfg *ir.Config, hashes *ir.Hashes) *builder {
 }
 
 func (b *builder) build() error {
-	b.out.Clusters = make([]*clusterv3.Cluster, 0, len(b.cfg.Clusters))
-	b.out.ClusterLoadAssignments = make([]*endpointv3.ClusterLoadAssignment, 0, len(b.cfg.Clusters))
-	for _, c := range b.cfg.Clusters {
-		if err := b.cluster(c); err != nil {
-			return err
-		}
+	if err := b.clusters(); err != nil {
+		return err
 	}
 	b.out.Listeners = make([]*listenerv3.Listener, 0, len(b.cfg.Listeners))
 	for _, l := range b.cfg.Listeners {

@@ -73,7 +73,12 @@ func versionString(h ir.Hash) string { return hex.EncodeToString(h[:]) }
 // as the translator derived it from the IR. It returns "" for a resource
 // the translator did not emit (one a caller put into r), which the xDS
 // server then versions by its serialized form.
-func (r *Resources) Version(m proto.Message) string { return r.versions[m] }
+func (r *Resources) Version(m proto.Message) string {
+	if v, ok := r.clusterVersions[m]; ok {
+		return v
+	}
+	return r.versions[m]
+}
 
 // emit records the version of an emitted resource.
 func (b *builder) emit(m proto.Message, version string) {
