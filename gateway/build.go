@@ -230,9 +230,7 @@ func (b *builder) cleanVirtualHost(name, d string, port int32) *vhostMemo {
 	if !clean {
 		return nil
 	}
-	for _, cl := range vm.clusters {
-		b.clusters[cl.Name] = cl
-	}
+	// The Translator lists clusters from its virtual hosts (clusterList).
 	t.next.vhosts[name] = vm
 	return vm
 }
@@ -244,9 +242,6 @@ func (b *builder) cleanVirtualHost(name, d string, port int32) *vhostMemo {
 func (b *builder) virtualHost(name, d string, refs []routeRef, port int32) *ir.VirtualHost {
 	if prev := b.t.prev; prev != nil {
 		if vm := prev.vhosts[name]; vm != nil && vm.port == port && vm.vh.Domains[0] == d && slices.Equal(vm.refs, refs) {
-			for _, cl := range vm.clusters {
-				b.clusters[cl.Name] = cl
-			}
 			b.t.next.vhosts[name] = vm
 			return vm.vh
 		}

@@ -71,8 +71,11 @@ type memo struct {
 	secrets  map[*corev1.Secret]*ir.Secret
 	vhosts   map[string]*vhostMemo
 	// epoch numbers translations; a route state carries the epoch of the
-	// last translation that served it.
-	epoch int
+	// last translation that served it. served is how many routes it
+	// served, sorted whether they were in key order as listed.
+	epoch  int
+	served int
+	sorted bool
 	// addrs are the Gateway addresses the listeners were built with.
 	addrs map[input.Key]netip.Addr
 	// clusterRefs counts the virtual hosts using each cluster, and
@@ -144,27 +147,24 @@ func (t *translator) reusedRoute(k *routeKind, r route, at int) *routeState {
 		return nil
 	}
 	order := t.prev.order[k.rank]
-	var rs *routeState
-	m := r.meta()
-	if i := at + t.shift[k.rank]; i >= 0 && i < len(order) {
-		switch rs = order[i]; {
-		case rs.src == r:
-		case rs.key.Name == m.Name && rs.key.Namespace == m.Namespace:
-			return nil // the route was replaced: compile it again
-		default:
-			rs = nil
-		}
+	i := at + t.shift[k.rank]
+	if i >= 0 && i < len(order) && order[i].src == r {
+		order[i].mark = 0
+		return order[i]
 	}
+	m := r.meta()
+	if i >= 0 && i < len(order) && order[i].key.Name == m.Name && order[i].key.Namespace == m.Namespace {
+		return nil // the route was replaced: compile it again
+	}
+	// Routes were added or removed before this one.
+	t.moved = true
+	rs := t.prev.lookup(routeID{k, input.Key{Namespace: m.Namespace, Name: m.Name}})
 	if rs == nil {
-		// Routes were added or removed before this one.
-		rs = t.prev.lookup(routeID{k, input.Key{Namespace: m.Namespace, Name: m.Name}})
-		if rs == nil {
-			return nil
-		}
-		t.shift[k.rank] = rs.pos - at
-		if rs.src != r {
-			return nil
-		}
+		return nil
+	}
+	t.shift[k.rank] = rs.pos - at
+	if rs.src != r {
+		return nil
 	}
 	// Virtual host assembly starts over; attachment is reused when the
 	// Gateways it was resolved against are unchanged (processRoutes).

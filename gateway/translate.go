@@ -165,9 +165,11 @@ type translator struct {
 	sameGateways  bool
 	sameListeners bool
 	// epoch numbers this translation; shift is, per route kind, how far
-	// the routes moved in the snapshot since the previous one.
+	// the routes moved in the snapshot since the previous one, and moved
+	// says some did (or came or went).
 	epoch int
 	shift []int
+	moved bool
 	// dirty holds the hostnames whose routes are not those of the
 	// previous translation (meaningful with sameListeners).
 	dirty map[string]bool
@@ -200,7 +202,16 @@ func (t *translator) result() *Result {
 		}
 		return strings.Compare(a.key.Name, b.key.Name)
 	}
-	if !slices.IsSortedFunc(t.routes, byKey) {
+	// Routes in the places of sorted ones of the previous translation,
+	// each with the key of the one it replaced, are sorted too.
+	sorted := t.next != nil && t.sameWorld && t.prev.sorted && !t.moved && len(t.routes) == t.prev.served
+	if !sorted {
+		sorted = slices.IsSortedFunc(t.routes, byKey)
+	}
+	if t.next != nil {
+		t.next.sorted, t.next.served = sorted, len(t.routes)
+	}
+	if !sorted {
 		slices.SortFunc(t.routes, byKey)
 	}
 	if len(t.routes) > 0 {

@@ -41,6 +41,8 @@ type Validator struct {
 	clusters     map[[2]Hash]bool
 	clusterList  []*Cluster
 	clusterNames map[string]bool
+	// routesOK holds the hashes of routes that passed (see routeOnce).
+	routesOK map[Hash]bool
 }
 
 // Validate validates c, reusing the previous call's verdicts where it can.
@@ -52,7 +54,10 @@ func (x *Validator) Validate(c *Config) error {
 		h = &x.own
 		h.Next()
 	}
-	v := &validator{hashes: h, prev: x.valid, next: map[Hash][]string{}, prevClusters: x.clusters}
+	if x.routesOK == nil {
+		x.routesOK = map[Hash]bool{}
+	}
+	v := &validator{hashes: h, prev: x.valid, next: map[Hash][]string{}, prevClusters: x.clusters, routesOK: x.routesOK}
 	if x.clusterList != nil && slices.Equal(x.clusterList, c.Clusters) {
 		// The very cluster objects that passed last time.
 		v.clusterNames, v.nextClusters = x.clusterNames, x.clusters
@@ -110,6 +115,9 @@ type validator struct {
 	// handed in by the Validator); clustersPassed says they are valid.
 	clusterNames   map[string]bool
 	clustersPassed bool
+	// routesOK holds the hashes of routes that passed, in this call or an
+	// earlier one (the Validator's; nil for Config.Validate).
+	routesOK map[Hash]bool
 }
 
 func (v *validator) fail(obj object, field path, format string, args ...any) {
@@ -375,7 +383,7 @@ func (v *validator) virtualHostRoutes(obj object, vf path, vh *VirtualHost, clus
 		}
 	}
 	before := len(v.errs)
-	routes := map[string]bool{}
+	routes := make(map[string]bool, len(vh.Routes))
 	for j, r := range vh.Routes {
 		rf := vf.i("routes", j)
 		if r == nil {
@@ -386,10 +394,40 @@ func (v *validator) virtualHostRoutes(obj object, vf path, vh *VirtualHost, clus
 			v.fail(obj, rf.f("name"), "empty or duplicate %q", r.Name)
 		}
 		routes[r.Name] = true
-		v.route(obj, rf, r, clusters)
+		v.routeOnce(obj, rf, r, clusters)
 	}
 	if v.next != nil && len(v.errs) == before {
 		v.next[h] = usedClusters(vh)
+	}
+}
+
+// maxValidRoutes bounds the Validator's memory of valid routes.
+const maxValidRoutes = 1 << 17
+
+// routeOnce checks a route, or only its cluster references when a route
+// of the same content passed before: everything else a route is checked
+// for is its own content.
+func (v *validator) routeOnce(obj object, f path, r *Route, clusters map[string]bool) {
+	if v.routesOK == nil {
+		v.route(obj, f, r, clusters)
+		return
+	}
+	h := v.hashes.Route(r)
+	if v.routesOK[h] {
+		for i, b := range r.Backends {
+			if b.Cluster != "" && !clusters[b.Cluster] {
+				v.fail(obj, f.i("backends", i).f("cluster"), "unknown cluster %q", b.Cluster)
+			}
+		}
+		return
+	}
+	before := len(v.errs)
+	v.route(obj, f, r, clusters)
+	if len(v.errs) == before {
+		if len(v.routesOK) >= maxValidRoutes {
+			clear(v.routesOK)
+		}
+		v.routesOK[h] = true
 	}
 }
 
