@@ -2,10 +2,12 @@ package input
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,16 +24,26 @@ import (
 // — no objects and an error joining one *DecodeError per problem. Decode
 // never panics and is safe to call concurrently.
 func Decode(source string, data []byte) ([]Object, error) {
+	return decode(source, data, nil)
+}
+
+func decode(source string, data []byte, cache *Cache) ([]Object, error) {
 	docs, err := split(source, data)
 	if err != nil {
 		return nil, err
 	}
-	d := &decoder{source: source, seen: map[objectID]Origin{}}
+	d := &decoder{source: source, seen: map[objectID]Origin{}, cache: cache}
+	if cache != nil {
+		d.next = make(map[docKey][]Object, len(docs))
+	}
 	for _, doc := range docs {
 		d.document(doc)
 	}
 	if len(d.errs) > 0 {
 		return nil, errors.Join(d.errs...)
+	}
+	if cache != nil {
+		cache.docs = d.next
 	}
 	return d.objs, nil
 }
@@ -46,6 +58,10 @@ type decoder struct {
 	objs   []Object
 	errs   []error
 	seen   map[objectID]Origin
+	// cache, when set, offers the objects of documents decoded before;
+	// next collects this stream's for it.
+	cache *Cache
+	next  map[docKey][]Object
 }
 
 func (d *decoder) fail(o Origin, kind Kind, name Key, field string, err error) {
@@ -53,6 +69,20 @@ func (d *decoder) fail(o Origin, kind Kind, name Key, field string, err error) {
 }
 
 func (d *decoder) document(doc rawDoc) {
+	if d.cache != nil {
+		key := docKey{sum: sha256.Sum256(doc.data), json: doc.json}
+		if objs, ok := d.cache.docs[key]; ok {
+			d.reuse(doc, objs)
+			d.next[key] = objs
+			return
+		}
+		start, errs := len(d.objs), len(d.errs)
+		defer func() {
+			if len(d.errs) == errs {
+				d.next[key] = slices.Clone(d.objs[start:])
+			}
+		}()
+	}
 	o := Origin{Source: d.source, Doc: doc.doc, Line: doc.line, Item: -1}
 	// The YAML and JSON libraries are not expected to panic, but a panic on
 	// hostile input must become an error, never a crash of the agent.

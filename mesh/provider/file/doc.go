@@ -8,7 +8,16 @@
 // catches anything inotify misses, such as edits through bind mounts) →
 // debounce → read every *.yaml, *.yml and *.json file in the directory
 // (not recursive; hidden files and editor temporaries are skipped) → decode
-// files whose content changed → build one Snapshot → call the subscriber.
+// the documents that changed in files whose content changed → build one
+// Snapshot → call the subscriber.
+//
+// Change detection is by content hash: a file whose bytes hash as before
+// is not decoded at all, and in a changed file a document whose bytes hash
+// as in the file's last good version keeps the very objects decoded then
+// (input.Cache). An unchanged object is therefore the same object in every
+// snapshot, which is how the translators downstream recognise it and
+// reuse what they made of it; editing one HTTPRoute in a file of thousands
+// decodes and translates that one.
 //
 // Bad input never takes down what works: a file that fails to decode keeps
 // contributing the objects of its last good version and its error is

@@ -51,6 +51,9 @@ type fileState struct {
 	sum  [sha256.Size]byte
 	objs []input.Object // last good decode
 	err  error          // why the latest content is not in use, if it is not
+	// docs holds the last good decode by document, so a new version
+	// decodes only the documents that changed.
+	docs input.Cache
 }
 
 // Option configures a Provider.
@@ -157,7 +160,7 @@ func (p *Provider) loadFile(name string) bool {
 	}
 	st.read, st.sum = true, sum
 	p.dirty = true
-	objs, err := input.Decode(name, data)
+	objs, err := st.docs.Decode(name, data)
 	if err != nil {
 		st.err = err
 		return true

@@ -2,6 +2,7 @@ package file
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,5 +138,51 @@ func TestWatchAppliesEditsLive(t *testing.T) {
 func TestLoadMissingDirectory(t *testing.T) {
 	if _, err := New(filepath.Join(t.TempDir(), "nope")).Load(); err == nil {
 		t.Fatal("Load of a missing directory succeeded")
+	}
+}
+
+// TestEditKeepsUnchangedObjects: editing one document of a file yields a
+// snapshot holding the very objects of the other documents (of that file
+// and of untouched files), so translation downstream reuses its work for
+// them; only the edited document's object is new.
+func TestEditKeepsUnchangedObjects(t *testing.T) {
+	dir := t.TempDir()
+	svc := func(name string, port int) string {
+		return strings.NewReplacer("NAME", name, "PORT", fmt.Sprint(port)).Replace(
+			"apiVersion: v1\nkind: Service\nmetadata: {name: NAME, namespace: default}\nspec: {ports: [{port: PORT}]}\n")
+	}
+	many := func(edited int) string {
+		var docs []string
+		for i := range 20 {
+			port := 80
+			if i == 7 {
+				port = edited
+			}
+			docs = append(docs, svc(fmt.Sprintf("s%02d", i), port))
+		}
+		return strings.Join(docs, "---\n")
+	}
+	write(t, dir, "many.yaml", many(80))
+	write(t, dir, "other.yaml", svc("z", 80))
+	p := New(dir)
+	before, err := p.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, dir, "many.yaml", many(81))
+	after, err := p.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Snapshot.Services) != 21 {
+		t.Fatalf("%d services, want 21", len(after.Snapshot.Services))
+	}
+	for i, s := range after.Snapshot.Services {
+		if same := s == before.Snapshot.Services[i]; same != (s.Name != "s07") {
+			t.Errorf("service %s: same object %t", s.Name, same)
+		}
+	}
+	if got := after.Snapshot.Services[7].Spec.Ports[0].Port; got != 81 {
+		t.Errorf("edited service has port %d, want 81", got)
 	}
 }
