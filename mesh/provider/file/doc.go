@@ -17,7 +17,13 @@
 // (input.Cache). An unchanged object is therefore the same object in every
 // snapshot, which is how the translators downstream recognise it and
 // reuse what they made of it; editing one HTTPRoute in a file of thousands
-// decodes and translates that one.
+// decodes and translates that one. A file is not even read while the
+// kernel's stamp of it (inode, size, modification and change times) is
+// the one it had when it was last read, provided that read came more than
+// three seconds after the file's last change: a write in the same
+// timestamp tick as a read leaves the stamp unchanged, so only an old
+// enough stamp stands for the content. A folder of thousands of files
+// therefore costs a stat per file per event, and the files being edited.
 //
 // Bad input never takes down what works: a file that fails to decode keeps
 // contributing the objects of its last good version and its error is

@@ -54,7 +54,26 @@ type fileState struct {
 	// docs holds the last good decode by document, so a new version
 	// decodes only the documents that changed.
 	docs input.Cache
+	// stamp is the file's stamp when it was last read; when trusted, a
+	// file with the same stamp is not read again (see loadFile).
+	stamp   stamp
+	trusted bool
 }
+
+// trusted reports whether a stamp taken by a read at readAt stands for
+// the bytes read. A write in the same timestamp tick as the read would
+// leave the stamp as it was, so the file's last change must be older than
+// the read by more than stampSlack.
+func trusted(readAt time.Time, st stamp) bool {
+	return readAt.Sub(time.Unix(st.ctime.Unix())) > stampSlack
+}
+
+// stampSlack is how much older than a read a file's last change must be
+// for its stamp to stand for its content: coarser than the timestamp
+// granularity of any file system a config folder lives on (Linux ticks,
+// FAT's two seconds). Until then the file is read (and hashed) on every
+// load, which costs the files being edited, not the folder.
+const stampSlack = 3 * time.Second
 
 // Option configures a Provider.
 type Option func(*Provider)
@@ -138,7 +157,16 @@ func (p *Provider) Load() (*Result, error) {
 // It returns false when the file no longer exists.
 func (p *Provider) loadFile(name string) bool {
 	path := filepath.Join(p.dir, name)
-	data, err := readFile(path, p.maxFileSize)
+	st := p.files[name]
+	var known *stamp
+	if st != nil && st.read && st.trusted {
+		known = &st.stamp
+	}
+	readAt := time.Now()
+	data, stamp, err := readChanged(path, p.maxFileSize, known)
+	if errors.Is(err, errUnchanged) {
+		return true
+	}
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			fi, lerr := os.Lstat(path)
@@ -153,8 +181,9 @@ func (p *Provider) loadFile(name string) bool {
 		p.reject(name, fmt.Errorf("%s: skipped: %w", name, err))
 		return true
 	}
-	st := p.fileState(name)
+	st = p.fileState(name)
 	sum := sha256.Sum256(data)
+	st.stamp, st.trusted = stamp, trusted(readAt, stamp)
 	if st.read && sum == st.sum {
 		return true
 	}

@@ -2,12 +2,15 @@ package file
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const svcA = `apiVersion: v1
@@ -184,5 +187,47 @@ func TestEditKeepsUnchangedObjects(t *testing.T) {
 	}
 	if got := after.Snapshot.Services[7].Spec.Ports[0].Port; got != 81 {
 		t.Errorf("edited service has port %d, want 81", got)
+	}
+}
+
+// TestStampSkipsUnchangedFiles: a file whose stamp is the one it had when
+// read is not read again; any write changes the stamp.
+func TestStampSkipsUnchangedFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.yaml")
+	write(t, dir, "a.yaml", svcA)
+	data, st, err := readChanged(path, DefaultMaxFileSize, nil)
+	if err != nil || string(data) != svcA {
+		t.Fatalf("first read: %q, %v", data, err)
+	}
+	if _, _, err := readChanged(path, DefaultMaxFileSize, &st); !errors.Is(err, errUnchanged) {
+		t.Fatalf("unchanged file: got %v, want errUnchanged", err)
+	}
+	// Same size, new bytes: the change time moves (the test waits for
+	// the next timestamp tick so the stamps can differ at all).
+	time.Sleep(50 * time.Millisecond)
+	write(t, dir, "a.yaml", svcB)
+	data, _, err = readChanged(path, DefaultMaxFileSize, &st)
+	if err != nil || string(data) != svcB {
+		t.Fatalf("changed file: %q, %v", data, err)
+	}
+}
+
+// TestRecentChangesAreNotTrusted: a file changed in the same timestamp
+// tick as it was read keeps the stamp it was read with, so the stamp of a
+// recently changed file does not stand for its content: such a file is
+// read again on the next load.
+func TestRecentChangesAreNotTrusted(t *testing.T) {
+	now := time.Now()
+	at := func(d time.Duration) stamp {
+		return stamp{ctime: unix.NsecToTimespec(now.Add(-d).UnixNano())}
+	}
+	for _, tc := range []struct {
+		age  time.Duration
+		want bool
+	}{{0, false}, {time.Millisecond, false}, {stampSlack / 2, false}, {stampSlack + time.Second, true}, {time.Hour, true}} {
+		if got := trusted(now, at(tc.age)); got != tc.want {
+			t.Errorf("changed %v before the read: trusted %t, want %t", tc.age, got, tc.want)
+		}
 	}
 }

@@ -74,16 +74,52 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 // Without /proc the path is opened again, non-blocking, and the type and
 // size checks are repeated on the descriptor that is read.
 func readFile(path string, limit int64) ([]byte, error) {
+	data, _, err := readChanged(path, limit, nil)
+	return data, err
+}
+
+// readChanged is readFile returning the file's stamp too. With known set,
+// a file whose stamp equals it is not read: readChanged returns
+// errUnchanged.
+func readChanged(path string, limit int64, known *stamp) ([]byte, stamp, error) {
 	pfd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("opening: %w", err)
+		return nil, stamp{}, fmt.Errorf("opening: %w", err)
 	}
 	defer unix.Close(pfd)
 	var st unix.Stat_t
 	if err := unix.Fstat(pfd, &st); err != nil {
-		return nil, fmt.Errorf("inspecting: %w", err)
+		return nil, stamp{}, fmt.Errorf("inspecting: %w", err)
 	}
-	if err := check(&st, limit); err != nil {
+	if known != nil && *known == stampOf(&st) {
+		return nil, *known, errUnchanged
+	}
+	data, err := readChecked(path, pfd, &st, limit)
+	return data, stampOf(&st), err
+}
+
+// errUnchanged says a file's stamp is the one it had when it was last read.
+var errUnchanged = errors.New("unchanged since last read")
+
+// stamp is what the kernel says about a file's identity and last change.
+// ctime changes with every write to the file and cannot be set by a
+// user, so while a file's stamp is unchanged so are its bytes — provided
+// the stamp was taken after the last write's timestamp tick (see
+// fileState.trusted).
+type stamp struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime unix.Timespec
+}
+
+func stampOf(st *unix.Stat_t) stamp {
+	return stamp{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim, ctime: st.Ctim}
+}
+
+// readChecked reads the regular file pfd (an O_PATH descriptor of path
+// whose stat is st) as readFile describes.
+func readChecked(path string, pfd int, st *unix.Stat_t, limit int64) ([]byte, error) {
+	if err := check(st, limit); err != nil {
 		if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
 			// Name what the symbolic links led to.
 			if target, lerr := filepath.EvalSymlinks(path); lerr == nil {
@@ -103,10 +139,10 @@ func readFile(path string, limit int64) ([]byte, error) {
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
 	// The descriptor actually read is the authority.
-	if err := unix.Fstat(fd, &st); err != nil {
+	if err := unix.Fstat(fd, st); err != nil {
 		return nil, fmt.Errorf("inspecting: %w", err)
 	}
-	if err := check(&st, limit); err != nil {
+	if err := check(st, limit); err != nil {
 		return nil, err
 	}
 	return readLimited(f, st.Size, limit)
@@ -141,10 +177,19 @@ func check(st *unix.Stat_t, limit int64) error {
 // size is the size the file reported, used only to allocate once for an
 // ordinary file.
 func readLimited(r io.Reader, size, limit int64) ([]byte, error) {
-	buf := make([]byte, 0, min(max(size, 0), limit)+readChunk)
+	// One byte more than the size, so an ordinary file takes one
+	// allocation and its end is found without growing; a file that does
+	// not know its size is read in whole chunks.
+	n := int64(readChunk)
+	if size > 0 {
+		n = min(size, limit) + 1
+	}
+	buf := make([]byte, 0, n)
 	for {
-		buf = slices.Grow(buf, readChunk)
-		n, err := r.Read(buf[len(buf) : len(buf)+readChunk])
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, readChunk)
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), len(buf)+readChunk)])
 		buf = buf[:len(buf)+n]
 		if int64(len(buf)) > limit {
 			return nil, fmt.Errorf("%w: more than %d bytes by the time it was read", ErrTooLarge, limit)
