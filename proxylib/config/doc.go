@@ -28,7 +28,10 @@
 //   - Decoded resources are cached by their serialized bytes, so an
 //     unchanged resource is neither decoded nor rebuilt again: unchanged
 //     filter chains keep their handler (their connections are untouched)
-//     and unchanged clusters keep their balancer state.
+//     and unchanged clusters keep their balancer state. A changed
+//     RouteConfiguration decodes only the virtual hosts whose bytes
+//     changed and keeps the others' decoded form (routes.go): the result
+//     and any rejection are those of decoding it whole.
 //   - ECDS updates publish a new routing snapshot only: listeners and their
 //     chain handlers are untouched, so a policy update never drains a
 //     connection. Types are checked both ways: a TypedExtensionConfig its

@@ -33,6 +33,9 @@ type entry struct {
 	value  any
 	table  *route.Table      // route configurations only
 	filter *hcm.FilterConfig // extension configurations only
+	// vhosts are a route configuration's decoded virtual hosts by their
+	// serialized bytes, for its next version (routes.go).
+	vhosts map[vhostKey]*resource.VirtualHost
 }
 
 type typeState struct {
@@ -207,12 +210,26 @@ func (s *Store) Update(typeURL, version string, resources []*anypb.Any, removed 
 		if ok && !seen[name] {
 			e = ts.entries[name]
 		} else {
-			n, v, tbl, err := decodeAny(typeURL, a)
+			var (
+				n      string
+				v      any
+				tbl    *route.Table
+				vhosts map[vhostKey]*resource.VirtualHost
+				err    error
+			)
+			if typeURL == resource.RouteType {
+				var rc *resource.RouteConfig
+				if n, rc, vhosts, err = decodeRoutes(a, ts.entries); err == nil {
+					v, tbl = rc, route.New(rc)
+				}
+			} else {
+				n, v, tbl, err = decodeAny(typeURL, a)
+			}
 			if err != nil {
 				errs = append(errs, err.Error())
 				continue
 			}
-			e, name = &entry{key: string(a.GetValue()), value: v, table: tbl}, n
+			e, name = &entry{key: string(a.GetValue()), value: v, table: tbl, vhosts: vhosts}, n
 			if ext, ok := v.(*resource.Extension); ok {
 				e.filter = &hcm.FilterConfig{TypeURL: ext.TypeURL, Kafka: ext.Kafka}
 				switch {
