@@ -147,7 +147,7 @@ func buildSet(k kind, list []types.Resource, prev *typeSet, res *translator.Reso
 			items[name] = old
 			continue
 		}
-		e := entry{res: m, version: v, last: m, deps: dependencies(k, name, m)}
+		e := entry{res: servedAs(m, res), version: v, last: m, deps: dependencies(k, name, m)}
 		if l, ok := m.(*listenerv3.Listener); ok {
 			if e.refs, err = secretRefs(l); err != nil {
 				return nil, fmt.Errorf("%s %q: %w", k, name, err)

@@ -113,6 +113,7 @@ type listenerMemo struct {
 type tableMemo struct {
 	version string
 	out     *routev3.RouteConfiguration
+	wire    *routesWire
 	vhosts  map[string]*vhostMemo
 }
 
@@ -126,6 +127,7 @@ type vhostMemo struct {
 	usesInvalid bool
 	domains     []string
 	out         *routev3.VirtualHost
+	wire        *serialized
 	warnings    []Warning
 	routes      []*routeMemo // one per IR route, in order
 }

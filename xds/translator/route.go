@@ -52,7 +52,7 @@ func (b *builder) routeConfiguration(rt *ir.RouteTable) error {
 	}
 	next.version = versionString(v.sum())
 	if prev != nil && prev.version == next.version {
-		next.out = prev.out
+		next.out, next.wire = prev.out, prev.wire
 	} else {
 		// The Host port is ignored when selecting a virtual host, as the
 		// IR requires, but stays in the forwarded Host header (Gateway API
@@ -61,10 +61,17 @@ func (b *builder) routeConfiguration(rt *ir.RouteTable) error {
 		if err := checked("route configuration", name, &routev3.RouteConfiguration{Name: name, IgnorePortInHostMatching: true}); err != nil {
 			return err
 		}
+		next.wire = &routesWire{rc: next.out, vhosts: make([]*serialized, 0, len(vhosts))}
+		for _, vh := range rt.VirtualHosts {
+			if vm := next.vhosts[vh.Name]; vm != nil {
+				next.wire.vhosts = append(next.wire.vhosts, vm.wire)
+			}
+		}
 	}
 	b.next.put(rt.Name, next)
 	b.out.RouteConfigurations = append(b.out.RouteConfigurations, next.out)
 	b.emit(next.out, next.version)
+	b.out.wires[next.out] = next.wire
 	return nil
 }
 
@@ -110,7 +117,7 @@ func (b *builder) virtualHost(rc string, vh *ir.VirtualHost, h, version ir.Hash,
 		return nil, err
 	}
 	evh.Routes = make([]*routev3.Route, 0, len(vh.Routes))
-	vm := &vhostMemo{hash: h, version: version, domains: domains, out: evh, routes: make([]*routeMemo, 0, len(vh.Routes))}
+	vm := &vhostMemo{hash: h, version: version, domains: domains, out: evh, wire: &serialized{msg: evh}, routes: make([]*routeMemo, 0, len(vh.Routes))}
 	for _, r := range vh.Routes {
 		rh := b.hashes.Route(r)
 		rm := b.routes[rh]

@@ -40,6 +40,8 @@ type Resources struct {
 	// those of clusters and their load assignments, which the next
 	// translation may share while they are unchanged, and the others.
 	clusterVersions, versions map[proto.Message]string
+	// wires make the serialized form of route configurations (Serialized).
+	wires map[proto.Message]*routesWire
 }
 
 // Warning is one part of the IR the translator could not express as-is.
@@ -114,10 +116,11 @@ type builder struct {
 // the previous one produced.
 func newBuilder(cfg *ir.Config, hashes *ir.Hashes, prev *memo) *builder {
 	b := &builder{
-		cfg:        cfg,
-		hashes:     hashes,
-		routes:     map[ir.Hash]*routeMemo{},
-		out:        &Resources{versions: make(map[proto.Message]string, 2*len(cfg.Listeners)+len(cfg.Secrets))},
+		cfg:    cfg,
+		hashes: hashes,
+		routes: map[ir.Hash]*routeMemo{},
+		out: &Resources{versions: make(map[proto.Message]string, 2*len(cfg.Listeners)+len(cfg.Secrets)),
+			wires: make(map[proto.Message]*routesWire, len(cfg.Listeners))},
 		prev:       prev,
 		secrets:    make(map[string]*ir.Secret, len(cfg.Secrets)),
 		referenced: make(map[string]bool, len(cfg.Secrets)),

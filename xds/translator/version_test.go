@@ -1,6 +1,7 @@
 package translator
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -243,4 +244,52 @@ func TestVersionsFollowDomainClaims(t *testing.T) {
 		t.Fatalf("the second virtual host serves %v, want the domain the first one released", got)
 	}
 	requireVersionsFollowContent(t, "domain released", before, after, fresh)
+}
+
+// TestSerializedIsMarshal: the serialized form the translator makes of a
+// RouteConfiguration from its virtual hosts' is byte for byte what
+// serializing the resource gives, over golden inputs and random edits.
+func TestSerializedIsMarshal(t *testing.T) {
+	check := func(step string, res *Resources) {
+		t.Helper()
+		n := 0
+		for _, rc := range res.RouteConfigurations {
+			f := res.Serialized(rc)
+			if f == nil {
+				continue
+			}
+			n++
+			got, err := f()
+			if err != nil {
+				t.Fatalf("%s: %s: %v", step, rc.Name, err)
+			}
+			want, err := deterministic.Marshal(rc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s: %s: serialized form differs from marshalling (%d vs %d bytes)", step, rc.Name, len(got), len(want))
+			}
+		}
+		if n == 0 && len(res.RouteConfigurations) > 0 {
+			t.Fatalf("%s: no serialized form offered", step)
+		}
+	}
+	ins, err := filepath.Glob(filepath.Join("testdata", "*.in.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := New()
+	for _, in := range ins {
+		got, _ := translateBoth(t, tr, readIR(t, in))
+		check(in, got)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	cfg := benchConfig(40)
+	for step := range 100 {
+		cfg = clone(t, cfg)
+		what := randomEdit(r, cfg)
+		got, _ := translateBoth(t, tr, cfg)
+		check(fmt.Sprintf("step %d (%s)", step, what), got)
+	}
 }
