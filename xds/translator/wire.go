@@ -7,6 +7,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Serialized forms. Sending a RouteConfiguration means serializing every
@@ -56,9 +57,18 @@ func (w *routesWire) bytes() ([]byte, error) {
 // puts the virtual hosts where their field number puts them: the bytes
 // are exactly what serializing it whole gives.
 func (w *routesWire) make() ([]byte, error) {
-	own := proto.Clone(w.rc).(*routev3.RouteConfiguration)
-	own.VirtualHosts = nil
-	shell, err := deterministic.Marshal(own)
+	// The message without its virtual hosts, sharing every other field's
+	// value (read-only).
+	r := w.rc.ProtoReflect()
+	own := r.New()
+	r.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Number() != vhostsField {
+			own.Set(fd, v)
+		}
+		return true
+	})
+	own.SetUnknown(r.GetUnknown())
+	shell, err := deterministic.Marshal(own.Interface())
 	if err != nil {
 		return nil, fmt.Errorf("serializing route configuration %q: %w", w.rc.Name, err)
 	}
