@@ -1,9 +1,6 @@
 package input
 
-import (
-	"crypto/sha256"
-	"fmt"
-)
+import "fmt"
 
 // Cache makes decoding a new version of a stream cost its changed
 // documents: a document whose bytes the last good version held is not
@@ -18,13 +15,21 @@ import (
 // leaves it as it was. Documents that fail are decoded (and reported)
 // every time. The zero Cache is ready; it is not safe for concurrent use.
 type Cache struct {
-	docs map[docKey][]Object
+	docs map[docKey]cachedDoc
 }
 
-// docKey identifies a document by the SHA-256 of its bytes and how it is
-// read (YAML, or one JSON value).
+// cachedDoc is what a document decoded to, with its key.
+type cachedDoc struct {
+	key  docKey
+	objs []Object
+}
+
+// docKey identifies a document by its bytes and how it is read (YAML, or
+// one JSON value). The bytes themselves are the key: comparing them is
+// cheaper than hashing them cryptographically, and the cache holds at
+// most one file's worth (the provider bounds file sizes).
 type docKey struct {
-	sum  [sha256.Size]byte
+	data string
 	json bool
 }
 

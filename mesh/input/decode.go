@@ -2,7 +2,6 @@ package input
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,9 +31,10 @@ func decode(source string, data []byte, cache *Cache) ([]Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &decoder{source: source, seen: map[objectID]Origin{}, cache: cache}
+	d := &decoder{source: source, seen: make(map[objectID]Origin, len(docs)), cache: cache}
 	if cache != nil {
-		d.next = make(map[docKey][]Object, len(docs))
+		d.next = make(map[docKey]cachedDoc, len(docs))
+		d.objs = make([]Object, 0, len(docs))
 	}
 	for _, doc := range docs {
 		d.document(doc)
@@ -61,7 +61,7 @@ type decoder struct {
 	// cache, when set, offers the objects of documents decoded before;
 	// next collects this stream's for it.
 	cache *Cache
-	next  map[docKey][]Object
+	next  map[docKey]cachedDoc
 }
 
 func (d *decoder) fail(o Origin, kind Kind, name Key, field string, err error) {
@@ -70,16 +70,16 @@ func (d *decoder) fail(o Origin, kind Kind, name Key, field string, err error) {
 
 func (d *decoder) document(doc rawDoc) {
 	if d.cache != nil {
-		key := docKey{sum: sha256.Sum256(doc.data), json: doc.json}
-		if objs, ok := d.cache.docs[key]; ok {
-			d.reuse(doc, objs)
-			d.next[key] = objs
+		if c, ok := d.cache.docs[docKey{string(doc.data), doc.json}]; ok {
+			d.reuse(doc, c.objs)
+			d.next[c.key] = c // the key's string is the old one: no copy
 			return
 		}
 		start, errs := len(d.objs), len(d.errs)
 		defer func() {
 			if len(d.errs) == errs {
-				d.next[key] = slices.Clone(d.objs[start:])
+				k := docKey{string(doc.data), doc.json}
+				d.next[k] = cachedDoc{k, slices.Clone(d.objs[start:])}
 			}
 		}()
 	}

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"crypto/sha256"
 	"slices"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -29,15 +28,18 @@ import (
 // vhostField is RouteConfiguration.virtual_hosts.
 var vhostField = (&routev3.RouteConfiguration{}).ProtoReflect().Descriptor().Fields().ByName("virtual_hosts").Number()
 
-// vhostKey identifies a virtual host by its serialized bytes.
-type vhostKey [sha256.Size]byte
+// vhostKey identifies a virtual host by its serialized bytes: a part of
+// the string of the whole resource's bytes the store keeps anyway, so
+// keys copy nothing.
+type vhostKey string
 
-// decodeRoutes decodes a RouteConfiguration. prev holds the current
-// entries of the type, by name: the previous version's decoded virtual
-// hosts are reused. It returns the resource's name, its decoded form and
-// the decoded virtual hosts by key, for the next version.
-func decodeRoutes(a *anypb.Any, prev map[string]*entry) (string, *resource.RouteConfig, map[vhostKey]*resource.VirtualHost, error) {
-	shell, vhosts, ok := splitRoutes(a.GetValue())
+// decodeRoutes decodes a RouteConfiguration; raw is its bytes as a
+// string. prev holds the current entries of the type, by name: the
+// previous version's decoded virtual hosts are reused. It returns the
+// resource's name, its decoded form and the decoded virtual hosts by
+// key, for the next version.
+func decodeRoutes(a *anypb.Any, raw string, prev map[string]*entry) (string, *resource.RouteConfig, map[vhostKey]*resource.VirtualHost, error) {
+	shell, vhosts, ok := splitRoutes(a.GetValue(), raw)
 	if !ok || a.GetTypeUrl() != resource.RouteType {
 		return decodeWhole(a, vhosts)
 	}
@@ -56,12 +58,11 @@ func decodeRoutes(a *anypb.Any, prev map[string]*entry) (string, *resource.Route
 	out := &resource.RouteConfig{Name: own.Name, IgnorePort: own.IgnorePort, VirtualHosts: make([]*resource.VirtualHost, 0, len(vhosts))}
 	next := make(map[vhostKey]*resource.VirtualHost, len(vhosts))
 	domains := map[string]bool{}
-	for _, b := range vhosts {
-		k := vhostKey(sha256.Sum256(b))
+	for _, k := range vhosts {
 		vh := known[k]
 		if vh == nil {
 			one := protowire.AppendTag(slices.Clip(shell), vhostField, protowire.BytesType)
-			one = protowire.AppendBytes(one, b)
+			one = protowire.AppendBytes(one, []byte(k))
 			rc, err := resource.DecodeRouteConfig(&anypb.Any{TypeUrl: a.GetTypeUrl(), Value: one})
 			if err != nil || len(rc.VirtualHosts) != 1 {
 				return decodeWhole(a, vhosts)
@@ -83,7 +84,7 @@ func decodeRoutes(a *anypb.Any, prev map[string]*entry) (string, *resource.Route
 // decodeWhole decodes a RouteConfiguration whole; vhosts, when they are
 // its virtual hosts' bytes, key the decoded virtual hosts for the next
 // version.
-func decodeWhole(a *anypb.Any, vhosts [][]byte) (string, *resource.RouteConfig, map[vhostKey]*resource.VirtualHost, error) {
+func decodeWhole(a *anypb.Any, vhosts []vhostKey) (string, *resource.RouteConfig, map[vhostKey]*resource.VirtualHost, error) {
 	rc, err := resource.DecodeRouteConfig(a)
 	if err != nil {
 		return "", nil, nil, err
@@ -91,36 +92,38 @@ func decodeWhole(a *anypb.Any, vhosts [][]byte) (string, *resource.RouteConfig, 
 	var byKey map[vhostKey]*resource.VirtualHost
 	if len(vhosts) == len(rc.VirtualHosts) {
 		byKey = make(map[vhostKey]*resource.VirtualHost, len(vhosts))
-		for i, b := range vhosts {
-			byKey[sha256.Sum256(b)] = rc.VirtualHosts[i]
+		for i, k := range vhosts {
+			byKey[k] = rc.VirtualHosts[i]
 		}
 	}
 	return rc.Name, rc, byKey, nil
 }
 
-// splitRoutes splits a serialized RouteConfiguration into its own fields
-// (everything but the virtual hosts, in order) and each virtual host's
-// bytes. ok is false when the bytes are not well-formed.
-func splitRoutes(b []byte) (shell []byte, vhosts [][]byte, ok bool) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+// splitRoutes splits a serialized RouteConfiguration, b (raw as a
+// string), into its own fields (everything but the virtual hosts, in
+// order) and each virtual host's bytes, as parts of raw. ok is false when
+// the bytes are not well-formed.
+func splitRoutes(b []byte, raw string) (shell []byte, vhosts []vhostKey, ok bool) {
+	for off := 0; off < len(b); {
+		num, typ, n := protowire.ConsumeTag(b[off:])
 		if n < 0 {
 			return nil, nil, false
 		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		m := protowire.ConsumeFieldValue(num, typ, b[off+n:])
 		if m < 0 {
 			return nil, nil, false
 		}
 		if num == vhostField && typ == protowire.BytesType {
-			v, k := protowire.ConsumeBytes(b[n:])
+			v, k := protowire.ConsumeBytes(b[off+n:])
 			if k < 0 {
 				return nil, nil, false
 			}
-			vhosts = append(vhosts, v)
+			start := off + n + k - len(v)
+			vhosts = append(vhosts, vhostKey(raw[start:start+len(v)]))
 		} else {
-			shell = append(shell, b[:n+m]...)
+			shell = append(shell, b[off:off+n+m]...)
 		}
-		b = b[n+m:]
+		off += n + m
 	}
 	return shell, vhosts, true
 }

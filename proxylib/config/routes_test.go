@@ -46,7 +46,7 @@ func TestDecodeRoutesReusesVirtualHosts(t *testing.T) {
 	entries := map[string]*entry{}
 	decode := func(a *anypb.Any) *resource.RouteConfig {
 		t.Helper()
-		name, rc, vhosts, err := decodeRoutes(a, entries)
+		name, rc, vhosts, err := decodeRoutes(a, string(a.GetValue()), entries)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +79,7 @@ func TestDecodeRoutesReusesVirtualHosts(t *testing.T) {
 // the error decoding it whole gives.
 func TestDecodeRoutesRejectsAsWhole(t *testing.T) {
 	good := routeConfig(t, 3, nil)
-	_, _, vhosts, err := decodeRoutes(good, nil)
+	_, _, vhosts, err := decodeRoutes(good, string(good.GetValue()), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestDecodeRoutesRejectsAsWhole(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, _, _, got := decodeRoutes(a, entries)
+			_, _, _, got := decodeRoutes(a, string(a.GetValue()), entries)
 			_, want := resource.DecodeRouteConfig(a)
 			if got == nil || want == nil || got.Error() != want.Error() {
 				t.Fatalf("got %v, want %v", got, want)

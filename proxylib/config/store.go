@@ -211,6 +211,7 @@ func (s *Store) Update(typeURL, version string, resources []*anypb.Any, removed 
 			e = ts.entries[name]
 		} else {
 			var (
+				raw    = string(a.GetValue())
 				n      string
 				v      any
 				tbl    *route.Table
@@ -219,7 +220,7 @@ func (s *Store) Update(typeURL, version string, resources []*anypb.Any, removed 
 			)
 			if typeURL == resource.RouteType {
 				var rc *resource.RouteConfig
-				if n, rc, vhosts, err = decodeRoutes(a, ts.entries); err == nil {
+				if n, rc, vhosts, err = decodeRoutes(a, raw, ts.entries); err == nil {
 					v, tbl = rc, route.New(rc)
 				}
 			} else {
@@ -229,7 +230,7 @@ func (s *Store) Update(typeURL, version string, resources []*anypb.Any, removed 
 				errs = append(errs, err.Error())
 				continue
 			}
-			e, name = &entry{key: string(a.GetValue()), value: v, table: tbl, vhosts: vhosts}, n
+			e, name = &entry{key: raw, value: v, table: tbl, vhosts: vhosts}, n
 			if ext, ok := v.(*resource.Extension); ok {
 				e.filter = &hcm.FilterConfig{TypeURL: ext.TypeURL, Kafka: ext.Kafka}
 				switch {
