@@ -19,7 +19,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/nodemesh/nodemesh/mesh/agent"
+	"github.com/nodemesh/nodemesh/internal/agent"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/ir"
 	"github.com/nodemesh/nodemesh/mesh/provider/file"
