@@ -27,31 +27,28 @@
 //
 // # Versions
 //
-// Every resource is versioned by a SHA-256 digest of its content
-// (digest.go). Most resources are digested whole, exactly as
-// go-control-plane versions delta resources (the hash of the deterministic
-// marshalling). A RouteConfiguration is digested from its own fields and
-// its virtual hosts' digests, a virtual host from its own fields and its
-// routes' digests; each digest is remembered per object, so when the
-// translator hands over a RouteConfiguration in which one route is a new
-// object, only that route, its virtual host's own fields and the
-// RouteConfiguration's own fields are marshalled and validated — the rest
-// was, when those objects first arrived. This relies on resources never
-// being modified after they are handed to Update, sub-messages included.
-// A later update carrying the very same object under the same name reuses
-// its entry outright; another object with an equal digest keeps the
-// previous entry, so the cache sees no change and nothing is re-validated.
-// A type's version is the hash of its (name, digest) pairs, so versions
-// depend on content only: an Update equal to the last one reports
-// Changed=false and pushes nothing. A list holding exactly the previous
-// update's objects reuses the previous set whole.
+// A resource's version comes from the translator (translator.Resources
+// Version): a hash of the IR content the resource was built from, the
+// same across processes for the same content (mesh/ir/doc.go describes
+// the scheme). The server trusts it: it neither marshals, digests nor
+// validates a resource the translator versioned, since the translator
+// validated what it built. A later update carrying the very same object
+// under the same name reuses its entry outright; another object with the
+// same version keeps the previous entry, so the cache sees no change. A
+// resource without a translator version (one a caller put into the
+// Resources) is validated here and versioned by the hash of its
+// serialized form, as go-control-plane versions resources. A type's
+// version is the hash of its (name, version) pairs, so an Update equal to
+// the last one reports Changed=false and pushes nothing. A list holding
+// exactly the previous update's objects reuses the previous set whole.
 //
 // go-control-plane writes its own resource versions into delta responses
 // (the whole-marshalling hash), so wherever a delta client's versions are
 // compared — the cache's version map, the ACK table — the server uses that
 // hash, computed for a composed resource the first time a delta client
-// needs it and never otherwise. Every new part of a resource passes
-// ValidateAll and the whole new state must be consistent (every cluster
+// needs it and never otherwise. Every new part of a resource has passed
+// ValidateAll (in the translator, or here for a resource it did not
+// version) and the whole new state must be consistent (every cluster
 // has its endpoints, every listener's routes exist, nothing is left over:
 // go-control-plane's Snapshot.Consistent, from references remembered per
 // resource) before anything of it is published; a failed Update changes

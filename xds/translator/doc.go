@@ -13,16 +13,19 @@
 // clock, no state between calls; equal Configs give proto-equal Resources.
 //
 // The agent normally keeps a Translator (New) instead: same result, but the
-// Envoy objects of IR objects equal to last time's (clusters, listeners,
-// virtual hosts, routes, route configurations, secrets) are returned again
-// as the very same objects. A one-route change builds and validates one
-// Route, plus new wrappers for its VirtualHost and RouteConfiguration that
-// hold the other routes and virtual hosts unchanged; xds/server recognises
-// the unchanged objects and neither marshals nor validates them again.
-// Equality is hand-written per IR type (equal.go; a test mutates every IR
-// field to keep it complete); memo_test.go checks the memoized output
-// against a fresh translation, and validates it whole, over every golden
-// input and over random edits.
+// Envoy objects of IR objects whose content hash (mesh/ir Hashes) is the
+// same as last time's (clusters, listeners, virtual hosts, routes, route
+// configurations, secrets) are returned again as the very same objects,
+// and every resource carries a version composed from those hashes
+// (Resources.Version, version.go). A one-route change builds and validates
+// one Route, plus new wrappers for its VirtualHost and RouteConfiguration
+// that hold the other routes and virtual hosts unchanged; xds/server takes
+// the versions as they are and neither marshals nor validates the
+// resources again. The IR hash sees every IR field (a test mutates each
+// one); memo_test.go checks the memoized output against a fresh
+// translation, and validates it whole, over every golden input and over
+// random edits, and version_test.go that a version changes whenever the
+// content does.
 //
 // # Invariants
 //
