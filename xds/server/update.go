@@ -180,9 +180,16 @@ func versionOf(m types.Resource, res *translator.Resources) (string, error) {
 	return cachev3.HashResource(b), nil
 }
 
+// validating, set only by tests, sees every resource the server
+// validates.
+var validating func(m types.Resource)
+
 // validate runs go-control-plane's generated validation, which every
 // Envoy message has.
 func validate(m types.Resource) error {
+	if validating != nil {
+		validating(m)
+	}
 	if v, ok := m.(interface{ ValidateAll() error }); ok {
 		return v.ValidateAll()
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -124,5 +126,41 @@ func TestUpdateRejectsInvalidNewPart(t *testing.T) {
 	again := update(t, s, good)
 	if again.Changed || again.Version != r1.Version {
 		t.Errorf("the failed update changed the state: %+v then %+v", r1, again)
+	}
+}
+
+// TestUpdateValidatesOnlyUnversioned: the translator validated what it
+// versioned, so the server validates none of its resources, cold or after
+// an edit; a resource the caller put into the Resources is validated once.
+func TestUpdateValidatesOnlyUnversioned(t *testing.T) {
+	var seen []string
+	validating = func(m types.Resource) { seen = append(seen, cachev3.GetResourceName(m)) }
+	t.Cleanup(func() { validating = nil })
+	s := New(WithLogger(testLogger(t)))
+	defer s.Stop(time.Second)
+	tr := translator.New()
+	for _, tag := range []string{"a", "b"} {
+		res, err := tr.Translate(memoConfig(tag))
+		if err != nil {
+			t.Fatal(err)
+		}
+		update(t, s, res)
+	}
+	if len(seen) != 0 {
+		t.Fatalf("the server validated translated resources %v", seen)
+	}
+	res, err := tr.Translate(memoConfig("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := *res
+	extra.RouteConfigurations = append(slices.Clone(res.RouteConfigurations), &routev3.RouteConfiguration{Name: "zz/extra"})
+	// Nothing refers to it, so the update fails its consistency check,
+	// after validation.
+	if _, err := s.Update(context.Background(), &extra); err == nil {
+		t.Fatal("an update with an unreferenced route configuration was accepted")
+	}
+	if !slices.Equal(seen, []string{"zz/extra"}) {
+		t.Fatalf("validated %v, want only zz/extra", seen)
 	}
 }

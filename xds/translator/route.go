@@ -134,6 +134,9 @@ func (b *builder) virtualHost(rc string, vh *ir.VirtualHost, h, version ir.Hash,
 			out := b.route(r)
 			if out != nil {
 				// The label is built only on failure: this runs per route.
+				if validating != nil {
+					validating(out)
+				}
 				if err := out.ValidateAll(); err != nil {
 					return nil, fmt.Errorf("%w: route configuration %q virtual host %q route %q: %v", ErrInvalidOutput, rc, evh.Name, out.Name, err)
 				}

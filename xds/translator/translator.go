@@ -190,10 +190,17 @@ type validator interface {
 	ValidateAll() error
 }
 
+// validating, set only by tests, sees every message the translator
+// validates, before it does (validate_test.go counts them).
+var validating func(m validator)
+
 // checked runs Envoy's generated validation on a resource about to be
 // emitted. A failure means the translator produced something Envoy would
 // reject for an IR that passed validation: a bug, reported as a system error.
 func checked(kind, name string, m validator) error {
+	if validating != nil {
+		validating(m)
+	}
 	if err := m.ValidateAll(); err != nil {
 		return fmt.Errorf("%w: %s %q: %v", ErrInvalidOutput, kind, name, err)
 	}
