@@ -28,4 +28,25 @@
 // modified after that: producers that reuse work hand over the same object
 // for unchanged content, and Validator relies on it, skipping the routes of
 // a VirtualHost it already validated.
+//
+// # Change detection
+//
+// There is one scheme, a content hash of each IR object (hash.go), computed
+// once per object (Hashes remembers it by the object, which never changes)
+// and carried to the proxy:
+//   - Validator skips an object whose hash it already validated;
+//   - xds/translator reuses the Envoy output of an IR object whose hash is
+//     unchanged and versions every resource from the hashes it was built
+//     from (xds/translator version.go); xds/server takes those versions as
+//     they are, with no digest or validation of its own, and pushes only
+//     resources whose version changed (delta xDS);
+//   - every Envoy resource is validated once, when the translator builds it.
+//
+// The hash covers every field (TestHashSeesEveryField mutates each one), so
+// equal content gives equal hashes across processes and any change a new
+// hash. Upstream of the IR, producers avoid rebuilding unchanged objects:
+// the file provider decodes only documents whose bytes changed and keeps
+// the objects of the others, and gateway.Translator reuses a route's IR
+// while its input objects are the same ones; that reuse only saves work,
+// since the hash, not object identity, decides what changed downstream.
 package ir
