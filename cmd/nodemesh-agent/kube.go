@@ -6,17 +6,23 @@ import (
 	"log/slog"
 	"os"
 
+	"k8s.io/apimachinery/pkg/types"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/gateway/nodereport"
 	"github.com/nodemesh/nodemesh/internal/agent"
 	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/policy"
 	"github.com/nodemesh/nodemesh/mesh/provider/kube"
 )
 
 // runKubernetes wires the Kubernetes provider and the node status reporter
-// to the agent. It returns once both are started; their errors go to errc.
-func runKubernetes(ctx context.Context, log *slog.Logger, a *agent.Agent, kubeconfig, node string, controller gwv1.GatewayController, errc chan<- error) error {
+// to the agent. With withPolicy the provider also watches Pods, Nodes and
+// the policy kinds, and the policies' Valid conditions are written; the
+// provider refuses to start (an error, not an empty policy) when the API
+// server cannot serve them. It returns once everything is started; their
+// errors go to errc.
+func runKubernetes(ctx context.Context, log *slog.Logger, a *agent.Agent, kubeconfig, node string, controller gwv1.GatewayController, withPolicy bool, errc chan<- error) error {
 	clients, err := kube.Connect(kubeconfig)
 	if err != nil {
 		return err
@@ -30,10 +36,22 @@ func runKubernetes(ctx context.Context, log *slog.Logger, a *agent.Agent, kubeco
 		}
 	}
 	core, gw, dyn := clients.Core, clients.Gateway, clients.Dynamic
-	prov := kube.New(core, gw, kube.WithLogger(log))
+	opts := []kube.Option{kube.WithLogger(log)}
+	var sw *kube.StatusWriter
+	if withPolicy {
+		opts = append(opts, kube.WithPolicy(dyn))
+		sw = kube.NewStatusWriter(dyn, node, log)
+		go sw.Run(ctx)
+	}
+	prov := kube.New(core, gw, opts...)
 	go func() {
 		errc <- prov.Watch(ctx, func(s *input.Snapshot) {
-			_ = a.Apply(ctx, s, nil) // failures are logged and shown in status
+			_ = a.Apply(ctx, s, prov.Problems()) // failures are logged and shown in status
+			if sw != nil {
+				if st := a.Status(); st.Policy != nil {
+					sw.Update(policyVerdicts(s, st.Policy.Policies))
+				}
+			}
 		})
 	}()
 	status := func() nodereport.AgentStatus {
@@ -44,4 +62,41 @@ func runKubernetes(ctx context.Context, log *slog.Logger, a *agent.Agent, kubeco
 	go rep.Run(ctx)
 	log.Info("reporting node proxy status", "node", node)
 	return nil
+}
+
+// policyVerdicts turns the compiler's verdicts on the snapshot's cilium.io
+// policies into the Valid conditions to write. Validity is about the
+// version itself: a rejection (the policy or its current version not in
+// force because of an error in it) makes it False; states that depend on
+// the node's machinery (waiting for proxies or authentication, a proxy
+// that refused the L7 configuration, a datapath error) do not make a
+// policy invalid.
+func policyVerdicts(s *input.Snapshot, statuses []policy.PolicyStatus) []kube.PolicyVerdict {
+	type key struct{ kind, ns, name string }
+	byKey := make(map[key]policy.PolicyStatus, len(statuses))
+	for _, ps := range statuses {
+		byKey[key{ps.Kind, ps.Namespace, ps.Name}] = ps
+	}
+	var out []kube.PolicyVerdict
+	add := func(kind, ns, name string, uid types.UID, gen int64) {
+		ps, ok := byKey[key{kind, ns, name}]
+		if !ok {
+			return
+		}
+		v := kube.PolicyVerdict{Kind: kind, Namespace: ns, Name: name, UID: uid, Generation: gen, Valid: true}
+		if ps.Error != "" && (ps.State == policy.Rejected || ps.State == policy.EnforcedPrevious) {
+			v.Valid, v.Reason, v.Message = false, "Invalid", ps.Error
+			if ps.State == policy.EnforcedPrevious {
+				v.Message += " (the last accepted version stays enforced)"
+			}
+		}
+		out = append(out, v)
+	}
+	for _, p := range s.CiliumNetworkPolicies {
+		add(policy.KindCNP, p.Namespace, p.Name, p.UID, p.Generation)
+	}
+	for _, p := range s.CiliumClusterwideNetworkPolicies {
+		add(policy.KindCCNP, "", p.Name, p.UID, p.Generation)
+	}
+	return out
 }

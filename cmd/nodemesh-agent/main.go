@@ -140,7 +140,7 @@ func run() error {
 	go func() { errc <- a.ServeAPI(ctx, apiSock) }()
 
 	if *kubeMode {
-		if err := runKubernetes(ctx, log, a, *kubeconfig, *nodeName, gwv1.GatewayController(*controller), errc); err != nil {
+		if err := runKubernetes(ctx, log, a, *kubeconfig, *nodeName, gwv1.GatewayController(*controller), *pf.policy || *pf.datapath, errc); err != nil {
 			return err
 		}
 		log.Info("nodemesh-agent started in Kubernetes mode", "xds", xdsSock, "api", apiSock)

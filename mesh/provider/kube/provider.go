@@ -37,6 +37,8 @@ type Provider struct {
 	gwFactory     gwinformers.SharedInformerFactory
 	listers       listers
 	changed       chan struct{}
+	// policy is set by WithPolicy.
+	policy *policyWatch
 }
 
 type listers struct {
@@ -126,6 +128,9 @@ func (p *Provider) setup() {
 	add(slices.Informer(), changedAtAll)
 	add(secrets.Informer(), changedAtAll)
 	add(nss.Informer(), changedAtAll)
+	if p.policy != nil {
+		p.setupPolicy(add)
+	}
 }
 
 // signal records that something changed; it never blocks.
@@ -189,6 +194,12 @@ func (p *Provider) Watch(ctx context.Context, fn func(*input.Snapshot)) error {
 // Start starts the informers and waits for their caches to sync. Watch
 // calls it; callers that only need Snapshot may call it directly.
 func (p *Provider) Start(ctx context.Context) error {
+	if p.policy != nil {
+		if err := p.preflight(ctx); err != nil {
+			return err
+		}
+		p.policy.factory.Start(ctx.Done())
+	}
 	p.coreFactory.Start(ctx.Done())
 	p.secretFactory.Start(ctx.Done())
 	p.gwFactory.Start(ctx.Done())
@@ -252,6 +263,9 @@ func (p *Provider) Snapshot() *input.Snapshot {
 	s.EndpointSlices = list(p.log, "EndpointSlice", l.slices)
 	s.Secrets = list(p.log, "Secret", l.secrets)
 	s.Namespaces = list(p.log, "Namespace", l.nss)
+	if p.policy != nil {
+		p.fillPolicy(s)
+	}
 	return s
 }
 
