@@ -170,3 +170,79 @@ func TestProviderWatchesPolicy(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestStatusWriter writes the Valid condition on a real API server, as two
+// nodes' agents would: an agreeing verdict writes nothing, another node's
+// True does not hide a rejection of the same generation, the rejecting
+// node clears it, a long message is cut to the schema's limit, and a
+// condition of another type is kept.
+func TestStatusWriter(t *testing.T) {
+	c := newClients(t)
+	ctx := context.Background()
+	ns := "st"
+	mustCreate(t, c.core.CoreV1().Namespaces().Create, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	obj := cnp("p", []any{map[string]any{}})
+	obj["status"] = map[string]any{}
+	u := createUnstructured(t, c, ciliumv2.CiliumNetworkPolicyResource, ns, obj)
+	res := c.dyn.Resource(ciliumv2.CiliumNetworkPolicyResource).Namespace(ns)
+	other := []byte(`{"status":{"conditions":[{"type":"Other","status":"True","reason":"X"}]}}`)
+	if _, err := res.Patch(ctx, "p", "application/merge-patch+json", other, metav1.PatchOptions{}, "status"); err != nil {
+		t.Fatal(err)
+	}
+	n1, n2 := NewStatusWriter(c.dyn, "node-1", nil), NewStatusWriter(c.dyn, "node-2", nil)
+	verdict := PolicyVerdict{Kind: "CiliumNetworkPolicy", Namespace: ns, Name: "p", UID: u.GetUID(), Generation: u.GetGeneration()}
+	read := func() (rv string, valid ciliumv2.NetworkPolicyCondition, n int) {
+		t.Helper()
+		got, err := res.Get(ctx, "p", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var typed ciliumv2.CiliumNetworkPolicy
+		if _, err := decodeCilium(got, &typed); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range typed.Status.Conditions {
+			if c.Type == ciliumv2.PolicyConditionValid {
+				valid = c
+			}
+		}
+		return got.GetResourceVersion(), valid, len(typed.Status.Conditions)
+	}
+	sync := func(w *StatusWriter, v PolicyVerdict) {
+		t.Helper()
+		w.Update([]PolicyVerdict{v})
+		if !w.Sync(ctx) {
+			t.Fatal("sync failed")
+		}
+	}
+
+	bad := verdict
+	bad.Message = strings.Repeat("é", maxConditionMessage) // two bytes each
+	sync(n1, bad)
+	rv, cond, n := read()
+	if cond.Status != metav1.ConditionFalse || !strings.HasPrefix(cond.Message, "node node-1: ") || len(cond.Message) > maxConditionMessage ||
+		cond.ObservedGeneration != verdict.Generation || n != 2 {
+		t.Fatalf("after node-1's rejection: %d conditions, %+v", n, cond)
+	}
+	good := verdict
+	good.Valid = true
+	sync(n2, good)
+	if rv2, cond2, _ := read(); rv2 != rv || cond2.Status != metav1.ConditionFalse {
+		t.Fatalf("node-2's True replaced node-1's rejection of the same generation: %+v", cond2)
+	}
+	sync(n1, good)
+	rv, cond, n = read()
+	if cond.Status != metav1.ConditionTrue || n != 2 {
+		t.Fatalf("node-1 did not clear its rejection: %d conditions, %+v", n, cond)
+	}
+	// node-2 agrees: nothing is written, now or when asked again.
+	n2.Update(nil)
+	sync(n2, good)
+	if rv2, _, _ := read(); rv2 != rv {
+		t.Fatal("an agreeing verdict was written")
+	}
+	sync(n1, good)
+	if rv2, _, _ := read(); rv2 != rv {
+		t.Fatal("a verdict already written was written again")
+	}
+}

@@ -1,0 +1,138 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
+
+	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
+)
+
+// TestLabPolicyAcrossNodes runs Cilium's Star Wars L3/L4 scenario on two
+// nodes with nodemesh's datapath in Kubernetes mode: the ships on node-1,
+// the deathstar on node-2, every request dialled through the deathstar's
+// ClusterIP (kube-proxy translates it on node-1). The policy is applied
+// through the API server only. node-2's agent can judge the ships only if
+// it learnt the Pods of node-1 (ipcache rows for remote Pods): tiefighter
+// (org=empire) still lands, xwing is dropped. Each agent marks the policy
+// Valid; a policy nodemesh rejects gets Valid=False naming the node and
+// the field.
+func TestLabPolicyAcrossNodes(t *testing.T) {
+	var pinDirs []string
+	t.Cleanup(func() {
+		for _, d := range pinDirs {
+			os.RemoveAll(d)
+		}
+	})
+	l := ForTest(t, Options{Nodes: 2, AgentArgs: func(n Node) []string {
+		pin := filepath.Join("/sys/fs/bpf", n.Netns)
+		pinDirs = append(pinDirs, pin)
+		return []string{"--datapath", "--datapath-netns=" + n.NetnsPath, "--datapath-pin-dir=" + pin, "--node-ips=" + n.IP.String()}
+	}})
+	ctx := context.Background()
+	if err := ApplyPaths(ctx, l.Config, []string{"testdata/starwars-placed.yaml"}); err != nil {
+		t.Fatal(err)
+	}
+	if pods, err := WaitSettled(ctx, l.Client, 2*time.Minute); err != nil {
+		t.Fatalf("%v\n%v", err, pods)
+	}
+	s, err := LoadState(l.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	land := func(ship string) (string, int) {
+		argv, err := s.ExecArgv(ctx, "default", ship, "", []string{"curl", "-sS", "--max-time", "3", "-XPOST",
+			"http://deathstar.default.svc.cluster.local/v1/request-landing"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return run(t, argv, "")
+	}
+	lands := func(ship string) func() error {
+		return func() error {
+			if out, code := land(ship); code != 0 || !strings.Contains(out, "Ship landed") {
+				return fmt.Errorf("%s: exit %d: %s", ship, code, out)
+			}
+			return nil
+		}
+	}
+	// Without a policy both ships land.
+	eventually(t, "tiefighter lands", time.Minute, lands("tiefighter"))
+	eventually(t, "xwing lands", time.Minute, lands("xwing"))
+
+	if err := ApplyPaths(ctx, l.Config, []string{"../../examples/starwars/sw_l3_l4_policy.yaml"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "xwing is denied", time.Minute, func() error {
+		if out, code := land("xwing"); code == 0 {
+			return fmt.Errorf("xwing still lands: %s", out)
+		}
+		return nil
+	})
+	// Every later attempt is denied too, and tiefighter keeps landing.
+	for i := 0; i < 3; i++ {
+		if out, code := land("xwing"); code == 0 {
+			t.Fatalf("xwing landed after the policy was enforced: %s", out)
+		}
+		if err := lands("tiefighter")(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	dyn, err := dynamic.NewForConfig(l.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cnps := dyn.Resource(ciliumv2.CiliumNetworkPolicyResource).Namespace("default")
+	valid := func(name string) (map[string]any, error) {
+		u, err := cnps.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		for _, c := range conds {
+			if m, ok := c.(map[string]any); ok && m["type"] == "Valid" {
+				return m, nil
+			}
+		}
+		return nil, fmt.Errorf("%s has no Valid condition: %v", name, u.Object["status"])
+	}
+	eventually(t, "rule1 is Valid", 30*time.Second, func() error {
+		c, err := valid("rule1")
+		if err == nil && c["status"] != "True" {
+			err = fmt.Errorf("rule1: %v", c)
+		}
+		return err
+	})
+
+	bad := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+		"metadata": map[string]any{"name": "fqdn"},
+		"spec": map[string]any{
+			"endpointSelector": map[string]any{"matchLabels": map[string]any{"class": "xwing"}},
+			"egress":           []any{map[string]any{"toFQDNs": []any{map[string]any{"matchName": "example.com"}}}},
+		},
+	}}
+	if _, err := cnps.Create(ctx, bad, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "fqdn is rejected", 30*time.Second, func() error {
+		c, err := valid("fqdn")
+		if err != nil {
+			return err
+		}
+		msg, _ := c["message"].(string)
+		if c["status"] != "False" || !strings.HasPrefix(msg, "node node-") || !strings.Contains(msg, "toFQDNs") {
+			return fmt.Errorf("fqdn: %v", c)
+		}
+		return nil
+	})
+}
