@@ -10,6 +10,11 @@
 // policy listeners and keeps L7 flows (nodemesh flows); with --datapath it
 // loads the eBPF datapath and keeps its endpoints, ipcache and policy rows in
 // sync (implies --policy). Without them the agent behaves exactly as before.
+// With --kubernetes the policy kinds, Pods and Nodes come from the API
+// server (every Pod of the cluster, so ingress policy judges clients on
+// other nodes by identity); the agent refuses to start when the API server
+// cannot serve them (CRDs not installed, no permission) rather than
+// enforce nothing, and writes each cilium.io policy's Valid condition.
 //
 // In standalone mode --config-max-file-size (default 4Mi) and
 // --config-max-files (default 10000) bound what is read from --config-dir;

@@ -3,7 +3,8 @@
 // provider builds from a folder, so both modes run the same translation.
 //
 // Data flow: informers (GatewayClass, Gateway, HTTPRoute, ReferenceGrant,
-// Service, EndpointSlice, TLS Secrets, Namespace) → change signal →
+// Service, EndpointSlice, TLS Secrets, Namespace; with WithPolicy also
+// Pod, Node, NetworkPolicy and the cilium.io policies) → change signal →
 // debounce → Snapshot built from the informer caches → subscriber. The
 // subscriber is called from one goroutine, one call at a time, so a burst
 // of events (a `kubectl apply` of fifty objects) yields one translation,
@@ -27,6 +28,44 @@
 //   - Watch publishes nothing until every informer has synced, so the first
 //     translation never sees a half-listed cluster (which would withdraw
 //     configuration that is in fact still wanted).
+//
+// Network policy (WithPolicy, policy.go): the provider also watches Pods
+// and Nodes of the whole cluster, NetworkPolicies and the cilium.io/v2
+// CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy kinds (a dynamic
+// informer each, decoded into the api/cilium/v2 types in the informer's
+// transform), and fills the snapshot's policy fields; the agent compiles
+// them exactly as in standalone mode. Decisions:
+//   - Every agent sees every Pod: ingress policy on one node judges a
+//     client on another by the identity its Pod IP maps to, so the
+//     ipcache needs the remote Pods (the compiler applies rules only to
+//     the local ones, by spec.nodeName).
+//   - A Pod bound to a node that has no Node object is left out of the
+//     snapshot: when a node is deleted, its Pods' rows disappear from
+//     every other node at once, rather than when the Pod garbage
+//     collector gets to them (their addresses may soon belong to another
+//     node's Pods).
+//   - Pod updates count only when something identity or policy reads
+//     changed (labels, node, addresses, phase, service account, host
+//     network); Node updates only when a Node appears or goes; policy
+//     updates only on a spec (generation), label or annotation change, so
+//     status writes (ours included) never cause a recompilation.
+//   - Objects from the API server are hostile: the rule part (spec,
+//     specs) of a cilium.io policy is decoded strictly — a field nodemesh
+//     does not know could narrow what the policy allows, so ignoring it
+//     could open endpoints up (the CRDs preserve unknown fields in places,
+//     and a cluster may run Cilium's own CRDs) — metadata and status
+//     leniently. A version that does not decode stays in the informer
+//     cache as it is; Snapshot uses the last version of that object that
+//     did decode (none: the object is not applied, as a file that does not
+//     decode in standalone mode) and Problems reports it, which the agent
+//     shows as a configuration error.
+//   - Start fails with ErrNoPolicySource when a policy kind cannot be
+//     listed (CRD not installed, no permission): an informer on it would
+//     never sync, and enforcing without it would be a silent no-op.
+//   - StatusWriter (policystatus.go) writes the Valid condition of the
+//     cilium.io policies, as Cilium 1.15+ does, bounded and idempotent
+//     across nodes (see its comment). NetworkPolicy has no status field in
+//     networking.k8s.io/v1.
 //
 // The other direction, this node's NodeProxyStatus report, is written by
 // gateway/nodereport, beside the controller that reads it.

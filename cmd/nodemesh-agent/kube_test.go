@@ -1,0 +1,54 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8stypes "k8s.io/apimachinery/pkg/types"
+
+	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
+	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/policy"
+	"github.com/nodemesh/nodemesh/mesh/provider/kube"
+)
+
+// TestPolicyVerdicts checks which compile results make a cilium.io policy
+// invalid: an error in the version (rejected, or the previous version kept)
+// does; waiting, proxy or datapath trouble on the node does not; a
+// NetworkPolicy gets no verdict (it has no status), nor does a policy the
+// compiler did not report on.
+func TestPolicyVerdicts(t *testing.T) {
+	meta := func(ns, name, uid string, gen int64) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Namespace: ns, Name: name, UID: k8stypes.UID("u-" + uid), Generation: gen}
+	}
+	s := &input.Snapshot{
+		CiliumNetworkPolicies: []*ciliumv2.CiliumNetworkPolicy{
+			{ObjectMeta: meta("a", "ok", "1", 1)},
+			{ObjectMeta: meta("a", "bad", "2", 3)},
+			{ObjectMeta: meta("a", "prev", "3", 2)},
+			{ObjectMeta: meta("a", "proxy", "4", 1)},
+			{ObjectMeta: meta("a", "unreported", "5", 1)},
+		},
+		CiliumClusterwideNetworkPolicies: []*ciliumv2.CiliumClusterwideNetworkPolicy{{ObjectMeta: meta("", "cw", "6", 7)}},
+	}
+	statuses := []policy.PolicyStatus{
+		{Kind: policy.KindCNP, Namespace: "a", Name: "ok", State: policy.Pending, Reason: policy.ReasonWaitingForProxies},
+		{Kind: policy.KindCNP, Namespace: "a", Name: "bad", State: policy.Rejected, Reason: policy.ReasonFailClosed, Error: "spec.egress[0].toFQDNs: not supported"},
+		{Kind: policy.KindCNP, Namespace: "a", Name: "prev", State: policy.EnforcedPrevious, Error: "spec.ingress[0]: conflict"},
+		{Kind: policy.KindCNP, Namespace: "a", Name: "proxy", State: policy.Rejected, Reason: policy.ReasonProxyRejected, Message: "listener refused"},
+		{Kind: policy.KindCCNP, Name: "cw", State: policy.Enforced},
+		{Kind: policy.KindKNP, Namespace: "a", Name: "knp", State: policy.Rejected, Error: "x"},
+	}
+	want := []kube.PolicyVerdict{
+		{Kind: policy.KindCNP, Namespace: "a", Name: "ok", UID: "u-1", Generation: 1, Valid: true},
+		{Kind: policy.KindCNP, Namespace: "a", Name: "bad", UID: "u-2", Generation: 3, Reason: "Invalid", Message: "spec.egress[0].toFQDNs: not supported"},
+		{Kind: policy.KindCNP, Namespace: "a", Name: "prev", UID: "u-3", Generation: 2, Reason: "Invalid",
+			Message: "spec.ingress[0]: conflict (the last accepted version stays enforced)"},
+		{Kind: policy.KindCNP, Namespace: "a", Name: "proxy", UID: "u-4", Generation: 1, Valid: true},
+		{Kind: policy.KindCCNP, Name: "cw", UID: "u-6", Generation: 7, Valid: true},
+	}
+	if d := cmp.Diff(want, policyVerdicts(s, statuses)); d != "" {
+		t.Fatalf("verdicts (-want +got):\n%s", d)
+	}
+}
