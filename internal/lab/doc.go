@@ -67,5 +67,9 @@
 // {netnsPath} and {stateDir} replaced per node. Each node namespace routes
 // every local Pod IP (/32) to the Pod's host-side veth (lxc + 8 hex digits
 // of the Pod UID), so an agent finds a Pod's interface from its IP with a
-// route lookup, as a chained datapath does on a real node.
+// route lookup, as a chained datapath does on a real node. With those
+// flags the agents enforce network policy applied through the API server
+// across nodes (TestLabPolicyAcrossNodes; the pin directory must be on a
+// bpf filesystem, e.g. /sys/fs/bpf/<node namespace>, and pinned datapaths
+// outlive the agent by design, so the test removes them).
 package lab
