@@ -49,6 +49,43 @@ type NodeProxyStatusStatus struct {
 	// translation (the previous one keeps serving).
 	// +kubebuilder:validation:MaxLength=32768
 	PublishError string `json:"publishError,omitempty"`
+	// Policy is the node's network policy state; absent when the agent
+	// compiles no policy.
+	Policy *NodePolicyState `json:"policy,omitempty"`
+}
+
+// NodePolicyState is what one node enforces: every policy's state there,
+// so a reader can tell which nodes have not enforced a policy yet.
+type NodePolicyState struct {
+	// Policies lists every policy the node compiled, in the order the
+	// compiler applies them; at most MaxItems (Truncated says more exist).
+	// +kubebuilder:validation:MaxItems=5000
+	Policies []PolicyEnforcement `json:"policies,omitempty"`
+	// Truncated is set when the node has more policies than Policies holds.
+	Truncated bool `json:"truncated,omitempty"`
+	// Endpoints counts the node's local endpoints.
+	Endpoints int32 `json:"endpoints"`
+	// DatapathError is the last datapath sync failure (the previous tables
+	// stay in force).
+	// +kubebuilder:validation:MaxLength=32768
+	DatapathError string `json:"datapathError,omitempty"`
+}
+
+// PolicyEnforcement is one node's state of one policy.
+type PolicyEnforcement struct {
+	// Kind is CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy or
+	// NetworkPolicy.
+	// +kubebuilder:validation:MaxLength=64
+	Kind string `json:"kind"`
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace,omitempty"`
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// State is Enforced, EnforcedPrevious, Pending or Rejected.
+	// +kubebuilder:validation:MaxLength=32
+	State string `json:"state"`
+	// +kubebuilder:validation:MaxLength=1024
+	Reason string `json:"reason,omitempty"`
 }
 
 // GatewayProgramming is one node's verdict on one Gateway.

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/types"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/nodemesh/nodemesh/api/v1alpha1"
 	"github.com/nodemesh/nodemesh/gateway/nodereport"
 	"github.com/nodemesh/nodemesh/internal/agent"
+	agentapi "github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/policy"
 	"github.com/nodemesh/nodemesh/mesh/provider/kube"
@@ -56,7 +59,7 @@ func runKubernetes(ctx context.Context, log *slog.Logger, a *agent.Agent, kubeco
 	}()
 	status := func() nodereport.AgentStatus {
 		st := a.Status()
-		return nodereport.AgentStatus{Gateways: st.Gateways, Proxies: st.Proxies, PublishError: st.PublishError}
+		return nodereport.AgentStatus{Gateways: st.Gateways, Proxies: st.Proxies, PublishError: st.PublishError, Policy: nodePolicy(st.Policy)}
 	}
 	rep := nodereport.NewReporter(dyn, core, node, controller, status, nodereport.WithReporterLogger(log))
 	go rep.Run(ctx)
@@ -99,4 +102,40 @@ func policyVerdicts(s *input.Snapshot, statuses []policy.PolicyStatus) []kube.Po
 		add(policy.KindCCNP, "", p.Name, p.UID, p.Generation)
 	}
 	return out
+}
+
+// maxReportedPolicies bounds the policies one NodeProxyStatus lists (the
+// CRD's MaxItems), so a cluster with very many policies cannot make the
+// report unwritable.
+const maxReportedPolicies = 5000
+
+// nodePolicy is the node's policy state as its NodeProxyStatus reports it,
+// so `kubectl get nodeproxystatuses -o yaml` shows, per node, which
+// policies are not enforced there yet.
+func nodePolicy(p *agentapi.PolicyStatus) *v1alpha1.NodePolicyState {
+	if p == nil {
+		return nil
+	}
+	out := &v1alpha1.NodePolicyState{Endpoints: int32(min(p.Endpoints, 1<<31-1)), DatapathError: truncateString(p.DatapathError, 32768)}
+	for i, ps := range p.Policies {
+		if i == maxReportedPolicies {
+			out.Truncated = true
+			break
+		}
+		out.Policies = append(out.Policies, v1alpha1.PolicyEnforcement{Kind: ps.Kind, Namespace: ps.Namespace, Name: ps.Name,
+			State: string(ps.State), Reason: truncateString(ps.Reason, 1024)})
+	}
+	return out
+}
+
+// truncateString cuts s to at most n bytes on a UTF-8 boundary.
+func truncateString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
 }

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8stypes "k8s.io/apimachinery/pkg/types"
 
 	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
+	"github.com/nodemesh/nodemesh/api/v1alpha1"
+	agentapi "github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/policy"
 	"github.com/nodemesh/nodemesh/mesh/provider/kube"
@@ -50,5 +54,27 @@ func TestPolicyVerdicts(t *testing.T) {
 	}
 	if d := cmp.Diff(want, policyVerdicts(s, statuses)); d != "" {
 		t.Fatalf("verdicts (-want +got):\n%s", d)
+	}
+}
+
+// TestNodePolicy checks the node report's policy part: every policy with
+// its state and reason, bounded in count and length.
+func TestNodePolicy(t *testing.T) {
+	if nodePolicy(nil) != nil {
+		t.Fatal("a report without policy has a policy part")
+	}
+	st := &agentapi.PolicyStatus{Endpoints: 3, DatapathError: strings.Repeat("é", 20000), Policies: []policy.PolicyStatus{
+		{Kind: policy.KindCNP, Namespace: "a", Name: "p", State: policy.Pending, Reason: policy.ReasonWaitingForProxies},
+	}}
+	got := nodePolicy(st)
+	want := []v1alpha1.PolicyEnforcement{{Kind: policy.KindCNP, Namespace: "a", Name: "p", State: "Pending", Reason: policy.ReasonWaitingForProxies}}
+	if d := cmp.Diff(want, got.Policies); d != "" || got.Endpoints != 3 || got.Truncated || len(got.DatapathError) > 32768 || !utf8.ValidString(got.DatapathError) {
+		t.Fatalf("policies (-want +got):\n%s\nendpoints %d truncated %v error %d bytes", d, got.Endpoints, got.Truncated, len(got.DatapathError))
+	}
+	for i := 0; i < maxReportedPolicies+1; i++ {
+		st.Policies = append(st.Policies, policy.PolicyStatus{Kind: policy.KindKNP, Namespace: "a", Name: "n", State: policy.Enforced})
+	}
+	if got := nodePolicy(st); len(got.Policies) != maxReportedPolicies || !got.Truncated {
+		t.Fatalf("%d policies reported, truncated %v", len(got.Policies), got.Truncated)
 	}
 }

@@ -15,6 +15,8 @@ Usage:
       Translate Gateway API YAML to the Envoy resources an agent would serve (offline).
   nodemesh status [--socket PATH] [-o table|json]
       Show per-object status and what each connected proxy acknowledged or rejected.
+  nodemesh status --nodes [--kubeconfig PATH]
+      Kubernetes mode: every node's network policy state and which nodes have not enforced a policy yet.
   nodemesh flows [--socket PATH] [-o table|json] [--verdict V] [--protocol P] [--identity N] [--workload NS/NAME] [--since D] [--last N] [-f]
       Show the L7 flows (HTTP, gRPC, Kafka requests) the node's proxy judged.
   nodemesh lab up|exec|kubectl|down|images|workload ...

@@ -21,11 +21,16 @@ func statusCmd(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	socket := fs.String("socket", "/var/run/nodemesh/agent.sock", "the agent's local API socket")
 	output := fs.String("o", "table", "output format: table, json or yaml")
+	nodes := fs.Bool("nodes", false, "Kubernetes mode: every node's network policy state (from the NodeProxyStatus objects) and which nodes have not enforced a policy yet")
+	kubeconfig := fs.String("kubeconfig", "", "with --nodes: kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if *nodes {
+		return nodesStatus(ctx, *kubeconfig, stdout)
+	}
 	st, err := api.FetchStatus(ctx, *socket)
 	if err != nil {
 		return err

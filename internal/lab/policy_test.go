@@ -14,6 +14,8 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
+	"github.com/nodemesh/nodemesh/api/v1alpha1"
+	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
 )
 
 // TestLabPolicyAcrossNodes runs Cilium's Star Wars L3/L4 scenario on two
@@ -23,8 +25,8 @@ import (
 // through the API server only. node-2's agent can judge the ships only if
 // it learnt the Pods of node-1 (ipcache rows for remote Pods): tiefighter
 // (org=empire) still lands, xwing is dropped. Each agent marks the policy
-// Valid; a policy nodemesh rejects gets Valid=False naming the node and
-// the field.
+// Valid and reports it Enforced in its NodeProxyStatus; a policy nodemesh
+// rejects gets Valid=False naming the node and the field.
 func TestLabPolicyAcrossNodes(t *testing.T) {
 	var pinDirs []string
 	t.Cleanup(func() {
@@ -111,6 +113,43 @@ func TestLabPolicyAcrossNodes(t *testing.T) {
 			err = fmt.Errorf("rule1: %v", c)
 		}
 		return err
+	})
+
+	// Every node reports rule1 enforced in its NodeProxyStatus.
+	for _, n := range l.Nodes {
+		eventually(t, "rule1 enforced on "+n.Name, 30*time.Second, func() error {
+			u, err := dyn.Resource(v1alpha1.NodeProxyStatusResource).Get(ctx, n.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			pols, _, _ := unstructured.NestedSlice(u.Object, "status", "policy", "policies")
+			for _, p := range pols {
+				if m, ok := p.(map[string]any); ok && m["name"] == "rule1" && m["kind"] == "CiliumNetworkPolicy" {
+					if m["state"] != "Enforced" {
+						return fmt.Errorf("%s: %v", n.Name, m)
+					}
+					return nil
+				}
+			}
+			return fmt.Errorf("%s reports no rule1: %v", n.Name, u.Object["status"])
+		})
+	}
+
+	// nodemesh status --nodes says the same from the reports.
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := BuildMesh(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "nodemesh status --nodes", 30*time.Second, func() error {
+		out, code := run(t, []string{filepath.Join(bin, "nodemesh"), "status", "--nodes", "--kubeconfig", l.Kubeconfig}, "")
+		if code != 0 || !strings.Contains(out, "node-1") || !strings.Contains(out, "node-2") || !strings.Contains(out, "Every policy is enforced") {
+			return fmt.Errorf("exit %d:\n%s", code, out)
+		}
+		return nil
 	})
 
 	bad := &unstructured.Unstructured{Object: map[string]any{
