@@ -16,4 +16,9 @@
 // node: the controller is its reader, the agent (internal/agent, wired by
 // cmd/nodemesh-agent) its writer. It imports no Envoy code and nothing of
 // the composition root.
+//
+// With network policy the report also carries the node's policy state
+// (AgentStatus.Policy: every policy's state there, the local endpoints, a
+// datapath error), built by cmd/nodemesh-agent; `nodemesh status --nodes`
+// reads it to show which nodes have not enforced a policy yet.
 package nodereport
