@@ -10,6 +10,42 @@ import (
 // ErrExhausted is returned when an identity range has no free number.
 var ErrExhausted = errors.New("identity range exhausted")
 
+// Allocator numbers workload label sets. The Manager calls Allocate from
+// Resolve, one call at a time, with every workload label set the snapshot
+// needs (each once); a set it held before and does not pass again is no
+// longer needed by this Manager. got maps Labels.String() to the number;
+// a set that could not be numbered is missing from got and has its reason
+// in failed (its Pods then get no identity until a later Resolve). The
+// returned maps belong to the caller. Allocate may block on I/O (the
+// Kubernetes implementation talks to the API server) and must bound it.
+type Allocator interface {
+	Allocate(sets []Labels) (got map[string]model.Identity, failed map[string]error)
+}
+
+// NewLocalAllocator returns the agent-local workload allocator standalone
+// mode uses (the Manager's default): numbers from the workload range in
+// order of the sets' canonical text, a released number reused only after
+// the range wrapped.
+func NewLocalAllocator() Allocator { return localAllocator{newAllocator(MinWorkload, MaxWorkload)} }
+
+type localAllocator struct{ a *allocator }
+
+func (l localAllocator) Allocate(sets []Labels) (map[string]model.Identity, map[string]error) {
+	keys := make([]string, len(sets))
+	for i, s := range sets {
+		keys[i] = s.String()
+	}
+	got, failed := l.a.sync(keys)
+	var errs map[string]error
+	for _, k := range failed {
+		if errs == nil {
+			errs = map[string]error{}
+		}
+		errs[k] = ErrExhausted
+	}
+	return got, errs
+}
+
 // allocator hands out numbers from [min, max] to label sets. A set keeps
 // its number while it is in use; released numbers are only reused after
 // the range wrapped around, so a number does not change meaning quickly

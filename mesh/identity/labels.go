@@ -109,3 +109,17 @@ func ParseSelectorKey(s string) (source, key string) {
 	}
 	return SourceAny, s
 }
+
+// Equal reports whether two label sets (as NewLabels builds them) hold the
+// same labels.
+func (ls Labels) Equal(o Labels) bool {
+	if len(ls) != len(o) {
+		return false
+	}
+	for i := range ls {
+		if ls[i] != o[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -87,7 +87,7 @@ type Manager struct {
 	cluster string
 
 	mu        sync.Mutex
-	workloads *allocator
+	workloads Allocator
 	cidrs     *allocator
 }
 
@@ -98,6 +98,10 @@ type Option func(*Manager)
 // DefaultFilter()).
 func WithFilter(f *Filter) Option { return func(m *Manager) { m.filter = f } }
 
+// WithAllocator sets the workload allocator (default
+// NewLocalAllocator()); Kubernetes mode passes the cluster-wide one.
+func WithAllocator(a Allocator) Option { return func(m *Manager) { m.workloads = a } }
+
 // WithClusterName sets the value of the cluster label (default
 // "default").
 func WithClusterName(name string) Option { return func(m *Manager) { m.cluster = name } }
@@ -105,7 +109,7 @@ func WithClusterName(name string) Option { return func(m *Manager) { m.cluster =
 // NewManager returns a Manager with nothing allocated.
 func NewManager(opts ...Option) *Manager {
 	m := &Manager{filter: DefaultFilter(), cluster: "default",
-		workloads: newAllocator(MinWorkload, MaxWorkload), cidrs: newAllocator(MinCIDR, MaxCIDR)}
+		workloads: NewLocalAllocator(), cidrs: newAllocator(MinCIDR, MaxCIDR)}
 	for _, o := range opts {
 		o(m)
 	}
@@ -169,19 +173,28 @@ func (m *Manager) Resolve(in Input) *State {
 	cidrs, cidrLabels := cidrIdentities(in.CIDRs, owner)
 
 	m.mu.Lock()
-	keys := make([]string, 0, len(eps))
+	sets := make([]Labels, 0, len(eps))
+	seenKey := make(map[string]bool, len(eps))
 	for _, e := range eps {
-		keys = append(keys, e.key)
+		if !seenKey[e.key] {
+			seenKey[e.key] = true
+			sets = append(sets, e.rel)
+		}
 	}
-	wl, failed := m.workloads.sync(keys)
+	wl, failed := m.workloads.Allocate(sets)
 	ckeys := make([]string, 0, len(cidrs))
 	for _, c := range cidrs {
 		ckeys = append(ckeys, c.String())
 	}
 	cl, cfailed := m.cidrs.sync(ckeys)
 	m.mu.Unlock()
-	for _, k := range failed {
-		st.Problems = append(st.Problems, fmt.Sprintf("labels %s: %v; their Pods get no identity", k, ErrExhausted))
+	failedKeys := make([]string, 0, len(failed))
+	for k := range failed {
+		failedKeys = append(failedKeys, k)
+	}
+	sort.Strings(failedKeys)
+	for _, k := range failedKeys {
+		st.Problems = append(st.Problems, fmt.Sprintf("labels %s: %v; their Pods get no identity", k, failed[k]))
 	}
 	for _, k := range cfailed {
 		st.Problems = append(st.Problems, fmt.Sprintf("prefix %s: %v; it stays world", k, ErrExhausted))
@@ -230,6 +243,13 @@ func (m *Manager) Resolve(in Input) *State {
 		return a.Bits() < b.Bits()
 	})
 	return st
+}
+
+// PodLabels returns the identity-relevant labels of p (whose Namespace
+// has nsLabels), the label set Resolve numbers for it. The controller uses
+// it to tell which identities Pods still use.
+func (m *Manager) PodLabels(p *corev1.Pod, nsLabels map[string]string) Labels {
+	return m.filter.Apply(m.podLabels(p, nsLabels))
 }
 
 // podLabels are a Pod's labels with the ones Cilium derives.
