@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
@@ -117,9 +116,9 @@ func NewAllocator(dyn dynamic.Interface, opts ...Option) *Allocator {
 	return a
 }
 
-// Start runs the watch and waits until every existing identity is known,
-// so a restarted agent finds the numbers it and its peers handed out
-// before allocating anything.
+// Start runs the watch until ctx ends and waits until every existing
+// identity is known, so a restarted agent finds the numbers it and its
+// peers handed out before allocating anything.
 func (a *Allocator) Start(ctx context.Context) error {
 	go a.inf.Run(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), a.inf.HasSynced) {
@@ -196,7 +195,15 @@ func (a *Allocator) allocate(ls identity.Labels) (model.Identity, error) {
 	id := candidate(ls)
 	tries := 0
 	for range size {
-		if _, taken, _ := idx.GetByKey(strconv.FormatUint(uint64(id), 10)); !taken {
+		obj, taken, _ := idx.GetByKey(name(id))
+		if taken {
+			// The watch may have caught up since the lookup above: a
+			// peer's object for ls at a number the probe reaches is ours
+			// too (skipping it would leave two numbers for ls).
+			if e, ok := obj.(*entry); ok && e.Err == nil && e.DeletionTimestamp == nil && e.Labels.Equal(ls) {
+				return e.ID, nil
+			}
+		} else {
 			ok, err := a.create(id, ls)
 			if err != nil {
 				return 0, fmt.Errorf("creating CiliumIdentity %d: %w", id, err)
@@ -232,7 +239,7 @@ func (a *Allocator) create(id model.Identity, ls identity.Labels) (bool, error) 
 		return false, err
 	}
 	// Someone got there first: adopt their number if it is for ls.
-	u, err := a.res.Get(ctx, strconv.FormatUint(uint64(id), 10), metav1.GetOptions{})
+	u, err := a.res.Get(ctx, name(id), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return false, nil // deleted meanwhile; the caller moves on
 	}

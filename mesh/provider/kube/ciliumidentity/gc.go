@@ -192,4 +192,3 @@ func (c *Collector) Pass(ctx context.Context) ([]model.Identity, error) {
 	}
 	return deleted, firstErr
 }
-

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,9 +50,8 @@ func startAllocator(t *testing.T, dyn dynamic.Interface, opts ...Option) (*Alloc
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	a := NewAllocator(dyn, opts...)
-	sctx, scancel := context.WithTimeout(ctx, time.Minute)
-	defer scancel()
-	if err := a.Start(sctx); err != nil {
+	// Start's context is the watch's lifetime.
+	if err := a.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return a, cancel

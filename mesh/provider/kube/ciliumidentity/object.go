@@ -156,3 +156,6 @@ func candidate(ls identity.Labels) model.Identity {
 	size := uint64(identity.MaxWorkload-identity.MinWorkload) + 1
 	return identity.MinWorkload + model.Identity(h.Sum64()%size)
 }
+
+// name is the object name of an identity.
+func name(id model.Identity) string { return strconv.FormatUint(uint64(id), 10) }
