@@ -54,6 +54,10 @@ var rules = []rule{
 	{from: module + "mesh/", forbidden: concat(kernel, []string{module + "gateway", module + "xds", root, module + "datapath"}),
 		allowed: []string{module + "datapath/model"}},
 
+	// Identities stay free of API clients: the cluster-wide allocator
+	// lives in mesh/provider/kube/ciliumidentity behind identity.Allocator.
+	{from: module + "mesh/identity", forbidden: []string{"k8s.io/client-go"}},
+
 	// The stages.
 	{from: module + "gateway/", forbidden: []string{"github.com/envoyproxy/", module + "datapath", module + "xds", root}},
 	{from: module + "xds/", forbidden: concat(k8s, kernel, []string{module + "gateway", module + "datapath", root})},

@@ -47,13 +47,19 @@
 //
 // # Decisions where Cilium's behaviour could not carry over
 //
-//   - Allocation is local to the agent (no CiliumIdentity objects): a
-//     label set keeps its number for the life of the Manager, numbers are
-//     handed out in order of the label sets' canonical text when a
-//     snapshot brings several new ones (so equal input gives equal
-//     numbers), and a released number is not reused before the range has
-//     wrapped. Several nodes agree only if they see the same label sets in
-//     the same order; cluster-wide allocation is future work.
+//   - Workload numbers come from an Allocator the Manager asks, from
+//     Resolve, for every label set a snapshot needs. Standalone mode uses
+//     NewLocalAllocator (the default): a label set keeps its number for
+//     the life of the Manager, numbers are handed out in order of the
+//     label sets' canonical text when a snapshot brings several new ones
+//     (so equal input gives equal numbers), and a released number is not
+//     reused before the range has wrapped. Kubernetes mode passes the
+//     cluster-wide allocator of mesh/provider/kube/ciliumidentity, which
+//     keeps numbers in CiliumIdentity objects so every node resolves the
+//     same Pod to the same number, across restarts. This package stays
+//     free of API clients; a set the Allocator cannot number is reported
+//     in State.Problems and its Pods get no identity. CIDR identities stay
+//     node-local, as in Cilium.
 //   - Pods that are finished (Succeeded, Failed), use the host network or
 //     have no address yet get no endpoint and no ipcache row. Two Pods
 //     claiming one address: the first by namespace/name keeps it and the

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -274,5 +275,49 @@ func TestParseSelectorKey(t *testing.T) {
 		if s != want[0] || k != want[1] {
 			t.Errorf("ParseSelectorKey(%q) = %q, %q; want %q, %q", in, s, k, want[0], want[1])
 		}
+	}
+}
+
+// numberedBy is an Allocator that gives each set a fixed number, or fails
+// it, and records what it was asked.
+type numberedBy struct {
+	numbers map[string]model.Identity
+	asked   [][]Labels
+}
+
+func (n *numberedBy) Allocate(sets []Labels) (map[string]model.Identity, map[string]error) {
+	n.asked = append(n.asked, sets)
+	got, failed := map[string]model.Identity{}, map[string]error{}
+	for _, s := range sets {
+		if id, ok := n.numbers[s.String()]; ok {
+			got[s.String()] = id
+		} else {
+			failed[s.String()] = errors.New("no number for you")
+		}
+	}
+	return got, failed
+}
+
+// TestManagerAsksItsAllocator: with WithAllocator the Manager numbers
+// workloads through it, asks once per label set however many Pods share
+// it, and reports a set it could not number (its Pods get no endpoint).
+func TestManagerAsksItsAllocator(t *testing.T) {
+	pod := func(name, app, ip string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Labels: map[string]string{"app": app}},
+			Status: corev1.PodStatus{PodIP: ip}}
+	}
+	m0 := NewManager()
+	web := m0.PodLabels(pod("a", "web", ""), nil).String()
+	alloc := &numberedBy{numbers: map[string]model.Identity{web: 4242}}
+	m := NewManager(WithAllocator(alloc))
+	st := m.Resolve(Input{Pods: []*corev1.Pod{pod("a", "web", "10.0.0.1"), pod("b", "web", "10.0.0.2"), pod("c", "db", "10.0.0.3")}})
+	if len(alloc.asked) != 1 || len(alloc.asked[0]) != 2 {
+		t.Fatalf("asked %v, want one call with two sets", alloc.asked)
+	}
+	if len(st.Endpoints) != 2 || st.Endpoints[0].Identity != 4242 || st.Endpoints[1].Identity != 4242 {
+		t.Fatalf("endpoints %+v", st.Endpoints)
+	}
+	if len(st.Problems) != 1 || !strings.Contains(st.Problems[0], "app=db") || !strings.Contains(st.Problems[0], "no number for you") {
+		t.Fatalf("problems %v", st.Problems)
 	}
 }
