@@ -17,7 +17,24 @@ import (
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/policy"
 	"github.com/nodemesh/nodemesh/mesh/provider/kube"
+	"github.com/nodemesh/nodemesh/mesh/provider/kube/ciliumidentity"
 )
+
+// clusterIdentities starts the cluster-wide identity allocator and waits
+// until it knows every existing CiliumIdentity, so numbers survive a
+// restart of the agent.
+func clusterIdentities(ctx context.Context, kubeconfig string, log *slog.Logger) (*ciliumidentity.Allocator, error) {
+	clients, err := kube.Connect(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	a := ciliumidentity.NewAllocator(clients.Dynamic, ciliumidentity.WithLogger(log))
+	if err := a.Start(ctx); err != nil {
+		return nil, err
+	}
+	log.Info("cluster-wide identities: CiliumIdentity objects listed")
+	return a, nil
+}
 
 // runKubernetes wires the Kubernetes provider and the node status reporter
 // to the agent. With withPolicy the provider also watches Pods, Nodes and

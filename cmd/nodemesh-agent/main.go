@@ -15,6 +15,9 @@
 // other nodes by identity); the agent refuses to start when the API server
 // cannot serve them (CRDs not installed, no permission) rather than
 // enforce nothing, and writes each cilium.io policy's Valid condition.
+// In Kubernetes mode workload identities are numbered cluster-wide as
+// CiliumIdentity objects (mesh/provider/kube/ciliumidentity), so every node
+// gives a Pod the same number; nodemesh-controller collects unused ones.
 //
 // In standalone mode --config-max-file-size (default 4Mi) and
 // --config-max-files (default 10000) bound what is read from --config-dir;
@@ -118,7 +121,13 @@ func run() error {
 			policyNode, _ = os.Hostname()
 		}
 	}
-	cleanup, err := pf.setup(&cfg, srv, xdsSock, policyNode, log)
+	var ids identity.Allocator // nil: the agent-local allocator
+	if *kubeMode && (*pf.policy || *pf.datapath) {
+		if ids, err = clusterIdentities(ctx, *kubeconfig, log); err != nil {
+			return err
+		}
+	}
+	cleanup, err := pf.setup(&cfg, srv, xdsSock, policyNode, ids, log)
 	if err != nil {
 		return err
 	}
@@ -209,7 +218,7 @@ func policyFlags() *policyOptions {
 // unless --policy or --datapath is given. The returned function releases
 // what setup opened (the datapath keeps running: its programs and maps
 // stay pinned across agent restarts).
-func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, nodeName string, log *slog.Logger) (func(), error) {
+func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, nodeName string, ids identity.Allocator, log *slog.Logger) (func(), error) {
 	if !*o.policy && !*o.datapath {
 		return func() {}, nil
 	}
@@ -234,10 +243,14 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 			return nil, fmt.Errorf("policy listener ports must be 1-65535, got %d", *p)
 		}
 	}
+	idOpts := []identity.Option{identity.WithFilter(filter), identity.WithClusterName(*o.clusterName)}
+	if ids != nil {
+		idOpts = append(idOpts, identity.WithAllocator(ids))
+	}
 	compiler, err := policy.New(policy.Options{
 		NodeName:    nodeName,
 		ClusterName: *o.clusterName,
-		Identities:  identity.NewManager(identity.WithFilter(filter), identity.WithClusterName(*o.clusterName)),
+		Identities:  identity.NewManager(idOpts...),
 		Listeners: policy.Listeners{Address: *o.listenAddress, IngressHTTP: uint16(*o.ingressHTTP), EgressHTTP: uint16(*o.egrHTTP),
 			IngressKafka: uint16(*o.ingressKafka), EgressKafka: uint16(*o.egrKaf),
 			// The proxy's upstream mark carries no identity, so without the

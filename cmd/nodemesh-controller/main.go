@@ -2,8 +2,10 @@
 // Kubernetes: it accepts nodemesh GatewayClasses (listing the supported
 // features), assigns Gateway addresses from a pool, and writes GatewayClass,
 // Gateway, listener and HTTPRoute status, reporting a Gateway Programmed
-// only once every node's proxies acknowledged it. One replica runs per
-// cluster.
+// only once every node's proxies acknowledged it. It also deletes the
+// CiliumIdentity objects no Pod has used for --identity-gc-grace
+// (mesh/provider/kube/ciliumidentity); --labels and --cluster-name must be
+// the agents'. One replica runs per cluster.
 package main
 
 import (
@@ -14,13 +16,16 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/gateway/controller"
+	"github.com/nodemesh/nodemesh/mesh/identity"
 	"github.com/nodemesh/nodemesh/mesh/provider/kube"
+	"github.com/nodemesh/nodemesh/mesh/provider/kube/ciliumidentity"
 )
 
 func main() {
@@ -35,6 +40,10 @@ func run() error {
 	pool := flag.String("address-pool", "", "prefix Gateway addresses are assigned from (required), e.g. 192.0.2.0/24")
 	controllerName := flag.String("controller-name", string(gateway.ControllerName), "GatewayClass controllerName this controller owns")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
+	labels := flag.String("labels", "", "identity-relevant label patterns, as given to the agents")
+	clusterName := flag.String("cluster-name", "default", "cluster name, as given to the agents")
+	gcInterval := flag.Duration("identity-gc-interval", ciliumidentity.DefaultInterval, "how often unused CiliumIdentities are looked for")
+	gcGrace := flag.Duration("identity-gc-grace", ciliumidentity.DefaultGrace, "how long a CiliumIdentity must be unused before it is deleted")
 	flag.Parse()
 
 	var level slog.Level
@@ -49,6 +58,13 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("parsing --address-pool: %w", err)
 	}
+	filter, err := identity.NewFilter(strings.Fields(*labels))
+	if err != nil {
+		return fmt.Errorf("parsing --labels: %w", err)
+	}
+	if *gcInterval <= 0 || *gcGrace < 0 {
+		return fmt.Errorf("--identity-gc-interval must be positive and --identity-gc-grace not negative")
+	}
 	clients, err := kube.Connect(*kubeconfig)
 	if err != nil {
 		return err
@@ -60,6 +76,16 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	log.Info("nodemesh-controller starting", "controllerName", *controllerName, "addressPool", prefix)
-	return c.Run(ctx)
+	ids := identity.NewManager(identity.WithFilter(filter), identity.WithClusterName(*clusterName))
+	gc := ciliumidentity.NewCollector(clients.Core, clients.Dynamic, ids.PodLabels, ciliumidentity.WithLogger(log),
+		ciliumidentity.WithInterval(*gcInterval), ciliumidentity.WithGrace(*gcGrace))
+	log.Info("nodemesh-controller starting", "controllerName", *controllerName, "addressPool", prefix, "identityGCGrace", *gcGrace)
+	errc := make(chan error, 2)
+	go func() { errc <- gc.Run(ctx) }()
+	go func() { errc <- c.Run(ctx) }()
+	// Either one ending ends the controller: the other stops with ctx.
+	err = <-errc
+	stop()
+	<-errc
+	return err
 }
