@@ -38,7 +38,7 @@ spire: ## build spire-server and spire-agent (SPIRE, pinned in auth/spire/spiret
 	$(GO) run ./auth/spire/spiretest/spirebuild
 
 integration: spire ## CRD, Kubernetes provider and controller tests, and the lab's, against a real kube-apiserver; the SPIRE source against real SPIRE (builds them once, cached)
-	NODEMESH_INTEGRATION=1 $(GO) test -count=1 -timeout 30m ./api/... ./mesh/provider/kube/... ./gateway/nodereport/... ./gateway/controller/... ./internal/lab/... ./conformance/kubemode/... ./conformance/harness/... ./auth/spire/...
+	NODEMESH_INTEGRATION=1 $(GO) test -count=1 -timeout 30m ./api/... ./mesh/provider/kube/... ./gateway/nodereport/... ./gateway/controller/... ./cmd/nodemesh-controller/... ./internal/lab/... ./conformance/kubemode/... ./conformance/harness/... ./auth/spire/...
 
 conformance: build ## official Gateway API conformance suite (GATEWAY-HTTP) on a real kube-apiserver; report in conformance/reports/
 	$(GO) build -o $(BIN)/ ./conformance/harness
