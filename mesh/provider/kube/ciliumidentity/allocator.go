@@ -120,6 +120,13 @@ func NewAllocator(dyn dynamic.Interface, opts ...Option) *Allocator {
 // identity is known, so a restarted agent finds the numbers it and its
 // peers handed out before allocating anything.
 func (a *Allocator) Start(ctx context.Context) error {
+	// The watch would retry a missing resource for ever; say why instead.
+	lctx, cancel := context.WithTimeout(ctx, a.timeout)
+	_, err := a.res.List(lctx, metav1.ListOptions{Limit: 1})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("listing CiliumIdentities (is the cilium.io/v2 CiliumIdentity CRD installed?): %w", err)
+	}
 	go a.inf.Run(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), a.inf.HasSynced) {
 		return fmt.Errorf("listing CiliumIdentities: %w", context.Cause(ctx))

@@ -9,10 +9,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -274,5 +276,29 @@ func TestHostileObjectsAreIgnored(t *testing.T) {
 	}
 	if !strings.Contains(out, "ignoring CiliumIdentity") {
 		t.Errorf("no ignore message:\n%s", out)
+	}
+}
+
+// TestStartWithoutTheCRD: an API server without the CiliumIdentity CRD
+// makes Start fail at once with a clear error instead of waiting for ever.
+func TestStartWithoutTheCRD(t *testing.T) {
+	c := newCluster(t)
+	crds := c.dyn().Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
+	if err := crds.Delete(context.Background(), "ciliumidentities.cilium.io", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	a := NewAllocator(c.dyn(), WithTimeout(5*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := a.Start(ctx)
+		if err != nil && strings.Contains(err.Error(), "CRD installed") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Start: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond) // the CRD's removal takes a moment to be served
 	}
 }
