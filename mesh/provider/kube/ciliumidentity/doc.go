@@ -28,7 +28,9 @@
 // The Allocator watches every CiliumIdentity and indexes the well-formed
 // ones by label set. Start returns once the watch has listed them all, so
 // a restarted agent finds every number it and its peers handed out before
-// it allocates anything: numbers survive restarts.
+// it allocates anything: numbers survive restarts. An API server that does
+// not serve the CiliumIdentity CRD makes Start fail with an error saying
+// so, instead of a watch retrying for ever.
 //
 // Allocate looks a set up in the index; found under several numbers
 // (possible only after the rare race below), the lowest wins, the choice
