@@ -38,6 +38,10 @@ type Allocator struct {
 	timeout  time.Duration
 	maxTries int
 
+	// stopWatch ends the watch; it runs until the context Start was given
+	// ends.
+	stopWatch context.CancelFunc
+
 	mu      sync.Mutex
 	started bool
 	// held are the numbers the last Allocate handed out, with their
@@ -127,10 +131,23 @@ func (a *Allocator) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listing CiliumIdentities (is the cilium.io/v2 CiliumIdentity CRD installed?): %w", err)
 	}
-	go a.inf.Run(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), a.inf.HasSynced) {
-		return fmt.Errorf("listing CiliumIdentities: %w", context.Cause(ctx))
+	// The CRD can go away between that list and the watch's own: the
+	// first sync is bounded too (a few API-call timeouts, room for a large
+	// paged list), and a failed Start stops its watch. An Allocator is
+	// started once; after a failure make a new one.
+	ictx, stop := context.WithCancel(ctx)
+	go a.inf.Run(ictx.Done())
+	sctx, scancel := context.WithTimeout(ictx, 3*a.timeout)
+	synced := cache.WaitForCacheSync(sctx.Done(), a.inf.HasSynced)
+	scancel()
+	if !synced {
+		stop()
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("listing CiliumIdentities: %w", err)
+		}
+		return fmt.Errorf("listing CiliumIdentities (is the cilium.io/v2 CiliumIdentity CRD installed?): no complete list within %s", 3*a.timeout)
 	}
+	a.stopWatch = stop
 	a.mu.Lock()
 	a.started = true
 	a.mu.Unlock()

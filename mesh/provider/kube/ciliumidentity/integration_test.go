@@ -287,12 +287,11 @@ func TestStartWithoutTheCRD(t *testing.T) {
 	if err := crds.Delete(context.Background(), "ciliumidentities.cilium.io", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	a := NewAllocator(c.dyn(), WithTimeout(5*time.Second))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
-		err := a.Start(ctx)
+		err := NewAllocator(c.dyn(), WithTimeout(5*time.Second)).Start(ctx)
 		if err != nil && strings.Contains(err.Error(), "CRD installed") {
 			return
 		}
