@@ -19,6 +19,8 @@ Usage:
       Kubernetes mode: every node's network policy state and which nodes have not enforced a policy yet.
   nodemesh flows [--socket PATH] [-o table|json] [--verdict V] [--protocol P] [--identity N] [--workload NS/NAME] [--since D] [--last N] [-f]
       Show the L7 flows (HTTP, gRPC, Kafka requests) the node's proxy judged.
+  nodemesh bootstrap --node-id NODE [--xds-socket PATH] [--admin-address ADDR] [-o yaml|json] [--output-file PATH]
+      Write the Envoy v3 bootstrap that connects Envoy to the node's agent (ADS over its Unix socket).
   nodemesh lab up|exec|kubectl|down|images|workload ...
       A local Kubernetes cluster with nodemesh on every node (see nodemesh lab help).
 `
@@ -36,6 +38,8 @@ func main() {
 		err = statusCmd(os.Args[2:], os.Stdout)
 	case "flows":
 		err = flowsCmd(os.Args[2:], os.Stdout)
+	case "bootstrap":
+		err = bootstrapCmd(os.Args[2:], os.Stdout)
 	case "lab":
 		err = labCmd(os.Args[2:])
 	case "-h", "--help", "help":
