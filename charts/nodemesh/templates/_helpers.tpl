@@ -1,0 +1,36 @@
+{{/* Name prefix of every object: the release name, or "nodemesh" when the release is named after the chart. */}}
+{{- define "nodemesh.fullname" -}}
+{{- if eq .Release.Name .Chart.Name -}}
+{{- .Chart.Name -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "nodemesh.labels" -}}
+app.kubernetes.io/name: nodemesh
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* selector labels of one component: include "nodemesh.selector" (list . "agent") */}}
+{{- define "nodemesh.selector" -}}
+app.kubernetes.io/name: nodemesh
+app.kubernetes.io/instance: {{ (index . 0).Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{/* image of a component: include "nodemesh.image" (list . .Values.agent.image) */}}
+{{- define "nodemesh.image" -}}
+{{- $img := index . 1 -}}
+{{- printf "%s:%s" $img.repository (default (index . 0).Chart.AppVersion $img.tag) -}}
+{{- end -}}
+
+{{- define "nodemesh.nodeNameEnv" -}}
+- name: NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+{{- end -}}
