@@ -44,6 +44,9 @@ func run() error {
 	clusterName := flag.String("cluster-name", "default", "cluster name, as given to the agents")
 	gcInterval := flag.Duration("identity-gc-interval", ciliumidentity.DefaultInterval, "how often unused CiliumIdentities are looked for")
 	gcGrace := flag.Duration("identity-gc-grace", ciliumidentity.DefaultGrace, "how long a CiliumIdentity must be unused before it is deleted")
+	elect := flag.Bool("leader-elect", false, "run only while holding a coordination.k8s.io Lease, so several replicas can run")
+	electNS := flag.String("leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the Lease (default: $POD_NAMESPACE)")
+	electID := flag.String("leader-election-id", "nodemesh-controller", "name of the Lease")
 	flag.Parse()
 
 	var level slog.Level
@@ -80,12 +83,30 @@ func run() error {
 	gc := ciliumidentity.NewCollector(clients.Core, clients.Dynamic, ids.PodLabels, ciliumidentity.WithLogger(log),
 		ciliumidentity.WithInterval(*gcInterval), ciliumidentity.WithGrace(*gcGrace))
 	log.Info("nodemesh-controller starting", "controllerName", *controllerName, "addressPool", prefix, "identityGCGrace", *gcGrace)
-	errc := make(chan error, 2)
-	go func() { errc <- gc.Run(ctx) }()
-	go func() { errc <- c.Run(ctx) }()
-	// Either one ending ends the controller: the other stops with ctx.
-	err = <-errc
-	stop()
-	<-errc
-	return err
+	// runAll runs the Gateway controller and the identity collector;
+	// either one ending ends both.
+	runAll := func(ctx context.Context) error {
+		ctx, stop := context.WithCancel(ctx)
+		defer stop()
+		errc := make(chan error, 2)
+		go func() { errc <- gc.Run(ctx) }()
+		go func() { errc <- c.Run(ctx) }()
+		err := <-errc
+		stop()
+		<-errc
+		return err
+	}
+	if !*elect {
+		return runAll(ctx)
+	}
+	if *electNS == "" {
+		return fmt.Errorf("--leader-elect needs --leader-election-namespace or $POD_NAMESPACE")
+	}
+	holder := os.Getenv("POD_NAME")
+	if holder == "" {
+		if holder, err = os.Hostname(); err != nil {
+			return fmt.Errorf("reading host name for the leader election identity: %w", err)
+		}
+	}
+	return runElected(ctx, clients.Core, *electNS, *electID, holder, log, runAll)
 }

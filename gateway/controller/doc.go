@@ -45,9 +45,11 @@
 // handles the new generation). Nothing is written when the merged status
 // equals what is stored, so a steady cluster sees no writes.
 //
-// Decisions where the task was silent: one replica, no leader election
-// (the chart runs one; two replicas would write identical status, and
-// address stickiness across them comes from adopting status on start);
+// Decisions where the task was silent: the Controller itself knows nothing
+// of replicas; nodemesh-controller --leader-elect runs it only while it
+// holds a coordination.k8s.io Lease (the chart's default), so one replica
+// writes status at a time, and address stickiness across a hand-over comes
+// from adopting status on start;
 // GatewayClasses that are not ours, and Gateways of such classes, are
 // never written.
 package controller
