@@ -57,7 +57,7 @@ testdata: ## rewrite every golden file (and the proxy's generated allowlist) fro
 	$(GO) test -count=1 $(GOLDEN_PKGS) -run 'Golden|TestDocMatchesAllowlist' -update
 
 # Folders holding generated code.
-GENERATED = api bpf datapath proxylib
+GENERATED = api bpf datapath proxylib charts/nodemesh/crds
 
 generate: ## rebuild generated code: BPF objects (bpf2go; needs clang), protobuf Go (needs protoc), deep copies and CRDs (controller-gen)
 	@mkdir -p $(BIN)
@@ -66,6 +66,8 @@ generate: ## rebuild generated code: BPF objects (bpf2go; needs clang), protobuf
 	@# modules than the main module links).
 	$(GO) build -C internal/tools/controller-gen -o $(BIN)/controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen
 	PATH=$(BIN):$$PATH $(GO) generate ./api/... ./bpf/... ./datapath/... ./proxylib/...
+	@# The chart ships the generated CRDs (internal/chart checks they match).
+	rm -f charts/nodemesh/crds/*.yaml && cp api/crds/*.yaml charts/nodemesh/crds/
 
 check-generate: generate ## fail if generated files differ from the committed ones, or one is not committed
 	git diff --exit-code -- $(GENERATED)

@@ -1,0 +1,111 @@
+package chart
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/nodemesh/nodemesh/internal/golden"
+	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
+)
+
+// helmVersion must match internal/tools/helm/go.mod.
+const helmVersion = "v4.3.2"
+
+// helm returns the cached helm binary, building it on first use. A missing
+// toolchain or module fails the test: it never skips.
+func helm(t *testing.T, root string) string {
+	t.Helper()
+	bin := filepath.Join(root, "conformance", ".cache", "helm-"+helmVersion, "helm")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	cmd := exec.Command("go", "build", "-C", filepath.Join(root, "internal", "tools", "helm"), "-o", bin, "helm.sh/helm/v4/cmd/helm")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building helm %s: %v\n%s", helmVersion, err, out)
+	}
+	return bin
+}
+
+func run(t *testing.T, bin string, args ...string) []byte {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("helm %q: %v\n%s", args, err, stderr.Bytes())
+	}
+	return stdout.Bytes()
+}
+
+func TestChartGolden(t *testing.T) {
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := helm(t, root)
+	chart := filepath.Join(root, "charts", "nodemesh")
+	run(t, bin, "lint", "--strict", chart)
+	for _, tc := range []struct {
+		name string
+		set  []string
+	}{
+		{"default", nil},
+		{"envoy", []string{"--set", "proxy.engine=envoy"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"template", "nodemesh", chart, "--namespace", "kube-system", "--include-crds"}, tc.set...)
+			golden.Check(t, filepath.Join("testdata", tc.name+".yaml"), run(t, bin, args...))
+		})
+	}
+}
+
+// TestChartRejectsBadValues checks the schema and the template guards.
+func TestChartRejectsBadValues(t *testing.T) {
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := helm(t, root)
+	chart := filepath.Join(root, "charts", "nodemesh")
+	for _, set := range []string{
+		"proxy.engine=nginx",
+		"proxy.adminAddress=0.0.0.0:9901",
+		"addressPool=not-a-prefix",
+		"controller.replicas=2,controller.leaderElection.enabled=false",
+		"agent.typo=1",
+	} {
+		if out, err := exec.Command(bin, "template", "x", chart, "--set", set).CombinedOutput(); err == nil {
+			t.Errorf("--set %s rendered:\n%.200s", set, out)
+		}
+	}
+}
+
+// TestChartCRDsAreGenerated fails when charts/nodemesh/crds differs from
+// the generated api/crds (run `make generate`).
+func TestChartCRDsAreGenerated(t *testing.T) {
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := filepath.Glob(filepath.Join(root, "api", "crds", "*.yaml"))
+	got, _ := filepath.Glob(filepath.Join(root, "charts", "nodemesh", "crds", "*.yaml"))
+	if len(want) == 0 || len(got) != len(want) {
+		t.Fatalf("chart has %d CRD files, api/crds %d; run make generate", len(got), len(want))
+	}
+	for _, w := range want {
+		a, err := os.ReadFile(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(root, "charts", "nodemesh", "crds", filepath.Base(w)))
+		if err != nil {
+			t.Fatalf("%v; run make generate", err)
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("charts/nodemesh/crds/%s differs from api/crds; run make generate", filepath.Base(w))
+		}
+	}
+}

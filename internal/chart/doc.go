@@ -1,0 +1,15 @@
+// Package chart tests the Helm chart in charts/nodemesh with the real helm
+// CLI (helm.sh/helm/v4, pinned by the nested module internal/tools/helm and
+// built once into conformance/.cache/helm-<version>/): `helm lint`, and
+// `helm template` of the default values and of proxy.engine=envoy against
+// golden manifests (testdata/*.yaml, rewritten with -update). It also
+// checks that the chart's crds/ equal api/crds/, the CRDs controller-gen
+// generates, so the API has one source of truth (`make generate` copies
+// them).
+//
+// The chart's RBAC is derived from the clients the code uses: the informers
+// of mesh/provider/kube (list, watch), gateway/nodereport (get Node; get,
+// create, update NodeProxyStatus), gateway/controller (list, watch
+// NodeProxyStatus; get and update status of GatewayClass, Gateway,
+// HTTPRoute) and client-go's LeaseLock (get, create, update Lease).
+package chart
