@@ -37,8 +37,8 @@ test: ## unit, golden, end-to-end and privileged tests (run as root for datapath
 spire: ## build spire-server and spire-agent (SPIRE, pinned in auth/spire/spiretest/module) for the auth/spire tests; once, cached in auth/spire/.cache
 	$(GO) run ./auth/spire/spiretest/spirebuild
 
-integration: spire ## CRD, Kubernetes provider and controller tests, and the lab's, against a real kube-apiserver; the SPIRE source against real SPIRE (builds them once, cached)
-	NODEMESH_INTEGRATION=1 $(GO) test -count=1 -timeout 30m ./api/... ./mesh/provider/kube/... ./gateway/nodereport/... ./gateway/controller/... ./cmd/nodemesh-controller/... ./internal/lab/... ./conformance/kubemode/... ./conformance/harness/... ./auth/spire/...
+integration: spire ## CRD, Kubernetes provider and controller tests, the lab's and the chart's, against a real kube-apiserver; the SPIRE source against real SPIRE (builds them once, cached)
+	NODEMESH_INTEGRATION=1 $(GO) test -count=1 -timeout 30m ./api/... ./mesh/provider/kube/... ./gateway/nodereport/... ./gateway/controller/... ./cmd/nodemesh-controller/... ./internal/lab/... ./internal/chart/... ./conformance/kubemode/... ./conformance/harness/... ./auth/spire/...
 
 conformance: build ## official Gateway API conformance suite (GATEWAY-HTTP) on a real kube-apiserver; report in conformance/reports/
 	$(GO) build -o $(BIN)/ ./conformance/harness

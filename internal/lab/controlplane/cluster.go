@@ -160,6 +160,8 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		"--tls-private-key-file="+servingKey,
 		"--token-auth-file="+tokens,
 		"--authorization-mode=AlwaysAllow",
+		// As kubeadm and kind: the mesh's agent DaemonSet is privileged.
+		"--allow-privileged=true",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+saPub,
 		"--service-account-signing-key-file="+saKey,
