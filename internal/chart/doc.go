@@ -11,5 +11,12 @@
 // of mesh/provider/kube (list, watch), gateway/nodereport (get Node; get,
 // create, update NodeProxyStatus), gateway/controller (list, watch
 // NodeProxyStatus; get and update status of GatewayClass, Gateway,
-// HTTPRoute) and client-go's LeaseLock (get, create, update Lease).
+// HTTPRoute), the policy watch of mesh/provider/kube (list, watch Pods,
+// Nodes, NetworkPolicies and the cilium.io policy kinds; get and patch the
+// status of the cilium.io ones), mesh/provider/kube/ciliumidentity (agent:
+// get, list, watch, create CiliumIdentities; controller: list, watch Pods,
+// list, watch, delete CiliumIdentities) and client-go's LeaseLock (get,
+// create, update Lease). The test API server authorizes everything, so
+// nothing yet proves the list complete by running the binaries under
+// these roles.
 package chart
