@@ -96,4 +96,16 @@
 //     its interface are dropped (DropSpoofedSource); IPv6 neighbour
 //     discovery and MLD always pass, ARP and other non-IP frames are not
 //     looked at.
+//   - Services: nodemesh runs beside kube-proxy (the lab runs it in
+//     iptables mode on every node) instead of translating Services itself
+//     as Cilium's socket-LB does. Clusters that already run kube-proxy keep
+//     it, and the datapath stays an identity-and-policy datapath. What that
+//     means where the programs sit: a Pod's packets reach the host-side
+//     interface's hook before the node's netfilter, so kube-proxy's DNAT of
+//     a ClusterIP has not happened yet on the sending Pod's interface, and
+//     has happened on the receiving Pod's interface (on its node). Ingress
+//     policy therefore sees the real Pod addresses and works through a
+//     ClusterIP (tested on a 2-node lab); egress rules and L7 redirect of
+//     connections to a ClusterIP see the ClusterIP, which the ipcache does
+//     not map to the Service's Pods yet — the open part of Services support.
 package datapath
