@@ -46,10 +46,12 @@ func benchResources(b *testing.B, n int, tag string) *translator.Resources {
 	return res
 }
 
-// BenchmarkUpdate measures versioning configurations translated afresh
-// each time (translator.Translate, no memo): every object is new, so every
-// one is digested and validated — the worst case. Equal content pushes
-// nothing; the one-route change alternates between two configurations.
+// BenchmarkUpdate measures updates with configurations translated afresh
+// each time (translator.Translate, no memo): every object is new, and the
+// server takes each resource's version from the translator (content
+// hashes) instead of digesting or validating it again. Equal content
+// pushes nothing; the one-route change alternates between two
+// configurations.
 // xds/publish's BenchmarkOneRouteChange measures the agent's path, where
 // the memoizing translator hands over the unchanged objects again.
 func BenchmarkUpdate(b *testing.B) {
