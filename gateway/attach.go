@@ -177,11 +177,30 @@ func routeHostnames(listener string, route []string) []string {
 		}
 		return []string{listener}
 	}
+	// The API server caps a route's hostnames at 16, but a file is not
+	// checked against the CRD schema: dedupe in linear time so a route
+	// with very many hostnames costs linear work, not quadratic.
 	var out []string
+	var seen map[string]bool
 	for _, h := range route {
-		if x, ok := intersect(listener, h); ok && !contains(out, x) {
-			out = append(out, x)
+		x, ok := intersect(listener, h)
+		if !ok {
+			continue
 		}
+		if len(route) <= 16 {
+			if contains(out, x) {
+				continue
+			}
+		} else {
+			if seen == nil {
+				seen = make(map[string]bool, len(route))
+			}
+			if seen[x] {
+				continue
+			}
+			seen[x] = true
+		}
+		out = append(out, x)
 	}
 	return out
 }
