@@ -233,11 +233,17 @@ func startStandalone(b *testing.B, dir string) *standalone {
 	env.waitPublished(b)
 	waitCtx, done := context.WithTimeout(ctx, time.Minute)
 	defer done()
-	for len(env.pub.Proxies()) == 0 {
+	// Waits on the server's change events (a proxy binding its node is
+	// one), never polls.
+	for {
+		changed := env.pub.Changed()
+		if len(env.pub.Proxies()) > 0 {
+			break
+		}
 		select {
 		case <-waitCtx.Done():
 			b.Fatal("the proxy did not connect")
-		case <-time.After(10 * time.Millisecond):
+		case <-changed:
 		}
 	}
 	if err := env.pub.WaitForAck(waitCtx); err != nil {
