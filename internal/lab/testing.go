@@ -7,11 +7,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
+	"github.com/nodemesh/nodemesh/internal/modbuild"
 )
 
 // MeshBinaries are the nodemesh programs a lab runs.
@@ -30,26 +30,17 @@ var (
 func BuildMesh(root string) (string, error) {
 	buildOnce.Do(func() {
 		dir := filepath.Join(root, "conformance", ".cache", "nodemesh-bin")
-		if buildErr = os.MkdirAll(dir, 0o755); buildErr != nil {
-			return
+		buildErr = modbuild.Locked(dir, func() error {
+			cmd := exec.Command("go", append([]string{"build", "-o", dir + string(filepath.Separator)}, MeshBinaries...)...)
+			cmd.Dir = root
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("building nodemesh: %w\n%s", err, out)
+			}
+			return nil
+		})
+		if buildErr == nil {
+			binDir = dir
 		}
-		lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-		if err != nil {
-			buildErr = err
-			return
-		}
-		defer lock.Close()
-		if buildErr = syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); buildErr != nil {
-			return
-		}
-		defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-		cmd := exec.Command("go", append([]string{"build", "-o", dir + string(filepath.Separator)}, MeshBinaries...)...)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("building nodemesh: %w\n%s", err, out)
-			return
-		}
-		binDir = dir
 	})
 	return binDir, buildErr
 }

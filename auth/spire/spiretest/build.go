@@ -2,16 +2,14 @@ package spiretest
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
+
+	"github.com/nodemesh/nodemesh/internal/modbuild"
 )
 
 // Binaries are the SPIRE programs built from the nested module.
@@ -41,43 +39,14 @@ var buildFlags = []string{"-ldflags=-s -w"}
 
 // RepoRoot finds the repository root from the working directory (tests
 // run in their package directory).
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("finding repository root: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, ModuleDir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("finding repository root: no " + ModuleDir + "/go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
+func RepoRoot() (string, error) { return modbuild.RepoRoot(ModuleDir) }
 
-// key hashes every input of the build: the nested module's go.mod and
-// go.sum (it has no Go files: the tool directives name the programs), the
-// build flags and the Go toolchain version.
+// key hashes every input of the build (modbuild.Key): the nested module's
+// go.mod and go.sum (it has no Go files: the tool directives name the
+// programs), the build flags and the Go toolchain (version, target, C
+// compiler: the server links SQLite through cgo).
 func key(root string) (string, error) {
-	h := sha256.New()
-	for _, name := range []string{"go.mod", "go.sum"} {
-		b, err := os.ReadFile(filepath.Join(root, ModuleDir, name))
-		if err != nil {
-			return "", fmt.Errorf("hashing build inputs: %w", err)
-		}
-		fmt.Fprintf(h, "%s %d\n", name, len(b))
-		h.Write(b)
-	}
-	fmt.Fprintf(h, "flags %q\n", buildFlags)
-	out, err := exec.Command("go", "env", "GOVERSION", "GOOS", "GOARCH", "CC").Output()
-	if err != nil {
-		return "", fmt.Errorf("reading Go environment: %w", err)
-	}
-	h.Write(out)
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
+	return modbuild.Key(root, ModuleDir, fmt.Sprintf("flags %q\n", buildFlags), "GOVERSION", "GOOS", "GOARCH", "CC")
 }
 
 func binaries(dir string) *Binaries {
@@ -107,18 +76,16 @@ func Build(ctx context.Context, root string, log io.Writer) (*Binaries, error) {
 		return nil, err
 	}
 	dir := filepath.Join(root, cacheDir, "spire-"+k)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating build cache: %w", err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("opening build lock: %w", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return nil, fmt.Errorf("taking build lock: %w", err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	var bins *Binaries
+	err = modbuild.Locked(dir, func() (err error) {
+		bins, err = build(ctx, root, dir, log)
+		return err
+	})
+	return bins, err
+}
+
+// build runs the build into dir, holding its lock.
+func build(ctx context.Context, root, dir string, log io.Writer) (*Binaries, error) {
 	if b, ok := Find(root); ok {
 		return b, nil
 	}

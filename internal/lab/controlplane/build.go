@@ -2,18 +2,14 @@ package controlplane
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
-	"syscall"
+
+	"github.com/nodemesh/nodemesh/internal/modbuild"
 )
 
 // Binaries are the programs built from the nested module.
@@ -43,62 +39,11 @@ const cacheDir = "conformance/.cache"
 
 // RepoRoot finds the repository root from the working directory (tests
 // run in their package directory).
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("finding repository root: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, ModuleDir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("finding repository root: no " + ModuleDir + "/go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
+func RepoRoot() (string, error) { return modbuild.RepoRoot(ModuleDir) }
 
-// key hashes every input of the build: the nested module's go.mod, go.sum
-// and Go files, and the Go toolchain version. A change to any of them
-// builds into a fresh directory.
-func key(root string) (string, error) {
-	h := sha256.New()
-	mod := filepath.Join(root, ModuleDir)
-	var files []string
-	err := filepath.WalkDir(mod, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		if n := d.Name(); n == "go.mod" || n == "go.sum" || strings.HasSuffix(n, ".go") {
-			files = append(files, p)
-		}
-		return nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("hashing build inputs: %w", err)
-	}
-	sort.Strings(files)
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return "", fmt.Errorf("hashing build inputs: %w", err)
-		}
-		rel, _ := filepath.Rel(mod, f)
-		fmt.Fprintf(h, "%s %d\n", rel, len(b))
-		h.Write(b)
-	}
-	out, err := exec.Command("go", "env", "GOVERSION").Output()
-	if err != nil {
-		return "", fmt.Errorf("reading Go version: %w", err)
-	}
-	h.Write(out)
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
-}
+// key hashes every input of the build (modbuild.Key): the nested module's
+// go.mod, go.sum and Go files, and the Go toolchain version.
+func key(root string) (string, error) { return modbuild.Key(root, ModuleDir, "", "GOVERSION") }
 
 func binaries(dir, crdDir string) *Binaries {
 	return &Binaries{
@@ -142,18 +87,16 @@ func Build(ctx context.Context, root string, log io.Writer) (*Binaries, error) {
 		return nil, err
 	}
 	dir := filepath.Join(root, cacheDir, "kube-"+k)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating build cache: %w", err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("opening build lock: %w", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return nil, fmt.Errorf("taking build lock: %w", err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	var bins *Binaries
+	err = modbuild.Locked(dir, func() (err error) {
+		bins, err = build(ctx, root, dir, log)
+		return err
+	})
+	return bins, err
+}
+
+// build runs the build into dir, holding its lock.
+func build(ctx context.Context, root, dir string, log io.Writer) (*Binaries, error) {
 	if b, ok := Find(root); ok {
 		return b, nil
 	}
