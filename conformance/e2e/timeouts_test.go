@@ -73,7 +73,10 @@ func TestRouteTimeouts(t *testing.T) {
 			start := time.Now()
 			r := get(t, gw, "GET", "timeouts.test", tc.path, headers...)
 			took := time.Since(start)
-			if r.status != tc.status || took < tc.minT || took > tc.maxT {
+			// The proxy re-arms socket deadlines lazily: an armed deadline
+			// up to 1 % earlier than the exact one is kept, so a timeout
+			// may end that much early.
+			if r.status != tc.status || took < tc.minT-tc.minT/100 || took > tc.maxT {
 				t.Fatalf("GET %s: %d %q after %v, want %d after %v to %v", tc.path, r.status, r.raw, took.Round(time.Millisecond), tc.status, tc.minT, tc.maxT)
 			}
 			if tc.status == 504 && r.raw != "upstream request timeout" {
