@@ -15,7 +15,8 @@ import (
 
 // rawBackend answers every request with a fixed 64-byte body, reading
 // request heads with bufio: a minimal keep-alive HTTP/1.1 server so the
-// benchmark measures the proxy, not net/http.
+// benchmark measures the proxy, not net/http. Like the benchmark's client
+// it allocates nothing per request, so allocs/op is the proxy's own.
 func rawBackend(b testing.TB) string {
 	addr := freeAddr(b)
 	ln, err := net.Listen("tcp", addr)
@@ -44,8 +45,8 @@ func rawBackend(b testing.TB) string {
 						if len(line) <= 2 {
 							break
 						}
-						if bytes.HasPrefix(bytes.ToLower(line), []byte("content-length:")) {
-							cl, _ = strconv.Atoi(string(bytes.TrimSpace(line[15:])))
+						if n, ok := contentLength(line); ok {
+							cl = n
 						}
 					}
 					if cl > 0 {
@@ -127,8 +128,8 @@ func readResponse(br *bufio.Reader) error {
 		if len(line) <= 2 {
 			break
 		}
-		if bytes.HasPrefix(line, []byte("content-length:")) {
-			cl, _ = strconv.Atoi(string(bytes.TrimSpace(line[15:])))
+		if n, ok := contentLength(line); ok {
+			cl = n
 		}
 	}
 	if cl < 0 {
@@ -136,4 +137,15 @@ func readResponse(br *bufio.Reader) error {
 	}
 	_, err := br.Discard(cl)
 	return err
+}
+
+// contentLength parses a Content-Length header line (any case) without
+// allocating.
+func contentLength(line []byte) (int, bool) {
+	const name = "content-length:"
+	if len(line) < len(name) || !bytes.EqualFold(line[:len(name)], []byte(name)) {
+		return 0, false
+	}
+	n, err := strconv.Atoi(string(bytes.TrimSpace(line[len(name):])))
+	return n, err == nil
 }
