@@ -3,9 +3,11 @@
 // speed; the numbers are read by people, next to peers measured on the same
 // machine in the same run.
 //
-//   - proxybench: HTTP/1.1 keep-alive throughput and latency under wrk for
-//     a backend served directly, through nginx, through haproxy and through
-//     nodemesh-proxy (configured by nodemesh-agent from Gateway API YAML).
+//   - proxybench: throughput and latency of a backend served directly,
+//     through nginx, through haproxy and through nodemesh-proxy (configured
+//     by nodemesh-agent from Gateway API YAML): HTTP/1.1 keep-alive under
+//     wrk on one core and on two cores each, HTTP/2 (h2c and TLS) under
+//     h2load next to nginx, and nodemesh-proxy's memory with 1000 routes.
 //   - translate benchmarks (translate_test.go): Gateway API objects to
 //     Envoy resources, the whole pipeline, at several sizes.
 package perf

@@ -1,24 +1,36 @@
-// Command proxybench measures HTTP/1.1 keep-alive throughput and latency of
-// nodemesh-proxy next to nginx and haproxy on this machine, in one run.
+// Command proxybench measures nodemesh-proxy next to nginx and haproxy on
+// this machine, in one run, configured alike (one upstream, keep-alive to
+// it, no access log). It prints Markdown tables for BENCHMARKS.md, one per
+// section (-sections):
 //
-// Every proxy under test is pinned to one CPU (nginx: 1 worker, haproxy:
-// 1 thread, nodemesh-proxy: GOMAXPROCS=1) and the load generator (wrk, one
-// thread) and the backend (an nginx worker answering a fixed body) share
-// another CPU, so the proxies compete on equal terms. The same backend is
-// also measured directly, which bounds what any proxy can reach.
+//   - 1core: HTTP/1.1 keep-alive under wrk at each of -conns. Every proxy
+//     under test is pinned to one CPU (nginx: 1 worker, haproxy: 1 thread,
+//     nodemesh-proxy: GOMAXPROCS=1); wrk (one thread) and the backend (an
+//     nginx worker answering a fixed body) share another CPU, so the
+//     proxies compete on equal terms. The backend is also measured
+//     directly, which bounds what any proxy can reach.
+//   - 2core: the same with two of everything (nginx 2 workers, haproxy 2
+//     threads, nodemesh-proxy GOMAXPROCS=2 with its two SO_REUSEPORT
+//     listeners), at each of -conns2. A 2-CPU machine has no spare CPU for
+//     the load, so wrk (2 threads), the backend (2 workers) and the proxy
+//     all float over -cpus2 and share them: the figure is what the whole
+//     machine reaches through each proxy, not the proxy's own ceiling.
+//   - h2: HTTP/2 under h2load, h2c (prior knowledge) and TLS (ALPN h2),
+//     nginx next to nodemesh-proxy, pinned as in 1core; each of -h2conns
+//     connections carries -h2streams concurrent streams. The upstream is
+//     HTTP/1.1 for both.
+//   - rss: nodemesh-proxy's resident memory with -routes HTTPRoutes (each
+//     its own host, path match and header filter), idle and after a load
+//     run, next to the 1-route instance of 1core.
 //
 // nodemesh-proxy is configured the way a user would configure it: a
 // directory of Gateway API YAML read by nodemesh-agent, delivered over xDS.
-// The program prints a Markdown table for BENCHMARKS.md.
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"log"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,20 +47,79 @@ type target struct {
 	pgid int // process group of the proxy under test; 0 for the backend
 }
 
+// bench holds the run's processes and settings.
+type bench struct {
+	dir      string
+	bin      string
+	procs    []*exec.Cmd
+	loadCPU  string
+	proxyCPU string
+	duration time.Duration
+	body     int
+	cert     []byte
+	key      []byte
+}
+
+// start runs name on cpus in a process group of its own and returns its
+// pid (taskset execs the program, so it is the program's).
+func (b *bench) start(cpus string, env []string, name string, args ...string) int {
+	cmd := exec.Command("taskset", append([]string{"-c", cpus, name}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	logf, _ := os.Create(filepath.Join(b.dir, filepath.Base(name)+"-"+strconv.Itoa(len(b.procs))+".log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		log.Fatalf("starting %s: %v", name, err)
+	}
+	b.procs = append(b.procs, cmd)
+	return cmd.Process.Pid
+}
+
+func (b *bench) stop() {
+	for _, p := range b.procs {
+		_ = p.Process.Signal(syscall.SIGTERM)
+		_ = p.Wait()
+	}
+}
+
+// nodemesh starts an agent and a proxy serving g; the agent runs on
+// agentCPUs, the proxy on cpus with GOMAXPROCS procs.
+func (b *bench) nodemesh(binDir, name string, g gateway, cpus, agentCPUs string, procs int) (target, int) {
+	cfgDir := filepath.Join(b.dir, name, "config")
+	state := filepath.Join(b.dir, name, "state")
+	must(os.MkdirAll(cfgDir, 0o755))
+	writeFile(cfgDir, "bench.yaml", g.yaml())
+	_ = b.start(agentCPUs, nil, filepath.Join(binDir, "nodemesh-agent"), "--config-dir", cfgDir, "--state-dir", state)
+	pid := b.start(cpus, []string{"GOMAXPROCS=" + strconv.Itoa(procs)}, filepath.Join(binDir, "nodemesh-proxy"),
+		"--xds-address", "unix://"+filepath.Join(state, "xds.sock"), "--admin-address", "")
+	return target{name, fmt.Sprintf("http://%s:%d/", g.ip, g.httpPort), pid}, pid
+}
+
 func main() {
 	bin := flag.String("bin", "bin", "directory holding nodemesh-agent and nodemesh-proxy")
-	duration := flag.Duration("duration", 10*time.Second, "length of each measured wrk run")
-	conns := flag.String("conns", "1,16,128", "comma-separated wrk connection counts")
+	duration := flag.Duration("duration", 10*time.Second, "length of each measured load run (whole seconds)")
+	sections := flag.String("sections", "1core,2core,h2,rss", "which tables to measure")
+	conns := flag.String("conns", "1,16,128", "1core: comma-separated wrk connection counts")
+	conns2 := flag.String("conns2", "16,128", "2core: comma-separated wrk connection counts")
+	h2conns := flag.String("h2conns", "1,16", "h2: comma-separated h2load connection counts")
+	h2streams := flag.Int("h2streams", 10, "h2: concurrent streams per connection")
+	routes := flag.Int("routes", 1000, "rss: HTTPRoutes loaded")
 	body := flag.Int("body", 64, "response body size in bytes")
-	proxyCPU := flag.Int("proxy-cpu", 0, "CPU the proxies under test are pinned to")
-	loadCPU := flag.Int("load-cpu", 1, "CPU wrk and the backend are pinned to")
-	only := flag.String("targets", "direct,nginx,haproxy,nodemesh", "which targets to measure")
-	baseline := flag.String("baseline-bin", "", "directory holding another build of nodemesh-agent and nodemesh-proxy, measured in the same run (a regression check)")
+	proxyCPU := flag.Int("proxy-cpu", 0, "1core, h2: CPU the proxies under test are pinned to")
+	loadCPU := flag.Int("load-cpu", 1, "1core, h2: CPU the load generator and the backend are pinned to")
+	cpus2 := flag.String("cpus2", fmt.Sprintf("0-%d", runtime.NumCPU()-1), "2core: CPUs the proxies, the load and the backend share")
+	only := flag.String("targets", "direct,nginx,haproxy,nodemesh", "1core, 2core: which targets to measure")
+	baseline := flag.String("baseline-bin", "", "directory holding another build of nodemesh-agent and nodemesh-proxy, measured in 1core in the same run (a regression check)")
 	flag.Parse()
 
-	for _, tool := range []string{"wrk", "nginx", "haproxy", "taskset"} {
+	want := set(*sections)
+	tools := []string{"wrk", "nginx", "haproxy", "taskset"}
+	if want["h2"] {
+		tools = append(tools, "h2load")
+	}
+	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			log.Fatalf("%s not found: install it (Debian packages wrk, nginx-light, haproxy, util-linux)", tool)
+			log.Fatalf("%s not found: install it (make deps: Debian packages wrk, nginx-light, haproxy, util-linux, nghttp2-client)", tool)
 		}
 	}
 	dir, err := os.MkdirTemp("", "proxybench")
@@ -56,344 +127,218 @@ func main() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
+	cert, key, err := selfSigned()
+	must(err)
+	b := &bench{dir: dir, bin: *bin, loadCPU: strconv.Itoa(*loadCPU), proxyCPU: strconv.Itoa(*proxyCPU),
+		duration: *duration, body: *body, cert: cert, key: key}
+	defer b.stop()
 
-	ports := freePorts(5)
+	fmt.Printf("Machine: %s, %d CPUs, kernel %s; %d B bodies, %s per run.\n\n", cpuModel(), runtime.NumCPU(), kernel(), *body, *duration)
+	var oneRoute int // pid of the 1core nodemesh-proxy, for rss
+	if want["1core"] || want["h2"] || want["rss"] {
+		oneRoute = b.oneCore(want, set(*only), *baseline, parseInts(*conns), parseInts(*h2conns), *h2streams)
+	}
+	if want["2core"] {
+		b.twoCores(set(*only), *cpus2, parseInts(*conns2))
+	}
+	if want["rss"] {
+		b.rss(*routes, oneRoute)
+	}
+}
+
+// oneCore measures the 1core and h2 sections, which share their proxies,
+// and returns the pid of its nodemesh-proxy.
+func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2conns []int, streams int) int {
+	ports := freePorts(8)
 	backendAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	var procs []*exec.Cmd
-	defer func() {
-		for _, p := range procs {
-			_ = p.Process.Signal(syscall.SIGTERM)
-			_ = p.Wait()
-		}
-	}()
-	start := func(cpu int, env []string, name string, args ...string) int {
-		cmd := exec.Command("taskset", append([]string{"-c", strconv.Itoa(cpu), name}, args...)...)
-		cmd.Env = append(os.Environ(), env...)
-		logf, _ := os.Create(filepath.Join(dir, filepath.Base(name)+"-"+strconv.Itoa(len(procs))+".log"))
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-		if err := cmd.Start(); err != nil {
-			log.Fatalf("starting %s: %v", name, err)
-		}
-		procs = append(procs, cmd)
-		return cmd.Process.Pid
-	}
+	_ = b.start(b.loadCPU, nil, "nginx", "-p", b.dir, "-c", writeFile(b.dir, "backend1.conf", nginxBackend(b.dir, "backend1", backendAddr, 1, b.body)))
 
-	_ = start(*loadCPU, nil, "nginx", "-p", dir, "-c", writeFile(dir, "backend.conf", nginxBackend(dir, backendAddr, *body)))
+	certFile, keyFile := writeFile(b.dir, "cert.pem", string(b.cert)), writeFile(b.dir, "key.pem", string(b.key))
+	ngx := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
+	nginxPG := b.start(b.proxyCPU, nil, "nginx", "-p", b.dir, "-c", writeFile(b.dir, "proxy1.conf",
+		nginxProxy(b.dir, "proxy1", 1, backendAddr, []nginxListen{{ngx(1), "h1"}, {ngx(5), "h2c"}, {ngx(6), "tls"}}, certFile, keyFile)))
+	haproxyPG := b.start(b.proxyCPU, nil, "haproxy", "-db", "-f", writeFile(b.dir, "haproxy1.cfg", haproxyConf(1, ngx(2), backendAddr)))
+	g := gateway{ip: "127.0.100.250", httpPort: ports[3], httpsPort: ports[7], certPEM: b.cert, keyPEM: b.key, backendPort: ports[0], routes: 1}
+	nm, nmPID := b.nodemesh(b.bin, "nodemesh-proxy GOMAXPROCS=1", g, b.proxyCPU, b.loadCPU, 1)
+
 	targets := []target{{"direct (backend only)", "http://" + backendAddr + "/", 0}}
-	want := map[string]bool{}
-	for _, t := range strings.Split(*only, ",") {
-		want[strings.TrimSpace(t)] = true
+	if only["nginx"] {
+		targets = append(targets, target{"nginx 1 worker", "http://" + ngx(1) + "/", nginxPG})
 	}
-	if want["nginx"] {
-		addr := fmt.Sprintf("127.0.0.1:%d", ports[1])
-		pg := start(*proxyCPU, nil, "nginx", "-p", dir, "-c", writeFile(dir, "proxy.conf", nginxProxy(dir, addr, backendAddr)))
-		targets = append(targets, target{"nginx 1 worker", "http://" + addr + "/", pg})
+	if only["haproxy"] {
+		targets = append(targets, target{"haproxy 1 thread", "http://" + ngx(2) + "/", haproxyPG})
 	}
-	if want["haproxy"] {
-		addr := fmt.Sprintf("127.0.0.1:%d", ports[2])
-		pg := start(*proxyCPU, nil, "haproxy", "-db", "-f", writeFile(dir, "haproxy.cfg", haproxyConf(addr, backendAddr)))
-		targets = append(targets, target{"haproxy 1 thread", "http://" + addr + "/", pg})
+	if only["nodemesh"] {
+		targets = append(targets, nm)
 	}
-	// nodemesh is configured the real way: its agent translates a Gateway
-	// and HTTPRoute from YAML and serves them to the proxy over xDS.
-	nodemesh := func(binDir, name, ip string, port int) target {
-		gwAddr := fmt.Sprintf("%s:%d", ip, port)
-		cfgDir := filepath.Join(dir, name, "config")
-		state := filepath.Join(dir, name, "state")
-		must(os.MkdirAll(cfgDir, 0o755))
-		writeFile(cfgDir, "bench.yaml", gatewayYAML(ip, port, ports[0]))
-		_ = start(*loadCPU, nil, filepath.Join(binDir, "nodemesh-agent"), "--config-dir", cfgDir, "--state-dir", state)
-		pg := start(*proxyCPU, []string{"GOMAXPROCS=1"}, filepath.Join(binDir, "nodemesh-proxy"), "--xds-address", "unix://"+filepath.Join(state, "xds.sock"), "--admin-address", "")
-		return target{name, "http://" + gwAddr + "/", pg}
+	if baseline != "" {
+		bg := g
+		bg.ip, bg.httpPort, bg.httpsPort = "127.0.100.251", ports[4], 0
+		t, _ := b.nodemesh(baseline, "nodemesh-proxy baseline build", bg, b.proxyCPU, b.loadCPU, 1)
+		targets = append(targets, t)
 	}
-	if want["nodemesh"] {
-		targets = append(targets, nodemesh(*bin, "nodemesh-proxy GOMAXPROCS=1", "127.0.100.250", ports[3]))
-	}
-	if *baseline != "" {
-		targets = append(targets, nodemesh(*baseline, "nodemesh-proxy baseline build", "127.0.100.251", ports[4]))
-	}
-	if !want["direct"] {
+	if !only["direct"] {
 		targets = targets[1:]
 	}
-	for _, t := range targets {
-		if err := waitReady(t.url, 30*time.Second); err != nil {
-			log.Fatalf("%s never answered 200 at %s: %v (logs in %s)", t.name, t.url, err, dir)
+	b.waitAll(targets)
+	h2targets := []struct {
+		name, url string
+		pgid      int
+	}{
+		{"nginx 1 worker, h2c", "http://" + ngx(5) + "/", nginxPG},
+		{"nodemesh-proxy GOMAXPROCS=1, h2c", nm.url, nmPID},
+		{"nginx 1 worker, TLS", "https://" + ngx(6) + "/", nginxPG},
+		{"nodemesh-proxy GOMAXPROCS=1, TLS", fmt.Sprintf("https://%s:%d/", g.ip, g.httpsPort), nmPID},
+	}
+	if want["h2"] {
+		for _, t := range h2targets {
+			if err := waitH2(t.url, 30*time.Second); err != nil {
+				log.Fatalf("%s never answered an HTTP/2 request at %s: %v (logs in %s)", t.name, t.url, err, b.dir)
+			}
 		}
 	}
 
-	fmt.Printf("Machine: %s, %d CPUs, kernel %s; proxies pinned to CPU %d, wrk (1 thread) + backend on CPU %d; %d B bodies, HTTP/1.1 keep-alive, %s per run.\n\n",
-		cpuModel(), runtime.NumCPU(), kernel(), *proxyCPU, *loadCPU, *body, *duration)
+	if want["1core"] {
+		fmt.Printf("### HTTP/1.1, one core each\n\nProxies pinned to CPU %s, wrk (1 thread) + backend on CPU %s; HTTP/1.1 keep-alive.\n\n", b.proxyCPU, b.loadCPU)
+		b.wrkTable(targets, b.loadCPU, 1, conns)
+	}
+	if want["h2"] {
+		fmt.Printf("### HTTP/2, one core each\n\nProxies pinned to CPU %s, h2load (1 thread) + backend on CPU %s; %d concurrent streams per connection; HTTP/1.1 keep-alive to the backend.\n\n",
+			b.proxyCPU, b.loadCPU, streams)
+		fmt.Println("| target | connections | requests/s | p50 | p99 | vs nginx | proxy CPU µs/request | errors |")
+		fmt.Println("|---|---:|---:|---:|---:|---:|---:|---|")
+		for _, n := range h2conns {
+			var nginxRate float64
+			for _, t := range h2targets {
+				_, _ = runH2load(b.dir, b.loadCPU, t.url, n, streams, 2*time.Second) // warm up
+				before := groupCPU(t.pgid)
+				r, err := runH2load(b.dir, b.loadCPU, t.url, n, streams, b.duration)
+				if err != nil {
+					log.Fatalf("h2load against %s: %v", t.name, err)
+				}
+				if strings.HasPrefix(t.name, "nginx") {
+					nginxRate = r.rate
+				}
+				b.row(t.name, n, r, nginxRate, strings.HasPrefix(t.name, "nginx"), groupCPU(t.pgid)-before)
+			}
+		}
+		fmt.Println()
+	}
+	return nmPID
+}
+
+// twoCores measures the 2core section with proxies of its own.
+func (b *bench) twoCores(only map[string]bool, cpus string, conns []int) {
+	ports := freePorts(4)
+	backendAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	_ = b.start(cpus, nil, "nginx", "-p", b.dir, "-c", writeFile(b.dir, "backend2.conf", nginxBackend(b.dir, "backend2", backendAddr, 2, b.body)))
+	targets := []target{{"direct (backend, 2 workers)", "http://" + backendAddr + "/", 0}}
+	if only["nginx"] {
+		addr := fmt.Sprintf("127.0.0.1:%d", ports[1])
+		pg := b.start(cpus, nil, "nginx", "-p", b.dir, "-c", writeFile(b.dir, "proxy2.conf",
+			nginxProxy(b.dir, "proxy2", 2, backendAddr, []nginxListen{{addr, "h1"}}, "", "")))
+		targets = append(targets, target{"nginx 2 workers", "http://" + addr + "/", pg})
+	}
+	if only["haproxy"] {
+		addr := fmt.Sprintf("127.0.0.1:%d", ports[2])
+		pg := b.start(cpus, nil, "haproxy", "-db", "-f", writeFile(b.dir, "haproxy2.cfg", haproxyConf(2, addr, backendAddr)))
+		targets = append(targets, target{"haproxy 2 threads", "http://" + addr + "/", pg})
+	}
+	if only["nodemesh"] {
+		g := gateway{ip: "127.0.100.252", httpPort: ports[3], backendPort: ports[0], routes: 1}
+		t, _ := b.nodemesh(b.bin, "nodemesh-proxy GOMAXPROCS=2", g, cpus, cpus, 2)
+		targets = append(targets, t)
+	}
+	if !only["direct"] {
+		targets = targets[1:]
+	}
+	b.waitAll(targets)
+	fmt.Printf("### HTTP/1.1, two cores each\n\nProxy, wrk (2 threads) and backend (nginx, 2 workers) all share CPUs %s: no CPU is left for the load, so this is what the whole machine reaches through each proxy.\n\n", cpus)
+	b.wrkTable(targets, cpus, 2, conns)
+}
+
+// rss loads routes HTTPRoutes into a nodemesh-proxy of its own and
+// reports its memory, idle and after a load run.
+func (b *bench) rss(routes, oneRoutePID int) {
+	ports := freePorts(2)
+	backendAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	_ = b.start(b.loadCPU, nil, "nginx", "-p", b.dir, "-c", writeFile(b.dir, "backend3.conf", nginxBackend(b.dir, "backend3", backendAddr, 1, b.body)))
+	g := gateway{ip: "127.0.100.253", httpPort: ports[1], backendPort: ports[0], routes: routes}
+	t, pid := b.nodemesh(b.bin, "nodemesh-proxy routes", g, b.proxyCPU, b.loadCPU, 1)
+	last := routes - 2
+	host, path := fmt.Sprintf("r%d.example", last), fmt.Sprintf("/r%d", last)
+	if routes <= 1 {
+		host, path = "", ""
+	}
+	start := time.Now()
+	if err := waitReady(t.url+strings.TrimPrefix(path, "/"), host, 120*time.Second); err != nil {
+		log.Fatalf("the proxy with %d routes never served the last one: %v (logs in %s)", routes, err, b.dir)
+	}
+	loaded := time.Since(start)
+	time.Sleep(time.Second) // let the configuration's garbage be collected
+	idleRSS, _ := memory(pid)
+	_, _ = runWrk(b.loadCPU, 1, t.url, 128, b.duration)
+	loadRSS, loadPeak := memory(pid)
+	fmt.Printf("### nodemesh-proxy memory\n\n| configuration | RSS idle | RSS after 128-connection wrk run | peak RSS |\n|---|---:|---:|---:|\n")
+	if oneRoutePID != 0 {
+		rss, peak := memory(oneRoutePID)
+		fmt.Printf("| 1 route (after the runs above) | — | %s | %s |\n", rss, peak)
+	}
+	fmt.Printf("| %d routes (served %s after start) | %s | %s | %s |\n\n", routes, loaded.Round(100*time.Millisecond), idleRSS, loadRSS, loadPeak)
+}
+
+func (b *bench) waitAll(targets []target) {
+	for _, t := range targets {
+		if err := waitReady(t.url, "", 30*time.Second); err != nil {
+			log.Fatalf("%s never answered 200 at %s: %v (logs in %s)", t.name, t.url, err, b.dir)
+		}
+	}
+}
+
+// wrkTable runs wrk against every target at every connection count.
+func (b *bench) wrkTable(targets []target, cpus string, threads int, conns []int) {
 	fmt.Println("| target | connections | requests/s | p50 | p99 | vs nginx | proxy CPU µs/request | errors |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---|")
-	nginxRate := map[int]float64{}
-	for _, n := range parseInts(*conns) {
+	for _, n := range conns {
+		var nginxRate float64
 		for _, t := range targets {
-			_, _ = runWrk(*loadCPU, t.url, n, 2*time.Second) // warm up pools and caches
-			cpuBefore := groupCPU(t.pgid)
-			r, err := runWrk(*loadCPU, t.url, n, *duration)
-			cpuPerReq := "—"
-			if t.pgid != 0 && r.requests > 0 {
-				cpuPerReq = fmt.Sprintf("%.1f", float64((groupCPU(t.pgid)-cpuBefore).Microseconds())/float64(r.requests))
-			}
+			_, _ = runWrk(cpus, threads, t.url, n, 2*time.Second) // warm up pools and caches
+			before := groupCPU(t.pgid)
+			r, err := runWrk(cpus, threads, t.url, n, b.duration)
 			if err != nil {
 				log.Fatalf("wrk against %s: %v", t.name, err)
 			}
-			if strings.HasPrefix(t.name, "nginx") {
-				nginxRate[n] = r.rate
+			isNginx := strings.HasPrefix(t.name, "nginx")
+			if isNginx {
+				nginxRate = r.rate
 			}
-			ratio := "—"
-			if base := nginxRate[n]; base > 0 && !strings.HasPrefix(t.name, "direct") {
-				ratio = fmt.Sprintf("%.2f×", r.rate/base)
+			if t.pgid == 0 {
+				b.row(t.name, n, r, 0, true, 0)
+				continue
 			}
-			fmt.Printf("| %s | %d | %.0f | %s | %s | %s | %s | %s |\n", t.name, n, r.rate, r.p50, r.p99, ratio, cpuPerReq, r.errors)
+			b.row(t.name, n, r, nginxRate, isNginx, groupCPU(t.pgid)-before)
 		}
 	}
+	fmt.Println()
 }
 
-type wrkResult struct {
-	rate     float64
-	requests int64
-	p50, p99 string
-	errors   string
-}
-
-func runWrk(cpu int, url string, conns int, d time.Duration) (wrkResult, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "taskset", "-c", strconv.Itoa(cpu), "wrk", "-t1",
-		"-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(int(d.Seconds()))+"s", "--latency", url).CombinedOutput()
-	if err != nil {
-		return wrkResult{}, fmt.Errorf("%v: %s", err, out)
+// row prints one result; a ratio is printed when there is an nginx rate
+// to compare with and the row is not nginx's own or the backend's.
+func (b *bench) row(name string, conns int, r result, nginxRate float64, noRatio bool, cpu time.Duration) {
+	ratio, cpuPerReq := "—", "—"
+	if nginxRate > 0 && !noRatio {
+		ratio = fmt.Sprintf("%.2f×", r.rate/nginxRate)
 	}
-	r := wrkResult{errors: "none"}
-	var errs []string
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		switch {
-		case len(f) >= 4 && f[1] == "requests" && f[2] == "in":
-			r.requests, _ = strconv.ParseInt(f[0], 10, 64)
-		case len(f) == 2 && f[0] == "Requests/sec:":
-			r.rate, _ = strconv.ParseFloat(f[1], 64)
-		case len(f) == 2 && f[0] == "50%":
-			r.p50 = f[1]
-		case len(f) == 2 && f[0] == "99%":
-			r.p99 = f[1]
-		case strings.HasPrefix(strings.TrimSpace(line), "Non-2xx"), strings.HasPrefix(strings.TrimSpace(line), "Socket errors"):
-			errs = append(errs, strings.TrimSpace(line))
-		}
+	if cpu > 0 && r.requests > 0 {
+		cpuPerReq = fmt.Sprintf("%.1f", float64(cpu.Microseconds())/float64(r.requests))
 	}
-	if len(errs) > 0 {
-		r.errors = strings.Join(errs, "; ")
-	}
-	if r.rate == 0 {
-		return r, fmt.Errorf("no Requests/sec in wrk output: %s", out)
-	}
-	return r, nil
+	fmt.Printf("| %s | %d | %.0f | %s | %s | %s | %s | %s |\n", name, conns, r.rate, r.p50, r.p99, ratio, cpuPerReq, r.errors)
 }
 
-// groupCPU is the user+system CPU time used so far by the processes of
-// process group pgid (a proxy and, for nginx, its worker).
-func groupCPU(pgid int) time.Duration {
-	if pgid == 0 {
-		return 0
-	}
-	entries, _ := os.ReadDir("/proc")
-	var ticks int64
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// Fields after the parenthesised command: state ppid pgrp ... utime(14) stime(15).
-		rest := string(data[strings.LastIndexByte(string(data), ')')+2:])
-		f := strings.Fields(rest)
-		if len(f) < 13 || f[2] != strconv.Itoa(pgid) {
-			continue
-		}
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		s, _ := strconv.ParseInt(f[12], 10, 64)
-		ticks += u + s
-	}
-	return time.Duration(ticks) * time.Second / 100 // USER_HZ
-}
-
-func waitReady(url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
-		last = err
-		time.Sleep(100 * time.Millisecond)
-	}
-	return last
-}
-
-func nginxCommon(dir string) string {
-	return fmt.Sprintf(`daemon off;
-user root;
-worker_processes 1;
-pid %[1]s/nginx-%%s.pid;
-error_log %[1]s/nginx-error.log warn;
-events { worker_connections 8192; }
-`, dir)
-}
-
-func nginxTemps(dir string) string {
-	return fmt.Sprintf(`  access_log off;
-  client_body_temp_path %[1]s/tmp-body;
-  proxy_temp_path %[1]s/tmp-proxy;
-  fastcgi_temp_path %[1]s/tmp-fastcgi;
-  uwsgi_temp_path %[1]s/tmp-uwsgi;
-  scgi_temp_path %[1]s/tmp-scgi;
-  keepalive_requests 10000000;
-  keepalive_timeout 300s;
-`, dir)
-}
-
-func nginxBackend(dir, addr string, body int) string {
-	return fmt.Sprintf(nginxCommon(dir), "backend") + "http {\n" + nginxTemps(dir) +
-		fmt.Sprintf("  server {\n    listen %s;\n    location / { return 200 \"%s\"; }\n  }\n}\n", addr, strings.Repeat("x", body))
-}
-
-func nginxProxy(dir, addr, backend string) string {
-	return fmt.Sprintf(nginxCommon(dir), "proxy") + "http {\n" + nginxTemps(dir) + fmt.Sprintf(`  upstream backend {
-    server %s;
-    keepalive 512;
-  }
-  server {
-    listen %s;
-    location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-`, backend, addr)
-}
-
-func haproxyConf(addr, backend string) string {
-	return fmt.Sprintf(`global
-  nbthread 1
-  maxconn 4000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 120s
-  timeout server 120s
-  http-reuse always
-frontend fe
-  bind %s
-  default_backend be
-backend be
-  server s1 %s
-`, addr, backend)
-}
-
-func gatewayYAML(ip string, listenPort, backendPort int) string {
-	return fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: nodemesh}
-spec: {controllerName: nodemesh.io/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: bench, namespace: default}
-spec:
-  gatewayClassName: nodemesh
-  addresses: [{type: IPAddress, value: %[1]s}]
-  listeners: [{name: http, protocol: HTTP, port: %[2]d}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: bench, namespace: default}
-spec:
-  parentRefs: [{name: bench}]
-  rules: [{backendRefs: [{name: backend, port: 80}]}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: backend, namespace: default}
-spec: {ports: [{name: http, port: 80, targetPort: %[3]d}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: backend, namespace: default, labels: {kubernetes.io/service-name: backend}}
-addressType: IPv4
-ports: [{name: http, port: %[3]d}]
-endpoints: [{addresses: [127.0.0.1], conditions: {ready: true}}]
-`, ip, listenPort, backendPort)
-}
-
-func writeFile(dir, name, content string) string {
-	p := filepath.Join(dir, name)
-	must(os.WriteFile(p, []byte(content), 0o644))
-	return p
-}
-
-func freePorts(n int) []int {
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		must(err)
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
-func parseInts(s string) []int {
-	var out []int
+func set(s string) map[string]bool {
+	m := map[string]bool{}
 	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		must(err)
-		out = append(out, n)
+		m[strings.TrimSpace(f)] = true
 	}
-	return out
-}
-
-func cpuModel() string {
-	data, _ := os.ReadFile("/proc/cpuinfo")
-	for _, line := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return runtime.GOARCH
-}
-
-func kernel() string {
-	var u syscall.Utsname
-	if syscall.Uname(&u) != nil {
-		return "unknown"
-	}
-	var b strings.Builder
-	for _, c := range u.Release {
-		if c == 0 {
-			break
-		}
-		b.WriteByte(byte(c))
-	}
-	return b.String()
-}
-
-func must(err error) {
-	if err != nil {
-		log.Fatal(err)
-	}
+	return m
 }
