@@ -82,11 +82,26 @@
 //     to the veth's own ingress hook (bpf_sk_assign works on tc ingress
 //     only), which is correct only with net.ipv4.ip_early_demux=0 (what
 //     Cilium's iptables fallback does).
-//   - Multi-core: the proxy may open several SO_REUSEPORT listeners on one
-//     port (proxylib/transparent.ListenGroup); the program assigns one of
-//     them and the kernel spreads connections over the group by flow hash
+//   - Multi-core: the proxy opens one SO_REUSEPORT listener per core on
+//     each port (GOMAXPROCS of them; proxylib/transparent.ListenGroup); the
+//     program assigns whichever listener of the group its socket lookup
+//     returns and the kernel then picks one of the group by flow hash
 //     (Linux 6.5+; older kernels refuse reuseport sockets in bpf_sk_assign
-//     and such packets are dropped with DropProxyAssign).
+//     and such packets are dropped with DropProxyAssign). This was chosen
+//     over a BPF_MAP_TYPE_REUSEPORT_SOCKARRAY with an sk_reuseport program
+//     or N sockets in a sockmap picked by the tc program: the kernel's
+//     group already tracks listeners as they open and close, so the
+//     datapath holds no per-socket state the proxy would have to keep in
+//     step (a socket map entry left behind by a closed listener would
+//     black-hole its share of flows), and nothing changes for a proxy that
+//     opens one listener. The selection is the kernel's flow hash, the same
+//     that spreads connections on a plain SO_REUSEPORT group.
+//   - A closing listener loses no connection: the datapath turns on
+//     net.ipv4.tcp_migrate_req in the node namespace (Linux 5.14+; older
+//     kernels log a warning), so the connections waiting in its accept
+//     queue move to another listener of the group instead of being reset,
+//     e.g. when a restarted proxy's new group takes over from the old one.
+//     Uninstall leaves the setting on: without a group it changes nothing.
 //   - Programs are attached with TCX links where the kernel has them (6.6+)
 //     and tc clsact filters otherwise (AttachAuto); a restart in the other
 //     mode moves every attachment over.

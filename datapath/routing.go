@@ -3,7 +3,9 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -79,9 +81,21 @@ func (d *Datapath) routingRoutes() ([]*netlink.Route, error) {
 	return routes, nil
 }
 
-// installRouting adds the rules and routes if they are missing. Running it
-// again changes nothing.
+// migrateReqSysctl makes a closing listener hand the connections in its
+// accept queue to another listener of its SO_REUSEPORT group instead of
+// resetting them (Linux 5.14+), per network namespace.
+const migrateReqSysctl = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+// installRouting adds the rules and routes if they are missing and turns
+// on accept-queue migration for the proxy's listener groups. Running it
+// again changes nothing. It runs inside the node namespace.
 func (d *Datapath) installRouting() error {
+	switch err := os.WriteFile(migrateReqSysctl, []byte("1"), 0o644); {
+	case errors.Is(err, fs.ErrNotExist):
+		d.log.Warn("kernel without net.ipv4.tcp_migrate_req (Linux < 5.14): connections queued on a closing proxy listener are reset")
+	case err != nil:
+		return fmt.Errorf("setting net.ipv4.tcp_migrate_req: %w", err)
+	}
 	routes, err := d.routingRoutes()
 	if err != nil {
 		return err

@@ -8,9 +8,12 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nodemesh/nodemesh/proxylib/transparent"
 )
@@ -27,6 +30,10 @@ type ProxyConfig struct {
 	Identity func(client netip.Addr) uint32
 	// OriginalSource binds upstream connections to the client's address.
 	OriginalSource bool
+	// Parked lists listeners of the group that accept nothing:
+	// connections the kernel hands them wait in their accept queue (for
+	// tests of what becomes of a queue when its listener closes).
+	Parked []int
 }
 
 // Proxied records one connection the proxy handled.
@@ -69,6 +76,9 @@ func (b *Bed) StartProxy(cfg ProxyConfig) (*Proxy, error) {
 		return nil, err
 	}
 	for i, l := range p.listeners {
+		if slices.Contains(cfg.Parked, i) {
+			continue
+		}
 		p.wg.Add(1)
 		go p.acceptLoop(i, l)
 	}
@@ -168,6 +178,33 @@ func (p *Proxy) Seen() []Proxied {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]Proxied(nil), p.seen...)
+}
+
+// CloseListener closes listener i of the group; the others keep
+// accepting.
+func (p *Proxy) CloseListener(i int) error {
+	return p.listeners[i].Close()
+}
+
+// Queued is the length of listener i's accept queue: connections the
+// kernel completed for it that it has not accepted yet.
+func (p *Proxy) Queued(i int) (int, error) {
+	rc, err := p.listeners[i].SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var info *unix.TCPInfo
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		// On a listening socket tcpi_unacked is the accept queue's length.
+		info, serr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}); err != nil {
+		return 0, err
+	}
+	if serr != nil {
+		return 0, fmt.Errorf("reading TCP_INFO of listener %d: %w", i, serr)
+	}
+	return int(info.Unacked), nil
 }
 
 // Close stops accepting, closes every open connection and waits for the
