@@ -283,13 +283,13 @@ func do(t *testing.T, c *http.Client, req *http.Request) result {
 // testWriter sends logs to the test, and drops them once the test is over
 // (goroutines still stopping must not call t.Log then).
 type testWriter struct {
-	t    *testing.T
+	t    testing.TB
 	done *atomic.Bool
 }
 
 // newTestWriter must be called before any other Cleanup is registered, so
 // its own cleanup runs last.
-func newTestWriter(t *testing.T) testWriter {
+func newTestWriter(t testing.TB) testWriter {
 	w := testWriter{t, new(atomic.Bool)}
 	t.Cleanup(func() { w.done.Store(true) })
 	return w

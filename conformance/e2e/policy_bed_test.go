@@ -34,7 +34,7 @@ import (
 // a child process inside that namespace. Workloads are the bed's
 // namespaces, declared to the agent as Pods with their addresses.
 type policyNode struct {
-	t       *testing.T
+	t       testing.TB
 	bed     *testbed.Bed
 	dp      *datapath.Datapath
 	agent   *agent.Agent
@@ -45,7 +45,7 @@ type policyNode struct {
 // policyPorts are the policy listeners' ports in the node namespace.
 var policyPorts = policy.Listeners{Address: "0.0.0.0", IngressHTTP: 15101, EgressHTTP: 15102, IngressKafka: 15103, EgressKafka: 15104, OriginalSource: true}
 
-func startPolicyNode(t *testing.T, workloads int) *policyNode {
+func startPolicyNode(t testing.TB, workloads int) *policyNode {
 	t.Helper()
 	return newPolicyNode(t, workloads, true)
 }
@@ -53,14 +53,14 @@ func startPolicyNode(t *testing.T, workloads int) *policyNode {
 // newPolicyNode builds the node; without the datapath nothing steers
 // traffic to the proxy (the caller does, e.g. with iptables TPROXY) and
 // the proxy connects upstream from the node's own address.
-func newPolicyNode(t *testing.T, workloads int, withDatapath bool) *policyNode {
+func newPolicyNode(t testing.TB, workloads int, withDatapath bool) *policyNode {
 	t.Helper()
 	return newPolicyNodeWith(t, workloads, withDatapath, func(s *server.Server) dataplane.Publisher { return publish.New(s) })
 }
 
 // newPolicyNodeWith is newPolicyNode with the agent's publisher made by
 // publisher (e.g. one that makes the proxy reject updates).
-func newPolicyNodeWith(t *testing.T, workloads int, withDatapath bool, publisher func(*server.Server) dataplane.Publisher) *policyNode {
+func newPolicyNodeWith(t testing.TB, workloads int, withDatapath bool, publisher func(*server.Server) dataplane.Publisher) *policyNode {
 	t.Helper()
 	bed := testbed.New(t, testbed.Config{Workloads: workloads})
 	log := slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -188,7 +188,7 @@ func (n *policyNode) waitStatus(what string, ok func(*api.Status) bool) *api.Sta
 
 // waitUntil polls cond: for what no event announces (a flow through
 // the datapath, a connection attempt).
-func waitUntil(t *testing.T, what string, cond func() bool) {
+func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
@@ -287,7 +287,7 @@ func httpClient(w *testbed.Workload) *http.Client {
 }
 
 // serveHTTP runs handler in workload w on port.
-func serveHTTP(t *testing.T, w *testbed.Workload, port int, h http.Handler) {
+func serveHTTP(t testing.TB, w *testbed.Workload, port int, h http.Handler) {
 	t.Helper()
 	l, err := w.Listen("tcp", fmt.Sprintf(":%d", port))
 	if err != nil {
