@@ -45,6 +45,9 @@ type target struct {
 	name string
 	url  string
 	pgid int // process group of the proxy under test; 0 for the backend
+	// pprof is the address of the proxy's Go profile endpoint when -profile
+	// is set (nodemesh-proxy only).
+	pprof string
 }
 
 // bench holds the run's processes and settings.
@@ -58,6 +61,9 @@ type bench struct {
 	body     int
 	cert     []byte
 	key      []byte
+	// profile is the directory receiving profiles of nodemesh-proxy taken
+	// during its measured runs; empty: none are taken.
+	profile string
 }
 
 // start runs name on cpus in a process group of its own and returns its
@@ -65,7 +71,11 @@ type bench struct {
 func (b *bench) start(cpus string, env []string, name string, args ...string) int {
 	cmd := exec.Command("taskset", append([]string{"-c", cpus, name}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
-	logf, _ := os.Create(filepath.Join(b.dir, filepath.Base(name)+"-"+strconv.Itoa(len(b.procs))+".log"))
+	logDir := b.dir
+	if b.profile != "" && strings.HasPrefix(filepath.Base(name), "nodemesh-proxy") {
+		logDir = b.profile // its GODEBUG=gctrace=1 output is part of the profile
+	}
+	logf, _ := os.Create(filepath.Join(logDir, filepath.Base(name)+"-"+strconv.Itoa(len(b.procs))+".log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
@@ -90,9 +100,16 @@ func (b *bench) nodemesh(binDir, name string, g gateway, cpus, agentCPUs string,
 	must(os.MkdirAll(cfgDir, 0o755))
 	writeFile(cfgDir, "bench.yaml", g.yaml())
 	_ = b.start(agentCPUs, nil, filepath.Join(binDir, "nodemesh-agent"), "--config-dir", cfgDir, "--state-dir", state)
-	pid := b.start(cpus, []string{"GOMAXPROCS=" + strconv.Itoa(procs)}, filepath.Join(binDir, "nodemesh-proxy"),
-		"--xds-address", "unix://"+filepath.Join(state, "xds.sock"), "--admin-address", "")
-	return target{name, fmt.Sprintf("http://%s:%d/", g.ip, g.httpPort), pid}, pid
+	env := []string{"GOMAXPROCS=" + strconv.Itoa(procs)}
+	args := []string{"--xds-address", "unix://" + filepath.Join(state, "xds.sock"), "--admin-address", ""}
+	var pprof string
+	if b.profile != "" {
+		pprof = fmt.Sprintf("127.0.0.1:%d", freePorts(1)[0])
+		env = append(env, "GODEBUG=gctrace=1")
+		args = append(args, "--pprof-address", pprof)
+	}
+	pid := b.start(cpus, env, filepath.Join(binDir, "nodemesh-proxy"), args...)
+	return target{name: name, url: fmt.Sprintf("http://%s:%d/", g.ip, g.httpPort), pgid: pid, pprof: pprof}, pid
 }
 
 func main() {
@@ -109,6 +126,7 @@ func main() {
 	loadCPU := flag.Int("load-cpu", 1, "1core, h2: CPU the load generator and the backend are pinned to")
 	cpus2 := flag.String("cpus2", fmt.Sprintf("0-%d", runtime.NumCPU()-1), "2core: CPUs the proxies, the load and the backend share")
 	only := flag.String("targets", "direct,nginx,haproxy,nodemesh", "1core, 2core: which targets to measure")
+	profile := flag.String("profile", "", "directory to write nodemesh-proxy's CPU, allocation, block and mutex profiles, an execution trace and its gctrace log to, taken during each measured HTTP/1.1 run (profiling costs the proxy some CPU: do not publish numbers from such a run)")
 	baseline := flag.String("baseline-bin", "", "directory holding another build of nodemesh-agent and nodemesh-proxy, measured in 1core in the same run (a regression check)")
 	flag.Parse()
 
@@ -130,7 +148,10 @@ func main() {
 	cert, key, err := selfSigned()
 	must(err)
 	b := &bench{dir: dir, bin: *bin, loadCPU: strconv.Itoa(*loadCPU), proxyCPU: strconv.Itoa(*proxyCPU),
-		duration: *duration, body: *body, cert: cert, key: key}
+		duration: *duration, body: *body, cert: cert, key: key, profile: *profile}
+	if *profile != "" {
+		must(os.MkdirAll(*profile, 0o755))
+	}
 	defer b.stop()
 
 	fmt.Printf("Machine: %s, %d CPUs, kernel %s; %d B bodies, %s per run.\n\n", cpuModel(), runtime.NumCPU(), kernel(), *body, *duration)
@@ -161,12 +182,12 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 	g := gateway{ip: "127.0.100.250", httpPort: ports[3], httpsPort: ports[7], certPEM: b.cert, keyPEM: b.key, backendPort: ports[0], routes: 1}
 	nm, nmPID := b.nodemesh(b.bin, "nodemesh-proxy GOMAXPROCS=1", g, b.proxyCPU, b.loadCPU, 1)
 
-	targets := []target{{"direct (backend only)", "http://" + backendAddr + "/", 0}}
+	targets := []target{{name: "direct (backend only)", url: "http://" + backendAddr + "/"}}
 	if only["nginx"] {
-		targets = append(targets, target{"nginx 1 worker", "http://" + ngx(1) + "/", nginxPG})
+		targets = append(targets, target{name: "nginx 1 worker", url: "http://" + ngx(1) + "/", pgid: nginxPG})
 	}
 	if only["haproxy"] {
-		targets = append(targets, target{"haproxy 1 thread", "http://" + ngx(2) + "/", haproxyPG})
+		targets = append(targets, target{name: "haproxy 1 thread", url: "http://" + ngx(2) + "/", pgid: haproxyPG})
 	}
 	if only["nodemesh"] {
 		targets = append(targets, nm)
@@ -232,17 +253,17 @@ func (b *bench) twoCores(only map[string]bool, cpus string, conns []int) {
 	ports := freePorts(4)
 	backendAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	_ = b.start(cpus, nil, "nginx", "-p", b.dir, "-c", writeFile(b.dir, "backend2.conf", nginxBackend(b.dir, "backend2", backendAddr, 2, b.body)))
-	targets := []target{{"direct (backend, 2 workers)", "http://" + backendAddr + "/", 0}}
+	targets := []target{{name: "direct (backend, 2 workers)", url: "http://" + backendAddr + "/"}}
 	if only["nginx"] {
 		addr := fmt.Sprintf("127.0.0.1:%d", ports[1])
 		pg := b.start(cpus, nil, "nginx", "-p", b.dir, "-c", writeFile(b.dir, "proxy2.conf",
 			nginxProxy(b.dir, "proxy2", 2, backendAddr, []nginxListen{{addr, "h1"}}, "", "")))
-		targets = append(targets, target{"nginx 2 workers", "http://" + addr + "/", pg})
+		targets = append(targets, target{name: "nginx 2 workers", url: "http://" + addr + "/", pgid: pg})
 	}
 	if only["haproxy"] {
 		addr := fmt.Sprintf("127.0.0.1:%d", ports[2])
 		pg := b.start(cpus, nil, "haproxy", "-db", "-f", writeFile(b.dir, "haproxy2.cfg", haproxyConf(2, addr, backendAddr)))
-		targets = append(targets, target{"haproxy 2 threads", "http://" + addr + "/", pg})
+		targets = append(targets, target{name: "haproxy 2 threads", url: "http://" + addr + "/", pgid: pg})
 	}
 	if only["nodemesh"] {
 		g := gateway{ip: "127.0.100.252", httpPort: ports[3], backendPort: ports[0], routes: 1}
@@ -303,8 +324,10 @@ func (b *bench) wrkTable(targets []target, cpus string, threads int, conns []int
 		var nginxRate float64
 		for _, t := range targets {
 			_, _ = runWrk(cpus, threads, t.url, n, 2*time.Second) // warm up pools and caches
+			stopProfile := b.startProfile(t, fmt.Sprintf("%dcpu-%dconns", threads, n))
 			before := groupCPU(t.pgid)
 			r, err := runWrk(cpus, threads, t.url, n, b.duration)
+			stopProfile()
 			if err != nil {
 				log.Fatalf("wrk against %s: %v", t.name, err)
 			}
