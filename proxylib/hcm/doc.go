@@ -158,6 +158,15 @@
 // queued behind a complete response, is not pooled; this holds for
 // HTTP/1.1 and HTTP/2 clients alike.
 //
+// The resulting budget of a warm keep-alive request, counted with strace
+// under 16 connections: two reads (recvmsg with TCP_INQ), two writes, the
+// reuse probe and about 0.2 poller waits, on one goroutine per downstream
+// connection with no hand-off; nginx's worker under the same load makes
+// two recvfrom, two writev, one getsockopt (its check of the kept-alive
+// upstream) and about 0.14 epoll_wait. A change that adds a system call,
+// an allocation (TestHTTP1KeepAliveRequestAllocatesNothing) or a goroutine
+// hand-off per request needs a reason as strong as the probe's.
+//
 // Timers of HTTP/2 streams and upgraded connections: one runtime timer
 // per stream, armed when its handler starts and re-armed only when it
 // fires, since activity is an atomic store of a clock reading; the guard
