@@ -102,6 +102,10 @@
 //     queue move to another listener of the group instead of being reset,
 //     e.g. when a restarted proxy's new group takes over from the old one.
 //     Uninstall leaves the setting on: without a group it changes nothing.
+//     The setting covers every SO_REUSEPORT group of the namespace; an
+//     sk_reuseport program attached for migration
+//     (BPF_SK_REUSEPORT_SELECT_OR_MIGRATE) would cover only the proxy's,
+//     but the proxy would then need CAP_BPF, which it otherwise does not.
 //   - Programs are attached with TCX links where the kernel has them (6.6+)
 //     and tc clsact filters otherwise (AttachAuto); a restart in the other
 //     mode moves every attachment over.
