@@ -38,7 +38,14 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	s.route, s.wc, s.grpc, s.upgrade = nil, nil, false, false
 	defer func() {
 		s.h, s.headers = nil, nil
-		s.rreq.Method, s.rreq.Authority, s.rreq.Path, s.rreq.Headers = nil, nil, nil, nil
+		s.rreq.Method, s.rreq.Authority, s.rreq.Path = nil, nil, nil
+		// The field list is kept for the next request, emptied so that it
+		// holds on to nothing.
+		clear(s.rreq.Headers)
+		s.rreq.Headers = s.rreq.Headers[:0]
+		if cap(s.rreq.Headers) > 256 {
+			s.rreq.Headers = nil
+		}
 		streamPool.Put(s)
 	}()
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
@@ -59,27 +66,14 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 		s.writeLocalH2(w, 403, nil, nil)
 		return
 	}
-	cfg := h.cfg
-	l := s.rreq.Headers[:0]
-	for k, vs := range r.Header {
-		name := []byte(strings.ToLower(k))
-		for _, v := range vs {
-			l = append(l, header.Field{Name: name, Value: []byte(v)})
-		}
-	}
-	host := []byte(r.Host)
-	if cfg.StripAnyHostPort {
-		host = stripPort(host)
-	}
+	s.viewH2Request(r, h.cfg.StripAnyHostPort)
 	rr := &s.rreq
-	rr.Method, rr.Authority, rr.Path = []byte(r.Method), host, []byte(r.RequestURI)
 	rr.Scheme = schemeHTTP
 	if h.tls {
 		rr.Scheme = schemeHTTPS
 	}
-	rr.Headers = l
 	s.headers = &rr.Headers
-	if ct, ok := l.Get("content-type"); ok && bytes.HasPrefix(ct, hdrContentTypeGRPC) {
+	if ct, ok := rr.Headers.Get("content-type"); ok && bytes.HasPrefix(ct, hdrContentTypeGRPC) {
 		s.grpc = true
 	}
 	if s.process() == outLocal {
@@ -117,10 +111,7 @@ func (s *stream) writeLocalH2(w http.ResponseWriter, code int, body, loc []byte)
 	code, body = s.mapLocal(code, body)
 	s.respCode = code
 	l := s.localHeaders(code, body, loc, time.Now())
-	hdr := w.Header()
-	for _, f := range l {
-		hdr[string(f.Name)] = append(hdr[string(f.Name)], string(f.Value))
-	}
+	setH2Header(w.Header(), l)
 	if s.grpc {
 		w.WriteHeader(200)
 		return
@@ -296,9 +287,7 @@ func (s *stream) relayH2ToH2(w http.ResponseWriter, resp *http.Response, sent ti
 	l.Del("content-length")
 	s.finishResponseHeaders(&l, false, time.Since(sent))
 	hdr := w.Header()
-	for _, f := range l {
-		hdr[string(f.Name)] = append(hdr[string(f.Name)], string(f.Value))
-	}
+	setH2Header(hdr, l)
 	if resp.ContentLength >= 0 {
 		hdr.Set("content-length", strconv.FormatInt(resp.ContentLength, 10))
 	}
@@ -496,10 +485,7 @@ func (s *stream) relayH1ToH2(w http.ResponseWriter, uc *upstream.Conn, sent time
 	s.respCode = resp.Status
 	l := resp.Headers
 	s.finishResponseHeaders(&l, false, time.Since(sent))
-	hdr := w.Header()
-	for _, f := range l {
-		hdr[string(f.Name)] = append(hdr[string(f.Name)], string(f.Value))
-	}
+	setH2Header(w.Header(), l)
 	status := resp.Status
 	uc.R += resp.HeadLen
 	framing := resp.Framing

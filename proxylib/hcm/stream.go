@@ -82,6 +82,7 @@ type stream struct {
 	attemptRd bodyReader // the HTTP/1.1 request body read by attempts
 
 	// Scratch, reused across requests.
+	h2Head     []byte // an HTTP/2 request's head bytes (h2head.go)
 	pathBuf    []byte
 	origBuf    []byte
 	hostBuf    []byte
