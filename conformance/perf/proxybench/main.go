@@ -11,10 +11,13 @@
 //     directly, which bounds what any proxy can reach.
 //   - 2core: the same with two of everything (nginx 2 workers, haproxy 2
 //     threads, nodemesh-proxy GOMAXPROCS=2 with its two SO_REUSEPORT
-//     listeners), at each of -conns2. A 2-CPU machine has no spare CPU for
-//     the load, so wrk (2 threads), the backend (2 workers) and the proxy
-//     all float over -cpus2 and share them: the figure is what the whole
-//     machine reaches through each proxy, not the proxy's own ceiling.
+//     listeners), at each of -conns2. The proxies run on -cpus2; wrk (2
+//     threads) and the backend (2 workers) on -load-cpus2, by default the
+//     same CPUs: a 2-CPU machine has none to spare for the load, so all
+//     of them float over both and share them, and the figure is what the
+//     whole machine reaches through each proxy, not the proxy's own
+//     ceiling. On a machine with 4 or more CPUs, give the load CPUs of
+//     its own (-cpus2 0,1 -load-cpus2 2,3) to compare with 1core.
 //   - h2: HTTP/2 under h2load, h2c (prior knowledge) and TLS (ALPN h2),
 //     nginx next to nodemesh-proxy, pinned as in 1core; each of -h2conns
 //     connections carries -h2streams concurrent streams. The upstream is
@@ -28,6 +31,7 @@
 package main
 
 import (
+	"cmp"
 	"flag"
 	"fmt"
 	"log"
@@ -124,7 +128,8 @@ func main() {
 	body := flag.Int("body", 64, "response body size in bytes")
 	proxyCPU := flag.Int("proxy-cpu", 0, "1core, h2: CPU the proxies under test are pinned to")
 	loadCPU := flag.Int("load-cpu", 1, "1core, h2: CPU the load generator and the backend are pinned to")
-	cpus2 := flag.String("cpus2", fmt.Sprintf("0-%d", runtime.NumCPU()-1), "2core: CPUs the proxies, the load and the backend share")
+	cpus2 := flag.String("cpus2", "0,1", "2core: CPUs the proxies under test run on")
+	loadCPUs2 := flag.String("load-cpus2", "", "2core: CPUs wrk and the backend run on (default: -cpus2, shared with the proxies)")
 	only := flag.String("targets", "direct,nginx,haproxy,nodemesh", "1core, 2core: which targets to measure")
 	profile := flag.String("profile", "", "directory to write nodemesh-proxy's CPU, allocation, block and mutex profiles, an execution trace and its gctrace log to, taken during each measured HTTP/1.1 run (profiling costs the proxy some CPU: do not publish numbers from such a run)")
 	baseline := flag.String("baseline-bin", "", "directory holding another build of nodemesh-agent and nodemesh-proxy, measured in 1core in the same run (a regression check)")
@@ -160,7 +165,7 @@ func main() {
 		oneRoute = b.oneCore(want, set(*only), *baseline, parseInts(*conns), parseInts(*h2conns), *h2streams)
 	}
 	if want["2core"] {
-		b.twoCores(set(*only), *cpus2, parseInts(*conns2))
+		b.twoCores(set(*only), *cpus2, cmp.Or(*loadCPUs2, *cpus2), parseInts(*conns2))
 	}
 	if want["rss"] {
 		b.rss(*routes, oneRoute)
@@ -249,10 +254,10 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 }
 
 // twoCores measures the 2core section with proxies of its own.
-func (b *bench) twoCores(only map[string]bool, cpus string, conns []int) {
+func (b *bench) twoCores(only map[string]bool, cpus, loadCPUs string, conns []int) {
 	ports := freePorts(4)
 	backendAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	_ = b.start(cpus, nil, "nginx", "-p", b.dir, "-c", writeFile(b.dir, "backend2.conf", nginxBackend(b.dir, "backend2", backendAddr, 2, b.body)))
+	_ = b.start(loadCPUs, nil, "nginx", "-p", b.dir, "-c", writeFile(b.dir, "backend2.conf", nginxBackend(b.dir, "backend2", backendAddr, 2, b.body)))
 	targets := []target{{name: "direct (backend, 2 workers)", url: "http://" + backendAddr + "/"}}
 	if only["nginx"] {
 		addr := fmt.Sprintf("127.0.0.1:%d", ports[1])
@@ -267,15 +272,20 @@ func (b *bench) twoCores(only map[string]bool, cpus string, conns []int) {
 	}
 	if only["nodemesh"] {
 		g := gateway{ip: "127.0.100.252", httpPort: ports[3], backendPort: ports[0], routes: 1}
-		t, _ := b.nodemesh(b.bin, "nodemesh-proxy GOMAXPROCS=2", g, cpus, cpus, 2)
+		t, _ := b.nodemesh(b.bin, "nodemesh-proxy GOMAXPROCS=2", g, cpus, loadCPUs, 2)
 		targets = append(targets, t)
 	}
 	if !only["direct"] {
 		targets = targets[1:]
 	}
 	b.waitAll(targets)
-	fmt.Printf("### HTTP/1.1, two cores each\n\nProxy, wrk (2 threads) and backend (nginx, 2 workers) all share CPUs %s: no CPU is left for the load, so this is what the whole machine reaches through each proxy.\n\n", cpus)
-	b.wrkTable(targets, cpus, 2, conns)
+	fmt.Printf("### HTTP/1.1, two cores each\n\n")
+	if loadCPUs == cpus {
+		fmt.Printf("Proxy, wrk (2 threads) and backend (nginx, 2 workers) all share CPUs %s: no CPU is left for the load, so this is what the whole machine reaches through each proxy.\n\n", cpus)
+	} else {
+		fmt.Printf("Proxies on CPUs %s, wrk (2 threads) and backend (nginx, 2 workers) on CPUs %s.\n\n", cpus, loadCPUs)
+	}
+	b.wrkTable(targets, loadCPUs, 2, conns)
 }
 
 // rss loads routes HTTPRoutes into a nodemesh-proxy of its own and
