@@ -27,6 +27,8 @@ const (
 	NetdevMapNmIpcache   = "nm_ipcache"
 	NetdevMapNmLost      = "nm_lost"
 	NetdevMapNmPolicy    = "nm_policy"
+	NetdevMapNmRevnat    = "nm_revnat"
+	NetdevMapNmServices  = "nm_services"
 	NetdevProgFromNetdev = "from_netdev"
 )
 
@@ -90,6 +92,8 @@ type NetdevMapSpecs struct {
 	NmIpcache   *ebpf.MapSpec `ebpf:"nm_ipcache"`
 	NmLost      *ebpf.MapSpec `ebpf:"nm_lost"`
 	NmPolicy    *ebpf.MapSpec `ebpf:"nm_policy"`
+	NmRevnat    *ebpf.MapSpec `ebpf:"nm_revnat"`
+	NmServices  *ebpf.MapSpec `ebpf:"nm_services"`
 }
 
 // NetdevVariableSpecs contains global variables before they are loaded into the kernel.
@@ -129,6 +133,8 @@ type NetdevMaps struct {
 	NmIpcache   *ebpf.Map `ebpf:"nm_ipcache"`
 	NmLost      *ebpf.Map `ebpf:"nm_lost"`
 	NmPolicy    *ebpf.Map `ebpf:"nm_policy"`
+	NmRevnat    *ebpf.Map `ebpf:"nm_revnat"`
+	NmServices  *ebpf.Map `ebpf:"nm_services"`
 }
 
 func (m *NetdevMaps) Close() error {
@@ -144,6 +150,8 @@ func (m *NetdevMaps) Close() error {
 		m.NmIpcache,
 		m.NmLost,
 		m.NmPolicy,
+		m.NmRevnat,
+		m.NmServices,
 	)
 }
 

@@ -25,6 +25,19 @@
 
 char _license[] SEC("license") = "Dual BSD/GPL";
 
+/* Whether a flow is addressed to a Service frontend (see sock.c). */
+static __always_inline int service_frontend(const struct flow *f)
+{
+	struct svc_key k = {};
+
+	if (f->t.proto != NM_PROTO_TCP && f->t.proto != NM_PROTO_UDP)
+		return 0;
+	__builtin_memcpy(k.addr, f->t.daddr, 16);
+	k.port = f->t.dport;
+	k.proto = f->t.proto;
+	return bpf_map_lookup_elem(&nm_services, &k) != 0;
+}
+
 static __always_inline int pass(const struct flow *f, __u8 dir)
 {
 	count(REASON_FORWARDED, dir, f->len);
@@ -91,7 +104,14 @@ int from_workload(struct __sk_buff *skb)
 		return pass(&f, DIR_EGRESS);
 	}
 
-	/* New flow: the sender's egress policy. */
+	/* New flow: the sender's egress policy. A flow still addressed to a
+	 * Service frontend bypassed socket-level translation (a socket
+	 * outside the node's Pod cgroup, an IPv6 frontend, a Service learnt
+	 * after the connect); its real destination is only known after the
+	 * node's NAT, so an egress policy cannot judge it here and it is
+	 * dropped rather than judged as the ClusterIP. */
+	if (service_frontend(&f) && enforced(src->identity, DIR_EGRESS))
+		return drop(skb, &f, &d, DROP_SERVICE_FRONTEND);
 	remote_lookup(f.t.daddr, &peer);
 	d.remote_identity = peer.identity;
 	d.remote_node = peer.node;

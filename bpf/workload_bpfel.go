@@ -128,6 +128,39 @@ type WorkloadPolicyValue struct {
 	Cookie    uint32
 }
 
+type WorkloadRevnatKey struct {
+	_      structs.HostLayout
+	Cookie uint64
+	Addr   [16]uint8
+	Port   uint16
+	Pad    [3]uint16
+}
+
+type WorkloadRevnatValue struct {
+	_    structs.HostLayout
+	Addr [16]uint8
+	Port uint16
+	Pad  [3]uint16
+}
+
+type WorkloadSvcKey struct {
+	_     structs.HostLayout
+	Addr  [16]uint8
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+	Slot  uint16
+	Pad2  uint16
+}
+
+type WorkloadSvcValue struct {
+	_     structs.HostLayout
+	Addr  [16]uint8
+	Port  uint16
+	Count uint16
+	Pad   uint32
+}
+
 type WorkloadTuple struct {
 	_     structs.HostLayout
 	Saddr [16]uint8
@@ -153,6 +186,8 @@ const (
 	WorkloadMapNmIpcache     = "nm_ipcache"
 	WorkloadMapNmLost        = "nm_lost"
 	WorkloadMapNmPolicy      = "nm_policy"
+	WorkloadMapNmRevnat      = "nm_revnat"
+	WorkloadMapNmServices    = "nm_services"
 	WorkloadProgFromWorkload = "from_workload"
 	WorkloadProgToWorkload   = "to_workload"
 )
@@ -218,6 +253,8 @@ type WorkloadMapSpecs struct {
 	NmIpcache   *ebpf.MapSpec `ebpf:"nm_ipcache"`
 	NmLost      *ebpf.MapSpec `ebpf:"nm_lost"`
 	NmPolicy    *ebpf.MapSpec `ebpf:"nm_policy"`
+	NmRevnat    *ebpf.MapSpec `ebpf:"nm_revnat"`
+	NmServices  *ebpf.MapSpec `ebpf:"nm_services"`
 }
 
 // WorkloadVariableSpecs contains global variables before they are loaded into the kernel.
@@ -257,6 +294,8 @@ type WorkloadMaps struct {
 	NmIpcache   *ebpf.Map `ebpf:"nm_ipcache"`
 	NmLost      *ebpf.Map `ebpf:"nm_lost"`
 	NmPolicy    *ebpf.Map `ebpf:"nm_policy"`
+	NmRevnat    *ebpf.Map `ebpf:"nm_revnat"`
+	NmServices  *ebpf.Map `ebpf:"nm_services"`
 }
 
 func (m *WorkloadMaps) Close() error {
@@ -272,6 +311,8 @@ func (m *WorkloadMaps) Close() error {
 		m.NmIpcache,
 		m.NmLost,
 		m.NmPolicy,
+		m.NmRevnat,
+		m.NmServices,
 	)
 }
 

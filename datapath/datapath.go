@@ -89,7 +89,10 @@ func New(opts ...Option) (*Datapath, error) {
 		if err := objs.pinFresh(o.pinDir); err != nil {
 			return err
 		}
-		return d.adoptLinks()
+		if err := d.adoptLinks(); err != nil {
+			return err
+		}
+		return d.adoptCgroupLinks()
 	})
 	if err != nil {
 		d.closeHandles()

@@ -104,11 +104,12 @@ func onBPFFS(path string) bool {
 type objects struct {
 	nmbpf.WorkloadObjects
 	netdev nmbpf.NetdevObjects // from_netdev, sharing the maps above
+	sock   nmbpf.SockObjects   // socket-level Service translation, sharing them too
 	fresh  []string            // maps created by this load, pinned by pinFresh
 }
 
 func (o *objects) Close() error {
-	return errors.Join(o.netdev.Close(), o.WorkloadObjects.Close())
+	return errors.Join(o.sock.Close(), o.netdev.Close(), o.WorkloadObjects.Close())
 }
 
 func (s MapSizes) apply(spec *ebpf.CollectionSpec) {
@@ -125,6 +126,8 @@ func (s MapSizes) apply(spec *ebpf.CollectionSpec) {
 	set(nmbpf.WorkloadMapNmCt, s.Conntrack)
 	set(nmbpf.WorkloadMapNmFrag, s.Fragments)
 	set(nmbpf.WorkloadMapNmEvents, s.EventBytes)
+	set(nmbpf.WorkloadMapNmServices, s.Services)
+	set(nmbpf.WorkloadMapNmRevnat, s.RevNAT)
 }
 
 // loadObjects loads the programs, reusing every compatible pinned map and
@@ -140,8 +143,13 @@ func loadObjects(sizes MapSizes, pinDir string, log *slog.Logger) (*objects, err
 	if err != nil {
 		return nil, fmt.Errorf("reading embedded BPF object: %w", err)
 	}
+	sockSpec, err := nmbpf.LoadSock()
+	if err != nil {
+		return nil, fmt.Errorf("reading embedded BPF object: %w", err)
+	}
 	sizes.apply(spec)
 	sizes.apply(netdevSpec)
+	sizes.apply(sockSpec)
 
 	mapDir := filepath.Join(pinDir, mapLayout)
 	reuse := map[string]*ebpf.Map{}
@@ -187,6 +195,15 @@ func loadObjects(sizes MapSizes, pinDir string, log *slog.Logger) (*objects, err
 			log.Error("BPF verifier rejected the netdev program", "log", fmt.Sprintf("%+v", ve))
 		}
 		return nil, fmt.Errorf("loading BPF netdev program: %w", err)
+	}
+	if err := sockSpec.LoadAndAssign(&o.sock, &ebpf.CollectionOptions{MapReplacements: o.mapsByName()}); err != nil {
+		o.netdev.Close()
+		o.WorkloadObjects.Close()
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			log.Error("BPF verifier rejected the socket programs", "log", fmt.Sprintf("%+v", ve))
+		}
+		return nil, fmt.Errorf("loading BPF socket programs: %w", err)
 	}
 	return &o, nil
 }
@@ -238,5 +255,7 @@ func (o *objects) mapsByName() map[string]*ebpf.Map {
 		nmbpf.WorkloadMapNmIpcache:   m.NmIpcache,
 		nmbpf.WorkloadMapNmLost:      m.NmLost,
 		nmbpf.WorkloadMapNmPolicy:    m.NmPolicy,
+		nmbpf.WorkloadMapNmRevnat:    m.NmRevnat,
+		nmbpf.WorkloadMapNmServices:  m.NmServices,
 	}
 }

@@ -98,6 +98,7 @@ enum nm_reason {
 	DROP_PROXY_UNSUPPORTED = 9, /* redirect verdict for a protocol the proxy cannot take */
 	DROP_CT_FULL = 10,          /* connection tracking entry could not be written */
 	DROP_PROXY_ASSIGN = 11,     /* kernel refused to assign the proxy socket */
+	DROP_SERVICE_FRONTEND = 12, /* egress-enforced flow still addressed to a Service frontend */
 	REASON_MAX = 16,
 };
 
@@ -283,3 +284,39 @@ static __always_inline __u64 now_ns(void)
 {
 	return bpf_ktime_get_boot_ns();
 }
+
+/* Socket-level Service translation (sock.c). A Service frontend is
+ * {ClusterIP, port, protocol}; slot 0 of a frontend holds the number of
+ * backends, slots 1..count hold one backend each. The writer fills the
+ * backend slots before it raises the count and lowers the count before it
+ * removes slots, so a reader never picks an empty slot. */
+struct svc_key {
+	__u8 addr[16];   /* frontend address */
+	__u16 port;      /* frontend port */
+	__u8 proto;      /* NM_PROTO_TCP or NM_PROTO_UDP */
+	__u8 pad;
+	__u16 slot;      /* 0 = the frontend itself, 1..count = backends */
+	__u16 pad2;
+};
+
+struct svc_value {
+	__u8 addr[16];   /* backend address (slot > 0) */
+	__u16 port;      /* backend port (slot > 0) */
+	__u16 count;     /* number of ready backends (slot 0) */
+	__u32 pad;
+};
+
+/* What a socket was translated from, so the peer it reports (recvmsg,
+ * getpeername) is the Service it asked for, not the backend it got. */
+struct revnat_key {
+	__u64 cookie;    /* socket cookie */
+	__u8 addr[16];   /* backend address */
+	__u16 port;      /* backend port */
+	__u16 pad[3];
+};
+
+struct revnat_value {
+	__u8 addr[16];   /* frontend address */
+	__u16 port;      /* frontend port */
+	__u16 pad[3];
+};

@@ -95,3 +95,23 @@ struct {
 	__type(value, struct config);
 	__uint(max_entries, 1);
 } nm_config SEC(".maps");
+
+/* Service frontends and their backends (see struct svc_key). Written by
+ * the Service reconciler, read by the socket programs and by
+ * from_workload (which refuses to judge a flow still addressed to a
+ * frontend). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct svc_key);
+	__type(value, struct svc_value);
+	__uint(max_entries, 65536);
+} nm_services SEC(".maps");
+
+/* {socket, backend} -> frontend, for the names sockets report. LRU: an
+ * entry outlives its socket until evicted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct revnat_key);
+	__type(value, struct revnat_value);
+	__uint(max_entries, 262144);
+} nm_revnat SEC(".maps");

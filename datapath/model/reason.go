@@ -19,6 +19,10 @@ const (
 	DropProxyUnsupported Reason = 9  // redirect for a protocol the proxy cannot take
 	DropCTFull           Reason = 10 // connection tracking entry could not be written
 	DropProxyAssign      Reason = 11 // the kernel refused to assign the proxy socket
+	// DropServiceFrontend: a new flow under egress enforcement still
+	// addressed to a Service frontend (it bypassed socket-level
+	// translation), which policy cannot judge.
+	DropServiceFrontend Reason = 12
 )
 
 var reasonNames = [...]string{
@@ -34,6 +38,7 @@ var reasonNames = [...]string{
 	DropProxyUnsupported: "proxy-unsupported-protocol",
 	DropCTFull:           "conntrack-full",
 	DropProxyAssign:      "proxy-assign-failed",
+	DropServiceFrontend:  "service-frontend",
 }
 
 // IsDrop reports whether packets with this reason were dropped.
