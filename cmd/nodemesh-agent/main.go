@@ -9,7 +9,10 @@
 // CiliumClusterwideNetworkPolicy, NetworkPolicy), serves the proxy's L7
 // policy listeners and keeps L7 flows (nodemesh flows); with --datapath it
 // loads the eBPF datapath and keeps its endpoints, ipcache and policy rows in
-// sync (implies --policy). Without them the agent behaves exactly as before.
+// sync (implies --policy), and the Service table (ClusterIPs and their ready
+// backends); --datapath-cgroup attaches socket-level Service translation to
+// the cgroup of the node's Pods. Without them the agent behaves exactly as
+// before.
 // With --kubernetes the policy kinds, Pods and Nodes come from the API
 // server (every Pod of the cluster, so ingress policy judges clients on
 // other nodes by identity); the agent refuses to start when the API server
@@ -178,6 +181,7 @@ func run() error {
 type policyOptions struct {
 	policy, datapath     *bool
 	pinDir, netns        *string
+	cgroup               *string
 	enforcement          *string
 	devices              *string
 	hostIPs              *string
@@ -192,10 +196,12 @@ type policyOptions struct {
 
 func policyFlags() *policyOptions {
 	return &policyOptions{
-		policy:        flag.Bool("policy", false, "compile network policy and serve the proxy's L7 policy listeners and flows"),
-		datapath:      flag.Bool("datapath", false, "load the eBPF datapath and sync endpoints, ipcache and policy to it (implies --policy; needs root)"),
-		pinDir:        flag.String("datapath-pin-dir", datapath.DefaultPinDir, "bpffs directory of the datapath's pinned maps and links"),
-		netns:         flag.String("datapath-netns", "", "network namespace (path) whose interfaces the datapath manages (default: the agent's)"),
+		policy:   flag.Bool("policy", false, "compile network policy and serve the proxy's L7 policy listeners and flows"),
+		datapath: flag.Bool("datapath", false, "load the eBPF datapath and sync endpoints, ipcache and policy to it (implies --policy; needs root)"),
+		pinDir:   flag.String("datapath-pin-dir", datapath.DefaultPinDir, "bpffs directory of the datapath's pinned maps and links"),
+		netns:    flag.String("datapath-netns", "", "network namespace (path) whose interfaces the datapath manages (default: the agent's)"),
+		cgroup: flag.String("datapath-cgroup", "", "cgroup v2 directory holding this node's Pods (kubelet's kubepods); the datapath translates their connects "+
+			"to Service ClusterIPs into backend Pods there, so egress policy and L7 redirect see the real destination"),
 		enforcement:   flag.String("policy-enforcement", "default", "policy enforcement mode: default, always or never"),
 		devices:       flag.String("datapath-devices", "", "comma-separated uplink devices that carry traffic from outside the node"),
 		hostIPs:       flag.String("node-ips", "", "comma-separated addresses of this node (identity host); default: the addresses of its interfaces"),
@@ -321,7 +327,16 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 				return nil, err
 			}
 		}
-		cfg.Datapath, cfg.Interfaces = dp, ifs
+		if *o.cgroup != "" {
+			if err := dp.AttachCgroup(*o.cgroup); err != nil {
+				cleanup()
+				return nil, fmt.Errorf("--datapath-cgroup: %w", err)
+			}
+		}
+		// The Service table is written even without the socket hooks:
+		// from_workload uses it to refuse judging a flow that is still
+		// addressed to a ClusterIP under egress enforcement.
+		cfg.Datapath, cfg.Interfaces, cfg.Services = dp, ifs, dp
 	}
 	log.Info("network policy enabled", "datapath", *o.datapath, "hostIPs", hostIPs)
 	return cleanup, nil

@@ -9,6 +9,7 @@ import (
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/gateway/address"
 	"github.com/nodemesh/nodemesh/internal/agent/api"
@@ -16,6 +17,7 @@ import (
 	"github.com/nodemesh/nodemesh/mesh/flow"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/policy"
+	"github.com/nodemesh/nodemesh/mesh/servicelb"
 )
 
 // Config configures an Agent.
@@ -47,6 +49,18 @@ type Config struct {
 	// Flows, when set, is served on /v1/flows; the agent keeps its
 	// address-to-identity resolver current.
 	Flows *flow.Store
+	// Services, when set, receives the Service table (ClusterIP frontends
+	// and their ready backends) on every Apply, for socket-level Service
+	// translation in the datapath.
+	Services ServiceTable
+}
+
+// ServiceTable is the datapath's Service table as the agent drives it;
+// *datapath.Datapath implements it. Called from Apply's goroutine; each
+// call replaces the whole table or returns an error and changes nothing a
+// connect could observe half-done.
+type ServiceTable interface {
+	SyncServices([]model.Service) error
 }
 
 // AddressAssigner decides the address of each Gateway the agent programs.
@@ -101,6 +115,13 @@ func New(cfg Config) (*Agent, error) {
 // configuration then keeps serving.
 func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []string) error {
 	res := a.Translate(snap)
+	if a.cfg.Services != nil {
+		// Before policy: a Service's backends are usable as soon as they
+		// are ready, whatever the proxies do with the L7 configuration.
+		if err := a.cfg.Services.SyncServices(servicelb.Table(snap.Services, snap.EndpointSlices)); err != nil {
+			a.log.Error("service table not updated; the previous one stays", "error", err)
+		}
+	}
 	pol := a.compilePolicy(policy.FromSnapshot(snap, a.cfg.HostIPs))
 	if pol != nil {
 		res.Config.Policy = pol.L7

@@ -1,0 +1,161 @@
+// Package servicelb turns Services and EndpointSlices into the datapath's
+// Service table (datapath/model.Service rows), which socket-level
+// translation uses to send a Pod's connect to a ClusterIP straight to a
+// ready backend Pod.
+//
+// Data in: the Services and EndpointSlices of a snapshot. Data out: one
+// row per {ClusterIP, port, protocol} of every Service with a ClusterIP
+// (headless Services and other types' extra frontends are not rows: a
+// NodePort or LoadBalancer address is reached from outside the node, where
+// socket hooks do not run). Decisions:
+//   - Backends are the endpoints whose conditions.ready is not false
+//     (unset counts as ready, as kube-proxy reads it), deduplicated by
+//     address and port across the Service's slices, sorted so the table is
+//     stable; the backend port is the slice port with the Service port's
+//     name (kube-proxy's matching), so a named targetPort resolves per Pod.
+//   - A Service port without any ready backend is still a row, with no
+//     backends: the datapath refuses such connects instead of passing the
+//     ClusterIP on unjudged.
+//   - Only TCP and UDP; IPv4 ClusterIPs and IPv4 endpoints only (the socket
+//     programs are IPv4 only). Everything else is skipped, never an error:
+//     this is a cache of cluster state, not user input to reject.
+//   - Slices are bounded by the API server's own limits (1000 endpoints
+//     per slice); Backends per frontend are capped at model.MaxBackends.
+package servicelb
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/nodemesh/nodemesh/datapath/model"
+)
+
+// Table builds the Service rows of a snapshot's Services and slices.
+func Table(svcs []*corev1.Service, eps []*discoveryv1.EndpointSlice) []model.Service {
+	type key struct{ ns, name string }
+	byService := map[key][]*discoveryv1.EndpointSlice{}
+	for _, s := range eps {
+		if s == nil || s.AddressType != discoveryv1.AddressTypeIPv4 {
+			continue
+		}
+		name := s.Labels[discoveryv1.LabelServiceName]
+		if name == "" {
+			continue
+		}
+		k := key{s.Namespace, name}
+		byService[k] = append(byService[k], s)
+	}
+	var out []model.Service
+	type frontend struct {
+		vip   netip.Addr
+		port  uint16
+		proto uint8
+	}
+	seen := map[frontend]bool{}
+	for _, svc := range svcs {
+		if svc == nil {
+			continue
+		}
+		for _, vip := range clusterIPs(svc) {
+			for _, p := range svc.Spec.Ports {
+				proto, ok := protocol(p.Protocol)
+				if !ok || p.Port <= 0 || p.Port > 65535 {
+					continue
+				}
+				f := frontend{vip, uint16(p.Port), proto}
+				if seen[f] {
+					continue
+				}
+				seen[f] = true
+				fe := model.Service{Frontend: vip, Port: uint16(p.Port), Proto: proto}
+				fe.Backends = backends(byService[key{svc.Namespace, svc.Name}], p)
+				out = append(out, fe)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b model.Service) int {
+		return cmp.Or(a.Frontend.Compare(b.Frontend), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Proto, b.Proto))
+	})
+	return out
+}
+
+func clusterIPs(svc *corev1.Service) []netip.Addr {
+	ips := svc.Spec.ClusterIPs
+	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
+		ips = []string{svc.Spec.ClusterIP}
+	}
+	var out []netip.Addr
+	for _, s := range ips {
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Is4() {
+			continue // "None" (headless), IPv6, garbage
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func protocol(p corev1.Protocol) (uint8, bool) {
+	switch p {
+	case corev1.ProtocolTCP, "":
+		return model.ProtoTCP, true
+	case corev1.ProtocolUDP:
+		return model.ProtoUDP, true
+	}
+	return 0, false
+}
+
+// backends are the ready endpoints of the slices for one Service port.
+func backends(sl []*discoveryv1.EndpointSlice, sp corev1.ServicePort) []model.Backend {
+	proto := sp.Protocol
+	if proto == "" {
+		proto = corev1.ProtocolTCP
+	}
+	seen := map[model.Backend]bool{}
+	var out []model.Backend
+	for _, s := range sl {
+		var port int32 = -1
+		for _, p := range s.Ports {
+			pp := corev1.ProtocolTCP
+			if p.Protocol != nil {
+				pp = *p.Protocol
+			}
+			name := ""
+			if p.Name != nil {
+				name = *p.Name
+			}
+			if name == sp.Name && pp == proto && p.Port != nil {
+				port = *p.Port
+				break
+			}
+		}
+		if port <= 0 || port > 65535 {
+			continue
+		}
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready != nil && !*e.Conditions.Ready {
+				continue
+			}
+			for _, a := range e.Addresses {
+				ip, err := netip.ParseAddr(a)
+				if err != nil || !ip.Is4() {
+					continue
+				}
+				b := model.Backend{Addr: ip, Port: uint16(port)}
+				if seen[b] || len(out) >= model.MaxBackends {
+					continue
+				}
+				seen[b] = true
+				out = append(out, b)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b model.Backend) int {
+		return cmp.Or(a.Addr.Compare(b.Addr), cmp.Compare(a.Port, b.Port))
+	})
+	return out
+}
