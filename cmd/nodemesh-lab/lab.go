@@ -30,8 +30,8 @@ Usage:
   nodemesh lab up [--nodes N] [-f PATH]... [--state-dir DIR] [--bin-dir DIR] [--agent-arg ARG]... [--foreground]
       Build (cached) and start the control plane, N nodes with kube-proxy and nodemesh, the
       cluster DNS; apply the manifests of every -f file or directory; print the kubeconfig.
-      --agent-arg adds a nodemesh-agent flag on every node ({node}, {ip}, {netnsPath}, {stateDir}
-      are replaced per node).
+      --agent-arg adds a nodemesh-agent flag on every node ({node}, {ip}, {netnsPath}, {stateDir},
+      {cgroup} are replaced per node).
   nodemesh lab exec POD [-n NAMESPACE] [-c CONTAINER] -- COMMAND [ARG...]
       Run a command inside the Pod's network namespace, resolving with the cluster DNS.
   nodemesh lab kubectl [ARG...]
@@ -121,7 +121,7 @@ func (o *upOptions) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.nodes, "nodes", 1, "number of nodes")
 	fs.StringVar(&o.binDir, "bin-dir", "", "directory of nodemesh, nodemesh-agent, nodemesh-proxy and nodemesh-controller (default: this program's)")
 	fs.Var(&o.agentArgs, "agent-arg", "extra nodemesh-agent flag for every node (repeatable), e.g. --agent-arg=--policy; "+
-		"{node}, {ip}, {podCIDR}, {netns}, {netnsPath} and {stateDir} are replaced per node")
+		"{node}, {ip}, {podCIDR}, {netns}, {netnsPath}, {stateDir} and {cgroup} (the node's Pod cgroup) are replaced per node")
 }
 
 func labUp(args []string, stdout, stderr io.Writer) error {
@@ -266,11 +266,12 @@ func runLab(o upOptions, ready func(*lab.Lab) error) error {
 }
 
 // expandAgentArgs fills in the per-node placeholders of --agent-arg:
-// {node}, {ip}, {podCIDR}, {netns} (name), {netnsPath} and {stateDir}, so
-// one flag serves every node (--agent-arg=--datapath-netns={netnsPath}).
+// {node}, {ip}, {podCIDR}, {netns} (name), {netnsPath}, {stateDir} and
+// {cgroup}, so one flag serves every node
+// (--agent-arg=--datapath-netns={netnsPath}, --datapath-cgroup={cgroup}).
 func expandAgentArgs(args []string, n lab.Node) []string {
 	r := strings.NewReplacer("{node}", n.Name, "{ip}", n.IP.String(), "{podCIDR}", n.PodCIDR.String(),
-		"{netnsPath}", n.NetnsPath, "{netns}", n.Netns, "{stateDir}", n.StateDir)
+		"{netnsPath}", n.NetnsPath, "{netns}", n.Netns, "{stateDir}", n.StateDir, "{cgroup}", n.Cgroup)
 	out := make([]string, len(args))
 	for i, a := range args {
 		out[i] = r.Replace(a)

@@ -188,3 +188,11 @@ func NewNS(t testing.TB, role string) *Namespace {
 	})
 	return ns
 }
+
+// OwnerGone reports whether name was made by NewID (or BPFFS) of a process
+// that is no longer running: what carries the name is a crashed run's
+// leftover, for callers that sweep resources of their own.
+func OwnerGone(name string) bool {
+	pid, ok := ownerPID(name)
+	return ok && !alive(pid)
+}

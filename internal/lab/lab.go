@@ -85,6 +85,11 @@ type Node struct {
 	NetnsPath string `json:"netnsPath"`
 	// StateDir holds the node's agent sockets: xds.sock and agent.sock.
 	StateDir string `json:"stateDir"`
+	// Cgroup is the cgroup v2 directory the node's Pods (and `lab exec`
+	// commands) run in, like kubelet's kubepods; empty when the machine
+	// has no cgroup v2 hierarchy. Give it to the node's agent as
+	// --datapath-cgroup.
+	Cgroup string `json:"cgroup,omitempty"`
 }
 
 // Lab is a running lab. Create it with Start and stop it with Close.
@@ -156,6 +161,9 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	if err := testbed.Sweep(); err != nil {
 		o.Log.Warn("removing leftovers of killed runs", "err", err)
 	}
+	if err := sweepPodCgroups(); err != nil {
+		o.Log.Warn("removing Pod cgroups of killed runs", "err", err)
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	l := &Lab{Dir: o.Dir, Binaries: o.Binaries, opts: o, log: o.Log, cancel: cancel}
 	defer func() {
@@ -174,6 +182,9 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 			Name: n.Name, IP: n.IP, PodCIDR: n.PodCIDR, Netns: n.Namespace.Name, NetnsPath: n.Path,
 			StateDir: filepath.Join(o.Dir, "nodes", n.Name),
 		})
+	}
+	if err := l.createPodCgroups(); err != nil {
+		return nil, err
 	}
 
 	l.log.Info("starting etcd, kube-apiserver and kube-controller-manager", "netns", cp.Name)
@@ -220,7 +231,7 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	for i, n := range l.Network.Nodes {
 		r, err := node.New(node.Config{
 			Client: l.Client, Node: n, Images: images, LocalCommands: true, DNS: DNSServiceIP, ClusterDomain: ClusterDomain,
-			Dir: filepath.Join(o.Dir, "pods", n.Name), Log: l.log.With("node", n.Name),
+			Dir: filepath.Join(o.Dir, "pods", n.Name), Log: l.log.With("node", n.Name), Cgroup: l.Nodes[i].Cgroup,
 		})
 		if err != nil {
 			return nil, err
@@ -287,6 +298,8 @@ func (l *Lab) Close() error {
 	if l.Network != nil {
 		err = l.Network.Close()
 	}
+	// After the namespaces: closing them killed what still ran in them.
+	err = errors.Join(err, l.removePodCgroups())
 	_ = os.Remove(filepath.Join(l.Dir, stateFile))
 	return err
 }

@@ -148,7 +148,17 @@ func (s *State) ExecArgv(ctx context.Context, namespace, name, container string,
 	if _, err := os.Stat(filepath.Join("/run/netns", ns)); err != nil {
 		return nil, fmt.Errorf("Pod %s/%s has no network namespace here (%s): %w", namespace, name, ns, err)
 	}
-	return append([]string{"ip", "netns", "exec", ns}, argv...), nil
+	exec := append([]string{"ip", "netns", "exec", ns}, argv...)
+	for _, n := range s.Nodes {
+		if n.Name == p.Spec.NodeName && n.Cgroup != "" {
+			// Like a container's exec, the command joins the node's Pod
+			// cgroup (and with it the node's socket-level Service
+			// translation) before it runs.
+			join := `echo $$ > "$0/cgroup.procs" && exec "$@"`
+			return append([]string{"sh", "-c", join, n.Cgroup}, exec...), nil
+		}
+	}
+	return exec, nil
 }
 
 func waitingReason(p *corev1.Pod) string {
@@ -213,7 +223,7 @@ func Down(dir string, grace time.Duration) error {
 	}
 	// Whatever the lab's process did not remove belongs to a dead process
 	// now: the sweep stops what runs in its namespaces and deletes them.
-	sweepErr := testbed.Sweep()
+	sweepErr := errors.Join(testbed.Sweep(), sweepPodCgroups())
 	if err := os.RemoveAll(dir); err != nil {
 		return errors.Join(sweepErr, fmt.Errorf("removing %s: %w", dir, err))
 	}

@@ -27,6 +27,9 @@ type container struct {
 	env  []string
 	log  string
 	w    *network.Pod
+	// cgroup is the node's Pod cgroup the process starts in ("" = the
+	// runner's own).
+	cgroup string
 
 	mu         sync.Mutex
 	cmd        *exec.Cmd
@@ -56,6 +59,17 @@ func (c *container) start(onExit func()) error {
 	cmd.Dir = filepath.Dir(c.log)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if c.cgroup != "" {
+		// Started inside the cgroup (clone3), so not even the first
+		// connect escapes the node's socket hooks.
+		cg, err := os.Open(c.cgroup)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("opening the Pod cgroup of container %s: %w", c.spec.Name, err)
+		}
+		defer cg.Close()
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cg.Fd())
+	}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return fmt.Errorf("starting container %s: %w", c.spec.Name, err)

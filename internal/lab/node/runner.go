@@ -49,6 +49,10 @@ type Config struct {
 	Labels map[string]string
 	// Dir holds Pod volumes and container logs.
 	Dir string
+	// Cgroup, when set, is the cgroup v2 directory every container
+	// process starts in (kubelet's kubepods): the node's datapath attaches
+	// socket-level Service translation there.
+	Cgroup string
 	Log *slog.Logger
 }
 
@@ -339,7 +343,7 @@ func (r *Runner) create(ctx context.Context, p *corev1.Pod) (*pod, error) {
 		for _, a := range c.spec.Args {
 			argv = append(argv, rw.rewrite(a))
 		}
-		c.argv, c.env, c.w = argv, e, w
+		c.argv, c.env, c.w, c.cgroup = argv, e, w, r.cfg.Cgroup
 	}
 	r.log.Info("pod placed here", "pod", p.Namespace+"/"+p.Name, "ip", w.IP, "netns", w.Name)
 	return lp, nil
