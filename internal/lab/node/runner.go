@@ -53,7 +53,7 @@ type Config struct {
 	// process starts in (kubelet's kubepods): the node's datapath attaches
 	// socket-level Service translation there.
 	Cgroup string
-	Log *slog.Logger
+	Log    *slog.Logger
 }
 
 // Runner is the local node. Create it with New and call Run once.
