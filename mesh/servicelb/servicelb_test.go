@@ -1,0 +1,111 @@
+package servicelb
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/nodemesh/nodemesh/datapath/model"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+func service(name, ip string, ports ...corev1.ServicePort) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec:       corev1.ServiceSpec{ClusterIP: ip, ClusterIPs: []string{ip}, Ports: ports},
+	}
+}
+
+func slice(svc string, ports []discoveryv1.EndpointPort, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: svc + "-x",
+			Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       ports,
+		Endpoints:   eps,
+	}
+}
+
+func ep(ready *bool, addrs ...string) discoveryv1.Endpoint {
+	return discoveryv1.Endpoint{Addresses: addrs, Conditions: discoveryv1.EndpointConditions{Ready: ready}}
+}
+
+func be(a string, port uint16) model.Backend {
+	return model.Backend{Addr: netip.MustParseAddr(a), Port: port}
+}
+
+func TestTable(t *testing.T) {
+	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
+	for _, tc := range []struct {
+		name   string
+		svcs   []*corev1.Service
+		slices []*discoveryv1.EndpointSlice
+		want   []model.Service
+	}{{
+		name: "named target port resolves per slice, not-ready endpoints are left out, duplicates merged",
+		svcs: []*corev1.Service{service("web", "10.96.0.20",
+			corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromString("http")})},
+		slices: []*discoveryv1.EndpointSlice{
+			slice("web", []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr[int32](8080), Protocol: &tcp}},
+				ep(nil, "10.244.1.5"), ep(ptr(true), "10.244.2.7"), ep(ptr(false), "10.244.2.9")),
+			slice("web", []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr[int32](9090), Protocol: &tcp}},
+				ep(ptr(true), "10.244.3.3"), ep(ptr(true), "10.244.2.7")),
+			slice("web", []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr[int32](8080), Protocol: &tcp}},
+				ep(ptr(true), "10.244.1.5")),
+		},
+		want: []model.Service{{Frontend: netip.MustParseAddr("10.96.0.20"), Port: 80, Proto: model.ProtoTCP,
+			Backends: []model.Backend{be("10.244.1.5", 8080), be("10.244.2.7", 8080), be("10.244.2.7", 9090), be("10.244.3.3", 9090)}}},
+	}, {
+		name: "TCP and UDP ports of one Service are separate frontends; a port with no ready backend is a row without backends",
+		svcs: []*corev1.Service{service("dns", "10.96.0.10",
+			corev1.ServicePort{Name: "dns", Port: 53, Protocol: udp},
+			corev1.ServicePort{Name: "dns-tcp", Port: 53, Protocol: tcp},
+			corev1.ServicePort{Name: "metrics", Port: 9153, Protocol: tcp})},
+		slices: []*discoveryv1.EndpointSlice{slice("dns", []discoveryv1.EndpointPort{
+			{Name: ptr("dns"), Port: ptr[int32](53), Protocol: &udp},
+			{Name: ptr("dns-tcp"), Port: ptr[int32](53), Protocol: &tcp}},
+			ep(nil, "10.250.0.1"))},
+		want: []model.Service{
+			{Frontend: netip.MustParseAddr("10.96.0.10"), Port: 53, Proto: model.ProtoTCP, Backends: []model.Backend{be("10.250.0.1", 53)}},
+			{Frontend: netip.MustParseAddr("10.96.0.10"), Port: 53, Proto: model.ProtoUDP, Backends: []model.Backend{be("10.250.0.1", 53)}},
+			{Frontend: netip.MustParseAddr("10.96.0.10"), Port: 9153, Proto: model.ProtoTCP},
+		},
+	}, {
+		name: "headless, IPv6, SCTP and slices of other Services or namespaces are skipped",
+		svcs: []*corev1.Service{
+			service("headless", "None", corev1.ServicePort{Port: 80}),
+			service("v6", "fd00::10", corev1.ServicePort{Port: 80}),
+			service("sctp", "10.96.0.30", corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolSCTP}),
+			service("web", "10.96.0.31", corev1.ServicePort{Port: 80}),
+		},
+		slices: []*discoveryv1.EndpointSlice{
+			slice("other", []discoveryv1.EndpointPort{{Port: ptr[int32](80)}}, ep(nil, "10.244.1.1")),
+			func() *discoveryv1.EndpointSlice {
+				s := slice("web", []discoveryv1.EndpointPort{{Port: ptr[int32](80)}}, ep(nil, "10.244.1.2"))
+				s.Namespace = "elsewhere"
+				return s
+			}(),
+			slice("web", []discoveryv1.EndpointPort{{Port: ptr[int32](8000)}}, ep(nil, "10.244.1.3", "garbage")),
+		},
+		want: []model.Service{{Frontend: netip.MustParseAddr("10.96.0.31"), Port: 80, Proto: model.ProtoTCP,
+			Backends: []model.Backend{be("10.244.1.3", 8000)}}},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Table(tc.svcs, tc.slices)
+			if d := cmp.Diff(tc.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {
+				t.Errorf("(-want +got):\n%s", d)
+			}
+			for _, s := range got {
+				if err := s.Validate(); err != nil {
+					t.Errorf("row does not validate: %v", err)
+				}
+			}
+		})
+	}
+}
