@@ -111,7 +111,7 @@ func TestNames(t *testing.T) {
 		}
 	}
 	for r := model.Reason(0); r < numReasons; r++ {
-		if r <= model.DropProxyAssign && strings.HasPrefix(r.String(), "reason(") {
+		if r <= model.DropServiceFrontend && strings.HasPrefix(r.String(), "reason(") {
 			t.Errorf("reason %d has no name", r)
 		}
 	}

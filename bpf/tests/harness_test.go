@@ -291,6 +291,7 @@ func mapByName(m *nmbpf.WorkloadMaps, name string) *ebpf.Map {
 		nmbpf.WorkloadMapNmCt: m.NmCt, nmbpf.WorkloadMapNmEndpoints: m.NmEndpoints, nmbpf.WorkloadMapNmEnforce: m.NmEnforce,
 		nmbpf.WorkloadMapNmEvents: m.NmEvents, nmbpf.WorkloadMapNmFrag: m.NmFrag, nmbpf.WorkloadMapNmIpcache: m.NmIpcache,
 		nmbpf.WorkloadMapNmLost: m.NmLost, nmbpf.WorkloadMapNmPolicy: m.NmPolicy,
+		nmbpf.WorkloadMapNmRevnat: m.NmRevnat, nmbpf.WorkloadMapNmServices: m.NmServices,
 	}[name]
 }
 
