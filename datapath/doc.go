@@ -115,16 +115,41 @@
 //     its interface are dropped (DropSpoofedSource); IPv6 neighbour
 //     discovery and MLD always pass, ARP and other non-IP frames are not
 //     looked at.
-//   - Services: nodemesh runs beside kube-proxy (the lab runs it in
-//     iptables mode on every node) instead of translating Services itself
-//     as Cilium's socket-LB does. Clusters that already run kube-proxy keep
-//     it, and the datapath stays an identity-and-policy datapath. What that
-//     means where the programs sit: a Pod's packets reach the host-side
-//     interface's hook before the node's netfilter, so kube-proxy's DNAT of
-//     a ClusterIP has not happened yet on the sending Pod's interface, and
-//     has happened on the receiving Pod's interface (on its node). Ingress
-//     policy therefore sees the real Pod addresses and works through a
-//     ClusterIP (tested on a 2-node lab); egress rules and L7 redirect of
-//     connections to a ClusterIP see the ClusterIP, which the ipcache does
-//     not map to the Service's Pods yet — the open part of Services support.
+//   - Services: socket-level translation (Cilium's socket-LB), beside
+//     kube-proxy. A Pod's packets reach its host-side interface's hook
+//     before the node's netfilter, so kube-proxy's DNAT of a ClusterIP has
+//     not happened yet where the sender's egress policy is judged and
+//     where an L7 redirect must be made (from_workload, tc ingress: the
+//     only hook that can still hand the flow to the proxy). Egress rules
+//     are looked up by the destination's identity, and a ClusterIP has
+//     none. So the datapath translates before the first packet exists:
+//     cgroup/connect4 and sendmsg4 programs (bpf/sock.c), attached with
+//     AttachCgroup to the cgroup of the node's Pods (kubelet's kubepods;
+//     never the machine's root cgroup), rewrite a connect or datagram to
+//     a Service frontend into one of its ready backends, from the Service
+//     table the agent fills (SyncServices, from Services and
+//     EndpointSlices); recvmsg4 and getpeername4 turn the backend back
+//     into the frontend in what the socket reports (a resolver checks the
+//     source of its answer). The packets then carry the backend Pod's
+//     address, so egress policy, L7 redirect (the proxy sees the Pod as
+//     the original destination) and the receiver's ingress policy all
+//     judge the real peer, and kube-proxy has nothing left to translate
+//     for these flows. It keeps serving what socket hooks do not see:
+//     the node's own processes, traffic from outside the node, NodePorts.
+//     Rejected alternatives: translating in from_workload (per-packet NAT
+//     and reverse NAT in tc, a second kube-proxy with its own connection
+//     tracking, for the same result), and judging after kube-proxy's DNAT
+//     at a later hook (there is no later tc ingress hook on the sender's
+//     side, so an L7 redirect could no longer be made there, and the
+//     sender's node would have to judge flows leaving through the uplink).
+//     Fail closed: a frontend without ready backends refuses the connect
+//     (EPERM) instead of passing the ClusterIP on; a new flow that still
+//     names a frontend when it reaches from_workload (a process outside
+//     the Pod cgroup, an IPv6 frontend, a Service the agent learnt after
+//     the connect) is dropped with DropServiceFrontend when the sender's
+//     egress is enforced, since no rule can judge it, and left to
+//     kube-proxy otherwise. IPv4 only so far (connect6 and friends are not
+//     written; IPv6 frontends are never in the table). Backends are
+//     picked at random per connect; session affinity and topology hints
+//     are not implemented.
 package datapath

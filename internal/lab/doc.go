@@ -16,6 +16,13 @@
 //     the node's namespace, in iptables mode: ClusterIP traffic is
 //     translated by the real thing, and nodemesh runs beside it as it runs
 //     beside a cluster's CNI and kube-proxy (chained, like Cilium);
+//   - a Pod cgroup per node (cgroup v2, <mount>/nodemesh-lab/<lab id>/
+//     <node>, like kubelet's kubepods): every container of the node's Pods
+//     starts in it, and `lab exec` commands join it, so the node's agent
+//     can attach socket-level Service translation there
+//     (--datapath-cgroup=<Node.Cgroup>, or {cgroup} in --agent-arg) and
+//     connects to ClusterIPs reach the datapath already addressed to a
+//     backend Pod; Close and the sweep of killed labs remove them;
 //   - nodemesh in Kubernetes mode: nodemesh-agent and nodemesh-proxy per
 //     node (in the node's namespace, the agent's sockets under
 //     <dir>/nodes/<node>/), nodemesh-controller once (control plane);
@@ -69,7 +76,9 @@
 // of the Pod UID), so an agent finds a Pod's interface from its IP with a
 // route lookup, as a chained datapath does on a real node. With those
 // flags the agents enforce network policy applied through the API server
-// across nodes (TestLabPolicyAcrossNodes; the pin directory must be on a
+// across nodes (TestLabPolicyAcrossNodes; with --datapath-cgroup also
+// egress and L7 policy on connections dialled through a ClusterIP,
+// TestLabEgressPolicyThroughClusterIP; the pin directory must be on a
 // bpf filesystem, e.g. /sys/fs/bpf/<node namespace>, and pinned datapaths
 // outlive the agent by design, so the test removes them).
 package lab
