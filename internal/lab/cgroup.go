@@ -134,6 +134,11 @@ func removeCgroupTree(dir string) error {
 }
 
 func killCgroup(dir string) {
+	// cgroup.kill (Linux 5.14+) kills the whole subtree at once, forks
+	// in flight included; the process list is the fallback.
+	if os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0) == nil {
+		return
+	}
 	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 	if err != nil {
 		return
