@@ -9,6 +9,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/nodemesh/nodemesh/internal/cgroup2"
 )
 
 // Socket-level Service translation runs at the socket hooks of one cgroup
@@ -140,4 +142,37 @@ func (d *Datapath) adoptCgroupLinks() error {
 		l.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// DefaultCgroupMount is where ResolveCgroup mounts the cgroup v2 hierarchy
+// when the caller's mount namespace has none (`ip netns exec` replaces
+// /sys, for one).
+const DefaultCgroupMount = "/run/nodemesh/cgroupv2"
+
+// ResolveCgroup turns a path in the cgroup v2 hierarchy (as
+// /proc/<pid>/cgroup shows it, e.g. /kubepods) into a directory that
+// AttachCgroup takes: under the hierarchy's mount in this mount namespace,
+// or under DefaultCgroupMount after mounting it there when there is none.
+func ResolveCgroup(path string) (string, error) {
+	if !filepath.IsAbs(path) || filepath.Clean(path) != path {
+		return "", fmt.Errorf("cgroup path %q: must be absolute and clean, as in /proc/<pid>/cgroup", path)
+	}
+	mount, err := cgroup2.Mount()
+	if err != nil {
+		return "", err
+	}
+	if mount == "" {
+		if err := os.MkdirAll(DefaultCgroupMount, 0o755); err != nil {
+			return "", fmt.Errorf("creating %s: %w", DefaultCgroupMount, err)
+		}
+		if err := unix.Mount("cgroup2", DefaultCgroupMount, "cgroup2", 0, ""); err != nil {
+			return "", fmt.Errorf("mounting the cgroup v2 hierarchy at %s: %w", DefaultCgroupMount, err)
+		}
+		mount = DefaultCgroupMount
+	}
+	dir := filepath.Join(mount, path)
+	if _, err := cgroupID(dir); err != nil {
+		return "", err
+	}
+	return dir, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nodemesh/nodemesh/datapath"
 	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
+	"github.com/nodemesh/nodemesh/internal/cgroup2"
 )
 
 // helperEnv makes the test binary act as a client process (see
@@ -70,18 +71,9 @@ func TestSocketLBClientProcess(t *testing.T) {
 // the end), or skips when the machine has no cgroup v2 hierarchy.
 func podCgroup(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	mount, err := cgroup2.Mount()
 	if err != nil {
 		t.Fatal(err)
-	}
-	mount := ""
-	for _, line := range strings.Split(string(b), "\n") {
-		left, right, ok := strings.Cut(line, " - ")
-		lf, rf := strings.Fields(left), strings.Fields(right)
-		if ok && len(lf) >= 5 && len(rf) >= 1 && rf[0] == "cgroup2" {
-			mount = lf[4]
-			break
-		}
 	}
 	if mount == "" {
 		t.Skip("no cgroup v2 hierarchy mounted")

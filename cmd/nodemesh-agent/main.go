@@ -200,8 +200,9 @@ func policyFlags() *policyOptions {
 		datapath: flag.Bool("datapath", false, "load the eBPF datapath and sync endpoints, ipcache and policy to it (implies --policy; needs root)"),
 		pinDir:   flag.String("datapath-pin-dir", datapath.DefaultPinDir, "bpffs directory of the datapath's pinned maps and links"),
 		netns:    flag.String("datapath-netns", "", "network namespace (path) whose interfaces the datapath manages (default: the agent's)"),
-		cgroup: flag.String("datapath-cgroup", "", "cgroup v2 directory holding this node's Pods (kubelet's kubepods); the datapath translates their connects "+
-			"to Service ClusterIPs into backend Pods there, so egress policy and L7 redirect see the real destination"),
+		cgroup: flag.String("datapath-cgroup", "", "cgroup v2 of this node's Pods as a path in the hierarchy (as /proc/PID/cgroup shows it, e.g. /kubepods); "+
+			"the datapath translates their connects to Service ClusterIPs into backend Pods there, so egress policy and L7 redirect see the real destination "+
+			"(the hierarchy is mounted at "+datapath.DefaultCgroupMount+" when this mount namespace has none)"),
 		enforcement:   flag.String("policy-enforcement", "default", "policy enforcement mode: default, always or never"),
 		devices:       flag.String("datapath-devices", "", "comma-separated uplink devices that carry traffic from outside the node"),
 		hostIPs:       flag.String("node-ips", "", "comma-separated addresses of this node (identity host); default: the addresses of its interfaces"),
@@ -328,7 +329,12 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 			}
 		}
 		if *o.cgroup != "" {
-			if err := dp.AttachCgroup(*o.cgroup); err != nil {
+			dir, err := datapath.ResolveCgroup(*o.cgroup)
+			if err != nil {
+				cleanup()
+				return nil, fmt.Errorf("--datapath-cgroup: %w", err)
+			}
+			if err := dp.AttachCgroup(dir); err != nil {
 				cleanup()
 				return nil, fmt.Errorf("--datapath-cgroup: %w", err)
 			}

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/datapath/testbed"
+	"github.com/nodemesh/nodemesh/internal/cgroup2"
 )
 
 // Each node's Pods run in a cgroup of their own, as kubelet puts them
@@ -24,34 +24,11 @@ import (
 // podCgroupParent groups every lab's Pod cgroups under the cgroup v2 root.
 const podCgroupParent = "nodemesh-lab"
 
-// cgroup2Mount finds where the cgroup v2 hierarchy is mounted ("" when it
-// is not: a machine with cgroup v1 only).
-func cgroup2Mount() (string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return "", fmt.Errorf("reading mounts: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// "... mountpoint options ... - fstype source superoptions"
-		left, right, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		lf, rf := strings.Fields(left), strings.Fields(right)
-		if len(lf) >= 5 && len(rf) >= 1 && rf[0] == "cgroup2" {
-			return lf[4], nil
-		}
-	}
-	return "", sc.Err()
-}
-
 // createPodCgroups makes a Pod cgroup per node and records it in l.Nodes.
 // Without a cgroup v2 hierarchy the nodes get none (and Services are left
 // to kube-proxy alone).
 func (l *Lab) createPodCgroups() error {
-	mount, err := cgroup2Mount()
+	mount, err := cgroup2.Mount()
 	if err != nil {
 		return err
 	}
@@ -59,28 +36,38 @@ func (l *Lab) createPodCgroups() error {
 		l.log.Warn("no cgroup v2 hierarchy: Pods run without a node cgroup, socket-level Service translation is unavailable")
 		return nil
 	}
+	l.cgroupMount = mount
 	for i := range l.Nodes {
-		dir := filepath.Join(mount, podCgroupParent, l.ID, l.Nodes[i].Name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		cg := "/" + filepath.Join(podCgroupParent, l.ID, l.Nodes[i].Name)
+		if err := os.MkdirAll(filepath.Join(mount, cg), 0o755); err != nil {
 			return fmt.Errorf("creating the Pod cgroup of %s: %w", l.Nodes[i].Name, err)
 		}
-		l.Nodes[i].Cgroup = dir
+		l.Nodes[i].Cgroup = cg
 	}
 	return nil
+}
+
+// cgroupDir is the directory of a node's Pod cgroup in this mount
+// namespace ("" without one).
+func (l *Lab) cgroupDir(n Node) string {
+	if n.Cgroup == "" || l.cgroupMount == "" {
+		return ""
+	}
+	return filepath.Join(l.cgroupMount, n.Cgroup)
 }
 
 // removePodCgroups removes the lab's Pod cgroups once their processes are
 // gone (it kills stragglers first).
 func (l *Lab) removePodCgroups() error {
-	if len(l.Nodes) == 0 || l.Nodes[0].Cgroup == "" {
+	if len(l.Nodes) == 0 || l.cgroupDir(l.Nodes[0]) == "" {
 		return nil
 	}
-	return removeCgroupTree(filepath.Dir(l.Nodes[0].Cgroup))
+	return removeCgroupTree(filepath.Dir(l.cgroupDir(l.Nodes[0])))
 }
 
 // sweepPodCgroups removes the Pod cgroups of labs whose process died.
 func sweepPodCgroups() error {
-	mount, err := cgroup2Mount()
+	mount, err := cgroup2.Mount()
 	if err != nil || mount == "" {
 		return err
 	}

@@ -85,10 +85,10 @@ type Node struct {
 	NetnsPath string `json:"netnsPath"`
 	// StateDir holds the node's agent sockets: xds.sock and agent.sock.
 	StateDir string `json:"stateDir"`
-	// Cgroup is the cgroup v2 directory the node's Pods (and `lab exec`
-	// commands) run in, like kubelet's kubepods; empty when the machine
-	// has no cgroup v2 hierarchy. Give it to the node's agent as
-	// --datapath-cgroup.
+	// Cgroup is the cgroup v2 the node's Pods (and `lab exec` commands)
+	// run in, like kubelet's kubepods, as a path in the hierarchy (as
+	// /proc/<pid>/cgroup shows it); empty when the machine has no cgroup
+	// v2 hierarchy. Give it to the node's agent as --datapath-cgroup.
 	Cgroup string `json:"cgroup,omitempty"`
 }
 
@@ -117,6 +117,9 @@ type Lab struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	failed  []error
+	// cgroupMount is where the cgroup v2 hierarchy is mounted here (""
+	// without one).
+	cgroupMount string
 }
 
 // Start brings a lab up and returns once the API server serves, every
@@ -231,7 +234,7 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	for i, n := range l.Network.Nodes {
 		r, err := node.New(node.Config{
 			Client: l.Client, Node: n, Images: images, LocalCommands: true, DNS: DNSServiceIP, ClusterDomain: ClusterDomain,
-			Dir: filepath.Join(o.Dir, "pods", n.Name), Log: l.log.With("node", n.Name), Cgroup: l.Nodes[i].Cgroup,
+			Dir: filepath.Join(o.Dir, "pods", n.Name), Log: l.log.With("node", n.Name), Cgroup: l.cgroupDir(l.Nodes[i]),
 		})
 		if err != nil {
 			return nil, err

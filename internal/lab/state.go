@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/nodemesh/nodemesh/datapath/testbed"
+	"github.com/nodemesh/nodemesh/internal/cgroup2"
 	"github.com/nodemesh/nodemesh/internal/lab/network"
 )
 
@@ -150,13 +151,18 @@ func (s *State) ExecArgv(ctx context.Context, namespace, name, container string,
 	}
 	exec := append([]string{"ip", "netns", "exec", ns}, argv...)
 	for _, n := range s.Nodes {
-		if n.Name == p.Spec.NodeName && n.Cgroup != "" {
-			// Like a container's exec, the command joins the node's Pod
-			// cgroup (and with it the node's socket-level Service
-			// translation) before it runs.
-			join := `echo $$ > "$0/cgroup.procs" && exec "$@"`
-			return append([]string{"sh", "-c", join, n.Cgroup}, exec...), nil
+		if n.Name != p.Spec.NodeName || n.Cgroup == "" {
+			continue
 		}
+		mount, err := cgroup2.Mount()
+		if err != nil || mount == "" {
+			return nil, fmt.Errorf("Pod %s/%s runs in cgroup %s, but this mount namespace has no cgroup v2 hierarchy (%v)", namespace, name, n.Cgroup, err)
+		}
+		// Like a container's exec, the command joins the node's Pod
+		// cgroup (and with it the node's socket-level Service
+		// translation) before it runs.
+		join := `echo $$ > "$0/cgroup.procs" && exec "$@"`
+		return append([]string{"sh", "-c", join, filepath.Join(mount, n.Cgroup)}, exec...), nil
 	}
 	return exec, nil
 }
