@@ -140,6 +140,9 @@ func client(t *testing.T, ns *testbed.Namespace, cgroup, mode string, addr netip
 func TestSocketLB(t *testing.T) {
 	n := newNode(t, 3, false)
 	cg := podCgroup(t, n.bed.ID+"-pods")
+	if dir, err := datapath.ResolveCgroup("/" + n.bed.ID + "-pods"); err != nil || dir != cg {
+		t.Fatalf("resolving the cgroup path: %q, %v; want %q", dir, err, cg)
+	}
 	if err := n.dp.AttachCgroup(cg); err != nil {
 		t.Fatal(err)
 	}
@@ -246,4 +249,13 @@ func TestSocketLB(t *testing.T) {
 	if drops(model.DropServiceFrontend) == 0 {
 		t.Fatal("no service-frontend drop counted")
 	}
+
+	// An agent restart keeps translating: the pinned cgroup links switch
+	// to the new programs, the Service table stays.
+	n.restart()
+	wantPeer(client(t, w[0].Namespace, cg, "tcp", toW1), toW1)
+	if err := n.dp.AttachCgroup(cg); err != nil {
+		t.Fatalf("attaching again to the same cgroup: %v", err)
+	}
+	wantPeer(client(t, w[0].Namespace, cg, "tcp", toW1), toW1)
 }
