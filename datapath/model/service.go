@@ -27,10 +27,12 @@ type Backend struct {
 // bits wide, slot 0 is the frontend).
 const MaxBackends = 65535
 
-// Validate checks one frontend.
+// Validate checks one frontend. IPv6 frontends are accepted although the
+// socket programs translate IPv4 only: in the table they still make
+// from_workload refuse to judge a flow addressed to them.
 func (s Service) Validate() error {
-	if !s.Frontend.Is4() {
-		return fmt.Errorf("service %s: frontend must be IPv4", s.Frontend)
+	if !s.Frontend.IsValid() || s.Frontend.Is4In6() || s.Frontend.Zone() != "" {
+		return fmt.Errorf("service %s: frontend must be a plain IPv4 or IPv6 address", s.Frontend)
 	}
 	if s.Port == 0 {
 		return fmt.Errorf("service %s: port 0", s.Frontend)
@@ -42,8 +44,8 @@ func (s Service) Validate() error {
 		return fmt.Errorf("service %s:%d: %d backends, at most %d", s.Frontend, s.Port, len(s.Backends), MaxBackends)
 	}
 	for _, b := range s.Backends {
-		if !b.Addr.Is4() || b.Port == 0 {
-			return fmt.Errorf("service %s:%d: backend %s:%d must be IPv4 with a port", s.Frontend, s.Port, b.Addr, b.Port)
+		if !b.Addr.IsValid() || b.Addr.Is4() != s.Frontend.Is4() || b.Addr.Is4In6() || b.Port == 0 {
+			return fmt.Errorf("service %s:%d: backend %s:%d must be of the frontend's family, with a port", s.Frontend, s.Port, b.Addr, b.Port)
 		}
 	}
 	return nil

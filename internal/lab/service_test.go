@@ -37,8 +37,11 @@ func TestLabEgressPolicyThroughClusterIP(t *testing.T) {
 		if n.Cgroup == "" {
 			t.Skip("no cgroup v2 hierarchy on this machine: socket-level Service translation cannot be attached")
 		}
+		// eth0 is the node's uplink: from_netdev hands the replies to the
+		// proxy's upstream connections (which leave from the client's
+		// address) back to the proxy.
 		return []string{"--datapath", "--datapath-netns=" + n.NetnsPath, "--datapath-pin-dir=" + pin,
-			"--node-ips=" + n.IP.String(), "--datapath-cgroup=" + n.Cgroup}
+			"--node-ips=" + n.IP.String(), "--datapath-cgroup=" + n.Cgroup, "--datapath-devices=eth0"}
 	}})
 	ctx := context.Background()
 	if err := ApplyPaths(ctx, l.Config, []string{"testdata/starwars-placed.yaml", "testdata/outpost.yaml"}); err != nil {

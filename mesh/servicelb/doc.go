@@ -16,9 +16,12 @@
 //   - A Service port without any ready backend is still a row, with no
 //     backends: the datapath refuses such connects instead of passing the
 //     ClusterIP on unjudged.
-//   - Only TCP and UDP; IPv4 ClusterIPs and IPv4 endpoints only (the socket
-//     programs are IPv4 only). Everything else is skipped, never an error:
-//     this is a cache of cluster state, not user input to reject.
+//   - Only TCP and UDP. IPv6 ClusterIPs are rows too (with the backends
+//     of the Service's IPv6 slices): the socket programs translate IPv4
+//     only, but from_workload refuses to judge a flow to any frontend in
+//     the table under egress enforcement. Everything else is skipped,
+//     never an error: this is a cache of cluster state, not user input to
+//     reject.
 //   - Slices are bounded by the API server's own limits (1000 endpoints
 //     per slice); Backends per frontend are capped at model.MaxBackends.
 package servicelb

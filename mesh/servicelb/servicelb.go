@@ -13,17 +13,20 @@ import (
 
 // Table builds the Service rows of a snapshot's Services and slices.
 func Table(svcs []*corev1.Service, eps []*discoveryv1.EndpointSlice) []model.Service {
-	type key struct{ ns, name string }
+	type key struct {
+		ns, name string
+		v4       bool
+	}
 	byService := map[key][]*discoveryv1.EndpointSlice{}
 	for _, s := range eps {
-		if s == nil || s.AddressType != discoveryv1.AddressTypeIPv4 {
+		if s == nil || (s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6) {
 			continue
 		}
 		name := s.Labels[discoveryv1.LabelServiceName]
 		if name == "" {
 			continue
 		}
-		k := key{s.Namespace, name}
+		k := key{s.Namespace, name, s.AddressType == discoveryv1.AddressTypeIPv4}
 		byService[k] = append(byService[k], s)
 	}
 	var out []model.Service
@@ -49,7 +52,7 @@ func Table(svcs []*corev1.Service, eps []*discoveryv1.EndpointSlice) []model.Ser
 				}
 				seen[f] = true
 				fe := model.Service{Frontend: vip, Port: uint16(p.Port), Proto: proto}
-				fe.Backends = backends(byService[key{svc.Namespace, svc.Name}], p)
+				fe.Backends = backends(byService[key{svc.Namespace, svc.Name, vip.Is4()}], p, vip.Is4())
 				out = append(out, fe)
 			}
 		}
@@ -68,8 +71,8 @@ func clusterIPs(svc *corev1.Service) []netip.Addr {
 	var out []netip.Addr
 	for _, s := range ips {
 		a, err := netip.ParseAddr(s)
-		if err != nil || !a.Is4() {
-			continue // "None" (headless), IPv6, garbage
+		if err != nil || a.Zone() != "" || a.Is4In6() {
+			continue // "None" (headless), garbage
 		}
 		out = append(out, a)
 	}
@@ -87,7 +90,7 @@ func protocol(p corev1.Protocol) (uint8, bool) {
 }
 
 // backends are the ready endpoints of the slices for one Service port.
-func backends(sl []*discoveryv1.EndpointSlice, sp corev1.ServicePort) []model.Backend {
+func backends(sl []*discoveryv1.EndpointSlice, sp corev1.ServicePort, v4 bool) []model.Backend {
 	proto := sp.Protocol
 	if proto == "" {
 		proto = corev1.ProtocolTCP
@@ -119,7 +122,7 @@ func backends(sl []*discoveryv1.EndpointSlice, sp corev1.ServicePort) []model.Ba
 			}
 			for _, a := range e.Addresses {
 				ip, err := netip.ParseAddr(a)
-				if err != nil || !ip.Is4() {
+				if err != nil || ip.Is4() != v4 || ip.Is4In6() || ip.Zone() != "" {
 					continue
 				}
 				b := model.Backend{Addr: ip, Port: uint16(port)}

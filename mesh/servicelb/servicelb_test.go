@@ -77,7 +77,7 @@ func TestTable(t *testing.T) {
 			{Frontend: netip.MustParseAddr("10.96.0.10"), Port: 9153, Proto: model.ProtoTCP},
 		},
 	}, {
-		name: "headless, IPv6, SCTP and slices of other Services or namespaces are skipped",
+		name: "headless, SCTP and slices of other Services or namespaces are skipped; IPv6 frontends take IPv6 slices",
 		svcs: []*corev1.Service{
 			service("headless", "None", corev1.ServicePort{Port: 80}),
 			service("v6", "fd00::10", corev1.ServicePort{Port: 80}),
@@ -91,10 +91,17 @@ func TestTable(t *testing.T) {
 				s.Namespace = "elsewhere"
 				return s
 			}(),
-			slice("web", []discoveryv1.EndpointPort{{Port: ptr[int32](8000)}}, ep(nil, "10.244.1.3", "garbage")),
+			slice("web", []discoveryv1.EndpointPort{{Port: ptr[int32](8000)}}, ep(nil, "10.244.1.3", "garbage", "fd00::99")),
+			func() *discoveryv1.EndpointSlice {
+				s := slice("v6", []discoveryv1.EndpointPort{{Port: ptr[int32](8080)}}, ep(nil, "fd00:244::5", "10.244.1.9"))
+				s.AddressType = discoveryv1.AddressTypeIPv6
+				return s
+			}(),
 		},
-		want: []model.Service{{Frontend: netip.MustParseAddr("10.96.0.31"), Port: 80, Proto: model.ProtoTCP,
-			Backends: []model.Backend{be("10.244.1.3", 8000)}}},
+		want: []model.Service{
+			{Frontend: netip.MustParseAddr("10.96.0.31"), Port: 80, Proto: model.ProtoTCP, Backends: []model.Backend{be("10.244.1.3", 8000)}},
+			{Frontend: netip.MustParseAddr("fd00::10"), Port: 80, Proto: model.ProtoTCP, Backends: []model.Backend{be("fd00:244::5", 8080)}},
+		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Table(tc.svcs, tc.slices)
