@@ -178,6 +178,7 @@ func TestSocketLB(t *testing.T) {
 	toW2 := netip.MustParseAddrPort("10.96.7.3:80")
 	dns := netip.MustParseAddrPort("10.96.7.4:53")
 	empty := netip.MustParseAddrPort("10.96.7.5:80")
+	v6 := netip.MustParseAddrPort("[fd00:96::1]:80")
 	be := func(i int, port uint16) model.Backend { return model.Backend{Addr: w[i].IPv4, Port: port} }
 	svcs := []model.Service{
 		{Frontend: both.Addr(), Port: 80, Proto: model.ProtoTCP, Backends: []model.Backend{be(1, backendPort), be(2, backendPort)}},
@@ -185,6 +186,7 @@ func TestSocketLB(t *testing.T) {
 		{Frontend: toW2.Addr(), Port: 80, Proto: model.ProtoTCP, Backends: []model.Backend{be(2, backendPort)}},
 		{Frontend: dns.Addr(), Port: 53, Proto: model.ProtoUDP, Backends: []model.Backend{be(1, 5353)}},
 		{Frontend: empty.Addr(), Port: 80, Proto: model.ProtoTCP},
+		{Frontend: v6.Addr(), Port: 80, Proto: model.ProtoTCP, Backends: []model.Backend{{Addr: w[1].IPv6, Port: backendPort}}},
 	}
 	if err := n.dp.SyncServices(svcs); err != nil {
 		t.Fatal(err)
@@ -248,6 +250,15 @@ func TestSocketLB(t *testing.T) {
 	}
 	if drops(model.DropServiceFrontend) == 0 {
 		t.Fatal("no service-frontend drop counted")
+	}
+	// IPv6 frontends are not translated (IPv4 only so far), so they are
+	// refused the same way, from inside the Pod cgroup too.
+	before6 := drops(model.DropServiceFrontend)
+	if line := client(t, w[0].Namespace, cg, "tcp", v6); !strings.HasPrefix(line, "error=") {
+		t.Fatalf("connect to an IPv6 frontend under egress enforcement: %q", line)
+	}
+	if drops(model.DropServiceFrontend) == before6 {
+		t.Fatal("no service-frontend drop counted for the IPv6 frontend")
 	}
 
 	// An agent restart keeps translating: the pinned cgroup links switch
