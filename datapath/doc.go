@@ -6,8 +6,10 @@
 // # Data in and out
 //
 // Callers hand in whole desired tables — SyncEndpoints, SyncIPCache,
-// SyncPolicy, SyncAuth, SyncAttachments — and the datapath makes the kernel
-// match them: idempotent upserts, deletes of what is no longer wanted,
+// SyncPolicy, SyncAuth, SyncAttachments, SyncServices (Service frontends
+// and their backends, read at connect time by the socket programs that
+// AttachCgroup attaches to the node's Pod cgroup) — and the datapath makes
+// the kernel match them: idempotent upserts, deletes of what is no longer wanted,
 // nothing written when nothing changed. The current state is always read
 // back from the kernel, so a restarted agent converges from whatever the
 // previous run left. UpsertAuth/DeleteAuth serve the auth manager's
