@@ -152,7 +152,7 @@
 //     egress is enforced, since no rule can judge it, and left to
 //     kube-proxy otherwise. Translation is IPv4 only so far (connect6 and
 //     friends are not written); IPv6 frontends are in the table for that
-//     check alone, so egress-enforced Pods cannot use IPv6 ClusterIPs yet. Backends are
-//     picked at random per connect; session affinity and topology hints
-//     are not implemented.
+//     check alone, so egress-enforced Pods cannot use IPv6 ClusterIPs yet.
+//     Backends are picked at random per connect; session affinity and
+//     topology hints are not implemented.
 package datapath
