@@ -92,12 +92,12 @@ func (t *translator) attachResolved(rs *routeState) {
 // resolution is what resolving a route's parentRefs reads besides the
 // route and the Namespaces (which the index holds, and reuse of a
 // compiled route already requires to be unchanged): the controller name
-// and, for each parentRef naming a Gateway, that Gateway's object when it
-// is one of ours. A Gateway's listeners, and so resolveParent's answer,
-// are a function of its object.
+// and, for each parentRef naming a Gateway, that Gateway's content hash
+// when it is one of ours (zero otherwise). A Gateway's listeners, and so
+// resolveParent's answer, are a function of its content.
 type resolution struct {
 	controller gwv1.GatewayController
-	gateways   []*gwv1.Gateway
+	gateways   []input.Hash
 }
 
 func (t *translator) resolution(rs *routeState) resolution {
@@ -106,11 +106,11 @@ func (t *translator) resolution(rs *routeState) resolution {
 		if !isGatewayRef(pr) {
 			continue
 		}
-		var obj *gwv1.Gateway
+		var h input.Hash
 		if gs := t.gateways[gatewayKey(pr, rs.key.Namespace)]; gs != nil {
-			obj = gs.obj
+			h = gs.hash
 		}
-		r.gateways = append(r.gateways, obj)
+		r.gateways = append(r.gateways, h)
 	}
 	return r
 }

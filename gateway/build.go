@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
 
@@ -148,23 +149,25 @@ func (b *builder) tlsChain(ls *listenerState, port int32) *ir.HTTPChain {
 		}
 		ch.TLS.Certificates = append(ch.TLS.Certificates, name)
 		if b.secrets[name] == nil {
-			b.secrets[name] = b.t.secret(name, b.t.ix.secrets[k])
+			b.secrets[name] = b.t.secret(name, k)
 		}
 	}
 	return ch
 }
 
-// secret returns the IR form of a TLS Secret, made once per object.
-func (t *translator) secret(name string, s *corev1.Secret) *ir.Secret {
-	if out := t.secrets[s]; out != nil {
+// secret returns the IR form of the TLS Secret k, made once per Secret
+// while the objects routes and listeners read are unchanged (Translator).
+func (t *translator) secret(name string, k input.Key) *ir.Secret {
+	if out := t.secrets[k]; out != nil {
 		return out
 	}
+	s := t.ix.secrets[k]
 	out := &ir.Secret{
 		Name:        name,
 		Certificate: bytes.Clone(s.Data[corev1.TLSCertKey]),
 		PrivateKey:  bytes.Clone(s.Data[corev1.TLSPrivateKeyKey]),
 	}
-	t.secrets[s] = out
+	t.secrets[k] = out
 	return out
 }
 

@@ -14,8 +14,10 @@ import (
 
 // gatewayState is one Gateway of one of our classes.
 type gatewayState struct {
-	key   input.Key
-	obj   *gwv1.Gateway
+	key input.Key
+	obj *gwv1.Gateway
+	// hash is obj's content hash, read only by the Translator's reuse.
+	hash  input.Hash
 	class *classState
 	// problem, when set, rejects the whole Gateway (Accepted=False).
 	problem *verdict
@@ -37,6 +39,9 @@ func (t *translator) processGateways() {
 			continue
 		}
 		gs := &gatewayState{key: keyOf(gw), obj: gw, class: cs}
+		if t.next != nil {
+			gs.hash = t.in.HashOf(gw)
+		}
 		t.gateways[gs.key] = gs
 		t.gatewayOrder = append(t.gatewayOrder, gs)
 	}

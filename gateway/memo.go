@@ -5,8 +5,7 @@ import (
 	"slices"
 	"sync"
 
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/mesh/input"
@@ -17,18 +16,19 @@ import (
 // previous call where its inputs did not change, so an edit to one route
 // costs about that route, not the whole configuration:
 //
-//   - a route of any kind whose object is the very same (pointer-equal) as
-//     last time, while the objects route compilation reads (Services,
-//     EndpointSlices, ReferenceGrants, Namespaces, Secrets) are all the
-//     same too, is not compiled again; its IR routes are the same objects;
+//   - a route of any kind with the same kind, namespace/name and content
+//     hash as last time, while the objects route compilation reads
+//     (Services, EndpointSlices, ReferenceGrants, Namespaces, Secrets) all
+//     have the hashes they had too, is not compiled again; its IR routes
+//     are the same objects;
 //   - a virtual host whose gathered routes are the same compiled matches in
 //     the same order on the same port keeps its sorted route list and its
 //     IR object.
 //
-// Providers hand over the same object for an unchanged resource (informer
-// caches do; the file provider keeps the objects of unchanged files), so
-// reuse follows the input's own identity: nothing is hashed or compared
-// deeply. Status is always computed afresh (attachment depends on every
+// Change is detected by the content hashes providers compute once per
+// object as it enters and carry in the snapshot (input.Snapshot.HashOf):
+// a re-decoded object with the same content is unchanged, whatever its
+// address. Status is always computed afresh (attachment depends on every
 // Gateway). The Result is always deep-equal to Translate's for the same
 // input; a test holds that over random edits.
 //
@@ -68,7 +68,7 @@ type memo struct {
 	order    [][]*routeState
 	byID     map[routeID]*routeState
 	clusters map[clusterKey]*ir.Cluster
-	secrets  map[*corev1.Secret]*ir.Secret
+	secrets  map[input.Key]*ir.Secret
 	vhosts   map[string]*vhostMemo
 	// epoch numbers translations; a route state carries the epoch of the
 	// last translation that served it. served is how many routes it
@@ -84,48 +84,58 @@ type memo struct {
 	clusterSorted []*ir.Cluster
 }
 
-// gatewayWorld is the identity of the GatewayClasses and Gateways and the
-// controller name: while they are the same, so is every Gateway's
-// listeners and so the resolution of every parentRef.
+// gatewayWorld is the content of the GatewayClasses and Gateways and the
+// controller name: while it is the same, so is every Gateway's listeners
+// and so the resolution of every parentRef.
 type gatewayWorld struct {
 	controller gwv1.GatewayController
-	classes    []*gwv1.GatewayClass
-	gateways   []*gwv1.Gateway
+	classes    []input.Hash
+	gateways   []input.Hash
 }
 
 func gatewayWorldOf(in *input.Snapshot, controller gwv1.GatewayController) gatewayWorld {
-	return gatewayWorld{controller: controller, classes: slices.Clone(in.GatewayClasses), gateways: slices.Clone(in.Gateways)}
+	return gatewayWorld{controller: controller, classes: hashes(in, in.GatewayClasses), gateways: hashes(in, in.Gateways)}
 }
 
-func (w gatewayWorld) same(in *input.Snapshot, controller gwv1.GatewayController) bool {
-	return w.controller == controller && slices.Equal(w.classes, in.GatewayClasses) && slices.Equal(w.gateways, in.Gateways)
+func (w gatewayWorld) same(o gatewayWorld) bool {
+	return w.controller == o.controller && slices.Equal(w.classes, o.classes) && slices.Equal(w.gateways, o.gateways)
 }
 
-// world is the identity of every input route compilation reads besides
-// the route itself (the index is built from exactly these).
+// world is the content of every input route compilation reads besides
+// the route itself (the index is built from exactly these): each kind's
+// objects' hashes in snapshot order. A hash covers an object's namespace
+// and name, so equal lists mean the same objects with the same content.
 type world struct {
-	services   []*corev1.Service
-	slices     []*discoveryv1.EndpointSlice
-	grants     []*gwv1.ReferenceGrant
-	namespaces []*corev1.Namespace
-	secrets    []*corev1.Secret
+	services   []input.Hash
+	slices     []input.Hash
+	grants     []input.Hash
+	namespaces []input.Hash
+	secrets    []input.Hash
 }
 
 func worldOf(in *input.Snapshot) world {
 	return world{
-		services:   slices.Clone(in.Services),
-		slices:     slices.Clone(in.EndpointSlices),
-		grants:     slices.Clone(in.ReferenceGrants),
-		namespaces: slices.Clone(in.Namespaces),
-		secrets:    slices.Clone(in.Secrets),
+		services:   hashes(in, in.Services),
+		slices:     hashes(in, in.EndpointSlices),
+		grants:     hashes(in, in.ReferenceGrants),
+		namespaces: hashes(in, in.Namespaces),
+		secrets:    hashes(in, in.Secrets),
 	}
 }
 
-// same reports whether in holds the very objects w was taken from.
-func (w world) same(in *input.Snapshot) bool {
-	return slices.Equal(w.services, in.Services) && slices.Equal(w.slices, in.EndpointSlices) &&
-		slices.Equal(w.grants, in.ReferenceGrants) && slices.Equal(w.namespaces, in.Namespaces) &&
-		slices.Equal(w.secrets, in.Secrets)
+func (w world) same(o world) bool {
+	return slices.Equal(w.services, o.services) && slices.Equal(w.slices, o.slices) &&
+		slices.Equal(w.grants, o.grants) && slices.Equal(w.namespaces, o.namespaces) &&
+		slices.Equal(w.secrets, o.secrets)
+}
+
+// hashes lists the content hashes of objs.
+func hashes[T runtime.Object](in *input.Snapshot, objs []T) []input.Hash {
+	out := make([]input.Hash, len(objs))
+	for i, o := range objs {
+		out[i] = in.HashOf(o)
+	}
+	return out
 }
 
 // vhostMemo is one virtual host as built: the routes gathered for it, the
@@ -138,23 +148,22 @@ type vhostMemo struct {
 }
 
 // reusedRoute returns the previous translation's compiled route for r, of
-// kind k, when nothing it was compiled from changed, ready to be attached
-// again. at is r's position among the routes of its kind this translation
-// processed so far; an unchanged route is usually where it was, shifted
-// by the routes added and removed before it.
-func (t *translator) reusedRoute(k *routeKind, r route, at int) *routeState {
+// kind k and content hash h, when nothing it was compiled from changed,
+// ready to be attached again. at is r's position among the routes of its
+// kind this translation processed so far; an unchanged route is usually
+// where it was, shifted by the routes added and removed before it.
+func (t *translator) reusedRoute(k *routeKind, r route, h input.Hash, at int) *routeState {
 	if t.prev == nil || !t.sameWorld {
 		return nil
 	}
+	m := r.meta()
 	order := t.prev.order[k.rank]
 	i := at + t.shift[k.rank]
-	if i >= 0 && i < len(order) && order[i].src == r {
-		order[i].mark = 0
-		return order[i]
-	}
-	m := r.meta()
 	if i >= 0 && i < len(order) && order[i].key.Name == m.Name && order[i].key.Namespace == m.Namespace {
-		return nil // the route was replaced: compile it again
+		if order[i].hash != h {
+			return nil // the route changed: compile it again
+		}
+		return order[i].reuse(r)
 	}
 	// Routes were added or removed before this one.
 	t.moved = true
@@ -163,12 +172,19 @@ func (t *translator) reusedRoute(k *routeKind, r route, at int) *routeState {
 		return nil
 	}
 	t.shift[k.rank] = rs.pos - at
-	if rs.src != r {
+	if rs.hash != h {
 		return nil
 	}
 	// Virtual host assembly starts over; attachment is reused when the
 	// Gateways it was resolved against are unchanged (processRoutes).
-	rs.mark = 0
+	return rs.reuse(r)
+}
+
+// reuse readies a compiled route for another translation, from r, an
+// object of the same content as the one it was compiled from (holding the
+// newer object lets the older one go).
+func (rs *routeState) reuse(r route) *routeState {
+	rs.src, rs.mark = r, 0
 	return rs
 }
 

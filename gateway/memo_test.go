@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"math/rand"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -202,5 +205,71 @@ func editRoute(rng *rand.Rand, r *gwv1.HTTPRoute) string {
 		})
 		rule.BackendRefs = nil
 		return "redirect"
+	}
+}
+
+// TestTranslatorReusesByContent shows reuse follows content, not object
+// identity: decoding the same bytes again (new objects, same content)
+// compiles nothing again, and an edit to one route's content compiles
+// that route and no other.
+func TestTranslatorReusesByContent(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "httproute", "precedence.in.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := string(raw)
+	decode := func(data string) *input.Snapshot {
+		t.Helper()
+		objs, err := input.Decode("precedence.in.yaml", []byte(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap, err := input.Build(objs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap
+	}
+	x := NewTranslator()
+	compiled := func(snap *input.Snapshot) map[input.Key]*routeState {
+		out := map[input.Key]*routeState{}
+		for _, r := range snap.HTTPRoutes {
+			k := keyOf(r)
+			if out[k] = x.prev.lookup(routeID{&httpRouteKind, k}); out[k] == nil {
+				t.Fatalf("route %s was not compiled", k)
+			}
+		}
+		return out
+	}
+	first := decode(data)
+	opts := Options{Addresses: testAddresses(t, first, true)}
+	checkSame(t, "first", x, first, opts)
+	before := compiled(first)
+
+	again := decode(data)
+	if again.HTTPRoutes[0] == first.HTTPRoutes[0] {
+		t.Fatal("decoding again returned the same objects")
+	}
+	checkSame(t, "decoded again", x, again, opts)
+	for k, rs := range compiled(again) {
+		if rs != before[k] {
+			t.Errorf("route %s was compiled again although its content is unchanged", k)
+		}
+	}
+
+	const edited = "middle-b"
+	changed := strings.Replace(data, "value: /api/v1\n", "value: /api/v2\n", 1)
+	if changed == data {
+		t.Fatal("the edit changed nothing")
+	}
+	snap := decode(changed)
+	checkSame(t, "one route edited", x, snap, opts)
+	for k, rs := range compiled(snap) {
+		if reused := rs == before[k]; reused != (k.Name != edited) {
+			t.Errorf("route %s: reused = %v, want %v", k, reused, k.Name != edited)
+		}
+	}
+	if got := compiled(snap)[input.Key{Namespace: "default", Name: edited}].rules[0].matches[0].match.Path.Value; got != "/api/v2" {
+		t.Errorf("edited route compiled to path %q, want /api/v2", got)
 	}
 }

@@ -16,8 +16,10 @@ import (
 // Compilation (hostnames and rules) depends only on the route object and
 // the index; parents, filled by attach, on the Gateways it names too.
 type routeState struct {
-	kind       *routeKind
-	src        route
+	kind *routeKind
+	src  route
+	// hash is the content hash of the object it was compiled from.
+	hash       input.Hash
 	key        input.Key
 	generation int64
 	created    metav1.Time
@@ -146,7 +148,11 @@ func (t *translator) processRoutes() {
 	for _, k := range routeKinds {
 		var order []*routeState
 		for r := range k.routes(t.in) {
-			rs := t.reusedRoute(k, r, len(order))
+			var h input.Hash
+			if t.next != nil {
+				h = t.in.HashOf(r.object())
+			}
+			rs := t.reusedRoute(k, r, h, len(order))
 			if rs != nil && t.sameGateways && rs.parents != nil {
 				// It referenced our Gateways and resolved against
 				// these very objects.
@@ -157,6 +163,7 @@ func (t *translator) processRoutes() {
 				}
 				if rs == nil {
 					rs = t.compileRoute(k, r)
+					rs.hash = h
 				}
 				if with := t.resolution(rs); rs.parents == nil || !rs.resolvedWith.same(with) {
 					t.touch(rs)

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/mesh/input"
@@ -54,12 +55,14 @@ func init() {
 // route is one object of a supported route kind: what the kind-neutral
 // code reads from it, and the one kind-specific step, compiling its rules.
 // Implementations are a struct holding only the API object's pointer, so
-// boxing one allocates nothing and two routes are == exactly when they
-// wrap the same object (what the Translator's reuse checks).
+// boxing one allocates nothing.
 type route interface {
 	// meta is the object's metadata (namespace, name, generation,
 	// creation time). It must not be modified.
 	meta() *metav1.ObjectMeta
+	// object is the API object, whose content hash the Translator's
+	// reuse compares.
+	object() runtime.Object
 	// parentRefs are the object's spec.parentRefs.
 	parentRefs() []gwv1.ParentReference
 	// hostnames are the object's spec.hostnames, unvalidated; nil for

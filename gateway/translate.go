@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/mesh/input"
@@ -94,7 +93,12 @@ func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) 
 		opts.ControllerName = ControllerName
 	}
 	t := &translator{opts: opts, in: in, prev: prev}
-	if prev != nil && prev.world.same(in) {
+	var w world
+	var gw gatewayWorld
+	if remember {
+		w, gw = worldOf(in), gatewayWorldOf(in, opts.ControllerName)
+	}
+	if prev != nil && prev.world.same(w) {
 		t.sameWorld = true
 		t.ix = prev.ix
 		t.clusters = prev.clusters
@@ -102,7 +106,7 @@ func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) 
 	} else {
 		t.ix = newIndex(in)
 	}
-	t.sameGateways = prev != nil && prev.gateways.same(in, opts.ControllerName)
+	t.sameGateways = prev != nil && prev.gateways.same(gw)
 	// Every listener is what it was: the same Gateway objects, the same
 	// Secrets and Namespaces (certificates and route namespaces) and the
 	// same addresses. Only then is a virtual host all of whose hostnames
@@ -115,19 +119,10 @@ func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) 
 	if remember {
 		t.next = &memo{ix: t.ix, order: make([][]*routeState, len(routeKinds)), vhosts: map[string]*vhostMemo{},
 			epoch: t.epoch, addrs: maps.Clone(opts.Addresses)}
-		if t.sameWorld {
-			t.next.world = prev.world
-		} else {
-			t.next.world = worldOf(in)
-		}
-		if t.sameGateways {
-			t.next.gateways = prev.gateways
-		} else {
-			t.next.gateways = gatewayWorldOf(in, opts.ControllerName)
-		}
+		t.next.world, t.next.gateways = w, gw
 	}
 	if t.secrets == nil {
-		t.secrets = map[*corev1.Secret]*ir.Secret{}
+		t.secrets = map[input.Key]*ir.Secret{}
 	}
 	return t
 }
@@ -152,8 +147,8 @@ type translator struct {
 	routes       []*routeState
 
 	clusters map[clusterKey]*ir.Cluster
-	// secrets are the IR Secrets made of TLS Secrets, by object.
-	secrets map[*corev1.Secret]*ir.Secret
+	// secrets are the IR Secrets made of TLS Secrets, by Secret.
+	secrets map[input.Key]*ir.Secret
 
 	// prev is the previous translation's memo and next this one's (both
 	// nil for Translate); sameWorld says prev's compiled routes and

@@ -10,6 +10,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
@@ -22,7 +23,7 @@ import (
 // Snapshot is returned. Build does not copy the objects: the caller must
 // not modify them afterwards.
 func Build(objs []Object) (*Snapshot, error) {
-	s := &Snapshot{}
+	s := &Snapshot{Hashes: make(map[runtime.Object]Hash, len(objs))}
 	seen := make(map[objectID]Origin, len(objs))
 	var errs []error
 	for _, o := range objs {
@@ -43,6 +44,10 @@ func Build(objs []Object) (*Snapshot, error) {
 			continue
 		}
 		seen[id] = o.Origin
+		if o.Hash == (Hash{}) {
+			o.Hash = HashObject(o.Obj)
+		}
+		s.Hashes[o.Obj] = o.Hash
 		switch v := o.Obj.(type) {
 		case *gwv1.GatewayClass:
 			s.GatewayClasses = append(s.GatewayClasses, v)

@@ -5,10 +5,11 @@ import "fmt"
 // Cache makes decoding a new version of a stream cost its changed
 // documents: a document whose bytes the last good version held is not
 // decoded again, and the very objects decoded then are returned (at their
-// new position in the stream). Objects are immutable once decoded, so
-// reusing them is safe, and consumers that remember work per object — the
-// Gateway API translator reuses what it compiled from an unchanged object
-// — see an unchanged document as unchanged.
+// new position in the stream), with the content hashes computed when they
+// were decoded. Objects are immutable once decoded, so reusing them is
+// safe; consumers tell unchanged objects by their hashes, so a document
+// that changed only in formatting or comments is decoded again but reads
+// as unchanged downstream.
 //
 // A Cache belongs to one stream (one file): it holds the documents of the
 // last version that decoded without error, and a version with errors

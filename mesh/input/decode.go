@@ -203,7 +203,7 @@ func (d *decoder) object(o Origin, js []byte, topLevel bool) {
 		return
 	}
 	d.seen[id] = o
-	d.objs = append(d.objs, Object{Origin: o, Kind: info.kind, Key: key, Obj: obj})
+	d.objs = append(d.objs, Object{Origin: o, Kind: info.kind, Key: key, Obj: obj, Hash: HashObject(obj)})
 }
 
 // list expands a v1 List into its items.

@@ -42,6 +42,10 @@
 // standalone mode can declare a workload that runs outside Kubernetes as a
 // few lines of YAML.
 //
+// Change detection is by content hash (Hash): Decode hashes every object it
+// produces, Build records the hashes in Snapshot.Hashes, and consumers
+// compare hashes, never object identity or fields.
+//
 // Errors never half-apply: Decode returns either every object of a stream
 // or an error joining one *DecodeError per problem, each naming the
 // source, line, document, kind, name and (when known) field. Bad input

@@ -4,6 +4,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -29,6 +30,11 @@ type Snapshot struct {
 	NetworkPolicies                  []*networkingv1.NetworkPolicy
 	CiliumNetworkPolicies            []*ciliumv2.CiliumNetworkPolicy
 	CiliumClusterwideNetworkPolicies []*ciliumv2.CiliumClusterwideNetworkPolicy
+
+	// Hashes holds the content hash of objects (HashObject), computed
+	// once as each entered its provider, by the object. Objects it does
+	// not hold are hashed when asked (HashOf).
+	Hashes map[runtime.Object]Hash
 }
 
 // Key names an object of one kind.

@@ -37,6 +37,9 @@ type Object struct {
 	// TypeMeta is set to the version the Snapshot holds (v1beta1 Gateway API
 	// objects read as v1).
 	Obj runtime.Object
+	// Hash is Obj's content hash (HashObject), computed by Decode; Build
+	// computes it for an Object that comes without one.
+	Hash Hash
 }
 
 // Origin says where a decoded object came from.

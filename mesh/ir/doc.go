@@ -31,9 +31,26 @@
 //
 // # Change detection
 //
-// There is one scheme, a content hash of each IR object (hash.go), computed
-// once per object (Hashes remembers it by the object, which never changes)
-// and carried to the proxy:
+// There is one scheme, content hashes, from the input objects to the
+// proxy. It starts upstream of the IR:
+//   - every input object (Gateway API and core objects) is hashed once as
+//     it enters its provider (input.HashObject: SHA-256 of its JSON
+//     encoding) and the hash travels with it in the snapshot
+//     (input.Snapshot.Hashes). The file provider hashes an object when it
+//     decodes its document, and decodes only documents whose bytes
+//     changed; the Kubernetes provider hashes each new version an informer
+//     hands over;
+//   - gateway.Translator keys what it compiled on (kind, namespace/name,
+//     content hash): a route whose hash is unchanged, while the hashes of
+//     the objects compilation reads (Services, EndpointSlices,
+//     ReferenceGrants, Namespaces, Secrets) and of the Gateways it
+//     attaches to are unchanged too, keeps its compiled form and its IR
+//     objects. A re-decoded object with the same content is unchanged;
+//     object identity decides nothing.
+//
+// In the IR, a content hash of each IR object (hash.go) is computed once
+// per object (Hashes remembers it by the object, which never changes) and
+// carried to the proxy:
 //   - Validator skips an object whose hash it already validated;
 //   - xds/translator reuses the Envoy output of an IR object whose hash is
 //     unchanged and versions every resource from the hashes it was built
@@ -44,9 +61,7 @@
 //
 // The hash covers every field (TestHashSeesEveryField mutates each one), so
 // equal content gives equal hashes across processes and any change a new
-// hash. Upstream of the IR, producers avoid rebuilding unchanged objects:
-// the file provider decodes only documents whose bytes changed and keeps
-// the objects of the others, and gateway.Translator reuses a route's IR
-// while its input objects are the same ones; that reuse only saves work,
-// since the hash, not object identity, decides what changed downstream.
+// hash. An input hash covers every field of the object too (the JSON
+// encoding writes them all), so an unchanged input hash means the IR made
+// from it would be the same, and reusing it only saves work.
 package ir

@@ -14,10 +14,12 @@
 // Change detection is by content hash: a file whose bytes hash as before
 // is not decoded at all, and in a changed file a document whose bytes hash
 // as in the file's last good version keeps the very objects decoded then
-// (input.Cache). An unchanged object is therefore the same object in every
-// snapshot, which is how the translators downstream recognise it and
-// reuse what they made of it; editing one HTTPRoute in a file of thousands
-// decodes and translates that one. A file is not even read while the
+// (input.Cache), with the content hash computed when it was decoded
+// (input.HashObject). Translators downstream recognise an unchanged object
+// by that hash and reuse what they made of it; editing one HTTPRoute in a
+// file of thousands decodes, hashes and translates that one. The
+// subscriber is called only when some object's hash changed (or the
+// errors did), so a comment edit publishes nothing. A file is not even read while the
 // kernel's stamp of it (inode, size, modification and change times) is
 // the one it had when it was last read, provided that read came more than
 // three seconds after the file's last change: a write in the same

@@ -347,7 +347,7 @@ func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
 
 func sameResult(a, b *Result) bool {
 	return reflect.DeepEqual(a.Errors, b.Errors) &&
-		(a.Snapshot == b.Snapshot || reflect.DeepEqual(a.Snapshot, b.Snapshot))
+		input.SameContent(a.Snapshot, b.Snapshot)
 }
 
 // wanted reports whether a directory entry is a config file.

@@ -20,6 +20,10 @@
 //     InvalidCertificateRef condition the spec asks for, without caching
 //     every Secret of the cluster in every agent.
 //   - managedFields are dropped from cached objects to save memory.
+//   - Each object is hashed once as it enters (input.HashObject; see
+//     Provider.Snapshot): an informer replaces an object with a new one
+//     for every version, so a snapshot reuses the hash of every object the
+//     previous snapshot held and hashes only new versions.
 //   - Updates that cannot change translation are ignored: a GatewayClass or
 //     HTTPRoute update with the same generation, labels and annotations is
 //     a status write (often our own). Gateway updates always count, because

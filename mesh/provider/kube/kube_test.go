@@ -146,6 +146,35 @@ func TestProviderFollowsTheAPIServer(t *testing.T) {
 		t.Error("managedFields were kept in the cache")
 	}
 
+	// Every object enters with its content hash.
+	checkHashes := func(s *input.Snapshot) {
+		t.Helper()
+		for _, r := range s.HTTPRoutes {
+			if h, ok := s.Hashes[r]; !ok || h != input.HashObject(r) {
+				t.Errorf("route %s: recorded hash %x (recorded %v), want %x", r.Name, h, ok, input.HashObject(r))
+			}
+		}
+	}
+	checkHashes(snap)
+	// An edited route enters with a new hash; the others keep theirs.
+	rb, err := c.gw.GatewayV1().HTTPRoutes(ns).Get(ctx, "rb", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb.Spec.Hostnames = []gwv1.Hostname{"edited.example.com"}
+	if _, err := c.gw.GatewayV1().HTTPRoutes(ns).Update(ctx, rb, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	edited := got.waitFor(t, "the edited route", func(s *input.Snapshot) bool {
+		return len(s.HTTPRoutes) == 20 && len(s.HTTPRoutes[1].Spec.Hostnames) == 1
+	})
+	checkHashes(edited)
+	for i, r := range edited.HTTPRoutes {
+		if same := edited.HashOf(r) == snap.HashOf(snap.HTTPRoutes[i]); same != (r.Name != "rb") {
+			t.Errorf("route %s: hash unchanged = %v after editing rb", r.Name, same)
+		}
+	}
+
 	// A status-only write to a route is not a change translation can see;
 	// a deletion is.
 	if err := c.gw.GatewayV1().HTTPRoutes(ns).Delete(ctx, "ra", metav1.DeleteOptions{}); err != nil {

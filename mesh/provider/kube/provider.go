@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"sort"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -39,6 +41,11 @@ type Provider struct {
 	changed       chan struct{}
 	// policy is set by WithPolicy.
 	policy *policyWatch
+
+	// hashes are the content hashes of the objects of the last snapshot
+	// (see Snapshot).
+	hashMu sync.Mutex
+	hashes map[runtime.Object]input.Hash
 }
 
 type listers struct {
@@ -266,7 +273,46 @@ func (p *Provider) Snapshot() *input.Snapshot {
 	if p.policy != nil {
 		p.fillPolicy(s)
 	}
+	p.recordHashes(s)
 	return s
+}
+
+// recordHashes fills s.Hashes. Each object is hashed once as it enters:
+// informer caches hold a version of an object as one immutable object
+// until a newer version replaces it, so an object the last snapshot held
+// keeps the hash computed then, and only objects that are new since (new
+// versions, new objects) are hashed.
+func (p *Provider) recordHashes(s *input.Snapshot) {
+	p.hashMu.Lock()
+	defer p.hashMu.Unlock()
+	prev := p.hashes
+	s.Hashes = make(map[runtime.Object]input.Hash, len(prev))
+	add := func(o runtime.Object) {
+		h, ok := prev[o]
+		if !ok {
+			h = input.HashObject(o)
+		}
+		s.Hashes[o] = h
+	}
+	addAll(add, s.GatewayClasses)
+	addAll(add, s.Gateways)
+	addAll(add, s.HTTPRoutes)
+	addAll(add, s.ReferenceGrants)
+	addAll(add, s.Services)
+	addAll(add, s.EndpointSlices)
+	addAll(add, s.Secrets)
+	addAll(add, s.Namespaces)
+	addAll(add, s.Pods)
+	addAll(add, s.NetworkPolicies)
+	addAll(add, s.CiliumNetworkPolicies)
+	addAll(add, s.CiliumClusterwideNetworkPolicies)
+	p.hashes = s.Hashes
+}
+
+func addAll[T runtime.Object](add func(runtime.Object), objs []T) {
+	for _, o := range objs {
+		add(o)
+	}
 }
 
 func list[T metav1.Object](log *slog.Logger, kind string, f func() ([]T, error)) []T {
