@@ -106,4 +106,24 @@
 // falls between the two sees an empty folder, which is a valid, empty
 // configuration. The 50 ms debounce makes that unlikely for a quick
 // removal.
+//
+// # When the folder is read
+//
+// Events are gathered before the folder is read, so a burst of changes is
+// read once. How long depends on what the events say. A config file
+// written whole — closed after writing (IN_CLOSE_WRITE) or renamed into
+// the directory (IN_MOVED_TO), which is how editors and kubectl-style
+// tools replace a file — is read 5 ms after the first such event: its
+// content is complete, and the settle only gathers the other files of the
+// same burst. Any other event (a file opened and being written, a removal,
+// a change of attributes) waits the 50 ms debounce, which gives a writer
+// time to finish and an `rm -rf` time to reach the directory itself.
+// Both count from the first event of a burst and later events never push
+// the read back, so a writer that never stops cannot starve it. Why 5 ms:
+// with the debounce alone, waiting made up most of the time from saving an
+// edit to the proxy applying it; 5 ms is small next to translating and
+// pushing, and a tool writing many files renames them within far less. A writer that closes a file before it is complete
+// (appending in several opens) may have a partial version read; it is
+// reported like any bad file, the last good version stays in effect, and
+// the next close reads the complete one. WithDebounce changes both.
 package file

@@ -33,6 +33,7 @@ type Provider struct {
 	log         *slog.Logger
 	rescan      time.Duration
 	debounce    time.Duration
+	settle      time.Duration
 	maxFileSize int64
 	maxFiles    int
 
@@ -85,6 +86,14 @@ func WithLogger(l *slog.Logger) Option { return func(p *Provider) { p.log = l } 
 // inotify events (default 2s; 0 disables).
 func WithRescanInterval(d time.Duration) Option { return func(p *Provider) { p.rescan = d } }
 
+// WithDebounce sets how long after a change the directory is read
+// (default 50ms), and how long after a config file was written whole —
+// closed after writing, or renamed into the directory — (default 5ms,
+// never more than the debounce). See "When the folder is read" in doc.go.
+func WithDebounce(debounce, settle time.Duration) Option {
+	return func(p *Provider) { p.debounce, p.settle = debounce, settle }
+}
+
 // WithMaxFileSize sets the size of the largest config file read (default
 // DefaultMaxFileSize; n <= 0 keeps the default). A larger file is skipped
 // and reported, and its last good version stays in effect.
@@ -114,6 +123,7 @@ func New(dir string, opts ...Option) *Provider {
 		log:         slog.Default(),
 		rescan:      2 * time.Second,
 		debounce:    50 * time.Millisecond,
+		settle:      5 * time.Millisecond,
 		maxFileSize: DefaultMaxFileSize,
 		maxFiles:    DefaultMaxFiles,
 		files:       map[string]*fileState{},
@@ -259,7 +269,7 @@ func (p *Provider) build() *Result {
 // directory is back.
 func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
 	var (
-		events    <-chan struct{}
+		events    <-chan bool
 		stopWatch func()
 		watched   fileID
 	)
@@ -291,7 +301,15 @@ func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
 		defer t.Stop()
 		tick = t.C
 	}
+	// debounce fires when the directory is read after events; due is
+	// when (zero while none is pending).
 	var debounce <-chan time.Time
+	var due time.Time
+	readIn := func(d time.Duration) {
+		if at := time.Now().Add(d); due.IsZero() || at.Before(due) {
+			due, debounce = at, time.After(d)
+		}
+	}
 	var last *Result
 	publish := func() error {
 		if events == nil {
@@ -309,7 +327,7 @@ func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
 			// a symbolic link to it changed): watch that one, and read
 			// again for what changed before the new watch existed.
 			rewatch(false)
-			debounce = time.After(p.debounce)
+			readIn(p.debounce)
 		}
 		if last != nil && sameResult(last, res) {
 			return nil
@@ -328,16 +346,21 @@ func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case _, ok := <-events:
+		case whole, ok := <-events:
 			if !ok {
 				// The watched directory was removed or moved away.
 				unwatch()
 			}
-			if debounce == nil {
-				debounce = time.After(p.debounce)
+			// A file written whole is read after a short settle, which
+			// gathers the rest of a burst of renames; anything else
+			// (a write in progress, a removal) waits for the debounce.
+			if whole {
+				readIn(min(p.settle, p.debounce))
+			} else {
+				readIn(p.debounce)
 			}
 		case <-debounce:
-			debounce = nil
+			debounce, due = nil, time.Time{}
 			_ = publish()
 		case <-tick:
 			_ = publish()

@@ -231,3 +231,67 @@ func TestRecentChangesAreNotTrusted(t *testing.T) {
 		}
 	}
 }
+
+// TestWholeWritesSkipTheDebounce: with a debounce far longer than the
+// test, a file renamed into the folder or closed after writing is still
+// read, because such an event says the content is complete; a file still
+// open for writing is not read until it is closed.
+func TestWholeWritesSkipTheDebounce(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "a.yaml", svcA)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	results := make(chan *Result, 16)
+	done := make(chan error, 1)
+	p := New(dir, WithRescanInterval(0), WithDebounce(time.Hour, time.Millisecond))
+	go func() { done <- p.Watch(ctx, func(r *Result) { results <- r }) }()
+	next := func(what string) *Result {
+		t.Helper()
+		select {
+		case r := <-results:
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no update from Watch", what)
+			return nil
+		}
+	}
+	if got := services(next("start")); got != "a" {
+		t.Fatalf("initial services = %q, want a", got)
+	}
+
+	// Renamed into place.
+	tmp := filepath.Join(dir, ".b.yaml.tmp")
+	if err := os.WriteFile(tmp, []byte(svcB), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "b.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if got := services(next("rename")); got != "a,b" {
+		t.Fatalf("after rename services = %q, want a,b", got)
+	}
+
+	// Written in place: nothing until the writer closes the file.
+	f, err := os.OpenFile(filepath.Join(dir, "c.yaml"), os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(strings.Replace(svcB, "name: b", "name: c", 1)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-results:
+		t.Fatalf("a file still open for writing was read: services %q", services(r))
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := services(next("close")); got != "a,b,c" {
+		t.Fatalf("after close services = %q, want a,b,c", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Watch returned %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package file
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -10,11 +11,12 @@ import (
 
 // watchDir returns a channel that receives a value whenever an entry of dir
 // is created, written, renamed or removed, and the identity of the
-// directory watched. Events carry no detail: the provider rereads the
-// directory anyway. The channel closes when the watch ends: the directory
-// was removed or moved away (the path may name another directory later),
-// or stop was called.
-func watchDir(dir string) (events <-chan struct{}, stop func(), id fileID, err error) {
+// directory watched. The value says whether the events since the last one
+// include a config file written whole (see written); otherwise events
+// carry no detail: the provider rereads the directory anyway. The channel
+// closes when the watch ends: the directory was removed or moved away (the
+// path may name another directory later), or stop was called.
+func watchDir(dir string) (events <-chan bool, stop func(), id fileID, err error) {
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
 		return nil, nil, fileID{}, fmt.Errorf("creating inotify instance: %w", err)
@@ -37,7 +39,7 @@ func watchDir(dir string) (events <-chan struct{}, stop func(), id fileID, err e
 	// A non-blocking descriptor wrapped in os.File goes through the runtime
 	// poller, so Close unblocks the pending Read.
 	f := os.NewFile(uintptr(fd), "inotify")
-	ch := make(chan struct{}, 1)
+	ch := make(chan bool, 1)
 	go func() {
 		defer close(ch)
 		buf := make([]byte, 64*1024)
@@ -49,9 +51,13 @@ func watchDir(dir string) (events <-chan struct{}, stop func(), id fileID, err e
 			if watchEnded(buf[:n]) {
 				return
 			}
+			w := written(buf[:n])
 			select {
-			case ch <- struct{}{}:
-			default: // one pending wake-up is enough
+			case ch <- w:
+			case pending := <-ch:
+				// One pending wake-up is enough; it keeps the news of a
+				// whole write either carried.
+				ch <- pending || w
 			}
 		}
 	}()
@@ -71,6 +77,27 @@ func watchEnded(buf []byte) bool {
 			return true
 		}
 		off += unix.SizeofInotifyEvent + int(nameLen)
+	}
+	return false
+}
+
+// written reports whether a batch of inotify events holds a config file
+// written whole: closed after writing (IN_CLOSE_WRITE) or renamed into the
+// directory (IN_MOVED_TO, how editors and kubectl-style tools replace a
+// file). Writes to hidden and temporary names do not count: such a file is
+// not read, and is usually about to be renamed into place.
+func written(buf []byte) bool {
+	for off := 0; off+unix.SizeofInotifyEvent <= len(buf); {
+		mask := binary.NativeEndian.Uint32(buf[off+4:])
+		nameLen := int(binary.NativeEndian.Uint32(buf[off+12:]))
+		name := buf[off+unix.SizeofInotifyEvent : min(len(buf), off+unix.SizeofInotifyEvent+nameLen)]
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i] // the kernel pads names with NULs
+		}
+		if mask&(unix.IN_CLOSE_WRITE|unix.IN_MOVED_TO) != 0 && mask&unix.IN_ISDIR == 0 && wanted(string(name)) {
+			return true
+		}
+		off += unix.SizeofInotifyEvent + nameLen
 	}
 	return false
 }
