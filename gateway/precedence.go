@@ -1,6 +1,9 @@
 package gateway
 
-import "sort"
+import (
+	"cmp"
+	"slices"
+)
 
 // Route precedence inside one virtual host, first criterion first:
 //
@@ -36,45 +39,59 @@ type item struct {
 }
 
 // before reports whether a takes precedence over b.
-func before(a, b *item) bool {
+func before(a, b *item) bool { return compareItems(a, b) < 0 }
+
+// compareItems orders a before b (-1) or after it (1) by precedence; 0 only
+// for the same match through the same hostname.
+func compareItems(a, b *item) int {
 	if a.hostExact != b.hostExact {
-		return a.hostExact
+		return first(a.hostExact)
 	}
 	if a.hostLen != b.hostLen {
-		return a.hostLen > b.hostLen
+		return cmp.Compare(b.hostLen, a.hostLen)
 	}
 	ma, mb := a.m, b.m
 	if ma.pathRank != mb.pathRank {
-		return ma.pathRank < mb.pathRank
+		return cmp.Compare(ma.pathRank, mb.pathRank)
 	}
 	if ma.pathLen != mb.pathLen {
-		return ma.pathLen > mb.pathLen
+		return cmp.Compare(mb.pathLen, ma.pathLen)
 	}
 	if ma.hasMethod != mb.hasMethod {
-		return ma.hasMethod
+		return first(ma.hasMethod)
 	}
 	if ma.headers != mb.headers {
-		return ma.headers > mb.headers
+		return cmp.Compare(mb.headers, ma.headers)
 	}
 	if ma.query != mb.query {
-		return ma.query > mb.query
+		return cmp.Compare(mb.query, ma.query)
 	}
 	ra, rb := ma.rule.route, mb.rule.route
 	if ra != rb {
 		if !ra.created.Equal(&rb.created) {
-			return ra.created.Before(&rb.created)
+			return first(ra.created.Before(&rb.created))
 		}
 		if ra.key != rb.key {
-			return keyLess(ra.key, rb.key)
+			return first(keyLess(ra.key, rb.key))
 		}
-		return ra.kind.rank < rb.kind.rank
+		return cmp.Compare(ra.kind.rank, rb.kind.rank)
 	}
 	if ma.rule.index != mb.rule.index {
-		return ma.rule.index < mb.rule.index
+		return cmp.Compare(ma.rule.index, mb.rule.index)
 	}
-	return ma.index < mb.index
+	return cmp.Compare(ma.index, mb.index)
 }
 
+// first is -1 when the item it is asked about comes first, else 1.
+func first(b bool) int {
+	if b {
+		return -1
+	}
+	return 1
+}
+
+// sortItems sorts by precedence. The order is total, so any sort gives the
+// same result; slices.SortFunc avoids sort.Slice's reflection.
 func sortItems(items []item) {
-	sort.Slice(items, func(i, j int) bool { return before(&items[i], &items[j]) })
+	slices.SortFunc(items, func(a, b item) int { return compareItems(&a, &b) })
 }

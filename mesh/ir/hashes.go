@@ -15,7 +15,7 @@ package ir
 type Hashes struct {
 	enc       encoder
 	routes    memo[*Route, Hash]
-	vhosts    memo[*VirtualHost, Hash]
+	vhosts    memo[*VirtualHost, vhostHashes]
 	tables    memo[*RouteTable, Hash]
 	listeners memo[*Listener, Hash]
 	clusters  memo[*Cluster, [2]Hash]
@@ -44,8 +44,22 @@ func (h *Hashes) Route(r *Route) Hash {
 	return v
 }
 
+// vhostHashes are a virtual host's hash and its routes' hashes, which
+// consumers walking the routes take from here: one lookup per virtual
+// host rather than one per route.
+type vhostHashes struct {
+	hash   Hash
+	routes []Hash
+}
+
 // VirtualHost returns the hash of vh, which covers its routes' hashes.
-func (h *Hashes) VirtualHost(vh *VirtualHost) Hash {
+func (h *Hashes) VirtualHost(vh *VirtualHost) Hash { return h.virtualHost(vh).hash }
+
+// VirtualHostRoutes returns the hashes of vh's routes, in order (zero for
+// a nil route). The slice is shared: callers must not modify it.
+func (h *Hashes) VirtualHostRoutes(vh *VirtualHost) []Hash { return h.virtualHost(vh).routes }
+
+func (h *Hashes) virtualHost(vh *VirtualHost) vhostHashes {
 	if v, ok := h.vhosts.get(vh); ok {
 		return v
 	}
@@ -66,7 +80,7 @@ func (h *Hashes) VirtualHost(vh *VirtualHost) Hash {
 			e.hash(r)
 		}
 	}
-	v := e.sum()
+	v := vhostHashes{hash: e.sum(), routes: routes}
 	h.vhosts.put(vh, v)
 	return v
 }

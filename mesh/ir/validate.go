@@ -375,8 +375,9 @@ func (v *validator) routeTable(obj object, f path, rt *RouteTable, tables, clust
 // virtualHostRoutes checks the routes of one virtual host.
 func (v *validator) virtualHostRoutes(obj object, vf path, vh *VirtualHost, clusters map[string]bool) {
 	var h Hash
+	var routeHashes []Hash
 	if v.hashes != nil {
-		h = v.hashes.VirtualHost(vh)
+		h, routeHashes = v.hashes.VirtualHost(vh), v.hashes.VirtualHostRoutes(vh)
 		if used, ok := v.prev[h]; ok && allIn(used, clusters) {
 			v.next[h] = used
 			return
@@ -394,7 +395,11 @@ func (v *validator) virtualHostRoutes(obj object, vf path, vh *VirtualHost, clus
 			v.fail(obj, rf.f("name"), "empty or duplicate %q", r.Name)
 		}
 		routes[r.Name] = true
-		v.routeOnce(obj, rf, r, clusters)
+		var rh Hash
+		if routeHashes != nil {
+			rh = routeHashes[j]
+		}
+		v.routeOnce(obj, rf, r, rh, clusters)
 	}
 	if v.next != nil && len(v.errs) == before {
 		v.next[h] = usedClusters(vh)
@@ -404,15 +409,14 @@ func (v *validator) virtualHostRoutes(obj object, vf path, vh *VirtualHost, clus
 // maxValidRoutes bounds the Validator's memory of valid routes.
 const maxValidRoutes = 1 << 17
 
-// routeOnce checks a route, or only its cluster references when a route
-// of the same content passed before: everything else a route is checked
-// for is its own content.
-func (v *validator) routeOnce(obj object, f path, r *Route, clusters map[string]bool) {
+// routeOnce checks a route, of hash h, or only its cluster references
+// when a route of the same content passed before: everything else a route
+// is checked for is its own content.
+func (v *validator) routeOnce(obj object, f path, r *Route, h Hash, clusters map[string]bool) {
 	if v.routesOK == nil {
 		v.route(obj, f, r, clusters)
 		return
 	}
-	h := v.hashes.Route(r)
 	if v.routesOK[h] {
 		for i, b := range r.Backends {
 			if b.Cluster != "" && !clusters[b.Cluster] {

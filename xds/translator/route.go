@@ -118,8 +118,9 @@ func (b *builder) virtualHost(rc string, vh *ir.VirtualHost, h, version ir.Hash,
 	}
 	evh.Routes = make([]*routev3.Route, 0, len(vh.Routes))
 	vm := &vhostMemo{hash: h, version: version, domains: domains, out: evh, wire: &serialized{msg: evh}, routes: make([]*routeMemo, 0, len(vh.Routes))}
-	for _, r := range vh.Routes {
-		rh := b.hashes.Route(r)
+	hashes := b.hashes.VirtualHostRoutes(vh)
+	for i, r := range vh.Routes {
+		rh := hashes[i]
 		rm := b.routes[rh]
 		if rm == nil {
 			rm = old[rh]
