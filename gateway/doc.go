@@ -168,11 +168,13 @@
 //
 // Incremental translation. The agent and the controller keep one
 // Translator, which reuses the previous call's compiled routes and
-// virtual hosts where the input objects are the very same (providers
-// replace an object to change it), so a one-route edit costs about that
+// virtual hosts where the input objects have the same content hashes
+// (computed once per object by the providers; see "Change detection" in
+// the mesh/ir package documentation), so a one-route edit costs about that
 // route plus attachment and status of every route; status is never reused
-// (it depends on every Gateway). Reuse is by identity, not by hashing
-// content, and a Translator's result always equals Translate's (held by a
-// test over golden cases and random edits). Translate stays the pure
+// (it depends on every Gateway). Compiled routes are keyed on kind,
+// namespace/name and content hash: an object decoded again with the same
+// content is not compiled again. A Translator's result always equals
+// Translate's (held by a test over golden cases and random edits). Translate stays the pure
 // one-shot function the CLI, tests and fuzzers use.
 package gateway

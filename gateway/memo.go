@@ -57,7 +57,7 @@ func (x *Translator) Translate(in *input.Snapshot, opts Options) *Result {
 type memo struct {
 	world world
 	ix    *index
-	// gateways is the identity of what parentRef resolution reads besides
+	// gateways is the content of what parentRef resolution reads besides
 	// the route and the index.
 	gateways gatewayWorld
 	// order holds the compiled routes of each kind in the order the

@@ -139,10 +139,11 @@ func gatewayKey(pr gwv1.ParentReference, routeNamespace string) input.Key {
 // processRoutes compiles (or reuses) and attaches every route of every
 // supported kind that names one of our Gateways.
 //
-// A route the previous translation compiled from the same object, with
-// the same index, keeps its compiled state; if the Gateways its
-// parentRefs name are the same objects too, it keeps its resolved parents
-// and its status, and is only attached to this translation's listeners.
+// A route the previous translation compiled from an object of the same
+// kind, key and content hash, with the same index, keeps its compiled
+// state; if the Gateways its parentRefs name have the same content too, it
+// keeps its resolved parents and its status, and is only attached to this
+// translation's listeners.
 func (t *translator) processRoutes() {
 	t.dirty = map[string]bool{}
 	for _, k := range routeKinds {
