@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"net/netip"
-	"slices"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -97,8 +96,9 @@ func gatewayWorldOf(in *input.Snapshot, controller gwv1.GatewayController) gatew
 	return gatewayWorld{controller: controller, classes: hashes(in, in.GatewayClasses), gateways: hashes(in, in.Gateways)}
 }
 
-func (w gatewayWorld) same(o gatewayWorld) bool {
-	return w.controller == o.controller && slices.Equal(w.classes, o.classes) && slices.Equal(w.gateways, o.gateways)
+// matches reports whether in and controller are what w was taken from.
+func (w gatewayWorld) matches(in *input.Snapshot, controller gwv1.GatewayController) bool {
+	return w.controller == controller && sameHashes(in, w.classes, in.GatewayClasses) && sameHashes(in, w.gateways, in.Gateways)
 }
 
 // world is the content of every input route compilation reads besides
@@ -123,10 +123,25 @@ func worldOf(in *input.Snapshot) world {
 	}
 }
 
-func (w world) same(o world) bool {
-	return slices.Equal(w.services, o.services) && slices.Equal(w.slices, o.slices) &&
-		slices.Equal(w.grants, o.grants) && slices.Equal(w.namespaces, o.namespaces) &&
-		slices.Equal(w.secrets, o.secrets)
+// matches reports whether in holds objects of the content w was taken
+// from (without allocating: this runs on every translation).
+func (w world) matches(in *input.Snapshot) bool {
+	return sameHashes(in, w.services, in.Services) && sameHashes(in, w.slices, in.EndpointSlices) &&
+		sameHashes(in, w.grants, in.ReferenceGrants) && sameHashes(in, w.namespaces, in.Namespaces) &&
+		sameHashes(in, w.secrets, in.Secrets)
+}
+
+// sameHashes reports whether objs have the hashes hs, in order.
+func sameHashes[T runtime.Object](in *input.Snapshot, hs []input.Hash, objs []T) bool {
+	if len(hs) != len(objs) {
+		return false
+	}
+	for i, o := range objs {
+		if in.HashOf(o) != hs[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // hashes lists the content hashes of objs.

@@ -93,12 +93,7 @@ func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) 
 		opts.ControllerName = ControllerName
 	}
 	t := &translator{opts: opts, in: in, prev: prev}
-	var w world
-	var gw gatewayWorld
-	if remember {
-		w, gw = worldOf(in), gatewayWorldOf(in, opts.ControllerName)
-	}
-	if prev != nil && prev.world.same(w) {
+	if prev != nil && prev.world.matches(in) {
 		t.sameWorld = true
 		t.ix = prev.ix
 		t.clusters = prev.clusters
@@ -106,7 +101,7 @@ func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) 
 	} else {
 		t.ix = newIndex(in)
 	}
-	t.sameGateways = prev != nil && prev.gateways.same(gw)
+	t.sameGateways = prev != nil && prev.gateways.matches(in, opts.ControllerName)
 	// Every listener is what it was: the same Gateway objects, the same
 	// Secrets and Namespaces (certificates and route namespaces) and the
 	// same addresses. Only then is a virtual host all of whose hostnames
@@ -119,7 +114,16 @@ func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) 
 	if remember {
 		t.next = &memo{ix: t.ix, order: make([][]*routeState, len(routeKinds)), vhosts: map[string]*vhostMemo{},
 			epoch: t.epoch, addrs: maps.Clone(opts.Addresses)}
-		t.next.world, t.next.gateways = w, gw
+		if t.sameWorld {
+			t.next.world = prev.world
+		} else {
+			t.next.world = worldOf(in)
+		}
+		if t.sameGateways {
+			t.next.gateways = prev.gateways
+		} else {
+			t.next.gateways = gatewayWorldOf(in, opts.ControllerName)
+		}
 	}
 	if t.secrets == nil {
 		t.secrets = map[input.Key]*ir.Secret{}
