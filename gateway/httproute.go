@@ -67,6 +67,7 @@ func (t *translator) compileRule(rs *routeState, i int, spec *gwv1.HTTPRouteRule
 	if len(matches) == 0 {
 		matches = defaultMatches
 	}
+	rule.matches = make([]*matchState, 0, len(matches))
 	for j := range matches {
 		rule.matches = append(rule.matches, compileMatch(rule, j, &matches[j]))
 	}
@@ -118,6 +119,10 @@ func compileTimeouts(rule *ruleState, to *gwv1.HTTPRouteTimeouts) (request, back
 // compileBackends compiles a rule's backendRefs: weight, then the
 // backendRef's own filters, then the Service it resolves to.
 func (t *translator) compileBackends(rule *ruleState, refs []gwv1.HTTPBackendRef) {
+	if len(refs) > 0 {
+		rule.backends = make([]*ir.WeightedBackend, 0, len(refs))
+		rule.clusters = make([]*ir.Cluster, 0, len(refs))
+	}
 	for k := range refs {
 		br := &refs[k]
 		wb := weightedBackend(rule, k, br.Weight)

@@ -132,6 +132,14 @@ func (b *builder) weightedClusters(r *ir.Route, valid []int, invalid uint64) (*r
 	}
 	scaleWeights(weights)
 	wc := &routev3.WeightedCluster{Clusters: make([]*routev3.WeightedCluster_ClusterWeight, 0, len(weights))}
+	// One allocation each for all entries and all weights: routes carry
+	// these by the thousand.
+	entries := make([]routev3.WeightedCluster_ClusterWeight, len(weights))
+	values := make([]wrapperspb.UInt32Value, len(weights))
+	weight := func(i int) *wrapperspb.UInt32Value {
+		values[i].Value = uint32(weights[i])
+		return &values[i]
+	}
 	for i, bi := range valid {
 		wb := r.Backends[bi]
 		var req, resp headerEdits
@@ -148,20 +156,17 @@ func (b *builder) weightedClusters(r *ir.Route, valid []int, invalid uint64) (*r
 				return nil, p
 			}
 		}
-		wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{
-			Name:                    b.clusterNames[wb.Cluster],
-			Weight:                  wrapperspb.UInt32(uint32(weights[i])),
-			RequestHeadersToAdd:     req.add,
-			RequestHeadersToRemove:  req.remove,
-			ResponseHeadersToAdd:    resp.add,
-			ResponseHeadersToRemove: resp.remove,
-		})
+		cw := &entries[i]
+		cw.Name, cw.Weight = b.clusterNames[wb.Cluster], weight(i)
+		cw.RequestHeadersToAdd, cw.RequestHeadersToRemove = req.add, req.remove
+		cw.ResponseHeadersToAdd, cw.ResponseHeadersToRemove = resp.add, resp.remove
+		wc.Clusters = append(wc.Clusters, cw)
 	}
 	if invalid > 0 {
-		wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{
-			Name:   b.invalidBackend,
-			Weight: wrapperspb.UInt32(uint32(weights[len(weights)-1])),
-		})
+		last := len(weights) - 1
+		cw := &entries[last]
+		cw.Name, cw.Weight = b.invalidBackend, weight(last)
+		wc.Clusters = append(wc.Clusters, cw)
 	}
 	return wc, nil
 }

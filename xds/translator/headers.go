@@ -15,6 +15,41 @@ type headerEdits struct {
 	// host is a Host value set by a request modifier. Envoy refuses to edit
 	// Host through headers_to_add, so it becomes host_rewrite_literal.
 	host string
+	// opts and values back the entries of add.
+	opts   []corev3.HeaderValueOption
+	values []corev3.HeaderValue
+}
+
+// addHeader adds entry i of a modifier's list (set or add).
+func (e *headerEdits) addHeader(field, list string, i int, h ir.Header, action corev3.HeaderValueOption_HeaderAppendAction, request bool) *problem {
+	f := func(sub string) string { return fieldf("%s.%s[%d].%s", field, list, i, sub) }
+	name := strings.ToLower(h.Name)
+	if name == "host" {
+		if !request {
+			return problemf(f("name"), "Envoy cannot edit a Host header in responses")
+		}
+		if !protoText(h.Value) {
+			return problemf(f("value"), "value cannot be carried in Envoy config")
+		}
+		e.host = h.Value
+		return nil
+	}
+	value := strings.ReplaceAll(h.Value, "%", "%%")
+	switch {
+	case len(name) > maxHeaderBytes:
+		return problemf(f("name"), "name longer than Envoy's %d-byte limit", maxHeaderBytes)
+	case len(value) > maxHeaderBytes:
+		return problemf(f("value"), "value longer than Envoy's %d-byte limit", maxHeaderBytes)
+	case !protoText(value):
+		return problemf(f("value"), "value is not UTF-8 text")
+	}
+	k := len(e.add)
+	hv := &e.values[k]
+	hv.Key, hv.Value = name, value
+	opt := &e.opts[k]
+	opt.Header, opt.AppendAction = hv, action
+	e.add = append(e.add, opt)
+	return nil
 }
 
 // headerEditsOf converts a modifier. Envoy applies removals first, then
@@ -35,44 +70,20 @@ func headerEditsOf(field string, m *ir.HeaderModifier, request bool) (headerEdit
 	if n := len(m.Set) + len(m.Add); n > maxHeadersToAdd {
 		return e, problemf(field, "%d header additions exceed Envoy's limit of %d", n, maxHeadersToAdd)
 	}
-	if len(m.Set)+len(m.Add) > 0 {
-		e.add = make([]*corev3.HeaderValueOption, 0, len(m.Set)+len(m.Add))
-	}
-	add := func(list string, i int, h ir.Header, action corev3.HeaderValueOption_HeaderAppendAction) *problem {
-		f := func(sub string) string { return fieldf("%s.%s[%d].%s", field, list, i, sub) }
-		name := strings.ToLower(h.Name)
-		if name == "host" {
-			if !request {
-				return problemf(f("name"), "Envoy cannot edit a Host header in responses")
-			}
-			if !protoText(h.Value) {
-				return problemf(f("value"), "value cannot be carried in Envoy config")
-			}
-			e.host = h.Value
-			return nil
-		}
-		value := strings.ReplaceAll(h.Value, "%", "%%")
-		switch {
-		case len(name) > maxHeaderBytes:
-			return problemf(f("name"), "name longer than Envoy's %d-byte limit", maxHeaderBytes)
-		case len(value) > maxHeaderBytes:
-			return problemf(f("value"), "value longer than Envoy's %d-byte limit", maxHeaderBytes)
-		case !protoText(value):
-			return problemf(f("value"), "value is not UTF-8 text")
-		}
-		e.add = append(e.add, &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: name, Value: value},
-			AppendAction: action,
-		})
-		return nil
+	if n := len(m.Set) + len(m.Add); n > 0 {
+		e.add = make([]*corev3.HeaderValueOption, 0, n)
+		// One allocation each for all options and all values: routes
+		// carry these by the thousand.
+		e.opts = make([]corev3.HeaderValueOption, n)
+		e.values = make([]corev3.HeaderValue, n)
 	}
 	for i, h := range m.Set {
-		if p := add("set", i, h, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD); p != nil {
+		if p := e.addHeader(field, "set", i, h, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD, request); p != nil {
 			return e, p
 		}
 	}
 	for i, h := range m.Add {
-		if p := add("add", i, h, corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD); p != nil {
+		if p := e.addHeader(field, "add", i, h, corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD, request); p != nil {
 			return e, p
 		}
 	}

@@ -51,17 +51,21 @@ func (b *builder) routeMatch(route string, m ir.Match) (*routev3.RouteMatch, boo
 	if m.Method != "" {
 		n++
 	}
+	var parts []headerParts
 	if n > 0 {
 		out.Headers = make([]*routev3.HeaderMatcher, 0, n)
+		// One allocation for the messages of all header matchers:
+		// routes carry them by the thousand.
+		parts = make([]headerParts, n)
 	}
 	if m.Method != "" {
-		out.Headers = append(out.Headers, headerMatcher(":method", ir.MatchExact, m.Method))
+		out.Headers = append(out.Headers, parts[len(out.Headers)].matcher(":method", ir.MatchExact, m.Method))
 	}
 	for i, h := range m.Headers {
 		if !protoText(h.Value) {
 			return drop(fieldf("match.headers[%d].value", i), "value is not UTF-8 text without control bytes")
 		}
-		out.Headers = append(out.Headers, headerMatcher(strings.ToLower(h.Name), h.Type, h.Value))
+		out.Headers = append(out.Headers, parts[len(out.Headers)].matcher(strings.ToLower(h.Name), h.Type, h.Value))
 	}
 	if len(m.Query) > 0 {
 		out.QueryParameters = make([]*routev3.QueryParameterMatcher, 0, len(m.Query))
@@ -83,11 +87,27 @@ func (b *builder) routeMatch(route string, m ir.Match) (*routev3.RouteMatch, boo
 	return out, true
 }
 
-func headerMatcher(name string, t ir.StringMatchType, value string) *routev3.HeaderMatcher {
-	return &routev3.HeaderMatcher{
-		Name:                 name,
-		HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: stringMatcher(t, value)},
+// headerParts holds the messages of one header matcher, so a route's
+// matchers are allocated together.
+type headerParts struct {
+	hm    routev3.HeaderMatcher
+	spec  routev3.HeaderMatcher_StringMatch
+	sm    matcherv3.StringMatcher
+	exact matcherv3.StringMatcher_Exact
+}
+
+// matcher fills p as a matcher of header name against value and returns
+// it.
+func (p *headerParts) matcher(name string, t ir.StringMatchType, value string) *routev3.HeaderMatcher {
+	if t == ir.MatchRegex {
+		p.spec.StringMatch = stringMatcher(t, value)
+	} else {
+		p.exact.Exact = value
+		p.sm.MatchPattern = &p.exact
+		p.spec.StringMatch = &p.sm
 	}
+	p.hm.Name, p.hm.HeaderMatchSpecifier = name, &p.spec
+	return &p.hm
 }
 
 func stringMatcher(t ir.StringMatchType, value string) *matcherv3.StringMatcher {
