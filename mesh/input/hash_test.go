@@ -65,3 +65,20 @@ func TestHashFollowsContent(t *testing.T) {
 		t.Error("a copy with a replaced route is SameContent")
 	}
 }
+
+// BenchmarkHashObject is what hashing costs one object as it enters.
+func BenchmarkHashObject(b *testing.B) {
+	objs, err := Decode("a.yaml", []byte(hashCase))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := Build(objs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := s.HTTPRoutes[0]
+	b.ReportAllocs()
+	for b.Loop() {
+		HashObject(r)
+	}
+}
