@@ -3,6 +3,7 @@ package translator
 import (
 	"math"
 	"math/bits"
+	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -58,7 +59,12 @@ func (b *builder) forward(r *ir.Route, out *routev3.Route) *problem {
 	if p != nil {
 		return p
 	}
-	ra := &routev3.RouteAction{Timeout: durationpb.New(r.Timeout)}
+	// The messages every forwarding route has, in one allocation: routes
+	// come by the thousand.
+	parts := new(forwardParts)
+	ra := &parts.action
+	parts.timeout.Seconds, parts.timeout.Nanos = splitDuration(r.Timeout)
+	ra.Timeout = &parts.timeout
 	if bt := r.BackendTimeout; bt > 0 && (r.Timeout == 0 || bt < r.Timeout) {
 		ra.RetryPolicy = &routev3.RetryPolicy{PerTryTimeout: durationpb.New(bt)}
 	}
@@ -69,7 +75,7 @@ func (b *builder) forward(r *ir.Route, out *routev3.Route) *problem {
 		if p != nil {
 			return p
 		}
-		ra.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
+		ra.ClusterSpecifier = wc
 		if invalid > 0 {
 			ra.ClusterNotFoundResponseCode = routev3.RouteAction_INTERNAL_SERVER_ERROR
 		}
@@ -95,8 +101,30 @@ func (b *builder) forward(r *ir.Route, out *routev3.Route) *problem {
 		ra.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: host}
 	}
 	out.RequestHeadersToAdd, out.RequestHeadersToRemove = req.add, req.remove
-	out.Action = &routev3.Route_Route{Route: ra}
+	parts.route.Route = ra
+	out.Action = &parts.route
 	return nil
+}
+
+// forwardParts are the messages of a forwarding route's action.
+type forwardParts struct {
+	route   routev3.Route_Route
+	action  routev3.RouteAction
+	timeout durationpb.Duration
+}
+
+// splitDuration is d as google.protobuf.Duration's fields, as
+// durationpb.New computes them.
+func splitDuration(d time.Duration) (int64, int32) {
+	n := d.Nanoseconds()
+	s := n / int64(time.Second)
+	return s, int32(n - s*int64(time.Second))
+}
+
+// weightedParts are the messages of a weighted_clusters specifier.
+type weightedParts struct {
+	spec routev3.RouteAction_WeightedClusters
+	wc   routev3.WeightedCluster
 }
 
 // usesInvalidBackend reports whether the route's output names the
@@ -122,7 +150,7 @@ func usesInvalidBackend(r *ir.Route) bool {
 // weightedClusters splits traffic. Envoy rejects a weight sum above
 // MaxUint32, so larger sums are scaled down proportionally (every entry
 // keeps at least weight 1).
-func (b *builder) weightedClusters(r *ir.Route, valid []int, invalid uint64) (*routev3.WeightedCluster, *problem) {
+func (b *builder) weightedClusters(r *ir.Route, valid []int, invalid uint64) (*routev3.RouteAction_WeightedClusters, *problem) {
 	weights := make([]uint64, 0, len(valid)+1)
 	for _, i := range valid {
 		weights = append(weights, uint64(r.Backends[i].Weight))
@@ -131,7 +159,10 @@ func (b *builder) weightedClusters(r *ir.Route, valid []int, invalid uint64) (*r
 		weights = append(weights, invalid)
 	}
 	scaleWeights(weights)
-	wc := &routev3.WeightedCluster{Clusters: make([]*routev3.WeightedCluster_ClusterWeight, 0, len(weights))}
+	parts := new(weightedParts)
+	wc := &parts.wc
+	wc.Clusters = make([]*routev3.WeightedCluster_ClusterWeight, 0, len(weights))
+	parts.spec.WeightedClusters = wc
 	// One allocation each for all entries and all weights: routes carry
 	// these by the thousand.
 	entries := make([]routev3.WeightedCluster_ClusterWeight, len(weights))
@@ -168,7 +199,7 @@ func (b *builder) weightedClusters(r *ir.Route, valid []int, invalid uint64) (*r
 		cw.Name, cw.Weight = b.invalidBackend, weight(last)
 		wc.Clusters = append(wc.Clusters, cw)
 	}
-	return wc, nil
+	return &parts.spec, nil
 }
 
 // scaleWeights scales weights down in place until their sum fits in a
