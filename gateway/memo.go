@@ -171,14 +171,16 @@ func (t *translator) reusedRoute(k *routeKind, r route, h input.Hash, at int) *r
 	if t.prev == nil || !t.sameWorld {
 		return nil
 	}
-	m := r.meta()
 	order := t.prev.order[k.rank]
 	i := at + t.shift[k.rank]
-	if i >= 0 && i < len(order) && order[i].key.Name == m.Name && order[i].key.Namespace == m.Namespace {
-		if order[i].hash != h {
-			return nil // the route changed: compile it again
-		}
+	// The hash covers the namespace and name, so an equal hash is the
+	// same route unchanged, found without reading the object.
+	if i >= 0 && i < len(order) && order[i].hash == h {
 		return order[i].reuse(r)
+	}
+	m := r.meta()
+	if i >= 0 && i < len(order) && order[i].key.Name == m.Name && order[i].key.Namespace == m.Namespace {
+		return nil // the route changed: compile it again
 	}
 	// Routes were added or removed before this one.
 	t.moved = true
