@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"sync"
 
-	"k8s.io/apimachinery/pkg/runtime"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/mesh/input"
@@ -93,12 +92,12 @@ type gatewayWorld struct {
 }
 
 func gatewayWorldOf(in *input.Snapshot, controller gwv1.GatewayController) gatewayWorld {
-	return gatewayWorld{controller: controller, classes: hashes(in, in.GatewayClasses), gateways: hashes(in, in.Gateways)}
+	return gatewayWorld{controller: controller, classes: input.HashesOf(in, in.GatewayClasses), gateways: input.HashesOf(in, in.Gateways)}
 }
 
 // matches reports whether in and controller are what w was taken from.
 func (w gatewayWorld) matches(in *input.Snapshot, controller gwv1.GatewayController) bool {
-	return w.controller == controller && sameHashes(in, w.classes, in.GatewayClasses) && sameHashes(in, w.gateways, in.Gateways)
+	return w.controller == controller && input.HashesMatch(in, w.classes, in.GatewayClasses) && input.HashesMatch(in, w.gateways, in.Gateways)
 }
 
 // world is the content of every input route compilation reads besides
@@ -115,42 +114,20 @@ type world struct {
 
 func worldOf(in *input.Snapshot) world {
 	return world{
-		services:   hashes(in, in.Services),
-		slices:     hashes(in, in.EndpointSlices),
-		grants:     hashes(in, in.ReferenceGrants),
-		namespaces: hashes(in, in.Namespaces),
-		secrets:    hashes(in, in.Secrets),
+		services:   input.HashesOf(in, in.Services),
+		slices:     input.HashesOf(in, in.EndpointSlices),
+		grants:     input.HashesOf(in, in.ReferenceGrants),
+		namespaces: input.HashesOf(in, in.Namespaces),
+		secrets:    input.HashesOf(in, in.Secrets),
 	}
 }
 
 // matches reports whether in holds objects of the content w was taken
 // from (without allocating: this runs on every translation).
 func (w world) matches(in *input.Snapshot) bool {
-	return sameHashes(in, w.services, in.Services) && sameHashes(in, w.slices, in.EndpointSlices) &&
-		sameHashes(in, w.grants, in.ReferenceGrants) && sameHashes(in, w.namespaces, in.Namespaces) &&
-		sameHashes(in, w.secrets, in.Secrets)
-}
-
-// sameHashes reports whether objs have the hashes hs, in order.
-func sameHashes[T runtime.Object](in *input.Snapshot, hs []input.Hash, objs []T) bool {
-	if len(hs) != len(objs) {
-		return false
-	}
-	for i, o := range objs {
-		if in.HashOf(o) != hs[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// hashes lists the content hashes of objs.
-func hashes[T runtime.Object](in *input.Snapshot, objs []T) []input.Hash {
-	out := make([]input.Hash, len(objs))
-	for i, o := range objs {
-		out[i] = in.HashOf(o)
-	}
-	return out
+	return input.HashesMatch(in, w.services, in.Services) && input.HashesMatch(in, w.slices, in.EndpointSlices) &&
+		input.HashesMatch(in, w.grants, in.ReferenceGrants) && input.HashesMatch(in, w.namespaces, in.Namespaces) &&
+		input.HashesMatch(in, w.secrets, in.Secrets)
 }
 
 // vhostMemo is one virtual host as built: the routes gathered for it, the

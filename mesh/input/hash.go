@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"iter"
 
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -44,6 +45,50 @@ func (s *Snapshot) HashOf(obj runtime.Object) Hash {
 		return h
 	}
 	return HashObject(obj)
+}
+
+// HashesOf lists the content hashes of objs, in order.
+func HashesOf[T runtime.Object](s *Snapshot, objs []T) []Hash {
+	out := make([]Hash, len(objs))
+	for i, o := range objs {
+		out[i] = s.HashOf(o)
+	}
+	return out
+}
+
+// HashesMatch reports whether objs have the content hashes hs, in order.
+// It allocates nothing, for callers that check this on every snapshot.
+func HashesMatch[T runtime.Object](s *Snapshot, hs []Hash, objs []T) bool {
+	if len(hs) != len(objs) {
+		return false
+	}
+	for i, o := range objs {
+		if s.HashOf(o) != hs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Objects lists every object of s, kind after kind.
+func (s *Snapshot) Objects() iter.Seq[runtime.Object] {
+	return func(yield func(runtime.Object) bool) {
+		_ = yieldAll(yield, s.GatewayClasses) && yieldAll(yield, s.Gateways) &&
+			yieldAll(yield, s.HTTPRoutes) && yieldAll(yield, s.ReferenceGrants) &&
+			yieldAll(yield, s.Services) && yieldAll(yield, s.EndpointSlices) &&
+			yieldAll(yield, s.Secrets) && yieldAll(yield, s.Namespaces) &&
+			yieldAll(yield, s.Pods) && yieldAll(yield, s.NetworkPolicies) &&
+			yieldAll(yield, s.CiliumNetworkPolicies) && yieldAll(yield, s.CiliumClusterwideNetworkPolicies)
+	}
+}
+
+func yieldAll[T runtime.Object](yield func(runtime.Object) bool, objs []T) bool {
+	for _, o := range objs {
+		if !yield(o) {
+			return false
+		}
+	}
+	return true
 }
 
 // SameContent reports whether a and b hold objects of the same content in

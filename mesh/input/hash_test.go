@@ -1,6 +1,7 @@
 package input
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -40,6 +41,9 @@ func TestHashFollowsContent(t *testing.T) {
 		return s
 	}
 	a := build(hashCase)
+	if n := len(slices.Collect(a.Objects())); n != 2 {
+		t.Fatalf("Objects listed %d objects, want 2", n)
+	}
 	reformatted := build("# a comment\n" + strings.ReplaceAll(hashCase, "{port: 80}", "{ port: 80 }"))
 	if a.HTTPRoutes[0] == reformatted.HTTPRoutes[0] {
 		t.Fatal("decoding twice returned one object")

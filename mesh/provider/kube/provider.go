@@ -287,32 +287,14 @@ func (p *Provider) recordHashes(s *input.Snapshot) {
 	defer p.hashMu.Unlock()
 	prev := p.hashes
 	s.Hashes = make(map[runtime.Object]input.Hash, len(prev))
-	add := func(o runtime.Object) {
+	for o := range s.Objects() {
 		h, ok := prev[o]
 		if !ok {
 			h = input.HashObject(o)
 		}
 		s.Hashes[o] = h
 	}
-	addAll(add, s.GatewayClasses)
-	addAll(add, s.Gateways)
-	addAll(add, s.HTTPRoutes)
-	addAll(add, s.ReferenceGrants)
-	addAll(add, s.Services)
-	addAll(add, s.EndpointSlices)
-	addAll(add, s.Secrets)
-	addAll(add, s.Namespaces)
-	addAll(add, s.Pods)
-	addAll(add, s.NetworkPolicies)
-	addAll(add, s.CiliumNetworkPolicies)
-	addAll(add, s.CiliumClusterwideNetworkPolicies)
 	p.hashes = s.Hashes
-}
-
-func addAll[T runtime.Object](add func(runtime.Object), objs []T) {
-	for _, o := range objs {
-		add(o)
-	}
 }
 
 func list[T metav1.Object](log *slog.Logger, kind string, f func() ([]T, error)) []T {
