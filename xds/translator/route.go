@@ -2,6 +2,9 @@ package translator
 
 import (
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -12,8 +15,9 @@ import (
 
 // routeConfiguration emits the RouteConfiguration of one route table.
 // Virtual hosts and routes keep the IR's order: the IR is already in
-// precedence order and Envoy evaluates routes first-match-wins. Each route
-// is validated as it is built, each virtual host's and the
+// precedence order and Envoy evaluates routes first-match-wins. Each new
+// route is validated once (checkRoutes, at the end of the build), each
+// virtual host's and the
 // RouteConfiguration's own fields separately: together exactly what
 // ValidateAll on the whole would check (the lists carry no rules of their
 // own), without re-checking what is reused.
@@ -134,13 +138,10 @@ func (b *builder) virtualHost(rc string, vh *ir.VirtualHost, h, version ir.Hash,
 			rmark := len(b.out.Warnings)
 			out := b.route(r)
 			if out != nil {
-				// The label is built only on failure: this runs per route.
 				if validating != nil {
 					validating(out)
 				}
-				if err := out.ValidateAll(); err != nil {
-					return nil, fmt.Errorf("%w: route configuration %q virtual host %q route %q: %v", ErrInvalidOutput, rc, evh.Name, out.Name, err)
-				}
+				b.unchecked = append(b.unchecked, uncheckedRoute{out: out, rc: rc, vhost: evh.Name})
 			}
 			rm = &routeMemo{hash: rh, out: out, warnings: b.warningsSince(rmark)}
 			if usesInvalidBackend(r) {
@@ -250,4 +251,54 @@ func directResponse(status uint32, body string) *routev3.Route_DirectResponse {
 
 func inlineString(s string) *corev3.DataSource {
 	return &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: s}}
+}
+
+// uncheckedRoute is a route built in this translation, not yet validated,
+// with where it is (for the error).
+type uncheckedRoute struct {
+	out       *routev3.Route
+	rc, vhost string
+}
+
+// parallelCheckMin is the number of new routes from which checkRoutes
+// validates on several goroutines: below it, starting them costs more than
+// it saves.
+const parallelCheckMin = 256
+
+// checkRoutes validates the routes built in this translation, each once.
+// Validation reads nothing but the route, so it runs on up to GOMAXPROCS
+// goroutines (at most 8); the error reported is the one of the first
+// failing route in build order, as a sequential check would report.
+func (b *builder) checkRoutes() error {
+	routes := b.unchecked
+	b.unchecked = nil
+	errs := make([]error, len(routes))
+	check := func(i int) {
+		if err := routes[i].out.ValidateAll(); err != nil {
+			errs[i] = err
+		}
+	}
+	if workers := min(runtime.GOMAXPROCS(0), 8); workers > 1 && len(routes) >= parallelCheckMin {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for i := int(next.Add(1)) - 1; i < len(routes); i = int(next.Add(1)) - 1 {
+					check(i)
+				}
+			})
+		}
+		wg.Wait()
+	} else {
+		for i := range routes {
+			check(i)
+		}
+	}
+	for i, err := range errs {
+		if err != nil {
+			r := routes[i]
+			return fmt.Errorf("%w: route configuration %q virtual host %q route %q: %v", ErrInvalidOutput, r.rc, r.vhost, r.out.Name, err)
+		}
+	}
+	return nil
 }

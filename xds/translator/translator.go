@@ -108,6 +108,8 @@ type builder struct {
 	// by content hash: a route served in several virtual hosts (an HTTP
 	// and an HTTPS listener of one Gateway) is built once.
 	routes map[ir.Hash]*routeMemo
+	// unchecked are the routes built and not yet validated (checkRoutes).
+	unchecked []uncheckedRoute
 	// ver composes versions.
 	ver version
 }
@@ -155,6 +157,9 @@ func (b *builder) build() error {
 		}
 	}
 	if err := b.policy(b.cfg.Policy); err != nil {
+		return err
+	}
+	if err := b.checkRoutes(); err != nil {
 		return err
 	}
 	b.sort()
