@@ -17,10 +17,9 @@ import (
 // Virtual hosts and routes keep the IR's order: the IR is already in
 // precedence order and Envoy evaluates routes first-match-wins. Each new
 // route is validated once (checkRoutes, at the end of the build), each
-// virtual host's and the
-// RouteConfiguration's own fields separately: together exactly what
-// ValidateAll on the whole would check (the lists carry no rules of their
-// own), without re-checking what is reused.
+// virtual host's and the RouteConfiguration's own fields separately:
+// together exactly what ValidateAll on the whole would check (the lists
+// carry no rules of their own), without re-checking what is reused.
 func (b *builder) routeConfiguration(rt *ir.RouteTable) error {
 	name := routeConfigName(rt)
 	prev := b.prev.table(rt.Name)
