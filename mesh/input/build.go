@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"unsafe"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
@@ -23,7 +23,7 @@ import (
 // Snapshot is returned. Build does not copy the objects: the caller must
 // not modify them afterwards.
 func Build(objs []Object) (*Snapshot, error) {
-	s := &Snapshot{Hashes: make(map[runtime.Object]Hash, len(objs))}
+	s := &Snapshot{hashes: make(map[unsafe.Pointer]Hash, len(objs))}
 	seen := make(map[objectID]Origin, len(objs))
 	var errs []error
 	for _, o := range objs {
@@ -47,7 +47,7 @@ func Build(objs []Object) (*Snapshot, error) {
 		if o.Hash == (Hash{}) {
 			o.Hash = HashObject(o.Obj)
 		}
-		s.Hashes[o.Obj] = o.Hash
+		s.RecordHash(o.Obj, o.Hash)
 		switch v := o.Obj.(type) {
 		case *gwv1.GatewayClass:
 			s.GatewayClasses = append(s.GatewayClasses, v)

@@ -43,8 +43,8 @@
 // few lines of YAML.
 //
 // Change detection is by content hash (Hash): Decode hashes every object it
-// produces, Build records the hashes in Snapshot.Hashes, and consumers
-// compare hashes, never object identity or fields.
+// produces, Build records the hashes in the Snapshot (RecordHash), and
+// consumers compare hashes (HashOf), never object identity or fields.
 //
 // Errors never half-apply: Decode returns either every object of a stream
 // or an error joining one *DecodeError per problem, each naming the

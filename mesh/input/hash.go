@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"iter"
+	"reflect"
+	"unsafe"
 
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -21,7 +23,7 @@ type Hash [16]byte
 // HashObject computes obj's content hash. Providers call it once per
 // object as the object enters (the file provider when it decodes a
 // document, the Kubernetes provider when an informer hands over a new
-// version) and carry the result in Snapshot.Hashes.
+// version) and record the result in the snapshot (Snapshot.RecordHash).
 func HashObject(obj runtime.Object) Hash {
 	data, err := json.Marshal(obj)
 	if err != nil {
@@ -34,36 +36,88 @@ func HashObject(obj runtime.Object) Hash {
 	return Hash(sum[:16])
 }
 
-// HashOf returns obj's content hash: the one recorded in s.Hashes when obj
-// entered, or, for an object s does not record (a snapshot assembled by
-// hand, or an object swapped into a copy of a snapshot), computed now. The
-// record is found by the object itself, so a copy of a snapshot with one
-// object replaced never yields the replaced object's hash. It never
-// modifies s, so concurrent readers are safe.
+// RecordHash records h as obj's content hash. Providers call it while they
+// assemble a snapshot, before they publish it; s must not be in use
+// elsewhere.
+func (s *Snapshot) RecordHash(obj runtime.Object, h Hash) {
+	p := address(obj)
+	if p == nil {
+		return
+	}
+	if s.hashes == nil {
+		s.hashes = map[unsafe.Pointer]Hash{}
+	}
+	s.hashes[p] = h
+}
+
+// RecordedHash returns the hash recorded for obj, if one was (never on a
+// nil Snapshot).
+func (s *Snapshot) RecordedHash(obj runtime.Object) (Hash, bool) {
+	if s == nil {
+		return Hash{}, false
+	}
+	h, ok := s.hashes[address(obj)]
+	return h, ok
+}
+
+// HashOf returns obj's content hash: the one recorded when obj entered,
+// or, for an object s does not record (a snapshot assembled by hand, or an
+// object swapped into a copy of a snapshot), computed now. The record is
+// found by the object itself, so a copy of a snapshot with one object
+// replaced never yields the replaced object's hash. It never modifies s,
+// so concurrent readers are safe.
 func (s *Snapshot) HashOf(obj runtime.Object) Hash {
-	if h, ok := s.Hashes[obj]; ok {
+	if h, ok := s.RecordedHash(obj); ok {
 		return h
 	}
 	return HashObject(obj)
 }
 
+// hashOf is HashOf for a typed object: keyed by its address directly,
+// which is far cheaper than through an interface (this runs for every
+// object of a snapshot on every translation).
+func hashOf[E any, T interface {
+	*E
+	runtime.Object
+}](s *Snapshot, obj T) Hash {
+	if h, ok := s.hashes[unsafe.Pointer(obj)]; ok {
+		return h
+	}
+	return HashObject(obj)
+}
+
+// address is the address of the object obj points to, nil for none.
+func address(obj runtime.Object) unsafe.Pointer {
+	v := reflect.ValueOf(obj)
+	if v.Kind() != reflect.Pointer || v.IsNil() {
+		return nil
+	}
+	return v.UnsafePointer()
+}
+
 // HashesOf lists the content hashes of objs, in order.
-func HashesOf[T runtime.Object](s *Snapshot, objs []T) []Hash {
+func HashesOf[E any, T interface {
+	*E
+	runtime.Object
+}](s *Snapshot, objs []T) []Hash {
 	out := make([]Hash, len(objs))
 	for i, o := range objs {
-		out[i] = s.HashOf(o)
+		out[i] = hashOf(s, o)
 	}
 	return out
 }
 
 // HashesMatch reports whether objs have the content hashes hs, in order.
 // It allocates nothing, for callers that check this on every snapshot.
-func HashesMatch[T runtime.Object](s *Snapshot, hs []Hash, objs []T) bool {
+func HashesMatch[E any, T interface {
+	*E
+	runtime.Object
+}](s *Snapshot, hs []Hash, objs []T) bool {
 	if len(hs) != len(objs) {
 		return false
 	}
 	for i, o := range objs {
-		if s.HashOf(o) != hs[i] {
+		if hashOf(s, o) != hs[i] {
 			return false
 		}
 	}
@@ -114,12 +168,15 @@ func SameContent(a, b *Snapshot) bool {
 		sameHashes(a, b, a.CiliumClusterwideNetworkPolicies, b.CiliumClusterwideNetworkPolicies)
 }
 
-func sameHashes[T runtime.Object](a, b *Snapshot, x, y []T) bool {
+func sameHashes[E any, T interface {
+	*E
+	runtime.Object
+}](a, b *Snapshot, x, y []T) bool {
 	if len(x) != len(y) {
 		return false
 	}
 	for i := range x {
-		if a.HashOf(x[i]) != b.HashOf(y[i]) {
+		if hashOf(a, x[i]) != hashOf(b, y[i]) {
 			return false
 		}
 	}

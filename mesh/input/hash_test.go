@@ -34,7 +34,7 @@ func TestHashFollowsContent(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, r := range s.HTTPRoutes {
-			if h, ok := s.Hashes[r]; !ok || h != HashObject(r) {
+			if h, ok := s.RecordedHash(r); !ok || h != HashObject(r) {
 				t.Fatalf("route hash not recorded as decoded")
 			}
 		}

@@ -1,10 +1,11 @@
 package input
 
 import (
+	"unsafe"
+
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -31,10 +32,12 @@ type Snapshot struct {
 	CiliumNetworkPolicies            []*ciliumv2.CiliumNetworkPolicy
 	CiliumClusterwideNetworkPolicies []*ciliumv2.CiliumClusterwideNetworkPolicy
 
-	// Hashes holds the content hash of objects (HashObject), computed
-	// once as each entered its provider, by the object. Objects it does
-	// not hold are hashed when asked (HashOf).
-	Hashes map[runtime.Object]Hash
+	// hashes holds the content hash of objects (HashObject), computed
+	// once as each entered its provider (RecordHash), by the object's
+	// address: an object is never modified and, held here, never freed,
+	// so its address names it. Objects it does not hold are hashed when
+	// asked (HashOf).
+	hashes map[unsafe.Pointer]Hash
 }
 
 // Key names an object of one kind.

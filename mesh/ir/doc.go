@@ -36,10 +36,10 @@
 //   - every input object (Gateway API and core objects) is hashed once as
 //     it enters its provider (input.HashObject: SHA-256 of its JSON
 //     encoding) and the hash travels with it in the snapshot
-//     (input.Snapshot.Hashes). The file provider hashes an object when it
-//     decodes its document, and decodes only documents whose bytes
-//     changed; the Kubernetes provider hashes each new version an informer
-//     hands over;
+//     (input.Snapshot.RecordHash, HashOf). The file provider hashes an
+//     object when it decodes its document, and decodes only documents
+//     whose bytes changed; the Kubernetes provider hashes each new
+//     version an informer hands over;
 //   - gateway.Translator keys what it compiled on (kind, namespace/name,
 //     content hash): a route whose hash is unchanged, while the hashes of
 //     the objects compilation reads (Services, EndpointSlices,

@@ -150,7 +150,7 @@ func TestProviderFollowsTheAPIServer(t *testing.T) {
 	checkHashes := func(s *input.Snapshot) {
 		t.Helper()
 		for _, r := range s.HTTPRoutes {
-			if h, ok := s.Hashes[r]; !ok || h != input.HashObject(r) {
+			if h, ok := s.RecordedHash(r); !ok || h != input.HashObject(r) {
 				t.Errorf("route %s: recorded hash %x (recorded %v), want %x", r.Name, h, ok, input.HashObject(r))
 			}
 		}

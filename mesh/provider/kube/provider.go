@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -42,10 +41,10 @@ type Provider struct {
 	// policy is set by WithPolicy.
 	policy *policyWatch
 
-	// hashes are the content hashes of the objects of the last snapshot
-	// (see Snapshot).
+	// last is the last snapshot, whose objects' hashes the next one
+	// reuses (see recordHashes).
 	hashMu sync.Mutex
-	hashes map[runtime.Object]input.Hash
+	last   *input.Snapshot
 }
 
 type listers struct {
@@ -277,7 +276,7 @@ func (p *Provider) Snapshot() *input.Snapshot {
 	return s
 }
 
-// recordHashes fills s.Hashes. Each object is hashed once as it enters:
+// recordHashes records the hash of every object of s. Each object is hashed once as it enters:
 // informer caches hold a version of an object as one immutable object
 // until a newer version replaces it, so an object the last snapshot held
 // keeps the hash computed then, and only objects that are new since (new
@@ -285,16 +284,15 @@ func (p *Provider) Snapshot() *input.Snapshot {
 func (p *Provider) recordHashes(s *input.Snapshot) {
 	p.hashMu.Lock()
 	defer p.hashMu.Unlock()
-	prev := p.hashes
-	s.Hashes = make(map[runtime.Object]input.Hash, len(prev))
+	prev := p.last
 	for o := range s.Objects() {
-		h, ok := prev[o]
+		h, ok := prev.RecordedHash(o)
 		if !ok {
 			h = input.HashObject(o)
 		}
-		s.Hashes[o] = h
+		s.RecordHash(o, h)
 	}
-	p.hashes = s.Hashes
+	p.last = s
 }
 
 func list[T metav1.Object](log *slog.Logger, kind string, f func() ([]T, error)) []T {
