@@ -8,7 +8,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/mesh/input"
@@ -39,7 +38,7 @@ var httpRouteKind = routeKind{
 type httpRoute struct{ obj *gwv1.HTTPRoute }
 
 func (r httpRoute) meta() *metav1.ObjectMeta           { return &r.obj.ObjectMeta }
-func (r httpRoute) object() runtime.Object             { return r.obj }
+func (r httpRoute) hash(in *input.Snapshot) input.Hash { return input.ObjectHash(in, r.obj) }
 func (r httpRoute) parentRefs() []gwv1.ParentReference { return r.obj.Spec.ParentRefs }
 func (r httpRoute) hostnames() []gwv1.Hostname         { return r.obj.Spec.Hostnames }
 

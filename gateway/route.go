@@ -151,7 +151,7 @@ func (t *translator) processRoutes() {
 		for r := range k.routes(t.in) {
 			var h input.Hash
 			if t.next != nil {
-				h = t.in.HashOf(r.object())
+				h = r.hash(t.in)
 			}
 			rs := t.reusedRoute(k, r, h, len(order))
 			if rs != nil && t.sameGateways && rs.parents != nil {

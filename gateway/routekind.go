@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/mesh/input"
@@ -60,9 +59,9 @@ type route interface {
 	// meta is the object's metadata (namespace, name, generation,
 	// creation time). It must not be modified.
 	meta() *metav1.ObjectMeta
-	// object is the API object, whose content hash the Translator's
-	// reuse compares.
-	object() runtime.Object
+	// hash is the object's content hash in the snapshot, which the
+	// Translator's reuse compares.
+	hash(in *input.Snapshot) input.Hash
 	// parentRefs are the object's spec.parentRefs.
 	parentRefs() []gwv1.ParentReference
 	// hostnames are the object's spec.hostnames, unvalidated; nil for

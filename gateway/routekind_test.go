@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/mesh/input"
@@ -21,7 +20,7 @@ import (
 type testRoute struct{ obj *gwv1.HTTPRoute }
 
 func (r testRoute) meta() *metav1.ObjectMeta           { return &r.obj.ObjectMeta }
-func (r testRoute) object() runtime.Object             { return r.obj }
+func (r testRoute) hash(in *input.Snapshot) input.Hash { return input.ObjectHash(in, r.obj) }
 func (r testRoute) parentRefs() []gwv1.ParentReference { return r.obj.Spec.ParentRefs }
 func (r testRoute) hostnames() []gwv1.Hostname         { return r.obj.Spec.Hostnames }
 func (r testRoute) compileRules(t *translator, rs *routeState) {
