@@ -57,15 +57,18 @@ testdata: ## rewrite every golden file (and the proxy's generated allowlist) fro
 	$(GO) test -count=1 $(GOLDEN_PKGS) -run 'Golden|TestDocMatchesAllowlist' -update
 
 # Folders holding generated code.
-GENERATED = api bpf datapath proxylib charts/nodemesh/crds
+GENERATED = api bpf datapath proxylib charts/nodemesh/crds mesh/flow/observer/api
 
-generate: ## rebuild generated code: BPF objects (bpf2go; needs clang), protobuf Go (needs protoc), deep copies and CRDs (controller-gen)
+generate: ## rebuild generated code: BPF objects (bpf2go; needs clang), protobuf Go (needs protoc), Hubble API, deep copies and CRDs (controller-gen)
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
 	@# controller-gen is pinned by its own module (it needs newer k8s.io
 	@# modules than the main module links).
 	$(GO) build -C internal/tools/controller-gen -o $(BIN)/controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen
-	PATH=$(BIN):$$PATH $(GO) generate ./api/... ./bpf/... ./datapath/... ./proxylib/...
+	@# Hubble's API is generated from the .proto files of the Cilium release
+	@# internal/tools/hubble pins, with the gRPC plugin pinned there too.
+	$(GO) build -C internal/tools/hubble -o $(BIN)/protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	PATH=$(BIN):$$PATH $(GO) generate ./api/... ./bpf/... ./datapath/... ./proxylib/... ./mesh/flow/observer/api/...
 	@# The chart ships the generated CRDs (internal/chart checks they match).
 	rm -f charts/nodemesh/crds/*.yaml && cp api/crds/*.yaml charts/nodemesh/crds/
 

@@ -9,8 +9,10 @@ tools=(clang:clang llvm-strip:llvm bpftool:bpftool protoc:protobuf-compiler ip:i
   iptables:iptables nft:nftables nginx:nginx-light haproxy:haproxy wrk:wrk
   h2load:nghttp2-client curl:curl taskset:util-linux gcc:gcc)
 # Headers with no command of their own (libc's for cgo: the SPIRE server
-# the auth/spire integration tests build links SQLite).
-headers=(/usr/include/bpf/bpf_helpers.h:libbpf-dev /usr/include/stdio.h:libc6-dev)
+# the auth/spire integration tests build links SQLite; protobuf's well-known
+# types for the Hubble API generation).
+headers=(/usr/include/bpf/bpf_helpers.h:libbpf-dev /usr/include/stdio.h:libc6-dev
+  /usr/include/google/protobuf/any.proto:libprotobuf-dev)
 missing=()
 for t in "${tools[@]}"; do
   command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t##*:}")

@@ -1,0 +1,3 @@
+package v1
+
+//go:generate sh gen.sh
