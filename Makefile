@@ -4,7 +4,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 PKGS := ./...
 
-.PHONY: help deps build run test spire integration conformance h2spec testdata generate check-generate bench fuzz lint clean
+.PHONY: help deps build run test spire hubble integration conformance h2spec testdata generate check-generate bench fuzz lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -37,7 +37,10 @@ test: ## unit, golden, end-to-end and privileged tests (run as root for datapath
 spire: ## build spire-server and spire-agent (SPIRE, pinned in auth/spire/spiretest/module) for the auth/spire tests; once, cached in auth/spire/.cache
 	$(GO) run ./auth/spire/spiretest/spirebuild
 
-integration: spire ## CRD, Kubernetes provider and controller tests, the lab's and the chart's, against a real kube-apiserver; the SPIRE source against real SPIRE (builds them once, cached)
+hubble: ## build the real hubble CLI once from internal/tools/hubble (cached in conformance/.cache)
+	$(GO) test -count=1 -timeout 60m -run TestCLIVersion ./internal/hubble/
+
+integration: spire hubble ## CRD, Kubernetes provider and controller tests, the lab's and the chart's, against a real kube-apiserver; the SPIRE source against real SPIRE; the real hubble CLI (builds them once, cached)
 	NODEMESH_INTEGRATION=1 $(GO) test -count=1 -timeout 30m ./api/... ./mesh/provider/kube/... ./gateway/nodereport/... ./gateway/controller/... ./cmd/nodemesh-controller/... ./internal/lab/... ./internal/chart/... ./conformance/kubemode/... ./conformance/harness/... ./auth/spire/...
 
 conformance: build ## official Gateway API conformance suite (GATEWAY-HTTP) on a real kube-apiserver; report in conformance/reports/
