@@ -2,20 +2,16 @@ package hubble
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nodemesh/nodemesh/internal/modbuild"
 )
 
 // ModuleDir is the nested module the CLI is built from, relative to the
@@ -34,60 +30,16 @@ const (
 
 // RepoRoot finds the repository root from the working directory (tests
 // run in their package directory).
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("finding repository root: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, ModuleDir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("finding repository root: no " + ModuleDir + "/go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
+func RepoRoot() (string, error) { return modbuild.RepoRoot(ModuleDir) }
 
 // buildFlags are part of the cache key.
 var buildFlags []string
 
-// key hashes every input of the build.
+// key hashes every input of the build (modbuild.Key): the nested module's
+// go.mod, go.sum and Go files, the build flags and the Go toolchain
+// (version and target).
 func key(root string) (string, error) {
-	h := sha256.New()
-	mod := filepath.Join(root, ModuleDir)
-	var files []string
-	err := filepath.WalkDir(mod, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		if n := d.Name(); n == "go.mod" || n == "go.sum" || strings.HasSuffix(n, ".go") {
-			files = append(files, p)
-		}
-		return nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("hashing build inputs: %w", err)
-	}
-	sort.Strings(files)
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return "", fmt.Errorf("hashing build inputs: %w", err)
-		}
-		rel, _ := filepath.Rel(mod, f)
-		fmt.Fprintf(h, "%s %d\n", rel, len(b))
-		h.Write(b)
-	}
-	out, err := exec.Command("go", "env", "GOVERSION").Output()
-	if err != nil {
-		return "", fmt.Errorf("reading Go version: %w", err)
-	}
-	h.Write(out)
-	fmt.Fprintln(h, strings.Join(buildFlags, " "))
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
+	return modbuild.Key(root, ModuleDir, fmt.Sprintf("flags %q\n", buildFlags), "GOVERSION", "GOOS", "GOARCH")
 }
 
 func buildDir(root, k string) string { return filepath.Join(root, cacheDir, "hubble-"+k) }
@@ -114,18 +66,16 @@ func Build(ctx context.Context, root string, log io.Writer) (string, error) {
 		return "", err
 	}
 	dir := buildDir(root, k)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("creating build cache: %w", err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return "", fmt.Errorf("opening build lock: %w", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", fmt.Errorf("taking build lock: %w", err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	var bin string
+	err = modbuild.Locked(dir, func() (err error) {
+		bin, err = build(ctx, root, dir, log)
+		return err
+	})
+	return bin, err
+}
+
+// build runs the build into dir, holding its lock.
+func build(ctx context.Context, root, dir string, log io.Writer) (string, error) {
 	if p, ok := Find(root); ok {
 		return p, nil
 	}
