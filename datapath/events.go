@@ -2,7 +2,6 @@ package datapath
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -13,63 +12,23 @@ import (
 	"github.com/nodemesh/nodemesh/datapath/model"
 )
 
-// EventType says what an event reports.
-type EventType uint8
-
-const (
-	EventDrop         EventType = 1
-	EventRedirect     EventType = 2 // a new flow was handed to the proxy
-	EventAuthRequired EventType = 3 // a flow was dropped for lack of an auth entry
+// The event types live in datapath/model so that consumers (the agent's
+// flow recorder) read events without linking the loader.
+type (
+	EventType = model.EventType
+	Event     = model.Event
 )
 
-func (t EventType) String() string {
-	switch t {
-	case EventDrop:
-		return "drop"
-	case EventRedirect:
-		return "redirect"
-	case EventAuthRequired:
-		return "auth-required"
-	}
-	return fmt.Sprintf("event(%d)", uint8(t))
-}
-
-// Event is one record from the datapath's ring buffer.
-type Event struct {
-	Type      EventType
-	Reason    model.Reason
-	Direction model.Direction
-	// BootTime is when the program ran, on CLOCK_BOOTTIME.
-	BootTime time.Duration
-	// Time is BootTime on the wall clock, filled in by EventReader.
-	Time  time.Time
-	Proto uint8
-	// Source and Destination are the packet's addresses; Destination's
-	// port is the policy port (the ICMP type for ICMP).
-	Source      netip.AddrPort
-	Destination netip.AddrPort
-	IfIndex     int
-	// Endpoint is the local endpoint id the decision was made for.
-	Endpoint uint16
-	// LocalIdentity is the local workload's identity, RemoteIdentity the
-	// peer's, RemoteNode the node the peer lives on.
-	LocalIdentity  model.Identity
-	RemoteIdentity model.Identity
-	RemoteNode     uint16
-	Auth           model.AuthType
-	ProxyPort      uint16
-	Cookie         uint32
-}
-
-// AuthKey returns the auth table key an auth-required event asks for.
-func (e Event) AuthKey() model.AuthKey {
-	return model.AuthKey{Local: e.LocalIdentity, Remote: e.RemoteIdentity, RemoteNode: e.RemoteNode, Type: e.Auth}
-}
+const (
+	EventDrop         = model.EventDrop
+	EventRedirect     = model.EventRedirect
+	EventAuthRequired = model.EventAuthRequired
+)
 
 var eventSize = binary.Size(nmbpf.WorkloadEvent{})
 
 // ErrBadEvent wraps every decoding failure.
-var ErrBadEvent = errors.New("malformed datapath event")
+var ErrBadEvent = model.ErrBadEvent
 
 // DecodeEvent parses one ring buffer record. It never panics on short or
 // corrupt input.

@@ -11,8 +11,12 @@
 // loads the eBPF datapath and keeps its endpoints, ipcache and policy rows in
 // sync (implies --policy), and the Service table (ClusterIPs and their ready
 // backends); --datapath-cgroup attaches socket-level Service translation to
-// the cgroup of the node's Pods. Without them the agent behaves exactly as
-// before.
+// the cgroup of the node's Pods. With --datapath it also records the
+// datapath's drops and redirects as L3/L4 flows. With --policy the flows are
+// also served as Hubble's Observer API (mesh/flow/observer) on hubble.sock in
+// --state-dir (--hubble-socket) and, when --hubble-listen-address is set, on
+// that TCP address without TLS, so `hubble observe --server unix://…` works
+// against the node. Without them the agent behaves exactly as before.
 // With --kubernetes the policy kinds, Pods and Nodes come from the API
 // server (every Pod of the cluster, so ingress policy judges clients on
 // other nodes by identity); the agent refuses to start when the API server
@@ -47,6 +51,7 @@ import (
 	"github.com/nodemesh/nodemesh/gateway/address"
 	"github.com/nodemesh/nodemesh/internal/agent"
 	"github.com/nodemesh/nodemesh/mesh/flow"
+	"github.com/nodemesh/nodemesh/mesh/flow/observer"
 	"github.com/nodemesh/nodemesh/mesh/identity"
 	"github.com/nodemesh/nodemesh/mesh/policy"
 	"github.com/nodemesh/nodemesh/mesh/provider/file"
@@ -74,6 +79,8 @@ func run() error {
 	pool := flag.String("address-pool", address.DefaultPool.String(), "prefix Gateway addresses are assigned from")
 	controller := flag.String("controller-name", "nodemesh.io/gateway-controller", "GatewayClass controllerName this agent programs")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
+	hubbleSock := flag.String("hubble-socket", "", "with --policy: serve Hubble's Observer API (hubble observe) on this Unix socket (default: hubble.sock in --state-dir)")
+	hubbleTCP := flag.String("hubble-listen-address", "", "with --policy: also serve Hubble's Observer API, without TLS, on this TCP address (e.g. 127.0.0.1:4244)")
 	pf := policyFlags()
 	sf := standaloneFlags()
 	flag.Parse()
@@ -155,6 +162,16 @@ func run() error {
 	}
 	apiSock := filepath.Join(*stateDir, "agent.sock")
 	go func() { errc <- a.ServeAPI(ctx, apiSock) }()
+	if cfg.Flows != nil {
+		if *hubbleSock == "" {
+			*hubbleSock = filepath.Join(*stateDir, "hubble.sock")
+		}
+		if err := serveHubble(ctx, cfg.Flows, policyNode, *hubbleSock, *hubbleTCP, log, errc); err != nil {
+			return err
+		}
+	} else if *hubbleSock != "" || *hubbleTCP != "" {
+		return errors.New("--hubble-socket and --hubble-listen-address need --policy (the flows come from the policy listeners)")
+	}
 
 	if *kubeMode {
 		if err := runKubernetes(ctx, log, a, *kubeconfig, *nodeName, gwv1.GatewayController(*controller), *pf.policy || *pf.datapath, errc); err != nil {
@@ -343,9 +360,43 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 		// from_workload uses it to refuse judging a flow that is still
 		// addressed to a ClusterIP under egress enforcement.
 		cfg.Datapath, cfg.Interfaces, cfg.Services = dp, ifs, dp
+		events, err := dp.Events()
+		if err != nil {
+			cleanup()
+			return nil, err
+		}
+		closers = append(closers, func() { events.Close() })
+		go func() {
+			if err := agent.RecordEvents(events, store, log); !errors.Is(err, datapath.ErrClosed) {
+				log.Error("datapath events stopped; L3/L4 flows are no longer recorded", "error", err)
+			}
+		}()
 	}
 	log.Info("network policy enabled", "datapath", *o.datapath, "hostIPs", hostIPs)
 	return cleanup, nil
+}
+
+// serveHubble serves Hubble's Observer API from the flow store on a Unix
+// socket and, when tcp is set, on that TCP address.
+func serveHubble(ctx context.Context, store *flow.Store, node, sock, tcp string, log *slog.Logger, errc chan<- error) error {
+	ls := []net.Listener{}
+	l, err := server.ListenUnix(sock)
+	if err != nil {
+		return fmt.Errorf("--hubble-socket: %w", err)
+	}
+	ls = append(ls, l)
+	if tcp != "" {
+		tl, err := net.Listen("tcp", tcp)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("--hubble-listen-address: %w", err)
+		}
+		ls = append(ls, tl)
+	}
+	srv := observer.New(store, observer.WithNodeName(node), observer.WithLogger(log))
+	go func() { errc <- srv.Serve(ctx, ls...) }()
+	log.Info("serving Hubble's Observer API", "socket", sock, "tcp", tcp)
+	return nil
 }
 
 // parseHostIPs reads --node-ips, or takes the addresses of the node's

@@ -4,13 +4,16 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/nodemesh/nodemesh/datapath/model"
 )
 
 // Verdicts.
 const (
-	Forwarded = "FORWARDED"
-	Dropped   = "DROPPED"
-	Error     = "ERROR"
+	Forwarded  = "FORWARDED"
+	Dropped    = "DROPPED"
+	Error      = "ERROR"
+	Redirected = "REDIRECTED" // the datapath handed a connection to the proxy
 )
 
 // Protocols.
@@ -19,6 +22,18 @@ const (
 	ProtocolGRPC  = "grpc"
 	ProtocolKafka = "kafka"
 	ProtocolTCP   = "tcp"
+	// L3/L4 protocols of datapath events (TCP is ProtocolTCP).
+	ProtocolUDP    = "udp"
+	ProtocolICMP   = "icmp"
+	ProtocolICMPv6 = "icmpv6"
+	ProtocolSCTP   = "sctp"
+)
+
+// Datapath events (Datapath.Event).
+const (
+	EventDrop         = "drop"
+	EventRedirect     = "redirect"
+	EventAuthRequired = "auth-required"
 )
 
 // Flow is one judged request (or relayed connection).
@@ -43,6 +58,26 @@ type Flow struct {
 	HTTP  *HTTP  `json:"http,omitempty"`
 	GRPC  *GRPC  `json:"grpc,omitempty"`
 	Kafka *Kafka `json:"kafka,omitempty"`
+
+	// Datapath is set on L3/L4 events of the eBPF datapath (drops,
+	// redirects to the proxy, auth-required drops), which carry no L7
+	// fields; nil on the proxy's flows.
+	Datapath *Datapath `json:"datapath,omitempty"`
+}
+
+// Datapath holds what an L3/L4 event of the datapath adds to a flow.
+// Source and Destination are the packet's addresses (for ICMP the
+// destination port is the ICMP type) and carry the identities the
+// datapath judged with.
+type Datapath struct {
+	// Event is EventDrop, EventRedirect or EventAuthRequired.
+	Event string `json:"event"`
+	// Reason is the datapath's reason code; its name is in Flow.Reason.
+	Reason model.Reason `json:"reason"`
+	// IfIndex is the interface the packet was seen on; ProxyPort the
+	// proxy listener a redirect went to.
+	IfIndex   int    `json:"ifindex,omitempty"`
+	ProxyPort uint16 `json:"proxyPort,omitempty"`
 }
 
 // Endpoint is one side of a flow.

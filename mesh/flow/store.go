@@ -76,14 +76,23 @@ func (s *Store) SetResolver(r Resolver) {
 }
 
 // Add records a flow, filling in identities and workloads the flow does
-// not carry yet.
+// not carry yet (a workload only when the address still has the flow's
+// identity).
 func (s *Store) Add(f Flow) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.resolver != nil {
 		for _, ep := range []*Endpoint{&f.Source, &f.Destination} {
-			if ep.Identity == 0 && ep.Address.IsValid() {
-				ep.Identity, ep.Workload = s.resolver.Resolve(ep.Address.Addr().Unmap())
+			if (ep.Identity == 0 || ep.Workload == "") && ep.Address.IsValid() {
+				id, wl := s.resolver.Resolve(ep.Address.Addr().Unmap())
+				// An identity the reporter saw (the datapath's) wins
+				// over the current ipcache's.
+				if ep.Identity == 0 {
+					ep.Identity = id
+				}
+				if ep.Workload == "" && id == ep.Identity {
+					ep.Workload = wl
+				}
 			}
 		}
 	}
@@ -161,21 +170,74 @@ func (s *Store) Query(fl Filter, limit int) []Flow {
 // added so far, which the next call passes back. Flows overwritten before
 // they were read are skipped. Start with Last().
 func (s *Store) After(seq uint64, fl Filter) ([]Flow, uint64) {
+	batch, next, _ := s.Read(seq, 0)
+	var out []Flow
+	for i := range batch {
+		if fl.Match(&batch[i]) {
+			out = append(out, batch[i])
+		}
+	}
+	return out, next
+}
+
+// Read is the follower's view of the ring: it returns up to max flows
+// (max <= 0: as many as the ring holds) added after sequence number seq,
+// oldest first, the sequence number to pass to the next call, and how
+// many flows after seq were overwritten before this call could read them
+// (lost: the reader fell more than the ring's capacity behind). A reader
+// never holds up Add: it copies under the lock and Add never waits for
+// it, so a slow reader loses flows instead of slowing the proxy. Start
+// with Last() to read only new flows, or Oldest() to read every flow
+// still held.
+func (s *Store) Read(seq uint64, max int) (flows []Flow, next, lost uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := uint64(len(s.ring))
+	if seq > s.added {
+		// A sequence number from the future (a caller's bug): read
+		// nothing, resume from the newest.
+		return nil, s.added, 0
+	}
 	first := seq + 1
 	if s.added > n && first <= s.added-n {
+		lost = s.added - n + 1 - first
 		first = s.added - n + 1
 	}
-	var out []Flow
-	for q := first; q <= s.added; q++ {
-		f := &s.ring[(q-1)%n]
-		if fl.Match(f) {
-			out = append(out, *f)
-		}
+	last := s.added
+	if max > 0 && last >= first && last-first+1 > uint64(max) {
+		last = first + uint64(max) - 1
 	}
-	return out, s.added
+	if last < first {
+		return nil, s.added, lost
+	}
+	flows = make([]Flow, 0, last-first+1)
+	for q := first; q <= last; q++ {
+		flows = append(flows, s.ring[(q-1)%n])
+	}
+	return flows, last, lost
+}
+
+// Oldest returns the sequence number just before the oldest flow the
+// store still holds: Read(Oldest(), …) starts with that flow.
+func (s *Store) Oldest() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := uint64(len(s.ring)); s.added > n {
+		return s.added - n
+	}
+	return 0
+}
+
+// Stats reports how many flows the store holds now, how many it can hold
+// and how many were added since it was created.
+func (s *Store) Stats() (held, capacity int, added uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	held = s.next
+	if s.full {
+		held = len(s.ring)
+	}
+	return held, len(s.ring), s.added
 }
 
 // Last returns the sequence number of the newest flow (0: none yet).
