@@ -119,3 +119,57 @@ func TestAfterFollowsAcrossWraparound(t *testing.T) {
 		t.Fatalf("nothing new: %+v", got)
 	}
 }
+
+// TestReadReportsLost: a reader that falls more than the ring's capacity
+// behind is told exactly how many flows it missed, reads on from the
+// oldest flow still held, and every flow is either read or counted lost.
+func TestReadReportsLost(t *testing.T) {
+	s := NewStore(WithCapacity(4))
+	seq := s.Last()
+	for i := 0; i < 10; i++ {
+		s.Add(flowAt(i, Forwarded, ProtocolHTTP, "10.0.0.1:1", "10.0.0.2:2"))
+	}
+	got, next, lost := s.Read(seq, 3)
+	if lost != 6 || len(got) != 3 || got[0].HTTP.Path != "/g" || next != 9 {
+		t.Fatalf("first read: %d flows from %v, next %d, lost %d; want 3 from /g, next 9, lost 6", len(got), paths(got), next, lost)
+	}
+	got, next, lost = s.Read(next, 0)
+	if lost != 0 || len(got) != 1 || got[0].HTTP.Path != "/j" || next != 10 {
+		t.Fatalf("second read: %v, next %d, lost %d", paths(got), next, lost)
+	}
+	if got, next, lost = s.Read(next, 0); len(got) != 0 || next != 10 || lost != 0 {
+		t.Fatalf("nothing new: %v, next %d, lost %d", paths(got), next, lost)
+	}
+	if o := s.Oldest(); o != 6 {
+		t.Fatalf("Oldest() = %d, want 6", o)
+	}
+	if got, _, lost := s.Read(s.Oldest(), 0); len(got) != 4 || lost != 0 {
+		t.Fatalf("from Oldest(): %v, lost %d", paths(got), lost)
+	}
+	if held, capacity, added := s.Stats(); held != 4 || capacity != 4 || added != 10 {
+		t.Fatalf("Stats() = %d, %d, %d", held, capacity, added)
+	}
+}
+
+// TestAddKeepsReportedIdentity: a flow that carries an identity (the
+// datapath's) keeps it, and gets the workload only if the address still
+// has that identity.
+func TestAddKeepsReportedIdentity(t *testing.T) {
+	s := NewStore()
+	s.SetResolver(ResolverFunc(func(a netip.Addr) (uint32, string) { return 256, "default/xwing" }))
+	f := flowAt(0, Dropped, ProtocolTCP, "10.0.0.1:1", "10.0.0.2:2")
+	f.Source.Identity, f.Destination.Identity = 256, 300
+	s.Add(f)
+	got := s.Query(Filter{}, 0)[0]
+	if got.Source.Identity != 256 || got.Source.Workload != "default/xwing" || got.Destination.Identity != 300 || got.Destination.Workload != "" {
+		t.Fatalf("resolved as %+v / %+v", got.Source, got.Destination)
+	}
+}
+
+func paths(fs []Flow) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.HTTP.Path)
+	}
+	return out
+}

@@ -73,20 +73,35 @@ func compile(f *flowpb.FlowFilter) (match, error) {
 	dstIP := func(fl *flowpb.Flow) string { return fl.GetIP().GetDestination() }
 	for _, err := range []error{
 		func() error { m, err := ips(f.SourceIp, srcIP); return add("source_ip", len(f.SourceIp), m, err) }(),
-		func() error { m, err := ips(f.DestinationIp, dstIP); return add("destination_ip", len(f.DestinationIp), m, err) }(),
+		func() error {
+			m, err := ips(f.DestinationIp, dstIP)
+			return add("destination_ip", len(f.DestinationIp), m, err)
+		}(),
 		func() error { m, err := pods(f.SourcePod, src); return add("source_pod", len(f.SourcePod), m, err) }(),
-		func() error { m, err := pods(f.DestinationPod, dst); return add("destination_pod", len(f.DestinationPod), m, err) }(),
+		func() error {
+			m, err := pods(f.DestinationPod, dst)
+			return add("destination_pod", len(f.DestinationPod), m, err)
+		}(),
 		add("source_identity", len(f.SourceIdentity), identities(f.SourceIdentity, src), nil),
 		add("destination_identity", len(f.DestinationIdentity), identities(f.DestinationIdentity, dst), nil),
-		func() error { m, err := ports(f.SourcePort, true); return add("source_port", len(f.SourcePort), m, err) }(),
-		func() error { m, err := ports(f.DestinationPort, false); return add("destination_port", len(f.DestinationPort), m, err) }(),
+		func() error {
+			m, err := ports(f.SourcePort, true)
+			return add("source_port", len(f.SourcePort), m, err)
+		}(),
+		func() error {
+			m, err := ports(f.DestinationPort, false)
+			return add("destination_port", len(f.DestinationPort), m, err)
+		}(),
 		add("verdict", len(f.Verdict), func(fl *flowpb.Flow) bool { return slices.Contains(f.Verdict, fl.GetVerdict()) }, nil),
 		add("drop_reason_desc", len(f.DropReasonDesc), func(fl *flowpb.Flow) bool { return slices.Contains(f.DropReasonDesc, fl.GetDropReasonDesc()) }, nil),
 		add("traffic_direction", len(f.TrafficDirection), func(fl *flowpb.Flow) bool { return slices.Contains(f.TrafficDirection, fl.GetTrafficDirection()) }, nil),
 		add("ip_version", len(f.IpVersion), func(fl *flowpb.Flow) bool { return slices.Contains(f.IpVersion, fl.GetIP().GetIpVersion()) }, nil),
 		add("event_type", len(f.EventType), eventTypes(f.EventType), nil),
 		func() error { m, err := protocols(f.Protocol); return add("protocol", len(f.Protocol), m, err) }(),
-		func() error { m, err := httpStatus(f.HttpStatusCode); return add("http_status_code", len(f.HttpStatusCode), m, err) }(),
+		func() error {
+			m, err := httpStatus(f.HttpStatusCode)
+			return add("http_status_code", len(f.HttpStatusCode), m, err)
+		}(),
 		add("http_method", len(f.HttpMethod), httpMethods(f.HttpMethod), nil),
 		func() error { m, err := httpPaths(f.HttpPath); return add("http_path", len(f.HttpPath), m, err) }(),
 		func() error { m, err := nodeNames(f.NodeName); return add("node_name", len(f.NodeName), m, err) }(),
