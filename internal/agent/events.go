@@ -53,7 +53,7 @@ func EventFlow(e model.Event) flow.Flow {
 		Protocol:    protocols[e.Proto],
 		Verdict:     flow.Dropped,
 		Reason:      e.Reason.String(),
-		Datapath:    &flow.Datapath{Event: e.Type.String(), Reason: e.Reason, IfIndex: e.IfIndex, ProxyPort: e.ProxyPort},
+		Datapath:    &flow.Datapath{Event: e.Type.String(), Reason: uint8(e.Reason), IfIndex: e.IfIndex, ProxyPort: e.ProxyPort},
 	}
 	local, remote := uint32(e.LocalIdentity), uint32(e.RemoteIdentity)
 	if e.Direction == model.Egress {

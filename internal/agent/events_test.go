@@ -30,7 +30,7 @@ func TestEventFlow(t *testing.T) {
 			flow.Flow{Time: at, Direction: "ingress", Protocol: flow.ProtocolTCP, Verdict: flow.Dropped, Reason: "policy-denied",
 				Source:      flow.Endpoint{Address: netip.MustParseAddrPort("10.0.0.3:41000"), Identity: 258},
 				Destination: flow.Endpoint{Address: netip.MustParseAddrPort("10.0.0.2:80"), Identity: 257},
-				Datapath:    &flow.Datapath{Event: flow.EventDrop, Reason: model.DropPolicy, IfIndex: 7}}},
+				Datapath:    &flow.Datapath{Event: flow.EventDrop, Reason: uint8(model.DropPolicy), IfIndex: 7}}},
 		{"egress deny, mapped IPv4",
 			model.Event{Type: model.EventDrop, Reason: model.DropPolicyDeny, Direction: model.Egress, Time: at, Proto: 17,
 				Source: netip.MustParseAddrPort("[::ffff:10.0.0.3]:5353"), Destination: netip.MustParseAddrPort("[::ffff:192.0.2.1]:53"),
@@ -38,7 +38,7 @@ func TestEventFlow(t *testing.T) {
 			flow.Flow{Time: at, Direction: "egress", Protocol: flow.ProtocolUDP, Verdict: flow.Dropped, Reason: "policy-deny-rule",
 				Source:      flow.Endpoint{Address: netip.MustParseAddrPort("10.0.0.3:5353"), Identity: 258},
 				Destination: flow.Endpoint{Address: netip.MustParseAddrPort("192.0.2.1:53"), Identity: 2},
-				Datapath:    &flow.Datapath{Event: flow.EventDrop, Reason: model.DropPolicyDeny}}},
+				Datapath:    &flow.Datapath{Event: flow.EventDrop, Reason: uint8(model.DropPolicyDeny)}}},
 		{"redirect",
 			model.Event{Type: model.EventRedirect, Reason: model.ReasonRedirected, Direction: model.Ingress, Time: at, Proto: 6,
 				Source: netip.MustParseAddrPort("10.0.0.1:40000"), Destination: netip.MustParseAddrPort("10.0.0.2:80"),
@@ -46,7 +46,7 @@ func TestEventFlow(t *testing.T) {
 			flow.Flow{Time: at, Direction: "ingress", Protocol: flow.ProtocolTCP, Verdict: flow.Redirected, Reason: "redirected",
 				Source:      flow.Endpoint{Address: netip.MustParseAddrPort("10.0.0.1:40000"), Identity: 256},
 				Destination: flow.Endpoint{Address: netip.MustParseAddrPort("10.0.0.2:80"), Identity: 257},
-				Datapath:    &flow.Datapath{Event: flow.EventRedirect, Reason: model.ReasonRedirected, ProxyPort: 15101}}},
+				Datapath:    &flow.Datapath{Event: flow.EventRedirect, Reason: uint8(model.ReasonRedirected), ProxyPort: 15101}}},
 		{"auth required, ICMPv6",
 			model.Event{Type: model.EventAuthRequired, Reason: model.DropAuthRequired, Direction: model.Ingress, Time: at, Proto: 58,
 				Source: netip.MustParseAddrPort("[fd00::1]:0"), Destination: netip.MustParseAddrPort("[fd00::2]:128"),
@@ -54,7 +54,7 @@ func TestEventFlow(t *testing.T) {
 			flow.Flow{Time: at, Direction: "ingress", Protocol: flow.ProtocolICMPv6, Verdict: flow.Dropped, Reason: "auth-required",
 				Source:      flow.Endpoint{Address: netip.MustParseAddrPort("[fd00::1]:0"), Identity: 256},
 				Destination: flow.Endpoint{Address: netip.MustParseAddrPort("[fd00::2]:128"), Identity: 257},
-				Datapath:    &flow.Datapath{Event: flow.EventAuthRequired, Reason: model.DropAuthRequired}}},
+				Datapath:    &flow.Datapath{Event: flow.EventAuthRequired, Reason: uint8(model.DropAuthRequired)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, EventFlow(tc.e), cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {

@@ -4,8 +4,6 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
-
-	"github.com/nodemesh/nodemesh/datapath/model"
 )
 
 // Verdicts.
@@ -72,8 +70,11 @@ type Flow struct {
 type Datapath struct {
 	// Event is EventDrop, EventRedirect or EventAuthRequired.
 	Event string `json:"event"`
-	// Reason is the datapath's reason code; its name is in Flow.Reason.
-	Reason model.Reason `json:"reason"`
+	// Reason is the datapath's reason code (datapath/model.Reason, kept
+	// as a number so that this package and its users, the xDS
+	// access-log service among them, link nothing of the datapath); its
+	// name is in Flow.Reason.
+	Reason uint8 `json:"reason"`
 	// IfIndex is the interface the packet was seen on; ProxyPort the
 	// proxy listener a redirect went to.
 	IfIndex   int    `json:"ifindex,omitempty"`

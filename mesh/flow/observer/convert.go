@@ -103,7 +103,7 @@ func datapathFields(out *flowpb.Flow, f *flow.Flow) {
 		out.TraceObservationPoint = flowpb.TraceObservationPoint_TO_PROXY
 		out.ProxyPort = uint32(d.ProxyPort)
 	default: // drops, auth-required drops among them
-		code := DropReason(d.Reason)
+		code := DropReason(model.Reason(d.Reason))
 		out.EventType = &flowpb.CiliumEventType{Type: messageTypeDrop, SubType: int32(code)}
 		out.DropReason = uint32(code)
 		out.DropReasonDesc = code
