@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/flow"
+	"github.com/nodemesh/nodemesh/mesh/flow/observer"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/policy"
 	"github.com/nodemesh/nodemesh/xds/accesslog"
@@ -40,6 +42,9 @@ type policyNode struct {
 	agent   *agent.Agent
 	flows   *flow.Store
 	apiSock string
+	// hubbleSock serves Hubble's Observer API from flows, which also
+	// records the datapath's drops and redirects.
+	hubbleSock string
 }
 
 // policyPorts are the policy listeners' ports in the node namespace.
@@ -125,8 +130,38 @@ func newPolicyNodeWith(t testing.TB, workloads int, withDatapath bool, publisher
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go a.ServeAPI(ctx, n.apiSock)
+	n.serveHubble(ctx, dir+"/hubble.sock", log)
 	n.startProxy(xdsSock)
 	return n
+}
+
+// serveHubble serves the flows as Hubble's Observer API and, with the
+// datapath, records its events as flows, as nodemesh-agent does.
+func (n *policyNode) serveHubble(ctx context.Context, sock string, log *slog.Logger) {
+	t := n.t
+	n.hubbleSock = sock
+	l, err := server.ListenUnix(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := observer.New(n.flows, observer.WithNodeName("bed"), observer.WithLogger(log))
+	// Stops when the bed's context is cancelled at cleanup.
+	go obs.Serve(ctx, l)
+	if n.dp == nil {
+		return
+	}
+	events, err := n.dp.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := make(chan error, 1)
+	go func() { recorded <- agent.RecordEvents(events, n.flows, log) }()
+	t.Cleanup(func() {
+		events.Close()
+		if err := <-recorded; !errors.Is(err, datapath.ErrClosed) {
+			t.Errorf("recording datapath events: %v", err)
+		}
+	})
 }
 
 // bedInterfaces knows each workload's host-side veth, as a CNI would.

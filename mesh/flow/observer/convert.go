@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/mesh/flow"
@@ -73,6 +74,9 @@ func Proto(f *flow.Flow, node string) *flowpb.Flow {
 		return out
 	}
 	out.Type = flowpb.FlowType_L7
+	// One record per request, seen from the client: never a reply (the
+	// CLI draws "->" from source to destination).
+	out.IsReply = wrapperspb.Bool(false)
 	out.EventType = &flowpb.CiliumEventType{Type: messageTypeAccessLog}
 	out.L7 = l7(f)
 	out.Summary = f.Summary()
@@ -94,6 +98,15 @@ func Proto(f *flow.Flow, node string) *flowpb.Flow {
 func datapathFields(out *flowpb.Flow, f *flow.Flow) {
 	d := f.Datapath
 	out.Type = flowpb.FlowType_L3_L4
+	out.Summary = strings.ToUpper(f.Protocol)
+	// Policy, auth and proxy decisions are taken on a connection's first
+	// packet, so those events are never replies; for the other drops
+	// (malformed, spoofed, …) the datapath does not say.
+	switch model.Reason(d.Reason) {
+	case model.ReasonRedirected, model.DropPolicy, model.DropPolicyDeny, model.DropAuthRequired,
+		model.DropProxyUnavailable, model.DropProxyUnsupported, model.DropProxyAssign:
+		out.IsReply = wrapperspb.Bool(false)
+	}
 	if d.IfIndex > 0 {
 		out.Interface = &flowpb.NetworkInterface{Index: uint32(d.IfIndex)}
 	}

@@ -23,8 +23,10 @@ import (
 	"github.com/nodemesh/nodemesh/mesh/flow/observer/api/v1/relay"
 )
 
-// ServiceName is the gRPC service the hubble CLI health-checks.
-const ServiceName = "observer.Observer"
+// HealthService is the name the hubble CLI health-checks (Hubble's
+// server registers its health status under it, not under the gRPC
+// service's name observer.Observer).
+const HealthService = "hubble.server.Observer"
 
 // Store is the flow store the observer reads (flow.Store). Its methods
 // are called from the server's stream goroutines and must not block.
@@ -82,7 +84,7 @@ func (s *Server) Register(g *grpc.Server) {
 	observerpb.RegisterObserverServer(g, s)
 	h := health.NewServer()
 	h.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	h.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_SERVING)
+	h.SetServingStatus(HealthService, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(g, h)
 }
 

@@ -101,7 +101,7 @@ func collect(t *testing.T, c observerpb.ObserverClient, req *observerpb.GetFlows
 		if resp.GetNodeName() != "node-1" || f.GetNodeName() != "node-1" {
 			t.Errorf("node name %q / %q", resp.GetNodeName(), f.GetNodeName())
 		}
-		if f.GetSummary() != "" {
+		if f.GetType() == flowpb.FlowType_L7 {
 			out = append(out, f.GetSummary())
 		} else {
 			out = append(out, f.GetSource().GetPodName()+" "+f.GetDropReasonDesc().String())
@@ -143,6 +143,8 @@ func TestGetFlows(t *testing.T) {
 		{"blacklist", &observerpb.GetFlowsRequest{Blacklist: wl(&flowpb.FlowFilter{Protocol: []string{"http"}})}, []string{xwing, produce}},
 		{"since until", &observerpb.GetFlowsRequest{Since: timestamppb.New(t0.Add(time.Second)), Until: timestamppb.New(t0.Add(3 * time.Second))},
 			[]string{landing, exhaust, xwing}},
+		{"not a reply", &observerpb.GetFlowsRequest{Number: 1, Whitelist: wl(&flowpb.FlowFilter{Reply: []bool{false}})}, []string{produce}},
+		{"reply", &observerpb.GetFlowsRequest{Whitelist: wl(&flowpb.FlowFilter{Reply: []bool{true}})}, nil},
 		{"node name", &observerpb.GetFlowsRequest{Whitelist: wl(&flowpb.FlowFilter{NodeName: []string{"cluster/node-*"}})}, []string{landing, landing, exhaust, xwing, produce}},
 		{"other node", &observerpb.GetFlowsRequest{Whitelist: wl(&flowpb.FlowFilter{NodeName: []string{"node-2"}})}, nil},
 	} {
@@ -269,7 +271,7 @@ func TestFollowLosesNothingSilently(t *testing.T) {
 func TestStatusNodesHealth(t *testing.T) {
 	c, conn := serve(t, scenario())
 	ctx := context.Background()
-	hc, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: ServiceName})
+	hc, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: HealthService})
 	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health: %v, %v", hc, err)
 	}
