@@ -16,13 +16,14 @@ import (
 	"github.com/nodemesh/nodemesh/mesh/flow"
 )
 
-// flowsCmd prints L7 flows a running agent keeps, Hubble-style.
+// flowsCmd prints the flows a running agent keeps (the proxy's L7 flows
+// and the datapath's drops and redirects), Hubble-style.
 func flowsCmd(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("flows", flag.ContinueOnError)
 	socket := fs.String("socket", "/var/run/nodemesh/agent.sock", "the agent's local API socket")
 	output := fs.String("o", "table", "output format: table or json (one flow per line)")
-	verdict := fs.String("verdict", "", "only flows with this verdict: FORWARDED, DROPPED or ERROR")
-	protocol := fs.String("protocol", "", "only flows of this protocol: http, grpc, kafka or tcp")
+	verdict := fs.String("verdict", "", "only flows with this verdict: FORWARDED, DROPPED, ERROR or REDIRECTED")
+	protocol := fs.String("protocol", "", "only flows of this protocol: http, grpc, kafka, tcp, udp, icmp, icmpv6 or sctp")
 	ident := fs.Uint("identity", 0, "only flows from or to this identity")
 	workload := fs.String("workload", "", "only flows from or to this workload (namespace/name)")
 	since := fs.Duration("since", 0, "only flows of the last duration (e.g. 5m)")

@@ -18,7 +18,8 @@ Usage:
   nodemesh status --nodes [--kubeconfig PATH]
       Kubernetes mode: every node's network policy state and which nodes have not enforced a policy yet.
   nodemesh flows [--socket PATH] [-o table|json] [--verdict V] [--protocol P] [--identity N] [--workload NS/NAME] [--since D] [--last N] [-f]
-      Show the L7 flows (HTTP, gRPC, Kafka requests) the node's proxy judged.
+      Show the L7 flows (HTTP, gRPC, Kafka requests) the node's proxy judged
+      and the datapath's L3/L4 drops and redirects (also served to hubble).
   nodemesh bootstrap --node-id NODE [--xds-socket PATH] [--admin-address ADDR] [-o yaml|json] [--output-file PATH]
       Write the Envoy v3 bootstrap that connects Envoy to the node's agent (ADS over its Unix socket).
   nodemesh lab up|exec|kubectl|down|images|workload ...

@@ -47,7 +47,7 @@ spec:
 		t.Fatalf("denied egress request: %d %q", code, body)
 	}
 	cannotConnect(t, client, fmt.Sprintf("%s:81", web.IPv4))
-	f := n.flowsMatching(api.FlowQuery{Filter: flow.Filter{Verdict: flow.Dropped, Workload: "default/client"}}, 1)
+	f := n.flowsMatching(api.FlowQuery{Filter: flow.Filter{Verdict: flow.Dropped, Protocol: flow.ProtocolHTTP, Workload: "default/client"}}, 1)
 	if f[0].Direction != "egress" || f[0].Listener != "policy/egress/http" {
 		t.Errorf("egress flow %+v", f[0])
 	}

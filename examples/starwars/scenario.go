@@ -139,7 +139,7 @@ func (d *demo) report(ctx context.Context, n *node) error {
 		if flows, err = fetchFlows(ctx, n.agentSock); err != nil {
 			return err
 		}
-		if len(flows) >= 3 || time.Now().After(deadline) {
+		if httpFlows(flows) >= 3 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -151,6 +151,18 @@ func (d *demo) report(ctx context.Context, n *node) error {
 	}
 	d.checkFlows(flows, n)
 	return nil
+}
+
+// httpFlows counts the proxy's HTTP flows (the datapath's redirects and
+// drops are flows too).
+func httpFlows(flows []flow.Flow) int {
+	n := 0
+	for _, f := range flows {
+		if f.HTTP != nil {
+			n++
+		}
+	}
+	return n
 }
 
 func fetchFlows(ctx context.Context, sock string) ([]flow.Flow, error) {

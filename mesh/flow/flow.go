@@ -127,9 +127,14 @@ type Kafka struct {
 
 // Summary renders the L7 part in one line, as Hubble's compact output
 // does: "POST /v1/request-landing 403", "grpc.Echo/Say 7",
-// "Produce v9 [events] TOPIC_AUTHORIZATION_FAILED".
+// "Produce v9 [events] TOPIC_AUTHORIZATION_FAILED"; for a datapath event
+// the event and its reason: "drop policy-denied", "redirect to :15101".
 func (f *Flow) Summary() string {
 	switch {
+	case f.Datapath != nil && f.Datapath.Event == EventRedirect:
+		return "redirect to :" + strconv.Itoa(int(f.Datapath.ProxyPort))
+	case f.Datapath != nil:
+		return f.Datapath.Event + " " + f.Reason
 	case f.GRPC != nil:
 		return "/" + f.GRPC.Service + "/" + f.GRPC.Method + " status " + strconv.Itoa(f.GRPC.Status)
 	case f.HTTP != nil:

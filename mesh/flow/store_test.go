@@ -92,6 +92,8 @@ func TestSummary(t *testing.T) {
 	}{
 		{Flow{HTTP: &HTTP{Method: "PUT", Path: "/v1/exhaust-port", Status: 403}}, "PUT /v1/exhaust-port 403"},
 		{Flow{HTTP: &HTTP{Method: "POST"}, GRPC: &GRPC{Service: "pkg.Svc", Method: "Do", Status: 7}}, "/pkg.Svc/Do status 7"},
+		{Flow{Reason: "policy-denied", Datapath: &Datapath{Event: EventDrop, Reason: 2}}, "drop policy-denied"},
+		{Flow{Reason: "redirected", Datapath: &Datapath{Event: EventRedirect, Reason: 1, ProxyPort: 15101}}, "redirect to :15101"},
 		{Flow{Kafka: &Kafka{APIKeyName: "Produce", APIVersion: 9, Topics: []string{"a", "b"}, ErrorName: "TOPIC_AUTHORIZATION_FAILED"}}, "Produce v9 [a,b] TOPIC_AUTHORIZATION_FAILED"},
 	} {
 		if got := tc.f.Summary(); got != tc.want {
