@@ -145,7 +145,7 @@ func (d *demo) report(ctx context.Context, n *node) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	fmt.Fprintln(d.out)
-	d.say("L7 flows the proxy judged, with the identities and workloads on both sides (Hubble-style)")
+	d.say("Flows: the L7 requests the proxy judged and the datapath's drops and redirects, with the identities and workloads on both sides (Hubble-style)")
 	if _, err := d.run(ctx, cli, "flows", "--socket", n.agentSock); err != nil {
 		return err
 	}
