@@ -36,6 +36,9 @@ var dropReasons = map[model.Reason]flowpb.DropReason{
 	model.DropProxyUnsupported: flowpb.DropReason_PROXY_REDIRECTION_NOT_SUPPORTED_FOR_PROTOCOL,
 	model.DropCTFull:           flowpb.DropReason_CT_MAP_INSERTION_FAILED,
 	model.DropProxyAssign:      flowpb.DropReason_SOCKET_ASSIGN_FAILED,
+	// Cilium's "Is a ClusterIP": a packet still addressed to a Service
+	// frontend that no translation rewrote.
+	model.DropServiceFrontend: flowpb.DropReason_IS_A_CLUSTERIP,
 }
 
 // DropReason returns Cilium's code for a datapath drop reason
@@ -104,7 +107,7 @@ func datapathFields(out *flowpb.Flow, f *flow.Flow) {
 	// (malformed, spoofed, …) the datapath does not say.
 	switch model.Reason(d.Reason) {
 	case model.ReasonRedirected, model.DropPolicy, model.DropPolicyDeny, model.DropAuthRequired,
-		model.DropProxyUnavailable, model.DropProxyUnsupported, model.DropProxyAssign:
+		model.DropProxyUnavailable, model.DropProxyUnsupported, model.DropProxyAssign, model.DropServiceFrontend:
 		out.IsReply = wrapperspb.Bool(false)
 	}
 	if d.IfIndex > 0 {
