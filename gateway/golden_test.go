@@ -105,7 +105,7 @@ func TestGolden(t *testing.T) {
 		t.Run(filepath.Base(filepath.Dir(in))+"/"+name, func(t *testing.T) {
 			snap := loadCase(t, in)
 			pristine := loadCase(t, in)
-			opts := Options{Addresses: testAddresses(t, snap, true)}
+			opts := Options{Addresses: testAddresses(t, snap, true), Ingress: testIngressOptions(t, snap)}
 			res := Translate(snap, opts)
 			checkResult(t, res)
 			// Hashes are recorded by object; two loads hold different objects.
@@ -155,6 +155,17 @@ func render(t testing.TB, res *Result) []byte {
 	}
 	for list, rs := range routes {
 		out[list] = rs
+	}
+	type ingress struct {
+		Key string `json:"key"`
+		IngressStatus
+	}
+	var ings []ingress
+	for _, st := range res.Ingresses {
+		ings = append(ings, ingress{st.Key.String(), st})
+	}
+	if ings != nil {
+		out["ingresses"] = ings
 	}
 	js, err := json.Marshal(out)
 	if err != nil {
@@ -216,6 +227,8 @@ func shuffle(snap *input.Snapshot, r *rand.Rand) *input.Snapshot {
 	s.EndpointSlices = shuffled(s.EndpointSlices, r)
 	s.Secrets = shuffled(s.Secrets, r)
 	s.Namespaces = shuffled(s.Namespaces, r)
+	s.Ingresses = shuffled(s.Ingresses, r)
+	s.IngressClasses = shuffled(s.IngressClasses, r)
 	return &s
 }
 

@@ -29,6 +29,8 @@ type Options struct {
 	// AddressProblems optionally explains why a Gateway has no address; the
 	// text becomes the AddressNotAssigned condition's message.
 	AddressProblems map[input.Key]string
+	// Ingress tunes Ingress support (ingress.go).
+	Ingress IngressOptions
 }
 
 // Result is everything one translation produces. It shares no memory with
@@ -46,6 +48,9 @@ type Result struct {
 	// first), each by namespace/name. Parents lists only this controller's
 	// entries; the status writer merges them with other controllers'.
 	Routes []RouteStatus `json:"routes,omitempty"`
+	// Ingresses holds the outcome for every Ingress of our class, by
+	// namespace/name.
+	Ingresses []IngressStatus `json:"ingresses,omitempty"`
 }
 
 // GatewayClassStatus is the status this controller computes for one
@@ -135,6 +140,7 @@ func (t *translator) run() {
 	t.processClasses()
 	t.processGateways()
 	t.processRoutes()
+	t.processIngresses()
 }
 
 // translator is the state of one Translate call.
@@ -149,6 +155,7 @@ type translator struct {
 	// address/port clashes.
 	gatewayOrder []*gatewayState
 	routes       []*routeState
+	ingresses    []*ingressState
 
 	clusters map[clusterKey]*ir.Cluster
 	// secrets are the IR Secrets made of TLS Secrets, by Secret.
@@ -176,6 +183,7 @@ type translator struct {
 
 func (t *translator) result() *Result {
 	r := &Result{Config: t.buildConfig()}
+	r.Ingresses = t.buildIngresses(r.Config)
 	if t.next != nil {
 		t.next.clusters = t.clusters
 		t.next.secrets = t.secrets

@@ -73,6 +73,10 @@ func Build(objs []Object) (*Snapshot, error) {
 			s.CiliumNetworkPolicies = append(s.CiliumNetworkPolicies, v)
 		case *ciliumv2.CiliumClusterwideNetworkPolicy:
 			s.CiliumClusterwideNetworkPolicies = append(s.CiliumClusterwideNetworkPolicies, v)
+		case *networkingv1.Ingress:
+			s.Ingresses = append(s.Ingresses, v)
+		case *networkingv1.IngressClass:
+			s.IngressClasses = append(s.IngressClasses, v)
 		}
 	}
 	if len(errs) > 0 {
@@ -90,6 +94,8 @@ func Build(objs []Object) (*Snapshot, error) {
 	sortByKey(s.NetworkPolicies)
 	sortByKey(s.CiliumNetworkPolicies)
 	sortByKey(s.CiliumClusterwideNetworkPolicies)
+	sortByKey(s.Ingresses)
+	sortByKey(s.IngressClasses)
 	return s, nil
 }
 
@@ -119,6 +125,10 @@ func kindOf(obj any) Kind {
 		return KindCiliumNetworkPolicy
 	case *ciliumv2.CiliumClusterwideNetworkPolicy:
 		return KindCiliumClusterwideNetworkPolicy
+	case *networkingv1.Ingress:
+		return KindIngress
+	case *networkingv1.IngressClass:
+		return KindIngressClass
 	}
 	return ""
 }

@@ -23,6 +23,11 @@ type Snapshot struct {
 	Secrets         []*corev1.Secret
 	Namespaces      []*corev1.Namespace
 
+	// Ingresses of every class and the IngressClasses that say which
+	// are ours; the gateway translator ignores the others.
+	Ingresses      []*networkingv1.Ingress
+	IngressClasses []*networkingv1.IngressClass
+
 	// Network policy and the workloads it is about. Pods carry the labels
 	// identities are derived from and, in status.podIP(s), the addresses
 	// the ipcache maps to them; in standalone mode they declare workloads

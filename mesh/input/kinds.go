@@ -56,6 +56,8 @@ func init() {
 	register([]string{"discovery.k8s.io/v1"}, kindInfo{kind: KindEndpointSlice, namespaced: true, apiVersion: "discovery.k8s.io/v1", newObj: func() object { return &discoveryv1.EndpointSlice{} }})
 	register([]string{"v1"}, kindInfo{kind: KindPod, namespaced: true, apiVersion: "v1", newObj: func() object { return &corev1.Pod{} }})
 	register([]string{"networking.k8s.io/v1"}, kindInfo{kind: KindNetworkPolicy, namespaced: true, apiVersion: "networking.k8s.io/v1", newObj: func() object { return &networkingv1.NetworkPolicy{} }})
+	register([]string{"networking.k8s.io/v1"}, kindInfo{kind: KindIngress, namespaced: true, apiVersion: "networking.k8s.io/v1", newObj: func() object { return &networkingv1.Ingress{} }})
+	register([]string{"networking.k8s.io/v1"}, kindInfo{kind: KindIngressClass, apiVersion: "networking.k8s.io/v1", newObj: func() object { return &networkingv1.IngressClass{} }})
 	cilium := ciliumv2.SchemeGroupVersion.String()
 	register([]string{cilium}, kindInfo{kind: KindCiliumNetworkPolicy, namespaced: true, apiVersion: cilium, newObj: func() object { return &ciliumv2.CiliumNetworkPolicy{} }})
 	register([]string{cilium}, kindInfo{kind: KindCiliumClusterwideNetworkPolicy, apiVersion: cilium, newObj: func() object { return &ciliumv2.CiliumClusterwideNetworkPolicy{} }})

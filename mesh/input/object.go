@@ -24,6 +24,9 @@ const (
 	KindNetworkPolicy                  Kind = "NetworkPolicy"
 	KindCiliumNetworkPolicy            Kind = "CiliumNetworkPolicy"
 	KindCiliumClusterwideNetworkPolicy Kind = "CiliumClusterwideNetworkPolicy"
+
+	KindIngress      Kind = "Ingress"
+	KindIngressClass Kind = "IngressClass"
 )
 
 // Object is one decoded object with where it came from.

@@ -9,6 +9,11 @@ const (
 	// GatewayNamePrefix begins the names of a Gateway's listeners, route
 	// tables and virtual hosts: "gateway/<namespace>/<name>/<port>/...".
 	GatewayNamePrefix = "gateway/"
+	// IngressNamePrefix begins the names of Ingress listeners and of
+	// Ingress paths' routes: "ingress/shared/<port>/..." for the shared
+	// listener set, "ingress/<namespace>/<name>/<port>/..." for a
+	// dedicated Ingress, "ingress/<namespace>/<name>/rule/..." for routes.
+	IngressNamePrefix = "ingress/"
 	// ServiceNamePrefix begins cluster names:
 	// "service/<namespace>/<name>/<port>".
 	ServiceNamePrefix = "service/"

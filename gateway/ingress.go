@@ -1,0 +1,454 @@
+package gateway
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/ir"
+)
+
+// Ingress (networking.k8s.io/v1): which Ingresses are ours, and how one
+// compiles into the kind-neutral ruleState. Assembly into listeners is in
+// ingressbuild.go; see "Ingress" in doc.go for the decisions.
+
+// Ingress class defaults.
+const (
+	// IngressClassName is the class nodemesh serves by default.
+	IngressClassName = "nodemesh"
+	// IngressController is the spec.controller of IngressClasses nodemesh
+	// owns, whatever their name.
+	IngressController = "nodemesh.io/ingress-controller"
+
+	legacyClassAnnotation  = "kubernetes.io/ingress.class"
+	defaultClassAnnotation = "ingressclass.kubernetes.io/is-default-class"
+)
+
+// The ingress.cilium.io annotations, keys verbatim.
+const (
+	annLBMode           = "ingress.cilium.io/loadbalancer-mode"
+	annLBClass          = "ingress.cilium.io/loadbalancer-class"
+	annServiceType      = "ingress.cilium.io/service-type"
+	annExternalTraffic  = "ingress.cilium.io/service-external-traffic-policy"
+	annInsecureNodePort = "ingress.cilium.io/insecure-node-port"
+	annSecureNodePort   = "ingress.cilium.io/secure-node-port"
+	annHostListenerPort = "ingress.cilium.io/host-listener-port"
+	annTLSPassthrough   = "ingress.cilium.io/tls-passthrough"
+	annForceHTTPS       = "ingress.cilium.io/force-https"
+)
+
+// LoadBalancerMode says whether an Ingress shares its address and
+// listeners with the other shared Ingresses or has its own.
+type LoadBalancerMode string
+
+const (
+	LoadBalancerDedicated LoadBalancerMode = "dedicated"
+	LoadBalancerShared    LoadBalancerMode = "shared"
+)
+
+// IngressOptions tune how Ingresses are served. The zero value serves
+// Ingresses of class nodemesh, dedicated, on ports 80 and 443.
+type IngressOptions struct {
+	// ClassName is the ingressClassName (and legacy annotation value)
+	// that selects nodemesh; empty means IngressClassName.
+	ClassName string
+	// Default makes nodemesh serve Ingresses that name no class, as an
+	// IngressClass of ours marked is-default-class does.
+	Default bool
+	// Mode is the load-balancer mode of an Ingress without the
+	// loadbalancer-mode annotation; empty means dedicated.
+	Mode LoadBalancerMode
+	// EnforceHTTPS is force-https for Ingresses without the annotation.
+	EnforceHTTPS bool
+	// DefaultCertificate is the Secret serving spec.tls entries without a
+	// secretName; nil means such entries are refused.
+	DefaultCertificate *input.Key
+	// Addresses holds the address assigned to each dedicated Ingress;
+	// SharedAddress is the address of the shared listener set. An
+	// Ingress without an address is reported and produces no listeners.
+	Addresses     map[input.Key]netip.Addr
+	SharedAddress netip.Addr
+	// HTTPPort and HTTPSPort are the listener ports; zero means 80 and
+	// 443.
+	HTTPPort, HTTPSPort int32
+}
+
+func (o *IngressOptions) className() string {
+	if o.ClassName == "" {
+		return IngressClassName
+	}
+	return o.ClassName
+}
+
+func (o *IngressOptions) ports() (http, https int32) {
+	http, https = o.HTTPPort, o.HTTPSPort
+	if http == 0 {
+		http = 80
+	}
+	if https == 0 {
+		https = 443
+	}
+	return http, https
+}
+
+// IngressStatus is what translation decided for one Ingress of ours.
+type IngressStatus struct {
+	Key input.Key `json:"key"`
+	// Mode is the load-balancer mode in effect.
+	Mode LoadBalancerMode `json:"mode"`
+	// Address is the address serving the Ingress, empty when it has none
+	// or is not served; status.loadBalancer.ingress[0].ip.
+	Address string `json:"address,omitempty"`
+	// Served says the Ingress has configuration (some of its paths may
+	// still have been refused, see Problems).
+	Served bool `json:"served"`
+	// Problems explain every part of the Ingress that is not served, each
+	// naming the field; providers turn them into events.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// ingressKind is the route kind of Ingress paths. It is not a row of
+// routeKinds: Ingresses have no parentRefs and attach to the Ingress
+// listeners implicitly.
+var ingressKind = routeKind{
+	group:      networkingv1.GroupName,
+	kind:       "Ingress",
+	plural:     "Ingresses",
+	namePrefix: strings.TrimSuffix(ir.IngressNamePrefix, "/"),
+}
+
+func init() { ingressKind.rank = len(routeKinds) }
+
+// ingressState is one Ingress of ours, compiled.
+type ingressState struct {
+	obj  *networkingv1.Ingress
+	key  input.Key
+	mode LoadBalancerMode
+	// forceHTTPS redirects plaintext requests for TLS hosts to HTTPS.
+	forceHTTPS bool
+	// rs carries identity for route precedence and names.
+	rs *routeState
+	// paths are the valid paths, each with its host ("" for any).
+	paths []ingressPath
+	// defaultRule is spec.defaultBackend, compiled, or nil.
+	defaultRule *ruleState
+	// tls maps each TLS host ("*" for an entry without hosts) to the IR
+	// name of the Secret serving it.
+	tls map[string]string
+	// certs are the IR Secrets the TLS entries use.
+	certs    map[string]*ir.Secret
+	problems []string
+	// skip says the Ingress produces no configuration at all.
+	skip bool
+	addr netip.Addr
+}
+
+type ingressPath struct {
+	host string
+	m    *matchState
+	// field names the path in messages, spec.rules[i].http.paths[j].
+	field string
+}
+
+func (is *ingressState) fail(format string, args ...any) {
+	is.problems = append(is.problems, fmt.Sprintf("Ingress %s: ", is.key)+fmt.Sprintf(format, args...))
+}
+
+// ownsIngress reports whether an Ingress is of our class: its
+// ingressClassName names our class or an IngressClass of our controller;
+// else its legacy annotation names our class; else (no class at all) we
+// are the default class.
+func (t *translator) ownsIngress(ing *networkingv1.Ingress, classes map[string]*networkingv1.IngressClass, defaultOurs bool) bool {
+	name := t.opts.Ingress.className()
+	if cn := ing.Spec.IngressClassName; cn != nil && *cn != "" {
+		if *cn == name {
+			return true
+		}
+		c := classes[*cn]
+		return c != nil && c.Spec.Controller == IngressController
+	}
+	if v, ok := ing.Annotations[legacyClassAnnotation]; ok {
+		return v == name
+	}
+	return defaultOurs
+}
+
+// ingressClasses indexes IngressClasses and says whether we are the
+// default class: by option, or because an IngressClass of ours carries
+// is-default-class "true".
+func (t *translator) ingressClasses() (map[string]*networkingv1.IngressClass, bool) {
+	classes := make(map[string]*networkingv1.IngressClass, len(t.in.IngressClasses))
+	def := t.opts.Ingress.Default
+	for _, c := range t.in.IngressClasses {
+		classes[c.Name] = c
+		ours := c.Spec.Controller == IngressController || c.Name == t.opts.Ingress.className()
+		if ours && c.Annotations[defaultClassAnnotation] == "true" {
+			def = true
+		}
+	}
+	return classes, def
+}
+
+// boolAnnotation reads an enabled/disabled annotation; Cilium also takes
+// boolean spellings.
+func boolAnnotation(v string) (bool, bool) {
+	switch strings.ToLower(v) {
+	case "enabled", "true":
+		return true, true
+	case "disabled", "false":
+		return false, true
+	}
+	return false, false
+}
+
+// compileIngress compiles one Ingress of ours. Annotation values that
+// cannot be read make the whole Ingress unserved: guessing the intent of
+// a security-relevant knob (force-https, passthrough, mode) fails open.
+func (t *translator) compileIngress(ing *networkingv1.Ingress) *ingressState {
+	k := keyOf(ing)
+	is := &ingressState{obj: ing, key: k, tls: map[string]string{}, certs: map[string]*ir.Secret{}}
+	is.rs = &routeState{kind: &ingressKind, key: k, generation: ing.Generation, created: ing.CreationTimestamp}
+	opts := &t.opts.Ingress
+
+	is.mode = opts.Mode
+	if is.mode == "" {
+		is.mode = LoadBalancerDedicated
+	}
+	ann := ing.Annotations
+	if v, ok := ann[annLBMode]; ok {
+		switch LoadBalancerMode(v) {
+		case LoadBalancerDedicated, LoadBalancerShared:
+			is.mode = LoadBalancerMode(v)
+		default:
+			is.fail("metadata.annotations[%s]: %q is not dedicated or shared", annLBMode, v)
+			is.skip = true
+		}
+	}
+	is.forceHTTPS = opts.EnforceHTTPS
+	if v, ok := ann[annForceHTTPS]; ok {
+		if b, valid := boolAnnotation(v); valid {
+			is.forceHTTPS = b
+		} else {
+			is.fail("metadata.annotations[%s]: %q is not enabled or disabled", annForceHTTPS, v)
+			is.skip = true
+		}
+	}
+	if v, ok := ann[annTLSPassthrough]; ok {
+		if b, valid := boolAnnotation(v); !valid {
+			is.fail("metadata.annotations[%s]: %q is not enabled or disabled", annTLSPassthrough, v)
+			is.skip = true
+		} else if b {
+			// The IR has no TCP proxy chain yet; terminating instead
+			// would hand the backend's TLS to the proxy.
+			is.fail("metadata.annotations[%s]: TLS passthrough is not supported; the Ingress is not served", annTLSPassthrough)
+			is.skip = true
+		}
+	}
+	t.checkServiceAnnotations(is)
+	if is.skip {
+		return is
+	}
+
+	for i := range ing.Spec.TLS {
+		t.compileIngressTLS(is, i, &ing.Spec.TLS[i])
+	}
+	for i := range ing.Spec.Rules {
+		r := &ing.Spec.Rules[i]
+		host := r.Host
+		if host != "" && !validHostname(host, true) {
+			is.fail("spec.rules[%d].host: %q is not a valid hostname", i, host)
+			continue
+		}
+		if r.HTTP == nil {
+			continue
+		}
+		for j := range r.HTTP.Paths {
+			field := fmt.Sprintf("spec.rules[%d].http.paths[%d]", i, j)
+			if m := t.compileIngressPath(is, i, j, field, &r.HTTP.Paths[j]); m != nil {
+				is.paths = append(is.paths, ingressPath{host: host, m: m, field: field})
+			}
+		}
+	}
+	if b := ing.Spec.DefaultBackend; b != nil {
+		rule := &ruleState{route: is.rs, index: -1}
+		ms := &matchState{rule: rule, match: ir.Match{Path: &ir.PathMatch{Type: ir.PathPrefix, Value: "/"}}, pathRank: rankPrefix, pathLen: 1}
+		rule.matches = []*matchState{ms}
+		if t.ingressBackend(is, rule, "spec.defaultBackend", b) {
+			is.defaultRule = rule
+		}
+	}
+	if len(is.paths) == 0 && is.defaultRule == nil {
+		is.skip = true
+	}
+	return is
+}
+
+// checkServiceAnnotations validates the annotations that shape the
+// LoadBalancer Service Cilium creates per Ingress. nodemesh assigns the
+// address itself and creates no Service, so valid values change nothing;
+// invalid ones are still reported.
+func (t *translator) checkServiceAnnotations(is *ingressState) {
+	ann := is.obj.Annotations
+	if v, ok := ann[annServiceType]; ok && v != "LoadBalancer" && v != "NodePort" {
+		is.fail("metadata.annotations[%s]: %q is not LoadBalancer or NodePort", annServiceType, v)
+	}
+	if v, ok := ann[annExternalTraffic]; ok && v != "Cluster" && v != "Local" {
+		is.fail("metadata.annotations[%s]: %q is not Cluster or Local", annExternalTraffic, v)
+	}
+	for _, a := range []string{annInsecureNodePort, annSecureNodePort, annHostListenerPort} {
+		if v, ok := ann[a]; ok {
+			if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 65535 {
+				is.fail("metadata.annotations[%s]: %q is not a port number", a, v)
+			}
+		}
+	}
+	if v, ok := ann[annLBClass]; ok && v == "" {
+		is.fail("metadata.annotations[%s]: empty", annLBClass)
+	}
+}
+
+// compileIngressTLS resolves one spec.tls entry: its Secret (in the
+// Ingress's namespace, or the default certificate without secretName)
+// must hold a usable key pair. A host in two entries keeps the first.
+func (t *translator) compileIngressTLS(is *ingressState, i int, e *networkingv1.IngressTLS) {
+	var k input.Key
+	switch {
+	case e.SecretName != "":
+		k = input.Key{Namespace: is.key.Namespace, Name: e.SecretName}
+	case t.opts.Ingress.DefaultCertificate != nil:
+		k = *t.opts.Ingress.DefaultCertificate
+	default:
+		is.fail("spec.tls[%d]: no secretName and no default certificate is configured; its hosts are not served over TLS", i)
+		return
+	}
+	s, err := t.ix.tlsSecret(k)
+	if err != nil {
+		is.fail("spec.tls[%d].secretName: %v; its hosts are not served over TLS", i, err)
+		return
+	}
+	name := secretName(k)
+	is.certs[name] = t.secret(name, s)
+	hosts := e.Hosts
+	if len(hosts) == 0 {
+		hosts = []string{anyHost}
+	}
+	for j, h := range hosts {
+		if h != anyHost && !validHostname(h, true) {
+			is.fail("spec.tls[%d].hosts[%d]: %q is not a valid hostname", i, j, h)
+			continue
+		}
+		if _, dup := is.tls[h]; !dup {
+			is.tls[h] = name
+		}
+	}
+}
+
+// compileIngressPath compiles one path into a rule with one match. Path
+// types follow Cilium: Exact and Prefix as Kubernetes defines them,
+// ImplementationSpecific a regular expression matching the whole path.
+func (t *translator) compileIngressPath(is *ingressState, i, j int, field string, p *networkingv1.HTTPIngressPath) *matchState {
+	rule := &ruleState{route: is.rs, index: i}
+	ms := &matchState{rule: rule, index: j}
+	rule.matches = []*matchState{ms}
+	value := p.Path
+	typ := networkingv1.PathTypeImplementationSpecific
+	if p.PathType != nil {
+		typ = *p.PathType
+	}
+	if value == "" {
+		// No path matches everything, whatever the type.
+		value, typ = "/", networkingv1.PathTypePrefix
+	}
+	switch typ {
+	case networkingv1.PathTypeExact, networkingv1.PathTypePrefix:
+		if err := checkPath(value); err != nil {
+			is.fail("%s.path: %q %v", field, value, err)
+			return nil
+		}
+		if typ == networkingv1.PathTypeExact {
+			ms.match.Path = &ir.PathMatch{Type: ir.PathExact, Value: value}
+			ms.pathRank = rankExact
+		} else {
+			if value != "/" {
+				value = strings.TrimSuffix(value, "/")
+			}
+			ms.match.Path = &ir.PathMatch{Type: ir.PathPrefix, Value: value}
+			ms.pathRank = rankPrefix
+		}
+	case networkingv1.PathTypeImplementationSpecific:
+		if !strings.HasPrefix(value, "/") {
+			is.fail("%s.path: %q must start with /", field, value)
+			return nil
+		}
+		if _, err := regexp.Compile(value); err != nil {
+			is.fail("%s.path: invalid RE2 regular expression %q: %v", field, value, err)
+			return nil
+		}
+		ms.match.Path = &ir.PathMatch{Type: ir.PathRegex, Value: value}
+		ms.pathRank = rankRegex
+	default:
+		is.fail("%s.pathType: unsupported path type %q", field, typ)
+		return nil
+	}
+	ms.pathLen = len(value)
+	if !t.ingressBackend(is, rule, field+".backend", &p.Backend) {
+		return nil
+	}
+	return ms
+}
+
+// ingressBackend resolves a backend to a Service port cluster in the
+// Ingress's namespace. A backend that cannot be resolved drops its path
+// (reported), so the request falls to the next matching path.
+func (t *translator) ingressBackend(is *ingressState, rule *ruleState, field string, b *networkingv1.IngressBackend) bool {
+	if b.Resource != nil {
+		is.fail("%s.resource: resource backends are not supported; use a Service", field)
+		return false
+	}
+	if b.Service == nil {
+		is.fail("%s.service: required", field)
+		return false
+	}
+	k := input.Key{Namespace: is.key.Namespace, Name: b.Service.Name}
+	svc := t.ix.services[k]
+	if svc == nil {
+		is.fail("%s.service: Service %s not found", field, k)
+		return false
+	}
+	port := b.Service.Port
+	idx := slices.IndexFunc(svc.Spec.Ports, func(sp corev1.ServicePort) bool {
+		if port.Name != "" {
+			return sp.Name == port.Name
+		}
+		return sp.Port == port.Number
+	})
+	if idx < 0 {
+		what := strconv.Itoa(int(port.Number))
+		if port.Name != "" {
+			what = strconv.Quote(port.Name)
+		}
+		is.fail("%s.service.port: Service %s has no port %s", field, k, what)
+		return false
+	}
+	// Resolve through the shared path, so every check (type, protocol,
+	// appProtocol) is the one routes get.
+	num := svc.Spec.Ports[idx].Port
+	cl, problem := t.resolveService(is.rs, 0, 0, &gwv1.BackendObjectReference{Name: gwv1.ObjectName(k.Name), Port: &num})
+	if problem != nil {
+		// The message's field path is the route one; report ours.
+		_, detail, _ := strings.Cut(problem.msg, "]: ")
+		is.fail("%s.service: %s", field, detail)
+		return false
+	}
+	rule.backends = []*ir.WeightedBackend{{Cluster: cl.Name, Weight: 1}}
+	rule.clusters = []*ir.Cluster{cl}
+	return true
+}
