@@ -290,9 +290,18 @@ func (t *translator) ingressVHost(table, d string, byHost map[string][]ingressRo
 		r ingressRoute
 	}
 	var list []placed
+	hasDefault := false
 	coveringHostnames(d, func(h string) bool {
 		exact, length := specificity(h)
 		for _, r := range byHost[h] {
+			if r.isDefault {
+				// Only the most specific host's default backend can
+				// ever answer.
+				if hasDefault {
+					continue
+				}
+				hasDefault = true
+			}
 			list = append(list, placed{item{m: r.m, hostExact: exact, hostLen: length}, r})
 		}
 		return true
