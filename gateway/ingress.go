@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -166,8 +167,8 @@ func (is *ingressState) fail(format string, args ...any) {
 // ingressClassName names our class or an IngressClass of our controller;
 // else its legacy annotation names our class; else (no class at all) we
 // are the default class.
-func (t *translator) ownsIngress(ing *networkingv1.Ingress, classes map[string]*networkingv1.IngressClass, defaultOurs bool) bool {
-	name := t.opts.Ingress.className()
+func ownsIngress(opts *IngressOptions, ing *networkingv1.Ingress, classes map[string]*networkingv1.IngressClass, defaultOurs bool) bool {
+	name := opts.className()
 	if cn := ing.Spec.IngressClassName; cn != nil && *cn != "" {
 		if *cn == name {
 			return true
@@ -184,17 +185,43 @@ func (t *translator) ownsIngress(ing *networkingv1.Ingress, classes map[string]*
 // ingressClasses indexes IngressClasses and says whether we are the
 // default class: by option, or because an IngressClass of ours carries
 // is-default-class "true".
-func (t *translator) ingressClasses() (map[string]*networkingv1.IngressClass, bool) {
-	classes := make(map[string]*networkingv1.IngressClass, len(t.in.IngressClasses))
-	def := t.opts.Ingress.Default
-	for _, c := range t.in.IngressClasses {
+func ingressClasses(opts *IngressOptions, in *input.Snapshot) (map[string]*networkingv1.IngressClass, bool) {
+	classes := make(map[string]*networkingv1.IngressClass, len(in.IngressClasses))
+	def := opts.Default
+	for _, c := range in.IngressClasses {
 		classes[c.Name] = c
-		ours := c.Spec.Controller == IngressController || c.Name == t.opts.Ingress.className()
+		ours := c.Spec.Controller == IngressController || c.Name == opts.className()
 		if ours && c.Annotations[defaultClassAnnotation] == "true" {
 			def = true
 		}
 	}
 	return classes, def
+}
+
+// ownIngresses lists the snapshot's Ingresses of our class.
+func ownIngresses(opts *IngressOptions, in *input.Snapshot) []*networkingv1.Ingress {
+	classes, def := ingressClasses(opts, in)
+	var out []*networkingv1.Ingress
+	for _, ing := range in.Ingresses {
+		if ownsIngress(opts, ing, classes, def) {
+			out = append(out, ing)
+		}
+	}
+	return out
+}
+
+// ingressMode is an Ingress's load-balancer mode; ok is false when its
+// annotation holds something else.
+func ingressMode(opts *IngressOptions, ing *networkingv1.Ingress) (mode LoadBalancerMode, ok bool) {
+	mode = cmp.Or(opts.Mode, LoadBalancerDedicated)
+	if v, set := ing.Annotations[annLBMode]; set {
+		switch LoadBalancerMode(v) {
+		case LoadBalancerDedicated, LoadBalancerShared:
+			return LoadBalancerMode(v), true
+		}
+		return mode, false
+	}
+	return mode, true
 }
 
 // boolAnnotation reads an enabled/disabled annotation; Cilium also takes
@@ -218,19 +245,12 @@ func (t *translator) compileIngress(ing *networkingv1.Ingress) *ingressState {
 	is.rs = &routeState{kind: &ingressKind, key: k, generation: ing.Generation, created: ing.CreationTimestamp}
 	opts := &t.opts.Ingress
 
-	is.mode = opts.Mode
-	if is.mode == "" {
-		is.mode = LoadBalancerDedicated
-	}
+	mode, ok := ingressMode(opts, ing)
+	is.mode = mode
 	ann := ing.Annotations
-	if v, ok := ann[annLBMode]; ok {
-		switch LoadBalancerMode(v) {
-		case LoadBalancerDedicated, LoadBalancerShared:
-			is.mode = LoadBalancerMode(v)
-		default:
-			is.fail("metadata.annotations[%s]: %q is not dedicated or shared", annLBMode, v)
-			is.skip = true
-		}
+	if !ok {
+		is.fail("metadata.annotations[%s]: %q is not dedicated or shared", annLBMode, ann[annLBMode])
+		is.skip = true
 	}
 	is.forceHTTPS = opts.EnforceHTTPS
 	if v, ok := ann[annForceHTTPS]; ok {

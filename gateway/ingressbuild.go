@@ -26,11 +26,7 @@ type ingressLB struct {
 
 // processIngresses compiles every Ingress of our class.
 func (t *translator) processIngresses() {
-	classes, defaultOurs := t.ingressClasses()
-	for _, ing := range t.in.Ingresses {
-		if !t.ownsIngress(ing, classes, defaultOurs) {
-			continue
-		}
+	for _, ing := range ownIngresses(&t.opts.Ingress, t.in) {
 		t.ingresses = append(t.ingresses, t.compileIngress(ing))
 	}
 }

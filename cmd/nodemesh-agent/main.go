@@ -48,6 +48,7 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/gateway/address"
 	"github.com/nodemesh/nodemesh/internal/agent"
 	"github.com/nodemesh/nodemesh/mesh/flow"
@@ -83,6 +84,8 @@ func run() error {
 	hubbleTCP := flag.String("hubble-listen-address", "", "with --policy: also serve Hubble's Observer API, without TLS, on this TCP address (e.g. 127.0.0.1:4244)")
 	pf := policyFlags()
 	sf := standaloneFlags()
+	var ingress gateway.IngressOptions
+	ingress.RegisterFlags(flag.CommandLine)
 	flag.Parse()
 
 	var level slog.Level
@@ -122,6 +125,7 @@ func run() error {
 		Publisher:      publish.New(srv),
 		ControllerName: gwv1.GatewayController(*controller),
 		AddressPool:    prefix,
+		Ingress:        ingress,
 		Logger:         log,
 	}
 	policyNode := *nodeName

@@ -30,9 +30,11 @@ import (
 // translateOffline runs what the agent's Apply runs before publishing —
 // address assignment from a fresh pool, then the Gateway API translation —
 // for one snapshot.
-func translateOffline(snap *input.Snapshot, pool netip.Prefix) *gateway.Result {
-	addrs, problems := address.New(pool).Assign(address.OwnGateways(snap, gateway.ControllerName))
-	return gateway.Translate(snap, gateway.Options{ControllerName: gateway.ControllerName, Addresses: addrs, AddressProblems: problems})
+func translateOffline(snap *input.Snapshot, pool netip.Prefix, ing gateway.IngressOptions) *gateway.Result {
+	want := append(address.OwnGateways(snap, gateway.ControllerName), gateway.IngressAddressRequests(snap, ing)...)
+	addrs, problems := address.New(pool).Assign(want)
+	ing.UseIngressAddresses(addrs)
+	return gateway.Translate(snap, gateway.Options{ControllerName: gateway.ControllerName, Addresses: addrs, AddressProblems: problems, Ingress: ing})
 }
 
 type stringList []string
@@ -47,7 +49,9 @@ func translateCmd(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&files, "f", "YAML/JSON file or directory of them ('-' for stdin); repeatable")
 	output := fs.String("o", "yaml", "output format: yaml or json")
 	typ := fs.String("type", "all", "what to print: all, listeners, routes, clusters, endpoints, secrets, ir, status")
-	pool := fs.String("address-pool", address.DefaultPool.String(), "prefix Gateway addresses are assigned from")
+	pool := fs.String("address-pool", address.DefaultPool.String(), "prefix Gateway and Ingress addresses are assigned from")
+	var ing gateway.IngressOptions
+	ing.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -66,7 +70,7 @@ func translateCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	res := translateOffline(snap, prefix)
+	res := translateOffline(snap, prefix, ing)
 	reportProblems(stderr, res)
 
 	var doc any
@@ -78,7 +82,8 @@ func translateCmd(args []string, stdout, stderr io.Writer) error {
 			GatewayClasses []gateway.GatewayClassStatus `json:"gatewayClasses,omitempty"`
 			Gateways       []gateway.GatewayStatus      `json:"gateways,omitempty"`
 			Routes         []gateway.RouteStatus        `json:"routes,omitempty"`
-		}{res.GatewayClasses, res.Gateways, res.Routes}
+			Ingresses      []gateway.IngressStatus      `json:"ingresses,omitempty"`
+		}{res.GatewayClasses, res.Gateways, res.Routes, res.Ingresses}
 	default:
 		out, err := translator.Translate(res.Config)
 		if err != nil {
@@ -179,6 +184,11 @@ func reportProblems(w io.Writer, res *gateway.Result) {
 	for _, r := range res.Routes {
 		for _, p := range r.Status.Parents {
 			bad(string(r.Kind), r.Key.String()+" parent "+string(p.ParentRef.Name), p.Conditions)
+		}
+	}
+	for _, ing := range res.Ingresses {
+		for _, p := range ing.Problems {
+			fmt.Fprintln(w, p)
 		}
 	}
 }

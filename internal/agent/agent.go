@@ -33,6 +33,10 @@ type Config struct {
 	// AddressPool allocator (in Kubernetes mode the controller assigns
 	// them and the agent reads them from Gateway status).
 	Addresses AddressAssigner
+	// Ingress tunes Ingress support; its addresses are assigned with the
+	// Gateways' (gateway.IngressAddressRequests), so any set here are
+	// replaced.
+	Ingress gateway.IngressOptions
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 
@@ -176,15 +180,21 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 func (a *Agent) Translate(snap *input.Snapshot) *gateway.Result {
 	var addrs map[input.Key]netip.Addr
 	var problems map[input.Key]string
+	// Ingress load balancers take addresses from the same assignment as
+	// Gateways, so the two never collide.
+	ing := a.cfg.Ingress
+	want := append(address.OwnGateways(snap, a.cfg.ControllerName), gateway.IngressAddressRequests(snap, ing)...)
 	if a.cfg.Addresses != nil {
-		addrs, problems = a.cfg.Addresses.Assign(address.OwnGateways(snap, a.cfg.ControllerName))
+		addrs, problems = a.cfg.Addresses.Assign(want)
 	} else {
-		addrs, problems = a.alloc.Assign(address.OwnGateways(snap, a.cfg.ControllerName))
+		addrs, problems = a.alloc.Assign(want)
 	}
+	ing.UseIngressAddresses(addrs)
 	opts := gateway.Options{
 		ControllerName:  a.cfg.ControllerName,
 		Addresses:       addrs,
 		AddressProblems: problems,
+		Ingress:         ing,
 	}
 	if a.gw == nil {
 		return gateway.Translate(snap, opts)

@@ -1,0 +1,34 @@
+package gateway
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/nodemesh/nodemesh/mesh/input"
+)
+
+// RegisterFlags defines the command-line flags of the Ingress options on
+// fs, so the agent and `nodemesh translate` spell them the same way (the
+// names follow Cilium's Helm values).
+func (o *IngressOptions) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.ClassName, "ingress-class", IngressClassName, "ingressClassName (and kubernetes.io/ingress.class value) served")
+	fs.BoolVar(&o.Default, "ingress-default", false, "also serve Ingresses that name no class")
+	fs.Func("ingress-loadbalancer-mode", "load-balancer mode of Ingresses without the ingress.cilium.io/loadbalancer-mode annotation: dedicated (default) or shared", func(v string) error {
+		switch LoadBalancerMode(v) {
+		case LoadBalancerDedicated, LoadBalancerShared:
+			o.Mode = LoadBalancerMode(v)
+			return nil
+		}
+		return fmt.Errorf("%q is not dedicated or shared", v)
+	})
+	fs.BoolVar(&o.EnforceHTTPS, "ingress-enforce-https", false, "force-https for Ingresses without the ingress.cilium.io/force-https annotation")
+	fs.Func("ingress-default-certificate", "namespace/name of the TLS Secret serving spec.tls entries without a secretName", func(v string) error {
+		ns, name, ok := strings.Cut(v, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			return fmt.Errorf("%q is not namespace/name", v)
+		}
+		o.DefaultCertificate = &input.Key{Namespace: ns, Name: name}
+		return nil
+	})
+}
