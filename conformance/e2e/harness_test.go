@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/internal/agent"
 	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/internal/echo"
@@ -48,6 +49,12 @@ type meshOption func(*meshConfig)
 
 type meshConfig struct {
 	publisher func(*server.Server) dataplane.Publisher
+	ingress   gateway.IngressOptions
+}
+
+// withIngress sets the agent's Ingress options.
+func withIngress(o gateway.IngressOptions) meshOption {
+	return func(c *meshConfig) { c.ingress = o }
 }
 
 // withPublisher replaces the publisher between agent and xDS server.
@@ -79,7 +86,7 @@ func startMesh(t *testing.T, delta bool, backends []string, opts ...meshOption) 
 		o(&cfg)
 	}
 	pub := cfg.publisher(srv)
-	a, err := agent.New(agent.Config{Publisher: pub, AddressPool: gatewayPool, Logger: log})
+	a, err := agent.New(agent.Config{Publisher: pub, AddressPool: gatewayPool, Ingress: cfg.ingress, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
