@@ -156,6 +156,71 @@
 // an implicit parent per IngressClass instead of parentRefs, and reports
 // addresses rather than route conditions.
 //
+// Ingress. Ingresses (networking.k8s.io/v1) of our class are compiled
+// into the same ruleState and matchState as routes and ordered by the same
+// precedence, but attach implicitly to Ingress listeners instead of
+// Gateways (ingress.go compiles, ingressbuild.go assembles, ingressaddress.go
+// feeds the address allocator). Result.Ingresses says, per Ingress, its
+// mode, its address (status.loadBalancer) and every problem, each naming
+// the field. Decisions:
+//   - class: spec.ingressClassName naming our class (Options.Ingress
+//     ClassName, default "nodemesh") or an IngressClass whose controller
+//     is nodemesh.io/ingress-controller; without it the legacy
+//     kubernetes.io/ingress.class annotation; with neither, ours only when
+//     we are the default class (option, or an IngressClass of ours with
+//     ingressclass.kubernetes.io/is-default-class "true"). Other
+//     Ingresses get no status at all.
+//   - paths: Exact and Prefix as Kubernetes defines them (Prefix matches
+//     whole segments, a trailing / is ignored); ImplementationSpecific is
+//     an RE2 expression matching the whole path, as in Cilium, so a path
+//     without metacharacters behaves as Exact. Order is Cilium's: Exact,
+//     then expressions, then prefixes, each longest first, so / is last
+//     and /impl.* shadows /impl. A path without a value matches
+//     everything. Hosts: a virtual host serves the paths of its own host,
+//     then of the wildcards and the host-less rules covering it (host
+//     specificity first, as for routes).
+//   - defaultBackend answers, after every path, on the Ingress's own hosts
+//     and on hosts no Ingress names; only the most specific host's default
+//     applies.
+//   - a path that cannot be served (missing Service or port, resource
+//     backend, bad expression, repeated path) is dropped and reported; the
+//     rest serves. An Ingress with nothing left is not served.
+//   - TLS: a spec.tls entry's Secret (in the Ingress's namespace) or, without
+//     secretName, Options.Ingress.DefaultCertificate serves its hosts on the
+//     HTTPS port, one TLS chain per certificate selected by SNI (an entry
+//     without hosts is the catch-all). A host in two entries keeps the
+//     first. A Secret that is missing or not a usable key pair is reported
+//     and its hosts stay plaintext only.
+//   - force-https (annotation, else Options.Ingress.EnforceHTTPS): on the
+//     plaintext listener every path of a host the Ingress has TLS for
+//     redirects with 301 to https on the HTTPS port; the TLS listener
+//     serves the paths.
+//   - load-balancer mode (annotation, else Options.Ingress.Mode, else
+//     dedicated, Cilium's Helm default): shared Ingresses share one address
+//     and listener set (ingress/shared/<port>), a dedicated one has its own
+//     (ingress/<ns>/<name>/<port>). On the shared set the older Ingress
+//     (creationTimestamp, then namespace/name) keeps a contested host and
+//     path, default backend or TLS host; the newer one is told which
+//     Ingress holds it and keeps the rest.
+//   - the annotations that shape Cilium's per-Ingress Service
+//     (loadbalancer-class, service-type, service-external-traffic-policy,
+//     insecure-node-port, secure-node-port, host-listener-port) are
+//     validated but change nothing: nodemesh creates no Service and
+//     assigns the address itself. An unreadable loadbalancer-mode,
+//     force-https or tls-passthrough leaves the Ingress unserved rather
+//     than guessing a security-relevant intent.
+//   - tls-passthrough: enabled is refused (the Ingress is not served): the
+//     IR has no TCP proxy chain yet, and terminating instead would not be
+//     what was asked.
+//   - client addresses: Ingress listeners use the same HTTP connection
+//     manager as Gateways (use_remote_address, no trusted hops), so the
+//     backend sees X-Forwarded-For with the connection's address appended
+//     and X-Envoy-External-Address, as Cilium's default of 0 trusted hops.
+//   - addresses come from the Gateway allocator through stand-in Gateways
+//     (IngressAddressRequests), so Ingress and Gateway addresses never
+//     collide; a listener whose address and port another listener already
+//     binds is not built and its Ingresses are told.
+//
 // Golden cases live in testdata/<group>/: gateway for GatewayClass,
 // Gateway, listener and attachment behaviour, one folder per route kind
 // (httproute) for what compiling that kind decides.
