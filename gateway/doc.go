@@ -1,7 +1,9 @@
 // Package gateway translates Gateway API objects into nodemesh's IR and
 // computes the status of the GatewayClasses, Gateways and routes this
-// controller owns. HTTPRoute is the one route kind supported today; the
-// model below ("Route kinds") is shared by every kind.
+// controller owns; it also serves Kubernetes Ingresses of its class.
+// HTTPRoute is the one route kind supported today; the model below ("Route
+// kinds") is shared by every kind, and Ingress ("Ingress") compiles into
+// it.
 //
 // Data enters as an immutable input.Snapshot plus Options (the controller
 // name and the address the caller assigned to each Gateway) and leaves as a
