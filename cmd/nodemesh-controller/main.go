@@ -47,6 +47,8 @@ func run() error {
 	elect := flag.Bool("leader-elect", false, "run only while holding a coordination.k8s.io Lease, so several replicas can run")
 	electNS := flag.String("leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the Lease (default: $POD_NAMESPACE)")
 	electID := flag.String("leader-election-id", "nodemesh-controller", "name of the Lease")
+	var ingress gateway.IngressOptions
+	ingress.RegisterFlags(flag.CommandLine) // the agents must be given the same values
 	flag.Parse()
 
 	var level slog.Level
@@ -73,7 +75,8 @@ func run() error {
 		return err
 	}
 	c, err := controller.New(clients.Core, clients.Gateway, clients.Dynamic, prefix,
-		controller.WithLogger(log), controller.WithControllerName(gwv1.GatewayController(*controllerName)))
+		controller.WithLogger(log), controller.WithControllerName(gwv1.GatewayController(*controllerName)),
+		controller.WithIngress(ingress))
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ import (
 // status of GatewayClasses, Gateways and HTTPRoutes on Kubernetes. Create
 // it with New and call Run once.
 type Controller struct {
+	core       kubernetes.Interface
 	gw         gwclient.Interface
 	prov       *kube.Provider
 	nodes      cache.SharedIndexInformer
@@ -45,7 +46,15 @@ type Controller struct {
 	resync     time.Duration
 	now        func() time.Time
 	changed    chan struct{}
+	ingress    gateway.IngressOptions
+	// reported holds, per Ingress, the problems last sent as an Event,
+	// so each set of problems is reported once.
+	reported map[input.Key]string
 }
+
+// WithIngress sets how Ingresses are served (class, default mode,
+// default certificate); the addresses come from the controller's pool.
+func WithIngress(o gateway.IngressOptions) Option { return func(c *Controller) { c.ingress = o } }
 
 // Option configures a Controller.
 type Option func(*Controller)
@@ -90,10 +99,12 @@ func New(core kubernetes.Interface, gw gwclient.Interface, dyn dynamic.Interface
 		resync:     15 * time.Second,
 		now:        time.Now,
 		changed:    make(chan struct{}, 1),
+		reported:   map[input.Key]string{},
 	}
 	for _, o := range opts {
 		o(c)
 	}
+	c.core = core
 	c.prov = kube.New(core, gw, kube.WithLogger(c.log))
 	c.nodeFact = dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
 	c.nodes = c.nodeFact.ForResource(v1alpha1.NodeProxyStatusResource).Informer()
@@ -151,8 +162,11 @@ func (c *Controller) Run(ctx context.Context) error {
 // others; they are joined and the next event or resync retries.
 func (c *Controller) Reconcile(ctx context.Context) error {
 	snap := c.prov.Snapshot()
-	addrs, problems := c.alloc.Assign(address.OwnGateways(snap, c.controller))
-	res := c.tr.Translate(snap, gateway.Options{ControllerName: c.controller, Addresses: addrs, AddressProblems: problems})
+	ing := c.ingress
+	want := append(address.OwnGateways(snap, c.controller), gateway.IngressAddressRequests(snap, ing)...)
+	addrs, problems := c.alloc.Assign(want)
+	ing.UseIngressAddresses(addrs)
+	res := c.tr.Translate(snap, gateway.Options{ControllerName: c.controller, Addresses: addrs, AddressProblems: problems, Ingress: ing})
 	now := c.now()
 	reports := liveReports(c.nodeReports(), string(c.controller), now, c.staleAfter)
 	stamp := metav1.NewTime(now.Truncate(time.Second))
@@ -196,6 +210,7 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, c.reconcileIngresses(ctx, snap, res.Ingresses)...)
 	return errors.Join(errs...)
 }
 

@@ -8,10 +8,11 @@
 // them).
 //
 // The chart's RBAC is derived from the clients the code uses: the informers
-// of mesh/provider/kube (list, watch), gateway/nodereport (get Node; get,
-// create, update NodeProxyStatus), gateway/controller (list, watch
-// NodeProxyStatus; get and update status of GatewayClass, Gateway,
-// HTTPRoute), the policy watch of mesh/provider/kube (list, watch Pods,
+// of mesh/provider/kube (list, watch, Ingresses and IngressClasses
+// included), gateway/nodereport (get Node; get, create, update
+// NodeProxyStatus), gateway/controller (list, watch NodeProxyStatus; get
+// and update status of GatewayClass, Gateway, HTTPRoute, Ingress; create
+// Event for Ingress problems), the policy watch of mesh/provider/kube (list, watch Pods,
 // Nodes, NetworkPolicies and the cilium.io policy kinds; get and patch the
 // status of the cilium.io ones), mesh/provider/kube/ciliumidentity (agent:
 // get, list, watch, create CiliumIdentities; controller: list, watch Pods,

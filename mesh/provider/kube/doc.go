@@ -3,7 +3,8 @@
 // provider builds from a folder, so both modes run the same translation.
 //
 // Data flow: informers (GatewayClass, Gateway, HTTPRoute, ReferenceGrant,
-// Service, EndpointSlice, TLS Secrets, Namespace; with WithPolicy also
+// Service, EndpointSlice, TLS Secrets, Namespace, Ingress, IngressClass;
+// with WithPolicy also
 // Pod, Node, NetworkPolicy and the cilium.io policies) → change signal →
 // debounce → Snapshot built from the informer caches → subscriber. The
 // subscriber is called from one goroutine, one call at a time, so a burst
@@ -28,7 +29,10 @@
 //     HTTPRoute update with the same generation, labels and annotations is
 //     a status write (often our own). Gateway updates always count, because
 //     in Kubernetes mode a Gateway's address comes from its status (the
-//     controller assigns it; see StatusAddresses).
+//     controller assigns it; see StatusAddresses). Ingress updates always
+//     count for the same reason: the controller writes each Ingress's
+//     address to status.loadBalancer, and agents read it there through
+//     gateway.IngressAddressRequests' stand-ins.
 //   - Watch publishes nothing until every informer has synced, so the first
 //     translation never sees a half-listed cluster (which would withdraw
 //     configuration that is in fact still wanted).

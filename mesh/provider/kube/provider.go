@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -56,6 +57,8 @@ type listers struct {
 	slices    func() ([]*discoveryv1.EndpointSlice, error)
 	secrets   func() ([]*corev1.Secret, error)
 	nss       func() ([]*corev1.Namespace, error)
+	ingresses func() ([]*networkingv1.Ingress, error)
+	ingClass  func() ([]*networkingv1.IngressClass, error)
 	informers []cache.SharedIndexInformer
 }
 
@@ -103,6 +106,7 @@ func (p *Provider) setup() {
 	classes, gateways, routes, grants := gwv.GatewayClasses(), gwv.Gateways(), gwv.HTTPRoutes(), gwv.ReferenceGrants()
 	services, slices := p.coreFactory.Core().V1().Services(), p.coreFactory.Discovery().V1().EndpointSlices()
 	nss, secrets := p.coreFactory.Core().V1().Namespaces(), p.secretFactory.Core().V1().Secrets()
+	ingresses, ingClasses := p.coreFactory.Networking().V1().Ingresses(), p.coreFactory.Networking().V1().IngressClasses()
 
 	p.listers = listers{
 		classes:  func() ([]*gwv1.GatewayClass, error) { return classes.Lister().List(labels.Everything()) },
@@ -113,6 +117,12 @@ func (p *Provider) setup() {
 		slices:   func() ([]*discoveryv1.EndpointSlice, error) { return slices.Lister().List(labels.Everything()) },
 		secrets:  func() ([]*corev1.Secret, error) { return secrets.Lister().List(labels.Everything()) },
 		nss:      func() ([]*corev1.Namespace, error) { return nss.Lister().List(labels.Everything()) },
+		ingresses: func() ([]*networkingv1.Ingress, error) {
+			return ingresses.Lister().List(labels.Everything())
+		},
+		ingClass: func() ([]*networkingv1.IngressClass, error) {
+			return ingClasses.Lister().List(labels.Everything())
+		},
 	}
 	add := func(inf cache.SharedIndexInformer, relevant func(old, cur any) bool) {
 		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -134,6 +144,10 @@ func (p *Provider) setup() {
 	add(slices.Informer(), changedAtAll)
 	add(secrets.Informer(), changedAtAll)
 	add(nss.Informer(), changedAtAll)
+	// An Ingress's status carries its address (agents read it there), so
+	// status writes count.
+	add(ingresses.Informer(), changedAtAll)
+	add(ingClasses.Informer(), specChanged)
 	if p.policy != nil {
 		p.setupPolicy(add)
 	}
@@ -269,6 +283,8 @@ func (p *Provider) Snapshot() *input.Snapshot {
 	s.EndpointSlices = list(p.log, "EndpointSlice", l.slices)
 	s.Secrets = list(p.log, "Secret", l.secrets)
 	s.Namespaces = list(p.log, "Namespace", l.nss)
+	s.Ingresses = list(p.log, "Ingress", l.ingresses)
+	s.IngressClasses = list(p.log, "IngressClass", l.ingClass)
 	if p.policy != nil {
 		p.fillPolicy(s)
 	}
