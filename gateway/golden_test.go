@@ -105,7 +105,7 @@ func TestGolden(t *testing.T) {
 		t.Run(filepath.Base(filepath.Dir(in))+"/"+name, func(t *testing.T) {
 			snap := loadCase(t, in)
 			pristine := loadCase(t, in)
-			opts := Options{Addresses: testAddresses(t, snap, true), Ingress: testIngressOptions(t, snap)}
+			opts := Options{Addresses: testAddresses(t, snap, true), Ingress: testIngressOptions(t, snap, true)}
 			res := Translate(snap, opts)
 			checkResult(t, res)
 			// Hashes are recorded by object; two loads hold different objects.

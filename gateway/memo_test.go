@@ -40,7 +40,7 @@ func TestTranslatorGoldenCases(t *testing.T) {
 	x := NewTranslator()
 	for _, in := range order {
 		snap := loadCase(t, in)
-		opts := Options{Addresses: testAddresses(t, snap, false), Ingress: testIngressOptions(t, snap)}
+		opts := Options{Addresses: testAddresses(t, snap, false), Ingress: testIngressOptions(t, snap, false)}
 		checkSame(t, in, x, snap, opts)
 		checkSame(t, in+" (again)", x, snap, opts)
 	}
