@@ -1,6 +1,6 @@
 // Package input defines the immutable snapshot of user intent that every
-// translator reads — Gateway API objects and the core objects they refer to
-// — and the decoder that turns streams of ordinary Kubernetes YAML or JSON
+// translator reads — Gateway API objects, Ingresses and IngressClasses
+// (networking.k8s.io/v1), and the core objects they refer to — and the decoder that turns streams of ordinary Kubernetes YAML or JSON
 // into it. Providers build snapshots: the file provider from a directory of
 // YAML (Decode per file, Build over all files), the Kubernetes provider from
 // informers. The same pure translation code consumes both, so standalone
