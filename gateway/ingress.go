@@ -349,13 +349,12 @@ func (t *translator) compileIngressTLS(is *ingressState, i int, e *networkingv1.
 		is.fail("spec.tls[%d]: no secretName and no default certificate is configured; its hosts are not served over TLS", i)
 		return
 	}
-	s, err := t.ix.tlsSecret(k)
-	if err != nil {
+	if _, err := t.ix.tlsSecret(k); err != nil {
 		is.fail("spec.tls[%d].secretName: %v; its hosts are not served over TLS", i, err)
 		return
 	}
 	name := secretName(k)
-	is.certs[name] = t.secret(name, s)
+	is.certs[name] = t.secret(name, k)
 	hosts := e.Hosts
 	if len(hosts) == 0 {
 		hosts = []string{anyHost}
