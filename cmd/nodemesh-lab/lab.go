@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/nodemesh/nodemesh/internal/lab"
@@ -27,11 +28,13 @@ import (
 const labUsage = `nodemesh lab — a local Kubernetes cluster with nodemesh on every node (root)
 
 Usage:
-  nodemesh lab up [--nodes N] [-f PATH]... [--state-dir DIR] [--bin-dir DIR] [--agent-arg ARG]... [--foreground]
+  nodemesh lab up [--nodes N] [-f PATH]... [--state-dir DIR] [--bin-dir DIR] [--no-policy] [--agent-arg ARG]... [--foreground]
       Build (cached) and start the control plane, N nodes with kube-proxy and nodemesh, the
-      cluster DNS; apply the manifests of every -f file or directory; print the kubeconfig.
-      --agent-arg adds a nodemesh-agent flag on every node ({node}, {ip}, {netnsPath}, {stateDir},
-      {cgroup} are replaced per node).
+      cluster DNS; apply the manifests of every -f file or directory, wait for their Pods, their
+      Services and (on every node) their network policies; print the kubeconfig. Every node's
+      agent loads the datapath and enforces network policy applied through the API server;
+      --no-policy runs the Gateway API mode only. --agent-arg adds a nodemesh-agent flag on every
+      node ({node}, {ip}, {netnsPath}, {stateDir}, {pinDir}, {cgroup} are replaced per node).
   nodemesh lab exec POD [-n NAMESPACE] [-c CONTAINER] -- COMMAND [ARG...]
       Run a command inside the Pod's network namespace, resolving with the cluster DNS.
   nodemesh lab kubectl [ARG...]
@@ -114,14 +117,16 @@ func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 type upOptions struct {
 	nodes             int
 	stateDir, binDir  string
+	noPolicy          bool
 	agentArgs, filesF stringsFlag
 }
 
 func (o *upOptions) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.nodes, "nodes", 1, "number of nodes")
 	fs.StringVar(&o.binDir, "bin-dir", "", "directory of nodemesh, nodemesh-agent, nodemesh-proxy and nodemesh-controller (default: this program's)")
-	fs.Var(&o.agentArgs, "agent-arg", "extra nodemesh-agent flag for every node (repeatable), e.g. --agent-arg=--policy; "+
-		"{node}, {ip}, {podCIDR}, {netns}, {netnsPath}, {stateDir} and {cgroup} (the node's Pod cgroup) are replaced per node")
+	fs.BoolVar(&o.noPolicy, "no-policy", false, "run the agents without the datapath: Gateway API only, no network policy enforced")
+	fs.Var(&o.agentArgs, "agent-arg", "extra nodemesh-agent flag for every node (repeatable), after the lab's own, e.g. --agent-arg=--datapath-cgroup={cgroup}; "+
+		"{node}, {ip}, {podCIDR}, {netns}, {netnsPath}, {stateDir}, {pinDir} and {cgroup} (the node's Pod cgroup) are replaced per node")
 }
 
 func labUp(args []string, stdout, stderr io.Writer) error {
@@ -198,12 +203,21 @@ func afterUp(s lab.State, files []string, wait time.Duration, start time.Time, s
 		if err != nil {
 			return err
 		}
+		dyn, err := dynamic.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
 		t0 := time.Now()
 		pods, err := lab.WaitSettled(ctx, client, wait)
 		if err == nil {
 			// Ready Pods are reachable by their Services only once every
 			// node's kube-proxy has programmed them.
 			err = lab.WaitServices(ctx, s, client, max(wait-time.Since(t0), 10*time.Second))
+		}
+		if err == nil {
+			// And the applied policies hold once every node enforces them:
+			// a request right after up must meet them.
+			err = lab.WaitPolicies(ctx, s, client, dyn, max(wait-time.Since(t0), 10*time.Second))
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "POD\tNODE\tIP\tSTATUS")
@@ -244,7 +258,7 @@ func runLab(o upOptions, ready func(*lab.Lab) error) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	opts := lab.Options{Dir: o.stateDir, Nodes: o.nodes, Binaries: bins, BinDir: o.binDir, Log: log}
+	opts := lab.Options{Dir: o.stateDir, Nodes: o.nodes, Binaries: bins, BinDir: o.binDir, NoPolicy: o.noPolicy, Log: log}
 	if len(o.agentArgs) > 0 {
 		extra := append([]string(nil), o.agentArgs...)
 		opts.AgentArgs = func(n lab.Node) []string { return expandAgentArgs(extra, n) }
@@ -267,11 +281,11 @@ func runLab(o upOptions, ready func(*lab.Lab) error) error {
 
 // expandAgentArgs fills in the per-node placeholders of --agent-arg:
 // {node}, {ip}, {podCIDR}, {netns} (name), {netnsPath}, {stateDir} and
-// {cgroup}, so one flag serves every node
-// (--agent-arg=--datapath-netns={netnsPath}, --datapath-cgroup={cgroup}).
+// {pinDir} and {cgroup}, so one flag serves every node
+// (--agent-arg=--datapath-cgroup={cgroup}).
 func expandAgentArgs(args []string, n lab.Node) []string {
 	r := strings.NewReplacer("{node}", n.Name, "{ip}", n.IP.String(), "{podCIDR}", n.PodCIDR.String(),
-		"{netnsPath}", n.NetnsPath, "{netns}", n.Netns, "{stateDir}", n.StateDir, "{cgroup}", n.Cgroup)
+		"{netnsPath}", n.NetnsPath, "{netns}", n.Netns, "{stateDir}", n.StateDir, "{pinDir}", n.PinDir, "{cgroup}", n.Cgroup)
 	out := make([]string, len(args))
 	for i, a := range args {
 		out[i] = r.Replace(a)
@@ -301,6 +315,9 @@ func spawnDaemon(o upOptions) error {
 		return err
 	}
 	args := []string{"daemon", "--state-dir=" + o.stateDir, "--bin-dir=" + o.binDir, fmt.Sprintf("--nodes=%d", o.nodes)}
+	if o.noPolicy {
+		args = append(args, "--no-policy")
+	}
 	for _, a := range o.agentArgs {
 		args = append(args, "--agent-arg="+a)
 	}

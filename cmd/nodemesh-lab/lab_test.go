@@ -12,10 +12,10 @@ import (
 
 func TestExpandAgentArgs(t *testing.T) {
 	n := lab.Node{Name: "node-2", IP: netip.MustParseAddr("10.250.0.12"), PodCIDR: netip.MustParsePrefix("10.244.2.0/24"),
-		Netns: "nmtb-1-1-node-2", NetnsPath: "/run/netns/nmtb-1-1-node-2", StateDir: "/s/nodes/node-2", Cgroup: "/nodemesh-lab/nmtb-1-1/node-2"}
-	got := expandAgentArgs([]string{"--policy", "--datapath-netns={netnsPath}", "--node-ips={ip}", "--datapath-pin-dir={stateDir}/bpf", "--flow-log={netns}.{node}.log",
+		Netns: "nmtb-1-1-node-2", NetnsPath: "/run/netns/nmtb-1-1-node-2", StateDir: "/s/nodes/node-2", PinDir: "/s/bpffs/nmtb-1-1/node-2", Cgroup: "/nodemesh-lab/nmtb-1-1/node-2"}
+	got := expandAgentArgs([]string{"--policy", "--datapath-netns={netnsPath}", "--node-ips={ip}", "--datapath-pin-dir={pinDir}", "--flow-log={netns}.{node}.log",
 		"--datapath-cgroup={cgroup}"}, n)
-	want := []string{"--policy", "--datapath-netns=/run/netns/nmtb-1-1-node-2", "--node-ips=10.250.0.12", "--datapath-pin-dir=/s/nodes/node-2/bpf", "--flow-log=nmtb-1-1-node-2.node-2.log",
+	want := []string{"--policy", "--datapath-netns=/run/netns/nmtb-1-1-node-2", "--node-ips=10.250.0.12", "--datapath-pin-dir=/s/bpffs/nmtb-1-1/node-2", "--flow-log=nmtb-1-1-node-2.node-2.log",
 		"--datapath-cgroup=/nodemesh-lab/nmtb-1-1/node-2"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %q", got)

@@ -78,7 +78,9 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 	log.Info("starting a one-node lab")
 	t0 = time.Now()
 	l, err := lab.Start(ctx, lab.Options{
-		Dir: filepath.Join(state, "lab"), Nodes: 1, Binaries: bins, BinDir: binDir,
+		// The Gateway API suite applies no network policy: its agents run
+		// without the datapath, as before the lab enforced policy by default.
+		Dir: filepath.Join(state, "lab"), Nodes: 1, Binaries: bins, BinDir: binDir, NoPolicy: true,
 		AddressPool: addressPool, GatewayChannel: o.channel, Log: log.With("component", "lab"),
 		Images: []node.Image{{Repository: "registry.k8s.io/coredns/coredns", Program: self, Args: []string{"dns-standin"}}},
 	})

@@ -40,10 +40,11 @@ func nodemesh(t *testing.T, bin, state, stdin string, args ...string) (string, i
 	return out.String(), 0
 }
 
-// TestLabCommand drives `nodemesh lab` as a user does: up with two nodes
-// and the Star Wars app (deathstar placed on node-2, the ships on node-1),
-// a landing request from the tiefighter through the deathstar's DNS name
-// and ClusterIP, exit status and stdin through exec, kubectl; then the
+// TestLabCommand drives `nodemesh lab` as a user does: up with two nodes,
+// the Star Wars app (deathstar placed on node-2, the ships on node-1) and
+// Cilium's L3/L4 policy, enforced by default; a landing request from the
+// tiefighter through the deathstar's DNS name and ClusterIP, the xwing's
+// dropped at once, exit status and stdin through exec, kubectl; then the
 // lab's process is killed with -9, the next up sweeps what it left (its
 // namespaces and a process a Pod left running), and down removes
 // everything.
@@ -64,11 +65,11 @@ func TestLabCommand(t *testing.T) {
 	t.Cleanup(func() { _ = Down(state, 30*time.Second) })
 
 	start := time.Now()
-	out, code := nodemesh(t, bin, state, "", "lab", "up", "--nodes=2", "--bin-dir="+bin, "-f", "testdata/starwars-placed.yaml")
+	out, code := nodemesh(t, bin, state, "", "lab", "up", "--nodes=2", "--bin-dir="+bin, "-f", "testdata/starwars-placed.yaml", "-f", "../../examples/starwars/sw_l3_l4_policy.yaml")
 	if code != 0 || !strings.Contains(out, "lab is up: 2 node(s)") {
 		t.Fatalf("lab up: exit %d\n%s", code, out)
 	}
-	t.Logf("nodemesh lab up --nodes 2 -f starwars-placed.yaml took %s:\n%s", time.Since(start).Round(100*time.Millisecond), out)
+	t.Logf("nodemesh lab up --nodes 2 -f starwars-placed.yaml -f sw_l3_l4_policy.yaml took %s:\n%s", time.Since(start).Round(100*time.Millisecond), out)
 	s, err := LoadState(state)
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +105,12 @@ func TestLabCommand(t *testing.T) {
 		if code != 0 || out != "Ship landed\n" {
 			t.Fatalf("landing at %s: exit %d: %q", target, code, out)
 		}
+	}
+	// The lab enforces policy by default, and up returned once every node
+	// enforced the one applied: the very first landing attempt of the
+	// xwing is dropped (curl's connect timeout, exit 28).
+	if out, code = nodemesh(t, bin, state, "", "lab", "exec", "xwing", "--", "curl", "-sS", "--max-time", "3", "-XPOST", "deathstar.default.svc.cluster.local/v1/request-landing"); code != 28 {
+		t.Fatalf("xwing landing under the L3/L4 policy: exit %d (want 28): %q", code, out)
 	}
 	if out, code = nodemesh(t, bin, state, "", "lab", "exec", "xwing", "-c", "spaceship", "--", "sh", "-c", "echo refused >&2; exit 3"); code != 3 || out != "refused\n" {
 		t.Fatalf("exit status: %d, %q", code, out)

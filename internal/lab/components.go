@@ -80,6 +80,9 @@ func (l *Lab) startMesh() error {
 	}
 	for i, n := range l.Nodes {
 		args := []string{"--kubernetes", "--kubeconfig=" + l.LabKubeconfig, "--node-name=" + n.Name, "--state-dir=" + n.StateDir}
+		if !l.opts.NoPolicy {
+			args = append(args, DatapathArgs(n)...)
+		}
 		if l.opts.AgentArgs != nil {
 			args = append(args, l.opts.AgentArgs(n)...)
 		}

@@ -57,8 +57,13 @@ type Options struct {
 	// NoMesh leaves nodemesh out (no controller, agents or proxies): a
 	// plain cluster.
 	NoMesh bool
-	// AgentArgs, when set, returns extra nodemesh-agent flags for a node
-	// (--policy, --datapath --datapath-netns …).
+	// NoPolicy runs the agents without the datapath and network policy
+	// (nodemesh's Gateway API mode only). By default every node's agent
+	// loads the datapath on the node's namespace and enforces the network
+	// policy applied through the API server (DatapathArgs).
+	NoPolicy bool
+	// AgentArgs, when set, returns extra nodemesh-agent flags for a node,
+	// after the lab's own (a later flag wins).
 	AgentArgs func(Node) []string
 	// AddressPool is nodemesh-controller's Gateway address pool
 	// (default DefaultAddressPool).
@@ -90,6 +95,9 @@ type Node struct {
 	// /proc/<pid>/cgroup shows it); empty when the machine has no cgroup
 	// v2 hierarchy. Give it to the node's agent as --datapath-cgroup.
 	Cgroup string `json:"cgroup,omitempty"`
+	// PinDir is where the node's datapath pins its maps and links, on the
+	// lab's bpf filesystem ("" with Options.NoPolicy).
+	PinDir string `json:"pinDir,omitempty"`
 }
 
 // Lab is a running lab. Create it with Start and stop it with Close.
@@ -113,6 +121,7 @@ type Lab struct {
 	log     *slog.Logger
 	cluster *controlplane.Cluster
 	fwd     *forwarder
+	bpffs   string // the lab's bpf filesystem ("" until mounted)
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	mu      sync.Mutex
@@ -180,11 +189,20 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	}
 	l.ID = l.Network.ID
 	cp := l.Network.ControlPlane
+	if !o.NoMesh && !o.NoPolicy {
+		if err := l.mountBPFFS(); err != nil {
+			return nil, err
+		}
+	}
 	for _, n := range l.Network.Nodes {
-		l.Nodes = append(l.Nodes, Node{
+		ln := Node{
 			Name: n.Name, IP: n.IP, PodCIDR: n.PodCIDR, Netns: n.Namespace.Name, NetnsPath: n.Path,
 			StateDir: filepath.Join(o.Dir, "nodes", n.Name),
-		})
+		}
+		if l.bpffs != "" {
+			ln.PinDir = filepath.Join(l.bpffs, n.Name)
+		}
+		l.Nodes = append(l.Nodes, ln)
 	}
 	if err := l.createPodCgroups(); err != nil {
 		return nil, err
@@ -301,8 +319,10 @@ func (l *Lab) Close() error {
 	if l.Network != nil {
 		err = l.Network.Close()
 	}
-	// After the namespaces: closing them killed what still ran in them.
-	err = errors.Join(err, l.removePodCgroups())
+	// After the namespaces: closing them killed what still ran in them,
+	// and with their interfaces gone nothing is attached any more, so
+	// unmounting frees the pinned maps.
+	err = errors.Join(err, l.removePodCgroups(), l.unmountBPFFS())
 	_ = os.Remove(filepath.Join(l.Dir, stateFile))
 	return err
 }

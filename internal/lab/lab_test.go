@@ -185,6 +185,10 @@ func assertGone(t *testing.T, id string, pids ...int) {
 			t.Errorf("left behind: %v", left)
 		}
 	}
+	// The lab's bpf filesystem (where the nodes' datapaths pin).
+	if mounts, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(mounts), "/"+id+" ") {
+		t.Errorf("the bpf filesystem of lab %s is still mounted", id)
+	}
 	for _, pid := range pids {
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
 			stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

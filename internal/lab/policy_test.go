@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,17 +27,7 @@ import (
 // Valid and reports it Enforced in its NodeProxyStatus; a policy nodemesh
 // rejects gets Valid=False naming the node and the field.
 func TestLabPolicyAcrossNodes(t *testing.T) {
-	var pinDirs []string
-	t.Cleanup(func() {
-		for _, d := range pinDirs {
-			os.RemoveAll(d)
-		}
-	})
-	l := ForTest(t, Options{Nodes: 2, AgentArgs: func(n Node) []string {
-		pin := filepath.Join("/sys/fs/bpf", n.Netns)
-		pinDirs = append(pinDirs, pin)
-		return []string{"--datapath", "--datapath-netns=" + n.NetnsPath, "--datapath-pin-dir=" + pin, "--node-ips=" + n.IP.String()}
-	}})
+	l := ForTest(t, Options{Nodes: 2})
 	ctx := context.Background()
 	if err := ApplyPaths(ctx, l.Config, []string{"testdata/starwars-placed.yaml"}); err != nil {
 		t.Fatal(err)
@@ -50,14 +39,15 @@ func TestLabPolicyAcrossNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	land := func(ship string) (string, int) {
-		argv, err := s.ExecArgv(ctx, "default", ship, "", []string{"curl", "-sS", "--max-time", "3", "-XPOST",
-			"http://deathstar.default.svc.cluster.local/v1/request-landing"})
+	curl := func(ship, method, path string, extra ...string) (string, int) {
+		argv, err := s.ExecArgv(ctx, "default", ship, "", append([]string{"curl", "-sS", "--max-time", "3", "-X" + method,
+			"http://deathstar.default.svc.cluster.local" + path}, extra...))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return run(t, argv, "")
 	}
+	land := func(ship string) (string, int) { return curl(ship, "POST", "/v1/request-landing") }
 	lands := func(ship string) func() error {
 		return func() error {
 			if out, code := land(ship); code != 0 || !strings.Contains(out, "Ship landed") {
@@ -87,6 +77,64 @@ func TestLabPolicyAcrossNodes(t *testing.T) {
 		if err := lands("tiefighter")(); err != nil {
 			t.Fatal(err)
 		}
+	}
+
+	// The L7 policy: node-2's datapath redirects the tiefighter's
+	// connections (from node-1, already translated by node-1's kube-proxy)
+	// to node-2's proxy, which lets only POST /v1/request-landing through;
+	// the xwing is still dropped by the datapath.
+	if err := ApplyPaths(ctx, l.Config, []string{"../../examples/starwars/sw_l3_l4_l7_policy.yaml"}); err != nil {
+		t.Fatal(err)
+	}
+	// The proxy answers a denied request 403 "Access denied" (with CRLF,
+	// as Cilium's Envoy does).
+	const denied = "Access denied\r\n403"
+	exhaust := func() (string, int) { return curl("tiefighter", "PUT", "/v1/exhaust-port", "-w", "%{http_code}") }
+	eventually(t, "the exhaust port is denied", time.Minute, func() error {
+		if out, code := exhaust(); code != 0 || out != denied {
+			return fmt.Errorf("exit %d: %q", code, out)
+		}
+		return nil
+	})
+	for i := 0; i < 3; i++ {
+		if out, code := exhaust(); code != 0 || out != denied {
+			t.Fatalf("PUT /v1/exhaust-port after the L7 policy was enforced: exit %d: %q", code, out)
+		}
+		if err := lands("tiefighter")(); err != nil {
+			t.Fatal(err)
+		}
+		if out, code := land("xwing"); code != 28 {
+			t.Fatalf("xwing under the L7 policy: exit %d (want 28, a connect timeout): %s", code, out)
+		}
+	}
+	// The deathstars' node judged it: node-2's proxy recorded the denied
+	// request with the tiefighter's identity and Pod address (after
+	// node-1's kube-proxy translated the ClusterIP), node-1's none.
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := BuildMesh(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tiefighter, err := l.Client.CoreV1().Pods("default").Get(ctx, "tiefighter", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flows := func(n Node) string {
+		out, code := run(t, []string{filepath.Join(bin, "nodemesh"), "flows", "--socket", filepath.Join(n.StateDir, "agent.sock"),
+			"-o", "json", "--verdict", "DROPPED", "--workload", "default/tiefighter"}, "")
+		if code != 0 {
+			t.Fatalf("nodemesh flows on %s: exit %d: %s", n.Name, code, out)
+		}
+		return out
+	}
+	if out := flows(l.Nodes[1]); !strings.Contains(out, "/v1/exhaust-port") || !strings.Contains(out, tiefighter.Status.PodIP) {
+		t.Fatalf("node-2 recorded no denied exhaust-port request from %s:\n%s", tiefighter.Status.PodIP, out)
+	}
+	if out := flows(l.Nodes[0]); strings.Contains(out, "/v1/exhaust-port") {
+		t.Fatalf("node-1 judged the request too:\n%s", out)
 	}
 
 	dyn, err := dynamic.NewForConfig(l.Config)
@@ -136,14 +184,6 @@ func TestLabPolicyAcrossNodes(t *testing.T) {
 	}
 
 	// nodemesh status --nodes says the same from the reports.
-	root, err := controlplane.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := BuildMesh(root)
-	if err != nil {
-		t.Fatal(err)
-	}
 	eventually(t, "nodemesh status --nodes", 30*time.Second, func() error {
 		out, code := run(t, []string{filepath.Join(bin, "nodemesh"), "status", "--nodes", "--kubeconfig", l.Kubeconfig}, "")
 		if code != 0 || !strings.Contains(out, "node-1") || !strings.Contains(out, "node-2") || !strings.Contains(out, "Every policy is enforced") {
