@@ -48,6 +48,7 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/gateway/address"
 	"github.com/nodemesh/nodemesh/internal/agent"
@@ -375,6 +376,13 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 				log.Error("datapath events stopped; L3/L4 flows are no longer recorded", "error", err)
 			}
 		}()
+		// Gateway traffic keeps its identity: the proxy's connections to a
+		// Gateway's backends carry the reserved ingress identity in their
+		// mark, as Cilium's do, so backend policy sees ingress, not host.
+		if cfg.GatewayUpstreamMark, err = datapath.ProxyMark(model.IdentityIngress); err != nil {
+			cleanup()
+			return nil, err
+		}
 	}
 	log.Info("network policy enabled", "datapath", *o.datapath, "hostIPs", hostIPs)
 	return cleanup, nil

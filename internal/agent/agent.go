@@ -50,6 +50,12 @@ type Config struct {
 	// policy rows; Interfaces finds local workloads' interfaces for it.
 	Datapath   Datapath
 	Interfaces InterfaceResolver
+	// GatewayUpstreamMark, when not zero, is the SO_MARK of the proxy's
+	// connections to Gateway backends: with the datapath, the mark that
+	// carries the reserved ingress identity (datapath.ProxyMark), so a
+	// backend's policy judges Gateway traffic as ingress (fromEntities:
+	// [ingress]) rather than as the node.
+	GatewayUpstreamMark uint32
 	// Flows, when set, is served on /v1/flows; the agent keeps its
 	// address-to-identity resolver current.
 	Flows *flow.Store
@@ -124,6 +130,14 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 		// are ready, whatever the proxies do with the L7 configuration.
 		if err := a.cfg.Services.SyncServices(servicelb.Table(snap.Services, snap.EndpointSlices)); err != nil {
 			a.log.Error("service table not updated; the previous one stays", "error", err)
+		}
+	}
+	if m := a.cfg.GatewayUpstreamMark; m != 0 {
+		// Every cluster of the translation is a Gateway's (the policy's
+		// own clusters come with Config.Policy). Set before anything
+		// hashes the clusters.
+		for _, c := range res.Config.Clusters {
+			c.UpstreamMark = m
 		}
 	}
 	pol := a.compilePolicy(policy.FromSnapshot(snap, a.cfg.HostIPs))

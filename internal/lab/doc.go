@@ -67,18 +67,39 @@
 //     configuration (/ready) and the default ServiceAccount exists (Pods
 //     are refused before it does).
 //
-// For the next steps: Options.AgentArgs adds nodemesh-agent flags per node
-// (--policy; --datapath with --datapath-netns=<Node.NetnsPath>, its own
-// --datapath-pin-dir and --node-ips=<Node.IP>); `nodemesh lab up
-// --agent-arg` does the same from the command line with {node}, {ip},
-// {netnsPath} and {stateDir} replaced per node. Each node namespace routes
-// every local Pod IP (/32) to the Pod's host-side veth (lxc + 8 hex digits
-// of the Pod UID), so an agent finds a Pod's interface from its IP with a
-// route lookup, as a chained datapath does on a real node. With those
-// flags the agents enforce network policy applied through the API server
-// across nodes (TestLabPolicyAcrossNodes; with --datapath-cgroup also
-// egress and L7 policy on connections dialled through a ClusterIP,
-// TestLabEgressPolicyThroughClusterIP; the pin directory must be on a
-// bpf filesystem, e.g. /sys/fs/bpf/<node namespace>, and pinned datapaths
-// outlive the agent by design, so the test removes them).
+// Network policy is on by default, as on a cluster that runs nodemesh for
+// it: every node's agent gets DatapathArgs (--datapath on the node's
+// namespace, --node-ips=<Node.IP>, --datapath-devices=eth0 so connections
+// from other nodes that policy redirects reach the proxy, and a pin
+// directory per node). Options.NoPolicy (`nodemesh lab up --no-policy`)
+// runs the Gateway API mode only; the Gateway API conformance harness
+// uses it, as its suite applies no policy. Options.AgentArgs (`lab up
+// --agent-arg`, with {node}, {ip}, {netnsPath}, {stateDir} and {pinDir}
+// replaced per node) adds agent flags after the lab's own; with
+// --agent-arg=--datapath-cgroup={cgroup} the agents also translate
+// Services at the socket, so egress and L7 policy hold on connections
+// dialled through a ClusterIP (TestLabEgressPolicyThroughClusterIP).
+//
+// Decisions for policy:
+//   - Pins live on a bpf filesystem the lab mounts at <dir>/bpffs/<ID>
+//     (a directory per node), not under /sys/fs/bpf: pinned datapaths
+//     outlive their agent by design, so the lab must own them. Close
+//     unmounts it after deleting the namespaces; the name carries the
+//     lab's process id, so testbed.Sweep unmounts the one of a killed lab.
+//     `ip netns exec` gives the agents a mount namespace of their own that
+//     starts as a copy of the lab's, so they see it.
+//   - `lab up -f` returns once every node reports every applied policy
+//     Enforced (WaitPolicies, from the NodeProxyStatus reports that
+//     `nodemesh status --nodes` reads): the first request after up meets
+//     the policy. A policy an agent rejects ends the wait with its reason.
+//   - Each node namespace routes every local Pod IP (/32) to the Pod's
+//     host-side veth (lxc + 8 hex digits of the Pod UID), so an agent
+//     finds a Pod's interface from its IP with a route lookup, as a
+//     chained datapath does on a real node.
+//
+// Tests: TestLabPolicyAcrossNodes (Star Wars L3/L4 then L7 on two nodes,
+// every request through the deathstar's ClusterIP, the L7 verdict given
+// by the deathstars' node), TestLabCommand (the same L3/L4 outcome right
+// after `nodemesh lab up`), TestLabGatewayIngressIdentity (Gateway
+// traffic reaches a backend as the ingress identity).
 package lab

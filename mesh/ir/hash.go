@@ -198,6 +198,7 @@ func (e *encoder) cluster(c *Cluster) {
 	e.str(string(c.Protocol))
 	e.str(string(c.LBPolicy))
 	e.dur(c.ConnectTimeout)
+	e.uint(uint64(c.UpstreamMark))
 }
 
 func (e *encoder) endpoints(c *Cluster) {

@@ -260,6 +260,12 @@ type Cluster struct {
 	Protocol       AppProtocol   `json:"protocol"`
 	LBPolicy       LBPolicy      `json:"lbPolicy"`
 	ConnectTimeout time.Duration `json:"connectTimeout,omitempty"`
+	// UpstreamMark, when not zero, is the SO_MARK the proxy puts on its
+	// connections to the endpoints: with the datapath it says on whose
+	// behalf the proxy connects (the reserved ingress identity for a
+	// Gateway's backends), so backend policy judges that identity instead
+	// of the node's.
+	UpstreamMark uint32 `json:"upstreamMark,omitempty"`
 	// Endpoints may be empty: requests then get 503, as from Envoy.
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
 }

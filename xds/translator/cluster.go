@@ -183,6 +183,9 @@ func (b *builder) buildCluster(c *ir.Cluster, name string) (*clusterv3.Cluster, 
 		return nil, err
 	}
 	out.TypedExtensionProtocolOptions = opts
+	if c.UpstreamMark != 0 {
+		out.UpstreamBindConfig = markBind(c.UpstreamMark, "upstream mark: the identity the proxy connects for")
+	}
 	upstreamLimits(out)
 	if err := checked("cluster", name, out); err != nil {
 		return nil, err

@@ -284,20 +284,11 @@ func originalDstClusterOf(p *ir.Policy) (*clusterv3.Cluster, error) {
 		return nil, err
 	}
 	c := &clusterv3.Cluster{
-		Name:                 originalDstCluster,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
-		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
-		ConnectTimeout:       durationpb.New(defaultConnectTimeout),
-		UpstreamBindConfig: &corev3.BindConfig{
-			SourceAddress: &corev3.SocketAddress{Address: "0.0.0.0", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 0}},
-			SocketOptions: []*corev3.SocketOption{{
-				Description: "proxy mark: never redirect the proxy's own connections",
-				Level:       solSocket,
-				Name:        soMark,
-				Value:       &corev3.SocketOption_IntValue{IntValue: int64(p.UpstreamMark)},
-				State:       corev3.SocketOption_STATE_PREBIND,
-			}},
-		},
+		Name:                          originalDstCluster,
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+		LbPolicy:                      clusterv3.Cluster_CLUSTER_PROVIDED,
+		ConnectTimeout:                durationpb.New(defaultConnectTimeout),
+		UpstreamBindConfig:            markBind(p.UpstreamMark, "proxy mark: never redirect the proxy's own connections"),
 		TypedExtensionProtocolOptions: opts,
 	}
 	upstreamLimits(c)
@@ -333,4 +324,19 @@ func accessLogClusterOf(socket string) (*clusterv3.Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// markBind is an upstream_bind_config that binds no address (0.0.0.0:0)
+// and sets SO_MARK to mark before connecting.
+func markBind(mark uint32, why string) *corev3.BindConfig {
+	return &corev3.BindConfig{
+		SourceAddress: &corev3.SocketAddress{Address: "0.0.0.0", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 0}},
+		SocketOptions: []*corev3.SocketOption{{
+			Description: why,
+			Level:       solSocket,
+			Name:        soMark,
+			Value:       &corev3.SocketOption_IntValue{IntValue: int64(mark)},
+			State:       corev3.SocketOption_STATE_PREBIND,
+		}},
+	}
 }

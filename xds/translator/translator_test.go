@@ -238,3 +238,34 @@ func TestRouteOrderKept(t *testing.T) {
 		t.Error("forward route has no route action")
 	}
 }
+
+// TestClusterUpstreamMark: a cluster's UpstreamMark becomes an SO_MARK set
+// before connect (upstream_bind_config binding no address), which is what
+// the proxy reads; without a mark there is no bind config, and a changed
+// mark changes the cluster's version so the proxy gets it.
+func TestClusterUpstreamMark(t *testing.T) {
+	plain, err := Translate(baseConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := plain.Clusters[0].GetUpstreamBindConfig(); b != nil {
+		t.Fatalf("a cluster without a mark has a bind config: %v", b)
+	}
+	cfg := baseConfig()
+	cfg.Clusters[0].UpstreamMark = 0x80A00B00
+	marked, err := Translate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := marked.Clusters[0].GetUpstreamBindConfig()
+	if b.GetSourceAddress().GetAddress() != "0.0.0.0" || b.GetSourceAddress().GetPortValue() != 0 || len(b.GetSocketOptions()) != 1 {
+		t.Fatalf("bind config: %v", b)
+	}
+	o := b.GetSocketOptions()[0]
+	if o.GetLevel() != solSocket || o.GetName() != soMark || o.GetIntValue() != 0x80A00B00 || o.GetState().String() != "STATE_PREBIND" {
+		t.Fatalf("socket option: %v", o)
+	}
+	if plain.Version(plain.Clusters[0]) == marked.Version(marked.Clusters[0]) {
+		t.Fatal("the mark does not change the cluster's version")
+	}
+}
