@@ -16,14 +16,18 @@ const uplink = "eth0"
 // DatapathArgs are the nodemesh-agent flags with which a node's agent
 // loads the datapath on the node's namespace and enforces network policy:
 // the node's namespace and addresses (so the agent never reads the
-// machine's), the lab's pin directory for the node, and the uplink as the
+// machine's): its lab network address and the Pods' gateway on its
+// loopback, the source the kernel picks for the node's own connections to
+// its Pods (the Pod routes name no source, and lo is the first interface
+// with a global address); the lab's pin directory for the node, and the
+// uplink as the
 // device traffic from other nodes enters through (so a connection from
 // another node that policy redirects to the proxy is handed over before
 // the IP stack sees it; see package datapath).
 func DatapathArgs(n Node) []string {
 	return []string{
 		"--datapath", "--datapath-netns=" + n.NetnsPath, "--datapath-pin-dir=" + n.PinDir,
-		"--node-ips=" + n.IP.String(), "--datapath-devices=" + uplink,
+		"--node-ips=" + n.IP.String() + "," + n.PodCIDR.Addr().Next().String(), "--datapath-devices=" + uplink,
 	}
 }
 
