@@ -64,7 +64,12 @@
 //     have no address yet get no endpoint and no ipcache row. Two Pods
 //     claiming one address: the first by namespace/name keeps it and the
 //     other is reported in State.Problems.
-//   - Addresses: the node's own addresses map to host; a prefix that is a
+//   - Addresses: the node's own addresses map to host, the other nodes'
+//     addresses (Input.RemoteNodeIPs: their Nodes' InternalIP and
+//     ExternalIP) to remote-node, below host and Pod addresses, as Cilium
+//     maps them, so fromEntities [remote-node] admits the other nodes
+//     themselves (kubelet-like probes, host-network clients) and nothing
+//     else; a prefix that is a
 //     Pod or node address stays theirs (CIDR rules never select cluster
 //     workloads, as in Cilium); /0 prefixes get no CIDR identity (they mean
 //     the world entity, see mesh/policy).

@@ -321,3 +321,28 @@ func TestManagerAsksItsAllocator(t *testing.T) {
 		t.Fatalf("problems %v", st.Problems)
 	}
 }
+
+// TestResolveRemoteNodes: other nodes' addresses map to the reserved
+// remote-node identity; this node's own address stays host, a Pod's stays
+// the Pod's, and a CIDR covering a node address does not take it over.
+func TestResolveRemoteNodes(t *testing.T) {
+	st := NewManager().Resolve(Input{
+		Pods:          []*corev1.Pod{pod("a", "p", nil, "10.244.2.5")},
+		HostIPs:       []netip.Addr{netip.MustParseAddr("10.250.0.11")},
+		RemoteNodeIPs: []netip.Addr{netip.MustParseAddr("10.250.0.12"), netip.MustParseAddr("::ffff:10.250.0.13"), netip.MustParseAddr("10.250.0.11"), netip.MustParseAddr("10.244.2.5"), netip.MustParseAddr("10.250.0.12")},
+		CIDRs:         []netip.Prefix{netip.MustParsePrefix("10.250.0.13/32")},
+	})
+	got := map[string]string{}
+	for _, e := range st.IPCache {
+		got[e.Prefix.String()] = e.Identity.String()
+	}
+	want := map[string]string{
+		"10.244.2.5/32":  "256",
+		"10.250.0.11/32": "reserved:host",
+		"10.250.0.12/32": "reserved:remote-node",
+		"10.250.0.13/32": "reserved:remote-node",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ipcache (-want +got):\n%s", diff)
+	}
+}

@@ -76,6 +76,9 @@ type Input struct {
 	Namespaces []*corev1.Namespace
 	// HostIPs are the node's own addresses (identity host).
 	HostIPs []netip.Addr
+	// RemoteNodeIPs are the other nodes' addresses (identity remote-node).
+	// An address that is also a host address or a Pod's stays theirs.
+	RemoteNodeIPs []netip.Addr
 	// CIDRs are the prefixes policies name; each gets a CIDR identity.
 	CIDRs []netip.Prefix
 }
@@ -135,6 +138,10 @@ func (m *Manager) Resolve(in Input) *State {
 	for _, h := range in.HostIPs {
 		owner[h.Unmap()] = "the node"
 	}
+	// Other nodes' addresses rank below this node's and below Pods' (a
+	// Pod's address that a node also lists stays the Pod's), but above
+	// CIDR identities.
+	var remote []netip.Addr
 	pods := append([]*corev1.Pod(nil), in.Pods...)
 	sort.Slice(pods, func(i, j int) bool {
 		if pods[i].Namespace != pods[j].Namespace {
@@ -170,6 +177,14 @@ func (m *Manager) Resolve(in Input) *State {
 		})
 	}
 
+	for _, r := range in.RemoteNodeIPs {
+		r = r.Unmap()
+		if _, taken := owner[r]; taken || !r.IsValid() {
+			continue
+		}
+		owner[r] = "a remote node"
+		remote = append(remote, r)
+	}
 	cidrs, cidrLabels := cidrIdentities(in.CIDRs, owner)
 
 	m.mu.Lock()
@@ -220,6 +235,9 @@ func (m *Manager) Resolve(in Input) *State {
 	for _, h := range in.HostIPs {
 		h = h.Unmap()
 		st.IPCache = append(st.IPCache, IPCacheEntry{Prefix: netip.PrefixFrom(h, h.BitLen()), Identity: model.IdentityHost})
+	}
+	for _, r := range remote {
+		st.IPCache = append(st.IPCache, IPCacheEntry{Prefix: netip.PrefixFrom(r, r.BitLen()), Identity: model.IdentityRemoteNode})
 	}
 	for _, c := range cidrs {
 		id, ok := cl[c.String()]

@@ -133,7 +133,8 @@ func (s *Snapshot) Objects() iter.Seq[runtime.Object] {
 			yieldAll(yield, s.Services) && yieldAll(yield, s.EndpointSlices) &&
 			yieldAll(yield, s.Secrets) && yieldAll(yield, s.Namespaces) &&
 			yieldAll(yield, s.Pods) && yieldAll(yield, s.NetworkPolicies) &&
-			yieldAll(yield, s.CiliumNetworkPolicies) && yieldAll(yield, s.CiliumClusterwideNetworkPolicies)
+			yieldAll(yield, s.CiliumNetworkPolicies) && yieldAll(yield, s.CiliumClusterwideNetworkPolicies) &&
+			yieldAll(yield, s.Nodes)
 	}
 }
 
@@ -166,7 +167,8 @@ func SameContent(a, b *Snapshot) bool {
 		sameHashes(a, b, a.Pods, b.Pods) &&
 		sameHashes(a, b, a.NetworkPolicies, b.NetworkPolicies) &&
 		sameHashes(a, b, a.CiliumNetworkPolicies, b.CiliumNetworkPolicies) &&
-		sameHashes(a, b, a.CiliumClusterwideNetworkPolicies, b.CiliumClusterwideNetworkPolicies)
+		sameHashes(a, b, a.CiliumClusterwideNetworkPolicies, b.CiliumClusterwideNetworkPolicies) &&
+		sameHashes(a, b, a.Nodes, b.Nodes)
 }
 
 func sameHashes[E any, T interface {

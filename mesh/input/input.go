@@ -36,6 +36,10 @@ type Snapshot struct {
 	NetworkPolicies                  []*networkingv1.NetworkPolicy
 	CiliumNetworkPolicies            []*ciliumv2.CiliumNetworkPolicy
 	CiliumClusterwideNetworkPolicies []*ciliumv2.CiliumClusterwideNetworkPolicy
+	// Nodes are the cluster's Nodes (Kubernetes mode with policy): the
+	// addresses of every other node map to the reserved remote-node
+	// identity.
+	Nodes []*corev1.Node
 
 	// hashes holds the content hash of objects (HashObject), computed
 	// once as each entered its provider (RecordHash), by the object's

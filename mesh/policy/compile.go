@@ -75,6 +75,10 @@ type Input struct {
 	Namespaces                       []*corev1.Namespace
 	Secrets                          []*corev1.Secret
 	HostIPs                          []netip.Addr
+	// Nodes are the cluster's Nodes: the InternalIP and ExternalIP
+	// addresses of every Node but this one (Options.NodeName) get the
+	// reserved remote-node identity.
+	Nodes []*corev1.Node
 }
 
 // FromSnapshot takes the policy-related objects of a snapshot.
@@ -87,6 +91,7 @@ func FromSnapshot(s *input.Snapshot, hostIPs []netip.Addr) Input {
 		Namespaces:                       s.Namespaces,
 		Secrets:                          s.Secrets,
 		HostIPs:                          hostIPs,
+		Nodes:                            s.Nodes,
 	}
 }
 
@@ -255,7 +260,8 @@ func (c *Compiler) Compile(in Input) *Result {
 			}
 		}
 	}
-	st := c.opts.Identities.Resolve(identity.Input{Pods: in.Pods, Namespaces: in.Namespaces, HostIPs: in.HostIPs, CIDRs: cidrs})
+	st := c.opts.Identities.Resolve(identity.Input{Pods: in.Pods, Namespaces: in.Namespaces, HostIPs: in.HostIPs,
+		RemoteNodeIPs: remoteNodeIPs(in.Nodes, c.opts.NodeName), CIDRs: cidrs})
 	res := &Result{Identities: st, Cookies: map[uint32]string{}}
 	ev := newEvaluator(st, c.opts)
 	res.Local = ev.local
@@ -411,4 +417,26 @@ func less(ns1, n1, ns2, n2 string) bool {
 		return ns1 < ns2
 	}
 	return n1 < n2
+}
+
+// remoteNodeIPs are the InternalIP and ExternalIP addresses of every Node
+// but the one named self, as Cilium's remote-node identity covers them.
+// A Node's addresses come from the API server: one that does not parse is
+// skipped.
+func remoteNodeIPs(nodes []*corev1.Node, self string) []netip.Addr {
+	var out []netip.Addr
+	for _, n := range nodes {
+		if n == nil || n.Name == self {
+			continue
+		}
+		for _, a := range n.Status.Addresses {
+			if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeExternalIP {
+				continue
+			}
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out
 }

@@ -54,7 +54,9 @@
 //     node's Pods).
 //   - Pod updates count only when something identity or policy reads
 //     changed (labels, node, addresses, phase, service account, host
-//     network); Node updates only when a Node appears or goes; policy
+//     network); Node updates only when a Node appears or goes or its
+//     status.addresses change (other nodes' addresses are remote-node in
+//     the ipcache; the snapshot carries the Nodes for that); policy
 //     updates only on a spec (generation), label or annotation change, so
 //     status writes (ours included) never cause a recompilation.
 //   - Objects from the API server are hostile: the rule part (spec,

@@ -65,9 +65,9 @@ func (p *Provider) setupPolicy(add func(cache.SharedIndexInformer, func(old, cur
 	w.nodes = func() ([]*corev1.Node, error) { return nodes.Lister().List(labels.Everything()) }
 	w.knps = func() ([]*networkingv1.NetworkPolicy, error) { return knps.Lister().List(labels.Everything()) }
 	add(pods.Informer(), podChanged)
-	// Only a Node's existence matters (see Snapshot); its status is
-	// rewritten every few seconds by its kubelet.
-	add(nodes.Informer(), func(old, cur any) bool { return uidChanged(old, cur) })
+	// Only a Node's existence and addresses matter (see Snapshot); the
+	// rest of its status is rewritten every few seconds by its kubelet.
+	add(nodes.Informer(), func(old, cur any) bool { return uidChanged(old, cur) || nodeAddressesChanged(old, cur) })
 	add(knps.Informer(), specChanged)
 
 	w.factory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(w.dyn, 0, metav1.NamespaceAll, nil)
@@ -150,6 +150,22 @@ func equalStringMaps(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// nodeAddressesChanged says whether a Node's status.addresses changed
+// (they are remote-node addresses on the other nodes).
+func nodeAddressesChanged(old, cur any) bool {
+	o, ok1 := old.(*corev1.Node)
+	c, ok2 := cur.(*corev1.Node)
+	if !ok1 || !ok2 || len(o.Status.Addresses) != len(c.Status.Addresses) {
+		return true
+	}
+	for i := range o.Status.Addresses {
+		if o.Status.Addresses[i] != c.Status.Addresses[i] {
+			return true
+		}
+	}
+	return false
 }
 
 func uidChanged(old, cur any) bool {
@@ -250,6 +266,7 @@ func (p *Provider) fillPolicy(s *input.Snapshot) {
 	for _, n := range nodes {
 		known[n.Name] = true
 	}
+	s.Nodes = nodes
 	for _, pod := range list(p.log, "Pod", w.pods) {
 		if pod.Spec.NodeName != "" && !known[pod.Spec.NodeName] {
 			continue
