@@ -235,6 +235,9 @@ func afterUp(s lab.State, files []string, wait time.Duration, start time.Time, s
 	fmt.Fprintf(stdout, "try:        nodemesh lab kubectl get pods -o wide\n            nodemesh lab exec POD -- curl -s http://SERVICE.NAMESPACE.svc.cluster.local\n")
 	if len(s.Nodes) > 0 {
 		fmt.Fprintf(stdout, "            nodemesh status --socket %s\n", filepath.Join(s.Nodes[0].StateDir, "agent.sock"))
+		if s.Nodes[0].PinDir != "" {
+			fmt.Fprintf(stdout, "            nodemesh status --nodes --kubeconfig %s\n", s.Kubeconfig)
+		}
 	}
 	fmt.Fprintf(stdout, "stop:       nodemesh lab down\n")
 	if applyErr != nil {

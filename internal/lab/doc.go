@@ -101,5 +101,11 @@
 // every request through the deathstar's ClusterIP, the L7 verdict given
 // by the deathstars' node), TestLabCommand (the same L3/L4 outcome right
 // after `nodemesh lab up`), TestLabGatewayIngressIdentity (Gateway
-// traffic reaches a backend as the ingress identity).
+// traffic reaches a backend as the ingress identity),
+// TestLabKafkaPolicyAcrossNodes (a franz-go producer against the kfake
+// broker on the other node), TestLabPolicyUpdateUnderLoad (no denied
+// request answered while rule1 changes 30 times under load; an allowed
+// request may fail in the moment of an update, as the datapath's update
+// order allows a drop) and TestLabRemoteNodeIdentity (the other node's
+// address is remote-node).
 package lab
