@@ -122,8 +122,8 @@
 //     to_workload judges the node proxy's connections to a backend as the
 //     reserved ingress identity (8), as Cilium does, and a backend policy
 //     needs fromEntities [ingress] to admit them. The mark does not cross
-//     nodes: a backend on another node sees the proxy's node address
-//     (what the ipcache says of it), not ingress.
+//     nodes: a backend on another node sees the proxy's node address,
+//     which the agents map to remote-node (6), not ingress.
 //   - Services: socket-level translation (Cilium's socket-LB), beside
 //     kube-proxy. A Pod's packets reach its host-side interface's hook
 //     before the node's netfilter, so kube-proxy's DNAT of a ClusterIP has
