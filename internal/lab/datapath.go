@@ -24,11 +24,21 @@ const uplink = "eth0"
 // device traffic from other nodes enters through (so a connection from
 // another node that policy redirects to the proxy is handed over before
 // the IP stack sees it; see package datapath).
+//
+// With a Pod cgroup (Node.Cgroup: the machine has a cgroup v2 hierarchy)
+// the agent also translates Services at the socket there
+// (--datapath-cgroup): without it, a Pod under egress policy could not use
+// a ClusterIP at all (the datapath refuses to judge a flow still addressed
+// to a Service frontend).
 func DatapathArgs(n Node) []string {
-	return []string{
+	args := []string{
 		"--datapath", "--datapath-netns=" + n.NetnsPath, "--datapath-pin-dir=" + n.PinDir,
 		"--node-ips=" + n.IP.String() + "," + n.PodCIDR.Addr().Next().String(), "--datapath-devices=" + uplink,
 	}
+	if n.Cgroup != "" {
+		args = append(args, "--datapath-cgroup="+n.Cgroup)
+	}
+	return args
 }
 
 // mountBPFFS mounts the lab's own bpf filesystem at <dir>/bpffs/<ID>,

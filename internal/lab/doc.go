@@ -69,16 +69,17 @@
 //
 // Network policy is on by default, as on a cluster that runs nodemesh for
 // it: every node's agent gets DatapathArgs (--datapath on the node's
-// namespace, --node-ips=<Node.IP>, --datapath-devices=eth0 so connections
-// from other nodes that policy redirects reach the proxy, and a pin
-// directory per node). Options.NoPolicy (`nodemesh lab up --no-policy`)
-// runs the Gateway API mode only; the Gateway API conformance harness
-// uses it, as its suite applies no policy. Options.AgentArgs (`lab up
-// --agent-arg`, with {node}, {ip}, {netnsPath}, {stateDir} and {pinDir}
-// replaced per node) adds agent flags after the lab's own; with
-// --agent-arg=--datapath-cgroup={cgroup} the agents also translate
-// Services at the socket, so egress and L7 policy hold on connections
-// dialled through a ClusterIP (TestLabEgressPolicyThroughClusterIP).
+// namespace; --node-ips with the node's lab address and its Pods' gateway;
+// --datapath-devices=eth0 so connections from other nodes that policy
+// redirects reach the proxy; a pin directory per node; and, where the
+// machine has cgroup v2, --datapath-cgroup=<Node.Cgroup> so Services are
+// translated at the socket and egress and L7 policy hold on connections
+// dialled through a ClusterIP, TestLabEgressPolicyThroughClusterIP).
+// Options.NoPolicy (`nodemesh lab up --no-policy`) runs the Gateway API
+// mode only; the Gateway API conformance harness uses it, as its suite
+// applies no policy. Options.AgentArgs (`lab up --agent-arg`, with {node},
+// {ip}, {netnsPath}, {stateDir}, {pinDir} and {cgroup} replaced per node)
+// adds agent flags after the lab's own (a later flag wins).
 //
 // Decisions for policy:
 //   - Pins live on a bpf filesystem the lab mounts at <dir>/bpffs/<ID>

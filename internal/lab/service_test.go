@@ -25,24 +25,14 @@ import (
 // then the same rule with an HTTP rule: the proxy answers the allowed
 // path with the deathstar's 200 and another path with 403.
 func TestLabEgressPolicyThroughClusterIP(t *testing.T) {
-	var pinDirs []string
-	t.Cleanup(func() {
-		for _, d := range pinDirs {
-			os.RemoveAll(d)
-		}
-	})
-	l := ForTest(t, Options{Nodes: 2, AgentArgs: func(n Node) []string {
-		pin := filepath.Join("/sys/fs/bpf", n.Netns)
-		pinDirs = append(pinDirs, pin)
-		if n.Cgroup == "" {
-			t.Skip("no cgroup v2 hierarchy on this machine: socket-level Service translation cannot be attached")
-		}
-		// eth0 is the node's uplink: from_netdev hands the replies to the
-		// proxy's upstream connections (which leave from the client's
-		// address) back to the proxy.
-		return []string{"--datapath", "--datapath-netns=" + n.NetnsPath, "--datapath-pin-dir=" + pin,
-			"--node-ips=" + n.IP.String(), "--datapath-cgroup=" + n.Cgroup, "--datapath-devices=eth0"}
-	}})
+	// The lab's defaults: the datapath on every node with the uplink as
+	// its netdev (from_netdev hands the replies to the proxy's upstream
+	// connections, which leave from the client's address, back to the
+	// proxy) and socket-level Service translation in the Pod cgroup.
+	l := ForTest(t, Options{Nodes: 2})
+	if l.Nodes[0].Cgroup == "" {
+		t.Skip("no cgroup v2 hierarchy on this machine: socket-level Service translation cannot be attached")
+	}
 	ctx := context.Background()
 	if err := ApplyPaths(ctx, l.Config, []string{"testdata/starwars-placed.yaml", "testdata/outpost.yaml"}); err != nil {
 		t.Fatal(err)
