@@ -144,6 +144,23 @@ func (e *encoder) route(r *Route) {
 	e.modifier(r.ResponseHeaders)
 	e.dur(r.Timeout)
 	e.dur(r.BackendTimeout)
+	e.cors(r.CORS)
+}
+
+func (e *encoder) cors(c *CORSPolicy) {
+	if !e.present(c != nil) {
+		return
+	}
+	e.uint(uint64(len(c.AllowOrigins)))
+	for _, o := range c.AllowOrigins {
+		e.str(string(o.Type))
+		e.str(o.Value)
+	}
+	e.strs(c.AllowMethods)
+	e.strs(c.AllowHeaders)
+	e.strs(c.ExposeHeaders)
+	e.dur(c.MaxAge)
+	e.bool(c.AllowCredentials)
 }
 
 func (e *encoder) modifier(m *HeaderModifier) {
@@ -189,6 +206,7 @@ func (e *encoder) listener(l *Listener) {
 		if e.present(ch.Routes != nil) {
 			e.str(ch.Routes.Name)
 		}
+		e.bool(ch.CORS)
 	}
 }
 

@@ -27,12 +27,14 @@ func hashFixtures() (*Route, *VirtualHost, *RouteTable, *Listener, *Cluster, *Se
 		ResponseHeaders: mods,
 		Timeout:         time.Second,
 		BackendTimeout:  time.Millisecond,
+		CORS: &CORSPolicy{AllowOrigins: []OriginMatch{{Type: MatchRegex, Value: "o"}}, AllowMethods: []string{"GET"},
+			AllowHeaders: []string{"x"}, ExposeHeaders: []string{"y"}, MaxAge: time.Second, AllowCredentials: true},
 	}
 	vh := &VirtualHost{Name: "v", Domains: []string{"d"}, Routes: []*Route{route}}
 	rt := &RouteTable{Name: "t", VirtualHosts: []*VirtualHost{vh}}
 	l := &Listener{Name: "l", Address: "127.0.0.1", Port: 80, Chains: []*HTTPChain{{
 		Name: "c", ServerNames: []string{"s"}, TLS: &TLS{Certificates: []string{"s"}, ALPN: []string{"h2"}},
-		Routes: &RouteTable{Name: "t"},
+		Routes: &RouteTable{Name: "t"}, CORS: true,
 	}}}
 	cluster := &Cluster{Name: "c", Protocol: ProtocolH2C, LBPolicy: LBRandom, ConnectTimeout: time.Second,
 		Endpoints: []Endpoint{{Address: "127.0.0.1", Port: 1, Ready: true}}}

@@ -37,6 +37,11 @@ type HTTPChain struct {
 	TLS *TLS `json:"tls,omitempty"`
 	// Routes is the table requests on this chain are matched against.
 	Routes *RouteTable `json:"routes"`
+	// CORS runs the CORS filter on this chain. Routes of its table may
+	// carry a CORS policy only when it is set; it lives on the chain so
+	// the chain (an Envoy listener's connection manager) does not depend
+	// on its routes' content.
+	CORS bool `json:"cors,omitempty"`
 }
 
 // TLS describes downstream TLS termination.
@@ -91,6 +96,11 @@ type Route struct {
 
 	// Timeout bounds the whole request (0: none).
 	Timeout time.Duration `json:"timeout,omitempty"`
+	// CORS, when set, applies the Fetch standard's CORS protocol to
+	// requests this route matches (CORSPolicy); its chain must have CORS
+	// set.
+	CORS *CORSPolicy `json:"cors,omitempty"`
+
 	// BackendTimeout bounds each request the proxy sends to a backend for
 	// this route, until the backend's response starts (0: none). Without
 	// retries there is one such request, so it matters when it is shorter
@@ -153,6 +163,40 @@ type HeaderMatch struct {
 // first occurrence) has a value matching Value.
 type QueryMatch struct {
 	Name  string          `json:"name"`
+	Type  StringMatchType `json:"type"`
+	Value string          `json:"value"`
+}
+
+// CORSPolicy is what a route allows cross-origin requests to do. A request
+// with a non-empty Origin header is a CORS request; its origin is allowed
+// when one of AllowOrigins matches it. Responses to allowed origins echo the
+// origin in access-control-allow-origin (never "*") and carry
+// access-control-allow-credentials and access-control-expose-headers as set
+// here. A preflight (OPTIONS with Origin and access-control-request-method)
+// from an allowed origin is answered by the proxy with 200 and the
+// allow-methods, allow-headers and max-age headers; a "*" entry in
+// AllowMethods or AllowHeaders echoes what the preflight asked for. A
+// preflight from another origin is forwarded like any request.
+type CORSPolicy struct {
+	// AllowOrigins match the Origin header as a whole: Exact byte for
+	// byte (the value "*" allows every origin), RegularExpression as an
+	// RE2 full match. Empty allows no origin.
+	AllowOrigins []OriginMatch `json:"allowOrigins,omitempty"`
+	// AllowMethods, AllowHeaders and ExposeHeaders are listed, in order,
+	// in the response headers of the same names; a list holding "*" is
+	// that one entry.
+	AllowMethods  []string `json:"allowMethods,omitempty"`
+	AllowHeaders  []string `json:"allowHeaders,omitempty"`
+	ExposeHeaders []string `json:"exposeHeaders,omitempty"`
+	// MaxAge is how long a client may cache a preflight answer, in whole
+	// seconds; 0 leaves access-control-max-age out.
+	MaxAge time.Duration `json:"maxAge,omitempty"`
+	// AllowCredentials sends access-control-allow-credentials: true.
+	AllowCredentials bool `json:"allowCredentials,omitempty"`
+}
+
+// OriginMatch compares a request's Origin header.
+type OriginMatch struct {
 	Type  StringMatchType `json:"type"`
 	Value string          `json:"value"`
 }

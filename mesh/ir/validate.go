@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // ErrInvalid is wrapped by every error Validate returns.
@@ -324,6 +325,9 @@ func (v *validator) listener(i int, l *Listener, seen, tables map[string]bool, b
 			}
 		}
 		v.routeTable(obj, f.f("routes"), ch.Routes, tables, clusters)
+		if !ch.CORS && ch.Routes != nil {
+			v.corsWithoutFilter(obj, f, ch.Routes)
+		}
 	}
 	if plain > 0 && len(l.Chains) > 1 {
 		v.fail(obj, root.f("chains"), "a plaintext chain must be the listener's only chain")
@@ -554,6 +558,7 @@ func (v *validator) route(obj object, f path, r *Route, clusters map[string]bool
 	}
 	v.headers(obj, f.f("requestHeaders"), r.RequestHeaders)
 	v.headers(obj, f.f("responseHeaders"), r.ResponseHeaders)
+	v.cors(obj, f.f("cors"), r.CORS)
 	if r.Timeout < 0 {
 		v.fail(obj, f.f("timeout"), "negative")
 	}
@@ -562,6 +567,56 @@ func (v *validator) route(obj object, f path, r *Route, clusters map[string]bool
 		v.fail(obj, f.f("backendTimeout"), "negative")
 	case r.Timeout > 0 && r.BackendTimeout > r.Timeout:
 		v.fail(obj, f.f("backendTimeout"), "%v exceeds the route timeout %v", r.BackendTimeout, r.Timeout)
+	}
+}
+
+// corsWithoutFilter fails a chain without CORS whose routes carry a CORS
+// policy: the policy would be silently ignored.
+func (v *validator) corsWithoutFilter(obj object, f path, rt *RouteTable) {
+	for i, vh := range rt.VirtualHosts {
+		if vh == nil {
+			continue
+		}
+		for j, r := range vh.Routes {
+			if r != nil && r.CORS != nil {
+				v.fail(obj, f.f("routes").i("virtualHosts", i).i("routes", j).f("cors"), "a CORS policy on a chain without CORS")
+				return
+			}
+		}
+	}
+}
+
+// cors checks a route's CORS policy: every value becomes part of a
+// response header as it is.
+func (v *validator) cors(obj object, f path, c *CORSPolicy) {
+	if c == nil {
+		return
+	}
+	for i, o := range c.AllowOrigins {
+		of := f.i("allowOrigins", i)
+		v.stringMatch(obj, of, o.Type, o.Value)
+		if o.Value == "" || !ValidHeaderValue(o.Value) {
+			v.fail(obj, of.f("value"), "%q is not a valid origin value", o.Value)
+		}
+	}
+	v.corsList(obj, f, "allowMethods", c.AllowMethods)
+	v.corsList(obj, f, "allowHeaders", c.AllowHeaders)
+	v.corsList(obj, f, "exposeHeaders", c.ExposeHeaders)
+	if c.MaxAge < 0 || c.MaxAge%time.Second != 0 {
+		v.fail(obj, f.f("maxAge"), "%v is not a whole number of seconds", c.MaxAge)
+	}
+}
+
+// corsList checks a list of methods or header names: tokens, or "*"
+// alone.
+func (v *validator) corsList(obj object, f path, name string, list []string) {
+	for i, s := range list {
+		switch {
+		case s == "*" && len(list) > 1:
+			v.fail(obj, f.i(name, i), "\"*\" must be the only entry")
+		case s != "*" && !ValidToken(s):
+			v.fail(obj, f.i(name, i), "%q is not a token", s)
+		}
 	}
 }
 

@@ -25,10 +25,13 @@ func valid() *Config {
 							Rewrite:  &Rewrite{Path: &PathRewrite{Type: ReplacePrefixMatch, Value: "/"}},
 							// Without a route timeout any backend timeout is valid.
 							BackendTimeout: 500 * time.Millisecond,
+							CORS: &CORSPolicy{AllowOrigins: []OriginMatch{{Type: MatchExact, Value: "https://a.example"}, {Type: MatchRegex, Value: `https://.*\.b\.example`}},
+								AllowMethods: []string{"GET", "PUT"}, AllowHeaders: []string{"*"}, ExposeHeaders: []string{"x-a"}, MaxAge: 5 * time.Second, AllowCredentials: true},
 						},
 						{Name: "r1", Redirect: &Redirect{Scheme: "https", StatusCode: 301}},
 					},
 				}}},
+				CORS: true,
 			}},
 		}, {
 			Name: "gateway/default/eg/443", Address: "127.0.100.1", Port: 443,
@@ -81,6 +84,12 @@ func TestValidate(t *testing.T) {
 		{"invalid domain", func(c *Config) { c.Listeners[1].Chains[0].Routes.VirtualHosts[0].Domains = []string{"a..b"} }, `invalid domain "a..b"`},
 		{"negative backend timeout", func(c *Config) { route(c).BackendTimeout = -1 }, "backendTimeout: negative"},
 		{"backend timeout beyond route timeout", func(c *Config) { route(c).Timeout, route(c).BackendTimeout = 1e9, 2e9 }, "backendTimeout: 2s exceeds the route timeout 1s"},
+		{"cors without the filter", func(c *Config) { c.Listeners[0].Chains[0].CORS = false }, "chains[0].routes.virtualHosts[0].routes[0].cors: a CORS policy on a chain without CORS"},
+		{"cors origin regex", func(c *Config) { route(c).CORS.AllowOrigins[1].Value = "(" }, "cors.allowOrigins[1].value: invalid RE2"},
+		{"cors origin injection", func(c *Config) { route(c).CORS.AllowOrigins[0].Value = "https://a\r\nx: y" }, "cors.allowOrigins[0].value: "},
+		{"cors star among others", func(c *Config) { route(c).CORS.AllowMethods = []string{"GET", "*"} }, `cors.allowMethods[1]: "*" must be the only entry`},
+		{"cors header name", func(c *Config) { route(c).CORS.ExposeHeaders = []string{"a b"} }, `cors.exposeHeaders[0]: "a b" is not a token`},
+		{"cors max age fraction", func(c *Config) { route(c).CORS.MaxAge = 1500 * time.Millisecond }, "cors.maxAge: 1.5s is not a whole number of seconds"},
 		{"plaintext plus tls", func(c *Config) { c.Listeners[1].Chains = append(c.Listeners[1].Chains, c.Listeners[0].Chains[0]) }, "plaintext chain must be the listener's only chain"},
 	}
 	for _, tc := range cases {

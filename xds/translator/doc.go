@@ -174,6 +174,14 @@
 //     from the later one, since Envoy rejects duplicates.
 //   - Redirect ports: see redirect.go for exactly how the IR's port rules
 //     map onto Envoy's RedirectAction.
+//   - CORS (cors.go): a chain with ir.HTTPChain.CORS gets the CORS filter
+//     (envoy.filters.http.cors, no settings) before the router; a route's
+//     policy becomes a CorsPolicy in its typed_per_filter_config under that
+//     name. The filter sits in the connection manager only where the IR
+//     asks for it, because the listener is versioned apart from its routes.
+//     forward_not_matching_preflights and filter_enabled stay unset: a
+//     preflight from an origin that is not allowed reaches the backend,
+//     and every policy is enforced.
 //
 // # L7 policy
 //

@@ -21,6 +21,8 @@ import (
 // contract the builtin proxy implements).
 func TestExtensionsInGoldens(t *testing.T) {
 	wantTypes := []string{
+		"type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors",
+		"type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
 		"type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
 		"type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
 		"type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -29,6 +31,7 @@ func TestExtensionsInGoldens(t *testing.T) {
 	}
 	wantNames := []string{
 		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+		"envoy.filters.http.cors",
 		"envoy.filters.http.router",
 		"envoy.filters.listener.tls_inspector",
 		"envoy.filters.network.http_connection_manager",

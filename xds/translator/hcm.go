@@ -27,6 +27,16 @@ func (b *builder) httpConnectionManager(l *ir.Listener, ch *ir.HTTPChain) (*anyp
 	if err != nil {
 		return nil, err
 	}
+	// Gateway chains have no filter but the router and, where routes carry
+	// CORS policies, the CORS filter (httpfilters.go orders them).
+	filters := []httpFilter{routerFilter(router)}
+	if ch.CORS {
+		cors, err := corsFilter(name)
+		if err != nil {
+			return nil, err
+		}
+		filters = append(filters, cors)
+	}
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: statPrefix(l, ch),
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
@@ -34,9 +44,7 @@ func (b *builder) httpConnectionManager(l *ir.Listener, ch *ir.HTTPChain) (*anyp
 			RouteConfigName: routeConfigName(ch.Routes),
 			ConfigSource:    adsConfigSource(),
 		}},
-		// Gateway chains have no filter but the router (httpfilters.go
-		// orders every HTTP filter).
-		HttpFilters: httpFilters([]httpFilter{routerFilter(router)}),
+		HttpFilters: httpFilters(filters),
 		// WebSocket upgrades are forwarded on every route, as Envoy
 		// Gateway does; CONNECT is not enabled.
 		UpgradeConfigs:       []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: upgradeWebSocket}},

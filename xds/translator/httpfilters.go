@@ -26,6 +26,9 @@ const (
 	// (LOG, ADD, DELETE, REPLACE) to requests the RBAC filter of the same
 	// hop allowed; it never denies.
 	roleHeaderMatch
+	// roleCORS answers preflights and adds the CORS response headers of
+	// the matched route's policy (Gateway chains only).
+	roleCORS
 	// roleRouter forwards the request. Envoy requires it last.
 	roleRouter
 )

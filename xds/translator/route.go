@@ -215,6 +215,11 @@ func (b *builder) action(r *ir.Route, out *routev3.Route) *problem {
 	// Response edits apply to every action, including redirects and direct
 	// responses (Envoy applies them to locally generated replies too).
 	out.ResponseHeadersToAdd, out.ResponseHeadersToRemove = resp.add, resp.remove
+	if r.CORS != nil {
+		if out.TypedPerFilterConfig, p = corsPolicy(r.Name, r.CORS); p != nil {
+			return p
+		}
+	}
 	switch {
 	case r.Redirect != nil:
 		return b.redirect(r, out)
