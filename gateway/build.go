@@ -42,7 +42,8 @@ func (t *translator) buildConfig() *ir.Config {
 			group := byPort[port]
 			l := &ir.Listener{Name: listenerName(gs.key, port), Address: gs.addr.String(), Port: uint32(port)}
 			if group[0].protocol == gwv1.HTTPProtocolType {
-				l.Chains = []*ir.HTTPChain{{Name: plainChainName, Routes: b.table(plainTableName(gs.key, port), group, port)}}
+				rt := b.table(plainTableName(gs.key, port), group, port)
+				l.Chains = []*ir.HTTPChain{{Name: plainChainName, Routes: rt, CORS: usesCORS(rt)}}
 			} else {
 				for _, ls := range group {
 					l.Chains = append(l.Chains, b.tlsChain(ls, port))
@@ -139,6 +140,7 @@ func (b *builder) tlsChain(ls *listenerState, port int32) *ir.HTTPChain {
 		TLS:    &ir.TLS{ALPN: append([]string(nil), tlsALPN...)},
 		Routes: b.table(tlsTableName(ls.gw.key, port, ls.name), []*listenerState{ls}, port),
 	}
+	ch.CORS = usesCORS(ch.Routes)
 	if ls.hostname != "" {
 		ch.ServerNames = []string{ls.hostname}
 	}
@@ -153,6 +155,20 @@ func (b *builder) tlsChain(ls *listenerState, port int32) *ir.HTTPChain {
 		}
 	}
 	return ch
+}
+
+// usesCORS reports whether a route of the table carries a CORS policy: its
+// chain then runs the CORS filter. Chains without one leave it out, so
+// their connection managers stay as they were before CORS existed.
+func usesCORS(rt *ir.RouteTable) bool {
+	for _, vh := range rt.VirtualHosts {
+		for _, r := range vh.Routes {
+			if r.CORS != nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // secret returns the IR form of the TLS Secret k, made once per Secret
@@ -370,6 +386,7 @@ func newRoute(m *matchState, port int32) *ir.Route {
 		ResponseHeaders: rule.respHeaders,
 		Timeout:         rule.timeout,
 		BackendTimeout:  rule.backendTimeout,
+		CORS:            rule.cors,
 	}
 	switch {
 	case rule.redirect != nil:

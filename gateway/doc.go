@@ -87,8 +87,10 @@
 //     RegularExpression paths rank between Exact and PathPrefix, longer
 //     first;
 //   - filters supported: RequestHeaderModifier, ResponseHeaderModifier,
-//     RequestRedirect and URLRewrite on rules, the two header modifiers on
-//     backendRefs; any other filter type, and retry or sessionPersistence,
+//     RequestRedirect, URLRewrite and CORS on rules, the two header
+//     modifiers on backendRefs. CORS (httproute_cors.go) becomes the IR
+//     route's CORS policy, and a chain runs the CORS filter exactly when a
+//     route of its table has one; any other filter type, and retry or sessionPersistence,
 //     invalidates the rule (UnsupportedValue) instead of being skipped;
 //   - ReplacePrefixMatch needs exactly one PathPrefix match in its rule,
 //     as the API's validation requires;

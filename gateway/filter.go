@@ -67,6 +67,8 @@ func (t *translator) compileRuleFilters(rule *ruleState, filters []gwv1.HTTPRout
 			rule.redirect = redirectFilter(rule, field+".requestRedirect", f.RequestRedirect)
 		case gwv1.HTTPRouteFilterURLRewrite:
 			rule.rewrite = rewriteFilter(rule, field+".urlRewrite", f.URLRewrite)
+		case gwv1.HTTPRouteFilterCORS:
+			rule.cors = corsFilter(rule, field+".cors", f.CORS)
 		default:
 			rule.fail(gwv1.RouteReasonUnsupportedValue, field+".type", "filter type %q is not supported", f.Type)
 		}

@@ -77,6 +77,8 @@ type ruleState struct {
 	rewrite     *ir.Rewrite
 	reqHeaders  *ir.HeaderModifier
 	respHeaders *ir.HeaderModifier
+	// cors is the rule's CORS filter (httproute_cors.go).
+	cors *ir.CORSPolicy
 	// timeout bounds the whole request, backendTimeout each request to a
 	// backend (timeouts.request and timeouts.backendRequest; 0: none).
 	timeout        time.Duration

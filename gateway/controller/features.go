@@ -41,6 +41,7 @@ var SupportedFeatures = []features.FeatureName{
 	features.SupportHTTPRouteBackendProtocolWebSocket,
 	features.SupportHTTPRouteNamedRouteRule,
 	features.SupportHTTPRouteParentRefPort,
+	features.SupportHTTPRouteCORS,
 }
 
 // supported renders a feature list as GatewayClass status wants it:
