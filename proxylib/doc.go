@@ -615,7 +615,8 @@
 // allowMethods and allowHeaders joined with ", " (a "*" entry → "*",
 // which the filter echoes, as the suite expects with credentials);
 // exposeHeaders joined with ", "; maxAge → max_age in seconds; allowCredentials →
-// allow_credentials. forward_not_matching_preflights stays unset.
+// allow_credentials; forward_not_matching_preflights false (the suite
+// expects a preflight from another origin to be answered, not forwarded).
 //
 // # Data-path behaviour
 //

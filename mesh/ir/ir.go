@@ -176,7 +176,8 @@ type QueryMatch struct {
 // from an allowed origin is answered by the proxy with 200 and the
 // allow-methods, allow-headers and max-age headers; a "*" entry in
 // AllowMethods or AllowHeaders echoes what the preflight asked for. A
-// preflight from another origin is forwarded like any request.
+// preflight from another origin is answered by the proxy too, with 200 and
+// no access-control-allow-origin, and never reaches the backend.
 type CORSPolicy struct {
 	// AllowOrigins match the Origin header as a whole: Exact byte for
 	// byte (the value "*" allows every origin), RegularExpression as an

@@ -17,9 +17,12 @@ import (
 // configuration of its own) before the router; each route with an IR CORS
 // policy carries a CorsPolicy in its typed_per_filter_config under the
 // filter's name. Routes without one are left alone by the filter.
-// forward_not_matching_preflights stays unset (Envoy's default: a
-// preflight from an origin that is not allowed goes to the backend), and
-// filter_enabled is never set, so every policy is enforced.
+// forward_not_matching_preflights is false: a preflight from an origin
+// that is not allowed is answered by the proxy (200 without
+// access-control-allow-origin) instead of reaching the backend, which
+// Gateway API requires (the preflight belongs to the gateway's CORS
+// policy, not to the backend). filter_enabled is never set, so every
+// policy is enforced.
 
 // corsFilter is the CORS filter of a connection manager.
 func corsFilter(listener string) (httpFilter, error) {
@@ -37,6 +40,8 @@ func corsPolicy(route string, c *ir.CORSPolicy) (map[string]*anypb.Any, *problem
 		AllowMethods:  strings.Join(c.AllowMethods, ", "),
 		AllowHeaders:  strings.Join(c.AllowHeaders, ", "),
 		ExposeHeaders: strings.Join(c.ExposeHeaders, ", "),
+		// See above: the proxy answers every preflight itself.
+		ForwardNotMatchingPreflights: wrapperspb.Bool(false),
 	}
 	if c.MaxAge > 0 {
 		p.MaxAge = strconv.FormatInt(int64(c.MaxAge.Seconds()), 10)

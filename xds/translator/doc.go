@@ -179,9 +179,10 @@
 //     policy becomes a CorsPolicy in its typed_per_filter_config under that
 //     name. The filter sits in the connection manager only where the IR
 //     asks for it, because the listener is versioned apart from its routes.
-//     forward_not_matching_preflights and filter_enabled stay unset: a
-//     preflight from an origin that is not allowed reaches the backend,
-//     and every policy is enforced.
+//     forward_not_matching_preflights is false, so a preflight from an
+//     origin that is not allowed is answered by the proxy without
+//     allow-origin (Gateway API's behaviour) rather than forwarded;
+//     filter_enabled stays unset, so every policy is enforced.
 //
 // # L7 policy
 //
