@@ -87,6 +87,9 @@ func (t *translator) resolveService(rs *routeState, ruleIndex, refIndex int, br 
 	if !ok {
 		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d has appProtocol %q, which %s cannot speak", k, sp.Port, *sp.AppProtocol, rs.kind.plural)
 	}
+	if want := rs.kind.backendProtocol; want != "" && proto != want {
+		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d speaks %s; %s need %s (appProtocol kubernetes.io/h2c)", k, sp.Port, proto, rs.kind.plural, want)
+	}
 	return t.cluster(k, sp, proto), nil
 }
 

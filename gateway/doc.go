@@ -1,9 +1,9 @@
 // Package gateway translates Gateway API objects into nodemesh's IR and
 // computes the status of the GatewayClasses, Gateways and routes this
 // controller owns; it also serves Kubernetes Ingresses of its class.
-// HTTPRoute is the one route kind supported today; the model below ("Route
-// kinds") is shared by every kind, and Ingress ("Ingress") compiles into
-// it.
+// HTTPRoute and GRPCRoute are the route kinds supported today; the model
+// below ("Route kinds") is shared by every kind, and Ingress ("Ingress")
+// compiles into it.
 //
 // Data enters as an immutable input.Snapshot plus Options (the controller
 // name and the address the caller assigned to each Gateway) and leaves as a
@@ -49,6 +49,7 @@
 //   - allowedRoutes kinds that are not supported route kinds attaching to
 //     the listener's protocol (today HTTPRoute, on HTTP and HTTPS) are
 //     InvalidRouteKinds, and supportedKinds lists only the valid ones.
+//     HTTP and HTTPS listeners support HTTPRoute and GRPCRoute.
 //
 // IR shape. An IR Listener is one (Gateway address, port), named
 // gateway/<ns>/<gw>/<port>. The HTTP listeners of a port share one
@@ -146,7 +147,12 @@
 //   - build.go turns attached routes' rules into IR; the kind enters
 //     only through IR route names.
 //
-// A new kind (GRPCRoute, TLSRoute, TCPRoute, UDPRoute) is a row in
+// GRPCRoute (grpcroute.go) is such a row: its method matches become path
+// matches, its header matches and header modifiers are HTTPRoute's, and
+// its backends must speak h2c (routeKind.backendProtocol); the file's
+// comment gives the mapping and the precedence among its matches.
+//
+// A new kind (TLSRoute, TCPRoute, UDPRoute) is a row in
 // routeKinds, a file <kind>.go with the wrapper type implementing route
 // and its compileRules, a snapshot field for its objects, golden cases in
 // testdata/<kind>/, and a status writer for the kind in the controller.

@@ -222,6 +222,7 @@ func shuffle(snap *input.Snapshot, r *rand.Rand) *input.Snapshot {
 	s.GatewayClasses = shuffled(s.GatewayClasses, r)
 	s.Gateways = shuffled(s.Gateways, r)
 	s.HTTPRoutes = shuffled(s.HTTPRoutes, r)
+	s.GRPCRoutes = shuffled(s.GRPCRoutes, r)
 	s.ReferenceGrants = shuffled(s.ReferenceGrants, r)
 	s.Services = shuffled(s.Services, r)
 	s.EndpointSlices = shuffled(s.EndpointSlices, r)

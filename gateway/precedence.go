@@ -54,6 +54,12 @@ func compareItems(a, b *item) int {
 	if ma.pathRank != mb.pathRank {
 		return cmp.Compare(ma.pathRank, mb.pathRank)
 	}
+	if ma.serviceLen != mb.serviceLen {
+		return ma.serviceLen > mb.serviceLen
+	}
+	if ma.methodLen != mb.methodLen {
+		return ma.methodLen > mb.methodLen
+	}
 	if ma.pathLen != mb.pathLen {
 		return cmp.Compare(mb.pathLen, ma.pathLen)
 	}

@@ -108,11 +108,14 @@ type matchState struct {
 	match ir.Match
 
 	// Precedence keys, see precedence.go.
-	pathRank  int
-	pathLen   int
-	hasMethod bool
-	headers   int
-	query     int
+	pathRank int
+	// serviceLen and methodLen are the characters of a GRPCRoute
+	// method match's service and method (0 for HTTPRoute).
+	serviceLen, methodLen int
+	pathLen               int
+	hasMethod             bool
+	headers               int
+	query                 int
 
 	route  *ir.Route
 	byPort map[int32]*ir.Route

@@ -8,6 +8,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/ir"
 )
 
 // The route model (see "Route kinds" in doc.go). Each supported route kind
@@ -30,6 +31,10 @@ type routeKind struct {
 	// supportedKinds, and naming it in allowedRoutes.kinds there is
 	// InvalidRouteKinds.
 	protocols []gwv1.ProtocolType
+	// backendProtocol, when set, is the one protocol the kind's backends
+	// may speak; a Service port resolving to another is
+	// UnsupportedProtocol.
+	backendProtocol ir.AppProtocol
 	// routes lists the snapshot's objects of the kind.
 	routes func(in *input.Snapshot) iter.Seq[route]
 
@@ -43,6 +48,7 @@ type routeKind struct {
 // route for its API type.
 var routeKinds = []*routeKind{
 	&httpRouteKind,
+	&grpcRouteKind,
 }
 
 func init() {

@@ -143,12 +143,12 @@ func TestRouteKindTable(t *testing.T) {
 		problem  string // expected in the ResolvedRefs message, "" when resolved
 	}{
 		// The default is every kind attaching to the protocol, in table order.
-		{"any", []string{"gateway.networking.k8s.io/HTTPRoute", "test.nodemesh.io/TestRoute"}, 2, ""},
+		{"any", []string{"gateway.networking.k8s.io/HTTPRoute", "gateway.networking.k8s.io/GRPCRoute", "test.nodemesh.io/TestRoute"}, 2, ""},
 		{"tests-only", []string{"test.nodemesh.io/TestRoute"}, 1, ""},
 		// TestRoute does not attach to HTTPS: InvalidRouteKinds, naming
 		// what the protocol supports.
 		{"https", []string{"gateway.networking.k8s.io/HTTPRoute"}, 1,
-			"route kinds test.nodemesh.io/TestRoute are not supported on HTTPS listeners; supported: gateway.networking.k8s.io/HTTPRoute"},
+			"route kinds test.nodemesh.io/TestRoute are not supported on HTTPS listeners; supported: gateway.networking.k8s.io/HTTPRoute, gateway.networking.k8s.io/GRPCRoute"},
 	} {
 		l := listeners[c.listener]
 		if got := kinds(l); !slices.Equal(got, c.kinds) {
@@ -218,7 +218,7 @@ func TestRouteKindTable(t *testing.T) {
 	x := NewTranslator()
 	checkSame(t, "first", x, snap, opts)
 	checkSame(t, "again", x, snap, opts)
-	for _, id := range []routeID{{routeKinds[0], input.Key{Namespace: "default", Name: "web"}}, {routeKinds[1], input.Key{Namespace: "default", Name: "web"}}} {
+	for _, id := range []routeID{{routeKinds[0], input.Key{Namespace: "default", Name: "web"}}, {routeKinds[len(routeKinds)-1], input.Key{Namespace: "default", Name: "web"}}} {
 		if x.prev.lookup(id) == nil {
 			t.Errorf("Translator did not remember %s %s", id.kind.kind, id.key)
 		}

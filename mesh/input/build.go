@@ -55,6 +55,8 @@ func Build(objs []Object) (*Snapshot, error) {
 			s.Gateways = append(s.Gateways, v)
 		case *gwv1.HTTPRoute:
 			s.HTTPRoutes = append(s.HTTPRoutes, v)
+		case *gwv1.GRPCRoute:
+			s.GRPCRoutes = append(s.GRPCRoutes, v)
 		case *gwv1.ReferenceGrant:
 			s.ReferenceGrants = append(s.ReferenceGrants, v)
 		case *corev1.Service:
@@ -85,6 +87,7 @@ func Build(objs []Object) (*Snapshot, error) {
 	sortByKey(s.GatewayClasses)
 	sortByKey(s.Gateways)
 	sortByKey(s.HTTPRoutes)
+	sortByKey(s.GRPCRoutes)
 	sortByKey(s.ReferenceGrants)
 	sortByKey(s.Services)
 	sortByKey(s.EndpointSlices)
@@ -107,6 +110,8 @@ func kindOf(obj any) Kind {
 		return KindGateway
 	case *gwv1.HTTPRoute:
 		return KindHTTPRoute
+	case *gwv1.GRPCRoute:
+		return KindGRPCRoute
 	case *gwv1.ReferenceGrant:
 		return KindReferenceGrant
 	case *corev1.Service:

@@ -14,6 +14,7 @@ const (
 	KindGatewayClass   Kind = "GatewayClass"
 	KindGateway        Kind = "Gateway"
 	KindHTTPRoute      Kind = "HTTPRoute"
+	KindGRPCRoute      Kind = "GRPCRoute"
 	KindReferenceGrant Kind = "ReferenceGrant"
 	KindService        Kind = "Service"
 	KindEndpointSlice  Kind = "EndpointSlice"
