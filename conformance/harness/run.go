@@ -109,7 +109,7 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 	args := []string{
 		"-test.v", "-test.timeout=" + (o.timeout - 2*time.Minute).String(),
 		"-gateway-class=" + gatewayClass,
-		"-conformance-profiles=GATEWAY-HTTP",
+		"-conformance-profiles=" + o.profiles,
 		"-organization=nodemesh", "-project=nodemesh", "-url=https://github.com/nodemesh/nodemesh",
 		"-version=" + version(root), "-contact=https://github.com/nodemesh/nodemesh/issues",
 		"-usable-address=" + usableAddress, "-unusable-address=" + unusableAddress,
@@ -127,7 +127,7 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 	if o.skipTests != "" {
 		args = append(args, "-skip-tests="+o.skipTests)
 	}
-	log.Info("running the Gateway API conformance suite", "profile", "GATEWAY-HTTP", "logs", l.LogDir())
+	log.Info("running the Gateway API conformance suite", "profiles", o.profiles, "logs", l.LogDir())
 	suiteLog, err := os.Create(filepath.Join(l.LogDir(), "conformance.log"))
 	if err != nil {
 		return fmt.Errorf("creating suite log: %w", err)

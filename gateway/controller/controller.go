@@ -29,7 +29,7 @@ import (
 )
 
 // Controller owns GatewayClass acceptance, Gateway addresses and the
-// status of GatewayClasses, Gateways and HTTPRoutes on Kubernetes. Create
+// status of GatewayClasses, Gateways, HTTPRoutes and GRPCRoutes on Kubernetes. Create
 // it with New and call Run once.
 type Controller struct {
 	core       kubernetes.Interface
@@ -195,21 +195,8 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	ours := map[input.Key][]gwv1.RouteParentStatus{}
-	for _, s := range res.Routes {
-		if s.Kind == "HTTPRoute" {
-			ours[s.Key] = s.Status.Parents
-		}
-	}
-	for _, r := range snap.HTTPRoutes {
-		desired, mine := ours[input.Key{Namespace: r.Namespace, Name: r.Name}]
-		if !mine && !hasParentOf(r.Status.Parents, c.controller) {
-			continue
-		}
-		if err := c.writeRoute(ctx, r, desired, stamp); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	errs = append(errs, writeRoutes(ctx, c, c.httpRouteAPI(), snap.HTTPRoutes, res, stamp)...)
+	errs = append(errs, writeRoutes(ctx, c, c.grpcRouteAPI(), snap.GRPCRoutes, res, stamp)...)
 	errs = append(errs, c.reconcileIngresses(ctx, snap, res.Ingresses)...)
 	return errors.Join(errs...)
 }
@@ -285,31 +272,6 @@ func (c *Controller) writeGateway(ctx context.Context, cur *gwv1.Gateway, desire
 		if fresh.Generation != cur.Generation {
 			// The spec changed under us: the next reconcile computes
 			// status for the new generation.
-			return nil
-		}
-		cur = fresh
-	}
-}
-
-func (c *Controller) writeRoute(ctx context.Context, cur *gwv1.HTTPRoute, desired []gwv1.RouteParentStatus, now metav1.Time) error {
-	cl := c.gw.GatewayV1().HTTPRoutes(cur.Namespace)
-	name := cur.Namespace + "/" + cur.Name
-	for attempt := 1; ; attempt++ {
-		next := mergeRoute(cur.Status.RouteStatus, desired, c.controller, now)
-		if equality.Semantic.DeepEqual(cur.Status.RouteStatus, next) {
-			return nil
-		}
-		cp := cur.DeepCopy()
-		cp.Status.RouteStatus = next
-		_, err := cl.UpdateStatus(ctx, cp, metav1.UpdateOptions{FieldManager: fieldManager})
-		if done, err := settled(err, attempt, "HTTPRoute", name); done {
-			return err
-		}
-		fresh, err := cl.Get(ctx, cur.Name, metav1.GetOptions{})
-		if err != nil {
-			return ignoreNotFound(err, "HTTPRoute", name)
-		}
-		if fresh.Generation != cur.Generation {
 			return nil
 		}
 		cur = fresh

@@ -1,7 +1,8 @@
 // Package controller is nodemesh's Kubernetes controller for the
 // cluster-wide side of Gateway API: GatewayClass acceptance (with
 // status.supportedFeatures), Gateway address assignment, and the status of
-// GatewayClasses, Gateways (with listeners) and HTTPRoutes.
+// GatewayClasses, Gateways (with listeners), HTTPRoutes and GRPCRoutes
+// (routestatus.go writes route status once for every kind).
 //
 // Data enters from informers (the same kube provider the agents use, so
 // the controller computes status with exactly the translation the nodes
@@ -36,7 +37,7 @@
 //
 // Status writing. The controller owns the whole status of our
 // GatewayClasses and Gateways, and only its own entries (controllerName)
-// in HTTPRoute status.parents: other controllers' entries are kept as they
+// in route status.parents: other controllers' entries are kept as they
 // are, and our entries for parentRefs that went away are removed. A
 // condition keeps its lastTransitionTime while its status is unchanged.
 // Writes go through the status subresource with optimistic concurrency:

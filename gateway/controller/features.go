@@ -42,6 +42,9 @@ var SupportedFeatures = []features.FeatureName{
 	features.SupportHTTPRouteNamedRouteRule,
 	features.SupportHTTPRouteParentRefPort,
 	features.SupportHTTPRouteCORS,
+	// GRPCRoute.
+	features.SupportGRPCRoute,
+	features.SupportGRPCRouteNamedRouteRule,
 }
 
 // supported renders a feature list as GatewayClass status wants it:

@@ -52,6 +52,7 @@ type listers struct {
 	classes   func() ([]*gwv1.GatewayClass, error)
 	gateways  func() ([]*gwv1.Gateway, error)
 	routes    func() ([]*gwv1.HTTPRoute, error)
+	grpc      func() ([]*gwv1.GRPCRoute, error)
 	grants    func() ([]*gwv1.ReferenceGrant, error)
 	services  func() ([]*corev1.Service, error)
 	slices    func() ([]*discoveryv1.EndpointSlice, error)
@@ -104,6 +105,7 @@ func (p *Provider) setup() {
 
 	gwv := p.gwFactory.Gateway().V1()
 	classes, gateways, routes, grants := gwv.GatewayClasses(), gwv.Gateways(), gwv.HTTPRoutes(), gwv.ReferenceGrants()
+	grpcRoutes := gwv.GRPCRoutes()
 	services, slices := p.coreFactory.Core().V1().Services(), p.coreFactory.Discovery().V1().EndpointSlices()
 	nss, secrets := p.coreFactory.Core().V1().Namespaces(), p.secretFactory.Core().V1().Secrets()
 	ingresses, ingClasses := p.coreFactory.Networking().V1().Ingresses(), p.coreFactory.Networking().V1().IngressClasses()
@@ -112,6 +114,7 @@ func (p *Provider) setup() {
 		classes:  func() ([]*gwv1.GatewayClass, error) { return classes.Lister().List(labels.Everything()) },
 		gateways: func() ([]*gwv1.Gateway, error) { return gateways.Lister().List(labels.Everything()) },
 		routes:   func() ([]*gwv1.HTTPRoute, error) { return routes.Lister().List(labels.Everything()) },
+		grpc:     func() ([]*gwv1.GRPCRoute, error) { return grpcRoutes.Lister().List(labels.Everything()) },
 		grants:   func() ([]*gwv1.ReferenceGrant, error) { return grants.Lister().List(labels.Everything()) },
 		services: func() ([]*corev1.Service, error) { return services.Lister().List(labels.Everything()) },
 		slices:   func() ([]*discoveryv1.EndpointSlice, error) { return slices.Lister().List(labels.Everything()) },
@@ -139,6 +142,7 @@ func (p *Provider) setup() {
 	add(classes.Informer(), specChanged)
 	add(gateways.Informer(), changedAtAll)
 	add(routes.Informer(), specChanged)
+	add(grpcRoutes.Informer(), specChanged)
 	add(grants.Informer(), changedAtAll)
 	add(services.Informer(), changedAtAll)
 	add(slices.Informer(), changedAtAll)
@@ -278,6 +282,7 @@ func (p *Provider) Snapshot() *input.Snapshot {
 	s.GatewayClasses = list(p.log, "GatewayClass", l.classes)
 	s.Gateways = list(p.log, "Gateway", l.gateways)
 	s.HTTPRoutes = list(p.log, "HTTPRoute", l.routes)
+	s.GRPCRoutes = list(p.log, "GRPCRoute", l.grpc)
 	s.ReferenceGrants = list(p.log, "ReferenceGrant", l.grants)
 	s.Services = list(p.log, "Service", l.services)
 	s.EndpointSlices = list(p.log, "EndpointSlice", l.slices)
