@@ -174,7 +174,8 @@ func TestControllerOnAPIServer(t *testing.T) {
 		if err := hasCondition(g.Status.Conditions, "Programmed", metav1.ConditionFalse, "Pending", "no node agent"); err != nil {
 			return err
 		}
-		if len(g.Status.Listeners) != 1 || len(g.Status.Listeners[0].SupportedKinds) != 1 || g.Status.Listeners[0].SupportedKinds[0].Kind != "HTTPRoute" {
+		if len(g.Status.Listeners) != 1 || len(g.Status.Listeners[0].SupportedKinds) != 2 ||
+			g.Status.Listeners[0].SupportedKinds[0].Kind != "HTTPRoute" || g.Status.Listeners[0].SupportedKinds[1].Kind != "GRPCRoute" {
 			return fmt.Errorf("listeners %+v", g.Status.Listeners)
 		}
 		return nil
@@ -236,6 +237,41 @@ func TestControllerOnAPIServer(t *testing.T) {
 			return err
 		}
 		if g.Status.Listeners[0].AttachedRoutes != 1 {
+			return fmt.Errorf("attachedRoutes %d", g.Status.Listeners[0].AttachedRoutes)
+		}
+		return nil
+	})
+
+	// A GRPCRoute gets its status written the same way, and counts
+	// towards attachedRoutes with the HTTPRoute.
+	grpcRoutes := e.gw.GatewayV1().GRPCRoutes(ns)
+	gr := &gwv1.GRPCRoute{ObjectMeta: metav1.ObjectMeta{Name: "g1"}, Spec: gwv1.GRPCRouteSpec{
+		CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{Name: "gw1"}}},
+		Rules:           []gwv1.GRPCRouteRule{{BackendRefs: []gwv1.GRPCBackendRef{{BackendRef: gwv1.BackendRef{BackendObjectReference: gwv1.BackendObjectReference{Name: "missing", Port: ptr(gwv1.PortNumber(9000))}}}}}},
+	}}
+	if _, err := grpcRoutes.Create(ctx, gr, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "GRPCRoute status written", func() error {
+		cur, err := grpcRoutes.Get(ctx, "g1", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(cur.Status.Parents) != 1 || cur.Status.Parents[0].ControllerName != gateway.ControllerName {
+			return fmt.Errorf("parents %+v", cur.Status.Parents)
+		}
+		ours := cur.Status.Parents[0]
+		if err := hasCondition(ours.Conditions, "Accepted", metav1.ConditionTrue, "Accepted", ""); err != nil {
+			return err
+		}
+		return hasCondition(ours.Conditions, "ResolvedRefs", metav1.ConditionFalse, "BackendNotFound", "GRPCRoute app/g1")
+	})
+	eventually(t, "attachedRoutes counts both kinds", func() error {
+		g, err := gws.Get(ctx, "gw1", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if g.Status.Listeners[0].AttachedRoutes != 2 {
 			return fmt.Errorf("attachedRoutes %d", g.Status.Listeners[0].AttachedRoutes)
 		}
 		return nil
