@@ -23,7 +23,8 @@ func (h Hash) String() string { return hex.EncodeToString(h[:]) }
 //   - RouteTable: name and its virtual hosts' hashes in order.
 //   - Listener: name, address, port and its chains (name, server names,
 //     TLS, and the name of the route table; a table is hashed on its own,
-//     so a route change leaves its listener's hash alone).
+//     so a route change leaves its listener's hash alone), and its TCP
+//     chains whole.
 //   - Cluster: two hashes, its settings (every field but the endpoints)
 //     and its endpoints (name and endpoints), since proxies receive them
 //     apart and endpoints change far more often.
@@ -207,6 +208,23 @@ func (e *encoder) listener(l *Listener) {
 			e.str(ch.Routes.Name)
 		}
 		e.bool(ch.CORS)
+	}
+	e.uint(uint64(len(l.TCPChains)))
+	for _, ch := range l.TCPChains {
+		if !e.present(ch != nil) {
+			continue
+		}
+		e.str(ch.Name)
+		e.strs(ch.ServerNames)
+		e.uint(uint64(len(ch.Backends)))
+		for _, b := range ch.Backends {
+			if e.present(b != nil) {
+				e.str(b.Cluster)
+				e.uint(uint64(b.Weight))
+				e.modifier(b.RequestHeaders)
+				e.modifier(b.ResponseHeaders)
+			}
+		}
 	}
 }
 

@@ -23,6 +23,25 @@ type Listener struct {
 	// plaintext chain, or one or more TLS chains told apart by SNI (a chain
 	// without ServerNames catches SNIs no other chain names).
 	Chains []*HTTPChain `json:"chains"`
+	// TCPChains forward connections as bytes, without terminating
+	// anything. With ServerNames a chain takes the TLS connections whose
+	// SNI it names (TLS passthrough) and may share the listener with TLS
+	// HTTP chains; without, it takes every connection and is the
+	// listener's only chain (a TCP listener).
+	TCPChains []*TCPChain `json:"tcpChains,omitempty"`
+}
+
+// TCPChain relays a connection's bytes to one backend chosen by weight.
+type TCPChain struct {
+	// Name is unique within its listener, among HTTP and TCP chains.
+	Name string `json:"name"`
+	// ServerNames are the TLS SNI values this chain takes, as for
+	// HTTPChain; empty means every connection.
+	ServerNames []string `json:"serverNames,omitempty"`
+	// Backends share connections by weight. Their clusters are TCP
+	// clusters; a backend without a cluster (unresolved) gets its share of
+	// connections closed. Header edits do not apply.
+	Backends []*WeightedBackend `json:"backends"`
 }
 
 // HTTPChain is one HTTP server on a listener: optional TLS termination and
@@ -287,6 +306,8 @@ const (
 	// ProtocolH2C is HTTP/2 with prior knowledge over cleartext TCP (gRPC
 	// backends, appProtocol kubernetes.io/h2c).
 	ProtocolH2C AppProtocol = "h2c"
+	// ProtocolTCP relays bytes; only TCP chains use such clusters.
+	ProtocolTCP AppProtocol = "TCP"
 )
 
 // LBPolicy picks an endpoint for each request.

@@ -87,6 +87,17 @@ func (c *Config) validate(v *validator) error {
 	} else {
 		v.clustersPassed = true
 	}
+	for _, l := range c.Listeners {
+		if l != nil && len(l.TCPChains) > 0 {
+			v.tcpClusters = make(map[string]bool)
+			for _, cl := range c.Clusters {
+				if cl != nil && cl.Protocol == ProtocolTCP {
+					v.tcpClusters[cl.Name] = true
+				}
+			}
+			break
+		}
+	}
 	secrets := map[string]bool{}
 	for i, s := range c.Secrets {
 		v.secret(i, s, secrets)
@@ -116,6 +127,8 @@ type validator struct {
 	// handed in by the Validator); clustersPassed says they are valid.
 	clusterNames   map[string]bool
 	clustersPassed bool
+	// tcpClusters names the TCP clusters, when a listener has TCP chains.
+	tcpClusters map[string]bool
 	// routesOK holds the hashes of routes that passed, in this call or an
 	// earlier one (the Validator's; nil for Config.Validate).
 	routesOK map[Hash]bool
@@ -216,7 +229,7 @@ func (v *validator) cluster(i int, cl *Cluster, seen map[string]bool) {
 	}()
 	obj = object{kind: "cluster", name: cl.Name}
 	switch cl.Protocol {
-	case ProtocolHTTP1, ProtocolH2C:
+	case ProtocolHTTP1, ProtocolH2C, ProtocolTCP:
 	default:
 		v.fail(obj, root.f("protocol"), "unknown protocol %q", cl.Protocol)
 	}
@@ -285,7 +298,7 @@ func (v *validator) listener(i int, l *Listener, seen, tables map[string]bool, b
 		}
 		binds[bind] = l.Name
 	}
-	if len(l.Chains) == 0 {
+	if len(l.Chains)+len(l.TCPChains) == 0 {
 		v.fail(obj, root.f("chains"), "empty")
 	}
 	names := map[string]bool{}
@@ -329,7 +342,30 @@ func (v *validator) listener(i int, l *Listener, seen, tables map[string]bool, b
 			v.corsWithoutFilter(obj, f, ch.Routes)
 		}
 	}
-	if plain > 0 && len(l.Chains) > 1 {
+	for j, ch := range l.TCPChains {
+		f := root.i("tcpChains", j)
+		if ch == nil {
+			v.fail(obj, f, "nil chain")
+			continue
+		}
+		if ch.Name == "" || names[ch.Name] {
+			v.fail(obj, f.f("name"), "empty or duplicate %q", ch.Name)
+		}
+		names[ch.Name] = true
+		if len(ch.ServerNames) == 0 {
+			catchAll++
+			if len(l.Chains)+len(l.TCPChains) > 1 {
+				v.fail(obj, f.f("serverNames"), "a TCP chain without server names must be the listener's only chain")
+			}
+		}
+		for k, sn := range ch.ServerNames {
+			if !validDomain(sn) {
+				v.fail(obj, f.i("serverNames", k), "invalid server name %q", sn)
+			}
+		}
+		v.tcpBackends(obj, f, ch.Backends, clusters)
+	}
+	if plain > 0 && len(l.Chains)+len(l.TCPChains) > 1 {
 		v.fail(obj, root.f("chains"), "a plaintext chain must be the listener's only chain")
 	}
 	if catchAll > 1 {
@@ -567,6 +603,29 @@ func (v *validator) route(obj object, f path, r *Route, clusters map[string]bool
 		v.fail(obj, f.f("backendTimeout"), "negative")
 	case r.Timeout > 0 && r.BackendTimeout > r.Timeout:
 		v.fail(obj, f.f("backendTimeout"), "%v exceeds the route timeout %v", r.BackendTimeout, r.Timeout)
+	}
+}
+
+// tcpBackends checks a TCP chain's backends: at least one, known
+// clusters (TCP ones: v.tcpClusters), no header edits.
+func (v *validator) tcpBackends(obj object, f path, backends []*WeightedBackend, clusters map[string]bool) {
+	if len(backends) == 0 {
+		v.fail(obj, f.f("backends"), "empty")
+	}
+	for i, b := range backends {
+		bf := f.i("backends", i)
+		switch {
+		case b == nil:
+			v.fail(obj, bf, "nil backend")
+			continue
+		case b.Cluster != "" && !clusters[b.Cluster]:
+			v.fail(obj, bf.f("cluster"), "unknown cluster %q", b.Cluster)
+		case b.Cluster != "" && !v.tcpClusters[b.Cluster]:
+			v.fail(obj, bf.f("cluster"), "cluster %q is not a TCP cluster", b.Cluster)
+		}
+		if b.RequestHeaders != nil || b.ResponseHeaders != nil {
+			v.fail(obj, bf, "header edits on a TCP backend")
+		}
 	}
 }
 

@@ -40,9 +40,15 @@ func valid() *Config {
 				TLS:    &TLS{Certificates: []string{"secret/default/cert"}, ALPN: []string{"h2", "http/1.1"}},
 				Routes: &RouteTable{Name: "gateway/default/eg/443/https", VirtualHosts: []*VirtualHost{{Name: "v", Domains: []string{"a.example.com"}, Routes: []*Route{{Name: "d", DirectResponse: &DirectResponse{Status: 500}}}}}},
 			}},
+			TCPChains: []*TCPChain{{Name: "passthrough", ServerNames: []string{"db.example.org"},
+				Backends: []*WeightedBackend{{Cluster: "service/default/db/5432/tcp", Weight: 3}, {Weight: 1}}}},
+		}, {
+			Name: "gateway/default/eg/5432", Address: "127.0.100.1", Port: 5432,
+			TCPChains: []*TCPChain{{Name: "tcp", Backends: []*WeightedBackend{{Cluster: "service/default/db/5432/tcp", Weight: 1}}}},
 		}},
-		Clusters: []*Cluster{{Name: "service/default/echo/8080", Protocol: ProtocolHTTP1, LBPolicy: LBRoundRobin, Endpoints: []Endpoint{{Address: "127.0.0.1", Port: 9000, Ready: true}}}},
-		Secrets:  []*Secret{{Name: "secret/default/cert", Certificate: []byte("c"), PrivateKey: []byte("k")}},
+		Clusters: []*Cluster{{Name: "service/default/echo/8080", Protocol: ProtocolHTTP1, LBPolicy: LBRoundRobin, Endpoints: []Endpoint{{Address: "127.0.0.1", Port: 9000, Ready: true}}},
+			{Name: "service/default/db/5432/tcp", Protocol: ProtocolTCP, LBPolicy: LBRoundRobin}},
+		Secrets: []*Secret{{Name: "secret/default/cert", Certificate: []byte("c"), PrivateKey: []byte("k")}},
 	}
 }
 
@@ -90,6 +96,19 @@ func TestValidate(t *testing.T) {
 		{"cors star among others", func(c *Config) { route(c).CORS.AllowMethods = []string{"GET", "*"} }, `cors.allowMethods[1]: "*" must be the only entry`},
 		{"cors header name", func(c *Config) { route(c).CORS.ExposeHeaders = []string{"a b"} }, `cors.exposeHeaders[0]: "a b" is not a token`},
 		{"cors max age fraction", func(c *Config) { route(c).CORS.MaxAge = 1500 * time.Millisecond }, "cors.maxAge: 1.5s is not a whole number of seconds"},
+		{"tcp chain to an http cluster", func(c *Config) { c.Listeners[2].TCPChains[0].Backends[0].Cluster = "service/default/echo/8080" },
+			`tcpChains[0].backends[0].cluster: cluster "service/default/echo/8080" is not a TCP cluster`},
+		{"tcp chain unknown cluster", func(c *Config) { c.Listeners[1].TCPChains[0].Backends[0].Cluster = "nope" }, `tcpChains[0].backends[0].cluster: unknown cluster "nope"`},
+		{"tcp chain without backends", func(c *Config) { c.Listeners[2].TCPChains[0].Backends = nil }, "tcpChains[0].backends: empty"},
+		{"tcp chain header edits", func(c *Config) {
+			c.Listeners[2].TCPChains[0].Backends[0].RequestHeaders = &HeaderModifier{Remove: []string{"x"}}
+		}, "tcpChains[0].backends[0]: header edits on a TCP backend"},
+		{"tcp catch-all beside other chains", func(c *Config) { c.Listeners[1].TCPChains[0].ServerNames = nil },
+			"tcpChains[0].serverNames: a TCP chain without server names must be the listener's only chain"},
+		{"tcp chain name clash", func(c *Config) { c.Listeners[1].TCPChains[0].Name = "https" }, `tcpChains[0].name: empty or duplicate "https"`},
+		{"plaintext plus tcp", func(c *Config) {
+			c.Listeners[0].TCPChains = []*TCPChain{{Name: "p", ServerNames: []string{"a.example"}, Backends: c.Listeners[2].TCPChains[0].Backends}}
+		}, "plaintext chain must be the listener's only chain"},
 		{"plaintext plus tls", func(c *Config) { c.Listeners[1].Chains = append(c.Listeners[1].Chains, c.Listeners[0].Chains[0]) }, "plaintext chain must be the listener's only chain"},
 	}
 	for _, tc := range cases {
@@ -178,8 +197,8 @@ func TestValidatorClusters(t *testing.T) {
 			t.Fatalf("call %d: %v", i, err)
 		}
 	}
-	if len(x.clusters) != 1 {
-		t.Fatalf("remembered %d clusters, want 1", len(x.clusters))
+	if len(x.clusters) != len(base.Clusters) {
+		t.Fatalf("remembered %d clusters, want %d", len(x.clusters), len(base.Clusters))
 	}
 	dup := valid()
 	dup.Clusters = append(dup.Clusters, dup.Clusters[0])

@@ -178,11 +178,14 @@ func (b *builder) buildCluster(c *ir.Cluster, name string) (*clusterv3.Cluster, 
 		ConnectTimeout: durationpb.New(timeout),
 		LbPolicy:       lbPolicy(c.LBPolicy),
 	}
-	opts, err := protocolOptions(name, explicitHTTP(c.Protocol == ir.ProtocolH2C))
-	if err != nil {
-		return nil, err
+	// TCP clusters relay bytes: no HTTP protocol options.
+	if c.Protocol != ir.ProtocolTCP {
+		opts, err := protocolOptions(name, explicitHTTP(c.Protocol == ir.ProtocolH2C))
+		if err != nil {
+			return nil, err
+		}
+		out.TypedExtensionProtocolOptions = opts
 	}
-	out.TypedExtensionProtocolOptions = opts
 	if c.UpstreamMark != 0 {
 		out.UpstreamBindConfig = markBind(c.UpstreamMark, "upstream mark: the identity the proxy connects for")
 	}

@@ -174,6 +174,12 @@
 //     from the later one, since Envoy rejects duplicates.
 //   - Redirect ports: see redirect.go for exactly how the IR's port rules
 //     map onto Envoy's RedirectAction.
+//   - TCP chains (tcp.go): a filter chain with tcp_proxy to the chain's
+//     cluster or weighted_clusters, matched by SNI when it names servers
+//     (the listener then runs the TLS inspector; no transport socket, so
+//     TLS passes through); unresolved backends point at the
+//     invalid-backend cluster and their connections close. TCP clusters
+//     carry no HttpProtocolOptions.
 //   - CORS (cors.go): a chain with ir.HTTPChain.CORS gets the CORS filter
 //     (envoy.filters.http.cors, no settings) before the router; a route's
 //     policy becomes a CorsPolicy in its typed_per_filter_config under that

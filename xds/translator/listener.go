@@ -14,7 +14,13 @@ import (
 // over RDS, then the RouteConfiguration of every chain it kept.
 func (b *builder) listener(l *ir.Listener) error {
 	h := b.hashes.Listener(l)
-	m := b.prev.listener(l.Name, h)
+	// A TCP chain with an unresolved backend names the invalid-backend
+	// cluster, which is chosen apart from the clusters of the Config.
+	var invalid string
+	if tcpUsesInvalid(l) {
+		invalid = b.invalidBackend
+	}
+	m := b.prev.listener(l.Name, h, invalid)
 	if m != nil {
 		if m.out != nil {
 			b.out.Listeners = append(b.out.Listeners, m.out)
@@ -26,7 +32,7 @@ func (b *builder) listener(l *ir.Listener) error {
 		}
 	} else {
 		mark := len(b.out.Warnings)
-		m = &listenerMemo{hash: h}
+		m = &listenerMemo{hash: h, invalid: invalid}
 		out, err := b.buildListener(l, m)
 		if err != nil {
 			return err
@@ -34,7 +40,11 @@ func (b *builder) listener(l *ir.Listener) error {
 		if out != nil {
 			// A function of the IR listener alone (route tables are
 			// referred to by name).
-			m.version = versionString(b.ver.start("listener").hash(h).sum())
+			v := b.ver.start("listener").hash(h)
+			if invalid != "" {
+				v.str(invalid)
+			}
+			m.version = versionString(v.sum())
 			b.emit(out, m.version)
 		}
 		m.out = out
@@ -71,7 +81,7 @@ func (b *builder) buildListener(l *ir.Listener, m *listenerMemo) (*listenerv3.Li
 	var kept []int
 	for i, ch := range l.Chains {
 		field := fieldf("chains[%d]", i)
-		names, keep := b.serverNames(obj, field, ch, sniOwner)
+		names, keep := b.serverNames(obj, field, ch.Name, ch.ServerNames, sniOwner)
 		if !keep {
 			continue
 		}
@@ -98,6 +108,20 @@ func (b *builder) buildListener(l *ir.Listener, m *listenerMemo) (*listenerv3.Li
 		}}
 		out.FilterChains = append(out.FilterChains, fc)
 		kept = append(kept, i)
+	}
+	for i, ch := range l.TCPChains {
+		names, keep := b.serverNames(obj, fieldf("tcpChains[%d]", i), ch.Name, ch.ServerNames, sniOwner)
+		if !keep {
+			continue
+		}
+		fc, err := b.tcpChain(l, ch, names)
+		if err != nil {
+			return nil, err
+		}
+		if len(names) > 0 {
+			tls = true // the TLS inspector reads the SNI
+		}
+		out.FilterChains = append(out.FilterChains, fc)
 	}
 	if len(out.FilterChains) == 0 {
 		b.warn(obj, "chains", "no chain can be served; listener dropped")
@@ -126,12 +150,12 @@ func (b *builder) buildListener(l *ir.Listener, m *listenerMemo) (*listenerv3.Li
 // case-insensitively) and without names an earlier chain already claimed.
 // A chain that had names but lost all of them is dropped: serving it
 // without names would make it a catch-all it never was.
-func (b *builder) serverNames(obj, field string, ch *ir.HTTPChain, owner map[string]string) ([]string, bool) {
-	if len(ch.ServerNames) == 0 {
+func (b *builder) serverNames(obj, field, chain string, serverNames []string, owner map[string]string) ([]string, bool) {
+	if len(serverNames) == 0 {
 		return nil, true
 	}
-	names := make([]string, 0, len(ch.ServerNames))
-	for i, sn := range ch.ServerNames {
+	names := make([]string, 0, len(serverNames))
+	for i, sn := range serverNames {
 		n := strings.ToLower(sn)
 		if !protoText(n) {
 			b.warn(obj, fieldf("%s.serverNames[%d]", field, i), "server name cannot be carried in Envoy config; ignored")
@@ -139,14 +163,14 @@ func (b *builder) serverNames(obj, field string, ch *ir.HTTPChain, owner map[str
 		}
 		switch prev, taken := owner[n]; {
 		case !taken:
-			owner[n] = ch.Name
+			owner[n] = chain
 			names = append(names, n)
-		case prev != ch.Name:
+		case prev != chain:
 			b.warn(obj, fieldf("%s.serverNames[%d]", field, i), "server name %q already selects chain %q; ignored here", n, prev)
 		}
 	}
 	if len(names) == 0 {
-		b.warn(obj, field, "chain %q has no server name left; chain dropped", ch.Name)
+		b.warn(obj, field, "chain %q has no server name left; chain dropped", chain)
 		return nil, false
 	}
 	return names, true

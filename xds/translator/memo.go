@@ -108,6 +108,9 @@ type listenerMemo struct {
 	warnings []Warning
 	refs     []string // secrets its chains use
 	kept     []int    // chains emitted (their route tables follow)
+	// invalid is the invalid-backend cluster name its TCP chains use
+	// ("" when they use none).
+	invalid string
 }
 
 type tableMemo struct {
@@ -172,11 +175,11 @@ func (m *memo) cluster(name string) *clusterMemo {
 	return m.clusters[name]
 }
 
-func (m *memo) listener(name string, h ir.Hash) *listenerMemo {
+func (m *memo) listener(name string, h ir.Hash, invalid string) *listenerMemo {
 	if m == nil {
 		return nil
 	}
-	if lm := m.listeners[name]; lm != nil && lm.hash == h {
+	if lm := m.listeners[name]; lm != nil && lm.hash == h && lm.invalid == invalid {
 		return lm
 	}
 	return nil
