@@ -83,6 +83,10 @@ func (t *translator) resolveService(rs *routeState, ruleIndex, refIndex int, br 
 	if sp.Protocol != "" && sp.Protocol != corev1.ProtocolTCP {
 		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d uses protocol %s; HTTP needs TCP", k, sp.Port, sp.Protocol)
 	}
+	if rs.kind.backendProtocol == ir.ProtocolTCP {
+		// Bytes are relayed whatever the port speaks.
+		return t.cluster(k, sp, ir.ProtocolTCP), nil
+	}
 	proto, ok := appProtocol(sp.AppProtocol)
 	if !ok {
 		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d has appProtocol %q, which %s cannot speak", k, sp.Port, *sp.AppProtocol, rs.kind.plural)
@@ -112,11 +116,15 @@ func appProtocol(p *string) (ir.AppProtocol, bool) {
 
 // cluster returns the (memoized) cluster of one Service port.
 func (t *translator) cluster(svc input.Key, sp *corev1.ServicePort, proto ir.AppProtocol) *ir.Cluster {
-	k := clusterKey{svc, sp.Port}
+	k := clusterKey{svc, sp.Port, proto == ir.ProtocolTCP}
 	if cl := t.clusters[k]; cl != nil {
 		return cl
 	}
-	cl := &ir.Cluster{Name: clusterName(svc, sp.Port), Protocol: proto, LBPolicy: ir.LBRoundRobin, Endpoints: t.endpoints(svc, sp)}
+	name := clusterName(svc, sp.Port)
+	if proto == ir.ProtocolTCP {
+		name = tcpClusterName(svc, sp.Port)
+	}
+	cl := &ir.Cluster{Name: name, Protocol: proto, LBPolicy: ir.LBRoundRobin, Endpoints: t.endpoints(svc, sp)}
 	if t.clusters == nil {
 		t.clusters = map[clusterKey]*ir.Cluster{}
 	}
@@ -127,6 +135,7 @@ func (t *translator) cluster(svc input.Key, sp *corev1.ServicePort, proto ir.App
 type clusterKey struct {
 	svc  input.Key
 	port int32
+	tcp  bool
 }
 
 // endpoints collects a Service port's endpoints from the Service's

@@ -41,19 +41,29 @@ func (t *translator) buildConfig() *ir.Config {
 		for _, port := range ports {
 			group := byPort[port]
 			l := &ir.Listener{Name: listenerName(gs.key, port), Address: gs.addr.String(), Port: uint32(port)}
-			if group[0].protocol == gwv1.HTTPProtocolType {
+			switch group[0].protocol {
+			case gwv1.HTTPProtocolType:
 				rt := b.table(plainTableName(gs.key, port), group, port)
 				l.Chains = []*ir.HTTPChain{{Name: plainChainName, Routes: rt, CORS: usesCORS(rt)}}
-			} else {
+			case gwv1.HTTPSProtocolType:
 				for _, ls := range group {
 					l.Chains = append(l.Chains, b.tlsChain(ls, port))
 				}
+			case gwv1.TLSProtocolType:
+				for _, ls := range group {
+					l.TCPChains = append(l.TCPChains, b.passthroughChains(ls)...)
+				}
+			case gwv1.TCPProtocolType:
+				l.TCPChains = b.tcpChain(group[0])
+			}
+			if len(l.Chains)+len(l.TCPChains) == 0 {
+				continue // an L4 listener without routes: nothing to relay to
 			}
 			cfg.Listeners = append(cfg.Listeners, l)
 		}
 	}
 	if t.next != nil {
-		cfg.Clusters = t.clusterList()
+		cfg.Clusters = withL4Clusters(t.clusterList(), b.l4Clusters)
 	} else {
 		cfg.Clusters = make([]*ir.Cluster, 0, len(b.clusters))
 		for _, cl := range b.clusters {
@@ -132,6 +142,9 @@ type builder struct {
 	secrets  map[string]*ir.Secret
 	// mark numbers virtual hosts, so each route is visited once per host.
 	mark int
+	// l4Clusters are the clusters TCP chains use, which the Translator's
+	// per-virtual-host cluster counts do not see.
+	l4Clusters []*ir.Cluster
 }
 
 func (b *builder) tlsChain(ls *listenerState, port int32) *ir.HTTPChain {

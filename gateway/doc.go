@@ -1,9 +1,9 @@
 // Package gateway translates Gateway API objects into nodemesh's IR and
 // computes the status of the GatewayClasses, Gateways and routes this
 // controller owns; it also serves Kubernetes Ingresses of its class.
-// HTTPRoute and GRPCRoute are the route kinds supported today; the model
-// below ("Route kinds") is shared by every kind, and Ingress ("Ingress")
-// compiles into it.
+// HTTPRoute, GRPCRoute, TLSRoute (passthrough) and TCPRoute are the route
+// kinds supported today; the model below ("Route kinds") is shared by
+// every kind, and Ingress ("Ingress") compiles into it.
 //
 // Data enters as an immutable input.Snapshot plus Options (the controller
 // name and the address the caller assigned to each Gateway) and leaves as a
@@ -18,8 +18,9 @@
 // status from here. Route parentRefs to Services (GAMMA) are left to the
 // mesh translator.
 //
-// Gateways and listeners. HTTP and HTTPS (TLS mode Terminate) listeners
-// are supported; others are Accepted=False/UnsupportedProtocol. Listeners
+// Gateways and listeners. HTTP, HTTPS (TLS mode Terminate), TLS (mode
+// Passthrough only; Terminate is Accepted=False/UnsupportedValue) and TCP
+// listeners are supported; others are Accepted=False/UnsupportedProtocol. Listeners
 // of one Gateway sharing a port must share a protocol (else every one of
 // them is Conflicted/ProtocolConflict) and differ in hostname (else
 // Conflicted/HostnameConflict); conflicted listeners are not accepted and
@@ -49,7 +50,8 @@
 //   - allowedRoutes kinds that are not supported route kinds attaching to
 //     the listener's protocol (today HTTPRoute, on HTTP and HTTPS) are
 //     InvalidRouteKinds, and supportedKinds lists only the valid ones.
-//     HTTP and HTTPS listeners support HTTPRoute and GRPCRoute.
+//     HTTP and HTTPS listeners support HTTPRoute and GRPCRoute, TLS
+//     listeners TLSRoute, TCP listeners TCPRoute.
 //
 // IR shape. An IR Listener is one (Gateway address, port), named
 // gateway/<ns>/<gw>/<port>. The HTTP listeners of a port share one
@@ -152,7 +154,12 @@
 // its backends must speak h2c (routeKind.backendProtocol); the file's
 // comment gives the mapping and the precedence among its matches.
 //
-// A new kind (TLSRoute, TCPRoute, UDPRoute) is a row in
+// TLSRoute and TCPRoute (l4route.go) have rules without matches; the
+// build turns their attachments into IR TCP chains (SNI-selected on TLS
+// listeners, one catch-all on TCP listeners) to TCP clusters
+// (service/<ns>/<name>/<port>/tcp), as l4route.go describes.
+//
+// A new kind (UDPRoute) is a row in
 // routeKinds, a file <kind>.go with the wrapper type implementing route
 // and its compileRules, a snapshot field for its objects, golden cases in
 // testdata/<kind>/, and a status writer for the kind in the controller.

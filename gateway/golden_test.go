@@ -223,6 +223,8 @@ func shuffle(snap *input.Snapshot, r *rand.Rand) *input.Snapshot {
 	s.Gateways = shuffled(s.Gateways, r)
 	s.HTTPRoutes = shuffled(s.HTTPRoutes, r)
 	s.GRPCRoutes = shuffled(s.GRPCRoutes, r)
+	s.TLSRoutes = shuffled(s.TLSRoutes, r)
+	s.TCPRoutes = shuffled(s.TCPRoutes, r)
 	s.ReferenceGrants = shuffled(s.ReferenceGrants, r)
 	s.Services = shuffled(s.Services, r)
 	s.EndpointSlices = shuffled(s.EndpointSlices, r)

@@ -60,9 +60,9 @@ func (t *translator) newListener(gs *gatewayState, i int, l *gwv1.Listener) *lis
 		ls.hostname = string(*l.Hostname)
 	}
 	switch l.Protocol {
-	case gwv1.HTTPProtocolType, gwv1.HTTPSProtocolType:
+	case gwv1.HTTPProtocolType, gwv1.HTTPSProtocolType, gwv1.TLSProtocolType, gwv1.TCPProtocolType:
 	default:
-		ls.reject(no(string(gwv1.ListenerReasonUnsupportedProtocol), "protocol %q is not supported; use HTTP or HTTPS", l.Protocol))
+		ls.reject(no(string(gwv1.ListenerReasonUnsupportedProtocol), "protocol %q is not supported; use HTTP, HTTPS, TLS or TCP", l.Protocol))
 		return ls
 	}
 	if l.Port < 1 || l.Port > 65535 {
@@ -72,11 +72,21 @@ func (t *translator) newListener(gs *gatewayState, i int, l *gwv1.Listener) *lis
 		ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "hostname %q is not a valid hostname", ls.hostname))
 	}
 	ls.allowedRoutes(l.AllowedRoutes)
-	if l.Protocol == gwv1.HTTPProtocolType {
+	switch l.Protocol {
+	case gwv1.HTTPProtocolType, gwv1.TCPProtocolType:
 		if l.TLS != nil {
-			ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "tls must not be set on an HTTP listener"))
+			article := "an"
+			if l.Protocol == gwv1.TCPProtocolType {
+				article = "a"
+			}
+			ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "tls must not be set on %s %s listener", article, l.Protocol))
 		}
-	} else {
+	case gwv1.TLSProtocolType:
+		// Passthrough only: the mode defaults to Terminate.
+		if l.TLS == nil || l.TLS.Mode == nil || *l.TLS.Mode != gwv1.TLSModePassthrough {
+			ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "TLS listeners support tls.mode Passthrough only"))
+		}
+	default:
 		t.listenerTLS(ls)
 	}
 	return ls

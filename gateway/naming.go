@@ -23,6 +23,15 @@ const plainChainName = "http"
 // tlsChainName names the TLS chain of one HTTPS Gateway listener.
 func tlsChainName(listener string) string { return "https/" + listener }
 
+// passthroughChainName names the TCP chain of a TLS listener for one SNI
+// hostname ("*" for the catch-all).
+func passthroughChainName(listener, hostname string) string {
+	return "tls/" + listener + "/" + hostname
+}
+
+// tcpChainName names the one chain of a TCP listener.
+func tcpChainName(listener string) string { return "tcp/" + listener }
+
 // plainTableName names the route table shared by the HTTP listeners of a
 // Gateway port.
 func plainTableName(gw input.Key, port int32) string {
@@ -47,6 +56,10 @@ func routeName(k *routeKind, route input.Key, rule, match int) string {
 func clusterName(svc input.Key, port int32) string {
 	return ir.ServiceNamePrefix + svc.Namespace + "/" + svc.Name + "/" + strconv.Itoa(int(port))
 }
+
+// tcpClusterName names the TCP cluster of one Service port, apart from
+// its HTTP cluster: the same port may serve both kinds of routes.
+func tcpClusterName(svc input.Key, port int32) string { return clusterName(svc, port) + "/tcp" }
 
 // secretName names the IR secret of one Kubernetes Secret.
 func secretName(s input.Key) string { return ir.SecretNamePrefix + s.Namespace + "/" + s.Name }

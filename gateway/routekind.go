@@ -49,6 +49,8 @@ type routeKind struct {
 var routeKinds = []*routeKind{
 	&httpRouteKind,
 	&grpcRouteKind,
+	&tlsRouteKind,
+	&tcpRouteKind,
 }
 
 func init() {

@@ -57,6 +57,10 @@ func Build(objs []Object) (*Snapshot, error) {
 			s.HTTPRoutes = append(s.HTTPRoutes, v)
 		case *gwv1.GRPCRoute:
 			s.GRPCRoutes = append(s.GRPCRoutes, v)
+		case *gwv1.TLSRoute:
+			s.TLSRoutes = append(s.TLSRoutes, v)
+		case *gwv1.TCPRoute:
+			s.TCPRoutes = append(s.TCPRoutes, v)
 		case *gwv1.ReferenceGrant:
 			s.ReferenceGrants = append(s.ReferenceGrants, v)
 		case *corev1.Service:
@@ -88,6 +92,8 @@ func Build(objs []Object) (*Snapshot, error) {
 	sortByKey(s.Gateways)
 	sortByKey(s.HTTPRoutes)
 	sortByKey(s.GRPCRoutes)
+	sortByKey(s.TLSRoutes)
+	sortByKey(s.TCPRoutes)
 	sortByKey(s.ReferenceGrants)
 	sortByKey(s.Services)
 	sortByKey(s.EndpointSlices)
@@ -112,6 +118,10 @@ func kindOf(obj any) Kind {
 		return KindHTTPRoute
 	case *gwv1.GRPCRoute:
 		return KindGRPCRoute
+	case *gwv1.TLSRoute:
+		return KindTLSRoute
+	case *gwv1.TCPRoute:
+		return KindTCPRoute
 	case *gwv1.ReferenceGrant:
 		return KindReferenceGrant
 	case *corev1.Service:

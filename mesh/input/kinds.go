@@ -49,6 +49,8 @@ func init() {
 	register(gw, kindInfo{kind: KindGatewayClass, apiVersion: gatewayV1, newObj: func() object { return &gwv1.GatewayClass{} }})
 	register(gw, kindInfo{kind: KindGateway, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.Gateway{} }})
 	register(gw, kindInfo{kind: KindHTTPRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.HTTPRoute{} }})
+	register([]string{gatewayV1}, kindInfo{kind: KindTLSRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.TLSRoute{} }})
+	register([]string{gatewayV1}, kindInfo{kind: KindTCPRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.TCPRoute{} }})
 	register([]string{gatewayV1}, kindInfo{kind: KindGRPCRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.GRPCRoute{} }})
 	register(gw, kindInfo{kind: KindReferenceGrant, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.ReferenceGrant{} }})
 	register([]string{"v1"}, kindInfo{kind: KindService, namespaced: true, apiVersion: "v1", newObj: func() object { return &corev1.Service{} }})

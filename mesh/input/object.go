@@ -15,6 +15,8 @@ const (
 	KindGateway        Kind = "Gateway"
 	KindHTTPRoute      Kind = "HTTPRoute"
 	KindGRPCRoute      Kind = "GRPCRoute"
+	KindTLSRoute       Kind = "TLSRoute"
+	KindTCPRoute       Kind = "TCPRoute"
 	KindReferenceGrant Kind = "ReferenceGrant"
 	KindService        Kind = "Service"
 	KindEndpointSlice  Kind = "EndpointSlice"
