@@ -85,6 +85,8 @@ func (t *translator) newListener(gs *gatewayState, i int, l *gwv1.Listener) *lis
 		// Passthrough only: the mode defaults to Terminate.
 		if l.TLS == nil || l.TLS.Mode == nil || *l.TLS.Mode != gwv1.TLSModePassthrough {
 			ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "TLS listeners support tls.mode Passthrough only"))
+			// No route kind is served in the mode asked for.
+			ls.kinds = nil
 		}
 	default:
 		t.listenerTLS(ls)

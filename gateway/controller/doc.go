@@ -1,7 +1,8 @@
 // Package controller is nodemesh's Kubernetes controller for the
 // cluster-wide side of Gateway API: GatewayClass acceptance (with
 // status.supportedFeatures), Gateway address assignment, and the status of
-// GatewayClasses, Gateways (with listeners), HTTPRoutes and GRPCRoutes
+// GatewayClasses, Gateways (with listeners), HTTPRoutes, GRPCRoutes,
+// TLSRoutes and TCPRoutes
 // (routestatus.go writes route status once for every kind).
 //
 // Data enters from informers (the same kube provider the agents use, so

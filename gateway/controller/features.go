@@ -45,6 +45,9 @@ var SupportedFeatures = []features.FeatureName{
 	// GRPCRoute.
 	features.SupportGRPCRoute,
 	features.SupportGRPCRouteNamedRouteRule,
+	// TLSRoute (passthrough) and TCPRoute.
+	features.SupportTLSRoute,
+	features.SupportTCPRoute,
 }
 
 // supported renders a feature list as GatewayClass status wants it:

@@ -54,6 +54,36 @@ func (c *Controller) grpcRouteAPI() routeAPI[*gwv1.GRPCRoute] {
 	}
 }
 
+func (c *Controller) tlsRouteAPI() routeAPI[*gwv1.TLSRoute] {
+	return routeAPI[*gwv1.TLSRoute]{
+		kind:   "TLSRoute",
+		status: func(r *gwv1.TLSRoute) *gwv1.RouteStatus { return &r.Status.RouteStatus },
+		copy:   (*gwv1.TLSRoute).DeepCopy,
+		get: func(ctx context.Context, ns, name string) (*gwv1.TLSRoute, error) {
+			return c.gw.GatewayV1().TLSRoutes(ns).Get(ctx, name, metav1.GetOptions{})
+		},
+		update: func(ctx context.Context, r *gwv1.TLSRoute) error {
+			_, err := c.gw.GatewayV1().TLSRoutes(r.Namespace).UpdateStatus(ctx, r, metav1.UpdateOptions{FieldManager: fieldManager})
+			return err
+		},
+	}
+}
+
+func (c *Controller) tcpRouteAPI() routeAPI[*gwv1.TCPRoute] {
+	return routeAPI[*gwv1.TCPRoute]{
+		kind:   "TCPRoute",
+		status: func(r *gwv1.TCPRoute) *gwv1.RouteStatus { return &r.Status.RouteStatus },
+		copy:   (*gwv1.TCPRoute).DeepCopy,
+		get: func(ctx context.Context, ns, name string) (*gwv1.TCPRoute, error) {
+			return c.gw.GatewayV1().TCPRoutes(ns).Get(ctx, name, metav1.GetOptions{})
+		},
+		update: func(ctx context.Context, r *gwv1.TCPRoute) error {
+			_, err := c.gw.GatewayV1().TCPRoutes(r.Namespace).UpdateStatus(ctx, r, metav1.UpdateOptions{FieldManager: fieldManager})
+			return err
+		},
+	}
+}
+
 // writeRoutes writes the status of every object of one kind that the
 // translation gave a status, or that still carries one of ours (so a
 // route that left our Gateways loses our entries).

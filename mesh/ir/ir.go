@@ -26,8 +26,9 @@ type Listener struct {
 	// TCPChains forward connections as bytes, without terminating
 	// anything. With ServerNames a chain takes the TLS connections whose
 	// SNI it names (TLS passthrough) and may share the listener with TLS
-	// HTTP chains; without, it takes every connection and is the
-	// listener's only chain (a TCP listener).
+	// HTTP chains; without, it takes the connections no other chain
+	// names (at most one chain of a listener, HTTP or TCP, has none; a TCP
+	// listener is one such chain).
 	TCPChains []*TCPChain `json:"tcpChains,omitempty"`
 }
 

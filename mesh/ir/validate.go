@@ -354,9 +354,6 @@ func (v *validator) listener(i int, l *Listener, seen, tables map[string]bool, b
 		names[ch.Name] = true
 		if len(ch.ServerNames) == 0 {
 			catchAll++
-			if len(l.Chains)+len(l.TCPChains) > 1 {
-				v.fail(obj, f.f("serverNames"), "a TCP chain without server names must be the listener's only chain")
-			}
 		}
 		for k, sn := range ch.ServerNames {
 			if !validDomain(sn) {

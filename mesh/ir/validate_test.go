@@ -103,8 +103,11 @@ func TestValidate(t *testing.T) {
 		{"tcp chain header edits", func(c *Config) {
 			c.Listeners[2].TCPChains[0].Backends[0].RequestHeaders = &HeaderModifier{Remove: []string{"x"}}
 		}, "tcpChains[0].backends[0]: header edits on a TCP backend"},
-		{"tcp catch-all beside other chains", func(c *Config) { c.Listeners[1].TCPChains[0].ServerNames = nil },
-			"tcpChains[0].serverNames: a TCP chain without server names must be the listener's only chain"},
+		{"tcp catch-all beside another", func(c *Config) {
+			c.Listeners[1].Chains[0].ServerNames = nil
+			c.Listeners[1].TCPChains[0].ServerNames = nil
+		},
+			"2 chains without server names; at most one may catch all"},
 		{"tcp chain name clash", func(c *Config) { c.Listeners[1].TCPChains[0].Name = "https" }, `tcpChains[0].name: empty or duplicate "https"`},
 		{"plaintext plus tcp", func(c *Config) {
 			c.Listeners[0].TCPChains = []*TCPChain{{Name: "p", ServerNames: []string{"a.example"}, Backends: c.Listeners[2].TCPChains[0].Backends}}

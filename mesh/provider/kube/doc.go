@@ -2,7 +2,8 @@
 // with client-go informers and publishes the same input.Snapshot the file
 // provider builds from a folder, so both modes run the same translation.
 //
-// Data flow: informers (GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant,
+// Data flow: informers (GatewayClass, Gateway, HTTPRoute, GRPCRoute,
+// TLSRoute, TCPRoute (v1, Gateway API v1.6 CRDs), ReferenceGrant,
 // Service, EndpointSlice, TLS Secrets, Namespace, Ingress, IngressClass;
 // with WithPolicy also
 // Pod, Node, NetworkPolicy and the cilium.io policies) → change signal →
@@ -26,7 +27,7 @@
 //     for every version, so a snapshot reuses the hash of every object the
 //     previous snapshot held and hashes only new versions.
 //   - Updates that cannot change translation are ignored: a GatewayClass or
-//     HTTPRoute or GRPCRoute update with the same generation, labels and annotations is
+//     route update with the same generation, labels and annotations is
 //     a status write (often our own). Gateway updates always count, because
 //     in Kubernetes mode a Gateway's address comes from its status (the
 //     controller assigns it; see StatusAddresses). Ingress updates always

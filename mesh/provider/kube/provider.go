@@ -53,6 +53,8 @@ type listers struct {
 	gateways  func() ([]*gwv1.Gateway, error)
 	routes    func() ([]*gwv1.HTTPRoute, error)
 	grpc      func() ([]*gwv1.GRPCRoute, error)
+	tls       func() ([]*gwv1.TLSRoute, error)
+	tcp       func() ([]*gwv1.TCPRoute, error)
 	grants    func() ([]*gwv1.ReferenceGrant, error)
 	services  func() ([]*corev1.Service, error)
 	slices    func() ([]*discoveryv1.EndpointSlice, error)
@@ -105,7 +107,7 @@ func (p *Provider) setup() {
 
 	gwv := p.gwFactory.Gateway().V1()
 	classes, gateways, routes, grants := gwv.GatewayClasses(), gwv.Gateways(), gwv.HTTPRoutes(), gwv.ReferenceGrants()
-	grpcRoutes := gwv.GRPCRoutes()
+	grpcRoutes, tlsRoutes, tcpRoutes := gwv.GRPCRoutes(), gwv.TLSRoutes(), gwv.TCPRoutes()
 	services, slices := p.coreFactory.Core().V1().Services(), p.coreFactory.Discovery().V1().EndpointSlices()
 	nss, secrets := p.coreFactory.Core().V1().Namespaces(), p.secretFactory.Core().V1().Secrets()
 	ingresses, ingClasses := p.coreFactory.Networking().V1().Ingresses(), p.coreFactory.Networking().V1().IngressClasses()
@@ -115,6 +117,8 @@ func (p *Provider) setup() {
 		gateways: func() ([]*gwv1.Gateway, error) { return gateways.Lister().List(labels.Everything()) },
 		routes:   func() ([]*gwv1.HTTPRoute, error) { return routes.Lister().List(labels.Everything()) },
 		grpc:     func() ([]*gwv1.GRPCRoute, error) { return grpcRoutes.Lister().List(labels.Everything()) },
+		tls:      func() ([]*gwv1.TLSRoute, error) { return tlsRoutes.Lister().List(labels.Everything()) },
+		tcp:      func() ([]*gwv1.TCPRoute, error) { return tcpRoutes.Lister().List(labels.Everything()) },
 		grants:   func() ([]*gwv1.ReferenceGrant, error) { return grants.Lister().List(labels.Everything()) },
 		services: func() ([]*corev1.Service, error) { return services.Lister().List(labels.Everything()) },
 		slices:   func() ([]*discoveryv1.EndpointSlice, error) { return slices.Lister().List(labels.Everything()) },
@@ -143,6 +147,8 @@ func (p *Provider) setup() {
 	add(gateways.Informer(), changedAtAll)
 	add(routes.Informer(), specChanged)
 	add(grpcRoutes.Informer(), specChanged)
+	add(tlsRoutes.Informer(), specChanged)
+	add(tcpRoutes.Informer(), specChanged)
 	add(grants.Informer(), changedAtAll)
 	add(services.Informer(), changedAtAll)
 	add(slices.Informer(), changedAtAll)
@@ -283,6 +289,8 @@ func (p *Provider) Snapshot() *input.Snapshot {
 	s.Gateways = list(p.log, "Gateway", l.gateways)
 	s.HTTPRoutes = list(p.log, "HTTPRoute", l.routes)
 	s.GRPCRoutes = list(p.log, "GRPCRoute", l.grpc)
+	s.TLSRoutes = list(p.log, "TLSRoute", l.tls)
+	s.TCPRoutes = list(p.log, "TCPRoute", l.tcp)
 	s.ReferenceGrants = list(p.log, "ReferenceGrant", l.grants)
 	s.Services = list(p.log, "Service", l.services)
 	s.EndpointSlices = list(p.log, "EndpointSlice", l.slices)
