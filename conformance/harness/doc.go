@@ -1,6 +1,7 @@
 // The harness is what `make conformance` runs: the official Gateway API
-// conformance suite (sigs.k8s.io/gateway-api/conformance v1.6.3, profile
-// GATEWAY-HTTP) against nodemesh in Kubernetes mode, on a real
+// conformance suite (sigs.k8s.io/gateway-api/conformance v1.6.3, profiles
+// GATEWAY-HTTP, GATEWAY-GRPC, GATEWAY-TLS and GATEWAY-TCP by default, one
+// report for all) against nodemesh in Kubernetes mode, on a real
 // kube-apiserver, entirely on this machine.
 //
 // Steps:
