@@ -240,7 +240,8 @@
 //
 // Golden cases live in testdata/<group>/: gateway for GatewayClass,
 // Gateway, listener and attachment behaviour, one folder per route kind
-// (httproute) for what compiling that kind decides.
+// (httproute, grpcroute, tlsroute, tcproute) for what compiling that kind
+// decides.
 //
 // Performance. Everything is indexed by name once per call; no list is
 // scanned per route, and each route, rule and IR route is built once
