@@ -209,6 +209,9 @@ func (e *encoder) listener(l *Listener) {
 		}
 		e.bool(ch.CORS)
 	}
+	if e.present(l.UDP != nil) {
+		e.str(l.UDP.Cluster)
+	}
 	e.uint(uint64(len(l.TCPChains)))
 	for _, ch := range l.TCPChains {
 		if !e.present(ch != nil) {
@@ -244,7 +247,18 @@ func (e *encoder) endpoints(c *Cluster) {
 	for _, ep := range c.Endpoints {
 		e.str(ep.Address)
 		e.uint(uint64(ep.Port))
-		e.bool(ep.Ready)
+		if ep.Weight == 0 {
+			e.bool(ep.Ready)
+			continue
+		}
+		// A weighted endpoint marks its ready byte (2 or 3) and adds the
+		// weight, so unweighted endpoints keep the encoding they had.
+		b := byte(2)
+		if ep.Ready {
+			b = 3
+		}
+		e.buf = append(e.buf, b)
+		e.uint(uint64(ep.Weight))
 	}
 }
 

@@ -35,9 +35,9 @@ func hashFixtures() (*Route, *VirtualHost, *RouteTable, *Listener, *Cluster, *Se
 	l := &Listener{Name: "l", Address: "127.0.0.1", Port: 80, Chains: []*HTTPChain{{
 		Name: "c", ServerNames: []string{"s"}, TLS: &TLS{Certificates: []string{"s"}, ALPN: []string{"h2"}},
 		Routes: &RouteTable{Name: "t"}, CORS: true,
-	}}, TCPChains: []*TCPChain{{Name: "p", ServerNames: []string{"s2"}, Backends: []*WeightedBackend{{Cluster: "c", Weight: 2, RequestHeaders: mods, ResponseHeaders: mods}}}}}
+	}}, UDP: &UDPProxy{Cluster: "u"}, TCPChains: []*TCPChain{{Name: "p", ServerNames: []string{"s2"}, Backends: []*WeightedBackend{{Cluster: "c", Weight: 2, RequestHeaders: mods, ResponseHeaders: mods}}}}}
 	cluster := &Cluster{Name: "c", Protocol: ProtocolH2C, LBPolicy: LBRandom, ConnectTimeout: time.Second,
-		Endpoints: []Endpoint{{Address: "127.0.0.1", Port: 1, Ready: true}}}
+		Endpoints: []Endpoint{{Address: "127.0.0.1", Port: 1, Ready: true, Weight: 2}}}
 	secret := &Secret{Name: "s", Certificate: []byte("c"), PrivateKey: []byte("k")}
 	peers := PeerSet{Any: true, Terms: []AddressTerm{{Prefix: "10.0.0.0/8", Except: []string{"10.1.0.0/16"}}}}
 	pol := &Policy{

@@ -30,6 +30,16 @@ type Listener struct {
 	// names (at most one chain of a listener, HTTP or TCP, has none; a TCP
 	// listener is one such chain).
 	TCPChains []*TCPChain `json:"tcpChains,omitempty"`
+	// UDP, when set, makes this a UDP listener relaying datagrams; it then
+	// has no chains, and may share its address and port with a TCP
+	// listener.
+	UDP *UDPProxy `json:"udp,omitempty"`
+}
+
+// UDPProxy relays each client's datagrams to one endpoint of a UDP
+// cluster, picked (by endpoint weight) at the client's first datagram.
+type UDPProxy struct {
+	Cluster string `json:"cluster"`
 }
 
 // TCPChain relays a connection's bytes to one backend chosen by weight.
@@ -309,6 +319,8 @@ const (
 	ProtocolH2C AppProtocol = "h2c"
 	// ProtocolTCP relays bytes; only TCP chains use such clusters.
 	ProtocolTCP AppProtocol = "TCP"
+	// ProtocolUDP relays datagrams; only UDP listeners use such clusters.
+	ProtocolUDP AppProtocol = "UDP"
 )
 
 // LBPolicy picks an endpoint for each request.
@@ -342,6 +354,10 @@ type Endpoint struct {
 	Address string `json:"address"`
 	Port    uint32 `json:"port"`
 	Ready   bool   `json:"ready"`
+	// Weight is the endpoint's share relative to the cluster's other
+	// endpoints; 0 means 1. Producers use it to split one UDP cluster
+	// between several backends.
+	Weight uint32 `json:"weight,omitempty"`
 }
 
 // Secret is a certificate chain and its private key, both PEM.

@@ -88,11 +88,14 @@ func (c *Config) validate(v *validator) error {
 		v.clustersPassed = true
 	}
 	for _, l := range c.Listeners {
-		if l != nil && len(l.TCPChains) > 0 {
-			v.tcpClusters = make(map[string]bool)
+		if l != nil && (len(l.TCPChains) > 0 || l.UDP != nil) {
+			v.tcpClusters, v.udpClusters = make(map[string]bool), make(map[string]bool)
 			for _, cl := range c.Clusters {
 				if cl != nil && cl.Protocol == ProtocolTCP {
 					v.tcpClusters[cl.Name] = true
+				}
+				if cl != nil && cl.Protocol == ProtocolUDP {
+					v.udpClusters[cl.Name] = true
 				}
 			}
 			break
@@ -129,6 +132,8 @@ type validator struct {
 	clustersPassed bool
 	// tcpClusters names the TCP clusters, when a listener has TCP chains.
 	tcpClusters map[string]bool
+	// udpClusters names the UDP clusters, likewise.
+	udpClusters map[string]bool
 	// routesOK holds the hashes of routes that passed, in this call or an
 	// earlier one (the Validator's; nil for Config.Validate).
 	routesOK map[Hash]bool
@@ -229,7 +234,7 @@ func (v *validator) cluster(i int, cl *Cluster, seen map[string]bool) {
 	}()
 	obj = object{kind: "cluster", name: cl.Name}
 	switch cl.Protocol {
-	case ProtocolHTTP1, ProtocolH2C, ProtocolTCP:
+	case ProtocolHTTP1, ProtocolH2C, ProtocolTCP, ProtocolUDP:
 	default:
 		v.fail(obj, root.f("protocol"), "unknown protocol %q", cl.Protocol)
 	}
@@ -293,12 +298,25 @@ func (v *validator) listener(i int, l *Listener, seen, tables map[string]bool, b
 	}
 	if err == nil {
 		bind := netip.AddrPortFrom(addr, uint16(l.Port)).String()
+		if l.UDP != nil {
+			bind = "udp " + bind // UDP and TCP sockets do not collide
+		}
 		if other, dup := binds[bind]; dup {
 			v.fail(obj, root.f("address"), "%s already bound by listener %q", bind, other)
 		}
 		binds[bind] = l.Name
 	}
-	if len(l.Chains)+len(l.TCPChains) == 0 {
+	switch {
+	case l.UDP != nil:
+		if len(l.Chains)+len(l.TCPChains) > 0 {
+			v.fail(obj, root.f("chains"), "a UDP listener has no chains")
+		}
+		if !clusters[l.UDP.Cluster] {
+			v.fail(obj, root.f("udp.cluster"), "unknown cluster %q", l.UDP.Cluster)
+		} else if !v.udpClusters[l.UDP.Cluster] {
+			v.fail(obj, root.f("udp.cluster"), "cluster %q is not a UDP cluster", l.UDP.Cluster)
+		}
+	case len(l.Chains)+len(l.TCPChains) == 0:
 		v.fail(obj, root.f("chains"), "empty")
 	}
 	names := map[string]bool{}

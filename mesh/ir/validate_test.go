@@ -45,9 +45,14 @@ func valid() *Config {
 		}, {
 			Name: "gateway/default/eg/5432", Address: "127.0.100.1", Port: 5432,
 			TCPChains: []*TCPChain{{Name: "tcp", Backends: []*WeightedBackend{{Cluster: "service/default/db/5432/tcp", Weight: 1}}}},
+		}, {
+			// A UDP listener may share a TCP listener's address and port.
+			Name: "gateway/default/eg/5432/udp", Address: "127.0.100.1", Port: 5432,
+			UDP: &UDPProxy{Cluster: "udproute/default/dns/53"},
 		}},
 		Clusters: []*Cluster{{Name: "service/default/echo/8080", Protocol: ProtocolHTTP1, LBPolicy: LBRoundRobin, Endpoints: []Endpoint{{Address: "127.0.0.1", Port: 9000, Ready: true}}},
-			{Name: "service/default/db/5432/tcp", Protocol: ProtocolTCP, LBPolicy: LBRoundRobin}},
+			{Name: "service/default/db/5432/tcp", Protocol: ProtocolTCP, LBPolicy: LBRoundRobin},
+			{Name: "udproute/default/dns/53", Protocol: ProtocolUDP, LBPolicy: LBRoundRobin, Endpoints: []Endpoint{{Address: "10.0.0.1", Port: 53, Ready: true, Weight: 3}}}},
 		Secrets: []*Secret{{Name: "secret/default/cert", Certificate: []byte("c"), PrivateKey: []byte("k")}},
 	}
 }
@@ -112,6 +117,12 @@ func TestValidate(t *testing.T) {
 		{"plaintext plus tcp", func(c *Config) {
 			c.Listeners[0].TCPChains = []*TCPChain{{Name: "p", ServerNames: []string{"a.example"}, Backends: c.Listeners[2].TCPChains[0].Backends}}
 		}, "plaintext chain must be the listener's only chain"},
+		{"udp listener with chains", func(c *Config) { c.Listeners[3].TCPChains = c.Listeners[2].TCPChains }, "a UDP listener has no chains"},
+		{"udp listener to a tcp cluster", func(c *Config) { c.Listeners[3].UDP.Cluster = "service/default/db/5432/tcp" },
+			`udp.cluster: cluster "service/default/db/5432/tcp" is not a UDP cluster`},
+		{"two udp listeners on one port", func(c *Config) {
+			c.Listeners = append(c.Listeners, &Listener{Name: "other", Address: "127.0.100.1", Port: 5432, UDP: &UDPProxy{Cluster: "udproute/default/dns/53"}})
+		}, "udp 127.0.100.1:5432 already bound"},
 		{"plaintext plus tls", func(c *Config) { c.Listeners[1].Chains = append(c.Listeners[1].Chains, c.Listeners[0].Chains[0]) }, "plaintext chain must be the listener's only chain"},
 	}
 	for _, tc := range cases {

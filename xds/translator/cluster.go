@@ -178,8 +178,8 @@ func (b *builder) buildCluster(c *ir.Cluster, name string) (*clusterv3.Cluster, 
 		ConnectTimeout: durationpb.New(timeout),
 		LbPolicy:       lbPolicy(c.LBPolicy),
 	}
-	// TCP clusters relay bytes: no HTTP protocol options.
-	if c.Protocol != ir.ProtocolTCP {
+	// TCP and UDP clusters relay bytes: no HTTP protocol options.
+	if c.Protocol != ir.ProtocolTCP && c.Protocol != ir.ProtocolUDP {
 		opts, err := protocolOptions(name, explicitHTTP(c.Protocol == ir.ProtocolH2C))
 		if err != nil {
 			return nil, err

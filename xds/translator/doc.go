@@ -180,6 +180,10 @@
 //     TLS passes through); unresolved backends point at the
 //     invalid-backend cluster and their connections close. TCP clusters
 //     carry no HttpProtocolOptions.
+//   - UDP listeners (udp.go): a UDP socket address, no filter chains, the
+//     UDP proxy (idle_timeout 60 s, Envoy's default) routing through a
+//     matcher's on_no_match Route{cluster}; endpoint weights become
+//     load_balancing_weight.
 //   - CORS (cors.go): a chain with ir.HTTPChain.CORS gets the CORS filter
 //     (envoy.filters.http.cors, no settings) before the router; a route's
 //     policy becomes a CorsPolicy in its typed_per_filter_config under that

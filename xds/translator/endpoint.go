@@ -6,6 +6,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
@@ -18,8 +19,9 @@ import (
 // and makes requests to the cluster fail with 503.
 func (b *builder) loadAssignment(c *ir.Cluster, name string) (*endpointv3.ClusterLoadAssignment, error) {
 	type hostPort struct {
-		addr netip.Addr
-		port uint32
+		addr   netip.Addr
+		port   uint32
+		weight uint32
 	}
 	eps := make([]hostPort, 0, len(c.Endpoints))
 	for i, ep := range c.Endpoints {
@@ -31,7 +33,7 @@ func (b *builder) loadAssignment(c *ir.Cluster, name string) (*endpointv3.Cluste
 			b.warn("cluster "+quote(c.Name), fieldf("endpoints[%d].address", i), "address zone cannot be carried in Envoy config; endpoint dropped")
 			continue
 		}
-		eps = append(eps, hostPort{a, ep.Port})
+		eps = append(eps, hostPort{a, ep.Port, ep.Weight})
 	}
 	sort.Slice(eps, func(i, j int) bool {
 		if c := eps[i].addr.Compare(eps[j].addr); c != 0 {
@@ -43,15 +45,23 @@ func (b *builder) loadAssignment(c *ir.Cluster, name string) (*endpointv3.Cluste
 	if len(eps) > 0 {
 		lbs := make([]*endpointv3.LbEndpoint, 0, len(eps))
 		for i, ep := range eps {
-			if i > 0 && eps[i-1] == ep {
+			if i > 0 && eps[i-1].addr == ep.addr && eps[i-1].port == ep.port {
+				// Listed twice: one endpoint, whose weight is the sum.
+				if w := lbs[len(lbs)-1].LoadBalancingWeight; w != nil {
+					w.Value += max(ep.weight, 1)
+				}
 				continue
 			}
-			lbs = append(lbs, &endpointv3.LbEndpoint{
+			lb := &endpointv3.LbEndpoint{
 				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
 					Address: socketAddress(ep.addr.String(), ep.port),
 				}},
 				HealthStatus: corev3.HealthStatus_HEALTHY,
-			})
+			}
+			if ep.weight > 0 {
+				lb.LoadBalancingWeight = wrapperspb.UInt32(ep.weight)
+			}
+			lbs = append(lbs, lb)
 		}
 		cla.Endpoints = []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}}
 	}

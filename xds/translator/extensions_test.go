@@ -27,16 +27,20 @@ func TestExtensionsInGoldens(t *testing.T) {
 		"type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
 		"type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
 		"type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+		"type.googleapis.com/envoy.extensions.filters.udp.udp_proxy.v3.Route",
+		"type.googleapis.com/envoy.extensions.filters.udp.udp_proxy.v3.UdpProxyConfig",
 		"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
 		"type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
 	}
 	wantNames := []string{
+		"envoy.extensions.filters.udp.udp_proxy.v3.Route",
 		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
 		"envoy.filters.http.cors",
 		"envoy.filters.http.router",
 		"envoy.filters.listener.tls_inspector",
 		"envoy.filters.network.http_connection_manager",
 		"envoy.filters.network.tcp_proxy",
+		"envoy.filters.udp_listener.udp_proxy",
 		"envoy.transport_sockets.tls",
 	}
 	// Every connection manager forwards WebSocket upgrades, nothing else.

@@ -69,6 +69,9 @@ func (b *builder) buildListener(l *ir.Listener, m *listenerMemo) (*listenerv3.Li
 		return nil, nil
 	}
 	name := listenerName(l)
+	if l.UDP != nil {
+		return b.udpListener(l, name, addr.String())
+	}
 	out := &listenerv3.Listener{
 		Name:    name,
 		Address: socketAddress(addr.String(), l.Port),

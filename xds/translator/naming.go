@@ -30,10 +30,14 @@ const (
 	filterOriginalDst = "envoy.filters.listener.original_dst"
 	filterOriginalSrc = "envoy.filters.listener.original_src"
 	filterTCPProxy    = "envoy.filters.network.tcp_proxy"
-	accessLoggerHTTP  = "envoy.access_loggers.http_grpc"
-	accessLoggerTCP   = "envoy.access_loggers.tcp_grpc"
-	rbacTypeURL       = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
-	kafkaTypeURL      = kafkav1.TypeURL
+	filterUDPProxy    = "envoy.filters.udp_listener.udp_proxy"
+	// udpRouteAction names the UDP proxy's matcher action after its type
+	// (Envoy finds the action by type; the name is for humans).
+	udpRouteAction   = "envoy.extensions.filters.udp.udp_proxy.v3.Route"
+	accessLoggerHTTP = "envoy.access_loggers.http_grpc"
+	accessLoggerTCP  = "envoy.access_loggers.tcp_grpc"
+	rbacTypeURL      = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+	kafkaTypeURL     = kafkav1.TypeURL
 	// headerMatchTypeURL: the project's header match filter, for Cilium's
 	// headerMatches mismatch actions (builtin proxy only).
 	headerMatchTypeURL = headermatchv1.TypeURL
