@@ -80,8 +80,14 @@ func (t *translator) resolveService(rs *routeState, ruleIndex, refIndex int, br 
 	if sp == nil {
 		return fail(gwv1.RouteReasonBackendNotFound, "Service %s has no port %d", k, *br.Port)
 	}
+	if rs.kind.backendProtocol == ir.ProtocolUDP {
+		if sp.Protocol != corev1.ProtocolUDP {
+			return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d uses protocol %s; %s need UDP", k, sp.Port, protocolOr(sp.Protocol), rs.kind.plural)
+		}
+		return t.cluster(k, sp, ir.ProtocolUDP), nil
+	}
 	if sp.Protocol != "" && sp.Protocol != corev1.ProtocolTCP {
-		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d uses protocol %s; HTTP needs TCP", k, sp.Port, sp.Protocol)
+		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d uses protocol %s; %s need TCP", k, sp.Port, sp.Protocol, rs.kind.plural)
 	}
 	if rs.kind.backendProtocol == ir.ProtocolTCP {
 		// Bytes are relayed whatever the port speaks.
@@ -116,13 +122,20 @@ func appProtocol(p *string) (ir.AppProtocol, bool) {
 
 // cluster returns the (memoized) cluster of one Service port.
 func (t *translator) cluster(svc input.Key, sp *corev1.ServicePort, proto ir.AppProtocol) *ir.Cluster {
-	k := clusterKey{svc, sp.Port, proto == ir.ProtocolTCP}
+	kp := proto
+	if kp == ir.ProtocolH2C {
+		kp = ir.ProtocolHTTP1
+	}
+	k := clusterKey{svc, sp.Port, kp}
 	if cl := t.clusters[k]; cl != nil {
 		return cl
 	}
 	name := clusterName(svc, sp.Port)
-	if proto == ir.ProtocolTCP {
+	switch proto {
+	case ir.ProtocolTCP:
 		name = tcpClusterName(svc, sp.Port)
+	case ir.ProtocolUDP:
+		name = clusterName(svc, sp.Port) + "/udp"
 	}
 	cl := &ir.Cluster{Name: name, Protocol: proto, LBPolicy: ir.LBRoundRobin, Endpoints: t.endpoints(svc, sp)}
 	if t.clusters == nil {
@@ -135,7 +148,9 @@ func (t *translator) cluster(svc input.Key, sp *corev1.ServicePort, proto ir.App
 type clusterKey struct {
 	svc  input.Key
 	port int32
-	tcp  bool
+	// proto tells the HTTP, TCP and UDP clusters of one port apart (the
+	// HTTP protocols share one cluster: it comes from the Service).
+	proto ir.AppProtocol
 }
 
 // endpoints collects a Service port's endpoints from the Service's
@@ -162,7 +177,7 @@ func (t *translator) endpoints(svc input.Key, sp *corev1.ServicePort) []ir.Endpo
 				name = *p.Name
 			}
 			if name != sp.Name || p.Port == nil || *p.Port < 1 || *p.Port > 65535 ||
-				(p.Protocol != nil && *p.Protocol != corev1.ProtocolTCP) {
+				protocolOr(ptrOr(p.Protocol)) != protocolOr(sp.Protocol) {
 				continue
 			}
 			port = uint32(*p.Port)
@@ -197,4 +212,19 @@ func (t *translator) endpoints(svc input.Key, sp *corev1.ServicePort) []ir.Endpo
 		out = append(out, ir.Endpoint{Address: k.addr.String(), Port: k.port, Ready: ready[k]})
 	}
 	return out
+}
+
+// protocolOr is a port protocol with the API's default, TCP.
+func protocolOr(p corev1.Protocol) corev1.Protocol {
+	if p == "" {
+		return corev1.ProtocolTCP
+	}
+	return p
+}
+
+func ptrOr(p *corev1.Protocol) corev1.Protocol {
+	if p == nil {
+		return ""
+	}
+	return *p
 }

@@ -55,8 +55,10 @@ func (t *translator) buildConfig() *ir.Config {
 				}
 			case gwv1.TCPProtocolType:
 				l.TCPChains = b.tcpChain(group[0])
+			case gwv1.UDPProtocolType:
+				l.UDP = b.udpProxy(group[0])
 			}
-			if len(l.Chains)+len(l.TCPChains) == 0 {
+			if len(l.Chains)+len(l.TCPChains) == 0 && l.UDP == nil {
 				continue // an L4 listener without routes: nothing to relay to
 			}
 			cfg.Listeners = append(cfg.Listeners, l)

@@ -1,9 +1,9 @@
 // Package gateway translates Gateway API objects into nodemesh's IR and
 // computes the status of the GatewayClasses, Gateways and routes this
 // controller owns; it also serves Kubernetes Ingresses of its class.
-// HTTPRoute, GRPCRoute, TLSRoute (passthrough) and TCPRoute are the route
-// kinds supported today; the model below ("Route kinds") is shared by
-// every kind, and Ingress ("Ingress") compiles into it.
+// HTTPRoute, GRPCRoute, TLSRoute (passthrough), TCPRoute and UDPRoute are
+// the route kinds supported today; the model below ("Route kinds") is
+// shared by every kind, and Ingress ("Ingress") compiles into it.
 //
 // Data enters as an immutable input.Snapshot plus Options (the controller
 // name and the address the caller assigned to each Gateway) and leaves as a
@@ -19,8 +19,8 @@
 // mesh translator.
 //
 // Gateways and listeners. HTTP, HTTPS (TLS mode Terminate), TLS (mode
-// Passthrough only; Terminate is Accepted=False/UnsupportedValue) and TCP
-// listeners are supported; others are Accepted=False/UnsupportedProtocol. Listeners
+// Passthrough only; Terminate is Accepted=False/UnsupportedValue), TCP and
+// UDP listeners are supported; others are Accepted=False/UnsupportedProtocol. Listeners
 // of one Gateway sharing a port must share a protocol (else every one of
 // them is Conflicted/ProtocolConflict) and differ in hostname (else
 // Conflicted/HostnameConflict); conflicted listeners are not accepted and
@@ -51,7 +51,7 @@
 //     the listener's protocol (today HTTPRoute, on HTTP and HTTPS) are
 //     InvalidRouteKinds, and supportedKinds lists only the valid ones.
 //     HTTP and HTTPS listeners support HTTPRoute and GRPCRoute, TLS
-//     listeners TLSRoute, TCP listeners TCPRoute.
+//     listeners TLSRoute, TCP listeners TCPRoute, UDP listeners UDPRoute.
 //
 // IR shape. An IR Listener is one (Gateway address, port), named
 // gateway/<ns>/<gw>/<port>. The HTTP listeners of a port share one
@@ -159,7 +159,11 @@
 // listeners, one catch-all on TCP listeners) to TCP clusters
 // (service/<ns>/<name>/<port>/tcp), as l4route.go describes.
 //
-// A new kind (UDPRoute) is a row in
+// UDPRoute (udproute.go) is the same with a UDP listener and UDP clusters;
+// several backends become one cluster of the route with weighted
+// endpoints, as udproute.go describes.
+//
+// A new kind is a row in
 // routeKinds, a file <kind>.go with the wrapper type implementing route
 // and its compileRules, a snapshot field for its objects, golden cases in
 // testdata/<kind>/, and a status writer for the kind in the controller.
@@ -240,7 +244,7 @@
 //
 // Golden cases live in testdata/<group>/: gateway for GatewayClass,
 // Gateway, listener and attachment behaviour, one folder per route kind
-// (httproute, grpcroute, tlsroute, tcproute) for what compiling that kind
+// (httproute, grpcroute, tlsroute, tcproute, udproute) for what compiling that kind
 // decides.
 //
 // Performance. Everything is indexed by name once per call; no list is

@@ -225,6 +225,7 @@ func shuffle(snap *input.Snapshot, r *rand.Rand) *input.Snapshot {
 	s.GRPCRoutes = shuffled(s.GRPCRoutes, r)
 	s.TLSRoutes = shuffled(s.TLSRoutes, r)
 	s.TCPRoutes = shuffled(s.TCPRoutes, r)
+	s.UDPRoutes = shuffled(s.UDPRoutes, r)
 	s.ReferenceGrants = shuffled(s.ReferenceGrants, r)
 	s.Services = shuffled(s.Services, r)
 	s.EndpointSlices = shuffled(s.EndpointSlices, r)

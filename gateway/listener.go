@@ -60,9 +60,9 @@ func (t *translator) newListener(gs *gatewayState, i int, l *gwv1.Listener) *lis
 		ls.hostname = string(*l.Hostname)
 	}
 	switch l.Protocol {
-	case gwv1.HTTPProtocolType, gwv1.HTTPSProtocolType, gwv1.TLSProtocolType, gwv1.TCPProtocolType:
+	case gwv1.HTTPProtocolType, gwv1.HTTPSProtocolType, gwv1.TLSProtocolType, gwv1.TCPProtocolType, gwv1.UDPProtocolType:
 	default:
-		ls.reject(no(string(gwv1.ListenerReasonUnsupportedProtocol), "protocol %q is not supported; use HTTP, HTTPS, TLS or TCP", l.Protocol))
+		ls.reject(no(string(gwv1.ListenerReasonUnsupportedProtocol), "protocol %q is not supported; use HTTP, HTTPS, TLS, TCP or UDP", l.Protocol))
 		return ls
 	}
 	if l.Port < 1 || l.Port > 65535 {
@@ -73,10 +73,10 @@ func (t *translator) newListener(gs *gatewayState, i int, l *gwv1.Listener) *lis
 	}
 	ls.allowedRoutes(l.AllowedRoutes)
 	switch l.Protocol {
-	case gwv1.HTTPProtocolType, gwv1.TCPProtocolType:
+	case gwv1.HTTPProtocolType, gwv1.TCPProtocolType, gwv1.UDPProtocolType:
 		if l.TLS != nil {
 			article := "an"
-			if l.Protocol == gwv1.TCPProtocolType {
+			if l.Protocol != gwv1.HTTPProtocolType {
 				article = "a"
 			}
 			ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "tls must not be set on %s %s listener", article, l.Protocol))

@@ -29,6 +29,12 @@ func passthroughChainName(listener, hostname string) string {
 	return "tls/" + listener + "/" + hostname
 }
 
+// combinedUDPClusterName names the cluster combining a UDPRoute's
+// backends.
+func combinedUDPClusterName(route input.Key) string {
+	return "udproute/" + route.Namespace + "/" + route.Name
+}
+
 // tcpChainName names the one chain of a TCP listener.
 func tcpChainName(listener string) string { return "tcp/" + listener }
 

@@ -51,6 +51,7 @@ var routeKinds = []*routeKind{
 	&grpcRouteKind,
 	&tlsRouteKind,
 	&tcpRouteKind,
+	&udpRouteKind,
 }
 
 func init() {

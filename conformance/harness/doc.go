@@ -1,7 +1,7 @@
 // The harness is what `make conformance` runs: the official Gateway API
 // conformance suite (sigs.k8s.io/gateway-api/conformance v1.6.3, profiles
-// GATEWAY-HTTP, GATEWAY-GRPC, GATEWAY-TLS and GATEWAY-TCP by default, one
-// report for all) against nodemesh in Kubernetes mode, on a real
+// GATEWAY-HTTP, GATEWAY-GRPC, GATEWAY-TLS, GATEWAY-TCP and GATEWAY-UDP by
+// default, one report for all) against nodemesh in Kubernetes mode, on a real
 // kube-apiserver, entirely on this machine.
 //
 // Steps:
@@ -21,8 +21,8 @@
 //     and nodemesh's own CRDs. Images run as the lab maps them: echo-basic
 //     is the conformance suite's own backend; the coredns image of the base
 //     manifests runs as a small DNS stand-in built into this binary
-//     (dns-standin; used only by UDPRoute tests, which nodemesh does not
-//     claim), which never forwards;
+//     (dns-standin; the backend of the UDPRoute tests), which never
+//     forwards;
 //  3. create the GatewayClass "nodemesh", wait for the controller to
 //     accept it, then run the suite inside the node namespace, so every
 //     address the run uses (the API server, the Gateway addresses, the

@@ -29,7 +29,7 @@ func main() {
 	flag.StringVar(&opts.channel, "channel", "standard", "Gateway API CRD channel to install: standard or experimental")
 	flag.StringVar(&opts.report, "report", "conformance/reports/gateway-api-v1.6.3-nodemesh-report.yaml", "where the conformance report is written (relative to the repository root)")
 	flag.StringVar(&opts.binDir, "bin-dir", "bin", "directory holding the nodemesh binaries (relative to the repository root)")
-	flag.StringVar(&opts.profiles, "profiles", "GATEWAY-HTTP,GATEWAY-GRPC,GATEWAY-TLS,GATEWAY-TCP", "comma-separated conformance profiles to run; one report covers them all")
+	flag.StringVar(&opts.profiles, "profiles", "GATEWAY-HTTP,GATEWAY-GRPC,GATEWAY-TLS,GATEWAY-TCP,GATEWAY-UDP", "comma-separated conformance profiles to run; one report covers them all")
 	flag.StringVar(&opts.runTest, "run-test", "", "run only this conformance test (development aid; no report is written)")
 	flag.StringVar(&opts.skipTests, "skip-tests", "", "comma-separated conformance tests to skip (development aid)")
 	flag.DurationVar(&opts.timeout, "timeout", 40*time.Minute, "give up after this long")

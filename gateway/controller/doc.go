@@ -2,7 +2,7 @@
 // cluster-wide side of Gateway API: GatewayClass acceptance (with
 // status.supportedFeatures), Gateway address assignment, and the status of
 // GatewayClasses, Gateways (with listeners), HTTPRoutes, GRPCRoutes,
-// TLSRoutes and TCPRoutes
+// TLSRoutes, TCPRoutes and UDPRoutes
 // (routestatus.go writes route status once for every kind).
 //
 // Data enters from informers (the same kube provider the agents use, so

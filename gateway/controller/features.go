@@ -45,9 +45,10 @@ var SupportedFeatures = []features.FeatureName{
 	// GRPCRoute.
 	features.SupportGRPCRoute,
 	features.SupportGRPCRouteNamedRouteRule,
-	// TLSRoute (passthrough) and TCPRoute.
+	// TLSRoute (passthrough), TCPRoute and UDPRoute.
 	features.SupportTLSRoute,
 	features.SupportTCPRoute,
+	features.SupportUDPRoute,
 }
 
 // supported renders a feature list as GatewayClass status wants it:

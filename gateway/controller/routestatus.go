@@ -84,6 +84,21 @@ func (c *Controller) tcpRouteAPI() routeAPI[*gwv1.TCPRoute] {
 	}
 }
 
+func (c *Controller) udpRouteAPI() routeAPI[*gwv1.UDPRoute] {
+	return routeAPI[*gwv1.UDPRoute]{
+		kind:   "UDPRoute",
+		status: func(r *gwv1.UDPRoute) *gwv1.RouteStatus { return &r.Status.RouteStatus },
+		copy:   (*gwv1.UDPRoute).DeepCopy,
+		get: func(ctx context.Context, ns, name string) (*gwv1.UDPRoute, error) {
+			return c.gw.GatewayV1().UDPRoutes(ns).Get(ctx, name, metav1.GetOptions{})
+		},
+		update: func(ctx context.Context, r *gwv1.UDPRoute) error {
+			_, err := c.gw.GatewayV1().UDPRoutes(r.Namespace).UpdateStatus(ctx, r, metav1.UpdateOptions{FieldManager: fieldManager})
+			return err
+		},
+	}
+}
+
 // writeRoutes writes the status of every object of one kind that the
 // translation gave a status, or that still carries one of ours (so a
 // route that left our Gateways loses our entries).

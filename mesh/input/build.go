@@ -61,6 +61,8 @@ func Build(objs []Object) (*Snapshot, error) {
 			s.TLSRoutes = append(s.TLSRoutes, v)
 		case *gwv1.TCPRoute:
 			s.TCPRoutes = append(s.TCPRoutes, v)
+		case *gwv1.UDPRoute:
+			s.UDPRoutes = append(s.UDPRoutes, v)
 		case *gwv1.ReferenceGrant:
 			s.ReferenceGrants = append(s.ReferenceGrants, v)
 		case *corev1.Service:
@@ -94,6 +96,7 @@ func Build(objs []Object) (*Snapshot, error) {
 	sortByKey(s.GRPCRoutes)
 	sortByKey(s.TLSRoutes)
 	sortByKey(s.TCPRoutes)
+	sortByKey(s.UDPRoutes)
 	sortByKey(s.ReferenceGrants)
 	sortByKey(s.Services)
 	sortByKey(s.EndpointSlices)
@@ -122,6 +125,8 @@ func kindOf(obj any) Kind {
 		return KindTLSRoute
 	case *gwv1.TCPRoute:
 		return KindTCPRoute
+	case *gwv1.UDPRoute:
+		return KindUDPRoute
 	case *gwv1.ReferenceGrant:
 		return KindReferenceGrant
 	case *corev1.Service:

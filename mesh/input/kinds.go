@@ -50,6 +50,7 @@ func init() {
 	register(gw, kindInfo{kind: KindGateway, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.Gateway{} }})
 	register(gw, kindInfo{kind: KindHTTPRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.HTTPRoute{} }})
 	register([]string{gatewayV1}, kindInfo{kind: KindTLSRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.TLSRoute{} }})
+	register([]string{gatewayV1}, kindInfo{kind: KindUDPRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.UDPRoute{} }})
 	register([]string{gatewayV1}, kindInfo{kind: KindTCPRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.TCPRoute{} }})
 	register([]string{gatewayV1}, kindInfo{kind: KindGRPCRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.GRPCRoute{} }})
 	register(gw, kindInfo{kind: KindReferenceGrant, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.ReferenceGrant{} }})

@@ -17,6 +17,7 @@ const (
 	KindGRPCRoute      Kind = "GRPCRoute"
 	KindTLSRoute       Kind = "TLSRoute"
 	KindTCPRoute       Kind = "TCPRoute"
+	KindUDPRoute       Kind = "UDPRoute"
 	KindReferenceGrant Kind = "ReferenceGrant"
 	KindService        Kind = "Service"
 	KindEndpointSlice  Kind = "EndpointSlice"

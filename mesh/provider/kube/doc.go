@@ -3,7 +3,7 @@
 // provider builds from a folder, so both modes run the same translation.
 //
 // Data flow: informers (GatewayClass, Gateway, HTTPRoute, GRPCRoute,
-// TLSRoute, TCPRoute (v1, Gateway API v1.6 CRDs), ReferenceGrant,
+// TLSRoute, TCPRoute, UDPRoute (v1, Gateway API v1.6 CRDs), ReferenceGrant,
 // Service, EndpointSlice, TLS Secrets, Namespace, Ingress, IngressClass;
 // with WithPolicy also
 // Pod, Node, NetworkPolicy and the cilium.io policies) → change signal →

@@ -55,6 +55,7 @@ type listers struct {
 	grpc      func() ([]*gwv1.GRPCRoute, error)
 	tls       func() ([]*gwv1.TLSRoute, error)
 	tcp       func() ([]*gwv1.TCPRoute, error)
+	udp       func() ([]*gwv1.UDPRoute, error)
 	grants    func() ([]*gwv1.ReferenceGrant, error)
 	services  func() ([]*corev1.Service, error)
 	slices    func() ([]*discoveryv1.EndpointSlice, error)
@@ -107,7 +108,7 @@ func (p *Provider) setup() {
 
 	gwv := p.gwFactory.Gateway().V1()
 	classes, gateways, routes, grants := gwv.GatewayClasses(), gwv.Gateways(), gwv.HTTPRoutes(), gwv.ReferenceGrants()
-	grpcRoutes, tlsRoutes, tcpRoutes := gwv.GRPCRoutes(), gwv.TLSRoutes(), gwv.TCPRoutes()
+	grpcRoutes, tlsRoutes, tcpRoutes, udpRoutes := gwv.GRPCRoutes(), gwv.TLSRoutes(), gwv.TCPRoutes(), gwv.UDPRoutes()
 	services, slices := p.coreFactory.Core().V1().Services(), p.coreFactory.Discovery().V1().EndpointSlices()
 	nss, secrets := p.coreFactory.Core().V1().Namespaces(), p.secretFactory.Core().V1().Secrets()
 	ingresses, ingClasses := p.coreFactory.Networking().V1().Ingresses(), p.coreFactory.Networking().V1().IngressClasses()
@@ -119,6 +120,7 @@ func (p *Provider) setup() {
 		grpc:     func() ([]*gwv1.GRPCRoute, error) { return grpcRoutes.Lister().List(labels.Everything()) },
 		tls:      func() ([]*gwv1.TLSRoute, error) { return tlsRoutes.Lister().List(labels.Everything()) },
 		tcp:      func() ([]*gwv1.TCPRoute, error) { return tcpRoutes.Lister().List(labels.Everything()) },
+		udp:      func() ([]*gwv1.UDPRoute, error) { return udpRoutes.Lister().List(labels.Everything()) },
 		grants:   func() ([]*gwv1.ReferenceGrant, error) { return grants.Lister().List(labels.Everything()) },
 		services: func() ([]*corev1.Service, error) { return services.Lister().List(labels.Everything()) },
 		slices:   func() ([]*discoveryv1.EndpointSlice, error) { return slices.Lister().List(labels.Everything()) },
@@ -149,6 +151,7 @@ func (p *Provider) setup() {
 	add(grpcRoutes.Informer(), specChanged)
 	add(tlsRoutes.Informer(), specChanged)
 	add(tcpRoutes.Informer(), specChanged)
+	add(udpRoutes.Informer(), specChanged)
 	add(grants.Informer(), changedAtAll)
 	add(services.Informer(), changedAtAll)
 	add(slices.Informer(), changedAtAll)
@@ -291,6 +294,7 @@ func (p *Provider) Snapshot() *input.Snapshot {
 	s.GRPCRoutes = list(p.log, "GRPCRoute", l.grpc)
 	s.TLSRoutes = list(p.log, "TLSRoute", l.tls)
 	s.TCPRoutes = list(p.log, "TCPRoute", l.tcp)
+	s.UDPRoutes = list(p.log, "UDPRoute", l.udp)
 	s.ReferenceGrants = list(p.log, "ReferenceGrant", l.grants)
 	s.Services = list(p.log, "Service", l.services)
 	s.EndpointSlices = list(p.log, "EndpointSlice", l.slices)
