@@ -57,6 +57,7 @@ type grpcRoute struct{ obj *gwv1.GRPCRoute }
 func (r grpcRoute) meta() *metav1.ObjectMeta           { return &r.obj.ObjectMeta }
 func (r grpcRoute) parentRefs() []gwv1.ParentReference { return r.obj.Spec.ParentRefs }
 func (r grpcRoute) hostnames() []gwv1.Hostname         { return r.obj.Spec.Hostnames }
+func (r grpcRoute) hash(in *input.Snapshot) input.Hash { return input.ObjectHash(in, r.obj) }
 
 // defaultGRPCRules: a GRPCRoute without rules is one rule matching every
 // call, with no backends (so every call gets 500, as for HTTPRoute).

@@ -73,6 +73,7 @@ type tlsRoute struct{ obj *gwv1.TLSRoute }
 func (r tlsRoute) meta() *metav1.ObjectMeta           { return &r.obj.ObjectMeta }
 func (r tlsRoute) parentRefs() []gwv1.ParentReference { return r.obj.Spec.ParentRefs }
 func (r tlsRoute) hostnames() []gwv1.Hostname         { return r.obj.Spec.Hostnames }
+func (r tlsRoute) hash(in *input.Snapshot) input.Hash { return input.ObjectHash(in, r.obj) }
 func (r tlsRoute) compileRules(t *translator, rs *routeState) {
 	refs := make([][]gwv1.BackendRef, len(r.obj.Spec.Rules))
 	for i := range r.obj.Spec.Rules {
@@ -86,6 +87,7 @@ type tcpRoute struct{ obj *gwv1.TCPRoute }
 func (r tcpRoute) meta() *metav1.ObjectMeta           { return &r.obj.ObjectMeta }
 func (r tcpRoute) parentRefs() []gwv1.ParentReference { return r.obj.Spec.ParentRefs }
 func (r tcpRoute) hostnames() []gwv1.Hostname         { return nil }
+func (r tcpRoute) hash(in *input.Snapshot) input.Hash { return input.ObjectHash(in, r.obj) }
 func (r tcpRoute) compileRules(t *translator, rs *routeState) {
 	refs := make([][]gwv1.BackendRef, len(r.obj.Spec.Rules))
 	for i := range r.obj.Spec.Rules {

@@ -55,10 +55,10 @@ func compareItems(a, b *item) int {
 		return cmp.Compare(ma.pathRank, mb.pathRank)
 	}
 	if ma.serviceLen != mb.serviceLen {
-		return ma.serviceLen > mb.serviceLen
+		return cmp.Compare(mb.serviceLen, ma.serviceLen)
 	}
 	if ma.methodLen != mb.methodLen {
-		return ma.methodLen > mb.methodLen
+		return cmp.Compare(mb.methodLen, ma.methodLen)
 	}
 	if ma.pathLen != mb.pathLen {
 		return cmp.Compare(mb.pathLen, ma.pathLen)

@@ -46,6 +46,7 @@ type udpRoute struct{ obj *gwv1.UDPRoute }
 func (r udpRoute) meta() *metav1.ObjectMeta           { return &r.obj.ObjectMeta }
 func (r udpRoute) parentRefs() []gwv1.ParentReference { return r.obj.Spec.ParentRefs }
 func (r udpRoute) hostnames() []gwv1.Hostname         { return nil }
+func (r udpRoute) hash(in *input.Snapshot) input.Hash { return input.ObjectHash(in, r.obj) }
 func (r udpRoute) compileRules(t *translator, rs *routeState) {
 	refs := make([][]gwv1.BackendRef, len(r.obj.Spec.Rules))
 	for i := range r.obj.Spec.Rules {

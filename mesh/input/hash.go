@@ -129,7 +129,9 @@ func HashesMatch[E any, T interface {
 func (s *Snapshot) Objects() iter.Seq[runtime.Object] {
 	return func(yield func(runtime.Object) bool) {
 		_ = yieldAll(yield, s.GatewayClasses) && yieldAll(yield, s.Gateways) &&
-			yieldAll(yield, s.HTTPRoutes) && yieldAll(yield, s.ReferenceGrants) &&
+			yieldAll(yield, s.HTTPRoutes) && yieldAll(yield, s.GRPCRoutes) &&
+			yieldAll(yield, s.TLSRoutes) && yieldAll(yield, s.TCPRoutes) &&
+			yieldAll(yield, s.UDPRoutes) && yieldAll(yield, s.ReferenceGrants) &&
 			yieldAll(yield, s.Services) && yieldAll(yield, s.EndpointSlices) &&
 			yieldAll(yield, s.Secrets) && yieldAll(yield, s.Namespaces) &&
 			yieldAll(yield, s.Pods) && yieldAll(yield, s.NetworkPolicies) &&
@@ -159,6 +161,10 @@ func SameContent(a, b *Snapshot) bool {
 	return sameHashes(a, b, a.GatewayClasses, b.GatewayClasses) &&
 		sameHashes(a, b, a.Gateways, b.Gateways) &&
 		sameHashes(a, b, a.HTTPRoutes, b.HTTPRoutes) &&
+		sameHashes(a, b, a.GRPCRoutes, b.GRPCRoutes) &&
+		sameHashes(a, b, a.TLSRoutes, b.TLSRoutes) &&
+		sameHashes(a, b, a.TCPRoutes, b.TCPRoutes) &&
+		sameHashes(a, b, a.UDPRoutes, b.UDPRoutes) &&
 		sameHashes(a, b, a.ReferenceGrants, b.ReferenceGrants) &&
 		sameHashes(a, b, a.Services, b.Services) &&
 		sameHashes(a, b, a.EndpointSlices, b.EndpointSlices) &&
