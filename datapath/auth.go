@@ -86,3 +86,26 @@ func (d *Datapath) SyncAuth(entries map[model.AuthKey]time.Time) error {
 	defer d.tablesMu.Unlock()
 	return syncMap(d.objs.NmAuth, "auth", want)
 }
+
+// ListAuth returns every relation in the auth table with its expiry on the
+// wall clock (converted back from boot time as of now), expired ones
+// included: the auth manager's garbage collection decides about those.
+func (d *Datapath) ListAuth() (map[model.AuthKey]time.Time, error) {
+	d.tablesMu.Lock()
+	raw, err := readAll[nmbpf.WorkloadAuthKey, nmbpf.WorkloadAuthValue](d.objs.NmAuth)
+	d.tablesMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	boot, err := bootNow()
+	if err != nil {
+		return nil, err
+	}
+	wall := time.Now()
+	out := make(map[model.AuthKey]time.Time, len(raw))
+	for k, v := range raw {
+		key := model.AuthKey{Local: model.Identity(k.Local), Remote: model.Identity(k.Remote), RemoteNode: k.RemoteNode, Type: model.AuthType(k.AuthType)}
+		out[key] = wall.Add(time.Duration(v.Expiry) - boot)
+	}
+	return out, nil
+}

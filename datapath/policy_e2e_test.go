@@ -142,10 +142,20 @@ func TestAuthRequiredGatesConnections(t *testing.T) {
 		t.Fatal("auth-required drop not counted")
 	}
 
-	if err := n.dp.UpsertAuth(e.AuthKey(), time.Now().Add(time.Hour)); err != nil {
+	expiry := time.Now().Add(time.Hour)
+	if err := n.dp.UpsertAuth(e.AuthKey(), expiry); err != nil {
 		t.Fatal(err)
 	}
 	mustConnect(t, n.w(0).Namespace, to)
+	// The listing gives the key back with its expiry (boot time and wall
+	// clock convert both ways within a millisecond).
+	listed, err := n.dp.ListAuth()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := listed[want]; len(listed) != 1 || !ok || got.Sub(expiry).Abs() > time.Millisecond {
+		t.Fatalf("ListAuth = %v, want %v until %v", listed, want, expiry)
+	}
 
 	if err := n.dp.UpsertAuth(e.AuthKey(), time.Now().Add(-time.Second)); err != nil {
 		t.Fatal(err)
