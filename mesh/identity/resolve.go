@@ -23,7 +23,11 @@ type Endpoint struct {
 	Pod types.NamespacedName `json:"pod"`
 	// Node is the Pod's spec.nodeName (empty in standalone files that do
 	// not set it).
-	Node     string         `json:"node,omitempty"`
+	Node string `json:"node,omitempty"`
+	// HostIP is the Pod's status.hostIP, the address of its node (where
+	// that node's agent serves mutual-authentication handshakes); zero
+	// when not reported.
+	HostIP   netip.Addr     `json:"hostIP,omitzero"`
 	Identity model.Identity `json:"identity"`
 	// Labels are all the Pod's labels, identity-relevant or not.
 	Labels Labels       `json:"labels"`
@@ -172,7 +176,7 @@ func (m *Manager) Resolve(in Input) *State {
 		rel := m.filter.Apply(all)
 		eps = append(eps, pending{
 			ep: &Endpoint{Pod: types.NamespacedName{Namespace: p.Namespace, Name: p.Name}, Node: p.Spec.NodeName,
-				Labels: all, IPs: kept, Ports: namedPorts(p)},
+				HostIP: hostIP(p), Labels: all, IPs: kept, Ports: namedPorts(p)},
 			key: rel.String(), rel: rel,
 		})
 	}
@@ -261,6 +265,15 @@ func (m *Manager) Resolve(in Input) *State {
 		return a.Bits() < b.Bits()
 	})
 	return st
+}
+
+// hostIP reads a Pod's status.hostIP; an unparsable one is no address.
+func hostIP(p *corev1.Pod) netip.Addr {
+	a, err := netip.ParseAddr(p.Status.HostIP)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap()
 }
 
 // PodLabels returns the identity-relevant labels of p (whose Namespace

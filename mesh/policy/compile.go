@@ -38,6 +38,13 @@ type Options struct {
 	// AccessLogSocket is the agent's access log service socket ("" for
 	// none).
 	AccessLogSocket string
+	// Authentication says the agent runs mutual authentication: it
+	// writes auth entries for auth-required rows and reports, per policy,
+	// whether its identity source is ready (PolicyStatus.Authenticated
+	// marks the policies concerned). Without it a policy that requires
+	// authentication is Pending (WaitingForAuthentication): nothing could
+	// satisfy its rows.
+	Authentication bool
 	// MaxRowsPerPolicy rejects a policy that would expand to more datapath
 	// rows (default 65536, the datapath's default table size).
 	MaxRowsPerPolicy int
@@ -175,6 +182,11 @@ type PolicyStatus struct {
 	// to the node's proxy, so the policy depends on the proxy's L7
 	// configuration.
 	Proxied bool `json:"proxied,omitempty"`
+	// Authenticated: some traffic the enforced version allows needs
+	// mutual authentication, so the policy depends on the node's
+	// identity source (set only with Options.Authentication; the agent
+	// reports the policy Pending while the source is not ready).
+	Authenticated bool `json:"authenticated,omitempty"`
 }
 
 // note sets the reason (the first one stays) and appends to the message.
@@ -314,7 +326,11 @@ func (c *Compiler) Compile(in Input) *Result {
 					keep[groupKey{c.subject, c.rule.dir}] = true
 				}
 			}
-			if hasAuth(contribs) {
+			switch {
+			case !hasAuth(contribs):
+			case c.opts.Authentication:
+				ps.Authenticated = true
+			default:
 				if ps.State == Enforced {
 					ps.State = Pending
 				}

@@ -229,8 +229,21 @@ spec:
 	}
 	// Without the requirement the same policy is simply Enforced.
 	res = compileYAML(t, mustNew(t, nil), twoPods+strings.Replace(auth, "authentication: {mode: required}", "authentication: {mode: disabled}", 1))
-	if st := res.Policies[0]; st.State != Enforced || st.Reason != "" {
+	if st := res.Policies[0]; st.State != Enforced || st.Reason != "" || st.Authenticated {
 		t.Fatalf("status %+v", st)
+	}
+
+	// With an authentication provider the compiler leaves readiness to
+	// the agent: the policy is accepted as Enforced, marked as needing
+	// authentication, and its rows still need an auth entry.
+	withAuth := mustNew(t, func(o *Options) { o.Authentication = true })
+	res = compileYAML(t, withAuth, twoPods+auth)
+	if st := res.Policies[0]; st.State != Enforced || st.Reason != "" || !st.Authenticated {
+		t.Fatalf("status with a provider %+v", st)
+	}
+	if d := res.Datapath.Index().Decide(model.Query{Subject: model.Identity(res.Local[0].Identity),
+		Remote: model.Identity(res.Local[1].Identity), Direction: model.Ingress, Proto: model.ProtoTCP, Port: 80}); d.Auth == model.AuthNone {
+		t.Fatalf("decision with a provider %+v: the flow must need an auth entry", d)
 	}
 }
 

@@ -28,11 +28,13 @@
 // the rows); Rejected (no version in force; the endpoints it selects are
 // held closed, see below; the agent also reports a proxied policy
 // Rejected while a proxy rejects the L7 configuration). A status never
-// says Enforced for a rule the datapath cannot enforce yet: nodemesh runs
-// no authentication provider, so a policy with authentication.mode
-// required is Pending (WaitingForAuthentication) and its auth-required
-// rows keep those flows blocked (the datapath drops a flow that needs an
-// auth entry nobody writes). Proxied marks policies whose traffic the
+// says Enforced for a rule the datapath cannot enforce yet: without an
+// authentication provider (Options.Authentication) a policy with
+// authentication.mode required is Pending (WaitingForAuthentication) and
+// its auth-required rows keep those flows blocked (the datapath drops a
+// flow that needs an auth entry nobody writes). With one, the policy is
+// marked Authenticated and the agent, which knows whether its identity
+// source is ready, reports it Pending for as long as it is not. Proxied marks policies whose traffic the
 // datapath redirects to the proxy.
 //
 // # Invariants

@@ -114,7 +114,8 @@ func (p *Provider) setupPolicy(add func(cache.SharedIndexInformer, func(old, cur
 }
 
 // podChanged ignores resyncs and the status churn that cannot change
-// policy: only labels, node, addresses, phase, service account, named
+// policy: only labels, node, addresses (the host's too: mutual
+// authentication dials it), phase, service account, named
 // ports and host networking count.
 func podChanged(old, cur any) bool {
 	o, ok1 := old.(*corev1.Pod)
@@ -125,7 +126,7 @@ func podChanged(old, cur any) bool {
 	if o.ResourceVersion == c.ResourceVersion {
 		return false
 	}
-	if o.UID != c.UID || o.Spec.NodeName != c.Spec.NodeName || o.Status.PodIP != c.Status.PodIP ||
+	if o.UID != c.UID || o.Spec.NodeName != c.Spec.NodeName || o.Status.PodIP != c.Status.PodIP || o.Status.HostIP != c.Status.HostIP ||
 		o.Status.Phase != c.Status.Phase || o.Spec.ServiceAccountName != c.Spec.ServiceAccountName ||
 		o.Spec.HostNetwork != c.Spec.HostNetwork || len(o.Status.PodIPs) != len(c.Status.PodIPs) ||
 		!equalStringMaps(o.Labels, c.Labels) {
