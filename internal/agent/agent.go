@@ -56,6 +56,9 @@ type Config struct {
 	// backend's policy judges Gateway traffic as ingress (fromEntities:
 	// [ingress]) rather than as the node.
 	GatewayUpstreamMark uint32
+	// Auth, when set (with Datapath), runs mutual authentication for
+	// the auth-required rows (auth.go).
+	Auth *Auth
 	// Flows, when set, is served on /v1/flows; the agent keeps its
 	// address-to-identity resolver current.
 	Flows *flow.Store

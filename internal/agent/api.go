@@ -17,6 +17,7 @@ import (
 //
 //	GET /v1/status   api.Status as JSON
 //	GET /v1/flows    L7 flows as JSON lines (see serveFlows)
+//	GET /v1/auth     api.AuthStatus as JSON (404 without mutual auth)
 //	GET /healthz     200 once the first configuration was applied
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -27,6 +28,7 @@ func (a *Agent) Handler() http.Handler {
 		_ = enc.Encode(a.Status())
 	})
 	mux.HandleFunc("GET /v1/flows", a.serveFlows)
+	mux.HandleFunc("GET /v1/auth", a.serveAuth)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
 		gen := a.state.Generation

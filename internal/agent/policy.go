@@ -59,6 +59,10 @@ type policyState struct {
 	versions    map[string]string
 	publishedAt time.Time
 	redirects   bool
+	// nodes numbers the other nodes (auth keys, ipcache); authPairs
+	// counts the relations last handed to the auth manager.
+	nodes     nodeIDs
+	authPairs int
 }
 
 // compilePolicy runs policy compilation for a snapshot (nil when the agent
@@ -129,7 +133,19 @@ func (a *Agent) syncDatapath(res *policy.Result, versions map[string]string) {
 	if a.cfg.Datapath == nil {
 		return
 	}
-	if err := a.syncTables(res); err != nil {
+	ps.mu.Lock()
+	nodeOf := ps.nodes.assign(res)
+	ps.mu.Unlock()
+	if au := a.cfg.Auth; au != nil {
+		// Authenticate before the rows that need it are written, so
+		// a first connection finds its entry (eager, not on a miss).
+		pairs := authPairs(res, nodeOf, au.NodeIP, au.Port)
+		au.Pairs.SetPairs(pairs)
+		ps.mu.Lock()
+		ps.authPairs = len(pairs)
+		ps.mu.Unlock()
+	}
+	if err := a.syncTables(res, nodeOf); err != nil {
 		a.setDatapathError(gen, err)
 		return
 	}
@@ -165,8 +181,9 @@ func (a *Agent) syncDatapath(res *policy.Result, versions map[string]string) {
 	go a.followProxies(superseded, gen, res.Datapath, versions, since, wanted, state)
 }
 
-// syncTables writes endpoints, ipcache and attachments.
-func (a *Agent) syncTables(res *policy.Result) error {
+// syncTables writes endpoints, ipcache and attachments. Remote Pods'
+// ipcache rows carry their node's id (nodeOf), the datapath's auth key.
+func (a *Agent) syncTables(res *policy.Result, nodeOf map[*identity.Endpoint]uint16) error {
 	ps := &a.pol
 	var eps []model.Endpoint
 	var ifindexes []int
@@ -200,9 +217,22 @@ func (a *Agent) syncTables(res *policy.Result) error {
 		}
 	}
 	ps.mu.Unlock()
+	nodeByAddr := map[netip.Addr]uint16{}
+	for ep, node := range nodeOf {
+		if node == 0 {
+			continue
+		}
+		for _, ip := range ep.IPs {
+			nodeByAddr[ip] = node
+		}
+	}
 	var cache []model.IPCacheEntry
 	for _, e := range res.Identities.IPCache {
-		cache = append(cache, model.IPCacheEntry{Prefix: e.Prefix, Identity: e.Identity})
+		ce := model.IPCacheEntry{Prefix: e.Prefix, Identity: e.Identity}
+		if e.Prefix.IsSingleIP() {
+			ce.Node = nodeByAddr[e.Prefix.Addr()]
+		}
+		cache = append(cache, ce)
 	}
 	if err := a.cfg.Datapath.SyncEndpoints(eps); err != nil {
 		return fmt.Errorf("syncing endpoints: %w", err)
@@ -298,6 +328,13 @@ func (a *Agent) policyStatus(proxies []dataplane.Proxy) *api.PolicyStatus {
 	a.pol.mu.Unlock()
 	st.Policies = append([]policy.PolicyStatus(nil), st.Policies...)
 	view := proxyView(proxies, versions, since)
+	authErr := ""
+	for _, p := range st.Policies {
+		if p.Authenticated {
+			authErr = a.authError()
+			break
+		}
+	}
 	if redirects && view.rejected != "" {
 		st.ProxyError = view.rejected
 	}
@@ -318,6 +355,9 @@ func (a *Agent) policyStatus(proxies []dataplane.Proxy) *api.PolicyStatus {
 		case accepted && st.DatapathPending:
 			p.State = policy.Pending
 			p.Reason, p.Message = policy.ReasonWaitingForProxies, "the rows wait for the node's proxies to acknowledge the listeners they redirect to; the previous rows are in force"
+		case p.State == policy.Enforced && p.Authenticated && authErr != "":
+			p.State = policy.Pending
+			p.Reason, p.Message = policy.ReasonWaitingForAuthentication, "the identity source is not ready ("+authErr+"); the flows that need authentication stay blocked"
 		}
 	}
 	return &st

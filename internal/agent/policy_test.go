@@ -28,6 +28,7 @@ type tables struct {
 	calls     []string
 	policy    model.Policy
 	endpoints []model.Endpoint
+	ipcache   []model.IPCacheEntry
 }
 
 func (d *tables) note(s string) {
@@ -42,8 +43,14 @@ func (d *tables) SyncEndpoints(e []model.Endpoint) error {
 	d.note("endpoints")
 	return nil
 }
-func (d *tables) SyncIPCache([]model.IPCacheEntry) error { d.note("ipcache"); return nil }
-func (d *tables) SyncAttachments([]int) error            { d.note("attach"); return nil }
+func (d *tables) SyncIPCache(c []model.IPCacheEntry) error {
+	d.mu.Lock()
+	d.ipcache = c
+	d.mu.Unlock()
+	d.note("ipcache")
+	return nil
+}
+func (d *tables) SyncAttachments([]int) error { d.note("attach"); return nil }
 func (d *tables) SyncPolicy(p model.Policy) error {
 	d.mu.Lock()
 	d.policy = p
