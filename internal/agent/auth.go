@@ -261,8 +261,10 @@ func ManagerKey(k model.AuthKey) (manager.Key, bool) {
 	return manager.Key{Local: auth.Identity(k.Local), Remote: auth.Identity(k.Remote), RemoteNode: k.RemoteNode}, true
 }
 
-func (m authMap) Upsert(k manager.Key, expiry time.Time) error { return m.t.UpsertAuth(datapathKey(k), expiry) }
-func (m authMap) Delete(k manager.Key) error                   { return m.t.DeleteAuth(datapathKey(k)) }
+func (m authMap) Upsert(k manager.Key, expiry time.Time) error {
+	return m.t.UpsertAuth(datapathKey(k), expiry)
+}
+func (m authMap) Delete(k manager.Key) error { return m.t.DeleteAuth(datapathKey(k)) }
 func (m authMap) List() ([]manager.Entry, error) {
 	rows, err := m.t.ListAuth()
 	if err != nil {
