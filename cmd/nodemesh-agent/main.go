@@ -26,6 +26,12 @@
 // CiliumIdentity objects (mesh/provider/kube/ciliumidentity), so every node
 // gives a Pod the same number; nodemesh-controller collects unused ones.
 //
+// With --mutual-auth (builtin or spire; needs --datapath) policy rules with
+// authentication.mode required are enforced: the agent authenticates every
+// relation they allow eagerly, with a TLS 1.3 handshake between the nodes'
+// agents on --auth-port (4250), and writes the proof to the datapath's auth
+// map; `nodemesh auth list` shows the entries.
+//
 // In standalone mode --config-max-file-size (default 4Mi) and
 // --config-max-files (default 10000) bound what is read from --config-dir;
 // files and directories over them are reported in `nodemesh status` and the
@@ -87,6 +93,7 @@ func run() error {
 	sf := standaloneFlags()
 	var ingress gateway.IngressOptions
 	ingress.RegisterFlags(flag.CommandLine)
+	af := authFlags()
 	flag.Parse()
 
 	var level slog.Level
@@ -142,14 +149,19 @@ func run() error {
 			return err
 		}
 	}
+	pf.authentication = *af.source != ""
 	cleanup, err := pf.setup(&cfg, srv, xdsSock, policyNode, ids, log)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
+	authn, err := af.setup(&cfg, *stateDir, policyNode, log)
+	if err != nil {
+		return err
+	}
 	// Serve only now: gRPC refuses services registered after Serve, and
 	// the policy setup above registers the access-log service.
-	errc := make(chan error, 3)
+	errc := make(chan error, 8)
 	go func() { errc <- srv.Serve(l) }()
 	if *xdsTCP != "" {
 		tl, err := server.ListenTCP(*xdsTCP)
@@ -164,6 +176,11 @@ func run() error {
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
+	}
+	if authn != nil {
+		if err := authn.start(ctx, a, errc); err != nil {
+			return err
+		}
 	}
 	apiSock := filepath.Join(*stateDir, "agent.sock")
 	go func() { errc <- a.ServeAPI(ctx, apiSock) }()
@@ -214,6 +231,9 @@ type policyOptions struct {
 	flowLog              *string
 	flowCapacity         *int
 	originalSource       *bool
+	// authentication: mutual authentication runs (--mutual-auth), so
+	// the compiler leaves its readiness to the agent.
+	authentication bool
 }
 
 func policyFlags() *policyOptions {
@@ -288,6 +308,7 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 			OriginalSource: *o.datapath && *o.originalSource},
 		UpstreamMark:    mark,
 		AccessLogSocket: xdsSock,
+		Authentication:  o.authentication,
 	})
 	if err != nil {
 		return nil, err

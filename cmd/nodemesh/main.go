@@ -20,6 +20,8 @@ Usage:
   nodemesh flows [--socket PATH] [-o table|json] [--verdict V] [--protocol P] [--identity N] [--workload NS/NAME] [--since D] [--last N] [-f]
       Show the L7 flows (HTTP, gRPC, Kafka requests) the node's proxy judged
       and the datapath's L3/L4 drops and redirects (also served to hubble).
+  nodemesh auth list [--socket PATH] [-o table|json]
+      Show the mutual-authentication entries (with expiry) and handshake counters by reason.
   nodemesh bootstrap --node-id NODE [--xds-socket PATH] [--admin-address ADDR] [-o yaml|json] [--output-file PATH]
       Write the Envoy v3 bootstrap that connects Envoy to the node's agent (ADS over its Unix socket).
   nodemesh lab up|exec|kubectl|down|images|workload ...
@@ -41,6 +43,8 @@ func main() {
 		err = flowsCmd(os.Args[2:], os.Stdout)
 	case "bootstrap":
 		err = bootstrapCmd(os.Args[2:], os.Stdout)
+	case "auth":
+		err = authCmd(os.Args[2:], os.Stdout)
 	case "lab":
 		err = labCmd(os.Args[2:])
 	case "-h", "--help", "help":

@@ -278,3 +278,12 @@ func (m authMap) List() ([]manager.Entry, error) {
 	}
 	return out, nil
 }
+
+// HostsIdentity reports whether an endpoint of this node has identity id
+// in the latest compilation: the handshake server proves only those. Safe
+// from any goroutine; never blocks for long.
+func (a *Agent) HostsIdentity(id model.Identity) bool {
+	a.pol.mu.Lock()
+	defer a.pol.mu.Unlock()
+	return a.pol.locals[id]
+}

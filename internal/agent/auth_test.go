@@ -136,6 +136,9 @@ func TestAuthPairsFromPolicy(t *testing.T) {
 	if diff := cmp.Diff(want, sink.get(), addrPortEq); diff != "" {
 		t.Fatalf("pairs (-want +got):\n%s", diff)
 	}
+	if !a.HostsIdentity(apiID) || !a.HostsIdentity(webID) || a.HostsIdentity(ids["batch"]) {
+		t.Fatalf("local identities: api %v web %v batch %v", a.HostsIdentity(apiID), a.HostsIdentity(webID), a.HostsIdentity(ids["batch"]))
+	}
 	if p := st.Policies[0]; p.State != policy.Enforced || !p.Authenticated {
 		t.Fatalf("policy status with a ready source: %+v", p)
 	}

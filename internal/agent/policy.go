@@ -63,6 +63,9 @@ type policyState struct {
 	// counts the relations last handed to the auth manager.
 	nodes     nodeIDs
 	authPairs int
+	// locals are the identities of the local endpoints (the handshake
+	// server proves only those).
+	locals map[model.Identity]bool
 }
 
 // compilePolicy runs policy compilation for a snapshot (nil when the agent
@@ -126,6 +129,10 @@ func (a *Agent) syncDatapath(res *policy.Result, versions map[string]string) {
 		}
 	}
 	ps.status = st
+	ps.locals = make(map[model.Identity]bool, len(res.Local))
+	for _, ep := range res.Local {
+		ps.locals[ep.Identity] = true
+	}
 	ps.versions, ps.publishedAt, ps.redirects = versions, time.Now(), len(wanted) > 0
 	since := ps.publishedAt
 	ps.mu.Unlock()
