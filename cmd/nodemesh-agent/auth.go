@@ -191,12 +191,16 @@ func (rt *authRuntime) start(ctx context.Context, a *agent.Agent, errc chan<- er
 func (rt *authRuntime) requestOnMiss(events *datapath.EventReader) {
 	for {
 		e, err := events.Read()
-		if err != nil {
-			if errors.Is(err, os.ErrClosed) {
-				return
-			}
-			rt.log.Debug("reading a datapath event", "error", err)
+		switch {
+		case errors.Is(err, datapath.ErrClosed):
+			return
+		case errors.Is(err, datapath.ErrBadEvent):
+			rt.log.Debug("skipping a malformed datapath event", "error", err)
 			continue
+		case err != nil:
+			// Not a record problem: reading cannot go on.
+			rt.log.Error("reading the datapath's events; on-demand authentication stops", "error", err)
+			return
 		}
 		if e.Type != datapath.EventAuthRequired {
 			continue

@@ -1,0 +1,313 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/nodemesh/nodemesh/api/v1alpha1"
+
+	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
+)
+
+// authList is what `nodemesh auth list -o json` prints (the fields the
+// test reads).
+type authList struct {
+	Ready   bool   `json:"ready"`
+	Error   string `json:"error"`
+	Pairs   int    `json:"pairs"`
+	Entries []struct {
+		Local    uint32    `json:"local"`
+		Remote   uint32    `json:"remote"`
+		NodeName string    `json:"nodeName"`
+		Expiry   time.Time `json:"expiry"`
+	} `json:"entries"`
+	Manager           map[string]uint64 `json:"manager"`
+	Client            map[string]uint64 `json:"client"`
+	AuthRequiredDrops uint64            `json:"authRequiredDrops"`
+}
+
+// authRequired lets the empire (the ships and the deathstar itself) reach
+// the deathstar only with mutual authentication.
+const authRequired = `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: empire-authenticated}
+spec:
+  endpointSelector: {matchLabels: {org: empire, class: deathstar}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {org: empire}}]
+    authentication: {mode: required}
+    toPorts:
+    - ports: [{port: "80", protocol: TCP}]
+`
+
+// TestLabMutualAuth runs mutual authentication on two nodes with the
+// built-in issuer on each (authorities exchanged through a shared
+// directory): the deathstar on node-2 admits the empire only
+// authenticated. node-2's agent proves every relation the policy allows
+// eagerly, so tiefighter's first connection from node-1 succeeds at once:
+// no auth-required drop on node-2, no SYN retransmitted by the client.
+// Then node-1's published authority is replaced by a foreign CA: node-2
+// no longer trusts what node-1 presents, revokes the entry and the pair
+// stays blocked. Deleting tiefighter withdraws its relation.
+func TestLabMutualAuth(t *testing.T) {
+	var pinDirs []string
+	t.Cleanup(func() {
+		for _, d := range pinDirs {
+			os.RemoveAll(d)
+		}
+	})
+	peers := t.TempDir()
+	l := ForTest(t, Options{Nodes: 2, AgentArgs: func(n Node) []string {
+		pin := filepath.Join("/sys/fs/bpf", n.Netns)
+		pinDirs = append(pinDirs, pin)
+		return []string{"--datapath", "--datapath-netns=" + n.NetnsPath, "--datapath-pin-dir=" + pin, "--node-ips=" + n.IP.String(),
+			"--mutual-auth=builtin", "--auth-peer-authorities-dir=" + peers}
+	}})
+	ctx := context.Background()
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := BuildMesh(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node2 := l.Nodes[1]
+	list := func() (authList, error) {
+		var a authList
+		out, code := run(t, []string{filepath.Join(bin, "nodemesh"), "auth", "list", "-o", "json", "--socket", filepath.Join(node2.StateDir, "agent.sock")}, "")
+		if code != 0 {
+			return a, fmt.Errorf("nodemesh auth list: exit %d: %s", code, out)
+		}
+		return a, json.Unmarshal([]byte(out), &a)
+	}
+	if err := ApplyPaths(ctx, l.Config, []string{"testdata/starwars-placed.yaml"}); err != nil {
+		t.Fatal(err)
+	}
+	if pods, err := WaitSettled(ctx, l.Client, 2*time.Minute); err != nil {
+		t.Fatalf("%v\n%v", err, pods)
+	}
+	s, err := LoadState(l.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policyFile := filepath.Join(t.TempDir(), "auth.yaml")
+	if err := os.WriteFile(policyFile, []byte(authRequired), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := ApplyPaths(ctx, l.Config, []string{policyFile}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Both relations the policy allows — deathstar with tiefighter on
+	// node-1 and with itself — are proven before anyone connects.
+	var before authList
+	eventually(t, "node-2 authenticates every allowed relation", time.Minute, func() error {
+		a, err := list()
+		if err != nil {
+			return err
+		}
+		valid, remote := 0, false
+		for _, e := range a.Entries {
+			if time.Until(e.Expiry) > 30*time.Minute {
+				valid++
+				remote = remote || e.NodeName == l.Nodes[0].Name
+			}
+		}
+		if !a.Ready || a.Pairs != 2 || valid != 2 || !remote {
+			return fmt.Errorf("auth state %+v", a)
+		}
+		before = a
+		return nil
+	})
+	argv := func(pod string, cmd ...string) []string {
+		v, err := s.ExecArgv(ctx, "default", pod, "", cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	synRetrans := func() uint64 {
+		out, code := run(t, argv("tiefighter", "cat", "/proc/net/netstat"), "")
+		if code != 0 {
+			t.Fatalf("reading the client's TCP statistics: %s", out)
+		}
+		n, err := netstatField(out, "TcpExt", "TCPSynRetrans")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	land := func() (string, int) {
+		return run(t, argv("tiefighter", "curl", "-sS", "--max-time", "5", "-w", "\nconnect=%{time_connect}", "-XPOST",
+			"http://deathstar.default.svc.cluster.local/v1/request-landing"), "")
+	}
+	retransBefore := synRetrans()
+	out, code := land()
+	if code != 0 || !strings.Contains(out, "Ship landed") {
+		t.Fatalf("tiefighter's first connection: exit %d: %s", code, out)
+	}
+	if connect := parseConnect(t, out); connect >= time.Second {
+		t.Errorf("the first connection took %s to establish: its SYN was retransmitted", connect)
+	}
+	if r := synRetrans(); r != retransBefore {
+		t.Errorf("the client retransmitted %d SYNs", r-retransBefore)
+	}
+	after, err := list()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.AuthRequiredDrops != before.AuthRequiredDrops {
+		t.Errorf("node-2 dropped %d packets for lack of an auth entry", after.AuthRequiredDrops-before.AuthRequiredDrops)
+	}
+	// Policy status: Enforced on node-2 (the source is ready).
+	eventually(t, "the policy is Enforced on node-2", 30*time.Second, func() error {
+		return policyState(ctx, l, node2.Name, "empire-authenticated", "Enforced")
+	})
+
+	// node-1's published authority is replaced by a CA of the same trust
+	// domain that did not sign what node-1 presents: node-2 re-verifies,
+	// rejects node-1 and deletes the entry; the ship stays blocked.
+	forged := foreignCA(t)
+	if err := os.WriteFile(filepath.Join(peers, l.Nodes[0].Name+".pem"), forged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "node-2 revokes the relation with node-1", time.Minute, func() error {
+		a, err := list()
+		if err != nil {
+			return err
+		}
+		for _, e := range a.Entries {
+			if e.NodeName == l.Nodes[0].Name {
+				return fmt.Errorf("entry still there: %+v", a)
+			}
+		}
+		if a.Manager["revoked"] == 0 || a.Client["untrusted"] == 0 {
+			return fmt.Errorf("no revocation counted: %+v", a)
+		}
+		return nil
+	})
+	for i := 0; i < 3; i++ {
+		if out, code := run(t, argv("tiefighter", "curl", "-sS", "--max-time", "2", "-XPOST",
+			"http://deathstar.default.svc.cluster.local/v1/request-landing"), ""); code == 0 {
+			t.Fatalf("tiefighter landed without a valid proof: %s", out)
+		}
+	}
+	if a, err := list(); err != nil || a.AuthRequiredDrops == after.AuthRequiredDrops {
+		t.Errorf("blocked attempts not counted as auth-required drops: %+v %v", a, err)
+	}
+
+	// tiefighter goes: its relation is no longer required.
+	if err := l.Client.CoreV1().Pods("default").Delete(ctx, "tiefighter", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "tiefighter's relation is withdrawn", time.Minute, func() error {
+		a, err := list()
+		if err != nil {
+			return err
+		}
+		if a.Pairs != 1 || len(a.Entries) != 1 || a.Entries[0].NodeName != "" {
+			return fmt.Errorf("auth state %+v", a)
+		}
+		return nil
+	})
+}
+
+// netstatField reads one counter of /proc/net/netstat (a header line and
+// a value line per group).
+func netstatField(text, group, field string) (uint64, error) {
+	sc := bufio.NewScanner(strings.NewReader(text))
+	var header []string
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 || f[0] != group+":" {
+			continue
+		}
+		if header == nil {
+			header = f
+			continue
+		}
+		for i, name := range header {
+			if name == field && i < len(f) {
+				return strconv.ParseUint(f[i], 10, 64)
+			}
+		}
+		return 0, fmt.Errorf("no %s in %s", field, group)
+	}
+	return 0, fmt.Errorf("no %s group in:\n%s", group, text)
+}
+
+func parseConnect(t *testing.T, out string) time.Duration {
+	t.Helper()
+	i := strings.LastIndex(out, "connect=")
+	if i < 0 {
+		t.Fatalf("no connect time in %q", out)
+	}
+	secs, err := strconv.ParseFloat(strings.TrimSpace(out[i+len("connect="):]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(secs * float64(time.Second))
+}
+
+// foreignCA is a CA certificate of the lab's trust domain that signed
+// nothing of the lab's.
+func foreignCA(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := url.Parse("spiffe://cluster.local")
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "not node-1"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		MaxPathLen: 0, MaxPathLenZero: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, URIs: []*url.URL{id}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// policyState checks the state node reports for a CiliumNetworkPolicy in
+// its NodeProxyStatus.
+func policyState(ctx context.Context, l *Lab, node, name, want string) error {
+	dyn, err := dynamic.NewForConfig(l.Config)
+	if err != nil {
+		return err
+	}
+	u, err := dyn.Resource(v1alpha1.NodeProxyStatusResource).Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	pols, _, _ := unstructured.NestedSlice(u.Object, "status", "policy", "policies")
+	for _, p := range pols {
+		if m, ok := p.(map[string]any); ok && m["name"] == name && m["kind"] == "CiliumNetworkPolicy" {
+			if m["state"] != want {
+				return fmt.Errorf("%s: %v", node, m)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s reports no %s: %v", node, name, u.Object["status"])
+}
