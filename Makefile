@@ -81,7 +81,7 @@ check-generate: generate ## fail if generated files differ from the committed on
 	if [ -n "$$untracked" ]; then echo "untracked files in generated folders (commit or remove them):"; echo "$$untracked"; exit 1; fi
 
 bench: build ## benchmarks that print numbers (see BENCHMARKS.md)
-	$(GO) test -run '^$$' -bench . -benchmem ./conformance/perf/ ./gateway/ ./mesh/policy/ ./xds/... ./proxylib/...
+	$(GO) test -run '^$$' -bench . -benchmem ./conformance/perf/ ./gateway/ ./mesh/policy/ ./xds/... ./proxylib/... ./auth/handshake/
 	$(GO) run ./conformance/perf/proxybench -bin $(BIN)
 	$(GO) test -run '^$$' -bench Redirect -benchtime 2s ./datapath/  # root: eBPF redirect vs iptables TPROXY
 	$(GO) test -run '^$$' -bench PolicyHop -benchtime 20000x ./conformance/e2e/  # root: latency the redirect + L7 policy hop adds at 1k req/s
