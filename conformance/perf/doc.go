@@ -10,4 +10,9 @@
 //     h2load next to nginx, and nodemesh-proxy's memory with 1000 routes.
 //   - translate benchmarks (translate_test.go): Gateway API objects to
 //     Envoy resources, the whole pipeline, at several sizes.
+//   - BenchmarkFirstConnection (auth_test.go, root): how long the first
+//     connection of a relation that needs mutual authentication takes,
+//     authenticated eagerly from policy versus on demand after the
+//     datapath dropped its SYN; auth/handshake's BenchmarkHandshake gives
+//     the handshake rate.
 package perf
