@@ -111,6 +111,23 @@ func TestLabMutualAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	argv := func(pod string, cmd ...string) []string {
+		v, err := s.ExecArgv(ctx, "default", pod, "", cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	landURL := "http://deathstar.default.svc.cluster.local/v1/request-landing"
+	// The Service path works (kube-proxy on node-1 has the deathstar's
+	// endpoints) before any policy; xwing checks it, so tiefighter's first
+	// connection is still to come.
+	eventually(t, "xwing lands without a policy", time.Minute, func() error {
+		if out, code := run(t, argv("xwing", "curl", "-sS", "--max-time", "3", "-XPOST", landURL), ""); code != 0 {
+			return fmt.Errorf("exit %d: %s", code, out)
+		}
+		return nil
+	})
 	policyFile := filepath.Join(t.TempDir(), "auth.yaml")
 	if err := os.WriteFile(policyFile, []byte(authRequired), 0o644); err != nil {
 		t.Fatal(err)
@@ -140,13 +157,6 @@ func TestLabMutualAuth(t *testing.T) {
 		before = a
 		return nil
 	})
-	argv := func(pod string, cmd ...string) []string {
-		v, err := s.ExecArgv(ctx, "default", pod, "", cmd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
 	synRetrans := func() uint64 {
 		out, code := run(t, argv("tiefighter", "cat", "/proc/net/netstat"), "")
 		if code != 0 {
@@ -159,15 +169,15 @@ func TestLabMutualAuth(t *testing.T) {
 		return n
 	}
 	land := func() (string, int) {
-		return run(t, argv("tiefighter", "curl", "-sS", "--max-time", "5", "-w", "\nconnect=%{time_connect}", "-XPOST",
-			"http://deathstar.default.svc.cluster.local/v1/request-landing"), "")
+		return run(t, argv("tiefighter", "curl", "-sS", "--max-time", "5", "-w", "\nlookup=%{time_namelookup} connect=%{time_connect}", "-XPOST", landURL), "")
 	}
 	retransBefore := synRetrans()
 	out, code := land()
 	if code != 0 || !strings.Contains(out, "Ship landed") {
-		t.Fatalf("tiefighter's first connection: exit %d: %s", code, out)
+		a, err := list()
+		t.Fatalf("tiefighter's first connection: exit %d: %s\nnode-2's auth state: %+v %v", code, out, a, err)
 	}
-	if connect := parseConnect(t, out); connect >= time.Second {
+	if connect := curlTime(t, out, "connect") - curlTime(t, out, "lookup"); connect >= time.Second {
 		t.Errorf("the first connection took %s to establish: its SYN was retransmitted", connect)
 	}
 	if r := synRetrans(); r != retransBefore {
@@ -208,8 +218,7 @@ func TestLabMutualAuth(t *testing.T) {
 		return nil
 	})
 	for i := 0; i < 3; i++ {
-		if out, code := run(t, argv("tiefighter", "curl", "-sS", "--max-time", "2", "-XPOST",
-			"http://deathstar.default.svc.cluster.local/v1/request-landing"), ""); code == 0 {
+		if out, code := run(t, argv("tiefighter", "curl", "-sS", "--max-time", "2", "-XPOST", landURL), ""); code == 0 {
 			t.Fatalf("tiefighter landed without a valid proof: %s", out)
 		}
 	}
@@ -257,13 +266,18 @@ func netstatField(text, group, field string) (uint64, error) {
 	return 0, fmt.Errorf("no %s group in:\n%s", group, text)
 }
 
-func parseConnect(t *testing.T, out string) time.Duration {
+// curlTime reads one of the name=seconds pairs curl's -w printed last.
+func curlTime(t *testing.T, out, name string) time.Duration {
 	t.Helper()
-	i := strings.LastIndex(out, "connect=")
+	i := strings.LastIndex(out, name+"=")
 	if i < 0 {
-		t.Fatalf("no connect time in %q", out)
+		t.Fatalf("no %s time in %q", name, out)
 	}
-	secs, err := strconv.ParseFloat(strings.TrimSpace(out[i+len("connect="):]), 64)
+	f := strings.Fields(out[i+len(name)+1:])
+	if len(f) == 0 {
+		t.Fatalf("no %s time in %q", name, out)
+	}
+	secs, err := strconv.ParseFloat(f[0], 64)
 	if err != nil {
 		t.Fatal(err)
 	}
