@@ -24,6 +24,7 @@ import (
 	"github.com/nodemesh/nodemesh/auth/issuer"
 	"github.com/nodemesh/nodemesh/auth/manager"
 	"github.com/nodemesh/nodemesh/auth/spire"
+	"github.com/nodemesh/nodemesh/auth/workload"
 	"github.com/nodemesh/nodemesh/datapath"
 	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/internal/agent"
@@ -39,6 +40,8 @@ type authOptions struct {
 	spireSocket *string
 	peersDir    *string
 	svidTTL     *time.Duration
+	workloadAPI *string
+	netnsDir    *string
 }
 
 func authFlags() *authOptions {
@@ -52,6 +55,10 @@ func authFlags() *authOptions {
 		peersDir: flag.String("auth-peer-authorities-dir", "", "builtin: a directory shared by the nodes; each agent publishes its issuer's "+
 			"authorities (certificates only) there as <node>.pem and trusts the others'"),
 		svidTTL: flag.Duration("auth-svid-ttl", issuer.DefaultSVIDTTL, "builtin: lifetime of the SVIDs the issuer mints"),
+		workloadAPI: flag.String("auth-workload-socket", "", "serve the SPIFFE Workload API to the node's Pods on this Unix socket "+
+			"(default: <state-dir>/workload.sock; \"-\": not at all)"),
+		netnsDir: flag.String("auth-netns-dir", "/run/netns", "where the Pods' network namespaces are bind-mounted; the Workload API "+
+			"attests a caller by finding its namespace there and matching its addresses to a local Pod"),
 	}
 }
 
@@ -64,6 +71,9 @@ type authRuntime struct {
 	client  *handshake.Client
 	server  *handshake.Server
 	hosts   *hosts
+	wl      *workload.Server
+	wlPath  string
+	att     *netnsAttestor
 	dp      *datapath.Datapath
 	port    uint16
 	node    string
@@ -125,6 +135,17 @@ func (o *authOptions) setup(cfg *agent.Config, stateDir, nodeName string, log *s
 	rt.server = handshake.NewServer(rt.src, rt.hosts, handshake.WithLogger(log))
 	rt.mgr = manager.New(agent.AuthMap(dp), rt.src, rt.client, manager.WithLogger(log))
 	cfg.Auth = &agent.Auth{Pairs: rt.mgr, Ready: ready, Source: *o.source, NodeIP: cfg.HostIPs[0], Port: rt.port, Report: rt.report}
+	switch rt.wlPath = *o.workloadAPI; rt.wlPath {
+	case "-":
+		rt.wlPath = ""
+	case "":
+		rt.wlPath = filepath.Join(stateDir, "workload.sock")
+	}
+	if rt.wlPath != "" {
+		rt.att = &netnsAttestor{dir: *o.netnsDir, log: log}
+		rt.wl = workload.New(rt.src, rt.att, workload.WithLogger(log))
+		cfg.Auth.EndpointsChanged = rt.wl.Refresh
+	}
 	return rt, nil
 }
 
@@ -143,6 +164,18 @@ func (rt *authRuntime) start(ctx context.Context, a *agent.Agent, errc chan<- er
 		return fmt.Errorf("listening for mutual-auth handshakes: %w", err)
 	}
 	rt.hosts.a = a
+	if rt.wl != nil {
+		rt.att.a = a
+		wl, err := workload.Listen(rt.wlPath)
+		if err != nil {
+			return err
+		}
+		go func() { errc <- rt.wl.Serve(wl) }()
+		go func() {
+			<-ctx.Done()
+			rt.wl.Stop()
+		}()
+	}
 	srv := rt.server
 	go func() { errc <- srv.Serve(l) }()
 	go func() {

@@ -39,6 +39,10 @@ type Auth struct {
 	// Report, when set, fills /v1/auth's entries and counters. Called
 	// from the API's goroutines.
 	Report func() (api.AuthStatus, error)
+	// EndpointsChanged, when set, is called after every compilation
+	// (the Workload API re-attests its open streams). Called from
+	// Apply's goroutine; must not block.
+	EndpointsChanged func()
 }
 
 // PairSetter takes the relations policy requires authenticated;
@@ -286,4 +290,14 @@ func (a *Agent) HostsIdentity(id model.Identity) bool {
 	a.pol.mu.Lock()
 	defer a.pol.mu.Unlock()
 	return a.pol.locals[id]
+}
+
+// LocalIdentityOf returns the identity of the local endpoint with address
+// addr in the latest compilation (the Workload API attests a caller by
+// the addresses of its network namespace). Safe from any goroutine.
+func (a *Agent) LocalIdentityOf(addr netip.Addr) (model.Identity, bool) {
+	a.pol.mu.Lock()
+	defer a.pol.mu.Unlock()
+	id, ok := a.pol.localAddrs[addr.Unmap()]
+	return id, ok
 }

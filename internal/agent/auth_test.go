@@ -136,6 +136,12 @@ func TestAuthPairsFromPolicy(t *testing.T) {
 	if diff := cmp.Diff(want, sink.get(), addrPortEq); diff != "" {
 		t.Fatalf("pairs (-want +got):\n%s", diff)
 	}
+	if id, ok := a.LocalIdentityOf(netip.MustParseAddr("10.244.1.10")); !ok || id != apiID {
+		t.Fatalf("identity of api's address: %v %v", id, ok)
+	}
+	if _, ok := a.LocalIdentityOf(netip.MustParseAddr("10.244.2.20")); ok {
+		t.Fatal("a remote Pod's address attests as local")
+	}
 	if !a.HostsIdentity(apiID) || !a.HostsIdentity(webID) || a.HostsIdentity(ids["batch"]) {
 		t.Fatalf("local identities: api %v web %v batch %v", a.HostsIdentity(apiID), a.HostsIdentity(webID), a.HostsIdentity(ids["batch"]))
 	}

@@ -66,6 +66,9 @@ type policyState struct {
 	// locals are the identities of the local endpoints (the handshake
 	// server proves only those).
 	locals map[model.Identity]bool
+	// localAddrs maps each local endpoint address to its identity (the
+	// Workload API attests callers by it).
+	localAddrs map[netip.Addr]model.Identity
 }
 
 // compilePolicy runs policy compilation for a snapshot (nil when the agent
@@ -130,8 +133,12 @@ func (a *Agent) syncDatapath(res *policy.Result, versions map[string]string) {
 	}
 	ps.status = st
 	ps.locals = make(map[model.Identity]bool, len(res.Local))
+	ps.localAddrs = map[netip.Addr]model.Identity{}
 	for _, ep := range res.Local {
 		ps.locals[ep.Identity] = true
+		for _, ip := range ep.IPs {
+			ps.localAddrs[ip] = ep.Identity
+		}
 	}
 	ps.versions, ps.publishedAt, ps.redirects = versions, time.Now(), len(wanted) > 0
 	since := ps.publishedAt
@@ -151,6 +158,9 @@ func (a *Agent) syncDatapath(res *policy.Result, versions map[string]string) {
 		ps.mu.Lock()
 		ps.authPairs = len(pairs)
 		ps.mu.Unlock()
+		if au.EndpointsChanged != nil {
+			au.EndpointsChanged()
+		}
 	}
 	if err := a.syncTables(res, nodeOf); err != nil {
 		a.setDatapathError(gen, err)
