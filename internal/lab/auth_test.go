@@ -24,6 +24,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+
 	"github.com/nodemesh/nodemesh/api/v1alpha1"
 
 	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
@@ -195,6 +198,26 @@ func TestLabMutualAuth(t *testing.T) {
 		return policyState(ctx, l, node2.Name, "empire-authenticated", "Enforced")
 	})
 
+	// go-spiffe's own Workload API client, started in tiefighter's
+	// network namespace with the socket the lab gave the Pod, gets
+	// tiefighter's SVID (the identity node-2 proved for it) from node-1's
+	// agent, and a bundle that verifies it.
+	var tiefighterID uint32
+	for _, e := range before.Entries {
+		if e.NodeName == l.Nodes[0].Name {
+			tiefighterID = e.Remote
+		}
+	}
+	sock := podEnv(t, s, "tiefighter", "SPIFFE_ENDPOINT_SOCKET")
+	if want := "unix://" + WorkloadSocket(l.Nodes[0]); sock != want {
+		t.Fatalf("tiefighter's SPIFFE_ENDPOINT_SOCKET is %q, want %q", sock, want)
+	}
+	helper := argv("tiefighter", "env", "SPIFFE_ENDPOINT_SOCKET="+sock, spiffeHelperEnv+"=1", os.Args[0], "-test.run=^TestLabSPIFFEHelper$")
+	out, code = run(t, helper, "")
+	if want := fmt.Sprintf("svid=spiffe://cluster.local/identity/%d verified", tiefighterID); code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("go-spiffe in tiefighter's namespace: exit %d, want %q in:\n%s", code, want, out)
+	}
+
 	// node-1's published authority is replaced by a CA of the same trust
 	// domain that did not sign what node-1 presents: node-2 re-verifies,
 	// rejects node-1 and deletes the entry; the ship stays blocked.
@@ -324,4 +347,61 @@ func policyState(ctx context.Context, l *Lab, node, name, want string) error {
 		}
 	}
 	return fmt.Errorf("%s reports no %s: %v", node, name, u.Object["status"])
+}
+
+// spiffeHelperEnv makes TestLabSPIFFEHelper run: the lab test starts this
+// test binary again inside a Pod's network namespace.
+const spiffeHelperEnv = "NODEMESH_LAB_SPIFFE_HELPER"
+
+// TestLabSPIFFEHelper is not a test of its own: TestLabMutualAuth runs it
+// in a Pod's namespace. It fetches the SVID and bundle with go-spiffe's
+// X509Source (from SPIFFE_ENDPOINT_SOCKET), verifies the SVID against the
+// bundle and prints its ID.
+func TestLabSPIFFEHelper(t *testing.T) {
+	if os.Getenv(spiffeHelperEnv) != "1" {
+		t.Skip("run by TestLabMutualAuth inside a Pod's network namespace")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	src, err := workloadapi.NewX509Source(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	svid, err := src.GetX509SVID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := x509svid.Verify(svid.Certificates, src); err != nil {
+		t.Fatalf("the SVID does not verify against the bundle: %v", err)
+	}
+	fmt.Printf("svid=%s verified\n", svid.ID)
+}
+
+// podEnv reads a variable from the environment of a process of the Pod
+// (the first in its network namespace).
+func podEnv(t *testing.T, s *State, pod, name string) string {
+	t.Helper()
+	argv, err := s.ExecArgv(context.Background(), "default", pod, "", []string{"true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := argv[3] // ip netns exec <ns> ...
+	out, code := run(t, []string{"ip", "netns", "pids", ns}, "")
+	if code != 0 {
+		t.Fatalf("ip netns pids %s: %s", ns, out)
+	}
+	for _, pid := range strings.Fields(out) {
+		b, err := os.ReadFile("/proc/" + pid + "/environ")
+		if err != nil {
+			continue
+		}
+		for _, kv := range strings.Split(string(b), "\x00") {
+			if v, ok := strings.CutPrefix(kv, name+"="); ok {
+				return v
+			}
+		}
+	}
+	t.Fatalf("no process of %s has %s", pod, name)
+	return ""
 }

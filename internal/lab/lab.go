@@ -252,6 +252,7 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	for i, n := range l.Network.Nodes {
 		r, err := node.New(node.Config{
 			Client: l.Client, Node: n, Images: images, LocalCommands: true, DNS: DNSServiceIP, ClusterDomain: ClusterDomain,
+			Env: []string{"SPIFFE_ENDPOINT_SOCKET=unix://" + WorkloadSocket(l.Nodes[i])},
 			Dir: filepath.Join(o.Dir, "pods", n.Name), Log: l.log.With("node", n.Name), Cgroup: l.cgroupDir(l.Nodes[i]),
 		})
 		if err != nil {
@@ -353,3 +354,9 @@ func (l *Lab) waitReady(ctx context.Context, d *dns.Server) error {
 	}
 	return l.waitServiceAccount(ctx)
 }
+
+// WorkloadSocket is where the node's agent serves the SPIFFE Workload API
+// when it runs mutual authentication (its default, under the node's state
+// directory); every Pod of the node gets it as SPIFFE_ENDPOINT_SOCKET, the
+// variable go-spiffe reads.
+func WorkloadSocket(n Node) string { return filepath.Join(n.StateDir, "workload.sock") }

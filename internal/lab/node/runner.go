@@ -47,6 +47,10 @@ type Config struct {
 	ClusterDomain string
 	// Labels are added to the Node's own (hostname, os, arch).
 	Labels map[string]string
+	// Env is added to every container's environment, before the
+	// container's own variables (which win): what the node offers every
+	// Pod, such as the SPIFFE Workload API socket.
+	Env []string
 	// Dir holds Pod volumes and container logs.
 	Dir string
 	// Cgroup, when set, is the cgroup v2 directory every container
@@ -339,6 +343,9 @@ func (r *Runner) create(ctx context.Context, p *corev1.Pod) (*pod, error) {
 			lp.problemReason, lp.problem, lp.retry = "CreateContainerConfigError", err.Error(), true
 			return lp, nil
 		}
+		// exec takes the last value of a repeated name: the node's go
+		// first so the container's own win.
+		e = append(append([]string(nil), r.cfg.Env...), e...)
 		argv := programs[i]
 		for _, a := range c.spec.Args {
 			argv = append(argv, rw.rewrite(a))
