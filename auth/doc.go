@@ -90,19 +90,34 @@
 // visible in spire.Source.Status, the readiness signal meant for policy
 // status ("Enforced" only while it is nil); see auth/spire's doc.
 //
+// # Wiring (the composition root)
+//
+// internal/agent computes, on every compilation, the pairs of the
+// auth-required rows (each row's subject with every endpoint of its remote
+// identity, on that endpoint's node: this node's own handshake address,
+// or the Pod's status.hostIP for others) and hands them to the manager
+// before the rows are written; it numbers the other nodes for the auth
+// key and the ipcache (sticky per node name, not reused at once), adapts
+// the datapath's auth table to manager.Map (agent.AuthMap, SPIFFE type
+// only), reports policies that need authentication Pending while the
+// source is not ready (spire.Source.Status; the issuer is ready once
+// created) and serves /v1/auth (`nodemesh auth list`). cmd/nodemesh-agent
+// picks the source with --mutual-auth builtin|spire, feeds the datapath's
+// auth-required events to Request, serves the handshake on --auth-port and
+// the Workload API on the node's socket, attesting callers by finding
+// their namespace among the bind-mounted ones (--auth-netns-dir) and
+// matching its addresses to a local Pod. Builtin issuers of several nodes
+// exchange their authorities (certificates only) through a shared
+// directory (--auth-peer-authorities-dir), which is what the lab uses.
+//
 // # Deferred
 //
-//   - wiring SPIRE in: the agent choosing auth/spire over auth/issuer by
-//     configuration (admin socket path), a readiness method on Source
-//     (spire.Source.Status is one; the issuer needs its own) that
-//     policy status reads, and the nodemesh-controller
-//     running auth/spire's Registrar per node as identities and endpoints
-//     change (see auth/spire's doc for the entry layout and who owns
-//     which entries);
-//   - the datapath adapter for manager.Map (datapath.UpsertAuth/DeleteAuth
-//     and a listing, auth type SPIFFE) and the wiring into the agent and the
-//     lab (publishing each node's issuer authorities to the others);
-//   - `nodemesh auth list`, Prometheus export of the Stats counters, and
-//     auth events in the flow store;
+//   - the nodemesh-controller running auth/spire's Registrar per node as
+//     identities and endpoints change (see auth/spire's doc for the entry
+//     layout and who owns which entries), and SPIRE in the lab;
+//   - an authority exchange for builtin issuers through the API server
+//     (the shared directory needs a shared filesystem);
+//   - Prometheus export of the Stats counters and auth events in the
+//     flow store;
 //   - JWT-SVIDs on the Workload API (answered Unimplemented).
 package auth

@@ -76,4 +76,19 @@
 // are Pending (WaitingForProxies, DatapathError). Endpoint ids are sticky
 // per Pod. The flow store (mesh/flow), fed by the access log service, is
 // served on /v1/flows and resolved with the latest ipcache.
+//
+// Mutual authentication (auth.go, with Config.Auth): every compilation
+// hands the auth manager the relations the auth-required rows need —
+// eagerly, before the rows are written, so a first connection finds its
+// entry instead of being dropped while a handshake runs — and the manager
+// withdraws whatever is no longer named (a Pod, an identity, a node or a
+// policy that went). Other nodes get a number of this agent's own (the
+// auth key's remote node, carried in the ipcache rows of their Pods),
+// sticky per node name and not reused at once, so a relation proven for a
+// node that left cannot vouch for a newcomer. The compiler is told a
+// provider runs (policy.Options.Authentication) and marks the policies
+// concerned; they are Pending (WaitingForAuthentication) whenever
+// Auth.Ready reports the identity source not ready, and AuthChanged wakes
+// status waiters when that changes. AuthMap adapts the datapath's auth
+// table to the manager's Map; /v1/auth reports entries and counters.
 package agent

@@ -109,4 +109,10 @@
 // request may fail in the moment of an update, as the datapath's update
 // order allows a drop) and TestLabRemoteNodeIdentity (the other node's
 // address is remote-node).
+//
+// Mutual authentication: every Pod gets SPIFFE_ENDPOINT_SOCKET naming its
+// node agent's Workload API socket (WorkloadSocket), served when the agent
+// runs with --mutual-auth. With --mutual-auth=builtin each node's agent
+// runs its own issuer; --auth-peer-authorities-dir=<a directory of the
+// lab> lets them trust each other (TestLabMutualAuth).
 package lab
