@@ -63,12 +63,19 @@ spec:
     - ports: [{port: "80", protocol: TCP}]
 `
 
+// svidTTL is the lab's SVID lifetime in TestLabMutualAuth: short, so the
+// test sees relations renewed across rotations.
+const svidTTL = time.Minute
+
 // TestLabMutualAuth runs mutual authentication on two nodes with the
 // built-in issuer on each (authorities exchanged through a shared
 // directory): the deathstar on node-2 admits the empire only
 // authenticated. node-2's agent proves every relation the policy allows
 // eagerly, so tiefighter's first connection from node-1 succeeds at once:
 // no auth-required drop on node-2, no SYN retransmitted by the client.
+// go-spiffe's X509Source in tiefighter's namespace gets tiefighter's SVID
+// from node-1's Workload API. After every first proof expired (SVIDs of a
+// minute, rotated), the relation was renewed and tiefighter still lands.
 // Then node-1's published authority is replaced by a foreign CA: node-2
 // no longer trusts what node-1 presents, revokes the entry and the pair
 // stays blocked. Deleting tiefighter withdraws its relation.
@@ -84,7 +91,7 @@ func TestLabMutualAuth(t *testing.T) {
 		pin := filepath.Join("/sys/fs/bpf", n.Netns)
 		pinDirs = append(pinDirs, pin)
 		return []string{"--datapath", "--datapath-netns=" + n.NetnsPath, "--datapath-pin-dir=" + pin, "--node-ips=" + n.IP.String(),
-			"--mutual-auth=builtin", "--auth-peer-authorities-dir=" + peers}
+			"--mutual-auth=builtin", "--auth-peer-authorities-dir=" + peers, "--auth-svid-ttl=" + svidTTL.String()}
 	}})
 	ctx := context.Background()
 	root, err := controlplane.RepoRoot()
@@ -149,7 +156,7 @@ func TestLabMutualAuth(t *testing.T) {
 		}
 		valid, remote := 0, false
 		for _, e := range a.Entries {
-			if time.Until(e.Expiry) > 30*time.Minute {
+			if time.Until(e.Expiry) > svidTTL/4 {
 				valid++
 				remote = remote || e.NodeName == l.Nodes[0].Name
 			}
@@ -216,6 +223,39 @@ func TestLabMutualAuth(t *testing.T) {
 	out, code = run(t, helper, "")
 	if want := fmt.Sprintf("svid=spiffe://cluster.local/identity/%d verified", tiefighterID); code != 0 || !strings.Contains(out, want) {
 		t.Fatalf("go-spiffe in tiefighter's namespace: exit %d, want %q in:\n%s", code, want, out)
+	}
+
+	// Rotation: SVIDs live a minute here. Once every proof made before is
+	// past its expiry, node-2 has re-authenticated the relation and
+	// tiefighter still lands at the first try, without a drop.
+	var proven time.Time
+	for _, e := range after.Entries {
+		if e.NodeName == l.Nodes[0].Name {
+			proven = e.Expiry
+		}
+	}
+	var renewed authList
+	eventually(t, "node-2 re-authenticates before the first proof expires", 3*svidTTL, func() error {
+		a, err := list()
+		if err != nil {
+			return err
+		}
+		if time.Now().Before(proven.Add(time.Second)) {
+			return fmt.Errorf("the first proof (until %s) has not expired yet", proven)
+		}
+		for _, e := range a.Entries {
+			if e.NodeName == l.Nodes[0].Name && e.Expiry.After(time.Now()) {
+				renewed = a
+				return nil
+			}
+		}
+		return fmt.Errorf("no valid entry for node-1: %+v", a)
+	})
+	if out, code := land(); code != 0 || !strings.Contains(out, "Ship landed") {
+		t.Fatalf("tiefighter after rotation: exit %d: %s", code, out)
+	}
+	if a, err := list(); err != nil || a.AuthRequiredDrops != renewed.AuthRequiredDrops || renewed.AuthRequiredDrops != after.AuthRequiredDrops {
+		t.Errorf("auth-required drops across rotation: %d, then %d: %v", after.AuthRequiredDrops, a.AuthRequiredDrops, err)
 	}
 
 	// node-1's published authority is replaced by a CA of the same trust
