@@ -86,6 +86,13 @@ func (n *nodeIDs) assign(res *policy.Result) map[*identity.Endpoint]uint16 {
 		live[ep.Node] = true
 		id, ok := n.ids[ep.Node]
 		if !ok {
+			if len(n.ids) >= maxNodes {
+				// No number left: the node's Pods get one no entry
+				// is ever written for, so their auth-required flows
+				// stay blocked (never judged as this node's).
+				out[ep] = unnumberedNode
+				continue
+			}
 			id = n.alloc()
 			n.ids[ep.Node] = id
 		}
@@ -99,6 +106,13 @@ func (n *nodeIDs) assign(res *policy.Result) map[*identity.Endpoint]uint16 {
 	return out
 }
 
+// maxNodes is how many other nodes can have a number: 0 is this node and
+// unnumberedNode marks the Pods of nodes beyond that.
+const (
+	maxNodes       = 1<<16 - 2
+	unnumberedNode = 1<<16 - 1
+)
+
 func (n *nodeIDs) alloc() uint16 {
 	used := make(map[uint16]bool, len(n.ids))
 	for _, id := range n.ids {
@@ -106,7 +120,7 @@ func (n *nodeIDs) alloc() uint16 {
 	}
 	for {
 		n.next++
-		if n.next == 0 {
+		if n.next == 0 || n.next == unnumberedNode {
 			n.next = 1
 		}
 		if !used[n.next] {
@@ -129,7 +143,7 @@ func authPairs(res *policy.Result, nodeOf map[*identity.Endpoint]uint16, self ne
 	seen := map[remote]bool{}
 	for _, ep := range res.Identities.Endpoints {
 		node, ok := nodeOf[ep]
-		if !ok || ep.Identity.IsReserved() || ep.Identity == model.IdentityAny {
+		if !ok || node == unnumberedNode || ep.Identity.IsReserved() || ep.Identity == model.IdentityAny {
 			continue
 		}
 		r := remote{id: ep.Identity, node: node, addr: self}
