@@ -18,6 +18,7 @@ import (
 	"github.com/nodemesh/nodemesh/auth/manager"
 	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/internal/agent/api"
+	"github.com/nodemesh/nodemesh/mesh/identity"
 	"github.com/nodemesh/nodemesh/mesh/policy"
 )
 
@@ -258,3 +259,30 @@ func (t authTable) ListAuth() (map[model.AuthKey]time.Time, error) {
 }
 
 var addrPortEq = cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })
+
+// TestNodeIDsNotReused: node numbers are sticky while a node has Pods, and
+// a node that comes after one left does not inherit its number (an entry
+// proven for the old node must not vouch for the new one).
+func TestNodeIDsNotReused(t *testing.T) {
+	ep := func(node string) *identity.Endpoint { return &identity.Endpoint{Node: node} }
+	res := func(eps ...*identity.Endpoint) *policy.Result {
+		return &policy.Result{Identities: &identity.State{Endpoints: eps}}
+	}
+	var n nodeIDs
+	a, b := ep("node-a"), ep("node-b")
+	first := n.assign(res(a, b))
+	if first[a] == 0 || first[b] == 0 || first[a] == first[b] {
+		t.Fatalf("numbers %v", first)
+	}
+	again := n.assign(res(ep("node-a"), ep("node-b")))
+	for e, id := range again {
+		if want := map[string]uint16{"node-a": first[a], "node-b": first[b]}[e.Node]; id != want {
+			t.Fatalf("%s renumbered %d -> %d", e.Node, want, id)
+		}
+	}
+	c := ep("node-c")
+	got := n.assign(res(ep("node-b"), c))
+	if got[c] == first[a] || got[c] == first[b] || got[c] == 0 {
+		t.Fatalf("node-c got %d after node-a (%d) left", got[c], first[a])
+	}
+}
