@@ -109,12 +109,14 @@
 // matching its addresses to a local Pod. Builtin issuers of several nodes
 // exchange their authorities (certificates only) through a shared
 // directory (--auth-peer-authorities-dir), which is what the lab uses.
+// nodemesh-controller runs auth/spire's Registrar (--spire-server-socket):
+// per node, one entry per identity of the Pods bound to it.
 //
 // # Deferred
 //
-//   - the nodemesh-controller running auth/spire's Registrar per node as
-//     identities and endpoints change (see auth/spire's doc for the entry
-//     layout and who owns which entries), and SPIRE in the lab;
+//   - SPIRE in the lab (spire-server, a spire-agent per node, the
+//     controller's registration and the agents' --mutual-auth=spire; each
+//     part is tested on its own against real SPIRE);
 //   - an authority exchange for builtin issuers through the API server
 //     (the shared directory needs a shared filesystem);
 //   - Prometheus export of the Stats counters and auth events in the

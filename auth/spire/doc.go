@@ -45,8 +45,8 @@
 // (spiffe://<td>/nodemesh/agent, the k8s workload attestor's namespace and
 // service account selectors, parented on the aliases) belong to the SPIRE
 // deployment, as does listing that ID in every spire-agent's
-// authorized_delegates. The controller's wiring is not done yet (see
-// auth/doc.go).
+// authorized_delegates. nodemesh-controller runs the Registrar with
+// --spire-server-socket (the per-node layout).
 //
 // Delegate. The SPIRE agent attests the caller of its admin socket like
 // a workload (the unix attestor's uid/gid, or k8s selectors) and admits it

@@ -6,6 +6,15 @@
 // CiliumIdentity objects no Pod has used for --identity-gc-grace
 // (mesh/provider/kube/ciliumidentity); --labels and --cluster-name must be
 // the agents'. One replica runs per cluster.
+//
+// With --spire-server-socket it also keeps the SPIRE server's registration
+// entries for mutual authentication (agents with --mutual-auth=spire): for
+// every Node, one entry per CiliumIdentity of a Pod bound to it, parented
+// on the node's alias spiffe://<trust domain>/nodemesh/node/<name>, so a
+// node's SPIRE agent hands nodemesh's agent exactly the identities it
+// hosts (auth/spire describes the layout and what the SPIRE deployment
+// provides). Entries follow Pod, Node and Namespace changes and are
+// reconciled every --spire-sync-interval.
 package main
 
 import (
@@ -18,9 +27,13 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"k8s.io/client-go/informers"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/nodemesh/nodemesh/auth/spire"
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/gateway/controller"
 	"github.com/nodemesh/nodemesh/mesh/identity"
@@ -49,6 +62,10 @@ func run() error {
 	electID := flag.String("leader-election-id", "nodemesh-controller", "name of the Lease")
 	var ingress gateway.IngressOptions
 	ingress.RegisterFlags(flag.CommandLine) // the agents must be given the same values
+	spireSocket := flag.String("spire-server-socket", "", "register, on the SPIRE server at this local API socket, one entry per identity "+
+		"per node that hosts it (parent spiffe://<trust domain>/nodemesh/node/<node>), for agents running --mutual-auth=spire")
+	trustDomain := flag.String("auth-trust-domain", "cluster.local", "SPIFFE trust domain, as given to the agents")
+	spireEvery := flag.Duration("spire-sync-interval", 10*time.Second, "how often every node's SPIRE entries are reconciled besides on changes")
 	flag.Parse()
 
 	var level slog.Level
@@ -85,18 +102,53 @@ func run() error {
 	ids := identity.NewManager(identity.WithFilter(filter), identity.WithClusterName(*clusterName))
 	gc := ciliumidentity.NewCollector(clients.Core, clients.Dynamic, ids.PodLabels, ciliumidentity.WithLogger(log),
 		ciliumidentity.WithInterval(*gcInterval), ciliumidentity.WithGrace(*gcGrace))
+	var reg *spireRegistration
+	var regInformers informers.SharedInformerFactory
+	if *spireSocket != "" {
+		td, err := spiffeid.TrustDomainFromString(*trustDomain)
+		if err != nil {
+			return fmt.Errorf("parsing --auth-trust-domain: %w", err)
+		}
+		if *spireEvery <= 0 {
+			return fmt.Errorf("--spire-sync-interval must be positive")
+		}
+		conn, err := spire.DialServer(*spireSocket)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		r, err := spire.NewRegistrar(conn, td, spire.WithLogger(log))
+		if err != nil {
+			return err
+		}
+		alloc := ciliumidentity.NewAllocator(clients.Dynamic, ciliumidentity.WithLogger(log))
+		if err := alloc.Start(ctx); err != nil {
+			return err
+		}
+		reg, regInformers = newSPIRERegistration(clients.Core, r, td, alloc.Lookup, ids.PodLabels, *spireEvery, log)
+	}
 	log.Info("nodemesh-controller starting", "controllerName", *controllerName, "addressPool", prefix, "identityGCGrace", *gcGrace)
 	// runAll runs the Gateway controller and the identity collector;
 	// either one ending ends both.
 	runAll := func(ctx context.Context) error {
 		ctx, stop := context.WithCancel(ctx)
 		defer stop()
-		errc := make(chan error, 2)
+		n := 2
+		errc := make(chan error, 3)
 		go func() { errc <- gc.Run(ctx) }()
 		go func() { errc <- c.Run(ctx) }()
+		if reg != nil {
+			// SPIRE registration: only while leading, like the rest.
+			n++
+			regInformers.Start(ctx.Done())
+			regInformers.WaitForCacheSync(ctx.Done())
+			go func() { errc <- reg.Run(ctx) }()
+		}
 		err := <-errc
 		stop()
-		<-errc
+		for i := 1; i < n; i++ {
+			<-errc
+		}
 		return err
 	}
 	if !*elect {
