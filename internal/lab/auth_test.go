@@ -24,10 +24,12 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/nodemesh/nodemesh/api/v1alpha1"
+	"github.com/nodemesh/nodemesh/auth/spire/spiretest"
 
 	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
 )
@@ -80,126 +82,17 @@ const svidTTL = time.Minute
 // no longer trusts what node-1 presents, revokes the entry and the pair
 // stays blocked. Deleting tiefighter withdraws its relation.
 func TestLabMutualAuth(t *testing.T) {
-	var pinDirs []string
-	t.Cleanup(func() {
-		for _, d := range pinDirs {
-			os.RemoveAll(d)
-		}
-	})
 	peers := t.TempDir()
+	dpArgs := datapathArgs(t)
 	l := ForTest(t, Options{Nodes: 2, AgentArgs: func(n Node) []string {
-		pin := filepath.Join("/sys/fs/bpf", n.Netns)
-		pinDirs = append(pinDirs, pin)
-		return []string{"--datapath", "--datapath-netns=" + n.NetnsPath, "--datapath-pin-dir=" + pin, "--node-ips=" + n.IP.String(),
-			"--mutual-auth=builtin", "--auth-peer-authorities-dir=" + peers, "--auth-svid-ttl=" + svidTTL.String()}
+		return append(dpArgs(n), "--mutual-auth=builtin", "--auth-peer-authorities-dir="+peers, "--auth-svid-ttl="+svidTTL.String())
 	}})
 	ctx := context.Background()
-	root, err := controlplane.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := BuildMesh(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	node2 := l.Nodes[1]
-	list := func() (authList, error) {
-		var a authList
-		out, code := run(t, []string{filepath.Join(bin, "nodemesh"), "auth", "list", "-o", "json", "--socket", filepath.Join(node2.StateDir, "agent.sock")}, "")
-		if code != 0 {
-			return a, fmt.Errorf("nodemesh auth list: exit %d: %s", code, out)
-		}
-		return a, json.Unmarshal([]byte(out), &a)
-	}
-	if err := ApplyPaths(ctx, l.Config, []string{"testdata/starwars-placed.yaml"}); err != nil {
-		t.Fatal(err)
-	}
-	if pods, err := WaitSettled(ctx, l.Client, 2*time.Minute); err != nil {
-		t.Fatalf("%v\n%v", err, pods)
-	}
-	s, err := LoadState(l.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	argv := func(pod string, cmd ...string) []string {
-		v, err := s.ExecArgv(ctx, "default", pod, "", cmd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-	landURL := "http://deathstar.default.svc.cluster.local/v1/request-landing"
-	// The Service path works (kube-proxy on node-1 has the deathstar's
-	// endpoints) before any policy; xwing checks it, so tiefighter's first
-	// connection is still to come.
-	eventually(t, "xwing lands without a policy", time.Minute, func() error {
-		if out, code := run(t, argv("xwing", "curl", "-sS", "--max-time", "3", "-XPOST", landURL), ""); code != 0 {
-			return fmt.Errorf("exit %d: %s", code, out)
-		}
-		return nil
-	})
-	policyFile := filepath.Join(t.TempDir(), "auth.yaml")
-	if err := os.WriteFile(policyFile, []byte(authRequired), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := ApplyPaths(ctx, l.Config, []string{policyFile}); err != nil {
-		t.Fatal(err)
-	}
-
-	// Both relations the policy allows — deathstar with tiefighter on
-	// node-1 and with itself — are proven before anyone connects.
-	var before authList
-	eventually(t, "node-2 authenticates every allowed relation", time.Minute, func() error {
-		a, err := list()
-		if err != nil {
-			return err
-		}
-		valid, remote := 0, false
-		for _, e := range a.Entries {
-			if time.Until(e.Expiry) > svidTTL/4 {
-				valid++
-				remote = remote || e.NodeName == l.Nodes[0].Name
-			}
-		}
-		if !a.Ready || a.Pairs != 2 || valid != 2 || !remote {
-			return fmt.Errorf("auth state %+v", a)
-		}
-		before = a
-		return nil
-	})
-	synRetrans := func() uint64 {
-		out, code := run(t, argv("tiefighter", "cat", "/proc/net/netstat"), "")
-		if code != 0 {
-			t.Fatalf("reading the client's TCP statistics: %s", out)
-		}
-		n, err := netstatField(out, "TcpExt", "TCPSynRetrans")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	land := func() (string, int) {
-		return run(t, argv("tiefighter", "curl", "-sS", "--max-time", "5", "-w", "\nlookup=%{time_namelookup} connect=%{time_connect}", "-XPOST", landURL), "")
-	}
-	retransBefore := synRetrans()
-	out, code := land()
-	if code != 0 || !strings.Contains(out, "Ship landed") {
-		a, err := list()
-		t.Fatalf("tiefighter's first connection: exit %d: %s\nnode-2's auth state: %+v %v", code, out, a, err)
-	}
-	if connect := curlTime(t, out, "connect") - curlTime(t, out, "lookup"); connect >= time.Second {
-		t.Errorf("the first connection took %s to establish: its SYN was retransmitted", connect)
-	}
-	if r := synRetrans(); r != retransBefore {
-		t.Errorf("the client retransmitted %d SYNs", r-retransBefore)
-	}
-	after, err := list()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if after.AuthRequiredDrops != before.AuthRequiredDrops {
-		t.Errorf("node-2 dropped %d packets for lack of an auth entry", after.AuthRequiredDrops-before.AuthRequiredDrops)
-	}
+	f := firstConnection(t, l, svidTTL/4)
+	s, node2, list, argv, land, landURL := f.s, l.Nodes[1], f.list, f.argv, f.land, f.landURL
+	before, after := f.before, f.after
+	var out string
+	var code int
 	// Policy status: Enforced on node-2 (the source is ready).
 	eventually(t, "the policy is Enforced on node-2", 30*time.Second, func() error {
 		return policyState(ctx, l, node2.Name, "empire-authenticated", "Enforced")
@@ -444,4 +337,190 @@ func podEnv(t *testing.T, s *State, pod, name string) string {
 	}
 	t.Fatalf("no process of %s has %s", pod, name)
 	return ""
+}
+
+// authFixture is the shared part of the mutual-authentication lab tests.
+type authFixture struct {
+	s             *State
+	list          func() (authList, error)
+	argv          func(pod string, cmd ...string) []string
+	land          func() (string, int)
+	landURL       string
+	before, after authList
+}
+
+// firstConnection places the Star Wars Pods (ships on node-1, deathstar on
+// node-2), checks the Service path with xwing, applies authRequired, waits
+// until node-2 proved both relations it allows (each valid for at least
+// minLife), and makes tiefighter's first connection: it must land at once,
+// its SYN not retransmitted, with no auth-required drop on node-2.
+func firstConnection(t *testing.T, l *Lab, minLife time.Duration) *authFixture {
+	t.Helper()
+	ctx := context.Background()
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := BuildMesh(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node2 := l.Nodes[1]
+	list := func() (authList, error) {
+		var a authList
+		out, code := run(t, []string{filepath.Join(bin, "nodemesh"), "auth", "list", "-o", "json", "--socket", filepath.Join(node2.StateDir, "agent.sock")}, "")
+		if code != 0 {
+			return a, fmt.Errorf("nodemesh auth list: exit %d: %s", code, out)
+		}
+		return a, json.Unmarshal([]byte(out), &a)
+	}
+	if err := ApplyPaths(ctx, l.Config, []string{"testdata/starwars-placed.yaml"}); err != nil {
+		t.Fatal(err)
+	}
+	if pods, err := WaitSettled(ctx, l.Client, 2*time.Minute); err != nil {
+		t.Fatalf("%v\n%v", err, pods)
+	}
+	s, err := LoadState(l.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := func(pod string, cmd ...string) []string {
+		v, err := s.ExecArgv(ctx, "default", pod, "", cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	landURL := "http://deathstar.default.svc.cluster.local/v1/request-landing"
+	// The Service path works (kube-proxy on node-1 has the deathstar's
+	// endpoints) before any policy; xwing checks it, so tiefighter's first
+	// connection is still to come.
+	eventually(t, "xwing lands without a policy", time.Minute, func() error {
+		if out, code := run(t, argv("xwing", "curl", "-sS", "--max-time", "3", "-XPOST", landURL), ""); code != 0 {
+			return fmt.Errorf("exit %d: %s", code, out)
+		}
+		return nil
+	})
+	policyFile := filepath.Join(t.TempDir(), "auth.yaml")
+	if err := os.WriteFile(policyFile, []byte(authRequired), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := ApplyPaths(ctx, l.Config, []string{policyFile}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Both relations the policy allows — deathstar with tiefighter on
+	// node-1 and with itself — are proven before anyone connects.
+	var before authList
+	eventually(t, "node-2 authenticates every allowed relation", time.Minute, func() error {
+		a, err := list()
+		if err != nil {
+			return err
+		}
+		valid, remote := 0, false
+		for _, e := range a.Entries {
+			if time.Until(e.Expiry) > minLife {
+				valid++
+				remote = remote || e.NodeName == l.Nodes[0].Name
+			}
+		}
+		if !a.Ready || a.Pairs != 2 || valid != 2 || !remote {
+			return fmt.Errorf("auth state %+v", a)
+		}
+		before = a
+		return nil
+	})
+	synRetrans := func() uint64 {
+		out, code := run(t, argv("tiefighter", "cat", "/proc/net/netstat"), "")
+		if code != 0 {
+			t.Fatalf("reading the client's TCP statistics: %s", out)
+		}
+		n, err := netstatField(out, "TcpExt", "TCPSynRetrans")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	land := func() (string, int) {
+		return run(t, argv("tiefighter", "curl", "-sS", "--max-time", "5", "-w", "\nlookup=%{time_namelookup} connect=%{time_connect}", "-XPOST", landURL), "")
+	}
+	retransBefore := synRetrans()
+	out, code := land()
+	if code != 0 || !strings.Contains(out, "Ship landed") {
+		a, err := list()
+		t.Fatalf("tiefighter's first connection: exit %d: %s\nnode-2's auth state: %+v %v", code, out, a, err)
+	}
+	if connect := curlTime(t, out, "connect") - curlTime(t, out, "lookup"); connect >= time.Second {
+		t.Errorf("the first connection took %s to establish: its SYN was retransmitted", connect)
+	}
+	if r := synRetrans(); r != retransBefore {
+		t.Errorf("the client retransmitted %d SYNs", r-retransBefore)
+	}
+	after, err := list()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.AuthRequiredDrops != before.AuthRequiredDrops {
+		t.Errorf("node-2 dropped %d packets for lack of an auth entry", after.AuthRequiredDrops-before.AuthRequiredDrops)
+	}
+	return &authFixture{s: s, list: list, argv: argv, land: land, landURL: landURL, before: before, after: after}
+}
+
+// datapathArgs returns the agent flags of a node's datapath, its pinned
+// maps and links removed when the test ends (pinned datapaths outlive the
+// agent by design).
+func datapathArgs(t *testing.T) func(Node) []string {
+	var pinDirs []string
+	t.Cleanup(func() {
+		for _, d := range pinDirs {
+			os.RemoveAll(d)
+		}
+	})
+	return func(n Node) []string {
+		pin := filepath.Join("/sys/fs/bpf", n.Netns)
+		pinDirs = append(pinDirs, pin)
+		return []string{"--datapath", "--datapath-netns=" + n.NetnsPath, "--datapath-pin-dir=" + pin, "--node-ips=" + n.IP.String()}
+	}
+}
+
+// TestLabMutualAuthSPIRE runs the same first connection with SPIRE as the
+// identity source: a real spire-server and a spire-agent per node (on
+// this machine, their sockets reachable from the lab's namespaces), the
+// nodemesh agents as the spire-agents' authorized delegates, and
+// nodemesh-controller registering each node's identities. node-2 proves
+// both relations eagerly with SVIDs from SPIRE, tiefighter's first
+// connection lands without a drop or a retransmitted SYN, and the policy
+// is Enforced.
+func TestLabMutualAuthSPIRE(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("cluster.local")
+	srv := spiretest.ForTest(t, spiretest.ServerOptions{TrustDomain: td})
+	delegate := spiffeid.RequireFromPath(td, "/nodemesh/agent")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	admin := map[string]string{}
+	for _, name := range []string{"node-1", "node-2"} {
+		ag, err := srv.StartAgent(ctx, spiretest.AgentOptions{Name: name, AuthorizedDelegates: []spiffeid.ID{delegate}})
+		if err != nil {
+			t.Fatalf("%v\n%s", err, srv.Logs(40))
+		}
+		// nodemesh-agent runs as this test's user.
+		if _, err := ag.Register(ctx, delegate, "unix:uid:"+strconv.Itoa(os.Getuid()), "unix:gid:"+strconv.Itoa(os.Getgid())); err != nil {
+			t.Fatal(err)
+		}
+		admin[name] = ag.AdminSocket
+	}
+	dpArgs := datapathArgs(t)
+	l := ForTest(t, Options{Nodes: 2, ControllerArgs: []string{"--spire-server-socket=" + srv.Socket, "--spire-sync-interval=2s"},
+		AgentArgs: func(n Node) []string {
+			return append(dpArgs(n), "--mutual-auth=spire", "--auth-spire-admin-socket="+admin[n.Name])
+		}})
+	defer func() {
+		if t.Failed() {
+			t.Logf("SPIRE logs:\n%s", srv.Logs(40))
+		}
+	}()
+	firstConnection(t, l, 10*time.Minute)
+	eventually(t, "the policy is Enforced on node-2", 30*time.Second, func() error {
+		return policyState(context.Background(), l, l.Nodes[1].Name, "empire-authenticated", "Enforced")
+	})
 }

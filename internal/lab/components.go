@@ -74,7 +74,7 @@ func (l *Lab) startMesh() error {
 	bin := func(name string) string { return filepath.Join(l.opts.BinDir, name) }
 	cp := l.Network.ControlPlane
 	_, err := l.cluster.Run("nodemesh-controller", cp.Command(context.Background(), bin("nodemesh-controller"),
-		"--kubeconfig="+l.LabKubeconfig, "--address-pool="+l.opts.AddressPool))
+		append([]string{"--kubeconfig=" + l.LabKubeconfig, "--address-pool=" + l.opts.AddressPool}, l.opts.ControllerArgs...)...))
 	if err != nil {
 		return err
 	}

@@ -65,6 +65,9 @@ type Options struct {
 	// AgentArgs, when set, returns extra nodemesh-agent flags for a node,
 	// after the lab's own (a later flag wins).
 	AgentArgs func(Node) []string
+	// ControllerArgs are extra nodemesh-controller flags
+	// (--spire-server-socket …).
+	ControllerArgs []string
 	// AddressPool is nodemesh-controller's Gateway address pool
 	// (default DefaultAddressPool).
 	AddressPool string
