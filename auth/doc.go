@@ -114,9 +114,6 @@
 //
 // # Deferred
 //
-//   - SPIRE in the lab (spire-server, a spire-agent per node, the
-//     controller's registration and the agents' --mutual-auth=spire; each
-//     part is tested on its own against real SPIRE);
 //   - an authority exchange for builtin issuers through the API server
 //     (the shared directory needs a shared filesystem);
 //   - Prometheus export of the Stats counters and auth events in the

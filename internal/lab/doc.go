@@ -114,5 +114,9 @@
 // node agent's Workload API socket (WorkloadSocket), served when the agent
 // runs with --mutual-auth. With --mutual-auth=builtin each node's agent
 // runs its own issuer; --auth-peer-authorities-dir=<a directory of the
-// lab> lets them trust each other (TestLabMutualAuth).
+// lab> lets them trust each other (TestLabMutualAuth). With SPIRE
+// (TestLabMutualAuthSPIRE) spire-server and one spire-agent per node run
+// on this machine (auth/spire/spiretest), the agents get
+// --mutual-auth=spire with their node's admin socket and the controller
+// --spire-server-socket through Options.ControllerArgs.
 package lab
