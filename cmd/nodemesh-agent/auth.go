@@ -29,6 +29,7 @@ import (
 	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/internal/agent"
 	"github.com/nodemesh/nodemesh/internal/agent/api"
+	"github.com/nodemesh/nodemesh/mesh/flow"
 )
 
 // authOptions are the mutual-authentication flags.
@@ -71,6 +72,7 @@ type authRuntime struct {
 	client  *handshake.Client
 	server  *handshake.Server
 	hosts   *hosts
+	flows   *flow.Store
 	wl      *workload.Server
 	wlPath  string
 	att     *netnsAttestor
@@ -104,7 +106,7 @@ func (o *authOptions) setup(cfg *agent.Config, stateDir, nodeName string, log *s
 	if err != nil {
 		return nil, fmt.Errorf("parsing --auth-trust-domain: %w", err)
 	}
-	rt := &authRuntime{dp: dp, port: uint16(*o.port), node: nodeName, log: log}
+	rt := &authRuntime{dp: dp, port: uint16(*o.port), node: nodeName, log: log, flows: cfg.Flows}
 	var ready func() error
 	switch *o.source {
 	case "builtin":
@@ -240,6 +242,9 @@ func (rt *authRuntime) requestOnMiss(events *datapath.EventReader) {
 		}
 		if k, ok := agent.ManagerKey(e.AuthKey()); ok {
 			rt.mgr.Request(k)
+		}
+		if rt.flows != nil {
+			rt.flows.Add(authDropFlow(e))
 		}
 	}
 }
@@ -403,4 +408,26 @@ func writeAtomic(name string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), name)
+}
+
+// authDropFlow is an auth-required drop as `nodemesh flows` shows it: an
+// L3/L4 flow DROPPED for reason auth-required, with both identities.
+func authDropFlow(e datapath.Event) flow.Flow {
+	local := flow.Endpoint{Address: e.Destination, Identity: uint32(e.LocalIdentity)}
+	remote := flow.Endpoint{Address: e.Source, Identity: uint32(e.RemoteIdentity)}
+	src, dst := remote, local
+	if e.Direction == model.Egress {
+		// The local workload sent it: it is the source.
+		src, dst = flow.Endpoint{Address: e.Source, Identity: uint32(e.LocalIdentity)},
+			flow.Endpoint{Address: e.Destination, Identity: uint32(e.RemoteIdentity)}
+	}
+	proto := strconv.Itoa(int(e.Proto))
+	switch e.Proto {
+	case 6:
+		proto = flow.ProtocolTCP
+	case 17:
+		proto = "udp"
+	}
+	return flow.Flow{Time: e.Time, Direction: e.Direction.String(), Source: src, Destination: dst, Protocol: proto,
+		Verdict: flow.Dropped, Reason: "auth-required"}
 }

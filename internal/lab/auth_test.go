@@ -181,6 +181,18 @@ func TestLabMutualAuth(t *testing.T) {
 	if a, err := list(); err != nil || a.AuthRequiredDrops == after.AuthRequiredDrops {
 		t.Errorf("blocked attempts not counted as auth-required drops: %+v %v", a, err)
 	}
+	// The drops show in node-2's flows, with tiefighter as the source.
+	flows, code := run(t, []string{filepath.Join(f.bin, "nodemesh"), "flows", "--verdict", "DROPPED", "-o", "json",
+		"--socket", filepath.Join(node2.StateDir, "agent.sock")}, "")
+	want := fmt.Sprintf(`"identity":%d`, tiefighterID)
+	found := false
+	for _, line := range strings.Split(flows, "\n") {
+		found = found || (strings.Contains(line, `"reason":"auth-required"`) && strings.Contains(line, `"source":{"address":`) &&
+			strings.Contains(line[:max(strings.Index(line, `"destination"`), 0)], want))
+	}
+	if code != 0 || !found {
+		t.Errorf("no auth-required drop from tiefighter (%s) in node-2's flows (exit %d):\n%s", want, code, flows)
+	}
 
 	// tiefighter goes: its relation is no longer required.
 	if err := l.Client.CoreV1().Pods("default").Delete(ctx, "tiefighter", metav1.DeleteOptions{}); err != nil {
@@ -342,6 +354,7 @@ func podEnv(t *testing.T, s *State, pod, name string) string {
 // authFixture is the shared part of the mutual-authentication lab tests.
 type authFixture struct {
 	s             *State
+	bin           string
 	list          func() (authList, error)
 	argv          func(pod string, cmd ...string) []string
 	land          func() (string, int)
@@ -463,7 +476,7 @@ func firstConnection(t *testing.T, l *Lab, minLife time.Duration) *authFixture {
 	if after.AuthRequiredDrops != before.AuthRequiredDrops {
 		t.Errorf("node-2 dropped %d packets for lack of an auth entry", after.AuthRequiredDrops-before.AuthRequiredDrops)
 	}
-	return &authFixture{s: s, list: list, argv: argv, land: land, landURL: landURL, before: before, after: after}
+	return &authFixture{s: s, bin: bin, list: list, argv: argv, land: land, landURL: landURL, before: before, after: after}
 }
 
 // datapathArgs returns the agent flags of a node's datapath, its pinned
