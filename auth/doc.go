@@ -106,7 +106,8 @@
 // auth-required events to Request, serves the handshake on --auth-port and
 // the Workload API on the node's socket, attesting callers by finding
 // their namespace among the bind-mounted ones (--auth-netns-dir) and
-// matching its addresses to a local Pod. Builtin issuers of several nodes
+// matching its addresses to a local Pod; auth-required drops also go to
+// the flow store (`nodemesh flows`, reason auth-required). Builtin issuers of several nodes
 // exchange their authorities (certificates only) through a shared
 // directory (--auth-peer-authorities-dir), which is what the lab uses.
 // nodemesh-controller runs auth/spire's Registrar (--spire-server-socket):
@@ -116,7 +117,6 @@
 //
 //   - an authority exchange for builtin issuers through the API server
 //     (the shared directory needs a shared filesystem);
-//   - Prometheus export of the Stats counters and auth events in the
-//     flow store;
+//   - Prometheus export of the Stats counters (they are in /v1/auth);
 //   - JWT-SVIDs on the Workload API (answered Unimplemented).
 package auth

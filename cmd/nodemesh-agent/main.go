@@ -30,7 +30,9 @@
 // authentication.mode required are enforced: the agent authenticates every
 // relation they allow eagerly, with a TLS 1.3 handshake between the nodes'
 // agents on --auth-port (4250), and writes the proof to the datapath's auth
-// map; `nodemesh auth list` shows the entries.
+// map; `nodemesh auth list` shows the entries and counters, `nodemesh flows`
+// the auth-required drops. Pods reach the SPIFFE Workload API on
+// <state-dir>/workload.sock (--auth-workload-socket).
 //
 // In standalone mode --config-max-file-size (default 4Mi) and
 // --config-max-files (default 10000) bound what is read from --config-dir;
