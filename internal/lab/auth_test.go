@@ -331,7 +331,16 @@ func podEnv(t *testing.T, s *State, pod, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := argv[3] // ip netns exec <ns> ...
+	ns := ""
+	for i := 0; i+3 < len(argv); i++ {
+		if argv[i] == "ip" && argv[i+1] == "netns" && argv[i+2] == "exec" {
+			ns = argv[i+3]
+			break
+		}
+	}
+	if ns == "" {
+		t.Fatalf("no `ip netns exec` in %v", argv)
+	}
 	out, code := run(t, []string{"ip", "netns", "pids", ns}, "")
 	if code != 0 {
 		t.Fatalf("ip netns pids %s: %s", ns, out)
