@@ -103,12 +103,13 @@
 // source is not ready (spire.Source.Status; the issuer is ready once
 // created) and serves /v1/auth (`nodemesh auth list`). cmd/nodemesh-agent
 // picks the source with --mutual-auth builtin|spire, feeds the datapath's
-// auth-required events to Request, serves the handshake on --auth-port and
-// the Workload API on the node's socket, attesting callers by finding
-// their namespace among the bind-mounted ones (--auth-netns-dir) and
-// matching its addresses to a local Pod; auth-required drops also go to
-// the flow store (`nodemesh flows`, reason auth-required). Builtin issuers of several nodes
-// exchange their authorities (certificates only) through a shared
+// auth-required events to Request (agent.RequestAuth taps the one reader
+// of the event ring buffer, which also records every event as a flow, so
+// `nodemesh flows` and hubble show the auth-required drops), serves the
+// handshake on --auth-port and the Workload API on the node's socket,
+// attesting callers by finding their namespace among the bind-mounted ones
+// (--auth-netns-dir) and matching its addresses to a local Pod. Builtin
+// issuers of several nodes exchange their authorities (certificates only) through a shared
 // directory (--auth-peer-authorities-dir), which is what the lab uses.
 // nodemesh-controller runs auth/spire's Registrar (--spire-server-socket):
 // per node, one entry per identity of the Pods bound to it.

@@ -29,7 +29,6 @@ import (
 	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/internal/agent"
 	"github.com/nodemesh/nodemesh/internal/agent/api"
-	"github.com/nodemesh/nodemesh/mesh/flow"
 )
 
 // authOptions are the mutual-authentication flags.
@@ -72,7 +71,6 @@ type authRuntime struct {
 	client  *handshake.Client
 	server  *handshake.Server
 	hosts   *hosts
-	flows   *flow.Store
 	wl      *workload.Server
 	wlPath  string
 	att     *netnsAttestor
@@ -106,7 +104,7 @@ func (o *authOptions) setup(cfg *agent.Config, stateDir, nodeName string, log *s
 	if err != nil {
 		return nil, fmt.Errorf("parsing --auth-trust-domain: %w", err)
 	}
-	rt := &authRuntime{dp: dp, port: uint16(*o.port), node: nodeName, log: log, flows: cfg.Flows}
+	rt := &authRuntime{dp: dp, port: uint16(*o.port), node: nodeName, log: log}
 	var ready func() error
 	switch *o.source {
 	case "builtin":
@@ -157,9 +155,10 @@ type hosts struct{ a *agent.Agent }
 
 func (h hosts) IsLocal(id auth.Identity) bool { return h.a.HostsIdentity(model.Identity(id)) }
 
-// start runs the source, the handshake server, the manager, the datapath's
-// auth-required events and the authority exchange until ctx ends; their
-// errors go to errc.
+// start runs the source, the handshake server, the manager and the
+// authority exchange until ctx ends; their errors go to errc. The
+// datapath's auth-required events reach the manager through the flow
+// recorder's reader (policyOptions.recordEvents).
 func (rt *authRuntime) start(ctx context.Context, a *agent.Agent, errc chan<- error) error {
 	l, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(int(rt.port))))
 	if err != nil {
@@ -207,46 +206,8 @@ func (rt *authRuntime) start(ctx context.Context, a *agent.Agent, errc chan<- er
 			}
 		}
 	}()
-	events, err := rt.dp.Events()
-	if err != nil {
-		return fmt.Errorf("opening the datapath's events: %w", err)
-	}
-	go func() {
-		<-ctx.Done()
-		events.Close()
-	}()
-	go rt.requestOnMiss(events)
 	rt.log.Info("mutual authentication enabled", "port", rt.port, "trustDomain", rt.src.TrustDomain())
 	return nil
-}
-
-// requestOnMiss hands every auth-required drop to the manager: the
-// on-demand path, for relations eager authentication did not cover (or
-// not yet).
-func (rt *authRuntime) requestOnMiss(events *datapath.EventReader) {
-	for {
-		e, err := events.Read()
-		switch {
-		case errors.Is(err, datapath.ErrClosed):
-			return
-		case errors.Is(err, datapath.ErrBadEvent):
-			rt.log.Debug("skipping a malformed datapath event", "error", err)
-			continue
-		case err != nil:
-			// Not a record problem: reading cannot go on.
-			rt.log.Error("reading the datapath's events; on-demand authentication stops", "error", err)
-			return
-		}
-		if e.Type != datapath.EventAuthRequired {
-			continue
-		}
-		if k, ok := agent.ManagerKey(e.AuthKey()); ok {
-			rt.mgr.Request(k)
-		}
-		if rt.flows != nil {
-			rt.flows.Add(authDropFlow(e))
-		}
-	}
 }
 
 // report fills /v1/auth.
@@ -408,26 +369,4 @@ func writeAtomic(name string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), name)
-}
-
-// authDropFlow is an auth-required drop as `nodemesh flows` shows it: an
-// L3/L4 flow DROPPED for reason auth-required, with both identities.
-func authDropFlow(e datapath.Event) flow.Flow {
-	local := flow.Endpoint{Address: e.Destination, Identity: uint32(e.LocalIdentity)}
-	remote := flow.Endpoint{Address: e.Source, Identity: uint32(e.RemoteIdentity)}
-	src, dst := remote, local
-	if e.Direction == model.Egress {
-		// The local workload sent it: it is the source.
-		src, dst = flow.Endpoint{Address: e.Source, Identity: uint32(e.LocalIdentity)},
-			flow.Endpoint{Address: e.Destination, Identity: uint32(e.RemoteIdentity)}
-	}
-	proto := strconv.Itoa(int(e.Proto))
-	switch e.Proto {
-	case 6:
-		proto = flow.ProtocolTCP
-	case 17:
-		proto = "udp"
-	}
-	return flow.Flow{Time: e.Time, Direction: e.Direction.String(), Source: src, Destination: dst, Protocol: proto,
-		Verdict: flow.Dropped, Reason: "auth-required"}
 }

@@ -161,6 +161,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	pf.recordEvents(cfg.Flows, authn, log)
 	// Serve only now: gRPC refuses services registered after Serve, and
 	// the policy setup above registers the access-log service.
 	errc := make(chan error, 8)
@@ -236,6 +237,28 @@ type policyOptions struct {
 	// authentication: mutual authentication runs (--mutual-auth), so
 	// the compiler leaves its readiness to the agent.
 	authentication bool
+	// events is the datapath's event reader setup opened (nil without
+	// --datapath); recordEvents reads it.
+	events agent.EventSource
+}
+
+// recordEvents reads the datapath's events into the flow store on a
+// goroutine of its own; with mutual authentication, auth-required events
+// also go to the auth manager (agent.RequestAuth). The ring buffer gets
+// exactly one reader: two would split its records between them.
+func (o *policyOptions) recordEvents(store *flow.Store, authn *authRuntime, log *slog.Logger) {
+	if o.events == nil {
+		return
+	}
+	src := o.events
+	if authn != nil {
+		src = agent.RequestAuth(src, authn.mgr.Request)
+	}
+	go func() {
+		if err := agent.RecordEvents(src, store, log); !errors.Is(err, datapath.ErrClosed) {
+			log.Error("datapath events stopped; L3/L4 flows are no longer recorded", "error", err)
+		}
+	}()
 }
 
 func policyFlags() *policyOptions {
@@ -394,11 +417,9 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 			return nil, err
 		}
 		closers = append(closers, func() { events.Close() })
-		go func() {
-			if err := agent.RecordEvents(events, store, log); !errors.Is(err, datapath.ErrClosed) {
-				log.Error("datapath events stopped; L3/L4 flows are no longer recorded", "error", err)
-			}
-		}()
+		// Read by recordEvents, once mutual authentication (which taps
+		// this reader) is set up.
+		o.events = events
 		// Gateway traffic keeps its identity: the proxy's connections to a
 		// Gateway's backends carry the reserved ingress identity in their
 		// mark, as Cilium's do, so backend policy sees ingress, not host.

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 
+	"github.com/nodemesh/nodemesh/auth/manager"
 	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 )
@@ -33,6 +34,32 @@ func RecordEvents(r EventSource, store *flow.Store, log *slog.Logger) error {
 			return err
 		}
 	}
+}
+
+// RequestAuth wraps r so that every auth-required event it delivers is
+// also handed to request, as the auth manager's key, before the caller
+// sees it: the on-demand path of mutual authentication. The ring buffer
+// has one reader (each record goes to whichever reader takes it), so the
+// auth manager taps the flow recorder's reader rather than opening its
+// own. request must not block; manager.Request drops (and counts) when
+// its queue is full.
+func RequestAuth(r EventSource, request func(manager.Key)) EventSource {
+	return authTap{r, request}
+}
+
+type authTap struct {
+	EventSource
+	request func(manager.Key)
+}
+
+func (t authTap) Read() (model.Event, error) {
+	e, err := t.EventSource.Read()
+	if err == nil && e.Type == model.EventAuthRequired {
+		if k, ok := ManagerKey(e.AuthKey()); ok {
+			t.request(k)
+		}
+	}
+	return e, err
 }
 
 // protocols names the IP protocols a flow records.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/nodemesh/nodemesh/auth/manager"
 	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 )
@@ -106,3 +107,36 @@ type wrapBad struct{}
 
 func (wrapBad) Error() string { return "decoding: " + model.ErrBadEvent.Error() }
 func (wrapBad) Unwrap() error { return model.ErrBadEvent }
+
+// TestRequestAuth: through the one reader, every event still reaches the
+// flow store, and each SPIFFE auth-required event (only those) is also
+// requested from the auth manager with its key.
+func TestRequestAuth(t *testing.T) {
+	client, server := netip.MustParseAddrPort("10.244.1.20:40000"), netip.MustParseAddrPort("10.244.2.10:80")
+	authReq := model.Event{Type: model.EventAuthRequired, Direction: model.Ingress, Proto: 6, Source: client, Destination: server,
+		LocalIdentity: 256, RemoteIdentity: 300, RemoteNode: 2, Auth: model.AuthSPIFFE}
+	otherAuth := authReq
+	otherAuth.Auth = model.AuthSPIFFE + 1
+	drop := model.Event{Type: model.EventDrop, Reason: model.DropPolicy, Direction: model.Ingress, Proto: 6, Source: client, Destination: server,
+		LocalIdentity: 256, RemoteIdentity: 300, RemoteNode: 2, Auth: model.AuthSPIFFE}
+	src := &events{errs: []error{wrapBad{}}, list: []model.Event{drop, authReq, otherAuth}}
+	var requested []manager.Key
+	store := flow.NewStore()
+	if err := RecordEvents(RequestAuth(src, func(k manager.Key) { requested = append(requested, k) }), store,
+		slog.New(slog.DiscardHandler)); !errors.Is(err, io.EOF) {
+		t.Fatalf("RecordEvents returned %v, want the source's EOF", err)
+	}
+	want := []manager.Key{{Local: 256, Remote: 300, RemoteNode: 2}}
+	if diff := cmp.Diff(want, requested); diff != "" {
+		t.Fatalf("requested (-want +got):\n%s", diff)
+	}
+	got := store.Query(flow.Filter{}, 0)
+	if len(got) != 3 {
+		t.Fatalf("stored %d flows, want all 3 events: %+v", len(got), got)
+	}
+	for _, f := range got {
+		if f.Verdict != flow.Dropped {
+			t.Fatalf("flow %+v not DROPPED", f)
+		}
+	}
+}
