@@ -113,7 +113,7 @@ func (wrapBad) Unwrap() error { return model.ErrBadEvent }
 // requested from the auth manager with its key.
 func TestRequestAuth(t *testing.T) {
 	client, server := netip.MustParseAddrPort("10.244.1.20:40000"), netip.MustParseAddrPort("10.244.2.10:80")
-	authReq := model.Event{Type: model.EventAuthRequired, Direction: model.Ingress, Proto: 6, Source: client, Destination: server,
+	authReq := model.Event{Type: model.EventAuthRequired, Reason: model.DropAuthRequired, Direction: model.Ingress, Proto: 6, Source: client, Destination: server,
 		LocalIdentity: 256, RemoteIdentity: 300, RemoteNode: 2, Auth: model.AuthSPIFFE}
 	otherAuth := authReq
 	otherAuth.Auth = model.AuthSPIFFE + 1

@@ -83,9 +83,10 @@ const svidTTL = time.Minute
 // stays blocked. Deleting tiefighter withdraws its relation.
 func TestLabMutualAuth(t *testing.T) {
 	peers := t.TempDir()
-	dpArgs := datapathArgs(t)
+	// The lab's default agent flags run the datapath (DatapathArgs);
+	// these add mutual authentication.
 	l := ForTest(t, Options{Nodes: 2, AgentArgs: func(n Node) []string {
-		return append(dpArgs(n), "--mutual-auth=builtin", "--auth-peer-authorities-dir="+peers, "--auth-svid-ttl="+svidTTL.String())
+		return []string{"--mutual-auth=builtin", "--auth-peer-authorities-dir=" + peers, "--auth-svid-ttl=" + svidTTL.String()}
 	}})
 	ctx := context.Background()
 	f := firstConnection(t, l, svidTTL/4)
@@ -488,23 +489,6 @@ func firstConnection(t *testing.T, l *Lab, minLife time.Duration) *authFixture {
 	return &authFixture{s: s, bin: bin, list: list, argv: argv, land: land, landURL: landURL, before: before, after: after}
 }
 
-// datapathArgs returns the agent flags of a node's datapath, its pinned
-// maps and links removed when the test ends (pinned datapaths outlive the
-// agent by design).
-func datapathArgs(t *testing.T) func(Node) []string {
-	var pinDirs []string
-	t.Cleanup(func() {
-		for _, d := range pinDirs {
-			os.RemoveAll(d)
-		}
-	})
-	return func(n Node) []string {
-		pin := filepath.Join("/sys/fs/bpf", n.Netns)
-		pinDirs = append(pinDirs, pin)
-		return []string{"--datapath", "--datapath-netns=" + n.NetnsPath, "--datapath-pin-dir=" + pin, "--node-ips=" + n.IP.String()}
-	}
-}
-
 // TestLabMutualAuthSPIRE runs the same first connection with SPIRE as the
 // identity source: a real spire-server and a spire-agent per node (on
 // this machine, their sockets reachable from the lab's namespaces), the
@@ -531,10 +515,9 @@ func TestLabMutualAuthSPIRE(t *testing.T) {
 		}
 		admin[name] = ag.AdminSocket
 	}
-	dpArgs := datapathArgs(t)
 	l := ForTest(t, Options{Nodes: 2, ControllerArgs: []string{"--spire-server-socket=" + srv.Socket, "--spire-sync-interval=2s"},
 		AgentArgs: func(n Node) []string {
-			return append(dpArgs(n), "--mutual-auth=spire", "--auth-spire-admin-socket="+admin[n.Name])
+			return []string{"--mutual-auth=spire", "--auth-spire-admin-socket=" + admin[n.Name]}
 		}})
 	defer func() {
 		if t.Failed() {
