@@ -390,7 +390,9 @@ func (e *fuzzEnv) checkFresh(t *testing.T) {
 // pinListeners moves every listener that decodes to an address of its own
 // on 127.77.0.0/16 with port 0, so that the fuzzer binds nothing but
 // ephemeral loopback ports. Equal original addresses map to equal ones,
-// so duplicate-address checks still see duplicates.
+// so duplicate-address checks still see duplicates. A UDP listener keeps
+// its port: the proxy refuses port 0 there (a UDP listener on an
+// ephemeral port could never be reached), and the address is loopback.
 func pinListeners(res []*anypb.Any) {
 	for _, a := range res {
 		if a.GetTypeUrl() != resource.ListenerType {
@@ -408,7 +410,9 @@ func pinListeners(res []*anypb.Any) {
 		fmt.Fprintf(h, "%s|%d|%s", sa.GetAddress(), sa.GetPortValue(), sa.GetNamedPort())
 		v := h.Sum32()
 		sa.Address = netip.AddrFrom4([4]byte{127, 77, byte(v >> 8), byte(v)}).String()
-		sa.PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: 0}
+		if sa.GetProtocol() != corev3.SocketAddress_UDP {
+			sa.PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: 0}
+		}
 		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(&l)
 		if err == nil {
 			a.Value = b
