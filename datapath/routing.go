@@ -94,7 +94,9 @@ func (d *Datapath) installRouting() error {
 	case errors.Is(err, fs.ErrNotExist):
 		d.log.Warn("kernel without net.ipv4.tcp_migrate_req (Linux < 5.14): connections queued on a closing proxy listener are reset")
 	case err != nil:
-		return fmt.Errorf("setting net.ipv4.tcp_migrate_req: %w", err)
+		// Tuning, not enforcement: a read-only /proc/sys must not keep
+		// the datapath from starting.
+		d.log.Warn("cannot turn on net.ipv4.tcp_migrate_req: connections queued on a closing proxy listener are reset", "error", err)
 	}
 	routes, err := d.routingRoutes()
 	if err != nil {

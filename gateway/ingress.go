@@ -144,6 +144,10 @@ type ingressState struct {
 	// tls maps each TLS host ("*" for an entry without hosts) to the IR
 	// name of the Secret serving it.
 	tls map[string]string
+	// tlsWanted holds every host a spec.tls entry names ("*" for an entry
+	// without hosts), served or not: force-https redirects them all, so a
+	// refused certificate never turns an HTTPS-only host into plain HTTP.
+	tlsWanted map[string]bool
 	// certs are the IR Secrets the TLS entries use.
 	certs    map[string]*ir.Secret
 	problems []string
@@ -241,7 +245,7 @@ func boolAnnotation(v string) (bool, bool) {
 // a security-relevant knob (force-https, passthrough, mode) fails open.
 func (t *translator) compileIngress(ing *networkingv1.Ingress) *ingressState {
 	k := keyOf(ing)
-	is := &ingressState{obj: ing, key: k, tls: map[string]string{}, certs: map[string]*ir.Secret{}}
+	is := &ingressState{obj: ing, key: k, tls: map[string]string{}, tlsWanted: map[string]bool{}, certs: map[string]*ir.Secret{}}
 	is.rs = &routeState{kind: &ingressKind, key: k, generation: ing.Generation, created: ing.CreationTimestamp}
 	opts := &t.opts.Ingress
 
@@ -301,9 +305,8 @@ func (t *translator) compileIngress(ing *networkingv1.Ingress) *ingressState {
 		rule := &ruleState{route: is.rs, index: -1}
 		ms := &matchState{rule: rule, match: ir.Match{Path: &ir.PathMatch{Type: ir.PathPrefix, Value: "/"}}, pathRank: rankPrefix, pathLen: 1}
 		rule.matches = []*matchState{ms}
-		if t.ingressBackend(is, rule, "spec.defaultBackend", b) {
-			is.defaultRule = rule
-		}
+		t.ingressBackend(is, rule, "spec.defaultBackend", b)
+		is.defaultRule = rule
 	}
 	if len(is.paths) == 0 && is.defaultRule == nil {
 		is.skip = true
@@ -339,6 +342,12 @@ func (t *translator) checkServiceAnnotations(is *ingressState) {
 // Ingress's namespace, or the default certificate without secretName)
 // must hold a usable key pair. A host in two entries keeps the first.
 func (t *translator) compileIngressTLS(is *ingressState, i int, e *networkingv1.IngressTLS) {
+	if len(e.Hosts) == 0 {
+		is.tlsWanted[anyHost] = true
+	}
+	for _, h := range e.Hosts {
+		is.tlsWanted[h] = true
+	}
 	var k input.Key
 	switch {
 	case e.SecretName != "":
@@ -418,16 +427,25 @@ func (t *translator) compileIngressPath(is *ingressState, i, j int, field string
 		return nil
 	}
 	ms.pathLen = len(value)
-	if !t.ingressBackend(is, rule, field+".backend", &p.Backend) {
-		return nil
-	}
+	t.ingressBackend(is, rule, field+".backend", &p.Backend)
 	return ms
 }
 
 // ingressBackend resolves a backend to a Service port cluster in the
-// Ingress's namespace. A backend that cannot be resolved drops its path
-// (reported), so the request falls to the next matching path.
-func (t *translator) ingressBackend(is *ingressState, rule *ruleState, field string, b *networkingv1.IngressBackend) bool {
+// Ingress's namespace. A backend that cannot be resolved keeps its path
+// with a backend of no cluster (reported), so its requests get 500 as an
+// HTTPRoute's unresolved backendRef does, and never fall to another,
+// broader path of the Ingress.
+func (t *translator) ingressBackend(is *ingressState, rule *ruleState, field string, b *networkingv1.IngressBackend) {
+	if !t.resolveIngressBackend(is, rule, field, b) {
+		rule.backends = []*ir.WeightedBackend{{Weight: 1}}
+		rule.clusters = nil
+	}
+}
+
+// resolveIngressBackend sets the rule's backend and cluster, or reports
+// why it cannot.
+func (t *translator) resolveIngressBackend(is *ingressState, rule *ruleState, field string, b *networkingv1.IngressBackend) bool {
 	if b.Resource != nil {
 		is.fail("%s.resource: resource backends are not supported; use a Service", field)
 		return false

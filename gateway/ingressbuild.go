@@ -325,13 +325,12 @@ func (t *translator) ingressVHost(table, d string, byHost map[string][]ingressRo
 	return vh
 }
 
-// tlsCovers reports whether the Ingress serves host over TLS.
+// tlsCovers reports whether the Ingress asks for host to be served over
+// TLS, whether or not its certificate could be used: force-https then
+// redirects it, and a refused certificate fails the HTTPS side, not open
+// to plain HTTP.
 func (is *ingressState) tlsCovers(host string) bool {
-	if _, ok := is.tls[host]; ok {
-		return true
-	}
-	_, ok := is.tls[anyHost]
-	return ok
+	return is.tlsWanted[host] || is.tlsWanted[anyHost]
 }
 
 // ingressIRRoute makes the IR route of one placed path.
