@@ -6,13 +6,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sync"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/nodemesh/nodemesh/auth"
 	"github.com/nodemesh/nodemesh/auth/workload"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/internal/agent"
 )
 
@@ -25,80 +26,91 @@ const maxNetnsFiles = 4096
 // addresses are read, and the local endpoint with one of them is the
 // caller. A namespace with no local Pod address is nobody's.
 //
-// Addresses are cached per namespace (device, inode): a Pod keeps its
-// addresses for the life of its namespace, and the open workload server
-// connection pins the namespace, so its inode is not reused meanwhile.
-// The identity is looked up afresh on every call, so label changes count.
+// Nothing is cached: addresses are read on every call, so a namespace
+// whose inode is reused, or a Pod whose addresses changed, is judged by
+// what it holds now. A caller is refused when its addresses belong to
+// more than one identity, or when another namespace in dir holds the same
+// Pod address: a process able to add addresses in its own namespace could
+// otherwise claim another Pod's identity by adding that Pod's address.
 type netnsAttestor struct {
 	dir string
-	a   *agent.Agent
+	a   localIdentities
 	log *slog.Logger
-
-	mu    sync.Mutex
-	addrs map[workload.NetNS][]netip.Addr
 }
+
+// localIdentities is the agent's table of local Pod addresses.
+type localIdentities interface {
+	LocalIdentityOf(netip.Addr) (model.Identity, bool)
+}
+
+var _ localIdentities = (*agent.Agent)(nil)
 
 var _ workload.Attestor = (*netnsAttestor)(nil)
 
 func (n *netnsAttestor) Attest(ns workload.NetNS) (auth.Identity, bool) {
-	n.mu.Lock()
-	addrs, ok := n.addrs[ns]
-	n.mu.Unlock()
-	if !ok {
-		var err error
-		if addrs, err = n.find(ns); err != nil {
-			n.log.Warn("attesting a Workload API caller", "netns", ns, "error", err)
-			return 0, false
-		}
+	id, err := n.attest(ns)
+	if err != nil {
+		n.log.Warn("refusing a Workload API caller", "netns", ns, "error", err)
+		return 0, false
 	}
-	for _, a := range addrs {
-		if id, ok := n.a.LocalIdentityOf(a); ok {
-			return auth.Identity(id), true
-		}
-	}
-	return 0, false
+	return id, true
 }
 
-// find scans dir for ns and reads its addresses; the cache is rebuilt
-// from the scan, so namespaces that went are forgotten.
-func (n *netnsAttestor) find(want workload.NetNS) ([]netip.Addr, error) {
+func (n *netnsAttestor) attest(want workload.NetNS) (auth.Identity, error) {
 	names, err := os.ReadDir(n.dir)
 	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", n.dir, err)
+		return 0, fmt.Errorf("listing %s: %w", n.dir, err)
 	}
 	if len(names) > maxNetnsFiles {
-		names = names[:maxNetnsFiles]
+		return 0, fmt.Errorf("%s holds more than %d entries", n.dir, maxNetnsFiles)
 	}
-	n.mu.Lock()
-	old := n.addrs
-	n.mu.Unlock()
-	fresh := map[workload.NetNS][]netip.Addr{}
-	var found []netip.Addr
+	var paths []string
+	callerPath := ""
 	for _, e := range names {
 		path := filepath.Join(n.dir, e.Name())
 		ns, err := workload.NetNSOfPath(path)
 		if err != nil {
 			continue // gone meanwhile, or not a namespace
 		}
-		addrs, ok := old[ns]
-		if !ok {
-			if ns != want {
-				continue // read only when asked for
-			}
-			if addrs, err = namespaceAddrs(path); err != nil {
-				return nil, err
-			}
-		}
-		fresh[ns] = addrs
 		if ns == want {
-			found = addrs
+			callerPath = path
+			continue
 		}
+		paths = append(paths, path)
 	}
-	n.mu.Lock()
-	n.addrs = fresh
-	n.mu.Unlock()
-	if found == nil {
-		return nil, fmt.Errorf("no namespace in %s is %s", n.dir, want)
+	if callerPath == "" {
+		return 0, fmt.Errorf("no namespace in %s is %s", n.dir, want)
+	}
+	addrs, err := namespaceAddrs(callerPath)
+	if err != nil {
+		return 0, err
+	}
+	var found auth.Identity
+	var claimed []netip.Addr
+	for _, a := range addrs {
+		id, ok := n.a.LocalIdentityOf(a)
+		if !ok {
+			continue
+		}
+		if found != 0 && auth.Identity(id) != found {
+			return 0, fmt.Errorf("its addresses belong to identities %d and %d", found, id)
+		}
+		found = auth.Identity(id)
+		claimed = append(claimed, a)
+	}
+	if found == 0 {
+		return 0, fmt.Errorf("no local Pod address in %s", callerPath)
+	}
+	for _, p := range paths {
+		other, err := namespaceAddrs(p)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		for _, a := range claimed {
+			if slices.Contains(other, a) {
+				return 0, fmt.Errorf("address %s is also in namespace %s", a, p)
+			}
+		}
 	}
 	return found, nil
 }

@@ -81,6 +81,10 @@ func (n *nodeIDs) assign(res *policy.Result) map[*identity.Endpoint]uint16 {
 			continue
 		}
 		if ep.Node == "" {
+			// A remote Pod on no known node: a number no entry is
+			// ever written for, so its auth-required flows stay
+			// blocked rather than judged as this node's (0).
+			out[ep] = unnumberedNode
 			continue
 		}
 		live[ep.Node] = true

@@ -286,3 +286,18 @@ func TestNodeIDsNotReused(t *testing.T) {
 		t.Fatalf("node-c got %d after node-a (%d) left", got[c], first[a])
 	}
 }
+
+// TestRemotePodWithoutNodeIsNeverThisNode: a remote Pod whose node is not
+// known must not take node 0 (this node), which would let its
+// auth-required flows pass on a local Pod's entry of the same identity.
+func TestRemotePodWithoutNodeIsNeverThisNode(t *testing.T) {
+	local, remote := &identity.Endpoint{Node: "node-a"}, &identity.Endpoint{}
+	var n nodeIDs
+	got := n.assign(&policy.Result{Identities: &identity.State{Endpoints: []*identity.Endpoint{local, remote}}, Local: []*identity.Endpoint{local}})
+	if got[local] != 0 {
+		t.Fatalf("local endpoint got node %d, want 0", got[local])
+	}
+	if got[remote] != unnumberedNode {
+		t.Fatalf("remote endpoint with no node got %d, want the unnumbered node %d", got[remote], unnumberedNode)
+	}
+}
