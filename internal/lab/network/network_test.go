@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -118,6 +119,9 @@ func TestNetworkRoutesPodsAcrossNodes(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() { sleeper.Wait(); close(done) }()
+	// `ip netns exec` enters the namespace after it starts; until then
+	// the process is not in the Pod's namespace and no Close could find it.
+	waitInNamespace(t, c.Namespace, sleeper.Process.Pid)
 
 	names := []string{n.ControlPlane.Path, n.Nodes[0].Path, n.Nodes[1].Path, a.Path, c.Path, a.EtcDir(), n.Nodes[0].EtcDir()}
 	closed = true
@@ -151,5 +155,24 @@ func TestAddressPlan(t *testing.T) {
 	}
 	if _, err := Create(Config{Nodes: MaxNodes + 1}); err == nil {
 		t.Fatal("too many nodes accepted")
+	}
+}
+
+// waitInNamespace waits until process pid runs in namespace ns.
+func waitInNamespace(t *testing.T, ns *testbed.Namespace, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pids, err := ns.Pids()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(pids, pid) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d never entered namespace %s", pid, ns.Name)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
