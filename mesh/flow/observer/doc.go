@@ -32,6 +32,22 @@
 //     the proxy: a follower that falls more than the ring's capacity
 //     behind gets a LostEvent (source HUBBLE_RING_BUFFER) with the number
 //     of flows it missed, then continues with the oldest flow still held.
+//   - Streams are bounded three ways, so clients cannot take the agent's
+//     memory or goroutines: at most DefaultMaxStreams (64) GetFlows
+//     streams over every connection and listener (WithMaxStreams; gRPC's
+//     own limit, 16, is per connection), the next one refused with
+//     ResourceExhausted; a message the client does not take within
+//     DefaultSendTimeout (15 s, WithSendTimeout) ends its stream with
+//     DeadlineExceeded, since a blocked Send would otherwise hold the
+//     stream for ever (the send runs on a goroutine of the stream, so the
+//     handler can give up and its return unblocks the Send); and history
+//     is sent while it is read, never held: for the last Number flows a
+//     first pass only counts the matches, a second sends the last Number
+//     (a flow the ring overwrites between the passes is reported as
+//     lost). 15 s is long next to any reader that is alive (the flow
+//     control window holds about 64 KiB of flows) and short next to how
+//     long a stuck one would be kept. Stats counts admitted, refused and
+//     cut-off streams and flows sent, for metrics.
 //   - GetFlows semantics follow Hubble: Number is the last N matching
 //     flows (the first N with first=true); Number 0 means every held
 //     flow, except with follow and no since, which starts at the newest;

@@ -43,14 +43,31 @@ var _ Store = (*flow.Store)(nil)
 // batch is how many flows one stream reads from the store at a time.
 const batch = 256
 
+// Defaults of the stream bounds (see doc.go).
+const (
+	// DefaultMaxStreams is how many GetFlows streams the server serves at
+	// once, over all connections and listeners.
+	DefaultMaxStreams = 64
+	// DefaultSendTimeout is how long one message may wait for a client
+	// that does not read before its stream is ended.
+	DefaultSendTimeout = 15 * time.Second
+	// maxStreamsPerConn is gRPC's per-connection limit: the hubble CLI
+	// opens one stream per command.
+	maxStreamsPerConn = 16
+)
+
 // Server serves Hubble's observer.Observer from a Store.
 type Server struct {
 	observerpb.UnimplementedObserverServer
-	store   Store
-	node    string
-	version string
-	start   time.Time
-	log     *slog.Logger
+	store       Store
+	node        string
+	version     string
+	start       time.Time
+	log         *slog.Logger
+	sendTimeout time.Duration
+	// slots holds one token per GetFlows stream being served.
+	slots chan struct{}
+	stats counters
 }
 
 // Option configures a Server.
@@ -66,9 +83,32 @@ func WithVersion(v string) Option { return func(s *Server) { s.version = v } }
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 
+// WithMaxStreams sets how many GetFlows streams are served at once over
+// every connection (default DefaultMaxStreams); more are refused with
+// ResourceExhausted. n < 1 keeps the default.
+func WithMaxStreams(n int) Option {
+	return func(s *Server) {
+		if n > 0 {
+			s.slots = make(chan struct{}, n)
+		}
+	}
+}
+
+// WithSendTimeout sets how long a message may wait for the client to read
+// before its stream ends with DeadlineExceeded (default
+// DefaultSendTimeout). d <= 0 keeps the default.
+func WithSendTimeout(d time.Duration) Option {
+	return func(s *Server) {
+		if d > 0 {
+			s.sendTimeout = d
+		}
+	}
+}
+
 // New returns a Server reading store.
 func New(store Store, opts ...Option) *Server {
-	s := &Server{store: store, version: "nodemesh", start: time.Now(), log: slog.Default()}
+	s := &Server{store: store, version: "nodemesh", start: time.Now(), log: slog.Default(),
+		sendTimeout: DefaultSendTimeout, slots: make(chan struct{}, DefaultMaxStreams)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -95,7 +135,7 @@ func (s *Server) Serve(ctx context.Context, ls ...net.Listener) error {
 	g := grpc.NewServer(
 		// Requests are small (filters); nothing legitimate comes near.
 		grpc.MaxRecvMsgSize(1<<20),
-		grpc.MaxConcurrentStreams(64),
+		grpc.MaxConcurrentStreams(maxStreamsPerConn),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 	)
 	s.Register(g)
@@ -179,22 +219,43 @@ func (r *request) keep(f *flow.Flow, node string) (*flowpb.Flow, bool) {
 // away. A follower that falls more than the store's capacity behind is
 // told how many flows it missed in a LostEvent from HUBBLE_RING_BUFFER,
 // as Hubble does; the proxy's stream never waits for it.
+//
+// Memory and time are bounded per stream: history is sent as it is read
+// (the last Number flows are found by counting first, not by holding
+// them), a message the client does not take within the send timeout ends
+// the stream, and at most WithMaxStreams streams run at once.
 func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream grpc.ServerStreamingServer[observerpb.GetFlowsResponse]) error {
 	r, err := s.parse(req)
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	default:
+		s.stats.refused.Add(1)
+		return status.Errorf(codes.ResourceExhausted, "the observer serves at most %d flow streams at once", cap(s.slots))
+	}
+	s.stats.streams.Add(1)
+	s.stats.active.Add(1)
+	defer s.stats.active.Add(-1)
 	if !req.Follow && !r.since.IsZero() && r.until.IsZero() {
 		r.until = time.Now()
 	}
+	out := s.newSender(stream)
+	defer out.close()
 	send := func(p *flowpb.Flow) error {
-		return stream.Send(&observerpb.GetFlowsResponse{
+		err := out.send(&observerpb.GetFlowsResponse{
 			ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: r.mask.apply(p)},
 			NodeName:      s.node, Time: p.GetTime(),
 		})
+		if err == nil {
+			s.stats.flowsSent.Add(1)
+		}
+		return err
 	}
 	sendLost := func(n uint64) error {
-		return stream.Send(&observerpb.GetFlowsResponse{
+		return out.send(&observerpb.GetFlowsResponse{
 			ResponseTypes: &observerpb.GetFlowsResponse_LostEvents{LostEvents: &flowpb.LostEvent{
 				Source: flowpb.LostEventSource_HUBBLE_RING_BUFFER, NumEventsLost: n}},
 			NodeName: s.node, Time: timestamppb.Now(),
@@ -205,50 +266,42 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream grpc.ServerStr
 	// History: the flows held when the request came.
 	end := s.store.Last()
 	if !(req.Follow && req.Number == 0 && r.since.IsZero()) {
-		var window []*flowpb.Flow // the last Number matches
-		seq := s.store.Oldest()
-		done := false
-		for seq < end && !done {
-			flows, next, lost := s.store.Read(seq, min(batch, int(end-seq)))
-			if lost > 0 {
-				if err := sendLost(lost); err != nil {
-					return err
-				}
-			}
-			if len(flows) == 0 {
-				break
-			}
-			seq = next
-			for i := range flows {
-				p, ok := r.keep(&flows[i], s.node)
-				switch {
-				case !ok:
-				case req.First:
-					if err := send(p); err != nil {
-						return err
-					}
-					if req.Number > 0 {
-						req.Number--
-						done = req.Number == 0
-					}
-				default:
-					window = append(window, p)
-					if req.Number > 0 && uint64(len(window)) > req.Number {
-						window = window[1:]
-					}
-				}
-				if done {
-					break
-				}
-			}
-			if err := ctx.Err(); err != nil {
-				return status.FromContextError(err).Err()
-			}
-		}
-		for _, p := range window {
-			if err := send(p); err != nil {
+		// skip is how many matches come before the ones to send: for the
+		// last Number, a first pass counts the matches (holding none of
+		// them); the first Number, or all, need no count.
+		var skip uint64
+		if !req.First && req.Number > 0 {
+			matches, err := s.scan(ctx, r, end, nil)
+			if err != nil {
 				return err
 			}
+			skip = matches - min(matches, req.Number)
+		}
+		limit := req.Number // 0: no limit
+		_, err := s.scan(ctx, r, end, func(p *flowpb.Flow, lost uint64) (bool, error) {
+			if lost > 0 {
+				if err := sendLost(lost); err != nil {
+					return false, err
+				}
+			}
+			if p == nil {
+				return true, nil
+			}
+			if skip > 0 {
+				skip--
+				return true, nil
+			}
+			if err := send(p); err != nil {
+				return false, err
+			}
+			if limit > 0 {
+				limit--
+				return limit > 0, nil
+			}
+			return true, nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	if !req.Follow {
@@ -281,6 +334,43 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream grpc.ServerStr
 		case <-changed:
 		}
 	}
+}
+
+// scan goes through the held flows older than end, a batch at a time,
+// and returns how many matched r. With each, and with every gap the ring
+// overwrote (p nil, lost > 0), it calls visit, which returns whether to go
+// on; visit nil only counts.
+func (s *Server) scan(ctx context.Context, r *request, end uint64, visit func(p *flowpb.Flow, lost uint64) (bool, error)) (uint64, error) {
+	var matches uint64
+	seq := s.store.Oldest()
+	for seq < end {
+		flows, next, lost := s.store.Read(seq, min(batch, int(end-seq)))
+		if lost > 0 && visit != nil {
+			if more, err := visit(nil, lost); err != nil || !more {
+				return matches, err
+			}
+		}
+		if len(flows) == 0 {
+			break
+		}
+		seq = next
+		for i := range flows {
+			p, ok := r.keep(&flows[i], s.node)
+			if !ok {
+				continue
+			}
+			matches++
+			if visit != nil {
+				if more, err := visit(p, 0); err != nil || !more {
+					return matches, err
+				}
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return matches, status.FromContextError(err).Err()
+		}
+	}
+	return matches, nil
 }
 
 // ServerStatus reports the store's fill and the server's uptime.
