@@ -144,6 +144,14 @@ func (p *Proxy) Listeners() map[string]string {
 // XDSStats returns the xDS stream counters.
 func (p *Proxy) XDSStats() xdsclient.Stats { return p.client.Stats() }
 
+// RequestStats returns the HTTP request counters of every listener
+// (metrics read them at every scrape).
+func (p *Proxy) RequestStats() *hcm.RequestStats { return p.rt.Requests }
+
+// ClusterStats returns each cluster's circuit breaker and retry
+// statistics, by cluster name (what the admin endpoint's /stats shows).
+func (p *Proxy) ClusterStats() map[string]upstream.BreakerStats { return p.um.Stats() }
+
 // Run serves until ctx ends, then stops accepting and drains connections
 // for up to the drain timeout.
 func (p *Proxy) Run(ctx context.Context) error {

@@ -30,8 +30,9 @@ func TestServeHubble(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errc := make(chan error, 2)
-	must(t, serveHubble(ctx, store, "node-a", sock, "", log, errc))
-	if err := serveHubble(ctx, store, "node-b", sock, "", log, errc); err == nil {
+	_, err = serveHubble(ctx, store, "node-a", sock, "", log, errc)
+	must(t, err)
+	if _, err := serveHubble(ctx, store, "node-b", sock, "", log, errc); err == nil {
 		t.Fatal("a second observer took over the socket")
 	}
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -60,6 +60,7 @@ import (
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/gateway/address"
 	"github.com/nodemesh/nodemesh/internal/agent"
+	"github.com/nodemesh/nodemesh/internal/metrics"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 	"github.com/nodemesh/nodemesh/mesh/flow/observer"
 	"github.com/nodemesh/nodemesh/mesh/identity"
@@ -91,6 +92,7 @@ func run() error {
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	hubbleSock := flag.String("hubble-socket", "", "with --policy: serve Hubble's Observer API (hubble observe) on this Unix socket (default: hubble.sock in --state-dir)")
 	hubbleTCP := flag.String("hubble-listen-address", "", "with --policy: also serve Hubble's Observer API, without TLS, on this TCP address (e.g. 127.0.0.1:4244)")
+	metricsAddr := flag.String("metrics-address", defaultMetricsAddress, "serve Prometheus metrics on http://<address>/metrics; empty disables them")
 	pf := policyFlags()
 	sf := standaloneFlags()
 	var ingress gateway.IngressOptions
@@ -131,12 +133,23 @@ func run() error {
 		return err
 	}
 
+	// Bound before anything starts, so a taken port fails the start.
+	ml, err := metrics.Listen(*metricsAddr, metrics.FlagIsDefault(flag.CommandLine, "metrics-address"), log)
+	if err != nil {
+		return err
+	}
+	msrc := &metricSources{xds: srv, log: log}
+	reg, observeApply := newAgentMetrics(msrc)
+
 	cfg := agent.Config{
 		Publisher:      publish.New(srv),
 		ControllerName: gwv1.GatewayController(*controller),
 		AddressPool:    prefix,
 		Ingress:        ingress,
 		Logger:         log,
+		Applied: func(took time.Duration, err error) {
+			observeApply(took.Seconds(), err != nil)
+		},
 	}
 	policyNode := *nodeName
 	if *kubeMode && policyNode == "" {
@@ -191,11 +204,20 @@ func run() error {
 		if *hubbleSock == "" {
 			*hubbleSock = filepath.Join(*stateDir, "hubble.sock")
 		}
-		if err := serveHubble(ctx, cfg.Flows, policyNode, *hubbleSock, *hubbleTCP, log, errc); err != nil {
+		if msrc.observer, err = serveHubble(ctx, cfg.Flows, policyNode, *hubbleSock, *hubbleTCP, log, errc); err != nil {
 			return err
 		}
 	} else if *hubbleSock != "" || *hubbleTCP != "" {
 		return errors.New("--hubble-socket and --hubble-listen-address need --policy (the flows come from the policy listeners)")
+	}
+
+	msrc.flows, msrc.auth = cfg.Flows, authn
+	if pf.dp != nil {
+		msrc.datapath = pf.dp
+	}
+	if ml != nil {
+		go func() { errc <- metrics.Serve(ctx, ml, reg, log) }()
+		log.Info("serving metrics", "address", ml.Addr().String())
 	}
 
 	if *kubeMode {
@@ -240,6 +262,9 @@ type policyOptions struct {
 	// events is the datapath's event reader setup opened (nil without
 	// --datapath); recordEvents reads it.
 	events agent.EventSource
+	// dp is the datapath setup loaded (nil without --datapath), for its
+	// counters.
+	dp *datapath.Datapath
 }
 
 // recordEvents reads the datapath's events into the flow store on a
@@ -371,6 +396,7 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 			return nil, fmt.Errorf("loading the datapath: %w", err)
 		}
 		closers = append(closers, func() { dp.Close() })
+		o.dp = dp
 		if err := dp.SetEnforcementMode(mode); err != nil {
 			cleanup()
 			return nil, err
@@ -434,25 +460,25 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 
 // serveHubble serves Hubble's Observer API from the flow store on a Unix
 // socket and, when tcp is set, on that TCP address.
-func serveHubble(ctx context.Context, store *flow.Store, node, sock, tcp string, log *slog.Logger, errc chan<- error) error {
+func serveHubble(ctx context.Context, store *flow.Store, node, sock, tcp string, log *slog.Logger, errc chan<- error) (*observer.Server, error) {
 	ls := []net.Listener{}
 	l, err := server.ListenUnix(sock)
 	if err != nil {
-		return fmt.Errorf("--hubble-socket: %w", err)
+		return nil, fmt.Errorf("--hubble-socket: %w", err)
 	}
 	ls = append(ls, l)
 	if tcp != "" {
 		tl, err := net.Listen("tcp", tcp)
 		if err != nil {
 			l.Close()
-			return fmt.Errorf("--hubble-listen-address: %w", err)
+			return nil, fmt.Errorf("--hubble-listen-address: %w", err)
 		}
 		ls = append(ls, tl)
 	}
 	srv := observer.New(store, observer.WithNodeName(node), observer.WithLogger(log))
 	go func() { errc <- srv.Serve(ctx, ls...) }()
 	log.Info("serving Hubble's Observer API", "socket", sock, "tcp", tcp)
-	return nil
+	return srv, nil
 }
 
 // parseHostIPs reads --node-ips, or takes the addresses of the node's

@@ -36,6 +36,7 @@ import (
 	"github.com/nodemesh/nodemesh/auth/spire"
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/gateway/controller"
+	"github.com/nodemesh/nodemesh/internal/metrics"
 	"github.com/nodemesh/nodemesh/mesh/identity"
 	"github.com/nodemesh/nodemesh/mesh/provider/kube"
 	"github.com/nodemesh/nodemesh/mesh/provider/kube/ciliumidentity"
@@ -65,6 +66,7 @@ func run() error {
 	spireSocket := flag.String("spire-server-socket", "", "register, on the SPIRE server at this local API socket, one entry per identity "+
 		"per node that hosts it (parent spiffe://<trust domain>/nodemesh/node/<node>), for agents running --mutual-auth=spire")
 	trustDomain := flag.String("auth-trust-domain", "cluster.local", "SPIFFE trust domain, as given to the agents")
+	metricsAddr := flag.String("metrics-address", defaultMetricsAddress, "serve Prometheus metrics on http://<address>/metrics; empty disables them")
 	spireEvery := flag.Duration("spire-sync-interval", 10*time.Second, "how often every node's SPIRE entries are reconciled besides on changes")
 	flag.Parse()
 
@@ -91,14 +93,28 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	m := newControllerMetrics()
 	c, err := controller.New(clients.Core, clients.Gateway, clients.Dynamic, prefix,
 		controller.WithLogger(log), controller.WithControllerName(gwv1.GatewayController(*controllerName)),
-		controller.WithIngress(ingress))
+		controller.WithIngress(ingress), controller.WithReconciled(m.reconciled))
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	ml, err := metrics.Listen(*metricsAddr, metrics.FlagIsDefault(flag.CommandLine, "metrics-address"), log)
+	if err != nil {
+		return err
+	}
+	if ml != nil {
+		// Served by every replica, leading or not: a standby's metrics
+		// say it is one (nodemesh_controller_leader 0).
+		go func() {
+			if err := metrics.Serve(ctx, ml, m.reg, log); err != nil {
+				log.Error("metrics endpoint stopped", "error", err)
+			}
+		}()
+	}
 	ids := identity.NewManager(identity.WithFilter(filter), identity.WithClusterName(*clusterName))
 	gc := ciliumidentity.NewCollector(clients.Core, clients.Dynamic, ids.PodLabels, ciliumidentity.WithLogger(log),
 		ciliumidentity.WithInterval(*gcInterval), ciliumidentity.WithGrace(*gcGrace))
@@ -131,6 +147,8 @@ func run() error {
 	// runAll runs the Gateway controller and the identity collector;
 	// either one ending ends both.
 	runAll := func(ctx context.Context) error {
+		m.leader.Set(1)
+		defer m.leader.Set(0)
 		ctx, stop := context.WithCancel(ctx)
 		defer stop()
 		n := 2

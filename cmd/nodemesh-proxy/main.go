@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nodemesh/nodemesh/internal/metrics"
 	"github.com/nodemesh/nodemesh/proxylib"
 )
 
@@ -34,6 +35,7 @@ func main() {
 	adminAddress := flag.String("admin-address", "127.0.0.1:9901", "admin endpoint address (/ready, /config_dump); empty disables it")
 	logLevel := flag.String("log-level", "info", "log level: debug, info, warn, error")
 	drain := flag.Duration("drain-timeout", 600*time.Second, "how long listeners drain on removal and shutdown")
+	metricsAddress := flag.String("metrics-address", defaultMetricsAddress, "serve Prometheus metrics on http://<address>/metrics; empty disables them")
 	pprofAddress := flag.String("pprof-address", "", "serve Go runtime profiles (/debug/pprof/: CPU, heap, allocs, block, mutex, trace) on this address; empty (the default) disables it")
 	flag.Parse()
 
@@ -64,6 +66,18 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	ml, err := metrics.Listen(*metricsAddress, metrics.FlagIsDefault(flag.CommandLine, "metrics-address"), logger)
+	if err != nil {
+		logger.Error("starting metrics endpoint", "error", err)
+		os.Exit(1)
+	}
+	if ml != nil {
+		go func() {
+			if err := metrics.Serve(ctx, ml, newProxyMetrics(p), logger); err != nil {
+				logger.Warn("metrics endpoint stopped", "error", err)
+			}
+		}()
+	}
 	if err := p.Run(ctx); err != nil {
 		logger.Error("running proxy", "error", err)
 		os.Exit(1)

@@ -50,6 +50,15 @@ type Controller struct {
 	// reported holds, per Ingress, the problems last sent as an Event,
 	// so each set of problems is reported once.
 	reported map[input.Key]string
+	// reconciled, when set, is told about every Reconcile Run makes.
+	reconciled func(took time.Duration, err error)
+}
+
+// WithReconciled sets a function Run calls after every Reconcile with how
+// long it took and its error (metrics). Called on Run's goroutine; it must
+// not block.
+func WithReconciled(f func(took time.Duration, err error)) Option {
+	return func(c *Controller) { c.reconciled = f }
 }
 
 // WithIngress sets how Ingresses are served (class, default mode,
@@ -141,8 +150,13 @@ func (c *Controller) Run(ctx context.Context) error {
 	tick := time.NewTicker(c.resync)
 	defer tick.Stop()
 	for {
-		if err := c.Reconcile(ctx); err != nil && ctx.Err() == nil {
+		start := time.Now()
+		err := c.Reconcile(ctx)
+		if err != nil && ctx.Err() == nil {
 			c.log.Error("reconciling status", "err", err)
+		}
+		if c.reconciled != nil && ctx.Err() == nil {
+			c.reconciled(time.Since(start), err)
 		}
 		select {
 		case <-ctx.Done():

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"time"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -66,6 +67,10 @@ type Config struct {
 	// and their ready backends) on every Apply, for socket-level Service
 	// translation in the datapath.
 	Services ServiceTable
+	// Applied, when set, is called after every Apply with how long the
+	// translation and publication took and Apply's error (metrics). Called
+	// on Apply's goroutine; it must not block.
+	Applied func(took time.Duration, err error)
 }
 
 // ServiceTable is the datapath's Service table as the agent drives it;
@@ -126,7 +131,11 @@ func New(cfg Config) (*Agent, error) {
 // provider's complaints about its input (bad files), reported in Status.
 // It returns an error only when nothing could be published; the previous
 // configuration then keeps serving.
-func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []string) error {
+func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []string) (err error) {
+	if a.cfg.Applied != nil {
+		start := time.Now()
+		defer func() { a.cfg.Applied(time.Since(start), err) }()
+	}
 	res := a.Translate(snap)
 	if a.cfg.Services != nil {
 		// Before policy: a Service's backends are usable as soon as they

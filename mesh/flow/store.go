@@ -38,6 +38,8 @@ type Store struct {
 	out      *json.Encoder
 	log      *slog.Logger
 	changed  chan struct{}
+	// counts is Counts' tally; its keys are bounded (countKey).
+	counts map[Count]uint64
 }
 
 // Option configures a Store.
@@ -61,7 +63,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 
 // NewStore returns an empty Store.
 func NewStore(opts ...Option) *Store {
-	s := &Store{ring: make([]Flow, DefaultCapacity), log: slog.Default(), changed: make(chan struct{})}
+	s := &Store{ring: make([]Flow, DefaultCapacity), log: slog.Default(), changed: make(chan struct{}), counts: map[Count]uint64{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -97,6 +99,7 @@ func (s *Store) Add(f Flow) {
 		}
 	}
 	s.ring[s.next] = f
+	s.counts[countKey(&f)]++
 	s.added++
 	s.next++
 	if s.next == len(s.ring) {

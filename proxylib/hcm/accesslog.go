@@ -24,9 +24,9 @@ func (s *stream) begin(h2 bool) {
 	s.verdict, s.reason, s.policy = "", "", ""
 	s.missingHeaders, s.rejectedHeaders = nil, nil
 	s.cors.reset()
-	if len(s.h.logs) > 0 {
-		s.start = time.Now()
-	}
+	// Always: the request metrics time every request, not only logged
+	// ones.
+	s.start = time.Now()
 }
 
 // noteGRPCStatus records the grpc-status of a forwarded response (trailers,

@@ -21,6 +21,7 @@ func (hc *h1conn) handle() bool {
 	s := hc.s
 	s.begin(false)
 	ok := hc.handleRequest()
+	s.finish()
 	if len(hc.h.logs) > 0 {
 		s.logHTTP(string(hc.req.Method), string(s.rreq.Path), "HTTP/1.1")
 	}

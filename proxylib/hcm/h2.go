@@ -55,6 +55,7 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 		s.setConn(info)
 	}
 	s.begin(true)
+	defer s.finish()
 	if len(h.logs) > 0 {
 		defer func() { s.logHTTP(r.Method, string(s.rreq.Path), "HTTP/2") }()
 	}

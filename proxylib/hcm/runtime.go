@@ -43,6 +43,8 @@ type Runtime struct {
 	Logger       *slog.Logger
 	// ALS delivers access-log entries (nil: access logging is off).
 	ALS *accesslog.Manager
+	// Requests counts the HTTP requests of every handler (metrics).
+	Requests *RequestStats
 
 	date atomic.Pointer[dateValue]
 }
@@ -57,7 +59,7 @@ func NewRuntime(localAddress string, logger *slog.Logger) *Runtime {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	rt := &Runtime{LocalAddress: localAddress, Logger: logger}
+	rt := &Runtime{LocalAddress: localAddress, Logger: logger, Requests: newRequestStats()}
 	rt.routing.Store(&Routing{})
 	return rt
 }

@@ -72,6 +72,8 @@ type Server struct {
 	nodes                   map[string]*nodeRecord
 	changed                 chan struct{}
 	completed               string
+
+	counts exchangeCounts // Counters
 }
 
 // Option configures a Server.

@@ -115,6 +115,7 @@ func (s *Server) openStream(id int64, delta bool) {
 		st.types[k] = &streamType{}
 	}
 	s.streams[streamKey{delta, id}] = st
+	s.counts.streams.Add(1)
 }
 
 // bindNode attaches the stream to its node on the first request that
@@ -195,11 +196,13 @@ func (s *Server) onRequest(id int64, req *discoveryv3.DiscoveryRequest) {
 		// alone until the next configuration.
 		req.VersionInfo = r.version
 		t.nacked, t.lastNack = nack.Version, nack
+		s.counts.nacks[k].Add(1)
 		s.log.Warn("xDS update rejected", "node", st.node, "type", k.String(), "version", nack.Version, "error", nack.Message)
 	default:
 		// An acceptance supersedes an earlier rejection: the proxy now
 		// runs what it acknowledged.
 		t.acked, t.ackedAt, t.nacked = t.lastSent.version, now, ""
+		s.counts.acks[k].Add(1)
 	}
 	s.recordStatus(st, k)
 	s.notifyLocked()
@@ -222,6 +225,7 @@ func (s *Server) onResponse(id int64, req *discoveryv3.DiscoveryRequest, resp *d
 		r.wildcard = true
 	}
 	st.types[k].push(r)
+	s.counts.pushes[k].Add(1)
 	s.recordStatus(st, k)
 }
 
@@ -265,6 +269,7 @@ func (s *Server) onDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest
 			// A delta response carries only what changed.
 			nack.Changed = nack.Resources
 			t.nacked, t.lastNack = nack.Version, nack
+			s.counts.nacks[k].Add(1)
 			s.log.Warn("xDS update rejected", "node", st.node, "type", k.String(), "version", nack.Version, "error", nack.Message)
 		case r != nil:
 			for n, v := range r.versions {
@@ -274,6 +279,7 @@ func (s *Server) onDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest
 				delete(t.deltaAcked, n)
 			}
 			t.acked, t.ackedAt, t.nacked = r.version, now, ""
+			s.counts.acks[k].Add(1)
 		}
 	}
 	s.recordStatus(st, k)
@@ -308,6 +314,7 @@ func (s *Server) onDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest,
 		r.versions[res.GetName()] = v
 	}
 	st.types[k].push(r)
+	s.counts.pushes[k].Add(1)
 	s.recordStatus(st, k)
 }
 
