@@ -76,6 +76,8 @@ func TestChartRejectsBadValues(t *testing.T) {
 		"addressPool=not-a-prefix",
 		"controller.replicas=2,controller.leaderElection.enabled=false",
 		"agent.typo=1",
+		"agent.prometheus.port=70000",
+		"controller.prometheus.enabled=yes",
 	} {
 		if out, err := exec.Command(bin, "template", "x", chart, "--set", set).CombinedOutput(); err == nil {
 			t.Errorf("--set %s rendered:\n%.200s", set, out)

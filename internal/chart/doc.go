@@ -20,4 +20,16 @@
 // create, update Lease). The test API server authorizes everything, so
 // nothing yet proves the list complete by running the binaries under
 // these roles.
+//
+// Metrics: agent, builtin proxy and controller each have
+// <component>.prometheus.enabled (default true) and .port (9962, 9964,
+// 9963, Cilium's agent, Envoy and operator ports). When enabled the
+// binary gets --metrics-address=:<port> (the node's addresses for the
+// host-network agent and proxy, the Pod's for the controller), the
+// container a "prometheus" port, and the Pod the prometheus.io/scrape and
+// prometheus.io/port annotations that annotation-based Prometheus
+// configurations discover; when off, metrics stay on the binary's
+// loopback default (internal/metrics). With proxy.engine=envoy the
+// proxy's setting does not apply: Envoy's metrics are on its admin
+// endpoint.
 package chart
