@@ -112,9 +112,20 @@ func TestLabHubbleAndMetrics(t *testing.T) {
 		return nil
 	})
 
-	// The counters before the measured traffic.
+	// The counters before the measured traffic, once the agent has the
+	// access-log entries of every denial the proxy counted (they reach it
+	// a moment after the response).
 	scrape := scraper(t, l)
-	agent0, proxy0 := scrape(node2.Name, agentMetrics), scrape(node2.Name, proxyMetrics)
+	var agent0, proxy0 metrics.Families
+	eventually(t, "node-2's agent has every denial its proxy counted", 30*time.Second, func() error {
+		agent0, proxy0 = scrape(node2.Name, agentMetrics), scrape(node2.Name, proxyMetrics)
+		a, _ := agent0.Value("nodemesh_policy_l7_total", "proxy_type", "http", "rule", "denied")
+		p, _ := proxy0.Value("nodemesh_proxy_http_requests_total", "code_class", "4xx", "verdict", "dropped")
+		if a == 0 || a != p {
+			return fmt.Errorf("agent counted %v denials, proxy %v", a, p)
+		}
+		return nil
+	})
 
 	const puts = 3
 	for range puts {

@@ -99,6 +99,19 @@ func TestNackOfStaleOrUnknownNonceIsIgnored(t *testing.T) {
 	if !slices.Equal(nk.Resources, []string{"l0", "l1", "l2", "l3"}) {
 		t.Fatalf("NACK resources %v, want all four listeners", nk.Resources)
 	}
+
+	// The counters (metrics) saw three listener responses, one real
+	// rejection (not the invented or stale ones) and the acceptances, and
+	// name the version being served.
+	var lds TypeCounters
+	for _, tc := range s.Counters().Types {
+		if tc.TypeURL == resource.ListenerType {
+			lds = tc
+		}
+	}
+	if lds.Short != "LDS" || lds.Pushes != 3 || lds.Nacks != 1 || lds.Acks < 2 || lds.Version != third.VersionInfo {
+		t.Fatalf("LDS counters %+v, want 3 pushes, 1 NACK, at least 2 ACKs, version %s", lds, third.VersionInfo)
+	}
 }
 
 // TestNackNamesTheChangedResources: a rejected state-of-the-world
