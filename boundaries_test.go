@@ -31,8 +31,10 @@ var (
 	// root is the composition root (the agent loop); only cmd/,
 	// conformance/ and examples/ import it. Its local API (types and
 	// client) is a package of its own that clients may link.
-	root    = module + "internal/agent"
-	rootAPI = module + "internal/agent/api"
+	root = module + "internal/agent"
+	// prometheus is the metrics client library.
+	prometheus = []string{"github.com/prometheus/"}
+	rootAPI    = module + "internal/agent/api"
 )
 
 func concat(lists ...[]string) []string {
@@ -79,6 +81,16 @@ var rules = []rule{
 	// The lab runs nodemesh as processes and is imported by the tests of
 	// the stages it runs: linking them would invert that.
 	{from: module + "internal/lab", forbidden: []string{module + "mesh/", module + "gateway", module + "xds/", module + "auth/", root}},
+
+	// Metrics: the libraries keep plain counters, and only the binaries
+	// (cmd/, through internal/metrics) link client_golang.
+	{from: module + "proxylib/", forbidden: prometheus},
+	{from: module + "xds/", forbidden: prometheus},
+	{from: module + "mesh/", forbidden: prometheus},
+	{from: module + "datapath/", forbidden: prometheus},
+	{from: module + "auth/", forbidden: prometheus},
+	{from: module + "gateway/", forbidden: prometheus},
+	{from: root, forbidden: prometheus},
 
 	// The CLI reads the agent through its local API and translates
 	// offline; it links neither the agent, the xDS server, the lab nor any

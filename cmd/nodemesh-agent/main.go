@@ -38,6 +38,12 @@
 // --config-max-files (default 10000) bound what is read from --config-dir;
 // files and directories over them are reported in `nodemesh status` and the
 // last good configuration stays in effect (see mesh/provider/file).
+//
+// Prometheus metrics (translations, xDS pushes/ACKs/NACKs and served
+// versions, L7 verdicts, Hubble flow counts, and with --datapath the
+// datapath's drops by reason and forwards; internal/metrics lists them)
+// are served on http://127.0.0.1:9962/metrics (--metrics-address; empty
+// disables them).
 package main
 
 import (

@@ -15,6 +15,10 @@
 // hosts (auth/spire describes the layout and what the SPIRE deployment
 // provides). Entries follow Pod, Node and Namespace changes and are
 // reconciled every --spire-sync-interval.
+//
+// Prometheus metrics (reconciliations and their duration, leadership)
+// are served on http://127.0.0.1:9963/metrics (--metrics-address; empty
+// disables them) by every replica, leading or not.
 package main
 
 import (

@@ -8,6 +8,11 @@
 // and original-source binding on upstream sockets); without it the
 // listener is NACKed with the bind error and everything else keeps
 // serving.
+//
+// Prometheus metrics (HTTP requests by code class and policy verdict,
+// request latency, upstream connections and circuit breaker overflows by
+// cluster, xDS state; internal/metrics lists them) are served on
+// http://127.0.0.1:9964/metrics (--metrics-address; empty disables them).
 package main
 
 import (

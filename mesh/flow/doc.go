@@ -35,4 +35,10 @@
 //     workload is filled in only if the address still has that identity.
 //   - The package is plain Go with no Envoy or Kubernetes types, so the
 //     agent can serve flows without importing Envoy code.
+//   - Counts tallies every flow ever added (eviction does not lower it)
+//     by kind (L7 or L3/L4), protocol, verdict and, for datapath flows,
+//     the reason; metrics read it. Its keys come from fixed sets (an
+//     unknown protocol or verdict from a reporter counts as other/OTHER;
+//     L7 reason text, which the access log carries unbounded, is not a
+//     key), so a hostile reporter cannot grow the number of series.
 package flow

@@ -183,4 +183,11 @@
 // their stream's. Upgraded connections are copied through the buffers
 // their connections already hold, not spliced: the idle timeout needs to
 // see each byte move (a kernel splice reports nothing until it ends).
+//
+// Runtime.Requests counts every HTTP request of every handler (for the
+// proxy's metrics) by protocol (http or grpc), response code class and
+// policy verdict, with a latency histogram per protocol: fixed arrays of
+// atomics, so counting costs a few atomic adds and the label set is
+// bounded whatever clients send. Every request is timed for it, not only
+// those an access log records.
 package hcm

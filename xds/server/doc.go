@@ -13,6 +13,9 @@
 // blocks until every connected proxy runs a given version; Status returns
 // the ACK/NACK table for `nodemesh status` and for mapping NACKs back to the
 // objects they came from (resource names are the IR's hierarchical names).
+// Counters returns the cumulative pushes, ACKs and NACKs per resource type
+// and the served versions, for the agent's metrics (answers to a stale or
+// unknown nonce count as neither ACK nor NACK, as the table ignores them).
 // Stop ends everything.
 //
 // Built on go-control-plane: a snapshot cache in ADS mode (responses are
