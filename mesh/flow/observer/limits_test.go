@@ -153,7 +153,7 @@ func bigFlow(i int) flow.Flow {
 func TestSlowFollowerIsCutOff(t *testing.T) {
 	const n = 2000 // ~2 MB of flows: far beyond 64 KiB windows
 	store := flow.NewStore(flow.WithCapacity(n))
-	_, dial := serveWith(t, store, true, WithSendTimeout(200*time.Millisecond))
+	_, dial := serveWith(t, store, true, WithSendTimeout(500*time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	s, err := dial().GetFlows(ctx, &observerpb.GetFlowsRequest{Follow: true})
@@ -165,7 +165,7 @@ func TestSlowFollowerIsCutOff(t *testing.T) {
 		store.Add(bigFlow(i))
 	}
 	// Stop reading for ten times the send timeout.
-	time.Sleep(2 * time.Second)
+	time.Sleep(5 * time.Second)
 	received := 0
 	for {
 		_, err := s.Recv()
