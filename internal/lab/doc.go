@@ -25,7 +25,12 @@
 //     backend Pod; Close and the sweep of killed labs remove them;
 //   - nodemesh in Kubernetes mode: nodemesh-agent and nodemesh-proxy per
 //     node (in the node's namespace, the agent's sockets under
-//     <dir>/nodes/<node>/), nodemesh-controller once (control plane);
+//     <dir>/nodes/<node>/, Hubble's hubble.sock among them, so `hubble
+//     observe --server unix://<dir>/nodes/<node>/hubble.sock` watches a
+//     node; their /metrics on the defaults 127.0.0.1:9962 (agent) and
+//     127.0.0.1:9964 (proxy) of the node's namespace),
+//     nodemesh-controller once (control plane, 127.0.0.1:9963 there;
+//     TestLabHubbleAndMetrics scrapes all three and runs the hubble CLI);
 //
 // plus the lab's scheduler (package scheduler: spread, nodeSelector,
 // required node affinity) and a cluster DNS (package dns) for
