@@ -32,7 +32,7 @@ func weightedBackend(rule *ruleState, k int, weight *int32) *ir.WeightedBackend 
 // share of requests gets 500 as the API requires, and the route reports
 // ResolvedRefs=False.
 func (t *translator) resolveBackend(rule *ruleState, k int, wb *ir.WeightedBackend, br *gwv1.BackendObjectReference) {
-	cl, problem := t.resolveService(rule.route, rule.index, k, br)
+	cl, problem := t.resolveService(rule.route, fmt.Sprintf("spec.rules[%d].backendRefs[%d]", rule.index, k), br)
 	if problem != nil {
 		rule.route.refProblems = append(rule.route.refProblems, *problem)
 	} else {
@@ -42,12 +42,13 @@ func (t *translator) resolveBackend(rule *ruleState, k int, wb *ir.WeightedBacke
 	rule.backends = append(rule.backends, wb)
 }
 
-// resolveService finds the cluster of a backendRef, or why there is none.
-// A reference to another namespace needs a ReferenceGrant there from the
-// route's kind and namespace.
-func (t *translator) resolveService(rs *routeState, ruleIndex, refIndex int, br *gwv1.BackendObjectReference) (*ir.Cluster, *refProblem) {
+// resolveService finds the cluster of a backend reference (at field of
+// the route, for messages), or why there is none. A reference to another
+// namespace needs a ReferenceGrant there from the route's kind and
+// namespace.
+func (t *translator) resolveService(rs *routeState, field string, br *gwv1.BackendObjectReference) (*ir.Cluster, *refProblem) {
 	fail := func(reason gwv1.RouteConditionReason, format string, args ...any) (*ir.Cluster, *refProblem) {
-		return nil, &refProblem{reason: string(reason), msg: fmt.Sprintf("%s %s: spec.rules[%d].backendRefs[%d]: ", rs.kind.kind, rs.key, ruleIndex, refIndex) + fmt.Sprintf(format, args...)}
+		return nil, &refProblem{reason: string(reason), msg: fmt.Sprintf("%s %s: %s: ", rs.kind.kind, rs.key, field) + fmt.Sprintf(format, args...)}
 	}
 	group, kind := groupOr(br.Group, ""), kindOr(br.Kind, "Service")
 	if group != "" || kind != "Service" {

@@ -409,6 +409,8 @@ func newRoute(m *matchState, port int32) *ir.Route {
 	case len(rule.backends) > 0:
 		r.Backends = rule.backends
 		r.Rewrite = rule.rewrite
+		r.Retry = rule.retry
+		r.Mirrors = rule.mirrors
 	default:
 		// No backendRefs: the API requires a 500 for every request.
 		r.DirectResponse = &ir.DirectResponse{Status: 500}

@@ -12,8 +12,9 @@ import (
 
 // Filters supported here, in the order the IR applies them: request header
 // edits, then URL rewrite or redirect; response header edits apply to
-// whatever answers (backend, redirect or error). Any other filter type
-// invalidates its rule: a filter is never skipped silently.
+// whatever answers (backend, redirect or error); mirrors copy the request
+// as forwarded (httproute_retry.go). Any other filter type invalidates its
+// rule: a filter is never skipped silently.
 
 // redirectSpec is a RequestRedirect before its port is resolved.
 type redirectSpec struct {
@@ -53,12 +54,15 @@ func (t *translator) compileRuleFilters(rule *ruleState, filters []gwv1.HTTPRout
 	for k := range filters {
 		f := &filters[k]
 		field := "filters[" + strconv.Itoa(k) + "]"
-		if seen[f.Type] {
+		// RequestMirror is the one filter the API allows more than once.
+		if seen[f.Type] && f.Type != gwv1.HTTPRouteFilterRequestMirror {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, field+".type", "filter %s appears more than once", f.Type)
 			return
 		}
 		seen[f.Type] = true
 		switch f.Type {
+		case gwv1.HTTPRouteFilterRequestMirror:
+			t.mirrorFilter(rule, field+".requestMirror", f.RequestMirror)
 		case gwv1.HTTPRouteFilterRequestHeaderModifier:
 			rule.reqHeaders = headerFilter(rule, field+".requestHeaderModifier", f.RequestHeaderModifier)
 		case gwv1.HTTPRouteFilterResponseHeaderModifier:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"iter"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,7 +80,7 @@ func (t *translator) compileRule(rs *routeState, i int, spec *gwv1.HTTPRouteRule
 		rule.timeout, rule.backendTimeout = compileTimeouts(rule, spec.Timeouts)
 	}
 	if spec.Retry != nil {
-		rule.fail(gwv1.RouteReasonUnsupportedValue, "retry", "retries are not supported")
+		rule.retry = compileRetry(rule, spec.Retry)
 	}
 	if spec.SessionPersistence != nil {
 		rule.fail(gwv1.RouteReasonUnsupportedValue, "sessionPersistence", "session persistence is not supported")
@@ -120,7 +121,8 @@ func compileTimeouts(rule *ruleState, to *gwv1.HTTPRouteTimeouts) (request, back
 func (t *translator) compileBackends(rule *ruleState, refs []gwv1.HTTPBackendRef) {
 	if len(refs) > 0 {
 		rule.backends = make([]*ir.WeightedBackend, 0, len(refs))
-		rule.clusters = make([]*ir.Cluster, 0, len(refs))
+		// Mirror filters, compiled before, may have added clusters.
+		rule.clusters = slices.Grow(rule.clusters, len(refs))
 	}
 	for k := range refs {
 		br := &refs[k]

@@ -478,7 +478,7 @@ func (t *translator) resolveIngressBackend(is *ingressState, rule *ruleState, fi
 	// Resolve through the shared path, so every check (type, protocol,
 	// appProtocol) is the one routes get.
 	num := svc.Spec.Ports[idx].Port
-	cl, problem := t.resolveService(is.rs, 0, 0, &gwv1.BackendObjectReference{Name: gwv1.ObjectName(k.Name), Port: &num})
+	cl, problem := t.resolveService(is.rs, "spec.rules[0].backendRefs[0]", &gwv1.BackendObjectReference{Name: gwv1.ObjectName(k.Name), Port: &num})
 	if problem != nil {
 		// The message's field path is the route one; report ours.
 		_, detail, _ := strings.Cut(problem.msg, "]: ")

@@ -83,6 +83,10 @@ type ruleState struct {
 	// backend (timeouts.request and timeouts.backendRequest; 0: none).
 	timeout        time.Duration
 	backendTimeout time.Duration
+	// retry and mirrors are the rule's retry stanza and RequestMirror
+	// filters (httproute_retry.go).
+	retry   *ir.RetryPolicy
+	mirrors []*ir.Mirror
 }
 
 func (r *ruleState) valid() bool { return r.problem == "" }

@@ -146,6 +146,22 @@ func (e *encoder) route(r *Route) {
 	e.dur(r.Timeout)
 	e.dur(r.BackendTimeout)
 	e.cors(r.CORS)
+	if rp := r.Retry; e.present(rp != nil) {
+		e.uint(uint64(len(rp.Codes)))
+		for _, c := range rp.Codes {
+			e.int(int64(c))
+		}
+		e.uint(uint64(rp.Attempts))
+		e.dur(rp.Backoff)
+	}
+	e.uint(uint64(len(r.Mirrors)))
+	for _, m := range r.Mirrors {
+		if e.present(m != nil) {
+			e.str(m.Cluster)
+			e.uint(uint64(m.Numerator))
+			e.uint(uint64(m.Denominator))
+		}
+	}
 }
 
 func (e *encoder) cors(c *CORSPolicy) {

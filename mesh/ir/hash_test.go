@@ -29,6 +29,8 @@ func hashFixtures() (*Route, *VirtualHost, *RouteTable, *Listener, *Cluster, *Se
 		BackendTimeout:  time.Millisecond,
 		CORS: &CORSPolicy{AllowOrigins: []OriginMatch{{Type: MatchRegex, Value: "o"}}, AllowMethods: []string{"GET"},
 			AllowHeaders: []string{"x"}, ExposeHeaders: []string{"y"}, MaxAge: time.Second, AllowCredentials: true},
+		Retry:   &RetryPolicy{Codes: []int{500}, Attempts: 2, Backoff: time.Millisecond},
+		Mirrors: []*Mirror{{Cluster: "c", Numerator: 1, Denominator: 3}},
 	}
 	vh := &VirtualHost{Name: "v", Domains: []string{"d"}, Routes: []*Route{route}}
 	rt := &RouteTable{Name: "t", VirtualHosts: []*VirtualHost{vh}}

@@ -137,6 +137,42 @@ type Route struct {
 	// than Timeout; it is never longer than a non-zero Timeout. Only
 	// forwarding routes use it.
 	BackendTimeout time.Duration `json:"backendTimeout,omitempty"`
+
+	// Retry re-sends a forwarded request whose attempt failed; nil sends
+	// each request once. Only forwarding routes use it.
+	Retry *RetryPolicy `json:"retry,omitempty"`
+	// Mirrors copy each forwarded request (a sample of them) to other
+	// clusters; only forwarding routes use them.
+	Mirrors []*Mirror `json:"mirrors,omitempty"`
+}
+
+// RetryPolicy says when a failed attempt at a backend is tried again. An
+// attempt that got no response (the connection could not be made, was
+// reset or closed, or BackendTimeout expired before the response started)
+// is always retriable; a response is retriable when its status is one of
+// Codes. Retries and the back-offs between them stay within the route's
+// Timeout.
+type RetryPolicy struct {
+	// Codes are the response statuses (400-599) that are retried.
+	Codes []int `json:"codes,omitempty"`
+	// Attempts is how many times a request may be retried; 0 means the
+	// proxy's default, one retry.
+	Attempts uint32 `json:"attempts,omitempty"`
+	// Backoff is the base interval between retries (0: the proxy's
+	// default, 25 ms).
+	Backoff time.Duration `json:"backoff,omitempty"`
+}
+
+// Mirror sends a copy of a forwarded request to a cluster and discards
+// the answer; the copy never delays or fails the request.
+type Mirror struct {
+	// Cluster names a Cluster in Config.Clusters.
+	Cluster string `json:"cluster"`
+	// Numerator out of Denominator requests are mirrored, picked at
+	// random; Denominator 0 mirrors every request. Numerator is at most
+	// Denominator.
+	Numerator   uint32 `json:"numerator,omitempty"`
+	Denominator uint32 `json:"denominator,omitempty"`
 }
 
 // Match is a conjunction: every set field must hold.

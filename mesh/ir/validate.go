@@ -478,6 +478,11 @@ func (v *validator) routeOnce(obj object, f path, r *Route, h Hash, clusters map
 				v.fail(obj, f.i("backends", i).f("cluster"), "unknown cluster %q", b.Cluster)
 			}
 		}
+		for i, m := range r.Mirrors {
+			if !clusters[m.Cluster] {
+				v.fail(obj, f.i("mirrors", i).f("cluster"), "unknown cluster %q", m.Cluster)
+			}
+		}
 		return
 	}
 	before := len(v.errs)
@@ -500,6 +505,12 @@ func usedClusters(vh *VirtualHost) []string {
 			if b.Cluster != "" && !seen[b.Cluster] {
 				seen[b.Cluster] = true
 				out = append(out, b.Cluster)
+			}
+		}
+		for _, m := range r.Mirrors {
+			if m != nil && !seen[m.Cluster] {
+				seen[m.Cluster] = true
+				out = append(out, m.Cluster)
 			}
 		}
 	}
@@ -618,6 +629,49 @@ func (v *validator) route(obj object, f path, r *Route, clusters map[string]bool
 		v.fail(obj, f.f("backendTimeout"), "negative")
 	case r.Timeout > 0 && r.BackendTimeout > r.Timeout:
 		v.fail(obj, f.f("backendTimeout"), "%v exceeds the route timeout %v", r.BackendTimeout, r.Timeout)
+	}
+	v.retry(obj, f.f("retry"), r)
+	v.mirrors(obj, f, r, clusters)
+}
+
+// retry checks a route's retry policy: it needs backends to retry, and
+// every code is an HTTP error status.
+func (v *validator) retry(obj object, f path, r *Route) {
+	rp := r.Retry
+	if rp == nil {
+		return
+	}
+	if len(r.Backends) == 0 {
+		v.fail(obj, f, "retry policy without backends")
+	}
+	for i, c := range rp.Codes {
+		if c < 400 || c > 599 {
+			v.fail(obj, f.i("codes", i), "%d is not an error status (400-599)", c)
+		}
+	}
+	if rp.Backoff < 0 {
+		v.fail(obj, f.f("backoff"), "negative")
+	}
+}
+
+// mirrors checks a route's mirrors: known clusters, and fractions of at
+// most one.
+func (v *validator) mirrors(obj object, f path, r *Route, clusters map[string]bool) {
+	if len(r.Mirrors) > 0 && len(r.Backends) == 0 {
+		v.fail(obj, f.f("mirrors"), "mirrors without backends")
+	}
+	for i, m := range r.Mirrors {
+		mf := f.i("mirrors", i)
+		switch {
+		case m == nil:
+			v.fail(obj, mf, "nil mirror")
+			continue
+		case !clusters[m.Cluster]:
+			v.fail(obj, mf.f("cluster"), "unknown cluster %q", m.Cluster)
+		}
+		if m.Denominator != 0 && m.Numerator > m.Denominator {
+			v.fail(obj, mf.f("numerator"), "%d exceeds the denominator %d", m.Numerator, m.Denominator)
+		}
 	}
 }
 

@@ -65,9 +65,8 @@ func (b *builder) forward(r *ir.Route, out *routev3.Route) *problem {
 	ra := &parts.action
 	parts.timeout.Seconds, parts.timeout.Nanos = splitDuration(r.Timeout)
 	ra.Timeout = &parts.timeout
-	if bt := r.BackendTimeout; bt > 0 && (r.Timeout == 0 || bt < r.Timeout) {
-		ra.RetryPolicy = &routev3.RetryPolicy{PerTryTimeout: durationpb.New(bt)}
-	}
+	ra.RetryPolicy = retryPolicy(r)
+	ra.RequestMirrorPolicies = b.mirrorPolicies(r)
 	if len(valid) == 1 && invalid == 0 && !backendEdits {
 		ra.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: b.clusterNames[r.Backends[valid[0]].Cluster]}
 	} else {

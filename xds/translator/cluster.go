@@ -28,6 +28,11 @@ const (
 	maxConnections     = 1024
 	maxPendingRequests = 1024
 	maxRequests        = 1024
+	// maxRetries is Envoy Gateway's default of parallel retries per
+	// cluster (Envoy's own is 3): retries exist only where a route asked
+	// for them, and 3 at once would refuse the retries of a fourth
+	// concurrently failing request on a busy gateway.
+	maxRetries = 1024
 	// upstreamIdleTimeout is Envoy's default idle_timeout of upstream
 	// HTTP connections.
 	upstreamIdleTimeout = time.Hour
@@ -42,6 +47,7 @@ func upstreamLimits(c *clusterv3.Cluster) {
 		MaxConnections:     wrapperspb.UInt32(maxConnections),
 		MaxPendingRequests: wrapperspb.UInt32(maxPendingRequests),
 		MaxRequests:        wrapperspb.UInt32(maxRequests),
+		MaxRetries:         wrapperspb.UInt32(maxRetries),
 	}}}
 	c.PerConnectionBufferLimitBytes = wrapperspb.UInt32(clusterBufferLimit)
 }

@@ -125,10 +125,16 @@
 //   - Route timeout: always written. The IR's 0 means "no timeout" and is
 //     emitted as "0s", which disables Envoy's 15 s default that would cut
 //     long-lived gRPC streams. A route's BackendTimeout becomes
-//     retry_policy{per_try_timeout} with nothing else (so no retries): it
-//     bounds the one upstream attempt until its response starts, also when
-//     the route timeout is 0; omitted when it is 0 or not below a non-zero
-//     route timeout (Envoy ignores such a per-try timeout).
+//     retry_policy.per_try_timeout: it bounds each upstream attempt until
+//     its response starts, also when the route timeout is 0; omitted when
+//     it is 0 or not below a non-zero route timeout (Envoy ignores such a
+//     per-try timeout). Without an IR retry policy it is the policy's only
+//     field, so there is one attempt.
+//   - Retries and mirrors (retry.go): an IR retry policy adds retry_on
+//     connect-failure,reset (and retriable-status-codes with its codes),
+//     num_retries and retry_back_off.base_interval; mirrors become
+//     request_mirror_policies with runtime_fraction for a share below
+//     one; retry.go gives the exact mapping.
 //   - Cluster connect timeout: 0 in the IR becomes Envoy's default, 5 s,
 //     written out. Every cluster carries HttpProtocolOptions: explicit
 //     HTTP/1.1 or HTTP/2 (h2c), or the downstream protocol for the policy
@@ -140,8 +146,8 @@
 //     max_connections, max_pending_requests and max_requests 1024 each —
 //     Envoy's own defaults, so stock Envoy behaves exactly as it did
 //     without them (Envoy Gateway leaves them there unless a policy sets
-//     them). max_retries stays unset
-//     (routes carry no retry policy). Note that the ORIGINAL_DST cluster
+//     them); max_retries 1024, Envoy Gateway's default (Envoy's is 3),
+//     since only routes that ask for retries retry at all. Note that the ORIGINAL_DST cluster
 //     carries all policy-proxied HTTP of a node, so these limits bound that
 //     node-wide, as they always did on stock Envoy.
 //     HttpProtocolOptions.common_http_protocol_options.idle_timeout 1 h:

@@ -16,7 +16,7 @@ import (
 
 // decodeIR reads a test input: an ir.Config in its JSON form written as
 // YAML, with two conveniences for people writing cases by hand: "timeout",
-// "backendTimeout" and "connectTimeout" may be Go duration strings ("30s"), and
+// "backendTimeout", "connectTimeout" and "backoff" may be Go duration strings ("30s"), and
 // "certificate" and "privateKey" are plain text (PEM) rather than base64.
 // Unknown fields are errors, so a typo cannot silently drop part of a case.
 func decodeIR(data []byte) (*ir.Config, error) {
@@ -61,7 +61,7 @@ func irConveniences(v any, key string) (any, error) {
 		}
 	case string:
 		switch key {
-		case "timeout", "backendTimeout", "connectTimeout":
+		case "timeout", "backendTimeout", "connectTimeout", "backoff":
 			d, err := time.ParseDuration(x)
 			if err != nil {
 				return nil, fmt.Errorf("field %s: %w", key, err)
