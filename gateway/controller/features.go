@@ -42,6 +42,10 @@ var SupportedFeatures = []features.FeatureName{
 	features.SupportHTTPRouteNamedRouteRule,
 	features.SupportHTTPRouteParentRefPort,
 	features.SupportHTTPRouteCORS,
+	features.SupportHTTPRouteRequestMirror,
+	features.SupportHTTPRouteRequestMultipleMirrors,
+	features.SupportHTTPRouteRequestPercentageMirror,
+	features.SupportHTTPRouteDestinationPortMatching,
 	// GRPCRoute.
 	features.SupportGRPCRoute,
 	features.SupportGRPCRouteNamedRouteRule,
