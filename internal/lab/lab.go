@@ -257,6 +257,7 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 			Client: l.Client, Node: n, Images: images, LocalCommands: true, DNS: DNSServiceIP, ClusterDomain: ClusterDomain,
 			Env: []string{"SPIFFE_ENDPOINT_SOCKET=unix://" + WorkloadSocket(l.Nodes[i])},
 			Dir: filepath.Join(o.Dir, "pods", n.Name), Log: l.log.With("node", n.Name), Cgroup: l.cgroupDir(l.Nodes[i]),
+			KubeletClientCA: l.cluster.CAFile,
 		})
 		if err != nil {
 			return nil, err

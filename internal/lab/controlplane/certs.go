@@ -75,6 +75,9 @@ func servingCerts(dir, host string) (caFile, certFile, keyFile string, err error
 	if err != nil {
 		return "", "", "", fmt.Errorf("encoding API server key: %w", err)
 	}
+	if err := kubeletClientCert(dir, ca, caKey, now); err != nil {
+		return "", "", "", err
+	}
 	caFile, certFile, keyFile = filepath.Join(dir, "ca.crt"), filepath.Join(dir, "apiserver.crt"), filepath.Join(dir, "apiserver.key")
 	for _, f := range []struct {
 		path, typ string
@@ -90,4 +93,45 @@ func servingCerts(dir, host string) (caFile, certFile, keyFile string, err error
 		}
 	}
 	return caFile, certFile, keyFile, nil
+}
+
+// Paths, in the pki directory, of the client certificate kube-apiserver
+// presents to the lab's kubelets (for Pod logs).
+const (
+	kubeletClientCertFile = "apiserver-kubelet-client.crt"
+	kubeletClientKeyFile  = "apiserver-kubelet-client.key"
+)
+
+// kubeletClientCert writes the API server's client certificate for
+// kubelets, signed by the cluster CA: the lab's kubelets serve Pod logs
+// only to clients the cluster CA vouches for, as a kubelet with x509
+// authentication does.
+func kubeletClientCert(dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, now time.Time) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generating kubelet client key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(3),
+		Subject:      pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return fmt.Errorf("signing kubelet client certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("encoding kubelet client key: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, kubeletClientCertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return fmt.Errorf("writing kubelet client certificate: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, kubeletClientKeyFile), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return fmt.Errorf("writing kubelet client key: %w", err)
+	}
+	return nil
 }

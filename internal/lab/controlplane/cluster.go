@@ -159,6 +159,13 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		"--tls-cert-file="+servingCert,
 		"--tls-private-key-file="+servingKey,
 		"--token-auth-file="+tokens,
+		// Pod logs: the API server reaches the lab's kubelets at their
+		// InternalIP with a client certificate of the cluster CA; like
+		// kube-apiserver's default, it does not verify their serving
+		// certificates (no --kubelet-certificate-authority).
+		"--kubelet-client-certificate="+filepath.Join(pki, kubeletClientCertFile),
+		"--kubelet-client-key="+filepath.Join(pki, kubeletClientKeyFile),
+		"--kubelet-preferred-address-types=InternalIP",
 		"--authorization-mode=AlwaysAllow",
 		// As kubeadm and kind: the mesh's agent DaemonSet is privileged.
 		"--allow-privileged=true",

@@ -54,24 +54,48 @@ func (c *container) start(onExit func()) error {
 	if err != nil {
 		return fmt.Errorf("opening log of container %s: %w", c.spec.Name, err)
 	}
+	// Each stream through a pipe of its own into CRI log records
+	// (logs.go); the file closes when both pipes have, which may be after
+	// the process exited (its children may hold them).
+	lf := &logFile{f: f}
+	var outR, outW, errR, errW *os.File
+	if outR, outW, err = os.Pipe(); err == nil {
+		if errR, errW, err = os.Pipe(); err != nil {
+			outR.Close()
+			outW.Close()
+		}
+	}
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("creating log pipes of container %s: %w", c.spec.Name, err)
+	}
 	cmd := exec.Command("ip", append([]string{"netns", "exec", c.w.Name}, c.argv...)...)
 	cmd.Env = c.env
 	cmd.Dir = filepath.Dir(c.log)
-	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Stdout, cmd.Stderr = outW, errW
+	var streams sync.WaitGroup
+	startStreams := func() {
+		outW.Close()
+		errW.Close()
+		streams.Go(func() { lf.copyStream(outR, "stdout"); outR.Close() })
+		streams.Go(func() { lf.copyStream(errR, "stderr"); errR.Close() })
+		go func() { streams.Wait(); f.Close() }()
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if c.cgroup != "" {
 		// Started inside the cgroup (clone3), so not even the first
 		// connect escapes the node's socket hooks.
 		cg, err := os.Open(c.cgroup)
 		if err != nil {
-			f.Close()
+			startStreams()
 			return fmt.Errorf("opening the Pod cgroup of container %s: %w", c.spec.Name, err)
 		}
 		defer cg.Close()
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cg.Fd())
 	}
-	if err := cmd.Start(); err != nil {
-		f.Close()
+	err = cmd.Start()
+	startStreams() // the parent's write ends close either way
+	if err != nil {
 		return fmt.Errorf("starting container %s: %w", c.spec.Name, err)
 	}
 	c.cmd, c.running, c.startedAt = cmd, true, time.Now()
@@ -84,7 +108,6 @@ func (c *container) start(onExit func()) error {
 	}
 	go func() {
 		err := cmd.Wait()
-		f.Close()
 		c.mu.Lock()
 		code := int32(0)
 		reason := "Completed"

@@ -57,7 +57,11 @@ type Config struct {
 	// process starts in (kubelet's kubepods): the node's datapath attaches
 	// socket-level Service translation there.
 	Cgroup string
-	Log    *slog.Logger
+	// KubeletClientCA, when set, is the PEM file of the CA whose client
+	// certificates may read Pod logs: the runner then serves them on the
+	// node's address, port KubeletPort, as a kubelet does (logs.go).
+	KubeletClientCA string
+	Log             *slog.Logger
 }
 
 // Runner is the local node. Create it with New and call Run once.
@@ -142,6 +146,11 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.queue.ShutDown()
 	}()
 	go r.heartbeat(ctx)
+	go func() {
+		if err := r.serveLogs(ctx); err != nil {
+			r.log.Warn("Pod logs are not served", "err", err)
+		}
+	}()
 	for {
 		key, quit := r.queue.Get()
 		if quit {
@@ -212,6 +221,10 @@ func (r *Runner) nodeStatus(ctx context.Context, cur *corev1.Node) error {
 		Message: "the lab's node runner is running", LastHeartbeatTime: now, LastTransitionTime: now,
 	}}
 	cp.Status.NodeInfo.KubeletVersion = "nodemesh-lab"
+	if r.cfg.KubeletClientCA != "" {
+		// Where the API server asks for Pod logs.
+		cp.Status.DaemonEndpoints.KubeletEndpoint.Port = KubeletPort
+	}
 	cp.Status.NodeInfo.OperatingSystem, cp.Status.NodeInfo.Architecture = "linux", runtime.GOARCH
 	if _, err := r.cfg.Client.CoreV1().Nodes().UpdateStatus(ctx, cp, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("writing Node %s status: %w", r.cfg.Node.Name, err)
