@@ -43,11 +43,11 @@ func (t *translator) buildConfig() *ir.Config {
 			l := &ir.Listener{Name: listenerName(gs.key, port), Address: gs.addr.String(), Port: uint32(port)}
 			switch group[0].protocol {
 			case gwv1.HTTPProtocolType:
-				rt := b.table(plainTableName(gs.key, port), group, port)
+				rt := b.table(plainTableName(gs.key, port), group, nil, port)
 				l.Chains = []*ir.HTTPChain{{Name: plainChainName, Routes: rt, CORS: usesCORS(rt)}}
 			case gwv1.HTTPSProtocolType:
 				for _, ls := range group {
-					l.Chains = append(l.Chains, b.tlsChain(ls, port))
+					l.Chains = append(l.Chains, b.tlsChain(ls, group, port))
 				}
 			case gwv1.TLSProtocolType:
 				for _, ls := range group {
@@ -149,11 +149,14 @@ type builder struct {
 	l4Clusters []*ir.Cluster
 }
 
-func (b *builder) tlsChain(ls *listenerState, port int32) *ir.HTTPChain {
+// tlsChain builds the chain of an HTTPS listener; group holds every
+// serving HTTPS listener of its port, whose hosts the chain answers 421
+// (see table).
+func (b *builder) tlsChain(ls *listenerState, group []*listenerState, port int32) *ir.HTTPChain {
 	ch := &ir.HTTPChain{
 		Name:   tlsChainName(ls.name),
 		TLS:    &ir.TLS{ALPN: append([]string(nil), tlsALPN...)},
-		Routes: b.table(tlsTableName(ls.gw.key, port, ls.name), []*listenerState{ls}, port),
+		Routes: b.table(tlsTableName(ls.gw.key, port, ls.name), []*listenerState{ls}, group, port),
 	}
 	ch.CORS = usesCORS(ch.Routes)
 	if ls.hostname != "" {
@@ -208,7 +211,17 @@ func (t *translator) secret(name string, k input.Key) *ir.Secret {
 // leaking them to a less specific listener — and every hostname routes are
 // served on. Each domain belongs to the most specific listener covering it
 // and holds that listener's routes whose hostname covers the domain.
-func (b *builder) table(name string, listeners []*listenerState, port int32) *ir.RouteTable {
+//
+// An HTTPS listener's table (tls, every serving HTTPS listener of the
+// port; nil for plaintext tables) detects misdirected requests
+// (GatewayHTTPSListenerDetectMisdirectedRequests): a client that reuses a
+// connection whose SNI chose this listener for a host that belongs to
+// another listener of the port (HTTP/2 connection coalescing) gets 421
+// Misdirected Request, never this listener's routes nor 404. So the
+// table also holds every other listener's hostname ("*" for one without),
+// and "*" when this listener has a hostname; a domain whose most specific
+// covering listener of the port is not this one answers 421.
+func (b *builder) table(name string, listeners, tls []*listenerState, port int32) *ir.RouteTable {
 	seen := map[string]bool{}
 	var domains []string
 	add := func(d string) {
@@ -227,10 +240,24 @@ func (b *builder) table(name string, listeners []*listenerState, port int32) *ir
 			add(h)
 		}
 	}
+	if tls != nil {
+		for _, other := range tls {
+			if other.hostname == "" {
+				add(anyHost)
+			} else {
+				add(other.hostname)
+			}
+		}
+		add(anyHost)
+	}
 	sort.Strings(domains)
 	rt := &ir.RouteTable{Name: name, VirtualHosts: make([]*ir.VirtualHost, 0, len(domains))}
 	for _, d := range domains {
 		vhName := virtualHostName(name, d)
+		if tls != nil && !slices.Contains(listeners, ownerAmong(tls, d)) {
+			rt.VirtualHosts = append(rt.VirtualHosts, misdirected(vhName, d))
+			continue
+		}
 		if vm := b.cleanVirtualHost(vhName, d, port); vm != nil {
 			rt.VirtualHosts = append(rt.VirtualHosts, vm.vh)
 			continue
@@ -242,6 +269,14 @@ func (b *builder) table(name string, listeners []*listenerState, port int32) *ir
 		rt.VirtualHosts = append(rt.VirtualHosts, b.virtualHost(vhName, d, refs, port))
 	}
 	return rt
+}
+
+// misdirected is the virtual host answering 421 for a domain another
+// HTTPS listener of the port owns.
+func misdirected(name, d string) *ir.VirtualHost {
+	return &ir.VirtualHost{Name: name, Domains: []string{d}, Routes: []*ir.Route{{
+		Name: name + "/misdirected", DirectResponse: &ir.DirectResponse{Status: 421},
+	}}}
 }
 
 // cleanVirtualHost returns the previous translation's virtual host for

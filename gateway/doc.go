@@ -62,6 +62,11 @@
 // with no routes answers 404 for its hosts, and each hostname routes are
 // served on. Listener isolation: a domain belongs to the most specific
 // listener covering it, and only that listener's routes are served there.
+// An HTTPS chain also answers 421 Misdirected Request for the hosts
+// another HTTPS listener of its port owns (and, when its listener has a
+// hostname, for every host it does not cover), so a client coalescing
+// HTTP/2 connections never reaches the wrong listener's routes (table in
+// build.go).
 // A virtual host holds every route of its listener whose hostname covers
 // the domain — a "*.example.com" route also serves "foo.example.com" —
 // ordered as precedence.go describes (hostname specificity first, as the
@@ -90,10 +95,13 @@
 //     RegularExpression paths rank between Exact and PathPrefix, longer
 //     first;
 //   - filters supported: RequestHeaderModifier, ResponseHeaderModifier,
-//     RequestRedirect, URLRewrite and CORS on rules, the two header
-//     modifiers on backendRefs. CORS (httproute_cors.go) becomes the IR
-//     route's CORS policy, and a chain runs the CORS filter exactly when a
-//     route of its table has one; any other filter type, and retry or sessionPersistence,
+//     RequestRedirect, URLRewrite, CORS and RequestMirror (any number) on
+//     rules, the two header modifiers on backendRefs. CORS
+//     (httproute_cors.go) becomes the IR route's CORS policy, and a chain
+//     runs the CORS filter exactly when a route of its table has one;
+//     RequestMirror and the rule's retry stanza become the IR route's
+//     mirrors and retry policy (httproute_retry.go gives the mapping and
+//     its defaults); any other filter type, and sessionPersistence,
 //     invalidates the rule (UnsupportedValue) instead of being skipped;
 //   - ReplacePrefixMatch needs exactly one PathPrefix match in its rule,
 //     as the API's validation requires;

@@ -462,6 +462,32 @@ func testGatewayFeatures(t *testing.T, delta bool) {
 		}
 	})
 
+	// HTTP/2 connection coalescing: the *.secure.test certificate does
+	// not cover api.other.test, but a client may still send that host
+	// on a connection whose SNI chose the *.secure.test listener; it must
+	// get 421, not that listener's routes, and the right listener serves
+	// it on a connection of its own.
+	t.Run("misdirected requests get 421", func(t *testing.T) {
+		for _, tc := range []struct{ sni, host string }{
+			{"app.secure.test", "api.other.test"},
+			{"api.other.test", "app.secure.test"},
+			{"app.secure.test", "unknown.test"},
+		} {
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certs.pool, ServerName: tc.sni}, ForceAttemptHTTP2: true}
+			req, _ := http.NewRequest("GET", "https://"+m.gateway(2)+"/", nil)
+			req.Host = tc.host
+			resp, err := (&http.Client{Transport: tr}).Do(req)
+			if err != nil {
+				t.Fatalf("SNI %s, Host %s: %v", tc.sni, tc.host, err)
+			}
+			resp.Body.Close()
+			tr.CloseIdleConnections()
+			if resp.StatusCode != http.StatusMisdirectedRequest || resp.Proto != "HTTP/2.0" {
+				t.Errorf("SNI %s, Host %s: %d over %s, want 421 over HTTP/2.0", tc.sni, tc.host, resp.StatusCode, resp.Proto)
+			}
+		}
+	})
+
 	t.Run("second gateway on the same port", func(t *testing.T) {
 		if r := get(t, m.gateway(3), "GET", "any.test", "/"); r.status != 200 || r.backend != "v3" {
 			t.Errorf("second gateway: %d from %q, want 200 from v3", r.status, r.backend)

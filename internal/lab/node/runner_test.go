@@ -2,9 +2,17 @@ package node
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -57,9 +65,10 @@ func TestRunnerRunsPods(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = lnet.Close() })
 	n1 := lnet.Nodes[0]
+	logCA, logClient := testClientCA(t)
 	r, err := New(Config{Client: core, Node: n1, Dir: t.TempDir(), LocalCommands: true, DNS: netip.MustParseAddr("10.96.0.10"), Images: []Image{
 		{Repository: "registry.k8s.io/gateway-api/echo-basic", Program: cluster.Binaries.EchoBasic},
-	}})
+	}, KubeletClientCA: logCA})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +169,37 @@ func TestRunnerRunsPods(t *testing.T) {
 			}
 			return nil
 		})
+	}
+	// Logs, as the API server reads them: over TLS, with a client
+	// certificate of the configured CA only.
+	logURL := "https://" + net.JoinHostPort(n1.IP.String(), "10250") + "/containerLogs/" + ns + "/echo-a/c"
+	withCert := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: n1.Dial,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{logClient}}}}
+	eventually(t, "echo-a logs the request", func() error {
+		resp, err := withCert.Get(logURL)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || !strings.Contains(string(b), "Echoing back request made to /hello to client") {
+			return fmt.Errorf("%d %q", resp.StatusCode, b)
+		}
+		return nil
+	})
+	if resp, err := withCert.Get(logURL + "?sinceTime=" + time.Now().Add(time.Hour).UTC().Format(time.RFC3339)); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(b) != 0 {
+			t.Errorf("logs since an hour from now: %d %q, want 200 and nothing", resp.StatusCode, b)
+		}
+	}
+	noCert := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: n1.Dial, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	if resp, err := noCert.Get(logURL); err == nil {
+		resp.Body.Close()
+		t.Errorf("logs without a client certificate: %d, want a refused handshake", resp.StatusCode)
 	}
 	eventually(t, "a command that is not a local program waits", func() error {
 		p, err := pods.Get(ctx, "not-local", metav1.GetOptions{})
@@ -273,4 +313,37 @@ func TestPathRewriter(t *testing.T) {
 			t.Errorf("rewrite(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// testClientCA writes a CA to a file and returns its path and a client
+// certificate it signed.
+func testClientCA(t *testing.T) (string, tls.Certificate) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "apiserver"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
