@@ -98,9 +98,16 @@ func run() error {
 		return err
 	}
 	m := newControllerMetrics()
+	// Claim the experimental channel's features only where its CRDs
+	// are installed; when the channel cannot be read, the standard set.
+	channel, err := controller.InstalledChannel(context.Background(), clients.Dynamic)
+	if err != nil {
+		log.Warn("claiming the standard channel's features only", "err", err)
+	}
 	c, err := controller.New(clients.Core, clients.Gateway, clients.Dynamic, prefix,
 		controller.WithLogger(log), controller.WithControllerName(gwv1.GatewayController(*controllerName)),
-		controller.WithIngress(ingress), controller.WithReconciled(m.reconciled))
+		controller.WithIngress(ingress), controller.WithReconciled(m.reconciled),
+		controller.WithSupportedFeatures(controller.FeaturesFor(channel)))
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"slices"
 	"sort"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -11,7 +12,9 @@ import (
 // status.supportedFeatures: exactly the Gateway API features whose
 // conformance tests pass in `make conformance` (the run infers the same
 // set from the GatewayClass, so the report and the status cannot drift).
-// Add a feature here only together with the passing report.
+// Add a feature here only together with the passing report. Features
+// whose API fields exist only in the experimental channel's CRDs are in
+// ExperimentalFeatures instead.
 var SupportedFeatures = []features.FeatureName{
 	// Core.
 	features.SupportGateway,
@@ -54,6 +57,27 @@ var SupportedFeatures = []features.FeatureName{
 	features.SupportTLSRoute,
 	features.SupportTCPRoute,
 	features.SupportUDPRoute,
+}
+
+// ExperimentalFeatures are supported features whose API fields only the
+// experimental channel's CRDs carry: with standard CRDs the API server
+// drops those fields, so claiming the features would promise behaviour no
+// object can ask for (and their conformance tests would fail). They are
+// claimed only when the experimental CRDs are installed (FeaturesFor).
+var ExperimentalFeatures = []features.FeatureName{
+	// HTTPRoute rules[].retry.
+	features.SupportHTTPRouteRetry,
+	features.SupportHTTPRouteRetryBackendTimeout,
+	features.SupportHTTPRouteRetryConnectionError,
+}
+
+// FeaturesFor returns the features to claim with the CRDs of a release
+// channel installed; an unknown channel gets the standard ones.
+func FeaturesFor(channel string) []features.FeatureName {
+	if channel == ChannelExperimental {
+		return append(slices.Clone(SupportedFeatures), ExperimentalFeatures...)
+	}
+	return SupportedFeatures
 }
 
 // supported renders a feature list as GatewayClass status wants it:
