@@ -46,6 +46,7 @@ integration: spire hubble ## CRD, Kubernetes provider and controller tests, the 
 conformance: build ## official Gateway API conformance suite (GATEWAY-HTTP, -GRPC, -TLS, -TCP, -UDP) on a real kube-apiserver; report in conformance/reports/
 	$(GO) build -o $(BIN)/ ./conformance/harness
 	$(BIN)/harness
+	$(BIN)/harness -channel experimental
 
 H2SPEC_VERSION := v2.2.1+incompatible
 

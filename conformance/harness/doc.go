@@ -30,8 +30,12 @@
 //     are inferred from the GatewayClass status, so the report claims
 //     exactly what the controller advertises;
 //  4. write the report YAML (default
-//     conformance/reports/gateway-api-v1.6.3-nodemesh-report.yaml) and a
-//     summary, then close the lab: processes (SIGTERM, then SIGKILL),
+//     conformance/reports/gateway-api-v1.6.3-nodemesh-report.yaml, and
+//     gateway-api-v1.6.3-nodemesh-experimental-report.yaml with
+//     -channel=experimental: the controller claims the features whose
+//     fields only experimental CRDs carry, such as HTTPRoute retries, only
+//     with those CRDs installed, so each channel has its report; `make
+//     conformance` runs both) and a summary, then close the lab: processes (SIGTERM, then SIGKILL),
 //     whatever still runs in the lab's namespaces, the namespaces (and with
 //     them every veth and address), and the run's state directory under
 //     .state/conformance (kept when the run fails, for its logs).

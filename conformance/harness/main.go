@@ -27,7 +27,7 @@ func main() {
 	}
 	opts := options{}
 	flag.StringVar(&opts.channel, "channel", "standard", "Gateway API CRD channel to install: standard or experimental")
-	flag.StringVar(&opts.report, "report", "conformance/reports/gateway-api-v1.6.3-nodemesh-report.yaml", "where the conformance report is written (relative to the repository root)")
+	flag.StringVar(&opts.report, "report", "", "where the conformance report is written (relative to the repository root; default "+defaultReport("standard")+", or "+defaultReport("experimental")+" for the experimental channel)")
 	flag.StringVar(&opts.binDir, "bin-dir", "bin", "directory holding the nodemesh binaries (relative to the repository root)")
 	flag.StringVar(&opts.profiles, "profiles", "GATEWAY-HTTP,GATEWAY-GRPC,GATEWAY-TLS,GATEWAY-TCP,GATEWAY-UDP", "comma-separated conformance profiles to run; one report covers them all")
 	flag.StringVar(&opts.runTest, "run-test", "", "run only this conformance test (development aid; no report is written)")
@@ -35,6 +35,9 @@ func main() {
 	flag.DurationVar(&opts.timeout, "timeout", 40*time.Minute, "give up after this long")
 	flag.BoolVar(&opts.keep, "keep-state", false, "keep the run's state directory (logs, pod output) after a successful run")
 	flag.Parse()
+	if opts.report == "" {
+		opts.report = defaultReport(opts.channel)
+	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -71,4 +74,14 @@ func abs(root, p string) string {
 		return p
 	}
 	return filepath.Join(root, p)
+}
+
+// defaultReport is where a run with the CRDs of a channel writes its
+// report: one file per channel, since each channel's run claims its own
+// features.
+func defaultReport(channel string) string {
+	if channel == "experimental" {
+		return "conformance/reports/gateway-api-v1.6.3-nodemesh-experimental-report.yaml"
+	}
+	return "conformance/reports/gateway-api-v1.6.3-nodemesh-report.yaml"
 }
