@@ -19,6 +19,10 @@
 //     the PodScheduled/Initialized/ContainersReady/Ready conditions, and
 //     records Events (Started, and a Warning naming the reason when a
 //     container cannot run);
+//   - keeps each container's output as CRI log records and serves them,
+//     as a kubelet does, at /containerLogs on the node's address (port
+//     10250, TLS, client certificates of the cluster CA only), so the
+//     API server's pods/log works (logs.go);
 //   - stops the processes of deleted Pods (SIGTERM to the process group,
 //     then SIGKILL after the grace period, then whatever is left in the
 //     Pod's namespace) and removes the Pod object, as the kubelet does.
