@@ -411,8 +411,11 @@
 // presented client certificate's URI SANs, DNS SANs, then subject.
 //
 // Gateway API on these fields (for the translator): HTTPRouteRetry →
-// retry_on "retriable-status-codes" with retriable_status_codes = codes,
-// num_retries = attempts, retry_back_off.base_interval = backoff;
+// retry_on "connect-failure,reset" (connection errors and backendRequest
+// expiring as per_try_timeout, HTTPRouteRetryConnectionError and
+// HTTPRouteRetryBackendTimeout) plus "retriable-status-codes" with
+// retriable_status_codes = codes, num_retries = attempts,
+// retry_back_off.base_interval = backoff;
 // HTTPRouteRequestMirror (+ Multiple, Percentage) → one
 // request_mirror_policies entry per filter, fraction/percent as
 // runtime_fraction; BackendTLSPolicy → UpstreamTlsContext{sni = hostname,

@@ -169,6 +169,11 @@ func TestRetryPolicy(t *testing.T) {
 				RetryBackOff: fastBackoff()}),
 			retryRoute("/"+c+"/budget/", c, 700*time.Millisecond, &routev3.RetryPolicy{RetryOn: "5xx", NumRetries: wrapperspb.UInt32(10),
 				PerTryTimeout: durationpb.New(200 * time.Millisecond), RetryBackOff: fastBackoff()}),
+			// What the translator emits for an HTTPRoute retry stanza
+			// with codes and a backendRequest timeout.
+			retryRoute("/"+c+"/gwapi/", c, 3*time.Second, &routev3.RetryPolicy{RetryOn: "connect-failure,reset,retriable-status-codes",
+				RetriableStatusCodes: []uint32{500}, NumRetries: wrapperspb.UInt32(2), PerTryTimeout: durationpb.New(300 * time.Millisecond),
+				RetryBackOff: fastBackoff()}),
 		)
 	}
 	x.set(httpListener(t, "l", addr, "rc", nil), routeConfig("rc", vh("v", "*", routes...)),
@@ -271,6 +276,21 @@ func TestRetryPolicy(t *testing.T) {
 					}
 					if seen[0].expected != "300" || seen[1].expected != "300" {
 						t.Fatalf("x-envoy-expected-rq-timeout-ms %q, %q, want the per-try 300 on both", seen[0].expected, seen[1].expected)
+					}
+					// The Gateway API mapping: reset retries a per-try
+					// timeout and a reset, the codes their statuses only.
+					start = time.Now()
+					code, got, _ = run("/gwapi/x", body, map[string]string{"X-Fail-Times": "1", "X-Fail-Status": "slow"})
+					if code != 200 || got != "ok 2" || time.Since(start) > 1500*time.Millisecond {
+						t.Fatalf("gateway api, per-try timeout: %d %q after %v", code, got, time.Since(start))
+					}
+					code, got, _ = run("/gwapi/x", body, map[string]string{"X-Fail-Times": "2", "X-Fail-Status": "reset"})
+					if code != 200 || got != "ok 3" {
+						t.Fatalf("gateway api, reset: %d %q, want 200 \"ok 3\"", code, got)
+					}
+					code, _, seen = run("/gwapi/x", body, map[string]string{"X-Fail-Times": "1", "X-Fail-Status": "503"})
+					if code != 503 || len(seen) != 1 {
+						t.Fatalf("gateway api, unlisted 503: %d after %d attempts, want 503 after 1", code, len(seen))
 					}
 					// The route timeout bounds every try together.
 					start = time.Now()
