@@ -6,10 +6,10 @@
 //
 // Data flow: inotify events on the directory (and a periodic rescan that
 // catches anything inotify misses, such as edits through bind mounts) →
-// debounce → read every *.yaml, *.yml and *.json file in the directory
-// (not recursive; hidden files and editor temporaries are skipped) → decode
-// the documents that changed in files whose content changed → build one
-// Snapshot → call the subscriber.
+// debounce → read the *.yaml, *.yml and *.json files the events named (the
+// rescan: every such file in the directory; not recursive; hidden files and
+// editor temporaries are skipped) → decode the documents that changed in
+// files whose content changed → build one Snapshot → call the subscriber.
 //
 // Change detection is by content hash: a file whose bytes hash as before
 // is not decoded at all, and in a changed file a document whose bytes hash
@@ -19,13 +19,31 @@
 // by that hash and reuse what they made of it; editing one HTTPRoute in a
 // file of thousands decodes, hashes and translates that one. The
 // subscriber is called only when some object's hash changed (or the
-// errors did), so a comment edit publishes nothing. A file is not even read while the
-// kernel's stamp of it (inode, size, modification and change times) is
-// the one it had when it was last read, provided that read came more than
-// three seconds after the file's last change: a write in the same
-// timestamp tick as a read leaves the stamp unchanged, so only an old
-// enough stamp stands for the content. A folder of thousands of files
-// therefore costs a stat per file per event, and the files being edited.
+// errors did), so a comment edit publishes nothing.
+//
+// A read after inotify events looks only at the config files the events
+// named, and at config files that are symbolic links (inotify on the
+// folder does not see a change to what a link points to, such as a
+// Kubernetes ConfigMap volume's data). Every other file is as it was when
+// last read: the watch was in place before that read, and no event has
+// named the file since. A folder of thousands of files therefore costs, per
+// edit, the files being edited. A read covers every file when the events
+// cannot be narrowed to names (the kernel's event queue overflowed, an
+// event concerned the directory itself, more than 1024 names gathered
+// before the read), when the watch is new (at start, after the directory
+// was replaced), and on every rescan. The rescan is what finds changes
+// inotify does not report for this folder: a file written through a hard
+// link elsewhere or a shared memory mapping, a network file system
+// changed from another machine.
+//
+// A full read does not read a file while the kernel's stamp of it (inode,
+// size, modification and change times) is the one it had when it was last
+// read, provided that read came more than three seconds after the file's
+// last change: a write in the same timestamp tick as a read leaves the
+// stamp unchanged, so only an old enough stamp stands for the content.
+// Right after a tool wrote the whole folder, a full read therefore reads
+// every file again; reads after events do not, since the events vouch for
+// the files they do not name.
 //
 // Bad input never takes down what works: a file that fails to decode keeps
 // contributing the objects of its last good version and its error is

@@ -59,6 +59,10 @@ type fileState struct {
 	// file with the same stamp is not read again (see loadFile).
 	stamp   stamp
 	trusted bool
+	// link is set when the name is a symbolic link: a change to its
+	// target makes no event in this directory, so every read after
+	// events checks it (see loadNamed).
+	link bool
 }
 
 // trusted reports whether a stamp taken by a read at readAt stands for
@@ -139,15 +143,15 @@ func New(dir string, opts ...Option) *Provider {
 // config files than the limit); the provider's state is then unchanged.
 // Problems with individual files are in Result.Errors.
 func (p *Provider) Load() (*Result, error) {
-	names, id, err := listDir(p.dir, p.maxFiles)
+	entries, id, err := listDir(p.dir, p.maxFiles)
 	if err != nil {
 		return nil, fmt.Errorf("reading config directory: %w", err)
 	}
 	p.dirID = id
-	seen := make(map[string]bool, len(names))
-	for _, name := range names {
-		if p.loadFile(name) {
-			seen[name] = true
+	seen := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		if p.loadFile(e.name, e.link) {
+			seen[e.name] = true
 		}
 	}
 	for name := range p.files {
@@ -156,18 +160,71 @@ func (p *Provider) Load() (*Result, error) {
 			p.dirty = true
 		}
 	}
+	return p.result(), nil
+}
+
+// loadNamed is Load after inotify events that named the config files in
+// named: only those files are looked at (read if their stamps say they
+// may have changed, forgotten if they are gone), and the ones that are
+// symbolic links, whose targets change without an event here. Every other
+// file is as it was when last read: the watch existed before that read
+// and no event has named it since. Changes inotify does not report — a
+// file written through a hard link in another directory or a shared
+// mapping, a network file system changed elsewhere — are found by the
+// rescan, which calls Load.
+//
+// When the directory path names another directory than the one last
+// read, or the named files would take the folder over its file limit,
+// the whole directory is read (Load).
+func (p *Provider) loadNamed(named map[string]bool) (*Result, error) {
+	if p.lastRes == nil || len(p.files)+len(named) > p.maxFiles {
+		return p.Load()
+	}
+	if id, err := dirIdentity(p.dir); err != nil || id != p.dirID {
+		return p.Load()
+	}
+	for name := range named {
+		if !p.loadFile(name, isLink(filepath.Join(p.dir, name))) {
+			p.forget(name)
+		}
+	}
+	for name, st := range p.files {
+		if st.link && !named[name] && !p.loadFile(name, true) {
+			p.forget(name)
+		}
+	}
+	return p.result(), nil
+}
+
+// forget drops a file that no longer exists.
+func (p *Provider) forget(name string) {
+	if _, ok := p.files[name]; ok {
+		delete(p.files, name)
+		p.dirty = true
+	}
+}
+
+// result is the current view, built again if a file changed.
+func (p *Provider) result() *Result {
 	if p.dirty || p.lastRes == nil {
 		p.lastRes = p.build()
 		p.dirty = false
 	}
-	return p.lastRes, nil
+	return p.lastRes
 }
 
-// loadFile rereads one config file and decodes it if its content changed.
-// It returns false when the file no longer exists.
-func (p *Provider) loadFile(name string) bool {
+// loadFile rereads one config file and decodes it if its content changed;
+// link says whether the name is a symbolic link. It returns false when the
+// file no longer exists.
+func (p *Provider) loadFile(name string, link bool) bool {
+	if examining != nil {
+		examining(name)
+	}
 	path := filepath.Join(p.dir, name)
 	st := p.files[name]
+	if st != nil {
+		st.link = link
+	}
 	var known *stamp
 	if st != nil && st.read && st.trusted {
 		known = &st.stamp
@@ -188,10 +245,11 @@ func (p *Provider) loadFile(name string) bool {
 				err = fmt.Errorf("symbolic link to a missing file: %s", target)
 			}
 		}
-		p.reject(name, fmt.Errorf("%s: skipped: %w", name, err))
+		p.reject(name, fmt.Errorf("%s: skipped: %w", name, err), link)
 		return true
 	}
 	st = p.fileState(name)
+	st.link = link
 	sum := sha256.Sum256(data)
 	st.stamp, st.trusted = stamp, trusted(readAt, stamp)
 	if st.read && sum == st.sum {
@@ -208,9 +266,14 @@ func (p *Provider) loadFile(name string) bool {
 	return true
 }
 
+// examining, set only by tests, sees every config file the provider looks
+// at (its stamp checked, or read).
+var examining func(name string)
+
 // reject records that name could not be read; its last good objects stay.
-func (p *Provider) reject(name string, err error) {
+func (p *Provider) reject(name string, err error, link bool) {
 	st := p.fileState(name)
+	st.link = link
 	if st.read || st.err == nil || st.err.Error() != err.Error() {
 		p.dirty = true
 	}
@@ -269,29 +332,28 @@ func (p *Provider) build() *Result {
 // directory is back.
 func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
 	var (
-		events    <-chan bool
-		stopWatch func()
-		watched   fileID
+		watch *dirWatch
+		wake  <-chan struct{}
 	)
 	unwatch := func() {
-		if stopWatch != nil {
-			stopWatch()
+		if watch != nil {
+			watch.stop()
 		}
-		events, stopWatch = nil, nil
+		watch, wake = nil, nil
 	}
 	defer unwatch()
 	// rewatch (re)establishes the inotify watch on the directory the path
 	// names now; rescans cover the time without one.
 	rewatch := func(first bool) {
 		unwatch()
-		ev, stop, id, err := watchDir(p.dir)
+		w, err := watchDir(p.dir)
 		if err != nil {
 			if first {
 				p.log.Warn("watching config directory with inotify; falling back to rescans", "dir", p.dir, "err", err)
 			}
 			return
 		}
-		events, stopWatch, watched = ev, stop, id
+		watch, wake = w, w.wake
 	}
 	rewatch(true)
 
@@ -302,31 +364,44 @@ func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
 		tick = t.C
 	}
 	// debounce fires when the directory is read after events; due is
-	// when (zero while none is pending).
+	// when (zero while none is pending). pending is what the events
+	// gathered so far say.
 	var debounce <-chan time.Time
 	var due time.Time
+	var pending batch
 	readIn := func(d time.Duration) {
 		if at := time.Now().Add(d); due.IsZero() || at.Before(due) {
 			due, debounce = at, time.After(d)
 		}
 	}
 	var last *Result
-	publish := func() error {
-		if events == nil {
+	// publish reads the directory: only the files named in b when the
+	// watch has been in place since the last read (b is what it reported
+	// since), every file otherwise.
+	publish := func(b batch) error {
+		narrow := watch != nil && last != nil && !b.all
+		if watch == nil {
 			rewatch(false)
 		}
-		res, err := p.Load()
+		var res *Result
+		var err error
+		if narrow {
+			res, err = p.loadNamed(b.named)
+		} else {
+			res, err = p.Load()
+		}
 		if err != nil {
 			if last == nil {
 				return err
 			}
 			// Keep what is in effect; say why nothing else is.
 			res = &Result{Snapshot: last.Snapshot, Errors: []string{err.Error()}}
-		} else if events != nil && p.dirID != watched {
+		} else if watch != nil && p.dirID != watch.id {
 			// The path names another directory now (it was replaced, or
 			// a symbolic link to it changed): watch that one, and read
 			// again for what changed before the new watch existed.
 			rewatch(false)
+			pending.all = true
 			readIn(p.debounce)
 		}
 		if last != nil && sameResult(last, res) {
@@ -339,31 +414,43 @@ func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
 		fn(res)
 		return nil
 	}
-	if err := publish(); err != nil {
+	if err := publish(batch{all: true}); err != nil {
 		return err
 	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case whole, ok := <-events:
+		case _, ok := <-wake:
 			if !ok {
-				// The watched directory was removed or moved away.
+				// The watched directory was removed or moved away: what
+				// it reported last still counts, and the next read
+				// covers every file.
+				pending.merge(watch.take())
+				pending.all = true
 				unwatch()
+				readIn(p.debounce)
+				continue
 			}
+			b := watch.take()
+			pending.merge(b)
 			// A file written whole is read after a short settle, which
 			// gathers the rest of a burst of renames; anything else
 			// (a write in progress, a removal) waits for the debounce.
-			if whole {
+			if b.whole {
 				readIn(min(p.settle, p.debounce))
 			} else {
 				readIn(p.debounce)
 			}
 		case <-debounce:
 			debounce, due = nil, time.Time{}
-			_ = publish()
+			b := pending
+			pending = batch{}
+			_ = publish(b)
 		case <-tick:
-			_ = publish()
+			// Everything gathered so far is covered by a whole read.
+			pending = batch{}
+			_ = publish(batch{all: true})
 		}
 	}
 }

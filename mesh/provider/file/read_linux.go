@@ -203,11 +203,19 @@ func readLimited(r io.Reader, size, limit int64) ([]byte, error) {
 	}
 }
 
-// listDir returns the config file names in dir, in directory order, and
-// the directory's identity. More than maxFiles config files is an error
-// (wrapping ErrTooManyFiles): names are read in batches, so memory stays
+// dirEntry is a config file name in the directory.
+type dirEntry struct {
+	name string
+	// link is set for a symbolic link: inotify on the directory does not
+	// see changes to what it points to.
+	link bool
+}
+
+// listDir returns the config files in dir, in directory order, and the
+// directory's identity. More than maxFiles config files is an error
+// (wrapping ErrTooManyFiles): entries are read in batches, so memory stays
 // bounded whatever else the directory holds.
-func listDir(dir string, maxFiles int) ([]string, fileID, error) {
+func listDir(dir string, maxFiles int) ([]dirEntry, fileID, error) {
 	// O_DIRECTORY fails on anything else before it is opened, so a FIFO
 	// in place of the directory cannot block the open.
 	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK, 0)
@@ -221,23 +229,39 @@ func listDir(dir string, maxFiles int) ([]string, fileID, error) {
 	}
 	st := fi.Sys().(*syscall.Stat_t)
 	id := fileID{dev: st.Dev, ino: st.Ino}
-	var names []string
+	var out []dirEntry
 	for {
-		batch, err := f.Readdirnames(256)
-		for _, n := range batch {
-			if !wanted(n) {
+		batch, err := f.ReadDir(256)
+		for _, e := range batch {
+			if !wanted(e.Name()) {
 				continue
 			}
-			if len(names) == maxFiles {
+			if len(out) == maxFiles {
 				return nil, id, fmt.Errorf("%w: %s holds more than %d", ErrTooManyFiles, dir, maxFiles)
 			}
-			names = append(names, n)
+			out = append(out, dirEntry{name: e.Name(), link: e.Type()&os.ModeSymlink != 0})
 		}
 		switch {
 		case err == io.EOF:
-			return names, id, nil
+			return out, id, nil
 		case err != nil:
 			return nil, id, fmt.Errorf("listing %s: %w", dir, err)
 		}
 	}
+}
+
+// dirIdentity is the identity of the directory path names now.
+func dirIdentity(path string) (fileID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return fileID{}, err
+	}
+	return fileID{dev: st.Dev, ino: st.Ino}, nil
+}
+
+// isLink reports whether path is a symbolic link; false when it does not
+// exist (or cannot be inspected: reading it then says why).
+func isLink(path string) bool {
+	var st unix.Stat_t
+	return unix.Lstat(path, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK
 }
