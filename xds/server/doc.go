@@ -43,7 +43,8 @@
 // serialized form, as go-control-plane versions resources. A type's
 // version is the hash of its (name, version) pairs, so an Update equal to
 // the last one reports Changed=false and pushes nothing. A list holding
-// exactly the previous update's objects reuses the previous set whole.
+// exactly the previous update's objects, in the same order, reuses the
+// previous set whole, without a look at each resource.
 //
 // go-control-plane writes its own resource versions into delta responses
 // (the whole-marshalling hash), so wherever a delta client's versions are

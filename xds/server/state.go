@@ -82,9 +82,10 @@ type typeSet struct {
 	// version on the wire, equal for equal content.
 	version string
 	items   map[string]entry
-	// list is the list of resources the set was built from, when it was
-	// built from one: the same list again needs no look at each item.
-	list []types.Resource
+	// list is a copy of the typed list ([]*clusterv3.Cluster, ...) the
+	// set was built from, nil for sets made otherwise: a list holding the
+	// same objects again is this set, without a look at each item.
+	list any
 
 	// What the caches read, built once on first use (snapshot.go).
 	cacheOnce  sync.Once

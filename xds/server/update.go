@@ -51,20 +51,12 @@ func (s *Server) Update(ctx context.Context, res *translator.Resources) (UpdateR
 	prev := s.desired
 	s.mu.Unlock()
 
-	lists := [numKinds][]types.Resource{
-		kindCluster:   asResources(res.Clusters),
-		kindEndpoint:  asResources(res.ClusterLoadAssignments),
-		kindListener:  asResources(res.Listeners),
-		kindRoute:     asResources(res.RouteConfigurations),
-		kindSecret:    asResources(res.Secrets),
-		kindExtension: asResources(res.ExtensionConfigs),
-	}
 	var next state
 	for k := range next {
 		if err := ctx.Err(); err != nil {
 			return UpdateResult{}, fmt.Errorf("updating xDS configuration: %w", err)
 		}
-		set, err := buildSet(kind(k), lists[k], prev[k], res)
+		set, err := buildKind(kind(k), prev[k], res)
 		if err != nil {
 			return UpdateResult{}, fmt.Errorf("updating xDS configuration: %w", err)
 		}
@@ -102,30 +94,49 @@ func (s *Server) Update(ctx context.Context, res *translator.Resources) (UpdateR
 	return result, nil
 }
 
-// asResources lists typed resources as go-control-plane's interface type.
-func asResources[T types.Resource](list []T) []types.Resource {
-	out := make([]types.Resource, len(list))
-	for i, m := range list {
-		out[i] = m
-	}
-	return out
+// comparableResource is a typed Envoy resource (a message pointer).
+type comparableResource interface {
+	types.Resource
+	comparable
 }
 
-// buildSet indexes one kind's resources by name. A resource carries its
-// version (translator.Resources.Version): the object the previous update
-// carried under the same name is reused as is, and another object with
-// the same version keeps the previous entry (and object), so the cache
-// sees no change. Nothing is marshalled or validated for a resource the
-// translator versioned: it validated what it built. A resource without a
-// version (one a caller put into the resources) is validated here and
-// versioned by the hash of its serialized form, as go-control-plane
-// versions resources.
-func buildSet(k kind, list []types.Resource, prev *typeSet, res *translator.Resources) (*typeSet, error) {
-	if slices.Equal(list, prev.list) || unchanged(list, prev) {
+// buildKind builds the set of kind k from res.
+func buildKind(k kind, prev *typeSet, res *translator.Resources) (*typeSet, error) {
+	switch k {
+	case kindCluster:
+		return buildSet(k, res.Clusters, prev, res)
+	case kindEndpoint:
+		return buildSet(k, res.ClusterLoadAssignments, prev, res)
+	case kindListener:
+		return buildSet(k, res.Listeners, prev, res)
+	case kindRoute:
+		return buildSet(k, res.RouteConfigurations, prev, res)
+	case kindSecret:
+		return buildSet(k, res.Secrets, prev, res)
+	default:
+		return buildSet(k, res.ExtensionConfigs, prev, res)
+	}
+}
+
+// buildSet indexes one kind's resources by name. A list holding exactly
+// the objects of the list prev was built from, in the same order, is prev
+// (its version and the maps the caches read included): the objects
+// unchanged resources are made of are handed over again. Otherwise a
+// resource carries its version (translator.Resources.Version): the object
+// the previous update carried under the same name is reused as is, and
+// another object with the same version keeps the previous entry (and
+// object), so the cache sees no change. Nothing is marshalled or validated
+// for a resource the translator versioned: it validated what it built. A
+// resource without a version (one a caller put into the resources) is
+// validated here and versioned by the hash of its serialized form, as
+// go-control-plane versions resources.
+func buildSet[T comparableResource](k kind, list []T, prev *typeSet, res *translator.Resources) (*typeSet, error) {
+	if pl, ok := prev.list.([]T); ok && slices.Equal(list, pl) {
 		return prev, nil
 	}
 	items := make(map[string]entry, len(list))
-	for _, m := range list {
+	for _, t := range list {
+		var m types.Resource = t
 		name := cachev3.GetResourceName(m)
 		if name == "" {
 			return nil, fmt.Errorf("%s: resource without a name", k)
@@ -159,7 +170,8 @@ func buildSet(k kind, list []types.Resource, prev *typeSet, res *translator.Reso
 		items[name] = e
 	}
 	set := newTypeSet(items)
-	set.list = list
+	// A copy: the caller may reuse its slice for another update.
+	set.list = slices.Clone(list)
 	return set, nil
 }
 
@@ -194,28 +206,6 @@ func validate(m types.Resource) error {
 		return v.ValidateAll()
 	}
 	return nil
-}
-
-// unchanged reports whether list is exactly the objects of prev: the same
-// objects under the same names, listed in strictly increasing name order
-// (so none twice). Then prev is reused whole, its version and the maps the
-// caches read included. The translator lists resources sorted by name.
-func unchanged(list []types.Resource, prev *typeSet) bool {
-	if len(list) != len(prev.items) {
-		return false
-	}
-	last := ""
-	for i, m := range list {
-		name := cachev3.GetResourceName(m)
-		if i > 0 && name <= last {
-			return false
-		}
-		last = name
-		if e, ok := prev.items[name]; !ok || e.last != m {
-			return false
-		}
-	}
-	return true
 }
 
 // secretRefs lists the SDS secrets a listener's TLS filter chains use.
