@@ -164,3 +164,26 @@ func TestUpdateValidatesOnlyUnversioned(t *testing.T) {
 		t.Fatalf("validated %v, want only zz/extra", seen)
 	}
 }
+
+// TestUpdateReadsAReusedList: a caller that puts another resource into the
+// very slice it handed to the previous Update gets the change applied: the
+// server compares the next list with a copy of the previous one, not with
+// the caller's slice.
+func TestUpdateReadsAReusedList(t *testing.T) {
+	s := New(WithLogger(testLogger(t)))
+	defer s.Stop(0)
+	a, err := translator.Translate(memoConfig("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := translator.Translate(memoConfig("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := update(t, s, a)
+	a.RouteConfigurations[0] = b.RouteConfigurations[0]
+	second := update(t, s, a)
+	if !second.Changed || second.TypeVersions[resource.RouteType] == first.TypeVersions[resource.RouteType] {
+		t.Fatalf("a route configuration put into the same slice was not seen: changed=%t", second.Changed)
+	}
+}
