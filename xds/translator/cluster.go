@@ -63,6 +63,25 @@ func protocolOptions(name string, h *httpv3.HttpProtocolOptions) (map[string]*an
 	return map[string]*anypb.Any{httpProtocolOptionsKey: opts}, nil
 }
 
+// httpProtocolOptions returns the packed HttpProtocolOptions of an
+// HTTP/1.1 or (h2) h2c cluster. They are the same for every cluster of the
+// protocol, so one translation builds, validates and serializes each once
+// and its clusters share it (emitted messages are never modified).
+func (b *builder) httpProtocolOptions(cluster string, h2 bool) (*anypb.Any, error) {
+	i := 0
+	if h2 {
+		i = 1
+	}
+	if b.httpOptions[i] == nil {
+		opts, err := protocolOptions(cluster, explicitHTTP(h2))
+		if err != nil {
+			return nil, err
+		}
+		b.httpOptions[i] = opts[httpProtocolOptionsKey]
+	}
+	return b.httpOptions[i], nil
+}
+
 // explicitHTTP selects HTTP/1.1 or, with h2, h2c upstream.
 func explicitHTTP(h2 bool) *httpv3.HttpProtocolOptions {
 	ex := &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
@@ -186,11 +205,11 @@ func (b *builder) buildCluster(c *ir.Cluster, name string) (*clusterv3.Cluster, 
 	}
 	// TCP and UDP clusters relay bytes: no HTTP protocol options.
 	if c.Protocol != ir.ProtocolTCP && c.Protocol != ir.ProtocolUDP {
-		opts, err := protocolOptions(name, explicitHTTP(c.Protocol == ir.ProtocolH2C))
+		opts, err := b.httpProtocolOptions(name, c.Protocol == ir.ProtocolH2C)
 		if err != nil {
 			return nil, err
 		}
-		out.TypedExtensionProtocolOptions = opts
+		out.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: opts}
 	}
 	if c.UpstreamMark != 0 {
 		out.UpstreamBindConfig = markBind(c.UpstreamMark, "upstream mark: the identity the proxy connects for")

@@ -14,6 +14,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
@@ -112,15 +113,19 @@ type builder struct {
 	unchecked []uncheckedRoute
 	// ver composes versions.
 	ver version
+	// httpOptions are the packed HttpProtocolOptions shared by the
+	// HTTP/1.1 [0] and h2c [1] clusters (httpProtocolOptions).
+	httpOptions [2]*anypb.Any
 }
 
 // newBuilder prepares a translation of cfg; prev, when not nil, is what
 // the previous one produced.
 func newBuilder(cfg *ir.Config, hashes *ir.Hashes, prev *memo) *builder {
+	tableRoutes := largestTable(cfg)
 	b := &builder{
 		cfg:    cfg,
 		hashes: hashes,
-		routes: map[ir.Hash]*routeMemo{},
+		routes: make(map[ir.Hash]*routeMemo, tableRoutes),
 		out: &Resources{versions: make(map[proto.Message]string, 2*len(cfg.Listeners)+len(cfg.Secrets)),
 			wires: make(map[proto.Message]*routesWire, len(cfg.Listeners))},
 		prev:       prev,
@@ -132,10 +137,38 @@ func newBuilder(cfg *ir.Config, hashes *ir.Hashes, prev *memo) *builder {
 	} else {
 		b.clusterNames, b.invalidBackend = clusterNamesOf(cfg.Clusters)
 	}
+	if prev == nil {
+		// Every route is built and checked.
+		b.unchecked = make([]uncheckedRoute, 0, tableRoutes)
+	}
 	for _, s := range cfg.Secrets {
 		b.secrets[s.Name] = s
 	}
 	return b
+}
+
+// largestTable is the number of routes in cfg's largest route table: how
+// many distinct routes a translation handles, about, since the tables of
+// one Gateway's listeners share most of their routes (each is built
+// once). It sizes the builder's indexes, which otherwise grow step by step
+// through thousands of routes.
+func largestTable(cfg *ir.Config) int {
+	n := 0
+	for _, l := range cfg.Listeners {
+		for _, ch := range l.Chains {
+			if ch == nil || ch.Routes == nil {
+				continue
+			}
+			routes := 0
+			for _, vh := range ch.Routes.VirtualHosts {
+				if vh != nil {
+					routes += len(vh.Routes)
+				}
+			}
+			n = max(n, routes)
+		}
+	}
+	return n
 }
 
 func (b *builder) build() error {
