@@ -147,6 +147,19 @@ type builder struct {
 	// l4Clusters are the clusters TCP chains use, which the Translator's
 	// per-virtual-host cluster counts do not see.
 	l4Clusters []*ir.Cluster
+	// ordered holds, by domain, the routes last put in precedence order
+	// for a virtual host of that domain.
+	ordered map[string]*ordered
+}
+
+// ordered is the routes gathered for a domain, in precedence order. The
+// route tables of several listeners (a Gateway's HTTP and HTTPS listeners,
+// commonly) often gather the very same routes for a domain: the second
+// takes the order the first computed.
+type ordered struct {
+	refs     []routeRef
+	items    []item
+	clusters []*ir.Cluster // distinctClusters(items), once needed
 }
 
 // tlsChain builds the chain of an HTTPS listener; group holds every
@@ -315,14 +328,25 @@ func (b *builder) virtualHost(name, d string, refs []routeRef, port int32) *ir.V
 			return vm.vh
 		}
 	}
-	items := expand(refs)
+	o := b.ordered[d]
+	if o == nil || !slices.Equal(o.refs, refs) {
+		o = &ordered{refs: refs, items: expand(refs)}
+		sortItems(o.items)
+		if b.ordered == nil {
+			b.ordered = map[string]*ordered{}
+		}
+		b.ordered[d] = o
+	}
+	items := o.items
 	vh := &ir.VirtualHost{Name: name, Domains: []string{d}, Routes: make([]*ir.Route, len(items))}
-	sortItems(items)
 	for i := range items {
 		vh.Routes[i] = b.route(items[i].m, port)
 	}
 	if b.t.next != nil {
-		b.t.next.vhosts[name] = &vhostMemo{port: port, refs: refs, vh: vh, clusters: distinctClusters(items)}
+		if o.clusters == nil {
+			o.clusters = distinctClusters(items)
+		}
+		b.t.next.vhosts[name] = &vhostMemo{port: port, refs: refs, vh: vh, clusters: o.clusters}
 	}
 	return vh
 }
