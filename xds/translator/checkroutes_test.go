@@ -51,3 +51,49 @@ func TestCheckRoutesReportsTheFirstFailure(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckRoutesReportsPrebuiltResults: a route validated when it was
+// built ahead is not validated again, and its result counts at its place
+// in build order.
+func TestCheckRoutesReportsPrebuiltResults(t *testing.T) {
+	for _, n := range []int{12, parallelCheckMin * 4} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			// Every route is invalid (no match, which Envoy requires).
+			// Those before n/3 were validated ahead without error, so
+			// they are not looked at again; the one at n/2 was validated
+			// ahead with an error; the others are checked now.
+			routes := func(upTo int) []uncheckedRoute {
+				var out []uncheckedRoute
+				for i := range upTo {
+					r := uncheckedRoute{rc: "rc", vhost: "vh", out: &routev3.Route{Name: fmt.Sprintf("r%d", i)}}
+					switch {
+					case i < n/3:
+						r.checked = true
+					case i == n/2:
+						r.checked, r.err = true, errors.New("found ahead")
+					}
+					out = append(out, r)
+				}
+				return out
+			}
+			b := &builder{unchecked: routes(n)}
+			err := b.checkRoutes()
+			if !errors.Is(err, ErrInvalidOutput) {
+				t.Fatalf("error %v, want ErrInvalidOutput", err)
+			}
+			if want := fmt.Sprintf(`route "r%d"`, n/3); !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not name %s", err, want)
+			}
+			// Without the routes checked now, the error found ahead.
+			all := routes(n)
+			b.unchecked = append(all[:n/3:n/3], all[n/2])
+			if err := b.checkRoutes(); err == nil || !strings.Contains(err.Error(), "found ahead") || !strings.Contains(err.Error(), fmt.Sprintf(`route "r%d"`, n/2)) {
+				t.Errorf("error %v, want the one found ahead for r%d", err, n/2)
+			}
+			b.unchecked = routes(n / 3)
+			if err := b.checkRoutes(); err != nil {
+				t.Errorf("routes validated ahead without error: %v", err)
+			}
+		})
+	}
+}

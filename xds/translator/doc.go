@@ -41,7 +41,11 @@
 //     built everything, on up to GOMAXPROCS goroutines when there are
 //     hundreds (validation reads only the route, and it is the largest
 //     single cost of a cold translation); the error names the first
-//     failing route in build order, as checking one by one would.
+//     failing route in build order, as checking one by one would. A cold
+//     translation of hundreds of routes also builds them ahead on those
+//     goroutines, each validated by the goroutine that built it
+//     (prebuild.go); the walk over listeners places them with their
+//     warnings where it would have built them, so the output is the same.
 //   - Every resource name and every reference between resources comes from
 //     naming.go. Names are the IR's hierarchical names: a Listener is named
 //     after its IR listener, a RouteConfiguration after its IR route table,

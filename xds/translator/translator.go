@@ -109,8 +109,13 @@ type builder struct {
 	// by content hash: a route served in several virtual hosts (an HTTP
 	// and an HTTPS listener of one Gateway) is built once.
 	routes map[ir.Hash]*routeMemo
-	// unchecked are the routes built and not yet validated (checkRoutes).
+	// unchecked are the routes built in this translation, to be
+	// validated or, when built ahead (prebuilt), to have their validation
+	// reported (checkRoutes).
 	unchecked []uncheckedRoute
+	// prebuilt are the routes a cold translation built ahead of the walk,
+	// by content hash (prebuild.go).
+	prebuilt map[ir.Hash]*prebuilt
 	// ver composes versions.
 	ver version
 	// httpOptions are the packed HttpProtocolOptions shared by the
@@ -174,6 +179,9 @@ func largestTable(cfg *ir.Config) int {
 func (b *builder) build() error {
 	if err := b.clusters(); err != nil {
 		return err
+	}
+	if b.prev == nil {
+		b.prebuildRoutes()
 	}
 	b.out.Listeners = make([]*listenerv3.Listener, 0, len(b.cfg.Listeners))
 	for _, l := range b.cfg.Listeners {
