@@ -46,8 +46,10 @@ func (b *builder) prebuildRoutes() {
 	if n < prebuildMin {
 		return
 	}
-	index := make(map[ir.Hash]*prebuilt, n)
-	jobs := make([]*prebuilt, 0, n)
+	// The routes to build, each once, in one allocation, indexed by
+	// content hash.
+	jobs := make([]prebuilt, 0, n)
+	index := make(map[ir.Hash]int, n)
 	for _, l := range b.cfg.Listeners {
 		for _, ch := range l.Chains {
 			if ch == nil || ch.Routes == nil {
@@ -57,14 +59,13 @@ func (b *builder) prebuildRoutes() {
 				if vh == nil {
 					continue
 				}
-				hashes := b.hashes.VirtualHostRoutes(vh)
+				vhHashes := b.hashes.VirtualHostRoutes(vh)
 				for i, r := range vh.Routes {
-					if r == nil || index[hashes[i]] != nil {
+					if _, dup := index[vhHashes[i]]; r == nil || dup {
 						continue
 					}
-					p := &prebuilt{in: r}
-					index[hashes[i]] = p
-					jobs = append(jobs, p)
+					index[vhHashes[i]] = len(jobs)
+					jobs = append(jobs, prebuilt{in: r})
 				}
 			}
 		}
@@ -77,7 +78,7 @@ func (b *builder) prebuildRoutes() {
 			// reads, and its own list of warnings.
 			rb := &builder{clusterNames: b.clusterNames, invalidBackend: b.invalidBackend, out: &Resources{}}
 			for i := int(next.Add(1)) - 1; i < len(jobs); i = int(next.Add(1)) - 1 {
-				p := jobs[i]
+				p := &jobs[i]
 				rb.out.Warnings = rb.out.Warnings[:0]
 				p.out = rb.route(p.in)
 				p.warnings = slices.Clone(rb.out.Warnings)
@@ -91,14 +92,15 @@ func (b *builder) prebuildRoutes() {
 		})
 	}
 	wg.Wait()
-	b.prebuilt = index
+	b.prebuilt, b.prebuiltIndex = jobs, index
 }
 
 // placeRoute returns route r (of hash h) for a virtual host of route
 // configuration rc: built ahead, or built now. Either way its warnings
 // are recorded now, and it joins the routes checkRoutes reports on.
 func (b *builder) placeRoute(rc, vhost string, r *ir.Route, h ir.Hash) *routev3.Route {
-	if p := b.prebuilt[h]; p != nil {
+	if i, ok := b.prebuiltIndex[h]; ok {
+		p := &b.prebuilt[i]
 		b.out.Warnings = append(b.out.Warnings, p.warnings...)
 		if p.out != nil {
 			b.unchecked = append(b.unchecked, uncheckedRoute{out: p.out, rc: rc, vhost: vhost, checked: true, err: p.err})

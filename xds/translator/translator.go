@@ -114,8 +114,9 @@ type builder struct {
 	// reported (checkRoutes).
 	unchecked []uncheckedRoute
 	// prebuilt are the routes a cold translation built ahead of the walk,
-	// by content hash (prebuild.go).
-	prebuilt map[ir.Hash]*prebuilt
+	// indexed by content hash (prebuild.go).
+	prebuilt      []prebuilt
+	prebuiltIndex map[ir.Hash]int
 	// ver composes versions.
 	ver version
 	// httpOptions are the packed HttpProtocolOptions shared by the
