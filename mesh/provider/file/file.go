@@ -394,7 +394,9 @@ func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
 			if last == nil {
 				return err
 			}
-			// Keep what is in effect; say why nothing else is.
+			// Keep what is in effect; say why nothing else is. What the
+			// events named was not read: the next read covers every file.
+			pending.all = true
 			res = &Result{Snapshot: last.Snapshot, Errors: []string{err.Error()}}
 		} else if watch != nil && p.dirID != watch.id {
 			// The path names another directory now (it was replaced, or

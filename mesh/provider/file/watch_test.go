@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -185,5 +186,29 @@ func TestEventBatches(t *testing.T) {
 	b.merge(batch{named: map[string]bool{"one-more.yaml": true}})
 	if !b.all || b.named != nil {
 		t.Fatalf("past the bound: all %t, %d named; want all and none kept", b.all, len(b.named))
+	}
+}
+
+// TestReadAfterAFailedReadCoversEveryFile: files named by events that
+// came while the folder could not be read (here: over the file limit)
+// are read once it can be, even if the events of the read that succeeds
+// name only other files.
+func TestReadAfterAFailedReadCoversEveryFile(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "a.yaml", svcNamed("a", 80))
+	write(t, dir, "b.yaml", svcNamed("b", 80))
+	// A settle long enough to gather both new files in one read.
+	next := watchResults(t, dir, WithRescanInterval(0), WithMaxFiles(3), WithDebounce(time.Second, 500*time.Millisecond))
+	if r := next(); servicesOf(r) != "a,b" {
+		t.Fatalf("initial services %q", servicesOf(r))
+	}
+	replaceFile(t, dir, "c.yaml", svcNamed("c", 80))
+	replaceFile(t, dir, "d.yaml", svcNamed("d", 80))
+	if r := next(); servicesOf(r) != "a,b" || len(r.Errors) != 1 || !strings.Contains(r.Errors[0], "too many") {
+		t.Fatalf("over the limit: services %q errors %q; want a,b and the limit", servicesOf(r), r.Errors)
+	}
+	must(t, os.Remove(filepath.Join(dir, "a.yaml")))
+	if r := next(); servicesOf(r) != "b,c,d" || len(r.Errors) > 0 {
+		t.Fatalf("back under the limit: services %q errors %q; want b,c,d and none", servicesOf(r), r.Errors)
 	}
 }
