@@ -127,11 +127,10 @@ type builder struct {
 // newBuilder prepares a translation of cfg; prev, when not nil, is what
 // the previous one produced.
 func newBuilder(cfg *ir.Config, hashes *ir.Hashes, prev *memo) *builder {
-	tableRoutes := largestTable(cfg)
 	b := &builder{
 		cfg:    cfg,
 		hashes: hashes,
-		routes: make(map[ir.Hash]*routeMemo, tableRoutes),
+		routes: map[ir.Hash]*routeMemo{},
 		out: &Resources{versions: make(map[proto.Message]string, 2*len(cfg.Listeners)+len(cfg.Secrets)),
 			wires: make(map[proto.Message]*routesWire, len(cfg.Listeners))},
 		prev:       prev,
@@ -144,8 +143,11 @@ func newBuilder(cfg *ir.Config, hashes *ir.Hashes, prev *memo) *builder {
 		b.clusterNames, b.invalidBackend = clusterNamesOf(cfg.Clusters)
 	}
 	if prev == nil {
-		// Every route is built and checked.
-		b.unchecked = make([]uncheckedRoute, 0, tableRoutes)
+		// Every route is built and checked. (A later translation only
+		// visits the routes of virtual hosts that changed.)
+		n := largestTable(cfg)
+		b.routes = make(map[ir.Hash]*routeMemo, n)
+		b.unchecked = make([]uncheckedRoute, 0, n)
 	}
 	for _, s := range cfg.Secrets {
 		b.secrets[s.Name] = s
