@@ -2,9 +2,7 @@ package ir
 
 import (
 	"encoding/json"
-	"fmt"
 	"reflect"
-	"runtime"
 	"testing"
 	"time"
 )
@@ -251,63 +249,4 @@ func clone[T any](t *testing.T, v *T) *T {
 		t.Fatal(err)
 	}
 	return out
-}
-
-// TestHashRoutesOnGoroutines: the routes of a new Config, hashed ahead on
-// several goroutines, get the hashes they get one by one; a route object
-// served in two tables is hashed once; routes already known are left
-// alone.
-func TestHashRoutesOnGoroutines(t *testing.T) {
-	defer runtime.GOMAXPROCS(max(2, runtime.GOMAXPROCS(0)))
-	fixture, _, _, _, _, _, _ := hashFixtures()
-	var vhosts []*VirtualHost
-	var routes []*Route
-	for i := range 2 * parallelHashMin {
-		if i%10 == 0 {
-			vhosts = append(vhosts, &VirtualHost{Name: fmt.Sprintf("v%d", i), Domains: []string{fmt.Sprintf("d%d", i)}})
-		}
-		r := clone(t, fixture)
-		r.Name = fmt.Sprintf("r%d", i)
-		r.Timeout = time.Duration(i)
-		vh := vhosts[len(vhosts)-1]
-		vh.Routes = append(vh.Routes, r)
-		routes = append(routes, r)
-	}
-	cfg := &Config{Listeners: []*Listener{
-		{Name: "a", Chains: []*HTTPChain{{Name: "c", Routes: &RouteTable{Name: "t", VirtualHosts: vhosts}}}},
-		{Name: "b", Chains: []*HTTPChain{{Name: "c", Routes: &RouteTable{Name: "t2", VirtualHosts: vhosts}}}},
-	}}
-	var h Hashes
-	h.Next()
-	h.hashRoutes(cfg)
-	if n := len(h.routes.cur); n != len(routes) {
-		t.Fatalf("%d routes hashed ahead, want %d", n, len(routes))
-	}
-	var e encoder
-	for _, r := range routes {
-		e.route(r)
-		if want := e.sum(); h.routes.cur[r] != want {
-			t.Fatalf("route %s: hashed ahead %v, one by one %v", r.Name, h.routes.cur[r], want)
-		}
-	}
-	// The next Config shares the objects but one: too few new routes to
-	// start goroutines, and what is known stays.
-	h.Next()
-	for _, vh := range vhosts {
-		h.VirtualHost(vh)
-	}
-	edited := clone(t, routes[7])
-	edited.Timeout++
-	vh0 := *vhosts[0]
-	vh0.Routes = append([]*Route(nil), vh0.Routes...)
-	vh0.Routes[7] = edited
-	vhosts[0] = &vh0
-	h.Next()
-	h.hashRoutes(cfg)
-	if _, ok := h.routes.cur[edited]; ok {
-		t.Fatal("a single new route was hashed ahead")
-	}
-	if _, ok := h.routes.get(routes[8]); !ok {
-		t.Fatal("a known route was forgotten")
-	}
 }

@@ -1,11 +1,5 @@
 package ir
 
-import (
-	"runtime"
-	"sync"
-	"sync/atomic"
-)
-
 // Hashes computes the content hashes of IR objects, each object once: IR
 // values never change once built, so an object's hash is remembered by
 // the object itself (its pointer) for as long as successive Configs hold
@@ -17,9 +11,7 @@ import (
 // translator) share one Hashes. Its owner calls Next once per Config,
 // before any hash of it is asked for; an object not asked for since the
 // previous Next is forgotten then, unless nothing of its type was asked
-// for. Not safe for concurrent use; the zero value is ready. (The
-// Validator has the routes of a new Config hashed on several goroutines
-// before it asks for anything: hashRoutes.)
+// for. Not safe for concurrent use; the zero value is ready.
 type Hashes struct {
 	enc       encoder
 	routes    memo[*Route, Hash]
@@ -50,72 +42,6 @@ func (h *Hashes) Route(r *Route) Hash {
 	v := h.enc.sum()
 	h.routes.put(r, v)
 	return v
-}
-
-// parallelHashMin is the number of routes not hashed yet from which
-// hashRoutes shares them out over goroutines: below it, starting them
-// costs more than it saves.
-const parallelHashMin = 256
-
-// hashRoutes hashes every route of c's route tables that has no hash
-// yet, on up to GOMAXPROCS goroutines (at most 8) when there are hundreds:
-// the routes are most of what a new Config's hashes cost, and a route's
-// hash depends on the route alone. Fewer are left to be hashed one by one
-// when asked for. It is called after Next, before c's hashes are asked for.
-func (h *Hashes) hashRoutes(c *Config) {
-	workers := min(runtime.GOMAXPROCS(0), 8)
-	if workers < 2 {
-		return
-	}
-	var todo []*Route
-	seen := map[*Route]bool{}
-	for _, l := range c.Listeners {
-		if l == nil {
-			continue
-		}
-		for _, ch := range l.Chains {
-			if ch == nil || ch.Routes == nil {
-				continue
-			}
-			for _, vh := range ch.Routes.VirtualHosts {
-				if vh == nil {
-					continue
-				}
-				if _, ok := h.vhosts.get(vh); ok {
-					continue
-				}
-				for _, r := range vh.Routes {
-					if r == nil || seen[r] {
-						continue
-					}
-					seen[r] = true
-					if _, ok := h.routes.get(r); !ok {
-						todo = append(todo, r)
-					}
-				}
-			}
-		}
-	}
-	if len(todo) < parallelHashMin {
-		return
-	}
-	h.routes.reserve(len(todo))
-	sums := make([]Hash, len(todo))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			var e encoder
-			for i := int(next.Add(1)) - 1; i < len(todo); i = int(next.Add(1)) - 1 {
-				e.route(todo[i])
-				sums[i] = e.sum()
-			}
-		})
-	}
-	wg.Wait()
-	for i, r := range todo {
-		h.routes.put(r, sums[i])
-	}
 }
 
 // vhostHashes are a virtual host's hash and its routes' hashes, which
@@ -262,13 +188,6 @@ func (m *memo[K, V]) put(k K, v V) {
 		m.cur = make(map[K]V, len(m.old))
 	}
 	m.cur[k] = v
-}
-
-// reserve makes room for n more objects asked for since the last rotate.
-func (m *memo[K, V]) reserve(n int) {
-	if m.cur == nil {
-		m.cur = make(map[K]V, len(m.old)+n)
-	}
 }
 
 // rotate forgets what was not asked for since the previous rotate. When
