@@ -110,7 +110,12 @@
 // attesting callers by finding their namespace among the bind-mounted ones
 // (--auth-netns-dir) and matching its addresses to a local Pod. Builtin
 // issuers of several nodes exchange their authorities (certificates only) through a shared
-// directory (--auth-peer-authorities-dir), which is what the lab uses.
+// directory (--auth-peer-authorities-dir), which is what the lab uses: the
+// directory is read on inotify events (internal/dirwatch) and rescanned
+// every 30 s as the fallback (no watch, or a network file system another
+// host writes); each node's file stands alone, so a bad one is skipped
+// with its error and keeps its last good certificates while the others
+// keep applying.
 // nodemesh-controller runs auth/spire's Registrar (--spire-server-socket):
 // per node, one entry per identity of the Pods bound to it.
 //

@@ -199,10 +199,8 @@ func (i *Issuer) Authorities() []*x509.Certificate {
 // be a CA allowed to sign and, if it names a SPIFFE ID, the trust domain's;
 // otherwise nothing changes.
 func (i *Issuer) SetPeerAuthorities(certs []*x509.Certificate) error {
-	for n, c := range certs {
-		if err := checkAuthorityCert(i.td, c); err != nil {
-			return fmt.Errorf("setting peer authorities: [%d] %s: %w", n, c.Subject, err)
-		}
+	if err := i.CheckPeerAuthorities(certs); err != nil {
+		return fmt.Errorf("setting peer authorities: %w", err)
 	}
 	i.mu.Lock()
 	same := slices.EqualFunc(i.peers, certs, func(a, b *x509.Certificate) bool { return a.Equal(b) })
@@ -213,6 +211,18 @@ func (i *Issuer) SetPeerAuthorities(certs []*x509.Certificate) error {
 	i.mu.Unlock()
 	if !same {
 		i.notify.Notify()
+	}
+	return nil
+}
+
+// CheckPeerAuthorities says whether SetPeerAuthorities would accept certs,
+// so a caller gathering them from several places (one file per node) can
+// leave out a bad place and keep the others.
+func (i *Issuer) CheckPeerAuthorities(certs []*x509.Certificate) error {
+	for n, c := range certs {
+		if err := checkAuthorityCert(i.td, c); err != nil {
+			return fmt.Errorf("[%d] %s: %w", n, c.Subject, err)
+		}
 	}
 	return nil
 }

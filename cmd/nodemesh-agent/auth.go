@@ -2,19 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -186,7 +180,8 @@ func (rt *authRuntime) start(ctx context.Context, a *agent.Agent, errc chan<- er
 	if rt.iss != nil {
 		go func() { errc <- rt.iss.Run(ctx) }()
 		if rt.peers != "" {
-			go rt.exchangeAuthorities(ctx)
+			x := newPeerExchange(rt.iss, rt.peers, rt.node, rt.log)
+			go x.run(ctx)
 		}
 	}
 	if rt.spire != nil {
@@ -234,139 +229,4 @@ func (rt *authRuntime) report() (api.AuthStatus, error) {
 	st.Manager, st.Client = rt.mgr.Stats(), rt.client.Stats()
 	st.Server = rt.server.Stats()
 	return st, nil
-}
-
-// Bounds of the authority exchange: a peer's file is a few certificates.
-const (
-	maxPeerFile  = 64 << 10
-	maxPeerFiles = 4096
-	// exchangeEvery is how often the directory is read again. A shared
-	// directory is the lab's (and a small cluster's) way of exchanging
-	// certificates; a new authority is prepared half a CA lifetime
-	// before it signs, so a second's delay costs nothing there.
-	exchangeEvery = time.Second
-)
-
-// exchangeAuthorities publishes this node's issuer authorities in the
-// shared directory as <node>.pem and hands every other node's to the
-// issuer, until ctx ends. Only certificates are written; keys never leave
-// the node.
-func (rt *authRuntime) exchangeAuthorities(ctx context.Context) {
-	if err := os.MkdirAll(rt.peers, 0o755); err != nil {
-		rt.log.Error("creating the peer authorities directory", "error", err)
-	}
-	changed, cancel := rt.iss.Subscribe()
-	defer cancel()
-	tick := time.NewTicker(exchangeEvery)
-	defer tick.Stop()
-	var published []byte
-	for {
-		var own []byte
-		for _, c := range rt.iss.Authorities() {
-			own = append(own, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-		}
-		if !slices.Equal(own, published) {
-			if err := writeAtomic(filepath.Join(rt.peers, rt.node+".pem"), own); err != nil {
-				rt.log.Error("publishing this node's authorities", "error", err)
-			} else {
-				published = own
-			}
-		}
-		if certs, err := readPeerAuthorities(rt.peers, rt.node+".pem"); err != nil {
-			rt.log.Warn("reading peer authorities", "error", err)
-		} else if err := rt.iss.SetPeerAuthorities(certs); err != nil {
-			rt.log.Warn("refusing peer authorities", "error", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		case <-tick.C:
-		}
-	}
-}
-
-// readPeerAuthorities reads every *.pem but own, in name order. A file
-// that is too large or does not parse is skipped with the error; the
-// others still count.
-func readPeerAuthorities(dir, own string) ([]*x509.Certificate, error) {
-	names, err := filepath.Glob(filepath.Join(dir, "*.pem"))
-	if err != nil {
-		return nil, err
-	}
-	if len(names) > maxPeerFiles {
-		return nil, fmt.Errorf("%s: %d files, at most %d", dir, len(names), maxPeerFiles)
-	}
-	var out []*x509.Certificate
-	var errs []error
-	for _, name := range names {
-		if filepath.Base(name) == own {
-			continue
-		}
-		certs, err := readCerts(name)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out = append(out, certs...)
-	}
-	return out, errors.Join(errs...)
-}
-
-func readCerts(name string) ([]*x509.Certificate, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	buf := make([]byte, maxPeerFile+1)
-	n, err := io.ReadFull(f, buf)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("reading %s: %w", name, err)
-	}
-	if n > maxPeerFile {
-		return nil, fmt.Errorf("%s: larger than %d bytes", name, maxPeerFile)
-	}
-	rest := buf[:n]
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("%s: a %s block, want only CERTIFICATE", name, b.Type)
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		out = append(out, c)
-	}
-	if len(strings.TrimSpace(string(rest))) != 0 {
-		return nil, fmt.Errorf("%s: trailing data that is not PEM", name)
-	}
-	return out, nil
-}
-
-// writeAtomic replaces name with data, never leaving a partial file.
-func writeAtomic(name string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), name)
 }
