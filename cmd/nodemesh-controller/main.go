@@ -13,8 +13,12 @@
 // on the node's alias spiffe://<trust domain>/nodemesh/node/<name>, so a
 // node's SPIRE agent hands nodemesh's agent exactly the identities it
 // hosts (auth/spire describes the layout and what the SPIRE deployment
-// provides). Entries follow Pod, Node and Namespace changes and are
-// reconciled every --spire-sync-interval.
+// provides). A Pod, Node or Namespace change syncs the nodes whose
+// identities it changed; every node is reconciled every
+// --spire-sync-interval; a node whose sync failed is retried on its own
+// backoff (a Node deleted meanwhile still loses its entries). The
+// identity collector and the registration share one core informer
+// factory, so Pods and Namespaces are watched once.
 //
 // Prometheus metrics (reconciliations and their duration, leadership)
 // are served on http://127.0.0.1:9963/metrics (--metrics-address; empty
@@ -34,7 +38,6 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"k8s.io/client-go/informers"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/auth/spire"
@@ -127,10 +130,12 @@ func run() error {
 		}()
 	}
 	ids := identity.NewManager(identity.WithFilter(filter), identity.WithClusterName(*clusterName))
+	// One factory of core informers: the collector and the SPIRE
+	// registration both watch Pods and Namespaces.
+	coreInformers := ciliumidentity.NewInformerFactory(clients.Core)
 	gc := ciliumidentity.NewCollector(clients.Core, clients.Dynamic, ids.PodLabels, ciliumidentity.WithLogger(log),
-		ciliumidentity.WithInterval(*gcInterval), ciliumidentity.WithGrace(*gcGrace))
+		ciliumidentity.WithInterval(*gcInterval), ciliumidentity.WithGrace(*gcGrace), ciliumidentity.WithInformerFactory(coreInformers))
 	var reg *spireRegistration
-	var regInformers informers.SharedInformerFactory
 	if *spireSocket != "" {
 		td, err := spiffeid.TrustDomainFromString(*trustDomain)
 		if err != nil {
@@ -152,7 +157,7 @@ func run() error {
 		if err := alloc.Start(ctx); err != nil {
 			return err
 		}
-		reg, regInformers = newSPIRERegistration(clients.Core, r, td, alloc.Lookup, ids.PodLabels, *spireEvery, log)
+		reg = newSPIRERegistration(coreInformers, r, td, alloc.Lookup, ids.PodLabels, *spireEvery, log)
 	}
 	log.Info("nodemesh-controller starting", "controllerName", *controllerName, "addressPool", prefix, "identityGCGrace", *gcGrace)
 	// runAll runs the Gateway controller and the identity collector;
@@ -169,8 +174,8 @@ func run() error {
 		if reg != nil {
 			// SPIRE registration: only while leading, like the rest.
 			n++
-			regInformers.Start(ctx.Done())
-			regInformers.WaitForCacheSync(ctx.Done())
+			coreInformers.Start(ctx.Done())
+			coreInformers.WaitForCacheSync(ctx.Done())
 			go func() { errc <- reg.Run(ctx) }()
 		}
 		err := <-errc

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,6 +79,12 @@ func TestControllerRegistersSPIREEntries(t *testing.T) {
 	}
 	id := got[ls.String()]
 
+	// The API server's own watches of Pods (its node authorizer's), so
+	// the controller's can be told apart.
+	baseWatches, err := podWatches(ctx, core)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, "--kubeconfig="+c.Kubeconfig, "--address-pool=192.0.2.0/24",
 		"--spire-server-socket="+srv.Socket, "--spire-sync-interval=500ms")
@@ -118,8 +126,36 @@ func TestControllerRegistersSPIREEntries(t *testing.T) {
 		}
 	}
 	wait("the Pod's identity is registered on node-a", func(es map[string]string) bool { return es[want] == "/nodemesh/node/node-a" })
+	// The identity collector and the SPIRE registration share one Pod
+	// informer: the controller holds one watch of Pods.
+	if n, err := podWatches(ctx, core); err != nil || n-baseWatches != 1 {
+		t.Errorf("the controller holds %d watches of Pods, want 1 (%v)", n-baseWatches, err)
+	}
 	if err := core.CoreV1().Pods("default").Delete(ctx, "web", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
 		t.Fatal(err)
 	}
 	wait("the entry goes with the Pod", func(es map[string]string) bool { _, ok := es[want]; return !ok })
+}
+
+// podWatches reads from the API server's metrics how many watches of
+// Pods are open.
+func podWatches(ctx context.Context, core kubernetes.Interface) (int, error) {
+	raw, err := core.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, "apiserver_longrunning_requests{") || !strings.Contains(line, `resource="pods"`) ||
+			!strings.Contains(line, `verb="WATCH"`) || strings.Contains(line, `subresource="`) && !strings.Contains(line, `subresource=""`) {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("parsing %q: %w", line, err)
+		}
+		n += int(v)
+	}
+	return n, nil
 }

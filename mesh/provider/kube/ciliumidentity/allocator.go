@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
 	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
@@ -61,6 +62,7 @@ type options struct {
 	grace    time.Duration
 	interval time.Duration
 	now      func() time.Time
+	factory  informers.SharedInformerFactory
 }
 
 // WithLogger sets the logger (default slog.Default()).

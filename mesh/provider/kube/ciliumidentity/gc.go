@@ -38,6 +38,13 @@ func WithInterval(d time.Duration) Option { return func(o *options) { o.interval
 // WithClock sets the collector's clock (tests).
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
+// WithInformerFactory makes the collector watch Pods and Namespaces
+// through f, a factory the process shares (so each kind is listed and
+// watched once), instead of a factory of its own. Start starts f.
+func WithInformerFactory(f informers.SharedInformerFactory) Option {
+	return func(o *options) { o.factory = f }
+}
+
 // Collector deletes CiliumIdentities no Pod uses any more. Create it with
 // NewCollector; call Run, or Start and then Pass.
 type Collector struct {
@@ -63,15 +70,25 @@ func NewCollector(core kubernetes.Interface, dyn dynamic.Interface, podLabels fu
 	c := &Collector{res: dyn.Resource(ciliumv2.CiliumIdentityResource), podLabels: podLabels, o: buildOptions(opts),
 		unusedSince: map[string]time.Time{}}
 	c.ids = newInformer(dyn, c.o.log)
-	c.factory = informers.NewSharedInformerFactoryWithOptions(core, 0, informers.WithTransform(func(obj any) (any, error) {
+	c.factory = c.o.factory
+	if c.factory == nil {
+		c.factory = NewInformerFactory(core)
+	}
+	c.pods = c.factory.Core().V1().Pods().Informer()
+	c.nss = c.factory.Core().V1().Namespaces().Informer()
+	return c
+}
+
+// NewInformerFactory returns a core informer factory fit for the
+// collector (managed fields dropped, no resync) to share with other users
+// through WithInformerFactory.
+func NewInformerFactory(core kubernetes.Interface) informers.SharedInformerFactory {
+	return informers.NewSharedInformerFactoryWithOptions(core, 0, informers.WithTransform(func(obj any) (any, error) {
 		if m, ok := obj.(metav1.Object); ok {
 			m.SetManagedFields(nil)
 		}
 		return obj, nil
 	}))
-	c.pods = c.factory.Core().V1().Pods().Informer()
-	c.nss = c.factory.Core().V1().Namespaces().Informer()
-	return c
 }
 
 // Start runs the watches and waits until they have listed everything.
