@@ -48,6 +48,7 @@ type authList struct {
 	} `json:"entries"`
 	Manager           map[string]uint64 `json:"manager"`
 	Client            map[string]uint64 `json:"client"`
+	Server            map[string]uint64 `json:"server"`
 	AuthRequiredDrops uint64            `json:"authRequiredDrops"`
 }
 
