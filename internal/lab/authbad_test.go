@@ -204,6 +204,12 @@ func TestLabMutualAuthBadPeers(t *testing.T) {
 	rogue := &roguePeer{mode: presenting(expired)}
 	go rogue.serve(rl)
 
+	// The rogue node is a Node object (agents leave out Pods of nodes
+	// they do not know) with no address: nothing else changes for the
+	// control plane's address on the nodes.
+	if _, err := l.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: rogueNode}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	real, err := l.Client.CoreV1().Pods("default").Get(ctx, "tiefighter", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -119,7 +119,11 @@
 // node agent's Workload API socket (WorkloadSocket), served when the agent
 // runs with --mutual-auth. With --mutual-auth=builtin each node's agent
 // runs its own issuer; --auth-peer-authorities-dir=<a directory of the
-// lab> lets them trust each other (TestLabMutualAuth). With SPIRE
+// lab> lets them trust each other (TestLabMutualAuth). The bad-peer
+// cases (TestLabMutualAuthBadPeers) use a rogue node the test plays: a
+// Pod bound to a node no agent runs, whose status.hostIP is the control
+// plane's address, where the test listens on the handshake port with a CA
+// it publishes in that directory. With SPIRE
 // (TestLabMutualAuthSPIRE) spire-server and one spire-agent per node run
 // on this machine (auth/spire/spiretest), the agents get
 // --mutual-auth=spire with their node's admin socket and the controller
