@@ -79,23 +79,23 @@ func (x *peerExchange) run(ctx context.Context) {
 	changed, cancel := x.iss.Subscribe()
 	defer cancel()
 	var (
-		events <-chan bool
-		stop   func()
+		w      *dirwatch.Watch
+		events <-chan struct{}
 	)
 	watch := func(first bool) {
-		ev, s, _, err := dirwatch.Watch(x.dir, wantedPeerFile)
+		nw, err := dirwatch.Start(x.dir, wantedPeerFile)
 		if err != nil {
 			if first {
 				x.log.Warn("watching the peer authorities directory; falling back to rescans", "dir", x.dir, "every", x.rescan, "error", err)
 			}
 			return
 		}
-		events, stop = ev, s
+		w, events = nw, nw.Wake
 	}
 	watch(true)
 	defer func() {
-		if stop != nil {
-			stop()
+		if w != nil {
+			w.Stop()
 		}
 	}()
 	tick := time.NewTicker(x.rescan)
@@ -116,10 +116,13 @@ func (x *peerExchange) run(ctx context.Context) {
 			if !ok {
 				// The directory went or was replaced: watch again at
 				// the next rescan, which reads whatever is there.
-				stop()
-				events, stop = nil, nil
+				w.Stop()
+				w, events = nil, nil
 				continue
 			}
+			// The peer directory holds a file per node: every read
+			// covers all of them, so what the events named is not used.
+			w.Take()
 			if settle == nil {
 				settle = time.After(x.debounce)
 			}

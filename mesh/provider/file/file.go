@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nodemesh/nodemesh/internal/dirwatch"
 	"github.com/nodemesh/nodemesh/mesh/input"
 )
 
@@ -332,12 +333,12 @@ func (p *Provider) build() *Result {
 // directory is back.
 func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
 	var (
-		watch *dirWatch
+		watch *dirwatch.Watch
 		wake  <-chan struct{}
 	)
 	unwatch := func() {
 		if watch != nil {
-			watch.stop()
+			watch.Stop()
 		}
 		watch, wake = nil, nil
 	}
@@ -346,14 +347,14 @@ func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
 	// names now; rescans cover the time without one.
 	rewatch := func(first bool) {
 		unwatch()
-		w, err := watchDir(p.dir)
+		w, err := dirwatch.Start(p.dir, wanted)
 		if err != nil {
 			if first {
 				p.log.Warn("watching config directory with inotify; falling back to rescans", "dir", p.dir, "err", err)
 			}
 			return
 		}
-		watch, wake = w, w.wake
+		watch, wake = w, w.Wake
 	}
 	rewatch(true)
 
@@ -368,7 +369,7 @@ func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
 	// gathered so far say.
 	var debounce <-chan time.Time
 	var due time.Time
-	var pending batch
+	var pending dirwatch.Batch
 	readIn := func(d time.Duration) {
 		if at := time.Now().Add(d); due.IsZero() || at.Before(due) {
 			due, debounce = at, time.After(d)
@@ -378,15 +379,15 @@ func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
 	// publish reads the directory: only the files named in b when the
 	// watch has been in place since the last read (b is what it reported
 	// since), every file otherwise.
-	publish := func(b batch) error {
-		narrow := watch != nil && last != nil && !b.all
+	publish := func(b dirwatch.Batch) error {
+		narrow := watch != nil && last != nil && !b.All
 		if watch == nil {
 			rewatch(false)
 		}
 		var res *Result
 		var err error
 		if narrow {
-			res, err = p.loadNamed(b.named)
+			res, err = p.loadNamed(b.Named)
 		} else {
 			res, err = p.Load()
 		}
@@ -396,14 +397,14 @@ func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
 			}
 			// Keep what is in effect; say why nothing else is. What the
 			// events named was not read: the next read covers every file.
-			pending.all = true
+			pending.All = true
 			res = &Result{Snapshot: last.Snapshot, Errors: []string{err.Error()}}
-		} else if watch != nil && p.dirID != watch.id {
+		} else if watch != nil && p.dirID != watch.ID {
 			// The path names another directory now (it was replaced, or
 			// a symbolic link to it changed): watch that one, and read
 			// again for what changed before the new watch existed.
 			rewatch(false)
-			pending.all = true
+			pending.All = true
 			readIn(p.debounce)
 		}
 		if last != nil && sameResult(last, res) {
@@ -416,7 +417,7 @@ func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
 		fn(res)
 		return nil
 	}
-	if err := publish(batch{all: true}); err != nil {
+	if err := publish(dirwatch.Batch{All: true}); err != nil {
 		return err
 	}
 	for {
@@ -428,18 +429,18 @@ func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
 				// The watched directory was removed or moved away: what
 				// it reported last still counts, and the next read
 				// covers every file.
-				pending.merge(watch.take())
-				pending.all = true
+				pending.Merge(watch.Take())
+				pending.All = true
 				unwatch()
 				readIn(p.debounce)
 				continue
 			}
-			b := watch.take()
-			pending.merge(b)
+			b := watch.Take()
+			pending.Merge(b)
 			// A file written whole is read after a short settle, which
 			// gathers the rest of a burst of renames; anything else
 			// (a write in progress, a removal) waits for the debounce.
-			if b.whole {
+			if b.Whole {
 				readIn(min(p.settle, p.debounce))
 			} else {
 				readIn(p.debounce)
@@ -447,12 +448,12 @@ func (p *Provider) Watch(ctx context.Context, fn func(*Result)) error {
 		case <-debounce:
 			debounce, due = nil, time.Time{}
 			b := pending
-			pending = batch{}
+			pending = dirwatch.Batch{}
 			_ = publish(b)
 		case <-tick:
 			// Everything gathered so far is covered by a whole read.
-			pending = batch{}
-			_ = publish(batch{all: true})
+			pending = dirwatch.Batch{}
+			_ = publish(dirwatch.Batch{All: true})
 		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nodemesh/nodemesh/internal/dirwatch"
 )
 
 // Defaults for the limits on what the provider reads (see doc.go for why
@@ -35,7 +37,7 @@ var (
 
 // fileID identifies an inode, to tell whether the directory read is still
 // the one inotify watches.
-type fileID struct{ dev, ino uint64 }
+type fileID = dirwatch.ID
 
 // procFD is where a process reopens its own descriptors; a variable so a
 // test can exercise the fallback for systems without /proc.
@@ -237,7 +239,7 @@ func listDir(dir string, maxFiles int) ([]dirEntry, fileID, error) {
 		return nil, fileID{}, fmt.Errorf("inspecting %s: %w", dir, err)
 	}
 	st := fi.Sys().(*syscall.Stat_t)
-	id := fileID{dev: st.Dev, ino: st.Ino}
+	id := fileID{Dev: st.Dev, Ino: st.Ino}
 	var out []dirEntry
 	for {
 		batch, err := f.ReadDir(256)
@@ -265,7 +267,7 @@ func dirIdentity(path string) (fileID, error) {
 	if err := unix.Stat(path, &st); err != nil {
 		return fileID{}, err
 	}
-	return fileID{dev: st.Dev, ino: st.Ino}, nil
+	return fileID{Dev: st.Dev, Ino: st.Ino}, nil
 }
 
 // isLink reports whether path is a symbolic link; false when it does not

@@ -1,7 +1,6 @@
 package file
 
 import (
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,8 +9,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // recordExamined records the config files the provider looks at from now
@@ -107,85 +104,6 @@ func TestEventsReadOnlyNamedFiles(t *testing.T) {
 	}
 	if got := examined(); slices.Contains(got, "s10.yaml") {
 		t.Fatalf("reads after events looked at %q", got)
-	}
-}
-
-// TestEventBatches: what a buffer of inotify events says: the config
-// files named, whether one was written whole, and when the events cannot
-// be narrowed to names.
-func TestEventBatches(t *testing.T) {
-	type ev struct {
-		mask uint32
-		name string
-	}
-	encode := func(evs ...ev) []byte {
-		var buf []byte
-		for _, e := range evs {
-			// Names are NUL-padded to a multiple of 16, as the kernel does.
-			n := 0
-			if e.name != "" {
-				n = (len(e.name)/16 + 1) * 16
-			}
-			var hdr [unix.SizeofInotifyEvent]byte
-			binary.NativeEndian.PutUint32(hdr[0:], 1)
-			binary.NativeEndian.PutUint32(hdr[4:], e.mask)
-			binary.NativeEndian.PutUint32(hdr[12:], uint32(n))
-			buf = append(buf, hdr[:]...)
-			name := make([]byte, n)
-			copy(name, e.name)
-			buf = append(buf, name...)
-		}
-		return buf
-	}
-	many := make([]ev, maxNamed+1)
-	for i := range many {
-		many[i] = ev{unix.IN_MODIFY, fmt.Sprintf("f%d.yaml", i)}
-	}
-	for _, tc := range []struct {
-		name  string
-		evs   []ev
-		whole bool
-		all   bool
-		named []string
-		ended bool
-	}{
-		{name: "rename into place", evs: []ev{{unix.IN_CREATE, ".tmp-a.yaml"}, {unix.IN_CLOSE_WRITE, ".tmp-a.yaml"},
-			{unix.IN_MOVED_FROM, ".tmp-a.yaml"}, {unix.IN_MOVED_TO, "a.yaml"}}, whole: true, named: []string{"a.yaml"}},
-		{name: "write in progress", evs: []ev{{unix.IN_CREATE, "b.yml"}, {unix.IN_MODIFY, "b.yml"}}, named: []string{"b.yml"}},
-		{name: "removal and attributes", evs: []ev{{unix.IN_DELETE, "c.json"}, {unix.IN_ATTRIB, "d.yaml"}, {unix.IN_MODIFY, "notes.txt"}},
-			named: []string{"c.json", "d.yaml"}},
-		{name: "directory named like a config file", evs: []ev{{unix.IN_CREATE | unix.IN_ISDIR, "e.yaml"}}, named: []string{"e.yaml"}},
-		{name: "queue overflow", evs: []ev{{unix.IN_MODIFY, "a.yaml"}, {unix.IN_Q_OVERFLOW, ""}}, all: true},
-		{name: "the directory itself", evs: []ev{{unix.IN_ATTRIB, ""}, {unix.IN_MODIFY, "a.yaml"}}, all: true},
-		{name: "too many names", evs: many, all: true},
-		{name: "directory deleted", evs: []ev{{unix.IN_DELETE_SELF, ""}, {unix.IN_IGNORED, ""}}, all: true, ended: true},
-		{name: "directory moved", evs: []ev{{unix.IN_MOVE_SELF, ""}}, ended: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var b batch
-			ended := parseEvents(encode(tc.evs...), &b)
-			var named []string
-			for n := range b.named {
-				named = append(named, n)
-			}
-			slices.Sort(named)
-			if ended != tc.ended || b.whole != tc.whole || b.all != tc.all || !slices.Equal(named, tc.named) {
-				t.Fatalf("ended %t whole %t all %t named %q; want %t %t %t %q",
-					ended, b.whole, b.all, named, tc.ended, tc.whole, tc.all, tc.named)
-			}
-		})
-	}
-	// Merging keeps the bound.
-	var b batch
-	for i := range maxNamed {
-		b.merge(batch{named: map[string]bool{fmt.Sprintf("f%d.yaml", i): true}})
-	}
-	if b.all || len(b.named) != maxNamed {
-		t.Fatalf("after %d names: all %t, %d named", maxNamed, b.all, len(b.named))
-	}
-	b.merge(batch{named: map[string]bool{"one-more.yaml": true}})
-	if !b.all || b.named != nil {
-		t.Fatalf("past the bound: all %t, %d named; want all and none kept", b.all, len(b.named))
 	}
 }
 
