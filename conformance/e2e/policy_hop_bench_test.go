@@ -26,7 +26,8 @@ const hopRate = 1000
 // connection to nodemesh-proxy, which checks the rule and forwards). Each
 // b.N iteration is one request (-benchtime 20000x is 20 s per variant).
 // It reports p50/p99/p999 of each variant and, for the L7 one, what it
-// adds over direct. The server and the client are the same in both, so
+// adds over direct, each latency counted from the request's scheduled send
+// slot (see hopLoad). The server and the client are the same in both, so
 // their cost cancels out.
 //
 // Needs root (network namespaces, eBPF) like the other policy tests.
@@ -89,64 +90,96 @@ type hopResult struct {
 	late           int // requests that started more than 1 ms after their slot
 }
 
-// runHop sends n GET /bench requests at hopRate, open loop: a pacer hands
-// out send slots and 16 keep-alive connections take them, so one slow
-// response does not delay the schedule. A request's latency runs from its
-// write to the end of its response.
+// runHop runs hopLoad with the benchmark's settings: 16 keep-alive
+// connections at hopRate.
 func runHop(b *testing.B, dial func(context.Context) (net.Conn, error), n int) hopResult {
-	const workers = 16
-	slots := make(chan time.Time, n)
+	r, err := hopLoad{dial: dial, n: n, workers: 16, rate: hopRate, started: b.ResetTimer}.run()
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+// hopLoad sends n GET /bench requests at rate per second, open loop: a
+// pacer hands out send slots and the workers' keep-alive connections take
+// them, so one slow response does not delay the schedule. A request's
+// latency runs from its scheduled slot, not from its write, to the end of
+// its response: when every connection is busy, the requests waiting for
+// one are late because the path is slow, and timing them from their write
+// would hide exactly that wait (coordinated omission).
+type hopLoad struct {
+	dial    func(context.Context) (net.Conn, error)
+	n       int
+	workers int
+	rate    int
+	started func() // called when the first slot is handed out; may be nil
+}
+
+func (l hopLoad) run() (hopResult, error) {
+	slots := make(chan time.Time, l.n)
 	var (
-		mu   sync.Mutex
-		lats []time.Duration
-		late int
-		wg   sync.WaitGroup
+		mu      sync.Mutex
+		lats    []time.Duration
+		late    int
+		firstEr error
+		wg      sync.WaitGroup
 	)
 	req := []byte("GET /bench HTTP/1.1\r\nHost: web\r\nUser-Agent: hop\r\n\r\n")
 	var conns []net.Conn
-	for range workers {
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range l.workers {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		c, err := dial(ctx)
+		c, err := l.dial(ctx)
 		cancel()
 		if err != nil {
-			b.Fatalf("connecting: %v", err)
+			return hopResult{}, fmt.Errorf("connecting: %w", err)
 		}
 		conns = append(conns, c)
 		// One request per connection first: the L7 variant's proxy then
 		// holds an upstream connection for each before timing starts.
 		if err := hopRequest(c, bufio.NewReader(c), req); err != nil {
-			b.Fatalf("first request: %v", err)
+			return hopResult{}, fmt.Errorf("first request: %w", err)
 		}
 	}
-	b.ResetTimer()
+	if l.started != nil {
+		l.started()
+	}
 	for _, c := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer c.Close()
 			br := bufio.NewReaderSize(c, 4096)
 			var mine []time.Duration
 			myLate := 0
+			var err error
 			for slot := range slots {
-				start := time.Now()
-				if start.Sub(slot) > time.Millisecond {
+				if time.Since(slot) > time.Millisecond {
 					myLate++
 				}
-				if err := hopRequest(c, br, req); err != nil {
-					b.Errorf("request: %v", err)
+				// The slots channel holds every slot, so a worker that
+				// stops leaves the pacer unblocked and the rest to others.
+				if err = hopRequest(c, br, req); err != nil {
 					break
 				}
-				mine = append(mine, time.Since(start))
+				mine = append(mine, time.Since(slot))
 			}
 			mu.Lock()
 			lats = append(lats, mine...)
 			late += myLate
+			if err != nil && firstEr == nil {
+				firstEr = fmt.Errorf("request: %w", err)
+			}
 			mu.Unlock()
 		}()
 	}
 	start := time.Now()
-	for i := range n {
-		at := start.Add(time.Duration(i) * time.Second / hopRate)
+	for i := range l.n {
+		at := start.Add(time.Duration(i) * time.Second / time.Duration(l.rate))
 		if d := time.Until(at); d > 0 {
 			time.Sleep(d)
 		}
@@ -154,13 +187,15 @@ func runHop(b *testing.B, dial func(context.Context) (net.Conn, error), n int) h
 	}
 	close(slots)
 	wg.Wait()
-	b.StopTimer()
+	if firstEr != nil {
+		return hopResult{}, firstEr
+	}
 	if len(lats) == 0 {
-		b.Fatal("no request completed")
+		return hopResult{}, fmt.Errorf("no request completed")
 	}
 	slices.Sort(lats)
 	q := func(p float64) time.Duration { return lats[min(int(p*float64(len(lats))), len(lats)-1)] }
-	return hopResult{p50: q(0.50), p99: q(0.99), p999: q(0.999), late: late}
+	return hopResult{p50: q(0.50), p99: q(0.99), p999: q(0.999), late: late}, nil
 }
 
 // hopRequest writes req and reads one 200 response with a Content-Length
