@@ -37,8 +37,8 @@ type h1conn struct {
 	s    *stream
 
 	state atomic.Int32
-	rdl   lazyDeadline
-	wdl   lazyDeadline
+	rdl   sockio.LazyDeadline
+	wdl   sockio.LazyDeadline
 	chunk http1.ChunkedDecoder
 	eof   bool
 
@@ -84,7 +84,7 @@ func getH1conn(h *Handler, c net.Conn) *h1conn {
 	hc.s.tls = h.tls
 	hc.r, hc.w = 0, 0
 	hc.eof, hc.timedOut = false, false
-	hc.rdl, hc.wdl = lazyDeadline{}, lazyDeadline{}
+	hc.rdl, hc.wdl = sockio.LazyDeadline{}, sockio.LazyDeadline{}
 	hc.headAt, hc.reqAt = time.Time{}, time.Time{}
 	hc.req.Reset()
 	hc.state.Store(connActive)

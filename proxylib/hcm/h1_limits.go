@@ -67,7 +67,7 @@ func (hc *h1conn) armRead(w wait, now time.Time) {
 	var ok bool
 	switch w {
 	case waitIdle:
-		t, ok = hc.rdl.need(now, cfg.IdleTimeout)
+		t, ok = hc.rdl.Need(now, cfg.IdleTimeout)
 	default:
 		var end time.Time
 		if w == waitHead {
@@ -81,9 +81,9 @@ func (hc *h1conn) armRead(w wait, now time.Time) {
 		}
 		idle := cfg.StreamIdleTimeout
 		if !end.IsZero() && (idle <= 0 || end.Before(now.Add(idle))) {
-			t, ok = hc.rdl.set(end)
+			t, ok = hc.rdl.Set(end)
 		} else {
-			t, ok = hc.rdl.need(now, idle)
+			t, ok = hc.rdl.Need(now, idle)
 		}
 	}
 	if ok {
@@ -133,7 +133,7 @@ func (hc *h1conn) requestTimedOut(head bool) {
 // write writes b to the client within stream_idle_timeout: a client that
 // stops reading its response is cut off like one that stops sending.
 func (hc *h1conn) write(b []byte) (int, error) {
-	if t, ok := hc.wdl.need(time.Now(), hc.h.cfg.StreamIdleTimeout); ok {
+	if t, ok := hc.wdl.Need(time.Now(), hc.h.cfg.StreamIdleTimeout); ok {
 		_ = hc.c.SetWriteDeadline(t)
 	}
 	return hc.c.Write(b)

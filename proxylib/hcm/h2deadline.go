@@ -105,7 +105,7 @@ func (r guardReader) Read(p []byte) (int, error) { return r.g.read(p) }
 // deadline lazily. The server writes from one goroutine at a time.
 func (g *h2guard) Write(p []byte) (int, error) {
 	if d := g.to.write; d > 0 {
-		if t, ok := g.wdl.need(time.Now(), d); ok {
+		if t, ok := g.wdl.Need(time.Now(), d); ok {
 			_ = g.Conn.SetWriteDeadline(t)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nodemesh/nodemesh/proxylib/sockio"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -90,7 +91,7 @@ type h2guard struct {
 	to      h2Timeouts
 	blockBy time.Time // when the open header block must be complete
 	rdArmed time.Time // the read deadline armed on the connection
-	wdl     lazyDeadline
+	wdl     sockio.LazyDeadline
 
 	streamErrors bool
 	dec          *hpack.Decoder

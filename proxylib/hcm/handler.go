@@ -259,50 +259,6 @@ func remoteAddrPort(c net.Conn) netip.AddrPort {
 	return ap
 }
 
-// lazyDeadline re-arms a connection deadline only when it drifted by more
-// than 1% of the timeout, so keep-alive traffic does not reset a runtime
-// timer on every request.
-type lazyDeadline struct {
-	at time.Time
-	d  time.Duration
-}
-
-// set returns t to arm exactly, and false when it is armed already.
-func (l *lazyDeadline) set(t time.Time) (time.Time, bool) {
-	if l.d < 0 && l.at.Equal(t) {
-		return t, false
-	}
-	l.at, l.d = t, -1
-	return t, true
-}
-
-// need returns the deadline to set, and false when the armed one is close
-// enough. A zero time clears the deadline.
-func (l *lazyDeadline) need(now time.Time, d time.Duration) (time.Time, bool) {
-	if d <= 0 {
-		if l.at.IsZero() {
-			return time.Time{}, false
-		}
-		l.at, l.d = time.Time{}, 0
-		return time.Time{}, true
-	}
-	want := now.Add(d)
-	if l.d == d && !l.at.IsZero() && want.Sub(l.at) < d/100 {
-		return time.Time{}, false
-	}
-	l.at, l.d = want, d
-	return want, true
-}
-
-// exact returns a precise deadline (slow paths) and forgets the lazy state.
-func (l *lazyDeadline) exact(now time.Time, d time.Duration) time.Time {
-	l.at, l.d = time.Time{}, 0
-	if d <= 0 {
-		return time.Time{}
-	}
-	return now.Add(d)
-}
-
 // setConn records what the stream needs of its connection.
 func (s *stream) setConn(info listener.ConnInfo) {
 	s.dst = info.Local

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nodemesh/nodemesh/proxylib/sockio"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
 
@@ -54,7 +55,7 @@ func (hc *h1conn) tunnel(uc *upstream.Conn) {
 	t.last.Store(mono())
 	// The connections' deadlines are the tunnel's from here: hc.write's
 	// lazily armed one and the exchange's are replaced.
-	hc.wdl, hc.rdl = lazyDeadline{}, lazyDeadline{}
+	hc.wdl, hc.rdl = sockio.LazyDeadline{}, sockio.LazyDeadline{}
 	_ = hc.c.SetDeadline(time.Time{})
 	_ = uc.SetDeadline(time.Time{})
 
@@ -78,10 +79,10 @@ func (hc *h1conn) tunnel(uc *upstream.Conn) {
 // half-close), either side fails (both are closed), or the tunnel idles
 // out. It owns src's read and dst's write deadline.
 func (t *tunnel) pipe(dst, src net.Conn, buf []byte) {
-	var rdl, wdl lazyDeadline
+	var rdl, wdl sockio.LazyDeadline
 	for {
 		if t.idle > 0 {
-			if d, ok := rdl.need(time.Now(), t.idle); ok {
+			if d, ok := rdl.Need(time.Now(), t.idle); ok {
 				_ = src.SetReadDeadline(d)
 			}
 		}
@@ -113,10 +114,10 @@ func (t *tunnel) pipe(dst, src net.Conn, buf []byte) {
 // write writes all of p to dst. A write that makes no progress for the
 // idle timeout while the other direction moved bytes goes on (a TLS
 // connection cannot: its state is lost with the write).
-func (t *tunnel) write(dst net.Conn, p []byte, wdl *lazyDeadline) bool {
+func (t *tunnel) write(dst net.Conn, p []byte, wdl *sockio.LazyDeadline) bool {
 	for len(p) > 0 {
 		if t.idle > 0 {
-			if d, ok := wdl.need(time.Now(), t.idle); ok {
+			if d, ok := wdl.Need(time.Now(), t.idle); ok {
 				_ = dst.SetWriteDeadline(d)
 			}
 		}
@@ -141,8 +142,8 @@ func (t *tunnel) idled() bool { return mono()-t.last.Load() >= int64(t.idle) }
 
 // expiry returns when the tunnel idles out, recording it as l's armed
 // deadline.
-func (t *tunnel) expiry(l *lazyDeadline) time.Time {
-	at, _ := l.set(monoBase.Add(time.Duration(t.last.Load()) + t.idle))
+func (t *tunnel) expiry(l *sockio.LazyDeadline) time.Time {
+	at, _ := l.Set(monoBase.Add(time.Duration(t.last.Load()) + t.idle))
 	return at
 }
 

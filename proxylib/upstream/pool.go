@@ -144,8 +144,7 @@ type Conn struct {
 	Resp http1.Response
 
 	idleSince time.Time
-	armed     time.Time
-	armedFor  time.Duration
+	rdl       sockio.LazyDeadline // the read deadline armed on the connection
 	closed    bool
 
 	// Waited reports that the request queued for this connection (at
@@ -270,7 +269,7 @@ func (c *Conn) probeTLS() bool {
 	_ = c.tls.SetReadDeadline(time.Unix(1, 0))
 	n, err := c.tls.Read(c.peek[:])
 	_ = c.tls.SetReadDeadline(time.Time{})
-	c.armed, c.armedFor = time.Time{}, 0
+	c.rdl.Forget()
 	var ne net.Error
 	return n == 0 && errors.As(err, &ne) && ne.Timeout()
 }
@@ -396,35 +395,19 @@ func (p *Pool) close() {
 }
 
 // Deadline returns the read deadline for a response expected within d of
-// now, and false when the armed deadline is within 1% of it (re-arming a
-// runtime timer per request is avoided). d <= 0 clears the deadline.
+// now, and false when the armed deadline serves already (see
+// sockio.LazyDeadline: it never ends the wait early, and at most
+// sockio.Slack(d) late; re-arming a runtime timer per request is avoided).
+// d <= 0 clears the deadline.
 func (c *Conn) Deadline(now time.Time, d time.Duration) (time.Time, bool) {
-	if d <= 0 {
-		if c.armed.IsZero() {
-			return time.Time{}, false
-		}
-		c.armed, c.armedFor = time.Time{}, 0
-		return time.Time{}, true
-	}
-	want := now.Add(d)
-	if c.armedFor == d && !c.armed.IsZero() && want.Sub(c.armed) < d/100 {
-		return time.Time{}, false
-	}
-	c.armed, c.armedFor = want, d
-	return want, true
+	return c.rdl.Need(now, d)
 }
 
 // DeadlineWithin returns a read deadline max after now, and false when the
 // armed deadline already lies between min and max after now: a busy
 // connection re-arms its timer at most once per max-min.
 func (c *Conn) DeadlineWithin(now time.Time, min, max time.Duration) (time.Time, bool) {
-	if !c.armed.IsZero() {
-		if left := c.armed.Sub(now); left >= min && left <= max {
-			return time.Time{}, false
-		}
-	}
-	c.armed, c.armedFor = now.Add(max), max
-	return c.armed, true
+	return c.rdl.Within(now, min, max)
 }
 
 // PeerClosed reports, without blocking, whether the upstream closed or
