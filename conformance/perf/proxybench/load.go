@@ -19,6 +19,19 @@ type result struct {
 	requests int64
 	p50, p99 string
 	errors   string
+	// invalid marks a run in which a request failed or was answered with
+	// anything but 2xx: its rate counts error answers (often cheaper than
+	// real ones), so it is no throughput and is printed as invalid.
+	invalid bool
+}
+
+// throughput is the run's rate, or 0 for an invalid run (nothing to
+// compare with).
+func (r result) throughput() float64 {
+	if r.invalid {
+		return 0
+	}
+	return r.rate
 }
 
 // runWrk runs wrk (HTTP/1.1 keep-alive) with threads threads on cpus.
@@ -49,6 +62,7 @@ func runWrk(cpus string, threads int, url string, conns int, d time.Duration) (r
 	}
 	if len(errs) > 0 {
 		r.errors = strings.Join(errs, "; ")
+		r.invalid = true
 	}
 	if r.rate == 0 {
 		return r, fmt.Errorf("no Requests/sec in wrk output: %s", out)
@@ -72,27 +86,56 @@ func runH2load(dir, cpus, url string, conns, streams int, d time.Duration) (resu
 	if err != nil {
 		return result{}, fmt.Errorf("%v: %s", err, out)
 	}
-	r := result{errors: "none"}
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(strings.ReplaceAll(line, ",", ""))
-		switch {
-		case len(f) >= 5 && f[0] == "finished" && f[4] == "req/s":
-			r.rate, _ = strconv.ParseFloat(f[3], 64)
-		case len(f) >= 13 && f[0] == "requests:":
-			r.requests, _ = strconv.ParseInt(f[7], 10, 64) // succeeded
-			if f[9] != "0" || f[11] != "0" {
-				r.errors = fmt.Sprintf("%s failed, %s errored", f[9], f[11])
-			}
-		}
-	}
-	if r.rate == 0 || r.requests == 0 {
-		return r, fmt.Errorf("no successful requests in h2load output: %s", out)
+	r, err := parseH2load(string(out))
+	if err != nil || r.invalid {
+		return r, err
 	}
 	lat, err := readH2loadLog(logFile)
 	if err != nil {
 		return r, err
 	}
 	r.p50, r.p99 = fmtDur(quantile(lat, 0.50)), fmtDur(quantile(lat, 0.99))
+	return r, nil
+}
+
+// parseH2load reads h2load's summary. h2load counts a 3xx answer as
+// succeeded and its rate counts every finished request, so the status
+// codes line decides: any answer but 2xx, or any failed, errored or timed
+// out request, makes the run invalid.
+func parseH2load(out string) (result, error) {
+	r := result{errors: "none"}
+	var problems []string
+	sawRequests, sawStatus := false, false
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(strings.ReplaceAll(line, ",", ""))
+		switch {
+		case len(f) >= 5 && f[0] == "finished" && f[4] == "req/s":
+			r.rate, _ = strconv.ParseFloat(f[3], 64)
+		case len(f) >= 15 && f[0] == "requests:":
+			// requests: T total, S started, D done, OK succeeded, F failed, E errored, O timeout
+			sawRequests = true
+			r.requests, _ = strconv.ParseInt(f[5], 10, 64) // done
+			for i := 9; i+1 < len(f); i += 2 {
+				if f[i] != "0" {
+					problems = append(problems, f[i]+" "+f[i+1])
+				}
+			}
+		case len(f) >= 2 && f[0] == "status" && f[1] == "codes:":
+			// status codes: N 2xx, N 3xx, N 4xx, N 5xx
+			sawStatus = true
+			for i := 2; i+1 < len(f); i += 2 {
+				if f[i+1] != "2xx" && f[i] != "0" {
+					problems = append(problems, f[i]+" "+f[i+1])
+				}
+			}
+		}
+	}
+	if !sawRequests || !sawStatus || r.rate == 0 || r.requests == 0 {
+		return r, fmt.Errorf("no finished requests in h2load output: %s", out)
+	}
+	if len(problems) > 0 {
+		r.errors, r.invalid = strings.Join(problems, ", "), true
+	}
 	return r, nil
 }
 
@@ -151,7 +194,7 @@ func waitH2(url string, timeout time.Duration) error {
 	var last error
 	for time.Now().Before(deadline) {
 		out, err := exec.Command("h2load", "-n1", "-c1", url).CombinedOutput()
-		if err == nil && strings.Contains(string(out), "1 succeeded") {
+		if err == nil && strings.Contains(string(out), "status codes: 1 2xx") {
 			return nil
 		}
 		last = fmt.Errorf("%v: %s", err, out)

@@ -28,6 +28,12 @@
 //
 // nodemesh-proxy is configured the way a user would configure it: a
 // directory of Gateway API YAML read by nodemesh-agent, delivered over xDS.
+//
+// A run in which any request failed or was answered with anything but 2xx
+// (wrk's "Non-2xx" and socket errors; h2load's failed, errored and timed
+// out requests and its 3xx, 4xx and 5xx counts) is printed as invalid with
+// its errors and no rate, latency or ratio: error answers are often cheaper
+// than real ones, and both tools count them in their requests/s.
 package main
 
 import (
@@ -243,7 +249,7 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 					log.Fatalf("h2load against %s: %v", t.name, err)
 				}
 				if strings.HasPrefix(t.name, "nginx") {
-					nginxRate = r.rate
+					nginxRate = r.throughput()
 				}
 				b.row(t.name, n, r, nginxRate, strings.HasPrefix(t.name, "nginx"), groupCPU(t.pgid)-before)
 			}
@@ -343,7 +349,7 @@ func (b *bench) wrkTable(targets []target, cpus string, threads int, conns []int
 			}
 			isNginx := strings.HasPrefix(t.name, "nginx")
 			if isNginx {
-				nginxRate = r.rate
+				nginxRate = r.throughput()
 			}
 			if t.pgid == 0 {
 				b.row(t.name, n, r, 0, true, 0)
@@ -356,8 +362,17 @@ func (b *bench) wrkTable(targets []target, cpus string, threads int, conns []int
 }
 
 // row prints one result; a ratio is printed when there is an nginx rate
-// to compare with and the row is not nginx's own or the backend's.
+// to compare with and the row is not nginx's own or the backend's. An
+// invalid run (r.invalid) prints no rate, latency or ratio, only its
+// errors.
 func (b *bench) row(name string, conns int, r result, nginxRate float64, noRatio bool, cpu time.Duration) {
+	fmt.Println(formatRow(name, conns, r, nginxRate, noRatio, cpu))
+}
+
+func formatRow(name string, conns int, r result, nginxRate float64, noRatio bool, cpu time.Duration) string {
+	if r.invalid {
+		return fmt.Sprintf("| %s | %d | **invalid** | — | — | — | — | %s |", name, conns, r.errors)
+	}
 	ratio, cpuPerReq := "—", "—"
 	if nginxRate > 0 && !noRatio {
 		ratio = fmt.Sprintf("%.2f×", r.rate/nginxRate)
@@ -365,7 +380,7 @@ func (b *bench) row(name string, conns int, r result, nginxRate float64, noRatio
 	if cpu > 0 && r.requests > 0 {
 		cpuPerReq = fmt.Sprintf("%.1f", float64(cpu.Microseconds())/float64(r.requests))
 	}
-	fmt.Printf("| %s | %d | %.0f | %s | %s | %s | %s | %s |\n", name, conns, r.rate, r.p50, r.p99, ratio, cpuPerReq, r.errors)
+	return fmt.Sprintf("| %s | %d | %.0f | %s | %s | %s | %s | %s |", name, conns, r.rate, r.p50, r.p99, ratio, cpuPerReq, r.errors)
 }
 
 func set(s string) map[string]bool {
