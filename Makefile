@@ -14,7 +14,9 @@ deps: ## install the Debian packages the tests, generate and bench use (as root;
 
 build: ## build every binary into ./bin
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./cmd/... ./examples/echo
+	@# Static, as the images build them (cmd/*/Dockerfile): the benchmarks
+	@# measure the binaries users run, and a cgo build maps libc besides.
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/... ./examples/echo
 
 run: build ## standalone quickstart: agent + proxy + demo backends + examples/quickstart
 	./examples/quickstart/run.sh

@@ -37,9 +37,20 @@
 //     connection. Types are checked both ways: a TypedExtensionConfig its
 //     filters do not accept, or a listener referencing one of the wrong
 //     type, is NACKed.
+//   - Memory goes back to the OS after configuration changes: once updates
+//     pause for 100 ms (or 5 s after the first of a run that never
+//     pauses), the heap is collected and its free pages are returned
+//     (debug.FreeOSMemory). Decoding a configuration makes garbage many
+//     times the size of the result (1 000 routes: about 5 MB live, a heap
+//     of twice that afterwards), while serving HTTP/1.1 allocates next to
+//     nothing, so without this the heap would stay at its configuration
+//     peak until the runtime's two-minute forced collection and its
+//     gradual scavenging. A release costs a full collection; the next one
+//     waits at least 20 times as long as the last took, so releasing
+//     spends at most 5 % of a CPU however fast updates come (release.go).
 //
-// Close stops the warming timer when the proxy stops, so no publication
-// races the listeners' shutdown.
+// Close stops the warming timer and a pending release when the proxy
+// stops, so no publication races the listeners' shutdown.
 //
 // UDP listeners (udp_proxy) are published to a udpproxy.Manager next to
 // the TCP ones: new UDP addresses are bound first and the two updates

@@ -67,6 +67,7 @@ type Store struct {
 	closed   bool
 	ready    atomic.Bool
 	secrets  atomic.Pointer[map[string]*resource.Secret]
+	release  *releaser
 }
 
 type builtCluster struct {
@@ -94,7 +95,8 @@ var allTypes = []string{resource.ListenerType, resource.RouteType, resource.Clus
 func New(rt *hcm.Runtime, lm *listener.Manager, um *upstream.Manager, opts ...Option) *Store {
 	s := &Store{rt: rt, lm: lm, um: um, logger: slog.Default(), wait: InitialFetchTimeout,
 		types: map[string]*typeState{}, active: map[string]*resource.Listener{},
-		handlers: map[string]listener.Handler{}, built: map[string]*builtCluster{}, since: map[string]time.Time{}}
+		handlers: map[string]listener.Handler{}, built: map[string]*builtCluster{}, since: map[string]time.Time{},
+		release: newReleaser()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -113,6 +115,7 @@ func (s *Store) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
+	s.release.close()
 	if s.timer != nil {
 		s.timer.Stop()
 		s.timer = nil
@@ -272,6 +275,9 @@ func (s *Store) Update(typeURL, version string, resources []*anypb.Any, removed 
 	}
 	ts.version, ts.updated = version, time.Now()
 	ts.nackErr, ts.nackVer = "", ""
+	// The update's garbage (decoded messages, replaced tables) is many
+	// times what serving allocates: hand it back once updates pause.
+	s.release.updated()
 	return nil
 }
 
