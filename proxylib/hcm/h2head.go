@@ -77,12 +77,18 @@ func appendLower(b []byte, name string) []byte {
 	return b
 }
 
-// setH2Header adds the fields of l to an HTTP/2 response's header map with
-// two allocations however many there are: one string holding every name
-// and value, one slice backing the values. Each value slice has room for
+// setH2Header adds the fields of l, and nothing else, to an HTTP/2
+// response's header map with two allocations however many there are: one
+// string holding every name and value, one slice backing the values. Each value slice has room for
 // exactly its value, so a repeated name appends into a fresh slice rather
 // than over its neighbour.
 func setH2Header(hdr http.Header, l header.List) {
+	// The server library adds a sniffed content-type and its own date
+	// under their canonical keys unless those are present; the response's
+	// fields sit under their lower-case names, so both came out twice. A
+	// nil value (the library's way to suppress a field) leaves the
+	// response as the proxy built it.
+	hdr["Content-Type"], hdr["Date"] = nil, nil
 	if len(l) == 0 {
 		return
 	}
