@@ -18,6 +18,7 @@ import (
 	"github.com/nodemesh/nodemesh/proxylib/accesslog"
 	"github.com/nodemesh/nodemesh/proxylib/listener"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
+	"github.com/nodemesh/nodemesh/proxylib/sockio"
 )
 
 // Handler serves the connections of one filter chain with one connection
@@ -224,6 +225,12 @@ func (h *Handler) Shutdown(ctx context.Context) {
 
 // serveH2 serves an HTTP/2 connection; pre holds bytes already read.
 func (h *Handler) serveH2(c net.Conn, pre []byte, info listener.ConnInfo) {
+	// Raw reads and writes, as on HTTP/1.1 connections: the server
+	// flushes once per frame it is handed, and each flush through the
+	// runtime's blocking-syscall path may wake its monitor thread and hand
+	// the P away (package sockio). A TLS connection's socket is wrapped
+	// where it is accepted (package listener).
+	c = sockio.Wrap(c)
 	var r io.Reader = c
 	if len(pre) > 0 {
 		r = &prefixConn{Conn: c, pre: pre}

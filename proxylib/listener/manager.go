@@ -20,6 +20,7 @@ import (
 
 	"github.com/nodemesh/nodemesh/proxylib/peercert"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
+	"github.com/nodemesh/nodemesh/proxylib/sockio"
 	"github.com/nodemesh/nodemesh/proxylib/transparent"
 )
 
@@ -441,7 +442,9 @@ func (m *Manager) serve(spec *Spec, c net.Conn) {
 			return chain.tlsConfig, nil
 		},
 	}
-	tc := tls.Server(c, cfg)
+	// The TLS layer reads and writes the socket with raw system calls
+	// (package sockio), as plain HTTP connections do.
+	tc := tls.Server(sockio.Wrap(c), cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
