@@ -174,7 +174,16 @@
 // response fields reach the server's header map in two allocations
 // (setH2Header), which also stops the server library from adding a
 // content-type it sniffed or a date of its own: an HTTP/2 response carries
-// the fields an HTTP/1.1 one would, once each.
+// the fields an HTTP/1.1 one would, once each. Their I/O follows the
+// HTTP/1.1 path's reasoning: h2c sockets (and the socket under every TLS
+// connection) use sockio's raw reads and writes; the guard reads an h2c
+// connection through a 4 KB buffer; and before each flush the server
+// makes, the writer yields once so the frames of other streams' answers
+// join the next flush instead of each getting one. Counted with strace at
+// 10 concurrent streams on one connection, per request: downstream reads
+// from about 2.2 to 0.6 and downstream writes from about 3 to 0.75, plus
+// one upstream write and read. What is left is mostly the server's own
+// cost: a goroutine per stream and one more per flush.
 //
 // Timers of HTTP/2 streams and upgraded connections: one runtime timer
 // per stream, armed when its handler starts and re-armed only when it
