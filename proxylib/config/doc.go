@@ -46,8 +46,9 @@
 //     nothing, so without this the heap would stay at its configuration
 //     peak until the runtime's two-minute forced collection and its
 //     gradual scavenging. A release costs a full collection; the next one
-//     waits at least 20 times as long as the last took, so releasing
-//     spends at most 5 % of a CPU however fast updates come (release.go).
+//     waits at least 20 times the CPU time the last took (CPU, not wall
+//     time, which a loaded machine stretches), so releasing spends at most
+//     5 % of a CPU however fast updates come (release.go).
 //
 // Close stops the warming timer and a pending release when the proxy
 // stops, so no publication races the listeners' shutdown.

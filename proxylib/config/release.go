@@ -3,6 +3,7 @@ package config
 import (
 	"runtime/debug"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -10,11 +11,11 @@ import (
 // once updates pause for releaseQuiet (or releaseMaxWait after the first
 // of a run of them), the heap is collected and its free pages go back to
 // the OS, but never sooner after the previous release than releaseCost
-// times as long as that release took.
+// times the CPU time that release took.
 const (
 	releaseQuiet   = 100 * time.Millisecond
 	releaseMaxWait = 5 * time.Second
-	releaseCost    = 20 // at most 1/20 (5 %) of one CPU spent releasing
+	releaseCost    = 20 // at most 1/20 (5 %) of a CPU spent releasing
 )
 
 // releaser runs release once configuration updates pause. Its methods are
@@ -22,7 +23,11 @@ const (
 type releaser struct {
 	release        func()
 	quiet, maxWait time.Duration
-	cost           int // a release may follow the previous one after cost times its duration
+	cost           int // a release may follow the previous one after cost times the CPU it took
+	// cpu returns the process's CPU time so far: a release's cost is
+	// counted in CPU, not wall time, which a loaded machine stretches
+	// many times over.
+	cpu func() time.Duration
 
 	mu        sync.Mutex
 	timer     *time.Timer
@@ -33,7 +38,18 @@ type releaser struct {
 }
 
 func newReleaser() *releaser {
-	return &releaser{release: debug.FreeOSMemory, quiet: releaseQuiet, maxWait: releaseMaxWait, cost: releaseCost}
+	return &releaser{release: debug.FreeOSMemory, quiet: releaseQuiet, maxWait: releaseMaxWait, cost: releaseCost, cpu: processCPU}
+}
+
+// processCPU returns the user and system CPU time of every thread of the
+// process; 0 when it cannot be read (releases then follow each other
+// after the quiet time only).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // updated records an applied update and (re)schedules the release.
@@ -76,9 +92,9 @@ func (r *releaser) run() {
 	}
 	r.since, r.running = time.Time{}, true
 	r.mu.Unlock()
-	start := time.Now()
+	start := r.cpu()
 	r.release()
-	took := time.Since(start)
+	took := max(r.cpu()-start, 0)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.running = false

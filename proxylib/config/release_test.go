@@ -18,18 +18,26 @@ import (
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
 
-// recorder is a release func that records when it ran and takes took.
+// recorder is a release func that records when it ran; each run costs
+// took of CPU on its clock (cpu).
 type recorder struct {
-	mu   sync.Mutex
-	at   []time.Time
-	took time.Duration
+	mu    sync.Mutex
+	at    []time.Time
+	took  time.Duration
+	clock time.Duration
 }
 
 func (r *recorder) release() {
 	r.mu.Lock()
 	r.at = append(r.at, time.Now())
+	r.clock += r.took
 	r.mu.Unlock()
-	time.Sleep(r.took)
+}
+
+func (r *recorder) cpu() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.clock
 }
 
 func (r *recorder) runs() []time.Time {
@@ -55,7 +63,7 @@ func waitRuns(t *testing.T, rec *recorder, n int) []time.Time {
 // release, no sooner than the quiet time after the last of them.
 func TestReleaserWaitsForAPause(t *testing.T) {
 	rec := &recorder{}
-	r := &releaser{release: rec.release, quiet: 50 * time.Millisecond, maxWait: time.Minute, cost: 20}
+	r := &releaser{release: rec.release, cpu: rec.cpu, quiet: 50 * time.Millisecond, maxWait: time.Minute, cost: 20}
 	defer r.close()
 	var last time.Time
 	for range 5 {
@@ -77,7 +85,7 @@ func TestReleaserWaitsForAPause(t *testing.T) {
 // maxWait passed since the first of them.
 func TestReleaserMaxWait(t *testing.T) {
 	rec := &recorder{}
-	r := &releaser{release: rec.release, quiet: time.Minute, maxWait: 100 * time.Millisecond, cost: 20}
+	r := &releaser{release: rec.release, cpu: rec.cpu, quiet: time.Minute, maxWait: 100 * time.Millisecond, cost: 20}
 	defer r.close()
 	start := time.Now()
 	done := time.After(10 * time.Second)
@@ -95,11 +103,11 @@ func TestReleaserMaxWait(t *testing.T) {
 	}
 }
 
-// TestReleaserBoundsItsCost: the next release waits cost times as long as
-// the previous one took, however many updates come in between.
+// TestReleaserBoundsItsCost: the next release waits cost times the CPU
+// time the previous one took, however many updates come in between.
 func TestReleaserBoundsItsCost(t *testing.T) {
 	rec := &recorder{took: 20 * time.Millisecond}
-	r := &releaser{release: rec.release, quiet: time.Millisecond, maxWait: time.Minute, cost: 20}
+	r := &releaser{release: rec.release, cpu: rec.cpu, quiet: time.Millisecond, maxWait: time.Minute, cost: 20}
 	defer r.close()
 	r.updated()
 	first := waitRuns(t, rec, 1)[0]
@@ -109,14 +117,14 @@ func TestReleaserBoundsItsCost(t *testing.T) {
 	}
 	second := waitRuns(t, rec, 2)[1]
 	if gap := second.Sub(first); gap < 20*(20*time.Millisecond) {
-		t.Errorf("second release %v after the first, which took 20 ms: want at least 400 ms", gap)
+		t.Errorf("second release %v after the first, which took 20 ms of CPU: want at least 400 ms", gap)
 	}
 }
 
 // TestReleaserClose: a release pending when the store closes never runs.
 func TestReleaserClose(t *testing.T) {
 	rec := &recorder{}
-	r := &releaser{release: rec.release, quiet: 50 * time.Millisecond, maxWait: time.Minute, cost: 20}
+	r := &releaser{release: rec.release, cpu: rec.cpu, quiet: 50 * time.Millisecond, maxWait: time.Minute, cost: 20}
 	r.updated()
 	r.close()
 	r.updated()
