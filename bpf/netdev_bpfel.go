@@ -29,6 +29,7 @@ const (
 	NetdevMapNmPolicy    = "nm_policy"
 	NetdevMapNmRevnat    = "nm_revnat"
 	NetdevMapNmServices  = "nm_services"
+	NetdevMapNmSvcRanges = "nm_svc_ranges"
 	NetdevProgFromNetdev = "from_netdev"
 )
 
@@ -94,6 +95,7 @@ type NetdevMapSpecs struct {
 	NmPolicy    *ebpf.MapSpec `ebpf:"nm_policy"`
 	NmRevnat    *ebpf.MapSpec `ebpf:"nm_revnat"`
 	NmServices  *ebpf.MapSpec `ebpf:"nm_services"`
+	NmSvcRanges *ebpf.MapSpec `ebpf:"nm_svc_ranges"`
 }
 
 // NetdevVariableSpecs contains global variables before they are loaded into the kernel.
@@ -135,6 +137,7 @@ type NetdevMaps struct {
 	NmPolicy    *ebpf.Map `ebpf:"nm_policy"`
 	NmRevnat    *ebpf.Map `ebpf:"nm_revnat"`
 	NmServices  *ebpf.Map `ebpf:"nm_services"`
+	NmSvcRanges *ebpf.Map `ebpf:"nm_svc_ranges"`
 }
 
 func (m *NetdevMaps) Close() error {
@@ -152,6 +155,7 @@ func (m *NetdevMaps) Close() error {
 		m.NmPolicy,
 		m.NmRevnat,
 		m.NmServices,
+		m.NmSvcRanges,
 	)
 }
 

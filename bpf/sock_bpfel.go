@@ -29,6 +29,7 @@ const (
 	SockMapNmPolicy          = "nm_policy"
 	SockMapNmRevnat          = "nm_revnat"
 	SockMapNmServices        = "nm_services"
+	SockMapNmSvcRanges       = "nm_svc_ranges"
 	SockProgSockConnect4     = "sock_connect4"
 	SockProgSockGetpeername4 = "sock_getpeername4"
 	SockProgSockRecvmsg4     = "sock_recvmsg4"
@@ -100,6 +101,7 @@ type SockMapSpecs struct {
 	NmPolicy    *ebpf.MapSpec `ebpf:"nm_policy"`
 	NmRevnat    *ebpf.MapSpec `ebpf:"nm_revnat"`
 	NmServices  *ebpf.MapSpec `ebpf:"nm_services"`
+	NmSvcRanges *ebpf.MapSpec `ebpf:"nm_svc_ranges"`
 }
 
 // SockVariableSpecs contains global variables before they are loaded into the kernel.
@@ -141,6 +143,7 @@ type SockMaps struct {
 	NmPolicy    *ebpf.Map `ebpf:"nm_policy"`
 	NmRevnat    *ebpf.Map `ebpf:"nm_revnat"`
 	NmServices  *ebpf.Map `ebpf:"nm_services"`
+	NmSvcRanges *ebpf.Map `ebpf:"nm_svc_ranges"`
 }
 
 func (m *SockMaps) Close() error {
@@ -158,6 +161,7 @@ func (m *SockMaps) Close() error {
 		m.NmPolicy,
 		m.NmRevnat,
 		m.NmServices,
+		m.NmSvcRanges,
 	)
 }
 

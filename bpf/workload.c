@@ -25,16 +25,29 @@
 
 char _license[] SEC("license") = "Dual BSD/GPL";
 
-/* Whether a flow is addressed to a Service frontend (see sock.c). */
-static __always_inline int service_frontend(const struct flow *f)
+/* Whether a new flow is addressed to a Service in a way socket-level
+ * translation (sock.c) did not resolve: an exact frontend, any address of
+ * the Service ranges (whatever the port or protocol), or a NodePort on a
+ * node's address (the host's own or another node's, by the identity the
+ * ipcache gives the destination). */
+static __always_inline int service_destination(const struct flow *f, __u32 dst_identity)
 {
+	struct ipcache_key rk = { .prefixlen = 128 };
 	struct svc_key k = {};
 
-	if (f->t.proto != NM_PROTO_TCP && f->t.proto != NM_PROTO_UDP)
+	__builtin_memcpy(rk.addr, f->t.daddr, 16);
+	if (bpf_map_lookup_elem(&nm_svc_ranges, &rk))
+		return 1;
+	if (f->t.proto != NM_PROTO_TCP && f->t.proto != NM_PROTO_UDP && f->t.proto != NM_PROTO_SCTP)
 		return 0;
 	__builtin_memcpy(k.addr, f->t.daddr, 16);
 	k.port = f->t.dport;
 	k.proto = f->t.proto;
+	if (bpf_map_lookup_elem(&nm_services, &k))
+		return 1;
+	if (dst_identity != ID_HOST && dst_identity != ID_REMOTE_NODE)
+		return 0;
+	__builtin_memset(k.addr, 0, 16);
 	return bpf_map_lookup_elem(&nm_services, &k) != 0;
 }
 
@@ -105,14 +118,16 @@ int from_workload(struct __sk_buff *skb)
 	}
 
 	/* New flow: the sender's egress policy. A flow still addressed to a
-	 * Service frontend bypassed socket-level translation (a socket
-	 * outside the node's Pod cgroup, an IPv6 frontend, a Service learnt
-	 * after the connect); its real destination is only known after the
-	 * node's NAT, so an egress policy cannot judge it here and it is
-	 * dropped rather than judged as the ClusterIP. */
-	if (service_frontend(&f) && enforced(src->identity, DIR_EGRESS))
-		return drop(skb, &f, &d, DROP_SERVICE_FRONTEND);
+	 * Service bypassed socket-level translation (a socket outside the
+	 * node's Pod cgroup, an IPv6 frontend, a Service learnt after the
+	 * connect or deleted before it, an address of the Service range no
+	 * Service owns, a port or protocol no frontend has, a NodePort); its
+	 * real destination is only known after the node's NAT, so an egress
+	 * policy cannot judge it here and it is dropped rather than judged
+	 * as the Service address. */
 	remote_lookup(f.t.daddr, &peer);
+	if (enforced(src->identity, DIR_EGRESS) && service_destination(&f, peer.identity))
+		return drop(skb, &f, &d, DROP_SERVICE_FRONTEND);
 	d.remote_identity = peer.identity;
 	d.remote_node = peer.node;
 	ret = policy_decide(&f, &d);

@@ -188,6 +188,7 @@ const (
 	WorkloadMapNmPolicy      = "nm_policy"
 	WorkloadMapNmRevnat      = "nm_revnat"
 	WorkloadMapNmServices    = "nm_services"
+	WorkloadMapNmSvcRanges   = "nm_svc_ranges"
 	WorkloadProgFromWorkload = "from_workload"
 	WorkloadProgToWorkload   = "to_workload"
 )
@@ -255,6 +256,7 @@ type WorkloadMapSpecs struct {
 	NmPolicy    *ebpf.MapSpec `ebpf:"nm_policy"`
 	NmRevnat    *ebpf.MapSpec `ebpf:"nm_revnat"`
 	NmServices  *ebpf.MapSpec `ebpf:"nm_services"`
+	NmSvcRanges *ebpf.MapSpec `ebpf:"nm_svc_ranges"`
 }
 
 // WorkloadVariableSpecs contains global variables before they are loaded into the kernel.
@@ -296,6 +298,7 @@ type WorkloadMaps struct {
 	NmPolicy    *ebpf.Map `ebpf:"nm_policy"`
 	NmRevnat    *ebpf.Map `ebpf:"nm_revnat"`
 	NmServices  *ebpf.Map `ebpf:"nm_services"`
+	NmSvcRanges *ebpf.Map `ebpf:"nm_svc_ranges"`
 }
 
 func (m *WorkloadMaps) Close() error {
@@ -313,6 +316,7 @@ func (m *WorkloadMaps) Close() error {
 		m.NmPolicy,
 		m.NmRevnat,
 		m.NmServices,
+		m.NmSvcRanges,
 	)
 }
 

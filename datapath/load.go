@@ -128,6 +128,7 @@ func (s MapSizes) apply(spec *ebpf.CollectionSpec) {
 	set(nmbpf.WorkloadMapNmEvents, s.EventBytes)
 	set(nmbpf.WorkloadMapNmServices, s.Services)
 	set(nmbpf.WorkloadMapNmRevnat, s.RevNAT)
+	set(nmbpf.WorkloadMapNmSvcRanges, s.ServiceRanges)
 }
 
 // loadObjects loads the programs, reusing every compatible pinned map and
@@ -257,5 +258,6 @@ func (o *objects) mapsByName() map[string]*ebpf.Map {
 		nmbpf.WorkloadMapNmPolicy:    m.NmPolicy,
 		nmbpf.WorkloadMapNmRevnat:    m.NmRevnat,
 		nmbpf.WorkloadMapNmServices:  m.NmServices,
+		nmbpf.WorkloadMapNmSvcRanges: m.NmSvcRanges,
 	}
 }

@@ -36,7 +36,7 @@ func (m AttachMode) String() string {
 // MapSizes overrides map capacities; zero fields keep the defaults
 // (endpoints 4096, ipcache 65536, policy 65536, enforce 65536, auth 524288,
 // conntrack 262144, fragments 8192, event ring 1 MiB, service slots
-// 65536, socket reverse translations 262144).
+// 65536, socket reverse translations 262144, service ranges 65536).
 type MapSizes struct {
 	Endpoints  uint32
 	IPCache    uint32
@@ -48,6 +48,8 @@ type MapSizes struct {
 	EventBytes uint32 // power of two, at least one page
 	Services   uint32 // frontends plus backends of every Service
 	RevNAT     uint32
+	// ServiceRanges holds the ServiceCIDRs and every ClusterIP.
+	ServiceRanges uint32
 }
 
 // EnforcementMode is the node-wide policy enforcement mode (Cilium's

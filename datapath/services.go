@@ -3,6 +3,7 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/cilium/ebpf"
 
@@ -112,6 +113,45 @@ func (d *Datapath) Services() ([]model.Service, error) {
 			}
 		}
 		out = append(out, s)
+	}
+	return out, nil
+}
+
+// SyncServiceRanges makes the Service ranges hold exactly these prefixes:
+// the cluster's ServiceCIDRs and every ClusterIP. Under egress
+// enforcement, from_workload drops a new flow to any address in them that
+// socket-level translation left alone (an address no Service owns, a
+// Service deleted since, a port or protocol no frontend has): the node's
+// NAT may still send it to a Pod that no egress rule judged.
+func (d *Datapath) SyncServiceRanges(ranges []netip.Prefix) error {
+	want := make(map[nmbpf.WorkloadIpcacheKey]uint32, len(ranges))
+	for i, p := range ranges {
+		if err := model.ValidateRange(p); err != nil {
+			return fmt.Errorf("service ranges[%d]: %w", i, err)
+		}
+		want[ipcacheKey(p)] = 1
+	}
+	d.tablesMu.Lock()
+	defer d.tablesMu.Unlock()
+	return syncMap(d.objs.NmSvcRanges, "service ranges", want)
+}
+
+// ServiceRanges reads the Service ranges back, for inspection and tests.
+func (d *Datapath) ServiceRanges() ([]netip.Prefix, error) {
+	d.tablesMu.Lock()
+	cur, err := readAll[nmbpf.WorkloadIpcacheKey, uint32](d.objs.NmSvcRanges)
+	d.tablesMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Prefix, 0, len(cur))
+	for k := range cur {
+		a := addrFrom16(k.Addr)
+		bits := int(k.Prefixlen)
+		if a.Is4() {
+			bits -= 96
+		}
+		out = append(out, netip.PrefixFrom(a, bits))
 	}
 	return out, nil
 }

@@ -286,14 +286,19 @@ static __always_inline __u64 now_ns(void)
 }
 
 /* Socket-level Service translation (sock.c). A Service frontend is
- * {ClusterIP, port, protocol}; slot 0 of a frontend holds the number of
- * backends, slots 1..count hold one backend each. The writer fills the
- * backend slots before it raises the count and lowers the count before it
- * removes slots, so a reader never picks an empty slot. */
+ * {address, port, protocol} (a ClusterIP, external IP or load-balancer
+ * IP); slot 0 of a frontend holds the number of backends, slots 1..count
+ * hold one backend each. The writer fills the backend slots before it
+ * raises the count and lowers the count before it removes slots, so a
+ * reader never picks an empty slot. Two kinds of frontend are markers
+ * with no backends that the socket programs never translate: SCTP ports
+ * (no socket hook sees them) and NodePorts, stored with an all-zero
+ * address (:: for both families, which no socket connects to as a
+ * Service) and meaning "this port on any node's address". */
 struct svc_key {
-	__u8 addr[16];   /* frontend address */
+	__u8 addr[16];   /* frontend address; all zero for a NodePort */
 	__u16 port;      /* frontend port */
-	__u8 proto;      /* NM_PROTO_TCP or NM_PROTO_UDP */
+	__u8 proto;      /* NM_PROTO_TCP, NM_PROTO_UDP or NM_PROTO_SCTP */
 	__u8 pad;
 	__u16 slot;      /* 0 = the frontend itself, 1..count = backends */
 	__u16 pad2;

@@ -107,6 +107,20 @@ struct {
 	__uint(max_entries, 65536);
 } nm_services SEC(".maps");
 
+/* The cluster's Service address ranges (its ServiceCIDRs and every
+ * ClusterIP as a host prefix), longest prefix wins; the value is unused
+ * (1). Written by the Service reconciler, read by from_workload: a new
+ * flow into a range under egress enforcement was not translated at
+ * connect (an address no Service owns, a Service deleted since, a port or
+ * protocol no frontend has), so its real destination is unknown. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct ipcache_key);
+	__type(value, __u32);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} nm_svc_ranges SEC(".maps");
+
 /* {socket, backend} -> frontend, for the names sockets report. LRU: an
  * entry outlives its socket until evicted. */
 struct {

@@ -292,6 +292,7 @@ func mapByName(m *nmbpf.WorkloadMaps, name string) *ebpf.Map {
 		nmbpf.WorkloadMapNmEvents: m.NmEvents, nmbpf.WorkloadMapNmFrag: m.NmFrag, nmbpf.WorkloadMapNmIpcache: m.NmIpcache,
 		nmbpf.WorkloadMapNmLost: m.NmLost, nmbpf.WorkloadMapNmPolicy: m.NmPolicy,
 		nmbpf.WorkloadMapNmRevnat: m.NmRevnat, nmbpf.WorkloadMapNmServices: m.NmServices,
+		nmbpf.WorkloadMapNmSvcRanges: m.NmSvcRanges,
 	}[name]
 }
 
