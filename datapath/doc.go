@@ -8,7 +8,8 @@
 // Callers hand in whole desired tables — SyncEndpoints, SyncIPCache,
 // SyncPolicy, SyncAuth, SyncAttachments, SyncServices (Service frontends
 // and their backends, read at connect time by the socket programs that
-// AttachCgroup attaches to the node's Pod cgroup) — and the datapath makes
+// AttachCgroup attaches to the node's Pod cgroup), SyncServiceRanges (what
+// from_workload treats as a Service address) — and the datapath makes
 // the kernel match them: idempotent upserts, deletes of what is no longer wanted,
 // nothing written when nothing changed. The current state is always read
 // back from the kernel, so a restarted agent converges from whatever the
@@ -152,14 +153,37 @@
 //     side, so an L7 redirect could no longer be made there, and the
 //     sender's node would have to judge flows leaving through the uplink).
 //     Fail closed: a frontend without ready backends refuses the connect
-//     (EPERM) instead of passing the ClusterIP on; a new flow that still
-//     names a frontend when it reaches from_workload (a process outside
-//     the Pod cgroup, an IPv6 frontend, a Service the agent learnt after
-//     the connect) is dropped with DropServiceFrontend when the sender's
-//     egress is enforced, since no rule can judge it, and left to
-//     kube-proxy otherwise. Translation is IPv4 only so far (connect6 and
-//     friends are not written); IPv6 frontends are in the table for that
-//     check alone, so egress-enforced Pods cannot use IPv6 ClusterIPs yet.
-//     Backends are picked at random per connect; session affinity and
-//     topology hints are not implemented.
+//     (EPERM) instead of passing the ClusterIP on. When the sender's
+//     egress is enforced, from_workload drops with DropServiceFrontend
+//     every new flow that still names a Service when it leaves the Pod,
+//     since no rule can judge where the node's NAT will send it; without
+//     enforcement such flows are left to kube-proxy. "Names a Service" is
+//     decided without trusting the table to be complete:
+//   - any address of the Service ranges (SyncServiceRanges: every
+//     ServiceCIDR the API server serves, and every ClusterIP as a host
+//     prefix), whatever the port and protocol: an address no Service
+//     owns, a Service deleted (or not yet learnt) while kube-proxy still
+//     forwards it, a port of a ClusterIP no frontend has, ICMP;
+//   - an exact frontend row: ClusterIPs, externalIPs and load-balancer
+//     IPs (not in Proxy mode), which the socket programs translate, so
+//     what reaches from_workload came from outside the Pod cgroup or is
+//     IPv6;
+//   - SCTP frontends: marker rows on every frontend address, never
+//     translated (socket hooks see TCP and UDP only), so an SCTP Service
+//     is unusable under egress enforcement rather than judged as its
+//     address;
+//   - NodePorts: marker rows keyed by port alone (model.NodePortFrontend);
+//     a new flow to such a port on an address the ipcache gives the host
+//     or remote-node identity is dropped, since kube-proxy would DNAT it
+//     to a backend that an egress rule allowing the node never judged.
+//     NodePorts are not translated (it would need every node's addresses
+//     in the table); Pods reach those Services by ClusterIP. A NodePort on
+//     an address the ipcache does not know as a node (an external load
+//     balancer in front of the nodes) is an external destination and is
+//     judged as one.
+//     Translation is IPv4 only so far (connect6 and friends are not
+//     written); IPv6 frontends are in the table for that check alone, so
+//     egress-enforced Pods cannot use IPv6 ClusterIPs yet. Backends are
+//     picked at random per connect; session affinity and topology hints
+//     are not implemented.
 package datapath

@@ -63,9 +63,9 @@ type Config struct {
 	// Flows, when set, is served on /v1/flows; the agent keeps its
 	// address-to-identity resolver current.
 	Flows *flow.Store
-	// Services, when set, receives the Service table (ClusterIP frontends
-	// and their ready backends) on every Apply, for socket-level Service
-	// translation in the datapath.
+	// Services, when set, receives the Service table (Service frontends
+	// and their ready backends) and the Service ranges on every Apply,
+	// for socket-level Service translation in the datapath.
 	Services ServiceTable
 	// Applied, when set, is called after every Apply with how long the
 	// translation and publication took and Apply's error (metrics). Called
@@ -75,10 +75,11 @@ type Config struct {
 
 // ServiceTable is the datapath's Service table as the agent drives it;
 // *datapath.Datapath implements it. Called from Apply's goroutine; each
-// call replaces the whole table or returns an error and changes nothing a
-// connect could observe half-done.
+// call replaces the whole table (or the whole set of ranges) or returns
+// an error and changes nothing a connect could observe half-done.
 type ServiceTable interface {
 	SyncServices([]model.Service) error
+	SyncServiceRanges([]netip.Prefix) error
 }
 
 // AddressAssigner decides the address of each Gateway the agent programs.
@@ -140,6 +141,12 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 	if a.cfg.Services != nil {
 		// Before policy: a Service's backends are usable as soon as they
 		// are ready, whatever the proxies do with the L7 configuration.
+		// Ranges first: a range added before its Service's frontend
+		// only drops (under egress enforcement) what the frontend would
+		// have translated, never passes it.
+		if err := a.cfg.Services.SyncServiceRanges(servicelb.Ranges(snap.ServiceCIDRs, snap.Services)); err != nil {
+			a.log.Error("service ranges not updated; the previous ones stay", "error", err)
+		}
 		if err := a.cfg.Services.SyncServices(servicelb.Table(snap.Services, snap.EndpointSlices)); err != nil {
 			a.log.Error("service table not updated; the previous one stays", "error", err)
 		}

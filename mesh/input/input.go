@@ -44,6 +44,10 @@ type Snapshot struct {
 	// addresses of every other node map to the reserved remote-node
 	// identity.
 	Nodes []*corev1.Node
+	// ServiceCIDRs are the cluster's Service address ranges (Kubernetes
+	// mode with policy): under egress enforcement a Pod's flow into them
+	// that socket-level Service translation did not rewrite is dropped.
+	ServiceCIDRs []*networkingv1.ServiceCIDR
 
 	// hashes holds the content hash of objects (HashObject), computed
 	// once as each entered its provider (RecordHash), by the object's

@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/nodemesh/nodemesh/datapath/model"
 )
@@ -36,30 +37,102 @@ func Table(svcs []*corev1.Service, eps []*discoveryv1.EndpointSlice) []model.Ser
 		proto uint8
 	}
 	seen := map[frontend]bool{}
+	add := func(fe model.Service) {
+		f := frontend{fe.Frontend, fe.Port, fe.Proto}
+		if seen[f] {
+			return
+		}
+		seen[f] = true
+		out = append(out, fe)
+	}
 	for _, svc := range svcs {
 		if svc == nil {
 			continue
 		}
-		for _, vip := range clusterIPs(svc) {
-			for _, p := range svc.Spec.Ports {
-				proto, ok := protocol(p.Protocol)
-				if !ok || p.Port <= 0 || p.Port > 65535 {
-					continue
-				}
-				f := frontend{vip, uint16(p.Port), proto}
-				if seen[f] {
-					continue
-				}
-				seen[f] = true
+		for _, p := range svc.Spec.Ports {
+			proto, ok := protocol(p.Protocol)
+			if !ok || p.Port <= 0 || p.Port > 65535 {
+				continue
+			}
+			for _, vip := range frontends(svc) {
 				fe := model.Service{Frontend: vip, Port: uint16(p.Port), Proto: proto}
-				fe.Backends = backends(byService[key{svc.Namespace, svc.Name, vip.Is4()}], p, vip.Is4())
-				out = append(out, fe)
+				if proto != model.ProtoSCTP {
+					fe.Backends = backends(byService[key{svc.Namespace, svc.Name, vip.Is4()}], p, vip.Is4())
+				}
+				add(fe)
+			}
+			if p.NodePort > 0 && p.NodePort <= 65535 && (svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer) {
+				add(model.Service{Frontend: model.NodePortFrontend, Port: uint16(p.NodePort), Proto: proto})
 			}
 		}
 	}
 	slices.SortFunc(out, func(a, b model.Service) int {
 		return cmp.Or(a.Frontend.Compare(b.Frontend), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Proto, b.Proto))
 	})
+	return out
+}
+
+// Ranges are the Service ranges of a snapshot: every ServiceCIDR and
+// every ClusterIP as a host prefix (so a cluster whose ServiceCIDRs are
+// not known still covers the addresses its Services hold), sorted and
+// without duplicates.
+func Ranges(cidrs []*networkingv1.ServiceCIDR, svcs []*corev1.Service) []netip.Prefix {
+	seen := map[netip.Prefix]bool{}
+	var out []netip.Prefix
+	add := func(p netip.Prefix) {
+		p = p.Masked()
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	for _, c := range cidrs {
+		if c == nil {
+			continue
+		}
+		for _, s := range c.Spec.CIDRs {
+			p, err := netip.ParsePrefix(s)
+			if err != nil || p.Addr().Is4In6() || p.Addr().Zone() != "" {
+				continue
+			}
+			add(p)
+		}
+	}
+	for _, svc := range svcs {
+		if svc == nil {
+			continue
+		}
+		for _, a := range clusterIPs(svc) {
+			add(netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
+	return out
+}
+
+// frontends are the addresses kube-proxy answers for a Service inside
+// the cluster: its ClusterIPs, its externalIPs and the IPs of its load
+// balancer (except those in Proxy mode, whose traffic really goes to the
+// load balancer).
+func frontends(svc *corev1.Service) []netip.Addr {
+	out := clusterIPs(svc)
+	for _, s := range svc.Spec.ExternalIPs {
+		if a, ok := plainAddr(s); ok {
+			out = append(out, a)
+		}
+	}
+	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			if in.IPMode != nil && *in.IPMode == corev1.LoadBalancerIPModeProxy {
+				continue
+			}
+			if a, ok := plainAddr(in.IP); ok {
+				out = append(out, a)
+			}
+		}
+	}
 	return out
 }
 
@@ -70,13 +143,19 @@ func clusterIPs(svc *corev1.Service) []netip.Addr {
 	}
 	var out []netip.Addr
 	for _, s := range ips {
-		a, err := netip.ParseAddr(s)
-		if err != nil || a.Zone() != "" || a.Is4In6() {
-			continue // "None" (headless), garbage
+		if a, ok := plainAddr(s); ok {
+			out = append(out, a) // "None" (headless) and garbage are not
 		}
-		out = append(out, a)
 	}
 	return out
+}
+
+func plainAddr(s string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" || a.Is4In6() || a.IsUnspecified() {
+		return netip.Addr{}, false
+	}
+	return a, true
 }
 
 func protocol(p corev1.Protocol) (uint8, bool) {
@@ -85,6 +164,8 @@ func protocol(p corev1.Protocol) (uint8, bool) {
 		return model.ProtoTCP, true
 	case corev1.ProtocolUDP:
 		return model.ProtoUDP, true
+	case corev1.ProtocolSCTP:
+		return model.ProtoSCTP, true
 	}
 	return 0, false
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -77,7 +78,7 @@ func TestTable(t *testing.T) {
 			{Frontend: netip.MustParseAddr("10.96.0.10"), Port: 9153, Proto: model.ProtoTCP},
 		},
 	}, {
-		name: "headless, SCTP and slices of other Services or namespaces are skipped; IPv6 frontends take IPv6 slices",
+		name: "headless Services and slices of other Services or namespaces are skipped; SCTP is a marker without backends; IPv6 frontends take IPv6 slices",
 		svcs: []*corev1.Service{
 			service("headless", "None", corev1.ServicePort{Port: 80}),
 			service("v6", "fd00::10", corev1.ServicePort{Port: 80}),
@@ -99,8 +100,38 @@ func TestTable(t *testing.T) {
 			}(),
 		},
 		want: []model.Service{
+			{Frontend: netip.MustParseAddr("10.96.0.30"), Port: 80, Proto: model.ProtoSCTP},
 			{Frontend: netip.MustParseAddr("10.96.0.31"), Port: 80, Proto: model.ProtoTCP, Backends: []model.Backend{be("10.244.1.3", 8000)}},
 			{Frontend: netip.MustParseAddr("fd00::10"), Port: 80, Proto: model.ProtoTCP, Backends: []model.Backend{be("fd00:244::5", 8080)}},
+		},
+	}, {
+		name: "externalIPs and load-balancer IPs are frontends like the ClusterIP (not a Proxy-mode IP); NodePorts are markers on the unspecified address",
+		svcs: []*corev1.Service{func() *corev1.Service {
+			s := service("lb", "10.96.0.40",
+				corev1.ServicePort{Name: "http", Port: 80, NodePort: 30080},
+				corev1.ServicePort{Name: "sig", Port: 9000, NodePort: 30090, Protocol: corev1.ProtocolSCTP})
+			s.Spec.Type = corev1.ServiceTypeLoadBalancer
+			s.Spec.ExternalIPs = []string{"192.0.2.7", "garbage", "0.0.0.0"}
+			proxy := corev1.LoadBalancerIPModeProxy
+			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.1"}, {IP: "198.51.100.2", IPMode: &proxy}, {Hostname: "lb.example"}}
+			return s
+		}(), func() *corev1.Service {
+			// A ClusterIP Service's stray nodePort is no NodePort.
+			return service("plain", "10.96.0.41", corev1.ServicePort{Port: 80, NodePort: 30099})
+		}()},
+		slices: []*discoveryv1.EndpointSlice{
+			slice("lb", []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr[int32](8080)}}, ep(nil, "10.244.1.4")),
+		},
+		want: []model.Service{
+			{Frontend: netip.MustParseAddr("10.96.0.40"), Port: 80, Proto: model.ProtoTCP, Backends: []model.Backend{be("10.244.1.4", 8080)}},
+			{Frontend: netip.MustParseAddr("10.96.0.40"), Port: 9000, Proto: model.ProtoSCTP},
+			{Frontend: netip.MustParseAddr("10.96.0.41"), Port: 80, Proto: model.ProtoTCP},
+			{Frontend: netip.MustParseAddr("192.0.2.7"), Port: 80, Proto: model.ProtoTCP, Backends: []model.Backend{be("10.244.1.4", 8080)}},
+			{Frontend: netip.MustParseAddr("192.0.2.7"), Port: 9000, Proto: model.ProtoSCTP},
+			{Frontend: netip.MustParseAddr("198.51.100.1"), Port: 80, Proto: model.ProtoTCP, Backends: []model.Backend{be("10.244.1.4", 8080)}},
+			{Frontend: netip.MustParseAddr("198.51.100.1"), Port: 9000, Proto: model.ProtoSCTP},
+			{Frontend: model.NodePortFrontend, Port: 30080, Proto: model.ProtoTCP},
+			{Frontend: model.NodePortFrontend, Port: 30090, Proto: model.ProtoSCTP},
 		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -114,5 +145,33 @@ func TestTable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestRanges(t *testing.T) {
+	cidrs := []*networkingv1.ServiceCIDR{
+		{Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.96.0.0/16", "fd00:96::/112"}}},
+		{Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.97.0.1/16", "garbage"}}},
+		nil,
+	}
+	svcs := []*corev1.Service{
+		service("web", "10.96.0.20", corev1.ServicePort{Port: 80}),
+		service("headless", "None", corev1.ServicePort{Port: 80}),
+		service("outside", "10.100.0.5", corev1.ServicePort{Port: 80}),
+		service("again", "10.96.0.20", corev1.ServicePort{Port: 81}),
+	}
+	got := Ranges(cidrs, svcs)
+	want := []netip.Prefix{
+		netip.MustParsePrefix("10.96.0.0/16"), netip.MustParsePrefix("10.96.0.20/32"),
+		netip.MustParsePrefix("10.97.0.0/16"), netip.MustParsePrefix("10.100.0.5/32"),
+		netip.MustParsePrefix("fd00:96::/112"),
+	}
+	if d := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
+	for _, p := range got {
+		if err := model.ValidateRange(p); err != nil {
+			t.Error(err)
+		}
 	}
 }

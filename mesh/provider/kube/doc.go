@@ -39,11 +39,14 @@
 //     configuration that is in fact still wanted).
 //
 // Network policy (WithPolicy, policy.go): the provider also watches Pods
-// and Nodes of the whole cluster, NetworkPolicies and the cilium.io/v2
-// CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy kinds (a dynamic
-// informer each, decoded into the api/cilium/v2 types in the informer's
-// transform), and fills the snapshot's policy fields; the agent compiles
-// them exactly as in standalone mode. Decisions:
+// and Nodes of the whole cluster, NetworkPolicies, ServiceCIDRs (the
+// datapath drops what a Pod under egress enforcement sends into them
+// untranslated; Kubernetes 1.33+ serves them, and an API server that does
+// not fails the preflight rather than leaving that hole open) and the
+// cilium.io/v2 CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy
+// kinds (a dynamic informer each, decoded into the api/cilium/v2 types in
+// the informer's transform), and fills the snapshot's policy fields; the
+// agent compiles them exactly as in standalone mode. Decisions:
 //   - Every agent sees every Pod: ingress policy on one node judges a
 //     client on another by the identity its Pod IP maps to, so the
 //     ipcache needs the remote Pods (the compiler applies rules only to

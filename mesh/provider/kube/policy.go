@@ -46,6 +46,7 @@ type policyWatch struct {
 	pods  func() ([]*corev1.Pod, error)
 	nodes func() ([]*corev1.Node, error)
 	knps  func() ([]*networkingv1.NetworkPolicy, error)
+	cidrs func() ([]*networkingv1.ServiceCIDR, error)
 	cnps  cache.SharedIndexInformer
 	ccnps cache.SharedIndexInformer
 
@@ -64,11 +65,16 @@ func (p *Provider) setupPolicy(add func(cache.SharedIndexInformer, func(old, cur
 	w.pods = func() ([]*corev1.Pod, error) { return pods.Lister().List(labels.Everything()) }
 	w.nodes = func() ([]*corev1.Node, error) { return nodes.Lister().List(labels.Everything()) }
 	w.knps = func() ([]*networkingv1.NetworkPolicy, error) { return knps.Lister().List(labels.Everything()) }
+	// The Service ranges: the datapath drops what a Pod under egress
+	// enforcement sends into them untranslated.
+	cidrs := p.coreFactory.Networking().V1().ServiceCIDRs()
+	w.cidrs = func() ([]*networkingv1.ServiceCIDR, error) { return cidrs.Lister().List(labels.Everything()) }
 	add(pods.Informer(), podChanged)
 	// Only a Node's existence and addresses matter (see Snapshot); the
 	// rest of its status is rewritten every few seconds by its kubelet.
 	add(nodes.Informer(), func(old, cur any) bool { return uidChanged(old, cur) || nodeAddressesChanged(old, cur) })
 	add(knps.Informer(), specChanged)
+	add(cidrs.Informer(), specChanged)
 
 	w.factory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(w.dyn, 0, metav1.NamespaceAll, nil)
 	informer := func(gvr schema.GroupVersionResource, decode func(*unstructured.Unstructured) (any, error)) cache.SharedIndexInformer {
@@ -232,6 +238,10 @@ func (p *Provider) preflight(ctx context.Context) error {
 		{"Pods", func() error { _, err := p.core.CoreV1().Pods("").List(ctx, one); return err }},
 		{"Nodes", func() error { _, err := p.core.CoreV1().Nodes().List(ctx, one); return err }},
 		{"NetworkPolicies", func() error { _, err := p.core.NetworkingV1().NetworkPolicies("").List(ctx, one); return err }},
+		{"ServiceCIDRs (networking.k8s.io/v1, Kubernetes 1.33+)", func() error {
+			_, err := p.core.NetworkingV1().ServiceCIDRs().List(ctx, one)
+			return err
+		}},
 		{"CiliumNetworkPolicies (cilium.io/v2; install the CRDs)", func() error {
 			_, err := p.policy.dyn.Resource(ciliumv2.CiliumNetworkPolicyResource).List(ctx, one)
 			return err
@@ -275,6 +285,7 @@ func (p *Provider) fillPolicy(s *input.Snapshot) {
 		s.Pods = append(s.Pods, pod)
 	}
 	s.NetworkPolicies = list(p.log, "NetworkPolicy", w.knps)
+	s.ServiceCIDRs = list(p.log, "ServiceCIDR", w.cidrs)
 	var problems []string
 	s.CiliumNetworkPolicies = ciliumList[ciliumv2.CiliumNetworkPolicy](w, w.cnps, &problems,
 		func(u *unstructured.Unstructured) error {
