@@ -164,6 +164,10 @@ func run() error {
 			policyNode, _ = os.Hostname()
 		}
 	}
+	if *kubeMode {
+		// The Node whose ingress address Gateway upstreams leave from.
+		cfg.NodeName = policyNode
+	}
 	var ids identity.Allocator // nil: the agent-local allocator
 	if *kubeMode && (*pf.policy || *pf.datapath) {
 		if ids, err = clusterIdentities(ctx, *kubeconfig, log); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/ir"
 	"github.com/nodemesh/nodemesh/mesh/policy"
 	"github.com/nodemesh/nodemesh/mesh/servicelb"
 )
@@ -57,6 +58,12 @@ type Config struct {
 	// backend's policy judges Gateway traffic as ingress (fromEntities:
 	// [ingress]) rather than as the node.
 	GatewayUpstreamMark uint32
+	// NodeName is this node's Node (Kubernetes mode): with
+	// GatewayUpstreamMark, the proxy's connections to Gateway backends
+	// leave from the Node's ingress address (policy.IngressIPAnnotation)
+	// when it has one, which every node maps to the ingress identity, so
+	// backends on other nodes judge Gateway traffic as ingress too.
+	NodeName string
 	// Auth, when set (with Datapath), runs mutual authentication for
 	// the auth-required rows (auth.go).
 	Auth *Auth
@@ -155,8 +162,10 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 		// Every cluster of the translation is a Gateway's (the policy's
 		// own clusters come with Config.Policy). Set before anything
 		// hashes the clusters.
+		src := a.ingressSources(snap)
 		for _, c := range res.Config.Clusters {
 			c.UpstreamMark = m
+			c.UpstreamSource = upstreamSource(c, src)
 		}
 	}
 	pol := a.compilePolicy(policy.FromSnapshot(snap, a.cfg.HostIPs))
@@ -254,4 +263,45 @@ func (a *Agent) WaitStatus(ctx context.Context, ok func(*api.Status) bool) (*api
 		case <-proxies:
 		}
 	}
+}
+
+// ingressSources are this node's ingress addresses, from its Node.
+func (a *Agent) ingressSources(snap *input.Snapshot) []netip.Addr {
+	if a.cfg.NodeName == "" {
+		return nil
+	}
+	for _, n := range snap.Nodes {
+		if n != nil && n.Name == a.cfg.NodeName {
+			return policy.NodeIngressIPs(n)
+		}
+	}
+	return nil
+}
+
+// upstreamSource picks the ingress address of the family of every
+// endpoint of c: a socket bound to one family cannot reach the other, so
+// a cluster with endpoints of both families (or names) binds nothing and
+// keeps the mark alone (ingress on this node, remote-node elsewhere).
+func upstreamSource(c *ir.Cluster, src []netip.Addr) string {
+	if len(src) == 0 || len(c.Endpoints) == 0 {
+		return ""
+	}
+	var v4, v6 bool
+	for _, ep := range c.Endpoints {
+		ip, err := netip.ParseAddr(ep.Address)
+		if err != nil {
+			return ""
+		}
+		if ip.Unmap().Is4() {
+			v4 = true
+		} else {
+			v6 = true
+		}
+	}
+	for _, s := range src {
+		if (v4 && !v6 && s.Is4()) || (v6 && !v4 && s.Is6()) {
+			return s.String()
+		}
+	}
+	return ""
 }

@@ -40,9 +40,26 @@ spec:
 // fromEntities [ingress] lets Gateway requests through, one admitting
 // only the client Pod refuses them while that client still gets in.
 func TestLabGatewayIngressIdentity(t *testing.T) {
-	l := ForTest(t, Options{Nodes: 1})
+	testGatewayIngressIdentity(t, 1, "testdata/gateway-ingress.yaml")
+}
+
+// TestLabGatewayIngressIdentityAcrossNodes: the same with the Gateway's
+// proxy on node-1 and its backends on node-2, where the proxy's mark does
+// not reach: its connections leave from node-1's ingress address, which
+// node-2 maps to the ingress identity, so fromEntities [ingress] admits
+// Gateway traffic and not the client Pod (also on node-1), and a policy
+// admitting only the client refuses Gateway traffic (it does not arrive
+// as node-1 either).
+func TestLabGatewayIngressIdentityAcrossNodes(t *testing.T) {
+	testGatewayIngressIdentity(t, 2, "testdata/gateway-ingress-placed.yaml")
+}
+
+// testGatewayIngressIdentity runs the Gateway identity scenario on a lab
+// of the given size; requests go to node-1's proxy.
+func testGatewayIngressIdentity(t *testing.T, nodes int, manifest string) {
+	l := ForTest(t, Options{Nodes: nodes})
 	ctx := context.Background()
-	if err := ApplyPaths(ctx, l.Config, []string{"testdata/gateway-ingress.yaml"}); err != nil {
+	if err := ApplyPaths(ctx, l.Config, []string{manifest}); err != nil {
 		t.Fatal(err)
 	}
 	if pods, err := WaitSettled(ctx, l.Client, 2*time.Minute); err != nil {

@@ -346,3 +346,35 @@ func TestResolveRemoteNodes(t *testing.T) {
 		t.Errorf("ipcache (-want +got):\n%s", diff)
 	}
 }
+
+// TestResolveIngressIPs: every node's ingress address maps to the
+// reserved ingress identity, this node's too; one that is also this
+// node's address, a Pod's or another node's stays theirs (and is
+// reported), so an annotation cannot turn their traffic into ingress.
+func TestResolveIngressIPs(t *testing.T) {
+	st := NewManager().Resolve(Input{
+		Pods:          []*corev1.Pod{pod("a", "p", nil, "10.244.2.5")},
+		HostIPs:       []netip.Addr{netip.MustParseAddr("10.250.0.11")},
+		RemoteNodeIPs: []netip.Addr{netip.MustParseAddr("10.250.0.12")},
+		IngressIPs: []netip.Addr{netip.MustParseAddr("10.244.1.254"), netip.MustParseAddr("::ffff:10.244.2.254"),
+			netip.MustParseAddr("10.244.1.254"), netip.MustParseAddr("10.250.0.11"), netip.MustParseAddr("10.244.2.5"),
+			netip.MustParseAddr("10.250.0.12")},
+	})
+	got := map[string]string{}
+	for _, e := range st.IPCache {
+		got[e.Prefix.String()] = e.Identity.String()
+	}
+	want := map[string]string{
+		"10.244.2.5/32":   "256",
+		"10.250.0.11/32":  "reserved:host",
+		"10.250.0.12/32":  "reserved:remote-node",
+		"10.244.1.254/32": "reserved:ingress",
+		"10.244.2.254/32": "reserved:ingress",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ipcache (-want +got):\n%s", diff)
+	}
+	if len(st.Problems) != 3 {
+		t.Errorf("problems: %v, want one per ingress address taken by another owner", st.Problems)
+	}
+}

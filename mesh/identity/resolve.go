@@ -83,6 +83,11 @@ type Input struct {
 	// RemoteNodeIPs are the other nodes' addresses (identity remote-node).
 	// An address that is also a host address or a Pod's stays theirs.
 	RemoteNodeIPs []netip.Addr
+	// IngressIPs are every node's ingress address (identity ingress): the
+	// source of the node proxy's connections to Gateway backends. One
+	// that is also a host, Pod or node address stays theirs, so a Node's
+	// annotation cannot make another's traffic count as ingress.
+	IngressIPs []netip.Addr
 	// CIDRs are the prefixes policies name; each gets a CIDR identity.
 	CIDRs []netip.Prefix
 }
@@ -189,6 +194,18 @@ func (m *Manager) Resolve(in Input) *State {
 		owner[r] = "a remote node"
 		remote = append(remote, r)
 	}
+	var ingress []netip.Addr
+	for _, a := range in.IngressIPs {
+		a = a.Unmap()
+		if o, taken := owner[a]; taken || !a.IsValid() {
+			if taken && o != "a node's ingress" {
+				st.Problems = append(st.Problems, fmt.Sprintf("ingress address %s already belongs to %s; ignored", a, o))
+			}
+			continue
+		}
+		owner[a] = "a node's ingress"
+		ingress = append(ingress, a)
+	}
 	cidrs, cidrLabels := cidrIdentities(in.CIDRs, owner)
 
 	m.mu.Lock()
@@ -242,6 +259,9 @@ func (m *Manager) Resolve(in Input) *State {
 	}
 	for _, r := range remote {
 		st.IPCache = append(st.IPCache, IPCacheEntry{Prefix: netip.PrefixFrom(r, r.BitLen()), Identity: model.IdentityRemoteNode})
+	}
+	for _, a := range ingress {
+		st.IPCache = append(st.IPCache, IPCacheEntry{Prefix: netip.PrefixFrom(a, a.BitLen()), Identity: model.IdentityIngress})
 	}
 	for _, c := range cidrs {
 		id, ok := cl[c.String()]

@@ -254,6 +254,7 @@ func (e *encoder) cluster(c *Cluster) {
 	e.str(string(c.LBPolicy))
 	e.dur(c.ConnectTimeout)
 	e.uint(uint64(c.UpstreamMark))
+	e.str(c.UpstreamSource)
 }
 
 func (e *encoder) endpoints(c *Cluster) {

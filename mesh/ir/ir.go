@@ -381,6 +381,12 @@ type Cluster struct {
 	// Gateway's backends), so backend policy judges that identity instead
 	// of the node's.
 	UpstreamMark uint32 `json:"upstreamMark,omitempty"`
+	// UpstreamSource, when set (with UpstreamMark), is the IP address
+	// the proxy binds its connections to the endpoints to: the node's
+	// ingress address for a Gateway's backends, which every node's
+	// ipcache maps to the ingress identity, so the identity also holds on
+	// backends on other nodes, where the mark does not reach.
+	UpstreamSource string `json:"upstreamSource,omitempty"`
 	// Endpoints may be empty: requests then get 503, as from Envoy.
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -84,7 +85,8 @@ type Input struct {
 	HostIPs                          []netip.Addr
 	// Nodes are the cluster's Nodes: the InternalIP and ExternalIP
 	// addresses of every Node but this one (Options.NodeName) get the
-	// reserved remote-node identity.
+	// reserved remote-node identity, and every Node's ingress address
+	// (IngressIPAnnotation) the reserved ingress identity.
 	Nodes []*corev1.Node
 }
 
@@ -273,7 +275,7 @@ func (c *Compiler) Compile(in Input) *Result {
 		}
 	}
 	st := c.opts.Identities.Resolve(identity.Input{Pods: in.Pods, Namespaces: in.Namespaces, HostIPs: in.HostIPs,
-		RemoteNodeIPs: remoteNodeIPs(in.Nodes, c.opts.NodeName), CIDRs: cidrs})
+		RemoteNodeIPs: remoteNodeIPs(in.Nodes, c.opts.NodeName), IngressIPs: ingressIPs(in.Nodes), CIDRs: cidrs})
 	res := &Result{Identities: st, Cookies: map[uint32]string{}}
 	ev := newEvaluator(st, c.opts)
 	res.Local = ev.local
@@ -453,6 +455,41 @@ func remoteNodeIPs(nodes []*corev1.Node, self string) []netip.Addr {
 				out = append(out, ip.Unmap())
 			}
 		}
+	}
+	return out
+}
+
+// IngressIPAnnotation on a Node names its ingress address(es), comma
+// separated: the source the node proxy binds its connections to Gateway
+// backends to. Every node maps it to the reserved ingress identity, so a
+// backend on another node, which the proxy's mark does not reach, still
+// judges Gateway traffic as ingress. Whoever runs the node's networking
+// (the CNI, or the lab) reserves the address, makes it local to the node
+// and routable in the cluster (e.g. from the node's Pod CIDR), and
+// writes the annotation.
+const IngressIPAnnotation = "nodemesh.io/ingress-ip"
+
+// NodeIngressIPs are the valid addresses of n's IngressIPAnnotation;
+// anything else in it is ignored.
+func NodeIngressIPs(n *corev1.Node) []netip.Addr {
+	if n == nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, s := range strings.Split(n.Annotations[IngressIPAnnotation], ",") {
+		a, err := netip.ParseAddr(strings.TrimSpace(s))
+		if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() {
+			continue
+		}
+		out = append(out, a.Unmap())
+	}
+	return out
+}
+
+func ingressIPs(nodes []*corev1.Node) []netip.Addr {
+	var out []netip.Addr
+	for _, n := range nodes {
+		out = append(out, NodeIngressIPs(n)...)
 	}
 	return out
 }

@@ -31,3 +31,27 @@ func TestRemoteNodeIPs(t *testing.T) {
 		t.Fatalf("(-want +got):\n%s", diff)
 	}
 }
+
+// TestNodeIngressIPs: the annotation's addresses, of either family, with
+// garbage, loopback and unspecified addresses left out; every Node's
+// count, this node's too.
+func TestNodeIngressIPs(t *testing.T) {
+	node := func(name, ann string) *corev1.Node {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if ann != "" {
+			n.Annotations = map[string]string{IngressIPAnnotation: ann}
+		}
+		return n
+	}
+	nodes := []*corev1.Node{
+		node("node-1", "10.244.1.254"),
+		node("node-2", " 10.244.2.254 , fd00:244:2::fe,garbage,127.0.0.1,0.0.0.0,fe80::1%eth0"),
+		node("node-3", ""),
+		nil,
+	}
+	got := ingressIPs(nodes)
+	want := []netip.Addr{netip.MustParseAddr("10.244.1.254"), netip.MustParseAddr("10.244.2.254"), netip.MustParseAddr("fd00:244:2::fe")}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+}

@@ -213,6 +213,9 @@ func (b *builder) buildCluster(c *ir.Cluster, name string) (*clusterv3.Cluster, 
 	}
 	if c.UpstreamMark != 0 {
 		out.UpstreamBindConfig = markBind(c.UpstreamMark, "upstream mark: the identity the proxy connects for")
+		if c.UpstreamSource != "" {
+			out.UpstreamBindConfig.SourceAddress.Address = c.UpstreamSource
+		}
 	}
 	upstreamLimits(out)
 	if err := checked("cluster", name, out); err != nil {

@@ -268,4 +268,17 @@ func TestClusterUpstreamMark(t *testing.T) {
 	if plain.Version(plain.Clusters[0]) == marked.Version(marked.Clusters[0]) {
 		t.Fatal("the mark does not change the cluster's version")
 	}
+	// A source address binds it, beside the mark.
+	cfg.Clusters[0].UpstreamSource = "10.244.1.254"
+	sourced, err := Translate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = sourced.Clusters[0].GetUpstreamBindConfig()
+	if b.GetSourceAddress().GetAddress() != "10.244.1.254" || b.GetSourceAddress().GetPortValue() != 0 || len(b.GetSocketOptions()) != 1 {
+		t.Fatalf("bind config with a source: %v", b)
+	}
+	if sourced.Version(sourced.Clusters[0]) == marked.Version(marked.Clusters[0]) {
+		t.Fatal("the source address does not change the cluster's version")
+	}
 }

@@ -69,6 +69,12 @@ type Node struct {
 	PodCIDR netip.Prefix
 	// Gateway is the Pods' next hop (on the node's loopback).
 	Gateway netip.Addr
+	// IngressIP is the node's ingress address (on its loopback, reserved
+	// from its Pod CIDR so every node routes it here): the source of the
+	// node proxy's connections to Gateway backends, which the node's Node
+	// announces (mesh/policy.IngressIPAnnotation) and every agent maps to
+	// the ingress identity.
+	IngressIP netip.Addr
 
 	id   string
 	mu   sync.Mutex
@@ -156,8 +162,9 @@ func (n *Network) addNode(i int, resolv []byte) (*Node, error) {
 	cidr := PodCIDR(i)
 	node := &Node{
 		Namespace: ns, Index: i, Name: NodeName(i), IP: NodeIP(i), PodCIDR: cidr,
-		Gateway: cidr.Addr().Next(), id: n.ID, used: map[netip.Addr]bool{},
+		Gateway: cidr.Addr().Next(), IngressIP: lastAddr(cidr).Prev(), id: n.ID, used: map[netip.Addr]bool{},
 	}
+	node.used[node.IngressIP] = true
 	for _, kv := range [][2]string{
 		{"net.ipv4.ip_forward", "1"},
 		{"net.ipv4.conf.all.rp_filter", "0"},
@@ -216,6 +223,9 @@ func (n *Network) addNode(i int, resolv []byte) (*Node, error) {
 		}
 		if err := nl.AddrAdd(lo, nlAddr(netip.PrefixFrom(node.Gateway, 32))); err != nil {
 			return fmt.Errorf("adding the Pod gateway %s: %w", node.Gateway, err)
+		}
+		if err := nl.AddrAdd(lo, nlAddr(netip.PrefixFrom(node.IngressIP, 32))); err != nil {
+			return fmt.Errorf("adding the ingress address %s: %w", node.IngressIP, err)
 		}
 		// Addresses nothing in the lab owns (a Service IP before
 		// kube-proxy's DNAT, say) need a route to be looked up at all;

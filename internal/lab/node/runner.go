@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/nodemesh/nodemesh/internal/lab/network"
+	"github.com/nodemesh/nodemesh/mesh/policy"
 )
 
 // Config configures a Runner.
@@ -175,9 +176,13 @@ func (r *Runner) register(ctx context.Context) error {
 		labels[k] = v
 	}
 	cidr := r.cfg.Node.PodCIDR.String()
+	// The node's ingress address, as a CNI that reserves one announces
+	// it (see mesh/policy.IngressIPAnnotation).
+	ingress := r.cfg.Node.IngressIP.String()
 	n := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
-		Spec:       corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels,
+			Annotations: map[string]string{policy.IngressIPAnnotation: ingress}},
+		Spec: corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}},
 	}
 	cur, err := nodes.Create(ctx, n, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
@@ -196,11 +201,15 @@ func (r *Runner) register(ctx context.Context) error {
 			keep = append(keep, t)
 		}
 	}
-	if len(keep) != len(cur.Spec.Taints) {
+	if len(keep) != len(cur.Spec.Taints) || cur.Annotations[policy.IngressIPAnnotation] != ingress {
 		cp := cur.DeepCopy()
 		cp.Spec.Taints = keep
+		if cp.Annotations == nil {
+			cp.Annotations = map[string]string{}
+		}
+		cp.Annotations[policy.IngressIPAnnotation] = ingress
 		if cur, err = nodes.Update(ctx, cp, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("removing the not-ready taint of Node %s: %w", name, err)
+			return fmt.Errorf("updating Node %s (not-ready taint, ingress address): %w", name, err)
 		}
 	}
 	return r.nodeStatus(ctx, cur)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 
@@ -70,7 +71,8 @@ func (p *Provider) setupPolicy(add func(cache.SharedIndexInformer, func(old, cur
 	cidrs := p.coreFactory.Networking().V1().ServiceCIDRs()
 	w.cidrs = func() ([]*networkingv1.ServiceCIDR, error) { return cidrs.Lister().List(labels.Everything()) }
 	add(pods.Informer(), podChanged)
-	// Only a Node's existence and addresses matter (see Snapshot); the
+	// Only a Node's existence, addresses and annotations (its ingress
+	// address) matter (see Snapshot); the
 	// rest of its status is rewritten every few seconds by its kubelet.
 	add(nodes.Informer(), func(old, cur any) bool { return uidChanged(old, cur) || nodeAddressesChanged(old, cur) })
 	add(knps.Informer(), specChanged)
@@ -165,6 +167,10 @@ func nodeAddressesChanged(old, cur any) bool {
 	o, ok1 := old.(*corev1.Node)
 	c, ok2 := cur.(*corev1.Node)
 	if !ok1 || !ok2 || len(o.Status.Addresses) != len(c.Status.Addresses) {
+		return true
+	}
+	// The ingress address (policy.IngressIPAnnotation) is an address too.
+	if !maps.Equal(o.Annotations, c.Annotations) {
 		return true
 	}
 	for i := range o.Status.Addresses {
