@@ -88,6 +88,11 @@ bench: build ## benchmarks that print numbers (see BENCHMARKS.md)
 	$(GO) run ./conformance/perf/proxybench -bin $(BIN)
 	$(GO) test -run '^$$' -bench Redirect -benchtime 2s ./datapath/  # root: eBPF redirect vs iptables TPROXY
 	$(GO) test -run '^$$' -bench PolicyHop -benchtime 20000x ./conformance/e2e/  # root: latency the redirect + L7 policy hop adds at 1k req/s
+	@# Policy apply through the API server -> enforced on both nodes of a
+	@# 2-node lab, p50/p99 over 100 updates (builds Kubernetes once, cached).
+	@if [ "$$(id -u)" -ne 0 ]; then echo "skipping BenchmarkPolicyApplyToEnforced: the lab needs root (network namespaces, eBPF)"; \
+	else echo "NODEMESH_INTEGRATION=1 $(GO) test -run '^$$' -bench PolicyApplyToEnforced -benchtime 100x -timeout 30m ./internal/lab/"; \
+	NODEMESH_INTEGRATION=1 $(GO) test -run '^$$' -bench PolicyApplyToEnforced -benchtime 100x -timeout 30m ./internal/lab/; fi
 
 fuzz: ## run every fuzz target briefly (FUZZTIME=30s to change)
 	./.ci/fuzz.sh $${FUZZTIME:-10s}

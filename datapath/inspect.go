@@ -58,3 +58,26 @@ func LookupIdentities(pinDir string, addrs []netip.Addr) (map[netip.Addr]model.I
 	}
 	return out, nil
 }
+
+// ReadPolicy returns the policy the datapath pinned under pinDir holds,
+// read-only like LookupIdentities: what a node enforces right now, for
+// tools and for measuring how long a policy change takes to arrive.
+func ReadPolicy(pinDir string) (model.Policy, error) {
+	dir := filepath.Join(pinDir, mapLayout)
+	ro := &ebpf.LoadPinOptions{ReadOnly: true}
+	pol, err := ebpf.LoadPinnedMap(filepath.Join(dir, nmbpf.WorkloadMapNmPolicy), ro)
+	if err != nil {
+		return model.Policy{}, fmt.Errorf("opening the pinned policy map: %w", err)
+	}
+	defer pol.Close()
+	enf, err := ebpf.LoadPinnedMap(filepath.Join(dir, nmbpf.WorkloadMapNmEnforce), ro)
+	if err != nil {
+		return model.Policy{}, fmt.Errorf("opening the pinned enforcement map: %w", err)
+	}
+	defer enf.Close()
+	rows, enforce, err := readPolicyMaps(pol, enf)
+	if err != nil {
+		return model.Policy{}, err
+	}
+	return model.Policy{Enforce: enforce, Entries: sortedEntries(rows)}, nil
+}

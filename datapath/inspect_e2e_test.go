@@ -11,8 +11,9 @@ import (
 
 // LookupIdentities reads a running datapath's pins the way the programs
 // look an address up: a local endpoint first (even inside an ipcache
-// prefix), then the longest ipcache prefix, then world.
-func TestLookupIdentitiesReadsThePins(t *testing.T) {
+// prefix), then the longest ipcache prefix, then world; ReadPolicy reads
+// its policy rows and enforcement.
+func TestInspectionReadsThePins(t *testing.T) {
 	n := newNode(t, 1, false)
 	remote := model.Identity(4242)
 	entries := append(n.ipcache(),
@@ -48,5 +49,23 @@ func TestLookupIdentitiesReadsThePins(t *testing.T) {
 	}
 	if _, err := datapath.LookupIdentities(t.TempDir(), addrs); err == nil {
 		t.Error("a directory without pins: no error")
+	}
+
+	// ReadPolicy sees what SyncPolicy wrote, and its removal.
+	pol := model.Policy{
+		Enforce: map[model.Identity]model.Enforcement{ident(0): model.EnforceIngress},
+		Entries: []model.PolicyEntry{{Subject: ident(0), Remote: remote, Direction: model.Ingress, Proto: model.ProtoTCP, Port: 8443, Verdict: model.Allow}},
+	}
+	n.policy(pol)
+	got2, err := datapath.ReadPolicy(n.pinDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got2.Entries) != 1 || got2.Entries[0] != pol.Entries[0] || got2.Enforce[ident(0)] != model.EnforceIngress {
+		t.Fatalf("read back %+v, want %+v", got2, pol)
+	}
+	n.policy(model.Policy{})
+	if got2, err = datapath.ReadPolicy(n.pinDir); err != nil || len(got2.Entries) != 0 || len(got2.Enforce) != 0 {
+		t.Fatalf("after clearing: %+v, %v", got2, err)
 	}
 }

@@ -92,7 +92,11 @@ func (d *Datapath) Policy() (model.Policy, error) {
 }
 
 func (d *Datapath) readPolicy() (map[model.PolicyKey]model.PolicyEntry, map[model.Identity]model.Enforcement, error) {
-	raw, err := readAll[nmbpf.WorkloadPolicyKey, nmbpf.WorkloadPolicyValue](d.objs.NmPolicy)
+	return readPolicyMaps(d.objs.NmPolicy, d.objs.NmEnforce)
+}
+
+func readPolicyMaps(policy, enforceMap *ebpf.Map) (map[model.PolicyKey]model.PolicyEntry, map[model.Identity]model.Enforcement, error) {
+	raw, err := readAll[nmbpf.WorkloadPolicyKey, nmbpf.WorkloadPolicyValue](policy)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -101,7 +105,7 @@ func (d *Datapath) readPolicy() (map[model.PolicyKey]model.PolicyEntry, map[mode
 		e := policyEntryFrom(k, v)
 		rows[e.Key()] = e
 	}
-	rawEnf, err := readAll[uint32, uint32](d.objs.NmEnforce)
+	rawEnf, err := readAll[uint32, uint32](enforceMap)
 	if err != nil {
 		return nil, nil, err
 	}
