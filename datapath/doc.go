@@ -123,8 +123,15 @@
 //     to_workload judges the node proxy's connections to a backend as the
 //     reserved ingress identity (8), as Cilium does, and a backend policy
 //     needs fromEntities [ingress] to admit them. The mark does not cross
-//     nodes: a backend on another node sees the proxy's node address,
-//     which the agents map to remote-node (6), not ingress.
+//     nodes, so the identity travels in the source address instead, as
+//     Cilium's per-node ingress IP does: a node whose Node carries an
+//     ingress address (mesh/policy.IngressIPAnnotation, reserved and
+//     routed by the node's networking) has the proxy bind its Gateway
+//     upstream connections to it, and every agent maps every node's
+//     ingress address to ingress (8) in its ipcache, so a backend on
+//     another node judges them as ingress too. Without one, a backend on
+//     another node sees the proxy's node address, which the agents map to
+//     remote-node (6), not ingress.
 //   - Services: socket-level translation (Cilium's socket-LB), beside
 //     kube-proxy. A Pod's packets reach its host-side interface's hook
 //     before the node's netfilter, so kube-proxy's DNAT of a ClusterIP has

@@ -40,7 +40,11 @@
 //   - Addresses: lab network 10.250.0.0/24 (control plane .1, node i
 //     .<10+i>), Pods 10.244.<i>.0/24, Services 10.96.0.0/16, DNS
 //     10.96.0.10, Gateway addresses from 127.0.50.0/24 on each node's
-//     loopback (where that node's proxy listens). Nothing is added to the
+//     loopback (where that node's proxy listens), and each node's ingress
+//     address 10.244.<i>.254 (reserved from its Pod CIDR, so the other
+//     nodes route it there) on its loopback, announced on its Node
+//     (nodemesh.io/ingress-ip): the source of its proxy's connections to
+//     Gateway backends, which every agent maps to the ingress identity. Nothing is added to the
 //     machine's own namespace except one loopback port (below); the
 //     control-plane namespace does not forward, so the lab is an island.
 //   - The cluster DNS runs in the lab's process, listening in the

@@ -69,7 +69,9 @@
 //     ExternalIP) to remote-node, below host and Pod addresses, as Cilium
 //     maps them, so fromEntities [remote-node] admits the other nodes
 //     themselves (kubelet-like probes, host-network clients) and nothing
-//     else; a prefix that is a
+//     else; every node's ingress address (Input.IngressIPs) maps to
+//     ingress, below all of those, so an address already the host's, a
+//     Pod's or a node's never becomes ingress; a prefix that is a
 //     Pod or node address stays theirs (CIDR rules never select cluster
 //     workloads, as in Cilium); /0 prefixes get no CIDR identity (they mean
 //     the world entity, see mesh/policy).

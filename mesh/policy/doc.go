@@ -96,7 +96,10 @@
 //     plus every CIDR identity), cluster (every workload of the cluster
 //     plus host, remote-node, kube-apiserver, ingress, health, init,
 //     unmanaged), host, remote-node, kube-apiserver, ingress, health,
-//     init, unmanaged, none.
+//     init, unmanaged, none. Addresses of the reserved identities: the
+//     node's own (host), other Nodes' InternalIP/ExternalIP
+//     (remote-node), every Node's IngressIPAnnotation (ingress: where the
+//     node proxy's Gateway upstream connections come from).
 //   - CIDR peers select the CIDR identities inside the prefix and outside
 //     its exceptions, never cluster workloads; a /0 prefix also selects
 //     world.
