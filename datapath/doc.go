@@ -125,7 +125,7 @@
 //     needs fromEntities [ingress] to admit them. The mark does not cross
 //     nodes, so the identity travels in the source address instead, as
 //     Cilium's per-node ingress IP does: a node whose Node carries an
-//     ingress address (mesh/policy.IngressIPAnnotation, reserved and
+//     ingress address (model.IngressIPAnnotation, reserved and
 //     routed by the node's networking) has the proxy bind its Gateway
 //     upstream connections to it, and every agent maps every node's
 //     ingress address to ingress (8) in its ipcache, so a backend on

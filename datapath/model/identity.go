@@ -1,6 +1,10 @@
 package model
 
-import "strconv"
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+)
 
 // Identity is a numeric security identity, as allocated from labels by the
 // identity allocator. The reserved values below are numerically identical
@@ -81,4 +85,29 @@ func (id Identity) String() string {
 		return "reserved:" + n
 	}
 	return strconv.FormatUint(uint64(id), 10)
+}
+
+// IngressIPAnnotation on a Node names its ingress address(es), comma
+// separated: the source the node proxy binds its connections to Gateway
+// backends to. Every node maps it to IdentityIngress, so a backend on
+// another node, which the proxy's mark does not reach, still judges
+// Gateway traffic as ingress (Cilium gives each node an ingress IP for
+// the same reason). Whoever runs the node's networking (the CNI, or the
+// lab) reserves the address, makes it local to the node and routable in
+// the cluster (e.g. from the node's Pod CIDR), and writes the annotation.
+const IngressIPAnnotation = "nodemesh.io/ingress-ip"
+
+// ParseIngressIPs reads an IngressIPAnnotation value: the addresses of
+// either family, with anything that is not a plain unicast address left
+// out (garbage, zones, loopback, unspecified, multicast).
+func ParseIngressIPs(v string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range strings.Split(v, ",") {
+		a, err := netip.ParseAddr(strings.TrimSpace(s))
+		if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() {
+			continue
+		}
+		out = append(out, a.Unmap())
+	}
+	return out
 }

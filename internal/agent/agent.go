@@ -60,7 +60,7 @@ type Config struct {
 	GatewayUpstreamMark uint32
 	// NodeName is this node's Node (Kubernetes mode): with
 	// GatewayUpstreamMark, the proxy's connections to Gateway backends
-	// leave from the Node's ingress address (policy.IngressIPAnnotation)
+	// leave from the Node's ingress address (model.IngressIPAnnotation)
 	// when it has one, which every node maps to the ingress identity, so
 	// backends on other nodes judge Gateway traffic as ingress too.
 	NodeName string

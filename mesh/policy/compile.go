@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
-	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -459,31 +458,16 @@ func remoteNodeIPs(nodes []*corev1.Node, self string) []netip.Addr {
 	return out
 }
 
-// IngressIPAnnotation on a Node names its ingress address(es), comma
-// separated: the source the node proxy binds its connections to Gateway
-// backends to. Every node maps it to the reserved ingress identity, so a
-// backend on another node, which the proxy's mark does not reach, still
-// judges Gateway traffic as ingress. Whoever runs the node's networking
-// (the CNI, or the lab) reserves the address, makes it local to the node
-// and routable in the cluster (e.g. from the node's Pod CIDR), and
-// writes the annotation.
-const IngressIPAnnotation = "nodemesh.io/ingress-ip"
+// IngressIPAnnotation on a Node names its ingress address(es); see
+// model.IngressIPAnnotation.
+const IngressIPAnnotation = model.IngressIPAnnotation
 
-// NodeIngressIPs are the valid addresses of n's IngressIPAnnotation;
-// anything else in it is ignored.
+// NodeIngressIPs are the valid addresses of n's IngressIPAnnotation.
 func NodeIngressIPs(n *corev1.Node) []netip.Addr {
 	if n == nil {
 		return nil
 	}
-	var out []netip.Addr
-	for _, s := range strings.Split(n.Annotations[IngressIPAnnotation], ",") {
-		a, err := netip.ParseAddr(strings.TrimSpace(s))
-		if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() {
-			continue
-		}
-		out = append(out, a.Unmap())
-	}
-	return out
+	return model.ParseIngressIPs(n.Annotations[IngressIPAnnotation])
 }
 
 func ingressIPs(nodes []*corev1.Node) []netip.Addr {

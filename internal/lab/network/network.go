@@ -72,7 +72,7 @@ type Node struct {
 	// IngressIP is the node's ingress address (on its loopback, reserved
 	// from its Pod CIDR so every node routes it here): the source of the
 	// node proxy's connections to Gateway backends, which the node's Node
-	// announces (mesh/policy.IngressIPAnnotation) and every agent maps to
+	// announces (model.IngressIPAnnotation) and every agent maps to
 	// the ingress identity.
 	IngressIP netip.Addr
 

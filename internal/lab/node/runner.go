@@ -25,8 +25,8 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/internal/lab/network"
-	"github.com/nodemesh/nodemesh/mesh/policy"
 )
 
 // Config configures a Runner.
@@ -177,11 +177,11 @@ func (r *Runner) register(ctx context.Context) error {
 	}
 	cidr := r.cfg.Node.PodCIDR.String()
 	// The node's ingress address, as a CNI that reserves one announces
-	// it (see mesh/policy.IngressIPAnnotation).
+	// it (see datapath/model.IngressIPAnnotation).
 	ingress := r.cfg.Node.IngressIP.String()
 	n := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels,
-			Annotations: map[string]string{policy.IngressIPAnnotation: ingress}},
+			Annotations: map[string]string{model.IngressIPAnnotation: ingress}},
 		Spec: corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}},
 	}
 	cur, err := nodes.Create(ctx, n, metav1.CreateOptions{})
@@ -201,13 +201,13 @@ func (r *Runner) register(ctx context.Context) error {
 			keep = append(keep, t)
 		}
 	}
-	if len(keep) != len(cur.Spec.Taints) || cur.Annotations[policy.IngressIPAnnotation] != ingress {
+	if len(keep) != len(cur.Spec.Taints) || cur.Annotations[model.IngressIPAnnotation] != ingress {
 		cp := cur.DeepCopy()
 		cp.Spec.Taints = keep
 		if cp.Annotations == nil {
 			cp.Annotations = map[string]string{}
 		}
-		cp.Annotations[policy.IngressIPAnnotation] = ingress
+		cp.Annotations[model.IngressIPAnnotation] = ingress
 		if cur, err = nodes.Update(ctx, cp, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("updating Node %s (not-ready taint, ingress address): %w", name, err)
 		}

@@ -169,7 +169,7 @@ func nodeAddressesChanged(old, cur any) bool {
 	if !ok1 || !ok2 || len(o.Status.Addresses) != len(c.Status.Addresses) {
 		return true
 	}
-	// The ingress address (policy.IngressIPAnnotation) is an address too.
+	// The ingress address (model.IngressIPAnnotation) is an address too.
 	if !maps.Equal(o.Annotations, c.Annotations) {
 		return true
 	}
