@@ -125,8 +125,8 @@
 //     needs fromEntities [ingress] to admit them. The mark does not cross
 //     nodes, so the identity travels in the source address instead, as
 //     Cilium's per-node ingress IP does: a node whose Node carries an
-//     ingress address (model.IngressIPAnnotation, reserved and
-//     routed by the node's networking) has the proxy bind its Gateway
+//     ingress address (model.IngressIPAnnotation, reserved from its Pod
+//     CIDR by the node's networking) has the proxy bind its Gateway
 //     upstream connections to it, and every agent maps every node's
 //     ingress address to ingress (8) in its ipcache, so a backend on
 //     another node judges them as ingress too. Without one, a backend on

@@ -93,8 +93,10 @@ func (id Identity) String() string {
 // another node, which the proxy's mark does not reach, still judges
 // Gateway traffic as ingress (Cilium gives each node an ingress IP for
 // the same reason). Whoever runs the node's networking (the CNI, or the
-// lab) reserves the address, makes it local to the node and routable in
-// the cluster (e.g. from the node's Pod CIDR), and writes the annotation.
+// lab) reserves the address from the node's Pod CIDR, makes it local to
+// the node, and writes the annotation; an address outside the Node's
+// spec.podCIDRs is ignored (mesh/policy.NodeIngressIPs), so a node cannot
+// make an arbitrary address count as ingress everywhere.
 const IngressIPAnnotation = "nodemesh.io/ingress-ip"
 
 // ParseIngressIPs reads an IngressIPAnnotation value: the addresses of

@@ -462,12 +462,35 @@ func remoteNodeIPs(nodes []*corev1.Node, self string) []netip.Addr {
 // model.IngressIPAnnotation.
 const IngressIPAnnotation = model.IngressIPAnnotation
 
-// NodeIngressIPs are the valid addresses of n's IngressIPAnnotation.
+// NodeIngressIPs are the valid addresses of n's IngressIPAnnotation that
+// lie inside the Node's own Pod CIDRs (spec.podCIDRs, which the control
+// plane assigns and a node cannot change): a node may name an address it
+// routes as its ingress, never an arbitrary one (another network's, an
+// external client's) that every node would then admit as ingress.
 func NodeIngressIPs(n *corev1.Node) []netip.Addr {
 	if n == nil {
 		return nil
 	}
-	return model.ParseIngressIPs(n.Annotations[IngressIPAnnotation])
+	cidrs := n.Spec.PodCIDRs
+	if len(cidrs) == 0 && n.Spec.PodCIDR != "" {
+		cidrs = []string{n.Spec.PodCIDR}
+	}
+	var own []netip.Prefix
+	for _, c := range cidrs {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			own = append(own, p.Masked())
+		}
+	}
+	var out []netip.Addr
+	for _, a := range model.ParseIngressIPs(n.Annotations[IngressIPAnnotation]) {
+		for _, p := range own {
+			if p.Contains(a) {
+				out = append(out, a)
+				break
+			}
+		}
+	}
+	return out
 }
 
 func ingressIPs(nodes []*corev1.Node) []netip.Addr {

@@ -33,24 +33,31 @@ func TestRemoteNodeIPs(t *testing.T) {
 }
 
 // TestNodeIngressIPs: the annotation's addresses, of either family, with
-// garbage, loopback and unspecified addresses left out; every Node's
-// count, this node's too.
+// garbage, loopback and unspecified addresses left out, and only those
+// inside the Node's own Pod CIDRs; every Node's count, this node's too.
 func TestNodeIngressIPs(t *testing.T) {
-	node := func(name, ann string) *corev1.Node {
-		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	node := func(name, ann string, podCIDRs ...string) *corev1.Node {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.NodeSpec{PodCIDRs: podCIDRs}}
 		if ann != "" {
 			n.Annotations = map[string]string{IngressIPAnnotation: ann}
 		}
 		return n
 	}
 	nodes := []*corev1.Node{
-		node("node-1", "10.244.1.254"),
-		node("node-2", " 10.244.2.254 , fd00:244:2::fe,garbage,127.0.0.1,0.0.0.0,fe80::1%eth0"),
+		node("node-1", "10.244.1.254", "10.244.1.0/24"),
+		node("node-2", " 10.244.2.254 , fd00:244:2::fe,garbage,127.0.0.1,0.0.0.0,fe80::1%eth0,10.244.1.253,203.0.113.9",
+			"10.244.2.0/24", "fd00:244:2::/64"),
 		node("node-3", ""),
+		node("node-4", "10.244.4.254"), // no Pod CIDR: nothing is its own
 		nil,
 	}
+	// The single-family field alone counts too.
+	old := node("node-5", "10.244.5.254")
+	old.Spec.PodCIDR = "10.244.5.0/24"
+	nodes = append(nodes, old)
 	got := ingressIPs(nodes)
-	want := []netip.Addr{netip.MustParseAddr("10.244.1.254"), netip.MustParseAddr("10.244.2.254"), netip.MustParseAddr("fd00:244:2::fe")}
+	want := []netip.Addr{netip.MustParseAddr("10.244.1.254"), netip.MustParseAddr("10.244.2.254"), netip.MustParseAddr("fd00:244:2::fe"),
+		netip.MustParseAddr("10.244.5.254")}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
 	}
