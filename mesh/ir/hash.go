@@ -255,6 +255,19 @@ func (e *encoder) cluster(c *Cluster) {
 	e.dur(c.ConnectTimeout)
 	e.uint(uint64(c.UpstreamMark))
 	e.str(c.UpstreamSource)
+	// Upstream TLS is appended only when set, so clusters without it keep
+	// the encoding (and the versions) they had.
+	if t := c.UpstreamTLS; t != nil {
+		e.buf = append(e.buf, 1)
+		e.str(t.SNI)
+		e.bytes(t.TrustedCA)
+		e.uint(uint64(len(t.SubjectAltNames)))
+		for _, san := range t.SubjectAltNames {
+			e.str(string(san.Type))
+			e.str(san.Value)
+		}
+		e.str(t.ClientCertificate)
+	}
 }
 
 func (e *encoder) endpoints(c *Cluster) {

@@ -39,7 +39,8 @@ func hashFixtures() (*Route, *VirtualHost, *RouteTable, *Listener, *Cluster, *Se
 		Routes: &RouteTable{Name: "t"}, CORS: true,
 	}}, UDP: &UDPProxy{Cluster: "u"}, TCPChains: []*TCPChain{{Name: "p", ServerNames: []string{"s2"}, Backends: []*WeightedBackend{{Cluster: "c", Weight: 2, RequestHeaders: mods, ResponseHeaders: mods}}}}}
 	cluster := &Cluster{Name: "c", Protocol: ProtocolH2C, LBPolicy: LBRandom, ConnectTimeout: time.Second,
-		Endpoints: []Endpoint{{Address: "127.0.0.1", Port: 1, Ready: true, Weight: 2}}}
+		Endpoints:   []Endpoint{{Address: "127.0.0.1", Port: 1, Ready: true, Weight: 2}},
+		UpstreamTLS: &UpstreamTLS{SNI: "a", TrustedCA: []byte("ca"), SubjectAltNames: []SubjectAltName{{Type: SANURI, Value: "u"}}, ClientCertificate: "s"}}
 	secret := &Secret{Name: "s", Certificate: []byte("c"), PrivateKey: []byte("k")}
 	peers := PeerSet{Any: true, Terms: []AddressTerm{{Prefix: "10.0.0.0/8", Except: []string{"10.1.0.0/16"}}}}
 	pol := &Policy{

@@ -389,6 +389,44 @@ type Cluster struct {
 	UpstreamSource string `json:"upstreamSource,omitempty"`
 	// Endpoints may be empty: requests then get 503, as from Envoy.
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
+	// UpstreamTLS, when set, makes the proxy speak TLS to the endpoints
+	// and verify them; only HTTP clusters (HTTP/1.1, h2c: then HTTP/2 over
+	// TLS) take it.
+	UpstreamTLS *UpstreamTLS `json:"upstreamTLS,omitempty"`
+}
+
+// UpstreamTLS is TLS from the proxy to a cluster's endpoints. It always
+// verifies the endpoint: a connection whose certificate does not chain to
+// TrustedCA, or carries none of the expected names, fails (fail closed).
+type UpstreamTLS struct {
+	// SNI is the server name sent in the ClientHello; empty sends none.
+	SNI string `json:"sni,omitempty"`
+	// TrustedCA holds the PEM certificates an endpoint's chain must lead
+	// to; at least one, each of which parses.
+	TrustedCA []byte `json:"trustedCA"`
+	// SubjectAltNames: the endpoint's certificate must carry at least one
+	// of them. Empty means a DNS SAN matching SNI (which must then be set).
+	SubjectAltNames []SubjectAltName `json:"subjectAltNames,omitempty"`
+	// ClientCertificate, when set, names a Secret in Config.Secrets whose
+	// certificate the proxy presents to the endpoints.
+	ClientCertificate string `json:"clientCertificate,omitempty"`
+}
+
+// SANType is the kind of a subject alternative name.
+type SANType string
+
+const (
+	// SANDNS is a DNS name; an exact name also matches a certificate's
+	// "*.suffix" wildcard covering it with one label, as in Envoy.
+	SANDNS SANType = "DNS"
+	// SANURI is a URI compared byte for byte (e.g. a SPIFFE ID).
+	SANURI SANType = "URI"
+)
+
+// SubjectAltName is one name a peer certificate may carry.
+type SubjectAltName struct {
+	Type  SANType `json:"type"`
+	Value string  `json:"value"`
 }
 
 // Endpoint is one backend address. Only ready endpoints receive traffic.

@@ -1,6 +1,9 @@
 package ir
 
 import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -104,6 +107,13 @@ func (c *Config) validate(v *validator) error {
 	secrets := map[string]bool{}
 	for i, s := range c.Secrets {
 		v.secret(i, s, secrets)
+	}
+	// Client certificates are checked here, not with the cluster, whose
+	// verdict is remembered by its content alone.
+	for _, cl := range c.Clusters {
+		if cl != nil && cl.UpstreamTLS != nil && cl.UpstreamTLS.ClientCertificate != "" && !secrets[cl.UpstreamTLS.ClientCertificate] {
+			v.fail(object{kind: "cluster", name: cl.Name}, root.f("upstreamTLS").f("clientCertificate"), "unknown secret %q", cl.UpstreamTLS.ClientCertificate)
+		}
 	}
 	listeners := map[string]bool{}
 	tables := map[string]bool{}
@@ -246,6 +256,9 @@ func (v *validator) cluster(i int, cl *Cluster, seen map[string]bool) {
 	if cl.ConnectTimeout < 0 {
 		v.fail(obj, root.f("connectTimeout"), "negative")
 	}
+	if cl.UpstreamTLS != nil {
+		v.upstreamTLS(obj, cl)
+	}
 	for j, ep := range cl.Endpoints {
 		if _, err := netip.ParseAddr(ep.Address); err != nil {
 			v.fail(obj, root.i("endpoints", j).f("address"), "%v", err)
@@ -254,6 +267,81 @@ func (v *validator) cluster(i int, cl *Cluster, seen map[string]bool) {
 			v.fail(obj, root.i("endpoints", j).f("port"), "%d out of range 1-65535", ep.Port)
 		}
 	}
+}
+
+// upstreamTLS checks that a cluster's TLS verifies its endpoints: trust
+// anchors that parse, and a name to check the certificate against.
+func (v *validator) upstreamTLS(obj object, cl *Cluster) {
+	t, f := cl.UpstreamTLS, root.f("upstreamTLS")
+	if cl.Protocol != ProtocolHTTP1 && cl.Protocol != ProtocolH2C {
+		v.fail(obj, f, "only HTTP clusters originate TLS, not %s", cl.Protocol)
+	}
+	if err := checkTrustedCA(t.TrustedCA); err != nil {
+		v.fail(obj, f.f("trustedCA"), "%v", err)
+	}
+	if t.SNI == "" && len(t.SubjectAltNames) == 0 {
+		v.fail(obj, f, "neither sni nor subjectAltNames: nothing would check whom the certificate names")
+	}
+	if t.SNI != "" && !validSNI(t.SNI) {
+		v.fail(obj, f.f("sni"), "%q is not a DNS name", t.SNI)
+	}
+	for j, san := range t.SubjectAltNames {
+		switch san.Type {
+		case SANDNS, SANURI:
+		default:
+			v.fail(obj, f.i("subjectAltNames", j).f("type"), "unknown type %q", san.Type)
+		}
+		if san.Value == "" {
+			v.fail(obj, f.i("subjectAltNames", j).f("value"), "empty")
+		}
+	}
+}
+
+// checkTrustedCA requires a PEM bundle of certificates only, at least one,
+// each of which parses: the proxy refuses anything less.
+func checkTrustedCA(b []byte) error {
+	n := 0
+	for rest := b; ; {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			if len(bytes.TrimSpace(rest)) > 0 {
+				return errors.New("holds bytes that are not PEM")
+			}
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			return fmt.Errorf("holds a PEM block of type %q, not CERTIFICATE", blk.Type)
+		}
+		if _, err := x509.ParseCertificate(blk.Bytes); err != nil {
+			return fmt.Errorf("certificate %d: %w", n, err)
+		}
+		n++
+	}
+	if n == 0 {
+		return errors.New("no certificate")
+	}
+	return nil
+}
+
+// validSNI accepts a DNS name of letters, digits, hyphens and dots, as a
+// TLS server_name holds (no IP literal, no trailing dot).
+func validSNI(s string) bool {
+	if len(s) > 253 || strings.HasSuffix(s, ".") || strings.HasPrefix(s, ".") {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (v *validator) secret(i int, s *Secret, seen map[string]bool) {

@@ -1,11 +1,35 @@
 package ir
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
+
+// testCA is a self-signed CA certificate in PEM, made once.
+var testCA = sync.OnceValue(func() []byte {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+})
 
 // valid returns a small Config exercising every kind; each test case breaks
 // one thing.
@@ -52,7 +76,9 @@ func valid() *Config {
 			Name: "gateway/default/eg/5432/udp", Address: "127.0.100.1", Port: 5432,
 			UDP: &UDPProxy{Cluster: "udproute/default/dns/53"},
 		}},
-		Clusters: []*Cluster{{Name: "service/default/echo/8080", Protocol: ProtocolHTTP1, LBPolicy: LBRoundRobin, Endpoints: []Endpoint{{Address: "127.0.0.1", Port: 9000, Ready: true}}},
+		Clusters: []*Cluster{{Name: "service/default/echo/8080", Protocol: ProtocolHTTP1, LBPolicy: LBRoundRobin, Endpoints: []Endpoint{{Address: "127.0.0.1", Port: 9000, Ready: true}},
+			UpstreamTLS: &UpstreamTLS{SNI: "echo.example", TrustedCA: testCA(), SubjectAltNames: []SubjectAltName{{Type: SANURI, Value: "spiffe://example/echo"}, {Type: SANDNS, Value: "echo.example"}},
+				ClientCertificate: "secret/default/cert"}},
 			{Name: "service/default/db/5432/tcp", Protocol: ProtocolTCP, LBPolicy: LBRoundRobin},
 			{Name: "udproute/default/dns/53", Protocol: ProtocolUDP, LBPolicy: LBRoundRobin, Endpoints: []Endpoint{{Address: "10.0.0.1", Port: 53, Ready: true, Weight: 3}}}},
 		Secrets: []*Secret{{Name: "secret/default/cert", Certificate: []byte("c"), PrivateKey: []byte("k")}},
@@ -134,6 +160,20 @@ func TestValidate(t *testing.T) {
 		{"two udp listeners on one port", func(c *Config) {
 			c.Listeners = append(c.Listeners, &Listener{Name: "other", Address: "127.0.100.1", Port: 5432, UDP: &UDPProxy{Cluster: "udproute/default/dns/53"}})
 		}, "udp 127.0.100.1:5432 already bound"},
+		{"upstream tls without a ca", func(c *Config) { c.Clusters[0].UpstreamTLS.TrustedCA = nil }, "upstreamTLS.trustedCA: no certificate"},
+		{"upstream tls ca not pem", func(c *Config) { c.Clusters[0].UpstreamTLS.TrustedCA = []byte("junk") }, "upstreamTLS.trustedCA: holds bytes that are not PEM"},
+		{"upstream tls ca a key", func(c *Config) {
+			c.Clusters[0].UpstreamTLS.TrustedCA = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}})
+		}, `upstreamTLS.trustedCA: holds a PEM block of type "PRIVATE KEY"`},
+		{"upstream tls ca unparsable", func(c *Config) {
+			c.Clusters[0].UpstreamTLS.TrustedCA = append(testCA(), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte{1}})...)
+		}, "upstreamTLS.trustedCA: certificate 1: "},
+		{"upstream tls nothing to check", func(c *Config) { c.Clusters[0].UpstreamTLS.SNI, c.Clusters[0].UpstreamTLS.SubjectAltNames = "", nil }, "neither sni nor subjectAltNames"},
+		{"upstream tls bad sni", func(c *Config) { c.Clusters[0].UpstreamTLS.SNI = "a b" }, `upstreamTLS.sni: "a b" is not a DNS name`},
+		{"upstream tls san type", func(c *Config) { c.Clusters[0].UpstreamTLS.SubjectAltNames[0].Type = "EMAIL" }, `subjectAltNames[0].type: unknown type "EMAIL"`},
+		{"upstream tls san empty", func(c *Config) { c.Clusters[0].UpstreamTLS.SubjectAltNames[1].Value = "" }, "subjectAltNames[1].value: empty"},
+		{"upstream tls unknown client cert", func(c *Config) { c.Clusters[0].UpstreamTLS.ClientCertificate = "nope" }, `upstreamTLS.clientCertificate: unknown secret "nope"`},
+		{"upstream tls on tcp", func(c *Config) { c.Clusters[1].UpstreamTLS = c.Clusters[0].UpstreamTLS }, "upstreamTLS: only HTTP clusters originate TLS, not TCP"},
 		{"plaintext plus tls", func(c *Config) { c.Listeners[1].Chains = append(c.Listeners[1].Chains, c.Listeners[0].Chains[0]) }, "plaintext chain must be the listener's only chain"},
 	}
 	for _, tc := range cases {

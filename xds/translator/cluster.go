@@ -211,6 +211,13 @@ func (b *builder) buildCluster(c *ir.Cluster, name string) (*clusterv3.Cluster, 
 		}
 		out.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: opts}
 	}
+	if c.UpstreamTLS != nil {
+		ts, err := upstreamTLS(name, c.UpstreamTLS)
+		if err != nil {
+			return nil, err
+		}
+		out.TransportSocket = ts
+	}
 	if c.UpstreamMark != 0 {
 		out.UpstreamBindConfig = markBind(c.UpstreamMark, "upstream mark: the identity the proxy connects for")
 		if c.UpstreamSource != "" {

@@ -30,6 +30,7 @@ func TestExtensionsInGoldens(t *testing.T) {
 		"type.googleapis.com/envoy.extensions.filters.udp.udp_proxy.v3.Route",
 		"type.googleapis.com/envoy.extensions.filters.udp.udp_proxy.v3.UdpProxyConfig",
 		"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+		"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
 		"type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
 	}
 	wantNames := []string{

@@ -186,6 +186,12 @@ func (b *builder) build() error {
 	if b.prev == nil {
 		b.prebuildRoutes()
 	}
+	// Client certificates clusters present are emitted like listeners'.
+	for _, c := range b.cfg.Clusters {
+		if c.UpstreamTLS != nil && c.UpstreamTLS.ClientCertificate != "" {
+			b.referenced[c.UpstreamTLS.ClientCertificate] = true
+		}
+	}
 	b.out.Listeners = make([]*listenerv3.Listener, 0, len(b.cfg.Listeners))
 	for _, l := range b.cfg.Listeners {
 		if err := b.listener(l); err != nil {
