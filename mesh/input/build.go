@@ -65,6 +65,10 @@ func Build(objs []Object) (*Snapshot, error) {
 			s.UDPRoutes = append(s.UDPRoutes, v)
 		case *gwv1.ReferenceGrant:
 			s.ReferenceGrants = append(s.ReferenceGrants, v)
+		case *gwv1.BackendTLSPolicy:
+			s.BackendTLSPolicies = append(s.BackendTLSPolicies, v)
+		case *corev1.ConfigMap:
+			s.ConfigMaps = append(s.ConfigMaps, v)
 		case *corev1.Service:
 			s.Services = append(s.Services, v)
 		case *discoveryv1.EndpointSlice:
@@ -98,6 +102,8 @@ func Build(objs []Object) (*Snapshot, error) {
 	sortByKey(s.TCPRoutes)
 	sortByKey(s.UDPRoutes)
 	sortByKey(s.ReferenceGrants)
+	sortByKey(s.BackendTLSPolicies)
+	sortByKey(s.ConfigMaps)
 	sortByKey(s.Services)
 	sortByKey(s.EndpointSlices)
 	sortByKey(s.Secrets)
@@ -129,6 +135,10 @@ func kindOf(obj any) Kind {
 		return KindUDPRoute
 	case *gwv1.ReferenceGrant:
 		return KindReferenceGrant
+	case *gwv1.BackendTLSPolicy:
+		return KindBackendTLSPolicy
+	case *corev1.ConfigMap:
+		return KindConfigMap
 	case *corev1.Service:
 		return KindService
 	case *discoveryv1.EndpointSlice:

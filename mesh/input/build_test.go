@@ -84,7 +84,7 @@ func TestBuildDuplicateAcrossSources(t *testing.T) {
 
 func TestBuildRejectsForeignObjects(t *testing.T) {
 	objs := []Object{
-		{Origin: Origin{Source: "x", Item: -1}, Obj: &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "p"}}},
+		{Origin: Origin{Source: "x", Item: -1}, Obj: &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "p"}}},
 		{Origin: Origin{Source: "y", Item: -1}, Obj: (*corev1.Service)(nil)},
 		{Origin: Origin{Source: "z", Item: -1}},
 	}

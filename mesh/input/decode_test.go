@@ -138,7 +138,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"scalar", "hello\n", []string{`document is not a Kubernetes object`}},
 		{"malformed yaml", svc + "---\n" + svc + "spec: [\n", []string{`bad.yaml:6 (document 2): yaml: line 10:`}},
 		{"duplicate object", svc + "---\n" + svc, []string{`bad.yaml:6 (document 2): Service default/s: duplicate object, first defined at bad.yaml:1 (document 1)`}},
-		{"several problems", svc + "spec: {x: 1}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: p}\n", []string{`document 1): Service s: unknown field "spec.x"`, `bad.yaml:7 (document 2): ConfigMap p: unsupported kind`}},
+		{"several problems", svc + "spec: {x: 1}\n---\napiVersion: v1\nkind: PersistentVolume\nmetadata: {name: p}\n", []string{`document 1): Service s: unknown field "spec.x"`, `bad.yaml:7 (document 2): PersistentVolume p: unsupported kind`}},
 		{"nested list", "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: List\n  items: []\n", []string{`(document 1, items[0]): List: a List inside a List is not supported`}},
 		{"separator with content", svc + "--- foo\n", []string{`bad.yaml:5 (document 2): content after the document separator`}},
 		{"bad json stream", `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a"}}` + "\n{\"kind\": ", []string{`bad.yaml:2 (document 2): reading JSON`}},

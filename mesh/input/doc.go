@@ -24,7 +24,9 @@
 //     scalars: an unquoted y or no is a boolean);
 //   - gateway.networking.k8s.io v1beta1 Gateway, GatewayClass, HTTPRoute and
 //     ReferenceGrant are read as their v1 form (the shapes are identical);
-//     GRPCRoute, TLSRoute, TCPRoute and UDPRoute are read as v1 only;
+//     GRPCRoute, TLSRoute, TCPRoute, UDPRoute and BackendTLSPolicy are read
+//     as v1 only; ConfigMaps are read for the CA certificates of
+//     BackendTLSPolicies;
 //   - namespaced objects without metadata.namespace land in "default";
 //     metadata.namespace on cluster-scoped kinds (GatewayClass, Namespace,
 //     CiliumClusterwideNetworkPolicy) is dropped, as the API server does;

@@ -132,6 +132,7 @@ func (s *Snapshot) Objects() iter.Seq[runtime.Object] {
 			yieldAll(yield, s.HTTPRoutes) && yieldAll(yield, s.GRPCRoutes) &&
 			yieldAll(yield, s.TLSRoutes) && yieldAll(yield, s.TCPRoutes) &&
 			yieldAll(yield, s.UDPRoutes) && yieldAll(yield, s.ReferenceGrants) &&
+			yieldAll(yield, s.BackendTLSPolicies) && yieldAll(yield, s.ConfigMaps) &&
 			yieldAll(yield, s.Services) && yieldAll(yield, s.EndpointSlices) &&
 			yieldAll(yield, s.Secrets) && yieldAll(yield, s.Namespaces) &&
 			yieldAll(yield, s.Pods) && yieldAll(yield, s.NetworkPolicies) &&
@@ -166,6 +167,8 @@ func SameContent(a, b *Snapshot) bool {
 		sameHashes(a, b, a.TCPRoutes, b.TCPRoutes) &&
 		sameHashes(a, b, a.UDPRoutes, b.UDPRoutes) &&
 		sameHashes(a, b, a.ReferenceGrants, b.ReferenceGrants) &&
+		sameHashes(a, b, a.BackendTLSPolicies, b.BackendTLSPolicies) &&
+		sameHashes(a, b, a.ConfigMaps, b.ConfigMaps) &&
 		sameHashes(a, b, a.Services, b.Services) &&
 		sameHashes(a, b, a.EndpointSlices, b.EndpointSlices) &&
 		sameHashes(a, b, a.Secrets, b.Secrets) &&

@@ -22,10 +22,14 @@ type Snapshot struct {
 	TCPRoutes       []*gwv1.TCPRoute
 	UDPRoutes       []*gwv1.UDPRoute
 	ReferenceGrants []*gwv1.ReferenceGrant
-	Services        []*corev1.Service
-	EndpointSlices  []*discoveryv1.EndpointSlice
-	Secrets         []*corev1.Secret
-	Namespaces      []*corev1.Namespace
+	// BackendTLSPolicies say how Gateways speak TLS to Services; the
+	// ConfigMaps hold their CA certificates (and only those matter).
+	BackendTLSPolicies []*gwv1.BackendTLSPolicy
+	ConfigMaps         []*corev1.ConfigMap
+	Services           []*corev1.Service
+	EndpointSlices     []*discoveryv1.EndpointSlice
+	Secrets            []*corev1.Secret
+	Namespaces         []*corev1.Namespace
 
 	// Ingresses of every class and the IngressClasses that say which
 	// are ours; the gateway translator ignores the others.

@@ -55,6 +55,8 @@ func init() {
 	register([]string{gatewayV1}, kindInfo{kind: KindGRPCRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.GRPCRoute{} }})
 	register(gw, kindInfo{kind: KindReferenceGrant, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.ReferenceGrant{} }})
 	register([]string{"v1"}, kindInfo{kind: KindService, namespaced: true, apiVersion: "v1", newObj: func() object { return &corev1.Service{} }})
+	register([]string{gatewayV1}, kindInfo{kind: KindBackendTLSPolicy, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.BackendTLSPolicy{} }})
+	register([]string{"v1"}, kindInfo{kind: KindConfigMap, namespaced: true, apiVersion: "v1", newObj: func() object { return &corev1.ConfigMap{} }})
 	register([]string{"v1"}, kindInfo{kind: KindSecret, namespaced: true, apiVersion: "v1", newObj: func() object { return &corev1.Secret{} }})
 	register([]string{"v1"}, kindInfo{kind: KindNamespace, apiVersion: "v1", newObj: func() object { return &corev1.Namespace{} }})
 	register([]string{"discovery.k8s.io/v1"}, kindInfo{kind: KindEndpointSlice, namespaced: true, apiVersion: "discovery.k8s.io/v1", newObj: func() object { return &discoveryv1.EndpointSlice{} }})
