@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,9 +34,13 @@ func weightedBackend(rule *ruleState, k int, weight *int32) *ir.WeightedBackend 
 // ResolvedRefs=False.
 func (t *translator) resolveBackend(rule *ruleState, k int, wb *ir.WeightedBackend, br *gwv1.BackendObjectReference) {
 	cl, problem := t.resolveService(rule.route, fmt.Sprintf("spec.rules[%d].backendRefs[%d]", rule.index, k), br)
-	if problem != nil {
+	switch {
+	case problem != nil:
 		rule.route.refProblems = append(rule.route.refProblems, *problem)
-	} else {
+	case cl == nil:
+		// A BackendTLSPolicy that cannot verify the backend: fail closed
+		// (500); the policy's status says why.
+	default:
 		wb.Cluster = cl.Name
 		rule.clusters = append(rule.clusters, cl)
 	}
@@ -85,30 +90,42 @@ func (t *translator) resolveService(rs *routeState, field string, br *gwv1.Backe
 		if sp.Protocol != corev1.ProtocolUDP {
 			return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d uses protocol %s; %s need UDP", k, sp.Port, protocolOr(sp.Protocol), rs.kind.plural)
 		}
-		return t.cluster(k, sp, ir.ProtocolUDP), nil
+		return t.cluster(k, sp, ir.ProtocolUDP, nil), nil
 	}
 	if sp.Protocol != "" && sp.Protocol != corev1.ProtocolTCP {
 		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d uses protocol %s; %s need TCP", k, sp.Port, sp.Protocol, rs.kind.plural)
 	}
 	if rs.kind.backendProtocol == ir.ProtocolTCP {
 		// Bytes are relayed whatever the port speaks.
-		return t.cluster(k, sp, ir.ProtocolTCP), nil
+		return t.cluster(k, sp, ir.ProtocolTCP, nil), nil
 	}
-	proto, ok := appProtocol(sp.AppProtocol)
+	bt := t.ix.backendTLSFor(k, sp.Name)
+	if len(t.ix.tlsBySvc[k]) > 0 && !slices.Contains(rs.tlsServices, k) {
+		rs.tlsServices = append(rs.tlsServices, k)
+	}
+	proto, ok := appProtocol(sp.AppProtocol, bt != nil)
 	if !ok {
-		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d has appProtocol %q, which %s cannot speak", k, sp.Port, *sp.AppProtocol, rs.kind.plural)
+		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d has appProtocol %q, which %s speak only with a BackendTLSPolicy targeting it", k, sp.Port, *sp.AppProtocol, rs.kind.plural)
 	}
 	if want := rs.kind.backendProtocol; want != "" && proto != want {
 		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d speaks %s; %s need %s (appProtocol kubernetes.io/h2c)", k, sp.Port, proto, rs.kind.plural, want)
 	}
-	return t.cluster(k, sp, proto), nil
+	if bt != nil && bt.tls == nil {
+		return nil, nil
+	}
+	var tls *ir.UpstreamTLS
+	if bt != nil {
+		tls = bt.tls
+	}
+	return t.cluster(k, sp, proto, tls), nil
 }
 
 // appProtocol maps a Service port's appProtocol to the protocol spoken to
-// its endpoints. Values naming TLS or WebSocket-over-TLS are refused: no
-// backend TLS is configured. Unrecognized values are hints the project
-// does not act on, as Kubernetes allows.
-func appProtocol(p *string) (ir.AppProtocol, bool) {
+// its endpoints. Values naming TLS or WebSocket-over-TLS are refused
+// unless a BackendTLSPolicy configures TLS to the port (withTLS).
+// Unrecognized values are hints the project does not act on, as
+// Kubernetes allows.
+func appProtocol(p *string, withTLS bool) (ir.AppProtocol, bool) {
 	if p == nil {
 		return ir.ProtocolHTTP1, true
 	}
@@ -116,13 +133,13 @@ func appProtocol(p *string) (ir.AppProtocol, bool) {
 	case "kubernetes.io/h2c":
 		return ir.ProtocolH2C, true
 	case "https", "HTTPS", "tls", "TLS", "kubernetes.io/wss":
-		return "", false
+		return ir.ProtocolHTTP1, withTLS
 	}
 	return ir.ProtocolHTTP1, true
 }
 
 // cluster returns the (memoized) cluster of one Service port.
-func (t *translator) cluster(svc input.Key, sp *corev1.ServicePort, proto ir.AppProtocol) *ir.Cluster {
+func (t *translator) cluster(svc input.Key, sp *corev1.ServicePort, proto ir.AppProtocol, tls *ir.UpstreamTLS) *ir.Cluster {
 	kp := proto
 	if kp == ir.ProtocolH2C {
 		kp = ir.ProtocolHTTP1
@@ -138,7 +155,7 @@ func (t *translator) cluster(svc input.Key, sp *corev1.ServicePort, proto ir.App
 	case ir.ProtocolUDP:
 		name = clusterName(svc, sp.Port) + "/udp"
 	}
-	cl := &ir.Cluster{Name: name, Protocol: proto, LBPolicy: ir.LBRoundRobin, Endpoints: t.endpoints(svc, sp)}
+	cl := &ir.Cluster{Name: name, Protocol: proto, LBPolicy: ir.LBRoundRobin, Endpoints: t.endpoints(svc, sp), UpstreamTLS: tls}
 	if t.clusters == nil {
 		t.clusters = map[clusterKey]*ir.Cluster{}
 	}

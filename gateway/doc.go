@@ -2,7 +2,7 @@
 // computes the status of the GatewayClasses, Gateways and routes this
 // controller owns; it also serves Kubernetes Ingresses of its class.
 // HTTPRoute, GRPCRoute, TLSRoute (passthrough), TCPRoute and UDPRoute are
-// the route kinds supported today; the model below ("Route kinds") is
+// the route kinds supported today, and BackendTLSPolicy the policy kind; the model below ("Route kinds") is
 // shared by every kind, and Ingress ("Ingress") compiles into it.
 //
 // Data enters as an immutable input.Snapshot plus Options (the controller
@@ -131,8 +131,11 @@
 // EndpointSlice controller's contract). An endpoint is ready when
 // conditions.ready is true or unset. appProtocol kubernetes.io/h2c selects
 // HTTP/2 cleartext; https, tls and kubernetes.io/wss are refused
-// (UnsupportedProtocol: no backend TLS); other values are hints that do
-// not change the protocol. An unresolvable backendRef (InvalidKind,
+// (UnsupportedProtocol) unless a BackendTLSPolicy targets the port; other
+// values are hints that do not change the protocol. BackendTLSPolicy
+// (backendtls.go, which holds its decisions) puts verified upstream TLS on
+// the clusters of the ports it targets, and has a status of its own
+// (Result.Policies). An unresolvable backendRef (InvalidKind,
 // BackendNotFound, RefNotPermitted, UnsupportedProtocol) keeps its weight
 // with no cluster, so its share of requests gets 500.
 //

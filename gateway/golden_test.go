@@ -156,6 +156,13 @@ func render(t testing.TB, res *Result) []byte {
 	for list, rs := range routes {
 		out[list] = rs
 	}
+	var policies []named
+	for _, p := range res.Policies {
+		policies = append(policies, named{p.Key.String(), p.Status})
+	}
+	if policies != nil {
+		out["backendTLSPolicies"] = policies
+	}
 	type ingress struct {
 		Key string `json:"key"`
 		IngressStatus
@@ -200,7 +207,7 @@ func scrub(v any) {
 	switch v := v.(type) {
 	case map[string]any:
 		delete(v, "lastTransitionTime")
-		for _, k := range []string{"certificate", "privateKey"} {
+		for _, k := range []string{"certificate", "privateKey", "trustedCA"} {
 			if s, ok := v[k].(string); ok {
 				sum := sha256.Sum256([]byte(s))
 				v[k] = fmt.Sprintf("sha256:%s", hex.EncodeToString(sum[:6]))
@@ -233,6 +240,8 @@ func shuffle(snap *input.Snapshot, r *rand.Rand) *input.Snapshot {
 	s.Namespaces = shuffled(s.Namespaces, r)
 	s.Ingresses = shuffled(s.Ingresses, r)
 	s.IngressClasses = shuffled(s.IngressClasses, r)
+	s.BackendTLSPolicies = shuffled(s.BackendTLSPolicies, r)
+	s.ConfigMaps = shuffled(s.ConfigMaps, r)
 	return &s
 }
 

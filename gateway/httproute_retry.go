@@ -109,6 +109,11 @@ func (t *translator) mirrorFilter(rule *ruleState, field string, f *gwv1.HTTPReq
 		rule.route.refProblems = append(rule.route.refProblems, *problem)
 		return
 	}
+	if cl == nil {
+		// A BackendTLSPolicy that cannot verify the mirror's backend: no
+		// copies (fail closed); the policy's status says why.
+		return
+	}
 	m.Cluster = cl.Name
 	rule.clusters = append(rule.clusters, cl)
 	rule.mirrors = append(rule.mirrors, m)

@@ -26,9 +26,17 @@ type index struct {
 	// certs caches the verdict on each TLS Secret: parsing a key pair is
 	// the most expensive check translation makes.
 	certs map[input.Key]error
+	// tlsTargets holds the BackendTLSPolicy deciding each target,
+	// tlsPolicies every policy with a Service target (snapshot order),
+	// tlsBySvc those targeting each Service (backendtls.go); systemCAs
+	// is the bundle they were evaluated with.
+	tlsTargets  map[tlsTarget]*backendTLS
+	tlsPolicies []*backendTLS
+	tlsBySvc    map[input.Key][]*backendTLS
+	systemCAs   []byte
 }
 
-func newIndex(in *input.Snapshot) *index {
+func newIndex(in *input.Snapshot, systemCAs []byte) *index {
 	ix := &index{
 		namespaceLabels: make(map[string]map[string]string, len(in.Namespaces)),
 		services:        make(map[input.Key]*corev1.Service, len(in.Services)),
@@ -37,6 +45,8 @@ func newIndex(in *input.Snapshot) *index {
 		grants:          map[grantKey]bool{},
 		certs:           map[input.Key]error{},
 		nsSets:          map[string]labels.Set{},
+		tlsBySvc:        map[input.Key][]*backendTLS{},
+		systemCAs:       systemCAs,
 	}
 	for _, ns := range in.Namespaces {
 		ix.namespaceLabels[ns.Name] = ns.Labels
@@ -58,6 +68,7 @@ func newIndex(in *input.Snapshot) *index {
 	for _, g := range in.ReferenceGrants {
 		ix.addGrant(g)
 	}
+	ix.indexBackendTLS(in, systemCAs)
 	return ix
 }
 

@@ -485,6 +485,10 @@ func (t *translator) resolveIngressBackend(is *ingressState, rule *ruleState, fi
 		is.fail("%s.service: %s", field, detail)
 		return false
 	}
+	if cl == nil {
+		is.fail("%s.service: Service %s is targeted by a BackendTLSPolicy that cannot verify it (see the policy's status)", field, k)
+		return false
+	}
 	rule.backends = []*ir.WeightedBackend{{Cluster: cl.Name, Weight: 1}}
 	rule.clusters = []*ir.Cluster{cl}
 	return true

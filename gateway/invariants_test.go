@@ -55,6 +55,18 @@ func checkResult(t testing.TB, res *Result) {
 			checkConditions(t, obj+" parent "+string(p.ParentRef.Name), p.Conditions, "Accepted", "ResolvedRefs")
 		}
 	}
+	for _, p := range res.Policies {
+		obj := string(p.Kind) + " " + p.Key.String()
+		if len(p.Status.Ancestors) > 16 {
+			t.Errorf("%s: %d ancestors, the API allows 16", obj, len(p.Status.Ancestors))
+		}
+		for _, a := range p.Status.Ancestors {
+			if a.ControllerName == "" {
+				t.Errorf("%s: ancestor %s without controllerName", obj, a.AncestorRef.Name)
+			}
+			checkConditions(t, obj+" ancestor "+string(a.AncestorRef.Name), a.Conditions, "Accepted", "ResolvedRefs")
+		}
+	}
 }
 
 func checkConditions(t testing.TB, obj string, conds []metav1.Condition, required ...string) {

@@ -110,6 +110,8 @@ type world struct {
 	grants     []input.Hash
 	namespaces []input.Hash
 	secrets    []input.Hash
+	policies   []input.Hash
+	configMaps []input.Hash
 }
 
 func worldOf(in *input.Snapshot) world {
@@ -119,6 +121,8 @@ func worldOf(in *input.Snapshot) world {
 		grants:     input.HashesOf(in, in.ReferenceGrants),
 		namespaces: input.HashesOf(in, in.Namespaces),
 		secrets:    input.HashesOf(in, in.Secrets),
+		policies:   input.HashesOf(in, in.BackendTLSPolicies),
+		configMaps: input.HashesOf(in, in.ConfigMaps),
 	}
 }
 
@@ -127,7 +131,8 @@ func worldOf(in *input.Snapshot) world {
 func (w world) matches(in *input.Snapshot) bool {
 	return input.HashesMatch(in, w.services, in.Services) && input.HashesMatch(in, w.slices, in.EndpointSlices) &&
 		input.HashesMatch(in, w.grants, in.ReferenceGrants) && input.HashesMatch(in, w.namespaces, in.Namespaces) &&
-		input.HashesMatch(in, w.secrets, in.Secrets)
+		input.HashesMatch(in, w.secrets, in.Secrets) && input.HashesMatch(in, w.policies, in.BackendTLSPolicies) &&
+		input.HashesMatch(in, w.configMaps, in.ConfigMaps)
 }
 
 // vhostMemo is one virtual host as built: the routes gathered for it, the

@@ -34,6 +34,9 @@ type routeState struct {
 	invalid []*ruleState
 	// refProblems are unresolved backendRefs (ResolvedRefs=False).
 	refProblems []refProblem
+	// tlsServices are the Services its backends use that
+	// BackendTLSPolicies target (their status lists its Gateways).
+	tlsServices []input.Key
 	// parents are the route's parentRefs to our Gateways, resolved
 	// (attach.go), and resolvedWith what they were resolved against:
 	// they stay valid while those are unchanged (see Translator).

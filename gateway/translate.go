@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"cmp"
 	"maps"
 	"net/netip"
@@ -31,6 +32,10 @@ type Options struct {
 	AddressProblems map[input.Key]string
 	// Ingress tunes Ingress support (ingress.go).
 	Ingress IngressOptions
+	// SystemCAs is the PEM bundle of well-known CA certificates a
+	// BackendTLSPolicy with wellKnownCACertificates System trusts (read
+	// from the host by the caller); empty refuses such policies.
+	SystemCAs []byte
 }
 
 // Result is everything one translation produces. It shares no memory with
@@ -51,6 +56,19 @@ type Result struct {
 	// Ingresses holds the outcome for every Ingress of our class, by
 	// namespace/name.
 	Ingresses []IngressStatus `json:"ingresses,omitempty"`
+	// Policies holds this controller's part of the status of every
+	// BackendTLSPolicy targeting a Service, by namespace/name: ancestors
+	// lists only our Gateways; the status writer merges them with other
+	// controllers' entries.
+	Policies []PolicyStatus `json:"policies,omitempty"`
+}
+
+// PolicyStatus is this controller's part of one policy's status.
+type PolicyStatus struct {
+	// Kind is the policy's kind, e.g. BackendTLSPolicy.
+	Kind   gwv1.Kind         `json:"kind"`
+	Key    input.Key         `json:"key"`
+	Status gwv1.PolicyStatus `json:"status"`
 }
 
 // GatewayClassStatus is the status this controller computes for one
@@ -98,13 +116,13 @@ func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) 
 		opts.ControllerName = ControllerName
 	}
 	t := &translator{opts: opts, in: in, prev: prev}
-	if prev != nil && prev.world.matches(in) {
+	if prev != nil && prev.world.matches(in) && bytes.Equal(prev.ix.systemCAs, opts.SystemCAs) {
 		t.sameWorld = true
 		t.ix = prev.ix
 		t.clusters = prev.clusters
 		t.secrets = prev.secrets
 	} else {
-		t.ix = newIndex(in)
+		t.ix = newIndex(in, opts.SystemCAs)
 	}
 	t.sameGateways = prev != nil && prev.gateways.matches(in, opts.ControllerName)
 	// Every listener is what it was: the same Gateway objects, the same
@@ -224,6 +242,7 @@ func (t *translator) result() *Result {
 	if len(t.routes) > 0 {
 		r.Routes = make([]RouteStatus, 0, len(t.routes))
 	}
+	r.Policies = t.backendTLSStatus()
 	for _, rs := range t.routes {
 		if len(rs.parents) > 0 {
 			if rs.status == nil {
