@@ -214,6 +214,7 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	errs = append(errs, writeRoutes(ctx, c, c.tlsRouteAPI(), snap.TLSRoutes, res, stamp)...)
 	errs = append(errs, writeRoutes(ctx, c, c.tcpRouteAPI(), snap.TCPRoutes, res, stamp)...)
 	errs = append(errs, writeRoutes(ctx, c, c.udpRouteAPI(), snap.UDPRoutes, res, stamp)...)
+	errs = append(errs, c.writeBackendTLSPolicies(ctx, snap.BackendTLSPolicies, res, stamp)...)
 	errs = append(errs, c.reconcileIngresses(ctx, snap, res.Ingresses)...)
 	return errors.Join(errs...)
 }

@@ -3,7 +3,9 @@
 // status.supportedFeatures), Gateway address assignment, and the status of
 // GatewayClasses, Gateways (with listeners), HTTPRoutes, GRPCRoutes,
 // TLSRoutes, TCPRoutes and UDPRoutes
-// (routestatus.go writes route status once for every kind).
+// (routestatus.go writes route status once for every kind), and
+// BackendTLSPolicies (policystatus.go: our Gateways as ancestors, other
+// controllers' ancestors kept).
 //
 // Data enters from informers (the same kube provider the agents use, so
 // the controller computes status with exactly the translation the nodes

@@ -57,6 +57,9 @@ var SupportedFeatures = []features.FeatureName{
 	features.SupportTLSRoute,
 	features.SupportTCPRoute,
 	features.SupportUDPRoute,
+	// BackendTLSPolicy.
+	features.SupportBackendTLSPolicy,
+	features.SupportBackendTLSPolicySANValidation,
 }
 
 // ExperimentalFeatures are supported features whose API fields only the

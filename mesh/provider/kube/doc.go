@@ -3,8 +3,9 @@
 // provider builds from a folder, so both modes run the same translation.
 //
 // Data flow: informers (GatewayClass, Gateway, HTTPRoute, GRPCRoute,
-// TLSRoute, TCPRoute, UDPRoute (v1, Gateway API v1.6 CRDs), ReferenceGrant,
-// Service, EndpointSlice, TLS Secrets, Namespace, Ingress, IngressClass;
+// TLSRoute, TCPRoute, UDPRoute, BackendTLSPolicy (v1, Gateway API v1.6
+// CRDs), ReferenceGrant, Service, EndpointSlice, TLS Secrets, ConfigMaps
+// (the CA bundles of BackendTLSPolicies), Namespace, Ingress, IngressClass;
 // with WithPolicy also
 // Pod, Node, NetworkPolicy and the cilium.io policies) → change signal →
 // debounce → Snapshot built from the informer caches → subscriber. The
@@ -21,6 +22,9 @@
 //     Secret then reads as "not found", which gives the same
 //     InvalidCertificateRef condition the spec asks for, without caching
 //     every Secret of the cluster in every agent.
+//   - Every ConfigMap is watched: a BackendTLSPolicy may name any of its
+//     namespace, and no selector narrows them to CA bundles. They are
+//     small next to Services and EndpointSlices.
 //   - managedFields are dropped from cached objects to save memory.
 //   - Each object is hashed once as it enters (input.HashObject; see
 //     Provider.Snapshot): an informer replaces an object with a new one

@@ -57,6 +57,8 @@ type listers struct {
 	tcp       func() ([]*gwv1.TCPRoute, error)
 	udp       func() ([]*gwv1.UDPRoute, error)
 	grants    func() ([]*gwv1.ReferenceGrant, error)
+	btls      func() ([]*gwv1.BackendTLSPolicy, error)
+	cms       func() ([]*corev1.ConfigMap, error)
 	services  func() ([]*corev1.Service, error)
 	slices    func() ([]*discoveryv1.EndpointSlice, error)
 	secrets   func() ([]*corev1.Secret, error)
@@ -112,6 +114,7 @@ func (p *Provider) setup() {
 	services, slices := p.coreFactory.Core().V1().Services(), p.coreFactory.Discovery().V1().EndpointSlices()
 	nss, secrets := p.coreFactory.Core().V1().Namespaces(), p.secretFactory.Core().V1().Secrets()
 	ingresses, ingClasses := p.coreFactory.Networking().V1().Ingresses(), p.coreFactory.Networking().V1().IngressClasses()
+	btls, cms := gwv.BackendTLSPolicies(), p.coreFactory.Core().V1().ConfigMaps()
 
 	p.listers = listers{
 		classes:  func() ([]*gwv1.GatewayClass, error) { return classes.Lister().List(labels.Everything()) },
@@ -122,6 +125,8 @@ func (p *Provider) setup() {
 		tcp:      func() ([]*gwv1.TCPRoute, error) { return tcpRoutes.Lister().List(labels.Everything()) },
 		udp:      func() ([]*gwv1.UDPRoute, error) { return udpRoutes.Lister().List(labels.Everything()) },
 		grants:   func() ([]*gwv1.ReferenceGrant, error) { return grants.Lister().List(labels.Everything()) },
+		btls:     func() ([]*gwv1.BackendTLSPolicy, error) { return btls.Lister().List(labels.Everything()) },
+		cms:      func() ([]*corev1.ConfigMap, error) { return cms.Lister().List(labels.Everything()) },
 		services: func() ([]*corev1.Service, error) { return services.Lister().List(labels.Everything()) },
 		slices:   func() ([]*discoveryv1.EndpointSlice, error) { return slices.Lister().List(labels.Everything()) },
 		secrets:  func() ([]*corev1.Secret, error) { return secrets.Lister().List(labels.Everything()) },
@@ -153,6 +158,8 @@ func (p *Provider) setup() {
 	add(tcpRoutes.Informer(), specChanged)
 	add(udpRoutes.Informer(), specChanged)
 	add(grants.Informer(), changedAtAll)
+	add(btls.Informer(), specChanged)
+	add(cms.Informer(), changedAtAll)
 	add(services.Informer(), changedAtAll)
 	add(slices.Informer(), changedAtAll)
 	add(secrets.Informer(), changedAtAll)
@@ -296,6 +303,8 @@ func (p *Provider) Snapshot() *input.Snapshot {
 	s.TCPRoutes = list(p.log, "TCPRoute", l.tcp)
 	s.UDPRoutes = list(p.log, "UDPRoute", l.udp)
 	s.ReferenceGrants = list(p.log, "ReferenceGrant", l.grants)
+	s.BackendTLSPolicies = list(p.log, "BackendTLSPolicy", l.btls)
+	s.ConfigMaps = list(p.log, "ConfigMap", l.cms)
 	s.Services = list(p.log, "Service", l.services)
 	s.EndpointSlices = list(p.log, "EndpointSlice", l.slices)
 	s.Secrets = list(p.log, "Secret", l.secrets)
