@@ -26,6 +26,14 @@ func (t *translator) buildConfig() *ir.Config {
 	b := &builder{t: t, clusters: map[string]*ir.Cluster{}, secrets: map[string]*ir.Secret{}}
 	cfg := &ir.Config{}
 	for _, gs := range t.gatewayOrder {
+		b.cert = gs.backendCert
+		if k := gs.backendCert; k != nil {
+			// Emitted only when a TLS cluster of its routes presents it.
+			name := secretName(*k)
+			if b.secrets[name] == nil {
+				b.secrets[name] = t.secret(name, *k)
+			}
+		}
 		byPort := map[int32][]*listenerState{}
 		var ports []int32
 		for _, ls := range gs.listeners {
@@ -150,6 +158,8 @@ type builder struct {
 	// ordered holds, by domain, the routes last put in precedence order
 	// for a virtual host of that domain.
 	ordered map[string]*ordered
+	// cert is the backend client certificate of the Gateway being built.
+	cert *input.Key
 }
 
 // ordered is the routes gathered for a domain, in precedence order. The
@@ -301,7 +311,7 @@ func (b *builder) cleanVirtualHost(name, d string, port int32) *vhostMemo {
 		return nil
 	}
 	vm := t.prev.vhosts[name]
-	if vm == nil || vm.port != port || vm.vh.Domains[0] != d {
+	if vm == nil || vm.port != port || vm.vh.Domains[0] != d || !sameCert(vm.cert, b.cert) {
 		return nil
 	}
 	clean := true
@@ -323,7 +333,7 @@ func (b *builder) cleanVirtualHost(name, d string, port int32) *vhostMemo {
 // on the same port (see Translator), or a new one.
 func (b *builder) virtualHost(name, d string, refs []routeRef, port int32) *ir.VirtualHost {
 	if prev := b.t.prev; prev != nil {
-		if vm := prev.vhosts[name]; vm != nil && vm.port == port && vm.vh.Domains[0] == d && slices.Equal(vm.refs, refs) {
+		if vm := prev.vhosts[name]; vm != nil && vm.port == port && vm.vh.Domains[0] == d && slices.Equal(vm.refs, refs) && sameCert(vm.cert, b.cert) {
 			b.t.next.vhosts[name] = vm
 			return vm.vh
 		}
@@ -343,20 +353,27 @@ func (b *builder) virtualHost(name, d string, refs []routeRef, port int32) *ir.V
 		vh.Routes[i] = b.route(items[i].m, port)
 	}
 	if b.t.next != nil {
-		if o.clusters == nil {
-			o.clusters = distinctClusters(items)
+		// The clusters depend on the Gateway's client certificate; the
+		// shared order caches those of Gateways without one.
+		clusters := o.clusters
+		switch {
+		case b.cert != nil:
+			clusters = b.distinctClusters(items)
+		case clusters == nil:
+			o.clusters = b.distinctClusters(items)
+			clusters = o.clusters
 		}
-		b.t.next.vhosts[name] = &vhostMemo{port: port, refs: refs, vh: vh, clusters: o.clusters}
+		b.t.next.vhosts[name] = &vhostMemo{port: port, cert: b.cert, refs: refs, vh: vh, clusters: clusters}
 	}
 	return vh
 }
 
 // distinctClusters lists the clusters the items' rules use, once each.
-func distinctClusters(items []item) []*ir.Cluster {
+func (b *builder) distinctClusters(items []item) []*ir.Cluster {
 	seen := map[*ir.Cluster]bool{}
 	var out []*ir.Cluster
 	for i := range items {
-		for _, cl := range items[i].m.rule.clusters {
+		for _, cl := range b.ruleClusters(items[i].m.rule, b.cert) {
 			if !seen[cl] {
 				seen[cl] = true
 				out = append(out, cl)
@@ -431,7 +448,7 @@ func expand(refs []routeRef) []item {
 // once per match (once per port for redirects that depend on the port).
 func (b *builder) route(m *matchState, port int32) *ir.Route {
 	rule := m.rule
-	for _, cl := range rule.clusters {
+	for _, cl := range b.ruleClusters(rule, b.cert) {
 		b.clusters[cl.Name] = cl
 	}
 	if rd := rule.redirect; rd != nil && rd.portDependent() {
@@ -448,7 +465,17 @@ func (b *builder) route(m *matchState, port int32) *ir.Route {
 	if m.route == nil {
 		m.route = newRoute(m, port)
 	}
+	if b.cert != nil && usesTLS(rule) {
+		return b.withClientCert(m, m.route, *b.cert)
+	}
 	return m.route
+}
+
+func sameCert(a, b *input.Key) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 func newRoute(m *matchState, port int32) *ir.Route {

@@ -29,6 +29,11 @@ type gatewayState struct {
 	// one are dropped and reported in dupNames.
 	listeners []*listenerState
 	dupNames  []string
+	// resolved is the ResolvedRefs condition of a Gateway with spec.tls
+	// (nil without), and backendCert the valid Secret it presents to
+	// backends (backendcert.go).
+	resolved    *verdict
+	backendCert *input.Key
 }
 
 func (t *translator) processGateways() {
@@ -70,6 +75,7 @@ func (t *translator) processGateway(gs *gatewayState, claims portClaims) {
 		gs.problem = ptr(no(string(gwv1.GatewayReasonInvalidParameters), "spec.infrastructure.parametersRef: %s %s is not supported; nodemesh Gateways take no parameters", p.Kind, p.Name))
 	}
 	t.checkAddresses(gs)
+	t.resolveBackendCert(gs)
 
 	seen := map[string]bool{}
 	for i := range gw.Spec.Listeners {
@@ -240,6 +246,9 @@ func (gs *gatewayState) status(problems map[input.Key]string) gwv1.GatewayStatus
 			gs.accepted().condition(string(gwv1.GatewayConditionAccepted), gen),
 			gs.programmed(problems).condition(string(gwv1.GatewayConditionProgrammed), gen),
 		},
+	}
+	if gs.resolved != nil {
+		st.Conditions = append(st.Conditions, gs.resolved.condition(string(gwv1.GatewayConditionResolvedRefs), gen))
 	}
 	if gs.addr.IsValid() && gs.addrProblem == nil && gs.problem == nil {
 		st.Addresses = []gwv1.GatewayStatusAddress{{Type: ptr(gwv1.IPAddressType), Value: gs.addr.String()}}

@@ -63,11 +63,12 @@ type memo struct {
 	// byID indexes them by kind and key, built when a route is not where
 	// it was (see reusedRoute). clusters are the clusters they share,
 	// secrets the IR form of TLS Secrets.
-	order    [][]*routeState
-	byID     map[routeID]*routeState
-	clusters map[clusterKey]*ir.Cluster
-	secrets  map[input.Key]*ir.Secret
-	vhosts   map[string]*vhostMemo
+	order          [][]*routeState
+	byID           map[routeID]*routeState
+	clusters       map[clusterKey]*ir.Cluster
+	clientClusters map[clientClusterKey]*ir.Cluster
+	secrets        map[input.Key]*ir.Secret
+	vhosts         map[string]*vhostMemo
 	// epoch numbers translations; a route state carries the epoch of the
 	// last translation that served it. served is how many routes it
 	// served, sorted whether they were in key order as listed.
@@ -138,7 +139,9 @@ func (w world) matches(in *input.Snapshot) bool {
 // vhostMemo is one virtual host as built: the routes gathered for it, the
 // port, and what they produced.
 type vhostMemo struct {
-	port     int32
+	port int32
+	// cert is the client certificate its Gateway presents to backends.
+	cert     *input.Key
 	refs     []routeRef
 	vh       *ir.VirtualHost
 	clusters []*ir.Cluster // distinct clusters its routes use

@@ -124,7 +124,10 @@ type matchState struct {
 	headers               int
 	query                 int
 
-	route  *ir.Route
+	route *ir.Route
+	// byCert holds the route's copies for Gateways presenting a client
+	// certificate to TLS backends (backendcert.go).
+	byCert map[input.Key]*ir.Route
 	byPort map[int32]*ir.Route
 }
 

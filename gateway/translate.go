@@ -120,6 +120,7 @@ func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) 
 		t.sameWorld = true
 		t.ix = prev.ix
 		t.clusters = prev.clusters
+		t.clientClusters = prev.clientClusters
 		t.secrets = prev.secrets
 	} else {
 		t.ix = newIndex(in, opts.SystemCAs)
@@ -176,6 +177,9 @@ type translator struct {
 	ingresses    []*ingressState
 
 	clusters map[clusterKey]*ir.Cluster
+	// clientClusters are the copies of TLS clusters presenting a
+	// Gateway's client certificate (backendcert.go).
+	clientClusters map[clientClusterKey]*ir.Cluster
 	// secrets are the IR Secrets made of TLS Secrets, by Secret.
 	secrets map[input.Key]*ir.Secret
 
@@ -204,6 +208,7 @@ func (t *translator) result() *Result {
 	r.Ingresses = t.buildIngresses(r.Config)
 	if t.next != nil {
 		t.next.clusters = t.clusters
+		t.next.clientClusters = t.clientClusters
 		t.next.secrets = t.secrets
 	}
 	for _, c := range t.in.GatewayClasses {

@@ -60,6 +60,8 @@ var SupportedFeatures = []features.FeatureName{
 	// BackendTLSPolicy.
 	features.SupportBackendTLSPolicy,
 	features.SupportBackendTLSPolicySANValidation,
+	// Gateway TLS settings.
+	features.SupportGatewayBackendClientCertificate,
 }
 
 // ExperimentalFeatures are supported features whose API fields only the
