@@ -216,7 +216,15 @@ func (e *encoder) listener(l *Listener) {
 		}
 		e.str(ch.Name)
 		e.strs(ch.ServerNames)
-		if e.present(ch.TLS != nil) {
+		if t := ch.TLS; t != nil && (t.ClientCA != nil || t.AllowUnverifiedClients) {
+			// Client validation marks its presence byte 2, so chains
+			// without it keep the encoding they had.
+			e.buf = append(e.buf, 2)
+			e.strs(t.Certificates)
+			e.strs(t.ALPN)
+			e.bytes(t.ClientCA)
+			e.bool(t.AllowUnverifiedClients)
+		} else if e.present(ch.TLS != nil) {
 			e.strs(ch.TLS.Certificates)
 			e.strs(ch.TLS.ALPN)
 		}

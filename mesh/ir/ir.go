@@ -81,6 +81,15 @@ type TLS struct {
 	Certificates []string `json:"certificates"`
 	// ALPN protocols offered, in preference order (e.g. "h2", "http/1.1").
 	ALPN []string `json:"alpn,omitempty"`
+	// ClientCA, when set, holds the PEM CA certificates client
+	// certificates are verified against: clients must present one that
+	// chains to them, or the handshake fails.
+	ClientCA []byte `json:"clientCA,omitempty"`
+	// AllowUnverifiedClients (only with ClientCA) still asks for and
+	// verifies a client certificate, but lets clients without one, or
+	// with one that fails verification, in (Gateway API's
+	// AllowInsecureFallback).
+	AllowUnverifiedClients bool `json:"allowUnverifiedClients,omitempty"`
 }
 
 // RouteTable is a named set of virtual hosts.

@@ -442,6 +442,13 @@ func (v *validator) listener(i int, l *Listener, seen, tables map[string]bool, b
 					v.fail(obj, f.i("tls.certificates", k), "unknown secret %q", name)
 				}
 			}
+			if ch.TLS.ClientCA != nil {
+				if err := checkTrustedCA(ch.TLS.ClientCA); err != nil {
+					v.fail(obj, f.f("tls.clientCA"), "%v", err)
+				}
+			} else if ch.TLS.AllowUnverifiedClients {
+				v.fail(obj, f.f("tls.allowUnverifiedClients"), "without clientCA")
+			}
 		}
 		v.routeTable(obj, f.f("routes"), ch.Routes, tables, clusters)
 		if !ch.CORS && ch.Routes != nil {

@@ -63,7 +63,7 @@ func valid() *Config {
 			Name: "gateway/default/eg/443", Address: "127.0.100.1", Port: 443,
 			Chains: []*HTTPChain{{
 				Name: "https", ServerNames: []string{"*.example.com"},
-				TLS:    &TLS{Certificates: []string{"secret/default/cert"}, ALPN: []string{"h2", "http/1.1"}},
+				TLS:    &TLS{Certificates: []string{"secret/default/cert"}, ALPN: []string{"h2", "http/1.1"}, ClientCA: testCA(), AllowUnverifiedClients: true},
 				Routes: &RouteTable{Name: "gateway/default/eg/443/https", VirtualHosts: []*VirtualHost{{Name: "v", Domains: []string{"a.example.com"}, Routes: []*Route{{Name: "d", DirectResponse: &DirectResponse{Status: 500}}}}}},
 			}},
 			TCPChains: []*TCPChain{{Name: "passthrough", ServerNames: []string{"db.example.org"},
@@ -174,6 +174,9 @@ func TestValidate(t *testing.T) {
 		{"upstream tls san empty", func(c *Config) { c.Clusters[0].UpstreamTLS.SubjectAltNames[1].Value = "" }, "subjectAltNames[1].value: empty"},
 		{"upstream tls unknown client cert", func(c *Config) { c.Clusters[0].UpstreamTLS.ClientCertificate = "nope" }, `upstreamTLS.clientCertificate: unknown secret "nope"`},
 		{"upstream tls on tcp", func(c *Config) { c.Clusters[1].UpstreamTLS = c.Clusters[0].UpstreamTLS }, "upstreamTLS: only HTTP clusters originate TLS, not TCP"},
+		{"client ca not pem", func(c *Config) { c.Listeners[1].Chains[0].TLS.ClientCA = []byte("x") }, "chains[0].tls.clientCA: holds bytes that are not PEM"},
+		{"client ca empty", func(c *Config) { c.Listeners[1].Chains[0].TLS.ClientCA = []byte{} }, "chains[0].tls.clientCA: no certificate"},
+		{"unverified clients without ca", func(c *Config) { c.Listeners[1].Chains[0].TLS.ClientCA = nil }, "chains[0].tls.allowUnverifiedClients: without clientCA"},
 		{"plaintext plus tls", func(c *Config) { c.Listeners[1].Chains = append(c.Listeners[1].Chains, c.Listeners[0].Chains[0]) }, "plaintext chain must be the listener's only chain"},
 	}
 	for _, tc := range cases {

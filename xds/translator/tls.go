@@ -6,6 +6,7 @@ import (
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
@@ -38,7 +39,23 @@ func (b *builder) downstreamTLS(obj, field, listener string, t *ir.TLS) (*corev3
 		}
 		ctx.AlpnProtocols = append(ctx.AlpnProtocols, p)
 	}
-	tc, err := typedConfig("listener", listener, &tlsv3.DownstreamTlsContext{CommonTlsContext: ctx})
+	dt := &tlsv3.DownstreamTlsContext{CommonTlsContext: ctx}
+	if t.ClientCA != nil {
+		// Client certificates: asked for and verified against the CAs;
+		// required unless unverified clients are let in, which
+		// ACCEPT_UNTRUSTED expresses (a failed verification does not
+		// fail the handshake).
+		vc := &tlsv3.CertificateValidationContext{
+			TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: t.ClientCA}},
+		}
+		if t.AllowUnverifiedClients {
+			vc.TrustChainVerification = tlsv3.CertificateValidationContext_ACCEPT_UNTRUSTED
+		} else {
+			dt.RequireClientCertificate = wrapperspb.Bool(true)
+		}
+		ctx.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: vc}
+	}
+	tc, err := typedConfig("listener", listener, dt)
 	if err != nil {
 		return nil, nil, err
 	}

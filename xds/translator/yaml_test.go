@@ -67,7 +67,7 @@ func irConveniences(v any, key string) (any, error) {
 				return nil, fmt.Errorf("field %s: %w", key, err)
 			}
 			return int64(d), nil
-		case "certificate", "privateKey", "trustedCA":
+		case "certificate", "privateKey", "trustedCA", "clientCA":
 			return base64.StdEncoding.EncodeToString([]byte(x)), nil
 		}
 	}
