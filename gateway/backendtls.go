@@ -77,10 +77,7 @@ const maxAncestors = 16
 // indexBackendTLS evaluates every BackendTLSPolicy and picks the winner of
 // each target.
 func (ix *index) indexBackendTLS(in *input.Snapshot, systemCAs []byte) {
-	configMaps := make(map[input.Key]*corev1.ConfigMap, len(in.ConfigMaps))
-	for _, cm := range in.ConfigMaps {
-		configMaps[keyOf(cm)] = cm
-	}
+	configMaps := ix.configMaps
 	ix.tlsTargets = map[tlsTarget]*backendTLS{}
 	for _, p := range in.BackendTLSPolicies {
 		bt := evalBackendTLS(p, configMaps, systemCAs)

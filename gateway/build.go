@@ -178,7 +178,7 @@ type ordered struct {
 func (b *builder) tlsChain(ls *listenerState, group []*listenerState, port int32) *ir.HTTPChain {
 	ch := &ir.HTTPChain{
 		Name:   tlsChainName(ls.name),
-		TLS:    &ir.TLS{ALPN: append([]string(nil), tlsALPN...)},
+		TLS:    &ir.TLS{ALPN: append([]string(nil), tlsALPN...), ClientCA: ls.clientCA, AllowUnverifiedClients: ls.insecureFallback},
 		Routes: b.table(tlsTableName(ls.gw.key, port, ls.name), []*listenerState{ls}, group, port),
 	}
 	ch.CORS = usesCORS(ch.Routes)

@@ -51,9 +51,12 @@
 //     claimed; a Service made only to carry the labels would be one with
 //     no purpose (without endpoints, kube-proxy would even reject traffic
 //     to a LoadBalancer address on it);
-//   - client certificate validation (spec.tls.frontend) is not supported;
-//     affected HTTPS listeners are Accepted=False/UnsupportedValue rather
-//     than served without the validation;
+//   - client certificate validation (spec.tls.frontend, frontend.go) puts
+//     the CA bundle on the HTTPS listeners' TLS chains; a listener left
+//     without a usable CA is not served rather than served unvalidated;
+//   - spec.tls.backend.clientCertificateRef (backendcert.go) is presented
+//     to backends a BackendTLSPolicy makes TLS; Gateways with spec.tls
+//     carry a ResolvedRefs condition;
 //   - a listener whose name repeats an earlier one is dropped and the
 //     Gateway is Accepted=False/Invalid;
 //   - allowedRoutes kinds that are not supported route kinds attaching to

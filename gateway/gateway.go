@@ -250,6 +250,11 @@ func (gs *gatewayState) status(problems map[input.Key]string) gwv1.GatewayStatus
 	if gs.resolved != nil {
 		st.Conditions = append(st.Conditions, gs.resolved.condition(string(gwv1.GatewayConditionResolvedRefs), gen))
 	}
+	if gs.insecureFrontend() {
+		st.Conditions = append(st.Conditions, yes(string(gwv1.GatewayReasonConfigurationChanged),
+			"listeners with spec.tls.frontend validation mode AllowInsecureFallback let clients without a valid certificate in").
+			condition(string(gwv1.GatewayConditionInsecureFrontendValidationMode), gen))
+	}
 	if gs.addr.IsValid() && gs.addrProblem == nil && gs.problem == nil {
 		st.Addresses = []gwv1.GatewayStatusAddress{{Type: ptr(gwv1.IPAddressType), Value: gs.addr.String()}}
 	}

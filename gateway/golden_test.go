@@ -207,7 +207,7 @@ func scrub(v any) {
 	switch v := v.(type) {
 	case map[string]any:
 		delete(v, "lastTransitionTime")
-		for _, k := range []string{"certificate", "privateKey", "trustedCA"} {
+		for _, k := range []string{"certificate", "privateKey", "trustedCA", "clientCA"} {
 			if s, ok := v[k].(string); ok {
 				sum := sha256.Sum256([]byte(s))
 				v[k] = fmt.Sprintf("sha256:%s", hex.EncodeToString(sum[:6]))

@@ -30,7 +30,9 @@ type index struct {
 	// tlsPolicies every policy with a Service target (snapshot order),
 	// tlsBySvc those targeting each Service (backendtls.go); systemCAs
 	// is the bundle they were evaluated with.
-	tlsTargets  map[tlsTarget]*backendTLS
+	tlsTargets map[tlsTarget]*backendTLS
+	// configMaps hold CA bundles (BackendTLSPolicy, frontend validation).
+	configMaps  map[input.Key]*corev1.ConfigMap
 	tlsPolicies []*backendTLS
 	tlsBySvc    map[input.Key][]*backendTLS
 	systemCAs   []byte
@@ -67,6 +69,10 @@ func newIndex(in *input.Snapshot, systemCAs []byte) *index {
 	}
 	for _, g := range in.ReferenceGrants {
 		ix.addGrant(g)
+	}
+	ix.configMaps = make(map[input.Key]*corev1.ConfigMap, len(in.ConfigMaps))
+	for _, cm := range in.ConfigMaps {
+		ix.configMaps[keyOf(cm)] = cm
 	}
 	ix.indexBackendTLS(in, systemCAs)
 	return ix

@@ -36,6 +36,10 @@ type listenerState struct {
 	nsSelector  labels.Selector
 	certs       []input.Key // TLS Secrets, all verified
 	certProblem bool        // a certificateRef is unusable: do not serve
+	// clientCA holds the CAs client certificates are verified against
+	// (frontend.go); insecureFallback lets unverified clients in.
+	clientCA         []byte
+	insecureFallback bool
 
 	// serving: the listener is part of the IR (Programmed=True).
 	serving bool
@@ -164,11 +168,6 @@ func (ls *listenerState) allowedRoutes(ar *gwv1.AllowedRoutes) {
 func (t *translator) listenerTLS(ls *listenerState) {
 	cfg := ls.spec.TLS
 	gw := ls.gw.obj
-	if f := frontendValidation(gw, ls.port); f {
-		// Accepting the listener without client certificate validation
-		// would let unauthenticated clients in.
-		ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "client certificate validation (spec.tls.frontend) is not supported"))
-	}
 	if cfg != nil && cfg.Mode != nil && *cfg.Mode != gwv1.TLSModeTerminate {
 		ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "tls.mode %q is not supported on HTTPS listeners; use Terminate", *cfg.Mode))
 		return
@@ -202,21 +201,7 @@ func (t *translator) listenerTLS(ls *listenerState) {
 		}
 		ls.certs = append(ls.certs, k)
 	}
-}
-
-// frontendValidation reports whether the Gateway asks for client
-// certificate validation on port.
-func frontendValidation(gw *gwv1.Gateway, port int32) bool {
-	if gw.Spec.TLS == nil || gw.Spec.TLS.Frontend == nil {
-		return false
-	}
-	f := gw.Spec.TLS.Frontend
-	for _, p := range f.PerPort {
-		if p.Port == port {
-			return p.TLS.Validation != nil
-		}
-	}
-	return f.Default.Validation != nil
+	t.listenerClientValidation(ls)
 }
 
 func groupKind(group, kind string) string {

@@ -62,6 +62,8 @@ var SupportedFeatures = []features.FeatureName{
 	features.SupportBackendTLSPolicySANValidation,
 	// Gateway TLS settings.
 	features.SupportGatewayBackendClientCertificate,
+	features.SupportGatewayFrontendClientCertificateValidation,
+	features.SupportGatewayFrontendClientCertificateValidationInsecureFallback,
 }
 
 // ExperimentalFeatures are supported features whose API fields only the
