@@ -23,11 +23,12 @@ import (
 // translator's L7 policy golden files pin with the proxy's decoders: the
 // proxy accepts what the control plane emits for policy listeners, their
 // clusters and their ECDS configurations; also the gateway goldens of the
-// CORS filter, of TCP chains (TLS passthrough, TCP listeners) and of UDP
-// listeners.
+// CORS filter, of TCP chains (TLS passthrough, TCP listeners), of UDP
+// listeners, of upstream TLS (BackendTLSPolicy, backend client
+// certificates) and of client certificate validation on TLS chains.
 func TestAcceptsTranslatorPolicyOutput(t *testing.T) {
 	files, _ := filepath.Glob("../../xds/translator/testdata/policy/*.out.yaml")
-	for _, g := range []string{"cors", "tcp", "udp"} {
+	for _, g := range []string{"cors", "tcp", "udp", "upstream-tls", "tls-client-validation"} {
 		if f := "../../xds/translator/testdata/" + g + ".out.yaml"; fileExists(f) {
 			files = append(files, f)
 		}
