@@ -88,10 +88,11 @@
 // Secrets differ by protocol. In ADS mode go-control-plane answers a named
 // state-of-the-world request only when it names every resource of the
 // type, and drops the request otherwise; a proxy names the secrets of its
-// listeners, so a retained secret would starve it of every secret update.
+// listeners and clusters (client certificates of upstream TLS), so a
+// retained secret would starve it of every secret update.
 // State-of-the-world proxies are therefore served from a second cache whose
-// secrets are exactly those the published listeners use (they need no
-// retention: for named types a resource missing from a response is not a
+// secrets are exactly those the published listeners and clusters use (they
+// need no retention: for named types a resource missing from a response is not a
 // deletion), while delta proxies, which receive explicit removals, get the
 // retained set. New secrets reach state-of-the-world proxies with the
 // listeners that use them (the listener warms until they arrive).

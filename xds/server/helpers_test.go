@@ -35,6 +35,8 @@ type spec struct {
 	secret string
 	// routeTag changes the route's name to force a route update.
 	routeTag string
+	// clientSecret, if set, makes every cluster speak TLS presenting it.
+	clientSecret string
 }
 
 func resources(t testing.TB, sp spec) *translator.Resources {
@@ -44,9 +46,18 @@ func resources(t testing.TB, sp spec) *translator.Resources {
 	if port == 0 {
 		port = 8080
 	}
+	var clientCert, clientKey []byte
+	if sp.clientSecret != "" {
+		clientCert, clientKey = testKeyPair(t)
+		cfg.Secrets = append(cfg.Secrets, &ir.Secret{Name: sp.clientSecret, Certificate: clientCert, PrivateKey: clientKey})
+	}
 	for _, c := range sp.clusters {
-		cfg.Clusters = append(cfg.Clusters, &ir.Cluster{Name: c, Protocol: ir.ProtocolHTTP1, LBPolicy: ir.LBRoundRobin,
-			Endpoints: []ir.Endpoint{{Address: "127.0.0.1", Port: port, Ready: true}}})
+		cl := &ir.Cluster{Name: c, Protocol: ir.ProtocolHTTP1, LBPolicy: ir.LBRoundRobin,
+			Endpoints: []ir.Endpoint{{Address: "127.0.0.1", Port: port, Ready: true}}}
+		if sp.clientSecret != "" {
+			cl.UpstreamTLS = &ir.UpstreamTLS{SNI: "backend.example", TrustedCA: clientCert, ClientCertificate: sp.clientSecret}
+		}
+		cfg.Clusters = append(cfg.Clusters, cl)
 	}
 	sort.Slice(cfg.Clusters, func(i, j int) bool { return cfg.Clusters[i].Name < cfg.Clusters[j].Name })
 	listeners := sp.listeners
@@ -70,7 +81,8 @@ func resources(t testing.TB, sp spec) *translator.Resources {
 	}
 	if sp.secret != "" {
 		cert, key := testKeyPair(t)
-		cfg.Secrets = []*ir.Secret{{Name: sp.secret, Certificate: cert, PrivateKey: key}}
+		cfg.Secrets = append(cfg.Secrets, &ir.Secret{Name: sp.secret, Certificate: cert, PrivateKey: key})
+		sort.Slice(cfg.Secrets, func(i, j int) bool { return cfg.Secrets[i].Name < cfg.Secrets[j].Name })
 	}
 	res, err := translator.Translate(cfg)
 	if err != nil {

@@ -235,7 +235,7 @@ func decode(typeURL string, a *anypb.Any) (string, any, error) {
 func dependents(typeURL string) []string {
 	switch typeURL {
 	case resource.ClusterType:
-		return []string{resource.EndpointType}
+		return []string{resource.EndpointType, resource.SecretType}
 	case resource.ListenerType:
 		return []string{resource.RouteType, resource.SecretType, resource.ExtensionConfigType}
 	}
@@ -254,13 +254,23 @@ func (p *testProxy) wanted(typeURL string) []string {
 			}
 		}
 	case resource.RouteType, resource.SecretType, resource.ExtensionConfigType:
+		if typeURL == resource.SecretType {
+			// Clusters name the secrets of their upstream TLS.
+			for _, r := range p.held[resource.ClusterType] {
+				if c := r.value.(*resource.Cluster); c.TLS != nil {
+					for _, n := range c.TLS.Secrets() {
+						set[n] = true
+					}
+				}
+			}
+		}
 		for _, r := range p.held[resource.ListenerType] {
 			for _, c := range r.value.(*resource.Listener).Chains {
 				switch {
 				case typeURL == resource.RouteType && c.HCM != nil:
 					set[c.HCM.RouteConfigName] = true
 				case typeURL == resource.SecretType && c.TLS != nil:
-					for _, n := range c.TLS.SecretNames {
+					for _, n := range c.TLS.Secrets() {
 						set[n] = true
 					}
 				case typeURL == resource.ExtensionConfigType && c.HCM != nil:

@@ -330,3 +330,22 @@ func TestRollbackRollsOutAgain(t *testing.T) {
 		requireNoViolations(t, c)
 	})
 }
+
+// TestClusterSecrets: a secret only a cluster names (the client
+// certificate of its upstream TLS) reaches proxies of both protocols
+// beside the listeners' secrets, and they acknowledge the configuration.
+// A state-of-the-world proxy names the secrets of its clusters and its
+// listeners in one request, which the cache answers only when it holds
+// every name it was asked for.
+func TestClusterSecrets(t *testing.T) {
+	modes(t, func(t *testing.T, delta bool) {
+		s, path := startServer(t)
+		p := dialConnected(t, s, path, proxyOptions{NodeID: "p", Delta: delta})
+		r := update(t, s, resources(t, spec{clusters: []string{"c/a"}, route: "c/a", secret: "s/tls", clientSecret: "s/client"}))
+		waitAck(t, s, r)
+		if got, want := p.Held(resource.SecretType), []string{"s/client", "s/tls"}; !slices.Equal(got, want) {
+			t.Errorf("secrets held %v, want %v", got, want)
+		}
+		requireNoViolations(t, p)
+	})
+}

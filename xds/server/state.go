@@ -66,7 +66,8 @@ type entry struct {
 	// a newer object than res with the same version (res is kept, so the
 	// cache sees no change).
 	last types.Resource
-	// refs are the SDS secrets a listener's filter chains use; exts the
+	// refs are the SDS secrets a listener's filter chains or a cluster's
+	// upstream TLS use; exts the
 	// extension configurations (ECDS) its filters are configured from.
 	refs []string
 	exts []string
@@ -177,6 +178,14 @@ func (s state) sotwUsed(k kind) *typeSet {
 		}
 		for _, r := range refs {
 			used[r] = true
+		}
+	}
+	if k == kindSecret {
+		// Clusters name the client certificates of their upstream TLS.
+		for _, e := range s[kindCluster].items {
+			for _, r := range e.refs {
+				used[r] = true
+			}
 		}
 	}
 	all := s[k]

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
@@ -167,6 +168,11 @@ func buildSet[T comparableResource](k kind, list []T, prev *typeSet, res *transl
 				return nil, fmt.Errorf("%s %q: %w", k, name, err)
 			}
 		}
+		if c, ok := m.(*clusterv3.Cluster); ok {
+			if e.refs, err = clusterSecretRefs(c); err != nil {
+				return nil, fmt.Errorf("%s %q: %w", k, name, err)
+			}
+		}
 		items[name] = e
 	}
 	set := newTypeSet(items)
@@ -209,6 +215,27 @@ func validate(m types.Resource) error {
 }
 
 // secretRefs lists the SDS secrets a listener's TLS filter chains use.
+// clusterSecretRefs lists the SDS secrets a cluster's upstream TLS uses
+// (its client certificate): a proxy names them too.
+func clusterSecretRefs(c *clusterv3.Cluster) ([]string, error) {
+	tc := c.GetTransportSocket().GetTypedConfig()
+	if tc == nil {
+		return nil, nil
+	}
+	ctx := &tlsv3.UpstreamTlsContext{}
+	if !tc.MessageIs(ctx) {
+		return nil, nil
+	}
+	if err := tc.UnmarshalTo(ctx); err != nil {
+		return nil, fmt.Errorf("transport_socket: %w", err)
+	}
+	var out []string
+	for _, sds := range ctx.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs() {
+		out = append(out, sds.GetName())
+	}
+	return out, nil
+}
+
 func secretRefs(l *listenerv3.Listener) ([]string, error) {
 	var out []string
 	for i, fc := range l.GetFilterChains() {
