@@ -53,3 +53,35 @@ func TestBackendTLSFollowsConfigMap(t *testing.T) {
 		}
 	}
 }
+
+// TestBackendTLSSystemCAs: wellKnownCACertificates System trusts the
+// bundle the caller read from the host, and is refused without one.
+func TestBackendTLSSystemCAs(t *testing.T) {
+	in := filepath.Join("testdata", "backendtlspolicy", "backendtlspolicy.in.yaml")
+	snap := loadCase(t, in)
+	caIdx := slices.IndexFunc(snap.ConfigMaps, func(c *corev1.ConfigMap) bool { return c.Name == "ca" })
+	bundle := []byte(snap.ConfigMaps[caIdx].Data["ca.crt"])
+	system := func(r *Result) (*ir.Cluster, string) {
+		var reason string
+		for _, p := range r.Policies {
+			if p.Key.Name == "system" {
+				reason = p.Status.Ancestors[0].Conditions[0].Reason
+			}
+		}
+		i := slices.IndexFunc(r.Config.Clusters, func(c *ir.Cluster) bool { return c.Name == "service/default/system/443" })
+		if i < 0 {
+			return nil, reason
+		}
+		return r.Config.Clusters[i], reason
+	}
+	x := NewTranslator()
+	opts := Options{Addresses: testAddresses(t, snap, true)}
+	if cl, reason := system(checkSame(t, "without", x, snap, opts)); cl != nil || reason != "Invalid" {
+		t.Fatalf("without system CAs: cluster %+v, Accepted reason %q; want none and Invalid", cl, reason)
+	}
+	opts.SystemCAs = bundle
+	cl, reason := system(checkSame(t, "with", x, snap, opts))
+	if cl == nil || cl.UpstreamTLS == nil || string(cl.UpstreamTLS.TrustedCA) != string(bundle) || reason != "Accepted" {
+		t.Fatalf("with system CAs: cluster %+v, Accepted reason %q; want the bundle and Accepted", cl, reason)
+	}
+}

@@ -67,6 +67,7 @@ import (
 	"github.com/nodemesh/nodemesh/gateway/address"
 	"github.com/nodemesh/nodemesh/internal/agent"
 	"github.com/nodemesh/nodemesh/internal/metrics"
+	"github.com/nodemesh/nodemesh/internal/systemca"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 	"github.com/nodemesh/nodemesh/mesh/flow/observer"
 	"github.com/nodemesh/nodemesh/mesh/identity"
@@ -147,7 +148,14 @@ func run() error {
 	msrc := &metricSources{xds: srv, log: log}
 	reg, observeApply := newAgentMetrics(msrc)
 
+	systemCAs, from, caErr := systemca.Load()
+	if caErr != nil {
+		log.Warn("BackendTLSPolicies trusting the system CAs will not be accepted", "err", caErr)
+	} else {
+		log.Info("system CA bundle read", "file", from)
+	}
 	cfg := agent.Config{
+		SystemCAs:      systemCAs,
 		Publisher:      publish.New(srv),
 		ControllerName: gwv1.GatewayController(*controller),
 		AddressPool:    prefix,

@@ -44,6 +44,7 @@ import (
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/gateway/controller"
 	"github.com/nodemesh/nodemesh/internal/metrics"
+	"github.com/nodemesh/nodemesh/internal/systemca"
 	"github.com/nodemesh/nodemesh/mesh/identity"
 	"github.com/nodemesh/nodemesh/mesh/provider/kube"
 	"github.com/nodemesh/nodemesh/mesh/provider/kube/ciliumidentity"
@@ -107,10 +108,16 @@ func run() error {
 	if err != nil {
 		log.Warn("claiming the standard channel's features only", "err", err)
 	}
+	systemCAs, from, caErr := systemca.Load()
+	if caErr != nil {
+		log.Warn("BackendTLSPolicies trusting the system CAs will not be accepted", "err", caErr)
+	} else {
+		log.Info("system CA bundle read", "file", from)
+	}
 	c, err := controller.New(clients.Core, clients.Gateway, clients.Dynamic, prefix,
 		controller.WithLogger(log), controller.WithControllerName(gwv1.GatewayController(*controllerName)),
 		controller.WithIngress(ingress), controller.WithReconciled(m.reconciled),
-		controller.WithSupportedFeatures(controller.FeaturesFor(channel)))
+		controller.WithSupportedFeatures(controller.FeaturesFor(channel)), controller.WithSystemCAs(systemCAs))
 	if err != nil {
 		return err
 	}

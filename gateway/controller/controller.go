@@ -47,6 +47,7 @@ type Controller struct {
 	now        func() time.Time
 	changed    chan struct{}
 	ingress    gateway.IngressOptions
+	systemCAs  []byte
 	// reported holds, per Ingress, the problems last sent as an Event,
 	// so each set of problems is reported once.
 	reported map[input.Key]string
@@ -64,6 +65,10 @@ func WithReconciled(f func(took time.Duration, err error)) Option {
 // WithIngress sets how Ingresses are served (class, default mode,
 // default certificate); the addresses come from the controller's pool.
 func WithIngress(o gateway.IngressOptions) Option { return func(c *Controller) { c.ingress = o } }
+
+// WithSystemCAs sets the host's CA bundle (gateway.Options.SystemCAs);
+// the agents must use the same, so both agree on which policies hold.
+func WithSystemCAs(pem []byte) Option { return func(c *Controller) { c.systemCAs = pem } }
 
 // Option configures a Controller.
 type Option func(*Controller)
@@ -180,7 +185,7 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	want := append(address.OwnGateways(snap, c.controller), gateway.IngressAddressRequests(snap, ing)...)
 	addrs, problems := c.alloc.Assign(want)
 	ing.UseIngressAddresses(addrs)
-	res := c.tr.Translate(snap, gateway.Options{ControllerName: c.controller, Addresses: addrs, AddressProblems: problems, Ingress: ing})
+	res := c.tr.Translate(snap, gateway.Options{ControllerName: c.controller, Addresses: addrs, AddressProblems: problems, Ingress: ing, SystemCAs: c.systemCAs})
 	now := c.now()
 	reports := liveReports(c.nodeReports(), string(c.controller), now, c.staleAfter)
 	stamp := metav1.NewTime(now.Truncate(time.Second))

@@ -39,6 +39,8 @@ type Config struct {
 	// Gateways' (gateway.IngressAddressRequests), so any set here are
 	// replaced.
 	Ingress gateway.IngressOptions
+	// SystemCAs is the host's CA bundle (gateway.Options.SystemCAs).
+	SystemCAs []byte
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 
@@ -237,6 +239,7 @@ func (a *Agent) Translate(snap *input.Snapshot) *gateway.Result {
 		Addresses:       addrs,
 		AddressProblems: problems,
 		Ingress:         ing,
+		SystemCAs:       a.cfg.SystemCAs,
 	}
 	if a.gw == nil {
 		return gateway.Translate(snap, opts)
