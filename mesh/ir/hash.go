@@ -238,7 +238,15 @@ func (e *encoder) listener(l *Listener) {
 	}
 	e.uint(uint64(len(l.TCPChains)))
 	for _, ch := range l.TCPChains {
-		if !e.present(ch != nil) {
+		if ch != nil && ch.TLS != nil {
+			// A terminating chain marks its presence byte 3 and starts
+			// with its TLS, so passthrough chains keep their encoding.
+			e.buf = append(e.buf, 3)
+			e.strs(ch.TLS.Certificates)
+			e.strs(ch.TLS.ALPN)
+			e.bytes(ch.TLS.ClientCA)
+			e.bool(ch.TLS.AllowUnverifiedClients)
+		} else if !e.present(ch != nil) {
 			continue
 		}
 		e.str(ch.Name)

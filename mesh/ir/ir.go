@@ -49,6 +49,10 @@ type TCPChain struct {
 	// ServerNames are the TLS SNI values this chain takes, as for
 	// HTTPChain; empty means every connection.
 	ServerNames []string `json:"serverNames,omitempty"`
+	// TLS, when set, terminates TLS on this chain and relays the
+	// decrypted bytes (Gateway API TLSRoute on a Terminate listener);
+	// without it the bytes are relayed as they come (passthrough).
+	TLS *TLS `json:"tls,omitempty"`
 	// Backends share connections by weight. Their clusters are TCP
 	// clusters; a backend without a cluster (unresolved) gets its share of
 	// connections closed. Header edits do not apply.

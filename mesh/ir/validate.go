@@ -269,6 +269,25 @@ func (v *validator) cluster(i int, cl *Cluster, seen map[string]bool) {
 	}
 }
 
+// chainTLS checks the TLS a chain terminates.
+func (v *validator) chainTLS(obj object, f path, t *TLS, secrets map[string]bool) {
+	if len(t.Certificates) == 0 {
+		v.fail(obj, f.f("certificates"), "empty")
+	}
+	for k, name := range t.Certificates {
+		if !secrets[name] {
+			v.fail(obj, f.i("certificates", k), "unknown secret %q", name)
+		}
+	}
+	if t.ClientCA != nil {
+		if err := checkTrustedCA(t.ClientCA); err != nil {
+			v.fail(obj, f.f("clientCA"), "%v", err)
+		}
+	} else if t.AllowUnverifiedClients {
+		v.fail(obj, f.f("allowUnverifiedClients"), "without clientCA")
+	}
+}
+
 // upstreamTLS checks that a cluster's TLS verifies its endpoints: trust
 // anchors that parse, and a name to check the certificate against.
 func (v *validator) upstreamTLS(obj object, cl *Cluster) {
@@ -434,21 +453,7 @@ func (v *validator) listener(i int, l *Listener, seen, tables map[string]bool, b
 				v.fail(obj, f.f("serverNames"), "server names need TLS")
 			}
 		} else {
-			if len(ch.TLS.Certificates) == 0 {
-				v.fail(obj, f.f("tls.certificates"), "empty")
-			}
-			for k, name := range ch.TLS.Certificates {
-				if !secrets[name] {
-					v.fail(obj, f.i("tls.certificates", k), "unknown secret %q", name)
-				}
-			}
-			if ch.TLS.ClientCA != nil {
-				if err := checkTrustedCA(ch.TLS.ClientCA); err != nil {
-					v.fail(obj, f.f("tls.clientCA"), "%v", err)
-				}
-			} else if ch.TLS.AllowUnverifiedClients {
-				v.fail(obj, f.f("tls.allowUnverifiedClients"), "without clientCA")
-			}
+			v.chainTLS(obj, f.f("tls"), ch.TLS, secrets)
 		}
 		v.routeTable(obj, f.f("routes"), ch.Routes, tables, clusters)
 		if !ch.CORS && ch.Routes != nil {
@@ -472,6 +477,9 @@ func (v *validator) listener(i int, l *Listener, seen, tables map[string]bool, b
 			if !validDomain(sn) {
 				v.fail(obj, f.i("serverNames", k), "invalid server name %q", sn)
 			}
+		}
+		if ch.TLS != nil {
+			v.chainTLS(obj, f.f("tls"), ch.TLS, secrets)
 		}
 		v.tcpBackends(obj, f, ch.Backends, clusters)
 	}

@@ -75,6 +75,11 @@ func valid() *Config {
 			// A UDP listener may share a TCP listener's address and port.
 			Name: "gateway/default/eg/5432/udp", Address: "127.0.100.1", Port: 5432,
 			UDP: &UDPProxy{Cluster: "udproute/default/dns/53"},
+		}, {
+			// A TLSRoute on a Terminate listener.
+			Name: "gateway/default/eg/8443", Address: "127.0.100.1", Port: 8443,
+			TCPChains: []*TCPChain{{Name: "terminate", ServerNames: []string{"db.example.org"}, TLS: &TLS{Certificates: []string{"secret/default/cert"}},
+				Backends: []*WeightedBackend{{Cluster: "service/default/db/5432/tcp", Weight: 1}}}},
 		}},
 		Clusters: []*Cluster{{Name: "service/default/echo/8080", Protocol: ProtocolHTTP1, LBPolicy: LBRoundRobin, Endpoints: []Endpoint{{Address: "127.0.0.1", Port: 9000, Ready: true}},
 			UpstreamTLS: &UpstreamTLS{SNI: "echo.example", TrustedCA: testCA(), SubjectAltNames: []SubjectAltName{{Type: SANURI, Value: "spiffe://example/echo"}, {Type: SANDNS, Value: "echo.example"}},
@@ -177,6 +182,10 @@ func TestValidate(t *testing.T) {
 		{"client ca not pem", func(c *Config) { c.Listeners[1].Chains[0].TLS.ClientCA = []byte("x") }, "chains[0].tls.clientCA: holds bytes that are not PEM"},
 		{"client ca empty", func(c *Config) { c.Listeners[1].Chains[0].TLS.ClientCA = []byte{} }, "chains[0].tls.clientCA: no certificate"},
 		{"unverified clients without ca", func(c *Config) { c.Listeners[1].Chains[0].TLS.ClientCA = nil }, "chains[0].tls.allowUnverifiedClients: without clientCA"},
+		{"terminating tcp chain unknown secret", func(c *Config) {
+			c.Listeners[1].TCPChains[0].TLS = &TLS{Certificates: []string{"nope"}}
+		}, `tcpChains[0].tls.certificates[0]: unknown secret "nope"`},
+		{"terminating tcp chain without certificates", func(c *Config) { c.Listeners[1].TCPChains[0].TLS = &TLS{} }, "tcpChains[0].tls.certificates: empty"},
 		{"plaintext plus tls", func(c *Config) { c.Listeners[1].Chains = append(c.Listeners[1].Chains, c.Listeners[0].Chains[0]) }, "plaintext chain must be the listener's only chain"},
 	}
 	for _, tc := range cases {

@@ -121,6 +121,16 @@ func (b *builder) buildListener(l *ir.Listener, m *listenerMemo) (*listenerv3.Li
 		if err != nil {
 			return nil, err
 		}
+		if ch.TLS != nil {
+			// Terminated here; tcp_proxy relays the decrypted bytes.
+			ts, refs, err := b.downstreamTLS(obj, fieldf("tcpChains[%d].tls", i), name, ch.TLS)
+			if err != nil {
+				return nil, err
+			}
+			fc.TransportSocket = ts
+			m.refs = append(m.refs, refs...)
+			tls = true
+		}
 		if len(names) > 0 {
 			tls = true // the TLS inspector reads the SNI
 		}

@@ -15,8 +15,10 @@ import (
 // Gateway API asks of an invalid backendRef; with no positive weight at
 // all every connection is closed the same way. A chain with server names
 // matches them by SNI (filter_chain_match.server_names) and makes the
-// listener run the TLS inspector; no transport socket is set, so the TLS
-// bytes reach the backend untouched.
+// listener run the TLS inspector; without TLS no transport socket is set,
+// so the TLS bytes reach the backend untouched (passthrough), and with it
+// the chain terminates TLS with a DownstreamTlsContext, as HTTPS chains
+// do, and relays the decrypted bytes (TLSRoute on a Terminate listener).
 
 // tcpChain builds the filter chain of one TCP chain.
 func (b *builder) tcpChain(l *ir.Listener, ch *ir.TCPChain, names []string) (*listenerv3.FilterChain, error) {
