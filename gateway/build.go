@@ -178,24 +178,32 @@ type ordered struct {
 func (b *builder) tlsChain(ls *listenerState, group []*listenerState, port int32) *ir.HTTPChain {
 	ch := &ir.HTTPChain{
 		Name:   tlsChainName(ls.name),
-		TLS:    &ir.TLS{ALPN: append([]string(nil), tlsALPN...), ClientCA: ls.clientCA, AllowUnverifiedClients: ls.insecureFallback},
 		Routes: b.table(tlsTableName(ls.gw.key, port, ls.name), []*listenerState{ls}, group, port),
 	}
 	ch.CORS = usesCORS(ch.Routes)
 	if ls.hostname != "" {
 		ch.ServerNames = []string{ls.hostname}
 	}
+	ch.TLS = b.listenerCerts(ls)
+	ch.TLS.ALPN = append([]string(nil), tlsALPN...)
+	return ch
+}
+
+// listenerCerts is the TLS a listener terminates with: its certificates
+// (added to the configuration's secrets) and client validation.
+func (b *builder) listenerCerts(ls *listenerState) *ir.TLS {
+	t := &ir.TLS{ClientCA: ls.clientCA, AllowUnverifiedClients: ls.insecureFallback}
 	for _, k := range ls.certs {
 		name := secretName(k)
-		if contains(ch.TLS.Certificates, name) {
+		if contains(t.Certificates, name) {
 			continue
 		}
-		ch.TLS.Certificates = append(ch.TLS.Certificates, name)
+		t.Certificates = append(t.Certificates, name)
 		if b.secrets[name] == nil {
 			b.secrets[name] = b.t.secret(name, k)
 		}
 	}
-	return ch
+	return t
 }
 
 // usesCORS reports whether a route of the table carries a CORS policy: its

@@ -1,8 +1,8 @@
 // Package gateway translates Gateway API objects into nodemesh's IR and
 // computes the status of the GatewayClasses, Gateways and routes this
 // controller owns; it also serves Kubernetes Ingresses of its class.
-// HTTPRoute, GRPCRoute, TLSRoute (passthrough), TCPRoute and UDPRoute are
-// the route kinds supported today, and BackendTLSPolicy the policy kind; the model below ("Route kinds") is
+// HTTPRoute, GRPCRoute, TLSRoute (passthrough and terminate), TCPRoute and
+// UDPRoute are the route kinds supported today, and BackendTLSPolicy the policy kind; the model below ("Route kinds") is
 // shared by every kind, and Ingress ("Ingress") compiles into it.
 //
 // Data enters as an immutable input.Snapshot plus Options (the controller
@@ -18,9 +18,9 @@
 // status from here. Route parentRefs to Services (GAMMA) are left to the
 // mesh translator.
 //
-// Gateways and listeners. HTTP, HTTPS (TLS mode Terminate), TLS (mode
-// Passthrough only; Terminate is Accepted=False/UnsupportedValue), TCP and
-// UDP listeners are supported; others are Accepted=False/UnsupportedProtocol. Listeners
+// Gateways and listeners. HTTP, HTTPS (TLS mode Terminate), TLS (modes
+// Passthrough and Terminate, which may share a port), TCP and UDP
+// listeners are supported; others are Accepted=False/UnsupportedProtocol. Listeners
 // of one Gateway sharing a port must share a protocol (else every one of
 // them is Conflicted/ProtocolConflict) and differ in hostname (else
 // Conflicted/HostnameConflict); conflicted listeners are not accepted and

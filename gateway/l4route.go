@@ -17,20 +17,24 @@ import (
 // the kind-neutral ruleState without matches, they attach, resolve and
 // report status as every kind does, and the build turns them into IR TCP
 // chains instead of virtual hosts:
-//   - a TLS listener (tls.mode Passthrough) gets one chain per hostname
-//     its routes serve on, selected by that SNI name (a route without
-//     hostnames on a listener without one: the catch-all chain), relaying
-//     the TLS bytes untouched to the backends of the oldest route serving
-//     that hostname (creation time, then namespace/name), split by weight;
+//   - a TLS listener gets one chain per hostname its routes serve on,
+//     selected by that SNI name (a route without hostnames on a listener
+//     without one: the catch-all chain), relaying to the backends of the
+//     oldest route serving that hostname (creation time, then
+//     namespace/name), split by weight. With tls.mode Passthrough the TLS
+//     bytes go to the backend untouched; with Terminate (the API's
+//     default) the chain terminates TLS with the listener's
+//     certificateRefs (resolved and reported as an HTTPS listener's are,
+//     client certificate validation from spec.tls.frontend included) and
+//     relays the decrypted bytes. Passthrough and Terminate listeners may
+//     share a port (Gateway API's Mixed mode): their chains are told apart
+//     by SNI;
 //   - a TCP listener gets one chain taking every connection, to the
 //     backends of its oldest attached route.
 // Backends are TCP clusters (service/<ns>/<name>/<port>/tcp, whatever the
 // port's appProtocol). An unresolved backendRef keeps its weight, so its
-// share of connections is closed. TLS listeners with mode Terminate are
-// not supported (Accepted=False/UnsupportedValue): the bytes would reach
-// the backend decrypted, which TLSRoute termination also needs a
-// certificate story for that is not built. A TLS and an HTTPS listener on
-// one port are a ProtocolConflict, as any two protocols on one port are.
+// share of connections is closed. A TLS and an HTTPS listener on one port
+// are a ProtocolConflict, as any two protocols on one port are.
 
 var tlsRouteKind = routeKind{
 	group:           gwv1.GroupName,
@@ -171,6 +175,9 @@ func (b *builder) passthroughChains(ls *listenerState) []*ir.TCPChain {
 			ch := &ir.TCPChain{Name: passthroughChainName(ls.name, h), Backends: backends}
 			if h != anyHost {
 				ch.ServerNames = []string{h}
+			}
+			if ls.terminate {
+				ch.TLS = b.listenerCerts(ls)
 			}
 			out = append(out, ch)
 			break

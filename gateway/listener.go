@@ -40,6 +40,8 @@ type listenerState struct {
 	// (frontend.go); insecureFallback lets unverified clients in.
 	clientCA         []byte
 	insecureFallback bool
+	// terminate: a TLS listener terminating TLS (tls.mode Terminate).
+	terminate bool
 
 	// serving: the listener is part of the IR (Programmed=True).
 	serving bool
@@ -86,11 +88,11 @@ func (t *translator) newListener(gs *gatewayState, i int, l *gwv1.Listener) *lis
 			ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "tls must not be set on %s %s listener", article, l.Protocol))
 		}
 	case gwv1.TLSProtocolType:
-		// Passthrough only: the mode defaults to Terminate.
-		if l.TLS == nil || l.TLS.Mode == nil || *l.TLS.Mode != gwv1.TLSModePassthrough {
-			ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "TLS listeners support tls.mode Passthrough only"))
-			// No route kind is served in the mode asked for.
-			ls.kinds = nil
+		// The mode defaults to Terminate: the listener's certificates are
+		// resolved as an HTTPS listener's (l4route.go).
+		if l.TLS == nil || l.TLS.Mode == nil || *l.TLS.Mode == gwv1.TLSModeTerminate {
+			ls.terminate = true
+			t.listenerTLS(ls)
 		}
 	default:
 		t.listenerTLS(ls)
@@ -174,7 +176,7 @@ func (t *translator) listenerTLS(ls *listenerState) {
 	}
 	if cfg == nil || len(cfg.CertificateRefs) == 0 {
 		ls.certProblem = true
-		ls.unresolved(no(string(gwv1.ListenerReasonInvalidCertificateRef), "an HTTPS listener needs tls.certificateRefs"))
+		ls.unresolved(no(string(gwv1.ListenerReasonInvalidCertificateRef), "tls.certificateRefs is required to terminate TLS"))
 		return
 	}
 	for j, cr := range cfg.CertificateRefs {

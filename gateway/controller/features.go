@@ -53,8 +53,11 @@ var SupportedFeatures = []features.FeatureName{
 	// GRPCRoute.
 	features.SupportGRPCRoute,
 	features.SupportGRPCRouteNamedRouteRule,
-	// TLSRoute (passthrough), TCPRoute and UDPRoute.
+	// TLSRoute (passthrough, terminate, both on one port), TCPRoute and
+	// UDPRoute.
 	features.SupportTLSRoute,
+	features.SupportTLSRouteModeTerminate,
+	features.SupportTLSRouteModeMixed,
 	features.SupportTCPRoute,
 	features.SupportUDPRoute,
 	// BackendTLSPolicy.
