@@ -2,8 +2,9 @@
 // computes the status of the GatewayClasses, Gateways and routes this
 // controller owns; it also serves Kubernetes Ingresses of its class.
 // HTTPRoute, GRPCRoute, TLSRoute (passthrough and terminate), TCPRoute and
-// UDPRoute are the route kinds supported today, and BackendTLSPolicy the policy kind; the model below ("Route kinds") is
-// shared by every kind, and Ingress ("Ingress") compiles into it.
+// UDPRoute are the route kinds supported today, and BackendTLSPolicy the
+// policy kind; the model below ("Route kinds") is shared by every kind,
+// and Ingress ("Ingress") compiles into it.
 //
 // Data enters as an immutable input.Snapshot plus Options (the controller
 // name and the address the caller assigned to each Gateway) and leaves as a
@@ -179,7 +180,8 @@
 //
 // TLSRoute and TCPRoute (l4route.go) have rules without matches; the
 // build turns their attachments into IR TCP chains (SNI-selected on TLS
-// listeners, one catch-all on TCP listeners) to TCP clusters
+// listeners, terminating TLS on Terminate ones; one catch-all on TCP
+// listeners) to TCP clusters
 // (service/<ns>/<name>/<port>/tcp), as l4route.go describes.
 //
 // UDPRoute (udproute.go) is the same with a UDP listener and UDP clusters;
