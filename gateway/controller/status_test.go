@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -65,5 +66,44 @@ func TestMergeRouteKeepsOtherControllers(t *testing.T) {
 	// No desired entries removes only ours.
 	if got := mergeRoute(cur, nil, ours, t1); len(got.Parents) != 1 || got.Parents[0].ControllerName != theirs {
 		t.Fatalf("removing ours: %+v", got)
+	}
+}
+
+// TestMergePolicyKeepsOtherControllers: a BackendTLSPolicy's ancestors of
+// other controllers stay, ours are replaced (unchanged conditions keep
+// their transition time), and the result never exceeds the API's 16.
+func TestMergePolicyKeepsOtherControllers(t *testing.T) {
+	ours := gwv1.GatewayController("nodemesh.io/gateway-controller")
+	theirs := gwv1.GatewayController("example.com/other")
+	ref := func(name string) gwv1.ParentReference { return gwv1.ParentReference{Name: gwv1.ObjectName(name)} }
+	cur := gwv1.PolicyStatus{Ancestors: []gwv1.PolicyAncestorStatus{
+		{AncestorRef: ref("other-gw"), ControllerName: theirs, Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionTrue, "Accepted", t0)}},
+		{AncestorRef: ref("gone"), ControllerName: ours, Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionTrue, "Accepted", t0)}},
+		{AncestorRef: ref("gw"), ControllerName: ours, Conditions: []metav1.Condition{cond("Accepted", metav1.ConditionTrue, "Accepted", t0)}},
+	}}
+	desired := []gwv1.PolicyAncestorStatus{{AncestorRef: ref("gw"), ControllerName: ours, Conditions: []metav1.Condition{
+		{Type: "Accepted", Status: metav1.ConditionTrue, Reason: "Accepted"},
+		{Type: "ResolvedRefs", Status: metav1.ConditionFalse, Reason: "InvalidCACertificateRef"},
+	}}}
+	got := mergePolicy(cur, desired, ours, t1)
+	want := gwv1.PolicyStatus{Ancestors: []gwv1.PolicyAncestorStatus{
+		cur.Ancestors[0],
+		{AncestorRef: ref("gw"), ControllerName: ours, Conditions: []metav1.Condition{
+			{Type: "Accepted", Status: metav1.ConditionTrue, Reason: "Accepted", LastTransitionTime: t0},
+			{Type: "ResolvedRefs", Status: metav1.ConditionFalse, Reason: "InvalidCACertificateRef", LastTransitionTime: t1},
+		}},
+	}}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("(-want +got)\n%s", d)
+	}
+	if got := mergePolicy(cur, nil, ours, t1); len(got.Ancestors) != 1 || got.Ancestors[0].ControllerName != theirs {
+		t.Fatalf("removing ours: %+v", got)
+	}
+	many := make([]gwv1.PolicyAncestorStatus, 20)
+	for i := range many {
+		many[i] = gwv1.PolicyAncestorStatus{AncestorRef: ref(fmt.Sprint("gw", i)), ControllerName: ours}
+	}
+	if got := mergePolicy(cur, many, ours, t1); len(got.Ancestors) != 16 || got.Ancestors[0].ControllerName != theirs {
+		t.Fatalf("20 of ours and 1 other: %d ancestors, first %s", len(got.Ancestors), got.Ancestors[0].ControllerName)
 	}
 }
