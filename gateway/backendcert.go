@@ -91,8 +91,9 @@ func usesTLS(rule *ruleState) bool {
 }
 
 // withClientCert returns the IR route of a match for a Gateway presenting
-// the client certificate of Secret cert: a copy whose TLS backends are
-// the clusters presenting it, made once per match and certificate.
+// the client certificate of Secret cert: a copy whose TLS backends and
+// mirrors are the clusters presenting it, made once per match and
+// certificate.
 func (b *builder) withClientCert(m *matchState, r *ir.Route, cert input.Key) *ir.Route {
 	if out := m.byCert[cert]; out != nil {
 		return out
@@ -110,6 +111,20 @@ func (b *builder) withClientCert(m *matchState, r *ir.Route, cert input.Key) *ir
 				w.Cluster = b.t.clientCluster(cl, cert).Name
 				cp.Backends[i] = &w
 				break
+			}
+		}
+	}
+	if len(r.Mirrors) > 0 {
+		cp.Mirrors = make([]*ir.Mirror, len(r.Mirrors))
+		for i, mr := range r.Mirrors {
+			cp.Mirrors[i] = mr
+			for _, cl := range m.rule.clusters {
+				if cl.Name == mr.Cluster && cl.UpstreamTLS != nil {
+					w := *mr
+					w.Cluster = b.t.clientCluster(cl, cert).Name
+					cp.Mirrors[i] = &w
+					break
+				}
 			}
 		}
 	}
