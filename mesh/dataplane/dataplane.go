@@ -96,6 +96,10 @@ const (
 	ObjectPolicy  = "Policy"
 	ObjectService = "Service"
 	ObjectSecret  = "Secret"
+	// The Envoy config kinds (mesh/envoyconfig); a clusterwide one has no
+	// namespace.
+	ObjectEnvoyConfig            = "CiliumEnvoyConfig"
+	ObjectClusterwideEnvoyConfig = "CiliumClusterwideEnvoyConfig"
 )
 
 // AckedAll reports whether the proxy accepted every version in want.

@@ -85,6 +85,10 @@ func Build(objs []Object) (*Snapshot, error) {
 			s.CiliumNetworkPolicies = append(s.CiliumNetworkPolicies, v)
 		case *ciliumv2.CiliumClusterwideNetworkPolicy:
 			s.CiliumClusterwideNetworkPolicies = append(s.CiliumClusterwideNetworkPolicies, v)
+		case *ciliumv2.CiliumEnvoyConfig:
+			s.CiliumEnvoyConfigs = append(s.CiliumEnvoyConfigs, v)
+		case *ciliumv2.CiliumClusterwideEnvoyConfig:
+			s.CiliumClusterwideEnvoyConfigs = append(s.CiliumClusterwideEnvoyConfigs, v)
 		case *networkingv1.Ingress:
 			s.Ingresses = append(s.Ingresses, v)
 		case *networkingv1.IngressClass:
@@ -112,6 +116,8 @@ func Build(objs []Object) (*Snapshot, error) {
 	sortByKey(s.NetworkPolicies)
 	sortByKey(s.CiliumNetworkPolicies)
 	sortByKey(s.CiliumClusterwideNetworkPolicies)
+	sortByKey(s.CiliumEnvoyConfigs)
+	sortByKey(s.CiliumClusterwideEnvoyConfigs)
 	sortByKey(s.Ingresses)
 	sortByKey(s.IngressClasses)
 	return s, nil
@@ -155,6 +161,10 @@ func kindOf(obj any) Kind {
 		return KindCiliumNetworkPolicy
 	case *ciliumv2.CiliumClusterwideNetworkPolicy:
 		return KindCiliumClusterwideNetworkPolicy
+	case *ciliumv2.CiliumEnvoyConfig:
+		return KindCiliumEnvoyConfig
+	case *ciliumv2.CiliumClusterwideEnvoyConfig:
+		return KindCiliumClusterwideEnvoyConfig
 	case *networkingv1.Ingress:
 		return KindIngress
 	case *networkingv1.IngressClass:

@@ -44,6 +44,10 @@ type Snapshot struct {
 	NetworkPolicies                  []*networkingv1.NetworkPolicy
 	CiliumNetworkPolicies            []*ciliumv2.CiliumNetworkPolicy
 	CiliumClusterwideNetworkPolicies []*ciliumv2.CiliumClusterwideNetworkPolicy
+	// CiliumEnvoyConfigs and CiliumClusterwideEnvoyConfigs carry Envoy
+	// resources users wrote (mesh/envoyconfig).
+	CiliumEnvoyConfigs            []*ciliumv2.CiliumEnvoyConfig
+	CiliumClusterwideEnvoyConfigs []*ciliumv2.CiliumClusterwideEnvoyConfig
 	// Nodes are the cluster's Nodes (Kubernetes mode with policy): the
 	// addresses of every other node map to the reserved remote-node
 	// identity.

@@ -66,5 +66,7 @@ func init() {
 	register([]string{"networking.k8s.io/v1"}, kindInfo{kind: KindIngressClass, apiVersion: "networking.k8s.io/v1", newObj: func() object { return &networkingv1.IngressClass{} }})
 	cilium := ciliumv2.SchemeGroupVersion.String()
 	register([]string{cilium}, kindInfo{kind: KindCiliumNetworkPolicy, namespaced: true, apiVersion: cilium, newObj: func() object { return &ciliumv2.CiliumNetworkPolicy{} }})
+	register([]string{cilium}, kindInfo{kind: KindCiliumEnvoyConfig, namespaced: true, apiVersion: cilium, newObj: func() object { return &ciliumv2.CiliumEnvoyConfig{} }})
+	register([]string{cilium}, kindInfo{kind: KindCiliumClusterwideEnvoyConfig, apiVersion: cilium, newObj: func() object { return &ciliumv2.CiliumClusterwideEnvoyConfig{} }})
 	register([]string{cilium}, kindInfo{kind: KindCiliumClusterwideNetworkPolicy, apiVersion: cilium, newObj: func() object { return &ciliumv2.CiliumClusterwideNetworkPolicy{} }})
 }

@@ -31,6 +31,9 @@ const (
 	KindCiliumNetworkPolicy            Kind = "CiliumNetworkPolicy"
 	KindCiliumClusterwideNetworkPolicy Kind = "CiliumClusterwideNetworkPolicy"
 
+	KindCiliumEnvoyConfig            Kind = "CiliumEnvoyConfig"
+	KindCiliumClusterwideEnvoyConfig Kind = "CiliumClusterwideEnvoyConfig"
+
 	KindIngress      Kind = "Ingress"
 	KindIngressClass Kind = "IngressClass"
 )

@@ -10,6 +10,10 @@ type Config struct {
 	// Policy is the L7 network policy the node proxy enforces (policy.go);
 	// nil when no policy needs the proxy.
 	Policy *Policy `json:"policy,omitempty"`
+	// Resources are Envoy resources users wrote (CiliumEnvoyConfig),
+	// already decoded, checked and renamed by their producer
+	// (mesh/envoyconfig); consumers deliver them as they are.
+	Resources []*Resource `json:"resources,omitempty"`
 }
 
 // Listener is one socket the proxy binds (an address and a port) and the
@@ -458,4 +462,28 @@ type Secret struct {
 	Name        string `json:"name"`
 	Certificate []byte `json:"certificate"`
 	PrivateKey  []byte `json:"privateKey"`
+}
+
+// Resource types a Resource may have, by their type URL.
+const (
+	TypeListener              = "type.googleapis.com/envoy.config.listener.v3.Listener"
+	TypeRouteConfiguration    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+	TypeCluster               = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+	TypeClusterLoadAssignment = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+	TypeSecret                = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+)
+
+// Resource is one Envoy resource carried verbatim: the IR cannot name
+// Envoy's types, so it holds the resource's serialized protobuf. Its
+// producer guarantees that Value decodes as TypeURL, names Name, and is
+// valid; the IR checks only that names are unique per type and do not
+// collide with the names of the IR's own objects.
+type Resource struct {
+	TypeURL string `json:"typeURL"`
+	Name    string `json:"name"`
+	// Value is the deterministic protobuf encoding of the resource.
+	Value []byte `json:"value"`
+	// Bind is "address:port" for a listener (so two listeners never
+	// claim one socket), empty otherwise.
+	Bind string `json:"bind,omitempty"`
 }

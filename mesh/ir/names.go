@@ -22,4 +22,10 @@ const (
 	// PolicyNamePrefix begins the names of L7 policy listeners and of
 	// everything they use: "policy/<direction>/<protocol>/...".
 	PolicyNamePrefix = "policy/"
+	// EnvoyConfigNamePrefix and ClusterwideEnvoyConfigNamePrefix begin
+	// the names of the resources of a CiliumEnvoyConfig,
+	// "cec/<namespace>/<name>/<resource>", and of a
+	// CiliumClusterwideEnvoyConfig, "ccec/<name>/<resource>".
+	EnvoyConfigNamePrefix            = "cec/"
+	ClusterwideEnvoyConfigNamePrefix = "ccec/"
 )

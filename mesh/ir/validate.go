@@ -124,6 +124,13 @@ func (c *Config) validate(v *validator) error {
 	if c.Policy != nil {
 		v.policy(c.Policy, listeners, binds)
 	}
+	v.resources(c.Resources, map[string]map[string]bool{
+		TypeListener:              listeners,
+		TypeRouteConfiguration:    tables,
+		TypeCluster:               clusters,
+		TypeClusterLoadAssignment: clusters, // a cluster's endpoints carry its name
+		TypeSecret:                secrets,
+	}, binds)
 	return errors.Join(v.errs...)
 }
 
@@ -999,4 +1006,54 @@ func ValidHeaderValue(s string) bool {
 		}
 	}
 	return true
+}
+
+// resources checks verbatim Envoy resources: a known type, a name unique
+// in its type and distinct from every name the IR's own objects take, and
+// for listeners a socket no other listener binds.
+func (v *validator) resources(rs []*Resource, taken map[string]map[string]bool, binds map[string]string) {
+	own := map[string]map[string]bool{}
+	for i, r := range rs {
+		obj := object{plural: "resources", idx: i}
+		if r == nil {
+			v.fail(obj, path{}, "nil")
+			continue
+		}
+		names, known := taken[r.TypeURL]
+		if !known {
+			v.fail(obj, path{}, "type %q is not a Listener, RouteConfiguration, Cluster, ClusterLoadAssignment or Secret", r.TypeURL)
+			continue
+		}
+		if r.Name == "" {
+			v.fail(obj, path{}, "no name")
+			continue
+		}
+		if own[r.TypeURL] == nil {
+			own[r.TypeURL] = map[string]bool{}
+		}
+		if own[r.TypeURL][r.Name] || names[r.Name] {
+			v.fail(obj, path{}, "%s name %q is taken", r.TypeURL, r.Name)
+		}
+		own[r.TypeURL][r.Name] = true
+		if len(r.Value) == 0 && r.TypeURL != TypeClusterLoadAssignment {
+			v.fail(obj, path{}, "%q has no content", r.Name)
+		}
+		if (r.Bind != "") != (r.TypeURL == TypeListener) {
+			v.fail(obj, path{}, "%q: a listener, and only a listener, has a bind", r.Name)
+			continue
+		}
+		if r.Bind == "" {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(r.Bind)
+		if err != nil || ap.Port() == 0 {
+			v.fail(obj, path{}, "%q: bind %q is not an address and port", r.Name, r.Bind)
+			continue
+		}
+		bind := ap.String()
+		if other, dup := binds[bind]; dup {
+			v.fail(obj, path{}, "%q: %s already bound by listener %q", r.Name, bind, other)
+		}
+		binds[bind] = r.Name
+	}
 }

@@ -120,6 +120,9 @@ var objectKinds = map[translator.OriginKind]string{
 	translator.OriginPolicy:  dataplane.ObjectPolicy,
 	translator.OriginService: dataplane.ObjectService,
 	translator.OriginSecret:  dataplane.ObjectSecret,
+
+	translator.OriginEnvoyConfig:            dataplane.ObjectEnvoyConfig,
+	translator.OriginClusterwideEnvoyConfig: dataplane.ObjectClusterwideEnvoyConfig,
 }
 
 // objectsOf reads the objects resources were made for from their names

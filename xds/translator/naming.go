@@ -186,6 +186,10 @@ const (
 	OriginPolicy  OriginKind = "Policy"  // L7 policy listeners, their filter configurations and clusters
 	OriginService OriginKind = "Service" // clusters and their endpoints
 	OriginSecret  OriginKind = "Secret"  // TLS certificates
+	// Resources of a CiliumEnvoyConfig and of a
+	// CiliumClusterwideEnvoyConfig (which has no namespace).
+	OriginEnvoyConfig            OriginKind = "CiliumEnvoyConfig"
+	OriginClusterwideEnvoyConfig OriginKind = "CiliumClusterwideEnvoyConfig"
 )
 
 // Origin is the object a resource name was made for: a Gateway, Service
@@ -211,10 +215,18 @@ func OriginOf(name string) Origin {
 	if rest, ok := strings.CutPrefix(name, ir.PolicyNamePrefix); ok && rest != "" {
 		return Origin{Kind: OriginPolicy, Name: rest}
 	}
+	if rest, ok := strings.CutPrefix(name, ir.ClusterwideEnvoyConfigNamePrefix); ok {
+		obj, _, _ := strings.Cut(rest, "/")
+		if obj == "" {
+			return Origin{}
+		}
+		return Origin{Kind: OriginClusterwideEnvoyConfig, Name: obj}
+	}
 	for _, p := range []struct {
 		prefix string
 		kind   OriginKind
-	}{{ir.GatewayNamePrefix, OriginGateway}, {ir.ServiceNamePrefix, OriginService}, {ir.SecretNamePrefix, OriginSecret}} {
+	}{{ir.GatewayNamePrefix, OriginGateway}, {ir.ServiceNamePrefix, OriginService}, {ir.SecretNamePrefix, OriginSecret},
+		{ir.EnvoyConfigNamePrefix, OriginEnvoyConfig}} {
 		rest, ok := strings.CutPrefix(name, p.prefix)
 		if !ok {
 			continue

@@ -212,6 +212,9 @@ func (b *builder) build() error {
 	if err := b.checkRoutes(); err != nil {
 		return err
 	}
+	if err := b.verbatim(b.cfg.Resources); err != nil {
+		return err
+	}
 	b.sort()
 	return nil
 }

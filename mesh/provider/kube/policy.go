@@ -50,6 +50,9 @@ type policyWatch struct {
 	cidrs func() ([]*networkingv1.ServiceCIDR, error)
 	cnps  cache.SharedIndexInformer
 	ccnps cache.SharedIndexInformer
+	// cecs and ccecs are the Envoy config kinds (mesh/envoyconfig).
+	cecs  cache.SharedIndexInformer
+	ccecs cache.SharedIndexInformer
 
 	mu sync.Mutex
 	// lastGood is the last version of every cilium.io object that
@@ -118,6 +121,12 @@ func (p *Provider) setupPolicy(add func(cache.SharedIndexInformer, func(old, cur
 	})
 	w.ccnps = informer(ciliumv2.CiliumClusterwideNetworkPolicyResource, func(u *unstructured.Unstructured) (any, error) {
 		return decodeCilium(u, &ciliumv2.CiliumClusterwideNetworkPolicy{})
+	})
+	w.cecs = informer(ciliumv2.CiliumEnvoyConfigResource, func(u *unstructured.Unstructured) (any, error) {
+		return decodeEnvoyConfig(u, &ciliumv2.CiliumEnvoyConfig{})
+	})
+	w.ccecs = informer(ciliumv2.CiliumClusterwideEnvoyConfigResource, func(u *unstructured.Unstructured) (any, error) {
+		return decodeEnvoyConfig(u, &ciliumv2.CiliumClusterwideEnvoyConfig{})
 	})
 }
 
@@ -256,6 +265,14 @@ func (p *Provider) preflight(ctx context.Context) error {
 			_, err := p.policy.dyn.Resource(ciliumv2.CiliumClusterwideNetworkPolicyResource).List(ctx, one)
 			return err
 		}},
+		{"CiliumEnvoyConfigs (cilium.io/v2; install the CRDs)", func() error {
+			_, err := p.policy.dyn.Resource(ciliumv2.CiliumEnvoyConfigResource).List(ctx, one)
+			return err
+		}},
+		{"CiliumClusterwideEnvoyConfigs (cilium.io/v2; install the CRDs)", func() error {
+			_, err := p.policy.dyn.Resource(ciliumv2.CiliumClusterwideEnvoyConfigResource).List(ctx, one)
+			return err
+		}},
 	}
 	var errs []error
 	for _, c := range checks {
@@ -301,6 +318,16 @@ func (p *Provider) fillPolicy(s *input.Snapshot) {
 	s.CiliumClusterwideNetworkPolicies = ciliumList[ciliumv2.CiliumClusterwideNetworkPolicy](w, w.ccnps, &problems,
 		func(u *unstructured.Unstructured) error {
 			_, err := decodeCilium(u, &ciliumv2.CiliumClusterwideNetworkPolicy{})
+			return err
+		})
+	s.CiliumEnvoyConfigs = ciliumList[ciliumv2.CiliumEnvoyConfig](w, w.cecs, &problems,
+		func(u *unstructured.Unstructured) error {
+			_, err := decodeEnvoyConfig(u, &ciliumv2.CiliumEnvoyConfig{})
+			return err
+		})
+	s.CiliumClusterwideEnvoyConfigs = ciliumList[ciliumv2.CiliumClusterwideEnvoyConfig](w, w.ccecs, &problems,
+		func(u *unstructured.Unstructured) error {
+			_, err := decodeEnvoyConfig(u, &ciliumv2.CiliumClusterwideEnvoyConfig{})
 			return err
 		})
 	sort.Strings(problems)
@@ -357,4 +384,32 @@ func (p *Provider) Problems() []string {
 	p.policy.mu.Lock()
 	defer p.policy.mu.Unlock()
 	return append([]string(nil), p.policy.problems...)
+}
+
+// decodeEnvoyConfig decodes a CiliumEnvoyConfig or
+// CiliumClusterwideEnvoyConfig, strictly: a field of the spec the types
+// do not know is an error (the CRD schema preserves unknown fields, so
+// they reach here rather than being pruned). The Envoy resources inside
+// stay raw JSON; mesh/envoyconfig decodes them.
+func decodeEnvoyConfig[T any](u *unstructured.Unstructured, out *T) (*T, error) {
+	js, err := u.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s %s: %w", u.GetKind(), objName(u), err)
+	}
+	if err := json.Unmarshal(js, out); err != nil {
+		return nil, fmt.Errorf("decoding %s %s: %w", u.GetKind(), objName(u), err)
+	}
+	sj, err := json.Marshal(map[string]any{"spec": u.Object["spec"]})
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s %s: %w", u.GetKind(), objName(u), err)
+	}
+	var strict struct {
+		Spec *ciliumv2.CiliumEnvoyConfigSpec `json:"spec,omitempty"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(sj))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&strict); err != nil {
+		return nil, fmt.Errorf("decoding %s %s: %w", u.GetKind(), objName(u), err)
+	}
+	return out, nil
 }
