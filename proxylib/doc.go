@@ -27,7 +27,9 @@
 // # Resources and fields
 //
 // Listener: name; address.socket_address{address (an IP literal),
-// port_value, protocol (TCP, or UDP: see L4 below)}; listener_filters: the
+// port_value, protocol (TCP, or UDP: see L4 below), ipv4_compat (only
+// with the address "::", whose socket accepts IPv4 as well)};
+// listener_filters: the
 // TLS inspector{max_client_hello_size, initial_read_buffer_size,
 // close_connection_on_client_hello_parsing_errors} (and the policy
 // listener filters below); listener_filters_timeout (default 15 s, 0:
@@ -108,7 +110,8 @@
 // Route: name; typed_per_filter_config (CorsPolicy only: a configuration
 // for a filter the proxy does not implement is NACKed); match with one of prefix (byte prefix of :path including
 // the query), path (exact, without the query), safe_regex (RE2, whole path
-// without the query), path_separated_prefix (prefix then end or "/");
+// without the query; every RegexMatcher is RE2, and its google_re2 may be
+// given, empty), path_separated_prefix (prefix then end or "/");
 // headers{name, string_match{exact | safe_regex}, present_match,
 // invert_match} (repeated headers joined with ","; a missing header never
 // matches string_match, even inverted; ":method", ":authority", ":path",
@@ -187,6 +190,29 @@
 // and closed if anything (stray bytes after its last response, or a
 // close) is readable, so a backend's extra bytes never reach another
 // request. transport_socket: an UpstreamTlsContext (see TLS).
+//
+// Cluster.outlier_detection (passive health checking, Envoy's defaults
+// for unset fields): consecutive_5xx (5) with enforcing_consecutive_5xx
+// (100 %), split_external_local_origin_errors with
+// consecutive_local_origin_failure (5) and
+// enforcing_consecutive_local_origin_failure (100 %), success rate
+// (enforcing_success_rate and, when split,
+// enforcing_local_origin_success_rate, 100 %; success_rate_minimum_hosts
+// 5, success_rate_request_volume 100, success_rate_stdev_factor 1900),
+// interval (10 s), base_ejection_time (30 s), max_ejection_time (300 s)
+// and max_ejection_percent (10 %, one endpoint may always be ejected).
+// External events are response statuses (5xx fails, each attempt of a
+// retried request counts); local-origin events are connection attempts
+// (refused, timed out or failed TLS handshakes fail; an established
+// connection succeeds); a reset after the connection was established is
+// not one. Without split a local-origin failure counts as a 5xx. An
+// ejected endpoint gets no requests for base_ejection_time times the
+// number of its ejections (less one per interval it spent un-ejected),
+// at most max_ejection_time; it returns at the first interval boundary
+// after that, evaluated with the next outcome the cluster reports; when
+// every endpoint is ejected, balancing ignores ejection. State is per
+// cluster name and endpoint, and survives updates. The gateway-failure
+// and failure-percentage detectors and every other field are NACKed.
 //
 // ClusterLoadAssignment: cluster_name; endpoints[].lb_endpoints[]{endpoint.
 // address.socket_address (IP literal), health_status, load_balancing_weight}.
@@ -646,7 +672,8 @@
 //   - `envoy.config.cluster.v3.CircuitBreakers.Thresholds`: priority, max_connections, max_pending_requests, max_requests, max_retries
 //   - `envoy.config.cluster.v3.CircuitBreakers`: thresholds
 //   - `envoy.config.cluster.v3.Cluster.EdsClusterConfig`: eds_config, service_name
-//   - `envoy.config.cluster.v3.Cluster`: name, type, eds_cluster_config, connect_timeout, lb_policy, typed_extension_protocol_options, per_connection_buffer_limit_bytes, load_assignment, upstream_bind_config, circuit_breakers, transport_socket; typed_extension_protocol_options holds envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+//   - `envoy.config.cluster.v3.Cluster`: name, type, eds_cluster_config, connect_timeout, lb_policy, typed_extension_protocol_options, per_connection_buffer_limit_bytes, load_assignment, upstream_bind_config, circuit_breakers, transport_socket, outlier_detection; typed_extension_protocol_options holds envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+//   - `envoy.config.cluster.v3.OutlierDetection`: consecutive_5xx, interval, base_ejection_time, max_ejection_percent, enforcing_consecutive_5xx, enforcing_success_rate, success_rate_minimum_hosts, success_rate_request_volume, success_rate_stdev_factor, split_external_local_origin_errors, consecutive_local_origin_failure, enforcing_consecutive_local_origin_failure, enforcing_local_origin_success_rate, max_ejection_time
 //   - `envoy.config.core.v3.Address`: socket_address, pipe
 //   - `envoy.config.core.v3.AggregatedConfigSource`: (no fields)
 //   - `envoy.config.core.v3.BindConfig`: source_address, socket_options
@@ -664,7 +691,7 @@
 //   - `envoy.config.core.v3.Pipe`: path
 //   - `envoy.config.core.v3.RuntimeFractionalPercent`: default_value, runtime_key
 //   - `envoy.config.core.v3.RuntimeUInt32`: default_value, runtime_key
-//   - `envoy.config.core.v3.SocketAddress`: protocol, address, port_value
+//   - `envoy.config.core.v3.SocketAddress`: protocol, address, port_value, ipv4_compat
 //   - `envoy.config.core.v3.SocketOption`: description, level, name, int_value, buf_value, state
 //   - `envoy.config.core.v3.TransportSocket`: name, typed_config; typed_config holds envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext | envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
 //   - `envoy.config.core.v3.TypedExtensionConfig`: name, typed_config; typed_config holds envoy.extensions.filters.http.rbac.v3.RBAC | nodemesh.filters.network.kafka.v1.KafkaPolicy | nodemesh.filters.http.header_match.v1.HeaderMatchPolicy
@@ -738,7 +765,8 @@
 //   - `envoy.extensions.upstreams.http.v3.HttpProtocolOptions`: explicit_http_config, use_downstream_protocol_config, common_http_protocol_options
 //   - `envoy.type.matcher.v3.PathMatcher`: path
 //   - `envoy.type.matcher.v3.RegexMatchAndSubstitute`: pattern, substitution
-//   - `envoy.type.matcher.v3.RegexMatcher`: regex
+//   - `envoy.type.matcher.v3.RegexMatcher.GoogleRE2`: (no fields)
+//   - `envoy.type.matcher.v3.RegexMatcher`: regex, google_re2
 //   - `envoy.type.matcher.v3.StringMatcher`: exact, prefix, suffix, contains, safe_regex, ignore_case
 //   - `envoy.type.v3.FractionalPercent`: numerator, denominator
 //   - `envoy.type.v3.Int32Range`: start, end

@@ -128,8 +128,10 @@ func (s *stream) forwardTries(d downstream, rp *replay, length int64, head bool)
 		}
 		switch {
 		case uc != nil:
+			s.reportStatus(uc.Resp.Status)
 			uc.Discard()
 		case resp != nil:
+			s.reportStatus(resp.StatusCode)
 			resp.Body.Close()
 		}
 		if release != nil {

@@ -337,6 +337,7 @@ func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime 
 	s := hc.s
 	resp := &uc.Resp
 	s.respCode = resp.Status
+	s.reportStatus(resp.Status)
 	upgrade := s.upgrade && resp.Status == 101
 	keep = keep && !hc.h.draining.Load()
 	l := resp.Headers

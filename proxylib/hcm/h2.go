@@ -284,6 +284,7 @@ func (s *stream) relayH2ToH2(w http.ResponseWriter, resp *http.Response, sent ti
 		return
 	}
 	s.respCode = resp.StatusCode
+	s.reportStatus(resp.StatusCode)
 	l := responseList(resp.Header, s.respFields[:0])
 	l.Del("content-length")
 	s.finishResponseHeaders(&l, false, time.Since(sent))
@@ -484,6 +485,7 @@ func (s *stream) relayH1ToH2(w http.ResponseWriter, uc *upstream.Conn, sent time
 	}
 	resp := &uc.Resp
 	s.respCode = resp.Status
+	s.reportStatus(resp.Status)
 	l := resp.Headers
 	s.finishResponseHeaders(&l, false, time.Since(sent))
 	setH2Header(w.Header(), l)
@@ -588,6 +590,7 @@ func (hc *h1conn) relayH2(resp *http.Response, keep, head bool, sent time.Time) 
 	s := hc.s
 	defer resp.Body.Close()
 	s.respCode = resp.StatusCode
+	s.reportStatus(resp.StatusCode)
 	l := responseList(resp.Header, s.respFields[:0])
 	l.Del("content-length")
 	s.finishResponseHeaders(&l, false, time.Since(sent))

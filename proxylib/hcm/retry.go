@@ -324,3 +324,11 @@ func isRefusedStream(err error) bool {
 	}
 	return strings.Contains(err.Error(), "stream error: stream ID") && strings.Contains(err.Error(), "REFUSED_STREAM")
 }
+
+// reportStatus tells the current host's outlier detection the status of
+// its response (each attempt's: a retried one counts too).
+func (s *stream) reportStatus(code int) {
+	if s.host != nil {
+		s.host.Pool.ReportStatus(code)
+	}
+}

@@ -45,6 +45,13 @@ func decodeCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	if v := c.GetPerConnectionBufferLimitBytes(); v != nil {
 		out.BufferLimit = v.GetValue()
 	}
+	if od := c.GetOutlierDetection(); od != nil {
+		o, err := decodeOutlier(od, path{"outlier_detection"})
+		if err != nil {
+			return nil, err
+		}
+		out.Outlier = o
+	}
 	if cb := c.GetCircuitBreakers(); cb != nil {
 		t, err := decodeThresholds(cb, path{"circuit_breakers"})
 		if err != nil {

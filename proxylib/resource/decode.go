@@ -66,6 +66,9 @@ func socketAddress(a *corev3.Address, p path) (string, error) {
 	if proto := a.GetSocketAddress().GetProtocol(); proto != corev3.SocketAddress_TCP {
 		return "", fieldErr(append(p, "socket_address", "protocol"), "only TCP here (UDP only on listeners)")
 	}
+	if a.GetSocketAddress().GetIpv4Compat() {
+		return "", fieldErr(append(p, "socket_address", "ipv4_compat"), "only on listeners")
+	}
 	return ipPort(a, p)
 }
 

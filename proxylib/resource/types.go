@@ -486,6 +486,8 @@ type Cluster struct {
 	// TLS, when set, connects to endpoints with TLS (transport_socket
 	// UpstreamTlsContext).
 	TLS *UpstreamTLS
+	// Outlier, when set, ejects endpoints that fail (outlier_detection).
+	Outlier *OutlierDetection
 }
 
 // Thresholds are a cluster's circuit breaker limits, Envoy's

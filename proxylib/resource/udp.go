@@ -15,6 +15,12 @@ func listenerAddress(a *corev3.Address, p path) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
+	// A listener on :: accepts IPv4 too (Go's wildcard sockets are dual
+	// stack), which is what ipv4_compat asks for; on any other address
+	// Envoy's flag has no meaning.
+	if sa := a.GetSocketAddress(); sa.GetIpv4Compat() && netip.MustParseAddrPort(addr).Addr() != netip.IPv6Unspecified() {
+		return "", false, fieldErr(append(p, "socket_address", "ipv4_compat"), "only for the address ::")
+	}
 	switch proto := a.GetSocketAddress().GetProtocol(); proto {
 	case corev3.SocketAddress_TCP:
 		return addr, false, nil

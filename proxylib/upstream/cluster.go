@@ -35,6 +35,7 @@ type Cluster struct {
 
 	orig    *origDst // ORIGINAL_DST clusters
 	breaker *Breaker
+	od      *detector // outlier detection, nil without
 }
 
 // Breaker returns the cluster's circuit breakers.
@@ -114,8 +115,30 @@ func gcd(a, b uint64) uint64 {
 }
 
 // Pick chooses a host, or nil when the cluster has none. rnd is the
-// caller's (per-connection) random source.
+// caller's (per-connection) random source. Hosts outlier detection
+// ejected are skipped while another is left (when every host is
+// ejected, balancing ignores ejection, as Envoy's panic mode does).
 func (c *Cluster) Pick(rnd *rand.Rand) *Host {
+	h := c.pick(rnd)
+	if c.od == nil || h == nil || !h.Pool.Ejected() {
+		return h
+	}
+	// Draw again a bounded number of times; the balancer's own order
+	// (round robin's counter, random draws) moves on each time.
+	for range 2 * len(c.lb) {
+		if h = c.pick(rnd); !h.Pool.Ejected() {
+			return h
+		}
+	}
+	for _, x := range c.lb {
+		if !x.Pool.Ejected() {
+			return x
+		}
+	}
+	return h
+}
+
+func (c *Cluster) pick(rnd *rand.Rand) *Host {
 	n := len(c.lb)
 	switch n {
 	case 0:

@@ -15,6 +15,8 @@ type Manager struct {
 	secrets  Secrets
 	origs    map[*origDst]bool
 	breakers map[string]*Breaker // by cluster name
+	// detectors are the outlier detections of the clusters that have one.
+	detectors map[string]*detector
 }
 
 // Option configures a Manager.
@@ -39,7 +41,8 @@ type poolKey struct {
 // every upstream socket before it connects (e.g. SO_MARK).
 func NewManager(mark func(fd uintptr) error, opts ...Option) *Manager {
 	m := &Manager{pools: map[poolKey]*Pool{}, mark: mark, origs: map[*origDst]bool{}, breakers: map[string]*Breaker{},
-		secrets: func(string) *resource.Secret { return nil }}
+		detectors: map[string]*detector{},
+		secrets:   func(string) *resource.Secret { return nil }}
 	for _, o := range opts {
 		o(m)
 	}
@@ -89,6 +92,25 @@ func (m *Manager) Build(cfg *resource.Cluster, eps *resource.Endpoints) *Cluster
 	}
 	c := newCluster(cfg, hosts)
 	c.breaker = b
+	pools := make([]*Pool, len(hosts))
+	for i, h := range hosts {
+		pools[i] = h.Pool
+	}
+	if cfg.Outlier != nil {
+		d := m.detectors[cfg.Name]
+		if d == nil {
+			d = newDetector()
+			m.detectors[cfg.Name] = d
+		}
+		d.configure(*cfg.Outlier, pools)
+		c.od = d
+	} else {
+		delete(m.detectors, cfg.Name)
+		for _, p := range pools {
+			p.od.Store(nil)
+			p.ejected.Store(false)
+		}
+	}
 	return c
 }
 
@@ -120,6 +142,11 @@ func (m *Manager) Retain(live map[string]*Cluster) {
 	for n := range m.breakers {
 		if live[n] == nil {
 			delete(m.breakers, n)
+		}
+	}
+	for n := range m.detectors {
+		if live[n] == nil {
+			delete(m.detectors, n)
 		}
 	}
 	for o := range m.origs {

@@ -47,6 +47,8 @@ type Pool struct {
 	sweepArmed bool
 
 	h2 *http2.Transport
+
+	odState // outlier detection (outlier.go)
 }
 
 func newPool(addr string, h2 bool, opts dialOptions, b *Breaker, idle time.Duration) *Pool {
@@ -128,7 +130,13 @@ func (p *Pool) Scheme() string {
 func (p *Pool) H2() *http2.Transport { return p.h2 }
 
 func (p *Pool) dial(ctx context.Context) (net.Conn, error) {
-	return p.opts.dial(ctx, p.Addr, time.Duration(p.connectTimeout.Load()))
+	c, err := p.opts.dial(ctx, p.Addr, time.Duration(p.connectTimeout.Load()))
+	// A dial the client's going away cancelled says nothing about the
+	// endpoint.
+	if err == nil || ctx.Err() == nil {
+		p.reportConnect(err == nil)
+	}
+	return c, err
 }
 
 // Conn is a pooled HTTP/1.1 upstream connection with its buffers.

@@ -1,0 +1,84 @@
+// Package envoyconfig translates cilium.io/v2 CiliumEnvoyConfig and
+// CiliumClusterwideEnvoyConfig objects (Envoy resources users write) into
+// what this node's proxy runs: the resources themselves, renamed and
+// checked (ir.Resource, carried verbatim by the IR), the endpoints of the
+// Services they name (EDS ClusterLoadAssignments), and the redirects of
+// Services' traffic to their listeners (Redirect, for the datapath).
+//
+// It is the one package under mesh/ that imports Envoy's protos
+// (boundaries_test.go): it has to decode them. Data in: an input.Snapshot
+// (the configs, Services, EndpointSlices) and Options (this node's labels,
+// the address listeners without one bind, the sockets Gateways and
+// Ingresses bind). Data out: a Result. Translate is pure and
+// deterministic.
+//
+// # Fail closed, per config
+//
+// Every problem refuses the whole config it is in, never a part of it,
+// and never another config: a Status with Valid false, a reason and a
+// message naming each resource and field (the resource's index in
+// spec.resources, its type and the user's name for it). Reasons:
+// Invalid (the JSON does not decode as the type its "@type" names, an
+// unknown field or type, Envoy's own validation (ValidateAll) fails, a
+// reference points at nothing), Unsupported (the builtin proxy's decoder
+// — the very code that would NACK it, proxylib/resource — refuses it;
+// its message is the NACK's), Conflict (a listener socket or a Service
+// port is already claimed). So the user reads on the config, before
+// anything is delivered, what Cilium reports only in an agent log after
+// Envoy rejected it. A refused config's Services are not left to bypass
+// the proxy the user put in their path: their redirects are emitted with
+// Refused set, and the agent makes connections to those ports fail.
+//
+// # Names
+//
+// Every resource name, and every reference between a config's resources
+// (RDS route configuration names, route and tcp_proxy clusters, mirror
+// clusters, SDS secret names in TLS contexts, a ClusterLoadAssignment's
+// cluster_name), is qualified with the config: "cec/<namespace>/<name>/"
+// for a CiliumEnvoyConfig, "ccec/<name>/" for a clusterwide one
+// (mesh/ir names.go). Cilium qualifies as "<namespace>/<name>/" and
+// leaves names that contain a "/" alone, so two configs that both define
+// the cluster "default/echo" (as its examples do) collide, and a config
+// can shadow resources generated for a Gateway; here they cannot, and
+// xds/translator.OriginOf reads a rejected resource back to its config.
+// The cost is that one config cannot refer to another's resources.
+//
+// EDS clusters ask for their endpoints by eds_cluster_config.service_name,
+// or, as in Envoy, their own (unqualified) name. A name that is a
+// ClusterLoadAssignment of the same config gets that one; otherwise it
+// must be a Service EDS name as Cilium makes them, "<namespace>/<name>"
+// (the endpoints of every TCP port of the Service) or
+// "<namespace>/<name>:<port>" (one Service port, by number or name), of a
+// Service the config lists in spec.services or spec.backendServices.
+// Those answers are not qualified: their content is a function of the
+// Service alone, so configs share them. An entry that selects ports
+// (services[].ports, backendServices[].number) admits only names of those
+// ports. eds_config is filled in as ADS when unset, as Cilium does.
+//
+// A listener without an address binds Options.ListenAddress (a node
+// address) on a port from FirstPort-LastPort (default 14000-14999): the
+// first free one at or after the FNV-1a hash of its qualified name, so a
+// listener keeps its port while other configs come and go. Configs are
+// translated clusterwide ones first, then namespaced ones, each in name
+// order; that order decides which config a port or socket conflict
+// refuses.
+//
+// Other decisions:
+//   - A namespaced config may only name Services of its own namespace
+//     (services and backendServices); an entry without a namespace is in
+//     the config's namespace, or "default" for a clusterwide config.
+//   - services[].listener defaults to the config's first listener; a
+//     Service entry redirects its listed ports (all TCP ports when none
+//     are listed).
+//   - An HTTP filter named envoy.filters.http.router without
+//     typed_config gets the Router's (Envoy finds it by that name).
+//   - spec.nodeSelector is a label selector over the Node's labels (a
+//     Cilium source prefix "k8s:" or "any:" on a key is dropped); a
+//     config that does not select this node is reported NotSelected and
+//     contributes nothing here.
+//   - One resource's JSON is bounded to 1.5 MiB, what the API server
+//     stores for a whole object.
+//   - The proxy's upstream connections come from the node, not from the
+//     client (Cilium's cilium.io/use-original-source-address is not
+//     implemented), so a backend's policy sees the node's identity.
+package envoyconfig
