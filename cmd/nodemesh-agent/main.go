@@ -98,6 +98,7 @@ func run() error {
 	controller := flag.String("controller-name", "nodemesh.io/gateway-controller", "GatewayClass controllerName this agent programs")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	hubbleSock := flag.String("hubble-socket", "", "with --policy: serve Hubble's Observer API (hubble observe) on this Unix socket (default: hubble.sock in --state-dir)")
+	cecAddr := flag.String("envoy-config-address", "", "CiliumEnvoyConfig listeners without an address bind this node address, and the Services they take over are sent there (default: the first IPv4 address of --node-ips)")
 	hubbleTCP := flag.String("hubble-listen-address", "", "with --policy: also serve Hubble's Observer API, without TLS, on this TCP address (e.g. 127.0.0.1:4244)")
 	metricsAddr := flag.String("metrics-address", defaultMetricsAddress, "serve Prometheus metrics on http://<address>/metrics; empty disables them")
 	pf := policyFlags()
@@ -193,6 +194,19 @@ func run() error {
 		return err
 	}
 	pf.recordEvents(cfg.Flows, authn, log)
+	cfg.EnvoyConfig = &agent.EnvoyConfigOptions{NodeName: policyNode}
+	if *cecAddr != "" {
+		if cfg.EnvoyConfig.ListenAddress, err = netip.ParseAddr(*cecAddr); err != nil {
+			return fmt.Errorf("parsing --envoy-config-address: %w", err)
+		}
+	} else {
+		for _, ip := range cfg.HostIPs {
+			if ip.Is4() && !ip.IsLoopback() {
+				cfg.EnvoyConfig.ListenAddress = ip
+				break
+			}
+		}
+	}
 	// Serve only now: gRPC refuses services registered after Serve, and
 	// the policy setup above registers the access-log service.
 	errc := make(chan error, 8)

@@ -80,6 +80,9 @@ type Config struct {
 	// translation and publication took and Apply's error (metrics). Called
 	// on Apply's goroutine; it must not block.
 	Applied func(took time.Duration, err error)
+	// EnvoyConfig configures CiliumEnvoyConfig support; nil still
+	// translates the configs, but refuses listeners without an address.
+	EnvoyConfig *EnvoyConfigOptions
 }
 
 // ServiceTable is the datapath's Service table as the agent drives it;
@@ -113,6 +116,7 @@ type Agent struct {
 	state api.Status // translation status as of the last Apply, without proxy overlay
 
 	pol policyState // datapath sync state (policy.go)
+	cec cecState    // Envoy configs (envoyconfig.go)
 
 	// events wakes waiters (WaitStatus, WaitDatapath) whenever the
 	// agent's own state changes; the publisher has its own (Changed).
@@ -148,16 +152,12 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 	}
 	res := a.Translate(snap)
 	if a.cfg.Services != nil {
-		// Before policy: a Service's backends are usable as soon as they
-		// are ready, whatever the proxies do with the L7 configuration.
-		// Ranges first: a range added before its Service's frontend
-		// only drops (under egress enforcement) what the frontend would
-		// have translated, never passes it.
+		// Ranges before the Service table (syncServices below): a range
+		// added before its Service's frontend only drops (under egress
+		// enforcement) what the frontend would have translated, never
+		// passes it.
 		if err := a.cfg.Services.SyncServiceRanges(servicelb.Ranges(snap.ServiceCIDRs, snap.Services)); err != nil {
 			a.log.Error("service ranges not updated; the previous ones stay", "error", err)
-		}
-		if err := a.cfg.Services.SyncServices(servicelb.Table(snap.Services, snap.EndpointSlices)); err != nil {
-			a.log.Error("service table not updated; the previous one stays", "error", err)
 		}
 	}
 	if m := a.cfg.GatewayUpstreamMark; m != 0 {
@@ -174,6 +174,12 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 	if pol != nil {
 		res.Config.Policy = pol.L7
 	}
+	a.translateEnvoyConfigs(snap, res.Config, pol)
+	// Before publishing: a Service's backends are usable as soon as they
+	// are ready, whatever the proxies do with the L7 configuration (a
+	// Service newly redirected to a proxy listener refuses connections
+	// until the proxies acknowledged it: followListeners).
+	a.syncServices()
 	st := api.Status{
 		ConfigErrors:   sourceErrors,
 		GatewayClasses: res.GatewayClasses,
@@ -211,6 +217,7 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 	a.state = st
 	a.mu.Unlock()
 	a.events.notify()
+	a.followListeners(st.Versions)
 	if pol != nil {
 		// Only once the proxy configuration is published: new redirect
 		// rows wait for the listeners they point at.

@@ -18,6 +18,7 @@ func (a *Agent) Status() *api.Status {
 	proxies := a.cfg.Publisher.Proxies()
 	out := st
 	out.Policy = a.policyStatus(proxies)
+	out.EnvoyConfigs = a.envoyConfigStatus(proxies)
 	out.Proxies = proxies
 	out.Gateways = make([]gateway.GatewayStatus, len(st.Gateways))
 	for i, g := range st.Gateways {

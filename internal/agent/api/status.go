@@ -32,6 +32,29 @@ type Status struct {
 	// Policy reports network policy: per-policy verdicts, identities,
 	// endpoints and the datapath's state (nil without a policy compiler).
 	Policy *PolicyStatus `json:"policy,omitempty"`
+
+	// EnvoyConfigs has the verdict on every CiliumClusterwideEnvoyConfig
+	// and CiliumEnvoyConfig (mesh/envoyconfig), with the proxies'
+	// rejections of their resources overlaid.
+	EnvoyConfigs []EnvoyConfigStatus `json:"envoyConfigs,omitempty"`
+}
+
+// EnvoyConfigStatus is the state of one Envoy config object.
+type EnvoyConfigStatus struct {
+	Kind       string `json:"kind"`
+	Namespace  string `json:"namespace,omitempty"`
+	Name       string `json:"name"`
+	Generation int64  `json:"generation,omitempty"`
+	// Valid is false when the config was refused (by translation, or by
+	// a proxy: Reason ProxyRejected); none of its resources then serve
+	// and the Services it redirects refuse connections.
+	Valid   bool   `json:"valid"`
+	Reason  string `json:"reason"`
+	Message string `json:"message,omitempty"`
+	// Pending is set while the proxies have not acknowledged the
+	// listeners its Services are redirected to; until they do,
+	// connections to those Services are refused.
+	Pending bool `json:"pending,omitempty"`
 }
 
 // PolicyStatus is the policy part of Status.
