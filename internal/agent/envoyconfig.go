@@ -268,4 +268,3 @@ func (a *Agent) envoyConfigStatus(proxies []dataplane.Proxy) []api.EnvoyConfigSt
 	}
 	return out
 }
-
