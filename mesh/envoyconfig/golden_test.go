@@ -41,7 +41,8 @@ func snapshotOf(t testing.TB, name string, data []byte) *input.Snapshot {
 	return snap
 }
 
-// TestGolden translates every testdata/<case>.in.yaml and compares the
+// TestGolden translates every testdata/<case>.in.yaml (with
+// examples/envoyconfig/<case>.yaml, when there is one) and compares the
 // statuses, redirects and Envoy resources with <case>.out.yaml. Every
 // resource must also pass through the xDS translator, which validates it
 // again (ValidateAll) as it emits it.
@@ -51,6 +52,13 @@ func TestGolden(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			data, err := os.ReadFile(in)
 			if err != nil {
+				t.Fatal(err)
+			}
+			// A case named after an example takes the example unchanged,
+			// beside its Services.
+			if ex, err := os.ReadFile(filepath.Join("..", "..", "examples", "envoyconfig", name+".yaml")); err == nil {
+				data = append(append(ex, "\n---\n"...), data...)
+			} else if !os.IsNotExist(err) {
 				t.Fatal(err)
 			}
 			res := Translate(snapshotOf(t, in, data), testOptions())

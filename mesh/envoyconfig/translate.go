@@ -158,6 +158,11 @@ func Translate(snap *input.Snapshot, opts Options) *Result {
 	for _, c := range cfgs {
 		t.config(c)
 	}
+	for _, svc := range snap.Services {
+		if lbL7Enabled(svc) {
+			t.serviceLB(svc)
+		}
+	}
 	for _, cla := range t.eds {
 		t.out.Resources = append(t.out.Resources, mustResource(cla, cla.GetClusterName(), netip.AddrPort{}))
 	}

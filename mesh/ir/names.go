@@ -26,6 +26,10 @@ const (
 	// the names of the resources of a CiliumEnvoyConfig,
 	// "cec/<namespace>/<name>/<resource>", and of a
 	// CiliumClusterwideEnvoyConfig, "ccec/<name>/<resource>".
-	EnvoyConfigNamePrefix            = "cec/"
+	EnvoyConfigNamePrefix = "cec/"
+	// ServiceLBNamePrefix begins the names of the listener, route table
+	// and cluster that balance a Service's requests in the proxy (the
+	// service.cilium.io/lb-l7 annotation): "lb-l7/<namespace>/<name>/<port>".
+	ServiceLBNamePrefix              = "lb-l7/"
 	ClusterwideEnvoyConfigNamePrefix = "ccec/"
 )
