@@ -15,7 +15,8 @@
 //	           reflection, and every other method answers with the request
 //	           message it received (any service, any method, unary or
 //	           streaming), with the request's metadata echoed back as
-//	           response headers prefixed "echo-"
+//	           response headers prefixed "echo-" and the Pod's name
+//	           (HOSTNAME) in the response header "echo-backend"
 //	kafka      a Kafka broker (franz-go's kfake) that creates topics on
 //	           first use; --topic pre-creates some
 //	idle       sleeps until told to stop: the client Pods tests `lab exec`

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -49,10 +50,15 @@ func (echoCodec) Unmarshal(b []byte, v any) error {
 func (echoCodec) Name() string { return "proto" }
 
 // echoStream answers every message of a call with itself, and the call's
-// metadata with response headers "echo-<key>".
-func echoStream(_ any, stream grpc.ServerStream) error {
+// metadata with response headers "echo-<key>"; the header "echo-backend"
+// names the backend (name), so a client can tell which one answered.
+func echoStream(name string) grpc.StreamHandler {
+	return func(_ any, stream grpc.ServerStream) error { return echoCall(name, stream) }
+}
+
+func echoCall(name string, stream grpc.ServerStream) error {
 	md, _ := metadata.FromIncomingContext(stream.Context())
-	hdr := metadata.MD{}
+	hdr := metadata.MD{"echo-backend": []string{name}}
 	for k, v := range md {
 		if !strings.HasPrefix(k, ":") {
 			hdr["echo-"+k] = v
@@ -84,7 +90,11 @@ func runGRPCEcho(ctx context.Context, ports []int, _ []string, out io.Writer) er
 		return err
 	}
 	//nolint:staticcheck // the v1 codec interface is what a byte pass-through needs.
-	gs := grpc.NewServer(grpc.ForceServerCodec(echoCodec{}), grpc.UnknownServiceHandler(echoStream))
+	name, _ := os.Hostname()
+	if h := os.Getenv("HOSTNAME"); h != "" {
+		name = h
+	}
+	gs := grpc.NewServer(grpc.ForceServerCodec(echoCodec{}), grpc.UnknownServiceHandler(echoStream(name)))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)

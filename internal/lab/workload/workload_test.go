@@ -138,6 +138,7 @@ func TestDeathstar(t *testing.T) {
 
 func TestGRPCEcho(t *testing.T) {
 	t.Setenv(PortsEnv, "")
+	t.Setenv("HOSTNAME", "grpc-pod")
 	w := start(t, "grpc-echo", "--port=50051")
 	conn, err := grpc.NewClient(net.JoinHostPort(w.IPv4.String(), "50051"),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -159,7 +160,8 @@ func TestGRPCEcho(t *testing.T) {
 	if err := conn.Invoke(mctx, "/starwars.Deathstar/RequestLanding", in, out, grpc.ForceCodec(echoCodec{}), grpc.Header(&hdr)); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(in.b, out.b) || hdr.Get("echo-x-ship")[0] != "tiefighter" || hdr.Get("echo-method")[0] != "/starwars.Deathstar/RequestLanding" {
+	if !bytes.Equal(in.b, out.b) || hdr.Get("echo-x-ship")[0] != "tiefighter" || hdr.Get("echo-method")[0] != "/starwars.Deathstar/RequestLanding" ||
+		len(hdr.Get("echo-backend")) != 1 || hdr.Get("echo-backend")[0] != "grpc-pod" {
 		t.Fatalf("echo: %q, header %v", out.b, hdr)
 	}
 	// Streams echo every message.
