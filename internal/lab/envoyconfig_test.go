@@ -85,7 +85,7 @@ func TestLabEnvoyConfigExamples(t *testing.T) {
 	// status, the backend and the server header.
 	type result struct{ code, backend, server string }
 	curl := func(args []string, urls ...string) []result {
-		argv := append([]string{"curl", "-sS", "--max-time", "60", "-w", "%{http_code} %header{x-echo-backend} %header{server}\\n"}, args...)
+		argv := append([]string{"curl", "-sS", "--no-progress-meter", "--max-time", "60", "-w", "%{http_code} %header{x-echo-backend} %header{server}\\n"}, args...)
 		for _, u := range urls {
 			argv = append(argv, "-o", "/dev/null", u)
 		}

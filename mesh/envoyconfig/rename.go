@@ -30,6 +30,9 @@ const (
 // the translators' own, can never share a name (see doc.go, Names).
 type renamer struct {
 	prefix string
+	// refs records what the resources refer to, by type URL and the
+	// user's name, so dangling references can be refused.
+	refs map[string][]string
 	// eds maps the EDS service name a cluster asks for to the name of
 	// the ClusterLoadAssignment that answers it: a qualified name for one
 	// of the config's own, the Service's EDS name as is for a Service.
@@ -37,6 +40,15 @@ type renamer struct {
 }
 
 func (n *renamer) q(name string) string { return n.prefix + name }
+
+// ref qualifies a reference to a resource of type url and records it.
+func (n *renamer) ref(url, name string) string {
+	if n.refs == nil {
+		n.refs = map[string][]string{}
+	}
+	n.refs[url] = append(n.refs[url], name)
+	return n.q(name)
+}
 
 func (n *renamer) listener(l *listenerv3.Listener) error {
 	l.Name = n.q(l.GetName())
@@ -72,7 +84,7 @@ func (n *renamer) networkFilter(f *listenerv3.Filter) error {
 			return fmt.Errorf("typed_config: %w", err)
 		}
 		if rds := h.GetRds(); rds != nil {
-			rds.RouteConfigName = n.q(rds.GetRouteConfigName())
+			rds.RouteConfigName = n.ref(typeRoutes, rds.GetRouteConfigName())
 			if rds.GetConfigSource() == nil {
 				rds.ConfigSource = ads()
 			}
@@ -96,10 +108,10 @@ func (n *renamer) networkFilter(f *listenerv3.Filter) error {
 			return fmt.Errorf("typed_config: %w", err)
 		}
 		if c := t.GetCluster(); c != "" {
-			t.ClusterSpecifier = &tcpv3.TcpProxy_Cluster{Cluster: n.q(c)}
+			t.ClusterSpecifier = &tcpv3.TcpProxy_Cluster{Cluster: n.ref(typeCluster, c)}
 		}
 		for _, w := range t.GetWeightedClusters().GetClusters() {
-			w.Name = n.q(w.GetName())
+			w.Name = n.ref(typeCluster, w.GetName())
 		}
 		return repack(f, &t)
 	}
@@ -150,10 +162,10 @@ func (n *renamer) transportSocket(ts *corev3.TransportSocket, upstream bool) err
 
 func (n *renamer) tlsContext(c *tlsv3.CommonTlsContext) {
 	for _, s := range c.GetTlsCertificateSdsSecretConfigs() {
-		s.Name = n.q(s.GetName())
+		s.Name = n.ref(typeSecret, s.GetName())
 	}
 	if s := c.GetValidationContextSdsSecretConfig(); s != nil {
-		s.Name = n.q(s.GetName())
+		s.Name = n.ref(typeSecret, s.GetName())
 	}
 }
 
@@ -171,13 +183,13 @@ func (n *renamer) routes(rc *routev3.RouteConfiguration, named bool) {
 				continue
 			}
 			if c := a.GetCluster(); c != "" {
-				a.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: n.q(c)}
+				a.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: n.ref(typeCluster, c)}
 			}
 			for _, w := range a.GetWeightedClusters().GetClusters() {
-				w.Name = n.q(w.GetName())
+				w.Name = n.ref(typeCluster, w.GetName())
 			}
 			for _, m := range a.GetRequestMirrorPolicies() {
-				m.Cluster = n.q(m.GetCluster())
+				m.Cluster = n.ref(typeCluster, m.GetCluster())
 			}
 		}
 	}
@@ -226,3 +238,10 @@ func ads() *corev3.ConfigSource {
 		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
 	}
 }
+
+// Type URLs references are recorded under.
+const (
+	typeRoutes  = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+	typeCluster = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+	typeSecret  = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+)

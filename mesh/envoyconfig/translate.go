@@ -326,6 +326,21 @@ func (t *translation) config(c config) {
 		out = append(out, res)
 	}
 
+	// Every reference must land on a resource of the config: names are
+	// qualified, so one to anything else (another config's resource,
+	// a cluster Cilium's Envoy bootstrap defines) would dangle, and the
+	// proxy would answer its traffic with errors.
+	kinds := map[string]string{typeRoutes: "RouteConfiguration", typeCluster: "Cluster", typeSecret: "Secret"}
+	for _, url := range []string{typeRoutes, typeCluster, typeSecret} {
+		seen := map[string]bool{}
+		for _, name := range n.refs[url] {
+			if !own[url][name] && !seen[name] {
+				seen[name] = true
+				f.add(ReasonInvalid, fmt.Errorf("%s %q is referred to but is not among the config's resources", kinds[url], name))
+			}
+		}
+	}
+
 	// Service redirects.
 	var redirects []Redirect
 	for i, sl := range c.spec.Services {
