@@ -77,6 +77,23 @@
 // per Pod. The flow store (mesh/flow), fed by the access log service, is
 // served on /v1/flows and resolved with the latest ipcache.
 //
+// Envoy configs (envoyconfig.go): every Apply also translates
+// CiliumEnvoyConfig and CiliumClusterwideEnvoyConfig, and Services
+// annotated service.cilium.io/lb-l7 (mesh/envoyconfig), after the
+// Gateway and policy translation whose listener sockets they must not
+// take; their resources ride in the published IR (Config.Resources). A
+// Service a config (or the annotation) takes over is sent to the proxy by
+// the Service table (Config.Services): its ports' one backend is the
+// listener's node address and port, written only once every connected
+// proxy acknowledged the publication carrying the listener; until then,
+// and for as long as the config is refused, those ports have no backend
+// and connections to them are refused, never sent to the Service's
+// backends around the proxy. The per-config verdicts are in
+// Status.EnvoyConfigs, with the proxies' rejections of their resources
+// (ProxyRejected) and a pending acknowledgement overlaid; refusals are
+// also logged. In Kubernetes mode the verdict is not written to the
+// objects (Cilium's CRDs have no status).
+//
 // Mutual authentication (auth.go, with Config.Auth): every compilation
 // hands the auth manager the relations the auth-required rows need —
 // eagerly, before the rows are written, so a first connection finds its

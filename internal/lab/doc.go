@@ -116,8 +116,14 @@
 // broker on the other node), TestLabPolicyUpdateUnderLoad (no denied
 // request answered while rule1 changes 30 times under load; an allowed
 // request may fail in the moment of an update, as the datapath's update
-// order allows a drop) and TestLabRemoteNodeIdentity (the other node's
-// address is remote-node).
+// order allows a drop), TestLabRemoteNodeIdentity (the other node's
+// address is remote-node), TestLabEnvoyConfigExamples (Cilium's
+// CiliumEnvoyConfig examples from examples/envoyconfig, unchanged: the
+// 90/10 traffic shift and the 50/50 split with its /foo rewrite within
+// exact binomial bounds, and the circuit breaker's 503s) and
+// TestLabServiceLBGRPC (service.cilium.io/lb-l7 spreads 100 gRPC calls on
+// one connection over both backends; the test binary is the client,
+// started in the client Pod by TestLabGRPCClient).
 //
 // Mutual authentication: every Pod gets SPIFFE_ENDPOINT_SOCKET naming its
 // node agent's Workload API socket (WorkloadSocket), served when the agent

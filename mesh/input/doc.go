@@ -36,6 +36,11 @@
 //   - Secret stringData is merged into data (stringData wins), as the API
 //     server does on write.
 //
+// A Snapshot also carries cilium.io/v2 CiliumEnvoyConfig and
+// CiliumClusterwideEnvoyConfig (mesh/envoyconfig translates them); their
+// spec.resources stay raw JSON here, and a field of the spec the types
+// do not know is an error like anywhere else.
+//
 // Besides Gateway API and its core objects, a Snapshot carries network
 // policy — cilium.io/v2 CiliumNetworkPolicy and
 // CiliumClusterwideNetworkPolicy (api/cilium/v2), networking.k8s.io/v1

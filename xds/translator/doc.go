@@ -27,6 +27,17 @@
 // random edits, and version_test.go that a version changes whenever the
 // content does.
 //
+// Verbatim resources (Config.Resources, verbatim.go): Envoy resources
+// users wrote in a CiliumEnvoyConfig, decoded, renamed and checked by
+// mesh/envoyconfig, which the IR carries as serialized protobuf. They are
+// decoded and validated (ValidateAll) again here, like every emitted
+// resource, and added to the typed slices as they are; they carry no
+// translator version, so xds/server versions them by their serialized
+// form. Their names never collide with the translator's own (the IR
+// checks it), and OriginOf reads them back to their config ("cec/",
+// "ccec/") or, for a Service's proxy load balancing ("lb-l7/"), to the
+// Service.
+//
 // # Invariants
 //
 //   - Every resource and every typed_config inside one passes
