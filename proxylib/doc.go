@@ -527,7 +527,8 @@
 // applied to every upstream socket before connect (SO_MARK keeps the
 // proxy's own connections from being redirected again);
 // HttpProtocolOptions.use_downstream_protocol_config (HTTP/2 upstream for
-// HTTP/2 requests, HTTP/1.1 otherwise). StringMatcher additionally takes
+// HTTP/2 requests, HTTP/1.1 otherwise; ORIGINAL_DST clusters only, any
+// other cluster type with it is NACKed). StringMatcher additionally takes
 // prefix, suffix, contains and ignore_case.
 //
 // # L4: TLS passthrough, TCP and UDP

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -54,9 +55,9 @@ var lbPolicies = map[string]clusterv3.Cluster_LbPolicy{
 // (an address-less one: ListenAddress and a port from the range), a
 // route table forwarding everything without a timeout (the Service had
 // none), and an EDS cluster over "<namespace>/<name>:<port>" that speaks
-// upstream the protocol the client spoke (HTTP/1.1 or HTTP/2, so gRPC
-// stays gRPC). A port a CiliumEnvoyConfig already takes over stays with
-// it.
+// h2c to the backends when the port says it takes HTTP/2 (speaksHTTP2:
+// gRPC), HTTP/1.1 otherwise. A port a CiliumEnvoyConfig already takes
+// over stays with it.
 func (t *translation) serviceLB(svc *corev1.Service) {
 	k := input.Key{Namespace: svc.Namespace, Name: svc.Name}
 	obj := Object{Kind: KindService, Namespace: svc.Namespace, Name: svc.Name}
@@ -83,7 +84,7 @@ func (t *translation) serviceLB(svc *corev1.Service) {
 			continue
 		}
 		name := ir.ServiceLBNamePrefix + k.Namespace + "/" + k.Name + "/" + strconv.Itoa(int(port))
-		res, bind, err := t.serviceLBResources(name, edsName{svc: k, port: strconv.Itoa(int(port))}, lb)
+		res, bind, err := t.serviceLBResources(name, edsName{svc: k, port: strconv.Itoa(int(port))}, lb, speaksHTTP2(sp))
 		if err != nil {
 			st.Reason, st.Message = ReasonInvalid, err.Error()
 			rd.Refused = true
@@ -102,7 +103,28 @@ func (t *translation) serviceLB(svc *corev1.Service) {
 	t.out.Statuses = append(t.out.Statuses, st)
 }
 
-func (t *translation) serviceLBResources(name string, eds edsName, lb clusterv3.Cluster_LbPolicy) ([]*ir.Resource, netip.AddrPort, error) {
+// speaksHTTP2 reports whether a Service port's backends take HTTP/2
+// without TLS (h2c, so gRPC): its appProtocol says so
+// (kubernetes.io/h2c, grpc, h2c, http2), or, without one, its name does
+// ("grpc", "h2c", "http2", alone or before "-"), as Istio's convention
+// has it.
+func speaksHTTP2(sp corev1.ServicePort) bool {
+	if sp.AppProtocol != nil {
+		switch *sp.AppProtocol {
+		case "kubernetes.io/h2c", "grpc", "h2c", "http2":
+			return true
+		}
+		return false
+	}
+	for _, p := range []string{"grpc", "h2c", "http2"} {
+		if sp.Name == p || strings.HasPrefix(sp.Name, p+"-") {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *translation) serviceLBResources(name string, eds edsName, lb clusterv3.Cluster_LbPolicy, h2 bool) ([]*ir.Resource, netip.AddrPort, error) {
 	if !t.opts.ListenAddress.IsValid() {
 		return nil, netip.AddrPort{}, fmt.Errorf("this node has no address for the proxy's load-balancing listeners")
 	}
@@ -137,9 +159,14 @@ func (t *translation) serviceLBResources(name string, eds edsName, lb clusterv3.
 			}},
 		}},
 	}}}
-	hpo, err := anypb.New(&httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{
-		UseDownstreamProtocolConfig: &httpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
-			HttpProtocolOptions: &corev3.Http1ProtocolOptions{}, Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}})
+	explicit := &httpv3.HttpProtocolOptions_ExplicitHttpConfig{ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{
+		HttpProtocolOptions: &corev3.Http1ProtocolOptions{}}}
+	if h2 {
+		explicit.ProtocolConfig = &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+			Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}
+	}
+	hpo, err := anypb.New(&httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+		ExplicitHttpConfig: explicit}})
 	if err != nil {
 		return nil, bind, err
 	}

@@ -152,6 +152,10 @@ func decodeCluster(c *clusterv3.Cluster) (*Cluster, error) {
 			return nil, fieldErr(append(p, "(HttpProtocolOptions)", "explicit_http_config", "http2_protocol_options"), "upstream HTTP/2 settings not supported by nodemesh-proxy")
 		}
 		if hpo.GetUseDownstreamProtocolConfig() != nil {
+			// Only an ORIGINAL_DST cluster keeps a pool per protocol.
+			if out.Kind != ClusterOriginalDst {
+				return nil, fieldErr(append(p, "(HttpProtocolOptions)", "use_downstream_protocol_config"), "only for ORIGINAL_DST clusters in nodemesh-proxy")
+			}
 			out.DownstreamProtocol = true
 			continue
 		}

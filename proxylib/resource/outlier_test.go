@@ -6,6 +6,9 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -52,5 +55,25 @@ func TestOutlierNACK(t *testing.T) {
 				t.Fatalf("got %v\nwant %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// use_downstream_protocol_config is honoured by ORIGINAL_DST clusters
+// only (they keep a pool per protocol); on an EDS cluster it would be
+// ignored, so it is refused.
+func TestUseDownstreamProtocolOnlyOriginalDst(t *testing.T) {
+	hpo := map[string]*anypb.Any{hpoName: mustAny(t, &httpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{
+			UseDownstreamProtocolConfig: &httpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
+				Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}})}
+	_, err := DecodeCluster(limitsCluster(t, func(c *clusterv3.Cluster) { c.TypedExtensionProtocolOptions = hpo }))
+	want := `cluster "c": typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"](HttpProtocolOptions).use_downstream_protocol_config: only for ORIGINAL_DST clusters in nodemesh-proxy`
+	if err == nil || err.Error() != want {
+		t.Fatalf("EDS cluster: got %v\nwant %s", err, want)
+	}
+	c, err := DecodeCluster(mustAny(t, &clusterv3.Cluster{Name: "o", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+		LbPolicy: clusterv3.Cluster_CLUSTER_PROVIDED, TypedExtensionProtocolOptions: hpo}))
+	if err != nil || !c.DownstreamProtocol {
+		t.Fatalf("ORIGINAL_DST cluster: %+v, %v", c, err)
 	}
 }
