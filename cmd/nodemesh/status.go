@@ -72,6 +72,10 @@ func printStatus(w io.Writer, st *api.Status) {
 		printPolicy(w, p)
 	}
 
+	if len(st.EnvoyConfigs) > 0 {
+		printEnvoyConfigs(w, st.EnvoyConfigs)
+	}
+
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROXY\tCONNECTED\tTYPE\tSENT\tACKED\tNACK")
@@ -212,4 +216,29 @@ func short(v string) string {
 		return "-"
 	}
 	return v
+}
+
+// printEnvoyConfigs is the CiliumEnvoyConfig table (and the Services
+// balanced by the proxy): one row per object, with why it is refused or
+// waiting.
+func printEnvoyConfigs(w io.Writer, cs []api.EnvoyConfigStatus) {
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tVALID\tREASON\tDETAIL")
+	for _, c := range cs {
+		valid := "yes"
+		if !c.Valid {
+			valid = "no"
+		}
+		detail := c.Message
+		if c.Pending {
+			detail = strings.TrimPrefix(detail+"; waiting for the proxies to acknowledge its listeners (its Services refuse connections until then)", "; ")
+		}
+		ns := c.Namespace
+		if ns == "" {
+			ns = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Kind, ns, c.Name, valid, c.Reason, strings.ReplaceAll(detail, "\n", "; "))
+	}
+	tw.Flush()
 }

@@ -39,3 +39,22 @@ func TestPrintStatusShowsPolicy(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintStatusShowsEnvoyConfigs(t *testing.T) {
+	st := &api.Status{EnvoyConfigs: []api.EnvoyConfigStatus{
+		{Kind: "CiliumClusterwideEnvoyConfig", Name: "envoy-prometheus-metrics-listener", Reason: "Invalid",
+			Message: `Cluster "envoy-admin" is referred to but is not among the config's resources`},
+		{Kind: "CiliumEnvoyConfig", Namespace: "default", Name: "envoy-lb-listener", Valid: true, Reason: "Accepted", Pending: true},
+	}}
+	var b bytes.Buffer
+	printStatus(&b, st)
+	out := b.String()
+	for _, want := range []string{
+		"CiliumClusterwideEnvoyConfig  -          envoy-prometheus-metrics-listener  no     Invalid   Cluster \"envoy-admin\" is referred to",
+		"CiliumEnvoyConfig             default    envoy-lb-listener                  yes    Accepted  waiting for the proxies",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status output lacks %q:\n%s", want, out)
+		}
+	}
+}
