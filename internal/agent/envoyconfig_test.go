@@ -165,3 +165,20 @@ spec:
 		t.Fatalf("status %+v, want refused as Unsupported", st.EnvoyConfigs)
 	}
 }
+
+// Without a Service table nothing can send a Service's traffic to the
+// proxy: the config says so instead of claiming to be in effect.
+func TestEnvoyConfigWithoutServiceTableSaysSo(t *testing.T) {
+	rec := &recorder{}
+	a, err := New(Config{Publisher: rec, EnvoyConfig: &EnvoyConfigOptions{ListenAddress: netip.MustParseAddr("10.250.0.11")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Apply(context.Background(), envoyConfigSnapshot(t, exampleConfig(t)), nil); err != nil {
+		t.Fatal(err)
+	}
+	st := a.Status()
+	if len(st.EnvoyConfigs) != 1 || st.EnvoyConfigs[0].Reason != "NotRedirected" {
+		t.Fatalf("status %+v, want NotRedirected", st.EnvoyConfigs)
+	}
+}
