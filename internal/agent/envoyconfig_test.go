@@ -34,6 +34,9 @@ func (r *serviceRecorder) SyncServices(rows []model.Service) error {
 
 // backends returns the backends of a frontend in the latest sync, and
 // whether it has a row.
+// SyncServiceRanges records nothing: these tests look at the table.
+func (r *serviceRecorder) SyncServiceRanges([]netip.Prefix) error { return nil }
+
 func (r *serviceRecorder) backends(front string, port uint16) ([]model.Backend, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
