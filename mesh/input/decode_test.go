@@ -183,3 +183,49 @@ func TestDecodeErrorFields(t *testing.T) {
 		t.Errorf("DecodeError (-want +got):\n%s", diff)
 	}
 }
+
+// TestDecodeAlphaL4Routes: the experimental channel's alpha L4 route
+// versions decode into the v1 types and are stored as v1; a version the
+// API never served for a kind stays refused.
+func TestDecodeAlphaL4Routes(t *testing.T) {
+	const tlsSpec = "spec:\n  parentRefs:\n  - name: gw\n  hostnames: [\"a.example.com\"]\n  rules:\n  - backendRefs:\n    - name: s\n      port: 443\n"
+	const l4Spec = "spec:\n  parentRefs:\n  - name: gw\n  rules:\n  - backendRefs:\n    - name: s\n      port: 53\n"
+	for _, tc := range []struct{ in, kind string }{
+		{"apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\nmetadata:\n  name: r\n" + tlsSpec, "TLSRoute"},
+		{"apiVersion: gateway.networking.k8s.io/v1alpha3\nkind: TLSRoute\nmetadata:\n  name: r\n" + tlsSpec, "TLSRoute"},
+		{"apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata:\n  name: r\n" + l4Spec, "TCPRoute"},
+		{"apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: UDPRoute\nmetadata:\n  name: r\n" + l4Spec, "UDPRoute"},
+	} {
+		objs, err := Decode("alpha.yaml", []byte(tc.in))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.in, err)
+		}
+		if len(objs) != 1 {
+			t.Fatalf("%s: %d objects, want 1", tc.in, len(objs))
+		}
+		gvk := objs[0].Obj.GetObjectKind().GroupVersionKind()
+		if gvk.GroupVersion().String() != "gateway.networking.k8s.io/v1" || gvk.Kind != tc.kind {
+			t.Errorf("%s decoded as %v, want v1 %s", tc.kind, gvk, tc.kind)
+		}
+		var parents int
+		switch v := objs[0].Obj.(type) {
+		case *gwv1.TLSRoute:
+			parents = len(v.Spec.ParentRefs)
+			if len(v.Spec.Hostnames) != 1 || len(v.Spec.Rules) != 1 {
+				t.Errorf("TLSRoute spec lost fields: %+v", v.Spec)
+			}
+		case *gwv1.TCPRoute:
+			parents = len(v.Spec.ParentRefs)
+		case *gwv1.UDPRoute:
+			parents = len(v.Spec.ParentRefs)
+		default:
+			t.Fatalf("%s decoded into %T", tc.kind, v)
+		}
+		if parents != 1 {
+			t.Errorf("%s: %d parentRefs, want 1", tc.kind, parents)
+		}
+	}
+	if _, err := Decode("alpha.yaml", []byte("apiVersion: gateway.networking.k8s.io/v1alpha3\nkind: TCPRoute\nmetadata:\n  name: r\n"+l4Spec)); err == nil {
+		t.Error("TCPRoute v1alpha3 (never served) decoded without an error")
+	}
+}

@@ -32,6 +32,13 @@ type gvk struct{ apiVersion, kind string }
 const (
 	gatewayV1      = "gateway.networking.k8s.io/v1"
 	gatewayV1beta1 = "gateway.networking.k8s.io/v1beta1"
+	// The experimental channel still serves the L4 routes' alpha versions
+	// (TLSRoute v1alpha2 and v1alpha3, TCPRoute and UDPRoute v1alpha2).
+	// Their wire schema is the v1 one — the alpha Go types are aliases of
+	// the v1 rules and status — so they decode into v1 and are stored as v1,
+	// as v1beta1 objects are.
+	gatewayV1alpha2 = "gateway.networking.k8s.io/v1alpha2"
+	gatewayV1alpha3 = "gateway.networking.k8s.io/v1alpha3"
 )
 
 // kinds lists every apiVersion/kind Decode accepts. Adding a kind here and
@@ -49,9 +56,9 @@ func init() {
 	register(gw, kindInfo{kind: KindGatewayClass, apiVersion: gatewayV1, newObj: func() object { return &gwv1.GatewayClass{} }})
 	register(gw, kindInfo{kind: KindGateway, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.Gateway{} }})
 	register(gw, kindInfo{kind: KindHTTPRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.HTTPRoute{} }})
-	register([]string{gatewayV1}, kindInfo{kind: KindTLSRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.TLSRoute{} }})
-	register([]string{gatewayV1}, kindInfo{kind: KindUDPRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.UDPRoute{} }})
-	register([]string{gatewayV1}, kindInfo{kind: KindTCPRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.TCPRoute{} }})
+	register([]string{gatewayV1, gatewayV1alpha2, gatewayV1alpha3}, kindInfo{kind: KindTLSRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.TLSRoute{} }})
+	register([]string{gatewayV1, gatewayV1alpha2}, kindInfo{kind: KindUDPRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.UDPRoute{} }})
+	register([]string{gatewayV1, gatewayV1alpha2}, kindInfo{kind: KindTCPRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.TCPRoute{} }})
 	register([]string{gatewayV1}, kindInfo{kind: KindGRPCRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.GRPCRoute{} }})
 	register(gw, kindInfo{kind: KindReferenceGrant, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.ReferenceGrant{} }})
 	register([]string{"v1"}, kindInfo{kind: KindService, namespaced: true, apiVersion: "v1", newObj: func() object { return &corev1.Service{} }})
