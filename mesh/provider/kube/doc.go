@@ -41,6 +41,19 @@
 //   - Watch publishes nothing until every informer has synced, so the first
 //     translation never sees a half-listed cluster (which would withdraw
 //     configuration that is in fact still wanted).
+//   - GRPCRoute, TLSRoute, TCPRoute and UDPRoute are optional (optional.go):
+//     a cluster may lack their CRDs, and an informer on a resource the API
+//     server does not serve never syncs, which would block every other
+//     kind. Start asks discovery which of them gateway.networking.k8s.io/v1
+//     serves, watches those, and logs a warning for each missing one; its
+//     snapshot list stays empty. Discovery has no watch, so a background
+//     loop rechecks it every WithDiscoveryInterval (default 30s) and starts
+//     the informer of a kind whose CRD appeared — no restart needed; the
+//     kind joins snapshots once that informer has synced. A discovery
+//     error fails Start rather than guessing (assuming a kind present
+//     would hang the sync, assuming it absent would withdraw its routes).
+//     A CRD deleted while watched is not unwatched: its informer keeps the
+//     last listing and retries, as client-go does for any kind.
 //
 // Network policy (WithPolicy, policy.go): the provider also watches Pods
 // and Nodes of the whole cluster, NetworkPolicies, ServiceCIDRs (the

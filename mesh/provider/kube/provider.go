@@ -39,6 +39,9 @@ type Provider struct {
 	gwFactory     gwinformers.SharedInformerFactory
 	listers       listers
 	changed       chan struct{}
+	// optional holds the kinds whose CRD may be missing (optional.go).
+	optional          optionals
+	discoveryInterval time.Duration
 	// policy is set by WithPolicy.
 	policy *policyWatch
 
@@ -81,6 +84,12 @@ func WithDebounce(quiet, max time.Duration) Option {
 	return func(p *Provider) { p.debounce, p.maxDelay = quiet, max }
 }
 
+// WithDiscoveryInterval sets how often the provider rechecks discovery for
+// an optional Gateway API kind whose CRD was not installed (default 30s).
+func WithDiscoveryInterval(d time.Duration) Option {
+	return func(p *Provider) { p.discoveryInterval = d }
+}
+
 // New returns a provider reading through the given clients. It starts
 // nothing until Watch.
 func New(core kubernetes.Interface, gw gwclient.Interface, opts ...Option) *Provider {
@@ -91,6 +100,8 @@ func New(core kubernetes.Interface, gw gwclient.Interface, opts ...Option) *Prov
 		debounce: 50 * time.Millisecond,
 		maxDelay: 500 * time.Millisecond,
 		changed:  make(chan struct{}, 1),
+
+		discoveryInterval: 30 * time.Second,
 	}
 	for _, o := range opts {
 		o(p)
@@ -110,7 +121,6 @@ func (p *Provider) setup() {
 
 	gwv := p.gwFactory.Gateway().V1()
 	classes, gateways, routes, grants := gwv.GatewayClasses(), gwv.Gateways(), gwv.HTTPRoutes(), gwv.ReferenceGrants()
-	grpcRoutes, tlsRoutes, tcpRoutes, udpRoutes := gwv.GRPCRoutes(), gwv.TLSRoutes(), gwv.TCPRoutes(), gwv.UDPRoutes()
 	services, slices := p.coreFactory.Core().V1().Services(), p.coreFactory.Discovery().V1().EndpointSlices()
 	nss, secrets := p.coreFactory.Core().V1().Namespaces(), p.secretFactory.Core().V1().Secrets()
 	ingresses, ingClasses := p.coreFactory.Networking().V1().Ingresses(), p.coreFactory.Networking().V1().IngressClasses()
@@ -120,10 +130,6 @@ func (p *Provider) setup() {
 		classes:  func() ([]*gwv1.GatewayClass, error) { return classes.Lister().List(labels.Everything()) },
 		gateways: func() ([]*gwv1.Gateway, error) { return gateways.Lister().List(labels.Everything()) },
 		routes:   func() ([]*gwv1.HTTPRoute, error) { return routes.Lister().List(labels.Everything()) },
-		grpc:     func() ([]*gwv1.GRPCRoute, error) { return grpcRoutes.Lister().List(labels.Everything()) },
-		tls:      func() ([]*gwv1.TLSRoute, error) { return tlsRoutes.Lister().List(labels.Everything()) },
-		tcp:      func() ([]*gwv1.TCPRoute, error) { return tcpRoutes.Lister().List(labels.Everything()) },
-		udp:      func() ([]*gwv1.UDPRoute, error) { return udpRoutes.Lister().List(labels.Everything()) },
 		grants:   func() ([]*gwv1.ReferenceGrant, error) { return grants.Lister().List(labels.Everything()) },
 		btls:     func() ([]*gwv1.BackendTLSPolicy, error) { return btls.Lister().List(labels.Everything()) },
 		cms:      func() ([]*corev1.ConfigMap, error) { return cms.Lister().List(labels.Everything()) },
@@ -153,10 +159,6 @@ func (p *Provider) setup() {
 	add(classes.Informer(), specChanged)
 	add(gateways.Informer(), changedAtAll)
 	add(routes.Informer(), specChanged)
-	add(grpcRoutes.Informer(), specChanged)
-	add(tlsRoutes.Informer(), specChanged)
-	add(tcpRoutes.Informer(), specChanged)
-	add(udpRoutes.Informer(), specChanged)
 	add(grants.Informer(), changedAtAll)
 	add(btls.Informer(), specChanged)
 	add(cms.Informer(), changedAtAll)
@@ -168,6 +170,7 @@ func (p *Provider) setup() {
 	// status writes count.
 	add(ingresses.Informer(), changedAtAll)
 	add(ingClasses.Informer(), specChanged)
+	p.setupOptional()
 	if p.policy != nil {
 		p.setupPolicy(add)
 	}
@@ -240,19 +243,31 @@ func (p *Provider) Start(ctx context.Context) error {
 		}
 		p.policy.factory.Start(ctx.Done())
 	}
+	optSynced, optStarted, err := p.startOptional(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("discovering served Gateway API kinds: %w", err)
+	}
 	p.coreFactory.Start(ctx.Done())
 	p.secretFactory.Start(ctx.Done())
 	p.gwFactory.Start(ctx.Done())
-	synced := make([]cache.InformerSynced, 0, len(p.listers.informers))
+	synced := make([]cache.InformerSynced, 0, len(p.listers.informers)+len(optSynced))
 	for _, inf := range p.listers.informers {
 		synced = append(synced, inf.HasSynced)
 	}
+	synced = append(synced, optSynced...)
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return fmt.Errorf("waiting for informer caches to sync: %w", ctx.Err())
 	}
+	for _, k := range optStarted {
+		k.watched.Store(true)
+	}
+	go p.watchDiscovery(ctx)
 	p.log.Info("kubernetes informers synced")
 	// The initial listing signalled; the caller publishes right away.
 	select {
