@@ -35,6 +35,12 @@ import (
 // port's appProtocol). An unresolved backendRef keeps its weight, so its
 // share of connections is closed. A TLS and an HTTPS listener on one port
 // are a ProtocolConflict, as any two protocols on one port are.
+// Routes that share a listener (or, on TLS, an SNI name) with an older one
+// are not bound — no traffic reaches their backends — yet report
+// Accepted=True and count in attachedRoutes: Gateway API v1.6.3 defines
+// no route Conflicted condition, and its conformance tests
+// (TCPRouteMultipleRoutesAttachment, UDPRouteMultipleRoutesAttachment)
+// require exactly that status.
 
 var tlsRouteKind = routeKind{
 	group:           gwv1.GroupName,

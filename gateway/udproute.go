@@ -21,7 +21,10 @@ import (
 // endpoints with weights in proportion to the backendRef weights (a
 // backend's weight divided evenly among its endpoints). An unresolved
 // backendRef, or one without ready endpoints, takes no datagrams: UDP has
-// no way to refuse them that a client would see.
+// no way to refuse them that a client would see. When the oldest route has
+// no backend with ready endpoints the listener takes none at all; the
+// next route does not stand in, since only the oldest route is bound
+// (both still report Accepted=True, as v1.6.3's conformance requires).
 
 var udpRouteKind = routeKind{
 	group:           gwv1.GroupName,
@@ -67,6 +70,11 @@ func (b *builder) udpProxy(ls *listenerState) *ir.UDPProxy {
 	}
 	for _, rs := range oldestRoute(all) {
 		backends := b.l4Backends(rs)
+		if backends == nil {
+			continue // no valid rule: not bound, the next route is
+		}
+		// The oldest route with a valid rule is the bound one, even with
+		// no live backend: a newer route must not take its datagrams.
 		var live []*ir.WeightedBackend
 		for _, be := range backends {
 			if be.Cluster != "" && be.Weight > 0 && readyEndpoints(b.clusters[be.Cluster]) > 0 {
@@ -75,7 +83,7 @@ func (b *builder) udpProxy(ls *listenerState) *ir.UDPProxy {
 		}
 		switch len(live) {
 		case 0:
-			continue
+			return nil
 		case 1:
 			return &ir.UDPProxy{Cluster: live[0].Cluster}
 		}
