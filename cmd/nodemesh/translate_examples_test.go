@@ -50,16 +50,15 @@ var refusedExamples = map[string]string{
 // unsupported kind gets no traffic; a listener with an unsupported field
 // is not programmed at all). A stale entry fails the test.
 var degradedExamples = map[string]string{
-	"standard/frontend-cert-validation.yaml":                   "listener client certificate validation (spec.tls.frontend) is not implemented: the listeners are not accepted",
-	"standard/gateway-addresses.yaml":                          "Hostname addresses are not supported, only IPAddress: the Gateway is not accepted",
-	"standard/http-request-mirroring/httproute-mirroring.yaml": "RequestMirror is not implemented yet: the rule is refused",
-	"standard/multicluster/httproute-hybrid.yaml":              "ServiceImport backends (multicluster) are not supported: ResolvedRefs=False InvalidKind, that backend gets no traffic",
-	"standard/multicluster/httproute-location.yaml":            "ServiceImport backends (multicluster) are not supported: ResolvedRefs=False InvalidKind",
-	"standard/multicluster/httproute-method.yaml":              "ServiceImport backends (multicluster) are not supported: ResolvedRefs=False InvalidKind",
-	"standard/multicluster/httproute-simple.yaml":              "ServiceImport backends (multicluster) are not supported: ResolvedRefs=False InvalidKind",
-	"standard/tls-routing/gateway.yaml":                        "TLS listeners terminating TLS for TLSRoutes are not implemented: that listener is not accepted, the Passthrough one serves",
-	"standard/tls-routing/tls-route.yaml":                      "TLS listeners terminating TLS for TLSRoutes are not implemented: that listener is not accepted, the Passthrough one serves",
-	"standard/tls-routing/tls-route-terminate.yaml":            "TLS listeners terminating TLS for TLSRoutes are not implemented: the route's only listener is not accepted, so the route is not either",
+	"standard/frontend-cert-validation.yaml":        "listener client certificate validation (spec.tls.frontend) is not implemented: the listeners are not accepted",
+	"standard/gateway-addresses.yaml":               "Hostname addresses are not supported, only IPAddress: the Gateway is not accepted",
+	"standard/multicluster/httproute-hybrid.yaml":   "ServiceImport backends (multicluster) are not supported: ResolvedRefs=False InvalidKind, that backend gets no traffic",
+	"standard/multicluster/httproute-location.yaml": "ServiceImport backends (multicluster) are not supported: ResolvedRefs=False InvalidKind",
+	"standard/multicluster/httproute-method.yaml":   "ServiceImport backends (multicluster) are not supported: ResolvedRefs=False InvalidKind",
+	"standard/multicluster/httproute-simple.yaml":   "ServiceImport backends (multicluster) are not supported: ResolvedRefs=False InvalidKind",
+	"standard/tls-routing/gateway.yaml":             "TLS listeners terminating TLS for TLSRoutes are not implemented: that listener is not accepted, the Passthrough one serves",
+	"standard/tls-routing/tls-route.yaml":           "TLS listeners terminating TLS for TLSRoutes are not implemented: that listener is not accepted, the Passthrough one serves",
+	"standard/tls-routing/tls-route-terminate.yaml": "TLS listeners terminating TLS for TLSRoutes are not implemented: the route's only listener is not accepted, so the route is not either",
 }
 
 // TestTranslateGatewayAPIExamples runs every manifest in the examples
