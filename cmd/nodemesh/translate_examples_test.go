@@ -38,9 +38,7 @@ const gatewayAPIModule = "sigs.k8s.io/gateway-api"
 // still be refused (a stale entry fails the test), so the list shrinks as
 // kinds land.
 var refusedExamples = map[string]string{
-	"standard/backendtlspolicy/backendtlspolicy-ca-certs.yaml":     "BackendTLSPolicy is not implemented yet: unsupported kind",
-	"standard/backendtlspolicy/backendtlspolicy-system-certs.yaml": "BackendTLSPolicy is not implemented yet: unsupported kind",
-	"standard/listenerset/listenerset.yaml":                        "ListenerSet is not implemented yet: unsupported kind",
+	"standard/listenerset/listenerset.yaml": "ListenerSet is not implemented yet: unsupported kind",
 }
 
 // degradedExamples lists the example manifests that translate but get
@@ -50,15 +48,11 @@ var refusedExamples = map[string]string{
 // unsupported kind gets no traffic; a listener with an unsupported field
 // is not programmed at all). A stale entry fails the test.
 var degradedExamples = map[string]string{
-	"standard/frontend-cert-validation.yaml":        "listener client certificate validation (spec.tls.frontend) is not implemented: the listeners are not accepted",
 	"standard/gateway-addresses.yaml":               "Hostname addresses are not supported, only IPAddress: the Gateway is not accepted",
 	"standard/multicluster/httproute-hybrid.yaml":   "ServiceImport backends (multicluster) are not supported: ResolvedRefs=False InvalidKind, that backend gets no traffic",
 	"standard/multicluster/httproute-location.yaml": "ServiceImport backends (multicluster) are not supported: ResolvedRefs=False InvalidKind",
 	"standard/multicluster/httproute-method.yaml":   "ServiceImport backends (multicluster) are not supported: ResolvedRefs=False InvalidKind",
 	"standard/multicluster/httproute-simple.yaml":   "ServiceImport backends (multicluster) are not supported: ResolvedRefs=False InvalidKind",
-	"standard/tls-routing/gateway.yaml":             "TLS listeners terminating TLS for TLSRoutes are not implemented: that listener is not accepted, the Passthrough one serves",
-	"standard/tls-routing/tls-route.yaml":           "TLS listeners terminating TLS for TLSRoutes are not implemented: that listener is not accepted, the Passthrough one serves",
-	"standard/tls-routing/tls-route-terminate.yaml": "TLS listeners terminating TLS for TLSRoutes are not implemented: the route's only listener is not accepted, so the route is not either",
 }
 
 // TestTranslateGatewayAPIExamples runs every manifest in the examples
@@ -228,12 +222,70 @@ func referentsFile(t *testing.T, files []string) string {
 	addClass := func(c string) {
 		add("GatewayClass", input.Key{Name: c}, "---\napiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata:\n  name: %s\nspec:\n  controllerName: %s\n", c, gateway.ControllerName)
 	}
+	// caConfigMap supplies a ConfigMap holding a CA certificate (ca.crt)
+	// for a reference that names one.
+	caConfigMap := func(k input.Key) {
+		crt, _ := exampleKeyPair(t)
+		ca, err := base64.StdEncoding.DecodeString(crt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		add("ConfigMap", k, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n  namespace: %s\ndata:\n  ca.crt: %q\n", k.Name, k.Namespace, ca)
+	}
+	secret := func(k input.Key) {
+		crt, key := exampleKeyPair(t)
+		add("Secret", k, "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n  namespace: %s\ntype: kubernetes.io/tls\ndata:\n  tls.crt: %s\n  tls.key: %s\n", k.Name, k.Namespace, crt, key)
+	}
+	for _, o := range objs {
+		p, ok := o.Obj.(*gwv1.BackendTLSPolicy)
+		if !ok {
+			continue
+		}
+		for _, r := range p.Spec.Validation.CACertificateRefs {
+			if r.Kind == "ConfigMap" && r.Group == "" {
+				caConfigMap(input.Key{Namespace: p.Namespace, Name: string(r.Name)})
+			}
+		}
+	}
 	for _, o := range objs {
 		g, ok := o.Obj.(*gwv1.Gateway)
 		if !ok {
 			continue
 		}
 		addClass(string(g.Spec.GatewayClassName))
+		if tls := g.Spec.TLS; tls != nil {
+			if b := tls.Backend; b != nil && b.ClientCertificateRef != nil {
+				r := b.ClientCertificateRef
+				if (r.Kind == nil || *r.Kind == "Secret") && (r.Group == nil || *r.Group == "") {
+					k := input.Key{Namespace: g.Namespace, Name: string(r.Name)}
+					if r.Namespace != nil {
+						k.Namespace = string(*r.Namespace)
+					}
+					secret(k)
+				}
+			}
+			if f := tls.Frontend; f != nil {
+				cfgs := []gwv1.TLSConfig{f.Default}
+				for _, pp := range f.PerPort {
+					cfgs = append(cfgs, pp.TLS)
+				}
+				for _, c := range cfgs {
+					if c.Validation == nil {
+						continue
+					}
+					for _, r := range c.Validation.CACertificateRefs {
+						if r.Kind != "ConfigMap" || r.Group != "" {
+							continue
+						}
+						k := input.Key{Namespace: g.Namespace, Name: string(r.Name)}
+						if r.Namespace != nil {
+							k.Namespace = string(*r.Namespace)
+						}
+						caConfigMap(k)
+					}
+				}
+			}
+		}
 		for _, l := range g.Spec.Listeners {
 			if l.TLS == nil {
 				continue
@@ -246,8 +298,7 @@ func referentsFile(t *testing.T, files []string) string {
 				if r.Namespace != nil {
 					k.Namespace = string(*r.Namespace)
 				}
-				crt, key := exampleKeyPair(t)
-				add("Secret", k, "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n  namespace: %s\ntype: kubernetes.io/tls\ndata:\n  tls.crt: %s\n  tls.key: %s\n", k.Name, k.Namespace, crt, key)
+				secret(k)
 			}
 		}
 	}
