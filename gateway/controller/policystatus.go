@@ -64,32 +64,12 @@ func (c *Controller) writeBackendTLSPolicy(ctx context.Context, cur *gwv1.Backen
 // mergePolicy keeps other controllers' ancestors and replaces ours with
 // desired, carrying over transition times of unchanged conditions.
 func mergePolicy(cur gwv1.PolicyStatus, desired []gwv1.PolicyAncestorStatus, controller gwv1.GatewayController, now metav1.Time) gwv1.PolicyStatus {
-	var out gwv1.PolicyStatus
-	for _, a := range cur.Ancestors {
-		if a.ControllerName != controller {
-			out.Ancestors = append(out.Ancestors, a)
-		}
-	}
-	for _, d := range desired {
-		var prev []metav1.Condition
-		for _, a := range cur.Ancestors {
-			if a.ControllerName == controller && reflect.DeepEqual(a.AncestorRef, d.AncestorRef) {
-				prev = a.Conditions
-				break
-			}
-		}
-		d.Conditions = mergeConditions(prev, d.Conditions, now)
-		out.Ancestors = append(out.Ancestors, d)
-	}
-	if len(out.Ancestors) > maxAncestors {
-		// The API accepts at most 16 ancestors; keep other controllers'
-		// and as many of ours as fit.
-		out.Ancestors = out.Ancestors[:maxAncestors]
-	}
-	if out.Ancestors == nil {
-		out.Ancestors = []gwv1.PolicyAncestorStatus{}
-	}
-	return out
+	// The API accepts at most 16 ancestors.
+	ancestors := mergeOurs(cur.Ancestors, desired, now, maxAncestors,
+		func(a *gwv1.PolicyAncestorStatus) bool { return a.ControllerName == controller },
+		func(a, b *gwv1.PolicyAncestorStatus) bool { return reflect.DeepEqual(a.AncestorRef, b.AncestorRef) },
+		func(a *gwv1.PolicyAncestorStatus) *[]metav1.Condition { return &a.Conditions })
+	return gwv1.PolicyStatus{Ancestors: ancestors}
 }
 
 const maxAncestors = 16

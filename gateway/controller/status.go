@@ -53,30 +53,41 @@ func mergeGateway(cur, desired gwv1.GatewayStatus, now metav1.Time) gwv1.Gateway
 // times carried over from our previous entry for the same parentRef).
 // Passing no desired parents removes all of ours.
 func mergeRoute(cur gwv1.RouteStatus, desired []gwv1.RouteParentStatus, controller gwv1.GatewayController, now metav1.Time) gwv1.RouteStatus {
-	var out gwv1.RouteStatus
-	for _, p := range cur.Parents {
-		if p.ControllerName != controller {
-			out.Parents = append(out.Parents, p)
+	parents := mergeOurs(cur.Parents, desired, now, maxParents,
+		func(p *gwv1.RouteParentStatus) bool { return p.ControllerName == controller },
+		func(a, b *gwv1.RouteParentStatus) bool { return reflect.DeepEqual(a.ParentRef, b.ParentRef) },
+		func(p *gwv1.RouteParentStatus) *[]metav1.Condition { return &p.Conditions })
+	return gwv1.RouteStatus{Parents: parents}
+}
+
+// mergeOurs keeps the entries of cur that are not ours and replaces ours
+// with desired, carrying transition times over from our previous entry
+// for the same reference; at most limit entries are kept (the API's
+// bound), other controllers' first. Never nil: an empty list is written
+// as such.
+func mergeOurs[E any](cur, desired []E, now metav1.Time, limit int, ours func(*E) bool, sameRef func(a, b *E) bool, conds func(*E) *[]metav1.Condition) []E {
+	var out []E
+	for i := range cur {
+		if !ours(&cur[i]) {
+			out = append(out, cur[i])
 		}
 	}
 	for _, d := range desired {
 		var prev []metav1.Condition
-		for _, p := range cur.Parents {
-			if p.ControllerName == controller && reflect.DeepEqual(p.ParentRef, d.ParentRef) {
-				prev = p.Conditions
+		for i := range cur {
+			if ours(&cur[i]) && sameRef(&cur[i], &d) {
+				prev = *conds(&cur[i])
 				break
 			}
 		}
-		d.Conditions = mergeConditions(prev, d.Conditions, now)
-		out.Parents = append(out.Parents, d)
+		*conds(&d) = mergeConditions(prev, *conds(&d), now)
+		out = append(out, d)
 	}
-	if len(out.Parents) > maxParents {
-		// The API accepts at most 32 parent entries; keep other
-		// controllers' and as many of ours as fit.
-		out.Parents = out.Parents[:maxParents]
+	if len(out) > limit {
+		out = out[:limit]
 	}
-	if out.Parents == nil {
-		out.Parents = []gwv1.RouteParentStatus{}
+	if out == nil {
+		out = []E{}
 	}
 	return out
 }
