@@ -70,7 +70,22 @@ spec:
 	}
 	// Only the Listener update was rejected: the listener keeps serving
 	// with its last good configuration, and the route change (carried by
-	// RDS, accepted on its own as Envoy does) is live.
+	// RDS, accepted on its own as Envoy does) is live. The NACK of the
+	// listener can reach the status before the proxy has applied the
+	// route configuration pushed after it, so wait for that ACK first.
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if st, err := m.agent.WaitStatus(ctx, func(st *api.Status) bool {
+		want := map[string]string{"RouteConfiguration": st.Versions["RouteConfiguration"]}
+		for _, p := range st.Proxies {
+			if p.Connected && p.AckedAll(want) {
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		t.Fatalf("the route configuration after the NACK was never acknowledged: versions %v, proxies %+v", st.Versions, st.Proxies)
+	}
 	if r := get(t, gw, "GET", "a.test", "/"); r.status != 200 || r.backend != "v2" {
 		t.Errorf("after NACK: %d from %q, want 200 from v2 through the previous listener", r.status, r.backend)
 	}
