@@ -44,6 +44,17 @@ static __always_inline __u32 v4_of(const __u8 *a)
 	return v;
 }
 
+static __always_inline int same_addr(const __u8 *a, const __u8 *b)
+{
+	__u64 a0, a1, b0, b1;
+
+	__builtin_memcpy(&a0, a, 8);
+	__builtin_memcpy(&a1, a + 8, 8);
+	__builtin_memcpy(&b0, b, 8);
+	__builtin_memcpy(&b1, b + 8, 8);
+	return a0 == b0 && a1 == b1;
+}
+
 static __always_inline __u8 sock_proto(struct bpf_sock_addr *ctx)
 {
 	if (ctx->type == 1 /* SOCK_STREAM */ && ctx->protocol == NM_PROTO_TCP)
@@ -61,8 +72,9 @@ static __always_inline int translate4(struct bpf_sock_addr *ctx)
 	struct svc_key k = {};
 	struct svc_value *fe, *be;
 	struct revnat_key rk = {};
-	struct revnat_value rv = {};
+	struct revnat_value rv = {}, *cur;
 	__u8 proto = sock_proto(ctx);
+	__u16 count;
 
 	if (!proto)
 		return SOCK_PASS;
@@ -72,9 +84,11 @@ static __always_inline int translate4(struct bpf_sock_addr *ctx)
 	fe = bpf_map_lookup_elem(&nm_services, &k);
 	if (!fe)
 		return SOCK_PASS;
-	if (!fe->count)
+	/* One read: the reconciler may rewrite the row between two. */
+	count = *(volatile __u16 *)&fe->count;
+	if (!count)
 		return SOCK_REFUSE;
-	k.slot = (bpf_get_prandom_u32() % fe->count) + 1;
+	k.slot = (bpf_get_prandom_u32() % count) + 1;
 	be = bpf_map_lookup_elem(&nm_services, &k);
 	if (!be)
 		return SOCK_REFUSE; /* a writer mid-update; never pass the frontend */
@@ -84,8 +98,13 @@ static __always_inline int translate4(struct bpf_sock_addr *ctx)
 	rk.port = be->port;
 	__builtin_memcpy(rv.addr, k.addr, 16);
 	rv.port = k.port;
-	if (bpf_map_update_elem(&nm_revnat, &rk, &rv, BPF_ANY))
-		return SOCK_REFUSE;
+	/* A UDP socket sends many datagrams to the same backend: write the
+	 * entry only when it is new or names another frontend (the lookup
+	 * keeps it recently used in the LRU all the same). */
+	cur = bpf_map_lookup_elem(&nm_revnat, &rk);
+	if (!cur || cur->port != rv.port || !same_addr(cur->addr, rv.addr))
+		if (bpf_map_update_elem(&nm_revnat, &rk, &rv, BPF_ANY))
+			return SOCK_REFUSE;
 
 	ctx->user_ip4 = v4_of(be->addr);
 	ctx->user_port = bpf_htons(be->port);

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,8 +28,9 @@ import (
 const helperEnv = "NODEMESH_SOCKLB_CLIENT"
 
 // TestSocketLBClientProcess is not a test: run with helperEnv set to
-// "tcp ADDR" or "udp ADDR" it connects (or sends a datagram) once and
-// prints what its socket reports, then exits.
+// "tcp ADDR" or "udp ADDR..." it connects once (or sends a datagram to
+// each ADDR from one socket) and prints what its socket reports, then
+// exits.
 func TestSocketLBClientProcess(t *testing.T) {
 	spec := os.Getenv(helperEnv)
 	if spec == "" {
@@ -54,15 +56,18 @@ func TestSocketLBClientProcess(t *testing.T) {
 			os.Exit(0)
 		}
 		defer c.Close()
-		dst, _ := net.ResolveUDPAddr("udp4", addr)
-		if _, err := c.WriteTo([]byte("ping"), dst); err != nil {
-			out("error=%v", err)
-			os.Exit(0)
+		// One socket, a datagram to each address in turn (one line each).
+		for _, a := range strings.Fields(addr) {
+			dst, _ := net.ResolveUDPAddr("udp4", a)
+			if _, err := c.WriteTo([]byte("ping"), dst); err != nil {
+				out("error=%v", err)
+				os.Exit(0)
+			}
+			_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+			buf := make([]byte, 64)
+			n, from, err := c.ReadFrom(buf)
+			out("from=%v data=%s err=%v", from, buf[:n], err)
 		}
-		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-		buf := make([]byte, 64)
-		n, from, err := c.ReadFrom(buf)
-		out("from=%v data=%s err=%v", from, buf[:n], err)
 	}
 	os.Exit(0)
 }
@@ -102,10 +107,17 @@ func podCgroup(t *testing.T, name string) string {
 // Pod cgroup when cgroup is ""), and returns its output line.
 func client(t *testing.T, ns *testbed.Namespace, cgroup, mode string, addr netip.AddrPort) string {
 	t.Helper()
+	return clientLines(t, ns, cgroup, mode, addr.String())[0]
+}
+
+// clientLines runs the helper process with spec ("ADDR", or several for
+// udp) and returns its result lines.
+func clientLines(t *testing.T, ns *testbed.Namespace, cgroup, mode, spec string) []string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, os.Args[0], "-test.run=^TestSocketLBClientProcess$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+mode+" "+addr.String())
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode+" "+spec)
 	if cgroup != "" {
 		f, err := os.Open(cgroup)
 		if err != nil {
@@ -116,15 +128,18 @@ func client(t *testing.T, ns *testbed.Namespace, cgroup, mode string, addr netip
 	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("client %s %s: %v\n%s", mode, addr, err, out)
+		t.Fatalf("client %s %s: %v\n%s", mode, spec, err, out)
 	}
+	var lines []string
 	for _, l := range strings.Split(string(out), "\n") {
 		if strings.HasPrefix(l, "peer=") || strings.HasPrefix(l, "from=") || strings.HasPrefix(l, "error=") {
-			return l
+			lines = append(lines, l)
 		}
 	}
-	t.Fatalf("client %s %s printed no result:\n%s", mode, addr, out)
-	return ""
+	if len(lines) == 0 {
+		t.Fatalf("client %s %s printed no result:\n%s", mode, spec, out)
+	}
+	return lines
 }
 
 // TestSocketLB runs Pods' connects to Service frontends through the
@@ -178,6 +193,7 @@ func TestSocketLB(t *testing.T) {
 	toW2 := netip.MustParseAddrPort("10.96.7.3:80")
 	dns := netip.MustParseAddrPort("10.96.7.4:53")
 	empty := netip.MustParseAddrPort("10.96.7.5:80")
+	dns2 := netip.MustParseAddrPort("10.96.7.6:53") // same backend as dns
 	v6 := netip.MustParseAddrPort("[fd00:96::1]:80")
 	be := func(i int, port uint16) model.Backend { return model.Backend{Addr: w[i].IPv4, Port: port} }
 	svcs := []model.Service{
@@ -185,6 +201,7 @@ func TestSocketLB(t *testing.T) {
 		{Frontend: toW1.Addr(), Port: 80, Proto: model.ProtoTCP, Backends: []model.Backend{be(1, backendPort)}},
 		{Frontend: toW2.Addr(), Port: 80, Proto: model.ProtoTCP, Backends: []model.Backend{be(2, backendPort)}},
 		{Frontend: dns.Addr(), Port: 53, Proto: model.ProtoUDP, Backends: []model.Backend{be(1, 5353)}},
+		{Frontend: dns2.Addr(), Port: 53, Proto: model.ProtoUDP, Backends: []model.Backend{be(1, 5353)}},
 		{Frontend: empty.Addr(), Port: 80, Proto: model.ProtoTCP},
 		{Frontend: v6.Addr(), Port: 80, Proto: model.ProtoTCP, Backends: []model.Backend{{Addr: w[1].IPv6, Port: backendPort}}},
 	}
@@ -211,6 +228,17 @@ func TestSocketLB(t *testing.T) {
 	}
 	if line := client(t, w[0].Namespace, cg, "udp", dns); line != fmt.Sprintf("from=%s data=pong:ping err=<nil>", dns) {
 		t.Fatalf("UDP through a frontend: %q", line)
+	}
+	// One socket sending to two frontends of the same backend, then back:
+	// each answer names the frontend its datagram was sent to.
+	lines := clientLines(t, w[0].Namespace, cg, "udp", dns.String()+" "+dns2.String()+" "+dns.String())
+	want := []string{
+		fmt.Sprintf("from=%s data=pong:ping err=<nil>", dns),
+		fmt.Sprintf("from=%s data=pong:ping err=<nil>", dns2),
+		fmt.Sprintf("from=%s data=pong:ping err=<nil>", dns),
+	}
+	if !slices.Equal(lines, want) {
+		t.Fatalf("UDP to two frontends of one backend from one socket:\n%q\nwant\n%q", lines, want)
 	}
 	if line := client(t, w[0].Namespace, cg, "tcp", empty); !strings.Contains(line, "operation not permitted") {
 		t.Fatalf("frontend without backends: %q, want the connect refused", line)
