@@ -59,6 +59,14 @@ func cgroupID(path string) (uint64, error) {
 // node's Pods: every connect in it is subject to translation. Attaching
 // to another cgroup moves the hooks there; a second call with the same
 // cgroup only makes sure the current programs are attached.
+//
+// The hooks are attached one by one, so an error can leave some attached
+// (or, when moving, some on the old cgroup and some on the new). The agent
+// treats the error as fatal, and a later call converges, because each hook
+// is checked on its own. A half-attached state fails closed where it
+// matters: under egress enforcement from_workload drops every new flow
+// still addressed into the Service ranges, so a hook that is missing
+// (sendmsg4, say) refuses that traffic instead of passing it unjudged.
 func (d *Datapath) AttachCgroup(path string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
