@@ -249,6 +249,28 @@ func TestLabPolicyUpdateUnderLoad(t *testing.T) {
 		}
 	})
 
+	// Drops by reason on both nodes, before and after the updates: a
+	// landing that failed shows where its packets went.
+	scrape := scraper(t, l)
+	drops := func() map[string]float64 {
+		out := map[string]float64{}
+		for _, n := range l.Nodes {
+			fam := scrape(n.Name, agentMetrics)["nodemesh_drop_count_total"]
+			if fam == nil {
+				continue
+			}
+			for _, m := range fam.Metric {
+				key := n.Name
+				for _, lp := range m.Label {
+					key += " " + lp.GetName() + "=" + lp.GetValue()
+				}
+				out[key] += m.Counter.GetValue()
+			}
+		}
+		return out
+	}
+	dropsBefore := drops()
+
 	const updates = 30
 	start := time.Now()
 	for i := 1; i <= updates; i++ {
@@ -265,6 +287,11 @@ func TestLabPolicyUpdateUnderLoad(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+	for k, v := range drops() {
+		if d := v - dropsBefore[k]; d > 0 {
+			t.Logf("drops during the updates: %s: %.0f", k, d)
+		}
+	}
 	t.Logf("%d policy updates in %s under load: %d exhaust-port requests denied (%d other answers, none 2xx), %d xwing attempts, %d landings (%d failed)",
 		updates, time.Since(start).Round(time.Millisecond), denied.Load(), other.Load(), xwingTries.Load(), landed.Load(), lost.Load())
 	if len(leaks) > 0 {
