@@ -30,6 +30,10 @@ var cgroupHooks = []cgroupHook{
 	{"sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, func(o *objects) *ebpf.Program { return o.sock.SockSendmsg4 }},
 	{"recvmsg4", ebpf.AttachCGroupUDP4Recvmsg, func(o *objects) *ebpf.Program { return o.sock.SockRecvmsg4 }},
 	{"getpeername4", ebpf.AttachCgroupInet4GetPeername, func(o *objects) *ebpf.Program { return o.sock.SockGetpeername4 }},
+	{"connect6", ebpf.AttachCGroupInet6Connect, func(o *objects) *ebpf.Program { return o.sock.SockConnect6 }},
+	{"sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, func(o *objects) *ebpf.Program { return o.sock.SockSendmsg6 }},
+	{"recvmsg6", ebpf.AttachCGroupUDP6Recvmsg, func(o *objects) *ebpf.Program { return o.sock.SockRecvmsg6 }},
+	{"getpeername6", ebpf.AttachCgroupInet6GetPeername, func(o *objects) *ebpf.Program { return o.sock.SockGetpeername6 }},
 }
 
 func (d *Datapath) cgroupPin(h cgroupHook) string {

@@ -173,8 +173,7 @@
 //     forwards it, a port of a ClusterIP no frontend has, ICMP;
 //   - an exact frontend row: ClusterIPs, externalIPs and load-balancer
 //     IPs (not in Proxy mode), which the socket programs translate, so
-//     what reaches from_workload came from outside the Pod cgroup or is
-//     IPv6;
+//     what reaches from_workload came from outside the Pod cgroup;
 //   - SCTP frontends: marker rows on every frontend address, never
 //     translated (socket hooks see TCP and UDP only), so an SCTP Service
 //     is unusable under egress enforcement rather than judged as its
@@ -188,9 +187,10 @@
 //     an address the ipcache does not know as a node (an external load
 //     balancer in front of the nodes) is an external destination and is
 //     judged as one.
-//     Translation is IPv4 only so far (connect6 and friends are not
-//     written); IPv6 frontends are in the table for that check alone, so
-//     egress-enforced Pods cannot use IPv6 ClusterIPs yet. Backends are
+//     Both families are translated: connect6, sendmsg6, recvmsg6 and
+//     getpeername6 use the same table (an IPv4 frontend reached through a
+//     dual-stack IPv6 socket arrives v4-mapped, which is how the table keys
+//     IPv4, and gets its IPv4 backend v4-mapped). Backends are
 //     picked at random per connect; session affinity and topology hints
 //     are not implemented.
 package datapath

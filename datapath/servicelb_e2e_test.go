@@ -20,6 +20,7 @@ import (
 	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
 	"github.com/nodemesh/nodemesh/internal/cgroup2"
+	"golang.org/x/sys/unix"
 )
 
 // helperEnv makes the test binary act as a client process (see
@@ -49,8 +50,42 @@ func TestSocketLBClientProcess(t *testing.T) {
 		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 		line, err := bufio.NewReader(c).ReadString('\n')
 		out("peer=%s server-saw=%s err=%v", c.RemoteAddr(), strings.TrimSpace(line), err)
+	case "tcp6mapped":
+		// An IPv4 address through an IPv6 socket (as a dual-stack
+		// program opens one): the connect6 hook sees ::ffff:a.b.c.d.
+		ap := netip.MustParseAddrPort(addr)
+		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			out("error=%v", err)
+			os.Exit(0)
+		}
+		if err := unix.Connect(fd, &unix.SockaddrInet6{Addr: netip.AddrFrom16(ap.Addr().As16()).As16(), Port: int(ap.Port())}); err != nil {
+			out("error=%v", err)
+			os.Exit(0)
+		}
+		peer, err := unix.Getpeername(fd)
+		if err != nil {
+			out("error=%v", err)
+			os.Exit(0)
+		}
+		f := os.NewFile(uintptr(fd), "conn")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			out("error=%v", err)
+			os.Exit(0)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		p6, _ := peer.(*unix.SockaddrInet6)
+		out("peer=%s server-saw=%s err=%v", netip.AddrPortFrom(netip.AddrFrom16(p6.Addr).Unmap(), uint16(p6.Port)), strings.TrimSpace(line), err)
 	case "udp":
-		c, err := net.ListenPacket("udp4", "0.0.0.0:0")
+		family := "udp4"
+		if strings.HasPrefix(addr, "[") {
+			family = "udp6"
+		}
+		c, err := net.ListenPacket(family, ":0")
 		if err != nil {
 			out("error=%v", err)
 			os.Exit(0)
@@ -58,7 +93,7 @@ func TestSocketLBClientProcess(t *testing.T) {
 		defer c.Close()
 		// One socket, a datagram to each address in turn (one line each).
 		for _, a := range strings.Fields(addr) {
-			dst, _ := net.ResolveUDPAddr("udp4", a)
+			dst, _ := net.ResolveUDPAddr(family, a)
 			if _, err := c.WriteTo([]byte("ping"), dst); err != nil {
 				out("error=%v", err)
 				os.Exit(0)
@@ -173,7 +208,7 @@ func TestSocketLB(t *testing.T) {
 		servers[i] = s
 	}
 	var udp net.PacketConn
-	if err := w[1].Do(func() (err error) { udp, err = net.ListenPacket("udp4", "0.0.0.0:5353"); return err }); err != nil {
+	if err := w[1].Do(func() (err error) { udp, err = net.ListenPacket("udp", "[::]:5353"); return err }); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { udp.Close() })
@@ -195,6 +230,7 @@ func TestSocketLB(t *testing.T) {
 	empty := netip.MustParseAddrPort("10.96.7.5:80")
 	dns2 := netip.MustParseAddrPort("10.96.7.6:53") // same backend as dns
 	v6 := netip.MustParseAddrPort("[fd00:96::1]:80")
+	dns6 := netip.MustParseAddrPort("[fd00:96::2]:53")
 	be := func(i int, port uint16) model.Backend { return model.Backend{Addr: w[i].IPv4, Port: port} }
 	svcs := []model.Service{
 		{Frontend: both.Addr(), Port: 80, Proto: model.ProtoTCP, Backends: []model.Backend{be(1, backendPort), be(2, backendPort)}},
@@ -204,6 +240,7 @@ func TestSocketLB(t *testing.T) {
 		{Frontend: dns2.Addr(), Port: 53, Proto: model.ProtoUDP, Backends: []model.Backend{be(1, 5353)}},
 		{Frontend: empty.Addr(), Port: 80, Proto: model.ProtoTCP},
 		{Frontend: v6.Addr(), Port: 80, Proto: model.ProtoTCP, Backends: []model.Backend{{Addr: w[1].IPv6, Port: backendPort}}},
+		{Frontend: dns6.Addr(), Port: 53, Proto: model.ProtoUDP, Backends: []model.Backend{{Addr: w[1].IPv6, Port: 5353}}},
 	}
 	if err := n.dp.SyncServices(svcs); err != nil {
 		t.Fatal(err)
@@ -240,6 +277,16 @@ func TestSocketLB(t *testing.T) {
 	if !slices.Equal(lines, want) {
 		t.Fatalf("UDP to two frontends of one backend from one socket:\n%q\nwant\n%q", lines, want)
 	}
+	if line := client(t, w[0].Namespace, cg, "udp", dns6); line != fmt.Sprintf("from=%s data=pong:ping err=<nil>", dns6) {
+		t.Fatalf("UDP through an IPv6 frontend: %q", line)
+	}
+	// IPv6 sockets: an IPv6 frontend reaches its IPv6 backend, and an IPv4
+	// frontend written v4-mapped reaches its IPv4 backend; both report the
+	// frontend as the peer.
+	if line, want := client(t, w[0].Namespace, cg, "tcp", v6), fmt.Sprintf("peer=%s server-saw=[%s]:", v6, w[0].IPv6); !strings.HasPrefix(line, want) || !strings.HasSuffix(line, " err=<nil>") {
+		t.Fatalf("TCP through an IPv6 frontend: %q, want it to start with %q", line, want)
+	}
+	wantPeer(client(t, w[0].Namespace, cg, "tcp6mapped", toW1), toW1)
 	if line := client(t, w[0].Namespace, cg, "tcp", empty); !strings.Contains(line, "operation not permitted") {
 		t.Fatalf("frontend without backends: %q, want the connect refused", line)
 	}
@@ -279,11 +326,16 @@ func TestSocketLB(t *testing.T) {
 	if drops(model.DropServiceFrontend) == 0 {
 		t.Fatal("no service-frontend drop counted")
 	}
-	// IPv6 frontends are not translated (IPv4 only so far), so they are
-	// refused the same way, from inside the Pod cgroup too.
+	// Under the same egress policy an IPv6 connect is judged by the
+	// backend it was translated to, like an IPv4 one.
+	if line, want := client(t, w[0].Namespace, cg, "tcp", v6), fmt.Sprintf("peer=%s server-saw=[%s]:", v6, w[0].IPv6); !strings.HasPrefix(line, want) {
+		t.Fatalf("IPv6 frontend of an allowed backend under egress enforcement: %q, want it to start with %q", line, want)
+	}
+	// Outside the Pod cgroup the IPv6 frontend stays untranslated and is
+	// refused as one.
 	before6 := drops(model.DropServiceFrontend)
-	if line := client(t, w[0].Namespace, cg, "tcp", v6); !strings.HasPrefix(line, "error=") {
-		t.Fatalf("connect to an IPv6 frontend under egress enforcement: %q", line)
+	if line := client(t, w[0].Namespace, "", "tcp", v6); !strings.HasPrefix(line, "error=") {
+		t.Fatalf("untranslated connect to an IPv6 frontend under egress enforcement: %q", line)
 	}
 	if drops(model.DropServiceFrontend) == before6 {
 		t.Fatal("no service-frontend drop counted for the IPv6 frontend")

@@ -36,10 +36,8 @@
 //     backends: the datapath refuses such connects instead of passing the
 //     ClusterIP on unjudged.
 //   - TCP and UDP frontends carry backends, SCTP ones are markers. IPv6
-//     ClusterIPs are rows too (with the backends of the Service's IPv6
-//     slices): the socket programs translate IPv4 only, but from_workload
-//     refuses to judge a flow to any frontend in the table under egress
-//     enforcement. Everything else is skipped, never an error: this is a
+//     ClusterIPs are rows too, with the backends of the Service's IPv6
+//     slices (the socket programs translate both families). Everything else is skipped, never an error: this is a
 //     cache of cluster state, not user input to reject.
 //   - Slices are bounded by the API server's own limits (1000 endpoints
 //     per slice); Backends per frontend are capped at model.MaxBackends.
