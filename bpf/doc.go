@@ -12,7 +12,8 @@
 // tc egress of a workload's host-side veth) and netdev.c (from_netdev on tc
 // ingress of the node's own devices, which hands flows from outside the
 // node to the proxy before the IP stack's early demultiplexing can misroute
-// them) and sock.c (connect4, sendmsg4, recvmsg4 and getpeername4 on the
+// them) and sock.c (connect, sendmsg, recvmsg and getpeername of both
+// families on the
 // cgroup of the node's Pods: socket-level Service translation, see
 // package datapath). All objects declare the same maps; the loader creates
 // them once and shares them.

@@ -140,12 +140,12 @@
 //     only hook that can still hand the flow to the proxy). Egress rules
 //     are looked up by the destination's identity, and a ClusterIP has
 //     none. So the datapath translates before the first packet exists:
-//     cgroup/connect4 and sendmsg4 programs (bpf/sock.c), attached with
+//     cgroup/connect4/6 and sendmsg4/6 programs (bpf/sock.c), attached with
 //     AttachCgroup to the cgroup of the node's Pods (kubelet's kubepods;
 //     never the machine's root cgroup), rewrite a connect or datagram to
 //     a Service frontend into one of its ready backends, from the Service
 //     table the agent fills (SyncServices, from Services and
-//     EndpointSlices); recvmsg4 and getpeername4 turn the backend back
+//     EndpointSlices); recvmsg4/6 and getpeername4/6 turn the backend back
 //     into the frontend in what the socket reports (a resolver checks the
 //     source of its answer). The packets then carry the backend Pod's
 //     address, so egress policy, L7 redirect (the proxy sees the Pod as
