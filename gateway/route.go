@@ -161,9 +161,12 @@ func gatewayKey(pr gwv1.ParentReference, routeNamespace string) input.Key {
 // translation's listeners.
 func (t *translator) processRoutes() {
 	t.dirty = map[string]bool{}
+	compiled := t.precompile()
 	for _, k := range routeKinds {
 		var order []*routeState
+		i := -1
 		for r := range k.routes(t.in) {
+			i++
 			var h input.Hash
 			if t.next != nil {
 				h = r.hash(t.in)
@@ -178,7 +181,11 @@ func (t *translator) processRoutes() {
 					continue
 				}
 				if rs == nil {
-					rs = t.compileRoute(k, r)
+					if compiled != nil && compiled[k.rank] != nil && compiled[k.rank][i] != nil {
+						rs = compiled[k.rank][i]
+					} else {
+						rs = t.compileRoute(k, r)
+					}
 					rs.hash = h
 				}
 				if with := t.resolution(rs); rs.parents == nil || !rs.resolvedWith.same(with) {

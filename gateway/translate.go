@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -177,6 +178,9 @@ type translator struct {
 	ingresses    []*ingressState
 
 	clusters map[clusterKey]*ir.Cluster
+	// clusterMu guards clusters while routes compile concurrently
+	// (precompile.go).
+	clusterMu sync.Mutex
 	// clientClusters are the copies of TLS clusters presenting a
 	// Gateway's client certificate (backendcert.go).
 	clientClusters map[clientClusterKey]*ir.Cluster
