@@ -15,7 +15,8 @@ import (
 // table. Building a route reads only the route and the cluster names, so
 // from hundreds of routes on, the routes are built ahead of the walk over
 // listeners and tables, on up to GOMAXPROCS goroutines, and each is
-// validated by the goroutine that built it. The walk then places them as
+// validated by the goroutine that built it. Meanwhile the calling
+// goroutine builds the clusters, which no route reads. The walk then places them as
 // it would have built them: in the same order, with the same warnings at
 // the same place in the list, and a validation failure is reported for
 // the first failing route in build order (checkRoutes). A route the walk
@@ -35,16 +36,19 @@ type prebuilt struct {
 	err      error // out failed Envoy validation
 }
 
-// prebuildRoutes builds every distinct route of cfg's route tables
-// ahead of the walk, when there are enough of them to share out.
-func (b *builder) prebuildRoutes() {
+// prebuildRoutes starts building every distinct route of cfg's route
+// tables ahead of the walk, when there are enough of them to share out,
+// and returns a function that waits until they are built. In between,
+// the calling goroutine may do work that touches neither the routes nor
+// what building them reads (the cluster names).
+func (b *builder) prebuildRoutes() (wait func()) {
 	workers := min(runtime.GOMAXPROCS(0), 8)
 	if workers < 2 {
-		return
+		return func() {}
 	}
 	n := largestTable(b.cfg)
 	if n < prebuildMin {
-		return
+		return func() {}
 	}
 	// The routes to build, each once, in one allocation, indexed by
 	// content hash.
@@ -91,8 +95,10 @@ func (b *builder) prebuildRoutes() {
 			}
 		})
 	}
-	wg.Wait()
-	b.prebuilt, b.prebuiltIndex = jobs, index
+	return func() {
+		wg.Wait()
+		b.prebuilt, b.prebuiltIndex = jobs, index
+	}
 }
 
 // placeRoute returns route r (of hash h) for a virtual host of route

@@ -180,11 +180,14 @@ func largestTable(cfg *ir.Config) int {
 }
 
 func (b *builder) build() error {
-	if err := b.clusters(); err != nil {
-		return err
-	}
+	wait := func() {}
 	if b.prev == nil {
-		b.prebuildRoutes()
+		wait = b.prebuildRoutes()
+	}
+	err := b.clusters()
+	wait()
+	if err != nil {
+		return err
 	}
 	// Client certificates clusters present are emitted like listeners'.
 	for _, c := range b.cfg.Clusters {
