@@ -59,6 +59,12 @@
 //     resources whose version changed (delta xDS);
 //   - every Envoy resource is validated once, when the translator builds it.
 //
+// A Config full of new routes (a cold start) has thousands to hash and
+// check; Validator does both on up to GOMAXPROCS goroutines before its walk
+// (ahead.go), since each reads only its route, and reports exactly what
+// the walk alone would: a route that fails is checked again in the walk,
+// which names where it is.
+//
 // The hash covers every field (TestHashSeesEveryField mutates each one), so
 // equal content gives equal hashes across processes and any change a new
 // hash. An input hash covers every field of the object too (the JSON

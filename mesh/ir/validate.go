@@ -90,6 +90,7 @@ func (c *Config) validate(v *validator) error {
 	} else {
 		v.clustersPassed = true
 	}
+	v.checkRoutesAhead(c, clusters)
 	for _, l := range c.Listeners {
 		if l != nil && (len(l.TCPChains) > 0 || l.UDP != nil) {
 			v.tcpClusters, v.udpClusters = make(map[string]bool), make(map[string]bool)
