@@ -57,6 +57,25 @@ func routeTables(c *Config, f func(rt *RouteTable)) {
 	}
 }
 
+// LargestRouteTable is the number of routes in c's largest route table.
+// The tables of one Gateway's listeners share most of their routes, so it
+// is about the number of distinct routes, and consumers size their
+// per-route indexes with it rather than growing them step by step
+// through thousands of routes.
+func (c *Config) LargestRouteTable() int {
+	n := 0
+	routeTables(c, func(rt *RouteTable) {
+		routes := 0
+		for _, vh := range rt.VirtualHosts {
+			if vh != nil {
+				routes += len(vh.Routes)
+			}
+		}
+		n = max(n, routes)
+	})
+	return n
+}
+
 // hashRoutesAhead hashes every route of c's virtual hosts that h does not
 // know yet, on several goroutines when there are enough of them.
 func (h *Hashes) hashRoutesAhead(c *Config) {
@@ -67,7 +86,16 @@ func (h *Hashes) hashRoutesAhead(c *Config) {
 	// A route queued is put with a zero hash at once, so one shared by
 	// several virtual hosts is queued once; every queued route gets its
 	// hash (or is taken out again) before this returns.
+	n := c.LargestRouteTable()
+	if n < aheadMin {
+		return
+	}
 	var todo []*Route
+	if len(h.routes.old) == 0 && len(h.routes.cur) == 0 {
+		// Nothing hashed yet: every route is new.
+		h.routes.reserve(n)
+		todo = make([]*Route, 0, n)
+	}
 	routeTables(c, func(rt *RouteTable) {
 		for _, vh := range rt.VirtualHosts {
 			if vh == nil {
@@ -116,8 +144,16 @@ func (v *validator) checkRoutesAhead(c *Config, clusters map[string]bool) {
 	// A route queued is entered in routesOK as not passed (false, which
 	// is what a missing entry means too), so one of the same content is
 	// queued once; the entries of those that fail are taken out again.
+	n := c.LargestRouteTable()
+	if n < aheadMin {
+		return
+	}
 	var todo []*Route
 	var hashes []Hash
+	if len(v.routesOK) == 0 {
+		// Nothing checked yet: every route is new.
+		todo, hashes = make([]*Route, 0, n), make([]Hash, 0, n)
+	}
 	routeTables(c, func(rt *RouteTable) {
 		for _, vh := range rt.VirtualHosts {
 			if vh == nil {

@@ -190,6 +190,13 @@ func (m *memo[K, V]) put(k K, v V) {
 	m.cur[k] = v
 }
 
+// reserve makes room for n objects asked for since the last Next.
+func (m *memo[K, V]) reserve(n int) {
+	if m.cur == nil {
+		m.cur = make(map[K]V, max(n, len(m.old)))
+	}
+}
+
 // rotate forgets what was not asked for since the previous rotate. When
 // nothing of the kind was asked for (its consumers found the whole list
 // unchanged by other means), it forgets nothing.

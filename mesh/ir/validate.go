@@ -59,7 +59,7 @@ func (x *Validator) Validate(c *Config) error {
 		h.Next()
 	}
 	if x.routesOK == nil {
-		x.routesOK = map[Hash]bool{}
+		x.routesOK = make(map[Hash]bool, c.LargestRouteTable())
 	}
 	v := &validator{hashes: h, prev: x.valid, next: map[Hash][]string{}, prevClusters: x.clusters, routesOK: x.routesOK}
 	if x.clusterList != nil && slices.Equal(x.clusterList, c.Clusters) {

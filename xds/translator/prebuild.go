@@ -46,7 +46,7 @@ func (b *builder) prebuildRoutes() (wait func()) {
 	if workers < 2 {
 		return func() {}
 	}
-	n := largestTable(b.cfg)
+	n := b.cfg.LargestRouteTable()
 	if n < prebuildMin {
 		return func() {}
 	}

@@ -145,7 +145,7 @@ func newBuilder(cfg *ir.Config, hashes *ir.Hashes, prev *memo) *builder {
 	if prev == nil {
 		// Every route is built and checked. (A later translation only
 		// visits the routes of virtual hosts that changed.)
-		n := largestTable(cfg)
+		n := cfg.LargestRouteTable()
 		b.routes = make(map[ir.Hash]*routeMemo, n)
 		b.unchecked = make([]uncheckedRoute, 0, n)
 	}
@@ -153,30 +153,6 @@ func newBuilder(cfg *ir.Config, hashes *ir.Hashes, prev *memo) *builder {
 		b.secrets[s.Name] = s
 	}
 	return b
-}
-
-// largestTable is the number of routes in cfg's largest route table: how
-// many distinct routes a translation handles, about, since the tables of
-// one Gateway's listeners share most of their routes (each is built
-// once). It sizes the builder's indexes, which otherwise grow step by step
-// through thousands of routes.
-func largestTable(cfg *ir.Config) int {
-	n := 0
-	for _, l := range cfg.Listeners {
-		for _, ch := range l.Chains {
-			if ch == nil || ch.Routes == nil {
-				continue
-			}
-			routes := 0
-			for _, vh := range ch.Routes.VirtualHosts {
-				if vh != nil {
-					routes += len(vh.Routes)
-				}
-			}
-			n = max(n, routes)
-		}
-	}
-	return n
 }
 
 func (b *builder) build() error {
