@@ -18,7 +18,9 @@ import (
 // compiled form depends on no route compiled before it, and a memoized
 // cluster's content depends only on its key (the Service port, the
 // protocol the port speaks and the BackendTLSPolicy targeting it), not on
-// which route resolved it first.
+// which route resolved it first. The IR routes of a route's matches,
+// which IR assembly would make on first use, are made ahead too where
+// they do not depend on the listener port.
 
 // precompileMin is the number of routes from which a cold translation
 // compiles them ahead; a variable so tests can force either path.
@@ -65,7 +67,9 @@ func (t *translator) precompile() [][]*routeState {
 	for range min(workers, len(jobs)) {
 		wg.Go(func() {
 			for n := int(next.Add(1)) - 1; n < len(jobs); n = int(next.Add(1)) - 1 {
-				jobs[n].out = t.compileRoute(jobs[n].kind, jobs[n].r)
+				rs := t.compileRoute(jobs[n].kind, jobs[n].r)
+				makeIRRoutes(rs)
+				jobs[n].out = rs
 			}
 		})
 	}
@@ -78,4 +82,18 @@ func (t *translator) precompile() [][]*routeState {
 		out[j.kind.rank][j.i] = j.out
 	}
 	return out
+}
+
+// makeIRRoutes makes the IR route of every match of rs's valid rules
+// that IR assembly (builder.route) would make the same on any port, so
+// assembly finds it made.
+func makeIRRoutes(rs *routeState) {
+	for _, rule := range rs.rules {
+		if !rule.valid() || rule.redirect != nil && rule.redirect.portDependent() {
+			continue
+		}
+		for _, m := range rule.matches {
+			m.route = newRoute(m, 0)
+		}
+	}
 }
