@@ -120,10 +120,15 @@ func splitDuration(d time.Duration) (int64, int32) {
 	return s, int32(n - s*int64(time.Second))
 }
 
-// weightedParts are the messages of a weighted_clusters specifier.
+// weightedParts are the messages of a weighted_clusters specifier, with
+// room for the entries of the common split between two backends (or one
+// backend and the unresolved ones) in the same allocation.
 type weightedParts struct {
-	spec routev3.RouteAction_WeightedClusters
-	wc   routev3.WeightedCluster
+	spec    routev3.RouteAction_WeightedClusters
+	wc      routev3.WeightedCluster
+	list    [2]*routev3.WeightedCluster_ClusterWeight
+	entries [2]routev3.WeightedCluster_ClusterWeight
+	values  [2]wrapperspb.UInt32Value
 }
 
 // usesInvalidBackend reports whether the route's output names the
@@ -150,7 +155,26 @@ func usesInvalidBackend(r *ir.Route) bool {
 // MaxUint32, so larger sums are scaled down proportionally (every entry
 // keeps at least weight 1).
 func (b *builder) weightedClusters(r *ir.Route, valid []int, invalid uint64) (*routev3.RouteAction_WeightedClusters, *problem) {
-	weights := make([]uint64, 0, len(valid)+1)
+	n := len(valid)
+	if invalid > 0 {
+		n++
+	}
+	// Routes carry these by the thousand: up to two entries live in
+	// parts, more take one allocation each for the entries, their list
+	// and their weights' values.
+	parts := new(weightedParts)
+	var (
+		entries []routev3.WeightedCluster_ClusterWeight
+		values  []wrapperspb.UInt32Value
+	)
+	wc := &parts.wc
+	if n <= len(parts.entries) {
+		wc.Clusters, entries, values = parts.list[:0:n], parts.entries[:n], parts.values[:n]
+	} else {
+		wc.Clusters = make([]*routev3.WeightedCluster_ClusterWeight, 0, n)
+		entries, values = make([]routev3.WeightedCluster_ClusterWeight, n), make([]wrapperspb.UInt32Value, n)
+	}
+	weights := make([]uint64, 0, n)
 	for _, i := range valid {
 		weights = append(weights, uint64(r.Backends[i].Weight))
 	}
@@ -158,14 +182,7 @@ func (b *builder) weightedClusters(r *ir.Route, valid []int, invalid uint64) (*r
 		weights = append(weights, invalid)
 	}
 	scaleWeights(weights)
-	parts := new(weightedParts)
-	wc := &parts.wc
-	wc.Clusters = make([]*routev3.WeightedCluster_ClusterWeight, 0, len(weights))
 	parts.spec.WeightedClusters = wc
-	// One allocation each for all entries and all weights: routes carry
-	// these by the thousand.
-	entries := make([]routev3.WeightedCluster_ClusterWeight, len(weights))
-	values := make([]wrapperspb.UInt32Value, len(weights))
 	weight := func(i int) *wrapperspb.UInt32Value {
 		values[i].Value = uint32(weights[i])
 		return &values[i]

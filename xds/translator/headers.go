@@ -20,6 +20,13 @@ type headerEdits struct {
 	values []corev3.HeaderValue
 }
 
+// headerBlock holds one header edit and its list.
+type headerBlock struct {
+	list   [1]*corev3.HeaderValueOption
+	opts   [1]corev3.HeaderValueOption
+	values [1]corev3.HeaderValue
+}
+
 // addHeader adds entry i of a modifier's list (set or add).
 func (e *headerEdits) addHeader(field, list string, i int, h ir.Header, action corev3.HeaderValueOption_HeaderAppendAction, request bool) *problem {
 	f := func(sub string) string { return fieldf("%s.%s[%d].%s", field, list, i, sub) }
@@ -70,10 +77,14 @@ func headerEditsOf(field string, m *ir.HeaderModifier, request bool) (headerEdit
 	if n := len(m.Set) + len(m.Add); n > maxHeadersToAdd {
 		return e, problemf(field, "%d header additions exceed Envoy's limit of %d", n, maxHeadersToAdd)
 	}
-	if n := len(m.Set) + len(m.Add); n > 0 {
+	if n := len(m.Set) + len(m.Add); n == 1 {
+		// Routes carry these by the thousand: one edit (the common
+		// case) takes one allocation, more one each for the options,
+		// their values and their list.
+		blk := new(headerBlock)
+		e.add, e.opts, e.values = blk.list[:0:1], blk.opts[:], blk.values[:]
+	} else if n > 1 {
 		e.add = make([]*corev3.HeaderValueOption, 0, n)
-		// One allocation each for all options and all values: routes
-		// carry these by the thousand.
 		e.opts = make([]corev3.HeaderValueOption, n)
 		e.values = make([]corev3.HeaderValue, n)
 	}

@@ -24,11 +24,13 @@ import (
 // an over-long query parameter name. None of these can hold for a
 // well-formed request (paths have no '?', '#' or control bytes; header
 // values arrive as text), so dropping the route keeps the table's meaning.
-func (b *builder) routeMatch(route string, m ir.Match) (*routev3.RouteMatch, bool) {
-	out := &routev3.RouteMatch{}
-	drop := func(field, why string) (*routev3.RouteMatch, bool) {
+//
+// It fills parts.match (and parts.prefix when it needs one).
+func (b *builder) routeMatch(route string, m ir.Match, parts *routeParts) bool {
+	out := &parts.match
+	drop := func(field, why string) bool {
 		b.warn(object("route", route), field, "%s; the route can never match and is dropped", why)
-		return nil, false
+		return false
 	}
 	switch p := m.Path; {
 	case p == nil:
@@ -43,7 +45,8 @@ func (b *builder) routeMatch(route string, m ir.Match) (*routev3.RouteMatch, boo
 		if strings.ContainsAny(p.Value, "?#") {
 			return drop("match.path.value", "a path prefix containing '?' or '#'")
 		}
-		out.PathSpecifier = &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: p.Value}
+		parts.prefix.PathSeparatedPrefix = p.Value
+		out.PathSpecifier = &parts.prefix
 	default: // ir.PathRegex
 		out.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: regexMatcher(p.Value)}
 	}
@@ -51,21 +54,25 @@ func (b *builder) routeMatch(route string, m ir.Match) (*routev3.RouteMatch, boo
 	if m.Method != "" {
 		n++
 	}
-	var parts []headerParts
-	if n > 0 {
+	var hps []headerParts
+	if n == 1 {
+		// Routes carry these by the thousand: one matcher (the common
+		// case) takes one allocation, more one for their messages and
+		// one for the list.
+		blk := new(headerMatcherBlock)
+		out.Headers, hps = blk.list[:0:1], blk.parts[:]
+	} else if n > 1 {
 		out.Headers = make([]*routev3.HeaderMatcher, 0, n)
-		// One allocation for the messages of all header matchers:
-		// routes carry them by the thousand.
-		parts = make([]headerParts, n)
+		hps = make([]headerParts, n)
 	}
 	if m.Method != "" {
-		out.Headers = append(out.Headers, parts[len(out.Headers)].matcher(":method", ir.MatchExact, m.Method))
+		out.Headers = append(out.Headers, hps[len(out.Headers)].matcher(":method", ir.MatchExact, m.Method))
 	}
 	for i, h := range m.Headers {
 		if !protoText(h.Value) {
 			return drop(fieldf("match.headers[%d].value", i), "value is not UTF-8 text without control bytes")
 		}
-		out.Headers = append(out.Headers, parts[len(out.Headers)].matcher(strings.ToLower(h.Name), h.Type, h.Value))
+		out.Headers = append(out.Headers, hps[len(out.Headers)].matcher(strings.ToLower(h.Name), h.Type, h.Value))
 	}
 	if len(m.Query) > 0 {
 		out.QueryParameters = make([]*routev3.QueryParameterMatcher, 0, len(m.Query))
@@ -84,7 +91,7 @@ func (b *builder) routeMatch(route string, m ir.Match) (*routev3.RouteMatch, boo
 			QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_StringMatch{StringMatch: stringMatcher(q.Type, q.Value)},
 		})
 	}
-	return out, true
+	return true
 }
 
 // headerParts holds the messages of one header matcher, so a route's
@@ -94,6 +101,12 @@ type headerParts struct {
 	spec  routev3.HeaderMatcher_StringMatch
 	sm    matcherv3.StringMatcher
 	exact matcherv3.StringMatcher_Exact
+}
+
+// headerMatcherBlock holds one header matcher and its list.
+type headerMatcherBlock struct {
+	list  [1]*routev3.HeaderMatcher
+	parts [1]headerParts
 }
 
 // matcher fills p as a matcher of header name against value and returns
