@@ -15,8 +15,9 @@ import (
 )
 
 // weightedBackend starts the IR backend of backendRef k of a rule of any
-// kind from its weight, or fails the rule when the weight is invalid.
-func weightedBackend(rule *ruleState, k int, weight *int32) *ir.WeightedBackend {
+// kind from its weight, in wb (zero), or fails the rule when the weight
+// is invalid.
+func weightedBackend(rule *ruleState, k int, weight *int32, wb *ir.WeightedBackend) *ir.WeightedBackend {
 	w := int32(1)
 	if weight != nil {
 		w = *weight
@@ -25,7 +26,8 @@ func weightedBackend(rule *ruleState, k int, weight *int32) *ir.WeightedBackend 
 		rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("backendRefs[%d].weight", k), "%d is negative", w)
 		return nil
 	}
-	return &ir.WeightedBackend{Weight: uint32(w)}
+	wb.Weight = uint32(w)
+	return wb
 }
 
 // resolveBackend adds backendRef k of a rule of any kind to the rule. A

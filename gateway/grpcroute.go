@@ -89,7 +89,7 @@ func (t *translator) compileGRPCRule(rs *routeState, i int, spec *gwv1.GRPCRoute
 	compileGRPCFilters(rule, "filters", spec.Filters, &rule.reqHeaders, &rule.respHeaders)
 	for k := range spec.BackendRefs {
 		br := &spec.BackendRefs[k]
-		wb := weightedBackend(rule, k, br.Weight)
+		wb := weightedBackend(rule, k, br.Weight, new(ir.WeightedBackend))
 		if wb == nil {
 			continue
 		}

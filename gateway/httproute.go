@@ -67,9 +67,12 @@ func (t *translator) compileRule(rs *routeState, i int, spec *gwv1.HTTPRouteRule
 	if len(matches) == 0 {
 		matches = defaultMatches
 	}
+	// The matches of a rule in one allocation: routes come by the
+	// thousand.
+	states := make([]matchState, len(matches))
 	rule.matches = make([]*matchState, 0, len(matches))
 	for j := range matches {
-		rule.matches = append(rule.matches, compileMatch(rule, j, &matches[j]))
+		rule.matches = append(rule.matches, compileMatch(&states[j], rule, j, &matches[j]))
 	}
 	t.compileRuleFilters(rule, spec.Filters)
 	t.compileBackends(rule, spec.BackendRefs)
@@ -119,14 +122,17 @@ func compileTimeouts(rule *ruleState, to *gwv1.HTTPRouteTimeouts) (request, back
 // compileBackends compiles a rule's backendRefs: weight, then the
 // backendRef's own filters, then the Service it resolves to.
 func (t *translator) compileBackends(rule *ruleState, refs []gwv1.HTTPBackendRef) {
+	var slab []ir.WeightedBackend
 	if len(refs) > 0 {
 		rule.backends = make([]*ir.WeightedBackend, 0, len(refs))
+		// The backends of a rule in one allocation.
+		slab = make([]ir.WeightedBackend, len(refs))
 		// Mirror filters, compiled before, may have added clusters.
 		rule.clusters = slices.Grow(rule.clusters, len(refs))
 	}
 	for k := range refs {
 		br := &refs[k]
-		wb := weightedBackend(rule, k, br.Weight)
+		wb := weightedBackend(rule, k, br.Weight, &slab[k])
 		if wb == nil {
 			continue
 		}
@@ -143,8 +149,9 @@ var httpMethods = map[gwv1.HTTPMethod]bool{
 	gwv1.HTTPMethodOptions: true, gwv1.HTTPMethodTrace: true, gwv1.HTTPMethodPatch: true,
 }
 
-func compileMatch(rule *ruleState, j int, m *gwv1.HTTPRouteMatch) *matchState {
-	ms := &matchState{rule: rule, index: j}
+// compileMatch compiles match j of a rule into ms (zero) and returns it.
+func compileMatch(ms *matchState, rule *ruleState, j int, m *gwv1.HTTPRouteMatch) *matchState {
+	ms.rule, ms.index = rule, j
 	field := func(f string) string { return fmt.Sprintf("matches[%d].%s", j, f) }
 
 	typ, value := gwv1.PathMatchPathPrefix, "/"
@@ -163,22 +170,24 @@ func compileMatch(rule *ruleState, j int, m *gwv1.HTTPRouteMatch) *matchState {
 			break
 		}
 		if typ == gwv1.PathMatchExact {
-			ms.match.Path = &ir.PathMatch{Type: ir.PathExact, Value: value}
+			ms.path = ir.PathMatch{Type: ir.PathExact, Value: value}
 			ms.pathRank = rankExact
 		} else {
 			if value != "/" {
 				value = strings.TrimSuffix(value, "/")
 			}
-			ms.match.Path = &ir.PathMatch{Type: ir.PathPrefix, Value: value}
+			ms.path = ir.PathMatch{Type: ir.PathPrefix, Value: value}
 			ms.pathRank = rankPrefix
 		}
+		ms.match.Path = &ms.path
 		ms.pathLen = len(value)
 	case gwv1.PathMatchRegularExpression:
 		if _, err := regexp.Compile(value); err != nil {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, field("path.value"), "invalid RE2 regular expression %q: %v", value, err)
 			break
 		}
-		ms.match.Path = &ir.PathMatch{Type: ir.PathRegex, Value: value}
+		ms.path = ir.PathMatch{Type: ir.PathRegex, Value: value}
+		ms.match.Path = &ms.path
 		ms.pathRank, ms.pathLen = rankRegex, len(value)
 	default:
 		rule.fail(gwv1.RouteReasonUnsupportedValue, field("path.type"), "unsupported path match type %q", typ)

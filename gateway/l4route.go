@@ -120,7 +120,7 @@ func (t *translator) compileL4Rules(rs *routeState, rules [][]gwv1.BackendRef) {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, "", "only one rule is supported")
 		}
 		for k := range refs {
-			wb := weightedBackend(rule, k, refs[k].Weight)
+			wb := weightedBackend(rule, k, refs[k].Weight, new(ir.WeightedBackend))
 			if wb == nil {
 				continue
 			}

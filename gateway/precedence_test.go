@@ -108,7 +108,7 @@ func TestMatchPrecedenceKeys(t *testing.T) {
 	}
 	for _, tc := range tests {
 		rule := &ruleState{route: &routeState{}}
-		ms := compileMatch(rule, 0, &tc.m)
+		ms := compileMatch(new(matchState), rule, 0, &tc.m)
 		if !rule.valid() {
 			t.Errorf("%s: rule invalid: %s", tc.name, rule.problem)
 			continue

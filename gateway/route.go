@@ -113,6 +113,9 @@ type matchState struct {
 	rule  *ruleState
 	index int
 	match ir.Match
+	// path is what match.Path points to, kept here to save an
+	// allocation per match.
+	path ir.PathMatch
 
 	// Precedence keys, see precedence.go.
 	pathRank int
