@@ -16,8 +16,12 @@ import (
 // passed among the routes that passed (routesOK), whose cluster
 // references the walk still checks. A route that failed is checked again
 // by the walk, which reports its problems where it finds them, so errors
-// are exactly those of a walk without the work ahead. A one-route change
-// has too little new to share out and stays on the calling goroutine.
+// are exactly those of a walk without the work ahead. Then the virtual
+// hosts the walk would check route by route are looked at the same way:
+// one where the walk would find nothing (every route passed, names are
+// unique, every cluster named exists) is handed to it with the clusters
+// it uses, and the walk does not visit its routes. A one-route change has
+// too little new to share out and stays on the calling goroutine.
 
 // aheadMin is the number of new routes from which they are hashed and
 // checked ahead; a variable so tests can force either path.
@@ -154,6 +158,8 @@ func (v *validator) checkRoutesAhead(c *Config, clusters map[string]bool) {
 		// Nothing checked yet: every route is new.
 		todo, hashes = make([]*Route, 0, n), make([]Hash, 0, n)
 	}
+	var vhosts []*VirtualHost
+	var vhostRoutes [][]Hash
 	routeTables(c, func(rt *RouteTable) {
 		for _, vh := range rt.VirtualHosts {
 			if vh == nil {
@@ -162,7 +168,9 @@ func (v *validator) checkRoutesAhead(c *Config, clusters map[string]bool) {
 			if used, ok := v.prev[v.hashes.VirtualHost(vh)]; ok && allIn(used, clusters) {
 				continue // the walk skips it whole
 			}
-			for i, h := range v.hashes.VirtualHostRoutes(vh) {
+			vhosts = append(vhosts, vh)
+			vhostRoutes = append(vhostRoutes, v.hashes.VirtualHostRoutes(vh))
+			for i, h := range vhostRoutes[len(vhostRoutes)-1] {
 				if r := vh.Routes[i]; r != nil {
 					if _, known := v.routesOK[h]; !known {
 						v.routesOK[h] = false
@@ -199,5 +207,47 @@ func (v *validator) checkRoutesAhead(c *Config, clusters map[string]bool) {
 	if len(v.routesOK) > maxValidRoutes {
 		// Over the bound routeOnce keeps: the walk checks them all.
 		clear(v.routesOK)
+		return
+	}
+	v.checkVirtualHostsAhead(vhosts, vhostRoutes, clusters, workers)
+}
+
+// checkVirtualHostsAhead finds, among the virtual hosts the walk will
+// check route by route (with their routes' hashes), those where it would
+// find nothing wrong: every
+// route passed (routesOK, read-only by now), route names are unique, and
+// every cluster a route names is in clusters. It records the clusters
+// each one uses in v.vhostsAhead; the walk takes them for such a virtual
+// host instead of visiting its routes.
+func (v *validator) checkVirtualHostsAhead(vhosts []*VirtualHost, routeHashes [][]Hash, clusters map[string]bool, workers int) {
+	used := make([][]string, len(vhosts))
+	ok := make([]bool, len(vhosts))
+	inParallel(len(vhosts), workers, func(_, i int) {
+		vh := vhosts[i]
+		hashes := routeHashes[i]
+		names := make(map[string]bool, len(vh.Routes))
+		for j, r := range vh.Routes {
+			if r == nil || r.Name == "" || names[r.Name] || !v.routesOK[hashes[j]] {
+				return
+			}
+			names[r.Name] = true
+			for _, b := range r.Backends {
+				if b.Cluster != "" && !clusters[b.Cluster] {
+					return
+				}
+			}
+			for _, m := range r.Mirrors {
+				if !clusters[m.Cluster] {
+					return
+				}
+			}
+		}
+		used[i], ok[i] = usedClusters(vh), true
+	})
+	v.vhostsAhead = make(map[*VirtualHost][]string, len(vhosts))
+	for i, vh := range vhosts {
+		if ok[i] {
+			v.vhostsAhead[vh] = used[i]
+		}
 	}
 }

@@ -2,6 +2,7 @@ package ir
 
 import (
 	"fmt"
+	"reflect"
 	"runtime"
 	"testing"
 )
@@ -72,10 +73,16 @@ func TestValidatorAheadSameAsWalk(t *testing.T) {
 				r.Match.Path.Value = "nope" // no leading /
 			}
 		},
+		"duplicate name": func(i int, r *Route) {
+			if i == 117 {
+				r.Name = "r97" // twice in its virtual host, vh7
+			}
+		},
 	}
 	for name, br := range breaks {
 		t.Run(name, func(t *testing.T) {
 			want := aheadConfig(600, br).Validate()
+			var remembered []map[Hash][]string
 			for _, min := range []int{1 << 30, 0} {
 				aheadMin = min
 				cfg := aheadConfig(600, br)
@@ -84,11 +91,27 @@ func TestValidatorAheadSameAsWalk(t *testing.T) {
 				if fmt.Sprint(got) != fmt.Sprint(want) {
 					t.Fatalf("aheadMin=%d: Validator reports\n%v\nwant\n%v", min, got, want)
 				}
+				remembered = append(remembered, x.valid)
+				// The same routes without their cluster: what passed
+				// before is checked against the clusters of now.
+				noCluster := *cfg
+				noCluster.Clusters = nil
+				if got, want := x.Validate(&noCluster), noCluster.Validate(); fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("aheadMin=%d, clusters gone: Validator reports\n%v\nwant\n%v", min, got, want)
+				}
 				// Twice: the second call reuses what the first remembered.
 				x.Hashes = nil
 				if again := x.Validate(cfg); fmt.Sprint(again) != fmt.Sprint(want) {
 					t.Fatalf("aheadMin=%d, second call: Validator reports\n%v\nwant\n%v", min, again, want)
 				}
+			}
+			// The virtual hosts remembered as valid, with the clusters
+			// they use, are the same.
+			if !reflect.DeepEqual(remembered[0], remembered[1]) {
+				t.Fatalf("remembered virtual hosts differ: walk %v, ahead %v", remembered[0], remembered[1])
+			}
+			if name == "valid" && len(remembered[1]) != 10 {
+				t.Fatalf("%d virtual hosts remembered, want 10 (each twice, same content)", len(remembered[1]))
 			}
 			// Hashes computed ahead are the ones computed one by one.
 			aheadMin = 0

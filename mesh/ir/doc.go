@@ -60,10 +60,11 @@
 //   - every Envoy resource is validated once, when the translator builds it.
 //
 // A Config full of new routes (a cold start) has thousands to hash and
-// check; Validator does both on up to GOMAXPROCS goroutines before its walk
-// (ahead.go), since each reads only its route, and reports exactly what
-// the walk alone would: a route that fails is checked again in the walk,
-// which names where it is.
+// check; Validator does both, and then checks their virtual hosts, on up
+// to GOMAXPROCS goroutines before its walk (ahead.go), since each reads
+// only its route or virtual host, and reports exactly what the walk alone
+// would: whatever fails is checked again in the walk, which names where
+// it is.
 //
 // The hash covers every field (TestHashSeesEveryField mutates each one), so
 // equal content gives equal hashes across processes and any change a new

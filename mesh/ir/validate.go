@@ -155,6 +155,9 @@ type validator struct {
 	// routesOK holds the hashes of routes that passed, in this call or an
 	// earlier one (the Validator's; nil for Config.Validate).
 	routesOK map[Hash]bool
+	// vhostsAhead holds the virtual hosts whose routes were found valid
+	// ahead of the walk, each with the clusters they use (ahead.go).
+	vhostsAhead map[*VirtualHost][]string
 }
 
 func (v *validator) fail(obj object, field path, format string, args ...any) {
@@ -548,6 +551,13 @@ func (v *validator) virtualHostRoutes(obj object, vf path, vh *VirtualHost, clus
 			v.next[h] = used
 			return
 		}
+	}
+	if used, ok := v.vhostsAhead[vh]; ok {
+		// Checked ahead: the loop below would find nothing.
+		if v.next != nil {
+			v.next[h] = used
+		}
+		return
 	}
 	before := len(v.errs)
 	routes := make(map[string]bool, len(vh.Routes))
