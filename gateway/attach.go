@@ -39,18 +39,36 @@ type listenerHit struct {
 // here; the kind enters only through allowedRoutes.kinds.
 func (t *translator) attach(rs *routeState) {
 	for _, pr := range rs.src.parentRefs() {
-		if !isGatewayRef(pr) {
-			continue // e.g. a Service parent (GAMMA): not a Gateway's business
-		}
-		gs := t.gateways[gatewayKey(pr, rs.key.Namespace)]
+		gs, set := t.parentOf(pr, rs.key.Namespace)
 		if gs == nil {
-			continue // not one of our Gateways: another controller reports it
+			continue // not one of our Gateways (or a Service parent, GAMMA): not ours to report
 		}
-		ps := t.resolveParent(rs, pr, gs)
+		var ps *parentState
+		if set != nil && set.notAttached != nil {
+			ps = &parentState{ref: *pr.DeepCopy(), accepted: no(string(gwv1.RouteReasonNoMatchingParent),
+				"ListenerSet %s is not attached to Gateway %s: %s", set.key, gs.key, set.notAttached.msg)}
+		} else {
+			ps = t.resolveParent(rs, pr, gs, set)
+		}
 		ps.gw = gs.key
 		rs.parents = append(rs.parents, ps)
 	}
 	t.attachResolved(rs)
+}
+
+// parentOf finds the Gateway of ours a parentRef selects listeners of:
+// the Gateway it names, or the parent of the ListenerSet it names (then
+// set is that ListenerSet). gs is nil for any other parentRef.
+func (t *translator) parentOf(pr gwv1.ParentReference, routeNamespace string) (gs *gatewayState, set *listenerSetState) {
+	switch {
+	case isGatewayRef(pr):
+		return t.gateways[gatewayKey(pr, routeNamespace)], nil
+	case isListenerSetRef(pr):
+		if set = t.listenerSets[gatewayKey(pr, routeNamespace)]; set != nil {
+			return set.gw, set
+		}
+	}
+	return nil, nil
 }
 
 // attachResolved attaches a route whose parentRefs are resolved to this
@@ -92,9 +110,10 @@ func (t *translator) attachResolved(rs *routeState) {
 // resolution is what resolving a route's parentRefs reads besides the
 // route and the Namespaces (which the index holds, and reuse of a
 // compiled route already requires to be unchanged): the controller name
-// and, for each parentRef naming a Gateway, that Gateway's content hash
-// when it is one of ours (zero otherwise). A Gateway's listeners, and so
-// resolveParent's answer, are a function of its content.
+// and, for each parentRef naming a Gateway or ListenerSet, that Gateway's
+// content hash when it is one of ours (zero otherwise), and for a
+// ListenerSet the hashes of every ListenerSet of the Gateway. A Gateway's
+// listeners, and so resolveParent's answer, are a function of those.
 type resolution struct {
 	controller gwv1.GatewayController
 	gateways   []input.Hash
@@ -103,14 +122,23 @@ type resolution struct {
 func (t *translator) resolution(rs *routeState) resolution {
 	r := resolution{controller: t.opts.ControllerName}
 	for _, pr := range rs.src.parentRefs() {
-		if !isGatewayRef(pr) {
+		if !isGatewayRef(pr) && !isListenerSetRef(pr) {
 			continue
 		}
 		var h input.Hash
-		if gs := t.gateways[gatewayKey(pr, rs.key.Namespace)]; gs != nil {
+		gs, set := t.parentOf(pr, rs.key.Namespace)
+		if gs != nil {
 			h = gs.hash
 		}
 		r.gateways = append(r.gateways, h)
+		if set != nil {
+			// A ListenerSet's listeners follow those of the sets before
+			// it in the merged list: every set of the Gateway counts.
+			for _, o := range gs.sets {
+				r.gateways = append(r.gateways, o.hash)
+			}
+			r.gateways = append(r.gateways, input.Hash{})
+		}
 	}
 	return r
 }
@@ -125,11 +153,21 @@ func (r resolution) same(o resolution) bool {
 // each step in turn gives NoMatchingParent, NotAllowedByListeners, then
 // NoMatchingListenerHostname. The answer depends only on the compiled
 // route, the Gateway's listeners and the labels of the route's namespace.
-func (t *translator) resolveParent(rs *routeState, pr gwv1.ParentReference, gs *gatewayState) *parentState {
+func (t *translator) resolveParent(rs *routeState, pr gwv1.ParentReference, gs *gatewayState, set *listenerSetState) *parentState {
 	ps := &parentState{ref: *pr.DeepCopy()}
 	var selected, kindOK, allowed int
 	hits := ps.hit0[:0]
+	parent := "Gateway " + gs.key.String()
+	if set != nil {
+		parent = "ListenerSet " + set.key.String()
+	}
 	for i, ls := range gs.listeners {
+		// A Gateway parentRef selects among the Gateway's own listeners,
+		// a ListenerSet parentRef among that set's: sectionName names a
+		// listener of the object the parentRef names.
+		if ls.set != set {
+			continue
+		}
 		if pr.SectionName != nil && string(*pr.SectionName) != ls.name {
 			continue
 		}
@@ -151,15 +189,15 @@ func (t *translator) resolveParent(rs *routeState, pr gwv1.ParentReference, gs *
 	}
 	switch {
 	case selected == 0:
-		ps.accepted = no(string(gwv1.RouteReasonNoMatchingParent), "Gateway %s has no listener%s", gs.key, describeSelection(pr))
+		ps.accepted = no(string(gwv1.RouteReasonNoMatchingParent), "%s has no listener%s", parent, describeSelection(pr))
 	case kindOK == 0:
-		ps.accepted = no(string(gwv1.RouteReasonNotAllowedByListeners), "no listener of Gateway %s%s admits %s", gs.key, describeSelection(pr), rs.kind.plural)
+		ps.accepted = no(string(gwv1.RouteReasonNotAllowedByListeners), "no listener of %s%s admits %s", parent, describeSelection(pr), rs.kind.plural)
 	case allowed == 0:
-		ps.accepted = no(string(gwv1.RouteReasonNotAllowedByListeners), "no listener of Gateway %s%s admits %s from namespace %s", gs.key, describeSelection(pr), rs.kind.plural, rs.key.Namespace)
+		ps.accepted = no(string(gwv1.RouteReasonNotAllowedByListeners), "no listener of %s%s admits %s from namespace %s", parent, describeSelection(pr), rs.kind.plural, rs.key.Namespace)
 	case len(rs.problems) > 0:
 		ps.accepted = no(string(gwv1.RouteReasonUnsupportedValue), "%s", joinProblems(rs.problems))
 	case len(hits) == 0:
-		ps.accepted = no(string(gwv1.RouteReasonNoMatchingListenerHostname), "no hostname of the route intersects the hostname of a listener of Gateway %s%s", gs.key, describeSelection(pr))
+		ps.accepted = no(string(gwv1.RouteReasonNoMatchingListenerHostname), "no hostname of the route intersects the hostname of a listener of %s%s", parent, describeSelection(pr))
 	case len(rs.invalid) == len(rs.rules):
 		ps.accepted = no(rs.invalid[0].reason, "every rule is invalid: %s", joinProblems(ruleProblems(rs.invalid)))
 	default:

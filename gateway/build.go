@@ -177,8 +177,8 @@ type ordered struct {
 // (see table).
 func (b *builder) tlsChain(ls *listenerState, group []*listenerState, port int32) *ir.HTTPChain {
 	ch := &ir.HTTPChain{
-		Name:   tlsChainName(ls.name),
-		Routes: b.table(tlsTableName(ls.gw.key, port, ls.name), []*listenerState{ls}, group, port),
+		Name:   tlsChainName(ls.chain),
+		Routes: b.table(tlsTableName(ls.gw.key, port, ls.chain), []*listenerState{ls}, group, port),
 	}
 	ch.CORS = usesCORS(ch.Routes)
 	if ls.hostname != "" {

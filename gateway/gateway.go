@@ -29,6 +29,10 @@ type gatewayState struct {
 	// one are dropped and reported in dupNames.
 	listeners []*listenerState
 	dupNames  []string
+	// own is how many of listeners are the Gateway's own; the rest come
+	// from the ListenerSets in sets that it admits (listenerset.go).
+	own  int
+	sets []*listenerSetState
 	// resolved is the ResolvedRefs condition of a Gateway with spec.tls
 	// (nil without), and backendCert the valid Secret it presents to
 	// backends (backendcert.go).
@@ -59,13 +63,14 @@ func (t *translator) processGateways() {
 		}
 		return keyLess(a.key, b.key)
 	})
+	sets := t.listenerSetsByGateway()
 	claims := portClaims{}
 	for _, gs := range t.gatewayOrder {
-		t.processGateway(gs, claims)
+		t.processGateway(gs, sets[gs.key], claims)
 	}
 }
 
-func (t *translator) processGateway(gs *gatewayState, claims portClaims) {
+func (t *translator) processGateway(gs *gatewayState, sets []*listenerSetState, claims portClaims) {
 	gw := gs.obj
 	switch {
 	case !gs.class.accepted.ok:
@@ -91,6 +96,8 @@ func (t *translator) processGateway(gs *gatewayState, claims portClaims) {
 		gs.problem = ptr(no(string(gwv1.GatewayReasonInvalid), "%s", joinProblems(gs.dupNames)))
 	}
 	markConflicts(gs.listeners)
+	gs.own = len(gs.listeners)
+	t.mergeListenerSets(gs, sets)
 	if gs.problem == nil && gs.addrProblem == nil && gs.addr.IsValid() {
 		claims.claim(gs)
 	}
@@ -197,7 +204,7 @@ func (gs *gatewayState) accepted() verdict {
 	}
 	var bad []string
 	valid := 0
-	for _, ls := range gs.listeners {
+	for _, ls := range gs.ownListeners() {
 		if v := ls.validity(); !v.ok {
 			bad = append(bad, fmt.Sprintf("listener %q: %s", ls.name, v.msg))
 		} else {
@@ -228,7 +235,7 @@ func (gs *gatewayState) programmed(problems map[input.Key]string) verdict {
 		return *gs.addrProblem
 	}
 	var names []string
-	for _, ls := range gs.listeners {
+	for _, ls := range gs.ownListeners() {
 		if ls.serving {
 			names = append(names, ls.name)
 		}
@@ -258,8 +265,15 @@ func (gs *gatewayState) status(problems map[input.Key]string) gwv1.GatewayStatus
 	if gs.addr.IsValid() && gs.addrProblem == nil && gs.problem == nil {
 		st.Addresses = []gwv1.GatewayStatusAddress{{Type: ptr(gwv1.IPAddressType), Value: gs.addr.String()}}
 	}
-	for _, ls := range gs.listeners {
+	for _, ls := range gs.ownListeners() {
 		st.Listeners = append(st.Listeners, ls.status())
+	}
+	if len(gs.sets) > 0 || gs.obj.Spec.AllowedListeners != nil {
+		st.AttachedListenerSets = ptr(gs.attachedListenerSets())
 	}
 	return st
 }
+
+// ownListeners are the listeners of the Gateway's own spec, which its
+// status lists; those ListenerSets add are in theirs.
+func (gs *gatewayState) ownListeners() []*listenerState { return gs.listeners[:gs.own] }

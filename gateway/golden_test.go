@@ -144,6 +144,13 @@ func render(t testing.TB, res *Result) []byte {
 	if gws != nil {
 		out["gateways"] = gws
 	}
+	var sets []named
+	for _, l := range res.ListenerSets {
+		sets = append(sets, named{l.Key.String(), l.Status})
+	}
+	if sets != nil {
+		out["listenerSets"] = sets
+	}
 	routes := map[string][]named{}
 	for _, r := range res.Routes {
 		i := slices.IndexFunc(routeKinds, func(k *routeKind) bool { return k.kind == r.Kind })
@@ -233,6 +240,7 @@ func shuffle(snap *input.Snapshot, r *rand.Rand) *input.Snapshot {
 	s.TLSRoutes = shuffled(s.TLSRoutes, r)
 	s.TCPRoutes = shuffled(s.TCPRoutes, r)
 	s.UDPRoutes = shuffled(s.UDPRoutes, r)
+	s.ListenerSets = shuffled(s.ListenerSets, r)
 	s.ReferenceGrants = shuffled(s.ReferenceGrants, r)
 	s.Services = shuffled(s.Services, r)
 	s.EndpointSlices = shuffled(s.EndpointSlices, r)

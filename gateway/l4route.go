@@ -178,7 +178,7 @@ func (b *builder) passthroughChains(ls *listenerState) []*ir.TCPChain {
 			if backends == nil {
 				continue
 			}
-			ch := &ir.TCPChain{Name: passthroughChainName(ls.name, h), Backends: backends}
+			ch := &ir.TCPChain{Name: passthroughChainName(ls.chain, h), Backends: backends}
 			if h != anyHost {
 				ch.ServerNames = []string{h}
 			}
@@ -200,7 +200,7 @@ func (b *builder) tcpChain(ls *listenerState) []*ir.TCPChain {
 	}
 	for _, rs := range oldestRoute(all) {
 		if backends := b.l4Backends(rs); backends != nil {
-			return []*ir.TCPChain{{Name: tcpChainName(ls.name), Backends: backends}}
+			return []*ir.TCPChain{{Name: tcpChainName(ls.chain), Backends: backends}}
 		}
 	}
 	return nil

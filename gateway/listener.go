@@ -14,7 +14,14 @@ import (
 
 // listenerState is one listener of one of our Gateways.
 type listenerState struct {
-	gw       *gatewayState
+	gw *gatewayState
+	// set is the ListenerSet the listener comes from; nil for the
+	// Gateway's own.
+	set *listenerSetState
+	// chain names the listener in IR chain and table names: its name for
+	// the Gateway's own, qualified by the ListenerSet for the others
+	// (listener names are unique only within their object).
+	chain    string
 	index    int
 	name     string
 	spec     *gwv1.Listener
@@ -55,12 +62,21 @@ type listenerState struct {
 }
 
 func (t *translator) newListener(gs *gatewayState, i int, l *gwv1.Listener) *listenerState {
+	return t.newListenerIn(gs, nil, i, l)
+}
+
+// newListenerIn makes a listener of gs defined by set (nil: by the
+// Gateway itself); i is its position in gs's merged listeners.
+func (t *translator) newListenerIn(gs *gatewayState, set *listenerSetState, i int, l *gwv1.Listener) *listenerState {
 	ls := &listenerState{
-		gw: gs, index: i, name: string(l.Name), spec: l, port: l.Port, protocol: l.Protocol,
+		gw: gs, set: set, chain: string(l.Name), index: i, name: string(l.Name), spec: l, port: l.Port, protocol: l.Protocol,
 		accepted: yes(string(gwv1.ListenerReasonAccepted), "Listener is accepted"),
 		resolved: yes(string(gwv1.ListenerReasonResolvedRefs), "All references are resolved"),
 		nsFrom:   gwv1.NamespacesFromSame,
 		entries:  map[string][]*routeState{},
+	}
+	if set != nil {
+		ls.chain = "listenerset/" + set.key.Namespace + "/" + set.key.Name + "/" + ls.name
 	}
 	if l.Hostname != nil {
 		ls.hostname = string(*l.Hostname)
@@ -169,7 +185,7 @@ func (ls *listenerState) allowedRoutes(ar *gwv1.AllowedRoutes) {
 // listenerTLS resolves an HTTPS listener's certificates.
 func (t *translator) listenerTLS(ls *listenerState) {
 	cfg := ls.spec.TLS
-	gw := ls.gw.obj
+	fromKind, fromNS := ls.definedBy()
 	if cfg != nil && cfg.Mode != nil && *cfg.Mode != gwv1.TLSModeTerminate {
 		ls.reject(no(string(gwv1.ListenerReasonUnsupportedValue), "tls.mode %q is not supported on HTTPS listeners; use Terminate", *cfg.Mode))
 		return
@@ -187,13 +203,13 @@ func (t *translator) listenerTLS(ls *listenerState) {
 			ls.unresolved(no(string(gwv1.ListenerReasonInvalidCertificateRef), "%s: %s %q is not supported; use a core Secret", field, groupKind(group, kind), cr.Name))
 			continue
 		}
-		k := input.Key{Namespace: namespaceOr(cr.Namespace, gw.Namespace), Name: string(cr.Name)}
+		k := input.Key{Namespace: namespaceOr(cr.Namespace, fromNS), Name: string(cr.Name)}
 		if !t.ix.permitted(ref{
-			fromGroup: gwv1.GroupName, fromKind: "Gateway", fromNamespace: gw.Namespace,
+			fromGroup: gwv1.GroupName, fromKind: fromKind, fromNamespace: fromNS,
 			toGroup: "", toKind: "Secret", toNamespace: k.Namespace, toName: k.Name,
 		}) {
 			ls.certProblem = true
-			ls.unresolved(no(string(gwv1.ListenerReasonRefNotPermitted), "%s: Secret %s is in another namespace and no ReferenceGrant there allows Gateways from %s to use it", field, k, gw.Namespace))
+			ls.unresolved(no(string(gwv1.ListenerReasonRefNotPermitted), "%s: Secret %s is in another namespace and no ReferenceGrant there allows %ss from %s to use it", field, k, fromKind, fromNS))
 			continue
 		}
 		if _, err := t.ix.tlsSecret(k); err != nil {
@@ -206,6 +222,25 @@ func (t *translator) listenerTLS(ls *listenerState) {
 	t.listenerClientValidation(ls)
 }
 
+// definedBy names the kind and namespace of the object defining the
+// listener: ReferenceGrants are checked from it (a Gateway's grants do not
+// extend to its ListenerSets, nor theirs to it), and allowedRoutes
+// namespaces Same means its namespace.
+func (ls *listenerState) definedBy() (kind, namespace string) {
+	if ls.set != nil {
+		return "ListenerSet", ls.set.key.Namespace
+	}
+	return "Gateway", ls.gw.key.Namespace
+}
+
+// qualifiedName names the listener in messages about the merged list.
+func (ls *listenerState) qualifiedName() string {
+	if ls.set != nil {
+		return fmt.Sprintf("%q of ListenerSet %s", ls.name, ls.set.key)
+	}
+	return fmt.Sprintf("%q of Gateway %s", ls.name, ls.gw.key)
+}
+
 func groupKind(group, kind string) string {
 	if group == "" {
 		return kind
@@ -216,7 +251,7 @@ func groupKind(group, kind string) string {
 // servable reports whether the listener itself can carry traffic; the
 // Gateway may still be unable to serve it.
 func (ls *listenerState) servable() bool {
-	return ls.accepted.ok && ls.conflict == nil && !ls.certProblem
+	return ls.accepted.ok && ls.conflict == nil && !ls.certProblem && (ls.set == nil || ls.set.problem == nil)
 }
 
 // validity is the listener's verdict for the Gateway's ListenersNotValid.
@@ -241,7 +276,8 @@ func (ls *listenerState) allowsNamespace(ix *index, ns string) bool {
 	case gwv1.NamespacesFromAll:
 		return true
 	case gwv1.NamespacesFromSame:
-		return ns == ls.gw.key.Namespace
+		_, own := ls.definedBy()
+		return ns == own
 	case gwv1.NamespacesFromSelector:
 		return ls.nsSelector != nil && ls.nsSelector.Matches(ix.namespaceSet(ns))
 	}
@@ -380,6 +416,9 @@ func (ls *listenerState) programmed() verdict {
 
 func (ls *listenerState) status() gwv1.ListenerStatus {
 	gen := ls.gw.obj.Generation
+	if ls.set != nil {
+		gen = ls.set.obj.Generation
+	}
 	conflicted := verdict{reason: string(gwv1.ListenerReasonNoConflicts), msg: "Listener has no conflicts"}
 	if ls.conflict != nil {
 		conflicted = *ls.conflict

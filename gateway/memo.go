@@ -83,22 +83,25 @@ type memo struct {
 	clusterSorted []*ir.Cluster
 }
 
-// gatewayWorld is the content of the GatewayClasses and Gateways and the
-// controller name: while it is the same, so is every Gateway's listeners
+// gatewayWorld is the content of the GatewayClasses, Gateways and
+// ListenerSets and the controller name: while it is the same, so is every Gateway's listeners
 // and so the resolution of every parentRef.
 type gatewayWorld struct {
 	controller gwv1.GatewayController
 	classes    []input.Hash
 	gateways   []input.Hash
+	sets       []input.Hash
 }
 
 func gatewayWorldOf(in *input.Snapshot, controller gwv1.GatewayController) gatewayWorld {
-	return gatewayWorld{controller: controller, classes: input.HashesOf(in, in.GatewayClasses), gateways: input.HashesOf(in, in.Gateways)}
+	return gatewayWorld{controller: controller, classes: input.HashesOf(in, in.GatewayClasses), gateways: input.HashesOf(in, in.Gateways),
+		sets: input.HashesOf(in, in.ListenerSets)}
 }
 
 // matches reports whether in and controller are what w was taken from.
 func (w gatewayWorld) matches(in *input.Snapshot, controller gwv1.GatewayController) bool {
-	return w.controller == controller && input.HashesMatch(in, w.classes, in.GatewayClasses) && input.HashesMatch(in, w.gateways, in.Gateways)
+	return w.controller == controller && input.HashesMatch(in, w.classes, in.GatewayClasses) && input.HashesMatch(in, w.gateways, in.Gateways) &&
+		input.HashesMatch(in, w.sets, in.ListenerSets)
 }
 
 // world is the content of every input route compilation reads besides

@@ -139,7 +139,7 @@ type matchState struct {
 func (t *translator) referencesUs(r route) bool {
 	ns := r.meta().Namespace
 	for _, pr := range r.parentRefs() {
-		if isGatewayRef(pr) && t.gateways[gatewayKey(pr, ns)] != nil {
+		if gs, _ := t.parentOf(pr, ns); gs != nil {
 			return true
 		}
 	}

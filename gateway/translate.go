@@ -49,6 +49,9 @@ type Result struct {
 	GatewayClasses []GatewayClassStatus `json:"gatewayClasses,omitempty"`
 	// Status of every Gateway of such a class, by namespace/name.
 	Gateways []GatewayStatus `json:"gateways,omitempty"`
+	// Status of every ListenerSet whose parentRef names such a Gateway,
+	// by namespace/name.
+	ListenerSets []ListenerSetStatus `json:"listenerSets,omitempty"`
 	// Status of every route, of every supported kind, with at least one
 	// parentRef to such a Gateway: the kinds in a fixed order (HTTPRoute
 	// first), each by namespace/name. Parents lists only this controller's
@@ -174,8 +177,12 @@ type translator struct {
 	// gatewayOrder lists our Gateways oldest first; earlier Gateways win
 	// address/port clashes.
 	gatewayOrder []*gatewayState
-	routes       []*routeState
-	ingresses    []*ingressState
+	// listenerSets are the ListenerSets whose parent is one of our
+	// Gateways, by key and in snapshot order.
+	listenerSets     map[input.Key]*listenerSetState
+	listenerSetOrder []*listenerSetState
+	routes           []*routeState
+	ingresses        []*ingressState
 
 	clusters map[clusterKey]*ir.Cluster
 	// clusterMu guards clusters while routes compile concurrently
@@ -225,6 +232,10 @@ func (t *translator) result() *Result {
 		r.Gateways = append(r.Gateways, GatewayStatus{Key: gs.key, Status: gs.status(t.opts.AddressProblems)})
 	}
 	sort.Slice(r.Gateways, func(i, j int) bool { return keyLess(r.Gateways[i].Key, r.Gateways[j].Key) })
+	for _, lss := range t.listenerSetOrder {
+		r.ListenerSets = append(r.ListenerSets, ListenerSetStatus{Key: lss.key, Status: lss.status(t.opts.AddressProblems)})
+	}
+	sort.Slice(r.ListenerSets, func(i, j int) bool { return keyLess(r.ListenerSets[i].Key, r.ListenerSets[j].Key) })
 	// Sort the routes, not their (large) statuses; they come kind after
 	// kind, and providers usually list each kind in key order already.
 	byKey := func(a, b *routeState) int {

@@ -63,6 +63,8 @@ func Build(objs []Object) (*Snapshot, error) {
 			s.TCPRoutes = append(s.TCPRoutes, v)
 		case *gwv1.UDPRoute:
 			s.UDPRoutes = append(s.UDPRoutes, v)
+		case *gwv1.ListenerSet:
+			s.ListenerSets = append(s.ListenerSets, v)
 		case *gwv1.ReferenceGrant:
 			s.ReferenceGrants = append(s.ReferenceGrants, v)
 		case *gwv1.BackendTLSPolicy:
@@ -105,6 +107,7 @@ func Build(objs []Object) (*Snapshot, error) {
 	sortByKey(s.TLSRoutes)
 	sortByKey(s.TCPRoutes)
 	sortByKey(s.UDPRoutes)
+	sortByKey(s.ListenerSets)
 	sortByKey(s.ReferenceGrants)
 	sortByKey(s.BackendTLSPolicies)
 	sortByKey(s.ConfigMaps)
@@ -139,6 +142,8 @@ func kindOf(obj any) Kind {
 		return KindTCPRoute
 	case *gwv1.UDPRoute:
 		return KindUDPRoute
+	case *gwv1.ListenerSet:
+		return KindListenerSet
 	case *gwv1.ReferenceGrant:
 		return KindReferenceGrant
 	case *gwv1.BackendTLSPolicy:

@@ -26,8 +26,9 @@
 //     ReferenceGrant are read as their v1 form (the shapes are identical);
 //     so are the experimental channel's TLSRoute v1alpha2 and v1alpha3 and
 //     TCPRoute and UDPRoute v1alpha2, whose rules and status are the v1
-//     types; GRPCRoute and BackendTLSPolicy are read as v1 only; ConfigMaps
-//     are read for the CA certificates of BackendTLSPolicies;
+//     types; GRPCRoute, ListenerSet and BackendTLSPolicy are read as v1
+//     only; ConfigMaps are read for the CA certificates of
+//     BackendTLSPolicies;
 //   - namespaced objects without metadata.namespace land in "default";
 //     metadata.namespace on cluster-scoped kinds (GatewayClass, Namespace,
 //     CiliumClusterwideNetworkPolicy) is dropped, as the API server does;

@@ -131,7 +131,7 @@ func (s *Snapshot) Objects() iter.Seq[runtime.Object] {
 		_ = yieldAll(yield, s.GatewayClasses) && yieldAll(yield, s.Gateways) &&
 			yieldAll(yield, s.HTTPRoutes) && yieldAll(yield, s.GRPCRoutes) &&
 			yieldAll(yield, s.TLSRoutes) && yieldAll(yield, s.TCPRoutes) &&
-			yieldAll(yield, s.UDPRoutes) && yieldAll(yield, s.ReferenceGrants) &&
+			yieldAll(yield, s.UDPRoutes) && yieldAll(yield, s.ListenerSets) && yieldAll(yield, s.ReferenceGrants) &&
 			yieldAll(yield, s.BackendTLSPolicies) && yieldAll(yield, s.ConfigMaps) &&
 			yieldAll(yield, s.Services) && yieldAll(yield, s.EndpointSlices) &&
 			yieldAll(yield, s.Secrets) && yieldAll(yield, s.Namespaces) &&
@@ -167,6 +167,7 @@ func SameContent(a, b *Snapshot) bool {
 		sameHashes(a, b, a.TLSRoutes, b.TLSRoutes) &&
 		sameHashes(a, b, a.TCPRoutes, b.TCPRoutes) &&
 		sameHashes(a, b, a.UDPRoutes, b.UDPRoutes) &&
+		sameHashes(a, b, a.ListenerSets, b.ListenerSets) &&
 		sameHashes(a, b, a.ReferenceGrants, b.ReferenceGrants) &&
 		sameHashes(a, b, a.BackendTLSPolicies, b.BackendTLSPolicies) &&
 		sameHashes(a, b, a.ConfigMaps, b.ConfigMaps) &&

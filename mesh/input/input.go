@@ -14,13 +14,15 @@ import (
 
 // Snapshot is one consistent view of everything the translators read.
 type Snapshot struct {
-	GatewayClasses  []*gwv1.GatewayClass
-	Gateways        []*gwv1.Gateway
-	HTTPRoutes      []*gwv1.HTTPRoute
-	GRPCRoutes      []*gwv1.GRPCRoute
-	TLSRoutes       []*gwv1.TLSRoute
-	TCPRoutes       []*gwv1.TCPRoute
-	UDPRoutes       []*gwv1.UDPRoute
+	GatewayClasses []*gwv1.GatewayClass
+	Gateways       []*gwv1.Gateway
+	HTTPRoutes     []*gwv1.HTTPRoute
+	GRPCRoutes     []*gwv1.GRPCRoute
+	TLSRoutes      []*gwv1.TLSRoute
+	TCPRoutes      []*gwv1.TCPRoute
+	UDPRoutes      []*gwv1.UDPRoute
+	// ListenerSets add listeners to the Gateways that allow them.
+	ListenerSets    []*gwv1.ListenerSet
 	ReferenceGrants []*gwv1.ReferenceGrant
 	// BackendTLSPolicies say how Gateways speak TLS to Services; the
 	// ConfigMaps hold their CA certificates (and only those matter).

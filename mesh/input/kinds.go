@@ -59,6 +59,7 @@ func init() {
 	register([]string{gatewayV1, gatewayV1alpha2, gatewayV1alpha3}, kindInfo{kind: KindTLSRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.TLSRoute{} }})
 	register([]string{gatewayV1, gatewayV1alpha2}, kindInfo{kind: KindUDPRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.UDPRoute{} }})
 	register([]string{gatewayV1, gatewayV1alpha2}, kindInfo{kind: KindTCPRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.TCPRoute{} }})
+	register([]string{gatewayV1}, kindInfo{kind: KindListenerSet, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.ListenerSet{} }})
 	register([]string{gatewayV1}, kindInfo{kind: KindGRPCRoute, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.GRPCRoute{} }})
 	register(gw, kindInfo{kind: KindReferenceGrant, namespaced: true, apiVersion: gatewayV1, newObj: func() object { return &gwv1.ReferenceGrant{} }})
 	register([]string{"v1"}, kindInfo{kind: KindService, namespaced: true, apiVersion: "v1", newObj: func() object { return &corev1.Service{} }})

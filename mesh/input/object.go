@@ -18,6 +18,7 @@ const (
 	KindTLSRoute         Kind = "TLSRoute"
 	KindTCPRoute         Kind = "TCPRoute"
 	KindUDPRoute         Kind = "UDPRoute"
+	KindListenerSet      Kind = "ListenerSet"
 	KindReferenceGrant   Kind = "ReferenceGrant"
 	KindBackendTLSPolicy Kind = "BackendTLSPolicy"
 	KindConfigMap        Kind = "ConfigMap"

@@ -3,7 +3,7 @@
 // provider builds from a folder, so both modes run the same translation.
 //
 // Data flow: informers (GatewayClass, Gateway, HTTPRoute, GRPCRoute,
-// TLSRoute, TCPRoute, UDPRoute, BackendTLSPolicy (v1, Gateway API v1.6
+// TLSRoute, TCPRoute, UDPRoute, ListenerSet, BackendTLSPolicy (v1, Gateway API v1.6
 // CRDs), ReferenceGrant, Service, EndpointSlice, TLS Secrets, ConfigMaps
 // (the CA bundles of BackendTLSPolicies), Namespace, Ingress, IngressClass;
 // with WithPolicy also
@@ -41,7 +41,8 @@
 //   - Watch publishes nothing until every informer has synced, so the first
 //     translation never sees a half-listed cluster (which would withdraw
 //     configuration that is in fact still wanted).
-//   - GRPCRoute, TLSRoute, TCPRoute and UDPRoute are optional (optional.go):
+//   - GRPCRoute, TLSRoute, TCPRoute, UDPRoute and ListenerSet are optional
+//     (optional.go):
 //     a cluster may lack their CRDs, and an informer on a resource the API
 //     server does not serve never syncs, which would block every other
 //     kind. Start asks discovery which of them gateway.networking.k8s.io/v1

@@ -13,7 +13,7 @@ import (
 )
 
 // optionalKind is a Gateway API kind whose CRD a cluster may not have
-// installed: the route kinds beyond HTTPRoute. An informer on a resource
+// installed: the route kinds beyond HTTPRoute, and ListenerSet. An informer on a resource
 // the API server does not serve never syncs, so such a kind is watched
 // only once discovery lists it; until then its snapshot list is empty.
 type optionalKind struct {
@@ -54,11 +54,14 @@ func (p *Provider) setupOptional() {
 	tls := &optionalKind{kind: "TLSRoute", resource: "tlsroutes", informer: tlsRoutes.Informer}
 	tcp := &optionalKind{kind: "TCPRoute", resource: "tcproutes", informer: tcpRoutes.Informer}
 	udp := &optionalKind{kind: "UDPRoute", resource: "udproutes", informer: udpRoutes.Informer}
-	p.optional.kinds = []*optionalKind{grpc, tls, tcp, udp}
+	listenerSets := gwv.ListenerSets()
+	lset := &optionalKind{kind: "ListenerSet", resource: "listenersets", informer: listenerSets.Informer}
+	p.optional.kinds = []*optionalKind{grpc, tls, tcp, udp, lset}
 	p.listers.grpc = optionalList(grpc, func() ([]*gwv1.GRPCRoute, error) { return grpcRoutes.Lister().List(labels.Everything()) })
 	p.listers.tls = optionalList(tls, func() ([]*gwv1.TLSRoute, error) { return tlsRoutes.Lister().List(labels.Everything()) })
 	p.listers.tcp = optionalList(tcp, func() ([]*gwv1.TCPRoute, error) { return tcpRoutes.Lister().List(labels.Everything()) })
 	p.listers.udp = optionalList(udp, func() ([]*gwv1.UDPRoute, error) { return udpRoutes.Lister().List(labels.Everything()) })
+	p.listers.lsets = optionalList(lset, func() ([]*gwv1.ListenerSet, error) { return listenerSets.Lister().List(labels.Everything()) })
 }
 
 // served asks discovery which optional kinds the API server serves. A
