@@ -206,10 +206,13 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	for _, gw := range snap.Gateways {
 		gws[input.Key{Namespace: gw.Namespace, Name: gw.Name}] = gw
 	}
+	verdicts := make(map[input.Key]nodeVerdict, len(res.Gateways))
 	for _, s := range res.Gateways {
 		gw := gws[s.Key]
 		desired := *s.Status.DeepCopy()
-		applyVerdict(&desired, gw.Generation, verdictFor(s.Key, gw.Generation, reports))
+		v := verdictFor(s.Key, gw.Generation, reports)
+		verdicts[s.Key] = v
+		applyVerdict(&desired, gw.Generation, v)
 		if err := c.writeGateway(ctx, gw, desired, stamp); err != nil {
 			errs = append(errs, err)
 		}
@@ -219,6 +222,7 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	errs = append(errs, writeRoutes(ctx, c, c.tlsRouteAPI(), snap.TLSRoutes, res, stamp)...)
 	errs = append(errs, writeRoutes(ctx, c, c.tcpRouteAPI(), snap.TCPRoutes, res, stamp)...)
 	errs = append(errs, writeRoutes(ctx, c, c.udpRouteAPI(), snap.UDPRoutes, res, stamp)...)
+	errs = append(errs, c.writeListenerSets(ctx, snap.ListenerSets, res, verdicts, stamp)...)
 	errs = append(errs, c.writeBackendTLSPolicies(ctx, snap.BackendTLSPolicies, res, stamp)...)
 	errs = append(errs, c.reconcileIngresses(ctx, snap, res.Ingresses)...)
 	return errors.Join(errs...)

@@ -5,7 +5,8 @@
 // TLSRoutes, TCPRoutes and UDPRoutes
 // (routestatus.go writes route status once for every kind), and
 // BackendTLSPolicies (policystatus.go: our Gateways as ancestors, other
-// controllers' ancestors kept).
+// controllers' ancestors kept), and ListenerSets whose parent is one of
+// our Gateways (listenerset.go).
 //
 // Data enters from informers (the same kube provider the agents use, so
 // the controller computes status with exactly the translation the nodes
@@ -27,6 +28,12 @@
 // heartbeat is older than the staleness window (default 90s: three missed
 // 30s heartbeats) are ignored, so a dead node does not hold every Gateway
 // hostage; deleting a Node garbage-collects its report (owner reference).
+// A ListenerSet's listeners are programmed with their parent Gateway, so
+// its Programmed conditions follow the parent's node verdict. Nodes
+// report per Gateway generation, and editing a ListenerSet does not move
+// its parent's generation: for a moment after such an edit the set can
+// read Programmed while nodes still apply it (the Gateway API offers no
+// generation that covers both objects).
 //
 // Addresses. Gateways get an address from one configured pool, oldest
 // Gateway first. A Gateway asking for addresses in spec.addresses gets the
@@ -39,7 +46,7 @@
 // status.addresses (kube.StatusAddresses) and never allocate themselves.
 //
 // Status writing. The controller owns the whole status of our
-// GatewayClasses and Gateways, and only its own entries (controllerName)
+// GatewayClasses, Gateways and their ListenerSets, and only its own entries (controllerName)
 // in route status.parents: other controllers' entries are kept as they
 // are, and our entries for parentRefs that went away are removed. A
 // condition keeps its lastTransitionTime while its status is unchanged.

@@ -26,6 +26,7 @@ var SupportedFeatures = []features.FeatureName{
 	features.SupportGatewayStaticAddresses,
 	features.SupportGatewayAddressEmpty,
 	features.SupportGatewayHTTPSListenerDetectMisdirectedRequests,
+	features.SupportListenerSet,
 	// Extended, HTTPRoute.
 	features.SupportHTTPRouteQueryParamMatching,
 	features.SupportHTTPRouteMethodMatching,

@@ -32,7 +32,7 @@ func mergeConditions(existing, desired []metav1.Condition, now metav1.Time) []me
 // mergeGateway returns the Gateway status to write: desired (computed
 // from scratch) with transition times carried over from cur.
 func mergeGateway(cur, desired gwv1.GatewayStatus, now metav1.Time) gwv1.GatewayStatus {
-	out := gwv1.GatewayStatus{Addresses: desired.Addresses}
+	out := gwv1.GatewayStatus{Addresses: desired.Addresses, AttachedListenerSets: desired.AttachedListenerSets}
 	out.Conditions = mergeConditions(cur.Conditions, desired.Conditions, now)
 	for _, d := range desired.Listeners {
 		var prev []metav1.Condition
