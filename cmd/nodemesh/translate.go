@@ -22,6 +22,7 @@ import (
 
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/gateway/address"
+	"github.com/nodemesh/nodemesh/internal/systemca"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/provider/file"
 	"github.com/nodemesh/nodemesh/xds/translator"
@@ -29,12 +30,14 @@ import (
 
 // translateOffline runs what the agent's Apply runs before publishing —
 // address assignment from a fresh pool, then the Gateway API translation —
-// for one snapshot.
-func translateOffline(snap *input.Snapshot, pool netip.Prefix, ing gateway.IngressOptions) *gateway.Result {
+// for one snapshot. systemCAs is the host's CA bundle, which the agent
+// reads the same way (internal/systemca); nil refuses BackendTLSPolicies
+// that trust it, as the agent does on a host without one.
+func translateOffline(snap *input.Snapshot, pool netip.Prefix, ing gateway.IngressOptions, systemCAs []byte) *gateway.Result {
 	want := append(address.OwnGateways(snap, gateway.ControllerName), gateway.IngressAddressRequests(snap, ing)...)
 	addrs, problems := address.New(pool).Assign(want)
 	ing.UseIngressAddresses(addrs)
-	return gateway.Translate(snap, gateway.Options{ControllerName: gateway.ControllerName, Addresses: addrs, AddressProblems: problems, Ingress: ing})
+	return gateway.Translate(snap, gateway.Options{ControllerName: gateway.ControllerName, Addresses: addrs, AddressProblems: problems, Ingress: ing, SystemCAs: systemCAs})
 }
 
 type stringList []string
@@ -70,7 +73,11 @@ func translateCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	res := translateOffline(snap, prefix, ing)
+	systemCAs, _, caErr := systemca.Load()
+	if caErr != nil {
+		fmt.Fprintf(stderr, "warning: BackendTLSPolicies trusting the system CAs are refused: %v\n", caErr)
+	}
+	res := translateOffline(snap, prefix, ing, systemCAs)
 	reportProblems(stderr, res)
 
 	var doc any
@@ -81,9 +88,11 @@ func translateCmd(args []string, stdout, stderr io.Writer) error {
 		doc = struct {
 			GatewayClasses []gateway.GatewayClassStatus `json:"gatewayClasses,omitempty"`
 			Gateways       []gateway.GatewayStatus      `json:"gateways,omitempty"`
+			ListenerSets   []gateway.ListenerSetStatus  `json:"listenerSets,omitempty"`
 			Routes         []gateway.RouteStatus        `json:"routes,omitempty"`
+			Policies       []gateway.PolicyStatus       `json:"policies,omitempty"`
 			Ingresses      []gateway.IngressStatus      `json:"ingresses,omitempty"`
-		}{res.GatewayClasses, res.Gateways, res.Routes, res.Ingresses}
+		}{res.GatewayClasses, res.Gateways, res.ListenerSets, res.Routes, res.Policies, res.Ingresses}
 	default:
 		out, err := translator.Translate(res.Config)
 		if err != nil {
@@ -181,9 +190,20 @@ func reportProblems(w io.Writer, res *gateway.Result) {
 			bad("Gateway", g.Key.String()+" listener "+string(l.Name), l.Conditions)
 		}
 	}
+	for _, ls := range res.ListenerSets {
+		bad("ListenerSet", ls.Key.String(), ls.Status.Conditions)
+		for _, l := range ls.Status.Listeners {
+			bad("ListenerSet", ls.Key.String()+" listener "+string(l.Name), l.Conditions)
+		}
+	}
 	for _, r := range res.Routes {
 		for _, p := range r.Status.Parents {
 			bad(string(r.Kind), r.Key.String()+" parent "+string(p.ParentRef.Name), p.Conditions)
+		}
+	}
+	for _, p := range res.Policies {
+		for _, a := range p.Status.Ancestors {
+			bad(string(p.Kind), p.Key.String()+" ancestor "+string(a.AncestorRef.Name), a.Conditions)
 		}
 	}
 	for _, ing := range res.Ingresses {

@@ -37,9 +37,7 @@ const gatewayAPIModule = "sigs.k8s.io/gateway-api"
 // with an error naming the kind, nothing of it is served. Every entry must
 // still be refused (a stale entry fails the test), so the list shrinks as
 // kinds land.
-var refusedExamples = map[string]string{
-	"standard/listenerset/listenerset.yaml": "ListenerSet is not implemented yet: unsupported kind",
-}
+var refusedExamples = map[string]string{}
 
 // degradedExamples lists the example manifests that translate but get
 // unhealthy conditions for a feature not implemented here, with the
@@ -287,18 +285,13 @@ func referentsFile(t *testing.T, files []string) string {
 			}
 		}
 		for _, l := range g.Spec.Listeners {
-			if l.TLS == nil {
-				continue
-			}
-			for _, r := range l.TLS.CertificateRefs {
-				if (r.Kind != nil && *r.Kind != "Secret") || (r.Group != nil && *r.Group != "") {
-					continue
-				}
-				k := input.Key{Namespace: g.Namespace, Name: string(r.Name)}
-				if r.Namespace != nil {
-					k.Namespace = string(*r.Namespace)
-				}
-				secret(k)
+			listenerSecrets(g.Namespace, l.TLS, secret)
+		}
+	}
+	for _, o := range objs {
+		if ls, ok := o.Obj.(*gwv1.ListenerSet); ok {
+			for _, l := range ls.Spec.Listeners {
+				listenerSecrets(ls.Namespace, l.TLS, secret)
 			}
 		}
 	}
@@ -322,6 +315,25 @@ func referentsFile(t *testing.T, files []string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// listenerSecrets supplies the Secrets a listener's certificateRefs name,
+// in the namespace of the object defining the listener unless the ref
+// says otherwise.
+func listenerSecrets(ns string, tls *gwv1.ListenerTLSConfig, secret func(input.Key)) {
+	if tls == nil {
+		return
+	}
+	for _, r := range tls.CertificateRefs {
+		if (r.Kind != nil && *r.Kind != "Secret") || (r.Group != nil && *r.Group != "") {
+			continue
+		}
+		k := input.Key{Namespace: ns, Name: string(r.Name)}
+		if r.Namespace != nil {
+			k.Namespace = string(*r.Namespace)
+		}
+		secret(k)
+	}
 }
 
 // exampleRef is one thing a route names: a backend Service, or a parent
@@ -488,8 +500,9 @@ func decodeFiles(t *testing.T, files []string) []input.Object {
 func checkExampleStatus(t *testing.T, name string, files []string, printed []byte) {
 	t.Helper()
 	var st struct {
-		Gateways []gateway.GatewayStatus `json:"gateways"`
-		Routes   []gateway.RouteStatus   `json:"routes"`
+		Gateways     []gateway.GatewayStatus     `json:"gateways"`
+		ListenerSets []gateway.ListenerSetStatus `json:"listenerSets"`
+		Routes       []gateway.RouteStatus       `json:"routes"`
 	}
 	if err := json.Unmarshal(printed, &st); err != nil {
 		t.Fatalf("decoding the status printout: %v", err)
@@ -497,6 +510,10 @@ func checkExampleStatus(t *testing.T, name string, files []string, printed []byt
 	gws := map[input.Key]gwv1.GatewayStatus{}
 	for _, g := range st.Gateways {
 		gws[g.Key] = g.Status
+	}
+	sets := map[input.Key]gwv1.ListenerSetStatus{}
+	for _, l := range st.ListenerSets {
+		sets[l.Key] = l.Status
 	}
 	routes := map[string]gwv1.RouteStatus{}
 	for _, r := range st.Routes {
@@ -553,6 +570,27 @@ func checkExampleStatus(t *testing.T, name string, files []string, printed []byt
 			}
 			for _, l := range s.Listeners {
 				check(fmt.Sprintf("Gateway %s listener %s", o.Key, l.Name), l.Conditions, "Accepted", "Programmed", "ResolvedRefs")
+			}
+			continue
+		}
+		if ls, ok := o.Obj.(*gwv1.ListenerSet); ok {
+			parent := input.Key{Namespace: ls.Namespace, Name: string(ls.Spec.ParentRef.Name)}
+			if p := ls.Spec.ParentRef.Namespace; p != nil {
+				parent.Namespace = string(*p)
+			}
+			s, printed := sets[o.Key]
+			if printed != ourGateways[parent] {
+				t.Errorf("ListenerSet %s: status printed = %v, want %v (its parent Gateway %s is this controller's)", o.Key, printed, ourGateways[parent], parent)
+			}
+			if !printed {
+				continue
+			}
+			check("ListenerSet "+o.Key.String(), s.Conditions, "Accepted", "Programmed")
+			if len(s.Listeners) != len(ls.Spec.Listeners) {
+				t.Errorf("ListenerSet %s: status for %d listeners printed, want %d", o.Key, len(s.Listeners), len(ls.Spec.Listeners))
+			}
+			for _, l := range s.Listeners {
+				check(fmt.Sprintf("ListenerSet %s listener %s", o.Key, l.Name), l.Conditions, "Accepted", "Programmed", "ResolvedRefs")
 			}
 			continue
 		}
