@@ -40,8 +40,7 @@ func (t *translator) resolveBackend(rule *ruleState, k int, wb *ir.WeightedBacke
 	case problem != nil:
 		rule.route.refProblems = append(rule.route.refProblems, *problem)
 	case cl == nil:
-		// A BackendTLSPolicy that cannot verify the backend: fail closed
-		// (500); the policy's status says why.
+		// No cluster and no problem: nothing to send to (fail closed).
 	default:
 		wb.Cluster = cl.Name
 		rule.clusters = append(rule.clusters, cl)
@@ -113,7 +112,11 @@ func (t *translator) resolveService(rs *routeState, field string, br *gwv1.Backe
 		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d speaks %s; %s need %s (appProtocol kubernetes.io/h2c)", k, sp.Port, proto, rs.kind.plural, want)
 	}
 	if bt != nil && bt.tls == nil {
-		return nil, nil
+		// The backend asks for TLS the policy cannot give it: the
+		// backendRef is invalid (the HTTPBackendRef contract), with the
+		// reason the spec gives for a backend that cannot be spoken to
+		// as required, and its share of requests fails (no cluster).
+		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d needs the TLS of a BackendTLSPolicy that cannot be honoured: %s", k, sp.Port, bt.problem())
 	}
 	var tls *ir.UpstreamTLS
 	if bt != nil {

@@ -45,6 +45,12 @@ import (
 //   - hostname is sent as SNI and, without subjectAltNames, must be a DNS
 //     SAN of the backend's certificate; subjectAltNames (Hostname → DNS,
 //     URI → URI) replace that check, any one matching;
+//   - a route whose backendRef (or mirror) names a port of a policy that
+//     cannot verify backends is ResolvedRefs=False/UnsupportedProtocol
+//     naming the policy and its problem (HTTPBackendRef calls such a
+//     backendRef invalid without naming a reason; that one is the spec's
+//     for a backend that cannot be spoken to as required), stays Accepted,
+//     and that backend's share of requests gets 500;
 //   - the policy applies to HTTP backends (HTTPRoute, GRPCRoute, Ingress):
 //     their cluster carries ir.UpstreamTLS, and a port whose appProtocol
 //     names TLS ("https", "tls") is accepted only with a policy;
@@ -63,6 +69,14 @@ type backendTLS struct {
 	// conflict, which conflicted overrides.
 	accepted, resolved verdict
 	conflicted         bool
+}
+
+// problem says why a policy cannot verify backends (tls is nil).
+func (bt *backendTLS) problem() string {
+	if !bt.accepted.ok {
+		return bt.accepted.msg
+	}
+	return bt.resolved.msg
 }
 
 // tlsTarget is a Service and a port name ("" for every port).

@@ -110,9 +110,7 @@ func (t *translator) mirrorFilter(rule *ruleState, field string, f *gwv1.HTTPReq
 		return
 	}
 	if cl == nil {
-		// A BackendTLSPolicy that cannot verify the mirror's backend: no
-		// copies (fail closed); the policy's status says why.
-		return
+		return // nothing to copy to (fail closed)
 	}
 	m.Cluster = cl.Name
 	rule.clusters = append(rule.clusters, cl)
