@@ -2,9 +2,10 @@
 // computes the status of the GatewayClasses, Gateways and routes this
 // controller owns; it also serves Kubernetes Ingresses of its class.
 // HTTPRoute, GRPCRoute, TLSRoute (passthrough and terminate), TCPRoute and
-// UDPRoute are the route kinds supported today, and BackendTLSPolicy the
-// policy kind; the model below ("Route kinds") is shared by every kind,
-// and Ingress ("Ingress") compiles into it.
+// UDPRoute are the route kinds supported today, BackendTLSPolicy the
+// policy kind, and ListenerSet adds listeners to Gateways ("ListenerSets");
+// the model below ("Route kinds") is shared by every kind, and Ingress
+// ("Ingress") compiles into it.
 //
 // Data enters as an immutable input.Snapshot plus Options (the controller
 // name and the address the caller assigned to each Gateway) and leaves as a
@@ -84,6 +85,44 @@
 // the domain — a "*.example.com" route also serves "foo.example.com" —
 // ordered as precedence.go describes (hostname specificity first, as the
 // HTTPRoute hostnames spec requires).
+//
+// ListenerSets (listenerset.go). A ListenerSet whose parentRef names one
+// of our Gateways is reported on (Result.ListenerSets); its listeners join
+// the Gateway's when spec.allowedListeners.namespaces admits the set's
+// namespace (None, the default, admits none; Same, Selector over
+// Namespace labels, All) and the Gateway is accepted, else the set is
+// Accepted=False/NotAllowed (or ParentNotAccepted) with no listeners.
+// Joined listeners are the Gateway's in every way that matters for
+// traffic: they share its address, ports, route tables, SNI selection and
+// listener isolation, and its port claims against other Gateways. The
+// merged order is the spec's precedence: the Gateway's own listeners,
+// then ListenerSets oldest first, then by namespace/name. Decisions:
+//   - a ListenerSet listener using a port with another protocol than an
+//     earlier listener of the merged list, or the port, protocol and
+//     hostname of one, is Conflicted (ProtocolConflict, HostnameConflict)
+//     and the earlier one keeps serving, as the spec's precedence asks;
+//     this holds inside one ListenerSet too. Conflicts among a Gateway's
+//     own listeners keep the rule above (none of the group wins);
+//   - a set is Accepted when at least one of its listeners is valid
+//     (reason ListenersNotValid when some are not) and Programmed when one
+//     is served; a conflicted listener counts as not valid. The Gateway's
+//     status lists only its own listeners and counts accepted sets in
+//     attachedListenerSets (written whenever it has sets or
+//     allowedListeners);
+//   - a set's listener resolves certificateRefs as the set: Secrets of its
+//     namespace, or others a ReferenceGrant from ListenerSet allows (the
+//     Gateway's grants do not extend to it), and allowedRoutes Same means
+//     the set's namespace. The Gateway's spec.tls (frontend validation,
+//     backend client certificate) applies to every listener of its ports;
+//   - a route attaches to a set's listeners only through a parentRef of
+//     kind ListenerSet (sectionName and port select among them); a Gateway
+//     parentRef selects among the Gateway's own listeners only, so its
+//     sectionName never names a set's listener. A parentRef to a set the
+//     Gateway does not admit is Accepted=False/NoMatchingParent. Route
+//     status has one entry per parentRef, as for Gateways;
+//   - IR chains and tables of a set's listener are named after the set
+//     (listenerset/<ns>/<name>/<listener>), since listener names are only
+//     unique within their object.
 //
 // Attachment. A parentRef selects listeners by sectionName and port; a
 // listener admits a route when its allowedRoutes kinds include the route's
@@ -174,9 +213,10 @@
 //     only through IR route names.
 //
 // GRPCRoute (grpcroute.go) is such a row: its method matches become path
-// matches, its header matches and header modifiers are HTTPRoute's, and
-// its backends must speak h2c (routeKind.backendProtocol); the file's
-// comment gives the mapping and the precedence among its matches.
+// matches, its header matches, header modifiers and RequestMirror filters
+// are HTTPRoute's, and its backends, mirrors included, must speak h2c
+// (routeKind.backendProtocol); the file's comment gives the mapping and
+// the precedence among its matches.
 //
 // TLSRoute and TCPRoute (l4route.go) have rules without matches; the
 // build turns their attachments into IR TCP chains (SNI-selected on TLS

@@ -86,7 +86,7 @@ func (t *translator) compileGRPCRule(rs *routeState, i int, spec *gwv1.GRPCRoute
 	for j := range matches {
 		rule.matches = append(rule.matches, compileGRPCMatch(rule, j, &matches[j]))
 	}
-	compileGRPCFilters(rule, "filters", spec.Filters, &rule.reqHeaders, &rule.respHeaders)
+	t.compileGRPCFilters(rule, "filters", spec.Filters, &rule.reqHeaders, &rule.respHeaders, true)
 	for k := range spec.BackendRefs {
 		br := &spec.BackendRefs[k]
 		wb := weightedBackend(rule, k, br.Weight, new(ir.WeightedBackend))
@@ -94,7 +94,7 @@ func (t *translator) compileGRPCRule(rs *routeState, i int, spec *gwv1.GRPCRoute
 			continue
 		}
 		if len(br.Filters) > 0 {
-			compileGRPCFilters(rule, fmt.Sprintf("backendRefs[%d].filters", k), br.Filters, &wb.RequestHeaders, &wb.ResponseHeaders)
+			t.compileGRPCFilters(rule, fmt.Sprintf("backendRefs[%d].filters", k), br.Filters, &wb.RequestHeaders, &wb.ResponseHeaders, false)
 		}
 		t.resolveBackend(rule, k, wb, &br.BackendObjectReference)
 	}
@@ -105,12 +105,20 @@ func (t *translator) compileGRPCRule(rs *routeState, i int, spec *gwv1.GRPCRoute
 }
 
 // compileGRPCFilters compiles the filters of a rule or of one backendRef:
-// the two header modifiers; any other type invalidates the rule.
-func compileGRPCFilters(rule *ruleState, field string, filters []gwv1.GRPCRouteFilter, req, resp **ir.HeaderModifier) {
+// the two header modifiers and, on a rule (mirrors), RequestMirror, which
+// copies calls as HTTPRoute's does (httproute_retry.go) to a backend that
+// must speak h2c like the route's own; any other type invalidates the
+// rule.
+func (t *translator) compileGRPCFilters(rule *ruleState, field string, filters []gwv1.GRPCRouteFilter, req, resp **ir.HeaderModifier, mirrors bool) {
 	seen := map[gwv1.GRPCRouteFilterType]bool{}
 	for k := range filters {
 		f := &filters[k]
 		ff := field + "[" + strconv.Itoa(k) + "]"
+		if f.Type == gwv1.GRPCRouteFilterRequestMirror && mirrors {
+			// The one filter the API allows more than once.
+			t.mirrorFilter(rule, ff+".requestMirror", f.RequestMirror)
+			continue
+		}
 		if seen[f.Type] {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, ff+".type", "filter %s appears more than once", f.Type)
 			return
