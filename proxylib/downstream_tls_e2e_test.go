@@ -61,7 +61,7 @@ func rbacAuthenticated(t testing.TB, name string) *hcmv3.HttpFilter {
 // x-forwarded-client-cert modes and RBAC authenticated principals.
 func TestDownstreamClientCertificates(t *testing.T) {
 	ca, other := newCA(t, "client CA"), newCA(t, "stranger CA")
-	serverPEM, serverKey, _ := ca.issue(t, leaf{cn: "gateway", dns: []string{"strict.example", "lenient.example", "sds.example", "forward.example"},
+	serverPEM, serverKey, _ := ca.issue(t, leaf{cn: "gateway", dns: []string{"strict.example", "lenient.example", "sds.example", "forward.example", "fallback.example"},
 		uris: []string{"spiffe://td/gateway"}})
 	_, _, goodClient := ca.issue(t, leaf{cn: "client", client: true, uris: []string{"spiffe://td/client"}, dns: []string{"client.example"}})
 	_, _, wrongSAN := ca.issue(t, leaf{cn: "intruder", client: true, uris: []string{"spiffe://td/intruder"}})
@@ -93,6 +93,9 @@ func TestDownstreamClientCertificates(t *testing.T) {
 			mtlsChain(t, hcmFor(t, "rc", withRBAC), "lenient.example", false, untrusted, ""),
 			mtlsChain(t, hcmFor(t, "rc", nil), "sds.example", true, nil, "client-ca"),
 			mtlsChain(t, hcmFor(t, "rc", appendXFCC), "forward.example", false, validation(ca.pem), ""),
+			// What the Gateway translation emits for AllowInsecureFallback:
+			// ACCEPT_UNTRUSTED, no RBAC, forward_client_cert_details unset.
+			mtlsChain(t, hcmFor(t, "rc", nil), "fallback.example", false, untrusted, ""),
 		}}
 	x.set(l, routeConfig("rc", vh("v", "*", prefixRoute("/", "be"))), edsCluster(t, "be", false, nil), cla("be", be.addr),
 		secret("server-cert", serverPEM, serverKey), validationSecret("client-ca", validation(ca.pem, clientSAN)))
@@ -174,6 +177,19 @@ func TestDownstreamClientCertificates(t *testing.T) {
 			}
 			if code == 200 && e.Header.Get("X-Forwarded-Client-Cert") != "" {
 				t.Fatalf("h2=%v lenient: SANITIZE forwarded x-forwarded-client-cert %q", h2, e.Header.Get("X-Forwarded-Client-Cert"))
+			}
+		}
+		// fallback (AllowInsecureFallback as the Gateway translation
+		// emits it): every client gets through, and whatever it presents,
+		// a certificate or none, the x-forwarded-client-cert it sends is
+		// removed (SANITIZE), so the backend never sees a forged one.
+		for name, cert := range map[string]*tls.Certificate{"none": nil, "valid": &goodClient, "untrusted CA": &stranger, "wrong SAN": &wrongSAN} {
+			code, e, err := get(t, "fallback.example", cert, h2, map[string]string{"X-Forwarded-Client-Cert": "By=spiffe://td/admin;Hash=forged;URI=spiffe://td/admin"})
+			if err != nil || code != 200 {
+				t.Fatalf("h2=%v fallback, %s: %d %v, want 200", h2, name, code, err)
+			}
+			if got := e.Header.Values("X-Forwarded-Client-Cert"); len(got) != 0 {
+				t.Fatalf("h2=%v fallback, %s: the backend got x-forwarded-client-cert %q", h2, name, got)
 			}
 		}
 		// APPEND_FORWARD: this hop's element after the client's.

@@ -50,6 +50,12 @@ func (b *builder) httpConnectionManager(l *ir.Listener, ch *ir.HTTPChain) (*anyp
 		UpgradeConfigs:       []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: upgradeWebSocket}},
 		UseRemoteAddress:     wrapperspb.Bool(true),
 		Http2ProtocolOptions: http2Options(),
+		// A client's x-forwarded-client-cert is removed from every request,
+		// on chains that validate client certificates too (strictly or
+		// with AllowInsecureFallback): the backend never sees an identity
+		// a client made up. SANITIZE is the proto's default; it is named
+		// here because choosing a forwarding mode would open that hole.
+		ForwardClientCertDetails: hcmv3.HttpConnectionManager_SANITIZE,
 	}
 	setPathNormalization(hcm)
 	limitHCM(hcm)
