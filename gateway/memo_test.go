@@ -10,8 +10,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/mesh/input"
@@ -271,5 +273,59 @@ func TestTranslatorReusesByContent(t *testing.T) {
 	}
 	if got := compiled(snap)[input.Key{Namespace: "default", Name: edited}].rules[0].matches[0].match.Path.Value; got != "/api/v2" {
 		t.Errorf("edited route compiled to path %q, want /api/v2", got)
+	}
+}
+
+// TestTranslatorListenerSetEdits: edits to ListenerSets (a listener's
+// hostname, precedence by creation time, a set removed and restored, the
+// Gateway's allowedListeners) change which listeners routes attach to
+// through Gateway and ListenerSet parentRefs; the Translator's result
+// must follow each as a fresh translation does.
+func TestTranslatorListenerSetEdits(t *testing.T) {
+	for _, in := range []string{"testdata/listenerset/attach.in.yaml", "testdata/listenerset/conflicts.in.yaml"} {
+		base := loadCase(t, in)
+		opts := Options{Addresses: testAddresses(t, base, true)}
+		rng := rand.New(rand.NewSource(11))
+		x := NewTranslator()
+		snap := base
+		checkSame(t, in+" start", x, snap, opts)
+		for step := 0; step < 60; step++ {
+			next := *snap
+			i := rng.Intn(len(next.ListenerSets))
+			var what string
+			switch rng.Intn(5) {
+			case 0:
+				ls := next.ListenerSets[i].DeepCopy()
+				l := &ls.Spec.Listeners[rng.Intn(len(ls.Spec.Listeners))]
+				l.Hostname = ptr(gwv1.Hostname(fmt.Sprintf("h%d.example.com", rng.Intn(3))))
+				next.ListenerSets = slices.Clone(next.ListenerSets)
+				next.ListenerSets[i] = ls
+				what = "listener hostname"
+			case 1:
+				ls := next.ListenerSets[i].DeepCopy()
+				ls.CreationTimestamp = metav1.NewTime(time.Date(2026, 1, 1+rng.Intn(5), 0, 0, 0, 0, time.UTC))
+				next.ListenerSets = slices.Clone(next.ListenerSets)
+				next.ListenerSets[i] = ls
+				what = "creation time"
+			case 2:
+				if len(next.ListenerSets) > 1 {
+					next.ListenerSets = slices.Delete(slices.Clone(next.ListenerSets), i, i+1)
+					what = "set removed"
+				}
+			case 3:
+				next.ListenerSets = base.ListenerSets
+				what = "sets restored"
+			default:
+				j := rng.Intn(len(next.Gateways))
+				gw := next.Gateways[j].DeepCopy()
+				froms := []gwv1.FromNamespaces{gwv1.NamespacesFromAll, gwv1.NamespacesFromSame, gwv1.NamespacesFromNone}
+				gw.Spec.AllowedListeners = &gwv1.AllowedListeners{Namespaces: &gwv1.ListenerNamespaces{From: ptr(froms[rng.Intn(len(froms))])}}
+				next.Gateways = slices.Clone(next.Gateways)
+				next.Gateways[j] = gw
+				what = "allowedListeners"
+			}
+			snap = &next
+			checkSame(t, fmt.Sprintf("%s step %d (%s)", in, step, what), x, snap, opts)
+		}
 	}
 }
