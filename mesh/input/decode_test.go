@@ -229,3 +229,31 @@ func TestDecodeAlphaL4Routes(t *testing.T) {
 		t.Error("TCPRoute v1alpha3 (never served) decoded without an error")
 	}
 }
+
+// TestDecodeListenerSet: a v1 ListenerSet decodes strictly into the
+// snapshot's ListenerSets; the experimental channel's old group version
+// (gateway.networking.x-k8s.io XListenerSet) is not this kind.
+func TestDecodeListenerSet(t *testing.T) {
+	const in = "apiVersion: gateway.networking.k8s.io/v1\nkind: ListenerSet\nmetadata:\n  name: ls\n  namespace: team\nspec:\n  parentRef:\n    name: gw\n    namespace: default\n  listeners:\n  - name: web\n    port: 80\n    protocol: HTTP\n    hostname: a.example.com\n"
+	objs, err := Decode("ls.yaml", []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := Build(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.ListenerSets) != 1 {
+		t.Fatalf("%d ListenerSets in the snapshot, want 1", len(snap.ListenerSets))
+	}
+	ls := snap.ListenerSets[0]
+	if ls.Namespace != "team" || string(ls.Spec.ParentRef.Name) != "gw" || len(ls.Spec.Listeners) != 1 || ls.Spec.Listeners[0].Port != 80 {
+		t.Errorf("ListenerSet decoded as %+v", ls)
+	}
+	if _, err := Decode("ls.yaml", []byte(strings.Replace(in, "    port: 80\n", "    port: 80\n    bogus: 1\n", 1))); err == nil {
+		t.Error("an unknown ListenerSet field decoded without an error")
+	}
+	if _, err := Decode("ls.yaml", []byte(strings.Replace(in, "gateway.networking.k8s.io/v1", "gateway.networking.x-k8s.io/v1alpha1", 1))); err == nil {
+		t.Error("an x-k8s.io ListenerSet decoded without an error")
+	}
+}
