@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -14,6 +16,7 @@ import (
 	"github.com/nodemesh/nodemesh/gateway/nodereport"
 	"github.com/nodemesh/nodemesh/internal/agent"
 	agentapi "github.com/nodemesh/nodemesh/internal/agent/api"
+	"github.com/nodemesh/nodemesh/mesh/envoyconfig"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/policy"
 	"github.com/nodemesh/nodemesh/mesh/provider/kube"
@@ -37,11 +40,13 @@ func clusterIdentities(ctx context.Context, kubeconfig string, log *slog.Logger)
 }
 
 // runKubernetes wires the Kubernetes provider and the node status reporter
-// to the agent. With withPolicy the provider also watches Pods, Nodes and
-// the policy kinds, and the policies' Valid conditions are written; the
-// provider refuses to start (an error, not an empty policy) when the API
-// server cannot serve them. It returns once everything is started; their
-// errors go to errc.
+// to the agent. The provider always watches the Envoy config kinds (as
+// optional kinds: a cluster without their CRDs runs without them). With
+// withPolicy it also watches Pods, Nodes and the policy kinds, and the
+// policies' Valid conditions are written; the provider refuses to start
+// (an error, not an empty policy) when the API server cannot serve them.
+// The Envoy configs' Valid conditions are written in both cases. It
+// returns once everything is started; their errors go to errc.
 func runKubernetes(ctx context.Context, log *slog.Logger, a *agent.Agent, kubeconfig, node string, controller gwv1.GatewayController, withPolicy bool, errc chan<- error) error {
 	clients, err := kube.Connect(kubeconfig)
 	if err != nil {
@@ -56,24 +61,21 @@ func runKubernetes(ctx context.Context, log *slog.Logger, a *agent.Agent, kubeco
 		}
 	}
 	core, gw, dyn := clients.Core, clients.Gateway, clients.Dynamic
-	opts := []kube.Option{kube.WithLogger(log)}
-	var sw *kube.StatusWriter
+	opts := []kube.Option{kube.WithLogger(log), kube.WithEnvoyConfigs(dyn)}
 	if withPolicy {
 		opts = append(opts, kube.WithPolicy(dyn))
-		sw = kube.NewStatusWriter(dyn, node, log)
-		go sw.Run(ctx)
 	}
+	sw := kube.NewStatusWriter(dyn, node, log)
+	go sw.Run(ctx)
 	prov := kube.New(core, gw, opts...)
+	var last atomic.Pointer[input.Snapshot]
 	go func() {
 		errc <- prov.Watch(ctx, func(s *input.Snapshot) {
+			last.Store(s)
 			_ = a.Apply(ctx, s, prov.Problems()) // failures are logged and shown in status
-			if sw != nil {
-				if st := a.Status(); st.Policy != nil {
-					sw.Update(policyVerdicts(s, st.Policy.Policies))
-				}
-			}
 		})
 	}()
+	go followVerdicts(ctx, a, &last, sw)
 	status := func() nodereport.AgentStatus {
 		st := a.Status()
 		return nodereport.AgentStatus{Gateways: st.Gateways, Proxies: st.Proxies, PublishError: st.PublishError, Policy: nodePolicy(st.Policy)}
@@ -82,6 +84,70 @@ func runKubernetes(ctx context.Context, log *slog.Logger, a *agent.Agent, kubeco
 	go rep.Run(ctx)
 	log.Info("reporting node proxy status", "node", node)
 	return nil
+}
+
+// followVerdicts hands the status writer this node's verdicts on the
+// cilium.io objects of the latest snapshot whenever they change: after an
+// Apply, and when a proxy rejects (or later accepts) the resources of an
+// Envoy config, which happens after the Apply that published them. It
+// waits on the agent's events, never polls; an unchanged set of verdicts
+// is not handed on, and the writer writes only what differs from what it
+// wrote, so a quiet cluster causes no API calls.
+func followVerdicts(ctx context.Context, a *agent.Agent, last *atomic.Pointer[input.Snapshot], sw *kube.StatusWriter) {
+	var prev []kube.PolicyVerdict
+	for {
+		var cur []kube.PolicyVerdict
+		_, err := a.WaitStatus(ctx, func(st *agentapi.Status) bool {
+			s := last.Load()
+			if s == nil {
+				return false
+			}
+			cur = envoyConfigVerdicts(s, st.EnvoyConfigs)
+			if st.Policy != nil {
+				cur = append(policyVerdicts(s, st.Policy.Policies), cur...)
+			}
+			return !slices.Equal(cur, prev)
+		})
+		if err != nil {
+			return // ctx ended
+		}
+		sw.Update(cur)
+		prev = cur
+	}
+}
+
+// envoyConfigVerdicts turns the agent's verdicts on the snapshot's Envoy
+// configs into their Valid conditions. A refusal by translation
+// (Invalid, Unsupported, Conflict, NotRedirected) or by a proxy
+// (ProxyRejected, the NACK's text) makes the condition False with the
+// exact error; a config waiting for the proxies' acknowledgement is
+// accepted. A config this node's labels do not select gets no verdict
+// from this node: it says nothing about it.
+func envoyConfigVerdicts(s *input.Snapshot, statuses []agentapi.EnvoyConfigStatus) []kube.PolicyVerdict {
+	type key struct{ kind, ns, name string }
+	byKey := make(map[key]agentapi.EnvoyConfigStatus, len(statuses))
+	for _, st := range statuses {
+		byKey[key{st.Kind, st.Namespace, st.Name}] = st
+	}
+	var out []kube.PolicyVerdict
+	add := func(kind, ns, name string, uid types.UID, gen int64) {
+		st, ok := byKey[key{kind, ns, name}]
+		if !ok || st.Reason == envoyconfig.ReasonNotSelected {
+			return
+		}
+		v := kube.PolicyVerdict{Kind: kind, Namespace: ns, Name: name, UID: uid, Generation: gen, Valid: true, Reason: envoyconfig.ReasonAccepted}
+		if !st.Valid {
+			v.Valid, v.Reason, v.Message = false, st.Reason, st.Message
+		}
+		out = append(out, v)
+	}
+	for _, c := range s.CiliumEnvoyConfigs {
+		add(envoyconfig.KindEnvoyConfig, c.Namespace, c.Name, c.UID, c.Generation)
+	}
+	for _, c := range s.CiliumClusterwideEnvoyConfigs {
+		add(envoyconfig.KindClusterwideEnvoyConfig, "", c.Name, c.UID, c.Generation)
+	}
+	return out
 }
 
 // policyVerdicts turns the compiler's verdicts on the snapshot's cilium.io

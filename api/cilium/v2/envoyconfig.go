@@ -11,12 +11,16 @@ import (
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Namespaced,path=ciliumenvoyconfigs,singular=ciliumenvoyconfig,shortName={cec},categories={cilium}
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name=Valid,type=string,JSONPath=`.status.conditions[?(@.type=="Valid")].status`
 // +kubebuilder:printcolumn:name=Age,type=date,JSONPath=`.metadata.creationTimestamp`
 type CiliumEnvoyConfig struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	Spec CiliumEnvoyConfigSpec `json:"spec,omitempty"`
+	// Status is written by the agents of the nodes the config selects.
+	Status CiliumEnvoyConfigStatus `json:"status,omitempty"`
 }
 
 // CiliumEnvoyConfigList is a list of CiliumEnvoyConfig.
@@ -33,12 +37,16 @@ type CiliumEnvoyConfigList struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster,path=ciliumclusterwideenvoyconfigs,singular=ciliumclusterwideenvoyconfig,shortName={ccec},categories={cilium}
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name=Valid,type=string,JSONPath=`.status.conditions[?(@.type=="Valid")].status`
 // +kubebuilder:printcolumn:name=Age,type=date,JSONPath=`.metadata.creationTimestamp`
 type CiliumClusterwideEnvoyConfig struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	Spec CiliumEnvoyConfigSpec `json:"spec,omitempty"`
+	// Status is written by the agents of the nodes the config selects.
+	Status CiliumEnvoyConfigStatus `json:"status,omitempty"`
 }
 
 // CiliumClusterwideEnvoyConfigList is a list of
@@ -49,6 +57,21 @@ type CiliumClusterwideEnvoyConfigList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []CiliumClusterwideEnvoyConfig `json:"items"`
+}
+
+// CiliumEnvoyConfigStatus is what the agents report about an Envoy
+// config. Cilium's kinds have no status (an agent only logs what Envoy
+// rejected); nodemesh adds one so that a refused config says why on the
+// object itself. An API server running Cilium's own CRDs has no status
+// subresource for them, and then nothing is written.
+type CiliumEnvoyConfigStatus struct {
+	// Conditions hold one entry per type; the type nodemesh writes is
+	// Valid: False, with the exact error, when a node refused the config
+	// (translation or a proxy's rejection of one of its resources).
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=32
+	Conditions []NetworkPolicyCondition `json:"conditions,omitempty"`
 }
 
 // CiliumEnvoyConfigSpec is the body of both Envoy config kinds.

@@ -6,8 +6,8 @@
 // TLSRoute, TCPRoute, UDPRoute, ListenerSet, BackendTLSPolicy (v1, Gateway API v1.6
 // CRDs), ReferenceGrant, Service, EndpointSlice, TLS Secrets, ConfigMaps
 // (the CA bundles of BackendTLSPolicies), Namespace, Ingress, IngressClass;
-// with WithPolicy also
-// Pod, Node, NetworkPolicy and the cilium.io policies) → change signal →
+// with WithEnvoyConfigs the cilium.io Envoy config kinds; with WithPolicy
+// also Pod, Node, NetworkPolicy and the cilium.io policies) → change signal →
 // debounce → Snapshot built from the informer caches → subscriber. The
 // subscriber is called from one goroutine, one call at a time, so a burst
 // of events (a `kubectl apply` of fifty objects) yields one translation,
@@ -55,6 +55,16 @@
 //     would hang the sync, assuming it absent would withdraw its routes).
 //     A CRD deleted while watched is not unwatched: its informer keeps the
 //     last listing and retries, as client-go does for any kind.
+//   - The Envoy config kinds (CiliumEnvoyConfig,
+//     CiliumClusterwideEnvoyConfig; WithEnvoyConfigs) do not depend on
+//     network policy: a user with Envoy configs and no policy gets them.
+//     Without WithPolicy they are optional kinds like the route kinds
+//     above (a cluster without Cilium's CRDs loses nothing, and the kinds
+//     join once their CRDs appear); with WithPolicy they are required
+//     with the policy kinds. They are read as the policy kinds are (strict
+//     spec, last good version kept, Problems), and only spec, label and
+//     annotation changes count, so the status the agents write on them
+//     causes no translation.
 //
 // Network policy (WithPolicy, policy.go): the provider also watches Pods
 // and Nodes of the whole cluster, NetworkPolicies, ServiceCIDRs (the
@@ -95,9 +105,9 @@
 //     listed (CRD not installed, no permission): an informer on it would
 //     never sync, and enforcing without it would be a silent no-op.
 //   - StatusWriter (policystatus.go) writes the Valid condition of the
-//     cilium.io policies, as Cilium 1.15+ does, bounded and idempotent
-//     across nodes (see its comment). NetworkPolicy has no status field in
-//     networking.k8s.io/v1.
+//     cilium.io policies, as Cilium 1.15+ does, and of the Envoy config
+//     kinds, bounded and idempotent across nodes (see its comment).
+//     NetworkPolicy has no status field in networking.k8s.io/v1.
 //
 // The other direction, this node's NodeProxyStatus report, is written by
 // gateway/nodereport, beside the controller that reads it.

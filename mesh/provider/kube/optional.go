@@ -12,17 +12,23 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
-// optionalKind is a Gateway API kind whose CRD a cluster may not have
-// installed: the route kinds beyond HTTPRoute, and ListenerSet. An informer on a resource
+// optionalKind is a kind whose CRD a cluster may not have installed: the
+// Gateway API route kinds beyond HTTPRoute, ListenerSet, and the cilium.io
+// Envoy config kinds when network policy is off. An informer on a resource
 // the API server does not serve never syncs, so such a kind is watched
 // only once discovery lists it; until then its snapshot list is empty.
 type optionalKind struct {
-	kind     string // e.g. "TLSRoute", for logs
-	resource string // the plural in gateway.networking.k8s.io/v1
-	// informer creates (on first call) the kind's informer in the Gateway
-	// API factory; calling it registers the informer for the factory's
-	// next Start.
+	kind string // e.g. "TLSRoute", for logs
+	// groupVersion and resource are what discovery lists; an empty
+	// groupVersion is gateway.networking.k8s.io/v1.
+	groupVersion string
+	resource     string
+	// informer creates (on first call) the kind's informer in its
+	// factory; calling it registers the informer for the factory's next
+	// Start.
 	informer func() cache.SharedIndexInformer
+	// start starts the kind's factory (nil: the Gateway API factory).
+	start func(stop <-chan struct{})
 	// watched is set once the informer has synced: from then on the
 	// kind's lister reads it.
 	watched atomic.Bool
@@ -64,23 +70,40 @@ func (p *Provider) setupOptional() {
 	p.listers.lsets = optionalList(lset, func() ([]*gwv1.ListenerSet, error) { return listenerSets.Lister().List(labels.Everything()) })
 }
 
-// served asks discovery which optional kinds the API server serves. A
-// group the server does not know at all (no Gateway API CRDs) is an empty
-// answer, not an error.
+// served asks discovery which optional kinds the API server serves, as
+// "<group/version>/<resource>". A group the server does not know at all
+// (no Gateway API or Cilium CRDs) is an empty answer, not an error.
 func (p *Provider) served() (map[string]bool, error) {
-	list, err := p.gw.Discovery().ServerResourcesForGroupVersion(gwv1.GroupVersion.String())
-	if apierrors.IsNotFound(err) {
-		return map[string]bool{}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	out := map[string]bool{}
-	for _, r := range list.APIResources {
-		out[r.Name] = true
+	asked := map[string]bool{}
+	for _, k := range p.optional.kinds {
+		gv := k.gv()
+		if asked[gv] {
+			continue
+		}
+		asked[gv] = true
+		list, err := p.core.Discovery().ServerResourcesForGroupVersion(gv)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range list.APIResources {
+			out[gv+"/"+r.Name] = true
+		}
 	}
 	return out, nil
 }
+
+func (k *optionalKind) gv() string {
+	if k.groupVersion == "" {
+		return gwv1.GroupVersion.String()
+	}
+	return k.groupVersion
+}
+
+func (k *optionalKind) key() string { return k.gv() + "/" + k.resource }
 
 // startOptional starts the informers of the optional kinds the API server
 // serves and returns their HasSynced functions; the caller waits for them
@@ -97,9 +120,9 @@ func (p *Provider) startOptional(ctx context.Context) ([]cache.InformerSynced, [
 	var synced []cache.InformerSynced
 	var started []*optionalKind
 	for _, k := range p.optional.kinds {
-		if !served[k.resource] {
-			p.log.Warn("Gateway API kind not served by the API server (CRD not installed?); not watching it until it appears",
-				"kind", k.kind, "resource", k.resource+"."+gwv1.GroupName, "recheck", p.discoveryInterval)
+		if !served[k.key()] {
+			p.log.Warn("kind not served by the API server (CRD not installed?); not watching it until it appears",
+				"kind", k.kind, "groupVersion", k.gv(), "resource", k.resource, "recheck", p.discoveryInterval)
 			continue
 		}
 		p.addOptional(k)
@@ -158,7 +181,7 @@ func (p *Provider) watchDiscovery(ctx context.Context) {
 		var added []*optionalKind
 		p.optional.mu.Lock()
 		for _, k := range p.optional.kinds {
-			if !k.started && served[k.resource] {
+			if !k.started && served[k.key()] {
 				p.addOptional(k)
 				added = append(added, k)
 			}
@@ -167,14 +190,26 @@ func (p *Provider) watchDiscovery(ctx context.Context) {
 		if len(added) == 0 {
 			continue
 		}
-		p.gwFactory.Start(ctx.Done())
+		for _, k := range added {
+			k.startFactory(p, ctx.Done())
+		}
 		for _, k := range added {
 			if !cache.WaitForCacheSync(ctx.Done(), k.informer().HasSynced) {
 				return
 			}
 			k.watched.Store(true)
-			p.log.Info("Gateway API kind appeared; watching it", "kind", k.kind)
+			p.log.Info("kind appeared; watching it", "kind", k.kind)
 		}
 		p.signal()
 	}
+}
+
+// startFactory starts the factory k's informer is in (starting a factory
+// starts only the informers not yet running).
+func (k *optionalKind) startFactory(p *Provider, stop <-chan struct{}) {
+	if k.start != nil {
+		k.start(stop)
+		return
+	}
+	p.gwFactory.Start(stop)
 }

@@ -35,14 +35,47 @@ var ErrNoPolicySource = errors.New("the API server does not serve what network p
 // Pods and Nodes of the whole cluster, NetworkPolicies, and the cilium.io/v2
 // CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy kinds (through
 // dyn, since they are custom resources).
+//
+// WithPolicy implies WithEnvoyConfigs, and makes the Envoy config kinds
+// required: Start fails when they cannot be listed, as for the policy
+// kinds.
 func WithPolicy(dyn dynamic.Interface) Option {
-	return func(p *Provider) { p.policy = &policyWatch{dyn: dyn, lastGood: map[types.UID]any{}} }
+	return func(p *Provider) {
+		if p.policy == nil {
+			p.policy = newPolicyWatch(dyn)
+		}
+		p.policy.dyn, p.policy.policyKinds = dyn, true
+	}
 }
 
-// policyWatch is the policy half of the provider.
+// WithEnvoyConfigs makes the provider watch the cilium.io/v2
+// CiliumEnvoyConfig and CiliumClusterwideEnvoyConfig kinds (through dyn)
+// without network policy. Without WithPolicy they are optional, as the
+// optional Gateway API kinds are (optional.go): a cluster without their
+// CRDs runs Gateways and Ingresses as before, and the kinds are watched
+// once their CRDs appear.
+func WithEnvoyConfigs(dyn dynamic.Interface) Option {
+	return func(p *Provider) {
+		if p.policy == nil {
+			p.policy = newPolicyWatch(dyn)
+		}
+	}
+}
+
+func newPolicyWatch(dyn dynamic.Interface) *policyWatch {
+	return &policyWatch{dyn: dyn, lastGood: map[types.UID]any{}}
+}
+
+// policyWatch is the cilium.io half of the provider: the policy kinds
+// (with WithPolicy) and the Envoy config kinds.
 type policyWatch struct {
 	dyn     dynamic.Interface
 	factory dynamicinformer.DynamicSharedInformerFactory
+	// policyKinds is set by WithPolicy; without it only the Envoy config
+	// kinds are watched, as optional kinds (cecKind, ccecKind).
+	policyKinds bool
+	cecKind     *optionalKind
+	ccecKind    *optionalKind
 
 	pods  func() ([]*corev1.Pod, error)
 	nodes func() ([]*corev1.Node, error)
@@ -63,6 +96,85 @@ type policyWatch struct {
 
 func (p *Provider) setupPolicy(add func(cache.SharedIndexInformer, func(old, cur any) bool)) {
 	w := p.policy
+	w.factory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(w.dyn, 0, metav1.NamespaceAll, nil)
+	if w.policyKinds {
+		p.setupPolicyKinds(add)
+	}
+	cec := func() cache.SharedIndexInformer {
+		return w.informer(ciliumv2.CiliumEnvoyConfigResource, func(u *unstructured.Unstructured) (any, error) {
+			return decodeEnvoyConfig(u, &ciliumv2.CiliumEnvoyConfig{})
+		})
+	}
+	ccec := func() cache.SharedIndexInformer {
+		return w.informer(ciliumv2.CiliumClusterwideEnvoyConfigResource, func(u *unstructured.Unstructured) (any, error) {
+			return decodeEnvoyConfig(u, &ciliumv2.CiliumClusterwideEnvoyConfig{})
+		})
+	}
+	if w.policyKinds {
+		// Required (preflight checked them): synced with everything else.
+		w.cecs, w.ccecs = cec(), ccec()
+		add(w.cecs, specChanged)
+		add(w.ccecs, specChanged)
+		return
+	}
+	// Optional: an informer is created (and its factory started) only
+	// once discovery lists the kind; until then the kind is empty.
+	start := func(stop <-chan struct{}) { w.factory.Start(stop) }
+	w.cecKind = &optionalKind{kind: "CiliumEnvoyConfig", groupVersion: ciliumv2.SchemeGroupVersion.String(),
+		resource: ciliumv2.CiliumEnvoyConfigResource.Resource, informer: onceInformer(cec, &w.cecs), start: start}
+	w.ccecKind = &optionalKind{kind: "CiliumClusterwideEnvoyConfig", groupVersion: ciliumv2.SchemeGroupVersion.String(),
+		resource: ciliumv2.CiliumClusterwideEnvoyConfigResource.Resource, informer: onceInformer(ccec, &w.ccecs), start: start}
+	p.optional.kinds = append(p.optional.kinds, w.cecKind, w.ccecKind)
+}
+
+// onceInformer creates an informer on first call, keeps it in *dst, and
+// returns it on every call.
+func onceInformer(create func() cache.SharedIndexInformer, dst *cache.SharedIndexInformer) func() cache.SharedIndexInformer {
+	var once sync.Once
+	return func() cache.SharedIndexInformer {
+		once.Do(func() { *dst = create() })
+		return *dst
+	}
+}
+
+// informer creates the dynamic informer of a cilium.io kind, decoding
+// objects into their typed form as they enter the cache. The caller
+// registers its change handler.
+func (w *policyWatch) informer(gvr schema.GroupVersionResource, decode func(*unstructured.Unstructured) (any, error)) cache.SharedIndexInformer {
+	inf := w.factory.ForResource(gvr).Informer()
+	_ = inf.SetTransform(func(obj any) (any, error) {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			return obj, nil // a tombstone
+		}
+		u.SetManagedFields(nil)
+		typed, err := decode(u)
+		if err != nil {
+			// Kept as is; Snapshot reports it and keeps the last good
+			// version. Failing the transform would stall the informer.
+			return u, nil
+		}
+		w.mu.Lock()
+		w.lastGood[u.GetUID()] = typed
+		w.mu.Unlock()
+		return typed, nil
+	})
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		if m, ok := obj.(metav1.Object); ok {
+			w.mu.Lock()
+			delete(w.lastGood, m.GetUID())
+			w.mu.Unlock()
+		}
+	}})
+	return inf
+}
+
+// setupPolicyKinds sets up what network policy reads.
+func (p *Provider) setupPolicyKinds(add func(cache.SharedIndexInformer, func(old, cur any) bool)) {
+	w := p.policy
 	core := p.coreFactory.Core().V1()
 	pods, nodes := core.Pods(), core.Nodes()
 	knps := p.coreFactory.Networking().V1().NetworkPolicies()
@@ -81,53 +193,16 @@ func (p *Provider) setupPolicy(add func(cache.SharedIndexInformer, func(old, cur
 	add(knps.Informer(), specChanged)
 	add(cidrs.Informer(), specChanged)
 
-	w.factory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(w.dyn, 0, metav1.NamespaceAll, nil)
-	informer := func(gvr schema.GroupVersionResource, decode func(*unstructured.Unstructured) (any, error)) cache.SharedIndexInformer {
-		inf := w.factory.ForResource(gvr).Informer()
-		_ = inf.SetTransform(func(obj any) (any, error) {
-			u, ok := obj.(*unstructured.Unstructured)
-			if !ok {
-				return obj, nil // a tombstone
-			}
-			u.SetManagedFields(nil)
-			typed, err := decode(u)
-			if err != nil {
-				// Kept as is; Snapshot reports it and keeps the last good
-				// version. Failing the transform would stall the informer.
-				return u, nil
-			}
-			w.mu.Lock()
-			w.lastGood[u.GetUID()] = typed
-			w.mu.Unlock()
-			return typed, nil
-		})
-		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
-			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = d.Obj
-			}
-			if m, ok := obj.(metav1.Object); ok {
-				w.mu.Lock()
-				delete(w.lastGood, m.GetUID())
-				w.mu.Unlock()
-			}
-		}})
-		// Status-only writes (the Valid condition, ours included) do not
-		// change what is enforced.
-		add(inf, specChanged)
-		return inf
-	}
-	w.cnps = informer(ciliumv2.CiliumNetworkPolicyResource, func(u *unstructured.Unstructured) (any, error) {
+	// Status-only writes (the Valid condition, ours included) do not
+	// change what is enforced.
+	w.cnps = w.informer(ciliumv2.CiliumNetworkPolicyResource, func(u *unstructured.Unstructured) (any, error) {
 		return decodeCilium(u, &ciliumv2.CiliumNetworkPolicy{})
 	})
-	w.ccnps = informer(ciliumv2.CiliumClusterwideNetworkPolicyResource, func(u *unstructured.Unstructured) (any, error) {
+	add(w.cnps, specChanged)
+	w.ccnps = w.informer(ciliumv2.CiliumClusterwideNetworkPolicyResource, func(u *unstructured.Unstructured) (any, error) {
 		return decodeCilium(u, &ciliumv2.CiliumClusterwideNetworkPolicy{})
 	})
-	w.cecs = informer(ciliumv2.CiliumEnvoyConfigResource, func(u *unstructured.Unstructured) (any, error) {
-		return decodeEnvoyConfig(u, &ciliumv2.CiliumEnvoyConfig{})
-	})
-	w.ccecs = informer(ciliumv2.CiliumClusterwideEnvoyConfigResource, func(u *unstructured.Unstructured) (any, error) {
-		return decodeEnvoyConfig(u, &ciliumv2.CiliumClusterwideEnvoyConfig{})
-	})
+	add(w.ccnps, specChanged)
 }
 
 // podChanged ignores resyncs and the status churn that cannot change
@@ -295,41 +370,49 @@ func (p *Provider) preflight(ctx context.Context) error {
 // stand for them and must not keep ipcache rows on the other nodes.
 func (p *Provider) fillPolicy(s *input.Snapshot) {
 	w := p.policy
-	nodes := list(p.log, "Node", w.nodes)
-	known := make(map[string]bool, len(nodes))
-	for _, n := range nodes {
-		known[n.Name] = true
-	}
-	s.Nodes = nodes
-	for _, pod := range list(p.log, "Pod", w.pods) {
-		if pod.Spec.NodeName != "" && !known[pod.Spec.NodeName] {
-			continue
-		}
-		s.Pods = append(s.Pods, pod)
-	}
-	s.NetworkPolicies = list(p.log, "NetworkPolicy", w.knps)
-	s.ServiceCIDRs = list(p.log, "ServiceCIDR", w.cidrs)
 	var problems []string
-	s.CiliumNetworkPolicies = ciliumList[ciliumv2.CiliumNetworkPolicy](w, w.cnps, &problems,
-		func(u *unstructured.Unstructured) error {
-			_, err := decodeCilium(u, &ciliumv2.CiliumNetworkPolicy{})
-			return err
-		})
-	s.CiliumClusterwideNetworkPolicies = ciliumList[ciliumv2.CiliumClusterwideNetworkPolicy](w, w.ccnps, &problems,
-		func(u *unstructured.Unstructured) error {
-			_, err := decodeCilium(u, &ciliumv2.CiliumClusterwideNetworkPolicy{})
-			return err
-		})
-	s.CiliumEnvoyConfigs = ciliumList[ciliumv2.CiliumEnvoyConfig](w, w.cecs, &problems,
-		func(u *unstructured.Unstructured) error {
-			_, err := decodeEnvoyConfig(u, &ciliumv2.CiliumEnvoyConfig{})
-			return err
-		})
-	s.CiliumClusterwideEnvoyConfigs = ciliumList[ciliumv2.CiliumClusterwideEnvoyConfig](w, w.ccecs, &problems,
-		func(u *unstructured.Unstructured) error {
-			_, err := decodeEnvoyConfig(u, &ciliumv2.CiliumClusterwideEnvoyConfig{})
-			return err
-		})
+	if w.policyKinds {
+		nodes := list(p.log, "Node", w.nodes)
+		known := make(map[string]bool, len(nodes))
+		for _, n := range nodes {
+			known[n.Name] = true
+		}
+		s.Nodes = nodes
+		for _, pod := range list(p.log, "Pod", w.pods) {
+			if pod.Spec.NodeName != "" && !known[pod.Spec.NodeName] {
+				continue
+			}
+			s.Pods = append(s.Pods, pod)
+		}
+		s.NetworkPolicies = list(p.log, "NetworkPolicy", w.knps)
+		s.ServiceCIDRs = list(p.log, "ServiceCIDR", w.cidrs)
+		s.CiliumNetworkPolicies = ciliumList[ciliumv2.CiliumNetworkPolicy](w, w.cnps, &problems,
+			func(u *unstructured.Unstructured) error {
+				_, err := decodeCilium(u, &ciliumv2.CiliumNetworkPolicy{})
+				return err
+			})
+		s.CiliumClusterwideNetworkPolicies = ciliumList[ciliumv2.CiliumClusterwideNetworkPolicy](w, w.ccnps, &problems,
+			func(u *unstructured.Unstructured) error {
+				_, err := decodeCilium(u, &ciliumv2.CiliumClusterwideNetworkPolicy{})
+				return err
+			})
+	}
+	// Optional kinds are read only once watched (their informer exists
+	// and has synced; watched is stored after both).
+	if w.policyKinds || w.cecKind.watched.Load() {
+		s.CiliumEnvoyConfigs = ciliumList[ciliumv2.CiliumEnvoyConfig](w, w.cecs, &problems,
+			func(u *unstructured.Unstructured) error {
+				_, err := decodeEnvoyConfig(u, &ciliumv2.CiliumEnvoyConfig{})
+				return err
+			})
+	}
+	if w.policyKinds || w.ccecKind.watched.Load() {
+		s.CiliumClusterwideEnvoyConfigs = ciliumList[ciliumv2.CiliumClusterwideEnvoyConfig](w, w.ccecs, &problems,
+			func(u *unstructured.Unstructured) error {
+				_, err := decodeEnvoyConfig(u, &ciliumv2.CiliumClusterwideEnvoyConfig{})
+				return err
+			})
+	}
 	sort.Strings(problems)
 	w.mu.Lock()
 	w.problems = problems

@@ -27,9 +27,11 @@ const (
 )
 
 // PolicyVerdict is one node's judgement of one version of a cilium.io
-// policy: whether that version (Generation) is valid, and why not.
+// policy or Envoy config: whether that version (Generation) is valid, and
+// why not.
 type PolicyVerdict struct {
-	// Kind is CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy.
+	// Kind is CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy,
+	// CiliumEnvoyConfig or CiliumClusterwideEnvoyConfig.
 	Kind            string
 	Namespace, Name string
 	UID             types.UID
@@ -42,8 +44,10 @@ type PolicyVerdict struct {
 func (v PolicyVerdict) key() string { return v.Kind + "/" + v.Namespace + "/" + v.Name }
 
 // StatusWriter writes the Valid condition of cilium.io policies, as
-// Cilium 1.15+ agents do. Every node's agent runs one and judges the same
-// objects, so the writes are made idempotent and bounded:
+// Cilium 1.15+ agents do, and of the Envoy config kinds (which have no
+// status in Cilium: there a refused config shows only in an agent log).
+// Every node's agent runs one and judges the same objects, so the writes
+// are made idempotent and bounded:
 //
 //   - a condition equal to the one present (status, reason, message,
 //     observed generation) is never written, so once one node wrote a
@@ -58,6 +62,9 @@ func (v PolicyVerdict) key() string { return v.Kind + "/" + v.Namespace + "/" + 
 //   - writes use the object's resourceVersion, so a concurrent writer's
 //     condition is read again before being replaced, and they go to the
 //     status subresource only.
+//
+// An object whose kind has no status subresource (Cilium's own CRDs of
+// the Envoy config kinds) is left alone: the write counts as done.
 //
 // NetworkPolicy has no status in networking.k8s.io/v1; its verdicts are
 // only in `nodemesh status`.
@@ -160,6 +167,10 @@ func (w *StatusWriter) resource(v PolicyVerdict) (dynamic.ResourceInterface, err
 		return w.dyn.Resource(ciliumv2.CiliumNetworkPolicyResource).Namespace(v.Namespace), nil
 	case "CiliumClusterwideNetworkPolicy":
 		return w.dyn.Resource(ciliumv2.CiliumClusterwideNetworkPolicyResource), nil
+	case "CiliumEnvoyConfig":
+		return w.dyn.Resource(ciliumv2.CiliumEnvoyConfigResource).Namespace(v.Namespace), nil
+	case "CiliumClusterwideEnvoyConfig":
+		return w.dyn.Resource(ciliumv2.CiliumClusterwideEnvoyConfigResource), nil
 	}
 	return nil, fmt.Errorf("kind %q has no status", v.Kind)
 }
@@ -168,6 +179,9 @@ func (w *StatusWriter) resource(v PolicyVerdict) (dynamic.ResourceInterface, err
 func (w *StatusWriter) condition(v PolicyVerdict) ciliumv2.NetworkPolicyCondition {
 	c := ciliumv2.NetworkPolicyCondition{Type: ciliumv2.PolicyConditionValid, Status: metav1.ConditionTrue,
 		Reason: v.Reason, ObservedGeneration: v.Generation, Message: "Policy validation succeeded"}
+	if strings.HasSuffix(v.Kind, "EnvoyConfig") {
+		c.Message = "Every resource is accepted"
+	}
 	if c.Reason == "" {
 		c.Reason = "Valid"
 	}
@@ -223,6 +237,12 @@ func (w *StatusWriter) write(ctx context.Context, v PolicyVerdict) error {
 		if err == nil {
 			return nil
 		}
+		if apierrors.IsNotFound(err) {
+			// The object exists (just read), so its kind has no status
+			// subresource: a CRD that does not describe one.
+			w.log.Debug("not writing status: the kind has no status subresource", "kind", v.Kind, "name", v.Name)
+			return nil
+		}
 		if !apierrors.IsConflict(err) || attempt >= 3 {
 			return fmt.Errorf("patching status: %w", err)
 		}
@@ -232,7 +252,10 @@ func (w *StatusWriter) write(ctx context.Context, v PolicyVerdict) error {
 // patchFor returns the merge patch that puts v's condition on u, or
 // needed false when u already says what it should.
 func (w *StatusWriter) patchFor(u *unstructured.Unstructured, v PolicyVerdict) ([]byte, bool, error) {
-	var status ciliumv2.CiliumNetworkPolicyStatus
+	// Every kind written here keeps its conditions at status.conditions.
+	var status struct {
+		Conditions []ciliumv2.NetworkPolicyCondition `json:"conditions,omitempty"`
+	}
 	if raw, ok := u.Object["status"].(map[string]any); ok {
 		// Unreadable conditions are replaced, not trusted.
 		_ = runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &status)

@@ -238,7 +238,7 @@ func (p *Provider) Watch(ctx context.Context, fn func(*input.Snapshot)) error {
 // Start starts the informers and waits for their caches to sync. Watch
 // calls it; callers that only need Snapshot may call it directly.
 func (p *Provider) Start(ctx context.Context) error {
-	if p.policy != nil {
+	if p.policy != nil && p.policy.policyKinds {
 		if err := p.preflight(ctx); err != nil {
 			return err
 		}
@@ -249,11 +249,14 @@ func (p *Provider) Start(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("discovering served Gateway API kinds: %w", err)
+		return fmt.Errorf("discovering served optional kinds: %w", err)
 	}
 	p.coreFactory.Start(ctx.Done())
 	p.secretFactory.Start(ctx.Done())
 	p.gwFactory.Start(ctx.Done())
+	for _, k := range optStarted {
+		k.startFactory(p, ctx.Done())
+	}
 	synced := make([]cache.InformerSynced, 0, len(p.listers.informers)+len(optSynced))
 	for _, inf := range p.listers.informers {
 		synced = append(synced, inf.HasSynced)
