@@ -136,7 +136,9 @@ func TestEnvoyConfigConditions(t *testing.T) {
 		t.Fatalf("CiliumEnvoyConfig %s: the Valid condition never showed %s; last %+v", name, what, last)
 		return last
 	}
-	valid("good", "True", func(c ciliumv2.NetworkPolicyCondition) bool { return c.Status == metav1.ConditionTrue && c.Reason == "Accepted" })
+	valid("good", "True", func(c ciliumv2.NetworkPolicyCondition) bool {
+		return c.Status == metav1.ConditionTrue && c.Reason == "Accepted"
+	})
 	c := valid("unsupported", "the proxy's refusal", func(c ciliumv2.NetworkPolicyCondition) bool { return c.Status == metav1.ConditionFalse })
 	if c.Reason != "Unsupported" || !strings.HasPrefix(c.Message, "node node-1: ") || !strings.Contains(c.Message, `resources[0] (Cluster "c")`) ||
 		!strings.Contains(c.Message, "STRICT_DNS") {

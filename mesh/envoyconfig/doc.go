@@ -29,6 +29,20 @@
 // the proxy the user put in their path: their redirects are emitted with
 // Refused set, and the agent makes connections to those ports fail.
 //
+// Where the verdict is read: `nodemesh status` on a node, and, in
+// Kubernetes mode, the config's status.conditions (type Valid; nodemesh's
+// CRDs add the status subresource Cilium's lack). Every node's agent
+// writes it (mesh/provider/kube StatusWriter), not the controller,
+// because a verdict can be the node's own: a socket conflict, a listener
+// its proxy could not bind, a Service it cannot redirect, a nodeSelector.
+// A False condition names its node ("node N: ...") and carries the exact
+// error; another node's True never hides it for the same generation;
+// each node writes only when its own verdict changes, so the writes stay
+// bounded whatever the number of nodes. A proxy's rejection (NACK) of one
+// of the config's resources is read back to the config by the resource's
+// name (see Names) and reported with reason ProxyRejected and the NACK's
+// text. A node the config does not select writes nothing.
+//
 // # Names
 //
 // Every resource name, and every reference between a config's resources
