@@ -53,7 +53,9 @@ type cecState struct {
 // translateEnvoyConfigs runs mesh/envoyconfig beside the Gateway and
 // policy translation and adds its resources to cfg.
 func (a *Agent) translateEnvoyConfigs(snap *input.Snapshot, cfg *ir.Config, pol *policy.Result) {
-	opts := envoyconfig.Options{Taken: map[netip.AddrPort]string{}}
+	// Without a Service table nothing sends a Service's traffic to a
+	// listener: configs that redirect are refused (fail closed, and said).
+	opts := envoyconfig.Options{Taken: map[netip.AddrPort]string{}, CannotRedirect: a.cfg.Services == nil}
 	if o := a.cfg.EnvoyConfig; o != nil {
 		opts.ListenAddress = o.ListenAddress
 		for _, n := range snap.Nodes {
@@ -81,10 +83,6 @@ func (a *Agent) translateEnvoyConfigs(snap *input.Snapshot, cfg *ir.Config, pol 
 			a.log.Warn("Envoy config refused", "kind", st.Kind, "namespace", st.Namespace, "name", st.Name,
 				"reason", st.Reason, "message", st.Message)
 		}
-	}
-	if a.cfg.Services == nil && len(res.Redirects) > 0 {
-		a.log.Warn("Envoy configs name Services, but this agent does not translate Services (no datapath Service table): their traffic is not sent to the proxy",
-			"redirects", len(res.Redirects))
 	}
 	cs := &a.cec
 	cs.mu.Lock()
@@ -246,11 +244,8 @@ func (a *Agent) envoyConfigStatus(proxies []dataplane.Proxy) []api.EnvoyConfigSt
 	cs := &a.cec
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	pending, unenforced := map[envoyconfig.Object]bool{}, map[envoyconfig.Object]bool{}
+	pending := map[envoyconfig.Object]bool{}
 	for _, rd := range cs.redirects {
-		if a.cfg.Services == nil {
-			unenforced[rd.Owner] = true
-		}
 		if !rd.Refused && !cs.live[liveKey{rd.Listener, rd.Bind}] {
 			pending[rd.Owner] = true
 		}
@@ -259,13 +254,6 @@ func (a *Agent) envoyConfigStatus(proxies []dataplane.Proxy) []api.EnvoyConfigSt
 	for _, st := range cs.statuses {
 		s := api.EnvoyConfigStatus{Kind: st.Kind, Namespace: st.Namespace, Name: st.Name, Generation: st.Generation,
 			Valid: st.Valid, Reason: st.Reason, Message: st.Message, Pending: st.Valid && pending[st.Object]}
-		if s.Valid && unenforced[st.Object] {
-			// Said, never silent: without the Service table nothing
-			// sends the Services' traffic to the proxy (nor refuses it).
-			s.Reason = "NotRedirected"
-			s.Message = "this node does not translate Services (the agent has no datapath Service table, --datapath-cgroup): traffic to the Services it names does not go through the proxy"
-			s.Pending = false
-		}
 		for _, p := range proxies {
 			for _, ts := range p.Types {
 				if ts.Nack == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -170,8 +171,10 @@ spec:
 }
 
 // Without a Service table nothing can send a Service's traffic to the
-// proxy: the config says so instead of claiming to be in effect.
-func TestEnvoyConfigWithoutServiceTableSaysSo(t *testing.T) {
+// proxy: a config that redirects Services is refused, says why, and none
+// of its resources is published (no listener serving beside traffic that
+// bypasses it).
+func TestEnvoyConfigWithoutServiceTableIsRefused(t *testing.T) {
 	rec := &recorder{}
 	a, err := New(Config{Publisher: rec, EnvoyConfig: &EnvoyConfigOptions{ListenAddress: netip.MustParseAddr("10.250.0.11")}})
 	if err != nil {
@@ -181,7 +184,17 @@ func TestEnvoyConfigWithoutServiceTableSaysSo(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := a.Status()
-	if len(st.EnvoyConfigs) != 1 || st.EnvoyConfigs[0].Reason != "NotRedirected" {
-		t.Fatalf("status %+v, want NotRedirected", st.EnvoyConfigs)
+	if len(st.EnvoyConfigs) != 1 || st.EnvoyConfigs[0].Valid || st.EnvoyConfigs[0].Reason != "NotRedirected" ||
+		!strings.Contains(st.EnvoyConfigs[0].Message, "--datapath-cgroup") {
+		t.Fatalf("status %+v, want refused as NotRedirected, naming --datapath-cgroup", st.EnvoyConfigs)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if cfg := rec.configs[len(rec.configs)-1]; len(cfg.Resources) != 0 {
+		var names []string
+		for _, r := range cfg.Resources {
+			names = append(names, r.Name)
+		}
+		t.Fatalf("published %v for a refused config", names)
 	}
 }

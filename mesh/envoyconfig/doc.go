@@ -29,6 +29,17 @@
 // the proxy the user put in their path: their redirects are emitted with
 // Refused set, and the agent makes connections to those ports fail.
 //
+// A node that cannot redirect Services at all (Options.CannotRedirect:
+// the agent has no datapath Service table, i.e. runs without
+// --datapath-cgroup) can neither send a Service's traffic to a listener
+// nor make it fail. A config with spec.services is then refused as
+// NotRedirected, naming the flag, and none of its resources is served:
+// Cilium users expect that Service's traffic to pass the listener, and a
+// listener served while the traffic goes straight to the backends would
+// read as in force when it is not. The same holds for a Service
+// annotated lb-l7. A config with only backendServices (and listeners with
+// their own addresses) does not depend on redirection and is served.
+//
 // Where the verdict is read: `nodemesh status` on a node, and, in
 // Kubernetes mode, the config's status.conditions (type Valid; nodemesh's
 // CRDs add the status subresource Cilium's lack). Every node's agent

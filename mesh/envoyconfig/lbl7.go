@@ -69,6 +69,11 @@ func (t *translation) serviceLB(svc *corev1.Service) {
 		st.Reason = ReasonInvalid
 		st.Message = fmt.Sprintf("annotation %s: %q is none of round_robin, least_request, random", AnnotationLBL7Algorithm, alg)
 	}
+	if t.opts.CannotRedirect {
+		ok = false
+		st.Reason = ReasonNotRedirected
+		st.Message = fmt.Sprintf("annotation %s: this node cannot send a Service's traffic to the proxy (its agent has no datapath Service table: run it with --datapath-cgroup); the Service is balanced per connection as before", AnnotationLBL7)
+	}
 	for _, sp := range servicePorts(svc, nil) {
 		port := uint16(sp.Port)
 		if other, taken := t.claimed[svcPort{k, port}]; taken {

@@ -47,6 +47,10 @@ const (
 	ReasonConflict = "Conflict"
 	// ReasonNotSelected: spec.nodeSelector does not select this node.
 	ReasonNotSelected = "NotSelected"
+	// ReasonNotRedirected: the config (or an lb-l7 annotation) asks for
+	// Services' traffic to go through the proxy, and this node cannot
+	// redirect Services (Options.CannotRedirect).
+	ReasonNotRedirected = "NotRedirected"
 )
 
 // Default range of the ports listeners without an address get.
@@ -69,6 +73,13 @@ type Options struct {
 	// Taken are the sockets other listeners of this node bind (a
 	// Gateway's, an Ingress's), with who binds them.
 	Taken map[netip.AddrPort]string
+	// CannotRedirect says this node has no datapath Service table (the
+	// agent runs without --datapath-cgroup), so nothing can send a
+	// Service's traffic to a listener, nor refuse it: a config with
+	// spec.services, and an lb-l7 Service, is then refused
+	// (ReasonNotRedirected) instead of serving a listener the Services'
+	// traffic bypasses.
+	CannotRedirect bool
 }
 
 // Object names a config.
@@ -199,6 +210,10 @@ func prefix(o Object) string {
 	return ir.EnvoyConfigNamePrefix + o.Namespace + "/" + o.Name + "/"
 }
 
+// notRedirected is the refusal of Service redirects on a node that cannot
+// make them.
+const notRedirected = "spec.services: this node cannot send a Service's traffic to a listener (its agent has no datapath Service table: run it with --datapath-cgroup), so the Services' traffic would bypass the proxy; the config is refused rather than served beside that traffic"
+
 // failure is a config's refusal: its reason and the problems found.
 type failure struct {
 	reason string
@@ -207,8 +222,11 @@ type failure struct {
 
 func (f *failure) add(reason string, err error) {
 	// The most specific reason wins: a conflict or an unsupported field
-	// is more useful to read than "invalid" when both occur.
-	if f.reason == "" || reason == ReasonConflict || (reason == ReasonUnsupported && f.reason == ReasonInvalid) {
+	// is more useful to read than "invalid" when both occur; a node that
+	// cannot redirect is the most useful of all (nothing else the user
+	// fixes makes the config serve there).
+	if f.reason == "" || reason == ReasonNotRedirected || (reason == ReasonConflict && f.reason != ReasonNotRedirected) ||
+		(reason == ReasonUnsupported && f.reason == ReasonInvalid) {
 		f.reason = reason
 	}
 	f.errs = append(f.errs, err)
@@ -231,6 +249,9 @@ func (t *translation) config(c config) {
 	}
 	var f failure
 	services, backends := t.serviceRefs(c, &f)
+	if len(c.spec.Services) > 0 && t.opts.CannotRedirect {
+		f.add(ReasonNotRedirected, errors.New(notRedirected))
+	}
 
 	// Decode, and index the user's names.
 	var rs []*entry

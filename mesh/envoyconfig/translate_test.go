@@ -154,3 +154,41 @@ func TestNodeSelector(t *testing.T) {
 		}
 	}
 }
+
+// On a node that cannot redirect Services (no datapath Service table) a
+// config with spec.services is refused as NotRedirected, its resources
+// withheld; one without spec.services (backendServices only, a listener
+// with its own address) still serves; an lb-l7 Service is refused the
+// same way and gets no listener.
+func TestCannotRedirect(t *testing.T) {
+	redirecting := cec("default", "redirecting", "  services: [{name: svc}]\n  resources:"+goodResources)
+	backendOnly := cec("default", "backend-only", "  backendServices: [{name: svc}]\n  resources:"+goodResources)
+	lbl7 := `
+---
+apiVersion: v1
+kind: Service
+metadata: {name: grpc, namespace: default, annotations: {service.cilium.io/lb-l7: enabled}}
+spec: {clusterIP: 10.96.0.52, ports: [{name: grpc, port: 50051}]}
+`
+	opts := testOptions()
+	opts.CannotRedirect = true
+	res := Translate(snapshotOf(t, "cannot-redirect", []byte(svcYAML+lbl7+redirecting+backendOnly)), opts)
+	byName := map[string]Status{}
+	for _, st := range res.Statuses {
+		byName[st.Name] = st
+	}
+	if st := byName["redirecting"]; st.Valid || st.Reason != ReasonNotRedirected || !strings.Contains(st.Message, "--datapath-cgroup") {
+		t.Fatalf("redirecting config: %+v, want refused as NotRedirected", st)
+	}
+	if st := byName["backend-only"]; !st.Valid || st.Reason != ReasonAccepted {
+		t.Fatalf("backend-only config: %+v, want accepted", st)
+	}
+	if st := byName["grpc"]; st.Valid || st.Reason != ReasonNotRedirected {
+		t.Fatalf("lb-l7 Service: %+v, want refused as NotRedirected", st)
+	}
+	for _, r := range res.Resources {
+		if strings.HasPrefix(r.Name, ir.EnvoyConfigNamePrefix+"default/redirecting/") || strings.HasPrefix(r.Name, ir.ServiceLBNamePrefix) {
+			t.Errorf("refused config still emitted %s", r.Name)
+		}
+	}
+}
