@@ -220,6 +220,17 @@
 // the rest are unhealthy; below Envoy's 50% panic threshold all hosts are
 // used. A cluster without endpoints answers 503 "no healthy upstream".
 //
+// The static cluster envoy-admin (resource.AdminClusterName, the name
+// Cilium's Envoy bootstrap gives its admin cluster): while the admin
+// endpoint is on, the proxy defines it itself, as a bootstrap
+// static_resources cluster, with the admin endpoint's address as its one
+// endpoint; the admin endpoint serves the proxy's metrics in Prometheus'
+// text format at Envoy's /stats/prometheus. So a route to envoy-admin
+// (Cilium's Prometheus listener example rewrites /metrics to
+// /stats/prometheus) works unchanged. A published cluster of that name is
+// NACKed: it cannot replace a static one, as in Envoy. With the admin
+// endpoint off there is no such cluster, and routes to it answer 503.
+//
 // Secret: name; tls_certificate{certificate_chain, private_key} as
 // inline_bytes or inline_string (the key pair must parse), or
 // validation_context (see TLS).

@@ -11,6 +11,12 @@ import (
 	"os"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	"github.com/nodemesh/nodemesh/proxylib/accesslog"
 	"github.com/nodemesh/nodemesh/proxylib/admin"
 	"github.com/nodemesh/nodemesh/proxylib/config"
@@ -45,6 +51,7 @@ type options struct {
 	localAddress string
 	backoffMin   time.Duration
 	backoffMax   time.Duration
+	prometheus   func(*Proxy) http.Handler
 }
 
 // Option configures a Proxy.
@@ -62,6 +69,11 @@ func WithDelta(on bool) Option { return func(o *options) { o.delta = on } }
 
 // WithAdminAddress serves the admin endpoint on addr ("" disables it).
 func WithAdminAddress(addr string) Option { return func(o *options) { o.adminAddress = addr } }
+
+// WithPrometheus serves the handler h(p) returns on the admin endpoint at
+// /stats/prometheus, Envoy's path for its statistics in Prometheus' text
+// format (the proxy's own metrics, which live with the binary).
+func WithPrometheus(h func(*Proxy) http.Handler) Option { return func(o *options) { o.prometheus = h } }
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
@@ -161,8 +173,19 @@ func (p *Proxy) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("listening for admin on %s: %w", p.o.adminAddress, err)
 		}
-		adminSrv = &http.Server{Handler: admin.Handler(p.store, p.client.Stats, p.Listeners, p.um.Stats), ReadHeaderTimeout: 10 * time.Second}
+		var prom http.Handler
+		if p.o.prometheus != nil {
+			prom = p.o.prometheus(p)
+		}
+		adminSrv = &http.Server{Handler: admin.Handler(p.store, p.client.Stats, p.Listeners, p.um.Stats, admin.WithPrometheus(prom)),
+			ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = adminSrv.Serve(ln) }()
+		c, err := adminCluster(ln.Addr().(*net.TCPAddr))
+		if err != nil {
+			_ = adminSrv.Close()
+			return err
+		}
+		p.store.SetStatic(c)
 	}
 	err := p.client.Run(ctx)
 	p.store.Close()
@@ -179,6 +202,35 @@ func (p *Proxy) Run(ctx context.Context) error {
 		_ = adminSrv.Close()
 	}
 	return err
+}
+
+// adminCluster is the static cluster resource.AdminClusterName ("envoy-admin",
+// the name Cilium's Envoy bootstrap gives its admin cluster): one endpoint,
+// the admin endpoint's own address, so a route may expose what the admin
+// endpoint serves (Cilium's example listener serves /stats/prometheus as
+// /metrics). It is decoded like any cluster, so it gets every default a
+// published one would.
+func adminCluster(addr *net.TCPAddr) (*resource.Cluster, error) {
+	c := &clusterv3.Cluster{
+		Name:                 resource.AdminClusterName,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(time.Second),
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: resource.AdminClusterName, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+					Address: addr.IP.String(), PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(addr.Port)}}}},
+			}}}},
+		}}},
+	}
+	a, err := anypb.New(c)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the admin cluster: %w", err)
+	}
+	rc, err := resource.DecodeCluster(a)
+	if err != nil {
+		return nil, fmt.Errorf("building the admin cluster: %w", err)
+	}
+	return rc, nil
 }
 
 // hostAddress returns the first non-loopback unicast address of the host,

@@ -12,7 +12,9 @@
 // Prometheus metrics (HTTP requests by code class and policy verdict,
 // request latency, upstream connections and circuit breaker overflows by
 // cluster, xDS state; internal/metrics lists them) are served on
-// http://127.0.0.1:9964/metrics (--metrics-address; empty disables them).
+// http://127.0.0.1:9964/metrics (--metrics-address; empty disables them),
+// and on the admin endpoint at Envoy's /stats/prometheus, where the
+// proxy's static envoy-admin cluster leads (proxylib).
 package main
 
 import (
@@ -58,6 +60,9 @@ func main() {
 		proxylib.WithAdminAddress(*adminAddress),
 		proxylib.WithDrainTimeout(*drain),
 		proxylib.WithLogger(logger),
+		// The admin endpoint serves the same metrics at Envoy's path,
+		// for routes to the envoy-admin cluster (Cilium's examples).
+		proxylib.WithPrometheus(func(p *proxylib.Proxy) http.Handler { return metrics.Handler(newProxyMetrics(p), logger) }),
 	)
 	if err != nil {
 		logger.Error("starting proxy", "error", err)

@@ -67,6 +67,11 @@
 // can shadow resources generated for a Gateway; here they cannot, and
 // xds/translator.OriginOf reads a rejected resource back to its config.
 // The cost is that one config cannot refer to another's resources.
+// One reference is left unqualified: a cluster named envoy-admin, when
+// the config has no cluster of that name, is the proxy's own admin
+// cluster (proxylib/resource.AdminClusterName), as in Cilium, where its
+// Envoy bootstrap defines it; Cilium's Prometheus listener example routes
+// /metrics there, rewritten to /stats/prometheus.
 //
 // EDS clusters ask for their endpoints by eds_cluster_config.service_name,
 // or, as in Envoy, their own (unqualified) name. A name that is a

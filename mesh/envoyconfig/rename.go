@@ -37,12 +37,19 @@ type renamer struct {
 	// the ClusterLoadAssignment that answers it: a qualified name for one
 	// of the config's own, the Service's EDS name as is for a Service.
 	eds func(name string) (string, error)
+	// builtin says a reference names a resource the proxy defines itself
+	// (resource.AdminClusterName, when the config has no cluster of that
+	// name): it is left as is and not recorded.
+	builtin func(url, name string) bool
 }
 
 func (n *renamer) q(name string) string { return n.prefix + name }
 
 // ref qualifies a reference to a resource of type url and records it.
 func (n *renamer) ref(url, name string) string {
+	if n.builtin != nil && n.builtin(url, name) {
+		return name
+	}
 	if n.refs == nil {
 		n.refs = map[string][]string{}
 	}

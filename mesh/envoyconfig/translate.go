@@ -303,6 +303,10 @@ func (t *translation) config(c config) {
 		}
 		wantEDS = append(wantEDS, e)
 		return e.String(), nil
+	}, builtin: func(url, name string) bool {
+		// The proxy's own admin cluster, as Cilium's bootstrap defines
+		// it; a config's own cluster of that name comes first.
+		return url == typeCluster && name == resource.AdminClusterName && !own[typeCluster][name]
 	}}
 
 	binds := map[string]netip.AddrPort{} // user listener name -> socket
@@ -348,9 +352,9 @@ func (t *translation) config(c config) {
 	}
 
 	// Every reference must land on a resource of the config: names are
-	// qualified, so one to anything else (another config's resource,
-	// a cluster Cilium's Envoy bootstrap defines) would dangle, and the
-	// proxy would answer its traffic with errors.
+	// qualified, so one to anything else (another config's resource)
+	// would dangle, and the proxy would answer its traffic with errors.
+	// The one exception is the proxy's own admin cluster (builtin above).
 	kinds := map[string]string{typeRoutes: "RouteConfiguration", typeCluster: "Cluster", typeSecret: "Secret"}
 	for _, url := range []string{typeRoutes, typeCluster, typeSecret} {
 		seen := map[string]bool{}

@@ -15,6 +15,10 @@
 //	                  retry_or_shadow_abandoned (counters) and
 //	                  upstream_cx_active, upstream_rq_active,
 //	                  upstream_rq_pending_active (gauges)
+//	GET /stats/prometheus  the proxy's metrics in Prometheus' text format,
+//	                  when the binary provides them (WithPrometheus); Envoy
+//	                  serves its statistics at this path, and Cilium's
+//	                  envoy-admin cluster routes to it
 //
 // It only reads state; nothing here changes configuration. Bind it to
 // loopback.
@@ -44,11 +48,26 @@ type Dump struct {
 	XDS xdsclient.Stats `json:"xds"`
 }
 
+// HandlerOption configures Handler.
+type HandlerOption func(*http.ServeMux)
+
+// WithPrometheus serves h at /stats/prometheus (nil: not served).
+func WithPrometheus(h http.Handler) HandlerOption {
+	return func(mux *http.ServeMux) {
+		if h != nil {
+			mux.Handle("GET /stats/prometheus", h)
+		}
+	}
+}
+
 // Handler returns the admin HTTP handler. stats, listeners and clusters
 // may be nil.
 func Handler(src Source, stats func() xdsclient.Stats, listeners func() map[string]string,
-	clusters func() map[string]upstream.BreakerStats) http.Handler {
+	clusters func() map[string]upstream.BreakerStats, opts ...HandlerOption) http.Handler {
 	mux := http.NewServeMux()
+	for _, o := range opts {
+		o(mux)
+	}
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
 		if src.Ready() {
 			_, _ = w.Write([]byte("LIVE\n"))

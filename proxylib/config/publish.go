@@ -82,6 +82,16 @@ func (s *Store) publish() error {
 		}
 		clusters[n] = built[n].c
 	}
+	// Static clusters (SetStatic): Update refuses dynamic ones of their
+	// names, so nothing here is shadowed.
+	for n, cfg := range s.static {
+		if old := s.built[n]; old != nil && old.cfg == cfg {
+			built[n] = old
+		} else {
+			built[n] = &builtCluster{cfg: cfg, c: s.um.Build(cfg, nil)}
+		}
+		clusters[n] = built[n].c
+	}
 
 	// Listeners: active once their routes and secrets are present.
 	active := map[string]*resource.Listener{}

@@ -62,7 +62,10 @@ type Store struct {
 	active   map[string]*resource.Listener // listener name → serving version
 	handlers map[string]listener.Handler   // chain key → handler
 	built    map[string]*builtCluster
-	since    map[string]time.Time // pending item → first seen waiting
+	// static are the clusters the proxy defines itself (SetStatic), by
+	// name; no dynamic cluster may take their names.
+	static map[string]*resource.Cluster
+	since  map[string]time.Time // pending item → first seen waiting
 	timer    *time.Timer
 	closed   bool
 	ready    atomic.Bool
@@ -119,6 +122,19 @@ func (s *Store) Close() {
 	if s.timer != nil {
 		s.timer.Stop()
 		s.timer = nil
+	}
+}
+
+// SetStatic sets the clusters the proxy defines itself, as Envoy's
+// bootstrap static_resources do: they serve beside the dynamic ones, and
+// a CDS response naming one of them is rejected. The proxy calls it
+// before its xDS client runs; it publishes nothing by itself.
+func (s *Store) SetStatic(clusters ...*resource.Cluster) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.static = make(map[string]*resource.Cluster, len(clusters))
+	for _, c := range clusters {
+		s.static[c.Name] = c
 	}
 }
 
@@ -246,6 +262,10 @@ func (s *Store) Update(typeURL, version string, resources []*anypb.Any, removed 
 		}
 		if seen[name] {
 			errs = append(errs, fmt.Sprintf("%s %q: duplicate resource name in one response", kindOf(typeURL), name))
+			continue
+		}
+		if _, ok := s.static[name]; ok && typeURL == resource.ClusterType {
+			errs = append(errs, fmt.Sprintf("cluster %q: the name is a static cluster of the proxy (its admin endpoint); a dynamic cluster cannot replace it", name))
 			continue
 		}
 		seen[name] = true

@@ -463,6 +463,14 @@ const (
 	Random
 )
 
+// AdminClusterName is the cluster the proxy defines itself, never
+// published over xDS (a CDS cluster of this name is rejected): its own
+// admin endpoint, which serves its Prometheus metrics at Envoy's
+// /stats/prometheus. The name is the one Cilium's Envoy bootstrap gives
+// its admin cluster, so Envoy configs written for Cilium that route to it
+// work unchanged.
+const AdminClusterName = "envoy-admin"
+
 // Cluster is a decoded cluster: EDS, STATIC (with its endpoints inline)
 // or ORIGINAL_DST (the host is each connection's original destination).
 type Cluster struct {
