@@ -64,13 +64,13 @@ type Store struct {
 	built    map[string]*builtCluster
 	// static are the clusters the proxy defines itself (SetStatic), by
 	// name; no dynamic cluster may take their names.
-	static map[string]*resource.Cluster
-	since  map[string]time.Time // pending item → first seen waiting
-	timer    *time.Timer
-	closed   bool
-	ready    atomic.Bool
-	secrets  atomic.Pointer[map[string]*resource.Secret]
-	release  *releaser
+	static  map[string]*resource.Cluster
+	since   map[string]time.Time // pending item → first seen waiting
+	timer   *time.Timer
+	closed  bool
+	ready   atomic.Bool
+	secrets atomic.Pointer[map[string]*resource.Secret]
+	release *releaser
 }
 
 type builtCluster struct {
