@@ -60,9 +60,7 @@ func main() {
 		proxylib.WithAdminAddress(*adminAddress),
 		proxylib.WithDrainTimeout(*drain),
 		proxylib.WithLogger(logger),
-		// The admin endpoint serves the same metrics at Envoy's path,
-		// for routes to the envoy-admin cluster (Cilium's examples).
-		proxylib.WithPrometheus(func(p *proxylib.Proxy) http.Handler { return metrics.Handler(newProxyMetrics(p), logger) }),
+		adminMetrics(logger),
 	)
 	if err != nil {
 		logger.Error("starting proxy", "error", err)

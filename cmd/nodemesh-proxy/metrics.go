@@ -1,6 +1,9 @@
 package main
 
 import (
+	"log/slog"
+	"net/http"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nodemesh/nodemesh/internal/metrics"
@@ -66,6 +69,13 @@ func newProxyMetrics(p *proxylib.Proxy) *prometheus.Registry {
 		},
 	})
 	return reg
+}
+
+// adminMetrics makes the admin endpoint serve the same metrics at Envoy's
+// /stats/prometheus, where routes to the proxy's envoy-admin cluster lead
+// (Cilium's Prometheus listener example).
+func adminMetrics(log *slog.Logger) proxylib.Option {
+	return proxylib.WithPrometheus(func(p *proxylib.Proxy) http.Handler { return metrics.Exposition(newProxyMetrics(p), log) })
 }
 
 func boolValue(b bool) float64 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
+
+	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
 
 	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
 )
@@ -74,7 +79,7 @@ func TestLabEnvoyConfigExamples(t *testing.T) {
 	l, s := envoyConfigLab(t)
 	ctx := context.Background()
 	var paths []string
-	for _, f := range []string{"traffic-shifting.yaml", "traffic-management.yaml", "circuit-breaker.yaml"} {
+	for _, f := range []string{"traffic-shifting.yaml", "traffic-management.yaml", "circuit-breaker.yaml", "prometheus-listener.yaml"} {
 		paths = append(paths, filepath.Join(exampleDir, f))
 	}
 	if err := ApplyPaths(ctx, l.Config, paths); err != nil {
@@ -163,6 +168,38 @@ func TestLabEnvoyConfigExamples(t *testing.T) {
 			t.Fatalf("/foo/bar reached the backend as:\n%s\nwant path /", out)
 		}
 		t.Logf("echo-service-1: %v", counts)
+	})
+
+	t.Run("prometheus listener", func(t *testing.T) {
+		// On every node, port 9090 serves the node proxy's metrics at
+		// /metrics, through the proxy's own envoy-admin cluster.
+		for _, n := range l.Nodes {
+			url := "http://" + netip.AddrPortFrom(n.IP, 9090).String() + "/metrics"
+			eventually(t, "the metrics of "+n.Name+"'s proxy on "+url, 2*time.Minute, func() error {
+				full, err := s.ExecArgv(ctx, "default", "client", "", []string{"curl", "-sS", "--max-time", "10", "-w", "\n%{http_code}", url})
+				if err != nil {
+					return err
+				}
+				out, _ := run(t, full, "")
+				if !strings.HasSuffix(strings.TrimSpace(out), "\n200") || !strings.Contains(out, "nodemesh_proxy_xds_connected 1") {
+					return fmt.Errorf("got %.300q, want a 200 with the proxy's metrics", out)
+				}
+				return nil
+			})
+		}
+		// Its Valid condition says it is accepted.
+		dyn, err := dynamic.NewForConfig(l.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := dyn.Resource(ciliumv2.CiliumClusterwideEnvoyConfigResource).Get(ctx, "envoy-prometheus-metrics-listener", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		if len(conds) != 1 || conds[0].(map[string]any)["status"] != "True" {
+			t.Fatalf("conditions %v, want Valid True", conds)
+		}
 	})
 
 	t.Run("circuit breaker", func(t *testing.T) {

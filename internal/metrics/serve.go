@@ -68,14 +68,21 @@ func FlagIsDefault(fs *flag.FlagSet, name string) bool {
 // format, or OpenMetrics when the scraper asks for it).
 func Handler(g prometheus.Gatherer, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{
+	mux.Handle("GET /metrics", Exposition(g, log))
+	return mux
+}
+
+// Exposition returns the handler that writes g's metrics, whatever the
+// request's path, for callers that mount it elsewhere (the proxy's admin
+// endpoint serves it at Envoy's /stats/prometheus).
+func Exposition(g prometheus.Gatherer, log *slog.Logger) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{
 		ErrorLog:            slogErrors{log},
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: maxScrapes,
 		Timeout:             writeTimeout - time.Second,
 		EnableOpenMetrics:   true,
-	}))
-	return mux
+	})
 }
 
 // Serve serves Handler(g) on l until ctx ends. It returns nil on a clean
