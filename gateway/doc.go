@@ -295,9 +295,18 @@
 //     assigns the address itself. An unreadable loadbalancer-mode,
 //     force-https or tls-passthrough leaves the Ingress unserved rather
 //     than guessing a security-relevant intent.
-//   - tls-passthrough: enabled is refused (the Ingress is not served): the
-//     IR has no TCP proxy chain yet, and terminating instead would not be
-//     what was asked.
+//   - tls-passthrough: enabled (Cilium's rules): each rule's host takes
+//     the TLS connections whose SNI names it on the HTTPS port, relayed
+//     untouched by a TCP chain (the TLSRoute passthrough machinery) to the
+//     backend of its path "/" as a TCP cluster; the backend terminates TLS
+//     and sees the proxy's address as the source. Reported and ignored: a
+//     rule without a host (SNI is all there is to select by), paths other
+//     than "/" (they cannot be read without decrypting), the default
+//     backend, spec.tls; with nothing left the Ingress is not served. A
+//     dedicated passthrough Ingress has no plaintext listener. On the
+//     shared set passthrough and terminated hosts share the HTTPS
+//     listener, told apart by SNI; a host both relayed and terminated
+//     belongs to the older Ingress and the other is told.
 //   - client addresses: Ingress listeners use the same HTTP connection
 //     manager as Gateways (use_remote_address, no trusted hops), so the
 //     backend sees X-Forwarded-For with the connection's address appended

@@ -126,7 +126,16 @@ var ingressKind = routeKind{
 	namePrefix: strings.TrimSuffix(ir.IngressNamePrefix, "/"),
 }
 
-func init() { ingressKind.rank = len(routeKinds) }
+// ingressPassthroughKind is the kind of the rules of a TLS passthrough
+// Ingress: the same kind, whose backends are TCP clusters (the TLS bytes
+// are relayed, as a TLSRoute's are).
+var ingressPassthroughKind routeKind
+
+func init() {
+	ingressKind.rank = len(routeKinds)
+	ingressPassthroughKind = ingressKind
+	ingressPassthroughKind.backendProtocol = ir.ProtocolTCP
+}
 
 // ingressState is one Ingress of ours, compiled.
 type ingressState struct {
@@ -150,6 +159,12 @@ type ingressState struct {
 	tlsWanted map[string]bool
 	// certs are the IR Secrets the TLS entries use.
 	certs    map[string]*ir.Secret
+	// passthrough is set by ingress.cilium.io/tls-passthrough: enabled;
+	// the Ingress then has no paths, only sni.
+	passthrough bool
+	// sni are the hosts of a passthrough Ingress, each relaying the TLS
+	// connections whose SNI names it to one backend.
+	sni      []ingressSNI
 	problems []string
 	// skip says the Ingress produces no configuration at all.
 	skip bool
@@ -160,6 +175,13 @@ type ingressPath struct {
 	host string
 	m    *matchState
 	// field names the path in messages, spec.rules[i].http.paths[j].
+	field string
+}
+
+// ingressSNI is one host of a passthrough Ingress.
+type ingressSNI struct {
+	host  string
+	rule  *ruleState
 	field string
 }
 
@@ -269,15 +291,16 @@ func (t *translator) compileIngress(ing *networkingv1.Ingress) *ingressState {
 		if b, valid := boolAnnotation(v); !valid {
 			is.fail("metadata.annotations[%s]: %q is not enabled or disabled", annTLSPassthrough, v)
 			is.skip = true
-		} else if b {
-			// The IR has no TCP proxy chain yet; terminating instead
-			// would hand the backend's TLS to the proxy.
-			is.fail("metadata.annotations[%s]: TLS passthrough is not supported; the Ingress is not served", annTLSPassthrough)
-			is.skip = true
+		} else {
+			is.passthrough = b
 		}
 	}
 	t.checkServiceAnnotations(is)
 	if is.skip {
+		return is
+	}
+	if is.passthrough {
+		t.compilePassthrough(is)
 		return is
 	}
 
@@ -312,6 +335,58 @@ func (t *translator) compileIngress(ing *networkingv1.Ingress) *ingressState {
 		is.skip = true
 	}
 	return is
+}
+
+// compilePassthrough compiles an Ingress with tls-passthrough enabled, as
+// Cilium serves one: each rule's host takes the TLS connections whose SNI
+// names it, relayed untouched (the backend terminates TLS) to the backend
+// of its path "/". A rule without a host cannot be selected by SNI, paths
+// other than "/" cannot be told apart without decrypting, and the default
+// backend and spec.tls have nothing to do: all are reported and ignored.
+// With nothing left the Ingress is not served.
+func (t *translator) compilePassthrough(is *ingressState) {
+	is.rs.kind = &ingressPassthroughKind
+	ing := is.obj
+	if ing.Spec.DefaultBackend != nil {
+		is.fail("spec.defaultBackend: ignored with %s (connections are told apart by SNI only)", annTLSPassthrough)
+	}
+	if len(ing.Spec.TLS) > 0 {
+		is.fail("spec.tls: ignored with %s (the backends terminate TLS)", annTLSPassthrough)
+	}
+	seen := map[string]bool{}
+	for i := range ing.Spec.Rules {
+		r := &ing.Spec.Rules[i]
+		switch {
+		case r.Host == "":
+			is.fail("spec.rules[%d].host: required with %s (the TLS server name selects the backend); the rule is not served", i, annTLSPassthrough)
+			continue
+		case !validHostname(r.Host, true):
+			is.fail("spec.rules[%d].host: %q is not a valid hostname", i, r.Host)
+			continue
+		case r.HTTP == nil:
+			continue
+		}
+		for j := range r.HTTP.Paths {
+			p := &r.HTTP.Paths[j]
+			field := fmt.Sprintf("spec.rules[%d].http.paths[%d]", i, j)
+			if p.Path != "" && p.Path != "/" {
+				is.fail("%s.path: %q is ignored with %s (only / is served: paths cannot be read without terminating TLS)", field, p.Path, annTLSPassthrough)
+				continue
+			}
+			if seen[r.Host] {
+				is.fail("%s: host %q already has a backend in this Ingress; it is not served", field, r.Host)
+				continue
+			}
+			seen[r.Host] = true
+			rule := &ruleState{route: is.rs, index: i}
+			t.ingressBackend(is, rule, field+".backend", &p.Backend)
+			is.sni = append(is.sni, ingressSNI{host: r.Host, rule: rule, field: field})
+		}
+	}
+	if len(is.sni) == 0 {
+		is.fail("no rule has a host and the path /; the Ingress is not served")
+		is.skip = true
+	}
 }
 
 // checkServiceAnnotations validates the annotations that shape the

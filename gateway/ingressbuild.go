@@ -92,7 +92,10 @@ func (t *translator) buildIngresses(cfg *ir.Config) []IngressStatus {
 			}
 			continue
 		}
-		ports := []int32{httpPort}
+		var ports []int32
+		if lb.hasHTTP() {
+			ports = append(ports, httpPort)
+		}
 		if lb.hasTLS() {
 			ports = append(ports, httpsPort)
 		}
@@ -121,6 +124,11 @@ func (t *translator) buildIngresses(cfg *ir.Config) []IngressStatus {
 			}
 			if is.defaultRule != nil {
 				for _, cl := range is.defaultRule.clusters {
+					clusters[cl.Name] = cl
+				}
+			}
+			for _, sn := range is.sni {
+				for _, cl := range sn.rule.clusters {
 					clusters[cl.Name] = cl
 				}
 			}
@@ -157,7 +165,18 @@ func (t *translator) buildIngresses(cfg *ir.Config) []IngressStatus {
 
 func (lb *ingressLB) hasTLS() bool {
 	for _, is := range lb.ingresses {
-		if len(is.tls) > 0 {
+		if len(is.tls) > 0 || len(is.sni) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// hasHTTP reports whether some Ingress of the load balancer serves HTTP:
+// one with only TLS passthrough hosts has nothing on the plaintext port.
+func (lb *ingressLB) hasHTTP() bool {
+	for _, is := range lb.ingresses {
+		if !is.passthrough {
 			return true
 		}
 	}
@@ -178,6 +197,8 @@ func (t *translator) buildIngressLB(lb *ingressLB, httpPort, httpsPort int32) []
 	claimed := map[pathKey]*ingressState{}
 	tlsHosts := map[string]string{} // host → secret
 	tlsOwner := map[string]*ingressState{}
+	passOwner := map[string]*ingressState{} // passthrough host → Ingress
+	passRule := map[string]*ruleState{}
 	byHost := map[string][]ingressRoute{}
 	var hosts []string
 	addHost := func(h string) {
@@ -224,6 +245,10 @@ func (t *translator) buildIngressLB(lb *ingressLB, httpPort, httpsPort int32) []
 		}
 		for _, h := range sortedKeys(is.tls) {
 			s := is.tls[h]
+			if other := passOwner[h]; other != nil {
+				is.fail("spec.tls: host %q is relayed with TLS passthrough by Ingress %s on the shared load balancer; it is not served over TLS here", h, other.key)
+				continue
+			}
 			if other, ok := tlsHosts[h]; ok {
 				if other != s {
 					is.fail("spec.tls: host %q already has certificate %s from Ingress %s on the shared load balancer; %s is not used for it", h, strings.TrimPrefix(other, ir.SecretNamePrefix), tlsOwner[h].key, strings.TrimPrefix(s, ir.SecretNamePrefix))
@@ -232,26 +257,27 @@ func (t *translator) buildIngressLB(lb *ingressLB, httpPort, httpsPort int32) []
 			}
 			tlsHosts[h], tlsOwner[h] = s, is
 		}
+		// Passthrough hosts: one connection cannot be both relayed and
+		// terminated, so an SNI name belongs to the older Ingress.
+		for _, sn := range is.sni {
+			if other := passOwner[sn.host]; other != nil {
+				is.fail("%s: host %q is already relayed with TLS passthrough by Ingress %s on the shared load balancer; it is not served", sn.field, sn.host, other.key)
+				continue
+			}
+			if other := tlsOwner[sn.host]; other != nil {
+				is.fail("%s: host %q is already served with TLS termination by Ingress %s on the shared load balancer; it is not served", sn.field, sn.host, other.key)
+				continue
+			}
+			passOwner[sn.host], passRule[sn.host] = is, sn.rule
+		}
 	}
 	sort.Strings(hosts)
 
-	httpName := lb.name + "/" + strconv.Itoa(int(httpPort))
-	plainTable := &ir.RouteTable{Name: httpName + "/" + plainChainName}
-	domains := slices.Clone(hosts)
-	if !contains(domains, anyHost) {
-		// Hosts no Ingress names answer 404 rather than reach a more
-		// general listener.
-		domains = append(domains, anyHost)
-		sort.Strings(domains)
+	var out []*ir.Listener
+	if lb.hasHTTP() {
+		out = append(out, t.ingressPlainListener(lb, httpPort, httpsPort, hosts, byHost))
 	}
-	for _, d := range domains {
-		plainTable.VirtualHosts = append(plainTable.VirtualHosts, t.ingressVHost(plainTable.Name, d, byHost, false, httpsPort))
-	}
-	out := []*ir.Listener{{
-		Name: httpName, Address: lb.addr.String(), Port: uint32(httpPort),
-		Chains: []*ir.HTTPChain{{Name: plainChainName, Routes: plainTable}},
-	}}
-	if len(tlsHosts) == 0 {
+	if len(tlsHosts) == 0 && len(passOwner) == 0 {
 		return out
 	}
 	httpsName := lb.name + "/" + strconv.Itoa(int(httpsPort))
@@ -272,7 +298,31 @@ func (t *translator) buildIngressLB(lb *ingressLB, httpPort, httpsPort int32) []
 		}
 		l.Chains = append(l.Chains, ch)
 	}
+	for _, h := range sortedKeys(passOwner) {
+		l.TCPChains = append(l.TCPChains, &ir.TCPChain{Name: passthroughChainName(httpsName, h), ServerNames: []string{h},
+			Backends: passRule[h].backends})
+	}
 	return append(out, l)
+}
+
+// ingressPlainListener builds the plaintext listener of a load balancer.
+func (t *translator) ingressPlainListener(lb *ingressLB, httpPort, httpsPort int32, hosts []string, byHost map[string][]ingressRoute) *ir.Listener {
+	httpName := lb.name + "/" + strconv.Itoa(int(httpPort))
+	plainTable := &ir.RouteTable{Name: httpName + "/" + plainChainName}
+	domains := slices.Clone(hosts)
+	if !contains(domains, anyHost) {
+		// Hosts no Ingress names answer 404 rather than reach a more
+		// general listener.
+		domains = append(domains, anyHost)
+		sort.Strings(domains)
+	}
+	for _, d := range domains {
+		plainTable.VirtualHosts = append(plainTable.VirtualHosts, t.ingressVHost(plainTable.Name, d, byHost, false, httpsPort))
+	}
+	return &ir.Listener{
+		Name: httpName, Address: lb.addr.String(), Port: uint32(httpPort),
+		Chains: []*ir.HTTPChain{{Name: plainChainName, Routes: plainTable}},
+	}
 }
 
 // ingressVHost builds the virtual host of domain d: the routes of every

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nodemesh/nodemesh/gateway"
 )
@@ -208,5 +210,132 @@ spec:
 	}
 	if got := r.body.Headers["x-forwarded-proto"]; len(got) != 1 || got[0] != "https" {
 		t.Errorf("x-forwarded-proto = %q, want [https]", got)
+	}
+}
+
+// TestIngressTLSPassthrough: with ingress.cilium.io/tls-passthrough the
+// proxy relays each TLS connection, untouched, to the backend of the host
+// its SNI names: the client completes its handshake with the backend's own
+// certificate (the proxy holds none), and each host reaches its own
+// backend; an SNI no rule names, and a connection without TLS, get no
+// backend.
+func TestIngressTLSPassthrough(t *testing.T) {
+	m, _, httpsPort := startIngressMesh(t, nil, gateway.IngressOptions{})
+	certs := newTestCerts(t)
+	kp, err := tls.X509KeyPair(certs.wild.cert, certs.wild.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two TLS backends, each answering its own name over the bytes it
+	// decrypted itself.
+	backend := func(name string) (host, port string) {
+		ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{kp}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+					sni := ""
+					if tc, ok := c.(*tls.Conn); ok && tc.Handshake() == nil {
+						sni = tc.ConnectionState().ServerName
+					}
+					fmt.Fprintf(c, "%s saw %s\n", name, sni)
+				}()
+			}
+		}()
+		h, p, _ := net.SplitHostPort(ln.Addr().String())
+		return h, p
+	}
+	svc := func(name string) string {
+		host, port := backend(name)
+		return fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: %[1]s, namespace: default}
+spec: {ports: [{name: https, port: 443, targetPort: %[3]s}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: %[1]s, namespace: default, labels: {kubernetes.io/service-name: %[1]s}}
+addressType: IPv4
+ports: [{name: https, port: %[3]s}]
+endpoints: [{addresses: [%[2]s], conditions: {ready: true}}]
+---
+`, name, host, port)
+	}
+	m.apply(svc("vault") + svc("shop") + `
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: pass
+  namespace: default
+  annotations: {ingress.cilium.io/tls-passthrough: enabled}
+spec:
+  ingressClassName: nodemesh
+  rules:
+  - host: vault.secure.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: vault, port: {number: 443}}}}
+  - host: shop.secure.test
+    http:
+      paths:
+      - {path: /, pathType: ImplementationSpecific, backend: {service: {name: shop, port: {number: 443}}}}
+`)
+	addr := netip.AddrPortFrom(gatewayPool.Addr().Next(), uint16(httpsPort)).String()
+	dial := func(sni string) (string, error) {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		tc := tls.Client(c, &tls.Config{RootCAs: certs.pool, ServerName: sni})
+		if err := tc.Handshake(); err != nil {
+			return "", err
+		}
+		b, err := io.ReadAll(tc)
+		if err != nil && len(b) == 0 {
+			return "", err
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	for _, tc := range []struct{ sni, want string }{
+		{"vault.secure.test", "vault saw vault.secure.test"},
+		{"shop.secure.test", "shop saw shop.secure.test"},
+	} {
+		var got string
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			got, err = dial(tc.sni)
+			if err == nil && got == tc.want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("SNI %s: got %q (err %v), want %q", tc.sni, got, err, tc.want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if got, err := dial("other.secure.test"); err == nil {
+		t.Errorf("an SNI no rule names reached %q", got)
+	}
+	// Plain HTTP to the TLS port reaches nothing.
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: vault.secure.test\r\n\r\n")
+	if b, _ := io.ReadAll(c); strings.Contains(string(b), "saw") {
+		t.Errorf("plaintext on the passthrough port reached a backend: %q", b)
 	}
 }
