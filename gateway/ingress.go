@@ -158,7 +158,7 @@ type ingressState struct {
 	// refused certificate never turns an HTTPS-only host into plain HTTP.
 	tlsWanted map[string]bool
 	// certs are the IR Secrets the TLS entries use.
-	certs    map[string]*ir.Secret
+	certs map[string]*ir.Secret
 	// passthrough is set by ingress.cilium.io/tls-passthrough: enabled;
 	// the Ingress then has no paths, only sni.
 	passthrough bool
