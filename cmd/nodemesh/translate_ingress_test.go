@@ -61,7 +61,7 @@ func TestTranslateIngress(t *testing.T) {
 	if err := translateCmd([]string{"-f", "../../gateway/testdata/ingress/annotations.in.yaml", "-type", "status"}, &out, &errs); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(errs.String(), "Ingress default/passthrough: metadata.annotations[ingress.cilium.io/tls-passthrough]") {
+	if !strings.Contains(errs.String(), "Ingress default/bad-mode: metadata.annotations[ingress.cilium.io/loadbalancer-mode]") {
 		t.Errorf("problems not printed:\n%s", errs.String())
 	}
 }
