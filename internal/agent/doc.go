@@ -91,8 +91,13 @@
 // backends around the proxy. The per-config verdicts are in
 // Status.EnvoyConfigs, with the proxies' rejections of their resources
 // (ProxyRejected) and a pending acknowledgement overlaid; refusals are
-// also logged. In Kubernetes mode the verdict is not written to the
-// objects (Cilium's CRDs have no status).
+// also logged. Without a Service table (no Config.Services) a config
+// that redirects Services is refused as NotRedirected (mesh/envoyconfig
+// Options.CannotRedirect): nothing could send their traffic through its
+// listener. In Kubernetes mode the agent writes each verdict on its
+// object as the Valid condition (cmd/nodemesh-agent, through
+// mesh/provider/kube's StatusWriter), following Status.EnvoyConfigs, so
+// a proxy's later rejection reaches the object too.
 //
 // Mutual authentication (auth.go, with Config.Auth): every compilation
 // hands the auth manager the relations the auth-required rows need —
