@@ -109,6 +109,10 @@
 //   - One resource's JSON is bounded to 1.5 MiB, what the API server
 //     stores for a whole object.
 //   - The proxy's upstream connections come from the node, not from the
-//     client (Cilium's cilium.io/use-original-source-address is not
-//     implemented), so a backend's policy sees the node's identity.
+//     client, so a backend's policy sees the node's identity. Cilium's
+//     cec.cilium.io/use-original-source-address annotation (formerly the
+//     cilium.io/use-original-source-address label; "true" by default for
+//     configs users write, "false" for those its Ingress and Gateway
+//     controllers generate) is not implemented: the annotation is read
+//     nowhere, whatever its value.
 package envoyconfig
