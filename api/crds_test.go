@@ -110,13 +110,13 @@ var crdCases = []crdCase{
 	{
 		file: "cilium.io_ciliumenvoyconfigs.yaml", gvr: ciliumv2.CiliumEnvoyConfigResource,
 		kind: "CiliumEnvoyConfig", singular: "ciliumenvoyconfig", shortNames: []string{"cec"},
-		categories: []string{"cilium"}, scope: "Namespaced", status: false,
+		categories: []string{"cilium"}, scope: "Namespaced", status: true,
 		goType: reflect.TypeOf(ciliumv2.CiliumEnvoyConfig{}),
 	},
 	{
 		file: "cilium.io_ciliumclusterwideenvoyconfigs.yaml", gvr: ciliumv2.CiliumClusterwideEnvoyConfigResource,
 		kind: "CiliumClusterwideEnvoyConfig", singular: "ciliumclusterwideenvoyconfig", shortNames: []string{"ccec"},
-		categories: []string{"cilium"}, scope: "Cluster", status: false,
+		categories: []string{"cilium"}, scope: "Cluster", status: true,
 		goType: reflect.TypeOf(ciliumv2.CiliumClusterwideEnvoyConfig{}),
 	},
 }
