@@ -78,3 +78,44 @@ func TestNodePolicy(t *testing.T) {
 		t.Fatalf("%d policies reported, truncated %v", len(got.Policies), got.Truncated)
 	}
 }
+
+// TestEnvoyConfigVerdicts checks which agent verdicts make an Envoy
+// config's Valid condition False (every refusal, by translation or a
+// proxy, with its exact message), which make it True (accepted, also while
+// the proxies have not acknowledged yet), and that a config this node's
+// labels do not select, or one the agent did not report on, gets no
+// verdict from this node.
+func TestEnvoyConfigVerdicts(t *testing.T) {
+	meta := func(ns, name, uid string, gen int64) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Namespace: ns, Name: name, UID: k8stypes.UID("u-" + uid), Generation: gen}
+	}
+	s := &input.Snapshot{
+		CiliumEnvoyConfigs: []*ciliumv2.CiliumEnvoyConfig{
+			{ObjectMeta: meta("a", "ok", "1", 1)},
+			{ObjectMeta: meta("a", "pending", "2", 2)},
+			{ObjectMeta: meta("a", "bad", "3", 3)},
+			{ObjectMeta: meta("a", "nacked", "4", 1)},
+			{ObjectMeta: meta("a", "elsewhere", "5", 1)},
+			{ObjectMeta: meta("a", "unreported", "6", 1)},
+		},
+		CiliumClusterwideEnvoyConfigs: []*ciliumv2.CiliumClusterwideEnvoyConfig{{ObjectMeta: meta("", "cw", "7", 4)}},
+	}
+	statuses := []agentapi.EnvoyConfigStatus{
+		{Kind: "CiliumEnvoyConfig", Namespace: "a", Name: "ok", Valid: true, Reason: "Accepted"},
+		{Kind: "CiliumEnvoyConfig", Namespace: "a", Name: "pending", Valid: true, Reason: "Accepted", Pending: true},
+		{Kind: "CiliumEnvoyConfig", Namespace: "a", Name: "bad", Reason: "Unsupported", Message: `resources[0] (Cluster "c"): STRICT_DNS`},
+		{Kind: "CiliumEnvoyConfig", Namespace: "a", Name: "nacked", Reason: "ProxyRejected", Message: "proxy n: bind: address already in use"},
+		{Kind: "CiliumEnvoyConfig", Namespace: "a", Name: "elsewhere", Valid: true, Reason: "NotSelected"},
+		{Kind: "CiliumClusterwideEnvoyConfig", Name: "cw", Reason: "NotRedirected", Message: "spec.services: no Service table"},
+	}
+	want := []kube.PolicyVerdict{
+		{Kind: "CiliumEnvoyConfig", Namespace: "a", Name: "ok", UID: "u-1", Generation: 1, Valid: true, Reason: "Accepted"},
+		{Kind: "CiliumEnvoyConfig", Namespace: "a", Name: "pending", UID: "u-2", Generation: 2, Valid: true, Reason: "Accepted"},
+		{Kind: "CiliumEnvoyConfig", Namespace: "a", Name: "bad", UID: "u-3", Generation: 3, Reason: "Unsupported", Message: `resources[0] (Cluster "c"): STRICT_DNS`},
+		{Kind: "CiliumEnvoyConfig", Namespace: "a", Name: "nacked", UID: "u-4", Generation: 1, Reason: "ProxyRejected", Message: "proxy n: bind: address already in use"},
+		{Kind: "CiliumClusterwideEnvoyConfig", Name: "cw", UID: "u-7", Generation: 4, Reason: "NotRedirected", Message: "spec.services: no Service table"},
+	}
+	if d := cmp.Diff(want, envoyConfigVerdicts(s, statuses)); d != "" {
+		t.Fatalf("verdicts (-want +got):\n%s", d)
+	}
+}
