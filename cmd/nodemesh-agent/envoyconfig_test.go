@@ -98,11 +98,8 @@ func TestEnvoyConfigConditions(t *testing.T) {
 			"spec":     map[string]any{"resources": resources},
 		}}
 	}
-	for _, o := range []*unstructured.Unstructured{
-		cec("good", listener(free), cluster("STATIC")),
-		cec("unsupported", cluster("STRICT_DNS")),
-		cec("unbindable", listener(heldPort), cluster("STATIC")),
-	} {
+	create := func(o *unstructured.Unstructured) {
+		t.Helper()
 		if _, err := res.Create(ctx, o, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -136,9 +133,16 @@ func TestEnvoyConfigConditions(t *testing.T) {
 		t.Fatalf("CiliumEnvoyConfig %s: the Valid condition never showed %s; last %+v", name, what, last)
 		return last
 	}
+	// The good config first: the proxy rejects a response whole, so a
+	// rejection is laid on every config whose resources the rejected
+	// response brought new (Nack.Changed); the good one must be served
+	// before the unbindable one arrives.
+	create(cec("good", listener(free), cluster("STATIC")))
 	valid("good", "True", func(c ciliumv2.NetworkPolicyCondition) bool {
 		return c.Status == metav1.ConditionTrue && c.Reason == "Accepted"
 	})
+	create(cec("unsupported", cluster("STRICT_DNS")))
+	create(cec("unbindable", listener(heldPort), cluster("STATIC")))
 	c := valid("unsupported", "the proxy's refusal", func(c ciliumv2.NetworkPolicyCondition) bool { return c.Status == metav1.ConditionFalse })
 	if c.Reason != "Unsupported" || !strings.HasPrefix(c.Message, "node node-1: ") || !strings.Contains(c.Message, `resources[0] (Cluster "c")`) ||
 		!strings.Contains(c.Message, "STRICT_DNS") {
@@ -149,6 +153,9 @@ func TestEnvoyConfigConditions(t *testing.T) {
 		!strings.Contains(c.Message, "address already in use") {
 		t.Fatalf("unbindable: %+v; want ProxyRejected with the bind error", c)
 	}
+
+	// The rejection is not the good config's: it stays True.
+	valid("good", "still True", func(c ciliumv2.NetworkPolicyCondition) bool { return c.Status == metav1.ConditionTrue })
 
 	// Fixed: the condition follows.
 	u, err := res.Get(ctx, "unsupported", metav1.GetOptions{})
