@@ -61,10 +61,13 @@ func (t *translator) resolveService(rs *routeState, field string, br *gwv1.Backe
 		return fail(gwv1.RouteReasonInvalidKind, "backend kind %s is not supported; use a core Service", groupKind(group, kind))
 	}
 	k := input.Key{Namespace: namespaceOr(br.Namespace, rs.key.Namespace), Name: string(br.Name)}
+	// A route may always send to a Service it names as its parent: a
+	// consumer route (mesh.go) sends its clients on to the Service they
+	// asked for, which is no reach into the other namespace.
 	if !t.ix.permitted(ref{
 		fromGroup: string(rs.kind.group), fromKind: string(rs.kind.kind), fromNamespace: rs.key.Namespace,
 		toGroup: "", toKind: "Service", toNamespace: k.Namespace, toName: k.Name,
-	}) {
+	}) && !namesServiceParent(rs.src, k) {
 		return fail(gwv1.RouteReasonRefNotPermitted, "Service %s is in another namespace and no ReferenceGrant there allows %s from %s to use it", k, rs.kind.plural, rs.key.Namespace)
 	}
 	if br.Port == nil {

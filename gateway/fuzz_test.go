@@ -27,7 +27,7 @@ func FuzzTranslate(f *testing.F) {
 		if err != nil {
 			return
 		}
-		res := Translate(snap, Options{Addresses: testAddresses(t, snap, false), Ingress: testIngressOptions(t, snap, false)})
+		res := Translate(snap, Options{Addresses: testAddresses(t, snap, false), Ingress: testIngressOptions(t, snap, false), Mesh: testMesh})
 		checkResult(t, res)
 	})
 }

@@ -54,6 +54,10 @@ func testAddresses(t testing.TB, snap *input.Snapshot, strict bool) map[input.Ke
 	return out
 }
 
+// testMesh places mesh listeners as an agent on a node at 192.0.2.1
+// would.
+var testMesh = MeshOptions{ListenAddress: netip.MustParseAddr("192.0.2.1")}
+
 func loadCase(t testing.TB, path string) *input.Snapshot {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -105,7 +109,7 @@ func TestGolden(t *testing.T) {
 		t.Run(filepath.Base(filepath.Dir(in))+"/"+name, func(t *testing.T) {
 			snap := loadCase(t, in)
 			pristine := loadCase(t, in)
-			opts := Options{Addresses: testAddresses(t, snap, true), Ingress: testIngressOptions(t, snap, true)}
+			opts := Options{Addresses: testAddresses(t, snap, true), Ingress: testIngressOptions(t, snap, true), Mesh: testMesh}
 			res := Translate(snap, opts)
 			checkResult(t, res)
 			// Hashes are recorded by object; two loads hold different objects.
@@ -136,6 +140,9 @@ func render(t testing.TB, res *Result) []byte {
 	out := map[string]any{"config": res.Config}
 	if len(res.GatewayClasses) > 0 {
 		out["gatewayClasses"] = res.GatewayClasses
+	}
+	if len(res.Mesh) > 0 {
+		out["mesh"] = res.Mesh
 	}
 	var gws []named
 	for _, g := range res.Gateways {

@@ -42,7 +42,7 @@ func TestTranslatorGoldenCases(t *testing.T) {
 	x := NewTranslator()
 	for _, in := range order {
 		snap := loadCase(t, in)
-		opts := Options{Addresses: testAddresses(t, snap, false), Ingress: testIngressOptions(t, snap, false)}
+		opts := Options{Addresses: testAddresses(t, snap, false), Ingress: testIngressOptions(t, snap, false), Mesh: testMesh}
 		checkSame(t, in, x, snap, opts)
 		checkSame(t, in+" (again)", x, snap, opts)
 	}

@@ -69,3 +69,14 @@ func tcpClusterName(svc input.Key, port int32) string { return clusterName(svc, 
 
 // secretName names the IR secret of one Kubernetes Secret.
 func secretName(s input.Key) string { return ir.SecretNamePrefix + s.Namespace + "/" + s.Name }
+
+// meshListenerName names the listener of one Service port with routes.
+func meshListenerName(svc input.Key, port int32) string {
+	return ir.MeshNamePrefix + svc.Namespace + "/" + svc.Name + "/" + strconv.Itoa(int(port))
+}
+
+// meshProducerChainName names the chain every client not told apart
+// takes; meshConsumerChainName the chain of one namespace's clients.
+const meshProducerChainName = "producer"
+
+func meshConsumerChainName(ns string) string { return "consumer/" + ns }

@@ -42,6 +42,9 @@ type routeState struct {
 	// they stay valid while those are unchanged (see Translator).
 	parents      []*parentState
 	resolvedWith resolution
+	// meshParents are the route's parentRefs to Services (GAMMA),
+	// resolved afresh by every translation (mesh.go).
+	meshParents []*meshParent
 	// status is the route's status as last rendered, valid as long as
 	// parents are.
 	status *gwv1.RouteStatus

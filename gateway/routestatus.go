@@ -21,21 +21,28 @@ func (rs *routeState) renderStatus(controller gwv1.GatewayController) gwv1.Route
 		}
 		resolved = no(rs.refProblems[0].reason, "%s", joinProblems(msgs))
 	}
-	st := gwv1.RouteStatus{Parents: make([]gwv1.RouteParentStatus, 0, len(rs.parents))}
-	for _, ps := range rs.parents {
+	st := gwv1.RouteStatus{Parents: make([]gwv1.RouteParentStatus, 0, len(rs.parents)+len(rs.meshParents))}
+	parent := func(ref gwv1.ParentReference, accepted verdict) {
 		conds := []metav1.Condition{
-			ps.accepted.condition(string(gwv1.RouteConditionAccepted), gen),
+			accepted.condition(string(gwv1.RouteConditionAccepted), gen),
 			resolved.condition(string(gwv1.RouteConditionResolvedRefs), gen),
 		}
-		if ps.accepted.ok && len(rs.invalid) > 0 {
+		if accepted.ok && len(rs.invalid) > 0 {
 			conds = append(conds, yes(string(gwv1.RouteReasonUnsupportedValue), "Dropped Rule(s): "+joinProblems(ruleProblems(rs.invalid))).
 				condition(string(gwv1.RouteConditionPartiallyInvalid), gen))
 		}
 		st.Parents = append(st.Parents, gwv1.RouteParentStatus{
-			ParentRef:      ps.ref,
+			ParentRef:      ref,
 			ControllerName: controller,
 			Conditions:     conds,
 		})
+	}
+	for _, ps := range rs.parents {
+		parent(ps.ref, ps.accepted)
+	}
+	// Service parents (GAMMA) after Gateways, in spec order.
+	for _, mp := range rs.meshParents {
+		parent(mp.ref, mp.accepted)
 	}
 	return st
 }

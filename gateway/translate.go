@@ -33,6 +33,8 @@ type Options struct {
 	AddressProblems map[input.Key]string
 	// Ingress tunes Ingress support (ingress.go).
 	Ingress IngressOptions
+	// Mesh places the listeners of GAMMA routes (mesh.go).
+	Mesh MeshOptions
 	// SystemCAs is the PEM bundle of well-known CA certificates a
 	// BackendTLSPolicy with wellKnownCACertificates System trusts (read
 	// from the host by the caller); empty refuses such policies.
@@ -65,6 +67,10 @@ type Result struct {
 	// lists only our Gateways; the status writer merges them with other
 	// controllers' entries.
 	Policies []PolicyStatus `json:"policies,omitempty"`
+	// Mesh lists the Service ports GAMMA routes steer, by Service and
+	// port: the datapath sends their connections to the listener named
+	// (empty without Options.Mesh.ListenAddress).
+	Mesh []MeshRedirect `json:"mesh,omitempty"`
 }
 
 // PolicyStatus is this controller's part of one policy's status.
@@ -163,6 +169,7 @@ func (t *translator) run() {
 	t.processClasses()
 	t.processGateways()
 	t.processRoutes()
+	t.processMesh()
 	t.processIngresses()
 }
 
@@ -183,6 +190,10 @@ type translator struct {
 	listenerSetOrder []*listenerSetState
 	routes           []*routeState
 	ingresses        []*ingressState
+	// mesh holds the Service ports with GAMMA routes, and meshOnly the
+	// routes whose only parents are Services (processMesh).
+	mesh     map[meshPortKey]*meshPort
+	meshOnly []*routeState
 
 	clusters map[clusterKey]*ir.Cluster
 	// clusterMu guards clusters while routes compile concurrently
@@ -216,6 +227,7 @@ type translator struct {
 
 func (t *translator) result() *Result {
 	r := &Result{Config: t.buildConfig()}
+	r.Mesh = t.buildMesh(&builder{t: t, clusters: map[string]*ir.Cluster{}, secrets: map[string]*ir.Secret{}}, r.Config)
 	r.Ingresses = t.buildIngresses(r.Config)
 	if t.next != nil {
 		t.next.clusters = t.clusters
@@ -263,9 +275,16 @@ func (t *translator) result() *Result {
 		r.Routes = make([]RouteStatus, 0, len(t.routes))
 	}
 	r.Policies = t.backendTLSStatus()
-	for _, rs := range t.routes {
-		if len(rs.parents) > 0 {
-			if rs.status == nil {
+	routes := t.routes
+	if len(t.meshOnly) > 0 {
+		routes = append(slices.Clip(routes), t.meshOnly...)
+		slices.SortFunc(routes, byKey)
+	}
+	for _, rs := range routes {
+		if len(rs.parents) > 0 || len(rs.meshParents) > 0 {
+			// Service parents are resolved on every translation, so
+			// their status is too.
+			if rs.status == nil || len(rs.meshParents) > 0 {
 				st := rs.renderStatus(t.opts.ControllerName)
 				rs.status = &st
 			}

@@ -232,6 +232,13 @@ func (e *encoder) listener(l *Listener) {
 			e.str(ch.Routes.Name)
 		}
 		e.bool(ch.CORS)
+		if len(ch.SourcePrefixes) > 0 {
+			// Only when set, so chains without keep the encoding they
+			// had; the count cannot be mistaken for the next chain's
+			// name, which always follows a presence byte.
+			e.buf = append(e.buf, 3)
+			e.strs(ch.SourcePrefixes)
+		}
 	}
 	if e.present(l.UDP != nil) {
 		e.str(l.UDP.Cluster)

@@ -73,6 +73,13 @@ type HTTPChain struct {
 	ServerNames []string `json:"serverNames,omitempty"`
 	// TLS, when set, terminates TLS on this chain.
 	TLS *TLS `json:"tls,omitempty"`
+	// SourcePrefixes, when set, restrict the chain to connections from
+	// these client addresses (CIDR prefixes): among the chains a
+	// connection's server name selects, the one with the longest prefix
+	// holding the client's address wins, and a chain without prefixes
+	// takes the clients no other chain names. Only plaintext chains use
+	// them (GAMMA consumer routes, told apart by client namespace).
+	SourcePrefixes []string `json:"sourcePrefixes,omitempty"`
 	// Routes is the table requests on this chain are matched against.
 	Routes *RouteTable `json:"routes"`
 	// CORS runs the CORS filter on this chain. Routes of its table may

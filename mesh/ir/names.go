@@ -30,6 +30,10 @@ const (
 	// ServiceLBNamePrefix begins the names of the listener, route table
 	// and cluster that balance a Service's requests in the proxy (the
 	// service.cilium.io/lb-l7 annotation): "lb-l7/<namespace>/<name>/<port>".
-	ServiceLBNamePrefix              = "lb-l7/"
+	ServiceLBNamePrefix = "lb-l7/"
+	// MeshNamePrefix begins the names of the listener of a Service port
+	// that GAMMA routes (Gateway API routes with a Service parent) steer,
+	// and of what only it uses: "mesh/<namespace>/<name>/<port>/...".
+	MeshNamePrefix                   = "mesh/"
 	ClusterwideEnvoyConfigNamePrefix = "ccec/"
 )

@@ -439,7 +439,10 @@ func (v *validator) listener(i int, l *Listener, seen, tables map[string]bool, b
 	}
 	names := map[string]bool{}
 	catchAll := 0
-	plain := 0
+	plain, sourced := 0, 0
+	// prefixOwner names the chain each source prefix belongs to: two
+	// chains may not take the same clients.
+	prefixOwner := map[netip.Prefix]string{}
 	for j, ch := range l.Chains {
 		f := root.i("chains", j)
 		if ch == nil {
@@ -450,7 +453,7 @@ func (v *validator) listener(i int, l *Listener, seen, tables map[string]bool, b
 			v.fail(obj, f.f("name"), "empty or duplicate %q", ch.Name)
 		}
 		names[ch.Name] = true
-		if len(ch.ServerNames) == 0 {
+		if len(ch.ServerNames) == 0 && len(ch.SourcePrefixes) == 0 {
 			catchAll++
 		}
 		for k, sn := range ch.ServerNames {
@@ -458,7 +461,10 @@ func (v *validator) listener(i int, l *Listener, seen, tables map[string]bool, b
 				v.fail(obj, f.i("serverNames", k), "invalid server name %q", sn)
 			}
 		}
-		if ch.TLS == nil {
+		v.sourcePrefixes(obj, f, ch, prefixOwner)
+		if ch.TLS == nil && len(ch.SourcePrefixes) > 0 {
+			sourced++
+		} else if ch.TLS == nil {
 			plain++
 			if len(ch.ServerNames) > 0 {
 				v.fail(obj, f.f("serverNames"), "server names need TLS")
@@ -494,8 +500,8 @@ func (v *validator) listener(i int, l *Listener, seen, tables map[string]bool, b
 		}
 		v.tcpBackends(obj, f, ch.Backends, clusters)
 	}
-	if plain > 0 && len(l.Chains)+len(l.TCPChains) > 1 {
-		v.fail(obj, root.f("chains"), "a plaintext chain must be the listener's only chain")
+	if plain+sourced > 0 && (plain > 1 || len(l.Chains)+len(l.TCPChains) != plain+sourced) {
+		v.fail(obj, root.f("chains"), "a plaintext chain must be the listener's only chain, but for plaintext chains told apart by source prefixes")
 	}
 	if catchAll > 1 {
 		v.fail(obj, root.f("chains"), "%d chains without server names; at most one may catch all", catchAll)
@@ -1066,5 +1072,26 @@ func (v *validator) resources(rs []*Resource, taken map[string]map[string]bool, 
 			v.fail(obj, path{}, "%q: %s already bound by listener %q", r.Name, bind, other)
 		}
 		binds[bind] = r.Name
+	}
+}
+
+// sourcePrefixes checks a chain's source prefixes: canonical CIDR
+// prefixes (the address is the prefix's first), on plaintext chains only,
+// each taken by one chain of the listener.
+func (v *validator) sourcePrefixes(obj object, f path, ch *HTTPChain, owner map[netip.Prefix]string) {
+	if len(ch.SourcePrefixes) > 0 && (ch.TLS != nil || len(ch.ServerNames) > 0) {
+		v.fail(obj, f.f("sourcePrefixes"), "source prefixes are for plaintext chains only")
+	}
+	for k, s := range ch.SourcePrefixes {
+		p, err := netip.ParsePrefix(s)
+		if err != nil || p != p.Masked() || p.Addr().Zone() != "" {
+			v.fail(obj, f.i("sourcePrefixes", k), "%q is not a canonical CIDR prefix", s)
+			continue
+		}
+		if other, dup := owner[p]; dup {
+			v.fail(obj, f.i("sourcePrefixes", k), "prefix %s is already chain %q's", p, other)
+			continue
+		}
+		owner[p] = ch.Name
 	}
 }

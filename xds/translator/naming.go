@@ -226,7 +226,7 @@ func OriginOf(name string) Origin {
 		prefix string
 		kind   OriginKind
 	}{{ir.GatewayNamePrefix, OriginGateway}, {ir.ServiceNamePrefix, OriginService}, {ir.SecretNamePrefix, OriginSecret},
-		{ir.ServiceLBNamePrefix, OriginService},
+		{ir.ServiceLBNamePrefix, OriginService}, {ir.MeshNamePrefix, OriginService},
 		{ir.EnvoyConfigNamePrefix, OriginEnvoyConfig}} {
 		rest, ok := strings.CutPrefix(name, p.prefix)
 		if !ok {
