@@ -35,11 +35,15 @@
 // listener filters below); listener_filters_timeout (default 15 s, 0:
 // none) and continue_on_listener_filters_timeout; filter_chains
 // (at least one) with name, filter_chain_match{destination_port,
-// server_names (exact names and "*.suffix" wildcards)} chosen as Envoy
-// prunes chains: the chains naming the connection's (original)
-// destination port if any, else those naming no port; among them the
-// exact server name first, then the most specific wildcard, then the
-// chain without server_names; nothing left closes the connection.
+// server_names (exact names and "*.suffix" wildcards),
+// source_prefix_ranges} chosen as Envoy prunes chains: the chains naming
+// the connection's (original) destination port if any, else those naming
+// no port; among them the exact server name first, then the most
+// specific wildcard, then the chains without server_names; among those
+// the chain whose longest source prefix holds the client's address, else
+// the chain without source_prefix_ranges (a v4 client on a dual-stack
+// socket is matched as v4). No stage falls back to a less specific group
+// of an earlier one, and nothing left closes the connection.
 // transport_socket DownstreamTlsContext
 // (common_tls_context.tls_certificate_sds_secret_configs, alpn_protocols;
 // TLS 1.2 and 1.3; client certificates, see TLS below) terminates TLS; a
@@ -712,7 +716,7 @@
 //   - `envoy.config.endpoint.v3.Endpoint`: address
 //   - `envoy.config.endpoint.v3.LbEndpoint`: endpoint, health_status, load_balancing_weight
 //   - `envoy.config.endpoint.v3.LocalityLbEndpoints`: lb_endpoints
-//   - `envoy.config.listener.v3.FilterChainMatch`: destination_port, server_names
+//   - `envoy.config.listener.v3.FilterChainMatch`: destination_port, server_names, source_prefix_ranges
 //   - `envoy.config.listener.v3.FilterChain`: name, filter_chain_match, transport_socket, filters
 //   - `envoy.config.listener.v3.Filter`: name, typed_config, config_discovery; typed_config holds envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager | envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
 //   - `envoy.config.listener.v3.ListenerFilter`: name, typed_config; typed_config holds envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector | envoy.extensions.filters.listener.original_dst.v3.OriginalDst | envoy.extensions.filters.listener.original_src.v3.OriginalSrc | envoy.extensions.filters.udp.udp_proxy.v3.UdpProxyConfig

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -162,11 +163,53 @@ func TestSelectChain(t *testing.T) {
 		{"x.example.com", 8443, nil},
 		{"", 8443, nil},
 	} {
-		if got := selectChain(chains, tc.port, tc.sni); got != tc.want {
+		if got := selectChain(chains, tc.port, tc.sni, netip.Addr{}); got != tc.want {
 			t.Errorf("selectChain(%q, %d) = %+v, want %+v", tc.sni, tc.port, got, tc.want)
 		}
 	}
-	if got := selectChain([]*Chain{exact}, 443, "b.example.com"); got != nil {
+	if got := selectChain([]*Chain{exact}, 443, "b.example.com", netip.Addr{}); got != nil {
 		t.Errorf("no default chain: got %+v, want nil", got)
+	}
+}
+
+// TestSelectChainBySource: after port and server name, the longest source
+// prefix holding the client's address picks the chain, the chain without
+// prefixes takes the rest, and no stage falls back to a less specific
+// group of an earlier one.
+func TestSelectChainBySource(t *testing.T) {
+	pfx := func(ss ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, s := range ss {
+			out = append(out, netip.MustParsePrefix(s))
+		}
+		return out
+	}
+	def := &Chain{}
+	shop := &Chain{SourcePrefixes: pfx("10.244.1.30/32", "fd00::1e/128")}
+	wide := &Chain{SourcePrefixes: pfx("10.244.0.0/16")}
+	sniOnly := &Chain{ServerNames: []string{"a.example.com"}, SourcePrefixes: pfx("10.1.0.0/16")}
+	chains := []*Chain{def, wide, shop, sniOnly}
+	for _, tc := range []struct {
+		remote string
+		sni    string
+		want   *Chain
+	}{
+		{"10.244.1.30", "", shop},
+		{"::ffff:10.244.1.30", "", shop}, // a v4 client on a dual-stack socket
+		{"fd00::1e", "", shop},
+		{"10.244.1.31", "", wide},
+		{"10.9.9.9", "", def},
+		{"10.1.2.3", "a.example.com", sniOnly},
+		// The chain naming the server name is the only candidate; its
+		// prefixes do not hold the client, and the chains naming no
+		// server name are not tried.
+		{"10.244.1.30", "a.example.com", nil},
+	} {
+		if got := selectChain(chains, 80, tc.sni, netip.MustParseAddr(tc.remote)); got != tc.want {
+			t.Errorf("selectChain(%s, %q) = %p, want %p", tc.remote, tc.sni, got, tc.want)
+		}
+	}
+	if got := selectChain([]*Chain{shop}, 80, "", netip.MustParseAddr("10.9.9.9")); got != nil {
+		t.Errorf("no chain for the client: got %+v, want nil", got)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -80,8 +81,11 @@ type Chain struct {
 	// DestinationPort restricts the chain to connections to that port
 	// (0: any).
 	DestinationPort uint32
-	TLS             *TLS
-	Handler         Handler
+	// SourcePrefixes restrict the chain to clients whose address one of
+	// them holds (none: any client).
+	SourcePrefixes []netip.Prefix
+	TLS            *TLS
+	Handler        Handler
 
 	tlsConfig *tls.Config
 }
@@ -416,7 +420,7 @@ func (m *Manager) serve(spec *Spec, c net.Conn) {
 			return
 		}
 	}
-	chain := selectChain(spec.Chains, info.Local.Port(), strings.ToLower(sni))
+	chain := selectChain(spec.Chains, info.Local.Port(), strings.ToLower(sni), info.Remote.Addr())
 	if chain == nil {
 		c.Close() // no chain matches: Envoy closes the connection
 		return
@@ -533,12 +537,16 @@ func (m *Manager) verifyingConfig(c *Chain, session *TLSInfo) (*tls.Config, erro
 	return cfg, nil
 }
 
-// selectChain picks the chain for a connection to port with server name
-// sni ("" when unknown) as Envoy prunes filter chains: first by
-// destination_port (the chains naming port if any, else those naming
-// none), then among those by server_names (exact, then the most specific
-// "*." wildcard, then a chain without server_names). nil: none matches.
-func selectChain(chains []*Chain, port uint16, sni string) *Chain {
+// selectChain picks the chain for a connection from remote to port with
+// server name sni ("" when unknown) as Envoy prunes filter chains: first
+// by destination_port (the chains naming port if any, else those naming
+// none), then by server_names (the chains naming sni exactly, else those
+// naming its most specific "*." wildcard, else those naming none), then
+// by source_prefix_ranges (the chain with the longest prefix holding
+// remote, else the one naming no prefix). A stage never falls back to a
+// less specific group of an earlier one: nil when the group it picked
+// has no chain for remote, or when nothing matches.
+func selectChain(chains []*Chain, port uint16, sni string, remote netip.Addr) *Chain {
 	want := uint32(0)
 	for _, c := range chains {
 		if c.DestinationPort != 0 && c.DestinationPort == uint32(port) {
@@ -546,16 +554,10 @@ func selectChain(chains []*Chain, port uint16, sni string) *Chain {
 			break
 		}
 	}
+	remote = remote.Unmap()
 	if sni != "" {
-		for _, c := range chains {
-			if c.DestinationPort != want {
-				continue
-			}
-			for _, n := range c.ServerNames {
-				if n == sni {
-					return c
-				}
-			}
+		if c, found := bySource(chains, want, sni, remote); found {
+			return c
 		}
 		for rest := sni; ; {
 			i := strings.IndexByte(rest, '.')
@@ -563,23 +565,48 @@ func selectChain(chains []*Chain, port uint16, sni string) *Chain {
 				break
 			}
 			rest = rest[i+1:]
-			wild := "*." + rest
-			for _, c := range chains {
-				if c.DestinationPort != want {
-					continue
-				}
-				for _, n := range c.ServerNames {
-					if n == wild {
-						return c
-					}
-				}
+			if c, found := bySource(chains, want, "*."+rest, remote); found {
+				return c
 			}
 		}
 	}
+	c, _ := bySource(chains, want, "", remote)
+	return c
+}
+
+// bySource picks, among the chains for port want that name server name
+// sn (that name none, for ""), the one whose longest source prefix holds
+// remote, else the one without source prefixes. found reports whether
+// any chain names sn, so the caller stops there even without a pick.
+func bySource(chains []*Chain, want uint32, sn string, remote netip.Addr) (pick *Chain, found bool) {
+	var anySource *Chain
+	best := -1
 	for _, c := range chains {
-		if c.DestinationPort == want && len(c.ServerNames) == 0 {
-			return c
+		if c.DestinationPort != want {
+			continue
+		}
+		if sn == "" {
+			if len(c.ServerNames) > 0 {
+				continue
+			}
+		} else if !slices.Contains(c.ServerNames, sn) {
+			continue
+		}
+		found = true
+		if len(c.SourcePrefixes) == 0 {
+			if anySource == nil {
+				anySource = c
+			}
+			continue
+		}
+		for _, p := range c.SourcePrefixes {
+			if p.Bits() > best && p.Contains(remote) {
+				pick, best = c, p.Bits()
+			}
 		}
 	}
-	return nil
+	if pick == nil {
+		pick = anySource
+	}
+	return pick, found
 }

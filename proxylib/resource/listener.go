@@ -3,6 +3,7 @@ package resource
 import (
 	"crypto/sha256"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -108,7 +109,7 @@ func decodeListener(l *listenerv3.Listener) (*Listener, error) {
 			return nil, err
 		}
 		chain.setBufferLimit(out.BufferLimit)
-		for _, key := range matchKeys(chain.DestinationPort, chain.ServerNames) {
+		for _, key := range matchKeys(chain.DestinationPort, chain.ServerNames, chain.SourcePrefixes) {
 			if j, dup := seen[key]; dup {
 				return nil, fieldErr(append(p, "filter_chain_match"), "matches the same connections as filter_chains[%d]", j)
 			}
@@ -147,14 +148,27 @@ func (c *FilterChain) setBufferLimit(limit uint32) {
 	c.Key += "\x00" + strconv.FormatUint(uint64(limit), 10)
 }
 
-func matchKeys(port uint32, serverNames []string) []string {
+// matchKeys lists the match criteria a chain claims, one key per (server
+// name, source prefix): two chains claiming one key would match the same
+// connections, which Envoy refuses.
+func matchKeys(port uint32, serverNames []string, sources []netip.Prefix) []string {
 	prefix := strconv.FormatUint(uint64(port), 10) + "\x00"
-	if len(serverNames) == 0 {
-		return []string{prefix + "\x00any"}
+	names := serverNames
+	if len(names) == 0 {
+		names = []string{"\x00any"}
 	}
-	keys := make([]string, len(serverNames))
-	for i, n := range serverNames {
-		keys[i] = prefix + n
+	srcs := []string{"any"}
+	if len(sources) > 0 {
+		srcs = make([]string, len(sources))
+		for i, s := range sources {
+			srcs[i] = s.String()
+		}
+	}
+	keys := make([]string, 0, len(names)*len(srcs))
+	for _, n := range names {
+		for _, s := range srcs {
+			keys = append(keys, prefix+n+"\x00"+s)
+		}
 	}
 	return keys
 }
@@ -168,6 +182,13 @@ func decodeChain(fc *listenerv3.FilterChain, p path) (*FilterChain, error) {
 	chain := &FilterChain{Name: fc.GetName(), Key: string(sum[:])}
 	if dp := fc.GetFilterChainMatch().GetDestinationPort(); dp != nil {
 		chain.DestinationPort = dp.GetValue()
+	}
+	for j, r := range fc.GetFilterChainMatch().GetSourcePrefixRanges() {
+		pfx, err := cidr(r, append(p, "filter_chain_match", "source_prefix_ranges", "["+strconv.Itoa(j)+"]"))
+		if err != nil {
+			return nil, err
+		}
+		chain.SourcePrefixes = append(chain.SourcePrefixes, pfx)
 	}
 	for j, sn := range fc.GetFilterChainMatch().GetServerNames() {
 		n := strings.ToLower(sn)

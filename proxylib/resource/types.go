@@ -2,6 +2,7 @@ package resource
 
 import (
 	"crypto/tls"
+	"net/netip"
 	"regexp"
 	"strings"
 	"time"
@@ -90,7 +91,10 @@ type FilterChain struct {
 	// DestinationPort, when non-zero, restricts the chain to connections
 	// to that (original destination) port (filter_chain_match.destination_port).
 	DestinationPort uint32
-	TLS             *DownstreamTLS
+	// SourcePrefixes, when set, restrict the chain to clients whose
+	// address one of them holds (filter_chain_match.source_prefix_ranges).
+	SourcePrefixes []netip.Prefix
+	TLS            *DownstreamTLS
 	// Exactly one of HCM and TCP is set.
 	HCM *HCM
 	TCP *TCPProxy

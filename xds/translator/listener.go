@@ -4,7 +4,9 @@ import (
 	"net/netip"
 	"strings"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
@@ -91,6 +93,16 @@ func (b *builder) buildListener(l *ir.Listener, m *listenerMemo) (*listenerv3.Li
 		fc := &listenerv3.FilterChain{Name: filterChainName(ch)}
 		if len(names) > 0 {
 			fc.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: names}
+		}
+		if len(ch.SourcePrefixes) > 0 {
+			// Validated canonical prefixes (ir.Config.Validate).
+			m := &listenerv3.FilterChainMatch{}
+			for _, s := range ch.SourcePrefixes {
+				p := netip.MustParsePrefix(s)
+				m.SourcePrefixRanges = append(m.SourcePrefixRanges, &corev3.CidrRange{
+					AddressPrefix: p.Addr().String(), PrefixLen: wrapperspb.UInt32(uint32(p.Bits()))})
+			}
+			fc.FilterChainMatch = m
 		}
 		if ch.TLS != nil {
 			ts, refs, err := b.downstreamTLS(obj, field+".tls", name, ch.TLS)
