@@ -174,7 +174,7 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 	if pol != nil {
 		res.Config.Policy = pol.L7
 	}
-	a.translateEnvoyConfigs(snap, res.Config, pol)
+	a.translateEnvoyConfigs(snap, res.Config, pol, res.Mesh)
 	// Before publishing: a Service's backends are usable as soon as they
 	// are ready, whatever the proxies do with the L7 configuration (a
 	// Service newly redirected to a proxy listener refuses connections
@@ -247,6 +247,11 @@ func (a *Agent) Translate(snap *input.Snapshot) *gateway.Result {
 		AddressProblems: problems,
 		Ingress:         ing,
 		SystemCAs:       a.cfg.SystemCAs,
+	}
+	if o := a.cfg.EnvoyConfig; o != nil {
+		// GAMMA routes are served where the proxy's load-balancing
+		// listeners are, and reached through the same Service table.
+		opts.Mesh.ListenAddress = o.ListenAddress
 	}
 	if a.gw == nil {
 		return gateway.Translate(snap, opts)

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/nodemesh/nodemesh/datapath/model"
+	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/envoyconfig"
@@ -50,9 +51,17 @@ type cecState struct {
 	superseded chan struct{}
 }
 
+// meshOwner is the Owner kind of the redirects of Service ports that
+// GAMMA routes steer (gateway.MeshRedirect); no config status has it.
+const meshOwner = "GAMMA"
+
 // translateEnvoyConfigs runs mesh/envoyconfig beside the Gateway and
-// policy translation and adds its resources to cfg.
-func (a *Agent) translateEnvoyConfigs(snap *input.Snapshot, cfg *ir.Config, pol *policy.Result) {
+// policy translation and adds its resources to cfg. mesh are the Service
+// ports the Gateway translation's GAMMA routes steer; they are sent to
+// the proxy by the same redirects, and wait for the same
+// acknowledgement, as the ports of lb-l7 Services and of
+// CiliumEnvoyConfigs.
+func (a *Agent) translateEnvoyConfigs(snap *input.Snapshot, cfg *ir.Config, pol *policy.Result, mesh []gateway.MeshRedirect) {
 	// Without a Service table nothing sends a Service's traffic to a
 	// listener: configs that redirect are refused (fail closed, and said).
 	opts := envoyconfig.Options{Taken: map[netip.AddrPort]string{}, CannotRedirect: a.cfg.Services == nil}
@@ -83,6 +92,11 @@ func (a *Agent) translateEnvoyConfigs(snap *input.Snapshot, cfg *ir.Config, pol 
 			a.log.Warn("Envoy config refused", "kind", st.Kind, "namespace", st.Namespace, "name", st.Name,
 				"reason", st.Reason, "message", st.Message)
 		}
+	}
+	res.Redirects = withMeshRedirects(res.Redirects, mesh)
+	if a.cfg.Services == nil && len(mesh) > 0 {
+		a.log.Warn("GAMMA routes steer Services, but this agent does not translate Services (no datapath Service table): their traffic is not sent to the proxy",
+			"ports", len(mesh))
 	}
 	cs := &a.cec
 	cs.mu.Lock()
@@ -267,6 +281,35 @@ func (a *Agent) envoyConfigStatus(proxies []dataplane.Proxy) []api.EnvoyConfigSt
 			}
 		}
 		out = append(out, s)
+	}
+	return out
+}
+
+// withMeshRedirects orders a Service port's claims by precedence, the
+// last one winning in the Service table: the lb-l7 annotation's, then
+// GAMMA routes' (routes say more than "balance every request"), then a
+// CiliumEnvoyConfig's (the user wrote the proxy's configuration for that
+// very port).
+func withMeshRedirects(rds []envoyconfig.Redirect, mesh []gateway.MeshRedirect) []envoyconfig.Redirect {
+	if len(mesh) == 0 {
+		return rds
+	}
+	out := make([]envoyconfig.Redirect, 0, len(rds)+len(mesh))
+	for _, rd := range rds {
+		if rd.Owner.Kind == envoyconfig.KindService {
+			out = append(out, rd)
+		}
+	}
+	for _, m := range mesh {
+		out = append(out, envoyconfig.Redirect{
+			Owner:   envoyconfig.Object{Kind: meshOwner, Namespace: m.Service.Namespace, Name: m.Service.Name},
+			Service: m.Service, Ports: []uint16{m.Port}, Listener: m.Listener, Bind: m.Bind, Refused: m.Refused,
+		})
+	}
+	for _, rd := range rds {
+		if rd.Owner.Kind != envoyconfig.KindService {
+			out = append(out, rd)
+		}
 	}
 	return out
 }

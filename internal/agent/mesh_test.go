@@ -1,0 +1,99 @@
+package agent
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/nodemesh/nodemesh/mesh/dataplane"
+	"github.com/nodemesh/nodemesh/mesh/input"
+)
+
+// A Service port GAMMA routes steer goes to its mesh listener once the
+// proxies acknowledged it, and refuses connections before (never its own
+// backends, which would bypass the routes). On a Service that is also
+// annotated lb-l7 the routes win; a Service with only the annotation
+// keeps its lb-l7 listener.
+func TestMeshRedirectWaitsForTheProxies(t *testing.T) {
+	const objs = `
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: app, annotations: {service.cilium.io/lb-l7: enabled}}
+spec: {clusterIP: 10.96.0.30, ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: echo-1, namespace: app, labels: {kubernetes.io/service-name: echo}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints: [{addresses: [10.244.1.21], conditions: {ready: true}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: balanced, namespace: app, annotations: {service.cilium.io/lb-l7: enabled}}
+spec: {clusterIP: 10.96.0.31, ports: [{name: http, port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo, namespace: app}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo}]
+  rules:
+  - backendRefs: [{name: echo, port: 80}]
+`
+	decoded, err := input.Decode("mesh.yaml", []byte(objs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := input.Build(decoded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	svcs := &serviceRecorder{}
+	node := netip.MustParseAddr("10.250.0.11")
+	a, err := New(Config{Publisher: rec, Services: svcs, EnvoyConfig: &EnvoyConfigOptions{ListenAddress: node}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.setProxies([]dataplane.Proxy{{Node: "p", Connected: true, Types: []dataplane.TypeState{{Type: "Listener", Sent: "v1"}}}})
+	if err := a.Apply(context.Background(), snap, nil); err != nil {
+		t.Fatal(err)
+	}
+	if bs, ok := svcs.backends("10.96.0.30", 80); !ok || len(bs) != 0 {
+		t.Fatalf("before the proxy acknowledged: row %v, backends %v; want the row with no backends", ok, bs)
+	}
+	rec.mu.Lock()
+	cfg := rec.configs[len(rec.configs)-1]
+	rec.mu.Unlock()
+	var bind netip.AddrPort
+	for _, l := range cfg.Listeners {
+		if l.Name == "mesh/app/echo/80" {
+			bind = netip.AddrPortFrom(netip.MustParseAddr(l.Address), uint16(l.Port))
+		}
+	}
+	if bind.Addr() != node || bind.Port() < 15000 || bind.Port() > 15999 {
+		t.Fatalf("mesh listener bound to %v, want %s in 15000-15999", bind, node)
+	}
+	svcs.mu.Lock()
+	synced := make(chan struct{})
+	svcs.c = synced
+	svcs.mu.Unlock()
+	rec.setProxies([]dataplane.Proxy{{Node: "p", Connected: true, Types: []dataplane.TypeState{{Type: "Listener", Sent: "v1", Acked: "v1"}}}})
+	select {
+	case <-synced:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the Service table was not rewritten after the acknowledgement")
+	}
+	if bs, _ := svcs.backends("10.96.0.30", 80); len(bs) != 1 || bs[0].Addr != node || bs[0].Port != bind.Port() {
+		t.Fatalf("after the acknowledgement: %v, want the mesh listener %s", bs, bind)
+	}
+	if bs, _ := svcs.backends("10.96.0.31", 80); len(bs) != 1 || bs[0].Addr != node || bs[0].Port < 14000 || bs[0].Port > 14999 {
+		t.Fatalf("lb-l7 only: %v, want its listener on %s in 14000-14999", bs, node)
+	}
+	st := a.Status()
+	if len(st.Routes) != 1 || len(st.Routes[0].Status.Parents) != 1 || st.Routes[0].Status.Parents[0].Conditions[0].Reason != "Accepted" {
+		t.Fatalf("route status %+v, want accepted by its Service parent", st.Routes)
+	}
+}
