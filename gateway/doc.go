@@ -17,8 +17,8 @@
 //
 // Ownership. Only GatewayClasses whose controllerName is ours are
 // processed. Gateways of other classes, and parentRefs to them, get no
-// status from here. Route parentRefs to Services (GAMMA) are left to the
-// mesh translator.
+// status from here. Route parentRefs to Services (GAMMA) are always ours:
+// nodemesh is the cluster's mesh (see "GAMMA").
 //
 // Gateways and listeners. HTTP, HTTPS (TLS mode Terminate), TLS (modes
 // Passthrough and Terminate, which may share a port), TCP and UDP
@@ -242,6 +242,80 @@
 // an implicit parent per IngressClass instead of parentRefs, and reports
 // addresses rather than route conditions.
 //
+// GAMMA. An HTTPRoute or GRPCRoute parentRef {group: "", kind: Service}
+// (mesh.go, meshbuild.go) steers the traffic clients send to that
+// Service's cluster IP and port through the node proxy. Resolution
+// reuses compileRules, ruleState and the status writer: the route's
+// status gets one parent per Service parentRef, after its Gateway
+// parents, with our controllerName. Service parents are resolved afresh
+// on every translation (the Translator keeps no GAMMA state; routes
+// naming only Services are compiled each time). Decisions:
+//   - a parentRef selects the Service's ports by sectionName (the port's
+//     name) and port, both when both are set, all ports when neither.
+//     Only ports clients speak plaintext HTTP to attach: TCP, no
+//     appProtocol naming TLS or raw TCP (https, tls, kubernetes.io/wss,
+//     tcp), without appProtocol no name "https", "tls", "tcp" or "udp"
+//     (alone or before "-"), and no BackendTLSPolicy targeting the port
+//     (its clients speak TLS). Proxying such a port as HTTP would break
+//     every connection to it.
+//   - Accepted=False/NoMatchingParent: the Service does not exist, has no
+//     port the parentRef selects, or none of them carries HTTP (the
+//     message names each port and why); Accepted=False/UnsupportedValue:
+//     a headless or ExternalName Service (the spec's parents are
+//     ClusterIP Services: there is no cluster IP to steer). A route's
+//     invalid hostnames or rules fail it as for a Gateway.
+//   - producer and consumer (GEP-1294): a route in the Service's
+//     namespace is a producer route and applies to every client; a route
+//     in another namespace is a consumer route and applies only to the
+//     clients in its own namespace. Neither needs a ReferenceGrant for
+//     its parentRef (the spec exempts Service parents). For a namespace
+//     with consumer routes on a port, those routes replace the producer
+//     routes for its clients: consumer routes take precedence, and
+//     mixing two owners' rules in one table would let a producer rule
+//     catch what the consumer meant to leave to the Service.
+//   - backends: a backendRef to another namespace needs a ReferenceGrant
+//     (RefNotPermitted otherwise), except to a Service the route names as
+//     its parent: a consumer route sending its clients on to the Service
+//     they asked for reaches nothing new (the MESH conformance suite's
+//     consumer route does exactly this, without a grant).
+//   - hostnames are not matched: the Service's cluster IP, not the Host
+//     header, selects the routes (a client may name the Service by short
+//     name, FQDN or IP), as the MeshFrontendHostname conformance test
+//     requires. Route tables have the one domain "*".
+//   - unmatched requests keep the Service's default behaviour: each
+//     chain ends in the port's default route (mesh/<ns>/<svc>/<port>/
+//     default) to the Service's own cluster, without a timeout.
+//   - how the proxy knows the client's namespace: the datapath redirects
+//     the Service port at connect() to one listener per (Service, port)
+//     (mesh/<ns>/<svc>/<port>, on Options.Mesh.ListenAddress, a port
+//     from a hash of the name into 15000-15999 by default), so the proxy
+//     sees the client Pod's own address. The listener has a producer
+//     chain for every client and one chain per namespace with consumer
+//     routes, selected by source prefix: the /32 and /128 of that
+//     namespace's Pods (Envoy's filter_chain_match.source_prefix_ranges;
+//     the longest prefix wins, the producer chain takes the rest). Pods
+//     on the host network (their address is the node's), Pods that ended
+//     (their address may be reused) and an address two namespaces claim
+//     are nobody's consumer and get the producer routes. The chains
+//     follow the Pods: a new client Pod gets its consumer routes with the
+//     next translation, and until then the producer routes. An identity
+//     the datapath already knows was the alternative; it would need the
+//     redirect to carry it to the proxy (a PROXY-protocol-like header or
+//     a per-identity listener), where the source address is already
+//     there and already the identity's key.
+//   - Result.Mesh lists each steered port with its listener and socket;
+//     the agent feeds them to the same Service table redirect as lb-l7
+//     Services and CiliumEnvoyConfigs (internal/agent), which sends the
+//     port to the listener only once the proxies acknowledged it and
+//     refuses connections before, never bypassing the routes. A port
+//     with no free listener port is Refused (connections refused). On a
+//     port both claim, GAMMA routes win over the lb-l7 annotation and a
+//     CiliumEnvoyConfig wins over both. Without a ListenAddress
+//     (standalone translation) statuses are computed and nothing is
+//     steered.
+//   - routes from several Services' parentRefs, and a route with both
+//     Gateway and Service parents, share their compiled IR routes.
+//
 // Ingress. Ingresses (networking.k8s.io/v1) of our class are compiled
 // into the same ruleState and matchState as routes and ordered by the same
 // precedence, but attach implicitly to Ingress listeners instead of
@@ -319,7 +393,7 @@
 // Golden cases live in testdata/<group>/: gateway for GatewayClass,
 // Gateway, listener and attachment behaviour, one folder per route kind
 // (httproute, grpcroute, tlsroute, tcproute, udproute) for what compiling that kind
-// decides.
+// decides, gamma for Service parents.
 //
 // Performance. Everything is indexed by name once per call; no list is
 // scanned per route, and each route, rule and IR route is built once
