@@ -298,7 +298,10 @@
 //     (their address may be reused) and an address two namespaces claim
 //     are nobody's consumer and get the producer routes. The chains
 //     follow the Pods: a new client Pod gets its consumer routes with the
-//     next translation, and until then the producer routes. An identity
+//     next translation, and until then the producer routes. The
+//     Kubernetes provider lists Pods only with network policy (the
+//     agent's --policy); without it no client is told apart and every
+//     client gets the producer routes. An identity
 //     the datapath already knows was the alternative; it would need the
 //     redirect to carry it to the proxy (a PROXY-protocol-like header or
 //     a per-identity listener), where the source address is already
