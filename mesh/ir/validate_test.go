@@ -187,6 +187,22 @@ func TestValidate(t *testing.T) {
 		}, `tcpChains[0].tls.certificates[0]: unknown secret "nope"`},
 		{"terminating tcp chain without certificates", func(c *Config) { c.Listeners[1].TCPChains[0].TLS = &TLS{} }, "tcpChains[0].tls.certificates: empty"},
 		{"plaintext plus tls", func(c *Config) { c.Listeners[1].Chains = append(c.Listeners[1].Chains, c.Listeners[0].Chains[0]) }, "plaintext chain must be the listener's only chain"},
+		{"two plaintext chains without source prefixes", func(c *Config) {
+			c.Listeners[0].Chains = append(c.Listeners[0].Chains, sourced(c.Listeners[0].Chains[0], "consumer"))
+		}, "plaintext chain must be the listener's only chain"},
+		{"source prefix not canonical", func(c *Config) {
+			c.Listeners[0].Chains = append(c.Listeners[0].Chains, sourced(c.Listeners[0].Chains[0], "consumer", "10.1.2.3/24"))
+		}, `chains[1].sourcePrefixes[0]: "10.1.2.3/24" is not a canonical CIDR prefix`},
+		{"source prefix on two chains", func(c *Config) {
+			c.Listeners[0].Chains = append(c.Listeners[0].Chains, sourced(c.Listeners[0].Chains[0], "a", "10.1.2.3/32"),
+				sourced(c.Listeners[0].Chains[0], "b", "fd00::/64", "10.1.2.3/32"))
+		}, `chains[2].sourcePrefixes[1]: prefix 10.1.2.3/32 is already chain "a"'s`},
+		{"source prefixes on tls", func(c *Config) { c.Listeners[1].Chains[0].SourcePrefixes = []string{"10.0.0.0/8"} },
+			"chains[0].sourcePrefixes: source prefixes are for plaintext chains only"},
+		{"source prefixed plaintext beside tcp", func(c *Config) {
+			c.Listeners[0].Chains = append(c.Listeners[0].Chains, sourced(c.Listeners[0].Chains[0], "consumer", "10.0.0.0/8"))
+			c.Listeners[0].TCPChains = []*TCPChain{{Name: "p", ServerNames: []string{"a.example"}, Backends: c.Listeners[2].TCPChains[0].Backends}}
+		}, "plaintext chain must be the listener's only chain"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -288,5 +304,26 @@ func TestValidatorClusters(t *testing.T) {
 		if err := x.Validate(bad); err == nil || !strings.Contains(err.Error(), "endpoints[0].address") {
 			t.Fatalf("call %d: invalid endpoint: got %v", i, err)
 		}
+	}
+}
+
+// sourced is a copy of a plaintext chain named name, for the clients of
+// prefixes.
+func sourced(ch *HTTPChain, name string, prefixes ...string) *HTTPChain {
+	c := *ch
+	rt := *ch.Routes
+	rt.Name += "/" + name
+	c.Name, c.SourcePrefixes, c.Routes = name, prefixes, &rt
+	return &c
+}
+
+// TestValidateSourcePrefixedChains: plaintext chains told apart by source
+// prefixes may share a listener with one chain without prefixes.
+func TestValidateSourcePrefixedChains(t *testing.T) {
+	c := valid()
+	base := c.Listeners[0].Chains[0]
+	c.Listeners[0].Chains = append(c.Listeners[0].Chains, sourced(base, "a", "10.1.2.3/32", "fd00::1e/128"), sourced(base, "b", "10.1.0.0/16"))
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }
