@@ -114,18 +114,22 @@ func TestLabGAMMA(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "every call of one connection on grpc-1", 2*time.Minute, func() error {
-			full, err := s.ExecArgv(ctx, "app", "client", "", []string{"env", grpcClientEnv + "=" + svc.Spec.ClusterIP + ":50051",
-				self, "-test.run=^TestLabGRPCClient$", "-test.count=1", "-test.v"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			out, code := run(t, full, "")
-			if code != 0 {
-				return fmt.Errorf("gRPC client failed (%d):\n%s", code, out)
-			}
-			if n := strings.Count(out, "backend grpc-1\n"); n != 100 {
-				return fmt.Errorf("%d of 100 calls on grpc-1:\n%s", n, out)
+		// Three connections: without the route each lands on one backend
+		// at random, so all three on grpc-1 by chance is 1 in 8.
+		eventually(t, "every call of three connections on grpc-1", 2*time.Minute, func() error {
+			for range 3 {
+				full, err := s.ExecArgv(ctx, "app", "client", "", []string{"env", grpcClientEnv + "=" + svc.Spec.ClusterIP + ":50051",
+					self, "-test.run=^TestLabGRPCClient$", "-test.count=1", "-test.v"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				out, code := run(t, full, "")
+				if code != 0 {
+					return fmt.Errorf("gRPC client failed (%d):\n%s", code, out)
+				}
+				if n := strings.Count(out, "backend grpc-1\n"); n != 100 {
+					return fmt.Errorf("%d of 100 calls on grpc-1:\n%s", n, out)
+				}
 			}
 			return nil
 		})
