@@ -7,12 +7,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nodemesh/nodemesh/proxylib/connbuf"
 	"github.com/nodemesh/nodemesh/proxylib/http1"
 	"github.com/nodemesh/nodemesh/proxylib/sockio"
 )
 
 const (
-	h1BufSize = 16 << 10
+	h1BufSize = connbuf.Size
 	// h1MaxBuf bounds an upstream connection's read buffer (a response
 	// head is bounded by the default head size).
 	h1MaxBuf = http1.MaxHeadBytes + h1BufSize
@@ -25,14 +26,17 @@ const (
 	connClosing
 )
 
-// h1conn is one downstream HTTP/1.1 connection with its buffers. Pooled.
+// h1conn is one downstream HTTP/1.1 connection. Pooled. Its buffers are
+// lent (package connbuf) while it serves a request and, on a plain TCP
+// connection, given back whenever it waits for the next one with nothing
+// buffered (releaseBufs); both are nil then.
 type h1conn struct {
 	h    *Handler
 	c    net.Conn    // sock when the socket could be wrapped, else the conn itself
 	sock sockio.Conn // raw non-blocking I/O on the socket, reused when pooled
-	buf  []byte
+	buf  []byte      // read buffer: buf[r:w] holds unparsed bytes
 	r, w int
-	out  []byte
+	out  []byte // write buffer of the response being built
 	req  http1.Request
 	s    *stream
 
@@ -70,7 +74,7 @@ var h1pool sync.Pool
 func getH1conn(h *Handler, c net.Conn) *h1conn {
 	hc, _ := h1pool.Get().(*h1conn)
 	if hc == nil {
-		hc = &h1conn{buf: make([]byte, h1BufSize), out: make([]byte, 0, h1BufSize)}
+		hc = &h1conn{}
 		hc.s = newStream(h)
 		hc.onReadable = hc.sessionStep
 		hc.exchangeFn = hc.exchangeStep
@@ -92,12 +96,8 @@ func getH1conn(h *Handler, c net.Conn) *h1conn {
 }
 
 func putH1conn(hc *h1conn) {
-	if cap(hc.buf) > h1BufSize {
-		hc.buf = make([]byte, h1BufSize)
-	}
-	if cap(hc.out) > 4*h1BufSize {
-		hc.out = make([]byte, 0, h1BufSize)
-	}
+	hc.r, hc.w = 0, 0
+	hc.releaseBufs()
 	hc.h, hc.c = nil, nil
 	hc.sock.Clear()
 	hc.s.h = nil
@@ -125,9 +125,35 @@ func (hc *h1conn) drain() {
 	}
 }
 
+// takeBufs borrows the read and write buffers if the connection holds
+// none; every read of the connection starts here (makeRoom).
+func (hc *h1conn) takeBufs() {
+	if hc.buf == nil {
+		hc.buf, hc.out = connbuf.Get(), connbuf.Get()[:0]
+	}
+}
+
+// releaseBufs gives the buffers back; only when nothing is buffered
+// (r == w) and no request is in progress, since the parsed request and the
+// stream view the read buffer. The views are dropped with it.
+func (hc *h1conn) releaseBufs() {
+	if hc.buf == nil {
+		return
+	}
+	connbuf.Put(hc.buf)
+	connbuf.Put(hc.out)
+	hc.buf, hc.out = nil, nil
+	hc.r, hc.w = 0, 0
+	hc.req.Headers = nil
+	s := hc.s
+	s.rreq.Method, s.rreq.Authority, s.rreq.Path, s.rreq.Headers = nil, nil, nil, nil
+	s.headers = nil
+}
+
 // makeRoom compacts or grows buf so that bytes can be read after w. It
 // returns false when the buffer is full at its maximum size.
 func (hc *h1conn) makeRoom() bool {
+	hc.takeBufs()
 	if hc.r == hc.w {
 		hc.r, hc.w = 0, 0
 	}
@@ -141,6 +167,7 @@ func (hc *h1conn) makeRoom() bool {
 	case len(hc.buf) < hc.h.h1.maxBuf:
 		nb := make([]byte, min(2*len(hc.buf), hc.h.h1.maxBuf))
 		copy(nb, hc.buf[:hc.w])
+		connbuf.Put(hc.buf)
 		hc.buf = nb
 	default:
 		return false

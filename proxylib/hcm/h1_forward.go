@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/nodemesh/nodemesh/proxylib/connbuf"
 	"github.com/nodemesh/nodemesh/proxylib/http1"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
@@ -273,6 +274,7 @@ func readHeadFrom(uc *upstream.Conn, head, got bool) upstreamErr {
 				}
 				nb := make([]byte, min(2*len(uc.Buf), h1MaxBuf))
 				copy(nb, uc.Buf[:uc.W])
+				connbuf.Put(uc.Buf)
 				uc.Buf = nb
 			} else {
 				uc.W = copy(uc.Buf, uc.Buf[uc.R:uc.W])

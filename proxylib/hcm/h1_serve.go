@@ -226,6 +226,10 @@ func (hc *h1conn) waitReadable() bool {
 			return true
 		}
 		hc.waitingIdle = true
+		// Nothing is buffered and the session needs no buffer to wait:
+		// give them back until the next request arrives (package connbuf
+		// says why).
+		hc.releaseBufs()
 	}
 	hc.armRead(w, time.Now())
 	return false

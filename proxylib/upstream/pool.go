@@ -14,15 +14,18 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/sys/unix"
 
+	"github.com/nodemesh/nodemesh/proxylib/connbuf"
 	"github.com/nodemesh/nodemesh/proxylib/http1"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
 	"github.com/nodemesh/nodemesh/proxylib/sockio"
 )
 
-// Buffer sizes of an upstream HTTP/1.1 connection.
+// Buffer sizes of an upstream HTTP/1.1 connection: lent buffers (package
+// connbuf), held while the connection is handed out and given back while
+// it idles in its pool.
 const (
-	ReadBufferSize  = 16 << 10
-	WriteBufferSize = 16 << 10
+	ReadBufferSize  = connbuf.Size
+	WriteBufferSize = connbuf.Size
 	maxIdlePerHost  = 1024
 )
 
@@ -184,6 +187,7 @@ func (p *Pool) Get(ctx context.Context, wait time.Duration) (c *Conn, reused boo
 func (p *Pool) GetAt(ctx context.Context, now time.Time, wait time.Duration) (c *Conn, reused bool, err error) {
 	if c := p.popIdle(now); c != nil {
 		c.Waited = false
+		c.takeBufs()
 		return c, true, nil
 	}
 	b := p.b
@@ -201,6 +205,7 @@ func (p *Pool) GetAt(ctx context.Context, now time.Time, wait time.Duration) (c 
 		}
 		if c.probe() {
 			c.Waited = true
+			c.takeBufs()
 			return c, true, nil
 		}
 		c.close()
@@ -210,7 +215,8 @@ func (p *Pool) GetAt(ctx context.Context, now time.Time, wait time.Duration) (c 
 		b.release(p)
 		return nil, false, err
 	}
-	c = &Conn{pool: p, Buf: make([]byte, ReadBufferSize), Out: make([]byte, 0, WriteBufferSize)}
+	c = &Conn{pool: p}
+	c.takeBufs()
 	if tc, ok := nc.(*tls.Conn); ok {
 		// TLS reads and writes go through crypto/tls; the raw socket is
 		// only probed.
@@ -312,6 +318,7 @@ func (p *Pool) PutAt(c *Conn, idleSince time.Time) {
 		c.close()
 		return
 	}
+	c.releaseBufs()
 	p.idle = append(p.idle, c)
 	if d := time.Duration(p.idleTimeout.Load()); d > 0 && !p.sweepArmed {
 		p.armSweep(d)
@@ -356,6 +363,24 @@ func (p *Pool) sweepIdle() {
 	for _, c := range expired {
 		c.close()
 	}
+}
+
+// takeBufs borrows the read and write buffers if c holds none.
+func (c *Conn) takeBufs() {
+	if c.Buf == nil {
+		c.Buf, c.Out = connbuf.Get(), connbuf.Get()[:0]
+	}
+}
+
+// releaseBufs gives the buffers of an idle connection back (nothing is
+// buffered: R == W == 0) and drops the parsed response's views of them.
+// A request queued for a connection is handed one with its buffers
+// (handoff), so they are released only when it joins the idle list.
+func (c *Conn) releaseBufs() {
+	connbuf.Put(c.Buf)
+	connbuf.Put(c.Out)
+	c.Buf, c.Out = nil, nil
+	c.Resp.Reason, c.Resp.Headers = nil, nil
 }
 
 // Discard closes a connection that cannot be reused.
