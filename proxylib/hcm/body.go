@@ -94,6 +94,21 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	}
 }
 
+// ended reports whether the body's last byte has been read, so the next
+// Read returns io.EOF (or, for a chunked body, reads only the last chunk
+// and trailer section the decoder already consumed).
+func (b *bodyReader) ended() bool {
+	switch b.framing {
+	case http1.NoBody:
+		return true
+	case http1.Length:
+		return b.remaining == 0
+	case http1.Chunked:
+		return b.chunk.Done()
+	}
+	return b.err != nil
+}
+
 // complete reports whether the whole body was read.
 func (b *bodyReader) complete() bool { return b.err == io.EOF }
 

@@ -354,21 +354,34 @@ func (b *h2Body) detach() {
 	b.mu.Unlock()
 }
 
+// bodyEnder is a body that knows, before the read that would return
+// io.EOF, that it has ended.
+type bodyEnder interface{ ended() bool }
+
 // copyFlush copies src to an HTTP/2 response, flushing every read so
 // streaming (gRPC) bodies are not held back, and notes each write on the
 // stream timer t. It reports success.
+//
+// The read that ends a body the source can tell has ended (bodyEnder) is
+// not flushed: the handler returns right after, and the server sends the
+// buffered bytes with END_STREAM in one DATA frame, together with the
+// response HEADERS when they are still unsent. An explicit flush would
+// cost a second DATA frame (empty, with END_STREAM), a round trip between
+// the handler and the server's goroutine, and a goroutine of the server's
+// for each of its two flushes.
 func copyFlush(w http.ResponseWriter, src io.Reader, t *h2Timer) bool {
 	bp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bp)
 	buf := *bp
 	fl, _ := w.(http.Flusher)
+	end, _ := src.(bodyEnder)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return false
 			}
-			if fl != nil {
+			if fl != nil && (end == nil || !end.ended()) {
 				fl.Flush()
 			}
 			t.touch()
@@ -489,6 +502,14 @@ func (s *stream) relayH1ToH2(w http.ResponseWriter, uc *upstream.Conn, sent time
 	l := resp.Headers
 	s.finishResponseHeaders(&l, false, time.Since(sent))
 	setH2Header(w.Header(), l)
+	if resp.Framing == http1.Length {
+		// The upstream's content-length is forwarded under its
+		// lower-case name. A body that ends before the handler returns
+		// is not flushed (copyFlush), and the server library adds a
+		// content-length of its own to a response it sends whole unless
+		// its canonical key is present: nil suppresses that second one.
+		w.Header()["Content-Length"] = nil
+	}
 	status := resp.Status
 	uc.R += resp.HeadLen
 	framing := resp.Framing

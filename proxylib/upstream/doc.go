@@ -20,7 +20,10 @@
 // pool with no connection may always dial one, counted as an overflow, so
 // one endpoint's idle connections never starve another. h2c transports
 // and tcp_proxy dials cannot queue: beyond max_connections they fail with
-// ErrOverflow. The happy path costs a few atomic adds and no allocation. Plain TCP
+// ErrOverflow. The happy path costs a few atomic adds and no allocation. A
+// connection idle in its pool holds no buffers: they are lent (package
+// connbuf) when it is handed out and given back when it is pooled, unless
+// a queued request takes it at once. Plain TCP
 // connections use raw non-blocking reads and writes (package sockio);
 // BeginAt, GetAt and PutAt take a clock reading the caller already has, so
 // the hot path reads the clock less often.
