@@ -1,0 +1,5 @@
+//go:build !race
+
+package proxylib_test
+
+const raceEnabled = false
