@@ -120,12 +120,17 @@ var h2Preface = []byte(http2.ClientPreface)
 // It blocks; the caller runs it on the connection's goroutine.
 func (h *Handler) ServeConn(c net.Conn, info listener.ConnInfo) {
 	alpn := info.ALPN
-	h.wg.Add(1)
-	defer h.wg.Done()
+	// Add only while not draining, and under the mutex Shutdown sets
+	// draining under: Shutdown's Wait then never races an Add from zero.
+	h.mu.Lock()
 	if h.draining.Load() {
+		h.mu.Unlock()
 		c.Close()
 		return
 	}
+	h.wg.Add(1)
+	h.mu.Unlock()
+	defer h.wg.Done()
 	if alpn == "h2" || h.cfg.Codec == resource.CodecHTTP2 {
 		h.serveH2(c, nil, info)
 		return
