@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/nodemesh/nodemesh/gateway/address"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"time"
 
@@ -48,6 +49,9 @@ type Controller struct {
 	changed    chan struct{}
 	ingress    gateway.IngressOptions
 	systemCAs  []byte
+	// services, when set, gives each Gateway a LoadBalancer Service and
+	// takes the Gateway's address from it (service.go) instead of alloc.
+	services bool
 	// reported holds, per Ingress, the problems last sent as an Event,
 	// so each set of problems is reported once.
 	reported map[input.Key]string
@@ -65,6 +69,12 @@ func WithReconciled(f func(took time.Duration, err error)) Option {
 // WithIngress sets how Ingresses are served (class, default mode,
 // default certificate); the addresses come from the controller's pool.
 func WithIngress(o gateway.IngressOptions) Option { return func(c *Controller) { c.ingress = o } }
+
+// WithGatewayServices makes the controller give each Gateway of ours a
+// Service of type LoadBalancer and take the Gateway's address from the
+// load balancer (the Service's status) instead of the address pool,
+// which then serves Ingresses only.
+func WithGatewayServices() Option { return func(c *Controller) { c.services = true } }
 
 // WithSystemCAs sets the host's CA bundle (gateway.Options.SystemCAs);
 // the agents must use the same, so both agree on which policies hold.
@@ -182,15 +192,25 @@ func (c *Controller) Run(ctx context.Context) error {
 func (c *Controller) Reconcile(ctx context.Context) error {
 	snap := c.prov.Snapshot()
 	ing := c.ingress
-	want := append(address.OwnGateways(snap, c.controller), gateway.IngressAddressRequests(snap, ing)...)
-	addrs, problems := c.alloc.Assign(want)
+	own := address.OwnGateways(snap, c.controller)
+	var errs []error
+	var addrs map[input.Key]netip.Addr
+	var problems map[input.Key]string
+	if c.services {
+		gwAddrs, gwProblems, svcErrs := c.reconcileServices(ctx, snap, own)
+		errs = append(errs, svcErrs...)
+		addrs, problems = c.alloc.Assign(gateway.IngressAddressRequests(snap, ing))
+		maps.Copy(addrs, gwAddrs)
+		maps.Copy(problems, gwProblems)
+	} else {
+		addrs, problems = c.alloc.Assign(append(own, gateway.IngressAddressRequests(snap, ing)...))
+	}
 	ing.UseIngressAddresses(addrs)
 	res := c.tr.Translate(snap, gateway.Options{ControllerName: c.controller, Addresses: addrs, AddressProblems: problems, Ingress: ing, SystemCAs: c.systemCAs})
 	now := c.now()
 	reports := liveReports(c.nodeReports(), string(c.controller), now, c.staleAfter)
 	stamp := metav1.NewTime(now.Truncate(time.Second))
 
-	var errs []error
 	classes := map[string]*gwv1.GatewayClass{}
 	for _, gc := range snap.GatewayClasses {
 		classes[gc.Name] = gc
