@@ -39,6 +39,11 @@
 // files and directories over them are reported in `nodemesh status` and the
 // last good configuration stays in effect (see mesh/provider/file).
 //
+// With --gateway-address-routes every Gateway and Ingress address the node
+// serves is made local to the node (datapath/localroute), so traffic a load
+// balancer sends to a Gateway's LoadBalancer address reaches the node proxy
+// listening on it, with the client's source address.
+//
 // Prometheus metrics (translations, xDS pushes/ACKs/NACKs and served
 // versions, L7 verdicts, Hubble flow counts, and with --datapath the
 // datapath's drops by reason and forwards; internal/metrics lists them)
@@ -62,6 +67,7 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/localroute"
 	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/gateway/address"
@@ -100,6 +106,8 @@ func run() error {
 	hubbleSock := flag.String("hubble-socket", "", "with --policy: serve Hubble's Observer API (hubble observe) on this Unix socket (default: hubble.sock in --state-dir)")
 	cecAddr := flag.String("envoy-config-address", "", "CiliumEnvoyConfig listeners without an address bind this node address, and the Services they take over are sent there (default: the first IPv4 address of --node-ips)")
 	hubbleTCP := flag.String("hubble-listen-address", "", "with --policy: also serve Hubble's Observer API, without TLS, on this TCP address (e.g. 127.0.0.1:4244)")
+	addrRoutes := flag.Bool("gateway-address-routes", false, "make every Gateway and Ingress address this node serves local to it (a local route on lo, "+
+		"IPv4), so traffic for a load-balancer address that reaches the node is accepted by its proxy; needs CAP_NET_ADMIN")
 	metricsAddr := flag.String("metrics-address", defaultMetricsAddress, "serve Prometheus metrics on http://<address>/metrics; empty disables them")
 	pf := policyFlags()
 	sf := standaloneFlags()
@@ -220,6 +228,14 @@ func run() error {
 	}
 	if *kubeMode {
 		cfg.Addresses = kube.StatusAddresses{}
+	}
+	if *addrRoutes {
+		routes, err := localroute.New()
+		if err != nil {
+			return fmt.Errorf("--gateway-address-routes: %w", err)
+		}
+		defer routes.Close()
+		cfg.LocalRoutes = routes
 	}
 	a, err := agent.New(cfg)
 	if err != nil {

@@ -59,7 +59,9 @@ func main() {
 
 func run() error {
 	kubeconfig := flag.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else in-cluster)")
-	pool := flag.String("address-pool", "", "prefix Gateway addresses are assigned from (required), e.g. 192.0.2.0/24")
+	pool := flag.String("address-pool", "", "prefix Ingress addresses (and, with --gateway-services=false, Gateway addresses) are assigned from (required), e.g. 192.0.2.0/24")
+	services := flag.Bool("gateway-services", true, "give each Gateway a Service of type LoadBalancer (nodemesh-gateway-<name>) and take its address from the load balancer; "+
+		"false assigns Gateway addresses from --address-pool")
 	controllerName := flag.String("controller-name", string(gateway.ControllerName), "GatewayClass controllerName this controller owns")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	labels := flag.String("labels", "", "identity-relevant label patterns, as given to the agents")
@@ -114,10 +116,13 @@ func run() error {
 	} else {
 		log.Info("system CA bundle read", "file", from)
 	}
-	c, err := controller.New(clients.Core, clients.Gateway, clients.Dynamic, prefix,
-		controller.WithLogger(log), controller.WithControllerName(gwv1.GatewayController(*controllerName)),
+	copts := []controller.Option{controller.WithLogger(log), controller.WithControllerName(gwv1.GatewayController(*controllerName)),
 		controller.WithIngress(ingress), controller.WithReconciled(m.reconciled),
-		controller.WithSupportedFeatures(controller.FeaturesFor(channel)), controller.WithSystemCAs(systemCAs))
+		controller.WithSupportedFeatures(controller.FeaturesFor(channel, *services)), controller.WithSystemCAs(systemCAs)}
+	if *services {
+		copts = append(copts, controller.WithGatewayServices())
+	}
+	c, err := controller.New(clients.Core, clients.Gateway, clients.Dynamic, prefix, copts...)
 	if err != nil {
 		return err
 	}

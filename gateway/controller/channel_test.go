@@ -28,7 +28,7 @@ func TestInstalledChannel(t *testing.T) {
 	if ch, err := InstalledChannel(ctx, dyn); err != nil || ch != ChannelStandard {
 		t.Fatalf("standard CRDs: channel %q, %v", ch, err)
 	}
-	if slices.Contains(FeaturesFor(ChannelStandard), features.SupportHTTPRouteRetry) {
+	if slices.Contains(FeaturesFor(ChannelStandard, false), features.SupportHTTPRouteRetry) {
 		t.Errorf("HTTPRouteRetry claimed with standard CRDs, which drop rules[].retry")
 	}
 	// The standard channel's admission policy refuses experimental CRDs
@@ -57,7 +57,7 @@ func TestInstalledChannel(t *testing.T) {
 	if ch, err := InstalledChannel(ctx, dyn); err != nil || ch != ChannelExperimental {
 		t.Fatalf("experimental CRDs: channel %q, %v", ch, err)
 	}
-	if got := FeaturesFor(ChannelExperimental); !slices.Contains(got, features.SupportHTTPRouteRetry) || !slices.Contains(got, features.SupportHTTPRouteCORS) {
+	if got := FeaturesFor(ChannelExperimental, false); !slices.Contains(got, features.SupportHTTPRouteRetry) || !slices.Contains(got, features.SupportHTTPRouteCORS) {
 		t.Errorf("experimental features %v lack HTTPRouteRetry or the standard ones", got)
 	}
 }

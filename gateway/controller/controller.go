@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/nodemesh/nodemesh/gateway/address"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/nodemesh/nodemesh/api/v1alpha1"
 	"github.com/nodemesh/nodemesh/gateway"
+	"github.com/nodemesh/nodemesh/gateway/address"
 	"github.com/nodemesh/nodemesh/gateway/nodereport"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/provider/kube"

@@ -82,13 +82,25 @@ var ExperimentalFeatures = []features.FeatureName{
 	features.SupportHTTPRouteRetryConnectionError,
 }
 
+// ServiceFeatures are supported only when the controller gives each
+// Gateway a Service (WithGatewayServices): GatewayInfrastructure's
+// labels and annotations land on that Service.
+var ServiceFeatures = []features.FeatureName{
+	features.SupportGatewayInfrastructure,
+}
+
 // FeaturesFor returns the features to claim with the CRDs of a release
-// channel installed; an unknown channel gets the standard ones.
-func FeaturesFor(channel string) []features.FeatureName {
+// channel installed (an unknown channel gets the standard ones) and with
+// or without per-Gateway Services.
+func FeaturesFor(channel string, services bool) []features.FeatureName {
+	out := slices.Clone(SupportedFeatures)
 	if channel == ChannelExperimental {
-		return append(slices.Clone(SupportedFeatures), ExperimentalFeatures...)
+		out = append(out, ExperimentalFeatures...)
 	}
-	return SupportedFeatures
+	if services {
+		out = append(out, ServiceFeatures...)
+	}
+	return out
 }
 
 // supported renders a feature list as GatewayClass status wants it:

@@ -80,9 +80,22 @@ type Config struct {
 	// translation and publication took and Apply's error (metrics). Called
 	// on Apply's goroutine; it must not block.
 	Applied func(took time.Duration, err error)
+	// LocalRoutes, when set, is given the Gateway and Ingress addresses
+	// of every translation before it is published, so the node accepts
+	// their traffic and the proxy can listen on them
+	// (datapath/localroute: load-balancer addresses that are not the
+	// node's own).
+	LocalRoutes LocalRoutes
 	// EnvoyConfig configures CiliumEnvoyConfig support; nil still
 	// translates the configs, but refuses listeners without an address.
 	EnvoyConfig *EnvoyConfigOptions
+}
+
+// LocalRoutes makes a set of addresses local to the node;
+// *localroute.Routes implements it. Called from Apply's goroutine; each
+// call replaces the whole set.
+type LocalRoutes interface {
+	Sync([]netip.Addr) error
 }
 
 // ServiceTable is the datapath's Service table as the agent drives it;
@@ -151,6 +164,14 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 		defer func() { a.cfg.Applied(time.Since(start), err) }()
 	}
 	res := a.Translate(snap)
+	if a.cfg.LocalRoutes != nil {
+		// Before publishing: the proxies bind the new listeners as soon
+		// as they get them. Only the translation's own listeners (Gateways,
+		// Ingresses): CiliumEnvoyConfig listeners are added below.
+		if err := a.cfg.LocalRoutes.Sync(listenerAddresses(res.Config)); err != nil {
+			a.log.Error("local routes for Gateway addresses not all updated", "error", err)
+		}
+	}
 	if a.cfg.Services != nil {
 		// Ranges before the Service table (syncServices below): a range
 		// added before its Service's frontend only drops (under egress
@@ -257,6 +278,19 @@ func (a *Agent) Translate(snap *input.Snapshot) *gateway.Result {
 		return gateway.Translate(snap, opts)
 	}
 	return a.gw.Translate(snap, opts)
+}
+
+// listenerAddresses lists the distinct addresses of c's listeners.
+func listenerAddresses(c *ir.Config) []netip.Addr {
+	seen := map[netip.Addr]bool{}
+	var out []netip.Addr
+	for _, l := range c.Listeners {
+		if a, err := netip.ParseAddr(l.Address); err == nil && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // WaitStatus blocks until ok accepts the agent's status, and returns that
