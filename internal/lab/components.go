@@ -79,7 +79,10 @@ func (l *Lab) startMesh() error {
 		return err
 	}
 	for i, n := range l.Nodes {
-		args := []string{"--kubernetes", "--kubeconfig=" + l.LabKubeconfig, "--node-name=" + n.Name, "--state-dir=" + n.StateDir}
+		// --gateway-address-routes: Gateways' load-balancer addresses
+		// become local to every node, whose proxy listens on them.
+		args := []string{"--kubernetes", "--kubeconfig=" + l.LabKubeconfig, "--node-name=" + n.Name, "--state-dir=" + n.StateDir,
+			"--gateway-address-routes"}
 		if !l.opts.NoPolicy {
 			args = append(args, DatapathArgs(n)...)
 		}

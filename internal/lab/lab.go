@@ -20,6 +20,7 @@ import (
 	"github.com/nodemesh/nodemesh/api"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
 	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
+	"github.com/nodemesh/nodemesh/internal/lab/lbipam"
 	"github.com/nodemesh/nodemesh/internal/lab/dns"
 	"github.com/nodemesh/nodemesh/internal/lab/network"
 	"github.com/nodemesh/nodemesh/internal/lab/node"
@@ -36,10 +37,16 @@ var (
 // ClusterDomain is the lab's DNS domain.
 const ClusterDomain = "cluster.local"
 
-// DefaultAddressPool is where nodemesh-controller assigns Gateway
+// DefaultAddressPool is where nodemesh-controller assigns Ingress
 // addresses: loopback addresses of each node's namespace, where that
 // node's proxy listens.
 const DefaultAddressPool = "127.0.50.0/24"
+
+// DefaultLoadBalancerPool is where the lab's load balancer (package
+// lbipam) assigns the addresses of LoadBalancer Services, Gateways'
+// among them: on the lab network, past the nodes' addresses, so a
+// client on the lab network that is not a node reaches them.
+const DefaultLoadBalancerPool = "10.250.0.192/27"
 
 // Options configure a lab.
 type Options struct {
@@ -68,9 +75,12 @@ type Options struct {
 	// ControllerArgs are extra nodemesh-controller flags
 	// (--spire-server-socket …).
 	ControllerArgs []string
-	// AddressPool is nodemesh-controller's Gateway address pool
+	// AddressPool is nodemesh-controller's Ingress address pool
 	// (default DefaultAddressPool).
 	AddressPool string
+	// LoadBalancerPool is the lab load balancer's pool, which Gateways'
+	// Services get their addresses from (default DefaultLoadBalancerPool).
+	LoadBalancerPool string
 	// GatewayChannel is the Gateway API CRD channel installed, "standard"
 	// (default) or "experimental".
 	GatewayChannel string
@@ -147,6 +157,13 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	}
 	if o.AddressPool == "" {
 		o.AddressPool = DefaultAddressPool
+	}
+	if o.LoadBalancerPool == "" {
+		o.LoadBalancerPool = DefaultLoadBalancerPool
+	}
+	lbPool, err := netip.ParsePrefix(o.LoadBalancerPool)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the load-balancer pool: %w", err)
 	}
 	if o.GatewayChannel == "" {
 		o.GatewayChannel = "standard"
@@ -243,6 +260,11 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
+	lb, err := lbipam.New(l.Client, lbPool, l.log.With("component", "lbipam"))
+	if err != nil {
+		return nil, err
+	}
+	l.goRun("load balancer", func() error { return lb.Run(runCtx) })
 	l.goRun("scheduler", func() error {
 		return scheduler.New(l.Client, l.log.With("component", "scheduler")).Run(runCtx)
 	})

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -239,6 +241,63 @@ func (n *Network) addNode(i int, resolv []byte) (*Node, error) {
 	return node, err
 }
 
+// AddExternal creates a host on the lab network that is not a node: a
+// namespace (<id>-ext-<name>) with eth0 on the lab0 bridge holding ip
+// (which must be in LabPrefix and not a node's) and no other route, so it
+// reaches only what answers on the lab network, as a client outside the
+// cluster on the nodes' segment would. Close removes it.
+func (n *Network) AddExternal(name string, ip netip.Addr) (*testbed.Namespace, error) {
+	if !LabPrefix.Contains(ip) || ip == ControlPlaneIP {
+		return nil, fmt.Errorf("adding external host %s: %s is not a free lab-network address", name, ip)
+	}
+	ns, err := testbed.NewNamespace(n.ID + "-ext-" + name)
+	if err != nil {
+		return nil, err
+	}
+	peer, err := openNS(ns)
+	if err != nil {
+		_ = ns.Delete()
+		return nil, err
+	}
+	defer peer.Close()
+	wire := "ext" + strconv.FormatUint(uint64(fnv32(name)%100000), 10)
+	err = n.ControlPlane.Netlink(func(nl *netlink.Handle) error {
+		br, err := nl.LinkByName("lab0")
+		if err != nil {
+			return err
+		}
+		v := &netlink.Veth{
+			LinkAttrs: netlink.LinkAttrs{Name: wire, MasterIndex: br.Attrs().Index},
+			PeerName:  "eth0", PeerNamespace: netlink.NsFd(int(peer)),
+		}
+		if err := nl.LinkAdd(v); err != nil {
+			return fmt.Errorf("creating veth %s: %w", wire, err)
+		}
+		l, err := nl.LinkByName(wire)
+		if err != nil {
+			return err
+		}
+		return nl.LinkSetUp(l)
+	})
+	if err == nil {
+		err = ns.Netlink(func(nl *netlink.Handle) error {
+			eth, err := nl.LinkByName("eth0")
+			if err != nil {
+				return err
+			}
+			if err := nl.AddrAdd(eth, nlAddr(netip.PrefixFrom(ip, LabPrefix.Bits()))); err != nil {
+				return fmt.Errorf("adding %s: %w", ip, err)
+			}
+			return nl.LinkSetUp(eth)
+		})
+	}
+	if err != nil {
+		_ = ns.Delete()
+		return nil, fmt.Errorf("adding external host %s: %w", name, err)
+	}
+	return ns, nil
+}
+
 // AddPod creates the namespace of the Pod with this UID, wires it to the
 // node with an address from the Pod CIDR, and writes resolv (if not nil)
 // as the Pod's resolv.conf.
@@ -361,6 +420,12 @@ func (n *Network) Close() error {
 	entries, _ := os.ReadDir("/run/netns")
 	for _, e := range entries {
 		if len(e.Name()) > len(n.ID)+5 && e.Name()[:len(n.ID)+5] == n.ID+"-pod-" {
+			ns := &testbed.Namespace{Name: e.Name(), Path: filepath.Join("/run/netns", e.Name())}
+			errs = append(errs, ns.KillAll(), ns.Delete())
+		}
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), n.ID+"-ext-") {
 			ns := &testbed.Namespace{Name: e.Name(), Path: filepath.Join("/run/netns", e.Name())}
 			errs = append(errs, ns.KillAll(), ns.Delete())
 		}
