@@ -44,15 +44,12 @@
 //   - GatewayClass parametersRef and Gateway infrastructure.parametersRef
 //     are rejected (InvalidParameters): no parameters are supported, and
 //     ignoring them would run with settings other than those asked for;
-//   - spec.infrastructure labels and annotations are accepted and have
-//     nothing to apply to: the spec asks for them on the resources an
-//     implementation generates per Gateway, and nodemesh generates none
-//     (the address comes from the controller's pool, the node proxies
-//     serve every Gateway). So the GatewayInfrastructure feature, whose
-//     test looks for a ServiceAccount, Pod or Service per Gateway, is not
-//     claimed; a Service made only to carry the labels would be one with
-//     no purpose (without endpoints, kube-proxy would even reject traffic
-//     to a LoadBalancer address on it);
+//   - spec.infrastructure labels and annotations are accepted; the
+//     controller copies them onto the one object it generates per
+//     Gateway, its LoadBalancer Service (gateway/controller, service.go),
+//     which is where the Gateway's address comes from. With that Service
+//     the GatewayInfrastructure feature is claimed; translation itself
+//     only sees the address the caller assigned;
 //   - client certificate validation (spec.tls.frontend, frontend.go) puts
 //     the CA bundle on the HTTPS listeners' TLS chains; a listener left
 //     without a usable CA is not served rather than served unvalidated;

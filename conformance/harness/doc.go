@@ -13,9 +13,11 @@
 //     `nodemesh lab` and the multi-node tests; it first sweeps what crashed
 //     runs left): the control plane in its own network namespace, the node
 //     with kube-proxy, nodemesh-agent (Kubernetes mode) and nodemesh-proxy
-//     in another, nodemesh-controller with Gateway addresses from the
-//     loopback pool 127.0.50.0/24 (the node namespace's loopback, where
-//     the proxy listens), Pods as processes in namespaces of their own
+//     in another, nodemesh-controller giving each Gateway a LoadBalancer
+//     Service (what users run), the lab's load balancer giving those
+//     Services addresses from the loopback pool 127.0.50.0/24 (the node
+//     namespace's loopback, where the proxy listens; Ingress addresses
+//     come from the controller's own 127.0.51.0/24), Pods as processes in namespaces of their own
 //     behind veths (10.244.1.0/24), the Gateway API CRDs of the chosen
 //     channel (standard by default, -channel=experimental for the other)
 //     and nodemesh's own CRDs. Images run as the lab maps them: echo-basic

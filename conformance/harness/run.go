@@ -27,13 +27,17 @@ import (
 const (
 	// gatewayClass is the class the suite runs against.
 	gatewayClass = "nodemesh"
-	// addressPool is where Gateways get their addresses: loopback of the
-	// run's node namespace, so the suite reaches them and nothing else can.
-	addressPool = "127.0.50.0/24"
-	// usableAddress is in the pool and never assigned dynamically before
-	// GatewayStaticAddresses asks for it (the pool hands out from .1 up);
-	// unusableAddress is outside the pool (TEST-NET-1, never contacted:
-	// the controller refuses to assign it).
+	// loadBalancerPool is where the lab's load balancer gives Gateways'
+	// LoadBalancer Services their addresses: loopback of the run's node
+	// namespace, so the suite reaches them and nothing else can.
+	loadBalancerPool = "127.0.50.0/24"
+	// addressPool is the controller's pool for Ingress addresses (the
+	// suite uses none), apart from the load balancer's.
+	addressPool = "127.0.51.0/24"
+	// usableAddress is in the load balancer's pool and never assigned
+	// dynamically before GatewayStaticAddresses asks for it (the pool
+	// hands out from .1 up); unusableAddress is outside the pool
+	// (TEST-NET-1, never contacted: the load balancer does not assign it).
 	usableAddress   = "127.0.50.250"
 	unusableAddress = "192.0.2.1"
 )
@@ -81,7 +85,7 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		// The Gateway API suite applies no network policy: its agents run
 		// without the datapath, as before the lab enforced policy by default.
 		Dir: filepath.Join(state, "lab"), Nodes: 1, Binaries: bins, BinDir: binDir, NoPolicy: true,
-		AddressPool: addressPool, GatewayChannel: o.channel, Log: log.With("component", "lab"),
+		AddressPool: addressPool, LoadBalancerPool: loadBalancerPool, GatewayChannel: o.channel, Log: log.With("component", "lab"),
 		Images: []node.Image{{Repository: "registry.k8s.io/coredns/coredns", Program: self, Args: []string{"dns-standin"}}},
 	})
 	if err != nil {

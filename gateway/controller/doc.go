@@ -35,6 +35,35 @@
 // read Programmed while nodes still apply it (the Gateway API offers no
 // generation that covers both objects).
 //
+// Gateway Services (service.go; WithGatewayServices, the binary's default
+// --gateway-services). As Cilium does, each Gateway of ours gets a Service
+// of type LoadBalancer, named nodemesh-gateway-<gateway> (cut to 63
+// characters with a hash when longer), in the Gateway's namespace and
+// controlled by it (owner reference, so deleting the Gateway deletes it).
+// Its labels are spec.infrastructure.labels plus
+// gateway.networking.k8s.io/gateway-name; its annotations are
+// spec.infrastructure.annotations plus lbipam.cilium.io/ips listing the
+// IPAddress values of spec.addresses (Cilium LB-IPAM's request
+// annotation); keys other controllers add are kept, keys the Gateway no
+// longer asks for are removed (the Service remembers which are ours). It
+// has one port per distinct listener port and protocol (UDP for UDP
+// listeners, else TCP), no selector and no endpoints: nothing forwards
+// to Pods, the node proxies listen on the load-balancer address itself
+// (the agents' --gateway-address-routes, datapath/localroute, says why).
+// allocateLoadBalancerNodePorts is false, as nothing listens on node
+// ports. The Gateway's address is the first IP in the Service's
+// status.loadBalancer.ingress; until the load balancer writes one the
+// Gateway is Programmed=False/AddressNotAssigned naming the Service, and a
+// requested address the load balancer did not give makes it
+// AddressNotUsable (translation compares). The load balancer should mark
+// the address ipMode Proxy where kube-proxy runs beside nodemesh: in VIP
+// mode kube-proxy rejects traffic for a Service without endpoints (the
+// lab's load balancer, internal/lab/lbipam, does). A Service of that name
+// not controlled by the Gateway is left alone and the Gateway reports
+// it; one left by a deleted Gateway of the same name (other UID), or whose
+// Gateway is gone or no longer ours, is deleted. Without
+// WithGatewayServices the pool below assigns Gateway addresses too.
+//
 // Addresses. Gateways get an address from one configured pool, oldest
 // Gateway first. A Gateway asking for addresses in spec.addresses gets the
 // first one that is in the pool and not taken (translation then reports

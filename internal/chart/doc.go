@@ -12,7 +12,8 @@
 // included), gateway/nodereport (get Node; get, create, update
 // NodeProxyStatus), gateway/controller (list, watch NodeProxyStatus; get
 // and update status of GatewayClass, Gateway, HTTPRoute, Ingress; create
-// Event for Ingress problems), the policy watch of mesh/provider/kube (list, watch Pods,
+// Event for Ingress problems; create, update, delete each Gateway's
+// LoadBalancer Service), the policy watch of mesh/provider/kube (list, watch Pods,
 // Nodes, NetworkPolicies and the cilium.io policy kinds; get and patch the
 // status of the cilium.io ones), mesh/provider/kube/ciliumidentity (agent:
 // get, list, watch, create CiliumIdentities; controller: list, watch Pods,
