@@ -30,7 +30,7 @@ type env struct {
 }
 
 // startController runs the controller against a fresh real API server.
-func startController(t *testing.T) env {
+func startController(t *testing.T, opts ...Option) env {
 	t.Helper()
 	c := controlplane.ForTest(t, "standard")
 	e := env{}
@@ -44,7 +44,7 @@ func startController(t *testing.T) env {
 	if e.dyn, err = dynamic.NewForConfig(c.Config); err != nil {
 		t.Fatal(err)
 	}
-	ctrl, err := New(e.core, e.gw, e.dyn, netip.MustParsePrefix("127.0.60.0/24"), WithResync(time.Second), WithNodeStaleness(time.Hour))
+	ctrl, err := New(e.core, e.gw, e.dyn, netip.MustParsePrefix("127.0.60.0/24"), append([]Option{WithResync(time.Second), WithNodeStaleness(time.Hour)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
