@@ -39,8 +39,13 @@
 // Decisions:
 //   - Addresses: lab network 10.250.0.0/24 (control plane .1, node i
 //     .<10+i>), Pods 10.244.<i>.0/24, Services 10.96.0.0/16, DNS
-//     10.96.0.10, Gateway addresses from 127.0.50.0/24 on each node's
-//     loopback (where that node's proxy listens), and each node's ingress
+//     10.96.0.10, Gateway addresses from the lab's load balancer
+//     (package lbipam: each Gateway's LoadBalancer Service gets one from
+//     10.250.0.192/27, Options.LoadBalancerPool, which every node's agent
+//     makes local with --gateway-address-routes so its proxy listens on
+//     it), Ingress addresses from the controller's 127.0.50.0/24 on each
+//     node's loopback, hosts outside the cluster on the lab network
+//     (Network.AddExternal, <id>-ext-<name>, e.g. 10.250.0.240), and each node's ingress
 //     address 10.244.<i>.254 (reserved from its Pod CIDR, so the other
 //     nodes route it there) on its loopback, announced on its Node
 //     (nodemesh.io/ingress-ip): the source of its proxy's connections to
@@ -107,7 +112,10 @@
 //     finds a Pod's interface from its IP with a route lookup, as a
 //     chained datapath does on a real node.
 //
-// Tests: TestLabPolicyAcrossNodes (Star Wars L3/L4 then L7 on two nodes,
+// Tests: TestLabGatewayLoadBalancer (a client outside the cluster reaches
+// a Gateway by its load-balancer address through either node, and the
+// backend sees the client's address in X-Forwarded-For),
+// TestLabPolicyAcrossNodes (Star Wars L3/L4 then L7 on two nodes,
 // every request through the deathstar's ClusterIP, the L7 verdict given
 // by the deathstars' node), TestLabCommand (the same L3/L4 outcome right
 // after `nodemesh lab up`), TestLabGatewayIngressIdentity (Gateway
