@@ -83,8 +83,10 @@ var ExperimentalFeatures = []features.FeatureName{
 }
 
 // ServiceFeatures are supported only when the controller gives each
-// Gateway a Service (WithGatewayServices): GatewayInfrastructure's
-// labels and annotations land on that Service.
+// Gateway a Service (WithGatewayServices, the binary's default):
+// GatewayInfrastructure's labels and annotations land on that Service,
+// which is what its conformance test looks at (it lists Services with the
+// gateway-name label). Without Services there is nothing to carry them.
 var ServiceFeatures = []features.FeatureName{
 	features.SupportGatewayInfrastructure,
 }
