@@ -142,4 +142,3 @@ func TestGatewayServiceLifecycle(t *testing.T) {
 		return nil
 	})
 }
-
