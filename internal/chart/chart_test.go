@@ -2,6 +2,7 @@ package chart
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,20 +12,13 @@ import (
 	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
 )
 
-// helmVersion must match internal/tools/helm/go.mod.
-const helmVersion = "v4.3.2"
-
 // helm returns the cached helm binary, building it on first use. A missing
 // toolchain or module fails the test: it never skips.
 func helm(t *testing.T, root string) string {
 	t.Helper()
-	bin := filepath.Join(root, "conformance", ".cache", "helm-"+helmVersion, "helm")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	cmd := exec.Command("go", "build", "-C", filepath.Join(root, "internal", "tools", "helm"), "-o", bin, "helm.sh/helm/v4/cmd/helm")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building helm %s: %v\n%s", helmVersion, err, out)
+	bin, err := Helm(context.Background(), root)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

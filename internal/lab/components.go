@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +18,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/nodemesh/nodemesh/api/v1alpha1"
+	"github.com/nodemesh/nodemesh/internal/chart"
 	"github.com/nodemesh/nodemesh/internal/lab/network"
 )
 
@@ -68,38 +71,72 @@ func (l *Lab) startKubeProxy(n Node, nn *network.Node) error {
 	return err
 }
 
-// startMesh starts nodemesh-controller in the control-plane namespace and
-// nodemesh-agent and nodemesh-proxy in every node's namespace.
-func (l *Lab) startMesh() error {
-	bin := func(name string) string { return filepath.Join(l.opts.BinDir, name) }
-	cp := l.Network.ControlPlane
-	_, err := l.cluster.Run("nodemesh-controller", cp.Command(context.Background(), bin("nodemesh-controller"),
-		append([]string{"--kubeconfig=" + l.LabKubeconfig, "--address-pool=" + l.opts.AddressPool}, l.opts.ControllerArgs...)...))
-	if err != nil {
-		return err
-	}
+// startMesh renders the chart for every node (renderNode) and starts
+// what it renders: nodemesh-controller in the control-plane namespace,
+// nodemesh-agent and nodemesh-proxy in every node's namespace, each with
+// its container's command, args and env (containerProcess).
+func (l *Lab) startMesh(ctx context.Context) error {
 	for i, n := range l.Nodes {
-		// --gateway-address-routes: Gateways' load-balancer addresses
-		// become local to every node, whose proxy listens on them.
-		args := []string{"--kubernetes", "--kubeconfig=" + l.LabKubeconfig, "--node-name=" + n.Name, "--state-dir=" + n.StateDir,
-			"--gateway-address-routes"}
-		if !l.opts.NoPolicy {
-			args = append(args, DatapathArgs(n)...)
-		}
-		if l.opts.AgentArgs != nil {
-			args = append(args, l.opts.AgentArgs(n)...)
-		}
-		nn := l.Network.Nodes[i]
-		if _, err := l.cluster.Run("nodemesh-agent-"+n.Name, nn.Command(context.Background(), bin("nodemesh-agent"), args...)); err != nil {
+		r, err := l.renderNode(ctx, n)
+		if err != nil {
 			return err
 		}
-		_, err := l.cluster.Run("nodemesh-proxy-"+n.Name, nn.Command(context.Background(), bin("nodemesh-proxy"),
-			"--xds-address=unix://"+filepath.Join(n.StateDir, "xds.sock"), "--node-id="+n.Name, "--admin-address="+proxyAdmin))
+		host := pod{namespace: chartNamespace, nodeName: n.Name, hostIP: n.IP.String(), podIP: n.IP.String()}
+		if i == 0 {
+			// One controller: the Deployment's Pod, on the control plane.
+			cp := pod{name: chartRelease + "-controller-0", namespace: chartNamespace, serviceAccount: chartRelease + "-controller",
+				hostIP: network.ControlPlaneIP.String(), podIP: network.ControlPlaneIP.String()}
+			if err := l.run(r, controllerWorkload, cp, "nodemesh-controller", l.Network.ControlPlane.Command); err != nil {
+				return err
+			}
+		}
+		nn := l.Network.Nodes[i]
+		agent, proxy := host, host
+		agent.name, agent.serviceAccount = chartRelease+"-agent-"+n.Name, chartRelease+"-agent"
+		proxy.name, proxy.serviceAccount = chartRelease+"-proxy-"+n.Name, chartRelease+"-proxy"
+		ap, err := containerProcess(r, agentWorkload, agent, l.opts.BinDir)
 		if err != nil {
+			return err
+		}
+		if n.PinDir != "" && flagValue(ap.args, "datapath-pin-dir") != n.PinDir {
+			return fmt.Errorf("the rendered agent of %s pins at %q, not %s", n.Name, flagValue(ap.args, "datapath-pin-dir"), n.PinDir)
+		}
+		if err := l.start("nodemesh-agent-"+n.Name, ap, nn.Command); err != nil {
+			return err
+		}
+		if err := l.run(r, proxyWorkload, proxy, "nodemesh-proxy-"+n.Name, nn.Command); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// run starts the container of w as name.
+func (l *Lab) run(r *chart.Rendered, w rendered, p pod, name string, command func(context.Context, string, ...string) *exec.Cmd) error {
+	proc, err := containerProcess(r, w, p, l.opts.BinDir)
+	if err != nil {
+		return err
+	}
+	return l.start(name, proc, command)
+}
+
+func (l *Lab) start(name string, p process, command func(context.Context, string, ...string) *exec.Cmd) error {
+	cmd := command(context.Background(), p.path, p.args...)
+	cmd.Env = p.env
+	_, err := l.cluster.Run(name, cmd)
+	return err
+}
+
+// flagValue returns the value of the last --name=value in args ("" when
+// absent): the one Go's flag package keeps.
+func flagValue(args []string, name string) string {
+	v := ""
+	for _, a := range args {
+		if rest, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			v = rest
+		}
+	}
+	return v
 }
 
 // waitNode waits until the node's runner registered it Ready.

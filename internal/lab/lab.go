@@ -19,6 +19,7 @@ import (
 
 	"github.com/nodemesh/nodemesh/api"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
+	"github.com/nodemesh/nodemesh/internal/chart"
 	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
 	"github.com/nodemesh/nodemesh/internal/lab/dns"
 	"github.com/nodemesh/nodemesh/internal/lab/lbipam"
@@ -70,11 +71,19 @@ type Options struct {
 	// policy applied through the API server (DatapathArgs).
 	NoPolicy bool
 	// AgentArgs, when set, returns extra nodemesh-agent flags for a node,
-	// after the lab's own (a later flag wins).
+	// the chart's agent.extraArgs: after the chart's own (a later flag
+	// wins).
 	AgentArgs func(Node) []string
 	// ControllerArgs are extra nodemesh-controller flags
-	// (--spire-server-socket …).
+	// (--spire-server-socket …), the chart's controller.extraArgs.
 	ControllerArgs []string
+	// ChartValues are laid over the lab's values of the chart (see
+	// doc.go, "The chart"), as a later `helm --values` file would be:
+	// maps merge key by key, anything else replaces.
+	ChartValues map[string]any
+	// Helm is the helm binary that renders the chart (default: the one
+	// built from the pinned module, chart.Helm).
+	Helm string
 	// AddressPool is nodemesh-controller's Ingress address pool
 	// (default DefaultAddressPool).
 	AddressPool string
@@ -130,15 +139,17 @@ type Lab struct {
 	// Network is the lab's network (namespaces, Pods).
 	Network *network.Network
 
-	opts    Options
-	log     *slog.Logger
-	cluster *controlplane.Cluster
-	fwd     *forwarder
-	bpffs   string // the lab's bpf filesystem ("" until mounted)
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	failed  []error
+	opts     Options
+	helm     string // the helm binary
+	chartDir string // charts/nodemesh of the repository
+	log      *slog.Logger
+	cluster  *controlplane.Cluster
+	fwd      *forwarder
+	bpffs    string // the lab's bpf filesystem ("" until mounted)
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	failed   []error
 	// cgroupMount is where the cgroup v2 hierarchy is mounted here (""
 	// without one).
 	cgroupMount string
@@ -197,12 +208,25 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		o.Log.Warn("removing Pod cgroups of killed runs", "err", err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	l := &Lab{Dir: o.Dir, Binaries: o.Binaries, opts: o, log: o.Log, cancel: cancel}
+	l := &Lab{Dir: o.Dir, Binaries: o.Binaries, opts: o, log: o.Log, cancel: cancel, helm: o.Helm}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, l.Close())
 		}
 	}()
+	if !o.NoMesh {
+		// The mesh is what the chart renders: find it and helm first.
+		root, err := chart.RepoRoot()
+		if err != nil {
+			return nil, err
+		}
+		l.chartDir = filepath.Join(root, chart.Dir)
+		if l.helm == "" {
+			if l.helm, err = chart.Helm(ctx, root); err != nil {
+				return nil, err
+			}
+		}
+	}
 	resolv := []byte(fmt.Sprintf("search svc.%s %s\nnameserver %s\noptions ndots:5\n", ClusterDomain, ClusterDomain, DNSServiceIP))
 	if l.Network, err = network.Create(network.Config{Nodes: o.Nodes, ResolvConf: resolv}); err != nil {
 		return nil, err
@@ -220,7 +244,8 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 			StateDir: filepath.Join(o.Dir, "nodes", n.Name),
 		}
 		if l.bpffs != "" {
-			ln.PinDir = filepath.Join(l.bpffs, n.Name)
+			// The chart pins under <agent.datapath.bpffsPath>/nodemesh.
+			ln.PinDir = filepath.Join(l.bpffs, n.Name, "nodemesh")
 		}
 		l.Nodes = append(l.Nodes, ln)
 	}
@@ -290,7 +315,7 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		}
 	}
 	if !o.NoMesh {
-		if err := l.startMesh(); err != nil {
+		if err := l.startMesh(ctx); err != nil {
 			return nil, err
 		}
 	}

@@ -34,3 +34,21 @@ app.kubernetes.io/component: {{ index . 1 }}
     fieldRef:
       fieldPath: spec.nodeName
 {{- end -}}
+
+{{/* The kubeConfigPath file, mounted where the flag names it (nothing when unset). */}}
+{{- define "nodemesh.kubeconfigMount" -}}
+{{- with .Values.kubeConfigPath -}}
+- name: kubeconfig
+  mountPath: {{ . }}
+  readOnly: true
+{{- end -}}
+{{- end -}}
+
+{{- define "nodemesh.kubeconfigVolume" -}}
+{{- with .Values.kubeConfigPath -}}
+- name: kubeconfig
+  hostPath:
+    path: {{ . }}
+    type: File
+{{- end -}}
+{{- end -}}
