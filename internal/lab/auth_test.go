@@ -95,6 +95,23 @@ func TestLabMutualAuth(t *testing.T) {
 	before, after := f.before, f.after
 	var out string
 	var code int
+	// The agents' /metrics (expfmt) count the handshakes that proved the
+	// relations: node-2 dialled as the client, node-1 answered.
+	scrape := scraper(t, l)
+	handshakes := func(node, side, result string) float64 {
+		v, _ := scrape(node, agentMetrics).Value("nodemesh_auth_handshakes_total", "side", side, "result", result)
+		return v
+	}
+	eventually(t, "the agents' metrics count the successful handshakes", 30*time.Second, func() error {
+		if c, s := handshakes(node2.Name, "client", "ok"), handshakes(l.Nodes[0].Name, "server", "ok"); c < 1 || s < 1 {
+			return fmt.Errorf("node-2 counted %v successful client handshakes, node-1 %v server ones", c, s)
+		}
+		return nil
+	})
+	untrusted0 := handshakes(node2.Name, "client", "untrusted")
+	if untrusted0 != 0 {
+		t.Errorf("node-2 counted %v untrusted handshakes before any CA was forged", untrusted0)
+	}
 	// Policy status: Enforced on node-2 (the source is ready).
 	eventually(t, "the policy is Enforced on node-2", 30*time.Second, func() error {
 		return policyState(ctx, l, node2.Name, "empire-authenticated", "Enforced")
@@ -172,6 +189,15 @@ func TestLabMutualAuth(t *testing.T) {
 		}
 		if a.Manager["revoked"] == 0 || a.Client["untrusted"] == 0 {
 			return fmt.Errorf("no revocation counted: %+v", a)
+		}
+		return nil
+	})
+	eventually(t, "node-2's metrics count the untrusted handshake and the revocation", 30*time.Second, func() error {
+		m := scrape(node2.Name, agentMetrics)
+		u, _ := m.Value("nodemesh_auth_handshakes_total", "side", "client", "result", "untrusted")
+		r, _ := m.Value("nodemesh_auth_events_total", "event", "revoked")
+		if u <= untrusted0 || r < 1 {
+			return fmt.Errorf("untrusted client handshakes %v (before %v), revoked entries %v", u, untrusted0, r)
 		}
 		return nil
 	})

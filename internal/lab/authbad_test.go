@@ -241,11 +241,18 @@ func TestLabMutualAuthBadPeers(t *testing.T) {
 		{"plain TCP", "not_tls", func(c net.Conn) { _, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\n\r\n") }},
 		{"slow loris", "timeout", trickling},
 	}
+	// node-2's /metrics count every refusal by its reason too.
+	scrape := scraper(t, l)
+	refusals := func(reason string) float64 {
+		v, _ := scrape(node2.Name, agentMetrics).Value("nodemesh_auth_handshakes_total", "side", "client", "result", reason)
+		return v
+	}
 	for _, tc := range cases {
 		a0, err := f.list()
 		if err != nil {
 			t.Fatal(err)
 		}
+		m0 := refusals(tc.reason)
 		rogue.set(tc.mode)
 		// The manager retries with a backoff of up to a minute.
 		eventually(t, "node-2 refuses the rogue's "+tc.name, 3*time.Minute, func() error {
@@ -258,6 +265,9 @@ func TestLabMutualAuthBadPeers(t *testing.T) {
 			}
 			if a.Client[tc.reason] <= a0.Client[tc.reason] {
 				return fmt.Errorf("no %s refusal counted: %v", tc.reason, a.Client)
+			}
+			if m := refusals(tc.reason); m <= m0 {
+				return fmt.Errorf("nodemesh_auth_handshakes_total{side=client,result=%s} is still %v", tc.reason, m)
 			}
 			return nil
 		})
