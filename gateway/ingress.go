@@ -58,6 +58,9 @@ const (
 // IngressOptions tune how Ingresses are served. The zero value serves
 // Ingresses of class nodemesh, dedicated, on ports 80 and 443.
 type IngressOptions struct {
+	// Disabled turns Ingress support off: no Ingress is ours, whatever
+	// its class (the zero value serves them, as nodemesh always has).
+	Disabled bool
 	// ClassName is the ingressClassName (and legacy annotation value)
 	// that selects nodemesh; empty means IngressClassName.
 	ClassName string
@@ -226,6 +229,9 @@ func ingressClasses(opts *IngressOptions, in *input.Snapshot) (map[string]*netwo
 
 // ownIngresses lists the snapshot's Ingresses of our class.
 func ownIngresses(opts *IngressOptions, in *input.Snapshot) []*networkingv1.Ingress {
+	if opts.Disabled {
+		return nil
+	}
 	classes, def := ingressClasses(opts, in)
 	var out []*networkingv1.Ingress
 	for _, ing := range in.Ingresses {

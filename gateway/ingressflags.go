@@ -3,6 +3,7 @@ package gateway
 import (
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/nodemesh/nodemesh/mesh/input"
@@ -12,6 +13,11 @@ import (
 // fs, so the agent and `nodemesh translate` spell them the same way (the
 // names follow Cilium's Helm values).
 func (o *IngressOptions) RegisterFlags(fs *flag.FlagSet) {
+	fs.BoolFunc("enable-ingress-controller", "serve Ingresses of the class (default true; false: none, whatever their class)", func(v string) error {
+		on, err := strconv.ParseBool(v)
+		o.Disabled = !on
+		return err
+	})
 	fs.StringVar(&o.ClassName, "ingress-class", IngressClassName, "ingressClassName (and kubernetes.io/ingress.class value) served")
 	fs.BoolVar(&o.Default, "ingress-default", false, "also serve Ingresses that name no class")
 	fs.Func("ingress-loadbalancer-mode", "load-balancer mode of Ingresses without the ingress.cilium.io/loadbalancer-mode annotation: dedicated (default) or shared", func(v string) error {

@@ -48,6 +48,9 @@ func TestChartGolden(t *testing.T) {
 	}{
 		{"default", nil},
 		{"envoy", []string{"--set", "proxy.engine=envoy"}},
+		{"ingress", []string{"--set", "ingressController.default=true,ingressController.loadbalancerMode=shared,ingressController.enforceHttps=true," +
+			"ingressController.defaultSecretNamespace=kube-system,ingressController.defaultSecretName=wildcard"}},
+		{"no-ingress", []string{"--set", "ingressController.enabled=false"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"template", "nodemesh", chart, "--namespace", "kube-system", "--include-crds"}, tc.set...)
@@ -72,6 +75,13 @@ func TestChartRejectsBadValues(t *testing.T) {
 		"agent.typo=1",
 		"agent.prometheus.port=70000",
 		"controller.prometheus.enabled=yes",
+		"ingressController.loadbalancerMode=per-node",
+		"ingressController.defaultSecretName=wildcard",
+		"ingressController.defaultSecretNamespace=kube-system",
+		"ingressController.defaultSecretNamespace=Kube_System,ingressController.defaultSecretName=x",
+		"ingressController.enforceHttps=yes",
+		"kubeConfigPath=relative/kubeconfig",
+		"agent.nodeIPs={not-an-ip}",
 	} {
 		if out, err := exec.Command(bin, "template", "x", chart, "--set", set).CombinedOutput(); err == nil {
 			t.Errorf("--set %s rendered:\n%.200s", set, out)

@@ -1,5 +1,5 @@
-// Package chart tests the Helm chart in charts/nodemesh with the real helm
-// CLI (helm.sh/helm/v4, pinned by the nested module internal/tools/helm and
+// Package chart renders the Helm chart in charts/nodemesh with the real
+// helm CLI for the lab (Render), and tests it with that CLI (helm.sh/helm/v4, pinned by the nested module internal/tools/helm and
 // built once into conformance/.cache/helm-<version>/): `helm lint`, and
 // `helm template` of the default values and of proxy.engine=envoy against
 // golden manifests (testdata/*.yaml, rewritten with -update). It also
@@ -33,4 +33,28 @@
 // loopback default (internal/metrics). With proxy.engine=envoy the
 // proxy's setting does not apply: Envoy's metrics are on its admin
 // endpoint.
+//
+// Ingress: ingressController.enabled (default true; Cilium's default is
+// false, but nodemesh has always served Ingresses that name its class, so
+// turning it on by default takes nothing over unasked), .default,
+// .loadbalancerMode, .enforceHttps and .defaultSecretNamespace/.Name are
+// Cilium's value names. They render into the --ingress-* flags
+// (gateway/ingressflags.go), the same on the agent and the controller,
+// which must agree; enabled=false renders --enable-ingress-controller=false
+// and no IngressClass. When enabled the chart installs the IngressClass
+// "nodemesh" (controller nodemesh.io/ingress-controller), marked
+// is-default-class when .default is set. A secret namespace without a
+// name (or the reverse) fails the render.
+//
+// Rendering for a process, not a cluster: Render runs `helm template` with
+// a values file and decodes the objects; nodemesh lab starts the agent,
+// proxy and controller from what it returns (internal/lab). Values the lab
+// needs and a real cluster may too are chart values, not lab flags:
+// kubeConfigPath (--kubeconfig, the file mounted at its own path; empty
+// means the ServiceAccount), agent.nodeIPs (--node-ips),
+// agent.datapath.netnsPath (--datapath-netns) and agent.datapath.cgroup
+// (--datapath-cgroup). helm runs as the CLI built from the pinned nested
+// module rather than linked as a library: helm v4.3.2 requires
+// k8s.io/* v0.37, which would move the whole main module's Kubernetes
+// libraries with it (see internal/tools/helm).
 package chart

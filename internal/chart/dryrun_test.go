@@ -37,7 +37,7 @@ func TestChartServerSideDryRun(t *testing.T) {
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	for _, name := range []string{"default", "envoy"} {
+	for _, name := range []string{"default", "envoy", "ingress", "no-ingress"} {
 		data, err := os.ReadFile(filepath.Join("testdata", name+".yaml"))
 		if err != nil {
 			t.Fatal(err)

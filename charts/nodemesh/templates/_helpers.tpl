@@ -52,3 +52,28 @@ app.kubernetes.io/component: {{ index . 1 }}
     type: File
 {{- end -}}
 {{- end -}}
+
+{{/* The --ingress-* flags, the same for the agent and the controller. */}}
+{{- define "nodemesh.ingressArgs" -}}
+{{- $i := .Values.ingressController -}}
+{{- if and (not $i.defaultSecretNamespace) $i.defaultSecretName -}}
+{{- fail "ingressController.defaultSecretName needs ingressController.defaultSecretNamespace" -}}
+{{- end -}}
+{{- if and $i.defaultSecretNamespace (not $i.defaultSecretName) -}}
+{{- fail "ingressController.defaultSecretNamespace needs ingressController.defaultSecretName" -}}
+{{- end -}}
+{{- if $i.enabled -}}
+- --ingress-loadbalancer-mode={{ $i.loadbalancerMode }}
+{{- if $i.default }}
+- --ingress-default
+{{- end }}
+{{- if $i.enforceHttps }}
+- --ingress-enforce-https
+{{- end }}
+{{- if $i.defaultSecretName }}
+- --ingress-default-certificate={{ $i.defaultSecretNamespace }}/{{ $i.defaultSecretName }}
+{{- end }}
+{{- else -}}
+- --enable-ingress-controller=false
+{{- end -}}
+{{- end -}}
