@@ -1,8 +1,10 @@
 // Package chart renders the Helm chart in charts/nodemesh with the real
-// helm CLI for the lab (Render), and tests it with that CLI (helm.sh/helm/v4, pinned by the nested module internal/tools/helm and
-// built once into conformance/.cache/helm-<version>/): `helm lint`, and
-// `helm template` of the default values and of proxy.engine=envoy against
-// golden manifests (testdata/*.yaml, rewritten with -update). It also
+// helm CLI for the lab (Render), and tests it with that CLI
+// (helm.sh/helm/v4, pinned by the nested module internal/tools/helm and
+// built once into conformance/.cache/helm-<version>/ by Helm): `helm
+// lint`, and `helm template` of the default values, of
+// proxy.engine=envoy and of the ingressController values against golden
+// manifests (testdata/*.yaml, rewritten with -update). It also
 // checks that the chart's crds/ equal api/crds/, the CRDs controller-gen
 // generates, so the API has one source of truth (`make generate` copies
 // them).
