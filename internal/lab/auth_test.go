@@ -84,7 +84,7 @@ const svidTTL = time.Minute
 // stays blocked. Deleting tiefighter withdraws its relation.
 func TestLabMutualAuth(t *testing.T) {
 	peers := t.TempDir()
-	// The lab's default agent flags run the datapath (DatapathArgs);
+	// The lab's default chart values run the datapath;
 	// these add mutual authentication.
 	l := ForTest(t, Options{Nodes: 2, AgentArgs: func(n Node) []string {
 		return []string{"--mutual-auth=builtin", "--auth-peer-authorities-dir=" + peers, "--auth-svid-ttl=" + svidTTL.String()}

@@ -38,8 +38,20 @@ func (l *Lab) nodeValues(n Node) map[string]any {
 		"datapath": datapath,
 	}
 	if !l.opts.NoPolicy {
-		// The chart pins under <bpffsPath>/nodemesh: one bpffsPath per node
-		// on the lab's own bpf filesystem.
+		// The datapath on the node's namespace and its addresses (so the
+		// agent never reads the machine's): its lab network address and
+		// the Pods' gateway on its loopback, the source the kernel picks
+		// for the node's own connections to its Pods (the Pod routes name
+		// no source, and lo is the first interface with a global
+		// address). The uplink is the device traffic from other nodes
+		// enters through, so a connection from another node that policy
+		// redirects to the proxy is handed over before the IP stack sees
+		// it (see package datapath). With a Pod cgroup the agent also
+		// translates Services at the socket there: without it a Pod under
+		// egress policy could not use a ClusterIP at all (the datapath
+		// refuses to judge a flow still addressed to a Service frontend).
+		// The chart pins under <bpffsPath>/nodemesh: one bpffsPath per
+		// node on the lab's own bpf filesystem.
 		datapath["bpffsPath"] = filepath.Join(l.bpffs, n.Name)
 		datapath["devices"] = []string{uplink}
 		datapath["netnsPath"] = n.NetnsPath

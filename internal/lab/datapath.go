@@ -13,34 +13,6 @@ import (
 // network): traffic from other nodes enters there.
 const uplink = "eth0"
 
-// DatapathArgs are the nodemesh-agent flags with which a node's agent
-// loads the datapath on the node's namespace and enforces network policy:
-// the node's namespace and addresses (so the agent never reads the
-// machine's): its lab network address and the Pods' gateway on its
-// loopback, the source the kernel picks for the node's own connections to
-// its Pods (the Pod routes name no source, and lo is the first interface
-// with a global address); the lab's pin directory for the node, and the
-// uplink as the
-// device traffic from other nodes enters through (so a connection from
-// another node that policy redirects to the proxy is handed over before
-// the IP stack sees it; see package datapath).
-//
-// With a Pod cgroup (Node.Cgroup: the machine has a cgroup v2 hierarchy)
-// the agent also translates Services at the socket there
-// (--datapath-cgroup): without it, a Pod under egress policy could not use
-// a ClusterIP at all (the datapath refuses to judge a flow still addressed
-// to a Service frontend).
-func DatapathArgs(n Node) []string {
-	args := []string{
-		"--datapath", "--datapath-netns=" + n.NetnsPath, "--datapath-pin-dir=" + n.PinDir,
-		"--node-ips=" + n.IP.String() + "," + n.PodCIDR.Addr().Next().String(), "--datapath-devices=" + uplink,
-	}
-	if n.Cgroup != "" {
-		args = append(args, "--datapath-cgroup="+n.Cgroup)
-	}
-	return args
-}
-
 // mountBPFFS mounts the lab's own bpf filesystem at <dir>/bpffs/<ID>,
 // where every node's datapath pins (a directory per node). It belongs to
 // the lab: pinned datapaths outlive their agent by design, and Close

@@ -81,8 +81,33 @@
 //     configuration (/ready) and the default ServiceAccount exists (Pods
 //     are refused before it does).
 //
+// The chart: the mesh is what charts/nodemesh renders. Start renders it
+// once per node with `helm template` (internal/chart; release nodemesh in
+// kube-system) and starts nodemesh-agent and nodemesh-proxy from the
+// rendered agent and proxy DaemonSets and nodemesh-controller (once, from
+// the first render) from the controller Deployment: each container's
+// command (its program looked up by name in Options.BinDir), args and env,
+// resolved as kubelet would: fieldRef env from the Pod the lab plays
+// (spec.nodeName, metadata.name nodemesh-agent-<node>, metadata.namespace
+// kube-system, …), then $(VAR) in command and args. The process gets PATH
+// and the container's env, nothing else of the lab's environment. The
+// values per node (written with the manifest to <dir>/chart/<node>/) map
+// the chart's host paths into the lab: stateDir is the node's state
+// directory, agent.datapath.bpffsPath <lab bpffs>/<node> (pins in its
+// nodemesh/), kubeConfigPath the in-lab kubeconfig; and give the node's
+// facts: agent.nodeIPs, agent.datapath.netnsPath, .devices and .cgroup,
+// addressPool. Options.AgentArgs and ControllerArgs are agent.extraArgs
+// and controller.extraArgs, and Options.ChartValues are laid over all of
+// it (TestLabRunsTheChart moves the agent's metrics port and the
+// controller's Lease that way). What the lab cannot run is refused, not
+// skipped: a hostPath mounted elsewhere than its own path, another volume
+// kind, an init container (proxy.engine=envoy), an env source other than
+// fieldRef, a program that is not nodemesh's. The securityContext is not
+// applied (everything runs as root) and the chart's RBAC, ServiceAccounts
+// and IngressClass are not installed: the mesh uses the admin kubeconfig.
+//
 // Network policy is on by default, as on a cluster that runs nodemesh for
-// it: every node's agent gets DatapathArgs (--datapath on the node's
+// it: every node's agent gets the datapath values (--datapath on the node's
 // namespace; --node-ips with the node's lab address and its Pods' gateway;
 // --datapath-devices=eth0 so connections from other nodes that policy
 // redirects reach the proxy; a pin directory per node; and, where the
@@ -93,7 +118,7 @@
 // mode only; the Gateway API conformance harness uses it, as its suite
 // applies no policy. Options.AgentArgs (`lab up --agent-arg`, with {node},
 // {ip}, {netnsPath}, {stateDir}, {pinDir} and {cgroup} replaced per node)
-// adds agent flags after the lab's own (a later flag wins).
+// adds agent flags after the chart's (a later flag wins).
 //
 // Decisions for policy:
 //   - Pins live on a bpf filesystem the lab mounts at <dir>/bpffs/<ID>

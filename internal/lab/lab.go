@@ -68,7 +68,8 @@ type Options struct {
 	// NoPolicy runs the agents without the datapath and network policy
 	// (nodemesh's Gateway API mode only). By default every node's agent
 	// loads the datapath on the node's namespace and enforces the network
-	// policy applied through the API server (DatapathArgs).
+	// policy applied through the API server (the agent.datapath values,
+	// see doc.go).
 	NoPolicy bool
 	// AgentArgs, when set, returns extra nodemesh-agent flags for a node,
 	// the chart's agent.extraArgs: after the chart's own (a later flag
