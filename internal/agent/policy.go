@@ -85,8 +85,31 @@ func (a *Agent) compilePolicy(in policy.Input) *policy.Result {
 }
 
 // resolverFor maps addresses to identities and workloads with the ipcache
-// (longest prefix), world for the rest.
+// (longest prefix), world for the rest, and identities to their labels
+// (flow.LabelResolver; one slice per identity, shared by its flows).
 func resolverFor(st *identity.State) flow.Resolver {
+	labels := make(map[uint32][]string, len(st.Identities))
+	for _, id := range st.Identities {
+		ls := make([]string, 0, len(id.Labels))
+		for _, l := range id.Labels {
+			ls = append(ls, l.String())
+		}
+		labels[uint32(id.ID)] = ls
+	}
+	return identityResolver{resolve: addressResolver(st), labels: labels}
+}
+
+// identityResolver is a flow.Resolver and flow.LabelResolver.
+type identityResolver struct {
+	resolve flow.ResolverFunc
+	labels  map[uint32][]string
+}
+
+func (r identityResolver) Resolve(a netip.Addr) (uint32, string) { return r.resolve(a) }
+func (r identityResolver) Labels(id uint32) []string             { return r.labels[id] }
+
+// addressResolver maps addresses to identities and workloads.
+func addressResolver(st *identity.State) flow.ResolverFunc {
 	pods := map[netip.Addr]string{}
 	for _, ep := range st.Endpoints {
 		for _, ip := range ep.IPs {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -232,6 +233,56 @@ func TestLabHubbleAndMetrics(t *testing.T) {
 	}
 	if v, _ := c.Value("nodemesh_controller_reconciles_total", "result", "success"); v < 1 {
 		t.Errorf("nodemesh_controller_reconciles_total{result=success} is %v", v)
+	}
+
+	// Label, namespace and pod filters, as a Cilium user narrows flows;
+	// the endpoints carry their identities' labels.
+	observe := func(args ...string) []*flowpb.Flow {
+		t.Helper()
+		var stderr strings.Builder
+		cmd := exec.CommandContext(ctx, hubbleBin, append([]string{"observe", "--server", sock, "-o", "json"}, args...)...)
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("hubble observe %q: %v\n%s", args, err, stderr.String())
+		}
+		return readFlows(t, strings.NewReader(string(out)), nil)
+	}
+	each := func(what string, fl []*flowpb.Flow, min int, ok func(*flowpb.Flow) bool) {
+		t.Helper()
+		if len(fl) < min {
+			t.Errorf("%s: %d flows, want at least %d:\n%s", what, len(fl), min, describeFlows(fl))
+		}
+		for _, f := range fl {
+			if !ok(f) {
+				t.Errorf("%s printed another flow:\n%s", what, describeFlows([]*flowpb.Flow{f}))
+				return
+			}
+		}
+	}
+	hasLabel := func(ep *flowpb.Endpoint, l string) bool { return slices.Contains(ep.GetLabels(), l) }
+	each("--from-label class=tiefighter --to-label k8s:class=deathstar --protocol http --verdict DROPPED",
+		observe("--from-label", "class=tiefighter", "--to-label", "k8s:class=deathstar", "--protocol", "http", "--verdict", "DROPPED"), puts+1,
+		func(f *flowpb.Flow) bool {
+			return isDeniedExhaust(f) && hasLabel(f.GetSource(), "k8s:org=empire") && hasLabel(f.GetDestination(), "k8s:class=deathstar")
+		})
+	xwingDrops := observe("--label", "org=alliance", "--verdict", "DROPPED")
+	each("--label org=alliance --verdict DROPPED", xwingDrops, 1, func(f *flowpb.Flow) bool {
+		return f.GetSource().GetPodName() == "xwing" || f.GetDestination().GetPodName() == "xwing"
+	})
+	if !slices.ContainsFunc(xwingDrops, isXwingDrop) {
+		t.Errorf("--label org=alliance --verdict DROPPED: no L3/L4 drop of the xwing:\n%s", describeFlows(xwingDrops))
+	}
+	each("--namespace default --from-label 'org notin (empire)'", observe("--namespace", "default", "--from-label", "org notin (empire)"), 1,
+		func(f *flowpb.Flow) bool { return f.GetSource().GetPodName() == "xwing" })
+	each("--pod default/tiefighter --protocol http --verdict DROPPED", observe("--pod", "default/tiefighter", "--protocol", "http", "--verdict", "DROPPED"), puts+1,
+		isDeniedExhaust)
+	// A filter the observer cannot evaluate is an error, not every flow.
+	var stderr strings.Builder
+	refused := exec.CommandContext(ctx, hubbleBin, "observe", "--server", sock, "--fqdn", "deathstar.example")
+	refused.Stderr = &stderr
+	if out, err := refused.Output(); err == nil || !strings.Contains(stderr.String(), "InvalidArgument") {
+		t.Errorf("hubble observe --fqdn: %v, stderr %q, printed %d bytes", err, stderr.String(), len(out))
 	}
 }
 

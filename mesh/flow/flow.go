@@ -88,6 +88,10 @@ type Endpoint struct {
 	Identity uint32 `json:"identity,omitempty"`
 	// Workload is "namespace/name" of the Pod, when the address is one.
 	Workload string `json:"workload,omitempty"`
+	// Labels are the identity's labels ("source:key=value", sorted) when
+	// the flow was recorded, as Hubble shows an endpoint's labels. The
+	// slice is shared by every flow of the identity: never modify it.
+	Labels []string `json:"labels,omitempty"`
 }
 
 // HTTP holds an HTTP request's fields.

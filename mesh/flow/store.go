@@ -17,6 +17,16 @@ type Resolver interface {
 	Resolve(addr netip.Addr) (identity uint32, workload string)
 }
 
+// LabelResolver is implemented by a Resolver that also knows the labels
+// of identities: Labels returns them as "source:key=value", sorted, or nil
+// for an identity it does not know. The Store keeps the slice in every
+// flow of that identity (shared, so memory grows with identities, not
+// flows): it must not be modified afterwards. Same goroutine and blocking
+// rules as Resolve.
+type LabelResolver interface {
+	Labels(identity uint32) []string
+}
+
 // ResolverFunc adapts a function to Resolver.
 type ResolverFunc func(netip.Addr) (uint32, string)
 
@@ -95,6 +105,9 @@ func (s *Store) Add(f Flow) {
 				if ep.Workload == "" && id == ep.Identity {
 					ep.Workload = wl
 				}
+			}
+			if lr, ok := s.resolver.(LabelResolver); ok && ep.Labels == nil && ep.Identity != 0 {
+				ep.Labels = lr.Labels(ep.Identity)
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -174,4 +175,26 @@ func paths(fs []Flow) []string {
 		out = append(out, f.HTTP.Path)
 	}
 	return out
+}
+
+type labelResolver map[uint32][]string
+
+func (r labelResolver) Resolve(netip.Addr) (uint32, string) { return 0, "" }
+func (r labelResolver) Labels(id uint32) []string           { return r[id] }
+
+// TestAddRecordsLabels: with a LabelResolver the endpoints get their
+// identity's labels at Add time; a later change of the identity's labels
+// does not rewrite recorded flows.
+func TestAddRecordsLabels(t *testing.T) {
+	s := NewStore()
+	tie := []string{"k8s:class=tiefighter", "k8s:org=empire"}
+	s.SetResolver(labelResolver{256: tie})
+	f := flowAt(0, Dropped, ProtocolTCP, "10.0.0.1:1", "10.0.0.2:2")
+	f.Source.Identity, f.Destination.Identity = 256, 300
+	s.Add(f)
+	s.SetResolver(labelResolver{256: {"k8s:class=other"}})
+	got := s.Query(Filter{}, 0)[0]
+	if !slices.Equal(got.Source.Labels, tie) || got.Destination.Labels != nil {
+		t.Fatalf("labels %q / %q", got.Source.Labels, got.Destination.Labels)
+	}
 }

@@ -2,6 +2,7 @@ package observer
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -131,7 +132,10 @@ func endpoint(e flow.Endpoint) *flowpb.Endpoint {
 	if ns, name, ok := strings.Cut(e.Workload, "/"); ok {
 		out.Namespace, out.PodName = ns, name
 	}
-	if name, ok := model.ReservedName(model.Identity(e.Identity)); ok && e.Identity != 0 {
+	switch name, ok := model.ReservedName(model.Identity(e.Identity)); {
+	case len(e.Labels) > 0:
+		out.Labels = slices.Clone(e.Labels)
+	case ok && e.Identity != 0:
 		out.Labels = []string{"reserved:" + name}
 	}
 	return out

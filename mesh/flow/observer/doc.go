@@ -56,10 +56,14 @@
 //     ("namespace/prefix"), identity, port; verdict, drop reason, traffic
 //     direction, IP version, event type, protocol (tcp, udp, sctp, icmp*,
 //     http, and kafka as an extension), HTTP status (code or prefix "4+"),
-//     method and path (regular expression), node name, reply. A filter
-//     naming anything else (labels, FQDNs, services, workloads, DNS,
-//     headers, TCP flags, CEL, …) is refused with InvalidArgument, never
-//     silently ignored. Requests are bounded (filters, values, pattern
+//     method and path (regular expression), node name, reply, and
+//     source/destination labels (labels.go: Kubernetes' selector syntax
+//     with Cilium's source prefixes, "k8s:app=x", "org notin (empire)",
+//     "!class"; a key without a source matches any source; gt/lt are
+//     refused). So `hubble observe --label/--from-label/--to-label`,
+//     `--namespace` and `--pod` work. A filter naming anything else
+//     (FQDNs, services, workloads, DNS, headers, TCP flags, CEL, …) is
+//     refused with InvalidArgument, never silently ignored. Requests are bounded (filters, values, pattern
 //     size, field-mask paths, message size).
 //   - Conversion: the datapath's reasons map to Cilium's drop-reason
 //     codes of the same meaning (dropReasons); a drop is monitor event
@@ -69,8 +73,11 @@
 //     denied HTTP request is a REQUEST record with verdict DROPPED that
 //     keeps the status the proxy answered with; Kafka records carry the
 //     first topic (Summary lists all). The policy that decided becomes
-//     {Ingress,Egress}{Allowed,Denied}By. Reserved identities carry their
-//     reserved:<name> label; workload labels are not recorded.
+//     {Ingress,Egress}{Allowed,Denied}By. An endpoint's labels are its
+//     identity's ("source:key=value", sorted), recorded in the store when
+//     the flow is added (flow.LabelResolver, as Cilium shows the labels
+//     of the moment); without them a reserved identity carries its
+//     reserved:<name> label.
 //   - The field mask the hubble CLI sends for its compact output is
 //     honoured (fields outside it are left out).
 package observer

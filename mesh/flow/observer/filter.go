@@ -82,6 +82,14 @@ func compile(f *flowpb.FlowFilter) (match, error) {
 			m, err := pods(f.DestinationPod, dst)
 			return add("destination_pod", len(f.DestinationPod), m, err)
 		}(),
+		func() error {
+			m, err := labelSelectors(f.SourceLabel, src)
+			return add("source_label", len(f.SourceLabel), m, err)
+		}(),
+		func() error {
+			m, err := labelSelectors(f.DestinationLabel, dst)
+			return add("destination_label", len(f.DestinationLabel), m, err)
+		}(),
 		add("source_identity", len(f.SourceIdentity), identities(f.SourceIdentity, src), nil),
 		add("destination_identity", len(f.DestinationIdentity), identities(f.DestinationIdentity, dst), nil),
 		func() error {
@@ -122,12 +130,12 @@ func compile(f *flowpb.FlowFilter) (match, error) {
 }
 
 // unsupported names the first field set in f that this observer cannot
-// evaluate (it has no labels, services, DNS or workloads kinds).
+// evaluate (it has no services, DNS or workloads kinds).
 func unsupported(f *flowpb.FlowFilter) error {
 	for name, n := range map[string]int{
 		"uuid": len(f.Uuid), "source_ip_xlated": len(f.SourceIpXlated), "source_fqdn": len(f.SourceFqdn),
-		"destination_fqdn": len(f.DestinationFqdn), "source_label": len(f.SourceLabel), "destination_label": len(f.DestinationLabel),
-		"source_service": len(f.SourceService), "destination_service": len(f.DestinationService),
+		"destination_fqdn": len(f.DestinationFqdn),
+		"source_service":   len(f.SourceService), "destination_service": len(f.DestinationService),
 		"source_workload": len(f.SourceWorkload), "destination_workload": len(f.DestinationWorkload),
 		"source_cluster_name": len(f.SourceClusterName), "destination_cluster_name": len(f.DestinationClusterName),
 		"interface": len(f.Interface), "dns_query": len(f.DnsQuery), "http_url": len(f.HttpUrl), "http_header": len(f.HttpHeader),

@@ -63,7 +63,7 @@ func httpFlow(i int, verdict, src, dst, method, path string, code int) flow.Flow
 // scenario is the Star Wars demo's flows: two landings, the denied
 // exhaust port, an L3/L4 drop of the xwing and a Kafka produce.
 func scenario() *flow.Store {
-	s := flow.NewStore()
+	s := labelled{flow.NewStore()}
 	s.Add(httpFlow(0, flow.Forwarded, "default/tiefighter", "default/deathstar-1", "POST", "/v1/request-landing", 200))
 	s.Add(httpFlow(1, flow.Forwarded, "default/tiefighter", "default/deathstar-2", "POST", "/v1/request-landing", 200))
 	s.Add(httpFlow(2, flow.Dropped, "default/tiefighter", "default/deathstar-1", "PUT", "/v1/exhaust-port", 403))
@@ -75,7 +75,24 @@ func scenario() *flow.Store {
 		Source:      flow.Endpoint{Address: netip.MustParseAddrPort("10.0.0.4:42000"), Identity: 300, Workload: "kafka/producer"},
 		Destination: flow.Endpoint{Address: netip.MustParseAddrPort("10.0.0.5:9092"), Identity: 301, Workload: "kafka/broker"},
 		Kafka:       &flow.Kafka{APIKeyName: "Produce", APIVersion: 9, Topics: []string{"plans"}}})
-	return s
+	return s.Store
+}
+
+// labelled adds flows with the labels of the scenario's identities, as
+// the agent's resolver records them.
+type labelled struct{ *flow.Store }
+
+var scenarioLabels = map[uint32][]string{
+	256: {"k8s:class=tiefighter", "k8s:io.kubernetes.pod.namespace=default", "k8s:org=empire"},
+	257: {"k8s:class=deathstar", "k8s:io.kubernetes.pod.namespace=default", "k8s:org=empire"},
+	258: {"k8s:class=xwing", "k8s:io.kubernetes.pod.namespace=default", "k8s:org=alliance"},
+	300: {"k8s:app=producer", "k8s:io.kubernetes.pod.namespace=kafka"},
+	301: {"k8s:app=broker", "k8s:io.kubernetes.pod.namespace=kafka", "k8s:org=empire"},
+}
+
+func (s labelled) Add(f flow.Flow) {
+	f.Source.Labels, f.Destination.Labels = scenarioLabels[f.Source.Identity], scenarioLabels[f.Destination.Identity]
+	s.Store.Add(f)
 }
 
 // collect reads a non-following GetFlows to its end and returns the
@@ -145,6 +162,18 @@ func TestGetFlows(t *testing.T) {
 			[]string{landing, exhaust, xwing}},
 		{"not a reply", &observerpb.GetFlowsRequest{Number: 1, Whitelist: wl(&flowpb.FlowFilter{Reply: []bool{false}})}, []string{produce}},
 		{"reply", &observerpb.GetFlowsRequest{Whitelist: wl(&flowpb.FlowFilter{Reply: []bool{true}})}, nil},
+		{"label either side", &observerpb.GetFlowsRequest{Whitelist: wl(&flowpb.FlowFilter{SourceLabel: []string{"org=alliance"}}, &flowpb.FlowFilter{DestinationLabel: []string{"org=alliance"}})},
+			[]string{xwing}},
+		{"from label with source", &observerpb.GetFlowsRequest{Whitelist: wl(&flowpb.FlowFilter{SourceLabel: []string{"k8s:class=tiefighter"}})},
+			[]string{landing, landing, exhaust}},
+		{"other source", &observerpb.GetFlowsRequest{Whitelist: wl(&flowpb.FlowFilter{SourceLabel: []string{"reserved:class=tiefighter"}})}, nil},
+		{"from and to", &observerpb.GetFlowsRequest{Whitelist: wl(&flowpb.FlowFilter{SourceLabel: []string{"org"}, DestinationLabel: []string{"class in (deathstar, broker),org==empire"}})},
+			[]string{landing, landing, exhaust, xwing}},
+		{"not in", &observerpb.GetFlowsRequest{Whitelist: wl(&flowpb.FlowFilter{SourceLabel: []string{"org notin (empire)"}})}, []string{xwing, produce}},
+		{"not equal, any selector", &observerpb.GetFlowsRequest{Whitelist: wl(&flowpb.FlowFilter{SourceLabel: []string{"any:org!=empire,!class", "class=xwing"}})},
+			[]string{xwing, produce}},
+		{"label blacklist", &observerpb.GetFlowsRequest{Blacklist: wl(&flowpb.FlowFilter{DestinationLabel: []string{"k8s:io.kubernetes.pod.namespace=default"}})},
+			[]string{produce}},
 		{"node name", &observerpb.GetFlowsRequest{Whitelist: wl(&flowpb.FlowFilter{NodeName: []string{"cluster/node-*"}})}, []string{landing, landing, exhaust, xwing, produce}},
 		{"other node", &observerpb.GetFlowsRequest{Whitelist: wl(&flowpb.FlowFilter{NodeName: []string{"node-2"}})}, nil},
 	} {
@@ -170,7 +199,12 @@ func TestGetFlowsRefusesWhatItCannotEvaluate(t *testing.T) {
 		many[i] = &flowpb.FlowFilter{}
 	}
 	for name, req := range map[string]*observerpb.GetFlowsRequest{
-		"label":        {Whitelist: []*flowpb.FlowFilter{{SourceLabel: []string{"k8s:app=x"}}}},
+		"bad label":    {Whitelist: []*flowpb.FlowFilter{{SourceLabel: []string{"app=x y"}}}},
+		"label gt":     {Whitelist: []*flowpb.FlowFilter{{SourceLabel: []string{"replicas gt 2"}}}},
+		"label parens": {Whitelist: []*flowpb.FlowFilter{{DestinationLabel: []string{"app in (a,b"}}}},
+		"empty label":  {Whitelist: []*flowpb.FlowFilter{{DestinationLabel: []string{""}}}},
+		"label key":    {Whitelist: []*flowpb.FlowFilter{{DestinationLabel: []string{"k8s:=x"}}}},
+		"service":      {Whitelist: []*flowpb.FlowFilter{{SourceService: []string{"default/deathstar"}}}},
 		"fqdn":         {Blacklist: []*flowpb.FlowFilter{{DestinationFqdn: []string{"*.example"}}}},
 		"bad ip":       {Whitelist: []*flowpb.FlowFilter{{SourceIp: []string{"10.0.0.300"}}}},
 		"bad status":   {Whitelist: []*flowpb.FlowFilter{{HttpStatusCode: []string{"4xx"}}}},
