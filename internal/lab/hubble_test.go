@@ -273,7 +273,7 @@ func TestLabHubbleAndMetrics(t *testing.T) {
 	if !slices.ContainsFunc(xwingDrops, isXwingDrop) {
 		t.Errorf("--label org=alliance --verdict DROPPED: no L3/L4 drop of the xwing:\n%s", describeFlows(xwingDrops))
 	}
-	each("--namespace default --from-label 'org notin (empire)'", observe("--namespace", "default", "--from-label", "org notin (empire)"), 1,
+	each("--from-namespace default --from-label 'org notin (empire)'", observe("--from-namespace", "default", "--from-label", "org notin (empire)"), 1,
 		func(f *flowpb.Flow) bool { return f.GetSource().GetPodName() == "xwing" })
 	each("--pod default/tiefighter --protocol http --verdict DROPPED", observe("--pod", "default/tiefighter", "--protocol", "http", "--verdict", "DROPPED"), puts+1,
 		isDeniedExhaust)
