@@ -31,7 +31,9 @@ Usage:
   nodemesh lab up [--nodes N] [-f PATH]... [--state-dir DIR] [--bin-dir DIR] [--no-policy] [--agent-arg ARG]... [--foreground]
       Build (cached) and start the control plane, N nodes with kube-proxy and nodemesh, the
       cluster DNS; apply the manifests of every -f file or directory, wait for their Pods, their
-      Services and (on every node) their network policies; print the kubeconfig. Every node's
+      Services and (on every node) their network policies; print the kubeconfig. The agents,
+      proxies and controller run with the command, args and env that charts/nodemesh renders
+      for the lab (values and manifests in <state>/chart/<node>/). Every node's
       agent loads the datapath and enforces network policy applied through the API server;
       --no-policy runs the Gateway API mode only. --agent-arg adds a nodemesh-agent flag on every
       node ({node}, {ip}, {netnsPath}, {stateDir}, {pinDir}, {cgroup} are replaced per node).
@@ -125,7 +127,7 @@ func (o *upOptions) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.nodes, "nodes", 1, "number of nodes")
 	fs.StringVar(&o.binDir, "bin-dir", "", "directory of nodemesh, nodemesh-agent, nodemesh-proxy and nodemesh-controller (default: this program's)")
 	fs.BoolVar(&o.noPolicy, "no-policy", false, "run the agents without the datapath: Gateway API only, no network policy enforced")
-	fs.Var(&o.agentArgs, "agent-arg", "extra nodemesh-agent flag for every node (repeatable), after the lab's own, e.g. --agent-arg=--datapath-cgroup={cgroup}; "+
+	fs.Var(&o.agentArgs, "agent-arg", "extra nodemesh-agent flag for every node (repeatable), the chart's agent.extraArgs (after the chart's flags), e.g. --agent-arg=--datapath-cgroup={cgroup}; "+
 		"{node}, {ip}, {podCIDR}, {netns}, {netnsPath}, {stateDir}, {pinDir} and {cgroup} (the node's Pod cgroup) are replaced per node")
 }
 
