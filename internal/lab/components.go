@@ -26,7 +26,6 @@ import (
 const (
 	kubeProxyHealthPort  = 10256
 	kubeProxyMetricsPort = 10249
-	proxyAdmin           = "127.0.0.1:9901"
 )
 
 // kubeProxyConfig is kube-proxy's configuration for one node: iptables
