@@ -183,7 +183,7 @@ func waitingReason(p *corev1.Pod) string {
 
 // labEntries are the names a lab creates in its directory.
 var labEntries = map[string]bool{
-	stateFile: true, "." + stateFile: true, "lab.log": true, "kubeconfig": true, "cluster": true, "nodes": true, "pods": true, "bpffs": true,
+	stateFile: true, "." + stateFile: true, "lab.log": true, "kubeconfig": true, "cluster": true, "nodes": true, "pods": true, "bpffs": true, "chart": true,
 }
 
 // CheckDir refuses a directory that holds anything but what a lab puts
