@@ -296,8 +296,16 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	})
 	images := []node.Image{{Repository: "registry.k8s.io/gateway-api/echo-basic", Program: o.Binaries.EchoBasic}}
 	for _, im := range workload.Images {
-		images = append(images, node.Image{Repository: im.Repository, Program: filepath.Join(o.BinDir, "nodemesh-lab"),
-			Args: append([]string{"workload"}, im.Args()...)})
+		lab := filepath.Join(o.BinDir, "nodemesh-lab")
+		var cmds map[string][]string
+		for name, args := range im.Commands {
+			if cmds == nil {
+				cmds = map[string][]string{}
+			}
+			cmds[name] = append([]string{lab, "workload"}, args...)
+		}
+		images = append(images, node.Image{Repository: im.Repository, Program: lab,
+			Args: append([]string{"workload"}, im.Args()...), Commands: cmds})
 	}
 	images = append(images, o.Images...) // later entries win
 	for i, n := range l.Network.Nodes {

@@ -95,7 +95,7 @@ func (l *logFile) copyStream(r io.Reader, stream string) {
 	}
 }
 
-// serveLogs serves Pod logs until ctx ends.
+// serveLogs serves Pod logs and exec (exec.go) until ctx ends.
 func (r *Runner) serveLogs(ctx context.Context) error {
 	if r.cfg.KubeletClientCA == "" {
 		return nil
@@ -114,13 +114,18 @@ func (r *Runner) serveLogs(ctx context.Context) error {
 	}
 	l, err := r.cfg.Node.Listen("tcp", net.JoinHostPort(r.hostIP, strconv.Itoa(KubeletPort)))
 	if err != nil {
-		return fmt.Errorf("listening for Pod log requests: %w", err)
+		return fmt.Errorf("listening for Pod log and exec requests: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /containerLogs/{namespace}/{pod}/{container}", r.containerLogs)
+	mux.HandleFunc("POST /exec/{namespace}/{pod}/{container}", r.podExec)
+	mux.HandleFunc("GET /exec/{namespace}/{pod}/{container}", r.podExec)
 	srv := &http.Server{
-		Handler:           mux,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12},
+		Handler: mux,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12,
+			// HTTP/1.1 only: exec upgrades the connection, which HTTP/2
+			// cannot.
+			NextProtos: []string{"http/1.1"}},
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go func() {

@@ -75,6 +75,8 @@ type Runner struct {
 	local  map[string]*pod // by namespace/name
 	hostIP string
 	events record.EventRecorder
+	// execs are the containers exec may run commands in.
+	execs execTargets
 }
 
 // pod is a Pod running here.
@@ -374,6 +376,12 @@ func (r *Runner) create(ctx context.Context, p *corev1.Pod) (*pod, error) {
 		}
 		c.argv, c.env, c.w, c.cgroup = argv, e, w, r.cfg.Cgroup
 	}
+	for _, c := range lp.containers {
+		r.execs.set(p.Namespace+"/"+p.Name+"/"+c.spec.Name, execTarget{
+			uid: string(p.UID), netns: w.Name, cgroup: r.cfg.Cgroup, env: c.env, dir: lp.dir,
+			commands: r.images[Repository(c.spec.Image)].Commands,
+		})
+	}
 	r.log.Info("pod placed here", "pod", p.Namespace+"/"+p.Name, "ip", w.IP, "netns", w.Name)
 	return lp, nil
 }
@@ -426,6 +434,7 @@ func (r *Runner) restart(key string, p *corev1.Pod, lp *pod) {
 
 // teardown stops a Pod's processes and removes its namespace.
 func (r *Runner) teardown(key string, lp *pod, grace time.Duration) {
+	r.execs.remove(key, lp.containers)
 	for _, c := range lp.containers {
 		c.stop(grace)
 	}

@@ -34,6 +34,10 @@ type Image struct {
 	// the container's own args.
 	Program string
 	Args    []string
+	// Commands are the programs the image provides besides its
+	// entrypoint, for exec: a command whose first word is a key runs the
+	// value (program and leading args) followed by the remaining words.
+	Commands map[string][]string
 }
 
 // Repository strips the tag and digest from an image reference and

@@ -24,36 +24,43 @@ type Image struct {
 	Repository string
 	Workload   string
 	Ports      []int
+	// Commands are the image's other programs, for exec: name → the
+	// workload (and its leading args) that plays it.
+	Commands map[string][]string
 }
 
 // Images is the mapping `nodemesh lab` runs with.
 var Images = []Image{
-	{"nodemesh.io/lab/echo", "echo", []int{8080}},
-	{"docker.io/ealen/echo-server", "echo", []int{80}},
-	{"docker.io/jmalloc/echo-server", "echo", []int{8080}},
-	{"docker.io/kicbase/echo-server", "echo", []int{8080}},
-	{"registry.k8s.io/echoserver", "echo", []int{8080}},
+	{"nodemesh.io/lab/echo", "echo", []int{8080}, nil},
+	{"docker.io/ealen/echo-server", "echo", []int{80}, nil},
+	{"docker.io/jmalloc/echo-server", "echo", []int{8080}, nil},
+	{"docker.io/kicbase/echo-server", "echo", []int{8080}, nil},
+	{"registry.k8s.io/echoserver", "echo", []int{8080}, nil},
 	// Cilium's demos use json-mock as the ships' image: a small HTTP
 	// server on port 80 that the demos only ever exec curl in.
-	{"quay.io/cilium/json-mock", "echo", []int{80}},
-	{"docker.io/cilium/json-mock", "echo", []int{80}},
-	{"nodemesh.io/lab/deathstar", "deathstar", []int{80}},
-	{"docker.io/cilium/starwars", "deathstar", []int{80}},
-	{"quay.io/cilium/starwars", "deathstar", []int{80}},
-	{"nodemesh.io/lab/grpc-echo", "grpc-echo", []int{50051}},
-	{"nodemesh.io/lab/kafka", "kafka", []int{9092}},
-	{"docker.io/apache/kafka", "kafka", []int{9092}},
-	{"docker.io/bitnami/kafka", "kafka", []int{9092}},
-	{"nodemesh.io/lab/idle", "idle", nil},
-	{"docker.io/library/busybox", "idle", nil},
-	{"docker.io/library/alpine", "idle", nil},
-	{"docker.io/library/debian", "idle", nil},
-	{"docker.io/library/ubuntu", "idle", nil},
-	{"docker.io/curlimages/curl", "idle", nil},
-	{"quay.io/curl/curl", "idle", nil},
-	{"docker.io/nicolaka/netshoot", "idle", nil},
-	{"docker.io/tgraf/netperf", "idle", nil},
-	{"registry.k8s.io/pause", "idle", nil},
+	{"quay.io/cilium/json-mock", "echo", []int{80}, nil},
+	{"docker.io/cilium/json-mock", "echo", []int{80}, nil},
+	{"nodemesh.io/lab/deathstar", "deathstar", []int{80}, nil},
+	{"docker.io/cilium/starwars", "deathstar", []int{80}, nil},
+	{"quay.io/cilium/starwars", "deathstar", []int{80}, nil},
+	{"nodemesh.io/lab/grpc-echo", "grpc-echo", []int{50051}, nil},
+	{"nodemesh.io/lab/kafka", "kafka", []int{9092}, nil},
+	{"docker.io/apache/kafka", "kafka", []int{9092}, nil},
+	{"docker.io/bitnami/kafka", "kafka", []int{9092}, nil},
+	{"nodemesh.io/lab/idle", "idle", nil, nil},
+	{"docker.io/library/busybox", "idle", nil, nil},
+	{"docker.io/library/alpine", "idle", nil, nil},
+	{"docker.io/library/debian", "idle", nil, nil},
+	{"docker.io/library/ubuntu", "idle", nil, nil},
+	{"docker.io/curlimages/curl", "idle", nil, nil},
+	{"quay.io/curl/curl", "idle", nil, nil},
+	{"docker.io/nicolaka/netshoot", "idle", nil, nil},
+	{"docker.io/tgraf/netperf", "idle", nil, nil},
+	{"registry.k8s.io/pause", "idle", nil, nil},
+	// The Gateway API mesh conformance suite's echo: server by default,
+	// and the "client" it execs in the Pod (meshecho.go). No default
+	// ports here: the workload reads its own --port/--grpc/--tcp flags.
+	{"registry.k8s.io/gateway-api/echo-advanced", "mesh-echo", nil, map[string][]string{"client": {"mesh-client"}}},
 }
 
 // Args are what the node runner passes a workload for image im, after
@@ -68,11 +75,13 @@ func (im Image) Args() []string {
 
 // workloads by name.
 var workloads = map[string]func(ctx context.Context, ports []int, args []string, out io.Writer) error{
-	"echo":      runEcho,
-	"deathstar": runDeathstar,
-	"grpc-echo": runGRPCEcho,
-	"kafka":     runKafka,
-	"idle":      runIdle,
+	"echo":        runEcho,
+	"deathstar":   runDeathstar,
+	"grpc-echo":   runGRPCEcho,
+	"kafka":       runKafka,
+	"idle":        runIdle,
+	"mesh-echo":   runMeshEcho,
+	"mesh-client": runMeshClient,
 }
 
 // Names lists the workloads.
