@@ -2,6 +2,7 @@ package workload
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,14 +20,26 @@ func serveHTTP(ctx context.Context, name string, ports []int, h http.Handler, ou
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	return serveHTTPOn(ctx, name, ls, nil, h, out)
+}
+
+// serveHTTPOn serves h on the listeners (over TLS with tc when set) until
+// ctx ends, then shuts down.
+func serveHTTPOn(ctx context.Context, name string, ls []net.Listener, tc *tls.Config, h http.Handler, out io.Writer) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, TLSConfig: tc}
 	errc := make(chan error, len(ls))
 	for _, l := range ls {
+		if tc != nil {
+			fmt.Fprintf(out, "%s: serving HTTPS on %s\n", name, l.Addr())
+			go func(l net.Listener) { errc <- srv.ServeTLS(l, "", "") }(l)
+			continue
+		}
 		fmt.Fprintf(out, "%s: serving HTTP on %s\n", name, l.Addr())
 		go func(l net.Listener) { errc <- srv.Serve(l) }(l)
 	}
 	select {
 	case err := <-errc:
+		srv.Close()
 		return err
 	case <-ctx.Done():
 	}

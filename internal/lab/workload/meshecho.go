@@ -46,8 +46,9 @@ import (
 //   - the client ("client URL [--method=M] [-H Name:value]...
 //     [--count=N]", run in the Pod through exec) sends the request(s)
 //     without following redirects and prints, per request i, the lines
-//     "[i] ReqID=i", "[i] URL=...", "[i] StatusCode=<code>" (200 for a
-//     gRPC OK), one "[i] ResponseHeader=<Name>:<value>" per response
+//     "[i] ReqID=i", "[i] Url=<the URL asked for>" (spelt so the suite's
+//     "URL=" stays the path the server saw), "[i] StatusCode=<code>" (200
+//     for a gRPC OK), one "[i] ResponseHeader=<Name>:<value>" per response
 //     header value, and "[i body] <line>" per line of the body; requests
 //     are separated by an empty line. A request that gets no response
 //     (refused, timed out) fails the command with the error on stderr
@@ -94,6 +95,42 @@ func runMeshEcho(ctx context.Context, ports []int, args []string, out io.Writer)
 			plain = append(plain, p)
 		}
 	}
+	// Every listener first, from this goroutine: the caller may have
+	// locked it into the Pod's network namespace.
+	var all []net.Listener
+	open := func(ports []int) ([]net.Listener, error) {
+		if len(ports) == 0 {
+			return nil, nil
+		}
+		ls, err := listen(ports)
+		all = append(all, ls...)
+		return ls, err
+	}
+	closeAll := func() {
+		for _, l := range all {
+			l.Close()
+		}
+	}
+	var lsPlain, lsSecure, lsGRPC, lsTCP []net.Listener
+	var err error
+	for _, o := range []struct {
+		ports []int
+		ls    *[]net.Listener
+	}{{plain, &lsPlain}, {secure, &lsSecure}, {grpcPorts, &lsGRPC}, {tcpPorts, &lsTCP}} {
+		if *o.ls, err = open(o.ports); err != nil {
+			closeAll()
+			return err
+		}
+	}
+	var tc *tls.Config
+	if len(secure) > 0 {
+		cert, err := meshEchoCert(*crt, *key, name)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 4)
@@ -103,21 +140,17 @@ func runMeshEcho(ctx context.Context, ports []int, args []string, out io.Writer)
 		go func() { errc <- f() }()
 	}
 	h := meshEchoHandler(name)
-	if len(plain) > 0 {
-		start(func() error { return serveHTTP(ctx, "mesh-echo", plain, h, out) })
+	if len(lsPlain) > 0 {
+		start(func() error { return serveHTTPOn(ctx, "mesh-echo", lsPlain, nil, h, out) })
 	}
-	if len(secure) > 0 {
-		cert, err := meshEchoCert(*crt, *key, name)
-		if err != nil {
-			return err
-		}
-		start(func() error { return serveHTTPS(ctx, secure, cert, h, out) })
+	if len(lsSecure) > 0 {
+		start(func() error { return serveHTTPOn(ctx, "mesh-echo", lsSecure, tc, h, out) })
 	}
-	if len(grpcPorts) > 0 {
-		start(func() error { return serveMeshGRPC(ctx, grpcPorts, name, out) })
+	if len(lsGRPC) > 0 {
+		start(func() error { return serveMeshGRPC(ctx, lsGRPC, name, out) })
 	}
-	if len(tcpPorts) > 0 {
-		start(func() error { return serveTCPEcho(ctx, tcpPorts, out) })
+	if len(lsTCP) > 0 {
+		start(func() error { return serveTCPEcho(ctx, lsTCP, out) })
 	}
 	var first error
 	for range servers {
@@ -165,29 +198,6 @@ func meshEchoHandler(name string) http.Handler {
 	})
 }
 
-func serveHTTPS(ctx context.Context, ports []int, cert tls.Certificate, h http.Handler, out io.Writer) error {
-	ls, err := listen(ports)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
-	errc := make(chan error, len(ls))
-	for _, l := range ls {
-		fmt.Fprintf(out, "mesh-echo: serving HTTPS on %s\n", l.Addr())
-		go func(l net.Listener) { errc <- srv.ServeTLS(l, "", "") }(l)
-	}
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
-	return nil
-}
-
 // meshEchoCert loads crt and key, or makes a self-signed certificate when
 // they cannot be read (the lab has no image files to mount).
 func meshEchoCert(crt, key, name string) (tls.Certificate, error) {
@@ -213,11 +223,7 @@ func meshEchoCert(crt, key, name string) (tls.Certificate, error) {
 }
 
 // serveMeshGRPC answers every method with the echo lines in field 1.
-func serveMeshGRPC(ctx context.Context, ports []int, name string, out io.Writer) error {
-	ls, err := listen(ports)
-	if err != nil {
-		return err
-	}
+func serveMeshGRPC(ctx context.Context, ls []net.Listener, name string, out io.Writer) error {
 	//nolint:staticcheck // the v1 codec interface is what a byte pass-through needs.
 	gs := grpc.NewServer(grpc.ForceServerCodec(echoCodec{}), grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
 		var req rawMessage
@@ -264,11 +270,7 @@ func serveMeshGRPC(ctx context.Context, ports []int, name string, out io.Writer)
 // tcpEchoIdle closes a raw TCP echo connection idle that long.
 const tcpEchoIdle = 2 * time.Minute
 
-func serveTCPEcho(ctx context.Context, ports []int, out io.Writer) error {
-	ls, err := listen(ports)
-	if err != nil {
-		return err
-	}
+func serveTCPEcho(ctx context.Context, ls []net.Listener, out io.Writer) error {
 	errc := make(chan error, len(ls))
 	for _, l := range ls {
 		fmt.Fprintf(out, "mesh-echo: echoing TCP on %s\n", l.Addr())
@@ -409,7 +411,7 @@ func printResponse(w io.Writer, i int, url string, code int, hdr map[string][]st
 	if i > 0 {
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "[%d] ReqID=%d\n[%d] URL=%s\n[%d] StatusCode=%d\n", i, i, i, url, i, code)
+	fmt.Fprintf(w, "[%d] ReqID=%d\n[%d] Url=%s\n[%d] StatusCode=%d\n", i, i, i, url, i, code)
 	keys := make([]string, 0, len(hdr))
 	for k := range hdr {
 		keys = append(keys, k)
