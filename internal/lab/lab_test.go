@@ -59,7 +59,8 @@ func eventually(t *testing.T, what string, timeout time.Duration, check func() e
 // (nodeName, nodeSelector) or spread; a Pod reaches another node's Pod by
 // Pod IP, by ClusterIP (kube-proxy) and by DNS name (the cluster DNS
 // behind its own ClusterIP, with the namespace search path); exec passes
-// stdin, output and exit status through; an unknown image waits with a
+// stdin, output and exit status through, and so does exec through the
+// API server and the kubelet (checkExec); an unknown image waits with a
 // reason; Close leaves no namespace, /etc/netns entry or process behind.
 func TestLabTwoNodes(t *testing.T) {
 	l := ForTest(t, Options{Nodes: 2})
@@ -139,6 +140,7 @@ func TestLabTwoNodes(t *testing.T) {
 	if out, code := run(t, argv("sh", "-c", "cat; exit 7"), "through stdin"); code != 7 || out != "through stdin" {
 		t.Fatalf("exec: exit %d, output %q", code, out)
 	}
+	checkExec(t, l, s, byName)
 	if _, err := s.ExecArgv(ctx, "default", "client", "nope", []string{"true"}); err == nil {
 		t.Fatal("exec into a container the Pod does not have")
 	}
