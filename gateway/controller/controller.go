@@ -43,12 +43,14 @@ type Controller struct {
 	alloc      *address.Allocator
 	tr         *gateway.Translator
 	features   []gwv1.SupportedFeature
-	staleAfter time.Duration
-	resync     time.Duration
-	now        func() time.Time
-	changed    chan struct{}
-	ingress    gateway.IngressOptions
-	systemCAs  []byte
+	// meshFeatures are claimed in XMesh status (mesh.go).
+	meshFeatures []gwv1.SupportedFeature
+	staleAfter   time.Duration
+	resync       time.Duration
+	now          func() time.Time
+	changed      chan struct{}
+	ingress      gateway.IngressOptions
+	systemCAs    []byte
 	// services, when set, gives each Gateway a LoadBalancer Service and
 	// takes the Gateway's address from it (service.go) instead of alloc.
 	services bool
@@ -113,17 +115,18 @@ func New(core kubernetes.Interface, gw gwclient.Interface, dyn dynamic.Interface
 		return nil, errors.New("creating controller: no valid address pool")
 	}
 	c := &Controller{
-		gw:         gw,
-		log:        slog.Default(),
-		controller: gateway.ControllerName,
-		alloc:      address.New(pool),
-		tr:         gateway.NewTranslator(),
-		features:   supported(SupportedFeatures),
-		staleAfter: 90 * time.Second,
-		resync:     15 * time.Second,
-		now:        time.Now,
-		changed:    make(chan struct{}, 1),
-		reported:   map[input.Key]string{},
+		gw:           gw,
+		log:          slog.Default(),
+		controller:   gateway.ControllerName,
+		alloc:        address.New(pool),
+		tr:           gateway.NewTranslator(),
+		features:     supported(SupportedFeatures),
+		meshFeatures: supported(MeshFeatures),
+		staleAfter:   90 * time.Second,
+		resync:       15 * time.Second,
+		now:          time.Now,
+		changed:      make(chan struct{}, 1),
+		reported:     map[input.Key]string{},
 	}
 	for _, o := range opts {
 		o(c)
@@ -245,6 +248,7 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	errs = append(errs, c.writeListenerSets(ctx, snap.ListenerSets, res, verdicts, stamp)...)
 	errs = append(errs, c.writeBackendTLSPolicies(ctx, snap.BackendTLSPolicies, res, stamp)...)
 	errs = append(errs, c.reconcileIngresses(ctx, snap, res.Ingresses)...)
+	errs = append(errs, c.reconcileMeshes(ctx, stamp)...)
 	return errors.Join(errs...)
 }
 

@@ -29,10 +29,18 @@ type env struct {
 	dyn  dynamic.Interface
 }
 
-// startController runs the controller against a fresh real API server.
+// startController runs the controller against a fresh real API server
+// with the standard channel's CRDs.
 func startController(t *testing.T, opts ...Option) env {
 	t.Helper()
-	c := controlplane.ForTest(t, "standard")
+	return startControllerOn(t, "standard", opts...)
+}
+
+// startControllerOn runs the controller against a fresh real API server
+// with the CRDs of channel.
+func startControllerOn(t *testing.T, channel string, opts ...Option) env {
+	t.Helper()
+	c := controlplane.ForTest(t, channel)
 	e := env{}
 	var err error
 	if e.core, err = kubernetes.NewForConfig(c.Config); err != nil {

@@ -64,6 +64,16 @@
 // Gateway is gone or no longer ours, is deleted. Without
 // WithGatewayServices the pool below assigns Gateway addresses too.
 //
+// Mesh. An XMesh (gateway.networking.x-k8s.io/v1alpha1, experimental
+// channel only) naming our controllerName is Accepted with
+// status.supportedFeatures = MeshFeatures (mesh.go): that is where the
+// Gateway API conformance suite reads the mesh features, and it drops
+// mesh features found in GatewayClass status, so they are claimed there
+// only. An XMesh with spec.parametersRef is refused (InvalidParameters):
+// nodemesh has no mesh parameters. XMeshes are listed on every pass
+// instead of watched (they are few, and with standard CRDs the list is a
+// cheap NotFound), so a new one is accepted within one resync.
+//
 // Addresses. Gateways get an address from one configured pool, oldest
 // Gateway first. A Gateway asking for addresses in spec.addresses gets the
 // first one that is in the pool and not taken (translation then reports
