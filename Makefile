@@ -45,7 +45,7 @@ hubble: ## build the real hubble CLI once from internal/tools/hubble (cached in 
 integration: spire hubble ## CRD, Kubernetes provider and controller tests, the lab's and the chart's, against a real kube-apiserver; the SPIRE source against real SPIRE; the real hubble CLI (builds them once, cached)
 	NODEMESH_INTEGRATION=1 $(GO) test -count=1 -timeout 30m ./api/... ./mesh/provider/kube/... ./gateway/nodereport/... ./gateway/controller/... ./cmd/nodemesh-controller/... ./internal/lab/... ./internal/chart/... ./conformance/kubemode/... ./conformance/harness/... ./auth/spire/...
 
-conformance: build ## official Gateway API conformance suite (GATEWAY-HTTP, -GRPC, -TLS, -TCP, -UDP) on a real kube-apiserver; report in conformance/reports/
+conformance: build ## official Gateway API conformance suite (GATEWAY-HTTP, -GRPC, -TLS, -TCP, -UDP; MESH-HTTP, -GRPC with the experimental CRDs) on a real kube-apiserver; reports in conformance/reports/
 	$(GO) build -o $(BIN)/ ./conformance/harness
 	$(BIN)/harness
 	$(BIN)/harness -channel experimental

@@ -1,8 +1,9 @@
 // The harness is what `make conformance` runs: the official Gateway API
 // conformance suite (sigs.k8s.io/gateway-api/conformance v1.6.3, profiles
 // GATEWAY-HTTP, GATEWAY-GRPC, GATEWAY-TLS, GATEWAY-TCP and GATEWAY-UDP by
-// default, one report for all) against nodemesh in Kubernetes mode, on a real
-// kube-apiserver, entirely on this machine.
+// default, plus MESH-HTTP and MESH-GRPC with -channel=experimental; one
+// report per run for all its profiles) against nodemesh in Kubernetes
+// mode, on a real kube-apiserver, entirely on this machine.
 //
 // Steps:
 //  1. build (or reuse from conformance/.cache) etcd, kube-apiserver,
@@ -21,16 +22,25 @@
 //     behind veths (10.244.1.0/24), the Gateway API CRDs of the chosen
 //     channel (standard by default, -channel=experimental for the other)
 //     and nodemesh's own CRDs. Images run as the lab maps them: echo-basic
-//     is the conformance suite's own backend; the coredns image of the base
+//     is the conformance suite's own backend; echo-advanced, the mesh
+//     tests' echo, runs as the lab's mesh-echo workload, and its
+//     "client" command, which the suite runs through exec (API server →
+//     the lab kubelet's /exec, inside the Pod's network namespace), as
+//     mesh-client (package internal/lab/workload, meshecho.go, says what
+//     of the upstream image they reproduce); the coredns image of the base
 //     manifests runs as a small DNS stand-in built into this binary
 //     (dns-standin; the backend of the UDPRoute tests), which never
 //     forwards;
 //  3. create the GatewayClass "nodemesh", wait for the controller to
-//     accept it, then run the suite inside the node namespace, so every
+//     accept it (with the mesh profiles, also the XMesh "nodemesh",
+//     passed as -mesh-name: the suite reads mesh features only from an
+//     XMesh, a CRD of the experimental channel alone, which is why the
+//     mesh profiles run with -channel=experimental and not twice), then
+//     run the suite inside the node namespace, so every
 //     address the run uses (the API server, the Gateway addresses, the
 //     Pods) exists only in namespaces the run created. Supported features
-//     are inferred from the GatewayClass status, so the report claims
-//     exactly what the controller advertises;
+//     are inferred from the GatewayClass (and XMesh) status, so the
+//     report claims exactly what the controller advertises;
 //  4. write the report YAML (default
 //     conformance/reports/gateway-api-v1.6.3-nodemesh-report.yaml, and
 //     gateway-api-v1.6.3-nodemesh-experimental-report.yaml with

@@ -29,7 +29,7 @@ func main() {
 	flag.StringVar(&opts.channel, "channel", "standard", "Gateway API CRD channel to install: standard or experimental")
 	flag.StringVar(&opts.report, "report", "", "where the conformance report is written (relative to the repository root; default "+defaultReport("standard")+", or "+defaultReport("experimental")+" for the experimental channel)")
 	flag.StringVar(&opts.binDir, "bin-dir", "bin", "directory holding the nodemesh binaries (relative to the repository root)")
-	flag.StringVar(&opts.profiles, "profiles", "GATEWAY-HTTP,GATEWAY-GRPC,GATEWAY-TLS,GATEWAY-TCP,GATEWAY-UDP", "comma-separated conformance profiles to run; one report covers them all")
+	flag.StringVar(&opts.profiles, "profiles", "", "comma-separated conformance profiles to run; one report covers them all (default "+defaultProfiles("standard")+", and with -channel=experimental also "+meshProfiles+")")
 	flag.StringVar(&opts.runTest, "run-test", "", "run only this conformance test (development aid; no report is written)")
 	flag.StringVar(&opts.skipTests, "skip-tests", "", "comma-separated conformance tests to skip (development aid)")
 	flag.DurationVar(&opts.timeout, "timeout", 40*time.Minute, "give up after this long")
@@ -37,6 +37,9 @@ func main() {
 	flag.Parse()
 	if opts.report == "" {
 		opts.report = defaultReport(opts.channel)
+	}
+	if opts.profiles == "" {
+		opts.profiles = defaultProfiles(opts.channel)
 	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -74,6 +77,24 @@ func abs(root, p string) string {
 		return p
 	}
 	return filepath.Join(root, p)
+}
+
+// gatewayProfiles and meshProfiles are the suite's profiles nodemesh runs.
+const (
+	gatewayProfiles = "GATEWAY-HTTP,GATEWAY-GRPC,GATEWAY-TLS,GATEWAY-TCP,GATEWAY-UDP"
+	meshProfiles    = "MESH-HTTP,MESH-GRPC"
+)
+
+// defaultProfiles are the profiles a run with the CRDs of channel runs:
+// the mesh profiles only with the experimental CRDs, which alone carry
+// XMesh, the object the suite reads the mesh features from (without it
+// the run could test core mesh only, and repeat what the experimental
+// run tests anyway).
+func defaultProfiles(channel string) string {
+	if channel == "experimental" {
+		return gatewayProfiles + "," + meshProfiles
+	}
+	return gatewayProfiles
 }
 
 // defaultReport is where a run with the CRDs of a channel writes its

@@ -27,6 +27,8 @@ import (
 const (
 	// gatewayClass is the class the suite runs against.
 	gatewayClass = "nodemesh"
+	// meshName is the XMesh the suite reads the mesh features from.
+	meshName = "nodemesh"
 	// loadBalancerPool is where the lab's load balancer gives Gateways'
 	// LoadBalancer Services their addresses: loopback of the run's node
 	// namespace, so the suite reaches them and nothing else can.
@@ -108,6 +110,19 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		keep = true
 		return err
 	}
+	// Mesh features come from an XMesh (experimental CRDs only), read
+	// the same way.
+	mesh := strings.Contains(o.profiles, "MESH-") && o.channel == "experimental"
+	if mesh {
+		xm := fmt.Sprintf("apiVersion: gateway.networking.x-k8s.io/v1alpha1\nkind: XMesh\nmetadata:\n  name: %s\nspec:\n  controllerName: %s\n", meshName, gateway.ControllerName)
+		if err := controlplane.Apply(ctx, l.Config, []byte(xm)); err != nil {
+			return fmt.Errorf("creating XMesh: %w", err)
+		}
+		if err := waitMeshAccepted(ctx, l.Config); err != nil {
+			keep = true
+			return err
+		}
+	}
 
 	report := abs(root, o.report)
 	args := []string{
@@ -119,6 +134,9 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		"-usable-address=" + usableAddress, "-unusable-address=" + unusableAddress,
 		// The whole cluster is thrown away afterwards.
 		"-cleanup-base-resources=false",
+	}
+	if mesh {
+		args = append(args, "-mesh-name="+meshName)
 	}
 	if o.runTest != "" {
 		args = append(args, "-run-test="+o.runTest)
@@ -210,6 +228,31 @@ func waitClassAccepted(ctx context.Context, cfg *rest.Config) error {
 	})
 	if err != nil {
 		return fmt.Errorf("waiting for GatewayClass %s to be accepted (%s): %w", gatewayClass, last, err)
+	}
+	return nil
+}
+
+// waitMeshAccepted waits until the controller accepted the XMesh.
+func waitMeshAccepted(ctx context.Context, cfg *rest.Config) error {
+	gw, err := gwclient.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("creating Gateway API client: %w", err)
+	}
+	var last string
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		m, err := gw.ExperimentalV1alpha1().XMeshes().Get(ctx, meshName, metav1.GetOptions{})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		if c := meta.FindStatusCondition(m.Status.Conditions, "Accepted"); c == nil || c.Status != metav1.ConditionTrue {
+			last = fmt.Sprintf("status %+v", m.Status)
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for XMesh %s to be accepted (%s): %w", meshName, last, err)
 	}
 	return nil
 }
