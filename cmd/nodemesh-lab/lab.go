@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -470,7 +471,16 @@ func labImages(stdout io.Writer) error {
 		if len(im.Ports) > 0 {
 			ports = strings.Trim(fmt.Sprint(im.Ports), "[]")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", im.Repository, im.Workload, ports)
+		w := im.Workload
+		var cmds []string
+		for name, args := range im.Commands {
+			cmds = append(cmds, name+" = "+strings.Join(args, " "))
+		}
+		if len(cmds) > 0 {
+			sort.Strings(cmds)
+			w += " (exec: " + strings.Join(cmds, ", ") + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", im.Repository, w, ports)
 	}
 	fmt.Fprintln(tw, "(any image)\ta command naming a local program runs as is\t")
 	return tw.Flush()

@@ -35,7 +35,8 @@ func TestLabUsageErrors(t *testing.T) {
 		t.Fatalf("exec without a Pod: %v", err)
 	}
 	out.Reset()
-	if err := labImages(&out); err != nil || !strings.Contains(out.String(), "quay.io/cilium/starwars") || !strings.Contains(out.String(), "deathstar") {
+	if err := labImages(&out); err != nil || !strings.Contains(out.String(), "quay.io/cilium/starwars") || !strings.Contains(out.String(), "deathstar") ||
+		!strings.Contains(out.String(), "mesh-echo (exec: client = mesh-client)") {
 		t.Fatalf("images: %v\n%s", err, out.String())
 	}
 }

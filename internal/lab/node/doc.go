@@ -22,7 +22,10 @@
 //   - keeps each container's output as CRI log records and serves them,
 //     as a kubelet does, at /containerLogs on the node's address (port
 //     10250, TLS, client certificates of the cluster CA only), so the
-//     API server's pods/log works (logs.go);
+//     API server's pods/log works (logs.go), and the exec API there too,
+//     so `kubectl exec` and pods/exec run a command inside the Pod's
+//     network namespace and cgroup with the container's environment
+//     (exec.go: SPDY, remote-command v4/v5, no TTY);
 //   - stops the processes of deleted Pods (SIGTERM to the process group,
 //     then SIGKILL after the grace period, then whatever is left in the
 //     Pod's namespace) and removes the Pod object, as the kubelet does.

@@ -21,6 +21,15 @@
 //	           first use; --topic pre-creates some
 //	idle       sleeps until told to stop: the client Pods tests `lab exec`
 //	           into (curl, busybox, netshoot and the like)
+//	mesh-echo  the Gateway API mesh conformance echo (echo-advanced): HTTP,
+//	           HTTPS, gRPC and TCP servers answering with "Key=value"
+//	           lines the suite parses (meshecho.go)
+//	mesh-client the same image's "client" command, which the suite runs
+//	           in the Pod through exec: requests and the lines it parses
+//
+// Commands. An image may provide programs besides its entrypoint, which
+// exec runs (Image.Commands; the node runner's Image.Commands): the mesh
+// echo image's "client" is the mesh-client workload.
 //
 // Ports. A workload listens on every TCP port its container declares
 // (the node runner passes them in NODEMESH_CONTAINER_PORTS); a container
