@@ -25,7 +25,7 @@ import (
 // (the suite's) gets stdout and stderr apart and the exit code; the mesh
 // echo image's "client" command runs as the image provides it; a TTY is
 // refused with the reason.
-func checkExec(t *testing.T, l *Lab, s *State, byName map[string]PodSummary) {
+func checkExec(t *testing.T, s *State, byName map[string]PodSummary) {
 	t.Helper()
 	ctx := context.Background()
 	kubectl := func(stdin string, args ...string) (string, int) {
@@ -57,15 +57,20 @@ func checkExec(t *testing.T, l *Lab, s *State, byName map[string]PodSummary) {
 		}
 	}
 
-	// client-go's SPDY executor, as the suite execs.
-	core, err := kubernetes.NewForConfig(l.Config)
+	// client-go's SPDY executor, as the suite execs, with the kubeconfig
+	// kubectl used.
+	cfg, err := s.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	spdy := func(opts corev1.PodExecOptions) (string, string, error) {
 		req := core.CoreV1().RESTClient().Post().Resource("pods").Namespace("default").Name("client").SubResource("exec").
 			VersionedParams(&opts, scheme.ParameterCodec)
-		e, err := remotecommand.NewSPDYExecutor(l.Config, "POST", req.URL())
+		e, err := remotecommand.NewSPDYExecutor(cfg, "POST", req.URL())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -140,7 +140,7 @@ func TestLabTwoNodes(t *testing.T) {
 	if out, code := run(t, argv("sh", "-c", "cat; exit 7"), "through stdin"); code != 7 || out != "through stdin" {
 		t.Fatalf("exec: exit %d, output %q", code, out)
 	}
-	checkExec(t, l, s, byName)
+	checkExec(t, s, byName)
 	if _, err := s.ExecArgv(ctx, "default", "client", "nope", []string{"true"}); err == nil {
 		t.Fatal("exec into a container the Pod does not have")
 	}
