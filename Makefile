@@ -4,7 +4,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 PKGS := ./...
 
-.PHONY: help deps build run test spire hubble integration conformance h2spec testdata generate check-generate bench fuzz lint clean
+.PHONY: help deps build run test spire hubble integration conformance conformance-mesh h2spec testdata generate check-generate bench fuzz lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -45,10 +45,14 @@ hubble: ## build the real hubble CLI once from internal/tools/hubble (cached in 
 integration: spire hubble ## CRD, Kubernetes provider and controller tests, the lab's and the chart's, against a real kube-apiserver; the SPIRE source against real SPIRE; the real hubble CLI (builds them once, cached)
 	NODEMESH_INTEGRATION=1 $(GO) test -count=1 -timeout 30m ./api/... ./mesh/provider/kube/... ./gateway/nodereport/... ./gateway/controller/... ./cmd/nodemesh-controller/... ./internal/lab/... ./internal/chart/... ./conformance/kubemode/... ./conformance/harness/... ./auth/spire/...
 
-conformance: build ## official Gateway API conformance suite (GATEWAY-HTTP, -GRPC, -TLS, -TCP, -UDP; MESH-HTTP, -GRPC with the experimental CRDs) on a real kube-apiserver; reports in conformance/reports/
+conformance: build ## official Gateway API conformance suite (GATEWAY-HTTP, -GRPC, -TLS, -TCP, -UDP; standard and experimental CRDs) on a real kube-apiserver; reports in conformance/reports/
 	$(GO) build -o $(BIN)/ ./conformance/harness
 	$(BIN)/harness
 	$(BIN)/harness -channel experimental
+
+conformance-mesh: build ## the suite's MESH-HTTP and MESH-GRPC profiles (experimental CRDs, XMesh); not part of CI yet: they do not all pass
+	$(GO) build -o $(BIN)/ ./conformance/harness
+	$(BIN)/harness -channel experimental -profiles MESH-HTTP,MESH-GRPC -report conformance/reports/gateway-api-v1.6.3-nodemesh-mesh-report.yaml
 
 H2SPEC_VERSION := v2.2.1+incompatible
 

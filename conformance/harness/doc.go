@@ -1,8 +1,10 @@
 // The harness is what `make conformance` runs: the official Gateway API
 // conformance suite (sigs.k8s.io/gateway-api/conformance v1.6.3, profiles
 // GATEWAY-HTTP, GATEWAY-GRPC, GATEWAY-TLS, GATEWAY-TCP and GATEWAY-UDP by
-// default, plus MESH-HTTP and MESH-GRPC with -channel=experimental; one
-// report per run for all its profiles) against nodemesh in Kubernetes
+// default; MESH-HTTP and MESH-GRPC with -channel=experimental
+// -profiles=MESH-HTTP,MESH-GRPC, which `make conformance-mesh` runs and
+// `make conformance` does not until they pass; one report per run for all
+// its profiles) against nodemesh in Kubernetes
 // mode, on a real kube-apiserver, entirely on this machine.
 //
 // Steps:

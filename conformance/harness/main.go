@@ -29,7 +29,7 @@ func main() {
 	flag.StringVar(&opts.channel, "channel", "standard", "Gateway API CRD channel to install: standard or experimental")
 	flag.StringVar(&opts.report, "report", "", "where the conformance report is written (relative to the repository root; default "+defaultReport("standard")+", or "+defaultReport("experimental")+" for the experimental channel)")
 	flag.StringVar(&opts.binDir, "bin-dir", "bin", "directory holding the nodemesh binaries (relative to the repository root)")
-	flag.StringVar(&opts.profiles, "profiles", "", "comma-separated conformance profiles to run; one report covers them all (default "+defaultProfiles("standard")+", and with -channel=experimental also "+meshProfiles+")")
+	flag.StringVar(&opts.profiles, "profiles", "", "comma-separated conformance profiles to run; one report covers them all (default "+defaultProfiles("standard")+"; "+meshProfiles+" need -channel=experimental)")
 	flag.StringVar(&opts.runTest, "run-test", "", "run only this conformance test (development aid; no report is written)")
 	flag.StringVar(&opts.skipTests, "skip-tests", "", "comma-separated conformance tests to skip (development aid)")
 	flag.DurationVar(&opts.timeout, "timeout", 40*time.Minute, "give up after this long")
@@ -86,14 +86,11 @@ const (
 )
 
 // defaultProfiles are the profiles a run with the CRDs of channel runs:
-// the mesh profiles only with the experimental CRDs, which alone carry
-// XMesh, the object the suite reads the mesh features from (without it
-// the run could test core mesh only, and repeat what the experimental
-// run tests anyway).
-func defaultProfiles(channel string) string {
-	if channel == "experimental" {
-		return gatewayProfiles + "," + meshProfiles
-	}
+// the GATEWAY-* ones. The mesh profiles need the experimental CRDs (XMesh
+// is where the suite reads the mesh features) and are run on their own
+// with -profiles=MESH-HTTP,MESH-GRPC (`make conformance-mesh`): they do
+// not pass yet, and `make conformance` must say only what passes.
+func defaultProfiles(string) string {
 	return gatewayProfiles
 }
 
