@@ -187,24 +187,7 @@ func (n *Network) addNode(i int, resolv []byte) (*Node, error) {
 	}
 	defer peer.Close()
 	wire := fmt.Sprintf("node%d", i)
-	err = n.ControlPlane.Netlink(func(nl *netlink.Handle) error {
-		br, err := nl.LinkByName("lab0")
-		if err != nil {
-			return err
-		}
-		v := &netlink.Veth{
-			LinkAttrs: netlink.LinkAttrs{Name: wire, MasterIndex: br.Attrs().Index},
-			PeerName:  "eth0", PeerNamespace: netlink.NsFd(int(peer)),
-		}
-		if err := nl.LinkAdd(v); err != nil {
-			return fmt.Errorf("creating veth %s: %w", wire, err)
-		}
-		l, err := nl.LinkByName(wire)
-		if err != nil {
-			return err
-		}
-		return nl.LinkSetUp(l)
-	})
+	err = n.plugIn(wire, peer)
 	if err != nil {
 		return node, err
 	}
@@ -241,6 +224,29 @@ func (n *Network) addNode(i int, resolv []byte) (*Node, error) {
 	return node, err
 }
 
+// plugIn joins the namespace peer to the lab0 bridge: a veth whose end
+// wire is a bridge port (up) and whose other end is peer's eth0.
+func (n *Network) plugIn(wire string, peer netnsHandle) error {
+	return n.ControlPlane.Netlink(func(nl *netlink.Handle) error {
+		br, err := nl.LinkByName("lab0")
+		if err != nil {
+			return err
+		}
+		v := &netlink.Veth{
+			LinkAttrs: netlink.LinkAttrs{Name: wire, MasterIndex: br.Attrs().Index},
+			PeerName:  "eth0", PeerNamespace: netlink.NsFd(int(peer)),
+		}
+		if err := nl.LinkAdd(v); err != nil {
+			return fmt.Errorf("creating veth %s: %w", wire, err)
+		}
+		l, err := nl.LinkByName(wire)
+		if err != nil {
+			return err
+		}
+		return nl.LinkSetUp(l)
+	})
+}
+
 // AddExternal creates a host on the lab network that is not a node: a
 // namespace (<id>-ext-<name>) with eth0 on the lab0 bridge holding ip
 // (which must be in LabPrefix and not a node's) and no other route, so it
@@ -261,24 +267,7 @@ func (n *Network) AddExternal(name string, ip netip.Addr) (*testbed.Namespace, e
 	}
 	defer peer.Close()
 	wire := "ext" + strconv.FormatUint(uint64(fnv32(name)%100000), 10)
-	err = n.ControlPlane.Netlink(func(nl *netlink.Handle) error {
-		br, err := nl.LinkByName("lab0")
-		if err != nil {
-			return err
-		}
-		v := &netlink.Veth{
-			LinkAttrs: netlink.LinkAttrs{Name: wire, MasterIndex: br.Attrs().Index},
-			PeerName:  "eth0", PeerNamespace: netlink.NsFd(int(peer)),
-		}
-		if err := nl.LinkAdd(v); err != nil {
-			return fmt.Errorf("creating veth %s: %w", wire, err)
-		}
-		l, err := nl.LinkByName(wire)
-		if err != nil {
-			return err
-		}
-		return nl.LinkSetUp(l)
-	})
+	err = n.plugIn(wire, peer)
 	if err == nil {
 		err = ns.Netlink(func(nl *netlink.Handle) error {
 			eth, err := nl.LinkByName("eth0")
