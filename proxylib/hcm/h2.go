@@ -59,7 +59,7 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	if len(h.logs) > 0 {
 		defer func() { s.logHTTP(r.Method, string(s.rreq.Path), "HTTP/2") }()
 	}
-	ctx := s.h2t.begin(w, r, h.cfg.StreamIdleTimeout, h.cfg.RequestTimeout)
+	s.h2t.begin(w, r, h.cfg.StreamIdleTimeout, h.cfg.RequestTimeout)
 	defer s.h2t.finish()
 	if r.Method == "CONNECT" {
 		// The guard passed a well-formed CONNECT; tunnels are not
@@ -82,7 +82,7 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if f := s.route.Forward; f.Retry != nil || len(f.Mirrors) > 0 && s.sampleMirrors() {
-		s.forwardTriesH2(ctx, w, r)
+		s.forwardTriesH2(s.h2t.context(), w, r)
 		return
 	}
 	pool := s.host.Pool
@@ -95,9 +95,9 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	pool.Begin()
 	defer pool.End()
 	if pool.HTTP2 {
-		s.h2ToH2(ctx, w, r)
+		s.h2ToH2(s.h2t.context(), w, r)
 	} else {
-		s.h2ToH1(ctx, w, r)
+		s.h2ToH1(w, r)
 	}
 }
 
@@ -396,13 +396,18 @@ func copyFlush(w http.ResponseWriter, src io.Reader, t *h2Timer) bool {
 }
 
 // h2ToH1 forwards an HTTP/2 stream over a pooled HTTP/1.1 connection.
-func (s *stream) h2ToH1(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+// Only a stream that finds no idle connection waits (to dial, or for a
+// connection at max_connections), under the stream's context.
+func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 	pool := s.host.Pool
-	uc, _, err := pool.Get(ctx, s.timeout)
-	if err != nil {
-		code, b := s.failBody(s.connErr(err))
-		s.writeLocalH2(w, code, b, nil)
-		return
+	uc := pool.GetIdle(time.Now())
+	if uc == nil {
+		var err error
+		if uc, _, err = pool.Get(s.h2t.context(), s.timeout); err != nil {
+			code, b := s.failBody(s.connErr(err))
+			s.writeLocalH2(w, code, b, nil)
+			return
+		}
 	}
 	if !s.h2t.attach(uc) {
 		uc.Discard()
@@ -515,7 +520,11 @@ func (s *stream) relayH1ToH2(w http.ResponseWriter, uc *upstream.Conn, sent time
 	framing := resp.Framing
 	reusable := !resp.Close && framing != http1.UntilClose
 	w.WriteHeader(status)
-	body := &bodyReader{src: upSource{uc}, framing: framing, remaining: resp.ContentLength}
+	// The body reader lives in the stream (one allocation fewer per
+	// response); it is done with before the handler returns.
+	body := &s.respRd
+	*body = bodyReader{src: upSource{uc}, framing: framing, remaining: resp.ContentLength}
+	defer func() { *body = bodyReader{} }()
 	if !copyFlush(w, body, &s.h2t) {
 		s.h2t.detach()
 		uc.Discard()

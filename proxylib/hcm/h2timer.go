@@ -84,6 +84,16 @@ type h2Timer struct {
 	body   io.Closer
 	cancel context.CancelCauseFunc
 	uc     *upstream.Conn
+
+	// parent is the server's context of the stream; ctx the one its
+	// upstream work runs under, derived from parent on first use
+	// (context): most streams never wait on a context (an idle pooled
+	// HTTP/1.1 connection is taken without one), and deriving one at
+	// every stream's start cost five heap allocations (the context, its
+	// cancel function, the parent's child set and done channel).
+	armed  bool // stream timeouts apply: ctx must be cancellable
+	parent context.Context
+	ctx    context.Context
 }
 
 // h2Alarm is the runtime timer of an h2Timer. A timer whose callback may
@@ -94,9 +104,9 @@ type h2Alarm struct {
 	tm *time.Timer
 }
 
-// begin starts the stream's timers and returns the context its upstream
-// work runs under. Without stream timeouts it returns r's context.
-func (t *h2Timer) begin(w http.ResponseWriter, r *http.Request, idle, request time.Duration) context.Context {
+// begin starts the stream's timers; context returns the context its
+// upstream work runs under.
+func (t *h2Timer) begin(w http.ResponseWriter, r *http.Request, idle, request time.Duration) {
 	now := mono()
 	t.last.Store(now)
 	// A request that ended with its HEADERS frame has no body: the server
@@ -111,15 +121,37 @@ func (t *h2Timer) begin(w http.ResponseWriter, r *http.Request, idle, request ti
 	if request > 0 && !done {
 		t.reqBy = now + int64(request)
 	}
+	t.parent, t.ctx, t.cancel = r.Context(), nil, nil
 	due := t.due(now)
-	if due == math.MaxInt64 {
-		t.w, t.body, t.cancel = nil, nil, nil
-		return r.Context()
+	t.armed = due != math.MaxInt64
+	if !t.armed {
+		t.w, t.body = nil, nil
+		return
 	}
-	ctx, cancel := context.WithCancelCause(r.Context())
-	t.w, t.body, t.cancel = w, r.Body, cancel
+	t.w, t.body = w, r.Body
 	t.arm(time.Duration(due - now))
-	return ctx
+}
+
+// context returns the context of the stream's upstream work, which an
+// expiry cancels (with cause errStreamTimeout); it is made on the first
+// call, already cancelled if the stream timed out before. Without stream
+// timeouts it is the server's context of the stream. Only the handler's
+// goroutine calls it, between begin and finish.
+func (t *h2Timer) context() context.Context {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ctx != nil {
+		return t.ctx
+	}
+	if !t.armed {
+		t.ctx = t.parent
+		return t.ctx
+	}
+	t.ctx, t.cancel = context.WithCancelCause(t.parent)
+	if t.reason != expNone || t.reset {
+		t.cancel(errStreamTimeout)
+	}
+	return t.ctx
 }
 
 // due returns when the timer must next look at the stream (mono time;
@@ -280,6 +312,7 @@ func (t *h2Timer) finish() {
 		t.cancel(nil)
 	}
 	t.w, t.body, t.cancel, t.uc = nil, nil, nil, nil
+	t.parent, t.ctx = nil, nil
 	if t.alarm != nil && !t.alarm.tm.Stop() {
 		// Expired, or its callback is under way: a new stream gets a
 		// new alarm.

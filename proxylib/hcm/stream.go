@@ -80,6 +80,7 @@ type stream struct {
 	expBuf    []byte
 	headBuf   []byte     // the request head, detached from the read buffer
 	attemptRd bodyReader // the HTTP/1.1 request body read by attempts
+	respRd    bodyReader // an HTTP/1.1 response body relayed to an HTTP/2 stream
 
 	// Scratch, reused across requests.
 	h2Head     []byte // an HTTP/2 request's head bytes (h2head.go)

@@ -185,9 +185,7 @@ func (p *Pool) Get(ctx context.Context, wait time.Duration) (c *Conn, reused boo
 // dials, or, at max_connections, waits for one for at most wait (0: until
 // ctx ends; then ErrPendingTimeout).
 func (p *Pool) GetAt(ctx context.Context, now time.Time, wait time.Duration) (c *Conn, reused bool, err error) {
-	if c := p.popIdle(now); c != nil {
-		c.Waited = false
-		c.takeBufs()
+	if c := p.GetIdle(now); c != nil {
 		return c, true, nil
 	}
 	b := p.b
@@ -230,6 +228,18 @@ func (p *Pool) GetAt(ctx context.Context, now time.Time, wait time.Duration) (c 
 	}
 	c.probeFn = c.probeFD
 	return c, false, nil
+}
+
+// GetIdle returns an idle connection that passed GetAt's probe, or nil
+// when there is none: GetAt without the wait, for callers that make the
+// context of a wait only when they have to.
+func (p *Pool) GetIdle(now time.Time) *Conn {
+	c := p.popIdle(now)
+	if c != nil {
+		c.Waited = false
+		c.takeBufs()
+	}
+	return c
 }
 
 // popIdle returns the newest idle connection that passes the probe and
