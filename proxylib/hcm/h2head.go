@@ -79,7 +79,8 @@ func appendLower(b []byte, name string) []byte {
 
 // setH2Header adds the fields of l, and nothing else, to an HTTP/2
 // response's header map with two allocations however many there are: one
-// string holding every name and value, one slice backing the values. Each value slice has room for
+// string holding every name and value, one slice backing the values
+// (besides the map's own storage, allocated at its first key). Each value slice has room for
 // exactly its value, so a repeated name appends into a fresh slice rather
 // than over its neighbour.
 func setH2Header(hdr http.Header, l header.List) {

@@ -45,6 +45,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -138,7 +139,7 @@ func main() {
 	loadCPUs2 := flag.String("load-cpus2", "", "2core: CPUs wrk and the backend run on (default: -cpus2, shared with the proxies)")
 	only := flag.String("targets", "direct,nginx,haproxy,nodemesh", "1core, 2core: which targets to measure")
 	profile := flag.String("profile", "", "directory to write nodemesh-proxy's CPU, allocation, block and mutex profiles, an execution trace and its gctrace log to, taken during each measured HTTP/1.1 run (profiling costs the proxy some CPU: do not publish numbers from such a run)")
-	baseline := flag.String("baseline-bin", "", "directory holding another build of nodemesh-agent and nodemesh-proxy, measured in 1core in the same run (a regression check)")
+	baseline := flag.String("baseline-bin", "", "directory holding another build of nodemesh-agent and nodemesh-proxy, measured in 1core and h2 in the same run, each of its h2 rows right after the build under test's (a regression check)")
 	flag.Parse()
 
 	want := set(*sections)
@@ -181,7 +182,7 @@ func main() {
 // oneCore measures the 1core and h2 sections, which share their proxies,
 // and returns the pid of its nodemesh-proxy.
 func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2conns []int, streams int) int {
-	ports := freePorts(8)
+	ports := freePorts(9)
 	backendAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	_ = b.start(b.loadCPU, nil, "nginx", "-p", b.dir, "-c", writeFile(b.dir, "backend1.conf", nginxBackend(b.dir, "backend1", backendAddr, 1, b.body)))
 
@@ -203,11 +204,13 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 	if only["nodemesh"] {
 		targets = append(targets, nm)
 	}
+	var base target
+	var basePID int
 	if baseline != "" {
 		bg := g
-		bg.ip, bg.httpPort, bg.httpsPort = "127.0.100.251", ports[4], 0
-		t, _ := b.nodemesh(baseline, "nodemesh-proxy baseline build", bg, b.proxyCPU, b.loadCPU, 1)
-		targets = append(targets, t)
+		bg.ip, bg.httpPort, bg.httpsPort = "127.0.100.251", ports[4], ports[8]
+		base, basePID = b.nodemesh(baseline, "nodemesh-proxy baseline build", bg, b.proxyCPU, b.loadCPU, 1)
+		targets = append(targets, base)
 	}
 	if !only["direct"] {
 		targets = targets[1:]
@@ -221,6 +224,18 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 		{"nodemesh-proxy GOMAXPROCS=1, h2c", nm.url, nmPID},
 		{"nginx 1 worker, TLS", "https://" + ngx(6) + "/", nginxPG},
 		{"nodemesh-proxy GOMAXPROCS=1, TLS", fmt.Sprintf("https://%s:%d/", g.ip, g.httpsPort), nmPID},
+	}
+	if baseline != "" {
+		// The baseline build follows each nodemesh row, alternated with
+		// it under the same load, so the two differ by the build alone.
+		h2targets = slices.Insert(h2targets, 2, struct {
+			name, url string
+			pgid      int
+		}{"nodemesh-proxy baseline build, h2c", base.url, basePID})
+		h2targets = append(h2targets, struct {
+			name, url string
+			pgid      int
+		}{"nodemesh-proxy baseline build, TLS", fmt.Sprintf("https://127.0.100.251:%d/", ports[8]), basePID})
 	}
 	if want["h2"] {
 		for _, t := range h2targets {
