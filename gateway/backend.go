@@ -153,10 +153,6 @@ func (t *translator) cluster(svc input.Key, sp *corev1.ServicePort, proto ir.App
 		kp = ir.ProtocolHTTP1
 	}
 	k := clusterKey{svc, sp.Port, kp}
-	// Routes compiled ahead (precompile.go) get their clusters here
-	// concurrently.
-	t.clusterMu.Lock()
-	defer t.clusterMu.Unlock()
 	if cl := t.clusters[k]; cl != nil {
 		return cl
 	}

@@ -399,13 +399,9 @@
 // scanned per route, and each route, rule and IR route is built once
 // however many listeners and virtual hosts it lands in (IR routes are
 // shared between virtual hosts). Cost is linear in the input plus the
-// output. A translation that can reuse no compiled route (the first, or
-// one after a Service, EndpointSlice, ReferenceGrant, Namespace or Secret
-// changed) compiles its routes ahead on up to GOMAXPROCS goroutines from
-// 128 routes on (precompile.go): compiling a route reads only the route
-// and the index, and the one shared thing it writes, the cluster memo, is
-// locked and keyed so the winner of a race does not matter. Attachment,
-// status and IR assembly stay on the calling goroutine, in snapshot order.
+// output. Everything runs on the calling goroutine: "Cold translation" in
+// the xds/translator package documentation says why nothing is compiled
+// ahead on other cores.
 //
 // Incremental translation. The agent and the controller keep one
 // Translator, which reuses the previous call's compiled routes and

@@ -167,12 +167,9 @@ func gatewayKey(pr gwv1.ParentReference, routeNamespace string) input.Key {
 // translation's listeners.
 func (t *translator) processRoutes() {
 	t.dirty = map[string]bool{}
-	compiled := t.precompile()
 	for _, k := range routeKinds {
 		var order []*routeState
-		i := -1
 		for r := range k.routes(t.in) {
-			i++
 			var h input.Hash
 			if t.next != nil {
 				h = r.hash(t.in)
@@ -187,11 +184,7 @@ func (t *translator) processRoutes() {
 					continue
 				}
 				if rs == nil {
-					if compiled != nil && compiled[k.rank] != nil && compiled[k.rank][i] != nil {
-						rs = compiled[k.rank][i]
-					} else {
-						rs = t.compileRoute(k, r)
-					}
+					rs = t.compileRoute(k, r)
 					rs.hash = h
 				}
 				if with := t.resolution(rs); rs.parents == nil || !rs.resolvedWith.same(with) {

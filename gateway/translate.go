@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -196,9 +195,6 @@ type translator struct {
 	meshOnly []*routeState
 
 	clusters map[clusterKey]*ir.Cluster
-	// clusterMu guards clusters while routes compile concurrently
-	// (precompile.go).
-	clusterMu sync.Mutex
 	// clientClusters are the copies of TLS clusters presenting a
 	// Gateway's client certificate (backendcert.go).
 	clientClusters map[clientClusterKey]*ir.Cluster

@@ -60,11 +60,9 @@
 //   - every Envoy resource is validated once, when the translator builds it.
 //
 // A Config full of new routes (a cold start) has thousands to hash and
-// check; Validator does both, and then checks their virtual hosts, on up
-// to GOMAXPROCS goroutines before its walk (ahead.go), since each reads
-// only its route or virtual host, and reports exactly what the walk alone
-// would: whatever fails is checked again in the walk, which names where
-// it is.
+// check; Validator does both in its walk, on the calling goroutine (see
+// "Cold translation" in the xds/translator package documentation for why
+// nothing is hashed or checked ahead on other cores).
 //
 // The hash covers every field (TestHashSeesEveryField mutates each one), so
 // equal content gives equal hashes across processes and any change a new

@@ -59,7 +59,10 @@ func (x *Validator) Validate(c *Config) error {
 		h.Next()
 	}
 	if x.routesOK == nil {
-		x.routesOK = make(map[Hash]bool, c.LargestRouteTable())
+		n := c.LargestRouteTable()
+		x.routesOK = make(map[Hash]bool, n)
+		// The first Config: every route is new to the hashes too.
+		h.routes.reserve(n)
 	}
 	v := &validator{hashes: h, prev: x.valid, next: map[Hash][]string{}, prevClusters: x.clusters, routesOK: x.routesOK}
 	if x.clusterList != nil && slices.Equal(x.clusterList, c.Clusters) {
@@ -90,7 +93,6 @@ func (c *Config) validate(v *validator) error {
 	} else {
 		v.clustersPassed = true
 	}
-	v.checkRoutesAhead(c, clusters)
 	for _, l := range c.Listeners {
 		if l != nil && (len(l.TCPChains) > 0 || l.UDP != nil) {
 			v.tcpClusters, v.udpClusters = make(map[string]bool), make(map[string]bool)
@@ -155,9 +157,6 @@ type validator struct {
 	// routesOK holds the hashes of routes that passed, in this call or an
 	// earlier one (the Validator's; nil for Config.Validate).
 	routesOK map[Hash]bool
-	// vhostsAhead holds the virtual hosts whose routes were found valid
-	// ahead of the walk, each with the clusters they use (ahead.go).
-	vhostsAhead map[*VirtualHost][]string
 }
 
 func (v *validator) fail(obj object, field path, format string, args ...any) {
@@ -557,13 +556,6 @@ func (v *validator) virtualHostRoutes(obj object, vf path, vh *VirtualHost, clus
 			v.next[h] = used
 			return
 		}
-	}
-	if used, ok := v.vhostsAhead[vh]; ok {
-		// Checked ahead: the loop below would find nothing.
-		if v.next != nil {
-			v.next[h] = used
-		}
-		return
 	}
 	before := len(v.errs)
 	routes := make(map[string]bool, len(vh.Routes))

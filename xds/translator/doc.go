@@ -50,13 +50,8 @@
 //     no rules of their own; reused pieces are not validated again. The
 //     routes a translation builds are validated together once it has
 //     built everything, on up to GOMAXPROCS goroutines when there are
-//     hundreds (validation reads only the route, and it is the largest
-//     single cost of a cold translation); the error names the first
-//     failing route in build order, as checking one by one would. A cold
-//     translation of hundreds of routes also builds them ahead on those
-//     goroutines, each validated by the goroutine that built it
-//     (prebuild.go); the walk over listeners places them with their
-//     warnings where it would have built them, so the output is the same.
+//     hundreds (see "Cold translation"); the error names the first
+//     failing route in build order, as checking one by one would.
 //   - Every resource name and every reference between resources comes from
 //     naming.go. Names are the IR's hierarchical names: a Listener is named
 //     after its IR listener, a RouteConfiguration after its IR route table,
@@ -70,6 +65,38 @@
 //   - Dynamic references (RDS, EDS, SDS) resolve over the same ADS stream
 //     with resource_api_version V3.
 //   - Output order never depends on map iteration.
+//
+// # Cold translation
+//
+// The first translation (and one after the input changed wholesale)
+// builds everything: at 5 000 HTTPRoutes of the benchmark's shape
+// (conformance/perf BenchmarkSnapshot) that is 22 500 distinct routes,
+// 2 500 clusters and two RouteConfigurations of 22 500 routes each, from
+// Gateway API objects to a servable xDS snapshot. Which of its stages run
+// on more than one goroutine was decided from CPU and allocation profiles
+// of that benchmark on the two-vCPU machine the targets are set for:
+//
+//   - Stages that allocate heavily stay on the calling goroutine. Three
+//     such stages used to run ahead on all cores: compiling Gateway API
+//     routes (gateway), hashing and checking IR routes and virtual hosts
+//     (mesh/ir), and building Envoy routes while the clusters were built
+//     (here). Together they did about 60 % of the translation's CPU work
+//     and allocated about 60 % of its bytes. The garbage collector takes
+//     a quarter of GOMAXPROCS for marking plus assists from allocating
+//     goroutines, so with two cores the second one is already the
+//     collector's for much of a cold translation: alternated on an idle
+//     machine, the three stages gave no wall-time gain and cost 16–23 %
+//     more CPU at 5 000 routes (work lists, second indexes, per-virtual-
+//     host name sets, and each stage's walk done twice). They are gone;
+//     the serial path was made cheaper instead (fewer and smaller
+//     allocations, work shared between the routes of one rule and between
+//     listeners).
+//   - Validation of the routes a translation built (checkRoutes) stays
+//     on up to GOMAXPROCS goroutines from parallelCheckMin routes: it
+//     reads only the routes, allocates almost nothing, runs after every
+//     route is built (when the collector has little left to do), and is
+//     the largest single piece of CPU work left that needs no
+//     coordination beyond reporting the first failure in build order.
 //
 // # Decisions where the IR and Gateway API leave room
 //

@@ -135,7 +135,13 @@ func (b *builder) virtualHost(rc string, vh *ir.VirtualHost, h, version ir.Hash,
 			b.out.Warnings = append(b.out.Warnings, rm.warnings...)
 		} else {
 			rmark := len(b.out.Warnings)
-			out := b.placeRoute(rc, evh.Name, r, rh)
+			out := b.route(r)
+			if out != nil {
+				if validating != nil {
+					validating(out)
+				}
+				b.unchecked = append(b.unchecked, uncheckedRoute{out: out, rc: rc, vhost: evh.Name})
+			}
 			rm = &routeMemo{hash: rh, out: out, warnings: b.warningsSince(rmark)}
 			if usesInvalidBackend(r) {
 				rm.invalid = b.invalidBackend
@@ -265,10 +271,6 @@ func inlineString(s string) *corev3.DataSource {
 type uncheckedRoute struct {
 	out       *routev3.Route
 	rc, vhost string
-	// checked is set for a route validated when it was built ahead of
-	// the walk (prebuild.go); err is then the result.
-	checked bool
-	err     error
 }
 
 // parallelCheckMin is the number of new routes from which checkRoutes
@@ -276,29 +278,22 @@ type uncheckedRoute struct {
 // it saves.
 const parallelCheckMin = 256
 
-// checkRoutes validates the routes built in this translation, each once
-// (a route built ahead was validated then: its result is taken).
-// Validation reads nothing but the route, so it runs on up to GOMAXPROCS
-// goroutines (at most 8); the error reported is the one of the first
-// failing route in build order, as a sequential check would report.
+// checkRoutes validates the routes built in this translation, each once.
+// Validation reads nothing but the route and allocates little, so it runs
+// on up to GOMAXPROCS goroutines (at most 8) without competing with the
+// garbage collector for them (see "Cold translation" in doc.go); the
+// error reported is the one of the first failing route in build order,
+// as a sequential check would report.
 func (b *builder) checkRoutes() error {
 	routes := b.unchecked
 	b.unchecked = nil
 	errs := make([]error, len(routes))
 	check := func(i int) {
-		if routes[i].checked {
-			errs[i] = routes[i].err
-		} else if err := routes[i].out.ValidateAll(); err != nil {
+		if err := routes[i].out.ValidateAll(); err != nil {
 			errs[i] = err
 		}
 	}
-	pending := 0
-	for i := range routes {
-		if !routes[i].checked {
-			pending++
-		}
-	}
-	if workers := min(runtime.GOMAXPROCS(0), 8); workers > 1 && pending >= parallelCheckMin {
+	if workers := min(runtime.GOMAXPROCS(0), 8); workers > 1 && len(routes) >= parallelCheckMin {
 		var next atomic.Int64
 		var wg sync.WaitGroup
 		for range workers {

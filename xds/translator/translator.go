@@ -110,13 +110,8 @@ type builder struct {
 	// and an HTTPS listener of one Gateway) is built once.
 	routes map[ir.Hash]*routeMemo
 	// unchecked are the routes built in this translation, to be
-	// validated or, when built ahead (prebuilt), to have their validation
-	// reported (checkRoutes).
+	// validated (checkRoutes).
 	unchecked []uncheckedRoute
-	// prebuilt are the routes a cold translation built ahead of the walk,
-	// indexed by content hash (prebuild.go).
-	prebuilt      []prebuilt
-	prebuiltIndex map[ir.Hash]int
 	// ver composes versions.
 	ver version
 	// httpOptions are the packed HttpProtocolOptions shared by the
@@ -156,13 +151,7 @@ func newBuilder(cfg *ir.Config, hashes *ir.Hashes, prev *memo) *builder {
 }
 
 func (b *builder) build() error {
-	wait := func() {}
-	if b.prev == nil {
-		wait = b.prebuildRoutes()
-	}
-	err := b.clusters()
-	wait()
-	if err != nil {
+	if err := b.clusters(); err != nil {
 		return err
 	}
 	// Client certificates clusters present are emitted like listeners'.
