@@ -1,10 +1,10 @@
 package gateway
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
-	"sort"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -35,7 +35,11 @@ func weightedBackend(rule *ruleState, k int, weight *int32, wb *ir.WeightedBacke
 // share of requests gets 500 as the API requires, and the route reports
 // ResolvedRefs=False.
 func (t *translator) resolveBackend(rule *ruleState, k int, wb *ir.WeightedBackend, br *gwv1.BackendObjectReference) {
-	cl, problem := t.resolveService(rule.route, fmt.Sprintf("spec.rules[%d].backendRefs[%d]", rule.index, k), br)
+	// The field is named only in a problem: rules come by the thousand.
+	cl, problem := t.service(rule.route, br)
+	if problem != nil {
+		problem.locate(rule.route, fmt.Sprintf("spec.rules[%d].backendRefs[%d]", rule.index, k))
+	}
 	switch {
 	case problem != nil:
 		rule.route.refProblems = append(rule.route.refProblems, *problem)
@@ -53,8 +57,24 @@ func (t *translator) resolveBackend(rule *ruleState, k int, wb *ir.WeightedBacke
 // namespace needs a ReferenceGrant there from the route's kind and
 // namespace.
 func (t *translator) resolveService(rs *routeState, field string, br *gwv1.BackendObjectReference) (*ir.Cluster, *refProblem) {
+	cl, problem := t.service(rs, br)
+	if problem != nil {
+		problem.locate(rs, field)
+	}
+	return cl, problem
+}
+
+// locate prefixes a problem found by service with the route and the field
+// of the backend reference.
+func (p *refProblem) locate(rs *routeState, field string) {
+	p.msg = fmt.Sprintf("%s %s: %s: ", rs.kind.kind, rs.key, field) + p.msg
+}
+
+// service is resolveService without the field: its problems say what is
+// wrong, and the caller says where (locate).
+func (t *translator) service(rs *routeState, br *gwv1.BackendObjectReference) (*ir.Cluster, *refProblem) {
 	fail := func(reason gwv1.RouteConditionReason, format string, args ...any) (*ir.Cluster, *refProblem) {
-		return nil, &refProblem{reason: string(reason), msg: fmt.Sprintf("%s %s: %s: ", rs.kind.kind, rs.key, field) + fmt.Sprintf(format, args...)}
+		return nil, &refProblem{reason: string(reason), msg: fmt.Sprintf(format, args...)}
 	}
 	group, kind := groupOr(br.Group, ""), kindOr(br.Kind, "Service")
 	if group != "" || kind != "Service" {
@@ -191,7 +211,14 @@ func (t *translator) endpoints(svc input.Key, sp *corev1.ServicePort) []ir.Endpo
 		port uint32
 	}
 	ready := map[ep]bool{}
-	var order []ep
+	// Each endpoint once, in order, with its address as written when
+	// that is how netip writes it too (the usual case: no string to make).
+	type listed struct {
+		ep
+		text string
+	}
+	var order []listed
+	var scratch [64]byte
 	for _, es := range t.ix.slices[svc] {
 		if es.AddressType != discoveryv1.AddressTypeIPv4 && es.AddressType != discoveryv1.AddressTypeIPv6 {
 			continue
@@ -221,21 +248,29 @@ func (t *translator) endpoints(svc input.Key, sp *corev1.ServicePort) []ir.Endpo
 				}
 				k := ep{addr, port}
 				if _, seen := ready[k]; !seen {
-					order = append(order, k)
+					l := listed{ep: k}
+					if string(addr.AppendTo(scratch[:0])) == a {
+						l.text = a
+					}
+					order = append(order, l)
 				}
 				ready[k] = ready[k] || r
 			}
 		}
 	}
-	sort.Slice(order, func(i, j int) bool {
-		if c := order[i].addr.Compare(order[j].addr); c != 0 {
-			return c < 0
+	// (address, port) is unique in order: any sort gives the same result.
+	slices.SortFunc(order, func(a, b listed) int {
+		if c := a.addr.Compare(b.addr); c != 0 {
+			return c
 		}
-		return order[i].port < order[j].port
+		return cmp.Compare(a.port, b.port)
 	})
 	out := make([]ir.Endpoint, 0, len(order))
-	for _, k := range order {
-		out = append(out, ir.Endpoint{Address: k.addr.String(), Port: k.port, Ready: ready[k]})
+	for _, l := range order {
+		if l.text == "" {
+			l.text = l.addr.String()
+		}
+		out = append(out, ir.Endpoint{Address: l.text, Port: l.port, Ready: ready[l.ep]})
 	}
 	return out
 }

@@ -456,8 +456,14 @@ func expand(refs []routeRef) []item {
 // once per match (once per port for redirects that depend on the port).
 func (b *builder) route(m *matchState, port int32) *ir.Route {
 	rule := m.rule
-	for _, cl := range b.ruleClusters(rule, b.cert) {
-		b.clusters[cl.Name] = cl
+	if b.t.next == nil {
+		// Translate lists the clusters its routes use from here; a
+		// Translator counts them per virtual host instead (clusterList),
+		// and this map would be filled for nothing, once per route and
+		// listener.
+		for _, cl := range b.ruleClusters(rule, b.cert) {
+			b.clusters[cl.Name] = cl
+		}
 	}
 	if rd := rule.redirect; rd != nil && rd.portDependent() {
 		if r := m.byPort[port]; r != nil {

@@ -63,11 +63,12 @@ func protocolOptions(name string, h *httpv3.HttpProtocolOptions) (map[string]*an
 	return map[string]*anypb.Any{httpProtocolOptionsKey: opts}, nil
 }
 
-// httpProtocolOptions returns the packed HttpProtocolOptions of an
-// HTTP/1.1 or (h2) h2c cluster. They are the same for every cluster of the
-// protocol, so one translation builds, validates and serializes each once
-// and its clusters share it (emitted messages are never modified).
-func (b *builder) httpProtocolOptions(cluster string, h2 bool) (*anypb.Any, error) {
+// httpProtocolOptions returns the typed_extension_protocol_options of an
+// HTTP/1.1 or (h2) h2c cluster: the packed HttpProtocolOptions. They are
+// the same for every cluster of the protocol, so one translation builds,
+// validates and serializes each once and its clusters share the map
+// (emitted messages are never modified).
+func (b *builder) httpProtocolOptions(cluster string, h2 bool) (map[string]*anypb.Any, error) {
 	i := 0
 	if h2 {
 		i = 1
@@ -77,9 +78,32 @@ func (b *builder) httpProtocolOptions(cluster string, h2 bool) (*anypb.Any, erro
 		if err != nil {
 			return nil, err
 		}
-		b.httpOptions[i] = opts[httpProtocolOptionsKey]
+		b.httpOptions[i] = opts
 	}
 	return b.httpOptions[i], nil
+}
+
+// clusterShared are the messages every EDS cluster of a translation holds
+// alike, made once and shared (emitted messages are never modified): a
+// cold translation builds thousands of clusters.
+type clusterShared struct {
+	discovery      *clusterv3.Cluster_Type
+	edsSource      *corev3.ConfigSource
+	defaultTimeout *durationpb.Duration
+	limits         clusterv3.Cluster // CircuitBreakers and PerConnectionBufferLimitBytes
+}
+
+func (b *builder) clusterShared() *clusterShared {
+	if b.shared == nil {
+		sh := &clusterShared{
+			discovery:      &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+			edsSource:      adsConfigSource(),
+			defaultTimeout: durationpb.New(defaultConnectTimeout),
+		}
+		upstreamLimits(&sh.limits)
+		b.shared = sh
+	}
+	return b.shared
 }
 
 // explicitHTTP selects HTTP/1.1 or, with h2, h2c upstream.
@@ -193,15 +217,22 @@ func (b *builder) buildCluster(c *ir.Cluster, name string) (*clusterv3.Cluster, 
 	if timeout <= 0 {
 		timeout = defaultConnectTimeout
 	}
+	sh := b.clusterShared()
+	connect := sh.defaultTimeout
+	if timeout != defaultConnectTimeout {
+		connect = durationpb.New(timeout)
+	}
 	out := &clusterv3.Cluster{
 		Name:                 name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		ClusterDiscoveryType: sh.discovery,
 		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{
-			EdsConfig:   adsConfigSource(),
+			EdsConfig:   sh.edsSource,
 			ServiceName: name,
 		},
-		ConnectTimeout: durationpb.New(timeout),
-		LbPolicy:       lbPolicy(c.LBPolicy),
+		ConnectTimeout:                connect,
+		LbPolicy:                      lbPolicy(c.LBPolicy),
+		CircuitBreakers:               sh.limits.CircuitBreakers,
+		PerConnectionBufferLimitBytes: sh.limits.PerConnectionBufferLimitBytes,
 	}
 	// TCP and UDP clusters relay bytes: no HTTP protocol options.
 	if c.Protocol != ir.ProtocolTCP && c.Protocol != ir.ProtocolUDP {
@@ -209,7 +240,7 @@ func (b *builder) buildCluster(c *ir.Cluster, name string) (*clusterv3.Cluster, 
 		if err != nil {
 			return nil, err
 		}
-		out.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: opts}
+		out.TypedExtensionProtocolOptions = opts
 	}
 	if c.UpstreamTLS != nil {
 		ts, err := upstreamTLS(name, c.UpstreamTLS)
@@ -224,7 +255,6 @@ func (b *builder) buildCluster(c *ir.Cluster, name string) (*clusterv3.Cluster, 
 			out.UpstreamBindConfig.SourceAddress.Address = c.UpstreamSource
 		}
 	}
-	upstreamLimits(out)
 	if err := checked("cluster", name, out); err != nil {
 		return nil, err
 	}

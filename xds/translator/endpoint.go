@@ -20,20 +20,28 @@ import (
 func (b *builder) loadAssignment(c *ir.Cluster, name string) (*endpointv3.ClusterLoadAssignment, error) {
 	type hostPort struct {
 		addr   netip.Addr
+		text   string // addr as emitted
 		port   uint32
 		weight uint32
 	}
 	eps := make([]hostPort, 0, len(c.Endpoints))
+	var scratch [64]byte
 	for i, ep := range c.Endpoints {
 		if !ep.Ready {
 			continue
 		}
 		a, _ := netip.ParseAddr(ep.Address) // validated by ir.Config.Validate
-		if !protoText(a.String()) {
+		// The address as netip writes it, which is how it is emitted:
+		// the IR's own string when it is written that way already.
+		text := ep.Address
+		if buf := a.AppendTo(scratch[:0]); string(buf) != text {
+			text = string(buf)
+		}
+		if !protoText(text) {
 			b.warn("cluster "+quote(c.Name), fieldf("endpoints[%d].address", i), "address zone cannot be carried in Envoy config; endpoint dropped")
 			continue
 		}
-		eps = append(eps, hostPort{a, ep.Port, ep.Weight})
+		eps = append(eps, hostPort{a, text, ep.Port, ep.Weight})
 	}
 	sort.Slice(eps, func(i, j int) bool {
 		if c := eps[i].addr.Compare(eps[j].addr); c != 0 {
@@ -44,6 +52,9 @@ func (b *builder) loadAssignment(c *ir.Cluster, name string) (*endpointv3.Cluste
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
 	if len(eps) > 0 {
 		lbs := make([]*endpointv3.LbEndpoint, 0, len(eps))
+		// The messages of every endpoint in one allocation: clusters come
+		// by the thousand.
+		parts := make([]endpointParts, len(eps))
 		for i, ep := range eps {
 			if i > 0 && eps[i-1].addr == ep.addr && eps[i-1].port == ep.port {
 				// Listed twice: one endpoint, whose weight is the sum.
@@ -52,14 +63,18 @@ func (b *builder) loadAssignment(c *ir.Cluster, name string) (*endpointv3.Cluste
 				}
 				continue
 			}
-			lb := &endpointv3.LbEndpoint{
-				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-					Address: socketAddress(ep.addr.String(), ep.port),
-				}},
-				HealthStatus: corev3.HealthStatus_HEALTHY,
-			}
+			p := &parts[i]
+			p.port.PortValue = ep.port
+			p.socket.Address, p.socket.PortSpecifier = ep.text, &p.port
+			p.sa.SocketAddress = &p.socket
+			p.addr.Address = &p.sa
+			p.endpoint.Address = &p.addr
+			p.host.Endpoint = &p.endpoint
+			lb := &p.lb
+			lb.HostIdentifier, lb.HealthStatus = &p.host, corev3.HealthStatus_HEALTHY
 			if ep.weight > 0 {
-				lb.LoadBalancingWeight = wrapperspb.UInt32(ep.weight)
+				p.weight.Value = ep.weight
+				lb.LoadBalancingWeight = &p.weight
 			}
 			lbs = append(lbs, lb)
 		}
@@ -69,6 +84,18 @@ func (b *builder) loadAssignment(c *ir.Cluster, name string) (*endpointv3.Cluste
 		return nil, err
 	}
 	return cla, nil
+}
+
+// endpointParts are the messages of one endpoint of a load assignment.
+type endpointParts struct {
+	lb       endpointv3.LbEndpoint
+	host     endpointv3.LbEndpoint_Endpoint
+	endpoint endpointv3.Endpoint
+	addr     corev3.Address
+	sa       corev3.Address_SocketAddress
+	socket   corev3.SocketAddress
+	port     corev3.SocketAddress_PortValue
+	weight   wrapperspb.UInt32Value
 }
 
 // socketAddress is a TCP address as Envoy spells it.

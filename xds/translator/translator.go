@@ -114,9 +114,11 @@ type builder struct {
 	unchecked []uncheckedRoute
 	// ver composes versions.
 	ver version
-	// httpOptions are the packed HttpProtocolOptions shared by the
-	// HTTP/1.1 [0] and h2c [1] clusters (httpProtocolOptions).
-	httpOptions [2]*anypb.Any
+	// httpOptions are the typed_extension_protocol_options shared by the
+	// HTTP/1.1 [0] and h2c [1] clusters (httpProtocolOptions), and shared
+	// the other messages every cluster holds alike (clusterShared).
+	httpOptions [2]map[string]*anypb.Any
+	shared      *clusterShared
 }
 
 // newBuilder prepares a translation of cfg; prev, when not nil, is what
