@@ -19,7 +19,8 @@ func (h Hash) String() string { return hex.EncodeToString(h[:]) }
 // What each hash covers. An object's hash covers its own fields and, for
 // the objects it holds that have a hash of their own, their hashes:
 //   - Route: every field.
-//   - VirtualHost: name, domains and its routes' hashes in order.
+//   - VirtualHost: name, domains and its routes' hashes in order; and
+//     apart, its route list: the routes' hashes in order (RouteList).
 //   - RouteTable: name and its virtual hosts' hashes in order.
 //   - Listener: name, address, port and its chains (name, server names,
 //     TLS, and the name of the route table; a table is hashed on its own,
@@ -43,6 +44,7 @@ const (
 	tagPolicyListener
 	tagHTTPPolicy
 	tagKafkaPolicy
+	tagRouteList
 )
 
 // encoder writes an object's fields into a buffer that is hashed once at

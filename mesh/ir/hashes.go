@@ -46,9 +46,11 @@ func (h *Hashes) Route(r *Route) Hash {
 
 // vhostHashes are a virtual host's hash and its routes' hashes, which
 // consumers walking the routes take from here: one lookup per virtual
-// host rather than one per route.
+// host rather than one per route; list is the hash of its route list
+// alone (RouteList).
 type vhostHashes struct {
 	hash   Hash
+	list   Hash
 	routes []Hash
 }
 
@@ -58,6 +60,11 @@ func (h *Hashes) VirtualHost(vh *VirtualHost) Hash { return h.virtualHost(vh).ha
 // VirtualHostRoutes returns the hashes of vh's routes, in order (zero for
 // a nil route). The slice is shared: callers must not modify it.
 func (h *Hashes) VirtualHostRoutes(vh *VirtualHost) []Hash { return h.virtualHost(vh).routes }
+
+// RouteList returns the hash of vh's list of routes alone (their hashes in
+// order), without its name and domains: the virtual hosts of a Gateway's
+// HTTP and HTTPS listeners usually hold the very same list.
+func (h *Hashes) RouteList(vh *VirtualHost) Hash { return h.virtualHost(vh).list }
 
 func (h *Hashes) virtualHost(vh *VirtualHost) vhostHashes {
 	if v, ok := h.vhosts.get(vh); ok {
@@ -81,6 +88,14 @@ func (h *Hashes) virtualHost(vh *VirtualHost) vhostHashes {
 		}
 	}
 	v := vhostHashes{hash: e.sum(), routes: routes}
+	e.start(tagRouteList)
+	e.uint(uint64(len(routes)))
+	for i, r := range routes {
+		if e.present(vh.Routes[i] != nil) {
+			e.hash(r)
+		}
+	}
+	v.list = e.sum()
 	h.vhosts.put(vh, v)
 	return v
 }

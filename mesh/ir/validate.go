@@ -23,8 +23,10 @@ var ErrInvalid = errors.New("invalid configuration")
 func (c *Config) Validate() error { return c.validate(&validator{}) }
 
 // Validator validates successive Configs, as Validate does, and skips the
-// routes of a virtual host whose content (its Hash) passed in the previous
-// call: only its cluster references are checked again, against the new
+// routes of a virtual host whose list of routes (Hashes.RouteList) passed
+// earlier in the same call (the virtual hosts of a Gateway's HTTP and
+// HTTPS listeners usually hold the same list) or in the previous call:
+// then only its cluster references are checked again, against the new
 // Config's clusters. A one-route change then costs the changed virtual
 // host, not every route; a Config rebuilt from scratch with the same
 // content costs its hashes. The zero Validator is ready to use; calls are
@@ -139,9 +141,10 @@ func (c *Config) validate(v *validator) error {
 
 type validator struct {
 	errs []error
-	// prev holds the hashes of the virtual hosts whose routes passed in
-	// the previous call, each with the clusters its routes use; next
-	// collects this call's (all nil for Config.Validate).
+	// prev holds the route lists (Hashes.RouteList) of the virtual hosts
+	// whose routes passed in the previous call, each with the clusters
+	// its routes use; next collects this call's (all nil for
+	// Config.Validate).
 	hashes     *Hashes
 	prev, next map[Hash][]string
 	// prevClusters and nextClusters do the same for clusters.
@@ -551,7 +554,12 @@ func (v *validator) virtualHostRoutes(obj object, vf path, vh *VirtualHost, clus
 	var h Hash
 	var routeHashes []Hash
 	if v.hashes != nil {
-		h, routeHashes = v.hashes.VirtualHost(vh), v.hashes.VirtualHostRoutes(vh)
+		h, routeHashes = v.hashes.RouteList(vh), v.hashes.VirtualHostRoutes(vh)
+		// The same list of routes passed in this call (another listener
+		// of the Gateway serves it too) or in the previous one.
+		if _, ok := v.next[h]; ok {
+			return
+		}
 		if used, ok := v.prev[h]; ok && allIn(used, clusters) {
 			v.next[h] = used
 			return

@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"sync"
@@ -325,5 +326,95 @@ func TestValidateSourcePrefixedChains(t *testing.T) {
 	c.Listeners[0].Chains = append(c.Listeners[0].Chains, sourced(base, "a", "10.1.2.3/32", "fd00::1e/128"), sourced(base, "b", "10.1.0.0/16"))
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// sharedListConfig is a Config of two route tables (an HTTP and an HTTPS
+// listener) whose virtual hosts, different objects with their own names,
+// hold the same n routes spread over 10 lists, as a Gateway's listeners
+// do; break_ spoils some of the routes.
+func sharedListConfig(n int, break_ func(i int, r *Route)) *Config {
+	cluster := "service/default/echo/8080"
+	vhosts := make([]*VirtualHost, 10)
+	for v := range vhosts {
+		vhosts[v] = &VirtualHost{Name: fmt.Sprintf("http/vh%d", v), Domains: []string{fmt.Sprintf("h%d.example.com", v)}}
+	}
+	for i := range n {
+		r := &Route{
+			Name:           fmt.Sprintf("r%d", i),
+			Match:          Match{Path: &PathMatch{Type: PathPrefix, Value: fmt.Sprintf("/p%d", i)}, Headers: []HeaderMatch{{Name: "x-v", Type: MatchRegex, Value: "v[0-9]+"}}},
+			Backends:       []*WeightedBackend{{Cluster: cluster, Weight: 90, RequestHeaders: &HeaderModifier{Set: []Header{{Name: "x-b", Value: "1"}}}}, {Weight: 10}},
+			RequestHeaders: &HeaderModifier{Add: []Header{{Name: "x-r", Value: fmt.Sprint(i)}}},
+		}
+		if break_ != nil {
+			break_(i, r)
+		}
+		vh := vhosts[i%len(vhosts)]
+		vh.Routes = append(vh.Routes, r)
+	}
+	https := make([]*VirtualHost, len(vhosts))
+	for i, vh := range vhosts {
+		https[i] = &VirtualHost{Name: fmt.Sprintf("https/vh%d", i), Domains: vh.Domains, Routes: vh.Routes}
+	}
+	return &Config{
+		Listeners: []*Listener{
+			{Name: "l80", Address: "127.0.100.1", Port: 80, Chains: []*HTTPChain{{Name: "http", Routes: &RouteTable{Name: "t80", VirtualHosts: vhosts}}}},
+			{Name: "l443", Address: "127.0.100.1", Port: 443, Chains: []*HTTPChain{{Name: "https", TLS: &TLS{Certificates: []string{"cert"}},
+				Routes: &RouteTable{Name: "t443", VirtualHosts: https}}}},
+		},
+		Clusters: []*Cluster{{Name: cluster, Protocol: ProtocolHTTP1, LBPolicy: LBRoundRobin, Endpoints: []Endpoint{{Address: "127.0.0.1", Port: 9000, Ready: true}}}},
+		Secrets:  []*Secret{{Name: "cert", Certificate: []byte("c"), PrivateKey: []byte("k")}},
+	}
+}
+
+// TestValidatorSharedRouteLists: the virtual hosts of two listeners
+// holding the same list of routes are remembered once (by their route
+// list), and the Validator reports exactly what Validate reports, in the
+// same order, whether the lists are valid or some of their routes are
+// broken (an invalid list is walked, and reported, in each virtual host
+// holding it).
+func TestValidatorSharedRouteLists(t *testing.T) {
+	breaks := map[string]func(i int, r *Route){
+		"valid": nil,
+		"broken": func(i int, r *Route) {
+			switch i % 97 {
+			case 3:
+				r.Match.Headers[0].Value = "(" // invalid regex
+			case 5:
+				r.Backends[0].Cluster = "nope"
+			case 7:
+				r.Redirect = &Redirect{StatusCode: 301} // two actions
+			}
+		},
+		"duplicate name": func(i int, r *Route) {
+			if i == 117 {
+				r.Name = "r97" // twice in its list
+			}
+		},
+	}
+	for name, br := range breaks {
+		t.Run(name, func(t *testing.T) {
+			cfg := sharedListConfig(300, br)
+			want := cfg.Validate()
+			if (want == nil) != (name == "valid") {
+				t.Fatalf("Validate() = %v", want)
+			}
+			var x Validator
+			for call := range 2 {
+				if got := x.Validate(cfg); fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("call %d: Validator reports\n%v\nwant\n%v", call, got, want)
+				}
+			}
+			if name == "valid" && len(x.valid) != 10 {
+				t.Fatalf("%d route lists remembered, want 10 (each held by two virtual hosts)", len(x.valid))
+			}
+			// The same routes without their cluster: what passed before is
+			// checked against the clusters of now.
+			noCluster := *cfg
+			noCluster.Clusters = nil
+			if got, want := x.Validate(&noCluster), noCluster.Validate(); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("clusters gone: Validator reports\n%v\nwant\n%v", got, want)
+			}
+		})
 	}
 }
