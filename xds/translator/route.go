@@ -119,8 +119,22 @@ func (b *builder) virtualHost(rc string, vh *ir.VirtualHost, h, version ir.Hash,
 	if err := checked("route configuration", rc+" virtual host "+evh.Name, evh); err != nil {
 		return nil, err
 	}
+	vm := &vhostMemo{hash: h, version: version, domains: domains, out: evh, wire: &serialized{msg: evh}}
+	list := b.hashes.RouteList(vh)
+	if same := b.lists[list]; same != nil {
+		// Another virtual host of this translation holds the very same
+		// routes (a Gateway's HTTP and HTTPS listeners, commonly): the
+		// walk below would find each of them built, so its list is
+		// shared, with the routes' warnings repeated.
+		evh.Routes, vm.routes = same.out.Routes, same.routes
+		for _, rm := range same.routes {
+			b.out.Warnings = append(b.out.Warnings, rm.warnings...)
+		}
+		vm.warnings = b.warningsSince(mark)
+		return vm, nil
+	}
 	evh.Routes = make([]*routev3.Route, 0, len(vh.Routes))
-	vm := &vhostMemo{hash: h, version: version, domains: domains, out: evh, wire: &serialized{msg: evh}, routes: make([]*routeMemo, 0, len(vh.Routes))}
+	vm.routes = make([]*routeMemo, 0, len(vh.Routes))
 	hashes := b.hashes.VirtualHostRoutes(vh)
 	for i, r := range vh.Routes {
 		rh := hashes[i]
@@ -154,6 +168,10 @@ func (b *builder) virtualHost(rc string, vh *ir.VirtualHost, h, version ir.Hash,
 		}
 	}
 	vm.warnings = b.warningsSince(mark)
+	if b.lists == nil {
+		b.lists = map[ir.Hash]*vhostMemo{}
+	}
+	b.lists[list] = vm
 	return vm, nil
 }
 

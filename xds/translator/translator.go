@@ -109,6 +109,10 @@ type builder struct {
 	// by content hash: a route served in several virtual hosts (an HTTP
 	// and an HTTPS listener of one Gateway) is built once.
 	routes map[ir.Hash]*routeMemo
+	// lists are the virtual hosts built in this translation by their
+	// list of routes (ir.Hashes.RouteList), whose routes another virtual
+	// host holding the same list shares.
+	lists map[ir.Hash]*vhostMemo
 	// unchecked are the routes built in this translation, to be
 	// validated (checkRoutes).
 	unchecked []uncheckedRoute
