@@ -401,7 +401,9 @@
 // shared between virtual hosts). Cost is linear in the input plus the
 // output. Everything runs on the calling goroutine: "Cold translation" in
 // the xds/translator package documentation says why nothing is compiled
-// ahead on other cores.
+// ahead on other cores. A Translator lists the clusters of the IR from
+// its virtual hosts (clusterList); only Translate collects them route by
+// route, so a cold Translator fills no map per route and listener.
 //
 // Incremental translation. The agent and the controller keep one
 // Translator, which reuses the previous call's compiled routes and

@@ -70,8 +70,8 @@
 //
 // The first translation (and one after the input changed wholesale)
 // builds everything: at 5 000 HTTPRoutes of the benchmark's shape
-// (conformance/perf BenchmarkSnapshot) that is 22 500 distinct routes,
-// 2 500 clusters and two RouteConfigurations of 22 500 routes each, from
+// (conformance/perf BenchmarkSnapshot) that is about 22 500 distinct
+// routes, 2 500 clusters and two RouteConfigurations holding all of them, from
 // Gateway API objects to a servable xDS snapshot. Which of its stages run
 // on more than one goroutine was decided from CPU and allocation profiles
 // of that benchmark on the two-vCPU machine the targets are set for:
@@ -80,17 +80,20 @@
 //     such stages used to run ahead on all cores: compiling Gateway API
 //     routes (gateway), hashing and checking IR routes and virtual hosts
 //     (mesh/ir), and building Envoy routes while the clusters were built
-//     (here). Together they did about 60 % of the translation's CPU work
-//     and allocated about 60 % of its bytes. The garbage collector takes
-//     a quarter of GOMAXPROCS for marking plus assists from allocating
-//     goroutines, so with two cores the second one is already the
-//     collector's for much of a cold translation: alternated on an idle
-//     machine, the three stages gave no wall-time gain and cost 16–23 %
-//     more CPU at 5 000 routes (work lists, second indexes, per-virtual-
-//     host name sets, and each stage's walk done twice). They are gone;
-//     the serial path was made cheaper instead (fewer and smaller
-//     allocations, work shared between the routes of one rule and between
-//     listeners).
+//     (here). In a CPU and an allocation profile at 5 000 routes they
+//     held close to 60 % of the samples and of the bytes allocated. The
+//     garbage collector takes a quarter of GOMAXPROCS for marking, plus
+//     assists from goroutines that allocate, so with two cores much of the
+//     second one is the collector's while those stages run: alternated
+//     on an idle machine, they gave no wall-time gain and cost 16–23 %
+//     more CPU at 5 000 routes (work lists, a second index by hash,
+//     per-virtual-host name sets, and each stage's walk done twice). They
+//     were removed; the serial path was made cheaper instead: fewer
+//     allocations (endpoint messages in one block, the messages every
+//     cluster holds alike made once, no per-route cluster map in the
+//     gateway's Translator), and a list of routes that several virtual
+//     hosts hold (a Gateway's HTTP and HTTPS listeners) is validated in
+//     the IR and assembled here once per translation.
 //   - Validation of the routes a translation built (checkRoutes) stays
 //     on up to GOMAXPROCS goroutines from parallelCheckMin routes: it
 //     reads only the routes, allocates almost nothing, runs after every
