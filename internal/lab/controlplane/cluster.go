@@ -92,9 +92,12 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		o.Dial = d.DialContext
 	}
 	c = &Cluster{dir: o.Dir, command: o.Command, Binaries: o.Binaries}
+	// The error returns below set c to nil before this runs: stop what was
+	// started through a copy of the pointer.
+	started := c
 	defer func() {
 		if err != nil {
-			c.Stop()
+			started.Stop()
 			c = nil
 		}
 	}()
