@@ -10,6 +10,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/nodemesh/nodemesh/internal/appprotocol"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
@@ -127,12 +128,19 @@ func (t *translator) service(rs *routeState, br *gwv1.BackendObjectReference) (*
 	if len(t.ix.tlsBySvc[k]) > 0 && !slices.Contains(rs.tlsServices, k) {
 		rs.tlsServices = append(rs.tlsServices, k)
 	}
-	proto, ok := appProtocol(sp.AppProtocol, bt != nil)
+	proto, ok := appProtocol(sp, bt != nil)
 	if !ok {
 		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d has appProtocol %q, which %s speak only with a BackendTLSPolicy targeting it", k, sp.Port, *sp.AppProtocol, rs.kind.plural)
 	}
+	if want := rs.kind.backendProtocol; want == ir.ProtocolH2C && proto != want && bt == nil &&
+		!appprotocol.Declared(sp.AppProtocol, sp.Name) && namesServiceParent(rs.src, k) {
+		// A GRPCRoute attached to this Service (GAMMA) says its ports
+		// speak gRPC; one that says nothing itself is taken at its word
+		// (impliedH2CCluster says why the cluster is apart).
+		return t.impliedH2CCluster(k, sp), nil
+	}
 	if want := rs.kind.backendProtocol; want != "" && proto != want {
-		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d speaks %s; %s need %s (appProtocol kubernetes.io/h2c)", k, sp.Port, proto, rs.kind.plural, want)
+		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d speaks %s; %s need %s (appProtocol kubernetes.io/h2c, or a port name grpc or grpc-<suffix>)", k, sp.Port, proto, rs.kind.plural, want)
 	}
 	if bt != nil && bt.tls == nil {
 		// The backend asks for TLS the policy cannot give it: the
@@ -148,23 +156,49 @@ func (t *translator) service(rs *routeState, br *gwv1.BackendObjectReference) (*
 	return t.cluster(k, sp, proto, tls), nil
 }
 
-// appProtocol maps a Service port's appProtocol to the protocol spoken to
-// its endpoints. Values naming TLS or WebSocket-over-TLS are refused
-// unless a BackendTLSPolicy configures TLS to the port (withTLS).
-// Unrecognized values are hints the project does not act on, as
-// Kubernetes allows.
-func appProtocol(p *string, withTLS bool) (ir.AppProtocol, bool) {
-	if p == nil {
-		return ir.ProtocolHTTP1, true
+// appProtocol maps what a Service port says (its appProtocol, or its
+// name, internal/appprotocol) to the protocol spoken to its endpoints:
+// h2c when it says HTTP/2 cleartext or gRPC, else HTTP/1.1. appProtocol
+// values naming TLS or WebSocket-over-TLS are refused unless a
+// BackendTLSPolicy configures TLS to the port (withTLS). Unrecognized
+// values are hints the project does not act on, as Kubernetes allows.
+func appProtocol(sp *corev1.ServicePort, withTLS bool) (ir.AppProtocol, bool) {
+	if p := sp.AppProtocol; p != nil {
+		switch *p {
+		case "https", "HTTPS", "tls", "TLS", "kubernetes.io/wss":
+			return ir.ProtocolHTTP1, withTLS
+		}
 	}
-	switch *p {
-	case "kubernetes.io/h2c":
+	if appprotocol.H2C(sp.AppProtocol, sp.Name) {
 		return ir.ProtocolH2C, true
-	case "https", "HTTPS", "tls", "TLS", "kubernetes.io/wss":
-		return ir.ProtocolHTTP1, withTLS
 	}
 	return ir.ProtocolHTTP1, true
 }
+
+// impliedH2CCluster returns the (memoized) h2c cluster of a Service port
+// that says nothing about its protocol but has a GRPCRoute attached
+// (GAMMA): the route's statement holds for that route's traffic only.
+// The cluster is apart from the port's own (HTTP/1.1) one, which other
+// routes to the port keep using: one GRPCRoute does not change how every
+// other route, Gateway or mesh, speaks to the port.
+func (t *translator) impliedH2CCluster(svc input.Key, sp *corev1.ServicePort) *ir.Cluster {
+	k := clusterKey{svc, sp.Port, impliedH2C}
+	t.clusterMu.Lock()
+	defer t.clusterMu.Unlock()
+	if cl := t.clusters[k]; cl != nil {
+		return cl
+	}
+	cl := &ir.Cluster{Name: h2cClusterName(svc, sp.Port), Protocol: ir.ProtocolH2C, LBPolicy: ir.LBRoundRobin, Endpoints: t.endpoints(svc, sp)}
+	if t.clusters == nil {
+		t.clusters = map[clusterKey]*ir.Cluster{}
+	}
+	t.clusters[k] = cl
+	return cl
+}
+
+// impliedH2C keys impliedH2CCluster's clusters apart from the HTTP one of
+// the same port.
+const impliedH2C ir.AppProtocol = "h2c-implied"
 
 // cluster returns the (memoized) cluster of one Service port.
 func (t *translator) cluster(svc input.Key, sp *corev1.ServicePort, proto ir.AppProtocol, tls *ir.UpstreamTLS) *ir.Cluster {

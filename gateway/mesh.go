@@ -9,7 +9,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/nodemesh/nodemesh/internal/appprotocol"
 	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/ir"
 )
 
 // GAMMA: HTTPRoutes and GRPCRoutes whose parentRef is a Service steer the
@@ -37,7 +39,19 @@ type MeshOptions struct {
 	// Taken are sockets other listeners of the node bind; mesh listeners
 	// avoid them (as they avoid the Gateways' own).
 	Taken map[netip.AddrPort]bool
+	// CannotRedirect, when set, says why Services' traffic cannot be sent
+	// to the proxy (an agent without a datapath Service table; in the
+	// controller, the nodes that report so). Routes with Service parents
+	// are then refused (RouteReasonNotRedirected, with this text) rather
+	// than read as steering what nothing steers.
+	CannotRedirect string
 }
+
+// RouteReasonNotRedirected is the reason of Accepted=False on a Service
+// parent when Services' traffic cannot be sent to the proxy
+// (MeshOptions.CannotRedirect): the word mesh/envoyconfig uses for the
+// same refusal of a CiliumEnvoyConfig.
+const RouteReasonNotRedirected = "NotRedirected"
 
 // MeshRedirect sends the connections clients make to one Service port
 // (its cluster IPs) to the mesh listener serving the port's routes.
@@ -199,7 +213,11 @@ func (t *translator) resolveServiceParent(rs *routeState, pr gwv1.ParentReferenc
 			continue
 		}
 		selected++
-		if why := t.notHTTP(k, sp); why != "" {
+		why := t.notHTTP(k, sp)
+		if why == "" && rs.kind.backendProtocol == ir.ProtocolH2C {
+			why = notH2C(sp)
+		}
+		if why != "" {
 			refused = append(refused, fmt.Sprintf("port %d %s", sp.Port, why))
 			continue
 		}
@@ -209,11 +227,13 @@ func (t *translator) resolveServiceParent(rs *routeState, pr gwv1.ParentReferenc
 	case selected == 0:
 		mp.accepted = no(string(gwv1.RouteReasonNoMatchingParent), "Service %s has no port%s", k, describePortSelection(pr))
 	case len(ports) == 0:
-		mp.accepted = no(string(gwv1.RouteReasonNoMatchingParent), "no port%s of Service %s carries HTTP: %s", describePortSelection(pr), k, joinProblems(refused))
+		mp.accepted = no(string(gwv1.RouteReasonNoMatchingParent), "no port%s of Service %s carries %s: %s", describePortSelection(pr), k, carries(rs.kind), joinProblems(refused))
 	case len(rs.problems) > 0:
 		mp.accepted = no(string(gwv1.RouteReasonUnsupportedValue), "%s", joinProblems(rs.problems))
 	case len(rs.invalid) == len(rs.rules):
 		mp.accepted = no(rs.invalid[0].reason, "every rule is invalid: %s", joinProblems(ruleProblems(rs.invalid)))
+	case t.opts.Mesh.CannotRedirect != "":
+		mp.accepted = no(RouteReasonNotRedirected, "Service %s: %s", k, t.opts.Mesh.CannotRedirect)
 	default:
 		mp.accepted = yes(string(gwv1.RouteReasonAccepted), "Route is accepted")
 		mp.ports = ports
@@ -244,7 +264,7 @@ func (t *translator) notHTTP(svc input.Key, sp corev1.ServicePort) string {
 		return fmt.Sprintf("uses protocol %s", p)
 	}
 	if sp.AppProtocol != nil {
-		if _, ok := appProtocol(sp.AppProtocol, false); !ok {
+		if _, ok := appProtocol(&sp, false); !ok {
 			return fmt.Sprintf("has appProtocol %q (TLS)", *sp.AppProtocol)
 		}
 		switch strings.ToLower(*sp.AppProtocol) {
@@ -262,6 +282,28 @@ func (t *translator) notHTTP(svc input.Key, sp corev1.ServicePort) string {
 		return "is targeted by a BackendTLSPolicy (clients speak TLS to it)"
 	}
 	return ""
+}
+
+// notH2C says why a port that carries HTTP cannot carry gRPC ("" when
+// it can): it says it speaks HTTP/1.1, by its appProtocol or its name. A
+// port that says h2c carries gRPC; one that says nothing is taken to
+// speak what the GRPCRoute attached to it implies (doc.go, "GAMMA").
+func notH2C(sp corev1.ServicePort) string {
+	switch {
+	case appprotocol.H2C(sp.AppProtocol, sp.Name) || !appprotocol.Declared(sp.AppProtocol, sp.Name):
+		return ""
+	case sp.AppProtocol != nil:
+		return fmt.Sprintf("has appProtocol %q (HTTP/1.1; gRPC needs HTTP/2: appProtocol %s)", *sp.AppProtocol, appprotocol.KubernetesH2C)
+	}
+	return fmt.Sprintf("is named %q (HTTP/1.1; gRPC needs HTTP/2: appProtocol %s, or a port name grpc or grpc-<suffix>)", sp.Name, appprotocol.KubernetesH2C)
+}
+
+// carries names what a route kind's Service ports must carry.
+func carries(k *routeKind) string {
+	if k.backendProtocol == ir.ProtocolH2C {
+		return "gRPC"
+	}
+	return "HTTP"
 }
 
 // describePortSelection describes the Service ports a parentRef selects:

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/nodemesh/nodemesh/internal/appprotocol"
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
 
@@ -59,7 +60,17 @@ func (t *translator) buildMesh(b *builder, cfg *ir.Config) []MeshRedirect {
 			clients = podPrefixes(t.in.Pods)
 		}
 		name := meshListenerName(k.svc, k.port)
-		def := t.meshDefault(p, name, clusters)
+		var defs [2]*ir.Route
+		def := func(routes []*routeState) *ir.Route {
+			i := 0
+			if impliesH2C(&p.sp, routes) {
+				i = 1
+			}
+			if defs[i] == nil {
+				defs[i] = t.meshDefault(p, name, i == 1, clusters)
+			}
+			return defs[i]
+		}
 		var chains []*ir.HTTPChain
 		for _, ns := range sortedKeys(p.consumers) {
 			if len(clients[ns]) == 0 {
@@ -68,7 +79,7 @@ func (t *translator) buildMesh(b *builder, cfg *ir.Config) []MeshRedirect {
 			chains = append(chains, &ir.HTTPChain{
 				Name:           meshConsumerChainName(ns),
 				SourcePrefixes: clients[ns],
-				Routes:         t.meshTable(b, name+"/"+meshConsumerChainName(ns), p.consumers[ns], def, k.port, clusters),
+				Routes:         t.meshTable(b, name+"/"+meshConsumerChainName(ns), p.consumers[ns], def(p.consumers[ns]), k.port, clusters),
 			})
 		}
 		if len(chains) == 0 && len(p.producers) == 0 {
@@ -76,7 +87,7 @@ func (t *translator) buildMesh(b *builder, cfg *ir.Config) []MeshRedirect {
 		}
 		chains = append([]*ir.HTTPChain{{
 			Name:   meshProducerChainName,
-			Routes: t.meshTable(b, name+"/"+meshProducerChainName, p.producers, def, k.port, clusters),
+			Routes: t.meshTable(b, name+"/"+meshProducerChainName, p.producers, def(p.producers), k.port, clusters),
 		}}, chains...)
 		for _, ch := range chains {
 			ch.CORS = usesCORS(ch.Routes)
@@ -131,12 +142,36 @@ func (t *translator) meshTable(b *builder, name string, routes []*routeState, de
 
 // meshDefault is the route of a Service port that no route rule
 // matched: to the Service's own endpoints, without a timeout (the
-// Service had none), as if the proxy were not there.
-func (t *translator) meshDefault(p *meshPort, listener string, clusters map[string]*ir.Cluster) *ir.Route {
-	proto, _ := appProtocol(p.sp.AppProtocol, false) // notHTTP refused the others
-	cl := t.cluster(p.key.svc, &p.sp, proto, nil)
+// Service had none), as if the proxy were not there. h2c (impliesH2C)
+// sends over the port's implied h2c cluster, under a name of its own.
+func (t *translator) meshDefault(p *meshPort, listener string, h2c bool, clusters map[string]*ir.Cluster) *ir.Route {
+	name := listener + "/default"
+	var cl *ir.Cluster
+	if h2c {
+		cl = t.impliedH2CCluster(p.key.svc, &p.sp)
+		name += "/h2c"
+	} else {
+		proto, _ := appProtocol(&p.sp, false) // notHTTP refused the others
+		cl = t.cluster(p.key.svc, &p.sp, proto, nil)
+	}
 	clusters[cl.Name] = cl
-	return &ir.Route{Name: listener + "/default", Backends: []*ir.WeightedBackend{{Cluster: cl.Name, Weight: 1}}}
+	return &ir.Route{Name: name, Backends: []*ir.WeightedBackend{{Cluster: cl.Name, Weight: 1}}}
+}
+
+// impliesH2C reports whether the routes of one chain make a port that
+// says nothing about its protocol speak h2c: one of them is a GRPCRoute
+// (doc.go, "GAMMA"). A port that says h2c has an h2c cluster of its own;
+// one that says HTTP/1.1 has no GRPCRoute (notH2C refused them).
+func impliesH2C(sp *corev1.ServicePort, routes []*routeState) bool {
+	if appprotocol.Declared(sp.AppProtocol, sp.Name) {
+		return false
+	}
+	for _, rs := range routes {
+		if rs.kind.backendProtocol == ir.ProtocolH2C {
+			return true
+		}
+	}
+	return false
 }
 
 // meshPort16 picks the listener's port: the name's hash into the range,

@@ -67,6 +67,11 @@ func clusterName(svc input.Key, port int32) string {
 // its HTTP cluster: the same port may serve both kinds of routes.
 func tcpClusterName(svc input.Key, port int32) string { return clusterName(svc, port) + "/tcp" }
 
+// h2cClusterName names the h2c cluster of a Service port that says
+// nothing about its protocol, used by the GRPCRoutes attached to it
+// (impliedH2CCluster), apart from its HTTP/1.1 cluster.
+func h2cClusterName(svc input.Key, port int32) string { return clusterName(svc, port) + "/h2c" }
+
 // secretName names the IR secret of one Kubernetes Secret.
 func secretName(s input.Key) string { return ir.SecretNamePrefix + s.Namespace + "/" + s.Name }
 

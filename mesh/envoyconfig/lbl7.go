@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
-	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/nodemesh/nodemesh/internal/appprotocol"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
@@ -55,8 +55,9 @@ var lbPolicies = map[string]clusterv3.Cluster_LbPolicy{
 // (an address-less one: ListenAddress and a port from the range), a
 // route table forwarding everything without a timeout (the Service had
 // none), and an EDS cluster over "<namespace>/<name>:<port>" that speaks
-// h2c to the backends when the port says it takes HTTP/2 (speaksHTTP2:
-// gRPC), HTTP/1.1 otherwise. A port a CiliumEnvoyConfig already takes
+// h2c to the backends when the port says it takes HTTP/2 or gRPC
+// (internal/appprotocol, as Gateway API routes read it), HTTP/1.1
+// otherwise. A port a CiliumEnvoyConfig already takes
 // over stays with it.
 func (t *translation) serviceLB(svc *corev1.Service) {
 	k := input.Key{Namespace: svc.Namespace, Name: svc.Name}
@@ -89,7 +90,7 @@ func (t *translation) serviceLB(svc *corev1.Service) {
 			continue
 		}
 		name := ir.ServiceLBNamePrefix + k.Namespace + "/" + k.Name + "/" + strconv.Itoa(int(port))
-		res, bind, err := t.serviceLBResources(name, edsName{svc: k, port: strconv.Itoa(int(port))}, lb, speaksHTTP2(sp))
+		res, bind, err := t.serviceLBResources(name, edsName{svc: k, port: strconv.Itoa(int(port))}, lb, appprotocol.H2C(sp.AppProtocol, sp.Name))
 		if err != nil {
 			st.Reason, st.Message = ReasonInvalid, err.Error()
 			rd.Refused = true
@@ -106,27 +107,6 @@ func (t *translation) serviceLB(svc *corev1.Service) {
 	}
 	t.out.Redirects = append(t.out.Redirects, redirects...)
 	t.out.Statuses = append(t.out.Statuses, st)
-}
-
-// speaksHTTP2 reports whether a Service port's backends take HTTP/2
-// without TLS (h2c, so gRPC): its appProtocol says so
-// (kubernetes.io/h2c, grpc, h2c, http2), or, without one, its name does
-// ("grpc", "h2c", "http2", alone or before "-"), as Istio's convention
-// has it.
-func speaksHTTP2(sp corev1.ServicePort) bool {
-	if sp.AppProtocol != nil {
-		switch *sp.AppProtocol {
-		case "kubernetes.io/h2c", "grpc", "h2c", "http2":
-			return true
-		}
-		return false
-	}
-	for _, p := range []string{"grpc", "h2c", "http2"} {
-		if sp.Name == p || strings.HasPrefix(sp.Name, p+"-") {
-			return true
-		}
-	}
-	return false
 }
 
 func (t *translation) serviceLBResources(name string, eds edsName, lb clusterv3.Cluster_LbPolicy, h2 bool) ([]*ir.Resource, netip.AddrPort, error) {
