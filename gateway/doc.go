@@ -255,9 +255,30 @@
 //     (alone or before "-"), and no BackendTLSPolicy targeting the port
 //     (its clients speak TLS). Proxying such a port as HTTP would break
 //     every connection to it.
+//   - gRPC (GRPCRoute parents, and the HTTP version of every mesh
+//     cluster): what a port says decides (internal/appprotocol, shared
+//     with lb-l7 Services): appProtocol kubernetes.io/h2c, grpc, h2c or
+//     http2, or without appProtocol the name grpc, h2c or http2 (alone
+//     or before "-"; grpc-web is HTTP/1.1), is h2c, upstream too. A port
+//     that says nothing (no appProtocol, a name naming no protocol) takes
+//     the GRPCRoute attached to it at its word: the chains holding a
+//     GRPCRoute send their default route, and the route's backendRefs to
+//     that Service, over h2c, through a cluster of their own
+//     (service/<ns>/<svc>/<port>/h2c), so the port's HTTP/1.1 cluster
+//     stays as it is for every other route. A GRPCRoute on a port that
+//     says HTTP/1.1 (appProtocol http, a name http or http-*, grpc-web)
+//     is refused for that port (NoMatchingParent, naming the port and
+//     what to set): no gRPC call survives HTTP/1.1, and overriding what
+//     the Service's owner declared would break its HTTP/1.1 clients.
+//     HTTPRoutes and GRPCRoutes on one port share its listener, whose
+//     codec is negotiated (HTTP/1.1 or h2c prior knowledge); each
+//     keeps its backends' protocol, and on a port that says nothing a
+//     chain with a GRPCRoute sends unmatched requests (HTTP/1.1 ones
+//     too) to the Service over h2c, while a chain without one (another
+//     namespace's consumer HTTPRoutes) keeps HTTP/1.1.
 //   - Accepted=False/NoMatchingParent: the Service does not exist, has no
-//     port the parentRef selects, or none of them carries HTTP (the
-//     message names each port and why); Accepted=False/UnsupportedValue:
+//     port the parentRef selects, or none of them carries HTTP (gRPC for
+//     a GRPCRoute; the message names each port and why); Accepted=False/UnsupportedValue:
 //     a headless or ExternalName Service (the spec's parents are
 //     ClusterIP Services: there is no cluster IP to steer). A route's
 //     invalid hostnames or rules fail it as for a Gateway.
@@ -296,9 +317,13 @@
 //     are nobody's consumer and get the producer routes. The chains
 //     follow the Pods: a new client Pod gets its consumer routes with the
 //     next translation, and until then the producer routes. The
-//     Kubernetes provider lists Pods only with network policy (the
-//     agent's --policy); without it no client is told apart and every
-//     client gets the producer routes. An identity
+//     Kubernetes provider lists Pods with network policy, which every
+//     agent that can steer Services runs: the Service table comes only
+//     with --datapath, and --datapath implies the policy compiler and its
+//     Pod watch (run --policy-enforcement=never for a mesh that enforces
+//     no policy). An agent without it refuses every Service parent
+//     (NotRedirected, below), so a consumer route is never Accepted
+//     where its clients cannot be told apart. An identity
 //     the datapath already knows was the alternative; it would need the
 //     redirect to carry it to the proxy (a PROXY-protocol-like header or
 //     a per-identity listener), where the source address is already
@@ -313,6 +338,19 @@
 //     CiliumEnvoyConfig wins over both. Without a ListenAddress
 //     (standalone translation) statuses are computed and nothing is
 //     steered.
+//   - fail closed where nothing steers: MeshOptions.CannotRedirect
+//     refuses every Service parent that would be accepted with
+//     Accepted=False/NotRedirected (the word a CiliumEnvoyConfig gets for
+//     the same refusal) and the reason, and serves no listener for it.
+//     An agent sets it when it has no datapath Service table, its
+//     datapath has no socket hooks (no --datapath-cgroup) or it has no
+//     mesh listen address (internal/agent CannotRedirect); it reports
+//     that in its NodeProxyStatus (cannotRedirect), and the controller,
+//     which writes route status, refuses while any live node of ours
+//     reports it, naming the nodes: Accepted means every client's
+//     connections pass the routes, and one node's Pods would bypass
+//     them. With no node reporting, the controller's verdict is
+//     translation's alone.
 //   - routes from several Services' parentRefs, and a route with both
 //     Gateway and Service parents, share their compiled IR routes.
 //

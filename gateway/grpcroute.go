@@ -28,10 +28,15 @@ import (
 //     segment.
 // Precedence among GRPCRoute matches of one hostname follows the API:
 // more characters of service, then of method, then more header matches.
-// Backends must speak HTTP/2 cleartext: a Service port without appProtocol
-// kubernetes.io/h2c is UnsupportedProtocol rather than reached over
-// HTTP/1.1, where no gRPC call can succeed (the port's one cluster is
-// shared with HTTPRoutes, so the protocol comes from the Service alone).
+// Backends must speak HTTP/2 cleartext: a Service port that does not say
+// so (appProtocol kubernetes.io/h2c, grpc, h2c, http2, or without one a
+// name grpc[-*], h2c[-*], http2[-*]: internal/appprotocol) is
+// UnsupportedProtocol rather than reached over HTTP/1.1, where no gRPC
+// call can succeed (the port's one cluster is shared with HTTPRoutes, so
+// the protocol comes from the Service alone). The one exception is a
+// port that says nothing of a Service the route attaches to (GAMMA):
+// the route's own statement holds for it, on a cluster apart (doc.go,
+// "GAMMA").
 
 var grpcRouteKind = routeKind{
 	group:           gwv1.GroupName,

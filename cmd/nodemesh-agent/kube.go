@@ -78,7 +78,8 @@ func runKubernetes(ctx context.Context, log *slog.Logger, a *agent.Agent, kubeco
 	go followVerdicts(ctx, a, &last, sw)
 	status := func() nodereport.AgentStatus {
 		st := a.Status()
-		return nodereport.AgentStatus{Gateways: st.Gateways, Proxies: st.Proxies, PublishError: st.PublishError, Policy: nodePolicy(st.Policy)}
+		return nodereport.AgentStatus{Gateways: st.Gateways, Proxies: st.Proxies, PublishError: st.PublishError, Policy: nodePolicy(st.Policy),
+			CannotRedirect: a.CannotRedirect()}
 	}
 	rep := nodereport.NewReporter(dyn, core, node, controller, status, nodereport.WithReporterLogger(log))
 	go rep.Run(ctx)

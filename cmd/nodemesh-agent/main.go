@@ -485,6 +485,7 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 		// from_workload uses it to refuse judging a flow that is still
 		// addressed to a ClusterIP under egress enforcement.
 		cfg.Datapath, cfg.Interfaces, cfg.Services = dp, ifs, dp
+		cfg.NoServiceHooks = *o.cgroup == ""
 		events, err := dp.Events()
 		if err != nil {
 			cleanup()

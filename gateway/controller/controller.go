@@ -209,9 +209,10 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 		addrs, problems = c.alloc.Assign(append(own, gateway.IngressAddressRequests(snap, ing)...))
 	}
 	ing.UseIngressAddresses(addrs)
-	res := c.tr.Translate(snap, gateway.Options{ControllerName: c.controller, Addresses: addrs, AddressProblems: problems, Ingress: ing, SystemCAs: c.systemCAs})
 	now := c.now()
 	reports := liveReports(c.nodeReports(), string(c.controller), now, c.staleAfter)
+	res := c.tr.Translate(snap, gateway.Options{ControllerName: c.controller, Addresses: addrs, AddressProblems: problems, Ingress: ing, SystemCAs: c.systemCAs,
+		Mesh: gateway.MeshOptions{CannotRedirect: cannotRedirect(reports)}})
 	stamp := metav1.NewTime(now.Truncate(time.Second))
 
 	classes := map[string]*gwv1.GatewayClass{}

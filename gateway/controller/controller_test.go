@@ -102,11 +102,18 @@ func httpGateway(ns, name, class string) *gwv1.Gateway {
 
 func writeReport(t *testing.T, e env, node string, gps ...v1alpha1.GatewayProgramming) {
 	t.Helper()
+	writeReportWith(t, e, node, v1alpha1.NodeProxyStatusStatus{Gateways: gps})
+}
+
+// writeReportWith writes node's report with st, fresh and ours.
+func writeReportWith(t *testing.T, e env, node string, st v1alpha1.NodeProxyStatusStatus) {
+	t.Helper()
 	ctx := context.Background()
+	st.HeartbeatTime, st.ControllerName = metav1.Now(), string(gateway.ControllerName)
 	r := &v1alpha1.NodeProxyStatus{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "nodemesh.io/v1alpha1", Kind: "NodeProxyStatus"},
 		ObjectMeta: metav1.ObjectMeta{Name: node},
-		Status:     v1alpha1.NodeProxyStatusStatus{HeartbeatTime: metav1.Now(), ControllerName: string(gateway.ControllerName), Gateways: gps},
+		Status:     st,
 	}
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(r)
 	if err != nil {

@@ -72,7 +72,10 @@
 // only. An XMesh with spec.parametersRef is refused (InvalidParameters):
 // nodemesh has no mesh parameters. XMeshes are listed on every pass
 // instead of watched (they are few, and with standard CRDs the list is a
-// cheap NotFound), so a new one is accepted within one resync.
+// cheap NotFound), so a new one is accepted within one resync. Routes
+// with Service parents are refused (NotRedirected) while a live node
+// reports it cannot send Services' traffic to its proxy
+// (NodeProxyStatus cannotRedirect; gateway/doc.go, "GAMMA").
 //
 // Addresses. Gateways get an address from one configured pool, oldest
 // Gateway first. A Gateway asking for addresses in spec.addresses gets the

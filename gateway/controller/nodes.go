@@ -26,6 +26,8 @@ type nodeVerdict struct {
 type nodeReport struct {
 	node     string
 	gateways map[input.Key]*v1alpha1.GatewayProgramming
+	// cannotRedirect is why the node cannot steer Services' traffic.
+	cannotRedirect string
 }
 
 // liveReports indexes the reports of agents of our controller whose
@@ -39,7 +41,8 @@ func liveReports(all []*v1alpha1.NodeProxyStatus, controller string, now time.Ti
 		if staleAfter > 0 && now.Sub(r.Status.HeartbeatTime.Time) > staleAfter {
 			continue
 		}
-		nr := nodeReport{node: r.Name, gateways: make(map[input.Key]*v1alpha1.GatewayProgramming, len(r.Status.Gateways))}
+		nr := nodeReport{node: r.Name, gateways: make(map[input.Key]*v1alpha1.GatewayProgramming, len(r.Status.Gateways)),
+			cannotRedirect: r.Status.CannotRedirect}
 		for i := range r.Status.Gateways {
 			g := &r.Status.Gateways[i]
 			nr.gateways[input.Key{Namespace: g.Namespace, Name: g.Name}] = g
@@ -48,6 +51,22 @@ func liveReports(all []*v1alpha1.NodeProxyStatus, controller string, now time.Ti
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].node < out[j].node })
 	return out
+}
+
+// cannotRedirect names the live nodes that report they cannot send a
+// Service's traffic to their proxy, with why, or "" when none does.
+// Routes with Service parents are refused while one such node runs: its
+// clients would reach the Services around the routes, so the routes would
+// not hold for every client as Accepted says (fail closed, as a
+// CiliumEnvoyConfig with services is refused on such a node).
+func cannotRedirect(reports []nodeReport) string {
+	var nodes []string
+	for _, r := range reports {
+		if r.cannotRedirect != "" {
+			nodes = append(nodes, fmt.Sprintf("node %s: %s", r.node, r.cannotRedirect))
+		}
+	}
+	return truncate(strings.Join(nodes, "; "))
 }
 
 // verdictFor aggregates the nodes' verdicts on one Gateway at generation

@@ -32,6 +32,9 @@ type AgentStatus struct {
 	// Policy is the node's network policy state (nil without policy);
 	// Summarize copies it.
 	Policy *v1alpha1.NodePolicyState
+	// CannotRedirect says why the node cannot send a Service's traffic
+	// to its proxy ("" when it can; agent.Agent.CannotRedirect).
+	CannotRedirect string
 }
 
 // StatusSource returns the agent's current status. It is called from the
@@ -200,7 +203,8 @@ func FromUnstructured(u *unstructured.Unstructured) (*v1alpha1.NodeProxyStatus, 
 // (without heartbeat): each Gateway's Programmed verdict, which already
 // carries the proxies' ACK or NACK, and the proxies themselves.
 func Summarize(st AgentStatus, controller string) v1alpha1.NodeProxyStatusStatus {
-	out := v1alpha1.NodeProxyStatusStatus{ControllerName: controller, PublishError: st.PublishError, Policy: st.Policy.DeepCopy()}
+	out := v1alpha1.NodeProxyStatusStatus{ControllerName: controller, PublishError: st.PublishError, Policy: st.Policy.DeepCopy(),
+		CannotRedirect: st.CannotRedirect}
 	for _, g := range st.Gateways {
 		gp := v1alpha1.GatewayProgramming{Namespace: g.Key.Namespace, Name: g.Key.Name, Status: metav1.ConditionUnknown, Reason: string(gwv1.GatewayReasonPending)}
 		if c := meta.FindStatusCondition(g.Status.Conditions, string(gwv1.GatewayConditionProgrammed)); c != nil {

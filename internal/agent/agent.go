@@ -76,6 +76,11 @@ type Config struct {
 	// and their ready backends) and the Service ranges on every Apply,
 	// for socket-level Service translation in the datapath.
 	Services ServiceTable
+	// NoServiceHooks says the datapath's socket hooks are not attached
+	// (no --datapath-cgroup): the Service table is written, but nothing
+	// translates a Pod's connect with it, so no Service's traffic can be
+	// sent to the proxy (CannotRedirect).
+	NoServiceHooks bool
 	// Applied, when set, is called after every Apply with how long the
 	// translation and publication took and Apply's error (metrics). Called
 	// on Apply's goroutine; it must not block.
@@ -274,10 +279,30 @@ func (a *Agent) Translate(snap *input.Snapshot) *gateway.Result {
 		// listeners are, and reached through the same Service table.
 		opts.Mesh.ListenAddress = o.ListenAddress
 	}
+	opts.Mesh.CannotRedirect = a.CannotRedirect()
 	if a.gw == nil {
 		return gateway.Translate(snap, opts)
 	}
 	return a.gw.Translate(snap, opts)
+}
+
+// CannotRedirect says why this node cannot send a Service's traffic to
+// its proxy, or "" when it can: without a datapath Service table nothing
+// redirects (nor refuses) a Service's connections, and without a listen
+// address there is no mesh listener to send them to. GAMMA routes are
+// then refused on their Service parents (gateway.MeshOptions), here and,
+// through the node's report, by the controller; CiliumEnvoyConfigs that
+// redirect are refused the same way (envoyconfig.Options.CannotRedirect).
+func (a *Agent) CannotRedirect() string {
+	switch o := a.cfg.EnvoyConfig; {
+	case a.cfg.Services == nil:
+		return "this node cannot send a Service's traffic to the proxy (its agent has no datapath Service table: run it with --datapath and --datapath-cgroup)"
+	case a.cfg.NoServiceHooks:
+		return "this node cannot send a Service's traffic to the proxy (its agent's datapath translates no connects to Services: run it with --datapath-cgroup)"
+	case o == nil || !o.ListenAddress.IsValid():
+		return "this node has no address for the proxy's mesh listeners (its agent's --envoy-config-address)"
+	}
+	return ""
 }
 
 // listenerAddresses lists the distinct addresses of c's listeners.

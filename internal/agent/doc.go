@@ -94,7 +94,12 @@
 // also logged. Without a Service table (no Config.Services) a config
 // that redirects Services is refused as NotRedirected (mesh/envoyconfig
 // Options.CannotRedirect): nothing could send their traffic through its
-// listener. In Kubernetes mode the agent writes each verdict on its
+// listener. The same holds with a Service table but no socket hooks
+// (Config.NoServiceHooks: no --datapath-cgroup), and for GAMMA routes:
+// Agent.CannotRedirect says why the node cannot steer (also without a
+// mesh listen address), the translation refuses Service parents with it
+// (gateway.MeshOptions.CannotRedirect) and the node's report carries it
+// to the controller, which writes route status. In Kubernetes mode the agent writes each verdict on its
 // object as the Valid condition (cmd/nodemesh-agent, through
 // mesh/provider/kube's StatusWriter), following Status.EnvoyConfigs, so
 // a proxy's later rejection reaches the object too.

@@ -62,9 +62,10 @@ const meshOwner = "GAMMA"
 // acknowledgement, as the ports of lb-l7 Services and of
 // CiliumEnvoyConfigs.
 func (a *Agent) translateEnvoyConfigs(snap *input.Snapshot, cfg *ir.Config, pol *policy.Result, mesh []gateway.MeshRedirect) {
-	// Without a Service table nothing sends a Service's traffic to a
-	// listener: configs that redirect are refused (fail closed, and said).
-	opts := envoyconfig.Options{Taken: map[netip.AddrPort]string{}, CannotRedirect: a.cfg.Services == nil}
+	// Without a Service table, or without the socket hooks that use it,
+	// nothing sends a Service's traffic to a listener: configs that
+	// redirect are refused (fail closed, and said).
+	opts := envoyconfig.Options{Taken: map[netip.AddrPort]string{}, CannotRedirect: a.cfg.Services == nil || a.cfg.NoServiceHooks}
 	if o := a.cfg.EnvoyConfig; o != nil {
 		opts.ListenAddress = o.ListenAddress
 		for _, n := range snap.Nodes {

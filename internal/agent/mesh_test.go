@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,5 +96,79 @@ spec:
 	st := a.Status()
 	if len(st.Routes) != 1 || len(st.Routes[0].Status.Parents) != 1 || st.Routes[0].Status.Parents[0].Conditions[0].Reason != "Accepted" {
 		t.Fatalf("route status %+v, want accepted by its Service parent", st.Routes)
+	}
+}
+
+// An agent that cannot send a Service's traffic to its proxy (no Service
+// table; or one without the socket hooks; or no listen address) refuses
+// a route with a Service parent (NotRedirected, naming what is missing)
+// and serves no mesh listener for it, rather than report Accepted for
+// routes its clients would bypass. The last case is the control: the same
+// route is accepted and served where the node can steer.
+func TestMeshRouteRefusedWhereNothingSteers(t *testing.T) {
+	const objs = `
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: app}
+spec: {clusterIP: 10.96.0.30, ports: [{name: http, port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo, namespace: app}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo}]
+  rules:
+  - backendRefs: [{name: echo, port: 80}]
+`
+	decoded, err := input.Decode("mesh.yaml", []byte(objs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := input.Build(decoded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &EnvoyConfigOptions{ListenAddress: netip.MustParseAddr("10.250.0.11")}
+	for _, tc := range []struct {
+		name   string
+		cfg    func(*Config)
+		reason string
+		msg    string
+	}{
+		{"no service table", func(c *Config) { c.Services = nil }, "NotRedirected", "--datapath-cgroup"},
+		{"no socket hooks", func(c *Config) { c.NoServiceHooks = true }, "NotRedirected", "--datapath-cgroup"},
+		{"no listen address", func(c *Config) { c.EnvoyConfig = nil }, "NotRedirected", "--envoy-config-address"},
+		{"steers", func(*Config) {}, "Accepted", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{}
+			cfg := Config{Publisher: rec, Services: &serviceRecorder{}, EnvoyConfig: node}
+			tc.cfg(&cfg)
+			a, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Apply(context.Background(), snap, nil); err != nil {
+				t.Fatal(err)
+			}
+			st := a.Status()
+			if len(st.Routes) != 1 || len(st.Routes[0].Status.Parents) != 1 {
+				t.Fatalf("route status %+v, want one parent", st.Routes)
+			}
+			c := st.Routes[0].Status.Parents[0].Conditions[0]
+			if c.Type != "Accepted" || c.Reason != tc.reason || !strings.Contains(c.Message, tc.msg) {
+				t.Fatalf("Accepted %s/%s %q, want reason %s naming %q", c.Status, c.Reason, c.Message, tc.reason, tc.msg)
+			}
+			rec.mu.Lock()
+			pub := rec.configs[len(rec.configs)-1]
+			rec.mu.Unlock()
+			served := false
+			for _, l := range pub.Listeners {
+				served = served || l.Name == "mesh/app/echo/80"
+			}
+			if served != (tc.reason == "Accepted") {
+				t.Fatalf("mesh listener served: %v, want %v", served, tc.reason == "Accepted")
+			}
+		})
 	}
 }
