@@ -53,9 +53,10 @@ type NodeProxyStatusStatus struct {
 	// compiles no policy.
 	Policy *NodePolicyState `json:"policy,omitempty"`
 	// CannotRedirect says why this node cannot send a Service's traffic
-	// to its proxy (no datapath Service table, no mesh listen address);
-	// empty when it can. nodemesh-controller then refuses routes with
-	// Service parents (GAMMA), which nothing on that node would steer.
+	// to its proxy (no datapath Service table or socket hooks, no mesh
+	// listen address); empty when it can. nodemesh-controller then
+	// refuses routes with Service parents (GAMMA), which nothing on that
+	// node would steer.
 	// +kubebuilder:validation:MaxLength=1024
 	CannotRedirect string `json:"cannotRedirect,omitempty"`
 }

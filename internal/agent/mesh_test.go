@@ -103,8 +103,12 @@ spec:
 // table; or one without the socket hooks; or no listen address) refuses
 // a route with a Service parent (NotRedirected, naming what is missing)
 // and serves no mesh listener for it, rather than report Accepted for
-// routes its clients would bypass. The last case is the control: the same
-// route is accepted and served where the node can steer.
+// routes its clients would bypass. The first case is also an agent
+// without --policy: the Service table comes only with --datapath, which
+// implies the policy compiler and its Pod watch, so a consumer route is
+// refused there rather than applied to nobody. The last case is the
+// control: the same route is accepted and served where the node can
+// steer.
 func TestMeshRouteRefusedWhereNothingSteers(t *testing.T) {
 	const objs = `
 apiVersion: v1
