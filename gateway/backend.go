@@ -183,8 +183,6 @@ func appProtocol(sp *corev1.ServicePort, withTLS bool) (ir.AppProtocol, bool) {
 // other route, Gateway or mesh, speaks to the port.
 func (t *translator) impliedH2CCluster(svc input.Key, sp *corev1.ServicePort) *ir.Cluster {
 	k := clusterKey{svc, sp.Port, impliedH2C}
-	t.clusterMu.Lock()
-	defer t.clusterMu.Unlock()
 	if cl := t.clusters[k]; cl != nil {
 		return cl
 	}
