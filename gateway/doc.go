@@ -261,9 +261,8 @@
 //     http2, or without appProtocol the name grpc, h2c or http2 (alone
 //     or before "-"; grpc-web is HTTP/1.1), is h2c, upstream too. A port
 //     that says nothing (no appProtocol, a name naming no protocol) takes
-//     the GRPCRoute attached to it at its word: the chains holding a
-//     GRPCRoute send their default route, and the route's backendRefs to
-//     that Service, over h2c, through a cluster of their own
+//     the GRPCRoute attached to it at its word: the route's backendRefs
+//     to that Service go over h2c, through a cluster of their own
 //     (service/<ns>/<svc>/<port>/h2c), so the port's HTTP/1.1 cluster
 //     stays as it is for every other route. A GRPCRoute on a port that
 //     says HTTP/1.1 (appProtocol http, a name http or http-*, grpc-web)
@@ -272,10 +271,9 @@
 //     the Service's owner declared would break its HTTP/1.1 clients.
 //     HTTPRoutes and GRPCRoutes on one port share its listener, whose
 //     codec is negotiated (HTTP/1.1 or h2c prior knowledge); each
-//     keeps its backends' protocol, and on a port that says nothing a
-//     chain with a GRPCRoute sends unmatched requests (HTTP/1.1 ones
-//     too) to the Service over h2c, while a chain without one (another
-//     namespace's consumer HTTPRoutes) keeps HTTP/1.1.
+//     keeps its backends' protocol. A chain with routes sends unmatched
+//     requests nowhere (a 404, below); the one default route, of a chain
+//     without routes, speaks what the port says.
 //   - Accepted=False/NoMatchingParent: the Service does not exist, has no
 //     port the parentRef selects, or none of them carries HTTP (gRPC for
 //     a GRPCRoute; the message names each port and why); Accepted=False/UnsupportedValue:
@@ -300,9 +298,13 @@
 //     header, selects the routes (a client may name the Service by short
 //     name, FQDN or IP), as the MeshFrontendHostname conformance test
 //     requires. Route tables have the one domain "*".
-//   - unmatched requests keep the Service's default behaviour: each
-//     chain ends in the port's default route (mesh/<ns>/<svc>/<port>/
-//     default) to the Service's own cluster, without a timeout.
+//   - routes replace the Service's behaviour, they do not add to it
+//     (GEP-1294, "Route presence"): a request none of a chain's routes
+//     matches gets a 404, as MeshHTTPRouteQueryParamMatching checks. Only
+//     clients no route applies to keep the Service: the producer chain
+//     of a port with consumer routes only is the port's default route
+//     (mesh/<ns>/<svc>/<port>/default) to the Service's own cluster,
+//     without a timeout.
 //   - how the proxy knows the client's namespace: the datapath redirects
 //     the Service port at connect() to one listener per (Service, port)
 //     (mesh/<ns>/<svc>/<port>, on Options.Mesh.ListenAddress, a port

@@ -8,7 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/nodemesh/nodemesh/internal/appprotocol"
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
 
@@ -16,9 +15,11 @@ import (
 // routes, and returns the redirects that send the port's connections
 // there. A listener holds a producer chain (the producer routes, for
 // every client) and one chain per namespace with consumer routes,
-// selected by the addresses of that namespace's Pods; every chain ends in
-// the port's default route to the Service itself, so a request no route
-// matches goes where it would have gone without routes. Clusters the
+// selected by the addresses of that namespace's Pods. A chain's routes
+// replace the Service's own behaviour (GEP-1294, "Route presence"): a
+// request none of them matches gets a 404. Only a chain without routes
+// (the producer chain of a port that has consumer routes only) keeps it,
+// with the port's default route to the Service itself. Clusters the
 // routes use are added to cfg.Clusters.
 func (t *translator) buildMesh(b *builder, cfg *ir.Config) []MeshRedirect {
 	mo := t.opts.Mesh
@@ -60,17 +61,6 @@ func (t *translator) buildMesh(b *builder, cfg *ir.Config) []MeshRedirect {
 			clients = podPrefixes(t.in.Pods)
 		}
 		name := meshListenerName(k.svc, k.port)
-		var defs [2]*ir.Route
-		def := func(routes []*routeState) *ir.Route {
-			i := 0
-			if impliesH2C(&p.sp, routes) {
-				i = 1
-			}
-			if defs[i] == nil {
-				defs[i] = t.meshDefault(p, name, i == 1, clusters)
-			}
-			return defs[i]
-		}
 		var chains []*ir.HTTPChain
 		for _, ns := range sortedKeys(p.consumers) {
 			if len(clients[ns]) == 0 {
@@ -79,7 +69,7 @@ func (t *translator) buildMesh(b *builder, cfg *ir.Config) []MeshRedirect {
 			chains = append(chains, &ir.HTTPChain{
 				Name:           meshConsumerChainName(ns),
 				SourcePrefixes: clients[ns],
-				Routes:         t.meshTable(b, name+"/"+meshConsumerChainName(ns), p.consumers[ns], def(p.consumers[ns]), k.port, clusters),
+				Routes:         t.meshTable(b, p, name, meshConsumerChainName(ns), p.consumers[ns], clusters),
 			})
 		}
 		if len(chains) == 0 && len(p.producers) == 0 {
@@ -87,7 +77,7 @@ func (t *translator) buildMesh(b *builder, cfg *ir.Config) []MeshRedirect {
 		}
 		chains = append([]*ir.HTTPChain{{
 			Name:   meshProducerChainName,
-			Routes: t.meshTable(b, name+"/"+meshProducerChainName, p.producers, def(p.producers), k.port, clusters),
+			Routes: t.meshTable(b, p, name, meshProducerChainName, p.producers, clusters),
 		}}, chains...)
 		for _, ch := range chains {
 			ch.CORS = usesCORS(ch.Routes)
@@ -120,58 +110,41 @@ func (t *translator) buildMesh(b *builder, cfg *ir.Config) []MeshRedirect {
 
 // meshTable is one chain's route table: the routes' matches in the
 // precedence every route table uses (hostnames play no part: the
-// Service's cluster IP, not the Host header, selected the routes), then
-// the port's default route.
-func (t *translator) meshTable(b *builder, name string, routes []*routeState, def *ir.Route, port int32, clusters map[string]*ir.Cluster) *ir.RouteTable {
+// Service's cluster IP, not the Host header, selected the routes), or,
+// for a chain without routes, the port's default route alone.
+func (t *translator) meshTable(b *builder, p *meshPort, listener, chain string, routes []*routeState, clusters map[string]*ir.Cluster) *ir.RouteTable {
+	name := listener + "/" + chain
+	if len(routes) == 0 {
+		vh := &ir.VirtualHost{Name: virtualHostName(name, anyHost), Domains: []string{anyHost}, Routes: []*ir.Route{t.meshDefault(p, listener, clusters)}}
+		return &ir.RouteTable{Name: name, VirtualHosts: []*ir.VirtualHost{vh}}
+	}
+	port := p.key.port
 	refs := make([]routeRef, len(routes))
 	for i, rs := range routes {
 		refs[i] = routeRef{rs: rs}
 	}
 	items := expand(refs)
 	sortItems(items)
-	vh := &ir.VirtualHost{Name: virtualHostName(name, anyHost), Domains: []string{anyHost}, Routes: make([]*ir.Route, 0, len(items)+1)}
+	vh := &ir.VirtualHost{Name: virtualHostName(name, anyHost), Domains: []string{anyHost}, Routes: make([]*ir.Route, 0, len(items))}
 	for i := range items {
 		for _, cl := range b.ruleClusters(items[i].m.rule, nil) {
 			clusters[cl.Name] = cl
 		}
 		vh.Routes = append(vh.Routes, b.route(items[i].m, port))
 	}
-	vh.Routes = append(vh.Routes, def)
 	return &ir.RouteTable{Name: name, VirtualHosts: []*ir.VirtualHost{vh}}
 }
 
-// meshDefault is the route of a Service port that no route rule
-// matched: to the Service's own endpoints, without a timeout (the
-// Service had none), as if the proxy were not there. h2c (impliesH2C)
-// sends over the port's implied h2c cluster, under a name of its own.
-func (t *translator) meshDefault(p *meshPort, listener string, h2c bool, clusters map[string]*ir.Cluster) *ir.Route {
-	name := listener + "/default"
-	var cl *ir.Cluster
-	if h2c {
-		cl = t.impliedH2CCluster(p.key.svc, &p.sp)
-		name += "/h2c"
-	} else {
-		proto, _ := appProtocol(&p.sp, false) // notHTTP refused the others
-		cl = t.cluster(p.key.svc, &p.sp, proto, nil)
-	}
+// meshDefault is the route of clients no route applies to (the producer
+// chain of a port with consumer routes only): to the Service's own
+// endpoints, without a timeout (the Service had none), as if the proxy
+// were not there. Such a chain holds no GRPCRoute, so the port's own
+// protocol (appProtocol or name) decides how it is spoken to.
+func (t *translator) meshDefault(p *meshPort, listener string, clusters map[string]*ir.Cluster) *ir.Route {
+	proto, _ := appProtocol(&p.sp, false) // notHTTP refused the others
+	cl := t.cluster(p.key.svc, &p.sp, proto, nil)
 	clusters[cl.Name] = cl
-	return &ir.Route{Name: name, Backends: []*ir.WeightedBackend{{Cluster: cl.Name, Weight: 1}}}
-}
-
-// impliesH2C reports whether the routes of one chain make a port that
-// says nothing about its protocol speak h2c: one of them is a GRPCRoute
-// (doc.go, "GAMMA"). A port that says h2c has an h2c cluster of its own;
-// one that says HTTP/1.1 has no GRPCRoute (notH2C refused them).
-func impliesH2C(sp *corev1.ServicePort, routes []*routeState) bool {
-	if appprotocol.Declared(sp.AppProtocol, sp.Name) {
-		return false
-	}
-	for _, rs := range routes {
-		if rs.kind.backendProtocol == ir.ProtocolH2C {
-			return true
-		}
-	}
-	return false
+	return &ir.Route{Name: listener + "/default", Backends: []*ir.WeightedBackend{{Cluster: cl.Name, Weight: 1}}}
 }
 
 // meshPort16 picks the listener's port: the name's hash into the range,
