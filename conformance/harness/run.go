@@ -80,13 +80,21 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		os.RemoveAll(state)
 	}()
 
+	// Mesh features come from an XMesh (experimental CRDs only).
+	mesh := strings.Contains(o.profiles, "MESH-") && o.channel == "experimental"
+
 	// The lab sweeps what crashed runs left behind before it starts.
-	log.Info("starting a one-node lab")
+	log.Info("starting a one-node lab", "datapath", mesh)
 	t0 = time.Now()
 	l, err := lab.Start(ctx, lab.Options{
-		// The Gateway API suite applies no network policy: its agents run
-		// without the datapath, as before the lab enforced policy by default.
-		Dir: filepath.Join(state, "lab"), Nodes: 1, Binaries: bins, BinDir: binDir, NoPolicy: true,
+		// The Gateway profiles apply no network policy and reach the
+		// proxy on Gateway addresses: their agents run without the
+		// datapath, as before the lab enforced policy by default. The
+		// mesh profiles need it: GAMMA steers a Service's connections to
+		// the node proxy with the datapath's Service table redirect, and
+		// tells consumer routes' clients apart by the Pods the agent
+		// watches with it.
+		Dir: filepath.Join(state, "lab"), Nodes: 1, Binaries: bins, BinDir: binDir, NoPolicy: !mesh,
 		AddressPool: addressPool, LoadBalancerPool: loadBalancerPool, GatewayChannel: o.channel, Log: log.With("component", "lab"),
 		Images: []node.Image{{Repository: "registry.k8s.io/coredns/coredns", Program: self, Args: []string{"dns-standin"}}},
 	})
@@ -110,9 +118,7 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		keep = true
 		return err
 	}
-	// Mesh features come from an XMesh (experimental CRDs only), read
-	// the same way.
-	mesh := strings.Contains(o.profiles, "MESH-") && o.channel == "experimental"
+	// Mesh features come from the XMesh, read the same way.
 	if mesh {
 		xm := fmt.Sprintf("apiVersion: gateway.networking.x-k8s.io/v1alpha1\nkind: XMesh\nmetadata:\n  name: %s\nspec:\n  controllerName: %s\n", meshName, gateway.ControllerName)
 		if err := controlplane.Apply(ctx, l.Config, []byte(xm)); err != nil {
