@@ -1,11 +1,10 @@
 // The harness is what `make conformance` runs: the official Gateway API
 // conformance suite (sigs.k8s.io/gateway-api/conformance v1.6.3, profiles
 // GATEWAY-HTTP, GATEWAY-GRPC, GATEWAY-TLS, GATEWAY-TCP and GATEWAY-UDP by
-// default; MESH-HTTP and MESH-GRPC with -channel=experimental
-// -profiles=MESH-HTTP,MESH-GRPC, which `make conformance-mesh` runs and
-// `make conformance` does not until they pass; one report per run for all
-// its profiles) against nodemesh in Kubernetes
-// mode, on a real kube-apiserver, entirely on this machine.
+// default, plus MESH-HTTP with -channel=experimental; `make
+// conformance-mesh` runs MESH-HTTP and MESH-GRPC, -profiles picks any)
+// against nodemesh in Kubernetes mode, on a real kube-apiserver, entirely
+// on this machine.
 //
 // Steps:
 //  1. build (or reuse from conformance/.cache) etcd, kube-apiserver,
@@ -15,8 +14,10 @@
 //  2. start a one-node lab (package internal/lab, the same harness as
 //     `nodemesh lab` and the multi-node tests; it first sweeps what crashed
 //     runs left): the control plane in its own network namespace, the node
-//     with kube-proxy, nodemesh-agent (Kubernetes mode) and nodemesh-proxy
-//     in another, nodemesh-controller giving each Gateway a LoadBalancer
+//     with kube-proxy, nodemesh-agent (Kubernetes mode; with the datapath
+//     when mesh profiles run, as GAMMA steers Services' connections
+//     through it and tells consumer routes' clients apart by the Pods it
+//     watches; without it otherwise) and nodemesh-proxy in another, nodemesh-controller giving each Gateway a LoadBalancer
 //     Service (what users run), the lab's load balancer giving those
 //     Services addresses from the loopback pool 127.0.50.0/24 (the node
 //     namespace's loopback, where the proxy listens; Ingress addresses
@@ -43,13 +44,21 @@
 //     Pods) exists only in namespaces the run created. Supported features
 //     are inferred from the GatewayClass (and XMesh) status, so the
 //     report claims exactly what the controller advertises;
-//  4. write the report YAML (default
-//     conformance/reports/gateway-api-v1.6.3-nodemesh-report.yaml, and
+//  4. write the reports (report.go): the suite writes one for every
+//     profile of the run (it runs every test whose features are claimed,
+//     whatever the profiles, so one run covers gateway and mesh
+//     profiles), which the harness splits: the GATEWAY-* profiles into
+//     conformance/reports/gateway-api-v1.6.3-nodemesh-report.yaml, or
 //     gateway-api-v1.6.3-nodemesh-experimental-report.yaml with
-//     -channel=experimental: the controller claims the features whose
+//     -channel=experimental (the controller claims the features whose
 //     fields only experimental CRDs carry, such as HTTPRoute retries, only
 //     with those CRDs installed, so each channel has its report; `make
-//     conformance` runs both) and a summary, then close the lab: processes (SIGTERM, then SIGKILL),
+//     conformance` runs both), the MESH-* ones into
+//     gateway-api-v1.6.3-nodemesh-mesh-report.yaml (-mesh-report). A mesh
+//     profile left out of the run has its own tests skipped (skipped in
+//     run.go: MESH-GRPC's test needs no feature MESH-HTTP does not claim,
+//     so the suite would otherwise run it for a profile the run does not
+//     report). Then a summary, and close the lab: processes (SIGTERM, then SIGKILL),
 //     whatever still runs in the lab's namespaces, the namespaces (and with
 //     them every veth and address), and the run's state directory under
 //     .state/conformance (kept when the run fails, for its logs).
