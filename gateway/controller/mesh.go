@@ -15,11 +15,20 @@ import (
 // objects (gateway.networking.x-k8s.io, experimental channel), where the
 // conformance suite reads the mesh features (it drops mesh features from
 // GatewayClass status): like SupportedFeatures, exactly the mesh
-// features whose conformance tests pass in `make conformance`. The core
-// feature Mesh is what running the MESH profiles claims by itself; the
-// extended ones are added here only together with the passing report.
+// features whose conformance tests pass in `make conformance` (MESH-HTTP,
+// core and extended: every extended mesh feature of suite v1.6.3). Add a
+// feature here only together with the passing report.
 var MeshFeatures = []features.FeatureName{
 	features.SupportMesh,
+	features.SupportMeshClusterIPMatching,
+	features.SupportMeshConsumerRoute,
+	features.SupportMeshHTTPRouteRewritePath,
+	features.SupportMeshHTTPRouteSchemeRedirect,
+	features.SupportMeshHTTPRouteRedirectPort,
+	features.SupportMeshHTTPRouteRedirectPath,
+	features.SupportMeshHTTPRouteBackendRequestHeaderModification,
+	features.SupportMeshHTTPRouteQueryParamMatching,
+	features.SupportMeshHTTPRouteNamedRouteRule,
 }
 
 // maxMeshes bounds the XMesh objects one reconcile reads.
