@@ -48,12 +48,12 @@ hubble: ## build the real hubble CLI once from internal/tools/hubble (cached in 
 integration: spire hubble ## CRD, Kubernetes provider and controller tests, the lab's and the chart's, against a real kube-apiserver; the SPIRE source against real SPIRE; the real hubble CLI (builds them once, cached)
 	NODEMESH_INTEGRATION=1 $(GO) test -count=1 -timeout 30m ./api/... ./mesh/provider/kube/... ./gateway/nodereport/... ./gateway/controller/... ./cmd/nodemesh-controller/... ./internal/lab/... ./internal/chart/... ./conformance/kubemode/... ./conformance/harness/... ./auth/spire/...
 
-conformance: build ## official Gateway API conformance suite (GATEWAY-HTTP, -GRPC, -TLS, -TCP, -UDP; standard and experimental CRDs; MESH-HTTP with the experimental ones) on a real kube-apiserver; reports in conformance/reports/
+conformance: build ## official Gateway API conformance suite (GATEWAY-HTTP, -GRPC, -TLS, -TCP, -UDP; standard and experimental CRDs; MESH-HTTP and MESH-GRPC with the experimental ones) on a real kube-apiserver; reports in conformance/reports/
 	$(GO) build -o $(BIN)/ ./conformance/harness
 	$(BIN)/harness
 	$(BIN)/harness -channel experimental
 
-conformance-mesh: build ## the suite's MESH-HTTP and MESH-GRPC profiles (experimental CRDs, XMesh) into the mesh report; make conformance runs the one that passes (MESH-HTTP)
+conformance-mesh: build ## the suite's MESH-HTTP and MESH-GRPC profiles (experimental CRDs, XMesh) into the mesh report (make conformance runs them too)
 	$(GO) build -o $(BIN)/ ./conformance/harness
 	$(BIN)/harness -channel experimental -profiles MESH-HTTP,MESH-GRPC
 

@@ -91,7 +91,7 @@ func abs(root, p string) string {
 const (
 	gatewayProfiles = "GATEWAY-HTTP,GATEWAY-GRPC,GATEWAY-TLS,GATEWAY-TCP,GATEWAY-UDP"
 	meshProfiles    = "MESH-HTTP,MESH-GRPC"
-	ciMeshProfiles  = "MESH-HTTP"
+	ciMeshProfiles  = "MESH-HTTP,MESH-GRPC"
 )
 
 // defaultProfiles are the profiles a run with the CRDs of channel runs:

@@ -121,7 +121,7 @@ func TestSkipped(t *testing.T) {
 	}{
 		{gatewayProfiles, "", ""},
 		{gatewayProfiles, "A,B", "A,B"},
-		{gatewayProfiles + "," + ciMeshProfiles, "", "MeshGRPCRouteWeight"},
+		{gatewayProfiles + "," + ciMeshProfiles, "", ""},
 		{"MESH-HTTP", "A", "A,MeshGRPCRouteWeight"},
 		{meshProfiles, "", ""},
 		{"MESH-GRPC", "", ""},
