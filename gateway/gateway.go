@@ -134,6 +134,10 @@ func (t *translator) checkAddresses(gs *gatewayState) {
 			}
 			continue
 		}
+		if t.opts.HostNetwork && gs.addrProblem == nil {
+			gs.addrProblem = ptr(no(string(gwv1.GatewayReasonAddressNotUsable), "spec.addresses[%d]: %s was requested, but in host-network mode a Gateway is served on the addresses of the selected nodes", i, want))
+			continue
+		}
 		if gs.addr.IsValid() && want != gs.addr && gs.addrProblem == nil {
 			gs.addrProblem = ptr(no(string(gwv1.GatewayReasonAddressNotUsable), "spec.addresses[%d]: %s was requested but %s is assigned", i, want, gs.addr))
 		}

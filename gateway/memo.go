@@ -77,6 +77,8 @@ type memo struct {
 	sorted bool
 	// addrs are the Gateway addresses the listeners were built with.
 	addrs map[input.Key]netip.Addr
+	// hostNetwork is the Options.HostNetwork they were built with.
+	hostNetwork bool
 	// clusterRefs counts the virtual hosts using each cluster, and
 	// clusterSorted lists those clusters by name (see clusterList).
 	clusterRefs   map[*ir.Cluster]int

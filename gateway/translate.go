@@ -30,6 +30,11 @@ type Options struct {
 	// AddressProblems optionally explains why a Gateway has no address; the
 	// text becomes the AddressNotAssigned condition's message.
 	AddressProblems map[input.Key]string
+	// HostNetwork serves Gateways on the node proxies' own node addresses
+	// (host-network mode): each caller assigns its node's address, so a
+	// Gateway asking for specific addresses cannot be honoured and is
+	// Programmed=False/AddressNotUsable everywhere alike.
+	HostNetwork bool
 	// Ingress tunes Ingress support (ingress.go).
 	Ingress IngressOptions
 	// Mesh places the listeners of GAMMA routes (mesh.go).
@@ -139,14 +144,14 @@ func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) 
 	// Secrets and Namespaces (certificates and route namespaces) and the
 	// same addresses. Only then is a virtual host all of whose hostnames
 	// kept their routes the same as before.
-	t.sameListeners = t.sameGateways && t.sameWorld && maps.Equal(prev.addrs, opts.Addresses)
+	t.sameListeners = t.sameGateways && t.sameWorld && maps.Equal(prev.addrs, opts.Addresses) && prev.hostNetwork == opts.HostNetwork
 	t.shift = make([]int, len(routeKinds))
 	if prev != nil {
 		t.epoch = prev.epoch + 1
 	}
 	if remember {
 		t.next = &memo{ix: t.ix, order: make([][]*routeState, len(routeKinds)), vhosts: map[string]*vhostMemo{},
-			epoch: t.epoch, addrs: maps.Clone(opts.Addresses)}
+			epoch: t.epoch, addrs: maps.Clone(opts.Addresses), hostNetwork: opts.HostNetwork}
 		if t.sameWorld {
 			t.next.world = prev.world
 		} else {

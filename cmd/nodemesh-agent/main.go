@@ -39,6 +39,12 @@
 // files and directories over them are reported in `nodemesh status` and the
 // last good configuration stays in effect (see mesh/provider/file).
 //
+// With --gateway-host-network (the controller's flag of the same name)
+// Gateways are served on this node's own address, at each listener's
+// port, when the controller lists that address in the Gateway's
+// status.addresses (kube.HostNetworkAddresses); no LoadBalancer address
+// is involved.
+//
 // With --gateway-address-routes every Gateway and Ingress address the node
 // serves is made local to the node (datapath/localroute), so traffic a load
 // balancer sends to a Gateway's LoadBalancer address reaches the node proxy
@@ -108,6 +114,8 @@ func run() error {
 	hubbleTCP := flag.String("hubble-listen-address", "", "with --policy: also serve Hubble's Observer API, without TLS, on this TCP address (e.g. 127.0.0.1:4244)")
 	addrRoutes := flag.Bool("gateway-address-routes", false, "make every Gateway and Ingress address this node serves local to it (a local route on lo, "+
 		"IPv4), so traffic for a load-balancer address that reaches the node is accepted by its proxy; needs CAP_NET_ADMIN")
+	hostNet := flag.Bool("gateway-host-network", false, "Kubernetes mode: serve Gateways in host-network mode, on this node's own address at each listener's port "+
+		"when nodemesh-controller (--gateway-host-network) lists it in the Gateway's status.addresses; must match the controller's flag")
 	metricsAddr := flag.String("metrics-address", defaultMetricsAddress, "serve Prometheus metrics on http://<address>/metrics; empty disables them")
 	pf := policyFlags()
 	sf := standaloneFlags()
@@ -228,6 +236,12 @@ func run() error {
 	}
 	if *kubeMode {
 		cfg.Addresses = kube.StatusAddresses{}
+		if *hostNet {
+			cfg.Addresses = kube.HostNetworkAddresses{Local: kube.InterfaceAddresses}
+			cfg.HostNetwork = true
+		}
+	} else if *hostNet {
+		return errors.New("--gateway-host-network needs --kubernetes (nodemesh-controller selects the nodes)")
 	}
 	if *addrRoutes {
 		routes, err := localroute.New()

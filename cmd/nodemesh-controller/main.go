@@ -20,6 +20,11 @@
 // identity collector and the registration share one core informer
 // factory, so Pods and Namespaces are watched once.
 //
+// With --gateway-host-network Gateways get no Service: the node proxies
+// of the nodes --gateway-host-network-nodes selects listen on their
+// Node's InternalIP at each listener's port, and the Gateway's
+// status.addresses lists those addresses (gateway/controller, hostnet.go).
+//
 // Prometheus metrics (reconciliations and their duration, leadership)
 // are served on http://127.0.0.1:9963/metrics (--metrics-address; empty
 // disables them) by every replica, leading or not.
@@ -38,6 +43,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	k8slabels "k8s.io/apimachinery/pkg/labels"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/auth/spire"
@@ -62,6 +68,9 @@ func run() error {
 	pool := flag.String("address-pool", "", "prefix Ingress addresses (and, with --gateway-services=false, Gateway addresses) are assigned from (required), e.g. 192.0.2.0/24")
 	services := flag.Bool("gateway-services", true, "give each Gateway a Service of type LoadBalancer (nodemesh-gateway-<name>) and take its address from the load balancer; "+
 		"false assigns Gateway addresses from --address-pool")
+	hostNet := flag.Bool("gateway-host-network", false, "serve Gateways in host-network mode: no Service; the node proxies of the selected nodes "+
+		"listen on their Node's InternalIP at each listener's port, listed in status.addresses (the agents need --gateway-host-network too)")
+	hostNodes := flag.String("gateway-host-network-nodes", "", "with --gateway-host-network: label selector of the nodes that serve Gateways (e.g. role=edge); empty selects every node")
 	controllerName := flag.String("controller-name", string(gateway.ControllerName), "GatewayClass controllerName this controller owns")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	labels := flag.String("labels", "", "identity-relevant label patterns, as given to the agents")
@@ -118,8 +127,17 @@ func run() error {
 	}
 	copts := []controller.Option{controller.WithLogger(log), controller.WithControllerName(gwv1.GatewayController(*controllerName)),
 		controller.WithIngress(ingress), controller.WithReconciled(m.reconciled),
-		controller.WithSupportedFeatures(controller.FeaturesFor(channel, *services)), controller.WithSystemCAs(systemCAs)}
-	if *services {
+		controller.WithSupportedFeatures(controller.FeaturesFor(channel, *services && !*hostNet)), controller.WithSystemCAs(systemCAs)}
+	switch {
+	case *hostNet:
+		sel, err := k8slabels.Parse(*hostNodes)
+		if err != nil {
+			return fmt.Errorf("parsing --gateway-host-network-nodes: %w", err)
+		}
+		copts = append(copts, controller.WithHostNetwork(sel))
+	case *hostNodes != "":
+		return fmt.Errorf("--gateway-host-network-nodes needs --gateway-host-network")
+	case *services:
 		copts = append(copts, controller.WithGatewayServices())
 	}
 	c, err := controller.New(clients.Core, clients.Gateway, clients.Dynamic, prefix, copts...)

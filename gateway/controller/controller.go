@@ -13,8 +13,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -54,6 +56,11 @@ type Controller struct {
 	// services, when set, gives each Gateway a LoadBalancer Service and
 	// takes the Gateway's address from it (service.go) instead of alloc.
 	services bool
+	// hostNetwork, when set, serves Gateways on the addresses of the
+	// Nodes it selects instead (hostnet.go); nodeObjects watches Nodes.
+	hostNetwork   labels.Selector
+	nodeInformers informers.SharedInformerFactory
+	nodeObjects   cache.SharedIndexInformer
 	// reported holds, per Ingress, the problems last sent as an Event,
 	// so each set of problems is reported once.
 	reported map[input.Key]string
@@ -133,6 +140,10 @@ func New(core kubernetes.Interface, gw gwclient.Interface, dyn dynamic.Interface
 	}
 	c.core = core
 	c.prov = kube.New(core, gw, kube.WithLogger(c.log))
+	if c.hostNetwork != nil {
+		c.services = false
+		c.startNodeInformer()
+	}
 	c.nodeFact = dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
 	c.nodes = c.nodeFact.ForResource(v1alpha1.NodeProxyStatusResource).Informer()
 	signal := func(any) {
@@ -158,10 +169,15 @@ func New(core kubernetes.Interface, gw gwclient.Interface, dyn dynamic.Interface
 // Run watches the cluster and writes status until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	c.nodeFact.Start(ctx.Done())
+	synced := []cache.InformerSynced{c.nodes.HasSynced}
+	if c.nodeInformers != nil {
+		c.nodeInformers.Start(ctx.Done())
+		synced = append(synced, c.nodeObjects.HasSynced)
+	}
 	if err := c.prov.Start(ctx); err != nil || ctx.Err() != nil {
 		return err
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), c.nodes.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil
 	}
 	c.log.Info("nodemesh-controller synced", "controllerName", c.controller, "addressPool", c.alloc.Pool())
@@ -199,20 +215,32 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	var errs []error
 	var addrs map[input.Key]netip.Addr
 	var problems map[input.Key]string
-	if c.services {
+	var hostNodes []hostNode
+	switch {
+	case c.hostNetwork != nil:
+		hostNodes = c.hostNodes()
+		// No Gateway has a Service in this mode: those left from the
+		// load-balancer mode go.
+		_, _, svcErrs := c.reconcileServices(ctx, snap, nil)
+		errs = append(errs, svcErrs...)
+		addrs, problems = c.alloc.Assign(gateway.IngressAddressRequests(snap, ing))
+		gwAddrs, gwProblems := hostNetworkAddresses(own, hostNodes, c.hostNetwork)
+		maps.Copy(addrs, gwAddrs)
+		maps.Copy(problems, gwProblems)
+	case c.services:
 		gwAddrs, gwProblems, svcErrs := c.reconcileServices(ctx, snap, own)
 		errs = append(errs, svcErrs...)
 		addrs, problems = c.alloc.Assign(gateway.IngressAddressRequests(snap, ing))
 		maps.Copy(addrs, gwAddrs)
 		maps.Copy(problems, gwProblems)
-	} else {
+	default:
 		addrs, problems = c.alloc.Assign(append(own, gateway.IngressAddressRequests(snap, ing)...))
 	}
 	ing.UseIngressAddresses(addrs)
 	now := c.now()
 	reports := liveReports(c.nodeReports(), string(c.controller), now, c.staleAfter)
 	res := c.tr.Translate(snap, gateway.Options{ControllerName: c.controller, Addresses: addrs, AddressProblems: problems, Ingress: ing, SystemCAs: c.systemCAs,
-		Mesh: gateway.MeshOptions{CannotRedirect: cannotRedirect(reports)}})
+		HostNetwork: c.hostNetwork != nil, Mesh: gateway.MeshOptions{CannotRedirect: cannotRedirect(reports)}})
 	stamp := metav1.NewTime(now.Truncate(time.Second))
 
 	classes := map[string]*gwv1.GatewayClass{}
@@ -234,7 +262,12 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	for _, s := range res.Gateways {
 		gw := gws[s.Key]
 		desired := *s.Status.DeepCopy()
-		v := verdictFor(s.Key, gw.Generation, reports)
+		gwReports := reports
+		if c.hostNetwork != nil {
+			hostNetworkStatus(&desired, hostNodes)
+			gwReports = selectedReports(reports, hostNodes)
+		}
+		v := verdictFor(s.Key, gw.Generation, gwReports)
 		verdicts[s.Key] = v
 		applyVerdict(&desired, gw.Generation, v)
 		if err := c.writeGateway(ctx, gw, desired, stamp); err != nil {

@@ -35,6 +35,11 @@ type Config struct {
 	// AddressPool allocator (in Kubernetes mode the controller assigns
 	// them and the agent reads them from Gateway status).
 	Addresses AddressAssigner
+	// HostNetwork serves Gateways on this node's own address
+	// (gateway.Options.HostNetwork); Addresses then gives each Gateway
+	// that address on the nodes selected to serve it
+	// (kube.HostNetworkAddresses).
+	HostNetwork bool
 	// Ingress tunes Ingress support; its addresses are assigned with the
 	// Gateways' (gateway.IngressAddressRequests), so any set here are
 	// replaced.
@@ -273,6 +278,7 @@ func (a *Agent) Translate(snap *input.Snapshot) *gateway.Result {
 		AddressProblems: problems,
 		Ingress:         ing,
 		SystemCAs:       a.cfg.SystemCAs,
+		HostNetwork:     a.cfg.HostNetwork,
 	}
 	if o := a.cfg.EnvoyConfig; o != nil {
 		// GAMMA routes are served where the proxy's load-balancing

@@ -2,7 +2,10 @@ package kube
 
 import (
 	"fmt"
+	"maps"
+	"net"
 	"net/netip"
+	"strings"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -43,4 +46,87 @@ func statusAddress(gw *gwv1.Gateway) (netip.Addr, string) {
 		return addr, ""
 	}
 	return netip.Addr{}, "waiting for nodemesh-controller to assign an address"
+}
+
+// HostNetworkAddresses serves Gateways in host-network mode: the
+// controller lists in each Gateway's status.addresses the address of
+// every node selected to serve it, and a node's agent gives the Gateway
+// the first of those that is one of its own (Local), so its proxy
+// listens on the node's address. A node whose address is not listed
+// serves nothing for that Gateway. The controller alone decides which
+// nodes serve, so agents need no Node labels.
+type HostNetworkAddresses struct {
+	// Local returns the node's own addresses (those of its network
+	// interfaces); called on every Assign, so an address added later is
+	// seen at the next translation.
+	Local func() ([]netip.Addr, error)
+}
+
+// Assign implements agent.AddressAssigner.
+func (h HostNetworkAddresses) Assign(gws []*gwv1.Gateway) (map[input.Key]netip.Addr, map[input.Key]string) {
+	addrs := make(map[input.Key]netip.Addr, len(gws))
+	problems := map[input.Key]string{}
+	local, err := h.Local()
+	own := make(map[netip.Addr]bool, len(local))
+	for _, a := range local {
+		own[a.Unmap()] = true
+	}
+	var standIns []*gwv1.Gateway
+	for _, gw := range gws {
+		key := input.Key{Namespace: gw.Namespace, Name: gw.Name}
+		if strings.Contains(gw.Namespace, ":") {
+			// An Ingress's stand-in (gateway.IngressAddressRequests: no
+			// real namespace has a colon): Ingresses keep the address
+			// the controller assigned them.
+			standIns = append(standIns, gw)
+			continue
+		}
+		if err != nil {
+			problems[key] = fmt.Sprintf("host-network mode: reading this node's addresses: %v", err)
+			continue
+		}
+		problems[key] = "host-network mode: waiting for nodemesh-controller to select the nodes serving this Gateway"
+		for _, a := range gw.Status.Addresses {
+			if a.Type != nil && *a.Type != gwv1.IPAddressType {
+				continue
+			}
+			addr, perr := netip.ParseAddr(a.Value)
+			if perr != nil {
+				continue
+			}
+			problems[key] = "host-network mode: this node is not among the nodes selected to serve this Gateway"
+			if own[addr.Unmap()] {
+				addrs[key] = addr.Unmap()
+				delete(problems, key)
+				break
+			}
+		}
+	}
+	sa, sp := StatusAddresses{}.Assign(standIns)
+	maps.Copy(addrs, sa)
+	maps.Copy(problems, sp)
+	return addrs, problems
+}
+
+// InterfaceAddresses returns the addresses of this network namespace's
+// interfaces, loopback excluded: HostNetworkAddresses.Local for an agent
+// running in the node's network namespace.
+func InterfaceAddresses() ([]netip.Addr, error) {
+	ifAddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("listing interface addresses: %w", err)
+	}
+	var out []netip.Addr
+	for _, a := range ifAddrs {
+		p, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		addr, ok := netip.AddrFromSlice(p.IP)
+		if !ok || addr.Unmap().IsLoopback() {
+			continue
+		}
+		out = append(out, addr.Unmap())
+	}
+	return out, nil
 }
