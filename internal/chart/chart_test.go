@@ -51,6 +51,8 @@ func TestChartGolden(t *testing.T) {
 		{"ingress", []string{"--set", "ingressController.default=true,ingressController.loadbalancerMode=shared,ingressController.enforceHttps=true," +
 			"ingressController.defaultSecretNamespace=kube-system,ingressController.defaultSecretName=wildcard"}},
 		{"no-ingress", []string{"--set", "ingressController.enabled=false"}},
+		{"host-network", []string{"--set", "gatewayAPI.hostNetwork.enabled=true,gatewayAPI.hostNetwork.nodes.matchLabels.role=edge," +
+			"gatewayAPI.hostNetwork.nodes.matchLabels.example\\.com/zone=a"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"template", "nodemesh", chart, "--namespace", "kube-system", "--include-crds"}, tc.set...)
@@ -82,6 +84,9 @@ func TestChartRejectsBadValues(t *testing.T) {
 		"ingressController.enforceHttps=yes",
 		"kubeConfigPath=relative/kubeconfig",
 		"agent.nodeIPs={not-an-ip}",
+		"gatewayAPI.hostNetwork.enabled=yes",
+		"gatewayAPI.hostNetwork.nodes.matchLabels.role=not a value",
+		"gatewayAPI.hostNetwork.typo=1",
 	} {
 		if out, err := exec.Command(bin, "template", "x", chart, "--set", set).CombinedOutput(); err == nil {
 			t.Errorf("--set %s rendered:\n%.200s", set, out)

@@ -77,3 +77,15 @@ app.kubernetes.io/component: {{ index . 1 }}
 - --enable-ingress-controller=false
 {{- end -}}
 {{- end -}}
+
+{{/*
+A matchLabels map as a label selector (key=value,...), keys sorted, as
+--gateway-host-network-nodes reads it.
+*/}}
+{{- define "nodemesh.matchLabels" -}}
+{{- $pairs := list -}}
+{{- range $k := keys . | sortAlpha -}}
+{{- $pairs = append $pairs (printf "%s=%s" $k (index $ $k)) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}
