@@ -44,6 +44,29 @@
 //   - GatewayClass parametersRef and Gateway infrastructure.parametersRef
 //     are rejected (InvalidParameters): no parameters are supported, and
 //     ignoring them would run with settings other than those asked for;
+//   - host-network mode (Options.HostNetwork; the controller's and the
+//     agents' --gateway-host-network, the chart's gatewayAPI.hostNetwork):
+//     the node proxy runs in the node's network namespace, so a Gateway's
+//     listeners bind the node's own address, its Node's InternalIP, at
+//     each listener's port: the controller selects the nodes (Node labels)
+//     and lists their addresses in status.addresses, and each selected
+//     node's agent assigns the Gateway the listed address that is one of
+//     its own (kube.HostNetworkAddresses); other nodes bind nothing for
+//     it. The node's address, not the wildcard 0.0.0.0/:: Cilium binds:
+//     a wildcard socket would also take the port on every other address
+//     of the node (loopback, Pod-facing interfaces, the load-balancer and
+//     Ingress addresses made local there) and clash with the listeners
+//     bound there; the node address serves exactly what status.addresses
+//     announces. One address per node (the first InternalIP), so a
+//     dual-stack node is served on one family. Every Gateway is given the
+//     same address on a node, so two Gateways on one port clash exactly
+//     as above (the older keeps it, the newer's listeners are
+//     PortUnavailable) with the same verdict on every node and in the
+//     controller. A port another listener of the node already binds (a
+//     GAMMA or CiliumEnvoyConfig listener, another program) is refused by
+//     the proxy, and the Gateway is Programmed=False/Invalid with the
+//     proxy's message. spec.addresses cannot be honoured (the nodes'
+//     addresses are what they are): AddressNotUsable;
 //   - spec.infrastructure labels and annotations are accepted; the
 //     controller copies them onto the one object it generates per
 //     Gateway, its LoadBalancer Service (gateway/controller, service.go),

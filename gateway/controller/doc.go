@@ -64,6 +64,23 @@
 // Gateway is gone or no longer ours, is deleted. Without
 // WithGatewayServices the pool below assigns Gateway addresses too.
 //
+// Host-network mode (hostnet.go; WithHostNetwork, the binary's
+// --gateway-host-network and --gateway-host-network-nodes). No Service
+// is made (those a Gateway got in the load-balancer mode are deleted).
+// The nodes serving Gateways are the Nodes the selector matches (empty:
+// all) that have an InternalIP; each Gateway's status.addresses lists the
+// first InternalIP of each, by Node name, at most 16 (the API's bound),
+// and follows Node label and address changes (a Node watch; kubelet's
+// heartbeats do not trigger a pass). Agents serve a Gateway where their
+// own address is listed (gateway/doc.go says why the node address and not
+// the wildcard). Programmed counts only the selected nodes' reports: the
+// others serve nothing for the Gateway. With no node selected, every
+// Gateway is Programmed=False/AddressNotAssigned saying so. Translation
+// is given the first selected node's address for every Gateway, which is
+// what each agent does with its own, so port clashes between Gateways
+// read the same here as on the nodes. GatewayInfrastructure is not
+// claimed in this mode: there is no generated object to carry its labels.
+//
 // Mesh. An XMesh (gateway.networking.x-k8s.io/v1alpha1, experimental
 // channel only) naming our controllerName is Accepted with
 // status.supportedFeatures = MeshFeatures (mesh.go): that is where the
