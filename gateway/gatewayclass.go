@@ -21,11 +21,10 @@ func (t *translator) processClasses() {
 			continue
 		}
 		cs := &classState{obj: c, accepted: yes(string(gwv1.GatewayClassReasonAccepted), "GatewayClass is accepted")}
-		if p := c.Spec.ParametersRef; p != nil {
-			// Silently ignoring parameters would run Gateways with settings
-			// other than the ones asked for.
-			cs.accepted = no(string(gwv1.GatewayClassReasonInvalidParameters),
-				"spec.parametersRef: %s %s is not supported; nodemesh GatewayClasses take no parameters", p.Kind, p.Name)
+		// Silently ignoring parameters would run Gateways with settings
+		// other than the ones asked for.
+		if _, problem := ClassParameters(t.in, c, t.opts.HostNetwork); problem != "" {
+			cs.accepted = no(string(gwv1.GatewayClassReasonInvalidParameters), "%s", problem)
 		}
 		t.classes[c.Name] = cs
 	}

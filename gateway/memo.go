@@ -93,17 +93,19 @@ type gatewayWorld struct {
 	classes    []input.Hash
 	gateways   []input.Hash
 	sets       []input.Hash
+	// params decide the classes' acceptance.
+	params []input.Hash
 }
 
 func gatewayWorldOf(in *input.Snapshot, controller gwv1.GatewayController) gatewayWorld {
 	return gatewayWorld{controller: controller, classes: input.HashesOf(in, in.GatewayClasses), gateways: input.HashesOf(in, in.Gateways),
-		sets: input.HashesOf(in, in.ListenerSets)}
+		sets: input.HashesOf(in, in.ListenerSets), params: input.HashesOf(in, in.GatewayClassConfigs)}
 }
 
 // matches reports whether in and controller are what w was taken from.
 func (w gatewayWorld) matches(in *input.Snapshot, controller gwv1.GatewayController) bool {
 	return w.controller == controller && input.HashesMatch(in, w.classes, in.GatewayClasses) && input.HashesMatch(in, w.gateways, in.Gateways) &&
-		input.HashesMatch(in, w.sets, in.ListenerSets)
+		input.HashesMatch(in, w.sets, in.ListenerSets) && input.HashesMatch(in, w.params, in.GatewayClassConfigs)
 }
 
 // world is the content of every input route compilation reads besides

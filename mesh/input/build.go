@@ -14,6 +14,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
+	ciliumv2alpha1 "github.com/nodemesh/nodemesh/api/cilium/v2alpha1"
 )
 
 // Build assembles a Snapshot from objects decoded from any number of
@@ -91,6 +92,8 @@ func Build(objs []Object) (*Snapshot, error) {
 			s.CiliumEnvoyConfigs = append(s.CiliumEnvoyConfigs, v)
 		case *ciliumv2.CiliumClusterwideEnvoyConfig:
 			s.CiliumClusterwideEnvoyConfigs = append(s.CiliumClusterwideEnvoyConfigs, v)
+		case *ciliumv2alpha1.CiliumGatewayClassConfig:
+			s.GatewayClassConfigs = append(s.GatewayClassConfigs, v)
 		case *networkingv1.Ingress:
 			s.Ingresses = append(s.Ingresses, v)
 		case *networkingv1.IngressClass:
@@ -121,6 +124,7 @@ func Build(objs []Object) (*Snapshot, error) {
 	sortByKey(s.CiliumClusterwideNetworkPolicies)
 	sortByKey(s.CiliumEnvoyConfigs)
 	sortByKey(s.CiliumClusterwideEnvoyConfigs)
+	sortByKey(s.GatewayClassConfigs)
 	sortByKey(s.Ingresses)
 	sortByKey(s.IngressClasses)
 	return s, nil
@@ -170,6 +174,8 @@ func kindOf(obj any) Kind {
 		return KindCiliumEnvoyConfig
 	case *ciliumv2.CiliumClusterwideEnvoyConfig:
 		return KindCiliumClusterwideEnvoyConfig
+	case *ciliumv2alpha1.CiliumGatewayClassConfig:
+		return KindCiliumGatewayClassConfig
 	case *networkingv1.Ingress:
 		return KindIngress
 	case *networkingv1.IngressClass:

@@ -138,6 +138,7 @@ func (s *Snapshot) Objects() iter.Seq[runtime.Object] {
 			yieldAll(yield, s.Pods) && yieldAll(yield, s.NetworkPolicies) &&
 			yieldAll(yield, s.CiliumNetworkPolicies) && yieldAll(yield, s.CiliumClusterwideNetworkPolicies) &&
 			yieldAll(yield, s.CiliumEnvoyConfigs) && yieldAll(yield, s.CiliumClusterwideEnvoyConfigs) &&
+			yieldAll(yield, s.GatewayClassConfigs) &&
 			yieldAll(yield, s.Nodes) && yieldAll(yield, s.ServiceCIDRs)
 	}
 }
@@ -181,6 +182,7 @@ func SameContent(a, b *Snapshot) bool {
 		sameHashes(a, b, a.CiliumClusterwideNetworkPolicies, b.CiliumClusterwideNetworkPolicies) &&
 		sameHashes(a, b, a.CiliumEnvoyConfigs, b.CiliumEnvoyConfigs) &&
 		sameHashes(a, b, a.CiliumClusterwideEnvoyConfigs, b.CiliumClusterwideEnvoyConfigs) &&
+		sameHashes(a, b, a.GatewayClassConfigs, b.GatewayClassConfigs) &&
 		sameHashes(a, b, a.Nodes, b.Nodes) &&
 		sameHashes(a, b, a.ServiceCIDRs, b.ServiceCIDRs)
 }

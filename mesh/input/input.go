@@ -10,6 +10,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
+	ciliumv2alpha1 "github.com/nodemesh/nodemesh/api/cilium/v2alpha1"
 )
 
 // Snapshot is one consistent view of everything the translators read.
@@ -50,6 +51,9 @@ type Snapshot struct {
 	// resources users wrote (mesh/envoyconfig).
 	CiliumEnvoyConfigs            []*ciliumv2.CiliumEnvoyConfig
 	CiliumClusterwideEnvoyConfigs []*ciliumv2.CiliumClusterwideEnvoyConfig
+	// GatewayClassConfigs are the parameters GatewayClasses may name in
+	// spec.parametersRef (cilium.io/v2alpha1).
+	GatewayClassConfigs []*ciliumv2alpha1.CiliumGatewayClassConfig
 	// Nodes are the cluster's Nodes (Kubernetes mode with policy): the
 	// addresses of every other node map to the reserved remote-node
 	// identity.

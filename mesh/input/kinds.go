@@ -9,6 +9,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
+	ciliumv2alpha1 "github.com/nodemesh/nodemesh/api/cilium/v2alpha1"
 )
 
 // object is what every supported kind's Go type implements.
@@ -76,5 +77,7 @@ func init() {
 	register([]string{cilium}, kindInfo{kind: KindCiliumNetworkPolicy, namespaced: true, apiVersion: cilium, newObj: func() object { return &ciliumv2.CiliumNetworkPolicy{} }})
 	register([]string{cilium}, kindInfo{kind: KindCiliumEnvoyConfig, namespaced: true, apiVersion: cilium, newObj: func() object { return &ciliumv2.CiliumEnvoyConfig{} }})
 	register([]string{cilium}, kindInfo{kind: KindCiliumClusterwideEnvoyConfig, apiVersion: cilium, newObj: func() object { return &ciliumv2.CiliumClusterwideEnvoyConfig{} }})
+	ciliumAlpha := ciliumv2alpha1.SchemeGroupVersion.String()
+	register([]string{ciliumAlpha}, kindInfo{kind: KindCiliumGatewayClassConfig, namespaced: true, apiVersion: ciliumAlpha, newObj: func() object { return &ciliumv2alpha1.CiliumGatewayClassConfig{} }})
 	register([]string{cilium}, kindInfo{kind: KindCiliumClusterwideNetworkPolicy, apiVersion: cilium, newObj: func() object { return &ciliumv2.CiliumClusterwideNetworkPolicy{} }})
 }

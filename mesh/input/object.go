@@ -35,6 +35,8 @@ const (
 	KindCiliumEnvoyConfig            Kind = "CiliumEnvoyConfig"
 	KindCiliumClusterwideEnvoyConfig Kind = "CiliumClusterwideEnvoyConfig"
 
+	KindCiliumGatewayClassConfig Kind = "CiliumGatewayClassConfig"
+
 	KindIngress      Kind = "Ingress"
 	KindIngressClass Kind = "IngressClass"
 )
