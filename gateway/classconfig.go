@@ -40,16 +40,16 @@ func ClassParameters(in *input.Snapshot, gc *gwv1.GatewayClass, hostNetwork bool
 	if cfg == nil {
 		return nil, fmt.Sprintf("spec.parametersRef: %s %s not found", p.Kind, key)
 	}
-	if problems := checkClassConfig(cfg, hostNetwork); len(problems) > 0 {
+	if problems := CheckClassConfig(cfg, hostNetwork); len(problems) > 0 {
 		return nil, fmt.Sprintf("spec.parametersRef: %s %s: %s", p.Kind, key, strings.Join(problems, "; "))
 	}
 	return cfg, ""
 }
 
-// checkClassConfig lists the fields of cfg nodemesh cannot honour; each
+// CheckClassConfig lists the fields of cfg nodemesh cannot honour; each
 // is refused rather than ignored, since running a Gateway exposed other
 // than asked (reachable from sources it should not be, say) fails open.
-func checkClassConfig(cfg *ciliumv2alpha1.CiliumGatewayClassConfig, hostNetwork bool) []string {
+func CheckClassConfig(cfg *ciliumv2alpha1.CiliumGatewayClassConfig, hostNetwork bool) []string {
 	var out []string
 	if n := len(cfg.Spec.Description); n > 64 {
 		out = append(out, fmt.Sprintf("spec.description: %d characters, at most 64", n))

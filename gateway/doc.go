@@ -41,9 +41,25 @@
 //   - when two Gateways are assigned the same address, the older one
 //     (creationTimestamp, then namespace/name) keeps each shared port; the
 //     newer one's listeners on it are Accepted=False/PortUnavailable;
-//   - GatewayClass parametersRef and Gateway infrastructure.parametersRef
-//     are rejected (InvalidParameters): no parameters are supported, and
-//     ignoring them would run with settings other than those asked for;
+//   - GatewayClass parametersRef (classconfig.go) may name a
+//     CiliumGatewayClassConfig (cilium.io/v2alpha1, with its namespace);
+//     the class is Accepted when it exists and every field it sets can be
+//     honoured, and its Gateways' Services then follow it (the
+//     controller). Anything else is InvalidParameters naming the
+//     reference or the fields: another kind, a missing config, and fields
+//     nodemesh cannot honour — service.type NodePort (the node proxies
+//     listen on the load-balancer address; the datapath does not serve
+//     NodePorts and kube-proxy refuses NodePort traffic for a Service
+//     without endpoints), loadBalancerSourceRanges (nothing would enforce
+//     them: the proxies accept every source there), dual stack (two
+//     ipFamilies or a policy other than SingleStack: a Gateway is served
+//     on one address), allocateLoadBalancerNodePorts true (nothing
+//     listens on node ports), and any service fields in host-network
+//     mode (no Service exists). Ignoring them would expose a Gateway
+//     other than asked. externalTrafficPolicy, loadBalancerClass, one
+//     ipFamily, SingleStack and trafficDistribution are set on the
+//     Service as asked. Gateway infrastructure.parametersRef is still
+//     rejected (InvalidParameters): no Gateway parameters are supported;
 //   - host-network mode (Options.HostNetwork; the controller's and the
 //     agents' --gateway-host-network, the chart's gatewayAPI.hostNetwork):
 //     the node proxy runs in the node's network namespace, so a Gateway's

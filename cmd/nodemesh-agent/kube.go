@@ -61,7 +61,7 @@ func runKubernetes(ctx context.Context, log *slog.Logger, a *agent.Agent, kubeco
 		}
 	}
 	core, gw, dyn := clients.Core, clients.Gateway, clients.Dynamic
-	opts := []kube.Option{kube.WithLogger(log), kube.WithEnvoyConfigs(dyn)}
+	opts := []kube.Option{kube.WithLogger(log), kube.WithEnvoyConfigs(dyn), kube.WithGatewayClassConfigs(dyn)}
 	if withPolicy {
 		opts = append(opts, kube.WithPolicy(dyn))
 	}

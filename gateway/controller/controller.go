@@ -36,6 +36,7 @@ import (
 // it with New and call Run once.
 type Controller struct {
 	core       kubernetes.Interface
+	dyn        dynamic.Interface
 	gw         gwclient.Interface
 	prov       *kube.Provider
 	nodes      cache.SharedIndexInformer
@@ -139,7 +140,8 @@ func New(core kubernetes.Interface, gw gwclient.Interface, dyn dynamic.Interface
 		o(c)
 	}
 	c.core = core
-	c.prov = kube.New(core, gw, kube.WithLogger(c.log))
+	c.dyn = dyn
+	c.prov = kube.New(core, gw, kube.WithLogger(c.log), kube.WithGatewayClassConfigs(dyn))
 	if c.hostNetwork != nil {
 		c.services = false
 		c.startNodeInformer()
@@ -283,6 +285,7 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	errs = append(errs, c.writeBackendTLSPolicies(ctx, snap.BackendTLSPolicies, res, stamp)...)
 	errs = append(errs, c.reconcileIngresses(ctx, snap, res.Ingresses)...)
 	errs = append(errs, c.reconcileMeshes(ctx, stamp)...)
+	errs = append(errs, c.writeClassConfigs(ctx, snap, stamp)...)
 	return errors.Join(errs...)
 }
 

@@ -64,6 +64,16 @@
 // Gateway is gone or no longer ours, is deleted. Without
 // WithGatewayServices the pool below assigns Gateway addresses too.
 //
+// GatewayClass parameters (classconfig.go). A Gateway whose class names
+// an accepted CiliumGatewayClassConfig gets a Service with the config's
+// externalTrafficPolicy, loadBalancerClass (immutable on a Service: a
+// change replaces the Service), ipFamilies, ipFamilyPolicy and
+// trafficDistribution; fields the API server defaults are left to it
+// when the config is silent. Every config one of our classes names gets
+// an Accepted condition: True, or False/InvalidParameters naming the
+// fields nodemesh cannot honour (gateway/doc.go lists them); configs no
+// class of ours names are not written.
+//
 // Host-network mode (hostnet.go; WithHostNetwork, the binary's
 // --gateway-host-network and --gateway-host-network-nodes). No Service
 // is made (those a Gateway got in the load-balancer mode are deleted).

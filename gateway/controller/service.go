@@ -18,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	ciliumv2alpha1 "github.com/nodemesh/nodemesh/api/cilium/v2alpha1"
+	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/mesh/input"
 )
 
@@ -53,7 +55,10 @@ func ServiceName(gw string) string {
 // LoadBalancer, one port per distinct listener port and protocol, no
 // selector (the node proxies serve it, no Pod does), the infrastructure
 // labels and annotations, and the Gateway as controlling owner.
-func desiredService(gw *gwv1.Gateway) *corev1.Service {
+//
+// cfg, when not nil, is the Gateway's class parameters (already checked
+// by gateway.ClassParameters): its Service fields are set as asked.
+func desiredService(gw *gwv1.Gateway, cfg *ciliumv2alpha1.CiliumGatewayClassConfig) *corev1.Service {
 	labels := map[string]string{}
 	annotations := map[string]string{}
 	var owned []string
@@ -101,7 +106,7 @@ func desiredService(gw *gwv1.Gateway) *corev1.Service {
 	})
 	no := false
 	yes := true
-	return &corev1.Service{
+	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: ServiceName(gw.Name), Namespace: gw.Namespace,
 			Labels: labels, Annotations: annotations,
@@ -118,6 +123,15 @@ func desiredService(gw *gwv1.Gateway) *corev1.Service {
 			AllocateLoadBalancerNodePorts: &no,
 		},
 	}
+	if cfg != nil && cfg.Spec.Service != nil {
+		sc := cfg.Spec.Service
+		svc.Spec.ExternalTrafficPolicy = sc.ExternalTrafficPolicy
+		svc.Spec.LoadBalancerClass = sc.LoadBalancerClass
+		svc.Spec.IPFamilies = sc.IPFamilies
+		svc.Spec.IPFamilyPolicy = sc.IPFamilyPolicy
+		svc.Spec.TrafficDistribution = sc.TrafficDistribution
+	}
+	return svc
 }
 
 // requestedIPs are the IPAddress values of spec.addresses, in order.
@@ -156,10 +170,16 @@ func (c *Controller) reconcileServices(ctx context.Context, snap *input.Snapshot
 	addrs := map[input.Key]netip.Addr{}
 	problems := map[input.Key]string{}
 	wanted := map[input.Key]bool{}
+	classes := map[string]*ciliumv2alpha1.CiliumGatewayClassConfig{}
+	for _, gc := range snap.GatewayClasses {
+		if cfg, problem := gateway.ClassParameters(snap, gc, false); problem == "" {
+			classes[gc.Name] = cfg
+		}
+	}
 	var errs []error
 	for _, gw := range own {
 		gwKey := input.Key{Namespace: gw.Namespace, Name: gw.Name}
-		want := desiredService(gw)
+		want := desiredService(gw, classes[string(gw.Spec.GatewayClassName)])
 		key := input.Key{Namespace: want.Namespace, Name: want.Name}
 		wanted[key] = true
 		cur := existing[key]
@@ -181,6 +201,16 @@ func (c *Controller) reconcileServices(ctx context.Context, snap *input.Snapshot
 		}
 		if owner, ok := ownerGateway(cur); !ok || owner != gw.Name {
 			problems[gwKey] = fmt.Sprintf("Service %s/%s exists and does not belong to this Gateway", cur.Namespace, cur.Name)
+			continue
+		}
+		if !equality.Semantic.DeepEqual(cur.Spec.LoadBalancerClass, want.Spec.LoadBalancerClass) {
+			// spec.loadBalancerClass cannot change once set: the Service
+			// is replaced (created again on the next pass).
+			err := c.core.CoreV1().Services(cur.Namespace).Delete(ctx, cur.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &cur.UID}})
+			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				errs = append(errs, fmt.Errorf("replacing Service %s/%s for its new loadBalancerClass: %w", cur.Namespace, cur.Name, err))
+			}
+			problems[gwKey] = fmt.Sprintf("waiting for the load balancer to assign an address to Service %s/%s", want.Namespace, want.Name)
 			continue
 		}
 		if next, changed := mergeService(cur, want); changed {
@@ -239,12 +269,28 @@ func mergeService(cur, want *corev1.Service) (*corev1.Service, bool) {
 	maps.Copy(next.Annotations, want.Annotations)
 	next.Spec.Type = want.Spec.Type
 	next.Spec.AllocateLoadBalancerNodePorts = want.Spec.AllocateLoadBalancerNodePorts
+	// Fields the API server defaults (Cluster, the cluster's family and
+	// SingleStack) are left to it when the class does not ask.
+	if want.Spec.ExternalTrafficPolicy != "" {
+		next.Spec.ExternalTrafficPolicy = want.Spec.ExternalTrafficPolicy
+	}
+	if len(want.Spec.IPFamilies) > 0 {
+		next.Spec.IPFamilies = want.Spec.IPFamilies
+	}
+	if want.Spec.IPFamilyPolicy != nil {
+		next.Spec.IPFamilyPolicy = want.Spec.IPFamilyPolicy
+	}
+	next.Spec.TrafficDistribution = want.Spec.TrafficDistribution
 	if !samePorts(cur.Spec.Ports, want.Spec.Ports) {
 		next.Spec.Ports = want.Spec.Ports
 	}
 	changed := !maps.Equal(cur.Labels, next.Labels) || !maps.Equal(cur.Annotations, next.Annotations) ||
 		cur.Spec.Type != next.Spec.Type ||
 		!equality.Semantic.DeepEqual(cur.Spec.AllocateLoadBalancerNodePorts, next.Spec.AllocateLoadBalancerNodePorts) ||
+		cur.Spec.ExternalTrafficPolicy != next.Spec.ExternalTrafficPolicy ||
+		!slices.Equal(cur.Spec.IPFamilies, next.Spec.IPFamilies) ||
+		!equality.Semantic.DeepEqual(cur.Spec.IPFamilyPolicy, next.Spec.IPFamilyPolicy) ||
+		!equality.Semantic.DeepEqual(cur.Spec.TrafficDistribution, next.Spec.TrafficDistribution) ||
 		!samePorts(cur.Spec.Ports, next.Spec.Ports)
 	return next, changed
 }

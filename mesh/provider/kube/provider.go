@@ -44,6 +44,8 @@ type Provider struct {
 	discoveryInterval time.Duration
 	// policy is set by WithPolicy.
 	policy *policyWatch
+	// classConfigs is set by WithGatewayClassConfigs (classconfig.go).
+	classConfigs *classConfigWatch
 
 	// last is the last snapshot, whose objects' hashes the next one
 	// reuses (see recordHashes).
@@ -172,6 +174,9 @@ func (p *Provider) setup() {
 	add(ingresses.Informer(), changedAtAll)
 	add(ingClasses.Informer(), specChanged)
 	p.setupOptional()
+	if p.classConfigs != nil {
+		p.setupClassConfigs()
+	}
 	if p.policy != nil {
 		p.setupPolicy(add)
 	}
@@ -333,6 +338,9 @@ func (p *Provider) Snapshot() *input.Snapshot {
 	s.IngressClasses = list(p.log, "IngressClass", l.ingClass)
 	if p.policy != nil {
 		p.fillPolicy(s)
+	}
+	if p.classConfigs != nil {
+		s.GatewayClassConfigs = p.classConfigs.list()
 	}
 	p.recordHashes(s)
 	return s
