@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
+	ciliumv2alpha1 "github.com/nodemesh/nodemesh/api/cilium/v2alpha1"
 	"github.com/nodemesh/nodemesh/api/v1alpha1"
 )
 
@@ -118,6 +119,12 @@ var crdCases = []crdCase{
 		kind: "CiliumClusterwideEnvoyConfig", singular: "ciliumclusterwideenvoyconfig", shortNames: []string{"ccec"},
 		categories: []string{"cilium"}, scope: "Cluster", status: true,
 		goType: reflect.TypeOf(ciliumv2.CiliumClusterwideEnvoyConfig{}),
+	},
+	{
+		file: "cilium.io_ciliumgatewayclassconfigs.yaml", gvr: ciliumv2alpha1.CiliumGatewayClassConfigResource,
+		kind: "CiliumGatewayClassConfig", singular: "ciliumgatewayclassconfig", shortNames: []string{"cgcc"},
+		categories: []string{"cilium"}, scope: "Namespaced", status: true,
+		goType: reflect.TypeOf(ciliumv2alpha1.CiliumGatewayClassConfig{}),
 	},
 }
 
