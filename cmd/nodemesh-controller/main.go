@@ -140,10 +140,6 @@ func run() error {
 	case *services:
 		copts = append(copts, controller.WithGatewayServices())
 	}
-	c, err := controller.New(clients.Core, clients.Gateway, clients.Dynamic, prefix, copts...)
-	if err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	ml, err := metrics.Listen(*metricsAddr, metrics.FlagIsDefault(flag.CommandLine, "metrics-address"), log)
@@ -160,9 +156,15 @@ func run() error {
 		}()
 	}
 	ids := identity.NewManager(identity.WithFilter(filter), identity.WithClusterName(*clusterName))
-	// One factory of core informers: the collector and the SPIRE
-	// registration both watch Pods and Namespaces.
+	// One factory of core informers: the Gateway controller's watch, the
+	// collector and the SPIRE registration all watch Namespaces, the
+	// latter two Pods as well.
 	coreInformers := ciliumidentity.NewInformerFactory(clients.Core)
+	copts = append(copts, controller.WithCoreInformers(coreInformers))
+	c, err := controller.New(clients.Core, clients.Gateway, clients.Dynamic, prefix, copts...)
+	if err != nil {
+		return err
+	}
 	gc := ciliumidentity.NewCollector(clients.Core, clients.Dynamic, ids.PodLabels, ciliumidentity.WithLogger(log),
 		ciliumidentity.WithInterval(*gcInterval), ciliumidentity.WithGrace(*gcGrace), ciliumidentity.WithInformerFactory(coreInformers))
 	var reg *spireRegistration

@@ -67,6 +67,9 @@ type Controller struct {
 	reported map[input.Key]string
 	// reconciled, when set, is told about every Reconcile Run makes.
 	reconciled func(took time.Duration, err error)
+	// coreInformers, when set, is the process's shared core informer
+	// factory (WithCoreInformers).
+	coreInformers informers.SharedInformerFactory
 }
 
 // WithReconciled sets a function Run calls after every Reconcile with how
@@ -113,6 +116,15 @@ func WithSupportedFeatures(f []features.FeatureName) Option {
 // every report).
 func WithNodeStaleness(d time.Duration) Option { return func(c *Controller) { c.staleAfter = d } }
 
+// WithCoreInformers makes the controller's watch of the cluster register
+// its core informers on f, shared with the rest of the process (the
+// identity collector and the SPIRE registration watch Namespaces and
+// Pods too), so each kind is watched once. f must drop managedFields
+// (ciliumidentity.NewInformerFactory does).
+func WithCoreInformers(f informers.SharedInformerFactory) Option {
+	return func(c *Controller) { c.coreInformers = f }
+}
+
 // WithResync sets how often status is recomputed without any event
 // (default 15s), which is how a node going stale is noticed.
 func WithResync(d time.Duration) Option { return func(c *Controller) { c.resync = d } }
@@ -141,7 +153,11 @@ func New(core kubernetes.Interface, gw gwclient.Interface, dyn dynamic.Interface
 	}
 	c.core = core
 	c.dyn = dyn
-	c.prov = kube.New(core, gw, kube.WithLogger(c.log), kube.WithGatewayClassConfigs(dyn))
+	popts := []kube.Option{kube.WithLogger(c.log), kube.WithGatewayClassConfigs(dyn)}
+	if c.coreInformers != nil {
+		popts = append(popts, kube.WithInformerFactory(c.coreInformers))
+	}
+	c.prov = kube.New(core, gw, popts...)
 	if c.hostNetwork != nil {
 		c.services = false
 		c.startNodeInformer()

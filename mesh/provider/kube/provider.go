@@ -80,6 +80,19 @@ type Option func(*Provider)
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(p *Provider) { p.log = l } }
 
+// WithInformerFactory makes the provider register its core informers
+// (Namespaces, Services, EndpointSlices, ConfigMaps, Ingresses,
+// IngressClasses, and with WithPolicy Pods, Nodes, NetworkPolicies and
+// ServiceCIDRs) on f, a factory other parts of the process share, so a
+// kind they also watch is listed and watched once. f must drop
+// managedFields, as the provider's own factory does (Snapshot hashes
+// objects and managedFields change on every write). Start starts f; the
+// caller may start it too. TLS Secrets keep a factory of their own: they
+// are watched through a field selector.
+func WithInformerFactory(f informers.SharedInformerFactory) Option {
+	return func(p *Provider) { p.coreFactory = f }
+}
+
 // WithDebounce sets how long the provider waits for a burst of changes to
 // end (default 50ms) and the longest it delays a snapshot while changes
 // keep coming (default 500ms).
@@ -115,7 +128,9 @@ func New(core kubernetes.Interface, gw gwclient.Interface, opts ...Option) *Prov
 
 func (p *Provider) setup() {
 	strip := informers.WithTransform(stripManagedFields)
-	p.coreFactory = informers.NewSharedInformerFactoryWithOptions(p.core, 0, strip)
+	if p.coreFactory == nil {
+		p.coreFactory = informers.NewSharedInformerFactoryWithOptions(p.core, 0, strip)
+	}
 	p.secretFactory = informers.NewSharedInformerFactoryWithOptions(p.core, 0, strip,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("type", string(corev1.SecretTypeTLS)).String()
