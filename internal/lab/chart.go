@@ -30,8 +30,9 @@ var (
 type rendered struct{ kind, name, container string }
 
 // nodeValues are the chart values for one node: what a cluster's operator
-// would set for this lab, had it one node (see doc.go, "The chart").
-func (l *Lab) nodeValues(n Node) map[string]any {
+// would set for this lab, had it one node (see doc.go, "The chart"), with
+// kubeconfig as kubeConfigPath.
+func (l *Lab) nodeValues(n Node, kubeconfig string) map[string]any {
 	datapath := map[string]any{"enabled": !l.opts.NoPolicy}
 	agent := map[string]any{
 		"policy":   map[string]any{"enabled": !l.opts.NoPolicy},
@@ -66,7 +67,7 @@ func (l *Lab) nodeValues(n Node) map[string]any {
 	v := map[string]any{
 		"addressPool":    l.opts.AddressPool,
 		"stateDir":       n.StateDir,
-		"kubeConfigPath": l.LabKubeconfig,
+		"kubeConfigPath": kubeconfig,
 		"agent":          agent,
 		"controller":     map[string]any{"extraArgs": l.opts.ControllerArgs},
 	}
@@ -89,11 +90,11 @@ func mergeValues(base, over map[string]any) map[string]any {
 	return out
 }
 
-// renderNode renders the chart with n's values into <dir>/chart/<node>/
+// render renders the chart with values into <dir>/chart/<name>/
 // (values.json and the manifest, kept for reading).
-func (l *Lab) renderNode(ctx context.Context, n Node) (*chart.Rendered, error) {
-	dir := filepath.Join(l.Dir, "chart", n.Name)
-	r, err := chart.Render(ctx, l.helm, l.chartDir, chartRelease, chartNamespace, filepath.Join(dir, "values.json"), l.nodeValues(n))
+func (l *Lab) render(ctx context.Context, name string, values map[string]any) (*chart.Rendered, error) {
+	dir := filepath.Join(l.Dir, "chart", name)
+	r, err := chart.Render(ctx, l.helm, l.chartDir, chartRelease, chartNamespace, filepath.Join(dir, "values.json"), values)
 	if err != nil {
 		return nil, err
 	}

@@ -70,22 +70,42 @@ func (l *Lab) startKubeProxy(n Node, nn *network.Node) error {
 	return err
 }
 
-// startMesh renders the chart for every node (renderNode) and starts
-// what it renders: nodemesh-controller in the control-plane namespace,
+// startMesh renders the chart for every node and starts what it
+// renders: nodemesh-controller in the control-plane namespace,
 // nodemesh-agent and nodemesh-proxy in every node's namespace, each with
-// its container's command, args and env (containerProcess).
-func (l *Lab) startMesh(ctx context.Context) error {
+// its container's command, args and env (containerProcess). The chart's
+// ServiceAccounts and RBAC are installed from the first render, and the
+// agents and the controller reach the API server with tokens of their
+// own ServiceAccounts (writeCredentials), so they run with exactly the
+// chart's roles. The controller comes from a render of its own: the
+// chart has one kubeConfigPath, and the controller's names another
+// ServiceAccount's credentials than the agents'.
+func (l *Lab) startMesh(ctx, runCtx context.Context) error {
+	agentKubeconfig, controllerKubeconfig := l.componentKubeconfig("agent"), l.componentKubeconfig("controller")
 	for i, n := range l.Nodes {
-		r, err := l.renderNode(ctx, n)
+		r, err := l.render(ctx, n.Name, l.nodeValues(n, agentKubeconfig))
 		if err != nil {
 			return err
 		}
 		host := pod{namespace: chartNamespace, nodeName: n.Name, hostIP: n.IP.String(), podIP: n.IP.String()}
 		if i == 0 {
+			if err := l.installAccess(ctx, r); err != nil {
+				return err
+			}
+			if err := l.writeCredentials(ctx, runCtx, r, agentWorkload, agentKubeconfig); err != nil {
+				return err
+			}
+			rc, err := l.render(ctx, "controller", l.nodeValues(n, controllerKubeconfig))
+			if err != nil {
+				return err
+			}
+			if err := l.writeCredentials(ctx, runCtx, rc, controllerWorkload, controllerKubeconfig); err != nil {
+				return err
+			}
 			// One controller: the Deployment's Pod, on the control plane.
 			cp := pod{name: chartRelease + "-controller-0", namespace: chartNamespace, serviceAccount: chartRelease + "-controller",
 				hostIP: network.ControlPlaneIP.String(), podIP: network.ControlPlaneIP.String()}
-			if err := l.run(r, controllerWorkload, cp, "nodemesh-controller", l.Network.ControlPlane.Command); err != nil {
+			if err := l.run(rc, controllerWorkload, cp, "nodemesh-controller", l.Network.ControlPlane.Command); err != nil {
 				return err
 			}
 		}

@@ -256,7 +256,7 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 
 	l.log.Info("starting etcd, kube-apiserver and kube-controller-manager", "netns", cp.Name)
 	l.cluster, err = controlplane.Start(ctx, controlplane.Options{
-		Binaries: o.Binaries, Dir: filepath.Join(o.Dir, "cluster"), ControllerManager: true, KubernetesEndpoints: true,
+		Binaries: o.Binaries, Dir: filepath.Join(o.Dir, "cluster"), ControllerManager: true, KubernetesEndpoints: true, RBAC: true,
 		Host: network.ControlPlaneIP.String(), Dial: cp.Dial,
 		Command: func(name string, args ...string) *exec.Cmd { return cp.Command(context.Background(), name, args...) },
 	})
@@ -324,7 +324,7 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		}
 	}
 	if !o.NoMesh {
-		if err := l.startMesh(ctx); err != nil {
+		if err := l.startMesh(ctx, runCtx); err != nil {
 			return nil, err
 		}
 	}

@@ -54,6 +54,11 @@ func Apply(ctx context.Context, cfg *rest.Config, data []byte) error {
 	if err != nil {
 		return err
 	}
+	return ApplyObjects(ctx, cfg, objs)
+}
+
+// ApplyObjects is Apply of objects already decoded.
+func ApplyObjects(ctx context.Context, cfg *rest.Config, objs []*unstructured.Unstructured) error {
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("creating dynamic client: %w", err)

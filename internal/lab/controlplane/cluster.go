@@ -48,6 +48,14 @@ type Options struct {
 	// exec.Command). The lab wraps programs so they run inside its
 	// control-plane network namespace.
 	Command func(name string, args ...string) *exec.Cmd
+	// RBAC authorizes requests with RBAC (the roles the API server
+	// bootstraps plus whatever is applied) instead of allowing every
+	// authenticated request. The admin token is in system:masters, which
+	// RBAC always allows, so only clients with other credentials (a
+	// ServiceAccount token) are limited. The lab sets it so the mesh runs
+	// under the chart's roles; integration tests of single controllers
+	// keep AlwaysAllow.
+	RBAC bool
 	// Dial connects to the programs (default: a plain dialer). It must
 	// reach the network namespace Command runs them in; it also becomes
 	// the Dial of the returned rest.Config.
@@ -146,6 +154,10 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if o.KubernetesEndpoints {
 		reconciler = "lease"
 	}
+	authz := "AlwaysAllow"
+	if o.RBAC {
+		authz = "RBAC"
+	}
 	c.Token, err = randomToken()
 	if err != nil {
 		return nil, err
@@ -169,7 +181,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		"--kubelet-client-certificate="+filepath.Join(pki, kubeletClientCertFile),
 		"--kubelet-client-key="+filepath.Join(pki, kubeletClientKeyFile),
 		"--kubelet-preferred-address-types=InternalIP",
-		"--authorization-mode=AlwaysAllow",
+		"--authorization-mode="+authz,
 		// As kubeadm and kind: the mesh's agent DaemonSet is privileged.
 		"--allow-privileged=true",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",

@@ -19,7 +19,8 @@
 //
 // Clusters. Start runs etcd (no fsync: the data is disposable) and
 // kube-apiserver on free ports of the given host with a static admin
-// token, AlwaysAllow authorization, a generated service-account key pair
+// token (system:masters), AlwaysAllow authorization (RBAC with
+// Options.RBAC, which the lab sets), a generated service-account key pair
 // and zero shutdown delays, so a cluster starts in seconds and stops at
 // once. The API server's certificate is signed by a cluster CA generated
 // per cluster and names the bind address, 127.0.0.1, the "kubernetes"
