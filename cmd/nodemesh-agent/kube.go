@@ -76,6 +76,7 @@ func runKubernetes(ctx context.Context, log *slog.Logger, a *agent.Agent, kubeco
 		})
 	}()
 	go followVerdicts(ctx, a, &last, sw)
+	go followIngressRejections(ctx, a, &last, core, node, log)
 	status := func() nodereport.AgentStatus {
 		st := a.Status()
 		return nodereport.AgentStatus{Gateways: st.Gateways, Proxies: st.Proxies, PublishError: st.PublishError, Policy: nodePolicy(st.Policy),

@@ -216,6 +216,7 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 		GatewayClasses: res.GatewayClasses,
 		Gateways:       res.Gateways,
 		Routes:         res.Routes,
+		Ingresses:      res.Ingresses,
 	}
 	// The publisher validates the IR (translators promise valid IR, so a
 	// failure there is a bug, not user error) and keeps the last good

@@ -27,9 +27,10 @@ type dataplaneVerdict struct {
 // type at the published versions. A rejection is traced to objects by the
 // names of the resources it rejected (dataplane.Nack.Objects, read from the
 // naming scheme, never from the proxy's message): one of this Gateway's
-// resources, or none that belongs to a Gateway or to network policy (a
-// cluster, a secret, a name of no object), makes it Invalid with the
-// proxy's message; another Gateway's or policy's holds it Pending, since
+// resources, or none that belongs to a Gateway, network policy, an
+// Ingress or an Envoy config (a cluster, a secret, a name of no object),
+// makes it Invalid with the proxy's message; another object's holds it
+// Pending, since
 // a proxy rejects an update of one type as a whole.
 func verdictFor(gw input.Key, want map[string]string, proxies []dataplane.Proxy) dataplaneVerdict {
 	var connected int
@@ -68,7 +69,8 @@ func verdictFor(gw input.Key, want map[string]string, proxies []dataplane.Proxy)
 }
 
 // blames reports whether a rejection is gw's fault: it rejected one of
-// gw's resources, or it cannot be laid at any Gateway's or policy's door.
+// gw's resources, or it cannot be laid at the door of any Gateway,
+// policy, Ingress or Envoy config (each reports its own).
 func blames(n *dataplane.Nack, gw input.Key) bool {
 	attributed := false
 	for _, o := range n.Objects {
@@ -78,7 +80,8 @@ func blames(n *dataplane.Nack, gw input.Key) bool {
 				return true
 			}
 			attributed = true
-		case dataplane.ObjectPolicy:
+		case dataplane.ObjectPolicy, dataplane.ObjectIngress, dataplane.ObjectEnvoyConfig, dataplane.ObjectClusterwideEnvoyConfig:
+			// Another user-facing object's: reported there.
 			attributed = true
 		}
 	}

@@ -20,6 +20,7 @@ func (a *Agent) Status() *api.Status {
 	out.Policy = a.policyStatus(proxies)
 	out.EnvoyConfigs = a.envoyConfigStatus(proxies)
 	out.Proxies = proxies
+	out.IngressRejections = ingressRejections(st.Ingresses, st.Versions, proxies)
 	out.Gateways = make([]gateway.GatewayStatus, len(st.Gateways))
 	for i, g := range st.Gateways {
 		out.Gateways[i] = gateway.GatewayStatus{Key: g.Key, Status: *g.Status.DeepCopy()}

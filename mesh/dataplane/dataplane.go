@@ -96,6 +96,9 @@ const (
 	ObjectPolicy  = "Policy"
 	ObjectService = "Service"
 	ObjectSecret  = "Secret"
+	// ObjectIngress is an Ingress; with no name, the shared Ingress
+	// listener set (every Ingress in shared mode).
+	ObjectIngress = "Ingress"
 	// The Envoy config kinds (mesh/envoyconfig); a clusterwide one has no
 	// namespace.
 	ObjectEnvoyConfig            = "CiliumEnvoyConfig"

@@ -120,6 +120,7 @@ var objectKinds = map[translator.OriginKind]string{
 	translator.OriginPolicy:  dataplane.ObjectPolicy,
 	translator.OriginService: dataplane.ObjectService,
 	translator.OriginSecret:  dataplane.ObjectSecret,
+	translator.OriginIngress: dataplane.ObjectIngress,
 
 	translator.OriginEnvoyConfig:            dataplane.ObjectEnvoyConfig,
 	translator.OriginClusterwideEnvoyConfig: dataplane.ObjectClusterwideEnvoyConfig,

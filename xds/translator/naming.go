@@ -186,6 +186,11 @@ const (
 	OriginPolicy  OriginKind = "Policy"  // L7 policy listeners, their filter configurations and clusters
 	OriginService OriginKind = "Service" // clusters and their endpoints
 	OriginSecret  OriginKind = "Secret"  // TLS certificates
+	// An Ingress's listeners and route configurations. Those of the
+	// shared listener set (ingress.cilium.io/loadbalancer-mode: shared)
+	// belong to every shared Ingress at once: their origin has no
+	// namespace and no name.
+	OriginIngress OriginKind = "Ingress"
 	// Resources of a CiliumEnvoyConfig and of a
 	// CiliumClusterwideEnvoyConfig (which has no namespace).
 	OriginEnvoyConfig            OriginKind = "CiliumEnvoyConfig"
@@ -215,6 +220,9 @@ func OriginOf(name string) Origin {
 	if rest, ok := strings.CutPrefix(name, ir.PolicyNamePrefix); ok && rest != "" {
 		return Origin{Kind: OriginPolicy, Name: rest}
 	}
+	if rest, ok := strings.CutPrefix(name, ir.IngressNamePrefix); ok {
+		return ingressOrigin(rest)
+	}
 	if rest, ok := strings.CutPrefix(name, ir.ClusterwideEnvoyConfigNamePrefix); ok {
 		obj, _, _ := strings.Cut(rest, "/")
 		if obj == "" {
@@ -240,4 +248,28 @@ func OriginOf(name string) Origin {
 		return Origin{Kind: p.kind, Namespace: ns, Name: obj}
 	}
 	return Origin{}
+}
+
+// ingressOrigin reads an Ingress resource name below "ingress/" (mesh/ir
+// names.go). A dedicated Ingress's names are "<namespace>/<name>/" then a
+// port (its listeners and route configurations), "rule" or
+// "default-backend" (its routes); the shared set's are "shared/<port>",
+// then nothing or a filter chain's protocol. The third segment tells them
+// apart even for an Ingress named like a port in a namespace "shared".
+func ingressOrigin(rest string) Origin {
+	segs := strings.Split(rest, "/")
+	if len(segs) >= 3 && segs[0] != "" && segs[1] != "" && (isPort(segs[2]) || segs[2] == "rule" || segs[2] == "default-backend") {
+		return Origin{Kind: OriginIngress, Namespace: segs[0], Name: segs[1]}
+	}
+	if len(segs) >= 2 && segs[0] == "shared" && isPort(segs[1]) {
+		return Origin{Kind: OriginIngress}
+	}
+	return Origin{}
+}
+
+// isPort reports whether s is a port number as names carry it: decimal,
+// 1 to 65535, no sign or leading zero.
+func isPort(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n > 0 && n <= 65535 && strconv.Itoa(n) == s
 }

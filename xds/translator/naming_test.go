@@ -25,6 +25,22 @@ func TestOriginOf(t *testing.T) {
 		{destinationRBACName, Origin{OriginPolicy, "", "egress/http/destination-rbac"}},
 		{originalDstCluster, Origin{OriginPolicy, "", "original-dst"}},
 		{accessLogCluster, Origin{OriginPolicy, "", accessLogCluster}},
+		// Ingresses: a dedicated one's listener, route configuration and
+		// routes; the shared set's; a dedicated Ingress named like a port
+		// in a namespace called "shared".
+		{listenerName(&ir.Listener{Name: ir.IngressNamePrefix + "apps/web/80"}), Origin{OriginIngress, "apps", "web"}},
+		{routeConfigName(&ir.RouteTable{Name: ir.IngressNamePrefix + "apps/web/443/https/default/cert"}), Origin{OriginIngress, "apps", "web"}},
+		{ir.IngressNamePrefix + "apps/web/rule/0/match/0", Origin{OriginIngress, "apps", "web"}},
+		{ir.IngressNamePrefix + "apps/web/default-backend", Origin{OriginIngress, "apps", "web"}},
+		{listenerName(&ir.Listener{Name: ir.IngressNamePrefix + "shared/80"}), Origin{Kind: OriginIngress}},
+		{routeConfigName(&ir.RouteTable{Name: ir.IngressNamePrefix + "shared/80/http"}), Origin{Kind: OriginIngress}},
+		{ir.IngressNamePrefix + "shared/443/80", Origin{OriginIngress, "shared", "443"}},
+		{ir.IngressNamePrefix + "shared/443/80/http", Origin{OriginIngress, "shared", "443"}},
+		{"ingress/", Origin{}},
+		{"ingress/apps/web", Origin{}},
+		{"ingress/shared/http", Origin{}},
+		{"ingress/shared/080", Origin{}},
+		{"ingress//web/80", Origin{}},
 		// Names of no object: hand-made IR, or cut short.
 		{"l0", Origin{}},
 		{"gateway/", Origin{}},

@@ -28,6 +28,12 @@ type Status struct {
 	Gateways       []gateway.GatewayStatus      `json:"gateways,omitempty"`
 	Routes         []gateway.RouteStatus        `json:"routes,omitempty"`
 	Proxies        []dataplane.Proxy            `json:"proxies,omitempty"`
+	// Ingresses are the translation's outcome for every Ingress of our
+	// class.
+	Ingresses []gateway.IngressStatus `json:"ingresses,omitempty"`
+	// IngressRejections are the proxies' rejections of Ingresses'
+	// resources, each laid on the Ingress it was made for.
+	IngressRejections []IngressRejection `json:"ingressRejections,omitempty"`
 
 	// Policy reports network policy: per-policy verdicts, identities,
 	// endpoints and the datapath's state (nil without a policy compiler).
@@ -76,4 +82,14 @@ type PolicyStatus struct {
 	// configuration (the proxy keeps its previous one).
 	ProxyError string   `json:"proxyError,omitempty"`
 	Problems   []string `json:"problems,omitempty"`
+}
+
+// IngressRejection is a proxy's rejection of (one of) an Ingress's
+// resources: its listener or route configuration, or the shared listener
+// set that serves it.
+type IngressRejection struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Message names the proxy and carries its error text.
+	Message string `json:"message"`
 }
