@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -154,4 +155,35 @@ current-context: lab
 		return fmt.Errorf("writing kubeconfig %s: %w", path, err)
 	}
 	return nil
+}
+
+// forbiddenMarker begins the API server's refusal of a request of a
+// ServiceAccount its roles do not allow, as client-go and nodemesh's own
+// errors print it ("... is forbidden: User "system:serviceaccount:...""
+// cannot list resource ...).
+const forbiddenMarker = `forbidden: User "system:serviceaccount:`
+
+// Forbidden returns the lines of the mesh's logs (nodemesh-agent-*,
+// nodemesh-controller) where the API server refused the component a
+// request: a verb or resource the code uses that the chart's roles lack.
+// ForTest fails every lab test that saw one, so each exercises the
+// chart's RBAC.
+func (l *Lab) Forbidden() ([]string, error) {
+	logs, err := filepath.Glob(filepath.Join(l.LogDir(), "nodemesh-*.log"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range logs {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", f, err)
+		}
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.Contains(line, forbiddenMarker) {
+				out = append(out, filepath.Base(f)+": "+line)
+			}
+		}
+	}
+	return out, nil
 }

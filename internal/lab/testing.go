@@ -78,6 +78,15 @@ func ForTest(t testing.TB, o Options) *Lab {
 	}
 	t.Logf("lab with %d node(s) up in %s", len(l.Nodes), time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
+		// Before Close: stopping the API server makes clients fail in
+		// other ways, never with a refusal.
+		lines, err := l.Forbidden()
+		if err != nil {
+			t.Errorf("reading the mesh's logs: %v", err)
+		}
+		for _, line := range lines {
+			t.Errorf("the chart's roles refused the mesh a request: %s", line)
+		}
 		if err := l.Close(); err != nil {
 			t.Errorf("closing the lab: %v", err)
 		}
