@@ -19,10 +19,17 @@
 // Nodes, NetworkPolicies and the cilium.io policy kinds; get and patch the
 // status of the cilium.io ones), mesh/provider/kube/ciliumidentity (agent:
 // get, list, watch, create CiliumIdentities; controller: list, watch Pods,
-// list, watch, delete CiliumIdentities) and client-go's LeaseLock (get,
-// create, update Lease). The test API server authorizes everything, so
-// nothing yet proves the list complete by running the binaries under
-// these roles.
+// list, watch, delete CiliumIdentities), the controller's XMesh
+// acceptance (list, get XMeshes, update their status), its SPIRE
+// registration (list, watch Nodes), the agent's Events on Ingresses whose
+// resources its proxy rejected (create Event) and client-go's LeaseLock
+// (get, create, update Lease); each rule says where it comes from in a
+// template comment. The proxy's ServiceAccount mounts no token: it talks
+// only to its agent. nodemesh lab installs these objects from the
+// rendered chart and runs the agents and the controller with tokens of
+// their own ServiceAccounts on an API server that authorizes with RBAC,
+// and every lab test fails on a request the roles refused
+// (internal/lab, TestLabChartRBAC), so a missing verb shows.
 //
 // Metrics: agent, builtin proxy and controller each have
 // <component>.prometheus.enabled (default true) and .port (9962, 9964,

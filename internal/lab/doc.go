@@ -103,8 +103,29 @@
 // skipped: a hostPath mounted elsewhere than its own path, another volume
 // kind, an init container (proxy.engine=envoy), an env source other than
 // fieldRef, a program that is not nodemesh's. The securityContext is not
-// applied (everything runs as root) and the chart's RBAC, ServiceAccounts
-// and IngressClass are not installed: the mesh uses the admin kubeconfig.
+// applied (everything runs as root), and the IngressClass is not
+// installed.
+//
+// RBAC: the API server authorizes with RBAC (controlplane.Options.RBAC),
+// and the mesh runs under the chart's roles, not as admin. Start applies
+// the ServiceAccounts, ClusterRoles, Roles and bindings of the first
+// render, then gives the agents and the controller what kubelet would
+// give their Pods: a token of the ServiceAccount their Pod template
+// names, from the TokenRequest API (an hour, refreshed at 80 % of it), in
+// a kubeconfig at <dir>/cluster/serviceaccounts/<agent|controller>/
+// kubeconfig whose user reads the token file beside it (tokenFile; the
+// lab shares the file system, where a Pod would mount the projected
+// token). That path is the chart's kubeConfigPath: the agents' renders
+// name the agent's, and the controller is started from a render of its
+// own (<dir>/chart/controller/) that names the controller's, since the
+// chart has one kubeConfigPath for both. The proxy's Pod template mounts
+// no token, and it gets none. kube-proxy, the lab's kubelets, scheduler
+// and load balancer keep the admin kubeconfig (system:masters). A
+// request the roles refuse shows in the component's log as the API
+// server's "forbidden: User "system:serviceaccount:..."", and ForTest
+// fails the test on any (Lab.Forbidden), so every lab test exercises the
+// chart's RBAC; TestLabChartRBAC also checks that the agent's and the
+// controller's credentials cannot delete a Secret or create a Pod.
 //
 // Network policy is on by default, as on a cluster that runs nodemesh for
 // it: every node's agent gets the datapath values (--datapath on the node's
