@@ -41,8 +41,8 @@ func TestIngressRejectionEvent(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 
-	// One address for the dedicated Ingress, so the test knows where its
-	// listener binds, and hold that address's port 80.
+	// The dedicated Ingress's address (a pool of one), and something
+	// else holding its port 80.
 	const addr = "127.0.103.7"
 	held, err := net.Listen("tcp", addr+":80")
 	must(t, err)
@@ -86,7 +86,12 @@ func TestIngressRejectionEvent(t *testing.T) {
 				Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}},
 		}
 	}
-	_, err = core.NetworkingV1().Ingresses("default").Create(ctx, ingress("unbindable"), metav1.CreateOptions{})
+	ing, err := core.NetworkingV1().Ingresses("default").Create(ctx, ingress("unbindable"), metav1.CreateOptions{})
+	must(t, err)
+	// The address, as the controller assigns it (agents read it from
+	// the Ingress's status).
+	ing.Status.LoadBalancer.Ingress = []networkingv1.IngressLoadBalancerIngress{{IP: addr}}
+	_, err = core.NetworkingV1().Ingresses("default").UpdateStatus(ctx, ing, metav1.UpdateOptions{})
 	must(t, err)
 
 	events := func(name string) []corev1.Event {
@@ -109,7 +114,9 @@ func TestIngressRejectionEvent(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no Event on the Ingress; agent status: %+v", a.Status().IngressRejections)
+			st := a.Status()
+			t.Fatalf("no Event on the Ingress; agent status: ingresses %+v, rejections %+v, proxies %+v, versions %v, publish error %q, config errors %q",
+				st.Ingresses, st.IngressRejections, st.Proxies, st.Versions, st.PublishError, st.ConfigErrors)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -157,11 +157,15 @@ current-context: lab
 	return nil
 }
 
-// forbiddenMarker begins the API server's refusal of a request of a
-// ServiceAccount its roles do not allow, as client-go and nodemesh's own
-// errors print it ("... is forbidden: User "system:serviceaccount:...""
-// cannot list resource ...).
-const forbiddenMarker = `forbidden: User "system:serviceaccount:`
+// The API server's refusal of a request of a ServiceAccount its roles do
+// not allow reads `<resource> is forbidden: User
+// "system:serviceaccount:<ns>:<name>" cannot <verb> resource ...`; a log
+// line holds it as is (client-go) or with the quotes escaped (an error
+// value in a log/slog text line), so both parts are looked for apart.
+const (
+	forbiddenMarker = "is forbidden: User "
+	forbiddenUser   = "system:serviceaccount:"
+)
 
 // Forbidden returns the lines of the mesh's logs (nodemesh-agent-*,
 // nodemesh-controller) where the API server refused the component a
@@ -180,7 +184,7 @@ func (l *Lab) Forbidden() ([]string, error) {
 			return nil, fmt.Errorf("reading %s: %w", f, err)
 		}
 		for _, line := range strings.Split(string(body), "\n") {
-			if strings.Contains(line, forbiddenMarker) {
+			if i := strings.Index(line, forbiddenMarker); i >= 0 && strings.Contains(line[i:], forbiddenUser) {
 				out = append(out, filepath.Base(f)+": "+line)
 			}
 		}
