@@ -47,8 +47,14 @@
 // (xds/translator.OriginOf). A rejection of one of a Gateway's resources,
 // or of none that belongs to a Gateway or to network policy, makes that
 // Gateway Programmed=False/Invalid with the proxy's message; one that only
-// concerns other objects holds it Pending, since a proxy rejects an
-// update of one type as a whole.
+// concerns other objects (another Gateway, policy, an Ingress, an Envoy
+// config) holds it Pending, since a proxy rejects an update of one type
+// as a whole. A rejection of an Ingress's listener or route configuration
+// ("ingress/<namespace>/<name>/...") is laid on that Ingress, one of the
+// shared listener set ("ingress/shared/<port>...") on every Ingress in
+// shared mode (ingressnack.go, Status.IngressRejections);
+// cmd/nodemesh-agent turns each new set into a Warning Event
+// (ProxyRejected) on the Ingress, which has no conditions of its own.
 //
 // Network policy (policy.go): with a policy.Compiler configured, every
 // Apply also compiles CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy
