@@ -444,8 +444,10 @@
 //   - the annotations that shape Cilium's per-Ingress Service
 //     (loadbalancer-class, service-type, service-external-traffic-policy,
 //     insecure-node-port, secure-node-port, host-listener-port) are
-//     validated but change nothing: nodemesh creates no Service and
-//     assigns the address itself. An unreadable loadbalancer-mode,
+//     validated but change nothing: the Service the controller makes per
+//     Ingress load balancer (gateway/controller, with its Gateway
+//     Services) is always a LoadBalancer on ports 80 and 443, and with
+//     pool addresses there is no Service at all. An unreadable loadbalancer-mode,
 //     force-https or tls-passthrough leaves the Ingress unserved rather
 //     than guessing a security-relevant intent.
 //   - tls-passthrough: enabled (Cilium's rules): each rule's host takes

@@ -92,6 +92,9 @@ func (o *IngressOptions) className() string {
 	return o.ClassName
 }
 
+// Ports are the HTTP and HTTPS listener ports in effect.
+func (o *IngressOptions) Ports() (http, https int32) { return o.ports() }
+
 func (o *IngressOptions) ports() (http, https int32) {
 	http, https = o.HTTPPort, o.HTTPSPort
 	if http == 0 {

@@ -78,6 +78,17 @@ func (o *IngressOptions) UseIngressAddresses(assigned map[input.Key]netip.Addr) 
 	}
 }
 
+// IngressOfAddressKey returns the Ingress a dedicated stand-in key (from
+// IngressAddressRequests) stands for; ok is false for the shared set and
+// for keys of real Gateways.
+func IngressOfAddressKey(k input.Key) (ing input.Key, ok bool) {
+	if k == SharedIngressKey {
+		return input.Key{}, false
+	}
+	ns, ok := cutIngressNamespace(k.Namespace)
+	return input.Key{Namespace: ns, Name: k.Name}, ok
+}
+
 func cutIngressNamespace(ns string) (string, bool) {
 	const p = "ingress:"
 	if len(ns) > len(p) && ns[:len(p)] == p {

@@ -31,6 +31,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -65,9 +66,10 @@ func main() {
 
 func run() error {
 	kubeconfig := flag.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else in-cluster)")
-	pool := flag.String("address-pool", "", "prefix Ingress addresses (and, with --gateway-services=false, Gateway addresses) are assigned from (required), e.g. 192.0.2.0/24")
-	services := flag.Bool("gateway-services", true, "give each Gateway a Service of type LoadBalancer (nodemesh-gateway-<name>) and take its address from the load balancer; "+
-		"false assigns Gateway addresses from --address-pool")
+	pool := flag.String("address-pool", "", "prefix Gateway and Ingress addresses are assigned from with --gateway-services=false (required), e.g. 192.0.2.0/24")
+	services := flag.Bool("gateway-services", true, "give each Gateway (nodemesh-gateway-<name>) and each Ingress load balancer (nodemesh-ingress-<name>, "+
+		"shared: nodemesh-ingress) a Service of type LoadBalancer and take its address from the load balancer; false assigns addresses from --address-pool")
+	sharedNS := flag.String("ingress-shared-service-namespace", cmp.Or(os.Getenv("POD_NAMESPACE"), "kube-system"), "namespace of the shared Ingress load balancer's Service (default: $POD_NAMESPACE, else kube-system)")
 	hostNet := flag.Bool("gateway-host-network", false, "serve Gateways in host-network mode: no Service; the node proxies of the selected nodes "+
 		"listen on their Node's InternalIP at each listener's port, listed in status.addresses (the agents need --gateway-host-network too)")
 	hostNodes := flag.String("gateway-host-network-nodes", "", "with --gateway-host-network: label selector of the nodes that serve Gateways (e.g. role=edge); empty selects every node")
@@ -138,7 +140,7 @@ func run() error {
 	case *hostNodes != "":
 		return fmt.Errorf("--gateway-host-network-nodes needs --gateway-host-network")
 	case *services:
-		copts = append(copts, controller.WithGatewayServices())
+		copts = append(copts, controller.WithGatewayServices(), controller.WithSharedIngressNamespace(*sharedNS))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -54,14 +54,21 @@ type Controller struct {
 	changed      chan struct{}
 	ingress      gateway.IngressOptions
 	systemCAs    []byte
-	// services, when set, gives each Gateway a LoadBalancer Service and
-	// takes the Gateway's address from it (service.go) instead of alloc.
+	// services, when set, gives each Gateway and each Ingress load
+	// balancer a LoadBalancer Service and takes the address from it
+	// (service.go, ingressservice.go) instead of alloc.
 	services bool
 	// hostNetwork, when set, serves Gateways on the addresses of the
 	// Nodes it selects instead (hostnet.go); nodeObjects watches Nodes.
 	hostNetwork   labels.Selector
 	nodeInformers informers.SharedInformerFactory
 	nodeObjects   cache.SharedIndexInformer
+	// sharedIngressNS is the namespace of the shared Ingress Service.
+	sharedIngressNS string
+	// ingressAddrs holds, per Ingress, the address last written to its
+	// status, so one no longer ours loses it even when its Service (and
+	// the address with it) is gone.
+	ingressAddrs map[input.Key]string
 	// reported holds, per Ingress, the problems last sent as an Event,
 	// so each set of problems is reported once.
 	reported map[input.Key]string
@@ -83,10 +90,11 @@ func WithReconciled(f func(took time.Duration, err error)) Option {
 // default certificate); the addresses come from the controller's pool.
 func WithIngress(o gateway.IngressOptions) Option { return func(c *Controller) { c.ingress = o } }
 
-// WithGatewayServices makes the controller give each Gateway of ours a
-// Service of type LoadBalancer and take the Gateway's address from the
-// load balancer (the Service's status) instead of the address pool,
-// which then serves Ingresses only.
+// WithGatewayServices makes the controller give each Gateway of ours, and
+// each Ingress load balancer (every dedicated Ingress, and the shared
+// set), a Service of type LoadBalancer and take the address from the load
+// balancer (the Service's status) instead of the address pool, which is
+// then unused.
 func WithGatewayServices() Option { return func(c *Controller) { c.services = true } }
 
 // WithSystemCAs sets the host's CA bundle (gateway.Options.SystemCAs);
@@ -147,6 +155,7 @@ func New(core kubernetes.Interface, gw gwclient.Interface, dyn dynamic.Interface
 		now:          time.Now,
 		changed:      make(chan struct{}, 1),
 		reported:     map[input.Key]string{},
+		ingressAddrs: map[input.Key]string{},
 	}
 	for _, o := range opts {
 		o(c)
@@ -248,9 +257,11 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	case c.services:
 		gwAddrs, gwProblems, svcErrs := c.reconcileServices(ctx, snap, own)
 		errs = append(errs, svcErrs...)
-		addrs, problems = c.alloc.Assign(gateway.IngressAddressRequests(snap, ing))
-		maps.Copy(addrs, gwAddrs)
-		maps.Copy(problems, gwProblems)
+		ingAddrs, ingProblems, ingErrs := c.reconcileIngressServices(ctx, snap)
+		errs = append(errs, ingErrs...)
+		addrs, problems = gwAddrs, gwProblems
+		maps.Copy(addrs, ingAddrs)
+		maps.Copy(problems, ingProblems)
 	default:
 		addrs, problems = c.alloc.Assign(append(own, gateway.IngressAddressRequests(snap, ing)...))
 	}

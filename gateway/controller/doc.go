@@ -91,6 +91,29 @@
 // read the same here as on the nodes. GatewayInfrastructure is not
 // claimed in this mode: there is no generated object to carry its labels.
 //
+// Ingress Services (ingressservice.go; also WithGatewayServices). As
+// Cilium's Ingress controller does, each Ingress load balancer gets a
+// Service of type LoadBalancer: a dedicated Ingress
+// nodemesh-ingress-<ingress> in its namespace, controlled by the Ingress
+// and carrying its annotations with Cilium's load-balancer prefixes
+// (IngressLBAnnotationPrefixes: lbipam.cilium.io/, service.beta.kubernetes.io/
+// and the like, ING-08's default list, kept as the Gateway's
+// infrastructure annotations are); the shared set one Service,
+// nodemesh-ingress, in the controller's namespace
+// (WithSharedIngressNamespace, the binary's $POD_NAMESPACE), labelled
+// ingress.nodemesh.io/shared, deleted once no Ingress is shared. Ports
+// http 80 and https 443 (the Ingress listener ports), no selector, no
+// node ports, as for Gateways. The Ingress's address, written to its
+// status.loadBalancer and read there by the agents, is the first IP the
+// load balancer put in the Service's status; until then the Ingress has
+// none and is not served (its Event says no address is assigned). The
+// address pool is then unused. A Service of that name the controller did
+// not make is left alone and the Ingress stays without an address; an
+// Ingress that leaves our class loses its Service and the address we
+// wrote (remembered per Ingress, as its Service and the address in it
+// may be gone first). In host-network mode Ingresses keep taking
+// their addresses from the pool.
+//
 // Mesh. An XMesh (gateway.networking.x-k8s.io/v1alpha1, experimental
 // channel only) naming our controllerName is Accepted with
 // status.supportedFeatures = MeshFeatures (mesh.go): that is where the

@@ -31,6 +31,7 @@ func (c *Controller) reconcileIngresses(ctx context.Context, snap *input.Snapsho
 	}
 	var errs []error
 	ours := map[input.Key]bool{}
+	svcAddrs := ingressServiceAddresses(snap)
 	for _, st := range res {
 		ours[st.Key] = true
 		ing := byKey[st.Key]
@@ -43,15 +44,27 @@ func (c *Controller) reconcileIngresses(ctx context.Context, snap *input.Snapsho
 		}
 		if err := c.writeIngress(ctx, ing, want); err != nil {
 			errs = append(errs, err)
+		} else {
+			c.ingressAddrs[st.Key] = ""
+			if len(want) > 0 {
+				c.ingressAddrs[st.Key] = want[0].IP
+			}
 		}
 		if err := c.reportIngress(ctx, ing, st.Problems); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for k, ing := range byKey {
-		if !ours[k] && c.showsOurAddress(ing) {
+		if !ours[k] && c.showsOurAddress(ing, svcAddrs) {
 			if err := c.writeIngress(ctx, ing, nil); err != nil {
 				errs = append(errs, err)
+			}
+		}
+	}
+	for k := range c.ingressAddrs {
+		if !ours[k] {
+			if _, ok := byKey[k]; !ok {
+				delete(c.ingressAddrs, k)
 			}
 		}
 	}
@@ -64,10 +77,12 @@ func (c *Controller) reconcileIngresses(ctx context.Context, snap *input.Snapsho
 }
 
 // showsOurAddress reports whether an Ingress's status holds an address
-// of our pool: we wrote it, and it is stale once the Ingress is not ours.
-func (c *Controller) showsOurAddress(ing *networkingv1.Ingress) bool {
+// we wrote (one of our pool, of an Ingress Service we made, or the one
+// we last wrote to it): it is stale once the Ingress is not ours.
+func (c *Controller) showsOurAddress(ing *networkingv1.Ingress, svcAddrs map[string]bool) bool {
+	wrote := c.ingressAddrs[input.Key{Namespace: ing.Namespace, Name: ing.Name}]
 	for _, lb := range ing.Status.LoadBalancer.Ingress {
-		if a, err := netip.ParseAddr(lb.IP); err == nil && c.alloc.Pool().Contains(a) {
+		if a, err := netip.ParseAddr(lb.IP); err == nil && (c.alloc.Pool().Contains(a) || svcAddrs[lb.IP] || lb.IP == wrote) {
 			return true
 		}
 	}

@@ -41,12 +41,16 @@ const (
 // its namespace). A name that would pass the 63 characters of a Service
 // name is cut and completed with a hash of the whole, so distinct
 // Gateways keep distinct Services.
-func ServiceName(gw string) string {
-	n := ServicePrefix + gw
+func ServiceName(gw string) string { return serviceName(ServicePrefix, gw) }
+
+// serviceName is prefix+name, cut to a Service name's 63 characters with a
+// hash of name when longer.
+func serviceName(prefix, name string) string {
+	n := prefix + name
 	if len(n) <= validation.DNS1035LabelMaxLength {
 		return n
 	}
-	sum := sha256.Sum256([]byte(gw))
+	sum := sha256.Sum256([]byte(name))
 	h := hex.EncodeToString(sum[:4])
 	return strings.TrimRight(n[:validation.DNS1035LabelMaxLength-len(h)-1], "-") + "-" + h
 }
