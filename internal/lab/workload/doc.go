@@ -34,7 +34,7 @@
 // Ports. A workload listens on every TCP port its container declares
 // (the node runner passes them in NODEMESH_CONTAINER_PORTS); a container
 // without ports gets the image's default from Images (echo 8080, or 80
-// for Cilium's json-mock; deathstar 80; grpc-echo 50051; kafka 9092).
+// for Cilium's json-mock, 3000 for the Gateway API's echo-basic; deathstar 80; grpc-echo 50051; kafka 9092).
 // Listeners bind every address of the Pod. The Kafka broker advertises
 // the Pod's own address (its first non-loopback IPv4), so clients in
 // other Pods can follow its metadata.

@@ -36,6 +36,10 @@ var Images = []Image{
 	{"docker.io/jmalloc/echo-server", "echo", []int{8080}, nil},
 	{"docker.io/kicbase/echo-server", "echo", []int{8080}, nil},
 	{"registry.k8s.io/echoserver", "echo", []int{8080}, nil},
+	// The Gateway API conformance echo (echo-basic), which Cilium's
+	// Ingress path-type example runs: HTTP on port 3000.
+	{"gcr.io/k8s-staging-gateway-api/echo-basic", "echo", []int{3000}, nil},
+	{"registry.k8s.io/gateway-api/echo-basic", "echo", []int{3000}, nil},
 	// Cilium's demos use json-mock as the ships' image: a small HTTP
 	// server on port 80 that the demos only ever exec curl in.
 	{"quay.io/cilium/json-mock", "echo", []int{80}, nil},
