@@ -43,8 +43,9 @@
 //     (package lbipam: each Gateway's LoadBalancer Service gets one from
 //     10.250.0.192/27, Options.LoadBalancerPool, which every node's agent
 //     makes local with --gateway-address-routes so its proxy listens on
-//     it), Ingress addresses from the controller's 127.0.50.0/24 on each
-//     node's loopback, hosts outside the cluster on the lab network
+//     it), and so does each Ingress load balancer's Service
+//     (nodemesh-ingress-<name>, or the shared nodemesh-ingress in
+//     kube-system), hosts outside the cluster on the lab network
 //     (Network.AddExternal, <id>-ext-<name>, e.g. 10.250.0.240), and each node's ingress
 //     address 10.244.<i>.254 (reserved from its Pod CIDR, so the other
 //     nodes route it there) on its loopback, announced on its Node
@@ -177,7 +178,15 @@
 // exact binomial bounds, and the circuit breaker's 503s) and
 // TestLabServiceLBGRPC (service.cilium.io/lb-l7 spreads 100 gRPC calls on
 // one connection over both backends; the test binary is the client,
-// started in the client Pod by TestLabGRPCClient).
+// started in the client Pod by TestLabGRPCClient) and
+// TestLabIngressCiliumExamples (Cilium's Ingress examples from
+// examples/ingress, unchanged, with an IngressClass cilium of nodemesh's
+// controller and the echo workload standing in for bookinfo under the same
+// Service names and ports: basic-ingress through either node from a host
+// outside the cluster, the client's address in X-Forwarded-For and
+// X-Envoy-External-Address; the path types before and after the /impl.*
+// patch; TLS termination with a test CA; dedicated and shared load
+// balancers).
 //
 // Mutual authentication: every Pod gets SPIFFE_ENDPOINT_SOCKET naming its
 // node agent's Workload API socket (WorkloadSocket), served when the agent

@@ -38,9 +38,10 @@ var (
 // ClusterDomain is the lab's DNS domain.
 const ClusterDomain = "cluster.local"
 
-// DefaultAddressPool is where nodemesh-controller assigns Ingress
-// addresses: loopback addresses of each node's namespace, where that
-// node's proxy listens.
+// DefaultAddressPool is the controller's --address-pool, unused while
+// the chart's gatewayAPI.loadBalancerService gives Gateways and Ingresses
+// LoadBalancer Services (the default); with it off, addresses come from
+// it: loopback addresses of each node's namespace.
 const DefaultAddressPool = "127.0.50.0/24"
 
 // DefaultLoadBalancerPool is where the lab's load balancer (package
