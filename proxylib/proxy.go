@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -38,6 +40,7 @@ type Proxy struct {
 	udp    *udpproxy.Manager
 	store  *config.Store
 	client *xdsclient.Client
+	pool   *pool // worker processes; nil in a single process and in a worker
 }
 
 type options struct {
@@ -52,6 +55,10 @@ type options struct {
 	backoffMin   time.Duration
 	backoffMax   time.Duration
 	prometheus   func(*Proxy) http.Handler
+	// Worker processes (workers.go).
+	workers       int
+	workerCommand func(index int) *exec.Cmd
+	workerMetrics func(p *Proxy, w io.Writer) error
 }
 
 // Option configures a Proxy.
@@ -98,14 +105,42 @@ func WithReconnectBackoff(min, max time.Duration) Option {
 
 // New builds a proxy; Run starts it.
 func New(opts ...Option) (*Proxy, error) {
-	o := options{logger: slog.Default(), drainTimeout: 600 * time.Second, fetchTimeout: config.InitialFetchTimeout,
-		backoffMin: 250 * time.Millisecond, backoffMax: 30 * time.Second}
+	o := defaultOptions()
 	for _, f := range opts {
 		f(&o)
 	}
 	if o.xdsAddress == "" {
 		return nil, errors.New("configuring proxy: an xDS address is required")
 	}
+	if o.workers > 1 && o.workerCommand == nil {
+		return nil, errors.New("configuring proxy: workers need a worker command")
+	}
+	p, err := build(o)
+	if err != nil {
+		return nil, err
+	}
+	var h xdsclient.Handler = p.store
+	if o.workers > 1 {
+		p.pool = newPool(p, o.workers-1)
+		h = p.pool
+	}
+	c, err := xdsclient.New(o.xdsAddress, p.o.nodeID, h, xdsclient.WithDelta(o.delta),
+		xdsclient.WithLogger(o.logger), xdsclient.WithBackoff(o.backoffMin, o.backoffMax))
+	if err != nil {
+		return nil, err
+	}
+	p.client = c
+	return p, nil
+}
+
+func defaultOptions() options {
+	return options{logger: slog.Default(), drainTimeout: 600 * time.Second, fetchTimeout: config.InitialFetchTimeout,
+		backoffMin: 250 * time.Millisecond, backoffMax: 30 * time.Second}
+}
+
+// build makes everything of a proxy but its xDS client: what a worker
+// process runs.
+func build(o options) (*Proxy, error) {
 	if o.nodeID == "" {
 		h, err := os.Hostname()
 		if err != nil {
@@ -131,12 +166,6 @@ func New(opts ...Option) (*Proxy, error) {
 	p.udp = udpproxy.New(p.rt, udpproxy.WithLogger(o.logger))
 	p.store = config.New(p.rt, p.lm, p.um, config.WithInitialFetchTimeout(o.fetchTimeout), config.WithLogger(o.logger),
 		config.WithUDP(p.udp))
-	c, err := xdsclient.New(o.xdsAddress, o.nodeID, p.store, xdsclient.WithDelta(o.delta),
-		xdsclient.WithLogger(o.logger), xdsclient.WithBackoff(o.backoffMin, o.backoffMax))
-	if err != nil {
-		return nil, err
-	}
-	p.client = c
 	return p, nil
 }
 
@@ -154,7 +183,12 @@ func (p *Proxy) Listeners() map[string]string {
 }
 
 // XDSStats returns the xDS stream counters.
-func (p *Proxy) XDSStats() xdsclient.Stats { return p.client.Stats() }
+func (p *Proxy) XDSStats() xdsclient.Stats {
+	if p.client == nil { // a worker
+		return xdsclient.Stats{}
+	}
+	return p.client.Stats()
+}
 
 // RequestStats returns the HTTP request counters of every listener
 // (metrics read them at every scrape).
@@ -167,7 +201,10 @@ func (p *Proxy) ClusterStats() map[string]upstream.BreakerStats { return p.um.St
 // Run serves until ctx ends, then stops accepting and drains connections
 // for up to the drain timeout.
 func (p *Proxy) Run(ctx context.Context) error {
-	var adminSrv *http.Server
+	var (
+		adminSrv  *http.Server
+		adminAddr string
+	)
 	if p.o.adminAddress != "" {
 		ln, err := net.Listen("tcp", p.o.adminAddress)
 		if err != nil {
@@ -177,9 +214,14 @@ func (p *Proxy) Run(ctx context.Context) error {
 		if p.o.prometheus != nil {
 			prom = p.o.prometheus(p)
 		}
-		adminSrv = &http.Server{Handler: admin.Handler(p.store, p.client.Stats, p.Listeners, p.um.Stats, admin.WithPrometheus(prom)),
+		var src admin.Source = p.store
+		if p.pool != nil {
+			src = poolSource{p.store, p.pool}
+		}
+		adminSrv = &http.Server{Handler: admin.Handler(src, p.client.Stats, p.Listeners, p.um.Stats, admin.WithPrometheus(prom)),
 			ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = adminSrv.Serve(ln) }()
+		adminAddr = ln.Addr().String()
 		c, err := adminCluster(ln.Addr().(*net.TCPAddr))
 		if err != nil {
 			_ = adminSrv.Close()
@@ -187,22 +229,56 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}
 		p.store.SetStatic(c)
 	}
-	err := p.client.Run(ctx)
-	p.store.Close()
-	p.o.logger.Info("shutting down: draining listeners", "timeout", p.o.drainTimeout)
-	dctx, cancel := context.WithTimeout(context.Background(), p.o.drainTimeout)
+	if p.pool == nil {
+		err := p.client.Run(ctx)
+		p.shutdown()
+		if adminSrv != nil {
+			_ = adminSrv.Close()
+		}
+		return err
+	}
+	p.pool.start(adminAddr)
+	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	p.lm.Close(dctx)
-	p.udp.Close()
-	p.um.Close()
-	actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
-	p.rt.ALS.Close(actx) // last access-log entries
-	acancel()
+	fatalc := make(chan error, 1)
+	go func() {
+		select {
+		case err := <-p.pool.fatal:
+			p.o.logger.Error("giving up on a worker; shutting down", "error", err)
+			cancel()
+			fatalc <- err
+		case <-cctx.Done():
+			fatalc <- nil
+		}
+	}()
+	err := p.client.Run(cctx)
+	cancel()
+	fatal := <-fatalc
+	// Every process drains at once: the workers on SIGTERM, this one here.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		dctx, dcancel := context.WithTimeout(context.Background(), p.o.drainTimeout+5*time.Second)
+		defer dcancel()
+		p.pool.stop(dctx)
+	}()
+	p.shutdown()
+	<-done
 	if adminSrv != nil {
 		_ = adminSrv.Close()
 	}
-	return err
+	return errors.Join(err, fatal)
 }
+
+// poolSource is what the admin endpoint reads with workers: the parent's
+// configuration (every worker holds the same), ready only when every
+// worker is.
+type poolSource struct {
+	*config.Store
+	pool *pool
+}
+
+func (s poolSource) Ready() bool { return s.Store.Ready() && s.pool.ready() }
 
 // adminCluster is the static cluster resource.AdminClusterName ("envoy-admin",
 // the name Cilium's Envoy bootstrap gives its admin cluster): one endpoint,
