@@ -43,6 +43,8 @@ func main() {
 	logLevel := flag.String("log-level", "info", "log level: debug, info, warn, error")
 	drain := flag.Duration("drain-timeout", 600*time.Second, "how long listeners drain on removal and shutdown")
 	metricsAddress := flag.String("metrics-address", defaultMetricsAddress, "serve Prometheus metrics on http://<address>/metrics; empty disables them")
+	workers := flag.Int("workers", 1, "serve with this many single-threaded processes (1: one process using every core GOMAXPROCS allows); see the package comment")
+	asWorker := flag.Bool("worker", false, "internal: run as a worker of a parent nodemesh-proxy (set by the parent)")
 	pprofAddress := flag.String("pprof-address", "", "serve Go runtime profiles (/debug/pprof/: CPU, heap, allocs, block, mutex, trace) on this address; empty (the default) disables it")
 	flag.Parse()
 
@@ -53,15 +55,36 @@ func main() {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	p, err := proxylib.New(
+	if *workers < 1 || *workers > maxWorkers {
+		fmt.Fprintf(os.Stderr, "nodemesh-proxy: --workers must be 1..%d\n", maxWorkers)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	opts := []proxylib.Option{
 		proxylib.WithXDSAddress(*xdsAddress),
 		proxylib.WithNodeID(*nodeID),
 		proxylib.WithDelta(*delta),
 		proxylib.WithAdminAddress(*adminAddress),
 		proxylib.WithDrainTimeout(*drain),
-		proxylib.WithLogger(logger),
-		adminMetrics(logger),
-	)
+	}
+	if *asWorker {
+		runtime.GOMAXPROCS(1)
+		logger = logger.With("worker", os.Getenv(workerIndexEnv))
+		opts = append(opts, proxylib.WithLogger(logger), proxylib.WithWorkerMetrics(writeWorkerMetrics))
+		if err := proxylib.RunWorker(ctx, opts...); err != nil {
+			logger.Error("running worker", "error", err)
+			os.Exit(1)
+		}
+		return
+	}
+	opts = append(opts, proxylib.WithLogger(logger), adminMetrics(logger, *workers))
+	if *workers > 1 {
+		// Every process, this one included, runs one P: see doc.go.
+		runtime.GOMAXPROCS(1)
+		opts = append(opts, proxylib.WithWorkers(*workers, workerCommand))
+	}
+	p, err := proxylib.New(opts...)
 	if err != nil {
 		logger.Error("starting proxy", "error", err)
 		os.Exit(1)
@@ -72,8 +95,6 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	ml, err := metrics.Listen(*metricsAddress, metrics.FlagIsDefault(flag.CommandLine, "metrics-address"), logger)
 	if err != nil {
 		logger.Error("starting metrics endpoint", "error", err)
@@ -81,7 +102,7 @@ func main() {
 	}
 	if ml != nil {
 		go func() {
-			if err := metrics.Serve(ctx, ml, newProxyMetrics(p), logger); err != nil {
+			if err := metrics.Serve(ctx, ml, proxyGatherer(p, *workers), logger); err != nil {
 				logger.Warn("metrics endpoint stopped", "error", err)
 			}
 		}()

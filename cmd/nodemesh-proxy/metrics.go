@@ -33,13 +33,16 @@ var (
 )
 
 // newProxyMetrics returns a registry with the Go and process collectors
-// and the proxy's request, upstream and xDS metrics, read from p at every
-// scrape.
-func newProxyMetrics(p *proxylib.Proxy) *prometheus.Registry {
+// and the proxy's request and upstream metrics, read from p at every
+// scrape, and with xds its xDS state (a worker has none).
+func newProxyMetrics(p *proxylib.Proxy, xds bool) *prometheus.Registry {
 	reg := metrics.NewRegistry()
+	descs := []*prometheus.Desc{descRequests, descDuration, descCxActive, descCxOver, descRqActive, descRqPending, descRqPOver, descRetry}
+	if xds {
+		descs = append(descs, descXDSConn, descXDSStream, descXDSAcks, descXDSNacks, descReady)
+	}
 	reg.MustRegister(metrics.Func{
-		Descs: []*prometheus.Desc{descRequests, descDuration, descCxActive, descCxOver, descRqActive, descRqPending, descRqPOver,
-			descRetry, descXDSConn, descXDSStream, descXDSAcks, descXDSNacks, descReady},
+		Descs: descs,
 		Read: func(ch chan<- prometheus.Metric) {
 			counts, lat := p.RequestStats().Snapshot()
 			for _, c := range counts {
@@ -60,6 +63,9 @@ func newProxyMetrics(p *proxylib.Proxy) *prometheus.Registry {
 				ch <- metrics.Counter(descRqPOver, float64(s.UpstreamRqPendingOverflow), name)
 				ch <- metrics.Counter(descRetry, float64(s.UpstreamRqRetry), name)
 			}
+			if !xds {
+				return
+			}
 			x := p.XDSStats()
 			ch <- metrics.Gauge(descXDSConn, boolValue(x.Connected))
 			ch <- metrics.Counter(descXDSStream, float64(x.Streams))
@@ -74,8 +80,10 @@ func newProxyMetrics(p *proxylib.Proxy) *prometheus.Registry {
 // adminMetrics makes the admin endpoint serve the same metrics at Envoy's
 // /stats/prometheus, where routes to the proxy's envoy-admin cluster lead
 // (Cilium's Prometheus listener example).
-func adminMetrics(log *slog.Logger) proxylib.Option {
-	return proxylib.WithPrometheus(func(p *proxylib.Proxy) http.Handler { return metrics.Exposition(newProxyMetrics(p), log) })
+func adminMetrics(log *slog.Logger, workers int) proxylib.Option {
+	return proxylib.WithPrometheus(func(p *proxylib.Proxy) http.Handler {
+		return metrics.Exposition(proxyGatherer(p, workers), log)
+	})
 }
 
 func boolValue(b bool) float64 {

@@ -85,7 +85,7 @@ func TestPrometheusListenerExample(t *testing.T) {
 		t.Fatalf("the example is not accepted: %+v", st.EnvoyConfigs)
 	}
 	p, err := proxylib.New(proxylib.WithXDSAddress("unix://"+filepath.Join(state, "xds.sock")), proxylib.WithNodeID("prom"),
-		proxylib.WithAdminAddress("127.0.0.1:9901"), proxylib.WithDrainTimeout(time.Second), proxylib.WithLogger(log), adminMetrics(log))
+		proxylib.WithAdminAddress("127.0.0.1:9901"), proxylib.WithDrainTimeout(time.Second), proxylib.WithLogger(log), adminMetrics(log, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
