@@ -385,3 +385,18 @@ func (w *pool) stop(ctx context.Context) {
 		}
 	}
 }
+
+// WorkerListeners returns each running worker's serving listeners (name →
+// bound address), by index.
+func (p *Proxy) WorkerListeners() map[int]map[string]string {
+	out := map[int]map[string]string{}
+	if p.pool == nil {
+		return out
+	}
+	for _, wk := range p.pool.running() {
+		if r, err := p.pool.call(wk, workerRequest{Op: opState}, workerQueryTimeout); err == nil {
+			out[wk.index] = r.Listeners
+		}
+	}
+	return out
+}
