@@ -663,6 +663,73 @@
 // allow_credentials; forward_not_matching_preflights false (the suite
 // expects a preflight from another origin to be answered, not forwarded).
 //
+// # Worker processes
+//
+// By default the proxy is one process using GOMAXPROCS cores, with one
+// SO_REUSEPORT socket per core on every listener address. WithWorkers(n)
+// (nodemesh-proxy --workers n) instead serves with n single-threaded
+// processes (GOMAXPROCS=1 each), as nginx runs one worker per core: on
+// two shared cores a GOMAXPROCS=2 proxy spent about a fifth of its CPU in
+// the Go scheduler (work stealing, wake-ups of the other P, netpoller
+// hand-offs between Ps), which n independent schedulers of one P each
+// do not do. Decisions:
+//   - The parent is worker 0: it serves like every worker, and it is the
+//     only xDS client, the admin endpoint and the process the /metrics
+//     endpoint runs in. Workers 1..n-1 are the same binary started by the
+//     parent (RunWorker), connected to it by a Unix socket pair; they open
+//     no xDS stream and no admin or metrics endpoint.
+//   - Every process opens its own sockets in each address's SO_REUSEPORT
+//     group (the transparent ones too: the datapath assigns redirected
+//     connections to the group, and the kernel spreads them over every
+//     process's socket by flow hash). So the kernel spreads connections;
+//     a process never hands one to another. A listener on port 0 would get
+//     a different port in every process: give ports.
+//   - Envoy's ACK semantics hold for the node: an update is applied by the
+//     parent first and then by all workers at once, and ACKed only when
+//     every process applied it. The parent refusing it (invalid resources,
+//     which every process refuses alike) NACKs it before any worker sees
+//     it. A worker refusing it (an environment difference, e.g. a bind
+//     failure) NACKs it with the worker's error, prefixed "worker <i>: ",
+//     and the processes that had applied it are put back to the previous
+//     state of that type (config.Store.Restore: unchanged resources keep
+//     their handlers), so all of them keep the last good configuration.
+//     Until then the update served in those processes for the time the
+//     fan-out took (milliseconds); connections they accepted on it drain
+//     like those of any removed listener. Making that window zero would
+//     take a prepare/commit split of every update, binding sockets that
+//     may never serve; a refusal by one process only is rare enough not to
+//     pay for it on every update.
+//   - A worker that exits is started again with the configuration in
+//     force (the parent's accepted resources, replayed type by type,
+//     dependencies first) after 100 ms, doubling to 5 s; updates wait while
+//     it is configured, so it joins with exactly the configuration the
+//     others serve. A worker that exits within 10 s of its start fails its
+//     restart; after 5 failed restarts in a row the parent stops (Run
+//     returns an error) rather than serve on fewer cores unnoticed. A
+//     worker that does not answer an update within 60 s is killed and
+//     restarted. A worker whose parent dies gets SIGTERM (and sees its
+//     connection close) and drains. With net.ipv4.tcp_migrate_req (the
+//     datapath turns it on) a dying worker's accept queue moves to the
+//     group's other sockets.
+//   - Shutdown and drain: the parent stops its xDS stream, sends every
+//     worker SIGTERM and drains its own listeners; every process stops
+//     accepting at once and drains its connections for up to the drain
+//     timeout (workers are killed 5 s after it). Run returns when all
+//     exited.
+//   - /ready is LIVE when the parent is ready and every worker is running
+//     and ready. /config_dump and /listeners show the parent's state,
+//     which is every worker's (WorkerListeners returns the workers'
+//     listeners). /stats (circuit breakers) shows the parent's.
+//     nodemesh-proxy's /metrics carries every process's series labelled
+//     worker="<i>" (package main explains why not sums).
+//   - What is per process, not per node: upstream connection pools,
+//     circuit breaker thresholds (max_connections and the others apply in
+//     each process, so the node admits up to n times each; Envoy counts
+//     them over all its workers), outlier detection, round-robin position,
+//     and the access-log stream to the agent (one per process). Memory
+//     grows about n-fold (every process decodes the configuration). These
+//     are why one process stays the default.
+//
 // # Data-path behaviour
 //
 // See package hcm for the connection manager and router defaults users see

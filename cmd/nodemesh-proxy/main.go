@@ -15,6 +15,22 @@
 // http://127.0.0.1:9964/metrics (--metrics-address; empty disables them),
 // and on the admin endpoint at Envoy's /stats/prometheus, where the
 // proxy's static envoy-admin cluster leads (proxylib).
+//
+// --workers n serves with n single-threaded processes instead of one
+// process using every core: this one (worker 0: the xDS client, the admin
+// and metrics endpoints, and a share of the connections) and n-1 copies
+// of this binary it starts with --worker (same flags) and supervises.
+// Each takes its own SO_REUSEPORT sockets on every listener, so the
+// kernel spreads connections over them; every update is ACKed only once
+// all applied it (package proxylib, "Worker processes", has the rules).
+// Use one worker per core the proxy is given: on two cores GOMAXPROCS=2
+// spent about a fifth of the proxy's CPU in the Go scheduler, which n
+// schedulers of one P each avoid. The default stays one process: with
+// workers circuit breaker thresholds, upstream pools and memory are per
+// process. With workers /metrics labels every series worker="<i>"
+// rather than summing them: Go runtime and process metrics do not add up,
+// and an uneven spread is worth seeing (sum without (worker) gives the
+// node's totals); the xDS state comes from worker 0 only.
 package main
 
 import (
