@@ -11,7 +11,8 @@
 //     directly, which bounds what any proxy can reach.
 //   - 2core: the same with two of everything (nginx 2 workers, haproxy 2
 //     threads, nodemesh-proxy GOMAXPROCS=2 with its two SO_REUSEPORT
-//     listeners), at each of -conns2. The proxies run on -cpus2; wrk (2
+//     listeners, and nodemesh-proxy --workers 2: two GOMAXPROCS=1
+//     processes, one socket each in the group), at each of -conns2. The proxies run on -cpus2; wrk (2
 //     threads) and the backend (2 workers) on -load-cpus2, by default the
 //     same CPUs: a 2-CPU machine has none to spare for the load, so all
 //     of them float over both and share them, and the figure is what the
@@ -105,14 +106,14 @@ func (b *bench) stop() {
 
 // nodemesh starts an agent and a proxy serving g; the agent runs on
 // agentCPUs, the proxy on cpus with GOMAXPROCS procs.
-func (b *bench) nodemesh(binDir, name string, g gateway, cpus, agentCPUs string, procs int) (target, int) {
+func (b *bench) nodemesh(binDir, name string, g gateway, cpus, agentCPUs string, procs int, extra ...string) (target, int) {
 	cfgDir := filepath.Join(b.dir, name, "config")
 	state := filepath.Join(b.dir, name, "state")
 	must(os.MkdirAll(cfgDir, 0o755))
 	writeFile(cfgDir, "bench.yaml", g.yaml())
 	_ = b.start(agentCPUs, nil, filepath.Join(binDir, "nodemesh-agent"), "--config-dir", cfgDir, "--state-dir", state)
 	env := []string{"GOMAXPROCS=" + strconv.Itoa(procs)}
-	args := []string{"--xds-address", "unix://" + filepath.Join(state, "xds.sock"), "--admin-address", ""}
+	args := append([]string{"--xds-address", "unix://" + filepath.Join(state, "xds.sock"), "--admin-address", ""}, extra...)
 	var pprof string
 	if b.profile != "" {
 		pprof = fmt.Sprintf("127.0.0.1:%d", freePorts(1)[0])
@@ -276,7 +277,7 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 
 // twoCores measures the 2core section with proxies of its own.
 func (b *bench) twoCores(only map[string]bool, cpus, loadCPUs string, conns []int) {
-	ports := freePorts(4)
+	ports := freePorts(5)
 	backendAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	_ = b.start(loadCPUs, nil, "nginx", "-p", b.dir, "-c", writeFile(b.dir, "backend2.conf", nginxBackend(b.dir, "backend2", backendAddr, 2, b.body)))
 	targets := []target{{name: "direct (backend, 2 workers)", url: "http://" + backendAddr + "/"}}
@@ -294,6 +295,12 @@ func (b *bench) twoCores(only map[string]bool, cpus, loadCPUs string, conns []in
 	if only["nodemesh"] {
 		g := gateway{ip: "127.0.100.252", httpPort: ports[3], backendPort: ports[0], routes: 1}
 		t, _ := b.nodemesh(b.bin, "nodemesh-proxy GOMAXPROCS=2", g, cpus, loadCPUs, 2)
+		targets = append(targets, t)
+		// Two single-threaded processes, each with its own socket in the
+		// listener's SO_REUSEPORT group; the workers are in the parent's
+		// process group, so their CPU counts.
+		g = gateway{ip: "127.0.100.254", httpPort: ports[4], backendPort: ports[0], routes: 1}
+		t, _ = b.nodemesh(b.bin, "nodemesh-proxy --workers 2", g, cpus, loadCPUs, 1, "--workers", "2")
 		targets = append(targets, t)
 	}
 	if !only["direct"] {
