@@ -19,6 +19,7 @@ import (
 
 	rsrc "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/nodemesh/nodemesh/proxylib"
 )
@@ -390,5 +391,30 @@ func TestWorkersDrain(t *testing.T) {
 	}
 	if err := syscall.Kill(pid, 0); err == nil {
 		t.Fatalf("worker %d still runs after Run returned", pid)
+	}
+}
+
+// TestWorkersTransparent: a transparent (IP_TRANSPARENT) listener, what
+// the datapath redirects to, gets a socket in every process's
+// SO_REUSEPORT group, and connections spread over both.
+func TestWorkersTransparent(t *testing.T) {
+	a := startBackend(t, "a", nil)
+	x := startXDS(t, "", nil)
+	p, _ := startWorkers(t, x.sock, testWorkerCommand)
+	addr := freeAddr(t)
+	l := httpListener(t, "policy", addr, "rc", nil)
+	l.Transparent = wrapperspb.Bool(true)
+	x.set(l, routeConfig("rc", vh("v", "*", prefixRoute("/", "a"))), edsCluster(t, "a", false, nil), cla("a", a.addr))
+	x.waitApplied()
+	if ls := p.WorkerListeners()[1]; ls["policy"] != addr {
+		t.Fatalf("worker listeners %v, want policy on %s", ls, addr)
+	}
+	for i := 0; i < 64; i++ {
+		if code, be := get(t, addr); code != 200 || be != "a" {
+			t.Fatalf("request %d: %d from %q, want 200 from a", i, code, be)
+		}
+	}
+	if served, _ := workerCounts(t, p); served[0] == 0 || served[1] == 0 {
+		t.Fatalf("requests served per process on the transparent listener %v: want both > 0", served)
 	}
 }
