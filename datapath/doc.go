@@ -86,7 +86,8 @@
 //     only), which is correct only with net.ipv4.ip_early_demux=0 (what
 //     Cilium's iptables fallback does).
 //   - Multi-core: the proxy opens one SO_REUSEPORT listener per core on
-//     each port (GOMAXPROCS of them; proxylib/transparent.ListenGroup); the
+//     each port (GOMAXPROCS of them; proxylib/transparent.ListenGroup; with
+//     nodemesh-proxy --workers n, one in each of the n processes); the
 //     program assigns whichever listener of the group its socket lookup
 //     returns and the kernel then picks one of the group by flow hash
 //     (Linux 6.5+; older kernels refuse reuseport sockets in bpf_sk_assign
