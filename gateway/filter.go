@@ -112,7 +112,23 @@ func headerFilter(rule *ruleState, field string, f *gwv1.HTTPHeaderFilter) *ir.H
 		rule.fail(gwv1.RouteReasonUnsupportedValue, field, "required for this filter type")
 		return nil
 	}
-	m := &ir.HeaderModifier{}
+	var m *ir.HeaderModifier
+	if len(f.Set)+len(f.Add) == 1 {
+		// One edit (the common case) in one allocation with its
+		// modifier: rules come by the thousand.
+		blk := new(struct {
+			m   ir.HeaderModifier
+			one [1]ir.Header
+		})
+		m = &blk.m
+		if len(f.Set) == 1 {
+			m.Set = blk.one[:0:1]
+		} else {
+			m.Add = blk.one[:0:1]
+		}
+	} else {
+		m = &ir.HeaderModifier{}
+	}
 	type action struct {
 		list string
 		i    int

@@ -62,15 +62,12 @@ func (r httpRoute) compileRules(t *translator, rs *routeState) {
 var defaultMatches = []gwv1.HTTPRouteMatch{{}}
 
 func (t *translator) compileRule(rs *routeState, i int, spec *gwv1.HTTPRouteRule) *ruleState {
-	rule := &ruleState{route: rs, index: i}
 	matches := spec.Matches
 	if len(matches) == 0 {
 		matches = defaultMatches
 	}
-	// The matches of a rule in one allocation: routes come by the
-	// thousand.
-	states := make([]matchState, len(matches))
-	rule.matches = make([]*matchState, 0, len(matches))
+	rule, states := newRuleState(len(matches))
+	rule.route, rule.index = rs, i
 	for j := range matches {
 		rule.matches = append(rule.matches, compileMatch(&states[j], rule, j, &matches[j]))
 	}
@@ -89,6 +86,32 @@ func (t *translator) compileRule(rs *routeState, i int, spec *gwv1.HTTPRouteRule
 		rule.fail(gwv1.RouteReasonUnsupportedValue, "sessionPersistence", "session persistence is not supported")
 	}
 	return rule
+}
+
+// newRuleState returns a zero rule with room for n matches in its
+// matches, and n zero matches. A rule of one or two matches (nearly all
+// of them) comes in one allocation with its matches: rules come by the
+// thousand.
+func newRuleState(n int) (*ruleState, []matchState) {
+	switch n {
+	case 1:
+		blk := new(struct {
+			rule    ruleState
+			states  [1]matchState
+			matches [1]*matchState
+		})
+		blk.rule.matches = blk.matches[:0:1]
+		return &blk.rule, blk.states[:]
+	case 2:
+		blk := new(struct {
+			rule    ruleState
+			states  [2]matchState
+			matches [2]*matchState
+		})
+		blk.rule.matches = blk.matches[:0:2]
+		return &blk.rule, blk.states[:]
+	}
+	return &ruleState{matches: make([]*matchState, 0, n)}, make([]matchState, n)
 }
 
 // compileTimeouts returns the request and backend request timeouts of a

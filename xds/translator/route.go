@@ -218,10 +218,16 @@ func (b *builder) route(r *ir.Route) *routev3.Route {
 	}
 	out := &parts.route
 	out.Name, out.Match = routeName(r), &parts.match
+	if from := b.sharedAction(r); from != nil {
+		shareAction(out, from)
+		return out
+	}
 	if p := b.action(r, out); p != nil {
 		b.warn(object("route", r.Name), p.field, "%s; the route answers 500 instead", p.msg)
 		*out = routev3.Route{Name: out.Name, Match: out.Match, Action: directResponse(500, "")}
+		return out
 	}
+	b.rememberAction(r, out)
 	return out
 }
 

@@ -113,6 +113,10 @@ type builder struct {
 	// list of routes (ir.Hashes.RouteList), whose routes another virtual
 	// host holding the same list shares.
 	lists map[ir.Hash]*vhostMemo
+	// actions are the forwarding routes built in this translation, by
+	// the first of their IR backends (action.go): the routes of one rule
+	// share their action.
+	actions map[**ir.WeightedBackend]actionFrom
 	// unchecked are the routes built in this translation, to be
 	// validated (checkRoutes).
 	unchecked []uncheckedRoute
@@ -149,6 +153,7 @@ func newBuilder(cfg *ir.Config, hashes *ir.Hashes, prev *memo) *builder {
 		n := cfg.LargestRouteTable()
 		b.routes = make(map[ir.Hash]*routeMemo, n)
 		b.unchecked = make([]uncheckedRoute, 0, n)
+		b.actions = make(map[**ir.WeightedBackend]actionFrom, n)
 	}
 	for _, s := range cfg.Secrets {
 		b.secrets[s.Name] = s
