@@ -100,7 +100,12 @@ func sharedActionConfig() *ir.Config {
 	routes[2].Backends = append([]*ir.WeightedBackend(nil), backends...)
 	routes[2].RequestHeaders = &ir.HeaderModifier{Set: req.Set, Remove: req.Remove}
 	routes[3].RequestHeaders = &ir.HeaderModifier{Set: []ir.Header{{Name: "x-rule", Value: "b"}}}
+	// Rules 3 and 4 have backends of their own, as producers build them.
+	own := append([]*ir.WeightedBackend(nil), backends...)
+	routes[4].Backends, routes[5].Backends = own, own
 	routes[4].Rewrite, routes[5].Rewrite = rewrite, rewrite
+	own = append([]*ir.WeightedBackend(nil), backends...)
+	routes[6].Backends, routes[7].Backends = own, own
 	routes[6].RequestHeaders, routes[7].RequestHeaders = tooLong, tooLong
 	cfg.Listeners = []*ir.Listener{{Name: "gateway/ns/gw/80", Address: "0.0.0.0", Port: 80, Chains: []*ir.HTTPChain{{
 		Name: "http", Routes: &ir.RouteTable{Name: "gateway/ns/gw/80/http", VirtualHosts: []*ir.VirtualHost{
