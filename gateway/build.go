@@ -492,6 +492,10 @@ func sameCert(a, b *input.Key) bool {
 	return *a == *b
 }
 
+// newRoute is the IR route of a match. The routes of one rule hold the
+// rule's own objects (backends, header modifiers, CORS, retry, mirrors,
+// rewrite), not copies: xds/translator builds one action for routes
+// holding the same objects.
 func newRoute(m *matchState, port int32) *ir.Route {
 	rule := m.rule
 	r := &ir.Route{

@@ -94,6 +94,21 @@
 //     gateway's Translator), and a list of routes that several virtual
 //     hosts hold (a Gateway's HTTP and HTTPS listeners) is validated in
 //     the IR and assembled here once per translation.
+//   - The matches of one Gateway API rule become IR routes holding the
+//     rule's very objects (backends, header modifiers, CORS, retry,
+//     mirrors, rewrite), and their forwarding actions are equal. A
+//     translation builds such an action, with its weighted clusters and
+//     header edits, once and the routes share the messages (action.go):
+//     at the benchmark's shape a third of the actions (7 500 of 22 500
+//     at 5 000 HTTPRoutes). Sharing is decided by the identity of those
+//     IR objects, which never change once built, and only within one
+//     translation; content hashes still decide versions and reuse
+//     across translations. Identity was chosen over an action hash: it
+//     costs a map lookup, where hashing every action's content again
+//     would cost close to what building it does. A route whose path
+//     rewrite refers to its own match shares only with routes of the
+//     same match path; an action that cannot be expressed is never
+//     shared (each route warns on its own).
 //   - Validation of the routes a translation built (checkRoutes) stays
 //     on up to GOMAXPROCS goroutines from parallelCheckMin routes: it
 //     reads only the routes, allocates almost nothing, runs after every
