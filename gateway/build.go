@@ -477,7 +477,7 @@ func (b *builder) route(m *matchState, port int32) *ir.Route {
 		return r
 	}
 	if m.route == nil {
-		m.route = newRoute(m, port)
+		m.route = rule.routeOf(m, port)
 	}
 	if b.cert != nil && usesTLS(rule) {
 		return b.withClientCert(m, m.route, *b.cert)
@@ -492,13 +492,39 @@ func sameCert(a, b *input.Key) bool {
 	return *a == *b
 }
 
+// routeOf is the IR route of a match that does not depend on the port,
+// made once. The routes of a rule's matches come in one allocation: routes
+// come by the thousand. Each element is written once, when its match first
+// needs its route, and never again (IR objects never change once built).
+func (r *ruleState) routeOf(m *matchState, port int32) *ir.Route {
+	i := m.index
+	if i < 0 || i >= len(r.matches) || r.matches[i] != m {
+		// A rule whose match indexes are not positions (an Ingress
+		// path is a rule of one match with the path's index).
+		return newRoute(m, port)
+	}
+	if r.routes == nil {
+		r.routes = make([]ir.Route, len(r.matches))
+	}
+	out := &r.routes[i]
+	fillRoute(out, m, port)
+	return out
+}
+
 // newRoute is the IR route of a match. The routes of one rule hold the
 // rule's own objects (backends, header modifiers, CORS, retry, mirrors,
 // rewrite), not copies: xds/translator builds one action for routes
 // holding the same objects.
 func newRoute(m *matchState, port int32) *ir.Route {
+	r := new(ir.Route)
+	fillRoute(r, m, port)
+	return r
+}
+
+// fillRoute sets r, a zero route, to the IR route of a match.
+func fillRoute(r *ir.Route, m *matchState, port int32) {
 	rule := m.rule
-	r := &ir.Route{
+	*r = ir.Route{
 		Name:            routeName(rule.route.kind, rule.route.key, rule.index, m.index),
 		Match:           m.match,
 		RequestHeaders:  rule.reqHeaders,
@@ -519,5 +545,4 @@ func newRoute(m *matchState, port int32) *ir.Route {
 		// No backendRefs: the API requires a 500 for every request.
 		r.DirectResponse = &ir.DirectResponse{Status: 500}
 	}
-	return r
 }

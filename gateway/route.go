@@ -93,6 +93,8 @@ type ruleState struct {
 	// filters (httproute_retry.go).
 	retry   *ir.RetryPolicy
 	mirrors []*ir.Mirror
+	// routes back the IR routes of the matches (routeOf), by match index.
+	routes []ir.Route
 }
 
 func (r *ruleState) valid() bool { return r.problem == "" }
