@@ -5,5 +5,9 @@
 //
 // BenchmarkPolicyHop (root) prints the latency the eBPF redirect and the
 // proxy's HTTP policy add to a request between two test-bed workloads at a
-// fixed 1k req/s; make bench runs it.
+// fixed 1k req/s; make bench runs it. Its load generator (hopGen) and
+// backend run as separate processes of this test binary, the generator on
+// a CPU of its own, and it alternates blocks of direct and redirected
+// requests in one run, so the generator's own costs are the same in both
+// rows and small next to the hop.
 package e2e

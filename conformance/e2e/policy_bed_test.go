@@ -67,6 +67,25 @@ func newPolicyNode(t testing.TB, workloads int, withDatapath bool) *policyNode {
 // publisher (e.g. one that makes the proxy reject updates).
 func newPolicyNodeWith(t testing.TB, workloads int, withDatapath bool, publisher func(*server.Server) dataplane.Publisher) *policyNode {
 	t.Helper()
+	return newPolicyNodeOpts(t, nodeOpts{workloads: workloads, withDatapath: withDatapath, publisher: publisher})
+}
+
+// nodeOpts are newPolicyNodeOpts' settings.
+type nodeOpts struct {
+	workloads    int
+	withDatapath bool
+	// publisher makes the agent's publisher; nil: publish.New.
+	publisher func(*server.Server) dataplane.Publisher
+	// proxyCPUs, when set, pins the proxy process (taskset -c syntax).
+	proxyCPUs string
+}
+
+func newPolicyNodeOpts(t testing.TB, o nodeOpts) *policyNode {
+	t.Helper()
+	workloads, withDatapath, publisher := o.workloads, o.withDatapath, o.publisher
+	if publisher == nil {
+		publisher = func(s *server.Server) dataplane.Publisher { return publish.New(s) }
+	}
 	bed := testbed.New(t, testbed.Config{Workloads: workloads})
 	log := slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	n := &policyNode{t: t, bed: bed}
@@ -131,7 +150,7 @@ func newPolicyNodeWith(t testing.TB, workloads int, withDatapath bool, publisher
 	t.Cleanup(cancel)
 	go a.ServeAPI(ctx, n.apiSock)
 	n.serveHubble(ctx, dir+"/hubble.sock", log)
-	n.startProxy(xdsSock)
+	n.startProxy(xdsSock, o.proxyCPUs)
 	return n
 }
 
@@ -176,10 +195,10 @@ func (b bedInterfaces) InterfaceOf(a netip.Addr) (int, error) {
 
 // startProxy runs the proxy in the node namespace and waits until it is
 // connected to the agent.
-func (n *policyNode) startProxy(xdsSock string) {
+func (n *policyNode) startProxy(xdsSock, cpus string) {
 	t := n.t
 	node := "bed-" + strings.ReplaceAll(t.Name(), "/", "-")
-	cmd := n.bed.Node.Command(context.Background(), os.Args[0])
+	cmd := pinnedCommand(n.bed.Node, cpus)
 	cmd.Env = append(os.Environ(), proxyChildEnv+"=unix://"+xdsSock, proxyChildNodeEnv+"="+node)
 	w := newTestWriter(t)
 	cmd.Stdout, cmd.Stderr = w, w

@@ -4,43 +4,76 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
-	"slices"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
 	"strconv"
-	"sync"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nodemesh/nodemesh/datapath/testbed"
 )
 
-// hopRate is the request rate of BenchmarkPolicyHop: low enough that
-// neither path queues, so the latency difference is the hop's own cost.
+// hopRate is the request rate of BenchmarkPolicyHop over both paths: low
+// enough that neither queues, so the latency difference is the hop's own
+// cost.
 const hopRate = 1000
 
+// hopBlock is how many consecutive requests go to one path before the
+// generator switches to the other (one second at hopRate).
+const hopBlock = 1000
+
+// The benchmark's helper processes are this test binary, started with one
+// of these variables set (see TestMain).
+const (
+	hopGenEnv     = "NODEMESH_E2E_HOP_GEN"     // JSON hopGen; writes JSON []hopStats
+	hopBackendEnv = "NODEMESH_E2E_HOP_BACKEND" // comma-separated ports to serve
+)
+
 // BenchmarkPolicyHop measures what the L7 policy hop adds to a request's
-// latency: a client workload sends HTTP/1.1 keep-alive requests to a
-// server workload of the test bed at a fixed 1k req/s, first allowed by an
-// L3/L4 policy (the packets pass the eBPF datapath, no proxy), then under
-// a CiliumNetworkPolicy with an HTTP rule (the datapath redirects each
-// connection to nodemesh-proxy, which checks the rule and forwards). Each
-// b.N iteration is one request (-benchtime 20000x is 20 s per variant).
-// It reports p50/p99/p999 of each variant and, for the L7 one, what it
-// adds over direct, each latency counted from the request's scheduled send
-// slot (see hopLoad). The server and the client are the same in both, so
-// their cost cancels out.
+// latency. A server workload of the test bed serves the same handler on
+// two ports; a CiliumNetworkPolicy allows the client to port 80 at L3/L4
+// (the packets pass the eBPF datapath, no proxy: "direct") and to port
+// 8080 with an HTTP rule (the datapath redirects each connection to
+// nodemesh-proxy, which checks the rule and forwards: "l7"). One load
+// generator sends HTTP/1.1 keep-alive requests at a fixed 1k req/s in
+// total, alternating blocks of hopBlock requests between the two ports
+// (direct, l7, direct, l7 ...), so both rows come from the same generator,
+// backend and moment and machine drift hits both. b.N is the number of
+// timed requests per path (-benchtime 20000x: 40 s).
+//
+// Each request is timed from its scheduled slot (coordinated omission
+// corrected) and from its write; the generator's dispatch lateness (write
+// minus slot) shows whether it held its schedule. See hopGen for why the
+// generator is an epoll loop on one locked thread.
+//
+// CPU placement: with two or more CPUs the generator runs alone on the
+// last one (its own process, so the agent's and backend's garbage
+// collection and goroutines never share its scheduler), and the proxy,
+// the backend and this process (the agent) on the others.
 //
 // Needs root (network namespaces, eBPF) like the other policy tests.
 func BenchmarkPolicyHop(b *testing.B) {
-	n := startPolicyNode(b, 2)
+	genCPU, restCPUs := hopCPUs()
+	if restCPUs != "" {
+		undo := pinProcess(b, restCPUs)
+		defer undo()
+	}
+	n := newPolicyNodeOpts(b, nodeOpts{workloads: 2, withDatapath: true, proxyCPUs: restCPUs})
 	client, web := n.bed.Workloads[0], n.bed.Workloads[1]
-	body := bytes.Repeat([]byte("x"), 64)
-	serveHTTP(b, web, 80, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		w.Write(body)
-	}))
+	startHopBackend(b, web, restCPUs, 80, 8080)
 	pods := pod("client", client, map[string]string{"app": "client"}) + pod("web", web, map[string]string{"app": "web"})
-	l4 := `apiVersion: cilium.io/v2
+	n.apply(pods + `apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: web-ingress}
 spec:
@@ -49,186 +82,252 @@ spec:
   - fromEndpoints: [{matchLabels: {app: client}}]
     toPorts:
     - ports: [{port: "80", protocol: TCP}]
-`
-	addr := net.JoinHostPort(web.IPv4.String(), "80")
-	var direct hopResult
-	for _, v := range []struct{ name, policy string }{
-		{"direct", l4},
-		{"l7-policy", l4 + "      rules:\n        http: [{method: GET, path: \"/bench\"}]\n"},
-	} {
-		n.apply(pods + v.policy)
-		// The L7 variant really goes through the proxy: it denies what the
-		// rule does not allow.
-		if resp, err := httpClient(client).Get("http://" + addr + "/denied"); err != nil {
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts:
+    - ports: [{port: "8080", protocol: TCP}]
+      rules:
+        http: [{method: GET, path: "/bench"}]
+`)
+	direct := net.JoinHostPort(web.IPv4.String(), "80")
+	l7 := net.JoinHostPort(web.IPv4.String(), "8080")
+	// Only the l7 port goes through the proxy: it denies what the rule
+	// does not allow, the direct port does not.
+	for addr, want := range map[string]int{direct: http.StatusOK, l7: http.StatusForbidden} {
+		resp, err := httpClient(client).Get("http://" + addr + "/denied")
+		if err != nil {
 			b.Fatal(err)
-		} else if resp.Body.Close(); (resp.StatusCode == http.StatusForbidden) != (v.name != "direct") {
-			b.Fatalf("%s: GET /denied answered %d", v.name, resp.StatusCode)
 		}
-		b.Run(v.name, func(b *testing.B) {
-			r := runHop(b, func(ctx context.Context) (net.Conn, error) {
-				return client.DialWith(ctx, &net.Dialer{}, "tcp", addr)
-			}, b.N)
-			b.ReportMetric(float64(r.p50.Microseconds()), "p50-µs")
-			b.ReportMetric(float64(r.p99.Microseconds()), "p99-µs")
-			b.ReportMetric(float64(r.p999.Microseconds()), "p999-µs")
-			b.ReportMetric(float64(r.late), "late-starts")
-			if v.name == "direct" {
-				direct = r
-				return
-			}
-			if direct.p50 > 0 {
-				b.ReportMetric(float64((r.p50 - direct.p50).Microseconds()), "added-p50-µs")
-				b.ReportMetric(float64((r.p99 - direct.p99).Microseconds()), "added-p99-µs")
-				b.ReportMetric(float64((r.p999 - direct.p999).Microseconds()), "added-p999-µs")
-			}
-		})
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			b.Fatalf("GET %s/denied answered %d, want %d", addr, resp.StatusCode, want)
+		}
 	}
+
+	b.Run("direct-vs-l7", func(b *testing.B) {
+		g := hopGen{Targets: []string{direct, l7}, Conns: 16, Rate: hopRate, Block: hopBlock, N: b.N, Warmup: 200}
+		stats := runHopGen(b, client, genCPU, g)
+		b.StopTimer()
+		d, p := stats[0], stats[1]
+		us := func(v time.Duration) float64 { return float64(v.Nanoseconds()) / 1e3 }
+		if b.N >= hopBlock { // not for the framework's b.N=1 probe
+			printHopTable(os.Stdout, b.N, d, p)
+		}
+		for _, m := range []struct {
+			name string
+			q    float64
+		}{{"p50", .5}, {"p99", .99}, {"p999", .999}} {
+			b.ReportMetric(us(d.q(d.FromSlot, m.q)), "direct-"+m.name+"-µs")
+			b.ReportMetric(us(p.q(p.FromSlot, m.q)), "l7-"+m.name+"-µs")
+			b.ReportMetric(us(p.q(p.FromSlot, m.q)-d.q(d.FromSlot, m.q)), "added-"+m.name+"-µs")
+			b.ReportMetric(us(p.q(p.FromSend, m.q)-d.q(d.FromSend, m.q)), "added-send-"+m.name+"-µs")
+		}
+		b.ReportMetric(float64(d.Late+p.Late), "late-starts")
+	})
 }
 
-type hopResult struct {
-	p50, p99, p999 time.Duration
-	late           int // requests that started more than 1 ms after their slot
+// printHopTable writes the benchmark's table: each path timed from the
+// slot and from the write, and the generator's dispatch lateness.
+func printHopTable(w io.Writer, n int, d, p hopStats) {
+	us := func(v time.Duration) float64 { return float64(v.Nanoseconds()) / 1e3 }
+	fmt.Fprintf(w, "policy hop: %d timed requests per path, %d req/s in alternating blocks of %d\n", n, hopRate, hopBlock)
+	fmt.Fprintf(w, "%-28s %9s %9s %9s %9s %9s\n", "µs", "p50", "p90", "p99", "p99.9", "max")
+	for _, r := range []struct {
+		name string
+		s    hopStats
+		v    []int64
+	}{
+		{"direct, from slot", d, d.FromSlot}, {"redirect + L7, from slot", p, p.FromSlot},
+		{"direct, from write", d, d.FromSend}, {"redirect + L7, from write", p, p.FromSend},
+		{"direct, write after slot", d, d.Dispatch}, {"redirect + L7, write after slot", p, p.Dispatch},
+	} {
+		fmt.Fprintf(w, "%-28s %9.0f %9.0f %9.0f %9.0f %9.0f\n", r.name, us(r.s.q(r.v, .5)), us(r.s.q(r.v, .9)), us(r.s.q(r.v, .99)), us(r.s.q(r.v, .999)), us(r.s.q(r.v, 1)))
+	}
+	for _, m := range []struct {
+		name string
+		q    float64
+	}{{"p50", .5}, {"p99", .99}, {"p99.9", .999}} {
+		fmt.Fprintf(w, "added by the hop at %-6s from slot %7.0f µs, from write %7.0f µs\n", m.name,
+			us(p.q(p.FromSlot, m.q)-d.q(d.FromSlot, m.q)), us(p.q(p.FromSend, m.q)-d.q(d.FromSend, m.q)))
+	}
+	fmt.Fprintf(w, "requests written > 1 ms after their slot: direct %d, redirect + L7 %d\n", d.Late, p.Late)
 }
 
-// runHop runs hopLoad with the benchmark's settings: 16 keep-alive
-// connections at hopRate.
-func runHop(b *testing.B, dial func(context.Context) (net.Conn, error), n int) hopResult {
-	r, err := hopLoad{dial: dial, n: n, workers: 16, rate: hopRate, started: b.ResetTimer}.run()
-	b.StopTimer()
+// hopCPUs picks the generator's CPU (the last) and the CPUs of everything
+// else; with one CPU nothing is pinned.
+func hopCPUs() (gen, rest string) {
+	n := runtime.NumCPU()
+	if n < 2 {
+		return "", ""
+	}
+	rest = "0"
+	if n > 2 {
+		rest = fmt.Sprintf("0-%d", n-2)
+	}
+	return strconv.Itoa(n - 1), rest
+}
+
+// pinnedCommand runs this test binary in namespace ns, on cpus when set
+// (taskset before the Go runtime starts, so GOMAXPROCS follows the set).
+func pinnedCommand(ns *testbed.Namespace, cpus string) *exec.Cmd {
+	if cpus == "" {
+		return ns.Command(context.Background(), os.Args[0])
+	}
+	return ns.Command(context.Background(), "taskset", "-c", cpus, os.Args[0])
+}
+
+// runHopGen runs g in its own process inside workload w, pinned to cpu.
+func runHopGen(b *testing.B, w *testbed.Workload, cpu string, g hopGen) []hopStats {
+	b.Helper()
+	cfg, err := json.Marshal(g)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return r
+	cmd := pinnedCommand(w.Namespace, cpu)
+	cmd.Env = append(os.Environ(), hopGenEnv+"="+string(cfg))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, newTestWriter(b)
+	b.ResetTimer()
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("load generator: %v", err)
+	}
+	var stats []hopStats
+	if err := json.Unmarshal(out.Bytes(), &stats); err != nil {
+		b.Fatalf("reading the load generator's result %q: %v", out.String(), err)
+	}
+	if len(stats) != len(g.Targets) {
+		b.Fatalf("load generator reported %d targets, want %d", len(stats), len(g.Targets))
+	}
+	for _, s := range stats {
+		if len(s.FromSlot) != g.N {
+			b.Fatalf("%s: %d timed requests, want %d", s.Target, len(s.FromSlot), g.N)
+		}
+	}
+	return stats
 }
 
-// hopLoad sends n GET /bench requests at rate per second, open loop: a
-// pacer hands out send slots and the workers' keep-alive connections take
-// them, so one slow response does not delay the schedule. A request's
-// latency runs from its scheduled slot, not from its write, to the end of
-// its response: when every connection is busy, the requests waiting for
-// one are late because the path is slow, and timing them from their write
-// would hide exactly that wait (coordinated omission).
-type hopLoad struct {
-	dial    func(context.Context) (net.Conn, error)
-	n       int
-	workers int
-	rate    int
-	started func() // called when the first slot is handed out; may be nil
-}
-
-func (l hopLoad) run() (hopResult, error) {
-	slots := make(chan time.Time, l.n)
-	var (
-		mu      sync.Mutex
-		lats    []time.Duration
-		late    int
-		firstEr error
-		wg      sync.WaitGroup
-	)
-	req := []byte("GET /bench HTTP/1.1\r\nHost: web\r\nUser-Agent: hop\r\n\r\n")
-	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for range l.workers {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		c, err := l.dial(ctx)
-		cancel()
-		if err != nil {
-			return hopResult{}, fmt.Errorf("connecting: %w", err)
-		}
-		conns = append(conns, c)
-		// One request per connection first: the L7 variant's proxy then
-		// holds an upstream connection for each before timing starts.
-		if err := hopRequest(c, bufio.NewReader(c), req); err != nil {
-			return hopResult{}, fmt.Errorf("first request: %w", err)
-		}
+// runHopGenChild is the generator process: settings from the environment,
+// result as JSON on stdout.
+func runHopGenChild(cfg string) int {
+	var g hopGen
+	if err := json.Unmarshal([]byte(cfg), &g); err != nil {
+		fmt.Fprintln(os.Stderr, "reading the generator's settings:", err)
+		return 1
 	}
-	if l.started != nil {
-		l.started()
-	}
-	for _, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			br := bufio.NewReaderSize(c, 4096)
-			var mine []time.Duration
-			myLate := 0
-			var err error
-			for slot := range slots {
-				if time.Since(slot) > time.Millisecond {
-					myLate++
-				}
-				// The slots channel holds every slot, so a worker that
-				// stops leaves the pacer unblocked and the rest to others.
-				if err = hopRequest(c, br, req); err != nil {
-					break
-				}
-				mine = append(mine, time.Since(slot))
-			}
-			mu.Lock()
-			lats = append(lats, mine...)
-			late += myLate
-			if err != nil && firstEr == nil {
-				firstEr = fmt.Errorf("request: %w", err)
-			}
-			mu.Unlock()
-		}()
-	}
-	start := time.Now()
-	for i := range l.n {
-		at := start.Add(time.Duration(i) * time.Second / time.Duration(l.rate))
-		if d := time.Until(at); d > 0 {
-			time.Sleep(d)
-		}
-		slots <- at
-	}
-	close(slots)
-	wg.Wait()
-	if firstEr != nil {
-		return hopResult{}, firstEr
-	}
-	if len(lats) == 0 {
-		return hopResult{}, fmt.Errorf("no request completed")
-	}
-	slices.Sort(lats)
-	q := func(p float64) time.Duration { return lats[min(int(p*float64(len(lats))), len(lats)-1)] }
-	return hopResult{p50: q(0.50), p99: q(0.99), p999: q(0.999), late: late}, nil
-}
-
-// hopRequest writes req and reads one 200 response with a Content-Length
-// body.
-func hopRequest(c net.Conn, br *bufio.Reader, req []byte) error {
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write(req); err != nil {
-		return err
-	}
-	line, err := br.ReadSlice('\n')
+	stats, err := g.run()
 	if err != nil {
-		return err
+		fmt.Fprintln(os.Stderr, "generating load:", err)
+		return 1
 	}
-	if !bytes.HasPrefix(line, []byte("HTTP/1.1 200 ")) {
-		return fmt.Errorf("status line %q", line)
+	if err := json.NewEncoder(os.Stdout).Encode(stats); err != nil {
+		fmt.Fprintln(os.Stderr, "writing the result:", err)
+		return 1
 	}
-	cl := -1
-	for {
-		line, err := br.ReadSlice('\n')
+	return 0
+}
+
+// hopBody is the backend's answer: 64 bytes, as in the proxy benchmarks.
+var hopBody = bytes.Repeat([]byte("x"), 64)
+
+func hopHandler(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Length", strconv.Itoa(len(hopBody)))
+	w.Write(hopBody)
+}
+
+// startHopBackend runs the benchmark's server in its own process in
+// workload w (its garbage collection and goroutines apart from the
+// agent's), serving hopHandler on ports, until the benchmark ends.
+func startHopBackend(b *testing.B, w *testbed.Workload, cpus string, ports ...int) {
+	b.Helper()
+	var ps []string
+	for _, p := range ports {
+		ps = append(ps, strconv.Itoa(p))
+	}
+	cmd := pinnedCommand(w.Namespace, cpus)
+	cmd.Env = append(os.Environ(), hopBackendEnv+"="+strings.Join(ps, ","))
+	cmd.Stderr = newTestWriter(b)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("starting the backend: %v", err)
+	}
+	done := make(chan struct{})
+	ready := make(chan bool, 1)
+	go func() {
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		ready <- line == "ready\n"
+		cmd.Wait()
+		close(done)
+	}()
+	b.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			b.Error("the backend did not stop within 10s")
+		}
+	})
+	select {
+	case ok := <-ready:
+		if !ok {
+			b.Fatal("the backend did not start")
+		}
+	case <-time.After(20 * time.Second):
+		b.Fatal("the backend did not start within 20s")
+	}
+}
+
+// runHopBackendChild is the backend process: it listens on the ports,
+// says "ready" on stdout, and serves until SIGTERM.
+func runHopBackendChild(ports string) int {
+	srv := &http.Server{Handler: http.HandlerFunc(hopHandler), ReadHeaderTimeout: 5 * time.Second}
+	for _, p := range strings.Split(ports, ",") {
+		l, err := net.Listen("tcp", ":"+p)
 		if err != nil {
-			return err
+			fmt.Fprintln(os.Stderr, "listening:", err)
+			return 1
 		}
-		if len(line) <= 2 {
-			break
+		go srv.Serve(l)
+	}
+	fmt.Println("ready")
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
+	srv.Close()
+	return 0
+}
+
+// pinProcess moves every thread of this process to cpus (threads started
+// later inherit it from their creator) and returns the undo.
+func pinProcess(b *testing.B, cpus string) func() {
+	b.Helper()
+	var all, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		b.Fatal(err)
+	}
+	lo, hi, _ := strings.Cut(cpus, "-")
+	first, _ := strconv.Atoi(lo)
+	last := first
+	if hi != "" {
+		last, _ = strconv.Atoi(hi)
+	}
+	for c := first; c <= last; c++ {
+		set.Set(c)
+	}
+	apply := func(s *unix.CPUSet) {
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			b.Fatal(err)
 		}
-		const name = "content-length:"
-		if len(line) > len(name) && bytes.EqualFold(line[:len(name)], []byte(name)) {
-			cl, _ = strconv.Atoi(string(bytes.TrimSpace(line[len(name):])))
+		for _, t := range tasks {
+			tid, _ := strconv.Atoi(t.Name())
+			// A thread may exit meanwhile; the others still move.
+			_ = unix.SchedSetaffinity(tid, s)
 		}
 	}
-	if cl < 0 {
-		return fmt.Errorf("response without Content-Length")
-	}
-	_, err = br.Discard(cl)
-	return err
+	apply(&set)
+	return func() { apply(&all) }
 }

@@ -26,6 +26,12 @@ func TestMain(m *testing.M) {
 	if xds := os.Getenv(proxyChildEnv); xds != "" {
 		os.Exit(runProxyChild(xds, os.Getenv(proxyChildNodeEnv)))
 	}
+	if cfg := os.Getenv(hopGenEnv); cfg != "" {
+		os.Exit(runHopGenChild(cfg))
+	}
+	if ports := os.Getenv(hopBackendEnv); ports != "" {
+		os.Exit(runHopBackendChild(ports))
+	}
 	os.Exit(m.Run())
 }
 
