@@ -130,7 +130,7 @@ spec:
 func printHopTable(w io.Writer, n int, d, p hopStats) {
 	us := func(v time.Duration) float64 { return float64(v.Nanoseconds()) / 1e3 }
 	fmt.Fprintf(w, "policy hop: %d timed requests per path, %d req/s in alternating blocks of %d\n", n, hopRate, hopBlock)
-	fmt.Fprintf(w, "%-28s %9s %9s %9s %9s %9s\n", "µs", "p50", "p90", "p99", "p99.9", "max")
+	fmt.Fprintf(w, "%-32s %9s %9s %9s %9s %9s\n", "µs", "p50", "p90", "p99", "p99.9", "max")
 	for _, r := range []struct {
 		name string
 		s    hopStats
@@ -140,7 +140,7 @@ func printHopTable(w io.Writer, n int, d, p hopStats) {
 		{"direct, from write", d, d.FromSend}, {"redirect + L7, from write", p, p.FromSend},
 		{"direct, write after slot", d, d.Dispatch}, {"redirect + L7, write after slot", p, p.Dispatch},
 	} {
-		fmt.Fprintf(w, "%-28s %9.0f %9.0f %9.0f %9.0f %9.0f\n", r.name, us(r.s.q(r.v, .5)), us(r.s.q(r.v, .9)), us(r.s.q(r.v, .99)), us(r.s.q(r.v, .999)), us(r.s.q(r.v, 1)))
+		fmt.Fprintf(w, "%-32s %9.0f %9.0f %9.0f %9.0f %9.0f\n", r.name, us(r.s.q(r.v, .5)), us(r.s.q(r.v, .9)), us(r.s.q(r.v, .99)), us(r.s.q(r.v, .999)), us(r.s.q(r.v, 1)))
 	}
 	for _, m := range []struct {
 		name string
