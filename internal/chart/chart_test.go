@@ -51,6 +51,9 @@ func TestChartGolden(t *testing.T) {
 		{"ingress", []string{"--set", "ingressController.default=true,ingressController.loadbalancerMode=shared,ingressController.enforceHttps=true," +
 			"ingressController.defaultSecretNamespace=kube-system,ingressController.defaultSecretName=wildcard"}},
 		{"no-ingress", []string{"--set", "ingressController.enabled=false"}},
+		// Neither policy nor datapath: the agent runs without --policy and
+		// its role drops what only policy reads and writes.
+		{"no-policy", []string{"--set", "agent.policy.enabled=false,agent.datapath.enabled=false"}},
 		{"host-network", []string{"--set", "gatewayAPI.hostNetwork.enabled=true,gatewayAPI.hostNetwork.nodes.matchLabels.role=edge," +
 			"gatewayAPI.hostNetwork.nodes.matchLabels.example\\.com/zone=a"}},
 	} {

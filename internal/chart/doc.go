@@ -24,7 +24,19 @@
 // registration (list, watch Nodes), the agent's Events on Ingresses whose
 // resources its proxy rejected (create Event) and client-go's LeaseLock
 // (get, create, update Lease); each rule says where it comes from in a
-// template comment. The proxy's ServiceAccount mounts no token: it talks
+// template comment. Rules follow the values that decide whether the code
+// runs: the agent's policy rules (Pods, Nodes, NetworkPolicies,
+// ServiceCIDRs, the cilium.io policy kinds and their status,
+// CiliumIdentities) are rendered only when agent.policy.enabled or
+// agent.datapath.enabled gives it --policy, and the Event rules of agent
+// and controller (about Ingresses of ours) only with
+// ingressController.enabled. The rest is needed whatever the values: the
+// translation watches every kind it reads (Ingresses included, as one
+// snapshot, even when none is ours), the controller clears the
+// addresses it wrote on Ingresses no longer ours, deletes the Services
+// Gateways got when host-network mode is turned on, and always runs the
+// identity collector; the Lease rules follow
+// controller.leaderElection.enabled. The proxy's ServiceAccount mounts no token: it talks
 // only to its agent. nodemesh lab installs these objects from the
 // rendered chart and runs the agents and the controller with tokens of
 // their own ServiceAccounts on an API server that authorizes with RBAC,
