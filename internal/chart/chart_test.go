@@ -48,7 +48,7 @@ func TestChartGolden(t *testing.T) {
 	}{
 		{"default", nil},
 		{"envoy", []string{"--set", "proxy.engine=envoy"}},
-		{"ingress", []string{"--set", "ingressController.default=true,ingressController.loadbalancerMode=shared,ingressController.enforceHttps=true," +
+		{"ingress", []string{"--set", "ingressController.className=cilium,ingressController.default=true,ingressController.loadbalancerMode=shared,ingressController.enforceHttps=true," +
 			"ingressController.defaultSecretNamespace=kube-system,ingressController.defaultSecretName=wildcard"}},
 		{"no-ingress", []string{"--set", "ingressController.enabled=false"}},
 		// Neither policy nor datapath: the agent runs without --policy and
@@ -85,6 +85,8 @@ func TestChartRejectsBadValues(t *testing.T) {
 		"ingressController.defaultSecretNamespace=kube-system",
 		"ingressController.defaultSecretNamespace=Kube_System,ingressController.defaultSecretName=x",
 		"ingressController.enforceHttps=yes",
+		"ingressController.className=Not_A_Name",
+		"ingressController.className=",
 		"kubeConfigPath=relative/kubeconfig",
 		"agent.nodeIPs={not-an-ip}",
 		"gatewayAPI.hostNetwork.enabled=yes",

@@ -63,8 +63,13 @@
 // (gateway/ingressflags.go), the same on the agent and the controller,
 // which must agree; enabled=false renders --enable-ingress-controller=false
 // and no IngressClass. When enabled the chart installs the IngressClass
-// "nodemesh" (controller nodemesh.io/ingress-controller), marked
-// is-default-class when .default is set. A secret namespace without a
+// named by ingressController.className (default "nodemesh"; controller
+// nodemesh.io/ingress-controller), marked is-default-class when .default
+// is set, and gives agent and controller --ingress-class with that name.
+// className is not a Cilium value (Cilium's class is always "cilium"):
+// it is how manifests written for Cilium, which name class cilium, are
+// served unchanged (className=cilium) without taking over that name by
+// default where Cilium may also run. A secret namespace without a
 // name (or the reverse) fails the render.
 //
 // Rendering for a process, not a cluster: Render runs `helm template` with

@@ -16,11 +16,14 @@ import (
 	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
 )
 
-// accessKinds are the kinds of the rendered chart that decide what its
-// components may do; the lab installs exactly these (see doc.go, "The
-// chart").
-var accessKinds = map[string]bool{
+// installedKinds are the kinds of the rendered chart the lab installs
+// (see doc.go, "The chart"): those that decide what its components may
+// do, and the IngressClass, which decides which Ingresses are served.
+// The workloads are run as processes instead; the CRDs are installed
+// with the control plane.
+var installedKinds = map[string]bool{
 	"ServiceAccount": true, "ClusterRole": true, "ClusterRoleBinding": true, "Role": true, "RoleBinding": true,
+	"IngressClass": true,
 }
 
 // tokenLifetime is how long a component's token is valid. An hour, like
@@ -29,12 +32,12 @@ var accessKinds = map[string]bool{
 // that stays up.
 const tokenLifetime = time.Hour
 
-// installAccess applies the ServiceAccounts, roles and bindings of the
-// rendered chart, as `helm install` would.
-func (l *Lab) installAccess(ctx context.Context, r *chart.Rendered) error {
+// installChartObjects applies the ServiceAccounts, roles, bindings and
+// IngressClass of the rendered chart, as `helm install` would.
+func (l *Lab) installChartObjects(ctx context.Context, r *chart.Rendered) error {
 	var objs []*unstructured.Unstructured
 	for _, o := range r.Objects {
-		if accessKinds[o.GetKind()] {
+		if installedKinds[o.GetKind()] {
 			objs = append(objs, o)
 		}
 	}
@@ -42,7 +45,7 @@ func (l *Lab) installAccess(ctx context.Context, r *chart.Rendered) error {
 		return fmt.Errorf("the rendered chart has no ServiceAccounts or roles")
 	}
 	if err := controlplane.ApplyObjects(ctx, l.Config, objs); err != nil {
-		return fmt.Errorf("installing the chart's ServiceAccounts and RBAC: %w", err)
+		return fmt.Errorf("installing the chart's ServiceAccounts, RBAC and IngressClass: %w", err)
 	}
 	return nil
 }

@@ -89,7 +89,7 @@ func (l *Lab) startMesh(ctx, runCtx context.Context) error {
 		}
 		host := pod{namespace: chartNamespace, nodeName: n.Name, hostIP: n.IP.String(), podIP: n.IP.String()}
 		if i == 0 {
-			if err := l.installAccess(ctx, r); err != nil {
+			if err := l.installChartObjects(ctx, r); err != nil {
 				return err
 			}
 			if err := l.writeCredentials(ctx, runCtx, r, agentWorkload, agentKubeconfig); err != nil {

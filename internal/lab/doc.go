@@ -104,8 +104,11 @@
 // skipped: a hostPath mounted elsewhere than its own path, another volume
 // kind, an init container (proxy.engine=envoy), an env source other than
 // fieldRef, a program that is not nodemesh's. The securityContext is not
-// applied (everything runs as root), and the IngressClass is not
-// installed.
+// applied (everything runs as root). Of the cluster-wide objects the
+// render holds, the lab installs the RBAC ones (below) and the
+// IngressClass (ingressController.className, marked default with
+// ingressController.default), so the class Ingresses name is the chart's
+// (TestLabChartIngressClass).
 //
 // RBAC: the API server authorizes with RBAC (controlplane.Options.RBAC),
 // and the mesh runs under the chart's roles, not as admin. Start applies

@@ -63,6 +63,7 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- fail "ingressController.defaultSecretNamespace needs ingressController.defaultSecretName" -}}
 {{- end -}}
 {{- if $i.enabled -}}
+- --ingress-class={{ $i.className }}
 - --ingress-loadbalancer-mode={{ $i.loadbalancerMode }}
 {{- if $i.default }}
 - --ingress-default
