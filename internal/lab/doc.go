@@ -183,8 +183,8 @@
 // one connection over both backends; the test binary is the client,
 // started in the client Pod by TestLabGRPCClient) and
 // TestLabIngressCiliumExamples (Cilium's Ingress examples from
-// examples/ingress, unchanged, with an IngressClass cilium of nodemesh's
-// controller and the echo workload standing in for bookinfo under the same
+// examples/ingress, unchanged, with the chart's IngressClass named cilium
+// (ingressController.className) and the echo workload standing in for bookinfo under the same
 // Service names and ports: basic-ingress through either node from a host
 // outside the cluster, the client's address in X-Forwarded-For and
 // X-Envoy-External-Address; the path types before and after the /impl.*

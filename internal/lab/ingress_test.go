@@ -35,9 +35,9 @@ const ingressExamples = "../../examples/ingress"
 // TestLabIngressCiliumExamples runs Cilium's Ingress examples on two
 // nodes against the real API server, with the lab's stand-ins for
 // bookinfo (testdata/ingress-bookinfo.yaml: the echo workload under the
-// same Service names and ports) and an IngressClass cilium of nodemesh's
-// controller, and a client outside the cluster (a host on the lab
-// network that is not a node):
+// same Service names and ports) and the chart's IngressClass named
+// cilium (ingressController.className), and a client outside the cluster
+// (a host on the lab network that is not a node):
 //   - AT-ING-01 basic-ingress: a LoadBalancer Service is made for it, the
 //     load balancer's address lands in the Ingress status, and through
 //     either node /details/1 reaches details, / productpage, /ratings
@@ -54,7 +54,9 @@ const ingressExamples = "../../examples/ingress"
 //   - dedicated and shared load-balancer modes: each dedicated Ingress has
 //     its own Service and address, the shared ones one between them.
 func TestLabIngressCiliumExamples(t *testing.T) {
-	l := ForTest(t, Options{Nodes: 2})
+	l := ForTest(t, Options{Nodes: 2, ChartValues: map[string]any{
+		"ingressController": map[string]any{"className": "cilium"},
+	}})
 	ctx := context.Background()
 	if err := ApplyPaths(ctx, l.Config, []string{"testdata/ingress-bookinfo.yaml", filepath.Join(ingressExamples, "ingress-path-types.yaml")}); err != nil {
 		t.Fatal(err)
