@@ -486,6 +486,20 @@
 // policy filter (type nodemesh.filters.network.kafka.v1.KafkaPolicy through
 // ECDS; see packages proxylib/api/kafka/v1 and kafka).
 //
+// original_src is accepted on any TCP listener, not only transparent ones
+// (as in Envoy; CiliumEnvoyConfig listeners reached through a Service
+// redirect use it). It applies to every cluster the listener forwards to:
+// an ORIGINAL_DST cluster keys its hosts by client address; an EDS or
+// STATIC cluster keeps, per endpoint, a pool per client address
+// (upstream.Cluster.BindSource), so a connection is only reused for the
+// client it was opened for and two upstream connections of one downstream
+// connection never share a 5-tuple; such pools close after 5 s unused,
+// and count as their endpoint for outlier detection, least_request and
+// circuit breakers. The client's address is not bound (the connection
+// leaves from the node) when it is a loopback address, when the endpoint
+// is the client itself (its answer would never reach the proxy), or for
+// a Unix-socket endpoint; mirrored requests always leave from the node.
+//
 // HttpConnectionManager http_filters: the CORS filter (see CORS) and any
 // number of RBAC filters
 // (envoy.extensions.filters.http.rbac.v3.RBAC{rules{action ALLOW | DENY,

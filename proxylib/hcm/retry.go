@@ -209,10 +209,10 @@ func (s *stream) repick() {
 		return // the original destination is the only host
 	}
 	t := &s.tries
-	h := c.Pick(s.rnd)
+	h := s.pick(c)
 	if t.policy.PreviousHosts {
 		for i := 0; i < t.policy.HostSelectionAttempts && h != nil && t.attempted(h); i++ {
-			h = c.Pick(s.rnd)
+			h = s.pick(c)
 		}
 	}
 	if h != nil {

@@ -372,7 +372,7 @@ func (s *stream) decide() outcome {
 	if c.IsOriginalDst() {
 		s.host = c.PickOriginal(s.dst, s.h2, s.srcBind, s.srcMark)
 	} else {
-		s.host = c.Pick(s.rnd)
+		s.host = s.pick(c)
 	}
 	if s.host == nil {
 		return s.localFlag(503, []byte("no healthy upstream"), "no_healthy_upstream", flagUH)
@@ -388,6 +388,16 @@ func (s *stream) decide() outcome {
 		s.headers.Set(hExpectedRQ, f.TimeoutMS)
 	}
 	return outForward
+}
+
+// pick draws an endpoint of c (not ORIGINAL_DST) and, on a listener with
+// original_src, the endpoint's pool bound to the client's address.
+func (s *stream) pick(c *upstream.Cluster) *upstream.Host {
+	h := c.Pick(s.rnd)
+	if s.srcBind.IsValid() {
+		h = c.BindSource(h, s.srcBind, s.srcMark)
+	}
+	return h
 }
 
 func (s *stream) local(code int, body []byte, details string) outcome {

@@ -95,9 +95,6 @@ func decodeListener(l *listenerv3.Listener) (*Listener, error) {
 			return nil, fieldErr(fp, "a listener filter config is required")
 		}
 	}
-	if out.OriginalSrc != nil && !out.OriginalDst {
-		return nil, fieldErr(path{"listener_filters"}, "original_src needs the original_dst listener filter")
-	}
 	if len(l.GetFilterChains()) == 0 {
 		return nil, fieldErr(path{"filter_chains"}, "at least one filter chain is required")
 	}

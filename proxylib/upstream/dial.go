@@ -133,7 +133,8 @@ func (o dialOptions) apply(c syscall.RawConn, skipMark bool) error {
 
 // Dial opens an unpooled upstream connection to host with the cluster's
 // socket options (tcp_proxy). source, when valid, is the client address to
-// bind for original_src, with srcMark. The connection counts against the
+// bind for original_src, with srcMark (not bound where BindSource would not
+// bind it). The connection counts against the
 // cluster's max_connections until closed; beyond it Dial fails with
 // ErrOverflow, as Envoy's tcp_proxy does.
 func (c *Cluster) Dial(ctx context.Context, h *Host, source netip.Addr, srcMark uint32) (net.Conn, error) {
@@ -142,7 +143,7 @@ func (c *Cluster) Dial(ctx context.Context, h *Host, source netip.Addr, srcMark 
 		return nil, ErrOverflow
 	}
 	o := p.opts
-	if source.IsValid() {
+	if bindable(h.Addr, source) {
 		o.source, o.srcMark = source, srcMark
 	}
 	nc, err := o.dial(ctx, h.Addr, c.Config.ConnectTimeout)

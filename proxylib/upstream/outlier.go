@@ -218,6 +218,9 @@ func (d *detector) successRate(now time.Time, counts func(*hostState) (ok, fail 
 // ReportStatus tells the pool's cluster's outlier detection, if any, the
 // status of a response from this endpoint.
 func (p *Pool) ReportStatus(code int) {
+	if p.parent != nil {
+		p = p.parent
+	}
 	if d := p.od.Load(); d != nil {
 		if code >= 500 {
 			d.report(p, outcomeExtFail)
@@ -229,6 +232,9 @@ func (p *Pool) ReportStatus(code int) {
 
 // reportConnect tells outlier detection how a connection attempt ended.
 func (p *Pool) reportConnect(ok bool) {
+	if p.parent != nil {
+		p = p.parent
+	}
 	if d := p.od.Load(); d != nil {
 		if ok {
 			d.report(p, outcomeLocalOK)
@@ -240,7 +246,12 @@ func (p *Pool) reportConnect(ok bool) {
 
 // Ejected reports whether outlier detection keeps this endpoint out of
 // load balancing.
-func (p *Pool) Ejected() bool { return p.ejected.Load() }
+func (p *Pool) Ejected() bool {
+	if p.parent != nil {
+		p = p.parent
+	}
+	return p.ejected.Load()
+}
 
 // odState is the outlier detection a pool reports to and its ejection.
 type odState struct {

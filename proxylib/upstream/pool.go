@@ -52,6 +52,11 @@ type Pool struct {
 	h2 *http2.Transport
 
 	odState // outlier detection (outlier.go)
+
+	// parent is the endpoint's pool when this one binds connections to a
+	// client's address (srcbind.go): requests and outcomes count there.
+	parent *Pool
+	bound  bound // this endpoint's original-source pools
 }
 
 func newPool(addr string, h2 bool, opts dialOptions, b *Breaker, idle time.Duration) *Pool {
@@ -115,10 +120,18 @@ func (p *Pool) Begin() { p.BeginAt(time.Now()) }
 func (p *Pool) BeginAt(now time.Time) {
 	p.active.Add(1)
 	p.lastUsed.Store(now.UnixNano())
+	if p.parent != nil {
+		p.parent.BeginAt(now)
+	}
 }
 
 // End ends a request begun with Begin.
-func (p *Pool) End() { p.active.Add(-1) }
+func (p *Pool) End() {
+	p.active.Add(-1)
+	if p.parent != nil {
+		p.parent.End()
+	}
+}
 
 // Scheme is the :scheme of HTTP/2 requests to the endpoint: "https" when
 // the cluster connects with TLS.
@@ -421,6 +434,7 @@ func (c *Conn) ReadLimit() int {
 func (c *Conn) Pool() *Pool { return c.pool }
 
 func (p *Pool) close() {
+	p.bound.close()
 	p.mu.Lock()
 	p.closed = true
 	idle := p.idle
