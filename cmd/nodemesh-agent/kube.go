@@ -137,7 +137,8 @@ func envoyConfigVerdicts(s *input.Snapshot, statuses []agentapi.EnvoyConfigStatu
 		if !ok || st.Reason == envoyconfig.ReasonNotSelected {
 			return
 		}
-		v := kube.PolicyVerdict{Kind: kind, Namespace: ns, Name: name, UID: uid, Generation: gen, Valid: true, Reason: envoyconfig.ReasonAccepted}
+		v := kube.PolicyVerdict{Kind: kind, Namespace: ns, Name: name, UID: uid, Generation: gen, Valid: true, Reason: envoyconfig.ReasonAccepted,
+			Message: st.Message}
 		if !st.Valid {
 			v.Valid, v.Reason, v.Message = false, st.Reason, st.Message
 		}

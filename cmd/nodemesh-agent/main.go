@@ -210,7 +210,7 @@ func run() error {
 		return err
 	}
 	pf.recordEvents(cfg.Flows, authn, log)
-	cfg.EnvoyConfig = &agent.EnvoyConfigOptions{NodeName: policyNode}
+	cfg.EnvoyConfig = &agent.EnvoyConfigOptions{NodeName: policyNode, OriginalSourceMark: pf.originalSourceMark()}
 	if *cecAddr != "" {
 		if cfg.EnvoyConfig.ListenAddress, err = netip.ParseAddr(*cecAddr); err != nil {
 			return fmt.Errorf("parsing --envoy-config-address: %w", err)
@@ -370,8 +370,20 @@ func policyFlags() *policyOptions {
 		flowLog:       flag.String("flow-log", "", "also write every L7 flow as a JSON line to this file (\"-\": standard output)"),
 		flowCapacity:  flag.Int("flow-capacity", flow.DefaultCapacity, "how many recent flows the agent keeps for nodemesh flows"),
 		originalSource: flag.Bool("policy-original-source", true, "with --datapath: the proxy connects upstream from the client's address, so the datapath "+
-			"judges the proxied connection as the client (otherwise as the node)"),
+			"judges the proxied connection as the client (otherwise as the node); also for CiliumEnvoyConfig and lb-l7 listeners "+
+			"(unless the config's cec.cilium.io/use-original-source-address says \"false\")"),
 	}
+}
+
+// originalSourceMark is the mark of the proxy's original-source
+// connections when the datapath steers their replies back to the proxy
+// (--datapath and --policy-original-source), else zero.
+func (o *policyOptions) originalSourceMark() uint32 {
+	if !*o.datapath || !*o.originalSource {
+		return 0
+	}
+	mark, _ := datapath.ProxyMark(0)
+	return mark
 }
 
 // setup wires policy compilation, the access log service, the flow store

@@ -27,6 +27,11 @@ type EnvoyConfigOptions struct {
 	// bind, and so where the Services redirected to them are sent. Unset,
 	// such listeners are refused.
 	ListenAddress netip.Addr
+	// OriginalSourceMark, when not zero, says the datapath steers the
+	// replies to the proxy's original-source connections back to it, and
+	// is their mark (envoyconfig.Options.OriginalSourceMark): listeners of
+	// configs that keep the client's address get original_src.
+	OriginalSourceMark uint32
 }
 
 // liveKey is a redirect target: a listener and the socket it binds.
@@ -68,6 +73,12 @@ func (a *Agent) translateEnvoyConfigs(snap *input.Snapshot, cfg *ir.Config, pol 
 	opts := envoyconfig.Options{Taken: map[netip.AddrPort]string{}, CannotRedirect: a.cfg.Services == nil || a.cfg.NoServiceHooks}
 	if o := a.cfg.EnvoyConfig; o != nil {
 		opts.ListenAddress = o.ListenAddress
+		// Only with the datapath's reply steering: without it a backend's
+		// answer to the client's address would go to the client, not the
+		// proxy.
+		if a.cfg.Datapath != nil {
+			opts.OriginalSourceMark = o.OriginalSourceMark
+		}
 		for _, n := range snap.Nodes {
 			if n.Name == o.NodeName {
 				opts.NodeLabels = n.Labels

@@ -108,11 +108,48 @@
 //     contributes nothing here.
 //   - One resource's JSON is bounded to 1.5 MiB, what the API server
 //     stores for a whole object.
-//   - The proxy's upstream connections come from the node, not from the
-//     client, so a backend's policy sees the node's identity. Cilium's
-//     cec.cilium.io/use-original-source-address annotation (formerly the
-//     cilium.io/use-original-source-address label; "true" by default for
-//     configs users write, "false" for those its Ingress and Gateway
-//     controllers generate) is not implemented: the annotation is read
-//     nowhere, whatever its value.
+//
+// # Original source address
+//
+// As in Cilium, a config's upstream connections keep the client's address
+// (the backend, and its policy, see the client Pod rather than the node)
+// unless the config says otherwise: the cec.cilium.io/use-original-source-address
+// annotation (Cilium 1.19+) decides; when it is absent or not a boolean,
+// the cilium.io/use-original-source-address label (what Cilium up to 1.18
+// reads, deprecated since) does; when neither decides, it is true. A config
+// owned (ownerReferences) by an Ingress or a Gateway, which is what
+// Cilium's Ingress and Gateway controllers generate, never keeps it. A
+// value that is not a boolean is passed over, as in Cilium, and the
+// config's status says so. The Services of lb-l7 keep it too (there is no
+// object to say otherwise; they are east-west Service traffic, as a user
+// config with spec.services is). GAMMA routes are translated by package
+// gateway, not here: their upstream connections come from the node (Cilium
+// sets the annotation "true" on the configs it generates for GAMMA; not
+// done here yet).
+//
+// Keeping it means an original_src listener filter (mark: the proxy mark
+// with no identity, Options.OriginalSourceMark) on each of the config's
+// TCP listeners that spec.services redirects to and that has none already.
+// Only those: their clients are this node's Pods (the redirect happens in
+// this node's socket hooks), so replies to a client's address come back
+// through this node. A listener with an address of its own and no
+// Service may be reached from other nodes, to which the replies would
+// go instead; its connections come from the node. It takes effect only where the
+// datapath steers the backends' replies to the client's address back to
+// the proxy's socket (the agent runs with --datapath and
+// --policy-original-source, the default): without that steering a reply
+// would go to the client itself and the connection would hang. On a node
+// without it (no datapath, standalone, or --policy-original-source=false)
+// nothing is added, upstream connections come from the node, and the
+// status of every config that asked for the client's address says the
+// original source is not in effect; it is never claimed where it does not
+// hold. An accepted config's status always says which of the two holds.
+//
+// The 5-tuple collisions Cilium warns about (Envoy binding the client's
+// address and port for pipelined HTTP/1.1 or HTTP/2 connection pools) do
+// not occur with the builtin proxy: it binds the address only, the source
+// port is the kernel's choice, and it pools connections per endpoint and
+// client address (proxylib/upstream BindSource); original_src's bind_port
+// is refused. So "false" is a choice about identity (the backend sees the
+// node), not a workaround.
 package envoyconfig

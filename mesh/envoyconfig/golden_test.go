@@ -19,6 +19,9 @@ import (
 	"github.com/nodemesh/nodemesh/xds/translator"
 )
 
+// testOriginalSourceMark stands for the proxy mark (datapath.ProxyMark(0)).
+const testOriginalSourceMark = 0x0a00
+
 // testOptions are the options every golden case translates with.
 func testOptions() Options {
 	return Options{
@@ -61,7 +64,14 @@ func TestGolden(t *testing.T) {
 			} else if !os.IsNotExist(err) {
 				t.Fatal(err)
 			}
-			res := Translate(snapshotOf(t, in, data), testOptions())
+			opts := testOptions()
+			// original-source cases run on a node whose datapath steers
+			// replies to the proxy's original-source connections, except
+			// the unsteered one.
+			if strings.HasPrefix(name, "original-source") && !strings.HasSuffix(name, "-unsteered") {
+				opts.OriginalSourceMark = testOriginalSourceMark
+			}
+			res := Translate(snapshotOf(t, in, data), opts)
 			cfg := &ir.Config{Resources: res.Resources}
 			if err := cfg.Validate(); err != nil {
 				t.Fatalf("IR invalid: %v", err)

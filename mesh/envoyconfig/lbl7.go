@@ -104,6 +104,9 @@ func (t *translation) serviceLB(svc *corev1.Service) {
 	}
 	if st.Reason == "" {
 		st.Valid, st.Reason = true, ReasonAccepted
+		if t.opts.OriginalSourceMark != 0 {
+			st.Message = originalSourceMessage(true, true, "")
+		}
 	}
 	t.out.Redirects = append(t.out.Redirects, redirects...)
 	t.out.Statuses = append(t.out.Statuses, st)
@@ -133,6 +136,13 @@ func (t *translation) serviceLBResources(name string, eds edsName, lb clusterv3.
 			Address: bind.Addr().String(), PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(bind.Port())}}}},
 		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
 			Name: filterHCM, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm}}}}},
+	}
+	// As a configuration the user writes would (Cilium's default for
+	// configs no Ingress or Gateway owns): the backends judge the client.
+	if m := t.opts.OriginalSourceMark; m != 0 {
+		if err := withOriginalSource(l, m); err != nil {
+			return nil, bind, err
+		}
 	}
 	rc := &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{{
 		Name: "lb-l7", Domains: []string{"*"},

@@ -80,6 +80,16 @@ type Options struct {
 	// (ReasonNotRedirected) instead of serving a listener the Services'
 	// traffic bypasses.
 	CannotRedirect bool
+	// OriginalSourceMark, when not zero, says this node's datapath steers
+	// the replies to connections the proxy opens from a client's address
+	// back to the proxy, and is the SO_MARK those connections carry (the
+	// proxy mark, no identity: the datapath judges them by the client's
+	// address). Listeners of configs that keep the original source (see
+	// originalSource) then get an original_src listener filter with it.
+	// Zero (no datapath, or --policy-original-source=false): upstream
+	// connections come from the node, and the statuses of configs that
+	// ask for the original source say it is not in effect.
+	OriginalSourceMark uint32
 }
 
 // Object names a config.
@@ -136,6 +146,7 @@ type Result struct {
 type config struct {
 	obj  Object
 	gen  int64
+	meta *metav1.ObjectMeta
 	spec *ciliumv2.CiliumEnvoyConfigSpec
 }
 
@@ -149,10 +160,10 @@ func Translate(snap *input.Snapshot, opts Options) *Result {
 	}
 	var cfgs []config
 	for _, c := range snap.CiliumClusterwideEnvoyConfigs {
-		cfgs = append(cfgs, config{Object{KindClusterwideEnvoyConfig, "", c.Name}, c.Generation, &c.Spec})
+		cfgs = append(cfgs, config{Object{KindClusterwideEnvoyConfig, "", c.Name}, c.Generation, &c.ObjectMeta, &c.Spec})
 	}
 	for _, c := range snap.CiliumEnvoyConfigs {
-		cfgs = append(cfgs, config{Object{KindEnvoyConfig, c.Namespace, c.Name}, c.Generation, &c.Spec})
+		cfgs = append(cfgs, config{Object{KindEnvoyConfig, c.Namespace, c.Name}, c.Generation, &c.ObjectMeta, &c.Spec})
 	}
 	t := &translation{
 		opts:     opts,
@@ -309,6 +320,22 @@ func (t *translation) config(c config) {
 		return url == typeCluster && name == resource.AdminClusterName && !own[typeCluster][name]
 	}}
 
+	origSrc, origNote := originalSource(c.meta)
+	inject := origSrc && t.opts.OriginalSourceMark != 0
+	// Only the listeners Services are redirected to: their clients are
+	// this node's Pods (the datapath's socket hooks redirect), so the
+	// backends' replies to a client's address come back through this
+	// node, where the datapath hands them to the proxy. A listener on an
+	// address of its own may be reached from other nodes, whose replies
+	// would go to the client's node instead.
+	redirected := map[string]bool{}
+	for _, sl := range c.spec.Services {
+		if sl.Listener != "" {
+			redirected[sl.Listener] = true
+		} else {
+			redirected[firstListener] = true
+		}
+	}
 	binds := map[string]netip.AddrPort{} // user listener name -> socket
 	var out []*ir.Resource
 	for _, r := range rs {
@@ -321,6 +348,9 @@ func (t *translation) config(c config) {
 			if err == nil {
 				bind, err = t.bind(m, c.obj, &f)
 				binds[r.name] = bind
+			}
+			if err == nil && inject && redirected[r.name] {
+				err = withOriginalSource(m, t.opts.OriginalSourceMark)
 			}
 		case *routev3.RouteConfiguration:
 			n.routes(m, true)
@@ -438,6 +468,7 @@ func (t *translation) config(c config) {
 	t.out.Resources = append(t.out.Resources, out...)
 	t.out.Redirects = append(t.out.Redirects, redirects...)
 	st.Valid, st.Reason = true, ReasonAccepted
+	st.Message = originalSourceMessage(origSrc && len(c.spec.Services) > 0, inject, origNote)
 	t.out.Statuses = append(t.out.Statuses, st)
 }
 

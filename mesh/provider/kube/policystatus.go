@@ -37,7 +37,9 @@ type PolicyVerdict struct {
 	UID             types.UID
 	Generation      int64
 	Valid           bool
-	// Reason is a CamelCase word; Message the error, for an invalid one.
+	// Reason is a CamelCase word; Message the error, for an invalid one
+	// (for a valid Envoy config, what its status adds, e.g. whether its
+	// upstream connections keep the client's address).
 	Reason, Message string
 }
 
@@ -181,6 +183,12 @@ func (w *StatusWriter) condition(v PolicyVerdict) ciliumv2.NetworkPolicyConditio
 		Reason: v.Reason, ObservedGeneration: v.Generation, Message: "Policy validation succeeded"}
 	if strings.HasSuffix(v.Kind, "EnvoyConfig") {
 		c.Message = "Every resource is accepted"
+		// What an accepted config's status adds (where its upstream
+		// connections come from) is the same on every node that runs
+		// the agent with the same flags, so it carries no node name.
+		if v.Valid && v.Message != "" {
+			c.Message = truncate(c.Message+"; "+v.Message, maxConditionMessage)
+		}
 	}
 	if c.Reason == "" {
 		c.Reason = "Valid"
