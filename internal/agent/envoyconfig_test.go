@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"net/netip"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/dataplane"
 	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/ir"
 )
 
 // serviceRecorder is the datapath's Service table as a list of syncs.
@@ -196,5 +198,43 @@ func TestEnvoyConfigWithoutServiceTableIsRefused(t *testing.T) {
 			names = append(names, r.Name)
 		}
 		t.Fatalf("published %v for a refused config", names)
+	}
+}
+
+// An agent without the datapath cannot steer replies to the proxy's
+// original-source connections: even told the mark, it adds no
+// original_src to a config's listeners, and the config's status says the
+// client's address is not kept.
+func TestEnvoyConfigOriginalSourceNeedsTheDatapath(t *testing.T) {
+	rec := &recorder{}
+	a, err := New(Config{Publisher: rec, Services: &serviceRecorder{},
+		EnvoyConfig: &EnvoyConfigOptions{ListenAddress: netip.MustParseAddr("10.250.0.11"), OriginalSourceMark: 0x0a00}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Apply(context.Background(), envoyConfigSnapshot(t, exampleConfig(t)), nil); err != nil {
+		t.Fatal(err)
+	}
+	st := a.Status()
+	if len(st.EnvoyConfigs) != 1 || !st.EnvoyConfigs[0].Valid || !strings.Contains(st.EnvoyConfigs[0].Message, "original source not in effect") {
+		t.Fatalf("status %+v, want accepted, saying the original source is not in effect", st.EnvoyConfigs)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.configs) == 0 {
+		t.Fatal("nothing published")
+	}
+	cfg := rec.configs[len(rec.configs)-1]
+	listeners := 0
+	for _, r := range cfg.Resources {
+		if r.TypeURL == ir.TypeListener {
+			listeners++
+		}
+		if bytes.Contains(r.Value, []byte("original_src")) {
+			t.Fatalf("resource %s has original_src", r.Name)
+		}
+	}
+	if listeners == 0 {
+		t.Fatal("the config's listener was not published")
 	}
 }
