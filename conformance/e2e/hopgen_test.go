@@ -29,7 +29,7 @@ import (
 // Here the thread waits on a timerfd (nanosecond expiry, timer slack set to
 // 1 ns) armed spinAhead before the slot, then polls the sockets without
 // blocking until the slot is due, and writes the request itself with one
-// write system call on an idle connection of the slot's target. Responses
+// write system call on the longest idle connection of the slot's target. Responses
 // are read in the same loop, so a response is timed when epoll reports it,
 // without a goroutine wakeup in between.
 //
@@ -187,8 +187,12 @@ func (g hopGen) run() ([]hopStats, error) {
 	}
 	dispatch := func(target int, slot int64, timed bool) error {
 		if l := idle[target]; len(l) > 0 {
-			c := l[len(l)-1]
-			idle[target] = l[:len(l)-1]
+			// The longest idle first: every connection keeps being used,
+			// so none sits unused long enough for a server's header
+			// timeout to close it (Go's net/http closes a new connection
+			// whose first request does not come within ReadHeaderTimeout).
+			c := l[0]
+			idle[target] = l[1:]
 			return send(c, slot, timed, now())
 		}
 		backlog[target] = append(backlog[target], slot)
