@@ -89,3 +89,50 @@ func shareAction(out, from *routev3.Route) {
 	out.ResponseHeadersToAdd, out.ResponseHeadersToRemove = from.ResponseHeadersToAdd, from.ResponseHeadersToRemove
 	out.TypedPerFilterConfig = from.TypedPerFilterConfig
 }
+
+// validShared reports whether out, a route that shares the action and
+// header edits of from, is valid provided from passes ValidateAll. Route's
+// validation rules each read one field (the action oneof being one), and
+// its name has none; so when every other field of out holds from's very
+// values, out passes ValidateAll exactly when its match does. That check
+// skips what dominates validating a shared action: its weighted clusters,
+// header edits and the generated code's per-map key sort (one per Route
+// and one per ClusterWeight, each allocating although the maps are
+// empty).
+//
+// The comparison covers every field of Route (TestValidSharedCoversRoute
+// fails when go-control-plane adds one), so a route given anything of its
+// own after sharing is validated whole; false means only "not proven",
+// and the caller then runs ValidateAll. checkRoutes validates from whole,
+// and from precedes out in build order, so the first failure reported is
+// the one a route-by-route ValidateAll would report. Only reads: out and
+// from may be checked on different goroutines at once.
+func validShared(out, from *routev3.Route) bool {
+	return out.Action == from.Action &&
+		out.Metadata == from.Metadata && out.Decorator == from.Decorator &&
+		sameMap(out.TypedPerFilterConfig, from.TypedPerFilterConfig) &&
+		sameSlice(out.RequestHeadersToAdd, from.RequestHeadersToAdd) &&
+		sameSlice(out.RequestHeadersToRemove, from.RequestHeadersToRemove) &&
+		sameSlice(out.ResponseHeadersToAdd, from.ResponseHeadersToAdd) &&
+		sameSlice(out.ResponseHeadersToRemove, from.ResponseHeadersToRemove) &&
+		out.Tracing == from.Tracing &&
+		out.PerRequestBufferLimitBytes == from.PerRequestBufferLimitBytes &&
+		out.StatPrefix == from.StatPrefix &&
+		out.RequestBodyBufferLimit == from.RequestBodyBufferLimit &&
+		sameSlice(out.RouteSpecifiers, from.RouteSpecifiers) &&
+		out.Match != nil && out.Match.ValidateAll() == nil
+}
+
+// sameMap reports whether a and b hold the same keys with the very same
+// values.
+func sameMap[K, V comparable](a, b map[K]V) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}

@@ -51,7 +51,12 @@
 //     routes a translation builds are validated together once it has
 //     built everything, on up to GOMAXPROCS goroutines when there are
 //     hundreds (see "Cold translation"); the error names the first
-//     failing route in build order, as checking one by one would.
+//     failing route in build order, as checking one by one would. A
+//     forwarding action several routes share is validated once, with
+//     the first of them; each other route's own part (its match) is
+//     validated after checking that all else is that route's very
+//     messages (validShared, action.go), which proves exactly what
+//     ValidateAll on it would.
 //   - Every resource name and every reference between resources comes from
 //     naming.go. Names are the IR's hierarchical names: a Listener is named
 //     after its IR listener, a RouteConfiguration after its IR route table,
@@ -108,7 +113,17 @@
 //     would cost close to what building it does. A route whose path
 //     rewrite refers to its own match shares only with routes of the
 //     same match path; an action that cannot be expressed is never
-//     shared (each route warns on its own).
+//     shared (each route warns on its own). The validation is shared
+//     too: the first route holding an action passes ValidateAll whole,
+//     and each route sharing it is checked as ValidateAll would check
+//     it given that — its match, once every other field is shown to be
+//     the first route's very value (validShared). Validating a copy of
+//     such a route with the action left out would prove the same but
+//     still pay, per route, what dominated the check: the generated
+//     code sorts the keys of typed_per_filter_config on every Route and
+//     every ClusterWeight, allocating although the maps are empty
+//     (about 67 000 of 489 000 allocations of a cold snapshot at 5 000
+//     HTTPRoutes, a third of them for shared actions).
 //   - Validation of the routes a translation built (checkRoutes) stays
 //     on up to GOMAXPROCS goroutines from parallelCheckMin routes: it
 //     reads only the routes, allocates almost nothing, runs after every

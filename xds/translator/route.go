@@ -149,12 +149,12 @@ func (b *builder) virtualHost(rc string, vh *ir.VirtualHost, h, version ir.Hash,
 			b.out.Warnings = append(b.out.Warnings, rm.warnings...)
 		} else {
 			rmark := len(b.out.Warnings)
-			out := b.route(r)
+			out, from := b.route(r)
 			if out != nil {
 				if validating != nil {
 					validating(out)
 				}
-				b.unchecked = append(b.unchecked, uncheckedRoute{out: out, rc: rc, vhost: evh.Name})
+				b.unchecked = append(b.unchecked, uncheckedRoute{out: out, from: from, rc: rc, vhost: evh.Name})
 			}
 			rm = &routeMemo{hash: rh, out: out, warnings: b.warningsSince(rmark)}
 			if usesInvalidBackend(r) {
@@ -210,25 +210,27 @@ func problemf(field, format string, args ...any) *problem {
 }
 
 // route emits one route, or nil when its match cannot be expressed (such a
-// match can never hold for a well-formed request; see match.go).
-func (b *builder) route(r *ir.Route) *routev3.Route {
+// match can never hold for a well-formed request; see match.go). from is
+// the route built earlier in this translation whose action and header
+// edits out shares, or nil.
+func (b *builder) route(r *ir.Route) (out, from *routev3.Route) {
 	parts := new(routeParts)
 	if !b.routeMatch(r.Name, r.Match, parts) {
-		return nil
+		return nil, nil
 	}
-	out := &parts.route
+	out = &parts.route
 	out.Name, out.Match = routeName(r), &parts.match
-	if from := b.sharedAction(r); from != nil {
+	if from = b.sharedAction(r); from != nil {
 		shareAction(out, from)
-		return out
+		return out, from
 	}
 	if p := b.action(r, out); p != nil {
 		b.warn(object("route", r.Name), p.field, "%s; the route answers 500 instead", p.msg)
 		*out = routev3.Route{Name: out.Name, Match: out.Match, Action: directResponse(500, "")}
-		return out
+		return out, nil
 	}
 	b.rememberAction(r, out)
-	return out
+	return out, nil
 }
 
 // routeParts are the messages every route has, in one allocation:
@@ -291,9 +293,11 @@ func inlineString(s string) *corev3.DataSource {
 }
 
 // uncheckedRoute is a route built in this translation, not yet validated,
-// with where it is (for the error).
+// with where it is (for the error). from, when set, is the route whose
+// action and header edits out shares: it comes earlier in build order
+// and is validated whole, so out's own check is its match (validShared).
 type uncheckedRoute struct {
-	out       *routev3.Route
+	out, from *routev3.Route
 	rc, vhost string
 }
 
@@ -302,8 +306,9 @@ type uncheckedRoute struct {
 // it saves.
 const parallelCheckMin = 256
 
-// checkRoutes validates the routes built in this translation, each once.
-// Validation reads nothing but the route and allocates little, so it runs
+// checkRoutes validates the routes built in this translation, each once,
+// and an action several of them share once (validShared). Validation
+// reads nothing but the routes and allocates little, so it runs
 // on up to GOMAXPROCS goroutines (at most 8) without competing with the
 // garbage collector for them (see "Cold translation" in doc.go); the
 // error reported is the one of the first failing route in build order,
@@ -313,7 +318,11 @@ func (b *builder) checkRoutes() error {
 	b.unchecked = nil
 	errs := make([]error, len(routes))
 	check := func(i int) {
-		if err := routes[i].out.ValidateAll(); err != nil {
+		r := routes[i]
+		if r.from != nil && validShared(r.out, r.from) {
+			return
+		}
+		if err := r.out.ValidateAll(); err != nil {
 			errs[i] = err
 		}
 	}
