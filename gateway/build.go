@@ -505,9 +505,10 @@ func (r *ruleState) routeOf(m *matchState, port int32) *ir.Route {
 	}
 	if r.routes == nil {
 		r.routes = make([]ir.Route, len(r.matches))
+		r.names = routeNames(r.route.kind, r.route.key, r.index, len(r.matches))
 	}
 	out := &r.routes[i]
-	fillRoute(out, m, port)
+	fillRoute(out, matchRouteName(r.names, len(r.matches), i), m, port)
 	return out
 }
 
@@ -517,15 +518,15 @@ func (r *ruleState) routeOf(m *matchState, port int32) *ir.Route {
 // holding the same objects.
 func newRoute(m *matchState, port int32) *ir.Route {
 	r := new(ir.Route)
-	fillRoute(r, m, port)
+	fillRoute(r, routeName(m.rule.route.kind, m.rule.route.key, m.rule.index, m.index), m, port)
 	return r
 }
 
-// fillRoute sets r, a zero route, to the IR route of a match.
-func fillRoute(r *ir.Route, m *matchState, port int32) {
+// fillRoute sets r, a zero route, to the IR route of a match, named name.
+func fillRoute(r *ir.Route, name string, m *matchState, port int32) {
 	rule := m.rule
 	*r = ir.Route{
-		Name:            routeName(rule.route.kind, rule.route.key, rule.index, m.index),
+		Name:            name,
 		Match:           m.match,
 		RequestHeaders:  rule.reqHeaders,
 		ResponseHeaders: rule.respHeaders,

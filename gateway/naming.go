@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/ir"
@@ -56,6 +57,53 @@ func virtualHostName(table, domain string) string { return table + "/" + domain 
 // kind k ("httproute/<ns>/<name>/rule/<i>/match/<j>" for an HTTPRoute).
 func routeName(k *routeKind, route input.Key, rule, match int) string {
 	return k.namePrefix + "/" + route.Namespace + "/" + route.Name + "/rule/" + strconv.Itoa(rule) + "/match/" + strconv.Itoa(match)
+}
+
+// routeNames holds the names routeName gives the n matches of one rule,
+// back to back in one string (one allocation per rule rather than one per
+// match: rules come by the thousand); matchRouteName cuts out one.
+func routeNames(k *routeKind, route input.Key, rule, n int) string {
+	ruleNo := strconv.Itoa(rule)
+	prefix := len(k.namePrefix) + len(route.Namespace) + len(route.Name) + len(ruleNo) + len("///rule//match/")
+	var b strings.Builder
+	b.Grow(n*prefix + decimalDigits(n))
+	for j := range n {
+		b.WriteString(k.namePrefix)
+		b.WriteByte('/')
+		b.WriteString(route.Namespace)
+		b.WriteByte('/')
+		b.WriteString(route.Name)
+		b.WriteString("/rule/")
+		b.WriteString(ruleNo)
+		b.WriteString("/match/")
+		b.WriteString(strconv.Itoa(j))
+	}
+	return b.String()
+}
+
+// matchRouteName is the name of match j of the n in names (routeNames).
+func matchRouteName(names string, n, j int) string {
+	prefix := (len(names) - decimalDigits(n)) / n
+	off := j*prefix + decimalDigits(j)
+	return names[off : off+prefix+decimalLen(j)]
+}
+
+// decimalDigits is the number of decimal digits of 0, 1, …, n-1 together.
+func decimalDigits(n int) int {
+	digits := 0
+	for lo, hi, width := 0, 10, 1; lo < n; lo, hi, width = hi, hi*10, width+1 {
+		digits += (min(n, hi) - lo) * width
+	}
+	return digits
+}
+
+// decimalLen is the number of decimal digits of j (j >= 0).
+func decimalLen(j int) int {
+	width := 1
+	for ; j >= 10; j /= 10 {
+		width++
+	}
+	return width
 }
 
 // clusterName names the IR cluster of one Service port.
