@@ -504,11 +504,18 @@ func (r *ruleState) routeOf(m *matchState, port int32) *ir.Route {
 		return newRoute(m, port)
 	}
 	if r.routes == nil {
-		r.routes = make([]ir.Route, len(r.matches))
-		r.names = routeNames(r.route.kind, r.route.key, r.index, len(r.matches))
+		// The routes are named up front, from one string per rule
+		// (routeNames); an element's name is all that is set before its
+		// match needs it.
+		n := len(r.matches)
+		r.routes = make([]ir.Route, n)
+		names := routeNames(r.route.kind, r.route.key, r.index, n)
+		for j := range r.routes {
+			r.routes[j].Name = matchRouteName(names, n, j)
+		}
 	}
 	out := &r.routes[i]
-	fillRoute(out, matchRouteName(r.names, len(r.matches), i), m, port)
+	fillRoute(out, out.Name, m, port)
 	return out
 }
 
@@ -522,7 +529,8 @@ func newRoute(m *matchState, port int32) *ir.Route {
 	return r
 }
 
-// fillRoute sets r, a zero route, to the IR route of a match, named name.
+// fillRoute sets r (zero, or holding only its name) to the IR route of a
+// match, named name.
 func fillRoute(r *ir.Route, name string, m *matchState, port int32) {
 	rule := m.rule
 	*r = ir.Route{

@@ -93,10 +93,8 @@ type ruleState struct {
 	// filters (httproute_retry.go).
 	retry   *ir.RetryPolicy
 	mirrors []*ir.Mirror
-	// routes back the IR routes of the matches (routeOf), by match index;
-	// names holds their names (routeNames).
+	// routes back the IR routes of the matches (routeOf), by match index.
 	routes []ir.Route
-	names  string
 }
 
 func (r *ruleState) valid() bool { return r.problem == "" }
