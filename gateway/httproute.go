@@ -147,9 +147,7 @@ func compileTimeouts(rule *ruleState, to *gwv1.HTTPRouteTimeouts) (request, back
 func (t *translator) compileBackends(rule *ruleState, refs []gwv1.HTTPBackendRef) {
 	var slab []ir.WeightedBackend
 	if len(refs) > 0 {
-		rule.backends = make([]*ir.WeightedBackend, 0, len(refs))
-		// The backends of a rule in one allocation.
-		slab = make([]ir.WeightedBackend, len(refs))
+		rule.backends, slab = newBackends(len(refs))
 		// Mirror filters, compiled before, may have added clusters.
 		rule.clusters = slices.Grow(rule.clusters, len(refs))
 	}
@@ -164,6 +162,28 @@ func (t *translator) compileBackends(rule *ruleState, refs []gwv1.HTTPBackendRef
 		}
 		t.resolveBackend(rule, k, wb, &br.BackendObjectReference)
 	}
+}
+
+// newBackends returns room for a rule's n backends: an empty list with
+// capacity n and n zero backends for it to point to. For one or two
+// backends (nearly every rule) both come in one allocation: rules come by
+// the thousand.
+func newBackends(n int) ([]*ir.WeightedBackend, []ir.WeightedBackend) {
+	switch n {
+	case 1:
+		blk := new(struct {
+			list [1]*ir.WeightedBackend
+			slab [1]ir.WeightedBackend
+		})
+		return blk.list[:0:1], blk.slab[:]
+	case 2:
+		blk := new(struct {
+			list [2]*ir.WeightedBackend
+			slab [2]ir.WeightedBackend
+		})
+		return blk.list[:0:2], blk.slab[:]
+	}
+	return make([]*ir.WeightedBackend, 0, n), make([]ir.WeightedBackend, n)
 }
 
 var httpMethods = map[gwv1.HTTPMethod]bool{
