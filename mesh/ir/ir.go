@@ -10,6 +10,10 @@ type Config struct {
 	// Policy is the L7 network policy the node proxy enforces (policy.go);
 	// nil when no policy needs the proxy.
 	Policy *Policy `json:"policy,omitempty"`
+	// IngressPolicy is the policy of the node's ingress endpoint, which
+	// the Gateway and Ingress listeners enforce (ingresspolicy.go); nil
+	// when no policy selects it.
+	IngressPolicy *IngressPolicy `json:"ingressPolicy,omitempty"`
 	// Resources are Envoy resources users wrote (CiliumEnvoyConfig),
 	// already decoded, checked and renamed by their producer
 	// (mesh/envoyconfig); consumers deliver them as they are.

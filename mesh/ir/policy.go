@@ -338,7 +338,13 @@ func (v *validator) rule(obj object, kind, name string, d PolicyDirection, proto
 			v.fail(obj, root.i("endpoints", j), "%q is not a masked prefix", e)
 		}
 	}
-	f := root.f("peers")
+	v.peerSet(obj, root.f("peers"), peers)
+	return obj
+}
+
+// peerSet checks a set of addresses: any or masked terms with masked
+// exceptions inside them.
+func (v *validator) peerSet(obj object, f path, peers PeerSet) {
 	if peers.Any == (len(peers.Terms) > 0) {
 		v.fail(obj, f, "exactly one of any and terms is needed")
 	}
@@ -355,7 +361,6 @@ func (v *validator) rule(obj object, kind, name string, d PolicyDirection, proto
 			}
 		}
 	}
-	return obj
 }
 
 // ValidKafkaTopic reports whether s can be a topic in a rule: 1 to 255

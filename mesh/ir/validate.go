@@ -129,6 +129,9 @@ func (c *Config) validate(v *validator) error {
 	if c.Policy != nil {
 		v.policy(c.Policy, listeners, binds)
 	}
+	if c.IngressPolicy != nil {
+		v.ingressPolicy(c.IngressPolicy)
+	}
 	v.resources(c.Resources, map[string]map[string]bool{
 		TypeListener:              listeners,
 		TypeRouteConfiguration:    tables,

@@ -45,6 +45,10 @@ type Options struct {
 	// authentication is Pending (WaitingForAuthentication): nothing could
 	// satisfy its rows.
 	Authentication bool
+	// IngressEndpoint says this node runs a Gateway and Ingress proxy:
+	// policies apply to its virtual endpoint (identity reserved:ingress)
+	// and Result.Ingress carries what they say (see doc.go).
+	IngressEndpoint bool
 	// MaxRowsPerPolicy rejects a policy that would expand to more datapath
 	// rows (default 65536, the datapath's default table size).
 	MaxRowsPerPolicy int
@@ -113,6 +117,10 @@ type Result struct {
 	Datapath model.Policy
 	// L7 is the proxy's policy; nil when no rule needs the proxy.
 	L7 *ir.Policy
+	// Ingress is the policy of the node's ingress endpoint, which the
+	// Gateway and Ingress listeners enforce; nil when no policy selects it
+	// (or without Options.IngressEndpoint).
+	Ingress *ir.IngressPolicy
 	// Policies report every policy object, sorted by kind, namespace and
 	// name.
 	Policies []PolicyStatus
@@ -353,6 +361,13 @@ func (c *Compiler) Compile(in Input) *Result {
 	// add cannot fail here.
 	_ = t.add(closed)
 	c.good = good
+	var notes []ingressNote
+	res.Ingress, notes = t.takeIngress(ev)
+	for _, n := range notes {
+		if i, ok := owner[n.rule]; ok {
+			res.Policies[i].note(ReasonIngressFailClosed, n.msg)
+		}
+	}
 	res.Datapath = t.rows(c.opts.Listeners, res.Cookies)
 	res.L7 = t.l7(ev, c.opts)
 	for r := range t.proxiedRules() {

@@ -155,6 +155,36 @@
 //   - Deny rules win over every allow, in the same table and in the
 //     datapath's lookup chain.
 //
+// # The ingress endpoint (AT-ING-06)
+//
+// Cilium models every node's Gateway and Ingress proxy as an endpoint
+// with the reserved identity ingress (8), whose only label is
+// reserved:ingress, and enforces its policy in that proxy: its ingress
+// policy against the client (world → ingress), its egress policy against
+// the backend (ingress → backend). With Options.IngressEndpoint the
+// compiler adds a virtual local endpoint with that identity and applies
+// every policy to it like to a Pod, selectors included: "ingress" without
+// a source and "reserved:ingress" both match the label; an empty
+// endpointSelector in a cluster-wide policy selects it, and so does a
+// NotIn or DoesNotExist on a label it lacks (io.kubernetes.pod.namespace
+// NotIn [kube-system]); a namespaced policy never does, since its
+// endpointSelector is confined to its namespace and the endpoint has no
+// namespace label. Its contributions never become datapath rows or
+// policy listeners: Compile moves them into Result.Ingress
+// (ir.IngressPolicy), rules of address sets per protocol and port, which
+// the Gateway and Ingress listeners enforce (see xds/translator). A
+// direction no policy selects stays allow-all; deny rules are kept beside
+// the allows and win. The endpoint counts in PolicyStatus.Selected, and
+// fail closed covers it like any endpoint: a rejected policy selecting it
+// puts the direction into default deny, or denies every flow when it is
+// strict (ir.IngressDirection.DenyAll). What the two check points cannot
+// enforce denies the whole direction (DenyAll, Reason
+// ReasonIngressFailClosed in the policy's status) instead of passing: L7
+// rules (HTTP, Kafka) in either direction — the Gateway listeners do not
+// evaluate Cilium's L7 rules — and authentication.mode required. ICMP
+// rules do not reach the proxy and are dropped. Port numbers are the
+// listener's port for ingress and the backend's port for egress.
+//
 // # Decisions where Cilium's behaviour could not carry over
 //
 //   - Rejected with an error naming the field (nodemesh has no DNS proxy,

@@ -40,6 +40,9 @@ func newEvaluator(st *identity.State, opts Options) *evaluator {
 			ev.localBy[ep.Identity] = append(ev.localBy[ep.Identity], ep)
 		}
 	}
+	if opts.IngressEndpoint {
+		ev.addIngressEndpoint()
+	}
 	sort.Slice(ev.localIDs, func(i, j int) bool { return ev.localIDs[i].ID < ev.localIDs[j].ID })
 	ev.all, ev.localIdx = newLabelIndex(st.Identities), newLabelIndex(ev.localIDs)
 	return ev

@@ -43,7 +43,11 @@ func decodeInput(t testing.TB, name string, data []byte) Input {
 // TestGolden compiles every testdata/<case>.in.yaml and compares the
 // datapath rows, identities and proxy policy with <case>.out.yaml.
 func TestGolden(t *testing.T) {
-	ins := golden.Inputs(t, "testdata", ".in.yaml", ".out.yaml")
+	runGolden(t, "testdata", testOptions())
+}
+
+func runGolden(t *testing.T, dir string, opts Options) {
+	ins := golden.Inputs(t, dir, ".in.yaml", ".out.yaml")
 	for _, in := range ins {
 		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
 		t.Run(name, func(t *testing.T) {
@@ -51,7 +55,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := New(testOptions())
+			c, err := New(opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -72,9 +76,9 @@ func check(t testing.TB, res *Result) {
 	if err := res.Datapath.Validate(); err != nil {
 		t.Errorf("datapath rows invalid: %v", err)
 	}
-	if res.L7 != nil {
-		if err := (&irConfig{Policy: res.L7}).validate(); err != nil {
-			t.Errorf("L7 policy invalid: %v", err)
+	if res.L7 != nil || res.Ingress != nil {
+		if err := (&irConfig{Policy: res.L7, Ingress: res.Ingress}).validate(); err != nil {
+			t.Errorf("proxy policy invalid: %v", err)
 		}
 	}
 }
@@ -86,6 +90,7 @@ type goldenOut struct {
 	Enforce    []string       `json:"enforce,omitempty"`
 	Rows       []string       `json:"rows,omitempty"`
 	L7         any            `json:"l7,omitempty"`
+	Ingress    any            `json:"ingress,omitempty"`
 }
 
 func render(res *Result) ([]byte, error) {
@@ -113,6 +118,9 @@ func render(res *Result) ([]byte, error) {
 	}
 	if res.L7 != nil {
 		out.L7 = res.L7
+	}
+	if res.Ingress != nil {
+		out.Ingress = res.Ingress
 	}
 	return yaml.Marshal(out)
 }
