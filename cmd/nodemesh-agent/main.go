@@ -433,6 +433,9 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 		UpstreamMark:    mark,
 		AccessLogSocket: xdsSock,
 		Authentication:  o.authentication,
+		// Every agent's proxy serves the Gateway and Ingress listeners:
+		// policies selecting reserved:ingress apply to it.
+		IngressEndpoint: true,
 	})
 	if err != nil {
 		return nil, err

@@ -204,6 +204,9 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 	pol := a.compilePolicy(policy.FromSnapshot(snap, a.cfg.HostIPs))
 	if pol != nil {
 		res.Config.Policy = pol.L7
+		// The Gateway and Ingress listeners enforce the policy of the
+		// node's ingress endpoint (reserved:ingress).
+		res.Config.IngressPolicy = pol.Ingress
 	}
 	a.translateEnvoyConfigs(snap, res.Config, pol, res.Mesh)
 	// Before publishing: a Service's backends are usable as soon as they

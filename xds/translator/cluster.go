@@ -141,7 +141,7 @@ func clusterNamesOf(clusters []*ir.Cluster) (map[string]string, string) {
 // output is reused whole, versions included, without looking at each.
 func (b *builder) clusters() error {
 	cfg := b.cfg
-	if p := b.prev; p != nil && p.clusterList != nil && slices.Equal(p.clusterList.in, cfg.Clusters) {
+	if p := b.prev; p != nil && p.clusterList != nil && slices.Equal(p.clusterList.in, cfg.Clusters) && p.clusterList.ingress == b.ingressHash {
 		l := p.clusterList
 		b.out.Clusters = slices.Clone(l.clusters)
 		b.out.ClusterLoadAssignments = slices.Clone(l.clas)
@@ -161,7 +161,7 @@ func (b *builder) clusters() error {
 	}
 	if b.next != nil {
 		b.next.clusterList = &clusterList{
-			in: cfg.Clusters, clusters: slices.Clone(b.out.Clusters), clas: slices.Clone(b.out.ClusterLoadAssignments),
+			in: cfg.Clusters, ingress: b.ingressHash, clusters: slices.Clone(b.out.Clusters), clas: slices.Clone(b.out.ClusterLoadAssignments),
 			versions: b.out.clusterVersions, warnings: b.warningsSince(mark),
 			names: b.clusterNames, invalid: b.invalidBackend,
 		}
@@ -175,6 +175,10 @@ func (b *builder) clusters() error {
 // change builds one ClusterLoadAssignment.
 func (b *builder) cluster(c *ir.Cluster) error {
 	settings, endpoints := b.hashes.Cluster(c)
+	if b.egressEnforced() {
+		// The endpoints are filtered by the ingress endpoint's egress.
+		endpoints = mixHash(endpoints, b.ingressHash)
+	}
 	m := &clusterMemo{settings: settings, endpoints: endpoints}
 	prev := b.prev.cluster(c.Name)
 	if prev != nil && prev.settings == settings && prev.endpoints == endpoints {

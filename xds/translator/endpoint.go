@@ -37,6 +37,9 @@ func (b *builder) loadAssignment(c *ir.Cluster, name string) (*endpointv3.Cluste
 		if buf := a.AppendTo(scratch[:0]); string(buf) != text {
 			text = string(buf)
 		}
+		if !b.backendAllowed(c, a, ep.Port) {
+			continue // ingress → backend denies it (ingresspolicy.go)
+		}
 		if !protoText(text) {
 			b.warn("cluster "+quote(c.Name), fieldf("endpoints[%d].address", i), "address zone cannot be carried in Envoy config; endpoint dropped")
 			continue

@@ -23,6 +23,7 @@ func TestExtensionsInGoldens(t *testing.T) {
 	wantTypes := []string{
 		"type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors",
 		"type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+		"type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
 		"type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
 		"type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
 		"type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -37,6 +38,7 @@ func TestExtensionsInGoldens(t *testing.T) {
 		"envoy.extensions.filters.udp.udp_proxy.v3.Route",
 		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
 		"envoy.filters.http.cors",
+		"envoy.filters.http.rbac",
 		"envoy.filters.http.router",
 		"envoy.filters.listener.tls_inspector",
 		"envoy.filters.network.http_connection_manager",

@@ -37,6 +37,13 @@ func (b *builder) httpConnectionManager(l *ir.Listener, ch *ir.HTTPChain) (*anyp
 		}
 		filters = append(filters, cors)
 	}
+	if b.ingressEnforced() {
+		rbac, err := ingressRBACFilter(name, &b.cfg.IngressPolicy.Ingress, l.Port)
+		if err != nil {
+			return nil, err
+		}
+		filters = append(filters, rbac)
+	}
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: statPrefix(l, ch),
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,

@@ -16,6 +16,10 @@ import (
 // over RDS, then the RouteConfiguration of every chain it kept.
 func (b *builder) listener(l *ir.Listener) error {
 	h := b.hashes.Listener(l)
+	if b.cfg.IngressPolicy != nil {
+		// The chains carry the ingress endpoint's checks.
+		h = mixHash(h, b.ingressHash)
+	}
 	// A TCP chain with an unresolved backend names the invalid-backend
 	// cluster, which is chosen apart from the clusters of the Config.
 	var invalid string
@@ -125,6 +129,12 @@ func (b *builder) buildListener(l *ir.Listener, m *listenerMemo) (*listenerv3.Li
 		kept = append(kept, i)
 	}
 	for i, ch := range l.TCPChains {
+		if b.ingressEnforced() {
+			// The proxy has no network RBAC filter to check the client
+			// of a relayed connection: fail closed.
+			b.warn(obj, fieldf("tcpChains[%d]", i), "the ingress endpoint's policy (reserved:ingress) is enforced and TCP chains cannot check it; chain dropped")
+			continue
+		}
 		names, keep := b.serverNames(obj, fieldf("tcpChains[%d]", i), ch.Name, ch.ServerNames, sniOwner)
 		if !keep {
 			continue

@@ -82,6 +82,9 @@ type memo struct {
 // clusterList is what a Config's list of clusters produced, for reuse
 // when the next Config lists the very same cluster objects.
 type clusterList struct {
+	// ingress is the hash of the ingress policy the endpoints were
+	// filtered with.
+	ingress  ir.Hash
 	in       []*ir.Cluster
 	clusters []*clusterv3.Cluster
 	clas     []*endpointv3.ClusterLoadAssignment

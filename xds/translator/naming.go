@@ -21,6 +21,7 @@ const (
 	filterHTTPConnectionManager = "envoy.filters.network.http_connection_manager"
 	filterRouter                = "envoy.filters.http.router"
 	filterCORS                  = "envoy.filters.http.cors"
+	filterRBAC                  = "envoy.filters.http.rbac"
 	filterTLSInspector          = "envoy.filters.listener.tls_inspector"
 	transportSocketTLS          = "envoy.transport_sockets.tls"
 	httpProtocolOptionsKey      = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"

@@ -122,6 +122,9 @@ type builder struct {
 	unchecked []uncheckedRoute
 	// ver composes versions.
 	ver version
+	// ingressHash is the content hash of cfg.IngressPolicy (zero for
+	// none), part of the memo keys of listeners and endpoints.
+	ingressHash ir.Hash
 	// httpOptions are the typed_extension_protocol_options shared by the
 	// HTTP/1.1 [0] and h2c [1] clusters (httpProtocolOptions), and shared
 	// the other messages every cluster holds alike (clusterShared).
@@ -158,6 +161,7 @@ func newBuilder(cfg *ir.Config, hashes *ir.Hashes, prev *memo) *builder {
 	for _, s := range cfg.Secrets {
 		b.secrets[s.Name] = s
 	}
+	b.ingressHash = ingressPolicyHash(cfg.IngressPolicy)
 	return b
 }
 
