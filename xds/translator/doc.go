@@ -335,6 +335,33 @@
 // Kafka filter per chain), so ingress Kafka rules are not applied to
 // connections that egress Kafka rules already redirected on the same node.
 //
+// # Ingress endpoint policy
+//
+// Config.IngressPolicy (ingresspolicy.go) is the policy of the node's
+// ingress endpoint (reserved:ingress, see mesh/policy), enforced on every
+// listener built from Gateways and Ingresses (every listener of
+// Config.Listeners; the policy listeners are not the ingress endpoint).
+// world → ingress: while it is enforced, every HTTP chain carries an
+// inline ALLOW RBAC filter, before CORS and the router, whose one policy
+// admits a downstream peer address (direct_remote_ip: the connection's
+// peer, never x-forwarded-for) that an allow rule for TCP or ANY on the
+// listener's port admits and no deny rule does; a closed direction
+// (DenyAll, or no allow rule) gets a policy that never matches. A denied
+// request is answered 403, as Cilium's proxy does. The proxy has no
+// network RBAC filter, so TCP chains (TLS passthrough, TCPRoute) cannot
+// check the client: they are dropped with a warning while ingress is
+// enforced — fail closed, every client of them is refused, allowed or
+// not. ingress → backend: while egress is enforced, a cluster endpoint
+// the egress rules do not admit (address, port, TCP or UDP by the
+// cluster's protocol) is left out of its load assignment, so routes never
+// reach it; every cluster of Config.Clusters belongs to Gateway and
+// Ingress routes, so no other traffic loses endpoints. Filtering the
+// endpoints rather than checking each request keeps the proxy unchanged
+// and costs nothing per request; the price is that a route whose backends
+// are all denied answers 503 (no healthy upstream), not Cilium's 403.
+// The policy's content hash is part of the memo keys of listeners and
+// load assignments, so a policy change rebuilds exactly those.
+//
 // # A valid IR that stock Envoy cannot carry
 //
 // Some Configs pass ir.Config.Validate yet hold values Envoy's API cannot
