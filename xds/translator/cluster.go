@@ -161,7 +161,7 @@ func (b *builder) clusters() error {
 	}
 	if b.next != nil {
 		b.next.clusterList = &clusterList{
-			in: cfg.Clusters, ingress: b.ingressHash, clusters: slices.Clone(b.out.Clusters), clas: slices.Clone(b.out.ClusterLoadAssignments),
+			in: cfg.Clusters, ingress: b.ingressHash, viaNames: b.viaIngressNames, clusters: slices.Clone(b.out.Clusters), clas: slices.Clone(b.out.ClusterLoadAssignments),
 			versions: b.out.clusterVersions, warnings: b.warningsSince(mark),
 			names: b.clusterNames, invalid: b.invalidBackend,
 		}
@@ -195,11 +195,16 @@ func (b *builder) cluster(c *ir.Cluster) error {
 			}
 			m.cluster, m.version = out, versionString(b.ver.start("cluster").hash(settings).sum())
 		}
-		cla, err := b.loadAssignment(c, name)
+		cla, err := b.loadAssignment(c, name, false)
 		if err != nil {
 			return err
 		}
 		m.cla, m.claVersion = cla, versionString(b.ver.start("cluster load assignment").hash(endpoints).sum())
+		if b.egressEnforced() {
+			if err := b.viaIngressCluster(c, m, prev); err != nil {
+				return err
+			}
+		}
 		// Only the endpoints warn.
 		m.warnings = b.warningsSince(mark)
 	}
@@ -207,6 +212,12 @@ func (b *builder) cluster(c *ir.Cluster) error {
 	b.out.ClusterLoadAssignments = append(b.out.ClusterLoadAssignments, m.cla)
 	b.out.clusterVersions[m.cluster] = m.version
 	b.out.clusterVersions[m.cla] = m.claVersion
+	if m.via != nil {
+		b.out.Clusters = append(b.out.Clusters, m.via)
+		b.out.ClusterLoadAssignments = append(b.out.ClusterLoadAssignments, m.viaCLA)
+		b.out.clusterVersions[m.via] = m.viaVersion
+		b.out.clusterVersions[m.viaCLA] = m.viaCLAVersion
+	}
 	if m == prev {
 		b.out.Warnings = append(b.out.Warnings, m.warnings...)
 	}

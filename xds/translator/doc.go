@@ -338,27 +338,44 @@
 // # Ingress endpoint policy
 //
 // Config.IngressPolicy (ingresspolicy.go) is the policy of the node's
-// ingress endpoint (reserved:ingress, see mesh/policy), enforced on every
-// listener built from Gateways and Ingresses (every listener of
-// Config.Listeners; the policy listeners are not the ingress endpoint).
-// world → ingress: while it is enforced, every HTTP chain carries an
-// inline ALLOW RBAC filter, before CORS and the router, whose one policy
-// admits a downstream peer address (direct_remote_ip: the connection's
-// peer, never x-forwarded-for) that an allow rule for TCP or ANY on the
-// listener's port admits and no deny rule does; a closed direction
-// (DenyAll, or no allow rule) gets a policy that never matches. A denied
-// request is answered 403, as Cilium's proxy does. The proxy has no
-// network RBAC filter, so TCP chains (TLS passthrough, TCPRoute) cannot
-// check the client: they are dropped with a warning while ingress is
-// enforced — fail closed, every client of them is refused, allowed or
-// not. ingress → backend: while egress is enforced, a cluster endpoint
-// the egress rules do not admit (address, port, TCP or UDP by the
-// cluster's protocol) is left out of its load assignment, so routes never
-// reach it; every cluster of Config.Clusters belongs to Gateway and
-// Ingress routes, so no other traffic loses endpoints. Filtering the
-// endpoints rather than checking each request keeps the proxy unchanged
-// and costs nothing per request; the price is that a route whose backends
-// are all denied answers 503 (no healthy upstream), not Cilium's 403.
+// ingress endpoint (reserved:ingress, see mesh/policy), enforced on the
+// listeners whose clients are outside the mesh: every listener of
+// Config.Listeners built from Gateways and Ingresses. GAMMA listeners
+// (names beginning ir.MeshNamePrefix) are left alone: their clients are
+// Pods, east-west traffic that the Pods' own policies govern. So are the
+// L7 policy listeners (built from Config.Policy, never from
+// Config.Listeners) and the resources of CiliumEnvoyConfigs and lb-l7
+// Services (Config.Resources, passed through verbatim).
+//
+// world → ingress: while it is enforced, every HTTP chain of an ingress
+// listener carries an inline ALLOW RBAC filter, before CORS and the
+// router, whose one policy admits a downstream peer address
+// (direct_remote_ip: the connection's peer, never x-forwarded-for) that
+// an allow rule for TCP or ANY on the listener's port admits and no deny
+// rule does; a closed direction (DenyAll, or no allow rule) gets a policy
+// that never matches. A denied request is answered 403, as Cilium's proxy
+// does. The proxy has no network RBAC filter, so TCP chains (TLS
+// passthrough, TCPRoute) of ingress listeners cannot check the client:
+// they are dropped with a warning while ingress is enforced — fail
+// closed, every client of them is refused, allowed or not.
+//
+// ingress → backend: while egress is enforced, every IR cluster is
+// emitted twice: as itself, with all its endpoints, and as
+// "<cluster>/via-ingress" (naming.go) without the endpoints the egress
+// rules do not admit (address, port, TCP or UDP by the cluster's
+// protocol). The routes, TCP and UDP chains of ingress listeners name the
+// variant; GAMMA listeners, which may share an IR cluster with a Gateway
+// route (gateway reuses it), keep the original. The variant is emitted
+// for every cluster, not only where the filter removes an endpoint, so
+// that which name a route holds never depends on endpoints: an endpoint
+// change then rebuilds one load assignment and no route. Routes built for
+// ingress listeners carry a salt in their memo keys, so they are never
+// shared with a GAMMA route of the same content. Filtering the endpoints
+// rather than checking each request keeps the proxy unchanged and costs
+// nothing per request; the price is that a route whose backends are all
+// denied answers 503 (no healthy upstream), not Cilium's 403: telling
+// "denied" apart from "no endpoints" at route level would make routes
+// depend on endpoints, which the memo deliberately avoids.
 // The policy's content hash is part of the memo keys of listeners and
 // load assignments, so a policy change rebuilds exactly those.
 //

@@ -16,8 +16,9 @@ import (
 // traffic to not-ready endpoints as soon as fewer than half are ready.
 // Endpoints are sorted and de-duplicated by address and port, so the order
 // producers list them in never causes a push. An empty assignment is valid
-// and makes requests to the cluster fail with 503.
-func (b *builder) loadAssignment(c *ir.Cluster, name string) (*endpointv3.ClusterLoadAssignment, error) {
+// and makes requests to the cluster fail with 503. viaIngress leaves out
+// the endpoints the ingress endpoint's egress denies (ingresspolicy.go).
+func (b *builder) loadAssignment(c *ir.Cluster, name string, viaIngress bool) (*endpointv3.ClusterLoadAssignment, error) {
 	type hostPort struct {
 		addr   netip.Addr
 		text   string // addr as emitted
@@ -37,10 +38,13 @@ func (b *builder) loadAssignment(c *ir.Cluster, name string) (*endpointv3.Cluste
 		if buf := a.AppendTo(scratch[:0]); string(buf) != text {
 			text = string(buf)
 		}
-		if !b.backendAllowed(c, a, ep.Port) {
+		if viaIngress && !b.backendAllowed(c, a, ep.Port) {
 			continue // ingress → backend denies it (ingresspolicy.go)
 		}
 		if !protoText(text) {
+			if viaIngress {
+				continue // the unfiltered assignment warned
+			}
 			b.warn("cluster "+quote(c.Name), fieldf("endpoints[%d].address", i), "address zone cannot be carried in Envoy config; endpoint dropped")
 			continue
 		}

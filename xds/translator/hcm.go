@@ -37,7 +37,7 @@ func (b *builder) httpConnectionManager(l *ir.Listener, ch *ir.HTTPChain) (*anyp
 		}
 		filters = append(filters, cors)
 	}
-	if b.ingressEnforced() {
+	if b.ingressEnforced() && isIngressListener(l) {
 		rbac, err := ingressRBACFilter(name, &b.cfg.IngressPolicy.Ingress, l.Port)
 		if err != nil {
 			return nil, err

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"net/netip"
+	"strconv"
+	"strings"
 
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
@@ -102,4 +104,79 @@ func (b *builder) backendAllowed(c *ir.Cluster, addr netip.Addr, port uint32) bo
 		proto = ir.IngressProtoUDP
 	}
 	return b.cfg.IngressPolicy.Egress.Allows(addr, proto, port)
+}
+
+// ingressSalt is mixed into the memo keys of routes built for Gateway and
+// Ingress listeners while ingress → backend is enforced: they name the
+// filtered variants, so they never share a built route with the others.
+var ingressSalt = func() ir.Hash {
+	var h ir.Hash
+	copy(h[:], "ingress-policy/via-ingress")
+	return h
+}()
+
+// isIngressListener reports whether the clients of an IR listener are
+// outside the mesh: every listener of Config.Listeners but the GAMMA ones
+// (ir.MeshNamePrefix), whose clients are Pods.
+func isIngressListener(l *ir.Listener) bool {
+	return !strings.HasPrefix(l.Name, ir.MeshNamePrefix)
+}
+
+// viaIngressNamesOf names the filtered variant of every cluster, distinct
+// from every other emitted cluster name.
+func viaIngressNamesOf(clusters []*ir.Cluster, names map[string]string, invalid string) map[string]string {
+	emitted := make(map[string]bool, len(names)+1)
+	for _, n := range names {
+		emitted[n] = true
+	}
+	emitted[invalid] = true
+	out := make(map[string]string, len(clusters))
+	for _, c := range clusters {
+		base := names[c.Name] + viaIngressSuffix
+		n := base
+		for i := 1; emitted[n]; i++ {
+			n = base + "~" + strconv.Itoa(i)
+		}
+		emitted[n] = true
+		out[c.Name] = n
+	}
+	return out
+}
+
+// enterListener prepares the builder for the chains and routes of l: the
+// routes of an ingress listener name the filtered cluster variants while
+// ingress → backend is enforced. The returned func restores the builder.
+func (b *builder) enterListener(l *ir.Listener) func() {
+	if !b.egressEnforced() || !isIngressListener(l) {
+		return func() {}
+	}
+	names, actions := b.clusterNames, b.actions
+	b.clusterNames, b.actions, b.viaIngress = b.viaIngressNames, b.ingressActions, true
+	return func() {
+		b.ingressActions = b.actions
+		b.clusterNames, b.actions, b.viaIngress = names, actions, false
+	}
+}
+
+// viaIngressCluster builds the filtered variant of cluster c into m: the
+// same settings under its own name, and a load assignment without the
+// endpoints the ingress endpoint's egress denies. The Cluster is reused
+// from prev while its settings and name are unchanged.
+func (b *builder) viaIngressCluster(c *ir.Cluster, m, prev *clusterMemo) error {
+	name := b.viaIngressNames[c.Name]
+	if prev != nil && prev.via != nil && prev.settings == m.settings && prev.via.GetName() == name {
+		m.via, m.viaVersion = prev.via, prev.viaVersion
+	} else {
+		out, err := b.buildCluster(c, name)
+		if err != nil {
+			return err
+		}
+		m.via, m.viaVersion = out, versionString(b.ver.start("cluster").hash(m.settings).str(name).sum())
+	}
+	cla, err := b.loadAssignment(c, name, true)
+	if err != nil {
+		return err
+	}
+	m.viaCLA, m.viaCLAVersion = cla, versionString(b.ver.start("cluster load assignment").hash(m.endpoints).str(name).sum())
+	return nil
 }

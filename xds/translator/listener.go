@@ -26,6 +26,7 @@ func (b *builder) listener(l *ir.Listener) error {
 	if tcpUsesInvalid(l) {
 		invalid = b.invalidBackend
 	}
+	defer b.enterListener(l)()
 	m := b.prev.listener(l.Name, h, invalid)
 	if m != nil {
 		if m.out != nil {
@@ -129,7 +130,7 @@ func (b *builder) buildListener(l *ir.Listener, m *listenerMemo) (*listenerv3.Li
 		kept = append(kept, i)
 	}
 	for i, ch := range l.TCPChains {
-		if b.ingressEnforced() {
+		if b.ingressEnforced() && isIngressListener(l) {
 			// The proxy has no network RBAC filter to check the client
 			// of a relayed connection: fail closed.
 			b.warn(obj, fieldf("tcpChains[%d]", i), "the ingress endpoint's policy (reserved:ingress) is enforced and TCP chains cannot check it; chain dropped")

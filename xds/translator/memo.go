@@ -86,6 +86,7 @@ type clusterList struct {
 	// filtered with.
 	ingress  ir.Hash
 	in       []*ir.Cluster
+	viaNames map[string]string
 	clusters []*clusterv3.Cluster
 	clas     []*endpointv3.ClusterLoadAssignment
 	versions map[proto.Message]string // read-only once built
@@ -101,7 +102,13 @@ type clusterMemo struct {
 	version, claVersion string
 	cluster             *clusterv3.Cluster
 	cla                 *endpointv3.ClusterLoadAssignment
-	warnings            []Warning
+	// via and viaCLA are the variant for Gateway and Ingress routes while
+	// ingress → backend is enforced (ingresspolicy.go), else nil.
+	via           *clusterv3.Cluster
+	viaCLA        *endpointv3.ClusterLoadAssignment
+	viaVersion    string
+	viaCLAVersion string
+	warnings      []Warning
 }
 
 type listenerMemo struct {

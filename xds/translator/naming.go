@@ -164,6 +164,14 @@ func routeName(r *ir.Route) string { return envoyName(r.Name) }
 // cluster_name of its ClusterLoadAssignment.
 func clusterName(name string) string { return envoyName(name) }
 
+// viaIngressSuffix ends the Envoy name of the variant of a cluster that
+// the routes of Gateway and Ingress listeners use while the ingress
+// endpoint's egress (ingress → backend) is enforced:
+// "<cluster>/via-ingress", the same cluster with only the endpoints that
+// egress admits ("~<n>" is added should another emitted name hold it;
+// ingresspolicy.go).
+const viaIngressSuffix = "/via-ingress"
+
 // secretName names the SDS Secret of an IR secret; TLS contexts refer to it.
 func secretName(name string) string { return envoyName(name) }
 

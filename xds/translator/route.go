@@ -89,6 +89,9 @@ func (b *builder) vhostVersion(h ir.Hash, domains []string, usesInvalid bool) ir
 	if usesInvalid {
 		v.str(b.invalidBackend)
 	}
+	if b.viaIngress {
+		v.hash(ingressSalt)
+	}
 	return v.sum()
 }
 
@@ -121,6 +124,10 @@ func (b *builder) virtualHost(rc string, vh *ir.VirtualHost, h, version ir.Hash,
 	}
 	vm := &vhostMemo{hash: h, version: version, domains: domains, out: evh, wire: &serialized{msg: evh}}
 	list := b.hashes.RouteList(vh)
+	if b.viaIngress {
+		// Its routes name the filtered cluster variants.
+		list = mixHash(list, ingressSalt)
+	}
 	if same := b.lists[list]; same != nil {
 		// Another virtual host of this translation holds the very same
 		// routes (a Gateway's HTTP and HTTPS listeners, commonly): the
@@ -138,6 +145,9 @@ func (b *builder) virtualHost(rc string, vh *ir.VirtualHost, h, version ir.Hash,
 	hashes := b.hashes.VirtualHostRoutes(vh)
 	for i, r := range vh.Routes {
 		rh := hashes[i]
+		if b.viaIngress {
+			rh = mixHash(rh, ingressSalt)
+		}
 		rm := b.routes[rh]
 		if rm == nil {
 			rm = old[rh]

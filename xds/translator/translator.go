@@ -93,6 +93,12 @@ type builder struct {
 	// clusterNames holds the emitted name of every cluster, so routes never
 	// search a list and the invalid-backend name never collides.
 	clusterNames map[string]string
+	// viaIngressNames holds the names of the filtered cluster variants
+	// (ingresspolicy.go) while ingress → backend is enforced, else nil;
+	// viaIngress is set while the chains and routes of a Gateway or
+	// Ingress listener are built with them.
+	viaIngressNames map[string]string
+	viaIngress      bool
 	// invalidBackend is the never-defined cluster for unresolved backends.
 	invalidBackend string
 	// secrets indexes IR secrets by name; referenced marks the ones some
@@ -117,6 +123,9 @@ type builder struct {
 	// the first of their IR backends (action.go): the routes of one rule
 	// share their action.
 	actions map[**ir.WeightedBackend]actionFrom
+	// ingressActions are actions for viaIngress routes, kept apart since
+	// they name other clusters.
+	ingressActions map[**ir.WeightedBackend]actionFrom
 	// unchecked are the routes built in this translation, to be
 	// validated (checkRoutes).
 	unchecked []uncheckedRoute
@@ -162,6 +171,13 @@ func newBuilder(cfg *ir.Config, hashes *ir.Hashes, prev *memo) *builder {
 		b.secrets[s.Name] = s
 	}
 	b.ingressHash = ingressPolicyHash(cfg.IngressPolicy)
+	if b.egressEnforced() {
+		if prev != nil && prev.clusterList != nil && slices.Equal(prev.clusterList.in, cfg.Clusters) && prev.clusterList.viaNames != nil {
+			b.viaIngressNames = prev.clusterList.viaNames
+		} else {
+			b.viaIngressNames = viaIngressNamesOf(cfg.Clusters, b.clusterNames, b.invalidBackend)
+		}
+	}
 	return b
 }
 

@@ -1,0 +1,99 @@
+package translator
+
+import (
+	"os"
+	"slices"
+	"testing"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+)
+
+// TestIngressPolicySparesMeshListeners checks that the ingress endpoint's
+// policy reaches only what outside clients use: a GAMMA listener (its
+// clients are Pods) keeps its TCP chain, gets no RBAC filter, and its
+// routes keep the unfiltered cluster the Gateway routes share.
+func TestIngressPolicySparesMeshListeners(t *testing.T) {
+	data, err := os.ReadFile("testdata/ingress-policy-gamma.in.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := decodeIR(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Translate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireValid(t, res)
+
+	listeners := map[string]*listenerv3.Listener{}
+	for _, l := range res.Listeners {
+		listeners[l.GetName()] = l
+	}
+	rbacOf := func(name string) bool {
+		l := listeners[name]
+		if l == nil {
+			t.Fatalf("listener %q missing", name)
+		}
+		for _, fc := range l.GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				hcm := &hcmv3.HttpConnectionManager{}
+				if f.GetTypedConfig().UnmarshalTo(hcm) != nil {
+					continue
+				}
+				for _, hf := range hcm.GetHttpFilters() {
+					if hf.GetName() == filterRBAC {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
+	if !rbacOf("gateway/default/eg/80") {
+		t.Error("Gateway listener has no RBAC filter")
+	}
+	if rbacOf("mesh/default/details/9080") {
+		t.Error("GAMMA listener got the ingress endpoint's RBAC filter")
+	}
+	if l := listeners["mesh/default/db/5432"]; l == nil || len(l.GetFilterChains()) != 1 {
+		t.Errorf("GAMMA TCP listener lost its chain: %v", l)
+	}
+
+	clusterOf := func(rc string) string {
+		for _, c := range res.RouteConfigurations {
+			if c.GetName() == rc {
+				return c.GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetCluster()
+			}
+		}
+		t.Fatalf("route configuration %q missing", rc)
+		return ""
+	}
+	gw, mesh := clusterOf("gateway/default/eg/80/http"), clusterOf("mesh/default/details/9080/http")
+	if gw == mesh {
+		t.Fatalf("Gateway and GAMMA routes share cluster %q", gw)
+	}
+	addrs := func(name string) []string {
+		for _, cla := range res.ClusterLoadAssignments {
+			if cla.GetClusterName() == name {
+				var out []string
+				for _, lle := range cla.GetEndpoints() {
+					for _, e := range lle.GetLbEndpoints() {
+						out = append(out, e.GetEndpoint().GetAddress().GetSocketAddress().GetAddress())
+					}
+				}
+				return out
+			}
+		}
+		t.Fatalf("no load assignment for %q", name)
+		return nil
+	}
+	if got := addrs(gw); !slices.Equal(got, []string{"10.0.7.1"}) {
+		t.Errorf("Gateway route's endpoints = %v, want [10.0.7.1]", got)
+	}
+	if got := addrs(mesh); !slices.Equal(got, []string{"10.0.7.1", "10.0.7.9"}) {
+		t.Errorf("GAMMA route's endpoints = %v, want both", got)
+	}
+}
