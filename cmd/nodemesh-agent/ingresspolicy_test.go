@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	"github.com/nodemesh/nodemesh/internal/agent"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
+	"github.com/nodemesh/nodemesh/internal/echo"
+	"github.com/nodemesh/nodemesh/mesh/policy"
+	"github.com/nodemesh/nodemesh/mesh/provider/file"
+	"github.com/nodemesh/nodemesh/proxylib"
+	"github.com/nodemesh/nodemesh/xds/publish"
+	"github.com/nodemesh/nodemesh/xds/server"
+)
+
+// ingressPolicyConfig is a Gateway routing to a Service with two
+// endpoints on loopback, and a clusterwide policy selecting the ingress
+// endpoint (reserved:ingress): outside clients only from 127.0.0.2, and
+// of the backends only 127.0.103.1.
+func ingressPolicyConfig(port, backendPort int) map[string]string {
+	return map[string]string{
+		"gateway.yaml": fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: nodemesh}
+spec: {controllerName: nodemesh.io/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: nodemesh
+  listeners: [{name: http, protocol: HTTP, port: %d}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: echo, port: 80}]}]
+`, port),
+		"backend.yaml": fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: default}
+spec: {ports: [{name: http, port: 80, targetPort: %[1]d}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: echo, namespace: default, labels: {kubernetes.io/service-name: echo}}
+addressType: IPv4
+ports: [{name: http, port: %[1]d}]
+endpoints: [{addresses: ["127.0.103.1", "127.0.103.2"], conditions: {ready: true}}]
+`, backendPort),
+		"policy.yaml": `apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: ingress-lockdown}
+spec:
+  endpointSelector:
+    matchExpressions:
+    - {key: "reserved:ingress", operator: Exists}
+  ingress:
+  - fromCIDRSet: [{cidr: 127.0.0.2/32}]
+  egress:
+  - toCIDRSet: [{cidr: 127.0.103.1/32}]
+`,
+	}
+}
+
+// TestStandaloneIngressPolicy runs the agent with the policy compiler, the
+// xDS server and the builtin proxy on loopback, and checks that a policy
+// selecting the ingress endpoint is enforced by the proxy: a request from
+// a source address the policy does not admit is answered 403, one from
+// 127.0.0.2 reaches the backend, and the backend endpoint the policy's
+// egress denies is never contacted.
+func TestStandaloneIngressPolicy(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	state, err := os.MkdirTemp("", "nm-agent")
+	must(t, err)
+	t.Cleanup(func() { os.RemoveAll(state) })
+	conf := filepath.Join(t.TempDir(), "conf")
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+
+	// Two backends on one port: 127.0.103.1 (allowed) and 127.0.103.2
+	// (denied), which counts every connection it accepts.
+	allowed, err := net.Listen("tcp", "127.0.103.1:0")
+	must(t, err)
+	backendPort := allowed.Addr().(*net.TCPAddr).Port
+	denied, err := net.Listen("tcp", fmt.Sprintf("127.0.103.2:%d", backendPort))
+	must(t, err)
+	var deniedConns atomic.Int64
+	for _, l := range []net.Listener{allowed, &countingListener{Listener: denied, n: &deniedConns}} {
+		srv := &http.Server{Handler: echo.Handler("echo")}
+		go srv.Serve(l)
+		t.Cleanup(func() { srv.Close() })
+	}
+	port := freePort(t)
+	writeDir(t, conf, ingressPolicyConfig(port, backendPort))
+
+	var ports [4]uint16
+	for i := range ports {
+		ports[i] = uint16(freePort(t))
+	}
+	compiler, err := policy.New(policy.Options{
+		Listeners: policy.Listeners{Address: "127.0.0.1", IngressHTTP: ports[0], EgressHTTP: ports[1],
+			IngressKafka: ports[2], EgressKafka: ports[3]},
+		IngressEndpoint: true,
+	})
+	must(t, err)
+
+	srv := server.New(server.WithLogger(log))
+	l, err := server.ListenUnix(filepath.Join(state, "xds.sock"))
+	must(t, err)
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Stop(time.Second) })
+	a, err := agent.New(agent.Config{Publisher: publish.New(srv), AddressPool: testPool, Logger: log, Policy: compiler})
+	must(t, err)
+	fed := make(chan error, 1)
+	go func() {
+		fed <- feed(ctx, a, file.New(conf, file.WithLogger(log), file.WithRescanInterval(200*time.Millisecond)))
+	}()
+	p, err := proxylib.New(proxylib.WithXDSAddress("unix://"+filepath.Join(state, "xds.sock")), proxylib.WithNodeID("ingress-policy-test"),
+		proxylib.WithAdminAddress(""), proxylib.WithDrainTimeout(time.Second), proxylib.WithLogger(log))
+	must(t, err)
+	proxyDone := make(chan error, 1)
+	go func() { proxyDone <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		for _, c := range []chan error{fed, proxyDone} {
+			select {
+			case err := <-c:
+				if err != nil {
+					t.Errorf("stopping: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("feed or proxy did not stop within 10s")
+			}
+		}
+	})
+
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	st, err := a.WaitStatus(wctx, func(st *api.Status) bool {
+		return len(st.Gateways) == 1 && len(st.Proxies) == 1 && st.Proxies[0].AckedAll(st.Versions) &&
+			meta.IsStatusConditionTrue(st.Gateways[0].Status.Conditions, "Programmed")
+	})
+	if err != nil {
+		b, _ := json.MarshalIndent(st, "", "  ")
+		t.Fatalf("the Gateway was not served within 30s:\n%s", b)
+	}
+
+	gateway := fmt.Sprintf("http://%s:%d/", testPool.Addr().Next(), port)
+	from := func(src string) (int, string) {
+		t.Helper()
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			DisableKeepAlives: true,
+			DialContext:       (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}).DialContext,
+		}}
+		resp, err := c.Get(gateway)
+		if err != nil {
+			t.Fatalf("request from %s: %v", src, err)
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("X-Echo-Backend")
+	}
+	if code, _ := from("127.0.0.1"); code != http.StatusForbidden {
+		t.Errorf("request from 127.0.0.1 (not admitted): %d, want 403", code)
+	}
+	for i := 0; i < 20; i++ {
+		if code, be := from("127.0.0.2"); code != http.StatusOK || be != "echo" {
+			t.Fatalf("request %d from 127.0.0.2 (admitted): %d from %q, want 200 from echo", i, code, be)
+		}
+	}
+	if n := deniedConns.Load(); n != 0 {
+		t.Errorf("the denied backend 127.0.103.2 accepted %d connections, want 0", n)
+	}
+}
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
