@@ -22,6 +22,13 @@ import (
 // queueLen bounds the entries waiting per sender.
 const queueLen = 4096
 
+// wakeEvery is how many entries Log appends between wake-ups of the
+// sender once a batch has started: the sender then checks the batch
+// against buffer_size_bytes. A batch can overshoot that size by at most
+// wakeEvery-1 entries, and the sender runs about once per wakeEvery
+// requests instead of once per request.
+const wakeEvery = 16
+
 // Resolver returns the address ("ip:port" or "unix:<path>") of a cluster's
 // first endpoint, or false when the cluster is unknown.
 type Resolver func(cluster string) (string, bool)
@@ -66,7 +73,7 @@ func (m *Manager) Sender(cfg *resource.AccessLog) *Sender {
 	if s := m.senders[k]; s != nil {
 		return s
 	}
-	s := &Sender{m: m, key: k, ch: make(chan proto.Message, queueLen)}
+	s := &Sender{m: m, key: k, wake: make(chan struct{}, 1)}
 	m.senders[k] = s
 	if !m.closed {
 		m.wg.Add(1)
@@ -101,11 +108,12 @@ func (m *Manager) Close(ctx context.Context) {
 	m.mu.Unlock()
 	for _, s := range senders {
 		s.closing.Store(true)
+		s.signal()
 	}
 	done := make(chan struct{})
 	go func() {
 		for _, s := range senders {
-			for len(s.ch) > 0 && ctx.Err() == nil {
+			for s.queued() > 0 && ctx.Err() == nil {
 				time.Sleep(5 * time.Millisecond)
 			}
 		}
@@ -119,36 +127,99 @@ func (m *Manager) Close(ctx context.Context) {
 	m.wg.Wait()
 }
 
-// Stats counts a sender's entries.
+// Stats counts a sender's entries and how often its goroutine was woken
+// to look at them.
 type Stats struct {
-	Sent, Dropped uint64
+	Sent, Dropped, Wakeups uint64
 }
 
 // Sender streams the entries of one logger.
 type Sender struct {
-	m       *Manager
-	key     senderKey
-	ch      chan proto.Message
+	m   *Manager
+	key senderKey
+
+	// mu guards pending, the entries logged and not yet taken by the
+	// sender. Log only appends; the sender takes the whole slice.
+	mu      sync.Mutex
+	pending []proto.Message
+	// wake carries at most one signal: a batch started, grew by
+	// wakeEvery entries, or the manager is closing.
+	wake chan struct{}
+
 	sent    atomic.Uint64
 	dropped atomic.Uint64
+	wakeups atomic.Uint64
 	closing atomic.Bool
 }
 
 // Log enqueues an *datav3.HTTPAccessLogEntry or *datav3.TCPAccessLogEntry
-// matching the sender's kind; it never blocks.
+// matching the sender's kind; it never blocks. The entry must not be
+// changed afterwards: the sender marshals it on its own goroutine.
 func (s *Sender) Log(e proto.Message) {
-	select {
-	case s.ch <- e:
-	default:
+	s.mu.Lock()
+	n := len(s.pending)
+	if n >= queueLen {
+		s.mu.Unlock()
 		s.dropped.Add(1)
+		return
 	}
+	if s.pending == nil {
+		s.pending = make([]proto.Message, 0, 64)
+	}
+	s.pending = append(s.pending, e)
+	s.mu.Unlock()
+	// Only the first entry of a batch and every wakeEvery-th one wake the
+	// sender; the others ride along with the next flush.
+	if n == 0 || (n+1)%wakeEvery == 0 {
+		s.signal()
+	}
+}
+
+// signal wakes the sender without blocking; a pending signal covers this
+// one.
+func (s *Sender) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// queued returns how many entries wait for the sender.
+func (s *Sender) queued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
+}
+
+// take returns the waiting entries and leaves the sender an empty
+// buffer; spare is a drained slice to reuse.
+func (s *Sender) take(spare []proto.Message) []proto.Message {
+	clear(spare)
+	s.mu.Lock()
+	out := s.pending
+	s.pending = spare[:0]
+	s.mu.Unlock()
+	return out
+}
+
+// peek returns the entries from index from on without taking them; Log
+// only appends, so they stay in place until the next take.
+func (s *Sender) peek(from int) []proto.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if from >= len(s.pending) {
+		return nil
+	}
+	return s.pending[from:len(s.pending):len(s.pending)]
 }
 
 // Kind is the logger kind the sender expects.
 func (s *Sender) Kind() resource.AccessLogKind { return s.key.kind }
 
 // Stats returns the sender's counters.
-func (s *Sender) Stats() Stats { return Stats{Sent: s.sent.Load(), Dropped: s.dropped.Load()} }
+func (s *Sender) Stats() Stats {
+	return Stats{Sent: s.sent.Load(), Dropped: s.dropped.Load(), Wakeups: s.wakeups.Load()}
+}
 
 // target turns a resolved address into a gRPC target.
 func target(addr string) string {
@@ -212,41 +283,67 @@ func (s *Sender) stream(ctx context.Context, addr string) error {
 		broken <- st.RecvMsg(&r)
 	}()
 	first := true
-	var batch []proto.Message
-	size := 0
+	// sized entries of the pending buffer are counted in size; the batch
+	// is flushed when size reaches buffer_size_bytes or the flush timer
+	// fires, whichever comes first.
+	sized, size := 0, 0
+	var spare []proto.Message
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
+	timing := false
+	send := func(batch []proto.Message) error {
 		msg := &alsv3.StreamAccessLogsMessage{}
 		if first {
 			msg.Identifier = &alsv3.StreamAccessLogsMessage_Identifier{Node: s.m.node, LogName: s.key.logName}
 		}
 		if s.key.kind == resource.AccessLogHTTP {
-			l := &alsv3.StreamAccessLogsMessage_HTTPAccessLogEntries{}
-			for _, e := range batch {
-				l.LogEntry = append(l.LogEntry, e.(*datav3.HTTPAccessLogEntry))
+			l := &alsv3.StreamAccessLogsMessage_HTTPAccessLogEntries{LogEntry: make([]*datav3.HTTPAccessLogEntry, len(batch))}
+			for i, e := range batch {
+				l.LogEntry[i] = e.(*datav3.HTTPAccessLogEntry)
 			}
 			msg.LogEntries = &alsv3.StreamAccessLogsMessage_HttpLogs{HttpLogs: l}
 		} else {
-			l := &alsv3.StreamAccessLogsMessage_TCPAccessLogEntries{}
-			for _, e := range batch {
-				l.LogEntry = append(l.LogEntry, e.(*datav3.TCPAccessLogEntry))
+			l := &alsv3.StreamAccessLogsMessage_TCPAccessLogEntries{LogEntry: make([]*datav3.TCPAccessLogEntry, len(batch))}
+			for i, e := range batch {
+				l.LogEntry[i] = e.(*datav3.TCPAccessLogEntry)
 			}
 			msg.LogEntries = &alsv3.StreamAccessLogsMessage_TcpLogs{TcpLogs: l}
 		}
 		if err := st.Send(msg); err != nil {
-			// The batch is lost with the stream, as in Envoy.
-			s.dropped.Add(uint64(len(batch)))
-			batch, size = batch[:0], 0
-			return fmt.Errorf("sending access log entries: %w", err)
+			return err
 		}
 		first = false
 		s.sent.Add(uint64(len(batch)))
-		batch, size = batch[:0], 0
 		return nil
+	}
+	// flush sends everything waiting, split into messages of about
+	// buffer_size_bytes so a backlog (after a reconnect) never becomes one
+	// oversized message.
+	flush := func() error {
+		timer.Stop()
+		timing = false
+		batch := s.take(spare)
+		sized, size = 0, 0
+		defer func() { spare = batch }()
+		for start, n, i := 0, 0, 0; i < len(batch); i++ {
+			n += proto.Size(batch[i])
+			if n < int(s.key.buffer) && i < len(batch)-1 {
+				continue
+			}
+			if err := send(batch[start : i+1]); err != nil {
+				// The rest is lost with the stream, as in Envoy.
+				s.dropped.Add(uint64(len(batch) - start))
+				return fmt.Errorf("sending access log entries: %w", err)
+			}
+			start, n = i+1, 0
+		}
+		return nil
+	}
+	// Entries logged while no stream was up have had their wake-up
+	// already: they start this stream's first batch.
+	if s.queued() > 0 {
+		timer.Reset(s.key.flush)
+		timing = true
 	}
 	recheck := time.NewTicker(time.Second)
 	defer recheck.Stop()
@@ -256,23 +353,43 @@ func (s *Sender) stream(ctx context.Context, addr string) error {
 			return flush()
 		case err := <-broken:
 			return fmt.Errorf("access log stream: %w", err)
-		case e := <-s.ch:
-			if len(batch) == 0 {
-				timer.Reset(s.key.flush)
+		case <-s.wake:
+			s.wakeups.Add(1)
+			if s.closing.Load() {
+				if err := flush(); err != nil {
+					return err
+				}
+				continue
 			}
-			batch = append(batch, e)
-			size += proto.Size(e)
-			if size >= int(s.key.buffer) || s.closing.Load() && len(s.ch) == 0 {
-				timer.Stop()
+			fresh := s.peek(sized)
+			if len(fresh) == 0 && sized == 0 {
+				continue
+			}
+			if !timing {
+				timer.Reset(s.key.flush)
+				timing = true
+			}
+			for _, e := range fresh {
+				size += proto.Size(e)
+			}
+			sized += len(fresh)
+			if size >= int(s.key.buffer) {
 				if err := flush(); err != nil {
 					return err
 				}
 			}
 		case <-timer.C:
+			timing = false
 			if err := flush(); err != nil {
 				return err
 			}
 		case <-recheck.C:
+			// A safety net: entries whose wake-up went to an earlier
+			// stream start a batch here at the latest.
+			if !timing && s.queued() > 0 {
+				timer.Reset(s.key.flush)
+				timing = true
+			}
 			if now, ok := s.m.resolve(s.key.cluster); !ok || now != addr {
 				return flush()
 			}

@@ -5,12 +5,24 @@
 // cluster the logger names (the agent's Unix socket in a STATIC cluster).
 //
 // Invariants and decisions:
-//   - Logging never blocks or slows the data path: Log enqueues into a
-//     bounded queue (4096 entries per logger) and drops, counting the drop,
-//     when the queue is full or the service is unreachable for long.
+//   - Logging never blocks or slows the data path: Log appends to a
+//     mutex-guarded buffer bounded at 4096 entries per logger and drops,
+//     counting the drop, when it is full (the service is slow, gone or
+//     unknown). The sender goroutine is woken only when a batch starts and
+//     every 16 entries after that (a one-slot, non-blocking signal), not
+//     once per request: on the policy hop the wake-up, not the append, was
+//     the per-request cost.
 //   - Entries are batched as Envoy does: a message is sent when the batch
 //     reaches buffer_size_bytes (default 16 KiB) or buffer_flush_interval
-//     (default 1 s) passed since the first entry of the batch.
+//     (default 1 s) passed since the first entry of the batch. The sender
+//     measures the batch when woken, so a batch may overshoot
+//     buffer_size_bytes by up to 15 entries. A backlog (entries queued
+//     while no stream was up) is sent as soon as a stream is up, split into
+//     messages of about buffer_size_bytes; a once-a-second check starts a
+//     flush for any entry whose wake-up was missed, so none waits forever.
+//   - An entry must not change after Log: the sender marshals it later on
+//     its own goroutine, and entries may share sub-messages (a connection's
+//     addresses).
 //   - One stream per (cluster, log_name, kind); its first message carries
 //     the identifier (node and log_name), later ones only entries. When the
 //     stream breaks the sender reconnects with backoff and re-sends the

@@ -9,9 +9,11 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	datav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/nodemesh/nodemesh/proxylib/accesslog"
 	"github.com/nodemesh/nodemesh/proxylib/api/l7meta"
 )
 
@@ -47,9 +49,64 @@ var methods = map[string]corev3.RequestMethod{
 	"OPTIONS": corev3.RequestMethod_OPTIONS, "TRACE": corev3.RequestMethod_TRACE, "PATCH": corev3.RequestMethod_PATCH,
 }
 
+// httpEntry holds every message of one access-log entry, so building an
+// entry costs one allocation instead of one per message. The messages
+// point into the struct; the whole is immutable once logged.
+type httpEntry struct {
+	e      datav3.HTTPAccessLogEntry
+	common datav3.AccessLogCommon
+	req    datav3.HTTPRequestProperties
+	resp   datav3.HTTPResponseProperties
+	start  timestamppb.Timestamp
+	dur    durationpb.Duration
+	code   wrapperspb.UInt32Value
+	md     corev3.Metadata
+	l7     structpb.Struct
+	// One slot per l7meta key logHTTP can set.
+	vals [maxL7]structpb.Value
+	strs [maxL7]structpb.Value_StringValue
+	num  structpb.Value_NumberValue
+	nv   int
+}
+
+// maxL7 is the number of l7meta keys an HTTP entry can carry: protocol,
+// verdict, policy, reason, missing and rejected headers, gRPC service,
+// method and status.
+const maxL7 = 9
+
+func (x *httpEntry) str(k, v string) {
+	x.strs[x.nv].StringValue = v
+	x.vals[x.nv].Kind = &x.strs[x.nv]
+	x.l7.Fields[k] = &x.vals[x.nv]
+	x.nv++
+}
+
+func (x *httpEntry) number(k string, v float64) {
+	x.num.NumberValue = v
+	x.vals[x.nv].Kind = &x.num
+	x.l7.Fields[k] = &x.vals[x.nv]
+	x.nv++
+}
+
+func (x *httpEntry) list(k string, v []string) {
+	vals := make([]*structpb.Value, len(v))
+	for i, s := range v {
+		vals[i] = structpb.NewStringValue(s)
+	}
+	x.l7.Fields[k] = structpb.NewListValue(&structpb.ListValue{Values: vals})
+}
+
 // logHTTP sends the request's access-log entry to every configured
 // logger. Only called when the connection manager has loggers.
 func (s *stream) logHTTP(method, path, proto string) {
+	e := s.httpEntry(method, path, proto)
+	for _, l := range s.h.logs {
+		l.Log(e)
+	}
+}
+
+// httpEntry builds the request's access-log entry.
+func (s *stream) httpEntry(method, path, proto string) *datav3.HTTPAccessLogEntry {
 	verdict := s.verdict
 	if verdict == "" {
 		verdict = l7meta.VerdictForwarded
@@ -61,70 +118,100 @@ func (s *stream) logHTTP(method, path, proto string) {
 	if s.grpc {
 		protocol = "grpc"
 	}
-	l7 := map[string]any{l7meta.Protocol: protocol, l7meta.Verdict: verdict}
+	x := &httpEntry{}
+	x.l7.Fields = make(map[string]*structpb.Value, 8)
+	x.str(l7meta.Protocol, protocol)
+	x.str(l7meta.Verdict, verdict)
 	if s.policy != "" {
-		l7[l7meta.Policy] = s.policy
+		x.str(l7meta.Policy, s.policy)
 	}
 	if s.reason != "" {
-		l7[l7meta.Reason] = s.reason
+		x.str(l7meta.Reason, s.reason)
 	}
 	if len(s.missingHeaders) > 0 {
-		l7[l7meta.MissingHeaders] = s.missingHeaders
+		x.list(l7meta.MissingHeaders, s.missingHeaders)
 	}
 	if len(s.rejectedHeaders) > 0 {
-		l7[l7meta.RejectedHeaders] = s.rejectedHeaders
+		x.list(l7meta.RejectedHeaders, s.rejectedHeaders)
 	}
 	if s.grpc {
 		svc, m := splitGRPCPath(path)
-		l7[l7meta.GRPCService], l7[l7meta.GRPCMethod] = svc, m
+		x.str(l7meta.GRPCService, svc)
+		x.str(l7meta.GRPCMethod, m)
 		if s.grpcStatus >= 0 {
-			l7[l7meta.GRPCStatus] = s.grpcStatus
+			x.number(l7meta.GRPCStatus, float64(s.grpcStatus))
 		}
 	}
-	var upstreamAddr, cluster string
+	x.md.FilterMetadata = map[string]*structpb.Struct{l7meta.Namespace: &x.l7}
+
+	now := time.Now()
+	x.start = timestamppb.Timestamp{Seconds: s.start.Unix(), Nanos: int32(s.start.Nanosecond())}
+	d := now.Sub(s.start)
+	x.dur = durationpb.Duration{Seconds: int64(d / time.Second), Nanos: int32(d % time.Second)}
+	c := &x.common
+	c.StartTime, c.Duration, c.TimeToLastDownstreamTxByte = &x.start, &x.dur, &x.dur
+	// The connection's addresses are rendered once and shared by its
+	// entries (read-only after Log).
+	c.DownstreamRemoteAddress = s.logAddrs.remote.Address(s.remote)
+	c.DownstreamDirectRemoteAddress = c.DownstreamRemoteAddress
+	c.DownstreamLocalAddress = s.logAddrs.local.Address(s.dst)
 	if s.host != nil {
-		upstreamAddr = s.host.Addr
+		c.UpstreamRemoteAddress = s.logAddrs.upstream.Address(parseAddrPort(s.host.Addr))
 	}
 	if s.cluster != nil {
-		cluster = s.cluster.Config.Name
+		c.UpstreamCluster = s.cluster.Config.Name
 	}
-	common := accesslog.Common(s.start, time.Since(s.start), s.remote, s.dst, parseAddrPort(upstreamAddr), cluster, l7)
 	if s.route != nil {
-		common.RouteName = s.route.Name
+		c.RouteName = s.route.Name
 	}
-	common.ResponseFlags = responseFlags(s.flags)
-	req := &datav3.HTTPRequestProperties{
-		RequestMethod: methods[method],
-		Scheme:        string(s.rreq.Scheme),
-		Authority:     string(s.rreq.Authority),
-		Path:          path,
-	}
+	c.Metadata = &x.md
+	c.ResponseFlags = responseFlags(s.flags)
+
+	// The request's strings are copied out of the codec's buffers with
+	// one allocation and sliced.
+	b := append(s.logBuf[:0], s.rreq.Scheme...)
+	b = append(b, s.rreq.Authority...)
+	var ua, rid, xff []byte
 	if s.headers != nil {
-		if v, ok := s.headers.Get("user-agent"); ok {
-			req.UserAgent = string(v)
-		}
-		if v, ok := s.headers.Get("x-request-id"); ok {
-			req.RequestId = string(v)
-		}
-		if v, ok := s.headers.Get("x-forwarded-for"); ok {
-			req.ForwardedFor = string(v)
-		}
+		ua, _ = s.headers.Get("user-agent")
+		rid, _ = s.headers.Get("x-request-id")
+		xff, _ = s.headers.Get("x-forwarded-for")
 	}
-	resp := &datav3.HTTPResponseProperties{ResponseCodeDetails: s.details}
+	b = append(append(append(b, ua...), rid...), xff...)
+	all := string(b)
+	// A connection keeps its scratch only while it stays small; a rare
+	// huge header set is not held for the connection's lifetime.
+	if cap(b) <= 4<<10 {
+		s.logBuf = b
+	} else {
+		s.logBuf = nil
+	}
+	cut := func(n int) string {
+		v := all[:n]
+		all = all[n:]
+		return v
+	}
+	r := &x.req
+	r.RequestMethod = methods[method]
+	r.Scheme = cut(len(s.rreq.Scheme))
+	r.Authority = cut(len(s.rreq.Authority))
+	r.Path = path
+	r.UserAgent, r.RequestId, r.ForwardedFor = cut(len(ua)), cut(len(rid)), cut(len(xff))
+
+	x.resp.ResponseCodeDetails = s.details
 	if s.respCode != 0 {
-		resp.ResponseCode = wrapperspb.UInt32(uint32(s.respCode))
+		x.code.Value = uint32(s.respCode)
+		x.resp.ResponseCode = &x.code
 	}
 	if s.grpc && s.grpcStatus >= 0 {
-		resp.ResponseTrailers = map[string]string{"grpc-status": strconv.Itoa(s.grpcStatus)}
+		x.resp.ResponseTrailers = map[string]string{"grpc-status": strconv.Itoa(s.grpcStatus)}
 	}
-	version := datav3.HTTPAccessLogEntry_HTTP11
+	x.e.ProtocolVersion = datav3.HTTPAccessLogEntry_HTTP11
 	if proto == "HTTP/2" {
-		version = datav3.HTTPAccessLogEntry_HTTP2
+		x.e.ProtocolVersion = datav3.HTTPAccessLogEntry_HTTP2
 	}
-	e := &datav3.HTTPAccessLogEntry{CommonProperties: common, ProtocolVersion: version, Request: req, Response: resp}
-	for _, l := range s.h.logs {
-		l.Log(e)
-	}
+	x.e.CommonProperties, x.e.Request, x.e.Response = c, r, &x.resp
+	return &x.e
 }
 
 func responseFlags(f uint32) *datav3.ResponseFlags {

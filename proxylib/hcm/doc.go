@@ -121,7 +121,11 @@
 // body. gRPC local replies carry the body as grpc-message, percent-encoded.
 // With access loggers every request produces one HTTPAccessLogEntry when it
 // ends, carrying the l7meta fields (verdict, matched policy, gRPC service,
-// method and status).
+// method and status). The entry is built in one allocation (all its
+// messages live in one struct, the request's strings are copied out with
+// one string conversion) and the connection's rendered addresses are shared
+// by its entries; entries are immutable once logged, which makes the
+// sharing safe while the sender marshals them on its own goroutine.
 //
 // Performance invariants of the HTTP/1.1 path: no per-request allocation on
 // the happy path (buffers are lent from package connbuf while a request is

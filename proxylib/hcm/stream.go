@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/nodemesh/nodemesh/proxylib/accesslog"
 	"github.com/nodemesh/nodemesh/proxylib/header"
 	"github.com/nodemesh/nodemesh/proxylib/listener"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
@@ -70,6 +71,10 @@ type stream struct {
 	// Header match records (missing and rejected headers, "name: value").
 	missingHeaders  []string
 	rejectedHeaders []string
+	// logAddrs caches the rendered addresses of the connection's entries;
+	// logBuf is scratch for an entry's strings.
+	logAddrs struct{ remote, local, upstream accesslog.AddrCache }
+	logBuf   []byte
 
 	rnd *rand.Rand
 
