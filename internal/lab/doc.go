@@ -46,8 +46,12 @@
 //     it), and so does each Ingress load balancer's Service
 //     (nodemesh-ingress-<name>, or the shared nodemesh-ingress in
 //     kube-system), hosts outside the cluster on the lab network
-//     (Network.AddExternal, <id>-ext-<name>, e.g. 10.250.0.240), and each node's ingress
-//     address 10.244.<i>.254 (reserved from its Pod CIDR, so the other
+//     (Network.AddExternal, <id>-ext-<name>, e.g. 10.250.0.240: a
+//     namespace of their own, not the machine's, whose address is no
+//     Node's or Pod's, so every agent's ipcache leaves it world, as a
+//     client on the Internet is, until a policy's CIDR names it;
+//     TestLabIngressPolicy checks it),
+//     and each node's ingress address 10.244.<i>.254 (reserved from its Pod CIDR, so the other
 //     nodes route it there) on its loopback, announced on its Node
 //     (nodemesh.io/ingress-ip): the source of its proxy's connections to
 //     Gateway backends, which every agent maps to the ingress identity. Nothing is added to the
@@ -189,7 +193,14 @@
 // outside the cluster, the client's address in X-Forwarded-For and
 // X-Envoy-External-Address; the path types before and after the /impl.*
 // patch; TLS termination with a test CA; dedicated and shared load
-// balancers).
+// balancers) and TestLabIngressPolicy (AT-ING-06, Cilium's Ingress and
+// network policy guide on basic-ingress: external-lockdown answers the
+// outside clients 403 and lets the client Pod in, allow-cidr admits one
+// outside /32, an egress lockdown of the ingress endpoint leaves the
+// Ingress no backend (503, where Cilium answers 403; see xds/translator)
+// until allow-ingress-egress; the ingress-default-deny of its testdata
+// stands in for the guide's default-deny, whose DNS rule nodemesh
+// rejects).
 //
 // Mutual authentication: every Pod gets SPIFFE_ENDPOINT_SOCKET naming its
 // node agent's Workload API socket (WorkloadSocket), served when the agent

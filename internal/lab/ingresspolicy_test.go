@@ -1,0 +1,294 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
+	"github.com/nodemesh/nodemesh/datapath/testbed"
+	"github.com/nodemesh/nodemesh/internal/agent/api"
+	"github.com/nodemesh/nodemesh/internal/echo"
+	"github.com/nodemesh/nodemesh/mesh/policy"
+)
+
+// ingressPolicies holds the AT-ING-06 policies, one file per step.
+const ingressPolicies = "testdata/ingress-policy"
+
+// TestLabIngressPolicy runs AT-ING-06 (Cilium's "Ingress and network
+// policy" guide) on two nodes: Cilium's basic-ingress in front of the
+// lab's bookinfo stand-ins, two clients outside the cluster (hosts on the
+// lab network that are not nodes, whose addresses every node's datapath
+// gives the identity world) and a client Pod inside it, and the guide's
+// policies applied one after another through the API server, each step
+// checked through either node once every node enforces the policies and
+// its proxies acknowledged the configuration:
+//  1. no policy: every client gets details through the Ingress;
+//  2. external-lockdown (ingress from the cluster only, every endpoint):
+//     the outside clients are answered 403, the client Pod still gets in;
+//  3. allow-cidr (the ingress endpoint admits the first outside client's
+//     /32): that client gets in again, the other one is still refused;
+//  4. ingress-default-deny (the ingress endpoint's egress admits only the
+//     cluster DNS): no backend is left for the Ingress, so /details (and
+//     /) is denied to every client, with a 503 (no upstream), not
+//     Cilium's 403 — xds/translator filters the ingress endpoint's egress
+//     out of the load assignments;
+//  5. allow-ingress-egress (the ingress endpoint may reach the cluster):
+//     details is served again, to the clients steps 2 and 3 admit.
+//
+// Each policy's status on each node reports it Enforced, and Selected
+// counts the ingress endpoint: external-lockdown selects the node's Pods
+// and it, the others only it.
+func TestLabIngressPolicy(t *testing.T) {
+	l := ForTest(t, Options{Nodes: 2, ChartValues: map[string]any{
+		"ingressController": map[string]any{"className": "cilium"},
+	}})
+	ctx := context.Background()
+	if err := ApplyPaths(ctx, l.Config, []string{"testdata/ingress-bookinfo.yaml", filepath.Join(ingressExamples, "basic-ingress.yaml")}); err != nil {
+		t.Fatal(err)
+	}
+	if pods, err := WaitSettled(ctx, l.Client, 3*time.Minute); err != nil {
+		t.Fatalf("%v\n%v", err, pods)
+	}
+	st, err := LoadState(l.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(l.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := netip.MustParsePrefix(DefaultLoadBalancerPool)
+	var addr netip.Addr
+	eventually(t, "the load-balancer address of basic-ingress", 2*time.Minute, func() error {
+		ing, err := l.Client.NetworkingV1().Ingresses("default").Get(ctx, "basic-ingress", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		lb := ing.Status.LoadBalancer.Ingress
+		if len(lb) != 1 {
+			return fmt.Errorf("status.loadBalancer %+v", lb)
+		}
+		a, err := netip.ParseAddr(lb[0].IP)
+		if err != nil || !pool.Contains(a) {
+			return fmt.Errorf("status.loadBalancer %+v: not in the load balancer's pool %s", lb, pool)
+		}
+		addr = a
+		return nil
+	})
+
+	// Two hosts outside the cluster: admitted is the one allow-cidr
+	// names, other is any other outside address.
+	admitted, other := netip.MustParseAddr("10.250.0.240"), netip.MustParseAddr("10.250.0.241")
+	extAdmitted, err := l.Network.AddExternal("client", admitted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extOther, err := l.Network.AddExternal("other", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The guide's point is that they are world to the mesh, not host,
+	// remote-node or a cluster identity: no ipcache row of either node
+	// covers them.
+	for _, n := range l.Nodes {
+		got, err := datapath.LookupIdentities(n.PinDir, []netip.Addr{admitted, other})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range []netip.Addr{admitted, other} {
+			if got[a] != model.IdentityWorld {
+				t.Fatalf("%s: the outside client %s has identity %d, want world (%d)", n.Name, a, got[a], model.IdentityWorld)
+			}
+		}
+	}
+	podArgv, err := st.ExecArgv(ctx, "default", "client", "", []string{"curl", "-sS", "--max-time", "5", "-w", "\n%{http_code}", "http://" + addr.String() + "/details/1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type client struct {
+		name string
+		argv func(path string) []string
+	}
+	outside := func(ns, name string) client {
+		return client{name, func(path string) []string {
+			return []string{"ip", "netns", "exec", ns, "curl", "-sS", "--max-time", "5", "-w", "\n%{http_code}", "http://" + addr.String() + path}
+		}}
+	}
+	clients := map[string]client{
+		"admitted": outside(extAdmitted.Name, "the outside client "+admitted.String()),
+		"other":    outside(extOther.Name, "the outside client "+other.String()),
+		"pod": {"the client Pod", func(path string) []string {
+			argv := append([]string(nil), podArgv...)
+			argv[len(argv)-1] = "http://" + addr.String() + path
+			return argv
+		}},
+	}
+	// status asks for path and returns the HTTP status, and checks that
+	// a 200 came from a Pod of backend with the path intact.
+	status := func(c client, path, backend string) (int, error) {
+		out, code := run(t, c.argv(path), "")
+		if code != 0 {
+			return 0, fmt.Errorf("%s: curl %s: exit %d: %s", c.name, path, code, out)
+		}
+		i := strings.LastIndexByte(out, '\n')
+		sc, err := strconv.Atoi(out[i+1:])
+		if err != nil {
+			return 0, fmt.Errorf("%s: curl %s: no status in %q", c.name, path, out)
+		}
+		if sc != 200 {
+			return sc, nil
+		}
+		var got echo.Response
+		if err := json.Unmarshal([]byte(out[:max(i, 0)]), &got); err != nil {
+			return sc, fmt.Errorf("%s: %s: %v: %s", c.name, path, err, out)
+		}
+		if !strings.HasPrefix(got.Backend, backend+"-") || got.Path != path {
+			return sc, fmt.Errorf("%s: %s answered by %q for %q, want a Pod of %s", c.name, path, got.Backend, got.Path, backend)
+		}
+		return sc, nil
+	}
+	// expect checks every client's status for /details/1 and / through
+	// either node (the outside clients pinned to it; the client Pod goes
+	// through its own node). The policies are in force by then, so the
+	// first answer counts.
+	expect := func(step string, want map[string]int) {
+		t.Helper()
+		for _, n := range l.Network.Nodes {
+			for _, ext := range []*testbed.Namespace{extAdmitted, extOther} {
+				pinTo(t, ctx, ext, addr, n.Namespace)
+			}
+			for _, who := range []string{"admitted", "other", "pod"} {
+				for _, p := range []struct{ path, backend string }{{"/details/1", "details-v1"}, {"/", "productpage-v1"}} {
+					got, err := status(clients[who], p.path, p.backend)
+					if err != nil {
+						t.Fatalf("%s, through %s: %v", step, n.Name, err)
+					}
+					if got != want[who] {
+						t.Fatalf("%s, through %s: %s got %d for %s, want %d", step, n.Name, clients[who].name, got, p.path, want[who])
+					}
+				}
+			}
+		}
+	}
+	// enforce applies a step's policy file and waits until every node
+	// enforces every policy and its proxies acknowledged what the agent
+	// published since.
+	enforce := func(file string) {
+		t.Helper()
+		if err := ApplyPaths(ctx, l.Config, []string{filepath.Join(ingressPolicies, file)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := WaitPolicies(ctx, *st, l.Client, dyn, 2*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		waitProxiesAcked(t, ctx, l)
+	}
+	// selected checks each node's verdict on the policies: Enforced, and
+	// selecting the ingress endpoint (plus, for external-lockdown, every
+	// Pod of the node).
+	selected := func(names ...string) {
+		t.Helper()
+		for _, n := range l.Nodes {
+			pods, err := l.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + n.Name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			local := 0
+			for _, p := range pods.Items {
+				if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" && !p.Spec.HostNetwork {
+					local++
+				}
+			}
+			as, err := api.FetchStatus(ctx, filepath.Join(n.StateDir, "agent.sock"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if as.Policy == nil {
+				t.Fatalf("%s reports no policy", n.Name)
+			}
+			for _, name := range names {
+				want := 1 // the ingress endpoint
+				if name == "external-lockdown" {
+					want += local
+				}
+				var found *policy.PolicyStatus
+				for i, ps := range as.Policy.Policies {
+					if ps.Kind == policy.KindCCNP && ps.Name == name {
+						found = &as.Policy.Policies[i]
+					}
+				}
+				switch {
+				case found == nil:
+					t.Fatalf("%s has no verdict on %s", n.Name, name)
+				case found.State != policy.Enforced || found.Selected != want:
+					t.Fatalf("%s: %s is %s (%s %s) selecting %d, want Enforced selecting %d", n.Name, name, found.State, found.Reason, found.Error, found.Selected, want)
+				}
+			}
+		}
+	}
+
+	// 1. No policy. The proxies may still be taking the Ingress in.
+	for _, who := range []string{"admitted", "other", "pod"} {
+		eventually(t, clients[who].name+" through the Ingress", time.Minute, func() error {
+			got, err := status(clients[who], "/details/1", "details-v1")
+			if err == nil && got != 200 {
+				err = fmt.Errorf("status %d", got)
+			}
+			return err
+		})
+	}
+	expect("no policy", map[string]int{"admitted": 200, "other": 200, "pod": 200})
+
+	enforce("external-lockdown.yaml")
+	selected("external-lockdown")
+	expect("external-lockdown", map[string]int{"admitted": 403, "other": 403, "pod": 200})
+
+	enforce("allow-cidr.yaml")
+	selected("external-lockdown", "allow-cidr")
+	expect("allow-cidr", map[string]int{"admitted": 200, "other": 403, "pod": 200})
+
+	enforce("ingress-default-deny.yaml")
+	selected("external-lockdown", "allow-cidr", "ingress-default-deny")
+	expect("ingress-default-deny", map[string]int{"admitted": 503, "other": 403, "pod": 503})
+
+	enforce("allow-ingress-egress.yaml")
+	selected("external-lockdown", "allow-cidr", "ingress-default-deny", "allow-ingress-egress")
+	expect("allow-ingress-egress", map[string]int{"admitted": 200, "other": 403, "pod": 200})
+}
+
+// waitProxiesAcked waits until, on every node, every proxy connected to
+// the agent acknowledged the versions the agent publishes: the policy
+// verdicts of WaitPolicies say what the agent compiled, and a policy of
+// the ingress endpoint is enforced by the proxy's listeners.
+func waitProxiesAcked(t *testing.T, ctx context.Context, l *Lab) {
+	t.Helper()
+	for _, n := range l.Nodes {
+		eventually(t, "the proxies of "+n.Name+" acknowledge the agent's configuration", time.Minute, func() error {
+			as, err := api.FetchStatus(ctx, filepath.Join(n.StateDir, "agent.sock"))
+			if err != nil {
+				return err
+			}
+			if len(as.Proxies) == 0 {
+				return fmt.Errorf("no proxy connected")
+			}
+			for _, p := range as.Proxies {
+				if !p.AckedAll(as.Versions) {
+					return fmt.Errorf("proxy %+v has not acknowledged %v", p, as.Versions)
+				}
+			}
+			return nil
+		})
+	}
+}
