@@ -79,7 +79,13 @@
 // proxy acknowledged the publication or a newer compilation supersedes
 // it. Policy status is also honest about the datapath: while rows wait
 // for acknowledgements, or the datapath refused them, accepted policies
-// are Pending (WaitingForProxies, DatapathError). Endpoint ids are sticky
+// are Pending (WaitingForProxies, DatapathError). A policy of the node's
+// ingress endpoint (policy.PolicyStatus.Ingress) has no rows: the Gateway
+// and Ingress listeners enforce it, so it is Pending (WaitingForProxies)
+// until every connected proxy acknowledged the publication of its
+// compilation, and Rejected (ProxyRejected) while one refuses it, as the
+// proxy then keeps its previous listeners; with no proxy connected no
+// listener serves, and it is Enforced. Endpoint ids are sticky
 // per Pod. The flow store (mesh/flow), fed by the access log service, is
 // served on /v1/flows and resolved with the latest ipcache.
 //

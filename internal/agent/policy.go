@@ -357,7 +357,10 @@ func dedupInts(xs []int) []int {
 // rows wait for the proxies or the datapath refused them, an accepted
 // policy is Pending; when a proxy rejected the publication, a policy whose
 // traffic goes through the proxy is Rejected (its redirected flows are
-// dropped).
+// dropped). A policy of the ingress endpoint is enforced by the proxy's
+// Gateway and Ingress listeners, not by rows: it is Pending until every
+// connected proxy acknowledged the publication, and Rejected while one
+// refuses it (the proxy keeps its previous listeners).
 func (a *Agent) policyStatus(proxies []dataplane.Proxy) *api.PolicyStatus {
 	if a.cfg.Policy == nil {
 		return nil
@@ -378,6 +381,13 @@ func (a *Agent) policyStatus(proxies []dataplane.Proxy) *api.PolicyStatus {
 	if redirects && view.rejected != "" {
 		st.ProxyError = view.rejected
 	}
+	// A policy of the ingress endpoint is in force once every connected
+	// proxy runs the listeners of its compilation; with no proxy
+	// connected there is no listener that could serve without it.
+	ingressWaiting := false
+	for _, pr := range proxies {
+		ingressWaiting = ingressWaiting || (pr.Connected && !pr.AckedAll(versions))
+	}
 	for i := range st.Policies {
 		p := &st.Policies[i]
 		accepted := p.State == policy.Enforced || p.State == policy.Pending
@@ -389,12 +399,24 @@ func (a *Agent) policyStatus(proxies []dataplane.Proxy) *api.PolicyStatus {
 				p.Error += "; "
 			}
 			p.Error += st.ProxyError
+		case view.rejected != "" && p.Ingress && p.State != policy.Rejected:
+			// The proxy keeps the listeners it had, with the ingress
+			// endpoint's previous policy, which may admit more.
+			p.State = policy.Rejected
+			p.Reason, p.Message = policy.ReasonProxyRejected, "a proxy refused the Gateway and Ingress listeners that enforce it on the ingress endpoint and keeps its previous ones"
+			if p.Error != "" {
+				p.Error += "; "
+			}
+			p.Error += view.rejected
 		case accepted && st.DatapathError != "":
 			p.State = policy.Pending
 			p.Reason, p.Message = policy.ReasonDatapathError, "the datapath refused the rows, the previous ones are in force: "+st.DatapathError
 		case accepted && st.DatapathPending:
 			p.State = policy.Pending
 			p.Reason, p.Message = policy.ReasonWaitingForProxies, "the rows wait for the node's proxies to acknowledge the listeners they redirect to; the previous rows are in force"
+		case accepted && p.Ingress && ingressWaiting:
+			p.State = policy.Pending
+			p.Reason, p.Message = policy.ReasonWaitingForProxies, "the node's proxies have not acknowledged the Gateway and Ingress listeners that enforce it on the ingress endpoint; their previous ones are in force"
 		case p.State == policy.Enforced && p.Authenticated && authErr != "":
 			p.State = policy.Pending
 			p.Reason, p.Message = policy.ReasonWaitingForAuthentication, "the identity source is not ready ("+authErr+"); the flows that need authentication stay blocked"

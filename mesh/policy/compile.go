@@ -191,6 +191,12 @@ type PolicyStatus struct {
 	// to the node's proxy, so the policy depends on the proxy's L7
 	// configuration.
 	Proxied bool `json:"proxied,omitempty"`
+	// Ingress: the enforced version, or what a rejected one holds
+	// closed, applies to the node's ingress endpoint (reserved:ingress),
+	// whose policy the proxy's Gateway and Ingress listeners enforce
+	// (Result.Ingress): like Proxied, it depends on the proxy's
+	// configuration, here even without any datapath row.
+	Ingress bool `json:"ingress,omitempty"`
 	// Authenticated: some traffic the enforced version allows needs
 	// mutual authentication, so the policy depends on the node's
 	// identity source (set only with Options.Authentication; the agent
@@ -322,6 +328,7 @@ func (c *Compiler) Compile(in Input) *Result {
 			}
 			good[cd.src] = v
 			ps.Selected = selected
+			ps.Ingress = appliesToIngress(contribs)
 			ps.Warnings = v.warnings
 			for _, r := range v.rules {
 				owner[r] = len(res.Policies)
@@ -352,6 +359,7 @@ func (c *Compiler) Compile(in Input) *Result {
 			if len(cs) > 0 {
 				closed = append(closed, cs...)
 				ps.Selected += n
+				ps.Ingress = ps.Ingress || appliesToIngress(cs)
 				ps.note(ReasonFailClosed, closedMessage(cs))
 			}
 		}
@@ -376,6 +384,17 @@ func (c *Compiler) Compile(in Input) *Result {
 		}
 	}
 	return res
+}
+
+// appliesToIngress reports whether some contribution concerns the
+// ingress endpoint.
+func appliesToIngress(cs []*contribution) bool {
+	for _, c := range cs {
+		if c.subject == model.IdentityIngress {
+			return true
+		}
+	}
+	return false
 }
 
 // hasAuth reports whether contributions allow flows only with

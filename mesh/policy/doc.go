@@ -174,7 +174,10 @@
 // (ir.IngressPolicy), rules of address sets per protocol and port, which
 // the Gateway and Ingress listeners enforce (see xds/translator). A
 // direction no policy selects stays allow-all; deny rules are kept beside
-// the allows and win. The endpoint counts in PolicyStatus.Selected, and
+// the allows and win. The endpoint counts in PolicyStatus.Selected, a
+// policy that applies to it is marked PolicyStatus.Ingress (its
+// enforcement is the proxy's: the agent reports it Pending until the
+// proxies acknowledged the listeners carrying it), and
 // fail closed covers it like any endpoint: a rejected policy selecting it
 // puts the direction into default deny, or denies every flow when it is
 // strict (ir.IngressDirection.DenyAll). What the two check points cannot
