@@ -258,18 +258,18 @@ func TestLabIngressPolicy(t *testing.T) {
 	expect("no policy", map[string]int{"admitted": 200, "other": 200, "pod": 200})
 
 	enforce("external-lockdown.yaml")
-	selected("external-lockdown")
 	expect("external-lockdown", map[string]int{"admitted": 403, "other": 403, "pod": 200})
+	selected("external-lockdown")
 
 	enforce("allow-cidr.yaml")
-	selected("external-lockdown", "allow-cidr")
 	expect("allow-cidr", map[string]int{"admitted": 200, "other": 403, "pod": 200})
+	selected("external-lockdown", "allow-cidr")
 
 	enforce("ingress-default-deny.yaml")
-	selected("external-lockdown", "allow-cidr", "ingress-default-deny")
 	expect("ingress-default-deny", map[string]int{"admitted": 503, "other": 403, "pod": 503})
+	selected("external-lockdown", "allow-cidr", "ingress-default-deny")
 
 	enforce("allow-ingress-egress.yaml")
-	selected("external-lockdown", "allow-cidr", "ingress-default-deny", "allow-ingress-egress")
 	expect("allow-ingress-egress", map[string]int{"admitted": 200, "other": 403, "pod": 200})
+	selected("external-lockdown", "allow-cidr", "ingress-default-deny", "allow-ingress-egress")
 }
