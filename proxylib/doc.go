@@ -508,7 +508,8 @@
 // name is the TypedExtensionConfig name). Permissions: any, and_rules,
 // or_rules, not_rule, header, url_path, destination_ip, destination_port,
 // destination_port_range; principals: any, and_ids, or_ids, not_id,
-// direct_remote_ip, authenticated.principal_name (package rbac). RBAC
+// direct_remote_ip, source_ip (the same peer address),
+// authenticated.principal_name (package rbac). RBAC
 // matches the path as the connection manager normalised it, the same path
 // the router matches and the upstream receives. A denied
 // request gets Envoy's 403 "RBAC: access denied" local reply (for gRPC:
@@ -601,6 +602,40 @@
 // upstream_idle_timeout, hash_policy, tunneling_config,
 // max_downstream_connection_duration, access_log_flush_interval and the
 // other access log options, backoff_options, proxy_protocol_tlvs.
+//
+// Network RBAC: tcp_proxy may be preceded by any number of
+// envoy.filters.network.rbac filters (static typed_config
+// envoy.extensions.filters.network.rbac.v3.RBAC{stat_prefix (required,
+// as in Envoy), rules, enforcement_type ONE_TIME_ON_FIRST_BYTE}), then
+// at most one Kafka policy filter. Each filter's rules decide with the
+// HTTP filter's semantics (ALLOW: a matching policy admits, DENY: a
+// matching policy refuses, no rules: everything passes; policies in name
+// order) on what a connection has: permissions any, and_rules, or_rules,
+// not_rule, destination_ip, destination_port, destination_port_range
+// (the (original) destination) and requested_server_name (the SNI as the
+// client sent it, read by the TLS inspector or by the terminating
+// handshake; "" without one); principals any, and_ids, or_ids, not_id,
+// direct_remote_ip, remote_ip and source_ip (all three the client's
+// address: the proxy has no PROXY protocol filter that could make them
+// differ) and authenticated (a client certificate on a chain
+// terminating TLS). The filters run in order once per connection, when
+// it is handed to the chain, before a cluster is picked or anything is
+// dialled: a denied connection is closed without a byte and no upstream
+// connection, its tcp_grpc access-log entry carries Envoy's termination
+// details rbac_access_denied_matched_policy[<policy>] ("none" when an
+// ALLOW filter matched nothing). Envoy takes the same verdict at the
+// first byte the client sends (ONE_TIME_ON_FIRST_BYTE); every rule
+// accepted here is known at accept, so only the moment differs: a
+// denied client that never sends is closed at once, and a backend that
+// speaks first never hears from one. NACKed: shadow_rules,
+// shadow_rules_stat_prefix, matcher and shadow_matcher, delay_deny,
+// enforcement_type CONTINUOUS, config_discovery, header and url_path
+// permissions (no request on a connection), every other rule, and a
+// network RBAC filter before http_connection_manager (use the HTTP RBAC
+// filter there). remote_ip and requested_server_name are NACKed in the
+// HTTP RBAC filter, whose requests carry neither the x-forwarded-for
+// client nor the SNI; source_ip is the peer address there too. The
+// filter's allowed/denied counters are not exported.
 //
 // UDP listeners (address.socket_address.protocol UDP): no filter chains,
 // exactly one listener filter, envoy.filters.udp_listener.udp_proxy
@@ -799,16 +834,16 @@
 //   - `envoy.config.endpoint.v3.LocalityLbEndpoints`: lb_endpoints
 //   - `envoy.config.listener.v3.FilterChainMatch`: destination_port, server_names, source_prefix_ranges
 //   - `envoy.config.listener.v3.FilterChain`: name, filter_chain_match, transport_socket, filters
-//   - `envoy.config.listener.v3.Filter`: name, typed_config, config_discovery; typed_config holds envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager | envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+//   - `envoy.config.listener.v3.Filter`: name, typed_config, config_discovery; typed_config holds envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager | envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy | envoy.extensions.filters.network.rbac.v3.RBAC
 //   - `envoy.config.listener.v3.ListenerFilter`: name, typed_config; typed_config holds envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector | envoy.extensions.filters.listener.original_dst.v3.OriginalDst | envoy.extensions.filters.listener.original_src.v3.OriginalSrc | envoy.extensions.filters.udp.udp_proxy.v3.UdpProxyConfig
 //   - `envoy.config.listener.v3.Listener`: name, address, listener_filters, filter_chains, per_connection_buffer_limit_bytes, transparent, listener_filters_timeout, continue_on_listener_filters_timeout, udp_listener_config
 //   - `envoy.config.listener.v3.UdpListenerConfig`: downstream_socket_config
 //   - `envoy.config.rbac.v3.Permission.Set`: rules
-//   - `envoy.config.rbac.v3.Permission`: and_rules, or_rules, any, header, url_path, destination_ip, destination_port, destination_port_range, not_rule
+//   - `envoy.config.rbac.v3.Permission`: and_rules, or_rules, any, header, url_path, destination_ip, destination_port, destination_port_range, not_rule, requested_server_name
 //   - `envoy.config.rbac.v3.Policy`: permissions, principals
 //   - `envoy.config.rbac.v3.Principal.Authenticated`: principal_name
 //   - `envoy.config.rbac.v3.Principal.Set`: ids
-//   - `envoy.config.rbac.v3.Principal`: and_ids, or_ids, any, authenticated, direct_remote_ip, not_id
+//   - `envoy.config.rbac.v3.Principal`: and_ids, or_ids, any, authenticated, source_ip, direct_remote_ip, remote_ip, not_id
 //   - `envoy.config.rbac.v3.RBAC`: action, policies
 //   - `envoy.config.route.v3.DirectResponseAction`: status, body
 //   - `envoy.config.route.v3.HeaderMatcher`: name, string_match, present_match, invert_match
@@ -842,6 +877,7 @@
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig`: mappers
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.Rds`: route_config_name, config_source
 //   - `envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper`: filter, status_code, body
+//   - `envoy.extensions.filters.network.rbac.v3.RBAC`: stat_prefix, rules, enforcement_type
 //   - `envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight`: name, weight
 //   - `envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster`: clusters
 //   - `envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`: stat_prefix, cluster, weighted_clusters, access_log, idle_timeout, max_connect_attempts

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/nodemesh/nodemesh/proxylib/listener"
+	"github.com/nodemesh/nodemesh/proxylib/rbac"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
 )
 
@@ -40,12 +41,7 @@ func (s *stream) setTLS(t *listener.TLSInfo) {
 	if t == nil || len(t.PeerCertificates) == 0 {
 		return
 	}
-	c := t.PeerCertificates[0]
-	for _, u := range c.URIs {
-		s.peerNames = append(s.peerNames, u.String())
-	}
-	s.peerNames = append(s.peerNames, c.DNSNames...)
-	s.peerNames = append(s.peerNames, c.Subject.String())
+	s.peerNames = rbac.AppendPeerNames(s.peerNames, t.PeerCertificates[0])
 }
 
 // mtls reports whether the client presented a certificate.

@@ -43,6 +43,10 @@ type ConnInfo struct {
 	SourceMark uint32
 	// TLS, when set, describes the connection's TLS session.
 	TLS *TLSInfo
+	// ServerName is the requested server name: the ClientHello's SNI as
+	// the client sent it (the TLS inspector's, or the terminated
+	// handshake's), "" without one.
+	ServerName string
 }
 
 // TLSInfo is what the connection manager needs of a TLS session.
@@ -420,6 +424,7 @@ func (m *Manager) serve(spec *Spec, c net.Conn) {
 			return
 		}
 	}
+	info.ServerName = sni
 	chain := selectChain(spec.Chains, info.Local.Port(), strings.ToLower(sni), info.Remote.Addr())
 	if chain == nil {
 		c.Close() // no chain matches: Envoy closes the connection
@@ -459,6 +464,7 @@ func (m *Manager) serve(spec *Spec, c net.Conn) {
 	}
 	cs := tc.ConnectionState()
 	info.ALPN = cs.NegotiatedProtocol
+	info.ServerName = cs.ServerName
 	session.PeerCertificates = cs.PeerCertificates
 	info.TLS = &session
 	chain.Handler.ServeConn(tc, info)

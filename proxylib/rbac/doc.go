@@ -16,6 +16,12 @@
 //     downstream peer address, never x-forwarded-for), authenticated (the
 //     peer certificate's URI SANs, then DNS SANs, then subject; a
 //     connection without a client certificate never matches).
+//   - The network filter (envoy.extensions.filters.network.rbac.v3.RBAC,
+//     evaluated by package tcpproxy once per connection) uses the same
+//     engine with no request: Input.Req is nil, and
+//     requested_server_name matches Input.ServerName, the connection's
+//     SNI. The decoder refuses request rules there, and maps source_ip
+//     and remote_ip to the peer address (direct_remote_ip).
 //
 // Scale: New indexes policies by destination address when every
 // permission of a policy pins the destination to single addresses (what the

@@ -2,6 +2,7 @@ package rbac
 
 import (
 	"bytes"
+	"crypto/x509"
 	"net/netip"
 	"sort"
 
@@ -18,6 +19,21 @@ type Input struct {
 	// that order; Authenticated says a client certificate was verified.
 	Peer          []string
 	Authenticated bool
+	// ServerName is the connection's requested server name (SNI), empty
+	// without one; only the network filter's requested_server_name
+	// reads it.
+	ServerName []byte
+}
+
+// AppendPeerNames appends the names an authenticated principal matches
+// of a client certificate leaf to dst: its URI SANs, its DNS SANs, then
+// its subject, the order Envoy tries them in.
+func AppendPeerNames(dst []string, leaf *x509.Certificate) []string {
+	for _, u := range leaf.URIs {
+		dst = append(dst, u.String())
+	}
+	dst = append(dst, leaf.DNSNames...)
+	return append(dst, leaf.Subject.String())
 }
 
 // Engine is a compiled RBAC configuration.
@@ -193,6 +209,8 @@ func permission(p *resource.Permission, in *Input) bool {
 	case resource.PermDestinationPortRange:
 		port := uint32(in.Local.Port())
 		return in.Local.IsValid() && port >= p.PortStart && port < p.PortEnd
+	case resource.PermRequestedServerName:
+		return p.ServerName.Match(in.ServerName)
 	}
 	return false
 }
@@ -287,6 +305,8 @@ func reorder(perm *resource.Permission) (*resource.Permission, int) {
 		return perm, 1
 	case resource.PermURLPath:
 		return perm, matchCost(&perm.Path)
+	case resource.PermRequestedServerName:
+		return perm, matchCost(&perm.ServerName)
 	case resource.PermNot:
 		n, c := reorder(perm.Not)
 		cp := *perm

@@ -23,6 +23,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_src/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/udp/udp_proxy/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
@@ -44,6 +45,7 @@ const (
 	origSrcName  = "envoy.extensions.filters.listener.original_src.v3.OriginalSrc"
 	tcpProxyName = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 	rbacName     = "envoy.extensions.filters.http.rbac.v3.RBAC"
+	netRBACName  = "envoy.extensions.filters.network.rbac.v3.RBAC"
 	kafkaName    = "nodemesh.filters.network.kafka.v1.KafkaPolicy"
 	hmName       = "nodemesh.filters.http.header_match.v1.HeaderMatchPolicy"
 	httpALSName  = "envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig"
@@ -195,12 +197,13 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 
 	"envoy.config.core.v3.TypedExtensionConfig": {"name", "typed_config"},
 	rbacName:                      {"rules"},
+	netRBACName:                   {"stat_prefix", "rules", "enforcement_type"},
 	"envoy.config.rbac.v3.RBAC":   {"action", "policies"},
 	"envoy.config.rbac.v3.Policy": {"permissions", "principals"},
 	"envoy.config.rbac.v3.Permission": {"and_rules", "or_rules", "any", "header", "url_path", "destination_ip",
-		"destination_port", "destination_port_range", "not_rule"},
+		"destination_port", "destination_port_range", "not_rule", "requested_server_name"},
 	"envoy.config.rbac.v3.Permission.Set":                {"rules"},
-	"envoy.config.rbac.v3.Principal":                     {"and_ids", "or_ids", "any", "authenticated", "direct_remote_ip", "not_id"},
+	"envoy.config.rbac.v3.Principal":                     {"and_ids", "or_ids", "any", "authenticated", "source_ip", "direct_remote_ip", "remote_ip", "not_id"},
 	"envoy.config.rbac.v3.Principal.Set":                 {"ids"},
 	"envoy.config.rbac.v3.Principal.Authenticated":       {"principal_name"},
 	"envoy.config.core.v3.CidrRange":                     {"address_prefix", "prefix_len"},
@@ -221,7 +224,7 @@ var allowedAny = map[protoreflect.FullName][]protoreflect.FullName{
 	"envoy.config.listener.v3.ListenerFilter.typed_config":                                {tlsInspect, origDstName, origSrcName, udpProxyName},
 	"xds.core.v3.TypedExtensionConfig.typed_config":                                       {udpRouteName},
 	"envoy.config.core.v3.TransportSocket.typed_config":                                   {dtlsName, utlsName},
-	"envoy.config.listener.v3.Filter.typed_config":                                        {hcmName, tcpProxyName},
+	"envoy.config.listener.v3.Filter.typed_config":                                        {hcmName, tcpProxyName, netRBACName},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config": {routerName, rbacName, corsName},
 	"envoy.config.route.v3.Route.typed_per_filter_config":                                 {corsPolicyName},
 	"envoy.config.route.v3.VirtualHost.typed_per_filter_config":                           {corsPolicyName},

@@ -14,6 +14,7 @@ import (
 	origsrcv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_src/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
@@ -209,7 +210,7 @@ func decodeChain(fc *listenerv3.FilterChain, p path) (*FilterChain, error) {
 	switch filters[last].GetTypedConfig().GetTypeUrl() {
 	case "type.googleapis.com/" + hcmName:
 		if last != 0 {
-			return nil, fieldErr(append(p, "filters", "[0]"), "no network filter may precede http_connection_manager")
+			return nil, fieldErr(append(p, "filters", "[0]"), "no network filter may precede http_connection_manager (the network RBAC filter is supported before tcp_proxy only)")
 		}
 		fp := append(p, "filters", "[0]", "typed_config(HttpConnectionManager)")
 		var hcm hcmv3.HttpConnectionManager
@@ -231,28 +232,52 @@ func decodeChain(fc *listenerv3.FilterChain, p path) (*FilterChain, error) {
 		if err != nil {
 			return nil, err
 		}
-		if last > 1 {
-			return nil, fieldErr(append(p, "filters"), "at most one network filter (the Kafka policy filter) may precede tcp_proxy")
-		}
-		if last == 1 {
-			// The Kafka policy filter, configured through ECDS; as for
-			// every discovered filter its name is the ECDS resource name.
-			f := filters[0]
-			kp := append(p, "filters", "[0]")
-			if f.GetConfigDiscovery() == nil {
-				return nil, fieldErr(kp, "only the Kafka policy filter (%s, with config_discovery) may precede tcp_proxy", kafkav1.TypeURL)
-			}
-			ref, err := extensionRef(f.GetConfigDiscovery(), f.GetName(), []string{KafkaTypeURL}, append(kp, "config_discovery"))
-			if err != nil {
-				return nil, err
-			}
-			t.Kafka = ref
+		if err := decodeTCPPrefix(filters[:last], p, t); err != nil {
+			return nil, err
 		}
 		chain.TCP = t
 	default:
 		return nil, fieldErr(append(p, "filters", "["+strconv.Itoa(last)+"]"), "the last network filter must be http_connection_manager or tcp_proxy")
 	}
 	return chain, nil
+}
+
+// decodeTCPPrefix decodes the network filters before tcp_proxy: network
+// RBAC filters (static typed_config), then at most one Kafka policy
+// filter (through ECDS), in that order. The RBAC verdict is taken when
+// the connection is accepted, the Kafka one per request, so a Kafka
+// filter before an RBAC filter would promise an order the proxy does not
+// keep: it is refused.
+func decodeTCPPrefix(filters []*listenerv3.Filter, p path, t *TCPProxy) error {
+	for i, f := range filters {
+		fp := append(p, "filters", "["+strconv.Itoa(i)+"]")
+		if f.GetConfigDiscovery() != nil {
+			if i != len(filters)-1 {
+				return fieldErr(fp, "the Kafka policy filter must be the last filter before tcp_proxy")
+			}
+			// As for every discovered filter its name is the ECDS
+			// resource name.
+			ref, err := extensionRef(f.GetConfigDiscovery(), f.GetName(), []string{KafkaTypeURL}, append(fp, "config_discovery"))
+			if err != nil {
+				return err
+			}
+			t.Kafka = ref
+			continue
+		}
+		if f.GetTypedConfig().GetTypeUrl() != "type.googleapis.com/"+netRBACName {
+			return fieldErr(fp, "only network RBAC filters (%s) and the Kafka policy filter (%s, with config_discovery) may precede tcp_proxy", netRBACName, kafkav1.TypeURL)
+		}
+		var r netrbacv3.RBAC
+		if err := f.GetTypedConfig().UnmarshalTo(&r); err != nil {
+			return fieldErr(append(fp, "typed_config"), "decoding: %v", err)
+		}
+		d, err := decodeNetworkRBAC(&r, append(fp, "typed_config(RBAC)"))
+		if err != nil {
+			return err
+		}
+		t.RBAC = append(t.RBAC, d)
+	}
+	return nil
 }
 
 func decodeDownstreamTLS(ts *corev3.TransportSocket, tp path) (*DownstreamTLS, error) {

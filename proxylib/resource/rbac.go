@@ -8,18 +8,50 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 )
 
 // maxRBACDepth bounds the nesting of and/or/not rules, so a hostile
 // configuration cannot exhaust the stack when evaluated.
 const maxRBACDepth = 32
 
+// rbacScope is where an RBAC configuration is evaluated: per HTTP request
+// or once per connection (the network filter). A few rules only make sense
+// in one of them; the decoder NACKs them in the other.
+type rbacScope uint8
+
+const (
+	scopeHTTP rbacScope = iota
+	scopeNetwork
+)
+
 func decodeRBAC(r *rbacfilterv3.RBAC, p path) (*RBAC, error) {
-	rules := r.GetRules()
+	return decodeRules(r.GetRules(), append(p, "rules"), scopeHTTP)
+}
+
+// decodeNetworkRBAC decodes the network RBAC filter
+// (envoy.extensions.filters.network.rbac.v3.RBAC). Its shadow rules,
+// matchers and delay_deny are outside the allowlist; CONTINUOUS
+// enforcement would need a verdict per read and is NACKed too.
+func decodeNetworkRBAC(r *netrbacv3.RBAC, p path) (*RBAC, error) {
+	if r.GetStatPrefix() == "" {
+		return nil, fieldErr(append(p, "stat_prefix"), "must not be empty")
+	}
+	if e := r.GetEnforcementType(); e != netrbacv3.RBAC_ONE_TIME_ON_FIRST_BYTE {
+		return nil, fieldErr(append(p, "enforcement_type"), "%s not supported by nodemesh-proxy (the verdict is taken once per connection)", e)
+	}
+	out, err := decodeRules(r.GetRules(), append(p, "rules"), scopeNetwork)
+	if err != nil {
+		return nil, err
+	}
+	out.StatPrefix = r.GetStatPrefix()
+	return out, nil
+}
+
+func decodeRules(rules *rbacv3.RBAC, rp path, scope rbacScope) (*RBAC, error) {
 	if rules == nil {
 		return &RBAC{}, nil
 	}
-	rp := append(p, "rules")
 	out := &RBAC{Enforce: true}
 	switch rules.GetAction() {
 	case rbacv3.RBAC_ALLOW:
@@ -45,14 +77,14 @@ func decodeRBAC(r *rbacfilterv3.RBAC, p path) (*RBAC, error) {
 			return nil, fieldErr(append(pp, "principals"), "at least one principal is required")
 		}
 		for i, perm := range pol.GetPermissions() {
-			d, err := decodePermission(perm, append(pp, "permissions", "["+strconv.Itoa(i)+"]"), 0)
+			d, err := decodePermission(perm, append(pp, "permissions", "["+strconv.Itoa(i)+"]"), scope, 0)
 			if err != nil {
 				return nil, err
 			}
 			dp.Permissions = append(dp.Permissions, d)
 		}
 		for i, prin := range pol.GetPrincipals() {
-			d, err := decodePrincipal(prin, append(pp, "principals", "["+strconv.Itoa(i)+"]"), 0)
+			d, err := decodePrincipal(prin, append(pp, "principals", "["+strconv.Itoa(i)+"]"), scope, 0)
 			if err != nil {
 				return nil, err
 			}
@@ -81,7 +113,7 @@ func cidr(c *corev3.CidrRange, p path) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, bits).Masked(), nil
 }
 
-func decodePermission(m *rbacv3.Permission, p path, depth int) (*Permission, error) {
+func decodePermission(m *rbacv3.Permission, p path, scope rbacScope, depth int) (*Permission, error) {
 	if depth > maxRBACDepth {
 		return nil, fieldErr(p, "rules nested deeper than %d", maxRBACDepth)
 	}
@@ -91,7 +123,7 @@ func decodePermission(m *rbacv3.Permission, p path, depth int) (*Permission, err
 		}
 		out := &Permission{Kind: kind}
 		for i, r := range rules {
-			d, err := decodePermission(r, append(p, field, "rules", "["+strconv.Itoa(i)+"]"), depth+1)
+			d, err := decodePermission(r, append(p, field, "rules", "["+strconv.Itoa(i)+"]"), scope, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -110,18 +142,27 @@ func decodePermission(m *rbacv3.Permission, p path, depth int) (*Permission, err
 	case *rbacv3.Permission_OrRules:
 		return set(PermOr, r.OrRules.GetRules(), "or_rules")
 	case *rbacv3.Permission_NotRule:
-		d, err := decodePermission(r.NotRule, append(p, "not_rule"), depth+1)
+		d, err := decodePermission(r.NotRule, append(p, "not_rule"), scope, depth+1)
 		if err != nil {
 			return nil, err
 		}
 		return &Permission{Kind: PermNot, Not: d}, nil
 	case *rbacv3.Permission_Header:
+		if scope == scopeNetwork {
+			// Envoy would match it against an empty header map, where
+			// an inverted matcher matches every connection: refused
+			// rather than carried with that surprise.
+			return nil, fieldErr(append(p, "header"), "a request rule; the network RBAC filter has no request")
+		}
 		hm, err := headerMatch(r.Header, append(p, "header"))
 		if err != nil {
 			return nil, err
 		}
 		return &Permission{Kind: PermHeader, Header: hm}, nil
 	case *rbacv3.Permission_UrlPath:
+		if scope == scopeNetwork {
+			return nil, fieldErr(append(p, "url_path"), "a request rule; the network RBAC filter has no request")
+		}
 		sm, err := stringMatch(r.UrlPath.GetPath(), append(p, "url_path", "path"))
 		if err != nil {
 			return nil, err
@@ -141,11 +182,22 @@ func decodePermission(m *rbacv3.Permission, p path, depth int) (*Permission, err
 			return nil, fieldErr(append(p, "destination_port_range"), "[%d, %d) is not a port range", s, e)
 		}
 		return &Permission{Kind: PermDestinationPortRange, PortStart: uint32(s), PortEnd: uint32(e)}, nil
+	case *rbacv3.Permission_RequestedServerName:
+		if scope != scopeNetwork {
+			// The connection manager does not hand the SNI to its
+			// filters.
+			return nil, fieldErr(append(p, "requested_server_name"), "only supported by nodemesh-proxy in the network RBAC filter")
+		}
+		sm, err := stringMatch(r.RequestedServerName, append(p, "requested_server_name"))
+		if err != nil {
+			return nil, err
+		}
+		return &Permission{Kind: PermRequestedServerName, ServerName: sm}, nil
 	}
 	return nil, fieldErr(p, "a rule is required")
 }
 
-func decodePrincipal(m *rbacv3.Principal, p path, depth int) (*Principal, error) {
+func decodePrincipal(m *rbacv3.Principal, p path, scope rbacScope, depth int) (*Principal, error) {
 	if depth > maxRBACDepth {
 		return nil, fieldErr(p, "identifiers nested deeper than %d", maxRBACDepth)
 	}
@@ -155,7 +207,7 @@ func decodePrincipal(m *rbacv3.Principal, p path, depth int) (*Principal, error)
 		}
 		out := &Principal{Kind: kind}
 		for i, r := range ids {
-			d, err := decodePrincipal(r, append(p, field, "ids", "["+strconv.Itoa(i)+"]"), depth+1)
+			d, err := decodePrincipal(r, append(p, field, "ids", "["+strconv.Itoa(i)+"]"), scope, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -174,13 +226,34 @@ func decodePrincipal(m *rbacv3.Principal, p path, depth int) (*Principal, error)
 	case *rbacv3.Principal_OrIds:
 		return set(PrinOr, r.OrIds.GetIds(), "or_ids")
 	case *rbacv3.Principal_NotId:
-		d, err := decodePrincipal(r.NotId, append(p, "not_id"), depth+1)
+		d, err := decodePrincipal(r.NotId, append(p, "not_id"), scope, depth+1)
 		if err != nil {
 			return nil, err
 		}
 		return &Principal{Kind: PrinNot, Not: d}, nil
 	case *rbacv3.Principal_DirectRemoteIp:
 		c, err := cidr(r.DirectRemoteIp, append(p, "direct_remote_ip"))
+		if err != nil {
+			return nil, err
+		}
+		return &Principal{Kind: PrinDirectRemoteIP, CIDR: c}, nil
+	case *rbacv3.Principal_SourceIp:
+		// The connection's remote address, which the proxy (without a
+		// PROXY protocol listener filter) never rewrites: the direct
+		// peer, in either filter.
+		c, err := cidr(r.SourceIp, append(p, "source_ip"))
+		if err != nil {
+			return nil, err
+		}
+		return &Principal{Kind: PrinDirectRemoteIP, CIDR: c}, nil
+	case *rbacv3.Principal_RemoteIp:
+		if scope != scopeNetwork {
+			// Per request it is the x-forwarded-for derived client,
+			// which the connection manager does not hand to its filters.
+			return nil, fieldErr(append(p, "remote_ip"), "only supported by nodemesh-proxy in the network RBAC filter; use direct_remote_ip")
+		}
+		// On a connection it is the peer address (no PROXY protocol).
+		c, err := cidr(r.RemoteIp, append(p, "remote_ip"))
 		if err != nil {
 			return nil, err
 		}

@@ -133,6 +133,9 @@ type TCPProxy struct {
 	BufferLimit uint32
 	// Kafka is the ECDS reference of the Kafka policy filter, or nil.
 	Kafka *ExtensionRef
+	// RBAC are the network RBAC filters before tcp_proxy, in order: each
+	// judges a connection once, before anything is dialled upstream.
+	RBAC []*RBAC
 }
 
 // DefaultTCPIdleTimeout is tcp_proxy's default idle_timeout.

@@ -11,12 +11,15 @@ const (
 	RBACDeny
 )
 
-// RBAC is a decoded envoy.extensions.filters.http.rbac.v3.RBAC. Without
-// rules (Enforce false) the filter lets every request pass.
+// RBAC is a decoded envoy.extensions.filters.http.rbac.v3.RBAC or
+// envoy.extensions.filters.network.rbac.v3.RBAC. Without rules (Enforce
+// false) the filter lets every request or connection pass.
 type RBAC struct {
-	Enforce  bool
-	Action   RBACAction
-	Policies []*RBACPolicy // sorted by name, the order Envoy evaluates them in
+	// StatPrefix is the network filter's stat_prefix ("" for HTTP).
+	StatPrefix string
+	Enforce    bool
+	Action     RBACAction
+	Policies   []*RBACPolicy // sorted by name, the order Envoy evaluates them in
 }
 
 // RBACPolicy is one named policy: it matches when any permission and any
@@ -41,6 +44,9 @@ const (
 	PermDestinationIP
 	PermDestinationPort
 	PermDestinationPortRange
+	// PermRequestedServerName matches the connection's SNI (network
+	// filter only).
+	PermRequestedServerName
 )
 
 // Permission is a decoded envoy.config.rbac.v3.Permission.
@@ -50,8 +56,10 @@ type Permission struct {
 	Not    *Permission
 	Header HeaderMatch
 	Path   StringMatch
-	CIDR   netip.Prefix
-	Port   uint32
+	// ServerName matches the requested server name ("" without SNI).
+	ServerName StringMatch
+	CIDR       netip.Prefix
+	Port       uint32
 	// PortRange is [start, end).
 	PortStart, PortEnd uint32
 }
@@ -65,6 +73,8 @@ const (
 	PrinAnd
 	PrinOr
 	PrinNot
+	// PrinDirectRemoteIP is also what source_ip, and remote_ip in the
+	// network filter, decode to: the downstream peer address.
 	PrinDirectRemoteIP
 	PrinAuthenticated
 )

@@ -13,6 +13,17 @@
 // the next request of existing connections too, as Cilium re-evaluates
 // policy per request — and denied requests are answered with Kafka errors.
 //
+// Network RBAC filters configured before tcp_proxy judge each connection
+// once, in order, as soon as it is handed over (package rbac, with the
+// client's address, the (original) destination, the SNI and a terminated
+// chain's client certificate): a denied connection is closed before a
+// cluster is picked, so it costs no upstream connection and the backend
+// never sees it; its access-log entry carries Envoy's
+// rbac_access_denied_matched_policy[<policy>|none] termination details.
+// Envoy decides at the first client byte; everything the rules can read
+// is known at accept, so deciding there gives the same verdicts without
+// waiting for a client that may never speak.
+//
 // Decisions: the cluster is the configured one or, with
 // weighted_clusters, one picked per connection in proportion to its
 // weight; a failed connect is retried on a host picked anew up to

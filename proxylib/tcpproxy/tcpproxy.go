@@ -19,6 +19,7 @@ import (
 	"github.com/nodemesh/nodemesh/proxylib/kafka"
 	"github.com/nodemesh/nodemesh/proxylib/listener"
 	"github.com/nodemesh/nodemesh/proxylib/parser"
+	"github.com/nodemesh/nodemesh/proxylib/rbac"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
@@ -33,6 +34,7 @@ type Lookup interface {
 // Handler serves the connections of one tcp_proxy filter chain.
 type Handler struct {
 	cfg    *resource.TCPProxy
+	rbac   []*rbac.Engine // the network RBAC filters, in order
 	lookup Lookup
 	logs   []*accesslog.Sender
 	logger *slog.Logger
@@ -49,7 +51,35 @@ func New(cfg *resource.TCPProxy, lookup Lookup, logs []*accesslog.Sender, logger
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Handler{cfg: cfg, lookup: lookup, logs: logs, logger: logger, conns: map[net.Conn]struct{}{}}
+	h := &Handler{cfg: cfg, lookup: lookup, logs: logs, logger: logger, conns: map[net.Conn]struct{}{}}
+	for _, r := range cfg.RBAC {
+		h.rbac = append(h.rbac, rbac.New(r))
+	}
+	return h
+}
+
+// authorize runs the network RBAC filters on a new connection, in order.
+// A denial returns the connection's termination details, Envoy's
+// "rbac_access_denied_matched_policy[<policy>]" ("none" when a policy
+// was required and none matched).
+func (h *Handler) authorize(info listener.ConnInfo) (bool, string) {
+	if len(h.rbac) == 0 {
+		return true, ""
+	}
+	in := rbac.Input{Local: info.Local, Remote: info.Remote, ServerName: []byte(info.ServerName)}
+	if info.TLS != nil && len(info.TLS.PeerCertificates) > 0 {
+		in.Authenticated = true
+		in.Peer = rbac.AppendPeerNames(nil, info.TLS.PeerCertificates[0])
+	}
+	for _, e := range h.rbac {
+		if ok, policy := e.Evaluate(&in); !ok {
+			if policy == "" {
+				policy = "none"
+			}
+			return false, "rbac_access_denied_matched_policy[" + policy + "]"
+		}
+	}
+	return true, ""
 }
 
 func (h *Handler) track(c net.Conn) bool {
@@ -78,6 +108,13 @@ func (h *Handler) ServeConn(c net.Conn, info listener.ConnInfo) {
 	}
 	defer h.untrack(c)
 	start := time.Now()
+	// Judged before a cluster is picked: a denied client costs no
+	// upstream connection, and the backend never sees it.
+	if ok, details := h.authorize(info); !ok {
+		h.logger.Debug("tcp_proxy: connection denied by RBAC", "src", info.Remote, "dst", info.Local, "details", details)
+		h.logConn(info, start, "", nil, details)
+		return
+	}
 	rnd := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	name := h.pickCluster(rnd)
 	cl := h.lookup.Cluster(name)
