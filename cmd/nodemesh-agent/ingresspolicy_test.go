@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,11 +28,12 @@ import (
 	"github.com/nodemesh/nodemesh/xds/server"
 )
 
-// ingressPolicyConfig is a Gateway routing to a Service with two
-// endpoints on loopback, and a clusterwide policy selecting the ingress
-// endpoint (reserved:ingress): outside clients only from 127.0.0.2, and
-// of the backends only 127.0.103.1.
-func ingressPolicyConfig(port, backendPort int) map[string]string {
+// ingressPolicyConfig is a Gateway routing HTTP to a Service with two
+// endpoints on loopback and TCP (a TCPRoute) to a Service on 127.0.103.1,
+// and a clusterwide policy selecting the ingress endpoint
+// (reserved:ingress): outside clients only from 127.0.0.2, and of the
+// backends only 127.0.103.1.
+func ingressPolicyConfig(port, backendPort, tcpPort, tcpBackendPort int) map[string]string {
 	return map[string]string{
 		"gateway.yaml": fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -42,15 +45,22 @@ kind: Gateway
 metadata: {name: gw, namespace: default}
 spec:
   gatewayClassName: nodemesh
-  listeners: [{name: http, protocol: HTTP, port: %d}]
+  listeners: [{name: http, protocol: HTTP, port: %d}, {name: tcp, protocol: TCP, port: %d}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: r, namespace: default}
 spec:
-  parentRefs: [{name: gw}]
+  parentRefs: [{name: gw, sectionName: http}]
   rules: [{backendRefs: [{name: echo, port: 80}]}]
-`, port),
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: db, namespace: default}
+spec:
+  parentRefs: [{name: gw, sectionName: tcp}]
+  rules: [{backendRefs: [{name: db, port: 5432}]}]
+`, port, tcpPort),
 		"backend.yaml": fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: echo, namespace: default}
@@ -62,7 +72,19 @@ metadata: {name: echo, namespace: default, labels: {kubernetes.io/service-name: 
 addressType: IPv4
 ports: [{name: http, port: %[1]d}]
 endpoints: [{addresses: ["127.0.103.1", "127.0.103.2"], conditions: {ready: true}}]
-`, backendPort),
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: default}
+spec: {ports: [{name: db, port: 5432, targetPort: %[2]d}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: db, namespace: default, labels: {kubernetes.io/service-name: db}}
+addressType: IPv4
+ports: [{name: db, port: %[2]d}]
+endpoints: [{addresses: ["127.0.103.1"], conditions: {ready: true}}]
+`, backendPort, tcpBackendPort),
 		"policy.yaml": `apiVersion: cilium.io/v2
 kind: CiliumClusterwideNetworkPolicy
 metadata: {name: ingress-lockdown}
@@ -83,7 +105,10 @@ spec:
 // selecting the ingress endpoint is enforced by the proxy: a request from
 // a source address the policy does not admit is answered 403, one from
 // 127.0.0.2 reaches the backend, and the backend endpoint the policy's
-// egress denies is never contacted.
+// egress denies is never contacted. On the Gateway's TCP listener (a
+// TCPRoute) the network RBAC filter does the same per connection: a
+// client the policy does not admit is disconnected before anything is
+// dialled, one from 127.0.0.2 is relayed.
 func TestStandaloneIngressPolicy(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	state, err := os.MkdirTemp("", "nm-agent")
@@ -106,8 +131,15 @@ func TestStandaloneIngressPolicy(t *testing.T) {
 		go srv.Serve(l)
 		t.Cleanup(func() { srv.Close() })
 	}
-	port := freePort(t)
-	writeDir(t, conf, ingressPolicyConfig(port, backendPort))
+	// The TCP backend on the allowed address answers each line with
+	// "db: <line>" and counts the connections it accepts.
+	tcpBackend, err := net.Listen("tcp", "127.0.103.1:0")
+	must(t, err)
+	t.Cleanup(func() { tcpBackend.Close() })
+	var tcpConns atomic.Int64
+	go serveLines(&countingListener{Listener: tcpBackend, n: &tcpConns}, "db")
+	port, tcpPort := freePort(t), freePort(t)
+	writeDir(t, conf, ingressPolicyConfig(port, backendPort, tcpPort, tcpBackend.Addr().(*net.TCPAddr).Port))
 
 	var ports [4]uint16
 	for i := range ports {
@@ -185,6 +217,57 @@ func TestStandaloneIngressPolicy(t *testing.T) {
 	}
 	if n := deniedConns.Load(); n != 0 {
 		t.Errorf("the denied backend 127.0.103.2 accepted %d connections, want 0", n)
+	}
+
+	tcpGateway := net.JoinHostPort(testPool.Addr().Next().String(), strconv.Itoa(tcpPort))
+	lineFrom := func(src string) (string, error) {
+		t.Helper()
+		c, err := (&net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}).Dial("tcp", tcpGateway)
+		if err != nil {
+			t.Fatalf("connecting from %s: %v", src, err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, "ping\n"); err != nil {
+			return "", err
+		}
+		return bufio.NewReader(c).ReadString('\n')
+	}
+	if got, err := lineFrom("127.0.0.1"); err == nil || got != "" {
+		t.Errorf("TCP connection from 127.0.0.1 (not admitted): answered %q, %v; want it closed", got, err)
+	}
+	if got, err := lineFrom("127.0.0.2"); err != nil || got != "db: ping\n" {
+		t.Fatalf("TCP connection from 127.0.0.2 (admitted): %q, %v", got, err)
+	}
+	// The admitted connection was answered after the refused one was
+	// closed, so the backend has counted every connection the proxy made.
+	if n := tcpConns.Load(); n != 1 {
+		t.Errorf("the TCP backend accepted %d connections, want 1 (the refused client must never reach it)", n)
+	}
+}
+
+// serveLines answers each line of every accepted connection with
+// "<name>: <line>".
+func serveLines(l net.Listener, name string) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			r := bufio.NewReader(c)
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if _, err := io.WriteString(c, name+": "+line); err != nil {
+					return
+				}
+			}
+		}()
 	}
 }
 

@@ -25,10 +25,12 @@ import (
 // clusters and their ECDS configurations; also the gateway goldens of the
 // CORS filter, of TCP chains (TLS passthrough, TCP listeners), of UDP
 // listeners, of upstream TLS (BackendTLSPolicy, backend client
-// certificates) and of client certificate validation on TLS chains.
+// certificates), of client certificate validation on TLS chains and of
+// the ingress endpoint's policy (HTTP and network RBAC filters).
 func TestAcceptsTranslatorPolicyOutput(t *testing.T) {
 	files, _ := filepath.Glob("../../xds/translator/testdata/policy/*.out.yaml")
-	for _, g := range []string{"cors", "tcp", "udp", "upstream-tls", "tls-client-validation"} {
+	for _, g := range []string{"cors", "tcp", "udp", "upstream-tls", "tls-client-validation",
+		"ingress-policy-allow-cidr", "ingress-policy-default-deny", "ingress-policy-external-lockdown", "ingress-policy-gamma"} {
 		if f := "../../xds/translator/testdata/" + g + ".out.yaml"; fileExists(f) {
 			files = append(files, f)
 		}

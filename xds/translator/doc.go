@@ -354,10 +354,14 @@
 // an allow rule for TCP or ANY on the listener's port admits and no deny
 // rule does; a closed direction (DenyAll, or no allow rule) gets a policy
 // that never matches. A denied request is answered 403, as Cilium's proxy
-// does. The proxy has no network RBAC filter, so TCP chains (TLS
-// passthrough, TCPRoute) of ingress listeners cannot check the client:
-// they are dropped with a warning while ingress is enforced — fail
-// closed, every client of them is refused, allowed or not.
+// does. Every TCP chain (TLS passthrough or terminated TLSRoute,
+// TCPRoute, Ingress tls-passthrough) of an ingress listener carries the
+// same rules in an envoy.filters.network.rbac filter before tcp_proxy
+// (stat_prefix: the tcp_proxy's): the connection's peer address is
+// judged once, before anything is dialled, and a denied connection is
+// closed — at L4 there is no request to answer 403. The HTTP and the
+// network filter share one rule builder (ingressRules), so the two
+// kinds of chain can never disagree about a client.
 //
 // ingress → backend: while egress is enforced, every IR cluster is
 // emitted twice: as itself, with all its endpoints, and as

@@ -7,9 +7,11 @@ import (
 	"strconv"
 	"strings"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
@@ -52,12 +54,12 @@ func mixHash(a, b ir.Hash) ir.Hash {
 	return h
 }
 
-// ingressRBACFilter is the world → ingress check of an HTTP chain on a
-// listener bound to port: an ALLOW RBAC filter whose one policy admits a
-// downstream peer address (direct_remote_ip, never x-forwarded-for) that
-// some allow rule for TCP on port admits and no deny rule does. A denied
-// request is answered 403, as Cilium's proxy does.
-func ingressRBACFilter(listener string, d *ir.IngressDirection, port uint32) (httpFilter, error) {
+// ingressRules are the world → ingress rules of a chain on a listener
+// bound to port: ALLOW, with one policy that admits a downstream peer
+// address (direct_remote_ip: the connection's peer, never
+// x-forwarded-for) that some allow rule for TCP on port admits and no
+// deny rule does. A closed direction gets a policy that never matches.
+func ingressRules(d *ir.IngressDirection, port uint32) *rbacv3.RBAC {
 	var allow, deny []*rbacv3.Principal
 	if !d.DenyAll {
 		for _, r := range d.Allow {
@@ -79,14 +81,34 @@ func ingressRBACFilter(listener string, d *ir.IngressDirection, port uint32) (ht
 			principal, {Identifier: &rbacv3.Principal_NotId{NotId: anyPrincipal(deny)}},
 		}}}}
 	}
-	cfg := &rbacfilterv3.RBAC{Rules: &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW, Policies: map[string]*rbacv3.Policy{
+	return &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW, Policies: map[string]*rbacv3.Policy{
 		name: {Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_Any{Any: true}}}, Principals: []*rbacv3.Principal{principal}},
-	}}}
-	tc, err := typedConfig("listener", listener, cfg)
+	}}
+}
+
+// ingressRBACFilter is the world → ingress check of an HTTP chain: the
+// HTTP RBAC filter with ingressRules. A denied request is answered 403,
+// as Cilium's proxy does.
+func ingressRBACFilter(listener string, d *ir.IngressDirection, port uint32) (httpFilter, error) {
+	tc, err := typedConfig("listener", listener, &rbacfilterv3.RBAC{Rules: ingressRules(d, port)})
 	if err != nil {
 		return httpFilter{}, err
 	}
 	return httpFilter{role: roleRBAC, filter: &hcmv3.HttpFilter{Name: filterRBAC, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: tc}}}, nil
+}
+
+// ingressNetworkRBACFilter is the world → ingress check of a TCP chain
+// (TLS passthrough or terminated TLSRoute, TCPRoute): the network RBAC
+// filter with ingressRules, placed before tcp_proxy. It judges each
+// connection once, by its peer address, before anything is dialled; a
+// denied connection is closed (there is no request to answer 403). Its
+// statistics share the chain's tcp_proxy prefix.
+func ingressNetworkRBACFilter(listener, statPrefix string, d *ir.IngressDirection, port uint32) (*listenerv3.Filter, error) {
+	tc, err := typedConfig("listener", listener, &netrbacv3.RBAC{StatPrefix: statPrefix, Rules: ingressRules(d, port)})
+	if err != nil {
+		return nil, err
+	}
+	return &listenerv3.Filter{Name: filterNetworkRBAC, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: tc}}, nil
 }
 
 func ingressRuleApplies(r *ir.IngressRule, port uint32) bool {

@@ -11,7 +11,8 @@ import (
 
 // TestIngressPolicySparesMeshListeners checks that the ingress endpoint's
 // policy reaches only what outside clients use: a GAMMA listener (its
-// clients are Pods) keeps its TCP chain, gets no RBAC filter, and its
+// clients are Pods) keeps its TCP chain, gets no RBAC filter (HTTP or
+// network), and its
 // routes keep the unfiltered cluster the Gateway routes share.
 func TestIngressPolicySparesMeshListeners(t *testing.T) {
 	data, err := os.ReadFile("testdata/ingress-policy-gamma.in.yaml")
@@ -60,6 +61,8 @@ func TestIngressPolicySparesMeshListeners(t *testing.T) {
 	}
 	if l := listeners["mesh/default/db/5432"]; l == nil || len(l.GetFilterChains()) != 1 {
 		t.Errorf("GAMMA TCP listener lost its chain: %v", l)
+	} else if fs := l.GetFilterChains()[0].GetFilters(); len(fs) != 1 || fs[0].GetName() != filterTCPProxy {
+		t.Errorf("GAMMA TCP chain got filters other than tcp_proxy: %v", fs)
 	}
 
 	clusterOf := func(rc string) string {

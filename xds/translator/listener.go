@@ -130,12 +130,6 @@ func (b *builder) buildListener(l *ir.Listener, m *listenerMemo) (*listenerv3.Li
 		kept = append(kept, i)
 	}
 	for i, ch := range l.TCPChains {
-		if b.ingressEnforced() && isIngressListener(l) {
-			// The proxy has no network RBAC filter to check the client
-			// of a relayed connection: fail closed.
-			b.warn(obj, fieldf("tcpChains[%d]", i), "the ingress endpoint's policy (reserved:ingress) is enforced and TCP chains cannot check it; chain dropped")
-			continue
-		}
 		names, keep := b.serverNames(obj, fieldf("tcpChains[%d]", i), ch.Name, ch.ServerNames, sniOwner)
 		if !keep {
 			continue

@@ -31,6 +31,7 @@ const (
 	filterOriginalDst = "envoy.filters.listener.original_dst"
 	filterOriginalSrc = "envoy.filters.listener.original_src"
 	filterTCPProxy    = "envoy.filters.network.tcp_proxy"
+	filterNetworkRBAC = "envoy.filters.network.rbac"
 	filterUDPProxy    = "envoy.filters.udp_listener.udp_proxy"
 	// udpRouteAction names the UDP proxy's matcher action after its type
 	// (Envoy finds the action by type; the name is for humans).

@@ -49,6 +49,14 @@ func (b *builder) tcpChain(l *ir.Listener, ch *ir.TCPChain, names []string) (*li
 	fc := &listenerv3.FilterChain{Name: envoyName(ch.Name), Filters: []*listenerv3.Filter{{
 		Name: filterTCPProxy, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: cfg},
 	}}}
+	if b.ingressEnforced() && isIngressListener(l) {
+		// world → ingress: the client is judged before tcp_proxy dials.
+		rbac, err := ingressNetworkRBACFilter(listenerName(l), tp.StatPrefix, &b.cfg.IngressPolicy.Ingress, l.Port)
+		if err != nil {
+			return nil, err
+		}
+		fc.Filters = append([]*listenerv3.Filter{rbac}, fc.Filters...)
+	}
 	if len(names) > 0 {
 		fc.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: names}
 	}
