@@ -28,10 +28,15 @@
 // (keep_empty_value is not supported and defaults to false); header values
 // are literal except "%%", and any other "%COMMAND%" substitution is
 // rejected; prefix_rewrite together with a safe_regex path match is
-// rejected; a filter chain carries exactly one network filter, the HTTP
+// rejected; a filter chain ends in one terminal network filter, the HTTP
 // connection manager (whose route configuration comes from RDS over ADS)
-// or tcp_proxy, optionally after the Kafka policy filter; RBAC and/or
-// nesting is bounded at 32 levels; an ORIGINAL_DST cluster needs
+// alone, or tcp_proxy, optionally after network RBAC filters (static
+// typed_config, stat_prefix required, ONE_TIME_ON_FIRST_BYTE only; request
+// rules — header, url_path — refused, source_ip and remote_ip read as
+// the peer address) and then the Kafka policy filter; the HTTP RBAC
+// filter refuses remote_ip (the x-forwarded-for client it is never
+// given) and requested_server_name; RBAC and/or nesting is bounded at 32
+// levels; an ORIGINAL_DST cluster needs
 // CLUSTER_PROVIDED; original_src's bind_port is refused (the client's own
 // port would collide with its connection); upstream socket options must be
 // STATE_PREBIND; a UDP listener has exactly one listener filter, the
