@@ -14,7 +14,9 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	datav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -59,8 +61,8 @@ func countedLineBackend(t testing.TB, name string, cert *tls.Certificate) (strin
 }
 
 // netRBACChain is tcpChain with network RBAC filters before tcp_proxy.
-func netRBACChain(t testing.TB, cluster string, rules []*rbacv3.RBAC, serverNames ...string) *listenerv3.FilterChain {
-	fc := tcpChain(t, tcpTo(cluster), serverNames...)
+func netRBACChain(t testing.TB, tp *tcpproxyv3.TcpProxy, rules []*rbacv3.RBAC, serverNames ...string) *listenerv3.FilterChain {
+	fc := tcpChain(t, tp, serverNames...)
 	var filters []*listenerv3.Filter
 	for _, r := range rules {
 		filters = append(filters, &listenerv3.Filter{Name: "envoy.filters.network.rbac", ConfigType: &listenerv3.Filter_TypedConfig{
@@ -105,7 +107,8 @@ func expectRefused(t *testing.T, c net.Conn) {
 // passthrough chain, the SNI the TLS inspector read), before anything is
 // dialled: a denied client's connection is closed and the backend never
 // sees it, while allowed clients are relayed. ALLOW and DENY actions,
-// both the passthrough chain (TLSRoute) and a plain one (TCPRoute).
+// both the passthrough chain (TLSRoute) and a plain one (TCPRoute). A
+// denial's access-log entry carries Envoy's termination details.
 func TestNetworkRBAC(t *testing.T) {
 	backendCA := newCA(t, "backend CA")
 	_, _, cert := backendCA.issue(t, leaf{cn: "tls backend", dns: []string{"a.allowed.example"}})
@@ -126,14 +129,17 @@ func TestNetworkRBAC(t *testing.T) {
 		"deny-127.0.0.1": {Permissions: []*rbacv3.Permission{anyPerm}, Principals: []*rbacv3.Principal{peerIs("127.0.0.1/32")}}}}
 
 	passAddr, tcpAddr := freeAddr(t), freeAddr(t)
+	als := startALS(t)
+	passTP, plainTP := tcpTo("tls"), tcpTo("plain")
+	passTP.AccessLog, plainTP.AccessLog = alsLog(t, true, "passthrough"), alsLog(t, true, "tcp")
 	x := startXDS(t, "", nil)
 	x.set(
 		&listenerv3.Listener{Name: "passthrough", Address: sockAddr(passAddr), ListenerFilters: []*listenerv3.ListenerFilter{tlsInspector(t)},
-			FilterChains: []*listenerv3.FilterChain{netRBACChain(t, "tls", []*rbacv3.RBAC{allowPeerAndName})}},
+			FilterChains: []*listenerv3.FilterChain{netRBACChain(t, passTP, []*rbacv3.RBAC{allowPeerAndName})}},
 		&listenerv3.Listener{Name: "tcp", Address: sockAddr(tcpAddr),
-			FilterChains: []*listenerv3.FilterChain{netRBACChain(t, "plain", []*rbacv3.RBAC{allowLoopback, denyOne})}},
+			FilterChains: []*listenerv3.FilterChain{netRBACChain(t, plainTP, []*rbacv3.RBAC{allowLoopback, denyOne})}},
 		edsCluster(t, "tls", false, nil), cla("tls", tlsAddr),
-		edsCluster(t, "plain", false, nil), cla("plain", plainAddr))
+		edsCluster(t, "plain", false, nil), cla("plain", plainAddr), alsCluster(t, als.sock))
 	startProxy(t, x.sock)
 	x.waitApplied()
 
@@ -183,5 +189,19 @@ func TestNetworkRBAC(t *testing.T) {
 		if n := plainSeen.Load(); n != 2 {
 			t.Fatalf("the backend accepted %d connections, want 2 (denied clients must never reach it)", n)
 		}
+	})
+
+	t.Run("access log", func(t *testing.T) {
+		denied := func(src, details string) func(*datav3.TCPAccessLogEntry) bool {
+			return func(e *datav3.TCPAccessLogEntry) bool {
+				c := e.GetCommonProperties()
+				return c.GetConnectionTerminationDetails() == details &&
+					c.GetDownstreamRemoteAddress().GetSocketAddress().GetAddress() == src && c.GetUpstreamCluster() == ""
+			}
+		}
+		// The ALLOW filter of the passthrough chain matched no policy;
+		// the plain chain's DENY filter matched its policy.
+		als.waitTCP(t, "for the refused passthrough client", denied("127.0.0.1", "rbac_access_denied_matched_policy[none]"))
+		als.waitTCP(t, "for the refused TCP client", denied("127.0.0.1", "rbac_access_denied_matched_policy[deny-127.0.0.1]"))
 	})
 }
