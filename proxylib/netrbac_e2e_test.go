@@ -17,6 +17,7 @@ import (
 	datav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -203,5 +204,73 @@ func TestNetworkRBAC(t *testing.T) {
 		// the plain chain's DENY filter matched its policy.
 		als.waitTCP(t, "for the refused passthrough client", denied("127.0.0.1", "rbac_access_denied_matched_policy[none]"))
 		als.waitTCP(t, "for the refused TCP client", denied("127.0.0.1", "rbac_access_denied_matched_policy[deny-127.0.0.1]"))
+	})
+}
+
+// TestNetworkRBACTerminatedTLS: on a chain terminating TLS before
+// tcp_proxy the network RBAC filter also sees the handshake: an
+// authenticated principal matches the client certificate's SANs, and
+// requested_server_name the SNI the client sent in the handshake.
+func TestNetworkRBACTerminatedTLS(t *testing.T) {
+	ca := newCA(t, "mesh CA")
+	serverPEM, serverKey, _ := ca.issue(t, leaf{cn: "gateway", dns: []string{"term.example", "other.example"}})
+	_, _, goodClient := ca.issue(t, leaf{cn: "client", client: true, uris: []string{"spiffe://td/client"}})
+	_, _, otherClient := ca.issue(t, leaf{cn: "intruder", client: true, uris: []string{"spiffe://td/intruder"}})
+	backend, seen := countedLineBackend(t, "plain", nil)
+
+	rules := &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW, Policies: map[string]*rbacv3.Policy{
+		"client-on-term": {
+			Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_RequestedServerName{RequestedServerName: &matcherv3.StringMatcher{
+				MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "term.example"}}}}},
+			Principals: []*rbacv3.Principal{{Identifier: &rbacv3.Principal_Authenticated_{Authenticated: &rbacv3.Principal_Authenticated{
+				PrincipalName: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "spiffe://td/client"}}}}}},
+		}}}
+	fc := netRBACChain(t, tcpTo("plain"), []*rbacv3.RBAC{rules})
+	// Client certificates are asked for and verified, not required: the
+	// filter, not the handshake, refuses a client without one.
+	ctx := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsRef("server-cert")},
+		ValidationContextType:          &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: validation(ca.pem)}}}
+	fc.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls",
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: anyOf(t, ctx)}}
+	addr := freeAddr(t)
+	x := startXDS(t, "", nil)
+	x.set(&listenerv3.Listener{Name: "tls", Address: sockAddr(addr), FilterChains: []*listenerv3.FilterChain{fc}},
+		edsCluster(t, "plain", false, nil), cla("plain", backend), secret("server-cert", serverPEM, serverKey))
+	startProxy(t, x.sock)
+	x.waitApplied()
+
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.cert)
+	connect := func(t *testing.T, sni string, cert *tls.Certificate) *tls.Conn {
+		t.Helper()
+		cfg := &tls.Config{ServerName: sni, RootCAs: roots}
+		if cert != nil {
+			cfg.Certificates = []tls.Certificate{*cert}
+		}
+		c := tls.Client(dialAs(t, "127.0.0.1", addr), cfg)
+		if err := c.Handshake(); err != nil {
+			t.Fatalf("handshake (SNI %q): %v", sni, err)
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		name string
+		sni  string
+		cert *tls.Certificate
+	}{
+		{"no client certificate", "term.example", nil},
+		{"another principal", "term.example", &otherClient},
+		{"another server name", "other.example", &goodClient},
+	} {
+		t.Run(tc.name, func(t *testing.T) { expectRefused(t, connect(t, tc.sni, tc.cert)) })
+	}
+	t.Run("allowed", func(t *testing.T) {
+		if got := exchange(t, connect(t, "term.example", &goodClient), "ping"); got != "plain: ping" {
+			t.Fatalf("answer %q", got)
+		}
+		if n := seen.Load(); n != 1 {
+			t.Fatalf("the backend accepted %d connections, want 1 (refused clients must never reach it)", n)
+		}
 	})
 }
