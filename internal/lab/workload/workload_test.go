@@ -248,3 +248,15 @@ func TestImagesNameKnownWorkloads(t *testing.T) {
 		}
 	}
 }
+
+// The lab serves registry.k8s.io/gateway-api/echo-basic with the real
+// echo-basic, whose answers (namespace, Pod, request headers) the Gateway
+// API conformance suite checks; the lab lets later image entries win, so
+// an entry here for that repository would replace it.
+func TestImagesLeaveEchoBasicToTheLab(t *testing.T) {
+	for _, im := range Images {
+		if im.Repository == "registry.k8s.io/gateway-api/echo-basic" {
+			t.Fatalf("Images maps %s to workload %q, replacing the real echo-basic the conformance suite needs", im.Repository, im.Workload)
+		}
+	}
+}
