@@ -361,7 +361,10 @@
 // judged once, before anything is dialled, and a denied connection is
 // closed — at L4 there is no request to answer 403. The HTTP and the
 // network filter share one rule builder (ingressRules), so the two
-// kinds of chain can never disagree about a client.
+// kinds of chain can never disagree about a client. A UDP listener
+// (UDPRoute) of an ingress listener is not served at all while the
+// direction is enforced, with a warning: the UDP proxy has no filter that
+// could judge a client, so it fails closed.
 //
 // ingress → backend: while egress is enforced, every IR cluster is
 // emitted twice: as itself, with all its endpoints, and as

@@ -3,10 +3,13 @@ package translator
 import (
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	"github.com/nodemesh/nodemesh/mesh/ir"
 )
 
 // TestIngressPolicySparesMeshListeners checks that the ingress endpoint's
@@ -98,5 +101,42 @@ func TestIngressPolicySparesMeshListeners(t *testing.T) {
 	}
 	if got := addrs(mesh); !slices.Equal(got, []string{"10.0.7.1", "10.0.7.9"}) {
 		t.Errorf("GAMMA route's endpoints = %v, want both", got)
+	}
+}
+
+// TestIngressPolicyClosesUDPListeners checks that a Gateway UDP listener is
+// not served while world → ingress is enforced (the UDP proxy cannot check
+// the client), and is served again once no policy selects the ingress.
+func TestIngressPolicyClosesUDPListeners(t *testing.T) {
+	data, err := os.ReadFile("testdata/ingress-policy-gamma.in.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := decodeIR(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dns := *cfg.Clusters[0]
+	dns.Name, dns.Protocol = "service/default/dns/5353", ir.ProtocolUDP
+	cfg.Clusters = append(cfg.Clusters, &dns)
+	slices.SortFunc(cfg.Clusters, func(a, b *ir.Cluster) int { return strings.Compare(a.Name, b.Name) })
+	cfg.Listeners = append(cfg.Listeners, &ir.Listener{Name: "gateway/default/eg/5353", Address: "0.0.0.0", Port: 5353,
+		UDP: &ir.UDPProxy{Cluster: dns.Name}})
+	served := func() bool {
+		res, err := Translate(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		requireValid(t, res)
+		return slices.ContainsFunc(res.Listeners, func(l *listenerv3.Listener) bool {
+			return l.GetName() == listenerName(cfg.Listeners[len(cfg.Listeners)-1])
+		})
+	}
+	if served() {
+		t.Error("a Gateway UDP listener is served while the ingress endpoint's policy is enforced")
+	}
+	cfg.IngressPolicy = nil
+	if !served() {
+		t.Error("a Gateway UDP listener is not served without an ingress endpoint policy")
 	}
 }

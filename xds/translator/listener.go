@@ -77,6 +77,12 @@ func (b *builder) buildListener(l *ir.Listener, m *listenerMemo) (*listenerv3.Li
 	}
 	name := listenerName(l)
 	if l.UDP != nil {
+		if b.ingressEnforced() && isIngressListener(l) {
+			// The UDP proxy has no filter that could check a client
+			// against the ingress endpoint's policy: fail closed.
+			b.warn(obj, "udp", "the ingress endpoint's policy (reserved:ingress) is enforced and UDP listeners cannot check it; listener dropped")
+			return nil, nil
+		}
 		return b.udpListener(l, name, addr.String())
 	}
 	out := &listenerv3.Listener{
