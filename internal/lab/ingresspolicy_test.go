@@ -40,10 +40,10 @@ const ingressPolicies = "testdata/ingress-policy"
 //  3. allow-cidr (the ingress endpoint admits the first outside client's
 //     /32): that client gets in again, the other one is still refused;
 //  4. ingress-default-deny (the ingress endpoint's egress admits only the
-//     cluster DNS): no backend is left for the Ingress, so /details (and
-//     /) is denied to every client, with a 503 (no upstream), not
-//     Cilium's 403 — xds/translator filters the ingress endpoint's egress
-//     out of the load assignments;
+//     cluster DNS): the egress denies every backend of the Ingress, so
+//     /details (and /) is answered 403 to every client, as Cilium's proxy
+//     answers (xds/translator turns a route whose backends are all denied
+//     into a 403 direct response);
 //  5. allow-ingress-egress (the ingress endpoint may reach the cluster):
 //     details is served again, to the clients steps 2 and 3 admit.
 //
@@ -266,7 +266,7 @@ func TestLabIngressPolicy(t *testing.T) {
 	selected("external-lockdown", "allow-cidr")
 
 	enforce("ingress-default-deny.yaml")
-	expect("ingress-default-deny", map[string]int{"admitted": 503, "other": 403, "pod": 503})
+	expect("ingress-default-deny", map[string]int{"admitted": 403, "other": 403, "pod": 403})
 	selected("external-lockdown", "allow-cidr", "ingress-default-deny")
 
 	enforce("allow-ingress-egress.yaml")

@@ -3,6 +3,7 @@ package translator
 import (
 	"math"
 	"math/bits"
+	"net/http"
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -53,6 +54,10 @@ func (b *builder) forward(r *ir.Route, out *routev3.Route) *problem {
 	}
 	if len(valid) == 0 {
 		out.Action = directResponse(500, "")
+		return nil
+	}
+	if b.deniedByIngress(r, valid) {
+		out.Action = directResponse(http.StatusForbidden, accessDenied)
 		return nil
 	}
 	req, p := headerEditsOf("requestHeaders", r.RequestHeaders, true)

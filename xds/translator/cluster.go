@@ -146,6 +146,7 @@ func (b *builder) clusters() error {
 		b.out.Clusters = slices.Clone(l.clusters)
 		b.out.ClusterLoadAssignments = slices.Clone(l.clas)
 		b.out.clusterVersions = l.versions
+		b.denied, b.ingressSalt = l.denied, viaIngressSalt(l.denied)
 		b.out.Warnings = append(b.out.Warnings, l.warnings...)
 		b.next.clusters, b.next.clusterList = p.clusters, l
 		return nil
@@ -154,14 +155,16 @@ func (b *builder) clusters() error {
 	b.out.Clusters = make([]*clusterv3.Cluster, 0, len(cfg.Clusters))
 	b.out.ClusterLoadAssignments = make([]*endpointv3.ClusterLoadAssignment, 0, len(cfg.Clusters))
 	b.out.clusterVersions = make(map[proto.Message]string, 2*len(cfg.Clusters))
+	b.denied = nil
 	for _, c := range cfg.Clusters {
 		if err := b.cluster(c); err != nil {
 			return err
 		}
 	}
+	b.ingressSalt = viaIngressSalt(b.denied)
 	if b.next != nil {
 		b.next.clusterList = &clusterList{
-			in: cfg.Clusters, ingress: b.ingressHash, viaNames: b.viaIngressNames, clusters: slices.Clone(b.out.Clusters), clas: slices.Clone(b.out.ClusterLoadAssignments),
+			in: cfg.Clusters, ingress: b.ingressHash, viaNames: b.viaIngressNames, denied: b.denied, clusters: slices.Clone(b.out.Clusters), clas: slices.Clone(b.out.ClusterLoadAssignments),
 			versions: b.out.clusterVersions, warnings: b.warningsSince(mark),
 			names: b.clusterNames, invalid: b.invalidBackend,
 		}
@@ -217,6 +220,12 @@ func (b *builder) cluster(c *ir.Cluster) error {
 		b.out.ClusterLoadAssignments = append(b.out.ClusterLoadAssignments, m.viaCLA)
 		b.out.clusterVersions[m.via] = m.viaVersion
 		b.out.clusterVersions[m.viaCLA] = m.viaCLAVersion
+	}
+	if m.denied {
+		if b.denied == nil {
+			b.denied = make(map[string]bool)
+		}
+		b.denied[c.Name] = true
 	}
 	if m == prev {
 		b.out.Warnings = append(b.out.Warnings, m.warnings...)

@@ -379,10 +379,29 @@
 // ingress listeners carry a salt in their memo keys, so they are never
 // shared with a GAMMA route of the same content. Filtering the endpoints
 // rather than checking each request keeps the proxy unchanged and costs
-// nothing per request; the price is that a route whose backends are all
-// denied answers 503 (no healthy upstream), not Cilium's 403: telling
-// "denied" apart from "no endpoints" at route level would make routes
-// depend on endpoints, which the memo deliberately avoids.
+// nothing per request.
+//
+// A cluster whose ready endpoints the egress rules all deny is "denied"
+// (clusterMemo.denied). A route of an ingress listener whose every
+// weighted backend is denied does not forward: it answers 403 "Access
+// denied" as a direct response, Cilium's answer to a request its egress
+// policy denies (the body of the L7 policy's denial; a gRPC client gets
+// status 7, PERMISSION_DENIED, from the proxy's local reply; the route's
+// response header edits still apply; an unresolved backend's share of
+// such a route answers 403 too). A cluster without ready endpoints is not
+// denied: its route keeps forwarding and answers 503 (no healthy
+// upstream), as it would without a policy — no endpoints is not a policy
+// decision. A partly admitted cluster keeps forwarding to the admitted
+// endpoints only. Decision: in a weighted split where only some backends
+// are denied, the route keeps forwarding and a request picked for a
+// denied backend answers 503 rather than Cilium's per-request 403; doing
+// better needs a per-weighted-cluster filter override or a
+// runtime_fraction split, neither of which the builtin proxy implements
+// yet. The set of denied clusters is part of the memo keys of ingress
+// routes (viaIngressSalt): every ingress route is rebuilt when a cluster
+// becomes denied or admitted again (an endpoint admitted by the policy
+// appearing turns 403 into forwarding with the next snapshot), while
+// other endpoint changes still rebuild one load assignment and no route.
 // The policy's content hash is part of the memo keys of listeners and
 // load assignments, so a policy change rebuilds exactly those.
 //

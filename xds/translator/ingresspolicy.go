@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -128,14 +129,54 @@ func (b *builder) backendAllowed(c *ir.Cluster, addr netip.Addr, port uint32) bo
 	return b.cfg.IngressPolicy.Egress.Allows(addr, proto, port)
 }
 
-// ingressSalt is mixed into the memo keys of routes built for Gateway and
-// Ingress listeners while ingress → backend is enforced: they name the
+// ingressSaltBase is mixed into the memo keys of routes built for Gateway
+// and Ingress listeners while ingress → backend is enforced: they name the
 // filtered variants, so they never share a built route with the others.
-var ingressSalt = func() ir.Hash {
+var ingressSaltBase = func() ir.Hash {
 	var h ir.Hash
 	copy(h[:], "ingress-policy/via-ingress")
 	return h
 }()
+
+// viaIngressSalt is ingressSaltBase, mixed with the names of the denied
+// clusters when there are any: a route to a denied cluster answers 403
+// instead of forwarding (backend.go), so every ingress route is rebuilt
+// when a cluster becomes denied or admitted again, and only then.
+func viaIngressSalt(denied map[string]bool) ir.Hash {
+	if len(denied) == 0 {
+		return ingressSaltBase
+	}
+	names := make([]string, 0, len(denied))
+	for n := range denied {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	h := sha256.New()
+	for _, n := range names {
+		h.Write([]byte(n))
+		h.Write([]byte{0})
+	}
+	var sum ir.Hash
+	copy(sum[:], h.Sum(nil))
+	return mixHash(ingressSaltBase, sum)
+}
+
+// deniedByIngress reports whether ingress → backend denies every endpoint
+// of every backend in valid (indexes into r.Backends), while building the
+// routes of an ingress listener. Such a route answers 403, as Cilium's
+// proxy answers a request its egress policy denies; a backend without
+// endpoints is not denied (it answers 503, as without a policy).
+func (b *builder) deniedByIngress(r *ir.Route, valid []int) bool {
+	if !b.viaIngress || len(b.denied) == 0 {
+		return false
+	}
+	for _, i := range valid {
+		if !b.denied[r.Backends[i].Cluster] {
+			return false
+		}
+	}
+	return true
+}
 
 // isIngressListener reports whether the clients of an IR listener are
 // outside the mesh: every listener of Config.Listeners but the GAMMA ones
@@ -200,5 +241,6 @@ func (b *builder) viaIngressCluster(c *ir.Cluster, m, prev *clusterMemo) error {
 		return err
 	}
 	m.viaCLA, m.viaCLAVersion = cla, versionString(b.ver.start("cluster load assignment").hash(m.endpoints).str(name).sum())
+	m.denied = len(m.cla.GetEndpoints()) > 0 && len(cla.GetEndpoints()) == 0
 	return nil
 }

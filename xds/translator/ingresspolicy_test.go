@@ -140,3 +140,77 @@ func TestIngressPolicyClosesUDPListeners(t *testing.T) {
 		t.Error("a Gateway UDP listener is not served without an ingress endpoint policy")
 	}
 }
+
+// TestIngressPolicyDeniedChurn follows a backend through endpoint changes
+// with the memoizing Translator: every endpoint denied answers 403, one
+// admitted endpoint turns the route back into forwarding to it, and no
+// endpoints at all forwards (503 from the proxy, not a denial). Each
+// step's output must equal a fresh translation of the same IR.
+func TestIngressPolicyDeniedChurn(t *testing.T) {
+	data, err := os.ReadFile("testdata/ingress-policy-denied-backends.in.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := decodeIR(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const details = "service/default/details/9080"
+	withEndpoints := func(eps ...ir.Endpoint) *ir.Config {
+		cfg := clone(t, base)
+		for _, c := range cfg.Clusters {
+			if c.Name == details {
+				c.Endpoints = eps
+			}
+		}
+		return cfg
+	}
+	denied := ir.Endpoint{Address: "10.0.7.2", Port: 9080, Ready: true}
+	admitted := ir.Endpoint{Address: "10.0.7.1", Port: 9080, Ready: true}
+	steps := []struct {
+		name string
+		cfg  *ir.Config
+		want string // "403" or the cluster the route forwards to
+	}{
+		{"all denied", withEndpoints(denied), "403"},
+		{"one admitted", withEndpoints(denied, admitted), details + viaIngressSuffix},
+		{"denied again", withEndpoints(denied), "403"},
+		{"no endpoints", withEndpoints(), details + viaIngressSuffix},
+		{"denied once more", withEndpoints(denied), "403"},
+	}
+	tr := New()
+	for _, s := range steps {
+		got, err := tr.Translate(s.cfg)
+		if err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		want, err := Translate(s.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		requireEqual(t, want, got)
+		requireValid(t, got)
+		var action string
+		for _, rc := range got.RouteConfigurations {
+			if rc.GetName() != "gateway/default/eg/80/http" {
+				continue
+			}
+			for _, r := range rc.GetVirtualHosts()[0].GetRoutes() {
+				if r.GetName() != "httproute/default/details/rule/0/match/0" {
+					continue
+				}
+				if dr := r.GetDirectResponse(); dr != nil {
+					if dr.GetStatus() != 403 || dr.GetBody().GetInlineString() != accessDenied {
+						t.Fatalf("%s: direct response %v, want 403 %q", s.name, dr, accessDenied)
+					}
+					action = "403"
+				} else {
+					action = r.GetRoute().GetCluster()
+				}
+			}
+		}
+		if action != s.want {
+			t.Errorf("%s: the details route does %q, want %q", s.name, action, s.want)
+		}
+	}
+}

@@ -87,6 +87,7 @@ type clusterList struct {
 	ingress  ir.Hash
 	in       []*ir.Cluster
 	viaNames map[string]string
+	denied   map[string]bool // read-only once built
 	clusters []*clusterv3.Cluster
 	clas     []*endpointv3.ClusterLoadAssignment
 	versions map[proto.Message]string // read-only once built
@@ -108,7 +109,10 @@ type clusterMemo struct {
 	viaCLA        *endpointv3.ClusterLoadAssignment
 	viaVersion    string
 	viaCLAVersion string
-	warnings      []Warning
+	// denied: the cluster has ready endpoints and ingress → backend
+	// admits none of them (its variant's assignment is empty).
+	denied   bool
+	warnings []Warning
 }
 
 type listenerMemo struct {

@@ -90,7 +90,7 @@ func (b *builder) vhostVersion(h ir.Hash, domains []string, usesInvalid bool) ir
 		v.str(b.invalidBackend)
 	}
 	if b.viaIngress {
-		v.hash(ingressSalt)
+		v.hash(b.ingressSalt)
 	}
 	return v.sum()
 }
@@ -126,7 +126,7 @@ func (b *builder) virtualHost(rc string, vh *ir.VirtualHost, h, version ir.Hash,
 	list := b.hashes.RouteList(vh)
 	if b.viaIngress {
 		// Its routes name the filtered cluster variants.
-		list = mixHash(list, ingressSalt)
+		list = mixHash(list, b.ingressSalt)
 	}
 	if same := b.lists[list]; same != nil {
 		// Another virtual host of this translation holds the very same
@@ -146,7 +146,7 @@ func (b *builder) virtualHost(rc string, vh *ir.VirtualHost, h, version ir.Hash,
 	for i, r := range vh.Routes {
 		rh := hashes[i]
 		if b.viaIngress {
-			rh = mixHash(rh, ingressSalt)
+			rh = mixHash(rh, b.ingressSalt)
 		}
 		rm := b.routes[rh]
 		if rm == nil {

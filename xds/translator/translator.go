@@ -99,6 +99,11 @@ type builder struct {
 	// Ingress listener are built with them.
 	viaIngressNames map[string]string
 	viaIngress      bool
+	// denied holds the IR clusters whose endpoints ingress → backend all
+	// denies (memo.go clusterMemo.denied), and ingressSalt, derived from
+	// it, is mixed into the memo keys of viaIngress routes (route.go).
+	denied      map[string]bool
+	ingressSalt ir.Hash
 	// invalidBackend is the never-defined cluster for unresolved backends.
 	invalidBackend string
 	// secrets indexes IR secrets by name; referenced marks the ones some
