@@ -235,11 +235,21 @@ func TestStandaloneIngressPolicy(t *testing.T) {
 	defer wcancel()
 	st, err := a.WaitStatus(wctx, func(st *api.Status) bool {
 		return len(st.Gateways) == 1 && len(st.Proxies) == 1 && st.Proxies[0].AckedAll(st.Versions) &&
-			meta.IsStatusConditionTrue(st.Gateways[0].Status.Conditions, "Programmed")
+			meta.IsStatusConditionTrue(st.Gateways[0].Status.Conditions, "Programmed") &&
+			st.Policy != nil && st.Policy.IngressEndpoint != nil && st.Policy.IngressEndpoint.Selected
 	})
 	if err != nil {
 		b, _ := json.MarshalIndent(st, "", "  ")
 		t.Fatalf("the Gateway was not served within 30s:\n%s", b)
+	}
+	// The status shows the ingress endpoint with both directions enforced
+	// by the proxy that acknowledged them.
+	if ie := st.Policy.IngressEndpoint; ie == nil || !ie.Selected || ie.Identity != 8 ||
+		ie.Ingress.State != api.IngressEnforced || ie.Egress.State != api.IngressEnforced ||
+		ie.Ingress.AllowRules != 1 || ie.Egress.AllowRules != 1 ||
+		len(ie.Policies) != 1 || ie.Policies[0] != "CiliumClusterwideNetworkPolicy/ingress-lockdown" {
+		b, _ := json.MarshalIndent(st.Policy, "", "  ")
+		t.Errorf("status of the ingress endpoint:\n%s", b)
 	}
 
 	gateway := fmt.Sprintf("http://%s:%d/", testPool.Addr().Next(), port)

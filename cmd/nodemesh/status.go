@@ -164,6 +164,9 @@ func printPolicy(w io.Writer, p *api.PolicyStatus) {
 	for _, pr := range p.Problems {
 		fmt.Fprintln(w, "problem:", pr)
 	}
+	if ie := p.IngressEndpoint; ie != nil {
+		printIngressEndpoint(w, ie)
+	}
 	if len(p.Policies) == 0 {
 		return
 	}
@@ -184,6 +187,33 @@ func printPolicy(w io.Writer, p *api.PolicyStatus) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", ps.Kind, ps.Namespace, ps.Name, ps.State, ps.Selected, detail)
 	}
 	tw.Flush()
+}
+
+// printIngressEndpoint shows the node's ingress endpoint: which policies
+// select it and the state of each of its two check points.
+func printIngressEndpoint(w io.Writer, ie *api.IngressEndpointStatus) {
+	fmt.Fprintf(w, "Ingress endpoint (identity %d, %s): ", ie.Identity, strings.Join(ie.Labels, ","))
+	if !ie.Selected {
+		fmt.Fprintln(w, "no policy selects it; both directions allow everything")
+		return
+	}
+	fmt.Fprintf(w, "selected by %s\n", strings.Join(ie.Policies, ", "))
+	for _, d := range []struct {
+		name string
+		st   api.IngressDirectionStatus
+	}{{"world → ingress  ", ie.Ingress}, {"ingress → backend", ie.Egress}} {
+		line := string(d.st.State)
+		switch d.st.State {
+		case api.IngressUnenforced:
+			line += " (no policy selects this direction: everything is allowed)"
+		case api.IngressEnforced, api.IngressFailClosed:
+			line += fmt.Sprintf(" (%d allow, %d deny rules)", d.st.AllowRules, d.st.DenyRules)
+		}
+		if d.st.Reason != "" {
+			line += ": " + d.st.Reason
+		}
+		fmt.Fprintf(w, "  %s  %s\n", d.name, line)
+	}
 }
 
 func cond(conds []metav1.Condition, typ string) string {

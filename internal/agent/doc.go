@@ -85,7 +85,14 @@
 // until every connected proxy acknowledged the publication of its
 // compilation, and Rejected (ProxyRejected) while one refuses it, as the
 // proxy then keeps its previous listeners; with no proxy connected no
-// listener serves, and it is Enforced. Endpoint ids are sticky
+// listener serves, and it is Enforced. The status also shows the
+// endpoint itself (api.PolicyStatus.IngressEndpoint, ingressendpoint.go):
+// its identity and labels, the policies that apply to it, and per
+// direction (world → ingress, ingress → backend) Unenforced (no policy
+// selects it: allow all), Enforced, FailClosed (DenyAll, with the
+// compiler's reason), then the same proxies' view as its policies:
+// Pending until every connected proxy acknowledged, Rejected while one
+// refuses (the reason keeps a FailClosed verdict visible). Endpoint ids are sticky
 // per Pod. The flow store (mesh/flow), fed by the access log service, is
 // served on /v1/flows and resolved with the latest ipcache.
 //

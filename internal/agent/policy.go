@@ -148,7 +148,8 @@ func (a *Agent) syncDatapath(res *policy.Result, versions map[string]string) {
 	}
 	ps.superseded = make(chan struct{})
 	superseded := ps.superseded
-	st := api.PolicyStatus{Policies: res.Policies, Endpoints: len(res.Local), Rows: len(res.Datapath.Entries), Problems: res.Identities.Problems}
+	st := api.PolicyStatus{Policies: res.Policies, Endpoints: len(res.Local), Rows: len(res.Datapath.Entries), Problems: res.Identities.Problems,
+		IngressEndpoint: ingressEndpointStatus(res, a.cfg.Policy.IngressEndpoint())}
 	for _, id := range res.Identities.Identities {
 		if !id.ID.IsReserved() {
 			st.Identities++
@@ -388,6 +389,7 @@ func (a *Agent) policyStatus(proxies []dataplane.Proxy) *api.PolicyStatus {
 	for _, pr := range proxies {
 		ingressWaiting = ingressWaiting || (pr.Connected && !pr.AckedAll(versions))
 	}
+	st.IngressEndpoint = proxiedIngressEndpoint(st.IngressEndpoint, view.rejected, ingressWaiting)
 	for i := range st.Policies {
 		p := &st.Policies[i]
 		accepted := p.State == policy.Enforced || p.State == policy.Pending

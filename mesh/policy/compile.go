@@ -218,6 +218,10 @@ func (ps *PolicyStatus) note(reason, msg string) {
 	ps.Message += msg
 }
 
+// IngressEndpoint reports whether the compiler models the node's ingress
+// endpoint (Options.IngressEndpoint).
+func (c *Compiler) IngressEndpoint() bool { return c.opts.IngressEndpoint }
+
 // ErrInvalidOptions is returned by New for unusable Options.
 var ErrInvalidOptions = errors.New("invalid policy options")
 

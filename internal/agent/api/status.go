@@ -82,7 +82,61 @@ type PolicyStatus struct {
 	// configuration (the proxy keeps its previous one).
 	ProxyError string   `json:"proxyError,omitempty"`
 	Problems   []string `json:"problems,omitempty"`
+	// IngressEndpoint is the node's ingress endpoint (reserved:ingress),
+	// whose policy the proxy's Gateway and Ingress listeners enforce; nil
+	// when the node runs none (policy.Options.IngressEndpoint).
+	IngressEndpoint *IngressEndpointStatus `json:"ingressEndpoint,omitempty"`
 }
+
+// IngressEndpointStatus is the state of the node's ingress endpoint.
+type IngressEndpointStatus struct {
+	// Identity is the reserved identity ingress (8), Labels its labels.
+	Identity uint32   `json:"identity"`
+	Labels   []string `json:"labels"`
+	// Selected: some policy applies to it, in either direction.
+	Selected bool `json:"selected"`
+	// Ingress is world → ingress (the clients of the Gateway and Ingress
+	// listeners), Egress ingress → backend (their backends).
+	Ingress IngressDirectionStatus `json:"ingress"`
+	Egress  IngressDirectionStatus `json:"egress"`
+	// Policies are the policies that apply to it, as "<kind>/<name>" or
+	// "<kind>/<namespace>/<name>", in the order of Policies.
+	Policies []string `json:"policies,omitempty"`
+}
+
+// IngressDirectionStatus is one direction of the ingress endpoint.
+type IngressDirectionStatus struct {
+	State IngressDirectionState `json:"state"`
+	// Reason says why a FailClosed direction denies everything, or what
+	// a Pending or Rejected one waits for.
+	Reason string `json:"reason,omitempty"`
+	// AllowRules and DenyRules count the compiled rules (deny wins).
+	AllowRules int `json:"allowRules,omitempty"`
+	DenyRules  int `json:"denyRules,omitempty"`
+}
+
+// IngressDirectionState is the state of a direction of the ingress
+// endpoint.
+type IngressDirectionState string
+
+const (
+	// IngressUnenforced: no policy selects the direction; it allows
+	// everything, as in Cilium.
+	IngressUnenforced IngressDirectionState = "Unenforced"
+	// IngressEnforced: the proxies enforce the direction's rules.
+	IngressEnforced IngressDirectionState = "Enforced"
+	// IngressFailClosed: a policy asks for what the proxy cannot enforce
+	// on the ingress endpoint (or is rejected and held closed), so the
+	// direction denies everything (Reason names it).
+	IngressFailClosed IngressDirectionState = "FailClosed"
+	// IngressPending: the proxies have not acknowledged the listeners
+	// that carry the direction's current rules; the previous ones are in
+	// force.
+	IngressPending IngressDirectionState = "Pending"
+	// IngressRejected: a proxy refused those listeners and keeps its
+	// previous ones.
+	IngressRejected IngressDirectionState = "Rejected"
+)
 
 // IngressRejection is a proxy's rejection of (one of) an Ingress's
 // resources: its listener or route configuration, or the shared listener
