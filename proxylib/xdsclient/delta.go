@@ -124,32 +124,5 @@ func (c *Client) runDelta(ctx context.Context, ads discoveryv3.AggregatedDiscove
 		return false, fmt.Errorf("opening delta ADS stream: %w", err)
 	}
 	c.note(func(s *Stats) { s.Connected = true; s.Streams++ })
-	first := true
-	send := func(reqs []*discoveryv3.DeltaDiscoveryRequest) error {
-		for _, req := range reqs {
-			if first {
-				req.Node = c.node
-				first = false
-			}
-			if err := stream.Send(req); err != nil {
-				return fmt.Errorf("sending %s request: %w", req.GetTypeUrl(), err)
-			}
-		}
-		return nil
-	}
-	sess := c.newDelta()
-	if err := send(sess.start()); err != nil {
-		return false, err
-	}
-	got := false
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return got, fmt.Errorf("receiving: %w", err)
-		}
-		got = true
-		if err := send(sess.handle(resp)); err != nil {
-			return got, err
-		}
-	}
+	return serve(stream, c.newDelta(), c.node)
 }

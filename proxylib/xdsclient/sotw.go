@@ -98,32 +98,5 @@ func (c *Client) runSotW(ctx context.Context, ads discoveryv3.AggregatedDiscover
 		return false, fmt.Errorf("opening ADS stream: %w", err)
 	}
 	c.note(func(s *Stats) { s.Connected = true; s.Streams++ })
-	first := true
-	send := func(reqs []*discoveryv3.DiscoveryRequest) error {
-		for _, req := range reqs {
-			if first {
-				req.Node = c.node
-				first = false
-			}
-			if err := stream.Send(req); err != nil {
-				return fmt.Errorf("sending %s request: %w", req.GetTypeUrl(), err)
-			}
-		}
-		return nil
-	}
-	sess := c.newSotW()
-	if err := send(sess.start()); err != nil {
-		return false, err
-	}
-	got := false
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return got, fmt.Errorf("receiving: %w", err)
-		}
-		got = true
-		if err := send(sess.handle(resp)); err != nil {
-			return got, err
-		}
-	}
+	return serve(stream, c.newSotW(), c.node)
 }
