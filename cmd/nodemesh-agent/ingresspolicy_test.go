@@ -26,8 +26,6 @@ import (
 	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/internal/echo"
 	"github.com/nodemesh/nodemesh/mesh/policy"
-	"github.com/nodemesh/nodemesh/mesh/provider/file"
-	"github.com/nodemesh/nodemesh/proxylib"
 	"github.com/nodemesh/nodemesh/xds/publish"
 	"github.com/nodemesh/nodemesh/xds/server"
 )
@@ -208,28 +206,7 @@ func TestStandaloneIngressPolicy(t *testing.T) {
 	t.Cleanup(func() { srv.Stop(time.Second) })
 	a, err := agent.New(agent.Config{Publisher: publish.New(srv), AddressPool: testPool, Logger: log, Policy: compiler})
 	must(t, err)
-	fed := make(chan error, 1)
-	go func() {
-		fed <- feed(ctx, a, file.New(conf, file.WithLogger(log), file.WithRescanInterval(200*time.Millisecond)))
-	}()
-	p, err := proxylib.New(proxylib.WithXDSAddress("unix://"+filepath.Join(state, "xds.sock")), proxylib.WithNodeID("ingress-policy-test"),
-		proxylib.WithAdminAddress(""), proxylib.WithDrainTimeout(time.Second), proxylib.WithLogger(log))
-	must(t, err)
-	proxyDone := make(chan error, 1)
-	go func() { proxyDone <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		for _, c := range []chan error{fed, proxyDone} {
-			select {
-			case err := <-c:
-				if err != nil {
-					t.Errorf("stopping: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Error("feed or proxy did not stop within 10s")
-			}
-		}
-	})
+	feedAndProxy(ctx, t, cancel, a, conf, state, "ingress-policy-test", log)
 
 	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer wcancel()

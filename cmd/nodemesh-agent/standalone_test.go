@@ -101,28 +101,7 @@ func TestStandaloneReportsConfigDirProblems(t *testing.T) {
 	must(t, err)
 	apiSock := filepath.Join(state, "agent.sock")
 	go a.ServeAPI(ctx, apiSock)
-	fed := make(chan error, 1)
-	go func() {
-		fed <- feed(ctx, a, file.New(conf, file.WithLogger(log), file.WithRescanInterval(200*time.Millisecond)))
-	}()
-	p, err := proxylib.New(proxylib.WithXDSAddress("unix://"+filepath.Join(state, "xds.sock")), proxylib.WithNodeID("standalone-test"),
-		proxylib.WithAdminAddress(""), proxylib.WithDrainTimeout(time.Second), proxylib.WithLogger(log))
-	must(t, err)
-	proxyDone := make(chan error, 1)
-	go func() { proxyDone <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		for _, c := range []chan error{fed, proxyDone} {
-			select {
-			case err := <-c:
-				if err != nil {
-					t.Errorf("stopping: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Error("feed or proxy did not stop within 10s")
-			}
-		}
-	})
+	feedAndProxy(ctx, t, cancel, a, conf, state, "standalone-test", log)
 	gateway := fmt.Sprintf("http://%s:%d/", testPool.Addr().Next(), port)
 
 	// waitStatus waits, on the agent's change events, until ok accepts its
@@ -226,6 +205,36 @@ func TestStandaloneReportsConfigDirProblems(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("after the edit, / answered %s, want 404 (only /only is routed)", resp.Status)
 	}
+}
+
+// feedAndProxy runs the agent's feed from the configuration directory
+// conf (rescanned every 200ms) and a builtin proxy named nodeID on the
+// xDS socket in state. The test's cleanup cancels ctx and waits for both
+// to stop.
+func feedAndProxy(ctx context.Context, t *testing.T, cancel context.CancelFunc, a *agent.Agent, conf, state, nodeID string, log *slog.Logger) {
+	t.Helper()
+	fed := make(chan error, 1)
+	go func() {
+		fed <- feed(ctx, a, file.New(conf, file.WithLogger(log), file.WithRescanInterval(200*time.Millisecond)))
+	}()
+	p, err := proxylib.New(proxylib.WithXDSAddress("unix://"+filepath.Join(state, "xds.sock")), proxylib.WithNodeID(nodeID),
+		proxylib.WithAdminAddress(""), proxylib.WithDrainTimeout(time.Second), proxylib.WithLogger(log))
+	must(t, err)
+	proxyDone := make(chan error, 1)
+	go func() { proxyDone <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		for _, c := range []chan error{fed, proxyDone} {
+			select {
+			case err := <-c:
+				if err != nil {
+					t.Errorf("stopping: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("feed or proxy did not stop within 10s")
+			}
+		}
+	})
 }
 
 func writeDir(t *testing.T, dir string, files map[string]string) {

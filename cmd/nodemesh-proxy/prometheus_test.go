@@ -24,6 +24,48 @@ import (
 // body: the parent runs it again inside a network namespace of its own.
 const inNetnsEnv = "NODEMESH_TEST_IN_NETNS"
 
+// inOwnNetns runs the calling test in a network namespace of its own:
+// outside one it re-executes this binary for just that test under
+// unshare, fails unless it passed there, and returns false (the caller
+// returns); inside it brings loopback up and returns true.
+func inOwnNetns(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(inNetnsEnv) == "1" {
+		if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+			t.Fatalf("bringing loopback up: %v: %s", err, out)
+		}
+		return true
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs in a network namespace of its own")
+	}
+	cmd := exec.Command("unshare", "--net", "--", os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), inNetnsEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("in a network namespace: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("the test did not run in the network namespace:\n%s", out)
+	}
+	return false
+}
+
+// prometheusExampleConf is a configuration directory holding Cilium's
+// Prometheus listener example, unchanged.
+func prometheusExampleConf(t *testing.T) string {
+	t.Helper()
+	example, err := os.ReadFile("../../examples/envoyconfig/prometheus-listener.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := t.TempDir()
+	if err := os.WriteFile(filepath.Join(conf, "prometheus-listener.yaml"), example, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return conf
+}
+
 // TestPrometheusListenerExample applies Cilium's Prometheus listener
 // example (examples/envoyconfig/prometheus-listener.yaml) unchanged
 // through the agent to a proxy wired as this binary wires it, and scrapes
@@ -32,32 +74,10 @@ const inNetnsEnv = "NODEMESH_TEST_IN_NETNS"
 // The example binds [::]:9090, so it runs in a network namespace of its
 // own (the test re-executes itself under unshare), never on the host.
 func TestPrometheusListenerExample(t *testing.T) {
-	if os.Getenv(inNetnsEnv) != "1" {
-		if os.Geteuid() != 0 {
-			t.Skip("needs root: runs in a network namespace of its own")
-		}
-		cmd := exec.Command("unshare", "--net", "--", os.Args[0], "-test.run=^TestPrometheusListenerExample$", "-test.v", "-test.count=1")
-		cmd.Env = append(os.Environ(), inNetnsEnv+"=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("in a network namespace: %v\n%s", err, out)
-		}
-		if !strings.Contains(string(out), "--- PASS: TestPrometheusListenerExample") {
-			t.Fatalf("the test did not run in the network namespace:\n%s", out)
-		}
+	if !inOwnNetns(t) {
 		return
 	}
-	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("bringing loopback up: %v: %s", err, out)
-	}
-	example, err := os.ReadFile("../../examples/envoyconfig/prometheus-listener.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf, state := t.TempDir(), t.TempDir()
-	if err := os.WriteFile(filepath.Join(conf, "prometheus-listener.yaml"), example, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	conf, state := prometheusExampleConf(t), t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

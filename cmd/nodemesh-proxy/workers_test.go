@@ -41,32 +41,10 @@ func TestMain(m *testing.M) {
 // /metrics labels each process's series with its worker index. SIGTERM
 // stops the parent and its worker.
 func TestWorkersMetrics(t *testing.T) {
-	if os.Getenv(inNetnsEnv) != "1" {
-		if os.Geteuid() != 0 {
-			t.Skip("needs root: runs in a network namespace of its own")
-		}
-		cmd := exec.Command("unshare", "--net", "--", os.Args[0], "-test.run=^TestWorkersMetrics$", "-test.v", "-test.count=1")
-		cmd.Env = append(os.Environ(), inNetnsEnv+"=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("in a network namespace: %v\n%s", err, out)
-		}
-		if !strings.Contains(string(out), "--- PASS: TestWorkersMetrics") {
-			t.Fatalf("the test did not run in the network namespace:\n%s", out)
-		}
+	if !inOwnNetns(t) {
 		return
 	}
-	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("bringing loopback up: %v: %s", err, out)
-	}
-	example, err := os.ReadFile("../../examples/envoyconfig/prometheus-listener.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf, state := t.TempDir(), t.TempDir()
-	if err := os.WriteFile(filepath.Join(conf, "prometheus-listener.yaml"), example, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	conf, state := prometheusExampleConf(t), t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
