@@ -21,7 +21,6 @@ import (
 	ciliumv2 "github.com/nodemesh/nodemesh/api/cilium/v2"
 	"github.com/nodemesh/nodemesh/internal/agent"
 	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
-	"github.com/nodemesh/nodemesh/proxylib"
 	"github.com/nodemesh/nodemesh/xds/publish"
 	"github.com/nodemesh/nodemesh/xds/server"
 )
@@ -52,11 +51,7 @@ func TestEnvoyConfigConditions(t *testing.T) {
 	must(t, err)
 	errc := make(chan error, 4)
 	must(t, runKubernetes(ctx, log, a, kc.Kubeconfig, "node-1", "nodemesh.io/gateway-controller", false, errc))
-	p, err := proxylib.New(proxylib.WithXDSAddress("unix://"+filepath.Join(state, "xds.sock")), proxylib.WithNodeID("cec-test"),
-		proxylib.WithAdminAddress(""), proxylib.WithDrainTimeout(time.Second), proxylib.WithLogger(log))
-	must(t, err)
-	proxyDone := make(chan error, 1)
-	go func() { proxyDone <- p.Run(ctx) }()
+	proxyDone := runProxy(ctx, t, state, "cec-test", log)
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -21,7 +21,6 @@ import (
 
 	"github.com/nodemesh/nodemesh/internal/agent"
 	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
-	"github.com/nodemesh/nodemesh/proxylib"
 	"github.com/nodemesh/nodemesh/xds/publish"
 	"github.com/nodemesh/nodemesh/xds/server"
 )
@@ -57,11 +56,7 @@ func TestIngressRejectionEvent(t *testing.T) {
 	must(t, err)
 	errc := make(chan error, 4)
 	must(t, runKubernetes(ctx, log, a, kc.Kubeconfig, "node-1", "nodemesh.io/gateway-controller", false, errc))
-	p, err := proxylib.New(proxylib.WithXDSAddress("unix://"+filepath.Join(state, "xds.sock")), proxylib.WithNodeID("ing-test"),
-		proxylib.WithAdminAddress(""), proxylib.WithDrainTimeout(time.Second), proxylib.WithLogger(log))
-	must(t, err)
-	proxyDone := make(chan error, 1)
-	go func() { proxyDone <- p.Run(ctx) }()
+	proxyDone := runProxy(ctx, t, state, "ing-test", log)
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -217,14 +217,10 @@ func feedAndProxy(ctx context.Context, t *testing.T, cancel context.CancelFunc, 
 	go func() {
 		fed <- feed(ctx, a, file.New(conf, file.WithLogger(log), file.WithRescanInterval(200*time.Millisecond)))
 	}()
-	p, err := proxylib.New(proxylib.WithXDSAddress("unix://"+filepath.Join(state, "xds.sock")), proxylib.WithNodeID(nodeID),
-		proxylib.WithAdminAddress(""), proxylib.WithDrainTimeout(time.Second), proxylib.WithLogger(log))
-	must(t, err)
-	proxyDone := make(chan error, 1)
-	go func() { proxyDone <- p.Run(ctx) }()
+	proxyDone := runProxy(ctx, t, state, nodeID, log)
 	t.Cleanup(func() {
 		cancel()
-		for _, c := range []chan error{fed, proxyDone} {
+		for _, c := range []<-chan error{fed, proxyDone} {
 			select {
 			case err := <-c:
 				if err != nil {
@@ -235,6 +231,18 @@ func feedAndProxy(ctx context.Context, t *testing.T, cancel context.CancelFunc, 
 			}
 		}
 	})
+}
+
+// runProxy runs a builtin proxy named nodeID on the xDS socket in state
+// until ctx ends; the channel gets what its Run returns.
+func runProxy(ctx context.Context, t *testing.T, state, nodeID string, log *slog.Logger) <-chan error {
+	t.Helper()
+	p, err := proxylib.New(proxylib.WithXDSAddress("unix://"+filepath.Join(state, "xds.sock")), proxylib.WithNodeID(nodeID),
+		proxylib.WithAdminAddress(""), proxylib.WithDrainTimeout(time.Second), proxylib.WithLogger(log))
+	must(t, err)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	return done
 }
 
 func writeDir(t *testing.T, dir string, files map[string]string) {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,31 +28,39 @@ func (nopPublisher) Proxies() []dataplane.Proxy { return nil }
 // Changed never fires: no proxy ever answers.
 func (nopPublisher) Changed() <-chan struct{} { return nil }
 
-func TestFlowsCommand(t *testing.T) {
-	store := flow.NewStore()
-	a, err := agent.New(agent.Config{Publisher: nopPublisher{}, Flows: store})
+// serveAPI serves a's local API on a fresh socket until ctx ends, and
+// returns the socket's path once it accepts connections.
+func serveAPI(ctx context.Context, t *testing.T, a *agent.Agent) string {
+	t.Helper()
+	// A short path: Unix socket paths are limited to about 100 bytes.
+	dir, err := os.MkdirTemp("", "nm-api")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "nm-flows")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	sock := dir + "/agent.sock"
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "agent.sock")
 	go a.ServeAPI(ctx, sock)
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		if c, err := net.Dial("unix", sock); err == nil {
 			c.Close()
-			break
+			return sock
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("agent API never came up")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func TestFlowsCommand(t *testing.T) {
+	store := flow.NewStore()
+	a, err := agent.New(agent.Config{Publisher: nopPublisher{}, Flows: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sock := serveAPI(ctx, t, a)
 	store.Add(flow.Flow{Time: time.Now(), Protocol: "http", Verdict: flow.Dropped, Direction: "ingress",
 		Source:      flow.Endpoint{Address: netip.MustParseAddrPort("10.0.0.20:4000"), Identity: 257, Workload: "default/tiefighter"},
 		Destination: flow.Endpoint{Address: netip.MustParseAddrPort("10.0.0.10:80"), Identity: 256, Workload: "default/deathstar"},

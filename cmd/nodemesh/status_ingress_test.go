@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/nodemesh/nodemesh/internal/agent"
 	"github.com/nodemesh/nodemesh/internal/agent/api"
@@ -59,29 +57,10 @@ func TestStatusShowsIngressEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "nm-status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	sock := filepath.Join(dir, "agent.sock")
-	conf := filepath.Join(dir, "conf")
-	if err := os.Mkdir(conf, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	conf := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go a.ServeAPI(ctx, sock)
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		if c, err := net.Dial("unix", sock); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("agent API never came up")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	sock := serveAPI(ctx, t, a)
 	apply := func(files map[string]string) {
 		t.Helper()
 		for name, content := range files {
