@@ -146,7 +146,7 @@ func (b *builder) clusters() error {
 		b.out.Clusters = slices.Clone(l.clusters)
 		b.out.ClusterLoadAssignments = slices.Clone(l.clas)
 		b.out.clusterVersions = l.versions
-		b.denied, b.ingressSalt = l.denied, viaIngressSalt(l.denied)
+		b.denied, b.ingressSalt = l.denied, b.viaIngressSalt(l.denied)
 		b.out.Warnings = append(b.out.Warnings, l.warnings...)
 		b.next.clusters, b.next.clusterList = p.clusters, l
 		return nil
@@ -161,7 +161,7 @@ func (b *builder) clusters() error {
 			return err
 		}
 	}
-	b.ingressSalt = viaIngressSalt(b.denied)
+	b.ingressSalt = b.viaIngressSalt(b.denied)
 	if b.next != nil {
 		b.next.clusterList = &clusterList{
 			in: cfg.Clusters, ingress: b.ingressHash, viaNames: b.viaIngressNames, denied: b.denied, clusters: slices.Clone(b.out.Clusters), clas: slices.Clone(b.out.ClusterLoadAssignments),

@@ -142,7 +142,7 @@ var ingressSaltBase = func() ir.Hash {
 // clusters when there are any: a route to a denied cluster answers 403
 // instead of forwarding (backend.go), so every ingress route is rebuilt
 // when a cluster becomes denied or admitted again, and only then.
-func viaIngressSalt(denied map[string]bool) ir.Hash {
+func (b *builder) viaIngressSalt(denied map[string]bool) ir.Hash {
 	if len(denied) == 0 {
 		return ingressSaltBase
 	}
@@ -151,14 +151,11 @@ func viaIngressSalt(denied map[string]bool) ir.Hash {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	h := sha256.New()
+	v := b.ver.start("denied clusters").hash(ingressSaltBase)
 	for _, n := range names {
-		h.Write([]byte(n))
-		h.Write([]byte{0})
+		v.str(n)
 	}
-	var sum ir.Hash
-	copy(sum[:], h.Sum(nil))
-	return mixHash(ingressSaltBase, sum)
+	return v.sum()
 }
 
 // deniedByIngress reports whether ingress → backend denies every endpoint

@@ -147,14 +147,7 @@ func TestIngressPolicyClosesUDPListeners(t *testing.T) {
 // endpoints at all forwards (503 from the proxy, not a denial). Each
 // step's output must equal a fresh translation of the same IR.
 func TestIngressPolicyDeniedChurn(t *testing.T) {
-	data, err := os.ReadFile("testdata/ingress-policy-denied-backends.in.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := decodeIR(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	base := readIR(t, "testdata/ingress-policy-denied-backends.in.yaml")
 	const details = "service/default/details/9080"
 	withEndpoints := func(eps ...ir.Endpoint) *ir.Config {
 		cfg := clone(t, base)
