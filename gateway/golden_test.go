@@ -55,8 +55,9 @@ func testAddresses(t testing.TB, snap *input.Snapshot, strict bool) map[input.Ke
 }
 
 // testMesh places mesh listeners as an agent on a node at 192.0.2.1
-// would.
-var testMesh = MeshOptions{ListenAddress: netip.MustParseAddr("192.0.2.1")}
+// would, with the datapath steering replies to the clients' addresses
+// (the proxy mark with no identity, the agent's default).
+var testMesh = MeshOptions{ListenAddress: netip.MustParseAddr("192.0.2.1"), OriginalSourceMark: 0x0a00}
 
 func loadCase(t testing.TB, path string) *input.Snapshot {
 	t.Helper()

@@ -45,6 +45,14 @@ type MeshOptions struct {
 	// are then refused (RouteReasonNotRedirected, with this text) rather
 	// than read as steering what nothing steers.
 	CannotRedirect string
+	// OriginalSourceMark, when not zero, says this node's datapath steers
+	// the backends' replies to a client's address back to the proxy's
+	// socket, and is the mark that asks for it: the mesh listeners then
+	// keep the client's address upstream (ir.Listener.OriginalSourceMark),
+	// so a backend and its policy see the client Pod, not the node. Zero
+	// (no datapath, standalone, the controller) leaves connections coming
+	// from the node.
+	OriginalSourceMark uint32
 }
 
 // RouteReasonNotRedirected is the reason of Accepted=False on a Service

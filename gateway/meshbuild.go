@@ -90,7 +90,10 @@ func (t *translator) buildMesh(b *builder, cfg *ir.Config) []MeshRedirect {
 			continue
 		}
 		rd.Listener, rd.Bind = name, bind
-		cfg.Listeners = append(cfg.Listeners, &ir.Listener{Name: name, Address: bind.Addr().String(), Port: uint32(bind.Port()), Chains: chains})
+		// The clients are Pods of this node (the redirect happens in its
+		// socket hooks), so replies to their addresses pass through it.
+		cfg.Listeners = append(cfg.Listeners, &ir.Listener{Name: name, Address: bind.Addr().String(), Port: uint32(bind.Port()), Chains: chains,
+			OriginalSourceMark: mo.OriginalSourceMark})
 		out = append(out, rd)
 	}
 	var extra []*ir.Cluster

@@ -288,6 +288,11 @@ func (a *Agent) Translate(snap *input.Snapshot) *gateway.Result {
 		// GAMMA routes are served where the proxy's load-balancing
 		// listeners are, and reached through the same Service table.
 		opts.Mesh.ListenAddress = o.ListenAddress
+		// As for CiliumEnvoyConfigs: only where the datapath steers the
+		// replies to the client's address back to the proxy.
+		if a.cfg.Datapath != nil {
+			opts.Mesh.OriginalSourceMark = o.OriginalSourceMark
+		}
 	}
 	opts.Mesh.CannotRedirect = a.CannotRedirect()
 	if a.gw == nil {

@@ -176,3 +176,85 @@ spec:
 		})
 	}
 }
+
+// GAMMA listeners keep the client's address upstream (original_src with
+// the proxy mark) only where the datapath steers the replies to it back
+// to the proxy: an agent told the mark but without a datapath, or with
+// the datapath but without the mark (--policy-original-source=false),
+// serves the same listener with connections from the node. The route's
+// status is the same in every case: it never claims the original source.
+func TestMeshOriginalSourceNeedsTheDatapath(t *testing.T) {
+	const objs = `
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: app}
+spec: {clusterIP: 10.96.0.30, ports: [{name: http, port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo, namespace: app}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo}]
+  rules:
+  - backendRefs: [{name: echo, port: 80}]
+`
+	decoded, err := input.Decode("mesh.yaml", []byte(objs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := input.Build(decoded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const mark = 0x0a00
+	for _, tc := range []struct {
+		name     string
+		datapath bool
+		mark     uint32
+		want     uint32
+	}{
+		{"datapath and mark", true, mark, mark},
+		{"mark without datapath", false, mark, 0},
+		{"datapath without mark", true, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{}
+			cfg := Config{Publisher: rec, Services: &serviceRecorder{},
+				EnvoyConfig: &EnvoyConfigOptions{ListenAddress: netip.MustParseAddr("10.250.0.11"), OriginalSourceMark: tc.mark}}
+			if tc.datapath {
+				cfg.Datapath = &tables{}
+			}
+			a, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Apply(context.Background(), snap, nil); err != nil {
+				t.Fatal(err)
+			}
+			rec.mu.Lock()
+			pub := rec.configs[len(rec.configs)-1]
+			rec.mu.Unlock()
+			var got *uint32
+			for _, l := range pub.Listeners {
+				if l.Name == "mesh/app/echo/80" {
+					got = &l.OriginalSourceMark
+				}
+			}
+			if got == nil {
+				t.Fatal("the mesh listener was not published")
+			}
+			if *got != tc.want {
+				t.Fatalf("mesh listener's original source mark %#x, want %#x", *got, tc.want)
+			}
+			st := a.Status()
+			if len(st.Routes) != 1 || len(st.Routes[0].Status.Parents) != 1 {
+				t.Fatalf("route status %+v, want one parent", st.Routes)
+			}
+			for _, c := range st.Routes[0].Status.Parents[0].Conditions {
+				if strings.Contains(strings.ToLower(c.Message), "original") || strings.Contains(strings.ToLower(c.Message), "source address") {
+					t.Fatalf("route condition %s claims something of the original source: %q", c.Type, c.Message)
+				}
+			}
+		})
+	}
+}

@@ -270,6 +270,12 @@ func (e *encoder) listener(l *Listener) {
 			}
 		}
 	}
+	if l.OriginalSourceMark != 0 {
+		// Only when set, after every list, so listeners without keep
+		// the encoding they had.
+		e.buf = append(e.buf, 4)
+		e.uint(uint64(l.OriginalSourceMark))
+	}
 }
 
 func (e *encoder) cluster(c *Cluster) {

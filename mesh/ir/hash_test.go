@@ -37,7 +37,8 @@ func hashFixtures() (*Route, *VirtualHost, *RouteTable, *Listener, *Cluster, *Se
 	l := &Listener{Name: "l", Address: "127.0.0.1", Port: 80, Chains: []*HTTPChain{{
 		Name: "c", ServerNames: []string{"s"}, SourcePrefixes: []string{"10.0.0.0/8"}, TLS: &TLS{Certificates: []string{"s"}, ALPN: []string{"h2"}, ClientCA: []byte("ca"), AllowUnverifiedClients: true},
 		Routes: &RouteTable{Name: "t"}, CORS: true,
-	}}, UDP: &UDPProxy{Cluster: "u"}, TCPChains: []*TCPChain{{Name: "p", ServerNames: []string{"s2"}, TLS: &TLS{Certificates: []string{"s3"}, ALPN: []string{"x"}, ClientCA: []byte("ca2"), AllowUnverifiedClients: true}, Backends: []*WeightedBackend{{Cluster: "c", Weight: 2, RequestHeaders: mods, ResponseHeaders: mods}}}}}
+	}}, UDP: &UDPProxy{Cluster: "u"}, TCPChains: []*TCPChain{{Name: "p", ServerNames: []string{"s2"}, TLS: &TLS{Certificates: []string{"s3"}, ALPN: []string{"x"}, ClientCA: []byte("ca2"), AllowUnverifiedClients: true}, Backends: []*WeightedBackend{{Cluster: "c", Weight: 2, RequestHeaders: mods, ResponseHeaders: mods}}}},
+		OriginalSourceMark: 0xa00}
 	cluster := &Cluster{Name: "c", Protocol: ProtocolH2C, LBPolicy: LBRandom, ConnectTimeout: time.Second,
 		Endpoints:   []Endpoint{{Address: "127.0.0.1", Port: 1, Ready: true, Weight: 2}},
 		UpstreamTLS: &UpstreamTLS{SNI: "a", TrustedCA: []byte("ca"), SubjectAltNames: []SubjectAltName{{Type: SANURI, Value: "u"}}, ClientCertificate: "s"}}

@@ -42,6 +42,14 @@ type Listener struct {
 	// has no chains, and may share its address and port with a TCP
 	// listener.
 	UDP *UDPProxy `json:"udp,omitempty"`
+	// OriginalSourceMark, when not zero, makes the listener's upstream
+	// connections keep the client's address (Envoy's original_src
+	// listener filter): they bind it and carry this socket mark, which
+	// makes the node's datapath steer the backends' replies to the
+	// proxy. Only a producer that knows the datapath does so sets it
+	// (GAMMA listeners on an agent with --datapath and
+	// --policy-original-source); TCP listeners only.
+	OriginalSourceMark uint32 `json:"originalSourceMark,omitempty"`
 }
 
 // UDPProxy relays each client's datagrams to one endpoint of a UDP

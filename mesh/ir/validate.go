@@ -434,6 +434,9 @@ func (v *validator) listener(i int, l *Listener, seen, tables map[string]bool, b
 		if len(l.Chains)+len(l.TCPChains) > 0 {
 			v.fail(obj, root.f("chains"), "a UDP listener has no chains")
 		}
+		if l.OriginalSourceMark != 0 {
+			v.fail(obj, root.f("originalSourceMark"), "a UDP listener cannot keep the client's address")
+		}
 		if !clusters[l.UDP.Cluster] {
 			v.fail(obj, root.f("udp.cluster"), "unknown cluster %q", l.UDP.Cluster)
 		} else if !v.udpClusters[l.UDP.Cluster] {

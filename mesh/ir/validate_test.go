@@ -161,6 +161,7 @@ func TestValidate(t *testing.T) {
 			c.Listeners[0].TCPChains = []*TCPChain{{Name: "p", ServerNames: []string{"a.example"}, Backends: c.Listeners[2].TCPChains[0].Backends}}
 		}, "plaintext chain must be the listener's only chain"},
 		{"udp listener with chains", func(c *Config) { c.Listeners[3].TCPChains = c.Listeners[2].TCPChains }, "a UDP listener has no chains"},
+		{"udp listener keeping the client's address", func(c *Config) { c.Listeners[3].OriginalSourceMark = 0xa00 }, "a UDP listener cannot keep the client's address"},
 		{"udp listener to a tcp cluster", func(c *Config) { c.Listeners[3].UDP.Cluster = "service/default/db/5432/tcp" },
 			`udp.cluster: cluster "service/default/db/5432/tcp" is not a UDP cluster`},
 		{"two udp listeners on one port", func(c *Config) {

@@ -175,6 +175,13 @@ func (b *builder) buildListener(l *ir.Listener, m *listenerMemo) (*listenerv3.Li
 		}
 		out.ListenerFilters = []*listenerv3.ListenerFilter{inspector}
 	}
+	if l.OriginalSourceMark != 0 {
+		src, err := originalSrc(name, l.OriginalSourceMark)
+		if err != nil {
+			return nil, err
+		}
+		out.ListenerFilters = append(out.ListenerFilters, src)
+	}
 	if err := checked("listener", name, out); err != nil {
 		return nil, err
 	}

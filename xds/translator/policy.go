@@ -187,6 +187,17 @@ func (b *builder) policyListener(p *ir.Policy, l *ir.PolicyListener, dep policyD
 	return nil
 }
 
+// originalSrc is the original_src listener filter: upstream connections
+// bind the client's address and carry mark (the port stays the kernel's
+// choice).
+func originalSrc(listener string, mark uint32) (*listenerv3.ListenerFilter, error) {
+	src, err := typedConfig("listener", listener, &origsrcv3.OriginalSrc{Mark: mark})
+	if err != nil {
+		return nil, err
+	}
+	return &listenerv3.ListenerFilter{Name: filterOriginalSrc, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: src}}, nil
+}
+
 // buildPolicyListener builds a transparent policy listener.
 func (b *builder) buildPolicyListener(p *ir.Policy, l *ir.PolicyListener) (*listenerv3.Listener, error) {
 	name := policyListenerName(l)
@@ -206,14 +217,11 @@ func (b *builder) buildPolicyListener(p *ir.Policy, l *ir.PolicyListener) (*list
 	}
 	limitListener(out)
 	if l.OriginalSource {
-		src, err := typedConfig("listener", name, &origsrcv3.OriginalSrc{Mark: p.UpstreamMark})
+		src, err := originalSrc(name, p.UpstreamMark)
 		if err != nil {
 			return nil, err
 		}
-		out.ListenerFilters = append(out.ListenerFilters, &listenerv3.ListenerFilter{
-			Name:       filterOriginalSrc,
-			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: src},
-		})
+		out.ListenerFilters = append(out.ListenerFilters, src)
 	}
 	var filters []*listenerv3.Filter
 	switch l.Protocol {
