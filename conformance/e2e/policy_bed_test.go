@@ -45,6 +45,9 @@ type policyNode struct {
 	// hubbleSock serves Hubble's Observer API from flows, which also
 	// records the datapath's drops and redirects.
 	hubbleSock string
+	// podCgroup is the cgroup the datapath's socket hooks translate
+	// Service connects in (nodeOpts.services).
+	podCgroup string
 }
 
 // policyPorts are the policy listeners' ports in the node namespace.
@@ -78,6 +81,15 @@ type nodeOpts struct {
 	publisher func(*server.Server) dataplane.Publisher
 	// proxyCPUs, when set, pins the proxy process (taskset -c syntax).
 	proxyCPUs string
+	// services makes the node steer Services as nodemesh-agent
+	// --datapath --datapath-cgroup does: the datapath's Service table,
+	// its socket hooks on a Pod cgroup (policyNode.podCgroup, where
+	// clients must run: podClient), and listeners of GAMMA routes and
+	// CiliumEnvoyConfigs on the node's address. Needs withDatapath.
+	services bool
+	// noOriginalSource is --policy-original-source=false: proxied
+	// connections come from the node.
+	noOriginalSource bool
 }
 
 func newPolicyNodeOpts(t testing.TB, o nodeOpts) *policyNode {
@@ -103,7 +115,8 @@ func newPolicyNodeOpts(t testing.TB, o nodeOpts) *policyNode {
 			}
 		})
 		n.dp = dp
-	} else {
+	}
+	if !withDatapath || o.noOriginalSource {
 		listeners.OriginalSource = false
 	}
 
@@ -140,6 +153,9 @@ func newPolicyNodeOpts(t testing.TB, o nodeOpts) *policyNode {
 	}
 	if n.dp != nil {
 		cfg.Datapath = n.dp
+	}
+	if o.services {
+		n.steerServices(&cfg, listeners.OriginalSource)
 	}
 	a, err := agent.New(cfg)
 	if err != nil {

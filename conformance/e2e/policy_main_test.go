@@ -26,6 +26,9 @@ func TestMain(m *testing.M) {
 	if xds := os.Getenv(proxyChildEnv); xds != "" {
 		os.Exit(runProxyChild(xds, os.Getenv(proxyChildNodeEnv)))
 	}
+	if spec := os.Getenv(podGetEnv); spec != "" {
+		os.Exit(runPodGet(spec))
+	}
 	if cfg := os.Getenv(hopGenEnv); cfg != "" {
 		os.Exit(runHopGenChild(cfg))
 	}
