@@ -392,6 +392,30 @@
 //     connections pass the routes, and one node's Pods would bypass
 //     them. With no node reporting, the controller's verdict is
 //     translation's alone.
+//   - the original source (as Cilium, which marks the configs it
+//     generates for GAMMA to keep it): a mesh listener's upstream
+//     connections keep the client Pod's address where the node's
+//     datapath steers the backends' replies to that address back to the
+//     proxy (MeshOptions.OriginalSourceMark, set by an agent with
+//     --datapath and --policy-original-source, the default; the listener
+//     gets original_src with the proxy mark, ir.Listener
+//     .OriginalSourceMark). The backend, its access logs and its network
+//     policy then see the client Pod and its identity instead of the
+//     node: an L3 policy admitting one client Pod admits only it through
+//     the mesh (conformance/e2e TestMeshOriginalSourceThroughTheDatapath).
+//     This holds for every mesh listener because its clients are always
+//     Pods of this node: the redirect happens in this node's socket
+//     hooks, so the replies pass through it. The proxy pools upstream
+//     connections per endpoint and client address (proxylib/upstream
+//     BindSource), so one client's requests never ride another's
+//     connection. Where nothing steers the replies (no datapath,
+//     standalone translation, --policy-original-source=false, and the
+//     controller, which builds no listener) the mark is zero and
+//     upstream connections come from the node. Route status says nothing
+//     about it either way (it is a node's property, not the route's: the
+//     controller writes one status for every node); an agent's own
+//     listeners show it (original_src in its xDS, nodemesh translate
+//     with the node's options).
 //   - routes from several Services' parentRefs, and a route with both
 //     Gateway and Service parents, share their compiled IR routes.
 //

@@ -370,7 +370,7 @@ func policyFlags() *policyOptions {
 		flowLog:       flag.String("flow-log", "", "also write every L7 flow as a JSON line to this file (\"-\": standard output)"),
 		flowCapacity:  flag.Int("flow-capacity", flow.DefaultCapacity, "how many recent flows the agent keeps for nodemesh flows"),
 		originalSource: flag.Bool("policy-original-source", true, "with --datapath: the proxy connects upstream from the client's address, so the datapath "+
-			"judges the proxied connection as the client (otherwise as the node); also for CiliumEnvoyConfig and lb-l7 listeners "+
+			"judges the proxied connection as the client (otherwise as the node); also for GAMMA route, CiliumEnvoyConfig and lb-l7 listeners "+
 			"(unless the config's cec.cilium.io/use-original-source-address says \"false\")"),
 	}
 }

@@ -30,7 +30,9 @@ type EnvoyConfigOptions struct {
 	// OriginalSourceMark, when not zero, says the datapath steers the
 	// replies to the proxy's original-source connections back to it, and
 	// is their mark (envoyconfig.Options.OriginalSourceMark): listeners of
-	// configs that keep the client's address get original_src.
+	// configs that keep the client's address get original_src, and so do
+	// the listeners of GAMMA routes (gateway.MeshOptions.OriginalSourceMark).
+	// Without a datapath (Config.Datapath) it is not used.
 	OriginalSourceMark uint32
 }
 

@@ -123,9 +123,9 @@
 // config's status says so. The Services of lb-l7 keep it too (there is no
 // object to say otherwise; they are east-west Service traffic, as a user
 // config with spec.services is). GAMMA routes are translated by package
-// gateway, not here: their upstream connections come from the node (Cilium
-// sets the annotation "true" on the configs it generates for GAMMA; not
-// done here yet).
+// gateway, not here, and keep the client's address under the same
+// condition and by the same mechanism (Cilium sets the annotation "true"
+// on the configs it generates for GAMMA; see package gateway, "GAMMA").
 //
 // Keeping it means an original_src listener filter (mark: the proxy mark
 // with no identity, Options.OriginalSourceMark) on each of the config's
@@ -144,6 +144,11 @@
 // status of every config that asked for the client's address says the
 // original source is not in effect; it is never claimed where it does not
 // hold. An accepted config's status always says which of the two holds.
+// Through the eBPF datapath this is checked end to end by
+// conformance/e2e (TestEnvoyConfigOriginalSourceThroughTheDatapath: each
+// client Pod's address reaches the backend, whose L3 policy then judges
+// the client's identity; TestOriginalSourceOff: "false", or a node
+// without the steering, gives the node's address).
 //
 // The 5-tuple collisions Cilium warns about (Envoy binding the client's
 // address and port for pipelined HTTP/1.1 or HTTP/2 connection pools) do

@@ -265,6 +265,12 @@
 //     UDP proxy (idle_timeout 60 s, Envoy's default) routing through a
 //     matcher's on_no_match Route{cluster}; endpoint weights become
 //     load_balancing_weight.
+//   - Original source (listener.go): a listener with
+//     ir.Listener.OriginalSourceMark gets the original_src listener filter
+//     with that mark (after the TLS inspector, if any), as the policy
+//     listeners that keep the client's address do; bind_port stays unset
+//     (the kernel picks the source port). Its hash covers the mark, so
+//     turning it on or off is a new listener version.
 //   - CORS (cors.go): a chain with ir.HTTPChain.CORS gets the CORS filter
 //     (envoy.filters.http.cors, no settings) before the router; a route's
 //     policy becomes a CorsPolicy in its typed_per_filter_config under that
