@@ -15,6 +15,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	origsrcv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_src/v3"
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
 
 	"github.com/nodemesh/nodemesh/proxylib/transparent"
 )
@@ -166,5 +167,89 @@ func TestOriginalSrcEDSCluster(t *testing.T) {
 	}
 	if got[0].Port() == got[1].Port() {
 		t.Fatalf("both upstream connections came from %s", got[0])
+	}
+}
+
+// TestOriginalSrcH2ClusterPerClient: original_src in front of an HTTP/2
+// EDS cluster (a GRPCRoute's h2c cluster behind a GAMMA listener is one).
+// HTTP/2 multiplexes every request onto one upstream connection, so a
+// pool shared between clients would carry one client's requests on a
+// connection bound to another's address. Interleaved requests of two
+// clients must each reach the backend from their own client's address,
+// on exactly one upstream connection per client.
+func TestOriginalSrcH2ClusterPerClient(t *testing.T) {
+	if !inPolicyNetns(t) {
+		return
+	}
+	const (
+		listenIP  = "10.99.3.1"
+		backendIP = "10.99.3.8"
+	)
+	for _, a := range []string{listenIP, backendIP} {
+		run(t, "ip", "addr", "add", a+"/32", "dev", "lo")
+	}
+	mark, _ := transparent.UpstreamMark(0)
+	run(t, "iptables", "-A", "OUTPUT", "-p", "tcp", "--syn", "-d", backendIP, "-m", "mark", "!", "--mark",
+		fmt.Sprintf("0x%x", mark), "-j", "REJECT", "--reject-with", "tcp-reset")
+
+	var mu sync.Mutex
+	upstream := map[string]bool{} // the connections the backend accepted
+	ln, err := net.Listen("tcp", backendIP+":8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h2c.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			http.Error(w, "not HTTP/2", http.StatusHTTPVersionNotSupported)
+			return
+		}
+		_, _ = io.WriteString(w, r.RemoteAddr)
+	}), &http2.Server{}), ConnState: func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			upstream[c.RemoteAddr().String()] = true
+			mu.Unlock()
+		}
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	x := startXDS(t, "", nil)
+	src := anyOf(t, &origsrcv3.OriginalSrc{Mark: mark})
+	l := httpListener(t, "mesh/default/grpc/9000", listenIP+":8000", "routes", nil)
+	l.ListenerFilters = []*listenerv3.ListenerFilter{{Name: "envoy.filters.listener.original_src",
+		ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: src}}}
+	x.set(l, routeConfig("routes", vh("all", "*", prefixRoute("/", "echo"))), edsCluster(t, "echo", true, nil),
+		cla("echo", backendIP+":8080"))
+	startProxy(t, x.sock)
+	x.waitApplied()
+	if n := x.nackMessages(); len(n) > 0 {
+		t.Fatalf("NACKed: %v", n)
+	}
+
+	clients := map[string]*http.Client{tiefighter: httpFrom(tiefighter), xwing: httpFrom(xwing)}
+	for i := range 6 {
+		from := []string{tiefighter, xwing}[i%2]
+		resp, err := clients[from].Get("http://" + listenIP + ":8000/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d from %s: %d %s", i, from, resp.StatusCode, b)
+		}
+		ap, err := netip.ParseAddrPort(string(b))
+		if err != nil {
+			t.Fatalf("backend answered %q", b)
+		}
+		if got := ap.Addr().Unmap().String(); got != from {
+			t.Fatalf("request %d from %s reached the backend from %s: it rode a connection opened for another client", i, from, got)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(upstream) != 2 {
+		t.Fatalf("the backend accepted %d connections (%v), want one per client", len(upstream), upstream)
 	}
 }
