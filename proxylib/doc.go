@@ -487,8 +487,8 @@
 // ECDS; see packages proxylib/api/kafka/v1 and kafka).
 //
 // original_src is accepted on any TCP listener, not only transparent ones
-// (as in Envoy; CiliumEnvoyConfig listeners reached through a Service
-// redirect use it). It applies to every cluster the listener forwards to:
+// (as in Envoy; CiliumEnvoyConfig and GAMMA listeners reached through a
+// Service redirect use it). It applies to every cluster the listener forwards to:
 // an ORIGINAL_DST cluster keys its hosts by client address; an EDS or
 // STATIC cluster keeps, per endpoint, a pool per client address
 // (upstream.Cluster.BindSource), so a connection is only reused for the
