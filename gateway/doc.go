@@ -403,6 +403,12 @@
 //     policy then see the client Pod and its identity instead of the
 //     node: an L3 policy admitting one client Pod admits only it through
 //     the mesh (conformance/e2e TestMeshOriginalSourceThroughTheDatapath).
+//     Not done yet: a backend's L7 (HTTP) ingress rules are not applied
+//     to these connections (the datapath does not send the proxy's own
+//     upstream connections to the ingress policy listener, and the mesh
+//     listener does not evaluate them); the L3/L4 verdict, by the
+//     client's identity, is. The same holds for CiliumEnvoyConfig
+//     listeners.
 //     This holds for every mesh listener because its clients are always
 //     Pods of this node: the redirect happens in this node's socket
 //     hooks, so the replies pass through it. The proxy pools upstream

@@ -148,7 +148,10 @@
 // conformance/e2e (TestEnvoyConfigOriginalSourceThroughTheDatapath: each
 // client Pod's address reaches the backend, whose L3 policy then judges
 // the client's identity; TestOriginalSourceOff: "false", or a node
-// without the steering, gives the node's address).
+// without the steering, gives the node's address). A backend's L7 (HTTP)
+// ingress rules are not applied to these upstream connections yet, only
+// its L3/L4 verdict on the client's identity (see package gateway,
+// "GAMMA").
 //
 // The 5-tuple collisions Cilium warns about (Envoy binding the client's
 // address and port for pipelined HTTP/1.1 or HTTP/2 connection pools) do
