@@ -58,7 +58,7 @@ func BenchmarkSnapshot(b *testing.B) {
 			p.stop()
 			routes := envoyRoutes(b, res)
 			b.ReportAllocs()
-			start := cpuTime()
+			start := readUsage()
 			for b.Loop() {
 				b.StopTimer()
 				p := newPipeline()
@@ -68,7 +68,7 @@ func BenchmarkSnapshot(b *testing.B) {
 				p.stop()
 				b.StartTimer()
 			}
-			reportCPU(b, start)
+			reportUsage(b, start)
 			b.ReportMetric(float64(routes), "envoy-routes")
 			if n >= 1000 {
 				peak, retained := heapOfOneRun(b, snap)
@@ -160,7 +160,7 @@ func BenchmarkOneRouteEdit(b *testing.B) {
 			edited.HTTPRoutes = append([]*gwv1.HTTPRoute(nil), snap.HTTPRoutes...)
 			orig := snap.HTTPRoutes[0]
 			b.ReportAllocs()
-			start := cpuTime()
+			start := readUsage()
 			i := 0
 			for b.Loop() {
 				r := orig.DeepCopy()
@@ -171,7 +171,7 @@ func BenchmarkOneRouteEdit(b *testing.B) {
 					b.Fatal("the edit changed nothing")
 				}
 			}
-			reportCPU(b, start)
+			reportUsage(b, start)
 		})
 	}
 }
