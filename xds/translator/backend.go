@@ -68,8 +68,7 @@ func (b *builder) forward(r *ir.Route, out *routev3.Route) *problem {
 	// come by the thousand.
 	parts := new(forwardParts)
 	ra := &parts.action
-	parts.timeout.Seconds, parts.timeout.Nanos = splitDuration(r.Timeout)
-	ra.Timeout = &parts.timeout
+	ra.Timeout = b.timeoutOf(r.Timeout)
 	ra.RetryPolicy = retryPolicy(r)
 	ra.RequestMirrorPolicies = b.mirrorPolicies(r)
 	if len(valid) == 1 && invalid == 0 && !backendEdits {
@@ -112,9 +111,8 @@ func (b *builder) forward(r *ir.Route, out *routev3.Route) *problem {
 
 // forwardParts are the messages of a forwarding route's action.
 type forwardParts struct {
-	route   routev3.Route_Route
-	action  routev3.RouteAction
-	timeout durationpb.Duration
+	route  routev3.Route_Route
+	action routev3.RouteAction
 }
 
 // splitDuration is d as google.protobuf.Duration's fields, as
@@ -126,14 +124,59 @@ func splitDuration(d time.Duration) (int64, int32) {
 }
 
 // weightedParts are the messages of a weighted_clusters specifier, with
-// room for the entries of the common split between two backends (or one
+// room for the list of the common split between two backends (or one
 // backend and the unresolved ones) in the same allocation.
 type weightedParts struct {
-	spec    routev3.RouteAction_WeightedClusters
-	wc      routev3.WeightedCluster
-	list    [2]*routev3.WeightedCluster_ClusterWeight
-	entries [2]routev3.WeightedCluster_ClusterWeight
-	values  [2]wrapperspb.UInt32Value
+	spec routev3.RouteAction_WeightedClusters
+	wc   routev3.WeightedCluster
+	list [2]*routev3.WeightedCluster_ClusterWeight
+}
+
+// weightKey identifies a weighted_clusters entry without header edits:
+// its cluster name and weight are all it holds.
+type weightKey struct {
+	name   string
+	weight uint32
+}
+
+// clusterWeight returns the entry sending weight to the cluster named
+// name, made once per translation: actions of different rules commonly
+// split between the same clusters alike (the same Services with the same
+// weights), and an entry is 200-odd bytes a snapshot would otherwise hold
+// once per action. It is shared like the actions are (action.go): never
+// modified once built.
+func (b *builder) clusterWeight(name string, weight uint32) *routev3.WeightedCluster_ClusterWeight {
+	k := weightKey{name: name, weight: weight}
+	if cw := b.weights[k]; cw != nil {
+		return cw
+	}
+	parts := new(struct {
+		cw    routev3.WeightedCluster_ClusterWeight
+		value wrapperspb.UInt32Value
+	})
+	parts.value.Value = weight
+	parts.cw.Name, parts.cw.Weight = name, &parts.value
+	if b.weights == nil {
+		b.weights = make(map[weightKey]*routev3.WeightedCluster_ClusterWeight)
+	}
+	b.weights[k] = &parts.cw
+	return &parts.cw
+}
+
+// timeoutOf returns d as a google.protobuf.Duration, made once per
+// translation for each distinct value (most routes have the same few):
+// shared like clusterWeight's entries.
+func (b *builder) timeoutOf(d time.Duration) *durationpb.Duration {
+	if t := b.timeouts[d]; t != nil {
+		return t
+	}
+	t := new(durationpb.Duration)
+	t.Seconds, t.Nanos = splitDuration(d)
+	if b.timeouts == nil {
+		b.timeouts = make(map[time.Duration]*durationpb.Duration)
+	}
+	b.timeouts[d] = t
+	return t
 }
 
 // usesInvalidBackend reports whether the route's output names the
@@ -164,22 +207,18 @@ func (b *builder) weightedClusters(r *ir.Route, valid []int, invalid uint64) (*r
 	if invalid > 0 {
 		n++
 	}
-	// Routes carry these by the thousand: up to two entries live in
-	// parts, more take one allocation each for the entries, their list
-	// and their weights' values.
+	// Routes carry these by the thousand: a list of up to two entries
+	// lives in parts, a longer one takes an allocation of its own.
+	// Entries without header edits are shared (clusterWeight).
 	parts := new(weightedParts)
-	var (
-		entries []routev3.WeightedCluster_ClusterWeight
-		values  []wrapperspb.UInt32Value
-	)
 	wc := &parts.wc
-	if n <= len(parts.entries) {
-		wc.Clusters, entries, values = parts.list[:0:n], parts.entries[:n], parts.values[:n]
+	if n <= len(parts.list) {
+		wc.Clusters = parts.list[:0:n]
 	} else {
 		wc.Clusters = make([]*routev3.WeightedCluster_ClusterWeight, 0, n)
-		entries, values = make([]routev3.WeightedCluster_ClusterWeight, n), make([]wrapperspb.UInt32Value, n)
 	}
-	weights := make([]uint64, 0, n)
+	var buf [4]uint64
+	weights := buf[:0]
 	for _, i := range valid {
 		weights = append(weights, uint64(r.Backends[i].Weight))
 	}
@@ -188,37 +227,36 @@ func (b *builder) weightedClusters(r *ir.Route, valid []int, invalid uint64) (*r
 	}
 	scaleWeights(weights)
 	parts.spec.WeightedClusters = wc
-	weight := func(i int) *wrapperspb.UInt32Value {
-		values[i].Value = uint32(weights[i])
-		return &values[i]
-	}
 	for i, bi := range valid {
 		wb := r.Backends[bi]
-		var req, resp headerEdits
-		if wb.RequestHeaders != nil || wb.ResponseHeaders != nil {
-			field := fieldf("backends[%d]", bi)
-			var p *problem
-			if req, p = headerEditsOf(field+".requestHeaders", wb.RequestHeaders, true); p != nil {
-				return nil, p
-			}
-			if req.host != "" {
-				return nil, problemf(field+".requestHeaders", "a per-backend Host edit is outside the supported Envoy subset")
-			}
-			if resp, p = headerEditsOf(field+".responseHeaders", wb.ResponseHeaders, false); p != nil {
-				return nil, p
-			}
+		name := b.clusterNames[wb.Cluster]
+		if wb.RequestHeaders == nil && wb.ResponseHeaders == nil {
+			wc.Clusters = append(wc.Clusters, b.clusterWeight(name, uint32(weights[i])))
+			continue
 		}
-		cw := &entries[i]
-		cw.Name, cw.Weight = b.clusterNames[wb.Cluster], weight(i)
-		cw.RequestHeadersToAdd, cw.RequestHeadersToRemove = req.add, req.remove
-		cw.ResponseHeadersToAdd, cw.ResponseHeadersToRemove = resp.add, resp.remove
-		wc.Clusters = append(wc.Clusters, cw)
+		field := fieldf("backends[%d]", bi)
+		req, p := headerEditsOf(field+".requestHeaders", wb.RequestHeaders, true)
+		if p != nil {
+			return nil, p
+		}
+		if req.host != "" {
+			return nil, problemf(field+".requestHeaders", "a per-backend Host edit is outside the supported Envoy subset")
+		}
+		resp, p := headerEditsOf(field+".responseHeaders", wb.ResponseHeaders, false)
+		if p != nil {
+			return nil, p
+		}
+		wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{
+			Name:                    name,
+			Weight:                  wrapperspb.UInt32(uint32(weights[i])),
+			RequestHeadersToAdd:     req.add,
+			RequestHeadersToRemove:  req.remove,
+			ResponseHeadersToAdd:    resp.add,
+			ResponseHeadersToRemove: resp.remove,
+		})
 	}
 	if invalid > 0 {
-		last := len(weights) - 1
-		cw := &entries[last]
-		cw.Name, cw.Weight = b.invalidBackend, weight(last)
-		wc.Clusters = append(wc.Clusters, cw)
+		wc.Clusters = append(wc.Clusters, b.clusterWeight(b.invalidBackend, uint32(weights[len(weights)-1])))
 	}
 	return &parts.spec, nil
 }

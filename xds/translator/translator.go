@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -15,6 +16,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
@@ -131,6 +133,10 @@ type builder struct {
 	// ingressActions are actions for viaIngress routes, kept apart since
 	// they name other clusters.
 	ingressActions map[**ir.WeightedBackend]actionFrom
+	// weights and timeouts are the weighted_clusters entries and route
+	// timeouts made in this translation, which actions share (backend.go).
+	weights  map[weightKey]*routev3.WeightedCluster_ClusterWeight
+	timeouts map[time.Duration]*durationpb.Duration
 	// unchecked are the routes built in this translation, to be
 	// validated (checkRoutes).
 	unchecked []uncheckedRoute
