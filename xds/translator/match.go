@@ -54,25 +54,25 @@ func (b *builder) routeMatch(route string, m ir.Match, parts *routeParts) bool {
 	if m.Method != "" {
 		n++
 	}
-	var hps []headerParts
-	if n == 1 {
-		// Routes carry these by the thousand: one matcher (the common
-		// case) takes one allocation, more one for their messages and
-		// one for the list.
-		blk := new(headerMatcherBlock)
-		out.Headers, hps = blk.list[:0:1], blk.parts[:]
-	} else if n > 1 {
-		out.Headers = make([]*routev3.HeaderMatcher, 0, n)
-		hps = make([]headerParts, n)
+	if n == 1 && m.Method != "" {
+		out.Headers = b.headerMatcher(":method", ir.MatchExact, m.Method).list[:]
 	}
-	if m.Method != "" {
-		out.Headers = append(out.Headers, hps[len(out.Headers)].matcher(":method", ir.MatchExact, m.Method))
+	if n > 1 {
+		out.Headers = make([]*routev3.HeaderMatcher, 0, n)
+		if m.Method != "" {
+			out.Headers = append(out.Headers, &b.headerMatcher(":method", ir.MatchExact, m.Method).parts.hm)
+		}
 	}
 	for i, h := range m.Headers {
 		if !protoText(h.Value) {
 			return drop(fieldf("match.headers[%d].value", i), "value is not UTF-8 text without control bytes")
 		}
-		out.Headers = append(out.Headers, hps[len(out.Headers)].matcher(strings.ToLower(h.Name), h.Type, h.Value))
+		sh := b.headerMatcher(strings.ToLower(h.Name), h.Type, h.Value)
+		if n == 1 {
+			out.Headers = sh.list[:]
+		} else {
+			out.Headers = append(out.Headers, &sh.parts.hm)
+		}
 	}
 	if len(m.Query) > 0 {
 		out.QueryParameters = make([]*routev3.QueryParameterMatcher, 0, len(m.Query))
@@ -94,8 +94,8 @@ func (b *builder) routeMatch(route string, m ir.Match, parts *routeParts) bool {
 	return true
 }
 
-// headerParts holds the messages of one header matcher, so a route's
-// matchers are allocated together.
+// headerParts holds the messages of one header matcher, allocated
+// together.
 type headerParts struct {
 	hm    routev3.HeaderMatcher
 	spec  routev3.HeaderMatcher_StringMatch
@@ -103,10 +103,37 @@ type headerParts struct {
 	exact matcherv3.StringMatcher_Exact
 }
 
-// headerMatcherBlock holds one header matcher and its list.
-type headerMatcherBlock struct {
+// headerKey is what a header matcher holds.
+type headerKey struct {
+	name  string
+	t     ir.StringMatchType
+	value string
+}
+
+// sharedHeader is a header matcher and a list holding only it, for the
+// routes that match on that one header.
+type sharedHeader struct {
 	list  [1]*routev3.HeaderMatcher
-	parts [1]headerParts
+	parts headerParts
+}
+
+// headerMatcher returns the matcher of header name against value, made
+// once per translation: routes commonly match the same header values
+// (a tenant, a version, a method), and a matcher is close to 200 bytes
+// a snapshot would otherwise hold once per route. It is shared like the
+// actions are (action.go): never modified once built.
+func (b *builder) headerMatcher(name string, t ir.StringMatchType, value string) *sharedHeader {
+	k := headerKey{name: name, t: t, value: value}
+	if sh := b.headers[k]; sh != nil {
+		return sh
+	}
+	sh := new(sharedHeader)
+	sh.list[0] = sh.parts.matcher(name, t, value)
+	if b.headers == nil {
+		b.headers = make(map[headerKey]*sharedHeader)
+	}
+	b.headers[k] = sh
+	return sh
 }
 
 // matcher fills p as a matcher of header name against value and returns

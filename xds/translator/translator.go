@@ -137,6 +137,9 @@ type builder struct {
 	// timeouts made in this translation, which actions share (backend.go).
 	weights  map[weightKey]*routev3.WeightedCluster_ClusterWeight
 	timeouts map[time.Duration]*durationpb.Duration
+	// headers are the header matchers made in this translation, which
+	// routes share (match.go).
+	headers map[headerKey]*sharedHeader
 	// unchecked are the routes built in this translation, to be
 	// validated (checkRoutes).
 	unchecked []uncheckedRoute
