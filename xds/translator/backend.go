@@ -66,7 +66,7 @@ func (b *builder) forward(r *ir.Route, out *routev3.Route) *problem {
 	}
 	// The messages every forwarding route has, in one allocation: routes
 	// come by the thousand.
-	parts := new(forwardParts)
+	parts := b.forwardParts.get(b.cold)
 	ra := &parts.action
 	ra.Timeout = b.timeoutOf(r.Timeout)
 	ra.RetryPolicy = retryPolicy(r)
@@ -210,7 +210,7 @@ func (b *builder) weightedClusters(r *ir.Route, valid []int, invalid uint64) (*r
 	// Routes carry these by the thousand: a list of up to two entries
 	// lives in parts, a longer one takes an allocation of its own.
 	// Entries without header edits are shared (clusterWeight).
-	parts := new(weightedParts)
+	parts := b.weightedParts.get(b.cold)
 	wc := &parts.wc
 	if n <= len(parts.list) {
 		wc.Clusters = parts.list[:0:n]

@@ -166,7 +166,8 @@ func (b *builder) virtualHost(rc string, vh *ir.VirtualHost, h, version ir.Hash,
 				}
 				b.unchecked = append(b.unchecked, uncheckedRoute{out: out, from: from, rc: rc, vhost: evh.Name})
 			}
-			rm = &routeMemo{hash: rh, out: out, warnings: b.warningsSince(rmark)}
+			rm = b.routeMemos.get(b.cold)
+			*rm = routeMemo{hash: rh, out: out, warnings: b.warningsSince(rmark)}
 			if usesInvalidBackend(r) {
 				rm.invalid = b.invalidBackend
 			}
@@ -224,7 +225,7 @@ func problemf(field, format string, args ...any) *problem {
 // the route built earlier in this translation whose action and header
 // edits out shares, or nil.
 func (b *builder) route(r *ir.Route) (out, from *routev3.Route) {
-	parts := new(routeParts)
+	parts := b.routeParts.get(b.cold)
 	if !b.routeMatch(r.Name, r.Match, parts) {
 		return nil, nil
 	}

@@ -140,6 +140,14 @@ type builder struct {
 	// headers are the header matchers made in this translation, which
 	// routes share (match.go).
 	headers map[headerKey]*sharedHeader
+	// cold is set when there is no previous translation: every route
+	// is built, and the messages each route or action has come from
+	// chunks (chunk.go).
+	cold          bool
+	routeParts    chunked[routeParts]
+	routeMemos    chunked[routeMemo]
+	forwardParts  chunked[forwardParts]
+	weightedParts chunked[weightedParts]
 	// unchecked are the routes built in this translation, to be
 	// validated (checkRoutes).
 	unchecked []uncheckedRoute
@@ -176,6 +184,7 @@ func newBuilder(cfg *ir.Config, hashes *ir.Hashes, prev *memo) *builder {
 	if prev == nil {
 		// Every route is built and checked. (A later translation only
 		// visits the routes of virtual hosts that changed.)
+		b.cold = true
 		n := cfg.LargestRouteTable()
 		b.routes = make(map[ir.Hash]*routeMemo, n)
 		b.unchecked = make([]uncheckedRoute, 0, n)
