@@ -34,6 +34,11 @@ func protoText(s string) bool {
 // URL authority: IPv6 literals get brackets, DNS names are lower-cased
 // (hosts compare case-insensitively and Envoy lower-cases domains).
 func hostLiteral(h string) string {
+	// Only an IPv6 literal has a ':'; parsing anything else would fail
+	// and allocate its error, once per domain of every virtual host.
+	if !strings.Contains(h, ":") {
+		return strings.ToLower(h)
+	}
 	if a, err := netip.ParseAddr(h); err == nil && a.Is6() {
 		return "[" + strings.ToLower(h) + "]"
 	}
