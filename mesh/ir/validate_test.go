@@ -227,10 +227,22 @@ func TestValidate(t *testing.T) {
 func TestValidDomain(t *testing.T) {
 	for d, want := range map[string]bool{
 		"*": true, "example.com": true, "*.example.com": true, "127.0.0.1": true, "::1": true,
+		"2001:db8::1": true, "fe80::1%eth0": true, "10.0.0.256": true,
 		"": false, "*.": false, "a..b": false, "-a.com": false, "a-.com": false, "a b": false, "*.*.com": false,
+		"[::1]": false, "a:b": false, "example.com:80": false, "*.::1": false,
 	} {
 		if got := validDomain(d); got != want {
 			t.Errorf("validDomain(%q) = %v, want %v", d, got, want)
+		}
+	}
+}
+
+// TestValidDomainAllocatesNothing: every validation checks every domain
+// of every virtual host, so a DNS name is checked without allocating.
+func TestValidDomainAllocatesNothing(t *testing.T) {
+	for _, d := range []string{"app7.example.com", "*.example.com", "10.0.0.1"} {
+		if n := testing.AllocsPerRun(100, func() { validDomain(d) }); n != 0 {
+			t.Errorf("validDomain(%q): %v allocations, want 0", d, n)
 		}
 	}
 }
