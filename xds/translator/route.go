@@ -3,6 +3,7 @@ package translator
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
@@ -30,8 +31,13 @@ func (b *builder) routeConfiguration(rt *ir.RouteTable) error {
 	// Envoy lower-cases domains and rejects a domain listed twice in one
 	// RouteConfiguration; the IR compares them case-sensitively.
 	owner := make(map[string]string)
+	var scratch []string
 	for _, vh := range rt.VirtualHosts {
-		domains := b.domains(vh, owner)
+		// The domains are written into scratch first: a virtual host
+		// reused from the previous translation keeps its own, and only
+		// one built anew holds a copy.
+		domains := b.domains(vh, owner, scratch[:0])
+		scratch = domains
 		if len(domains) == 0 {
 			b.warn(object("virtual host", vh.Name), "domains", "no domain left; virtual host dropped")
 			continue
@@ -44,7 +50,7 @@ func (b *builder) routeConfiguration(rt *ir.RouteTable) error {
 			b.out.Warnings = append(b.out.Warnings, vm.warnings...)
 		} else {
 			var err error
-			if vm, err = b.virtualHost(name, vh, h, vv, domains, b.oldRoutes(prev, vh.Name)); err != nil {
+			if vm, err = b.virtualHost(name, vh, h, vv, slices.Clone(domains), b.oldRoutes(prev, vh.Name)); err != nil {
 				return err
 			}
 			vm.usesInvalid = usesInvalid
@@ -186,10 +192,10 @@ func (b *builder) virtualHost(rc string, vh *ir.VirtualHost, h, version ir.Hash,
 	return vm, nil
 }
 
-// domains returns a virtual host's domains as Envoy matches them, leaving
-// out (with a warning) those an earlier virtual host of the table claimed.
-func (b *builder) domains(vh *ir.VirtualHost, owner map[string]string) []string {
-	domains := make([]string, 0, len(vh.Domains))
+// domains appends to domains a virtual host's domains as Envoy matches
+// them, leaving out (with a warning) those an earlier virtual host of the
+// table claimed.
+func (b *builder) domains(vh *ir.VirtualHost, owner map[string]string, domains []string) []string {
 	for i, d := range vh.Domains {
 		host := hostLiteral(d)
 		if !protoText(host) {
