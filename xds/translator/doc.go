@@ -124,6 +124,31 @@
 //     every ClusterWeight, allocating although the maps are empty
 //     (about 67 000 of 489 000 allocations of a cold snapshot at 5 000
 //     HTTPRoutes, a third of them for shared actions).
+//   - Messages that hold nothing but a few values are made once per
+//     translation per distinct value and shared by every route holding
+//     them, whatever rule the route comes from: weighted_clusters entries
+//     without header edits of their own (by cluster name and weight),
+//     route timeouts, and header matchers (by name, match type and
+//     value). At the benchmark's shape that is 5 000 entries instead of
+//     30 000, two header matchers instead of 22 500 and one timeout: 13 %
+//     fewer bytes per cold snapshot and 12 of the 72 MiB a snapshot at
+//     5 000 HTTPRoutes held (the bytes count more than the allocations:
+//     on the target machine a fresh page costs a fault, and what a
+//     snapshot holds is what every collection marks). Sharing by content
+//     here, unlike actions, costs one map lookup for a message far
+//     cheaper to compare than an action. Each route still passes
+//     ValidateAll whole (a shared matcher or entry is checked with every
+//     route holding it), so what is validated, and the first failure
+//     reported, are unchanged.
+//   - A cold translation (no previous one: every route is built) takes
+//     the messages every route and action has (routeParts, forwardParts,
+//     weightedParts, routeMemo) from 64 KiB chunks (chunk.go): a few
+//     hundred allocations instead of 75 000 at 5 000 HTTPRoutes. A later
+//     translation builds only what changed, among values that live on,
+//     and allocates those one by one so that a chunk never holds memory
+//     for an edit's few values; a chunk of a cold snapshot stays held
+//     while any of its routes is served, at most the memory that
+//     snapshot's messages took.
 //   - Validation of the routes a translation built (checkRoutes) stays
 //     on up to GOMAXPROCS goroutines from parallelCheckMin routes: it
 //     reads only the routes, allocates almost nothing, runs after every
