@@ -60,7 +60,7 @@ func (b *builder) forward(r *ir.Route, out *routev3.Route) *problem {
 		out.Action = directResponse(http.StatusForbidden, accessDenied)
 		return nil
 	}
-	req, p := headerEditsOf("requestHeaders", r.RequestHeaders, true)
+	req, p := b.headerEditsOf("requestHeaders", r.RequestHeaders, true)
 	if p != nil {
 		return p
 	}
@@ -235,14 +235,14 @@ func (b *builder) weightedClusters(r *ir.Route, valid []int, invalid uint64) (*r
 			continue
 		}
 		field := fieldf("backends[%d]", bi)
-		req, p := headerEditsOf(field+".requestHeaders", wb.RequestHeaders, true)
+		req, p := b.headerEditsOf(field+".requestHeaders", wb.RequestHeaders, true)
 		if p != nil {
 			return nil, p
 		}
 		if req.host != "" {
 			return nil, problemf(field+".requestHeaders", "a per-backend Host edit is outside the supported Envoy subset")
 		}
-		resp, p := headerEditsOf(field+".responseHeaders", wb.ResponseHeaders, false)
+		resp, p := b.headerEditsOf(field+".responseHeaders", wb.ResponseHeaders, false)
 		if p != nil {
 			return nil, p
 		}

@@ -69,7 +69,7 @@ func (e *headerEdits) addHeader(field, list string, i int, h ir.Header, action c
 //
 // Add on Host is treated as Set: Host is single-valued, and a request with
 // two Host values is malformed.
-func headerEditsOf(field string, m *ir.HeaderModifier, request bool) (headerEdits, *problem) {
+func (b *builder) headerEditsOf(field string, m *ir.HeaderModifier, request bool) (headerEdits, *problem) {
 	var e headerEdits
 	if m == nil {
 		return e, nil
@@ -81,7 +81,7 @@ func headerEditsOf(field string, m *ir.HeaderModifier, request bool) (headerEdit
 		// Routes carry these by the thousand: one edit (the common
 		// case) takes one allocation, more one each for the options,
 		// their values and their list.
-		blk := new(headerBlock)
+		blk := b.headerBlocks.get(b.cold)
 		e.add, e.opts, e.values = blk.list[:0:1], blk.opts[:], blk.values[:]
 	} else if n > 1 {
 		e.add = make([]*corev3.HeaderValueOption, 0, n)

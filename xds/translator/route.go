@@ -260,7 +260,7 @@ type routeParts struct {
 
 // action sets the route's action and header edits.
 func (b *builder) action(r *ir.Route, out *routev3.Route) *problem {
-	resp, p := headerEditsOf("responseHeaders", r.ResponseHeaders, false)
+	resp, p := b.headerEditsOf("responseHeaders", r.ResponseHeaders, false)
 	if p != nil {
 		return p
 	}

@@ -148,6 +148,7 @@ type builder struct {
 	routeMemos    chunked[routeMemo]
 	forwardParts  chunked[forwardParts]
 	weightedParts chunked[weightedParts]
+	headerBlocks  chunked[headerBlock]
 	// unchecked are the routes built in this translation, to be
 	// validated (checkRoutes).
 	unchecked []uncheckedRoute
