@@ -21,10 +21,15 @@ func validHostname(h string, wildcard bool) bool {
 	if h == "" || len(h) > 253 {
 		return false
 	}
-	if _, err := netip.ParseAddr(h); err == nil {
-		return false
+	// Only an IPv4 literal passes the label check below and must still
+	// be refused; parsing every hostname as an address would allocate a
+	// failure's error for each, on every translation.
+	if strings.Trim(h, "0123456789.") == "" {
+		if _, err := netip.ParseAddr(h); err == nil {
+			return false
+		}
 	}
-	for _, label := range strings.Split(h, ".") {
+	for label := range strings.SplitSeq(h, ".") {
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
 			return false
 		}

@@ -166,9 +166,27 @@ func TestValidHostname(t *testing.T) {
 	if !validHostname("*.example.com", true) || validHostname("*.example.com", false) {
 		t.Error("a wildcard must be valid only where wildcards are allowed")
 	}
-	for _, h := range []string{"", "*", "Example.com", "-a.com", "a-.com", "a..b", "10.0.0.1", "::1", "a.*.com", "a_b.com", "foo.example.com.", string(make([]byte, 254))} {
+	for _, h := range []string{"", "*", "Example.com", "-a.com", "a-.com", "a..b", "10.0.0.1", "::1", "a.*.com", "a_b.com", "foo.example.com.", string(make([]byte, 254)),
+		"*.10.0.0.1", "2001:db8::1", "::ffff:10.0.0.1", "fe80::1%eth0"} {
 		if validHostname(h, true) {
 			t.Errorf("validHostname(%q) = true, want false", h)
+		}
+	}
+	// Digits and dots that are no IPv4 address are a DNS name.
+	for _, h := range []string{"1.2.3", "10.0.0.256", "1.2.3.4.5", "01.2.3.4"} {
+		if !validHostname(h, false) {
+			t.Errorf("validHostname(%q) = false, want true", h)
+		}
+	}
+}
+
+// TestValidHostnameAllocatesNothing: every translation checks the
+// hostnames of every route and listener, so a DNS name is checked without
+// allocating.
+func TestValidHostnameAllocatesNothing(t *testing.T) {
+	for _, h := range []string{"app7.example.com", "*.example.com"} {
+		if n := testing.AllocsPerRun(100, func() { validHostname(h, true) }); n != 0 {
+			t.Errorf("validHostname(%q): %v allocations, want 0", h, n)
 		}
 	}
 }
