@@ -38,7 +38,11 @@ import (
 // which GEP-1742 keeps separate.
 func (b *builder) forward(r *ir.Route, out *routev3.Route) *problem {
 	var (
-		valid        []int // indexes into r.Backends
+		// valid indexes into r.Backends. Its first entries live in buf,
+		// on the stack: a slice grown by append from nil is moved to
+		// the heap once passed on, one allocation per action.
+		buf          [4]int
+		valid        = buf[:0]
 		invalid      uint64
 		backendEdits bool
 	)
