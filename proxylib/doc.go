@@ -36,11 +36,15 @@
 // none) and continue_on_listener_filters_timeout; filter_chains
 // (at least one) with name, filter_chain_match{destination_port,
 // server_names (exact names and "*.suffix" wildcards),
-// source_prefix_ranges} chosen as Envoy prunes chains: the chains naming
+// transport_protocol ("tls" or "raw_buffer"), source_prefix_ranges}
+// chosen as Envoy prunes chains: the chains naming
 // the connection's (original) destination port if any, else those naming
 // no port; among them the exact server name first, then the most
 // specific wildcard, then the chains without server_names; among those
-// the chain whose longest source prefix holds the client's address, else
+// the chains naming the transport protocol the TLS inspector detected
+// ("tls" for a ClientHello, "raw_buffer" for anything else, or when the
+// filters timeout lets the connection continue), else those naming none;
+// among those the chain whose longest source prefix holds the client's address, else
 // the chain without source_prefix_ranges (a v4 client on a dual-stack
 // socket is matched as v4). No stage falls back to a less specific group
 // of an earlier one, and nothing left closes the connection.
@@ -578,7 +582,13 @@
 // as if nothing had been read (the chain for no name). NACKed:
 // enable_ja3_fingerprinting, enable_ja4_fingerprinting. Without the
 // inspector server names are unknown: only chains without server_names
-// match.
+// match, and every connection is raw_buffer, so a chain naming
+// transport_protocol "tls" on a listener without the inspector is NACKed
+// (it could never match); other transport_protocol values are NACKed
+// too (the inspector detects only these two). Plain HTTP and HTTPS share
+// one port this way: a raw_buffer chain with the HTTP connection manager
+// beside "tls" chains terminating TLS; TLS for a server name no tls chain
+// takes is closed rather than read as HTTP.
 //
 // TLS passthrough: a chain without transport_socket that tcp_proxy ends
 // gets the connection with the ClientHello unread, so the backend
@@ -832,7 +842,7 @@
 //   - `envoy.config.endpoint.v3.Endpoint`: address
 //   - `envoy.config.endpoint.v3.LbEndpoint`: endpoint, health_status, load_balancing_weight
 //   - `envoy.config.endpoint.v3.LocalityLbEndpoints`: lb_endpoints
-//   - `envoy.config.listener.v3.FilterChainMatch`: destination_port, server_names, source_prefix_ranges
+//   - `envoy.config.listener.v3.FilterChainMatch`: destination_port, server_names, source_prefix_ranges, transport_protocol
 //   - `envoy.config.listener.v3.FilterChain`: name, filter_chain_match, transport_socket, filters
 //   - `envoy.config.listener.v3.Filter`: name, typed_config, config_discovery; typed_config holds envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager | envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy | envoy.extensions.filters.network.rbac.v3.RBAC
 //   - `envoy.config.listener.v3.ListenerFilter`: name, typed_config; typed_config holds envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector | envoy.extensions.filters.listener.original_dst.v3.OriginalDst | envoy.extensions.filters.listener.original_src.v3.OriginalSrc | envoy.extensions.filters.udp.udp_proxy.v3.UdpProxyConfig

@@ -151,7 +151,7 @@ func (s *Store) publish() error {
 				}
 			}
 			handlers[key] = h
-			lc := &listener.Chain{ServerNames: c.ServerNames, DestinationPort: c.DestinationPort, SourcePrefixes: c.SourcePrefixes, Handler: h}
+			lc := &listener.Chain{ServerNames: c.ServerNames, DestinationPort: c.DestinationPort, SourcePrefixes: c.SourcePrefixes, TransportProtocol: c.TransportProtocol, Handler: h}
 			if c.TLS != nil {
 				lc.TLS = &listener.TLS{SecretNames: c.TLS.SecretNames, ALPN: c.TLS.ALPN,
 					Validation: c.TLS.Validation, RequireClientCert: c.TLS.RequireClientCert}

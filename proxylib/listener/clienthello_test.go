@@ -163,11 +163,11 @@ func TestSelectChain(t *testing.T) {
 		{"x.example.com", 8443, nil},
 		{"", 8443, nil},
 	} {
-		if got := selectChain(chains, tc.port, tc.sni, netip.Addr{}); got != tc.want {
+		if got := selectChain(chains, tc.port, tc.sni, TransportTLS, netip.Addr{}); got != tc.want {
 			t.Errorf("selectChain(%q, %d) = %+v, want %+v", tc.sni, tc.port, got, tc.want)
 		}
 	}
-	if got := selectChain([]*Chain{exact}, 443, "b.example.com", netip.Addr{}); got != nil {
+	if got := selectChain([]*Chain{exact}, 443, "b.example.com", TransportTLS, netip.Addr{}); got != nil {
 		t.Errorf("no default chain: got %+v, want nil", got)
 	}
 }
@@ -205,11 +205,46 @@ func TestSelectChainBySource(t *testing.T) {
 		// server name are not tried.
 		{"10.244.1.30", "a.example.com", nil},
 	} {
-		if got := selectChain(chains, 80, tc.sni, netip.MustParseAddr(tc.remote)); got != tc.want {
+		if got := selectChain(chains, 80, tc.sni, TransportRawBuffer, netip.MustParseAddr(tc.remote)); got != tc.want {
 			t.Errorf("selectChain(%s, %q) = %p, want %p", tc.remote, tc.sni, got, tc.want)
 		}
 	}
-	if got := selectChain([]*Chain{shop}, 80, "", netip.MustParseAddr("10.9.9.9")); got != nil {
+	if got := selectChain([]*Chain{shop}, 80, "", TransportRawBuffer, netip.MustParseAddr("10.9.9.9")); got != nil {
 		t.Errorf("no chain for the client: got %+v, want nil", got)
+	}
+}
+
+// TestSelectChainByTransport: after the server name, the chains naming
+// the detected transport protocol win over those naming none, and a group
+// without a chain for the transport is not left for a less specific
+// server name.
+func TestSelectChainByTransport(t *testing.T) {
+	plain := &Chain{TransportProtocol: TransportRawBuffer}
+	anyTLS := &Chain{TransportProtocol: TransportTLS}
+	named := &Chain{ServerNames: []string{"a.example.com"}, TransportProtocol: TransportTLS}
+	either := &Chain{}
+	for _, tc := range []struct {
+		name      string
+		chains    []*Chain
+		sni       string
+		transport string
+		want      *Chain
+	}{
+		{"plain text to the raw_buffer chain", []*Chain{anyTLS, plain, named}, "", TransportRawBuffer, plain},
+		{"TLS without SNI to the tls chain", []*Chain{plain, anyTLS, named}, "", TransportTLS, anyTLS},
+		{"TLS with a named SNI", []*Chain{plain, anyTLS, named}, "a.example.com", TransportTLS, named},
+		{"TLS with another SNI to the catch-all tls chain", []*Chain{plain, anyTLS, named}, "b.example.com", TransportTLS, anyTLS},
+		{"no catch-all tls chain: TLS is not handed to the plain chain", []*Chain{plain, named}, "b.example.com", TransportTLS, nil},
+		{"a named transport wins over none", []*Chain{either, plain}, "", TransportRawBuffer, plain},
+		{"none takes what no chain names", []*Chain{either, plain}, "", TransportTLS, either},
+		// The server name picked the group; its only chain is for TLS, so
+		// plain text gets nothing rather than a chain naming no name.
+		{"no fallback to a less specific name", []*Chain{named, plain}, "a.example.com", TransportRawBuffer, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := selectChain(tc.chains, 8080, tc.sni, tc.transport, netip.Addr{}); got != tc.want {
+				t.Errorf("selectChain(%q, %s) = %p, want %p", tc.sni, tc.transport, got, tc.want)
+			}
+		})
 	}
 }

@@ -88,8 +88,12 @@ type Chain struct {
 	// SourcePrefixes restrict the chain to clients whose address one of
 	// them holds (none: any client).
 	SourcePrefixes []netip.Prefix
-	TLS            *TLS
-	Handler        Handler
+	// TransportProtocol restricts the chain to connections the TLS
+	// inspector found to be TLS ("tls") or not ("raw_buffer"); "" takes
+	// either (filter_chain_match.transport_protocol).
+	TransportProtocol string
+	TLS               *TLS
+	Handler           Handler
 
 	tlsConfig *tls.Config
 }
@@ -425,7 +429,11 @@ func (m *Manager) serve(spec *Spec, c net.Conn) {
 		}
 	}
 	info.ServerName = sni
-	chain := selectChain(spec.Chains, info.Local.Port(), strings.ToLower(sni), info.Remote.Addr())
+	transport := TransportRawBuffer
+	if outcome == inspectTLS {
+		transport = TransportTLS
+	}
+	chain := selectChain(spec.Chains, info.Local.Port(), strings.ToLower(sni), transport, info.Remote.Addr())
 	if chain == nil {
 		c.Close() // no chain matches: Envoy closes the connection
 		return
@@ -543,16 +551,24 @@ func (m *Manager) verifyingConfig(c *Chain, session *TLSInfo) (*tls.Config, erro
 	return cfg, nil
 }
 
+// Transport protocols as the TLS inspector detects them.
+const (
+	TransportTLS       = resource.TransportTLS
+	TransportRawBuffer = resource.TransportRawBuffer
+)
+
 // selectChain picks the chain for a connection from remote to port with
-// server name sni ("" when unknown) as Envoy prunes filter chains: first
-// by destination_port (the chains naming port if any, else those naming
-// none), then by server_names (the chains naming sni exactly, else those
-// naming its most specific "*." wildcard, else those naming none), then
-// by source_prefix_ranges (the chain with the longest prefix holding
-// remote, else the one naming no prefix). A stage never falls back to a
-// less specific group of an earlier one: nil when the group it picked
-// has no chain for remote, or when nothing matches.
-func selectChain(chains []*Chain, port uint16, sni string, remote netip.Addr) *Chain {
+// server name sni ("" when unknown) and detected transport protocol
+// transport, as Envoy prunes filter chains: first by destination_port (the
+// chains naming port if any, else those naming none), then by
+// server_names (the chains naming sni exactly, else those naming its most
+// specific "*." wildcard, else those naming none), then by
+// transport_protocol (the chains naming transport, else those naming
+// none), then by source_prefix_ranges (the chain with the longest prefix
+// holding remote, else the one naming no prefix). A stage never falls
+// back to a less specific group of an earlier one: nil when the group it
+// picked has no chain for remote, or when nothing matches.
+func selectChain(chains []*Chain, port uint16, sni, transport string, remote netip.Addr) *Chain {
 	want := uint32(0)
 	for _, c := range chains {
 		if c.DestinationPort != 0 && c.DestinationPort == uint32(port) {
@@ -562,7 +578,7 @@ func selectChain(chains []*Chain, port uint16, sni string, remote netip.Addr) *C
 	}
 	remote = remote.Unmap()
 	if sni != "" {
-		if c, found := bySource(chains, want, sni, remote); found {
+		if c, found := byTransport(chains, want, sni, transport, remote); found {
 			return c
 		}
 		for rest := sni; ; {
@@ -571,22 +587,22 @@ func selectChain(chains []*Chain, port uint16, sni string, remote netip.Addr) *C
 				break
 			}
 			rest = rest[i+1:]
-			if c, found := bySource(chains, want, "*."+rest, remote); found {
+			if c, found := byTransport(chains, want, "*."+rest, transport, remote); found {
 				return c
 			}
 		}
 	}
-	c, _ := bySource(chains, want, "", remote)
+	c, _ := byTransport(chains, want, "", transport, remote)
 	return c
 }
 
-// bySource picks, among the chains for port want that name server name
-// sn (that name none, for ""), the one whose longest source prefix holds
-// remote, else the one without source prefixes. found reports whether
+// byTransport picks among the chains for port want that name server name
+// sn (that name none, for ""): those naming transport if any, else those
+// naming no transport protocol, then by source. found reports whether
 // any chain names sn, so the caller stops there even without a pick.
-func bySource(chains []*Chain, want uint32, sn string, remote netip.Addr) (pick *Chain, found bool) {
-	var anySource *Chain
-	best := -1
+func byTransport(chains []*Chain, want uint32, sn, transport string, remote netip.Addr) (pick *Chain, found bool) {
+	var group []*Chain
+	named := false
 	for _, c := range chains {
 		if c.DestinationPort != want {
 			continue
@@ -599,6 +615,28 @@ func bySource(chains []*Chain, want uint32, sn string, remote netip.Addr) (pick 
 			continue
 		}
 		found = true
+		if c.TransportProtocol == transport {
+			named = true
+		}
+		group = append(group, c)
+	}
+	if !found {
+		return nil, false
+	}
+	proto := ""
+	if named {
+		proto = transport
+	}
+	group = slices.DeleteFunc(group, func(c *Chain) bool { return c.TransportProtocol != proto })
+	return bySource(group, remote), true
+}
+
+// bySource picks, among chains, the one whose longest source prefix holds
+// remote, else the one without source prefixes.
+func bySource(chains []*Chain, remote netip.Addr) *Chain {
+	var anySource, pick *Chain
+	best := -1
+	for _, c := range chains {
 		if len(c.SourcePrefixes) == 0 {
 			if anySource == nil {
 				anySource = c
@@ -614,5 +652,5 @@ func bySource(chains []*Chain, want uint32, sn string, remote netip.Addr) (pick 
 	if pick == nil {
 		pick = anySource
 	}
-	return pick, found
+	return pick
 }

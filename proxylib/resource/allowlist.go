@@ -82,7 +82,7 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 	"envoy.config.listener.v3.ListenerFilter":    {"name", "typed_config"},
 	tlsInspect:                                   {"initial_read_buffer_size", "close_connection_on_client_hello_parsing_errors", "max_client_hello_size"},
 	"envoy.config.listener.v3.FilterChain":       {"name", "filter_chain_match", "transport_socket", "filters"},
-	"envoy.config.listener.v3.FilterChainMatch":  {"destination_port", "server_names", "source_prefix_ranges"},
+	"envoy.config.listener.v3.FilterChainMatch":  {"destination_port", "server_names", "source_prefix_ranges", "transport_protocol"},
 	"envoy.config.core.v3.TransportSocket":       {"name", "typed_config"},
 	dtlsName:                                     {"common_tls_context", "require_client_certificate"},
 	utlsName:                                     {"common_tls_context", "sni", "auto_sni_san_validation"},

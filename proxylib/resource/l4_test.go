@@ -159,8 +159,8 @@ func TestDecodeTLSInspectorAndTCPProxy(t *testing.T) {
 			l.ListenerFilters[0].ConfigType = &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(t, &tlsinspectorv3.TlsInspector{
 				EnableJa3Fingerprinting: wrapperspb.Bool(true)})}
 		}, "typed_config(TlsInspector).enable_ja3_fingerprinting: field not supported"},
-		{"transport_protocol", func(l *listenerv3.Listener) { l.FilterChains[0].FilterChainMatch.TransportProtocol = "tls" },
-			"filter_chain_match.transport_protocol: field not supported"},
+		{"application_protocols", func(l *listenerv3.Listener) { l.FilterChains[0].FilterChainMatch.ApplicationProtocols = []string{"h2"} },
+			"filter_chain_match.application_protocols: field not supported"},
 		{"default_filter_chain", func(l *listenerv3.Listener) { l.DefaultFilterChain = chain(0) }, "default_filter_chain: field not supported"},
 		{"udp_listener_config on TCP", func(l *listenerv3.Listener) { l.UdpListenerConfig = &listenerv3.UdpListenerConfig{} },
 			"udp_listener_config: only for listeners whose socket_address.protocol is UDP"},

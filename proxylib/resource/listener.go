@@ -107,7 +107,13 @@ func decodeListener(l *listenerv3.Listener) (*Listener, error) {
 			return nil, err
 		}
 		chain.setBufferLimit(out.BufferLimit)
-		for _, key := range matchKeys(chain.DestinationPort, chain.ServerNames, chain.SourcePrefixes) {
+		if chain.TransportProtocol == TransportTLS && !out.TLSInspector {
+			// Without the inspector every connection is raw_buffer, so
+			// the chain could never match; Envoy no longer adds the
+			// inspector on its own.
+			return nil, fieldErr(append(p, "filter_chain_match", "transport_protocol"), "\"tls\" needs the tls_inspector listener filter, which this listener does not have")
+		}
+		for _, key := range matchKeys(chain.DestinationPort, chain.ServerNames, chain.TransportProtocol, chain.SourcePrefixes) {
 			if j, dup := seen[key]; dup {
 				return nil, fieldErr(append(p, "filter_chain_match"), "matches the same connections as filter_chains[%d]", j)
 			}
@@ -149,8 +155,8 @@ func (c *FilterChain) setBufferLimit(limit uint32) {
 // matchKeys lists the match criteria a chain claims, one key per (server
 // name, source prefix): two chains claiming one key would match the same
 // connections, which Envoy refuses.
-func matchKeys(port uint32, serverNames []string, sources []netip.Prefix) []string {
-	prefix := strconv.FormatUint(uint64(port), 10) + "\x00"
+func matchKeys(port uint32, serverNames []string, transport string, sources []netip.Prefix) []string {
+	prefix := strconv.FormatUint(uint64(port), 10) + "\x00" + transport + "\x00"
 	names := serverNames
 	if len(names) == 0 {
 		names = []string{"\x00any"}
@@ -187,6 +193,12 @@ func decodeChain(fc *listenerv3.FilterChain, p path) (*FilterChain, error) {
 			return nil, err
 		}
 		chain.SourcePrefixes = append(chain.SourcePrefixes, pfx)
+	}
+	switch tp := fc.GetFilterChainMatch().GetTransportProtocol(); tp {
+	case "", TransportTLS, TransportRawBuffer:
+		chain.TransportProtocol = tp
+	default:
+		return nil, fieldErr(append(p, "filter_chain_match", "transport_protocol"), "%q is not supported: the TLS inspector detects only \"tls\" and \"raw_buffer\"", tp)
 	}
 	for j, sn := range fc.GetFilterChainMatch().GetServerNames() {
 		n := strings.ToLower(sn)

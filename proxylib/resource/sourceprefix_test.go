@@ -8,6 +8,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -65,6 +66,53 @@ func TestDecodeSourcePrefixRanges(t *testing.T) {
 			l := base()
 			tc.mod(l)
 			_, err := DecodeListener(mustAny(t, l))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestDecodeTransportProtocol: filter_chain_match.transport_protocol takes
+// the two values the TLS inspector detects; "tls" without the inspector
+// could never match, and a chain differing from another only in its
+// transport protocol is not a duplicate.
+func TestDecodeTransportProtocol(t *testing.T) {
+	base := func(first, second string, inspector bool) *listenerv3.Listener {
+		l := testListener(t, testHCM(t, nil))
+		other := proto.Clone(l.FilterChains[0]).(*listenerv3.FilterChain)
+		other.Name = "second"
+		l.FilterChains[0].FilterChainMatch = &listenerv3.FilterChainMatch{TransportProtocol: first}
+		other.FilterChainMatch = &listenerv3.FilterChainMatch{TransportProtocol: second}
+		l.FilterChains = append(l.FilterChains, other)
+		if inspector {
+			l.ListenerFilters = []*listenerv3.ListenerFilter{{Name: "envoy.filters.listener.tls_inspector",
+				ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(t, &tlsinspectorv3.TlsInspector{})}}}
+		}
+		return l
+	}
+	l, err := DecodeListener(mustAny(t, base("raw_buffer", "tls", true)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Chains[0].TransportProtocol != TransportRawBuffer || l.Chains[1].TransportProtocol != TransportTLS || l.Chains[0].Key == l.Chains[1].Key {
+		t.Fatalf("chains %+v / %+v", l.Chains[0], l.Chains[1])
+	}
+	if _, err := DecodeListener(mustAny(t, base("", "tls", true))); err != nil {
+		t.Fatalf("a chain naming no transport beside a tls one: %v", err)
+	}
+	for _, tc := range []struct {
+		name          string
+		first, second string
+		inspector     bool
+		want          string
+	}{
+		{"unknown protocol", "raw_buffer", "quic", true, `filter_chains[1].filter_chain_match.transport_protocol: "quic" is not supported`},
+		{"tls without the inspector", "raw_buffer", "tls", false, `filter_chains[1].filter_chain_match.transport_protocol: "tls" needs the tls_inspector listener filter`},
+		{"same transport twice", "tls", "tls", true, "filter_chains[1].filter_chain_match: matches the same connections as filter_chains[0]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := DecodeListener(mustAny(t, base(tc.first, tc.second, tc.inspector)))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}

@@ -94,7 +94,11 @@ type FilterChain struct {
 	// SourcePrefixes, when set, restrict the chain to clients whose
 	// address one of them holds (filter_chain_match.source_prefix_ranges).
 	SourcePrefixes []netip.Prefix
-	TLS            *DownstreamTLS
+	// TransportProtocol, when set, restricts the chain to connections the
+	// TLS inspector detected as "tls" or as "raw_buffer"
+	// (filter_chain_match.transport_protocol).
+	TransportProtocol string
+	TLS               *DownstreamTLS
 	// Exactly one of HCM and TCP is set.
 	HCM *HCM
 	TCP *TCPProxy

@@ -8,6 +8,15 @@ type TCPWeightedCluster struct {
 	Weight uint32
 }
 
+// Transport protocols a connection is detected as, the values
+// filter_chain_match.transport_protocol compares with: the tls_inspector
+// sets "tls" for a ClientHello, and any other connection keeps Envoy's
+// default "raw_buffer".
+const (
+	TransportTLS       = "tls"
+	TransportRawBuffer = "raw_buffer"
+)
+
 // TLSInspector is the decoded tls_inspector listener filter.
 type TLSInspector struct {
 	// MaxClientHello bounds the bytes peeked for a ClientHello
