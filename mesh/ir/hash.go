@@ -276,6 +276,12 @@ func (e *encoder) listener(l *Listener) {
 		e.buf = append(e.buf, 4)
 		e.uint(uint64(l.OriginalSourceMark))
 	}
+	if l.PlainAndTLS {
+		// Only when set, so other listeners keep their encoding; the
+		// listener is hashed alone and this byte comes last, so it is
+		// unambiguous.
+		e.buf = append(e.buf, 5)
+	}
 }
 
 func (e *encoder) cluster(c *Cluster) {

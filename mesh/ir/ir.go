@@ -38,6 +38,13 @@ type Listener struct {
 	// names (at most one chain of a listener, HTTP or TCP, has none; a TCP
 	// listener is one such chain).
 	TCPChains []*TCPChain `json:"tcpChains,omitempty"`
+	// PlainAndTLS lets one plaintext HTTP chain (no server names, no
+	// source prefixes) share the listener with TLS chains (HTTP or TCP):
+	// a connection whose first bytes are a TLS ClientHello is served by
+	// the TLS chains, any other by the plaintext one (Envoy's
+	// tls_inspector with filter_chain_match.transport_protocol). Ingress
+	// host-network listeners serve HTTP and HTTPS on one port this way.
+	PlainAndTLS bool `json:"plainAndTLS,omitempty"`
 	// UDP, when set, makes this a UDP listener relaying datagrams; it then
 	// has no chains, and may share its address and port with a TCP
 	// listener.

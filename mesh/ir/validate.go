@@ -508,7 +508,15 @@ func (v *validator) listener(i int, l *Listener, seen, tables map[string]bool, b
 		}
 		v.tcpBackends(obj, f, ch.Backends, clusters)
 	}
-	if plain+sourced > 0 && (plain > 1 || len(l.Chains)+len(l.TCPChains) != plain+sourced) {
+	switch {
+	case l.PlainAndTLS:
+		if plain != 1 || sourced != 0 || len(l.Chains)+len(l.TCPChains) < 2 {
+			v.fail(obj, root.f("plainAndTLS"), "needs exactly one plaintext chain, without source prefixes, beside TLS chains")
+		}
+		// The plaintext chain takes plaintext connections, whatever the
+		// TLS chains catch.
+		catchAll--
+	case plain+sourced > 0 && (plain > 1 || len(l.Chains)+len(l.TCPChains) != plain+sourced):
 		v.fail(obj, root.f("chains"), "a plaintext chain must be the listener's only chain, but for plaintext chains told apart by source prefixes")
 	}
 	if catchAll > 1 {

@@ -95,6 +95,16 @@ func TestValidate(t *testing.T) {
 	if err := valid().Validate(); err != nil {
 		t.Fatalf("valid config rejected: %v", err)
 	}
+	// The HTTPS chains and the passthrough chain beside the plaintext
+	// chain on one port.
+	mixed := valid()
+	mixed.Listeners[0].PlainAndTLS = true
+	mixed.Listeners[0].Chains = append(mixed.Listeners[0].Chains, mixed.Listeners[1].Chains...)
+	mixed.Listeners[0].TCPChains = mixed.Listeners[1].TCPChains
+	mixed.Listeners = append(mixed.Listeners[:1], mixed.Listeners[2:]...)
+	if err := mixed.Validate(); err != nil {
+		t.Fatalf("plainAndTLS listener rejected: %v", err)
+	}
 	route := func(c *Config) *Route { return c.Listeners[0].Chains[0].Routes.VirtualHosts[0].Routes[0] }
 	cases := []struct {
 		name   string
@@ -189,6 +199,19 @@ func TestValidate(t *testing.T) {
 		}, `tcpChains[0].tls.certificates[0]: unknown secret "nope"`},
 		{"terminating tcp chain without certificates", func(c *Config) { c.Listeners[1].TCPChains[0].TLS = &TLS{} }, "tcpChains[0].tls.certificates: empty"},
 		{"plaintext plus tls", func(c *Config) { c.Listeners[1].Chains = append(c.Listeners[1].Chains, c.Listeners[0].Chains[0]) }, "plaintext chain must be the listener's only chain"},
+		{"plainAndTLS without tls chains", func(c *Config) { c.Listeners[0].PlainAndTLS = true }, "plainAndTLS: needs exactly one plaintext chain"},
+		{"plainAndTLS without a plaintext chain", func(c *Config) { c.Listeners[1].PlainAndTLS = true }, "plainAndTLS: needs exactly one plaintext chain"},
+		{"plainAndTLS with a source-prefixed chain", func(c *Config) {
+			c.Listeners[0].PlainAndTLS = true
+			c.Listeners[0].Chains = append(c.Listeners[0].Chains, sourced(c.Listeners[0].Chains[0], "consumer", "10.0.0.0/8"))
+			c.Listeners[0].TCPChains = []*TCPChain{{Name: "p", ServerNames: []string{"a.example"}, Backends: c.Listeners[2].TCPChains[0].Backends}}
+		}, "plainAndTLS: needs exactly one plaintext chain"},
+		{"plainAndTLS with two tls catch-alls", func(c *Config) {
+			c.Listeners[1].PlainAndTLS = true
+			c.Listeners[1].Chains[0].ServerNames = nil
+			c.Listeners[1].TCPChains[0].ServerNames = nil
+			c.Listeners[1].Chains = append(c.Listeners[1].Chains, c.Listeners[0].Chains[0])
+		}, "2 chains without server names; at most one may catch all"},
 		{"two plaintext chains without source prefixes", func(c *Config) {
 			c.Listeners[0].Chains = append(c.Listeners[0].Chains, sourced(c.Listeners[0].Chains[0], "consumer"))
 		}, "plaintext chain must be the listener's only chain"},

@@ -26,11 +26,12 @@ import (
 // CORS filter, of TCP chains (TLS passthrough, TCP listeners), of UDP
 // listeners, of upstream TLS (BackendTLSPolicy, backend client
 // certificates), of client certificate validation on TLS chains and of
-// the ingress endpoint's policy (HTTP and network RBAC filters).
+// the ingress endpoint's policy (HTTP and network RBAC filters), also on
+// an Ingress host-network listener (chains told apart by transport_protocol).
 func TestAcceptsTranslatorPolicyOutput(t *testing.T) {
 	files, _ := filepath.Glob("../../xds/translator/testdata/policy/*.out.yaml")
 	for _, g := range []string{"cors", "tcp", "udp", "upstream-tls", "tls-client-validation",
-		"ingress-policy-allow-cidr", "ingress-policy-default-deny", "ingress-policy-external-lockdown", "ingress-policy-gamma"} {
+		"ingress-policy-allow-cidr", "ingress-policy-default-deny", "ingress-policy-external-lockdown", "ingress-policy-gamma", "ingress-hostnet"} {
 		if f := "../../xds/translator/testdata/" + g + ".out.yaml"; fileExists(f) {
 			files = append(files, f)
 		}

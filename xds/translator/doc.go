@@ -287,6 +287,12 @@
 //     TLS passes through); unresolved backends point at the
 //     invalid-backend cluster and their connections close. TCP clusters
 //     carry no HttpProtocolOptions.
+//   - PlainAndTLS listeners (Ingress host-network mode: HTTP and HTTPS
+//     on one port): the plaintext chain's filter_chain_match names
+//     transport_protocol raw_buffer and every other chain tls, and the
+//     listener always runs the TLS inspector, so a ClientHello never
+//     reaches the plaintext connection manager; TLS for a server name no
+//     chain takes finds no chain and is closed.
 //   - UDP listeners (udp.go): a UDP socket address, no filter chains, the
 //     UDP proxy (idle_timeout 60 s, Envoy's default) routing through a
 //     matcher's on_no_match Route{cluster}; endpoint weights become

@@ -124,6 +124,9 @@ func (b *builder) buildListener(l *ir.Listener, m *listenerMemo) (*listenerv3.Li
 			m.refs = append(m.refs, refs...)
 			tls = true
 		}
+		if l.PlainAndTLS {
+			transportProtocol(fc, ch.TLS != nil)
+		}
 		hcm, err := b.httpConnectionManager(l, ch)
 		if err != nil {
 			return nil, err
@@ -157,7 +160,16 @@ func (b *builder) buildListener(l *ir.Listener, m *listenerMemo) (*listenerv3.Li
 		if len(names) > 0 {
 			tls = true // the TLS inspector reads the SNI
 		}
+		if l.PlainAndTLS {
+			transportProtocol(fc, true)
+		}
 		out.FilterChains = append(out.FilterChains, fc)
+	}
+	if l.PlainAndTLS {
+		// The inspector tells TLS from plain text even when every TLS
+		// chain was dropped: TLS then finds no chain and is closed
+		// rather than read as HTTP.
+		tls = true
 	}
 	if len(out.FilterChains) == 0 {
 		b.warn(obj, "chains", "no chain can be served; listener dropped")
@@ -187,6 +199,19 @@ func (b *builder) buildListener(l *ir.Listener, m *listenerMemo) (*listenerv3.Li
 	}
 	b.out.Listeners = append(b.out.Listeners, out)
 	return out, nil
+}
+
+// transportProtocol makes fc match only TLS connections (isTLS) or only
+// the others, as the TLS inspector detects them: on a PlainAndTLS
+// listener the plaintext chain and the TLS chains share a port.
+func transportProtocol(fc *listenerv3.FilterChain, isTLS bool) {
+	if fc.FilterChainMatch == nil {
+		fc.FilterChainMatch = &listenerv3.FilterChainMatch{}
+	}
+	fc.FilterChainMatch.TransportProtocol = transportRawBuffer
+	if isTLS {
+		fc.FilterChainMatch.TransportProtocol = transportTLS
+	}
 }
 
 // serverNames returns a chain's SNI names, lower-cased (SNI compares

@@ -26,6 +26,11 @@ const (
 	transportSocketTLS          = "envoy.transport_sockets.tls"
 	httpProtocolOptionsKey      = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
+	// Transport protocols the TLS inspector detects, as
+	// filter_chain_match.transport_protocol names them.
+	transportTLS       = "tls"
+	transportRawBuffer = "raw_buffer"
+
 	// L7 policy (policy*.go): upstream extensions, plus the project's own
 	// Kafka filter, which only the builtin proxy implements.
 	filterOriginalDst = "envoy.filters.listener.original_dst"
