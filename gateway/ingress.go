@@ -81,9 +81,23 @@ type IngressOptions struct {
 	Addresses     map[input.Key]netip.Addr
 	SharedAddress netip.Addr
 	// HTTPPort and HTTPSPort are the listener ports; zero means 80 and
-	// 443.
+	// 443. Not used in host-network mode.
 	HTTPPort, HTTPSPort int32
+	// HostNetwork serves Ingresses on the node proxies' own node
+	// addresses (Addresses and SharedAddress then hold a node address):
+	// plain HTTP and HTTPS share one port per load balancer,
+	// SharedListenerPort for the shared set, the
+	// ingress.cilium.io/host-listener-port annotation (default
+	// DefaultHostListenerPort) for a dedicated Ingress.
+	HostNetwork bool
+	// SharedListenerPort is the shared set's port in host-network mode;
+	// zero means DefaultHostListenerPort.
+	SharedListenerPort int32
 }
+
+// DefaultHostListenerPort is Cilium's default port of host-network
+// Ingress listeners, shared and dedicated.
+const DefaultHostListenerPort = 8080
 
 func (o *IngressOptions) className() string {
 	if o.ClassName == "" {
@@ -104,6 +118,31 @@ func (o *IngressOptions) ports() (http, https int32) {
 		https = 443
 	}
 	return http, https
+}
+
+// sharedListenerPort is the shared set's host-network port in effect.
+func (o *IngressOptions) sharedListenerPort() int32 {
+	return cmp.Or(o.SharedListenerPort, DefaultHostListenerPort)
+}
+
+// parsePort reads a port annotation: decimal digits only, no sign, no
+// leading zero, 1 to 65535 (strconv.Atoi would also take "+80" and
+// "0080", spellings nobody means as a port).
+func parsePort(v string) (int32, bool) {
+	if len(v) == 0 || len(v) > 5 || v[0] == '0' {
+		return 0, false
+	}
+	n := 0
+	for _, c := range []byte(v) {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n > 65535 {
+		return 0, false
+	}
+	return int32(n), true
 }
 
 // IngressStatus is what translation decided for one Ingress of ours.
@@ -175,6 +214,9 @@ type ingressState struct {
 	// skip says the Ingress produces no configuration at all.
 	skip bool
 	addr netip.Addr
+	// hostPort is a dedicated Ingress's host-network listener port
+	// (host-listener-port, else DefaultHostListenerPort).
+	hostPort int32
 }
 
 type ingressPath struct {
@@ -410,15 +452,42 @@ func (t *translator) checkServiceAnnotations(is *ingressState) {
 	if v, ok := ann[annExternalTraffic]; ok && v != "Cluster" && v != "Local" {
 		is.fail("metadata.annotations[%s]: %q is not Cluster or Local", annExternalTraffic, v)
 	}
-	for _, a := range []string{annInsecureNodePort, annSecureNodePort, annHostListenerPort} {
+	for _, a := range []string{annInsecureNodePort, annSecureNodePort} {
 		if v, ok := ann[a]; ok {
-			if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 65535 {
-				is.fail("metadata.annotations[%s]: %q is not a port number", a, v)
+			if _, valid := parsePort(v); !valid {
+				is.fail("metadata.annotations[%s]: %q is not a port number (1 to 65535)", a, v)
 			}
 		}
 	}
+	t.hostListenerPort(is)
 	if v, ok := ann[annLBClass]; ok && v == "" {
 		is.fail("metadata.annotations[%s]: empty", annLBClass)
+	}
+}
+
+// hostListenerPort reads ingress.cilium.io/host-listener-port. In
+// host-network mode it is where a dedicated Ingress listens, so an
+// unreadable value leaves the Ingress unserved (serving it on the default
+// port could take another Ingress's port); on a shared Ingress it is
+// ignored, and told, as the shared set listens on the shared port.
+// Outside host-network mode it is only validated.
+func (t *translator) hostListenerPort(is *ingressState) {
+	is.hostPort = DefaultHostListenerPort
+	v, set := is.obj.Annotations[annHostListenerPort]
+	if !set {
+		return
+	}
+	p, valid := parsePort(v)
+	switch {
+	case !valid && t.opts.Ingress.HostNetwork && is.mode == LoadBalancerDedicated:
+		is.fail("metadata.annotations[%s]: %q is not a port number (1 to 65535); the Ingress is not served", annHostListenerPort, v)
+		is.skip = true
+	case !valid:
+		is.fail("metadata.annotations[%s]: %q is not a port number (1 to 65535)", annHostListenerPort, v)
+	case t.opts.Ingress.HostNetwork && is.mode == LoadBalancerShared:
+		is.fail("metadata.annotations[%s]: ignored on a shared Ingress, which listens on the shared port %d", annHostListenerPort, t.opts.Ingress.sharedListenerPort())
+	default:
+		is.hostPort = p
 	}
 }
 

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -28,6 +29,19 @@ func testIngressOptions(t testing.TB, snap *input.Snapshot, strict bool) Ingress
 		opts.Mode = LoadBalancerMode(a["test.nodemesh.io/ingress-mode"])
 		opts.Default = a["test.nodemesh.io/ingress-default-class"] == "true"
 		opts.EnforceHTTPS = a["test.nodemesh.io/ingress-enforce-https"] == "true"
+		if v := a["test.nodemesh.io/ingress-host-network"]; v != "" {
+			// Every load balancer on the one node address, as the
+			// controller and each node's agent assign them.
+			node := netip.MustParseAddr(v)
+			opts.HostNetwork, opts.SharedAddress = true, node
+			if p, err := strconv.Atoi(a["test.nodemesh.io/ingress-shared-port"]); err == nil {
+				opts.SharedListenerPort = int32(p)
+			}
+			for _, ing := range snap.Ingresses {
+				opts.Addresses[keyOf(ing)] = node
+			}
+			return opts
+		}
 		if v := a["test.nodemesh.io/ingress-default-certificate"]; v != "" {
 			ns, name, _ := strings.Cut(v, "/")
 			opts.DefaultCertificate = &input.Key{Namespace: ns, Name: name}

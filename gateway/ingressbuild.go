@@ -22,6 +22,18 @@ type ingressLB struct {
 	name      string // IR name of the listener set, without the port
 	addr      netip.Addr
 	ingresses []*ingressState
+	// httpPort and httpsPort are its listener ports; in host-network
+	// mode they are one port, plain and TLS connections told apart by the
+	// transport protocol.
+	httpPort, httpsPort int32
+}
+
+// holder names the load balancer in messages about the ports it holds.
+func (lb *ingressLB) holder() string {
+	if len(lb.ingresses) == 1 && lb.ingresses[0].mode == LoadBalancerDedicated {
+		return "Ingress " + lb.ingresses[0].key.String()
+	}
+	return "the shared Ingress listener (oldest Ingress " + lb.ingresses[0].key.String() + ")"
 }
 
 // processIngresses compiles every Ingress of our class.
@@ -49,7 +61,10 @@ func (t *translator) buildIngresses(cfg *ir.Config) []IngressStatus {
 	}
 	opts := &t.opts.Ingress
 	httpPort, httpsPort := opts.ports()
-	shared := &ingressLB{name: ir.IngressNamePrefix + "shared", addr: opts.SharedAddress}
+	shared := &ingressLB{name: ir.IngressNamePrefix + "shared", addr: opts.SharedAddress, httpPort: httpPort, httpsPort: httpsPort}
+	if opts.HostNetwork {
+		shared.httpPort, shared.httpsPort = opts.sharedListenerPort(), opts.sharedListenerPort()
+	}
 	var lbs []*ingressLB
 	order := slices.Clone(t.ingresses)
 	slices.SortFunc(order, func(a, b *ingressState) int {
@@ -63,18 +78,28 @@ func (t *translator) buildIngresses(cfg *ir.Config) []IngressStatus {
 			continue
 		}
 		if is.mode == LoadBalancerShared {
+			if len(shared.ingresses) == 0 {
+				// The shared set is as old as its oldest Ingress, and
+				// takes its place in the order of load balancers.
+				lbs = append(lbs, shared)
+			}
 			shared.ingresses = append(shared.ingresses, is)
 			continue
 		}
-		lbs = append(lbs, &ingressLB{name: ir.IngressNamePrefix + is.key.Namespace + "/" + is.key.Name, addr: opts.Addresses[is.key], ingresses: []*ingressState{is}})
+		lb := &ingressLB{name: ir.IngressNamePrefix + is.key.Namespace + "/" + is.key.Name, addr: opts.Addresses[is.key], ingresses: []*ingressState{is},
+			httpPort: httpPort, httpsPort: httpsPort}
+		if opts.HostNetwork {
+			lb.httpPort, lb.httpsPort = is.hostPort, is.hostPort
+		}
+		lbs = append(lbs, lb)
 	}
-	if len(shared.ingresses) > 0 {
-		lbs = append(lbs, shared)
-	}
-	binds := map[netip.AddrPort]bool{}
+	// binds names what holds each address and port: the older load
+	// balancer keeps a contested one (they are taken oldest first), and
+	// the listeners built before Ingresses (Gateways) keep theirs.
+	binds := map[netip.AddrPort]string{}
 	for _, l := range cfg.Listeners {
 		if a, err := netip.ParseAddr(l.Address); err == nil {
-			binds[netip.AddrPortFrom(a, uint16(l.Port))] = true
+			binds[netip.AddrPortFrom(a, uint16(l.Port))] = "listener " + l.Name
 		}
 	}
 	clusters := map[string]*ir.Cluster{}
@@ -94,17 +119,21 @@ func (t *translator) buildIngresses(cfg *ir.Config) []IngressStatus {
 		}
 		var ports []int32
 		if lb.hasHTTP() {
-			ports = append(ports, httpPort)
+			ports = append(ports, lb.httpPort)
 		}
-		if lb.hasTLS() {
-			ports = append(ports, httpsPort)
+		if lb.hasTLS() && !(lb.hasHTTP() && lb.httpsPort == lb.httpPort) {
+			ports = append(ports, lb.httpsPort)
 		}
 		clash := false
 		for _, p := range ports {
-			if binds[netip.AddrPortFrom(lb.addr, uint16(p))] {
+			if holder, taken := binds[netip.AddrPortFrom(lb.addr, uint16(p))]; taken {
 				clash = true
 				for _, is := range lb.ingresses {
-					is.fail("address %s port %d is already used by another listener; it is not served", lb.addr, p)
+					if opts.HostNetwork {
+						is.fail("host-network port %d is already used by %s on the node address; it is not served", p, holder)
+					} else {
+						is.fail("address %s port %d is already used by %s; it is not served", lb.addr, p, holder)
+					}
 				}
 			}
 		}
@@ -112,9 +141,9 @@ func (t *translator) buildIngresses(cfg *ir.Config) []IngressStatus {
 			continue
 		}
 		for _, p := range ports {
-			binds[netip.AddrPortFrom(lb.addr, uint16(p))] = true
+			binds[netip.AddrPortFrom(lb.addr, uint16(p))] = lb.holder()
 		}
-		cfg.Listeners = append(cfg.Listeners, t.buildIngressLB(lb, httpPort, httpsPort)...)
+		cfg.Listeners = append(cfg.Listeners, t.buildIngressLB(lb)...)
 		for _, is := range lb.ingresses {
 			is.addr = lb.addr
 			for _, p := range is.paths {
@@ -193,7 +222,8 @@ type pathKey struct {
 
 // buildIngressLB settles conflicts among the load balancer's Ingresses and
 // builds its listeners.
-func (t *translator) buildIngressLB(lb *ingressLB, httpPort, httpsPort int32) []*ir.Listener {
+func (t *translator) buildIngressLB(lb *ingressLB) []*ir.Listener {
+	httpPort, httpsPort := lb.httpPort, lb.httpsPort
 	claimed := map[pathKey]*ingressState{}
 	tlsHosts := map[string]string{} // host → secret
 	tlsOwner := map[string]*ingressState{}
@@ -286,6 +316,14 @@ func (t *translator) buildIngressLB(lb *ingressLB, httpPort, httpsPort int32) []
 		bySecret[tlsHosts[h]] = append(bySecret[tlsHosts[h]], h)
 	}
 	l := &ir.Listener{Name: httpsName, Address: lb.addr.String(), Port: uint32(httpsPort)}
+	if len(out) == 1 && httpsPort == httpPort {
+		// One port for both (host-network mode): the TLS chains join the
+		// plaintext listener, told apart from its chain by the transport
+		// protocol.
+		l = out[0]
+		l.PlainAndTLS = true
+		out = nil
+	}
 	for _, s := range sortedKeys(bySecret) {
 		chainName := "https/" + strings.TrimPrefix(s, ir.SecretNamePrefix)
 		table := &ir.RouteTable{Name: httpsName + "/" + chainName}

@@ -29,6 +29,16 @@ func (o *IngressOptions) RegisterFlags(fs *flag.FlagSet) {
 		return fmt.Errorf("%q is not dedicated or shared", v)
 	})
 	fs.BoolVar(&o.EnforceHTTPS, "ingress-enforce-https", false, "force-https for Ingresses without the ingress.cilium.io/force-https annotation")
+	fs.BoolVar(&o.HostNetwork, "ingress-host-network", false, "serve Ingresses in host-network mode: no Service; the node proxies of the selected nodes listen on their node address "+
+		"(shared Ingresses on --ingress-host-network-shared-port, dedicated ones on their ingress.cilium.io/host-listener-port, default 8080)")
+	fs.Func("ingress-host-network-shared-port", "with --ingress-host-network: port of the shared Ingresses' listener, plain HTTP and HTTPS (default 8080)", func(v string) error {
+		p, ok := parsePort(v)
+		if !ok {
+			return fmt.Errorf("%q is not a port number (1 to 65535)", v)
+		}
+		o.SharedListenerPort = p
+		return nil
+	})
 	fs.Func("ingress-default-certificate", "namespace/name of the TLS Secret serving spec.tls entries without a secretName", func(v string) error {
 		ns, name, ok := strings.Cut(v, "/")
 		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {

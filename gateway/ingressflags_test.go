@@ -28,6 +28,10 @@ func TestIngressFlags(t *testing.T) {
 			"--ingress-enforce-https", "--ingress-default-certificate=kube-system/wildcard"},
 			want: IngressOptions{ClassName: IngressClassName, Default: true, Mode: LoadBalancerShared, EnforceHTTPS: true,
 				DefaultCertificate: &input.Key{Namespace: "kube-system", Name: "wildcard"}}},
+		{name: "host network", args: []string{"--ingress-host-network", "--ingress-host-network-shared-port=18080"},
+			want: IngressOptions{ClassName: IngressClassName, HostNetwork: true, SharedListenerPort: 18080}},
+		{name: "bad shared port", args: []string{"--ingress-host-network-shared-port=65536"}, bad: true},
+		{name: "signed shared port", args: []string{"--ingress-host-network-shared-port=+80"}, bad: true},
 		{name: "disabled", args: []string{"--enable-ingress-controller=false"}, want: IngressOptions{ClassName: IngressClassName, Disabled: true}},
 		{name: "bad bool", args: []string{"--enable-ingress-controller=maybe"}, bad: true},
 		{name: "bad mode", args: []string{"--ingress-loadbalancer-mode=per-node"}, bad: true},
@@ -68,5 +72,20 @@ func TestIngressDisabled(t *testing.T) {
 	}
 	if got := ownIngresses(&IngressOptions{Default: true, Disabled: true}, in); len(got) != 0 {
 		t.Fatalf("disabled: %d Ingresses ours, want none", len(got))
+	}
+}
+
+// TestParsePort: port annotations and flags are decimal digits only, 1 to
+// 65535, no sign, space or leading zero.
+func TestParsePort(t *testing.T) {
+	for v, want := range map[string]int32{"1": 1, "80": 80, "8080": 8080, "65535": 65535} {
+		if got, ok := parsePort(v); !ok || got != want {
+			t.Errorf("parsePort(%q) = %d, %v; want %d", v, got, ok, want)
+		}
+	}
+	for _, v := range []string{"", "0", "00", "080", "+80", "-1", " 80", "80 ", "65536", "99999", "123456", "8o", "0x50", "1e3", "８０"} {
+		if got, ok := parsePort(v); ok {
+			t.Errorf("parsePort(%q) = %d, accepted", v, got)
+		}
 	}
 }
