@@ -60,8 +60,11 @@ type Controller struct {
 	services bool
 	// hostNetwork, when set, serves Gateways on the addresses of the
 	// Nodes it selects instead (hostnet.go); nodeObjects watches Nodes.
-	hostNetwork   labels.Selector
-	nodeInformers informers.SharedInformerFactory
+	hostNetwork labels.Selector
+	// ingressHostNetwork, when set, serves Ingresses on the addresses of
+	// the Nodes it selects (hostnet.go), whatever Gateways do.
+	ingressHostNetwork labels.Selector
+	nodeInformers      informers.SharedInformerFactory
 	nodeObjects   cache.SharedIndexInformer
 	// sharedIngressNS is the namespace of the shared Ingress Service.
 	sharedIngressNS string
@@ -167,8 +170,14 @@ func New(core kubernetes.Interface, gw gwclient.Interface, dyn dynamic.Interface
 		popts = append(popts, kube.WithInformerFactory(c.coreInformers))
 	}
 	c.prov = kube.New(core, gw, popts...)
+	if c.ingress.HostNetwork && c.ingressHostNetwork == nil {
+		c.ingressHostNetwork = labels.Everything()
+	}
+	c.ingress.HostNetwork = c.ingressHostNetwork != nil
 	if c.hostNetwork != nil {
 		c.services = false
+	}
+	if c.hostNetwork != nil || c.ingressHostNetwork != nil {
 		c.startNodeInformer()
 	}
 	c.nodeFact = dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
@@ -240,30 +249,55 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	ing := c.ingress
 	own := address.OwnGateways(snap, c.controller)
 	var errs []error
-	var addrs map[input.Key]netip.Addr
-	var problems map[input.Key]string
-	var hostNodes []hostNode
+	addrs := map[input.Key]netip.Addr{}
+	problems := map[input.Key]string{}
+	// Gateways and Ingresses each take their addresses from the nodes
+	// (host-network mode), from LoadBalancer Services, or from the pool;
+	// everything on the pool is assigned in one call, so nothing there
+	// collides.
+	var pooled []*gwv1.Gateway
+	var hostNodes, ingressNodes []hostNode
 	switch {
 	case c.hostNetwork != nil:
-		hostNodes = c.hostNodes()
+		hostNodes = c.hostNodes(c.hostNetwork)
 		// No Gateway has a Service in this mode: those left from the
 		// load-balancer mode go.
 		_, _, svcErrs := c.reconcileServices(ctx, snap, nil)
 		errs = append(errs, svcErrs...)
-		addrs, problems = c.alloc.Assign(gateway.IngressAddressRequests(snap, ing))
 		gwAddrs, gwProblems := hostNetworkAddresses(own, hostNodes, c.hostNetwork)
 		maps.Copy(addrs, gwAddrs)
 		maps.Copy(problems, gwProblems)
 	case c.services:
 		gwAddrs, gwProblems, svcErrs := c.reconcileServices(ctx, snap, own)
 		errs = append(errs, svcErrs...)
-		ingAddrs, ingProblems, ingErrs := c.reconcileIngressServices(ctx, snap)
+		maps.Copy(addrs, gwAddrs)
+		maps.Copy(problems, gwProblems)
+	default:
+		pooled = own
+	}
+	standIns := gateway.IngressAddressRequests(snap, ing)
+	switch {
+	case c.ingressHostNetwork != nil:
+		ingressNodes = c.hostNodes(c.ingressHostNetwork)
+		// Likewise no Ingress Service: those of the load-balancer mode
+		// go.
+		_, _, svcErrs := c.reconcileIngressServices(ctx, snap, nil)
+		errs = append(errs, svcErrs...)
+		ingAddrs, ingProblems := hostNetworkAddresses(standIns, ingressNodes, c.ingressHostNetwork)
+		maps.Copy(addrs, ingAddrs)
+		maps.Copy(problems, ingProblems)
+	case c.services:
+		ingAddrs, ingProblems, ingErrs := c.reconcileIngressServices(ctx, snap, standIns)
 		errs = append(errs, ingErrs...)
-		addrs, problems = gwAddrs, gwProblems
 		maps.Copy(addrs, ingAddrs)
 		maps.Copy(problems, ingProblems)
 	default:
-		addrs, problems = c.alloc.Assign(append(own, gateway.IngressAddressRequests(snap, ing)...))
+		pooled = append(pooled, standIns...)
+	}
+	if len(pooled) > 0 {
+		poolAddrs, poolProblems := c.alloc.Assign(pooled)
+		maps.Copy(addrs, poolAddrs)
+		maps.Copy(problems, poolProblems)
 	}
 	ing.UseIngressAddresses(addrs)
 	now := c.now()
@@ -310,7 +344,7 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	errs = append(errs, writeRoutes(ctx, c, c.udpRouteAPI(), snap.UDPRoutes, res, stamp)...)
 	errs = append(errs, c.writeListenerSets(ctx, snap.ListenerSets, res, verdicts, stamp)...)
 	errs = append(errs, c.writeBackendTLSPolicies(ctx, snap.BackendTLSPolicies, res, stamp)...)
-	errs = append(errs, c.reconcileIngresses(ctx, snap, res.Ingresses)...)
+	errs = append(errs, c.reconcileIngresses(ctx, snap, res.Ingresses, ingressNodes)...)
 	errs = append(errs, c.reconcileMeshes(ctx, stamp)...)
 	errs = append(errs, c.writeClassConfigs(ctx, snap, stamp)...)
 	return errors.Join(errs...)

@@ -24,7 +24,18 @@ func WithHostNetwork(nodes labels.Selector) Option {
 	return func(c *Controller) { c.hostNetwork = nodes }
 }
 
-// hostNode is one Node selected for host-network Gateways.
+// WithIngressHostNetwork serves every Ingress of ours in host-network
+// mode (gateway.IngressOptions.HostNetwork), independently of the
+// Gateways' mode: no Ingress Service is created (those made before are
+// deleted), the node proxies of the Nodes nodes selects listen on their
+// Node's address, and each served Ingress's status.loadBalancer lists
+// those addresses. An IngressOptions with HostNetwork set and no selector
+// selects every Node.
+func WithIngressHostNetwork(nodes labels.Selector) Option {
+	return func(c *Controller) { c.ingressHostNetwork = nodes }
+}
+
+// hostNode is one Node selected for host-network Gateways or Ingresses.
 type hostNode struct {
 	name string
 	addr netip.Addr
@@ -54,12 +65,12 @@ func (c *Controller) startNodeInformer() {
 	})
 }
 
-// hostNodes returns the selected Nodes that have an address, by name.
-func (c *Controller) hostNodes() []hostNode {
+// hostNodes returns the Nodes sel selects that have an address, by name.
+func (c *Controller) hostNodes(sel labels.Selector) []hostNode {
 	var out []hostNode
 	for _, o := range c.nodeObjects.GetStore().List() {
 		n, ok := o.(*corev1.Node)
-		if !ok || !c.hostNetwork.Matches(labels.Set(n.Labels)) {
+		if !ok || !sel.Matches(labels.Set(n.Labels)) {
 			continue
 		}
 		if a := nodeAddress(n); a.IsValid() {
@@ -86,12 +97,13 @@ func nodeAddress(n *corev1.Node) netip.Addr {
 	return netip.Addr{}
 }
 
-// hostNetworkAddresses gives every Gateway the address translation
-// checks port clashes with: the first selected node's. Every node's agent
-// gives every host-network Gateway its own node's address, so on every
-// node the same Gateways share one address and the same older Gateway
-// keeps a contested port; the controller's translation, on one node's
-// address, reaches the same verdicts.
+// hostNetworkAddresses gives every Gateway (or Ingress stand-in, see
+// gateway.IngressAddressRequests) the address translation checks port
+// clashes with: the first selected node's. Every node's agent gives every
+// host-network Gateway its own node's address, so on every node the same
+// Gateways share one address and the same older Gateway keeps a contested
+// port; the controller's translation, on one node's address, reaches the
+// same verdicts.
 func hostNetworkAddresses(own []*gwv1.Gateway, nodes []hostNode, sel labels.Selector) (map[input.Key]netip.Addr, map[input.Key]string) {
 	addrs := map[input.Key]netip.Addr{}
 	problems := map[input.Key]string{}
@@ -113,21 +125,34 @@ func hostNetworkStatus(st *gwv1.GatewayStatus, nodes []hostNode) {
 	if len(st.Addresses) == 0 {
 		return
 	}
-	st.Addresses = make([]gwv1.GatewayStatusAddress, 0, len(nodes))
+	addrs := hostAddresses(nodes)
+	st.Addresses = make([]gwv1.GatewayStatusAddress, 0, len(addrs))
+	for _, a := range addrs {
+		st.Addresses = append(st.Addresses, gwv1.GatewayStatusAddress{Type: ptrTo(gwv1.IPAddressType), Value: a.String()})
+	}
+}
+
+// hostAddresses are the distinct addresses of the selected nodes, in
+// Node name order, at most maxStatusAddresses: what a host-network
+// Gateway's status.addresses and Ingress's status.loadBalancer list.
+func hostAddresses(nodes []hostNode) []netip.Addr {
+	var out []netip.Addr
 	seen := map[netip.Addr]bool{}
 	for _, n := range nodes {
 		if seen[n.addr] {
 			continue
 		}
 		seen[n.addr] = true
-		st.Addresses = append(st.Addresses, gwv1.GatewayStatusAddress{Type: ptrTo(gwv1.IPAddressType), Value: n.addr.String()})
-		if len(st.Addresses) == maxStatusAddresses {
+		out = append(out, n.addr)
+		if len(out) == maxStatusAddresses {
 			break
 		}
 	}
+	return out
 }
 
-// maxStatusAddresses is the API's bound on Gateway status.addresses.
+// maxStatusAddresses is the API's bound on Gateway status.addresses; the
+// Ingress status is given the same, so neither grows with the cluster.
 const maxStatusAddresses = 16
 
 // selectedReports keeps the reports of the selected nodes: the others do

@@ -23,8 +23,9 @@ import (
 
 // reconcileIngresses writes the status of every Ingress of our class and
 // clears the address of Ingresses no longer ours that still show one of
-// our pool's addresses.
-func (c *Controller) reconcileIngresses(ctx context.Context, snap *input.Snapshot, res []gateway.IngressStatus) []error {
+// our pool's addresses. In host-network mode a served Ingress lists the
+// address of every node in nodes, where it is served.
+func (c *Controller) reconcileIngresses(ctx context.Context, snap *input.Snapshot, res []gateway.IngressStatus, nodes []hostNode) []error {
 	byKey := make(map[input.Key]*networkingv1.Ingress, len(snap.Ingresses))
 	for _, ing := range snap.Ingresses {
 		byKey[input.Key{Namespace: ing.Namespace, Name: ing.Name}] = ing
@@ -39,7 +40,13 @@ func (c *Controller) reconcileIngresses(ctx context.Context, snap *input.Snapsho
 			continue
 		}
 		var want []networkingv1.IngressLoadBalancerIngress
-		if st.Served && st.Address != "" {
+		switch {
+		case !st.Served || st.Address == "":
+		case c.ingressHostNetwork != nil:
+			for _, a := range hostAddresses(nodes) {
+				want = append(want, networkingv1.IngressLoadBalancerIngress{IP: a.String()})
+			}
+		default:
 			want = []networkingv1.IngressLoadBalancerIngress{{IP: st.Address}}
 		}
 		if err := c.writeIngress(ctx, ing, want); err != nil {

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/gateway"
 	"github.com/nodemesh/nodemesh/mesh/input"
@@ -119,11 +120,12 @@ func ownerIngress(svc *corev1.Service) (metav1.OwnerReference, bool) {
 	return metav1.OwnerReference{}, false
 }
 
-// reconcileIngressServices makes every Ingress load balancer the snapshot
-// needs (IngressAddressRequests' stand-ins) have its Service, removes
-// Services no Ingress needs any more, and returns each stand-in's address
-// as the load balancer reported it, or why there is none.
-func (c *Controller) reconcileIngressServices(ctx context.Context, snap *input.Snapshot) (map[input.Key]netip.Addr, map[input.Key]string, []error) {
+// reconcileIngressServices makes every Ingress load balancer in reqs
+// (IngressAddressRequests' stand-ins; none in host-network mode) have its
+// Service, removes Services no Ingress needs any more, and returns each
+// stand-in's address as the load balancer reported it, or why there is
+// none.
+func (c *Controller) reconcileIngressServices(ctx context.Context, snap *input.Snapshot, reqs []*gwv1.Gateway) (map[input.Key]netip.Addr, map[input.Key]string, []error) {
 	existing := map[input.Key]*corev1.Service{}
 	for _, s := range snap.Services {
 		existing[input.Key{Namespace: s.Namespace, Name: s.Name}] = s
@@ -136,7 +138,7 @@ func (c *Controller) reconcileIngressServices(ctx context.Context, snap *input.S
 	problems := map[input.Key]string{}
 	wanted := map[input.Key]bool{}
 	var errs []error
-	for _, req := range gateway.IngressAddressRequests(snap, c.ingress) {
+	for _, req := range reqs {
 		lbKey := input.Key{Namespace: req.Namespace, Name: req.Name}
 		var ing *networkingv1.Ingress
 		if k, ok := gateway.IngressOfAddressKey(lbKey); ok {
