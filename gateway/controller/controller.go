@@ -65,7 +65,7 @@ type Controller struct {
 	// the Nodes it selects (hostnet.go), whatever Gateways do.
 	ingressHostNetwork labels.Selector
 	nodeInformers      informers.SharedInformerFactory
-	nodeObjects   cache.SharedIndexInformer
+	nodeObjects        cache.SharedIndexInformer
 	// sharedIngressNS is the namespace of the shared Ingress Service.
 	sharedIngressNS string
 	// ingressAddrs holds, per Ingress, the address last written to its
