@@ -43,7 +43,11 @@
 // Gateways are served on this node's own address, at each listener's
 // port, when the controller lists that address in the Gateway's
 // status.addresses (kube.HostNetworkAddresses); no LoadBalancer address
-// is involved.
+// is involved. --ingress-host-network (the controller's flag of the same
+// name, independent of the Gateways' one) does the same for Ingresses: a
+// shared Ingress on --ingress-host-network-shared-port, a dedicated one on
+// its ingress.cilium.io/host-listener-port, when the controller lists this
+// node's address in the Ingress's status.loadBalancer.
 //
 // With --gateway-address-routes every Gateway and Ingress address the node
 // serves is made local to the node (datapath/localroute), so traffic a load
@@ -235,13 +239,18 @@ func run() error {
 		go func() { errc <- srv.Serve(tl) }()
 	}
 	if *kubeMode {
-		cfg.Addresses = kube.StatusAddresses{}
+		// Gateways and Ingresses each follow their own mode.
+		split := kube.SplitAddresses{Gateways: kube.StatusAddresses{}, Ingresses: kube.StatusAddresses{}}
 		if *hostNet {
-			cfg.Addresses = kube.HostNetworkAddresses{Local: kube.InterfaceAddresses}
+			split.Gateways = kube.HostNetworkAddresses{Local: kube.InterfaceAddresses}
 			cfg.HostNetwork = true
 		}
-	} else if *hostNet {
-		return errors.New("--gateway-host-network needs --kubernetes (nodemesh-controller selects the nodes)")
+		if ingress.HostNetwork {
+			split.Ingresses = kube.HostNetworkAddresses{Local: kube.InterfaceAddresses}
+		}
+		cfg.Addresses = split
+	} else if *hostNet || ingress.HostNetwork {
+		return errors.New("--gateway-host-network and --ingress-host-network need --kubernetes (nodemesh-controller selects the nodes)")
 	}
 	if *addrRoutes {
 		routes, err := localroute.New()

@@ -24,6 +24,10 @@
 // of the nodes --gateway-host-network-nodes selects listen on their
 // Node's InternalIP at each listener's port, and the Gateway's
 // status.addresses lists those addresses (gateway/controller, hostnet.go).
+// --ingress-host-network, a switch of its own, does the same for
+// Ingresses on the nodes --ingress-host-network-nodes selects: no
+// nodemesh-ingress* Service, and each served Ingress's
+// status.loadBalancer lists those nodes' addresses.
 //
 // Prometheus metrics (reconciliations and their duration, leadership)
 // are served on http://127.0.0.1:9963/metrics (--metrics-address; empty
@@ -73,6 +77,7 @@ func run() error {
 	hostNet := flag.Bool("gateway-host-network", false, "serve Gateways in host-network mode: no Service; the node proxies of the selected nodes "+
 		"listen on their Node's InternalIP at each listener's port, listed in status.addresses (the agents need --gateway-host-network too)")
 	hostNodes := flag.String("gateway-host-network-nodes", "", "with --gateway-host-network: label selector of the nodes that serve Gateways (e.g. role=edge); empty selects every node")
+	ingressNodes := flag.String("ingress-host-network-nodes", "", "with --ingress-host-network: label selector of the nodes that serve Ingresses (e.g. role=edge); empty selects every node")
 	controllerName := flag.String("controller-name", string(gateway.ControllerName), "GatewayClass controllerName this controller owns")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	labels := flag.String("labels", "", "identity-relevant label patterns, as given to the agents")
@@ -141,6 +146,16 @@ func run() error {
 		return fmt.Errorf("--gateway-host-network-nodes needs --gateway-host-network")
 	case *services:
 		copts = append(copts, controller.WithGatewayServices(), controller.WithSharedIngressNamespace(*sharedNS))
+	}
+	switch {
+	case ingress.HostNetwork:
+		sel, err := k8slabels.Parse(*ingressNodes)
+		if err != nil {
+			return fmt.Errorf("parsing --ingress-host-network-nodes: %w", err)
+		}
+		copts = append(copts, controller.WithIngressHostNetwork(sel))
+	case *ingressNodes != "":
+		return fmt.Errorf("--ingress-host-network-nodes needs --ingress-host-network")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

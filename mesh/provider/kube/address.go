@@ -48,13 +48,48 @@ func statusAddress(gw *gwv1.Gateway) (netip.Addr, string) {
 	return netip.Addr{}, "waiting for nodemesh-controller to assign an address"
 }
 
-// HostNetworkAddresses serves Gateways in host-network mode: the
-// controller lists in each Gateway's status.addresses the address of
-// every node selected to serve it, and a node's agent gives the Gateway
-// the first of those that is one of its own (Local), so its proxy
-// listens on the node's address. A node whose address is not listed
-// serves nothing for that Gateway. The controller alone decides which
-// nodes serve, so agents need no Node labels.
+// Assigner decides addresses as agent.AddressAssigner does (restated so
+// this package does not import the agent): the Gateways it is given, and
+// Ingress load balancers presented as stand-in Gateways
+// (gateway.IngressAddressRequests).
+type Assigner interface {
+	Assign(gws []*gwv1.Gateway) (map[input.Key]netip.Addr, map[input.Key]string)
+}
+
+// SplitAddresses assigns Gateways with Gateways and Ingress load
+// balancers with Ingresses, so each kind follows its own mode: Gateways
+// may be on load-balancer addresses while Ingresses are on the node's
+// (host-network mode), and the other way round. An Ingress stand-in is
+// told apart by its namespace, which holds a colon no real namespace can.
+type SplitAddresses struct {
+	Gateways, Ingresses Assigner
+}
+
+// Assign implements agent.AddressAssigner.
+func (s SplitAddresses) Assign(gws []*gwv1.Gateway) (map[input.Key]netip.Addr, map[input.Key]string) {
+	var real, standIns []*gwv1.Gateway
+	for _, gw := range gws {
+		if strings.Contains(gw.Namespace, ":") {
+			standIns = append(standIns, gw)
+		} else {
+			real = append(real, gw)
+		}
+	}
+	addrs, problems := s.Gateways.Assign(real)
+	ia, ip := s.Ingresses.Assign(standIns)
+	maps.Copy(addrs, ia)
+	maps.Copy(problems, ip)
+	return addrs, problems
+}
+
+// HostNetworkAddresses serves Gateways, or Ingress load balancers, in
+// host-network mode: the controller lists in each one's status the
+// address of every node selected to serve it (a Gateway's
+// status.addresses; an Ingress's status.loadBalancer, which its stand-in
+// carries), and a node's agent gives it the first of those that is one of
+// its own (Local), so its proxy listens on the node's address. A node
+// whose address is not listed serves nothing for it. The controller alone
+// decides which nodes serve, so agents need no Node labels.
 type HostNetworkAddresses struct {
 	// Local returns the node's own addresses (those of its network
 	// interfaces); called on every Assign, so an address added later is
@@ -66,26 +101,21 @@ type HostNetworkAddresses struct {
 func (h HostNetworkAddresses) Assign(gws []*gwv1.Gateway) (map[input.Key]netip.Addr, map[input.Key]string) {
 	addrs := make(map[input.Key]netip.Addr, len(gws))
 	problems := map[input.Key]string{}
+	if len(gws) == 0 {
+		return addrs, problems
+	}
 	local, err := h.Local()
 	own := make(map[netip.Addr]bool, len(local))
 	for _, a := range local {
 		own[a.Unmap()] = true
 	}
-	var standIns []*gwv1.Gateway
 	for _, gw := range gws {
 		key := input.Key{Namespace: gw.Namespace, Name: gw.Name}
-		if strings.Contains(gw.Namespace, ":") {
-			// An Ingress's stand-in (gateway.IngressAddressRequests: no
-			// real namespace has a colon): Ingresses keep the address
-			// the controller assigned them.
-			standIns = append(standIns, gw)
-			continue
-		}
 		if err != nil {
 			problems[key] = fmt.Sprintf("host-network mode: reading this node's addresses: %v", err)
 			continue
 		}
-		problems[key] = "host-network mode: waiting for nodemesh-controller to select the nodes serving this Gateway"
+		problems[key] = "host-network mode: waiting for nodemesh-controller to select the nodes serving it"
 		for _, a := range gw.Status.Addresses {
 			if a.Type != nil && *a.Type != gwv1.IPAddressType {
 				continue
@@ -94,7 +124,7 @@ func (h HostNetworkAddresses) Assign(gws []*gwv1.Gateway) (map[input.Key]netip.A
 			if perr != nil {
 				continue
 			}
-			problems[key] = "host-network mode: this node is not among the nodes selected to serve this Gateway"
+			problems[key] = "host-network mode: this node is not among the nodes selected to serve it"
 			if own[addr.Unmap()] {
 				addrs[key] = addr.Unmap()
 				delete(problems, key)
@@ -102,9 +132,6 @@ func (h HostNetworkAddresses) Assign(gws []*gwv1.Gateway) (map[input.Key]netip.A
 			}
 		}
 	}
-	sa, sp := StatusAddresses{}.Assign(standIns)
-	maps.Copy(addrs, sa)
-	maps.Copy(problems, sp)
 	return addrs, problems
 }
 
