@@ -56,6 +56,10 @@ func TestChartGolden(t *testing.T) {
 		{"no-policy", []string{"--set", "agent.policy.enabled=false,agent.datapath.enabled=false"}},
 		{"host-network", []string{"--set", "gatewayAPI.hostNetwork.enabled=true,gatewayAPI.hostNetwork.nodes.matchLabels.role=edge," +
 			"gatewayAPI.hostNetwork.nodes.matchLabels.example\\.com/zone=a"}},
+		// Ingresses on the node addresses while Gateways keep their
+		// load-balancer Services.
+		{"ingress-host-network", []string{"--set", "ingressController.hostNetwork.enabled=true,ingressController.hostNetwork.sharedListenerPort=18080," +
+			"ingressController.hostNetwork.nodes.matchLabels.role=edge"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"template", "nodemesh", chart, "--namespace", "kube-system", "--include-crds"}, tc.set...)
@@ -92,6 +96,12 @@ func TestChartRejectsBadValues(t *testing.T) {
 		"gatewayAPI.hostNetwork.enabled=yes",
 		"gatewayAPI.hostNetwork.nodes.matchLabels.role=not a value",
 		"gatewayAPI.hostNetwork.typo=1",
+		"ingressController.hostNetwork.enabled=yes",
+		"ingressController.hostNetwork.sharedListenerPort=0",
+		"ingressController.hostNetwork.sharedListenerPort=65536",
+		"ingressController.hostNetwork.sharedListenerPort=http",
+		"ingressController.hostNetwork.nodes.matchLabels.role=not a value",
+		"ingressController.hostNetwork.typo=1",
 	} {
 		if out, err := exec.Command(bin, "template", "x", chart, "--set", set).CombinedOutput(); err == nil {
 			t.Errorf("--set %s rendered:\n%.200s", set, out)

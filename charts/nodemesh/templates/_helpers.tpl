@@ -74,6 +74,10 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if $i.defaultSecretName }}
 - --ingress-default-certificate={{ $i.defaultSecretNamespace }}/{{ $i.defaultSecretName }}
 {{- end }}
+{{- if $i.hostNetwork.enabled }}
+- --ingress-host-network
+- --ingress-host-network-shared-port={{ $i.hostNetwork.sharedListenerPort }}
+{{- end }}
 {{- else -}}
 - --enable-ingress-controller=false
 {{- end -}}
