@@ -473,11 +473,13 @@
 //     Ingress holds it and keeps the rest.
 //   - the annotations that shape Cilium's per-Ingress Service
 //     (loadbalancer-class, service-type, service-external-traffic-policy,
-//     insecure-node-port, secure-node-port, host-listener-port) are
-//     validated but change nothing: the Service the controller makes per
-//     Ingress load balancer (gateway/controller, with its Gateway
-//     Services) is always a LoadBalancer on ports 80 and 443, and with
-//     pool addresses there is no Service at all. An unreadable loadbalancer-mode,
+//     insecure-node-port, secure-node-port) are validated but change
+//     nothing: the Service the controller makes per Ingress load balancer
+//     (gateway/controller, with its Gateway Services) is always a
+//     LoadBalancer on ports 80 and 443, and with pool addresses there is
+//     no Service at all. Port annotations take decimal digits only, 1 to
+//     65535 (no sign, space or leading zero). host-listener-port is
+//     validated the same way and used in host-network mode (below). An unreadable loadbalancer-mode,
 //     force-https or tls-passthrough leaves the Ingress unserved rather
 //     than guessing a security-relevant intent.
 //   - tls-passthrough: enabled (Cilium's rules): each rule's host takes
@@ -499,7 +501,41 @@
 //   - addresses come from the Gateway allocator through stand-in Gateways
 //     (IngressAddressRequests), so Ingress and Gateway addresses never
 //     collide; a listener whose address and port another listener already
-//     binds is not built and its Ingresses are told.
+//     binds is not built and its Ingresses are told which Ingress (or
+//     listener) holds it. Load balancers claim their ports oldest first,
+//     the shared set as old as its oldest Ingress, so the older keeps a
+//     contested port; Gateway listeners are placed before every Ingress.
+//   - host-network mode (IngressOptions.HostNetwork; the controller's and
+//     the agents' --ingress-host-network, the chart's
+//     ingressController.hostNetwork; a switch of its own, as in Cilium, so
+//     Gateways and Ingresses each keep their mode): every Ingress load
+//     balancer is given the node's address, as host-network Gateways are
+//     (see above: the node's InternalIP, not the wildcard Cilium binds,
+//     for the same reasons; the controller lists the selected nodes'
+//     addresses in status.loadBalancer and each selected agent binds its
+//     own, kube.HostNetworkAddresses behind kube.SplitAddresses; other
+//     nodes bind nothing). One port per load balancer carries plain HTTP
+//     and HTTPS: the shared set's SharedListenerPort (default 8080,
+//     Cilium's), a dedicated Ingress's host-listener-port annotation
+//     (default 8080). Its listener is one ir.Listener with PlainAndTLS:
+//     the plaintext chain beside the TLS chains (terminated and
+//     passthrough), told apart by whether the first bytes are a TLS
+//     ClientHello (Envoy's tls_inspector and
+//     filter_chain_match.transport_protocol), so TLS for an unknown server
+//     name is closed rather than read as HTTP, and force-https redirects
+//     to the same port. As every load balancer shares the node address,
+//     ports must be unique per Ingress: two dedicated Ingresses on one
+//     port, or a dedicated one on the shared port, are a clash the older
+//     wins (above), with the same verdict on every node and in the
+//     controller; the newer is not served and is told who holds the port.
+//     A dedicated Ingress whose host-listener-port cannot be read is not
+//     served (guessing 8080 could take another Ingress's port); the
+//     annotation on a shared Ingress is ignored and reported. Ports below
+//     1024 are allowed (the proxy keeps NET_BIND_SERVICE), though, as
+//     Cilium advises, ports above 1023 avoid clashing with services of
+//     the node. The reserved:ingress policy (AT-ING-06) holds on these
+//     listeners as on load-balancer ones: RBAC on the client's direct
+//     address on every HTTP chain, network RBAC on passthrough chains.
 //
 // Golden cases live in testdata/<group>/: gateway for GatewayClass,
 // Gateway, listener and attachment behaviour, one folder per route kind

@@ -111,8 +111,23 @@
 // not make is left alone and the Ingress stays without an address; an
 // Ingress that leaves our class loses its Service and the address we
 // wrote (remembered per Ingress, as its Service and the address in it
-// may be gone first). In host-network mode Ingresses keep taking
-// their addresses from the pool.
+// may be gone first). With Gateways in host-network mode and Ingresses
+// not, Ingresses take their addresses from the pool.
+//
+// Ingress host-network mode (hostnet.go, WithIngressHostNetwork, the
+// binary's --ingress-host-network and --ingress-host-network-nodes;
+// independent of the Gateways' mode, as Cilium's two switches are). No
+// Ingress Service is made (those of the load-balancer mode are deleted,
+// as for Gateways). The nodes are selected as for Gateways (Node labels,
+// empty: all; first InternalIP; the same Node watch and the same code),
+// every Ingress load balancer is translated on the first selected node's
+// address, so port clashes between Ingresses read the same here as on
+// each node (gateway/doc.go: the older keeps the port), and a served
+// Ingress's status.loadBalancer lists every selected node's address (at
+// most 16, as for Gateways), which the agents read to know whether they
+// serve it. An Ingress that is not served, a port clash among them, shows
+// no address and gets its Warning Event naming the Ingress that holds
+// the port.
 //
 // Mesh. An XMesh (gateway.networking.x-k8s.io/v1alpha1, experimental
 // channel only) naming our controllerName is Accepted with

@@ -207,3 +207,56 @@ func TestIngressPolicyDeniedChurn(t *testing.T) {
 		}
 	}
 }
+
+// TestIngressPolicyOnHostNetworkListener checks AT-ING-06 on an Ingress
+// host-network listener (plainAndTLS: HTTP and HTTPS on one node port):
+// each of its chains, the plaintext one, the terminating one and the
+// passthrough one, checks the client's direct address against the
+// ingress endpoint's policy, HTTP chains with the RBAC filter and the TCP
+// chain with network RBAC before tcp_proxy.
+func TestIngressPolicyOnHostNetworkListener(t *testing.T) {
+	data, err := os.ReadFile("testdata/ingress-hostnet.in.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := decodeIR(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Translate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireValid(t, res)
+	if len(res.Listeners) != 1 {
+		t.Fatalf("%d listeners, want the one host-network listener", len(res.Listeners))
+	}
+	chains := res.Listeners[0].GetFilterChains()
+	if len(chains) != 3 {
+		t.Fatalf("%d filter chains, want plain, TLS and passthrough", len(chains))
+	}
+	for i, fc := range chains {
+		fs := fc.GetFilters()
+		checked := false
+		switch last := fs[len(fs)-1]; last.GetName() {
+		case filterHTTPConnectionManager:
+			hcm := &hcmv3.HttpConnectionManager{}
+			if err := last.GetTypedConfig().UnmarshalTo(hcm); err != nil {
+				t.Fatal(err)
+			}
+			checked = slices.ContainsFunc(hcm.GetHttpFilters(), func(hf *hcmv3.HttpFilter) bool { return hf.GetName() == filterRBAC })
+		case filterTCPProxy:
+			checked = len(fs) > 1 && fs[0].GetName() == filterNetworkRBAC
+		}
+		if !checked {
+			t.Errorf("filter chain %d (transport %q) does not check the ingress endpoint's policy", i, fc.GetFilterChainMatch().GetTransportProtocol())
+		}
+	}
+	var transports []string
+	for _, fc := range chains {
+		transports = append(transports, fc.GetFilterChainMatch().GetTransportProtocol())
+	}
+	if !slices.Equal(transports, []string{transportRawBuffer, transportTLS, transportTLS}) {
+		t.Errorf("transport protocols %q, want raw_buffer for the plaintext chain and tls for the others", transports)
+	}
+}
