@@ -135,27 +135,22 @@ func run() error {
 	copts := []controller.Option{controller.WithLogger(log), controller.WithControllerName(gwv1.GatewayController(*controllerName)),
 		controller.WithIngress(ingress), controller.WithReconciled(m.reconciled),
 		controller.WithSupportedFeatures(controller.FeaturesFor(channel, *services && !*hostNet)), controller.WithSystemCAs(systemCAs)}
+	gwSel, err := nodeSelector("gateway-host-network", *hostNet, *hostNodes)
+	if err != nil {
+		return err
+	}
+	ingSel, err := nodeSelector("ingress-host-network", ingress.HostNetwork, *ingressNodes)
+	if err != nil {
+		return err
+	}
 	switch {
-	case *hostNet:
-		sel, err := k8slabels.Parse(*hostNodes)
-		if err != nil {
-			return fmt.Errorf("parsing --gateway-host-network-nodes: %w", err)
-		}
-		copts = append(copts, controller.WithHostNetwork(sel))
-	case *hostNodes != "":
-		return fmt.Errorf("--gateway-host-network-nodes needs --gateway-host-network")
+	case gwSel != nil:
+		copts = append(copts, controller.WithHostNetwork(gwSel))
 	case *services:
 		copts = append(copts, controller.WithGatewayServices(), controller.WithSharedIngressNamespace(*sharedNS))
 	}
-	switch {
-	case ingress.HostNetwork:
-		sel, err := k8slabels.Parse(*ingressNodes)
-		if err != nil {
-			return fmt.Errorf("parsing --ingress-host-network-nodes: %w", err)
-		}
-		copts = append(copts, controller.WithIngressHostNetwork(sel))
-	case *ingressNodes != "":
-		return fmt.Errorf("--ingress-host-network-nodes needs --ingress-host-network")
+	if ingSel != nil {
+		copts = append(copts, controller.WithIngressHostNetwork(ingSel))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -247,4 +242,21 @@ func run() error {
 		}
 	}
 	return runElected(ctx, clients.Core, *electNS, *electID, holder, log, runAll)
+}
+
+// nodeSelector parses --<mode>-nodes, the nodes serving in host-network
+// mode --<mode>: nil when the mode is off (and then the selector must be
+// empty: it would select nothing anyone asked for).
+func nodeSelector(mode string, on bool, nodes string) (k8slabels.Selector, error) {
+	if !on {
+		if nodes != "" {
+			return nil, fmt.Errorf("--%s-nodes needs --%s", mode, mode)
+		}
+		return nil, nil
+	}
+	sel, err := k8slabels.Parse(nodes)
+	if err != nil {
+		return nil, fmt.Errorf("parsing --%s-nodes: %w", mode, err)
+	}
+	return sel, nil
 }

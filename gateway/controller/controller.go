@@ -249,56 +249,8 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	ing := c.ingress
 	own := address.OwnGateways(snap, c.controller)
 	var errs []error
-	addrs := map[input.Key]netip.Addr{}
-	problems := map[input.Key]string{}
-	// Gateways and Ingresses each take their addresses from the nodes
-	// (host-network mode), from LoadBalancer Services, or from the pool;
-	// everything on the pool is assigned in one call, so nothing there
-	// collides.
-	var pooled []*gwv1.Gateway
-	var hostNodes, ingressNodes []hostNode
-	switch {
-	case c.hostNetwork != nil:
-		hostNodes = c.hostNodes(c.hostNetwork)
-		// No Gateway has a Service in this mode: those left from the
-		// load-balancer mode go.
-		_, _, svcErrs := c.reconcileServices(ctx, snap, nil)
-		errs = append(errs, svcErrs...)
-		gwAddrs, gwProblems := hostNetworkAddresses(own, hostNodes, c.hostNetwork)
-		maps.Copy(addrs, gwAddrs)
-		maps.Copy(problems, gwProblems)
-	case c.services:
-		gwAddrs, gwProblems, svcErrs := c.reconcileServices(ctx, snap, own)
-		errs = append(errs, svcErrs...)
-		maps.Copy(addrs, gwAddrs)
-		maps.Copy(problems, gwProblems)
-	default:
-		pooled = own
-	}
-	standIns := gateway.IngressAddressRequests(snap, ing)
-	switch {
-	case c.ingressHostNetwork != nil:
-		ingressNodes = c.hostNodes(c.ingressHostNetwork)
-		// Likewise no Ingress Service: those of the load-balancer mode
-		// go.
-		_, _, svcErrs := c.reconcileIngressServices(ctx, snap, nil)
-		errs = append(errs, svcErrs...)
-		ingAddrs, ingProblems := hostNetworkAddresses(standIns, ingressNodes, c.ingressHostNetwork)
-		maps.Copy(addrs, ingAddrs)
-		maps.Copy(problems, ingProblems)
-	case c.services:
-		ingAddrs, ingProblems, ingErrs := c.reconcileIngressServices(ctx, snap, standIns)
-		errs = append(errs, ingErrs...)
-		maps.Copy(addrs, ingAddrs)
-		maps.Copy(problems, ingProblems)
-	default:
-		pooled = append(pooled, standIns...)
-	}
-	if len(pooled) > 0 {
-		poolAddrs, poolProblems := c.alloc.Assign(pooled)
-		maps.Copy(addrs, poolAddrs)
-		maps.Copy(problems, poolProblems)
-	}
+	addrs, problems, hostNodes, ingressNodes, assignErrs := c.assignAddresses(ctx, snap, own, gateway.IngressAddressRequests(snap, ing))
+	errs = append(errs, assignErrs...)
 	ing.UseIngressAddresses(addrs)
 	now := c.now()
 	reports := liveReports(c.nodeReports(), string(c.controller), now, c.staleAfter)
@@ -348,6 +300,55 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	errs = append(errs, c.reconcileMeshes(ctx, stamp)...)
 	errs = append(errs, c.writeClassConfigs(ctx, snap, stamp)...)
 	return errors.Join(errs...)
+}
+
+// assignAddresses gives Gateways (own) and Ingress load balancers (their
+// stand-ins) their addresses. Each kind takes them from the nodes
+// (host-network mode, returning the selected nodes), from LoadBalancer
+// Services, or from the pool; everything on the pool is assigned in one
+// call, so nothing there collides.
+func (c *Controller) assignAddresses(ctx context.Context, snap *input.Snapshot, own, standIns []*gwv1.Gateway) (addrs map[input.Key]netip.Addr, problems map[input.Key]string, gwNodes, ingNodes []hostNode, errs []error) {
+	addrs, problems = map[input.Key]netip.Addr{}, map[input.Key]string{}
+	kinds := []struct {
+		objs     []*gwv1.Gateway
+		sel      labels.Selector
+		services func([]*gwv1.Gateway) (map[input.Key]netip.Addr, map[input.Key]string, []error)
+		nodes    *[]hostNode
+	}{
+		{own, c.hostNetwork, func(r []*gwv1.Gateway) (map[input.Key]netip.Addr, map[input.Key]string, []error) {
+			return c.reconcileServices(ctx, snap, r)
+		}, &gwNodes},
+		{standIns, c.ingressHostNetwork, func(r []*gwv1.Gateway) (map[input.Key]netip.Addr, map[input.Key]string, []error) {
+			return c.reconcileIngressServices(ctx, snap, r)
+		}, &ingNodes},
+	}
+	var pooled []*gwv1.Gateway
+	for _, k := range kinds {
+		switch {
+		case k.sel != nil:
+			*k.nodes = c.hostNodes(k.sel)
+			// No Service in this mode: those left from the load-balancer
+			// mode go.
+			_, _, svcErrs := k.services(nil)
+			errs = append(errs, svcErrs...)
+			a, p := hostNetworkAddresses(k.objs, *k.nodes, k.sel)
+			maps.Copy(addrs, a)
+			maps.Copy(problems, p)
+		case c.services:
+			a, p, svcErrs := k.services(k.objs)
+			errs = append(errs, svcErrs...)
+			maps.Copy(addrs, a)
+			maps.Copy(problems, p)
+		default:
+			pooled = append(pooled, k.objs...)
+		}
+	}
+	if len(pooled) > 0 {
+		a, p := c.alloc.Assign(pooled)
+		maps.Copy(addrs, a)
+		maps.Copy(problems, p)
+	}
+	return addrs, problems, gwNodes, ingNodes, errs
 }
 
 func hasParentOf(ps []gwv1.RouteParentStatus, controller gwv1.GatewayController) bool {

@@ -64,20 +64,9 @@ func TestGatewayHostNetwork(t *testing.T) {
 		return nil
 	})
 
-	node := func(name, ip string, lbls map[string]string) {
-		t.Helper()
-		n, err := e.core.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: lbls}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: name}, {Type: corev1.NodeInternalIP, Address: ip}}
-		if _, err := e.core.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	node("node-a", "10.0.0.1", map[string]string{"role": "edge"})
-	node("node-b", "10.0.0.2", nil)
-	node("node-c", "10.0.0.3", map[string]string{"role": "edge"})
+	createNode(t, e, "node-a", "10.0.0.1", map[string]string{"role": "edge"})
+	createNode(t, e, "node-b", "10.0.0.2", nil)
+	createNode(t, e, "node-c", "10.0.0.3", map[string]string{"role": "edge"})
 	addresses := func(g *gwv1.Gateway) []string {
 		var out []string
 		for _, a := range g.Status.Addresses {
@@ -112,14 +101,7 @@ func TestGatewayHostNetwork(t *testing.T) {
 	}
 
 	// node-c leaves the selection.
-	n, err := e.core.CoreV1().Nodes().Get(ctx, "node-c", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Labels = nil
-	if _, err := e.core.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	unlabelNode(t, e, "node-c")
 	eventually(t, "node-c's address gone", func() error {
 		g, err := getGW("edge")
 		if err != nil {
@@ -167,5 +149,33 @@ func TestGatewayHostNetwork(t *testing.T) {
 	}
 	if c := meta.FindStatusCondition(g.Status.Listeners[0].Conditions, "Accepted"); c == nil || c.Status != metav1.ConditionTrue {
 		t.Fatalf("older Gateway's listener Accepted %+v", c)
+	}
+}
+
+// createNode makes a Node with labels lbls and InternalIP ip.
+func createNode(t *testing.T, e env, name, ip string, lbls map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	n, err := e.core.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: lbls}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: name}, {Type: corev1.NodeInternalIP, Address: ip}}
+	if _, err := e.core.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// unlabelNode removes every label of a Node.
+func unlabelNode(t *testing.T, e env, name string) {
+	t.Helper()
+	ctx := context.Background()
+	n, err := e.core.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Labels = nil
+	if _, err := e.core.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }

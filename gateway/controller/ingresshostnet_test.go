@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -33,22 +32,7 @@ func TestIngressHostNetwork(t *testing.T) {
 		WithIngress(gateway.IngressOptions{HostNetwork: true}), WithIngressHostNetwork(sel))
 	ctx := context.Background()
 	ings := e.core.NetworkingV1().Ingresses("default")
-	prefix := networkingv1.PathTypePrefix
-	mk := func(name string, ann map[string]string) *networkingv1.Ingress {
-		class := "nodemesh"
-		return &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: ann}, Spec: networkingv1.IngressSpec{
-			IngressClassName: &class,
-			Rules: []networkingv1.IngressRule{{IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
-				Paths: []networkingv1.HTTPIngressPath{{Path: "/" + name, PathType: &prefix, Backend: networkingv1.IngressBackend{
-					Service: &networkingv1.IngressServiceBackend{Name: "app", Port: networkingv1.ServiceBackendPort{Number: 80}},
-				}}},
-			}}}},
-		}}
-	}
-	if _, err := e.core.CoreV1().Services("default").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "app"},
-		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	mk := appIngress(t, e)
 	web, err := ings.Create(ctx, mk("web", map[string]string{"ingress.cilium.io/host-listener-port": "9090"}), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -92,20 +76,9 @@ func TestIngressHostNetwork(t *testing.T) {
 		return err
 	})
 
-	node := func(name, ip string, lbls map[string]string) {
-		t.Helper()
-		n, err := e.core.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: lbls}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: name}, {Type: corev1.NodeInternalIP, Address: ip}}
-		if _, err := e.core.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	node("node-a", "10.0.0.1", map[string]string{"role": "edge"})
-	node("node-b", "10.0.0.2", nil)
-	node("node-c", "10.0.0.3", map[string]string{"role": "edge"})
+	createNode(t, e, "node-a", "10.0.0.1", map[string]string{"role": "edge"})
+	createNode(t, e, "node-b", "10.0.0.2", nil)
+	createNode(t, e, "node-c", "10.0.0.3", map[string]string{"role": "edge"})
 	addrs := func(name string) ([]string, error) {
 		cur, err := ings.Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
@@ -147,14 +120,7 @@ func TestIngressHostNetwork(t *testing.T) {
 	}
 
 	// node-c leaves the selection.
-	n, err := e.core.CoreV1().Nodes().Get(ctx, "node-c", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Labels = nil
-	if _, err := e.core.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	unlabelNode(t, e, "node-c")
 	eventually(t, "node-c's address gone", func() error {
 		got, err := addrs("web")
 		if err != nil {

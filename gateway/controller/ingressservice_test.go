@@ -36,22 +36,7 @@ func TestIngressServiceLifecycle(t *testing.T) {
 	e := startController(t, WithGatewayServices(), WithSharedIngressNamespace("kube-system"))
 	ctx := context.Background()
 	ings := e.core.NetworkingV1().Ingresses("default")
-	prefix := networkingv1.PathTypePrefix
-	mk := func(name string, ann map[string]string) *networkingv1.Ingress {
-		class := "nodemesh"
-		return &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: ann}, Spec: networkingv1.IngressSpec{
-			IngressClassName: &class,
-			Rules: []networkingv1.IngressRule{{IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
-				Paths: []networkingv1.HTTPIngressPath{{Path: "/" + name, PathType: &prefix, Backend: networkingv1.IngressBackend{
-					Service: &networkingv1.IngressServiceBackend{Name: "app", Port: networkingv1.ServiceBackendPort{Number: 80}},
-				}}},
-			}}}},
-		}}
-	}
-	if _, err := e.core.CoreV1().Services("default").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "app"},
-		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	mk := appIngress(t, e)
 	web, err := ings.Create(ctx, mk("web", map[string]string{
 		"service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
 		"lbipam.cilium.io/ips":                              "10.0.0.5",
@@ -155,4 +140,26 @@ func TestIngressServiceLifecycle(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// appIngress makes the Service app (port 80) in namespace default and
+// returns a maker of Ingresses of class nodemesh routing /<name> to it.
+func appIngress(t *testing.T, e env) func(name string, ann map[string]string) *networkingv1.Ingress {
+	t.Helper()
+	if _, err := e.core.CoreV1().Services("default").Create(context.Background(), &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "app"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	prefix := networkingv1.PathTypePrefix
+	return func(name string, ann map[string]string) *networkingv1.Ingress {
+		class := "nodemesh"
+		return &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: ann}, Spec: networkingv1.IngressSpec{
+			IngressClassName: &class,
+			Rules: []networkingv1.IngressRule{{IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
+				Paths: []networkingv1.HTTPIngressPath{{Path: "/" + name, PathType: &prefix, Backend: networkingv1.IngressBackend{
+					Service: &networkingv1.IngressServiceBackend{Name: "app", Port: networkingv1.ServiceBackendPort{Number: 80}},
+				}}},
+			}}}},
+		}}
+	}
 }

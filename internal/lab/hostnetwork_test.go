@@ -28,22 +28,10 @@ import (
 // adds its address and it starts serving. A newer Gateway on the same
 // port is told so on its listener (PortUnavailable).
 func TestLabGatewayHostNetwork(t *testing.T) {
-	l := ForTest(t, Options{Nodes: 2, ChartValues: map[string]any{
-		"gatewayAPI": map[string]any{"hostNetwork": map[string]any{
-			"enabled": true,
-			"nodes":   map[string]any{"matchLabels": map[string]any{"role": "edge"}},
-		}},
-	}})
+	l := ForTest(t, Options{Nodes: 2, ChartValues: map[string]any{"gatewayAPI": edgeHostNetwork()}})
 	ctx := context.Background()
 	n1, n2 := l.Network.Nodes[0], l.Network.Nodes[1]
-	label := func(node string) {
-		t.Helper()
-		patch := []byte(`{"metadata":{"labels":{"role":"edge"}}}`)
-		if _, err := l.Client.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	label(n1.Name)
+	labelEdge(t, l, n1.Name)
 	if err := ApplyPaths(ctx, l.Config, []string{"testdata/gateway-hostnetwork.yaml"}); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +102,7 @@ func TestLabGatewayHostNetwork(t *testing.T) {
 		t.Fatalf("unselected %s: curl exit %d (%s), want 7 (connection refused)", n2.Name, code, out)
 	}
 
-	label(n2.Name)
+	labelEdge(t, l, n2.Name)
 	waitAddresses(n1.IP, n2.IP)
 	reach(n2.IP)
 
@@ -141,4 +129,22 @@ func TestLabGatewayHostNetwork(t *testing.T) {
 	})
 	// The older Gateway keeps serving.
 	reach(n1.IP)
+}
+
+// edgeHostNetwork is the chart's hostNetwork values (of gatewayAPI or
+// ingressController) selecting the nodes labelled role=edge.
+func edgeHostNetwork() map[string]any {
+	return map[string]any{"hostNetwork": map[string]any{
+		"enabled": true,
+		"nodes":   map[string]any{"matchLabels": map[string]any{"role": "edge"}},
+	}}
+}
+
+// labelEdge labels a node role=edge, selecting it for host-network mode.
+func labelEdge(t *testing.T, l *Lab, node string) {
+	t.Helper()
+	patch := []byte(`{"metadata":{"labels":{"role":"edge"}}}`)
+	if _, err := l.Client.CoreV1().Nodes().Patch(context.Background(), node, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }

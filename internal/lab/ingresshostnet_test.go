@@ -14,7 +14,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/nodemesh/nodemesh/internal/echo"
 )
@@ -28,18 +27,10 @@ import (
 // (the backend, on the other node, seeing the client's address), while
 // the unselected node refuses both ports.
 func TestLabIngressHostNetwork(t *testing.T) {
-	l := ForTest(t, Options{Nodes: 2, ChartValues: map[string]any{
-		"ingressController": map[string]any{"hostNetwork": map[string]any{
-			"enabled": true,
-			"nodes":   map[string]any{"matchLabels": map[string]any{"role": "edge"}},
-		}},
-	}})
+	l := ForTest(t, Options{Nodes: 2, ChartValues: map[string]any{"ingressController": edgeHostNetwork()}})
 	ctx := context.Background()
 	n1, n2 := l.Network.Nodes[0], l.Network.Nodes[1]
-	patch := []byte(`{"metadata":{"labels":{"role":"edge"}}}`)
-	if _, err := l.Client.CoreV1().Nodes().Patch(ctx, n1.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	labelEdge(t, l, n1.Name)
 	caPEM, certPEM, keyPEM := testCertificate(t, "web.example")
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(caFile, caPEM, 0o644); err != nil {
