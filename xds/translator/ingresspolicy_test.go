@@ -1,7 +1,6 @@
 package translator
 
 import (
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -18,7 +17,7 @@ import (
 // network), and its
 // routes keep the unfiltered cluster the Gateway routes share.
 func TestIngressPolicySparesMeshListeners(t *testing.T) {
-	cfg := loadIR(t, "testdata/ingress-policy-gamma.in.yaml")
+	cfg := readIR(t, "testdata/ingress-policy-gamma.in.yaml")
 	res, err := Translate(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +100,7 @@ func TestIngressPolicySparesMeshListeners(t *testing.T) {
 // not served while world → ingress is enforced (the UDP proxy cannot check
 // the client), and is served again once no policy selects the ingress.
 func TestIngressPolicyClosesUDPListeners(t *testing.T) {
-	cfg := loadIR(t, "testdata/ingress-policy-gamma.in.yaml")
+	cfg := readIR(t, "testdata/ingress-policy-gamma.in.yaml")
 	dns := *cfg.Clusters[0]
 	dns.Name, dns.Protocol = "service/default/dns/5353", ir.ProtocolUDP
 	cfg.Clusters = append(cfg.Clusters, &dns)
@@ -201,7 +200,7 @@ func TestIngressPolicyDeniedChurn(t *testing.T) {
 // ingress endpoint's policy, HTTP chains with the RBAC filter and the TCP
 // chain with network RBAC before tcp_proxy.
 func TestIngressPolicyOnHostNetworkListener(t *testing.T) {
-	res, err := Translate(loadIR(t, "testdata/ingress-hostnet.in.yaml"))
+	res, err := Translate(readIR(t, "testdata/ingress-hostnet.in.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,18 +236,4 @@ func TestIngressPolicyOnHostNetworkListener(t *testing.T) {
 	if !slices.Equal(transports, []string{transportRawBuffer, transportTLS, transportTLS}) {
 		t.Errorf("transport protocols %q, want raw_buffer for the plaintext chain and tls for the others", transports)
 	}
-}
-
-// loadIR reads an IR golden input.
-func loadIR(t *testing.T, file string) *ir.Config {
-	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := decodeIR(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
 }
