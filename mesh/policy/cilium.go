@@ -295,6 +295,7 @@ func (p *ciliumParser) ports(ru *rule, prs []ciliumv2.PortRule, icmps []ciliumv2
 			return fieldError(f+".listener", "redirects to CiliumEnvoyConfig listeners are not supported by nodemesh")
 		}
 		out := portRule{base: base}
+		dnsAtL4 := false
 		if r := pr.Rules; r != nil {
 			kinds := 0
 			for _, n := range []int{len(r.HTTP), len(r.Kafka), len(r.DNS), len(r.L7)} {
@@ -306,7 +307,13 @@ func (p *ciliumParser) ports(ru *rule, prs []ciliumv2.PortRule, icmps []ciliumv2
 			case kinds > 1:
 				return fieldError(f+".rules", "one port can carry only one kind of L7 rule")
 			case len(r.DNS) > 0:
-				return fieldError(f+".rules.dns", "DNS rules need a DNS proxy, which nodemesh does not have")
+				if ru.dir != model.Egress || !allowsEveryName(r.DNS) {
+					return fieldError(f+".rules.dns", "DNS rules need a DNS proxy, which nodemesh does not have")
+				}
+				// Every name allowed: the L4 allow of the ports below
+				// (see doc.go); the status says so.
+				dnsAtL4 = true
+				p.out.dnsAtL4 = append(p.out.dnsAtL4, f+".rules.dns")
 			case len(r.L7) > 0 || r.L7Proto != "":
 				return fieldError(f+".rules.l7proto", "generic proxylib parsers are not supported by nodemesh")
 			case len(r.HTTP) > 0:
@@ -340,8 +347,11 @@ func (p *ciliumParser) ports(ru *rule, prs []ciliumv2.PortRule, icmps []ciliumv2
 			}
 		}
 		if len(pr.Ports) == 0 {
-			if out.kind != l7None {
+			switch {
+			case out.kind != l7None:
 				return fieldError(f+".ports", "L7 rules need at least one port")
+			case dnsAtL4:
+				return fieldError(f+".ports", "DNS rules need at least one port")
 			}
 			out.specs = []portSpec{{proto: model.ProtoAny}}
 		}
@@ -354,6 +364,9 @@ func (p *ciliumParser) ports(ru *rule, prs []ciliumv2.PortRule, icmps []ciliumv2
 			ps, err := parsePort(pp.Port, pp.EndPort, proto)
 			if err != nil {
 				return fieldError(pf, "%v", err)
+			}
+			if dnsAtL4 && ps.port == 0 && ps.name == "" {
+				return fieldError(pf+".port", "DNS rules need a port, not every port")
 			}
 			if out.kind != l7None {
 				switch {
@@ -383,4 +396,17 @@ func (p *ciliumParser) ports(ru *rule, prs []ciliumv2.PortRule, icmps []ciliumv2
 		}
 	}
 	return nil
+}
+
+// allowsEveryName reports whether a DNS rule list allows every name: each
+// entry is exactly matchPattern "*". Such a list admits every well-formed
+// query, so its L4 allow is all it grants; any narrower list needs a DNS
+// proxy to enforce.
+func allowsEveryName(rules []ciliumv2.PortRuleDNS) bool {
+	for _, d := range rules {
+		if d.MatchName != "" || d.MatchPattern != "*" {
+			return false
+		}
+	}
+	return len(rules) > 0
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -169,6 +170,10 @@ const (
 	// the agent); the traffic the policy redirects to the proxy is
 	// dropped until a proxy accepts a configuration.
 	ReasonProxyRejected = "ProxyRejected"
+	// ReasonDNSEnforcedAtL4: the policy is in force, and its DNS rules
+	// that allow every name (matchPattern "*") are enforced as the L4
+	// allow of their ports: the payload is not checked to be DNS.
+	ReasonDNSEnforcedAtL4 = "DNSEnforcedAtL4"
 )
 
 // PolicyStatus is the verdict on one policy object.
@@ -356,6 +361,9 @@ func (c *Compiler) Compile(in Input) *Result {
 				}
 				ps.note(ReasonWaitingForAuthentication, "rules require authentication (authentication.mode required) and no authentication provider runs on this node; the flows they allow stay blocked")
 			}
+			if len(v.dnsAtL4) > 0 {
+				ps.note(ReasonDNSEnforcedAtL4, dnsAtL4Message(v.dnsAtL4))
+			}
 			break
 		}
 		if ps.State == Rejected || ps.State == EnforcedPrevious {
@@ -537,4 +545,10 @@ func ingressIPs(nodes []*corev1.Node) []netip.Addr {
 		out = append(out, NodeIngressIPs(n)...)
 	}
 	return out
+}
+
+// dnsAtL4Message says which DNS rules are enforced at L4 and what that
+// leaves unchecked.
+func dnsAtL4Message(fields []string) string {
+	return strings.Join(fields, ", ") + `: DNS rules allowing every name (matchPattern "*") are enforced as an L4 allow of their ports; the payload is not inspected (non-DNS traffic on those ports passes)`
 }

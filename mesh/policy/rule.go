@@ -49,6 +49,9 @@ type parsed struct {
 	rules    []*rule
 	cidrs    []netip.Prefix
 	warnings []string
+	// dnsAtL4 names the DNS rule lists (every name allowed) compiled as
+	// the L4 allow of their ports.
+	dnsAtL4 []string
 }
 
 // rule is one allow or deny statement: which local endpoints (subject),
