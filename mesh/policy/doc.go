@@ -192,11 +192,27 @@
 //
 //   - Rejected with an error naming the field (nodemesh has no DNS proxy,
 //     no TLS interception, no CiliumEnvoyConfig listeners, no host
-//     firewall): toFQDNs, DNS rules, generic l7proto rules,
+//     firewall): toFQDNs, DNS rules other than the one below, generic
+//     l7proto rules,
 //     terminatingTLS/originatingTLS/serverNames/listener, nodeSelector,
 //     fromNodes/toNodes, fromGroups/toGroups, toServices, CIDR group
 //     references, fromRequires/toRequires, authentication mode
 //     test-always-fail. Each holds its endpoints closed (see Invariants).
+//   - An egress DNS rule list in which every entry is exactly
+//     matchPattern "*" (Cilium: every name allowed, the usual kube-dns
+//     rule of an egress lockdown) compiles to the L4 allow of its ports
+//     and protocols toward its peers, the rows the rule gives without
+//     rules: it admits every well-formed query, so refusing it would
+//     close DNS itself and make such manifests unusable. What is lost is
+//     that Cilium's DNS proxy drops payloads that are not DNS, and the
+//     learning of names for toFQDNs (still rejected). The status says so
+//     (Enforced, Reason ReasonDNSEnforcedAtL4, naming the fields). Any
+//     other list — matchName, another pattern, an empty entry, "*" mixed
+//     with anything — on ingress (Cilium's DNS rules are egress-only),
+//     or without an explicit port is rejected. On the ingress endpoint
+//     the rule is the same L4 allow of its egress, not an L7 rule that
+//     closes the direction. An empty list (dns: []) is no rule at all, as
+//     before.
 //   - headerMatches mismatch actions need a filter that edits headers,
 //     which Envoy's RBAC filter cannot do: they travel as ir.HeaderAction
 //     to the project's header match filter (see xds/translator), which
