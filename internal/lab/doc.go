@@ -196,11 +196,11 @@
 // balancers) and TestLabIngressPolicy (AT-ING-06, Cilium's Ingress and
 // network policy guide on basic-ingress: external-lockdown answers the
 // outside clients 403 and lets the client Pod in, allow-cidr admits one
-// outside /32, an egress lockdown of the ingress endpoint leaves the
-// Ingress no backend (503, where Cilium answers 403; see xds/translator)
-// until allow-ingress-egress; the ingress-default-deny of its testdata
-// stands in for the guide's default-deny, whose DNS rule nodemesh
-// rejects).
+// outside /32, the guide's default-deny — its DNS rule allowing every
+// name is enforced as the L4 allow of 53/UDP — leaves the Ingress no
+// backend (403, as Cilium; see xds/translator) and drops the client Pod's
+// own requests, until allow-ingress-egress opens the ingress endpoint's
+// egress again).
 //
 // Mutual authentication: every Pod gets SPIFFE_ENDPOINT_SOCKET naming its
 // node agent's Workload API socket (WorkloadSocket), served when the agent

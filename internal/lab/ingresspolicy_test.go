@@ -39,17 +39,25 @@ const ingressPolicies = "testdata/ingress-policy"
 //     the outside clients are answered 403, the client Pod still gets in;
 //  3. allow-cidr (the ingress endpoint admits the first outside client's
 //     /32): that client gets in again, the other one is still refused;
-//  4. ingress-default-deny (the ingress endpoint's egress admits only the
-//     cluster DNS): the egress denies every backend of the Ingress, so
-//     /details (and /) is answered 403 to every client, as Cilium's proxy
-//     answers (xds/translator turns a route whose backends are all denied
-//     into a 403 direct response);
+//  4. default-deny, the guide's manifest unchanged (every endpoint outside
+//     kube-system, the ingress endpoint included, may only send DNS to
+//     kube-dns; its DNS rule allowing every name is enforced as the L4
+//     allow of 53/UDP): the ingress endpoint's egress denies every backend
+//     of the Ingress, so /details (and /) is answered 403 to the outside
+//     clients, as Cilium's proxy answers (xds/translator turns a route
+//     whose backends are all denied into a 403 direct response), and the
+//     client Pod's own egress to the Ingress is dropped: denied for
+//     external and in-cluster traffic, as the guide expects;
 //  5. allow-ingress-egress (the ingress endpoint may reach the cluster):
-//     details is served again, to the clients steps 2 and 3 admit.
+//     details is served again to the outside client steps 2 and 3 admit;
+//     the client Pod's egress stays locked down to DNS by default-deny
+//     (the guide checks this step from outside only).
 //
 // Each policy's status on each node reports it Enforced, and Selected
 // counts the ingress endpoint: external-lockdown selects the node's Pods
-// and it, the others only it.
+// and it, default-deny the node's Pods outside kube-system and it, the
+// others only it; default-deny's status says its DNS rule is enforced at
+// L4 (Reason DNSEnforcedAtL4).
 func TestLabIngressPolicy(t *testing.T) {
 	l := ForTest(t, Options{Nodes: 2, ChartValues: map[string]any{
 		"ingressController": map[string]any{"className": "cilium"},
@@ -163,6 +171,8 @@ func TestLabIngressPolicy(t *testing.T) {
 	// either node (the outside clients pinned to it; the client Pod goes
 	// through its own node). The policies are in force by then, so the
 	// first answer counts.
+	// A want of dropped: no answer at all (curl fails).
+	const dropped = -1
 	expect := func(step string, want map[string]int) {
 		t.Helper()
 		for _, n := range l.Network.Nodes {
@@ -171,6 +181,12 @@ func TestLabIngressPolicy(t *testing.T) {
 			}
 			for _, who := range []string{"admitted", "other", "pod"} {
 				for _, p := range []struct{ path, backend string }{{"/details/1", "details-v1"}, {"/", "productpage-v1"}} {
+					if want[who] == dropped {
+						if out, code := run(t, clients[who].argv(p.path), ""); code == 0 {
+							t.Fatalf("%s, through %s: %s got an answer for %s, want it dropped: %s", step, n.Name, clients[who].name, p.path, out)
+						}
+						continue
+					}
 					got, err := status(clients[who], p.path, p.backend)
 					if err != nil {
 						t.Fatalf("%s, through %s: %v", step, n.Name, err)
@@ -208,10 +224,13 @@ func TestLabIngressPolicy(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				local := 0
+				local, outsideKubeSystem := 0, 0
 				for _, p := range pods.Items {
 					if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" && !p.Spec.HostNetwork {
 						local++
+						if p.Namespace != "kube-system" {
+							outsideKubeSystem++
+						}
 					}
 				}
 				as, err := api.FetchStatus(ctx, filepath.Join(n.StateDir, "agent.sock"))
@@ -223,8 +242,11 @@ func TestLabIngressPolicy(t *testing.T) {
 				}
 				for _, name := range names {
 					want := 1 // the ingress endpoint
-					if name == "external-lockdown" {
+					switch name {
+					case "external-lockdown":
 						want += local
+					case "default-deny":
+						want += outsideKubeSystem
 					}
 					var found *policy.PolicyStatus
 					for i, ps := range as.Policy.Policies {
@@ -238,6 +260,8 @@ func TestLabIngressPolicy(t *testing.T) {
 					case found.State != policy.Enforced || !found.Ingress || found.Selected != want:
 						return fmt.Errorf("%s is %s (%s %s) selecting %d, ingress endpoint %t; want Enforced selecting %d with the ingress endpoint",
 							name, found.State, found.Reason, found.Error, found.Selected, found.Ingress, want)
+					case name == "default-deny" && found.Reason != policy.ReasonDNSEnforcedAtL4:
+						return fmt.Errorf("%s has reason %q (%s), want %s", name, found.Reason, found.Message, policy.ReasonDNSEnforcedAtL4)
 					}
 				}
 				return nil
@@ -265,11 +289,11 @@ func TestLabIngressPolicy(t *testing.T) {
 	expect("allow-cidr", map[string]int{"admitted": 200, "other": 403, "pod": 200})
 	selected("external-lockdown", "allow-cidr")
 
-	enforce("ingress-default-deny.yaml")
-	expect("ingress-default-deny", map[string]int{"admitted": 403, "other": 403, "pod": 403})
-	selected("external-lockdown", "allow-cidr", "ingress-default-deny")
+	enforce("default-deny.yaml")
+	expect("default-deny", map[string]int{"admitted": 403, "other": 403, "pod": dropped})
+	selected("external-lockdown", "allow-cidr", "default-deny")
 
 	enforce("allow-ingress-egress.yaml")
-	expect("allow-ingress-egress", map[string]int{"admitted": 200, "other": 403, "pod": 200})
-	selected("external-lockdown", "allow-cidr", "ingress-default-deny", "allow-ingress-egress")
+	expect("allow-ingress-egress", map[string]int{"admitted": 200, "other": 403, "pod": dropped})
+	selected("external-lockdown", "allow-cidr", "default-deny", "allow-ingress-egress")
 }
