@@ -21,6 +21,9 @@ func TestPrintStatusShowsPolicy(t *testing.T) {
 					Error: "specs[0].ingress[0].toPorts[0].rules.http[0].path: invalid RE2"},
 				{Kind: "CiliumNetworkPolicy", Namespace: "default", Name: "mutual", State: policy.Pending,
 					Reason: policy.ReasonWaitingForAuthentication, Message: "no authentication provider runs on this node"},
+				// Enforced, with what it does not check.
+				{Kind: "CiliumClusterwideNetworkPolicy", Name: "default-deny", State: policy.Enforced, Selected: 3,
+					Reason: policy.ReasonDNSEnforcedAtL4, Message: "spec.egress[0].toPorts[0].rules.dns: DNS rules allowing every name"},
 			},
 		},
 	}
@@ -32,6 +35,7 @@ func TestPrintStatusShowsPolicy(t *testing.T) {
 		"datapath error (previous tables in force): map full",
 		"rule1", "Enforced ", "broken", "EnforcedPrevious", "rules.http[0].path: invalid RE2",
 		"mutual", "Pending ", "WaitingForAuthentication: no authentication provider runs on this node",
+		"default-deny", "DNSEnforcedAtL4: spec.egress[0].toPorts[0].rules.dns: DNS rules allowing every name",
 		"(none has connected)",
 	} {
 		if !strings.Contains(out, want) {
