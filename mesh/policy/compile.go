@@ -361,9 +361,6 @@ func (c *Compiler) Compile(in Input) *Result {
 				}
 				ps.note(ReasonWaitingForAuthentication, "rules require authentication (authentication.mode required) and no authentication provider runs on this node; the flows they allow stay blocked")
 			}
-			if len(v.dnsAtL4) > 0 {
-				ps.note(ReasonDNSEnforcedAtL4, dnsAtL4Message(v.dnsAtL4))
-			}
 			break
 		}
 		if ps.State == Rejected || ps.State == EnforcedPrevious {
@@ -386,6 +383,15 @@ func (c *Compiler) Compile(in Input) *Result {
 	for _, n := range notes {
 		if i, ok := owner[n.rule]; ok {
 			res.Policies[i].note(ReasonIngressFailClosed, n.msg)
+		}
+	}
+	// Last, so that a reason about what is blocked or not yet in force
+	// stays the policy's Reason.
+	for i := range res.Policies {
+		ps := &res.Policies[i]
+		v := good[source{kind: ps.Kind, namespace: ps.Namespace, name: ps.Name}]
+		if v != nil && len(v.dnsAtL4) > 0 {
+			ps.note(ReasonDNSEnforcedAtL4, dnsAtL4Message(v.dnsAtL4))
 		}
 	}
 	res.Datapath = t.rows(c.opts.Listeners, res.Cookies)

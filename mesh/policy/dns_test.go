@@ -120,3 +120,33 @@ func TestDNSRulesNeedingAProxyFailClosed(t *testing.T) {
 		})
 	}
 }
+
+// TestDNSNarrowedUpdateKeepsPrevious: narrowing an accepted "*" rule to
+// names needs a DNS proxy, so the update is rejected and the previous
+// version (the L4 allow) stays in force, its status still saying so; the
+// reason about the rejection comes first when the update also closes
+// endpoints.
+func TestDNSNarrowedUpdateKeepsPrevious(t *testing.T) {
+	udp := `[{port: "53", protocol: UDP}]`
+	c := mustNew(t, nil)
+	first := compileYAML(t, c, twoPods+dnsPolicy("egress", udp, `[{matchPattern: "*"}]`))
+	second := compileYAML(t, c, twoPods+dnsPolicy("egress", udp, `[{matchName: example.com}]`))
+	st := second.Policies[0]
+	if st.State != EnforcedPrevious || st.Reason != ReasonDNSEnforcedAtL4 || !strings.Contains(st.Error, "spec.egress[0].toPorts[0].rules.dns: DNS rules need a DNS proxy") {
+		t.Fatalf("status %+v", st)
+	}
+	if diff := cmp.Diff(first.Datapath, second.Datapath); diff != "" {
+		t.Errorf("rows changed on a rejected update (-before +after):\n%s", diff)
+	}
+	// The update also selects web, which only it covers: web is held
+	// closed, and that is the reason shown.
+	wider := strings.Replace(dnsPolicy("egress", udp, `[{matchName: example.com}]`), "endpointSelector: {matchLabels: {app: api}}", "endpointSelector: {}", 1)
+	third := compileYAML(t, c, twoPods+wider)
+	st = third.Policies[0]
+	if st.State != EnforcedPrevious || st.Reason != ReasonFailClosed || !strings.Contains(st.Message, "payload is not inspected") {
+		t.Fatalf("status %+v", st)
+	}
+	if v := decide(t, third, model.Egress, model.ProtoUDP, 53); v != model.Allow {
+		t.Errorf("api→web UDP/53 under the previous version: %s, want allowed", v)
+	}
+}

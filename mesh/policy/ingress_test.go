@@ -24,6 +24,7 @@ func TestGoldenIngress(t *testing.T) {
 func TestIngressVerdicts(t *testing.T) {
 	outside, allowedOutside := netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("172.18.0.1")
 	client, host, details := netip.MustParseAddr("10.0.7.2"), netip.MustParseAddr("10.0.0.254"), netip.MustParseAddr("10.0.7.1")
+	coredns := netip.MustParseAddr("10.0.7.3")
 	type flow struct {
 		peer netip.Addr
 		port uint32
@@ -33,6 +34,7 @@ func TestIngressVerdicts(t *testing.T) {
 		file            string
 		noPolicy        bool
 		ingress, egress []flow
+		egressUDP       []flow
 		enforcedEgress  bool
 		denyAllIngress  bool
 		denyAllEgress   bool
@@ -44,11 +46,14 @@ func TestIngressVerdicts(t *testing.T) {
 			egress:  []flow{{details, 9080, true}, {outside, 80, true}}},
 		{file: "allow-cidr",
 			ingress: []flow{{outside, 80, false}, {allowedOutside, 80, true}, {client, 80, true}}},
-		{file: "default-deny", denyAllEgress: true, enforcedEgress: true,
-			ingress: []flow{{outside, 80, false}, {client, 80, true}},
-			egress:  []flow{{details, 9080, false}}},
-		{file: "allow-ingress-egress", denyAllEgress: true, enforcedEgress: true,
-			egress: []flow{{details, 9080, false}}},
+		// Its DNS rule (every name) is the L4 allow of 53/UDP to kube-dns:
+		// the egress is in default deny, not closed.
+		{file: "default-deny", enforcedEgress: true,
+			ingress:   []flow{{outside, 80, false}, {client, 80, true}},
+			egress:    []flow{{details, 9080, false}, {coredns, 53, false}},
+			egressUDP: []flow{{coredns, 53, true}, {coredns, 54, false}, {details, 53, false}}},
+		{file: "allow-ingress-egress", enforcedEgress: true,
+			egress: []flow{{details, 9080, true}, {outside, 80, false}}},
 		{file: "deny-l7", denyAllIngress: true, enforcedEgress: true,
 			ingress: []flow{{outside, 80, false}, {client, 80, false}},
 			egress:  []flow{{details, 9080, true}, {client, 8080, false}, {outside, 80, false}}},
@@ -94,11 +99,13 @@ func TestIngressVerdicts(t *testing.T) {
 			for _, d := range []struct {
 				name  string
 				dir   *ir.IngressDirection
+				proto string
 				flows []flow
-			}{{"ingress", &res.Ingress.Ingress, tc.ingress}, {"egress", &res.Ingress.Egress, tc.egress}} {
+			}{{"ingress", &res.Ingress.Ingress, ir.IngressProtoTCP, tc.ingress}, {"egress", &res.Ingress.Egress, ir.IngressProtoTCP, tc.egress},
+				{"egress", &res.Ingress.Egress, ir.IngressProtoUDP, tc.egressUDP}} {
 				for _, f := range d.flows {
-					if got := d.dir.Allows(f.peer, ir.IngressProtoTCP, f.port); got != f.want {
-						t.Errorf("%s %s:%d allowed = %v, want %v", d.name, f.peer, f.port, got, f.want)
+					if got := d.dir.Allows(f.peer, d.proto, f.port); got != f.want {
+						t.Errorf("%s %s %s:%d allowed = %v, want %v", d.name, d.proto, f.peer, f.port, got, f.want)
 					}
 				}
 			}
