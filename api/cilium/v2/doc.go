@@ -6,7 +6,8 @@
 //
 // The policy types describe every field a Cilium 1.18 policy may carry,
 // including the ones nodemesh does not enforce (toFQDNs, toServices, DNS
-// rules, TLS interception, CIDR groups, ...): a manifest must decode so
+// rules narrower than every name, TLS interception, CIDR groups, ...): a
+// manifest must decode so
 // that policy compilation (mesh/policy) can reject exactly the rule it
 // cannot honour, with an error naming it, while the policy's other rules
 // and every other policy keep being enforced. Decoding in mesh/input is
