@@ -110,28 +110,7 @@ spec:
 // control: the same route is accepted and served where the node can
 // steer.
 func TestMeshRouteRefusedWhereNothingSteers(t *testing.T) {
-	const objs = `
-apiVersion: v1
-kind: Service
-metadata: {name: echo, namespace: app}
-spec: {clusterIP: 10.96.0.30, ports: [{name: http, port: 80}]}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: echo, namespace: app}
-spec:
-  parentRefs: [{group: "", kind: Service, name: echo}]
-  rules:
-  - backendRefs: [{name: echo, port: 80}]
-`
-	decoded, err := input.Decode("mesh.yaml", []byte(objs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := input.Build(decoded)
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := meshEchoSnapshot(t)
 	node := &EnvoyConfigOptions{ListenAddress: netip.MustParseAddr("10.250.0.11")}
 	for _, tc := range []struct {
 		name   string
@@ -184,28 +163,7 @@ spec:
 // serves the same listener with connections from the node. The route's
 // status is the same in every case: it never claims the original source.
 func TestMeshOriginalSourceNeedsTheDatapath(t *testing.T) {
-	const objs = `
-apiVersion: v1
-kind: Service
-metadata: {name: echo, namespace: app}
-spec: {clusterIP: 10.96.0.30, ports: [{name: http, port: 80}]}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: echo, namespace: app}
-spec:
-  parentRefs: [{group: "", kind: Service, name: echo}]
-  rules:
-  - backendRefs: [{name: echo, port: 80}]
-`
-	decoded, err := input.Decode("mesh.yaml", []byte(objs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := input.Build(decoded)
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := meshEchoSnapshot(t)
 	const mark = 0x0a00
 	for _, tc := range []struct {
 		name     string
@@ -257,4 +215,33 @@ spec:
 			}
 		})
 	}
+}
+
+// meshEchoSnapshot is a Service app/echo with an HTTPRoute that has it as
+// parent and backend: the smallest GAMMA input.
+func meshEchoSnapshot(t *testing.T) *input.Snapshot {
+	t.Helper()
+	const objs = `
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: app}
+spec: {clusterIP: 10.96.0.30, ports: [{name: http, port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo, namespace: app}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo}]
+  rules:
+  - backendRefs: [{name: echo, port: 80}]
+`
+	decoded, err := input.Decode("mesh.yaml", []byte(objs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := input.Build(decoded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
 }
