@@ -88,6 +88,14 @@ int from_workload(struct __sk_buff *skb)
 		bpf_skb_change_type(skb, 0 /* PACKET_HOST */);
 		return proxy_deliver(skb, &f, &d, skb->mark >> 16, 0);
 	}
+	/* Second half of a reply hairpin (see proxy_reply_hairpin). */
+	if ((skb->mark & MARK_MAGIC_MASK) == MARK_MAGIC_PROXY_REPLY) {
+		d.direction = DIR_INGRESS;
+		if (ret < 0)
+			return drop(skb, &f, &d, -ret);
+		bpf_skb_change_type(skb, 0 /* PACKET_HOST */);
+		return proxy_return(skb, &f, &d);
+	}
 	if (ret < 0)
 		return drop(skb, &f, &d, -ret);
 	if (is_link_control(&f))
@@ -173,7 +181,7 @@ int to_workload(struct __sk_buff *skb)
 	struct remote peer;
 	struct flow f;
 	__u32 mark = skb->mark;
-	int from_proxy, ret;
+	int from_proxy, routed, ret;
 	__u8 flags = 0;
 	__u64 now;
 
@@ -198,21 +206,33 @@ int to_workload(struct __sk_buff *skb)
 			return proxy_hairpin(skb, ct->proxy_port);
 		return pass(&f, ct->direction);
 	case CT_REPLY:
+		/* A policy listener answering a routing listener's upstream
+		 * connection that was bound to this workload's address. */
+		if (ct->flags & CT_F_PROXY_CLIENT)
+			return proxy_reply_hairpin(skb);
 		return pass(&f, ct->direction);
 	case CT_RELATED:
 		return pass(&f, DIR_INGRESS);
 	}
 
+	/* Two kinds of proxy upstream connection: a policy listener's
+	 * (FROM_PROXY) already had this destination's L7 ingress rules
+	 * applied and is never redirected again; a routing listener's
+	 * (FROM_PROXY_ROUTE: Gateway, Ingress, GAMMA, CiliumEnvoyConfig,
+	 * lb-l7) had none, so it is judged like any other flow from its
+	 * identity, L7 redirect included. */
 	from_proxy = (mark & MARK_MAGIC_MASK) == MARK_MAGIC_FROM_PROXY;
+	routed = (mark & MARK_MAGIC_MASK) == MARK_MAGIC_FROM_PROXY_ROUTE;
 	remote_lookup(f.t.saddr, &peer);
 	/* The proxy says on whose behalf it connects; the source address may
 	 * be the node's own. */
-	if (from_proxy && mark_identity(mark))
+	if ((from_proxy || routed) && mark_identity(mark))
 		peer.identity = mark_identity(mark);
 	d.remote_identity = peer.identity;
 	d.remote_node = peer.node;
 
-	if (from_proxy) {
+	if (from_proxy || routed) {
+		/* Replies to an original-source address go to the proxy. */
 		flags = CT_F_FROM_PROXY;
 	} else if (peer.identity == ID_HOST) {
 		/* The local host may always reach its workloads (probes). */
@@ -225,12 +245,17 @@ int to_workload(struct __sk_buff *skb)
 	if (ret == VERDICT_DENY)
 		return drop(skb, &f, &d, d.reason);
 	if (ret == VERDICT_REDIRECT && !from_proxy) {
-		if (ct_create(&f, CT_F_REDIRECT, d.proxy_port, peer.identity, DIR_INGRESS, now))
+		/* A routing listener's connection goes to the policy listener:
+		 * the proxy's socket is then the client of a proxy socket, and
+		 * its replies must find their way back (CT_F_PROXY_CLIENT). */
+		flags = routed ? CT_F_REDIRECT | CT_F_PROXY_CLIENT : CT_F_REDIRECT;
+		if (ct_create(&f, flags, d.proxy_port, peer.identity, DIR_INGRESS, now))
 			return drop(skb, &f, &d, DROP_CT_FULL);
 		emit(skb, &f, &d, EVENT_REDIRECT);
 		return proxy_hairpin(skb, d.proxy_port);
 	}
-	/* The proxy's own upstream connections are never redirected again. */
+	/* A policy listener's upstream connections are never redirected
+	 * again. */
 	if (ct_create(&f, flags, 0, peer.identity, DIR_INGRESS, now))
 		return drop(skb, &f, &d, DROP_CT_FULL);
 	return pass(&f, DIR_INGRESS);

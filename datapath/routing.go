@@ -28,22 +28,40 @@ const (
 	// packets they assigned to a proxy socket, and the bits compared.
 	MarkToProxy   = 0x0200
 	MarkMagicMask = 0x0F00
-	// MarkFromProxy is the magic of the node proxy's upstream socket mark
-	// (see ProxyMark).
+	// MarkFromProxy is the magic of the mark of a policy listener's
+	// upstream sockets (see ProxyMark).
 	MarkFromProxy = 0x0A00
+	// MarkFromProxyRoute is the magic of the mark of a routing
+	// listener's upstream sockets (see ProxyRouteMark).
+	MarkFromProxyRoute = 0x0B00
 )
 
-// ProxyMark returns the SO_MARK the node proxy puts on an upstream socket
-// opened on behalf of a source identity: the datapath then judges the
-// connection as coming from that identity, and never redirects it to the
-// proxy again. Identity 0 means "take the identity from the source
-// address". It matches proxylib/transparent.UpstreamMark.
+// ProxyMark returns the SO_MARK of an upstream socket of the node proxy's
+// policy listeners, opened on behalf of a source identity: the datapath
+// judges the connection as coming from that identity, and never redirects
+// it to the proxy again (the policy listener applied the destination's L7
+// ingress rules already). Identity 0 means "take the identity from the
+// source address". It matches proxylib/transparent.UpstreamMark.
 func ProxyMark(source model.Identity) (uint32, error) {
+	return proxyMark(MarkFromProxy, source)
+}
+
+// ProxyRouteMark returns the SO_MARK of an upstream socket of a listener
+// that applies no L7 ingress policy (Gateway, Ingress, GAMMA,
+// CiliumEnvoyConfig, lb-l7 listeners): the datapath judges the connection
+// as coming from source (0: from its source address) and, where the
+// destination's ingress policy has L7 rules, hands it to the ingress
+// policy listener. It matches proxylib/transparent.RouteUpstreamMark.
+func ProxyRouteMark(source model.Identity) (uint32, error) {
+	return proxyMark(MarkFromProxyRoute, source)
+}
+
+func proxyMark(magic uint32, source model.Identity) (uint32, error) {
 	if source > model.MaxMarkIdentity {
 		return 0, fmt.Errorf("identity %d does not fit in a socket mark (max %d)", source, model.MaxMarkIdentity)
 	}
 	id := uint32(source)
-	return MarkFromProxy | (id&0xFFFF)<<16 | id>>16, nil
+	return magic | (id&0xFFFF)<<16 | id>>16, nil
 }
 
 func routingRules() []*netlink.Rule {

@@ -32,6 +32,23 @@ func TestProxyMarkMatchesTheProxysMark(t *testing.T) {
 	if _, err := ProxyMark(model.MaxMarkIdentity + 1); err == nil {
 		t.Fatal("ProxyMark accepted a 25-bit identity")
 	}
+	for _, id := range []model.Identity{0, 8, 0x12345, model.MaxMarkIdentity} {
+		ours, err := ProxyRouteMark(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		theirs, err := transparent.RouteUpstreamMark(uint32(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		policy, _ := ProxyMark(id)
+		if ours != theirs || ours&MarkMagicMask != MarkFromProxyRoute || ours&^MarkMagicMask != policy&^MarkMagicMask {
+			t.Fatalf("identity %d: route mark %#x, proxy's %#x, policy mark %#x", id, ours, theirs, policy)
+		}
+	}
+	if _, err := ProxyRouteMark(model.MaxMarkIdentity + 1); err == nil {
+		t.Fatal("ProxyRouteMark accepted a 25-bit identity")
+	}
 }
 
 func TestIPCacheKeyEncoding(t *testing.T) {

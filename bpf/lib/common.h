@@ -56,10 +56,21 @@
 /* skb->mark layout. Bits 8-11 hold a magic value that says who set the
  * mark; the remaining 24 bits carry a payload whose meaning depends on it.
  *
- *   FROM_PROXY: set by the node proxy (SO_MARK) on its upstream sockets.
+ *   FROM_PROXY: set by the node proxy (SO_MARK) on the upstream sockets
+ *               of its policy listeners, which applied the destination's
+ *               L7 ingress rules already: never redirected again.
  *               Payload = source identity: bits 16-31 low 16 bits, bits 0-7
  *               high 8 bits. Zero means "take the identity from the source
  *               address".
+ *   FROM_PROXY_ROUTE: set by the node proxy on the upstream sockets of the
+ *               listeners that route without applying any L7 ingress
+ *               policy (Gateway, Ingress, GAMMA, CiliumEnvoyConfig,
+ *               lb-l7). Same payload as FROM_PROXY. The destination's
+ *               ingress policy, L7 redirect included, still applies.
+ *   PROXY_REPLY: set by the datapath on a packet it loops from a
+ *               workload's egress back to the same interface's ingress so
+ *               that it reaches a proxy socket bound to a non-local
+ *               (original source) address. No payload.
  *   TO_PROXY:   set by the datapath on packets it assigned to a proxy
  *               socket, so policy routing delivers them locally. Payload in
  *               bits 16-31 = proxy port (used by the egress-to-ingress
@@ -68,6 +79,8 @@
 #define MARK_MAGIC_MASK 0x0F00
 #define MARK_MAGIC_TO_PROXY 0x0200
 #define MARK_MAGIC_FROM_PROXY 0x0A00
+#define MARK_MAGIC_FROM_PROXY_ROUTE 0x0B00
+#define MARK_MAGIC_PROXY_REPLY 0x0300
 
 static __always_inline __u32 mark_identity(__u32 mark)
 {
@@ -125,6 +138,7 @@ enum nm_reason {
 #define CT_F_FIN_FWD 0x08
 #define CT_F_FIN_REV 0x10
 #define CT_F_RST 0x20
+#define CT_F_PROXY_CLIENT 0x40 /* redirected flow whose client is a proxy socket */
 
 /* Lifetimes, seconds (Cilium's defaults). */
 #define CT_LIFETIME_TCP 21600

@@ -120,6 +120,40 @@ static __always_inline int proxy_hairpin(struct __sk_buff *skb, __u16 port)
 	return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
 }
 
+/* Used on egress for a reply to a proxy socket bound to a non-local
+ * (original source) address: a proxy listener answering another proxy
+ * listener's upstream connection. The stack routes it to the workload
+ * owning the address; loop it to this interface's ingress, where
+ * from_workload gives it to the socket (proxy_return). */
+static __always_inline int proxy_reply_hairpin(struct __sk_buff *skb)
+{
+	skb->mark = MARK_MAGIC_PROXY_REPLY;
+	return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
+}
+
+/* Second half of proxy_reply_hairpin: the packet must reach the proxy's
+ * socket for its 4-tuple. Without one it is dropped: it carries another
+ * endpoint's source address and must not go anywhere else. */
+static __always_inline int proxy_return(struct __sk_buff *skb, const struct flow *f,
+					struct decision *d)
+{
+	struct bpf_sock *sk;
+	long ret;
+
+	if (f->t.proto != NM_PROTO_TCP)
+		return drop(skb, f, d, DROP_PROXY_UNSUPPORTED);
+	sk = proxy_established(skb, f);
+	if (!sk)
+		return drop(skb, f, d, DROP_PROXY_UNAVAILABLE);
+	ret = bpf_sk_assign(skb, sk, 0);
+	bpf_sk_release(sk);
+	if (ret)
+		return drop(skb, f, d, DROP_PROXY_ASSIGN);
+	skb->mark = MARK_MAGIC_TO_PROXY;
+	count(REASON_FORWARDED, d->direction, f->len);
+	return NM_TC_OK;
+}
+
 /* A reply on a flow the proxy opened with the client's address as source:
  * it must reach the proxy's upstream socket, not the client. */
 static __always_inline int proxy_reply(struct __sk_buff *skb, const struct flow *f)

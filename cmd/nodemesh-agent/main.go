@@ -384,14 +384,18 @@ func policyFlags() *policyOptions {
 	}
 }
 
-// originalSourceMark is the mark of the proxy's original-source
-// connections when the datapath steers their replies back to the proxy
-// (--datapath and --policy-original-source), else zero.
+// originalSourceMark is the mark of the original-source connections of
+// the proxy's routing listeners (GAMMA, CiliumEnvoyConfig, lb-l7) when the
+// datapath steers their replies back to the proxy (--datapath and
+// --policy-original-source), else zero. It is the routing listeners' mark,
+// not the policy listeners': these listeners applied no L7 ingress policy,
+// so the datapath still hands their connections to the destination's
+// ingress policy listener.
 func (o *policyOptions) originalSourceMark() uint32 {
 	if !*o.datapath || !*o.originalSource {
 		return 0
 	}
-	mark, _ := datapath.ProxyMark(0)
+	mark, _ := datapath.ProxyRouteMark(0)
 	return mark
 }
 
@@ -536,7 +540,10 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 		// Gateway traffic keeps its identity: the proxy's connections to a
 		// Gateway's backends carry the reserved ingress identity in their
 		// mark, as Cilium's do, so backend policy sees ingress, not host.
-		if cfg.GatewayUpstreamMark, err = datapath.ProxyMark(model.IdentityIngress); err != nil {
+		// The routing listeners' mark: a backend's L7 ingress rules still
+		// apply (the datapath hands the connection to the policy
+		// listener).
+		if cfg.GatewayUpstreamMark, err = datapath.ProxyRouteMark(model.IdentityIngress); err != nil {
 			cleanup()
 			return nil, err
 		}

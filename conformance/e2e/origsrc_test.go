@@ -75,7 +75,7 @@ func (n *policyNode) steerServices(cfg *agent.Config, originalSource bool) {
 	cfg.Services = n.dp
 	eo := &agent.EnvoyConfigOptions{ListenAddress: testbed.NodeIPv4}
 	if originalSource {
-		eo.OriginalSourceMark, _ = datapath.ProxyMark(0)
+		eo.OriginalSourceMark, _ = datapath.ProxyRouteMark(0)
 	}
 	cfg.EnvoyConfig = eo
 }

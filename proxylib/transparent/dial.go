@@ -9,8 +9,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// MarkMagic is the FromProxy magic of the mark layout, in bits 8-11.
+// MarkMagic is the FromProxy magic of the mark layout, in bits 8-11: the
+// upstream connection of a policy listener, which applied the
+// destination's L7 ingress rules.
 const MarkMagic = 0x0A00
+
+// RouteMarkMagic is the FromProxyRoute magic: the upstream connection of a
+// listener that applied no L7 ingress policy (Gateway, GAMMA, ...), which
+// the datapath still hands to the destination's policy listener.
+const RouteMarkMagic = 0x0B00
 
 // MaxMarkIdentity is the largest identity a mark can carry (24 bits).
 const MaxMarkIdentity = 0xFFFFFF
@@ -19,10 +26,20 @@ const MaxMarkIdentity = 0xFFFFFF
 // behalf of the given source identity (0: let the datapath use the source
 // address).
 func UpstreamMark(identity uint32) (uint32, error) {
+	return mark(MarkMagic, identity)
+}
+
+// RouteUpstreamMark is UpstreamMark for a listener that applied no L7
+// ingress policy.
+func RouteUpstreamMark(identity uint32) (uint32, error) {
+	return mark(RouteMarkMagic, identity)
+}
+
+func mark(magic, identity uint32) (uint32, error) {
 	if identity > MaxMarkIdentity {
 		return 0, fmt.Errorf("identity %d does not fit in a socket mark (max %d)", identity, MaxMarkIdentity)
 	}
-	return MarkMagic | (identity&0xFFFF)<<16 | identity>>16, nil
+	return magic | (identity&0xFFFF)<<16 | identity>>16, nil
 }
 
 // DialOptions configure an upstream dialer.

@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"testing"
+
+	"github.com/nodemesh/nodemesh/internal/agent/api"
+	"github.com/nodemesh/nodemesh/mesh/flow"
+)
+
+// admitsAL7 is admitsA with an L7 rule: client A may GET /, nothing else.
+const admitsAL7 = `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: backend-admits-a, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: backend}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client-a}}]
+    toPorts:
+    - ports: [{port: "8080", protocol: TCP}]
+      rules:
+        http: [{method: GET, path: "/"}]
+---
+`
+
+// checkRoutedL7 runs the clients through whatever took the backend
+// Service over (config, a listener that applies no L7 policy of its own)
+// to a backend on the same node whose ingress policy admits client A for
+// GET / only. The datapath must hand the listener's upstream connection to
+// the ingress policy listener, which judges it as the client Pod: A's
+// GET / passes (and reaches the backend from A's own address, so the
+// policy listener's upstream connection was not redirected a second
+// time), A's GET /other gets the policy's 403, and B is refused at L3.
+func checkRoutedL7(t *testing.T, config string) {
+	n := newPolicyNodeOpts(t, nodeOpts{workloads: 3, withDatapath: true, services: true})
+	a, b, be := n.bed.Workloads[0], n.bed.Workloads[1], n.bed.Workloads[2]
+	serveSeenAddress(t, be, 8080)
+	n.apply(backendService(n, a, b, be) + config + admitsAL7)
+	n.wantSeen(a, 2, a.IPv4.String())
+	// Directly, the datapath redirects A to the policy listener, which
+	// refuses another path: the routed request must get the same.
+	if code, body := request(t, a, "GET", "http://"+be.IPv4.String()+":8080/other"); code != 403 || body != "Access denied\r\n" {
+		t.Fatalf("client A, GET /other directly: %d %q; want the L7 rule's 403", code, body)
+	}
+	for _, got := range n.podGet(a, "http://"+serviceIP+"/other", 2) {
+		if got != "status=403 body=Access denied" {
+			t.Fatalf("client A, GET /other through the listener: %q; want the backend's L7 rule's 403", got)
+		}
+	}
+	// The verdict names the client Pod, as the policy listener saw it.
+	f := n.flowsMatching(api.FlowQuery{Filter: flow.Filter{Verdict: flow.Dropped, Protocol: flow.ProtocolHTTP}}, 3)
+	routed := 0
+	for _, fl := range f {
+		if fl.HTTP == nil || fl.HTTP.Path != "/other" {
+			continue
+		}
+		if fl.Source.Address.Addr() != a.IPv4 || fl.Source.Workload != "default/client-a" || fl.Listener != "policy/ingress/http" {
+			t.Errorf("L7 drop %+v; want client A's, on the ingress policy listener", fl)
+		}
+		routed++
+	}
+	if routed < 3 {
+		t.Errorf("%d L7 drops of GET /other; want 3 (one direct, two routed): %+v", routed, f)
+	}
+	n.wantDenied(b)
+	// A still gets through after the denials (the connection pool is
+	// per client; nothing got stuck).
+	if got := n.podGet(a, "http://"+serviceIP+"/", 1); got[0] != "status=200 body="+a.IPv4.String() {
+		t.Fatalf("client A, GET / after the denials: %q", got)
+	}
+}
+
+// TestMeshOriginalSourceWithL7Policy: a GAMMA route's listener applies no
+// L7 policy; the backend's L7 ingress rules still judge its requests.
+func TestMeshOriginalSourceWithL7Policy(t *testing.T) {
+	checkRoutedL7(t, gammaRoute)
+}
+
+// TestEnvoyConfigOriginalSourceWithL7Policy: the same through a
+// CiliumEnvoyConfig listener that spec.services redirects to.
+func TestEnvoyConfigOriginalSourceWithL7Policy(t *testing.T) {
+	checkRoutedL7(t, echoConfig("{}"))
+}
