@@ -214,7 +214,7 @@ func run() error {
 		return err
 	}
 	pf.recordEvents(cfg.Flows, authn, log)
-	cfg.EnvoyConfig = &agent.EnvoyConfigOptions{NodeName: policyNode, OriginalSourceMark: pf.originalSourceMark()}
+	cfg.EnvoyConfig = &agent.EnvoyConfigOptions{NodeName: policyNode, OriginalSourceMark: pf.originalSourceMark(), UpstreamMark: pf.routeMark()}
 	if *cecAddr != "" {
 		if cfg.EnvoyConfig.ListenAddress, err = netip.ParseAddr(*cecAddr); err != nil {
 			return fmt.Errorf("parsing --envoy-config-address: %w", err)
@@ -393,6 +393,16 @@ func policyFlags() *policyOptions {
 // ingress policy listener.
 func (o *policyOptions) originalSourceMark() uint32 {
 	if !*o.datapath || !*o.originalSource {
+		return 0
+	}
+	mark, _ := datapath.ProxyRouteMark(0)
+	return mark
+}
+
+// routeMark is the mark of every upstream connection of the proxy's
+// CiliumEnvoyConfig and lb-l7 clusters where the datapath runs, else zero.
+func (o *policyOptions) routeMark() uint32 {
+	if !*o.datapath {
 		return 0
 	}
 	mark, _ := datapath.ProxyRouteMark(0)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"testing"
 
+	"github.com/nodemesh/nodemesh/datapath/testbed"
 	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 )
@@ -79,4 +80,26 @@ func TestMeshOriginalSourceWithL7Policy(t *testing.T) {
 // CiliumEnvoyConfig listener that spec.services redirects to.
 func TestEnvoyConfigOriginalSourceWithL7Policy(t *testing.T) {
 	checkRoutedL7(t, echoConfig("{}"))
+}
+
+// TestOriginalSourceOffWithL7Policy: a CiliumEnvoyConfig that does not
+// keep the client's address connects from the node, on behalf of a client
+// the datapath cannot name. Its connection is judged as the node (the
+// routing listeners' mark takes it out of the host's blanket admission),
+// so a backend whose policy admits client A only refuses it: fail closed,
+// never a pass that skips the L7 rules.
+func TestOriginalSourceOffWithL7Policy(t *testing.T) {
+	n := newPolicyNodeOpts(t, nodeOpts{workloads: 3, withDatapath: true, services: true})
+	a, b, be := n.bed.Workloads[0], n.bed.Workloads[1], n.bed.Workloads[2]
+	serveSeenAddress(t, be, 8080)
+	base := backendService(n, a, b, be) + echoConfig(`{cec.cilium.io/use-original-source-address: "false"}`)
+	n.apply(base)
+	n.wantSeen(a, 1, testbed.NodeIPv4.String())
+	n.apply(base + admitsAL7)
+	waitUntil(t, "the backend's policy refuses the node's connections", func() bool {
+		got := n.podGet(a, "http://"+serviceIP+"/other", 1)
+		return got[0] != "status=200 body="+testbed.NodeIPv4.String()
+	})
+	n.wantDenied(a)
+	n.wantDenied(b)
 }

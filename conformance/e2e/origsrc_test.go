@@ -74,6 +74,7 @@ func (n *policyNode) steerServices(cfg *agent.Config, originalSource bool) {
 	n.podCgroup = dir
 	cfg.Services = n.dp
 	eo := &agent.EnvoyConfigOptions{ListenAddress: testbed.NodeIPv4}
+	eo.UpstreamMark, _ = datapath.ProxyRouteMark(0)
 	if originalSource {
 		eo.OriginalSourceMark, _ = datapath.ProxyRouteMark(0)
 	}

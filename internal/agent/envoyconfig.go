@@ -34,6 +34,12 @@ type EnvoyConfigOptions struct {
 	// the listeners of GAMMA routes (gateway.MeshOptions.OriginalSourceMark).
 	// Without a datapath (Config.Datapath) it is not used.
 	OriginalSourceMark uint32
+	// UpstreamMark, when not zero, is the mark of every upstream
+	// connection of CiliumEnvoyConfig and lb-l7 clusters
+	// (envoyconfig.Options.UpstreamMark): the routing listeners' mark,
+	// so the datapath still applies a backend's L7 ingress rules. Without
+	// a datapath (Config.Datapath) it is not used.
+	UpstreamMark uint32
 }
 
 // liveKey is a redirect target: a listener and the socket it binds.
@@ -80,6 +86,7 @@ func (a *Agent) translateEnvoyConfigs(snap *input.Snapshot, cfg *ir.Config, pol 
 		// proxy.
 		if a.cfg.Datapath != nil {
 			opts.OriginalSourceMark = o.OriginalSourceMark
+			opts.UpstreamMark = o.UpstreamMark
 		}
 		for _, n := range snap.Nodes {
 			if n.Name == o.NodeName {

@@ -19,8 +19,9 @@ import (
 	"github.com/nodemesh/nodemesh/xds/translator"
 )
 
-// testOriginalSourceMark stands for the proxy mark (datapath.ProxyMark(0)).
-const testOriginalSourceMark = 0x0a00
+// testOriginalSourceMark stands for the routing listeners' mark
+// (datapath.ProxyRouteMark(0)).
+const testOriginalSourceMark = 0x0b00
 
 // testOptions are the options every golden case translates with.
 func testOptions() Options {
@@ -70,6 +71,7 @@ func TestGolden(t *testing.T) {
 			// the unsteered one.
 			if strings.HasPrefix(name, "original-source") && !strings.HasSuffix(name, "-unsteered") {
 				opts.OriginalSourceMark = testOriginalSourceMark
+				opts.UpstreamMark = testOriginalSourceMark
 			}
 			res := Translate(snapshotOf(t, in, data), opts)
 			cfg := &ir.Config{Resources: res.Resources}

@@ -174,6 +174,11 @@ func (t *translation) serviceLBResources(name string, eds edsName, lb clusterv3.
 		TypedExtensionProtocolOptions: map[string]*anypb.Any{
 			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": hpo},
 	}
+	if m := t.opts.UpstreamMark; m != 0 {
+		if err := withUpstreamMark(c, m); err != nil {
+			return nil, bind, err
+		}
+	}
 	var out []*ir.Resource
 	for _, m := range []proto.Message{l, rc, c} {
 		if err := validate(m); err != nil {

@@ -90,6 +90,15 @@ type Options struct {
 	// connections come from the node, and the statuses of configs that
 	// ask for the original source say it is not in effect.
 	OriginalSourceMark uint32
+	// UpstreamMark, when not zero, is the SO_MARK of every upstream
+	// connection of the configs' and lb-l7 Services' clusters, and of an
+	// original_src filter a config gives itself: the routing listeners'
+	// mark without identity (datapath.ProxyRouteMark(0)), set where the
+	// datapath runs. It tells the datapath that these listeners applied
+	// no L7 ingress policy, so a backend's L7 rules are still applied (by
+	// the ingress policy listener), whatever the source address. A config
+	// that sets a mark of its own is then refused (withUpstreamMark).
+	UpstreamMark uint32
 }
 
 // Object names a config.
@@ -349,6 +358,9 @@ func (t *translation) config(c config) {
 				bind, err = t.bind(m, c.obj, &f)
 				binds[r.name] = bind
 			}
+			if err == nil && t.opts.UpstreamMark != 0 {
+				err = checkOriginalSrcMark(m, t.opts.UpstreamMark)
+			}
 			if err == nil && inject && redirected[r.name] {
 				err = withOriginalSource(m, t.opts.OriginalSourceMark)
 			}
@@ -356,6 +368,9 @@ func (t *translation) config(c config) {
 			n.routes(m, true)
 		case *clusterv3.Cluster:
 			err = n.cluster(m)
+			if err == nil && t.opts.UpstreamMark != 0 {
+				err = withUpstreamMark(m, t.opts.UpstreamMark)
+			}
 		case *endpointv3.ClusterLoadAssignment:
 			n.endpoints(m)
 		case *tlsv3.Secret:
