@@ -35,8 +35,18 @@
 //   - a redirect never sends a packet anywhere but a socket of the proxy
 //     in the node's own namespace; without a listening proxy it is dropped
 //     (DROP_PROXY_UNAVAILABLE), never allowed;
-//   - packets from the node proxy (mark magic 0xA00) are judged with the
-//     identity the proxy put in the mark and are never redirected again.
+//   - packets from the node proxy are judged with the identity the proxy
+//     put in the mark (or, without one, their source address). Those of a
+//     policy listener's upstream connection (magic 0xA00, FROM_PROXY:
+//     the destination's L7 ingress rules were applied in that hop) are
+//     never redirected again; those of a routing listener (Gateway,
+//     Ingress, GAMMA, CiliumEnvoyConfig, lb-l7: magic 0xB00,
+//     FROM_PROXY_ROUTE) are judged like any other flow, L7 redirect to
+//     the destination's policy listener included, and never get the
+//     host's blanket admission. When such a connection was bound to a
+//     client Pod's address (original source), the policy listener's
+//     replies to it leave towards that Pod; to_workload loops them back
+//     (PROXY_REPLY) to the proxy's socket, or drops them without one.
 //
 // The datapath package loads, pins and drives these programs.
 package bpf

@@ -119,8 +119,30 @@
 //     its interface are dropped (DropSpoofedSource); IPv6 neighbour
 //     discovery and MLD always pass, ARP and other non-IP frames are not
 //     looked at.
+//   - Two proxy marks. ProxyMark (magic 0xA00) is for the upstream
+//     connections of the proxy's policy listeners, which applied the
+//     destination's L7 ingress rules: to_workload never redirects them
+//     again. ProxyRouteMark (0xB00) is for every other listener's
+//     (Gateway, Ingress, GAMMA, CiliumEnvoyConfig, lb-l7), which applied
+//     none: to_workload judges them like any flow from their identity,
+//     L7 redirect to the destination's ingress policy listener included,
+//     so a same-node backend's L7 rules hold whichever listener the
+//     request came through (Cilium likewise enforces the destination's
+//     ingress L7 rules on its egress-side proxy's traffic). A routing
+//     connection without an identity in its mark from the node's own
+//     address is judged as the host by policy, not admitted as the host's
+//     own connections are: the datapath cannot name the client, so it
+//     fails closed. When the routing connection was bound to a client
+//     Pod's address (original source) and redirected, the policy
+//     listener's replies are routed towards that Pod; to_workload loops
+//     them to the interface's ingress (PROXY_REPLY mark, CT_F_PROXY_CLIENT
+//     on the flow), where from_workload assigns them to the proxy's socket
+//     or drops them (DropProxyUnavailable). The other node's datapath sees
+//     no mark (marks do not cross nodes) and redirects such a connection
+//     to its own proxy like any other, so only a same-node backend needed
+//     this.
 //   - Gateway traffic keeps its identity: the agent gives every Gateway
-//     backend cluster an upstream SO_MARK of ProxyMark(IdentityIngress), so
+//     backend cluster an upstream SO_MARK of ProxyRouteMark(IdentityIngress), so
 //     to_workload judges the node proxy's connections to a backend as the
 //     reserved ingress identity (8), as Cilium does, and a backend policy
 //     needs fromEntities [ingress] to admit them. The mark does not cross

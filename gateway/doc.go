@@ -398,17 +398,24 @@
 //     datapath steers the backends' replies to that address back to the
 //     proxy (MeshOptions.OriginalSourceMark, set by an agent with
 //     --datapath and --policy-original-source, the default; the listener
-//     gets original_src with the proxy mark, ir.Listener
-//     .OriginalSourceMark). The backend, its access logs and its network
-//     policy then see the client Pod and its identity instead of the
-//     node: an L3 policy admitting one client Pod admits only it through
-//     the mesh (conformance/e2e TestMeshOriginalSourceThroughTheDatapath).
-//     Not done yet: a backend's L7 (HTTP) ingress rules are not applied
-//     to these connections (the datapath does not send the proxy's own
-//     upstream connections to the ingress policy listener, and the mesh
-//     listener does not evaluate them); the L3/L4 verdict, by the
-//     client's identity, is. The same holds for CiliumEnvoyConfig
-//     listeners.
+//     gets original_src with the routing listeners' mark,
+//     datapath.ProxyRouteMark, ir.Listener.OriginalSourceMark). The
+//     backend, its access logs and its network policy then see the
+//     client Pod and its identity instead of the node: an L3 policy
+//     admitting one client Pod admits only it through the mesh
+//     (conformance/e2e TestMeshOriginalSourceThroughTheDatapath). The
+//     backend's L7 ingress rules apply too: a mesh listener applies no L7
+//     policy, and its mark (FROM_PROXY_ROUTE, not the policy listeners'
+//     FROM_PROXY) tells the datapath to hand the connection to the
+//     ingress policy listener where the backend's policy has L7 rules on
+//     the port, as it would the client's own connection
+//     (TestMeshOriginalSourceWithL7Policy: A's GET / passes, A's GET
+//     /other gets the policy's 403, B is refused). The same holds for
+//     CiliumEnvoyConfig and lb-l7 listeners, and for Gateway and Ingress
+//     listeners, whose connections carry the routing mark with the
+//     reserved ingress identity (nodemesh-agent's GatewayUpstreamMark;
+//     GAMMA clusters get it too, which is what they carry where the
+//     client's address is not kept).
 //     This holds for every mesh listener because its clients are always
 //     Pods of this node: the redirect happens in this node's socket
 //     hooks, so the replies pass through it. The proxy pools upstream

@@ -127,8 +127,8 @@
 // condition and by the same mechanism (Cilium sets the annotation "true"
 // on the configs it generates for GAMMA; see package gateway, "GAMMA").
 //
-// Keeping it means an original_src listener filter (mark: the proxy mark
-// with no identity, Options.OriginalSourceMark) on each of the config's
+// Keeping it means an original_src listener filter (mark: the routing
+// listeners' mark with no identity, Options.OriginalSourceMark) on each of the config's
 // TCP listeners that spec.services redirects to and that has none already.
 // Only those: their clients are this node's Pods (the redirect happens in
 // this node's socket hooks), so replies to a client's address come back
@@ -148,10 +148,28 @@
 // conformance/e2e (TestEnvoyConfigOriginalSourceThroughTheDatapath: each
 // client Pod's address reaches the backend, whose L3 policy then judges
 // the client's identity; TestOriginalSourceOff: "false", or a node
-// without the steering, gives the node's address). A backend's L7 (HTTP)
-// ingress rules are not applied to these upstream connections yet, only
-// its L3/L4 verdict on the client's identity (see package gateway,
-// "GAMMA").
+// without the steering, gives the node's address).
+//
+// Marks. Where the datapath runs, every upstream connection of a config's
+// clusters and of lb-l7 clusters carries the routing listeners' mark
+// (Options.UpstreamMark, datapath.ProxyRouteMark(0): magic 0xB00, no
+// identity), as an SO_MARK socket option added to the cluster's
+// upstream_bind_config, and the original_src filters use the same mark.
+// It says "a listener that applied no L7 ingress policy": the datapath
+// judges the connection by its source (the client Pod with the original
+// source, else the node) and, where the backend's ingress policy has L7
+// rules on the port, hands it to the ingress policy listener, so those
+// rules hold for a same-node backend (conformance/e2e
+// TestEnvoyConfigOriginalSourceWithL7Policy). Without the mark a
+// node-sourced connection would be taken for the host's own, which the
+// datapath admits to every workload; with it, a backend whose policy does
+// not admit the node refuses it (TestOriginalSourceOffWithL7Policy): the
+// datapath cannot know the client then, so it fails closed. A config may
+// not set a mark itself (an SO_MARK socket option in a cluster, an
+// original_src mark): it could claim the policy listeners' mark
+// (FROM_PROXY, "L7 rules already applied") or another identity, so such a
+// config is refused (Invalid) on a node with the datapath; an original_src
+// a config gives without a mark gets the routing mark.
 //
 // The 5-tuple collisions Cilium warns about (Envoy binding the client's
 // address and port for pipelined HTTP/1.1 or HTTP/2 connection pools) do

@@ -364,8 +364,10 @@
 // gets a role there, at its place; no connection manager orders its
 // filters itself.
 //
-// The datapath never redirects the proxy's own connections a second time,
-// so a connection the egress listener relays to a local workload would
+// The datapath never redirects a policy listener's upstream connections a
+// second time (their mark's magic is FROM_PROXY; the other listeners'
+// clusters carry FROM_PROXY_ROUTE and are redirected to the destination's
+// ingress policy listener, see bpf/doc.go), so a connection the egress listener relays to a local workload would
 // skip that workload's ingress rules. The egress HTTP listener therefore
 // runs a second RBAC filter, "policy/egress/http/destination-rbac": the
 // ingress policies plus an allowance for destinations without ingress HTTP
