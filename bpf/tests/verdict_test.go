@@ -452,3 +452,57 @@ func TestDropEventsNameTheFlow(t *testing.T) {
 		}
 	})
 }
+
+// A routing listener's upstream connection (Gateway, GAMMA,
+// CiliumEnvoyConfig, ...) applied no L7 ingress policy: it is judged like
+// the client's own connection, L7 redirect included, and the policy
+// listener's replies to the client's address (original source) go back
+// to the proxy, not to the client Pod.
+func TestRoutingProxyTrafficIsRedirectedToThePolicyListener(t *testing.T) {
+	forEachFamily(t, func(t *testing.T, f family) {
+		h := setup(t, f)
+		h.policy(model.Policy{
+			Enforce: map[model.Identity]model.Enforcement{idA: model.EnforceIngress},
+			Entries: []model.PolicyEntry{row(idB, model.Ingress, 6, 80, model.Redirect)},
+		})
+		routed, _ := datapath.ProxyRouteMark(0)
+		// Bound to B's address (original source), no identity in the mark.
+		upstream := tcp(f.b, f.a, 80)
+		wantMark := uint32(0x0200 | proxyPort<<16)
+		r := h.run(h.objs.ToWorkload, upstream.frame(), routed, h.loIndex)
+		if r.ret != tcRedirect || r.mark != wantMark {
+			t.Fatalf("routing listener's SYN: ret %d mark %#x, want the hairpin to the policy listener (mark %#x)", r.ret, r.mark, wantMark)
+		}
+		if e := h.nextEvent(); e.Type != datapath.EventRedirect || e.RemoteIdentity != idB || e.LocalIdentity != idA {
+			t.Fatalf("redirect event %+v, want B to A", e)
+		}
+		if ct, ok := h.ctEntry(upstream); !ok || ct.Flags&0x01 == 0 || ct.Flags&0x40 == 0 || ct.Flags&0x02 != 0 {
+			t.Fatalf("upstream tracked as %+v (found %v), want redirect with a proxy client", ct, ok)
+		}
+		// The policy listener answers B's address: looped back to the
+		// ingress hook, which has no proxy socket for it here and drops.
+		r = h.toWorkload(upstream.reply())
+		if r.ret != tcRedirect || r.mark != 0x0300 {
+			t.Fatalf("policy listener's reply: ret %d mark %#x, want the reply hairpin (mark 0x300)", r.ret, r.mark)
+		}
+		expect(t, "reply hairpin without a proxy socket", h.run(h.objs.FromWorkload, upstream.reply().frame(), 0x0300, h.loIndex),
+			tcShot, model.DropProxyUnavailable, model.Ingress)
+
+		// The identity in the mark wins over the source address.
+		asRemote, _ := datapath.ProxyRouteMark(idRemote)
+		expect(t, "routing listener on behalf of an identity without a row",
+			h.run(h.objs.ToWorkload, tcp(f.b, f.a, 80).frame(), asRemote, h.loIndex), tcShot, model.DropPolicy, model.Ingress)
+		// From the node's address without an identity: no host exemption.
+		expect(t, "routing listener from the node",
+			h.run(h.objs.ToWorkload, tcp(f.host, f.a, 80).frame(), routed, h.loIndex), tcShot, model.DropPolicy, model.Ingress)
+		expect(t, "the host itself", h.toWorkload(tcp(f.host, f.a, 80)), tcOK, model.ReasonForwarded, model.Ingress)
+
+		// A policy listener's own upstream, same flow shape: never again.
+		policyMark, _ := datapath.ProxyMark(0)
+		again := tcp(f.b, f.a, 80)
+		expect(t, "policy listener's upstream", h.run(h.objs.ToWorkload, again.frame(), policyMark, h.loIndex), tcOK, model.ReasonForwarded, model.Ingress)
+		if ct, ok := h.ctEntry(again); !ok || ct.Flags&0x02 == 0 || ct.Flags&0x41 != 0 {
+			t.Fatalf("policy upstream tracked as %+v (found %v), want from-proxy only", ct, ok)
+		}
+	})
+}
