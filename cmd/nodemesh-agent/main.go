@@ -409,6 +409,14 @@ func (o *policyOptions) routeMark() uint32 {
 	return mark
 }
 
+// gatewayUpstreamMark is the mark of the proxy's connections to Gateway
+// and Ingress backends: the reserved ingress identity, with the routing
+// listeners' magic (those listeners apply no L7 ingress policy of the
+// backend).
+func gatewayUpstreamMark() (uint32, error) {
+	return datapath.ProxyRouteMark(model.IdentityIngress)
+}
+
 // setup wires policy compilation, the access log service, the flow store
 // and the datapath into the agent's configuration. It changes nothing
 // unless --policy or --datapath is given. The returned function releases
@@ -553,7 +561,7 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 		// The routing listeners' mark: a backend's L7 ingress rules still
 		// apply (the datapath hands the connection to the policy
 		// listener).
-		if cfg.GatewayUpstreamMark, err = datapath.ProxyRouteMark(model.IdentityIngress); err != nil {
+		if cfg.GatewayUpstreamMark, err = gatewayUpstreamMark(); err != nil {
 			cleanup()
 			return nil, err
 		}
