@@ -140,7 +140,14 @@
 //     or drops them (DropProxyUnavailable). The other node's datapath sees
 //     no mark (marks do not cross nodes) and redirects such a connection
 //     to its own proxy like any other, so only a same-node backend needed
-//     this.
+//     this (from_netdev judges the arriving packet by its source address
+//     and redirects; read from bpf/netdev.c). The policy listener tells
+//     peers apart by address (mesh/policy), so the identity it judges is
+//     the source address's: the client Pod's with the original source,
+//     the node ingress address's (ingress) for Gateway traffic where the
+//     Node has one; without one, Gateway traffic reaches it from the
+//     node's address and its L7 rules see the host, so a backend whose L7
+//     rules admit only ingress refuses it (closed, not open).
 //   - Gateway traffic keeps its identity: the agent gives every Gateway
 //     backend cluster an upstream SO_MARK of ProxyRouteMark(IdentityIngress), so
 //     to_workload judges the node proxy's connections to a backend as the

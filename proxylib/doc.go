@@ -558,8 +558,10 @@
 // and closed after 5 s unused, Envoy's cleanup_interval);
 // upstream_bind_config{source_address (0.0.0.0:0 binds nothing),
 // socket_options{level, name, int_value | buf_value, state STATE_PREBIND}}
-// applied to every upstream socket before connect (SO_MARK keeps the
-// proxy's own connections from being redirected again);
+// applied to every upstream socket before connect (SO_MARK tells the
+// datapath whether a policy listener already applied the destination's L7
+// ingress rules, magic 0xA00, or a routing listener applied none, 0xB00:
+// see proxylib/transparent);
 // HttpProtocolOptions.use_downstream_protocol_config (HTTP/2 upstream for
 // HTTP/2 requests, HTTP/1.1 otherwise; ORIGINAL_DST clusters only, any
 // other cluster type with it is NACKed). StringMatcher additionally takes
