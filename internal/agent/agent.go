@@ -60,10 +60,12 @@ type Config struct {
 	Datapath   Datapath
 	Interfaces InterfaceResolver
 	// GatewayUpstreamMark, when not zero, is the SO_MARK of the proxy's
-	// connections to Gateway backends: with the datapath, the mark that
-	// carries the reserved ingress identity (datapath.ProxyMark), so a
-	// backend's policy judges Gateway traffic as ingress (fromEntities:
-	// [ingress]) rather than as the node.
+	// connections to Gateway backends: with the datapath, the routing
+	// listeners' mark carrying the reserved ingress identity
+	// (datapath.ProxyRouteMark), so a backend's policy judges Gateway
+	// traffic as ingress (fromEntities: [ingress]) rather than as the
+	// node, its L7 rules included (the datapath hands the connection to
+	// the ingress policy listener).
 	GatewayUpstreamMark uint32
 	// NodeName is this node's Node (Kubernetes mode): with
 	// GatewayUpstreamMark, the proxy's connections to Gateway backends
