@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -100,8 +101,13 @@ func (d *Datapath) attachLocked(ifindex int, hooks []hook) error {
 
 // attach must run in the datapath's namespace.
 func (d *Datapath) attach(ifindex int, hooks []hook) error {
-	if _, err := d.nl.LinkByIndex(ifindex); err != nil {
+	link, err := d.nl.LinkByIndex(ifindex)
+	if err != nil {
 		return fmt.Errorf("attaching to interface %d: %w", ifindex, ErrInterfaceNotFound)
+	}
+	// to_workload, the one egress hook, is the one that hairpins.
+	if slices.ContainsFunc(hooks, func(h hook) bool { return !h.ingress }) {
+		d.acceptLocal(link.Attrs().Name)
 	}
 	if d.mode == AttachTCX {
 		return d.attachTCX(ifindex, hooks)
@@ -469,4 +475,24 @@ func (d *Datapath) adoptLinks() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// acceptLocal lets a workload's interface take packets whose source is
+// one of the node's own addresses (net.ipv4.conf.<name>.accept_local).
+// Only the datapath's hairpins bring such packets in: a routing
+// listener's connection to a same-node backend, sent from the node's
+// address and handed to the ingress policy listener by a loop through
+// the interface's ingress (to_workload, proxy_hairpin). Without it the
+// stack drops them as martians and that connection never opens (closed,
+// not open). A workload cannot use it to pose as the node: from_workload
+// drops every packet whose source its interface does not own, and the
+// mark that makes the hairpin is set by the programs only (a mark does
+// not cross into the node's namespace). It must run in the datapath's
+// namespace.
+func (d *Datapath) acceptLocal(name string) {
+	path := "/proc/sys/net/ipv4/conf/" + name + "/accept_local"
+	if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
+		d.log.Warn("cannot set accept_local: the node proxy's connections from the node's address to this interface's workload are refused where its L7 policy applies",
+			"interface", name, "error", err)
+	}
 }

@@ -137,7 +137,13 @@
 //     listener's replies are routed towards that Pod; to_workload loops
 //     them to the interface's ingress (PROXY_REPLY mark, CT_F_PROXY_CLIENT
 //     on the flow), where from_workload assigns them to the proxy's socket
-//     or drops them (DropProxyUnavailable). The other node's datapath sees
+//     or drops them (DropProxyUnavailable). A routing connection from the
+//     node's own address re-enters through the workload interface's
+//     ingress when hairpinned, which the stack drops as a martian unless
+//     the interface has accept_local: Attach sets it on every workload
+//     interface (safe: from_workload drops any source the interface does
+//     not own, and only the programs set the hairpin marks;
+//     conformance/e2e TestGatewayWithL7Policy). The other node's datapath sees
 //     no mark (marks do not cross nodes) and redirects such a connection
 //     to its own proxy like any other, so only a same-node backend needed
 //     this (from_netdev judges the arriving packet by its source address

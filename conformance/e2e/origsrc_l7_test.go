@@ -1,8 +1,14 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/flow"
@@ -100,4 +106,92 @@ func TestOriginalSourceOffWithL7Policy(t *testing.T) {
 	})
 	n.wantDenied(a)
 	n.wantDenied(b)
+}
+
+// TestGatewayWithL7Policy: a Gateway listener applies no L7 policy of a
+// backend either. Its connection to a same-node backend carries the
+// reserved ingress identity in the routing mark, which the datapath
+// judges and hands to the ingress policy listener; that listener tells
+// peers apart by address and, on a node without an ingress address, sees
+// the node's (host). The backend admits both for GET / only: GET /other
+// through the Gateway gets the policy's 403. The connection comes from
+// the node's own address, so the hairpin to the policy listener needs
+// the interface's accept_local (set by the datapath on attach).
+func TestGatewayWithL7Policy(t *testing.T) {
+	n := newPolicyNodeOpts(t, nodeOpts{workloads: 1, withDatapath: true, gatewayMark: true})
+	be := n.bed.Workloads[0]
+	serveSeenAddress(t, be, 8080)
+	gw := gatewayPool.Addr().Next().Next().Next()
+	n.apply(pod("backend", be, map[string]string{"app": "backend"}) + fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: nodemesh}
+spec: {controllerName: nodemesh.io/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: web, namespace: default}
+spec:
+  gatewayClassName: nodemesh
+  addresses: [{type: IPAddress, value: %s}]
+  listeners: [{name: http, protocol: HTTP, port: 8081}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: default}
+spec:
+  parentRefs: [{name: web}]
+  rules: [{backendRefs: [{name: backend, port: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend, namespace: default}
+spec: {ports: [{name: http, port: 80, targetPort: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: backend-1, namespace: default, labels: {kubernetes.io/service-name: backend}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints: [{addresses: [%s], conditions: {ready: true}}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: backend-l7, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: backend}}
+  ingress:
+  - fromEntities: [ingress, host]
+    toPorts:
+    - ports: [{port: "8080", protocol: TCP}]
+      rules:
+        http: [{method: GET, path: "/"}]
+---
+`, gw, be.IPv4))
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return n.bed.Node.Dial(ctx, network, addr)
+		}}}
+	get := func(path string) (int, string) {
+		resp, err := c.Get(fmt.Sprintf("http://%s:8081%s", gw, path))
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return resp.StatusCode, string(b)
+	}
+	var last string
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last answer to GET /: %s", last)
+		}
+	})
+	waitUntil(t, "the Gateway answers GET /", func() bool {
+		code, body := get("/")
+		last = fmt.Sprintf("%d %q", code, body)
+		return code == 200
+	})
+	if code, body := get("/other"); code != 403 || body != "Access denied\r\n" {
+		t.Fatalf("GET /other through the Gateway: %d %q; want the backend's L7 rule's 403", code, body)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
 	"github.com/nodemesh/nodemesh/internal/agent"
 	"github.com/nodemesh/nodemesh/internal/agent/api"
@@ -90,6 +91,10 @@ type nodeOpts struct {
 	// noOriginalSource is --policy-original-source=false: proxied
 	// connections come from the node.
 	noOriginalSource bool
+	// gatewayMark gives the proxy's connections to Gateway backends the
+	// mark nodemesh-agent --datapath gives them (reserved ingress
+	// identity). Needs withDatapath.
+	gatewayMark bool
 }
 
 func newPolicyNodeOpts(t testing.TB, o nodeOpts) *policyNode {
@@ -153,6 +158,9 @@ func newPolicyNodeOpts(t testing.TB, o nodeOpts) *policyNode {
 	}
 	if n.dp != nil {
 		cfg.Datapath = n.dp
+	}
+	if o.gatewayMark {
+		cfg.GatewayUpstreamMark, _ = datapath.ProxyRouteMark(model.IdentityIngress)
 	}
 	if o.services {
 		n.steerServices(&cfg, listeners.OriginalSource)
