@@ -36,14 +36,7 @@ func TestOriginalSrcEDSCluster(t *testing.T) {
 		listenIP  = "10.99.3.1"
 		backendIP = "10.99.3.7"
 	)
-	for _, a := range []string{listenIP, backendIP} {
-		run(t, "ip", "addr", "add", a+"/32", "dev", "lo")
-	}
-	mark, _ := transparent.UpstreamMark(0)
-	// Upstream connections to the backend without the mark are refused:
-	// the mark is what makes the datapath steer replies to the proxy.
-	run(t, "iptables", "-A", "OUTPUT", "-p", "tcp", "--syn", "-d", backendIP, "-m", "mark", "!", "--mark",
-		fmt.Sprintf("0x%x", mark), "-j", "REJECT", "--reject-with", "tcp-reset")
+	mark := origSrcAddrs(t, listenIP, backendIP)
 
 	// The backend answers with the address the connection came from;
 	// /pair holds the answer until two requests are in flight.
@@ -185,12 +178,7 @@ func TestOriginalSrcH2ClusterPerClient(t *testing.T) {
 		listenIP  = "10.99.3.1"
 		backendIP = "10.99.3.8"
 	)
-	for _, a := range []string{listenIP, backendIP} {
-		run(t, "ip", "addr", "add", a+"/32", "dev", "lo")
-	}
-	mark, _ := transparent.UpstreamMark(0)
-	run(t, "iptables", "-A", "OUTPUT", "-p", "tcp", "--syn", "-d", backendIP, "-m", "mark", "!", "--mark",
-		fmt.Sprintf("0x%x", mark), "-j", "REJECT", "--reject-with", "tcp-reset")
+	mark := origSrcAddrs(t, listenIP, backendIP)
 
 	var mu sync.Mutex
 	upstream := map[string]bool{} // the connections the backend accepted
@@ -252,4 +240,19 @@ func TestOriginalSrcH2ClusterPerClient(t *testing.T) {
 	if len(upstream) != 2 {
 		t.Fatalf("the backend accepted %d connections (%v), want one per client", len(upstream), upstream)
 	}
+}
+
+// origSrcAddrs puts the listener's and the backend's addresses on lo and
+// refuses upstream connections to the backend that lack the proxy mark
+// (the mark is what makes the datapath steer replies to the proxy); it
+// returns the mark.
+func origSrcAddrs(t *testing.T, listenIP, backendIP string) uint32 {
+	t.Helper()
+	for _, a := range []string{listenIP, backendIP} {
+		run(t, "ip", "addr", "add", a+"/32", "dev", "lo")
+	}
+	mark, _ := transparent.UpstreamMark(0)
+	run(t, "iptables", "-A", "OUTPUT", "-p", "tcp", "--syn", "-d", backendIP, "-m", "mark", "!", "--mark",
+		fmt.Sprintf("0x%x", mark), "-j", "REJECT", "--reject-with", "tcp-reset")
+	return mark
 }
