@@ -43,14 +43,7 @@ spec:
   rules:
   - backendRefs: [{name: echo, port: 80}]
 `
-	decoded, err := input.Decode("mesh.yaml", []byte(objs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := input.Build(decoded)
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := snapshotOf(t, objs)
 	rec := &recorder{}
 	svcs := &serviceRecorder{}
 	node := netip.MustParseAddr("10.250.0.11")
@@ -235,13 +228,5 @@ spec:
   rules:
   - backendRefs: [{name: echo, port: 80}]
 `
-	decoded, err := input.Decode("mesh.yaml", []byte(objs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := input.Build(decoded)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return snap
+	return snapshotOf(t, objs)
 }
