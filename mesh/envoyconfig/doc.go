@@ -169,7 +169,11 @@
 // original_src mark): it could claim the policy listeners' mark
 // (FROM_PROXY, "L7 rules already applied") or another identity, so such a
 // config is refused (Invalid) on a node with the datapath; an original_src
-// a config gives without a mark gets the routing mark.
+// a config gives without a mark gets the routing mark. Nor may a cluster
+// bind its upstream connections to a source address of its choice
+// (upstream_bind_config.source_address other than 0.0.0.0 or :: with port
+// 0): marked without an identity, they are judged by that address, so
+// binding a Pod's (with IP_TRANSPARENT) would borrow the Pod's identity.
 //
 // The 5-tuple collisions Cilium warns about (Envoy binding the client's
 // address and port for pipelined HTTP/1.1 or HTTP/2 connection pools) do

@@ -2,6 +2,7 @@ package envoyconfig
 
 import (
 	"fmt"
+	"net/netip"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -20,12 +21,21 @@ const (
 // connects for and whether a policy listener judged the connection
 // already, so a config may not set one of its own: it could claim the
 // policy listeners' mark and skip a backend's L7 rules, or another
-// identity. Such a cluster is refused.
+// identity. Such a cluster is refused, and so is one binding its
+// upstream connections to a chosen source address.
 func withUpstreamMark(c *clusterv3.Cluster, mark uint32) error {
 	b := c.GetUpstreamBindConfig()
 	for i, o := range b.GetSocketOptions() {
 		if o.GetLevel() == solSocket && o.GetName() == soMark {
 			return fmt.Errorf("upstream_bind_config.socket_options[%d]: SO_MARK is set by the agent on this node (the datapath reads it as the proxy's identity)", i)
+		}
+	}
+	// The datapath judges a connection marked without an identity by its
+	// source address: an address of the config's choice (a Pod's, bound
+	// with IP_TRANSPARENT) would be judged as that Pod.
+	if sa := b.GetSourceAddress(); sa != nil {
+		if a, err := netip.ParseAddr(sa.GetAddress()); err != nil || !a.IsUnspecified() || sa.GetPortValue() != 0 {
+			return fmt.Errorf("upstream_bind_config.source_address %s:%d: only 0.0.0.0 or :: with port 0 on this node (the datapath judges the proxy's upstream connections by their source address)", sa.GetAddress(), sa.GetPortValue())
 		}
 	}
 	if b == nil {
