@@ -32,6 +32,11 @@
 //     before any packet exists or after it was received);
 //   - new flows are judged once, where they enter the node, and the
 //     decision lives in connection tracking; replies always pass;
+//   - a packet is judged by one version of the policy: the program looks
+//     up nm_policy's only slot once and does every policy lookup in the
+//     table it got (lib/policy.h); the agent publishes a new table instead
+//     of writing rows of the published one. Without a table, every new
+//     flow policy could judge is dropped;
 //   - a redirect never sends a packet anywhere but a socket of the proxy
 //     in the node's own namespace; without a listening proxy it is dropped
 //     (DROP_PROXY_UNAVAILABLE), never allowed;

@@ -78,7 +78,7 @@ int from_netdev(struct __sk_buff *skb)
 	remote_lookup(f.t.saddr, &peer);
 	d.remote_identity = peer.identity;
 	d.remote_node = peer.node;
-	if (policy_decide(&f, &d) != VERDICT_REDIRECT)
+	if (policy_decide(policy_table(), &f, &d) != VERDICT_REDIRECT)
 		return NM_TC_OK;
 	if (ct_create(&f, CT_F_REDIRECT, d.proxy_port, peer.identity, DIR_INGRESS, now))
 		return drop(skb, &f, &d, DROP_CT_FULL);

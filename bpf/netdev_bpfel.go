@@ -21,7 +21,6 @@ const (
 	NetdevMapNmCounters  = "nm_counters"
 	NetdevMapNmCt        = "nm_ct"
 	NetdevMapNmEndpoints = "nm_endpoints"
-	NetdevMapNmEnforce   = "nm_enforce"
 	NetdevMapNmEvents    = "nm_events"
 	NetdevMapNmFrag      = "nm_frag"
 	NetdevMapNmIpcache   = "nm_ipcache"
@@ -87,7 +86,6 @@ type NetdevMapSpecs struct {
 	NmCounters  *ebpf.MapSpec `ebpf:"nm_counters"`
 	NmCt        *ebpf.MapSpec `ebpf:"nm_ct"`
 	NmEndpoints *ebpf.MapSpec `ebpf:"nm_endpoints"`
-	NmEnforce   *ebpf.MapSpec `ebpf:"nm_enforce"`
 	NmEvents    *ebpf.MapSpec `ebpf:"nm_events"`
 	NmFrag      *ebpf.MapSpec `ebpf:"nm_frag"`
 	NmIpcache   *ebpf.MapSpec `ebpf:"nm_ipcache"`
@@ -129,7 +127,6 @@ type NetdevMaps struct {
 	NmCounters  *ebpf.Map `ebpf:"nm_counters"`
 	NmCt        *ebpf.Map `ebpf:"nm_ct"`
 	NmEndpoints *ebpf.Map `ebpf:"nm_endpoints"`
-	NmEnforce   *ebpf.Map `ebpf:"nm_enforce"`
 	NmEvents    *ebpf.Map `ebpf:"nm_events"`
 	NmFrag      *ebpf.Map `ebpf:"nm_frag"`
 	NmIpcache   *ebpf.Map `ebpf:"nm_ipcache"`
@@ -147,7 +144,6 @@ func (m *NetdevMaps) Close() error {
 		m.NmCounters,
 		m.NmCt,
 		m.NmEndpoints,
-		m.NmEnforce,
 		m.NmEvents,
 		m.NmFrag,
 		m.NmIpcache,

@@ -21,7 +21,6 @@ const (
 	SockMapNmCounters        = "nm_counters"
 	SockMapNmCt              = "nm_ct"
 	SockMapNmEndpoints       = "nm_endpoints"
-	SockMapNmEnforce         = "nm_enforce"
 	SockMapNmEvents          = "nm_events"
 	SockMapNmFrag            = "nm_frag"
 	SockMapNmIpcache         = "nm_ipcache"
@@ -101,7 +100,6 @@ type SockMapSpecs struct {
 	NmCounters  *ebpf.MapSpec `ebpf:"nm_counters"`
 	NmCt        *ebpf.MapSpec `ebpf:"nm_ct"`
 	NmEndpoints *ebpf.MapSpec `ebpf:"nm_endpoints"`
-	NmEnforce   *ebpf.MapSpec `ebpf:"nm_enforce"`
 	NmEvents    *ebpf.MapSpec `ebpf:"nm_events"`
 	NmFrag      *ebpf.MapSpec `ebpf:"nm_frag"`
 	NmIpcache   *ebpf.MapSpec `ebpf:"nm_ipcache"`
@@ -143,7 +141,6 @@ type SockMaps struct {
 	NmCounters  *ebpf.Map `ebpf:"nm_counters"`
 	NmCt        *ebpf.Map `ebpf:"nm_ct"`
 	NmEndpoints *ebpf.Map `ebpf:"nm_endpoints"`
-	NmEnforce   *ebpf.Map `ebpf:"nm_enforce"`
 	NmEvents    *ebpf.Map `ebpf:"nm_events"`
 	NmFrag      *ebpf.Map `ebpf:"nm_frag"`
 	NmIpcache   *ebpf.Map `ebpf:"nm_ipcache"`
@@ -161,7 +158,6 @@ func (m *SockMaps) Close() error {
 		m.NmCounters,
 		m.NmCt,
 		m.NmEndpoints,
-		m.NmEnforce,
 		m.NmEvents,
 		m.NmFrag,
 		m.NmIpcache,

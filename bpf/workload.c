@@ -65,6 +65,7 @@ int from_workload(struct __sk_buff *skb)
 	struct ct_entry *ct;
 	struct remote peer;
 	struct flow f;
+	void *table;
 	__u64 now;
 	int ret;
 
@@ -133,12 +134,13 @@ int from_workload(struct __sk_buff *skb)
 	 * real destination is only known after the node's NAT, so an egress
 	 * policy cannot judge it here and it is dropped rather than judged
 	 * as the Service address. */
+	table = policy_table();
 	remote_lookup(f.t.daddr, &peer);
-	if (enforced(src->identity, DIR_EGRESS) && service_destination(&f, peer.identity))
+	if (enforced(table, src->identity, DIR_EGRESS) && service_destination(&f, peer.identity))
 		return drop(skb, &f, &d, DROP_SERVICE_FRONTEND);
 	d.remote_identity = peer.identity;
 	d.remote_node = peer.node;
-	ret = policy_decide(&f, &d);
+	ret = policy_decide(table, &f, &d);
 	if (ret == VERDICT_DENY)
 		return drop(skb, &f, &d, d.reason);
 	if (ret == VERDICT_REDIRECT) {
@@ -158,7 +160,7 @@ int from_workload(struct __sk_buff *skb)
 			.remote_identity = src->identity,
 		};
 
-		ret = policy_decide(&f, &in);
+		ret = policy_decide(table, &f, &in);
 		if (ret == VERDICT_DENY)
 			return drop(skb, &f, &in, in.reason);
 		if (ret == VERDICT_REDIRECT) {
@@ -241,7 +243,7 @@ int to_workload(struct __sk_buff *skb)
 		return pass(&f, DIR_INGRESS);
 	}
 
-	ret = policy_decide(&f, &d);
+	ret = policy_decide(policy_table(), &f, &d);
 	if (ret == VERDICT_DENY)
 		return drop(skb, &f, &d, d.reason);
 	if (ret == VERDICT_REDIRECT && !from_proxy) {

@@ -180,7 +180,6 @@ const (
 	WorkloadMapNmCounters    = "nm_counters"
 	WorkloadMapNmCt          = "nm_ct"
 	WorkloadMapNmEndpoints   = "nm_endpoints"
-	WorkloadMapNmEnforce     = "nm_enforce"
 	WorkloadMapNmEvents      = "nm_events"
 	WorkloadMapNmFrag        = "nm_frag"
 	WorkloadMapNmIpcache     = "nm_ipcache"
@@ -248,7 +247,6 @@ type WorkloadMapSpecs struct {
 	NmCounters  *ebpf.MapSpec `ebpf:"nm_counters"`
 	NmCt        *ebpf.MapSpec `ebpf:"nm_ct"`
 	NmEndpoints *ebpf.MapSpec `ebpf:"nm_endpoints"`
-	NmEnforce   *ebpf.MapSpec `ebpf:"nm_enforce"`
 	NmEvents    *ebpf.MapSpec `ebpf:"nm_events"`
 	NmFrag      *ebpf.MapSpec `ebpf:"nm_frag"`
 	NmIpcache   *ebpf.MapSpec `ebpf:"nm_ipcache"`
@@ -290,7 +288,6 @@ type WorkloadMaps struct {
 	NmCounters  *ebpf.Map `ebpf:"nm_counters"`
 	NmCt        *ebpf.Map `ebpf:"nm_ct"`
 	NmEndpoints *ebpf.Map `ebpf:"nm_endpoints"`
-	NmEnforce   *ebpf.Map `ebpf:"nm_enforce"`
 	NmEvents    *ebpf.Map `ebpf:"nm_events"`
 	NmFrag      *ebpf.Map `ebpf:"nm_frag"`
 	NmIpcache   *ebpf.Map `ebpf:"nm_ipcache"`
@@ -308,7 +305,6 @@ func (m *WorkloadMaps) Close() error {
 		m.NmCounters,
 		m.NmCt,
 		m.NmEndpoints,
-		m.NmEnforce,
 		m.NmEvents,
 		m.NmFrag,
 		m.NmIpcache,

@@ -28,8 +28,9 @@ type Datapath struct {
 	nl   *netlink.Handle
 	mode AttachMode // resolved: AttachTCX or AttachTC
 
-	mu       sync.Mutex // attachments and policy
-	tablesMu sync.Mutex // endpoints, ipcache, auth, config
+	mu        sync.Mutex     // attachments and policy
+	published publishedTable // guarded by mu
+	tablesMu  sync.Mutex     // endpoints, ipcache, auth, config
 }
 
 // New loads the datapath, or adopts the one a previous run left pinned:

@@ -30,10 +30,10 @@
 //
 //   - Bad input never half-applies: tables are validated whole before the
 //     first write; a desired state that cannot fit fails with ErrMapFull
-//     before any write; a failed write rolls the policy back.
-//   - A policy update never opens a window: rows are written in an order
-//     (see policyplan.go) under which every intermediate state gives each
-//     new flow the old verdict, the new verdict, or a drop.
+//     before any write; a policy that fails to build is never published.
+//   - A policy update never opens a window: each new flow is judged by
+//     the old policy or the new one, never by a mix (see Policy updates
+//     below). When SyncPolicy returns, no packet is judged by the old one.
 //   - Attach is all or nothing per interface: both hooks or neither.
 //   - Close leaves the datapath running (pinned links keep the programs
 //     attached, pinned maps keep connection tracking and policy), so an
@@ -57,6 +57,35 @@
 //     wildcard; the first row found decides, and a deny row anywhere in the
 //     chain always wins. Ports are exact; ranges are expanded by policy
 //     compilation.
+//   - Policy updates swap whole tables. The programs do up to seven
+//     lookups to judge a flow (the enforcement entry, then up to six rows
+//     from the most to the least specific), and a program can be held up
+//     between two of them (an interrupt, a vCPU the hypervisor paused)
+//     while the agent goes on writing. Rows written in place, in whatever
+//     order, can then be seen torn: an early lookup before a write, a
+//     later one after others; e.g. swapping "deny the intruder on every
+//     TCP port" for "deny it on port 80, allow anyone on port 80" admits
+//     it when the exact-port lookup misses the new deny row, the wildcard
+//     lookup finds the new allow row and the any-port lookup misses the
+//     old deny row (TestPolicyUpdatesNeverOpenAWindow saw this under
+//     load). So nm_policy is an array of one map whose slot holds the
+//     table in force, rule rows and enforcement rows together (one per
+//     enforced identity, direction 0, flags in the verdict byte). A
+//     program looks the slot up once per packet and judges by that table
+//     only; SyncPolicy fills a new table and publishes it with one write
+//     of the slot, and a published table is never written again. The
+//     kernel waits for running programs before that write returns (it
+//     does so for every update of a map-in-map slot), and frees the old
+//     table when the last program using it is done. Cost: every change
+//     rebuilds the whole table (one batch write; see BenchmarkSyncPolicy)
+//     plus that wait, against a few row writes before. A double buffer
+//     (two tables, the idle one brought up to date in place) would write
+//     only the difference, but has to trust that no program still holds
+//     the idle table; a fresh table needs no such reasoning. Policy size
+//     (MapSizes.Policy) counts enforcement rows, and only one version has
+//     to fit: old and new rows never share a table. The slot is never
+//     empty (the loader publishes an empty table before attaching); if it
+//     were, the programs drop every new flow policy could judge.
 //   - Auth-required is a flag on an allow or redirect row (AuthType), not a
 //     verdict of its own, so an L7 rule can also require authentication.
 //     Auth expiries are stored on CLOCK_BOOTTIME, converted when written.

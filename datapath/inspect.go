@@ -70,14 +70,9 @@ func ReadPolicy(pinDir string) (model.Policy, error) {
 		return model.Policy{}, fmt.Errorf("opening the pinned policy map: %w", err)
 	}
 	defer pol.Close()
-	enf, err := ebpf.LoadPinnedMap(filepath.Join(dir, nmbpf.WorkloadMapNmEnforce), ro)
-	if err != nil {
-		return model.Policy{}, fmt.Errorf("opening the pinned enforcement map: %w", err)
-	}
-	defer enf.Close()
-	rows, enforce, err := readPolicyMaps(pol, enf)
+	s, err := readPolicySlot(pol)
 	if err != nil {
 		return model.Policy{}, err
 	}
-	return model.Policy{Enforce: enforce, Entries: sortedEntries(rows)}, nil
+	return s.policy(), nil
 }

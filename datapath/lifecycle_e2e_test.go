@@ -207,14 +207,29 @@ func TestStalePinsOfAnEarlierRunAreRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A map this build no longer has (enforcement moved into the policy
+	// tables) is unpinned.
+	retired := filepath.Join(n.pinDir, "maps_v1", "nm_enforce")
+	old, err := ebpf.NewMap(&ebpf.MapSpec{Name: "nm_enforce", Type: ebpf.Hash, KeySize: 4, ValueSize: 4, MaxEntries: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Pin(retired); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+
 	n.open()
 	m, err := ebpf.LoadPinnedMap(policyPin, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if m.ValueSize() != 8 {
-		t.Fatalf("pinned policy map still has value size %d", m.ValueSize())
+	if m.Type() != ebpf.ArrayOfMaps {
+		t.Fatalf("pinned policy map is still a %s", m.Type())
+	}
+	if _, err := os.Stat(retired); !os.IsNotExist(err) {
+		t.Fatalf("pin of a retired map survived: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(n.pinDir, "maps_v0")); !os.IsNotExist(err) {
 		t.Fatalf("pins of an older layout survived: %v", err)
@@ -245,22 +260,23 @@ func TestFullMapsRejectAnUpdateWithoutWritingIt(t *testing.T) {
 	three := enforce(ingressOnly(ident(1)), row(1), row(2), row(3))
 	n.policy(three)
 
-	five := enforce(ingressOnly(ident(1)), row(1), row(2), row(3), row(4), row(5))
-	if err := n.dp.SyncPolicy(five); !errors.Is(err, datapath.ErrMapFull) {
-		t.Fatalf("5 rows into a 4-row map: %v, want ErrMapFull", err)
-	}
-	// Three new rows fit afterwards, but not next to the three old ones
-	// during the update (new rows are written before old ones go).
-	other := enforce(ingressOnly(ident(1)), row(7), row(8), row(9))
-	if err := n.dp.SyncPolicy(other); !errors.Is(err, datapath.ErrMapFull) {
-		t.Fatalf("swap needing 6 rows at peak: %v, want ErrMapFull", err)
+	// The enforcement row of identity 1 takes the fourth place.
+	four := enforce(ingressOnly(ident(1)), row(1), row(2), row(3), row(4))
+	if err := n.dp.SyncPolicy(four); !errors.Is(err, datapath.ErrMapFull) {
+		t.Fatalf("4 rules and an enforcement row into a 4-row map: %v, want ErrMapFull", err)
 	}
 	got, err := n.dp.Policy()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got.Entries) != 3 || got.Entries[0].Port != 1 || got.Entries[2].Port != 3 {
-		t.Fatalf("policy after rejected updates: %+v, want the three-row policy untouched", got.Entries)
+		t.Fatalf("policy after a rejected update: %+v, want the three-row policy untouched", got.Entries)
+	}
+	// Each version of the policy has a table of its own, so three new
+	// rows replace three old ones in a full map.
+	other := enforce(ingressOnly(ident(1)), row(7), row(8), row(9))
+	if err := n.dp.SyncPolicy(other); err != nil {
+		t.Fatalf("replacing every row of a full map: %v", err)
 	}
 
 	entries := n.ipcache()
@@ -362,5 +378,34 @@ func TestSwitchingAttachModeOnRestart(t *testing.T) {
 		}
 		mustConnect(t, n.w(0).Namespace, n.addrs(1, appPort)[0])
 		mustNotConnect(t, n.w(0).Namespace, n.addrs(1, otherPort)[0])
+	}
+}
+
+// The published policy table lives on through a restart (the pinned
+// slot holds it); a restart with another policy size replaces the slot,
+// since the kernel accepts only tables of the size the slot was made for.
+func TestRestartKeepsThePublishedPolicyOfTheSameSize(t *testing.T) {
+	n := newNode(t, 2, false)
+	pol := enforce(ingressOnly(ident(1)), allowIn(ident(1), ident(0), appPort))
+	n.policy(pol)
+	n.restart()
+	got, err := n.dp.Policy()
+	if err != nil || len(got.Entries) != 1 || got.Entries[0] != pol.Entries[0] || got.Enforce[ident(1)] != model.EnforceIngress {
+		t.Fatalf("policy after a restart: %+v (%v), want %+v", got, err, pol)
+	}
+	mustNotConnect(t, n.w(0).Namespace, n.addrs(1, otherPort)[0])
+	mustConnect(t, n.w(0).Namespace, n.addrs(1, appPort)[0])
+
+	sizes := smallMaps
+	sizes.Policy = 2
+	n.opts = append(n.opts, datapath.WithMapSizes(sizes))
+	n.restart()
+	if got, err := n.dp.Policy(); err != nil || len(got.Entries) != 0 || len(got.Enforce) != 0 {
+		t.Fatalf("policy after a restart with another size: %+v (%v), want a fresh empty table", got, err)
+	}
+	n.policy(pol)
+	two := enforce(ingressOnly(ident(1)), allowIn(ident(1), ident(0), appPort), allowIn(ident(1), ident(0), otherPort))
+	if err := n.dp.SyncPolicy(two); !errors.Is(err, datapath.ErrMapFull) {
+		t.Fatalf("2 rules and an enforcement row into the new 2-row table: %v, want ErrMapFull", err)
 	}
 }

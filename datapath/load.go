@@ -106,6 +106,8 @@ type objects struct {
 	netdev nmbpf.NetdevObjects // from_netdev, sharing the maps above
 	sock   nmbpf.SockObjects   // socket-level Service translation, sharing them too
 	fresh  []string            // maps created by this load, pinned by pinFresh
+	// policyTable is the spec of the tables published in nm_policy.
+	policyTable *ebpf.MapSpec
 }
 
 func (o *objects) Close() error {
@@ -120,8 +122,9 @@ func (s MapSizes) apply(spec *ebpf.CollectionSpec) {
 	}
 	set(nmbpf.WorkloadMapNmEndpoints, s.Endpoints)
 	set(nmbpf.WorkloadMapNmIpcache, s.IPCache)
-	set(nmbpf.WorkloadMapNmPolicy, s.Policy)
-	set(nmbpf.WorkloadMapNmEnforce, s.Enforce)
+	if s.Policy != 0 {
+		spec.Maps[nmbpf.WorkloadMapNmPolicy].InnerMap.MaxEntries = s.Policy
+	}
 	set(nmbpf.WorkloadMapNmAuth, s.Auth)
 	set(nmbpf.WorkloadMapNmCt, s.Conntrack)
 	set(nmbpf.WorkloadMapNmFrag, s.Fragments)
@@ -165,7 +168,11 @@ func loadObjects(sizes MapSizes, pinDir string, log *slog.Logger) (*objects, err
 		m, err := ebpf.LoadPinnedMap(path, nil)
 		switch {
 		case err == nil:
-			if cerr := ms.Compatible(m); cerr != nil {
+			cerr := ms.Compatible(m)
+			if cerr == nil && name == nmbpf.WorkloadMapNmPolicy {
+				cerr = publishedTableCompatible(ms.InnerMap, m)
+			}
+			if cerr != nil {
 				log.Warn("pinned map does not match this build, replacing it", "map", name, "reason", cerr)
 				m.Close()
 				fresh = append(fresh, name)
@@ -188,6 +195,12 @@ func loadObjects(sizes MapSizes, pinDir string, log *slog.Logger) (*objects, err
 		return nil, fmt.Errorf("loading BPF programs and maps: %w", err)
 	}
 	o.fresh = fresh
+	o.policyTable = spec.Maps[nmbpf.WorkloadMapNmPolicy].InnerMap.Copy()
+	o.policyTable.Name = "nm_policy_tbl"
+	if err := o.ensurePolicyTable(); err != nil {
+		o.WorkloadObjects.Close()
+		return nil, err
+	}
 	// The netdev program shares every map with the workload programs.
 	if err := netdevSpec.LoadAndAssign(&o.netdev, &ebpf.CollectionOptions{MapReplacements: o.mapsByName()}); err != nil {
 		o.WorkloadObjects.Close()
@@ -209,8 +222,49 @@ func loadObjects(sizes MapSizes, pinDir string, log *slog.Logger) (*objects, err
 	return &o, nil
 }
 
+// publishedTableCompatible checks the table published in a pinned
+// nm_policy against this build's table spec: the kernel only accepts new
+// tables like the ones the outer map was created for.
+func publishedTableCompatible(spec *ebpf.MapSpec, outer *ebpf.Map) error {
+	var table *ebpf.Map
+	if err := outer.Lookup(uint32(0), &table); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil // ensurePolicyTable publishes one
+		}
+		return fmt.Errorf("looking up the published policy table: %w", err)
+	}
+	defer table.Close()
+	if err := spec.Compatible(table); err != nil {
+		return fmt.Errorf("published policy table: %w", err)
+	}
+	return nil
+}
+
+// ensurePolicyTable publishes an empty policy table if none is: the
+// programs deny wherever policy could apply while the slot is empty.
+func (o *objects) ensurePolicyTable() error {
+	var table *ebpf.Map
+	err := o.NmPolicy.Lookup(uint32(0), &table)
+	if err == nil {
+		return table.Close()
+	}
+	if !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("looking up the published policy table: %w", err)
+	}
+	table, err = newPolicyTable(o.policyTable, nil, nil)
+	if err != nil {
+		return err
+	}
+	defer table.Close()
+	if err := o.NmPolicy.Put(uint32(0), table); err != nil {
+		return fmt.Errorf("publishing an empty policy table: %w", err)
+	}
+	return nil
+}
+
 // pinFresh pins the maps this load created, replacing stale pins in one
-// rename each, and removes pins of other map layouts.
+// rename each, and removes pins of maps this build no longer has and of
+// other map layouts.
 func (o *objects) pinFresh(pinDir string) error {
 	mapDir := filepath.Join(pinDir, mapLayout)
 	if err := os.MkdirAll(mapDir, 0o700); err != nil {
@@ -226,6 +280,17 @@ func (o *objects) pinFresh(pinDir string) error {
 		}
 		if err := os.Rename(tmp, final); err != nil {
 			return fmt.Errorf("pinning map %s: %w", name, err)
+		}
+	}
+	pinned, err := os.ReadDir(mapDir)
+	if err != nil {
+		return fmt.Errorf("listing map pin directory: %w", err)
+	}
+	for _, e := range pinned {
+		if _, ok := byName[e.Name()]; !ok {
+			if err := os.Remove(filepath.Join(mapDir, e.Name())); err != nil {
+				return fmt.Errorf("removing pin of retired map %s: %w", e.Name(), err)
+			}
 		}
 	}
 	entries, err := os.ReadDir(pinDir)
@@ -250,7 +315,6 @@ func (o *objects) mapsByName() map[string]*ebpf.Map {
 		nmbpf.WorkloadMapNmCounters:  m.NmCounters,
 		nmbpf.WorkloadMapNmCt:        m.NmCt,
 		nmbpf.WorkloadMapNmEndpoints: m.NmEndpoints,
-		nmbpf.WorkloadMapNmEnforce:   m.NmEnforce,
 		nmbpf.WorkloadMapNmEvents:    m.NmEvents,
 		nmbpf.WorkloadMapNmFrag:      m.NmFrag,
 		nmbpf.WorkloadMapNmIpcache:   m.NmIpcache,

@@ -26,7 +26,7 @@ const (
 	proxyPort = 15001
 )
 
-var smallMaps = datapath.MapSizes{Conntrack: 8192, Auth: 1024, IPCache: 1024, Policy: 4096, Enforce: 1024, EventBytes: 1 << 18}
+var smallMaps = datapath.MapSizes{Conntrack: 8192, Auth: 1024, IPCache: 1024, Policy: 4096, EventBytes: 1 << 18}
 
 func ident(i int) model.Identity { return model.Identity(1000 + i) }
 

@@ -34,14 +34,14 @@ func (m AttachMode) String() string {
 }
 
 // MapSizes overrides map capacities; zero fields keep the defaults
-// (endpoints 4096, ipcache 65536, policy 65536, enforce 65536, auth 524288,
+// (endpoints 4096, ipcache 65536, policy 65536, auth 524288,
 // conntrack 262144, fragments 8192, event ring 1 MiB, service slots
 // 65536, socket reverse translations 262144, service ranges 65536).
 type MapSizes struct {
-	Endpoints  uint32
-	IPCache    uint32
+	Endpoints uint32
+	IPCache   uint32
+	// Policy holds the rule rows plus one row per enforced identity.
 	Policy     uint32
-	Enforce    uint32
 	Auth       uint32
 	Conntrack  uint32
 	Fragments  uint32

@@ -2,12 +2,17 @@ package datapath_test
 
 import (
 	"context"
+	"maps"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+
+	nmbpf "github.com/nodemesh/nodemesh/bpf"
 	"github.com/nodemesh/nodemesh/datapath"
 	"github.com/nodemesh/nodemesh/datapath/model"
 )
@@ -171,22 +176,107 @@ func TestAuthRequiredGatesConnections(t *testing.T) {
 	mustNotConnect(t, n.w(0).Namespace, to)
 }
 
+// windowPolicies returns two policies of workload 1 that both deny
+// workload 2 on appPort but differ in everything else: a denies it on
+// every TCP port, b on appPort only, next to a row allowing anyone on
+// appPort. Judged with some rows of each (the deny row of neither, the
+// allow row of b), workload 2 would get in.
+func windowPolicies() (a, b model.Policy) {
+	intruder := ident(2)
+	a = enforce(ingressOnly(ident(1)),
+		allowIn(ident(1), ident(0), appPort),
+		model.PolicyEntry{Subject: ident(1), Remote: intruder, Direction: model.Ingress, Proto: model.ProtoTCP, Verdict: model.Deny},
+	)
+	b = enforce(ingressOnly(ident(1)),
+		model.PolicyEntry{Subject: ident(1), Remote: model.IdentityAny, Direction: model.Ingress, Proto: model.ProtoTCP, Port: appPort, Verdict: model.Allow},
+		model.PolicyEntry{Subject: ident(1), Remote: intruder, Direction: model.Ingress, Proto: model.ProtoTCP, Port: appPort, Verdict: model.Deny},
+		model.PolicyEntry{Subject: ident(1), Remote: ident(0), Direction: model.Ingress, Verdict: model.Allow},
+	)
+	return a, b
+}
+
+// A program looks the policy slot up once per packet and judges the
+// packet by the table it got. An update must therefore publish a new
+// table and never write one a program may still hold: a packet whose
+// lookups straddle in-place writes is judged by a mix of two policies,
+// and for windowPolicies that mix lets the intruder in (the flake of
+// TestPolicyUpdatesNeverOpenAWindow under load). This checks the
+// mechanism directly, without relying on a race to happen.
+func TestPolicyUpdateNeverWritesAPublishedTable(t *testing.T) {
+	n := newNode(t, 3, false)
+	a, b := windowPolicies()
+	n.policy(a)
+	slot, err := ebpf.LoadPinnedMap(filepath.Join(n.pinDir, "maps_v1", nmbpf.WorkloadMapNmPolicy), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slot.Close()
+	published := func() (*ebpf.Map, uint32) {
+		t.Helper()
+		var table *ebpf.Map
+		if err := slot.Lookup(uint32(0), &table); err != nil {
+			t.Fatalf("looking up the published policy table: %v", err)
+		}
+		t.Cleanup(func() { table.Close() })
+		info, err := table.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := info.ID()
+		return table, uint32(id)
+	}
+	rows := func(table *ebpf.Map) map[nmbpf.WorkloadPolicyKey]nmbpf.WorkloadPolicyValue {
+		t.Helper()
+		out := map[nmbpf.WorkloadPolicyKey]nmbpf.WorkloadPolicyValue{}
+		var k nmbpf.WorkloadPolicyKey
+		var v nmbpf.WorkloadPolicyValue
+		it := table.Iterate()
+		for it.Next(&k, &v) {
+			out[k] = v
+		}
+		if err := it.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+
+	held, heldID := published()
+	before := rows(held)
+	if len(before) != len(a.Entries)+1 {
+		t.Fatalf("table of a holds %d rows, want its %d rules and one enforcement row", len(before), len(a.Entries))
+	}
+	for i, p := range []model.Policy{b, a, b} {
+		n.policy(p)
+		if got := rows(held); !maps.Equal(got, before) {
+			t.Fatalf("update %d wrote the table a program may still be judging by: %v, was %v", i, got, before)
+		}
+		cur, curID := published()
+		if curID == heldID {
+			t.Fatalf("update %d left table %d published", i, curID)
+		}
+		if got := rows(cur); len(got) != len(p.Entries)+1 {
+			t.Fatalf("update %d published %d rows, want %d", i, len(got), len(p.Entries)+1)
+		}
+	}
+	got, err := n.dp.Policy()
+	if err != nil || len(got.Entries) != len(b.Entries) || len(got.Enforce) != 1 {
+		t.Fatalf("Policy() = %+v (%v), want b", got, err)
+	}
+	// An unchanged policy publishes nothing.
+	_, id := published()
+	n.policy(b)
+	if _, again := published(); again != id {
+		t.Fatalf("an unchanged policy replaced table %d by %d", id, again)
+	}
+}
+
 // A denied client hammers a workload while the policy is swapped back and
 // forth between two policies that both deny it (but differ in everything
 // else, including wildcard rows that would allow it if written in the
 // wrong order). It must never get a single connection through.
 func TestPolicyUpdatesNeverOpenAWindow(t *testing.T) {
 	n := newNode(t, 3, false)
-	intruder := ident(2)
-	a := enforce(ingressOnly(ident(1)),
-		allowIn(ident(1), ident(0), appPort),
-		model.PolicyEntry{Subject: ident(1), Remote: intruder, Direction: model.Ingress, Proto: model.ProtoTCP, Verdict: model.Deny},
-	)
-	b := enforce(ingressOnly(ident(1)),
-		model.PolicyEntry{Subject: ident(1), Remote: model.IdentityAny, Direction: model.Ingress, Proto: model.ProtoTCP, Port: appPort, Verdict: model.Allow},
-		model.PolicyEntry{Subject: ident(1), Remote: intruder, Direction: model.Ingress, Proto: model.ProtoTCP, Port: appPort, Verdict: model.Deny},
-		model.PolicyEntry{Subject: ident(1), Remote: ident(0), Direction: model.Ingress, Verdict: model.Allow},
-	)
+	a, b := windowPolicies()
 	n.policy(a)
 
 	var attempts, breaches atomic.Int64

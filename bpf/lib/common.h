@@ -90,6 +90,11 @@ static __always_inline __u32 mark_identity(__u32 mark)
 /* Policy directions, from the local workload's point of view. */
 #define DIR_INGRESS 1
 #define DIR_EGRESS 2
+/* The direction of a policy table's enforcement row: key {subject, 0, 0,
+ * 0, POLICY_DIR_ENFORCE}, the value's verdict holding the subject's
+ * ENFORCE_* flags. No rule row has this direction, so the two never
+ * collide. */
+#define POLICY_DIR_ENFORCE 0
 
 /* Policy verdicts. Zero is "no row". */
 #define VERDICT_ALLOW 1
@@ -162,7 +167,7 @@ struct policy_key {
 	__u32 remote;    /* remote identity, 0 = any */
 	__u16 port;      /* destination port (ICMP: type), 0 = any */
 	__u8 proto;      /* IP protocol, 0 = any (then port must be 0) */
-	__u8 direction;  /* DIR_INGRESS or DIR_EGRESS */
+	__u8 direction;  /* DIR_INGRESS or DIR_EGRESS (POLICY_DIR_ENFORCE) */
 };
 
 struct policy_value {

@@ -22,23 +22,33 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } nm_ipcache SEC(".maps");
 
-/* {local identity, remote identity, port, proto, direction} -> verdict. */
-struct {
+/* One version of the policy: {local identity, remote identity, port,
+ * proto, direction} -> verdict, plus one enforcement row per enforced
+ * local identity (see POLICY_DIR_ENFORCE). A table is filled completely
+ * before it is published and never written again afterwards. */
+struct policy_table {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct policy_key);
-	__type(value, struct policy_value);
+	/* Sizes, not __type: clang 14 writes the types of an inner map
+	 * definition into BTF as forward declarations only, which the loader
+	 * cannot size. The generated Go types come from policy.h's
+	 * prototypes instead (bpf2go -type). */
+	__uint(key_size, sizeof(struct policy_key));
+	__uint(value_size, sizeof(struct policy_value));
 	__uint(max_entries, 65536);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} nm_policy SEC(".maps");
+};
 
-/* Local identity -> ENFORCE_* flags: which directions are default-deny. */
+/* The policy table in force, in its only slot. A program looks the slot
+ * up once per packet and does every policy lookup in the table it got,
+ * so a packet is judged by one version of the policy, whatever the agent
+ * publishes meanwhile: the agent replaces the whole table in one update
+ * of this slot. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__type(key, __u32);
-	__type(value, __u32);
-	__uint(max_entries, 65536);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-} nm_enforce SEC(".maps");
+	__uint(max_entries, 1);
+	__array(values, struct policy_table);
+} nm_policy SEC(".maps");
 
 /* {local identity, remote identity, remote node, auth type} -> expiry. */
 struct {

@@ -5,6 +5,13 @@
  * each of those the exact remote identity before the wildcard. The first
  * row found decides, except that a deny row anywhere in the chain always
  * wins. A direction without enforcement allows everything.
+ *
+ * Every lookup goes to one policy table, which the caller fetched once
+ * for the packet with policy_table(): the agent publishes a new policy as
+ * a new table, so a packet never sees part of one version and part of
+ * another (several lookups in one table that was being written row by
+ * row could each see a different moment of the update, a mix that
+ * neither the old nor the new policy gives).
  */
 #pragma once
 
@@ -12,39 +19,63 @@
 #include "maps.h"
 #include "events.h"
 
-static __always_inline int enforced(__u32 subject, __u8 dir)
+/* The policy table in force, or NULL if the agent never published one
+ * (the loader publishes an empty one before attaching anything). */
+static __always_inline void *policy_table(void)
 {
-	__u32 zero = 0, *flags;
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&nm_policy, &zero);
+}
+
+/* Out of line on purpose: the policy table's definition names its key
+ * and value by size only (see maps.h), so the prototypes of policy_lookup
+ * and consider are what put struct policy_key and struct policy_value
+ * into the object's BTF, from which the Go types are generated. */
+static __attribute__((noinline)) struct policy_value *policy_lookup(void *table,
+								   const struct policy_key *k)
+{
+	return bpf_map_lookup_elem(table, k);
+}
+
+/* Looks up k's subject and direction with the given remote, port and
+ * protocol. */
+static __always_inline struct policy_value *policy_row(void *table, struct policy_key *k,
+						       __u32 remote, __u16 port, __u8 proto)
+{
+	k->remote = remote;
+	k->port = port;
+	k->proto = proto;
+	return policy_lookup(table, k);
+}
+
+/* Whether subject is default-deny in dir. Without a table nothing can be
+ * allowed, so everything is enforced (and then denied). */
+static __always_inline int enforced(void *table, __u32 subject, __u8 dir)
+{
+	__u32 zero = 0;
 	struct config *cfg = bpf_map_lookup_elem(&nm_config, &zero);
+	struct policy_value *row;
+	struct policy_key k;
 
 	if (cfg && cfg->enforce_mode == ENFORCE_MODE_NEVER)
 		return 0;
 	if (cfg && cfg->enforce_mode == ENFORCE_MODE_ALWAYS)
 		return 1;
-	flags = bpf_map_lookup_elem(&nm_enforce, &subject);
-	if (!flags)
+	if (!table)
+		return 1;
+	k.subject = subject;
+	k.direction = POLICY_DIR_ENFORCE;
+	row = policy_row(table, &k, 0, 0, 0);
+	if (!row)
 		return 0;
-	return *flags & (dir == DIR_INGRESS ? ENFORCE_INGRESS : ENFORCE_EGRESS);
-}
-
-static __always_inline struct policy_value *policy_row(__u32 subject, __u32 remote, __u16 port,
-						       __u8 proto, __u8 dir)
-{
-	struct policy_key k = {
-		.subject = subject,
-		.remote = remote,
-		.port = port,
-		.proto = proto,
-		.direction = dir,
-	};
-
-	return bpf_map_lookup_elem(&nm_policy, &k);
+	return row->verdict & (dir == DIR_INGRESS ? ENFORCE_INGRESS : ENFORCE_EGRESS);
 }
 
 /* Considers one candidate row: remembers the first non-deny row and flags
- * any deny. */
-static __always_inline void consider(struct policy_value *v, struct policy_value *first,
-				     int *deny, __u32 *deny_cookie)
+ * any deny. Out of line, see policy_lookup. */
+static __attribute__((noinline)) void consider(const struct policy_value *v, struct policy_value *first,
+					       int *deny, __u32 *deny_cookie)
 {
 	if (!v)
 		return;
@@ -71,10 +102,11 @@ static __always_inline int auth_valid(__u32 local, __u32 remote, __u16 node, __u
 	return v && v->expiry > now_ns();
 }
 
-/* Decides one direction for a new flow. d must already carry direction,
+/* Decides one direction for a new flow by the rows of table (from
+ * policy_table(), may be NULL). d must already carry direction,
  * local/remote identity and remote node. Returns the verdict; on deny,
  * d->reason says why. */
-static __always_inline int policy_decide(const struct flow *f, struct decision *d)
+static __always_inline int policy_decide(void *table, const struct flow *f, struct decision *d)
 {
 	struct policy_value first = {};
 	int deny = 0;
@@ -82,20 +114,28 @@ static __always_inline int policy_decide(const struct flow *f, struct decision *
 	__u32 subject = d->local_identity, remote = d->remote_identity;
 	__u16 port = f->policy_port;
 	__u8 proto = f->t.proto, dir = d->direction;
+	struct policy_key k;
 
-	if (!enforced(subject, dir)) {
+	if (!enforced(table, subject, dir)) {
 		d->verdict = VERDICT_ALLOW;
 		d->reason = REASON_FORWARDED;
 		return VERDICT_ALLOW;
 	}
-	consider(policy_row(subject, remote, port, proto, dir), &first, &deny, &deny_cookie);
-	consider(policy_row(subject, 0, port, proto, dir), &first, &deny, &deny_cookie);
-	if (port) {
-		consider(policy_row(subject, remote, 0, proto, dir), &first, &deny, &deny_cookie);
-		consider(policy_row(subject, 0, 0, proto, dir), &first, &deny, &deny_cookie);
+	if (!table) {
+		d->verdict = VERDICT_DENY;
+		d->reason = DROP_POLICY;
+		return VERDICT_DENY;
 	}
-	consider(policy_row(subject, remote, 0, 0, dir), &first, &deny, &deny_cookie);
-	consider(policy_row(subject, 0, 0, 0, dir), &first, &deny, &deny_cookie);
+	k.subject = subject;
+	k.direction = dir;
+	consider(policy_row(table, &k, remote, port, proto), &first, &deny, &deny_cookie);
+	consider(policy_row(table, &k, 0, port, proto), &first, &deny, &deny_cookie);
+	if (port) {
+		consider(policy_row(table, &k, remote, 0, proto), &first, &deny, &deny_cookie);
+		consider(policy_row(table, &k, 0, 0, proto), &first, &deny, &deny_cookie);
+	}
+	consider(policy_row(table, &k, remote, 0, 0), &first, &deny, &deny_cookie);
+	consider(policy_row(table, &k, 0, 0, 0), &first, &deny, &deny_cookie);
 
 	if (deny) {
 		d->verdict = VERDICT_DENY;

@@ -38,6 +38,7 @@ type harness struct {
 	// loIndex is the workloads' interface in these tests (loopback of the
 	// private namespace); otherIndex is a second interface.
 	loIndex, otherIndex int
+	policyTable         *ebpf.MapSpec // what policy publishes in nm_policy
 }
 
 func newHarness(t testing.TB) *harness {
@@ -56,12 +57,14 @@ func newHarness(t testing.TB) *harness {
 	}
 	for name, size := range map[string]uint32{
 		nmbpf.WorkloadMapNmCt: 4096, nmbpf.WorkloadMapNmAuth: 1024, nmbpf.WorkloadMapNmIpcache: 1024,
-		nmbpf.WorkloadMapNmPolicy: 4096, nmbpf.WorkloadMapNmEnforce: 1024, nmbpf.WorkloadMapNmEvents: 1 << 16,
+		nmbpf.WorkloadMapNmEvents: 1 << 16,
 	} {
 		spec.Maps[name].MaxEntries = size
 		netdevSpec.Maps[name].MaxEntries = size
 	}
-	h := &harness{t: t, ns: testbed.NewNS(t, "bpfunit"), loIndex: 1}
+	spec.Maps[nmbpf.WorkloadMapNmPolicy].InnerMap.MaxEntries = 4096
+	netdevSpec.Maps[nmbpf.WorkloadMapNmPolicy].InnerMap.MaxEntries = 4096
+	h := &harness{t: t, ns: testbed.NewNS(t, "bpfunit"), loIndex: 1, policyTable: spec.Maps[nmbpf.WorkloadMapNmPolicy].InnerMap}
 	if err := spec.LoadAndAssign(&h.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -70,6 +73,7 @@ func newHarness(t testing.TB) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.objs.Close() })
+	h.policy(model.Policy{})
 	shared := map[string]*ebpf.Map{}
 	for name := range netdevSpec.Maps {
 		shared[name] = mapByName(&h.objs.WorkloadMaps, name)
@@ -122,39 +126,36 @@ func (h *harness) ipcache(p netip.Prefix, identity model.Identity, node uint16) 
 	}
 }
 
-// policy replaces the policy tables wholesale (raw writes: the safe update
-// order is the datapath package's business, tested there).
+// policy publishes a policy table holding p, as the datapath does.
 func (h *harness) policy(p model.Policy) {
 	h.t.Helper()
-	clear := func(m *ebpf.Map, key any) {
-		var keys []any
-		it := m.Iterate()
-		var v []byte
-		for it.Next(key, &v) {
-			switch k := key.(type) {
-			case *nmbpf.WorkloadPolicyKey:
-				keys = append(keys, *k)
-			case *uint32:
-				keys = append(keys, *k)
-			}
-		}
-		for _, k := range keys {
-			_ = m.Delete(k)
-		}
+	table, err := ebpf.NewMap(h.policyTable)
+	if err != nil {
+		h.t.Fatal(err)
 	}
-	clear(h.objs.NmPolicy, new(nmbpf.WorkloadPolicyKey))
-	clear(h.objs.NmEnforce, new(uint32))
+	defer table.Close()
 	for id, e := range p.Enforce {
-		if err := h.objs.NmEnforce.Put(uint32(id), uint32(e)); err != nil {
+		if err := table.Put(nmbpf.WorkloadPolicyKey{Subject: uint32(id)}, nmbpf.WorkloadPolicyValue{Verdict: uint8(e)}); err != nil {
 			h.t.Fatal(err)
 		}
 	}
 	for _, e := range p.Entries {
 		k := nmbpf.WorkloadPolicyKey{Subject: uint32(e.Subject), Remote: uint32(e.Remote), Port: e.Port, Proto: e.Proto, Direction: uint8(e.Direction)}
 		v := nmbpf.WorkloadPolicyValue{Verdict: uint8(e.Verdict), AuthType: uint8(e.Auth), ProxyPort: e.ProxyPort, Cookie: e.Cookie}
-		if err := h.objs.NmPolicy.Put(k, v); err != nil {
+		if err := table.Put(k, v); err != nil {
 			h.t.Fatal(err)
 		}
+	}
+	if err := h.objs.NmPolicy.Put(uint32(0), table); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// unpublishPolicy empties the policy slot.
+func (h *harness) unpublishPolicy() {
+	h.t.Helper()
+	if err := h.objs.NmPolicy.Delete(uint32(0)); err != nil {
+		h.t.Fatal(err)
 	}
 }
 
@@ -288,7 +289,7 @@ func (h *harness) ctEntry(p pkt) (nmbpf.WorkloadCtEntry, bool) {
 func mapByName(m *nmbpf.WorkloadMaps, name string) *ebpf.Map {
 	return map[string]*ebpf.Map{
 		nmbpf.WorkloadMapNmAuth: m.NmAuth, nmbpf.WorkloadMapNmConfig: m.NmConfig, nmbpf.WorkloadMapNmCounters: m.NmCounters,
-		nmbpf.WorkloadMapNmCt: m.NmCt, nmbpf.WorkloadMapNmEndpoints: m.NmEndpoints, nmbpf.WorkloadMapNmEnforce: m.NmEnforce,
+		nmbpf.WorkloadMapNmCt: m.NmCt, nmbpf.WorkloadMapNmEndpoints: m.NmEndpoints,
 		nmbpf.WorkloadMapNmEvents: m.NmEvents, nmbpf.WorkloadMapNmFrag: m.NmFrag, nmbpf.WorkloadMapNmIpcache: m.NmIpcache,
 		nmbpf.WorkloadMapNmLost: m.NmLost, nmbpf.WorkloadMapNmPolicy: m.NmPolicy,
 		nmbpf.WorkloadMapNmRevnat: m.NmRevnat, nmbpf.WorkloadMapNmServices: m.NmServices,

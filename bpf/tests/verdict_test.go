@@ -137,6 +137,27 @@ func TestEgressVerdicts(t *testing.T) {
 	})
 }
 
+// The programs judge by the table published in nm_policy. A slot left
+// empty (nothing the datapath ever leaves behind: it publishes an empty
+// table before attaching) means the policy is unknown, so every new flow
+// that policy could judge is dropped; mode never still allows all.
+func TestWithoutAPublishedPolicyNothingIsAllowed(t *testing.T) {
+	forEachFamily(t, func(t *testing.T, f family) {
+		h := setup(t, f)
+		expect(t, "empty table, nothing enforced", h.fromWorkload(tcp(f.a, f.remote, 80)), tcOK, model.ReasonForwarded, model.Egress)
+		h.unpublishPolicy()
+		expect(t, "no table, egress", h.fromWorkload(tcp(f.a, f.remote, 80)), tcShot, model.DropPolicy, model.Egress)
+		expect(t, "no table, ingress from a remote", h.toWorkload(tcp(f.remote, f.a, 80)), tcShot, model.DropPolicy, model.Ingress)
+		expect(t, "no table, the host still reaches workloads", h.toWorkload(tcp(f.host, f.a, 80)), tcOK, model.ReasonForwarded, model.Ingress)
+		h.enforceMode(datapath.EnforceNever)
+		expect(t, "no table, mode never", h.fromWorkload(tcp(f.a, f.remote, 80)), tcOK, model.ReasonForwarded, model.Egress)
+		h.enforceMode(0)
+		h.policy(egress(row(idRemote, model.Egress, 6, 80, model.Allow)))
+		expect(t, "published again", h.fromWorkload(tcp(f.a, f.remote, 80)), tcOK, model.ReasonForwarded, model.Egress)
+		expect(t, "published again, other port", h.fromWorkload(tcp(f.a, f.remote, 81)), tcShot, model.DropPolicy, model.Egress)
+	})
+}
+
 func TestIngressBetweenLocalEndpointsIsDecidedAtTheSender(t *testing.T) {
 	forEachFamily(t, func(t *testing.T, f family) {
 		h := setup(t, f)

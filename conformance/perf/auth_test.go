@@ -93,7 +93,7 @@ func newAuthEnv(b *testing.B) *authEnv {
 	dp, err := datapath.New(
 		datapath.WithPinDir(filepath.Join(testbed.BPFFS(b), "nodemesh")),
 		datapath.WithNetNS(bed.Node.Path),
-		datapath.WithMapSizes(datapath.MapSizes{Conntrack: 8192, Auth: 1024, IPCache: 1024, Policy: 4096, Enforce: 1024, EventBytes: 1 << 18}),
+		datapath.WithMapSizes(datapath.MapSizes{Conntrack: 8192, Auth: 1024, IPCache: 1024, Policy: 4096, EventBytes: 1 << 18}),
 		datapath.WithLogger(slog.New(slog.DiscardHandler)),
 	)
 	if err != nil {
