@@ -37,6 +37,7 @@ var requirements = []requirement{
 	{"tc (SchedCLS) programs", "4.1", func() error { return features.HaveProgramType(ebpf.SchedCLS) }},
 	{"LPM trie maps", "4.11", func() error { return features.HaveMapType(ebpf.LPMTrie) }},
 	{"LRU hash maps", "4.10", func() error { return features.HaveMapType(ebpf.LRUHash) }},
+	{"array of maps (policy tables)", "4.12", func() error { return features.HaveMapType(ebpf.ArrayOfMaps) }},
 	{"ring buffer maps", "5.8", func() error { return features.HaveMapType(ebpf.RingBuf) }},
 	{"bpf_skc_lookup_tcp in tc programs", "5.2", func() error {
 		return features.HaveProgramHelper(ebpf.SchedCLS, asm.FnSkcLookupTcp)
