@@ -78,10 +78,12 @@
 //     does so for every update of a map-in-map slot), and frees the old
 //     table when the last program using it is done. Cost: every change
 //     rebuilds the whole table (one batch write; see BenchmarkSyncPolicy)
-//     plus that wait, against a few row writes before. A double buffer
-//     (two tables, the idle one brought up to date in place) would write
-//     only the difference, but has to trust that no program still holds
-//     the idle table; a fresh table needs no such reasoning. Policy size
+//     plus that wait (an RCU grace period, milliseconds whatever the
+//     size), against a few row writes before. A double buffer (two
+//     tables, the idle one brought up to date in place) would write only
+//     the difference, but its safety would rest on that wait alone, and
+//     the idle table is more state to keep in step (after a failed write,
+//     after a restart); a fresh table needs neither. Policy size
 //     (MapSizes.Policy) counts enforcement rows, and only one version has
 //     to fit: old and new rows never share a table. The slot is never
 //     empty (the loader publishes an empty table before attaching); if it
