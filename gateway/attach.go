@@ -20,9 +20,10 @@ type parentState struct {
 	// hits are the listeners that admit the route through this parentRef
 	// (none unless accepted).
 	hits []listenerHit
-	// hit0 holds hits when there is one, the usual case, saving an
-	// allocation per route and translation.
-	hit0 [1]listenerHit
+	// hit0 holds hits when there are one or two (a Gateway's HTTP and
+	// HTTPS listeners), the usual case, saving an allocation per route
+	// and translation.
+	hit0 [2]listenerHit
 }
 
 // listenerHit is one listener a route attaches to and the hostnames it is
@@ -157,9 +158,13 @@ func (t *translator) resolveParent(rs *routeState, pr gwv1.ParentReference, gs *
 	ps := &parentState{ref: *pr.DeepCopy()}
 	var selected, kindOK, allowed int
 	hits := ps.hit0[:0]
-	parent := "Gateway " + gs.key.String()
-	if set != nil {
-		parent = "ListenerSet " + set.key.String()
+	// The parent's name is only needed for a refusal: routes come by
+	// the thousand and nearly all are accepted.
+	parent := func() string {
+		if set != nil {
+			return "ListenerSet " + set.key.String()
+		}
+		return "Gateway " + gs.key.String()
 	}
 	for i, ls := range gs.listeners {
 		// A Gateway parentRef selects among the Gateway's own listeners,
@@ -189,15 +194,15 @@ func (t *translator) resolveParent(rs *routeState, pr gwv1.ParentReference, gs *
 	}
 	switch {
 	case selected == 0:
-		ps.accepted = no(string(gwv1.RouteReasonNoMatchingParent), "%s has no listener%s", parent, describeSelection(pr))
+		ps.accepted = no(string(gwv1.RouteReasonNoMatchingParent), "%s has no listener%s", parent(), describeSelection(pr))
 	case kindOK == 0:
-		ps.accepted = no(string(gwv1.RouteReasonNotAllowedByListeners), "no listener of %s%s admits %s", parent, describeSelection(pr), rs.kind.plural)
+		ps.accepted = no(string(gwv1.RouteReasonNotAllowedByListeners), "no listener of %s%s admits %s", parent(), describeSelection(pr), rs.kind.plural)
 	case allowed == 0:
-		ps.accepted = no(string(gwv1.RouteReasonNotAllowedByListeners), "no listener of %s%s admits %s from namespace %s", parent, describeSelection(pr), rs.kind.plural, rs.key.Namespace)
+		ps.accepted = no(string(gwv1.RouteReasonNotAllowedByListeners), "no listener of %s%s admits %s from namespace %s", parent(), describeSelection(pr), rs.kind.plural, rs.key.Namespace)
 	case len(rs.problems) > 0:
 		ps.accepted = no(string(gwv1.RouteReasonUnsupportedValue), "%s", joinProblems(rs.problems))
 	case len(hits) == 0:
-		ps.accepted = no(string(gwv1.RouteReasonNoMatchingListenerHostname), "no hostname of the route intersects the hostname of a listener of %s%s", parent, describeSelection(pr))
+		ps.accepted = no(string(gwv1.RouteReasonNoMatchingListenerHostname), "no hostname of the route intersects the hostname of a listener of %s%s", parent(), describeSelection(pr))
 	case len(rs.invalid) == len(rs.rules):
 		ps.accepted = no(rs.invalid[0].reason, "every rule is invalid: %s", joinProblems(ruleProblems(rs.invalid)))
 	default:
@@ -207,13 +212,23 @@ func (t *translator) resolveParent(rs *routeState, pr gwv1.ParentReference, gs *
 	return ps
 }
 
-// routeHostnames intersects a route's hostnames with a listener's.
+// routeHostnames intersects a route's hostnames with a listener's. The
+// result may share route's array: callers only read it.
 func routeHostnames(listener string, route []string) []string {
 	if len(route) == 0 {
 		if listener == "" {
 			return []string{anyHost}
 		}
 		return []string{listener}
+	}
+	if len(route) == 1 {
+		// One hostname (the usual case) within the listener's is its
+		// own intersection: no list to make per route and listener.
+		if x, ok := intersect(listener, route[0]); !ok {
+			return nil
+		} else if x == route[0] {
+			return route[:1:1]
+		}
 	}
 	// The API server caps a route's hostnames at 16, but a file is not
 	// checked against the CRD schema: dedupe in linear time so a route

@@ -249,7 +249,10 @@ func (t *translator) endpoints(svc input.Key, sp *corev1.ServicePort) []ir.Endpo
 		ep
 		text string
 	}
-	var order []listed
+	// A Service port has a few endpoints, usually: room for them on the
+	// stack, since Services come by the thousand.
+	var room [8]listed
+	order := room[:0]
 	var scratch [64]byte
 	for _, es := range t.ix.slices[svc] {
 		if es.AddressType != discoveryv1.AddressTypeIPv4 && es.AddressType != discoveryv1.AddressTypeIPv6 {

@@ -64,9 +64,9 @@ func (t *translator) compileRuleFilters(rule *ruleState, filters []gwv1.HTTPRout
 		case gwv1.HTTPRouteFilterRequestMirror:
 			t.mirrorFilter(rule, field+".requestMirror", f.RequestMirror)
 		case gwv1.HTTPRouteFilterRequestHeaderModifier:
-			rule.reqHeaders = headerFilter(rule, field+".requestHeaderModifier", f.RequestHeaderModifier)
+			rule.reqHeaders = headerFilter(rule, field, ".requestHeaderModifier", f.RequestHeaderModifier)
 		case gwv1.HTTPRouteFilterResponseHeaderModifier:
-			rule.respHeaders = headerFilter(rule, field+".responseHeaderModifier", f.ResponseHeaderModifier)
+			rule.respHeaders = headerFilter(rule, field, ".responseHeaderModifier", f.ResponseHeaderModifier)
 		case gwv1.HTTPRouteFilterRequestRedirect:
 			rule.redirect = redirectFilter(rule, field+".requestRedirect", f.RequestRedirect)
 		case gwv1.HTTPRouteFilterURLRewrite:
@@ -96,9 +96,9 @@ func backendFilters(rule *ruleState, field string, filters []gwv1.HTTPRouteFilte
 		seen[f.Type] = true
 		switch f.Type {
 		case gwv1.HTTPRouteFilterRequestHeaderModifier:
-			wb.RequestHeaders = headerFilter(rule, ff+".requestHeaderModifier", f.RequestHeaderModifier)
+			wb.RequestHeaders = headerFilter(rule, ff, ".requestHeaderModifier", f.RequestHeaderModifier)
 		case gwv1.HTTPRouteFilterResponseHeaderModifier:
-			wb.ResponseHeaders = headerFilter(rule, ff+".responseHeaderModifier", f.ResponseHeaderModifier)
+			wb.ResponseHeaders = headerFilter(rule, ff, ".responseHeaderModifier", f.ResponseHeaderModifier)
 		default:
 			rule.fail(gwv1.RouteReasonUnsupportedValue, ff+".type", "filter type %q is not supported on a backendRef", f.Type)
 		}
@@ -107,9 +107,12 @@ func backendFilters(rule *ruleState, field string, filters []gwv1.HTTPRouteFilte
 
 // headerFilter compiles a header modifier. The API allows one action per
 // header name (case-insensitive) across set, add and remove.
-func headerFilter(rule *ruleState, field string, f *gwv1.HTTPHeaderFilter) *ir.HeaderModifier {
+func headerFilter(rule *ruleState, field, sub string, f *gwv1.HTTPHeaderFilter) *ir.HeaderModifier {
+	// The field's path is joined only for a problem: rules come by the
+	// thousand and nearly all are valid.
+	path := func() string { return field + sub }
 	if f == nil {
-		rule.fail(gwv1.RouteReasonUnsupportedValue, field, "required for this filter type")
+		rule.fail(gwv1.RouteReasonUnsupportedValue, path(), "required for this filter type")
 		return nil
 	}
 	var m *ir.HeaderModifier
@@ -136,12 +139,12 @@ func headerFilter(rule *ruleState, field string, f *gwv1.HTTPHeaderFilter) *ir.H
 	seen := make(map[string]action, len(f.Set)+len(f.Add)+len(f.Remove))
 	check := func(list string, i int, name string) bool {
 		if !ir.ValidToken(name) {
-			rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.%s[%d]", field, list, i), "%q is not a valid header name", name)
+			rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.%s[%d]", path(), list, i), "%q is not a valid header name", name)
 			return false
 		}
 		lower := strings.ToLower(name)
 		if prev, dup := seen[lower]; dup {
-			rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.%s[%d]", field, list, i), "header %q already has an action in %s[%d]", name, prev.list, prev.i)
+			rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.%s[%d]", path(), list, i), "header %q already has an action in %s[%d]", name, prev.list, prev.i)
 			return false
 		}
 		seen[lower] = action{list, i}
@@ -152,7 +155,7 @@ func headerFilter(rule *ruleState, field string, f *gwv1.HTTPHeaderFilter) *ir.H
 			return nil
 		}
 		if !ir.ValidHeaderValue(h.Value) {
-			rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.set[%d].value", field, i), "contains control characters")
+			rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.set[%d].value", path(), i), "contains control characters")
 			return nil
 		}
 		m.Set = append(m.Set, ir.Header{Name: string(h.Name), Value: h.Value})
@@ -162,7 +165,7 @@ func headerFilter(rule *ruleState, field string, f *gwv1.HTTPHeaderFilter) *ir.H
 			return nil
 		}
 		if !ir.ValidHeaderValue(h.Value) {
-			rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.add[%d].value", field, i), "contains control characters")
+			rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.add[%d].value", path(), i), "contains control characters")
 			return nil
 		}
 		m.Add = append(m.Add, ir.Header{Name: string(h.Name), Value: h.Value})

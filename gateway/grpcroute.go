@@ -131,9 +131,9 @@ func (t *translator) compileGRPCFilters(rule *ruleState, field string, filters [
 		seen[f.Type] = true
 		switch f.Type {
 		case gwv1.GRPCRouteFilterRequestHeaderModifier:
-			*req = headerFilter(rule, ff+".requestHeaderModifier", f.RequestHeaderModifier)
+			*req = headerFilter(rule, ff, ".requestHeaderModifier", f.RequestHeaderModifier)
 		case gwv1.GRPCRouteFilterResponseHeaderModifier:
-			*resp = headerFilter(rule, ff+".responseHeaderModifier", f.ResponseHeaderModifier)
+			*resp = headerFilter(rule, ff, ".responseHeaderModifier", f.ResponseHeaderModifier)
 		default:
 			rule.fail(gwv1.RouteReasonUnsupportedValue, ff+".type", "filter type %q is not supported", f.Type)
 		}

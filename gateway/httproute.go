@@ -68,8 +68,25 @@ func (t *translator) compileRule(rs *routeState, i int, spec *gwv1.HTTPRouteRule
 	}
 	rule, states := newRuleState(len(matches))
 	rule.route, rule.index = rs, i
+	// The header matches of all the rule's matches share one array:
+	// matches come by the ten thousand and most have a header match or
+	// two. Each match appends into its own part (compileMatch keeps at
+	// most as many as it has), capped so that nothing can grow into the
+	// next match's part.
+	var headers []ir.HeaderMatch
+	if n := countHeaderMatches(matches); n > 0 {
+		headers = make([]ir.HeaderMatch, n)
+	}
 	for j := range matches {
-		rule.matches = append(rule.matches, compileMatch(&states[j], rule, j, &matches[j]))
+		if n := len(matches[j].Headers); n > 0 {
+			states[j].match.Headers, headers = headers[:0:n], headers[n:]
+		}
+		ms := compileMatch(&states[j], rule, j, &matches[j])
+		if len(ms.match.Headers) == 0 {
+			ms.match.Headers = nil
+		}
+		ms.match.Headers = slices.Clip(ms.match.Headers)
+		rule.matches = append(rule.matches, ms)
 	}
 	t.compileRuleFilters(rule, spec.Filters)
 	t.compileBackends(rule, spec.BackendRefs)
@@ -86,6 +103,14 @@ func (t *translator) compileRule(rs *routeState, i int, spec *gwv1.HTTPRouteRule
 		rule.fail(gwv1.RouteReasonUnsupportedValue, "sessionPersistence", "session persistence is not supported")
 	}
 	return rule
+}
+
+func countHeaderMatches(matches []gwv1.HTTPRouteMatch) int {
+	n := 0
+	for j := range matches {
+		n += len(matches[j].Headers)
+	}
+	return n
 }
 
 // newRuleState returns a zero rule with room for n matches in its
@@ -147,9 +172,14 @@ func compileTimeouts(rule *ruleState, to *gwv1.HTTPRouteTimeouts) (request, back
 func (t *translator) compileBackends(rule *ruleState, refs []gwv1.HTTPBackendRef) {
 	var slab []ir.WeightedBackend
 	if len(refs) > 0 {
-		rule.backends, slab = newBackends(len(refs))
-		// Mirror filters, compiled before, may have added clusters.
-		rule.clusters = slices.Grow(rule.clusters, len(refs))
+		var clusters []*ir.Cluster
+		rule.backends, slab, clusters = newBackends(len(refs))
+		if rule.clusters == nil {
+			rule.clusters = clusters
+		} else {
+			// Mirror filters, compiled before, added clusters.
+			rule.clusters = slices.Grow(rule.clusters, len(refs))
+		}
 	}
 	for k := range refs {
 		br := &refs[k]
@@ -165,25 +195,27 @@ func (t *translator) compileBackends(rule *ruleState, refs []gwv1.HTTPBackendRef
 }
 
 // newBackends returns room for a rule's n backends: an empty list with
-// capacity n and n zero backends for it to point to. For one or two
-// backends (nearly every rule) both come in one allocation: rules come by
-// the thousand.
-func newBackends(n int) ([]*ir.WeightedBackend, []ir.WeightedBackend) {
+// capacity n, n zero backends for it to point to, and an empty list of
+// clusters with capacity n. For one or two backends (nearly every rule)
+// all three come in one allocation: rules come by the thousand.
+func newBackends(n int) ([]*ir.WeightedBackend, []ir.WeightedBackend, []*ir.Cluster) {
 	switch n {
 	case 1:
 		blk := new(struct {
-			list [1]*ir.WeightedBackend
-			slab [1]ir.WeightedBackend
+			list     [1]*ir.WeightedBackend
+			clusters [1]*ir.Cluster
+			slab     [1]ir.WeightedBackend
 		})
-		return blk.list[:0:1], blk.slab[:]
+		return blk.list[:0:1], blk.slab[:], blk.clusters[:0:1]
 	case 2:
 		blk := new(struct {
-			list [2]*ir.WeightedBackend
-			slab [2]ir.WeightedBackend
+			list     [2]*ir.WeightedBackend
+			clusters [2]*ir.Cluster
+			slab     [2]ir.WeightedBackend
 		})
-		return blk.list[:0:2], blk.slab[:]
+		return blk.list[:0:2], blk.slab[:], blk.clusters[:0:2]
 	}
-	return make([]*ir.WeightedBackend, 0, n), make([]ir.WeightedBackend, n)
+	return make([]*ir.WeightedBackend, 0, n), make([]ir.WeightedBackend, n), make([]*ir.Cluster, 0, n)
 }
 
 var httpMethods = map[gwv1.HTTPMethod]bool{
@@ -192,7 +224,8 @@ var httpMethods = map[gwv1.HTTPMethod]bool{
 	gwv1.HTTPMethodOptions: true, gwv1.HTTPMethodTrace: true, gwv1.HTTPMethodPatch: true,
 }
 
-// compileMatch compiles match j of a rule into ms (zero) and returns it.
+// compileMatch compiles match j of a rule into ms (zero, but for room
+// for m's header matches in ms.match.Headers) and returns it.
 func compileMatch(ms *matchState, rule *ruleState, j int, m *gwv1.HTTPRouteMatch) *matchState {
 	ms.rule, ms.index = rule, j
 	field := func(f string) string { return fmt.Sprintf("matches[%d].%s", j, f) }
