@@ -1,8 +1,9 @@
 package translator
 
 import (
+	"cmp"
 	"net/netip"
-	"sort"
+	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -25,7 +26,10 @@ func (b *builder) loadAssignment(c *ir.Cluster, name string, viaIngress bool) (*
 		port   uint32
 		weight uint32
 	}
-	eps := make([]hostPort, 0, len(c.Endpoints))
+	// A cluster has a few endpoints, usually: room for them on the stack,
+	// since clusters come by the thousand.
+	var room [8]hostPort
+	eps := room[:0]
 	var scratch [64]byte
 	for i, ep := range c.Endpoints {
 		if !ep.Ready {
@@ -50,13 +54,20 @@ func (b *builder) loadAssignment(c *ir.Cluster, name string, viaIngress bool) (*
 		}
 		eps = append(eps, hostPort{a, text, ep.Port, ep.Weight})
 	}
-	sort.Slice(eps, func(i, j int) bool {
-		if c := eps[i].addr.Compare(eps[j].addr); c != 0 {
-			return c < 0
+	slices.SortFunc(eps, func(a, b hostPort) int {
+		if c := a.addr.Compare(b.addr); c != 0 {
+			return c
 		}
-		return eps[i].port < eps[j].port
+		return cmp.Compare(a.port, b.port)
 	})
-	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
+	// The assignment and its one locality in one allocation.
+	blk := new(struct {
+		cla      endpointv3.ClusterLoadAssignment
+		locality endpointv3.LocalityLbEndpoints
+		list     [1]*endpointv3.LocalityLbEndpoints
+	})
+	cla := &blk.cla
+	cla.ClusterName = name
 	if len(eps) > 0 {
 		lbs := make([]*endpointv3.LbEndpoint, 0, len(eps))
 		// The messages of every endpoint in one allocation: clusters come
@@ -85,7 +96,9 @@ func (b *builder) loadAssignment(c *ir.Cluster, name string, viaIngress bool) (*
 			}
 			lbs = append(lbs, lb)
 		}
-		cla.Endpoints = []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}}
+		blk.locality.LbEndpoints = lbs
+		blk.list[0] = &blk.locality
+		cla.Endpoints = blk.list[:]
 	}
 	if err := checked("cluster load assignment", name, cla); err != nil {
 		return nil, err
