@@ -503,12 +503,16 @@ func (r *ruleState) routeOf(m *matchState, port int32) *ir.Route {
 		// path is a rule of one match with the path's index).
 		return newRoute(m, port)
 	}
-	if r.routes == nil {
+	if len(r.routes) == 0 {
 		// The routes are named up front, from one string per rule
 		// (routeNames); an element's name is all that is set before its
-		// match needs it.
+		// match needs it. newRuleState may have made room for them.
 		n := len(r.matches)
-		r.routes = make([]ir.Route, n)
+		if cap(r.routes) >= n {
+			r.routes = r.routes[:n]
+		} else {
+			r.routes = make([]ir.Route, n)
+		}
 		names := routeNames(r.route.kind, r.route.key, r.index, n)
 		for j := range r.routes {
 			r.routes[j].Name = matchRouteName(names, n, j)

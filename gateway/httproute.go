@@ -66,17 +66,12 @@ func (t *translator) compileRule(rs *routeState, i int, spec *gwv1.HTTPRouteRule
 	if len(matches) == 0 {
 		matches = defaultMatches
 	}
-	rule, states := newRuleState(len(matches))
+	// The header matches of all the rule's matches share one array
+	// (see newRuleState). Each match appends into its own part
+	// (compileMatch keeps at most as many as it has), capped so that
+	// nothing can grow into the next match's part.
+	rule, states, headers := newRuleState(len(matches), countHeaderMatches(matches))
 	rule.route, rule.index = rs, i
-	// The header matches of all the rule's matches share one array:
-	// matches come by the ten thousand and most have a header match or
-	// two. Each match appends into its own part (compileMatch keeps at
-	// most as many as it has), capped so that nothing can grow into the
-	// next match's part.
-	var headers []ir.HeaderMatch
-	if n := countHeaderMatches(matches); n > 0 {
-		headers = make([]ir.HeaderMatch, n)
-	}
 	for j := range matches {
 		if n := len(matches[j].Headers); n > 0 {
 			states[j].match.Headers, headers = headers[:0:n], headers[n:]
@@ -114,29 +109,56 @@ func countHeaderMatches(matches []gwv1.HTTPRouteMatch) int {
 }
 
 // newRuleState returns a zero rule with room for n matches in its
-// matches, and n zero matches. A rule of one or two matches (nearly all
-// of them) comes in one allocation with its matches: rules come by the
-// thousand.
-func newRuleState(n int) (*ruleState, []matchState) {
-	switch n {
-	case 1:
+// matches and for their IR routes in its routes (routeOf), n zero
+// matches, and room for their h header matches. A rule of one or two
+// matches with one header match each or none (nearly all of them) comes
+// in one allocation with all of that: rules come by the thousand.
+func newRuleState(n, h int) (*ruleState, []matchState, []ir.HeaderMatch) {
+	switch {
+	case n == 1 && h == 0:
 		blk := new(struct {
 			rule    ruleState
 			states  [1]matchState
 			matches [1]*matchState
+			routes  [1]ir.Route
 		})
-		blk.rule.matches = blk.matches[:0:1]
-		return &blk.rule, blk.states[:]
-	case 2:
+		blk.rule.matches, blk.rule.routes = blk.matches[:0:1], blk.routes[:0:1]
+		return &blk.rule, blk.states[:], nil
+	case n == 1 && h == 1:
+		blk := new(struct {
+			rule    ruleState
+			states  [1]matchState
+			matches [1]*matchState
+			routes  [1]ir.Route
+			headers [1]ir.HeaderMatch
+		})
+		blk.rule.matches, blk.rule.routes = blk.matches[:0:1], blk.routes[:0:1]
+		return &blk.rule, blk.states[:], blk.headers[:]
+	case n == 2 && h == 0:
 		blk := new(struct {
 			rule    ruleState
 			states  [2]matchState
 			matches [2]*matchState
+			routes  [2]ir.Route
 		})
-		blk.rule.matches = blk.matches[:0:2]
-		return &blk.rule, blk.states[:]
+		blk.rule.matches, blk.rule.routes = blk.matches[:0:2], blk.routes[:0:2]
+		return &blk.rule, blk.states[:], nil
+	case n == 2 && h == 2:
+		blk := new(struct {
+			rule    ruleState
+			states  [2]matchState
+			matches [2]*matchState
+			routes  [2]ir.Route
+			headers [2]ir.HeaderMatch
+		})
+		blk.rule.matches, blk.rule.routes = blk.matches[:0:2], blk.routes[:0:2]
+		return &blk.rule, blk.states[:], blk.headers[:]
 	}
-	return &ruleState{matches: make([]*matchState, 0, n)}, make([]matchState, n)
+	var headers []ir.HeaderMatch
+	if h > 0 {
+		headers = make([]ir.HeaderMatch, h)
+	}
+	return &ruleState{matches: make([]*matchState, 0, n)}, make([]matchState, n), headers
 }
 
 // compileTimeouts returns the request and backend request timeouts of a
