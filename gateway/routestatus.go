@@ -21,12 +21,26 @@ func (rs *routeState) renderStatus(controller gwv1.GatewayController) gwv1.Route
 		}
 		resolved = no(rs.refProblems[0].reason, "%s", joinProblems(msgs))
 	}
-	st := gwv1.RouteStatus{Parents: make([]gwv1.RouteParentStatus, 0, len(rs.parents)+len(rs.meshParents))}
+	var st gwv1.RouteStatus
+	// room holds the conditions of a route's one parent when it has two
+	// (no rule dropped): one allocation with the parent's status, since
+	// routes come by the thousand and nearly all have one parent.
+	var room []metav1.Condition
+	if n := len(rs.parents) + len(rs.meshParents); n == 1 && len(rs.invalid) == 0 {
+		blk := new(struct {
+			parents [1]gwv1.RouteParentStatus
+			conds   [2]metav1.Condition
+		})
+		st.Parents, room = blk.parents[:0:1], blk.conds[:0:2]
+	} else {
+		st.Parents = make([]gwv1.RouteParentStatus, 0, n)
+	}
 	parent := func(ref gwv1.ParentReference, accepted verdict) {
-		conds := []metav1.Condition{
+		conds := append(room,
 			accepted.condition(string(gwv1.RouteConditionAccepted), gen),
 			resolved.condition(string(gwv1.RouteConditionResolvedRefs), gen),
-		}
+		)
+		room = nil
 		if accepted.ok && len(rs.invalid) > 0 {
 			conds = append(conds, yes(string(gwv1.RouteReasonUnsupportedValue), "Dropped Rule(s): "+joinProblems(ruleProblems(rs.invalid))).
 				condition(string(gwv1.RouteConditionPartiallyInvalid), gen))
