@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"iter"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -196,7 +197,7 @@ func compileMethodMatch(rule *ruleState, ms *matchState, field func(string) stri
 		rule.fail(gwv1.RouteReasonUnsupportedValue, field("method"), "one or both of service and method must be set")
 		return
 	}
-	ms.serviceLen, ms.methodLen = len(service), len(method)
+	ms.serviceLen, ms.methodLen = int32(min(len(service), math.MaxInt32)), int32(min(len(method), math.MaxInt32))
 	switch typ {
 	case gwv1.GRPCMethodMatchExact:
 		if service != "" && !grpcServiceName.MatchString(service) {

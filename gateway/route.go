@@ -125,8 +125,9 @@ type matchState struct {
 	// Precedence keys, see precedence.go.
 	pathRank int
 	// serviceLen and methodLen are the characters of a GRPCRoute
-	// method match's service and method (0 for HTTPRoute).
-	serviceLen, methodLen int
+	// method match's service and method (0 for HTTPRoute); 32 bits keep
+	// a rule of two matches within a smaller allocation (newRuleState).
+	serviceLen, methodLen int32
 	pathLen               int
 	hasMethod             bool
 	headers               int
