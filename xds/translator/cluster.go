@@ -246,18 +246,21 @@ func (b *builder) buildCluster(c *ir.Cluster, name string) (*clusterv3.Cluster, 
 	if timeout != defaultConnectTimeout {
 		connect = durationpb.New(timeout)
 	}
-	out := &clusterv3.Cluster{
-		Name:                 name,
-		ClusterDiscoveryType: sh.discovery,
-		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{
-			EdsConfig:   sh.edsSource,
-			ServiceName: name,
-		},
-		ConnectTimeout:                connect,
-		LbPolicy:                      lbPolicy(c.LBPolicy),
-		CircuitBreakers:               sh.limits.CircuitBreakers,
-		PerConnectionBufferLimitBytes: sh.limits.PerConnectionBufferLimitBytes,
-	}
+	// The cluster and its EDS settings in one allocation: clusters come
+	// by the thousand.
+	blk := new(struct {
+		cluster clusterv3.Cluster
+		eds     clusterv3.Cluster_EdsClusterConfig
+	})
+	blk.eds.EdsConfig, blk.eds.ServiceName = sh.edsSource, name
+	out := &blk.cluster
+	out.Name = name
+	out.ClusterDiscoveryType = sh.discovery
+	out.EdsClusterConfig = &blk.eds
+	out.ConnectTimeout = connect
+	out.LbPolicy = lbPolicy(c.LBPolicy)
+	out.CircuitBreakers = sh.limits.CircuitBreakers
+	out.PerConnectionBufferLimitBytes = sh.limits.PerConnectionBufferLimitBytes
 	// TCP and UDP clusters relay bytes: no HTTP protocol options.
 	if c.Protocol != ir.ProtocolTCP && c.Protocol != ir.ProtocolUDP {
 		opts, err := b.httpProtocolOptions(name, c.Protocol == ir.ProtocolH2C)
