@@ -561,6 +561,16 @@
 // ahead on other cores. A Translator lists the clusters of the IR from
 // its virtual hosts (clusterList); only Translate collects them route by
 // route, so a cold Translator fills no map per route and listener.
+// Rules come by the thousand, so what one rule allocates decides what a
+// large input costs: a rule of one or two matches comes in one allocation
+// with its matches, their header matches and their IR routes
+// (newRuleState), and one more with its backends and their clusters
+// (newBackends); the paths of fields and the names of parents that only
+// a problem's message needs are made when there is a problem; a route's
+// one parent status comes with its two conditions. At the shape of
+// conformance/perf BenchmarkSnapshot this took a cold translation from
+// about 16 to under 10 allocations per rule (alloc_test.go holds a
+// bound).
 //
 // Incremental translation. The agent and the controller keep one
 // Translator, which reuses the previous call's compiled routes and

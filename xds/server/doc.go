@@ -55,7 +55,9 @@
 // version) and the whole new state must be consistent (every cluster
 // has its endpoints, every listener's routes exist, nothing is left over:
 // go-control-plane's Snapshot.Consistent, from references remembered per
-// resource) before anything of it is published; a failed Update changes
+// resource; a cluster's is go-control-plane's rule written out, which a
+// test holds equal to GetResourceReferences) before anything of it is
+// published; a failed Update changes
 // nothing and the last good configuration keeps being served.
 //
 // # Make-before-break
