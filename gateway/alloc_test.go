@@ -43,7 +43,7 @@ func TestColdTranslationAllocations(t *testing.T) {
 	}
 	perRule := testing.AllocsPerRun(3, func() { Translate(snap, opts) }) / float64(rules)
 	t.Logf("%.2f allocations per rule", perRule)
-	if perRule > 12 {
-		t.Errorf("a cold translation allocates %.2f times per rule, want at most 12", perRule)
+	if perRule > 9 {
+		t.Errorf("a cold translation allocates %.2f times per rule, want at most 9", perRule)
 	}
 }

@@ -504,19 +504,10 @@ func (r *ruleState) routeOf(m *matchState, port int32) *ir.Route {
 		return newRoute(m, port)
 	}
 	if len(r.routes) == 0 {
-		// The routes are named up front, from one string per rule
-		// (routeNames); an element's name is all that is set before its
-		// match needs it. newRuleState may have made room for them.
-		n := len(r.matches)
-		if cap(r.routes) >= n {
-			r.routes = r.routes[:n]
-		} else {
-			r.routes = make([]ir.Route, n)
-		}
-		names := routeNames(r.route.kind, r.route.key, r.index, n)
-		for j := range r.routes {
-			r.routes[j].Name = matchRouteName(names, n, j)
-		}
+		// The routes are named up front, those of every rule of the
+		// route at once (nameRoutes); an element's name is all that is
+		// set before its match needs it.
+		nameRoutes(r.route)
 	}
 	out := &r.routes[i]
 	fillRoute(out, out.Name, m, port)

@@ -59,33 +59,55 @@ func routeName(k *routeKind, route input.Key, rule, match int) string {
 	return k.namePrefix + "/" + route.Namespace + "/" + route.Name + "/rule/" + strconv.Itoa(rule) + "/match/" + strconv.Itoa(match)
 }
 
-// routeNames holds the names routeName gives the n matches of one rule,
-// back to back in one string (one allocation per rule rather than one per
-// match: rules come by the thousand); matchRouteName cuts out one.
-func routeNames(k *routeKind, route input.Key, rule, n int) string {
-	ruleNo := strconv.Itoa(rule)
-	prefix := len(k.namePrefix) + len(route.Namespace) + len(route.Name) + len(ruleNo) + len("///rule//match/")
-	var b strings.Builder
-	b.Grow(n*prefix + decimalDigits(n))
-	for j := range n {
-		b.WriteString(k.namePrefix)
-		b.WriteByte('/')
-		b.WriteString(route.Namespace)
-		b.WriteByte('/')
-		b.WriteString(route.Name)
-		b.WriteString("/rule/")
-		b.WriteString(ruleNo)
-		b.WriteString("/match/")
-		b.WriteString(strconv.Itoa(j))
+// nameRoutes makes room for the IR routes of every rule of rs that has
+// none yet (routeOf), and names them as routeName does, the names of all
+// of them back to back in one string: one allocation per route rather
+// than one per rule or match, since rules come by the thousand.
+func nameRoutes(rs *routeState) {
+	k, key := rs.kind, rs.key
+	base := len(k.namePrefix) + len(key.Namespace) + len(key.Name) + len("///rule//match/")
+	size := 0
+	for _, r := range rs.rules {
+		if len(r.routes) == 0 {
+			n := len(r.matches)
+			size += n*(base+decimalLen(r.index)) + decimalDigits(n)
+		}
 	}
-	return b.String()
-}
-
-// matchRouteName is the name of match j of the n in names (routeNames).
-func matchRouteName(names string, n, j int) string {
-	prefix := (len(names) - decimalDigits(n)) / n
-	off := j*prefix + decimalDigits(j)
-	return names[off : off+prefix+decimalLen(j)]
+	var b strings.Builder
+	b.Grow(size)
+	for _, r := range rs.rules {
+		if len(r.routes) != 0 {
+			continue
+		}
+		ruleNo := strconv.Itoa(r.index)
+		for j := range len(r.matches) {
+			b.WriteString(k.namePrefix)
+			b.WriteByte('/')
+			b.WriteString(key.Namespace)
+			b.WriteByte('/')
+			b.WriteString(key.Name)
+			b.WriteString("/rule/")
+			b.WriteString(ruleNo)
+			b.WriteString("/match/")
+			b.WriteString(strconv.Itoa(j))
+		}
+	}
+	names := b.String()
+	for _, r := range rs.rules {
+		if len(r.routes) != 0 {
+			continue
+		}
+		n := len(r.matches)
+		if cap(r.routes) >= n {
+			r.routes = r.routes[:n] // room newRuleState made
+		} else {
+			r.routes = make([]ir.Route, n)
+		}
+		for j := range r.routes {
+			l := base + decimalLen(r.index) + decimalLen(j)
+			r.routes[j].Name, names = names[:l], names[l:]
+		}
+	}
 }
 
 // decimalDigits is the number of decimal digits of 0, 1, …, n-1 together.

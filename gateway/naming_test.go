@@ -4,20 +4,36 @@ import (
 	"testing"
 
 	"github.com/nodemesh/nodemesh/mesh/input"
+	"github.com/nodemesh/nodemesh/mesh/ir"
 )
 
-// TestRouteNamesOfARule: the names of a rule's matches cut from one
-// string are routeName's, for any number of matches (digit widths change
-// at 10 and 100) and rule index.
-func TestRouteNamesOfARule(t *testing.T) {
-	key := input.Key{Namespace: "team-a", Name: "store"}
-	for _, rule := range []int{0, 9, 10, 123} {
-		for _, n := range []int{1, 2, 9, 10, 11, 99, 100, 101, 250} {
-			names := routeNames(&httpRouteKind, key, rule, n)
-			for j := range n {
-				if got, want := matchRouteName(names, n, j), routeName(&httpRouteKind, key, rule, j); got != want {
-					t.Fatalf("rule %d, match %d of %d: %q, want %q", rule, j, n, got, want)
-				}
+// TestRouteNamesOfARoute: the names nameRoutes cuts from one string are
+// routeName's, for any number of matches (digit widths change at 10 and
+// 100) and rule index, and it leaves the rules already named alone.
+func TestRouteNamesOfARoute(t *testing.T) {
+	rs := &routeState{kind: &httpRouteKind, key: input.Key{Namespace: "team-a", Name: "store"}}
+	counts := []int{1, 2, 9, 10, 11, 99, 100, 101, 250}
+	for i := range 124 {
+		r := &ruleState{route: rs, index: i, matches: make([]*matchState, counts[i%len(counts)])}
+		if i == 5 {
+			r.routes = []ir.Route{{Name: "named"}}
+		}
+		rs.rules = append(rs.rules, r)
+	}
+	nameRoutes(rs)
+	for _, r := range rs.rules {
+		if r.index == 5 {
+			if len(r.routes) != 1 || r.routes[0].Name != "named" {
+				t.Fatalf("rule 5, named before: %+v", r.routes)
+			}
+			continue
+		}
+		if len(r.routes) != len(r.matches) {
+			t.Fatalf("rule %d: %d routes for %d matches", r.index, len(r.routes), len(r.matches))
+		}
+		for j := range r.routes {
+			if got, want := r.routes[j].Name, routeName(&httpRouteKind, rs.key, r.index, j); got != want {
+				t.Fatalf("rule %d, match %d: %q, want %q", r.index, j, got, want)
 			}
 		}
 	}
