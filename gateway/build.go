@@ -506,8 +506,12 @@ func (r *ruleState) routeOf(m *matchState, port int32) *ir.Route {
 	if len(r.routes) == 0 {
 		// The routes are named up front, those of every rule of the
 		// route at once (nameRoutes); an element's name is all that is
-		// set before its match needs it.
-		nameRoutes(r.route)
+		// set before its match needs it. A rule its route does not list
+		// (an Ingress path's) is named on its own.
+		nameRoutes(r.route, r.route.rules)
+		if len(r.routes) == 0 {
+			nameRoutes(r.route, []*ruleState{r})
+		}
 	}
 	out := &r.routes[i]
 	fillRoute(out, out.Name, m, port)

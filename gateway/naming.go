@@ -59,15 +59,16 @@ func routeName(k *routeKind, route input.Key, rule, match int) string {
 	return k.namePrefix + "/" + route.Namespace + "/" + route.Name + "/rule/" + strconv.Itoa(rule) + "/match/" + strconv.Itoa(match)
 }
 
-// nameRoutes makes room for the IR routes of every rule of rs that has
-// none yet (routeOf), and names them as routeName does, the names of all
-// of them back to back in one string: one allocation per route rather
-// than one per rule or match, since rules come by the thousand.
-func nameRoutes(rs *routeState) {
+// nameRoutes makes room for the IR routes of every rule of rules, rules
+// of rs, that has none yet (routeOf), and names them as routeName does,
+// the names of all of them back to back in one string: given all of a
+// route's rules, one allocation per route rather than one per rule or
+// match, since rules come by the thousand.
+func nameRoutes(rs *routeState, rules []*ruleState) {
 	k, key := rs.kind, rs.key
 	base := len(k.namePrefix) + len(key.Namespace) + len(key.Name) + len("///rule//match/")
 	size := 0
-	for _, r := range rs.rules {
+	for _, r := range rules {
 		if len(r.routes) == 0 {
 			n := len(r.matches)
 			size += n*(base+decimalLen(r.index)) + decimalDigits(n)
@@ -75,7 +76,7 @@ func nameRoutes(rs *routeState) {
 	}
 	var b strings.Builder
 	b.Grow(size)
-	for _, r := range rs.rules {
+	for _, r := range rules {
 		if len(r.routes) != 0 {
 			continue
 		}
@@ -93,7 +94,7 @@ func nameRoutes(rs *routeState) {
 		}
 	}
 	names := b.String()
-	for _, r := range rs.rules {
+	for _, r := range rules {
 		if len(r.routes) != 0 {
 			continue
 		}

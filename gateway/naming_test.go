@@ -20,7 +20,7 @@ func TestRouteNamesOfARoute(t *testing.T) {
 		}
 		rs.rules = append(rs.rules, r)
 	}
-	nameRoutes(rs)
+	nameRoutes(rs, rs.rules)
 	for _, r := range rs.rules {
 		if r.index == 5 {
 			if len(r.routes) != 1 || r.routes[0].Name != "named" {
@@ -36,5 +36,24 @@ func TestRouteNamesOfARoute(t *testing.T) {
 				t.Fatalf("rule %d, match %d: %q, want %q", r.index, j, got, want)
 			}
 		}
+	}
+}
+
+// TestRouteOfARuleItsRouteDoesNotList: a rule its route does not list
+// (an Ingress path's) gets its IR route, named as routeName names it.
+func TestRouteOfARuleItsRouteDoesNotList(t *testing.T) {
+	rs := &routeState{kind: &httpRouteKind, key: input.Key{Namespace: "team-a", Name: "store"}}
+	listed := &ruleState{route: rs, index: 0}
+	listed.matches = []*matchState{{rule: listed, index: 0}}
+	rs.rules = []*ruleState{listed}
+	alone := &ruleState{route: rs, index: 3}
+	m := &matchState{rule: alone, index: 0}
+	alone.matches = []*matchState{m}
+	r := alone.routeOf(m, 80)
+	if want := routeName(&httpRouteKind, rs.key, 3, 0); r.Name != want {
+		t.Fatalf("route %q, want %q", r.Name, want)
+	}
+	if len(listed.routes) != 1 || listed.routes[0].Name != routeName(&httpRouteKind, rs.key, 0, 0) {
+		t.Fatalf("listed rule's routes %+v", listed.routes)
 	}
 }
