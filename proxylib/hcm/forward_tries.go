@@ -352,7 +352,7 @@ func (d *h1down) relayH1(uc *upstream.Conn, sent time.Time) bool {
 	// timeout (armResponseRead).
 	d.hc.respBy, d.hc.respArmed = d.hc.s.tries.deadline, false
 	recv := time.Now()
-	return d.hc.relayResponse(uc, d.keep && d.bodyDone(), d.head, recv.Sub(sent), recv, true)
+	return d.hc.relayResponse(uc, d.keep && d.bodyDone(), d.head, recv.Sub(sent), recv)
 }
 
 func (d *h1down) relayH2(resp *http.Response, sent time.Time) bool {

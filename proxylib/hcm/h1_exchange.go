@@ -3,7 +3,6 @@ package hcm
 import (
 	"time"
 
-	"github.com/nodemesh/nodemesh/proxylib/http1"
 	"github.com/nodemesh/nodemesh/proxylib/sockio"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
@@ -35,23 +34,25 @@ type exchangeState struct {
 	wrote bool
 	werr  bool // writing the request failed
 	got   bool // the first read returned bytes
-	more  bool // ... and reported more (bytes or a FIN) queued behind them
 }
 
 // exchange writes the request in out to uc and reads until a final
 // response head is parsed into uc.Resp, within timeout of sent. On a raw
 // socket the write and the first read happen in one read session, so the
-// proxy waits for the response without first reading until EAGAIN. spent reports a connection
-// that must not be pooled even if its response completes cleanly: bytes
-// or a FIN were already queued behind a response that its first read
-// returned whole.
-func (hc *h1conn) exchange(uc *upstream.Conn, out []byte, head bool, sent time.Time, timeout time.Duration, reused bool) (ue upstreamErr, spent bool) {
+// proxy waits for the response without first reading until EAGAIN.
+//
+// The reads are plain reads: whether a FIN or stray bytes are queued
+// behind the response is not asked of the kernel (TCP_INQ, a recvmsg with
+// a control message, costs more than a read), because the pool's probe
+// finds either before the connection is handed out again, and it would
+// have to anyway for whatever arrives while the connection idles.
+func (hc *h1conn) exchange(uc *upstream.Conn, out []byte, head bool, sent time.Time, timeout time.Duration, reused bool) upstreamErr {
 	sc, ok := uc.Conn.(*sockio.Conn)
 	if !ok || uc.R != uc.W {
 		if _, err := uc.Write(out); err != nil {
-			return upReset, false
+			return upReset
 		}
-		return readHead(uc, head, sent, timeout), false
+		return readHead(uc, head, sent, timeout)
 	}
 	check := timeout <= 0 || timeout > finCheckMax
 	if check {
@@ -61,43 +62,42 @@ func (hc *h1conn) exchange(uc *upstream.Conn, out []byte, head bool, sent time.T
 	} else if t, ok := uc.Deadline(sent, timeout); ok {
 		_ = uc.SetReadDeadline(t)
 	}
-	sc.TrackPending() // once per connection: a FIN behind a response keeps it from the pool
 	x := &hc.x
 	*x = exchangeState{sc: sc, uc: uc, out: out}
 	err := sc.Session(hc.exchangeFn)
-	got, more, werr, wrote := x.got, x.more, x.werr, x.wrote
+	got, werr, wrote := x.got, x.werr, x.wrote
 	*x = exchangeState{}
 	switch {
 	case werr:
-		return upReset, false
+		return upReset
 	case !wrote:
 		// The session ended before its first call (a deadline armed
 		// earlier had passed): send the request the ordinary way.
 		if _, err := uc.Write(out); err != nil {
-			return upReset, false
+			return upReset
 		}
-		return readHead(uc, head, sent, timeout), false
+		return readHead(uc, head, sent, timeout)
 	case got:
 		if ue, done := parseHead(uc, head); done {
-			return ue, more && bodyBuffered(uc)
+			return ue
 		}
 		// The head continues: read on under the head timeout proper.
 		if t, ok := uc.Deadline(sent, timeout); ok {
 			_ = uc.SetReadDeadline(t)
 		}
-		return readHeadFrom(uc, head, true), false
+		return readHeadFrom(uc, head, true)
 	case err != nil && isTimeout(err):
 		if check {
 			// Nothing within the check interval: read as before, which
 			// sees a close, then wait for the route timeout.
-			return readHead(uc, head, sent, timeout), false
+			return readHead(uc, head, sent, timeout)
 		}
 		if reused && uc.PeerClosed() {
-			return upReset, false
+			return upReset
 		}
-		return upTimeout, false
+		return upTimeout
 	default: // closed, or end of stream or an error before any byte
-		return upReset, false
+		return upReset
 	}
 }
 
@@ -114,7 +114,7 @@ func (hc *h1conn) exchangeStep() bool {
 		return false // nothing can have arrived before the request: wait
 	}
 	uc := x.uc
-	n, more, err := x.sc.ReadNow(uc.Buf[uc.W:])
+	n, _, err := x.sc.ReadNow(uc.Buf[uc.W:])
 	if err == sockio.ErrWouldBlock {
 		return false
 	}
@@ -122,19 +122,6 @@ func (hc *h1conn) exchangeStep() bool {
 		return true // end of stream or an error before any byte
 	}
 	uc.W += n
-	x.got, x.more = true, more
+	x.got = true
 	return true
-}
-
-// bodyBuffered reports whether the parsed response's whole body is in the
-// read buffer (nothing more will be read for it).
-func bodyBuffered(uc *upstream.Conn) bool {
-	r := &uc.Resp
-	switch r.Framing {
-	case http1.NoBody:
-		return true
-	case http1.Length:
-		return int64(uc.W-uc.R-r.HeadLen) >= r.ContentLength
-	}
-	return false
 }

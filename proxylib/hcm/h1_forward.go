@@ -101,7 +101,7 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 	}
 	hc.respArmed = false
 	wait, idle := hc.responseWait(sent)
-	ue, spent := hc.exchange(uc, out, head, sent, wait, reused)
+	ue = hc.exchange(uc, out, head, sent, wait, reused)
 	if ue == upReset && reused && replayable {
 		// The pooled connection was closed by the server: replay once.
 		uc.Discard()
@@ -113,7 +113,7 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 		sent = time.Now()
 		hc.respArmed = false
 		wait, idle = hc.responseWait(sent)
-		ue, spent = hc.exchange(uc, out, head, sent, wait, reused)
+		ue = hc.exchange(uc, out, head, sent, wait, reused)
 	}
 	uc.Out = out[:0]
 	if ue == upTimeout && idle {
@@ -127,7 +127,7 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 	// deadline no longer apply; the body is read under the route and
 	// stream idle timeouts (armResponseRead).
 	recv := time.Now()
-	return hc.relayResponse(uc, keep, head, recv.Sub(sent), recv, !spent)
+	return hc.relayResponse(uc, keep, head, recv.Sub(sent), recv)
 }
 
 // encodeRequest appends the upstream request head.
@@ -334,8 +334,8 @@ func (hc *h1conn) failUpstream(ue upstreamErr, keep bool) bool {
 
 // relayResponse writes the parsed response head and streams its body.
 // recv is when the head arrived; a connection returned to its pool counts
-// as idle from then. reuse false keeps uc out of the pool.
-func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime time.Duration, recv time.Time, reuse bool) bool {
+// as idle from then.
+func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime time.Duration, recv time.Time) bool {
 	s := hc.s
 	resp := &uc.Resp
 	s.respCode = resp.Status
@@ -355,7 +355,7 @@ func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime 
 	}
 	out = append(out, '\r', '\n')
 	uc.R += resp.HeadLen
-	reusable := reuse && !resp.Close && resp.Framing != http1.UntilClose && !upgrade
+	reusable := !resp.Close && resp.Framing != http1.UntilClose && !upgrade
 
 	if upgrade {
 		hc.out = out
