@@ -63,6 +63,11 @@ type h1conn struct {
 	waitingIdle bool    // the session waits for the next request
 	end         pending // why the session ended
 	onReadable  func() bool
+	// clock is the last clock reading of the current session callback
+	// (the end of the request it served last), zero when it served none:
+	// nothing blocks within one callback, so it still reads as now when
+	// the callback arms the deadline of its wait (waitReadable).
+	clock time.Time
 
 	// Upstream exchange (exchange), with its callback bound once.
 	x          exchangeState

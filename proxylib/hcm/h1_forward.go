@@ -69,7 +69,9 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 		return hc.failUpstream(upOverflow, keep && hc.skipBody())
 	}
 	defer pool.Done()
-	now := time.Now()
+	// The request started (handle) a routing decision ago: nothing waited
+	// since, so that clock reading serves as now.
+	now := s.start
 	pool.BeginAt(now)
 	defer pool.End()
 	head := string(req.Method) == "HEAD"
@@ -367,6 +369,11 @@ func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime 
 		return false
 	}
 
+	// A body already read whole and small enough to go out in the one
+	// write with the head is relayed without waiting on anything, so recv
+	// still reads as now when the response is written.
+	whole := resp.Framing == http1.NoBody || resp.Framing == http1.Length &&
+		int64(uc.W-uc.R) >= resp.ContentLength && int64(len(out))+resp.ContentLength < h1BufSize
 	ok := true
 	switch resp.Framing {
 	case http1.Length:
@@ -378,7 +385,11 @@ func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime 
 	}
 	hc.out = out
 	if ok && len(out) > 0 {
-		if _, err := hc.write(out); err != nil {
+		now := recv
+		if !whole {
+			now = time.Now()
+		}
+		if _, err := hc.writeAt(out, now); err != nil {
 			ok = false
 		}
 	}

@@ -22,6 +22,7 @@ func (hc *h1conn) handle() bool {
 	s.begin(false)
 	ok := hc.handleRequest()
 	s.finish()
+	hc.clock = s.end
 	if len(hc.h.logs) > 0 {
 		s.logHTTP(string(hc.req.Method), string(s.rreq.Path), "HTTP/1.1")
 	}

@@ -133,7 +133,13 @@ func (hc *h1conn) requestTimedOut(head bool) {
 // write writes b to the client within stream_idle_timeout: a client that
 // stops reading its response is cut off like one that stops sending.
 func (hc *h1conn) write(b []byte) (int, error) {
-	if t, ok := hc.wdl.Need(time.Now(), hc.h.cfg.StreamIdleTimeout); ok {
+	return hc.writeAt(b, time.Now())
+}
+
+// writeAt is write for a caller that read the clock (now) with nothing
+// waited on since.
+func (hc *h1conn) writeAt(b []byte, now time.Time) (int, error) {
+	if t, ok := hc.wdl.Need(now, hc.h.cfg.StreamIdleTimeout); ok {
 		_ = hc.c.SetWriteDeadline(t)
 	}
 	return hc.c.Write(b)

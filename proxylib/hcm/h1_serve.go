@@ -173,6 +173,7 @@ func (hc *h1conn) serveSession() {
 // buffered request, reads what is available, and returns false to wait for
 // readability or true (with hc.end set) to end the session.
 func (hc *h1conn) sessionStep() bool {
+	hc.clock = time.Time{}
 	if hc.waitingIdle {
 		hc.waitingIdle = false
 		if !hc.leaveIdle() {
@@ -215,7 +216,8 @@ func (hc *h1conn) sessionStep() bool {
 
 // waitReadable arms the read deadline for what the connection waits for and
 // returns false so that the session waits; it returns true when an idle
-// connection must close instead (draining).
+// connection must close instead (draining). After a served request the
+// deadline counts from that request's end, read once for its metrics.
 func (hc *h1conn) waitReadable() bool {
 	hc.mustRead = true
 	w := waitHead
@@ -231,6 +233,10 @@ func (hc *h1conn) waitReadable() bool {
 		// says why).
 		hc.releaseBufs()
 	}
-	hc.armRead(w, time.Now())
+	now := hc.clock
+	if now.IsZero() {
+		now = time.Now()
+	}
+	hc.armRead(w, now)
 	return false
 }

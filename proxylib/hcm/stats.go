@@ -117,7 +117,7 @@ func (s *RequestStats) record(grpc bool, code int, verdict string, d time.Durati
 	s.total[p].Add(1)
 }
 
-// finish counts the request the stream just served.
+// finish counts the request the stream just served; s.end records when.
 func (s *stream) finish() {
 	verdict := s.verdict
 	if verdict == "" {
@@ -126,5 +126,6 @@ func (s *stream) finish() {
 			verdict = l7meta.VerdictError
 		}
 	}
-	s.h.rt.Requests.record(s.grpc, s.respCode, verdict, time.Since(s.start))
+	s.end = time.Now()
+	s.h.rt.Requests.record(s.grpc, s.respCode, verdict, s.end.Sub(s.start))
 }

@@ -63,6 +63,7 @@ type stream struct {
 
 	// Access log and policy outcome.
 	start      time.Time
+	end        time.Time // when the request was served (finish)
 	respCode   int
 	grpcStatus int // -1: none seen
 	verdict    string
