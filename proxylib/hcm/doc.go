@@ -162,18 +162,29 @@
 // response byte by then the connection is read as before, and a closed one
 // is a reset, replayed like any request on a reused connection the server
 // closed. A connection whose response did not end exactly where the bytes
-// read so far end, or whose first response read found a FIN (or bytes)
-// queued behind a complete response, is not pooled; this holds for
-// HTTP/1.1 and HTTP/2 clients alike.
+// read so far end is not pooled; this holds for HTTP/1.1 and HTTP/2
+// clients alike. Upstream responses are read with plain reads: a FIN or
+// bytes queued behind a complete response are the probe's to find, as it
+// must find whatever arrives while the connection idles, so asking the
+// kernel on every response read (TCP_INQ, a recvmsg with a control
+// message, dearer than a read: system calls cost 0.5 µs and more on a
+// virtual machine) would only keep such a connection out of the pool a
+// little earlier (TestUpstreamResponseReadsArePlain). On the client side
+// TCP_INQ stays: there it saves a whole read per request, and a FIN that
+// came with a request would otherwise go unseen until the idle timeout.
 //
 // The resulting budget of a warm keep-alive request, counted with strace
-// under 16 connections: two reads (recvmsg with TCP_INQ), two writes, the
-// reuse probe and about 0.2 poller waits, on one goroutine per downstream
-// connection with no hand-off; nginx's worker under the same load makes
-// two recvfrom, two writev, one getsockopt (its check of the kept-alive
-// upstream) and about 0.14 epoll_wait. A change that adds a system call,
-// an allocation (TestHTTP1KeepAliveRequestAllocatesNothing) or a goroutine
-// hand-off per request needs a reason as strong as the probe's.
+// under 16 connections: two reads (the client's a recvmsg with TCP_INQ,
+// the upstream's a read), two writes, the reuse probe and about 0.3
+// poller waits, on one goroutine per downstream connection with no
+// hand-off, and three clock readings (the request's start, the response
+// head's arrival, the request's end; each deadline armed on the way
+// counts from the latest of them, as nothing waits in between); nginx's
+// worker under the same load makes two recvfrom, two writev, one
+// getsockopt (its check of the kept-alive upstream) and about 0.25
+// epoll_wait. A change that adds a system call, an allocation
+// (TestHTTP1KeepAliveRequestAllocatesNothing) or a goroutine hand-off per
+// request needs a reason as strong as the probe's.
 //
 // HTTP/2 streams cost more. At 10 streams in flight on one h2c connection
 // to an HTTP/1.1 upstream (TestH2RequestCost, BenchmarkH2Proxy) a request
