@@ -3,10 +3,10 @@ package sockio
 import "time"
 
 // maxSlack bounds how late a lazily kept deadline may fire.
-const maxSlack = 10 * time.Millisecond
+const maxSlack = time.Second
 
 // Slack is how much later than asked LazyDeadline.Need arms a deadline
-// for timeout d: 1 % of d, at most 10 ms.
+// for timeout d: 1 % of d, at most 1 s.
 func Slack(d time.Duration) time.Duration { return min(d/100, maxSlack) }
 
 // LazyDeadline remembers the deadline armed on one direction of a

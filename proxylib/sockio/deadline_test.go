@@ -19,8 +19,15 @@ func TestLazyDeadline(t *testing.T) {
 	if !ok || !at.Equal(base.Add(d+Slack(d))) {
 		t.Fatalf("Need = %v, %v; want now+d+slack", at.Sub(base), ok)
 	}
-	if Slack(d) != 10*time.Millisecond || Slack(time.Hour) != 10*time.Millisecond || Slack(100*time.Millisecond) != time.Millisecond {
-		t.Errorf("Slack: 1 %% of d, at most 10 ms; got %v, %v, %v", Slack(d), Slack(time.Hour), Slack(100*time.Millisecond))
+	for _, c := range []struct{ d, slack time.Duration }{
+		{100 * time.Millisecond, time.Millisecond},
+		{d, 10 * time.Millisecond},
+		{5 * time.Minute, time.Second}, // a stream idle timeout: re-armed once a second
+		{time.Hour, time.Second},       // an idle timeout
+	} {
+		if got := Slack(c.d); got != c.slack {
+			t.Errorf("Slack(%v) = %v; want %v (1 %% of d, at most 1 s)", c.d, got, c.slack)
+		}
 	}
 	// Within the slack the armed deadline serves; one nanosecond past it
 	// it would end the wait early.
