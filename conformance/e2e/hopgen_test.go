@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"runtime"
-	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -33,11 +34,18 @@ import (
 // are read in the same loop, so a response is timed when epoll reports it,
 // without a goroutine wakeup in between.
 //
-// Targets are served in alternating blocks (A, B, A, B, ...) of block
-// requests on one schedule, so drift in the machine's load hits every
-// target alike. Each target has its own keep-alive connections; a slot
-// whose target has no idle connection waits in a FIFO for the next one to
-// free up and is sent from there.
+// The schedule is a series of rounds, one slot per target each, in a
+// random order per round (seeded, so a run can be repeated): A B, B A,
+// A B, ... Requests of one round are written within one slot period of each
+// other, so whatever the machine does at that moment (a descheduled vCPU,
+// an interrupt storm) hits every target of the round alike, and the
+// samples of one round form a pair (see pairedQuantileDiffs). The random
+// order keeps a target from always being the one written right after the
+// generator wakes up, or right behind the other. Blocks of consecutive
+// requests per target (the first version) compared different seconds of
+// the machine's life, whose noise did not cancel. Each target has its own
+// keep-alive connections; a slot whose target has no idle connection waits
+// in a FIFO for the next one to free up and is sent from there.
 //
 // Every request is timed twice: from its scheduled slot (coordinated
 // omission corrected: the wait for a connection and any lateness of the
@@ -45,46 +53,69 @@ import (
 // dispatch lateness (write minus slot) is reported too, so a run shows
 // whether the generator held its schedule.
 type hopGen struct {
-	Targets []string      // host:port of each target, alternated in blocks
+	Targets []string      // host:port of each target, one slot each per round
 	Conns   int           // keep-alive connections per target
-	Rate    int           // requests per second over all targets
-	Block   int           // consecutive requests per target before switching
-	N       int           // timed requests per target
-	Warmup  int           // untimed requests per target before timing starts
+	Rate    int           // requests per second per target (rounds per second)
+	N       int           // timed rounds: timed requests per target
+	Warmup  int           // untimed rounds before timing starts
+	Seed    uint64        // order of the targets within each round
 	Timeout time.Duration // bound on any single request
 }
 
 // spinAhead is how long before a slot the generator stops sleeping and
 // polls: enough to cover a timer wakeup on a busy virtual machine, small
-// next to the 1 ms slot so the spin costs a few percent of one core.
+// next to the slot period (0.5 ms for two targets at 1k req/s each) so the
+// spin costs at most a sixth of the generator's core, which is its own.
 const spinAhead = 80 * time.Microsecond
 
-// hopStats is one target's outcome; durations in nanoseconds.
+// hopStats is one target's outcome; durations in nanoseconds, element i
+// of each slice from timed round i (so the targets' slices pair up).
 type hopStats struct {
 	Target   string
-	FromSlot []int64 // sorted
-	FromSend []int64 // sorted
-	Dispatch []int64 // sorted: write time minus slot
+	FromSlot []int64
+	FromSend []int64
+	Dispatch []int64 // write time minus slot
 	Late     int     // requests written more than 1 ms after their slot
 }
 
-func (s hopStats) q(v []int64, p float64) time.Duration {
-	if len(v) == 0 {
-		return 0
-	}
-	return time.Duration(v[min(int(p*float64(len(v))), len(v)-1)])
+// hopUsage is what the generator's thread cost and where it ran, to show
+// that the generator kept up and was not what was measured.
+type hopUsage struct {
+	CPUs       string        // the generator process's CPU affinity
+	Wall       time.Duration // from the first slot to the last response
+	User, Sys  time.Duration // the generator thread's CPU time
+	Vol, Invol int64         // its voluntary and involuntary context switches
 }
 
-// slotTarget says which target schedule position k goes to and whether
-// it is timed. Warm-up slots come first, in the same alternation (blocks
-// of at most Warmup), so every connection has carried requests, and the
-// proxy holds upstream connections, before anything is timed.
-func (g hopGen) slotTarget(k int) (target int, timed bool) {
-	w := g.Warmup * len(g.Targets)
-	if k < w {
-		return (k / min(g.Block, g.Warmup)) % len(g.Targets), false
+// hopResult is the generator's output: one hopStats per target.
+type hopResult struct {
+	Stats []hopStats
+	Usage hopUsage
+}
+
+// hopSlot is one position of the schedule.
+type hopSlot struct {
+	target int
+	round  int // timed round, or -1 in the warm-up
+}
+
+// schedule returns the generator's slots in order: Warmup untimed rounds,
+// then N timed ones, each round every target once in a random order drawn
+// from Seed. The warm-up makes every connection carry requests, and the
+// proxy hold upstream connections, before anything is timed.
+func (g hopGen) schedule() []hopSlot {
+	rng := rand.New(rand.NewPCG(g.Seed, 1))
+	slots := make([]hopSlot, 0, (g.Warmup+g.N)*len(g.Targets))
+	for r := range g.Warmup + g.N {
+		round := r - g.Warmup
+		if round < 0 {
+			round = -1
+		}
+		for _, t := range rng.Perm(len(g.Targets)) {
+			slots = append(slots, hopSlot{target: t, round: round})
+		}
 	}
-	return ((k - w) / g.Block) % len(g.Targets), true
+	return slots
 }
 
 // hopConn is one keep-alive connection of the generator.
@@ -94,7 +125,7 @@ type hopConn struct {
 	busy   bool
 	slot   int64 // schedule time of the request in flight (ns since start)
 	sent   int64
-	timed  bool
+	round  int // its timed round, or -1
 	buf    []byte
 	n      int
 }
@@ -103,8 +134,8 @@ var hopRequestBytes = []byte("GET /bench HTTP/1.1\r\nHost: web\r\nUser-Agent: ho
 
 // run generates the load on the calling goroutine, which it locks to its
 // OS thread for the duration.
-func (g hopGen) run() ([]hopStats, error) {
-	if len(g.Targets) == 0 || g.Conns < 1 || g.Rate < 1 || g.Block < 1 || g.N < 1 {
+func (g hopGen) run() (*hopResult, error) {
+	if len(g.Targets) == 0 || g.Conns < 1 || g.Rate < 1 || g.N < 1 || g.Warmup < 0 {
 		return nil, fmt.Errorf("hop generator: bad settings %+v", g)
 	}
 	if g.Timeout <= 0 {
@@ -154,38 +185,44 @@ func (g hopGen) run() ([]hopStats, error) {
 
 	stats := make([]hopStats, len(g.Targets))
 	for i := range stats {
-		stats[i] = hopStats{Target: g.Targets[i], FromSlot: make([]int64, 0, g.N), FromSend: make([]int64, 0, g.N), Dispatch: make([]int64, 0, g.N)}
+		stats[i] = hopStats{Target: g.Targets[i], FromSlot: make([]int64, g.N), FromSend: make([]int64, g.N), Dispatch: make([]int64, g.N)}
 	}
-	backlog := make([][]int64, len(g.Targets)) // waiting slots (ns), FIFO
-	timedBacklog := make([][]bool, len(g.Targets))
+	type waiting struct {
+		slot  int64
+		round int
+	}
+	backlog := make([][]waiting, len(g.Targets)) // FIFO per target
 
+	sched := g.schedule()
+	remaining := len(sched)
+	timed := 0 // timed responses received
+	// Slots come Rate·len(Targets) times a second, evenly spaced, so each
+	// target gets Rate requests a second.
+	period := int64(time.Second) / int64(g.Rate*len(g.Targets))
+
+	var ru0 unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru0); err != nil {
+		return nil, fmt.Errorf("reading the thread's usage: %w", err)
+	}
 	base := time.Now()
 	now := func() int64 { return int64(time.Since(base)) }
-	period := int64(time.Second) / int64(g.Rate)
-	perTarget := g.Warmup + g.N
-	total := perTarget * len(g.Targets)
-	// Blocks of block requests alternate over the targets; every target
-	// gets N timed requests when N is a multiple of block, otherwise the
-	// last round is cut short: the schedule runs until every target has N.
-	done := make([]int, len(g.Targets))
-	remaining := total
 
-	send := func(c *hopConn, slot int64, timed bool, t int64) error {
-		c.busy, c.slot, c.timed, c.sent, c.n = true, slot, timed, t, 0
+	send := func(c *hopConn, w waiting, t int64) error {
+		c.busy, c.slot, c.round, c.sent, c.n = true, w.slot, w.round, t, 0
 		n, err := unix.Write(c.fd, hopRequestBytes)
 		if err != nil || n != len(hopRequestBytes) {
 			return fmt.Errorf("writing a request to %s: %d bytes, %v", g.Targets[c.target], n, err)
 		}
-		if timed {
+		if w.round >= 0 {
 			st := &stats[c.target]
-			st.Dispatch = append(st.Dispatch, t-slot)
-			if t-slot > int64(time.Millisecond) {
+			st.Dispatch[w.round] = t - w.slot
+			if t-w.slot > int64(time.Millisecond) {
 				st.Late++
 			}
 		}
 		return nil
 	}
-	dispatch := func(target int, slot int64, timed bool) error {
+	dispatch := func(target int, w waiting) error {
 		if l := idle[target]; len(l) > 0 {
 			// The longest idle first: every connection keeps being used,
 			// so none sits unused long enough for a server's header
@@ -193,24 +230,23 @@ func (g hopGen) run() ([]hopStats, error) {
 			// whose first request does not come within ReadHeaderTimeout).
 			c := l[0]
 			idle[target] = l[1:]
-			return send(c, slot, timed, now())
+			return send(c, w, now())
 		}
-		backlog[target] = append(backlog[target], slot)
-		timedBacklog[target] = append(timedBacklog[target], timed)
+		backlog[target] = append(backlog[target], w)
 		return nil
 	}
 	complete := func(c *hopConn, t int64) error {
 		c.busy = false
-		if c.timed {
+		if c.round >= 0 {
 			st := &stats[c.target]
-			st.FromSlot = append(st.FromSlot, t-c.slot)
-			st.FromSend = append(st.FromSend, t-c.sent)
+			st.FromSlot[c.round] = t - c.slot
+			st.FromSend[c.round] = t - c.sent
+			timed++
 		}
 		remaining--
 		if b := backlog[c.target]; len(b) > 0 {
-			slot, timed := b[0], timedBacklog[c.target][0]
-			backlog[c.target], timedBacklog[c.target] = b[1:], timedBacklog[c.target][1:]
-			return send(c, slot, timed, t)
+			backlog[c.target] = b[1:]
+			return send(c, b[0], t)
 		}
 		idle[c.target] = append(idle[c.target], c)
 		return nil
@@ -222,16 +258,13 @@ func (g hopGen) run() ([]hopStats, error) {
 	for remaining > 0 {
 		t := now()
 		for k >= 0 && next <= t {
-			target, timed := g.slotTarget(k)
-			if done[target] < perTarget {
-				done[target]++
-				if err := dispatch(target, next, timed); err != nil {
-					return nil, err
-				}
+			s := sched[k]
+			if err := dispatch(s.target, waiting{slot: next, round: s.round}); err != nil {
+				return nil, err
 			}
 			k++
 			next = int64(k) * period
-			if slices.Min(done) == perTarget {
+			if k == len(sched) {
 				k = -1
 			}
 		}
@@ -276,12 +309,38 @@ func (g hopGen) run() ([]hopStats, error) {
 			}
 		}
 	}
-	for i := range stats {
-		slices.Sort(stats[i].FromSlot)
-		slices.Sort(stats[i].FromSend)
-		slices.Sort(stats[i].Dispatch)
+	wall := time.Since(base)
+	var ru1 unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru1); err != nil {
+		return nil, fmt.Errorf("reading the thread's usage: %w", err)
 	}
-	return stats, nil
+	if timed != g.N*len(g.Targets) {
+		return nil, fmt.Errorf("hop generator: %d timed responses, want %d", timed, g.N*len(g.Targets))
+	}
+	tv := func(v unix.Timeval) time.Duration { return time.Duration(v.Nano()) }
+	return &hopResult{Stats: stats, Usage: hopUsage{
+		CPUs:  affinity(),
+		Wall:  wall,
+		User:  tv(ru1.Utime) - tv(ru0.Utime),
+		Sys:   tv(ru1.Stime) - tv(ru0.Stime),
+		Vol:   ru1.Nvcsw - ru0.Nvcsw,
+		Invol: ru1.Nivcsw - ru0.Nivcsw,
+	}}, nil
+}
+
+// affinity lists the CPUs this process may run on ("0,1"), or why not.
+func affinity() string {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return "unknown: " + err.Error()
+	}
+	var cpus []string
+	for c := range len(set) * 64 {
+		if set.IsSet(c) {
+			cpus = append(cpus, strconv.Itoa(c))
+		}
+	}
+	return strings.Join(cpus, ",")
 }
 
 // armTimer sets the timerfd to expire at base+at (absolute, monotonic).

@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,7 +32,8 @@ func hopServer(t *testing.T, seen func()) string {
 // counts the time a request waits for a free connection: one response is
 // held back 150 ms on the only connection, so the ~150 requests scheduled
 // meanwhile are sent late, and each of them must show that wait when timed
-// from its slot, and as written late.
+// from its slot, and as written late. The samples come back in round
+// order: the held request is the 50th timed one.
 func TestHopGenTimesFromSlot(t *testing.T) {
 	const (
 		stall = 150 * time.Millisecond
@@ -42,19 +46,19 @@ func TestHopGenTimesFromSlot(t *testing.T) {
 			time.Sleep(stall)
 		}
 	})
-	stats, err := hopGen{Targets: []string{addr}, Conns: 1, Rate: 1000, Block: 100, N: n, Warmup: 1}.run()
+	res, err := hopGen{Targets: []string{addr}, Conns: 1, Rate: 1000, N: n, Warmup: 1}.run()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := stats[0]
+	s := res.Stats[0]
 	if len(s.FromSlot) != n || len(s.FromSend) != n || len(s.Dispatch) != n {
 		t.Fatalf("%d/%d/%d samples, want %d each", len(s.FromSlot), len(s.FromSend), len(s.Dispatch), n)
 	}
 	// At least the 50 requests scheduled in the stall's first 100 ms
 	// waited more than 50 ms for the connection: 1/6 of the run. However
 	// slow the machine, that wait is in their time from the slot and not
-	// in their time from the write (samples are sorted, so compare sums).
-	if p99 := s.q(s.FromSlot, .99); p99 < stall/3 {
+	// in their time from the write.
+	if p99 := time.Duration(quantile(sortedCopy(s.FromSlot), .99)); p99 < stall/3 {
 		t.Errorf("p99 from slot = %v with a %v stall on the only connection; the wait for a connection is not counted", p99, stall)
 	}
 	var waited time.Duration
@@ -64,62 +68,183 @@ func TestHopGenTimesFromSlot(t *testing.T) {
 	if waited < 50*stall/3 {
 		t.Errorf("times from slot exceed times from write by %v in all, want at least %v: the wait for a connection is not counted", waited, 50*stall/3)
 	}
-	if late := s.q(s.Dispatch, .99); late < stall/3 {
+	if late := time.Duration(quantile(sortedCopy(s.Dispatch), .99)); late < stall/3 {
 		t.Errorf("p99 dispatch lateness = %v; the requests queued behind the stall were not counted as written late", late)
 	}
 	if s.Late < 50 {
 		t.Errorf("%d requests counted as late, want at least 50", s.Late)
 	}
-	// From its write, the held request still shows the stall. (That the
-	// others do not is not asserted: on a loaded machine a loopback round
-	// trip can take that long too.)
-	if max := time.Duration(s.FromSend[n-1]); max < stall {
-		t.Errorf("slowest request from its write took %v, want at least the %v stall", max, stall)
+	// From its write, the held request still shows the stall, in its own
+	// place. (That the others do not is not asserted: on a loaded machine
+	// a loopback round trip can take that long too.)
+	if held := time.Duration(s.FromSend[49]); held < stall {
+		t.Errorf("the held request (timed round 49) took %v from its write, want at least the %v stall", held, stall)
 	}
 	if got := served.Load(); got != n+1 {
 		t.Errorf("server answered %d requests, want %d", got, n+1)
 	}
+	if u := res.Usage; u.Wall <= 0 || u.CPUs == "" {
+		t.Errorf("generator usage %+v: no wall time or CPUs", u)
+	}
 }
 
-// TestHopGenAlternatesBlocks checks that the generator sends the targets'
-// requests in alternating blocks on one schedule, each target getting its
-// warm-up and then exactly N timed requests.
-func TestHopGenAlternatesBlocks(t *testing.T) {
+// TestHopGenInterleaves checks that the generator interleaves the targets
+// request by request: every round holds each target once, in adjacent
+// slots, in an order that varies between rounds and is fixed by the seed;
+// and each target gets its warm-up and then exactly N timed requests.
+func TestHopGenInterleaves(t *testing.T) {
 	const (
-		block  = 20
-		n      = 60
+		n      = 200
 		warmup = 10
 	)
-	g := hopGen{Conns: 2, Rate: 1000, Block: block, N: n, Warmup: warmup}
+	g := hopGen{Conns: 2, Rate: 1000, N: n, Warmup: warmup, Seed: 7}
 	var served [2]atomic.Int64
 	g.Targets = []string{hopServer(t, func() { served[0].Add(1) }), hopServer(t, func() { served[1].Add(1) })}
 
-	// The schedule: warm-up blocks of min(block, warmup), alternating,
-	// then timed blocks of block, alternating, starting with target 0.
-	var want []int
-	for i := range 2 * warmup {
-		want = append(want, (i/warmup)%2)
+	sched := g.schedule()
+	if len(sched) != 2*(n+warmup) {
+		t.Fatalf("%d slots, want %d", len(sched), 2*(n+warmup))
 	}
-	for i := range 2 * n {
-		want = append(want, (i/block)%2)
-	}
-	for k, w := range want {
-		target, timed := g.slotTarget(k)
-		if target != w || timed != (k >= 2*warmup) {
-			t.Fatalf("slot %d: target %d timed %v, want target %d timed %v", k, target, timed, w, k >= 2*warmup)
+	firsts := [2]int{}
+	for r := range n + warmup {
+		a, b := sched[2*r], sched[2*r+1]
+		wantRound := r - warmup
+		if wantRound < 0 {
+			wantRound = -1
 		}
+		if a.target == b.target || a.round != wantRound || b.round != wantRound {
+			t.Fatalf("slots %d and %d are %+v and %+v, want both targets of round %d", 2*r, 2*r+1, a, b, wantRound)
+		}
+		firsts[a.target]++
+	}
+	// A fair coin puts each target first in about half of 210 rounds;
+	// fewer than 70 is a fixed or biased order (p < 1e-6 for a fair one).
+	if firsts[0] < 70 || firsts[1] < 70 {
+		t.Errorf("target 0 first in %d rounds, target 1 in %d: the order within rounds is not random", firsts[0], firsts[1])
+	}
+	if again := g.schedule(); !slices.Equal(again, sched) {
+		t.Error("the same seed gave another schedule")
+	}
+	g2 := g
+	g2.Seed++
+	if slices.Equal(g2.schedule(), sched) {
+		t.Error("another seed gave the same schedule")
 	}
 
-	stats, err := g.run()
+	res, err := g.run()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, s := range stats {
+	for i, s := range res.Stats {
 		if len(s.FromSlot) != n {
 			t.Errorf("target %d: %d timed requests, want %d", i, len(s.FromSlot), n)
 		}
+		for r, v := range s.FromSend {
+			if v <= 0 {
+				t.Fatalf("target %d, round %d: no sample (%d)", i, r, v)
+			}
+		}
 		if got := served[i].Load(); got != n+warmup {
 			t.Errorf("target %d served %d requests, want %d", i, got, n+warmup)
+		}
+	}
+}
+
+// hopSynthetic returns n pairs of latencies (ns) that share a machine
+// noise correlated in time (stalls lasting several pairs, heavy-tailed),
+// each with its own noise too; b is shifted by shift. The two paths have
+// the same distribution but for the shift, so every quantile of b exceeds
+// a's by exactly shift in the population.
+func hopSynthetic(n int, shift int64, seed uint64) (a, b []int64) {
+	rng := rand.New(rand.NewPCG(seed, 42))
+	a, b = make([]int64, n), make([]int64, n)
+	var stall float64 // the machine's current stall, decaying
+	for i := range n {
+		if rng.Float64() < 0.005 {
+			stall += rng.ExpFloat64() * 1.5e6 // ~1.5 ms stalls
+		}
+		stall *= 0.7
+		shared := math.Exp(rng.NormFloat64()*0.3)*200e3 + stall
+		a[i] = int64(shared + rng.ExpFloat64()*40e3)
+		b[i] = int64(shared+rng.ExpFloat64()*40e3) + shift
+	}
+	return a, b
+}
+
+// TestPairedQuantileDiffs checks the hop's confidence intervals on
+// synthetic pairs with a known shift: the estimate is the difference of
+// the sample quantiles, the intervals hold the true shift (and 0 when
+// there is none), a shift the size of the hop's cost is told apart from
+// none at the median, and the same seed gives the same intervals.
+func TestPairedQuantileDiffs(t *testing.T) {
+	ps := []float64{.5, .99, .999}
+	for _, shift := range []int64{0, 74e3} {
+		a, b := hopSynthetic(20000, shift, 1)
+		got := pairedQuantileDiffs(a, b, ps, 100, 1000, 1)
+		sa, sb := sortedCopy(a), sortedCopy(b)
+		for i, q := range got {
+			t.Logf("shift %d µs, p%v: %+.0f µs [%+.0f, %+.0f]", shift/1e3, ps[i]*100, float64(q.Est)/1e3, float64(q.Lo)/1e3, float64(q.Hi)/1e3)
+			if want := quantile(sb, ps[i]) - quantile(sa, ps[i]); q.Est != want || q.P != ps[i] {
+				t.Errorf("shift %d, p%v: estimate %+v, want %d", shift, ps[i], q, want)
+			}
+			if q.Lo > shift || q.Hi < shift || q.Lo > q.Est || q.Hi < q.Est {
+				t.Errorf("shift %d, p%v: interval [%d, %d] around %d misses the true shift", shift, ps[i], q.Lo, q.Hi, q.Est)
+			}
+		}
+		if shift > 0 && got[0].Lo <= 0 {
+			t.Errorf("shift %d: p50 interval [%d, %d] does not tell it from none", shift, got[0].Lo, got[0].Hi)
+		}
+		if again := pairedQuantileDiffs(a, b, ps, 100, 1000, 1); !slices.Equal(again, got) {
+			t.Errorf("shift %d: same seed, other intervals: %+v then %+v", shift, got, again)
+		}
+	}
+
+	// Coverage: over 40 independent synthetic runs a 95 % interval should
+	// miss the true shift about twice; more than 6 misses at p50 or p99
+	// means the intervals are too narrow (for a calibrated one, fewer than
+	// 1 in 1000 sets of runs miss that often).
+	const runs = 40
+	var miss [2]int
+	for seed := range uint64(runs) {
+		a, b := hopSynthetic(4000, 74e3, 100+seed)
+		for i, q := range pairedQuantileDiffs(a, b, ps[:2], 50, 400, seed) {
+			if q.Lo > 74e3 || q.Hi < 74e3 {
+				miss[i]++
+			}
+		}
+	}
+	t.Logf("the intervals missed the shift in %d (p50) and %d (p99) of %d runs", miss[0], miss[1], runs)
+	if miss[0] > 6 || miss[1] > 6 {
+		t.Errorf("the 95 %% intervals missed the true shift in %d (p50) and %d (p99) of %d runs", miss[0], miss[1], runs)
+	}
+}
+
+// TestCountQuantiles checks the bootstrap's counting quantiles against
+// sorting the multiset they stand for.
+func TestCountQuantiles(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	ps := []float64{0, .1, .5, .9, .99, .999, 1}
+	for range 50 {
+		n := 1 + rng.IntN(300)
+		v := make([]int64, n)
+		for i := range v {
+			v[i] = rng.Int64N(50) // ties on purpose
+		}
+		rank, sorted := ranks(v)
+		count := make([]int32, n)
+		var multiset []int64
+		for range n + rng.IntN(n) {
+			i := rng.IntN(n)
+			count[rank[i]]++
+			multiset = append(multiset, v[i])
+		}
+		slices.Sort(multiset)
+		got := make([]int64, len(ps))
+		countQuantiles(count, sorted, ps, got)
+		for j, p := range ps {
+			if want := quantile(multiset, p); got[j] != want {
+				t.Fatalf("n=%d p%v: %d, want %d", n, p, got[j], want)
+			}
 		}
 	}
 }
