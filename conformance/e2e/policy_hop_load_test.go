@@ -175,7 +175,8 @@ func hopSynthetic(n int, shift int64, seed uint64) (a, b []int64) {
 // synthetic pairs with a known shift: the estimate is the difference of
 // the sample quantiles, the intervals hold the true shift (and 0 when
 // there is none), a shift the size of the hop's cost is told apart from
-// none at the median, and the same seed gives the same intervals.
+// none at the median, pairing narrows the intervals, and the same seed
+// gives the same intervals.
 func TestPairedQuantileDiffs(t *testing.T) {
 	ps := []float64{.5, .99, .999}
 	for _, shift := range []int64{0, 74e3} {
@@ -196,6 +197,19 @@ func TestPairedQuantileDiffs(t *testing.T) {
 		}
 		if again := pairedQuantileDiffs(a, b, ps, 100, 1000, 1); !slices.Equal(again, got) {
 			t.Errorf("shift %d: same seed, other intervals: %+v then %+v", shift, got, again)
+		}
+		// The pairs share the machine's noise, so the paired intervals
+		// are narrower than those of the same samples paired wrongly
+		// (b rotated by half the run: each a[i] with a b from another
+		// moment).
+		rotated := append(slices.Clone(b[len(b)/2:]), b[:len(b)/2]...)
+		unpaired := pairedQuantileDiffs(a, rotated, ps, 100, 1000, 1)
+		for i := range ps[:2] {
+			if w, wu := got[i].Hi-got[i].Lo, unpaired[i].Hi-unpaired[i].Lo; w >= wu {
+				t.Errorf("shift %d, p%v: paired interval %d ns wide, not narrower than unpaired %d ns", shift, ps[i], w, wu)
+			} else {
+				t.Logf("shift %d µs, p%v: interval %.0f µs wide paired, %.0f µs unpaired", shift/1e3, ps[i]*100, float64(w)/1e3, float64(wu)/1e3)
+			}
 		}
 	}
 
