@@ -201,12 +201,13 @@ func TestPairedQuantileDiffs(t *testing.T) {
 		// The pairs share the machine's noise, so the paired intervals
 		// are narrower than those of the same samples paired wrongly
 		// (b rotated by half the run: each a[i] with a b from another
-		// moment).
+		// moment); at p99, where the shared stalls dominate, less than
+		// half as wide (about a seventh here).
 		rotated := append(slices.Clone(b[len(b)/2:]), b[:len(b)/2]...)
 		unpaired := pairedQuantileDiffs(a, rotated, ps, 100, 1000, 1)
-		for i := range ps[:2] {
-			if w, wu := got[i].Hi-got[i].Lo, unpaired[i].Hi-unpaired[i].Lo; w >= wu {
-				t.Errorf("shift %d, p%v: paired interval %d ns wide, not narrower than unpaired %d ns", shift, ps[i], w, wu)
+		for i, factor := range []int64{1, 2} {
+			if w, wu := got[i].Hi-got[i].Lo, unpaired[i].Hi-unpaired[i].Lo; w*factor >= wu {
+				t.Errorf("shift %d, p%v: paired interval %d ns wide, unpaired %d ns: pairing does not narrow it %d-fold", shift, ps[i], w, wu, factor)
 			} else {
 				t.Logf("shift %d µs, p%v: interval %.0f µs wide paired, %.0f µs unpaired", shift/1e3, ps[i]*100, float64(w)/1e3, float64(wu)/1e3)
 			}
