@@ -34,6 +34,14 @@ import (
 // are read in the same loop, so a response is timed when epoll reports it,
 // without a goroutine wakeup in between.
 //
+// Not SCHED_FIFO: a real-time generator thread was tried, and on a loaded
+// machine its writes came up to 0.95 s late (the kernel's real-time
+// throttling period) instead of a few ms, most likely because a thread
+// that polls before every slot keeps ordinary kernel work on its CPU, such
+// as the softirq thread delivering its responses, from running. Its CPU's
+// other tasks show in the generator's involuntary context switches
+// (hopUsage), which the benchmark prints.
+//
 // The schedule is a series of rounds, one slot per target each, in a
 // random order per round (seeded, so a run can be repeated): A B, B A,
 // A B, ... Requests of one round are written within one slot period of each
