@@ -83,7 +83,9 @@ type hopStats struct {
 	FromSlot []int64
 	FromSend []int64
 	Dispatch []int64 // write time minus slot
+	Behind   []int64 // the generator's pacing error: slot handed out minus slot
 	Late     int     // requests written more than 1 ms after their slot
+	Queued   int     // requests that waited for a free connection
 }
 
 // hopUsage is what the generator's thread cost and where it ran, to show
@@ -193,7 +195,7 @@ func (g hopGen) run() (*hopResult, error) {
 
 	stats := make([]hopStats, len(g.Targets))
 	for i := range stats {
-		stats[i] = hopStats{Target: g.Targets[i], FromSlot: make([]int64, g.N), FromSend: make([]int64, g.N), Dispatch: make([]int64, g.N)}
+		stats[i] = hopStats{Target: g.Targets[i], FromSlot: make([]int64, g.N), FromSend: make([]int64, g.N), Dispatch: make([]int64, g.N), Behind: make([]int64, g.N)}
 	}
 	type waiting struct {
 		slot  int64
@@ -240,6 +242,9 @@ func (g hopGen) run() (*hopResult, error) {
 			idle[target] = l[1:]
 			return send(c, w, now())
 		}
+		if w.round >= 0 {
+			stats[target].Queued++
+		}
 		backlog[target] = append(backlog[target], w)
 		return nil
 	}
@@ -267,6 +272,9 @@ func (g hopGen) run() (*hopResult, error) {
 		t := now()
 		for k >= 0 && next <= t {
 			s := sched[k]
+			if s.round >= 0 {
+				stats[s.target].Behind[s.round] = t - next
+			}
 			if err := dispatch(s.target, waiting{slot: next, round: s.round}); err != nil {
 				return nil, err
 			}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -138,8 +139,10 @@ spec:
 }
 
 // printHopTable writes the benchmark's table: each path timed from the
-// slot and from the write, the generator's dispatch lateness, the added
-// latency with its confidence intervals, and what the generator cost.
+// slot and from the write; how late requests were written, which is the
+// generator's own lateness (behind its slots: its pacing) plus any wait
+// for a free connection (the paths queueing); the added latency with its
+// confidence intervals; and what the generator cost.
 func printHopTable(w io.Writer, n int, res *hopResult, fromSlot, fromWrite []quantileDiff) {
 	d, p := res.Stats[0], res.Stats[1]
 	us := func(v int64) float64 { return float64(v) / 1e3 }
@@ -153,6 +156,7 @@ func printHopTable(w io.Writer, n int, res *hopResult, fromSlot, fromWrite []qua
 		{"direct, from slot", d.FromSlot}, {"redirect + L7, from slot", p.FromSlot},
 		{"direct, from write", d.FromSend}, {"redirect + L7, from write", p.FromSend},
 		{"direct, write after slot", d.Dispatch}, {"redirect + L7, write after slot", p.Dispatch},
+		{"generator behind its slots", append(slices.Clone(d.Behind), p.Behind...)},
 	} {
 		s := sortedCopy(r.v)
 		fmt.Fprintf(w, "%-32s %9.0f %9.0f %9.0f %9.0f %9.0f\n", r.name,
@@ -166,7 +170,7 @@ func printHopTable(w io.Writer, n int, res *hopResult, fromSlot, fromWrite []qua
 		}
 		fmt.Fprintf(w, "%-8s %26s %26s\n", name, cell(fromSlot[i]), cell(fromWrite[i]))
 	}
-	fmt.Fprintf(w, "requests written > 1 ms after their slot: direct %d, redirect + L7 %d\n", d.Late, p.Late)
+	fmt.Fprintf(w, "written > 1 ms after their slot: direct %d, redirect + L7 %d; waited for a free connection: direct %d, redirect + L7 %d\n", d.Late, p.Late, d.Queued, p.Queued)
 	u := res.Usage
 	busy := float64(u.User+u.Sys) / float64(u.Wall) * 100
 	fmt.Fprintf(w, "generator: CPU %s, busy %.0f %% of %.1f s (user %.1f s, sys %.1f s), %d voluntary / %d involuntary context switches\n",
@@ -219,8 +223,8 @@ func runHopGen(b *testing.B, w *testbed.Workload, cpu string, g hopGen) *hopResu
 		b.Fatalf("load generator reported %d targets, want %d", len(res.Stats), len(g.Targets))
 	}
 	for _, s := range res.Stats {
-		if len(s.FromSlot) != g.N || len(s.FromSend) != g.N || len(s.Dispatch) != g.N {
-			b.Fatalf("%s: %d/%d/%d timed requests, want %d", s.Target, len(s.FromSlot), len(s.FromSend), len(s.Dispatch), g.N)
+		if len(s.FromSlot) != g.N || len(s.FromSend) != g.N || len(s.Dispatch) != g.N || len(s.Behind) != g.N {
+			b.Fatalf("%s: %d/%d/%d/%d timed requests, want %d", s.Target, len(s.FromSlot), len(s.FromSend), len(s.Dispatch), len(s.Behind), g.N)
 		}
 	}
 	return &res

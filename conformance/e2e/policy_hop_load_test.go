@@ -51,8 +51,8 @@ func TestHopGenTimesFromSlot(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := res.Stats[0]
-	if len(s.FromSlot) != n || len(s.FromSend) != n || len(s.Dispatch) != n {
-		t.Fatalf("%d/%d/%d samples, want %d each", len(s.FromSlot), len(s.FromSend), len(s.Dispatch), n)
+	if len(s.FromSlot) != n || len(s.FromSend) != n || len(s.Dispatch) != n || len(s.Behind) != n {
+		t.Fatalf("%d/%d/%d/%d samples, want %d each", len(s.FromSlot), len(s.FromSend), len(s.Dispatch), len(s.Behind), n)
 	}
 	// At least the 50 requests scheduled in the stall's first 100 ms
 	// waited more than 50 ms for the connection: 1/6 of the run. However
@@ -73,6 +73,11 @@ func TestHopGenTimesFromSlot(t *testing.T) {
 	}
 	if s.Late < 50 {
 		t.Errorf("%d requests counted as late, want at least 50", s.Late)
+	}
+	// They were late for want of a connection, which the generator
+	// counts apart from its own pacing.
+	if s.Queued < 50 {
+		t.Errorf("%d requests counted as waiting for a connection, want at least 50", s.Queued)
 	}
 	// From its write, the held request still shows the stall, in its own
 	// place. (That the others do not is not asserted: on a loaded machine
