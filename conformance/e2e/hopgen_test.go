@@ -57,8 +57,10 @@ import (
 //
 // Every request is timed twice: from its scheduled slot (coordinated
 // omission corrected: the wait for a connection and any lateness of the
-// generator counts) and from its write (the path's own round trip). The
-// dispatch lateness (write minus slot) is reported too, so a run shows
+// generator counts) and from its write (the path's own round trip). How
+// late it was written is reported too, split into the generator's own
+// lateness in reaching the slot (its pacing) and the number of requests
+// that waited for a connection (the path queueing), so a run shows
 // whether the generator held its schedule.
 type hopGen struct {
 	Targets []string      // host:port of each target, one slot each per round

@@ -67,9 +67,10 @@ const (
 // run was long and quiet enough for the claim made from it.
 //
 // Each request is timed from its scheduled slot (coordinated omission
-// corrected) and from its write; the generator's dispatch lateness (write
-// minus slot), CPU time and context switches show whether it held its
-// schedule. See hopGen for why the generator is an epoll loop on one
+// corrected) and from its write; the generator's lateness in reaching its
+// slots, its CPU time and its involuntary context switches (other tasks
+// taking its CPU) show whether it held its schedule, and so whether the
+// run measured the paths or the machine. See hopGen for why the generator is an epoll loop on one
 // locked thread.
 //
 // CPU placement: with two or more CPUs the generator runs alone on the
