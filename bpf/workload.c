@@ -184,6 +184,7 @@ int to_workload(struct __sk_buff *skb)
 	struct flow f;
 	__u32 mark = skb->mark;
 	int from_proxy, routed, ret;
+	__u32 addr_identity;
 	__u8 flags = 0;
 	__u64 now;
 
@@ -226,6 +227,7 @@ int to_workload(struct __sk_buff *skb)
 	from_proxy = (mark & MARK_MAGIC_MASK) == MARK_MAGIC_FROM_PROXY;
 	routed = (mark & MARK_MAGIC_MASK) == MARK_MAGIC_FROM_PROXY_ROUTE;
 	remote_lookup(f.t.saddr, &peer);
+	addr_identity = peer.identity;
 	/* The proxy says on whose behalf it connects; the source address may
 	 * be the node's own. */
 	if ((from_proxy || routed) && mark_identity(mark))
@@ -246,6 +248,13 @@ int to_workload(struct __sk_buff *skb)
 	ret = policy_decide(policy_table(), &f, &d);
 	if (ret == VERDICT_DENY)
 		return drop(skb, &f, &d, d.reason);
+	/* The policy listener tells peers apart by source address. A routed
+	 * connection whose mark names another identity than its address's
+	 * (a Gateway's, as ingress, from a node without an ingress address)
+	 * would have the address's L7 rules applied there, e.g. the host's:
+	 * refuse it rather than let it borrow them. */
+	if (ret == VERDICT_REDIRECT && routed && peer.identity != addr_identity)
+		return drop(skb, &f, &d, DROP_ROUTE_IDENTITY);
 	if (ret == VERDICT_REDIRECT && !from_proxy) {
 		/* A routing listener's connection goes to the policy listener:
 		 * the proxy's socket is then the client of a proxy socket, and

@@ -182,9 +182,24 @@
 //     peers apart by address (mesh/policy), so the identity it judges is
 //     the source address's: the client Pod's with the original source,
 //     the node ingress address's (ingress) for Gateway traffic where the
-//     Node has one; without one, Gateway traffic reaches it from the
-//     node's address and its L7 rules see the host, so a backend whose L7
-//     rules admit only ingress refuses it (closed, not open).
+//     Node has one. A routing connection whose mark names an identity
+//     its source address does not have (Gateway traffic from a node
+//     without an ingress address of that family, or from a cluster the
+//     agent could not bind to one) is never redirected: the policy
+//     listener would judge it as the address's identity, the host, and
+//     apply the host's L7 rules, which commonly admit everything on the
+//     port (an L4-only rule for probes) — the Gateway would borrow the
+//     host's allowance. to_workload drops it instead
+//     (DropRouteIdentity; in Hubble
+//     NO_CONFIGURATION_AVAILABLE_TO_PERFORM_POLICY_DECISION): where the backend's
+//     policy has L7 rules on the port, Gateway traffic to a same-node
+//     backend fails closed on such a node, whichever entities the rules
+//     name; where it has none, the L4 verdict on the marked identity
+//     (ingress) stands (conformance/e2e TestGatewayWithL7Policy,
+//     TestGatewayDoesNotBorrowHostL7Allowance,
+//     TestGatewayL4PolicyOnNodeWithoutIngressAddress). Give the Node an
+//     ingress address (model.IngressIPAnnotation) to have such L7 rules
+//     enforced for Gateway traffic.
 //   - Gateway traffic keeps its identity: the agent gives every Gateway
 //     backend cluster an upstream SO_MARK of ProxyRouteMark(IdentityIngress), so
 //     to_workload judges the node proxy's connections to a backend as the

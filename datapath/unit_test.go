@@ -128,7 +128,7 @@ func TestNames(t *testing.T) {
 		}
 	}
 	for r := model.Reason(0); r < numReasons; r++ {
-		if r <= model.DropServiceFrontend && strings.HasPrefix(r.String(), "reason(") {
+		if r <= model.DropRouteIdentity && strings.HasPrefix(r.String(), "reason(") {
 			t.Errorf("reason %d has no name", r)
 		}
 	}

@@ -413,10 +413,12 @@
 //     /other gets the policy's 403, B is refused). The same holds for
 //     CiliumEnvoyConfig and lb-l7 listeners, and for Gateway and Ingress
 //     listeners, whose connections carry the routing mark with the
-//     reserved ingress identity (TestGatewayWithL7Policy; the policy
-//     listener judges their source address: the node's ingress address
-//     where the Node has one, else the node's, i.e. host; see
-//     datapath/doc.go; nodemesh-agent's GatewayUpstreamMark;
+//     reserved ingress identity (the policy listener judges their
+//     source address: the node's ingress address where the Node has
+//     one; without one the datapath refuses the redirect rather than
+//     let the policy listener judge the node's address as host,
+//     TestGatewayWithL7Policy; see datapath/doc.go; nodemesh-agent's
+//     GatewayUpstreamMark;
 //     GAMMA clusters get it too, which is what they carry where the
 //     client's address is not kept).
 //     This holds for every mesh listener because its clients are always

@@ -527,3 +527,47 @@ func TestRoutingProxyTrafficIsRedirectedToThePolicyListener(t *testing.T) {
 		}
 	})
 }
+
+// A Gateway's upstream connection carries the reserved ingress identity
+// in the routing mark. Where its source address has that identity too
+// (the node's ingress address), the policy listener sees ingress and the
+// redirect is made. From the node's own address (a node without an
+// ingress address) the policy listener would judge it as the host, whose
+// L7 rules may admit more: the datapath refuses the redirect instead. L4
+// verdicts are taken here, on the marked identity, and stand.
+func TestRoutedIdentityTheAddressLacksIsNotRedirected(t *testing.T) {
+	forEachFamily(t, func(t *testing.T, f family) {
+		h := setup(t, f)
+		ingressAddr := f.world // made the node's ingress address below
+		h.ipcache(netip.PrefixFrom(ingressAddr, ingressAddr.BitLen()), model.IdentityIngress, 0)
+		h.policy(model.Policy{
+			Enforce: map[model.Identity]model.Enforcement{idA: model.EnforceIngress},
+			Entries: []model.PolicyEntry{
+				row(model.IdentityIngress, model.Ingress, 6, 80, model.Redirect),
+				row(model.IdentityHost, model.Ingress, 6, 80, model.Redirect),
+				row(model.IdentityIngress, model.Ingress, 6, 81, model.Allow),
+			},
+		})
+		asIngress, _ := datapath.ProxyRouteMark(model.IdentityIngress)
+
+		expect(t, "Gateway from the node's address, L7 port",
+			h.run(h.objs.ToWorkload, tcp(f.host, f.a, 80).frame(), asIngress, h.loIndex), tcShot, model.DropRouteIdentity, model.Ingress)
+		if e := h.nextEvent(); e.Type != datapath.EventDrop || e.Reason != model.DropRouteIdentity || e.RemoteIdentity != model.IdentityIngress {
+			t.Fatalf("drop event %+v, want a route-identity drop of ingress", e)
+		}
+		expect(t, "Gateway from the node's address, L4 port",
+			h.run(h.objs.ToWorkload, tcp(f.host, f.a, 81).frame(), asIngress, h.loIndex), tcOK, model.ReasonForwarded, model.Ingress)
+
+		wantMark := uint32(0x0200 | proxyPort<<16)
+		r := h.run(h.objs.ToWorkload, tcp(ingressAddr, f.a, 80).frame(), asIngress, h.loIndex)
+		if r.ret != tcRedirect || r.mark != wantMark {
+			t.Fatalf("Gateway from the ingress address: ret %d mark %#x, want the hairpin to the policy listener (mark %#x)", r.ret, r.mark, wantMark)
+		}
+		// Without an identity in the mark the address speaks for itself.
+		routed, _ := datapath.ProxyRouteMark(0)
+		r = h.run(h.objs.ToWorkload, tcp(f.host, f.a, 80).frame(), routed, h.loIndex)
+		if r.ret != tcRedirect || r.mark != wantMark {
+			t.Fatalf("routing listener from the node without identity: ret %d mark %#x, want the hairpin (mark %#x)", r.ret, r.mark, wantMark)
+		}
+	})
+}

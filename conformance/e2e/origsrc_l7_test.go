@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 )
@@ -108,16 +110,13 @@ func TestOriginalSourceOffWithL7Policy(t *testing.T) {
 	n.wantDenied(b)
 }
 
-// TestGatewayWithL7Policy: a Gateway listener applies no L7 policy of a
-// backend either. Its connection to a same-node backend carries the
-// reserved ingress identity in the routing mark, which the datapath
-// judges and hands to the ingress policy listener; that listener tells
-// peers apart by address and, on a node without an ingress address, sees
-// the node's (host). The backend admits both for GET / only: GET /other
-// through the Gateway gets the policy's 403. The connection comes from
-// the node's own address, so the hairpin to the policy listener needs
-// the interface's accept_local (set by the datapath on attach).
-func TestGatewayWithL7Policy(t *testing.T) {
+// gatewayBed serves a Gateway on a node without an ingress address, with
+// one route to a backend on the same node whose ingress policy is
+// backendPolicy (the rules of a CiliumNetworkPolicy selecting app:
+// backend), and returns the node and a GET through the Gateway. The
+// proxy's connections to the backend carry the reserved ingress identity
+// in the routing mark and come from the node's own address.
+func gatewayBed(t *testing.T, backendPolicy string) (*policyNode, func(path string) (int, string)) {
 	n := newPolicyNodeOpts(t, nodeOpts{workloads: 1, withDatapath: true, gatewayMark: true})
 	be := n.bed.Workloads[0]
 	serveSeenAddress(t, be, 8080)
@@ -156,18 +155,12 @@ endpoints: [{addresses: [%s], conditions: {ready: true}}]
 ---
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
-metadata: {name: backend-l7, namespace: default}
+metadata: {name: backend-policy, namespace: default}
 spec:
   endpointSelector: {matchLabels: {app: backend}}
-  ingress:
-  - fromEntities: [ingress, host]
-    toPorts:
-    - ports: [{port: "8080", protocol: TCP}]
-      rules:
-        http: [{method: GET, path: "/"}]
----
-`, gw, be.IPv4))
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+%s---
+`, gw, be.IPv4, backendPolicy))
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return n.bed.Node.Dial(ctx, network, addr)
 		}}}
@@ -180,18 +173,125 @@ spec:
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		return resp.StatusCode, string(b)
 	}
+	return n, get
+}
+
+// waitGatewayAnswers waits until the Gateway's listener serves the route
+// (any status the route's backend side produces, not a refused connect
+// or the proxy's "no route").
+func waitGatewayAnswers(t *testing.T, get func(string) (int, string), want int) {
+	t.Helper()
 	var last string
+	waitUntil(t, fmt.Sprintf("the Gateway answers GET / with %d", want), func() bool {
+		code, body := get("/")
+		last = fmt.Sprintf("%d %q", code, body)
+		return code == want
+	})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("last answer to GET /: %s", last)
 		}
 	})
-	waitUntil(t, "the Gateway answers GET /", func() bool {
-		code, body := get("/")
-		last = fmt.Sprintf("%d %q", code, body)
-		return code == 200
+}
+
+// routeIdentityDrops counts the datapath's refusals of routing-listener
+// connections whose marked identity is not their source address's.
+func routeIdentityDrops(t *testing.T, n *policyNode) uint64 {
+	t.Helper()
+	c, err := n.dp.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c[datapath.CounterKey{Reason: model.DropRouteIdentity, Direction: model.Ingress}].Packets
+}
+
+// TestGatewayL4PolicyOnNodeWithoutIngressAddress: the datapath judges the
+// Gateway's connections as the reserved ingress identity (the routing
+// mark), not as the node address they come from: fromEntities [ingress]
+// admits them, fromEntities [host] does not.
+func TestGatewayL4PolicyOnNodeWithoutIngressAddress(t *testing.T) {
+	t.Run("ingress", func(t *testing.T) {
+		_, get := gatewayBed(t, `  ingress:
+  - fromEntities: [ingress]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+`)
+		waitGatewayAnswers(t, get, 200)
 	})
-	if code, body := get("/other"); code != 403 || body != "Access denied\r\n" {
-		t.Fatalf("GET /other through the Gateway: %d %q; want the backend's L7 rule's 403", code, body)
+	t.Run("host", func(t *testing.T) {
+		_, get := gatewayBed(t, `  ingress:
+  - fromEntities: [host]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+`)
+		// The Gateway's listener answers (503: no backend reachable);
+		// the backend never does.
+		waitGatewayAnswers(t, get, 503)
+	})
+}
+
+// TestGatewayWithL7Policy: a Gateway listener applies no L7 policy of a
+// backend. On a node without an ingress address its connection to a
+// same-node backend carries the reserved ingress identity only in the
+// routing mark, and comes from the node's own address. The ingress policy
+// listener tells peers apart by address: it would judge the Gateway as
+// the host and apply the host's L7 rules. So where the destination's
+// policy would send such a connection to the policy listener, the
+// datapath refuses it instead (DropRouteIdentity): here the backend's L7
+// rules admit both ingress and host for GET / only, and the Gateway gets
+// no answer from the backend at all, never the host's verdict.
+func TestGatewayWithL7Policy(t *testing.T) {
+	n, get := gatewayBed(t, `  ingress:
+  - fromEntities: [ingress, host]
+    toPorts:
+    - ports: [{port: "8080", protocol: TCP}]
+      rules:
+        http: [{method: GET, path: "/"}]
+`)
+	waitGatewayAnswers(t, get, 503)
+	if code, body := get("/other"); code != 503 {
+		t.Fatalf("GET /other through the Gateway: %d %q; want 503 (refused by the datapath)", code, body)
+	}
+	if routeIdentityDrops(t, n) == 0 {
+		t.Fatal("no route-identity drop counted")
+	}
+}
+
+// TestGatewayDoesNotBorrowHostL7Allowance: the backend admits ingress for
+// GET / only and the host (kubelet probes) on the whole port. Judged by
+// its address, the Gateway's connection would be the host's and pass
+// GET /other; it must not.
+func TestGatewayDoesNotBorrowHostL7Allowance(t *testing.T) {
+	n, get := gatewayBed(t, `  ingress:
+  - fromEntities: [ingress]
+    toPorts:
+    - ports: [{port: "8080", protocol: TCP}]
+      rules:
+        http: [{method: GET, path: "/"}]
+  - fromEntities: [host]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+`)
+	// Answered by the Gateway's listener, whatever the verdict.
+	waitUntil(t, "the Gateway routes", func() bool {
+		code, _ := get("/")
+		return code == 200 || code == 503
+	})
+	if code, body := get("/other"); code == 200 {
+		t.Fatalf("GET /other through the Gateway: %d %q; the Gateway was judged as the host", code, body)
+	}
+	if routeIdentityDrops(t, n) == 0 {
+		t.Fatal("no route-identity drop counted")
+	}
+	// The host itself keeps its allowance (probes).
+	be := n.bed.Workloads[0]
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return n.bed.Node.Dial(ctx, network, addr)
+		}}}
+	resp, err := c.Get("http://" + be.IPv4.String() + ":8080/other")
+	if err != nil {
+		t.Fatalf("the host's GET /other: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("the host's GET /other: %d; want 200 (its L4-only rule)", resp.StatusCode)
 	}
 }

@@ -23,6 +23,12 @@ const (
 	// addressed to a Service frontend (it bypassed socket-level
 	// translation), which policy cannot judge.
 	DropServiceFrontend Reason = 12
+	// DropRouteIdentity: a routing listener's upstream connection whose
+	// mark names an identity its source address does not have, which the
+	// destination's policy would hand to the ingress policy listener;
+	// that listener judges peers by address and would apply the rules
+	// of the address's identity instead.
+	DropRouteIdentity Reason = 13
 )
 
 var reasonNames = [...]string{
@@ -39,6 +45,7 @@ var reasonNames = [...]string{
 	DropCTFull:           "conntrack-full",
 	DropProxyAssign:      "proxy-assign-failed",
 	DropServiceFrontend:  "service-frontend",
+	DropRouteIdentity:    "route-identity-not-addressed",
 }
 
 // IsDrop reports whether packets with this reason were dropped.

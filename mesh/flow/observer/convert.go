@@ -40,6 +40,9 @@ var dropReasons = map[model.Reason]flowpb.DropReason{
 	// Cilium's "Is a ClusterIP": a packet still addressed to a Service
 	// frontend that no translation rewrote.
 	model.DropServiceFrontend: flowpb.DropReason_IS_A_CLUSTERIP,
+	// The L7 rules that would have to judge it cannot see its identity:
+	// no policy decision can be taken for it.
+	model.DropRouteIdentity: flowpb.DropReason_NO_CONFIGURATION_AVAILABLE_TO_PERFORM_POLICY_DECISION,
 }
 
 // DropReason returns Cilium's code for a datapath drop reason
@@ -108,7 +111,8 @@ func datapathFields(out *flowpb.Flow, f *flow.Flow) {
 	// (malformed, spoofed, …) the datapath does not say.
 	switch model.Reason(d.Reason) {
 	case model.ReasonRedirected, model.DropPolicy, model.DropPolicyDeny, model.DropAuthRequired,
-		model.DropProxyUnavailable, model.DropProxyUnsupported, model.DropProxyAssign, model.DropServiceFrontend:
+		model.DropProxyUnavailable, model.DropProxyUnsupported, model.DropProxyAssign, model.DropServiceFrontend,
+		model.DropRouteIdentity:
 		out.IsReply = wrapperspb.Bool(false)
 	}
 	if d.IfIndex > 0 {
