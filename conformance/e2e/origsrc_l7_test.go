@@ -211,11 +211,14 @@ func routeIdentityDrops(t *testing.T, n *policyNode) uint64 {
 // admits them, fromEntities [host] does not.
 func TestGatewayL4PolicyOnNodeWithoutIngressAddress(t *testing.T) {
 	t.Run("ingress", func(t *testing.T) {
-		_, get := gatewayBed(t, `  ingress:
+		n, get := gatewayBed(t, `  ingress:
   - fromEntities: [ingress]
     toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
 `)
 		waitGatewayAnswers(t, get, 200)
+		if st := n.agent.Status(); st.Policy == nil || st.Policy.GatewayFromNode != "" {
+			t.Fatalf("policy status %+v; nothing is refused", st.Policy)
+		}
 	})
 	t.Run("host", func(t *testing.T) {
 		_, get := gatewayBed(t, `  ingress:
@@ -252,6 +255,10 @@ func TestGatewayWithL7Policy(t *testing.T) {
 	}
 	if routeIdentityDrops(t, n) == 0 {
 		t.Fatal("no route-identity drop counted")
+	}
+	// The node's status says why.
+	if st := n.agent.Status(); st.Policy == nil || !strings.Contains(st.Policy.GatewayFromNode, "ports 8080") {
+		t.Fatalf("policy status %+v; want it to name the refused Gateway traffic on port 8080", st.Policy)
 	}
 }
 

@@ -65,7 +65,9 @@ type Config struct {
 	// (datapath.ProxyRouteMark), so a backend's policy judges Gateway
 	// traffic as ingress (fromEntities: [ingress]) rather than as the
 	// node, its L7 rules included (the datapath hands the connection to
-	// the ingress policy listener).
+	// the ingress policy listener, which judges it by address: only from
+	// the Node's ingress address; from the node's own address the
+	// datapath refuses it, reported in PolicyStatus.GatewayFromNode).
 	GatewayUpstreamMark uint32
 	// NodeName is this node's Node (Kubernetes mode): with
 	// GatewayUpstreamMark, the proxy's connections to Gateway backends
@@ -193,11 +195,11 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 			a.log.Error("service ranges not updated; the previous ones stay", "error", err)
 		}
 	}
+	src := a.ingressSources(snap)
 	if m := a.cfg.GatewayUpstreamMark; m != 0 {
 		// Every cluster of the translation is a Gateway's (the policy's
 		// own clusters come with Config.Policy). Set before anything
 		// hashes the clusters.
-		src := a.ingressSources(snap)
 		for _, c := range res.Config.Clusters {
 			c.UpstreamMark = m
 			c.UpstreamSource = upstreamSource(c, src)
@@ -258,7 +260,7 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 	if pol != nil {
 		// Only once the proxy configuration is published: new redirect
 		// rows wait for the listeners they point at.
-		a.syncDatapath(pol, st.Versions)
+		a.syncDatapath(pol, st.Versions, a.gatewayFromNode(pol, src))
 	}
 	return nil
 }

@@ -93,7 +93,13 @@
 // compiler's reason), then the same proxies' view as its policies:
 // Pending until every connected proxy acknowledged, Rejected while one
 // refuses (the reason keeps a FailClosed verdict visible). Endpoint ids are sticky
-// per Pod. The flow store (mesh/flow), fed by the access log service, is
+// per Pod. Gateway and Ingress connections carry the ingress identity in
+// their mark (Config.GatewayUpstreamMark) and leave from the Node's
+// ingress address where it has one of the backend's family, else from the
+// node's; the datapath refuses the latter where a backend's L7 rules
+// would have to judge them (the policy listener would see the host), and
+// PolicyStatus.GatewayFromNode names the ports concerned
+// (gatewayidentity.go). The flow store (mesh/flow), fed by the access log service, is
 // served on /v1/flows and resolved with the latest ipcache.
 //
 // Envoy configs (envoyconfig.go): every Apply also translates
