@@ -534,7 +534,10 @@ func TestRoutingProxyTrafficIsRedirectedToThePolicyListener(t *testing.T) {
 // redirect is made. From the node's own address (a node without an
 // ingress address) the policy listener would judge it as the host, whose
 // L7 rules may admit more: the datapath refuses the redirect instead. L4
-// verdicts are taken here, on the marked identity, and stand.
+// verdicts are taken here, on the marked identity, and stand. Another
+// node's Gateway without an ingress address arrives unmarked from its
+// node address (remote-node), which neither rows of ingress nor of the
+// host admit.
 func TestRoutedIdentityTheAddressLacksIsNotRedirected(t *testing.T) {
 	forEachFamily(t, func(t *testing.T, f family) {
 		h := setup(t, f)
@@ -569,5 +572,17 @@ func TestRoutedIdentityTheAddressLacksIsNotRedirected(t *testing.T) {
 		if r.ret != tcRedirect || r.mark != wantMark {
 			t.Fatalf("routing listener from the node without identity: ret %d mark %#x, want the hairpin (mark %#x)", r.ret, r.mark, wantMark)
 		}
+
+		// Another node's Gateway without an ingress address: no mark
+		// crosses nodes, its node address is remote-node, which neither
+		// the host's nor ingress's rows admit (closed, not borrowed).
+		otherNode := f.remote.Next()
+		h.ipcache(netip.PrefixFrom(otherNode, otherNode.BitLen()), model.IdentityRemoteNode, remoteNode)
+		remoteGW := tcp(otherNode, f.a, 80)
+		if r := h.fromNetdev(remoteGW); r.ret != tcOK || r.counts {
+			t.Fatalf("another node's Gateway at from_netdev: %+v, want it left to to_workload (not redirected)", r)
+		}
+		expect(t, "another node's Gateway, L7 port", h.toWorkload(remoteGW), tcShot, model.DropPolicy, model.Ingress)
+		expect(t, "another node's Gateway, L4 port", h.toWorkload(tcp(otherNode, f.a, 81)), tcShot, model.DropPolicy, model.Ingress)
 	})
 }
