@@ -110,7 +110,9 @@ func fromTCP(e *datav3.TCPAccessLogEntry) (flow.Flow, bool) {
 
 func addrPort(a *corev3.Address) (netip.AddrPort, bool) {
 	sa := a.GetSocketAddress()
-	if sa == nil {
+	if sa == nil || sa.GetPortValue() > 0xffff {
+		// A port that does not fit 16 bits is a malformed entry, not a
+		// port to wrap onto another.
 		return netip.AddrPort{}, false
 	}
 	ip, err := netip.ParseAddr(sa.GetAddress())

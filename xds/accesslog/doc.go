@@ -28,6 +28,8 @@
 //     standard fields: an HTTP 403 that never reached an upstream is
 //     DROPPED, another local reply of 500 or more an ERROR, the rest
 //     FORWARDED; a TCP entry is a relayed connection (protocol "tcp").
-//   - Bad entries (no addresses, unknown log kinds) are skipped, never a
-//     stream error: access logs must not break the proxy's stream.
+//   - Bad entries (no addresses, a port beyond 16 bits, unknown log
+//     kinds) are skipped, never a stream error: access logs must not
+//     break the proxy's stream. FuzzEntries checks the conversion on
+//     arbitrary messages.
 package accesslog

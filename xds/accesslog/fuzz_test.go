@@ -1,0 +1,102 @@
+package accesslog
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	datav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/nodemesh/nodemesh/mesh/flow"
+	"github.com/nodemesh/nodemesh/proxylib/api/l7meta"
+)
+
+// FuzzEntries decodes StreamAccessLogsMessage wire bytes, as a client of
+// the xDS socket sends them, and converts every entry. Properties: no
+// panic; an entry becomes a flow only when both downstream addresses are
+// socket addresses with an IP and a port that fits 16 bits, and the
+// flow's addresses are exactly those; a flow always has a protocol and a
+// verdict.
+func FuzzEntries(f *testing.F) {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, m := range []*accesslogv3.StreamAccessLogsMessage{
+		{Identifier: &accesslogv3.StreamAccessLogsMessage_Identifier{Node: &corev3.Node{Id: "proxy-a"}, LogName: "policy/ingress/http"},
+			LogEntries: &accesslogv3.StreamAccessLogsMessage_HttpLogs{HttpLogs: &accesslogv3.StreamAccessLogsMessage_HTTPAccessLogEntries{
+				LogEntry: []*datav3.HTTPAccessLogEntry{{
+					CommonProperties: testCommon(start, map[string]any{l7meta.Protocol: "grpc", l7meta.Verdict: "DROPPED", l7meta.Reason: "rbac_access_denied",
+						l7meta.GRPCService: "grpc.testing.TestService", l7meta.GRPCMethod: "EmptyCall", l7meta.GRPCStatus: 7,
+						l7meta.MissingHeaders: []any{"x-ship: tie"}}, false),
+					ProtocolVersion: datav3.HTTPAccessLogEntry_HTTP2,
+					Request:         &datav3.HTTPRequestProperties{RequestMethod: corev3.RequestMethod_POST, Authority: "deathstar", Path: "/grpc.testing.TestService/EmptyCall"},
+					Response:        &datav3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(200)},
+				}, {
+					CommonProperties: testCommon(start, nil, false),
+					Request:          &datav3.HTTPRequestProperties{RequestMethod: corev3.RequestMethod_PUT, Path: "/v1/exhaust-port"},
+					Response:         &datav3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(403)},
+				}, {CommonProperties: &datav3.AccessLogCommon{DownstreamRemoteAddress: sock("::ffff:10.0.0.1", 70000), DownstreamLocalAddress: sock("fd00::1", 80)}}},
+			}}},
+		{Identifier: &accesslogv3.StreamAccessLogsMessage_Identifier{LogName: "policy/egress/kafka"},
+			LogEntries: &accesslogv3.StreamAccessLogsMessage_TcpLogs{TcpLogs: &accesslogv3.StreamAccessLogsMessage_TCPAccessLogEntries{
+				LogEntry: []*datav3.TCPAccessLogEntry{{CommonProperties: testCommon(start, map[string]any{
+					l7meta.Protocol: "kafka", l7meta.KafkaAPIKey: 0, l7meta.KafkaAPIKeyName: "Produce", l7meta.KafkaAPIVersion: 9,
+					l7meta.KafkaCorrelationID: 42, l7meta.KafkaClientID: "c1", l7meta.KafkaTopics: []any{"deathstar-plans", 3},
+					l7meta.KafkaErrorCode: 1e300, l7meta.KafkaErrorName: "TOPIC_AUTHORIZATION_FAILED",
+				}, true)}, {CommonProperties: testCommon(start, nil, false)}},
+			}}},
+	} {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m := &accesslogv3.StreamAccessLogsMessage{}
+		if proto.Unmarshal(b, m) != nil {
+			return
+		}
+		check := func(c *datav3.AccessLogCommon, fl flow.Flow, ok bool) {
+			want := validAddr(c.GetDownstreamRemoteAddress()) && validAddr(c.GetDownstreamLocalAddress())
+			if ok != want {
+				t.Fatalf("converted %v, addresses %v and %v", ok, c.GetDownstreamRemoteAddress(), c.GetDownstreamLocalAddress())
+			}
+			if !ok {
+				return
+			}
+			for _, p := range []struct {
+				got flow.Endpoint
+				a   *corev3.Address
+			}{{fl.Source, c.GetDownstreamRemoteAddress()}, {fl.Destination, c.GetDownstreamLocalAddress()}} {
+				if uint32(p.got.Address.Port()) != p.a.GetSocketAddress().GetPortValue() || p.got.Address.Addr().Is4In6() {
+					t.Fatalf("address %v became %v", p.a, p.got.Address)
+				}
+			}
+			if fl.Protocol == "" || fl.Verdict == "" {
+				t.Fatalf("flow without protocol or verdict: %+v", fl)
+			}
+		}
+		for _, e := range m.GetHttpLogs().GetLogEntry() {
+			fl, ok := fromHTTP(e)
+			check(e.GetCommonProperties(), fl, ok)
+		}
+		for _, e := range m.GetTcpLogs().GetLogEntry() {
+			fl, ok := fromTCP(e)
+			check(e.GetCommonProperties(), fl, ok)
+		}
+	})
+}
+
+// validAddr is the reference for an address an entry may carry: a
+// socket address, an IP, a port value within 16 bits.
+func validAddr(a *corev3.Address) bool {
+	sa := a.GetSocketAddress()
+	if sa == nil || sa.GetPortValue() > 0xffff {
+		return false
+	}
+	_, err := netip.ParseAddr(sa.GetAddress())
+	return err == nil
+}
