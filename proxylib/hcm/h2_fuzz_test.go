@@ -126,6 +126,9 @@ type recorder struct {
 	ln  net.Listener
 	bad atomic.Pointer[string]
 	wg  sync.WaitGroup
+	// check, when set, returns what is wrong with a forwarded request
+	// ("" if nothing).
+	check func(*http1.Request) string
 }
 
 func startRecorder(tb testing.TB) *recorder {
@@ -160,6 +163,11 @@ func (u *recorder) serve(c net.Conn) {
 		case perr == nil:
 			if !http1.ValidOriginForm(req.Path) || !http1.ValidHost(req.Host) {
 				u.fail("request target or host: " + string(buf[:req.HeadLen]))
+			}
+			if u.check != nil {
+				if m := u.check(&req); m != "" {
+					u.fail(m + ": " + string(buf[:req.HeadLen]))
+				}
 			}
 			_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"))
 			_, _ = io.Copy(io.Discard, c)
@@ -248,7 +256,7 @@ func FuzzH2Server(f *testing.F) {
 	defer up.ln.Close()
 	mgr := upstream.NewManager(nil)
 	defer mgr.Close()
-	cl := mgr.Build(&resource.Cluster{Name: "c", ConnectTimeout: time.Second},
+	cl := mgr.Build(&resource.Cluster{Name: "c", ConnectTimeout: time.Second, Limits: resource.DefaultThresholds},
 		&resource.Endpoints{ClusterName: "c", Endpoints: []resource.Endpoint{{Address: up.ln.Addr().String(), Weight: 1}}})
 	plog := &panicLog{}
 	rt := NewRuntime("", slog.New(plog))
