@@ -64,7 +64,10 @@
 //     `--namespace` and `--pod` work. A filter naming anything else
 //     (FQDNs, services, workloads, DNS, headers, TCP flags, CEL, …) is
 //     refused with InvalidArgument, never silently ignored. Requests are bounded (filters, values, pattern
-//     size, field-mask paths, message size).
+//     size, field-mask paths, message size). FuzzGetFlowsRequest feeds
+//     request bytes to the parser (a list matches when one of its
+//     filters does; masks are idempotent); FuzzParseSelector checks that
+//     a parsed selector, written back, parses to the same requirements.
 //   - Conversion: the datapath's reasons map to Cilium's drop-reason
 //     codes of the same meaning (dropReasons); a drop is monitor event
 //     type 1 with the code as sub-type, a redirect a trace (type 4) to
