@@ -120,7 +120,7 @@ func validShared(out, from *routev3.Route) bool {
 		out.StatPrefix == from.StatPrefix &&
 		out.RequestBodyBufferLimit == from.RequestBodyBufferLimit &&
 		sameSlice(out.RouteSpecifiers, from.RouteSpecifiers) &&
-		out.Match != nil && out.Match.ValidateAll() == nil
+		out.Match != nil && (validMatch(out.Match) || out.Match.ValidateAll() == nil)
 }
 
 // sameMap reports whether a and b hold the same keys with the very same

@@ -339,6 +339,9 @@ func (b *builder) checkRoutes() error {
 		if r.from != nil && validShared(r.out, r.from) {
 			return
 		}
+		if validRoute(r.out) {
+			return
+		}
 		if err := r.out.ValidateAll(); err != nil {
 			errs[i] = err
 		}
