@@ -25,10 +25,9 @@ import (
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
 
-// exchangeProxy serves one client connection through a Handler routing
-// everything to the backend be; it returns the client side and the
-// cluster.
-func exchangeProxy(t *testing.T, be net.Listener) (net.Conn, *upstream.Cluster) {
+// oneClusterRuntime is a Runtime whose route config "rc" sends every
+// request to cluster "c", whose one endpoint is be.
+func oneClusterRuntime(t *testing.T, be net.Listener) (*Runtime, *upstream.Cluster) {
 	t.Helper()
 	rc, err := resource.DecodeRouteConfig(mustAny(t, &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{{
 		Name: "v", Domains: []string{"*"}, Routes: []*routev3.Route{{
@@ -61,6 +60,15 @@ func exchangeProxy(t *testing.T, be net.Listener) (net.Conn, *upstream.Cluster) 
 	cluster := um.Build(ccfg, eps)
 	rt := NewRuntime("127.0.0.1", nil)
 	rt.Store(&Routing{Routes: map[string]*route.Table{"rc": route.New(rc)}, Clusters: map[string]*upstream.Cluster{"c": cluster}})
+	return rt, cluster
+}
+
+// exchangeProxy serves one client connection through a Handler routing
+// everything to the backend be; it returns the client side and the
+// cluster.
+func exchangeProxy(t *testing.T, be net.Listener) (net.Conn, *upstream.Cluster) {
+	t.Helper()
+	rt, cluster := oneClusterRuntime(t, be)
 	h := NewHandler(rt, &resource.HCM{RouteConfigName: "rc", Codec: resource.CodecHTTP1, ServerName: "envoy",
 		IdleTimeout: time.Minute, StreamIdleTimeout: time.Minute}, false)
 

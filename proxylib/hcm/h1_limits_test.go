@@ -11,18 +11,11 @@ import (
 	"testing"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/nodemesh/nodemesh/proxylib/listener"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
-	"github.com/nodemesh/nodemesh/proxylib/route"
-	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
 
 // readSizes is a client connection that records the size of every read
@@ -86,37 +79,7 @@ func TestBufferLimitBoundsReads(t *testing.T) {
 		}
 	}()
 
-	rc, err := resource.DecodeRouteConfig(mustAny(t, &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{{
-		Name: "v", Domains: []string{"*"}, Routes: []*routev3.Route{{
-			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"}}},
-		}},
-	}}}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	eps, err := resource.DecodeEndpoints(mustAny(t, &endpointv3.ClusterLoadAssignment{ClusterName: "c", Endpoints: []*endpointv3.LocalityLbEndpoints{{
-		LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-			Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-				Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(be.Addr().(*net.TCPAddr).Port)}}}},
-		}}}},
-	}}}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	um := upstream.NewManager(nil)
-	t.Cleanup(um.Close)
-	ccfg, err := resource.DecodeCluster(mustAny(t, &clusterv3.Cluster{Name: "c",
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{
-			ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}, ResourceApiVersion: corev3.ApiVersion_V3}},
-		ConnectTimeout: durationpb.New(time.Second)}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cluster := um.Build(ccfg, eps)
-	rt := NewRuntime("127.0.0.1", nil)
-	rt.Store(&Routing{Routes: map[string]*route.Table{"rc": route.New(rc)}, Clusters: map[string]*upstream.Cluster{"c": cluster}})
+	rt, _ := oneClusterRuntime(t, be)
 
 	const limit = 1000
 	h := NewHandler(rt, &resource.HCM{RouteConfigName: "rc", Codec: resource.CodecHTTP1, ServerName: "envoy",
