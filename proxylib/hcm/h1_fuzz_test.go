@@ -119,22 +119,6 @@ func FuzzH1Server(f *testing.F) {
 		case <-time.After(5 * time.Second):
 		}
 		client.Close()
-		go func(in []byte) {
-			select {
-			case <-served:
-			case <-time.After(10 * time.Second):
-				s := fmt.Sprintf("the server did not end 10 s after the client closed; input %q", in)
-				hung.CompareAndSwap(nil, &s)
-			}
-		}(append([]byte(nil), in...))
-		if m := hung.Load(); m != nil {
-			t.Fatal(*m)
-		}
-		if m := plog.msg.Load(); m != nil {
-			t.Fatalf("handler panic: %s", *m)
-		}
-		if m := up.bad.Load(); m != nil {
-			t.Fatalf("the upstream received a bad request: %s", *m)
-		}
+		checkFuzzRun(t, served, &hung, "%q", in, plog, up)
 	})
 }

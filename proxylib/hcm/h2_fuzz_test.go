@@ -329,24 +329,34 @@ func FuzzH2Server(f *testing.F) {
 		client.Close()
 		// After a connection error the server keeps the connection for a
 		// second so the client can read its GOAWAY; waiting for that here
-		// would slow the fuzzer a thousandfold, so a watcher reports a
-		// connection that outlives the client by far, with its input.
-		go func(in []byte) {
-			select {
-			case <-served:
-			case <-time.After(10 * time.Second):
-				s := fmt.Sprintf("the server did not end 10 s after the client closed; input %x", in)
-				hung.CompareAndSwap(nil, &s)
-			}
-		}(append([]byte(nil), in...))
-		if m := hung.Load(); m != nil {
-			t.Fatal(*m)
-		}
-		if m := plog.msg.Load(); m != nil {
-			t.Fatalf("handler panic: %s", *m)
-		}
-		if m := up.bad.Load(); m != nil {
-			t.Fatalf("the upstream received a malformed request: %s", *m)
-		}
+		// would slow the fuzzer a thousandfold (see checkFuzzRun).
+		checkFuzzRun(t, served, &hung, "%x", in, plog, up)
 	})
+}
+
+// checkFuzzRun ends one fuzzed connection's checks: a watcher reports a
+// server connection that outlives its closed client by far (10 s), with
+// the run's input in the given fmt verb, on a later run (waiting for
+// every connection to end would slow the fuzzer a thousandfold); then a
+// hang found so far, a handler panic, or a malformed request the backend
+// recorder received fails the run.
+func checkFuzzRun(t *testing.T, served <-chan struct{}, hung *atomic.Pointer[string], verb string, in []byte, plog *panicLog, up *recorder) {
+	t.Helper()
+	go func(in []byte) {
+		select {
+		case <-served:
+		case <-time.After(10 * time.Second):
+			s := fmt.Sprintf("the server did not end 10 s after the client closed; input "+verb, in)
+			hung.CompareAndSwap(nil, &s)
+		}
+	}(append([]byte(nil), in...))
+	if m := hung.Load(); m != nil {
+		t.Fatal(*m)
+	}
+	if m := plog.msg.Load(); m != nil {
+		t.Fatalf("handler panic: %s", *m)
+	}
+	if m := up.bad.Load(); m != nil {
+		t.Fatalf("the upstream received a malformed request: %s", *m)
+	}
 }
