@@ -111,20 +111,11 @@ func countHeaderMatches(matches []gwv1.HTTPRouteMatch) int {
 // newRuleState returns a zero rule with room for n matches in its
 // matches and for their IR routes in its routes (routeOf), n zero
 // matches, and room for their h header matches. A rule of one or two
-// matches with one header match each or none (nearly all of them) comes
+// matches with at most one header match each (nearly all of them) comes
 // in one allocation with all of that: rules come by the thousand.
 func newRuleState(n, h int) (*ruleState, []matchState, []ir.HeaderMatch) {
 	switch {
-	case n == 1 && h == 0:
-		blk := new(struct {
-			rule    ruleState
-			states  [1]matchState
-			matches [1]*matchState
-			routes  [1]ir.Route
-		})
-		blk.rule.matches, blk.rule.routes = blk.matches[:0:1], blk.routes[:0:1]
-		return &blk.rule, blk.states[:], nil
-	case n == 1 && h == 1:
+	case n == 1 && h <= 1:
 		blk := new(struct {
 			rule    ruleState
 			states  [1]matchState
@@ -133,17 +124,8 @@ func newRuleState(n, h int) (*ruleState, []matchState, []ir.HeaderMatch) {
 			headers [1]ir.HeaderMatch
 		})
 		blk.rule.matches, blk.rule.routes = blk.matches[:0:1], blk.routes[:0:1]
-		return &blk.rule, blk.states[:], blk.headers[:]
-	case n == 2 && h == 0:
-		blk := new(struct {
-			rule    ruleState
-			states  [2]matchState
-			matches [2]*matchState
-			routes  [2]ir.Route
-		})
-		blk.rule.matches, blk.rule.routes = blk.matches[:0:2], blk.routes[:0:2]
-		return &blk.rule, blk.states[:], nil
-	case n == 2 && h == 2:
+		return &blk.rule, blk.states[:], blk.headers[:h]
+	case n == 2 && h <= 2:
 		blk := new(struct {
 			rule    ruleState
 			states  [2]matchState
@@ -152,7 +134,7 @@ func newRuleState(n, h int) (*ruleState, []matchState, []ir.HeaderMatch) {
 			headers [2]ir.HeaderMatch
 		})
 		blk.rule.matches, blk.rule.routes = blk.matches[:0:2], blk.routes[:0:2]
-		return &blk.rule, blk.states[:], blk.headers[:]
+		return &blk.rule, blk.states[:], blk.headers[:h]
 	}
 	var headers []ir.HeaderMatch
 	if h > 0 {
