@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -14,8 +13,6 @@ import (
 	"github.com/nodemesh/nodemesh/proxylib/http1"
 	"github.com/nodemesh/nodemesh/proxylib/listener"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
-	"github.com/nodemesh/nodemesh/proxylib/route"
-	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
 
 // fuzzPeer is the downstream address FuzzH1Server's connections come
@@ -71,19 +68,8 @@ func FuzzH1Server(f *testing.F) {
 	up := startRecorder(f)
 	up.check = checkForwarded
 	defer up.ln.Close()
-	mgr := upstream.NewManager(nil)
+	mgr, rt, plog := recorderRuntime(up)
 	defer mgr.Close()
-	cl := mgr.Build(&resource.Cluster{Name: "c", ConnectTimeout: time.Second, Limits: resource.DefaultThresholds},
-		&resource.Endpoints{ClusterName: "c", Endpoints: []resource.Endpoint{{Address: up.ln.Addr().String(), Weight: 1}}})
-	plog := &panicLog{}
-	rt := NewRuntime("", slog.New(plog))
-	rt.Store(&Routing{
-		Routes: map[string]*route.Table{"rc": route.New(&resource.RouteConfig{Name: "rc", VirtualHosts: []*resource.VirtualHost{{
-			Name: "v", Domains: []string{"*"}, Routes: []*resource.Route{{PathKind: resource.PathPrefix, PathValue: "/",
-				Forward: &resource.Forward{Cluster: "c", NotFoundCode: 503}}},
-		}}})},
-		Clusters: map[string]*upstream.Cluster{"c": cl},
-	})
 	// Short idle and header timeouts end a connection whose input stops
 	// mid-request, so such inputs cost a fraction of a second.
 	cfg := &resource.HCM{RouteConfigName: "rc", ServerName: "envoy", Codec: resource.CodecHTTP1,

@@ -254,19 +254,8 @@ func FuzzH2Server(f *testing.F) {
 	}
 	up := startRecorder(f)
 	defer up.ln.Close()
-	mgr := upstream.NewManager(nil)
+	mgr, rt, plog := recorderRuntime(up)
 	defer mgr.Close()
-	cl := mgr.Build(&resource.Cluster{Name: "c", ConnectTimeout: time.Second, Limits: resource.DefaultThresholds},
-		&resource.Endpoints{ClusterName: "c", Endpoints: []resource.Endpoint{{Address: up.ln.Addr().String(), Weight: 1}}})
-	plog := &panicLog{}
-	rt := NewRuntime("", slog.New(plog))
-	rt.Store(&Routing{
-		Routes: map[string]*route.Table{"rc": route.New(&resource.RouteConfig{Name: "rc", VirtualHosts: []*resource.VirtualHost{{
-			Name: "v", Domains: []string{"*"}, Routes: []*resource.Route{{PathKind: resource.PathPrefix, PathValue: "/",
-				Forward: &resource.Forward{Cluster: "c", NotFoundCode: 503}}},
-		}}})},
-		Clusters: map[string]*upstream.Cluster{"c": cl},
-	})
 	cfg := &resource.HCM{RouteConfigName: "rc", ServerName: "envoy", IdleTimeout: time.Minute, StreamIdleTimeout: time.Minute, Codec: resource.CodecAuto}
 	h := NewHandler(rt, cfg, false)
 	var hung atomic.Pointer[string]
@@ -359,4 +348,24 @@ func checkFuzzRun(t *testing.T, served <-chan struct{}, hung *atomic.Pointer[str
 	if m := up.bad.Load(); m != nil {
 		t.Fatalf("the upstream received a malformed request: %s", *m)
 	}
+}
+
+// recorderRuntime is a Runtime whose route config "rc" sends every
+// request to cluster "c" (default breaker limits), whose one endpoint is
+// the recorder up, and whose panics go to the returned log. The caller
+// closes the manager.
+func recorderRuntime(up *recorder) (*upstream.Manager, *Runtime, *panicLog) {
+	mgr := upstream.NewManager(nil)
+	cl := mgr.Build(&resource.Cluster{Name: "c", ConnectTimeout: time.Second, Limits: resource.DefaultThresholds},
+		&resource.Endpoints{ClusterName: "c", Endpoints: []resource.Endpoint{{Address: up.ln.Addr().String(), Weight: 1}}})
+	plog := &panicLog{}
+	rt := NewRuntime("", slog.New(plog))
+	rt.Store(&Routing{
+		Routes: map[string]*route.Table{"rc": route.New(&resource.RouteConfig{Name: "rc", VirtualHosts: []*resource.VirtualHost{{
+			Name: "v", Domains: []string{"*"}, Routes: []*resource.Route{{PathKind: resource.PathPrefix, PathValue: "/",
+				Forward: &resource.Forward{Cluster: "c", NotFoundCode: 503}}},
+		}}})},
+		Clusters: map[string]*upstream.Cluster{"c": cl},
+	})
+	return mgr, rt, plog
 }
