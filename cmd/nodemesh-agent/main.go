@@ -286,6 +286,7 @@ func run() error {
 	if pf.dp != nil {
 		msrc.datapath = pf.dp
 	}
+	msrc.als = pf.als
 	if ml != nil {
 		go func() { errc <- metrics.Serve(ctx, ml, reg, log) }()
 		log.Info("serving metrics", "address", ml.Addr().String())
@@ -336,6 +337,9 @@ type policyOptions struct {
 	// dp is the datapath setup loaded (nil without --datapath), for its
 	// counters.
 	dp *datapath.Datapath
+	// als is the access-log service the proxies report to (nil without
+	// --policy).
+	als *accesslog.Service
 }
 
 // recordEvents reads the datapath's events into the flow store on a
@@ -485,7 +489,8 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 		storeOpts = append(storeOpts, flow.WithJSONLines(f))
 	}
 	store := flow.NewStore(storeOpts...)
-	accesslog.New(store, log).Register(srv)
+	o.als = accesslog.New(store, log)
+	o.als.Register(srv)
 	cfg.Policy, cfg.HostIPs, cfg.Flows = compiler, hostIPs, store
 
 	if *o.datapath {

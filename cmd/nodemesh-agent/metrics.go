@@ -10,6 +10,7 @@ import (
 	"github.com/nodemesh/nodemesh/internal/metrics"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 	"github.com/nodemesh/nodemesh/mesh/flow/observer"
+	"github.com/nodemesh/nodemesh/xds/accesslog"
 	"github.com/nodemesh/nodemesh/xds/server"
 )
 
@@ -32,6 +33,7 @@ type metricSources struct {
 	observer *observer.Server
 	datapath datapathCounters
 	auth     *authRuntime
+	als      *accesslog.Service
 	log      *slog.Logger
 }
 
@@ -59,6 +61,8 @@ var (
 	descHubbleAct   = metrics.NewDesc("nodemesh_hubble_streams", "Hubble GetFlows streams being served now.")
 	descHubbleStr   = metrics.NewDesc("nodemesh_hubble_streams_total", "Hubble GetFlows streams, by result: served, refused (too many at once) or cut_off (the client stopped reading).", "result")
 	descHubbleFlows = metrics.NewDesc("nodemesh_hubble_flows_sent_total", "Flows sent to Hubble clients.")
+	descALSEntries  = metrics.NewDesc("nodemesh_accesslog_entries_total", "Access-log entries the proxies reported, by result: flow (recorded) or skipped (unusable).", "result")
+	descALSCut      = metrics.NewDesc("nodemesh_accesslog_truncated_entries_total", "Recorded access-log entries whose strings or lists were cut to the agent's bounds.")
 )
 
 // newAgentMetrics returns a registry with the Go and process collectors,
@@ -78,7 +82,8 @@ func newAgentMetrics(src *metricSources) (*prometheus.Registry, func(took float6
 	reg.MustRegister(translations, duration, metrics.Func{
 		Descs: []*prometheus.Desc{descXDSPushes, descXDSAcks, descXDSNacks, descXDSStreams, descXDSOpen, descXDSVersion, descXDSProxies,
 			descL7, descHubble, descFlowsHeld, descFlowsCap, descDrops, descDropBytes, descFwd, descFwdBytes, descRedirects, descLost,
-			descHandshakes, descAuthEvents, descWorkload, descHubbleAct, descHubbleStr, descHubbleFlows},
+			descHandshakes, descAuthEvents, descWorkload, descHubbleAct, descHubbleStr, descHubbleFlows,
+			descALSEntries, descALSCut},
 		Read: src.collect,
 	})
 	return reg, func(took float64, failed bool) {
@@ -132,6 +137,12 @@ func (src *metricSources) collect(ch chan<- prometheus.Metric) {
 				ch <- metrics.Counter(descWorkload, float64(n), result)
 			}
 		}
+	}
+	if src.als != nil {
+		st := src.als.Stats()
+		ch <- metrics.Counter(descALSEntries, float64(st.Flows), "flow")
+		ch <- metrics.Counter(descALSEntries, float64(st.Skipped), "skipped")
+		ch <- metrics.Counter(descALSCut, float64(st.Truncated))
 	}
 	if src.observer != nil {
 		st := src.observer.Stats()

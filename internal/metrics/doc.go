@@ -57,7 +57,9 @@
 // nodemesh_xds_streams_total, nodemesh_xds_open_streams,
 // nodemesh_xds_connected_proxies; nodemesh_policy_l7_total{proxy_type,
 // rule}, hubble_flows_processed_total{type,subtype,verdict},
-// nodemesh_flows_held, nodemesh_flows_capacity; with --datapath
+// nodemesh_flows_held, nodemesh_flows_capacity,
+// nodemesh_accesslog_entries_total{result},
+// nodemesh_accesslog_truncated_entries_total; with --datapath
 // nodemesh_drop_count_total and nodemesh_drop_bytes_total{reason,
 // direction}, nodemesh_forward_count_total and
 // nodemesh_forward_bytes_total{direction},

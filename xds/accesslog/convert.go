@@ -13,8 +13,8 @@ import (
 )
 
 // common fills what HTTP and TCP entries share; false when the entry has
-// no usable addresses.
-func common(c *datav3.AccessLogCommon) (flow.Flow, *structpb.Struct, bool) {
+// no usable addresses. Its strings are taken within b.
+func common(c *datav3.AccessLogCommon, b *budget) (flow.Flow, *structpb.Struct, bool) {
 	var f flow.Flow
 	src, ok1 := addrPort(c.GetDownstreamRemoteAddress())
 	dst, ok2 := addrPort(c.GetDownstreamLocalAddress())
@@ -32,24 +32,27 @@ func common(c *datav3.AccessLogCommon) (flow.Flow, *structpb.Struct, bool) {
 	}
 	md := c.GetMetadata().GetFilterMetadata()[l7meta.Namespace]
 	if md != nil {
-		f.Protocol = str(md, l7meta.Protocol)
-		f.Verdict = str(md, l7meta.Verdict)
-		f.Policy = str(md, l7meta.Policy)
-		f.Reason = str(md, l7meta.Reason)
+		f.Protocol = b.str(str(md, l7meta.Protocol))
+		f.Verdict = b.str(str(md, l7meta.Verdict))
+		f.Policy = b.str(str(md, l7meta.Policy))
+		f.Reason = b.str(str(md, l7meta.Reason))
 	}
 	return f, md, true
 }
 
-func fromHTTP(e *datav3.HTTPAccessLogEntry) (flow.Flow, bool) {
-	f, md, ok := common(e.GetCommonProperties())
+// fromHTTP converts an HTTP entry; truncated says whether a string or a
+// list had to be cut to the bounds (bounds.go).
+func fromHTTP(e *datav3.HTTPAccessLogEntry) (f flow.Flow, truncated, ok bool) {
+	b := newBudget()
+	f, md, ok := common(e.GetCommonProperties(), &b)
 	if !ok {
-		return f, false
+		return f, false, false
 	}
 	req, resp := e.GetRequest(), e.GetResponse()
 	f.HTTP = &flow.HTTP{
 		Method:    req.GetRequestMethod().String(),
-		Authority: req.GetAuthority(),
-		Path:      req.GetPath(),
+		Authority: b.str(req.GetAuthority()),
+		Path:      b.str(req.GetPath()),
 		Status:    int(resp.GetResponseCode().GetValue()),
 		Version:   httpVersion(e.GetProtocolVersion()),
 	}
@@ -57,12 +60,12 @@ func fromHTTP(e *datav3.HTTPAccessLogEntry) (flow.Flow, bool) {
 		f.HTTP.Method = ""
 	}
 	if md != nil {
-		f.HTTP.MissingHeaders = list(md, l7meta.MissingHeaders)
-		f.HTTP.RejectedHeaders = list(md, l7meta.RejectedHeaders)
+		f.HTTP.MissingHeaders = b.list(list(md, l7meta.MissingHeaders))
+		f.HTTP.RejectedHeaders = b.list(list(md, l7meta.RejectedHeaders))
 	}
 	if md != nil && (f.Protocol == flow.ProtocolGRPC || str(md, l7meta.GRPCService) != "") {
 		f.Protocol = flow.ProtocolGRPC
-		f.GRPC = &flow.GRPC{Service: str(md, l7meta.GRPCService), Method: str(md, l7meta.GRPCMethod), Status: num(md, l7meta.GRPCStatus)}
+		f.GRPC = &flow.GRPC{Service: b.str(str(md, l7meta.GRPCService)), Method: b.str(str(md, l7meta.GRPCMethod)), Status: num(md, l7meta.GRPCStatus)}
 	}
 	if f.Protocol == "" {
 		f.Protocol = flow.ProtocolHTTP
@@ -78,25 +81,28 @@ func fromHTTP(e *datav3.HTTPAccessLogEntry) (flow.Flow, bool) {
 			f.Verdict = flow.Forwarded
 		}
 	}
-	return f, true
+	return f, b.truncated, true
 }
 
-func fromTCP(e *datav3.TCPAccessLogEntry) (flow.Flow, bool) {
-	f, md, ok := common(e.GetCommonProperties())
+// fromTCP converts a TCP entry (a connection, or a Kafka request); as
+// fromHTTP.
+func fromTCP(e *datav3.TCPAccessLogEntry) (f flow.Flow, truncated, ok bool) {
+	b := newBudget()
+	f, md, ok := common(e.GetCommonProperties(), &b)
 	if !ok {
-		return f, false
+		return f, false, false
 	}
 	if md != nil && (f.Protocol == flow.ProtocolKafka || md.GetFields()[l7meta.KafkaAPIKey] != nil) {
 		f.Protocol = flow.ProtocolKafka
 		f.Kafka = &flow.Kafka{
 			APIKey:        num(md, l7meta.KafkaAPIKey),
-			APIKeyName:    str(md, l7meta.KafkaAPIKeyName),
+			APIKeyName:    b.str(str(md, l7meta.KafkaAPIKeyName)),
 			APIVersion:    num(md, l7meta.KafkaAPIVersion),
 			CorrelationID: num(md, l7meta.KafkaCorrelationID),
-			ClientID:      str(md, l7meta.KafkaClientID),
-			Topics:        list(md, l7meta.KafkaTopics),
+			ClientID:      b.str(str(md, l7meta.KafkaClientID)),
+			Topics:        b.list(list(md, l7meta.KafkaTopics)),
 			ErrorCode:     num(md, l7meta.KafkaErrorCode),
-			ErrorName:     str(md, l7meta.KafkaErrorName),
+			ErrorName:     b.str(str(md, l7meta.KafkaErrorName)),
 		}
 	}
 	if f.Protocol == "" {
@@ -105,7 +111,7 @@ func fromTCP(e *datav3.TCPAccessLogEntry) (flow.Flow, bool) {
 	if f.Verdict == "" {
 		f.Verdict = flow.Forwarded
 	}
-	return f, true
+	return f, b.truncated, true
 }
 
 func addrPort(a *corev3.Address) (netip.AddrPort, bool) {
@@ -144,9 +150,14 @@ func num(s *structpb.Struct, key string) int {
 	return int(s.GetFields()[key].GetNumberValue())
 }
 
+// list reads a list of strings, at most one item beyond MaxListItems (so
+// that budget.list sees it was longer).
 func list(s *structpb.Struct, key string) []string {
 	var out []string
 	for _, v := range s.GetFields()[key].GetListValue().GetValues() {
+		if len(out) > MaxListItems {
+			break
+		}
 		out = append(out, v.GetStringValue())
 	}
 	return out

@@ -32,4 +32,24 @@
 //     kinds) are skipped, never a stream error: access logs must not
 //     break the proxy's stream. FuzzEntries checks the conversion on
 //     arbitrary messages.
+//
+// # Bounds
+//
+// Every string of an entry is stored in the flow ring and repeated in
+// flow logs and Hubble responses, and the xDS socket's only limit is
+// gRPC's 4 MiB per message, so each flow is bounded on intake
+// (bounds.go): a string at most MaxFieldBytes (4 KiB), a list (header
+// records, Kafka topics) at most MaxListItems (32) items, and the
+// strings of one entry together at most MaxEntryBytes (16 KiB), taken in
+// a fixed order (L7 metadata, authority, path, lists, gRPC and Kafka
+// names). The stream's node ID and log name, shared by its flows, are
+// capped at MaxFieldBytes each. A cut string ends with TruncatedMark
+// ("...[truncated]", cut on a rune boundary so it stays valid UTF-8,
+// which Hubble's encoding requires) and is copied, so the decoded
+// message is not kept alive by a prefix; a shortened list ends with the
+// mark as its last item. Envoy truncates nothing here and Hubble's L7
+// fields are bounded only by the proxy's header limits (60 KiB of head);
+// a flow is an observation, so a readable prefix is what it keeps. Stats
+// counts recorded, cut and skipped entries (the agent's
+// nodemesh_accesslog_*_total metrics).
 package accesslog

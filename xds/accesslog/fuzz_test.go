@@ -2,6 +2,7 @@ package accesslog
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +21,9 @@ import (
 // panic; an entry becomes a flow only when both downstream addresses are
 // socket addresses with an IP and a port that fits 16 bits, and the
 // flow's addresses are exactly those; a flow always has a protocol and a
-// verdict.
+// verdict; every flow keeps within the bounds of bounds.go (each string,
+// each list and the entry's strings together, valid UTF-8), and a flow
+// showing the mark where the input had none was reported as cut.
 func FuzzEntries(f *testing.F) {
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, m := range []*accesslogv3.StreamAccessLogsMessage{
@@ -47,6 +50,12 @@ func FuzzEntries(f *testing.F) {
 					l7meta.KafkaErrorCode: 1e300, l7meta.KafkaErrorName: "TOPIC_AUTHORIZATION_FAILED",
 				}, true)}, {CommonProperties: testCommon(start, nil, false)}},
 			}}},
+		{LogEntries: &accesslogv3.StreamAccessLogsMessage_HttpLogs{HttpLogs: &accesslogv3.StreamAccessLogsMessage_HTTPAccessLogEntries{
+			LogEntry: []*datav3.HTTPAccessLogEntry{{
+				CommonProperties: testCommon(start, map[string]any{l7meta.Policy: strings.Repeat("p", MaxFieldBytes-1) + "ü",
+					l7meta.MissingHeaders: manyHeaders(MaxListItems + 1)}, false),
+				Request: &datav3.HTTPRequestProperties{Authority: strings.Repeat("ä", MaxFieldBytes), Path: strings.Repeat("/x", MaxFieldBytes)},
+			}}}}},
 	} {
 		b, err := proto.Marshal(m)
 		if err != nil {
@@ -59,7 +68,7 @@ func FuzzEntries(f *testing.F) {
 		if proto.Unmarshal(b, m) != nil {
 			return
 		}
-		check := func(c *datav3.AccessLogCommon, fl flow.Flow, ok bool) {
+		check := func(c *datav3.AccessLogCommon, fl flow.Flow, truncated, ok bool) {
 			want := validAddr(c.GetDownstreamRemoteAddress()) && validAddr(c.GetDownstreamLocalAddress())
 			if ok != want {
 				t.Fatalf("converted %v, addresses %v and %v", ok, c.GetDownstreamRemoteAddress(), c.GetDownstreamLocalAddress())
@@ -78,16 +87,29 @@ func FuzzEntries(f *testing.F) {
 			if fl.Protocol == "" || fl.Verdict == "" {
 				t.Fatalf("flow without protocol or verdict: %+v", fl)
 			}
+			checkBounds(t, fl)
+			if !truncated && strings.Contains(strings.Join(entryStrings(fl), "\x00"), TruncatedMark) && !strings.Contains(string(b), TruncatedMark) {
+				t.Fatalf("a marked field in an entry not reported as cut: %+v", fl)
+			}
 		}
 		for _, e := range m.GetHttpLogs().GetLogEntry() {
-			fl, ok := fromHTTP(e)
-			check(e.GetCommonProperties(), fl, ok)
+			fl, truncated, ok := fromHTTP(e)
+			check(e.GetCommonProperties(), fl, truncated, ok)
 		}
 		for _, e := range m.GetTcpLogs().GetLogEntry() {
-			fl, ok := fromTCP(e)
-			check(e.GetCommonProperties(), fl, ok)
+			fl, truncated, ok := fromTCP(e)
+			check(e.GetCommonProperties(), fl, truncated, ok)
 		}
 	})
+}
+
+// manyHeaders is n header records of 1 KiB.
+func manyHeaders(n int) []any {
+	var out []any
+	for range n {
+		out = append(out, "x-h: "+strings.Repeat("v", 1<<10))
+	}
+	return out
 }
 
 // validAddr is the reference for an address an entry may carry: a

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"google.golang.org/grpc"
@@ -23,6 +24,21 @@ type Service struct {
 	accesslogv3.UnimplementedAccessLogServiceServer
 	sink Sink
 	log  *slog.Logger
+
+	flows, skipped, truncated atomic.Uint64
+}
+
+// Stats are the service's cumulative entry counts since New.
+type Stats struct {
+	// Flows counts entries that became flows; Truncated those of them
+	// whose strings or lists were cut to the bounds (bounds.go); Skipped
+	// the entries that could not become a flow (no usable addresses).
+	Flows, Truncated, Skipped uint64
+}
+
+// Stats returns the entry counts. Safe from any goroutine.
+func (s *Service) Stats() Stats {
+	return Stats{Flows: s.flows.Load(), Truncated: s.truncated.Load(), Skipped: s.skipped.Load()}
 }
 
 var _ accesslogv3.AccessLogServiceServer = (*Service)(nil)
@@ -56,22 +72,38 @@ func (s *Service) StreamAccessLogs(stream accesslogv3.AccessLogService_StreamAcc
 			return err
 		}
 		if id := msg.GetIdentifier(); id != nil {
-			node, logName = id.GetNode().GetId(), id.GetLogName()
+			var cutNode, cutName bool
+			node, cutNode = capField(id.GetNode().GetId())
+			logName, cutName = capField(id.GetLogName())
+			if cutNode || cutName {
+				s.log.Warn("access-log stream identifier cut to its bound", "node_bytes", len(id.GetNode().GetId()),
+					"log_name_bytes", len(id.GetLogName()), "bound", MaxFieldBytes)
+			}
 		}
 		dir := direction(logName)
 		for _, e := range msg.GetHttpLogs().GetLogEntry() {
-			if f, ok := fromHTTP(e); ok {
-				f.Node, f.Listener, f.Direction = node, logName, dir
-				s.sink.Add(f)
-			}
+			f, truncated, ok := fromHTTP(e)
+			s.deliver(f, truncated, ok, node, logName, dir)
 		}
 		for _, e := range msg.GetTcpLogs().GetLogEntry() {
-			if f, ok := fromTCP(e); ok {
-				f.Node, f.Listener, f.Direction = node, logName, dir
-				s.sink.Add(f)
-			}
+			f, truncated, ok := fromTCP(e)
+			s.deliver(f, truncated, ok, node, logName, dir)
 		}
 	}
+}
+
+// deliver counts a converted entry and hands it to the sink.
+func (s *Service) deliver(f flow.Flow, truncated, ok bool, node, logName, dir string) {
+	if !ok {
+		s.skipped.Add(1)
+		return
+	}
+	s.flows.Add(1)
+	if truncated {
+		s.truncated.Add(1)
+	}
+	f.Node, f.Listener, f.Direction = node, logName, dir
+	s.sink.Add(f)
 }
 
 // direction reads "ingress" or "egress" from a policy listener's name.
