@@ -43,6 +43,7 @@ var (
 	descXDSNacks    = metrics.NewDesc("nodemesh_xds_nacks_total", "xDS responses the proxies rejected, by resource type.", "type")
 	descXDSStreams  = metrics.NewDesc("nodemesh_xds_streams_total", "xDS streams opened by proxies.")
 	descXDSOpen     = metrics.NewDesc("nodemesh_xds_open_streams", "xDS streams open now.")
+	descXDSRefused  = metrics.NewDesc("nodemesh_xds_streams_refused_total", "gRPC streams the xDS socket refused because the most it serves at once were open.")
 	descXDSVersion  = metrics.NewDesc("nodemesh_xds_snapshot_version_info", "The version of each resource type the agent serves (value 1).", "type", "version")
 	descXDSProxies  = metrics.NewDesc("nodemesh_xds_connected_proxies", "Proxies (node IDs) connected to the agent's xDS server.")
 	descL7          = metrics.NewDesc("nodemesh_policy_l7_total", "L7 requests the proxies reported, by protocol and verdict (forwarded, denied, error).", "proxy_type", "rule")
@@ -80,7 +81,7 @@ func newAgentMetrics(src *metricSources) (*prometheus.Registry, func(took float6
 	translations.WithLabelValues("success")
 	translations.WithLabelValues("error")
 	reg.MustRegister(translations, duration, metrics.Func{
-		Descs: []*prometheus.Desc{descXDSPushes, descXDSAcks, descXDSNacks, descXDSStreams, descXDSOpen, descXDSVersion, descXDSProxies,
+		Descs: []*prometheus.Desc{descXDSPushes, descXDSAcks, descXDSNacks, descXDSStreams, descXDSOpen, descXDSRefused, descXDSVersion, descXDSProxies,
 			descL7, descHubble, descFlowsHeld, descFlowsCap, descDrops, descDropBytes, descFwd, descFwdBytes, descRedirects, descLost,
 			descHandshakes, descAuthEvents, descWorkload, descHubbleAct, descHubbleStr, descHubbleFlows,
 			descALSEntries, descALSCut},
@@ -109,6 +110,7 @@ func (src *metricSources) collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- metrics.Counter(descXDSStreams, float64(c.Streams))
 		ch <- metrics.Gauge(descXDSOpen, float64(c.OpenStreams))
+		ch <- metrics.Counter(descXDSRefused, float64(c.Refused))
 		connected := 0
 		for _, n := range src.xds.Status() {
 			if n.Connected {

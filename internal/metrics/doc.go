@@ -55,6 +55,7 @@
 // nodemesh_xds_acks_total, nodemesh_xds_nacks_total{type},
 // nodemesh_xds_snapshot_version_info{type,version},
 // nodemesh_xds_streams_total, nodemesh_xds_open_streams,
+// nodemesh_xds_streams_refused_total,
 // nodemesh_xds_connected_proxies; nodemesh_policy_l7_total{proxy_type,
 // rule}, hubble_flows_processed_total{type,subtype,verdict},
 // nodemesh_flows_held, nodemesh_flows_capacity,

@@ -14,6 +14,9 @@ type Counters struct {
 	// are open now.
 	Streams     uint64
 	OpenStreams int
+	// Refused counts gRPC streams refused because WithMaxStreams were
+	// open (over every service of the socket, access logs included).
+	Refused uint64
 }
 
 // TypeCounters counts the exchanges of one resource type.
@@ -36,6 +39,7 @@ type TypeCounters struct {
 type exchangeCounts struct {
 	pushes, acks, nacks [numKinds]atomic.Uint64
 	streams             atomic.Uint64
+	refused             atomic.Uint64
 }
 
 // Counters returns the exchange counters and the served versions. Safe
@@ -52,7 +56,7 @@ func (s *Server) Counters() Counters {
 		}
 	}
 	s.mu.Unlock()
-	out := Counters{Streams: s.counts.streams.Load(), OpenStreams: open}
+	out := Counters{Streams: s.counts.streams.Load(), OpenStreams: open, Refused: s.counts.refused.Load()}
 	for k := kind(0); k < numKinds; k++ {
 		out.Types = append(out.Types, TypeCounters{
 			TypeURL: kindTypeURL[k], Short: k.short(),

@@ -154,8 +154,22 @@
 //     endpoints and every listener's routes and secrets. A client that
 //     subscribes to a subset never counts as up to date for that type (the
 //     stage timeout still moves routes forward; WaitForAck waits).
-//   - The table keeps every node ID ever seen (an agent serves one node's
-//     proxies, so the set stays small).
+//   - Whatever reaches the socket is untrusted, and what it makes the
+//     server hold is bounded (limits.go): at most WithMaxStreams gRPC
+//     streams at once over every service and listener (default 1024; one
+//     more is refused with ResourceExhausted before any handler state
+//     exists, and counted in Counters.Refused); a node ID or cluster of at
+//     most 1 KiB (a longer one ends the stream with InvalidArgument); 4 MiB
+//     per received message. The table keeps the nodes with an open stream
+//     (so at most the stream bound) and, for status, the
+//     WithMaxDisconnectedNodes (default 64) most recently disconnected
+//     ones; older ones are forgotten. Per stream, the sent history
+//     remembers of a request's names only those of the responded set, and
+//     a delta stream's initial_resource_versions count in a type's first
+//     request only, so a stream's state is bounded by the served
+//     configuration, not by what the client sends. Requests are not
+//     rate-limited: each costs work bounded by its size, under gRPC's flow
+//     control.
 //   - UpdateResult.TypeVersions gives the delta secret version. It equals
 //     the state-of-the-world one whenever every secret is used by a
 //     listener, which xds/translator guarantees.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -74,6 +75,10 @@ type Server struct {
 	completed               string
 
 	counts exchangeCounts // Counters
+
+	maxStreams      int64
+	maxDisconnected int
+	grpcStreams     atomic.Int64 // gRPC streams open now (admitStream)
 }
 
 // Option configures a Server.
@@ -101,6 +106,9 @@ func New(opts ...Option) *Server {
 		streams:      map[streamKey]*stream{},
 		nodes:        map[string]*nodeRecord{},
 		changed:      make(chan struct{}),
+
+		maxStreams:      DefaultMaxStreams,
+		maxDisconnected: DefaultMaxDisconnectedNodes,
 	}
 	for _, o := range opts {
 		o(s)
@@ -115,10 +123,10 @@ func New(opts ...Option) *Server {
 		sotw.NewServer(s.ctx, s.sotwCache, cb, sotw.WithOrderedADS()),
 		delta.NewServer(s.ctx, s.deltaCache, cb),
 	)
-	s.grpc = grpc.NewServer(
+	s.grpc = grpc.NewServer(append(s.grpcOptions(),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
+	)...)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(s.grpc, xds)
 	s.wg.Add(1)
 	go s.run()

@@ -91,15 +91,13 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.closeStream(streamKey{false, id}) },
 		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closeStream(streamKey{true, id}) },
 		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
-			s.onRequest(id, req)
-			return nil
+			return s.onRequest(id, req)
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, req *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
 			s.onResponse(id, req, resp)
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-			s.onDeltaRequest(id, req)
-			return nil
+			return s.onDeltaRequest(id, req)
 		},
 		StreamDeltaResponseFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
 			s.onDeltaResponse(id, req, resp)
@@ -119,10 +117,14 @@ func (s *Server) openStream(id int64, delta bool) {
 }
 
 // bindNode attaches the stream to its node on the first request that
-// carries one (Envoy sends the node only in its first request).
-func (s *Server) bindNode(st *stream, n *corev3.Node) {
+// carries one (Envoy sends the node only in its first request); an error
+// (a node beyond MaxNodeFieldBytes) ends the stream.
+func (s *Server) bindNode(st *stream, n *corev3.Node) error {
 	if st.node != "" || n == nil {
-		return
+		return nil
+	}
+	if err := checkNode(n.GetId(), n.GetCluster()); err != nil {
+		return err
 	}
 	st.node = n.GetId()
 	rec := s.nodes[st.node]
@@ -137,6 +139,7 @@ func (s *Server) bindNode(st *stream, n *corev3.Node) {
 	rec.cluster = n.GetCluster()
 	rec.streams[streamKey{st.delta, st.id}] = st
 	s.log.Info("xDS client connected", "node", st.node, "stream", st.id, "delta", st.delta)
+	return nil
 }
 
 func (s *Server) closeStream(key streamKey) {
@@ -148,6 +151,7 @@ func (s *Server) closeStream(key streamKey) {
 			delete(rec.streams, key)
 			if len(rec.streams) == 0 {
 				rec.disconnectedAt = s.now()
+				s.trimDisconnectedLocked()
 			}
 		}
 		s.log.Info("xDS client disconnected", "node", st.node, "stream", key.id, "delta", key.delta)
@@ -157,15 +161,18 @@ func (s *Server) closeStream(key streamKey) {
 	s.kick()
 }
 
-func (s *Server) onRequest(id int64, req *discoveryv3.DiscoveryRequest) {
+func (s *Server) onRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
 	k, known := kindOf(req.GetTypeUrl())
 	s.mu.Lock()
 	st := s.streams[streamKey{false, id}]
-	if st == nil || !known {
+	if st == nil {
 		s.mu.Unlock()
-		return
+		return nil
 	}
-	s.bindNode(st, req.GetNode())
+	if err := s.bindNode(st, req.GetNode()); err != nil || !known {
+		s.mu.Unlock()
+		return err
+	}
 	t := st.types[k]
 	t.subscribed = true
 	now := s.now()
@@ -208,6 +215,7 @@ func (s *Server) onRequest(id int64, req *discoveryv3.DiscoveryRequest) {
 	s.notifyLocked()
 	s.mu.Unlock()
 	s.kick()
+	return nil
 }
 
 func (s *Server) onResponse(id int64, req *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
@@ -220,7 +228,15 @@ func (s *Server) onResponse(id int64, req *discoveryv3.DiscoveryRequest, resp *d
 	}
 	r := sent{nonce: resp.GetNonce(), version: resp.GetVersionInfo(), at: s.now()}
 	if names := req.GetResourceNames(); len(names) > 0 {
-		r.names = names
+		// Only the names the response could carry, those of the set it
+		// was made from: the request's list is the client's, and the
+		// history keeps sentHistory of them per type.
+		set := s.setByVersion(k, r.version)
+		for _, n := range names {
+			if _, ok := set.lookup(n); ok {
+				r.names = append(r.names, n)
+			}
+		}
 	} else {
 		r.wildcard = true
 	}
@@ -229,23 +245,32 @@ func (s *Server) onResponse(id int64, req *discoveryv3.DiscoveryRequest, resp *d
 	s.recordStatus(st, k)
 }
 
-func (s *Server) onDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) {
+func (s *Server) onDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
 	k, known := kindOf(req.GetTypeUrl())
 	s.mu.Lock()
 	st := s.streams[streamKey{true, id}]
-	if st == nil || !known {
+	if st == nil {
 		s.mu.Unlock()
-		return
+		return nil
 	}
-	s.bindNode(st, req.GetNode())
+	if err := s.bindNode(st, req.GetNode()); err != nil || !known {
+		s.mu.Unlock()
+		return err
+	}
 	t := st.types[k]
+	first := !t.subscribed
 	t.subscribed = true
 	if t.deltaAcked == nil {
 		t.deltaAcked = map[string]string{}
 	}
 	now := s.now()
-	for n, v := range req.GetInitialResourceVersions() {
-		t.deltaAcked[n] = v
+	if first {
+		// What the proxy holds from an earlier stream: the protocol
+		// sends it in a type's first request only, and taking it from
+		// later ones would let one stream grow its map without bound.
+		for n, v := range req.GetInitialResourceVersions() {
+			t.deltaAcked[n] = v
+		}
 	}
 	for _, n := range req.GetResourceNamesUnsubscribe() {
 		delete(t.deltaAcked, n)
@@ -286,6 +311,7 @@ func (s *Server) onDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest
 	s.notifyLocked()
 	s.mu.Unlock()
 	s.kick()
+	return nil
 }
 
 func (s *Server) onDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {

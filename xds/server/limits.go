@@ -1,0 +1,92 @@
+package server
+
+import (
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Bounds on what clients of the xDS socket may make the server hold. The
+// socket is meant for the node's proxies, but whatever reaches it is
+// treated as untrusted: every stream, node and request adds state, and
+// each of those is bounded.
+const (
+	// DefaultMaxStreams bounds the gRPC streams open at once over every
+	// listener and service (ADS in both protocols and the access-log
+	// service). A node's proxy opens one ADS stream and one access-log
+	// stream per (cluster, log name, kind).
+	DefaultMaxStreams = 1024
+	// DefaultMaxDisconnectedNodes bounds the node records kept for status
+	// after their last stream ended; the oldest disconnection goes first.
+	// Connected nodes are bounded by the streams.
+	DefaultMaxDisconnectedNodes = 64
+	// MaxRequestBytes bounds one received message (gRPC's default, set
+	// explicitly): a state-of-the-world request names every resource of
+	// its type and a delta one may list them with versions, which for
+	// thousands of routes stays well under this.
+	MaxRequestBytes = 4 << 20
+	// MaxNodeFieldBytes bounds the node ID and cluster a stream presents;
+	// a longer one ends the stream with InvalidArgument.
+	MaxNodeFieldBytes = 1024
+)
+
+// WithMaxStreams sets how many gRPC streams may be open at once (default
+// DefaultMaxStreams); one more is refused with ResourceExhausted.
+func WithMaxStreams(n int) Option { return func(s *Server) { s.maxStreams = int64(max(n, 1)) } }
+
+// WithMaxDisconnectedNodes sets how many disconnected nodes Status keeps
+// (default DefaultMaxDisconnectedNodes).
+func WithMaxDisconnectedNodes(n int) Option {
+	return func(s *Server) { s.maxDisconnected = max(n, 0) }
+}
+
+// admitStream is the stream interceptor of every service: beyond
+// maxStreams open streams a new one is refused before any handler (and
+// go-control-plane's per-stream state) runs.
+func (s *Server) admitStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if s.grpcStreams.Add(1) > s.maxStreams {
+		s.grpcStreams.Add(-1)
+		s.counts.refused.Add(1)
+		s.log.Warn("refusing a stream: too many open", "method", info.FullMethod, "limit", s.maxStreams)
+		return status.Errorf(codes.ResourceExhausted, "xDS server: %d streams are open, the most it serves at once", s.maxStreams)
+	}
+	defer s.grpcStreams.Add(-1)
+	return h(srv, ss)
+}
+
+// grpcOptions are the server's gRPC bounds and interceptor.
+func (s *Server) grpcOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxRequestBytes), grpc.ChainStreamInterceptor(s.admitStream)}
+}
+
+// checkNode refuses a node whose ID or cluster exceeds MaxNodeFieldBytes.
+func checkNode(id, cluster string) error {
+	if len(id) > MaxNodeFieldBytes || len(cluster) > MaxNodeFieldBytes {
+		return status.Errorf(codes.InvalidArgument, "xDS server: node ID (%d bytes) or cluster (%d bytes) longer than %d bytes",
+			len(id), len(cluster), MaxNodeFieldBytes)
+	}
+	return nil
+}
+
+// trimDisconnectedLocked forgets the oldest disconnected nodes beyond
+// maxDisconnected.
+func (s *Server) trimDisconnectedLocked() {
+	for {
+		var oldest *nodeRecord
+		n := 0
+		for _, rec := range s.nodes {
+			if len(rec.streams) > 0 {
+				continue
+			}
+			n++
+			if oldest == nil || rec.disconnectedAt.Before(oldest.disconnectedAt) ||
+				rec.disconnectedAt.Equal(oldest.disconnectedAt) && rec.id < oldest.id {
+				oldest = rec
+			}
+		}
+		if n <= s.maxDisconnected {
+			return
+		}
+		delete(s.nodes, oldest.id)
+	}
+}
