@@ -358,6 +358,13 @@ func recorderRuntime(up *recorder) (*upstream.Manager, *Runtime, *panicLog) {
 	mgr := upstream.NewManager(nil)
 	cl := mgr.Build(&resource.Cluster{Name: "c", ConnectTimeout: time.Second, Limits: resource.DefaultThresholds},
 		&resource.Endpoints{ClusterName: "c", Endpoints: []resource.Endpoint{{Address: up.ln.Addr().String(), Weight: 1}}})
+	rt, plog := routedRuntime(cl)
+	return mgr, rt, plog
+}
+
+// routedRuntime is a Runtime whose route config "rc" sends every request
+// to cl (named "c"), and whose panics go to the returned log.
+func routedRuntime(cl *upstream.Cluster) (*Runtime, *panicLog) {
 	plog := &panicLog{}
 	rt := NewRuntime("", slog.New(plog))
 	rt.Store(&Routing{
@@ -367,5 +374,5 @@ func recorderRuntime(up *recorder) (*upstream.Manager, *Runtime, *panicLog) {
 		}}})},
 		Clusters: map[string]*upstream.Cluster{"c": cl},
 	})
-	return mgr, rt, plog
+	return rt, plog
 }

@@ -28,6 +28,13 @@
 // BeginAt, GetAt and PutAt take a clock reading the caller already has, so
 // the hot path reads the clock less often.
 //
+// Response heads from an HTTP/2 upstream are bounded like HTTP/1.1 ones
+// (http1.MaxHeadBytes, Envoy's default max_response_headers_kb): the h2c
+// transport advertises it as SETTINGS_MAX_HEADER_LIST_SIZE and fails a
+// response beyond it (HPACK's dynamic table lets a few wire bytes decode
+// to megabytes). FuzzH2Upstream in package hcm drives the proxy to an
+// upstream answering with arbitrary frames.
+//
 // Response integrity: HTTP/1.1 pairs a response with a request only by
 // order, so a byte the server sends beyond the response it was asked for
 // would be read as the next request's response, possibly another

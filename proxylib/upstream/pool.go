@@ -68,6 +68,12 @@ func newPool(addr string, h2 bool, opts dialOptions, b *Breaker, idle time.Durat
 			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
 				return p.dialSlot(ctx)
 			},
+			// A response's header list is held to the HTTP/1.1 upstream
+			// bound (Envoy's max_response_headers_kb default, 60 KiB)
+			// instead of the transport's 10 MiB: HPACK lets a few bytes on
+			// the wire decode to that much. Beyond it the request fails
+			// (a 503 for the client) and nothing is forwarded.
+			MaxHeaderListSize: http1.MaxHeadBytes,
 			// Detect dead connections the way Envoy's keepalive would.
 			ReadIdleTimeout: 30 * time.Second,
 			PingTimeout:     15 * time.Second,
