@@ -298,7 +298,7 @@ func (s *stream) attemptH2(d downstream, pool *upstream.Pool, rp *replay, length
 	}
 	req := s.upstreamRequest(ctx, body, length)
 	req.Trailer = d.trailer()
-	resp, err := pool.H2().RoundTrip(req)
+	resp, err := roundTripH2(pool, req)
 	if !started() {
 		err = timedOut(resp, err)
 	}

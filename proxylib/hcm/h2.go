@@ -187,6 +187,8 @@ func upstreamURL(scheme, addr, authority, path string) *url.URL {
 func classify(err error) upstreamErr {
 	var op *net.OpError
 	switch {
+	case errors.Is(err, errBadStatus):
+		return upProtocol
 	case isTimeout(err), errors.Is(err, context.DeadlineExceeded), errors.Is(err, errPerTryTimeout):
 		return upTimeout
 	case errors.Is(err, upstream.ErrOverflow):
@@ -259,7 +261,7 @@ func (s *stream) h2ToH2(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	out := s.upstreamRequest(ctx, body, r.ContentLength)
 	out.Trailer = r.Trailer
 	sent := time.Now()
-	resp, err := s.host.Pool.H2().RoundTrip(out)
+	resp, err := roundTripH2(s.host.Pool, out)
 	if !started() {
 		err = timedOut(resp, err)
 	}
@@ -603,7 +605,7 @@ func (hc *h1conn) forwardH2(keep bool) bool {
 	defer release()
 	out := s.upstreamRequest(ctx, rd, length)
 	sent := time.Now()
-	resp, err := pool.H2().RoundTrip(out)
+	resp, err := roundTripH2(pool, out)
 	if !started() {
 		err = timedOut(resp, err)
 	}

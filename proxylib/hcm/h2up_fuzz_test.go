@@ -274,8 +274,8 @@ func TestH2UpstreamHeaderBomb(t *testing.T) {
 }
 
 // TestH2UpstreamAnswers checks the harness of FuzzH2Upstream: a plain
-// answer reaches the client whole, and a reset before any header gets it
-// the proxy's 503.
+// answer reaches the client whole, and a reset before any header or a
+// response whose :status is no status code gets it the proxy's 503.
 func TestH2UpstreamAnswers(t *testing.T) {
 	b := startH2Backend(t)
 	for _, c := range []struct {
@@ -286,6 +286,14 @@ func TestH2UpstreamAnswers(t *testing.T) {
 		{func() []byte {
 			var out bytes.Buffer
 			_ = http2.NewFramer(&out, nil).WriteRSTStream(1, http2.ErrCodeInternal)
+			return out.Bytes()
+		}(), "HTTP/1.1 503 "},
+		{func() []byte {
+			// x/net takes any integer as :status; the proxy must not
+			// relay "000" as status 0.
+			var out, blk bytes.Buffer
+			_ = hpack.NewEncoder(&blk).WriteField(hpack.HeaderField{Name: ":status", Value: "000"})
+			_ = http2.NewFramer(&out, nil).WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk.Bytes(), EndStream: true, EndHeaders: true})
 			return out.Bytes()
 		}(), "HTTP/1.1 503 "},
 	} {

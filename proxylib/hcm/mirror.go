@@ -228,7 +228,7 @@ func (m *mirrorCopy) sendH2(ctx context.Context, pool *upstream.Pool, addr, auth
 	if len(body) > 0 {
 		req.Body = io.NopCloser(bytes.NewReader(body))
 	}
-	resp, err := pool.H2().RoundTrip(req)
+	resp, err := roundTripH2(pool, req)
 	if err != nil {
 		return err
 	}
