@@ -30,6 +30,12 @@
 //     connection, so a moved agent socket is followed.
 //   - L7 fields travel in common_properties.metadata under the namespace
 //     and keys of package proxylib/api/l7meta.
+//   - An entry's strings and lists are cut to l7meta's field bounds (4 KiB
+//     a string, 32 items a list, marked with l7meta.TruncatedMark) before
+//     it is queued (Bound, BoundList, AppendBound; Common applies them to
+//     the L7 fields), so the queue holds at most 4096 entries of bounded
+//     size whatever the requests carried; the agent enforces the same
+//     bounds, and the per-entry total, on what it receives.
 //
 // Data enters through Sender.Log from any goroutine and leaves on the
 // sender's goroutine; Manager.Close stops every sender after a last flush.

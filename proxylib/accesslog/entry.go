@@ -44,7 +44,8 @@ func (c *AddrCache) Address(ap netip.AddrPort) *corev3.Address {
 
 // Common fills the properties every entry carries. l7 holds the
 // l7meta fields (string, number, bool or []string values); nil adds no
-// metadata.
+// metadata. Strings and lists are cut to the schema's field bounds
+// (Bound, BoundList).
 func Common(start time.Time, dur time.Duration, remote, local, upstream netip.AddrPort, cluster string, l7 map[string]any) *datav3.AccessLogCommon {
 	c := &datav3.AccessLogCommon{
 		StartTime:                     timestamppb.New(start),
@@ -61,7 +62,7 @@ func Common(start time.Time, dur time.Duration, remote, local, upstream netip.Ad
 		for k, v := range l7 {
 			switch x := v.(type) {
 			case string:
-				fields[k] = structpb.NewStringValue(x)
+				fields[k] = structpb.NewStringValue(Bound(x))
 			case int:
 				fields[k] = structpb.NewNumberValue(float64(x))
 			case int16:
@@ -71,6 +72,7 @@ func Common(start time.Time, dur time.Duration, remote, local, upstream netip.Ad
 			case bool:
 				fields[k] = structpb.NewBoolValue(x)
 			case []string:
+				x = BoundList(x)
 				vals := make([]*structpb.Value, len(x))
 				for i, s := range x {
 					vals[i] = structpb.NewStringValue(s)

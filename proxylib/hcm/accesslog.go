@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/nodemesh/nodemesh/proxylib/accesslog"
 	"github.com/nodemesh/nodemesh/proxylib/api/l7meta"
 )
 
@@ -75,7 +76,7 @@ type httpEntry struct {
 const maxL7 = 9
 
 func (x *httpEntry) str(k, v string) {
-	x.strs[x.nv].StringValue = v
+	x.strs[x.nv].StringValue = accesslog.Bound(v)
 	x.vals[x.nv].Kind = &x.strs[x.nv]
 	x.l7.Fields[k] = &x.vals[x.nv]
 	x.nv++
@@ -89,6 +90,7 @@ func (x *httpEntry) number(k string, v float64) {
 }
 
 func (x *httpEntry) list(k string, v []string) {
+	v = accesslog.BoundList(v)
 	vals := make([]*structpb.Value, len(v))
 	for i, s := range v {
 		vals[i] = structpb.NewStringValue(s)
@@ -168,16 +170,23 @@ func (s *stream) httpEntry(method, path, proto string) *datav3.HTTPAccessLogEntr
 	c.ResponseFlags = responseFlags(s.flags)
 
 	// The request's strings are copied out of the codec's buffers with
-	// one allocation and sliced.
-	b := append(s.logBuf[:0], s.rreq.Scheme...)
-	b = append(b, s.rreq.Authority...)
+	// one allocation and sliced, each cut to the schema's field bound.
+	var lens [5]int
+	b := accesslog.AppendBound(s.logBuf[:0], s.rreq.Scheme)
+	lens[0] = len(b)
+	b = accesslog.AppendBound(b, s.rreq.Authority)
+	lens[1] = len(b) - lens[0]
 	var ua, rid, xff []byte
 	if s.headers != nil {
 		ua, _ = s.headers.Get("user-agent")
 		rid, _ = s.headers.Get("x-request-id")
 		xff, _ = s.headers.Get("x-forwarded-for")
 	}
-	b = append(append(append(b, ua...), rid...), xff...)
+	for i, v := range [3][]byte{ua, rid, xff} {
+		n := len(b)
+		b = accesslog.AppendBound(b, v)
+		lens[2+i] = len(b) - n
+	}
 	all := string(b)
 	// A connection keeps its scratch only while it stays small; a rare
 	// huge header set is not held for the connection's lifetime.
@@ -193,10 +202,10 @@ func (s *stream) httpEntry(method, path, proto string) *datav3.HTTPAccessLogEntr
 	}
 	r := &x.req
 	r.RequestMethod = methods[method]
-	r.Scheme = cut(len(s.rreq.Scheme))
-	r.Authority = cut(len(s.rreq.Authority))
-	r.Path = path
-	r.UserAgent, r.RequestId, r.ForwardedFor = cut(len(ua)), cut(len(rid)), cut(len(xff))
+	r.Scheme = cut(lens[0])
+	r.Authority = cut(lens[1])
+	r.Path = accesslog.Bound(path)
+	r.UserAgent, r.RequestId, r.ForwardedFor = cut(lens[2]), cut(lens[3]), cut(lens[4])
 
 	x.resp.ResponseCodeDetails = s.details
 	if s.respCode != 0 {

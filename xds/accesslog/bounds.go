@@ -3,30 +3,32 @@ package accesslog
 import (
 	"strings"
 	"unicode/utf8"
+
+	"github.com/nodemesh/nodemesh/proxylib/api/l7meta"
 )
 
-// Bounds on what one entry may bring into the agent. Every string an
-// entry carries ends up in the flow store's ring, in JSON flow logs and in
-// Hubble responses, so a client of the socket must not be able to make one
-// flow cost more than these.
+// Bounds on what one entry may bring into the agent (the schema's,
+// package l7meta). Every string an entry carries ends up in the flow
+// store's ring, in JSON flow logs and in Hubble responses, so a client of
+// the socket must not be able to make one flow cost more than these.
 const (
 	// MaxFieldBytes bounds one string of a flow (a path, an authority, a
 	// policy name, a header record, a topic, the node ID, the log name).
 	// The proxy's own header limits (60 KiB of request head) would allow
 	// more; a flow keeps a readable prefix.
-	MaxFieldBytes = 4 << 10
+	MaxFieldBytes = l7meta.MaxFieldBytes
 	// MaxListItems bounds a list (header records, Kafka topics),
 	// counting the marker item that says more were dropped.
-	MaxListItems = 32
+	MaxListItems = l7meta.MaxListItems
 	// MaxEntryBytes bounds the strings of one entry together. Fields are
 	// taken in a fixed order; once the budget is spent the remaining ones
 	// are cut to the marker, or to nothing when not even that fits.
-	MaxEntryBytes = 16 << 10
+	MaxEntryBytes = l7meta.MaxEntryBytes
 )
 
 // TruncatedMark ends every string that was cut and is the last item of
 // every list that was shortened.
-const TruncatedMark = "...[truncated]"
+const TruncatedMark = l7meta.TruncatedMark
 
 // budget caps the strings of one entry.
 type budget struct {

@@ -35,6 +35,8 @@
 //
 // # Bounds
 //
+// The bounds are the schema's (proxylib/api/l7meta), which the builtin
+// proxy already applies per field; the agent does not rely on that.
 // Every string of an entry is stored in the flow ring and repeated in
 // flow logs and Hubble responses, and the xDS socket's only limit is
 // gRPC's 4 MiB per message, so each flow is bounded on intake

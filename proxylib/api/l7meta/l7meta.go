@@ -60,3 +60,22 @@ const (
 	VerdictDropped   = "DROPPED"
 	VerdictError     = "ERROR"
 )
+
+// Bounds of an entry's strings, which the agent keeps in its flow store
+// and repeats in flow logs and Hubble responses. The proxy cuts each
+// string and list to the field bounds before it queues an entry; the
+// agent enforces all three on what it receives, from any client.
+const (
+	// MaxFieldBytes bounds one string (path, authority, user agent,
+	// policy name, header record, topic, …).
+	MaxFieldBytes = 4 << 10
+	// MaxListItems bounds a list (header records, Kafka topics), counting
+	// the marker item that says more were dropped.
+	MaxListItems = 32
+	// MaxEntryBytes bounds the strings of one entry together (enforced by
+	// the agent).
+	MaxEntryBytes = 16 << 10
+	// TruncatedMark ends every string that was cut (cut on a rune
+	// boundary) and is the last item of every list that was shortened.
+	TruncatedMark = "...[truncated]"
+)
