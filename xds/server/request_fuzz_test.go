@@ -20,7 +20,9 @@ import (
 // rest of the chunk, as gRPC would hand it over). Properties: no panic;
 // a version counts as acknowledged only if the server sent it on that
 // type or a proxy resumed with it; a NACK names a nonce and version the
-// server sent; the table lists only nodes some request named.
+// server sent; the table lists only nodes some request named, none with
+// an ID beyond MaxNodeFieldBytes, and at most WithMaxDisconnectedNodes
+// (here 2) disconnected ones.
 func FuzzRequests(f *testing.F) {
 	seq := func(evs ...[]byte) []byte {
 		var out []byte
@@ -53,8 +55,15 @@ func FuzzRequests(f *testing.F) {
 	// A resumed SotW stream and a request on a stream never opened.
 	f.Add(seq([]byte{0x02}, pb(0x32, &discoveryv3.DiscoveryRequest{Node: node, TypeUrl: cds, VersionInfo: "old"}),
 		pb(0x31, &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "x"}, TypeUrl: cds})))
+	// Four nodes on streams 0-3, each closed in turn.
+	var churn [][]byte
+	for i := range 4 {
+		churn = append(churn, []byte{byte(i)}, pb(0x30|byte(i), &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "n" + strconv.Itoa(i)}, TypeUrl: cds}),
+			[]byte{0x20 | byte(i)})
+	}
+	f.Add(seq(churn...))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s := New(WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+		s := New(WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), WithMaxDisconnectedNodes(2))
 		var (
 			sent    = map[string]map[string]bool{} // type URL → versions the server sent
 			nonces  = map[string]bool{}            // nonces the server sent
@@ -118,9 +127,16 @@ func FuzzRequests(f *testing.F) {
 				}
 				s.onDeltaRequest(id, req)
 			}
+			disconnected := 0
 			for _, ns := range s.Status() {
 				if !named[ns.ID] {
 					t.Fatalf("table lists node %q no request named", ns.ID)
+				}
+				if len(ns.ID) > MaxNodeFieldBytes || len(ns.Cluster) > MaxNodeFieldBytes {
+					t.Fatalf("table lists a node ID of %d bytes, cluster of %d", len(ns.ID), len(ns.Cluster))
+				}
+				if !ns.Connected {
+					disconnected++
 				}
 				for _, ts := range ns.Types {
 					if v := ts.VersionAcked; v != "" && !sent[ts.TypeURL][v] && !resumed[ts.TypeURL][v] {
@@ -130,6 +146,9 @@ func FuzzRequests(f *testing.F) {
 						t.Fatalf("node %q %s: NACK of nonce %q version %q the server never sent", ns.ID, ts.TypeURL, nk.Nonce, nk.Version)
 					}
 				}
+			}
+			if disconnected > 2 {
+				t.Fatalf("table keeps %d disconnected nodes, bound 2", disconnected)
 			}
 		}
 	})
