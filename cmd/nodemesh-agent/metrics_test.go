@@ -149,6 +149,9 @@ func TestMetricsOfAgentAndProxyBinaries(t *testing.T) {
 	if v := value(a, "nodemesh_xds_connected_proxies"); v != 1 {
 		t.Fatalf("connected proxies: %v", v)
 	}
+	if v := value(a, "nodemesh_xds_streams_refused_total"); v != 0 {
+		t.Fatalf("refused xDS streams: %v", v)
+	}
 	rdsVersion := func(f metrics.Families) string {
 		for _, m := range f["nodemesh_xds_snapshot_version_info"].GetMetric() {
 			typ, version := "", ""
