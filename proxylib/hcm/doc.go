@@ -112,6 +112,15 @@
 // and the reasons for 16 KiB frames and the windows are in h2guard.go and
 // package resource.
 //
+// HTTP/2 upstreams (h2status.go) are spoken by x/net's transport, which
+// holds a response's header list to 60 KiB (package upstream) but takes
+// any integer as :status; a code that is not three digits of 100 or more
+// is an upstream protocol error (503, UPE), as an HTTP/1.1 status line
+// outside that range is, and is never relayed. FuzzH2Upstream drives a
+// connection manager to an upstream answering arbitrary frames after a
+// valid handshake: no panic, and the client gets a well-formed response
+// or a closed connection in bounded time, with a bounded head.
+//
 // L7 policy: RBAC filters before the router are evaluated after the
 // request is sanitised and normalised, before route selection, on the
 // connection's original destination and direct peer address (package
