@@ -116,10 +116,12 @@
 // holds a response's header list to 60 KiB (package upstream) but takes
 // any integer as :status; a code that is not three digits of 100 or more
 // is an upstream protocol error (503, UPE), as an HTTP/1.1 status line
-// outside that range is, and is never relayed. FuzzH2Upstream drives a
-// connection manager to an upstream answering arbitrary frames after a
-// valid handshake: no panic, and the client gets a well-formed response
-// or a closed connection in bounded time, with a bounded head.
+// outside that range is, and is never relayed (to an HTTP/1.1 client it
+// was "HTTP/1.1 0", to an HTTP/2 client a handler panic in WriteHeader).
+// FuzzH2Upstream drives a connection manager, with an HTTP/1.1 or an
+// HTTP/2 client, to an upstream answering arbitrary frames after a valid
+// handshake: no panic, and the client gets a well-formed response, a
+// reset or a closed connection in bounded time, with a bounded head.
 //
 // L7 policy: RBAC filters before the router are evaluated after the
 // request is sanitised and normalised, before route selection, on the

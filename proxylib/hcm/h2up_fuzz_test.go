@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -141,6 +142,15 @@ func h2Answers() [][]byte {
 	return out
 }
 
+// badStatusAnswer is a response whose :status is "000": x/net takes any
+// integer as :status, and the proxy must not relay it as status 0.
+func badStatusAnswer() []byte {
+	var out, blk bytes.Buffer
+	_ = hpack.NewEncoder(&blk).WriteField(hpack.HeaderField{Name: ":status", Value: "000"})
+	_ = http2.NewFramer(&out, nil).WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk.Bytes(), EndStream: true, EndHeaders: true})
+	return out.Bytes()
+}
+
 // h2UpstreamRuntime is recorderRuntime's twin for an HTTP/2 upstream:
 // route config "rc" sends every request to cluster "c", which speaks h2c
 // to b.
@@ -194,6 +204,56 @@ func h2UpstreamExchange(t *testing.T, rt *Runtime, plog *panicLog) []byte {
 	return got.Bytes()
 }
 
+// h2UpstreamExchangeH2 is h2UpstreamExchange for an HTTP/2 client (h2c
+// prior knowledge, x/net's client): it returns the response's status and
+// the size of its header list, or 0 when the request failed (a reset or
+// a closed connection).
+func h2UpstreamExchangeH2(t *testing.T, rt *Runtime, plog *panicLog) (status, headerBytes int) {
+	t.Helper()
+	cfg := &resource.HCM{RouteConfigName: "rc", ServerName: "envoy", IdleTimeout: time.Minute, StreamIdleTimeout: time.Minute, Codec: resource.CodecAuto}
+	h := NewHandler(rt, cfg, false)
+	client, server := net.Pipe()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		h.ServeConn(server, listener.ConnInfo{ALPN: "h2"})
+	}()
+	_ = client.SetDeadline(time.Now().Add(20 * time.Second))
+	tr := &http2.Transport{AllowHTTP: true}
+	cc, err := tr.NewClientConn(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "http://a.example/x", nil)
+	resp, err := cc.RoundTrip(req)
+	if err == nil {
+		status = resp.StatusCode
+		for k, vs := range resp.Header {
+			for _, v := range vs {
+				headerBytes += len(k) + len(v) + 32
+			}
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil && isTimeout(err) {
+			t.Fatalf("the response body did not end: %v", err)
+		}
+	} else if isTimeout(err) {
+		t.Fatalf("the exchange did not end: %v", err)
+	}
+	cc.Close()
+	client.Close()
+	select {
+	case <-served:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the connection manager did not end after its client's connection closed")
+	}
+	if m := plog.msg.Load(); m != nil {
+		t.Fatalf("handler panic: %s", *m)
+	}
+	return status, headerBytes
+}
+
 // checkDownstream is what a client may receive: nothing (a closed
 // connection), or a response whose head ends within maxDownstreamHead
 // and, within http1.MaxHeadBytes, parses.
@@ -217,22 +277,31 @@ func checkDownstream(t *testing.T, got []byte, in []byte) {
 
 // FuzzH2Upstream drives a real connection manager to an HTTP/2 upstream
 // that, after a valid handshake, answers the request with fuzzed frames
-// and closes. Whatever the frames, the proxy must not panic, and the
-// client must get a well-formed response or a closed connection within
-// a bounded time, with a response head within the bound of upstream
-// heads.
+// and closes; the client speaks HTTP/1.1 or (h2down) HTTP/2. Whatever the
+// frames, the proxy must not panic, and the client must get a well-formed
+// response (a status code of three digits) or a closed connection or
+// reset stream within a bounded time, with a response head within the
+// bound of upstream heads.
 func FuzzH2Upstream(f *testing.F) {
-	for _, a := range h2Answers() {
-		f.Add(a)
+	for _, a := range append(h2Answers(), badStatusAnswer()) {
+		f.Add(a, false)
+		f.Add(a, true)
 	}
 	b := startH2Backend(f)
-	f.Fuzz(func(t *testing.T, in []byte) {
+	f.Fuzz(func(t *testing.T, in []byte, h2down bool) {
 		b.answer.Store(&in)
 		// A pool of its own per run: no connection of an earlier run
 		// (closing, or left in a state its frames caused) serves this one.
 		mgr, rt, plog := h2UpstreamRuntime(b)
 		defer mgr.Close()
-		checkDownstream(t, h2UpstreamExchange(t, rt, plog), in)
+		if !h2down {
+			checkDownstream(t, h2UpstreamExchange(t, rt, plog), in)
+			return
+		}
+		status, size := h2UpstreamExchangeH2(t, rt, plog)
+		if status != 0 && (status < 100 || status > 999) || size > maxDownstreamHead {
+			t.Fatalf("the HTTP/2 client got status %d with %d bytes of headers; input %x", status, size, in)
+		}
 	})
 }
 
@@ -288,14 +357,7 @@ func TestH2UpstreamAnswers(t *testing.T) {
 			_ = http2.NewFramer(&out, nil).WriteRSTStream(1, http2.ErrCodeInternal)
 			return out.Bytes()
 		}(), "HTTP/1.1 503 "},
-		{func() []byte {
-			// x/net takes any integer as :status; the proxy must not
-			// relay "000" as status 0.
-			var out, blk bytes.Buffer
-			_ = hpack.NewEncoder(&blk).WriteField(hpack.HeaderField{Name: ":status", Value: "000"})
-			_ = http2.NewFramer(&out, nil).WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk.Bytes(), EndStream: true, EndHeaders: true})
-			return out.Bytes()
-		}(), "HTTP/1.1 503 "},
+		{badStatusAnswer(), "HTTP/1.1 503 "},
 	} {
 		b.answer.Store(&c.answer)
 		mgr, rt, plog := h2UpstreamRuntime(b)
