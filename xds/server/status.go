@@ -62,8 +62,8 @@ type Nack struct {
 	Changed []string
 }
 
-// Status returns the ACK/NACK table, one entry per node ever seen, sorted
-// by node ID. It is a copy: callers may keep and modify it. Safe from any
+// Status returns the ACK/NACK table, one entry per connected node and per
+// recently disconnected one (WithMaxDisconnectedNodes), sorted by node ID. It is a copy: callers may keep and modify it. Safe from any
 // goroutine; never blocks for long.
 func (s *Server) Status() []NodeStatus {
 	s.mu.Lock()
