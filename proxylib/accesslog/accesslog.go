@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	datav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 	alsv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -127,10 +126,11 @@ func (m *Manager) Close(ctx context.Context) {
 	m.wg.Wait()
 }
 
-// Stats counts a sender's entries and how often its goroutine was woken
-// to look at them.
+// Stats counts a sender's entries, how often its goroutine was woken to
+// look at them, and how many it encoded on those wake-ups, ahead of the
+// flush that sent them.
 type Stats struct {
-	Sent, Dropped, Wakeups uint64
+	Sent, Dropped, Wakeups, Encoded uint64
 }
 
 // Sender streams the entries of one logger.
@@ -149,6 +149,7 @@ type Sender struct {
 	sent    atomic.Uint64
 	dropped atomic.Uint64
 	wakeups atomic.Uint64
+	encoded atomic.Uint64
 	closing atomic.Bool
 }
 
@@ -218,7 +219,7 @@ func (s *Sender) Kind() resource.AccessLogKind { return s.key.kind }
 
 // Stats returns the sender's counters.
 func (s *Sender) Stats() Stats {
-	return Stats{Sent: s.sent.Load(), Dropped: s.dropped.Load(), Wakeups: s.wakeups.Load()}
+	return Stats{Sent: s.sent.Load(), Dropped: s.dropped.Load(), Wakeups: s.wakeups.Load(), Encoded: s.encoded.Load()}
 }
 
 // target turns a resolved address into a gRPC target.
@@ -272,7 +273,7 @@ func (s *Sender) stream(ctx context.Context, addr string) error {
 	defer conn.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	st, err := alsv3.NewAccessLogServiceClient(conn).StreamAccessLogs(sctx)
+	st, err := alsv3.NewAccessLogServiceClient(conn).StreamAccessLogs(sctx, grpc.ForceCodec(preEncoded{}))
 	if err != nil {
 		return fmt.Errorf("opening access log stream to %s: %w", addr, err)
 	}
@@ -283,37 +284,24 @@ func (s *Sender) stream(ctx context.Context, addr string) error {
 		broken <- st.RecvMsg(&r)
 	}()
 	first := true
-	// sized entries of the pending buffer are counted in size; the batch
-	// is flushed when size reaches buffer_size_bytes or the flush timer
-	// fires, whichever comes first.
-	sized, size := 0, 0
+	// The pending buffer's first enc.n entries are already encoded in
+	// enc; the batch is flushed when enc reaches buffer_size_bytes or the
+	// flush timer fires, whichever comes first.
+	var enc batchEncoder
 	var spare []proto.Message
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	timing := false
-	send := func(batch []proto.Message) error {
-		msg := &alsv3.StreamAccessLogsMessage{}
-		if first {
-			msg.Identifier = &alsv3.StreamAccessLogsMessage_Identifier{Node: s.m.node, LogName: s.key.logName}
+	send := func(entries []byte, n int) error {
+		msg, err := message(s.key.kind, first, s.m.node, s.key.logName, entries)
+		if err != nil {
+			return err
 		}
-		if s.key.kind == resource.AccessLogHTTP {
-			l := &alsv3.StreamAccessLogsMessage_HTTPAccessLogEntries{LogEntry: make([]*datav3.HTTPAccessLogEntry, len(batch))}
-			for i, e := range batch {
-				l.LogEntry[i] = e.(*datav3.HTTPAccessLogEntry)
-			}
-			msg.LogEntries = &alsv3.StreamAccessLogsMessage_HttpLogs{HttpLogs: l}
-		} else {
-			l := &alsv3.StreamAccessLogsMessage_TCPAccessLogEntries{LogEntry: make([]*datav3.TCPAccessLogEntry, len(batch))}
-			for i, e := range batch {
-				l.LogEntry[i] = e.(*datav3.TCPAccessLogEntry)
-			}
-			msg.LogEntries = &alsv3.StreamAccessLogsMessage_TcpLogs{TcpLogs: l}
-		}
-		if err := st.Send(msg); err != nil {
+		if err := st.SendMsg(msg); err != nil {
 			return err
 		}
 		first = false
-		s.sent.Add(uint64(len(batch)))
+		s.sent.Add(uint64(n))
 		return nil
 	}
 	// flush sends everything waiting, split into messages of about
@@ -323,19 +311,22 @@ func (s *Sender) stream(ctx context.Context, addr string) error {
 		timer.Stop()
 		timing = false
 		batch := s.take(spare)
-		sized, size = 0, 0
 		defer func() { spare = batch }()
-		for start, n, i := 0, 0, 0; i < len(batch); i++ {
-			n += proto.Size(batch[i])
-			if n < int(s.key.buffer) && i < len(batch)-1 {
+		for _, e := range batch[enc.n:] {
+			enc.add(s.key.kind, e)
+		}
+		b, ends, skipped := enc.take()
+		s.dropped.Add(uint64(skipped))
+		for start, from, i := 0, 0, 0; i < len(ends); i++ {
+			if ends[i]-from < int(s.key.buffer) && i < len(ends)-1 {
 				continue
 			}
-			if err := send(batch[start : i+1]); err != nil {
+			if err := send(b[from:ends[i]], i+1-start); err != nil {
 				// The rest is lost with the stream, as in Envoy.
-				s.dropped.Add(uint64(len(batch) - start))
+				s.dropped.Add(uint64(len(ends) - start))
 				return fmt.Errorf("sending access log entries: %w", err)
 			}
-			start, n = i+1, 0
+			start, from = i+1, ends[i]
 		}
 		return nil
 	}
@@ -361,19 +352,21 @@ func (s *Sender) stream(ctx context.Context, addr string) error {
 				}
 				continue
 			}
-			fresh := s.peek(sized)
-			if len(fresh) == 0 && sized == 0 {
+			fresh := s.peek(enc.n)
+			if len(fresh) == 0 && enc.n == 0 {
 				continue
 			}
 			if !timing {
 				timer.Reset(s.key.flush)
 				timing = true
 			}
+			// Encoding the entries now, a wake-up's worth at a time,
+			// leaves the flush nothing to marshal: see doc.go.
 			for _, e := range fresh {
-				size += proto.Size(e)
+				enc.add(s.key.kind, e)
 			}
-			sized += len(fresh)
-			if size >= int(s.key.buffer) {
+			s.encoded.Add(uint64(len(fresh)))
+			if enc.size() >= int(s.key.buffer) {
 				if err := flush(); err != nil {
 					return err
 				}
