@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -70,6 +71,12 @@ type hopGen struct {
 	Warmup  int           // untimed rounds before timing starts
 	Seed    uint64        // order of the targets within each round
 	Timeout time.Duration // bound on any single request
+	// Timeline, when set, names a file the generator writes with one
+	// line per timed request, "round target slot written answered", the
+	// times in CLOCK_MONOTONIC nanoseconds: the clock of a scheduler
+	// trace taken with trace_clock mono, so slow requests can be matched
+	// with what their CPUs ran meanwhile (see doc.go).
+	Timeline string
 }
 
 // spinAhead is how long before a slot the generator stops sleeping and
@@ -217,7 +224,12 @@ func (g hopGen) run() (*hopResult, error) {
 		return nil, fmt.Errorf("reading the thread's usage: %w", err)
 	}
 	base := time.Now()
+	var mono unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono); err != nil {
+		return nil, fmt.Errorf("reading the clock: %w", err)
+	}
 	now := func() int64 { return int64(time.Since(base)) }
+	var timeline []byte
 
 	send := func(c *hopConn, w waiting, t int64) error {
 		c.busy, c.slot, c.round, c.sent, c.n = true, w.slot, w.round, t, 0
@@ -256,6 +268,10 @@ func (g hopGen) run() (*hopResult, error) {
 			st := &stats[c.target]
 			st.FromSlot[c.round] = t - c.slot
 			st.FromSend[c.round] = t - c.sent
+			if g.Timeline != "" {
+				m := mono.Nano()
+				timeline = fmt.Appendf(timeline, "%d %d %d %d %d\n", c.round, c.target, m+c.slot, m+c.sent, m+t)
+			}
 			timed++
 		}
 		remaining--
@@ -328,6 +344,11 @@ func (g hopGen) run() (*hopResult, error) {
 		}
 	}
 	wall := time.Since(base)
+	if g.Timeline != "" {
+		if err := os.WriteFile(g.Timeline, timeline, 0o644); err != nil {
+			return nil, fmt.Errorf("writing the timeline: %w", err)
+		}
+	}
 	var ru1 unix.Rusage
 	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru1); err != nil {
 		return nil, fmt.Errorf("reading the thread's usage: %w", err)

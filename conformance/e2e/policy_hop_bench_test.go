@@ -46,6 +46,9 @@ const (
 const (
 	hopGenEnv     = "NODEMESH_E2E_HOP_GEN"     // JSON hopGen; writes JSON []hopStats
 	hopBackendEnv = "NODEMESH_E2E_HOP_BACKEND" // comma-separated ports to serve
+	// hopTimelineEnv names a file for the generator's per-request
+	// timeline (hopGen.Timeline); unset, none is written.
+	hopTimelineEnv = "NODEMESH_E2E_HOP_TIMELINE"
 )
 
 // BenchmarkPolicyHop measures what the L7 policy hop adds to a request's
@@ -120,7 +123,8 @@ spec:
 	}
 
 	b.Run("direct-vs-l7", func(b *testing.B) {
-		g := hopGen{Targets: []string{direct, l7}, Conns: 16, Rate: hopRate, N: b.N, Warmup: 200, Seed: hopCISeed}
+		g := hopGen{Targets: []string{direct, l7}, Conns: 16, Rate: hopRate, N: b.N, Warmup: 200, Seed: hopCISeed,
+			Timeline: os.Getenv(hopTimelineEnv)}
 		res := runHopGen(b, client, genCPU, g)
 		b.StopTimer()
 		d, p := res.Stats[0], res.Stats[1]

@@ -1,14 +1,20 @@
 package e2e
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // hopServer serves 200 "ok" on loopback and calls seen with each request
@@ -265,6 +271,55 @@ func TestCountQuantiles(t *testing.T) {
 			if want := quantile(multiset, p); got[j] != want {
 				t.Fatalf("n=%d p%v: %d, want %d", n, p, got[j], want)
 			}
+		}
+	}
+}
+
+// TestHopGenWritesTimeline checks the generator's per-request timeline:
+// one line per timed request and target, matching the samples it
+// reports, with times on CLOCK_MONOTONIC (the clock of a scheduler trace
+// with trace_clock mono) from slot to answer.
+func TestHopGenWritesTimeline(t *testing.T) {
+	const n = 50
+	addr := hopServer(t, func() {})
+	path := filepath.Join(t.TempDir(), "timeline")
+	var before unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &before); err != nil {
+		t.Fatal(err)
+	}
+	res, err := hopGen{Targets: []string{addr, addr}, Conns: 1, Rate: 1000, N: n, Warmup: 1, Seed: 3, Timeline: path}.run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var after unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &after); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != 2*n {
+		t.Fatalf("%d timeline lines, want %d", len(lines), 2*n)
+	}
+	seen := map[[2]int64]bool{}
+	for _, l := range lines {
+		var round, target, slot, sent, done int64
+		if _, err := fmt.Sscanf(l, "%d %d %d %d %d", &round, &target, &slot, &sent, &done); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		k := [2]int64{round, target}
+		if round < 0 || round >= n || target < 0 || target > 1 || seen[k] {
+			t.Fatalf("line %q: round or target out of range, or repeated", l)
+		}
+		seen[k] = true
+		if slot < before.Nano() || slot > sent || sent > done || done > after.Nano() {
+			t.Fatalf("line %q: times out of order or outside the run [%d, %d]", l, before.Nano(), after.Nano())
+		}
+		s := res.Stats[target]
+		if done-slot != s.FromSlot[round] || done-sent != s.FromSend[round] {
+			t.Fatalf("line %q: %d from slot and %d from write, the result says %d and %d", l, done-slot, done-sent, s.FromSlot[round], s.FromSend[round])
 		}
 	}
 }
