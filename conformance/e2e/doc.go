@@ -12,4 +12,65 @@
 // the generator's own costs and the machine's noise are shared by both
 // rows, and it states the added latency with a 95 % confidence interval
 // from a paired block bootstrap (pairedQuantileDiffs).
+//
+// # Where the hop's tail goes
+//
+// How it was found: NODEMESH_E2E_HOP_TIMELINE=file makes the generator
+// write each timed request's slot, write and answer on CLOCK_MONOTONIC,
+// and a tracefs instance with trace_clock mono recording sched_switch and
+// sched_waking (plus softirq entry and exit) on both CPUs shows, for each
+// slow request, what CPU 0 ran between its write and its answer and how
+// long each wake-up waited. The numbers below come from 20 000-request
+// runs on a 2-vCPU VM that other builds kept at load 6-16, so they rest on
+// the mechanism (which task held CPU 0, and how periodically), not on the
+// end-to-end quantiles, which that load dominated.
+//
+// A redirected request needs three wake-ups on CPU 0 (the proxy for the
+// request, the backend, the proxy for the response) where a direct one
+// needs one (the backend), so it is about three times as exposed to
+// whatever holds CPU 0 at that moment. Under EEVDF a woken task does not
+// preempt a task of equal weight before that task's slice (se.slice
+// 1.4 ms on this kernel) unless it is eligible with an earlier deadline:
+// while the agent was in one of its long runs, 19-23 % of the proxy's
+// wake-ups waited more than 0.3 ms (1.5-3 % while the backend ran).
+//
+// The long runs were periodic: every 64 ms, CPU 0 ran the proxy for
+// 0.4-1.3 ms and then the agent for 0.3-1.3 ms. Both were the access log:
+// at 1k req/s its 16 KiB batches (Envoy's default buffer_size_bytes; about
+// 64 entries of 284 bytes) go out every 64 ms; the proxy marshalled the
+// whole batch at the flush (reflection protobuf, about 5 µs of CPU per
+// entry, Size twice besides), holding its only P while requests became
+// ready, and the agent decodes the message (about 10 µs of CPU per entry,
+// a third of it the l7 metadata Struct) in one go. Requests that fell into
+// those runs match the hop's ≈ 1 ms at p99 in size and in frequency (2 ms
+// of every 64 is 3 % of the time).
+//
+// The proxy now encodes each wake-up's entries as they come (package
+// proxylib/accesslog), so a flush marshals nothing: in five trace runs
+// against the previous proxy, alternated, its runs on CPU 0 of 1 ms or
+// more fell from 33, 55, 48, 90 and 111 to 12, 24, 24, 21 and 29 per 20 s.
+// What is left is a run per 16 entries, about 80 µs of CPU on a quiet
+// machine (reflection protobuf; 0.3-0.7 ms at that load). The agent's runs
+// did not get shorter (runs of 1 ms or more: 23-95 per 20 s before, 12-147
+// after; its CPU 370-523 ms per 20 s before, 337-588 after), and they are
+// now the larger periodic source. Next: on the agent a decoder that reads
+// only the fields a flow needs (protowire, no Struct), and on the proxy an
+// encoder written for its own entry (its fields are fixed, package hcm)
+// instead of reflection. Smaller messages trade the other way: with 2 KiB
+// instead of 16 KiB (one run) the agent's runs of 1 ms or more fell to 19,
+// but its CPU rose by a third to a half (per-message costs). With the
+// previous sender 2 KiB messages made both paths slower in two runs
+// (redirected p50 2.0-2.5 ms), which the new sender does not show; not
+// explained.
+//
+// The proxy's own runtime (about 1.5 wake-ups per request over two
+// threads, no hand-off between goroutines) was not a cause at 1k req/s.
+// Nor was a scheduler setting the remedy: a short slice requested for the
+// proxy's threads (sched_setattr sched_runtime 100 µs, which lets an
+// eligible woken task preempt one with a longer slice), toggled every
+// second within runs, lowered the added p90 in all three runs and the
+// added p99 in two, but the proxy's wake-ups during the agent's runs still
+// waited over 0.3 ms in 19 % of cases (23 % without): most likely a task
+// that has just run is often not eligible when it wakes, which a short
+// slice does not change. It was not adopted.
 package e2e
