@@ -51,8 +51,8 @@ func (t *translator) buildConfig() *ir.Config {
 			l := &ir.Listener{Name: listenerName(gs.key, port), Address: gs.addr.String(), Port: uint32(port)}
 			switch group[0].protocol {
 			case gwv1.HTTPProtocolType:
-				rt := b.table(plainTableName(gs.key, port), group, nil, port)
-				l.Chains = []*ir.HTTPChain{{Name: plainChainName, Routes: rt, CORS: usesCORS(rt)}}
+				rt, cors := b.table(plainTableName(gs.key, port), group, nil, port)
+				l.Chains = []*ir.HTTPChain{{Name: plainChainName, Routes: rt, CORS: cors}}
 			case gwv1.HTTPSProtocolType:
 				for _, ls := range group {
 					l.Chains = append(l.Chains, b.tlsChain(ls, group, port))
@@ -176,11 +176,8 @@ type ordered struct {
 // serving HTTPS listener of its port, whose hosts the chain answers 421
 // (see table).
 func (b *builder) tlsChain(ls *listenerState, group []*listenerState, port int32) *ir.HTTPChain {
-	ch := &ir.HTTPChain{
-		Name:   tlsChainName(ls.chain),
-		Routes: b.table(tlsTableName(ls.gw.key, port, ls.chain), []*listenerState{ls}, group, port),
-	}
-	ch.CORS = usesCORS(ch.Routes)
+	ch := &ir.HTTPChain{Name: tlsChainName(ls.chain)}
+	ch.Routes, ch.CORS = b.table(tlsTableName(ls.gw.key, port, ls.chain), []*listenerState{ls}, group, port)
 	if ls.hostname != "" {
 		ch.ServerNames = []string{ls.hostname}
 	}
@@ -211,10 +208,21 @@ func (b *builder) listenerCerts(ls *listenerState) *ir.TLS {
 // their connection managers stay as they were before CORS existed.
 func usesCORS(rt *ir.RouteTable) bool {
 	for _, vh := range rt.VirtualHosts {
-		for _, r := range vh.Routes {
-			if r.CORS != nil {
-				return true
-			}
+		if vhostCORS(vh) {
+			return true
+		}
+	}
+	return false
+}
+
+// vhostCORS reports whether a route of the virtual host carries a CORS
+// policy. A Translator remembers the answer with the virtual host
+// (vhostMemo.cors), so a table of unchanged virtual hosts is not read
+// route by route again.
+func vhostCORS(vh *ir.VirtualHost) bool {
+	for _, r := range vh.Routes {
+		if r.CORS != nil {
+			return true
 		}
 	}
 	return false
@@ -236,7 +244,8 @@ func (t *translator) secret(name string, k input.Key) *ir.Secret {
 	return out
 }
 
-// table builds the route table served by a set of listeners of one port.
+// table builds the route table served by a set of listeners of one port,
+// and reports whether a route of it carries a CORS policy (usesCORS).
 // Its domains are the listeners' own hostnames ("*" for none) — so a
 // listener without routes still answers 404 for its hosts instead of
 // leaking them to a less specific listener — and every hostname routes are
@@ -252,7 +261,7 @@ func (t *translator) secret(name string, k input.Key) *ir.Secret {
 // table also holds every other listener's hostname ("*" for one without),
 // and "*" when this listener has a hostname; a domain whose most specific
 // covering listener of the port is not this one answers 421.
-func (b *builder) table(name string, listeners, tls []*listenerState, port int32) *ir.RouteTable {
+func (b *builder) table(name string, listeners, tls []*listenerState, port int32) (*ir.RouteTable, bool) {
 	seen := map[string]bool{}
 	var domains []string
 	add := func(d string) {
@@ -283,6 +292,7 @@ func (b *builder) table(name string, listeners, tls []*listenerState, port int32
 	}
 	sort.Strings(domains)
 	rt := &ir.RouteTable{Name: name, VirtualHosts: make([]*ir.VirtualHost, 0, len(domains))}
+	cors := false
 	for _, d := range domains {
 		vhName := virtualHostName(name, d)
 		if tls != nil && !slices.Contains(listeners, ownerAmong(tls, d)) {
@@ -291,15 +301,18 @@ func (b *builder) table(name string, listeners, tls []*listenerState, port int32
 		}
 		if vm := b.cleanVirtualHost(vhName, d, port); vm != nil {
 			rt.VirtualHosts = append(rt.VirtualHosts, vm.vh)
+			cors = cors || vm.cors
 			continue
 		}
 		var refs []routeRef
 		if owner := ownerAmong(listeners, d); owner != nil {
 			refs = b.gather(owner, d)
 		}
-		rt.VirtualHosts = append(rt.VirtualHosts, b.virtualHost(vhName, d, refs, port))
+		vh, vhCORS := b.virtualHost(vhName, d, refs, port)
+		rt.VirtualHosts = append(rt.VirtualHosts, vh)
+		cors = cors || vhCORS
 	}
-	return rt
+	return rt, cors
 }
 
 // misdirected is the virtual host answering 421 for a domain another
@@ -338,12 +351,13 @@ func (b *builder) cleanVirtualHost(name, d string, port int32) *vhostMemo {
 // virtualHost returns the virtual host serving domain d with the gathered
 // routes: the previous translation's, when it was built from the very same
 // compiled routes, gathered in the same order through the same hostnames,
-// on the same port (see Translator), or a new one.
-func (b *builder) virtualHost(name, d string, refs []routeRef, port int32) *ir.VirtualHost {
+// on the same port (see Translator), or a new one; and whether a route of
+// it carries a CORS policy.
+func (b *builder) virtualHost(name, d string, refs []routeRef, port int32) (*ir.VirtualHost, bool) {
 	if prev := b.t.prev; prev != nil {
 		if vm := prev.vhosts[name]; vm != nil && vm.port == port && vm.vh.Domains[0] == d && slices.Equal(vm.refs, refs) && sameCert(vm.cert, b.cert) {
 			b.t.next.vhosts[name] = vm
-			return vm.vh
+			return vm.vh, vm.cors
 		}
 	}
 	o := b.ordered[d]
@@ -360,6 +374,7 @@ func (b *builder) virtualHost(name, d string, refs []routeRef, port int32) *ir.V
 	for i := range items {
 		vh.Routes[i] = b.route(items[i].m, port)
 	}
+	cors := vhostCORS(vh)
 	if b.t.next != nil {
 		// The clusters depend on the Gateway's client certificate; the
 		// shared order caches those of Gateways without one.
@@ -371,9 +386,9 @@ func (b *builder) virtualHost(name, d string, refs []routeRef, port int32) *ir.V
 			o.clusters = b.distinctClusters(items)
 			clusters = o.clusters
 		}
-		b.t.next.vhosts[name] = &vhostMemo{port: port, cert: b.cert, refs: refs, vh: vh, clusters: clusters}
+		b.t.next.vhosts[name] = &vhostMemo{port: port, cert: b.cert, refs: refs, vh: vh, clusters: clusters, cors: cors}
 	}
-	return vh
+	return vh, cors
 }
 
 // distinctClusters lists the clusters the items' rules use, once each.

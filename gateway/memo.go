@@ -152,6 +152,8 @@ type vhostMemo struct {
 	refs     []routeRef
 	vh       *ir.VirtualHost
 	clusters []*ir.Cluster // distinct clusters its routes use
+	// cors: a route of vh carries a CORS policy (vhostCORS).
+	cors bool
 }
 
 // reusedRoute returns the previous translation's compiled route for r, of

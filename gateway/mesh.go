@@ -128,42 +128,49 @@ func namesServiceParent(r route, svc input.Key) bool {
 // routes are few; the Translator does not keep them).
 func (t *translator) processMesh() {
 	t.mesh = map[meshPortKey]*meshPort{}
-	var served map[routeID]*routeState
-	for _, k := range routeKinds {
-		if !k.attachesTo(gwv1.HTTPProtocolType) {
-			continue
+	for _, c := range t.meshRoutes {
+		k, r, rs := c.kind, c.r, c.rs
+		if rs == nil {
+			rs = t.compileRoute(k, r)
+			t.meshOnly = append(t.meshOnly, rs)
 		}
-		for r := range k.routes(t.in) {
-			if !slices.ContainsFunc(r.parentRefs(), isServiceRef) {
+		// A new slice: a route kept from the previous translation
+		// may still be read through its old one.
+		rs.meshParents = nil
+		for _, pr := range r.parentRefs() {
+			if !isServiceRef(pr) {
 				continue
 			}
-			if served == nil {
-				served = make(map[routeID]*routeState, len(t.routes))
-				for _, rs := range t.routes {
-					served[rs.id()] = rs
-				}
-			}
-			m := r.meta()
-			rs := served[routeID{k, input.Key{Namespace: m.Namespace, Name: m.Name}}]
-			if rs == nil {
-				rs = t.compileRoute(k, r)
-				t.meshOnly = append(t.meshOnly, rs)
-			}
-			// A new slice: a route kept from the previous translation
-			// may still be read through its old one.
-			rs.meshParents = nil
-			for _, pr := range r.parentRefs() {
-				if !isServiceRef(pr) {
-					continue
-				}
-				mp := t.resolveServiceParent(rs, pr)
-				rs.meshParents = append(rs.meshParents, mp)
-				if mp.accepted.ok {
-					t.attachMesh(rs, mp)
-				}
+			mp := t.resolveServiceParent(rs, pr)
+			rs.meshParents = append(rs.meshParents, mp)
+			if mp.accepted.ok {
+				t.attachMesh(rs, mp)
 			}
 		}
 	}
+}
+
+// meshRoute is a route of a kind that serves HTTP with a Service
+// parentRef, and its state when processRoutes compiled it (it also names
+// our Gateways).
+type meshRoute struct {
+	kind *routeKind
+	r    route
+	rs   *routeState
+}
+
+// noteMesh lists r for processMesh when it has a Service parentRef. rs is
+// its compiled state, when processRoutes has one: compilation notes the
+// answer (routeState.serviceRefs), so a route kept from the previous
+// translation is not read again.
+func (t *translator) noteMesh(k *routeKind, r route, rs *routeState) {
+	if !k.attachesTo(gwv1.HTTPProtocolType) {
+		return
+	}
+	if rs != nil && !rs.serviceRefs || rs == nil && !slices.ContainsFunc(r.parentRefs(), isServiceRef) {
+		return
+	}
+	t.meshRoutes = append(t.meshRoutes, meshRoute{k, r, rs})
 }
 
 // attachMesh adds an accepted route to the ports its parentRef selects,

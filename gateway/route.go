@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,8 +44,10 @@ type routeState struct {
 	parents      []*parentState
 	resolvedWith resolution
 	// meshParents are the route's parentRefs to Services (GAMMA),
-	// resolved afresh by every translation (mesh.go).
+	// resolved afresh by every translation (mesh.go); serviceRefs says
+	// it has some.
 	meshParents []*meshParent
+	serviceRefs bool
 	// status is the route's status as last rendered, valid as long as
 	// parents are.
 	status *gwv1.RouteStatus
@@ -172,10 +175,17 @@ func (t *translator) processRoutes() {
 	t.dirty = map[string]bool{}
 	for _, k := range routeKinds {
 		var order []*routeState
+		if t.prev != nil {
+			// About as many routes as last time.
+			order = make([]*routeState, 0, len(t.prev.order[k.rank])+1)
+			if t.routes == nil {
+				t.routes = make([]*routeState, 0, t.prev.served+1)
+			}
+		}
 		for r := range k.routes(t.in) {
 			var h input.Hash
 			if t.next != nil {
-				h = r.hash(t.in)
+				h = t.hashOf(k, r, len(order))
 			}
 			rs := t.reusedRoute(k, r, h, len(order))
 			if rs != nil && t.sameGateways && rs.parents != nil {
@@ -184,6 +194,7 @@ func (t *translator) processRoutes() {
 				t.attachResolved(rs)
 			} else {
 				if !t.referencesUs(r) {
+					t.noteMesh(k, r, nil)
 					continue
 				}
 				if rs == nil {
@@ -200,6 +211,7 @@ func (t *translator) processRoutes() {
 				}
 				t.touch(rs)
 			}
+			t.noteMesh(k, r, rs)
 			rs.epoch, rs.pos = t.epoch, len(order)
 			order = append(order, rs)
 			t.routes = append(t.routes, rs)
@@ -218,6 +230,22 @@ func (t *translator) processRoutes() {
 			}
 		}
 	}
+}
+
+// hashOf returns r's content hash. The route the previous translation
+// compiled from the very same object (usually found where r is, see
+// reusedRoute) carries that object's hash: objects never change once
+// translated, so its hash is taken from there without a lookup in the
+// snapshot's table of hashes, which costs a cache miss or two per route
+// on every translation. It is the same content hash either way.
+func (t *translator) hashOf(k *routeKind, r route, at int) input.Hash {
+	if t.prev != nil {
+		order := t.prev.order[k.rank]
+		if i := at + t.shift[k.rank]; i >= 0 && i < len(order) && order[i].src == r {
+			return order[i].hash
+		}
+	}
+	return r.hash(t.in)
 }
 
 // touch marks the hostnames a route is served on as dirty: their virtual
@@ -263,6 +291,7 @@ func (t *translator) compileRoute(k *routeKind, r route) *routeState {
 		}
 		rs.hostnames = append(rs.hostnames, hs)
 	}
+	rs.serviceRefs = slices.ContainsFunc(r.parentRefs(), isServiceRef)
 	r.compileRules(t, rs)
 	for _, rule := range rs.rules {
 		if !rule.valid() {

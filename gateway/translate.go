@@ -198,6 +198,9 @@ type translator struct {
 	// routes whose only parents are Services (processMesh).
 	mesh     map[meshPortKey]*meshPort
 	meshOnly []*routeState
+	// meshRoutes are the routes with Service parentRefs, in snapshot
+	// order (noteMesh).
+	meshRoutes []meshRoute
 
 	clusters map[clusterKey]*ir.Cluster
 	// clientClusters are the copies of TLS clusters presenting a

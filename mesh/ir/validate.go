@@ -40,7 +40,7 @@ type Validator struct {
 
 	mu    sync.Mutex
 	own   Hashes
-	valid map[Hash][]string
+	valid map[Hash]validList
 	// clusters are the hashes of the clusters that passed; clusterList
 	// is the last list of clusters that passed whole, and clusterNames
 	// their names.
@@ -66,10 +66,11 @@ func (x *Validator) Validate(c *Config) error {
 		// The first Config: every route is new to the hashes too.
 		h.routes.reserve(n)
 	}
-	v := &validator{hashes: h, prev: x.valid, next: map[Hash][]string{}, prevClusters: x.clusters, routesOK: x.routesOK}
+	v := &validator{hashes: h, prev: x.valid, next: make(map[Hash]validList, len(x.valid)), prevClusters: x.clusters, routesOK: x.routesOK}
 	if x.clusterList != nil && slices.Equal(x.clusterList, c.Clusters) {
 		// The very cluster objects that passed last time.
 		v.clusterNames, v.nextClusters = x.clusterNames, x.clusters
+		v.sameClusters = true
 	} else {
 		v.nextClusters = make(map[[2]Hash]bool, len(c.Clusters))
 	}
@@ -149,7 +150,11 @@ type validator struct {
 	// its routes use; next collects this call's (all nil for
 	// Config.Validate).
 	hashes     *Hashes
-	prev, next map[Hash][]string
+	prev, next map[Hash]validList
+	// sameClusters: the Config's clusters are the very objects that
+	// passed whole in the previous call, against which prev's lists
+	// passed too.
+	sameClusters bool
 	// prevClusters and nextClusters do the same for clusters.
 	prevClusters, nextClusters map[[2]Hash]bool
 	// clusterNames are the names of the Config's clusters (read-only when
@@ -574,7 +579,7 @@ func (v *validator) virtualHostRoutes(obj object, vf path, vh *VirtualHost, clus
 		if _, ok := v.next[h]; ok {
 			return
 		}
-		if used, ok := v.prev[h]; ok && allIn(used, clusters) {
+		if used, ok := v.prev[h]; ok && (v.sameClusters || allIn(used.clusters, clusters)) {
 			v.next[h] = used
 			return
 		}
@@ -598,8 +603,39 @@ func (v *validator) virtualHostRoutes(obj object, vf path, vh *VirtualHost, clus
 		v.routeOnce(obj, rf, r, rh, clusters)
 	}
 	if v.next != nil && len(v.errs) == before {
-		v.next[h] = usedClusters(vh)
+		v.next[h] = listOf(vh)
 	}
+}
+
+// validList is what the Validator remembers of a list of routes that
+// passed: the clusters they use, and whether one carries a CORS policy
+// (which its chain must then run, corsWithoutFilter).
+type validList struct {
+	clusters []string
+	cors     bool
+}
+
+// listOf lists the clusters a virtual host's routes refer to, once each,
+// and whether one carries a CORS policy.
+func listOf(vh *VirtualHost) validList {
+	var l validList
+	seen := map[string]bool{}
+	for _, r := range vh.Routes {
+		l.cors = l.cors || r.CORS != nil
+		for _, b := range r.Backends {
+			if b.Cluster != "" && !seen[b.Cluster] {
+				seen[b.Cluster] = true
+				l.clusters = append(l.clusters, b.Cluster)
+			}
+		}
+		for _, m := range r.Mirrors {
+			if m != nil && !seen[m.Cluster] {
+				seen[m.Cluster] = true
+				l.clusters = append(l.clusters, m.Cluster)
+			}
+		}
+	}
+	return l
 }
 
 // maxValidRoutes bounds the Validator's memory of valid routes.
@@ -634,28 +670,6 @@ func (v *validator) routeOnce(obj object, f path, r *Route, h Hash, clusters map
 		}
 		v.routesOK[h] = true
 	}
-}
-
-// usedClusters lists the clusters a virtual host's routes refer to, once
-// each.
-func usedClusters(vh *VirtualHost) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, r := range vh.Routes {
-		for _, b := range r.Backends {
-			if b.Cluster != "" && !seen[b.Cluster] {
-				seen[b.Cluster] = true
-				out = append(out, b.Cluster)
-			}
-		}
-		for _, m := range r.Mirrors {
-			if m != nil && !seen[m.Cluster] {
-				seen[m.Cluster] = true
-				out = append(out, m.Cluster)
-			}
-		}
-	}
-	return out
 }
 
 func allIn(names []string, set map[string]bool) bool {
@@ -845,6 +859,13 @@ func (v *validator) corsWithoutFilter(obj object, f path, rt *RouteTable) {
 	for i, vh := range rt.VirtualHosts {
 		if vh == nil {
 			continue
+		}
+		if v.hashes != nil {
+			// A list that passed (routeTable ran first) says whether
+			// it carries CORS, without reading its routes again.
+			if l, ok := v.next[v.hashes.RouteList(vh)]; ok && !l.cors {
+				continue
+			}
 		}
 		for j, r := range vh.Routes {
 			if r != nil && r.CORS != nil {

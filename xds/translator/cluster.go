@@ -145,6 +145,7 @@ func (b *builder) clusters() error {
 		l := p.clusterList
 		b.out.Clusters = slices.Clone(l.clusters)
 		b.out.ClusterLoadAssignments = slices.Clone(l.clas)
+		b.reusedClusters = l
 		b.out.clusterVersions = l.versions
 		b.denied, b.ingressSalt = l.denied, b.viaIngressSalt(l.denied)
 		b.out.Warnings = append(b.out.Warnings, l.warnings...)

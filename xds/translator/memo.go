@@ -90,6 +90,8 @@ type clusterList struct {
 	denied   map[string]bool // read-only once built
 	clusters []*clusterv3.Cluster
 	clas     []*endpointv3.ClusterLoadAssignment
+	// sorted: clusters and clas are in name order (sortClusterList).
+	sorted   bool
 	versions map[proto.Message]string // read-only once built
 	warnings []Warning
 	names    map[string]string // read-only once built

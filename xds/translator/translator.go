@@ -162,6 +162,9 @@ type builder struct {
 	// the other messages every cluster holds alike (clusterShared).
 	httpOptions [2]map[string]*anypb.Any
 	shared      *clusterShared
+	// reusedClusters is the previous translation's list of clusters
+	// when this one took it whole (clusters).
+	reusedClusters *clusterList
 }
 
 // newBuilder prepares a translation of cfg; prev, when not nil, is what
@@ -239,20 +242,42 @@ func (b *builder) build() error {
 		return err
 	}
 	b.sort()
+	b.sortClusterList()
 	return nil
 }
 
 // sort orders every list by resource name. The IR usually lists objects
 // in name order already, so each list is checked first and only sorted
-// when it is not.
+// when it is not; the clusters and load assignments of a list of clusters
+// taken whole from the previous translation are in order already, unless
+// something came after them.
 func (b *builder) sort() {
 	o := b.out
 	sortByName(o.Listeners, (*listenerv3.Listener).GetName)
 	sortByName(o.RouteConfigurations, (*routev3.RouteConfiguration).GetName)
-	sortByName(o.Clusters, (*clusterv3.Cluster).GetName)
-	sortByName(o.ClusterLoadAssignments, (*endpointv3.ClusterLoadAssignment).GetClusterName)
+	if l := b.reusedClusters; l == nil || !l.sorted || len(o.Clusters) != len(l.clusters) || len(o.ClusterLoadAssignments) != len(l.clas) {
+		sortByName(o.Clusters, (*clusterv3.Cluster).GetName)
+		sortByName(o.ClusterLoadAssignments, (*endpointv3.ClusterLoadAssignment).GetClusterName)
+	}
 	sortByName(o.Secrets, (*tlsv3.Secret).GetName)
 	sortByName(o.ExtensionConfigs, (*corev3.TypedExtensionConfig).GetName)
+}
+
+// sortClusterList puts a list of clusters built in this translation in
+// the order sort gave them, when they are all the output holds (no policy
+// or verbatim cluster came after them): the next translation taking the
+// list whole need not check its order again.
+func (b *builder) sortClusterList() {
+	if b.next == nil || b.reusedClusters != nil {
+		return
+	}
+	l, o := b.next.clusterList, b.out
+	if l == nil || len(o.Clusters) != len(l.clusters) || len(o.ClusterLoadAssignments) != len(l.clas) {
+		return
+	}
+	copy(l.clusters, o.Clusters)
+	copy(l.clas, o.ClusterLoadAssignments)
+	l.sorted = true
 }
 
 func sortByName[T any](list []T, name func(T) string) {
