@@ -108,6 +108,81 @@ func (t *translator) attachResolved(rs *routeState) {
 	}
 }
 
+// takeAttachments gives this translation's listeners the routes the
+// previous translation attached to them (entries and counts), when its
+// listeners are the very same (sameListeners: the same Gateway,
+// ListenerSet and world objects, the same addresses), so that an edit
+// costs the routes that changed: processRoutes then attaches only routes
+// compiled or resolved again, and detaches the previous state of those
+// and of routes gone, instead of attaching every route anew. The order of
+// a hostname's routes may then differ from a fresh translation's, which
+// nothing depends on: virtual hosts order their routes by precedence (a
+// total order, precedence.go), L4 listeners pick the oldest route. It
+// reports whether it took them.
+func (t *translator) takeAttachments() bool {
+	if !t.sameListeners || t.prev.gatewayStates == nil || len(t.prev.gatewayStates) != len(t.gateways) {
+		return false
+	}
+	for key, gs := range t.gateways {
+		pg := t.prev.gatewayStates[key]
+		if pg == nil || len(pg.listeners) != len(gs.listeners) {
+			return false
+		}
+		for i, ls := range gs.listeners {
+			if pl := pg.listeners[i]; pl.entries == nil || pl.serving != ls.serving {
+				return false
+			}
+		}
+	}
+	for key, gs := range t.gateways {
+		pg := t.prev.gatewayStates[key]
+		for i, ls := range gs.listeners {
+			pl := pg.listeners[i]
+			ls.entries, ls.attached = pl.entries, pl.attached
+			// The previous translation is not used after this one.
+			pl.entries = nil
+		}
+	}
+	return true
+}
+
+// detach undoes attachResolved for a route attached with its current
+// parents (see takeAttachments).
+func (t *translator) detach(rs *routeState) {
+	var seen [4]*listenerState
+	done := seen[:0]
+	for _, ps := range rs.parents {
+		if !ps.accepted.ok {
+			continue
+		}
+		gs := t.gateways[ps.gw]
+		for _, h := range ps.hits {
+			ls := gs.listeners[h.listener]
+			if slices.Contains(done, ls) {
+				continue
+			}
+			done = append(done, ls)
+			ls.attached--
+			if !ls.serving {
+				continue
+			}
+			for _, host := range h.hostnames {
+				if ls.owner(host) != ls {
+					continue
+				}
+				list := ls.entries[host]
+				if i := slices.Index(list, rs); i >= 0 {
+					if list = slices.Delete(list, i, i+1); len(list) == 0 {
+						delete(ls.entries, host)
+					} else {
+						ls.entries[host] = list
+					}
+				}
+			}
+		}
+	}
+}
+
 // resolution is what resolving a route's parentRefs reads besides the
 // route and the Namespaces (which the index holds, and reuse of a
 // compiled route already requires to be unchanged): the controller name

@@ -69,6 +69,9 @@ type memo struct {
 	clientClusters map[clientClusterKey]*ir.Cluster
 	secrets        map[input.Key]*ir.Secret
 	vhosts         map[string]*vhostMemo
+	// gatewayStates are its Gateways, whose listeners' attachments the
+	// next translation may take over (takeAttachments).
+	gatewayStates map[input.Key]*gatewayState
 	// epoch numbers translations; a route state carries the epoch of the
 	// last translation that served it. served is how many routes it
 	// served, sorted whether they were in key order as listed.

@@ -173,6 +173,10 @@ func gatewayKey(pr gwv1.ParentReference, routeNamespace string) input.Key {
 // translation's listeners.
 func (t *translator) processRoutes() {
 	t.dirty = map[string]bool{}
+	t.delta = t.takeAttachments()
+	if t.next != nil {
+		t.next.gatewayStates = t.gateways
+	}
 	for _, k := range routeKinds {
 		var order []*routeState
 		if t.prev != nil {
@@ -190,9 +194,17 @@ func (t *translator) processRoutes() {
 			rs := t.reusedRoute(k, r, h, len(order))
 			if rs != nil && t.sameGateways && rs.parents != nil {
 				// It referenced our Gateways and resolved against
-				// these very objects.
-				t.attachResolved(rs)
+				// these very objects: attached where it was, which
+				// the listeners taken over still hold.
+				if !t.delta {
+					t.attachResolved(rs)
+				}
 			} else {
+				if t.delta && rs != nil {
+					// Attached as before in the listeners taken over:
+					// it is attached again below.
+					t.detach(rs)
+				}
 				if !t.referencesUs(r) {
 					t.noteMesh(k, r, nil)
 					continue
@@ -226,6 +238,9 @@ func (t *translator) processRoutes() {
 			for _, rs := range o {
 				if rs.epoch != t.epoch {
 					t.touch(rs)
+					if t.delta {
+						t.detach(rs)
+					}
 				}
 			}
 		}

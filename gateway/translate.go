@@ -218,6 +218,9 @@ type translator struct {
 	sameWorld     bool
 	sameGateways  bool
 	sameListeners bool
+	// delta: the listeners hold the previous translation's attachments,
+	// which processRoutes updates (takeAttachments).
+	delta bool
 	// epoch numbers this translation; shift is, per route kind, how far
 	// the routes moved in the snapshot since the previous one, and moved
 	// says some did (or came or went).
