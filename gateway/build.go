@@ -294,12 +294,13 @@ func (b *builder) table(name string, listeners, tls []*listenerState, port int32
 	rt := &ir.RouteTable{Name: name, VirtualHosts: make([]*ir.VirtualHost, 0, len(domains))}
 	cors := false
 	for _, d := range domains {
-		vhName := virtualHostName(name, d)
+		// The virtual host's name is made only when it is built anew.
+		key := vhostKey{table: name, domain: d}
 		if tls != nil && !slices.Contains(listeners, ownerAmong(tls, d)) {
-			rt.VirtualHosts = append(rt.VirtualHosts, misdirected(vhName, d))
+			rt.VirtualHosts = append(rt.VirtualHosts, misdirected(virtualHostName(name, d), d))
 			continue
 		}
-		if vm := b.cleanVirtualHost(vhName, d, port); vm != nil {
+		if vm := b.cleanVirtualHost(key, port); vm != nil {
 			rt.VirtualHosts = append(rt.VirtualHosts, vm.vh)
 			cors = cors || vm.cors
 			continue
@@ -308,7 +309,7 @@ func (b *builder) table(name string, listeners, tls []*listenerState, port int32
 		if owner := ownerAmong(listeners, d); owner != nil {
 			refs = b.gather(owner, d)
 		}
-		vh, vhCORS := b.virtualHost(vhName, d, refs, port)
+		vh, vhCORS := b.virtualHost(key, refs, port)
 		rt.VirtualHosts = append(rt.VirtualHosts, vh)
 		cors = cors || vhCORS
 	}
@@ -324,39 +325,61 @@ func misdirected(name, d string) *ir.VirtualHost {
 }
 
 // cleanVirtualHost returns the previous translation's virtual host for
-// domain d when the listeners are the same and no hostname covering d has
-// routes other than before: it would gather the very same routes.
-func (b *builder) cleanVirtualHost(name, d string, port int32) *vhostMemo {
+// the table and domain of key when the listeners are the same and no
+// hostname covering the domain has routes other than before: it would
+// gather the very same routes.
+func (b *builder) cleanVirtualHost(key vhostKey, port int32) *vhostMemo {
 	t := b.t
 	if !t.sameListeners {
 		return nil
 	}
-	vm := t.prev.vhosts[name]
-	if vm == nil || vm.port != port || vm.vh.Domains[0] != d || !sameCert(vm.cert, b.cert) {
+	d := key.domain
+	vm := t.prev.vhosts[key]
+	if vm == nil || vm.port != port || !sameCert(vm.cert, b.cert) {
 		return nil
 	}
 	clean := true
-	coveringHostnames(d, func(h string) bool {
-		clean = !t.dirty[h]
-		return clean
-	})
+	if len(t.dirty) <= maxScannedDirty {
+		// An edit dirties a hostname or two: each is checked against
+		// the domain, rather than the domain's covering hostnames
+		// made and looked up, for every virtual host.
+		for h := range t.dirty {
+			if covers(h, d) {
+				clean = false
+				break
+			}
+		}
+	} else {
+		coveringHostnames(d, func(h string) bool {
+			clean = !t.dirty[h]
+			return clean
+		})
+	}
 	if !clean {
 		return nil
 	}
 	// The Translator lists clusters from its virtual hosts (clusterList).
-	t.next.vhosts[name] = vm
+	t.next.vhosts[key] = vm
 	return vm
 }
+
+// maxScannedDirty is the most dirty hostnames cleanVirtualHost scans.
+const maxScannedDirty = 8
+
+// vhostKey identifies a virtual host across translations: its route
+// table's name and its domain (its name is made of both).
+type vhostKey struct{ table, domain string }
 
 // virtualHost returns the virtual host serving domain d with the gathered
 // routes: the previous translation's, when it was built from the very same
 // compiled routes, gathered in the same order through the same hostnames,
 // on the same port (see Translator), or a new one; and whether a route of
 // it carries a CORS policy.
-func (b *builder) virtualHost(name, d string, refs []routeRef, port int32) (*ir.VirtualHost, bool) {
+func (b *builder) virtualHost(key vhostKey, refs []routeRef, port int32) (*ir.VirtualHost, bool) {
+	d := key.domain
 	if prev := b.t.prev; prev != nil {
-		if vm := prev.vhosts[name]; vm != nil && vm.port == port && vm.vh.Domains[0] == d && slices.Equal(vm.refs, refs) && sameCert(vm.cert, b.cert) {
-			b.t.next.vhosts[name] = vm
+		if vm := prev.vhosts[key]; vm != nil && vm.port == port && slices.Equal(vm.refs, refs) && sameCert(vm.cert, b.cert) {
+			b.t.next.vhosts[key] = vm
 			return vm.vh, vm.cors
 		}
 	}
@@ -370,7 +393,7 @@ func (b *builder) virtualHost(name, d string, refs []routeRef, port int32) (*ir.
 		b.ordered[d] = o
 	}
 	items := o.items
-	vh := &ir.VirtualHost{Name: name, Domains: []string{d}, Routes: make([]*ir.Route, len(items))}
+	vh := &ir.VirtualHost{Name: virtualHostName(key.table, d), Domains: []string{d}, Routes: make([]*ir.Route, len(items))}
 	for i := range items {
 		vh.Routes[i] = b.route(items[i].m, port)
 	}
@@ -386,7 +409,7 @@ func (b *builder) virtualHost(name, d string, refs []routeRef, port int32) (*ir.
 			o.clusters = b.distinctClusters(items)
 			clusters = o.clusters
 		}
-		b.t.next.vhosts[name] = &vhostMemo{port: port, cert: b.cert, refs: refs, vh: vh, clusters: clusters, cors: cors}
+		b.t.next.vhosts[key] = &vhostMemo{port: port, cert: b.cert, refs: refs, vh: vh, clusters: clusters, cors: cors}
 	}
 	return vh, cors
 }

@@ -2,8 +2,12 @@ package gateway
 
 import (
 	"net/netip"
+	"slices"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/nodemesh/nodemesh/mesh/input"
@@ -68,7 +72,7 @@ type memo struct {
 	clusters       map[clusterKey]*ir.Cluster
 	clientClusters map[clientClusterKey]*ir.Cluster
 	secrets        map[input.Key]*ir.Secret
-	vhosts         map[string]*vhostMemo
+	vhosts         map[vhostKey]*vhostMemo
 	// gatewayStates are its Gateways, whose listeners' attachments the
 	// next translation may take over (takeAttachments).
 	gatewayStates map[input.Key]*gatewayState
@@ -113,37 +117,73 @@ func (w gatewayWorld) matches(in *input.Snapshot, controller gwv1.GatewayControl
 
 // world is the content of every input route compilation reads besides
 // the route itself (the index is built from exactly these): each kind's
-// objects' hashes in snapshot order. A hash covers an object's namespace
-// and name, so equal lists mean the same objects with the same content.
+// objects and their hashes in snapshot order. A hash covers an object's
+// namespace and name, so equal lists mean the same objects with the same
+// content.
 type world struct {
-	services   []input.Hash
-	slices     []input.Hash
-	grants     []input.Hash
-	namespaces []input.Hash
-	secrets    []input.Hash
-	policies   []input.Hash
-	configMaps []input.Hash
+	services   objectHashes[corev1.Service, *corev1.Service]
+	slices     objectHashes[discoveryv1.EndpointSlice, *discoveryv1.EndpointSlice]
+	grants     objectHashes[gwv1.ReferenceGrant, *gwv1.ReferenceGrant]
+	namespaces objectHashes[corev1.Namespace, *corev1.Namespace]
+	secrets    objectHashes[corev1.Secret, *corev1.Secret]
+	policies   objectHashes[gwv1.BackendTLSPolicy, *gwv1.BackendTLSPolicy]
+	configMaps objectHashes[corev1.ConfigMap, *corev1.ConfigMap]
 }
 
 func worldOf(in *input.Snapshot) world {
 	return world{
-		services:   input.HashesOf(in, in.Services),
-		slices:     input.HashesOf(in, in.EndpointSlices),
-		grants:     input.HashesOf(in, in.ReferenceGrants),
-		namespaces: input.HashesOf(in, in.Namespaces),
-		secrets:    input.HashesOf(in, in.Secrets),
-		policies:   input.HashesOf(in, in.BackendTLSPolicies),
-		configMaps: input.HashesOf(in, in.ConfigMaps),
+		services:   hashesOf(in, in.Services),
+		slices:     hashesOf(in, in.EndpointSlices),
+		grants:     hashesOf(in, in.ReferenceGrants),
+		namespaces: hashesOf(in, in.Namespaces),
+		secrets:    hashesOf(in, in.Secrets),
+		policies:   hashesOf(in, in.BackendTLSPolicies),
+		configMaps: hashesOf(in, in.ConfigMaps),
 	}
 }
 
 // matches reports whether in holds objects of the content w was taken
 // from (without allocating: this runs on every translation).
 func (w world) matches(in *input.Snapshot) bool {
-	return input.HashesMatch(in, w.services, in.Services) && input.HashesMatch(in, w.slices, in.EndpointSlices) &&
-		input.HashesMatch(in, w.grants, in.ReferenceGrants) && input.HashesMatch(in, w.namespaces, in.Namespaces) &&
-		input.HashesMatch(in, w.secrets, in.Secrets) && input.HashesMatch(in, w.policies, in.BackendTLSPolicies) &&
-		input.HashesMatch(in, w.configMaps, in.ConfigMaps)
+	return w.services.match(in, in.Services) && w.slices.match(in, in.EndpointSlices) &&
+		w.grants.match(in, in.ReferenceGrants) && w.namespaces.match(in, in.Namespaces) &&
+		w.secrets.match(in, in.Secrets) && w.policies.match(in, in.BackendTLSPolicies) &&
+		w.configMaps.match(in, in.ConfigMaps)
+}
+
+// objectHashes are objects of one kind and their content hashes, in
+// snapshot order.
+type objectHashes[E any, T interface {
+	*E
+	runtime.Object
+}] struct {
+	objs   []T
+	hashes []input.Hash
+}
+
+func hashesOf[E any, T interface {
+	*E
+	runtime.Object
+}](in *input.Snapshot, objs []T) objectHashes[E, T] {
+	return objectHashes[E, T]{objs: slices.Clone(objs), hashes: input.HashesOf(in, objs)}
+}
+
+// match reports whether objs have the hashes of o, in order. An object
+// that is the very one o holds has its hash (objects never change once
+// translated), found without the snapshot's table of hashes: checking
+// thousands of Services and EndpointSlices on every translation then
+// reads no object and no table, and a snapshot that records no hashes
+// computes none.
+func (o objectHashes[E, T]) match(in *input.Snapshot, objs []T) bool {
+	if len(objs) != len(o.hashes) {
+		return false
+	}
+	for i, obj := range objs {
+		if obj != o.objs[i] && input.ObjectHash(in, obj) != o.hashes[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // vhostMemo is one virtual host as built: the routes gathered for it, the

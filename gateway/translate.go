@@ -150,7 +150,7 @@ func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) 
 		t.epoch = prev.epoch + 1
 	}
 	if remember {
-		t.next = &memo{ix: t.ix, order: make([][]*routeState, len(routeKinds)), vhosts: map[string]*vhostMemo{},
+		t.next = &memo{ix: t.ix, order: make([][]*routeState, len(routeKinds)), vhosts: map[vhostKey]*vhostMemo{},
 			epoch: t.epoch, addrs: maps.Clone(opts.Addresses), hostNetwork: opts.HostNetwork}
 		if t.sameWorld {
 			t.next.world = prev.world
