@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -313,6 +314,36 @@ func TestValidator(t *testing.T) {
 		if err := x.Validate(bad); err == nil || !strings.Contains(err.Error(), "invalid RE2") {
 			t.Fatalf("call %d: invalid regex: got %v", i, err)
 		}
+	}
+}
+
+// TestValidatorCORSOfRememberedList: the Validator remembers whether a
+// list of routes that passed carries CORS, so a chain without CORS need
+// not read an unchanged list again; the same list served by a chain
+// without CORS, after it passed on one with CORS, is still refused, in the
+// same call and in the next.
+func TestValidatorCORSOfRememberedList(t *testing.T) {
+	var x Validator
+	base := valid()
+	if err := x.Validate(base); err != nil {
+		t.Fatal(err)
+	}
+	both := *base
+	plain := *base.Listeners[0]
+	ch := *plain.Chains[0]
+	ch.CORS = false
+	plain.Chains = []*HTTPChain{&ch}
+	plain.Name, plain.Port = "gateway/default/eg/8080", 8080
+	ch.Routes = &RouteTable{Name: "gateway/default/eg/8080/http", VirtualHosts: base.Listeners[0].Chains[0].Routes.VirtualHosts}
+	both.Listeners = append([]*Listener{&plain}, base.Listeners...)
+	slices.SortFunc(both.Listeners, func(a, b *Listener) int { return strings.Compare(a.Name, b.Name) })
+	for i := range 2 {
+		if err := x.Validate(&both); err == nil || !strings.Contains(err.Error(), "a CORS policy on a chain without CORS") {
+			t.Fatalf("call %d: a list with CORS on a chain without: got %v", i, err)
+		}
+	}
+	if err := x.Validate(base); err != nil {
+		t.Fatal(err)
 	}
 }
 
