@@ -73,10 +73,12 @@ type memo struct {
 	// clusterList is the output of the whole list of clusters.
 	clusterList *clusterList
 	clusters    map[string]*clusterMemo
-	listeners   map[string]*listenerMemo
-	tables      map[string]*tableMemo
-	secrets     map[string]*secretMemo
-	policy      map[string]*policyMemo
+	// clusterCap sizes clusters (put).
+	clusterCap int
+	listeners  map[string]*listenerMemo
+	tables     map[string]*tableMemo
+	secrets    map[string]*secretMemo
+	policy     map[string]*policyMemo
 }
 
 // clusterList is what a Config's list of clusters produced, for reuse
@@ -176,11 +178,11 @@ type policyMemo struct {
 
 func newMemo(cfg *ir.Config) *memo {
 	return &memo{
-		clusters:  make(map[string]*clusterMemo, len(cfg.Clusters)),
-		listeners: make(map[string]*listenerMemo, len(cfg.Listeners)),
-		tables:    make(map[string]*tableMemo, len(cfg.Listeners)),
-		secrets:   make(map[string]*secretMemo, len(cfg.Secrets)),
-		policy:    map[string]*policyMemo{},
+		clusterCap: len(cfg.Clusters),
+		listeners:  make(map[string]*listenerMemo, len(cfg.Listeners)),
+		tables:     make(map[string]*tableMemo, len(cfg.Listeners)),
+		secrets:    make(map[string]*secretMemo, len(cfg.Secrets)),
+		policy:     map[string]*policyMemo{},
 	}
 }
 
@@ -264,6 +266,12 @@ func (m *memo) put(name string, v any) {
 	}
 	switch x := v.(type) {
 	case *clusterMemo:
+		if m.clusters == nil {
+			// Made when the clusters are built, not when a translation
+			// takes the previous list whole (clusters): that one's memo
+			// is taken too.
+			m.clusters = make(map[string]*clusterMemo, m.clusterCap)
+		}
 		m.clusters[name] = x
 	case *listenerMemo:
 		m.listeners[name] = x
