@@ -266,6 +266,11 @@ func (t *translator) hashOf(k *routeKind, r route, at int) input.Hash {
 // touch marks the hostnames a route is served on as dirty: their virtual
 // hosts are assembled again.
 func (t *translator) touch(rs *routeState) {
+	if !t.sameListeners {
+		// Only read then (cleanVirtualHost): a cold translation, or one
+		// whose listeners changed, assembles every virtual host.
+		return
+	}
 	for _, ps := range rs.parents {
 		for _, h := range ps.hits {
 			for _, host := range h.hostnames {
