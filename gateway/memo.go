@@ -30,9 +30,11 @@ import (
 // Change is detected by the content hashes providers compute once per
 // object as it enters and carry in the snapshot (input.Snapshot.HashOf):
 // a re-decoded object with the same content is unchanged, whatever its
-// address. Status is always computed afresh (attachment depends on every
-// Gateway). The Result is always deep-equal to Translate's for the same
-// input; a test holds that over random edits.
+// address. While the Gateways and those objects are unchanged, the
+// listeners keep the previous call's attachments and only the routes that
+// changed are attached or detached (takeAttachments). The Result is always
+// deep-equal to Translate's for the same input; a test holds that over
+// random edits.
 //
 // Successive Results share IR objects. They are read-only, as every
 // Result's IR is; the input objects must not be modified after they were

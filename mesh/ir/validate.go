@@ -27,9 +27,12 @@ func (c *Config) Validate() error { return c.validate(&validator{}) }
 // earlier in the same call (the virtual hosts of a Gateway's HTTP and
 // HTTPS listeners usually hold the same list) or in the previous call:
 // then only its cluster references are checked again, against the new
-// Config's clusters. A one-route change then costs the changed virtual
-// host, not every route; a Config rebuilt from scratch with the same
-// content costs its hashes. The zero Validator is ready to use; calls are
+// Config's clusters, and not even those when the Config lists the very
+// cluster objects that passed whole last time. Whether such a list
+// carries CORS is remembered with it, so a chain without CORS does not
+// read its routes again either. A one-route change then costs the changed
+// virtual host, not every route; a Config rebuilt from scratch with the
+// same content costs its hashes. The zero Validator is ready to use; calls are
 // serialised.
 type Validator struct {
 	// Hashes, when set, is where content hashes come from: share it with
