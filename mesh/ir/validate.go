@@ -606,7 +606,7 @@ func (v *validator) virtualHostRoutes(obj object, vf path, vh *VirtualHost, clus
 		v.routeOnce(obj, rf, r, rh, clusters)
 	}
 	if v.next != nil && len(v.errs) == before {
-		v.next[h] = listOf(vh)
+		v.next[h] = validList{clusters: usedClusters(vh), cors: carriesCORS(vh)}
 	}
 }
 
@@ -618,27 +618,36 @@ type validList struct {
 	cors     bool
 }
 
-// listOf lists the clusters a virtual host's routes refer to, once each,
-// and whether one carries a CORS policy.
-func listOf(vh *VirtualHost) validList {
-	var l validList
+// usedClusters lists the clusters a virtual host's routes refer to, once
+// each.
+func usedClusters(vh *VirtualHost) []string {
 	seen := map[string]bool{}
+	var out []string
 	for _, r := range vh.Routes {
-		l.cors = l.cors || r.CORS != nil
 		for _, b := range r.Backends {
 			if b.Cluster != "" && !seen[b.Cluster] {
 				seen[b.Cluster] = true
-				l.clusters = append(l.clusters, b.Cluster)
+				out = append(out, b.Cluster)
 			}
 		}
 		for _, m := range r.Mirrors {
 			if m != nil && !seen[m.Cluster] {
 				seen[m.Cluster] = true
-				l.clusters = append(l.clusters, m.Cluster)
+				out = append(out, m.Cluster)
 			}
 		}
 	}
-	return l
+	return out
+}
+
+// carriesCORS reports whether a route of vh carries a CORS policy.
+func carriesCORS(vh *VirtualHost) bool {
+	for _, r := range vh.Routes {
+		if r.CORS != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // maxValidRoutes bounds the Validator's memory of valid routes.
