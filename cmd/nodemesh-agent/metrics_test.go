@@ -119,6 +119,24 @@ func TestMetricsOfAgentAndProxyBinaries(t *testing.T) {
 		}
 		return v
 	}
+	// settle scrapes addr until cond holds. The binaries update their
+	// counters after the event a client sees (a request is counted once
+	// its response is written, an ACK once the agent received it, after
+	// the proxy applied what it acknowledges), so a scrape right after
+	// that event may come too early. A metric not exported yet reads 0.
+	settle := func(what, addr string, cond func(metrics.Families) error) metrics.Families {
+		t.Helper()
+		var f metrics.Families
+		eventually(what, func() error {
+			f = scrape(addr)
+			return cond(f)
+		})
+		return f
+	}
+	num := func(f metrics.Families, name string, labels ...string) float64 {
+		v, _ := f.Value(name, labels...)
+		return v
+	}
 	eventually("the Gateway serves", func() error {
 		if code := get(); code != http.StatusOK {
 			return fmt.Errorf("GET %s: %d", gateway, code)
@@ -128,26 +146,30 @@ func TestMetricsOfAgentAndProxyBinaries(t *testing.T) {
 
 	// The agent translated, pushed every type the proxy asked for and had
 	// it acknowledged, and says which version it serves.
-	a := scrape(agentMetrics)
-	if v := value(a, "nodemesh_translations_total", "result", "success"); v < 1 {
-		t.Fatalf("translations: %v", v)
-	}
-	if v := value(a, "nodemesh_translation_duration_seconds"); v < 1 {
-		t.Fatalf("translation duration samples: %v", v)
-	}
+	a := settle("the agent's translation and xDS counters", agentMetrics, func(a metrics.Families) error {
+		if v := num(a, "nodemesh_translations_total", "result", "success"); v < 1 {
+			return fmt.Errorf("translations: %v", v)
+		}
+		if v := num(a, "nodemesh_translation_duration_seconds"); v < 1 {
+			return fmt.Errorf("translation duration samples: %v", v)
+		}
+		for _, typ := range []string{"CDS", "EDS", "LDS", "RDS"} {
+			if v := num(a, "nodemesh_xds_pushes_total", "type", typ); v < 1 {
+				return fmt.Errorf("%s pushes: %v", typ, v)
+			}
+			if v := num(a, "nodemesh_xds_acks_total", "type", typ); v < 1 {
+				return fmt.Errorf("%s ACKs: %v", typ, v)
+			}
+		}
+		if v := num(a, "nodemesh_xds_connected_proxies"); v != 1 {
+			return fmt.Errorf("connected proxies: %v", v)
+		}
+		return nil
+	})
 	for _, typ := range []string{"CDS", "EDS", "LDS", "RDS"} {
-		if v := value(a, "nodemesh_xds_pushes_total", "type", typ); v < 1 {
-			t.Fatalf("%s pushes: %v", typ, v)
-		}
-		if v := value(a, "nodemesh_xds_acks_total", "type", typ); v < 1 {
-			t.Fatalf("%s ACKs: %v", typ, v)
-		}
 		if v := value(a, "nodemesh_xds_nacks_total", "type", typ); v != 0 {
 			t.Fatalf("%s NACKs: %v", typ, v)
 		}
-	}
-	if v := value(a, "nodemesh_xds_connected_proxies"); v != 1 {
-		t.Fatalf("connected proxies: %v", v)
 	}
 	if v := value(a, "nodemesh_xds_streams_refused_total"); v != 0 {
 		t.Fatalf("refused xDS streams: %v", v)
@@ -174,7 +196,18 @@ func TestMetricsOfAgentAndProxyBinaries(t *testing.T) {
 
 	// Requests move the proxy's counters by exactly what was sent: five
 	// answered 200 by the backend, then, after a route change, one no route serves (404).
-	p := scrape(proxyMetrics)
+	// The baseline is read once the proxy counted the request that found
+	// the Gateway serving, and every request it counted has its latency
+	// sample.
+	p := settle("the proxy's baseline", proxyMetrics, func(p metrics.Families) error {
+		ok, _ := p.Value("nodemesh_proxy_http_requests_total", "protocol", "http", "code_class", "2xx", "verdict", "forwarded")
+		all, _ := p.Value("nodemesh_proxy_http_requests_total", "protocol", "http")
+		lat, _ := p.Value("nodemesh_proxy_http_request_duration_seconds", "protocol", "http")
+		if ok < 1 || lat != all {
+			return fmt.Errorf("2xx requests %v (want at least 1), %v requests with %v latency samples", ok, all, lat)
+		}
+		return nil
+	})
 	ok0, _ := p.Value("nodemesh_proxy_http_requests_total", "protocol", "http", "code_class", "2xx", "verdict", "forwarded")
 	nr0, _ := p.Value("nodemesh_proxy_http_requests_total", "protocol", "http", "code_class", "4xx", "verdict", "error")
 	lat0, _ := p.Value("nodemesh_proxy_http_request_duration_seconds", "protocol", "http")
@@ -183,31 +216,30 @@ func TestMetricsOfAgentAndProxyBinaries(t *testing.T) {
 			t.Fatalf("GET: %d", code)
 		}
 	}
-	// The proxy counts a request once its response is written, so the
-	// last one may reach the counters a moment after the client read it.
-	eventually("the proxy counted the five requests", func() error {
-		p = scrape(proxyMetrics)
-		if v := value(p, "nodemesh_proxy_http_requests_total", "protocol", "http", "code_class", "2xx", "verdict", "forwarded"); v != ok0+5 {
-			return fmt.Errorf("2xx requests: %v, want %v", v, ok0+5)
+	settle("the proxy counts the five requests", proxyMetrics, func(p metrics.Families) error {
+		ok := num(p, "nodemesh_proxy_http_requests_total", "protocol", "http", "code_class", "2xx", "verdict", "forwarded")
+		lat := num(p, "nodemesh_proxy_http_request_duration_seconds", "protocol", "http")
+		if ok > ok0+5 || lat > lat0+5 {
+			t.Fatalf("2xx requests %v, latency samples %v; want %v and %v", ok, lat, ok0+5, lat0+5)
 		}
-		if v := value(p, "nodemesh_proxy_http_request_duration_seconds", "protocol", "http"); v != lat0+5 {
-			return fmt.Errorf("latency samples: %v, want %v", v, lat0+5)
+		if ok != ok0+5 || lat != lat0+5 {
+			return fmt.Errorf("2xx requests %v, latency samples %v; want %v and %v", ok, lat, ok0+5, lat0+5)
+		}
+		// The backend connection stays pooled (keep-alive).
+		if v := num(p, "nodemesh_proxy_upstream_cx_active"); v < 1 {
+			return fmt.Errorf("upstream connections: %v", v)
+		}
+		if v := num(p, "nodemesh_proxy_xds_acks_total"); v < 4 {
+			return fmt.Errorf("proxy ACKs: %v", v)
+		}
+		if v := num(p, "nodemesh_proxy_xds_connected"); v != 1 {
+			return fmt.Errorf("proxy xDS connected: %v", v)
+		}
+		if v := num(p, "nodemesh_proxy_ready"); v != 1 {
+			return fmt.Errorf("proxy ready: %v", v)
 		}
 		return nil
 	})
-	// The backend connection stays pooled (keep-alive).
-	if v := value(p, "nodemesh_proxy_upstream_cx_active"); v < 1 {
-		t.Fatalf("upstream connections: %v", v)
-	}
-	if v := value(p, "nodemesh_proxy_xds_acks_total"); v < 4 {
-		t.Fatalf("proxy ACKs: %v", v)
-	}
-	if v := value(p, "nodemesh_proxy_xds_connected"); v != 1 {
-		t.Fatalf("proxy xDS connected: %v", v)
-	}
-	if v := value(p, "nodemesh_proxy_ready"); v != 1 {
-		t.Fatalf("proxy ready: %v", v)
-	}
 
 	// A route change: only /ok reaches the backend now. The agent pushes
 	// and the proxy acknowledges a new route version; a request outside
@@ -222,20 +254,21 @@ func TestMetricsOfAgentAndProxyBinaries(t *testing.T) {
 		}
 		return nil
 	})
-	a = scrape(agentMetrics)
-	if v := value(a, "nodemesh_xds_pushes_total", "type", "RDS"); v <= pushes0 {
-		t.Fatalf("RDS pushes did not move: %v", v)
-	}
-	if v := value(a, "nodemesh_xds_acks_total", "type", "RDS"); v <= acks0 {
-		t.Fatalf("RDS ACKs did not move: %v", v)
-	}
-	if v2 := rdsVersion(a); v2 == v1 {
-		t.Fatalf("the served RDS version is still %s", v1)
-	}
-	eventually("the proxy counted the 404", func() error {
-		p = scrape(proxyMetrics)
-		if v := value(p, "nodemesh_proxy_http_requests_total", "protocol", "http", "code_class", "4xx", "verdict", "error"); v < nr0+1 {
-			return fmt.Errorf("4xx requests: %v, want at least %v", v, nr0+1)
+	settle("the agent counts the route change", agentMetrics, func(a metrics.Families) error {
+		if v := num(a, "nodemesh_xds_pushes_total", "type", "RDS"); v <= pushes0 {
+			return fmt.Errorf("RDS pushes did not move: %v", v)
+		}
+		if v := num(a, "nodemesh_xds_acks_total", "type", "RDS"); v <= acks0 {
+			return fmt.Errorf("RDS ACKs did not move: %v", v)
+		}
+		if v2 := rdsVersion(a); v2 == v1 {
+			return fmt.Errorf("the served RDS version is still %s", v1)
+		}
+		return nil
+	})
+	settle("the proxy counts the 404", proxyMetrics, func(p metrics.Families) error {
+		if v := num(p, "nodemesh_proxy_http_requests_total", "protocol", "http", "code_class", "4xx", "verdict", "error"); v < nr0+1 {
+			return fmt.Errorf("4xx requests: %v", v)
 		}
 		return nil
 	})
