@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -28,17 +29,27 @@ func TestAttestRefusesClaimedAddresses(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("needs root: creates network namespaces")
 	}
-	dir := "/run/netns"
-	mk := func(name string, addrs ...string) workload.NetNS {
+	// The attestor scans its own directory, holding links to this run's
+	// namespaces only: another run's namespaces in /run/netns (a second
+	// checkout testing at once) may hold the same addresses, which the
+	// attestor rightly counts as claims. The names carry the pid, as
+	// datapath/testbed's do, so runs never collide and its Sweep removes
+	// what a crashed run leaves behind.
+	dir := t.TempDir()
+	mk := func(role string, addrs ...string) workload.NetNS {
 		t.Helper()
-		name = "nmtest-attest-" + name
+		name := fmt.Sprintf("nmtb-%d-attest-%s", os.Getpid(), role)
 		runCmd(t, "ip", "netns", "add", name)
 		t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
 		runCmd(t, "ip", "-n", name, "link", "set", "lo", "up")
 		for _, a := range addrs {
 			runCmd(t, "ip", "-n", name, "addr", "add", a+"/32", "dev", "lo")
 		}
-		ns, err := workload.NetNSOfPath(filepath.Join(dir, name))
+		link := filepath.Join(dir, role)
+		if err := os.Symlink(filepath.Join("/run/netns", name), link); err != nil {
+			t.Fatal(err)
+		}
+		ns, err := workload.NetNSOfPath(link)
 		if err != nil {
 			t.Fatal(err)
 		}
