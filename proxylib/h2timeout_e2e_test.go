@@ -542,11 +542,14 @@ func TestH2IdleStreamsBounded(t *testing.T) {
 		}
 	}
 	tookAbout(t, "all streams answered", start, idle)
+	// The server starts the idle timer when it closes the last stream,
+	// which may be before the client reads that stream's end: time it
+	// from before the stream opens.
+	start = time.Now()
 	h.headers(11, true, hostFields("GET", "h1.example", "/ok")...)
 	if r := h.await(11); r.status != "200" || r.body != "ok" {
 		t.Fatalf("stream 11: %v", r)
 	}
-	start = time.Now()
 	h.awaitClose(connIdle + 3*time.Second)
 	tookAbout(t, "idle connection closed", start, connIdle)
 }
@@ -587,11 +590,14 @@ func TestH2ConnectionIdleTimeout(t *testing.T) {
 	})
 	t.Run("idle connection goes away", func(t *testing.T) {
 		h := dialH2(t, addr, nil)
+		// The idle timer starts when the server closes the stream, which
+		// may be before the client reads its end: time it from before
+		// the stream opens.
+		start := time.Now()
 		h.headers(1, true, hostFields("GET", "h1.example", "/ok")...)
 		if r := h.await(1); r.status != "200" {
 			t.Fatalf("stream 1: %v", r)
 		}
-		start := time.Now()
 		for {
 			f, err := h.fr.ReadFrame()
 			if err != nil {
