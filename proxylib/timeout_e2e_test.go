@@ -1,12 +1,16 @@
 package proxylib_test
 
 import (
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
@@ -121,6 +125,82 @@ func TestPerTryTimeout(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// stuckEndpoint returns the address of a listener whose accept queue is
+// full: the kernel drops every further SYN, so a connect to it hangs until
+// the dialer gives up.
+func stuckEndpoint(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	// Nothing accepts: connections fill the queue until one hangs.
+	for range 8 {
+		c, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
+		if err != nil {
+			return addr
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	t.Fatalf("connections to %s with a backlog of 0 never hang", addr)
+	return ""
+}
+
+// TestRouteTimeoutCoversConnect: the route timeout runs while the proxy
+// connects to the upstream, as Envoy's does. An endpoint that never
+// completes the connect gets 504 "upstream request timeout" when the
+// route timeout passes, shorter than connect_timeout, on every pairing of
+// downstream and upstream protocol, with and without a retry policy.
+func TestRouteTimeoutCoversConnect(t *testing.T) {
+	stuck := stuckEndpoint(t)
+	ok := startBackend(t, "ok", http.HandlerFunc(timeoutBackend))
+	x := startXDS(t, "", nil)
+	addr := freeAddr(t)
+	longConnect := func(c *clusterv3.Cluster) { c.ConnectTimeout = durationpb.New(5 * time.Second) }
+	route := func(prefix, cluster string, rp *routev3.RetryPolicy) *routev3.Route {
+		return &routev3.Route{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}},
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+				Timeout: durationpb.New(300 * time.Millisecond), RetryPolicy: rp}}}
+	}
+	routes := []*routev3.Route{route("/ok/", "ok", nil)}
+	for _, c := range []string{"h1", "h2"} {
+		routes = append(routes, route("/"+c+"/plain/", c, nil),
+			route("/"+c+"/retry/", c, &routev3.RetryPolicy{RetryOn: "5xx", RetryBackOff: fastBackoff()}))
+	}
+	x.set(httpListener(t, "l", addr, "rc", nil), routeConfig("rc", vh("v", "*", routes...)),
+		edsCluster(t, "ok", false, nil), cla("ok", ok.addr),
+		edsCluster(t, "h1", false, longConnect), cla("h1", stuck), edsCluster(t, "h2", true, longConnect), cla("h2", stuck))
+	startProxy(t, x.sock)
+	base := "http://" + addr
+	waitServing(t, base+"/ok/x", "x")
+	for _, down := range retryClients() {
+		for _, up := range []string{"h1", "h2"} {
+			for _, path := range []string{"plain", "retry"} {
+				t.Run(down.name+" to "+up+" "+path, func(t *testing.T) {
+					start := time.Now()
+					code, _, body := do(t, down.client, "GET", base+"/"+up+"/"+path+"/x", "x", nil, nil)
+					if code != 504 || body != "upstream request timeout" {
+						t.Fatalf("%d %q after %v, want 504 \"upstream request timeout\" after the route timeout (300ms), not a connect failure after connect_timeout (5s)",
+							code, body, time.Since(start).Round(time.Millisecond))
+					}
+				})
+			}
 		}
 	}
 }

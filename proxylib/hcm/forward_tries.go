@@ -51,6 +51,12 @@ func (s *stream) forwardTries(d downstream, rp *replay, length int64, head bool)
 	t := &s.tries
 	t.reset(f.Retry, s.cluster.Breaker())
 	defer t.end()
+	if rp == nil {
+		// A request without a body is complete from its start: the
+		// route timeout runs from there, also while the first attempt
+		// gets its connection.
+		t.start(s.start, s.timeout)
+	}
 	if rp != nil {
 		defer rp.release()
 		rp.onOver = s.cluster.Breaker().Abandoned
@@ -174,9 +180,13 @@ func (s *stream) attemptH1(d downstream, pool *upstream.Pool, rp *replay, length
 	if wait < 0 {
 		return nil, now, upTimeout
 	}
-	uc, reused, err := pool.GetAt(d.ctx(), now, wait)
-	if err != nil {
-		return nil, now, s.connErr(err)
+	var by time.Time
+	if wait > 0 {
+		by = now.Add(wait)
+	}
+	uc, reused, ue := s.getConn(d.ctx(), pool, now, by)
+	if ue != upOK {
+		return nil, now, ue
 	}
 	for {
 		if !d.watch(uc) {
@@ -212,8 +222,8 @@ func (s *stream) attemptH1(d downstream, pool *upstream.Pool, rp *replay, length
 		// The pooled connection was closed by the server: send again on a
 		// fresh one, not counted as a retry (a policy that retries resets
 		// decides instead).
-		if uc, _, err = pool.Get(d.ctx(), t.remaining(time.Now(), s.timeout)); err != nil {
-			return nil, sent, s.connErr(err)
+		if uc, _, ue = s.getConn(d.ctx(), pool, time.Now(), t.deadline); ue != upOK {
+			return nil, sent, ue
 		}
 		reused = false
 	}

@@ -76,11 +76,11 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 	defer pool.End()
 	head := string(req.Method) == "HEAD"
 
-	uc, reused, err := pool.GetAt(context.Background(), now, s.timeout)
-	if err != nil {
-		hc.h.rt.Logger.Debug("connecting upstream", "host", pool.Addr, "error", err)
+	uc, reused, ue := s.getConn(context.Background(), pool, now, s.routeEnd(now))
+	if ue != upOK {
+		hc.h.rt.Logger.Debug("connecting upstream", "host", pool.Addr, "outcome", ue)
 		hc.r += req.HeadLen
-		return hc.failUpstream(s.connErr(err), keep && hc.skipBody())
+		return hc.failUpstream(ue, keep && hc.skipBody())
 	}
 	out := hc.encodeRequest(uc.Out[:0])
 	hc.r += req.HeadLen
@@ -97,9 +97,12 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 		// reused.
 		return hc.failUpstream(ue, false)
 	}
-	sent := now // nothing waited since: a pooled connection and a buffered request
-	if !reused || !replayable || uc.Waited {
-		sent = time.Now() // after a dial, a wait for a connection, or a body streamed from the client
+	// The route timeout runs from the request's end, as Envoy's: its
+	// start for a request that came whole (also while a connection was
+	// awaited or dialed), after its body for one streamed from the client.
+	sent := now
+	if !replayable {
+		sent = time.Now()
 	}
 	hc.respArmed = false
 	wait, idle := hc.responseWait(sent)
@@ -107,12 +110,11 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 	if ue == upReset && reused && replayable {
 		// The pooled connection was closed by the server: replay once.
 		uc.Discard()
-		if uc, _, err = pool.Get(context.Background(), s.timeout); err != nil {
-			return hc.failUpstream(s.connErr(err), keep)
+		if uc, _, ue = s.getConn(context.Background(), pool, time.Now(), s.routeEnd(sent)); ue != upOK {
+			return hc.failUpstream(ue, keep)
 		}
 		reused = false
 		out = append(uc.Out[:0], out...)
-		sent = time.Now()
 		hc.respArmed = false
 		wait, idle = hc.responseWait(sent)
 		ue = hc.exchange(uc, out, head, sent, wait, reused)

@@ -402,14 +402,11 @@ func copyFlush(w http.ResponseWriter, src io.Reader, t *h2Timer) bool {
 // connection at max_connections), under the stream's context.
 func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 	pool := s.host.Pool
-	uc := pool.GetIdle(time.Now())
-	if uc == nil {
-		var err error
-		if uc, _, err = pool.Get(s.h2t.context(), s.timeout); err != nil {
-			code, b := s.failBody(s.connErr(err))
-			s.writeLocalH2(w, code, b, nil)
-			return
-		}
+	uc, _, ue := s.getConn(s.h2t.context(), pool, time.Now(), s.routeEnd(s.start))
+	if ue != upOK {
+		code, b := s.failBody(ue)
+		s.writeLocalH2(w, code, b, nil)
+		return
 	}
 	if !s.h2t.attach(uc) {
 		uc.Discard()
@@ -466,8 +463,14 @@ func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 		}
 		out = out[:0]
 	}
-	sent := time.Now()
-	ue := upReset
+	// The route timeout runs from the request's end: its start for a
+	// request without a body (also while a connection was dialed), after
+	// the body for one with.
+	sent := s.start
+	if hasBody {
+		sent = time.Now()
+	}
+	ue = upReset
 	if ok {
 		if len(out) > 0 {
 			if _, err := uc.Write(out); err != nil {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
 
 // Upstream timeouts, as Envoy's router applies them: the route timeout
@@ -47,4 +49,51 @@ func timedOut(resp *http.Response, err error) error {
 		resp.Body.Close()
 	}
 	return errPerTryTimeout
+}
+
+// errRouteTimeout ends the wait for an upstream connection (queued at
+// max_connections, or dialing) when the route timeout passes first.
+var errRouteTimeout = errors.New("route timeout")
+
+// getConn gets an HTTP/1.1 upstream connection from pool (at time now)
+// under ctx, waiting at most until by (zero: no bound). As in Envoy, the
+// route timer runs while the request waits for a connection and while one
+// is dialed, so a slow connect (an endpoint whose accept queue is full
+// drops the SYN) ends in 504 "upstream request timeout" when the route
+// timeout passes, not in a connection failure after the longer
+// connect_timeout.
+func (s *stream) getConn(ctx context.Context, pool *upstream.Pool, now, by time.Time) (*upstream.Conn, bool, upstreamErr) {
+	if uc := pool.GetIdle(now); uc != nil {
+		return uc, true, upOK
+	}
+	var wait time.Duration
+	if !by.IsZero() {
+		if wait = by.Sub(now); wait <= 0 {
+			return nil, false, upTimeout
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadlineCause(ctx, by, errRouteTimeout)
+		defer cancel()
+	}
+	uc, reused, err := pool.GetAt(ctx, now, wait)
+	if err == nil {
+		return uc, reused, upOK
+	}
+	// The dialer ends a connect at the context's deadline by itself,
+	// possibly before the context's timer marked it done: a deadline
+	// that passed is the route timeout's too.
+	cause := context.Cause(ctx)
+	if errors.Is(cause, errRouteTimeout) || cause == nil && !by.IsZero() && !time.Now().Before(by) {
+		return nil, false, upTimeout
+	}
+	return nil, false, s.connErr(err)
+}
+
+// routeEnd is when the route timeout started at start ends (zero: no
+// route timeout).
+func (s *stream) routeEnd(start time.Time) time.Time {
+	if s.timeout <= 0 {
+		return time.Time{}
+	}
+	return start.Add(s.timeout)
 }
