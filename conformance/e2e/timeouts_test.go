@@ -30,13 +30,13 @@ spec:
   hostnames: [timeouts.test]
   rules:
   - matches: [{path: {type: PathPrefix, value: /both}}]
-    timeouts: {request: 5s, backendRequest: 300ms}
+    timeouts: {request: 5s, backendRequest: 1s}
     backendRefs: [{name: v1, port: 80}]
   - matches: [{path: {type: PathPrefix, value: /request}}]
-    timeouts: {request: 300ms}
+    timeouts: {request: 1s}
     backendRefs: [{name: v1, port: 80}]
   - matches: [{path: {type: PathPrefix, value: /backend}}]
-    timeouts: {backendRequest: 300ms}
+    timeouts: {backendRequest: 1s}
     backendRefs: [{name: v1, port: 80}]
   - matches: [{path: {type: PathPrefix, value: /backend-disabled}}]
     timeouts: {request: 5s, backendRequest: 0s}
@@ -47,8 +47,13 @@ spec:
 // TestRouteTimeouts drives HTTPRoute timeouts through the whole pipeline
 // to a backend that answers late: backendRequest bounds the request to
 // the backend even when the request timeout is longer (the proxy answers
-// 504 "upstream request timeout" after about backendRequest, not request),
+// 504 "upstream request timeout" after backendRequest, before request),
 // request alone bounds it too, and "0s" disables backendRequest.
+//
+// The timings prove which timeout fired without asking for speed: the
+// slow backend answers after 10 s, so a 504 is a timeout's; one before
+// 4 s cannot be the 5 s request timeout's; and no timeout ends early. The
+// 1 s timeouts leave a loaded machine time to answer the fast request.
 func TestRouteTimeouts(t *testing.T) {
 	m := startMesh(t, false, []string{"v1"})
 	m.apply(timeoutsConfig(m))
@@ -59,11 +64,11 @@ func TestRouteTimeouts(t *testing.T) {
 		expected          string // x-envoy-expected-rq-timeout-ms at the backend
 		minT, maxT        time.Duration
 	}{
-		{"backendRequest below request, fast backend", "/both", "", 200, "300", 0, time.Second},
-		{"backendRequest below request, slow backend", "/both", "2s", 504, "", 300 * time.Millisecond, 1500 * time.Millisecond},
-		{"request only, slow backend", "/request", "2s", 504, "", 300 * time.Millisecond, 1500 * time.Millisecond},
-		{"backendRequest only, slow backend", "/backend", "2s", 504, "", 300 * time.Millisecond, 1500 * time.Millisecond},
-		{"backendRequest disabled", "/backend-disabled", "600ms", 200, "5000", 600 * time.Millisecond, 3 * time.Second},
+		{"backendRequest below request, fast backend", "/both", "", 200, "1000", 0, 4 * time.Second},
+		{"backendRequest below request, slow backend", "/both", "10s", 504, "", time.Second, 4 * time.Second},
+		{"request only, slow backend", "/request", "10s", 504, "", time.Second, 4 * time.Second},
+		{"backendRequest only, slow backend", "/backend", "10s", 504, "", time.Second, 4 * time.Second},
+		{"backendRequest disabled", "/backend-disabled", "1200ms", 200, "5000", 1200 * time.Millisecond, 4 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var headers []string
