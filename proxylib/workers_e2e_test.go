@@ -193,7 +193,13 @@ func TestWorkersSpreadAndUpdate(t *testing.T) {
 			t.Fatalf("request %d: %d from %q, want 200 from a", i, code, be)
 		}
 	}
-	served, _ := workerCounts(t, p)
+	// A process counts a request once it wrote the response, which may
+	// be after the client read it: wait for the last count.
+	var served map[int]uint64
+	waitFor(t, func() bool {
+		served, _ = workerCounts(t, p)
+		return served[0]+served[1] >= 64
+	}, "64 requests counted")
 	if served[0] == 0 || served[1] == 0 || served[0]+served[1] != 64 {
 		t.Fatalf("requests served per process %v: want both > 0, 64 in all", served)
 	}
