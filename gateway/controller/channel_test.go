@@ -23,7 +23,7 @@ func TestInstalledChannel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if ch, err := InstalledChannel(ctx, dyn); err != nil || ch != ChannelStandard {
 		t.Fatalf("standard CRDs: channel %q, %v", ch, err)
@@ -45,7 +45,7 @@ func TestInstalledChannel(t *testing.T) {
 	}
 	// The API server drops the policy from its admission cache a moment
 	// after the delete.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		err := controlplane.Apply(ctx, c.Config, crds)
 		if err == nil {
 			break

@@ -68,10 +68,12 @@ func startControllerOn(t *testing.T, channel string, opts ...Option) env {
 	return e
 }
 
-// eventually retries check until it returns nil or 30s pass.
+// eventually retries check until it returns nil or 2 minutes pass: on a
+// loaded machine the API server alone may take half a minute to start,
+// and every status write waits on it too.
 func eventually(t *testing.T, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	var err error
 	for time.Now().Before(deadline) {
 		if err = check(); err == nil {
