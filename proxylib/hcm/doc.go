@@ -48,7 +48,10 @@
 //     before headers → 503; route timeout, or per-try timeout before the
 //     response started → 504 "upstream request timeout" (also when the
 //     request waited that long for a connection at the cluster's
-//     max_connections); a circuit breaker overflow (max_pending_requests,
+//     max_connections, or for a connect that had not completed: the
+//     route timer runs from the request's end, as Envoy's, through the
+//     wait for a connection and the dial, which connect_timeout alone
+//     would bound later); a circuit breaker overflow (max_pending_requests,
 //     max_requests) → 503 "upstream connect error or disconnect/reset
 //     before headers. reset reason: overflow" with x-envoy-overloaded: true
 //     and response flag UO.
