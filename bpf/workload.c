@@ -248,18 +248,18 @@ int to_workload(struct __sk_buff *skb)
 	ret = policy_decide(policy_table(), &f, &d);
 	if (ret == VERDICT_DENY)
 		return drop(skb, &f, &d, d.reason);
-	/* The policy listener tells peers apart by source address. A routed
-	 * connection whose mark names another identity than its address's
-	 * (a Gateway's, as ingress, from a node without an ingress address)
-	 * would have the address's L7 rules applied there, e.g. the host's:
-	 * refuse it rather than let it borrow them. */
-	if (ret == VERDICT_REDIRECT && routed && peer.identity != addr_identity)
-		return drop(skb, &f, &d, DROP_ROUTE_IDENTITY);
 	if (ret == VERDICT_REDIRECT && !from_proxy) {
 		/* A routing listener's connection goes to the policy listener:
 		 * the proxy's socket is then the client of a proxy socket, and
 		 * its replies must find their way back (CT_F_PROXY_CLIENT). */
 		flags = routed ? CT_F_REDIRECT | CT_F_PROXY_CLIENT : CT_F_REDIRECT;
+		/* The policy listener reads the identity from this entry. When
+		 * the mark names another identity than the source address's
+		 * (a Gateway's, as ingress, from a node without an ingress
+		 * address), the address must not judge the connection there:
+		 * it would borrow the address's (e.g. the host's) L7 rules. */
+		if (routed && peer.identity != addr_identity)
+			flags |= CT_F_MARK_IDENTITY;
 		if (ct_create(&f, flags, d.proxy_port, peer.identity, DIR_INGRESS, now))
 			return drop(skb, &f, &d, DROP_CT_FULL);
 		emit(skb, &f, &d, EVENT_REDIRECT);

@@ -847,7 +847,7 @@
 //   - `envoy.config.listener.v3.FilterChainMatch`: destination_port, server_names, source_prefix_ranges, transport_protocol
 //   - `envoy.config.listener.v3.FilterChain`: name, filter_chain_match, transport_socket, filters
 //   - `envoy.config.listener.v3.Filter`: name, typed_config, config_discovery; typed_config holds envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager | envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy | envoy.extensions.filters.network.rbac.v3.RBAC
-//   - `envoy.config.listener.v3.ListenerFilter`: name, typed_config; typed_config holds envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector | envoy.extensions.filters.listener.original_dst.v3.OriginalDst | envoy.extensions.filters.listener.original_src.v3.OriginalSrc | envoy.extensions.filters.udp.udp_proxy.v3.UdpProxyConfig
+//   - `envoy.config.listener.v3.ListenerFilter`: name, typed_config; typed_config holds envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector | envoy.extensions.filters.listener.original_dst.v3.OriginalDst | envoy.extensions.filters.listener.original_src.v3.OriginalSrc | envoy.extensions.filters.udp.udp_proxy.v3.UdpProxyConfig | nodemesh.filters.listener.datapath_identity.v1.DatapathIdentity
 //   - `envoy.config.listener.v3.Listener`: name, address, listener_filters, filter_chains, per_connection_buffer_limit_bytes, transparent, listener_filters_timeout, continue_on_listener_filters_timeout, udp_listener_config
 //   - `envoy.config.listener.v3.UdpListenerConfig`: downstream_socket_config
 //   - `envoy.config.rbac.v3.Permission.Set`: rules
@@ -855,7 +855,7 @@
 //   - `envoy.config.rbac.v3.Policy`: permissions, principals
 //   - `envoy.config.rbac.v3.Principal.Authenticated`: principal_name
 //   - `envoy.config.rbac.v3.Principal.Set`: ids
-//   - `envoy.config.rbac.v3.Principal`: and_ids, or_ids, any, authenticated, source_ip, direct_remote_ip, remote_ip, not_id
+//   - `envoy.config.rbac.v3.Principal`: and_ids, or_ids, any, authenticated, source_ip, direct_remote_ip, remote_ip, not_id, filter_state
 //   - `envoy.config.rbac.v3.RBAC`: action, policies
 //   - `envoy.config.route.v3.DirectResponseAction`: status, body
 //   - `envoy.config.route.v3.HeaderMatcher`: name, string_match, present_match, invert_match
@@ -908,6 +908,7 @@
 //   - `envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig`: http_protocol_options, http2_protocol_options
 //   - `envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig`: http_protocol_options, http2_protocol_options
 //   - `envoy.extensions.upstreams.http.v3.HttpProtocolOptions`: explicit_http_config, use_downstream_protocol_config, common_http_protocol_options
+//   - `envoy.type.matcher.v3.FilterStateMatcher`: key, string_match
 //   - `envoy.type.matcher.v3.PathMatcher`: path
 //   - `envoy.type.matcher.v3.RegexMatchAndSubstitute`: pattern, substitution
 //   - `envoy.type.matcher.v3.RegexMatcher.GoogleRE2`: (no fields)
@@ -920,6 +921,7 @@
 //   - `nodemesh.filters.http.header_match.v1.HeaderMatchRule`: name, destinations, destination_port, sources, method, path, authority, headers, header_matches
 //   - `nodemesh.filters.http.header_match.v1.HeaderMatch`: name, value, mismatch_action, redact
 //   - `nodemesh.filters.http.header_match.v1.HeaderRequirement`: name, value, present
+//   - `nodemesh.filters.listener.datapath_identity.v1.DatapathIdentity`: conntrack_map
 //   - `nodemesh.filters.network.kafka.v1.KafkaDestination`: name, addresses, port, end_port, rules
 //   - `nodemesh.filters.network.kafka.v1.KafkaPolicy`: destinations, max_request_bytes
 //   - `nodemesh.filters.network.kafka.v1.KafkaRule`: name, principals, role, api_keys, api_version, client_id, topic

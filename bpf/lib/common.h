@@ -117,7 +117,7 @@ enum nm_reason {
 	DROP_CT_FULL = 10,          /* connection tracking entry could not be written */
 	DROP_PROXY_ASSIGN = 11,     /* kernel refused to assign the proxy socket */
 	DROP_SERVICE_FRONTEND = 12, /* egress-enforced flow still addressed to a Service frontend */
-	DROP_ROUTE_IDENTITY = 13,   /* routed connection whose marked identity the policy listener cannot see */
+	DROP_ROUTE_IDENTITY = 13,   /* no longer produced (the policy listener reads the marked identity from CT) */
 	REASON_MAX = 16,
 };
 
@@ -145,6 +145,7 @@ enum nm_reason {
 #define CT_F_FIN_REV 0x10
 #define CT_F_RST 0x20
 #define CT_F_PROXY_CLIENT 0x40 /* redirected flow whose client is a proxy socket */
+#define CT_F_MARK_IDENTITY 0x80 /* src_identity is a routing mark's, not the source address's */
 
 /* Lifetimes, seconds (Cilium's defaults). */
 #define CT_LIFETIME_TCP 21600

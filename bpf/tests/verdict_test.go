@@ -1,12 +1,16 @@
 package tests
 
 import (
+	"errors"
 	"net/netip"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 
 	"github.com/nodemesh/nodemesh/datapath"
 	"github.com/nodemesh/nodemesh/datapath/model"
+	"github.com/nodemesh/nodemesh/datapath/testbed"
+	"github.com/nodemesh/nodemesh/proxylib/conntrack"
 )
 
 // Identities of the fixture.
@@ -530,15 +534,17 @@ func TestRoutingProxyTrafficIsRedirectedToThePolicyListener(t *testing.T) {
 
 // A Gateway's upstream connection carries the reserved ingress identity
 // in the routing mark. Where its source address has that identity too
-// (the node's ingress address), the policy listener sees ingress and the
-// redirect is made. From the node's own address (a node without an
-// ingress address) the policy listener would judge it as the host, whose
-// L7 rules may admit more: the datapath refuses the redirect instead. L4
-// verdicts are taken here, on the marked identity, and stand. Another
+// (the node's ingress address), the policy listener could judge it by
+// address. From the node's own address (a node without an ingress
+// address) it would be judged as the host, whose L7 rules may admit more:
+// the redirect's connection-tracking entry records the marked identity
+// and flags it as not the address's (CT_F_MARK_IDENTITY), which is what
+// the policy listener reads (proxylib/conntrack) to judge it as ingress.
+// L4 verdicts are taken here, on the marked identity, and stand. Another
 // node's Gateway without an ingress address arrives unmarked from its
 // node address (remote-node), which neither rows of ingress nor of the
 // host admit.
-func TestRoutedIdentityTheAddressLacksIsNotRedirected(t *testing.T) {
+func TestRoutedIdentityTheAddressLacksIsMarkedInCT(t *testing.T) {
 	forEachFamily(t, func(t *testing.T, f family) {
 		h := setup(t, f)
 		ingressAddr := f.world // made the node's ingress address below
@@ -552,19 +558,45 @@ func TestRoutedIdentityTheAddressLacksIsNotRedirected(t *testing.T) {
 			},
 		})
 		asIngress, _ := datapath.ProxyRouteMark(model.IdentityIngress)
+		wantMark := uint32(0x0200 | proxyPort<<16)
+		const markIdentity = 0x80
 
-		expect(t, "Gateway from the node's address, L7 port",
-			h.run(h.objs.ToWorkload, tcp(f.host, f.a, 80).frame(), asIngress, h.loIndex), tcShot, model.DropRouteIdentity, model.Ingress)
-		if e := h.nextEvent(); e.Type != datapath.EventDrop || e.Reason != model.DropRouteIdentity || e.RemoteIdentity != model.IdentityIngress {
-			t.Fatalf("drop event %+v, want a route-identity drop of ingress", e)
+		fromNode := tcp(f.host, f.a, 80)
+		if r := h.run(h.objs.ToWorkload, fromNode.frame(), asIngress, h.loIndex); r.ret != tcRedirect || r.mark != wantMark {
+			t.Fatalf("Gateway from the node's address, L7 port: ret %d mark %#x, want the hairpin to the policy listener (mark %#x)", r.ret, r.mark, wantMark)
+		}
+		ct, ok := h.ctEntry(fromNode)
+		if !ok || ct.SrcIdentity != uint32(model.IdentityIngress) || ct.Flags&markIdentity == 0 || ct.Flags&0x41 != 0x41 {
+			t.Fatalf("Gateway from the node's address tracked as %+v (found %v); want ingress, redirected, proxy client, marked identity", ct, ok)
+		}
+		// The proxy's reader of the pinned map sees the same.
+		pin := filepath.Join(testbed.BPFFS(t), "nm_ct")
+		if err := h.objs.NmCt.Pin(pin); err != nil {
+			t.Fatalf("pinning the CT map: %v", err)
+		}
+		t.Cleanup(func() { h.objs.NmCt.Unpin() })
+		m, err := conntrack.Open(pin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		e, err := m.Lookup(netip.AddrPortFrom(f.host, fromNode.sport), netip.AddrPortFrom(f.a, fromNode.dport))
+		if err != nil || e.Identity != uint32(model.IdentityIngress) || !e.MarkIdentity() {
+			t.Fatalf("proxy lookup: %+v %v; want ingress, marked identity", e, err)
+		}
+		if _, err := m.Lookup(netip.AddrPortFrom(f.host, fromNode.sport+1), netip.AddrPortFrom(f.a, fromNode.dport)); !errors.Is(err, conntrack.ErrNotFound) {
+			t.Fatalf("proxy lookup of an untracked flow: %v; want ErrNotFound", err)
 		}
 		expect(t, "Gateway from the node's address, L4 port",
 			h.run(h.objs.ToWorkload, tcp(f.host, f.a, 81).frame(), asIngress, h.loIndex), tcOK, model.ReasonForwarded, model.Ingress)
 
-		wantMark := uint32(0x0200 | proxyPort<<16)
-		r := h.run(h.objs.ToWorkload, tcp(ingressAddr, f.a, 80).frame(), asIngress, h.loIndex)
+		fromIngress := tcp(ingressAddr, f.a, 80)
+		r := h.run(h.objs.ToWorkload, fromIngress.frame(), asIngress, h.loIndex)
 		if r.ret != tcRedirect || r.mark != wantMark {
 			t.Fatalf("Gateway from the ingress address: ret %d mark %#x, want the hairpin to the policy listener (mark %#x)", r.ret, r.mark, wantMark)
+		}
+		if ct, ok := h.ctEntry(fromIngress); !ok || ct.SrcIdentity != uint32(model.IdentityIngress) || ct.Flags&markIdentity != 0 {
+			t.Fatalf("Gateway from the ingress address tracked as %+v (found %v); want ingress, judged by its address", ct, ok)
 		}
 		// Without an identity in the mark the address speaks for itself.
 		routed, _ := datapath.ProxyRouteMark(0)

@@ -4,6 +4,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/nodemesh/nodemesh/proxylib/conntrack"
 	"github.com/nodemesh/nodemesh/proxylib/hcm"
 	"github.com/nodemesh/nodemesh/proxylib/listener"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
@@ -133,6 +134,11 @@ func (s *Store) publish() error {
 			Transparent: l.Transparent, OriginalDst: l.OriginalDst}
 		if l.OriginalSrc != nil {
 			spec.OriginalSrc, spec.OriginalSrcMark = true, l.OriginalSrc.Mark
+		}
+		if l.ConntrackMap != "" {
+			// Unusable, the map refuses every connection: the listener
+			// serves no peer it cannot name.
+			spec.Conntrack = conntrack.Shared(l.ConntrackMap)
 		}
 		for _, c := range l.Chains {
 			// A handler belongs to one listener at one address: removing

@@ -95,7 +95,7 @@ func (s *stream) runFilters() (outcome, bool) {
 		if f.ecds != "" {
 			fc := s.routing.Filters[f.ecds]
 			if fc != nil && fc.HeaderMatch != nil {
-				in := rbac.Input{Req: &s.rreq, Local: s.dst, Remote: s.remote}
+				in := rbac.Input{Req: &s.rreq, Local: s.dst, Remote: s.remote, Identity: s.identity, IdentityOnly: s.identityOnly}
 				fc.HeaderMatch.Apply(&in, s.headers, s.noteHeader)
 				continue
 			}
@@ -110,7 +110,8 @@ func (s *stream) runFilters() (outcome, bool) {
 		if !e.Enforcing() {
 			continue
 		}
-		in := rbac.Input{Req: &s.rreq, Local: s.dst, Remote: s.remote, Peer: s.peerNames, Authenticated: s.mtls()}
+		in := rbac.Input{Req: &s.rreq, Local: s.dst, Remote: s.remote, Peer: s.peerNames, Authenticated: s.mtls(),
+			Identity: s.identity, IdentityOnly: s.identityOnly}
 		ok, pol := e.Evaluate(&in)
 		if !ok {
 			s.verdict, s.reason, s.policy = l7meta.VerdictDropped, "rbac_access_denied", ""

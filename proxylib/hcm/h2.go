@@ -36,6 +36,7 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	s.h = h
 	s.tls = h.tls
 	s.route, s.wc, s.grpc, s.upgrade = nil, nil, false, false
+	s.identity, s.identityOnly = 0, false // a pooled stream's connection
 	defer func() {
 		s.h, s.headers = nil, nil
 		s.rreq.Method, s.rreq.Authority, s.rreq.Path = nil, nil, nil

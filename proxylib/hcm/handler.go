@@ -278,5 +278,6 @@ func (s *stream) setConn(info listener.ConnInfo) {
 		s.remote = info.Remote
 	}
 	s.srcBind, s.srcMark = info.SourceBind, info.SourceMark
+	s.identity, s.identityOnly = info.Identity, info.IdentityOnly
 	s.setTLS(info.TLS)
 }

@@ -38,6 +38,10 @@ type stream struct {
 	h2      bool       // the downstream speaks HTTP/2
 	srcBind netip.Addr // original_src: bind upstream sockets here
 	srcMark uint32
+	// identity is the datapath's source identity of the connection (0:
+	// none); identityOnly: judge the peer by it, never by its address.
+	identity     uint32
+	identityOnly bool
 	// The connection's TLS session (nil: plain text) and the RBAC
 	// principal names of its client certificate (xfcc.go).
 	tlsInfo   *listener.TLSInfo

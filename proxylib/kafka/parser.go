@@ -3,6 +3,7 @@ package kafka
 import (
 	"encoding/binary"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -121,7 +122,13 @@ func (p *Parser) onRequest(b []byte) (parser.Op, int) {
 		return parser.Error, errTooManyPending
 	}
 	ev := Event{Request: req, Start: time.Now()}
-	ev.Verdict = Decide(pol, p.c.Src.Addr(), p.c.Dst, req)
+	src := p.c.Src.Addr()
+	if p.c.SrcUnjudged {
+		// Kafka rules name peers by address only: such a peer matches
+		// none of them (fail closed).
+		src = netip.Addr{}
+	}
+	ev.Verdict = Decide(pol, src, p.c.Dst, req)
 	if ev.Verdict.Allowed {
 		if req.NoResponse {
 			p.log(ev)

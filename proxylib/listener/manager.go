@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nodemesh/nodemesh/proxylib/conntrack"
 	"github.com/nodemesh/nodemesh/proxylib/peercert"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
 	"github.com/nodemesh/nodemesh/proxylib/sockio"
@@ -47,6 +48,13 @@ type ConnInfo struct {
 	// the client sent it (the TLS inspector's, or the terminated
 	// handshake's), "" without one.
 	ServerName string
+	// Identity is the source identity the datapath judged the connection
+	// with, from its connection tracking (listeners with a Conntrack
+	// map; 0 otherwise). IdentityOnly says the datapath took it from a
+	// routing listener's mark, not from Remote's address: policies must
+	// judge the peer by Identity, never by its address.
+	Identity     uint32
+	IdentityOnly bool
 }
 
 // TLSInfo is what the connection manager needs of a TLS session.
@@ -119,6 +127,11 @@ type Spec struct {
 	// with OriginalSrcMark.
 	OriginalSrc     bool
 	OriginalSrcMark uint32
+	// Conntrack, when set, is the datapath's connection tracking: each
+	// accepted connection takes its source identity from the entry of
+	// its flow, and one without a live entry is closed unread (the
+	// datapath identity listener filter).
+	Conntrack *conntrack.Map
 }
 
 // BindKey identifies the sockets a listener needs: its address and
@@ -416,6 +429,17 @@ func (m *Manager) serve(spec *Spec, c net.Conn) {
 			ap := ta.AddrPort()
 			info.Local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		}
+	}
+	if spec.Conntrack != nil {
+		e, err := spec.Conntrack.Lookup(info.Remote, info.Local)
+		if err != nil {
+			// Not redirected by the datapath (or its entry is gone):
+			// nothing says who the peer is, so it is refused.
+			m.logger.Debug("no datapath identity; closing", "listener", spec.Name, "src", info.Remote, "dst", info.Local, "error", err)
+			c.Close()
+			return
+		}
+		info.Identity, info.IdentityOnly = e.Identity, e.MarkIdentity()
 	}
 	// The listener filter phase: with the TLS inspector, the ClientHello
 	// is peeked (not consumed) for its SNI, so the chain picked by it

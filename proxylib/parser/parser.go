@@ -50,6 +50,10 @@ type Connection struct {
 	Src, Dst netip.AddrPort
 	// Listener names the listener that accepted the connection.
 	Listener string
+	// SrcUnjudged says Src does not stand for the peer's identity (the
+	// datapath took it from a routing listener's mark): policies must
+	// not match the peer by address.
+	SrcUnjudged bool
 
 	maxInject int
 	inject    [2][]byte // [0] original direction, [1] reply direction

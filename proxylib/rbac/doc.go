@@ -15,7 +15,13 @@
 //   - Principals: any, and_ids, or_ids, not_id, direct_remote_ip (the
 //     downstream peer address, never x-forwarded-for), authenticated (the
 //     peer certificate's URI SANs, then DNS SANs, then subject; a
-//     connection without a client certificate never matches).
+//     connection without a client certificate never matches), and
+//     filter_state on the key "nodemesh.source_identity" with an exact
+//     decimal match: Input.Identity, the source identity the datapath
+//     judged the connection with. When Input.IdentityOnly is set (the
+//     datapath took that identity from a routing listener's mark, not
+//     from the peer address) direct_remote_ip never matches: the address
+//     is the node's, and would borrow the host's allowance.
 //   - The network filter (envoy.extensions.filters.network.rbac.v3.RBAC,
 //     evaluated by package tcpproxy once per connection) uses the same
 //     engine with no request: Input.Req is nil, and

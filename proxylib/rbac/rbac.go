@@ -23,6 +23,13 @@ type Input struct {
 	// without one; only the network filter's requested_server_name
 	// reads it.
 	ServerName []byte
+	// Identity is the source identity the datapath judged the connection
+	// with (the datapath identity listener filter), 0 when unknown.
+	// IdentityOnly says the peer address does not stand for it (the
+	// datapath took it from a routing listener's mark): address
+	// principals never match, only the identity judges the peer.
+	Identity     uint32
+	IdentityOnly bool
 }
 
 // AppendPeerNames appends the names an authenticated principal matches
@@ -236,7 +243,9 @@ func principal(p *resource.Principal, in *Input) bool {
 	case resource.PrinNot:
 		return !principal(p.Not, in)
 	case resource.PrinDirectRemoteIP:
-		return in.Remote.IsValid() && p.CIDR.Contains(in.Remote.Addr().Unmap())
+		return !in.IdentityOnly && in.Remote.IsValid() && p.CIDR.Contains(in.Remote.Addr().Unmap())
+	case resource.PrinSourceIdentity:
+		return in.Identity != 0 && in.Identity == p.Identity
 	case resource.PrinAuthenticated:
 		if !in.Authenticated {
 			return false

@@ -28,6 +28,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/udp/udp_proxy/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 
+	_ "github.com/nodemesh/nodemesh/proxylib/api/datapath/v1"
 	_ "github.com/nodemesh/nodemesh/proxylib/api/headermatch/v1"
 	_ "github.com/nodemesh/nodemesh/proxylib/api/kafka/v1"
 )
@@ -48,6 +49,7 @@ const (
 	netRBACName  = "envoy.extensions.filters.network.rbac.v3.RBAC"
 	kafkaName    = "nodemesh.filters.network.kafka.v1.KafkaPolicy"
 	hmName       = "nodemesh.filters.http.header_match.v1.HeaderMatchPolicy"
+	dpIDName     = "nodemesh.filters.listener.datapath_identity.v1.DatapathIdentity"
 	httpALSName  = "envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig"
 	tcpALSName   = "envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig"
 
@@ -78,6 +80,7 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 	"envoy.config.core.v3.Pipe":                  {"path"},
 	origDstName:                                  {},
 	origSrcName:                                  {"bind_port", "mark"},
+	dpIDName:                                     {"conntrack_map"},
 	"envoy.config.core.v3.SocketAddress":         {"protocol", "address", "port_value", "ipv4_compat"},
 	"envoy.config.listener.v3.ListenerFilter":    {"name", "typed_config"},
 	tlsInspect:                                   {"initial_read_buffer_size", "close_connection_on_client_hello_parsing_errors", "max_client_hello_size"},
@@ -202,8 +205,10 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 	"envoy.config.rbac.v3.Policy": {"permissions", "principals"},
 	"envoy.config.rbac.v3.Permission": {"and_rules", "or_rules", "any", "header", "url_path", "destination_ip",
 		"destination_port", "destination_port_range", "not_rule", "requested_server_name"},
-	"envoy.config.rbac.v3.Permission.Set":                {"rules"},
-	"envoy.config.rbac.v3.Principal":                     {"and_ids", "or_ids", "any", "authenticated", "source_ip", "direct_remote_ip", "remote_ip", "not_id"},
+	"envoy.config.rbac.v3.Permission.Set": {"rules"},
+	"envoy.config.rbac.v3.Principal": {"and_ids", "or_ids", "any", "authenticated", "source_ip", "direct_remote_ip", "remote_ip", "not_id",
+		"filter_state"},
+	"envoy.type.matcher.v3.FilterStateMatcher":           {"key", "string_match"},
 	"envoy.config.rbac.v3.Principal.Set":                 {"ids"},
 	"envoy.config.rbac.v3.Principal.Authenticated":       {"principal_name"},
 	"envoy.config.core.v3.CidrRange":                     {"address_prefix", "prefix_len"},
@@ -221,7 +226,7 @@ var allowed = map[protoreflect.FullName][]protoreflect.Name{
 
 // allowedAny lists, per Any-typed field, the message types it may hold.
 var allowedAny = map[protoreflect.FullName][]protoreflect.FullName{
-	"envoy.config.listener.v3.ListenerFilter.typed_config":                                {tlsInspect, origDstName, origSrcName, udpProxyName},
+	"envoy.config.listener.v3.ListenerFilter.typed_config":                                {tlsInspect, origDstName, origSrcName, udpProxyName, dpIDName},
 	"xds.core.v3.TypedExtensionConfig.typed_config":                                       {udpRouteName},
 	"envoy.config.core.v3.TransportSocket.typed_config":                                   {dtlsName, utlsName},
 	"envoy.config.listener.v3.Filter.typed_config":                                        {hcmName, tcpProxyName, netRBACName},

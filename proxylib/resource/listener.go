@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	datapathv1 "github.com/nodemesh/nodemesh/proxylib/api/datapath/v1"
 	kafkav1 "github.com/nodemesh/nodemesh/proxylib/api/kafka/v1"
 )
 
@@ -90,6 +91,18 @@ func decodeListener(l *listenerv3.Listener) (*Listener, error) {
 				return nil, fieldErr(append(fp, "(OriginalSrc)", "bind_port"), "binding the client's port is not supported by nodemesh-proxy (it would collide with the client's own connection)")
 			}
 			out.OriginalSrc = &OriginalSrc{Mark: os.GetMark()}
+		case datapathv1.TypeURL:
+			var di datapathv1.DatapathIdentity
+			if err := lf.GetTypedConfig().UnmarshalTo(&di); err != nil {
+				return nil, fieldErr(fp, "decoding: %v", err)
+			}
+			if err := di.Validate(); err != nil {
+				return nil, fieldErr(fp, "%v", err)
+			}
+			if !out.Transparent {
+				return nil, fieldErr(fp, "the datapath identity filter needs a transparent listener (the datapath redirects to it)")
+			}
+			out.ConntrackMap = di.GetConntrackMap()
 		case "type.googleapis.com/" + udpProxyName:
 			return nil, fieldErr(fp, "udp_proxy needs a listener whose socket_address.protocol is UDP")
 		default:

@@ -9,6 +9,9 @@ import (
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+
+	datapathv1 "github.com/nodemesh/nodemesh/proxylib/api/datapath/v1"
 )
 
 // maxRBACDepth bounds the nesting of and/or/not rules, so a hostile
@@ -258,6 +261,8 @@ func decodePrincipal(m *rbacv3.Principal, p path, scope rbacScope, depth int) (*
 			return nil, err
 		}
 		return &Principal{Kind: PrinDirectRemoteIP, CIDR: c}, nil
+	case *rbacv3.Principal_FilterState:
+		return decodeSourceIdentity(r.FilterState, append(p, "filter_state"))
 	case *rbacv3.Principal_Authenticated_:
 		out := &Principal{Kind: PrinAuthenticated}
 		if pn := r.Authenticated.GetPrincipalName(); pn != nil {
@@ -270,4 +275,22 @@ func decodePrincipal(m *rbacv3.Principal, p path, scope rbacScope, depth int) (*
 		return out, nil
 	}
 	return nil, fieldErr(p, "an identifier is required")
+}
+
+// decodeSourceIdentity decodes the one filter state principal the proxy
+// knows: the datapath source identity, matched exactly.
+func decodeSourceIdentity(m *matcherv3.FilterStateMatcher, p path) (*Principal, error) {
+	if m.GetKey() != datapathv1.SourceIdentityKey {
+		return nil, fieldErr(append(p, "key"), "only %q is supported by nodemesh-proxy", datapathv1.SourceIdentityKey)
+	}
+	sm := m.GetStringMatch()
+	exact, ok := sm.GetMatchPattern().(*matcherv3.StringMatcher_Exact)
+	if !ok || sm.GetIgnoreCase() {
+		return nil, fieldErr(append(p, "string_match"), "only an exact match of the decimal identity is supported")
+	}
+	id, err := strconv.ParseUint(exact.Exact, 10, 32)
+	if err != nil || id == 0 || strconv.FormatUint(id, 10) != exact.Exact {
+		return nil, fieldErr(append(p, "string_match", "exact"), "%q is not a non-zero decimal identity", exact.Exact)
+	}
+	return &Principal{Kind: PrinSourceIdentity, Identity: uint32(id)}, nil
 }

@@ -81,6 +81,10 @@ type Listener struct {
 	Transparent bool
 	OriginalDst bool
 	OriginalSrc *OriginalSrc
+	// ConntrackMap, when set, is the pinned connection-tracking map the
+	// datapath identity listener filter reads each accepted connection's
+	// source identity from (see package datapathv1).
+	ConntrackMap string
 }
 
 // FilterChain is one decoded filter chain with its single HTTP connection

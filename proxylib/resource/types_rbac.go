@@ -77,6 +77,11 @@ const (
 	// network filter, decode to: the downstream peer address.
 	PrinDirectRemoteIP
 	PrinAuthenticated
+	// PrinSourceIdentity is Envoy's filter_state principal on the key
+	// datapathv1.SourceIdentityKey with an exact match: the source
+	// identity the datapath judged the connection with (the datapath
+	// identity listener filter); a connection without one never matches.
+	PrinSourceIdentity
 )
 
 // Principal is a decoded envoy.config.rbac.v3.Principal.
@@ -88,4 +93,6 @@ type Principal struct {
 	// Name matches the peer certificate's principal; nil matches any
 	// authenticated (TLS with a client certificate) connection.
 	Name *StringMatch
+	// Identity is PrinSourceIdentity's identity (never zero).
+	Identity uint32
 }

@@ -66,7 +66,8 @@ func (h *Handler) authorize(info listener.ConnInfo) (bool, string) {
 	if len(h.rbac) == 0 {
 		return true, ""
 	}
-	in := rbac.Input{Local: info.Local, Remote: info.Remote, ServerName: []byte(info.ServerName)}
+	in := rbac.Input{Local: info.Local, Remote: info.Remote, ServerName: []byte(info.ServerName),
+		Identity: info.Identity, IdentityOnly: info.IdentityOnly}
 	if info.TLS != nil && len(info.TLS.PeerCertificates) > 0 {
 		in.Authenticated = true
 		in.Peer = rbac.AppendPeerNames(nil, info.TLS.PeerCertificates[0])
@@ -250,7 +251,7 @@ func (h *Handler) relayKafka(down, up net.Conn, info listener.ConnInfo) string {
 	if p := h.lookup.KafkaPolicy(name); p != nil {
 		maxReq = int(p.MaxRequestBytes)
 	}
-	pc := &parser.Connection{Src: info.Remote, Dst: info.Local, Listener: info.Listener}
+	pc := &parser.Connection{Src: info.Remote, Dst: info.Local, Listener: info.Listener, SrcUnjudged: info.IdentityOnly}
 	p := kafka.NewParser(pc, kafka.Config{
 		Policy: func() *resource.KafkaPolicy { return h.lookup.KafkaPolicy(name) },
 		Log:    func(ev kafka.Event) { h.logKafka(info, ev) },
