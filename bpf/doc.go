@@ -48,12 +48,15 @@
 //     Ingress, GAMMA, CiliumEnvoyConfig, lb-l7: magic 0xB00,
 //     FROM_PROXY_ROUTE) are judged like any other flow, L7 redirect to
 //     the destination's policy listener included, and never get the
-//     host's blanket admission. A routing connection whose mark names
-//     an identity its source address does not have is not redirected
-//     (DROP_ROUTE_IDENTITY): the policy listener judges peers by
-//     address and would apply the address identity's L7 rules (a
-//     Gateway's, from the node's own address, would be judged as the
-//     host). When such a connection was bound to a
+//     host's blanket admission. When the destination's policy
+//     redirects a routing connection whose mark names an identity its
+//     source address does not have, its CT entry carries
+//     CT_F_MARK_IDENTITY next to the marked identity: the policy
+//     listener reads the entry (proxylib/conntrack) and judges such a
+//     connection by that identity, never by its address (a Gateway's,
+//     from the node's own address, would be the host's). Every
+//     redirect's CT entry exists before the first packet reaches the
+//     listener. When such a connection was bound to a
 //     client Pod's address (original source), the policy listener's
 //     replies to it leave towards that Pod; to_workload loops them back
 //     (PROXY_REPLY) to the proxy's socket, or drops them without one.

@@ -185,21 +185,16 @@
 //     Node has one. A routing connection whose mark names an identity
 //     its source address does not have (Gateway traffic from a node
 //     without an ingress address of that family, or from a cluster the
-//     agent could not bind to one) is never redirected: the policy
-//     listener would judge it as the address's identity, the host, and
-//     apply the host's L7 rules, which commonly admit everything on the
-//     port (an L4-only rule for probes) — the Gateway would borrow the
-//     host's allowance. to_workload drops it instead
-//     (DropRouteIdentity; in Hubble
-//     NO_CONFIGURATION_AVAILABLE_TO_PERFORM_POLICY_DECISION): where the backend's
-//     policy has L7 rules on the port, Gateway traffic to a same-node
-//     backend fails closed on such a node, whichever entities the rules
-//     name; where it has none, the L4 verdict on the marked identity
-//     (ingress) stands (conformance/e2e TestGatewayWithL7Policy,
-//     TestGatewayDoesNotBorrowHostL7Allowance,
-//     TestGatewayL4PolicyOnNodeWithoutIngressAddress). Give the Node an
-//     ingress address (model.IngressIPAnnotation) to have such L7 rules
-//     enforced for Gateway traffic.
+//     agent could not bind to one) is redirected like any other, and its
+//     connection-tracking entry records the marked identity with
+//     CT_F_MARK_IDENTITY. The policy listener reads that entry for every
+//     accepted connection (proxylib/conntrack; the pin path is
+//     ConntrackPin) and judges a flagged connection by the identity
+//     only, never by its address, which is the host's: the Gateway does
+//     not borrow the host's L7 allowance, and the backend's L7 rules for
+//     ingress apply (conformance/e2e TestGatewayWithL7Policy,
+//     TestGatewayDoesNotBorrowHostL7Allowance). DropRouteIdentity is no
+//     longer produced.
 //   - Gateway traffic keeps its identity: the agent gives every Gateway
 //     backend cluster an upstream SO_MARK of ProxyRouteMark(IdentityIngress), so
 //     to_workload judges the node proxy's connections to a backend as the

@@ -21,6 +21,13 @@ import (
 // layouts are then treated as stale and removed after a successful load.
 const mapLayout = "maps_v1"
 
+// ConntrackPin is where the datapath pinned under pinDir keeps its
+// connection-tracking map, which the proxy's policy listeners read source
+// identities from (proxylib/conntrack restates its layout).
+func ConntrackPin(pinDir string) string {
+	return filepath.Join(pinDir, mapLayout, nmbpf.WorkloadMapNmCt)
+}
+
 // ErrUnsupportedKernel is returned when the running kernel lacks a BPF
 // feature the datapath needs.
 var ErrUnsupportedKernel = errors.New("kernel lacks a required BPF feature")

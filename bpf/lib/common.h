@@ -117,7 +117,7 @@ enum nm_reason {
 	DROP_CT_FULL = 10,          /* connection tracking entry could not be written */
 	DROP_PROXY_ASSIGN = 11,     /* kernel refused to assign the proxy socket */
 	DROP_SERVICE_FRONTEND = 12, /* egress-enforced flow still addressed to a Service frontend */
-	DROP_ROUTE_IDENTITY = 13,   /* no longer produced (the policy listener reads the marked identity from CT) */
+	DROP_ROUTE_IDENTITY = 13,   /* reserved, no longer produced */
 	REASON_MAX = 16,
 };
 

@@ -455,16 +455,22 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 	if ids != nil {
 		idOpts = append(idOpts, identity.WithAllocator(ids))
 	}
+	listeners := policy.Listeners{Address: *o.listenAddress, IngressHTTP: uint16(*o.ingressHTTP), EgressHTTP: uint16(*o.egrHTTP),
+		IngressKafka: uint16(*o.ingressKafka), EgressKafka: uint16(*o.egrKaf),
+		// The proxy's upstream mark carries no identity, so without the
+		// client's address the datapath would judge the connection as
+		// the node's.
+		OriginalSource: *o.datapath && *o.originalSource}
+	if *o.datapath {
+		// Policy listeners read the identity each redirected connection
+		// was judged with from the datapath's connection tracking.
+		listeners.ConntrackMap = datapath.ConntrackPin(*o.pinDir)
+	}
 	compiler, err := policy.New(policy.Options{
-		NodeName:    nodeName,
-		ClusterName: *o.clusterName,
-		Identities:  identity.NewManager(idOpts...),
-		Listeners: policy.Listeners{Address: *o.listenAddress, IngressHTTP: uint16(*o.ingressHTTP), EgressHTTP: uint16(*o.egrHTTP),
-			IngressKafka: uint16(*o.ingressKafka), EgressKafka: uint16(*o.egrKaf),
-			// The proxy's upstream mark carries no identity, so without the
-			// client's address the datapath would judge the connection as
-			// the node's.
-			OriginalSource: *o.datapath && *o.originalSource},
+		NodeName:        nodeName,
+		ClusterName:     *o.clusterName,
+		Identities:      identity.NewManager(idOpts...),
+		Listeners:       listeners,
 		UpstreamMark:    mark,
 		AccessLogSocket: xdsSock,
 		Authentication:  o.authentication,

@@ -216,8 +216,8 @@ func TestGatewayL4PolicyOnNodeWithoutIngressAddress(t *testing.T) {
     toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
 `)
 		waitGatewayAnswers(t, get, 200)
-		if st := n.agent.Status(); st.Policy == nil || st.Policy.GatewayFromNode != "" {
-			t.Fatalf("policy status %+v; nothing is refused", st.Policy)
+		if d := routeIdentityDrops(t, n); d != 0 {
+			t.Fatalf("%d route-identity drops; want none", d)
 		}
 	})
 	t.Run("host", func(t *testing.T) {
@@ -234,13 +234,11 @@ func TestGatewayL4PolicyOnNodeWithoutIngressAddress(t *testing.T) {
 // TestGatewayWithL7Policy: a Gateway listener applies no L7 policy of a
 // backend. On a node without an ingress address its connection to a
 // same-node backend carries the reserved ingress identity only in the
-// routing mark, and comes from the node's own address. The ingress policy
-// listener tells peers apart by address: it would judge the Gateway as
-// the host and apply the host's L7 rules. So where the destination's
-// policy would send such a connection to the policy listener, the
-// datapath refuses it instead (DropRouteIdentity): here the backend's L7
-// rules admit both ingress and host for GET / only, and the Gateway gets
-// no answer from the backend at all, never the host's verdict.
+// routing mark, and comes from the node's own address. The datapath
+// records that identity in the redirect's connection tracking, and the
+// ingress policy listener judges the connection by it: the backend's L7
+// rule (ingress and host may GET /) serves GET / and refuses GET /other
+// with the policy's 403.
 func TestGatewayWithL7Policy(t *testing.T) {
 	n, get := gatewayBed(t, `  ingress:
   - fromEntities: [ingress, host]
@@ -249,43 +247,40 @@ func TestGatewayWithL7Policy(t *testing.T) {
       rules:
         http: [{method: GET, path: "/"}]
 `)
-	waitGatewayAnswers(t, get, 503)
-	if code, body := get("/other"); code != 503 {
-		t.Fatalf("GET /other through the Gateway: %d %q; want 503 (refused by the datapath)", code, body)
+	waitGatewayAnswers(t, get, 200)
+	if code, body := get("/other"); code != 403 || body != "Access denied\r\n" {
+		t.Fatalf("GET /other through the Gateway: %d %q; want the L7 rule's 403", code, body)
 	}
-	if routeIdentityDrops(t, n) == 0 {
-		t.Fatal("no route-identity drop counted")
-	}
-	// The node's status says why.
-	if st := n.agent.Status(); st.Policy == nil || !strings.Contains(st.Policy.GatewayFromNode, "ports 8080") {
-		t.Fatalf("policy status %+v; want it to name the refused Gateway traffic on port 8080", st.Policy)
+	if d := routeIdentityDrops(t, n); d != 0 {
+		t.Fatalf("%d route-identity drops; the datapath serves such connections now", d)
 	}
 }
 
 // TestGatewayDoesNotBorrowHostL7Allowance: the backend admits ingress for
-// GET / only and the host (kubelet probes) on the whole port. Judged by
+// GET /ok only and the host (kubelet probes) on the whole port. Judged by
 // its address, the Gateway's connection would be the host's and pass
-// GET /other; it must not.
+// GET /other; judged by the identity the datapath redirected it with
+// (ingress), GET /ok passes and GET /other gets the policy's 403 (not a
+// drop, not a pass). The policy listener's verdict names ingress.
 func TestGatewayDoesNotBorrowHostL7Allowance(t *testing.T) {
 	n, get := gatewayBed(t, `  ingress:
   - fromEntities: [ingress]
     toPorts:
     - ports: [{port: "8080", protocol: TCP}]
       rules:
-        http: [{method: GET, path: "/"}]
+        http: [{method: GET, path: "/ok"}]
   - fromEntities: [host]
     toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
 `)
-	// Answered by the Gateway's listener, whatever the verdict.
-	waitUntil(t, "the Gateway routes", func() bool {
-		code, _ := get("/")
-		return code == 200 || code == 503
+	waitUntil(t, "the Gateway serves GET /ok", func() bool {
+		code, _ := get("/ok")
+		return code == 200
 	})
-	if code, body := get("/other"); code == 200 {
-		t.Fatalf("GET /other through the Gateway: %d %q; the Gateway was judged as the host", code, body)
+	if code, body := get("/other"); code != 403 || body != "Access denied\r\n" {
+		t.Fatalf("GET /other through the Gateway: %d %q; want the ingress rule's 403 (the host's allowance must not apply)", code, body)
 	}
-	if routeIdentityDrops(t, n) == 0 {
-		t.Fatal("no route-identity drop counted")
+	if d := routeIdentityDrops(t, n); d != 0 {
+		t.Fatalf("%d route-identity drops; want none", d)
 	}
 	// The host itself keeps its allowance (probes).
 	be := n.bed.Workloads[0]

@@ -109,7 +109,8 @@ func newPolicyNodeOpts(t testing.TB, o nodeOpts) *policyNode {
 
 	listeners := policyPorts
 	if withDatapath {
-		dp, err := datapath.New(datapath.WithPinDir(filepath.Join(testbed.BPFFS(t), "nodemesh")),
+		pinDir := filepath.Join(testbed.BPFFS(t), "nodemesh")
+		dp, err := datapath.New(datapath.WithPinDir(pinDir),
 			datapath.WithNetNS(bed.Node.Path), datapath.WithLogger(log))
 		if err != nil {
 			t.Fatalf("loading the datapath: %v", err)
@@ -120,6 +121,7 @@ func newPolicyNodeOpts(t testing.TB, o nodeOpts) *policyNode {
 			}
 		})
 		n.dp = dp
+		listeners.ConntrackMap = datapath.ConntrackPin(pinDir)
 	}
 	if !withDatapath || o.noOriginalSource {
 		listeners.OriginalSource = false

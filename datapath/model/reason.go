@@ -23,11 +23,10 @@ const (
 	// addressed to a Service frontend (it bypassed socket-level
 	// translation), which policy cannot judge.
 	DropServiceFrontend Reason = 12
-	// DropRouteIdentity: a routing listener's upstream connection whose
-	// mark names an identity its source address does not have, which the
-	// destination's policy would hand to the ingress policy listener;
-	// that listener judges peers by address and would apply the rules
-	// of the address's identity instead.
+	// DropRouteIdentity is no longer produced (the number stays
+	// reserved): a routing listener's connection whose mark names an
+	// identity its source address lacks is redirected, and the policy
+	// listener reads the marked identity from connection tracking.
 	DropRouteIdentity Reason = 13
 )
 

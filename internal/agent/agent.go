@@ -65,9 +65,9 @@ type Config struct {
 	// (datapath.ProxyRouteMark), so a backend's policy judges Gateway
 	// traffic as ingress (fromEntities: [ingress]) rather than as the
 	// node, its L7 rules included (the datapath hands the connection to
-	// the ingress policy listener, which judges it by address: only from
-	// the Node's ingress address; from the node's own address the
-	// datapath refuses it, reported in PolicyStatus.GatewayFromNode).
+	// the ingress policy listener, which reads the identity the datapath
+	// judged it with from its connection tracking, whatever the source
+	// address).
 	GatewayUpstreamMark uint32
 	// NodeName is this node's Node (Kubernetes mode): with
 	// GatewayUpstreamMark, the proxy's connections to Gateway backends
@@ -260,7 +260,7 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 	if pol != nil {
 		// Only once the proxy configuration is published: new redirect
 		// rows wait for the listeners they point at.
-		a.syncDatapath(pol, st.Versions, a.gatewayFromNode(pol, src))
+		a.syncDatapath(pol, st.Versions)
 	}
 	return nil
 }

@@ -96,10 +96,10 @@
 // per Pod. Gateway and Ingress connections carry the ingress identity in
 // their mark (Config.GatewayUpstreamMark) and leave from the Node's
 // ingress address where it has one of the backend's family, else from the
-// node's; the datapath refuses the latter where a backend's L7 rules
-// would have to judge them (the policy listener would see the host), and
-// PolicyStatus.GatewayFromNode names the ports concerned
-// (gatewayidentity.go). The flow store (mesh/flow), fed by the access log service, is
+// node's; either way the datapath judges them as ingress and records that
+// identity in the connection tracking of a redirect, where the ingress
+// policy listener reads it (policy.Listeners.ConntrackMap), so the host's
+// L7 allowance never applies to them. The flow store (mesh/flow), fed by the access log service, is
 // served on /v1/flows and resolved with the latest ipcache.
 //
 // Envoy configs (envoyconfig.go): every Apply also translates

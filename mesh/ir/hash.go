@@ -344,6 +344,7 @@ func (e *encoder) policyListener(l *PolicyListener) {
 	e.str(l.Address)
 	e.uint(uint64(l.Port))
 	e.bool(l.OriginalSource)
+	e.str(l.ConntrackMap)
 }
 
 func (e *encoder) peers(p PeerSet) {
@@ -352,6 +353,10 @@ func (e *encoder) peers(p PeerSet) {
 	for _, t := range p.Terms {
 		e.str(t.Prefix)
 		e.strs(t.Except)
+	}
+	e.uint(uint64(len(p.Identities)))
+	for _, id := range p.Identities {
+		e.uint(uint64(id))
 	}
 }
 

@@ -43,9 +43,9 @@ func hashFixtures() (*Route, *VirtualHost, *RouteTable, *Listener, *Cluster, *Se
 		Endpoints:   []Endpoint{{Address: "127.0.0.1", Port: 1, Ready: true, Weight: 2}},
 		UpstreamTLS: &UpstreamTLS{SNI: "a", TrustedCA: []byte("ca"), SubjectAltNames: []SubjectAltName{{Type: SANURI, Value: "u"}}, ClientCertificate: "s"}}
 	secret := &Secret{Name: "s", Certificate: []byte("c"), PrivateKey: []byte("k")}
-	peers := PeerSet{Any: true, Terms: []AddressTerm{{Prefix: "10.0.0.0/8", Except: []string{"10.1.0.0/16"}}}}
+	peers := PeerSet{Any: true, Terms: []AddressTerm{{Prefix: "10.0.0.0/8", Except: []string{"10.1.0.0/16"}}}, Identities: []uint32{8}}
 	pol := &Policy{
-		Listeners: []*PolicyListener{{Name: "policy/ingress/http", Direction: PolicyIngress, Protocol: L7HTTP, Address: "0.0.0.0", Port: 1, OriginalSource: true}},
+		Listeners: []*PolicyListener{{Name: "policy/ingress/http", Direction: PolicyIngress, Protocol: L7HTTP, Address: "0.0.0.0", Port: 1, OriginalSource: true, ConntrackMap: "/sys/fs/bpf/ct"}},
 		HTTP: []*HTTPPolicy{{Name: "h", Direction: PolicyIngress, Port: 80, Endpoints: []string{"10.0.0.1/32"}, Peers: peers,
 			Request: &HTTPRequestRule{Method: "GET", Path: "/", Host: "h", Headers: []HeaderRequirement{{Name: "x", Value: "y", Present: true}},
 				HeaderActions: []HeaderAction{{Name: "a", Value: "b", Mismatch: MismatchAdd, Secret: true}}}}},

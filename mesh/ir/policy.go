@@ -68,6 +68,11 @@ type PolicyListener struct {
 	Port    uint32 `json:"port"`
 	// OriginalSource makes upstream connections use the client's address.
 	OriginalSource bool `json:"originalSource,omitempty"`
+	// ConntrackMap, when set, is the datapath's pinned connection-tracking
+	// map: the listener takes each connection's source identity from it
+	// (and refuses connections it has no entry for), so peers are judged
+	// by PeerSet.Identities as well as by address.
+	ConntrackMap string `json:"conntrackMap,omitempty"`
 }
 
 // PolicyListenerName is the name of the listener of a direction and
@@ -77,10 +82,16 @@ func PolicyListenerName(d PolicyDirection, p L7Protocol) string {
 }
 
 // PeerSet is a set of remote addresses: every address (Any), or those
-// matching at least one term.
+// matching at least one term. Identities are the peer identities the
+// terms stand for (sorted): a listener that learns a connection's source
+// identity from the datapath (PolicyListener.ConntrackMap) matches them
+// too. Only ingress HTTP policies may have identities without terms (a
+// reserved identity without addresses, e.g. ingress on a node without an
+// ingress address).
 type PeerSet struct {
-	Any   bool          `json:"any,omitempty"`
-	Terms []AddressTerm `json:"terms,omitempty"`
+	Any        bool          `json:"any,omitempty"`
+	Terms      []AddressTerm `json:"terms,omitempty"`
+	Identities []uint32      `json:"identities,omitempty"`
 }
 
 // AddressTerm matches addresses inside Prefix but inside none of Except.
@@ -339,14 +350,22 @@ func (v *validator) rule(obj object, kind, name string, d PolicyDirection, proto
 		}
 	}
 	v.peerSet(obj, root.f("peers"), peers)
+	if !peers.Any && len(peers.Terms) == 0 && (d != PolicyIngress || proto != L7HTTP) {
+		v.fail(obj, root.f("peers"), "only ingress HTTP policies may name peers by identity alone")
+	}
 	return obj
 }
 
 // peerSet checks a set of addresses: any or masked terms with masked
 // exceptions inside them.
 func (v *validator) peerSet(obj object, f path, peers PeerSet) {
-	if peers.Any == (len(peers.Terms) > 0) {
-		v.fail(obj, f, "exactly one of any and terms is needed")
+	if peers.Any == (len(peers.Terms) > 0 || len(peers.Identities) > 0) {
+		v.fail(obj, f, "exactly one of any and terms (or identities) is needed")
+	}
+	for j, id := range peers.Identities {
+		if id == 0 || j > 0 && id <= peers.Identities[j-1] {
+			v.fail(obj, f.i("identities", j), "identities must be non-zero and strictly increasing")
+		}
 	}
 	for j, t := range peers.Terms {
 		p, err := netip.ParsePrefix(t.Prefix)

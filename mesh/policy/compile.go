@@ -63,6 +63,12 @@ type Listeners struct {
 	IngressKafka   uint16
 	EgressKafka    uint16
 	OriginalSource bool
+	// ConntrackMap is the datapath's pinned connection-tracking map ("":
+	// no datapath). With it the ingress HTTP policy listener judges
+	// peers by the source identity the datapath redirected them with,
+	// which a routing listener's connection from the node's own address
+	// (a Gateway's, as ingress) needs: its address is the host's.
+	ConntrackMap string
 }
 
 func (l Listeners) port(d model.Direction, k l7Kind) uint16 {

@@ -223,9 +223,17 @@
 //   - The proxy tells peers apart by address: an L7 policy's peers are the
 //     ipcache prefixes of its peer identities (ir.PeerSet), with the
 //     prefixes of other identities nested inside carved out, and world as
-//     every address no known prefix covers. Peers without any address
-//     (remote-node and other reserved identities without ipcache rows)
-//     cannot match at L7.
+//     every address no known prefix covers. With the datapath
+//     (Listeners.ConntrackMap) ingress HTTP policies also name the peer
+//     identities (PeerSet.Identities): the policy listener learns each
+//     connection's identity from the datapath's connection tracking, and
+//     a routing listener's connection from the node's address (a
+//     Gateway's, as ingress) is judged by that identity only. Such
+//     peers match even without an address; their header match mismatch
+//     actions are not applied (that filter matches sources by address),
+//     and Kafka and egress rules still need addresses. Otherwise peers
+//     without any address (remote-node and other reserved identities
+//     without ipcache rows) cannot match at L7.
 //   - L7 policy names: "<cnp|ccnp|knp>/<namespace>/<name>[/specs/<k>]/
 //     <direction>/<rule>/port/<port>/<http|kafka>/<index>", and
 //     ".../port/<port>" for the allow-all policy of an L4-only or L3-only

@@ -83,10 +83,13 @@ func (t *table) takeIngress(ev *evaluator) (*ir.IngressPolicy, []ingressNote) {
 			}
 			seen[id] = true
 			peers := ev.peerSet(c)
-			if peers == nil {
+			if peers == nil || !peers.Any && len(peers.Terms) == 0 {
 				return // the peers have no address: nothing can match
 			}
-			*list = append(*list, &ir.IngressRule{Name: c.rule.name, Protocol: proto, Port: uint32(key.port), Peers: *peers})
+			// A Gateway's own listener judges its clients by address.
+			byAddr := *peers
+			byAddr.Identities = nil
+			*list = append(*list, &ir.IngressRule{Name: c.rule.name, Protocol: proto, Port: uint32(key.port), Peers: byAddr})
 		}
 		for _, key := range g.sortedKeys() {
 			f := g.filters[key]

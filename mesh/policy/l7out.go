@@ -35,7 +35,7 @@ func (t *table) l7(ev *evaluator, opts Options) *ir.Policy {
 			if listeners[lname] == nil {
 				listeners[lname] = &ir.PolicyListener{Name: lname, Direction: dir, Protocol: f.kind.protocol(),
 					Address: opts.Listeners.Address, Port: uint32(opts.Listeners.port(gk.dir, f.kind)),
-					OriginalSource: opts.Listeners.OriginalSource}
+					OriginalSource: opts.Listeners.OriginalSource, ConntrackMap: opts.Listeners.ConntrackMap}
 			}
 			endpoints := ev.endpointPrefixes(gk.subject)
 			contribs := append([]*contribution(nil), f.allows...)
@@ -44,10 +44,18 @@ func (t *table) l7(ev *evaluator, opts Options) *ir.Policy {
 					contribs = append(contribs, wf.allows...)
 				}
 			}
+			byIdentity := dir == ir.PolicyIngress && f.kind == l7HTTP && opts.Listeners.ConntrackMap != ""
 			for _, c := range contribs {
 				peers := ev.peerSet(c)
-				if peers == nil {
+				if peers == nil || len(peers.Terms) == 0 && !peers.Any && !byIdentity {
 					continue // the peers have no address: nothing can match
+				}
+				if !byIdentity && len(peers.Identities) > 0 {
+					// Only an ingress HTTP listener that reads the
+					// datapath's identities matches them.
+					byAddr := *peers
+					byAddr.Identities = nil
+					peers = &byAddr
 				}
 				add := func(name string, http *ir.HTTPRequestRule, kafka *ir.KafkaRequestRule) {
 					id := string(dir) + " " + name
@@ -189,9 +197,16 @@ func (ev *evaluator) peerSet(c *contribution) *ir.PeerSet {
 			terms = append(terms, ir.AddressTerm{Prefix: all.String(), Except: except(all)})
 		}
 	}
+	var ids []uint32
+	for id := range member {
+		if id != 0 {
+			ids = append(ids, uint32(id))
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	var ps *ir.PeerSet
-	if len(terms) > 0 {
-		ps = &ir.PeerSet{Terms: terms}
+	if len(terms) > 0 || len(ids) > 0 {
+		ps = &ir.PeerSet{Terms: terms, Identities: ids}
 	}
 	ev.peerSets[c.rule] = ps
 	return ps

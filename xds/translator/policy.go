@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/nodemesh/nodemesh/mesh/ir"
+	datapathv1 "github.com/nodemesh/nodemesh/proxylib/api/datapath/v1"
 )
 
 // Socket option numbers of SO_MARK (Linux), for the ORIGINAL_DST cluster's
@@ -216,6 +217,14 @@ func (b *builder) buildPolicyListener(p *ir.Policy, l *ir.PolicyListener) (*list
 		}},
 	}
 	limitListener(out)
+	if l.ConntrackMap != "" {
+		di, err := typedConfig("listener", name, &datapathv1.DatapathIdentity{ConntrackMap: l.ConntrackMap})
+		if err != nil {
+			return nil, err
+		}
+		out.ListenerFilters = append(out.ListenerFilters, &listenerv3.ListenerFilter{
+			Name: datapathv1.FilterName, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: di}})
+	}
 	if l.OriginalSource {
 		src, err := originalSrc(name, p.UpstreamMark)
 		if err != nil {

@@ -38,6 +38,12 @@ func (b *builder) headerMatchConfig(p *ir.Policy, d ir.PolicyDirection) (*corev3
 			endpoints[i] = &headermatchv1.AddressTerm{Prefix: e}
 		}
 		peers := peerTerms(h.Peers)
+		if len(peers) == 0 {
+			// Peers named by identity alone (no address): the filter
+			// matches sources by address, so their mismatch actions are
+			// not applied (the RBAC filter still judges the request).
+			continue
+		}
 		r := &headermatchv1.HeaderMatchRule{
 			Name:            h.Name,
 			DestinationPort: h.Port,

@@ -3,6 +3,7 @@ package translator
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/nodemesh/nodemesh/mesh/ir"
+	datapathv1 "github.com/nodemesh/nodemesh/proxylib/api/datapath/v1"
 )
 
 // rbacConfig builds the RBAC filter configuration of one direction: an
@@ -91,7 +93,7 @@ func rbacPolicies(p *ir.Policy, d ir.PolicyDirection) map[string]*rbacv3.Policy 
 		var principal *rbacv3.Principal
 		if h.Direction == ir.PolicyIngress {
 			perms = append(perms, anyPermission(destinationIPs(h.Endpoints)))
-			principal = peerPrincipal(h.Peers)
+			principal = identityPeerPrincipal(h.Peers)
 		} else {
 			perms = append(perms, peerPermission(h.Peers))
 			principal = anyPrincipal(remoteIPs(h.Endpoints))
@@ -194,6 +196,30 @@ func peerPrincipal(s ir.PeerSet) *rbacv3.Principal {
 		ids[i] = &rbacv3.Principal{Identifier: &rbacv3.Principal_AndIds{AndIds: &rbacv3.Principal_Set{Ids: []*rbacv3.Principal{
 			in, {Identifier: &rbacv3.Principal_NotId{NotId: anyPrincipal(remoteIPs(t.Except))}},
 		}}}}
+	}
+	return anyPrincipal(ids)
+}
+
+// identityPeerPrincipal is peerPrincipal that also matches the peers'
+// identities, as the datapath identity listener filter reports them
+// (filter_state datapathv1.SourceIdentityKey, the decimal identity). A
+// connection whose identity the datapath took from a routing mark is
+// never matched by its address there, only by these.
+func identityPeerPrincipal(s ir.PeerSet) *rbacv3.Principal {
+	if s.Any || len(s.Identities) == 0 {
+		return peerPrincipal(s)
+	}
+	var ids []*rbacv3.Principal
+	if len(s.Terms) > 0 {
+		ids = append(ids, peerPrincipal(ir.PeerSet{Terms: s.Terms}))
+	}
+	for _, id := range s.Identities {
+		ids = append(ids, &rbacv3.Principal{Identifier: &rbacv3.Principal_FilterState{FilterState: &matcherv3.FilterStateMatcher{
+			Key: datapathv1.SourceIdentityKey,
+			Matcher: &matcherv3.FilterStateMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+				MatchPattern: &matcherv3.StringMatcher_Exact{Exact: strconv.FormatUint(uint64(id), 10)},
+			}},
+		}}})
 	}
 	return anyPrincipal(ids)
 }
