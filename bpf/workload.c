@@ -51,6 +51,14 @@ static __always_inline int service_destination(const struct flow *f, __u32 dst_i
 	return bpf_map_lookup_elem(&nm_services, &k) != 0;
 }
 
+static __always_inline int proxy_reads_ct_identity(void)
+{
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&nm_config, &zero);
+
+	return cfg && (cfg->flags & CONFIG_F_PROXY_CT_IDENTITY);
+}
+
 static __always_inline int pass(const struct flow *f, __u8 dir)
 {
 	count(REASON_FORWARDED, dir, f->len);
@@ -248,6 +256,13 @@ int to_workload(struct __sk_buff *skb)
 	ret = policy_decide(policy_table(), &f, &d);
 	if (ret == VERDICT_DENY)
 		return drop(skb, &f, &d, d.reason);
+	/* A routing connection whose mark names another identity than its
+	 * address's (a Gateway's, as ingress, from a node without an
+	 * ingress address) must be judged by the mark's identity there. A
+	 * policy listener that reads only addresses would apply the
+	 * address's L7 rules, e.g. the host's: refuse it then. */
+	if (ret == VERDICT_REDIRECT && routed && peer.identity != addr_identity && !proxy_reads_ct_identity())
+		return drop(skb, &f, &d, DROP_ROUTE_IDENTITY);
 	if (ret == VERDICT_REDIRECT && !from_proxy) {
 		/* A routing listener's connection goes to the policy listener:
 		 * the proxy's socket is then the client of a proxy socket, and

@@ -30,7 +30,7 @@ type WorkloadAuthValue struct {
 type WorkloadConfig struct {
 	_           structs.HostLayout
 	EnforceMode uint32
-	Pad         uint32
+	Flags       uint32
 }
 
 type WorkloadCounter struct {

@@ -90,6 +90,14 @@ func New(opts ...Option) (*Datapath, error) {
 		if err := objs.pinFresh(o.pinDir); err != nil {
 			return err
 		}
+		if err := d.writeConfig(func(c *nmbpf.WorkloadConfig) {
+			c.Flags = 0
+			if o.proxyCTID {
+				c.Flags = configProxyCTIdentity
+			}
+		}); err != nil {
+			return err
+		}
 		if err := d.adoptLinks(); err != nil {
 			return err
 		}
@@ -187,9 +195,22 @@ func (d *Datapath) SetEnforcementMode(m EnforcementMode) error {
 	if m > EnforceNever {
 		return fmt.Errorf("enforcement mode %d: unknown", m)
 	}
-	cfg := nmbpf.WorkloadConfig{EnforceMode: uint32(m)}
-	if err := d.objs.NmConfig.Put(uint32(0), cfg); err != nil {
+	if err := d.writeConfig(func(c *nmbpf.WorkloadConfig) { c.EnforceMode = uint32(m) }); err != nil {
 		return fmt.Errorf("writing enforcement mode: %w", err)
 	}
 	return nil
+}
+
+// configProxyCTIdentity is bpf/lib/common.h's CONFIG_F_PROXY_CT_IDENTITY.
+const configProxyCTIdentity = 0x1
+
+// writeConfig changes the datapath's only config row, keeping the fields
+// edit leaves alone.
+func (d *Datapath) writeConfig(edit func(*nmbpf.WorkloadConfig)) error {
+	var cfg nmbpf.WorkloadConfig
+	if err := d.objs.NmConfig.Lookup(uint32(0), &cfg); err != nil {
+		return fmt.Errorf("reading the config row: %w", err)
+	}
+	edit(&cfg)
+	return d.objs.NmConfig.Put(uint32(0), cfg)
 }

@@ -73,6 +73,7 @@ type options struct {
 	sizes      MapSizes
 	log        *slog.Logger
 	routing    bool
+	proxyCTID  bool
 }
 
 // Option configures New.
@@ -94,6 +95,15 @@ func WithMapSizes(s MapSizes) Option { return func(o *options) { o.sizes = s } }
 
 // WithLogger sets the logger; the default is slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithProxyIdentity says the node proxy's policy listeners read each
+// redirected connection's source identity from connection tracking (the
+// pinned map at ConntrackPin, which nodemesh-proxy reads): a routing
+// listener's connection whose marked identity its source address lacks
+// (a Gateway's from the node's own address) is then redirected to them
+// rather than dropped (DropRouteIdentity). Leave it off for a proxy that
+// judges peers by address only (Envoy).
+func WithProxyIdentity() Option { return func(o *options) { o.proxyCTID = true } }
 
 // WithoutRouting skips installing the policy routing rules that deliver
 // redirected packets to local proxy sockets, for callers that manage them

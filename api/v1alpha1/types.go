@@ -76,6 +76,12 @@ type NodePolicyState struct {
 	// stay in force).
 	// +kubebuilder:validation:MaxLength=32768
 	DatapathError string `json:"datapathError,omitempty"`
+	// GatewayFromNode, when set, names the Gateway and Ingress traffic the
+	// node's datapath refuses: connections from the node's own address
+	// (no ingress address of a family) that a backend's L7 rules would
+	// have to judge, where the proxy judges peers by address only.
+	// +kubebuilder:validation:MaxLength=4096
+	GatewayFromNode string `json:"gatewayFromNode,omitempty"`
 }
 
 // PolicyEnforcement is one node's state of one policy.

@@ -117,7 +117,7 @@ enum nm_reason {
 	DROP_CT_FULL = 10,          /* connection tracking entry could not be written */
 	DROP_PROXY_ASSIGN = 11,     /* kernel refused to assign the proxy socket */
 	DROP_SERVICE_FRONTEND = 12, /* egress-enforced flow still addressed to a Service frontend */
-	DROP_ROUTE_IDENTITY = 13,   /* reserved, no longer produced */
+	DROP_ROUTE_IDENTITY = 13,   /* routed connection whose marked identity the policy listener cannot see */
 	REASON_MAX = 16,
 };
 
@@ -241,8 +241,15 @@ struct counter {
 
 struct config {
 	__u32 enforce_mode;
-	__u32 pad;
+	__u32 flags; /* CONFIG_F_* */
 };
+
+/* The node proxy's policy listeners read each redirected connection's
+ * source identity from connection tracking (CT_F_MARK_IDENTITY): a
+ * routing connection whose marked identity its address lacks can be
+ * redirected to them. Without it (a proxy that judges peers by address
+ * only) such a connection is dropped (DROP_ROUTE_IDENTITY). */
+#define CONFIG_F_PROXY_CT_IDENTITY 0x1
 
 struct event {
 	__u64 timestamp; /* CLOCK_BOOTTIME ns */

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	nmbpf "github.com/nodemesh/nodemesh/bpf"
 	"github.com/nodemesh/nodemesh/datapath"
 	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
@@ -540,7 +541,8 @@ func TestRoutingProxyTrafficIsRedirectedToThePolicyListener(t *testing.T) {
 // the redirect's connection-tracking entry records the marked identity
 // and flags it as not the address's (CT_F_MARK_IDENTITY), which is what
 // the policy listener reads (proxylib/conntrack) to judge it as ingress.
-// L4 verdicts are taken here, on the marked identity, and stand. Another
+// That needs a proxy that reads it (CONFIG_F_PROXY_CT_IDENTITY); without
+// one, the redirect is refused (DROP_ROUTE_IDENTITY). L4 verdicts are taken here, on the marked identity, and stand. Another
 // node's Gateway without an ingress address arrives unmarked from its
 // node address (remote-node), which neither rows of ingress nor of the
 // host admit.
@@ -562,6 +564,15 @@ func TestRoutedIdentityTheAddressLacksIsMarkedInCT(t *testing.T) {
 		const markIdentity = 0x80
 
 		fromNode := tcp(f.host, f.a, 80)
+		// A proxy that judges peers by address only: refused.
+		expect(t, "Gateway from the node's address, address-only proxy",
+			h.run(h.objs.ToWorkload, fromNode.frame(), asIngress, h.loIndex), tcShot, model.DropRouteIdentity, model.Ingress)
+		if e := h.nextEvent(); e.Type != datapath.EventDrop || e.Reason != model.DropRouteIdentity || e.RemoteIdentity != model.IdentityIngress {
+			t.Fatalf("drop event %+v, want a route-identity drop of ingress", e)
+		}
+		if err := h.objs.NmConfig.Put(uint32(0), nmbpf.WorkloadConfig{Flags: 1 /* CONFIG_F_PROXY_CT_IDENTITY */}); err != nil {
+			t.Fatal(err)
+		}
 		if r := h.run(h.objs.ToWorkload, fromNode.frame(), asIngress, h.loIndex); r.ret != tcRedirect || r.mark != wantMark {
 			t.Fatalf("Gateway from the node's address, L7 port: ret %d mark %#x, want the hairpin to the policy listener (mark %#x)", r.ret, r.mark, wantMark)
 		}

@@ -202,7 +202,8 @@ func nodePolicy(p *agentapi.PolicyStatus) *v1alpha1.NodePolicyState {
 	if p == nil {
 		return nil
 	}
-	out := &v1alpha1.NodePolicyState{Endpoints: int32(min(p.Endpoints, 1<<31-1)), DatapathError: truncateString(p.DatapathError, 32768)}
+	out := &v1alpha1.NodePolicyState{Endpoints: int32(min(p.Endpoints, 1<<31-1)), DatapathError: truncateString(p.DatapathError, 32768),
+		GatewayFromNode: truncateString(p.GatewayFromNode, 4096)}
 	for i, ps := range p.Policies {
 		if i == maxReportedPolicies {
 			out.Truncated = true

@@ -63,13 +63,16 @@ func TestNodePolicy(t *testing.T) {
 	if nodePolicy(nil) != nil {
 		t.Fatal("a report without policy has a policy part")
 	}
-	st := &agentapi.PolicyStatus{Endpoints: 3, DatapathError: strings.Repeat("é", 20000), Policies: []policy.PolicyStatus{
+	st := &agentapi.PolicyStatus{Endpoints: 3, DatapathError: strings.Repeat("é", 20000), GatewayFromNode: "ports 8080", Policies: []policy.PolicyStatus{
 		{Kind: policy.KindCNP, Namespace: "a", Name: "p", State: policy.Pending, Reason: policy.ReasonWaitingForProxies},
 	}}
 	got := nodePolicy(st)
 	want := []v1alpha1.PolicyEnforcement{{Kind: policy.KindCNP, Namespace: "a", Name: "p", State: "Pending", Reason: policy.ReasonWaitingForProxies}}
 	if d := cmp.Diff(want, got.Policies); d != "" || got.Endpoints != 3 || got.Truncated || len(got.DatapathError) > 32768 || !utf8.ValidString(got.DatapathError) {
 		t.Fatalf("policies (-want +got):\n%s\nendpoints %d truncated %v error %d bytes", d, got.Endpoints, got.Truncated, len(got.DatapathError))
+	}
+	if got.GatewayFromNode != "ports 8080" {
+		t.Fatalf("refused Gateway traffic reported as %q", got.GatewayFromNode)
 	}
 	for i := 0; i < maxReportedPolicies+1; i++ {
 		st.Policies = append(st.Policies, policy.PolicyStatus{Kind: policy.KindKNP, Namespace: "a", Name: "n", State: policy.Enforced})

@@ -328,6 +328,7 @@ type policyOptions struct {
 	flowLog              *string
 	flowCapacity         *int
 	originalSource       *bool
+	proxyIdentity        *bool
 	// authentication: mutual authentication runs (--mutual-auth), so
 	// the compiler leaves its readiness to the agent.
 	authentication bool
@@ -366,7 +367,11 @@ func policyFlags() *policyOptions {
 		policy:   flag.Bool("policy", false, "compile network policy and serve the proxy's L7 policy listeners and flows"),
 		datapath: flag.Bool("datapath", false, "load the eBPF datapath and sync endpoints, ipcache and policy to it (implies --policy; needs root)"),
 		pinDir:   flag.String("datapath-pin-dir", datapath.DefaultPinDir, "bpffs directory of the datapath's pinned maps and links"),
-		netns:    flag.String("datapath-netns", "", "network namespace (path) whose interfaces the datapath manages (default: the agent's)"),
+		proxyIdentity: flag.Bool("proxy-datapath-identity", true, "with --datapath, the proxy's policy listeners read each redirected connection's source identity "+
+			"from the datapath's pinned connection tracking (nodemesh-proxy; it needs the bpffs mount and CAP_BPF), so Gateway traffic from the node's own "+
+			"address is judged as ingress; false for a proxy that judges peers by address only (Envoy): the datapath then refuses such traffic "+
+			"where a backend's L7 rules would judge it"),
+		netns: flag.String("datapath-netns", "", "network namespace (path) whose interfaces the datapath manages (default: the agent's)"),
 		cgroup: flag.String("datapath-cgroup", "", "cgroup v2 of this node's Pods as a path in the hierarchy (as /proc/PID/cgroup shows it, e.g. /kubepods); "+
 			"the datapath translates their connects to Service ClusterIPs into backend Pods there, so egress policy and L7 redirect see the real destination "+
 			"(the hierarchy is mounted at "+datapath.DefaultCgroupMount+" when this mount namespace has none)"),
@@ -461,7 +466,7 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 		// client's address the datapath would judge the connection as
 		// the node's.
 		OriginalSource: *o.datapath && *o.originalSource}
-	if *o.datapath {
+	if *o.datapath && *o.proxyIdentity {
 		// Policy listeners read the identity each redirected connection
 		// was judged with from the datapath's connection tracking.
 		listeners.ConntrackMap = datapath.ConntrackPin(*o.pinDir)
@@ -506,6 +511,9 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 			return nil, fmt.Errorf("--policy-enforcement: %q is not default, always or never", *o.enforcement)
 		}
 		opts := []datapath.Option{datapath.WithPinDir(*o.pinDir), datapath.WithLogger(log)}
+		if *o.proxyIdentity {
+			opts = append(opts, datapath.WithProxyIdentity())
+		}
 		if *o.netns != "" {
 			opts = append(opts, datapath.WithNetNS(*o.netns))
 		}
@@ -576,6 +584,7 @@ func (o *policyOptions) setup(cfg *agent.Config, srv *server.Server, xdsSock, no
 			cleanup()
 			return nil, err
 		}
+		cfg.ProxyIdentity = *o.proxyIdentity
 	}
 	log.Info("network policy enabled", "datapath", *o.datapath, "hostIPs", hostIPs)
 	return cleanup, nil

@@ -161,6 +161,9 @@ func printPolicy(w io.Writer, p *api.PolicyStatus) {
 	if p.ProxyError != "" {
 		fmt.Fprintln(w, "proxy rejected the policy configuration (the flows redirected to it are dropped):", p.ProxyError)
 	}
+	if p.GatewayFromNode != "" {
+		fmt.Fprintln(w, "gateway traffic refused:", p.GatewayFromNode)
+	}
 	for _, pr := range p.Problems {
 		fmt.Fprintln(w, "problem:", pr)
 	}

@@ -14,7 +14,8 @@ func TestPrintStatusShowsPolicy(t *testing.T) {
 		Generation: 3,
 		Policy: &api.PolicyStatus{
 			Identities: 3, Endpoints: 2, Rows: 7,
-			DatapathError: "map full",
+			DatapathError:   "map full",
+			GatewayFromNode: "this node has no IPv4 ingress address",
 			Policies: []policy.PolicyStatus{
 				{Kind: "CiliumNetworkPolicy", Namespace: "default", Name: "rule1", State: policy.Enforced, Selected: 2},
 				{Kind: "CiliumNetworkPolicy", Namespace: "default", Name: "broken", State: policy.EnforcedPrevious,
@@ -33,6 +34,7 @@ func TestPrintStatusShowsPolicy(t *testing.T) {
 	for _, want := range []string{
 		"Network policy: 3 identities, 2 local endpoints, 7 datapath rows",
 		"datapath error (previous tables in force): map full",
+		"gateway traffic refused: this node has no IPv4 ingress address",
 		"rule1", "Enforced ", "broken", "EnforcedPrevious", "rules.http[0].path: invalid RE2",
 		"mutual", "Pending ", "WaitingForAuthentication: no authentication provider runs on this node",
 		"default-deny", "DNSEnforcedAtL4: spec.egress[0].toPorts[0].rules.dns: DNS rules allowing every name",

@@ -111,7 +111,7 @@ func newPolicyNodeOpts(t testing.TB, o nodeOpts) *policyNode {
 	if withDatapath {
 		pinDir := filepath.Join(testbed.BPFFS(t), "nodemesh")
 		dp, err := datapath.New(datapath.WithPinDir(pinDir),
-			datapath.WithNetNS(bed.Node.Path), datapath.WithLogger(log))
+			datapath.WithNetNS(bed.Node.Path), datapath.WithLogger(log), datapath.WithProxyIdentity())
 		if err != nil {
 			t.Fatalf("loading the datapath: %v", err)
 		}
@@ -160,6 +160,7 @@ func newPolicyNodeOpts(t testing.TB, o nodeOpts) *policyNode {
 	}
 	if n.dp != nil {
 		cfg.Datapath = n.dp
+		cfg.ProxyIdentity = true
 	}
 	if o.gatewayMark {
 		cfg.GatewayUpstreamMark, _ = datapath.ProxyRouteMark(model.IdentityIngress)

@@ -66,9 +66,15 @@ type Config struct {
 	// traffic as ingress (fromEntities: [ingress]) rather than as the
 	// node, its L7 rules included (the datapath hands the connection to
 	// the ingress policy listener, which reads the identity the datapath
-	// judged it with from its connection tracking, whatever the source
-	// address).
+	// judged it with from its connection tracking whatever the source
+	// address, with ProxyIdentity; without it, from the node's own
+	// address the datapath refuses it, reported in
+	// PolicyStatus.GatewayFromNode).
 	GatewayUpstreamMark uint32
+	// ProxyIdentity says the proxy's policy listeners read each
+	// redirected connection's source identity from the datapath
+	// (datapath.WithProxyIdentity, policy.Listeners.ConntrackMap).
+	ProxyIdentity bool
 	// NodeName is this node's Node (Kubernetes mode): with
 	// GatewayUpstreamMark, the proxy's connections to Gateway backends
 	// leave from the Node's ingress address (model.IngressIPAnnotation)
@@ -260,7 +266,7 @@ func (a *Agent) Apply(ctx context.Context, snap *input.Snapshot, sourceErrors []
 	if pol != nil {
 		// Only once the proxy configuration is published: new redirect
 		// rows wait for the listeners they point at.
-		a.syncDatapath(pol, st.Versions)
+		a.syncDatapath(pol, st.Versions, a.gatewayFromNode(pol, src))
 	}
 	return nil
 }

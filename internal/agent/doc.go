@@ -98,8 +98,12 @@
 // ingress address where it has one of the backend's family, else from the
 // node's; either way the datapath judges them as ingress and records that
 // identity in the connection tracking of a redirect, where the ingress
-// policy listener reads it (policy.Listeners.ConntrackMap), so the host's
-// L7 allowance never applies to them. The flow store (mesh/flow), fed by the access log service, is
+// policy listener reads it (Config.ProxyIdentity,
+// policy.Listeners.ConntrackMap), so the host's L7 allowance never
+// applies to them. A proxy that judges peers by address only (Envoy)
+// cannot: the datapath then refuses the latter where a backend's L7
+// rules would have to judge them, and PolicyStatus.GatewayFromNode names
+// the ports concerned (gatewayidentity.go). The flow store (mesh/flow), fed by the access log service, is
 // served on /v1/flows and resolved with the latest ipcache.
 //
 // Envoy configs (envoyconfig.go): every Apply also translates

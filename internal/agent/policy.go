@@ -137,7 +137,7 @@ func addressResolver(st *identity.State) flow.ResolverFunc {
 // follows the proxies (followProxies): when one rejects the publication,
 // the rows that redirect to the proxy are replaced by drops, since the
 // proxy keeps running its previous L7 configuration.
-func (a *Agent) syncDatapath(res *policy.Result, versions map[string]string) {
+func (a *Agent) syncDatapath(res *policy.Result, versions map[string]string, gatewayFromNode string) {
 	ps := &a.pol
 	wanted := redirectPorts(res.Datapath)
 	ps.mu.Lock()
@@ -149,7 +149,7 @@ func (a *Agent) syncDatapath(res *policy.Result, versions map[string]string) {
 	ps.superseded = make(chan struct{})
 	superseded := ps.superseded
 	st := api.PolicyStatus{Policies: res.Policies, Endpoints: len(res.Local), Rows: len(res.Datapath.Entries), Problems: res.Identities.Problems,
-		IngressEndpoint: ingressEndpointStatus(res, a.cfg.Policy.IngressEndpoint())}
+		IngressEndpoint: ingressEndpointStatus(res, a.cfg.Policy.IngressEndpoint()), GatewayFromNode: gatewayFromNode}
 	for _, id := range res.Identities.Identities {
 		if !id.ID.IsReserved() {
 			st.Identities++

@@ -86,6 +86,14 @@ type PolicyStatus struct {
 	// whose policy the proxy's Gateway and Ingress listeners enforce; nil
 	// when the node runs none (policy.Options.IngressEndpoint).
 	IngressEndpoint *IngressEndpointStatus `json:"ingressEndpoint,omitempty"`
+	// GatewayFromNode, when set, says that Gateway and Ingress
+	// connections leave from the node's own address (no ingress address
+	// of a family) and that the datapath refuses those the backends'
+	// L7 rules on this node would have to judge, because the proxy's
+	// policy listener judges peers by address only (it would see the
+	// host, not ingress), naming the ports. Never set when the proxy
+	// reads the datapath's identities.
+	GatewayFromNode string `json:"gatewayFromNode,omitempty"`
 }
 
 // IngressEndpointStatus is the state of the node's ingress endpoint.
