@@ -485,7 +485,16 @@
 // becomes the connection's local address for RBAC destination_ip/port,
 // ORIGINAL_DST clusters and access logs) and original_src{mark} (upstream
 // sockets bind to the client's address with IP_TRANSPARENT, port left to
-// the kernel, and carry mark; bind_port is refused). A filter chain ends in
+// the kernel, and carry mark; bind_port is refused), and on transparent
+// listeners nodemesh's datapath identity filter
+// (nodemesh.filters.listener.datapath_identity.v1.DatapathIdentity
+// {conntrack_map}; package proxylib/api/datapath/v1): each accepted
+// connection's source identity is read from the datapath's pinned
+// connection tracking (package conntrack), a connection without a live
+// entry is closed unread, the identity reaches RBAC (filter_state
+// "nodemesh.source_identity"), the Kafka filter and access logs
+// (source_identity), and where the datapath took it from a routing
+// listener's mark the peer's address judges nothing. A filter chain ends in
 // an HttpConnectionManager or in tcp_proxy (see L4), optionally preceded by the Kafka
 // policy filter (type nodemesh.filters.network.kafka.v1.KafkaPolicy through
 // ECDS; see packages proxylib/api/kafka/v1 and kafka).
@@ -513,7 +522,8 @@
 // or_rules, not_rule, header, url_path, destination_ip, destination_port,
 // destination_port_range; principals: any, and_ids, or_ids, not_id,
 // direct_remote_ip, source_ip (the same peer address),
-// authenticated.principal_name (package rbac). RBAC
+// authenticated.principal_name, filter_state on "nodemesh.source_identity"
+// with an exact decimal match (package rbac). RBAC
 // matches the path as the connection manager normalised it, the same path
 // the router matches and the upstream receives. A denied
 // request gets Envoy's 403 "RBAC: access denied" local reply (for gRPC:

@@ -7,11 +7,13 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nodemesh/nodemesh/datapath"
 	"github.com/nodemesh/nodemesh/datapath/model"
+	"github.com/nodemesh/nodemesh/datapath/testbed"
 	"github.com/nodemesh/nodemesh/internal/agent/api"
 	"github.com/nodemesh/nodemesh/mesh/flow"
 )
@@ -117,9 +119,37 @@ func TestOriginalSourceOffWithL7Policy(t *testing.T) {
 // proxy's connections to the backend carry the reserved ingress identity
 // in the routing mark and come from the node's own address.
 func gatewayBed(t *testing.T, backendPolicy string) (*policyNode, func(path string) (int, string)) {
+	return gatewayBedSlices(t, backendPolicy, true, false)
+}
+
+// gatewayBedSlices is gatewayBed with the backend Service's endpoints in
+// an IPv4 EndpointSlice, an IPv6 one, or both (a cluster whose endpoints
+// mix families, for which no ingress address can be bound).
+func gatewayBedSlices(t *testing.T, backendPolicy string, v4, v6 bool) (*policyNode, func(path string) (int, string)) {
 	n := newPolicyNodeOpts(t, nodeOpts{workloads: 1, withDatapath: true, gatewayMark: true})
 	be := n.bed.Workloads[0]
 	serveSeenAddress(t, be, 8080)
+	v4Slice, v6Slice := "", ""
+	if v4 {
+		v4Slice = fmt.Sprintf(`apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: backend-1, namespace: default, labels: {kubernetes.io/service-name: backend}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints: [{addresses: [%s], conditions: {ready: true}}]
+---
+`, be.IPv4)
+	}
+	if v6 {
+		v6Slice = fmt.Sprintf(`apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: backend-6, namespace: default, labels: {kubernetes.io/service-name: backend}}
+addressType: IPv6
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints: [{addresses: ["%s"], conditions: {ready: true}}]
+---
+`, be.IPv6)
+	}
 	gw := gatewayPool.Addr().Next().Next().Next()
 	n.apply(pod("backend", be, map[string]string{"app": "backend"}) + fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -146,20 +176,13 @@ kind: Service
 metadata: {name: backend, namespace: default}
 spec: {ports: [{name: http, port: 80, targetPort: 8080}]}
 ---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: backend-1, namespace: default, labels: {kubernetes.io/service-name: backend}}
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints: [{addresses: [%s], conditions: {ready: true}}]
----
-apiVersion: cilium.io/v2
+%s%sapiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: backend-policy, namespace: default}
 spec:
   endpointSelector: {matchLabels: {app: backend}}
 %s---
-`, gw, be.IPv4, backendPolicy))
+`, gw, v4Slice, v6Slice, backendPolicy))
 	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return n.bed.Node.Dial(ctx, network, addr)
@@ -256,14 +279,9 @@ func TestGatewayWithL7Policy(t *testing.T) {
 	}
 }
 
-// TestGatewayDoesNotBorrowHostL7Allowance: the backend admits ingress for
-// GET /ok only and the host (kubelet probes) on the whole port. Judged by
-// its address, the Gateway's connection would be the host's and pass
-// GET /other; judged by the identity the datapath redirected it with
-// (ingress), GET /ok passes and GET /other gets the policy's 403 (not a
-// drop, not a pass). The policy listener's verdict names ingress.
-func TestGatewayDoesNotBorrowHostL7Allowance(t *testing.T) {
-	n, get := gatewayBed(t, `  ingress:
+// hostAndIngressOK is a backend policy admitting ingress for GET /ok only
+// and the host (kubelet probes) on the whole port.
+const hostAndIngressOK = `  ingress:
   - fromEntities: [ingress]
     toPorts:
     - ports: [{port: "8080", protocol: TCP}]
@@ -271,7 +289,17 @@ func TestGatewayDoesNotBorrowHostL7Allowance(t *testing.T) {
         http: [{method: GET, path: "/ok"}]
   - fromEntities: [host]
     toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
-`)
+`
+
+// TestGatewayDoesNotBorrowHostL7Allowance: the backend admits ingress for
+// GET /ok only and the host (kubelet probes) on the whole port. Judged by
+// its address, the Gateway's connection would be the host's and pass
+// GET /other; judged by the identity the datapath redirected it with
+// (ingress), GET /ok passes and GET /other gets the policy's 403 (not a
+// drop, not a pass). The policy listener's flow names ingress as the
+// source identity.
+func TestGatewayDoesNotBorrowHostL7Allowance(t *testing.T) {
+	n, get := gatewayBed(t, hostAndIngressOK)
 	waitUntil(t, "the Gateway serves GET /ok", func() bool {
 		code, _ := get("/ok")
 		return code == 200
@@ -281,6 +309,19 @@ func TestGatewayDoesNotBorrowHostL7Allowance(t *testing.T) {
 	}
 	if d := routeIdentityDrops(t, n); d != 0 {
 		t.Fatalf("%d route-identity drops; want none", d)
+	}
+	denied := 0
+	for _, fl := range n.flowsMatching(api.FlowQuery{Filter: flow.Filter{Verdict: flow.Dropped, Protocol: flow.ProtocolHTTP}}, 1) {
+		if fl.HTTP == nil || fl.HTTP.Path != "/other" {
+			continue
+		}
+		if fl.Source.Identity != uint32(model.IdentityIngress) || fl.Listener != "policy/ingress/http" {
+			t.Errorf("L7 drop %+v; want the ingress identity's, on the ingress policy listener", fl)
+		}
+		denied++
+	}
+	if denied == 0 {
+		t.Error("no L7 drop of GET /other recorded")
 	}
 	// The host itself keeps its allowance (probes).
 	be := n.bed.Workloads[0]
@@ -295,5 +336,102 @@ func TestGatewayDoesNotBorrowHostL7Allowance(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("the host's GET /other: %d; want 200 (its L4-only rule)", resp.StatusCode)
+	}
+}
+
+// TestGatewayDualStackDoesNotBorrowHostL7Allowance: the same with a
+// backend Service whose endpoints are IPv6 only, and whose endpoints mix
+// IPv4 and IPv6 (no ingress address could be bound for either): GET /ok
+// passes and GET /other gets the ingress rule's 403, over IPv6 too.
+func TestGatewayDualStackDoesNotBorrowHostL7Allowance(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		v4, v6 bool
+	}{{"ipv6", false, true}, {"mixed", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, get := gatewayBedSlices(t, hostAndIngressOK, tc.v4, tc.v6)
+			waitUntil(t, "the Gateway serves GET /ok", func() bool {
+				code, _ := get("/ok")
+				return code == 200
+			})
+			for i := 0; i < 4; i++ {
+				if code, body := get("/ok"); code != 200 {
+					t.Fatalf("GET /ok #%d through the Gateway: %d %q", i, code, body)
+				}
+				if code, body := get("/other"); code != 403 || body != "Access denied\r\n" {
+					t.Fatalf("GET /other #%d through the Gateway: %d %q; want the ingress rule's 403", i, code, body)
+				}
+			}
+			v6 := false
+			for _, fl := range n.flowsMatching(api.FlowQuery{Filter: flow.Filter{Verdict: flow.Dropped, Protocol: flow.ProtocolHTTP}}, 4) {
+				if fl.Source.Identity != uint32(model.IdentityIngress) {
+					t.Errorf("L7 drop %+v; want the ingress identity's", fl)
+				}
+				v6 = v6 || fl.Source.Address.Addr().Is6()
+			}
+			if tc.name == "ipv6" && !v6 {
+				t.Error("no L7 drop from the node's IPv6 address")
+			}
+		})
+	}
+}
+
+// TestGatewayForgedPeersGainNothing: what the policy listener knows of a
+// peer comes from the datapath's connection tracking. A host process
+// that connects to the ingress policy listener directly (no redirect, so
+// no entry) is refused before any request is read: not the host's
+// allowance, not a 403 from a judgement by address. One that puts the
+// routing mark with another identity (world) on its connection to the
+// backend is judged as that identity, which the backend's rules do not
+// admit at L7: it gains neither the host's allowance nor ingress's.
+func TestGatewayForgedPeersGainNothing(t *testing.T) {
+	n, get := gatewayBed(t, hostAndIngressOK+`  - fromEntities: [world]
+    toPorts:
+    - ports: [{port: "8080", protocol: TCP}]
+      rules:
+        http: [{method: GET, path: "/world"}]
+`)
+	waitUntil(t, "the Gateway serves GET /ok", func() bool {
+		code, _ := get("/ok")
+		return code == 200
+	})
+	be := n.bed.Workloads[0]
+	client := func(d *net.Dialer) *http.Client {
+		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return n.bed.Node.DialWith(ctx, d, network, addr)
+			}}}
+	}
+	// Directly to the policy listener, for the backend's address.
+	for _, target := range []string{
+		fmt.Sprintf("http://127.0.0.1:%d/ok", policyPorts.IngressHTTP),
+		fmt.Sprintf("http://%s:%d/ok", testbed.NodeIPv4, policyPorts.IngressHTTP),
+	} {
+		resp, err := client(&net.Dialer{}).Get(target)
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("GET %s: %d; want the connection closed unanswered", target, resp.StatusCode)
+		}
+	}
+	// With the routing mark naming world: world's L7 rule applies.
+	worldMark, _ := datapath.ProxyRouteMark(model.IdentityWorld)
+	marked := client(&net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_MARK, int(worldMark))
+		}); err != nil {
+			return err
+		}
+		return serr
+	}})
+	for path, want := range map[string]int{"/ok": 403, "/other": 403, "/world": 200} {
+		resp, err := marked.Get("http://" + be.IPv4.String() + ":8080" + path)
+		if err != nil {
+			t.Fatalf("marked GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("GET %s with the routing mark naming world: %d; want %d (judged as world)", path, resp.StatusCode, want)
+		}
 	}
 }

@@ -130,6 +130,9 @@ func (s *stream) httpEntry(method, path, proto string) *datav3.HTTPAccessLogEntr
 	if s.reason != "" {
 		x.str(l7meta.Reason, s.reason)
 	}
+	if s.identity != 0 {
+		x.number(l7meta.SourceIdentity, float64(s.identity))
+	}
 	if len(s.missingHeaders) > 0 {
 		x.list(l7meta.MissingHeaders, s.missingHeaders)
 	}

@@ -325,6 +325,9 @@ func (h *Handler) logKafka(info listener.ConnInfo, ev kafka.Event) {
 		l7meta.KafkaTopics:        r.Topics,
 		l7meta.KafkaErrorCode:     0,
 	}
+	if info.Identity != 0 {
+		l7[l7meta.SourceIdentity] = info.Identity
+	}
 	if ev.Verdict.Allowed {
 		l7[l7meta.Verdict] = l7meta.VerdictForwarded
 		if ev.Verdict.Policy != "" {

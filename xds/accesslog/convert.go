@@ -36,6 +36,11 @@ func common(c *datav3.AccessLogCommon, b *budget) (flow.Flow, *structpb.Struct, 
 		f.Verdict = b.str(str(md, l7meta.Verdict))
 		f.Policy = b.str(str(md, l7meta.Policy))
 		f.Reason = b.str(str(md, l7meta.Reason))
+		// The identity the policy listener judged the peer with; the
+		// flow store resolves the others from the address.
+		if id := num(md, l7meta.SourceIdentity); id > 0 && id <= 1<<32-1 {
+			f.Source.Identity = uint32(id)
+		}
 	}
 	return f, md, true
 }

@@ -385,6 +385,19 @@
 // type, and the translator says so in a warning on that policy listener
 // (the agent then drops the flows it would redirect; see internal/agent).
 //
+// With the datapath (ir.PolicyListener.ConntrackMap), every policy
+// listener carries nodemesh's datapath identity listener filter
+// (nodemesh.filters.listener.datapath_identity.v1.DatapathIdentity, after
+// original_dst), and ingress HTTP RBAC principals match the peers'
+// identities too (ir.PeerSet.Identities): an or_ids of the address terms
+// and one filter_state principal per identity, key
+// "nodemesh.source_identity", exact decimal match. The proxy judges a
+// connection whose identity the datapath took from a routing listener's
+// mark (a Gateway's, from the node's address) by those only. Stock Envoy
+// rejects the filter: the agent leaves it out there
+// (--proxy-datapath-identity=false) and the datapath refuses such
+// connections instead.
+//
 // Every connection manager's HTTP filters are put in order by one function,
 // httpFilters (httpfilters.go): hop by hop (a policy listener's own rules,
 // then on the egress listener the local destinations' ingress rules), RBAC

@@ -29,6 +29,12 @@ const (
 	// "rbac_access_denied", "topic_not_allowed", "api_key_not_allowed",
 	// "unknown_destination".
 	Reason = "reason"
+	// SourceIdentity is the source identity (a number) the datapath
+	// judged the connection with, as a policy listener with the datapath
+	// identity filter read it from connection tracking; absent
+	// elsewhere. It names the peer the verdict was made for: a Gateway's
+	// connection from the node's address is ingress, not host.
+	SourceIdentity = "source_identity"
 
 	// MissingHeaders and RejectedHeaders are what the header match
 	// filter noted on an HTTP request (Cilium's headerMatches mismatch
