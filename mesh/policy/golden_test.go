@@ -154,3 +154,11 @@ func sortedIdentities(m map[model.Identity]model.Enforcement) []model.Identity {
 	}
 	return out
 }
+
+// TestGoldenDatapathIdentity compiles testdata/datapath-identity/ with the
+// datapath's connection tracking given to the policy listeners.
+func TestGoldenDatapathIdentity(t *testing.T) {
+	opts := testOptions()
+	opts.Listeners.ConntrackMap = "/sys/fs/bpf/nodemesh/maps_v1/nm_ct"
+	runGolden(t, filepath.Join("testdata", "datapath-identity"), opts)
+}

@@ -150,7 +150,8 @@ func TestPolicyUpdateKeepsListeners(t *testing.T) {
 }
 
 // TestPolicyExtensions pins the extensions policy output uses: upstream
-// Envoy ones, plus the project's Kafka and header match filters (only the
+// Envoy ones, plus the project's Kafka, header match and datapath
+// identity filters (only the
 // builtin proxy implements them, as only Cilium's Envoy implements
 // Cilium's).
 func TestPolicyExtensions(t *testing.T) {
@@ -165,6 +166,7 @@ func TestPolicyExtensions(t *testing.T) {
 		"type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
 		"type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
 		"type.googleapis.com/nodemesh.filters.http.header_match.v1.HeaderMatchPolicy",
+		"type.googleapis.com/nodemesh.filters.listener.datapath_identity.v1.DatapathIdentity",
 		"type.googleapis.com/nodemesh.filters.network.kafka.v1.KafkaPolicy",
 	}
 	outs, _ := filepath.Glob(filepath.Join("testdata", "policy", "*.out.yaml"))
