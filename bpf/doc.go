@@ -56,7 +56,9 @@
 //     connection by that identity, never by its address (a Gateway's,
 //     from the node's own address, would be the host's). Every
 //     redirect's CT entry exists before the first packet reaches the
-//     listener. When such a connection was bound to a
+//     listener. Without CONFIG_F_PROXY_CT_IDENTITY (a proxy that judges
+//     peers by address only) such a redirect is refused instead
+//     (DROP_ROUTE_IDENTITY). When such a connection was bound to a
 //     client Pod's address (original source), the policy listener's
 //     replies to it leave towards that Pod; to_workload loops them back
 //     (PROXY_REPLY) to the proxy's socket, or drops them without one.

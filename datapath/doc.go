@@ -193,8 +193,12 @@
 //     only, never by its address, which is the host's: the Gateway does
 //     not borrow the host's L7 allowance, and the backend's L7 rules for
 //     ingress apply (conformance/e2e TestGatewayWithL7Policy,
-//     TestGatewayDoesNotBorrowHostL7Allowance). DropRouteIdentity is no
-//     longer produced.
+//     TestGatewayDoesNotBorrowHostL7Allowance). That needs a proxy that
+//     reads the entry (WithProxyIdentity, CONFIG_F_PROXY_CT_IDENTITY in
+//     the config row): without one (Envoy judges peers by address only)
+//     to_workload drops such a connection instead (DropRouteIdentity; in
+//     Hubble NO_CONFIGURATION_AVAILABLE_TO_PERFORM_POLICY_DECISION), so
+//     it never borrows the host's allowance either way.
 //   - Gateway traffic keeps its identity: the agent gives every Gateway
 //     backend cluster an upstream SO_MARK of ProxyRouteMark(IdentityIngress), so
 //     to_workload judges the node proxy's connections to a backend as the

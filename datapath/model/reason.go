@@ -23,10 +23,12 @@ const (
 	// addressed to a Service frontend (it bypassed socket-level
 	// translation), which policy cannot judge.
 	DropServiceFrontend Reason = 12
-	// DropRouteIdentity is no longer produced (the number stays
-	// reserved): a routing listener's connection whose mark names an
-	// identity its source address lacks is redirected, and the policy
-	// listener reads the marked identity from connection tracking.
+	// DropRouteIdentity: a routing listener's upstream connection whose
+	// mark names an identity its source address does not have, which the
+	// destination's policy would hand to the ingress policy listener,
+	// where the proxy does not read identities from connection tracking
+	// (datapath.WithProxyIdentity): it would judge the peer by address
+	// and apply the rules of the address's identity instead.
 	DropRouteIdentity Reason = 13
 )
 

@@ -33,7 +33,9 @@
 // bpf(2) calls (read-only) and links no eBPF loader: the proxy stays free
 // of the datapath package.
 //
-// Lookups are one system call, safe for concurrent use, and never
-// allocate. A missing entry, or one whose lifetime has passed, is
-// ErrNotFound: the caller fails closed.
+// Lookups are a map lookup and a clock read (two system calls), safe for
+// concurrent use, and allocate nothing when they find an entry. A missing
+// entry, or one whose lifetime has passed, is ErrNotFound; a map that
+// could not be opened fails every lookup (Shared): the caller fails
+// closed either way.
 package conntrack
