@@ -69,6 +69,8 @@ func Common(start time.Time, dur time.Duration, remote, local, upstream netip.Ad
 				fields[k] = structpb.NewNumberValue(float64(x))
 			case int32:
 				fields[k] = structpb.NewNumberValue(float64(x))
+			case uint32:
+				fields[k] = structpb.NewNumberValue(float64(x))
 			case bool:
 				fields[k] = structpb.NewBoolValue(x)
 			case []string:

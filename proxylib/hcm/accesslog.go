@@ -66,14 +66,19 @@ type httpEntry struct {
 	// One slot per l7meta key logHTTP can set.
 	vals [maxL7]structpb.Value
 	strs [maxL7]structpb.Value_StringValue
-	num  structpb.Value_NumberValue
+	nums [maxL7Numbers]structpb.Value_NumberValue
 	nv   int
+	nn   int
 }
 
 // maxL7 is the number of l7meta keys an HTTP entry can carry: protocol,
-// verdict, policy, reason, missing and rejected headers, gRPC service,
-// method and status.
-const maxL7 = 9
+// verdict, policy, reason, source identity, missing and rejected headers,
+// gRPC service, method and status; maxL7Numbers of them are numbers
+// (source identity, gRPC status).
+const (
+	maxL7        = 10
+	maxL7Numbers = 2
+)
 
 func (x *httpEntry) str(k, v string) {
 	x.strs[x.nv].StringValue = accesslog.Bound(v)
@@ -83,10 +88,11 @@ func (x *httpEntry) str(k, v string) {
 }
 
 func (x *httpEntry) number(k string, v float64) {
-	x.num.NumberValue = v
-	x.vals[x.nv].Kind = &x.num
+	x.nums[x.nn].NumberValue = v
+	x.vals[x.nv].Kind = &x.nums[x.nn]
 	x.l7.Fields[k] = &x.vals[x.nv]
 	x.nv++
+	x.nn++
 }
 
 func (x *httpEntry) list(k string, v []string) {

@@ -62,6 +62,9 @@ func oldHTTPEntry(s *stream, method, path string, dur time.Duration) *datav3.HTT
 	if s.reason != "" {
 		l7[l7meta.Reason] = s.reason
 	}
+	if s.identity != 0 {
+		l7[l7meta.SourceIdentity] = s.identity
+	}
 	if len(s.missingHeaders) > 0 {
 		l7[l7meta.MissingHeaders] = s.missingHeaders
 	}
@@ -108,6 +111,11 @@ func TestHTTPEntryMatchesMessageByMessage(t *testing.T) {
 			s.rejectedHeaders = []string{"x-mode: bad", "x-other: 1"}
 		}, "/v1/exhaust-port"},
 		{"grpc", func(s *stream) { s.grpc, s.grpcStatus = true, 7 }, "/empire.Deathstar/Fire"},
+		// Two numbers: the datapath's source identity and the gRPC status.
+		{"grpc with datapath identity", func(s *stream) {
+			s.grpc, s.grpcStatus, s.identity, s.identityOnly = true, 7, 8, true
+			s.verdict, s.reason, s.respCode = l7meta.VerdictDropped, "rbac_access_denied", 200
+		}, "/empire.Deathstar/Fire"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
