@@ -3,84 +3,139 @@ package accesslog
 import (
 	"net/netip"
 	"strings"
+	"time"
+	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	datav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
-	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/nodemesh/nodemesh/mesh/flow"
-	"github.com/nodemesh/nodemesh/proxylib/api/l7meta"
 )
+
+// view is b as a string without a copy: valid only while the message's
+// bytes are (during Unmarshal). Every string a flow keeps is copied by
+// own before Unmarshal returns.
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// str is an l7 string value, trimmed; "" for a missing key or another
+// kind.
+func (e *entryState) str(k int) string {
+	if v := &e.vals[k]; v.kind == kindString {
+		return strings.TrimSpace(view(v.str))
+	}
+	return ""
+}
+
+// num is an l7 number value; 0 for a missing key or another kind.
+func (e *entryState) num(k int) int {
+	if v := &e.vals[k]; v.kind == kindNumber {
+		return int(v.num)
+	}
+	return 0
+}
+
+// list is an l7 list of strings (at most MaxListItems+1 items, see
+// value); nil for a missing key or another kind.
+func (e *entryState) list(k int) []string {
+	v := &e.vals[k]
+	if v.kind != kindList || v.n == 0 {
+		return nil
+	}
+	out := make([]string, v.n)
+	for i := range out {
+		out[i] = view(e.items[listSlot(k)][i])
+	}
+	return out
+}
+
+func (a *address) addrPort() (netip.AddrPort, bool) {
+	if !a.socket || a.port > 0xffff {
+		// A port that does not fit 16 bits is a malformed entry, not a
+		// port to wrap onto another.
+		return netip.AddrPort{}, false
+	}
+	ip, err := netip.ParseAddr(view(a.ip))
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(a.port)), true
+}
+
+func (s *stamp) duration() time.Duration {
+	d := durationpb.Duration{Seconds: s.secs, Nanos: s.nanos}
+	return d.AsDuration()
+}
 
 // common fills what HTTP and TCP entries share; false when the entry has
 // no usable addresses. Its strings are taken within b.
-func common(c *datav3.AccessLogCommon, b *budget) (flow.Flow, *structpb.Struct, bool) {
+func (e *entryState) common(b *budget) (flow.Flow, bool) {
 	var f flow.Flow
-	src, ok1 := addrPort(c.GetDownstreamRemoteAddress())
-	dst, ok2 := addrPort(c.GetDownstreamLocalAddress())
+	src, ok1 := e.remote.addrPort()
+	dst, ok2 := e.local.addrPort()
 	if !ok1 || !ok2 {
-		return f, nil, false
+		return f, false
 	}
 	f.Source.Address, f.Destination.Address = src, dst
-	if t := c.GetStartTime(); t != nil {
-		f.Time = t.AsTime()
+	if e.start.set {
+		f.Time = time.Unix(e.start.secs, int64(e.start.nanos)).UTC()
 	}
-	if d := c.GetTimeToLastDownstreamTxByte(); d != nil {
-		f.Latency = d.AsDuration()
-	} else if d := c.GetDuration(); d != nil {
-		f.Latency = d.AsDuration()
+	if e.lastTx.set {
+		f.Latency = e.lastTx.duration()
+	} else if e.dur.set {
+		f.Latency = e.dur.duration()
 	}
-	md := c.GetMetadata().GetFilterMetadata()[l7meta.Namespace]
-	if md != nil {
-		f.Protocol = b.str(str(md, l7meta.Protocol))
-		f.Verdict = b.str(str(md, l7meta.Verdict))
-		f.Policy = b.str(str(md, l7meta.Policy))
-		f.Reason = b.str(str(md, l7meta.Reason))
+	if e.md {
+		f.Protocol = b.str(e.str(kProtocol))
+		f.Verdict = b.str(e.str(kVerdict))
+		f.Policy = b.str(e.str(kPolicy))
+		f.Reason = b.str(e.str(kReason))
 		// The identity the policy listener judged the peer with; the
 		// flow store resolves the others from the address.
-		if id := num(md, l7meta.SourceIdentity); id > 0 && id <= 1<<32-1 {
+		if id := e.num(kSourceIdentity); id > 0 && id <= 1<<32-1 {
 			f.Source.Identity = uint32(id)
 		}
 	}
-	return f, md, true
+	return f, true
 }
 
-// fromHTTP converts an HTTP entry; truncated says whether a string or a
-// list had to be cut to the bounds (bounds.go).
-func fromHTTP(e *datav3.HTTPAccessLogEntry) (f flow.Flow, truncated, ok bool) {
+// httpFlow converts a decoded HTTP entry; truncated says whether a
+// string or a list had to be cut to the bounds (bounds.go). The flow's
+// strings are views until own copies them.
+func (e *entryState) httpFlow() (f flow.Flow, truncated, ok bool) {
 	b := newBudget()
-	f, md, ok := common(e.GetCommonProperties(), &b)
+	f, ok = e.common(&b)
 	if !ok {
 		return f, false, false
 	}
-	req, resp := e.GetRequest(), e.GetResponse()
 	f.HTTP = &flow.HTTP{
-		Method:    req.GetRequestMethod().String(),
-		Authority: b.str(req.GetAuthority()),
-		Path:      b.str(req.GetPath()),
-		Status:    int(resp.GetResponseCode().GetValue()),
-		Version:   httpVersion(e.GetProtocolVersion()),
+		Method:    methodName(e.method),
+		Authority: b.str(view(e.authority)),
+		Path:      b.str(view(e.path)),
+		Status:    int(e.status),
+		Version:   httpVersion(e.version),
 	}
-	if f.HTTP.Method == corev3.RequestMethod_METHOD_UNSPECIFIED.String() {
-		f.HTTP.Method = ""
+	if e.md {
+		f.HTTP.MissingHeaders = b.list(e.list(kMissingHeaders))
+		f.HTTP.RejectedHeaders = b.list(e.list(kRejectedHeaders))
 	}
-	if md != nil {
-		f.HTTP.MissingHeaders = b.list(list(md, l7meta.MissingHeaders))
-		f.HTTP.RejectedHeaders = b.list(list(md, l7meta.RejectedHeaders))
-	}
-	if md != nil && (f.Protocol == flow.ProtocolGRPC || str(md, l7meta.GRPCService) != "") {
+	if e.md && (f.Protocol == flow.ProtocolGRPC || e.str(kGRPCService) != "") {
 		f.Protocol = flow.ProtocolGRPC
-		f.GRPC = &flow.GRPC{Service: b.str(str(md, l7meta.GRPCService)), Method: b.str(str(md, l7meta.GRPCMethod)), Status: num(md, l7meta.GRPCStatus)}
+		f.GRPC = &flow.GRPC{Service: b.str(e.str(kGRPCService)), Method: b.str(e.str(kGRPCMethod)), Status: e.num(kGRPCStatus)}
 	}
 	if f.Protocol == "" {
 		f.Protocol = flow.ProtocolHTTP
 	}
 	if f.Verdict == "" {
-		upstream := e.GetCommonProperties().GetUpstreamRemoteAddress() != nil
 		switch {
-		case f.HTTP.Status == 403 && !upstream:
+		case f.HTTP.Status == 403 && !e.upstream:
 			f.Verdict = flow.Dropped
-		case f.HTTP.Status >= 500 && !upstream:
+		case f.HTTP.Status >= 500 && !e.upstream:
 			f.Verdict = flow.Error
 		default:
 			f.Verdict = flow.Forwarded
@@ -89,25 +144,25 @@ func fromHTTP(e *datav3.HTTPAccessLogEntry) (f flow.Flow, truncated, ok bool) {
 	return f, b.truncated, true
 }
 
-// fromTCP converts a TCP entry (a connection, or a Kafka request); as
-// fromHTTP.
-func fromTCP(e *datav3.TCPAccessLogEntry) (f flow.Flow, truncated, ok bool) {
+// tcpFlow converts a decoded TCP entry (a connection, or a Kafka
+// request); as httpFlow.
+func (e *entryState) tcpFlow() (f flow.Flow, truncated, ok bool) {
 	b := newBudget()
-	f, md, ok := common(e.GetCommonProperties(), &b)
+	f, ok = e.common(&b)
 	if !ok {
 		return f, false, false
 	}
-	if md != nil && (f.Protocol == flow.ProtocolKafka || md.GetFields()[l7meta.KafkaAPIKey] != nil) {
+	if e.md && (f.Protocol == flow.ProtocolKafka || e.vals[kKafkaAPIKey].set) {
 		f.Protocol = flow.ProtocolKafka
 		f.Kafka = &flow.Kafka{
-			APIKey:        num(md, l7meta.KafkaAPIKey),
-			APIKeyName:    b.str(str(md, l7meta.KafkaAPIKeyName)),
-			APIVersion:    num(md, l7meta.KafkaAPIVersion),
-			CorrelationID: num(md, l7meta.KafkaCorrelationID),
-			ClientID:      b.str(str(md, l7meta.KafkaClientID)),
-			Topics:        b.list(list(md, l7meta.KafkaTopics)),
-			ErrorCode:     num(md, l7meta.KafkaErrorCode),
-			ErrorName:     b.str(str(md, l7meta.KafkaErrorName)),
+			APIKey:        e.num(kKafkaAPIKey),
+			APIKeyName:    b.str(e.str(kKafkaAPIKeyName)),
+			APIVersion:    e.num(kKafkaAPIVersion),
+			CorrelationID: e.num(kKafkaCorrelationID),
+			ClientID:      b.str(e.str(kKafkaClientID)),
+			Topics:        b.list(e.list(kKafkaTopics)),
+			ErrorCode:     e.num(kKafkaErrorCode),
+			ErrorName:     b.str(e.str(kKafkaErrorName)),
 		}
 	}
 	if f.Protocol == "" {
@@ -119,22 +174,71 @@ func fromTCP(e *datav3.TCPAccessLogEntry) (f flow.Flow, truncated, ok bool) {
 	return f, b.truncated, true
 }
 
-func addrPort(a *corev3.Address) (netip.AddrPort, bool) {
-	sa := a.GetSocketAddress()
-	if sa == nil || sa.GetPortValue() > 0xffff {
-		// A port that does not fit 16 bits is a malformed entry, not a
-		// port to wrap onto another.
-		return netip.AddrPort{}, false
+// own copies every string of f taken from the message into one
+// allocation, so the flow keeps nothing of the message's buffer (which
+// gRPC reuses) and costs one allocation for its strings.
+func own(f *flow.Flow) {
+	var ptrs [16]*string
+	ps := ptrs[:0]
+	ps = append(ps, &f.Protocol, &f.Verdict, &f.Policy, &f.Reason)
+	if h := f.HTTP; h != nil {
+		ps = append(ps, &h.Authority, &h.Path)
+		for i := range h.MissingHeaders {
+			ps = append(ps, &h.MissingHeaders[i])
+		}
+		for i := range h.RejectedHeaders {
+			ps = append(ps, &h.RejectedHeaders[i])
+		}
 	}
-	ip, err := netip.ParseAddr(sa.GetAddress())
-	if err != nil {
-		return netip.AddrPort{}, false
+	if g := f.GRPC; g != nil {
+		ps = append(ps, &g.Service, &g.Method)
 	}
-	return netip.AddrPortFrom(ip.Unmap(), uint16(sa.GetPortValue())), true
+	if k := f.Kafka; k != nil {
+		ps = append(ps, &k.APIKeyName, &k.ClientID, &k.ErrorName)
+		for i := range k.Topics {
+			ps = append(ps, &k.Topics[i])
+		}
+	}
+	n := 0
+	for _, p := range ps {
+		n += len(*p)
+	}
+	if n == 0 {
+		return
+	}
+	buf := make([]byte, 0, n)
+	for _, p := range ps {
+		buf = append(buf, *p...)
+	}
+	all := unsafe.String(unsafe.SliceData(buf), len(buf))
+	for _, p := range ps {
+		m := len(*p)
+		*p, all = all[:m], all[m:]
+	}
 }
 
-func httpVersion(v datav3.HTTPAccessLogEntry_HTTPVersion) string {
-	switch v {
+// methodNames are the names of request methods (the enum's), but the
+// unspecified one, which a flow leaves empty.
+var methodNames = func() map[int32]string {
+	m := map[int32]string{}
+	for n, s := range corev3.RequestMethod_name {
+		if n != int32(corev3.RequestMethod_METHOD_UNSPECIFIED) {
+			m[n] = s
+		}
+	}
+	return m
+}()
+
+func methodName(v int32) string {
+	if s, ok := methodNames[v]; ok || v == int32(corev3.RequestMethod_METHOD_UNSPECIFIED) {
+		return s
+	}
+	// A number the enum does not name, as protobuf prints it.
+	return corev3.RequestMethod(v).String()
+}
+
+func httpVersion(v int32) string {
+	switch datav3.HTTPAccessLogEntry_HTTPVersion(v) {
 	case datav3.HTTPAccessLogEntry_HTTP10:
 		return "HTTP/1.0"
 	case datav3.HTTPAccessLogEntry_HTTP11:
@@ -145,25 +249,4 @@ func httpVersion(v datav3.HTTPAccessLogEntry_HTTPVersion) string {
 		return "HTTP/3"
 	}
 	return ""
-}
-
-func str(s *structpb.Struct, key string) string {
-	return strings.TrimSpace(s.GetFields()[key].GetStringValue())
-}
-
-func num(s *structpb.Struct, key string) int {
-	return int(s.GetFields()[key].GetNumberValue())
-}
-
-// list reads a list of strings, at most one item beyond MaxListItems (so
-// that budget.list sees it was longer).
-func list(s *structpb.Struct, key string) []string {
-	var out []string
-	for _, v := range s.GetFields()[key].GetListValue().GetValues() {
-		if len(out) > MaxListItems {
-			break
-		}
-		out = append(out, v.GetStringValue())
-	}
-	return out
 }

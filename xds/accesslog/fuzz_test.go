@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	datav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
@@ -12,7 +13,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/nodemesh/nodemesh/mesh/flow"
 	"github.com/nodemesh/nodemesh/proxylib/api/l7meta"
 )
 
@@ -63,43 +63,45 @@ func FuzzEntries(f *testing.F) {
 		}
 		f.Add(b)
 	}
+	for _, b := range mergedSeeds(start) {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m := &accesslogv3.StreamAccessLogsMessage{}
-		if proto.Unmarshal(b, m) != nil {
-			return
-		}
-		check := func(c *datav3.AccessLogCommon, fl flow.Flow, truncated, ok bool) {
-			want := validAddr(c.GetDownstreamRemoteAddress()) && validAddr(c.GetDownstreamLocalAddress())
-			if ok != want {
-				t.Fatalf("converted %v, addresses %v and %v", ok, c.GetDownstreamRemoteAddress(), c.GetDownstreamLocalAddress())
+		var w wireMessage
+		werr := w.Unmarshal(b)
+		for _, c := range w.entries {
+			if !c.ok {
+				continue
 			}
-			if !ok {
-				return
-			}
-			for _, p := range []struct {
-				got flow.Endpoint
-				a   *corev3.Address
-			}{{fl.Source, c.GetDownstreamRemoteAddress()}, {fl.Destination, c.GetDownstreamLocalAddress()}} {
-				if uint32(p.got.Address.Port()) != p.a.GetSocketAddress().GetPortValue() || p.got.Address.Addr().Is4In6() {
-					t.Fatalf("address %v became %v", p.a, p.got.Address)
-				}
-			}
+			fl := c.f
 			if fl.Protocol == "" || fl.Verdict == "" {
 				t.Fatalf("flow without protocol or verdict: %+v", fl)
 			}
 			checkBounds(t, fl)
-			if !truncated && strings.Contains(strings.Join(entryStrings(fl), "\x00"), TruncatedMark) && !strings.Contains(string(b), TruncatedMark) {
+			if !c.truncated && strings.Contains(strings.Join(entryStrings(fl), "\x00"), TruncatedMark) && !strings.Contains(string(b), TruncatedMark) {
 				t.Fatalf("a marked field in an entry not reported as cut: %+v", fl)
 			}
 		}
-		for _, e := range m.GetHttpLogs().GetLogEntry() {
-			fl, truncated, ok := fromHTTP(e)
-			check(e.GetCommonProperties(), fl, truncated, ok)
+		if werr == nil && w.hasID && (len(w.node) > MaxFieldBytes || len(w.logName) > MaxFieldBytes ||
+			!utf8.ValidString(w.node) || !utf8.ValidString(w.logName)) {
+			t.Fatalf("identifier %.20q %.20q beyond its bounds", w.node, w.logName)
 		}
-		for _, e := range m.GetTcpLogs().GetLogEntry() {
-			fl, truncated, ok := fromTCP(e)
-			check(e.GetCommonProperties(), fl, truncated, ok)
+		m := &accesslogv3.StreamAccessLogsMessage{}
+		if proto.Unmarshal(b, m) != nil {
+			return
 		}
+		if werr != nil {
+			t.Fatalf("the decoder refused a message protobuf reads: %v", werr)
+		}
+		// The reference also checks that an entry becomes a flow only
+		// when both addresses are usable (validAddr).
+		for i, e := range m.GetHttpLogs().GetLogEntry() {
+			c := e.GetCommonProperties()
+			if ok := validAddr(c.GetDownstreamRemoteAddress()) && validAddr(c.GetDownstreamLocalAddress()); ok != w.entries[i].ok {
+				t.Fatalf("entry %d converted %v, addresses %v and %v", i, w.entries[i].ok, c.GetDownstreamRemoteAddress(), c.GetDownstreamLocalAddress())
+			}
+		}
+		compareReference(t, m, &w)
 	})
 }
 

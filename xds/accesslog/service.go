@@ -21,7 +21,6 @@ type Sink interface {
 
 // Service implements envoy.service.accesslog.v3.AccessLogService.
 type Service struct {
-	accesslogv3.UnimplementedAccessLogServiceServer
 	sink Sink
 	log  *slog.Logger
 
@@ -32,7 +31,8 @@ type Service struct {
 type Stats struct {
 	// Flows counts entries that became flows; Truncated those of them
 	// whose strings or lists were cut to the bounds (bounds.go); Skipped
-	// the entries that could not become a flow (no usable addresses).
+	// the entries that could not become a flow (no usable addresses,
+	// malformed bytes, a string that is not UTF-8).
 	Flows, Truncated, Skipped uint64
 }
 
@@ -40,8 +40,6 @@ type Stats struct {
 func (s *Service) Stats() Stats {
 	return Stats{Flows: s.flows.Load(), Truncated: s.truncated.Load(), Skipped: s.skipped.Load()}
 }
-
-var _ accesslogv3.AccessLogServiceServer = (*Service)(nil)
 
 // New returns a Service delivering to sink.
 func New(sink Sink, log *slog.Logger) *Service {
@@ -51,43 +49,52 @@ func New(sink Sink, log *slog.Logger) *Service {
 	return &Service{sink: sink, log: log.With("component", "access-log-service")}
 }
 
+// serviceDesc is AccessLogService as the generated code describes it,
+// but with a handler that receives each message in wire form
+// (wireMessage) instead of decoding it into the generated types.
+var serviceDesc = grpc.ServiceDesc{
+	ServiceName: accesslogv3.AccessLogService_ServiceDesc.ServiceName,
+	HandlerType: (*interface{ stream(grpc.ServerStream) error })(nil),
+	Streams: []grpc.StreamDesc{{
+		StreamName:    "StreamAccessLogs",
+		Handler:       func(srv any, ss grpc.ServerStream) error { return srv.(*Service).stream(ss) },
+		ClientStreams: true,
+	}},
+	Metadata: accesslogv3.AccessLogService_ServiceDesc.Metadata,
+}
+
 // Register adds the service to a gRPC server (anything with
 // RegisterService, such as xds/server.Server).
 func (s *Service) Register(r interface {
 	RegisterService(*grpc.ServiceDesc, any)
 }) {
-	r.RegisterService(&accesslogv3.AccessLogService_ServiceDesc, s)
+	r.RegisterService(&serviceDesc, s)
 }
 
-// StreamAccessLogs receives one proxy logger's entries until the stream
-// ends.
-func (s *Service) StreamAccessLogs(stream accesslogv3.AccessLogService_StreamAccessLogsServer) error {
+// stream receives one proxy logger's entries until the stream ends
+// (StreamAccessLogs).
+func (s *Service) stream(ss grpc.ServerStream) error {
 	var node, logName string
+	msg := &wireMessage{}
 	for {
-		msg, err := stream.Recv()
+		err := ss.RecvMsg(msg)
 		if errors.Is(err, io.EOF) {
-			return stream.SendAndClose(&accesslogv3.StreamAccessLogsResponse{})
+			return ss.SendMsg(&accesslogv3.StreamAccessLogsResponse{})
 		}
 		if err != nil {
 			return err
 		}
-		if id := msg.GetIdentifier(); id != nil {
-			var cutNode, cutName bool
-			node, cutNode = capField(id.GetNode().GetId())
-			logName, cutName = capField(id.GetLogName())
-			if cutNode || cutName {
-				s.log.Warn("access-log stream identifier cut to its bound", "node_bytes", len(id.GetNode().GetId()),
-					"log_name_bytes", len(id.GetLogName()), "bound", MaxFieldBytes)
+		if msg.hasID {
+			node, logName = msg.node, msg.logName
+			if msg.nodeBytes > MaxFieldBytes || msg.logNameBytes > MaxFieldBytes {
+				s.log.Warn("access-log stream identifier cut to its bound", "node_bytes", msg.nodeBytes,
+					"log_name_bytes", msg.logNameBytes, "bound", MaxFieldBytes)
 			}
 		}
 		dir := direction(logName)
-		for _, e := range msg.GetHttpLogs().GetLogEntry() {
-			f, truncated, ok := fromHTTP(e)
-			s.deliver(f, truncated, ok, node, logName, dir)
-		}
-		for _, e := range msg.GetTcpLogs().GetLogEntry() {
-			f, truncated, ok := fromTCP(e)
-			s.deliver(f, truncated, ok, node, logName, dir)
+		for i := range msg.entries {
+			c := &msg.entries[i]
+			s.deliver(c.f, c.truncated, c.ok, node, logName, dir)
 		}
 	}
 }

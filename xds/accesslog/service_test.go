@@ -13,6 +13,8 @@ import (
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -163,5 +165,108 @@ func TestStreamAccessLogs(t *testing.T) {
 	if k.Protocol != flow.ProtocolKafka || k.Direction != "egress" || k.Kafka.ErrorCode != 29 || k.Kafka.Topics[0] != "deathstar-plans" ||
 		k.Kafka.CorrelationID != 42 || k.Kafka.APIVersion != 9 || k.Kafka.ClientID != "c1" {
 		t.Errorf("Kafka flow: %+v %+v", k, k.Kafka)
+	}
+}
+
+// rawBytes is a message already in wire form, sent as it is by rawCodec
+// (which decodes the server's response with protobuf).
+type rawBytes []byte
+
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) {
+	if b, ok := v.(rawBytes); ok {
+		return b, nil
+	}
+	return proto.Marshal(v.(proto.Message))
+}
+func (rawCodec) Unmarshal(b []byte, v any) error { return proto.Unmarshal(b, v.(proto.Message)) }
+func (rawCodec) Name() string                    { return "proto" }
+
+// TestMalformedEntryDroppedAlone sends, over the xDS socket, a message
+// whose entries include one with a path that is not UTF-8 and one whose
+// bytes end inside a field: those two are dropped and counted, the good
+// entries around them become flows, and the stream goes on. A message
+// whose own framing is broken still fails its stream.
+func TestMalformedEntryDroppedAlone(t *testing.T) {
+	store := flow.NewStore()
+	srv := server.New()
+	svc := New(store, nil)
+	svc.Register(srv)
+	path := filepath.Join(t.TempDir(), "xds.sock")
+	l, err := server.ListenUnix(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Stop(time.Second) })
+	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	entry := func(p string) []byte {
+		return mustMarshal(&datav3.HTTPAccessLogEntry{
+			CommonProperties: testCommon(start, map[string]any{l7meta.Verdict: "FORWARDED"}, true),
+			Request:          &datav3.HTTPRequestProperties{RequestMethod: corev3.RequestMethod_GET, Path: p},
+		})
+	}
+	notUTF8 := mustMarshal(&datav3.HTTPAccessLogEntry{CommonProperties: testCommon(start, nil, true)})
+	notUTF8 = protowire.AppendTag(notUTF8, fEntryRequest, protowire.BytesType)
+	notUTF8 = protowire.AppendBytes(notUTF8, protowire.AppendString(protowire.AppendTag(nil, fReqPath, protowire.BytesType), "/\xff"))
+	cutShort := append(entry("/cut"), byte(fEntryResponse<<3|protowire.BytesType), 5, 8)
+	id := mustMarshal(&accesslogv3.StreamAccessLogsMessage{Identifier: &accesslogv3.StreamAccessLogsMessage_Identifier{
+		Node: &corev3.Node{Id: "proxy-a"}, LogName: "policy/ingress/http"}})
+	msg := append(id, entriesMessage(true, entry("/before"), notUTF8, cutShort, entry("/after"))...)
+	if proto.Unmarshal(msg, &accesslogv3.StreamAccessLogsMessage{}) == nil {
+		t.Fatal("the test message is not malformed")
+	}
+
+	stream, err := accesslogv3.NewAccessLogServiceClient(conn).StreamAccessLogs(ctx, grpc.ForceCodec(rawCodec{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.SendMsg(rawBytes(msg)); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.SendMsg(rawBytes(entriesMessage(true, entry("/next")))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.CloseAndRecv(); err != nil {
+		t.Fatalf("the stream failed: %v", err)
+	}
+	var paths []string
+	for _, f := range store.Query(flow.Filter{}, 0) {
+		paths = append(paths, f.HTTP.Path)
+		if f.Node != "proxy-a" || f.Direction != "ingress" {
+			t.Errorf("flow %+v", f)
+		}
+	}
+	if strings.Join(paths, " ") != "/before /after /next" {
+		t.Errorf("flows of %q, want /before /after /next", paths)
+	}
+	if st := svc.Stats(); st != (Stats{Flows: 3, Skipped: 2}) {
+		t.Errorf("stats %+v, want 3 flows, 2 skipped", st)
+	}
+
+	// The entries list itself cut short: the message, and its stream,
+	// fail.
+	stream, err = accesslogv3.NewAccessLogServiceClient(conn).StreamAccessLogs(ctx, grpc.ForceCodec(rawCodec{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := entriesMessage(true, entry("/lost"))
+	if err := stream.SendMsg(rawBytes(broken[:len(broken)-1])); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.CloseAndRecv(); err == nil {
+		t.Error("a message with broken framing did not fail its stream")
+	}
+	if n := len(store.Query(flow.Filter{}, 0)); n != 3 {
+		t.Errorf("%d flows after the broken message, want 3", n)
 	}
 }
