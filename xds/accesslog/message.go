@@ -54,12 +54,9 @@ func (m *wireMessage) Unmarshal(b []byte) error {
 	m.clear()
 	var node, logName []byte
 	kind := 0
-	for len(b) > 0 {
-		f, rest, err := next(b)
-		if err != nil {
-			return err
-		}
-		b = rest
+	r := reader{b: b}
+	var f field
+	for r.next(&f) {
 		switch {
 		case f.bytes(fMsgIdentifier):
 			m.hasID = true
@@ -77,6 +74,9 @@ func (m *wireMessage) Unmarshal(b []byte) error {
 				return err
 			}
 		}
+	}
+	if r.err != nil {
+		return r.err
 	}
 	if m.hasID {
 		if _, err := text(node); err != nil {
@@ -103,30 +103,39 @@ func ownField(b []byte) string {
 // identifier merges a StreamAccessLogsMessage.Identifier's node ID and
 // log name into node and logName.
 func identifier(b []byte, node, logName *[]byte) error {
-	return forEach(b, func(f *field) error {
+	r := reader{b: b}
+	var f field
+	for r.next(&f) {
 		switch {
 		case f.bytes(fIDNode):
-			return forEach(f.v, func(g *field) error {
+			n := reader{b: f.v}
+			var g field
+			for n.next(&g) {
 				if g.bytes(fNodeID) {
 					*node = g.v
 				}
-				return nil
-			})
+			}
+			if n.err != nil {
+				return n.err
+			}
 		case f.bytes(fIDLogName):
 			*logName = f.v
 		}
-		return nil
-	})
+	}
+	return r.err
 }
 
 // logEntries converts the log_entry fields of HTTPAccessLogEntries
 // (http) or TCPAccessLogEntries.
 func (m *wireMessage) logEntries(b []byte, http bool) error {
-	return forEach(b, func(f *field) error {
+	r := reader{b: b}
+	var f field
+	for r.next(&f) {
 		if !f.bytes(fEntriesLogEntry) {
-			return nil
+			continue
 		}
-		var c converted
+		m.entries = append(m.entries, converted{})
+		c := &m.entries[len(m.entries)-1]
 		if m.state.entry(f.v, http) == nil {
 			if http {
 				c.f, c.truncated, c.ok = m.state.httpFlow()
@@ -137,7 +146,6 @@ func (m *wireMessage) logEntries(b []byte, http bool) error {
 				own(&c.f)
 			}
 		}
-		m.entries = append(m.entries, c)
-		return nil
-	})
+	}
+	return r.err
 }

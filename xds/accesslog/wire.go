@@ -85,18 +85,37 @@ type field struct {
 	x   uint64
 }
 
-// next reads the field at the start of b and returns the rest;
-// malformed wire bytes (a bad tag, a length beyond b, an unterminated
-// group) fail. A field the decoder does not read keeps typ and no
-// value, so a field number with an unexpected wire type is skipped, as
-// protobuf treats it (an unknown field).
-func next(b []byte) (field, []byte, error) {
-	num, typ, n := protowire.ConsumeTag(b)
-	if n < 0 {
-		return field{}, nil, errMalformed
+func (f *field) bytes(num protowire.Number) bool { return f.num == num && f.typ == protowire.BytesType }
+func (f *field) varint(num protowire.Number) bool {
+	return f.num == num && f.typ == protowire.VarintType
+}
+
+// reader reads a message's fields one by one:
+//
+//	r := reader{b: b}
+//	var f field
+//	for r.next(&f) { … }
+//	return r.err
+type reader struct {
+	b   []byte
+	err error
+}
+
+// next reads the next field into f; false at the end of the message or
+// on malformed wire bytes (a bad tag, a length beyond the message, an
+// unterminated group), which set err. A field of another wire type than
+// the decoder expects keeps typ and no value, so the decoder skips it,
+// as protobuf does with a field it does not know.
+func (r *reader) next(f *field) bool {
+	if len(r.b) == 0 {
+		return false
 	}
-	b = b[n:]
-	f := field{num: num, typ: typ}
+	num, typ, n := protowire.ConsumeTag(r.b)
+	if n < 0 {
+		return r.fail()
+	}
+	b := r.b[n:]
+	f.num, f.typ, f.v, f.x = num, typ, nil, 0
 	switch typ {
 	case protowire.BytesType:
 		f.v, n = protowire.ConsumeBytes(b)
@@ -108,14 +127,25 @@ func next(b []byte) (field, []byte, error) {
 		n = protowire.ConsumeFieldValue(num, typ, b)
 	}
 	if n < 0 {
-		return field{}, nil, errMalformed
+		return r.fail()
 	}
-	return f, b[n:], nil
+	r.b = b[n:]
+	return true
 }
 
-func (f *field) bytes(num protowire.Number) bool { return f.num == num && f.typ == protowire.BytesType }
-func (f *field) varint(num protowire.Number) bool {
-	return f.num == num && f.typ == protowire.VarintType
+func (r *reader) fail() bool {
+	r.b, r.err = nil, errMalformed
+	return false
+}
+
+// framed checks that b is a sequence of well-framed fields (a message
+// whose content the decoder does not read).
+func framed(b []byte) error {
+	r := reader{b: b}
+	var f field
+	for r.next(&f) {
+	}
+	return r.err
 }
 
 // text is a string field's bytes, which must be UTF-8 (protobuf's rule
@@ -271,12 +301,10 @@ func (e *entryState) reset() { e.fields = fields{} }
 // entry decodes an HTTPAccessLogEntry (http) or a TCPAccessLogEntry.
 func (e *entryState) entry(b []byte, http bool) error {
 	e.reset()
-	for len(b) > 0 {
-		f, rest, err := next(b)
-		if err != nil {
-			return err
-		}
-		b = rest
+	r := reader{b: b}
+	var f field
+	for r.next(&f) {
+		var err error
 		switch {
 		case f.bytes(fEntryCommon):
 			err = e.decodeCommon(f.v)
@@ -292,16 +320,14 @@ func (e *entryState) entry(b []byte, http bool) error {
 			return err
 		}
 	}
-	return nil
+	return r.err
 }
 
 func (e *entryState) request(b []byte) error {
-	for len(b) > 0 {
-		f, rest, err := next(b)
-		if err != nil {
-			return err
-		}
-		b = rest
+	r := reader{b: b}
+	var f field
+	for r.next(&f) {
+		var err error
 		switch {
 		case f.varint(fReqMethod):
 			e.method = int32(f.x)
@@ -314,37 +340,36 @@ func (e *entryState) request(b []byte) error {
 			return err
 		}
 	}
-	return nil
+	return r.err
 }
 
 func (e *entryState) response(b []byte) error {
-	for len(b) > 0 {
-		f, rest, err := next(b)
-		if err != nil {
-			return err
+	r := reader{b: b}
+	var f field
+	for r.next(&f) {
+		if !f.bytes(fRespCode) {
+			continue
 		}
-		b = rest
-		if f.bytes(fRespCode) {
-			if err := forEach(f.v, func(g *field) error {
-				if g.varint(fUInt32Value) {
-					e.status = uint32(g.x)
-				}
-				return nil
-			}); err != nil {
-				return err
+		// A google.protobuf.UInt32Value.
+		c := reader{b: f.v}
+		var g field
+		for c.next(&g) {
+			if g.varint(fUInt32Value) {
+				e.status = uint32(g.x)
 			}
 		}
+		if c.err != nil {
+			return c.err
+		}
 	}
-	return nil
+	return r.err
 }
 
 func (e *entryState) decodeCommon(b []byte) error {
-	for len(b) > 0 {
-		f, rest, err := next(b)
-		if err != nil {
-			return err
-		}
-		b = rest
+	r := reader{b: b}
+	var f field
+	for r.next(&f) {
+		var err error
 		switch {
 		case f.bytes(fCommonRemote):
 			err = e.remote.decode(f.v)
@@ -360,7 +385,7 @@ func (e *entryState) decodeCommon(b []byte) error {
 			// Only its presence is read; its bytes must still be a
 			// message.
 			e.upstream = true
-			err = forEach(f.v, func(*field) error { return nil })
+			err = framed(f.v)
 		case f.bytes(fCommonMetadata):
 			err = e.metadata(f.v)
 		}
@@ -368,44 +393,30 @@ func (e *entryState) decodeCommon(b []byte) error {
 			return err
 		}
 	}
-	return nil
+	return r.err
 }
 
-// forEach calls fn for every field of a message.
-func forEach(b []byte, fn func(*field) error) error {
-	for len(b) > 0 {
-		f, rest, err := next(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		if err := fn(&f); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
+// decode merges a Timestamp or a Duration into s.
 func (s *stamp) decode(b []byte) error {
 	s.set = true
-	return forEach(b, func(f *field) error {
+	r := reader{b: b}
+	var f field
+	for r.next(&f) {
 		switch {
 		case f.varint(fSeconds):
 			s.secs = int64(f.x)
 		case f.varint(fNanos):
 			s.nanos = int32(f.x)
 		}
-		return nil
-	})
+	}
+	return r.err
 }
 
+// decode merges a core.v3.Address into a.
 func (a *address) decode(b []byte) error {
-	for len(b) > 0 {
-		f, rest, err := next(b)
-		if err != nil {
-			return err
-		}
-		b = rest
+	r := reader{b: b}
+	var f field
+	for r.next(&f) {
 		switch {
 		case f.bytes(fAddrSocket):
 			if !a.socket {
@@ -418,11 +429,13 @@ func (a *address) decode(b []byte) error {
 			*a = address{}
 		}
 	}
-	return nil
+	return r.err
 }
 
 func (a *address) socketAddress(b []byte) error {
-	return forEach(b, func(f *field) error {
+	r := reader{b: b}
+	var f field
+	for r.next(&f) {
 		var err error
 		switch {
 		case f.bytes(fSockAddress):
@@ -432,50 +445,68 @@ func (a *address) socketAddress(b []byte) error {
 		case f.bytes(fSockNamed):
 			a.port = 0
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+	}
+	return r.err
 }
 
 // metadata reads the l7 namespace's Struct from filter_metadata; a later
 // map entry of the namespace replaces an earlier one.
 func (e *entryState) metadata(b []byte) error {
-	return forEach(b, func(f *field) error {
+	r := reader{b: b}
+	var f field
+	for r.next(&f) {
 		if !f.bytes(fMetaFilter) {
-			return nil
+			continue
 		}
 		key, err := mapKey(f.v)
-		if err != nil || string(key) != l7meta.Namespace {
+		if err != nil {
 			return err
+		}
+		if string(key) != l7meta.Namespace {
+			continue
 		}
 		e.md = true
 		e.vals = [numKeys]value{}
-		return forEach(f.v, func(g *field) error {
+		m := reader{b: f.v}
+		var g field
+		for m.next(&g) {
 			if g.bytes(fMapValue) {
-				return e.structFields(g.v)
+				if err := e.structFields(g.v); err != nil {
+					return err
+				}
 			}
-			return nil
-		})
-	})
+		}
+		if m.err != nil {
+			return m.err
+		}
+	}
+	return r.err
 }
 
 // mapKey is the key of a map entry with a string key (the last one, as
 // protobuf reads it).
 func mapKey(b []byte) ([]byte, error) {
 	var key []byte
-	err := forEach(b, func(f *field) error {
+	r := reader{b: b}
+	var f field
+	for r.next(&f) {
 		if f.bytes(fMapKey) {
 			key = f.v
 		}
-		return nil
-	})
-	return key, err
+	}
+	return key, r.err
 }
 
 // structFields reads the fields of the l7 Struct the conversion uses.
 func (e *entryState) structFields(b []byte) error {
-	return forEach(b, func(f *field) error {
+	r := reader{b: b}
+	var f field
+	for r.next(&f) {
 		if !f.bytes(fStructField) {
-			return nil
+			continue
 		}
 		key, err := mapKey(f.v)
 		if err != nil {
@@ -483,7 +514,7 @@ func (e *entryState) structFields(b []byte) error {
 		}
 		k := keyIndex(key)
 		if k < 0 {
-			return nil
+			continue
 		}
 		v := &e.vals[k]
 		*v = value{set: true}
@@ -491,13 +522,20 @@ func (e *entryState) structFields(b []byte) error {
 		if slot := listSlot(k); slot >= 0 {
 			items = &e.items[slot]
 		}
-		return forEach(f.v, func(g *field) error {
+		m := reader{b: f.v}
+		var g field
+		for m.next(&g) {
 			if g.bytes(fMapValue) {
-				return v.decode(g.v, items)
+				if err := v.decode(g.v, items); err != nil {
+					return err
+				}
 			}
-			return nil
-		})
-	})
+		}
+		if m.err != nil {
+			return m.err
+		}
+	}
+	return r.err
 }
 
 // valueKind is the kind a field of a google.protobuf.Value sets
@@ -521,41 +559,50 @@ func valueKind(f *field) int {
 // structs and lists are checked for framing one level down, not read:
 // the decoder never recurses deeper than a list's items.
 func (v *value) decode(b []byte, items *[MaxListItems + 1][]byte) error {
-	return forEach(b, func(f *field) error {
-		kind := valueKind(f)
+	r := reader{b: b}
+	var f field
+	for r.next(&f) {
+		kind := valueKind(&f)
 		if kind == kindNone {
-			return nil
+			continue
 		}
 		if kind != v.kind {
 			*v = value{set: v.set, kind: kind}
 		}
+		var err error
 		switch kind {
 		case kindNumber:
 			v.num = math.Float64frombits(f.x)
 		case kindString:
-			var err error
 			v.str, err = text(f.v)
-			return err
 		case kindList:
-			return v.list(f.v, items)
+			err = v.list(f.v, items)
 		case kindOther:
 			if f.typ == protowire.BytesType {
-				return forEach(f.v, func(*field) error { return nil })
+				err = framed(f.v)
 			}
 		}
-		return nil
-	})
+		if err != nil {
+			return err
+		}
+	}
+	return r.err
 }
 
 // list appends a ListValue's items, up to MaxListItems+1.
 func (v *value) list(b []byte, items *[MaxListItems + 1][]byte) error {
-	return forEach(b, func(f *field) error {
+	r := reader{b: b}
+	var f field
+	for r.next(&f) {
 		if !f.bytes(fListValues) {
-			return nil
+			continue
 		}
 		if items == nil || v.n > MaxListItems {
 			// Not read: the key is no list, or the list is cut before.
-			return forEach(f.v, func(*field) error { return nil })
+			if err := framed(f.v); err != nil {
+				return err
+			}
+			continue
 		}
 		s, err := listItem(f.v)
 		if err != nil {
@@ -563,27 +610,30 @@ func (v *value) list(b []byte, items *[MaxListItems + 1][]byte) error {
 		}
 		items[v.n] = s
 		v.n++
-		return nil
-	})
+	}
+	return r.err
 }
 
 // listItem is a list item's string, nil when the item is no string.
 func listItem(b []byte) ([]byte, error) {
 	var s []byte
 	kind := kindNone
-	err := forEach(b, func(f *field) error {
-		k := valueKind(f)
+	r := reader{b: b}
+	var f field
+	for r.next(&f) {
+		k := valueKind(&f)
 		if k == kindNone {
-			return nil
+			continue
 		}
 		kind, s = k, f.v
 		if k != kindString && f.typ == protowire.BytesType {
-			return forEach(f.v, func(*field) error { return nil })
+			if err := framed(f.v); err != nil {
+				return nil, err
+			}
 		}
-		return nil
-	})
-	if err != nil || kind != kindString {
-		return nil, err
+	}
+	if r.err != nil || kind != kindString {
+		return nil, r.err
 	}
 	return text(s)
 }
