@@ -17,13 +17,16 @@ import (
 )
 
 // FuzzEntries decodes StreamAccessLogsMessage wire bytes, as a client of
-// the xDS socket sends them, and converts every entry. Properties: no
-// panic; an entry becomes a flow only when both downstream addresses are
-// socket addresses with an IP and a port that fits 16 bits, and the
-// flow's addresses are exactly those; a flow always has a protocol and a
-// verdict; every flow keeps within the bounds of bounds.go (each string,
-// each list and the entry's strings together, valid UTF-8), and a flow
-// showing the mark where the input had none was reported as cut.
+// the xDS socket sends them, with the decoder (wireMessage). Properties:
+// no panic; every flow has a protocol and a verdict and keeps within the
+// bounds of bounds.go (each string, each list and the entry's strings
+// together, valid UTF-8), and a flow showing the mark where the input had
+// none was reported as cut; the identifier keeps within its bounds. On
+// inputs protobuf decodes, the decoder accepts them too and its flows are
+// those of the conversion from the generated types (reference_test.go):
+// same entries, same flows, same cut reports; an entry becomes a flow
+// only when both downstream addresses are socket addresses with an IP and
+// a port that fits 16 bits.
 func FuzzEntries(f *testing.F) {
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, m := range []*accesslogv3.StreamAccessLogsMessage{
