@@ -461,7 +461,7 @@ func (e *entryState) metadata(b []byte) error {
 		if !f.bytes(fMetaFilter) {
 			continue
 		}
-		key, err := mapKey(f.v)
+		key, val, n, err := mapEntry(f.v)
 		if err != nil {
 			return err
 		}
@@ -470,34 +470,50 @@ func (e *entryState) metadata(b []byte) error {
 		}
 		e.md = true
 		e.vals = [numKeys]value{}
-		m := reader{b: f.v}
-		var g field
-		for m.next(&g) {
-			if g.bytes(fMapValue) {
-				if err := e.structFields(g.v); err != nil {
-					return err
-				}
-			}
-		}
-		if m.err != nil {
-			return m.err
+		if err := eachValue(f.v, val, n, e.structFields); err != nil {
+			return err
 		}
 	}
 	return r.err
 }
 
-// mapKey is the key of a map entry with a string key (the last one, as
-// protobuf reads it).
-func mapKey(b []byte) ([]byte, error) {
-	var key []byte
+// mapEntry reads a map entry with a string key: its key (the last one,
+// as protobuf reads it), its value field's bytes and how many value
+// fields it has (more than one merge; see eachValue).
+func mapEntry(b []byte) (key, val []byte, n int, err error) {
 	r := reader{b: b}
 	var f field
 	for r.next(&f) {
-		if f.bytes(fMapKey) {
+		switch {
+		case f.bytes(fMapKey):
 			key = f.v
+		case f.bytes(fMapValue):
+			val = f.v
+			n++
 		}
 	}
-	return key, r.err
+	return key, val, n, r.err
+}
+
+// eachValue calls fn with the value fields of the map entry b in order:
+// val when it is the only one (as mapEntry found), else each of them.
+func eachValue(b, val []byte, n int, fn func([]byte) error) error {
+	if n <= 1 {
+		if n == 0 {
+			return nil
+		}
+		return fn(val)
+	}
+	r := reader{b: b}
+	var f field
+	for r.next(&f) {
+		if f.bytes(fMapValue) {
+			if err := fn(f.v); err != nil {
+				return err
+			}
+		}
+	}
+	return r.err
 }
 
 // structFields reads the fields of the l7 Struct the conversion uses.
@@ -508,7 +524,7 @@ func (e *entryState) structFields(b []byte) error {
 		if !f.bytes(fStructField) {
 			continue
 		}
-		key, err := mapKey(f.v)
+		key, val, n, err := mapEntry(f.v)
 		if err != nil {
 			return err
 		}
@@ -522,17 +538,13 @@ func (e *entryState) structFields(b []byte) error {
 		if slot := listSlot(k); slot >= 0 {
 			items = &e.items[slot]
 		}
-		m := reader{b: f.v}
-		var g field
-		for m.next(&g) {
-			if g.bytes(fMapValue) {
-				if err := v.decode(g.v, items); err != nil {
-					return err
-				}
-			}
+		if n == 1 {
+			err = v.decode(val, items)
+		} else {
+			err = eachValue(f.v, val, n, func(b []byte) error { return v.decode(b, items) })
 		}
-		if m.err != nil {
-			return m.err
+		if err != nil {
+			return err
 		}
 	}
 	return r.err
