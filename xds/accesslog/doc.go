@@ -24,10 +24,10 @@
 // meets it, not inside). Each entry's strings are copied into one
 // allocation, so a flow costs two allocations (its HTTP, gRPC or Kafka
 // part and its strings) and keeps nothing of the message.
-// BenchmarkDecode (64 hop entries of 343 bytes), five rounds alternated
-// on a 2-vCPU machine other builds kept at load 7-10: 10.7-18.6 µs, 63
-// allocations and 3.2 KB an entry before, 2.1-3.3 µs, 2 allocations and
-// 208 B after (3.5-6 times less time in each round; the allocations do
+// BenchmarkDecode (64 hop entries of 376 bytes), five rounds alternated
+// on a 2-vCPU machine other builds kept at load 10-11: 12.2-19.1 µs, 68
+// allocations and 3.3 KB an entry before, 2.4-5.0 µs, 2 allocations and
+// 208 B after (3.8-6.5 times less time in each round; the allocations do
 // not depend on the load).
 //
 // How the bytes get here: the handler is the generated service's

@@ -87,7 +87,7 @@ func hopEntry(i int) *datav3.HTTPAccessLogEntry {
 	}
 }
 
-// hopMessage is a batch of n hop entries (343 bytes each; the proxy
+// hopMessage is a batch of n hop entries (376 bytes each; the proxy
 // sends about 16 KiB a message).
 func hopMessage(n int) *accesslogv3.StreamAccessLogsMessage {
 	var entries []*datav3.HTTPAccessLogEntry
