@@ -5,8 +5,10 @@ import (
 	"math/rand"
 	"net/netip"
 	"reflect"
+	goruntime "runtime"
 	"slices"
 	"testing"
+	"weak"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -402,4 +404,64 @@ func TestTranslatorRandomEditsAllKinds(t *testing.T) {
 			t.Fatalf("seed %d: %d of %d route edits took the listeners' attachments over", seed, delta, routeEdits)
 		}
 	}
+}
+
+// TestTranslatorAdoptsRelistedObjects: after a re-list (every object
+// decoded again: new objects, same content) the Translator holds the new
+// objects, so the next translation finds them by identity, and it no
+// longer keeps the replaced ones (Secrets among them) alive.
+func TestTranslatorAdoptsRelistedObjects(t *testing.T) {
+	opts := Options{Mesh: testMesh, Addresses: map[input.Key]netip.Addr{
+		{Namespace: "default", Name: "eg"}:    netip.MustParseAddr("127.0.0.10"),
+		{Namespace: "default", Name: "other"}: netip.MustParseAddr("127.0.0.11"),
+	}}
+	x := NewTranslator()
+	secret, service := func() (weak.Pointer[corev1.Secret], weak.Pointer[corev1.Service]) {
+		w := &editWorld{rng: rand.New(rand.NewSource(1)), cert: loadCase(t, "testdata/gateway/https-sni.in.yaml").Secrets[0]}
+		snap := w.snapshot()
+		checkSame(t, "first", x, snap, opts)
+		relisted := relist(snap)
+		checkSame(t, "re-listed", x, relisted, opts)
+		if x.prev.world.secrets.objs[0] != relisted.Secrets[0] || x.prev.world.services.objs[0] != relisted.Services[0] {
+			t.Error("the Translator holds the objects replaced by the re-list")
+		}
+		checkSame(t, "re-listed again", x, relisted, opts)
+		return weak.Make(snap.Secrets[0]), weak.Make(snap.Services[0])
+	}()
+	for range 3 {
+		goruntime.GC()
+	}
+	if secret.Value() != nil {
+		t.Error("the Secret replaced by a re-list is still referenced")
+	}
+	if service.Value() != nil {
+		t.Error("the Service replaced by a re-list is still referenced")
+	}
+	// The Translator itself stays: it is what must not hold them.
+	goruntime.KeepAlive(x)
+}
+
+// relist returns a snapshot of copies of every object of s.
+func relist(s *input.Snapshot) *input.Snapshot {
+	out := *s
+	out.GatewayClasses = copies(s.GatewayClasses)
+	out.Gateways = copies(s.Gateways)
+	out.HTTPRoutes = copies(s.HTTPRoutes)
+	out.GRPCRoutes = copies(s.GRPCRoutes)
+	out.TLSRoutes = copies(s.TLSRoutes)
+	out.TCPRoutes = copies(s.TCPRoutes)
+	out.ReferenceGrants = copies(s.ReferenceGrants)
+	out.Services = copies(s.Services)
+	out.EndpointSlices = copies(s.EndpointSlices)
+	out.Secrets = copies(s.Secrets)
+	out.Namespaces = copies(s.Namespaces)
+	return &out
+}
+
+func copies[T runtime.Object](objs []T) []T {
+	out := make([]T, len(objs))
+	for i, o := range objs {
+		out[i] = o.DeepCopyObject().(T)
+	}
+	return out
 }

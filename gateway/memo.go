@@ -153,6 +153,29 @@ func (w world) matches(in *input.Snapshot) bool {
 		w.configMaps.match(in, in.ConfigMaps)
 }
 
+// adopt returns w holding the objects of in, which matches w: after a
+// re-list (new objects, same content) the next translation then finds
+// them by identity again, and the objects replaced are no longer kept.
+func (w world) adopt(in *input.Snapshot) world {
+	return world{
+		services:   w.services.adopt(in.Services),
+		slices:     w.slices.adopt(in.EndpointSlices),
+		grants:     w.grants.adopt(in.ReferenceGrants),
+		namespaces: w.namespaces.adopt(in.Namespaces),
+		secrets:    w.secrets.adopt(in.Secrets),
+		policies:   w.policies.adopt(in.BackendTLSPolicies),
+		configMaps: w.configMaps.adopt(in.ConfigMaps),
+	}
+}
+
+// same reports whether w holds the very objects of in.
+func (w world) same(in *input.Snapshot) bool {
+	return w.services.same(in.Services) && w.slices.same(in.EndpointSlices) &&
+		w.grants.same(in.ReferenceGrants) && w.namespaces.same(in.Namespaces) &&
+		w.secrets.same(in.Secrets) && w.policies.same(in.BackendTLSPolicies) &&
+		w.configMaps.same(in.ConfigMaps)
+}
+
 // objectHashes are objects of one kind and their content hashes, in
 // snapshot order.
 type objectHashes[E any, T interface {
@@ -186,6 +209,19 @@ func (o objectHashes[E, T]) match(in *input.Snapshot, objs []T) bool {
 		}
 	}
 	return true
+}
+
+// same reports whether objs are the very objects of o, in order.
+func (o objectHashes[E, T]) same(objs []T) bool {
+	return slices.Equal(o.objs, objs)
+}
+
+// adopt returns o holding objs, objects of the same content (o.match).
+func (o objectHashes[E, T]) adopt(objs []T) objectHashes[E, T] {
+	if o.same(objs) {
+		return o
+	}
+	return objectHashes[E, T]{objs: slices.Clone(objs), hashes: o.hashes}
 }
 
 // vhostMemo is one virtual host as built: the routes gathered for it, the

@@ -133,6 +133,14 @@ func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) 
 	if prev != nil && prev.world.matches(in) && bytes.Equal(prev.ix.systemCAs, opts.SystemCAs) {
 		t.sameWorld = true
 		t.ix = prev.ix
+		if !prev.world.same(in) {
+			// Re-listed objects of the same content: index them, so
+			// that the objects they replace are not kept alive, and
+			// keep the verdicts on certificates (the Secrets are the
+			// same content).
+			t.ix = newIndex(in, opts.SystemCAs)
+			t.ix.certs = prev.ix.certs
+		}
 		t.clusters = prev.clusters
 		t.clientClusters = prev.clientClusters
 		t.secrets = prev.secrets
@@ -153,7 +161,7 @@ func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) 
 		t.next = &memo{ix: t.ix, order: make([][]*routeState, len(routeKinds)), vhosts: map[vhostKey]*vhostMemo{},
 			epoch: t.epoch, addrs: maps.Clone(opts.Addresses), hostNetwork: opts.HostNetwork}
 		if t.sameWorld {
-			t.next.world = prev.world
+			t.next.world = prev.world.adopt(in)
 		} else {
 			t.next.world = worldOf(in)
 		}
