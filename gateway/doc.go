@@ -601,9 +601,16 @@
 //     its IR routes for CORS (remembered per virtual host), and make the
 //     name and covering hostnames of every unchanged virtual host.
 //
+// A re-list (every object decoded again, the same content) is matched by
+// content, and the Translator then holds the new objects in place of the
+// old: its record of the world and its index are made of them (the index
+// built again, keeping the verdicts on certificates), so the next
+// translation finds them by identity again and no second copy of the
+// objects, Secrets among them, stays alive.
+//
 // Status is rendered for a route whose parents were resolved again, and
 // reused otherwise; the list of statuses is made afresh. A Translator's
-// result always equals Translate's (held by a test over golden cases and
-// random edits). Translate stays the pure one-shot function the CLI, tests
+// result always equals Translate's (held by tests over golden cases and
+// random edits of every route kind, parentRefs, listeners and backends). Translate stays the pure one-shot function the CLI, tests
 // and fuzzers use.
 package gateway
