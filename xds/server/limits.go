@@ -28,6 +28,19 @@ const (
 	// MaxNodeFieldBytes bounds the node ID and cluster a stream presents;
 	// a longer one ends the stream with InvalidArgument.
 	MaxNodeFieldBytes = 1024
+	// MaxSubscribedNames bounds, per delta stream and resource type, the
+	// resource names the stream holds subscribed (resource_names_subscribe
+	// accumulates across requests until unsubscribed) and the
+	// initial_resource_versions of the type's first request. go-control-plane
+	// keeps both in the stream's subscription; a request that would go past
+	// the bound ends the stream with InvalidArgument. Far above any
+	// configuration a node serves (one name per cluster, endpoint set,
+	// listener, route, secret or extension configuration).
+	MaxSubscribedNames = 1 << 16
+	// MaxSubscribedBytes bounds the bytes of those names (and of the
+	// initial versions' version strings) the same way: no more than one
+	// request may carry.
+	MaxSubscribedBytes = MaxRequestBytes
 )
 
 // WithMaxStreams sets how many gRPC streams may be open at once (default
@@ -64,6 +77,67 @@ func checkNode(id, cluster string) error {
 	if len(id) > MaxNodeFieldBytes || len(cluster) > MaxNodeFieldBytes {
 		return status.Errorf(codes.InvalidArgument, "xDS server: node ID (%d bytes) or cluster (%d bytes) longer than %d bytes",
 			len(id), len(cluster), MaxNodeFieldBytes)
+	}
+	return nil
+}
+
+// unservedType refuses a request for a resource type the server does not
+// serve. Left alone, go-control-plane would open a watch for it that the
+// cache keeps, with the whole request, until the stream ends: one per
+// distinct type URL a client invents. The proxies on the node (Envoy
+// bootstrapped by xds/bootstrap, proxylib/xdsclient) ask only for the six
+// served types.
+func unservedType(typeURL string) error {
+	if len(typeURL) > 256 {
+		typeURL = typeURL[:256] + "…"
+	}
+	return status.Errorf(codes.InvalidArgument, "xDS server: resource type %q is not served", typeURL)
+}
+
+// subscriptions is what a delta stream holds subscribed of one type, as
+// go-control-plane's subscription does, to bound it (MaxSubscribedNames,
+// MaxSubscribedBytes).
+type subscriptions struct {
+	names map[string]struct{}
+	bytes int
+}
+
+// update applies a delta request's subscriptions, then its
+// unsubscriptions (go-control-plane's order), and refuses the request when
+// the stream would hold more than the bounds allow.
+func (s *subscriptions) update(sub, unsub []string) error {
+	if s.names == nil {
+		s.names = map[string]struct{}{}
+	}
+	for _, n := range sub {
+		if _, ok := s.names[n]; !ok {
+			s.names[n] = struct{}{}
+			s.bytes += len(n)
+		}
+	}
+	for _, n := range unsub {
+		if _, ok := s.names[n]; ok {
+			delete(s.names, n)
+			s.bytes -= len(n)
+		}
+	}
+	if len(s.names) > MaxSubscribedNames || s.bytes > MaxSubscribedBytes {
+		return status.Errorf(codes.InvalidArgument, "xDS server: a stream may hold at most %d subscribed resource names (%d bytes) per type, this one asks for %d (%d bytes)",
+			MaxSubscribedNames, MaxSubscribedBytes, len(s.names), s.bytes)
+	}
+	return nil
+}
+
+// checkInitialVersions refuses a delta request whose
+// initial_resource_versions go past the same bounds.
+func checkInitialVersions(v map[string]string) error {
+	n := 0
+	for name, version := range v {
+		n += len(name) + len(version)
+	}
+	if len(v) > MaxSubscribedNames || n > MaxSubscribedBytes {
+		return status.Errorf(codes.InvalidArgument, "xDS server: at most %d initial resource versions (%d bytes) per type, this request has %d (%d bytes)",
+			MaxSubscribedNames, MaxSubscribedBytes, len(v), n)
 	}
 	return nil
 }

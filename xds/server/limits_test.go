@@ -247,3 +247,136 @@ func TestSotWRequestNamesBounded(t *testing.T) {
 		t.Errorf("%d request names remembered, want the 2 the response carried", kept)
 	}
 }
+
+// TestUnservedTypeRefused: a request for a resource type the server does
+// not serve ends the stream with InvalidArgument, in both protocols, while
+// a stream asking for every served type (Envoy's and proxylib's: clusters,
+// endpoints, listeners, routes, secrets, extension configurations) is
+// served.
+func TestUnservedTypeRefused(t *testing.T) {
+	s, path := startServer(t)
+	c := adsConn(t, path)
+
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	ok, err := c.StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range kindTypeURL {
+		req := &discoveryv3.DiscoveryRequest{TypeUrl: u}
+		if i == 0 {
+			req.Node = &corev3.Node{Id: "all-types"}
+		}
+		if err := ok.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitConnected(t, s, "all-types")
+	waitFor(t, func() bool { return typeStatus(nodeStatus(t, s, "all-types"), resource.ExtensionConfigType).TypeURL != "" })
+
+	st, cancelS := openSotW(t, c, "sotw")
+	defer cancelS()
+	if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resource.RuntimeType}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "not served") {
+		t.Fatalf("state of the world, runtime type: %v, want InvalidArgument", err)
+	}
+
+	ctxD, cancelD := context.WithCancel(ctxT(t))
+	defer cancelD()
+	d, err := c.DeltaAggregatedResources(ctxD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "delta"}, TypeUrl: resource.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := d.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: fmt.Sprintf("type.googleapis.com/invented.T%d", i)}); err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+	}
+	if _, err := d.Recv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "invented.T0") {
+		t.Fatalf("delta, invented type: %v, want InvalidArgument", err)
+	}
+	if !nodeStatus(t, s, "all-types").Connected {
+		t.Error("the stream asking for the served types was ended")
+	}
+}
+
+// names lists n resource names with a prefix.
+func names(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%d", prefix, i)
+	}
+	return out
+}
+
+// TestDeltaSubscriptionsBounded: a delta stream may subscribe and
+// unsubscribe names at will as long as it holds at most
+// MaxSubscribedNames per type at once; the request that would go past
+// that ends the stream with InvalidArgument.
+func TestDeltaSubscriptionsBounded(t *testing.T) {
+	s, path := startServer(t)
+	c := adsConn(t, path)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	d, err := c.DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(r *discoveryv3.DeltaDiscoveryRequest) {
+		t.Helper()
+		if err := d.Send(r); err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+	}
+	const batch = 8192
+	// Twice the bound in all, never more than half of it held.
+	send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "d"}, TypeUrl: resource.RouteType, ResourceNamesSubscribe: names("r0", batch)})
+	for i := 1; i < 2*MaxSubscribedNames/batch; i++ {
+		var drop []string
+		if i >= MaxSubscribedNames/2/batch {
+			drop = names(fmt.Sprint("r", i-MaxSubscribedNames/2/batch), batch)
+		}
+		send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resource.RouteType,
+			ResourceNamesSubscribe: names(fmt.Sprint("r", i), batch), ResourceNamesUnsubscribe: drop})
+	}
+	// Requests are handled in order: once the listener subscription
+	// shows, every route request before it was accepted.
+	send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resource.ListenerType})
+	waitConnected(t, s, "d")
+	waitFor(t, func() bool { return typeStatus(nodeStatus(t, s, "d"), resource.ListenerType).TypeURL != "" })
+	for i := range MaxSubscribedNames/batch + 1 {
+		send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNamesSubscribe: names(fmt.Sprint("e", i), batch)})
+	}
+	if _, err := d.Recv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "subscribed resource names") {
+		t.Fatalf("%d endpoint names subscribed: %v, want InvalidArgument", MaxSubscribedNames+batch, err)
+	}
+}
+
+// TestDeltaInitialVersionsBounded: a type's first delta request may
+// present at most MaxSubscribedNames initial resource versions.
+func TestDeltaInitialVersionsBounded(t *testing.T) {
+	_, path := startServer(t)
+	c := adsConn(t, path)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	d, err := c.DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := make(map[string]string, MaxSubscribedNames+1)
+	for _, n := range names("c", MaxSubscribedNames+1) {
+		v[n] = "1"
+	}
+	if err := d.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "d"}, TypeUrl: resource.ClusterType, InitialResourceVersions: v}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Recv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "initial resource versions") {
+		t.Fatalf("%d initial versions: %v, want InvalidArgument", len(v), err)
+	}
+}

@@ -47,6 +47,8 @@ type streamType struct {
 	nacked   string
 	lastNack *Nack
 	lastSent *sent
+	// subs are a delta stream's subscribed names (bounded, limits.go).
+	subs subscriptions
 }
 
 // streamKey identifies a stream: go-control-plane numbers state-of-the-world
@@ -169,9 +171,13 @@ func (s *Server) onRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
 		s.mu.Unlock()
 		return nil
 	}
-	if err := s.bindNode(st, req.GetNode()); err != nil || !known {
+	if err := s.bindNode(st, req.GetNode()); err != nil {
 		s.mu.Unlock()
 		return err
+	}
+	if !known {
+		s.mu.Unlock()
+		return unservedType(req.GetTypeUrl())
 	}
 	t := st.types[k]
 	t.subscribed = true
@@ -253,11 +259,25 @@ func (s *Server) onDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest
 		s.mu.Unlock()
 		return nil
 	}
-	if err := s.bindNode(st, req.GetNode()); err != nil || !known {
+	if err := s.bindNode(st, req.GetNode()); err != nil {
 		s.mu.Unlock()
 		return err
 	}
+	if !known {
+		s.mu.Unlock()
+		return unservedType(req.GetTypeUrl())
+	}
 	t := st.types[k]
+	if err := t.subs.update(req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe()); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	if !t.subscribed {
+		if err := checkInitialVersions(req.GetInitialResourceVersions()); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+	}
 	first := !t.subscribed
 	t.subscribed = true
 	if t.deltaAcked == nil {
