@@ -163,13 +163,22 @@
 //     per received message. The table keeps the nodes with an open stream
 //     (so at most the stream bound) and, for status, the
 //     WithMaxDisconnectedNodes (default 64) most recently disconnected
-//     ones; older ones are forgotten. Per stream, the sent history
-//     remembers of a request's names only those of the responded set, and
-//     a delta stream's initial_resource_versions count in a type's first
-//     request only, so a stream's state is bounded by the served
-//     configuration, not by what the client sends. Requests are not
-//     rate-limited: each costs work bounded by its size, under gRPC's flow
-//     control.
+//     ones; older ones are forgotten. A request for a resource type the
+//     server does not serve (anything but the six above: Envoy as
+//     xds/bootstrap configures it and proxylib/xdsclient ask for no other)
+//     ends the stream with InvalidArgument, so a stream holds at most six
+//     subscriptions, each with the type's latest request (go-control-plane
+//     keeps it with the watch). Per stream, the sent history remembers of
+//     a request's names only those of the responded set, sentHistory
+//     responses per type. A delta stream holds at most MaxSubscribedNames
+//     names (and MaxSubscribedBytes of them) subscribed per type at once,
+//     however they accumulate over requests; a type's first request
+//     presents at most as many initial_resource_versions, and later
+//     requests' are ignored. A request going past either ends the stream
+//     with InvalidArgument. A stream's state is thus bounded by these
+//     constants, not by the served configuration, and the server's by
+//     them times the stream bound. Requests are not rate-limited: each
+//     costs work bounded by its size, under gRPC's flow control.
 //   - UpdateResult.TypeVersions gives the delta secret version. It equals
 //     the state-of-the-world one whenever every secret is used by a
 //     listener, which xds/translator guarantees.

@@ -273,7 +273,9 @@ func TestUnservedTypeRefused(t *testing.T) {
 		}
 	}
 	waitConnected(t, s, "all-types")
-	waitFor(t, func() bool { return typeStatus(nodeStatus(t, s, "all-types"), resource.ExtensionConfigType).TypeURL != "" })
+	waitFor(t, func() bool {
+		return typeStatus(nodeStatus(t, s, "all-types"), resource.ExtensionConfigType).TypeURL != ""
+	})
 
 	st, cancelS := openSotW(t, c, "sotw")
 	defer cancelS()
