@@ -15,7 +15,8 @@ type Counters struct {
 	Streams     uint64
 	OpenStreams int
 	// Refused counts gRPC streams refused because WithMaxStreams were
-	// open (over every service of the socket, access logs included).
+	// open (over every service of the socket, access logs included), or
+	// WithMaxStreamsPerClient of the stream's client.
 	Refused uint64
 }
 

@@ -158,9 +158,15 @@
 //     server hold is bounded (limits.go): at most WithMaxStreams gRPC
 //     streams at once over every service and listener (default 1024; one
 //     more is refused with ResourceExhausted before any handler state
-//     exists, and counted in Counters.Refused); a node ID or cluster of at
-//     most 1 KiB (a longer one ends the stream with InvalidArgument); 4 MiB
-//     per received message. The table keeps the nodes with an open stream
+//     exists, and counted in Counters.Refused), and at most
+//     WithMaxStreamsPerClient (default 256) of them from one client, so
+//     that one client cannot keep every proxy out. A client is the
+//     connecting process on a Unix socket (its pid from SO_PEERCRED, taken
+//     at accept; a connection without credentials is closed) and the
+//     remote IP address over TCP, so a client that forks many processes
+//     or connects from many addresses can still fill the global bound. A
+//     node ID or cluster of at most 1 KiB (a longer one ends the stream
+//     with InvalidArgument); 4 MiB per received message. The table keeps the nodes with an open stream
 //     (so at most the stream bound) and, for status, the
 //     WithMaxDisconnectedNodes (default 64) most recently disconnected
 //     ones; older ones are forgotten. A request for a resource type the

@@ -16,6 +16,12 @@ const (
 	// service). A node's proxy opens one ADS stream and one access-log
 	// stream per (cluster, log name, kind).
 	DefaultMaxStreams = 1024
+	// DefaultMaxStreamsPerClient bounds the streams of one client (peer.go:
+	// a process on the Unix socket, an IP address over TCP), so that one
+	// client cannot hold every stream. Envoy opens an access-log stream
+	// per worker thread and access-log configuration, so a proxy with many
+	// workers needs more than a handful.
+	DefaultMaxStreamsPerClient = 256
 	// DefaultMaxDisconnectedNodes bounds the node records kept for status
 	// after their last stream ended; the oldest disconnection goes first.
 	// Connected nodes are bounded by the streams.
@@ -47,6 +53,11 @@ const (
 // DefaultMaxStreams); one more is refused with ResourceExhausted.
 func WithMaxStreams(n int) Option { return func(s *Server) { s.maxStreams = int64(max(n, 1)) } }
 
+// WithMaxStreamsPerClient sets how many streams one client may have open
+// at once (default DefaultMaxStreamsPerClient); one more is refused with
+// ResourceExhausted.
+func WithMaxStreamsPerClient(n int) Option { return func(s *Server) { s.maxPeerStreams = max(n, 1) } }
+
 // WithMaxDisconnectedNodes sets how many disconnected nodes Status keeps
 // (default DefaultMaxDisconnectedNodes).
 func WithMaxDisconnectedNodes(n int) Option {
@@ -54,8 +65,9 @@ func WithMaxDisconnectedNodes(n int) Option {
 }
 
 // admitStream is the stream interceptor of every service: beyond
-// maxStreams open streams a new one is refused before any handler (and
-// go-control-plane's per-stream state) runs.
+// maxStreams open streams, or maxPeerStreams of the stream's client, a new
+// one is refused before any handler (and go-control-plane's per-stream
+// state) runs.
 func (s *Server) admitStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	if s.grpcStreams.Add(1) > s.maxStreams {
 		s.grpcStreams.Add(-1)
@@ -64,6 +76,13 @@ func (s *Server) admitStream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 		return status.Errorf(codes.ResourceExhausted, "xDS server: %d streams are open, the most it serves at once", s.maxStreams)
 	}
 	defer s.grpcStreams.Add(-1)
+	client := clientOf(ss.Context())
+	if err := s.admitClient(client); err != nil {
+		s.counts.refused.Add(1)
+		s.log.Warn("refusing a stream: too many open by one client", "method", info.FullMethod, "client", client, "limit", s.maxPeerStreams)
+		return err
+	}
+	defer s.releaseClient(client)
 	return h(srv, ss)
 }
 

@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -381,4 +384,80 @@ func TestDeltaInitialVersionsBounded(t *testing.T) {
 	if _, err := d.Recv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "initial resource versions") {
 		t.Fatalf("%d initial versions: %v, want InvalidArgument", len(v), err)
 	}
+}
+
+// TestStreamLimitPerClient: one client (this process on the Unix socket,
+// one address over TCP) may open at most WithMaxStreamsPerClient streams;
+// one more is refused with ResourceExhausted naming the client, while
+// other clients are still served, and a freed stream is usable again.
+func TestStreamLimitPerClient(t *testing.T) {
+	s, path := startServer(t, WithMaxStreams(16), WithMaxStreamsPerClient(2))
+	tl, err := ListenTCP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(tl) }()
+	t.Cleanup(func() {
+		s.Stop(time.Second)
+		<-served
+	})
+	tcpConn := func(local string) discoveryv3.AggregatedDiscoveryServiceClient {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+		conn, err := grpc.NewClient("passthrough:///"+tl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return d.DialContext(ctx, "tcp", a) }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+	}
+	refused := func(c discoveryv3.AggregatedDiscoveryServiceClient, id, client string) {
+		t.Helper()
+		st, cancel := openSotW(t, c, id)
+		defer cancel()
+		_, err := st.Recv()
+		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), client) {
+			t.Fatalf("third stream of %s: %v, want ResourceExhausted naming it", client, err)
+		}
+	}
+
+	// This process, over two connections of the Unix socket.
+	u1, u2 := adsConn(t, path), adsConn(t, path)
+	_, cancelU1 := openSotW(t, u1, "u1")
+	defer cancelU1()
+	_, cancelU2 := openSotW(t, u2, "u2")
+	defer cancelU2()
+	waitConnected(t, s, "u1")
+	waitConnected(t, s, "u2")
+	refused(u1, "u3", fmt.Sprintf("pid %d ", os.Getpid()))
+
+	// Other clients are served meanwhile; each has its own bound.
+	a := tcpConn("127.0.0.1")
+	for _, id := range []string{"a1", "a2"} {
+		_, cancel := openSotW(t, a, id)
+		defer cancel()
+		waitConnected(t, s, id)
+	}
+	refused(a, "a3", "127.0.0.1")
+	b := tcpConn("127.0.0.2")
+	_, cancelB := openSotW(t, b, "b1")
+	defer cancelB()
+	waitConnected(t, s, "b1")
+	if r := s.Counters().Refused; r != 2 {
+		t.Errorf("refused %d, want 2", r)
+	}
+
+	// A stream that ends frees its place.
+	cancelU1()
+	waitFor(t, func() bool { return !nodeStatus(t, s, "u1").Connected })
+	waitFor(t, func() bool {
+		s.clientsMu.Lock()
+		defer s.clientsMu.Unlock()
+		return s.clientStreams[fmt.Sprintf("pid %d (uid %d)", os.Getpid(), os.Getuid())] == 1
+	})
+	_, cancelU4 := openSotW(t, u1, "u4")
+	defer cancelU4()
+	waitConnected(t, s, "u4")
 }

@@ -79,6 +79,9 @@ type Server struct {
 	maxStreams      int64
 	maxDisconnected int
 	grpcStreams     atomic.Int64 // gRPC streams open now (admitStream)
+	maxPeerStreams  int
+	clientsMu       sync.Mutex
+	clientStreams   map[string]int // open streams per client (peer.go)
 }
 
 // Option configures a Server.
@@ -109,6 +112,8 @@ func New(opts ...Option) *Server {
 
 		maxStreams:      DefaultMaxStreams,
 		maxDisconnected: DefaultMaxDisconnectedNodes,
+		maxPeerStreams:  DefaultMaxStreamsPerClient,
+		clientStreams:   map[string]int{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -141,10 +146,12 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 }
 
 // Serve accepts proxies on l until Stop; it blocks. It may be called for
-// several listeners (the Unix socket and a TCP port) concurrently.
+// several listeners (the Unix socket and a TCP port) concurrently. On a
+// Unix listener each connection is known by its process (peer.go), which
+// bounds the streams of each client.
 func (s *Server) Serve(l net.Listener) error {
 	s.log.Info("serving xDS", "address", l.Addr().String())
-	if err := s.grpc.Serve(l); err != nil {
+	if err := s.grpc.Serve(serveListener(l)); err != nil {
 		return fmt.Errorf("serving xDS on %s: %w", l.Addr(), err)
 	}
 	return nil
