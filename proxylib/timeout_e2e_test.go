@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -134,6 +137,13 @@ func TestPerTryTimeout(t *testing.T) {
 // the dialer gives up.
 func stuckEndpoint(t *testing.T) string {
 	t.Helper()
+	addr, _ := stuckSocket(t)
+	return addr
+}
+
+// stuckSocket is stuckEndpoint's, with the listening socket.
+func stuckSocket(t *testing.T) (string, int) {
+	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -154,12 +164,115 @@ func stuckEndpoint(t *testing.T) string {
 	for range 8 {
 		c, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
 		if err != nil {
-			return addr
+			return addr, fd
 		}
 		t.Cleanup(func() { c.Close() })
 	}
 	t.Fatalf("connections to %s with a backlog of 0 never hang", addr)
-	return ""
+	return "", 0
+}
+
+// slowConnectEndpoint returns the address of an endpoint whose accept
+// queue is full until a connect to it is seen waiting (SYN_SENT): handler
+// is then served, which drains the queue, so that connect completes when
+// its SYN is sent again (the kernel's first retransmission, about 1 s
+// after the first).
+func slowConnectEndpoint(t *testing.T, handler http.Handler) string {
+	t.Helper()
+	addr, fd := stuckSocket(t)
+	ln, err := net.FileListener(os.NewFile(uintptr(fd), "stuck"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	srv := &http.Server{Handler: handler}
+	t.Cleanup(func() { _ = srv.Close(); _ = ln.Close() })
+	go func() {
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !synSent(port); {
+			time.Sleep(5 * time.Millisecond) // polls the kernel's socket table
+		}
+		_ = srv.Serve(ln)
+	}()
+	return addr
+}
+
+// synSent reports an IPv4 TCP socket connecting to 127.0.0.1:port (decimal)
+// whose SYN is unanswered.
+func synSent(port string) bool {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return false
+	}
+	p, _ := strconv.Atoi(port)
+	want := fmt.Sprintf("0100007F:%04X", p)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 3 && f[2] == want && f[3] == "02" {
+			return true
+		}
+	}
+	return false
+}
+
+// TestRouteTimeoutFromRequestEnd: a request whose body came with its head
+// is complete from its start, so its route timer covers the connect that
+// follows and the wait for the response, as Envoy's does: a connect taking
+// about 1 s and a response taking 1 s more end in 504 "upstream request
+// timeout" when the 1.5 s route timeout passes, not in the response (the
+// route timer started again once the body was sent). On HTTP/1.1 and
+// HTTP/2 upstreams, with and without a retry policy.
+func TestRouteTimeoutFromRequestEnd(t *testing.T) {
+	late := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		select {
+		case <-time.After(time.Second):
+			_, _ = io.WriteString(w, "late")
+		case <-r.Context().Done():
+		}
+	})
+	ok := startBackend(t, "ok", http.HandlerFunc(timeoutBackend))
+	x := startXDS(t, "", nil)
+	addr := freeAddr(t)
+	longConnect := func(c *clusterv3.Cluster) { c.ConnectTimeout = durationpb.New(5 * time.Second) }
+	route := func(prefix, cluster string, rp *routev3.RetryPolicy) *routev3.Route {
+		return &routev3.Route{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}},
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+				Timeout: durationpb.New(1500 * time.Millisecond), RetryPolicy: rp}}}
+	}
+	routes := []*routev3.Route{route("/ok/", "ok", nil)}
+	res := []proto.Message{edsCluster(t, "ok", false, nil), cla("ok", ok.addr)}
+	var cases []string
+	for _, up := range []string{"h1", "h2"} {
+		for _, path := range []string{"plain", "retry"} {
+			name := up + "-" + path
+			var rp *routev3.RetryPolicy
+			if path == "retry" {
+				rp = &routev3.RetryPolicy{RetryOn: "5xx", RetryBackOff: fastBackoff()}
+			}
+			h := http.Handler(late)
+			if up == "h2" {
+				h = h2c.NewHandler(late, &http2.Server{})
+			}
+			routes = append(routes, route("/"+name+"/", name, rp))
+			res = append(res, edsCluster(t, name, up == "h2", longConnect), cla(name, slowConnectEndpoint(t, h)))
+			cases = append(cases, name)
+		}
+	}
+	x.set(append([]proto.Message{httpListener(t, "l", addr, "rc", nil), routeConfig("rc", vh("v", "*", routes...))}, res...)...)
+	startProxy(t, x.sock)
+	base := "http://" + addr
+	waitServing(t, base+"/ok/x", "x")
+	for _, name := range cases {
+		t.Run(name, func(t *testing.T) {
+			start := time.Now()
+			code, _, body := do(t, client(), "POST", base+"/"+name+"/x", "x", nil, strings.NewReader("payload"))
+			took := time.Since(start)
+			if code != 504 || body != "upstream request timeout" || took < 1500*time.Millisecond || took > 4*time.Second {
+				t.Fatalf("%d %q after %v, want 504 \"upstream request timeout\" after the route timeout (1.5s) from the request's end, which covers the connect",
+					code, body, took.Round(time.Millisecond))
+			}
+		})
+	}
 }
 
 // TestRouteTimeoutCoversConnect: the route timeout runs while the proxy

@@ -40,6 +40,9 @@ type downstream interface {
 	relayH2(resp *http.Response, sent time.Time) bool
 	// fail answers a request whose last attempt failed without a response.
 	fail(ue upstreamErr) bool
+	// whole reports that the request body (if any) had all arrived when
+	// the request was routed: the request was complete from its start.
+	whole() bool
 }
 
 // forwardTries serves a request over as many attempts as its retry policy
@@ -51,10 +54,11 @@ func (s *stream) forwardTries(d downstream, rp *replay, length int64, head bool)
 	t := &s.tries
 	t.reset(f.Retry, s.cluster.Breaker())
 	defer t.end()
-	if rp == nil {
-		// A request without a body is complete from its start: the
-		// route timeout runs from there, also while the first attempt
-		// gets its connection.
+	if rp == nil || d.whole() {
+		// A request without a body, or whose body came with its head,
+		// is complete from its start: the route timeout runs from there,
+		// also while the first attempt gets its connection. Otherwise it
+		// starts once the first attempt read the body's end.
 		t.start(s.start, s.timeout)
 	}
 	if rp != nil {
@@ -287,39 +291,38 @@ func bodyErr(rp *replay) upstreamErr {
 func (s *stream) attemptH2(d downstream, pool *upstream.Pool, rp *replay, length int64) (*http.Response, func(), time.Time, upstreamErr) {
 	t := &s.tries
 	now := time.Now()
-	t.start(now, s.timeout)
-	ctx, cancel := d.ctx(), context.CancelFunc(func() {})
-	if !t.deadline.IsZero() {
-		if !now.Before(t.deadline) {
-			return nil, nil, now, upTimeout
-		}
-		ctx, cancel = context.WithDeadline(ctx, t.deadline)
+	// The route timer runs once the request is complete (forwardTries,
+	// or the end of the body an earlier attempt read); until then
+	// h2Attempt bounds the attempt and sees the body's end.
+	complete := t.started
+	if complete && !t.deadline.IsZero() && !now.Before(t.deadline) {
+		return nil, nil, now, upTimeout
 	}
-	ctx, started, rel := s.tryContext(ctx)
-	release := func() { rel(); cancel() }
 	var body io.Reader
 	if rp != nil {
 		v := rp.view()
 		if v == nil {
-			release()
 			return nil, nil, now, upReset
 		}
 		body = v
 	}
-	req := s.upstreamRequest(ctx, body, length)
+	req, ht := s.h2Attempt(d.ctx(), t.deadline, complete, body, length)
 	req.Trailer = d.trailer()
 	resp, err := roundTripH2(pool, req)
-	if !started() {
+	if !ht.started() {
 		err = timedOut(resp, err)
 	}
+	if end := ht.bodyEnded(); !end.IsZero() {
+		t.start(end, s.timeout)
+	}
 	if err != nil {
-		release()
+		ht.release()
 		if rp != nil && rp.failed() != nil {
 			return nil, nil, now, bodyErr(rp)
 		}
-		return nil, nil, now, s.classify(err)
+		return nil, nil, now, s.classify(ht.failed(req.Context(), err))
 	}
-	return resp, release, now, upOK
+	return resp, ht.release, now, upOK
 }
 
 // h1down is an HTTP/1.1 client's request served by forwardTries.
@@ -328,6 +331,8 @@ type h1down struct {
 	rp   *replay
 	keep bool
 	head bool
+	// all: the body was in the read buffer with the head.
+	all bool
 }
 
 func (d *h1down) ctx() context.Context      { return context.Background() }
@@ -335,6 +340,7 @@ func (d *h1down) h1Head(out []byte) []byte  { return d.hc.encodeRequest(out) }
 func (d *h1down) trailer() http.Header      { return nil }
 func (d *h1down) bodyDone() bool            { return d.rp == nil || d.rp.complete() }
 func (d *h1down) watch(*upstream.Conn) bool { return true }
+func (d *h1down) whole() bool               { return d.all }
 
 // headWait is the HTTP/1.1 path's: Envoy's stream idle timer also runs
 // while the upstream is silent (see responseWait).
@@ -375,6 +381,7 @@ func (hc *h1conn) forwardTries(keep bool) bool {
 	req := &hc.req
 	hc.r += req.HeadLen
 	d := &h1down{hc: hc, keep: keep, head: string(req.Method) == "HEAD"}
+	d.all = req.Framing == http1.NoBody || req.Framing == http1.Length && int64(hc.w-hc.r) >= req.ContentLength
 	length := int64(0)
 	if req.Framing != http1.NoBody {
 		if req.Expect100 && hc.r == hc.w {
@@ -442,6 +449,11 @@ func (d *h2down) h1Head(out []byte) []byte {
 	return appendH1Head(out, s.rreq.Method, s.rreq.Path, s.rreq.Authority, *s.headers, length)
 }
 func (d *h2down) trailer() http.Header { return d.r.Trailer }
+
+// whole: the server library does not tell whether a body's END_STREAM
+// arrived before the stream was routed; only a request without a body
+// (forwardTries' rp == nil) is known complete from its start.
+func (d *h2down) whole() bool { return false }
 
 // headWait: the stream timer bounds an HTTP/2 stream's waits.
 func (d *h2down) headWait(timeout time.Duration) (time.Duration, bool) { return timeout, false }

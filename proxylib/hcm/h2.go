@@ -190,7 +190,7 @@ func classify(err error) upstreamErr {
 	switch {
 	case errors.Is(err, errBadStatus):
 		return upProtocol
-	case isTimeout(err), errors.Is(err, context.DeadlineExceeded), errors.Is(err, errPerTryTimeout):
+	case isTimeout(err), errors.Is(err, context.DeadlineExceeded), errors.Is(err, errPerTryTimeout), errors.Is(err, errRouteTimeout):
 		return upTimeout
 	case errors.Is(err, upstream.ErrOverflow):
 		return upOverflow
@@ -245,11 +245,6 @@ func responseList(hdr http.Header, dst header.List) header.List {
 }
 
 func (s *stream) h2ToH2(ctx context.Context, w http.ResponseWriter, r *http.Request) {
-	if s.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.timeout)
-		defer cancel()
-	}
 	var body io.Reader
 	var rb *h2Body
 	if r.Body != nil && r.Body != http.NoBody {
@@ -257,13 +252,16 @@ func (s *stream) h2ToH2(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		body = rb
 		defer rb.detach()
 	}
-	ctx, started, release := s.tryContext(ctx)
-	defer release()
-	out := s.upstreamRequest(ctx, body, r.ContentLength)
+	// A request without a body is complete from its start: the route
+	// timer runs from there. The server library does not tell whether a
+	// body had all arrived: its end starts the timer (h2Attempt).
+	complete := rb == nil
+	out, ht := s.h2Attempt(ctx, s.routeEnd(s.start), complete, body, r.ContentLength)
+	defer ht.release()
 	out.Trailer = r.Trailer
 	sent := time.Now()
 	resp, err := roundTripH2(s.host.Pool, out)
-	if !started() {
+	if !ht.started() {
 		err = timedOut(resp, err)
 	}
 	if err != nil {
@@ -271,7 +269,7 @@ func (s *stream) h2ToH2(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			s.bodyFailed(w, r)
 			return
 		}
-		code, b := s.failBody(s.classify(err))
+		code, b := s.failBody(s.classify(ht.failed(out.Context(), err)))
 		s.writeLocalH2(w, code, b, nil)
 		return
 	}
@@ -582,13 +580,11 @@ func (hc *h1conn) forwardH2(keep bool) bool {
 	pool.Begin()
 	defer pool.End()
 	head := string(req.Method) == "HEAD"
-	ctx := context.Background()
-	if s.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.timeout)
-		defer cancel()
-	}
 	hc.r += req.HeadLen
+	// A request whose body came with its head is complete from its
+	// start: the route timer runs from there. Otherwise the body's end
+	// starts it (h2Attempt).
+	complete := req.Framing == http1.NoBody || req.Framing == http1.Length && int64(hc.w-hc.r) >= req.ContentLength
 	if req.Expect100 && req.Framing != http1.NoBody && hc.r == hc.w {
 		if _, err := hc.write(continue100); err != nil {
 			return false
@@ -605,17 +601,16 @@ func (hc *h1conn) forwardH2(keep bool) bool {
 		body = &bodyReader{src: hc, framing: http1.Chunked}
 		length, rd = -1, body
 	}
-	ctx, started, release := s.tryContext(ctx)
-	defer release()
-	out := s.upstreamRequest(ctx, rd, length)
+	out, ht := s.h2Attempt(context.Background(), s.routeEnd(s.start), complete, rd, length)
+	defer ht.release()
 	sent := time.Now()
 	resp, err := roundTripH2(pool, out)
-	if !started() {
+	if !ht.started() {
 		err = timedOut(resp, err)
 	}
 	bodyDone := body == nil || body.complete()
 	if err != nil {
-		return hc.failUpstream(s.classify(err), keep && bodyDone)
+		return hc.failUpstream(s.classify(ht.failed(out.Context(), err)), keep && bodyDone)
 	}
 	return hc.relayH2(resp, keep && bodyDone, head, sent)
 }

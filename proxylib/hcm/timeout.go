@@ -4,7 +4,10 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"net/http/httptrace"
+	"sync"
 	"time"
 
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
@@ -27,18 +30,130 @@ func (s *stream) headTimeout() time.Duration { return cmp.Or(s.tryTimeout, s.tim
 // not start within the per-try timeout.
 var errPerTryTimeout = errors.New("upstream per-try timeout")
 
-// tryContext derives the context of one HTTP/2 upstream attempt from ctx:
-// it is cancelled with errPerTryTimeout when the per-try timeout passes
-// before started is called. Call started as soon as the response head
-// arrived; it reports false when the timer fired first (the attempt timed
-// out). Call release when the exchange ends.
-func (s *stream) tryContext(ctx context.Context) (tctx context.Context, started func() bool, release func()) {
-	if s.tryTimeout <= 0 {
-		return ctx, func() bool { return true }, func() {}
+// h2Timers are the timers of one HTTP/2 upstream attempt, cancelling its
+// context with the cause of the first to fire:
+//   - the route timer, with errRouteTimeout. When the request was complete
+//     as the attempt began it ends at the route deadline already running;
+//     otherwise it bounds the attempt by the route timeout from its start
+//     (as an HTTP/1.1 attempt's connect is bounded) until the body's end
+//     was read, and is restarted then: the route timeout proper runs from
+//     the request's end.
+//   - the per-try timer, with errPerTryTimeout: it starts once the attempt
+//     has a connection and the request is complete (the later of the two,
+//     as Envoy's), and stops when the response head arrived.
+type h2Timers struct {
+	cancel   context.CancelCauseFunc
+	timeout  time.Duration
+	try      time.Duration
+	mu       sync.Mutex
+	route    *time.Timer
+	per      *time.Timer
+	complete bool      // the request body had all been read
+	conn     bool      // the attempt has a connection
+	headSeen bool      // the response head arrived
+	ended    time.Time // when the body's end was read during the attempt
+}
+
+// h2Attempt derives the context of an HTTP/2 attempt from ctx. by is the
+// route deadline when the route timer runs already (the request is
+// complete; zero when there is no route timeout); otherwise the request
+// body is still to be read through body, which h2Attempt wraps to see its
+// end. It returns the request to send.
+func (s *stream) h2Attempt(ctx context.Context, by time.Time, complete bool, body io.Reader, length int64) (*http.Request, *h2Timers) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	ht := &h2Timers{cancel: cancel, timeout: s.timeout, try: s.tryTimeout, complete: complete}
+	fire := func() { cancel(errRouteTimeout) }
+	switch {
+	case complete && !by.IsZero():
+		ht.route = time.AfterFunc(time.Until(by), fire)
+	case !complete && s.timeout > 0:
+		ht.route = time.AfterFunc(s.timeout, fire)
 	}
-	tctx, cancel := context.WithCancelCause(ctx)
-	t := time.AfterFunc(s.tryTimeout, func() { cancel(errPerTryTimeout) })
-	return tctx, t.Stop, func() { cancel(nil) }
+	if body != nil && !complete {
+		body = &endReader{r: body, end: ht.bodyEnd}
+	}
+	if ht.try > 0 {
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { ht.gotConn() }})
+	}
+	return s.upstreamRequest(ctx, body, length), ht
+}
+
+func (ht *h2Timers) gotConn() {
+	ht.mu.Lock()
+	defer ht.mu.Unlock()
+	ht.conn = true
+	ht.armTry()
+}
+
+// bodyEnd notes that the request body's end was read (by the transport,
+// which reads it only once it has a connection).
+func (ht *h2Timers) bodyEnd() {
+	now := time.Now()
+	ht.mu.Lock()
+	defer ht.mu.Unlock()
+	ht.complete, ht.conn, ht.ended = true, true, now
+	if ht.route != nil {
+		ht.route.Reset(ht.timeout)
+	}
+	ht.armTry()
+}
+
+func (ht *h2Timers) armTry() {
+	if ht.try > 0 && ht.per == nil && ht.complete && ht.conn && !ht.headSeen {
+		ht.per = time.AfterFunc(ht.try, func() { ht.cancel(errPerTryTimeout) })
+	}
+}
+
+// started notes the response head; false: the per-try timer fired first.
+func (ht *h2Timers) started() bool {
+	ht.mu.Lock()
+	defer ht.mu.Unlock()
+	ht.headSeen = true
+	return ht.per == nil || ht.per.Stop()
+}
+
+// bodyEnded is when the body's end was read (zero: not yet).
+func (ht *h2Timers) bodyEnded() time.Time {
+	ht.mu.Lock()
+	defer ht.mu.Unlock()
+	return ht.ended
+}
+
+// release ends the attempt's context once its exchange ended.
+func (ht *h2Timers) release() {
+	ht.mu.Lock()
+	if ht.route != nil {
+		ht.route.Stop()
+	}
+	if ht.per != nil {
+		ht.per.Stop()
+	}
+	ht.mu.Unlock()
+	ht.cancel(nil)
+}
+
+// failed is the error of an attempt whose round trip failed with err: the
+// timer that cancelled its context, if one did.
+func (ht *h2Timers) failed(ctx context.Context, err error) error {
+	if c := context.Cause(ctx); c == errRouteTimeout || c == errPerTryTimeout {
+		return c
+	}
+	return err
+}
+
+// endReader calls end when r reports its end.
+type endReader struct {
+	r   io.Reader
+	end func()
+}
+
+func (e *endReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF && e.end != nil {
+		e.end()
+		e.end = nil
+	}
+	return n, err
 }
 
 // timedOut ends an HTTP/2 attempt whose per-try timer fired before its
@@ -61,7 +176,8 @@ var errRouteTimeout = errors.New("route timeout")
 // is dialed, so a slow connect (an endpoint whose accept queue is full
 // drops the SYN) ends in 504 "upstream request timeout" when the route
 // timeout passes, not in a connection failure after the longer
-// connect_timeout.
+// connect_timeout. A connection obtained once by passed is not used: no
+// byte of the request leaves after its timeout.
 func (s *stream) getConn(ctx context.Context, pool *upstream.Pool, now, by time.Time) (*upstream.Conn, bool, upstreamErr) {
 	if uc := pool.GetIdle(now); uc != nil {
 		return uc, true, upOK
@@ -77,6 +193,13 @@ func (s *stream) getConn(ctx context.Context, pool *upstream.Pool, now, by time.
 	}
 	uc, reused, err := pool.GetAt(ctx, now, wait)
 	if err == nil {
+		if !by.IsZero() && !time.Now().Before(by) {
+			// The connect completed as the route timeout passed: the
+			// request is answered 504 and never written upstream. The
+			// connection is unused and stays pooled.
+			pool.Put(uc)
+			return nil, false, upTimeout
+		}
 		return uc, reused, upOK
 	}
 	// The dialer ends a connect at the context's deadline by itself,
