@@ -317,3 +317,50 @@ func TestRouteTimeoutCoversConnect(t *testing.T) {
 		}
 	}
 }
+
+// TestPerTryTimeoutAfterConnect: an attempt's per-try timeout starts once
+// it has a connection and the request is complete, as Envoy's: a connect
+// taking about 1 s does not use up a 700 ms per-try timeout, and the
+// response that follows at once is relayed. Every pairing of downstream
+// and upstream protocol.
+func TestPerTryTimeoutAfterConnect(t *testing.T) {
+	ok := startBackend(t, "ok", http.HandlerFunc(timeoutBackend))
+	x := startXDS(t, "", nil)
+	addr := freeAddr(t)
+	longConnect := func(c *clusterv3.Cluster) { c.ConnectTimeout = durationpb.New(5 * time.Second) }
+	route := func(prefix, cluster string) *routev3.Route {
+		return &routev3.Route{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}},
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+				Timeout: durationpb.New(5 * time.Second), RetryPolicy: &routev3.RetryPolicy{PerTryTimeout: durationpb.New(700 * time.Millisecond)}}}}
+	}
+	routes := []*routev3.Route{route("/ok/", "ok")}
+	res := []proto.Message{edsCluster(t, "ok", false, nil), cla("ok", ok.addr)}
+	for _, down := range retryClients() {
+		for _, up := range []string{"h1", "h2"} {
+			name := down.name + "-" + up
+			h := http.Handler(http.HandlerFunc(timeoutBackend))
+			if up == "h2" {
+				h = h2c.NewHandler(h, &http2.Server{})
+			}
+			routes = append(routes, route("/"+name+"/", name))
+			res = append(res, edsCluster(t, name, up == "h2", longConnect), cla(name, slowConnectEndpoint(t, h)))
+		}
+	}
+	x.set(append([]proto.Message{httpListener(t, "l", addr, "rc", nil), routeConfig("rc", vh("v", "*", routes...))}, res...)...)
+	startProxy(t, x.sock)
+	base := "http://" + addr
+	waitServing(t, base+"/ok/x", "x")
+	for _, down := range retryClients() {
+		for _, up := range []string{"h1", "h2"} {
+			name := down.name + "-" + up
+			t.Run(name, func(t *testing.T) {
+				start := time.Now()
+				code, _, body := do(t, down.client, "GET", base+"/"+name+"/fast", "x", nil, nil)
+				if took := time.Since(start); code != 200 || body != "expected=700" || took < 700*time.Millisecond {
+					t.Fatalf("%d %q after %v, want 200 \"expected=700\" after the connect (about 1s): the per-try timeout (700ms) starts once connected",
+						code, body, took.Round(time.Millisecond))
+				}
+			})
+		}
+	}
+}

@@ -105,8 +105,9 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 		sent = time.Now()
 	}
 	hc.respArmed = false
-	wait, idle := hc.responseWait(sent)
-	ue = hc.exchange(uc, out, head, sent, wait, reused)
+	begin := time.Now()
+	wait, idle := hc.responseWait(sent, begin)
+	ue = hc.exchange(uc, out, head, begin, wait, reused)
 	if ue == upReset && reused && replayable {
 		// The pooled connection was closed by the server: replay once.
 		uc.Discard()
@@ -116,8 +117,9 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 		reused = false
 		out = append(uc.Out[:0], out...)
 		hc.respArmed = false
-		wait, idle = hc.responseWait(sent)
-		ue = hc.exchange(uc, out, head, sent, wait, reused)
+		begin = time.Now()
+		wait, idle = hc.responseWait(sent, begin)
+		ue = hc.exchange(uc, out, head, begin, wait, reused)
 	}
 	uc.Out = out[:0]
 	if ue == upTimeout && idle {

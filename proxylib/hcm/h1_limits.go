@@ -145,14 +145,14 @@ func (hc *h1conn) writeAt(b []byte, now time.Time) (int, error) {
 	return hc.c.Write(b)
 }
 
-// responseWait returns how long to wait for the response head after the
-// request was sent: the head timeout (the per-try timeout, else the route
-// timeout), or stream_idle_timeout when that is shorter or there is no
-// timeout (Envoy's stream idle timer runs while the upstream is silent);
-// idle reports the latter. It also records when the route timeout ends
-// the whole response.
-func (hc *h1conn) responseWait(sent time.Time) (d time.Duration, idle bool) {
-	head, streamIdle := hc.s.headTimeout(), hc.h.cfg.StreamIdleTimeout
+// responseWait returns how long to wait for the response head from begin
+// (the request complete and written on its connection), the route timer
+// having started at sent: the head timeout (headWait), or
+// stream_idle_timeout when that is shorter or there is no timeout (Envoy's
+// stream idle timer runs while the upstream is silent); idle reports the
+// latter. It also records when the route timeout ends the whole response.
+func (hc *h1conn) responseWait(sent, begin time.Time) (d time.Duration, idle bool) {
+	head, streamIdle := hc.s.headWait(sent, begin), hc.h.cfg.StreamIdleTimeout
 	hc.respBy = time.Time{}
 	if route := hc.s.timeout; route > 0 {
 		hc.respBy = sent.Add(route)

@@ -477,7 +477,8 @@ func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if ok {
-			ue = readHead(uc, string(s.rreq.Method) == "HEAD", sent, s.headTimeout())
+			begin := time.Now()
+			ue = readHead(uc, string(s.rreq.Method) == "HEAD", begin, s.headWait(sent, begin))
 		}
 	}
 	uc.Out = out[:0]

@@ -1,7 +1,6 @@
 package hcm
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -20,11 +19,23 @@ import (
 // attempt; its expiry is answered like the route timeout's, 504 "upstream
 // request timeout" with response flag UT.
 
-// headTimeout bounds the wait for the upstream response head: the per-try
-// timeout when there is one (it is then the shorter), else the route
-// timeout. Once the head arrived only the route timeout applies: Envoy
-// disarms the per-try timer when the response starts.
-func (s *stream) headTimeout() time.Duration { return cmp.Or(s.tryTimeout, s.timeout) }
+// headWait bounds the wait for the upstream response head of an HTTP/1.1
+// attempt written at begin (it had its connection and the request was
+// complete), the route timer having started at sent: the per-try timeout
+// from begin, no later than the route deadline (at least a nanosecond:
+// a wait that is over fails at once); 0: none. Once the head arrived only
+// the route timeout applies: Envoy disarms the per-try timer when the
+// response starts.
+func (s *stream) headWait(sent, begin time.Time) time.Duration {
+	d := s.tryTimeout
+	if s.timeout > 0 {
+		left := max(sent.Add(s.timeout).Sub(begin), time.Nanosecond)
+		if d <= 0 || left < d {
+			d = left
+		}
+	}
+	return d
+}
 
 // errPerTryTimeout cancels an HTTP/2 upstream attempt whose response did
 // not start within the per-try timeout.
