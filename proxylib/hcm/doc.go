@@ -49,22 +49,23 @@
 //     response started → 504 "upstream request timeout" (also when the
 //     request waited that long for a connection at the cluster's
 //     max_connections, or for a connect that had not completed). As
-//     Envoy's, the route timer runs from the request's end: from its start
-//     for a request without a body or (HTTP/1.1) whose whole body came
-//     with its head, then through the wait for a connection and the dial,
-//     which connect_timeout alone would bound later; for a body still
-//     arriving, from when its end was read, which happens once a
-//     connection exists (the body is not read ahead), so that the wait
-//     for that connection is bounded by the route timeout on its own.
-//     HTTP/2 downstream bodies count as still arriving (the server library
-//     does not tell when END_STREAM came). Retries share the one route
-//     timer. The per-try timeout of an attempt starts when it has a
-//     connection and the request is complete, and stops when the response
-//     head arrives. A connection obtained once the route timer expired is
-//     not used: the request is answered 504 and no byte of it is sent
-//     upstream. The same holds for HTTP/1.1 and HTTP/2 upstreams and
-//     downstreams (timeout.go); a circuit breaker overflow (max_pending_requests,
-//     max_requests) → 503 "upstream connect error or disconnect/reset
+//     Envoy's, the route timer runs from the request's end and covers
+//     everything after it, retries included: from the request's start
+//     when it has no body or (HTTP/1.1 client) its whole body came with
+//     its head, so the wait for a connection and the dial count, which
+//     connect_timeout alone would bound later; for a body still arriving,
+//     from when its end was read. That read happens once a connection
+//     exists (bodies are not read ahead), so until then the wait for the
+//     connection is bounded by the route timeout on its own, and the timer
+//     starts again at the body's end. HTTP/2 client bodies count as still
+//     arriving (the server library does not tell when END_STREAM came).
+//     An attempt's per-try timeout starts when it has its connection and
+//     the request is complete, and stops when the response head arrives.
+//     An HTTP/1.1 connection obtained once the route timer expired is not
+//     used: the request is answered 504 and none of it is sent (an HTTP/2
+//     attempt is cancelled through its context). HTTP/1.1 and HTTP/2
+//     clients and upstreams agree (timeout.go). A circuit breaker overflow
+//     (max_pending_requests, max_requests) → 503 "upstream connect error or disconnect/reset
 //     before headers. reset reason: overflow" with x-envoy-overloaded: true
 //     and response flag UO.
 //   - Requests the HTTP/1.1 codec refuses get 400, 431 (head limits) or

@@ -13,11 +13,13 @@ import (
 )
 
 // Upstream timeouts, as Envoy's router applies them: the route timeout
-// bounds the whole upstream exchange; the per-try timeout
-// (retry_policy.per_try_timeout) bounds an attempt until its response
-// starts. No attempt is retried, so the per-try timeout bounds the one
-// attempt; its expiry is answered like the route timeout's, 504 "upstream
-// request timeout" with response flag UT.
+// runs from the request's end (its start when it came whole, else the
+// read of its body's end) through the wait for a connection, the dial and
+// the response, over all attempts; before a streamed body's end it bounds
+// the wait for the connection on its own. The per-try timeout
+// (retry_policy.per_try_timeout) runs from when an attempt has its
+// connection and the request is complete until its response starts. Both
+// are answered 504 "upstream request timeout" with response flag UT.
 
 // headWait bounds the wait for the upstream response head of an HTTP/1.1
 // attempt written at begin (it had its connection and the request was
