@@ -85,6 +85,7 @@ type stream struct {
 
 	// Retries and mirrors (retry.go, replay.go, mirror.go).
 	tries     tries
+	h2tm      h2Timers // the current HTTP/2 upstream attempt's (timeout.go)
 	replay    replay
 	mirrorOn  []bool // the route's mirror policies sampled for this request
 	expBuf    []byte

@@ -54,11 +54,16 @@ var errPerTryTimeout = errors.New("upstream per-try timeout")
 //   - the per-try timer, with errPerTryTimeout: it starts once the attempt
 //     has a connection and the request is complete (the later of the two,
 //     as Envoy's), and stops when the response head arrived.
+//
+// The stream keeps one, reset per attempt; gen tells a late callback of an
+// earlier attempt (the transport's body reader) from the current one's.
 type h2Timers struct {
-	cancel   context.CancelCauseFunc
+	mu       sync.Mutex
+	gen      uint64
+	cancel   context.CancelCauseFunc // with timers
+	cancelDL context.CancelFunc      // with at most a fixed deadline
 	timeout  time.Duration
 	try      time.Duration
-	mu       sync.Mutex
 	route    *time.Timer
 	per      *time.Timer
 	complete bool      // the request body had all been read
@@ -71,10 +76,28 @@ type h2Timers struct {
 // route deadline when the route timer runs already (the request is
 // complete; zero when there is no route timeout); otherwise the request
 // body is still to be read through body, which h2Attempt wraps to see its
-// end. It returns the request to send.
+// end. It returns the request to send and the attempt's timers, which
+// the caller releases.
 func (s *stream) h2Attempt(ctx context.Context, by time.Time, complete bool, body io.Reader, length int64) (*http.Request, *h2Timers) {
+	ht := &s.h2tm
+	ht.mu.Lock()
+	defer ht.mu.Unlock()
+	ht.gen++
+	gen := ht.gen
+	ht.timeout, ht.try, ht.complete = s.timeout, s.tryTimeout, complete
+	ht.route, ht.per, ht.conn, ht.headSeen, ht.ended = nil, nil, false, false, time.Time{}
+	ht.cancel, ht.cancelDL = nil, nil
+	switch {
+	case complete && ht.try <= 0:
+		// Only a fixed deadline, if any: the common case costs what a
+		// context with a deadline costs.
+		if !by.IsZero() {
+			ctx, ht.cancelDL = context.WithDeadlineCause(ctx, by, errRouteTimeout)
+		}
+		return s.upstreamRequest(ctx, body, length), ht
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	ht := &h2Timers{cancel: cancel, timeout: s.timeout, try: s.tryTimeout, complete: complete}
+	ht.cancel = cancel
 	fire := func() { cancel(errRouteTimeout) }
 	switch {
 	case complete && !by.IsZero():
@@ -83,27 +106,32 @@ func (s *stream) h2Attempt(ctx context.Context, by time.Time, complete bool, bod
 		ht.route = time.AfterFunc(s.timeout, fire)
 	}
 	if body != nil && !complete {
-		body = &endReader{r: body, end: ht.bodyEnd}
+		body = &endReader{r: body, end: func() { ht.bodyEnd(gen) }}
 	}
 	if ht.try > 0 {
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { ht.gotConn() }})
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { ht.gotConn(gen) }})
 	}
 	return s.upstreamRequest(ctx, body, length), ht
 }
 
-func (ht *h2Timers) gotConn() {
+func (ht *h2Timers) gotConn(gen uint64) {
 	ht.mu.Lock()
 	defer ht.mu.Unlock()
-	ht.conn = true
-	ht.armTry()
+	if gen == ht.gen {
+		ht.conn = true
+		ht.armTry()
+	}
 }
 
 // bodyEnd notes that the request body's end was read (by the transport,
 // which reads it only once it has a connection).
-func (ht *h2Timers) bodyEnd() {
+func (ht *h2Timers) bodyEnd(gen uint64) {
 	now := time.Now()
 	ht.mu.Lock()
 	defer ht.mu.Unlock()
+	if gen != ht.gen {
+		return
+	}
 	ht.complete, ht.conn, ht.ended = true, true, now
 	if ht.route != nil {
 		ht.route.Reset(ht.timeout)
@@ -113,7 +141,8 @@ func (ht *h2Timers) bodyEnd() {
 
 func (ht *h2Timers) armTry() {
 	if ht.try > 0 && ht.per == nil && ht.complete && ht.conn && !ht.headSeen {
-		ht.per = time.AfterFunc(ht.try, func() { ht.cancel(errPerTryTimeout) })
+		cancel := ht.cancel
+		ht.per = time.AfterFunc(ht.try, func() { cancel(errPerTryTimeout) })
 	}
 }
 
@@ -141,8 +170,16 @@ func (ht *h2Timers) release() {
 	if ht.per != nil {
 		ht.per.Stop()
 	}
+	cancel, cancelDL := ht.cancel, ht.cancelDL
+	ht.cancel, ht.cancelDL = nil, nil
+	ht.gen++ // late callbacks of this attempt are ignored
 	ht.mu.Unlock()
-	ht.cancel(nil)
+	if cancel != nil {
+		cancel(nil)
+	}
+	if cancelDL != nil {
+		cancelDL()
+	}
 }
 
 // failed is the error of an attempt whose round trip failed with err: the
