@@ -401,11 +401,16 @@ func copyFlush(w http.ResponseWriter, src io.Reader, t *h2Timer) bool {
 // connection at max_connections), under the stream's context.
 func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 	pool := s.host.Pool
-	uc, _, ue := s.getConn(s.h2t.context(), pool, time.Now(), s.routeEnd(s.start))
-	if ue != upOK {
-		code, b := s.failBody(ue)
-		s.writeLocalH2(w, code, b, nil)
-		return
+	now := time.Now()
+	uc := pool.GetIdle(now)
+	if uc == nil {
+		// The stream's context is made only for a wait.
+		var ue upstreamErr
+		if uc, _, ue = s.getConn(s.h2t.context(), pool, now, s.routeEnd(s.start)); ue != upOK {
+			code, b := s.failBody(ue)
+			s.writeLocalH2(w, code, b, nil)
+			return
+		}
 	}
 	if !s.h2t.attach(uc) {
 		uc.Discard()
@@ -469,7 +474,7 @@ func (s *stream) h2ToH1(w http.ResponseWriter, r *http.Request) {
 	if hasBody {
 		sent = time.Now()
 	}
-	ue = upReset
+	ue := upReset
 	if ok {
 		if len(out) > 0 {
 			if _, err := uc.Write(out); err != nil {

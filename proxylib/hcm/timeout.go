@@ -237,11 +237,8 @@ func (s *stream) getConn(ctx context.Context, pool *upstream.Pool, now, by time.
 		if wait = by.Sub(now); wait <= 0 {
 			return nil, false, upTimeout
 		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadlineCause(ctx, by, errRouteTimeout)
-		defer cancel()
 	}
-	uc, reused, err := pool.GetAt(ctx, now, wait)
+	uc, reused, err := pool.GetBy(ctx, now, wait, by)
 	if err == nil {
 		if !by.IsZero() && !time.Now().Before(by) {
 			// The connect completed as the route timeout passed: the
@@ -252,11 +249,9 @@ func (s *stream) getConn(ctx context.Context, pool *upstream.Pool, now, by time.
 		}
 		return uc, reused, upOK
 	}
-	// The dialer ends a connect at the context's deadline by itself,
-	// possibly before the context's timer marked it done: a deadline
-	// that passed is the route timeout's too.
-	cause := context.Cause(ctx)
-	if errors.Is(cause, errRouteTimeout) || cause == nil && !by.IsZero() && !time.Now().Before(by) {
+	// The wait and the dial both end at by: a failure once it passed is
+	// the route timeout's.
+	if !by.IsZero() && !time.Now().Before(by) {
 		return nil, false, upTimeout
 	}
 	return nil, false, s.connErr(err)

@@ -151,6 +151,17 @@ func (p *Pool) Scheme() string {
 // H2 is the endpoint's h2c transport (HTTP/2 pools only).
 func (p *Pool) H2() *http2.Transport { return p.h2 }
 
+// dialBy dials with the connect ending at by at the latest (zero: no
+// bound but ctx's and the connect timeout).
+func (p *Pool) dialBy(ctx context.Context, by time.Time) (net.Conn, error) {
+	if by.IsZero() {
+		return p.dial(ctx)
+	}
+	ctx, cancel := context.WithDeadline(ctx, by)
+	defer cancel()
+	return p.dial(ctx)
+}
+
 func (p *Pool) dial(ctx context.Context) (net.Conn, error) {
 	c, err := p.opts.dial(ctx, p.Addr, time.Duration(p.connectTimeout.Load()))
 	// A dial the client's going away cancelled says nothing about the
@@ -204,6 +215,14 @@ func (p *Pool) Get(ctx context.Context, wait time.Duration) (c *Conn, reused boo
 // dials, or, at max_connections, waits for one for at most wait (0: until
 // ctx ends; then ErrPendingTimeout).
 func (p *Pool) GetAt(ctx context.Context, now time.Time, wait time.Duration) (c *Conn, reused bool, err error) {
+	return p.GetBy(ctx, now, wait, time.Time{})
+}
+
+// GetBy is GetAt whose dial, if it has to dial, ends at by (zero: no
+// bound but ctx's). The deadline's context is made only for a dial, so a
+// request served by an idle or a released connection allocates nothing
+// for it.
+func (p *Pool) GetBy(ctx context.Context, now time.Time, wait time.Duration, by time.Time) (c *Conn, reused bool, err error) {
 	if c := p.GetIdle(now); c != nil {
 		return c, true, nil
 	}
@@ -227,7 +246,7 @@ func (p *Pool) GetAt(ctx context.Context, now time.Time, wait time.Duration) (c 
 		}
 		c.close()
 	}
-	nc, err := p.dial(ctx)
+	nc, err := p.dialBy(ctx, by)
 	if err != nil {
 		b.release(p)
 		return nil, false, err
