@@ -78,8 +78,26 @@ func (t *translator) parentOf(pr gwv1.ParentReference, routeNamespace string) (g
 // Listeners are named by position in their Gateway's listeners, which are
 // the same while the Gateway object is.
 func (t *translator) attachResolved(rs *routeState) {
-	// The listeners attached to so far: a route attached to one listener
-	// through several parentRefs counts once. Usually one or two.
+	t.forListeners(rs, func(ls *listenerState, hostnames []string) {
+		ls.attached++
+		if !ls.serving {
+			return
+		}
+		for _, host := range hostnames {
+			// Listener isolation: a hostname a more specific listener
+			// of the same port claims is served by that listener only.
+			if ls.owner(host) == ls {
+				ls.entries[host] = append(ls.entries[host], rs)
+			}
+		}
+	})
+}
+
+// forListeners calls fn once per listener of this translation rs is
+// attached to, with the hostnames it serves there: a route attached to
+// one listener through several parentRefs counts once.
+func (t *translator) forListeners(rs *routeState, fn func(ls *listenerState, hostnames []string)) {
+	// Usually one or two.
 	var seen [4]*listenerState
 	done := seen[:0]
 	for _, ps := range rs.parents {
@@ -93,17 +111,7 @@ func (t *translator) attachResolved(rs *routeState) {
 				continue
 			}
 			done = append(done, ls)
-			ls.attached++
-			if !ls.serving {
-				continue
-			}
-			for _, host := range h.hostnames {
-				// Listener isolation: a hostname a more specific listener
-				// of the same port claims is served by that listener only.
-				if ls.owner(host) == ls {
-					ls.entries[host] = append(ls.entries[host], rs)
-				}
-			}
+			fn(ls, h.hostnames)
 		}
 	}
 }
@@ -149,38 +157,25 @@ func (t *translator) takeAttachments() bool {
 // detach undoes attachResolved for a route attached with its current
 // parents (see takeAttachments).
 func (t *translator) detach(rs *routeState) {
-	var seen [4]*listenerState
-	done := seen[:0]
-	for _, ps := range rs.parents {
-		if !ps.accepted.ok {
-			continue
+	t.forListeners(rs, func(ls *listenerState, hostnames []string) {
+		ls.attached--
+		if !ls.serving {
+			return
 		}
-		gs := t.gateways[ps.gw]
-		for _, h := range ps.hits {
-			ls := gs.listeners[h.listener]
-			if slices.Contains(done, ls) {
+		for _, host := range hostnames {
+			if ls.owner(host) != ls {
 				continue
 			}
-			done = append(done, ls)
-			ls.attached--
-			if !ls.serving {
-				continue
-			}
-			for _, host := range h.hostnames {
-				if ls.owner(host) != ls {
-					continue
-				}
-				list := ls.entries[host]
-				if i := slices.Index(list, rs); i >= 0 {
-					if list = slices.Delete(list, i, i+1); len(list) == 0 {
-						delete(ls.entries, host)
-					} else {
-						ls.entries[host] = list
-					}
+			list := ls.entries[host]
+			if i := slices.Index(list, rs); i >= 0 {
+				if list = slices.Delete(list, i, i+1); len(list) == 0 {
+					delete(ls.entries, host)
+				} else {
+					ls.entries[host] = list
 				}
 			}
 		}
-	}
+	})
 }
 
 // resolution is what resolving a route's parentRefs reads besides the

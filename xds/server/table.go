@@ -163,21 +163,31 @@ func (s *Server) closeStream(key streamKey) {
 	s.kick()
 }
 
-func (s *Server) onRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
-	k, known := kindOf(req.GetTypeUrl())
+// requestStream locks s.mu and returns the stream of key and the kind of
+// typeURL, its node bound. When ok is false the lock is released and err
+// (nil for a stream already gone) is the request's answer.
+func (s *Server) requestStream(key streamKey, typeURL string, n *corev3.Node) (st *stream, k kind, ok bool, err error) {
+	k, known := kindOf(typeURL)
 	s.mu.Lock()
-	st := s.streams[streamKey{false, id}]
-	if st == nil {
+	if st = s.streams[key]; st == nil {
 		s.mu.Unlock()
-		return nil
+		return nil, k, false, nil
 	}
-	if err := s.bindNode(st, req.GetNode()); err != nil {
+	if err := s.bindNode(st, n); err != nil {
 		s.mu.Unlock()
-		return err
+		return nil, k, false, err
 	}
 	if !known {
 		s.mu.Unlock()
-		return unservedType(req.GetTypeUrl())
+		return nil, k, false, unservedType(typeURL)
+	}
+	return st, k, true, nil
+}
+
+func (s *Server) onRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
+	st, k, ok, err := s.requestStream(streamKey{false, id}, req.GetTypeUrl(), req.GetNode())
+	if !ok {
+		return err
 	}
 	t := st.types[k]
 	t.subscribed = true
@@ -252,20 +262,9 @@ func (s *Server) onResponse(id int64, req *discoveryv3.DiscoveryRequest, resp *d
 }
 
 func (s *Server) onDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-	k, known := kindOf(req.GetTypeUrl())
-	s.mu.Lock()
-	st := s.streams[streamKey{true, id}]
-	if st == nil {
-		s.mu.Unlock()
-		return nil
-	}
-	if err := s.bindNode(st, req.GetNode()); err != nil {
-		s.mu.Unlock()
+	st, k, ok, err := s.requestStream(streamKey{true, id}, req.GetTypeUrl(), req.GetNode())
+	if !ok {
 		return err
-	}
-	if !known {
-		s.mu.Unlock()
-		return unservedType(req.GetTypeUrl())
 	}
 	t := st.types[k]
 	if err := t.subs.update(req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe()); err != nil {
