@@ -258,14 +258,9 @@ func runHopGenChild(cfg string) int {
 // hopBody is the backend's answer: 64 bytes, as in the proxy benchmarks.
 var hopBody = bytes.Repeat([]byte("x"), 64)
 
-func hopHandler(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Length", strconv.Itoa(len(hopBody)))
-	w.Write(hopBody)
-}
-
 // startHopBackend runs the benchmark's server in its own process in
 // workload w (its garbage collection and goroutines apart from the
-// agent's), serving hopHandler on ports, until the benchmark ends.
+// agent's), serving hopBackend on ports, until the benchmark ends.
 func startHopBackend(b *testing.B, w *testbed.Workload, cpus string, ports ...int) {
 	b.Helper()
 	var ps []string
@@ -313,20 +308,23 @@ func startHopBackend(b *testing.B, w *testbed.Workload, cpus string, ports ...in
 // runHopBackendChild is the backend process: it listens on the ports,
 // says "ready" on stdout, and serves until SIGTERM.
 func runHopBackendChild(ports string) int {
-	srv := &http.Server{Handler: http.HandlerFunc(hopHandler), ReadHeaderTimeout: 5 * time.Second}
+	var ls []net.Listener
 	for _, p := range strings.Split(ports, ",") {
 		l, err := net.Listen("tcp", ":"+p)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "listening:", err)
 			return 1
 		}
-		go srv.Serve(l)
+		ls = append(ls, l)
+		go (&hopBackend{l: l}).serve()
 	}
 	fmt.Println("ready")
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	<-sig
-	srv.Close()
+	for _, l := range ls {
+		l.Close()
+	}
 	return 0
 }
 

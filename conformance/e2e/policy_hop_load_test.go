@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -321,5 +323,75 @@ func TestHopGenWritesTimeline(t *testing.T) {
 		if done-slot != s.FromSlot[round] || done-sent != s.FromSend[round] {
 			t.Fatalf("line %q: %d from slot and %d from write, the result says %d and %d", l, done-slot, done-sent, s.FromSlot[round], s.FromSend[round])
 		}
+	}
+}
+
+// TestHopBackend checks the benchmark's server against a real HTTP
+// client, pipelined heads, requests with a body, and that it allocates
+// nothing per request on an open connection.
+func TestHopBackend(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- (&hopBackend{l: l}).serve() }()
+	t.Cleanup(func() {
+		l.Close()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	addr := l.Addr().String()
+
+	resp, err := http.Get("http://" + addr + "/anything")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, hopBody) {
+		t.Fatalf("GET: %d %q, want 200 %q", resp.StatusCode, body, hopBody)
+	}
+
+	resp, err = http.Post("http://"+addr+"/", "text/plain", strings.NewReader("a body"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("POST with a body: %d, want 400", resp.StatusCode)
+	}
+
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	// Two pipelined heads in one write get two answers.
+	if _, err := c.Write(append(slices.Clone(hopRequestBytes), hopRequestBytes...)); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 2*len(hopResponse))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	if want := append(slices.Clone(hopResponse), hopResponse...); !bytes.Equal(got, want) {
+		t.Fatalf("pipelined answers %q, want %q", got, want)
+	}
+	one := got[:len(hopResponse)]
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := c.Write(hopRequestBytes); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, one); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// The count covers the whole process: this client too, and the
+	// runtime's occasional own allocations.
+	if allocs > 0.5 {
+		t.Errorf("%.1f allocations per request, want none", allocs)
 	}
 }
