@@ -13,6 +13,7 @@ import (
 	alsv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/nodemesh/nodemesh/proxylib/resource"
@@ -139,9 +140,12 @@ type Sender struct {
 	key senderKey
 
 	// mu guards pending, the entries logged and not yet taken by the
-	// sender. Log only appends; the sender takes the whole slice.
-	mu      sync.Mutex
-	pending []proto.Message
+	// sender, and pendingBuf, the wire form of those logged encoded
+	// (LogEncoded), already framed as log_entry fields. Log and
+	// LogEncoded only append; the sender takes both whole.
+	mu         sync.Mutex
+	pending    []queued
+	pendingBuf []byte
 	// wake carries at most one signal: a batch started, grew by
 	// wakeEvery entries, or the manager is closing.
 	wake chan struct{}
@@ -153,21 +157,61 @@ type Sender struct {
 	closing atomic.Bool
 }
 
+// Drop counts an entry the caller could not log (it could not be
+// encoded).
+func (s *Sender) Drop() { s.dropped.Add(1) }
+
+// queued is one waiting entry: a message the sender marshals, or
+// (msg nil) the framed wire form at pendingBuf[from:to].
+type queued struct {
+	msg      proto.Message
+	from, to int
+}
+
+// maxPendingBytes bounds the encoded entries waiting per sender, on top of
+// queueLen: entries are bounded one by one (the field caps), this bounds
+// their sum.
+const maxPendingBytes = 16 << 20
+
 // Log enqueues an *datav3.HTTPAccessLogEntry or *datav3.TCPAccessLogEntry
 // matching the sender's kind; it never blocks. The entry must not be
 // changed afterwards: the sender marshals it on its own goroutine.
 func (s *Sender) Log(e proto.Message) {
+	s.enqueue(e, nil)
+}
+
+// LogEncoded enqueues an entry in wire form (an HTTPAccessLogEntry or
+// TCPAccessLogEntry matching the sender's kind, unframed, such as
+// HTTPEntry.AppendProto writes); it never blocks and copies entry, which
+// the caller may reuse at once. This is the path that allocates nothing
+// per entry: the bytes land in the sender's reused buffer.
+func (s *Sender) LogEncoded(entry []byte) {
+	s.enqueue(nil, entry)
+}
+
+func (s *Sender) enqueue(msg proto.Message, entry []byte) {
+	field := httpEntryField
+	if s.key.kind != resource.AccessLogHTTP {
+		field = tcpEntryField
+	}
 	s.mu.Lock()
 	n := len(s.pending)
-	if n >= queueLen {
+	if n >= queueLen || msg == nil && len(s.pendingBuf)+len(entry) > maxPendingBytes {
 		s.mu.Unlock()
 		s.dropped.Add(1)
 		return
 	}
 	if s.pending == nil {
-		s.pending = make([]proto.Message, 0, 64)
+		s.pending = make([]queued, 0, 64)
 	}
-	s.pending = append(s.pending, e)
+	q := queued{msg: msg}
+	if msg == nil {
+		q.from = len(s.pendingBuf)
+		s.pendingBuf = protowire.AppendTag(s.pendingBuf, field, protowire.BytesType)
+		s.pendingBuf = protowire.AppendBytes(s.pendingBuf, entry)
+		q.to = len(s.pendingBuf)
+	}
+	s.pending = append(s.pending, q)
 	s.mu.Unlock()
 	// Only the first entry of a batch and every wakeEvery-th one wake the
 	// sender; the others ride along with the next flush.
@@ -192,26 +236,38 @@ func (s *Sender) queued() int {
 	return len(s.pending)
 }
 
-// take returns the waiting entries and leaves the sender an empty
-// buffer; spare is a drained slice to reuse.
-func (s *Sender) take(spare []proto.Message) []proto.Message {
-	clear(spare)
+// pendingBatch is the waiting entries and the buffer their encoded ones
+// are in.
+type pendingBatch struct {
+	entries []queued
+	buf     []byte
+}
+
+// take returns the waiting entries and leaves the sender empty buffers;
+// spare is a drained batch to reuse.
+func (s *Sender) take(spare pendingBatch) pendingBatch {
+	clear(spare.entries)
 	s.mu.Lock()
-	out := s.pending
-	s.pending = spare[:0]
+	out := pendingBatch{s.pending, s.pendingBuf}
+	s.pending, s.pendingBuf = spare.entries[:0], spare.buf[:0]
+	// A backlog's buffer is not kept for the sender's lifetime.
+	if cap(s.pendingBuf) > 1<<20 {
+		s.pendingBuf = nil
+	}
 	s.mu.Unlock()
 	return out
 }
 
 // peek returns the entries from index from on without taking them; Log
-// only appends, so they stay in place until the next take.
-func (s *Sender) peek(from int) []proto.Message {
+// only appends, so they (and the encoded bytes they point at) stay in
+// place until the next take.
+func (s *Sender) peek(from int) pendingBatch {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if from >= len(s.pending) {
-		return nil
+		return pendingBatch{}
 	}
-	return s.pending[from:len(s.pending):len(s.pending)]
+	return pendingBatch{s.pending[from:len(s.pending):len(s.pending)], s.pendingBuf[:len(s.pendingBuf):len(s.pendingBuf)]}
 }
 
 // Kind is the logger kind the sender expects.
@@ -288,7 +344,7 @@ func (s *Sender) stream(ctx context.Context, addr string) error {
 	// enc; the batch is flushed when enc reaches buffer_size_bytes or the
 	// flush timer fires, whichever comes first.
 	var enc batchEncoder
-	var spare []proto.Message
+	var spare pendingBatch
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	timing := false
@@ -312,9 +368,7 @@ func (s *Sender) stream(ctx context.Context, addr string) error {
 		timing = false
 		batch := s.take(spare)
 		defer func() { spare = batch }()
-		for _, e := range batch[enc.n:] {
-			enc.add(s.key.kind, e)
-		}
+		enc.addAll(s.key.kind, batch.entries[enc.n:], batch.buf)
 		b, ends, skipped := enc.take()
 		s.dropped.Add(uint64(skipped))
 		for start, from, i := 0, 0, 0; i < len(ends); i++ {
@@ -353,7 +407,7 @@ func (s *Sender) stream(ctx context.Context, addr string) error {
 				continue
 			}
 			fresh := s.peek(enc.n)
-			if len(fresh) == 0 && enc.n == 0 {
+			if len(fresh.entries) == 0 && enc.n == 0 {
 				continue
 			}
 			if !timing {
@@ -362,10 +416,8 @@ func (s *Sender) stream(ctx context.Context, addr string) error {
 			}
 			// Encoding the entries now, a wake-up's worth at a time,
 			// leaves the flush nothing to marshal: see doc.go.
-			for _, e := range fresh {
-				enc.add(s.key.kind, e)
-			}
-			s.encoded.Add(uint64(len(fresh)))
+			enc.addAll(s.key.kind, fresh.entries, fresh.buf)
+			s.encoded.Add(uint64(len(fresh.entries)))
 			if enc.size() >= int(s.key.buffer) {
 				if err := flush(); err != nil {
 					return err

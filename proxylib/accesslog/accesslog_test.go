@@ -3,6 +3,7 @@ package accesslog
 import (
 	"net"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,8 +11,10 @@ import (
 
 	datav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 	alsv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/nodemesh/nodemesh/proxylib/resource"
 )
@@ -194,5 +197,73 @@ func TestSenderBoundsQueueWithoutService(t *testing.T) {
 		if size > buffer+one {
 			t.Fatalf("message %d holds %d bytes of entries; want at most %d", i, size, buffer+one)
 		}
+	}
+}
+
+// TestSenderLogsEncodedEntries interleaves entries logged in wire form
+// (LogEncoded, from one reused buffer) with messages (Log) over several
+// wake-ups and flushes, and checks the service receives every entry,
+// equal and in order, as a protobuf stream.
+func TestSenderLogsEncodedEntries(t *testing.T) {
+	c, sock := startCollector(t)
+	var addr atomic.Value
+	addr.Store(sock)
+	_, s := newSender(t, &addr, 20*time.Millisecond, 2<<10)
+	waitConnected(t, c, s)
+	var logged []*datav3.HTTPAccessLogEntry
+	var buf []byte
+	e := policyHopEntry()
+	const n = 300
+	for i := range n {
+		if i%3 == 0 {
+			m := entry("/message/" + strconv.Itoa(i))
+			logged = append(logged, m)
+			s.Log(m)
+			continue
+		}
+		e.Path = strconv.AppendInt(append(e.Path[:0], "/encoded/"...), int64(i), 10)
+		logged = append(logged, messageOf(e))
+		var err error
+		if buf, err = e.AppendProto(buf[:0]); err != nil {
+			t.Fatal(err)
+		}
+		s.LogEncoded(buf)
+		clear(buf) // the sender holds a copy
+	}
+	eventually(t, "every entry", func() bool { return c.received() == n+1 })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var got []*datav3.HTTPAccessLogEntry
+	for _, msg := range c.messages {
+		got = append(got, msg.GetHttpLogs().GetLogEntry()...)
+	}
+	if diff := cmp.Diff(logged, got[1:], protocmp.Transform()); diff != "" {
+		t.Fatalf("entries received (-logged +received):\n%s", diff)
+	}
+	if st := s.Stats(); st.Dropped != 0 || st.Sent != n+1 {
+		t.Fatalf("stats = %+v; want %d sent, none dropped", st, n+1)
+	}
+}
+
+// TestSenderBoundsEncodedBytes: while the service is unknown, encoded
+// entries queue up to maxPendingBytes in all (however few they are), and
+// the excess is dropped and counted.
+func TestSenderBoundsEncodedBytes(t *testing.T) {
+	var addr atomic.Value
+	addr.Store("")
+	_, s := newSender(t, &addr, time.Hour, 16<<10)
+	big := make([]byte, 1<<20)
+	const n = maxPendingBytes>>20 + 4
+	for range n {
+		s.LogEncoded(big)
+	}
+	st, q := s.Stats(), s.queued()
+	if q >= maxPendingBytes>>20 || st.Dropped != uint64(n-q) {
+		t.Fatalf("%d of %d entries of 1 MiB queued, %d dropped; want fewer than %d queued, the rest dropped", q, n, st.Dropped, maxPendingBytes>>20)
+	}
+	// The message path keeps its own bound (entries).
+	s.Log(entry("/still"))
+	if s.queued() != q+1 {
+		t.Fatal("a message was refused by the byte bound of encoded entries")
 	}
 }

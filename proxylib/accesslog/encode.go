@@ -59,6 +59,20 @@ func (b *batchEncoder) add(kind resource.AccessLogKind, e proto.Message) {
 	b.ends = append(b.ends, len(b.buf))
 }
 
+// addAll adds waiting entries: messages are marshalled, encoded ones
+// (framed already, in buf) copied.
+func (b *batchEncoder) addAll(kind resource.AccessLogKind, entries []queued, buf []byte) {
+	for _, q := range entries {
+		if q.msg != nil {
+			b.add(kind, q.msg)
+			continue
+		}
+		b.n++
+		b.buf = append(b.buf, buf[q.from:q.to]...)
+		b.ends = append(b.ends, len(b.buf))
+	}
+}
+
 // size is the encoded entries' length.
 func (b *batchEncoder) size() int { return len(b.buf) }
 
