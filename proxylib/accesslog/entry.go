@@ -22,26 +22,6 @@ func Address(ap netip.AddrPort) *corev3.Address {
 		Address: ap.Addr().Unmap().String(), PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(ap.Port())}}}}
 }
 
-// AddrCache renders an address once for many entries, such as the
-// requests of one connection. Entries are read-only after Sender.Log, so
-// they may share the rendered message. Not safe for concurrent use.
-type AddrCache struct {
-	ap netip.AddrPort
-	a  *corev3.Address
-}
-
-// Address returns ap rendered (nil when invalid), reusing the last result
-// when ap is unchanged.
-func (c *AddrCache) Address(ap netip.AddrPort) *corev3.Address {
-	if !ap.IsValid() {
-		return nil
-	}
-	if c.a == nil || c.ap != ap {
-		c.ap, c.a = ap, Address(ap)
-	}
-	return c.a
-}
-
 // Common fills the properties every entry carries. l7 holds the
 // l7meta fields (string, number, bool or []string values); nil adds no
 // metadata. Strings and lists are cut to the schema's field bounds

@@ -1,18 +1,14 @@
 package hcm
 
 import (
+	"bytes"
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	datav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/nodemesh/nodemesh/proxylib/accesslog"
 	"github.com/nodemesh/nodemesh/proxylib/api/l7meta"
@@ -50,71 +46,47 @@ var methods = map[string]corev3.RequestMethod{
 	"OPTIONS": corev3.RequestMethod_OPTIONS, "TRACE": corev3.RequestMethod_TRACE, "PATCH": corev3.RequestMethod_PATCH,
 }
 
-// httpEntry holds every message of one access-log entry, so building an
-// entry costs one allocation instead of one per message. The messages
-// point into the struct; the whole is immutable once logged.
-type httpEntry struct {
-	e      datav3.HTTPAccessLogEntry
-	common datav3.AccessLogCommon
-	req    datav3.HTTPRequestProperties
-	resp   datav3.HTTPResponseProperties
-	start  timestamppb.Timestamp
-	dur    durationpb.Duration
-	code   wrapperspb.UInt32Value
-	md     corev3.Metadata
-	l7     structpb.Struct
-	// One slot per l7meta key logHTTP can set.
-	vals [maxL7]structpb.Value
-	strs [maxL7]structpb.Value_StringValue
-	nums [maxL7Numbers]structpb.Value_NumberValue
-	nv   int
-	nn   int
-}
-
-// maxL7 is the number of l7meta keys an HTTP entry can carry: protocol,
-// verdict, policy, reason, source identity, missing and rejected headers,
-// gRPC service, method and status; maxL7Numbers of them are numbers
-// (source identity, gRPC status).
-const (
-	maxL7        = 10
-	maxL7Numbers = 2
-)
-
-func (x *httpEntry) str(k, v string) {
-	x.strs[x.nv].StringValue = accesslog.Bound(v)
-	x.vals[x.nv].Kind = &x.strs[x.nv]
-	x.l7.Fields[k] = &x.vals[x.nv]
-	x.nv++
-}
-
-func (x *httpEntry) number(k string, v float64) {
-	x.nums[x.nn].NumberValue = v
-	x.vals[x.nv].Kind = &x.nums[x.nn]
-	x.l7.Fields[k] = &x.vals[x.nv]
-	x.nv++
-	x.nn++
-}
-
-func (x *httpEntry) list(k string, v []string) {
-	v = accesslog.BoundList(v)
-	vals := make([]*structpb.Value, len(v))
-	for i, s := range v {
-		vals[i] = structpb.NewStringValue(s)
+// grpcStatusTrailers holds the response_trailers of a gRPC entry for
+// each status a response can carry (0-16; others are rendered when
+// seen), so a logged status costs no allocation.
+var grpcStatusTrailers = func() (t [17][1][2]string) {
+	for i := range t {
+		t[i][0] = [2]string{"grpc-status", strconv.Itoa(i)}
 	}
-	x.l7.Fields[k] = structpb.NewListValue(&structpb.ListValue{Values: vals})
-}
+	return t
+}()
 
 // logHTTP sends the request's access-log entry to every configured
-// logger. Only called when the connection manager has loggers.
-func (s *stream) logHTTP(method, path, proto string) {
-	e := s.httpEntry(method, path, proto)
+// logger. Only called when the connection manager has loggers. The
+// entry is encoded once into the connection's scratch buffer, and each
+// sender copies it into its own: nothing is allocated per request once
+// the buffers have grown (see doc.go).
+func (s *stream) logHTTP(method corev3.RequestMethod, path []byte, h2 bool) {
+	b, err := s.httpEntry(method, path, h2).AppendProto(s.logBuf[:0])
+	// A connection keeps its scratch only while it stays small; a rare
+	// huge entry is not held for the connection's lifetime.
+	if cap(b) <= 8<<10 {
+		s.logBuf = b[:0]
+	} else {
+		s.logBuf = nil
+	}
+	if err != nil {
+		// Not UTF-8: protobuf cannot carry the entry; it is dropped and
+		// counted, as a message that failed to marshal was.
+		for _, l := range s.h.logs {
+			l.Drop()
+		}
+		return
+	}
 	for _, l := range s.h.logs {
-		l.Log(e)
+		l.LogEncoded(b)
 	}
 }
 
-// httpEntry builds the request's access-log entry.
-func (s *stream) httpEntry(method, path, proto string) *datav3.HTTPAccessLogEntry {
+// httpEntry fills the connection's entry with the request's fields. The
+// entry points into the request's buffers; it is encoded before they are
+// reused.
+func (s *stream) httpEntry(method corev3.RequestMethod, path []byte, h2 bool) *accesslog.HTTPEntry {
 	verdict := s.verdict
 	if verdict == "" {
 		verdict = l7meta.VerdictForwarded
@@ -126,140 +98,102 @@ func (s *stream) httpEntry(method, path, proto string) *datav3.HTTPAccessLogEntr
 	if s.grpc {
 		protocol = "grpc"
 	}
-	x := &httpEntry{}
-	x.l7.Fields = make(map[string]*structpb.Value, 8)
-	x.str(l7meta.Protocol, protocol)
-	x.str(l7meta.Verdict, verdict)
+	x := &s.logEntry
+	x.Reset()
+	l7 := &x.L7
+	l7.String(l7meta.Protocol, protocol)
+	l7.String(l7meta.Verdict, verdict)
 	if s.policy != "" {
-		x.str(l7meta.Policy, s.policy)
+		l7.String(l7meta.Policy, s.policy)
 	}
 	if s.reason != "" {
-		x.str(l7meta.Reason, s.reason)
+		l7.String(l7meta.Reason, s.reason)
 	}
 	if s.identity != 0 {
-		x.number(l7meta.SourceIdentity, float64(s.identity))
+		l7.Number(l7meta.SourceIdentity, float64(s.identity))
 	}
 	if len(s.missingHeaders) > 0 {
-		x.list(l7meta.MissingHeaders, s.missingHeaders)
+		l7.List(l7meta.MissingHeaders, s.missingHeaders)
 	}
 	if len(s.rejectedHeaders) > 0 {
-		x.list(l7meta.RejectedHeaders, s.rejectedHeaders)
+		l7.List(l7meta.RejectedHeaders, s.rejectedHeaders)
 	}
 	if s.grpc {
 		svc, m := splitGRPCPath(path)
-		x.str(l7meta.GRPCService, svc)
-		x.str(l7meta.GRPCMethod, m)
+		l7.Bytes(l7meta.GRPCService, svc)
+		l7.Bytes(l7meta.GRPCMethod, m)
 		if s.grpcStatus >= 0 {
-			x.number(l7meta.GRPCStatus, float64(s.grpcStatus))
+			l7.Number(l7meta.GRPCStatus, float64(s.grpcStatus))
+			if s.grpcStatus < len(grpcStatusTrailers) {
+				x.Trailers = append(x.Trailers, grpcStatusTrailers[s.grpcStatus][0])
+			} else {
+				x.Trailers = append(x.Trailers, [2]string{"grpc-status", strconv.Itoa(s.grpcStatus)})
+			}
 		}
 	}
-	x.md.FilterMetadata = map[string]*structpb.Struct{l7meta.Namespace: &x.l7}
 
-	now := time.Now()
-	x.start = timestamppb.Timestamp{Seconds: s.start.Unix(), Nanos: int32(s.start.Nanosecond())}
-	d := now.Sub(s.start)
-	x.dur = durationpb.Duration{Seconds: int64(d / time.Second), Nanos: int32(d % time.Second)}
-	c := &x.common
-	c.StartTime, c.Duration, c.TimeToLastDownstreamTxByte = &x.start, &x.dur, &x.dur
-	// The connection's addresses are rendered once and shared by its
-	// entries (read-only after Log).
-	c.DownstreamRemoteAddress = s.logAddrs.remote.Address(s.remote)
-	c.DownstreamDirectRemoteAddress = c.DownstreamRemoteAddress
-	c.DownstreamLocalAddress = s.logAddrs.local.Address(s.dst)
+	x.Start, x.Duration = s.start, time.Since(s.start)
+	x.Remote, x.Local = s.remote, s.dst
 	if s.host != nil {
-		c.UpstreamRemoteAddress = s.logAddrs.upstream.Address(parseAddrPort(s.host.Addr))
+		x.Upstream = parseAddrPort(s.host.Addr)
 	}
 	if s.cluster != nil {
-		c.UpstreamCluster = s.cluster.Config.Name
+		x.UpstreamCluster = s.cluster.Config.Name
 	}
 	if s.route != nil {
-		c.RouteName = s.route.Name
+		x.RouteName = s.route.Name
 	}
-	c.Metadata = &x.md
-	c.ResponseFlags = responseFlags(s.flags)
+	x.Flags = responseFlags(s.flags)
 
-	// The request's strings are copied out of the codec's buffers with
-	// one allocation and sliced, each cut to the schema's field bound.
-	var lens [5]int
-	b := accesslog.AppendBound(s.logBuf[:0], s.rreq.Scheme)
-	lens[0] = len(b)
-	b = accesslog.AppendBound(b, s.rreq.Authority)
-	lens[1] = len(b) - lens[0]
-	var ua, rid, xff []byte
+	x.Method = method
+	x.Scheme, x.Authority, x.Path = s.rreq.Scheme, s.rreq.Authority, path
 	if s.headers != nil {
-		ua, _ = s.headers.Get("user-agent")
-		rid, _ = s.headers.Get("x-request-id")
-		xff, _ = s.headers.Get("x-forwarded-for")
+		x.UserAgent, _ = s.headers.Get("user-agent")
+		x.RequestID, _ = s.headers.Get("x-request-id")
+		x.ForwardedFor, _ = s.headers.Get("x-forwarded-for")
 	}
-	for i, v := range [3][]byte{ua, rid, xff} {
-		n := len(b)
-		b = accesslog.AppendBound(b, v)
-		lens[2+i] = len(b) - n
-	}
-	all := string(b)
-	// A connection keeps its scratch only while it stays small; a rare
-	// huge header set is not held for the connection's lifetime.
-	if cap(b) <= 4<<10 {
-		s.logBuf = b
-	} else {
-		s.logBuf = nil
-	}
-	cut := func(n int) string {
-		v := all[:n]
-		all = all[n:]
-		return v
-	}
-	r := &x.req
-	r.RequestMethod = methods[method]
-	r.Scheme = cut(lens[0])
-	r.Authority = cut(lens[1])
-	r.Path = accesslog.Bound(path)
-	r.UserAgent, r.RequestId, r.ForwardedFor = cut(lens[2]), cut(lens[3]), cut(lens[4])
-
-	x.resp.ResponseCodeDetails = s.details
+	x.ResponseCodeDetails = s.details
 	if s.respCode != 0 {
-		x.code.Value = uint32(s.respCode)
-		x.resp.ResponseCode = &x.code
+		x.ResponseCode = uint32(s.respCode)
 	}
-	if s.grpc && s.grpcStatus >= 0 {
-		x.resp.ResponseTrailers = map[string]string{"grpc-status": strconv.Itoa(s.grpcStatus)}
+	x.Protocol = datav3.HTTPAccessLogEntry_HTTP11
+	if h2 {
+		x.Protocol = datav3.HTTPAccessLogEntry_HTTP2
 	}
-	x.e.ProtocolVersion = datav3.HTTPAccessLogEntry_HTTP11
-	if proto == "HTTP/2" {
-		x.e.ProtocolVersion = datav3.HTTPAccessLogEntry_HTTP2
-	}
-	x.e.CommonProperties, x.e.Request, x.e.Response = c, r, &x.resp
-	return &x.e
+	return x
 }
 
-func responseFlags(f uint32) *datav3.ResponseFlags {
-	if f == 0 {
-		return nil
+// flagBits maps the connection manager's response flags to the access
+// log's; RBAC has no flag of its own there (the verdict carries it).
+var flagBits = [...]struct {
+	f uint32
+	a accesslog.ResponseFlags
+}{
+	{flagNR, accesslog.NoRouteFound}, {flagNC, accesslog.NoClusterFound}, {flagUH, accesslog.NoHealthyUpstream},
+	{flagUF, accesslog.UpstreamConnectionFailure}, {flagUC, accesslog.UpstreamConnectionTermination},
+	{flagUT, accesslog.UpstreamRequestTimeout}, {flagUPE, accesslog.UpstreamProtocolError},
+	{flagNFCF, accesslog.NoFilterConfigFound}, {flagDPE, accesslog.DownstreamProtocolError},
+	{flagUO, accesslog.UpstreamOverflow}, {flagSI, accesslog.StreamIdleTimeout},
+	{flagUR, accesslog.UpstreamRemoteReset}, {flagURX, accesslog.UpstreamRetryLimitExceeded},
+}
+
+func responseFlags(f uint32) accesslog.ResponseFlags {
+	var out accesslog.ResponseFlags
+	for _, b := range flagBits {
+		if f&b.f != 0 {
+			out |= b.a
+		}
 	}
-	return &datav3.ResponseFlags{
-		NoRouteFound:                  f&flagNR != 0,
-		NoClusterFound:                f&flagNC != 0,
-		NoHealthyUpstream:             f&flagUH != 0,
-		UpstreamConnectionFailure:     f&flagUF != 0,
-		UpstreamConnectionTermination: f&flagUC != 0,
-		UpstreamRequestTimeout:        f&flagUT != 0,
-		UpstreamProtocolError:         f&flagUPE != 0,
-		NoFilterConfigFound:           f&flagNFCF != 0,
-		DownstreamProtocolError:       f&flagDPE != 0,
-		UpstreamOverflow:              f&flagUO != 0,
-		StreamIdleTimeout:             f&flagSI != 0,
-		UpstreamRemoteReset:           f&flagUR != 0,
-		UpstreamRetryLimitExceeded:    f&flagURX != 0,
-	}
+	return out
 }
 
 // splitGRPCPath splits "/pkg.Service/Method".
-func splitGRPCPath(p string) (string, string) {
-	p = strings.TrimPrefix(p, "/")
-	if i := strings.IndexByte(p, '/'); i >= 0 {
+func splitGRPCPath(p []byte) ([]byte, []byte) {
+	p = bytes.TrimPrefix(p, []byte("/"))
+	if i := bytes.IndexByte(p, '/'); i >= 0 {
 		return p[:i], p[i+1:]
 	}
-	return p, ""
+	return p, nil
 }
 
 // parseAddrPort parses an upstream host address; pipes yield the zero

@@ -25,7 +25,7 @@ func TestHTTPEntryBounded(t *testing.T) {
 	for range 100 {
 		s.missingHeaders = append(s.missingHeaders, "x-h: "+big)
 	}
-	e := s.httpEntry("GET", "/"+big, "HTTP/1.1")
+	e := encodedEntry(t, s, "GET", "/"+big, false)
 	r := e.GetRequest()
 	for name, v := range map[string]string{"authority": r.GetAuthority(), "path": r.GetPath(), "user agent": r.GetUserAgent(),
 		"forwarded for": r.GetForwardedFor(), "policy": e.GetCommonProperties().GetMetadata().GetFilterMetadata()[l7meta.Namespace].GetFields()[l7meta.Policy].GetStringValue()} {

@@ -24,7 +24,7 @@ func (hc *h1conn) handle() bool {
 	s.finish()
 	hc.clock = s.end
 	if len(hc.h.logs) > 0 {
-		s.logHTTP(string(hc.req.Method), string(s.rreq.Path), "HTTP/1.1")
+		s.logHTTP(methods[string(hc.req.Method)], s.rreq.Path, false)
 	}
 	return ok
 }

@@ -58,7 +58,7 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	s.begin(true)
 	defer s.finish()
 	if len(h.logs) > 0 {
-		defer func() { s.logHTTP(r.Method, string(s.rreq.Path), "HTTP/2") }()
+		defer func() { s.logHTTP(methods[r.Method], s.rreq.Path, true) }()
 	}
 	s.h2t.begin(w, r, h.cfg.StreamIdleTimeout, h.cfg.RequestTimeout)
 	defer s.h2t.finish()

@@ -76,9 +76,9 @@ type stream struct {
 	// Header match records (missing and rejected headers, "name: value").
 	missingHeaders  []string
 	rejectedHeaders []string
-	// logAddrs caches the rendered addresses of the connection's entries;
-	// logBuf is scratch for an entry's strings.
-	logAddrs struct{ remote, local, upstream accesslog.AddrCache }
+	// logEntry is refilled for every logged request and logBuf holds its
+	// wire form until the senders have copied it.
+	logEntry accesslog.HTTPEntry
 	logBuf   []byte
 
 	rnd *rand.Rand
