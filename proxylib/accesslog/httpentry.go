@@ -14,13 +14,9 @@ import (
 	"github.com/nodemesh/nodemesh/proxylib/api/l7meta"
 )
 
-// HTTPEntry is an HTTP access-log entry in plain fields, encoded by
-// AppendProto as an envoy.data.accesslog.v3.HTTPAccessLogEntry without
-// building the message. A connection keeps one and refills it for every
-// request (Reset), so logging allocates nothing; the byte slices may
-// point into the request's buffers, as they are only read by
-// AppendProto.
-type HTTPEntry struct {
+// CommonFields are the properties every entry carries, encoded as its
+// common_properties (AccessLogCommon).
+type CommonFields struct {
 	Start    time.Time
 	Duration time.Duration // also time_to_last_downstream_tx_byte
 	// Remote is both the downstream remote and direct remote address.
@@ -28,6 +24,22 @@ type HTTPEntry struct {
 	UpstreamCluster         string
 	RouteName               string
 	Flags                   ResponseFlags
+	// TerminationDetails is connection_termination_details.
+	TerminationDetails string
+
+	// L7 becomes metadata.filter_metadata[l7meta.Namespace]. Without
+	// fields the metadata holds an empty struct there.
+	L7 L7Fields
+}
+
+// HTTPEntry is an HTTP access-log entry in plain fields, encoded by
+// AppendProto as an envoy.data.accesslog.v3.HTTPAccessLogEntry without
+// building the message. A connection keeps one and refills it for every
+// request (Reset), so logging allocates nothing; the byte slices may
+// point into the request's buffers, as they are only read by
+// AppendProto.
+type HTTPEntry struct {
+	CommonFields
 
 	Protocol datav3.HTTPAccessLogEntry_HTTPVersion
 	Method   corev3.RequestMethod
@@ -40,10 +52,6 @@ type HTTPEntry struct {
 	ResponseCodeDetails string
 	// Trailers are response_trailers, as name and value pairs.
 	Trailers [][2]string
-
-	// L7 becomes common_properties.metadata.filter_metadata[l7meta.Namespace].
-	// Without fields the metadata holds an empty struct there.
-	L7 L7Fields
 }
 
 // Reset empties e and keeps its storage.
@@ -51,6 +59,31 @@ func (e *HTTPEntry) Reset() {
 	fields, trailers := e.L7.f[:0], e.Trailers[:0]
 	*e = HTTPEntry{}
 	e.L7.f, e.Trailers = fields, trailers
+}
+
+// TCPEntry is a TCP access-log entry (a connection, or a request of an L7
+// protocol parsed on it such as Kafka) in plain fields, encoded by
+// AppendProto as an envoy.data.accesslog.v3.TCPAccessLogEntry.
+type TCPEntry struct {
+	CommonFields
+}
+
+// Reset empties e and keeps its storage.
+func (e *TCPEntry) Reset() {
+	fields := e.L7.f[:0]
+	*e = TCPEntry{}
+	e.L7.f = fields
+}
+
+// AppendProto appends e's wire form (a TCPAccessLogEntry, unframed) to
+// dst, with the L7 fields cut to their bounds. On ErrNotUTF8 dst is
+// returned at its original length.
+func (e *TCPEntry) AppendProto(dst []byte) ([]byte, error) {
+	b, ok := e.CommonFields.appendProto(dst, true)
+	if !ok {
+		return dst, ErrNotUTF8
+	}
+	return b, nil
 }
 
 // ResponseFlags is a set of Envoy's response flags, the ones the proxy
@@ -149,7 +182,7 @@ const (
 	commonLastDownstreamTx, commonUpstreamAddr = 12, 13
 	commonCluster, commonFlags, commonMetadata = 15, 16, 17
 	commonRouteName, commonDirectRemote        = 19, 20
-	commonDuration                             = 23
+	commonDuration, commonTermination          = 23, 25
 
 	reqMethod, reqScheme, reqAuthority, reqPath = 1, 2, 3, 5
 	reqUserAgent, reqForwardedFor, reqID        = 6, 8, 9
@@ -180,16 +213,40 @@ func (e *HTTPEntry) AppendProto(dst []byte) ([]byte, error) {
 	return b, nil
 }
 
+// appendProto appends the common_properties field, and reports ok and
+// whether every string was UTF-8.
+func (c *CommonFields) appendProto(b []byte, ok bool) ([]byte, bool) {
+	b, common := beginMessage(b, entryCommon)
+	b = appendAddress(b, commonRemote, c.Remote, &ok)
+	b = appendAddress(b, commonLocal, c.Local, &ok)
+	b = appendTime(b, commonStart, c.Start.Unix(), int32(c.Start.Nanosecond()))
+	dur := durationParts(c.Duration)
+	b = appendTime(b, commonLastDownstreamTx, dur.s, dur.n)
+	b = appendAddress(b, commonUpstreamAddr, c.Upstream, &ok)
+	b, ok = appendString(b, commonCluster, c.UpstreamCluster, ok)
+	b = c.appendFlags(b)
+	var md int
+	b, md = beginMessage(b, commonMetadata)
+	b, ok = c.L7.appendMetadata(b, ok)
+	b = endMessage(b, md)
+	b, ok = appendString(b, commonRouteName, c.RouteName, ok)
+	b = appendAddress(b, commonDirectRemote, c.Remote, &ok)
+	b = appendTime(b, commonDuration, dur.s, dur.n)
+	b, ok = appendString(b, commonTermination, c.TerminationDetails, ok)
+	return endMessage(b, common), ok
+}
+
+// appendString appends a string field unless it is empty.
+func appendString(b []byte, num protowire.Number, s string, ok bool) ([]byte, bool) {
+	if s == "" {
+		return b, ok
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s), ok && utf8.ValidString(s)
+}
+
 func (e *HTTPEntry) appendProto(b []byte) ([]byte, bool) {
 	ok := true
-	str := func(b []byte, num protowire.Number, s string) []byte {
-		if s == "" {
-			return b
-		}
-		ok = ok && utf8.ValidString(s)
-		b = protowire.AppendTag(b, num, protowire.BytesType)
-		return protowire.AppendString(b, s)
-	}
 	bounded := func(b []byte, num protowire.Number, v []byte) []byte {
 		if len(v) == 0 {
 			return b
@@ -198,25 +255,7 @@ func (e *HTTPEntry) appendProto(b []byte) ([]byte, bool) {
 		b, ok = appendBoundBytes(b, v, ok)
 		return b
 	}
-
-	// common_properties
-	b, common := beginMessage(b, entryCommon)
-	b = appendAddress(b, commonRemote, e.Remote, &ok)
-	b = appendAddress(b, commonLocal, e.Local, &ok)
-	b = appendTime(b, commonStart, e.Start.Unix(), int32(e.Start.Nanosecond()))
-	dur := durationParts(e.Duration)
-	b = appendTime(b, commonLastDownstreamTx, dur.s, dur.n)
-	b = appendAddress(b, commonUpstreamAddr, e.Upstream, &ok)
-	b = str(b, commonCluster, e.UpstreamCluster)
-	b = e.appendFlags(b)
-	var md int
-	b, md = beginMessage(b, commonMetadata)
-	b, ok = e.L7.appendMetadata(b, ok)
-	b = endMessage(b, md)
-	b = str(b, commonRouteName, e.RouteName)
-	b = appendAddress(b, commonDirectRemote, e.Remote, &ok)
-	b = appendTime(b, commonDuration, dur.s, dur.n)
-	b = endMessage(b, common)
+	b, ok = e.CommonFields.appendProto(b, ok)
 
 	if e.Protocol != 0 {
 		b = protowire.AppendTag(b, entryProtocol, protowire.VarintType)
@@ -261,19 +300,19 @@ func (e *HTTPEntry) appendProto(b []byte) ([]byte, bool) {
 		b = endMessage(b, t)
 		ok = ok && utf8.ValidString(kv[0]) && utf8.ValidString(kv[1])
 	}
-	b = str(b, respDetails, e.ResponseCodeDetails)
+	b, ok = appendString(b, respDetails, e.ResponseCodeDetails, ok)
 	b = endMessage(b, resp)
 	return b, ok
 }
 
 // appendFlags appends response_flags when any flag is set.
-func (e *HTTPEntry) appendFlags(b []byte) []byte {
-	if e.Flags == 0 {
+func (c *CommonFields) appendFlags(b []byte) []byte {
+	if c.Flags == 0 {
 		return b
 	}
 	b, m := beginMessage(b, commonFlags)
 	for i, num := range flagFields {
-		if e.Flags&(1<<i) != 0 {
+		if c.Flags&(1<<i) != 0 {
 			b = protowire.AppendTag(b, num, protowire.VarintType)
 			b = protowire.AppendVarint(b, 1)
 		}

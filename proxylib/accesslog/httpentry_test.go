@@ -26,8 +26,28 @@ import (
 // properties, structpb for the L7 fields, Bound and BoundList for the
 // caps), for protobuf's reflection-based marshal.
 func messageOf(e *HTTPEntry) *datav3.HTTPAccessLogEntry {
+	c := commonOf(&e.CommonFields)
+	req := &datav3.HTTPRequestProperties{RequestMethod: e.Method,
+		Scheme: Bound(string(e.Scheme)), Authority: Bound(string(e.Authority)), Path: Bound(string(e.Path)),
+		UserAgent: Bound(string(e.UserAgent)), RequestId: Bound(string(e.RequestID)), ForwardedFor: Bound(string(e.ForwardedFor))}
+	resp := &datav3.HTTPResponseProperties{ResponseCodeDetails: e.ResponseCodeDetails}
+	if e.ResponseCode != 0 {
+		resp.ResponseCode = wrapperspb.UInt32(e.ResponseCode)
+	}
+	if len(e.Trailers) > 0 {
+		resp.ResponseTrailers = map[string]string{}
+		for _, kv := range e.Trailers {
+			resp.ResponseTrailers[kv[0]] = kv[1]
+		}
+	}
+	return &datav3.HTTPAccessLogEntry{CommonProperties: c, ProtocolVersion: e.Protocol, Request: req, Response: resp}
+}
+
+// commonOf builds the common properties message by message.
+func commonOf(e *CommonFields) *datav3.AccessLogCommon {
 	c := Common(e.Start, e.Duration, e.Remote, e.Local, e.Upstream, e.UpstreamCluster, nil)
 	c.RouteName = e.RouteName
+	c.ConnectionTerminationDetails = e.TerminationDetails
 	if e.Flags != 0 {
 		c.ResponseFlags = &datav3.ResponseFlags{
 			NoRouteFound:                  e.Flags&NoRouteFound != 0,
@@ -66,20 +86,7 @@ func messageOf(e *HTTPEntry) *datav3.HTTPAccessLogEntry {
 		}
 	}
 	c.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{l7meta.Namespace: {Fields: fields}}}
-	req := &datav3.HTTPRequestProperties{RequestMethod: e.Method,
-		Scheme: Bound(string(e.Scheme)), Authority: Bound(string(e.Authority)), Path: Bound(string(e.Path)),
-		UserAgent: Bound(string(e.UserAgent)), RequestId: Bound(string(e.RequestID)), ForwardedFor: Bound(string(e.ForwardedFor))}
-	resp := &datav3.HTTPResponseProperties{ResponseCodeDetails: e.ResponseCodeDetails}
-	if e.ResponseCode != 0 {
-		resp.ResponseCode = wrapperspb.UInt32(e.ResponseCode)
-	}
-	if len(e.Trailers) > 0 {
-		resp.ResponseTrailers = map[string]string{}
-		for _, kv := range e.Trailers {
-			resp.ResponseTrailers[kv[0]] = kv[1]
-		}
-	}
-	return &datav3.HTTPAccessLogEntry{CommonProperties: c, ProtocolVersion: e.Protocol, Request: req, Response: resp}
+	return c
 }
 
 // checkEncoded encodes e and holds the bytes to the message-by-message
@@ -87,10 +94,27 @@ func messageOf(e *HTTPEntry) *datav3.HTTPAccessLogEntry {
 // equal message. It also checks the caps on what was decoded.
 func checkEncoded(t *testing.T, e *HTTPEntry) {
 	t.Helper()
-	want := messageOf(e)
+	var got datav3.HTTPAccessLogEntry
+	if !checkWire(t, messageOf(e), e.AppendProto, &got) {
+		return
+	}
+	r := got.GetRequest()
+	for _, s := range []string{r.GetScheme(), r.GetAuthority(), r.GetPath(), r.GetUserAgent(), r.GetRequestId(), r.GetForwardedFor()} {
+		if len(s) > l7meta.MaxFieldBytes {
+			t.Fatalf("a request field of %d bytes", len(s))
+		}
+	}
+	checkL7Bounds(t, got.GetCommonProperties())
+}
+
+// checkWire encodes with appendProto and holds the bytes to want: both
+// fail or the bytes decode (into got) to an equal message. It reports
+// whether got was decoded.
+func checkWire(t *testing.T, want proto.Message, appendProto func([]byte) ([]byte, error), got proto.Message) bool {
+	t.Helper()
 	_, wantErr := proto.Marshal(want)
 	prefix := []byte("prefix")
-	b, err := e.AppendProto(prefix)
+	b, err := appendProto(prefix)
 	if string(b[:len(prefix)]) != "prefix" {
 		t.Fatalf("the bytes before the entry changed: %q", b[:len(prefix)])
 	}
@@ -101,22 +125,21 @@ func checkEncoded(t *testing.T, e *HTTPEntry) {
 		if len(b) != len(prefix) {
 			t.Fatalf("a failed entry left %d bytes", len(b)-len(prefix))
 		}
-		return
+		return false
 	}
-	var got datav3.HTTPAccessLogEntry
-	if err := proto.Unmarshal(b[len(prefix):], &got); err != nil {
+	if err := proto.Unmarshal(b[len(prefix):], got); err != nil {
 		t.Fatalf("decoding the encoded entry: %v", err)
 	}
-	if !proto.Equal(want, &got) {
-		t.Fatalf("encoded entry differs (-message by message +encoded):\n%s", cmp.Diff(want, &got, protocmp.Transform()))
+	if !proto.Equal(want, got) {
+		t.Fatalf("encoded entry differs (-message by message +encoded):\n%s", cmp.Diff(want, got, protocmp.Transform()))
 	}
-	r := got.GetRequest()
-	for _, s := range []string{r.GetScheme(), r.GetAuthority(), r.GetPath(), r.GetUserAgent(), r.GetRequestId(), r.GetForwardedFor()} {
-		if len(s) > l7meta.MaxFieldBytes {
-			t.Fatalf("a request field of %d bytes", len(s))
-		}
-	}
-	for k, v := range got.GetCommonProperties().GetMetadata().GetFilterMetadata()[l7meta.Namespace].GetFields() {
+	return true
+}
+
+// checkL7Bounds checks the caps of the L7 fields.
+func checkL7Bounds(t *testing.T, c *datav3.AccessLogCommon) {
+	t.Helper()
+	for k, v := range c.GetMetadata().GetFilterMetadata()[l7meta.Namespace].GetFields() {
 		if len(v.GetStringValue()) > l7meta.MaxFieldBytes || len(v.GetListValue().GetValues()) > l7meta.MaxListItems {
 			t.Fatalf("L7 field %s over its bounds", k)
 		}
@@ -130,10 +153,10 @@ func checkEncoded(t *testing.T, e *HTTPEntry) {
 
 func policyHopEntry() *HTTPEntry {
 	e := &HTTPEntry{
-		Start: time.Unix(1765000000, 123456789), Duration: 734 * time.Microsecond,
-		Remote:   netip.MustParseAddrPort("10.0.1.5:41234"),
-		Local:    netip.MustParseAddrPort("10.0.2.7:80"),
-		Upstream: netip.MustParseAddrPort("10.0.2.7:80"), UpstreamCluster: "policy/original-dst", RouteName: "route/0",
+		CommonFields: CommonFields{Start: time.Unix(1765000000, 123456789), Duration: 734 * time.Microsecond,
+			Remote:   netip.MustParseAddrPort("10.0.1.5:41234"),
+			Local:    netip.MustParseAddrPort("10.0.2.7:80"),
+			Upstream: netip.MustParseAddrPort("10.0.2.7:80"), UpstreamCluster: "policy/original-dst", RouteName: "route/0"},
 		Protocol: datav3.HTTPAccessLogEntry_HTTP11, Method: corev3.RequestMethod_GET,
 		Scheme: []byte("http"), Authority: []byte("deathstar.empire.svc"), Path: []byte("/v1/request-landing"),
 		UserAgent: []byte("curl/8.5.0"), RequestID: []byte("0b7e6f4a-5d1c-4c1e-9d7a-2f6c1f3b8e11"), ForwardedFor: []byte("10.0.0.9"),
@@ -179,6 +202,7 @@ func TestHTTPEntryEncodesAsTheMessage(t *testing.T) {
 			e.Upstream = netip.MustParseAddrPort("[fe80::1%eth0]:65535")
 		}},
 		{"every flag", func(e *HTTPEntry) { e.Flags = 1<<numResponseFlags - 1 }},
+		{"termination details", func(e *HTTPEntry) { e.TerminationDetails = "upstream connect error" }},
 		{"some flags", func(e *HTTPEntry) { e.Flags = NoHealthyUpstream | UpstreamRetryLimitExceeded }},
 		{"denied", func(e *HTTPEntry) {
 			e.ResponseCode, e.ResponseCodeDetails = 403, "rbac_access_denied"
@@ -264,7 +288,7 @@ func randomEntry(r *rand.Rand, e *HTTPEntry) {
 	e.Start = time.Unix(r.Int64N(1<<34)-1<<33, r.Int64N(1e9))
 	e.Duration = time.Duration(r.Int64() - math.MaxInt64/2)
 	e.Remote, e.Local, e.Upstream = addr(), addr(), addr()
-	e.UpstreamCluster, e.RouteName = str(), str()
+	e.UpstreamCluster, e.RouteName, e.TerminationDetails = str(), str(), str()
 	e.Flags = ResponseFlags(r.Uint32()) & (1<<numResponseFlags - 1)
 	e.Protocol = datav3.HTTPAccessLogEntry_HTTPVersion(r.IntN(4))
 	e.Method = corev3.RequestMethod(r.IntN(10))
@@ -298,13 +322,57 @@ func randomEntry(r *rand.Rand, e *HTTPEntry) {
 }
 
 // TestHTTPEntryRandomEncodesAsTheMessage: random entries, one entry
-// value reused as a connection reuses it.
+// value reused as a connection reuses it; the same common fields as a
+// TCP entry.
 func TestHTTPEntryRandomEncodesAsTheMessage(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	var e HTTPEntry
+	var tcp TCPEntry
 	for range 2000 {
 		randomEntry(r, &e)
 		checkEncoded(t, &e)
+		tcp.Reset()
+		tcp.CommonFields = e.CommonFields
+		checkTCP(t, &tcp)
+	}
+}
+
+// checkTCP is checkEncoded for a TCP entry.
+func checkTCP(t *testing.T, e *TCPEntry) {
+	t.Helper()
+	var got datav3.TCPAccessLogEntry
+	if checkWire(t, &datav3.TCPAccessLogEntry{CommonProperties: commonOf(&e.CommonFields)}, e.AppendProto, &got) {
+		checkL7Bounds(t, got.GetCommonProperties())
+	}
+}
+
+// TestTCPEntryEncodesAsTheMessage: a connection's entry and a Kafka
+// request's, as the TCP proxy logs them.
+func TestTCPEntryEncodesAsTheMessage(t *testing.T) {
+	conn := &TCPEntry{CommonFields: CommonFields{Start: time.Unix(1765000000, 5), Duration: 3 * time.Second,
+		Remote: netip.MustParseAddrPort("10.0.1.5:41234"), Local: netip.MustParseAddrPort("10.0.2.7:9092"),
+		UpstreamCluster: "policy/original-dst", TerminationDetails: "upstream connect error"}}
+	conn.L7.String(l7meta.Protocol, "tcp")
+	conn.L7.String(l7meta.Reason, "upstream connect error")
+	checkTCP(t, conn)
+	kafka := &TCPEntry{CommonFields: CommonFields{Start: time.Unix(1765000000, 5), Duration: 300 * time.Microsecond,
+		Remote: netip.MustParseAddrPort("[2001:db8::5]:41234"), Local: netip.MustParseAddrPort("[2001:db8::7]:9092"),
+		Upstream: netip.MustParseAddrPort("[2001:db8::7]:9092"), UpstreamCluster: "policy/original-dst"}}
+	for _, f := range []func(*L7Fields){
+		func(l *L7Fields) { l.String(l7meta.Protocol, "kafka") },
+		func(l *L7Fields) { l.Number(l7meta.KafkaAPIKey, 0) },
+		func(l *L7Fields) { l.String(l7meta.KafkaAPIKeyName, "Produce") },
+		func(l *L7Fields) { l.Number(l7meta.KafkaAPIVersion, 9) },
+		func(l *L7Fields) { l.Number(l7meta.KafkaCorrelationID, -7) },
+		func(l *L7Fields) { l.String(l7meta.KafkaClientID, "rdkafka") },
+		func(l *L7Fields) { l.List(l7meta.KafkaTopics, []string{"empire-announce", "deathstar-plans"}) },
+		func(l *L7Fields) { l.Number(l7meta.KafkaErrorCode, 29) },
+		func(l *L7Fields) { l.String(l7meta.KafkaErrorName, "TOPIC_AUTHORIZATION_FAILED") },
+		func(l *L7Fields) { l.Number(l7meta.SourceIdentity, 12345) },
+		func(l *L7Fields) { l.String(l7meta.Verdict, l7meta.VerdictDropped) },
+	} {
+		f(&kafka.L7)
+		checkTCP(t, kafka)
 	}
 }
 
@@ -322,12 +390,12 @@ func FuzzHTTPEntry(f *testing.F) {
 		if math.IsNaN(num) {
 			num = 0 // NaN never equals itself, in either form
 		}
-		e := &HTTPEntry{Start: time.Unix(0, start), Duration: time.Duration(dur),
-			Flags: ResponseFlags(flags) & (1<<numResponseFlags - 1), ResponseCode: code,
-			Method: corev3.RequestMethod(code % 11), Protocol: datav3.HTTPAccessLogEntry_HTTPVersion(flags % 4),
+		e := &HTTPEntry{CommonFields: CommonFields{Start: time.Unix(0, start), Duration: time.Duration(dur),
+			Flags: ResponseFlags(flags) & (1<<numResponseFlags - 1), UpstreamCluster: scheme, RouteName: authority,
+			TerminationDetails: list},
+			ResponseCode: code, Method: corev3.RequestMethod(code % 11), Protocol: datav3.HTTPAccessLogEntry_HTTPVersion(flags % 4),
 			Scheme: []byte(scheme), Authority: []byte(authority), Path: []byte(path), UserAgent: []byte(ua),
-			ForwardedFor: []byte(xff), RequestID: []byte(policy), UpstreamCluster: scheme, RouteName: authority,
-			ResponseCodeDetails: ua}
+			ForwardedFor: []byte(xff), RequestID: []byte(policy), ResponseCodeDetails: ua}
 		if a, ok := netip.AddrFromSlice(ip); ok {
 			e.Remote = netip.AddrPortFrom(a, port)
 			e.Upstream = netip.AddrPortFrom(a.WithZone(xff), port)

@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	datav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
-
 	"github.com/nodemesh/nodemesh/proxylib/accesslog"
 	"github.com/nodemesh/nodemesh/proxylib/api/l7meta"
 	"github.com/nodemesh/nodemesh/proxylib/kafka"
@@ -289,25 +287,54 @@ func (h *Handler) Shutdown(ctx context.Context) {
 	}
 }
 
+// tcpLog is the scratch of one TCP entry: the entry refilled per log
+// and the buffer it is encoded into, taken from a pool so that logging a
+// Kafka request allocates nothing once the pool is warm.
+type tcpLog struct {
+	e   accesslog.TCPEntry
+	buf []byte
+}
+
+var tcpLogs = sync.Pool{New: func() any { return new(tcpLog) }}
+
+// send encodes the entry once and hands it to every logger (each copies
+// it), then returns the scratch to the pool.
+func (h *Handler) send(x *tcpLog) {
+	b, err := x.e.AppendProto(x.buf[:0])
+	for _, l := range h.logs {
+		if err != nil {
+			// Not UTF-8: dropped and counted, as a message protobuf
+			// refused to marshal was.
+			l.Drop()
+			continue
+		}
+		l.LogEncoded(b)
+	}
+	// A rare huge entry's buffer is not pooled.
+	x.buf = nil
+	if cap(b) <= 8<<10 {
+		x.buf = b[:0]
+	}
+	x.e.Reset()
+	tcpLogs.Put(x)
+}
+
 func (h *Handler) logConn(info listener.ConnInfo, start time.Time, cluster string, host *upstream.Host, reason string) {
 	if len(h.logs) == 0 {
 		return
 	}
-	l7 := map[string]any{l7meta.Protocol: "tcp"}
-	if reason != "" {
-		l7[l7meta.Reason] = reason
-	}
-	var upAddr netip.AddrPort
+	x := tcpLogs.Get().(*tcpLog)
+	e := &x.e
+	e.Start, e.Duration, e.Remote, e.Local, e.UpstreamCluster = start, time.Since(start), info.Remote, info.Local, cluster
 	if host != nil {
-		upAddr, _ = netip.ParseAddrPort(host.Addr)
+		e.Upstream, _ = netip.ParseAddrPort(host.Addr)
 	}
-	e := &datav3.TCPAccessLogEntry{CommonProperties: accesslog.Common(start, time.Since(start), info.Remote, info.Local, upAddr, cluster, l7)}
+	e.L7.String(l7meta.Protocol, "tcp")
 	if reason != "" {
-		e.CommonProperties.ConnectionTerminationDetails = reason
+		e.L7.String(l7meta.Reason, reason)
+		e.TerminationDetails = reason
 	}
-	for _, l := range h.logs {
-		l.Log(e)
-	}
+	h.send(x)
 }
 
 func (h *Handler) logKafka(info listener.ConnInfo, ev kafka.Event) {
@@ -315,34 +342,35 @@ func (h *Handler) logKafka(info listener.ConnInfo, ev kafka.Event) {
 		return
 	}
 	r := ev.Request
-	l7 := map[string]any{
-		l7meta.Protocol:           "kafka",
-		l7meta.KafkaAPIKey:        r.Key,
-		l7meta.KafkaAPIKeyName:    kafka.APIKeyName(r.Key),
-		l7meta.KafkaAPIVersion:    r.Version,
-		l7meta.KafkaCorrelationID: r.CorrelationID,
-		l7meta.KafkaClientID:      r.ClientID,
-		l7meta.KafkaTopics:        r.Topics,
-		l7meta.KafkaErrorCode:     0,
-	}
+	x := tcpLogs.Get().(*tcpLog)
+	e := &x.e
+	e.Start, e.Duration, e.Remote, e.Local, e.Upstream, e.UpstreamCluster = ev.Start, ev.Duration, info.Remote, info.Local, info.Local, h.cfg.Cluster
+	l7 := &e.L7
+	l7.String(l7meta.Protocol, "kafka")
+	l7.Number(l7meta.KafkaAPIKey, float64(r.Key))
+	l7.String(l7meta.KafkaAPIKeyName, kafka.APIKeyName(r.Key))
+	l7.Number(l7meta.KafkaAPIVersion, float64(r.Version))
+	l7.Number(l7meta.KafkaCorrelationID, float64(r.CorrelationID))
+	l7.String(l7meta.KafkaClientID, r.ClientID)
+	l7.List(l7meta.KafkaTopics, r.Topics)
 	if info.Identity != 0 {
-		l7[l7meta.SourceIdentity] = info.Identity
+		l7.Number(l7meta.SourceIdentity, float64(info.Identity))
 	}
 	if ev.Verdict.Allowed {
-		l7[l7meta.Verdict] = l7meta.VerdictForwarded
+		l7.Number(l7meta.KafkaErrorCode, 0)
+		l7.String(l7meta.Verdict, l7meta.VerdictForwarded)
 		if ev.Verdict.Policy != "" {
-			l7[l7meta.Policy] = ev.Verdict.Policy
+			l7.String(l7meta.Policy, ev.Verdict.Policy)
 		}
 	} else {
-		l7[l7meta.Verdict] = l7meta.VerdictDropped
-		l7[l7meta.Reason] = ev.Verdict.Reason
+		l7.String(l7meta.Verdict, l7meta.VerdictDropped)
+		l7.String(l7meta.Reason, ev.Verdict.Reason)
 		if ev.ErrorCode != nil {
-			l7[l7meta.KafkaErrorCode] = ev.ErrorCode.Code
-			l7[l7meta.KafkaErrorName] = ev.ErrorCode.Message
+			l7.Number(l7meta.KafkaErrorCode, float64(ev.ErrorCode.Code))
+			l7.String(l7meta.KafkaErrorName, ev.ErrorCode.Message)
+		} else {
+			l7.Number(l7meta.KafkaErrorCode, 0)
 		}
 	}
-	e := &datav3.TCPAccessLogEntry{CommonProperties: accesslog.Common(ev.Start, ev.Duration, info.Remote, info.Local, info.Local, h.cfg.Cluster, l7)}
-	for _, l := range h.logs {
-		l.Log(e)
-	}
+	h.send(x)
 }
