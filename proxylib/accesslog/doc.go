@@ -51,8 +51,9 @@
 //     (proto.Equal after proto.Unmarshal), including the caps and the
 //     refusal of strings that are not UTF-8 (ErrNotUTF8: the entry is
 //     dropped and counted, as a message protobuf refused to marshal was).
-//   - Other entries (tcp_proxy, the Kafka filter) still come as messages
-//     through Log and are marshalled on the sender's goroutine; both kinds
+//   - The TCP proxy's entries (connections, Kafka requests) come the same
+//     way (TCPEntry, sharing the common properties' encoder). Log still
+//     takes messages, marshalled on the sender's goroutine; both kinds
 //     share the queue and keep their order. A message must not change
 //     after Log: the sender marshals it later, and entries may share
 //     sub-messages.

@@ -33,7 +33,10 @@
 // closes a connection without traffic in either direction; a missing Kafka filter
 // configuration closes the connection at its first request (fail closed).
 // Access logs: one TCP entry per connection at close (l7meta protocol
-// "tcp"), and with the Kafka filter one entry per Kafka request.
+// "tcp"), and with the Kafka filter one entry per Kafka request. Entries
+// are filled into a pooled accesslog.TCPEntry and encoded by hand, so a
+// Kafka request's entry allocates nothing once the pool is warm (it took
+// 70 allocations as a map of values turned into messages; TestLogKafkaAllocs).
 //
 // Draining: Shutdown stops new connections at once and waits for the open
 // ones up to its context, then closes them.
