@@ -22,7 +22,10 @@ func Address(ap netip.AddrPort) *corev3.Address {
 		Address: ap.Addr().Unmap().String(), PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(ap.Port())}}}}
 }
 
-// Common fills the properties every entry carries. l7 holds the
+// Common fills the properties every entry carries, as a message for Log.
+// The proxy's own loggers encode CommonFields instead; Common stays the
+// message-by-message form their differential tests hold the bytes to.
+// l7 holds the
 // l7meta fields (string, number, bool or []string values); nil adds no
 // metadata. Strings and lists are cut to the schema's field bounds
 // (Bound, BoundList).

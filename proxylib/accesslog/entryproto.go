@@ -421,17 +421,13 @@ func appendBoundString(b []byte, s string, ok bool) ([]byte, bool) {
 	return append(append(b, s[:n]...), l7meta.TruncatedMark...), ok && utf8.ValidString(s[:n])
 }
 
-// appendBoundBytes is appendBoundString for bytes (AppendBound).
+// appendBoundBytes is appendBoundString for bytes, cut by AppendBound.
 func appendBoundBytes(b, v []byte, ok bool) ([]byte, bool) {
-	if len(v) <= l7meta.MaxFieldBytes {
-		return protowire.AppendBytes(b, v), ok && utf8.Valid(v)
-	}
-	n := l7meta.MaxFieldBytes - len(l7meta.TruncatedMark)
-	for n > 0 && !utf8.RuneStart(v[n]) {
-		n--
-	}
-	b = protowire.AppendVarint(b, uint64(n+len(l7meta.TruncatedMark)))
-	return append(append(b, v[:n]...), l7meta.TruncatedMark...), ok && utf8.Valid(v[:n])
+	start := len(b)
+	b = AppendBound(b, v)
+	ok = ok && utf8.Valid(b[start:])
+	// The length goes in front, as for a message's contents.
+	return endMessage(b, start), ok
 }
 
 // appendAddress appends a socket address (nothing when invalid), rendered

@@ -376,9 +376,10 @@ func TestTCPEntryEncodesAsTheMessage(t *testing.T) {
 	}
 }
 
-// FuzzHTTPEntry: whatever the request carried, the encoded entry decodes,
-// equals the message-by-message entry and keeps to the caps; or both
-// refuse it (not UTF-8).
+// FuzzHTTPEntry: whatever the request carried, the encoded entry (HTTP,
+// and its common fields as a TCP entry) decodes, equals the
+// message-by-message entry and keeps to the caps; or both refuse it (not
+// UTF-8).
 func FuzzHTTPEntry(f *testing.F) {
 	f.Add("http", "deathstar.empire.svc", "/v1/request-landing", "curl/8.5.0", "10.0.0.9", "default/allow-get", "x-token\nx-mode: bad",
 		int64(1765000000123456789), int64(734000), []byte{10, 0, 1, 5}, uint16(41234), uint32(0), uint32(200), 8.0, false)
@@ -409,6 +410,7 @@ func FuzzHTTPEntry(f *testing.F) {
 			e.Trailers = append(e.Trailers, [2]string{"grpc-status", xff})
 		}
 		checkEncoded(t, e)
+		checkTCP(t, &TCPEntry{CommonFields: e.CommonFields})
 	})
 }
 
