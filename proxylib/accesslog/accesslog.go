@@ -329,7 +329,7 @@ func (s *Sender) stream(ctx context.Context, addr string) error {
 	defer conn.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	st, err := alsv3.NewAccessLogServiceClient(conn).StreamAccessLogs(sctx, grpc.ForceCodec(preEncoded{}))
+	st, err := alsv3.NewAccessLogServiceClient(conn).StreamAccessLogs(sctx, grpc.ForceCodecV2(preEncoded{}))
 	if err != nil {
 		return fmt.Errorf("opening access log stream to %s: %w", addr, err)
 	}
@@ -348,12 +348,20 @@ func (s *Sender) stream(ctx context.Context, addr string) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	timing := false
+	// msgBuf is the messages' scratch, reused: the codec copies each
+	// message during its send.
+	var msgBuf []byte
 	send := func(entries []byte, n int) error {
-		msg, err := message(s.key.kind, first, s.m.node, s.key.logName, entries)
+		msg, err := message(msgBuf[:0], s.key.kind, first, s.m.node, s.key.logName, entries)
 		if err != nil {
 			return err
 		}
-		if err := st.SendMsg(msg); err != nil {
+		err = st.SendMsg(msg)
+		// A backlog's big message does not stay with the stream.
+		if cap(msg) <= 1<<20 {
+			msgBuf = msg[:0]
+		}
+		if err != nil {
 			return err
 		}
 		first = false

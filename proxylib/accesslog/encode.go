@@ -5,6 +5,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	alsv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -85,24 +86,22 @@ func (b *batchEncoder) take() ([]byte, []int, int) {
 }
 
 // message frames encoded entries (whole log_entry fields) as one
-// StreamAccessLogsMessage, with the identifier on a stream's first. The
-// result is a fresh slice: the transport may hold it after the send.
-func message(kind resource.AccessLogKind, first bool, node *corev3.Node, logName string, entries []byte) (encodedMessage, error) {
-	var id []byte
+// StreamAccessLogsMessage, with the identifier on a stream's first,
+// appending to dst. The codec copies it into a buffer of gRPC's pool
+// during the send, so the caller may reuse dst once the send returned.
+func message(dst []byte, kind resource.AccessLogKind, first bool, node *corev3.Node, logName string, entries []byte) (encodedMessage, error) {
+	out := dst
 	if first {
-		var err error
-		if id, err = proto.Marshal(&alsv3.StreamAccessLogsMessage_Identifier{Node: node, LogName: logName}); err != nil {
+		id, err := proto.Marshal(&alsv3.StreamAccessLogsMessage_Identifier{Node: node, LogName: logName})
+		if err != nil {
 			return nil, fmt.Errorf("encoding the stream identifier: %w", err)
 		}
+		out = protowire.AppendTag(out, identifierField, protowire.BytesType)
+		out = protowire.AppendBytes(out, id)
 	}
 	field := httpLogsField
 	if kind != resource.AccessLogHTTP {
 		field = tcpLogsField
-	}
-	out := make([]byte, 0, len(id)+len(entries)+2*(protowire.SizeTag(field)+protowire.SizeVarint(uint64(len(entries)))))
-	if first {
-		out = protowire.AppendTag(out, identifierField, protowire.BytesType)
-		out = protowire.AppendBytes(out, id)
 	}
 	out = protowire.AppendTag(out, field, protowire.BytesType)
 	out = protowire.AppendBytes(out, entries)
@@ -112,27 +111,33 @@ func message(kind resource.AccessLogKind, first bool, node *corev3.Node, logName
 // encodedMessage is a message already in wire form.
 type encodedMessage []byte
 
-// preEncoded is the stream's codec: messages in wire form go out as they
-// are, everything else (the server's response) is protobuf. Its name is
-// the default codec's, so the server sees an ordinary protobuf stream.
+// preEncoded is the stream's codec: messages in wire form are copied as
+// they are into a buffer of gRPC's pool (which the transport returns to
+// the pool once written, so a message costs no garbage), everything else
+// (the server's response) is protobuf. Its name is the default codec's,
+// so the server sees an ordinary protobuf stream.
 type preEncoded struct{}
 
-func (preEncoded) Marshal(v any) ([]byte, error) {
+func (preEncoded) Marshal(v any) (mem.BufferSlice, error) {
 	switch m := v.(type) {
 	case encodedMessage:
-		return m, nil
+		return mem.BufferSlice{mem.Copy(m, mem.DefaultBufferPool())}, nil
 	case proto.Message:
-		return proto.Marshal(m)
+		b, err := proto.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
 	}
 	return nil, fmt.Errorf("access log codec: cannot marshal %T", v)
 }
 
-func (preEncoded) Unmarshal(data []byte, v any) error {
+func (preEncoded) Unmarshal(data mem.BufferSlice, v any) error {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return fmt.Errorf("access log codec: cannot unmarshal into %T", v)
 	}
-	return proto.Unmarshal(data, m)
+	return proto.Unmarshal(data.Materialize(), m)
 }
 
 func (preEncoded) Name() string { return "proto" }

@@ -84,7 +84,7 @@ func TestEncodedMessageMatchesProtobuf(t *testing.T) {
 				want.LogEntries = &alsv3.StreamAccessLogsMessage_TcpLogs{TcpLogs: &alsv3.StreamAccessLogsMessage_TCPAccessLogEntries{LogEntry: tcpEntries}}
 			}
 			b, _, _ := enc.take()
-			raw, err := message(kind, first, node, "l", b)
+			raw, err := message([]byte("scratch")[:0], kind, first, node, "l", b)
 			if err != nil {
 				t.Fatal(err)
 			}
