@@ -54,8 +54,11 @@ type HTTPEntry struct {
 	Trailers [][2]string
 }
 
-// Reset empties e and keeps its storage.
+// Reset empties e and keeps its storage, holding on to none of the
+// buffers its fields pointed into.
 func (e *HTTPEntry) Reset() {
+	clear(e.L7.f)
+	clear(e.Trailers)
 	fields, trailers := e.L7.f[:0], e.Trailers[:0]
 	*e = HTTPEntry{}
 	e.L7.f, e.Trailers = fields, trailers
@@ -68,8 +71,10 @@ type TCPEntry struct {
 	CommonFields
 }
 
-// Reset empties e and keeps its storage.
+// Reset empties e and keeps its storage, holding on to none of the
+// buffers its fields pointed into.
 func (e *TCPEntry) Reset() {
+	clear(e.L7.f)
 	fields := e.L7.f[:0]
 	*e = TCPEntry{}
 	e.L7.f = fields

@@ -427,3 +427,33 @@ func TestHTTPEntryAllocations(t *testing.T) {
 		t.Fatalf("encoding an entry allocates %.0f times, want none", got)
 	}
 }
+
+// TestResetKeepsNoBuffers: a reset entry keeps its storage but no
+// reference into the buffers its fields viewed (a connection lends its
+// read buffer back while idle).
+func TestResetKeepsNoBuffers(t *testing.T) {
+	e := policyHopEntry()
+	e.L7.Bytes(l7meta.GRPCMethod, []byte("Fire"))
+	e.L7.List(l7meta.MissingHeaders, []string{"x-token"})
+	e.Trailers = append(e.Trailers, [2]string{"grpc-status", "7"})
+	e.Reset()
+	if e.Path != nil || e.UserAgent != nil || e.L7.Len() != 0 || len(e.Trailers) != 0 {
+		t.Fatalf("reset entry still has fields: %+v", e)
+	}
+	for i, f := range e.L7.f[:cap(e.L7.f)] {
+		if f.b != nil || f.list != nil || f.s != "" || f.key != "" {
+			t.Fatalf("L7 storage slot %d still holds %+v", i, f)
+		}
+	}
+	for i, kv := range e.Trailers[:cap(e.Trailers)] {
+		if kv != [2]string{} {
+			t.Fatalf("trailer storage slot %d still holds %q", i, kv)
+		}
+	}
+	tcp := &TCPEntry{}
+	tcp.L7.Bytes("k", []byte("v"))
+	tcp.Reset()
+	if f := tcp.L7.f[:1][0]; f.b != nil || f.key != "" {
+		t.Fatalf("TCP L7 storage still holds %+v", f)
+	}
+}

@@ -46,23 +46,17 @@ var methods = map[string]corev3.RequestMethod{
 	"OPTIONS": corev3.RequestMethod_OPTIONS, "TRACE": corev3.RequestMethod_TRACE, "PATCH": corev3.RequestMethod_PATCH,
 }
 
-// grpcStatusTrailers holds the response_trailers of a gRPC entry for
-// each status a response can carry (0-16; others are rendered when
-// seen), so a logged status costs no allocation.
-var grpcStatusTrailers = func() (t [17][1][2]string) {
-	for i := range t {
-		t[i][0] = [2]string{"grpc-status", strconv.Itoa(i)}
-	}
-	return t
-}()
-
 // logHTTP sends the request's access-log entry to every configured
 // logger. Only called when the connection manager has loggers. The
 // entry is encoded once into the connection's scratch buffer, and each
 // sender copies it into its own: nothing is allocated per request once
 // the buffers have grown (see doc.go).
 func (s *stream) logHTTP(method corev3.RequestMethod, path []byte, h2 bool) {
-	b, err := s.httpEntry(method, path, h2).AppendProto(s.logBuf[:0])
+	x := s.httpEntry(method, path, h2)
+	b, err := x.AppendProto(s.logBuf[:0])
+	// The entry views the request's buffers, which the connection lends
+	// back while idle: it lets go of them at once.
+	x.Reset()
 	// A connection keeps its scratch only while it stays small; a rare
 	// huge entry is not held for the connection's lifetime.
 	if cap(b) <= 8<<10 {
@@ -124,11 +118,8 @@ func (s *stream) httpEntry(method corev3.RequestMethod, path []byte, h2 bool) *a
 		l7.Bytes(l7meta.GRPCMethod, m)
 		if s.grpcStatus >= 0 {
 			l7.Number(l7meta.GRPCStatus, float64(s.grpcStatus))
-			if s.grpcStatus < len(grpcStatusTrailers) {
-				x.Trailers = append(x.Trailers, grpcStatusTrailers[s.grpcStatus][0])
-			} else {
-				x.Trailers = append(x.Trailers, [2]string{"grpc-status", strconv.Itoa(s.grpcStatus)})
-			}
+			// strconv renders numbers below 100 without allocating.
+			x.Trailers = append(x.Trailers, [2]string{"grpc-status", strconv.Itoa(s.grpcStatus)})
 		}
 	}
 

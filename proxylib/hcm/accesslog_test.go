@@ -192,6 +192,19 @@ func TestHTTPEntryMatchesMessageByMessage(t *testing.T) {
 	}
 }
 
+// TestLoggedEntryKeepsNoRequestBuffers: once logged, the connection's
+// entry views none of the request's buffers, which an idle connection
+// lends back.
+func TestLoggedEntryKeepsNoRequestBuffers(t *testing.T) {
+	s := loggedStream(t)
+	s.grpc, s.grpcStatus = true, 3
+	s.logHTTP(corev3.RequestMethod_POST, []byte("/empire.Deathstar/Fire"), true)
+	x := &s.logEntry
+	if x.Path != nil || x.Authority != nil || x.UserAgent != nil || x.RequestID != nil || x.ForwardedFor != nil || x.L7.Len() != 0 {
+		t.Fatalf("the logged entry still views the request: %+v", x)
+	}
+}
+
 // TestLogHTTPAllocs: logging one request on a kept-alive connection
 // allocates nothing. Building the entry message by message took 48
 // allocations; one struct of messages, shared addresses and one string
