@@ -218,8 +218,10 @@ func (e *HTTPEntry) AppendProto(dst []byte) ([]byte, error) {
 	return b, nil
 }
 
-// appendProto appends the common_properties field, and reports ok and
-// whether every string was UTF-8.
+// appendProto appends the common_properties field; the result is ok
+// unless a string it wrote is not UTF-8. Strings that come from the
+// configuration or the proxy (cluster, route name, details) are not cut,
+// as before; those that come from the peer are cut in the L7 fields.
 func (c *CommonFields) appendProto(b []byte, ok bool) ([]byte, bool) {
 	b, common := beginMessage(b, entryCommon)
 	b = appendAddress(b, commonRemote, c.Remote, &ok)
@@ -241,7 +243,8 @@ func (c *CommonFields) appendProto(b []byte, ok bool) ([]byte, bool) {
 	return endMessage(b, common), ok
 }
 
-// appendString appends a string field unless it is empty.
+// appendString appends a string field unless it is empty; the result is
+// ok unless s is not UTF-8.
 func appendString(b []byte, num protowire.Number, s string, ok bool) ([]byte, bool) {
 	if s == "" {
 		return b, ok
