@@ -175,7 +175,7 @@ func TestHTTP1PolicyRequestWithAccessLogAllocations(t *testing.T) {
 	for range 1000 {
 		do()
 	}
-	const n = 4000
+	const n = 8000
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	for range n {
@@ -191,9 +191,11 @@ func TestHTTP1PolicyRequestWithAccessLogAllocations(t *testing.T) {
 		t.Fatalf("%.2f heap allocations (%.0f B) per request through a policy listener with an access log, want at most 1.2", mallocs, bytes)
 	}
 	// Bytes too: the garbage collector runs by bytes allocated. A fresh
-	// 16 KiB slice per message was over 500 B per request.
-	if bytes > 256 {
-		t.Fatalf("%.0f B allocated per request through a policy listener with an access log, want at most 256", bytes)
+	// 16 KiB slice per message was 450-530 B per request; pooled, it is
+	// 50-130 B, up to about 200 on a loaded machine (pool misses while
+	// messages are in flight).
+	if bytes > 320 {
+		t.Fatalf("%.0f B allocated per request through a policy listener with an access log, want at most 320", bytes)
 	}
 	want := int64(n + 1000)
 	deadline := time.Now().Add(20 * time.Second)
