@@ -47,7 +47,7 @@
 //     maps, copied strings) and marshalling it by reflection on the
 //     sender's goroutine cost 15.6 allocations and 3.0 KB per request
 //     for the whole process there; encoded (and messages in pooled
-//     buffers), about 0.55 and 50-100 B, all of it gRPC's work per
+//     buffers), about 0.55 and 50-130 B, all of it gRPC's work per
 //     message of about 30 entries, none per request. The garbage was what
 //     the proxy's collector spent the hop's tail on. A differential test and
 //     a fuzz target hold the bytes to the message-by-message entry

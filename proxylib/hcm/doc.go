@@ -159,7 +159,7 @@
 // the whole process 15.6 allocations and 3.0 KB with entries built as
 // messages (a struct of messages, a Fields map, a FilterMetadata map,
 // the copied strings, the method and path conversions, and the sender's
-// reflection marshal); now about 0.55 and 50-100 B, all of it the access
+// reflection marshal); now about 0.55 and 50-130 B, all of it the access
 // log's per-message gRPC work (TestHTTP1PolicyRequestWithAccessLogAllocations,
 // TestLogHTTPAllocs).
 //
