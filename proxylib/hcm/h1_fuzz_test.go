@@ -65,8 +65,7 @@ func FuzzH1Server(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	up := startRecorder(f)
-	up.check = checkForwarded
+	up := startRecorder(f, checkForwarded)
 	defer up.ln.Close()
 	mgr, rt, plog := recorderRuntime(up)
 	defer mgr.Close()

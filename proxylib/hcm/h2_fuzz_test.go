@@ -131,12 +131,15 @@ type recorder struct {
 	check func(*http1.Request) string
 }
 
-func startRecorder(tb testing.TB) *recorder {
+// startRecorder starts a recorder; check, when not nil, judges each
+// forwarded request (set here, before the recorder serves, so no
+// connection's goroutine can see it change).
+func startRecorder(tb testing.TB, check func(*http1.Request) string) *recorder {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r := &recorder{ln: ln}
+	r := &recorder{ln: ln, check: check}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -252,7 +255,7 @@ func FuzzH2Server(f *testing.F) {
 	for _, s := range h2Seeds() {
 		f.Add(s)
 	}
-	up := startRecorder(f)
+	up := startRecorder(f, nil)
 	defer up.ln.Close()
 	mgr, rt, plog := recorderRuntime(up)
 	defer mgr.Close()
