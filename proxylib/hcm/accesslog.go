@@ -78,8 +78,11 @@ func (s *stream) logHTTP(method corev3.RequestMethod, path []byte, h2 bool) {
 }
 
 // httpEntry fills the connection's entry with the request's fields. The
-// entry points into the request's buffers; it is encoded before they are
-// reused.
+// entry points into the request's head, which must still be the
+// request's: an HTTP/1.1 head views the connection's read buffer, which a
+// streamed body or an upgraded connection reuses, so with loggers such a
+// request's head is detached first (h1conn.forward, forwardTries); the
+// entry is encoded before the next request reuses anything.
 func (s *stream) httpEntry(method corev3.RequestMethod, path []byte, h2 bool) *accesslog.HTTPEntry {
 	verdict := s.verdict
 	if verdict == "" {

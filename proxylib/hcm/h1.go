@@ -153,7 +153,20 @@ func (hc *h1conn) releaseBufs() {
 	s := hc.s
 	s.rreq.Method, s.rreq.Authority, s.rreq.Path, s.rreq.Headers = nil, nil, nil, nil
 	s.headers = nil
+	// An idle connection keeps the scratch of a detached head and of an
+	// encoded access-log entry only while they are small: a long head
+	// seen once is not held for the connection's lifetime.
+	if cap(s.headBuf) > idleScratch {
+		s.headBuf = nil
+	}
+	if cap(s.logBuf) > idleScratch {
+		s.logBuf = nil
+	}
 }
+
+// idleScratch is the most a connection's per-request scratch buffers keep
+// while the connection waits for a request.
+const idleScratch = 2 << 10
 
 // makeRoom compacts or grows buf so that bytes can be read after w. It
 // returns false when the buffer is full at its maximum size.

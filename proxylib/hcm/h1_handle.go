@@ -238,6 +238,14 @@ func (hc *h1conn) forward(keep bool) bool {
 	if f := s.route.Forward; !s.upgrade && (f.Retry != nil || len(f.Mirrors) > 0 && s.sampleMirrors()) {
 		return hc.forwardTries(keep)
 	}
+	// Streaming a body, or an upgraded connection's bytes, reuses the
+	// read buffer the request head views, and the access log reads the
+	// head after the exchange: with loggers, the head gets its own bytes
+	// first (forwardTries does this for every body).
+	if len(hc.h.logs) > 0 && (hc.req.Framing != http1.NoBody || s.upgrade) {
+		s.detachHead()
+		hc.req.Method = s.rreq.Method
+	}
 	if s.host.Pool.HTTP2 {
 		return hc.forwardH2(keep)
 	}
