@@ -30,20 +30,10 @@ const (
 	KindL3L4 = "l3l4"
 )
 
-var knownProtocols = map[string]bool{ProtocolHTTP: true, ProtocolGRPC: true, ProtocolKafka: true, ProtocolTCP: true,
-	ProtocolUDP: true, ProtocolICMP: true, ProtocolICMPv6: true, ProtocolSCTP: true}
-
-var knownVerdicts = map[string]bool{Forwarded: true, Dropped: true, Error: true, Redirected: true}
-
-// countKey is the bounded key of a flow: see Count.
+// countKey is the bounded key of a flow: see Count. It runs for every
+// flow added, so the fixed sets are switches, not maps.
 func countKey(f *Flow) Count {
-	c := Count{Kind: KindL7, Protocol: strings.ToLower(f.Protocol), Verdict: strings.ToUpper(f.Verdict)}
-	if !knownProtocols[c.Protocol] {
-		c.Protocol = "other"
-	}
-	if !knownVerdicts[c.Verdict] {
-		c.Verdict = "OTHER"
-	}
+	c := Count{Kind: KindL7, Protocol: countProtocol(f.Protocol), Verdict: countVerdict(f.Verdict)}
 	if f.Datapath != nil {
 		c.Kind = KindL3L4
 		// The agent names the reason from its code; the code is what is
@@ -54,6 +44,32 @@ func countKey(f *Flow) Count {
 		}
 	}
 	return c
+}
+
+// countProtocol is p if it is a known protocol (in any case), else
+// "other". Reporters send the constants, so they are tried first.
+func countProtocol(p string) string {
+	for range 2 {
+		switch p {
+		case ProtocolHTTP, ProtocolGRPC, ProtocolKafka, ProtocolTCP, ProtocolUDP, ProtocolICMP, ProtocolICMPv6, ProtocolSCTP:
+			return p
+		}
+		p = strings.ToLower(p)
+	}
+	return "other"
+}
+
+// countVerdict is v if it is a known verdict (in any case), else
+// "OTHER".
+func countVerdict(v string) string {
+	for range 2 {
+		switch v {
+		case Forwarded, Dropped, Error, Redirected:
+			return v
+		}
+		v = strings.ToUpper(v)
+	}
+	return "OTHER"
 }
 
 // Counts returns how many flows were added since the store was created,

@@ -47,9 +47,30 @@ type Store struct {
 	resolver Resolver
 	out      *json.Encoder
 	log      *slog.Logger
-	changed  chan struct{}
+	// changed is the channel Changed hands out: nil until a follower
+	// asks for one, closed and set back to nil by the next add, so an
+	// add allocates nothing and a batch wakes its followers once.
+	changed chan struct{}
 	// counts is Counts' tally; its keys are bounded (countKey).
 	counts map[Count]uint64
+	// memo is AddAll's scratch: the resolver's answer for each address
+	// of the batch at hand (at most maxMemo), emptied for every batch.
+	memo []resolved
+}
+
+// maxMemo bounds how many distinct addresses AddAll remembers within one
+// batch, which it searches in order (a batch of the policy hop has two):
+// the addresses beyond it are resolved per flow, so a batch of distinct
+// addresses costs a bounded search and cannot grow the scratch.
+const maxMemo = 32
+
+// resolved is what the resolver said about one address.
+type resolved struct {
+	addr     netip.Addr
+	identity uint32
+	workload string
+	// labels are the identity's (LabelResolver), nil without one.
+	labels []string
 }
 
 // Option configures a Store.
@@ -73,7 +94,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 
 // NewStore returns an empty Store.
 func NewStore(opts ...Option) *Store {
-	s := &Store{ring: make([]Flow, DefaultCapacity), log: slog.Default(), changed: make(chan struct{}), counts: map[Count]uint64{}}
+	s := &Store{ring: make([]Flow, DefaultCapacity), log: slog.Default(), counts: map[Count]uint64{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -93,38 +114,146 @@ func (s *Store) SetResolver(r Resolver) {
 func (s *Store) Add(f Flow) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.resolver != nil {
-		for _, ep := range []*Endpoint{&f.Source, &f.Destination} {
-			if (ep.Identity == 0 || ep.Workload == "") && ep.Address.IsValid() {
-				id, wl := s.resolver.Resolve(ep.Address.Addr().Unmap())
-				// An identity the reporter saw (the datapath's) wins
-				// over the current ipcache's.
-				if ep.Identity == 0 {
-					ep.Identity = id
-				}
-				if ep.Workload == "" && id == ep.Identity {
-					ep.Workload = wl
-				}
+	r := s.resolution(false)
+	s.record(&f, &r)
+	s.counts[countKey(&f)]++
+	s.wake()
+}
+
+// AddAll records flows as Add does, in their order and with consecutive
+// sequence numbers, under one lock: a reader sees all of them or none,
+// and followers are woken once. Each distinct address is resolved once
+// per call. AddAll does not keep fs (the flows are copied) and does not
+// modify it. This is the access log's path: one call per message of the
+// proxy (about 64 entries), not one per entry.
+func (s *Store) AddAll(fs []Flow) {
+	if len(fs) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.resolution(true)
+	// Consecutive flows mostly share their count key (one protocol,
+	// one verdict): tally runs, not flows.
+	var run Count
+	var n uint64
+	for i := range fs {
+		f := s.record(&fs[i], &r)
+		if k := countKey(f); n == 0 || k != run {
+			if n > 0 {
+				s.counts[run] += n
 			}
-			if lr, ok := s.resolver.(LabelResolver); ok && ep.Labels == nil && ep.Identity != 0 {
-				ep.Labels = lr.Labels(ep.Identity)
+			run, n = k, 0
+		}
+		n++
+	}
+	s.counts[run] += n
+	s.wake()
+}
+
+// resolution is the resolver of one add, with its LabelResolver and,
+// for a batch, the memo of what it answered.
+type resolution struct {
+	resolver Resolver
+	labels   LabelResolver
+	batch    bool
+	memo     *[]resolved
+}
+
+// resolution returns the current resolver, with the memo (cleared) when
+// batch. Called with s.mu held.
+func (s *Store) resolution(batch bool) resolution {
+	r := resolution{resolver: s.resolver}
+	if r.resolver == nil {
+		return r
+	}
+	r.labels, _ = r.resolver.(LabelResolver)
+	if batch {
+		if s.memo == nil {
+			s.memo = make([]resolved, 0, maxMemo)
+		}
+		clear(s.memo) // the previous batch's workloads and labels
+		s.memo = s.memo[:0]
+		r.batch, r.memo = true, &s.memo
+	}
+	return r
+}
+
+// lookup resolves a, from the memo when it has a.
+func (r *resolution) lookup(a netip.Addr) resolved {
+	if r.batch {
+		for _, v := range *r.memo {
+			if v.addr == a {
+				return v
 			}
 		}
 	}
-	s.ring[s.next] = f
-	s.counts[countKey(&f)]++
+	v := resolved{addr: a}
+	v.identity, v.workload = r.resolver.Resolve(a)
+	if r.labels != nil && v.identity != 0 {
+		v.labels = r.labels.Labels(v.identity)
+	}
+	if r.batch && len(*r.memo) < maxMemo {
+		*r.memo = append(*r.memo, v)
+	}
+	return v
+}
+
+// fill completes one endpoint: identity and workload from the resolver
+// (an identity the reporter saw, the datapath's, wins over the current
+// ipcache's; the workload is taken only if the address has that
+// identity), then the identity's labels.
+func (r *resolution) fill(ep *Endpoint) {
+	if r.resolver == nil {
+		return
+	}
+	var v resolved
+	looked := false
+	if (ep.Identity == 0 || ep.Workload == "") && ep.Address.IsValid() {
+		v, looked = r.lookup(ep.Address.Addr().Unmap()), true
+		if ep.Identity == 0 {
+			ep.Identity = v.identity
+		}
+		if ep.Workload == "" && v.identity == ep.Identity {
+			ep.Workload = v.workload
+		}
+	}
+	if r.labels != nil && ep.Labels == nil && ep.Identity != 0 {
+		if looked && v.identity == ep.Identity {
+			ep.Labels = v.labels
+		} else {
+			ep.Labels = r.labels.Labels(ep.Identity)
+		}
+	}
+}
+
+// record copies f into the ring, completes its endpoints there, writes
+// its flow-log line and returns the stored flow. Called with s.mu held.
+func (s *Store) record(f *Flow, r *resolution) *Flow {
+	stored := &s.ring[s.next]
+	*stored = *f
+	r.fill(&stored.Source)
+	r.fill(&stored.Destination)
 	s.added++
 	s.next++
 	if s.next == len(s.ring) {
 		s.next, s.full = 0, true
 	}
 	if s.out != nil {
-		if err := s.out.Encode(f); err != nil {
+		if err := s.out.Encode(stored); err != nil {
 			s.log.Warn("writing flow log", "error", err)
 		}
 	}
-	close(s.changed)
-	s.changed = make(chan struct{})
+	return stored
+}
+
+// wake wakes the followers waiting on Changed, if any. Called with s.mu
+// held.
+func (s *Store) wake() {
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
 }
 
 // Filter selects flows; zero fields match everything. Verdict and
@@ -263,9 +392,16 @@ func (s *Store) Last() uint64 {
 	return s.added
 }
 
-// Changed returns a channel closed at the next Add (for followers).
+// Changed returns a channel closed at the next Add or AddAll (for
+// followers): take it, then Read, then wait on it if Read had nothing
+// new. Every follower that asked before the same add gets the same
+// channel; it is made only when asked for, so adds with no follower
+// waiting allocate nothing.
 func (s *Store) Changed() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
 	return s.changed
 }
