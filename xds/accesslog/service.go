@@ -13,10 +13,12 @@ import (
 	"github.com/nodemesh/nodemesh/mesh/flow"
 )
 
-// Sink receives flows; it is called from stream goroutines and must not
-// block for long (flow.Store qualifies).
+// Sink receives flows, one call per received message with the
+// message's flows in order; it is called from stream goroutines, must
+// not block for long and must not keep the slice, which the stream
+// reuses (flow.Store qualifies).
 type Sink interface {
-	Add(flow.Flow)
+	AddAll([]flow.Flow)
 }
 
 // Service implements envoy.service.accesslog.v3.AccessLogService.
@@ -76,6 +78,7 @@ func (s *Service) Register(r interface {
 func (s *Service) stream(ss grpc.ServerStream) error {
 	var node, logName string
 	msg := &wireMessage{}
+	var batch []flow.Flow // the message's flows, for the sink; reused
 	for {
 		err := ss.RecvMsg(msg)
 		if errors.Is(err, io.EOF) {
@@ -91,26 +94,40 @@ func (s *Service) stream(ss grpc.ServerStream) error {
 					"log_name_bytes", msg.logNameBytes, "bound", MaxFieldBytes)
 			}
 		}
-		dir := direction(logName)
-		for i := range msg.entries {
-			c := &msg.entries[i]
-			s.deliver(c.f, c.truncated, c.ok, node, logName, dir)
-		}
+		batch = s.deliver(batch[:0], msg.entries, node, logName, direction(logName))
 	}
 }
 
-// deliver counts a converted entry and hands it to the sink.
-func (s *Service) deliver(f flow.Flow, truncated, ok bool, node, logName, dir string) {
-	if !ok {
-		s.skipped.Add(1)
-		return
+// deliver counts a message's converted entries and hands their flows to
+// the sink in one call, through batch (returned for reuse, emptied of
+// references).
+func (s *Service) deliver(batch []flow.Flow, entries []converted, node, logName, dir string) []flow.Flow {
+	var skipped, truncated uint64
+	for i := range entries {
+		c := &entries[i]
+		if !c.ok {
+			skipped++
+			continue
+		}
+		if c.truncated {
+			truncated++
+		}
+		batch = append(batch, c.f)
+		f := &batch[len(batch)-1]
+		f.Node, f.Listener, f.Direction = node, logName, dir
 	}
-	s.flows.Add(1)
-	if truncated {
-		s.truncated.Add(1)
+	if skipped > 0 {
+		s.skipped.Add(skipped)
 	}
-	f.Node, f.Listener, f.Direction = node, logName, dir
-	s.sink.Add(f)
+	if truncated > 0 {
+		s.truncated.Add(truncated)
+	}
+	if len(batch) > 0 {
+		s.flows.Add(uint64(len(batch)))
+		s.sink.AddAll(batch)
+	}
+	clear(batch)
+	return batch
 }
 
 // direction reads "ingress" or "egress" from a policy listener's name.

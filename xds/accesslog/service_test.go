@@ -2,9 +2,11 @@ package accesslog
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -268,5 +270,86 @@ func TestMalformedEntryDroppedAlone(t *testing.T) {
 	}
 	if n := len(store.Query(flow.Filter{}, 0)); n != 3 {
 		t.Errorf("%d flows after the broken message, want 3", n)
+	}
+}
+
+// batches is a Sink that records how the service hands over flows,
+// keeping them in a real store.
+type batches struct {
+	*flow.Store
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (b *batches) AddAll(fs []flow.Flow) {
+	b.mu.Lock()
+	b.sizes = append(b.sizes, len(fs))
+	b.mu.Unlock()
+	b.Store.AddAll(fs)
+}
+
+// TestMessageDeliveredWhole: the flows of one message go to the sink in
+// one call, in order, without the entries that were skipped; so the
+// store is locked, and its followers are woken, once per message.
+func TestMessageDeliveredWhole(t *testing.T) {
+	sink := &batches{Store: flow.NewStore()}
+	srv := server.New()
+	svc := New(sink, nil)
+	svc.Register(srv)
+	path := filepath.Join(t.TempDir(), "xds.sock")
+	l, err := server.ListenUnix(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Stop(time.Second) })
+	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := accesslogv3.NewAccessLogServiceClient(conn).StreamAccessLogs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := hopMessage(64)
+	first.Identifier = &accesslogv3.StreamAccessLogsMessage_Identifier{Node: &corev3.Node{Id: "proxy-a"}, LogName: "policy/ingress/http"}
+	first.GetHttpLogs().LogEntry[7].CommonProperties.DownstreamRemoteAddress = nil // skipped
+	for _, m := range []*accesslogv3.StreamAccessLogsMessage{first, hopMessage(64), hopMessage(3)} {
+		if err := stream.Send(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := stream.CloseAndRecv(); err != nil {
+		t.Fatal(err)
+	}
+	sink.mu.Lock()
+	sizes := fmt.Sprint(sink.sizes)
+	sink.mu.Unlock()
+	if sizes != "[63 64 3]" {
+		t.Errorf("the sink got batches of %s flows, want one per message: [63 64 3]", sizes)
+	}
+	flows := sink.Query(flow.Filter{}, 0)
+	if len(flows) != 130 {
+		t.Fatalf("%d flows", len(flows))
+	}
+	for i, f := range flows {
+		want := i
+		switch {
+		case i >= 127:
+			want = i - 127
+		case i >= 63:
+			want = i - 63
+		case i >= 7:
+			want = i + 1
+		}
+		if port := int(f.Source.Address.Port()) - 40000; port != want || f.Node != "proxy-a" || f.Direction != "ingress" {
+			t.Fatalf("flow %d: entry %d of its message from %q (%s), want entry %d", i, port, f.Node, f.Direction, want)
+		}
+	}
+	if st := svc.Stats(); st != (Stats{Flows: 130, Skipped: 1}) {
+		t.Errorf("stats %+v", st)
 	}
 }
