@@ -108,7 +108,11 @@ type identityResolver struct {
 func (r identityResolver) Resolve(a netip.Addr) (uint32, string) { return r.resolve(a) }
 func (r identityResolver) Labels(id uint32) []string             { return r.labels[id] }
 
-// addressResolver maps addresses to identities and workloads.
+// addressResolver maps addresses to identities and workloads by the
+// longest ipcache prefix that contains them. Most entries are single
+// addresses (Pods, nodes), which a map answers; only the shorter
+// prefixes (policies' CIDRs) are searched, longest first: the flow store
+// asks for every flow's addresses it has not met in the same batch.
 func addressResolver(st *identity.State) flow.ResolverFunc {
 	pods := map[netip.Addr]string{}
 	for _, ep := range st.Endpoints {
@@ -116,10 +120,25 @@ func addressResolver(st *identity.State) flow.ResolverFunc {
 			pods[ip] = ep.Pod.String()
 		}
 	}
-	cache := append([]identity.IPCacheEntry(nil), st.IPCache...)
-	sort.Slice(cache, func(i, j int) bool { return cache[i].Prefix.Bits() > cache[j].Prefix.Bits() })
+	hosts := map[netip.Addr]model.Identity{}
+	var prefixes []identity.IPCacheEntry
+	for _, e := range st.IPCache {
+		if e.Prefix.IsSingleIP() {
+			if _, dup := hosts[e.Prefix.Addr()]; !dup {
+				hosts[e.Prefix.Addr()] = e.Identity
+			}
+			continue
+		}
+		prefixes = append(prefixes, e)
+	}
+	sort.SliceStable(prefixes, func(i, j int) bool { return prefixes[i].Prefix.Bits() > prefixes[j].Prefix.Bits() })
 	return flow.ResolverFunc(func(a netip.Addr) (uint32, string) {
-		for _, e := range cache {
+		if a.Zone() == "" { // a prefix contains no address with a zone
+			if id, ok := hosts[a]; ok {
+				return uint32(id), pods[a]
+			}
+		}
+		for _, e := range prefixes {
 			if e.Prefix.Contains(a) {
 				return uint32(e.Identity), pods[a]
 			}
