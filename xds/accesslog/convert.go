@@ -113,7 +113,8 @@ func (e *entryState) httpFlow() (f flow.Flow, truncated, ok bool) {
 	if !ok {
 		return f, false, false
 	}
-	f.HTTP = &flow.HTTP{
+	f.HTTP = e.mem.http()
+	*f.HTTP = flow.HTTP{
 		Method:    methodName(e.method),
 		Authority: b.str(view(e.authority)),
 		Path:      b.str(view(e.path)),
@@ -172,49 +173,6 @@ func (e *entryState) tcpFlow() (f flow.Flow, truncated, ok bool) {
 		f.Verdict = flow.Forwarded
 	}
 	return f, b.truncated, true
-}
-
-// own copies every string of f taken from the message into one
-// allocation, so the flow keeps nothing of the message's buffer (which
-// gRPC reuses) and costs one allocation for its strings.
-func own(f *flow.Flow) {
-	var ptrs [16]*string
-	ps := ptrs[:0]
-	ps = append(ps, &f.Protocol, &f.Verdict, &f.Policy, &f.Reason)
-	if h := f.HTTP; h != nil {
-		ps = append(ps, &h.Authority, &h.Path)
-		for i := range h.MissingHeaders {
-			ps = append(ps, &h.MissingHeaders[i])
-		}
-		for i := range h.RejectedHeaders {
-			ps = append(ps, &h.RejectedHeaders[i])
-		}
-	}
-	if g := f.GRPC; g != nil {
-		ps = append(ps, &g.Service, &g.Method)
-	}
-	if k := f.Kafka; k != nil {
-		ps = append(ps, &k.APIKeyName, &k.ClientID, &k.ErrorName)
-		for i := range k.Topics {
-			ps = append(ps, &k.Topics[i])
-		}
-	}
-	n := 0
-	for _, p := range ps {
-		n += len(*p)
-	}
-	if n == 0 {
-		return
-	}
-	buf := make([]byte, 0, n)
-	for _, p := range ps {
-		buf = append(buf, *p...)
-	}
-	all := unsafe.String(unsafe.SliceData(buf), len(buf))
-	for _, p := range ps {
-		m := len(*p)
-		*p, all = all[:m], all[m:]
-	}
 }
 
 // methodNames are the names of request methods (the enum's), but the

@@ -143,7 +143,7 @@ func (m *wireMessage) logEntries(b []byte, http bool) error {
 				c.f, c.truncated, c.ok = m.state.tcpFlow()
 			}
 			if c.ok {
-				own(&c.f)
+				m.state.mem.own(&c.f)
 			}
 		}
 	}

@@ -353,3 +353,36 @@ func TestMessageDeliveredWhole(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// TestMessageAllocations bounds the allocations of the agent's path for
+// one message of 64 policy-hop entries, from its bytes to the flow store
+// (decoding, conversion, delivery, resolution, the ring): the flows'
+// memory comes in blocks shared by many entries, and the store
+// allocates nothing per flow, so the whole message costs a few
+// allocations, not some per entry.
+func TestMessageAllocations(t *testing.T) {
+	const n = 64
+	store := flow.NewStore()
+	store.SetResolver(flow.ResolverFunc(func(a netip.Addr) (uint32, string) { return 258, "default/server" }))
+	svc := New(store, nil)
+	msg := mustMarshal(hopMessage(n))
+	w := &wireMessage{}
+	var batch []flow.Flow
+	run := func() {
+		if err := w.Unmarshal(msg); err != nil || len(w.entries) != n {
+			t.Fatalf("decoding: %v, %d entries", err, len(w.entries))
+		}
+		batch = svc.deliver(batch[:0], w.entries, "proxy", "policy/ingress/http", "ingress")
+	}
+	run()
+	// Blocks of HTTP parts (32 entries each) and of strings (4 KiB; the
+	// hop's entries take about 80 bytes), and some slack: an eighth of
+	// an allocation per entry.
+	const bound = n / 8
+	if allocs := testing.AllocsPerRun(50, run); allocs > bound {
+		t.Errorf("%.1f allocations for a message of %d entries, want at most %d", allocs, n, bound)
+	}
+	if got := store.Query(flow.Filter{}, 1)[0]; got.HTTP.Path != "/hop" || got.Destination.Workload != "default/server" || got.Node != "proxy" {
+		t.Errorf("flow %+v %+v", got, got.HTTP)
+	}
+}

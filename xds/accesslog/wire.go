@@ -282,6 +282,9 @@ type entryState struct {
 	// items are the lists' items (listSlot); only the first value.n of
 	// a list are meaningful, so reset leaves them.
 	items [3][MaxListItems + 1][]byte
+	// mem is where converted flows' HTTP parts and strings come from;
+	// it outlives entries (reset leaves it).
+	mem arena
 }
 
 // fields are the entry's fields but the lists' items.

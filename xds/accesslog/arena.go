@@ -1,0 +1,98 @@
+package accesslog
+
+import (
+	"unsafe"
+
+	"github.com/nodemesh/nodemesh/mesh/flow"
+)
+
+// Sizes of the blocks an arena hands out flows' memory from.
+const (
+	// arenaHTTP is how many flows' HTTP parts one block holds.
+	arenaHTTP = 32
+	// arenaBytes is the size of a block of strings; a flow whose
+	// strings take more than a quarter of it gets an allocation of its
+	// own, so a block is never mostly wasted.
+	arenaBytes = 4 << 10
+)
+
+// arena hands out the memory of a stream's flows (their HTTP parts and
+// strings) from blocks shared by consecutive flows, so that a message of
+// 64 entries costs a few allocations instead of two per entry. What it
+// handed out it never touches again: a block's used part belongs to the
+// flows, which other goroutines read once the sink has them, and the
+// stream goroutine only writes its unused rest. A block lives as long as
+// one of its flows does; the store's ring drops flows oldest first, so
+// blocks go with the flows they hold, and a stream keeps at most one
+// block of each kind that is partly handed out.
+type arena struct {
+	https []flow.HTTP // the current block's unused HTTP parts
+	buf   []byte      // the current block's unused bytes (len 0, cap the rest)
+}
+
+// http returns a zeroed HTTP part.
+func (a *arena) http() *flow.HTTP {
+	if len(a.https) == 0 {
+		a.https = make([]flow.HTTP, arenaHTTP)
+	}
+	h := &a.https[0]
+	a.https = a.https[1:]
+	return h
+}
+
+// bytes returns an empty slice with room for n bytes, which the caller
+// fills and keeps.
+func (a *arena) bytes(n int) []byte {
+	if n > arenaBytes/4 {
+		return make([]byte, 0, n)
+	}
+	if cap(a.buf) < n {
+		a.buf = make([]byte, 0, arenaBytes)
+	}
+	b := a.buf[:0:n]
+	a.buf = a.buf[n:n:cap(a.buf)]
+	return b
+}
+
+// own copies every string of f taken from the message into memory of
+// the arena, so the flow keeps nothing of the message's buffer (which
+// gRPC reuses).
+func (a *arena) own(f *flow.Flow) {
+	var ptrs [16]*string
+	ps := ptrs[:0]
+	ps = append(ps, &f.Protocol, &f.Verdict, &f.Policy, &f.Reason)
+	if h := f.HTTP; h != nil {
+		ps = append(ps, &h.Authority, &h.Path)
+		for i := range h.MissingHeaders {
+			ps = append(ps, &h.MissingHeaders[i])
+		}
+		for i := range h.RejectedHeaders {
+			ps = append(ps, &h.RejectedHeaders[i])
+		}
+	}
+	if g := f.GRPC; g != nil {
+		ps = append(ps, &g.Service, &g.Method)
+	}
+	if k := f.Kafka; k != nil {
+		ps = append(ps, &k.APIKeyName, &k.ClientID, &k.ErrorName)
+		for i := range k.Topics {
+			ps = append(ps, &k.Topics[i])
+		}
+	}
+	n := 0
+	for _, p := range ps {
+		n += len(*p)
+	}
+	if n == 0 {
+		return
+	}
+	buf := a.bytes(n)
+	for _, p := range ps {
+		buf = append(buf, *p...)
+	}
+	all := unsafe.String(unsafe.SliceData(buf), len(buf))
+	for _, p := range ps {
+		m := len(*p)
+		*p, all = all[:m], all[m:]
+	}
+}
