@@ -110,6 +110,23 @@ func (r *reader) next(f *field) bool {
 	if len(r.b) == 0 {
 		return false
 	}
+	// Most fields of an entry have a one-byte tag (a number below 16)
+	// and a one-byte length or value: read those here, the rest with
+	// protowire.
+	if b := r.b; len(b) >= 2 && b[0] < 0x80 && b[0] >= 1<<3 && b[1] < 0x80 {
+		switch typ := protowire.Type(b[0] & 7); typ {
+		case protowire.BytesType:
+			if end := 2 + int(b[1]); end <= len(b) {
+				f.num, f.typ, f.v, f.x = protowire.Number(b[0]>>3), typ, b[2:end:end], 0
+				r.b = b[end:]
+				return true
+			}
+		case protowire.VarintType:
+			f.num, f.typ, f.v, f.x = protowire.Number(b[0]>>3), typ, nil, uint64(b[1])
+			r.b = b[2:]
+			return true
+		}
+	}
 	num, typ, n := protowire.ConsumeTag(r.b)
 	if n < 0 {
 		return r.fail()
