@@ -76,7 +76,7 @@ func (s *Service) Register(r interface {
 // stream receives one proxy logger's entries until the stream ends
 // (StreamAccessLogs).
 func (s *Service) stream(ss grpc.ServerStream) error {
-	var node, logName string
+	var node, logName, dir string
 	msg := &wireMessage{}
 	var batch []flow.Flow // the message's flows, for the sink; reused
 	for {
@@ -89,12 +89,13 @@ func (s *Service) stream(ss grpc.ServerStream) error {
 		}
 		if msg.hasID {
 			node, logName = msg.node, msg.logName
+			dir = direction(logName)
 			if msg.nodeBytes > MaxFieldBytes || msg.logNameBytes > MaxFieldBytes {
 				s.log.Warn("access-log stream identifier cut to its bound", "node_bytes", msg.nodeBytes,
 					"log_name_bytes", msg.logNameBytes, "bound", MaxFieldBytes)
 			}
 		}
-		batch = s.deliver(batch[:0], msg.entries, node, logName, direction(logName))
+		batch = s.deliver(batch[:0], msg.entries, node, logName, dir)
 	}
 }
 
