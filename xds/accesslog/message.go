@@ -44,6 +44,9 @@ func (m *wireMessage) clear() {
 	m.hasID, m.node, m.logName, m.nodeBytes, m.logNameBytes = false, "", "", 0, 0
 	clear(m.entries) // the flows are the sink's now; drop the references
 	m.entries = m.entries[:0]
+	if cap(m.entries) > keptEntries {
+		m.entries = nil
+	}
 }
 
 // Unmarshal decodes a StreamAccessLogsMessage from b, which it does not

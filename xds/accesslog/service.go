@@ -128,8 +128,15 @@ func (s *Service) deliver(batch []flow.Flow, entries []converted, node, logName,
 		s.sink.AddAll(batch)
 	}
 	clear(batch)
+	if cap(batch) > keptEntries {
+		return nil // a rare large message does not stay with the stream
+	}
 	return batch
 }
+
+// keptEntries is how many entries' room a stream keeps between messages
+// (a hop's message has about 64).
+const keptEntries = 256
 
 // direction reads "ingress" or "egress" from a policy listener's name.
 func direction(logName string) string {

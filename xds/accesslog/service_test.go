@@ -386,3 +386,22 @@ func TestMessageAllocations(t *testing.T) {
 		t.Errorf("flow %+v %+v", got, got.HTTP)
 	}
 }
+
+// TestLargeMessageNotKept: the room a stream took for a rare large
+// message (the decoded entries, the batch for the sink) is not kept for
+// the messages after it.
+func TestLargeMessageNotKept(t *testing.T) {
+	svc := New(flow.NewStore(), nil)
+	w := &wireMessage{}
+	var batch []flow.Flow
+	for _, n := range []int{1000, 3} {
+		if err := w.Unmarshal(mustMarshal(hopMessage(n))); err != nil || len(w.entries) != n {
+			t.Fatalf("decoding: %v, %d entries", err, len(w.entries))
+		}
+		batch = svc.deliver(batch[:0], w.entries, "proxy", "policy/ingress/http", "ingress")
+	}
+	if cap(w.entries) > keptEntries || cap(batch) > keptEntries {
+		t.Errorf("after a message of 1000 entries and one of 3: room for %d entries and %d flows kept, want at most %d",
+			cap(w.entries), cap(batch), keptEntries)
+	}
+}
