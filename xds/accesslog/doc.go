@@ -128,5 +128,7 @@
 // fields are bounded only by the proxy's header limits (60 KiB of head);
 // a flow is an observation, so a readable prefix is what it keeps. Stats
 // counts recorded, cut and skipped entries (the agent's
-// nodemesh_accesslog_*_total metrics).
+// nodemesh_accesslog_*_total metrics). Between messages a stream keeps
+// room for at most 256 entries (decoded entries, the sink's batch): a
+// rare large message does not stay with its stream.
 package accesslog
