@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"math/rand"
+	"slices"
 	"testing"
 	"time"
 
@@ -116,6 +117,54 @@ func TestMatchPrecedenceKeys(t *testing.T) {
 		got := []any{ms.pathRank, ms.pathLen, ms.hasMethod, ms.headers, ms.query}
 		if diff := cmp.Diff([]any{tc.rank, tc.len, tc.method, tc.headers, tc.query}, got); diff != "" {
 			t.Errorf("%s: keys [rank len method headers query] (-want +got):\n%s", tc.name, diff)
+		}
+	}
+}
+
+// TestSortItemsAgreesWithCompare sorts random virtual hosts, with ties at
+// every criterion, routes of equal age and routes whose items are not
+// next to each other, and requires the order compareItems gives item by
+// item.
+func TestSortItemsAgreesWithCompare(t *testing.T) {
+	r := rand.New(rand.NewSource(2))
+	t0 := metav1.NewTime(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))
+	kinds := []*routeKind{{rank: 0}, {rank: 1}}
+	hosts := []string{"a.example.com", "*.example.com", "*.b.example.com", anyHost}
+	for round := range 200 {
+		var routes []*routeState
+		for range 1 + r.Intn(12) {
+			routes = append(routes, &routeState{
+				kind:    kinds[r.Intn(len(kinds))],
+				key:     input.Key{Namespace: []string{"a", "b"}[r.Intn(2)], Name: []string{"x", "y", "z"}[r.Intn(3)]},
+				created: metav1.NewTime(t0.Add(time.Duration(r.Intn(3)) * time.Hour)),
+			})
+		}
+		var items []item
+		for _, rs := range routes {
+			for rule := range 1 + r.Intn(3) {
+				rl := &ruleState{route: rs, index: rule}
+				for match := range 1 + r.Intn(3) {
+					exact, hl := specificity(hosts[r.Intn(len(hosts))])
+					m := &matchState{rule: rl, index: match,
+						pathRank: r.Intn(3), pathLen: r.Intn(3), hasMethod: r.Intn(2) == 0,
+						serviceLen: int32(r.Intn(2)), methodLen: int32(r.Intn(2)),
+						headers: r.Intn(2), query: r.Intn(2)}
+					items = append(items, item{m: m, hostExact: exact, hostLen: hl})
+				}
+			}
+		}
+		if round%2 == 1 {
+			// Items of one route apart from each other.
+			items = shuffled(items, r)
+		}
+		want := slices.Clone(items)
+		slices.SortStableFunc(want, func(a, b item) int { return compareItems(&a, &b) })
+		got := slices.Clone(items)
+		sortItems(got)
+		for i := range want {
+			if compareItems(&want[i], &got[i]) != 0 {
+				t.Fatalf("round %d: item %d differs: want %+v, got %+v", round, i, *want[i].m, *got[i].m)
+			}
 		}
 	}
 }
