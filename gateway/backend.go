@@ -94,20 +94,18 @@ func (t *translator) service(rs *routeState, br *gwv1.BackendObjectReference) (*
 	if br.Port == nil {
 		return fail(gwv1.RouteReasonBackendNotFound, "port is required for a Service backend")
 	}
-	svc := t.ix.services[k]
-	if svc == nil {
+	pk := servicePortKey{k, int32(*br.Port)}
+	p, seen := t.servicePorts[pk]
+	if !seen {
+		p = t.servicePort(pk)
+	}
+	if p.svc == nil {
 		return fail(gwv1.RouteReasonBackendNotFound, "Service %s not found", k)
 	}
-	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+	if p.svc.Spec.Type == corev1.ServiceTypeExternalName {
 		return fail(gwv1.RouteReasonInvalidKind, "Service %s is of type ExternalName, which is not supported", k)
 	}
-	var sp *corev1.ServicePort
-	for i := range svc.Spec.Ports {
-		if svc.Spec.Ports[i].Port == *br.Port {
-			sp = &svc.Spec.Ports[i]
-			break
-		}
-	}
+	sp := p.sp
 	if sp == nil {
 		return fail(gwv1.RouteReasonBackendNotFound, "Service %s has no port %d", k, *br.Port)
 	}
@@ -124,11 +122,11 @@ func (t *translator) service(rs *routeState, br *gwv1.BackendObjectReference) (*
 		// Bytes are relayed whatever the port speaks.
 		return t.cluster(k, sp, ir.ProtocolTCP, nil), nil
 	}
-	bt := t.ix.backendTLSFor(k, sp.Name)
-	if len(t.ix.tlsBySvc[k]) > 0 && !slices.Contains(rs.tlsServices, k) {
+	bt := p.bt
+	if p.tlsTargeted && !slices.Contains(rs.tlsServices, k) {
 		rs.tlsServices = append(rs.tlsServices, k)
 	}
-	proto, ok := appProtocol(sp, bt != nil)
+	proto, ok := p.proto, p.protoOK
 	if !ok {
 		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d has appProtocol %q, which %s speak only with a BackendTLSPolicy targeting it", k, sp.Port, *sp.AppProtocol, rs.kind.plural)
 	}
@@ -149,11 +147,62 @@ func (t *translator) service(rs *routeState, br *gwv1.BackendObjectReference) (*
 		// as required, and its share of requests fails (no cluster).
 		return fail(gwv1.RouteReasonUnsupportedProtocol, "Service %s port %d needs the TLS of a BackendTLSPolicy that cannot be honoured: %s", k, sp.Port, bt.problem())
 	}
-	var tls *ir.UpstreamTLS
-	if bt != nil {
-		tls = bt.tls
+	if p.cluster == nil {
+		var tls *ir.UpstreamTLS
+		if bt != nil {
+			tls = bt.tls
+		}
+		p.cluster = t.cluster(k, sp, proto, tls)
+		t.servicePorts[pk] = p
 	}
-	return t.cluster(k, sp, proto, tls), nil
+	return p.cluster, nil
+}
+
+// servicePortKey names a port of a Service by number, as a backendRef
+// does.
+type servicePortKey struct {
+	svc  input.Key
+	port int32
+}
+
+// servicePort is what a translation found about a Service port the first
+// time a backendRef named it: every later reference (a Service is the
+// backend of many rules) takes it from translator.servicePorts with one
+// lookup instead of one per index it comes from. Nothing in it depends on
+// the referring route.
+type servicePort struct {
+	svc *corev1.Service     // nil: no such Service
+	sp  *corev1.ServicePort // nil: no such port
+	bt  *backendTLS
+	// tlsTargeted: a BackendTLSPolicy targets the Service (any port).
+	tlsTargeted bool
+	proto       ir.AppProtocol
+	protoOK     bool
+	// cluster is the port's cluster for the HTTP kinds, once made.
+	cluster *ir.Cluster
+}
+
+// servicePort looks a Service port up and remembers it.
+func (t *translator) servicePort(k servicePortKey) servicePort {
+	var p servicePort
+	if p.svc = t.ix.services[k.svc]; p.svc != nil {
+		for i := range p.svc.Spec.Ports {
+			if p.svc.Spec.Ports[i].Port == k.port {
+				p.sp = &p.svc.Spec.Ports[i]
+				break
+			}
+		}
+	}
+	if p.sp != nil {
+		p.bt = t.ix.backendTLSFor(k.svc, p.sp.Name)
+		p.tlsTargeted = len(t.ix.tlsBySvc[k.svc]) > 0
+		p.proto, p.protoOK = appProtocol(p.sp, p.bt != nil)
+	}
+	if t.servicePorts == nil {
+		t.servicePorts = make(map[servicePortKey]servicePort, len(t.in.Services))
+	}
+	t.servicePorts[k] = p
+	return p
 }
 
 // appProtocol maps what a Service port says (its appProtocol, or its

@@ -211,6 +211,9 @@ type translator struct {
 	meshRoutes []meshRoute
 
 	clusters map[clusterKey]*ir.Cluster
+	// servicePorts are the Service ports backendRefs named, as found
+	// (see servicePort).
+	servicePorts map[servicePortKey]servicePort
 	// clientClusters are the copies of TLS clusters presenting a
 	// Gateway's client certificate (backendcert.go).
 	clientClusters map[clientClusterKey]*ir.Cluster

@@ -43,7 +43,7 @@ func (b *builder) routeConfiguration(rt *ir.RouteTable) error {
 			continue
 		}
 		h := b.hashes.VirtualHost(vh)
-		usesInvalid := prev.usesInvalid(vh, h)
+		usesInvalid := b.usesInvalid(prev, vh, h)
 		vv := b.vhostVersion(h, domains, usesInvalid)
 		vm := prev.vhost(vh.Name, vv)
 		if vm != nil {
@@ -103,19 +103,24 @@ func (b *builder) vhostVersion(h ir.Hash, domains []string, usesInvalid bool) ir
 
 // usesInvalid reports whether a route of vh (of hash h) names the
 // invalid-backend cluster, from the previous translation when it built
-// the same content.
-func (t *tableMemo) usesInvalid(vh *ir.VirtualHost, h ir.Hash) bool {
-	if t != nil {
-		if vm := t.vhosts[vh.Name]; vm != nil && vm.hash == h {
+// the same content, or from this one when another virtual host holds the
+// same routes (a Gateway's HTTP and HTTPS listeners, commonly).
+func (b *builder) usesInvalid(prev *tableMemo, vh *ir.VirtualHost, h ir.Hash) bool {
+	if prev != nil {
+		if vm := prev.vhosts[vh.Name]; vm != nil && vm.hash == h {
 			return vm.usesInvalid
 		}
 	}
-	for _, r := range vh.Routes {
-		if usesInvalidBackend(r) {
-			return true
-		}
+	list := b.hashes.RouteList(vh)
+	if uses, ok := b.listsInvalid[list]; ok {
+		return uses
 	}
-	return false
+	uses := slices.ContainsFunc(vh.Routes, usesInvalidBackend)
+	if b.listsInvalid == nil {
+		b.listsInvalid = map[ir.Hash]bool{}
+	}
+	b.listsInvalid[list] = uses
+	return uses
 }
 
 // virtualHost builds a virtual host that changed. A route already built

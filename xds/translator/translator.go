@@ -126,6 +126,9 @@ type builder struct {
 	// list of routes (ir.Hashes.RouteList), whose routes another virtual
 	// host holding the same list shares.
 	lists map[ir.Hash]*vhostMemo
+	// listsInvalid says, by the same hash, whether a list names the
+	// invalid-backend cluster (usesInvalid).
+	listsInvalid map[ir.Hash]bool
 	// actions are the forwarding routes built in this translation, by
 	// the first of their IR backends (action.go): the routes of one rule
 	// share their action.
