@@ -160,6 +160,8 @@ type builder struct {
 	ordered map[string]*ordered
 	// cert is the backend client certificate of the Gateway being built.
 	cert *input.Key
+	// sorter puts the items of its virtual hosts in precedence order.
+	sorter itemSorter
 }
 
 // ordered is the routes gathered for a domain, in precedence order. The
@@ -386,7 +388,7 @@ func (b *builder) virtualHost(key vhostKey, refs []routeRef, port int32) (*ir.Vi
 	o := b.ordered[d]
 	if o == nil || !slices.Equal(o.refs, refs) {
 		o = &ordered{refs: refs, items: expand(refs)}
-		sortItems(o.items)
+		b.sorter.sort(o.items)
 		if b.ordered == nil {
 			b.ordered = map[string]*ordered{}
 		}

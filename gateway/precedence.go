@@ -138,33 +138,48 @@ func first(b bool) int {
 }
 
 // sortItems sorts by precedence, in the order compareItems defines (the
-// order is total, so any sort gives the same result). A virtual host holds
-// hundreds of items of a few routes each, and most comparisons fall
-// through to criterion 6 (items of one hostname and path type differ
-// little before it), which reads two routes' timestamps and names: the
-// routes are ordered once instead, and items compare their positions.
-func sortItems(items []item) {
+// order is total, so any sort gives the same result).
+func sortItems(items []item) { new(itemSorter).sort(items) }
+
+// itemSorter sorts items by precedence. A virtual host holds hundreds of
+// items of a few routes each, and most comparisons fall through to
+// criterion 6 (items of one hostname and path type differ little before
+// it), which reads two routes' timestamps and names: the routes are ranked
+// once instead, and items compare their ranks next to the other keys,
+// copied out of the matches. It keeps its buffers for the next sort (a
+// builder sorts every virtual host of a Gateway with one).
+type itemSorter struct {
+	keys   []itemKey
+	order  []int32
+	sorted []item
+	ranked []*routeState
+}
+
+func (s *itemSorter) sort(items []item) {
 	if len(items) < 2 {
 		return
 	}
 	// Items of a route are usually next to each other (expand): one run
 	// per route, each run ranked once.
-	var runBuf [64]*routeState
-	runs := runBuf[:0]
+	runs := s.ranked[:0]
 	for i := range items {
 		if rs := items[i].m.rule.route; i == 0 || rs != items[i-1].m.rule.route {
 			runs = append(runs, rs)
 		}
 	}
-	ranked := slices.Clone(runs)
+	nruns := len(runs)
+	runs = append(runs, runs...)
+	s.ranked = runs
+	ranked := runs[nruns:]
 	slices.SortFunc(ranked, compareRoutes)
-	keys := make([]itemKey, len(items))
-	order := make([]int32, len(items))
+	s.keys = slices.Grow(s.keys[:0], len(items))[:len(items)]
+	s.order = slices.Grow(s.order[:0], len(items))[:len(items)]
+	keys, order := s.keys, s.order
 	run, pos := -1, 0
 	for i := range items {
 		if i == 0 || items[i].m.rule.route != items[i-1].m.rule.route {
-			// The route's position: the first ranked route comparing
-			// equal to it (the same route, when it forms several runs).
+			// The route's rank: that of the first ranked route comparing
+			// equal to it (itself, when the route forms several runs).
 			run++
 			pos, _ = slices.BinarySearchFunc(ranked, runs[run], compareRoutes)
 		}
@@ -182,9 +197,10 @@ func sortItems(items []item) {
 		}
 		return compareInRoute(a, b)
 	})
-	sorted := make([]item, len(items))
+	s.sorted = append(s.sorted[:0], items...)
 	for i, j := range order {
-		sorted[i] = items[j]
+		items[i] = s.sorted[j]
 	}
-	copy(items, sorted)
+	clear(s.sorted) // hold no match past the sort
+	clear(s.ranked)
 }
