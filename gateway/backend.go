@@ -199,7 +199,14 @@ func (t *translator) servicePort(k servicePortKey) servicePort {
 		p.proto, p.protoOK = appProtocol(p.sp, p.bt != nil)
 	}
 	if t.servicePorts == nil {
-		t.servicePorts = make(map[servicePortKey]servicePort, len(t.in.Services))
+		// Room for every Service when every route is compiled (the
+		// objects routes read changed, or there is no previous
+		// translation); an edit compiles a route or two.
+		n := 0
+		if !t.sameWorld {
+			n = len(t.in.Services)
+		}
+		t.servicePorts = make(map[servicePortKey]servicePort, n)
 	}
 	t.servicePorts[k] = p
 	return p
