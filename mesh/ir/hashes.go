@@ -38,8 +38,14 @@ func (h *Hashes) Route(r *Route) Hash {
 	if v, ok := h.routes.get(r); ok {
 		return v
 	}
-	h.enc.route(r)
-	v := h.enc.sum()
+	// The encoder works on a copy on the stack, and its buffer goes back
+	// once: appends to a buffer held in the heap would each pass the
+	// collector's write barrier while it marks, and routes come by the
+	// thousand.
+	e := h.enc
+	e.route(r)
+	v := e.sum()
+	h.enc = e
 	h.routes.put(r, v)
 	return v
 }
@@ -77,7 +83,7 @@ func (h *Hashes) virtualHost(vh *VirtualHost) vhostHashes {
 			routes[i] = h.Route(r)
 		}
 	}
-	e := &h.enc
+	e := h.enc // on the stack, as in Route
 	e.start(tagVirtualHost)
 	e.str(vh.Name)
 	e.strs(vh.Domains)
@@ -96,6 +102,7 @@ func (h *Hashes) virtualHost(vh *VirtualHost) vhostHashes {
 		}
 	}
 	v.list = e.sum()
+	h.enc = e
 	h.vhosts.put(vh, v)
 	return v
 }
