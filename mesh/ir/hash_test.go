@@ -3,6 +3,7 @@ package ir
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -251,4 +252,57 @@ func clone[T any](t *testing.T, v *T) *T {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestHashesShareRouteLists hashes virtual hosts whose route lists hold
+// the same routes as an earlier one's (which Hashes takes over), or
+// start alike and differ further on, or are the same list after a Next:
+// each must hash as it does alone.
+func TestHashesShareRouteLists(t *testing.T) {
+	routes := make([]*Route, 5)
+	for i := range routes {
+		routes[i] = &Route{Name: string(rune('a' + i)), DirectResponse: &DirectResponse{Status: 200}}
+	}
+	other := &Route{Name: "other", DirectResponse: &DirectResponse{Status: 404}}
+	differs := slices.Clone(routes)
+	differs[3] = other
+	withNil := slices.Clone(routes)
+	withNil[2] = nil
+	vhs := []*VirtualHost{
+		{Name: "http", Domains: []string{"d"}, Routes: routes},
+		{Name: "https", Domains: []string{"d"}, Routes: slices.Clone(routes)},
+		{Name: "differs", Domains: []string{"d"}, Routes: differs},
+		{Name: "shorter", Domains: []string{"d"}, Routes: routes[:4]},
+		{Name: "nil", Domains: []string{"d"}, Routes: withNil},
+		{Name: "nil again", Domains: []string{"d"}, Routes: slices.Clone(withNil)},
+		{Name: "empty", Domains: []string{"d"}},
+	}
+	alone := func(vh *VirtualHost) (Hash, Hash, []Hash) {
+		var h Hashes
+		return h.VirtualHost(vh), h.RouteList(vh), h.VirtualHostRoutes(vh)
+	}
+	var h Hashes
+	for round := range 2 {
+		for _, vh := range vhs {
+			want, wantList, wantRoutes := alone(vh)
+			if got := h.VirtualHost(vh); got != want {
+				t.Errorf("round %d, %s: hash %s, alone %s", round, vh.Name, got, want)
+			}
+			if got := h.RouteList(vh); got != wantList {
+				t.Errorf("round %d, %s: list hash %s, alone %s", round, vh.Name, got, wantList)
+			}
+			if got := h.VirtualHostRoutes(vh); !slices.Equal(got, wantRoutes) {
+				t.Errorf("round %d, %s: route hashes %v, alone %v", round, vh.Name, got, wantRoutes)
+			}
+		}
+		h.Next()
+		// New virtual host objects over the same lists.
+		for i, vh := range vhs {
+			cp := *vh
+			vhs[i] = &cp
+		}
+	}
+	if h.RouteList(vhs[0]) == h.RouteList(vhs[2]) || h.RouteList(vhs[0]) == h.RouteList(vhs[3]) {
+		t.Error("different route lists hash alike")
+	}
 }

@@ -1,5 +1,7 @@
 package ir
 
+import "slices"
+
 // Hashes computes the content hashes of IR objects, each object once: IR
 // values never change once built, so an object's hash is remembered by
 // the object itself (its pointer) for as long as successive Configs hold
@@ -20,6 +22,21 @@ type Hashes struct {
 	listeners memo[*Listener, Hash]
 	clusters  memo[*Cluster, [2]Hash]
 	secrets   memo[*Secret, Hash]
+	// lists are the route lists hashed since Next, by their first route
+	// and length (see virtualHost).
+	lists map[listKey]listHashes
+}
+
+type listKey struct {
+	first *Route
+	n     int
+}
+
+// listHashes are a route list's routes, their hashes and the list's hash.
+type listHashes struct {
+	routes []*Route
+	hashes []Hash
+	list   Hash
 }
 
 // Next starts the next Config: objects not hashed since the previous call
@@ -31,6 +48,7 @@ func (h *Hashes) Next() {
 	h.listeners.rotate()
 	h.clusters.rotate()
 	h.secrets.rotate()
+	clear(h.lists)
 }
 
 // Route returns the hash of r.
@@ -76,11 +94,27 @@ func (h *Hashes) virtualHost(vh *VirtualHost) vhostHashes {
 	if v, ok := h.vhosts.get(vh); ok {
 		return v
 	}
-	// The routes' hashes first: they share the encoder.
-	routes := make([]Hash, len(vh.Routes))
-	for i, r := range vh.Routes {
-		if r != nil {
-			routes[i] = h.Route(r)
+	// Virtual hosts of several listeners (a Gateway's HTTP and HTTPS
+	// ones, commonly) hold the very same routes in the same order: the
+	// first one's route hashes and list hash serve the others, found
+	// with one lookup and a walk over the two lists of pointers rather
+	// than one memo lookup per route.
+	var key listKey
+	if len(vh.Routes) > 0 {
+		key = listKey{vh.Routes[0], len(vh.Routes)}
+	}
+	same, reuse := h.lists[key]
+	reuse = reuse && slices.Equal(same.routes, vh.Routes)
+	var routes []Hash
+	if reuse {
+		routes = same.hashes
+	} else {
+		// The routes' hashes first: they share the encoder.
+		routes = make([]Hash, len(vh.Routes))
+		for i, r := range vh.Routes {
+			if r != nil {
+				routes[i] = h.Route(r)
+			}
 		}
 	}
 	e := h.enc // on the stack, as in Route
@@ -94,14 +128,24 @@ func (h *Hashes) virtualHost(vh *VirtualHost) vhostHashes {
 		}
 	}
 	v := vhostHashes{hash: e.sum(), routes: routes}
-	e.start(tagRouteList)
-	e.uint(uint64(len(routes)))
-	for i, r := range routes {
-		if e.present(vh.Routes[i] != nil) {
-			e.hash(r)
+	if reuse {
+		v.list = same.list
+	} else {
+		e.start(tagRouteList)
+		e.uint(uint64(len(routes)))
+		for i, r := range routes {
+			if e.present(vh.Routes[i] != nil) {
+				e.hash(r)
+			}
+		}
+		v.list = e.sum()
+		if key.n > 0 {
+			if h.lists == nil {
+				h.lists = map[listKey]listHashes{}
+			}
+			h.lists[key] = listHashes{routes: vh.Routes, hashes: routes, list: v.list}
 		}
 	}
-	v.list = e.sum()
 	h.enc = e
 	h.vhosts.put(vh, v)
 	return v
