@@ -124,6 +124,22 @@ func envoyName(s string) string {
 // nameIsClean reports whether envoyName would return s unchanged (a false
 // negative only costs the slow path).
 func nameIsClean(s string) bool {
+	// Names are ASCII nearly always (every route has one): bytes first,
+	// runes only from the first byte that is not ASCII.
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return runesAreClean(s[i:])
+		}
+		if c < 0x20 || c == 0x7f || c == '%' {
+			return false
+		}
+	}
+	return true
+}
+
+// runesAreClean is nameIsClean rune by rune.
+func runesAreClean(s string) bool {
 	for _, r := range s {
 		if r == utf8.RuneError || r < 0x20 || r == 0x7f || r == '%' {
 			return false

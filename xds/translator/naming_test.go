@@ -1,8 +1,10 @@
 package translator
 
 import (
+	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nodemesh/nodemesh/mesh/ir"
@@ -94,6 +96,24 @@ func TestPolicyResourcesArePolicyOrigin(t *testing.T) {
 			if o := OriginOf(n); o.Kind != OriginPolicy {
 				t.Errorf("%s: resource %q reads back as %+v, want policy", in, n, o)
 			}
+		}
+	}
+}
+
+// TestNameIsCleanAgreesWithRunes compares nameIsClean, which reads ASCII
+// bytewise, with the rune-by-rune reading on names mixing ASCII, control
+// bytes, '%', multi-byte runes and invalid UTF-8.
+func TestNameIsCleanAgreesWithRunes(t *testing.T) {
+	pieces := []string{"a", "/", "-", "%", "\x00", "\x1f", "\x7f", "é", "€", "\U0001F600", "\xff", "\xc3", "\xe2\x82", "\ufffd", " "}
+	r := rand.New(rand.NewSource(4))
+	for range 100000 {
+		var b strings.Builder
+		for range r.Intn(8) {
+			b.WriteString(pieces[r.Intn(len(pieces))])
+		}
+		s := b.String()
+		if got, want := nameIsClean(s), runesAreClean(s); got != want {
+			t.Fatalf("nameIsClean(%q) = %v, rune by rune %v", s, got, want)
 		}
 	}
 }
