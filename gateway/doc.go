@@ -573,7 +573,23 @@
 // route's one parent status comes with its two conditions. At the shape
 // of conformance/perf BenchmarkSnapshot this took a cold translation
 // from about 16 to under 9 allocations per rule (alloc_test.go holds the
-// bound).
+// bound). What a cold translation spends besides allocations, and how it
+// was cut, from CPU profiles at 5 000 HTTPRoutes:
+//   - putting a virtual host's matches in precedence order: nearly every
+//     comparison of two matches of one hostname falls through to the
+//     route criterion (age, then namespace/name), which read two routes'
+//     timestamps and names through three pointers each time. The sort
+//     (itemSorter) ranks the distinct routes once, copies each match's
+//     keys and its route's rank next to each other, and sorts indexes
+//     over them; compareItems stays the one statement of the order, and
+//     a test holds the sort to it on random items;
+//   - resolving backendRefs: a Service is the backend of many rules, and
+//     each reference looked the Service, its BackendTLSPolicy, whether a
+//     policy targets it and its cluster up in four maps. The first
+//     reference to a Service port records what was found
+//     (translator.servicePorts, one lookup after that); the checks that
+//     depend on the referring route (ReferenceGrants, parents, the route
+//     kind's protocol) still run per reference.
 //
 // Incremental translation. The agent and the controller keep one
 // Translator, which reuses the previous call's compiled routes and
