@@ -62,7 +62,26 @@
 // A Config full of new routes (a cold start) has thousands to hash and
 // check; Validator does both in its walk, on the calling goroutine (see
 // "Cold translation" in the xds/translator package documentation for why
-// nothing is hashed or checked ahead on other cores).
+// nothing is hashed or checked ahead on other cores). What that walk
+// costs is mostly memory: each route's fields, and one table entry per
+// route in each memory of routes, are read where they lie. So:
+//   - a route list held by several virtual hosts (a Gateway's HTTP and
+//     HTTPS listeners) is hashed once: Hashes finds the first one by its
+//     first route and length, and reuses its route hashes and list hash
+//     after comparing the two lists pointer by pointer, instead of one
+//     memo lookup per route;
+//   - a Validator with no valid route remembered (a first Config) does
+//     not look each route up before checking it, only records it;
+//   - the encoder works on a copy on the stack, so appends to its buffer
+//     do not pass the collector's write barrier while it marks.
+//
+// Hashes stay SHA-256, truncated to 128 bits. A user who writes routes
+// controls what is hashed, and a collision would leave an old
+// configuration serving (a route skipped as validated, an Envoy resource
+// kept as unchanged); a hash that is fast but not collision-resistant
+// would let such a user aim for one. SHA-256 runs on the SHA extensions
+// of the CPUs the targets are set for, and was a few percent of a cold
+// translation's CPU profile at 5 000 HTTPRoutes: not worth that risk.
 //
 // The hash covers every field (TestHashSeesEveryField mutates each one), so
 // equal content gives equal hashes across processes and any change a new

@@ -178,6 +178,9 @@
 //     for an edit's few values; a chunk of a cold snapshot stays held
 //     while any of its routes is served, at most the memory that
 //     snapshot's messages took.
+//   - Whether a route list names the invalid-backend cluster (part of
+//     each virtual host's version) is found once per distinct list, like
+//     the list's routes, not once per virtual host holding it.
 //   - Validation of the routes a translation built (checkRoutes) stays
 //     on up to GOMAXPROCS goroutines from parallelCheckMin routes: it
 //     reads only the routes, allocates nothing (validRoute), runs after every
