@@ -748,17 +748,23 @@ func (v *validator) route(obj object, f path, r *Route, clusters map[string]bool
 	if r.Match.Method != "" && !ValidToken(r.Match.Method) {
 		v.fail(obj, f.f("match.method"), "invalid method %q", r.Match.Method)
 	}
+	// A path is a few hundred bytes copied at every step: it is extended
+	// only for what is there to check, or for a problem (routes come by
+	// the thousand, and most of their optional parts are absent).
 	for i, b := range r.Backends {
-		bf := f.i("backends", i)
 		if b == nil {
-			v.fail(obj, bf, "nil backend")
+			v.fail(obj, f.i("backends", i), "nil backend")
 			continue
 		}
 		if b.Cluster != "" && !clusters[b.Cluster] {
-			v.fail(obj, bf.f("cluster"), "unknown cluster %q", b.Cluster)
+			v.fail(obj, f.i("backends", i).f("cluster"), "unknown cluster %q", b.Cluster)
 		}
-		v.headers(obj, bf.f("requestHeaders"), b.RequestHeaders)
-		v.headers(obj, bf.f("responseHeaders"), b.ResponseHeaders)
+		if b.RequestHeaders != nil {
+			v.headers(obj, f.i("backends", i).f("requestHeaders"), b.RequestHeaders)
+		}
+		if b.ResponseHeaders != nil {
+			v.headers(obj, f.i("backends", i).f("responseHeaders"), b.ResponseHeaders)
+		}
 	}
 	if r.Rewrite != nil {
 		if len(r.Backends) == 0 {
@@ -791,9 +797,15 @@ func (v *validator) route(obj object, f path, r *Route, clusters map[string]bool
 	if d := r.DirectResponse; d != nil && (d.Status < 200 || d.Status > 599) {
 		v.fail(obj, f.f("directResponse.status"), "%d out of range 200-599", d.Status)
 	}
-	v.headers(obj, f.f("requestHeaders"), r.RequestHeaders)
-	v.headers(obj, f.f("responseHeaders"), r.ResponseHeaders)
-	v.cors(obj, f.f("cors"), r.CORS)
+	if r.RequestHeaders != nil {
+		v.headers(obj, f.f("requestHeaders"), r.RequestHeaders)
+	}
+	if r.ResponseHeaders != nil {
+		v.headers(obj, f.f("responseHeaders"), r.ResponseHeaders)
+	}
+	if r.CORS != nil {
+		v.cors(obj, f.f("cors"), r.CORS)
+	}
 	if r.Timeout < 0 {
 		v.fail(obj, f.f("timeout"), "negative")
 	}
@@ -803,8 +815,12 @@ func (v *validator) route(obj object, f path, r *Route, clusters map[string]bool
 	case r.Timeout > 0 && r.BackendTimeout > r.Timeout:
 		v.fail(obj, f.f("backendTimeout"), "%v exceeds the route timeout %v", r.BackendTimeout, r.Timeout)
 	}
-	v.retry(obj, f.f("retry"), r)
-	v.mirrors(obj, f, r, clusters)
+	if r.Retry != nil {
+		v.retry(obj, f.f("retry"), r)
+	}
+	if len(r.Mirrors) > 0 {
+		v.mirrors(obj, f, r, clusters)
+	}
 }
 
 // retry checks a route's retry policy: it needs backends to retry, and
