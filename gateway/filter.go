@@ -136,18 +136,18 @@ func headerFilter(rule *ruleState, field, sub string, f *gwv1.HTTPHeaderFilter) 
 		list string
 		i    int
 	}
-	seen := make(map[string]action, len(f.Set)+len(f.Add)+len(f.Remove))
+	var seen nameSet[action]
 	check := func(list string, i int, name string) bool {
 		if !ir.ValidToken(name) {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.%s[%d]", path(), list, i), "%q is not a valid header name", name)
 			return false
 		}
 		lower := strings.ToLower(name)
-		if prev, dup := seen[lower]; dup {
+		if prev, dup := seen.get(lower); dup {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.%s[%d]", path(), list, i), "header %q already has an action in %s[%d]", name, prev.list, prev.i)
 			return false
 		}
-		seen[lower] = action{list, i}
+		seen.add(lower, action{list, i})
 		return true
 	}
 	for i, h := range f.Set {

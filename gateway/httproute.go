@@ -273,7 +273,7 @@ func compileMatch(ms *matchState, rule *ruleState, j int, m *gwv1.HTTPRouteMatch
 		rule.fail(gwv1.RouteReasonUnsupportedValue, field("path.type"), "unsupported path match type %q", typ)
 	}
 
-	seen := map[string]bool{}
+	var seen nameSet[struct{}]
 	for k, h := range m.Headers {
 		name := string(h.Name)
 		if !ir.ValidToken(name) {
@@ -282,10 +282,10 @@ func compileMatch(ms *matchState, rule *ruleState, j int, m *gwv1.HTTPRouteMatch
 		}
 		// Only the first match of a header name counts; names are
 		// case-insensitive.
-		if lower := strings.ToLower(name); seen[lower] {
+		if lower := strings.ToLower(name); seen.has(lower) {
 			continue
 		} else {
-			seen[lower] = true
+			seen.add(lower, struct{}{})
 		}
 		t, sub, err := stringMatch((*string)(h.Type), h.Value)
 		if err != nil {
@@ -294,17 +294,17 @@ func compileMatch(ms *matchState, rule *ruleState, j int, m *gwv1.HTTPRouteMatch
 		}
 		ms.match.Headers = append(ms.match.Headers, ir.HeaderMatch{Name: name, Type: t, Value: h.Value})
 	}
-	clear(seen)
+	seen = nameSet[struct{}]{}
 	for k, q := range m.QueryParams {
 		name := string(q.Name)
 		if !ir.ValidToken(name) {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, field(fmt.Sprintf("queryParams[%d].name", k)), "%q is not a valid query parameter name", name)
 			continue
 		}
-		if seen[name] {
+		if seen.has(name) {
 			continue // only the first match of a name counts
 		}
-		seen[name] = true
+		seen.add(name, struct{}{})
 		t, sub, err := stringMatch((*string)(q.Type), q.Value)
 		if err != nil {
 			rule.fail(gwv1.RouteReasonUnsupportedValue, field(fmt.Sprintf("queryParams[%d].%s", k, sub)), "%v", err)
