@@ -589,7 +589,10 @@
 //     reference to a Service port records what was found
 //     (translator.servicePorts, one lookup after that); the checks that
 //     depend on the referring route (ReferenceGrants, parents, the route
-//     kind's protocol) still run per reference.
+//     kind's protocol) still run per reference;
+//   - checking that a match's or a header filter's header names are
+//     distinct: a few names in an array (nameSet), a map only for a long
+//     list, rather than a map per match and per filter.
 //
 // Incremental translation. The agent and the controller keep one
 // Translator, which reuses the previous call's compiled routes and

@@ -73,7 +73,10 @@
 //   - a Validator with no valid route remembered (a first Config) does
 //     not look each route up before checking it, only records it;
 //   - the encoder works on a copy on the stack, so appends to its buffer
-//     do not pass the collector's write barrier while it marks.
+//     do not pass the collector's write barrier while it marks;
+//   - a route's check extends its field path (a value of a few hundred
+//     bytes, copied at each step) only for the parts the route has, or
+//     for a problem.
 //
 // Hashes stay SHA-256, truncated to 128 bits. A user who writes routes
 // controls what is hashed, and a collision would leave an old
