@@ -160,8 +160,6 @@ type builder struct {
 	ordered map[string]*ordered
 	// cert is the backend client certificate of the Gateway being built.
 	cert *input.Key
-	// sorter puts the items of its virtual hosts in precedence order.
-	sorter itemSorter
 }
 
 // ordered is the routes gathered for a domain, in precedence order. The
@@ -388,7 +386,7 @@ func (b *builder) virtualHost(key vhostKey, refs []routeRef, port int32) (*ir.Vi
 	o := b.ordered[d]
 	if o == nil || !slices.Equal(o.refs, refs) {
 		o = &ordered{refs: refs, items: expand(refs)}
-		b.sorter.sort(o.items)
+		b.t.sorter.sort(o.items)
 		if b.ordered == nil {
 			b.ordered = map[string]*ordered{}
 		}

@@ -40,8 +40,9 @@ import (
 // Result's IR is; the input objects must not be modified after they were
 // translated (replace an object to change it, as providers do).
 type Translator struct {
-	mu   sync.Mutex
-	prev *memo
+	mu     sync.Mutex
+	prev   *memo
+	sorter itemSorter
 }
 
 // NewTranslator returns a Translator with nothing remembered.
@@ -52,6 +53,7 @@ func (x *Translator) Translate(in *input.Snapshot, opts Options) *Result {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	t := newTranslator(in, opts, x.prev, true)
+	t.sorter = &x.sorter
 	t.run()
 	x.prev = t.next
 	return t.result()

@@ -146,8 +146,10 @@ func sortItems(items []item) { new(itemSorter).sort(items) }
 // criterion 6 (items of one hostname and path type differ little before
 // it), which reads two routes' timestamps and names: the routes are ranked
 // once instead, and items compare their ranks next to the other keys,
-// copied out of the matches. It keeps its buffers for the next sort (a
-// builder sorts every virtual host of a Gateway with one).
+// copied out of the matches. It keeps its buffers for the next sort, up
+// to maxSorterKept items (a Translator sorts with one in every
+// translation, so that an edit sorts its virtual host without
+// allocating).
 type itemSorter struct {
 	keys   []itemKey
 	order  []int32
@@ -203,4 +205,11 @@ func (s *itemSorter) sort(items []item) {
 	}
 	clear(s.sorted) // hold no match past the sort
 	clear(s.ranked)
+	if cap(s.keys) > maxSorterKept {
+		*s = itemSorter{}
+	}
 }
+
+// maxSorterKept bounds the buffers an itemSorter keeps (about 100 bytes
+// an item).
+const maxSorterKept = 4096

@@ -129,7 +129,7 @@ func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) 
 	if opts.ControllerName == "" {
 		opts.ControllerName = ControllerName
 	}
-	t := &translator{opts: opts, in: in, prev: prev}
+	t := &translator{opts: opts, in: in, prev: prev, sorter: new(itemSorter)}
 	if prev != nil && prev.world.matches(in) && bytes.Equal(prev.ix.systemCAs, opts.SystemCAs) {
 		t.sameWorld = true
 		t.ix = prev.ix
@@ -209,6 +209,11 @@ type translator struct {
 	// meshRoutes are the routes with Service parentRefs, in snapshot
 	// order (noteMesh).
 	meshRoutes []meshRoute
+
+	// sorter puts the items of virtual hosts in precedence order; a
+	// Translator lends its own, so that its buffers serve every
+	// translation.
+	sorter *itemSorter
 
 	clusters map[clusterKey]*ir.Cluster
 	// servicePorts are the Service ports backendRefs named, as found
