@@ -419,6 +419,9 @@ func (b *builder) distinctClusters(items []item) []*ir.Cluster {
 	seen := map[*ir.Cluster]bool{}
 	var out []*ir.Cluster
 	for i := range items {
+		if i > 0 && items[i].m.rule == items[i-1].m.rule {
+			continue // the matches of a rule are often next to each other
+		}
 		for _, cl := range b.ruleClusters(items[i].m.rule, b.cert) {
 			if !seen[cl] {
 				seen[cl] = true
