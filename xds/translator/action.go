@@ -39,6 +39,14 @@ func (b *builder) sharedAction(r *ir.Route) *routev3.Route {
 	if !forwards(r) {
 		return nil
 	}
+	// The matches of a rule are often next to each other in precedence
+	// order: the action remembered last is tried before the map.
+	if a := b.lastAction; a.in != nil && &a.in.Backends[0] == &r.Backends[0] {
+		if sameAction(a.in, r) {
+			return a.out
+		}
+		return nil
+	}
 	if a, ok := b.actions[&r.Backends[0]]; ok && sameAction(a.in, r) {
 		return a.out
 	}
@@ -55,7 +63,8 @@ func (b *builder) rememberAction(r *ir.Route, out *routev3.Route) {
 		b.actions = make(map[**ir.WeightedBackend]actionFrom)
 	}
 	if _, ok := b.actions[&r.Backends[0]]; !ok {
-		b.actions[&r.Backends[0]] = actionFrom{in: r, out: out}
+		a := actionFrom{in: r, out: out}
+		b.actions[&r.Backends[0]], b.lastAction = a, a
 	}
 }
 

@@ -210,11 +210,13 @@ func (b *builder) enterListener(l *ir.Listener) func() {
 	if !b.egressEnforced() || !isIngressListener(l) {
 		return func() {}
 	}
-	names, actions := b.clusterNames, b.actions
-	b.clusterNames, b.actions, b.viaIngress = b.viaIngressNames, b.ingressActions, true
+	names, actions, last := b.clusterNames, b.actions, b.lastAction
+	// lastAction is an entry of the actions map in use: it starts empty
+	// with the other map, and comes back with this one.
+	b.clusterNames, b.actions, b.lastAction, b.viaIngress = b.viaIngressNames, b.ingressActions, actionFrom{}, true
 	return func() {
 		b.ingressActions = b.actions
-		b.clusterNames, b.actions, b.viaIngress = names, actions, false
+		b.clusterNames, b.actions, b.lastAction, b.viaIngress = names, actions, last, false
 	}
 }
 

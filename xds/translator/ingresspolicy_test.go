@@ -237,3 +237,40 @@ func TestIngressPolicyOnHostNetworkListener(t *testing.T) {
 		t.Errorf("transport protocols %q, want raw_buffer for the plaintext chain and tls for the others", transports)
 	}
 }
+
+// TestIngressPolicyKeepsActionsApart gives a Gateway route and a GAMMA
+// route the very same backends, as one rule attached to a Gateway and to
+// a Service makes them: the two share no action, since the Gateway route
+// names the filtered variant of the cluster and the GAMMA route the
+// cluster itself, whichever of them was built last.
+func TestIngressPolicyKeepsActionsApart(t *testing.T) {
+	cfg := readIR(t, "testdata/ingress-policy-gamma.in.yaml")
+	route := func(l string) *ir.Route {
+		for _, x := range cfg.Listeners {
+			if x.Name == l {
+				return x.Chains[0].Routes.VirtualHosts[0].Routes[0]
+			}
+		}
+		t.Fatalf("listener %q missing", l)
+		return nil
+	}
+	gw, mesh := route("gateway/default/eg/80"), route("mesh/default/details/9080")
+	mesh.Backends = gw.Backends
+	res, err := Translate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireValid(t, res)
+	for rc, want := range map[string]string{
+		"gateway/default/eg/80/http":     "service/default/details/9080/via-ingress",
+		"mesh/default/details/9080/http": "service/default/details/9080",
+	} {
+		for _, c := range res.RouteConfigurations {
+			if c.GetName() == rc {
+				if got := c.GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetCluster(); got != want {
+					t.Errorf("%s: route names cluster %q, want %q", rc, got, want)
+				}
+			}
+		}
+	}
+}

@@ -133,6 +133,9 @@ type builder struct {
 	// the first of their IR backends (action.go): the routes of one rule
 	// share their action.
 	actions map[**ir.WeightedBackend]actionFrom
+	// lastAction is the action remembered last (its entry in actions;
+	// enterListener keeps the two together).
+	lastAction actionFrom
 	// ingressActions are actions for viaIngress routes, kept apart since
 	// they name other clusters.
 	ingressActions map[**ir.WeightedBackend]actionFrom
