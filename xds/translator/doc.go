@@ -137,8 +137,10 @@
 //     IR objects, which never change once built, and only within one
 //     translation; content hashes still decide versions and reuse
 //     across translations. Identity was chosen over an action hash: it
-//     costs a map lookup, where hashing every action's content again
-//     would cost close to what building it does. A route whose path
+//     costs a map lookup (none when the action remembered last is the
+//     one: a rule's matches are often next to each other in precedence
+//     order), where hashing every action's content again would cost
+//     close to what building it does. A route whose path
 //     rewrite refers to its own match shares only with routes of the
 //     same match path; an action that cannot be expressed is never
 //     shared (each route warns on its own). The validation is shared
