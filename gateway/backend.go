@@ -153,7 +153,9 @@ func (t *translator) service(rs *routeState, br *gwv1.BackendObjectReference) (*
 			tls = bt.tls
 		}
 		p.cluster = t.cluster(k, sp, proto, tls)
-		t.servicePorts[pk] = p
+		if t.servicePorts != nil {
+			t.servicePorts[pk] = p
+		}
 	}
 	return p.cluster, nil
 }
@@ -168,8 +170,9 @@ type servicePortKey struct {
 // servicePort is what a translation found about a Service port the first
 // time a backendRef named it: every later reference (a Service is the
 // backend of many rules) takes it from translator.servicePorts with one
-// lookup instead of one per index it comes from. Nothing in it depends on
-// the referring route.
+// lookup instead of one per index it comes from, when every route is
+// compiled (an edit compiles a few and keeps no memo). Nothing in it
+// depends on the referring route.
 type servicePort struct {
 	svc *corev1.Service     // nil: no such Service
 	sp  *corev1.ServicePort // nil: no such port
@@ -198,15 +201,15 @@ func (t *translator) servicePort(k servicePortKey) servicePort {
 		p.tlsTargeted = len(t.ix.tlsBySvc[k.svc]) > 0
 		p.proto, p.protoOK = appProtocol(p.sp, p.bt != nil)
 	}
+	if t.sameWorld {
+		// An edit: a route or two are compiled, and the index answers
+		// their few references as fast as a memo would.
+		return p
+	}
 	if t.servicePorts == nil {
-		// Room for every Service when every route is compiled (the
-		// objects routes read changed, or there is no previous
-		// translation); an edit compiles a route or two.
-		n := 0
-		if !t.sameWorld {
-			n = len(t.in.Services)
-		}
-		t.servicePorts = make(map[servicePortKey]servicePort, n)
+		// Every route is compiled (the objects routes read changed, or
+		// there is no previous translation).
+		t.servicePorts = make(map[servicePortKey]servicePort, len(t.in.Services))
 	}
 	t.servicePorts[k] = p
 	return p

@@ -386,7 +386,7 @@ func (b *builder) virtualHost(key vhostKey, refs []routeRef, port int32) (*ir.Vi
 	o := b.ordered[d]
 	if o == nil || !slices.Equal(o.refs, refs) {
 		o = &ordered{refs: refs, items: expand(refs)}
-		b.t.sorter.sort(o.items)
+		b.t.itemSorter().sort(o.items)
 		if b.ordered == nil {
 			b.ordered = map[string]*ordered{}
 		}

@@ -210,6 +210,14 @@ func (s *itemSorter) sort(items []item) {
 	}
 }
 
+// itemSorter returns the translation's item sorter.
+func (t *translator) itemSorter() *itemSorter {
+	if t.sorter == nil {
+		t.sorter = new(itemSorter)
+	}
+	return t.sorter
+}
+
 // maxSorterKept bounds the buffers an itemSorter keeps (about 100 bytes
 // an item).
 const maxSorterKept = 4096

@@ -129,7 +129,7 @@ func newTranslator(in *input.Snapshot, opts Options, prev *memo, remember bool) 
 	if opts.ControllerName == "" {
 		opts.ControllerName = ControllerName
 	}
-	t := &translator{opts: opts, in: in, prev: prev, sorter: new(itemSorter)}
+	t := &translator{opts: opts, in: in, prev: prev}
 	if prev != nil && prev.world.matches(in) && bytes.Equal(prev.ix.systemCAs, opts.SystemCAs) {
 		t.sameWorld = true
 		t.ix = prev.ix
@@ -212,7 +212,7 @@ type translator struct {
 
 	// sorter puts the items of virtual hosts in precedence order; a
 	// Translator lends its own, so that its buffers serve every
-	// translation.
+	// translation (nil: made when first needed, itemSorter).
 	sorter *itemSorter
 
 	clusters map[clusterKey]*ir.Cluster
