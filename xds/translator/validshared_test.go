@@ -176,6 +176,9 @@ func TestValidSharedCoversRoute(t *testing.T) {
 // weighted cluster) is validated once, not once per route. It observes
 // the generated code, which validRoute would otherwise stand in for.
 func TestSharedActionValidatedOnce(t *testing.T) {
+	if raceEnabled {
+		t.Skip("counts allocations")
+	}
 	generatedOnly = true
 	defer func() { generatedOnly = false }()
 	cfg := sharedActionConfig()
