@@ -2,7 +2,6 @@ package accesslog
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,13 +10,10 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	datav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/nodemesh/nodemesh/mesh/flow"
 	"github.com/nodemesh/nodemesh/proxylib/api/l7meta"
-	"github.com/nodemesh/nodemesh/xds/server"
 )
 
 // entryStrings lists every string a flow took from its entry (not the
@@ -76,21 +72,7 @@ func checkBounds(t *testing.T, f flow.Flow) {
 // where it was cut, and the service counts the cut entries.
 func TestOversizedEntries(t *testing.T) {
 	store := flow.NewStore()
-	srv := server.New()
-	svc := New(store, nil)
-	svc.Register(srv)
-	path := filepath.Join(t.TempDir(), "xds.sock")
-	l, err := server.ListenUnix(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Stop(time.Second) })
-	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	svc, conn := serveOverSocket(t, store)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 

@@ -62,21 +62,7 @@ func TestStreamAccessLogs(t *testing.T) {
 		}
 		return 256, "default/deathstar"
 	}))
-	srv := server.New()
-	New(store, nil).Register(srv)
-	path := filepath.Join(t.TempDir(), "xds.sock")
-	l, err := server.ListenUnix(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Stop(time.Second) })
-
-	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	_, conn := serveOverSocket(t, store)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -192,21 +178,7 @@ func (rawCodec) Name() string                    { return "proto" }
 // whose own framing is broken still fails its stream.
 func TestMalformedEntryDroppedAlone(t *testing.T) {
 	store := flow.NewStore()
-	srv := server.New()
-	svc := New(store, nil)
-	svc.Register(srv)
-	path := filepath.Join(t.TempDir(), "xds.sock")
-	l, err := server.ListenUnix(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Stop(time.Second) })
-	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	svc, conn := serveOverSocket(t, store)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -293,21 +265,7 @@ func (b *batches) AddAll(fs []flow.Flow) {
 // store is locked, and its followers are woken, once per message.
 func TestMessageDeliveredWhole(t *testing.T) {
 	sink := &batches{Store: flow.NewStore()}
-	srv := server.New()
-	svc := New(sink, nil)
-	svc.Register(srv)
-	path := filepath.Join(t.TempDir(), "xds.sock")
-	l, err := server.ListenUnix(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Stop(time.Second) })
-	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	svc, conn := serveOverSocket(t, sink)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	stream, err := accesslogv3.NewAccessLogServiceClient(conn).StreamAccessLogs(ctx)
@@ -404,4 +362,26 @@ func TestLargeMessageNotKept(t *testing.T) {
 		t.Errorf("after a message of 1000 entries and one of 3: room for %d entries and %d flows kept, want at most %d",
 			cap(w.entries), cap(batch), keptEntries)
 	}
+}
+
+// serveOverSocket serves a Service over sink on an xDS server's Unix
+// socket, as the agent does, and returns it with a client connection.
+func serveOverSocket(t *testing.T, sink Sink) (*Service, *grpc.ClientConn) {
+	t.Helper()
+	srv := server.New()
+	svc := New(sink, nil)
+	svc.Register(srv)
+	path := filepath.Join(t.TempDir(), "xds.sock")
+	l, err := server.ListenUnix(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Stop(time.Second) })
+	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return svc, conn
 }
