@@ -6,39 +6,30 @@ import (
 	"github.com/nodemesh/nodemesh/mesh/flow"
 )
 
-// Sizes of the blocks an arena hands out flows' memory from.
-const (
-	// arenaHTTP is how many flows' HTTP parts one block holds.
-	arenaHTTP = 32
-	// arenaBytes is the size of a block of strings; a flow whose
-	// strings take more than a quarter of it gets an allocation of its
-	// own, so a block is never mostly wasted.
-	arenaBytes = 4 << 10
-)
+// arenaBytes is the size of a block of strings; a flow whose strings take
+// more than a quarter of it gets an allocation of its own, so a block is
+// never mostly wasted.
+const arenaBytes = 4 << 10
 
-// arena hands out the memory of a stream's flows (their HTTP parts and
-// strings) from blocks shared by consecutive flows, so that a message of
-// 64 entries costs a few allocations instead of two per entry. What it
+// arena hands out the bytes of a stream's flows' strings from blocks
+// shared by consecutive flows, so that a message of 64 entries costs a
+// few allocations for its strings instead of one per entry. What it
 // handed out it never touches again: a block's used part belongs to the
 // flows, which other goroutines read once the sink has them, and the
-// stream goroutine only writes its unused rest. A block lives as long as
-// one of its flows does; the store's ring drops flows oldest first, so
-// blocks go with the flows they hold, and a stream keeps at most one
-// block of each kind that is partly handed out.
+// stream goroutine only writes its unused rest.
+//
+// Only bytes are shared: a block holds no pointers, so a flow kept in
+// the store keeps at most one block (4 KiB) beyond its own memory alive,
+// whatever the flows it shared the block with pointed to. Blocks of
+// flows' HTTP parts were tried and dropped: a part holds the flow's
+// strings and header lists, so one stored flow kept the strings of the
+// 31 others of its block (up to 16 KiB each) alive.
 type arena struct {
-	https []flow.HTTP // the current block's unused HTTP parts
-	buf   []byte      // the current block's unused bytes (len 0, cap the rest)
+	buf []byte // the current block's unused bytes (len 0, cap the rest)
 }
 
-// http returns a zeroed HTTP part.
-func (a *arena) http() *flow.HTTP {
-	if len(a.https) == 0 {
-		a.https = make([]flow.HTTP, arenaHTTP)
-	}
-	h := &a.https[0]
-	a.https = a.https[1:]
-	return h
-}
+// http returns a zeroed HTTP part of the flow's own.
+func (a *arena) http() *flow.HTTP { return new(flow.HTTP) }
 
 // bytes returns an empty slice with room for n bytes, which the caller
 // fills and keeps.

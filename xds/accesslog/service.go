@@ -100,8 +100,8 @@ func (s *Service) stream(ss grpc.ServerStream) error {
 }
 
 // deliver counts a message's converted entries and hands their flows to
-// the sink in one call, through batch (returned for reuse, emptied of
-// references).
+// the sink, in calls of at most keptEntries flows (one call for a usual
+// message), through batch (returned for reuse, emptied of references).
 func (s *Service) deliver(batch []flow.Flow, entries []converted, node, logName, dir string) []flow.Flow {
 	var skipped, truncated uint64
 	for i := range entries {
@@ -125,7 +125,15 @@ func (s *Service) deliver(batch []flow.Flow, entries []converted, node, logName,
 	}
 	if len(batch) > 0 {
 		s.flows.Add(uint64(len(batch)))
-		s.sink.AddAll(batch)
+		// At most keptEntries flows per call: the sink holds its lock for
+		// a call, and a large message (up to gRPC's 4 MiB, some 100 000
+		// minimal entries) must not stall its readers and the other
+		// streams for all of it.
+		for rest := batch; len(rest) > 0; {
+			n := min(len(rest), keptEntries)
+			s.sink.AddAll(rest[:n])
+			rest = rest[n:]
+		}
 	}
 	clear(batch)
 	if cap(batch) > keptEntries {
