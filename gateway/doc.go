@@ -120,7 +120,11 @@
 // A virtual host holds every route of its listener whose hostname covers
 // the domain — a "*.example.com" route also serves "foo.example.com" —
 // ordered as precedence.go describes (hostname specificity first, as the
-// HTTPRoute hostnames spec requires).
+// HTTPRoute hostnames spec requires). The order is total: two distinct
+// route objects that tie on every criterion (same creation time, key and
+// kind, which the API server never lets exist; a provider that let such
+// duplicates through) are ordered by rule and match index like one route's
+// items, not left to the sort.
 //
 // ListenerSets (listenerset.go). A ListenerSet whose parentRef names one
 // of our Gateways is reported on (Result.ListenerSets); its listeners join
