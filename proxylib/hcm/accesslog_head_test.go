@@ -73,36 +73,16 @@ func TestLoggedHeadSurvivesStreamedBody(t *testing.T) {
 	go gs.Serve(gl)
 	t.Cleanup(gs.Stop)
 
-	be, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { be.Close() })
-	go func() {
-		for {
-			c, err := be.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					if req.Header.Get("Upgrade") != "" {
-						fmt.Fprint(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
-						io.Copy(c, br) // echo until the client closes
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				}
-			}()
+	be := requestBackend(t, func(c net.Conn, br *bufio.Reader, req *http.Request) bool {
+		if req.Header.Get("Upgrade") != "" {
+			fmt.Fprint(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+			io.Copy(c, br) // echo until the client closes
+			return false
 		}
-	}()
+		io.Copy(io.Discard, req.Body)
+		fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return true
+	})
 	rt, _ := oneClusterRuntime(t, be)
 	rt.ALS = accesslog.NewManager("n", func(string) (string, bool) { return gl.Addr().String(), true }, nil)
 	t.Cleanup(func() { rt.ALS.Close(t.Context()) })

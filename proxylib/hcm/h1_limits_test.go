@@ -52,32 +52,12 @@ func mustAny(t *testing.T, m proto.Message) *anypb.Any {
 // still goes through whole.
 func TestBufferLimitBoundsReads(t *testing.T) {
 	// A backend that counts the body it receives.
-	be, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { be.Close() })
-	go func() {
-		for {
-			c, err := be.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					n, _ := io.Copy(io.Discard, req.Body)
-					body := fmt.Sprint(n)
-					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-				}
-			}()
-		}
-	}()
+	be := requestBackend(t, func(c net.Conn, _ *bufio.Reader, req *http.Request) bool {
+		n, _ := io.Copy(io.Discard, req.Body)
+		body := fmt.Sprint(n)
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		return true
+	})
 
 	rt, _ := oneClusterRuntime(t, be)
 
@@ -123,4 +103,36 @@ func TestBufferLimitBoundsReads(t *testing.T) {
 	if rs.max > limit || rs.n < (64<<10)/limit {
 		t.Fatalf("%d reads of up to %d bytes; want none over %d", rs.n, rs.max, limit)
 	}
+}
+
+// requestBackend serves HTTP/1.1 on loopback until the test ends: each
+// request read from a connection goes to serve, which answers on c (and
+// may go on reading br, as an upgraded stream does); it returns false to
+// close the connection.
+func requestBackend(t *testing.T, serve func(c net.Conn, br *bufio.Reader, req *http.Request) bool) net.Listener {
+	t.Helper()
+	be, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.Close() })
+	go func() {
+		for {
+			c, err := be.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil || !serve(c, br, req) {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return be
 }
