@@ -233,11 +233,8 @@ func TestRouteTimeoutFromRequestEnd(t *testing.T) {
 	ok := startBackend(t, "ok", http.HandlerFunc(timeoutBackend))
 	x := startXDS(t, "", nil)
 	addr := freeAddr(t)
-	longConnect := func(c *clusterv3.Cluster) { c.ConnectTimeout = durationpb.New(5 * time.Second) }
 	route := func(prefix, cluster string, rp *routev3.RetryPolicy) *routev3.Route {
-		return &routev3.Route{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}},
-			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
-				Timeout: durationpb.New(1500 * time.Millisecond), RetryPolicy: rp}}}
+		return timedRoute(prefix, cluster, 1500*time.Millisecond, rp)
 	}
 	routes := []*routev3.Route{route("/ok/", "ok", nil)}
 	res := []proto.Message{edsCluster(t, "ok", false, nil), cla("ok", ok.addr)}
@@ -285,11 +282,8 @@ func TestRouteTimeoutCoversConnect(t *testing.T) {
 	ok := startBackend(t, "ok", http.HandlerFunc(timeoutBackend))
 	x := startXDS(t, "", nil)
 	addr := freeAddr(t)
-	longConnect := func(c *clusterv3.Cluster) { c.ConnectTimeout = durationpb.New(5 * time.Second) }
 	route := func(prefix, cluster string, rp *routev3.RetryPolicy) *routev3.Route {
-		return &routev3.Route{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}},
-			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
-				Timeout: durationpb.New(300 * time.Millisecond), RetryPolicy: rp}}}
+		return timedRoute(prefix, cluster, 300*time.Millisecond, rp)
 	}
 	routes := []*routev3.Route{route("/ok/", "ok", nil)}
 	for _, c := range []string{"h1", "h2"} {
@@ -327,11 +321,8 @@ func TestPerTryTimeoutAfterConnect(t *testing.T) {
 	ok := startBackend(t, "ok", http.HandlerFunc(timeoutBackend))
 	x := startXDS(t, "", nil)
 	addr := freeAddr(t)
-	longConnect := func(c *clusterv3.Cluster) { c.ConnectTimeout = durationpb.New(5 * time.Second) }
 	route := func(prefix, cluster string) *routev3.Route {
-		return &routev3.Route{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}},
-			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
-				Timeout: durationpb.New(5 * time.Second), RetryPolicy: &routev3.RetryPolicy{PerTryTimeout: durationpb.New(700 * time.Millisecond)}}}}
+		return timedRoute(prefix, cluster, 5*time.Second, &routev3.RetryPolicy{PerTryTimeout: durationpb.New(700 * time.Millisecond)})
 	}
 	routes := []*routev3.Route{route("/ok/", "ok")}
 	res := []proto.Message{edsCluster(t, "ok", false, nil), cla("ok", ok.addr)}
@@ -364,3 +355,15 @@ func TestPerTryTimeoutAfterConnect(t *testing.T) {
 		}
 	}
 }
+
+// timedRoute routes the prefix to cluster with a route timeout and retry
+// policy rp (nil: none).
+func timedRoute(prefix, cluster string, timeout time.Duration, rp *routev3.RetryPolicy) *routev3.Route {
+	return &routev3.Route{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+			Timeout: durationpb.New(timeout), RetryPolicy: rp}}}
+}
+
+// longConnect gives a cluster a connect timeout (5 s) longer than the
+// route timeouts the tests check, so only the route timer can end a dial.
+func longConnect(c *clusterv3.Cluster) { c.ConnectTimeout = durationpb.New(5 * time.Second) }

@@ -28,9 +28,6 @@ type arena struct {
 	buf []byte // the current block's unused bytes (len 0, cap the rest)
 }
 
-// http returns a zeroed HTTP part of the flow's own.
-func (a *arena) http() *flow.HTTP { return new(flow.HTTP) }
-
 // bytes returns an empty slice with room for n bytes, which the caller
 // fills and keeps.
 func (a *arena) bytes(n int) []byte {

@@ -113,8 +113,7 @@ func (e *entryState) httpFlow() (f flow.Flow, truncated, ok bool) {
 	if !ok {
 		return f, false, false
 	}
-	f.HTTP = e.mem.http()
-	*f.HTTP = flow.HTTP{
+	f.HTTP = &flow.HTTP{
 		Method:    methodName(e.method),
 		Authority: b.str(view(e.authority)),
 		Path:      b.str(view(e.path)),
