@@ -41,8 +41,8 @@ test: ## unit, golden, end-to-end and privileged tests (run as root for datapath
 	@$(MAKE) --no-print-directory hubble
 	$(GO) test -count=1 -timeout 30m $(PKGS)
 
-spire: ## build spire-server and spire-agent (SPIRE, pinned in auth/spire/spiretest/module) for the auth/spire tests; once, cached in auth/spire/.cache
-	$(GO) run ./auth/spire/spiretest/spirebuild
+spire: ## build spire-server and spire-agent (SPIRE, pinned in internal/spiretest/module) for the auth/spire tests; once, cached in conformance/.cache
+	$(GO) run ./internal/spiretest/spirebuild
 
 hubble: ## build the real hubble CLI once from internal/tools/hubble (cached in conformance/.cache)
 	$(GO) test -count=1 -timeout 60m -run TestCLIVersion ./internal/hubble/

@@ -78,6 +78,18 @@ var rules = []rule{
 	{from: module + "auth/", forbidden: concat(k8s, kernel, []string{module + "gateway", module + "mesh/policy", module + "datapath",
 		"github.com/envoyproxy/", root}), allowed: []string{module + "datapath/model"}},
 
+	// internal/ holds the composition root, the lab and the binaries'
+	// helpers, all above the stages and the floors under them: none of
+	// those links anything in it (a helper they need lives in their own
+	// folder, e.g. mesh/dirwatch, datapath/cgroup2).
+	{from: module + "gateway", forbidden: []string{module + "internal/"}},
+	{from: module + "xds/", forbidden: []string{module + "internal/"}},
+	{from: module + "auth/", forbidden: []string{module + "internal/"}},
+	{from: module + "mesh/", forbidden: []string{module + "internal/"}},
+	{from: module + "datapath", forbidden: []string{module + "internal/"}},
+	{from: module + "proxylib", forbidden: []string{module + "internal/"}},
+	{from: module + "api/", forbidden: []string{module + "internal/"}},
+
 	// The lab runs nodemesh as processes and is imported by the tests of
 	// the stages it runs: linking them would invert that.
 	{from: module + "internal/lab", forbidden: []string{module + "mesh/", module + "gateway", module + "xds/", module + "auth/", root}},

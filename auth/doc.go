@@ -13,8 +13,6 @@
 //	auth/spire        SPIRE instead: Source from the SPIRE agent's Delegated
 //	                  Identity API (admin socket), Registrar for the
 //	                  per-identity entries on the SPIRE server
-//	auth/spire/spiretest  real spire-server/spire-agent for tests, built
-//	                  from a nested module (cached)
 //	auth/workload     the SPIFFE Workload API (X.509) on a Unix socket for the
 //	                  node's Pods, callers attested by their network namespace
 //	auth/handshake    the TLS 1.3 handshake server (port 4250) and client
@@ -111,7 +109,7 @@
 // (--auth-netns-dir) and matching its addresses to a local Pod. Builtin
 // issuers of several nodes exchange their authorities (certificates only) through a shared
 // directory (--auth-peer-authorities-dir), which is what the lab uses: the
-// directory is read on inotify events (internal/dirwatch) and rescanned
+// directory is read on inotify events (mesh/dirwatch) and rescanned
 // every 30 s as the fallback (no watch, or a network file system another
 // host writes); each node's file stands alone, so a bad one is skipped
 // with its error and keeps its last good certificates while the others

@@ -10,7 +10,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
-	"github.com/nodemesh/nodemesh/internal/cgroup2"
+	"github.com/nodemesh/nodemesh/datapath/cgroup2"
 )
 
 // Socket-level Service translation runs at the socket hooks of one cgroup

@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/cgroup2"
 	"github.com/nodemesh/nodemesh/datapath/model"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
-	"github.com/nodemesh/nodemesh/internal/cgroup2"
 	"golang.org/x/sys/unix"
 )
 

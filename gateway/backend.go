@@ -10,7 +10,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/nodemesh/nodemesh/internal/appprotocol"
+	"github.com/nodemesh/nodemesh/mesh/appprotocol"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
@@ -216,7 +216,7 @@ func (t *translator) servicePort(k servicePortKey) servicePort {
 }
 
 // appProtocol maps what a Service port says (its appProtocol, or its
-// name, internal/appprotocol) to the protocol spoken to its endpoints:
+// name, mesh/appprotocol) to the protocol spoken to its endpoints:
 // h2c when it says HTTP/2 cleartext or gRPC, else HTTP/1.1. appProtocol
 // values naming TLS or WebSocket-over-TLS are refused unless a
 // BackendTLSPolicy configures TLS to the port (withTLS). Unrecognized

@@ -299,7 +299,7 @@
 //     (its clients speak TLS). Proxying such a port as HTTP would break
 //     every connection to it.
 //   - gRPC (GRPCRoute parents, and the HTTP version of every mesh
-//     cluster): what a port says decides (internal/appprotocol, shared
+//     cluster): what a port says decides (mesh/appprotocol, shared
 //     with lb-l7 Services): appProtocol kubernetes.io/h2c, grpc, h2c or
 //     http2, or without appProtocol the name grpc, h2c or http2 (alone
 //     or before "-"; grpc-web is HTTP/1.1), is h2c, upstream too. A port

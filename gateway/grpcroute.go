@@ -31,7 +31,7 @@ import (
 // more characters of service, then of method, then more header matches.
 // Backends must speak HTTP/2 cleartext: a Service port that does not say
 // so (appProtocol kubernetes.io/h2c, grpc, h2c, http2, or without one a
-// name grpc[-*], h2c[-*], http2[-*]: internal/appprotocol) is
+// name grpc[-*], h2c[-*], http2[-*]: mesh/appprotocol) is
 // UnsupportedProtocol rather than reached over HTTP/1.1, where no gRPC
 // call can succeed (the port's one cluster is shared with HTTPRoutes, so
 // the protocol comes from the Service alone). The one exception is a

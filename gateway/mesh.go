@@ -9,7 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/nodemesh/nodemesh/internal/appprotocol"
+	"github.com/nodemesh/nodemesh/mesh/appprotocol"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )

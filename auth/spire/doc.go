@@ -138,7 +138,7 @@
 // demand: broken and oversized messages, a refusal, a stream cut mid-way,
 // expiry under a controlled clock; FuzzDecode feeds arbitrary bytes to the
 // decoders. spire_integration_test.go runs real spire-server and
-// spire-agent (SPIRE v1.13.3, built by auth/spire/spiretest): two nodes'
+// spire-agent (SPIRE v1.13.3, built by internal/spiretest): two nodes'
 // agents attested by join tokens, entries created by the Registrar, both
 // Sources receiving exactly their node's SVIDs and the server's bundle,
 // rotation observed before expiry, an authority appended to the server's

@@ -31,7 +31,7 @@ import (
 	"github.com/nodemesh/nodemesh/auth"
 	"github.com/nodemesh/nodemesh/auth/handshake"
 	"github.com/nodemesh/nodemesh/auth/spire"
-	"github.com/nodemesh/nodemesh/auth/spire/spiretest"
+	"github.com/nodemesh/nodemesh/internal/spiretest"
 )
 
 // These tests run real spire-server and spire-agent binaries built from

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/auth/issuer"
-	"github.com/nodemesh/nodemesh/internal/dirwatch"
+	"github.com/nodemesh/nodemesh/mesh/dirwatch"
 )
 
 // Bounds and pacing of the authority exchange.

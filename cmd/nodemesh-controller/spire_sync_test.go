@@ -20,8 +20,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/nodemesh/nodemesh/auth/spire"
-	"github.com/nodemesh/nodemesh/auth/spire/spiretest"
 	"github.com/nodemesh/nodemesh/datapath/model"
+	"github.com/nodemesh/nodemesh/internal/spiretest"
 	"github.com/nodemesh/nodemesh/mesh/identity"
 )
 

@@ -20,8 +20,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/nodemesh/nodemesh/auth/spire/spiretest"
 	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
+	"github.com/nodemesh/nodemesh/internal/spiretest"
 	"github.com/nodemesh/nodemesh/mesh/identity"
 	"github.com/nodemesh/nodemesh/mesh/provider/kube/ciliumidentity"
 )

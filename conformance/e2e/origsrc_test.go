@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/datapath"
+	"github.com/nodemesh/nodemesh/datapath/cgroup2"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
 	"github.com/nodemesh/nodemesh/internal/agent"
-	"github.com/nodemesh/nodemesh/internal/cgroup2"
 )
 
 // The Service tests: clients are processes in Pod namespaces and in the

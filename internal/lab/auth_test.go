@@ -29,7 +29,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/nodemesh/nodemesh/api/v1alpha1"
-	"github.com/nodemesh/nodemesh/auth/spire/spiretest"
+	"github.com/nodemesh/nodemesh/internal/spiretest"
 
 	"github.com/nodemesh/nodemesh/internal/lab/controlplane"
 )

@@ -10,8 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nodemesh/nodemesh/datapath/cgroup2"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
-	"github.com/nodemesh/nodemesh/internal/cgroup2"
 )
 
 // Each node's Pods run in a cgroup of their own, as kubelet puts them

@@ -212,7 +212,7 @@
 // plane's address, where the test listens on the handshake port with a CA
 // it publishes in that directory. With SPIRE
 // (TestLabMutualAuthSPIRE) spire-server and one spire-agent per node run
-// on this machine (auth/spire/spiretest), the agents get
+// on this machine (internal/spiretest), the agents get
 // --mutual-auth=spire with their node's admin socket and the controller
 // --spire-server-socket through Options.ControllerArgs.
 package lab

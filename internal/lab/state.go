@@ -18,8 +18,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/nodemesh/nodemesh/datapath/cgroup2"
 	"github.com/nodemesh/nodemesh/datapath/testbed"
-	"github.com/nodemesh/nodemesh/internal/cgroup2"
 	"github.com/nodemesh/nodemesh/internal/lab/network"
 )
 

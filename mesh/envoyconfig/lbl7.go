@@ -17,7 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/nodemesh/nodemesh/internal/appprotocol"
+	"github.com/nodemesh/nodemesh/mesh/appprotocol"
 	"github.com/nodemesh/nodemesh/mesh/input"
 	"github.com/nodemesh/nodemesh/mesh/ir"
 )
@@ -56,7 +56,7 @@ var lbPolicies = map[string]clusterv3.Cluster_LbPolicy{
 // route table forwarding everything without a timeout (the Service had
 // none), and an EDS cluster over "<namespace>/<name>:<port>" that speaks
 // h2c to the backends when the port says it takes HTTP/2 or gRPC
-// (internal/appprotocol, as Gateway API routes read it), HTTP/1.1
+// (mesh/appprotocol, as Gateway API routes read it), HTTP/1.1
 // otherwise. A port a CiliumEnvoyConfig already takes
 // over stays with it.
 func (t *translation) serviceLB(svc *corev1.Service) {

@@ -14,7 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/nodemesh/nodemesh/internal/dirwatch"
+	"github.com/nodemesh/nodemesh/mesh/dirwatch"
 	"github.com/nodemesh/nodemesh/mesh/input"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nodemesh/nodemesh/internal/dirwatch"
+	"github.com/nodemesh/nodemesh/mesh/dirwatch"
 )
 
 // Defaults for the limits on what the provider reads (see doc.go for why

@@ -1,6 +1,6 @@
 // Command spirebuild builds spire-server and spire-agent for the
 // auth/spire integration tests into the cache those tests read
-// (auth/spire/.cache, see package spiretest), or finds them already built
+// (conformance/.cache, see package spiretest), or finds them already built
 // for the current inputs, and prints their paths. `make spire` runs it, and
 // `make integration` runs that first, so the tests find the binaries
 // instead of building them under their own timeout.
@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nodemesh/nodemesh/auth/spire/spiretest"
+	"github.com/nodemesh/nodemesh/internal/spiretest"
 )
 
 func main() {

@@ -2,13 +2,13 @@
 // machine for the tests of auth/spire: built from their Go module, not
 // faked.
 //
-// Builds. The nested module auth/spire/spiretest/module pins SPIRE
+// Builds. The nested module internal/spiretest/module pins SPIRE
 // v1.13.3 with Go tool directives (its own go.mod, because SPIRE needs
 // k8s.io v0.34 and the main module is on a newer one; the main module
 // only imports spire-api-sdk, which needs nothing but gRPC and
 // protobuf). Build compiles both programs (cgo on, for the server's
 // SQLite datastore; -ldflags=-s -w, which takes the server from 230 to
-// 170 MB) into auth/spire/.cache/spire-<key>/ (gitignored), where key
+// 170 MB) into conformance/.cache/spire-<key>/ (gitignored), where key
 // hashes the nested module's go.mod and go.sum, the build flags and the
 // Go version and target: a cached build is reused until an input
 // changes. Parallel callers share one build through a file lock; a new build removes those

@@ -19,11 +19,11 @@ type Binaries struct {
 
 // ModuleDir is the nested module that pins SPIRE, relative to the
 // repository root.
-const ModuleDir = "auth/spire/spiretest/module"
+const ModuleDir = "internal/spiretest/module"
 
 // cacheDir holds build outputs, relative to the repository root
 // (gitignored).
-const cacheDir = "auth/spire/.cache"
+const cacheDir = "conformance/.cache"
 
 // packages are the programs built, as the nested module's tool
 // directives name them.

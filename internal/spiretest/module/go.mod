@@ -1,4 +1,4 @@
-module github.com/nodemesh/nodemesh/auth/spire/spiretest/module
+module github.com/nodemesh/nodemesh/internal/spiretest/module
 
 go 1.26.0
 
