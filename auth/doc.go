@@ -22,10 +22,11 @@
 //
 // An identity's SPIFFE ID is spiffe://<trust domain>/identity/<number>
 // (Cilium's format), with the number in canonical decimal, so each identity
-// has exactly one ID and each ID at most one identity. Identity is its own
-// uint32 type rather than the datapath's: auth must not link the eBPF
-// loader. The composition root converts with a plain conversion (and will
-// switch to the shared stdlib-only plain-types package once it exists).
+// has exactly one ID and each ID at most one identity. Identity is a
+// uint32 of auth's own, the same width as the stdlib-only
+// datapath/model.Identity (which auth may import; the eBPF loader it may
+// not): auth's API speaks of SPIFFE peers, and the composition root
+// converts between the two with a plain conversion.
 //
 // # Source: where SVIDs come from
 //
