@@ -222,6 +222,31 @@
 // (TestHTTP1KeepAliveRequestAllocatesNothing) or a goroutine hand-off per
 // request needs a reason as strong as the probe's.
 //
+// Where the CPU goes, proxy against nginx (one core each, 16
+// connections, counted per process with perf's system call tracepoints
+// and sampled with perf record, the two alternated in one session on a
+// loaded 2-vCPU virtual machine, so only the counts are exact): both make
+// 5.3 system calls per request, 0.33 poller waits (96 % of the proxy's
+// return at once, the scheduler looking for work) against nginx's 0.26,
+// no futex call and 0.02-0.04 context switches. Kernel time is the same
+// within the noise (about 15 µs of the two writes, which deliver the
+// segments over loopback, 3 µs of reads, 0.45 µs for the reuse probe
+// against 0.40 µs for nginx's getsockopt). The difference is user time,
+// 1-2 µs more than nginx's 7-9 µs, spread thin: the runtime's I/O
+// machinery (the poller's wrappers of each system call, parking and
+// readying a goroutine twice per request, lending four buffers; about
+// 3 µs in all, against well under 1 µs of nginx's event loop) and the
+// Envoy behaviours this nginx configuration lacks (request ID,
+// x-forwarded-for, server overwrite, upstream service time, request
+// statistics). No single cost of more than about 0.5 µs stands out. At
+// 16 connections the proxy kept its core 25-50 % busy: its request rate
+// there follows the latency of the round trip through wrk, the proxy and
+// the backend, not its CPU. Writing straight to the descriptor a read
+// session holds (skipping the poller's write bookkeeping, about 1 % of
+// the samples) was tried and left out: a Close from another goroutine
+// waits for the session, and only the poller's write notices it, so a
+// forced close at shutdown could not stop a streaming response.
+//
 // HTTP/2 streams cost more. At 10 streams in flight on one h2c connection
 // to an HTTP/1.1 upstream (TestH2RequestCost, BenchmarkH2Proxy) a request
 // makes about 38 heap allocations and starts 2.7 goroutines, nearly all of
