@@ -238,10 +238,8 @@
 // 3 µs in all, against well under 1 µs of nginx's event loop) and the
 // Envoy behaviours this nginx configuration lacks (request ID,
 // x-forwarded-for, server overwrite, upstream service time, request
-// statistics). No single cost of more than about 0.5 µs stands out. At
-// 16 connections the proxy kept its core 25-50 % busy: its request rate
-// there follows the latency of the round trip through wrk, the proxy and
-// the backend, not its CPU. Writing straight to the descriptor a read
+// statistics). No single cost of more than about 0.5 µs stands out.
+// Writing straight to the descriptor a read
 // session holds (skipping the poller's write bookkeeping, about 1 % of
 // the samples) was tried and left out: a Close from another goroutine
 // waits for the session, and only the poller's write notices it, so a
