@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,9 +16,6 @@ import (
 // ModuleDir is the nested module the CLI is built from, relative to the
 // repository root.
 const ModuleDir = "internal/tools/hubble"
-
-// cacheDir holds builds, relative to the repository root (gitignored).
-const cacheDir = "conformance/.cache"
 
 // pkg is the CLI's main package; versionVar the variable its `version`
 // command prints (set the way Cilium's release builds set it).
@@ -35,24 +31,21 @@ func RepoRoot() (string, error) { return modbuild.RepoRoot(ModuleDir) }
 // buildFlags are part of the cache key.
 var buildFlags []string
 
-// key hashes every input of the build (modbuild.Key): the nested module's
-// go.mod, go.sum and Go files, the build flags and the Go toolchain
-// (version and target).
-func key(root string) (string, error) {
-	return modbuild.Key(root, ModuleDir, fmt.Sprintf("flags %q\n", buildFlags), "GOVERSION", "GOOS", "GOARCH")
+// cache is where the CLI is built (conformance/.cache/hubble-<key>): the
+// key hashes the nested module's go.mod, go.sum and Go files, the build
+// flags and the Go toolchain (version and target).
+func cache(root string) modbuild.Cache {
+	return modbuild.Cache{
+		Root: root, Module: ModuleDir, Prefix: "hubble",
+		Extra: fmt.Sprintf("flags %q\n", buildFlags), GoEnv: []string{"GOVERSION", "GOOS", "GOARCH"},
+	}
 }
-
-func buildDir(root, k string) string { return filepath.Join(root, cacheDir, "hubble-"+k) }
 
 // Find returns the path of the CLI if a build for the current inputs is
 // complete.
 func Find(root string) (string, bool) {
-	k, err := key(root)
-	if err != nil {
-		return "", false
-	}
-	dir := buildDir(root, k)
-	if _, err := os.Stat(filepath.Join(dir, "complete")); err != nil {
+	dir, _, ok := cache(root).Find()
+	if !ok {
 		return "", false
 	}
 	return filepath.Join(dir, "hubble"), true
@@ -61,30 +54,23 @@ func Find(root string) (string, bool) {
 // Build builds the CLI for the current inputs unless that build is
 // complete, and returns its path. Build output goes to log.
 func Build(ctx context.Context, root string, log io.Writer) (string, error) {
-	k, err := key(root)
+	dir, _, err := cache(root).Build(func(dir string) ([]byte, error) {
+		return nil, build(ctx, root, dir, log)
+	})
 	if err != nil {
 		return "", err
 	}
-	dir := buildDir(root, k)
-	var bin string
-	err = modbuild.Locked(dir, func() (err error) {
-		bin, err = build(ctx, root, dir, log)
-		return err
-	})
-	return bin, err
+	return filepath.Join(dir, "hubble"), nil
 }
 
 // build runs the build into dir, holding its lock.
-func build(ctx context.Context, root, dir string, log io.Writer) (string, error) {
-	if p, ok := Find(root); ok {
-		return p, nil
-	}
+func build(ctx context.Context, root, dir string, log io.Writer) error {
 	mod := filepath.Join(root, ModuleDir)
 	ver := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Version}}", "github.com/cilium/cilium")
 	ver.Dir = mod
 	v, err := ver.Output()
 	if err != nil {
-		return "", fmt.Errorf("reading the pinned Cilium version: %w", err)
+		return fmt.Errorf("reading the pinned Cilium version: %w", err)
 	}
 	args := append([]string{"build"}, buildFlags...)
 	args = append(args, "-ldflags", "-X "+versionVar+"="+strings.TrimSpace(string(v)), "-o", filepath.Join(dir, "hubble"), pkg)
@@ -94,21 +80,10 @@ func build(ctx context.Context, root, dir string, log io.Writer) (string, error)
 	fmt.Fprintf(log, "hubble: go %s\n", strings.Join(args, " "))
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("building the hubble CLI: %w", err)
+		return fmt.Errorf("building the hubble CLI: %w", err)
 	}
 	fmt.Fprintf(log, "hubble: built in %s\n", time.Since(start).Round(time.Second))
-	if err := os.WriteFile(filepath.Join(dir, "complete"), nil, 0o644); err != nil {
-		return "", fmt.Errorf("marking build complete: %w", err)
-	}
-	// Earlier builds will not be used again.
-	if old, err := filepath.Glob(filepath.Join(root, cacheDir, "hubble-*")); err == nil {
-		for _, o := range old {
-			if o != dir {
-				_ = os.RemoveAll(o)
-			}
-		}
-	}
-	return filepath.Join(dir, "hubble"), nil
+	return nil
 }
 
 // ForTest returns the CLI's path: the cached build, or a fresh one. A

@@ -21,10 +21,6 @@ type Binaries struct {
 // repository root.
 const ModuleDir = "internal/spiretest/module"
 
-// cacheDir holds build outputs, relative to the repository root
-// (gitignored).
-const cacheDir = "conformance/.cache"
-
 // packages are the programs built, as the nested module's tool
 // directives name them.
 var packages = []string{
@@ -41,12 +37,16 @@ var buildFlags = []string{"-ldflags=-s -w"}
 // run in their package directory).
 func RepoRoot() (string, error) { return modbuild.RepoRoot(ModuleDir) }
 
-// key hashes every input of the build (modbuild.Key): the nested module's
-// go.mod and go.sum (it has no Go files: the tool directives name the
-// programs), the build flags and the Go toolchain (version, target, C
-// compiler: the server links SQLite through cgo).
-func key(root string) (string, error) {
-	return modbuild.Key(root, ModuleDir, fmt.Sprintf("flags %q\n", buildFlags), "GOVERSION", "GOOS", "GOARCH", "CC")
+// cache is where SPIRE is built (conformance/.cache/spire-<key>): the key
+// hashes the nested module's go.mod and go.sum (it has no Go files: the
+// tool directives name the programs), the build flags and the Go
+// toolchain (version, target, C compiler: the server links SQLite
+// through cgo).
+func cache(root string) modbuild.Cache {
+	return modbuild.Cache{
+		Root: root, Module: ModuleDir, Prefix: "spire",
+		Extra: fmt.Sprintf("flags %q\n", buildFlags), GoEnv: []string{"GOVERSION", "GOOS", "GOARCH", "CC"},
+	}
 }
 
 func binaries(dir string) *Binaries {
@@ -55,12 +55,8 @@ func binaries(dir string) *Binaries {
 
 // Find returns the binaries if a build for the current inputs is complete.
 func Find(root string) (*Binaries, bool) {
-	k, err := key(root)
-	if err != nil {
-		return nil, false
-	}
-	dir := filepath.Join(root, cacheDir, "spire-"+k)
-	if _, err := os.Stat(filepath.Join(dir, "complete")); err != nil {
+	dir, _, ok := cache(root).Find()
+	if !ok {
 		return nil, false
 	}
 	return binaries(dir), true
@@ -71,24 +67,17 @@ func Find(root string) (*Binaries, bool) {
 // them. Build output goes to log. Concurrent callers (parallel test
 // packages) wait on a file lock and share one build.
 func Build(ctx context.Context, root string, log io.Writer) (*Binaries, error) {
-	k, err := key(root)
+	dir, _, err := cache(root).Build(func(dir string) ([]byte, error) {
+		return nil, build(ctx, root, dir, log)
+	})
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(root, cacheDir, "spire-"+k)
-	var bins *Binaries
-	err = modbuild.Locked(dir, func() (err error) {
-		bins, err = build(ctx, root, dir, log)
-		return err
-	})
-	return bins, err
+	return binaries(dir), nil
 }
 
 // build runs the build into dir, holding its lock.
-func build(ctx context.Context, root, dir string, log io.Writer) (*Binaries, error) {
-	if b, ok := Find(root); ok {
-		return b, nil
-	}
+func build(ctx context.Context, root, dir string, log io.Writer) error {
 	args := append([]string{"build"}, buildFlags...)
 	args = append(args, "-o", dir+string(filepath.Separator))
 	args = append(args, packages...)
@@ -100,19 +89,7 @@ func build(ctx context.Context, root, dir string, log io.Writer) (*Binaries, err
 	cmd.Stdout, cmd.Stderr = log, log
 	fmt.Fprintf(log, "spiretest: go %s\n", strings.Join(args, " "))
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("building SPIRE: go %s: %w", strings.Join(args, " "), err)
+		return fmt.Errorf("building SPIRE: go %s: %w", strings.Join(args, " "), err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "complete"), nil, 0o644); err != nil {
-		return nil, fmt.Errorf("marking build complete: %w", err)
-	}
-	// Builds for earlier inputs (about 230 MB each) will not be used
-	// again.
-	if old, err := filepath.Glob(filepath.Join(root, cacheDir, "spire-*")); err == nil {
-		for _, o := range old {
-			if o != dir {
-				_ = os.RemoveAll(o)
-			}
-		}
-	}
-	return binaries(dir), nil
+	return nil
 }

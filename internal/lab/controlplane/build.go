@@ -33,17 +33,27 @@ type Binaries struct {
 // ModuleDir is the nested module, relative to the repository root.
 const ModuleDir = "conformance/kube"
 
-// cacheDir holds build outputs, relative to the repository root
-// (gitignored).
-const cacheDir = "conformance/.cache"
-
 // RepoRoot finds the repository root from the working directory (tests
 // run in their package directory).
 func RepoRoot() (string, error) { return modbuild.RepoRoot(ModuleDir) }
 
-// key hashes every input of the build (modbuild.Key): the nested module's
-// go.mod, go.sum and Go files, and the Go toolchain version.
-func key(root string) (string, error) { return modbuild.Key(root, ModuleDir, "", "GOVERSION") }
+// cache is where the programs are built (conformance/.cache/kube-<key>):
+// the key hashes the nested module's go.mod, go.sum and Go files, and the
+// Go toolchain version. A build's marker holds the Gateway API CRD
+// directory, which lives in the Go module cache: a build whose CRDs were
+// cleaned away is built again.
+func cache(root string) modbuild.Cache {
+	return modbuild.Cache{
+		Root: root, Module: ModuleDir, Prefix: "kube", GoEnv: []string{"GOVERSION"},
+		Usable: func(_ string, note []byte) bool {
+			_, err := os.Stat(crdDir(note))
+			return err == nil
+		},
+	}
+}
+
+// crdDir reads the CRD directory from a build's marker.
+func crdDir(note []byte) string { return strings.TrimSpace(string(note)) }
 
 func binaries(dir, crdDir string) *Binaries {
 	return &Binaries{
@@ -60,21 +70,11 @@ func binaries(dir, crdDir string) *Binaries {
 
 // Find returns the binaries if a build for the current inputs is complete.
 func Find(root string) (*Binaries, bool) {
-	k, err := key(root)
-	if err != nil {
+	dir, note, ok := cache(root).Find()
+	if !ok {
 		return nil, false
 	}
-	dir := filepath.Join(root, cacheDir, "kube-"+k)
-	b, err := os.ReadFile(filepath.Join(dir, "complete"))
-	if err != nil {
-		return nil, false
-	}
-	bins := binaries(dir, strings.TrimSpace(string(b)))
-	// The CRDs live in the module cache, which may have been cleaned.
-	if _, err := os.Stat(bins.CRDDir); err != nil {
-		return nil, false
-	}
-	return bins, true
+	return binaries(dir, crdDir(note)), true
 }
 
 // Build builds every binary into the cache directory for the current
@@ -82,24 +82,22 @@ func Find(root string) (*Binaries, bool) {
 // output goes to log. Concurrent callers (parallel test packages) wait on
 // a file lock and share one build.
 func Build(ctx context.Context, root string, log io.Writer) (*Binaries, error) {
-	k, err := key(root)
+	dir, note, err := cache(root).Build(func(dir string) ([]byte, error) {
+		crds, err := build(ctx, root, dir, log)
+		if err != nil {
+			return nil, err
+		}
+		return []byte(crds + "\n"), nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(root, cacheDir, "kube-"+k)
-	var bins *Binaries
-	err = modbuild.Locked(dir, func() (err error) {
-		bins, err = build(ctx, root, dir, log)
-		return err
-	})
-	return bins, err
+	return binaries(dir, crdDir(note)), nil
 }
 
-// build runs the build into dir, holding its lock.
-func build(ctx context.Context, root, dir string, log io.Writer) (*Binaries, error) {
-	if b, ok := Find(root); ok {
-		return b, nil
-	}
+// build runs the build into dir, holding its lock, and returns the
+// directory of the Gateway API CRDs.
+func build(ctx context.Context, root, dir string, log io.Writer) (string, error) {
 	mod := filepath.Join(root, ModuleDir)
 	run := func(args ...string) error {
 		cmd := exec.CommandContext(ctx, "go", args...)
@@ -115,29 +113,16 @@ func build(ctx context.Context, root, dir string, log io.Writer) (*Binaries, err
 		"./cmd/etcd", "./cmd/kube-apiserver", "./cmd/kube-controller-manager",
 		"./cmd/kube-proxy", "./cmd/kubectl",
 		"sigs.k8s.io/gateway-api/conformance/echo-basic"); err != nil {
-		return nil, err
+		return "", err
 	}
 	if err := run("test", "-c", "-o", filepath.Join(dir, "conformance.test"), "./suite"); err != nil {
-		return nil, err
+		return "", err
 	}
 	cmd := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api")
 	cmd.Dir = mod
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("locating the Gateway API module: %w", err)
+		return "", fmt.Errorf("locating the Gateway API module: %w", err)
 	}
-	crdDir := filepath.Join(strings.TrimSpace(string(out)), "config", "crd")
-	if err := os.WriteFile(filepath.Join(dir, "complete"), []byte(crdDir+"\n"), 0o644); err != nil {
-		return nil, fmt.Errorf("marking build complete: %w", err)
-	}
-	// Builds for earlier inputs are several hundred megabytes each and
-	// will not be used again.
-	if old, err := filepath.Glob(filepath.Join(root, cacheDir, "kube-*")); err == nil {
-		for _, o := range old {
-			if o != dir {
-				_ = os.RemoveAll(o)
-			}
-		}
-	}
-	return binaries(dir, crdDir), nil
+	return filepath.Join(strings.TrimSpace(string(out)), "config", "crd"), nil
 }
