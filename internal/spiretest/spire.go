@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/nodemesh/nodemesh/auth/spire"
+	"github.com/nodemesh/nodemesh/internal/child"
 )
 
 // maxSocketPath is the longest Unix socket path Linux accepts
@@ -52,7 +54,7 @@ type Server struct {
 
 	bins   *Binaries
 	dir    string
-	proc   *process
+	proc   *child.Process
 	conn   *grpc.ClientConn
 	agents []*Agent
 }
@@ -111,16 +113,16 @@ plugins {
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("starting SPIRE server: %w", err)
 	}
-	s.proc, err = start("spire-server", filepath.Join(dir, "server.log"), o.Binaries.Server, "run", "-config", confPath)
+	s.proc, err = child.Start("spire-server", filepath.Join(dir, "server.log"), exec.Command(o.Binaries.Server, "run", "-config", confPath))
 	if err != nil {
 		return nil, fmt.Errorf("starting SPIRE server: %w", err)
 	}
-	if err := s.proc.waitSocket(ctx, s.Socket); err != nil {
-		s.proc.stop(0)
+	if err := waitSocket(ctx, s.proc, s.Socket); err != nil {
+		s.proc.Stop(0)
 		return nil, fmt.Errorf("starting SPIRE server: %w", err)
 	}
 	if s.conn, err = spire.DialServer(s.Socket); err != nil {
-		s.proc.stop(0)
+		s.proc.Stop(0)
 		return nil, fmt.Errorf("starting SPIRE server: %w", err)
 	}
 	return s, nil
@@ -140,22 +142,22 @@ func (s *Server) Stop() {
 	if s.conn != nil {
 		s.conn.Close()
 	}
-	s.proc.stop(5 * time.Second)
+	s.proc.Stop(5 * time.Second)
 }
 
 // Halt stops the server process alone, leaving its agents running: a
 // server outage as the agents see it (they cannot renew SVIDs). The
 // server is not started again; Stop still stops the agents.
 func (s *Server) Halt() {
-	s.proc.stop(5 * time.Second)
+	s.proc.Stop(5 * time.Second)
 }
 
 // Logs returns the last n lines of the server's and every agent's log.
 func (s *Server) Logs(n int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "--- spire-server (%s)\n%s\n", s.proc.logPath, s.proc.logTail(n))
+	fmt.Fprintf(&b, "--- spire-server (%s)\n%s\n", s.proc.LogPath(), s.proc.LogTail(n))
 	for _, a := range s.agents {
-		fmt.Fprintf(&b, "--- spire-agent %s (%s)\n%s\n", a.Name, a.proc.logPath, a.proc.logTail(n))
+		fmt.Fprintf(&b, "--- spire-agent %s (%s)\n%s\n", a.Name, a.proc.LogPath(), a.proc.LogTail(n))
 	}
 	return b.String()
 }
@@ -185,7 +187,7 @@ type Agent struct {
 	server   *Server
 	confPath string
 	logPath  string
-	proc     *process
+	proc     *child.Process
 }
 
 // StartAgent creates a join token (which registers the node alias),
@@ -282,7 +284,7 @@ plugins {
 func (a *Agent) Start(ctx context.Context) error {
 	if a.proc != nil {
 		select {
-		case <-a.proc.done:
+		case <-a.proc.Done():
 		default:
 			return fmt.Errorf("starting SPIRE agent %s: already running", a.Name)
 		}
@@ -290,13 +292,13 @@ func (a *Agent) Start(ctx context.Context) error {
 	// A socket file left by a killed agent would answer nothing but
 	// would make the wait below look at a stale path.
 	_ = os.Remove(a.AdminSocket)
-	p, err := start("spire-agent "+a.Name, a.logPath, a.server.bins.Agent, "run", "-config", a.confPath)
+	p, err := child.Start("spire-agent "+a.Name, a.logPath, exec.Command(a.server.bins.Agent, "run", "-config", a.confPath))
 	if err != nil {
 		return fmt.Errorf("starting SPIRE agent %s: %w", a.Name, err)
 	}
 	a.proc = p
-	if err := p.waitSocket(ctx, a.AdminSocket); err != nil {
-		p.stop(0)
+	if err := waitSocket(ctx, p, a.AdminSocket); err != nil {
+		p.Stop(0)
 		return fmt.Errorf("starting SPIRE agent %s: %w", a.Name, err)
 	}
 	return nil
@@ -305,7 +307,7 @@ func (a *Agent) Start(ctx context.Context) error {
 // Stop stops the agent (SIGTERM, then SIGKILL after 5 s).
 func (a *Agent) Stop() {
 	if a.proc != nil {
-		a.proc.stop(5 * time.Second)
+		a.proc.Stop(5 * time.Second)
 	}
 }
 

@@ -259,7 +259,7 @@ func (c *Cluster) Stop() {
 	c.procs = nil
 	c.mu.Unlock()
 	for i := len(procs) - 1; i >= 0; i-- {
-		procs[i].stop(10 * time.Second)
+		procs[i].Stop(10 * time.Second)
 	}
 }
 
@@ -381,10 +381,10 @@ func waitHTTP(ctx context.Context, p *Process, url string, prep func(*http.Reque
 			last = err
 		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited (%v); see %s", p.name, p.err, p.logPath)
+		case <-p.Done():
+			return fmt.Errorf("%s exited (%v); see %s", p.Name(), p.Err(), p.LogPath())
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready after %s: %v; see %s", p.name, timeout, last, p.logPath)
+			return fmt.Errorf("%s not ready after %s: %v; see %s", p.Name(), timeout, last, p.LogPath())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

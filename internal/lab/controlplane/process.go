@@ -2,31 +2,14 @@ package controlplane
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
-	"time"
+
+	"github.com/nodemesh/nodemesh/internal/child"
 )
 
 // Process is one child program with its output in a log file.
-type Process struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	err     error
-}
-
-// Done is closed when the process has exited.
-func (p *Process) Done() <-chan struct{} { return p.done }
-
-// Err is the exit error once Done is closed.
-func (p *Process) Err() error { return p.err }
-
-// LogPath is the file holding the process's output.
-func (p *Process) LogPath() string { return p.logPath }
+type Process = child.Process
 
 // Exec starts another program the way the cluster's own are started (same
 // Command wrapper, log in LogDir, stopped by Stop before the control
@@ -52,47 +35,12 @@ func (c *Cluster) startEnv(name string, env []string, bin string, args ...string
 // dies) and stops it with them, before the control plane. The lab runs
 // node programs this way, each in its node's namespace.
 func (c *Cluster) Run(name string, cmd *exec.Cmd) (*Process, error) {
-	logPath := filepath.Join(c.dir, "logs", name+".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := child.Start(name, filepath.Join(c.dir, "logs", name+".log"), cmd)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s log: %w", name, err)
+		return nil, err
 	}
-	cmd.Stdout, cmd.Stderr = f, f
-	// Children die with the test process even if it is killed, and get
-	// their own process group so stopping one never signals its parent.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	p := &Process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
 	c.mu.Lock()
 	c.procs = append(c.procs, p)
 	c.mu.Unlock()
 	return p, nil
-}
-
-// Name is the name the process was started with.
-func (p *Process) Name() string { return p.name }
-
-// stop sends SIGTERM, and SIGKILL if the process is still running after
-// grace.
-func (p *Process) stop(grace time.Duration) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
 }
