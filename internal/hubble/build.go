@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,36 +53,25 @@ func Find(root string) (string, bool) {
 // Build builds the CLI for the current inputs unless that build is
 // complete, and returns its path. Build output goes to log.
 func Build(ctx context.Context, root string, log io.Writer) (string, error) {
-	dir, _, err := cache(root).Build(func(dir string) ([]byte, error) {
-		return nil, build(ctx, root, dir, log)
+	c := cache(root)
+	dir, _, err := c.Build(func(dir string) ([]byte, error) {
+		v, err := c.GoOutput(ctx, "list", "-m", "-f", "{{.Version}}", "github.com/cilium/cilium")
+		if err != nil {
+			return nil, fmt.Errorf("reading the pinned Cilium version: %w", err)
+		}
+		args := append([]string{"build"}, buildFlags...)
+		args = append(args, "-ldflags", "-X "+versionVar+"="+v, "-o", filepath.Join(dir, "hubble"), pkg)
+		start := time.Now()
+		if err := c.Go(ctx, log, args...); err != nil {
+			return nil, fmt.Errorf("building the hubble CLI: %w", err)
+		}
+		fmt.Fprintf(log, "hubble: built in %s\n", time.Since(start).Round(time.Second))
+		return nil, nil
 	})
 	if err != nil {
 		return "", err
 	}
 	return filepath.Join(dir, "hubble"), nil
-}
-
-// build runs the build into dir, holding its lock.
-func build(ctx context.Context, root, dir string, log io.Writer) error {
-	mod := filepath.Join(root, ModuleDir)
-	ver := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Version}}", "github.com/cilium/cilium")
-	ver.Dir = mod
-	v, err := ver.Output()
-	if err != nil {
-		return fmt.Errorf("reading the pinned Cilium version: %w", err)
-	}
-	args := append([]string{"build"}, buildFlags...)
-	args = append(args, "-ldflags", "-X "+versionVar+"="+strings.TrimSpace(string(v)), "-o", filepath.Join(dir, "hubble"), pkg)
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = mod
-	cmd.Stdout, cmd.Stderr = log, log
-	fmt.Fprintf(log, "hubble: go %s\n", strings.Join(args, " "))
-	start := time.Now()
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("building the hubble CLI: %w", err)
-	}
-	fmt.Fprintf(log, "hubble: built in %s\n", time.Since(start).Round(time.Second))
-	return nil
 }
 
 // ForTest returns the CLI's path: the cached build, or a fresh one. A

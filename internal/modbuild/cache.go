@@ -31,6 +31,8 @@ type Cache struct {
 	// takes them.
 	Extra string
 	GoEnv []string
+	// Env is added to the go command's environment (Go, GoOutput).
+	Env []string
 	// Usable, when set, also decides whether a complete build can be
 	// used, from its directory and the note its marker holds: a build
 	// that refers to files outside its directory (in the Go module

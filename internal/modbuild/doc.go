@@ -8,7 +8,9 @@
 // conformance/.cache/<prefix>-<key> (Key over the nested module's files,
 // the build flags and `go env`), so a changed input builds into a fresh
 // directory and an unchanged one costs a hash. The tool's own package
-// keeps only what differs: what it builds and where its outputs are.
+// keeps only what differs: what it builds (Cache.Go and GoOutput run the
+// go command in the nested module, with the command line and its output
+// in the build's log) and where its outputs are.
 //
 // Invariants. A build directory is used only once its "complete" marker
 // exists, and the marker is written last, after the tool's build function

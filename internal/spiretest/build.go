@@ -4,10 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 
 	"github.com/nodemesh/nodemesh/internal/modbuild"
 )
@@ -41,11 +38,14 @@ func RepoRoot() (string, error) { return modbuild.RepoRoot(ModuleDir) }
 // hashes the nested module's go.mod and go.sum (it has no Go files: the
 // tool directives name the programs), the build flags and the Go
 // toolchain (version, target, C compiler: the server links SQLite
-// through cgo).
+// through cgo). The SQLite datastore is cgo: the build forces it on, or a
+// CGO_ENABLED=0 environment would build a server that cannot store
+// anything.
 func cache(root string) modbuild.Cache {
 	return modbuild.Cache{
 		Root: root, Module: ModuleDir, Prefix: "spire",
 		Extra: fmt.Sprintf("flags %q\n", buildFlags), GoEnv: []string{"GOVERSION", "GOOS", "GOARCH", "CC"},
+		Env: []string{"CGO_ENABLED=1"},
 	}
 }
 
@@ -67,29 +67,17 @@ func Find(root string) (*Binaries, bool) {
 // them. Build output goes to log. Concurrent callers (parallel test
 // packages) wait on a file lock and share one build.
 func Build(ctx context.Context, root string, log io.Writer) (*Binaries, error) {
-	dir, _, err := cache(root).Build(func(dir string) ([]byte, error) {
-		return nil, build(ctx, root, dir, log)
+	c := cache(root)
+	dir, _, err := c.Build(func(dir string) ([]byte, error) {
+		args := append([]string{"build"}, buildFlags...)
+		args = append(args, "-o", dir+string(filepath.Separator))
+		if err := c.Go(ctx, log, append(args, packages...)...); err != nil {
+			return nil, fmt.Errorf("building SPIRE: %w", err)
+		}
+		return nil, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return binaries(dir), nil
-}
-
-// build runs the build into dir, holding its lock.
-func build(ctx context.Context, root, dir string, log io.Writer) error {
-	args := append([]string{"build"}, buildFlags...)
-	args = append(args, "-o", dir+string(filepath.Separator))
-	args = append(args, packages...)
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = filepath.Join(root, ModuleDir)
-	// The SQLite datastore is cgo; a CGO_ENABLED=0 environment would
-	// build a server that cannot store anything.
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-	cmd.Stdout, cmd.Stderr = log, log
-	fmt.Fprintf(log, "spiretest: go %s\n", strings.Join(args, " "))
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("building SPIRE: go %s: %w", strings.Join(args, " "), err)
-	}
-	return nil
 }

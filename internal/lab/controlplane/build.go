@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -82,47 +81,25 @@ func Find(root string) (*Binaries, bool) {
 // output goes to log. Concurrent callers (parallel test packages) wait on
 // a file lock and share one build.
 func Build(ctx context.Context, root string, log io.Writer) (*Binaries, error) {
-	dir, note, err := cache(root).Build(func(dir string) ([]byte, error) {
-		crds, err := build(ctx, root, dir, log)
-		if err != nil {
+	c := cache(root)
+	dir, note, err := c.Build(func(dir string) ([]byte, error) {
+		if err := c.Go(ctx, log, "build", "-o", dir+string(filepath.Separator),
+			"./cmd/etcd", "./cmd/kube-apiserver", "./cmd/kube-controller-manager",
+			"./cmd/kube-proxy", "./cmd/kubectl",
+			"sigs.k8s.io/gateway-api/conformance/echo-basic"); err != nil {
 			return nil, err
 		}
-		return []byte(crds + "\n"), nil
+		if err := c.Go(ctx, log, "test", "-c", "-o", filepath.Join(dir, "conformance.test"), "./suite"); err != nil {
+			return nil, err
+		}
+		mod, err := c.GoOutput(ctx, "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api")
+		if err != nil {
+			return nil, fmt.Errorf("locating the Gateway API module: %w", err)
+		}
+		return []byte(filepath.Join(mod, "config", "crd") + "\n"), nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return binaries(dir, crdDir(note)), nil
-}
-
-// build runs the build into dir, holding its lock, and returns the
-// directory of the Gateway API CRDs.
-func build(ctx context.Context, root, dir string, log io.Writer) (string, error) {
-	mod := filepath.Join(root, ModuleDir)
-	run := func(args ...string) error {
-		cmd := exec.CommandContext(ctx, "go", args...)
-		cmd.Dir = mod
-		cmd.Stdout, cmd.Stderr = log, log
-		fmt.Fprintf(log, "controlplane: go %s\n", strings.Join(args, " "))
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("running go %s: %w", strings.Join(args, " "), err)
-		}
-		return nil
-	}
-	if err := run("build", "-o", dir+string(filepath.Separator),
-		"./cmd/etcd", "./cmd/kube-apiserver", "./cmd/kube-controller-manager",
-		"./cmd/kube-proxy", "./cmd/kubectl",
-		"sigs.k8s.io/gateway-api/conformance/echo-basic"); err != nil {
-		return "", err
-	}
-	if err := run("test", "-c", "-o", filepath.Join(dir, "conformance.test"), "./suite"); err != nil {
-		return "", err
-	}
-	cmd := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api")
-	cmd.Dir = mod
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("locating the Gateway API module: %w", err)
-	}
-	return filepath.Join(strings.TrimSpace(string(out)), "config", "crd"), nil
 }
