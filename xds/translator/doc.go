@@ -132,7 +132,7 @@
 //     hashes) was alternated with the serial path three times on a
 //     machine whose idle time went to low-priority compiles: 25.3–33.2 ms
 //     against 25.7–27.9 ms at 1 000 routes, 134–139 against 144–153 ms at
-//     5 000, at 8–23 % more CPU; and the builder met IR before it was
+//     5 000, at 7–24 % more CPU; and the builder met IR before it was
 //     validated (a nil cluster panicked instead of being refused). It was
 //     not kept.
 //   - The matches of one Gateway API rule become IR routes holding the
