@@ -335,12 +335,12 @@ type h1down struct {
 	all bool
 }
 
-func (d *h1down) ctx() context.Context      { return context.Background() }
-func (d *h1down) h1Head(out []byte) []byte  { return d.hc.encodeRequest(out) }
-func (d *h1down) trailer() http.Header      { return nil }
-func (d *h1down) bodyDone() bool            { return d.rp == nil || d.rp.complete() }
-func (d *h1down) watch(*upstream.Conn) bool { return true }
-func (d *h1down) whole() bool               { return d.all }
+func (d *h1down) ctx() context.Context         { return d.hc.upstreamCtx() }
+func (d *h1down) h1Head(out []byte) []byte     { return d.hc.encodeRequest(out) }
+func (d *h1down) trailer() http.Header         { return nil }
+func (d *h1down) bodyDone() bool               { return d.rp == nil || d.rp.complete() }
+func (d *h1down) watch(uc *upstream.Conn) bool { return d.hc.useUpstream(uc) }
+func (d *h1down) whole() bool                  { return d.all }
 
 // headWait is the HTTP/1.1 path's: Envoy's stream idle timer also runs
 // while the upstream is silent (see responseWait).

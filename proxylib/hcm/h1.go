@@ -1,6 +1,7 @@
 package hcm
 
 import (
+	"context"
 	"errors"
 	"net"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"github.com/nodemesh/nodemesh/proxylib/connbuf"
 	"github.com/nodemesh/nodemesh/proxylib/http1"
 	"github.com/nodemesh/nodemesh/proxylib/sockio"
+	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
 
 const (
@@ -72,6 +74,14 @@ type h1conn struct {
 	// Upstream exchange (exchange), with its callback bound once.
 	x          exchangeState
 	exchangeFn func() bool
+
+	// Forced close (h1_abort.go): the upstream connection the request
+	// uses (abortedUp once aborted), and the context of its other
+	// upstream waits, made on first use.
+	up     atomic.Pointer[upstream.Conn]
+	ctxMu  sync.Mutex
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 var h1pool sync.Pool
@@ -97,10 +107,12 @@ func getH1conn(h *Handler, c net.Conn) *h1conn {
 	hc.headAt, hc.reqAt = time.Time{}, time.Time{}
 	hc.req.Reset()
 	hc.state.Store(connActive)
+	hc.resetAbort()
 	return hc
 }
 
 func putH1conn(hc *h1conn) {
+	hc.resetAbort()
 	hc.r, hc.w = 0, 0
 	hc.releaseBufs()
 	hc.h, hc.c = nil, nil
@@ -122,12 +134,17 @@ func (hc *h1conn) close() {
 	}
 }
 
-// drain is called by Shutdown: an idle connection is closed now; a busy one
-// closes after its current response (serve checks Handler.Draining).
-func (hc *h1conn) drain() {
+// drain is called by Shutdown under h.mu: an idle connection ends now; a
+// busy one closes after its current response (serve checks
+// Handler.Draining). The idle one's socket is shut down, not closed: its
+// wait (a read session) returns, and its goroutine closes it. drain
+// returns the connection to close when that is not possible, for
+// Shutdown to close once it released h.mu.
+func (hc *h1conn) drain() net.Conn {
 	if hc.state.CompareAndSwap(connIdle, connClosing) {
-		hc.c.Close()
+		return interrupt(hc.c)
 	}
+	return nil
 }
 
 // takeBufs borrows the read and write buffers if the connection holds

@@ -26,13 +26,18 @@ import (
 )
 
 // oneClusterRuntime is a Runtime whose route config "rc" sends every
-// request to cluster "c", whose one endpoint is be.
-func oneClusterRuntime(t *testing.T, be net.Listener) (*Runtime, *upstream.Cluster) {
+// request to cluster "c", whose one endpoint is be; edits change the
+// route's action.
+func oneClusterRuntime(t *testing.T, be net.Listener, edits ...func(*routev3.RouteAction)) (*Runtime, *upstream.Cluster) {
 	t.Helper()
+	action := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"}}
+	for _, edit := range edits {
+		edit(action)
+	}
 	rc, err := resource.DecodeRouteConfig(mustAny(t, &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{{
 		Name: "v", Domains: []string{"*"}, Routes: []*routev3.Route{{
 			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"}}},
+			Action: &routev3.Route_Route{Route: action},
 		}},
 	}}}))
 	if err != nil {

@@ -1,7 +1,6 @@
 package hcm
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -76,11 +75,20 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 	defer pool.End()
 	head := string(req.Method) == "HEAD"
 
-	uc, reused, ue := s.getConn(context.Background(), pool, now, s.routeEnd(now))
+	// An idle pooled connection is taken without a context; a dial or a
+	// wait for a connection slot waits on the connection's (upstreamCtx).
+	uc, reused, ue := pool.GetIdle(now), true, upOK
+	if uc == nil {
+		uc, reused, ue = s.getConn(hc.upstreamCtx(), pool, now, s.routeEnd(now))
+	}
 	if ue != upOK {
 		hc.h.rt.Logger.Debug("connecting upstream", "host", pool.Addr, "outcome", ue)
 		hc.r += req.HeadLen
 		return hc.failUpstream(ue, keep && hc.skipBody())
+	}
+	if !hc.useUpstream(uc) {
+		uc.Discard() // the connection was aborted (Handler.Shutdown)
+		return false
 	}
 	out := hc.encodeRequest(uc.Out[:0])
 	hc.r += req.HeadLen
@@ -111,8 +119,12 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 	if ue == upReset && reused && replayable {
 		// The pooled connection was closed by the server: replay once.
 		uc.Discard()
-		if uc, _, ue = s.getConn(context.Background(), pool, time.Now(), s.routeEnd(sent)); ue != upOK {
+		if uc, _, ue = s.getConn(hc.upstreamCtx(), pool, time.Now(), s.routeEnd(sent)); ue != upOK {
 			return hc.failUpstream(ue, keep)
+		}
+		if !hc.useUpstream(uc) {
+			uc.Discard()
+			return false
 		}
 		reused = false
 		out = append(uc.Out[:0], out...)
@@ -397,7 +409,7 @@ func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime 
 			ok = false
 		}
 	}
-	if ok && reusable && uc.R == uc.W {
+	if ok && reusable && uc.R == uc.W && hc.releaseUpstream(uc) {
 		uc.Pool().PutAt(uc, recv)
 	} else {
 		uc.Discard()

@@ -607,7 +607,7 @@ func (hc *h1conn) forwardH2(keep bool) bool {
 		body = &bodyReader{src: hc, framing: http1.Chunked}
 		length, rd = -1, body
 	}
-	out, ht := s.h2Attempt(context.Background(), s.routeEnd(s.start), complete, rd, length)
+	out, ht := s.h2Attempt(hc.upstreamCtx(), s.routeEnd(s.start), complete, rd, length)
 	defer ht.release()
 	sent := time.Now()
 	resp, err := roundTripH2(pool, out)

@@ -198,13 +198,23 @@ func (h *Handler) Draining() bool { return h.draining.Load() }
 // closed, busy ones close after their current response, HTTP/2 connections
 // get GOAWAY and close when their streams end. It returns when every
 // connection is gone, or force-closes the rest when ctx ends.
+//
+// A forced close completes promptly whatever the connections' requests
+// wait on (h1_abort.go): it never closes a socket while holding h.mu (a
+// Close waits for a read session's callback, which may serve a request),
+// but shuts the sockets down, the upstream connections in use with them,
+// and lets each serving goroutine close its own.
 func (h *Handler) Shutdown(ctx context.Context) {
 	h.mu.Lock()
 	h.draining.Store(true)
+	var closing []net.Conn
 	for hc := range h.conns {
-		hc.drain()
+		if c := hc.drain(); c != nil {
+			closing = append(closing, c)
+		}
 	}
 	h.mu.Unlock()
+	closeAll(closing)
 	go func() {
 		sctx, cancel := context.WithCancel(context.Background())
 		cancel() // only trigger GOAWAY; connections are awaited below
@@ -219,12 +229,23 @@ func (h *Handler) Shutdown(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 		h.mu.Lock()
+		closing = closing[:0]
 		for hc := range h.conns {
-			hc.c.Close()
+			if c := hc.abort(); c != nil {
+				closing = append(closing, c)
+			}
 		}
 		h.mu.Unlock()
+		closeAll(closing)
 		_ = h.hs.Close()
 		<-done
+	}
+}
+
+// closeAll closes connections Shutdown could not shut down.
+func closeAll(cs []net.Conn) {
+	for _, c := range cs {
+		_ = c.Close()
 	}
 }
 

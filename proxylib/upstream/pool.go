@@ -434,6 +434,19 @@ func (c *Conn) releaseBufs() {
 // Discard closes a connection that cannot be reused.
 func (c *Conn) Discard() { c.close() }
 
+// Abort ends c's socket both ways (sockio.Shutdown) so that the goroutine
+// using c, whatever it waits on (a read session's callback included),
+// sees the connection fail at once; that goroutine still discards c. It
+// may be called from any goroutine, also after c was closed, and never
+// blocks; a connection aborted must never be returned to its pool.
+func (c *Conn) Abort() {
+	if c.raw != nil {
+		_ = sockio.ShutdownRaw(c.raw)
+		return
+	}
+	_ = sockio.Shutdown(c.Conn)
+}
+
 // close closes the connection once and frees its connection slot.
 func (c *Conn) close() {
 	if c.closed {

@@ -1,0 +1,101 @@
+package hcm
+
+import (
+	"context"
+	"errors"
+	"net"
+
+	"github.com/nodemesh/nodemesh/proxylib/sockio"
+	"github.com/nodemesh/nodemesh/proxylib/upstream"
+)
+
+// A forced close (Handler.Shutdown once its context ended) must not wait
+// for the request a connection serves: that request may run inside the
+// connection's read session, whose callback holds the socket until it
+// returns, so a Close would wait for it, and it may wait on a silent
+// upstream for as long as the route allows. abort instead interrupts what
+// the request waits on, from the goroutine that forces the close: it shuts
+// down (shutdown(2)) the client's socket and the upstream connection the
+// request uses, which needs no lock a session holds, and cancels the
+// context of the connection's other upstream waits. The serving goroutine
+// then sees its reads and writes fail at once and closes the connection
+// itself. The per-request cost is two atomic operations on the upstream
+// connection in use; no system call.
+
+// abortedUp marks h1conn.up of an aborted connection.
+var abortedUp = new(upstream.Conn)
+
+// useUpstream records uc as the upstream connection the current request
+// waits on, so that abort can interrupt it. It returns false when the
+// connection was aborted: the caller must discard uc and end the request.
+func (hc *h1conn) useUpstream(uc *upstream.Conn) bool {
+	for {
+		old := hc.up.Load()
+		if old == abortedUp {
+			return false
+		}
+		if hc.up.CompareAndSwap(old, uc) {
+			return true
+		}
+	}
+}
+
+// releaseUpstream takes uc back before it is pooled. It returns false when
+// the connection was aborted meanwhile (uc may be shut down): uc must be
+// discarded.
+func (hc *h1conn) releaseUpstream(uc *upstream.Conn) bool {
+	return hc.up.CompareAndSwap(uc, nil)
+}
+
+// upstreamCtx is the context of the connection's upstream waits that take
+// one (a dial or a wait for a connection slot, an HTTP/2 upstream
+// exchange, a retry back-off): made on first use, since a request served
+// by a pooled idle HTTP/1.1 connection waits on none, and cancelled by
+// abort.
+func (hc *h1conn) upstreamCtx() context.Context {
+	hc.ctxMu.Lock()
+	defer hc.ctxMu.Unlock()
+	if hc.ctx == nil {
+		hc.ctx, hc.cancel = context.WithCancel(context.Background())
+		if hc.up.Load() == abortedUp {
+			hc.cancel()
+		}
+	}
+	return hc.ctx
+}
+
+// resetAbort readies a pooled h1conn for its next connection; it runs when
+// no Shutdown can reach it (before track, after untrack).
+func (hc *h1conn) resetAbort() {
+	hc.up.Store(nil)
+	if hc.cancel != nil {
+		hc.cancel()
+	}
+	hc.ctx, hc.cancel = nil, nil
+}
+
+// abort interrupts whatever the connection's current request waits on, and
+// every later read and write of the connection, without blocking; no
+// further upstream connection is taken for it. It returns the connection
+// to close when its socket cannot be shut down (nil when it was). The
+// handler calls it with hc tracked, under h.mu.
+func (hc *h1conn) abort() net.Conn {
+	if old := hc.up.Swap(abortedUp); old != nil && old != abortedUp {
+		old.Abort()
+	}
+	hc.ctxMu.Lock()
+	if hc.cancel != nil {
+		hc.cancel()
+	}
+	hc.ctxMu.Unlock()
+	return interrupt(hc.c)
+}
+
+// interrupt shuts c's socket down both ways; it returns c when that is not
+// possible (no socket), for the caller to close once it holds no lock.
+func interrupt(c net.Conn) net.Conn {
+	if err := sockio.Shutdown(c); errors.Is(err, errors.ErrUnsupported) {
+		return c
+	}
+	return nil
+}
