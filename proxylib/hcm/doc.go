@@ -13,6 +13,29 @@
 // once, busy ones answer their current request with "connection: close",
 // HTTP/2 connections receive GOAWAY.
 //
+// Decision: when Shutdown's context ends, the forced close interrupts and
+// never waits. A keep-alive request is served inside its connection's
+// read session, whose callback holds the socket: Close would wait for
+// that callback, i.e. for the request, which may wait on a silent upstream
+// or a stalled response for as long as its route allows (an earlier
+// version closed under the handler's mutex and stayed blocked there,
+// seconds past a 100 ms context, before it reached the HTTP/2
+// connections). So the forced close shuts sockets down (shutdown(2)
+// through RawConn.Control, which takes no lock a session holds; package
+// sockio): the client's, and the upstream connection the request uses,
+// which each HTTP/1.1 connection publishes in an atomic pointer while it
+// uses it (two atomic operations per request, no system call); it cancels
+// the connection's context of dials, HTTP/2 upstream exchanges and retry
+// back-offs (made on first use, so the keep-alive path allocates nothing
+// for it), and an aborted connection takes no further upstream
+// connection, so a retry policy does not start over. Each serving
+// goroutine then fails its reads and writes at once and closes its own
+// connection; Shutdown closes nothing under its mutex. HTTP/2 connections
+// served through http2.Server.ServeConn are unknown to http.Server.Close,
+// so the handler tracks them with their running streams and aborts them
+// the same way (h2abort.go). Draining idle HTTP/1.1 connections shuts
+// their sockets down too.
+//
 // Envoy behaviours reproduced (defaults of the connection manager and
 // router, as users observe them):
 //   - "server: <server_name>" (default "envoy") on every response, replacing

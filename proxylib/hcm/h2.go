@@ -19,7 +19,6 @@ import (
 
 	"github.com/nodemesh/nodemesh/proxylib/header"
 	"github.com/nodemesh/nodemesh/proxylib/http1"
-	"github.com/nodemesh/nodemesh/proxylib/listener"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
 
@@ -52,8 +51,9 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		s.remote = ap
 	}
-	if info, ok := r.Context().Value(connInfoKey{}).(listener.ConnInfo); ok {
-		s.setConn(info)
+	c, _ := r.Context().Value(connInfoKey{}).(*h2conn)
+	if c != nil {
+		s.setConn(c.info)
 	}
 	s.begin(true)
 	defer s.finish()
@@ -62,6 +62,10 @@ func (h *Handler) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	}
 	s.h2t.begin(w, r, h.cfg.StreamIdleTimeout, h.cfg.RequestTimeout)
 	defer s.h2t.finish()
+	if c != nil {
+		c.add(&s.h2t)
+		defer c.remove(&s.h2t)
+	}
 	if r.Method == "CONNECT" {
 		// The guard passed a well-formed CONNECT; tunnels are not
 		// enabled, so it is refused as an HTTP/1.1 upgrade would be.

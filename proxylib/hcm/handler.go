@@ -39,6 +39,8 @@ type Handler struct {
 
 	mu       sync.Mutex
 	conns    map[*h1conn]struct{}
+	h2conns  map[*h2conn]struct{}
+	forced   bool // Shutdown's context ended: no connection is kept
 	draining atomic.Bool
 	wg       sync.WaitGroup
 }
@@ -47,7 +49,7 @@ type Handler struct {
 // terminates TLS (x-forwarded-proto and :scheme become https).
 func NewHandler(rt *Runtime, cfg *resource.HCM, tls bool) *Handler {
 	h := &Handler{rt: rt, cfg: cfg, tls: tls, serverName: []byte(cfg.ServerName), conns: map[*h1conn]struct{}{},
-		h1: newH1Limits(cfg)}
+		h2conns: map[*h2conn]struct{}{}, h1: newH1Limits(cfg)}
 	h.filters, h.mappers = compileFilters(cfg)
 	h.logs = rt.ALS.Senders(cfg.AccessLogs)
 	o := h2Options(cfg)
@@ -229,8 +231,14 @@ func (h *Handler) Shutdown(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 		h.mu.Lock()
+		h.forced = true
 		closing = closing[:0]
 		for hc := range h.conns {
+			if c := hc.abort(); c != nil {
+				closing = append(closing, c)
+			}
+		}
+		for hc := range h.h2conns {
 			if c := hc.abort(); c != nil {
 				closing = append(closing, c)
 			}
@@ -262,11 +270,36 @@ func (h *Handler) serveH2(c net.Conn, pre []byte, info listener.ConnInfo) {
 		r = &prefixConn{Conn: c, pre: pre}
 	}
 	nc := newH2Guard(c, r, h.maxHeaders(), uint32(h.maxHeaderBytes()), h2Options(h.cfg).StreamErrorOnInvalidMessage, newH2Timeouts(h.cfg))
-	ctx := context.WithValue(context.Background(), connInfoKey{}, info)
+	hc := &h2conn{info: info, sock: sockio.Unwrap(c)}
+	if !h.trackH2(hc) {
+		_ = c.Close()
+		return
+	}
+	defer h.untrackH2(hc)
+	ctx := context.WithValue(context.Background(), connInfoKey{}, hc)
 	h.h2.ServeConn(nc, &http2.ServeConnOpts{Context: ctx, BaseConfig: h.hs, Handler: http.HandlerFunc(h.serveHTTP2)})
 }
 
-// connInfoKey carries the listener's ConnInfo into HTTP/2 streams.
+// trackH2 registers an HTTP/2 connection for a forced close; false when
+// one happened already: the connection must close.
+func (h *Handler) trackH2(c *h2conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.forced {
+		return false
+	}
+	h.h2conns[c] = struct{}{}
+	return true
+}
+
+func (h *Handler) untrackH2(c *h2conn) {
+	h.mu.Lock()
+	delete(h.h2conns, c)
+	h.mu.Unlock()
+}
+
+// connInfoKey carries the connection's *h2conn (its listener ConnInfo
+// with it) into HTTP/2 streams.
 type connInfoKey struct{}
 
 // prefixConn replays bytes consumed while sniffing the protocol.

@@ -3,6 +3,8 @@ package hcm
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"golang.org/x/net/http2"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/nodemesh/nodemesh/proxylib/listener"
@@ -237,4 +240,78 @@ func waitGoroutines(t *testing.T, base int) {
 	var sb strings.Builder
 	_ = pprof.Lookup("goroutine").WriteTo(&sb, 1)
 	t.Errorf("%d goroutines, %d before the test:\n%s", runtime.NumGoroutine(), base, sb.String())
+}
+
+// TestShutdownForceClosesHTTP2Connections checks the forced close of an
+// HTTP/2 connection whose stream waits on an upstream that accepted the
+// request and never answers: Shutdown returns, the client's request fails,
+// and nothing is left running.
+func TestShutdownForceClosesHTTP2Connections(t *testing.T) {
+	base := runtime.NumGoroutine()
+	got := make(chan struct{}, 16)
+	be := startShutdownBackend(t, func(c net.Conn, _ *bufio.Reader) {
+		got <- struct{}{}
+		_, _ = io.Copy(io.Discard, c)
+	})
+	rt, _ := oneClusterRuntime(t, be.ln)
+	h := NewHandler(rt, &resource.HCM{RouteConfigName: "rc", Codec: resource.CodecAuto, ServerName: "envoy",
+		IdleTimeout: time.Minute, StreamIdleTimeout: time.Minute}, false)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serving sync.WaitGroup
+	serving.Add(1)
+	go func() {
+		defer serving.Done()
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		h.ServeConn(c, listener.ConnInfo{})
+	}()
+	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
+	defer tr.CloseIdleConnections()
+	rctx, rcancel := context.WithTimeout(context.Background(), 2*shutdownWait)
+	defer rcancel()
+	req, _ := http.NewRequestWithContext(rctx, "GET", "http://"+ln.Addr().String()+"/hang", nil)
+	rerr := make(chan error, 1)
+	go func() {
+		resp, err := tr.RoundTrip(req)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err == nil {
+				err = fmt.Errorf("response %d", resp.StatusCode)
+			}
+		}
+		rerr <- err
+	}()
+	<-got
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		h.Shutdown(ctx)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(shutdownWait):
+		t.Fatalf("Shutdown blocked %v after its 100 ms context ended", shutdownWait)
+	}
+	if err := <-rerr; errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("the client's request was still open %v after Shutdown began", 2*shutdownWait)
+	} else {
+		t.Logf("client: %v", err)
+	}
+	tr.CloseIdleConnections()
+	ln.Close()
+	serving.Wait()
+	be.close()
+	waitGoroutines(t, base)
 }

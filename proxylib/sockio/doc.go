@@ -55,6 +55,14 @@
 // minutes of a stream idle timeout) are re-armed once a second, and no
 // timeout of 1 s or less changes.
 //
+// Shutdown is how another goroutine ends a connection a session serves:
+// Close waits for the session's callback to return (the callback holds the
+// descriptor's read lock), while shutdown(2) through RawConn.Control takes
+// only a reference, so it returns at once and makes every wait and read on
+// the socket end (the callback's own waits on other sockets need their own
+// Shutdown). The caller closes the connection afterwards, from the
+// goroutine that serves it.
+//
 // Data enters as an accepted or dialled net.Conn and leaves as the same
 // socket behind a net.Conn; NetConn returns the original for code that
 // needs its concrete type (CloseWrite, splice).
