@@ -307,3 +307,55 @@ func TestListenerWarmsUntilRoutesArrive(t *testing.T) {
 	waitFor(t, p.Store().Ready, "ready")
 	_ = wrapperspb.Bool
 }
+
+// TestListenerRemovalDrainTimeoutEndsBusyConnections checks that the drain
+// timeout ends a removed listener's keep-alive connection whose request
+// waits on a backend that never answers: the client sees the connection
+// close once the drain timeout passed, long before the route timeout.
+func TestListenerRemovalDrainTimeoutEndsBusyConnections(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	silent := startBackend(t, "silent", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hang" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		_, _ = io.WriteString(w, "done")
+	}))
+	x := startXDS(t, "", nil)
+	addr, other := freeAddr(t), freeAddr(t)
+	x.set(httpListener(t, "l", addr, "rc", nil), httpListener(t, "keep", other, "rc", nil),
+		routeConfig("rc", vh("v", "*", prefixRoute("/", "s"))), edsCluster(t, "s", false, nil), cla("s", silent.addr))
+	startProxy(t, x.sock, proxylib.WithDrainTimeout(200*time.Millisecond))
+	waitServing(t, "http://"+addr+"/", "h")
+
+	busy, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	br := bufio.NewReader(busy)
+	_ = busy.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprint(busy, "GET /fast HTTP/1.1\r\nHost: h\r\n\r\n")
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first request: %v %v", resp, err)
+	} else {
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}
+	// A keep-alive request the backend holds.
+	fmt.Fprint(busy, "GET /hang HTTP/1.1\r\nHost: h\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+
+	v := x.set(httpListener(t, "keep", other, "rc", nil),
+		routeConfig("rc", vh("v", "*", prefixRoute("/", "s"))), edsCluster(t, "s", false, nil), cla("s", silent.addr))
+	x.waitACK(rsrc.ListenerType, v)
+	_ = busy.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		t.Fatalf("the busy connection outlived the 200 ms drain timeout by 5 s: %v", err)
+	}
+	if s, _, _ := do(t, client(), "GET", "http://"+other+"/x", "h", nil, nil); s != 200 {
+		t.Fatalf("kept listener: %d", s)
+	}
+}

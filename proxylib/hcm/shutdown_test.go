@@ -33,7 +33,8 @@ const shutdownWait = 5 * time.Second
 // context ends closes a keep-alive connection whose request is served
 // inside its read session (package sockio) at once, whatever the request
 // waits on: an upstream that accepted it and never answers (also with a
-// retry policy, which must not try again), a chunked response that keeps
+// retry policy, which must not try again, and for a request whose body
+// came after its head, served outside the session), a chunked response that keeps
 // streaming while the client keeps reading, or one that stops sending
 // after its first chunk. The client sees the
 // connection end, and nothing the connection started is left running.
@@ -63,9 +64,13 @@ func TestShutdownForceClosesBusyConnections(t *testing.T) {
 		name    string
 		backend func(net.Conn, *bufio.Reader)
 		stream  bool
-		edits   []func(*routev3.RouteAction)
+		// split: the request has a body, sent after its head, so the
+		// request is served outside the connection's read session.
+		split bool
+		edits []func(*routev3.RouteAction)
 	}{
 		{name: "silent upstream", backend: silent},
+		{name: "silent upstream, body sent after the head", backend: silent, split: true},
 		{name: "silent upstream with retries", backend: silent, edits: []func(*routev3.RouteAction){retry}},
 		{name: "streaming response", backend: streaming, stream: true},
 		{name: "streaming response that stalls", backend: stalled, stream: true},
@@ -110,7 +115,13 @@ func TestShutdownForceClosesBusyConnections(t *testing.T) {
 			} else {
 				_, _ = io.Copy(io.Discard, resp.Body)
 			}
-			fmt.Fprint(c, "GET /hang HTTP/1.1\r\nHost: h\r\n\r\n")
+			if tc.split {
+				fmt.Fprint(c, "POST /hang HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\n")
+				time.Sleep(50 * time.Millisecond)
+				fmt.Fprint(c, "body")
+			} else {
+				fmt.Fprint(c, "GET /hang HTTP/1.1\r\nHost: h\r\n\r\n")
+			}
 			<-got
 			var body io.Reader = br
 			if tc.stream {
