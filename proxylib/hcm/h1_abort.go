@@ -19,7 +19,7 @@ import (
 // request uses, which needs no lock a session holds, and cancels the
 // context of the connection's other upstream waits. The serving goroutine
 // then sees its reads and writes fail at once and closes the connection
-// itself. The per-request cost is two atomic operations on the upstream
+// itself. The per-request cost is three atomic operations on the upstream
 // connection in use; no system call.
 
 // abortedUp marks h1conn.up of an aborted connection.
