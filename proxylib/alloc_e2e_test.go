@@ -2,6 +2,7 @@ package proxylib_test
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"runtime"
 	"testing"
@@ -71,10 +72,24 @@ func TestHTTP1KeepAliveRequestAllocatesNothing(t *testing.T) {
 // bookkeeping (about 9 KiB: the connection and stream state and the
 // socket).
 func TestIdleKeepAliveConnectionsHoldNoBuffers(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		backend func(testing.TB) string
+	}{
+		{"pooled upstream", rawBackend},
+		// Each response ends its upstream connection, which is
+		// discarded: the idle client connection must not keep it (and
+		// its buffers) reachable.
+		{"upstream answering connection close", connCloseBackend},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testIdleKeepAliveHoldsNoBuffers(t, tc.backend(t)) })
+	}
+}
+
+func testIdleKeepAliveHoldsNoBuffers(t *testing.T, backendAddr string) {
 	if raceEnabled {
 		t.Skip("the race detector's bookkeeping and sync.Pool's deliberate drops distort the live heap")
 	}
-	backendAddr := rawBackend(t)
 	x := startXDS(t, "", nil)
 	addr := freeAddr(t)
 	x.set(httpListener(t, "l", addr, "rc", nil),
@@ -117,7 +132,7 @@ func TestIdleKeepAliveConnectionsHoldNoBuffers(t *testing.T) {
 	conns := make([]net.Conn, n)
 	for i := range conns {
 		conns[i] = dial()
-		do(conns[i]) // serial: one upstream connection serves them all
+		do(conns[i]) // serial: one upstream connection at a time
 	}
 	after := heap()
 	per := (int64(after) - int64(before)) / n
@@ -129,4 +144,38 @@ func TestIdleKeepAliveConnectionsHoldNoBuffers(t *testing.T) {
 	for _, c := range conns {
 		do(c)
 	}
+}
+
+// connCloseBackend answers every request with "connection: close" and
+// closes its connection.
+func connCloseBackend(tb testing.TB) string {
+	addr := freeAddr(tb)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadSlice('\n')
+					if err != nil {
+						return
+					}
+					if len(line) <= 2 {
+						break
+					}
+				}
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+			}()
+		}
+	}()
+	return addr
 }

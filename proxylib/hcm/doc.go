@@ -24,7 +24,10 @@
 // through RawConn.Control, which takes no lock a session holds; package
 // sockio): the client's, and the upstream connection the request uses,
 // which each HTTP/1.1 connection publishes in an atomic pointer while it
-// uses it (three atomic operations per request, no system call); it cancels
+// uses it and clears before it pools or discards it (three atomic
+// operations for a request served on its first upstream connection; a
+// replay or a retry adds three per further connection and one for each
+// one discarded; no system call); it cancels
 // the connection's context of dials, HTTP/2 upstream exchanges and retry
 // back-offs (made on first use, so the keep-alive path allocates nothing
 // for it), and an aborted connection takes no further upstream

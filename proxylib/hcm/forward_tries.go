@@ -33,6 +33,9 @@ type downstream interface {
 	// which interrupts its waits when the stream times out (HTTP/2,
 	// h2timer.go); false: the stream timed out already.
 	watch(uc *upstream.Conn) bool
+	// drop discards an attempt's connection after taking it back from
+	// watch, so that nothing the client side keeps reaches it.
+	drop(uc *upstream.Conn)
 	// relayH1 relays the response head parsed in uc.Resp and its body;
 	// relayH2 an HTTP/2 upstream response. They report whether the
 	// client connection may serve another request.
@@ -139,7 +142,7 @@ func (s *stream) forwardTries(d downstream, rp *replay, length int64, head bool)
 		switch {
 		case uc != nil:
 			s.reportStatus(uc.Resp.Status)
-			uc.Discard()
+			d.drop(uc)
 		case resp != nil:
 			s.reportStatus(resp.StatusCode)
 			resp.Body.Close()
@@ -188,7 +191,13 @@ func (s *stream) attemptH1(d downstream, pool *upstream.Pool, rp *replay, length
 	if wait > 0 {
 		by = now.Add(wait)
 	}
-	uc, reused, ue := s.getConn(d.ctx(), pool, now, by)
+	// A client side gone or force-closed takes no connection, not even
+	// an idle pooled one (getConn takes those without its context).
+	ctx := d.ctx()
+	if ctx.Err() != nil {
+		return nil, now, upDownstream
+	}
+	uc, reused, ue := s.getConn(ctx, pool, now, by)
 	if ue != upOK {
 		return nil, now, ue
 	}
@@ -201,7 +210,7 @@ func (s *stream) attemptH1(d downstream, pool *upstream.Pool, rp *replay, length
 		if rp != nil {
 			v := rp.view()
 			if v == nil {
-				uc.Discard()
+				d.drop(uc)
 				return nil, now, upReset
 			}
 			body = v
@@ -219,14 +228,17 @@ func (s *stream) attemptH1(d downstream, pool *upstream.Pool, rp *replay, length
 		if ue == upOK {
 			return uc, sent, upOK
 		}
-		uc.Discard()
+		d.drop(uc)
 		if ue != upReset || !reused || rp != nil && !rp.replayable() || t.retriableErr(ue) {
 			return nil, sent, ue
 		}
 		// The pooled connection was closed by the server: send again on a
 		// fresh one, not counted as a retry (a policy that retries resets
 		// decides instead).
-		if uc, _, ue = s.getConn(d.ctx(), pool, time.Now(), t.deadline); ue != upOK {
+		if ctx.Err() != nil {
+			return nil, sent, upDownstream
+		}
+		if uc, _, ue = s.getConn(ctx, pool, time.Now(), t.deadline); ue != upOK {
 			return nil, sent, ue
 		}
 		reused = false
@@ -340,6 +352,7 @@ func (d *h1down) h1Head(out []byte) []byte     { return d.hc.encodeRequest(out) 
 func (d *h1down) trailer() http.Header         { return nil }
 func (d *h1down) bodyDone() bool               { return d.rp == nil || d.rp.complete() }
 func (d *h1down) watch(uc *upstream.Conn) bool { return d.hc.useUpstream(uc) }
+func (d *h1down) drop(uc *upstream.Conn)       { d.hc.dropUpstream(uc) }
 func (d *h1down) whole() bool                  { return d.all }
 
 // headWait is the HTTP/1.1 path's: Envoy's stream idle timer also runs
@@ -440,6 +453,10 @@ type h2down struct {
 
 func (d *h2down) ctx() context.Context         { return d.c }
 func (d *h2down) watch(uc *upstream.Conn) bool { return d.s.h2t.attach(uc) }
+func (d *h2down) drop(uc *upstream.Conn) {
+	d.s.h2t.detach()
+	uc.Discard()
+}
 func (d *h2down) h1Head(out []byte) []byte {
 	s := d.s
 	length := d.r.ContentLength

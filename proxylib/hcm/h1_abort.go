@@ -19,8 +19,11 @@ import (
 // request uses, which needs no lock a session holds, and cancels the
 // context of the connection's other upstream waits. The serving goroutine
 // then sees its reads and writes fail at once and closes the connection
-// itself. The per-request cost is three atomic operations on the upstream
-// connection in use; no system call.
+// itself. The cost is three atomic operations for a request served on its
+// first upstream connection (forwardH1: useUpstream's load and swap,
+// releaseUpstream's swap); each further connection a replay or a retry
+// takes adds a load (aborted) and useUpstream's two, and each discarded
+// one dropUpstream's swap; no system call.
 
 // abortedUp marks h1conn.up of an aborted connection.
 var abortedUp = new(upstream.Conn)
@@ -46,6 +49,18 @@ func (hc *h1conn) useUpstream(uc *upstream.Conn) bool {
 func (hc *h1conn) releaseUpstream(uc *upstream.Conn) bool {
 	return hc.up.CompareAndSwap(uc, nil)
 }
+
+// dropUpstream discards uc, which the current request used, and forgets
+// it first: an idle client connection must not keep a closed upstream
+// connection (and its buffers) reachable.
+func (hc *h1conn) dropUpstream(uc *upstream.Conn) {
+	hc.up.CompareAndSwap(uc, nil)
+	uc.Discard()
+}
+
+// aborted reports that a forced close reached the connection: no further
+// upstream connection is taken for it, not even an idle pooled one.
+func (hc *h1conn) aborted() bool { return hc.up.Load() == abortedUp }
 
 // upstreamCtx is the context of the connection's upstream waits that take
 // one (a dial or a wait for a connection slot, an HTTP/2 upstream

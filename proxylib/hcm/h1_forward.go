@@ -94,13 +94,13 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 	hc.r += req.HeadLen
 	if req.Expect100 && req.Framing != http1.NoBody && hc.r == hc.w {
 		if _, err := hc.write(continue100); err != nil {
-			uc.Discard()
+			hc.dropUpstream(uc)
 			return false
 		}
 	}
 	out, replayable, ue := hc.sendBody(uc, out)
 	if ue != upOK {
-		uc.Discard()
+		hc.dropUpstream(uc)
 		// The request body was not fully read: the connection cannot be
 		// reused.
 		return hc.failUpstream(ue, false)
@@ -118,7 +118,10 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 	ue = hc.exchange(uc, out, head, begin, wait, reused)
 	if ue == upReset && reused && replayable {
 		// The pooled connection was closed by the server: replay once.
-		uc.Discard()
+		hc.dropUpstream(uc)
+		if hc.aborted() {
+			return false // a forced close: no idle pooled connection is taken
+		}
 		if uc, _, ue = s.getConn(hc.upstreamCtx(), pool, time.Now(), s.routeEnd(sent)); ue != upOK {
 			return hc.failUpstream(ue, keep)
 		}
@@ -138,7 +141,7 @@ func (hc *h1conn) forwardH1(keep bool) bool {
 		ue = upStreamIdle
 	}
 	if ue != upOK {
-		uc.Discard()
+		hc.dropUpstream(uc)
 		return hc.failUpstream(ue, keep)
 	}
 	// The response started: the per-try timeout and the exchange's check
@@ -378,7 +381,7 @@ func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime 
 	if upgrade {
 		hc.out = out
 		if _, err := hc.write(out); err != nil {
-			uc.Discard()
+			hc.dropUpstream(uc)
 			return false
 		}
 		hc.tunnel(uc)
@@ -409,7 +412,10 @@ func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime 
 			ok = false
 		}
 	}
-	if ok && reusable && uc.R == uc.W && hc.releaseUpstream(uc) {
+	// Released first, whatever the outcome: a discarded connection must
+	// not stay reachable from the idle client connection either.
+	released := hc.releaseUpstream(uc)
+	if ok && reusable && uc.R == uc.W && released {
 		uc.Pool().PutAt(uc, recv)
 	} else {
 		uc.Discard()

@@ -113,6 +113,10 @@ func (s *stream) writeLocalH2(w http.ResponseWriter, code int, body, loc []byte)
 	if why := s.h2t.local(); why != expNone {
 		code, body = s.timeoutReply(why)
 		loc = nil
+	} else if code == 0 {
+		// No expiry set the reply the caller left to it: a forced close
+		// (h2conn.abort) reset the stream, which gets no reply.
+		panic(http.ErrAbortHandler)
 	}
 	code, body = s.mapLocal(code, body)
 	s.respCode = code

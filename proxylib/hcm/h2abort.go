@@ -53,8 +53,10 @@ func (c *h2conn) remove(t *h2Timer) {
 	c.mu.Unlock()
 }
 
-// abort interrupts every running stream and the connection's socket
-// without blocking. It returns the connection to close when its socket
+// abort interrupts every running stream and the connection's socket; it
+// does not wait for a stream's handler, though closing a stream's request
+// body (h2Timer.abort) may wait briefly for the server's connection
+// goroutine, under h.mu as the handler calls it. It returns the connection to close when its socket
 // cannot be shut down.
 func (c *h2conn) abort() net.Conn {
 	c.mu.Lock()
@@ -68,8 +70,12 @@ func (c *h2conn) abort() net.Conn {
 
 // abort ends the stream's upstream waits for a forced close: the
 // upstream connection in use is shut down, a later attach fails (and
-// detach discards), and the stream's context is cancelled. It never
-// blocks; the stream's handler has not finished (h2conn.remove).
+// detach discards), and the stream's context is cancelled, all under
+// t.mu, which the stream's own calls hold only briefly. Closing the
+// request body may wait briefly for the server's connection goroutine
+// (it hands the body's unread flow-control credit back); it waits for
+// nothing the stream's handler does. The handler has not finished
+// (h2conn.remove).
 func (t *h2Timer) abort() {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -169,13 +169,15 @@ func TestShutdownForceClosesBusyConnections(t *testing.T) {
 
 // shutdownBackend is an HTTP/1.1 backend that answers the first request
 // on a connection 200 when told so, and hands every other request's
-// connection to serve.
+// connection to serve; serveAll, set before the first connection, serves
+// whole connections instead.
 type shutdownBackend struct {
-	ln    net.Listener
-	first chan struct{}
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
+	serveAll func(net.Conn, *bufio.Reader)
+	ln       net.Listener
+	first    chan struct{}
+	mu       sync.Mutex
+	conns    []net.Conn
+	wg       sync.WaitGroup
 }
 
 func startShutdownBackend(t *testing.T, serve func(net.Conn, *bufio.Reader)) *shutdownBackend {
@@ -202,6 +204,10 @@ func startShutdownBackend(t *testing.T, serve func(net.Conn, *bufio.Reader)) *sh
 				defer b.wg.Done()
 				defer c.Close()
 				br := bufio.NewReader(c)
+				if b.serveAll != nil {
+					b.serveAll(c, br)
+					return
+				}
 				for {
 					req, err := http.ReadRequest(br)
 					if err != nil {
@@ -256,13 +262,17 @@ func waitGoroutines(t *testing.T, base int) {
 // TestShutdownForceClosesHTTP2Connections checks the forced close of an
 // HTTP/2 connection whose stream waits on an upstream that accepted the
 // request and never answers: Shutdown returns, the client's request fails,
-// and nothing is left running.
+// the upstream connection ends (no context interrupts the stream's wait on
+// it: the stream's abort shuts it down), and nothing is left running,
+// all before the backend lets go.
 func TestShutdownForceClosesHTTP2Connections(t *testing.T) {
 	base := runtime.NumGoroutine()
 	got := make(chan struct{}, 16)
+	ended := make(chan struct{}, 16)
 	be := startShutdownBackend(t, func(c net.Conn, _ *bufio.Reader) {
 		got <- struct{}{}
 		_, _ = io.Copy(io.Discard, c)
+		ended <- struct{}{}
 	})
 	rt, _ := oneClusterRuntime(t, be.ln)
 	h := NewHandler(rt, &resource.HCM{RouteConfigName: "rc", Codec: resource.CodecAuto, ServerName: "envoy",
@@ -320,9 +330,16 @@ func TestShutdownForceClosesHTTP2Connections(t *testing.T) {
 	} else {
 		t.Logf("client: %v", err)
 	}
+	select {
+	case <-ended:
+	case <-time.After(shutdownWait):
+		t.Errorf("the stream's upstream connection was still open %v after Shutdown returned", shutdownWait)
+	}
 	tr.CloseIdleConnections()
 	ln.Close()
 	serving.Wait()
+	// Counted before the backend closes, whose accept loop still runs:
+	// a stream still waiting on its upstream would end only with it.
+	waitGoroutines(t, base+1)
 	be.close()
-	waitGoroutines(t, base)
 }

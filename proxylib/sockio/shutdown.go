@@ -14,7 +14,10 @@ import (
 // socket option call here does not (syscall.RawConn.Control takes only a
 // reference), so Shutdown is how another goroutine interrupts whatever a
 // session's callback waits on before it closes the connection. The peer
-// sees the connection end (a FIN, or a reset when unread bytes remain).
+// sees the connection end with a FIN, sent after any bytes already queued
+// for it; shutdown(2) sends no reset. Bytes already received stay
+// readable here before the end of stream; a reset may follow only when the
+// connection is then closed with bytes left unread.
 //
 // c may be a *Conn, or any connection that exposes its socket through
 // NetConn (crypto/tls) down to a syscall.Conn. A closed connection
