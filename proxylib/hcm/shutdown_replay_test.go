@@ -28,7 +28,7 @@ import (
 // The request is not sent again (Shutdown would wait on the second
 // upstream), and the idle upstream connection stays pooled, untouched.
 // Both replay paths run: the one without retries (forwardH1) and the one
-// with a retry policy that does not retry resets (forwardTries).
+// with a retry policy that retries no reset (forwardTries).
 func TestShutdownDoesNotReplayAbortedRequest(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -36,7 +36,7 @@ func TestShutdownDoesNotReplayAbortedRequest(t *testing.T) {
 	}{
 		{name: "no retry policy"},
 		{name: "retry policy", edits: []func(*routev3.RouteAction){func(a *routev3.RouteAction) {
-			a.RetryPolicy = &routev3.RetryPolicy{RetryOn: "5xx", NumRetries: wrapperspb.UInt32(3)}
+			a.RetryPolicy = &routev3.RetryPolicy{RetryOn: "retriable-4xx", NumRetries: wrapperspb.UInt32(3)}
 		}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testShutdownNoReplay(t, tc.edits) })
