@@ -42,3 +42,4 @@ func TestAbortedStreamGetsNoLocalReply(t *testing.T) {
 	}()
 	s.writeLocalH2(rec, 0, nil, nil)
 }
+
