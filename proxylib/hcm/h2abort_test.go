@@ -42,4 +42,3 @@ func TestAbortedStreamGetsNoLocalReply(t *testing.T) {
 	}()
 	s.writeLocalH2(rec, 0, nil, nil)
 }
-
