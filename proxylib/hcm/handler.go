@@ -139,42 +139,68 @@ func (h *Handler) ServeConn(c net.Conn, info listener.ConnInfo) {
 	}
 	hc := getH1conn(h, c)
 	hc.s.setConn(info)
-	if h.cfg.Codec == resource.CodecAuto {
-		// Sniff the HTTP/2 prior-knowledge preface. After the first byte
-		// a request head is under way, with its deadlines.
-		for hc.w < len(h2Preface) && bytes.HasPrefix(h2Preface, hc.buf[:hc.w]) {
-			w := waitIdle
-			if hc.w > 0 {
-				w = waitHead
-			}
-			if !hc.fill(w) {
-				if hc.w > 0 && hc.timedOut {
-					hc.requestTimedOut(true)
-				}
-				hc.close()
-				putH1conn(hc)
-				return
-			}
-			if hc.headAt.IsZero() && hc.w > 0 {
-				hc.headAt = time.Now()
-			}
-		}
-		if bytes.HasPrefix(hc.buf[:hc.w], h2Preface) {
+	// Tracked from the start: Shutdown drains or aborts a connection
+	// that has not sent its first bytes yet, as an idle keep-alive one.
+	if !h.track(hc) {
+		hc.close()
+		putH1conn(hc)
+		return
+	}
+	if h.cfg.Codec == resource.CodecAuto && !hc.sniff() {
+		h.untrack(hc)
+		if hc.c == nil {
 			pre := append([]byte(nil), hc.buf[:hc.w]...)
-			hc.forget()
 			putH1conn(hc)
+			// trackH2 refuses the connection if a forced close came
+			// since untrack: it never goes unseen by one.
 			h.serveH2(c, pre, info)
 			return
 		}
-	}
-	if !h.track(hc) {
-		hc.close()
 		putH1conn(hc)
 		return
 	}
 	hc.serve()
 	h.untrack(hc)
 	putH1conn(hc)
+}
+
+// sniff reads until the bytes received rule out the HTTP/2 prior-knowledge
+// preface. It returns true to serve HTTP/1.1; false when the connection
+// ended (closed) or carries HTTP/2 (handed over: hc.c is nil, hc.buf holds
+// the bytes read). Until the first byte the connection is idle (a drain
+// closes it); after it a request head is under way, with its deadlines.
+func (hc *h1conn) sniff() bool {
+	for hc.w < len(h2Preface) && bytes.HasPrefix(h2Preface, hc.buf[:hc.w]) {
+		var ok bool
+		if hc.w == 0 {
+			if !hc.enterIdle() {
+				hc.close()
+				return false
+			}
+			ok = hc.fill(waitIdle)
+			if !hc.leaveIdle() {
+				hc.close() // closed by a drain
+				return false
+			}
+		} else {
+			ok = hc.fill(waitHead)
+		}
+		if !ok {
+			if hc.w > 0 && hc.timedOut {
+				hc.requestTimedOut(true)
+			}
+			hc.close()
+			return false
+		}
+		if hc.headAt.IsZero() && hc.w > 0 {
+			hc.headAt = time.Now()
+		}
+	}
+	if bytes.HasPrefix(hc.buf[:hc.w], h2Preface) {
+		hc.forget()
+		return false
+	}
+	return true
 }
 
 func (h *Handler) track(hc *h1conn) bool {

@@ -51,8 +51,7 @@ func testShutdownNoReplay(t *testing.T, edits []func(*routev3.RouteAction)) {
 	var both sync.WaitGroup
 	both.Add(2)
 	hangs := make(chan struct{}, 8)
-	be := startShutdownBackend(t, nil)
-	be.serveAll = func(c net.Conn, br *bufio.Reader) {
+	be := startShutdownBackendConns(t, func(c net.Conn, br *bufio.Reader) {
 		for {
 			req, err := http.ReadRequest(br)
 			if err != nil {
@@ -69,7 +68,7 @@ func testShutdownNoReplay(t *testing.T, edits []func(*routev3.RouteAction)) {
 				return
 			}
 		}
-	}
+	})
 	rt, cluster := oneClusterRuntime(t, be.ln, edits...)
 	pool := cluster.Pick(rand.New(rand.NewPCG(1, 2))).Pool
 	h := NewHandler(rt, &resource.HCM{RouteConfigName: "rc", Codec: resource.CodecHTTP1, ServerName: "envoy",

@@ -169,8 +169,8 @@ func TestShutdownForceClosesBusyConnections(t *testing.T) {
 
 // shutdownBackend is an HTTP/1.1 backend that answers the first request
 // on a connection 200 when told so, and hands every other request's
-// connection to serve; serveAll, set before the first connection, serves
-// whole connections instead.
+// connection to serve; serveAll, when set, serves whole connections
+// instead (startShutdownBackendConns).
 type shutdownBackend struct {
 	serveAll func(net.Conn, *bufio.Reader)
 	ln       net.Listener
@@ -182,11 +182,23 @@ type shutdownBackend struct {
 
 func startShutdownBackend(t *testing.T, serve func(net.Conn, *bufio.Reader)) *shutdownBackend {
 	t.Helper()
+	return startBackend(t, serve, nil)
+}
+
+// startShutdownBackendConns starts a backend serving each connection
+// with serveAll.
+func startShutdownBackendConns(t *testing.T, serveAll func(net.Conn, *bufio.Reader)) *shutdownBackend {
+	t.Helper()
+	return startBackend(t, nil, serveAll)
+}
+
+func startBackend(t *testing.T, serve, serveAll func(net.Conn, *bufio.Reader)) *shutdownBackend {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &shutdownBackend{ln: ln, first: make(chan struct{}, 1)}
+	b := &shutdownBackend{ln: ln, first: make(chan struct{}, 1), serveAll: serveAll}
 	t.Cleanup(b.close)
 	b.wg.Add(1)
 	go func() {
