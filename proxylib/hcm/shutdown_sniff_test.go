@@ -16,8 +16,9 @@ import (
 // TestShutdownReachesSniffingConnections checks connections of a handler
 // that tells HTTP/1.1 from HTTP/2 by the first bytes: one that has sent
 // nothing yet is idle, so a drain closes it at once; one that has sent
-// the start of a request head is busy, so the drain waits for it, and the
-// forced close ends it when the context does. Neither waits for its idle
+// the start of the HTTP/2 preface (which an HTTP/1.1 request head may
+// still turn out to be) is busy, so the drain waits for it, and the forced
+// close ends it when the context does. Neither waits for its idle
 // or request timeout.
 func TestShutdownReachesSniffingConnections(t *testing.T) {
 	for _, tc := range []struct {
@@ -26,7 +27,7 @@ func TestShutdownReachesSniffingConnections(t *testing.T) {
 		ctx  time.Duration // Shutdown's context
 	}{
 		{name: "nothing sent, drained", ctx: 2 * shutdownWait},
-		{name: "first byte sent, forced close", sent: "G", ctx: 100 * time.Millisecond},
+		{name: "start of the preface sent, forced close", sent: "PRI", ctx: 100 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			base := runtime.NumGoroutine()
