@@ -37,7 +37,11 @@
 // served through http2.Server.ServeConn are unknown to http.Server.Close,
 // so the handler tracks them with their running streams and aborts them
 // the same way (h2abort.go). Draining idle HTTP/1.1 connections shuts
-// their sockets down too.
+// their sockets down too. A connection whose protocol is told by its first
+// bytes is tracked from the start, idle until its first byte arrives, so
+// a drain or a forced close reaches it before it has sent a request; one
+// that turns out HTTP/2 leaves the HTTP/1.1 set for the HTTP/2 one, under
+// the handler's mutex both ways, so no forced close misses it.
 //
 // Envoy behaviours reproduced (defaults of the connection manager and
 // router, as users observe them):
