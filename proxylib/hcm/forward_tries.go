@@ -112,32 +112,7 @@ func (s *stream) forwardTries(d downstream, rp *replay, length int64, head bool)
 			t.end()
 		}
 		if !s.again(would) {
-			var ok bool
-			switch {
-			case ue != upOK:
-				ok = d.fail(ue)
-			case uc != nil:
-				// The response started: only the route timeout left bounds
-				// its body.
-				now, left := time.Now(), time.Duration(0)
-				if s.timeout > 0 {
-					left = max(t.remaining(now, s.timeout), time.Nanosecond)
-				}
-				if dl, arm := uc.Deadline(now, left); arm {
-					_ = uc.SetReadDeadline(dl)
-				}
-				ok = d.relayH1(uc, sent)
-			default:
-				ok = d.relayH2(resp, sent)
-			}
-			if release != nil {
-				release()
-			}
-			if admitted {
-				pool.End()
-				pool.Done()
-			}
-			return ok
+			return s.lastTry(d, pool, admitted, release, uc, resp, sent, ue)
 		}
 		switch {
 		case uc != nil:
@@ -159,6 +134,41 @@ func (s *stream) forwardTries(d downstream, rp *replay, length int64, head bool)
 		}
 		s.repick()
 		s.retryHeaders(time.Now())
+	}
+}
+
+// lastTry answers the request from the attempt that ends its tries: its
+// response, or the failure. The attempt's stream and request counts end
+// however that goes, also when a forced close makes an HTTP/2 stream's
+// handler panic with http.ErrAbortHandler (writeLocalH2): a count left
+// behind would hold one of the cluster's max_requests for good.
+func (s *stream) lastTry(d downstream, pool *upstream.Pool, admitted bool, release func(),
+	uc *upstream.Conn, resp *http.Response, sent time.Time, ue upstreamErr) bool {
+	defer func() {
+		if release != nil {
+			release()
+		}
+		if admitted {
+			pool.End()
+			pool.Done()
+		}
+	}()
+	switch {
+	case ue != upOK:
+		return d.fail(ue)
+	case uc != nil:
+		// The response started: only the route timeout left bounds its
+		// body.
+		now, left := time.Now(), time.Duration(0)
+		if s.timeout > 0 {
+			left = max(s.tries.remaining(now, s.timeout), time.Nanosecond)
+		}
+		if dl, arm := uc.Deadline(now, left); arm {
+			_ = uc.SetReadDeadline(dl)
+		}
+		return d.relayH1(uc, sent)
+	default:
+		return d.relayH2(resp, sent)
 	}
 }
 
