@@ -146,41 +146,52 @@ func (h *Handler) ServeConn(c net.Conn, info listener.ConnInfo) {
 		putH1conn(hc)
 		return
 	}
-	if h.cfg.Codec == resource.CodecAuto && !hc.sniff() {
-		h.untrack(hc)
-		if hc.c == nil {
+	if h.cfg.Codec == resource.CodecAuto {
+		switch hc.sniff() {
+		case sniffedHTTP2:
+			// Untracked before the connection is dropped from hc: a
+			// forced close reads hc.c under h.mu until then.
+			h.untrack(hc)
+			hc.forget()
 			pre := append([]byte(nil), hc.buf[:hc.w]...)
 			putH1conn(hc)
 			// trackH2 refuses the connection if a forced close came
 			// since untrack: it never goes unseen by one.
 			h.serveH2(c, pre, info)
 			return
+		case sniffedEnd:
+			h.untrack(hc)
+			putH1conn(hc)
+			return
 		}
-		putH1conn(hc)
-		return
 	}
 	hc.serve()
 	h.untrack(hc)
 	putH1conn(hc)
 }
 
+// What sniff found.
+const (
+	sniffedHTTP1 = iota // serve HTTP/1.1
+	sniffedHTTP2        // the HTTP/2 preface: hc.buf holds the bytes read
+	sniffedEnd          // the connection ended (closed)
+)
+
 // sniff reads until the bytes received rule out the HTTP/2 prior-knowledge
-// preface. It returns true to serve HTTP/1.1; false when the connection
-// ended (closed) or carries HTTP/2 (handed over: hc.c is nil, hc.buf holds
-// the bytes read). Until the first byte the connection is idle (a drain
-// closes it); after it a request head is under way, with its deadlines.
-func (hc *h1conn) sniff() bool {
+// preface. Until the first byte the connection is idle (a drain closes
+// it); after it a request head is under way, with its deadlines.
+func (hc *h1conn) sniff() int {
 	for hc.w < len(h2Preface) && bytes.HasPrefix(h2Preface, hc.buf[:hc.w]) {
 		var ok bool
 		if hc.w == 0 {
 			if !hc.enterIdle() {
 				hc.close()
-				return false
+				return sniffedEnd
 			}
 			ok = hc.fill(waitIdle)
 			if !hc.leaveIdle() {
 				hc.close() // closed by a drain
-				return false
+				return sniffedEnd
 			}
 		} else {
 			ok = hc.fill(waitHead)
@@ -190,17 +201,16 @@ func (hc *h1conn) sniff() bool {
 				hc.requestTimedOut(true)
 			}
 			hc.close()
-			return false
+			return sniffedEnd
 		}
 		if hc.headAt.IsZero() && hc.w > 0 {
 			hc.headAt = time.Now()
 		}
 	}
 	if bytes.HasPrefix(hc.buf[:hc.w], h2Preface) {
-		hc.forget()
-		return false
+		return sniffedHTTP2
 	}
-	return true
+	return sniffedHTTP1
 }
 
 func (h *Handler) track(hc *h1conn) bool {
