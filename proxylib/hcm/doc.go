@@ -38,10 +38,13 @@
 // so the handler tracks them with their running streams and aborts them
 // the same way (h2abort.go). Draining idle HTTP/1.1 connections shuts
 // their sockets down too. A connection whose protocol is told by its first
-// bytes is tracked from the start, idle until its first byte arrives, so
-// a drain or a forced close reaches it before it has sent a request; one
-// that turns out HTTP/2 leaves the HTTP/1.1 set for the HTTP/2 one, under
-// the handler's mutex both ways, so no forced close misses it.
+// bytes is tracked from the start, idle until its first byte arrives: a
+// drain closes it while it has sent nothing, and a forced close reaches it
+// at any point. One that has sent part of the HTTP/2 preface counts as
+// busy, so a drain leaves it; if it turns out HTTP/2 after the HTTP/2
+// server's GOAWAY went out, it is served until the forced close. It
+// leaves the HTTP/1.1 set for the HTTP/2 one under the handler's mutex
+// both ways, so no forced close misses it.
 //
 // Envoy behaviours reproduced (defaults of the connection manager and
 // router, as users observe them):
