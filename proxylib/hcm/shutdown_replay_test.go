@@ -2,7 +2,6 @@ package hcm
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -16,7 +15,6 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/nodemesh/nodemesh/proxylib/listener"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
 )
 
@@ -71,28 +69,7 @@ func testShutdownNoReplay(t *testing.T, edits []func(*routev3.RouteAction)) {
 	})
 	rt, cluster := oneClusterRuntime(t, be.ln, edits...)
 	pool := cluster.Pick(rand.New(rand.NewPCG(1, 2))).Pool
-	h := NewHandler(rt, &resource.HCM{RouteConfigName: "rc", Codec: resource.CodecHTTP1, ServerName: "envoy",
-		IdleTimeout: time.Minute, StreamIdleTimeout: time.Minute}, false)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var serving sync.WaitGroup
-	serving.Add(1)
-	go func() {
-		defer serving.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			serving.Add(1)
-			go func() {
-				defer serving.Done()
-				h.ServeConn(c, listener.ConnInfo{})
-			}()
-		}
-	}()
+	h, ln, serving := serveForShutdown(t, rt, resource.CodecHTTP1)
 	var cs [2]net.Conn
 	var brs [2]*bufio.Reader
 	var first sync.WaitGroup
@@ -123,18 +100,7 @@ func testShutdownNoReplay(t *testing.T, edits []func(*routev3.RouteAction)) {
 	fmt.Fprint(cs[0], "GET /hang HTTP/1.1\r\nHost: h\r\n\r\n")
 	<-hangs
 
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		h.Shutdown(ctx)
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(shutdownWait):
-		t.Fatalf("Shutdown blocked %v after its 100 ms context ended", shutdownWait)
-	}
+	shutdownWithin(t, h, 100*time.Millisecond)
 	ln.Close()
 	serving.Wait() // every connection the handler served has ended
 	select {

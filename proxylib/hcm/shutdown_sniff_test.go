@@ -1,7 +1,6 @@
 package hcm
 
 import (
-	"context"
 	"io"
 	"net"
 	"runtime"
@@ -73,18 +72,7 @@ func TestShutdownReachesSniffingConnections(t *testing.T) {
 			// the same way.
 			time.Sleep(50 * time.Millisecond)
 
-			ctx, cancel := context.WithTimeout(context.Background(), tc.ctx)
-			defer cancel()
-			done := make(chan struct{})
-			go func() {
-				h.Shutdown(ctx)
-				close(done)
-			}()
-			select {
-			case <-done:
-			case <-time.After(shutdownWait):
-				t.Fatalf("Shutdown blocked %v (context %v)", shutdownWait, tc.ctx)
-			}
+			shutdownWithin(t, h, tc.ctx)
 			if _, err := io.Copy(io.Discard, c); isTimeout(err) {
 				t.Errorf("the client's connection was still open %v after Shutdown began", 2*shutdownWait)
 			}

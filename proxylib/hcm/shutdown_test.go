@@ -83,22 +83,7 @@ func TestShutdownForceClosesBusyConnections(t *testing.T) {
 				tc.backend(c, br)
 			})
 			rt, _ := oneClusterRuntime(t, be.ln, tc.edits...)
-			h := NewHandler(rt, &resource.HCM{RouteConfigName: "rc", Codec: resource.CodecHTTP1, ServerName: "envoy",
-				IdleTimeout: time.Minute, StreamIdleTimeout: time.Minute}, false)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var serving sync.WaitGroup
-			serving.Add(1)
-			go func() {
-				defer serving.Done()
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				h.ServeConn(c, listener.ConnInfo{})
-			}()
+			h, ln, serving := serveForShutdown(t, rt, resource.CodecHTTP1)
 			c, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {
 				t.Fatal(err)
@@ -259,6 +244,54 @@ func (b *shutdownBackend) close() {
 
 // waitGoroutines fails t when the goroutine count does not fall back to
 // base, listing the goroutines left.
+// shutdownWithin runs h.Shutdown with a context that ends after d, and
+// fails the test if it has not returned shutdownWait later.
+func shutdownWithin(t *testing.T, h *Handler, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		h.Shutdown(ctx)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(shutdownWait):
+		t.Fatalf("Shutdown blocked %v after its %v context ended", shutdownWait, d)
+	}
+}
+
+// serveForShutdown starts a Handler for rt with the given codec, serving
+// every connection its loopback listener accepts; serving ends once the
+// listener is closed and every connection it served has ended.
+func serveForShutdown(t *testing.T, rt *Runtime, codec resource.Codec) (h *Handler, ln net.Listener, serving *sync.WaitGroup) {
+	t.Helper()
+	h = NewHandler(rt, &resource.HCM{RouteConfigName: "rc", Codec: codec, ServerName: "envoy",
+		IdleTimeout: time.Minute, StreamIdleTimeout: time.Minute}, false)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving = &sync.WaitGroup{}
+	serving.Add(1)
+	go func() {
+		defer serving.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			serving.Add(1)
+			go func() {
+				defer serving.Done()
+				h.ServeConn(c, listener.ConnInfo{})
+			}()
+		}
+	}()
+	return h, ln, serving
+}
+
 func waitGoroutines(t *testing.T, base int) {
 	t.Helper()
 	for end := time.Now().Add(shutdownWait); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
@@ -287,22 +320,7 @@ func TestShutdownForceClosesHTTP2Connections(t *testing.T) {
 		ended <- struct{}{}
 	})
 	rt, _ := oneClusterRuntime(t, be.ln)
-	h := NewHandler(rt, &resource.HCM{RouteConfigName: "rc", Codec: resource.CodecAuto, ServerName: "envoy",
-		IdleTimeout: time.Minute, StreamIdleTimeout: time.Minute}, false)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var serving sync.WaitGroup
-	serving.Add(1)
-	go func() {
-		defer serving.Done()
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		h.ServeConn(c, listener.ConnInfo{})
-	}()
+	h, ln, serving := serveForShutdown(t, rt, resource.CodecAuto)
 	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, network, addr)
@@ -325,18 +343,7 @@ func TestShutdownForceClosesHTTP2Connections(t *testing.T) {
 	}()
 	<-got
 
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		h.Shutdown(ctx)
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(shutdownWait):
-		t.Fatalf("Shutdown blocked %v after its 100 ms context ended", shutdownWait)
-	}
+	shutdownWithin(t, h, 100*time.Millisecond)
 	if err := <-rerr; errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("the client's request was still open %v after Shutdown began", 2*shutdownWait)
 	} else {
