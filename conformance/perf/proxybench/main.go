@@ -8,7 +8,10 @@
 //     nodemesh-proxy: GOMAXPROCS=1); wrk (one thread) and the backend (an
 //     nginx worker answering a fixed body) share another CPU, so the
 //     proxies compete on equal terms. The backend is also measured
-//     directly, which bounds what any proxy can reach.
+//     directly, which bounds what any proxy can reach. Every connection
+//     count runs in -rounds rounds, each target once per round in an
+//     order rotated from round to round; rows print medians and each
+//     round's rate (rounds.go says why).
 //   - 2core: the same with two of everything (nginx 2 workers, haproxy 2
 //     threads, nodemesh-proxy GOMAXPROCS=2 with its two SO_REUSEPORT
 //     listeners, and nodemesh-proxy --workers 2: two GOMAXPROCS=1
@@ -70,6 +73,7 @@ type bench struct {
 	loadCPU  string
 	proxyCPU string
 	duration time.Duration
+	rounds   int // load runs per target and connection count (wrkTable)
 	body     int
 	cert     []byte
 	key      []byte
@@ -127,6 +131,7 @@ func (b *bench) nodemesh(binDir, name string, g gateway, cpus, agentCPUs string,
 func main() {
 	bin := flag.String("bin", "bin", "directory holding nodemesh-agent and nodemesh-proxy")
 	duration := flag.Duration("duration", 10*time.Second, "length of each measured load run (whole seconds)")
+	rounds := flag.Int("rounds", 3, "1core, 2core: rounds per connection count, each running every target once in a rotated order; rows print the median")
 	sections := flag.String("sections", "1core,2core,h2,rss", "which tables to measure")
 	conns := flag.String("conns", "1,16,128", "1core: comma-separated wrk connection counts")
 	conns2 := flag.String("conns2", "16,128", "2core: comma-separated wrk connection counts")
@@ -161,7 +166,7 @@ func main() {
 	cert, key, err := selfSigned()
 	must(err)
 	b := &bench{dir: dir, bin: *bin, loadCPU: strconv.Itoa(*loadCPU), proxyCPU: strconv.Itoa(*proxyCPU),
-		duration: *duration, body: *body, cert: cert, key: key, profile: *profile}
+		duration: *duration, rounds: max(*rounds, 1), body: *body, cert: cert, key: key, profile: *profile}
 	if *profile != "" {
 		must(os.MkdirAll(*profile, 0o755))
 	}
@@ -356,31 +361,52 @@ func (b *bench) waitAll(targets []target) {
 
 // wrkTable runs wrk against every target at every connection count.
 func (b *bench) wrkTable(targets []target, cpus string, threads int, conns []int) {
-	fmt.Println("| target | connections | requests/s | p50 | p99 | vs nginx | proxy CPU µs/request | errors |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---|")
+	fmt.Printf("Each row: the median of %d rounds (every target once per round, the order rotated each round); vs nginx is the median of the per-round ratios; CPU per request over all rounds.\n\n", b.rounds)
+	fmt.Println("| target | connections | requests/s | p50 | p99 | vs nginx | proxy CPU µs/request | requests/s by round | errors |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---|---|")
 	for _, n := range conns {
-		var nginxRate float64
-		for _, t := range targets {
-			_, _ = runWrk(cpus, threads, t.url, n, 2*time.Second) // warm up pools and caches
-			stopProfile := b.startProfile(t, fmt.Sprintf("%dcpu-%dconns", threads, n))
-			before := groupCPU(t.pgid)
-			r, err := runWrk(cpus, threads, t.url, n, b.duration)
-			stopProfile()
-			if err != nil {
-				log.Fatalf("wrk against %s: %v", t.name, err)
+		all := make([]series, len(targets))
+		for r := range b.rounds {
+			for _, i := range roundOrder(indexes(len(targets)), r) {
+				t := targets[i]
+				_, _ = runWrk(cpus, threads, t.url, n, 2*time.Second) // warm up pools and caches
+				stopProfile := b.startProfile(t, fmt.Sprintf("%dcpu-%dconns-round%d", threads, n, r+1))
+				before := groupCPU(t.pgid)
+				res, err := runWrk(cpus, threads, t.url, n, b.duration)
+				stopProfile()
+				if err != nil {
+					log.Fatalf("wrk against %s: %v", t.name, err)
+				}
+				all[i].runs = append(all[i].runs, res)
+				if t.pgid != 0 {
+					all[i].cpu += groupCPU(t.pgid) - before
+				}
 			}
-			isNginx := strings.HasPrefix(t.name, "nginx")
-			if isNginx {
-				nginxRate = r.throughput()
+		}
+		var ref *series
+		for i, t := range targets {
+			if strings.HasPrefix(t.name, "nginx") {
+				ref = &all[i]
 			}
-			if t.pgid == 0 {
-				b.row(t.name, n, r, 0, true, 0)
-				continue
+		}
+		for i, t := range targets {
+			own := ref
+			if t.pgid == 0 || strings.HasPrefix(t.name, "nginx") {
+				own = nil // the backend and nginx itself get no ratio
 			}
-			b.row(t.name, n, r, nginxRate, isNginx, groupCPU(t.pgid)-before)
+			fmt.Println(formatSummary(t.name, n, summarize(all[i], own)))
 		}
 	}
 	fmt.Println()
+}
+
+// indexes returns 0..n-1.
+func indexes(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }
 
 // row prints one result; a ratio is printed when there is an nginx rate
