@@ -55,6 +55,28 @@
 // proxy's setting does not apply: Envoy's metrics are on its admin
 // endpoint.
 //
+// Worker count: proxy.workers (default 1, schema 1..256, the bound of
+// nodemesh-proxy --workers) is how many single-threaded serving loops
+// each node's proxy runs. 1 renders no flag: each engine's default of one
+// process using every core (the builtin proxy's GOMAXPROCS; Envoy's
+// hardware threads). n > 1 renders --workers=n for the builtin engine (n
+// single-threaded processes, each with its own SO_REUSEPORT sockets) and
+// --concurrency=n for Envoy (n worker threads): the same knob, so
+// switching engines keeps the node's parallelism. Envoy refuses an option given twice, so the render fails
+// when proxy.extraArgs also carries --concurrency; the builtin proxy takes
+// the last --workers, so an extraArgs one still wins there, as before.
+// There is no 0 for "one per CPU": the count a process can see is the
+// node's every core when the container has no CPU limit (the chart sets
+// none), and Go rounds a limit up to at least 2, so a node-sized count
+// would make the memory (about n-fold) and the per-process circuit
+// breaker thresholds (a node admits n times each) vary with the node the
+// Pod lands on; an explicit count keeps them the operator's choice.
+// Nothing else in the chart changes with the count: /metrics stays on
+// one port, served by worker 0 with every series labelled worker="<i>";
+// the DaemonSet has no probes (/ready, on the loopback admin endpoint,
+// covers every worker); resources are the user's to size (memory per
+// process, limits.cpu at least n).
+//
 // Ingress: ingressController.enabled (default true; Cilium's default is
 // false, but nodemesh has always served Ingresses that name its class, so
 // turning it on by default takes nothing over unasked), .default,
