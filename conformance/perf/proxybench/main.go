@@ -10,7 +10,7 @@
 //     proxies compete on equal terms. The backend is also measured
 //     directly, which bounds what any proxy can reach. Every connection
 //     count runs in -rounds rounds, each target once per round in an
-//     order rotated from round to round; rows print medians and each
+//     order that changes from round to round; rows print medians and each
 //     round's rate (rounds.go says why).
 //   - 2core: the same with two of everything (nginx 2 workers, haproxy 2
 //     threads, nodemesh-proxy GOMAXPROCS=2 with its two SO_REUSEPORT
@@ -131,7 +131,7 @@ func (b *bench) nodemesh(binDir, name string, g gateway, cpus, agentCPUs string,
 func main() {
 	bin := flag.String("bin", "bin", "directory holding nodemesh-agent and nodemesh-proxy")
 	duration := flag.Duration("duration", 10*time.Second, "length of each measured load run (whole seconds)")
-	rounds := flag.Int("rounds", 3, "1core, 2core: rounds per connection count, each running every target once in a rotated order; rows print the median")
+	rounds := flag.Int("rounds", 3, "1core, 2core: rounds per connection count, each running every target once in a balanced order that changes each round; rows print medians")
 	sections := flag.String("sections", "1core,2core,h2,rss", "which tables to measure")
 	conns := flag.String("conns", "1,16,128", "1core: comma-separated wrk connection counts")
 	conns2 := flag.String("conns2", "16,128", "2core: comma-separated wrk connection counts")
@@ -361,28 +361,26 @@ func (b *bench) waitAll(targets []target) {
 
 // wrkTable runs wrk against every target at every connection count.
 func (b *bench) wrkTable(targets []target, cpus string, threads int, conns []int) {
-	fmt.Printf("Each row: the median of %d rounds (every target once per round, the order rotated each round); vs nginx is the median of the per-round ratios; CPU per request over all rounds.\n\n", b.rounds)
+	fmt.Printf("Each row: rate, p50 and p99 each the median of %d rounds (every target once per round, in a balanced order that changes each round); vs nginx is the median of the per-round ratios; CPU per request over all rounds.\n\n", b.rounds)
 	fmt.Println("| target | connections | requests/s | p50 | p99 | vs nginx | proxy CPU µs/request | requests/s by round | errors |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---|---|")
 	for _, n := range conns {
-		all := make([]series, len(targets))
-		for r := range b.rounds {
-			for _, i := range roundOrder(indexes(len(targets)), r) {
-				t := targets[i]
-				_, _ = runWrk(cpus, threads, t.url, n, 2*time.Second) // warm up pools and caches
-				stopProfile := b.startProfile(t, fmt.Sprintf("%dcpu-%dconns-round%d", threads, n, r+1))
-				before := groupCPU(t.pgid)
-				res, err := runWrk(cpus, threads, t.url, n, b.duration)
-				stopProfile()
-				if err != nil {
-					log.Fatalf("wrk against %s: %v", t.name, err)
-				}
-				all[i].runs = append(all[i].runs, res)
-				if t.pgid != 0 {
-					all[i].cpu += groupCPU(t.pgid) - before
-				}
+		all := runRounds(len(targets), b.rounds, func(i, r int) (result, time.Duration) {
+			t := targets[i]
+			_, _ = runWrk(cpus, threads, t.url, n, 2*time.Second) // warm up pools and caches
+			stopProfile := b.startProfile(t, fmt.Sprintf("%s-%dcpu-%dconns-round%d", slug(t.name), threads, n, r+1))
+			before := groupCPU(t.pgid)
+			res, err := runWrk(cpus, threads, t.url, n, b.duration)
+			cpu := groupCPU(t.pgid) - before // before the profile fetches, which cost the proxy CPU
+			stopProfile()
+			if err != nil {
+				log.Fatalf("wrk against %s: %v", t.name, err)
 			}
-		}
+			if t.pgid == 0 {
+				cpu = 0
+			}
+			return res, cpu
+		})
 		var ref *series
 		for i, t := range targets {
 			if strings.HasPrefix(t.name, "nginx") {
@@ -400,13 +398,13 @@ func (b *bench) wrkTable(targets []target, cpus string, threads int, conns []int
 	fmt.Println()
 }
 
-// indexes returns 0..n-1.
-func indexes(n int) []int {
-	out := make([]int, n)
-	for i := range out {
-		out[i] = i
-	}
-	return out
+// slug makes a target's name fit a file name ("nodemesh-proxy --workers
+// 2" -> "nodemesh-proxy-workers-2").
+func slug(name string) string {
+	f := strings.FieldsFunc(name, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.')
+	})
+	return strings.Join(f, "-")
 }
 
 // row prints one result; a ratio is printed when there is an nginx rate

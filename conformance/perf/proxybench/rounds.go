@@ -9,15 +9,17 @@ import (
 )
 
 // Rounds: a load run on a shared virtual machine moves by more than the
-// differences between the proxies (one 10 s run of nginx read 36 000
-// req/s and the next 24 000, minutes apart, with nothing else running).
-// Each connection count is therefore measured in -rounds rounds, every
-// target once per round, the order of the targets rotated from round to
-// round, so no target always runs first or right after another. A row
-// prints the median of its rounds (rate, p50, p99), the ratio to nginx as
-// the median of the per-round ratios (each round's run against the
-// round's nginx run, minutes apart at most), CPU per request over all
-// rounds, and every round's rate, so the spread is in the table too.
+// differences between the proxies (two 10 s runs of nginx at 128
+// connections read 39 500 and 29 200 req/s, under a minute apart, with
+// nothing else running). Each connection count is therefore measured in
+// -rounds rounds, every target once per round, in the orders of a
+// balanced Latin square (roundOrder), so a target's position and the
+// target run just before it change from round to round. A row prints the
+// rate, p50 and p99 each as the median over its rounds (they may come
+// from different rounds), the ratio to nginx as the median of the
+// per-round ratios (each round's run against the same round's nginx run,
+// under a minute apart), CPU per request over all rounds, and every
+// round's rate, so the spread is in the table too.
 
 // series is one target's runs at one connection count, one per round.
 type series struct {
@@ -25,14 +27,53 @@ type series struct {
 	cpu  time.Duration // summed over the runs
 }
 
-// roundOrder is the order targets run in during round r: the list
-// rotated by r.
+// roundOrder is the order of targets in round r: row r mod n of a
+// Williams design (n = len(targets)). Over n rounds every target runs
+// once in every position, and, for an even n, right after every other
+// target exactly once; for an odd n the rounds n..2n-1 run the rows
+// reversed, which completes that balance over 2n rounds.
 func roundOrder[T any](targets []T, r int) []T {
-	if len(targets) == 0 {
+	n := len(targets)
+	if n == 0 {
 		return nil
 	}
-	k := r % len(targets)
-	return append(slices.Clone(targets[k:]), targets[:k]...)
+	row := r % n
+	out := make([]T, n)
+	for j := range n {
+		var k int
+		switch {
+		case j == 0:
+			k = 0
+		case j%2 == 1:
+			k = (j + 1) / 2
+		default:
+			k = n - j/2
+		}
+		out[j] = targets[(row+k)%n]
+	}
+	if n%2 == 1 && (r/n)%2 == 1 {
+		slices.Reverse(out)
+	}
+	return out
+}
+
+// runRounds runs every target (0..n-1) once per round in roundOrder and
+// returns each target's series, its runs in round order. run measures
+// target i in round r and returns the result and the CPU it used.
+func runRounds(n, rounds int, run func(i, r int) (result, time.Duration)) []series {
+	all := make([]series, n)
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	for r := range rounds {
+		for _, i := range roundOrder(idx, r) {
+			res, cpu := run(i, r)
+			all[i].runs = append(all[i].runs, res)
+			all[i].cpu += cpu
+		}
+	}
+	return all
 }
 
 // summary is the row a series prints.

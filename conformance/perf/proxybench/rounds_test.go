@@ -1,36 +1,122 @@
 package main
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
-func TestRoundOrderRotates(t *testing.T) {
-	targets := []string{"direct", "nginx", "haproxy", "nodemesh"}
-	firsts := map[string]bool{}
-	for r := range len(targets) {
-		order := roundOrder(targets, r)
-		if len(order) != len(targets) {
-			t.Fatalf("round %d: %v", r, order)
+// TestRoundOrderIsBalanced: over n rounds every target runs once in every
+// position; over n rounds for an even n, and 2n for an odd n, every target
+// runs right after every other target equally often; and no target keeps
+// its position or its predecessor over the first three rounds.
+func TestRoundOrderIsBalanced(t *testing.T) {
+	for n := 2; n <= 7; n++ {
+		targets := make([]int, n)
+		for i := range targets {
+			targets[i] = i
 		}
-		seen := map[string]bool{}
-		for _, o := range order {
-			seen[o] = true
+		rounds := n
+		if n%2 == 1 {
+			rounds = 2 * n
 		}
-		if len(seen) != len(targets) {
-			t.Fatalf("round %d runs a target twice or misses one: %v", r, order)
+		pos := make([][]int, n)   // pos[target][position]
+		after := make([][]int, n) // after[prev][next]
+		for i := range n {
+			pos[i], after[i] = make([]int, n), make([]int, n)
 		}
-		firsts[order[0]] = true
-	}
-	if len(firsts) != len(targets) {
-		t.Errorf("over %d rounds every target should run first once; first ones: %v", len(targets), firsts)
-	}
-	if got := roundOrder(targets, 5); strings.Join(got, ",") != "nginx,haproxy,nodemesh,direct" {
-		t.Errorf("round 5: %v", got)
+		for r := range rounds {
+			order := roundOrder(targets, r)
+			seen := map[int]bool{}
+			for j, x := range order {
+				seen[x] = true
+				pos[x][j]++
+				if j > 0 {
+					after[order[j-1]][x]++
+				}
+			}
+			if len(order) != n || len(seen) != n {
+				t.Fatalf("n=%d round %d is no permutation: %v", n, r, order)
+			}
+		}
+		for x := range n {
+			for j := range n {
+				if want := rounds / n; pos[x][j] != want {
+					t.Errorf("n=%d: target %d ran %d times at position %d over %d rounds, want %d", n, x, pos[x][j], j, rounds, want)
+				}
+			}
+			for y := range n {
+				if want := rounds / n; x != y && after[x][y] != want {
+					t.Errorf("n=%d: %d ran right after %d %d times over %d rounds, want %d", n, y, x, after[x][y], rounds, want)
+				}
+			}
+		}
+		if n >= 3 {
+			for x := range n {
+				var positions, prevs []int
+				for r := range 3 {
+					order := roundOrder(targets, r)
+					j := slices.Index(order, x)
+					prev := -1
+					if j > 0 {
+						prev = order[j-1]
+					}
+					positions, prevs = append(positions, j), append(prevs, prev)
+				}
+				if positions[0] == positions[1] && positions[1] == positions[2] {
+					t.Errorf("n=%d: target %d runs at position %d in each of the first three rounds", n, x, positions[0])
+				}
+				if prevs[0] == prevs[1] && prevs[1] == prevs[2] {
+					t.Errorf("n=%d: target %d runs after %d in each of the first three rounds", n, x, prevs[0])
+				}
+			}
+		}
 	}
 	if roundOrder([]string(nil), 3) != nil {
 		t.Error("no targets: want no order")
+	}
+}
+
+// TestRunRoundsKeepsEachTargetsRuns: whatever order a round runs its
+// targets in, series i holds target i's runs in round order, and its CPU.
+func TestRunRoundsKeepsEachTargetsRuns(t *testing.T) {
+	var calls []string
+	all := runRounds(4, 3, func(i, r int) (result, time.Duration) {
+		calls = append(calls, fmt.Sprintf("%d/%d", i, r))
+		return result{rate: float64(100*i + r)}, time.Duration(i+1) * time.Millisecond
+	})
+	if len(calls) != 12 || len(all) != 4 {
+		t.Fatalf("%d calls, %d series", len(calls), len(all))
+	}
+	for i, s := range all {
+		if len(s.runs) != 3 {
+			t.Fatalf("target %d: %d runs", i, len(s.runs))
+		}
+		for r, res := range s.runs {
+			if res.rate != float64(100*i+r) {
+				t.Errorf("target %d round %d holds the run of rate %v", i, r, res.rate)
+			}
+		}
+		if s.cpu != time.Duration(3*(i+1))*time.Millisecond {
+			t.Errorf("target %d: CPU %v", i, s.cpu)
+		}
+	}
+	if strings.Join(calls[:4], " ") == strings.Join(calls[4:8], " ") {
+		t.Errorf("rounds 0 and 1 ran in the same order: %v", calls)
+	}
+}
+
+func TestSlug(t *testing.T) {
+	for in, want := range map[string]string{
+		"nodemesh-proxy --workers 2":    "nodemesh-proxy-workers-2",
+		"nodemesh-proxy GOMAXPROCS=1":   "nodemesh-proxy-GOMAXPROCS-1",
+		"nodemesh-proxy baseline build": "nodemesh-proxy-baseline-build",
+	} {
+		if got := slug(in); got != want {
+			t.Errorf("slug(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 
@@ -79,8 +165,30 @@ func TestSummarizeTakesMediansAndPairsRatios(t *testing.T) {
 	if !strings.Contains(row, "| 90 / 40 / 84 |") || !strings.Contains(row, "0.90×") {
 		t.Errorf("row %q should list every round's rate and the ratio", row)
 	}
-	if s := summarize(nginx, nil); s.ratio != 0 || !strings.Contains(formatSummary("nginx", 16, s), "| — |") {
-		t.Errorf("nginx's own row has a ratio: %+v", s)
+	if got, want := formatSummary("nginx", 16, summarize(nginx, nil)), "| nginx | 16 | 80 | 1.50ms | 6.00ms | — | — | 100 / 50 / 80 | none |"; got != want {
+		t.Errorf("nginx's own row (no ratio, no CPU measured)\n got %s\nwant %s", got, want)
+	}
+	direct := series{runs: []result{run(200, "0.50ms", "1.00ms"), run(300, "0.40ms", "0.90ms")}}
+	if got, want := formatSummary("direct", 16, summarize(direct, nil)), "| direct | 16 | 250 | 450.00us | 950.00us | — | — | 200 / 300 | none |"; got != want {
+		t.Errorf("an even number of rounds takes the mean of the middle two\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestNoRatioWithoutEveryNginxRound: a ratio needs nginx's run of every
+// round; an nginx round with error answers (its rate counts them) or a
+// missing one leaves the other rows without a ratio.
+func TestNoRatioWithoutEveryNginxRound(t *testing.T) {
+	ok := func(rate float64) result {
+		return result{rate: rate, requests: 1000, p50: "1.00ms", p99: "2.00ms", errors: "none"}
+	}
+	proxy := series{runs: []result{ok(90), ok(95), ok(100)}}
+	badNginx := series{runs: []result{ok(100), {rate: 500, requests: 5000, errors: "Non-2xx or 3xx responses: 9", invalid: true}, ok(100)}}
+	if s := summarize(proxy, &badNginx); s.ratio != 0 || strings.Contains(formatSummary("p", 1, s), "×") {
+		t.Errorf("ratio %.2f against an nginx series with an invalid round", s.ratio)
+	}
+	short := series{runs: []result{ok(100), ok(100)}}
+	if s := summarize(proxy, &short); s.ratio != 0 {
+		t.Errorf("ratio %.2f against an nginx series missing a round", s.ratio)
 	}
 }
 
