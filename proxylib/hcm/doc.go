@@ -284,27 +284,30 @@
 // epoll_pwait. The two extra calls are the Go scheduler's: before a
 // thread with nothing to run sleeps in the poller, it polls once without
 // waiting (runtime.findRunnable), and that poll finds nothing when the
-// process is about to sleep anyway. Code on a goroutine cannot skip it:
-// whatever waits on a socket is woken through the runtime's poller. Only
-// an event loop of the proxy's own (one locked thread with its own epoll
+// process is about to sleep anyway. A goroutine that waits on a socket
+// through the runtime's poller cannot skip it. Only an event loop of the
+// proxy's own (one locked thread with its own epoll
 // set, each connection a state machine it steps) would, and the request
 // path is written as sequential code on one goroutine per connection.
 //
 // At 128 connections the proxy's throughput is on a par with nginx's but
-// its p99 is worse in every run so far. The runtime's poller hands a
-// batch of ready sockets to the run queue newest first (netpoll collects
-// the woken goroutines by pushing each onto the head of a list, and the
-// scheduler runs that list from its head), so in a batch of about fifty
-// sockets the one that became ready first is served last; nginx serves
-// its events in the order epoll reports them, oldest first. A toolchain
-// with that one list reversed (an experiment, not shipped) took the
-// median p99 of five rounds from 9.91 ms to 7.05 ms against nginx's 6.71
-// ms in the same invocation, at the same throughput. A Gosched before
-// reading the upstream response (so that step queues in order on the
-// global run queue, and usually finds the response already there) was
-// tried too and made no difference above the noise. What is left of the
-// gap waits for the same event loop, or for a runtime that keeps the
-// poller's order.
+// its p99 has been worse in every full benchmark run since the afternoon
+// of 2026-12-06. The runtime's poller hands a batch of ready sockets to
+// the run queue in the reverse of epoll's order (epoll reports sockets in
+// the order they first became ready since its previous wait; netpoll
+// collects their goroutines by pushing each onto the head of a list, and
+// the scheduler runs that list from its head), so the socket that became
+// ready first in a batch is served last; nginx serves its events in
+// epoll's order. A toolchain with that one list reversed (an experiment,
+// not shipped) had the lower median p99 in each of three invocations of
+// five rounds against the stock build (7.05 / 6.03 / 5.40 ms against
+// 9.91 / 6.91 / 8.78 ms, nginx 6.71 / 4.74 / 6.08 ms) at the same
+// throughput: the order accounts for much of the gap, not all of it. A
+// Gosched before reading the upstream response (so that step queues in
+// order on the global run queue, and usually finds the response already
+// there) was tried too and made no difference above the noise. Closing
+// the gap needs the same event loop, or a runtime that keeps the poller's
+// order.
 //
 // HTTP/2 streams cost more. At 10 streams in flight on one h2c connection
 // to an HTTP/1.1 upstream (TestH2RequestCost, BenchmarkH2Proxy) a request
