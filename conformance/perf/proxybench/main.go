@@ -131,7 +131,7 @@ func (b *bench) nodemesh(binDir, name string, g gateway, cpus, agentCPUs string,
 func main() {
 	bin := flag.String("bin", "bin", "directory holding nodemesh-agent and nodemesh-proxy")
 	duration := flag.Duration("duration", 10*time.Second, "length of each measured load run (whole seconds)")
-	rounds := flag.Int("rounds", 3, "1core, 2core: rounds per connection count, each running every target once in a balanced order that changes each round; rows print medians")
+	rounds := flag.Int("rounds", 3, "1core, 2core: rounds per connection count, each running every target once, in the orders of a balanced Latin square (rounds.go); rows print medians")
 	sections := flag.String("sections", "1core,2core,h2,rss", "which tables to measure")
 	conns := flag.String("conns", "1,16,128", "1core: comma-separated wrk connection counts")
 	conns2 := flag.String("conns2", "16,128", "2core: comma-separated wrk connection counts")
@@ -361,7 +361,7 @@ func (b *bench) waitAll(targets []target) {
 
 // wrkTable runs wrk against every target at every connection count.
 func (b *bench) wrkTable(targets []target, cpus string, threads int, conns []int) {
-	fmt.Printf("Each row: rate, p50 and p99 each the median of %d rounds (every target once per round, in a balanced order that changes each round); vs nginx is the median of the per-round ratios; CPU per request over all rounds.\n\n", b.rounds)
+	fmt.Printf("Each row: rate, p50 and p99 each the median of %d rounds (every target once per round, in the orders of a balanced Latin square); vs nginx is the median of the per-round ratios; CPU per request over all rounds.\n\n", b.rounds)
 	fmt.Println("| target | connections | requests/s | p50 | p99 | vs nginx | proxy CPU µs/request | requests/s by round | errors |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---|---|")
 	for _, n := range conns {

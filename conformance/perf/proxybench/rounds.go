@@ -13,8 +13,10 @@ import (
 // connections read 39 500 and 29 200 req/s, under a minute apart, with
 // nothing else running). Each connection count is therefore measured in
 // -rounds rounds, every target once per round, in the orders of a
-// balanced Latin square (roundOrder), so a target's position and the
-// target run just before it change from round to round. A row prints the
+// balanced Latin square (roundOrder): a target's position changes from
+// round to round and, with four or more targets, so does the target run
+// just before it in each of the first three rounds (three targets need
+// six rounds for that: their first three are a rotation). A row prints the
 // rate, p50 and p99 each as the median over its rounds (they may come
 // from different rounds), the ratio to nginx as the median of the
 // per-round ratios (each round's run against the same round's nginx run,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -10,8 +9,9 @@ import (
 
 // TestRoundOrderIsBalanced: over n rounds every target runs once in every
 // position; over n rounds for an even n, and 2n for an odd n, every target
-// runs right after every other target equally often; and no target keeps
-// its position or its predecessor over the first three rounds.
+// runs right after every other target equally often; and, from four
+// targets on, no target keeps its position or its predecessor through all
+// of the first three rounds (three targets cannot: see rounds.go).
 func TestRoundOrderIsBalanced(t *testing.T) {
 	for n := 2; n <= 7; n++ {
 		targets := make([]int, n)
@@ -41,8 +41,20 @@ func TestRoundOrderIsBalanced(t *testing.T) {
 				t.Fatalf("n=%d round %d is no permutation: %v", n, r, order)
 			}
 		}
+		first := make([][]int, n) // positions over the first n rounds alone
+		for i := range n {
+			first[i] = make([]int, n)
+		}
+		for r := range n {
+			for j, x := range roundOrder(targets, r) {
+				first[x][j]++
+			}
+		}
 		for x := range n {
 			for j := range n {
+				if first[x][j] != 1 {
+					t.Errorf("n=%d: target %d ran %d times at position %d over the first %d rounds, want once", n, x, first[x][j], j, n)
+				}
 				if want := rounds / n; pos[x][j] != want {
 					t.Errorf("n=%d: target %d ran %d times at position %d over %d rounds, want %d", n, x, pos[x][j], j, rounds, want)
 				}
@@ -53,7 +65,7 @@ func TestRoundOrderIsBalanced(t *testing.T) {
 				}
 			}
 		}
-		if n >= 3 {
+		if n >= 4 {
 			for x := range n {
 				var positions, prevs []int
 				for r := range 3 {
@@ -79,19 +91,27 @@ func TestRoundOrderIsBalanced(t *testing.T) {
 	}
 }
 
-// TestRunRoundsKeepsEachTargetsRuns: whatever order a round runs its
-// targets in, series i holds target i's runs in round order, and its CPU.
+// TestRunRoundsKeepsEachTargetsRuns: each round runs its targets in
+// roundOrder, and series i holds target i's runs in round order, and its
+// CPU.
 func TestRunRoundsKeepsEachTargetsRuns(t *testing.T) {
-	var calls []string
-	all := runRounds(4, 3, func(i, r int) (result, time.Duration) {
-		calls = append(calls, fmt.Sprintf("%d/%d", i, r))
+	const n, rounds = 4, 3
+	var calls []int
+	all := runRounds(n, rounds, func(i, r int) (result, time.Duration) {
+		calls = append(calls, i)
 		return result{rate: float64(100*i + r)}, time.Duration(i+1) * time.Millisecond
 	})
-	if len(calls) != 12 || len(all) != 4 {
+	if len(calls) != n*rounds || len(all) != n {
 		t.Fatalf("%d calls, %d series", len(calls), len(all))
 	}
+	idx := []int{0, 1, 2, 3}
+	for r := range rounds {
+		if got, want := calls[r*n:(r+1)*n], roundOrder(idx, r); !slices.Equal(got, want) {
+			t.Errorf("round %d ran %v, want %v", r, got, want)
+		}
+	}
 	for i, s := range all {
-		if len(s.runs) != 3 {
+		if len(s.runs) != rounds {
 			t.Fatalf("target %d: %d runs", i, len(s.runs))
 		}
 		for r, res := range s.runs {
@@ -99,12 +119,9 @@ func TestRunRoundsKeepsEachTargetsRuns(t *testing.T) {
 				t.Errorf("target %d round %d holds the run of rate %v", i, r, res.rate)
 			}
 		}
-		if s.cpu != time.Duration(3*(i+1))*time.Millisecond {
+		if s.cpu != time.Duration(rounds*(i+1))*time.Millisecond {
 			t.Errorf("target %d: CPU %v", i, s.cpu)
 		}
-	}
-	if strings.Join(calls[:4], " ") == strings.Join(calls[4:8], " ") {
-		t.Errorf("rounds 0 and 1 ran in the same order: %v", calls)
 	}
 }
 
