@@ -2,7 +2,6 @@ package proxylib_test
 
 import (
 	"bufio"
-	"io"
 	"net"
 	"runtime"
 	"testing"
@@ -144,38 +143,4 @@ func testIdleKeepAliveHoldsNoBuffers(t *testing.T, backendAddr string) {
 	for _, c := range conns {
 		do(c)
 	}
-}
-
-// connCloseBackend answers every request with "connection: close" and
-// closes its connection.
-func connCloseBackend(tb testing.TB) string {
-	addr := freeAddr(tb)
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadSlice('\n')
-					if err != nil {
-						return
-					}
-					if len(line) <= 2 {
-						break
-					}
-				}
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
-			}()
-		}
-	}()
-	return addr
 }

@@ -18,14 +18,25 @@ import (
 // benchmark measures the proxy, not net/http. Like the benchmark's client
 // it allocates nothing per request, so allocs/op is the proxy's own.
 func rawBackend(b testing.TB) string {
-	addr := freeAddr(b)
+	body := bytes.Repeat([]byte("x"), 64)
+	return serveRawHTTP(b, []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 64\r\n\r\n"+string(body)), true)
+}
+
+// connCloseBackend answers every request with "connection: close" and
+// closes its connection.
+func connCloseBackend(tb testing.TB) string {
+	return serveRawHTTP(tb, []byte("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"), false)
+}
+
+// serveRawHTTP serves resp to every request on raw sockets; keepAlive
+// false closes each connection after its first response.
+func serveRawHTTP(tb testing.TB, resp []byte, keepAlive bool) string {
+	addr := freeAddr(tb)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() { ln.Close() })
-	body := bytes.Repeat([]byte("x"), 64)
-	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 64\r\n\r\n" + string(body))
+	tb.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -54,7 +65,7 @@ func rawBackend(b testing.TB) string {
 							return
 						}
 					}
-					if _, err := c.Write(resp); err != nil {
+					if _, err := c.Write(resp); err != nil || !keepAlive {
 						return
 					}
 				}
