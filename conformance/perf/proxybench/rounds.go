@@ -29,29 +29,24 @@ type series struct {
 	cpu  time.Duration // summed over the runs
 }
 
-// roundOrder is the order of targets in round r: row r mod n of a
-// Williams design (n = len(targets)). Over n rounds every target runs
-// once in every position, and, for an even n, right after every other
-// target exactly once; for an odd n the rounds n..2n-1 run the rows
-// reversed, which completes that balance over 2n rounds.
-func roundOrder[T any](targets []T, r int) []T {
-	n := len(targets)
-	if n == 0 {
+// roundOrder is the order of targets 0..n-1 in round r: row r mod n of a
+// Williams design. Over n rounds every target runs once in every
+// position, and, for an even n, right after every other target exactly
+// once; for an odd n the rounds n..2n-1 run the rows reversed, which
+// completes that balance over 2n rounds.
+func roundOrder(n, r int) []int {
+	if n <= 0 {
 		return nil
 	}
-	row := r % n
-	out := make([]T, n)
+	out := make([]int, n)
 	for j := range n {
-		var k int
-		switch {
-		case j == 0:
-			k = 0
-		case j%2 == 1:
+		k := 0 // offsets 0, 1, n-1, 2, n-2, ...
+		if j%2 == 1 {
 			k = (j + 1) / 2
-		default:
+		} else if j > 0 {
 			k = n - j/2
 		}
-		out[j] = targets[(row+k)%n]
+		out[j] = (r%n + k) % n
 	}
 	if n%2 == 1 && (r/n)%2 == 1 {
 		slices.Reverse(out)
@@ -64,12 +59,8 @@ func roundOrder[T any](targets []T, r int) []T {
 // target i in round r and returns the result and the CPU it used.
 func runRounds(n, rounds int, run func(i, r int) (result, time.Duration)) []series {
 	all := make([]series, n)
-	idx := make([]int, n)
-	for i := range idx {
-		idx[i] = i
-	}
 	for r := range rounds {
-		for _, i := range roundOrder(idx, r) {
+		for _, i := range roundOrder(n, r) {
 			res, cpu := run(i, r)
 			all[i].runs = append(all[i].runs, res)
 			all[i].cpu += cpu
