@@ -1,0 +1,268 @@
+package evloop
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Events a handler is registered for and called with (epoll's bits).
+const (
+	In    = unix.EPOLLIN
+	Out   = unix.EPOLLOUT
+	RdHup = unix.EPOLLRDHUP
+	Hup   = unix.EPOLLHUP
+	Err   = unix.EPOLLERR
+	ET    = unix.EPOLLET
+)
+
+// Handler is called on the loop's thread with the events a registered
+// descriptor is ready for.
+type Handler interface {
+	Ready(events uint32)
+}
+
+// ErrClosed is returned by Run and Post after Close.
+var ErrClosed = errors.New("evloop: loop closed")
+
+// running counts the loops in Run: each keeps a P while it waits.
+var running atomic.Int32
+
+// Loop is one event loop. New makes it; Run runs it on the calling
+// goroutine, locked to its thread.
+type Loop struct {
+	epfd, wake int
+	handlers   []Handler // by descriptor
+	evs        []unix.EpollEvent
+	timers     timerHeap
+	base       time.Time // loop clock origin (monotonic)
+
+	mu      sync.Mutex
+	posted  []func()
+	spare   []func()
+	pending bool // a wake is written and not yet read
+	closed  bool
+	started bool
+	shut    bool // descriptors closed
+
+	done chan struct{}
+}
+
+// New makes a loop with its epoll set and wake descriptor.
+func New() (*Loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("evloop: epoll_create1: %w", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("evloop: eventfd: %w", err)
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: In, Fd: int32(wake)}); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return nil, fmt.Errorf("evloop: epoll_ctl: %w", err)
+	}
+	return &Loop{epfd: epfd, wake: wake, evs: make([]unix.EpollEvent, 256), base: time.Now(), done: make(chan struct{})}, nil
+}
+
+// Now returns the loop clock: monotonic nanoseconds since New. Timers are
+// armed in it.
+func (l *Loop) Now() int64 { return l.clock() }
+
+func (l *Loop) clock() int64 { return int64(time.Since(l.base)) }
+
+// Add registers fd for events with h. Loop thread only (or before Run).
+func (l *Loop) Add(fd int, events uint32, h Handler) error {
+	if fd < 0 || h == nil {
+		return fmt.Errorf("evloop: add %d: invalid descriptor or handler", fd)
+	}
+	if fd < len(l.handlers) && l.handlers[fd] != nil {
+		return fmt.Errorf("evloop: add %d: already registered", fd)
+	}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: events, Fd: int32(fd)}); err != nil {
+		return fmt.Errorf("evloop: add %d: %w", fd, err)
+	}
+	if fd >= len(l.handlers) {
+		l.handlers = append(l.handlers, make([]Handler, fd+1-len(l.handlers))...)
+	}
+	l.handlers[fd] = h
+	return nil
+}
+
+// Mod changes the events fd is registered for. Loop thread only.
+func (l *Loop) Mod(fd int, events uint32) error {
+	if fd < 0 || fd >= len(l.handlers) || l.handlers[fd] == nil {
+		return fmt.Errorf("evloop: mod %d: not registered", fd)
+	}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, fd, &unix.EpollEvent{Events: events, Fd: int32(fd)}); err != nil {
+		return fmt.Errorf("evloop: mod %d: %w", fd, err)
+	}
+	return nil
+}
+
+// Del unregisters fd; events already collected for it in this round are
+// not delivered. Loop thread only.
+func (l *Loop) Del(fd int) error {
+	if fd < 0 || fd >= len(l.handlers) || l.handlers[fd] == nil {
+		return fmt.Errorf("evloop: del %d: not registered", fd)
+	}
+	l.handlers[fd] = nil
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil); err != nil {
+		return fmt.Errorf("evloop: del %d: %w", fd, err)
+	}
+	return nil
+}
+
+// Post queues fn to run on the loop's thread and wakes the loop. It may be
+// called from any goroutine; functions run in the order posted. After
+// Close it returns ErrClosed and fn never runs.
+func (l *Loop) Post(fn func()) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	l.posted = append(l.posted, fn)
+	if !l.pending {
+		// Under the lock: the descriptor is closed under it too.
+		l.pending = true
+		if err := l.signal(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// signal writes the wake descriptor; l.mu is held and the loop not shut.
+func (l *Loop) signal() error {
+	one := [8]byte{1}
+	if _, err := Write(l.wake, one[:]); err != nil && err != syscall.EAGAIN {
+		return fmt.Errorf("evloop: wake: %w", err)
+	}
+	return nil
+}
+
+// Close ends Run (at once when it waits, else after the current round)
+// and, when Run never started, closes the loop's descriptors. Posted
+// functions not yet run are dropped. Wait for Done to know Run returned.
+func (l *Loop) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
+	l.closed = true
+	l.posted = nil
+	if !l.started {
+		l.shutLocked()
+		return
+	}
+	_ = l.signal()
+}
+
+// Done is closed once the loop's descriptors are closed: when Run returned,
+// or at Close when Run never started.
+func (l *Loop) Done() <-chan struct{} { return l.done }
+
+// Run runs the loop on the calling goroutine, locked to its thread, until
+// Close; then it closes the epoll and wake descriptors. It refuses to run
+// unless GOMAXPROCS leaves a P for the rest of the process beside every
+// running loop, and runs at most once.
+func (l *Loop) Run() error {
+	l.mu.Lock()
+	if l.closed || l.started {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	l.started = true
+	l.mu.Unlock()
+	defer l.shutDown()
+	if n := running.Add(1); int(n) >= runtime.GOMAXPROCS(0) {
+		running.Add(-1)
+		return fmt.Errorf("evloop: %d loops need GOMAXPROCS of at least %d, have %d", n, n+1, runtime.GOMAXPROCS(0))
+	}
+	defer running.Add(-1)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	wait := l.fire(l.clock())
+	for {
+		n, errno := epollWait(l.epfd, l.evs, wait)
+		switch errno {
+		case 0:
+		case syscall.EINTR:
+			// A signal: most often the runtime asking this goroutine to
+			// stop (see the package comment). Yield.
+			runtime.Gosched()
+			n = 0
+		default:
+			return fmt.Errorf("evloop: epoll_wait: %w", errno)
+		}
+		for i := range n {
+			ev := &l.evs[i]
+			fd := int(ev.Fd)
+			if fd == l.wake {
+				if l.drainPosted() {
+					return ErrClosed
+				}
+				continue
+			}
+			if fd < len(l.handlers) {
+				if h := l.handlers[fd]; h != nil {
+					h.Ready(ev.Events)
+				}
+			}
+		}
+		wait = l.fire(l.clock())
+	}
+}
+
+// drainPosted reads the wake descriptor and runs the posted functions; it
+// reports whether the loop was closed.
+func (l *Loop) drainPosted() bool {
+	var buf [8]byte
+	_, _ = Read(l.wake, buf[:])
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return true
+	}
+	fns := l.posted
+	l.posted, l.spare = l.spare, nil
+	l.pending = false
+	l.mu.Unlock()
+	for i, fn := range fns {
+		fns[i] = nil
+		fn()
+	}
+	l.mu.Lock()
+	l.spare = fns[:0]
+	l.mu.Unlock()
+	return false
+}
+
+// shutDown marks the loop closed and closes its descriptors, once.
+func (l *Loop) shutDown() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	l.posted = nil
+	l.shutLocked()
+}
+
+func (l *Loop) shutLocked() {
+	if l.shut {
+		return
+	}
+	l.shut = true
+	unix.Close(l.epfd)
+	unix.Close(l.wake)
+	close(l.done)
+}

@@ -1,0 +1,312 @@
+package evloop
+
+import (
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// withProcs runs the test with at least n Ps.
+func withProcs(t *testing.T, n int) {
+	if old := runtime.GOMAXPROCS(0); old < n {
+		runtime.GOMAXPROCS(n)
+		t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	}
+}
+
+// start runs l on a goroutine; the cleanup closes it and waits for Run.
+func start(t *testing.T, l *Loop) <-chan error {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() { errc <- l.Run() }()
+	t.Cleanup(func() {
+		l.Close()
+		select {
+		case <-l.Done():
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return after Close")
+		}
+	})
+	return errc
+}
+
+func newLoop(t *testing.T) *Loop {
+	t.Helper()
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// onLoop runs fn on l's thread and waits for it.
+func onLoop(t *testing.T, l *Loop, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	if err := l.Post(func() { fn(); close(done) }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("posted function did not run")
+	}
+}
+
+type recorder struct {
+	mu   sync.Mutex
+	name int
+	log  *[]int
+	fd   int
+	got  chan struct{}
+}
+
+func (r *recorder) Ready(ev uint32) {
+	var buf [64]byte
+	for {
+		if _, err := Read(r.fd, buf[:]); err != nil {
+			break
+		}
+	}
+	*r.log = append(*r.log, r.name)
+	select {
+	case r.got <- struct{}{}:
+	default: // a level-triggered Out fires every round
+	}
+}
+
+func socketpair(t *testing.T) (int, int) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
+	return fds[0], fds[1]
+}
+
+// The loop calls handlers in the order the descriptors became ready (the
+// order an event loop serves them in), not in descriptor order.
+func TestReadyInKernelOrder(t *testing.T) {
+	withProcs(t, 2)
+	l := newLoop(t)
+	var log []int
+	got := make(chan struct{}, 16)
+	peers := make([]int, 6)
+	for i := range peers {
+		a, b := socketpair(t)
+		peers[i] = b
+		if err := l.Add(a, In, &recorder{name: i, log: &log, fd: a, got: got}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	order := []int{3, 1, 5, 0, 4, 2}
+	for _, i := range order {
+		if _, err := unix.Write(peers[i], []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start(t, l)
+	for range order {
+		select {
+		case <-got:
+		case <-time.After(10 * time.Second):
+			t.Fatal("handler not called")
+		}
+	}
+	var seen []int
+	onLoop(t, l, func() { seen = append(seen, log...) })
+	if len(seen) != len(order) {
+		t.Fatalf("calls %v, want %v", seen, order)
+	}
+	for i := range order {
+		if seen[i] != order[i] {
+			t.Fatalf("calls %v, want %v", seen, order)
+		}
+	}
+}
+
+// Posted functions run in order, on the loop's one thread, from many
+// goroutines at once.
+func TestPostRunsInOrderOnLoopThread(t *testing.T) {
+	withProcs(t, 3)
+	l := newLoop(t)
+	start(t, l)
+	var tid int
+	onLoop(t, l, func() { tid = unix.Gettid() })
+	const senders, each = 4, 500
+	last := make([]int, senders)
+	var bad []string
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 1; i <= each; i++ {
+				err := l.Post(func() {
+					if unix.Gettid() != tid {
+						bad = append(bad, "ran off the loop thread")
+					}
+					if last[s] != i-1 {
+						bad = append(bad, "out of order")
+					}
+					last[s] = i
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	onLoop(t, l, func() {})
+	onLoop(t, l, func() {
+		for s := range senders {
+			if last[s] != each {
+				bad = append(bad, "missing functions")
+			}
+		}
+	})
+	if len(bad) > 0 {
+		t.Fatal(bad[0])
+	}
+}
+
+// A loop waiting with nothing to do must not hold up a stop-the-world:
+// the runtime's preemption signal ends the wait.
+func TestGCCompletesWhileLoopWaits(t *testing.T) {
+	withProcs(t, 2)
+	l := newLoop(t)
+	start(t, l)
+	onLoop(t, l, func() {})
+	time.Sleep(50 * time.Millisecond) // the loop is in epoll_wait with no timeout
+	done := make(chan struct{})
+	go func() {
+		for range 5 {
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("garbage collection did not complete while the loop waited")
+	}
+}
+
+func TestRunRefusesWithoutSpareP(t *testing.T) {
+	old := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(old)
+	l := newLoop(t)
+	if err := l.Run(); err == nil {
+		t.Fatal("Run with GOMAXPROCS=1 started")
+	}
+	select {
+	case <-l.Done():
+	default:
+		t.Fatal("refused loop kept its descriptors")
+	}
+	if err := l.Post(func() {}); err != ErrClosed {
+		t.Fatalf("Post after a refused Run: %v, want ErrClosed", err)
+	}
+}
+
+// With one spare P, a second loop is refused while the first runs.
+func TestRunCountsRunningLoops(t *testing.T) {
+	old := runtime.GOMAXPROCS(2)
+	defer runtime.GOMAXPROCS(old)
+	a := newLoop(t)
+	start(t, a)
+	onLoop(t, a, func() {})
+	b := newLoop(t)
+	if err := b.Run(); err == nil {
+		t.Fatal("two loops ran on GOMAXPROCS=2")
+	}
+}
+
+func TestCloseBeforeRunClosesDescriptors(t *testing.T) {
+	l := newLoop(t)
+	l.Close()
+	select {
+	case <-l.Done():
+	default:
+		t.Fatal("Close before Run left the descriptors open")
+	}
+	if err := l.Run(); err != ErrClosed {
+		t.Fatalf("Run after Close: %v, want ErrClosed", err)
+	}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, l.wake, &unix.EpollEvent{Events: In}); err == nil {
+		t.Fatal("epoll descriptor still open")
+	}
+}
+
+func TestCloseEndsRunAndDropsPosted(t *testing.T) {
+	withProcs(t, 2)
+	l := newLoop(t)
+	errc := start(t, l)
+	onLoop(t, l, func() {})
+	l.Close()
+	select {
+	case err := <-errc:
+		if err != ErrClosed {
+			t.Fatalf("Run returned %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after Close")
+	}
+	if err := l.Post(func() { t.Error("ran after Close") }); err != ErrClosed {
+		t.Fatalf("Post after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestAddDelMod(t *testing.T) {
+	withProcs(t, 2)
+	l := newLoop(t)
+	a, b := socketpair(t)
+	var log []int
+	got := make(chan struct{}, 4)
+	r := &recorder{name: 1, log: &log, fd: a, got: got}
+	if err := l.Add(a, In, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Add(a, In, r); err == nil {
+		t.Fatal("a descriptor registered twice")
+	}
+	if err := l.Mod(b, In); err == nil {
+		t.Fatal("Mod of an unregistered descriptor")
+	}
+	start(t, l)
+	onLoop(t, l, func() {
+		if err := l.Del(a); err != nil {
+			t.Error(err)
+		}
+	})
+	if _, err := unix.Write(b, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// A round trip through the loop after the write: had a stayed
+	// registered, its event would have been delivered in that round.
+	time.Sleep(20 * time.Millisecond)
+	onLoop(t, l, func() {})
+	select {
+	case <-got:
+		t.Fatal("handler called after Del")
+	default:
+	}
+	onLoop(t, l, func() {
+		if err := l.Add(a, Out, r); err != nil {
+			t.Error(err)
+		}
+	})
+	select {
+	case <-got: // writable at once
+	case <-time.After(10 * time.Second):
+		t.Fatal("no Out event after re-adding")
+	}
+}
