@@ -49,6 +49,29 @@
 // the request is on its way: that race is the server's own desync and is
 // as narrow as the time between probe and write.
 //
+// Detached connections (detach.go): an event loop that waits on its own
+// epoll set, outside the Go runtime's poller, takes pooled connections
+// from the usual GetAt/GetIdle (dial, breaker queue and pending timeouts
+// stay here) and detaches them: Detach duplicates the plain socket's
+// descriptor (non-blocking, close-on-exec) and closes the net.Conn, which
+// removes it from the runtime's poller, whose every readiness edge would
+// otherwise wake the runtime's poller thread. TLS connections are not
+// detached. Invariants: a detached connection holds its connection slot
+// from Detach until it is closed (Discard, or a failed Attach) or
+// attached again, and keeps its buffers; it is never in its pool's idle
+// list: PutAt closes a detached connection (decision: fail closed rather
+// than attach behind the loop's back, whose epoll set may still hold the
+// descriptor), so the loop attaches a connection before returning it.
+// The loop keeps its own idle list of detached connections, probing each
+// before reuse (ProbeDetached, the same peek as the pool's probe), and
+// attaches and returns them when the pool left the configuration
+// (Pool.Closed) or requests queue for a connection (Pool.Queued). Attach
+// makes a net.Conn of the descriptor again, wrapped as a dialed one is,
+// and closes the loop's descriptor, which the loop must have removed
+// from its epoll set. A detached connection is owned by one goroutine:
+// its Abort (shutdown(2)) and Discard must not race, since a closed
+// descriptor's number may be reused at once.
+//
 // Load balancing follows Envoy: ROUND_ROBIN (weighted by
 // load_balancing_weight through a precomputed smooth schedule when weights
 // differ), RANDOM (weighted), LEAST_REQUEST (power of two choices over

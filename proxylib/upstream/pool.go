@@ -198,6 +198,11 @@ type Conn struct {
 	peek    [1]byte
 	clean   bool
 	tls     *tls.Conn // the TLS layer of a TLS connection
+
+	// fd is the socket of a detached connection (detach.go), owned by c
+	// until closed (then -1); meaningless unless detached.
+	fd       int
+	detached bool
 }
 
 // Get returns an idle connection (reused=true) or dials a new one; see
@@ -253,6 +258,15 @@ func (p *Pool) GetBy(ctx context.Context, now time.Time, wait time.Duration, by 
 	}
 	c = &Conn{pool: p}
 	c.takeBufs()
+	c.setConn(nc)
+	return c, false, nil
+}
+
+// setConn makes nc, just dialed or attached again, c's connection: plain
+// sockets read and write through sockio, TLS through crypto/tls, and the
+// socket under either is what the reuse probe peeks.
+func (c *Conn) setConn(nc net.Conn) {
+	c.tls = nil
 	if tc, ok := nc.(*tls.Conn); ok {
 		// TLS reads and writes go through crypto/tls; the raw socket is
 		// only probed.
@@ -261,11 +275,13 @@ func (p *Pool) GetBy(ctx context.Context, now time.Time, wait time.Duration, by 
 	} else {
 		c.Conn = sockio.Wrap(nc)
 	}
+	c.raw = nil
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
-	c.probeFn = c.probeFD
-	return c, false, nil
+	if c.probeFn == nil {
+		c.probeFn = c.probeFD
+	}
 }
 
 // GetIdle returns an idle connection that passed GetAt's probe, or nil
@@ -347,7 +363,8 @@ func (p *Pool) Put(c *Conn) { p.PutAt(c, time.Now()) }
 
 // PutAt is Put with the time the connection became idle (a time read
 // earlier in the exchange only makes it expire earlier). A request queued
-// for a connection of this pool gets it at once.
+// for a connection of this pool gets it at once. A detached connection is
+// closed, never pooled: Attach it first.
 func (p *Pool) PutAt(c *Conn, idleSince time.Time) {
 	c.R, c.W = 0, 0
 	c.Out = c.Out[:0]
@@ -439,7 +456,15 @@ func (c *Conn) Discard() { c.close() }
 // sees the connection fail at once; that goroutine still discards c. It
 // may be called from any goroutine, also after c was closed, and never
 // blocks; a connection aborted must never be returned to its pool.
+//
+// A detached connection's Abort is shutdown(2) of its descriptor, which
+// only its owner may call, never concurrently with Discard or Attach: a
+// descriptor number closed meanwhile may already name another file.
 func (c *Conn) Abort() {
+	if c.detached {
+		c.abortDetached()
+		return
+	}
 	if c.raw != nil {
 		_ = sockio.ShutdownRaw(c.raw)
 		return
@@ -453,7 +478,11 @@ func (c *Conn) close() {
 		return
 	}
 	c.closed = true
-	c.Conn.Close()
+	if c.detached {
+		c.closeFD()
+	} else {
+		c.Conn.Close()
+	}
 	c.pool.b.release(c.pool)
 }
 
@@ -508,14 +537,19 @@ func (c *Conn) DeadlineWithin(now time.Time, min, max time.Duration) (time.Time,
 // PeerClosed reports, without blocking, whether the upstream closed or
 // reset the connection (a read would return end of stream or an error).
 func (c *Conn) PeerClosed() bool {
-	if c.raw == nil {
-		return false
-	}
 	closed := false
-	var b [1]byte
-	_ = c.raw.Control(func(fd uintptr) {
+	peek := func(fd uintptr) {
+		var b [1]byte
 		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		closed = (err == nil && n == 0) || (err != nil && err != unix.EAGAIN && err != unix.EWOULDBLOCK)
-	})
+	}
+	switch {
+	case c.detached:
+		if c.fd >= 0 {
+			peek(uintptr(c.fd))
+		}
+	case c.raw != nil:
+		_ = c.raw.Control(peek)
+	}
 	return closed
 }
