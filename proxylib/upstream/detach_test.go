@@ -1,0 +1,718 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nodemesh/nodemesh/proxylib/resource"
+	"github.com/nodemesh/nodemesh/proxylib/sockio"
+)
+
+// peers is a loopback server whose accepted connections the test drives
+// (accepted) or that echo what they read (echo).
+type peers struct {
+	ln       net.Listener
+	accepted chan net.Conn
+	mu       sync.Mutex
+	conns    []net.Conn
+}
+
+func listenPeers(t *testing.T, ln net.Listener, echo bool) *peers {
+	t.Helper()
+	s := &peers{ln: ln, accepted: make(chan net.Conn, 16)}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.conns = append(s.conns, c)
+			s.mu.Unlock()
+			if echo {
+				go io.Copy(c, c)
+			} else {
+				s.accepted <- c
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, c := range s.conns {
+			c.Close()
+		}
+	})
+	return s
+}
+
+func tcpPeers(t *testing.T, echo bool) *peers {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return listenPeers(t, ln, echo)
+}
+
+// next is the server side of the connection the pool dialed last.
+func (s *peers) next(t *testing.T) net.Conn {
+	t.Helper()
+	select {
+	case c := <-s.accepted:
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatal("no connection accepted")
+		return nil
+	}
+}
+
+func testPool(t *testing.T, addr string, opts dialOptions, maxConns uint32) *Pool {
+	t.Helper()
+	p := newPool(addr, false, opts, newBreaker(resource.Thresholds{MaxConnections: maxConns, MaxPendingRequests: 8, MaxRequests: 8}), 0)
+	p.configure(&resource.Cluster{ConnectTimeout: 10 * time.Second})
+	t.Cleanup(p.close)
+	return p
+}
+
+func getConn(t *testing.T, p *Pool) *Conn {
+	t.Helper()
+	c, _, err := p.Get(context.Background(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// slots returns the connection counts Detach must keep and close must
+// release: the breaker's and the pool's.
+func slots(p *Pool) [2]int64 { return [2]int64{p.b.conns.Load(), p.open.Load()} }
+
+func wantSlots(t *testing.T, p *Pool, n int64, when string) {
+	t.Helper()
+	if got := slots(p); got != [2]int64{n, n} {
+		t.Fatalf("%s: breaker connections %d, pool open %d, want %d", when, got[0], got[1], n)
+	}
+}
+
+// rawFD is the descriptor of an attached plain connection.
+func rawFD(t *testing.T, c *Conn) int {
+	t.Helper()
+	fd := -1
+	if err := c.raw.Control(func(s uintptr) { fd = int(s) }); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+func fdOpen(fd int) bool {
+	_, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+	return err == nil
+}
+
+func nonblocking(t *testing.T, fd int) bool {
+	t.Helper()
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fl&unix.O_NONBLOCK != 0
+}
+
+func inode(t *testing.T, fd int) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
+
+// inRuntimePoller reports whether the socket with inode ino is registered
+// in an epoll set of this process other than the ones listed (the
+// runtime's network poller is the only other one): the kernel lists each
+// registration of an epoll descriptor, with its target's inode, in the
+// descriptor's fdinfo.
+func inRuntimePoller(t *testing.T, ino uint64, except ...int) bool {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "ino:" + strconv.FormatUint(ino, 16)
+	polls := 0
+next:
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		for _, x := range except {
+			if n == x {
+				continue next
+			}
+		}
+		if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); l != "anon_inode:[eventpoll]" {
+			continue
+		}
+		polls++
+		f, err := os.Open("/proc/self/fdinfo/" + e.Name())
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			line := sc.Text()
+			if !strings.HasPrefix(line, "tfd:") {
+				continue
+			}
+			for _, w := range strings.Fields(line) {
+				if w == want {
+					f.Close()
+					return true
+				}
+			}
+		}
+		f.Close()
+	}
+	if polls == 0 {
+		t.Fatal("no epoll set in the process: the runtime's poller is not where it was looked for")
+	}
+	return false
+}
+
+// waitReadable waits, on an epoll set of its own, until fd is readable.
+func waitReadable(t *testing.T, fd int) {
+	t.Helper()
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ep)
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
+		t.Fatal(err)
+	}
+	evs := make([]unix.EpollEvent, 1)
+	for {
+		n, err := unix.EpollWait(ep, evs, 10_000)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n != 1 || evs[0].Fd != int32(fd) {
+			t.Fatalf("epoll_wait = %d, %v: the socket never became readable", n, err)
+		}
+		return
+	}
+}
+
+// echo writes msg through c's net.Conn and reads it back.
+func echo(t *testing.T, c *Conn, msg string) {
+	t.Helper()
+	if err := c.Conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Conn.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c.Conn, got); err != nil || string(got) != msg {
+		t.Fatalf("echo read %q, %v, want %q", got, err, msg)
+	}
+	if err := c.Conn.SetDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	c.rdl.Forget()
+}
+
+// TestDetach: a detached connection's descriptor is the same TCP
+// connection, non-blocking, out of the runtime's poller (the original
+// descriptor is closed and no registration of the socket is left), served
+// from an epoll set of its own; it keeps its slot and buffers until
+// Discard releases the slot, once.
+func TestDetach(t *testing.T) {
+	s := tcpPeers(t, true)
+	p := testPool(t, s.ln.Addr().String(), dialOptions{}, 4)
+	c := getConn(t, p)
+	orig := rawFD(t, c)
+	ino := inode(t, orig)
+	if !inRuntimePoller(t, ino) {
+		t.Fatal("control: a dialed connection is not found in the runtime's poller")
+	}
+	local := c.LocalAddr().String()
+	wantSlots(t, p, 1, "dialed")
+	copy(c.Buf, "left")
+	c.R, c.W = 1, 4
+	buf, out := &c.Buf[0], &c.Out[:1][0]
+
+	fd, err := c.Detach()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fdOpen(orig) {
+		t.Errorf("the original descriptor %d is still open", orig)
+	}
+	if c.Conn != nil || c.raw != nil {
+		t.Error("a detached connection keeps its net.Conn")
+	}
+	if c.FD() != fd || !c.Detached() || fd < 0 {
+		t.Errorf("FD() = %d, Detached() = %v, Detach returned %d", c.FD(), c.Detached(), fd)
+	}
+	wantSlots(t, p, 1, "detached")
+	if &c.Buf[0] != buf || &c.Out[:1][0] != out || c.R != 1 || c.W != 4 || string(c.Buf[c.R:c.W]) != "eft" {
+		t.Error("a detached connection lost its buffers or their unread bytes")
+	}
+	if !nonblocking(t, fd) {
+		t.Error("the detached descriptor is blocking")
+	}
+	if got := inode(t, fd); got != ino {
+		t.Fatalf("the detached descriptor is socket %d, the connection was %d", got, ino)
+	}
+	if sa, err := unix.Getsockname(fd); err != nil || sockaddrString(sa) != local {
+		t.Errorf("the detached socket is bound to %v (%v), the connection to %s", sa, err, local)
+	}
+	if inRuntimePoller(t, ino) {
+		t.Fatal("the detached socket is still registered in the runtime's poller")
+	}
+
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ep)
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(fd)}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := unix.Write(fd, []byte("ping")); n != 4 || err != nil {
+		t.Fatalf("write on the detached descriptor: %d, %v", n, err)
+	}
+	evs := make([]unix.EpollEvent, 1)
+	n, err := unix.EpollWait(ep, evs, 10_000)
+	if n != 1 || err != nil || evs[0].Fd != int32(fd) || evs[0].Events&unix.EPOLLIN == 0 {
+		t.Fatalf("epoll_wait on the loop's set = %d, %v, %+v", n, err, evs[0])
+	}
+	got := make([]byte, 8)
+	if n, err := unix.Read(fd, got); err != nil || string(got[:n]) != "ping" {
+		t.Fatalf("read on the detached descriptor: %q, %v", got[:n], err)
+	}
+	if inRuntimePoller(t, ino, ep) {
+		t.Fatal("serving the detached socket registered it in the runtime's poller")
+	}
+
+	c.Discard()
+	wantSlots(t, p, 0, "discarded")
+	if fdOpen(fd) || c.FD() != -1 {
+		t.Errorf("Discard left the detached descriptor %d open (FD() = %d)", fd, c.FD())
+	}
+	c.Discard()
+	wantSlots(t, p, 0, "discarded twice")
+}
+
+func sockaddrString(sa unix.Sockaddr) string {
+	if in, ok := sa.(*unix.SockaddrInet4); ok {
+		return net.JoinHostPort(net.IP(in.Addr[:]).String(), strconv.Itoa(in.Port))
+	}
+	return ""
+}
+
+// TestAttach: an attached connection is a pooled connection again, read
+// and written through sockio from the runtime's poller, with a deadline
+// armed afresh; it is pooled and reused, and Discard releases its slot
+// once.
+func TestAttach(t *testing.T) {
+	s := tcpPeers(t, true)
+	p := testPool(t, s.ln.Addr().String(), dialOptions{}, 4)
+	c := getConn(t, p)
+	echo(t, c, "before")
+	ino := inode(t, rawFD(t, c))
+	now := time.Now()
+	at, ok := c.Deadline(now, time.Minute)
+	if !ok {
+		t.Fatal("control: the first deadline of a connection is not armed")
+	}
+	if err := c.SetReadDeadline(at); err != nil {
+		t.Fatal(err)
+	}
+
+	fd, err := c.Detach()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.Write(fd, []byte("during")); err != nil {
+		t.Fatal(err)
+	}
+	waitReadable(t, fd)
+	if n, err := unix.Read(fd, c.Buf); err != nil || string(c.Buf[:n]) != "during" {
+		t.Fatalf("read on the detached descriptor: %q, %v", c.Buf[:n], err)
+	}
+	if err := c.Attach(); err != nil {
+		t.Fatal(err)
+	}
+	if fdOpen(fd) {
+		t.Errorf("Attach left the loop's descriptor %d open", fd)
+	}
+	if c.FD() != -1 || c.Detached() || c.raw == nil {
+		t.Fatalf("attached: FD() = %d, Detached() = %v, raw %v", c.FD(), c.Detached(), c.raw != nil)
+	}
+	if _, ok := c.Conn.(*sockio.Conn); !ok {
+		t.Fatalf("an attached connection is a %T, not wrapped as a dialed one", c.Conn)
+	}
+	wantSlots(t, p, 1, "attached")
+	nfd := rawFD(t, c)
+	if inode(t, nfd) != ino || !nonblocking(t, nfd) {
+		t.Fatal("the attached descriptor is another socket, or blocking")
+	}
+	if !inRuntimePoller(t, ino) {
+		t.Fatal("the attached socket is not in the runtime's poller")
+	}
+	if _, ok := c.Deadline(now, time.Minute); !ok {
+		t.Error("the attached socket has no deadline, yet the one armed before Detach is taken as armed")
+	}
+	echo(t, c, "after")
+
+	p.PutAt(c, time.Now())
+	p.mu.Lock()
+	idle := len(p.idle)
+	p.mu.Unlock()
+	if idle != 1 {
+		t.Fatalf("%d idle connections after PutAt, want 1", idle)
+	}
+	if c2 := p.GetIdle(time.Now()); c2 != c {
+		t.Fatal("the attached connection was not reused")
+	}
+	echo(t, c, "reused")
+	c.Discard()
+	wantSlots(t, p, 0, "discarded")
+	c.Discard()
+	wantSlots(t, p, 0, "discarded twice")
+}
+
+// TestDetachedAbort: Abort ends a detached socket (the peer sees the end
+// of stream) without closing it or freeing its slot; Discard does that,
+// once, and Abort after it is a no-op.
+func TestDetachedAbort(t *testing.T) {
+	s := tcpPeers(t, false)
+	p := testPool(t, s.ln.Addr().String(), dialOptions{}, 4)
+	c := getConn(t, p)
+	srv := s.next(t)
+	fd, err := c.Detach()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Abort()
+	srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := srv.Read(make([]byte, 1)); err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the peer read %d, %v after Abort, want the end of stream", n, err)
+	}
+	if !fdOpen(fd) || c.FD() != fd {
+		t.Fatal("Abort closed the detached descriptor")
+	}
+	wantSlots(t, p, 1, "aborted")
+	c.Discard()
+	wantSlots(t, p, 0, "discarded")
+	c.Discard()
+	c.Abort()
+	wantSlots(t, p, 0, "discarded and aborted again")
+}
+
+// TestProbeDetached: the reuse probe of a detached connection passes an
+// idle socket only: a byte or a close from the server fails it.
+func TestProbeDetached(t *testing.T) {
+	s := tcpPeers(t, false)
+	p := testPool(t, s.ln.Addr().String(), dialOptions{}, 4)
+
+	c := getConn(t, p)
+	srv := s.next(t)
+	if c.ProbeDetached() {
+		t.Error("an attached connection passes ProbeDetached")
+	}
+	fd, err := c.Detach()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.ProbeDetached() || c.PeerClosed() {
+		t.Fatal("an idle detached connection fails the probe")
+	}
+	if a := testing.AllocsPerRun(100, func() { c.ProbeDetached() }); a != 0 {
+		t.Errorf("ProbeDetached allocates %v times", a)
+	}
+	if _, err := srv.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	waitReadable(t, fd)
+	if c.ProbeDetached() {
+		t.Error("a detached connection with a byte to read passes the probe")
+	}
+	if c.PeerClosed() {
+		t.Error("a byte to read is taken for the server's close")
+	}
+	c.Discard()
+	if c.ProbeDetached() {
+		t.Error("a discarded connection passes the probe")
+	}
+
+	c = getConn(t, p)
+	srv = s.next(t)
+	fd, err = c.Detach()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	waitReadable(t, fd)
+	if c.ProbeDetached() {
+		t.Error("a detached connection the server closed passes the probe")
+	}
+	if !c.PeerClosed() {
+		t.Error("PeerClosed misses the server's close of a detached connection")
+	}
+	c.Discard()
+	wantSlots(t, p, 0, "discarded")
+}
+
+// TestPutAtClosesDetached: a detached connection returned without Attach
+// is closed, never pooled.
+func TestPutAtClosesDetached(t *testing.T) {
+	s := tcpPeers(t, true)
+	p := testPool(t, s.ln.Addr().String(), dialOptions{}, 4)
+	c := getConn(t, p)
+	fd, err := c.Detach()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.PutAt(c, time.Now())
+	p.mu.Lock()
+	idle := len(p.idle)
+	p.mu.Unlock()
+	if idle != 0 {
+		t.Fatal("a detached connection was pooled")
+	}
+	if fdOpen(fd) {
+		t.Error("PutAt left the detached descriptor open")
+	}
+	wantSlots(t, p, 0, "put back detached")
+	c.Discard()
+	wantSlots(t, p, 0, "put back and discarded")
+}
+
+// TestAttachFailure: a descriptor that is no longer a socket fails
+// Attach, which closes the connection and frees its slot.
+func TestAttachFailure(t *testing.T) {
+	s := tcpPeers(t, true)
+	p := testPool(t, s.ln.Addr().String(), dialOptions{}, 4)
+	c := getConn(t, p)
+	fd, err := c.Detach()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pipe [2]int
+	if err := unix.Pipe2(pipe[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pipe[0])
+	defer unix.Close(pipe[1])
+	if err := unix.Dup3(pipe[0], fd, unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Attach(); err == nil {
+		t.Fatal("a pipe was attached as an upstream connection")
+	}
+	if fdOpen(fd) {
+		t.Error("a failed Attach left the descriptor open")
+	}
+	if c.Conn != nil || c.Detached() || c.FD() != -1 {
+		t.Error("a failed Attach left a usable-looking connection")
+	}
+	wantSlots(t, p, 0, "failed attach")
+	c.Discard()
+	wantSlots(t, p, 0, "failed attach, discarded")
+	if err := c.Attach(); !errors.Is(err, ErrNotDetached) {
+		t.Errorf("Attach of a closed connection: %v", err)
+	}
+}
+
+// TestDetachDupFailure: when the descriptor cannot be duplicated (the
+// process is at its descriptor limit) the connection stays attached and
+// usable.
+func TestDetachDupFailure(t *testing.T) {
+	s := tcpPeers(t, true)
+	p := testPool(t, s.ln.Addr().String(), dialOptions{}, 4)
+	c := getConn(t, p)
+	orig := rawFD(t, c)
+
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	free, err := unix.FcntlInt(uintptr(orig), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(free)
+	low := lim
+	low.Cur = uint64(free) // every descriptor below the limit is taken
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Skipf("lowering RLIMIT_NOFILE: %v", err)
+	}
+	fd, derr := c.Detach()
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if derr == nil || !errors.Is(derr, unix.EMFILE) || fd != -1 {
+		t.Fatalf("Detach at the descriptor limit = %d, %v, want EMFILE", fd, derr)
+	}
+	if c.Detached() || c.FD() != -1 || c.raw == nil || rawFD(t, c) != orig {
+		t.Fatal("a failed Detach changed the connection")
+	}
+	wantSlots(t, p, 1, "failed detach")
+	echo(t, c, "still")
+	c.Discard()
+	wantSlots(t, p, 0, "discarded")
+}
+
+// TestDetachRefused: TLS connections and connections without a raw
+// socket are not detached and stay usable; nor is a connection detached
+// twice, a closed one detached, or an attached one attached.
+func TestDetachRefused(t *testing.T) {
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := listenPeers(t, ln, true)
+	p := testPool(t, s.ln.Addr().String(), dialOptions{tls: &clientTLS{cfg: &resource.UpstreamTLS{}}}, 4)
+	c := getConn(t, p)
+	if c.tls == nil {
+		t.Fatal("control: the connection is not TLS")
+	}
+	if fd, err := c.Detach(); !errors.Is(err, ErrNotDetachable) || fd != -1 {
+		t.Fatalf("Detach of a TLS connection = %d, %v", fd, err)
+	}
+	if c.Detached() || c.FD() != -1 || c.Conn != c.tls {
+		t.Fatal("a refused Detach changed the TLS connection")
+	}
+	wantSlots(t, p, 1, "refused")
+	echo(t, c, "tls")
+	if err := c.Attach(); !errors.Is(err, ErrNotDetached) {
+		t.Errorf("Attach of an attached connection: %v", err)
+	}
+	c.Discard()
+	if _, err := c.Detach(); err == nil {
+		t.Error("a closed connection was detached")
+	}
+	wantSlots(t, p, 0, "discarded")
+
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	pc := &Conn{Conn: a, pool: p}
+	if _, err := pc.Detach(); !errors.Is(err, ErrNotDetachable) || pc.Conn != a {
+		t.Errorf("Detach of a connection without a socket: %v", err)
+	}
+
+	ps := tcpPeers(t, true)
+	pp := testPool(t, ps.ln.Addr().String(), dialOptions{}, 4)
+	c = getConn(t, pp)
+	fd, err := c.Detach()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fd2, err := c.Detach(); err == nil || fd2 != -1 || c.FD() != fd {
+		t.Errorf("a second Detach = %d, %v", fd2, err)
+	}
+	c.Discard()
+}
+
+// TestLoopHandsBack: the pool tells a loop when to give idle connections
+// back (requests queue at max_connections; the pool left the
+// configuration), and Attach plus PutAt hands the connection to the
+// queued request.
+func TestLoopHandsBack(t *testing.T) {
+	s := tcpPeers(t, true)
+	p := testPool(t, s.ln.Addr().String(), dialOptions{}, 1)
+	c := getConn(t, p)
+	if _, err := c.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	if p.Queued() || p.Closed() {
+		t.Fatal("an idle pool reports queued requests, or closed")
+	}
+	got := make(chan *Conn, 1)
+	go func() {
+		c2, _, err := p.Get(context.Background(), 10*time.Second)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- c2
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !p.Queued() {
+		if time.Now().After(deadline) {
+			t.Fatal("the request never queued")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := c.Attach(); err != nil {
+		t.Fatal(err)
+	}
+	p.PutAt(c, time.Now())
+	c2 := <-got
+	if c2 != c {
+		t.Fatal("the queued request was not handed the attached connection")
+	}
+	if p.Queued() {
+		t.Error("Queued after the request got its connection")
+	}
+	echo(t, c2, "handed")
+	wantSlots(t, p, 1, "handed")
+
+	if _, err := c2.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	p.close()
+	if !p.Closed() {
+		t.Fatal("a closed pool is not Closed")
+	}
+	if err := c2.Attach(); err != nil {
+		t.Fatal(err)
+	}
+	p.PutAt(c2, time.Now())
+	wantSlots(t, p, 0, "returned to a closed pool")
+}
+
+func selfSigned(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "upstream"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
