@@ -327,6 +327,30 @@ func TestDetach(t *testing.T) {
 	wantSlots(t, p, 0, "discarded twice")
 }
 
+// TestDetachNonblocking: the detached descriptor is non-blocking even
+// when something cleared O_NONBLOCK on the socket (the flag belongs to
+// the open file both descriptors share).
+func TestDetachNonblocking(t *testing.T) {
+	s := tcpPeers(t, true)
+	p := testPool(t, s.ln.Addr().String(), dialOptions{}, 4)
+	c := getConn(t, p)
+	if err := unix.SetNonblock(rawFD(t, c), false); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := c.Detach()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Discard()
+	if !nonblocking(t, fd) {
+		t.Fatal("the detached descriptor is blocking")
+	}
+	// A read with nothing to read returns at once.
+	if _, err := unix.Read(fd, make([]byte, 1)); err != unix.EAGAIN {
+		t.Fatalf("read on an idle detached descriptor: %v, want EAGAIN", err)
+	}
+}
+
 func sockaddrString(sa unix.Sockaddr) string {
 	if in, ok := sa.(*unix.SockaddrInet4); ok {
 		return net.JoinHostPort(net.IP(in.Addr[:]).String(), strconv.Itoa(in.Port))
