@@ -432,7 +432,7 @@ func TestAttach(t *testing.T) {
 
 // TestDetachedAbort: Abort ends a detached socket (the peer sees the end
 // of stream) without closing it or freeing its slot; Discard does that,
-// once, and Abort after it is a no-op.
+// once, and Abort after it touches no descriptor.
 func TestDetachedAbort(t *testing.T) {
 	s := tcpPeers(t, false)
 	p := testPool(t, s.ln.Addr().String(), dialOptions{}, 4)
@@ -454,8 +454,26 @@ func TestDetachedAbort(t *testing.T) {
 	c.Discard()
 	wantSlots(t, p, 0, "discarded")
 	c.Discard()
+	wantSlots(t, p, 0, "discarded twice")
+
+	// The number of the closed descriptor now names another socket, which
+	// a late Abort must leave alone.
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(sp[0])
+	defer unix.Close(sp[1])
+	if sp[0] != fd && sp[1] != fd {
+		if err := unix.Dup3(sp[0], fd, unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+	}
 	c.Abort()
-	wantSlots(t, p, 0, "discarded and aborted again")
+	if _, err := unix.Write(fd, []byte("x")); err != nil {
+		t.Fatalf("Abort after Discard shut down the descriptor that took the number: %v", err)
+	}
 }
 
 // TestProbeDetached: the reuse probe of a detached connection passes an
