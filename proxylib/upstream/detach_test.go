@@ -358,13 +358,29 @@ func sockaddrString(sa unix.Sockaddr) string {
 	return ""
 }
 
-// TestAttach: an attached connection is a pooled connection again, read
-// and written through sockio from the runtime's poller, with a deadline
-// armed afresh; it is pooled and reused, and Discard releases its slot
-// once.
+// TestAttach: an attached connection (TCP, or a Unix stream socket of a
+// pipe endpoint) is a pooled connection again, read and written through
+// sockio from the runtime's poller, with a deadline armed afresh; it is
+// pooled and reused, and Discard releases its slot once.
 func TestAttach(t *testing.T) {
-	s := tcpPeers(t, true)
-	p := testPool(t, s.ln.Addr().String(), dialOptions{}, 4)
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) { testAttach(t, network) })
+	}
+}
+
+func testAttach(t *testing.T, network string) {
+	var p *Pool
+	if network == "unix" {
+		path := t.TempDir() + "/upstream.sock"
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listenPeers(t, ln, true)
+		p = testPool(t, "unix:"+path, dialOptions{}, 4)
+	} else {
+		p = testPool(t, tcpPeers(t, true).ln.Addr().String(), dialOptions{}, 4)
+	}
 	c := getConn(t, p)
 	echo(t, c, "before")
 	ino := inode(t, rawFD(t, c))
