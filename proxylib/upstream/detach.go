@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,7 +16,7 @@ var (
 	// it was.
 	ErrNotDetachable = errors.New("upstream connection cannot be detached")
 	// ErrNotDetached: Attach of a connection that is not detached, or
-	// Detach of one that is (or of a closed one).
+	// closed.
 	ErrNotDetached = errors.New("upstream connection is not detached")
 	errDetached    = errors.New("upstream connection is detached already")
 	errConnClosed  = errors.New("upstream connection is closed")
@@ -116,47 +115,18 @@ func (c *Conn) Attach() error {
 	}
 	f := os.NewFile(uintptr(c.fd), "")
 	nc, err := net.FileConn(f)
-	// FileConn made its own duplicate: the loop's goes.
+	// FileConn made its own duplicate, non-blocking as every socket in
+	// the runtime's poller (sockio's raw reads depend on it): the loop's
+	// descriptor goes.
 	_ = f.Close()
 	c.fd, c.detached = -1, false
-	if err == nil {
-		err = checkNonblock(nc)
-	}
 	if err != nil {
-		if nc != nil {
-			_ = nc.Close()
-		}
 		c.closed = true
 		c.pool.b.release(c.pool)
 		return fmt.Errorf("attaching an upstream connection: %w", err)
 	}
 	c.setConn(nc)
 	c.rdl.Forget()
-	return nil
-}
-
-// checkNonblock verifies what sockio's raw reads and writes depend on:
-// a socket in the runtime's poller is non-blocking.
-func checkNonblock(nc net.Conn) error {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return ErrNotDetachable
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	fl := 0
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { fl, ferr = unix.FcntlInt(fd, unix.F_GETFL, 0) }); err != nil {
-		return err
-	}
-	if ferr != nil {
-		return os.NewSyscallError("fcntl", ferr)
-	}
-	if fl&unix.O_NONBLOCK == 0 {
-		return errors.New("attached socket is blocking")
-	}
 	return nil
 }
 
