@@ -357,26 +357,8 @@ func (hc *h1conn) failUpstream(ue upstreamErr, keep bool) bool {
 // recv is when the head arrived; a connection returned to its pool counts
 // as idle from then.
 func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime time.Duration, recv time.Time) bool {
-	s := hc.s
 	resp := &uc.Resp
-	s.respCode = resp.Status
-	s.reportStatus(resp.Status)
-	upgrade := s.upgrade && resp.Status == 101
-	keep = keep && !hc.h.draining.Load()
-	l := resp.Headers
-	s.finishResponseHeaders(&l, upgrade, serviceTime)
-	out := http1.AppendStatusLine(hc.out[:0], resp.Status)
-	out = http1.AppendFields(out, l)
-	switch resp.Framing {
-	case http1.Chunked, http1.UntilClose:
-		out = append(out, "transfer-encoding: chunked\r\n"...)
-	}
-	if !keep && !upgrade {
-		out = append(out, "connection: close\r\n"...)
-	}
-	out = append(out, '\r', '\n')
-	uc.R += resp.HeadLen
-	reusable := !resp.Close && resp.Framing != http1.UntilClose && !upgrade
+	out, keep, upgrade, reusable := hc.encodeResponseHead(uc, keep, serviceTime)
 
 	if upgrade {
 		hc.out = out
@@ -422,6 +404,36 @@ func (hc *h1conn) relayResponse(uc *upstream.Conn, keep, head bool, serviceTime 
 	}
 	_ = head
 	return ok && keep
+}
+
+// encodeResponseHead builds the client's response head from the parsed
+// upstream head in uc.Resp into hc.out's storage and consumes it from uc's
+// buffer. It reports the status to the host's outlier detection and
+// returns the head, whether the client connection is kept, whether the
+// response completes an upgrade, and whether uc may be reused once its
+// body is read.
+func (hc *h1conn) encodeResponseHead(uc *upstream.Conn, keep bool, serviceTime time.Duration) (out []byte, kept, upgrade, reusable bool) {
+	s := hc.s
+	resp := &uc.Resp
+	s.respCode = resp.Status
+	s.reportStatus(resp.Status)
+	upgrade = s.upgrade && resp.Status == 101
+	keep = keep && !hc.h.draining.Load()
+	l := resp.Headers
+	s.finishResponseHeaders(&l, upgrade, serviceTime)
+	out = http1.AppendStatusLine(hc.out[:0], resp.Status)
+	out = http1.AppendFields(out, l)
+	switch resp.Framing {
+	case http1.Chunked, http1.UntilClose:
+		out = append(out, "transfer-encoding: chunked\r\n"...)
+	}
+	if !keep && !upgrade {
+		out = append(out, "connection: close\r\n"...)
+	}
+	out = append(out, '\r', '\n')
+	uc.R += resp.HeadLen
+	reusable = !resp.Close && resp.Framing != http1.UntilClose && !upgrade
+	return out, keep, upgrade, reusable
 }
 
 // flushOut writes the pending response bytes to the client; false if that

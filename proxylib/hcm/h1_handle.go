@@ -31,26 +31,43 @@ func (hc *h1conn) handle() bool {
 
 // handleRequest serves one parsed request.
 func (hc *h1conn) handleRequest() bool {
+	keep, lr := hc.prepare()
+	if lr.code != 0 {
+		return hc.writeLocal(lr.code, lr.body, lr.loc, lr.keep, lr.head) && lr.keep
+	}
+	return hc.forward(keep)
+}
+
+// localReply is a reply prepare decided on: code 0 means none (forward).
+type localReply struct {
+	code       int
+	body, loc  []byte
+	keep, head bool
+}
+
+// prepare runs everything of a parsed request before it is forwarded:
+// protocol checks, routing and the filters (s.process). It returns whether
+// the connection may be kept and, when the request is answered locally,
+// the reply (its request consumed from the buffer); the caller writes it.
+func (hc *h1conn) prepare() (keep bool, lr localReply) {
 	req := &hc.req
 	s := hc.s
 	cfg := hc.h.cfg
 	s.route, s.wc, s.grpc, s.upgrade = nil, nil, false, false
-	keep := !req.Close && !hc.h.draining.Load()
+	keep = !req.Close && !hc.h.draining.Load()
 
 	if ct, ok := req.Headers.Get("content-type"); ok && bytes.HasPrefix(ct, hdrContentTypeGRPC) {
 		s.grpc = true
 	}
 	if req.Minor == 0 {
 		hc.r += req.HeadLen
-		hc.writeLocal(426, nil, nil, false, false)
-		return false
+		return false, localReply{code: 426}
 	}
 	if req.Upgrade {
 		up, _ := req.Headers.Get("upgrade")
 		if !cfg.Upgrades[string(bytes.ToLower(up))] {
 			hc.r += req.HeadLen
-			hc.writeLocal(403, nil, nil, false, false)
-			return false
+			return false, localReply{code: 403}
 		}
 		s.upgrade = true
 	}
@@ -76,9 +93,9 @@ func (hc *h1conn) handleRequest() bool {
 		if !hc.skipBody() {
 			keep = false
 		}
-		return hc.writeLocal(s.status, s.body, s.localLocation(), keep, string(req.Method) == "HEAD") && keep
+		return keep, localReply{code: s.status, body: s.body, loc: s.localLocation(), keep: keep, head: string(req.Method) == "HEAD"}
 	}
-	return hc.forward(keep)
+	return keep, localReply{}
 }
 
 // skipBody consumes a request body that is already fully buffered. It
@@ -110,6 +127,13 @@ func (hc *h1conn) skipBody() bool {
 // writeLocal writes a locally generated response. loc is a redirect
 // Location. It returns false when the write failed.
 func (hc *h1conn) writeLocal(code int, body, loc []byte, keep, head bool) bool {
+	out := hc.encodeLocal(code, body, loc, keep, head)
+	_, err := hc.write(out)
+	return err == nil
+}
+
+// encodeLocal builds a local reply into hc.out and returns it.
+func (hc *h1conn) encodeLocal(code int, body, loc []byte, keep, head bool) []byte {
 	s := hc.s
 	code, body = s.mapLocal(code, body)
 	s.respCode = code
@@ -131,8 +155,7 @@ func (hc *h1conn) writeLocal(code int, body, loc []byte, keep, head bool) bool {
 		out = append(out, body...)
 	}
 	hc.out = out
-	_, err := hc.write(out)
-	return err == nil
+	return out
 }
 
 // localHeaders builds the headers of a local reply, applying the matched
