@@ -330,27 +330,41 @@ func (hc *h1conn) failUpstream(ue upstreamErr, keep bool) bool {
 	s := hc.s
 	s.flags |= ue.flag()
 	switch ue {
-	case upConnect:
-		return hc.writeLocal(503, s.connectFailureBody(), nil, keep, false) && keep
-	case upTimeout:
-		return hc.writeLocal(504, bodyTimeout, nil, keep, false) && keep
-	case upProtocol:
-		return hc.writeLocal(503, s.resetBody(bodyProtocol), nil, keep, false) && keep
-	case upReset:
-		return hc.writeLocal(503, s.resetBody(bodyReset), nil, keep, false) && keep
-	case upRefused:
-		return hc.writeLocal(503, s.resetBody(bodyRefused), nil, keep, false) && keep
-	case upOverflow:
-		s.details = detailsOverflow
-		return hc.writeLocal(503, s.resetBody(bodyOverflow), nil, keep, false) && keep
-	case upStreamIdle:
-		return hc.writeLocal(504, bodyStreamTimeout, nil, keep, false) && keep
 	case upBadBody:
 		hc.writeLocal(400, nil, nil, false, false)
+		return false
 	case upBodyTimeout:
 		hc.requestTimedOut(false)
+		return false
 	}
-	return false
+	code, body := s.upstreamReply(ue)
+	if code == 0 {
+		return false
+	}
+	return hc.writeLocal(code, body, nil, keep, false) && keep
+}
+
+// upstreamReply is the local reply to an upstream failure ue, code 0 when
+// there is none to give (the client side failed).
+func (s *stream) upstreamReply(ue upstreamErr) (code int, body []byte) {
+	switch ue {
+	case upConnect:
+		return 503, s.connectFailureBody()
+	case upTimeout:
+		return 504, bodyTimeout
+	case upProtocol:
+		return 503, s.resetBody(bodyProtocol)
+	case upReset:
+		return 503, s.resetBody(bodyReset)
+	case upRefused:
+		return 503, s.resetBody(bodyRefused)
+	case upOverflow:
+		s.details = detailsOverflow
+		return 503, s.resetBody(bodyOverflow)
+	case upStreamIdle:
+		return 504, bodyStreamTimeout
+	}
+	return 0, nil
 }
 
 // relayResponse writes the parsed response head and streams its body.
