@@ -58,6 +58,7 @@ type options struct {
 	// Worker processes (workers.go).
 	workers       int
 	workerCommand func(index int) *exec.Cmd
+	eventLoops    int
 	workerMetrics func(p *Proxy, w io.Writer) error
 }
 
@@ -102,6 +103,11 @@ func WithLocalAddress(a string) Option { return func(o *options) { o.localAddres
 func WithReconnectBackoff(min, max time.Duration) Option {
 	return func(o *options) { o.backoffMin, o.backoffMax = min, max }
 }
+
+// WithEventLoops serves plain-TCP HTTP/1.1 connections on n event loops
+// (package evloop; hcm doc.go, "Event loops") instead of a goroutine each.
+// GOMAXPROCS must exceed n: every loop keeps a P. 0 (the default): none.
+func WithEventLoops(n int) Option { return func(o *options) { o.eventLoops = n } }
 
 // New builds a proxy; Run starts it.
 func New(opts ...Option) (*Proxy, error) {
@@ -153,6 +159,13 @@ func build(o options) (*Proxy, error) {
 	}
 	p := &Proxy{o: o}
 	p.rt = hcm.NewRuntime(o.localAddress, o.logger)
+	if o.eventLoops > 0 {
+		ls, err := hcm.StartLoops(o.eventLoops)
+		if err != nil {
+			return nil, fmt.Errorf("starting event loops: %w", err)
+		}
+		p.rt.Loops = ls
+	}
 	p.rt.ALS = accesslog.NewManager(o.nodeID, p.rt.Resolve, o.logger)
 	p.um = upstream.NewManager(nil, upstream.WithSecrets(func(n string) *resource.Secret { return p.store.Secret(n) }))
 	p.lm = listener.New(func(n string) *tls.Certificate { return p.store.Cert(n) },
@@ -201,6 +214,9 @@ func (p *Proxy) ClusterStats() map[string]upstream.BreakerStats { return p.um.St
 // Run serves until ctx ends, then stops accepting and drains connections
 // for up to the drain timeout.
 func (p *Proxy) Run(ctx context.Context) error {
+	if p.rt.Loops != nil {
+		defer p.rt.Loops.Close() // after every listener drained
+	}
 	var (
 		adminSrv  *http.Server
 		adminAddr string

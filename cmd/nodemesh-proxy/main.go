@@ -61,6 +61,7 @@ func main() {
 	metricsAddress := flag.String("metrics-address", defaultMetricsAddress, "serve Prometheus metrics on http://<address>/metrics; empty disables them")
 	workers := flag.Int("workers", 1, "serve with this many single-threaded processes (1: one process using every core GOMAXPROCS allows); see the package comment")
 	asWorker := flag.Bool("worker", false, "internal: run as a worker of a parent nodemesh-proxy (set by the parent)")
+	eventLoops := flag.Int("event-loops", 0, "experimental: serve plain-TCP HTTP/1.1 connections on this many event loops, raising GOMAXPROCS to one more when it is lower; 0 (the default): a goroutine per connection")
 	pprofAddress := flag.String("pprof-address", "", "serve Go runtime profiles (/debug/pprof/: CPU, heap, allocs, block, mutex, trace) on this address; empty (the default) disables it")
 	flag.Parse()
 
@@ -95,6 +96,16 @@ func main() {
 		return
 	}
 	opts = append(opts, proxylib.WithLogger(logger), adminMetrics(logger, *workers))
+	if *eventLoops < 0 || *eventLoops > maxWorkers || *eventLoops > 0 && *workers > 1 {
+		fmt.Fprintf(os.Stderr, "nodemesh-proxy: --event-loops must be 0..%d, and 0 with --workers\n", maxWorkers)
+		os.Exit(2)
+	}
+	if *eventLoops > 0 {
+		if runtime.GOMAXPROCS(0) <= *eventLoops {
+			runtime.GOMAXPROCS(*eventLoops + 1)
+		}
+		opts = append(opts, proxylib.WithEventLoops(*eventLoops))
+	}
 	if *workers > 1 {
 		// Every process, this one included, runs one P: see doc.go.
 		runtime.GOMAXPROCS(1)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nodemesh/nodemesh/proxylib/connbuf"
+	"github.com/nodemesh/nodemesh/proxylib/evloop"
 	"github.com/nodemesh/nodemesh/proxylib/http1"
 	"github.com/nodemesh/nodemesh/proxylib/sockio"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
@@ -82,6 +83,30 @@ type h1conn struct {
 	ctxMu  sync.Mutex
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// Event-loop serving (h1_loop.go): the loop and the client's
+	// descriptor (hl nil on a goroutine; both written under h.mu), and the
+	// state only the loop's thread touches. gen tells a function posted for
+	// one connection from a later use of the same h1conn.
+	hl      *hloop
+	fd      int
+	gen     atomic.Uint64
+	ph      loopPhase
+	cside   clientSide
+	ctm     evloop.Timer // the client's deadline
+	utm     evloop.Timer // the response's deadline
+	lu      *loopUp      // the exchange's upstream connection
+	lreplay []byte       // the request to replay on a fresh connection
+	wout    []byte       // response bytes the client had no room for
+	uoff    int          // request bytes written upstream
+	lkeep   bool         // the client connection stays open after the response
+	lhead   bool         // a HEAD request
+	lreused bool         // the exchange's connection was reused (a reset replays)
+	lgot    bool         // response bytes arrived
+	lidle   bool         // the response deadline is the stream idle timeout
+	lupIn   bool         // the upstream became readable while the request went out
+	pendIn  bool         // the client became readable while busy
+	wclose  bool         // close once wout is written
 }
 
 var h1pool sync.Pool
@@ -95,6 +120,9 @@ func getH1conn(h *Handler, c net.Conn) *h1conn {
 		hc.exchangeFn = hc.exchangeStep
 	}
 	hc.h, hc.c = h, c
+	hc.hl, hc.fd, hc.ph = nil, -1, phIdle
+	hc.gen.Add(1)
+	hc.pendIn, hc.wout, hc.lreplay, hc.lu = false, nil, nil, nil
 	if hc.sock.Reset(c) {
 		hc.c = &hc.sock
 	}
@@ -141,6 +169,10 @@ func (hc *h1conn) close() {
 // returns the connection to close when that is not possible, for
 // Shutdown to close once it released h.mu.
 func (hc *h1conn) drain() net.Conn {
+	if hc.hl != nil {
+		hc.postLoop(hc.loopDrain)
+		return nil
+	}
 	if hc.state.CompareAndSwap(connIdle, connClosing) {
 		return interrupt(hc.c)
 	}

@@ -95,15 +95,28 @@ func (hc *h1conn) resetAbort() {
 // to close when its socket cannot be shut down (nil when it was). The
 // handler calls it with hc tracked, under h.mu.
 func (hc *h1conn) abort() net.Conn {
+	if hc.hl != nil {
+		// Loop-served: the loop owns the descriptors (a shutdown from
+		// here could hit a reused descriptor number); it closes them.
+		hc.up.Store(abortedUp)
+		hc.cancelCtx()
+		hc.postLoop(hc.loopAbort)
+		return nil
+	}
 	if old := hc.up.Swap(abortedUp); old != nil && old != abortedUp {
 		old.Abort()
 	}
+	hc.cancelCtx()
+	return interrupt(hc.c)
+}
+
+// cancelCtx cancels the context of the connection's upstream waits.
+func (hc *h1conn) cancelCtx() {
 	hc.ctxMu.Lock()
 	if hc.cancel != nil {
 		hc.cancel()
 	}
 	hc.ctxMu.Unlock()
-	return interrupt(hc.c)
 }
 
 // interrupt shuts c's socket down both ways; it returns c when that is not

@@ -132,11 +132,18 @@ func (h *Handler) ServeConn(c net.Conn, info listener.ConnInfo) {
 	}
 	h.wg.Add(1)
 	h.mu.Unlock()
-	defer h.wg.Done()
 	if alpn == "h2" || h.cfg.Codec == resource.CodecHTTP2 {
+		defer h.wg.Done()
 		h.serveH2(c, nil, info)
 		return
 	}
+	// An event loop that adopts the connection ends it (wg included).
+	adopted := false
+	defer func() {
+		if !adopted {
+			h.wg.Done()
+		}
+	}()
 	hc := getH1conn(h, c)
 	hc.s.setConn(info)
 	// Tracked from the start: Shutdown drains or aborts a connection
@@ -164,6 +171,10 @@ func (h *Handler) ServeConn(c net.Conn, info listener.ConnInfo) {
 			putH1conn(hc)
 			return
 		}
+	}
+	if h.loopAdopt(hc) {
+		adopted = true
+		return
 	}
 	hc.serve()
 	h.untrack(hc)

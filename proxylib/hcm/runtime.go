@@ -45,6 +45,9 @@ type Runtime struct {
 	ALS *accesslog.Manager
 	// Requests counts the HTTP requests of every handler (metrics).
 	Requests *RequestStats
+	// Loops serve plain-TCP HTTP/1.1 connections (nil: goroutines do);
+	// set before any handler serves.
+	Loops *Loops
 
 	date atomic.Pointer[dateValue]
 }

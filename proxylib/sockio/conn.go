@@ -7,6 +7,8 @@ import (
 	"os"
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // Conn is a stream socket with raw non-blocking Read and Write. Create it
@@ -212,4 +214,22 @@ func Unwrap(c net.Conn) net.Conn {
 		return sc.Conn
 	}
 	return c
+}
+
+// Dup returns a duplicate of the socket's descriptor (close-on-exec,
+// sharing the original's non-blocking mode), for a caller that closes the
+// Conn to take the socket out of the runtime's poller and serves it on a
+// loop of its own.
+func (sc *Conn) Dup() (int, error) {
+	if sc.rc == nil {
+		return -1, errors.ErrUnsupported
+	}
+	nfd := -1
+	var derr error
+	if err := sc.rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	return nfd, derr
 }

@@ -1,0 +1,426 @@
+package hcm
+
+import (
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/nodemesh/nodemesh/proxylib/connbuf"
+	"github.com/nodemesh/nodemesh/proxylib/evloop"
+	"github.com/nodemesh/nodemesh/proxylib/http1"
+	"github.com/nodemesh/nodemesh/proxylib/sockio"
+	"github.com/nodemesh/nodemesh/proxylib/upstream"
+	"golang.org/x/sys/unix"
+)
+
+// writeUp writes the rest of the request upstream.
+func (hc *h1conn) writeUp() {
+	lu := hc.lu
+	out := lu.uc.Out
+	for hc.uoff < len(out) {
+		n, err := evloop.Write(lu.fd, out[hc.uoff:])
+		if err == syscall.EAGAIN {
+			return // wait for room (Out)
+		}
+		if err != nil {
+			hc.upFailed(upReset)
+			return
+		}
+		hc.uoff += n
+	}
+	hc.ph = phUpResp
+	if hc.lupIn {
+		hc.lupIn = false
+		hc.readUp()
+	}
+}
+
+// upReady handles the readiness of the exchange's upstream socket.
+func (hc *h1conn) upReady(ev uint32) {
+	switch hc.ph {
+	case phUpWrite:
+		if ev&(evloop.In|evloop.RdHup|evloop.Hup|evloop.Err) != 0 {
+			hc.lupIn = true // read once the request is out
+		}
+		if ev&(evloop.Out|evloop.Err|evloop.Hup) != 0 {
+			hc.writeUp()
+		}
+	case phUpResp:
+		hc.readUp()
+	}
+}
+
+// readUp reads the response head (edge-triggered: until a read comes
+// short) and relays a response that came whole.
+func (hc *h1conn) readUp() {
+	lu := hc.lu
+	uc := lu.uc
+	for {
+		if uc.R == uc.W {
+			uc.R, uc.W = 0, 0
+		}
+		if uc.W == len(uc.Buf) {
+			if uc.R > 0 {
+				uc.W = copy(uc.Buf, uc.Buf[uc.R:uc.W])
+				uc.R = 0
+			} else {
+				if len(uc.Buf) >= h1MaxBuf {
+					hc.upFailed(upProtocol)
+					return
+				}
+				nb := make([]byte, min(2*len(uc.Buf), h1MaxBuf))
+				copy(nb, uc.Buf[:uc.W])
+				connbuf.Put(uc.Buf)
+				uc.Buf = nb
+			}
+		}
+		room := uc.Buf[uc.W:]
+		n, err := evloop.Read(lu.fd, room)
+		if err == syscall.EAGAIN {
+			break
+		}
+		if err != nil || n == 0 {
+			if hc.lgot {
+				hc.upFailed(upProtocol)
+			} else {
+				hc.upFailed(upReset)
+			}
+			return
+		}
+		uc.W += n
+		hc.lgot = true
+		if n < len(room) {
+			break
+		}
+	}
+	ue, done := parseHead(uc, hc.lhead)
+	if !done {
+		return
+	}
+	if ue != upOK {
+		hc.upFailed(ue)
+		return
+	}
+	hc.hl.l.Stop(&hc.utm)
+	hc.loopRespond()
+}
+
+// whole reports whether the parsed response in uc can be relayed from
+// what is buffered, in one write.
+func whole(uc *upstream.Conn) bool {
+	resp := &uc.Resp
+	switch {
+	case resp.Status == 101:
+		return false
+	case resp.Framing == http1.NoBody:
+		return true
+	case resp.Framing == http1.Length:
+		return int64(uc.W-uc.R-resp.HeadLen) >= resp.ContentLength && resp.ContentLength <= h1BufSize/2
+	}
+	return false
+}
+
+// loopRespond relays the parsed response: in the loop when it came whole,
+// else on a goroutine (relayResponse).
+func (hc *h1conn) loopRespond() {
+	s := hc.s
+	lu := hc.lu
+	uc := lu.uc
+	recv := time.Now()
+	if !whole(uc) {
+		// The body streams (or the connection is upgraded): relayed on a
+		// goroutine, with both sockets back in the runtime's poller.
+		hc.lu, lu.hc = nil, nil
+		if lu.reg {
+			_ = hc.hl.l.Del(lu.fd)
+			lu.reg = false
+		}
+		if err := uc.Attach(); err != nil {
+			hc.up.CompareAndSwap(uc, nil)
+			if hc.loopFail(upReset, true) {
+				hc.afterResponse()
+			}
+			return
+		}
+		keep, head := hc.lkeep, hc.lhead
+		sent := s.start
+		hc.toGoroutine(func() bool {
+			ok := hc.relayResponse(uc, keep, head, recv.Sub(sent), recv)
+			pool := uc.Pool()
+			pool.End()
+			pool.Done()
+			hc.endRequest()
+			return ok
+		})
+		return
+	}
+	out, keep, _, reusable := hc.encodeResponseHead(uc, hc.lkeep, recv.Sub(s.start))
+	if uc.Resp.Framing == http1.Length {
+		n := int(uc.Resp.ContentLength)
+		out = append(out, uc.Buf[uc.R:uc.R+n]...)
+		uc.R += n
+	}
+	hc.out = out
+	released := hc.releaseUpstream(uc)
+	lu.hc, hc.lu = nil, nil
+	pool := uc.Pool()
+	if reusable && uc.R == uc.W && released {
+		hc.hl.putIdle(lu, recv)
+	} else {
+		hc.hl.discard(lu)
+	}
+	pool.End()
+	pool.Done()
+	hc.endRequest()
+	if hc.sendClient(out, !keep) {
+		hc.afterResponse()
+	}
+}
+
+// afterResponse goes on once a response went out whole: with what the
+// client sent meanwhile, else with what is buffered.
+func (hc *h1conn) afterResponse() {
+	if hc.pendIn {
+		hc.pendIn = false
+		hc.readClient()
+		return
+	}
+	hc.loopServe()
+}
+
+// upFailed ends an exchange that failed before the response head: the
+// request is replayed once on a fresh connection when a reused one was
+// closed by its server, else answered locally.
+func (hc *h1conn) upFailed(ue upstreamErr) {
+	lu := hc.lu
+	hc.lu, lu.hc = nil, nil
+	hc.up.CompareAndSwap(lu.uc, nil)
+	out := lu.uc.Out
+	hc.hl.discard(lu)
+	hc.hl.l.Stop(&hc.utm)
+	if ue == upReset && hc.lreused {
+		if hc.aborted() {
+			hc.loopFinishAborted()
+			return
+		}
+		replay := append([]byte(nil), out...)
+		pool := hc.s.host.Pool
+		if lu := hc.hl.popIdle(pool, time.Now()); lu != nil {
+			hc.loopSend(lu, false, replay)
+			return
+		}
+		hc.lreplay = replay
+		hc.loopDial(pool)
+		return
+	}
+	if hc.loopFail(ue, true) {
+		hc.afterResponse()
+	}
+}
+
+// respTimeout is the response deadline: the head timeout, or
+// stream_idle_timeout when that is shorter (responseWait).
+func (hc *h1conn) respTimeout() {
+	if hc.ph != phUpWrite && hc.ph != phUpResp {
+		return
+	}
+	ue := upTimeout
+	if hc.lidle {
+		ue = upStreamIdle
+	}
+	hc.lreused = false // no replay after a timeout
+	hc.upFailed(ue)
+}
+
+// sendClient writes out to the client. It returns true when all of it went
+// out and the connection stays open for the next request; otherwise the
+// connection waits for room (phWrite) or was closed.
+func (hc *h1conn) sendClient(out []byte, closeAfter bool) bool {
+	n, err := evloop.Write(hc.fd, out)
+	if err == syscall.EAGAIN {
+		n, err = 0, nil
+	}
+	if err != nil {
+		hc.loopClose()
+		return false
+	}
+	if n < len(out) {
+		hc.wout, hc.wclose = out[n:], closeAfter
+		hc.ph = phWrite
+		if idle := hc.h.cfg.StreamIdleTimeout; idle > 0 {
+			hc.hl.l.Arm(&hc.ctm, hc.hl.l.Now()+int64(idle))
+		}
+		return false
+	}
+	if closeAfter {
+		hc.loopClose()
+		return false
+	}
+	return true
+}
+
+// flushClient writes more of a response the client socket had no room for.
+func (hc *h1conn) flushClient() {
+	for len(hc.wout) > 0 {
+		n, err := evloop.Write(hc.fd, hc.wout)
+		if err == syscall.EAGAIN {
+			if idle := hc.h.cfg.StreamIdleTimeout; idle > 0 {
+				hc.hl.l.Arm(&hc.ctm, hc.hl.l.Now()+int64(idle))
+			}
+			return
+		}
+		if err != nil {
+			hc.loopClose()
+			return
+		}
+		hc.wout = hc.wout[n:]
+	}
+	hc.wout = nil
+	hc.hl.l.Stop(&hc.ctm)
+	if hc.wclose {
+		hc.loopClose()
+		return
+	}
+	hc.afterResponse()
+}
+
+// popIdle takes the newest idle connection of pool the loop holds that
+// has not idled past the pool's idle timeout.
+func (hl *hloop) popIdle(pool *upstream.Pool, now time.Time) *loopUp {
+	list := hl.idle[pool]
+	for len(list) > 0 {
+		lu := list[len(list)-1]
+		list[len(list)-1] = nil
+		list = list[:len(list)-1]
+		hl.idle[pool] = list
+		if pool.Closed() || !pool.IdleFresh(lu.idle, now) {
+			hl.discard(lu)
+			continue
+		}
+		return lu
+	}
+	return nil
+}
+
+// putIdle keeps lu for the next request of its pool, or gives it back to
+// the pool when requests queue there for a connection; a closed pool
+// keeps nothing.
+func (hl *hloop) putIdle(lu *loopUp, now time.Time) {
+	pool := lu.uc.Pool()
+	lu.uc.R, lu.uc.W = 0, 0
+	lu.idle = now
+	switch {
+	case pool.Closed():
+		hl.discard(lu)
+	case pool.Queued():
+		if lu.reg {
+			_ = hl.l.Del(lu.fd)
+			lu.reg = false
+		}
+		if err := lu.uc.Attach(); err != nil {
+			return // closed, its slot released
+		}
+		pool.PutAt(lu.uc, now)
+	default:
+		hl.idle[pool] = append(hl.idle[pool], lu)
+	}
+}
+
+// dropIdle closes an idle connection whose socket became ready.
+func (hl *hloop) dropIdle(lu *loopUp) {
+	pool := lu.uc.Pool()
+	list := hl.idle[pool]
+	for i, x := range list {
+		if x == lu {
+			copy(list[i:], list[i+1:])
+			list[len(list)-1] = nil
+			hl.idle[pool] = list[:len(list)-1]
+			break
+		}
+	}
+	hl.discard(lu)
+}
+
+// discard closes lu (its descriptor leaves the epoll set first).
+func (hl *hloop) discard(lu *loopUp) {
+	if lu.reg {
+		_ = hl.l.Del(lu.fd)
+		lu.reg = false
+	}
+	lu.hc = nil
+	lu.uc.Discard()
+}
+
+// toGoroutine hands the connection to a goroutine: cont continues what
+// the loop started (nil: nothing), then the goroutine serves the
+// connection as any other (serve) and ends it as ServeConn does. The
+// sockets go back to the runtime's poller.
+func (hc *h1conn) toGoroutine(cont func() bool) {
+	hl := hc.hl
+	_ = hl.l.Del(hc.fd)
+	hl.l.Stop(&hc.ctm)
+	hl.l.Stop(&hc.utm)
+	hc.ph = phGone
+	f := os.NewFile(uintptr(hc.fd), "")
+	c, err := net.FileConn(f)
+	_ = f.Close()
+	h := hc.h
+	h.mu.Lock()
+	hc.hl, hc.fd = nil, -1
+	if err == nil {
+		hc.c = c
+		if hc.sock.Reset(c) {
+			hc.c = &hc.sock
+		}
+	}
+	aborted := h.forced
+	h.mu.Unlock()
+	hc.rdl, hc.wdl = sockio.LazyDeadline{}, sockio.LazyDeadline{}
+	if err != nil {
+		hc.h.rt.Logger.Debug("event loop handoff", "error", err)
+	}
+	go func() {
+		ok := err == nil
+		if ok && aborted {
+			_ = interrupt(hc.c)
+		}
+		if ok && cont != nil {
+			ok = cont()
+		}
+		if ok {
+			hc.serve()
+		} else {
+			hc.close()
+		}
+		h.untrack(hc)
+		putH1conn(hc)
+		h.wg.Done()
+	}()
+}
+
+// loopDrain runs on the loop when the handler drains: an idle connection
+// closes now, a busy one after its response (loopServe checks).
+func (hc *h1conn) loopDrain() {
+	if hc.hl != nil && hc.ph == phIdle {
+		hc.loopClose()
+	}
+}
+
+// loopAbort runs on the loop for a forced close: the connection closes now,
+// or, while a goroutine gets its upstream connection, when that returns
+// (its context is cancelled).
+func (hc *h1conn) loopAbort() {
+	if hc.hl == nil || hc.ph == phGone || hc.ph == phDial {
+		return
+	}
+	switch hc.ph {
+	case phUpWrite, phUpResp:
+		pool := hc.s.host.Pool
+		pool.End()
+		pool.Done()
+	}
+	hc.loopClose()
+}
+
+var _ = unix.Close
