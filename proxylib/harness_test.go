@@ -9,7 +9,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -349,6 +351,18 @@ func startBackend(t testing.TB, name string, handler http.Handler) *backend {
 	return b
 }
 
+// testEventLoops runs every proxy the tests start on an event loop
+// (NODEMESH_TEST_EVENT_LOOPS=1): the whole suite then covers the loop's
+// serving path. Every loop keeps a P, and tests run proxies side by side.
+var testEventLoops = os.Getenv("NODEMESH_TEST_EVENT_LOOPS") != "" && raiseProcs(16)
+
+func raiseProcs(n int) bool {
+	if runtime.GOMAXPROCS(0) < n {
+		runtime.GOMAXPROCS(n)
+	}
+	return true
+}
+
 // startProxy runs a proxy against the xDS socket until the test ends.
 func startProxy(t testing.TB, sock string, opts ...proxylib.Option) *proxylib.Proxy {
 	t.Helper()
@@ -359,6 +373,9 @@ func startProxy(t testing.TB, sock string, opts ...proxylib.Option) *proxylib.Pr
 	base := []proxylib.Option{proxylib.WithXDSAddress("unix://" + sock), proxylib.WithNodeID(nodeID),
 		proxylib.WithLogger(logger), proxylib.WithDrainTimeout(5 * time.Second), proxylib.WithLocalAddress("10.1.2.3"),
 		proxylib.WithReconnectBackoff(50*time.Millisecond, 200*time.Millisecond)}
+	if testEventLoops {
+		base = append(base, proxylib.WithEventLoops(1))
+	}
 	p, err := proxylib.New(append(base, opts...)...)
 	if err != nil {
 		t.Fatal(err)
