@@ -1,6 +1,8 @@
 package upstream
 
 import (
+	"time"
+
 	"errors"
 	"fmt"
 	"net"
@@ -173,3 +175,11 @@ func (p *Pool) Closed() bool {
 // for this pool, or pools it as any released connection, instead of
 // keeping it where no queued request can get it.
 func (p *Pool) Queued() bool { return p.b.nwait.Load() > 0 }
+
+// IdleFresh reports whether a connection idle since since may still be
+// reused at now under the pool's idle timeout (a loop keeping detached
+// connections checks it as popIdle does).
+func (p *Pool) IdleFresh(since, now time.Time) bool {
+	idle := time.Duration(p.idleTimeout.Load())
+	return idle <= 0 || now.Sub(since) < idle
+}
