@@ -365,4 +365,28 @@
 // atomics, so counting costs a few atomic adds and the label set is
 // bounded whatever clients send. Every request is timed for it, not only
 // those an access log records.
+//
+// Event loops (experimental, off by default; nodemesh-proxy --event-loops
+// N, h1_loop.go, h1_loop_up.go): a plain-TCP HTTP/1.1 connection, once
+// sniffed, leaves the runtime's poller (its descriptor is duplicated and
+// the net.Conn closed) and is served by one of N loops (package evloop)
+// as a state machine: read the head, prepare (the same routing and
+// filters as on a goroutine), take a detached idle upstream connection of
+// the loop's own (package upstream, Detach) or have a goroutine get one
+// through the pool (dial, breaker queue, route deadline) and post it
+// back, write the request, read the response head, and relay a response
+// whose Content-Length body is buffered whole. Timeouts are loop timers
+// with the goroutine path's deadlines (idle, head, response head under the
+// route or stream idle timeout, a client that stops reading). Anything
+// else goes to the goroutine code mid-connection, the sockets back in the
+// runtime's poller: an upgrade or a body not buffered (before routing);
+// retries, mirrors, HTTP/2 or TLS upstreams, a logged request with a body
+// (at forward); a response that streams (after its head, relayResponse).
+// An idle upstream connection a loop holds needs no reuse probe: its
+// socket stays in the loop's epoll set, so the server closing it (or
+// sending anything) closes it at once; one that goes between a request's
+// take and its write shows as a reset and is replayed once, as on a
+// goroutine. Drain and forced close reach a loop-served connection
+// through a posted function that checks the connection is still the same
+// (h1conn.gen). Why a loop at all: evloop's package comment.
 package hcm
