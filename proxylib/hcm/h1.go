@@ -106,6 +106,7 @@ type h1conn struct {
 	lidle   bool         // the response deadline is the stream idle timeout
 	lupIn   bool         // the upstream became readable while the request went out
 	pendIn  bool         // the client became readable while busy
+	peerFin bool         // the client's FIN arrived
 	wclose  bool         // close once wout is written
 }
 
@@ -122,7 +123,7 @@ func getH1conn(h *Handler, c net.Conn) *h1conn {
 	hc.h, hc.c = h, c
 	hc.hl, hc.fd, hc.ph = nil, -1, phIdle
 	hc.gen.Add(1)
-	hc.pendIn, hc.wout, hc.lreplay, hc.lu = false, nil, nil, nil
+	hc.pendIn, hc.peerFin, hc.wout, hc.lreplay, hc.lu = false, false, nil, nil, nil
 	if hc.sock.Reset(c) {
 		hc.c = &hc.sock
 	}

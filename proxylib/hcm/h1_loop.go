@@ -208,6 +208,11 @@ func (hc *h1conn) loopRelease() {
 func (hc *h1conn) clientReady(ev uint32) {
 	switch hc.ph {
 	case phIdle, phHead:
+		if ev&(evloop.RdHup|evloop.Hup) != 0 {
+			// The client's FIN came (with or before the bytes read
+			// now): no edge will tell of it again.
+			hc.peerFin = true
+		}
 		hc.readClient()
 	case phWrite:
 		if ev&(evloop.Out|evloop.Err|evloop.Hup) != 0 {
@@ -222,6 +227,9 @@ func (hc *h1conn) clientReady(ev uint32) {
 		// socket until the response went out, as on a goroutine, where
 		// the exchange runs inside the client's read session.
 		hc.pendIn = true
+		if ev&(evloop.RdHup|evloop.Hup) != 0 {
+			hc.peerFin = true
+		}
 	}
 }
 
@@ -269,7 +277,7 @@ func (hc *h1conn) loopServe() {
 	for {
 		if hc.r == hc.w {
 			hc.ph = phIdle
-			if hc.h.draining.Load() {
+			if hc.h.draining.Load() || hc.peerFin {
 				hc.loopClose()
 				return
 			}
@@ -290,6 +298,10 @@ func (hc *h1conn) loopServe() {
 			now := time.Now()
 			if hc.headAt.IsZero() {
 				hc.headAt = now
+			}
+			if hc.peerFin {
+				hc.loopClose() // a head the client will never finish
+				return
 			}
 			hc.ph = phHead
 			hc.armHead(now)
