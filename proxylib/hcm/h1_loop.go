@@ -221,6 +221,9 @@ func (hc *h1conn) clientReady(ev uint32) {
 		if ev&(evloop.In|evloop.RdHup) != 0 {
 			hc.pendIn = true
 		}
+		if ev&(evloop.RdHup|evloop.Hup) != 0 {
+			hc.peerFin = true
+		}
 	case phGone:
 	default:
 		// Busy upstream: the bytes (or the end of stream) wait in the
