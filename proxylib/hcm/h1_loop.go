@@ -24,8 +24,9 @@ type Loops struct {
 
 // hloop is one loop with the state only its thread touches.
 type hloop struct {
-	l    *evloop.Loop
-	idle map[*upstream.Pool][]*loopUp
+	l      *evloop.Loop
+	idle   map[*upstream.Pool][]*loopUp
+	queued func() // upstream.Pool.OnQueue's function: give back what requests wait for
 }
 
 // StartLoops starts n loops, each on a goroutine of its own. GOMAXPROCS
@@ -39,6 +40,7 @@ func StartLoops(n int) (*Loops, error) {
 			return nil, err
 		}
 		hl := &hloop{l: l, idle: map[*upstream.Pool][]*loopUp{}}
+		hl.queued = func() { _ = hl.l.Post(hl.giveBackQueued) }
 		ls.loops = append(ls.loops, hl)
 	}
 	errc := make(chan error, n)
@@ -98,6 +100,7 @@ type loopUp struct {
 	hc   *h1conn // the connection whose exchange uses it; nil while idle
 	reg  bool    // in the loop's epoll set
 	idle time.Time
+	tm   evloop.Timer // the pool's idle timeout while idle
 }
 
 // Ready is the upstream socket's readiness: the exchange's, or, for an
@@ -472,7 +475,7 @@ func (hc *h1conn) loopDial(pool *upstream.Pool) {
 				uc.Discard()
 				ue = upConnect
 			} else {
-				lu = &loopUp{uc: uc, fd: fd, hl: hl}
+				lu = newLoopUp(uc, fd, hl)
 			}
 		}
 		if hl.l.Post(func() { hc.loopDialed(lu, reused, ue) }) != nil && lu != nil {

@@ -285,15 +285,22 @@ func (hc *h1conn) flushClient() {
 	hc.afterResponse()
 }
 
-// popIdle takes the newest idle connection of pool the loop holds that
-// has not idled past the pool's idle timeout.
+// newLoopUp makes the loop's record of a detached connection.
+func newLoopUp(uc *upstream.Conn, fd int, hl *hloop) *loopUp {
+	lu := &loopUp{uc: uc, fd: fd, hl: hl}
+	lu.tm.F = func() { hl.dropIdle(lu) }
+	return lu
+}
+
+// popIdle takes the newest idle connection of pool the loop holds.
 func (hl *hloop) popIdle(pool *upstream.Pool, now time.Time) *loopUp {
 	list := hl.idle[pool]
 	for len(list) > 0 {
 		lu := list[len(list)-1]
 		list[len(list)-1] = nil
 		list = list[:len(list)-1]
-		hl.idle[pool] = list
+		hl.setIdle(pool, list)
+		hl.l.Stop(&lu.tm)
 		if pool.Closed() || !pool.IdleFresh(lu.idle, now) {
 			hl.discard(lu)
 			continue
@@ -301,6 +308,16 @@ func (hl *hloop) popIdle(pool *upstream.Pool, now time.Time) *loopUp {
 		return lu
 	}
 	return nil
+}
+
+// setIdle stores pool's idle list; an empty one leaves the map, so a pool
+// gone from the configuration is not kept reachable.
+func (hl *hloop) setIdle(pool *upstream.Pool, list []*loopUp) {
+	if len(list) == 0 {
+		delete(hl.idle, pool)
+		return
+	}
+	hl.idle[pool] = list
 }
 
 // putIdle keeps lu for the next request of its pool, or gives it back to
@@ -314,20 +331,49 @@ func (hl *hloop) putIdle(lu *loopUp, now time.Time) {
 	case pool.Closed():
 		hl.discard(lu)
 	case pool.Queued():
-		if lu.reg {
-			_ = hl.l.Del(lu.fd)
-			lu.reg = false
-		}
-		if err := lu.uc.Attach(); err != nil {
-			return // closed, its slot released
-		}
-		pool.PutAt(lu.uc, now)
+		hl.giveBack(lu, now)
 	default:
+		pool.OnQueue(hl, hl.queued)
 		hl.idle[pool] = append(hl.idle[pool], lu)
+		if d := pool.IdleTimeout(); d > 0 {
+			hl.l.Arm(&lu.tm, hl.l.Now()+int64(d))
+		}
 	}
 }
 
-// dropIdle closes an idle connection whose socket became ready.
+// giveBack returns lu to its pool's idle list (a queued request gets it).
+func (hl *hloop) giveBack(lu *loopUp, idleSince time.Time) {
+	hl.l.Stop(&lu.tm)
+	if lu.reg {
+		_ = hl.l.Del(lu.fd)
+		lu.reg = false
+	}
+	if err := lu.uc.Attach(); err != nil {
+		return // closed, its slot released
+	}
+	lu.uc.Pool().PutAt(lu.uc, idleSince)
+}
+
+// giveBackQueued gives every idle connection of a pool requests queue for
+// back to that pool.
+func (hl *hloop) giveBackQueued() {
+	for pool, list := range hl.idle {
+		if !pool.Queued() && !pool.Closed() {
+			continue
+		}
+		delete(hl.idle, pool)
+		for _, lu := range list {
+			if pool.Closed() {
+				hl.discard(lu)
+			} else {
+				hl.giveBack(lu, lu.idle)
+			}
+		}
+	}
+}
+
+// dropIdle closes an idle connection whose socket became ready or whose
+// idle timeout passed.
 func (hl *hloop) dropIdle(lu *loopUp) {
 	pool := lu.uc.Pool()
 	list := hl.idle[pool]
@@ -335,7 +381,7 @@ func (hl *hloop) dropIdle(lu *loopUp) {
 		if x == lu {
 			copy(list[i:], list[i+1:])
 			list[len(list)-1] = nil
-			hl.idle[pool] = list[:len(list)-1]
+			hl.setIdle(pool, list[:len(list)-1])
 			break
 		}
 	}
@@ -344,6 +390,7 @@ func (hl *hloop) dropIdle(lu *loopUp) {
 
 // discard closes lu (its descriptor leaves the epoll set first).
 func (hl *hloop) discard(lu *loopUp) {
+	hl.l.Stop(&lu.tm)
 	if lu.reg {
 		_ = hl.l.Del(lu.fd)
 		lu.reg = false

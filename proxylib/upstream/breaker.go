@@ -271,6 +271,9 @@ func (b *Breaker) wait(ctx context.Context, p *Pool, wait time.Duration) (*Conn,
 	// queueing, or p's last connection closed: grant re-checks under the
 	// lock.
 	b.grant(p)
+	// Idle connections an event loop holds (detached) are not in p's
+	// list: their loops give them back, to this request first.
+	p.reclaim()
 	var timeout <-chan time.Time
 	if wait > 0 {
 		t := time.NewTimer(wait)

@@ -183,3 +183,45 @@ func (p *Pool) IdleFresh(since, now time.Time) bool {
 	idle := time.Duration(p.idleTimeout.Load())
 	return idle <= 0 || now.Sub(since) < idle
 }
+
+// IdleTimeout is how long an idle connection of the pool may wait for
+// reuse (0: no bound).
+func (p *Pool) IdleTimeout() time.Duration { return time.Duration(p.idleTimeout.Load()) }
+
+// OnQueue registers fn, under key (one per event loop), to be called,
+// without locks held, whenever a request queues for a connection of p
+// (max_connections reached): a loop keeping detached idle connections of
+// p gives them back then (Attach, PutAt), so a queued request never waits
+// while a loop holds an idle connection it could use. Registering a key
+// again changes nothing; the check costs no lock.
+func (p *Pool) OnQueue(key any, fn func()) {
+	if rs := p.reclaimers.Load(); rs != nil {
+		for _, r := range *rs {
+			if r.key == key {
+				return
+			}
+		}
+	}
+	p.reclaimMu.Lock()
+	defer p.reclaimMu.Unlock()
+	var next []reclaimer
+	if rs := p.reclaimers.Load(); rs != nil {
+		for _, r := range *rs {
+			if r.key == key {
+				return
+			}
+		}
+		next = append(next, *rs...)
+	}
+	next = append(next, reclaimer{key, fn})
+	p.reclaimers.Store(&next)
+}
+
+// reclaim calls the OnQueue functions.
+func (p *Pool) reclaim() {
+	if rs := p.reclaimers.Load(); rs != nil {
+		for _, r := range *rs {
+			r.fn()
+		}
+	}
+}

@@ -57,6 +57,17 @@ type Pool struct {
 	// client's address (srcbind.go): requests and outcomes count there.
 	parent *Pool
 	bound  bound // this endpoint's original-source pools
+
+	// reclaimers are called when a request queues for a connection of
+	// the pool (OnQueue): event loops holding detached idle connections
+	// of it give them back.
+	reclaimMu  sync.Mutex
+	reclaimers atomic.Pointer[[]reclaimer]
+}
+
+type reclaimer struct {
+	key any
+	fn  func()
 }
 
 func newPool(addr string, h2 bool, opts dialOptions, b *Breaker, idle time.Duration) *Pool {
