@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -518,4 +519,42 @@ func TestLoopHandsBack(t *testing.T) {
 	}
 	p.PutAt(c2, time.Now())
 	wantSlots(t, p, 0, "returned to a closed pool")
+}
+
+// TestOnQueueReclaims: a request queueing for the pool's only connection,
+// which a loop holds detached, calls the loop's OnQueue function (once per
+// queueing, whatever the number of registrations under one key), and gets
+// the connection the function gives back.
+func TestOnQueueReclaims(t *testing.T) {
+	s := tcpPeers(t, true)
+	p := testPool(t, s.ln.Addr().String(), dialOptions{}, 1)
+	c := getConn(t, p)
+	if _, err := c.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	give := func() {
+		calls.Add(1)
+		if err := c.Attach(); err != nil {
+			t.Error(err)
+			return
+		}
+		p.PutAt(c, time.Now())
+	}
+	type loopKey struct{}
+	for range 3 {
+		p.OnQueue(loopKey{}, func() { go give() })
+	}
+	c2, _, err := p.Get(context.Background(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2 != c {
+		t.Fatal("the queued request did not get the connection the loop gave back")
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("OnQueue function called %d times, want 1", n)
+	}
+	echo(t, c2, "reclaimed")
+	wantSlots(t, p, 1, "reclaimed")
 }
