@@ -26,7 +26,8 @@
 //     epoll_wait(2) always returns EINTR when a signal arrives, and the
 //     runtime preempts by signal (garbage collection, the 10 ms fairness
 //     tick, profiling). On EINTR the loop yields (runtime.Gosched), so a
-//     stop-the-world never waits on a sleeping loop.
+//     stop-the-world never waits on a sleeping loop. With that preemption
+//     turned off (GODEBUG asyncpreemptoff=1) Run refuses to start.
 //   - Other goroutines reach the loop only through Post, which queues a
 //     function and wakes the loop through an eventfd; everything else (Add,
 //     Mod, Del, timers) is called on the loop's thread, from handlers,

@@ -3,7 +3,9 @@ package evloop
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -132,11 +134,11 @@ func (l *Loop) Post(fn func()) error {
 	}
 	l.posted = append(l.posted, fn)
 	if !l.pending {
-		// Under the lock: the descriptor is closed under it too.
+		// Under the lock: the descriptor is closed under it too. An
+		// eventfd write of 1 fails only with EAGAIN (the counter near its
+		// maximum: the loop is woken anyway), so fn is queued either way.
 		l.pending = true
-		if err := l.signal(); err != nil {
-			return err
-		}
+		_ = l.signal()
 	}
 	return nil
 }
@@ -185,6 +187,11 @@ func (l *Loop) Run() error {
 	l.started = true
 	l.mu.Unlock()
 	defer l.shutDown()
+	if asyncPreemptOff() {
+		// The loop's wait ends for a stop-the-world only by the
+		// runtime's preemption signal.
+		return errors.New("evloop: GODEBUG asyncpreemptoff=1 would let a waiting loop hold up garbage collection")
+	}
 	if n := running.Add(1); int(n) >= runtime.GOMAXPROCS(0) {
 		running.Add(-1)
 		return fmt.Errorf("evloop: %d loops need GOMAXPROCS of at least %d, have %d", n, n+1, runtime.GOMAXPROCS(0))
@@ -265,4 +272,19 @@ func (l *Loop) shutLocked() {
 	unix.Close(l.epfd)
 	unix.Close(l.wake)
 	close(l.done)
+}
+
+// asyncPreemptOff reports whether GODEBUG turns the runtime's signal-based
+// preemption off (the last setting wins, as the runtime reads it).
+func asyncPreemptOff() bool {
+	off := false
+	for _, kv := range strings.Split(os.Getenv("GODEBUG"), ",") {
+		switch strings.TrimSpace(kv) {
+		case "asyncpreemptoff=1":
+			off = true
+		case "asyncpreemptoff=0":
+			off = false
+		}
+	}
+	return off
 }

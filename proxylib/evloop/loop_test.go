@@ -310,3 +310,23 @@ func TestAddDelMod(t *testing.T) {
 		t.Fatal("no Out event after re-adding")
 	}
 }
+
+// Without signal preemption a waiting loop would hold up garbage
+// collection for good: Run refuses.
+func TestRunRefusesWithoutAsyncPreemption(t *testing.T) {
+	withProcs(t, 2)
+	t.Setenv("GODEBUG", "asyncpreemptoff=1")
+	l := newLoop(t)
+	if err := l.Run(); err == nil {
+		t.Fatal("Run started with asyncpreemptoff=1")
+	}
+	t.Setenv("GODEBUG", "asyncpreemptoff=1,asyncpreemptoff=0")
+	l = newLoop(t)
+	errc := start(t, l)
+	onLoop(t, l, func() {})
+	select {
+	case err := <-errc:
+		t.Fatalf("Run with preemption back on: %v", err)
+	default:
+	}
+}

@@ -122,7 +122,6 @@ func getH1conn(h *Handler, c net.Conn) *h1conn {
 	}
 	hc.h, hc.c = h, c
 	hc.hl, hc.fd, hc.ph = nil, -1, phIdle
-	hc.gen.Add(1)
 	hc.pendIn, hc.peerFin, hc.wout, hc.lreplay, hc.lu = false, false, nil, nil, nil
 	if hc.sock.Reset(c) {
 		hc.c = &hc.sock

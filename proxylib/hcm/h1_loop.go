@@ -82,13 +82,14 @@ func (ls *Loops) pick() *hloop {
 type loopPhase uint8
 
 const (
-	phIdle    loopPhase = iota // the next request
-	phHead                     // the rest of a request head
-	phDial                     // an upstream connection (a goroutine gets it)
-	phUpWrite                  // room to write the request upstream
-	phUpResp                   // the response head
-	phWrite                    // room to write the response to the client
-	phGone                     // handed to a goroutine or closed
+	phIdle     loopPhase = iota // the next request
+	phHead                      // the rest of a request head
+	phDial                      // an upstream connection (a goroutine gets it)
+	phUpWrite                   // room to write the request upstream
+	phUpResp                    // the response head
+	phWrite                     // room to write the response to the client
+	phGone                      // handed to a goroutine or closed
+	phStarting                  // adopted, loopStart not yet run
 )
 
 // loopUp is an upstream connection a loop owns (detached from the
@@ -111,7 +112,9 @@ func (lu *loopUp) Ready(ev uint32) {
 		lu.hc.upReady(ev)
 		return
 	}
-	lu.hl.dropIdle(lu)
+	if ev&(evloop.In|evloop.RdHup|evloop.Hup|evloop.Err) != 0 {
+		lu.hl.dropIdle(lu)
+	}
 }
 
 // clientSide is the client socket's evloop.Handler.
@@ -138,24 +141,30 @@ func (h *Handler) loopAdopt(hc *h1conn) bool {
 		unix.Close(fd)
 		return false
 	}
+	// From here Shutdown reaches hc through the loop: a drain or abort
+	// posted before loopStart finds phStarting and leaves the decision
+	// to loopStart (which checks aborted; draining is checked per request).
 	c := hc.sock.Conn
-	hc.hl, hc.fd, hc.c = hl, fd, nil
+	hc.hl, hc.fd, hc.c, hc.ph = hl, fd, nil, phStarting
 	h.mu.Unlock()
 	_ = c.Close()
 	hc.sock.Clear()
 	hc.rdl, hc.wdl = sockio.LazyDeadline{}, sockio.LazyDeadline{}
+	hc.cside.hc = hc
+	hc.ctm.F, hc.utm.F = hc.clientTimeout, hc.respTimeout
 	if err := hl.l.Post(hc.loopStart); err != nil {
 		hc.loopRelease()
 	}
 	return true
 }
 
-// postLoop runs fn on hc's loop unless hc has been given back by then;
-// the caller holds h.mu (hc.hl is read under it).
+// postLoop runs fn on hc's loop unless the loop gave hc up by then
+// (loopRelease and toGoroutine bump gen under h.mu); the caller holds h.mu
+// (hc.hl is read under it).
 func (hc *h1conn) postLoop(fn func()) {
 	gen := hc.gen.Load()
 	_ = hc.hl.l.Post(func() {
-		if hc.gen.Load() == gen && hc.hl != nil {
+		if hc.gen.Load() == gen {
 			fn()
 		}
 	})
@@ -163,8 +172,7 @@ func (hc *h1conn) postLoop(fn func()) {
 
 // loopStart registers the client socket and serves what sniffing read.
 func (hc *h1conn) loopStart() {
-	hc.cside.hc = hc
-	hc.ctm.F, hc.utm.F = hc.clientTimeout, hc.respTimeout
+	hc.ph = phIdle
 	if hc.aborted() {
 		hc.loopClose()
 		return
@@ -200,6 +208,7 @@ func (hc *h1conn) loopRelease() {
 	unix.Close(hc.fd)
 	h := hc.h
 	h.mu.Lock()
+	hc.gen.Add(1) // functions posted for this connection do nothing
 	hc.hl, hc.fd = nil, -1
 	delete(h.conns, hc)
 	h.mu.Unlock()
@@ -207,62 +216,29 @@ func (hc *h1conn) loopRelease() {
 	h.wg.Done()
 }
 
-// clientReady handles the client socket's readiness.
+// clientReady handles the client socket's readiness. What the client
+// sent is read when the connection needs it (loopServe): between requests
+// and for the rest of a head, not while a request is served, as on a
+// goroutine, where the exchange runs inside the client's read session.
 func (hc *h1conn) clientReady(ev uint32) {
+	if hc.ph == phGone {
+		return
+	}
+	if ev&(evloop.In|evloop.RdHup|evloop.Hup|evloop.Err) != 0 {
+		hc.pendIn = true // edge-triggered: read until a read comes short
+	}
+	if ev&(evloop.RdHup|evloop.Hup) != 0 {
+		// The client's FIN came: no edge will tell of it again.
+		hc.peerFin = true
+	}
 	switch hc.ph {
 	case phIdle, phHead:
-		if ev&(evloop.RdHup|evloop.Hup) != 0 {
-			// The client's FIN came (with or before the bytes read
-			// now): no edge will tell of it again.
-			hc.peerFin = true
-		}
-		hc.readClient()
+		hc.loopServe()
 	case phWrite:
 		if ev&(evloop.Out|evloop.Err|evloop.Hup) != 0 {
 			hc.flushClient()
 		}
-		if ev&(evloop.In|evloop.RdHup) != 0 {
-			hc.pendIn = true
-		}
-		if ev&(evloop.RdHup|evloop.Hup) != 0 {
-			hc.peerFin = true
-		}
-	case phGone:
-	default:
-		// Busy upstream: the bytes (or the end of stream) wait in the
-		// socket until the response went out, as on a goroutine, where
-		// the exchange runs inside the client's read session.
-		hc.pendIn = true
-		if ev&(evloop.RdHup|evloop.Hup) != 0 {
-			hc.peerFin = true
-		}
 	}
-}
-
-// readClient reads what the client sent (edge-triggered: until a read
-// comes short) and serves it.
-func (hc *h1conn) readClient() {
-	for {
-		if !hc.makeRoom() {
-			hc.loopFailed()
-			return
-		}
-		room := hc.readRoom()
-		n, err := evloop.Read(hc.fd, room)
-		if err == syscall.EAGAIN {
-			break
-		}
-		if err != nil || n == 0 {
-			hc.eof = true
-			hc.loopFailed()
-			return
-		}
-		hc.w += n
-		if n < len(room) {
-			break
-		}
-	}
-	hc.loopServe()
 }
 
 // loopFailed ends a connection whose read failed (as failed does).
@@ -277,54 +253,93 @@ func (hc *h1conn) loopFailed() {
 	}
 }
 
-// loopServe serves the buffered requests until one waits for something.
+// loopServe serves the buffered requests, reading one read at a time when
+// it needs more bytes and the socket has some (pendIn), until the
+// connection waits for something.
 func (hc *h1conn) loopServe() {
-	cfg := hc.h.cfg
 	for {
-		if hc.r == hc.w {
-			hc.ph = phIdle
-			if hc.h.draining.Load() || hc.peerFin {
-				hc.loopClose()
-				return
-			}
-			hc.releaseBufs()
-			if cfg.IdleTimeout > 0 {
-				hc.hl.l.Arm(&hc.ctm, hc.hl.l.Now()+int64(cfg.IdleTimeout))
-			} else {
+		if hc.r < hc.w {
+			err := http1.ParseRequestLimits(hc.buf[hc.r:hc.w], &hc.req, hc.h.h1.parse)
+			if err == nil {
+				if hc.req.Upgrade || !hc.bodyBuffered() {
+					// Served on a goroutine: the request's body streams
+					// from the client, or the connection is spliced.
+					hc.toGoroutine(nil, nil)
+					return
+				}
 				hc.hl.l.Stop(&hc.ctm)
+				hc.reqAt, hc.headAt = hc.headAt, time.Time{}
+				if !hc.loopRequest() {
+					return
+				}
+				continue
 			}
-			return
-		}
-		err := http1.ParseRequestLimits(hc.buf[hc.r:hc.w], &hc.req, hc.h.h1.parse)
-		if err != nil {
 			if !errors.Is(err, http1.ErrIncomplete) {
 				hc.loopReject(err)
 				return
 			}
-			now := time.Now()
 			if hc.headAt.IsZero() {
-				hc.headAt = now
+				hc.headAt = time.Now()
 			}
-			if hc.peerFin {
-				hc.loopClose() // a head the client will never finish
+		}
+		if hc.pendIn {
+			if !hc.readClient() {
 				return
 			}
-			hc.ph = phHead
-			hc.armHead(now)
-			return
+			continue
 		}
-		if hc.req.Upgrade || !hc.bodyBuffered() {
-			// Served on a goroutine: the request's body streams from
-			// the client, or the connection is spliced.
-			hc.toGoroutine(nil)
-			return
-		}
-		hc.hl.l.Stop(&hc.ctm)
-		hc.reqAt, hc.headAt = hc.headAt, time.Time{}
-		if !hc.loopRequest() {
-			return
-		}
+		hc.loopWait()
+		return
 	}
+}
+
+// readClient reads once from the client. It returns false when the
+// connection ended (end of stream, an error, a full buffer).
+func (hc *h1conn) readClient() bool {
+	if !hc.makeRoom() {
+		hc.loopFailed()
+		return false
+	}
+	room := hc.readRoom()
+	n, err := evloop.Read(hc.fd, room)
+	if err == syscall.EAGAIN {
+		hc.pendIn = false
+		return true
+	}
+	if err != nil || n == 0 {
+		hc.eof = true
+		hc.loopFailed()
+		return false
+	}
+	hc.w += n
+	if n < len(room) {
+		hc.pendIn = false // drained: the next bytes bring an edge
+	}
+	return true
+}
+
+// loopWait arms the wait for the next request or the rest of a head.
+func (hc *h1conn) loopWait() {
+	if hc.r == hc.w {
+		hc.ph = phIdle
+		if hc.h.draining.Load() || hc.peerFin {
+			hc.loopClose()
+			return
+		}
+		hc.releaseBufs()
+		if d := hc.h.cfg.IdleTimeout; d > 0 {
+			hc.hl.l.Arm(&hc.ctm, hc.hl.l.Now()+int64(d))
+		} else {
+			hc.hl.l.Stop(&hc.ctm)
+		}
+		return
+	}
+	if hc.peerFin {
+		hc.loopClose() // a head the client will never finish
+		return
+	}
+	hc.ph = phHead
+	hc.armHead(time.Now())
 }
 
 // armHead arms the client timer for the rest of a head (armRead's
@@ -407,13 +422,9 @@ func (hc *h1conn) loopRequest() bool {
 		// request with a body take the goroutine's path (forward).
 		hc.toGoroutine(func() bool {
 			ok := hc.forward(keep)
-			hc.s.finish()
-			hc.clock = hc.s.end
-			if len(hc.h.logs) > 0 {
-				hc.s.logHTTP(methods[string(hc.req.Method)], hc.s.rreq.Path, false)
-			}
+			hc.endRequest()
 			return ok
-		})
+		}, hc.endRequest)
 		return false
 	}
 	if !pool.Admit() {
@@ -446,6 +457,7 @@ func (hc *h1conn) endRequest() {
 // the answer went out and the next request may be served.
 func (hc *h1conn) loopFail(ue upstreamErr, admitted bool) bool {
 	s := hc.s
+	hc.lreplay = nil
 	s.flags |= ue.flag()
 	code, body := s.upstreamReply(ue)
 	out := hc.encodeLocal(code, body, nil, hc.lkeep, false)

@@ -11,7 +11,6 @@ import (
 	"github.com/nodemesh/nodemesh/proxylib/http1"
 	"github.com/nodemesh/nodemesh/proxylib/sockio"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
-	"golang.org/x/sys/unix"
 )
 
 // writeUp writes the rest of the request upstream.
@@ -145,13 +144,18 @@ func (hc *h1conn) loopRespond() {
 		}
 		keep, head := hc.lkeep, hc.lhead
 		sent := s.start
+		pool := uc.Pool()
 		hc.toGoroutine(func() bool {
 			ok := hc.relayResponse(uc, keep, head, recv.Sub(sent), recv)
-			pool := uc.Pool()
 			pool.End()
 			pool.Done()
 			hc.endRequest()
 			return ok
+		}, func() {
+			hc.dropUpstream(uc)
+			pool.End()
+			pool.Done()
+			hc.endRequest()
 		})
 		return
 	}
@@ -178,16 +182,9 @@ func (hc *h1conn) loopRespond() {
 	}
 }
 
-// afterResponse goes on once a response went out whole: with what the
-// client sent meanwhile, else with what is buffered.
-func (hc *h1conn) afterResponse() {
-	if hc.pendIn {
-		hc.pendIn = false
-		hc.readClient()
-		return
-	}
-	hc.loopServe()
-}
+// afterResponse goes on once a response went out whole: with what is
+// buffered, then with what the client sent meanwhile.
+func (hc *h1conn) afterResponse() { hc.loopServe() }
 
 // upFailed ends an exchange that failed before the response head: the
 // request is replayed once on a fresh connection when a reused one was
@@ -301,7 +298,9 @@ func (hl *hloop) popIdle(pool *upstream.Pool, now time.Time) *loopUp {
 		list = list[:len(list)-1]
 		hl.setIdle(pool, list)
 		hl.l.Stop(&lu.tm)
-		if pool.Closed() || !pool.IdleFresh(lu.idle, now) {
+		// The probe, as the pool's: a FIN or stray bytes that came after
+		// this round's events were collected must not meet a request.
+		if pool.Closed() || !pool.IdleFresh(lu.idle, now) || !lu.uc.ProbeDetached() {
 			hl.discard(lu)
 			continue
 		}
@@ -309,6 +308,9 @@ func (hl *hloop) popIdle(pool *upstream.Pool, now time.Time) *loopUp {
 	}
 	return nil
 }
+
+// maxLoopIdle bounds the idle connections of one pool a loop keeps.
+const maxLoopIdle = 1024
 
 // setIdle stores pool's idle list; an empty one leaves the map, so a pool
 // gone from the configuration is not kept reachable.
@@ -332,6 +334,8 @@ func (hl *hloop) putIdle(lu *loopUp, now time.Time) {
 		hl.discard(lu)
 	case pool.Queued():
 		hl.giveBack(lu, now)
+	case len(hl.idle[pool]) >= maxLoopIdle:
+		hl.discard(lu)
 	default:
 		pool.OnQueue(hl, hl.queued)
 		hl.idle[pool] = append(hl.idle[pool], lu)
@@ -402,8 +406,10 @@ func (hl *hloop) discard(lu *loopUp) {
 // toGoroutine hands the connection to a goroutine: cont continues what
 // the loop started (nil: nothing), then the goroutine serves the
 // connection as any other (serve) and ends it as ServeConn does. The
-// sockets go back to the runtime's poller.
-func (hc *h1conn) toGoroutine(cont func() bool) {
+// client's socket goes back to the runtime's poller; when that fails,
+// fail (if any) closes the books of what cont would have continued and
+// the connection is closed.
+func (hc *h1conn) toGoroutine(cont func() bool, fail func()) {
 	hl := hc.hl
 	_ = hl.l.Del(hc.fd)
 	hl.l.Stop(&hc.ctm)
@@ -414,6 +420,7 @@ func (hc *h1conn) toGoroutine(cont func() bool) {
 	_ = f.Close()
 	h := hc.h
 	h.mu.Lock()
+	hc.gen.Add(1) // functions posted for the loop-served connection do nothing
 	hc.hl, hc.fd = nil, -1
 	if err == nil {
 		hc.c = c
@@ -425,14 +432,21 @@ func (hc *h1conn) toGoroutine(cont func() bool) {
 	h.mu.Unlock()
 	hc.rdl, hc.wdl = sockio.LazyDeadline{}, sockio.LazyDeadline{}
 	if err != nil {
-		hc.h.rt.Logger.Debug("event loop handoff", "error", err)
+		h.rt.Logger.Debug("event loop handoff", "error", err)
+		if fail != nil {
+			fail()
+		}
+		h.untrack(hc)
+		putH1conn(hc)
+		h.wg.Done()
+		return
 	}
 	go func() {
-		ok := err == nil
-		if ok && aborted {
+		if aborted {
 			_ = interrupt(hc.c)
 		}
-		if ok && cont != nil {
+		ok := true
+		if cont != nil {
 			ok = cont()
 		}
 		if ok {
@@ -449,7 +463,7 @@ func (hc *h1conn) toGoroutine(cont func() bool) {
 // loopDrain runs on the loop when the handler drains: an idle connection
 // closes now, a busy one after its response (loopServe checks).
 func (hc *h1conn) loopDrain() {
-	if hc.hl != nil && hc.ph == phIdle {
+	if hc.ph == phIdle {
 		hc.loopClose()
 	}
 }
@@ -458,7 +472,11 @@ func (hc *h1conn) loopDrain() {
 // or, while a goroutine gets its upstream connection, when that returns
 // (its context is cancelled).
 func (hc *h1conn) loopAbort() {
-	if hc.hl == nil || hc.ph == phGone || hc.ph == phDial {
+	switch hc.ph {
+	case phGone, phDial, phStarting:
+		// Gone; or a goroutine gets the upstream connection (its context
+		// is cancelled: loopDialed ends it); or loopStart, yet to run,
+		// checks aborted.
 		return
 	}
 	switch hc.ph {
@@ -469,5 +487,3 @@ func (hc *h1conn) loopAbort() {
 	}
 	hc.loopClose()
 }
-
-var _ = unix.Close

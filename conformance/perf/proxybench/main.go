@@ -143,7 +143,7 @@ func main() {
 	loadCPU := flag.Int("load-cpu", 1, "1core, h2: CPU the load generator and the backend are pinned to")
 	cpus2 := flag.String("cpus2", "0,1", "2core: CPUs the proxies under test run on")
 	loadCPUs2 := flag.String("load-cpus2", "", "2core: CPUs wrk and the backend run on (default: -cpus2, shared with the proxies)")
-	only := flag.String("targets", "direct,nginx,haproxy,nodemesh", "1core, 2core: which targets to measure")
+	only := flag.String("targets", "direct,nginx,haproxy,nodemesh,nodemesh-loop", "1core, 2core: which targets to measure (nodemesh-loop: 1core only)")
 	profile := flag.String("profile", "", "directory to write nodemesh-proxy's CPU, allocation, block and mutex profiles, an execution trace and its gctrace log to, taken during each measured HTTP/1.1 run (profiling costs the proxy some CPU: do not publish numbers from such a run)")
 	baseline := flag.String("baseline-bin", "", "directory holding another build of nodemesh-agent and nodemesh-proxy, measured in 1core and h2 in the same run, each of its h2 rows right after the build under test's (a regression check)")
 	flag.Parse()
@@ -188,7 +188,7 @@ func main() {
 // oneCore measures the 1core and h2 sections, which share their proxies,
 // and returns the pid of its nodemesh-proxy.
 func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2conns []int, streams int) int {
-	ports := freePorts(9)
+	ports := freePorts(10)
 	backendAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	_ = b.start(b.loadCPU, nil, "nginx", "-p", b.dir, "-c", writeFile(b.dir, "backend1.conf", nginxBackend(b.dir, "backend1", backendAddr, 1, b.body)))
 
@@ -209,6 +209,14 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 	}
 	if only["nodemesh"] {
 		targets = append(targets, nm)
+	}
+	if only["nodemesh-loop"] {
+		// The experimental event loop (--event-loops 1): one loop thread
+		// plus a P for the rest of the process, on the same one core.
+		lg := g
+		lg.ip, lg.httpPort, lg.httpsPort = "127.0.100.252", ports[9], 0
+		lt, _ := b.nodemesh(b.bin, "nodemesh-proxy --event-loops 1", lg, b.proxyCPU, b.loadCPU, 1, "--event-loops", "1")
+		targets = append(targets, lt)
 	}
 	var base target
 	var basePID int
