@@ -153,3 +153,186 @@ func itoa(n int) string {
 		}
 	}
 }
+
+// A request body larger than the read buffer, sent in one write on a
+// kept-alive connection, streams on a goroutine (the loop reads one read
+// at a time and parses in between); a response sent head and large body
+// in one write is relayed the same way. Pipelined requests followed by
+// the client's FIN are all answered before the connection closes.
+func TestEventLoopLargeMessagesAndHalfClose(t *testing.T) {
+	big := strings.Repeat("u", 200<<10)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					n, _ := io.Copy(io.Discard, req.Body)
+					body := req.URL.Path + ":" + itoa(int(n))
+					if req.URL.Path == "/bigresp" {
+						body = big
+					}
+					// Head and body in one write.
+					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	addr := loopProxy(t, ln.Addr().String())
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	read := func() string {
+		t.Helper()
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d: %q", resp.StatusCode, got)
+		}
+		return string(got)
+	}
+	io.WriteString(c, "GET /first HTTP/1.1\r\nHost: loop.example\r\n\r\n")
+	if got := read(); got != "/first:0" {
+		t.Fatalf("first: %q", got)
+	}
+	io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: loop.example\r\nContent-Length: "+itoa(len(big))+"\r\n\r\n"+big)
+	if got := read(); got != "/upload:"+itoa(len(big)) {
+		t.Fatalf("upload: %q", got)
+	}
+	io.WriteString(c, "GET /bigresp HTTP/1.1\r\nHost: loop.example\r\n\r\n")
+	if got := read(); got != big {
+		t.Fatalf("large response: %d bytes", len(got))
+	}
+	// A fresh connection: pipelined requests, then the client's FIN.
+	c2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	io.WriteString(c2, "GET /h1 HTTP/1.1\r\nHost: loop.example\r\n\r\nGET /h2 HTTP/1.1\r\nHost: loop.example\r\n\r\n")
+	c2.(*net.TCPConn).CloseWrite()
+	c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br = bufio.NewReader(c2)
+	if got := read(); got != "/h1:0" {
+		t.Fatalf("pipelined 1: %q", got)
+	}
+	if got := read(); got != "/h2:0" {
+		t.Fatalf("pipelined 2: %q", got)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("after the client's FIN and its answers: %v, want EOF", err)
+	}
+}
+
+// A request replayed after its reused upstream connection was reset, whose
+// replay could not connect, is answered 503 and forgotten: the next
+// request on the client connection is sent as itself, once.
+func TestEventLoopFailedReplayIsForgotten(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := ln.Addr().String()
+	reopen := make(chan struct{})
+	seen := make(chan string, 16)
+	var serve func(ln net.Listener)
+	serve = func(ln net.Listener) {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					seen <- req.URL.Path
+					if req.URL.Path == "/reset" {
+						ln.Close() // the replay cannot connect
+						return     // and this connection is reset unanswered
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+itoa(len(req.URL.Path))+"\r\n\r\n"+req.URL.Path)
+				}
+			}()
+		}
+	}
+	go serve(ln)
+	go func() {
+		<-reopen
+		ln2, err := net.Listen("tcp", backend)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		t.Cleanup(func() { ln2.Close() })
+		serve(ln2)
+	}()
+	addr := loopProxy(t, backend)
+	for len(seen) > 0 {
+		<-seen // waitServing's requests
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	ask := func(path string) (int, string) {
+		t.Helper()
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: loop.example\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(got)
+	}
+	if code, got := ask("/warm"); code != 200 || got != "/warm" {
+		t.Fatalf("warm: %d %q", code, got)
+	}
+	if code, _ := ask("/reset"); code != 503 {
+		t.Fatalf("reset with its replay refused: %d, want 503", code)
+	}
+	close(reopen)
+	time.Sleep(100 * time.Millisecond)
+	if code, got := ask("/next"); code != 200 || got != "/next" {
+		t.Fatalf("the request after a failed replay: %d %q", code, got)
+	}
+	var paths []string
+	for len(seen) > 0 {
+		paths = append(paths, <-seen)
+	}
+	if strings.Join(paths, " ") != "/warm /reset /next" {
+		t.Fatalf("the backend saw %v, want /warm /reset /next", paths)
+	}
+}
