@@ -27,6 +27,7 @@ type hloop struct {
 	l      *evloop.Loop
 	idle   map[*upstream.Pool][]*loopUp
 	queued func() // upstream.Pool.OnQueue's function: give back what requests wait for
+	sweep  evloop.Timer
 }
 
 // StartLoops starts n loops, each on a goroutine of its own. GOMAXPROCS
@@ -41,6 +42,7 @@ func StartLoops(n int) (*Loops, error) {
 		}
 		hl := &hloop{l: l, idle: map[*upstream.Pool][]*loopUp{}}
 		hl.queued = func() { _ = hl.l.Post(hl.giveBackQueued) }
+		hl.sweep.F = hl.sweepIdle
 		ls.loops = append(ls.loops, hl)
 	}
 	errc := make(chan error, n)
@@ -51,7 +53,7 @@ func StartLoops(n int) (*Loops, error) {
 	// posted function.
 	for _, hl := range ls.loops {
 		ran := make(chan struct{})
-		if err := hl.l.Post(func() { close(ran) }); err != nil {
+		if err := hl.l.Post(func() { hl.sweepIdle(); close(ran) }); err != nil {
 			ls.Close()
 			return nil, err
 		}

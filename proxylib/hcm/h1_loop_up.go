@@ -312,14 +312,26 @@ func (hl *hloop) popIdle(pool *upstream.Pool, now time.Time) *loopUp {
 // maxLoopIdle bounds the idle connections of one pool a loop keeps.
 const maxLoopIdle = 1024
 
-// setIdle stores pool's idle list; an empty one leaves the map, so a pool
-// gone from the configuration is not kept reachable.
+// setIdle stores pool's idle list. An emptied list keeps its place (and
+// its storage, so a pool that empties and refills its list with every
+// request allocates nothing); sweepIdle drops the empty ones, so a pool
+// gone from the configuration is not kept reachable for long.
 func (hl *hloop) setIdle(pool *upstream.Pool, list []*loopUp) {
-	if len(list) == 0 {
-		delete(hl.idle, pool)
-		return
-	}
 	hl.idle[pool] = list
+}
+
+// sweepEvery is how often a loop forgets pools it holds no idle
+// connection of.
+const sweepEvery = time.Minute
+
+// sweepIdle forgets the pools with an empty idle list, then re-arms.
+func (hl *hloop) sweepIdle() {
+	for pool, list := range hl.idle {
+		if len(list) == 0 {
+			delete(hl.idle, pool)
+		}
+	}
+	hl.l.Arm(&hl.sweep, hl.l.Now()+int64(sweepEvery))
 }
 
 // putIdle keeps lu for the next request of its pool, or gives it back to
