@@ -50,12 +50,27 @@ func (hc *h1conn) upReady(ev uint32) {
 	}
 }
 
-// readUp reads the response head (edge-triggered: until a read comes
-// short) and relays a response that came whole.
+// readUp reads the response, one read at a time, until its head is parsed
+// (and, for a body the loop relays itself, until that body is buffered).
+// Edge-triggered: it stops reading only on EAGAIN, a short read, or once
+// it has what it needs (then the goroutine a streamed response goes to
+// reads the rest).
 func (hc *h1conn) readUp() {
 	lu := hc.lu
 	uc := lu.uc
 	for {
+		if uc.R < uc.W {
+			ue, done := parseHead(uc, hc.lhead)
+			if done && ue != upOK {
+				hc.upFailed(ue)
+				return
+			}
+			if done && !bodyPending(uc) {
+				hc.hl.l.Stop(&hc.utm)
+				hc.loopRespond()
+				return
+			}
+		}
 		if uc.R == uc.W {
 			uc.R, uc.W = 0, 0
 		}
@@ -65,7 +80,7 @@ func (hc *h1conn) readUp() {
 				uc.R = 0
 			} else {
 				if len(uc.Buf) >= h1MaxBuf {
-					hc.upFailed(upProtocol)
+					hc.upFailed(upProtocol) // a head that does not fit
 					return
 				}
 				nb := make([]byte, min(2*len(uc.Buf), h1MaxBuf))
@@ -77,7 +92,7 @@ func (hc *h1conn) readUp() {
 		room := uc.Buf[uc.W:]
 		n, err := evloop.Read(lu.fd, room)
 		if err == syscall.EAGAIN {
-			break
+			return
 		}
 		if err != nil || n == 0 {
 			if hc.lgot {
@@ -90,19 +105,28 @@ func (hc *h1conn) readUp() {
 		uc.W += n
 		hc.lgot = true
 		if n < len(room) {
-			break
+			// Drained: parse what came; the next bytes bring an edge.
+			if ue, done := parseHead(uc, hc.lhead); done {
+				if ue != upOK {
+					hc.upFailed(ue)
+					return
+				}
+				if !bodyPending(uc) {
+					hc.hl.l.Stop(&hc.utm)
+					hc.loopRespond()
+				}
+			}
+			return
 		}
 	}
-	ue, done := parseHead(uc, hc.lhead)
-	if !done {
-		return
-	}
-	if ue != upOK {
-		hc.upFailed(ue)
-		return
-	}
-	hc.hl.l.Stop(&hc.utm)
-	hc.loopRespond()
+}
+
+// bodyPending reports whether a parsed response is one the loop relays
+// itself whose body is not all buffered yet (it waits for the rest).
+func bodyPending(uc *upstream.Conn) bool {
+	resp := &uc.Resp
+	return resp.Status != 101 && resp.Framing == http1.Length && resp.ContentLength <= h1BufSize/2 &&
+		int64(uc.W-uc.R-resp.HeadLen) < resp.ContentLength
 }
 
 // whole reports whether the parsed response in uc can be relayed from
