@@ -63,9 +63,12 @@
 // than attach behind the loop's back, whose epoll set may still hold the
 // descriptor), so the loop attaches a connection before returning it.
 // The loop keeps its own idle list of detached connections, probing each
-// before reuse (ProbeDetached, the same peek as the pool's probe), and
-// attaches and returns them when the pool left the configuration
-// (Pool.Closed) or requests queue for a connection (Pool.Queued). Attach
+// before reuse (ProbeDetached, the same peek as the pool's probe),
+// expiring them on the pool's idle timeout (Pool.IdleTimeout), closing
+// them when the pool left the configuration (Pool.Closed), and attaching
+// and returning them to the pool when requests queue for a connection
+// (Pool.Queued at release; Pool.OnQueue, called whenever a request queues,
+// for the ones it already holds). Attach
 // makes a net.Conn of the descriptor again, wrapped as a dialed one is,
 // and closes the loop's descriptor, which the loop must have removed
 // from its epoll set. A detached connection is owned by one goroutine:
