@@ -11,11 +11,15 @@
 //     directly, which bounds what any proxy can reach. Every connection
 //     count runs in -rounds rounds, each target once per round in an
 //     order that changes from round to round; rows print medians and each
-//     round's rate (rounds.go says why).
+//     round's rate (rounds.go says why). nodemesh-proxy runs twice: on a
+//     goroutine per connection, and with the experimental --event-loops 1
+//     (one event loop, plus a P for the rest of the process: GOMAXPROCS=2
+//     on the same one CPU).
 //   - 2core: the same with two of everything (nginx 2 workers, haproxy 2
 //     threads, nodemesh-proxy GOMAXPROCS=2 with its two SO_REUSEPORT
 //     listeners, and nodemesh-proxy --workers 2: two GOMAXPROCS=1
-//     processes, one socket each in the group), at each of -conns2. The proxies run on -cpus2; wrk (2
+//     processes, one socket each in the group, and nodemesh-proxy
+//     --event-loops 2), at each of -conns2. The proxies run on -cpus2; wrk (2
 //     threads) and the backend (2 workers) on -load-cpus2, by default the
 //     same CPUs: a 2-CPU machine has none to spare for the load, so all
 //     of them float over both and share them, and the figure is what the
@@ -214,7 +218,7 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 		// The experimental event loop (--event-loops 1): one loop thread
 		// plus a P for the rest of the process, on the same one core.
 		lg := g
-		lg.ip, lg.httpPort, lg.httpsPort = "127.0.100.252", ports[9], 0
+		lg.ip, lg.httpPort, lg.httpsPort = "127.0.100.248", ports[9], 0
 		lt, _ := b.nodemesh(b.bin, "nodemesh-proxy --event-loops 1", lg, b.proxyCPU, b.loadCPU, 1, "--event-loops", "1")
 		targets = append(targets, lt)
 	}
@@ -290,7 +294,7 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 
 // twoCores measures the 2core section with proxies of its own.
 func (b *bench) twoCores(only map[string]bool, cpus, loadCPUs string, conns []int) {
-	ports := freePorts(5)
+	ports := freePorts(6)
 	backendAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	_ = b.start(loadCPUs, nil, "nginx", "-p", b.dir, "-c", writeFile(b.dir, "backend2.conf", nginxBackend(b.dir, "backend2", backendAddr, 2, b.body)))
 	targets := []target{{name: "direct (backend, 2 workers)", url: "http://" + backendAddr + "/"}}
@@ -314,6 +318,12 @@ func (b *bench) twoCores(only map[string]bool, cpus, loadCPUs string, conns []in
 		// process group, so their CPU counts.
 		g = gateway{ip: "127.0.100.254", httpPort: ports[4], backendPort: ports[0], routes: 1}
 		t, _ = b.nodemesh(b.bin, "nodemesh-proxy --workers 2", g, cpus, loadCPUs, 1, "--workers", "2")
+		targets = append(targets, t)
+	}
+	if only["nodemesh-loop"] {
+		// Two event loops (and a P for the rest: GOMAXPROCS=3).
+		g := gateway{ip: "127.0.100.249", httpPort: ports[5], backendPort: ports[0], routes: 1}
+		t, _ := b.nodemesh(b.bin, "nodemesh-proxy --event-loops 2", g, cpus, loadCPUs, 2, "--event-loops", "2")
 		targets = append(targets, t)
 	}
 	if !only["direct"] {
