@@ -50,11 +50,11 @@ func (hc *h1conn) upReady(ev uint32) {
 	}
 }
 
-// readUp reads the response, one read at a time, until its head is parsed
-// (and, for a body the loop relays itself, until that body is buffered).
+// readUp reads the response, one read at a time, until its head is
+// parsed; then the loop relays it if its body came with it, else a
+// goroutine does (the body under the route and stream idle timeouts).
 // Edge-triggered: it stops reading only on EAGAIN, a short read, or once
-// it has what it needs (then the goroutine a streamed response goes to
-// reads the rest).
+// the head is in (the goroutine reads the rest).
 func (hc *h1conn) readUp() {
 	lu := hc.lu
 	uc := lu.uc
@@ -65,7 +65,7 @@ func (hc *h1conn) readUp() {
 				hc.upFailed(ue)
 				return
 			}
-			if done && !bodyPending(uc) {
+			if done {
 				hc.hl.l.Stop(&hc.utm)
 				hc.loopRespond()
 				return
@@ -111,22 +111,12 @@ func (hc *h1conn) readUp() {
 					hc.upFailed(ue)
 					return
 				}
-				if !bodyPending(uc) {
-					hc.hl.l.Stop(&hc.utm)
-					hc.loopRespond()
-				}
+				hc.hl.l.Stop(&hc.utm)
+				hc.loopRespond()
 			}
 			return
 		}
 	}
-}
-
-// bodyPending reports whether a parsed response is one the loop relays
-// itself whose body is not all buffered yet (it waits for the rest).
-func bodyPending(uc *upstream.Conn) bool {
-	resp := &uc.Resp
-	return resp.Status != 101 && resp.Framing == http1.Length && resp.ContentLength <= h1BufSize/2 &&
-		int64(uc.W-uc.R-resp.HeadLen) < resp.ContentLength
 }
 
 // whole reports whether the parsed response in uc can be relayed from
