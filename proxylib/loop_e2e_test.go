@@ -336,3 +336,102 @@ func TestEventLoopFailedReplayIsForgotten(t *testing.T) {
 		t.Fatalf("the backend saw %v, want /warm /reset /next", paths)
 	}
 }
+
+// A server that sends part of a head and closes (both arriving before
+// the loop reads) gets its client a 503 at once, not after the route
+// timeout: the FIN in the event is read to the end of stream.
+func TestEventLoopUpstreamFinWithPartialHead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if req.URL.Path == "/cut" {
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Le")
+						return
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	addr := loopProxy(t, ln.Addr().String())
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	io.WriteString(c, "GET /cut HTTP/1.1\r\nHost: loop.example\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer within 5 s: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || time.Since(start) > 3*time.Second {
+		t.Fatalf("%d after %v, want 503 at once", resp.StatusCode, time.Since(start))
+	}
+}
+
+// A client that pipelines locally answered requests as fast as it can,
+// and reads the answers, does not keep the loop from other connections.
+func TestEventLoopFloodingClientDoesNotStarveOthers(t *testing.T) {
+	addr := loopProxy(t, rawBackend(t))
+	flood, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flood.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	// No route for this host: 404 from the proxy itself, no upstream.
+	req := []byte(strings.Repeat("GET / HTTP/1.1\r\nHost: none.example\r\n\r\n", 256))
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := flood.Write(req); err != nil {
+				return
+			}
+		}
+	}()
+	go io.Copy(io.Discard, flood)
+	time.Sleep(200 * time.Millisecond)
+	other, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	br := bufio.NewReader(other)
+	for i := range 5 {
+		start := time.Now()
+		other.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(other, "GET /x HTTP/1.1\r\nHost: loop.example\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		if err := readResponse(br); err != nil {
+			t.Fatalf("request %d beside the flood: %v", i, err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("request %d beside the flood took %v", i, d)
+		}
+	}
+}

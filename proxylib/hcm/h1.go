@@ -105,6 +105,7 @@ type h1conn struct {
 	lgot    bool         // response bytes arrived
 	lidle   bool         // the response deadline is the stream idle timeout
 	lupIn   bool         // the upstream became readable while the request went out
+	lupFin  bool         // the upstream's FIN arrived
 	pendIn  bool         // the client became readable while busy
 	peerFin bool         // the client's FIN arrived
 	wclose  bool         // close once wout is written

@@ -71,8 +71,27 @@ func StartLoops(n int) (*Loops, error) {
 // them (the process is ending).
 func (ls *Loops) Close() {
 	for _, hl := range ls.loops {
+		// The idle upstream connections first (their slots, their
+		// descriptors), then the loop.
+		done := make(chan struct{})
+		if hl.l.Post(func() { hl.discardIdle(); close(done) }) == nil {
+			select {
+			case <-done:
+			case <-hl.l.Done():
+			}
+		}
 		hl.l.Close()
 		<-hl.l.Done()
+	}
+}
+
+// discardIdle closes every idle upstream connection the loop holds.
+func (hl *hloop) discardIdle() {
+	for pool, list := range hl.idle {
+		for _, lu := range list {
+			hl.discard(lu)
+		}
+		delete(hl.idle, pool)
 	}
 }
 
@@ -235,7 +254,9 @@ func (hc *h1conn) clientReady(ev uint32) {
 	}
 	switch hc.ph {
 	case phIdle, phHead:
-		hc.loopServe()
+		if hc.pendIn {
+			hc.loopServe()
+		}
 	case phWrite:
 		if ev&(evloop.Out|evloop.Err|evloop.Hup) != 0 {
 			hc.flushClient()
@@ -259,7 +280,14 @@ func (hc *h1conn) loopFailed() {
 // it needs more bytes and the socket has some (pendIn), until the
 // connection waits for something.
 func (hc *h1conn) loopServe() {
-	for {
+	for turns := 0; ; turns++ {
+		if turns == maxTurns {
+			// One connection does not keep the loop from the others:
+			// it goes on after them (edge-triggered: no edge would say
+			// that its socket still holds bytes).
+			hc.yield()
+			return
+		}
 		if hc.r < hc.w {
 			err := http1.ParseRequestLimits(hc.buf[hc.r:hc.w], &hc.req, hc.h.h1.parse)
 			if err == nil {
@@ -293,6 +321,26 @@ func (hc *h1conn) loopServe() {
 		hc.loopWait()
 		return
 	}
+}
+
+// maxTurns bounds the reads and locally answered requests of one
+// connection per loopServe.
+const maxTurns = 16
+
+// yield parks the connection (waiting as for the rest of a head or the
+// next request, its timers armed) and posts its continuation behind what
+// the loop has to do.
+func (hc *h1conn) yield() {
+	hc.loopWait()
+	if hc.ph != phIdle && hc.ph != phHead {
+		return // closed
+	}
+	gen := hc.gen.Load()
+	_ = hc.hl.l.Post(func() {
+		if hc.gen.Load() == gen && (hc.ph == phIdle || hc.ph == phHead) {
+			hc.loopServe()
+		}
+	})
 }
 
 // readClient reads once from the client. It returns false when the
@@ -529,6 +577,7 @@ func (hc *h1conn) loopFinishAborted() {
 	pool := hc.s.host.Pool
 	pool.End()
 	pool.Done()
+	hc.endRequest()
 	hc.loopClose()
 }
 
@@ -572,7 +621,7 @@ func (hc *h1conn) loopSend(lu *loopUp, reused bool, replay []byte) {
 		out = append(uc.Out[:0], replay...)
 	}
 	uc.Out = out
-	hc.lreused, hc.uoff, hc.lgot, hc.lupIn, hc.lreplay = reused, 0, false, false, nil
+	hc.lreused, hc.uoff, hc.lgot, hc.lupIn, hc.lupFin, hc.lreplay = reused, 0, false, false, false, nil
 	begin := time.Now()
 	hc.respArmed = false
 	wait, idle := hc.responseWait(s.start, begin)

@@ -42,10 +42,18 @@ func (hc *h1conn) upReady(ev uint32) {
 		if ev&(evloop.In|evloop.RdHup|evloop.Hup|evloop.Err) != 0 {
 			hc.lupIn = true // read once the request is out
 		}
+		if ev&(evloop.RdHup|evloop.Hup) != 0 {
+			hc.lupFin = true
+		}
 		if ev&(evloop.Out|evloop.Err|evloop.Hup) != 0 {
 			hc.writeUp()
 		}
 	case phUpResp:
+		if ev&(evloop.RdHup|evloop.Hup) != 0 {
+			// The server's FIN came: a short read does not mean the
+			// edge was drained; read on until the end of stream.
+			hc.lupFin = true
+		}
 		hc.readUp()
 	}
 }
@@ -104,7 +112,7 @@ func (hc *h1conn) readUp() {
 		}
 		uc.W += n
 		hc.lgot = true
-		if n < len(room) {
+		if n < len(room) && !hc.lupFin {
 			// Drained: parse what came; the next bytes bring an edge.
 			if ue, done := parseHead(uc, hc.lhead); done {
 				if ue != upOK {
@@ -318,6 +326,7 @@ func (hl *hloop) popIdle(pool *upstream.Pool, now time.Time) *loopUp {
 			hl.discard(lu)
 			continue
 		}
+		lu.uc.TakeBuffers()
 		return lu
 	}
 	return nil
@@ -335,12 +344,20 @@ func (hl *hloop) setIdle(pool *upstream.Pool, list []*loopUp) {
 }
 
 // sweepEvery is how often a loop forgets pools it holds no idle
-// connection of.
+// connection of and closes the idle connections of pools that left the
+// configuration.
 const sweepEvery = time.Minute
 
-// sweepIdle forgets the pools with an empty idle list, then re-arms.
+// sweepIdle forgets the pools with an empty idle list and closes the
+// idle connections of pools that left the configuration, then re-arms.
 func (hl *hloop) sweepIdle() {
 	for pool, list := range hl.idle {
+		if len(list) > 0 && pool.Closed() {
+			for _, lu := range list {
+				hl.discard(lu)
+			}
+			list = nil
+		}
 		if len(list) == 0 {
 			delete(hl.idle, pool)
 		}
@@ -355,6 +372,9 @@ func (hl *hloop) putIdle(lu *loopUp, now time.Time) {
 	pool := lu.uc.Pool()
 	lu.uc.R, lu.uc.W = 0, 0
 	lu.idle = now
+	// Registered before Queued is read: a request that queues after the
+	// read calls the loop back (giveBackQueued).
+	pool.OnQueue(hl, hl.queued)
 	switch {
 	case pool.Closed():
 		hl.discard(lu)
@@ -363,7 +383,9 @@ func (hl *hloop) putIdle(lu *loopUp, now time.Time) {
 	case len(hl.idle[pool]) >= maxLoopIdle:
 		hl.discard(lu)
 	default:
-		pool.OnQueue(hl, hl.queued)
+		// Nothing is buffered and an idle connection needs no buffer:
+		// given back until the next request takes it (as the pool does).
+		lu.uc.ReleaseBuffers()
 		hl.idle[pool] = append(hl.idle[pool], lu)
 		if d := pool.IdleTimeout(); d > 0 {
 			hl.l.Arm(&lu.tm, hl.l.Now()+int64(d))
@@ -510,6 +532,7 @@ func (hc *h1conn) loopAbort() {
 		pool := hc.s.host.Pool
 		pool.End()
 		pool.Done()
+		hc.endRequest()
 	}
 	hc.loopClose()
 }

@@ -225,3 +225,11 @@ func (p *Pool) reclaim() {
 		}
 	}
 }
+
+// ReleaseBuffers gives an idle connection's read and write buffers back
+// (nothing may be buffered), as PutAt does for the pool's idle
+// connections; TakeBuffers borrows them again before reuse.
+func (c *Conn) ReleaseBuffers() { c.releaseBufs() }
+
+// TakeBuffers borrows the buffers of a connection that holds none.
+func (c *Conn) TakeBuffers() { c.takeBufs() }
