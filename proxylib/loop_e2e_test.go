@@ -7,8 +7,11 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
 	"github.com/nodemesh/nodemesh/proxylib"
 )
@@ -23,8 +26,10 @@ func loopProxy(t *testing.T, backend string) string {
 	}
 	x := startXDS(t, "", nil)
 	addr := freeAddr(t)
+	local := &routev3.Route{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/local"}},
+		Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 200}}}
 	x.set(httpListener(t, "l", addr, "rc", nil),
-		routeConfig("rc", vh("loop", "*", prefixRoute("/", "c"))),
+		routeConfig("rc", vh("loop", "*", local, prefixRoute("/", "c"))),
 		edsCluster(t, "c", false, nil), cla("c", backend))
 	startProxy(t, x.sock, proxylib.WithEventLoops(1))
 	waitServing(t, "http://"+addr+"/", "loop")
@@ -361,6 +366,10 @@ func TestEventLoopUpstreamFinWithPartialHead(t *testing.T) {
 						return
 					}
 					if req.URL.Path == "/cut" {
+						// Corked: the bytes leave with the FIN, in one
+						// segment, so the proxy sees both in one event.
+						rc, _ := c.(*net.TCPConn).SyscallConn()
+						rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CORK, 1) })
 						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Le")
 						return
 					}
@@ -399,8 +408,8 @@ func TestEventLoopFloodingClientDoesNotStarveOthers(t *testing.T) {
 	defer flood.Close()
 	stop := make(chan struct{})
 	defer close(stop)
-	// No route for this host: 404 from the proxy itself, no upstream.
-	req := []byte(strings.Repeat("GET / HTTP/1.1\r\nHost: none.example\r\n\r\n", 256))
+	// A direct response: answered by the proxy itself, no upstream.
+	req := []byte(strings.Repeat("GET /local HTTP/1.1\r\nHost: loop.example\r\n\r\n", 256))
 	go func() {
 		for {
 			select {
