@@ -31,6 +31,15 @@
 // rather than summing them: Go runtime and process metrics do not add up,
 // and an uneven spread is worth seeing (sum without (worker) gives the
 // node's totals); the xDS state comes from worker 0 only.
+//
+// --event-loops n (experimental; not with --workers) serves plain-TCP
+// HTTP/1.1 connections on n event loops of the proxy's own (package
+// evloop; proxylib/hcm, "Event loops") rather than a goroutine each. Each
+// loop keeps a P while it waits, so GOMAXPROCS is raised to n+1 when it is
+// lower (on one core: GOMAXPROCS=2, the loop and the rest of the process
+// sharing the core). What a loop does not serve itself (TLS, HTTP/2,
+// upgrades, streamed bodies, retries, mirrors) runs on goroutines as
+// without the flag.
 package main
 
 import (

@@ -370,23 +370,31 @@
 // N, h1_loop.go, h1_loop_up.go): a plain-TCP HTTP/1.1 connection, once
 // sniffed, leaves the runtime's poller (its descriptor is duplicated and
 // the net.Conn closed) and is served by one of N loops (package evloop)
-// as a state machine: read the head, prepare (the same routing and
-// filters as on a goroutine), take a detached idle upstream connection of
-// the loop's own (package upstream, Detach) or have a goroutine get one
-// through the pool (dial, breaker queue, route deadline) and post it
+// as a state machine: read the head (one read at a time, parsed after
+// each), prepare (the same routing and filters as on a goroutine), take a
+// detached idle upstream connection of the loop's own (package upstream,
+// Detach; probed before reuse as the pool's are) or have a goroutine get
+// one through the pool (dial, breaker queue, route deadline) and post it
 // back, write the request, read the response head, and relay a response
-// whose Content-Length body is buffered whole. Timeouts are loop timers
+// whose Content-Length body came with its head. Timeouts are loop timers
 // with the goroutine path's deadlines (idle, head, response head under the
-// route or stream idle timeout, a client that stops reading). Anything
-// else goes to the goroutine code mid-connection, the sockets back in the
-// runtime's poller: an upgrade or a body not buffered (before routing);
-// retries, mirrors, HTTP/2 or TLS upstreams, a logged request with a body
-// (at forward); a response that streams (after its head, relayResponse).
-// An idle upstream connection a loop holds needs no reuse probe: its
-// socket stays in the loop's epoll set, so the server closing it (or
-// sending anything) closes it at once; one that goes between a request's
-// take and its write shows as a reset and is replayed once, as on a
-// goroutine. Drain and forced close reach a loop-served connection
-// through a posted function that checks the connection is still the same
-// (h1conn.gen). Why a loop at all: evloop's package comment.
+// per-try, route or stream idle timeout, a client that stops reading).
+// Anything else goes to the goroutine code mid-connection, the sockets
+// back in the runtime's poller: an upgrade or a body not buffered (before
+// routing); retries, mirrors, HTTP/2 or TLS upstreams, a logged request
+// with a body (at forward); a response whose body did not come with its
+// head (after the head, relayResponse: its body under the route and stream
+// idle timeouts). Sockets are edge-triggered: a FIN seen in an event
+// (EPOLLRDHUP) is remembered (the client's closes the connection once its
+// buffered requests are answered; the server's makes the response read to
+// the end of stream), and a connection that served 16 reads or local
+// answers in a row yields to the others (its continuation is posted
+// behind them). A loop keeps its idle upstream connections without
+// buffers, expires them on the pool's idle timeout, closes those of pools
+// that left the configuration (a minute's sweep) and gives them back to
+// the pool whenever a request queues for one (upstream.Pool.OnQueue).
+// Drain and forced close reach a loop-served connection through a posted
+// function that checks the connection is still the same (h1conn.gen,
+// bumped when the loop gives it up). Why a loop at all: evloop's package
+// comment.
 package hcm
