@@ -146,6 +146,28 @@ func TestEventLoopHandsOffAndKeepsServing(t *testing.T) {
 	}
 }
 
+// serveRequests accepts connections on ln and hands every request read
+// from one to answer, which writes the response itself; false ends the
+// connection.
+func serveRequests(ln net.Listener, answer func(c net.Conn, req *http.Request) bool) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for {
+				req, err := http.ReadRequest(br)
+				if err != nil || !answer(c, req) {
+					return
+				}
+			}
+		}()
+	}
+}
+
 func itoa(n int) string {
 	var b [20]byte
 	i := len(b)
@@ -171,33 +193,16 @@ func TestEventLoopLargeMessagesAndHalfClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					n, _ := io.Copy(io.Discard, req.Body)
-					body := req.URL.Path + ":" + itoa(int(n))
-					if req.URL.Path == "/bigresp" {
-						body = big
-					}
-					// Head and body in one write.
-					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body); err != nil {
-						return
-					}
-				}
-			}()
+	go serveRequests(ln, func(c net.Conn, req *http.Request) bool {
+		n, _ := io.Copy(io.Discard, req.Body)
+		body := req.URL.Path + ":" + itoa(int(n))
+		if req.URL.Path == "/bigresp" {
+			body = big
 		}
-	}()
+		// Head and body in one write.
+		_, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body)
+		return err == nil
+	})
 	addr := loopProxy(t, ln.Addr().String())
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -265,30 +270,16 @@ func TestEventLoopFailedReplayIsForgotten(t *testing.T) {
 	backend := ln.Addr().String()
 	reopen := make(chan struct{})
 	seen := make(chan string, 16)
-	var serve func(ln net.Listener)
-	serve = func(ln net.Listener) {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	serve := func(ln net.Listener) {
+		serveRequests(ln, func(c net.Conn, req *http.Request) bool {
+			seen <- req.URL.Path
+			if req.URL.Path == "/reset" {
+				ln.Close()   // the replay cannot connect
+				return false // and this connection is reset unanswered
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					seen <- req.URL.Path
-					if req.URL.Path == "/reset" {
-						ln.Close() // the replay cannot connect
-						return     // and this connection is reset unanswered
-					}
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+itoa(len(req.URL.Path))+"\r\n\r\n"+req.URL.Path)
-				}
-			}()
-		}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+itoa(len(req.URL.Path))+"\r\n\r\n"+req.URL.Path)
+			return true
+		})
 	}
 	go serve(ln)
 	go func() {
@@ -351,33 +342,18 @@ func TestEventLoopUpstreamFinWithPartialHead(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					if req.URL.Path == "/cut" {
-						// Corked: the bytes leave with the FIN, in one
-						// segment, so the proxy sees both in one event.
-						rc, _ := c.(*net.TCPConn).SyscallConn()
-						rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CORK, 1) })
-						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Le")
-						return
-					}
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				}
-			}()
+	go serveRequests(ln, func(c net.Conn, req *http.Request) bool {
+		if req.URL.Path == "/cut" {
+			// Corked: the bytes leave with the FIN, in one segment, so
+			// the proxy sees both in one event.
+			rc, _ := c.(*net.TCPConn).SyscallConn()
+			rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CORK, 1) })
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Le")
+			return false
 		}
-	}()
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return true
+	})
 	addr := loopProxy(t, ln.Addr().String())
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
