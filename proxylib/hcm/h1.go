@@ -269,15 +269,20 @@ func (hc *h1conn) fillBody() bool {
 
 // reject answers a request that cannot be parsed and closes.
 func (hc *h1conn) reject(err error) {
-	code := 400
-	switch {
-	case errors.Is(err, http1.ErrHeadTooLarge), errors.Is(err, http1.ErrTooManyHeaders):
-		code = 431
-	case errors.Is(err, http1.ErrBadTransferEnc):
-		code = 501
-	}
+	code := rejectCode(err)
 	// As Envoy's codec errors: the status text is the body.
 	hc.localError(code, []byte(http1.StatusText(code)))
+}
+
+// rejectCode is the status of a request the parser refused with err.
+func rejectCode(err error) int {
+	switch {
+	case errors.Is(err, http1.ErrHeadTooLarge), errors.Is(err, http1.ErrTooManyHeaders):
+		return 431
+	case errors.Is(err, http1.ErrBadTransferEnc):
+		return 501
+	}
+	return 400
 }
 
 // localError answers the connection's current request locally, before

@@ -423,13 +423,7 @@ func (hc *h1conn) clientTimeout() {
 
 // loopReject answers an unparsable request and closes.
 func (hc *h1conn) loopReject(err error) {
-	code := 400
-	switch {
-	case errors.Is(err, http1.ErrHeadTooLarge), errors.Is(err, http1.ErrTooManyHeaders):
-		code = 431
-	case errors.Is(err, http1.ErrBadTransferEnc):
-		code = 501
-	}
+	code := rejectCode(err)
 	s := hc.s
 	s.route, s.wc, s.grpc = nil, nil, false
 	hc.sendClient(hc.encodeLocal(code, []byte(http1.StatusText(code)), nil, false, false), true)
