@@ -86,8 +86,9 @@ func BenchmarkPolicyApplyToEnforced(b *testing.B) {
 		for _, n := range l.Nodes {
 			pol, err := datapath.ReadPolicy(n.PinDir)
 			if errors.Is(err, fs.ErrNotExist) {
-				// That node's agent has not published its first policy
-				// table yet (node-1's identities came first).
+				// The agent replaced its published table between the
+				// outer map's lookup and the open of the old table by its
+				// ID (freed meanwhile): read again at the next poll.
 				return false, nil
 			}
 			if err != nil {

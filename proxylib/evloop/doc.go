@@ -42,8 +42,10 @@
 //   - A descriptor is registered at most once per loop; Del before close.
 //   - Ready is called only for registered descriptors, with the events the
 //     kernel reported (EPOLLIN, EPOLLOUT, EPOLLRDHUP, EPOLLHUP, EPOLLERR).
-//     It may be spurious (a descriptor number closed and reused within one
-//     round gets the old one's events): handlers treat EAGAIN as "nothing".
+//     A descriptor Del'eted during a round gets none of that round's later
+//     events, so a number closed and registered again within one round
+//     never receives the old one's; handlers still treat EAGAIN as
+//     "nothing".
 //   - A Stop'ped timer never fires; an Arm'ed timer fires once, at or after
 //     its time.
 //   - Close ends Run; descriptors still registered are not closed by the

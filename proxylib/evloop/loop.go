@@ -42,6 +42,7 @@ type Loop struct {
 	epfd, wake int
 	handlers   []Handler // by descriptor
 	evs        []unix.EpollEvent
+	cur, n     int // the event being dispatched and the round's count
 	timers     timerHeap
 	base       time.Time // loop clock origin (monotonic)
 
@@ -117,6 +118,13 @@ func (l *Loop) Del(fd int) error {
 		return fmt.Errorf("evloop: del %d: not registered", fd)
 	}
 	l.handlers[fd] = nil
+	// The round's later events for fd are dropped: the number may be
+	// reused (and registered again) before they are dispatched.
+	for j := l.cur + 1; j < l.n; j++ {
+		if int(l.evs[j].Fd) == fd {
+			l.evs[j].Events = 0
+		}
+	}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil); err != nil {
 		return fmt.Errorf("evloop: del %d: %w", fd, err)
 	}
@@ -212,8 +220,13 @@ func (l *Loop) Run() error {
 		default:
 			return fmt.Errorf("evloop: epoll_wait: %w", errno)
 		}
+		l.n = n
 		for i := range n {
+			l.cur = i
 			ev := &l.evs[i]
+			if ev.Events == 0 {
+				continue // its descriptor was unregistered this round
+			}
 			fd := int(ev.Fd)
 			if fd == l.wake {
 				if l.drainPosted() {
@@ -227,6 +240,7 @@ func (l *Loop) Run() error {
 				}
 			}
 		}
+		l.cur, l.n = 0, 0
 		wait = l.fire(l.clock())
 	}
 }

@@ -330,3 +330,84 @@ func TestRunRefusesWithoutAsyncPreemption(t *testing.T) {
 	default:
 	}
 }
+
+// A descriptor unregistered and closed during a round, whose number is
+// registered again in the same round, does not pass the old descriptor's
+// pending event to the new handler.
+func TestDelDropsTheRoundsLaterEvents(t *testing.T) {
+	withProcs(t, 2)
+	l := newLoop(t)
+	a, peerA := socketpair(t)
+	// b is closed by the handler (no cleanup: its number gets reused).
+	bfds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, peerB := bfds[0], bfds[1]
+	t.Cleanup(func() { unix.Close(peerB) })
+	got := make(chan string, 4)
+	var stale *recorderFn
+	var once bool
+	first := &recorderFn{fn: func() {
+		if once {
+			return // level-triggered: a stays readable
+		}
+		once = true
+		// b's event is already collected in this round.
+		if err := l.Del(b); err != nil {
+			t.Error(err)
+		}
+		unix.Close(b)
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
+		if fds[0] != b {
+			got <- "skip"
+			return
+		}
+		stale = &recorderFn{fn: func() {
+			select {
+			case got <- "stale event reached the new descriptor":
+			default:
+			}
+		}}
+		if err := l.Add(fds[0], In, stale); err != nil {
+			t.Error(err)
+		}
+		got <- "first"
+	}}
+	if err := l.Add(a, In, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Add(b, In, &recorderFn{fn: func() {
+		select {
+		case got <- "old b's handler after Del":
+		default:
+		}
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	unix.Write(peerA, []byte("x"))
+	unix.Write(peerB, []byte("x"))
+	start(t, l)
+	switch r := <-got; r {
+	case "skip":
+		t.Skip("the descriptor number was not reused")
+	case "first":
+	default:
+		t.Fatal(r)
+	}
+	onLoop(t, l, func() {})
+	select {
+	case r := <-got:
+		t.Fatal(r)
+	default:
+	}
+}
+
+type recorderFn struct{ fn func() }
+
+func (r *recorderFn) Ready(uint32) { r.fn() }

@@ -37,7 +37,9 @@ func StartLoops(n int) (*Loops, error) {
 	for range n {
 		l, err := evloop.New()
 		if err != nil {
-			ls.Close()
+			for _, hl := range ls.loops {
+				hl.l.Close() // never ran: shut at once
+			}
 			return nil, err
 		}
 		hl := &hloop{l: l, idle: map[*upstream.Pool][]*loopUp{}}
@@ -327,13 +329,15 @@ func (hc *h1conn) loopServe() {
 // connection per loopServe.
 const maxTurns = 16
 
-// yield parks the connection (waiting as for the rest of a head or the
-// next request, its timers armed) and posts its continuation behind what
-// the loop has to do.
+// yield parks the connection and posts its continuation behind what the
+// loop has to do.
 func (hc *h1conn) yield() {
-	hc.loopWait()
-	if hc.ph != phIdle && hc.ph != phHead {
-		return // closed
+	// Not loopWait: buffered requests and unread bytes are still to be
+	// served (a FIN seen already must not close the connection before).
+	if hc.r == hc.w {
+		hc.ph = phIdle
+	} else {
+		hc.ph = phHead
 	}
 	gen := hc.gen.Load()
 	_ = hc.hl.l.Post(func() {

@@ -191,7 +191,7 @@ func (hc *h1conn) loopRespond() {
 	released := hc.releaseUpstream(uc)
 	lu.hc, hc.lu = nil, nil
 	pool := uc.Pool()
-	if reusable && uc.R == uc.W && released {
+	if reusable && !hc.lupFin && uc.R == uc.W && released {
 		hc.hl.putIdle(lu, recv)
 	} else {
 		hc.hl.discard(lu)

@@ -524,6 +524,9 @@ func (p *Pool) close() {
 	for _, c := range idle {
 		c.close()
 	}
+	// Event loops close the idle connections of the pool they hold (their
+	// OnQueue functions look at Closed as well as Queued).
+	p.reclaim()
 	if p.h2 != nil {
 		p.h2.CloseIdleConnections()
 	}
