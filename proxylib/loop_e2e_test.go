@@ -372,3 +372,28 @@ func TestEventLoopUpstreamFinWithPartialHead(t *testing.T) {
 		t.Fatalf("%d after %v, want 503 at once", resp.StatusCode, time.Since(start))
 	}
 }
+
+// More pipelined requests than a connection serves in one turn of the
+// loop, followed at once by the client's FIN: every one is answered
+// before the connection closes.
+func TestEventLoopYieldKeepsPipelinedRequestsAfterFin(t *testing.T) {
+	addr := loopProxy(t, rawBackend(t))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 40 // direct responses: answered by the loop without waiting
+	io.WriteString(c, strings.Repeat("GET /local HTTP/1.1\r\nHost: loop.example\r\n\r\n", n))
+	c.(*net.TCPConn).CloseWrite()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for i := range n {
+		if err := readResponse(br); err != nil {
+			t.Fatalf("response %d of %d: %v", i+1, n, err)
+		}
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("after %d answers: %v, want EOF", n, err)
+	}
+}
