@@ -38,8 +38,9 @@
 // loop keeps a P while it waits, so GOMAXPROCS is raised to n+1 when it is
 // lower (on one core: GOMAXPROCS=2, the loop and the rest of the process
 // sharing the core). What a loop does not serve itself (TLS, HTTP/2,
-// upgrades, streamed bodies, retries, mirrors) runs on goroutines as
-// without the flag.
+// upgrades, request bodies not buffered, TLS upstreams, retries, mirrors,
+// a logged request with a body, a response whose body did not come with
+// its head or is over 8 KiB) runs on goroutines as without the flag.
 package main
 
 import (

@@ -13,7 +13,7 @@
 // connection the loop answered 12.2–16.0k requests/s against 10.5–13.2k for
 // the goroutine version (nginx 11.4–11.8k) with 46–51 % of the core against
 // 70–76 %; at 16 connections its p99 was 0.56–0.73 ms against 0.78–1.22 ms
-// (nginx 0.66); at 128, 5.4–5.6 ms against 10.3–10.6 ms (nginx 4.9–9.0).
+// (nginx 0.66–0.67); at 128, 5.4–5.6 ms against 10.3–10.6 ms (nginx 4.9–9.0).
 //
 // Decisions:
 //   - System calls are raw (syscall.RawSyscall): no entersyscall, so the

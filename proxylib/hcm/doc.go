@@ -376,18 +376,19 @@
 // Detach; probed before reuse as the pool's are) or have a goroutine get
 // one through the pool (dial, breaker queue, route deadline) and post it
 // back, write the request, read the response head, and relay a response
-// whose Content-Length body came with its head. Timeouts are loop timers
+// whose Content-Length body (at most 8 KiB) came with its head. Timeouts are loop timers
 // with the goroutine path's deadlines (idle, head, response head under the
 // per-try, route or stream idle timeout, a client that stops reading).
 // Anything else goes to the goroutine code mid-connection, the sockets
 // back in the runtime's poller: an upgrade or a body not buffered (before
 // routing); retries, mirrors, HTTP/2 or TLS upstreams, a logged request
 // with a body (at forward); a response whose body did not come with its
-// head (after the head, relayResponse: its body under the route and stream
-// idle timeouts). Sockets are edge-triggered: a FIN seen in an event
+// head, is chunked or is over 8 KiB (after the head, relayResponse: its
+// body under the route and stream idle timeouts). Sockets are edge-triggered: a FIN seen in an event
 // (EPOLLRDHUP) is remembered (the client's closes the connection once its
-// buffered requests are answered; the server's makes the response read to
-// the end of stream), and a connection that served 16 reads or local
+// buffered requests are answered; the server's makes the loop read past
+// short reads until the head is parsed or the stream ends, and the
+// connection is not reused), and a connection that served 16 reads or local
 // answers in a row yields to the others (its continuation is posted
 // behind them). A loop keeps its idle upstream connections without
 // buffers, expires them on the pool's idle timeout, closes those of pools

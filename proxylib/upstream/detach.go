@@ -35,7 +35,8 @@ var (
 // After Detach c.Conn is nil: the net.Conn methods promoted from it, and
 // anything that sets a deadline on it, must not be called until Attach.
 // The methods valid on a detached connection are FD, Detached,
-// ProbeDetached, PeerClosed, Attach, Abort, Discard, ReadLimit and Pool;
+// ProbeDetached, PeerClosed, Attach, Abort, Discard, ReadLimit, Pool,
+// ReleaseBuffers and TakeBuffers;
 // PutAt closes a detached connection instead of pooling it. The
 // descriptor belongs to c: the loop must not close it itself.
 //
