@@ -558,3 +558,28 @@ func TestOnQueueReclaims(t *testing.T) {
 	echo(t, c2, "reclaimed")
 	wantSlots(t, p, 1, "reclaimed")
 }
+
+// TestCloseCallsOnQueue: a pool leaving the configuration calls the loops
+// back, so that they close the idle connections they hold of it (their
+// slots count in a breaker the cluster's next pool shares).
+func TestCloseCallsOnQueue(t *testing.T) {
+	s := tcpPeers(t, true)
+	p := testPool(t, s.ln.Addr().String(), dialOptions{}, 4)
+	c := getConn(t, p)
+	if _, err := c.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	called := make(chan bool, 1)
+	p.OnQueue(t, func() { called <- p.Closed() })
+	p.close()
+	select {
+	case closed := <-called:
+		if !closed {
+			t.Fatal("called back before the pool was closed")
+		}
+	default:
+		t.Fatal("closing the pool did not call the loops back")
+	}
+	c.Discard()
+	wantSlots(t, p, 0, "discarded after close")
+}
