@@ -315,13 +315,7 @@ func TestProbeDetached(t *testing.T) {
 // TestPutAtClosesDetached: a detached connection returned without Attach
 // is closed, never pooled.
 func TestPutAtClosesDetached(t *testing.T) {
-	s := tcpPeers(t, true)
-	p := testPool(t, s.ln.Addr().String(), dialOptions{}, 4)
-	c := getConn(t, p)
-	fd, err := c.Detach()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, p, c, fd := detached(t, 4)
 	p.PutAt(c, time.Now())
 	p.mu.Lock()
 	idle := len(p.idle)
@@ -340,13 +334,7 @@ func TestPutAtClosesDetached(t *testing.T) {
 // TestAttachFailure: a descriptor that is no longer a socket fails
 // Attach, which closes the connection and frees its slot.
 func TestAttachFailure(t *testing.T) {
-	s := tcpPeers(t, true)
-	p := testPool(t, s.ln.Addr().String(), dialOptions{}, 4)
-	c := getConn(t, p)
-	fd, err := c.Detach()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, p, c, fd := detached(t, 4)
 	var pipe [2]int
 	if err := unix.Pipe2(pipe[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		t.Fatal(err)
@@ -451,13 +439,7 @@ func TestDetachRefused(t *testing.T) {
 		t.Errorf("Detach of a connection without a socket: %v", err)
 	}
 
-	ps := tcpPeers(t, true)
-	pp := testPool(t, ps.ln.Addr().String(), dialOptions{}, 4)
-	c = getConn(t, pp)
-	fd, err := c.Detach()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, c, fd := detached(t, 4)
 	if fd2, err := c.Detach(); err == nil || fd2 != -1 || c.FD() != fd {
 		t.Errorf("a second Detach = %d, %v", fd2, err)
 	}
@@ -469,12 +451,7 @@ func TestDetachRefused(t *testing.T) {
 // configuration), and Attach plus PutAt hands the connection to the
 // queued request.
 func TestLoopHandsBack(t *testing.T) {
-	s := tcpPeers(t, true)
-	p := testPool(t, s.ln.Addr().String(), dialOptions{}, 1)
-	c := getConn(t, p)
-	if _, err := c.Detach(); err != nil {
-		t.Fatal(err)
-	}
+	_, p, c, _ := detached(t, 1)
 	if p.Queued() || p.Closed() {
 		t.Fatal("an idle pool reports queued requests, or closed")
 	}
@@ -526,12 +503,7 @@ func TestLoopHandsBack(t *testing.T) {
 // queueing, whatever the number of registrations under one key), and gets
 // the connection the function gives back.
 func TestOnQueueReclaims(t *testing.T) {
-	s := tcpPeers(t, true)
-	p := testPool(t, s.ln.Addr().String(), dialOptions{}, 1)
-	c := getConn(t, p)
-	if _, err := c.Detach(); err != nil {
-		t.Fatal(err)
-	}
+	_, p, c, _ := detached(t, 1)
 	var calls atomic.Int32
 	give := func() {
 		if calls.Add(1) > 1 {
@@ -565,12 +537,7 @@ func TestOnQueueReclaims(t *testing.T) {
 // back, so that they close the idle connections they hold of it (their
 // slots count in a breaker the cluster's next pool shares).
 func TestCloseCallsOnQueue(t *testing.T) {
-	s := tcpPeers(t, true)
-	p := testPool(t, s.ln.Addr().String(), dialOptions{}, 4)
-	c := getConn(t, p)
-	if _, err := c.Detach(); err != nil {
-		t.Fatal(err)
-	}
+	_, p, c, _ := detached(t, 4)
 	called := make(chan bool, 1)
 	p.OnQueue(t, func() { called <- p.Closed() })
 	p.close()
@@ -584,4 +551,18 @@ func TestCloseCallsOnQueue(t *testing.T) {
 	}
 	c.Discard()
 	wantSlots(t, p, 0, "discarded after close")
+}
+
+// detached dials a connection of a fresh pool (maxConns connections) to a
+// fresh loopback peer and detaches it.
+func detached(t *testing.T, maxConns uint32) (*peers, *Pool, *Conn, int) {
+	t.Helper()
+	s := tcpPeers(t, true)
+	p := testPool(t, s.ln.Addr().String(), dialOptions{}, maxConns)
+	c := getConn(t, p)
+	fd, err := c.Detach()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, p, c, fd
 }
