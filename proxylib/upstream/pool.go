@@ -310,7 +310,6 @@ func (p *Pool) GetIdle(now time.Time) *Conn {
 // popIdle returns the newest idle connection that passes the probe and
 // is within the idle timeout, closing those that fail.
 func (p *Pool) popIdle(now time.Time) *Conn {
-	idle := time.Duration(p.idleTimeout.Load())
 	for {
 		p.mu.Lock()
 		// A closed pool still serves requests routed to it before its
@@ -324,7 +323,7 @@ func (p *Pool) popIdle(now time.Time) *Conn {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if (idle <= 0 || now.Sub(c.idleSince) < idle) && c.probe() {
+		if p.IdleFresh(c.idleSince, now) && c.probe() {
 			return c
 		}
 		c.close()
