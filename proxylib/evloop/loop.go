@@ -42,7 +42,10 @@ type Loop struct {
 	epfd, wake int
 	handlers   []Handler // by descriptor
 	evs        []unix.EpollEvent
-	cur, n     int // the event being dispatched and the round's count
+	cur, n     int      // the event being dispatched and the round's count
+	round      uint64   // waits returned so far (Round)
+	complete   bool     // this round's wait collected every ready descriptor
+	seen       []uint64 // by descriptor: the last round that reported it
 	timers     timerHeap
 	base       time.Time // loop clock origin (monotonic)
 
@@ -95,7 +98,10 @@ func (l *Loop) Add(fd int, events uint32, h Handler) error {
 	}
 	if fd >= len(l.handlers) {
 		l.handlers = append(l.handlers, make([]Handler, fd+1-len(l.handlers))...)
+		l.seen = append(l.seen, make([]uint64, fd+1-len(l.seen))...)
 	}
+	// Not covered by this round's wait: not Quiet before the next one.
+	l.seen[fd] = l.round
 	l.handlers[fd] = h
 	return nil
 }
@@ -129,6 +135,24 @@ func (l *Loop) Del(fd int) error {
 		return fmt.Errorf("evloop: del %d: %w", fd, err)
 	}
 	return nil
+}
+
+// Round returns the number of the current round: how many times the
+// loop's wait has returned. Loop thread only.
+func (l *Loop) Round() uint64 { return l.round }
+
+// Quiet reports whether the kernel has had nothing to report for fd, a
+// descriptor registered edge-triggered (ET), since the end of round since:
+// the current round's wait came later, collected every ready descriptor
+// (it was not cut short by the size of its array or by a signal), and
+// reported no event for fd. For a descriptor whose reported events were
+// all delivered, that means no readiness change happened on it from
+// round since up to this round's wait: what a zero-length non-blocking
+// read would have told at that moment, without the system call. Loop
+// thread only.
+func (l *Loop) Quiet(fd int, since uint64) bool {
+	return l.complete && since < l.round && fd >= 0 && fd < len(l.handlers) &&
+		l.handlers[fd] != nil && l.seen[fd] != l.round
 }
 
 // Post queues fn to run on the loop's thread and wakes the loop. It may be
@@ -221,6 +245,13 @@ func (l *Loop) Run() error {
 			return fmt.Errorf("evloop: epoll_wait: %w", errno)
 		}
 		l.n = n
+		l.round++
+		l.complete = errno == 0 && n < len(l.evs)
+		for i := range n {
+			if fd := int(l.evs[i].Fd); fd < len(l.seen) {
+				l.seen[fd] = l.round
+			}
+		}
 		for i := range n {
 			l.cur = i
 			ev := &l.evs[i]

@@ -124,7 +124,11 @@ type loopUp struct {
 	hc   *h1conn // the connection whose exchange uses it; nil while idle
 	reg  bool    // in the loop's epoll set
 	idle time.Time
-	tm   evloop.Timer // the pool's idle timeout while idle
+	// parked is the loop's round in which it became idle (putIdle): a
+	// later round's wait that reported nothing for it stands for the
+	// probe (popIdle).
+	parked uint64
+	tm     evloop.Timer // the pool's idle timeout while idle
 }
 
 // Ready is the upstream socket's readiness: the exchange's, or, for an

@@ -320,9 +320,14 @@ func (hl *hloop) popIdle(pool *upstream.Pool, now time.Time) *loopUp {
 		list = list[:len(list)-1]
 		hl.setIdle(pool, list)
 		hl.l.Stop(&lu.tm)
-		// The probe, as the pool's: a FIN or stray bytes that came after
-		// this round's events were collected must not meet a request.
-		if pool.Closed() || !pool.IdleFresh(lu.idle, now) || !lu.uc.ProbeDetached() {
+		// A FIN or stray bytes must not meet a request. The socket is in
+		// the loop's epoll set, edge-triggered, and its handler closes it
+		// on either: when a wait since it became idle collected every
+		// ready descriptor and had nothing for it, that wait told what the
+		// pool's probe (a non-blocking peek) would have, without the
+		// system call. Otherwise, the probe.
+		if pool.Closed() || !pool.IdleFresh(lu.idle, now) ||
+			!(lu.reg && hl.l.Quiet(lu.fd, lu.parked)) && !lu.uc.ProbeDetached() {
 			hl.discard(lu)
 			continue
 		}
@@ -371,7 +376,7 @@ func (hl *hloop) sweepIdle() {
 func (hl *hloop) putIdle(lu *loopUp, now time.Time) {
 	pool := lu.uc.Pool()
 	lu.uc.R, lu.uc.W = 0, 0
-	lu.idle = now
+	lu.idle, lu.parked = now, hl.l.Round()
 	// Registered before Queued is read: a request that queues after the
 	// read calls the loop back (giveBackQueued).
 	pool.OnQueue(hl, hl.queued)
