@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -82,6 +83,9 @@ type nodeOpts struct {
 	publisher func(*server.Server) dataplane.Publisher
 	// proxyCPUs, when set, pins the proxy process (taskset -c syntax).
 	proxyCPUs string
+	// eventLoops > 0 serves the proxy's connections on that many event
+	// loops (nodemesh-proxy --event-loops).
+	eventLoops int
 	// services makes the node steer Services as nodemesh-agent
 	// --datapath --datapath-cgroup does: the datapath's Service table,
 	// its socket hooks on a Pod cgroup (policyNode.podCgroup, where
@@ -177,7 +181,7 @@ func newPolicyNodeOpts(t testing.TB, o nodeOpts) *policyNode {
 	t.Cleanup(cancel)
 	go a.ServeAPI(ctx, n.apiSock)
 	n.serveHubble(ctx, dir+"/hubble.sock", log)
-	n.startProxy(xdsSock, o.proxyCPUs)
+	n.startProxy(xdsSock, o.proxyCPUs, o.eventLoops)
 	return n
 }
 
@@ -222,11 +226,14 @@ func (b bedInterfaces) InterfaceOf(a netip.Addr) (int, error) {
 
 // startProxy runs the proxy in the node namespace and waits until it is
 // connected to the agent.
-func (n *policyNode) startProxy(xdsSock, cpus string) {
+func (n *policyNode) startProxy(xdsSock, cpus string, loops int) {
 	t := n.t
 	node := "bed-" + strings.ReplaceAll(t.Name(), "/", "-")
 	cmd := pinnedCommand(n.bed.Node, cpus)
 	cmd.Env = append(os.Environ(), proxyChildEnv+"=unix://"+xdsSock, proxyChildNodeEnv+"="+node)
+	if loops > 0 {
+		cmd.Env = append(cmd.Env, proxyChildLoopsEnv+"="+strconv.Itoa(loops))
+	}
 	w := newTestWriter(t)
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {

@@ -81,14 +81,30 @@ const (
 // collection and goroutines never share its scheduler), and the proxy,
 // the backend and this process (the agent) on the others.
 //
+// The hop is measured with each way the proxy serves connections, a node
+// each: proxy=goroutines (the default, a goroutine per connection) and
+// proxy=event-loop (--event-loops 1, GOMAXPROCS raised to 2 on the same
+// CPUs).
+//
 // Needs root (network namespaces, eBPF) like the other policy tests.
 func BenchmarkPolicyHop(b *testing.B) {
+	for _, p := range []struct {
+		name  string
+		loops int
+	}{{"goroutines", 0}, {"event-loop", 1}} {
+		b.Run("proxy="+p.name, func(b *testing.B) { policyHop(b, p.loops) })
+	}
+}
+
+// policyHop is BenchmarkPolicyHop on a node whose proxy runs loops event
+// loops (0: a goroutine per connection).
+func policyHop(b *testing.B, loops int) {
 	genCPU, restCPUs := hopCPUs()
 	if restCPUs != "" {
 		undo := pinProcess(b, restCPUs)
 		defer undo()
 	}
-	n := newPolicyNodeOpts(b, nodeOpts{workloads: 2, withDatapath: true, proxyCPUs: restCPUs})
+	n := newPolicyNodeOpts(b, nodeOpts{workloads: 2, withDatapath: true, proxyCPUs: restCPUs, eventLoops: loops})
 	client, web := n.bed.Workloads[0], n.bed.Workloads[1]
 	startHopBackend(b, web, restCPUs, 80, 8080)
 	pods := pod("client", client, map[string]string{"app": "client"}) + pod("web", web, map[string]string{"app": "web"})
@@ -132,6 +148,11 @@ spec:
 		fromSlot := pairedQuantileDiffs(d.FromSlot, p.FromSlot, ps, hopCIBlock, hopCIResamples, hopCISeed)
 		fromWrite := pairedQuantileDiffs(d.FromSend, p.FromSend, ps, hopCIBlock, hopCIResamples, hopCISeed)
 		if b.N >= 1000 { // not for the framework's b.N=1 probe
+			proxy := "a goroutine per connection"
+			if loops > 0 {
+				proxy = fmt.Sprintf("--event-loops %d", loops)
+			}
+			fmt.Printf("proxy: %s\n", proxy)
 			printHopTable(os.Stdout, b.N, res, fromSlot, fromWrite)
 		}
 		us := func(v int64) float64 { return float64(v) / 1e3 }

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -20,11 +22,14 @@ import (
 const (
 	proxyChildEnv     = "NODEMESH_E2E_PROXY_XDS"
 	proxyChildNodeEnv = "NODEMESH_E2E_PROXY_NODE"
+	// proxyChildLoopsEnv, when set, is the child's event-loop count
+	// (nodemesh-proxy --event-loops n).
+	proxyChildLoopsEnv = "NODEMESH_E2E_PROXY_EVENT_LOOPS"
 )
 
 func TestMain(m *testing.M) {
 	if xds := os.Getenv(proxyChildEnv); xds != "" {
-		os.Exit(runProxyChild(xds, os.Getenv(proxyChildNodeEnv)))
+		os.Exit(runProxyChild(xds, os.Getenv(proxyChildNodeEnv), os.Getenv(proxyChildLoopsEnv)))
 	}
 	if spec := os.Getenv(podGetEnv); spec != "" {
 		os.Exit(runPodGet(spec))
@@ -38,16 +43,29 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// runProxyChild runs the proxy until SIGTERM.
-func runProxyChild(xds, node string) int {
+// runProxyChild runs the proxy until SIGTERM; loops, when set, is its
+// event-loop count, with GOMAXPROCS raised as nodemesh-proxy raises it.
+func runProxyChild(xds, node, loops string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	p, err := proxylib.New(
+	opts := []proxylib.Option{
 		proxylib.WithXDSAddress(xds),
 		proxylib.WithNodeID(node),
 		proxylib.WithAdminAddress(""),
 		proxylib.WithDrainTimeout(time.Second),
 		proxylib.WithLogger(log),
-	)
+	}
+	if loops != "" {
+		n, err := strconv.Atoi(loops)
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "%s=%q: want a count of at least 1\n", proxyChildLoopsEnv, loops)
+			return 1
+		}
+		if runtime.GOMAXPROCS(0) <= n {
+			runtime.GOMAXPROCS(n + 1)
+		}
+		opts = append(opts, proxylib.WithEventLoops(n))
+	}
+	p, err := proxylib.New(opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting proxy:", err)
 		return 1
