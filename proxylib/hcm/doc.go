@@ -373,7 +373,7 @@
 // as a state machine: read the head (one read at a time, parsed after
 // each), prepare (the same routing and filters as on a goroutine), take a
 // detached idle upstream connection of the loop's own (package upstream,
-// Detach; probed before reuse as the pool's are) or have a goroutine get
+// Detach; checked before reuse, see below) or have a goroutine get
 // one through the pool (dial, breaker queue, route deadline) and post it
 // back, write the request, read the response head, and relay a response
 // whose Content-Length body (at most 8 KiB) came with its head. Timeouts are loop timers
@@ -394,6 +394,17 @@
 // buffers, expires them on the pool's idle timeout, closes those of pools
 // that left the configuration (a minute's sweep) and gives them back to
 // the pool whenever a request queues for one (upstream.Pool.OnQueue).
+// An idle connection stays in its loop's epoll set, edge-triggered, and
+// its handler closes it on a FIN, an error or stray bytes. So the pool's
+// reuse probe (one non-blocking peek per request) is needed only when no
+// wait since the connection became idle has covered it: when the round's
+// wait came after it was parked, collected every ready descriptor (it
+// did not fill its array, and no signal cut it short) and reported
+// nothing for it (evloop.Loop.Quiet), that wait told what the probe
+// would have. What either can miss is the same: a FIN arriving between
+// the check and the request's write (for Quiet, the rest of the round,
+// tens of microseconds at most under load), and a reused connection
+// closed before answering gets its request replayed once on another.
 // Drain and forced close reach a loop-served connection through a posted
 // function that checks the connection is still the same (h1conn.gen,
 // bumped when the loop gives it up). Why a loop at all: evloop's package
