@@ -401,10 +401,13 @@
 // wait came after it was parked, collected every ready descriptor (it
 // did not fill its array, and no signal cut it short) and reported
 // nothing for it (evloop.Loop.Quiet), that wait told what the probe
-// would have. What either can miss is the same: a FIN arriving between
-// the check and the request's write (for Quiet, the rest of the round,
-// tens of microseconds at most under load), and a reused connection
-// closed before answering gets its request replayed once on another.
+// would have. What either misses is what arrives between the check and
+// the request's write: for the probe about a microsecond, for Quiet the
+// rest of the round (up to milliseconds when hundreds of connections are
+// ready at once), the window nginx's and Envoy's pools have, which keep
+// idle connections in their event loops and check nothing more. A reused
+// connection that closes before answering gets its request replayed once
+// on another.
 // Drain and forced close reach a loop-served connection through a posted
 // function that checks the connection is still the same (h1conn.gen,
 // bumped when the loop gives it up). Why a loop at all: evloop's package
