@@ -121,3 +121,65 @@ func TestChartRefusesBadWorkers(t *testing.T) {
 		t.Errorf("envoy --concurrency flags %q, want only extraArgs' one", got)
 	}
 }
+
+// TestChartProxyEventLoops: proxy.eventLoops renders --event-loops=n for
+// the builtin engine when n > 0, and no flag for 0, the default, on
+// either engine.
+func TestChartProxyEventLoops(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		proxy map[string]any
+		want  []string
+	}{
+		{"builtin default", map[string]any{"engine": "builtin"}, nil},
+		{"builtin zero", map[string]any{"engine": "builtin", "eventLoops": 0}, nil},
+		{"builtin one", map[string]any{"engine": "builtin", "eventLoops": 1}, []string{"--event-loops=1"}},
+		{"builtin four", map[string]any{"engine": "builtin", "eventLoops": 4}, []string{"--event-loops=4"}},
+		{"builtin maximum", map[string]any{"engine": "builtin", "eventLoops": 256}, []string{"--event-loops=256"}},
+		{"builtin four with one worker", map[string]any{"engine": "builtin", "eventLoops": 4, "workers": 1}, []string{"--event-loops=4"}},
+		{"builtin zero with four workers", map[string]any{"engine": "builtin", "eventLoops": 0, "workers": 4}, nil},
+		{"envoy default", map[string]any{"engine": "envoy"}, nil},
+		{"envoy zero", map[string]any{"engine": "envoy", "eventLoops": 0}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := renderValues(t, map[string]any{"proxy": tc.proxy})
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := proxyArgs(t, r)
+			if got := withPrefix(args, "--event-loops"); !slices.Equal(got, tc.want) {
+				t.Errorf("event loop flags %q, want %q; args %q", got, tc.want, args)
+			}
+		})
+	}
+}
+
+// TestChartRefusesBadEventLoops: the schema refuses counts nodemesh-proxy
+// refuses (it exits on --event-loops outside 0..256) and non-integers;
+// the render fails, naming both values, where the proxy would refuse the
+// pair (--event-loops with --workers > 1) and where Envoy has no such
+// option, rather than dropping the setting.
+func TestChartRefusesBadEventLoops(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		proxy map[string]any
+		want  string
+	}{
+		{"negative", map[string]any{"eventLoops": -1}, "at '/proxy/eventLoops': minimum: got -1, want 0"},
+		{"above maximum", map[string]any{"eventLoops": 257}, "at '/proxy/eventLoops': maximum: got 257, want 256"},
+		{"fraction", map[string]any{"eventLoops": 1.5}, "at '/proxy/eventLoops': got number, want integer"},
+		{"string", map[string]any{"eventLoops": "4"}, "at '/proxy/eventLoops': got string, want integer"},
+		{"with workers", map[string]any{"eventLoops": 1, "workers": 2}, "proxy.eventLoops > 0 and proxy.workers > 1 exclude each other"},
+		{"with maximum workers", map[string]any{"eventLoops": 256, "workers": 256}, "proxy.eventLoops > 0 and proxy.workers > 1 exclude each other"},
+		{"envoy", map[string]any{"engine": "envoy", "eventLoops": 1}, "proxy.eventLoops renders the builtin proxy's --event-loops, which Envoy does not have"},
+		{"envoy with workers", map[string]any{"engine": "envoy", "eventLoops": 2, "workers": 2}, "which Envoy does not have"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := renderValues(t, map[string]any{"proxy": tc.proxy}); err == nil {
+				t.Fatalf("proxy %v rendered", tc.proxy)
+			} else if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not say %q", err, tc.want)
+			}
+		})
+	}
+}
