@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	nmbpf "github.com/nodemesh/nodemesh/bpf"
 	"github.com/nodemesh/nodemesh/datapath/model"
@@ -92,13 +93,12 @@ type publishedTable struct {
 // d.published if the slot still holds that table, read from the kernel
 // otherwise (a table published by an earlier run). Callers hold d.mu.
 func (d *Datapath) publishedPolicy() (policyState, bool, error) {
-	var table *ebpf.Map
-	err := d.objs.NmPolicy.Lookup(uint32(0), &table)
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		return emptyPolicyState(), false, nil
-	}
+	table, ok, err := openPublishedTable(d.objs.NmPolicy)
 	if err != nil {
-		return policyState{}, false, fmt.Errorf("looking up the published policy table: %w", err)
+		return policyState{}, false, err
+	}
+	if !ok {
+		return emptyPolicyState(), false, nil
 	}
 	defer table.Close()
 	id, err := mapID(table)
@@ -183,16 +183,53 @@ func emptyPolicyState() policyState {
 // programs then deny wherever policy could apply) reads as an empty
 // policy.
 func readPolicySlot(outer *ebpf.Map) (policyState, error) {
-	var table *ebpf.Map
-	err := outer.Lookup(uint32(0), &table)
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		return emptyPolicyState(), nil
-	}
+	table, ok, err := openPublishedTable(outer)
 	if err != nil {
-		return policyState{}, fmt.Errorf("looking up the published policy table: %w", err)
+		return policyState{}, err
+	}
+	if !ok {
+		return emptyPolicyState(), nil
 	}
 	defer table.Close()
 	return readPolicyTable(table)
+}
+
+// openAttempts bounds how often openPublishedTable looks the slot up
+// again after the table it named disappeared. Each miss means a whole
+// publication (building a table, writing the slot, waiting for running
+// programs) happened between two system calls made back to back, so a
+// second miss in a row is already rare; running out of attempts means
+// something publishes without pause.
+const openAttempts = 5
+
+// openPublishedTable opens the table published in outer's slot; ok is
+// false if the slot is empty. The caller closes the table; the
+// open handle keeps it alive and, since a published table is never
+// written, its content is one whole version of the policy.
+//
+// Reading a slot from user space yields the table's ID, which the
+// library then opens (BPF_MAP_GET_FD_BY_ID). If another table is
+// published in between, the kernel may free the old one before the
+// open, which then fails with ENOENT; the slot is looked up again. The
+// library reports an empty slot as ErrKeyNotExist (it too wraps
+// ENOENT), so that case is told apart first. Past openAttempts the
+// read fails: an empty policy in its place would claim that nothing is
+// enforced.
+func openPublishedTable(outer *ebpf.Map) (*ebpf.Map, bool, error) {
+	for attempt := 1; ; attempt++ {
+		var table *ebpf.Map
+		err := outer.Lookup(uint32(0), &table)
+		switch {
+		case err == nil:
+			return table, true, nil
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return nil, false, nil
+		case !errors.Is(err, unix.ENOENT):
+			return nil, false, fmt.Errorf("looking up the published policy table: %w", err)
+		case attempt == openAttempts:
+			return nil, false, fmt.Errorf("opening the published policy table: replaced before it could be opened, %d times in a row: %w", attempt, err)
+		}
+	}
 }
 
 func readPolicyTable(table *ebpf.Map) (policyState, error) {
