@@ -88,6 +88,17 @@
 //     to fit: old and new rows never share a table. The slot is never
 //     empty (the loader publishes an empty table before attaching); if it
 //     were, the programs drop every new flow policy could judge.
+//   - Reading the policy back (ReadPolicy, Policy, the loader's checks)
+//     races publication: user space gets the slot's table as an ID and
+//     opens it by that ID, and a table published in between can free the
+//     old one first, so the open fails with ENOENT (ErrKeyNotExist, which
+//     also wraps ENOENT, is the empty slot and is told apart first). The
+//     reader then looks the slot up again, a few times at most, and
+//     after that fails with an error: it never reports an empty policy
+//     for a read that failed, which would claim nothing is enforced. An
+//     open table stays alive and is never written, so a read that opened
+//     it returns one whole version of the policy
+//     (TestReadPolicyWhileThePolicyIsSwapped).
 //   - Auth-required is a flag on an allow or redirect row (AuthType), not a
 //     verdict of its own, so an L7 rule can also require authentication.
 //     Auth expiries are stored on CLOCK_BOOTTIME, converted when written.

@@ -234,12 +234,12 @@ func loadObjects(sizes MapSizes, pinDir string, log *slog.Logger) (*objects, err
 // nm_policy against this build's table spec: the kernel only accepts new
 // tables like the ones the outer map was created for.
 func publishedTableCompatible(spec *ebpf.MapSpec, outer *ebpf.Map) error {
-	var table *ebpf.Map
-	if err := outer.Lookup(uint32(0), &table); err != nil {
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil // ensurePolicyTable publishes one
-		}
-		return fmt.Errorf("looking up the published policy table: %w", err)
+	table, ok, err := openPublishedTable(outer)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return nil // ensurePolicyTable publishes one
 	}
 	defer table.Close()
 	if err := spec.Compatible(table); err != nil {
@@ -251,13 +251,12 @@ func publishedTableCompatible(spec *ebpf.MapSpec, outer *ebpf.Map) error {
 // ensurePolicyTable publishes an empty policy table if none is: the
 // programs deny wherever policy could apply while the slot is empty.
 func (o *objects) ensurePolicyTable() error {
-	var table *ebpf.Map
-	err := o.NmPolicy.Lookup(uint32(0), &table)
-	if err == nil {
-		return table.Close()
+	table, ok, err := openPublishedTable(o.NmPolicy)
+	if err != nil {
+		return err
 	}
-	if !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("looking up the published policy table: %w", err)
+	if ok {
+		return table.Close()
 	}
 	table, err = newPolicyTable(o.policyTable, nil, nil)
 	if err != nil {
