@@ -128,7 +128,10 @@ type loopUp struct {
 	// later round's wait that reported nothing for it stands for the
 	// probe (popIdle).
 	parked uint64
-	tm     evloop.Timer // the pool's idle timeout while idle
+	// full: the last read filled its buffer, so the socket may hold
+	// bytes whose edge was already reported (putIdle probes).
+	full bool
+	tm   evloop.Timer // the pool's idle timeout while idle
 }
 
 // Ready is the upstream socket's readiness: the exchange's, or, for an
@@ -486,7 +489,7 @@ func (hc *h1conn) loopRequest() bool {
 	}
 	pool.BeginAt(s.start)
 	hc.lkeep, hc.lhead = keep, string(hc.req.Method) == "HEAD"
-	if lu := hc.hl.popIdle(pool, s.start); lu != nil {
+	if lu := hc.hl.popIdle(pool, s.start, false); lu != nil {
 		hc.loopSend(lu, true, nil)
 		return false
 	}

@@ -112,6 +112,7 @@ func (hc *h1conn) readUp() {
 		}
 		uc.W += n
 		hc.lgot = true
+		lu.full = n == len(room)
 		if n < len(room) && !hc.lupFin {
 			// Drained: parse what came; the next bytes bring an edge.
 			if ue, done := parseHead(uc, hc.lhead); done {
@@ -225,7 +226,10 @@ func (hc *h1conn) upFailed(ue upstreamErr) {
 		}
 		replay := append([]byte(nil), out...)
 		pool := hc.s.host.Pool
-		if lu := hc.hl.popIdle(pool, time.Now()); lu != nil {
+		// Probed: a server that just closed one connection may be
+		// closing its others (a restart, a keep-alive sweep), and the
+		// replay is not replayed again.
+		if lu := hc.hl.popIdle(pool, time.Now(), true); lu != nil {
 			hc.loopSend(lu, false, replay)
 			return
 		}
@@ -311,8 +315,10 @@ func newLoopUp(uc *upstream.Conn, fd int, hl *hloop) *loopUp {
 	return lu
 }
 
-// popIdle takes the newest idle connection of pool the loop holds.
-func (hl *hloop) popIdle(pool *upstream.Pool, now time.Time) *loopUp {
+// popIdle takes the newest idle connection of pool the loop holds;
+// probe makes it peek at the socket even when the loop's wait can stand
+// for that (Quiet).
+func (hl *hloop) popIdle(pool *upstream.Pool, now time.Time, probe bool) *loopUp {
 	list := hl.idle[pool]
 	for len(list) > 0 {
 		lu := list[len(list)-1]
@@ -321,13 +327,14 @@ func (hl *hloop) popIdle(pool *upstream.Pool, now time.Time) *loopUp {
 		hl.setIdle(pool, list)
 		hl.l.Stop(&lu.tm)
 		// A FIN or stray bytes must not meet a request. The socket is in
-		// the loop's epoll set, edge-triggered, and its handler closes it
-		// on either: when a wait since it became idle collected every
-		// ready descriptor and had nothing for it, that wait told what the
-		// pool's probe (a non-blocking peek) would have, without the
-		// system call. Otherwise, the probe.
-		if pool.Closed() || !pool.IdleFresh(lu.idle, now) ||
-			!(lu.reg && hl.l.Quiet(lu.fd, lu.parked)) && !lu.uc.ProbeDetached() {
+		// the loop's epoll set, edge-triggered, and was drained when it
+		// was parked (putIdle); its handler closes it on either: when a
+		// wait since it became idle collected every ready descriptor and
+		// had nothing for it, that wait told what the pool's probe (a
+		// one-byte non-blocking peek) would have, without the system
+		// call. Otherwise, the probe.
+		quiet := !probe && lu.reg && hl.l.Quiet(lu.fd, lu.parked)
+		if pool.Closed() || !pool.IdleFresh(lu.idle, now) || !quiet && !lu.uc.ProbeDetached() {
 			hl.discard(lu)
 			continue
 		}
@@ -377,6 +384,13 @@ func (hl *hloop) putIdle(lu *loopUp, now time.Time) {
 	pool := lu.uc.Pool()
 	lu.uc.R, lu.uc.W = 0, 0
 	lu.idle, lu.parked = now, hl.l.Round()
+	if lu.full && !lu.uc.ProbeDetached() {
+		// Bytes were left behind the response (their edge is spent: no
+		// later wait reports them): a server that sent more than was
+		// asked for is not reused.
+		hl.discard(lu)
+		return
+	}
 	// Registered before Queued is read: a request that queues after the
 	// read calls the loop back (giveBackQueued).
 	pool.OnQueue(hl, hl.queued)
