@@ -35,6 +35,15 @@
 //   - Timers live in a binary heap keyed by monotonic nanoseconds; the wait's
 //     timeout is the earliest one, rounded up to the millisecond epoll_wait
 //     counts in, so a timer never fires early.
+//   - Each round's wait is numbered (Round), and the descriptors it
+//     reported are stamped with that number before any handler runs, so
+//     Quiet can tell a handler that a descriptor had no event from a
+//     given round up to this round's wait. An owner that would otherwise
+//     peek at an idle socket before using it (the HTTP loop's upstream
+//     connections) saves that system call. A wait that filled its array
+//     or was cut short by a signal may have left events in the kernel:
+//     nothing is Quiet in its round. A descriptor registered after the
+//     round's wait is not Quiet in it either.
 //   - Handlers must not block: a handler that waits stalls every descriptor
 //     of its loop. Work that may wait goes to a goroutine of its own.
 //

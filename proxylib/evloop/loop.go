@@ -145,11 +145,13 @@ func (l *Loop) Round() uint64 { return l.round }
 // descriptor registered edge-triggered (ET), since the end of round since:
 // the current round's wait came later, collected every ready descriptor
 // (it was not cut short by the size of its array or by a signal), and
-// reported no event for fd. For a descriptor whose reported events were
-// all delivered, that means no readiness change happened on it from
-// round since up to this round's wait: what a zero-length non-blocking
-// read would have told at that moment, without the system call. Loop
-// thread only.
+// reported no event for fd. It means nothing arrived on fd from round
+// since up to this round's wait, provided that its owner handled every
+// event reported before (an edge is reported once) and had read fd to a
+// short read or EAGAIN by the end of round since (bytes that were already
+// there bring no new edge). Then it tells what a one-byte non-blocking
+// peek would have told at the wait, without the system call. Loop thread
+// only.
 func (l *Loop) Quiet(fd int, since uint64) bool {
 	return l.complete && since < l.round && fd >= 0 && fd < len(l.handlers) &&
 		l.handlers[fd] != nil && l.seen[fd] != l.round

@@ -395,19 +395,24 @@
 // that left the configuration (a minute's sweep) and gives them back to
 // the pool whenever a request queues for one (upstream.Pool.OnQueue).
 // An idle connection stays in its loop's epoll set, edge-triggered, and
-// its handler closes it on a FIN, an error or stray bytes. So the pool's
-// reuse probe (one non-blocking peek per request) is needed only when no
-// wait since the connection became idle has covered it: when the round's
-// wait came after it was parked, collected every ready descriptor (it
-// did not fill its array, and no signal cut it short) and reported
-// nothing for it (evloop.Loop.Quiet), that wait told what the probe
-// would have. What either misses is what arrives between the check and
-// the request's write: for the probe about a microsecond, for Quiet the
-// rest of the round (up to milliseconds when hundreds of connections are
-// ready at once), the window nginx's and Envoy's pools have, which keep
-// idle connections in their event loops and check nothing more. A reused
-// connection that closes before answering gets its request replayed once
-// on another.
+// its handler closes it on a FIN, an error or stray bytes. It is parked
+// drained: its last read was short, or, when that read filled the buffer
+// (bytes may be left whose edge is spent), it is probed once as it is
+// parked and closed if anything is there. So the pool's reuse probe (a
+// one-byte non-blocking peek per request) is needed only when no wait
+// since the connection was parked has covered it: when the round's wait
+// came after the parking, collected every ready descriptor (it did not
+// fill its array, and no signal cut it short) and reported nothing for
+// it (evloop.Loop.Quiet), that wait told what the probe would have. What
+// either misses is what arrives between the check and the request's
+// write: for the probe about a microsecond, for Quiet the rest of the
+// round (up to milliseconds when hundreds of connections are ready at
+// once). nginx's keepalive pool has the same window: it peeks when it
+// caches a connection whose socket may hold more, then relies on the
+// connection's read event and checks nothing when handing it out. A
+// reused connection that closes before answering gets its request
+// replayed once on another; the replay's connection is always probed (a
+// server that closed one connection may be closing its others).
 // Drain and forced close reach a loop-served connection through a posted
 // function that checks the connection is still the same (h1conn.gen,
 // bumped when the loop gives it up). Why a loop at all: evloop's package
