@@ -72,6 +72,9 @@ func TestQuietNeedsALaterWaitWithoutItsEvent(t *testing.T) {
 		t.Errorf("Quiet in round %d, whose wait reported it", got.round)
 	}
 	onLoop(t, l, func() {
+		if l.Quiet(a, since) {
+			t.Errorf("Quiet in round %d since round %d, though a round between reported it", l.Round(), since)
+		}
 		if l.Quiet(a, l.Round()+1) {
 			t.Error("Quiet since a round not yet come")
 		}
