@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nodemesh/nodemesh/proxylib/connbuf"
 )
 
 // askOn sends a GET for path on c and reads the answer.
@@ -39,7 +41,7 @@ func TestEventLoopIdleUpstreamStrayBytes(t *testing.T) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+itoa(len(req.URL.Path))+"\r\n\r\n"+req.URL.Path)
 		if req.URL.Path == "/stray" {
 			go func() {
-				time.Sleep(20 * time.Millisecond) // after the proxy parked it
+				time.Sleep(20 * time.Millisecond) // most often after the proxy parked it
 				io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
 				sent <- struct{}{}
 			}()
@@ -76,8 +78,8 @@ func TestEventLoopIdleUpstreamBytesBehindAFullRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	const bufSize = 16 << 10 // the loop's first read of a response
-	const bodyLen = 8000     // relayed by the loop (at most 8 KiB)
+	const bufSize = connbuf.Size // the loop's first read of a response
+	const bodyLen = 8000         // relayed by the loop (at most 8 KiB)
 	body := strings.Repeat("b", bodyLen)
 	go serveRequests(ln, func(c net.Conn, req *http.Request) bool {
 		if req.URL.Path != "/full" {
@@ -100,9 +102,8 @@ func TestEventLoopIdleUpstreamBytesBehindAFullRead(t *testing.T) {
 		if code, got := askOn(t, c, br, "/full"); code != 200 || got != body {
 			t.Fatalf("/full: %d, %d bytes", code, len(got))
 		}
-		time.Sleep(20 * time.Millisecond) // a later round: the wait has nothing for it
 		if code, got := askOn(t, c, br, "/next"); code != 200 || got != "/next" {
-			t.Fatalf("round %d: the request after /full got %d %q, want 200 \"/next\"", i, code, got)
+			t.Fatalf("try %d: the request after /full got %d %q, want 200 \"/next\"", i, code, got)
 		}
 	}
 }

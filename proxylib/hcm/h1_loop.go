@@ -627,6 +627,7 @@ func (hc *h1conn) loopSend(lu *loopUp, reused bool, replay []byte) {
 	}
 	uc.Out = out
 	hc.lreused, hc.uoff, hc.lgot, hc.lupIn, hc.lupFin, hc.lreplay = reused, 0, false, false, false, nil
+	lu.full = false
 	begin := time.Now()
 	hc.respArmed = false
 	wait, idle := hc.responseWait(s.start, begin)

@@ -328,9 +328,10 @@ func (hl *hloop) popIdle(pool *upstream.Pool, now time.Time, probe bool) *loopUp
 		hl.l.Stop(&lu.tm)
 		// A FIN or stray bytes must not meet a request. The socket is in
 		// the loop's epoll set, edge-triggered, and was drained when it
-		// was parked (putIdle); its handler closes it on either: when a
-		// wait since it became idle collected every ready descriptor and
-		// had nothing for it, that wait told what the pool's probe (a
+		// was parked (putIdle); its handler closes it on either: when
+		// this round's wait came after the parking, collected every ready
+		// descriptor, and neither it nor a wait before it had anything
+		// for the connection since, it told what the pool's probe (a
 		// one-byte non-blocking peek) would have, without the system
 		// call. Otherwise, the probe.
 		quiet := !probe && lu.reg && hl.l.Quiet(lu.fd, lu.parked)
