@@ -94,7 +94,7 @@ check-generate: generate ## fail if generated files differ from the committed on
 
 bench: build ## benchmarks that print numbers (see BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./conformance/perf/ ./gateway/ ./mesh/policy/ ./xds/... ./proxylib/... ./auth/handshake/
-	$(GO) run ./conformance/perf/proxybench -bin $(BIN)
+	$(GO) run ./conformance/perf/proxybench -bin $(BIN) -rounds 5
 	$(GO) test -run '^$$' -bench Redirect -benchtime 2s ./datapath/  # root: eBPF redirect vs iptables TPROXY
 	$(GO) test -run '^$$' -bench PolicyHop -benchtime $(HOP_N)x ./conformance/e2e/  # root: latency the redirect + L7 policy hop adds at 1k req/s per path (direct and hop interleaved, HOP_N ms)
 	@# Policy apply through the API server -> enforced on both nodes of a
