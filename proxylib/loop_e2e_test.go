@@ -296,22 +296,10 @@ func TestEventLoopFailedReplayIsForgotten(t *testing.T) {
 	for len(seen) > 0 {
 		<-seen // waitServing's requests
 	}
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
+	c, br := loopClient(t, addr)
 	ask := func(path string) (int, string) {
 		t.Helper()
-		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: loop.example\r\n\r\n")
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, string(got)
+		return askOn(t, c, br, path)
 	}
 	if code, got := ask("/warm"); code != 200 || got != "/warm" {
 		t.Fatalf("warm: %d %q", code, got)

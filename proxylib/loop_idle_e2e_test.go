@@ -12,6 +12,18 @@ import (
 	"github.com/nodemesh/nodemesh/proxylib/connbuf"
 )
 
+// loopClient dials the loop proxy at addr; the connection closes with
+// the test.
+func loopClient(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, bufio.NewReader(c)
+}
+
 // askOn sends a GET for path on c and reads the answer.
 func askOn(t *testing.T, c net.Conn, br *bufio.Reader, path string) (int, string) {
 	t.Helper()
@@ -49,12 +61,7 @@ func TestEventLoopIdleUpstreamStrayBytes(t *testing.T) {
 		return true
 	})
 	addr := loopProxy(t, ln.Addr().String())
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
+	c, br := loopClient(t, addr)
 	for range 5 {
 		if code, got := askOn(t, c, br, "/stray"); code != 200 || got != "/stray" {
 			t.Fatalf("/stray: %d %q", code, got)
@@ -92,12 +99,7 @@ func TestEventLoopIdleUpstreamBytesBehindAFullRead(t *testing.T) {
 		return true
 	})
 	addr := loopProxy(t, ln.Addr().String())
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
+	c, br := loopClient(t, addr)
 	for i := range 5 {
 		if code, got := askOn(t, c, br, "/full"); code != 200 || got != body {
 			t.Fatalf("/full: %d, %d bytes", code, len(got))
