@@ -36,7 +36,17 @@ func main() {
 	flag.StringVar(&opts.skipTests, "skip-tests", "", "comma-separated conformance tests to skip (development aid)")
 	flag.DurationVar(&opts.timeout, "timeout", 40*time.Minute, "give up after this long")
 	flag.BoolVar(&opts.keep, "keep-state", false, "keep the run's state directory (logs, pod output) after a successful run")
+	flag.IntVar(&opts.eventLoops, "event-loops", 0, "run the proxy with this many event loops (chart proxy.eventLoops, nodemesh-proxy --event-loops; experimental); needs -report and -mesh-report, so the project's reports stay those of the default proxy")
+	reportSet, meshReportSet := false, false
 	flag.Parse()
+	flag.Visit(func(f *flag.Flag) {
+		reportSet = reportSet || f.Name == "report"
+		meshReportSet = meshReportSet || f.Name == "mesh-report"
+	})
+	if opts.eventLoops < 0 || opts.eventLoops > 0 && !(reportSet && meshReportSet) {
+		fmt.Fprintln(os.Stderr, "harness: -event-loops must be 0 or more, and above 0 it needs -report and -mesh-report (the reports in conformance/reports are the default proxy's)")
+		os.Exit(1)
+	}
 	if opts.report == "" {
 		opts.report = defaultReport(opts.channel)
 	}
@@ -70,6 +80,7 @@ type options struct {
 	channel, report, meshReport, binDir, runTest, skipTests, profiles string
 	timeout                                                           time.Duration
 	keep                                                              bool
+	eventLoops                                                        int
 }
 
 // suiteFailed means everything ran but the suite reported failures.

@@ -98,7 +98,8 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		// watches with it.
 		Dir: filepath.Join(state, "lab"), Nodes: 1, Binaries: bins, BinDir: binDir, NoPolicy: !mesh,
 		AddressPool: addressPool, LoadBalancerPool: loadBalancerPool, GatewayChannel: o.channel, Log: log.With("component", "lab"),
-		Images: []node.Image{{Repository: "registry.k8s.io/coredns/coredns", Program: self, Args: []string{"dns-standin"}}},
+		Images:      []node.Image{{Repository: "registry.k8s.io/coredns/coredns", Program: self, Args: []string{"dns-standin"}}},
+		ChartValues: chartValues(o),
 	})
 	if err != nil {
 		keep = true
@@ -294,4 +295,13 @@ func skipped(o options) string {
 		}
 	}
 	return strings.Join(skip, ",")
+}
+
+// chartValues are the chart values the run lays over the lab's: the
+// proxy's event loops when asked for.
+func chartValues(o options) map[string]any {
+	if o.eventLoops <= 0 {
+		return nil
+	}
+	return map[string]any{"proxy": map[string]any{"eventLoops": o.eventLoops}}
 }
