@@ -63,6 +63,11 @@
 //     them every veth and address), and the run's state directory under
 //     .state/conformance (kept when the run fails, for its logs).
 //
+// -event-loops N runs the proxy with N event loops (the chart's
+// proxy.eventLoops, nodemesh-proxy --event-loops, experimental). Its
+// reports go only where -report and -mesh-report say: the reports in
+// conformance/reports are those of the proxy as it runs by default.
+//
 // Every child is started with Pdeathsig, so killing the harness kills the
 // control plane and the Pods too; the next run's sweep removes the
 // namespaces and anything left running in them.
