@@ -165,6 +165,7 @@ func build(o options) (*Proxy, error) {
 			return nil, fmt.Errorf("starting event loops: %w", err)
 		}
 		p.rt.Loops = ls
+		o.logger.Info("serving plain-TCP HTTP/1.1 on event loops", "loops", o.eventLoops)
 	}
 	p.rt.ALS = accesslog.NewManager(o.nodeID, p.rt.Resolve, o.logger)
 	p.um = upstream.NewManager(nil, upstream.WithSecrets(func(n string) *resource.Secret { return p.store.Secret(n) }))
