@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/nodemesh/nodemesh/proxylib/accesslog"
-	"github.com/nodemesh/nodemesh/proxylib/listener"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
 )
 
@@ -90,20 +89,7 @@ func TestLoggedHeadSurvivesStreamedBody(t *testing.T) {
 		IdleTimeout: time.Minute, StreamIdleTimeout: time.Minute, Upgrades: map[string]bool{"websocket": true},
 		AccessLogs: []*resource.AccessLog{{Kind: resource.AccessLogHTTP, Cluster: "als", LogName: "x",
 			FlushInterval: 10 * time.Millisecond, BufferBytes: 16 << 10}}}, false)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go h.ServeConn(c, listener.ConnInfo{})
-		}
-	}()
+	addr := serveHandler(t, h)
 	body := strings.Repeat("Z", 300)
 	cases := []struct {
 		name, path, head string
@@ -149,7 +135,7 @@ func TestLoggedHeadSurvivesStreamedBody(t *testing.T) {
 			}},
 	}
 	for i, tc := range cases {
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -46,6 +46,13 @@ func localLoopProxy(t *testing.T) (string, *hloop) {
 	rt.Loops = ls
 	h := NewHandler(rt, &resource.HCM{RouteConfigName: "rc", Codec: resource.CodecHTTP1, ServerName: "envoy",
 		IdleTimeout: time.Minute, StreamIdleTimeout: time.Minute}, false)
+	return serveHandler(t, h), ls.loops[0]
+}
+
+// serveHandler serves every connection to a new loopback listener with h;
+// it returns the listener's address.
+func serveHandler(t *testing.T, h *Handler) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +67,7 @@ func localLoopProxy(t *testing.T) (string, *hloop) {
 			go h.ServeConn(c, listener.ConnInfo{})
 		}
 	}()
-	return ln.Addr().String(), ls.loops[0]
+	return ln.Addr().String()
 }
 
 // readResponses reads n responses from br.
