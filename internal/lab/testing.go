@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -45,6 +46,11 @@ func BuildMesh(root string) (string, error) {
 	return binDir, buildErr
 }
 
+// EventLoopsEnv, set to n, runs every lab a test starts with its
+// proxies on n event loops (the chart's proxy.eventLoops, laid over the
+// test's own values), so the lab's scenarios cover that serving mode too.
+const EventLoopsEnv = "NODEMESH_LAB_EVENT_LOOPS"
+
 // ForTest starts a lab for a test (root only) and closes it when the test
 // ends. Like controlplane.ForTest it skips when the Kubernetes binaries
 // are not built and NODEMESH_INTEGRATION is not 1, and builds them when it
@@ -68,6 +74,17 @@ func ForTest(t testing.TB, o Options) *Lab {
 	}
 	if o.Dir == "" {
 		o.Dir = t.TempDir()
+	}
+	if v := os.Getenv(EventLoopsEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("%s=%q: want a count of at least 1", EventLoopsEnv, v)
+		}
+		base := o.ChartValues
+		if base == nil {
+			base = map[string]any{}
+		}
+		o.ChartValues = mergeValues(base, map[string]any{"proxy": map[string]any{"eventLoops": n}})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
