@@ -104,7 +104,9 @@
 // addressPool. Options.AgentArgs and ControllerArgs are agent.extraArgs
 // and controller.extraArgs, and Options.ChartValues are laid over all of
 // it (TestLabRunsTheChart moves the agent's metrics port and the
-// controller's Lease that way). What the lab cannot run is refused, not
+// controller's Lease that way; NODEMESH_LAB_EVENT_LOOPS=n lays
+// proxy.eventLoops=n over every test lab, so the scenarios also run with
+// the proxy on event loops). What the lab cannot run is refused, not
 // skipped: a hostPath mounted elsewhere than its own path, another volume
 // kind, an init container (proxy.engine=envoy), an env source other than
 // fieldRef, a program that is not nodemesh's. The securityContext is not
