@@ -296,7 +296,7 @@ func TestEventLoopFailedReplayIsForgotten(t *testing.T) {
 	for len(seen) > 0 {
 		<-seen // waitServing's requests
 	}
-	c, br := loopClient(t, addr)
+	c, br := dialRaw(t, addr)
 	ask := func(path string) (int, string) {
 		t.Helper()
 		return askOn(t, c, br, path)

@@ -12,18 +12,6 @@ import (
 	"github.com/nodemesh/nodemesh/proxylib/connbuf"
 )
 
-// loopClient dials the loop proxy at addr; the connection closes with
-// the test.
-func loopClient(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c, bufio.NewReader(c)
-}
-
 // askOn sends a GET for path on c and reads the answer.
 func askOn(t *testing.T, c net.Conn, br *bufio.Reader, path string) (int, string) {
 	t.Helper()
@@ -61,7 +49,7 @@ func TestEventLoopIdleUpstreamStrayBytes(t *testing.T) {
 		return true
 	})
 	addr := loopProxy(t, ln.Addr().String())
-	c, br := loopClient(t, addr)
+	c, br := dialRaw(t, addr)
 	for range 5 {
 		if code, got := askOn(t, c, br, "/stray"); code != 200 || got != "/stray" {
 			t.Fatalf("/stray: %d %q", code, got)
@@ -99,7 +87,7 @@ func TestEventLoopIdleUpstreamBytesBehindAFullRead(t *testing.T) {
 		return true
 	})
 	addr := loopProxy(t, ln.Addr().String())
-	c, br := loopClient(t, addr)
+	c, br := dialRaw(t, addr)
 	for i := range 5 {
 		if code, got := askOn(t, c, br, "/full"); code != 200 || got != body {
 			t.Fatalf("/full: %d, %d bytes", code, len(got))

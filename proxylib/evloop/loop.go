@@ -147,10 +147,10 @@ func (l *Loop) Round() uint64 { return l.round }
 // (it was not cut short by the size of its array or by a signal), and
 // reported no event for fd, nor did any wait after round since. It means
 // nothing arrived on fd from round since up to this round's wait,
-// provided that its owner had read fd to a short read or EAGAIN by the end
-// of round since (bytes that were already there bring no new edge). Then it tells what a one-byte non-blocking
-// peek would have told at the wait, without the system call. Loop thread
-// only.
+// provided that its owner had read fd to a short read or EAGAIN by the
+// end of round since (bytes that were already there bring no new edge).
+// Then it tells what a one-byte non-blocking peek would have told at the
+// wait, without the system call. Loop thread only.
 func (l *Loop) Quiet(fd int, since uint64) bool {
 	return l.complete && since < l.round && fd >= 0 && fd < len(l.handlers) &&
 		l.handlers[fd] != nil && l.seen[fd] <= since

@@ -116,11 +116,7 @@ func TestQuietNotForThisRoundsLaterEvents(t *testing.T) {
 	onLoop(t, l, func() {
 		since = l.Round()
 		// All ready before the next wait: one round reports them all.
-		for _, p := range peers {
-			if _, err := unix.Write(p, []byte("x")); err != nil {
-				t.Error(err)
-			}
-		}
+		writeEach(t, peers)
 	})
 	for range n {
 		waitFor(t, done)
@@ -164,11 +160,7 @@ func TestQuietNotAfterAFullWait(t *testing.T) {
 	start(t, l)
 	onLoop(t, l, func() {
 		since = l.Round()
-		for _, p := range peers {
-			if _, err := unix.Write(p, []byte("x")); err != nil {
-				t.Error(err)
-			}
-		}
+		writeEach(t, peers)
 	})
 	rounds := map[uint64]int{}
 	quiet := map[uint64]bool{}
@@ -194,5 +186,14 @@ func TestQuietNotAfterAFullWait(t *testing.T) {
 	}
 	if full != 1 || rest < 1 {
 		t.Fatalf("rounds %v: want one full wait and the rest after it", rounds)
+	}
+}
+
+// writeEach writes a byte to each descriptor.
+func writeEach(t *testing.T, fds []int) {
+	for _, fd := range fds {
+		if _, err := unix.Write(fd, []byte("x")); err != nil {
+			t.Error(err)
+		}
 	}
 }
