@@ -233,8 +233,16 @@ func (l *Loop) Run() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	wait := l.fire(l.clock())
+	idle := false // the last round reported nothing: wait releasing the P
 	for {
-		n, errno := epollWait(l.epfd, l.evs, wait)
+		var n int
+		var errno syscall.Errno
+		if idle {
+			n, errno = epollWaitReleasing(l.epfd, l.evs, wait)
+		} else {
+			n, errno = epollWait(l.epfd, l.evs, rawWait(wait))
+		}
+		idle = !idle && errno == 0 && n == 0
 		switch errno {
 		case 0:
 		case syscall.EINTR:

@@ -411,3 +411,22 @@ func TestDelDropsTheRoundsLaterEvents(t *testing.T) {
 type recorderFn struct{ fn func() }
 
 func (r *recorderFn) Ready(uint32) { r.fn() }
+
+// An idle loop is not woken to be preempted: after a round with nothing
+// it waits as a blocking system call, so the runtime's 10 ms fairness
+// preemption, which would end a raw wait with EINTR about every 10–20 ms,
+// leaves it alone.
+func TestIdleLoopIsNotWokenByPreemption(t *testing.T) {
+	withProcs(t, 2)
+	l := newLoop(t)
+	start(t, l)
+	var before, after uint64
+	onLoop(t, l, func() { before = l.Round() })
+	time.Sleep(500 * time.Millisecond)
+	onLoop(t, l, func() { after = l.Round() })
+	// The posted function's own wake-up, the idle timeout that follows
+	// it and one more wait: at most a handful of rounds.
+	if rounds := after - before; rounds > 10 {
+		t.Fatalf("an idle loop ran %d rounds in 500ms, want at most 10", rounds)
+	}
+}
