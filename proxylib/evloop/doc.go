@@ -18,7 +18,7 @@
 // Decisions:
 //   - System calls are raw (syscall.RawSyscall): no entersyscall, so the
 //     runtime's monitor never hands the loop's P to another thread while
-//     the loop waits. The price is that the waiting loop keeps its P: a
+//     a busy loop waits. The price is that the waiting loop keeps its P: a
 //     process running n loops needs GOMAXPROCS ≥ n+1 so that every other
 //     goroutine (control plane, timers, logs) has a P. Run refuses to start
 //     otherwise rather than starve them.
