@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -106,8 +107,35 @@ func WithReconnectBackoff(min, max time.Duration) Option {
 
 // WithEventLoops serves plain-TCP HTTP/1.1 connections on n event loops
 // (package evloop; hcm doc.go, "Event loops") instead of a goroutine each.
-// GOMAXPROCS must exceed n: every loop keeps a P. 0 (the default): none.
+// GOMAXPROCS must exceed n (RaiseProcsForLoops): a busy loop keeps its P.
+// 0 (the library's default): none; nodemesh-proxy runs DefaultEventLoops.
 func WithEventLoops(n int) Option { return func(o *options) { o.eventLoops = n } }
+
+// MaxEventLoops bounds WithEventLoops' count as nodemesh-proxy accepts it:
+// one loop per core of the largest nodes.
+const MaxEventLoops = 256
+
+// DefaultEventLoops is the event loop count nodemesh-proxy runs unless told
+// otherwise: one per P the runtime started with (GOMAXPROCS: the CPUs the
+// process may run on, lowered to its cgroup CPU limit rounded up), at most
+// MaxEventLoops; none when the proxy runs worker processes (workers > 1):
+// each has one P and a loop needs a second. Call it before
+// RaiseProcsForLoops.
+func DefaultEventLoops(workers int) int {
+	if workers > 1 {
+		return 0
+	}
+	return min(runtime.GOMAXPROCS(0), MaxEventLoops)
+}
+
+// RaiseProcsForLoops raises GOMAXPROCS to n+1 when it is lower, so n
+// loops leave a P to the rest of the process (on one core: two Ps sharing
+// it).
+func RaiseProcsForLoops(n int) {
+	if n > 0 && runtime.GOMAXPROCS(0) <= n {
+		runtime.GOMAXPROCS(n + 1)
+	}
+}
 
 // New builds a proxy; Run starts it.
 func New(opts ...Option) (*Proxy, error) {

@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
+
+	"github.com/nodemesh/nodemesh/proxylib"
 )
 
 // TestChartWorkersBound: the chart's proxy.workers and proxy.eventLoops
@@ -16,9 +19,10 @@ func TestChartWorkersBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	type bound struct {
-		Type    string   `json:"type"`
+		Type    any      `json:"type"`
 		Minimum *float64 `json:"minimum"`
 		Maximum *float64 `json:"maximum"`
+		Pattern string   `json:"pattern"`
 	}
 	var schema struct {
 		Properties struct {
@@ -32,18 +36,26 @@ func TestChartWorkersBound(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		value    string
+		typ      any
 		min, max float64
+		pattern  string
 	}{
-		{"workers", 1, maxWorkers},
-		{"eventLoops", 0, maxWorkers},
+		{"workers", "integer", 1, maxWorkers, ""},
+		// --event-loops also takes auto, and nothing else but a count.
+		{"eventLoops", []any{"integer", "string"}, 0, proxylib.MaxEventLoops, "^auto$"},
 	} {
 		b, ok := schema.Properties.Proxy.Properties[tc.value]
 		if !ok {
 			t.Errorf("values.schema.json has no proxy.%s", tc.value)
 			continue
 		}
-		if b.Type != "integer" || b.Minimum == nil || *b.Minimum != tc.min || b.Maximum == nil || *b.Maximum != tc.max {
-			t.Errorf("proxy.%s schema: type %q, minimum %v, maximum %v; want integer %v..%v", tc.value, b.Type, deref(b.Minimum), deref(b.Maximum), tc.min, tc.max)
+		if !reflect.DeepEqual(b.Type, tc.typ) || b.Minimum == nil || *b.Minimum != tc.min || b.Maximum == nil || *b.Maximum != tc.max || b.Pattern != tc.pattern {
+			t.Errorf("proxy.%s schema: type %v, minimum %v, maximum %v, pattern %q; want %v %v..%v, pattern %q",
+				tc.value, b.Type, deref(b.Minimum), deref(b.Maximum), b.Pattern, tc.typ, tc.min, tc.max, tc.pattern)
+		}
+		var f loopsFlag
+		if tc.pattern == "^auto$" && f.Set("auto") != nil {
+			t.Errorf("--event-loops refuses auto, which proxy.%s allows", tc.value)
 		}
 	}
 }

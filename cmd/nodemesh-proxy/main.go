@@ -32,15 +32,21 @@
 // and an uneven spread is worth seeing (sum without (worker) gives the
 // node's totals); the xDS state comes from worker 0 only.
 //
-// --event-loops n (experimental; not with --workers) serves plain-TCP
-// HTTP/1.1 connections on n event loops of the proxy's own (package
-// evloop; proxylib/hcm, "Event loops") rather than a goroutine each. Each
-// loop keeps a P while it waits, so GOMAXPROCS is raised to n+1 when it is
-// lower (on one core: GOMAXPROCS=2, the loop and the rest of the process
-// sharing the core). What a loop does not serve itself (TLS, HTTP/2,
-// upgrades, request bodies not buffered, TLS upstreams, retries, mirrors,
-// a logged request with a body, a response whose body did not come with
-// its head or is over 8 KiB) runs on goroutines as without the flag.
+// --event-loops (default auto) serves plain-TCP HTTP/1.1 connections on
+// event loops of the proxy's own (package evloop; proxylib/hcm, "Event
+// loops") rather than a goroutine each. auto runs one loop per CPU the Go
+// runtime starts with (GOMAXPROCS: the CPUs the process may run on,
+// lowered to its cgroup CPU limit rounded up), and none with --workers
+// above 1; n runs n (not with --workers); 0 runs none. A busy loop keeps
+// a P, so GOMAXPROCS is raised to n+1 when it is lower (on one core:
+// GOMAXPROCS=2, the loop and the rest of the process sharing the core).
+// What a loop does not serve itself (TLS, HTTP/2, upgrades, request bodies
+// not buffered, TLS upstreams, retries, mirrors, a logged request with a
+// body, a response whose body did not come with its head or is over 8 KiB)
+// runs on goroutines as with 0. Why loops by default: in one make bench run
+// on one core their CPU per request was within 1.2 µs of nginx's at 1, 16
+// and 128 connections, goroutines' 1.4–6.9 µs above it; on two cores two
+// loops served more than two workers (BENCHMARKS.md).
 package main
 
 import (
@@ -71,7 +77,8 @@ func main() {
 	metricsAddress := flag.String("metrics-address", defaultMetricsAddress, "serve Prometheus metrics on http://<address>/metrics; empty disables them")
 	workers := flag.Int("workers", 1, "serve with this many single-threaded processes (1: one process using every core GOMAXPROCS allows); see the package comment")
 	asWorker := flag.Bool("worker", false, "internal: run as a worker of a parent nodemesh-proxy (set by the parent)")
-	eventLoops := flag.Int("event-loops", 0, "experimental: serve plain-TCP HTTP/1.1 connections on this many event loops, raising GOMAXPROCS to one more when it is lower; 0 (the default): a goroutine per connection")
+	eventLoops := loopsFlag{auto: true}
+	flag.Var(&eventLoops, "event-loops", fmt.Sprintf("serve plain-TCP HTTP/1.1 connections on this many event loops (0..%d), raising GOMAXPROCS to one more when it is lower; 0: a goroutine per connection; auto: one loop per CPU GOMAXPROCS starts with, none with --workers above 1", proxylib.MaxEventLoops))
 	pprofAddress := flag.String("pprof-address", "", "serve Go runtime profiles (/debug/pprof/: CPU, heap, allocs, block, mutex, trace) on this address; empty (the default) disables it")
 	flag.Parse()
 
@@ -106,15 +113,14 @@ func main() {
 		return
 	}
 	opts = append(opts, proxylib.WithLogger(logger), adminMetrics(logger, *workers))
-	if *eventLoops < 0 || *eventLoops > maxWorkers || *eventLoops > 0 && *workers > 1 {
-		fmt.Fprintf(os.Stderr, "nodemesh-proxy: --event-loops must be 0..%d, and 0 with --workers\n", maxWorkers)
+	loops, err := eventLoops.count(*workers)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "nodemesh-proxy: %v\n", err)
 		os.Exit(2)
 	}
-	if *eventLoops > 0 {
-		if runtime.GOMAXPROCS(0) <= *eventLoops {
-			runtime.GOMAXPROCS(*eventLoops + 1)
-		}
-		opts = append(opts, proxylib.WithEventLoops(*eventLoops))
+	if loops > 0 {
+		proxylib.RaiseProcsForLoops(loops)
+		opts = append(opts, proxylib.WithEventLoops(loops))
 	}
 	if *workers > 1 {
 		// Every process, this one included, runs one P: see doc.go.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -44,52 +45,11 @@ func TestWorkersMetrics(t *testing.T) {
 	if !inOwnNetns(t) {
 		return
 	}
-	conf, state := prometheusExampleConf(t), t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv := server.New(server.WithLogger(log))
-	sock := filepath.Join(state, "xds.sock")
-	l, err := server.ListenUnix(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	defer srv.Stop(time.Second)
-	a, err := agent.New(agent.Config{Publisher: publish.New(srv), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := file.New(conf, file.WithLogger(log)).Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Apply(ctx, res.Snapshot, res.Errors); err != nil {
-		t.Fatal(err)
-	}
-
-	proxy := exec.Command(os.Args[0], "--xds-address", "unix://"+sock, "--node-id", "prom", "--workers", "2",
+	sock := serveExampleXDS(t, ctx)
+	proxy, exited := startMain(t, nil, nil, "--xds-address", "unix://"+sock, "--node-id", "prom", "--workers", "2",
 		"--admin-address", "127.0.0.1:9901", "--metrics-address", "127.0.0.1:9964", "--drain-timeout", "2s", "--log-level", "warn")
-	proxy.Env = append(os.Environ(), runMainEnv+"=1")
-	proxy.Stdout, proxy.Stderr = os.Stderr, os.Stderr
-	if err := proxy.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- proxy.Wait() }()
-	defer func() {
-		_ = proxy.Process.Kill()
-	}()
-	waitReady := time.Now().Add(30 * time.Second)
-	for {
-		if code, _, err := get("http://127.0.0.1:9901/ready"); err == nil && code == 200 {
-			break
-		}
-		if time.Now().After(waitReady) {
-			t.Fatal("the proxy never became ready")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	// Fresh connections to the example's listener: the kernel spreads them
 	// over both processes' sockets.
 	const n = 40
@@ -111,6 +71,7 @@ func TestWorkersMetrics(t *testing.T) {
 		fams  metrics.Families
 		per   [2]float64
 		total float64
+		err   error
 	)
 	hc := &http.Client{Timeout: 5 * time.Second}
 	deadline := time.Now().Add(10 * time.Second)
@@ -157,5 +118,69 @@ func TestWorkersMetrics(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", "127.0.0.1:9090", time.Second); err == nil {
 		c.Close()
 		t.Fatal("something still accepts on the listener after the proxy exited")
+	}
+}
+
+// serveExampleXDS serves Cilium's Prometheus listener example over xDS
+// until ctx ends, and returns the socket's path.
+func serveExampleXDS(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	conf, state := prometheusExampleConf(t), t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := server.New(server.WithLogger(log))
+	sock := filepath.Join(state, "xds.sock")
+	l, err := server.ListenUnix(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Stop(time.Second) })
+	a, err := agent.New(agent.Config{Publisher: publish.New(srv), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := file.New(conf, file.WithLogger(log)).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Apply(ctx, res.Snapshot, res.Errors); err != nil {
+		t.Fatal(err)
+	}
+	return sock
+}
+
+// startMain runs this binary as nodemesh-proxy with args, its output to
+// out (nil: the test's stderr), and waits until its admin endpoint on
+// 127.0.0.1:9901 is ready; the cleanup kills it. prefix, when set, is a
+// command to run it under (taskset).
+func startMain(t *testing.T, out io.Writer, prefix []string, args ...string) (*exec.Cmd, <-chan error) {
+	t.Helper()
+	if out == nil {
+		out = os.Stderr
+	}
+	argv := append(append(slices.Clone(prefix), os.Args[0]), args...)
+	proxy := exec.Command(argv[0], argv[1:]...)
+	proxy.Env = append(os.Environ(), runMainEnv+"=1")
+	proxy.Stdout, proxy.Stderr = out, out
+	if err := proxy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- proxy.Wait() }()
+	t.Cleanup(func() { _ = proxy.Process.Kill() })
+	waitReady := time.Now().Add(30 * time.Second)
+	for {
+		if code, _, err := get("http://127.0.0.1:9901/ready"); err == nil && code == 200 {
+			return proxy, exited
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("the proxy exited before it was ready: %v", err)
+		default:
+		}
+		if time.Now().After(waitReady) {
+			t.Fatal("the proxy never became ready")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -77,20 +77,24 @@
 // covers every worker); resources are the user's to size (memory per
 // process, limits.cpu at least n).
 //
-// Event loops: proxy.eventLoops (default 0, off; schema 0..256, the bound
-// of nodemesh-proxy --event-loops) renders --event-loops=n for the
-// builtin engine when n > 0, and nothing for 0. The render fails, rather
-// than leaving the proxy to exit at start or the setting to be dropped,
-// when n > 0 meets proxy.workers > 1 (the proxy refuses the pair: loops
-// live in one process, workers are several single-P processes) or
-// proxy.engine=envoy (Envoy has no such option, and --concurrency is not
-// the same thing, so mapping it silently would change what was asked). As
-// with --workers, an --event-loops in proxy.extraArgs comes later and
-// wins, and a --workers there that conflicts is the proxy's to refuse.
-// The proxy raises GOMAXPROCS to n+1 when it is lower (every loop keeps a
-// P), so a container CPU limit below n+1 throttles it under load; the
-// chart sets no limit and does not parse one, and values.yaml says to keep
-// limits.cpu, if set, at n+1 or more.
+// Event loops: proxy.eventLoops (default auto; schema: auto or 0..256,
+// the bound of nodemesh-proxy --event-loops) renders --event-loops=n for
+// the builtin engine when it is a count, 0 included (goroutines only), and
+// nothing for auto, so the proxy's own default applies: one loop per CPU
+// Go starts with, none with --workers above 1. Unlike proxy.workers, a
+// node-sized default is safe here: loops share one process, its memory,
+// pools and circuit breakers, so only threads scale with the node. The
+// render fails, rather than leaving the proxy to exit at start or the
+// setting to be dropped, when n > 0 meets proxy.workers > 1 (the proxy
+// refuses the pair: loops live in one process, workers are several
+// single-P processes) or proxy.engine=envoy (Envoy has no such option, and
+// --concurrency is not the same thing, so mapping it silently would change
+// what was asked). As with --workers, an --event-loops in proxy.extraArgs
+// comes later and wins, and a --workers there that conflicts is the
+// proxy's to refuse. The proxy raises GOMAXPROCS to n+1 when it is lower
+// (a busy loop keeps its P), so a container CPU limit below n+1 throttles
+// it under load; the chart sets no limit and does not parse one, and
+// values.yaml says to keep limits.cpu, if set, at n+1 or more.
 //
 // Ingress: ingressController.enabled (default true; Cilium's default is
 // false, but nodemesh has always served Ingresses that name its class, so

@@ -123,8 +123,8 @@ func TestChartRefusesBadWorkers(t *testing.T) {
 }
 
 // TestChartProxyEventLoops: proxy.eventLoops renders --event-loops=n for
-// the builtin engine when n > 0, and no flag for 0, the default, on
-// either engine.
+// the builtin engine when it is a count, 0 included, and no flag for auto,
+// the default (the proxy's own default then applies), nor on Envoy.
 func TestChartProxyEventLoops(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -132,14 +132,17 @@ func TestChartProxyEventLoops(t *testing.T) {
 		want  []string
 	}{
 		{"builtin default", map[string]any{"engine": "builtin"}, nil},
-		{"builtin zero", map[string]any{"engine": "builtin", "eventLoops": 0}, nil},
+		{"builtin auto", map[string]any{"engine": "builtin", "eventLoops": "auto"}, nil},
+		{"builtin auto with four workers", map[string]any{"engine": "builtin", "eventLoops": "auto", "workers": 4}, nil},
+		{"builtin zero", map[string]any{"engine": "builtin", "eventLoops": 0}, []string{"--event-loops=0"}},
 		{"builtin one", map[string]any{"engine": "builtin", "eventLoops": 1}, []string{"--event-loops=1"}},
 		{"builtin four", map[string]any{"engine": "builtin", "eventLoops": 4}, []string{"--event-loops=4"}},
 		{"builtin maximum", map[string]any{"engine": "builtin", "eventLoops": 256}, []string{"--event-loops=256"}},
 		{"builtin four with one worker", map[string]any{"engine": "builtin", "eventLoops": 4, "workers": 1}, []string{"--event-loops=4"}},
-		{"builtin zero with four workers", map[string]any{"engine": "builtin", "eventLoops": 0, "workers": 4}, nil},
+		{"builtin zero with four workers", map[string]any{"engine": "builtin", "eventLoops": 0, "workers": 4}, []string{"--event-loops=0"}},
 		{"envoy default", map[string]any{"engine": "envoy"}, nil},
 		{"envoy zero", map[string]any{"engine": "envoy", "eventLoops": 0}, nil},
+		{"envoy auto", map[string]any{"engine": "envoy", "eventLoops": "auto"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := renderValues(t, map[string]any{"proxy": tc.proxy})
@@ -155,7 +158,8 @@ func TestChartProxyEventLoops(t *testing.T) {
 }
 
 // TestChartRefusesBadEventLoops: the schema refuses counts nodemesh-proxy
-// refuses (it exits on --event-loops outside 0..256) and non-integers;
+// refuses (it exits on --event-loops outside 0..256 and auto) and other
+// values;
 // the render fails, naming both values, where the proxy would refuse the
 // pair (--event-loops with --workers > 1) and where Envoy has no such
 // option, rather than dropping the setting.
@@ -168,7 +172,8 @@ func TestChartRefusesBadEventLoops(t *testing.T) {
 		{"negative", map[string]any{"eventLoops": -1}, "at '/proxy/eventLoops': minimum: got -1, want 0"},
 		{"above maximum", map[string]any{"eventLoops": 257}, "at '/proxy/eventLoops': maximum: got 257, want 256"},
 		{"fraction", map[string]any{"eventLoops": 1.5}, "at '/proxy/eventLoops': got number, want integer"},
-		{"string", map[string]any{"eventLoops": "4"}, "at '/proxy/eventLoops': got string, want integer"},
+		{"string", map[string]any{"eventLoops": "4"}, "at '/proxy/eventLoops': '4' does not match pattern '^auto$'"},
+		{"other word", map[string]any{"eventLoops": "max"}, "at '/proxy/eventLoops': 'max' does not match pattern '^auto$'"},
 		{"with workers", map[string]any{"eventLoops": 1, "workers": 2}, "proxy.eventLoops > 0 and proxy.workers > 1 exclude each other"},
 		{"with maximum workers", map[string]any{"eventLoops": 256, "workers": 256}, "proxy.eventLoops > 0 and proxy.workers > 1 exclude each other"},
 		{"envoy", map[string]any{"engine": "envoy", "eventLoops": 1}, "proxy.eventLoops renders the builtin proxy's --event-loops, which Envoy does not have"},

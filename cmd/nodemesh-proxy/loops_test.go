@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nodemesh/nodemesh/internal/metrics"
+	"github.com/nodemesh/nodemesh/proxylib"
+)
+
+// TestEventLoopsFlag: --event-loops takes auto or a count
+// 0..256; auto is one loop per P the process starts with and none with
+// workers; a count above 0 is refused with workers.
+func TestEventLoopsFlag(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	for _, tc := range []struct {
+		arg     string
+		workers int
+		want    int
+		err     string
+	}{
+		{"auto", 1, min(procs, proxylib.MaxEventLoops), ""},
+		{"auto", 2, 0, ""},
+		{"0", 1, 0, ""},
+		{"0", 4, 0, ""},
+		{"3", 1, 3, ""},
+		{"256", 1, 256, ""},
+		{"1", 2, 0, "exclude each other"},
+		{"-1", 1, 0, "want auto or a count 0..256"},
+		{"257", 1, 0, "want auto or a count 0..256"},
+		{"two", 1, 0, "want auto or a count 0..256"},
+		{"", 1, 0, "want auto or a count 0..256"},
+	} {
+		f := loopsFlag{auto: true}
+		err := f.Set(tc.arg)
+		var n int
+		if err == nil {
+			n, err = f.count(tc.workers)
+		}
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("--event-loops %q with %d workers: error %v, want %q", tc.arg, tc.workers, err, tc.err)
+		case tc.err == "" && err != nil:
+			t.Errorf("--event-loops %q with %d workers: %v", tc.arg, tc.workers, err)
+		case tc.err == "" && n != tc.want:
+			t.Errorf("--event-loops %q with %d workers: %d loops, want %d", tc.arg, tc.workers, n, tc.want)
+		}
+	}
+}
+
+// TestEventLoopsByDefault runs nodemesh-proxy (this binary, as main)
+// without --event-loops on one CPU (taskset), in a network namespace of
+// its own, with Cilium's Prometheus listener example: it starts one event
+// loop, raises GOMAXPROCS to 2 (the Go collector's gauge on /metrics), and
+// answers on the example's listener.
+func TestEventLoopsByDefault(t *testing.T) {
+	if !inOwnNetns(t) {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sock := serveExampleXDS(t, ctx)
+	var out syncBuffer
+	startMain(t, &out, []string{"taskset", "-c", "0"}, "--xds-address", "unix://"+sock, "--node-id", "loops",
+		"--admin-address", "127.0.0.1:9901", "--metrics-address", "127.0.0.1:9964", "--log-level", "info")
+	if !strings.Contains(out.String(), `msg="serving plain-TCP HTTP/1.1 on event loops" loops=1`) {
+		t.Fatalf("the proxy did not start one event loop; its log:\n%s", out.String())
+	}
+	for i := range 20 {
+		c, err := net.Dial("tcp", "127.0.0.1:9090")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprint(c, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if !strings.HasPrefix(string(b), "HTTP/1.1 200") {
+			t.Fatalf("request %d: %.200q", i, b)
+		}
+	}
+	fams, err := metrics.Scrape(ctx, &http.Client{Timeout: 5 * time.Second}, "http://127.0.0.1:9964/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := fams.Value("go_sched_gomaxprocs_threads"); !ok || v != 2 {
+		t.Fatalf("GOMAXPROCS %v (reported: %v), want 2: one loop and a P for the rest", v, ok)
+	}
+}
+
+// syncBuffer is a bytes.Buffer a child process's output can be copied
+// into while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
