@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -83,9 +82,10 @@ type nodeOpts struct {
 	publisher func(*server.Server) dataplane.Publisher
 	// proxyCPUs, when set, pins the proxy process (taskset -c syntax).
 	proxyCPUs string
-	// eventLoops > 0 serves the proxy's connections on that many event
-	// loops (nodemesh-proxy --event-loops).
-	eventLoops int
+	// eventLoops is the proxy's event loop count as nodemesh-proxy
+	// --event-loops takes it: a count, 0 for a goroutine per connection;
+	// empty: nodemesh-proxy's default (auto, one loop per CPU).
+	eventLoops string
 	// services makes the node steer Services as nodemesh-agent
 	// --datapath --datapath-cgroup does: the datapath's Service table,
 	// its socket hooks on a Pod cgroup (policyNode.podCgroup, where
@@ -226,13 +226,13 @@ func (b bedInterfaces) InterfaceOf(a netip.Addr) (int, error) {
 
 // startProxy runs the proxy in the node namespace and waits until it is
 // connected to the agent.
-func (n *policyNode) startProxy(xdsSock, cpus string, loops int) {
+func (n *policyNode) startProxy(xdsSock, cpus, loops string) {
 	t := n.t
 	node := "bed-" + strings.ReplaceAll(t.Name(), "/", "-")
 	cmd := pinnedCommand(n.bed.Node, cpus)
 	cmd.Env = append(os.Environ(), proxyChildEnv+"=unix://"+xdsSock, proxyChildNodeEnv+"="+node)
-	if loops > 0 {
-		cmd.Env = append(cmd.Env, proxyChildLoopsEnv+"="+strconv.Itoa(loops))
+	if loops != "" {
+		cmd.Env = append(cmd.Env, proxyChildLoopsEnv+"="+loops)
 	}
 	w := newTestWriter(t)
 	cmd.Stdout, cmd.Stderr = w, w

@@ -82,23 +82,23 @@ const (
 // the backend and this process (the agent) on the others.
 //
 // The hop is measured with each way the proxy serves connections, a node
-// each: proxy=goroutines (the default, a goroutine per connection) and
+// each: proxy=goroutines (--event-loops 0, a goroutine per connection) and
 // proxy=event-loop (--event-loops 1, GOMAXPROCS raised to 2 on the same
-// CPUs).
+// CPUs; what nodemesh-proxy runs by default on one CPU).
 //
 // Needs root (network namespaces, eBPF) like the other policy tests.
 func BenchmarkPolicyHop(b *testing.B) {
 	for _, p := range []struct {
 		name  string
-		loops int
-	}{{"goroutines", 0}, {"event-loop", 1}} {
+		loops string
+	}{{"goroutines", "0"}, {"event-loop", "1"}} {
 		b.Run("proxy="+p.name, func(b *testing.B) { policyHop(b, p.loops) })
 	}
 }
 
 // policyHop is BenchmarkPolicyHop on a node whose proxy runs loops event
-// loops (0: a goroutine per connection).
-func policyHop(b *testing.B, loops int) {
+// loops ("0": a goroutine per connection).
+func policyHop(b *testing.B, loops string) {
 	genCPU, restCPUs := hopCPUs()
 	if restCPUs != "" {
 		undo := pinProcess(b, restCPUs)
@@ -148,9 +148,9 @@ spec:
 		fromSlot := pairedQuantileDiffs(d.FromSlot, p.FromSlot, ps, hopCIBlock, hopCIResamples, hopCISeed)
 		fromWrite := pairedQuantileDiffs(d.FromSend, p.FromSend, ps, hopCIBlock, hopCIResamples, hopCISeed)
 		if b.N >= 1000 { // not for the framework's b.N=1 probe
-			proxy := "a goroutine per connection"
-			if loops > 0 {
-				proxy = fmt.Sprintf("--event-loops %d", loops)
+			proxy := "--event-loops " + loops
+			if loops == "0" {
+				proxy = "a goroutine per connection (--event-loops 0)"
 			}
 			fmt.Printf("proxy: %s\n", proxy)
 			printHopTable(os.Stdout, b.N, res, fromSlot, fromWrite)

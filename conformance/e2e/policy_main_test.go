@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
@@ -23,7 +22,8 @@ const (
 	proxyChildEnv     = "NODEMESH_E2E_PROXY_XDS"
 	proxyChildNodeEnv = "NODEMESH_E2E_PROXY_NODE"
 	// proxyChildLoopsEnv, when set, is the child's event-loop count
-	// (nodemesh-proxy --event-loops n).
+	// (nodemesh-proxy --event-loops n, 0 for none); unset, the child
+	// runs nodemesh-proxy's default (one loop per CPU).
 	proxyChildLoopsEnv = "NODEMESH_E2E_PROXY_EVENT_LOOPS"
 )
 
@@ -44,7 +44,8 @@ func TestMain(m *testing.M) {
 }
 
 // runProxyChild runs the proxy until SIGTERM; loops, when set, is its
-// event-loop count, with GOMAXPROCS raised as nodemesh-proxy raises it.
+// event-loop count, else nodemesh-proxy's default, with GOMAXPROCS raised
+// as nodemesh-proxy raises it.
 func runProxyChild(xds, node, loops string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	opts := []proxylib.Option{
@@ -54,17 +55,16 @@ func runProxyChild(xds, node, loops string) int {
 		proxylib.WithDrainTimeout(time.Second),
 		proxylib.WithLogger(log),
 	}
+	n := proxylib.DefaultEventLoops(1)
 	if loops != "" {
-		n, err := strconv.Atoi(loops)
-		if err != nil || n < 1 {
-			fmt.Fprintf(os.Stderr, "%s=%q: want a count of at least 1\n", proxyChildLoopsEnv, loops)
+		var err error
+		if n, err = strconv.Atoi(loops); err != nil || n < 0 || n > proxylib.MaxEventLoops {
+			fmt.Fprintf(os.Stderr, "%s=%q: want a count 0..%d\n", proxyChildLoopsEnv, loops, proxylib.MaxEventLoops)
 			return 1
 		}
-		if runtime.GOMAXPROCS(0) <= n {
-			runtime.GOMAXPROCS(n + 1)
-		}
-		opts = append(opts, proxylib.WithEventLoops(n))
 	}
+	proxylib.RaiseProcsForLoops(n)
+	opts = append(opts, proxylib.WithEventLoops(n))
 	p, err := proxylib.New(opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting proxy:", err)

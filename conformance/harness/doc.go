@@ -64,9 +64,11 @@
 //     .state/conformance (kept when the run fails, for its logs).
 //
 // -event-loops N runs the proxy with N event loops (the chart's
-// proxy.eventLoops, nodemesh-proxy --event-loops, experimental). Its
-// reports go only where -report and -mesh-report say: the reports in
-// conformance/reports are those of the proxy as it runs by default.
+// proxy.eventLoops, nodemesh-proxy --event-loops; 0: a goroutine per
+// connection). Without it the chart's default applies (auto: one loop per
+// CPU). Its reports go only where -report and -mesh-report say: the
+// reports in conformance/reports are those of the proxy as it runs by
+// default.
 //
 // Every child is started with Pdeathsig, so killing the harness kills the
 // control plane and the Pods too; the next run's sweep removes the

@@ -36,15 +36,15 @@ func main() {
 	flag.StringVar(&opts.skipTests, "skip-tests", "", "comma-separated conformance tests to skip (development aid)")
 	flag.DurationVar(&opts.timeout, "timeout", 40*time.Minute, "give up after this long")
 	flag.BoolVar(&opts.keep, "keep-state", false, "keep the run's state directory (logs, pod output) after a successful run")
-	flag.IntVar(&opts.eventLoops, "event-loops", 0, "run the proxy with this many event loops (chart proxy.eventLoops, nodemesh-proxy --event-loops; experimental); needs -report and -mesh-report, so the project's reports stay those of the default proxy")
+	flag.IntVar(&opts.eventLoops, "event-loops", -1, "run the proxy with this many event loops (chart proxy.eventLoops, nodemesh-proxy --event-loops), 0 for a goroutine per connection; -1: the chart's default (auto, one loop per CPU); a count needs -report and -mesh-report, so the project's reports stay those of the default proxy")
 	reportSet, meshReportSet := false, false
 	flag.Parse()
 	flag.Visit(func(f *flag.Flag) {
 		reportSet = reportSet || f.Name == "report"
 		meshReportSet = meshReportSet || f.Name == "mesh-report"
 	})
-	if opts.eventLoops < 0 || opts.eventLoops > 0 && !(reportSet && meshReportSet) {
-		fmt.Fprintln(os.Stderr, "harness: -event-loops must be 0 or more, and above 0 it needs -report and -mesh-report (the reports in conformance/reports are the default proxy's)")
+	if opts.eventLoops < -1 || opts.eventLoops > 256 || opts.eventLoops >= 0 && !(reportSet && meshReportSet) {
+		fmt.Fprintln(os.Stderr, "harness: -event-loops must be -1 (the chart's default) or a count 0..256, and a count needs -report and -mesh-report (the reports in conformance/reports are the default proxy's)")
 		os.Exit(1)
 	}
 	if opts.report == "" {

@@ -298,9 +298,9 @@ func skipped(o options) string {
 }
 
 // chartValues are the chart values the run lays over the lab's: the
-// proxy's event loops when asked for.
+// proxy's event loops when asked for (-1: the chart's default).
 func chartValues(o options) map[string]any {
-	if o.eventLoops <= 0 {
+	if o.eventLoops < 0 {
 		return nil
 	}
 	return map[string]any{"proxy": map[string]any{"eventLoops": o.eventLoops}}

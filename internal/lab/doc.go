@@ -105,8 +105,8 @@
 // and controller.extraArgs, and Options.ChartValues are laid over all of
 // it (TestLabRunsTheChart moves the agent's metrics port and the
 // controller's Lease that way; NODEMESH_LAB_EVENT_LOOPS=n lays
-// proxy.eventLoops=n over every test lab, so the scenarios also run with
-// the proxy on event loops). What the lab cannot run is refused, not
+// proxy.eventLoops=n over every test lab, so with 0 the scenarios also
+// run with the proxy on a goroutine per connection). What the lab cannot run is refused, not
 // skipped: a hostPath mounted elsewhere than its own path, another volume
 // kind, an init container (proxy.engine=envoy), an env source other than
 // fieldRef, a program that is not nodemesh's. The securityContext is not
