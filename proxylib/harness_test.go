@@ -352,8 +352,10 @@ func startBackend(t testing.TB, name string, handler http.Handler) *backend {
 }
 
 // testEventLoops runs every proxy the tests start on an event loop
-// (NODEMESH_TEST_EVENT_LOOPS=1): the whole suite then covers the loop's
-// serving path. Every loop keeps a P, and tests run proxies side by side.
+// (NODEMESH_TEST_EVENT_LOOPS=1; make test runs the package both ways):
+// the whole suite then covers the loop's serving path, which
+// nodemesh-proxy runs by default. Every busy loop keeps a P, and tests run
+// proxies side by side.
 var testEventLoops = os.Getenv("NODEMESH_TEST_EVENT_LOOPS") != "" && raiseProcs(16)
 
 func raiseProcs(n int) bool {

@@ -366,8 +366,8 @@
 // bounded whatever clients send. Every request is timed for it, not only
 // those an access log records.
 //
-// Event loops (experimental, off by default; nodemesh-proxy --event-loops
-// N, h1_loop.go, h1_loop_up.go): a plain-TCP HTTP/1.1 connection, once
+// Event loops (Runtime.Loops, set by proxylib.WithEventLoops; what
+// nodemesh-proxy runs by default, one per CPU; h1_loop.go, h1_loop_up.go): a plain-TCP HTTP/1.1 connection, once
 // sniffed, leaves the runtime's poller (its descriptor is duplicated and
 // the net.Conn closed) and is served by one of N loops (package evloop)
 // as a state machine: read the head (one read at a time, parsed after

@@ -5,21 +5,22 @@
 //
 //   - 1core: HTTP/1.1 keep-alive under wrk at each of -conns. Every proxy
 //     under test is pinned to one CPU (nginx: 1 worker, haproxy: 1 thread,
-//     nodemesh-proxy: GOMAXPROCS=1); wrk (one thread) and the backend (an
+//     nodemesh-proxy started with GOMAXPROCS=1); wrk (one thread) and the backend (an
 //     nginx worker answering a fixed body) share another CPU, so the
 //     proxies compete on equal terms. The backend is also measured
 //     directly, which bounds what any proxy can reach. Every connection
 //     count runs in -rounds rounds, each target once per round in an
 //     order that changes from round to round; rows print medians and each
-//     round's rate (rounds.go says why). nodemesh-proxy runs twice: on a
-//     goroutine per connection, and with the experimental --event-loops 1
-//     (one event loop, plus a P for the rest of the process: GOMAXPROCS=2
-//     on the same one CPU).
+//     round's rate (rounds.go says why). nodemesh-proxy runs twice: as it
+//     runs by default (one event loop on one CPU, plus a P for the rest of
+//     the process: GOMAXPROCS=2 on the same CPU), and with --event-loops 0
+//     (a goroutine per connection, GOMAXPROCS=1).
 //   - 2core: the same with two of everything (nginx 2 workers, haproxy 2
-//     threads, nodemesh-proxy GOMAXPROCS=2 with its two SO_REUSEPORT
-//     listeners, and nodemesh-proxy --workers 2: two GOMAXPROCS=1
-//     processes, one socket each in the group, and nodemesh-proxy
-//     --event-loops 2), at each of -conns2. The proxies run on -cpus2; wrk (2
+//     threads; nodemesh-proxy as by default on two CPUs, two event loops
+//     and GOMAXPROCS=3; nodemesh-proxy --event-loops 0 with GOMAXPROCS=2
+//     and its two SO_REUSEPORT listeners; and nodemesh-proxy --workers 2:
+//     two GOMAXPROCS=1 processes, one socket each in the group), at each
+//     of -conns2. The proxies run on -cpus2; wrk (2
 //     threads) and the backend (2 workers) on -load-cpus2, by default the
 //     same CPUs: a 2-CPU machine has none to spare for the load, so all
 //     of them float over both and share them, and the figure is what the
@@ -147,7 +148,7 @@ func main() {
 	loadCPU := flag.Int("load-cpu", 1, "1core, h2: CPU the load generator and the backend are pinned to")
 	cpus2 := flag.String("cpus2", "0,1", "2core: CPUs the proxies under test run on")
 	loadCPUs2 := flag.String("load-cpus2", "", "2core: CPUs wrk and the backend run on (default: -cpus2, shared with the proxies)")
-	only := flag.String("targets", "direct,nginx,haproxy,nodemesh,nodemesh-loop", "1core, 2core: which targets to measure (nodemesh-loop: 1core only)")
+	only := flag.String("targets", "direct,nginx,haproxy,nodemesh,nodemesh-goroutines", "1core, 2core: which targets to measure (nodemesh: as it runs by default, on event loops; nodemesh-goroutines: --event-loops 0, and on 2core --workers 2)")
 	profile := flag.String("profile", "", "directory to write nodemesh-proxy's CPU, allocation, block and mutex profiles, an execution trace and its gctrace log to, taken during each measured HTTP/1.1 run (profiling costs the proxy some CPU: do not publish numbers from such a run)")
 	baseline := flag.String("baseline-bin", "", "directory holding another build of nodemesh-agent and nodemesh-proxy, measured in 1core and h2 in the same run, each of its h2 rows right after the build under test's (a regression check)")
 	flag.Parse()
@@ -202,7 +203,9 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 		nginxProxy(b.dir, "proxy1", 1, backendAddr, []nginxListen{{ngx(1), "h1"}, {ngx(5), "h2c"}, {ngx(6), "tls"}}, certFile, keyFile)))
 	haproxyPG := b.start(b.proxyCPU, nil, "haproxy", "-db", "-f", writeFile(b.dir, "haproxy1.cfg", haproxyConf(1, ngx(2), backendAddr)))
 	g := gateway{ip: "127.0.100.250", httpPort: ports[3], httpsPort: ports[7], certPEM: b.cert, keyPEM: b.key, backendPort: ports[0], routes: 1}
-	nm, nmPID := b.nodemesh(b.bin, "nodemesh-proxy GOMAXPROCS=1", g, b.proxyCPU, b.loadCPU, 1)
+	// As it runs by default: started with GOMAXPROCS=1 (one CPU), it
+	// runs one event loop and raises GOMAXPROCS to 2.
+	nm, nmPID := b.nodemesh(b.bin, "nodemesh-proxy (1 event loop)", g, b.proxyCPU, b.loadCPU, 1)
 
 	targets := []target{{name: "direct (backend only)", url: "http://" + backendAddr + "/"}}
 	if only["nginx"] {
@@ -214,13 +217,12 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 	if only["nodemesh"] {
 		targets = append(targets, nm)
 	}
-	if only["nodemesh-loop"] {
-		// The experimental event loop (--event-loops 1): one loop thread
-		// plus a P for the rest of the process, on the same one core.
-		lg := g
-		lg.ip, lg.httpPort, lg.httpsPort = "127.0.100.248", ports[9], 0
-		lt, _ := b.nodemesh(b.bin, "nodemesh-proxy --event-loops 1", lg, b.proxyCPU, b.loadCPU, 1, "--event-loops", "1")
-		targets = append(targets, lt)
+	if only["nodemesh-goroutines"] {
+		// A goroutine per connection, on one P.
+		gg := g
+		gg.ip, gg.httpPort, gg.httpsPort = "127.0.100.248", ports[9], 0
+		gt, _ := b.nodemesh(b.bin, "nodemesh-proxy --event-loops 0", gg, b.proxyCPU, b.loadCPU, 1, "--event-loops", "0")
+		targets = append(targets, gt)
 	}
 	var base target
 	var basePID int
@@ -239,9 +241,9 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 		pgid      int
 	}{
 		{"nginx 1 worker, h2c", "http://" + ngx(5) + "/", nginxPG},
-		{"nodemesh-proxy GOMAXPROCS=1, h2c", nm.url, nmPID},
+		{nm.name + ", h2c", nm.url, nmPID},
 		{"nginx 1 worker, TLS", "https://" + ngx(6) + "/", nginxPG},
-		{"nodemesh-proxy GOMAXPROCS=1, TLS", fmt.Sprintf("https://%s:%d/", g.ip, g.httpsPort), nmPID},
+		{nm.name + ", TLS", fmt.Sprintf("https://%s:%d/", g.ip, g.httpsPort), nmPID},
 	}
 	if baseline != "" {
 		// The baseline build follows each nodemesh row, alternated with
@@ -310,20 +312,20 @@ func (b *bench) twoCores(only map[string]bool, cpus, loadCPUs string, conns []in
 		targets = append(targets, target{name: "haproxy 2 threads", url: "http://" + addr + "/", pgid: pg})
 	}
 	if only["nodemesh"] {
+		// As by default on two CPUs: two loops, GOMAXPROCS raised to 3.
+		g := gateway{ip: "127.0.100.249", httpPort: ports[5], backendPort: ports[0], routes: 1}
+		t, _ := b.nodemesh(b.bin, "nodemesh-proxy (2 event loops)", g, cpus, loadCPUs, 2)
+		targets = append(targets, t)
+	}
+	if only["nodemesh-goroutines"] {
 		g := gateway{ip: "127.0.100.252", httpPort: ports[3], backendPort: ports[0], routes: 1}
-		t, _ := b.nodemesh(b.bin, "nodemesh-proxy GOMAXPROCS=2", g, cpus, loadCPUs, 2)
+		t, _ := b.nodemesh(b.bin, "nodemesh-proxy --event-loops 0 GOMAXPROCS=2", g, cpus, loadCPUs, 2, "--event-loops", "0")
 		targets = append(targets, t)
 		// Two single-threaded processes, each with its own socket in the
 		// listener's SO_REUSEPORT group; the workers are in the parent's
 		// process group, so their CPU counts.
 		g = gateway{ip: "127.0.100.254", httpPort: ports[4], backendPort: ports[0], routes: 1}
 		t, _ = b.nodemesh(b.bin, "nodemesh-proxy --workers 2", g, cpus, loadCPUs, 1, "--workers", "2")
-		targets = append(targets, t)
-	}
-	if only["nodemesh-loop"] {
-		// Two event loops (and a P for the rest: GOMAXPROCS=3).
-		g := gateway{ip: "127.0.100.249", httpPort: ports[5], backendPort: ports[0], routes: 1}
-		t, _ := b.nodemesh(b.bin, "nodemesh-proxy --event-loops 2", g, cpus, loadCPUs, 2, "--event-loops", "2")
 		targets = append(targets, t)
 	}
 	if !only["direct"] {
