@@ -41,8 +41,10 @@ func Render(ctx context.Context, helm, chartDir, release, namespace, valuesFile 
 		return nil, fmt.Errorf("writing chart values: %w", err)
 	}
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, helm, "template", release, chartDir, "--namespace", namespace, "--values", valuesFile)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// The values go through standard input: helm splits a --values
+	// argument on commas, which a file's path may hold.
+	cmd := exec.CommandContext(ctx, helm, "template", release, chartDir, "--namespace", namespace, "--values", "-")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(body), &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("rendering the chart with %s: %w: %s", valuesFile, err, bytes.TrimSpace(stderr.Bytes()))
 	}

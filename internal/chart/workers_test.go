@@ -188,3 +188,20 @@ func TestChartRefusesBadEventLoops(t *testing.T) {
 		})
 	}
 }
+
+// TestRenderValuesPathWithComma: the values reach helm whatever their
+// file's path holds (helm splits a --values argument on commas).
+func TestRenderValuesPathWithComma(t *testing.T) {
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Render(context.Background(), helm(t, root), filepath.Join(root, Dir), "nodemesh", "kube-system",
+		filepath.Join(t.TempDir(), "a,b", "values.json"), map[string]any{"proxy": map[string]any{"eventLoops": 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := withPrefix(proxyArgs(t, r), "--event-loops"); !slices.Equal(got, []string{"--event-loops=3"}) {
+		t.Fatalf("event loop flags %q, want the values' --event-loops=3", got)
+	}
+}
