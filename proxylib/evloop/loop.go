@@ -45,6 +45,7 @@ type Loop struct {
 	cur, n     int      // the event being dispatched and the round's count
 	round      uint64   // waits returned so far (Round)
 	complete   bool     // this round's wait collected every ready descriptor
+	released   uint64   // waits that released the P (idle spells)
 	seen       []uint64 // by descriptor: the last round that reported it
 	timers     timerHeap
 	base       time.Time // loop clock origin (monotonic)
@@ -233,16 +234,22 @@ func (l *Loop) Run() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	wait := l.fire(l.clock())
-	idle := false // the last round reported nothing: wait releasing the P
+	idle := false // the last raw wait timed out with nothing: release the P
 	for {
 		var n int
 		var errno syscall.Errno
-		if idle {
-			n, errno = epollWaitReleasing(l.epfd, l.evs, wait)
+		released := idle
+		if released {
+			n, errno = epollWait(l.epfd, l.evs, wait, false)
+			idle = false
+			l.released++
 		} else {
-			n, errno = epollWait(l.epfd, l.evs, rawWait(wait))
+			w := rawWait(wait)
+			n, errno = epollWait(l.epfd, l.evs, w, true)
+			// Only a wait that ran its whole idle bound: one cut short
+			// for a timer leaves the loop busy.
+			idle = errno == 0 && n == 0 && w == idleMsec
 		}
-		idle = !idle && errno == 0 && n == 0
 		switch errno {
 		case 0:
 		case syscall.EINTR:
@@ -255,7 +262,9 @@ func (l *Loop) Run() error {
 		}
 		l.n = n
 		l.round++
-		l.complete = errno == 0 && n < len(l.evs)
+		// After a releasing wait the round may start late (the thread
+		// waited for a P), widening what Quiet would miss: not complete.
+		l.complete = errno == 0 && n < len(l.evs) && !released
 		for i := range n {
 			if fd := int(l.evs[i].Fd); fd < len(l.seen) {
 				l.seen[fd] = l.round

@@ -176,27 +176,42 @@ func TestPostRunsInOrderOnLoopThread(t *testing.T) {
 	}
 }
 
-// A loop waiting with nothing to do must not hold up a stop-the-world:
-// the runtime's preemption signal ends the wait.
+// A waiting loop must not hold up a stop-the-world, whether it waits raw
+// (busy: here a timer every 2 ms keeps it so; the runtime's preemption
+// signal or the wait's 5 ms bound ends the wait) or releasing its P
+// (idle: the runtime takes the P without it).
 func TestGCCompletesWhileLoopWaits(t *testing.T) {
-	withProcs(t, 2)
-	l := newLoop(t)
-	start(t, l)
-	onLoop(t, l, func() {})
-	time.Sleep(50 * time.Millisecond) // the loop is in epoll_wait with no timeout
-	done := make(chan struct{})
-	go func() {
-		for range 5 {
-			runtime.GC()
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-		}
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("garbage collection did not complete while the loop waited")
+	for _, busy := range []bool{false, true} {
+		t.Run(map[bool]string{false: "idle", true: "busy"}[busy], func(t *testing.T) {
+			withProcs(t, 2)
+			l := newLoop(t)
+			start(t, l)
+			if busy {
+				var tick Timer
+				tick.F = func() { l.Arm(&tick, l.Now()+int64(2*time.Millisecond)) }
+				onLoop(t, l, tick.F)
+			}
+			time.Sleep(50 * time.Millisecond)
+			var released uint64
+			onLoop(t, l, func() { released = l.released })
+			if busy != (released == 0) {
+				t.Fatalf("busy %v, yet %d waits released the P", busy, released)
+			}
+			done := make(chan struct{})
+			go func() {
+				for range 5 {
+					runtime.GC()
+					var ms runtime.MemStats
+					runtime.ReadMemStats(&ms)
+				}
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatal("garbage collection did not complete while the loop waited")
+			}
+		})
 	}
 }
 
@@ -428,5 +443,52 @@ func TestIdleLoopIsNotWokenByPreemption(t *testing.T) {
 	// it and one more wait: at most a handful of rounds.
 	if rounds := after - before; rounds > 10 {
 		t.Fatalf("an idle loop ran %d rounds in 500ms, want at most 10", rounds)
+	}
+}
+
+// A round that follows a releasing wait may start late (its thread took
+// a P back), so nothing is Quiet in it; the next raw wait's round is
+// complete again.
+func TestQuietNotAfterAReleasingWait(t *testing.T) {
+	withProcs(t, 2)
+	l := newLoop(t)
+	a, _ := socketpair(t)
+	start(t, l)
+	var since uint64
+	onLoop(t, l, func() {
+		if err := l.Add(a, In|RdHup|ET, funcHandler(func(uint32) {})); err != nil {
+			t.Error(err)
+		}
+		since = l.Round()
+	})
+	time.Sleep(50 * time.Millisecond) // idle: the loop waits releasing its P
+	var before uint64
+	onLoop(t, l, func() {
+		before = l.released
+		if l.Quiet(a, since) {
+			t.Errorf("Quiet in round %d, after a releasing wait", l.Round())
+		}
+	})
+	if before == 0 {
+		t.Fatal("the idle loop never waited releasing its P")
+	}
+	// Posted right after, the loop most likely still waits raw (a raw
+	// wait lasts up to 5 ms); a round after a releasing wait is retried.
+	for try := 0; ; try++ {
+		var raw, quiet bool
+		var round uint64
+		onLoop(t, l, func() {
+			raw, quiet, round = l.released == before, l.Quiet(a, since), l.Round()
+			before = l.released
+		})
+		if raw {
+			if !quiet {
+				t.Errorf("not Quiet in round %d, after a raw wait", round)
+			}
+			return
+		}
+		if try == 100 {
+			t.Fatal("no round followed a raw wait")
+		}
 	}
 }

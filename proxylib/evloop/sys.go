@@ -7,23 +7,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// epollWait waits without the runtime's blocking-syscall bookkeeping (see
-// the package comment).
-func epollWait(epfd int, evs []unix.EpollEvent, msec int) (int, syscall.Errno) {
-	r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(&evs[0])),
-		uintptr(len(evs)), uintptr(msec), 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), 0
-}
-
-// idleMsec bounds a wait without the bookkeeping: a loop that got nothing
-// in that long waits next with it (see the package comment).
+// idleMsec bounds a raw wait: a loop that got nothing in that long waits
+// next as an ordinary blocking system call (see the package comment).
 const idleMsec = 5
 
-// rawWait is the timeout of a wait without the runtime's bookkeeping: the
-// loop's own (its next timer, -1 for none) up to idleMsec.
+// rawWait is the timeout of a raw wait: the loop's own (its next timer, -1
+// for none) up to idleMsec.
 func rawWait(msec int) int {
 	if msec < 0 || msec > idleMsec {
 		return idleMsec
@@ -31,12 +20,23 @@ func rawWait(msec int) int {
 	return msec
 }
 
-// epollWaitReleasing waits as an ordinary blocking system call: the
-// runtime may hand the loop's P to other goroutines meanwhile and does not
-// signal the loop to preempt it; the wake-up may have to take a P back.
-func epollWaitReleasing(epfd int, evs []unix.EpollEvent, msec int) (int, syscall.Errno) {
-	r, _, e := syscall.Syscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(&evs[0])),
-		uintptr(len(evs)), uintptr(msec), 0, 0)
+// epollWait waits for events, raw (without the runtime's blocking-syscall
+// bookkeeping: the loop keeps its P and the monitor never hands it off) or
+// as an ordinary blocking system call (the runtime may lend the P to other
+// goroutines meanwhile and sends no preemption signal; the wake-up may
+// have to take a P back). epoll_pwait with no signal mask is epoll_wait,
+// and every Linux architecture has it.
+func epollWait(epfd int, evs []unix.EpollEvent, msec int, raw bool) (int, syscall.Errno) {
+	var r uintptr
+	var e syscall.Errno
+	// Direct calls each, so the pointer stays live through the call.
+	if raw {
+		r, _, e = syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&evs[0])),
+			uintptr(len(evs)), uintptr(msec), 0, 0)
+	} else {
+		r, _, e = syscall.Syscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&evs[0])),
+			uintptr(len(evs)), uintptr(msec), 0, 0)
+	}
 	if e != 0 {
 		return 0, e
 	}
