@@ -23,6 +23,7 @@ import (
 	"github.com/nodemesh/nodemesh/proxylib/accesslog"
 	"github.com/nodemesh/nodemesh/proxylib/admin"
 	"github.com/nodemesh/nodemesh/proxylib/config"
+	"github.com/nodemesh/nodemesh/proxylib/evloop"
 	"github.com/nodemesh/nodemesh/proxylib/hcm"
 	"github.com/nodemesh/nodemesh/proxylib/listener"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
@@ -116,24 +117,38 @@ func WithEventLoops(n int) Option { return func(o *options) { o.eventLoops = n }
 const MaxEventLoops = 256
 
 // DefaultEventLoops is the event loop count nodemesh-proxy runs unless told
-// otherwise: one per P the runtime started with (GOMAXPROCS: the CPUs the
-// process may run on, lowered to its cgroup CPU limit rounded up), at most
-// MaxEventLoops; none when the proxy runs worker processes (workers > 1):
-// each has one P and a loop needs a second. Call it before
-// RaiseProcsForLoops.
+// otherwise (eventLoopsFor, with the runtime's GOMAXPROCS and CPU count at
+// the call: make it before RaiseProcsForLoops); none when the proxy runs
+// worker processes (workers > 1: each has one P and a loop needs a second)
+// or when loops cannot run in this process (evloop.Usable).
 func DefaultEventLoops(workers int) int {
-	if workers > 1 {
+	if workers > 1 || evloop.Usable() != nil {
 		return 0
 	}
-	return min(runtime.GOMAXPROCS(0), MaxEventLoops)
+	return eventLoopsFor(runtime.GOMAXPROCS(0), runtime.NumCPU())
+}
+
+// eventLoopsFor is the loop count for a process the runtime gave procs Ps
+// and that may run on cpus CPUs. With every CPU (procs ≥ cpus): a loop
+// each, and the P for the rest of the process comes on top. With fewer Ps
+// than CPUs, something chose the budget (a cgroup CPU limit, which Go
+// rounds up to at least 2, or GOMAXPROCS set by hand): the loops and that
+// one P fit in it, so procs-1 loops, at least one. At most MaxEventLoops.
+func eventLoopsFor(procs, cpus int) int {
+	n := procs
+	if procs < cpus {
+		n = max(1, procs-1)
+	}
+	return min(n, MaxEventLoops)
 }
 
 // RaiseProcsForLoops raises GOMAXPROCS to n+1 when it is lower, so n
 // loops leave a P to the rest of the process (on one core: two Ps sharing
-// it).
+// it), and fixes it: the runtime no longer follows changes of a cgroup
+// CPU limit, which could take Ps the loops count on.
 func RaiseProcsForLoops(n int) {
-	if n > 0 && runtime.GOMAXPROCS(0) <= n {
-		runtime.GOMAXPROCS(n + 1)
+	if n > 0 {
+		runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), n+1))
 	}
 }
 
@@ -161,6 +176,9 @@ func New(opts ...Option) (*Proxy, error) {
 	c, err := xdsclient.New(o.xdsAddress, p.o.nodeID, h, xdsclient.WithDelta(o.delta),
 		xdsclient.WithLogger(o.logger), xdsclient.WithBackoff(o.backoffMin, o.backoffMax))
 	if err != nil {
+		if p.rt.Loops != nil {
+			p.rt.Loops.Close() // Run never comes to close them
+		}
 		return nil, err
 	}
 	p.client = c

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,20 +17,21 @@ import (
 
 	"github.com/nodemesh/nodemesh/internal/metrics"
 	"github.com/nodemesh/nodemesh/proxylib"
+	"golang.org/x/sys/unix"
 )
 
 // TestEventLoopsFlag: --event-loops takes auto or a count
 // 0..256; auto is one loop per P the process starts with and none with
 // workers; a count above 0 is refused with workers.
 func TestEventLoopsFlag(t *testing.T) {
-	procs := runtime.GOMAXPROCS(0)
+	auto := proxylib.DefaultEventLoops(1)
 	for _, tc := range []struct {
 		arg     string
 		workers int
 		want    int
 		err     string
 	}{
-		{"auto", 1, min(procs, proxylib.MaxEventLoops), ""},
+		{"auto", 1, auto, ""},
 		{"auto", 2, 0, ""},
 		{"0", 1, 0, ""},
 		{"0", 4, 0, ""},
@@ -59,9 +62,11 @@ func TestEventLoopsFlag(t *testing.T) {
 
 // TestEventLoopsByDefault runs nodemesh-proxy (this binary, as main)
 // without --event-loops on one CPU (taskset), in a network namespace of
-// its own, with Cilium's Prometheus listener example: it starts one event
-// loop, raises GOMAXPROCS to 2 (the Go collector's gauge on /metrics), and
-// answers on the example's listener.
+// its own, with Cilium's Prometheus listener example and neither GOMAXPROCS
+// nor GODEBUG set: it starts one event loop, raises GOMAXPROCS to 2 (the
+// Go collector's gauge on /metrics), and answers on the example's
+// listener. With GODEBUG asyncpreemptoff=1, under which loops cannot run,
+// it says so and serves on goroutines.
 func TestEventLoopsByDefault(t *testing.T) {
 	if !inOwnNetns(t) {
 		return
@@ -69,30 +74,58 @@ func TestEventLoopsByDefault(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sock := serveExampleXDS(t, ctx)
-	var out syncBuffer
-	startMain(t, &out, []string{"taskset", "-c", "0"}, "--xds-address", "unix://"+sock, "--node-id", "loops",
-		"--admin-address", "127.0.0.1:9901", "--metrics-address", "127.0.0.1:9964", "--log-level", "info")
-	if !strings.Contains(out.String(), `msg="serving plain-TCP HTTP/1.1 on event loops" loops=1`) {
-		t.Fatalf("the proxy did not start one event loop; its log:\n%s", out.String())
-	}
-	for i := range 20 {
-		c, err := net.Dial("tcp", "127.0.0.1:9090")
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprint(c, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-		b, _ := io.ReadAll(c)
-		c.Close()
-		if !strings.HasPrefix(string(b), "HTTP/1.1 200") {
-			t.Fatalf("request %d: %.200q", i, b)
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOMAXPROCS=") && !strings.HasPrefix(kv, "GODEBUG=") {
+			env = append(env, kv)
 		}
 	}
-	fams, err := metrics.Scrape(ctx, &http.Client{Timeout: 5 * time.Second}, "http://127.0.0.1:9964/metrics")
-	if err != nil {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := fams.Value("go_sched_gomaxprocs_threads"); !ok || v != 2 {
-		t.Fatalf("GOMAXPROCS %v (reported: %v), want 2: one loop and a P for the rest", v, ok)
+	cpu := 0
+	for !set.IsSet(cpu) {
+		cpu++
+	}
+	for _, tc := range []struct {
+		name, godebug, log string
+		procs              float64
+	}{
+		{"default", "", `msg="serving plain-TCP HTTP/1.1 on event loops" loops=1`, 2},
+		{"asyncpreemptoff", "GODEBUG=asyncpreemptoff=1", `msg="serving on a goroutine per connection: event loops cannot run here"`, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out syncBuffer
+			run := mainRun{out: &out, prefix: []string{"taskset", "-c", strconv.Itoa(cpu)}, env: env}
+			if tc.godebug != "" {
+				run.env = append(slices.Clone(env), tc.godebug)
+			}
+			startMain(t, run, "--xds-address", "unix://"+sock, "--node-id", "loops",
+				"--admin-address", "127.0.0.1:9901", "--metrics-address", "127.0.0.1:9964", "--log-level", "info")
+			if !strings.Contains(out.String(), tc.log) {
+				t.Fatalf("the proxy's log does not say %s:\n%s", tc.log, out.String())
+			}
+			for i := range 20 {
+				c, err := net.Dial("tcp", "127.0.0.1:9090")
+				if err != nil {
+					t.Fatal(err)
+				}
+				fmt.Fprint(c, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+				b, _ := io.ReadAll(c)
+				c.Close()
+				if !strings.HasPrefix(string(b), "HTTP/1.1 200") {
+					t.Fatalf("request %d: %.200q", i, b)
+				}
+			}
+			fams, err := metrics.Scrape(ctx, &http.Client{Timeout: 5 * time.Second}, "http://127.0.0.1:9964/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v, ok := fams.Value("go_sched_gomaxprocs_threads"); !ok || v != tc.procs {
+				t.Fatalf("GOMAXPROCS %v (reported: %v), want %v", v, ok, tc.procs)
+			}
+		})
 	}
 }
 

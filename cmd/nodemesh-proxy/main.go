@@ -34,10 +34,13 @@
 //
 // --event-loops (default auto) serves plain-TCP HTTP/1.1 connections on
 // event loops of the proxy's own (package evloop; proxylib/hcm, "Event
-// loops") rather than a goroutine each. auto runs one loop per CPU the Go
-// runtime starts with (GOMAXPROCS: the CPUs the process may run on,
-// lowered to its cgroup CPU limit rounded up), and none with --workers
-// above 1; n runs n (not with --workers); 0 runs none. A busy loop keeps
+// loops") rather than a goroutine each. auto runs one loop per CPU the process
+// may run on when Go's GOMAXPROCS covers them all; under a budget (a
+// cgroup CPU limit, which Go rounds up to at least 2, or GOMAXPROCS set by
+// hand) one fewer than GOMAXPROCS, at least one, so the loops and the P
+// for the rest fit in it; none with --workers above 1, or with GODEBUG
+// asyncpreemptoff=1 (said in a warning); n runs n (not with --workers);
+// 0 runs none. A busy loop keeps
 // a P, so GOMAXPROCS is raised to n+1 when it is lower (on one core:
 // GOMAXPROCS=2, the loop and the rest of the process sharing the core).
 // What a loop does not serve itself (TLS, HTTP/2, upgrades, request bodies
@@ -65,6 +68,7 @@ import (
 
 	"github.com/nodemesh/nodemesh/internal/metrics"
 	"github.com/nodemesh/nodemesh/proxylib"
+	"github.com/nodemesh/nodemesh/proxylib/evloop"
 )
 
 func main() {
@@ -78,7 +82,7 @@ func main() {
 	workers := flag.Int("workers", 1, "serve with this many single-threaded processes (1: one process using every core GOMAXPROCS allows); see the package comment")
 	asWorker := flag.Bool("worker", false, "internal: run as a worker of a parent nodemesh-proxy (set by the parent)")
 	eventLoops := loopsFlag{auto: true}
-	flag.Var(&eventLoops, "event-loops", fmt.Sprintf("serve plain-TCP HTTP/1.1 connections on this many event loops (0..%d), raising GOMAXPROCS to one more when it is lower; 0: a goroutine per connection; auto: one loop per CPU GOMAXPROCS starts with, none with --workers above 1", proxylib.MaxEventLoops))
+	flag.Var(&eventLoops, "event-loops", fmt.Sprintf("serve plain-TCP HTTP/1.1 connections on this many event loops (0..%d), raising GOMAXPROCS to one more when it is lower; 0: a goroutine per connection; auto: one loop per CPU, or GOMAXPROCS-1 under a CPU limit, none with --workers above 1 (see the package comment)", proxylib.MaxEventLoops))
 	pprofAddress := flag.String("pprof-address", "", "serve Go runtime profiles (/debug/pprof/: CPU, heap, allocs, block, mutex, trace) on this address; empty (the default) disables it")
 	flag.Parse()
 
@@ -117,6 +121,9 @@ func main() {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "nodemesh-proxy: %v\n", err)
 		os.Exit(2)
+	}
+	if why := evloop.Usable(); why != nil && eventLoops.auto && *workers <= 1 {
+		logger.Warn("serving on a goroutine per connection: event loops cannot run here", "reason", why)
 	}
 	if loops > 0 {
 		proxylib.RaiseProcsForLoops(loops)

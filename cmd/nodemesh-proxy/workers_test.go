@@ -48,7 +48,7 @@ func TestWorkersMetrics(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sock := serveExampleXDS(t, ctx)
-	proxy, exited := startMain(t, nil, nil, "--xds-address", "unix://"+sock, "--node-id", "prom", "--workers", "2",
+	proxy, exited := startMain(t, mainRun{}, "--xds-address", "unix://"+sock, "--node-id", "prom", "--workers", "2",
 		"--admin-address", "127.0.0.1:9901", "--metrics-address", "127.0.0.1:9964", "--drain-timeout", "2s", "--log-level", "warn")
 	// Fresh connections to the example's listener: the kernel spreads them
 	// over both processes' sockets.
@@ -149,19 +149,27 @@ func serveExampleXDS(t *testing.T, ctx context.Context) string {
 	return sock
 }
 
-// startMain runs this binary as nodemesh-proxy with args, its output to
-// out (nil: the test's stderr), and waits until its admin endpoint on
-// 127.0.0.1:9901 is ready; the cleanup kills it. prefix, when set, is a
-// command to run it under (taskset).
-func startMain(t *testing.T, out io.Writer, prefix []string, args ...string) (*exec.Cmd, <-chan error) {
+// mainRun says how startMain runs the proxy.
+type mainRun struct {
+	out    io.Writer // its output; nil: the test's stderr
+	prefix []string  // a command to run it under (taskset)
+	env    []string  // its environment; nil: the test's
+}
+
+// startMain runs this binary as nodemesh-proxy with args and waits until
+// its admin endpoint on 127.0.0.1:9901 is ready; the cleanup kills it.
+func startMain(t *testing.T, run mainRun, args ...string) (*exec.Cmd, <-chan error) {
 	t.Helper()
-	if out == nil {
-		out = os.Stderr
+	if run.out == nil {
+		run.out = os.Stderr
 	}
-	argv := append(append(slices.Clone(prefix), os.Args[0]), args...)
+	if run.env == nil {
+		run.env = os.Environ()
+	}
+	argv := append(append(slices.Clone(run.prefix), os.Args[0]), args...)
 	proxy := exec.Command(argv[0], argv[1:]...)
-	proxy.Env = append(os.Environ(), runMainEnv+"=1")
-	proxy.Stdout, proxy.Stderr = out, out
+	proxy.Env = append(slices.Clone(run.env), runMainEnv+"=1")
+	proxy.Stdout, proxy.Stderr = run.out, run.out
 	if err := proxy.Start(); err != nil {
 		t.Fatal(err)
 	}

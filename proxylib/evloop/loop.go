@@ -221,10 +221,8 @@ func (l *Loop) Run() error {
 	l.started = true
 	l.mu.Unlock()
 	defer l.shutDown()
-	if asyncPreemptOff() {
-		// The loop's wait ends for a stop-the-world only by the
-		// runtime's preemption signal.
-		return errors.New("evloop: GODEBUG asyncpreemptoff=1 would let a waiting loop hold up garbage collection")
+	if err := Usable(); err != nil {
+		return err
 	}
 	if n := running.Add(1); int(n) >= runtime.GOMAXPROCS(0) {
 		running.Add(-1)
@@ -335,6 +333,16 @@ func (l *Loop) shutLocked() {
 	unix.Close(l.epfd)
 	unix.Close(l.wake)
 	close(l.done)
+}
+
+// Usable reports why loops cannot run in this process, or nil: a raw
+// wait is ended for a stop-the-world by the runtime's preemption signal,
+// which GODEBUG asyncpreemptoff=1 turns off.
+func Usable() error {
+	if asyncPreemptOff() {
+		return errors.New("evloop: GODEBUG asyncpreemptoff=1 would let a waiting loop hold up garbage collection")
+	}
+	return nil
 }
 
 // asyncPreemptOff reports whether GODEBUG turns the runtime's signal-based
