@@ -41,10 +41,10 @@ test: ## unit, golden, end-to-end and privileged tests (run as root for datapath
 	@$(MAKE) --no-print-directory hubble
 	$(GO) test -count=1 -timeout 30m $(PKGS)
 	@# The proxy's end-to-end suite once more with every proxy it starts on
-	@# an event loop, as nodemesh-proxy serves by default; the run above
-	@# covers a goroutine per connection (--event-loops 0, and what loops
-	@# hand over to goroutines).
-	NODEMESH_TEST_EVENT_LOOPS=1 $(GO) test -count=1 -timeout 30m ./proxylib/
+	@# two event loops, as nodemesh-proxy serves by default on two CPUs; the
+	@# run above covers a goroutine per connection (--event-loops 0, and
+	@# what loops hand over to goroutines).
+	NODEMESH_TEST_EVENT_LOOPS=2 $(GO) test -count=1 -timeout 30m ./proxylib/
 
 spire: ## build spire-server and spire-agent (SPIRE, pinned in internal/spiretest/module) for the auth/spire tests; once, cached in conformance/.cache
 	$(GO) run ./internal/spiretest/spirebuild

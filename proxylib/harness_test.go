@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -351,18 +352,27 @@ func startBackend(t testing.TB, name string, handler http.Handler) *backend {
 	return b
 }
 
-// testEventLoops runs every proxy the tests start on an event loop
-// (NODEMESH_TEST_EVENT_LOOPS=1; make test runs the package both ways):
-// the whole suite then covers the loop's serving path, which
-// nodemesh-proxy runs by default. Every busy loop keeps a P, and tests run
-// proxies side by side.
-var testEventLoops = os.Getenv("NODEMESH_TEST_EVENT_LOOPS") != "" && raiseProcs(16)
+// testEventLoops runs every proxy the tests start on that many event loops
+// (NODEMESH_TEST_EVENT_LOOPS=n; make test runs the package without it and
+// with 2): the whole suite then covers the loops' serving path, which
+// nodemesh-proxy runs by default, with connections spread over loops that
+// each keep idle upstream connections of their own. Every busy loop keeps
+// a P, and tests run proxies side by side.
+var testEventLoops = eventLoopsFromEnv()
 
-func raiseProcs(n int) bool {
-	if runtime.GOMAXPROCS(0) < n {
-		runtime.GOMAXPROCS(n)
+func eventLoopsFromEnv() int {
+	v := os.Getenv("NODEMESH_TEST_EVENT_LOOPS")
+	if v == "" {
+		return 0
 	}
-	return true
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 8 {
+		panic(fmt.Sprintf("NODEMESH_TEST_EVENT_LOOPS=%q: want a count 1..8", v))
+	}
+	if runtime.GOMAXPROCS(0) < 16*n {
+		runtime.GOMAXPROCS(16 * n)
+	}
+	return n
 }
 
 // startProxy runs a proxy against the xDS socket until the test ends.
@@ -375,8 +385,8 @@ func startProxy(t testing.TB, sock string, opts ...proxylib.Option) *proxylib.Pr
 	base := []proxylib.Option{proxylib.WithXDSAddress("unix://" + sock), proxylib.WithNodeID(nodeID),
 		proxylib.WithLogger(logger), proxylib.WithDrainTimeout(5 * time.Second), proxylib.WithLocalAddress("10.1.2.3"),
 		proxylib.WithReconnectBackoff(50*time.Millisecond, 200*time.Millisecond)}
-	if testEventLoops {
-		base = append(base, proxylib.WithEventLoops(1))
+	if testEventLoops > 0 {
+		base = append(base, proxylib.WithEventLoops(testEventLoops))
 	}
 	p, err := proxylib.New(append(base, opts...)...)
 	if err != nil {

@@ -80,10 +80,16 @@
 // Event loops: proxy.eventLoops (default auto; schema: auto or 0..256,
 // the bound of nodemesh-proxy --event-loops) renders --event-loops=n for
 // the builtin engine when it is a count, 0 included (goroutines only), and
-// nothing for auto, so the proxy's own default applies: one loop per CPU
-// Go starts with, none with --workers above 1. Unlike proxy.workers, a
-// node-sized default is safe here: loops share one process, its memory,
-// pools and circuit breakers, so only threads scale with the node. The
+// nothing for auto, so the proxy's own default applies: a loop per CPU,
+// or under a CPU limit GOMAXPROCS-1 (Go rounds the limit up, to at least
+// 2), none with --workers above 1. Unlike proxy.workers, a node-sized
+// default is safe here: loops share one process, its circuit breakers
+// and its upstream pools' limits. What grows with the count: a thread per
+// loop; per loop, a table indexed by descriptor number (24 bytes per
+// number up to the highest the loop has served, never shrunk: about 1.5
+// MB per loop at 65 000 descriptors); and idle upstream connections, kept
+// per loop (a loop reuses only its own, so more are dialled and held
+// open, until a request queued on the pool has them given back). The
 // render fails, rather than leaving the proxy to exit at start or the
 // setting to be dropped, when n > 0 meets proxy.workers > 1 (the proxy
 // refuses the pair: loops live in one process, workers are several

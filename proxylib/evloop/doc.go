@@ -22,22 +22,25 @@
 //     process running n loops needs GOMAXPROCS ≥ n+1 so that every other
 //     goroutine (control plane, timers, logs) has a P. Run refuses to start
 //     otherwise rather than starve them.
-//   - Only a busy loop waits raw. A round that reported nothing (the wait
-//     timed out, raw waits lasting at most 5 ms) makes the next wait an
-//     ordinary blocking system call: the runtime may lend the P to other
-//     goroutines and sends the loop no preemption signals, where a raw
-//     wait would be ended by one about every 10–20 ms (the fairness
-//     tick), several thread switches each. An idle proxy with one loop
-//     went from about 335 context switches a second to none. The price:
-//     the first event after an idle spell may wait for a P when every P
-//     is busy, and a loop whose descriptors fire every 5 ms or more
-//     slowly pays one extra wait per round.
+//   - Only a busy loop waits raw. A raw wait lasts at most 5 ms; one that
+//     ran those 5 ms with nothing (not cut short for a timer) makes the
+//     next wait an ordinary blocking system call: the runtime may lend the
+//     P to other goroutines and sends the loop no preemption signals,
+//     where a raw wait would be ended by one about every 10–20 ms (the
+//     fairness tick), several thread switches each. An idle proxy with one
+//     loop went from about 335 context switches a second to a handful
+//     (counted by hand from /proc). The price: the first event after an
+//     idle spell may wait for a P when every P is busy, so the round after
+//     a releasing wait is not complete for Quiet (it may start late); and
+//     a loop whose descriptors fire every 5 ms or more slowly pays one
+//     extra wait per round.
 //   - A goroutine in a raw system call cannot be preempted, but
 //     epoll_wait(2) always returns EINTR when a signal arrives, and the
 //     runtime preempts by signal (garbage collection, the 10 ms fairness
 //     tick, profiling). On EINTR the loop yields (runtime.Gosched), so a
 //     stop-the-world never waits on a sleeping loop. With that preemption
-//     turned off (GODEBUG asyncpreemptoff=1) Run refuses to start.
+//     turned off (GODEBUG asyncpreemptoff=1) Run refuses to start (Usable
+//     says so beforehand).
 //   - Other goroutines reach the loop only through Post, which queues a
 //     function and wakes the loop through an eventfd; everything else (Add,
 //     Mod, Del, timers) is called on the loop's thread, from handlers,

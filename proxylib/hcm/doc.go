@@ -367,54 +367,53 @@
 // those an access log records.
 //
 // Event loops (Runtime.Loops, set by proxylib.WithEventLoops; what
-// nodemesh-proxy runs by default, one per CPU; h1_loop.go, h1_loop_up.go): a plain-TCP HTTP/1.1 connection, once
-// sniffed, leaves the runtime's poller (its descriptor is duplicated and
-// the net.Conn closed) and is served by one of N loops (package evloop)
-// as a state machine: read the head (one read at a time, parsed after
-// each), prepare (the same routing and filters as on a goroutine), take a
-// detached idle upstream connection of the loop's own (package upstream,
-// Detach; checked before reuse, see below) or have a goroutine get
-// one through the pool (dial, breaker queue, route deadline) and post it
-// back, write the request, read the response head, and relay a response
-// whose Content-Length body (at most 8 KiB) came with its head. Timeouts are loop timers
-// with the goroutine path's deadlines (idle, head, response head under the
-// per-try, route or stream idle timeout, a client that stops reading).
-// Anything else goes to the goroutine code mid-connection, the sockets
-// back in the runtime's poller: an upgrade or a body not buffered (before
-// routing); retries, mirrors, HTTP/2 or TLS upstreams, a logged request
-// with a body (at forward); a response whose body did not come with its
-// head, is chunked or is over 8 KiB (after the head, relayResponse: its
-// body under the route and stream idle timeouts). Sockets are edge-triggered: a FIN seen in an event
-// (EPOLLRDHUP) is remembered (the client's closes the connection once its
-// buffered requests are answered; the server's makes the loop read past
-// short reads until the head is parsed or the stream ends, and the
-// connection is not reused), and a connection that served 16 reads or local
-// answers in a row yields to the others (its continuation is posted
-// behind them). A loop keeps its idle upstream connections without
-// buffers, expires them on the pool's idle timeout, closes those of pools
-// that left the configuration (a minute's sweep) and gives them back to
-// the pool whenever a request queues for one (upstream.Pool.OnQueue).
-// An idle connection stays in its loop's epoll set, edge-triggered, and
-// its handler closes it on a FIN, an error or stray bytes. It is parked
-// drained: its last read was short, or, when that read filled the buffer
-// (bytes may be left whose edge is spent), it is probed once as it is
-// parked and closed if anything is there. So the pool's reuse probe (a
-// one-byte non-blocking peek per request) is needed only when no wait
-// since the connection was parked has covered it: when the round's wait
-// came after the parking, collected every ready descriptor (it did not
-// fill its array, and no signal cut it short) and reported nothing for
-// it (evloop.Loop.Quiet), that wait told what the probe would have. What
-// either misses is what arrives between the check and the request's
-// write: for the probe about a microsecond, for Quiet the rest of the
-// round (up to milliseconds when hundreds of connections are ready at
-// once). nginx's keepalive pool has the same window: it peeks when it
-// caches a connection whose socket may hold more, then relies on the
-// connection's read event and checks nothing when handing it out. A
-// reused connection that closes before answering gets its request
-// replayed once on another; the replay's connection is always probed (a
-// server that closed one connection may be closing its others).
-// Drain and forced close reach a loop-served connection through a posted
-// function that checks the connection is still the same (h1conn.gen,
-// bumped when the loop gives it up). Why a loop at all: evloop's package
-// comment.
+// nodemesh-proxy runs by default; h1_loop.go, h1_loop_up.go): a plain-TCP
+// HTTP/1.1 connection, once sniffed, leaves the runtime's poller (its
+// descriptor is duplicated and the net.Conn closed) and is served by one of
+// N loops (package evloop) as a state machine: read the head (one read at a
+// time, parsed after each), prepare (the same routing and filters as on a
+// goroutine), take a detached idle upstream connection of the loop's own
+// (package upstream, Detach; checked before reuse, see below) or have a
+// goroutine get one through the pool (dial, breaker queue, route deadline)
+// and post it back, write the request, read the response head, and relay a
+// response whose Content-Length body (at most 8 KiB) came with its head.
+// Timeouts are loop timers with the goroutine path's deadlines (idle, head,
+// response head under the per-try, route or stream idle timeout, a client
+// that stops reading). Anything else goes to the goroutine code
+// mid-connection, the sockets back in the runtime's poller: an upgrade or a
+// body not buffered (before routing); retries, mirrors, HTTP/2 or TLS
+// upstreams, a logged request with a body (at forward); a response whose
+// body did not come with its head, is chunked or is over 8 KiB (after the
+// head, relayResponse: its body under the route and stream idle timeouts).
+// Sockets are edge-triggered: a FIN seen in an event (EPOLLRDHUP) is
+// remembered (the client's closes the connection once its buffered requests
+// are answered; the server's makes the loop read past short reads until the
+// head is parsed or the stream ends, and the connection is not reused), and
+// a connection that served 16 reads or local answers in a row yields to the
+// others (its continuation is posted behind them). A loop keeps its idle
+// upstream connections without buffers, expires them on the pool's idle
+// timeout, closes those of pools that left the configuration (a minute's
+// sweep) and gives them back to the pool whenever a request queues for one
+// (upstream.Pool.OnQueue). An idle connection stays in its loop's epoll set,
+// edge-triggered, and its handler closes it on a FIN, an error or stray
+// bytes. It is parked drained: its last read was short, or, when that read
+// filled the buffer (bytes may be left whose edge is spent), it is probed
+// once as it is parked and closed if anything is there. So the pool's reuse
+// probe (a one-byte non-blocking peek per request) is needed only when no
+// wait since the connection was parked has covered it: when the round's wait
+// came after the parking, collected every ready descriptor (it did not fill
+// its array, no signal cut it short, and it was not an idle loop's wait that
+// gave its P away) and reported nothing for it (evloop.Loop.Quiet), that
+// wait told what the probe would have. What either misses is what arrives
+// between the check and the request's write: for the probe about a
+// microsecond, for Quiet the rest of the round (up to milliseconds when
+// hundreds of connections are ready at once). nginx's keepalive pool has the
+// same window: it peeks when it caches a connection whose socket may hold
+// more, then relies on the connection's read event and checks nothing when
+// handing it out. A reused connection that closes before answering gets its
+// request replayed once on another; the replay's connection is always probed
+// (a server that closed one connection may be closing its others). Drain and
+// forced close reach a loop-served connection through a posted function that
+// checks the connection is still the same (h1conn.gen, bumped when the loop
+// gives it up). Why a loop at all: evloop's package comment.
 package hcm

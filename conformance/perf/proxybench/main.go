@@ -247,7 +247,9 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 	}
 	if baseline != "" {
 		// The baseline build follows each nodemesh row, alternated with
-		// it under the same load, so the two differ by the build alone.
+		// it under the same load, each build as it runs by default (a
+		// build from before event loops were the default runs a
+		// goroutine per connection on one P).
 		h2targets = slices.Insert(h2targets, 2, struct {
 			name, url string
 			pgid      int
