@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -73,7 +70,7 @@ func TestEventLoopsByDefault(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sock := serveExampleXDS(t, ctx)
+	sock, _ := serveExampleXDS(t, ctx)
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "GOMAXPROCS=") && !strings.HasPrefix(kv, "GODEBUG=") {
@@ -106,18 +103,7 @@ func TestEventLoopsByDefault(t *testing.T) {
 			if !strings.Contains(out.String(), tc.log) {
 				t.Fatalf("the proxy's log does not say %s:\n%s", tc.log, out.String())
 			}
-			for i := range 20 {
-				c, err := net.Dial("tcp", "127.0.0.1:9090")
-				if err != nil {
-					t.Fatal(err)
-				}
-				fmt.Fprint(c, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-				b, _ := io.ReadAll(c)
-				c.Close()
-				if !strings.HasPrefix(string(b), "HTTP/1.1 200") {
-					t.Fatalf("request %d: %.200q", i, b)
-				}
-			}
+			getExampleMetrics(t, 20)
 			fams, err := metrics.Scrape(ctx, &http.Client{Timeout: 5 * time.Second}, "http://127.0.0.1:9964/metrics")
 			if err != nil {
 				t.Fatal(err)

@@ -13,11 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodemesh/nodemesh/internal/agent"
-	"github.com/nodemesh/nodemesh/mesh/provider/file"
 	"github.com/nodemesh/nodemesh/proxylib"
-	"github.com/nodemesh/nodemesh/xds/publish"
-	"github.com/nodemesh/nodemesh/xds/server"
 )
 
 // inNetnsEnv makes the test binary run TestPrometheusListenerExample's
@@ -77,34 +73,15 @@ func TestPrometheusListenerExample(t *testing.T) {
 	if !inOwnNetns(t) {
 		return
 	}
-	conf, state := prometheusExampleConf(t), t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-
-	srv := server.New(server.WithLogger(log))
-	l, err := server.ListenUnix(filepath.Join(state, "xds.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	defer srv.Stop(time.Second)
-	a, err := agent.New(agent.Config{Publisher: publish.New(srv), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := file.New(conf, file.WithLogger(log)).Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Apply(ctx, res.Snapshot, res.Errors); err != nil {
-		t.Fatal(err)
-	}
+	sock, a := serveExampleXDS(t, ctx)
 	st := a.Status()
 	if len(st.EnvoyConfigs) != 1 || !st.EnvoyConfigs[0].Valid {
 		t.Fatalf("the example is not accepted: %+v", st.EnvoyConfigs)
 	}
-	p, err := proxylib.New(proxylib.WithXDSAddress("unix://"+filepath.Join(state, "xds.sock")), proxylib.WithNodeID("prom"),
+	p, err := proxylib.New(proxylib.WithXDSAddress("unix://"+sock), proxylib.WithNodeID("prom"),
 		proxylib.WithAdminAddress("127.0.0.1:9901"), proxylib.WithDrainTimeout(time.Second), proxylib.WithLogger(log), adminMetrics(log, 1))
 	if err != nil {
 		t.Fatal(err)

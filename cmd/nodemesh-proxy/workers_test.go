@@ -47,24 +47,13 @@ func TestWorkersMetrics(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sock := serveExampleXDS(t, ctx)
+	sock, _ := serveExampleXDS(t, ctx)
 	proxy, exited := startMain(t, mainRun{}, "--xds-address", "unix://"+sock, "--node-id", "prom", "--workers", "2",
 		"--admin-address", "127.0.0.1:9901", "--metrics-address", "127.0.0.1:9964", "--drain-timeout", "2s", "--log-level", "warn")
 	// Fresh connections to the example's listener: the kernel spreads them
 	// over both processes' sockets.
 	const n = 40
-	for i := 0; i < n; i++ {
-		c, err := net.Dial("tcp", "127.0.0.1:9090")
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprint(c, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-		b, _ := io.ReadAll(c)
-		c.Close()
-		if !strings.HasPrefix(string(b), "HTTP/1.1 200") {
-			t.Fatalf("request %d: %.200q", i, b)
-		}
-	}
+	getExampleMetrics(t, n)
 	// A request is counted as it ends, which may be just after its
 	// response reached the client.
 	var (
@@ -122,8 +111,8 @@ func TestWorkersMetrics(t *testing.T) {
 }
 
 // serveExampleXDS serves Cilium's Prometheus listener example over xDS
-// until ctx ends, and returns the socket's path.
-func serveExampleXDS(t *testing.T, ctx context.Context) string {
+// until the test ends, and returns the socket's path and the agent.
+func serveExampleXDS(t *testing.T, ctx context.Context) (string, *agent.Agent) {
 	t.Helper()
 	conf, state := prometheusExampleConf(t), t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -146,7 +135,25 @@ func serveExampleXDS(t *testing.T, ctx context.Context) string {
 	if err := a.Apply(ctx, res.Snapshot, res.Errors); err != nil {
 		t.Fatal(err)
 	}
-	return sock
+	return sock, a
+}
+
+// getExampleMetrics asks the example's listener for /metrics n times, a
+// fresh connection each, and fails the test unless every answer is a 200.
+func getExampleMetrics(t *testing.T, n int) {
+	t.Helper()
+	for i := range n {
+		c, err := net.Dial("tcp", "127.0.0.1:9090")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprint(c, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if !strings.HasPrefix(string(b), "HTTP/1.1 200") {
+			t.Fatalf("request %d: %.200q", i, b)
+		}
+	}
 }
 
 // mainRun says how startMain runs the proxy.
