@@ -117,29 +117,16 @@ func WithEventLoops(n int) Option { return func(o *options) { o.eventLoops = n }
 const MaxEventLoops = 256
 
 // DefaultEventLoops is the event loop count nodemesh-proxy runs unless told
-// otherwise (eventLoopsFor, with the runtime's GOMAXPROCS and CPU count at
-// the call: make it before RaiseProcsForLoops); none when the proxy runs
-// worker processes (workers > 1: each has one P and a loop needs a second)
-// or when loops cannot run in this process (evloop.Usable).
+// otherwise (loopBudget, from the runtime's GOMAXPROCS and CPU count and
+// the cgroup's CPU limit: call it before RaiseProcsForLoops); none when
+// the proxy runs worker processes (workers > 1: each has one P and a loop
+// needs a second) or when loops cannot run in this process
+// (evloop.Usable).
 func DefaultEventLoops(workers int) int {
 	if workers > 1 || evloop.Usable() != nil {
 		return 0
 	}
-	return eventLoopsFor(runtime.GOMAXPROCS(0), runtime.NumCPU())
-}
-
-// eventLoopsFor is the loop count for a process the runtime gave procs Ps
-// and that may run on cpus CPUs. With every CPU (procs ≥ cpus): a loop
-// each, and the P for the rest of the process comes on top. With fewer Ps
-// than CPUs, something chose the budget (a cgroup CPU limit, which Go
-// rounds up to at least 2, or GOMAXPROCS set by hand): the loops and that
-// one P fit in it, so procs-1 loops, at least one. At most MaxEventLoops.
-func eventLoopsFor(procs, cpus int) int {
-	n := procs
-	if procs < cpus {
-		n = max(1, procs-1)
-	}
-	return min(n, MaxEventLoops)
+	return loopBudget(runtime.GOMAXPROCS(0), runtime.NumCPU(), cgroupCPULimit())
 }
 
 // RaiseProcsForLoops raises GOMAXPROCS to n+1 when it is lower, so n

@@ -35,10 +35,10 @@
 // --event-loops (default auto) serves plain-TCP HTTP/1.1 connections on
 // event loops of the proxy's own (package evloop; proxylib/hcm, "Event
 // loops") rather than a goroutine each. auto runs one loop per CPU the process
-// may run on when Go's GOMAXPROCS covers them all; under a budget (a
-// cgroup CPU limit, which Go rounds up to at least 2, or GOMAXPROCS set by
-// hand) one fewer than GOMAXPROCS, at least one, so the loops and the P
-// for the rest fit in it; none with --workers above 1, or with GODEBUG
+// may run on; under a CPU limit (cgroup v2 cpu.max, or on cgroup v1 what
+// Go's GOMAXPROCS makes of it) one fewer than the limit rounded up, and
+// with GOMAXPROCS set below the CPU count one fewer than it, at least one
+// either way, so the loops and the P for the rest fit in the budget; none with --workers above 1, or with GODEBUG
 // asyncpreemptoff=1 (said in a warning); n runs n (not with --workers);
 // 0 runs none. A busy loop keeps
 // a P, so GOMAXPROCS is raised to n+1 when it is lower (on one core:

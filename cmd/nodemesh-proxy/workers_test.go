@@ -164,7 +164,8 @@ type mainRun struct {
 }
 
 // startMain runs this binary as nodemesh-proxy with args and waits until
-// its admin endpoint on 127.0.0.1:9901 is ready; the cleanup kills it.
+// its admin endpoint on 127.0.0.1:9901 is ready; the cleanup kills it and
+// waits for it to exit.
 func startMain(t *testing.T, run mainRun, args ...string) (*exec.Cmd, <-chan error) {
 	t.Helper()
 	if run.out == nil {
@@ -180,9 +181,16 @@ func startMain(t *testing.T, run mainRun, args ...string) (*exec.Cmd, <-chan err
 	if err := proxy.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- proxy.Wait() }()
-	t.Cleanup(func() { _ = proxy.Process.Kill() })
+	exited, gone := make(chan error, 1), make(chan struct{})
+	go func() {
+		exited <- proxy.Wait()
+		close(gone)
+	}()
+	t.Cleanup(func() {
+		// Gone before the next test takes its ports.
+		_ = proxy.Process.Kill()
+		<-gone
+	})
 	waitReady := time.Now().Add(30 * time.Second)
 	for {
 		if code, _, err := get("http://127.0.0.1:9901/ready"); err == nil && code == 200 {

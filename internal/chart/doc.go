@@ -81,8 +81,8 @@
 // the bound of nodemesh-proxy --event-loops) renders --event-loops=n for
 // the builtin engine when it is a count, 0 included (goroutines only), and
 // nothing for auto, so the proxy's own default applies: a loop per CPU,
-// or under a CPU limit GOMAXPROCS-1 (Go rounds the limit up, to at least
-// 2), none with --workers above 1. Unlike proxy.workers, a node-sized
+// or under a CPU limit one fewer than the limit rounded up (at least one),
+// none with --workers above 1. Unlike proxy.workers, a node-sized
 // default is safe here: loops share one process, its circuit breakers
 // and its upstream pools' limits. What grows with the count: a thread per
 // loop; per loop, a table indexed by descriptor number (24 bytes per

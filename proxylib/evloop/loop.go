@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -145,7 +146,9 @@ func (l *Loop) Round() uint64 { return l.round }
 // Quiet reports whether the kernel has had nothing to report for fd, a
 // descriptor registered edge-triggered (ET), since the end of round since:
 // the current round's wait came later, collected every ready descriptor
-// (it was not cut short by the size of its array or by a signal), and
+// (it was not cut short by the size of its array or by a signal, and was
+// not an idle loop's wait that gave its P away, after which the round may
+// start late), and
 // reported no event for fd, nor did any wait after round since. It means
 // nothing arrived on fd from round since up to this round's wait,
 // provided that its owner had read fd to a short read or EAGAIN by the
@@ -337,25 +340,37 @@ func (l *Loop) shutLocked() {
 
 // Usable reports why loops cannot run in this process, or nil: a raw
 // wait is ended for a stop-the-world by the runtime's preemption signal,
-// which GODEBUG asyncpreemptoff=1 turns off.
+// which GODEBUG asyncpreemptoff (or gccheckmark, which implies it) turns
+// off; every stop-the-world would then wait for each loop's raw wait to
+// run out (up to 5 ms).
 func Usable() error {
-	if asyncPreemptOff() {
-		return errors.New("evloop: GODEBUG asyncpreemptoff=1 would let a waiting loop hold up garbage collection")
+	if asyncPreemptOff(os.Getenv("GODEBUG")) {
+		return errors.New("evloop: with GODEBUG asyncpreemptoff (or gccheckmark) every garbage collection pause would wait for the loops' waits")
 	}
 	return nil
 }
 
-// asyncPreemptOff reports whether GODEBUG turns the runtime's signal-based
-// preemption off (the last setting wins, as the runtime reads it).
-func asyncPreemptOff() bool {
-	off := false
-	for _, kv := range strings.Split(os.Getenv("GODEBUG"), ",") {
-		switch strings.TrimSpace(kv) {
-		case "asyncpreemptoff=1":
-			off = true
-		case "asyncpreemptoff=0":
-			off = false
+// asyncPreemptOff reports whether godebug turns the runtime's signal-based
+// preemption off, read as the runtime reads it: comma-separated key=value
+// settings, the last of a key winning, a value that is a non-zero integer
+// setting it; gccheckmark on turns it off too.
+func asyncPreemptOff(godebug string) bool {
+	var off, checkmark bool
+	for _, kv := range strings.Split(godebug, ",") {
+		key, value, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(value, 10, 32)
+		if err != nil {
+			continue
+		}
+		switch key {
+		case "asyncpreemptoff":
+			off = n != 0
+		case "gccheckmark":
+			checkmark = n > 0
 		}
 	}
-	return off
+	return off || checkmark
 }

@@ -177,23 +177,24 @@ func TestPostRunsInOrderOnLoopThread(t *testing.T) {
 }
 
 // A waiting loop must not hold up a stop-the-world, whether it waits raw
-// (busy: here a timer every 2 ms keeps it so; the runtime's preemption
-// signal or the wait's 5 ms bound ends the wait) or releasing its P
-// (idle: the runtime takes the P without it).
+// (busy: here a timer every 2 ms keeps it so, and ends each wait before
+// the runtime's preemption signal would) or releasing its P (idle: the
+// runtime takes the P without it).
 func TestGCCompletesWhileLoopWaits(t *testing.T) {
 	for _, busy := range []bool{false, true} {
 		t.Run(map[bool]string{false: "idle", true: "busy"}[busy], func(t *testing.T) {
 			withProcs(t, 2)
 			l := newLoop(t)
 			start(t, l)
+			var base uint64 // releasing waits before the tick started
 			if busy {
 				var tick Timer
 				tick.F = func() { l.Arm(&tick, l.Now()+int64(2*time.Millisecond)) }
-				onLoop(t, l, tick.F)
+				onLoop(t, l, func() { base = l.released; tick.F() })
 			}
 			time.Sleep(50 * time.Millisecond)
 			var released uint64
-			onLoop(t, l, func() { released = l.released })
+			onLoop(t, l, func() { released = l.released - base })
 			if busy != (released == 0) {
 				t.Fatalf("busy %v, yet %d waits released the P", busy, released)
 			}
@@ -326,8 +327,8 @@ func TestAddDelMod(t *testing.T) {
 	}
 }
 
-// Without signal preemption a waiting loop would hold up garbage
-// collection for good: Run refuses.
+// Without signal preemption every garbage collection pause would wait
+// for each loop's raw wait to run out: Run refuses.
 func TestRunRefusesWithoutAsyncPreemption(t *testing.T) {
 	withProcs(t, 2)
 	t.Setenv("GODEBUG", "asyncpreemptoff=1")
@@ -489,6 +490,33 @@ func TestQuietNotAfterAReleasingWait(t *testing.T) {
 		}
 		if try == 100 {
 			t.Fatal("no round followed a raw wait")
+		}
+	}
+}
+
+// GODEBUG is read as the runtime reads it: the last setting of a key
+// wins, any non-zero integer turns asyncpreemptoff on, gccheckmark implies
+// it, and what the runtime would ignore is ignored.
+func TestAsyncPreemptOff(t *testing.T) {
+	for godebug, want := range map[string]bool{
+		"":                                    false,
+		"asyncpreemptoff=1":                   true,
+		"asyncpreemptoff=2":                   true,
+		"asyncpreemptoff=+1":                  true,
+		"asyncpreemptoff=01":                  true,
+		"asyncpreemptoff=0":                   false,
+		"asyncpreemptoff=1,asyncpreemptoff=0": false,
+		"asyncpreemptoff=0,asyncpreemptoff=1": true,
+		"gctrace=1,asyncpreemptoff=1":         true,
+		" asyncpreemptoff=1":                  false, // not the key
+		"asyncpreemptoff=yes":                 false, // not a number
+		"asyncpreemptoff":                     false,
+		"gccheckmark=1":                       true,
+		"gccheckmark=1,asyncpreemptoff=0":     true,
+		"gccheckmark=0":                       false,
+	} {
+		if got := asyncPreemptOff(godebug); got != want {
+			t.Errorf("GODEBUG=%q: off %v, want %v", godebug, got, want)
 		}
 	}
 }

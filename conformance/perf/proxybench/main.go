@@ -121,7 +121,10 @@ func (b *bench) nodemesh(binDir, name string, g gateway, cpus, agentCPUs string,
 	must(os.MkdirAll(cfgDir, 0o755))
 	writeFile(cfgDir, "bench.yaml", g.yaml())
 	_ = b.start(agentCPUs, nil, filepath.Join(binDir, "nodemesh-agent"), "--config-dir", cfgDir, "--state-dir", state)
-	env := []string{"GOMAXPROCS=" + strconv.Itoa(procs)}
+	var env []string // procs 0: the runtime's own choice, from the CPUs taskset gives
+	if procs > 0 {
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(procs))
+	}
 	args := append([]string{"--xds-address", "unix://" + filepath.Join(state, "xds.sock"), "--admin-address", ""}, extra...)
 	var pprof string
 	if b.profile != "" {
@@ -150,10 +153,15 @@ func main() {
 	loadCPUs2 := flag.String("load-cpus2", "", "2core: CPUs wrk and the backend run on (default: -cpus2, shared with the proxies)")
 	only := flag.String("targets", "direct,nginx,haproxy,nodemesh,nodemesh-goroutines", "1core, 2core: which targets to measure (nodemesh: as it runs by default, on event loops; nodemesh-goroutines: --event-loops 0, and on 2core --workers 2)")
 	profile := flag.String("profile", "", "directory to write nodemesh-proxy's CPU, allocation, block and mutex profiles, an execution trace and its gctrace log to, taken during each measured HTTP/1.1 run (profiling costs the proxy some CPU: do not publish numbers from such a run)")
-	baseline := flag.String("baseline-bin", "", "directory holding another build of nodemesh-agent and nodemesh-proxy, measured in 1core and h2 in the same run, each of its h2 rows right after the build under test's (a regression check)")
+	baseline := flag.String("baseline-bin", "", "directory holding another build of nodemesh-agent and nodemesh-proxy, measured in 1core and h2 in the same run, each of its h2 rows right after the build under test's, each build as it runs by default (a regression check between builds that serve alike by default; one from before event loops were the default serves on goroutines)")
 	flag.Parse()
 
 	want := set(*sections)
+	for t := range set(*only) {
+		if !slices.Contains([]string{"direct", "nginx", "haproxy", "nodemesh", "nodemesh-goroutines"}, t) {
+			log.Fatalf("-targets: unknown target %q", t)
+		}
+	}
 	tools := []string{"wrk", "nginx", "haproxy", "taskset"}
 	if want["h2"] {
 		tools = append(tools, "h2load")
@@ -203,9 +211,9 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 		nginxProxy(b.dir, "proxy1", 1, backendAddr, []nginxListen{{ngx(1), "h1"}, {ngx(5), "h2c"}, {ngx(6), "tls"}}, certFile, keyFile)))
 	haproxyPG := b.start(b.proxyCPU, nil, "haproxy", "-db", "-f", writeFile(b.dir, "haproxy1.cfg", haproxyConf(1, ngx(2), backendAddr)))
 	g := gateway{ip: "127.0.100.250", httpPort: ports[3], httpsPort: ports[7], certPEM: b.cert, keyPEM: b.key, backendPort: ports[0], routes: 1}
-	// As it runs by default: started with GOMAXPROCS=1 (one CPU), it
-	// runs one event loop and raises GOMAXPROCS to 2.
-	nm, nmPID := b.nodemesh(b.bin, "nodemesh-proxy (1 event loop)", g, b.proxyCPU, b.loadCPU, 1)
+	// As it runs by default: on one CPU it runs one event loop and
+	// raises GOMAXPROCS to 2.
+	nm, nmPID := b.nodemesh(b.bin, "nodemesh-proxy (1 event loop)", g, b.proxyCPU, b.loadCPU, 0)
 
 	targets := []target{{name: "direct (backend only)", url: "http://" + backendAddr + "/"}}
 	if only["nginx"] {
@@ -314,9 +322,10 @@ func (b *bench) twoCores(only map[string]bool, cpus, loadCPUs string, conns []in
 		targets = append(targets, target{name: "haproxy 2 threads", url: "http://" + addr + "/", pgid: pg})
 	}
 	if only["nodemesh"] {
-		// As by default on two CPUs: two loops, GOMAXPROCS raised to 3.
+		// As by default on the section's CPUs: a loop each (two on two),
+		// GOMAXPROCS raised to one more.
 		g := gateway{ip: "127.0.100.249", httpPort: ports[5], backendPort: ports[0], routes: 1}
-		t, _ := b.nodemesh(b.bin, "nodemesh-proxy (2 event loops)", g, cpus, loadCPUs, 2)
+		t, _ := b.nodemesh(b.bin, "nodemesh-proxy (a loop per CPU)", g, cpus, loadCPUs, 0)
 		targets = append(targets, t)
 	}
 	if only["nodemesh-goroutines"] {
@@ -350,7 +359,7 @@ func (b *bench) rss(routes, oneRoutePID int) {
 	backendAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	_ = b.start(b.loadCPU, nil, "nginx", "-p", b.dir, "-c", writeFile(b.dir, "backend3.conf", nginxBackend(b.dir, "backend3", backendAddr, 1, b.body)))
 	g := gateway{ip: "127.0.100.253", httpPort: ports[1], backendPort: ports[0], routes: routes}
-	t, pid := b.nodemesh(b.bin, "nodemesh-proxy routes", g, b.proxyCPU, b.loadCPU, 1)
+	t, pid := b.nodemesh(b.bin, "nodemesh-proxy routes", g, b.proxyCPU, b.loadCPU, 0)
 	last := routes - 2
 	host, path := fmt.Sprintf("r%d.example", last), fmt.Sprintf("/r%d", last)
 	if routes <= 1 {
