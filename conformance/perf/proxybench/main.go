@@ -201,7 +201,7 @@ func main() {
 // oneCore measures the 1core and h2 sections, which share their proxies,
 // and returns the pid of its nodemesh-proxy.
 func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2conns []int, streams int) int {
-	ports := freePorts(10)
+	ports := freePorts(11)
 	backendAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	_ = b.start(b.loadCPU, nil, "nginx", "-p", b.dir, "-c", writeFile(b.dir, "backend1.conf", nginxBackend(b.dir, "backend1", backendAddr, 1, b.body)))
 
@@ -225,11 +225,12 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 	if only["nodemesh"] {
 		targets = append(targets, nm)
 	}
+	var gt target // a goroutine per connection, on one P
+	var gtPID int
 	if only["nodemesh-goroutines"] {
-		// A goroutine per connection, on one P.
 		gg := g
-		gg.ip, gg.httpPort, gg.httpsPort = "127.0.100.248", ports[9], 0
-		gt, _ := b.nodemesh(b.bin, "nodemesh-proxy --event-loops 0", gg, b.proxyCPU, b.loadCPU, 1, "--event-loops", "0")
+		gg.ip, gg.httpPort, gg.httpsPort = "127.0.100.248", ports[9], ports[10]
+		gt, gtPID = b.nodemesh(b.bin, "nodemesh-proxy --event-loops 0", gg, b.proxyCPU, b.loadCPU, 1, "--event-loops", "0")
 		targets = append(targets, gt)
 	}
 	var base target
@@ -252,6 +253,18 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 		{nm.name + ", h2c", nm.url, nmPID},
 		{"nginx 1 worker, TLS", "https://" + ngx(6) + "/", nginxPG},
 		{nm.name + ", TLS", fmt.Sprintf("https://%s:%d/", g.ip, g.httpsPort), nmPID},
+	}
+	if gtPID != 0 {
+		// HTTP/2 and TLS run on goroutines either way; what differs is
+		// GOMAXPROCS (2 on the one CPU with a loop, 1 without).
+		h2targets = slices.Insert(h2targets, 2, struct {
+			name, url string
+			pgid      int
+		}{gt.name + ", h2c", gt.url, gtPID})
+		h2targets = append(h2targets, struct {
+			name, url string
+			pgid      int
+		}{gt.name + ", TLS", fmt.Sprintf("https://127.0.100.248:%d/", ports[10]), gtPID})
 	}
 	if baseline != "" {
 		// The baseline build follows each nodemesh row, alternated with
