@@ -47,9 +47,12 @@
 // not buffered, TLS upstreams, retries, mirrors, a logged request with a
 // body, a response whose body did not come with its head or is over 8 KiB)
 // runs on goroutines as with 0. Why loops by default: in one make bench run
-// on one core their CPU per request was within 1.2 µs of nginx's at 1, 16
-// and 128 connections, goroutines' 1.4–6.9 µs above it; on two cores two
-// loops served more than two workers (BENCHMARKS.md).
+// on one core their CPU per request was below nginx's at 1, 16 and 128
+// connections, goroutines' above it, and on two cores two loops served
+// more than nginx's or our own two workers (BENCHMARKS.md). The cost: on
+// one CPU the loop's extra P also runs goroutines while the loop idles,
+// so HTTP/2 and TLS share the CPU between two threads, with a longer
+// tail than under --event-loops 0.
 package main
 
 import (
