@@ -145,16 +145,15 @@ func (l *Loop) Round() uint64 { return l.round }
 
 // Quiet reports whether the kernel has had nothing to report for fd, a
 // descriptor registered edge-triggered (ET), since the end of round since:
-// the current round's wait came later, collected every ready descriptor
-// (it was not cut short by the size of its array or by a signal, and was
-// not an idle loop's wait that gave its P away, after which the round may
-// start late), and
-// reported no event for fd, nor did any wait after round since. It means
-// nothing arrived on fd from round since up to this round's wait,
-// provided that its owner had read fd to a short read or EAGAIN by the
-// end of round since (bytes that were already there bring no new edge).
-// Then it tells what a one-byte non-blocking peek would have told at the
-// wait, without the system call. Loop thread only.
+// the current round's wait came later, collected every ready descriptor (it
+// was not cut short by the size of its array or by a signal, and was not an
+// idle loop's wait that gave its P away, after which the round may start
+// late), and reported no event for fd, nor did any wait after round since.
+// It means nothing arrived on fd from round since up to this round's wait,
+// provided that its owner had read fd to a short read or EAGAIN by the end
+// of round since (bytes that were already there bring no new edge). Then it
+// tells what a one-byte non-blocking peek would have told at the wait,
+// without the system call. Loop thread only.
 func (l *Loop) Quiet(fd int, since uint64) bool {
 	return l.complete && since < l.round && fd >= 0 && fd < len(l.handlers) &&
 		l.handlers[fd] != nil && l.seen[fd] <= since
