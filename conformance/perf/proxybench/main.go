@@ -5,7 +5,7 @@
 //
 //   - 1core: HTTP/1.1 keep-alive under wrk at each of -conns. Every proxy
 //     under test is pinned to one CPU (nginx: 1 worker, haproxy: 1 thread,
-//     nodemesh-proxy started with GOMAXPROCS=1); wrk (one thread) and the backend (an
+//     nodemesh-proxy on that CPU); wrk (one thread) and the backend (an
 //     nginx worker answering a fixed body) share another CPU, so the
 //     proxies compete on equal terms. The backend is also measured
 //     directly, which bounds what any proxy can reach. Every connection
@@ -60,6 +60,12 @@ import (
 	"syscall"
 	"time"
 )
+
+// h2target is an HTTP/2 row: a proxy's URL and process group.
+type h2target struct {
+	name, url string
+	pgid      int
+}
 
 type target struct {
 	name string
@@ -245,10 +251,7 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 		targets = targets[1:]
 	}
 	b.waitAll(targets)
-	h2targets := []struct {
-		name, url string
-		pgid      int
-	}{
+	h2targets := []h2target{
 		{"nginx 1 worker, h2c", "http://" + ngx(5) + "/", nginxPG},
 		{nm.name + ", h2c", nm.url, nmPID},
 		{"nginx 1 worker, TLS", "https://" + ngx(6) + "/", nginxPG},
@@ -257,28 +260,16 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 	if gtPID != 0 {
 		// HTTP/2 and TLS run on goroutines either way; what differs is
 		// GOMAXPROCS (2 on the one CPU with a loop, 1 without).
-		h2targets = slices.Insert(h2targets, 2, struct {
-			name, url string
-			pgid      int
-		}{gt.name + ", h2c", gt.url, gtPID})
-		h2targets = append(h2targets, struct {
-			name, url string
-			pgid      int
-		}{gt.name + ", TLS", fmt.Sprintf("https://127.0.100.248:%d/", ports[10]), gtPID})
+		h2targets = slices.Insert(h2targets, 2, h2target{gt.name + ", h2c", gt.url, gtPID})
+		h2targets = append(h2targets, h2target{gt.name + ", TLS", fmt.Sprintf("https://127.0.100.248:%d/", ports[10]), gtPID})
 	}
 	if baseline != "" {
 		// The baseline build follows each nodemesh row, alternated with
 		// it under the same load, each build as it runs by default (a
 		// build from before event loops were the default runs a
 		// goroutine per connection on one P).
-		h2targets = slices.Insert(h2targets, 2, struct {
-			name, url string
-			pgid      int
-		}{"nodemesh-proxy baseline build, h2c", base.url, basePID})
-		h2targets = append(h2targets, struct {
-			name, url string
-			pgid      int
-		}{"nodemesh-proxy baseline build, TLS", fmt.Sprintf("https://127.0.100.251:%d/", ports[8]), basePID})
+		h2targets = slices.Insert(h2targets, 2, h2target{"nodemesh-proxy baseline build, h2c", base.url, basePID})
+		h2targets = append(h2targets, h2target{"nodemesh-proxy baseline build, TLS", fmt.Sprintf("https://127.0.100.251:%d/", ports[8]), basePID})
 	}
 	if want["h2"] {
 		for _, t := range h2targets {
