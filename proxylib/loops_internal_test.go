@@ -18,7 +18,7 @@ func TestLoopBudget(t *testing.T) {
 		limit       float64
 		want        int
 	}{
-		{1, 1, 0, 1},    // one CPU: a loop, GOMAXPROCS raised to 2
+		{1, 1, 0, 1},    // one CPU: a loop sharing the only P
 		{2, 2, 0, 2},    // two CPUs, no limit
 		{64, 64, 0, 64}, // a large node
 		{3, 2, 0, 3},    // GOMAXPROCS above the CPUs: a loop per P
@@ -35,6 +35,37 @@ func TestLoopBudget(t *testing.T) {
 	} {
 		if got := loopBudget(tc.procs, tc.cpus, tc.limit); got != tc.want {
 			t.Errorf("%d Ps on %d CPUs, limit %v: %d loops, want %d", tc.procs, tc.cpus, tc.limit, got, tc.want)
+		}
+	}
+}
+
+// TestProcsForLoops: where the budget is one CPU, one loop shares the only
+// P; otherwise every loop keeps a P and the rest of the process has one
+// more, and GOMAXPROCS is never lowered for them.
+func TestProcsForLoops(t *testing.T) {
+	for _, tc := range []struct {
+		n, procs int
+		limit    float64
+		want     int
+	}{
+		{1, 1, 0, 1},    // one CPU: shared
+		{1, 2, 1, 1},    // a 1-CPU limit (the runtime's 2 Ps lowered): shared
+		{1, 2, 0.5, 1},  // half a CPU: shared
+		{1, 2, 1.5, 2},  // 1.5 CPUs: the loop and a P for the rest
+		{1, 2, 0, 2},    // --event-loops 1 on two CPUs
+		{2, 2, 0, 3},    // a loop per CPU and a P more
+		{2, 1, 0, 3},    // --event-loops 2 on GOMAXPROCS=1
+		{3, 4, 4, 4},    // a limit of 4: three loops, the P for the rest
+		{1, 8, 0, 8},    // never lowered
+		{64, 64, 0, 65}, // a large node
+		{2, 2, 0.5, 3},  // two loops asked for under half a CPU: each keeps a P
+		{1, 4, 0.25, 1}, // a quarter CPU: shared
+		{1, 1, 2, 1},    // GOMAXPROCS=1 by hand under a larger limit: shared
+		{4, 1, 0.75, 5}, // four loops need their Ps whatever the budget
+		{1, 3, 3, 3},    // --event-loops 1 under a 3-CPU limit
+	} {
+		if got := procsForLoops(tc.n, tc.procs, tc.limit); got != tc.want {
+			t.Errorf("%d loops, %d Ps, limit %v: GOMAXPROCS %d, want %d", tc.n, tc.procs, tc.limit, got, tc.want)
 		}
 	}
 }

@@ -108,7 +108,8 @@ func WithReconnectBackoff(min, max time.Duration) Option {
 
 // WithEventLoops serves plain-TCP HTTP/1.1 connections on n event loops
 // (package evloop; hcm doc.go, "Event loops") instead of a goroutine each.
-// GOMAXPROCS must exceed n (RaiseProcsForLoops): a busy loop keeps its P.
+// GOMAXPROCS must exceed n, or be 1 with n 1 (SetProcsForLoops): a busy
+// loop keeps its P, a loop alone on GOMAXPROCS=1 shares it.
 // 0 (the library's default): none; nodemesh-proxy runs DefaultEventLoops.
 func WithEventLoops(n int) Option { return func(o *options) { o.eventLoops = n } }
 
@@ -118,25 +119,43 @@ const MaxEventLoops = 256
 
 // DefaultEventLoops is the event loop count nodemesh-proxy runs unless told
 // otherwise (loopBudget, from the runtime's GOMAXPROCS and CPU count and
-// the cgroup's CPU limit: call it before RaiseProcsForLoops); none when
-// the proxy runs worker processes (workers > 1: each has one P and a loop
-// needs a second) or when loops cannot run in this process
-// (evloop.Usable).
+// the cgroup's CPU limit: call it before SetProcsForLoops); none when
+// the proxy runs worker processes (workers > 1), or when loops that keep
+// their P cannot run in this process (evloop.Usable; a shared loop can).
 func DefaultEventLoops(workers int) int {
-	if workers > 1 || evloop.Usable() != nil {
+	if workers > 1 {
 		return 0
 	}
-	return loopBudget(runtime.GOMAXPROCS(0), runtime.NumCPU(), cgroupCPULimit())
+	procs, limit := runtime.GOMAXPROCS(0), cgroupCPULimit()
+	n := loopBudget(procs, runtime.NumCPU(), limit)
+	if procsForLoops(n, procs, limit) > 1 && evloop.Usable() != nil {
+		return 0
+	}
+	return n
 }
 
-// RaiseProcsForLoops raises GOMAXPROCS to n+1 when it is lower, so n
-// loops leave a P to the rest of the process (on one core: two Ps sharing
-// it), and fixes it: the runtime no longer follows changes of a cgroup
-// CPU limit, which could take Ps the loops count on.
-func RaiseProcsForLoops(n int) {
+// SetProcsForLoops sets GOMAXPROCS for n loops (procsForLoops) and fixes
+// it: the runtime no longer follows changes of a cgroup CPU limit, which
+// could take Ps the loops count on.
+func SetProcsForLoops(n int) {
 	if n > 0 {
-		runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), n+1))
+		runtime.GOMAXPROCS(procsForLoops(n, runtime.GOMAXPROCS(0), cgroupCPULimit()))
 	}
+}
+
+// procsForLoops is the GOMAXPROCS n > 0 loops run with, in a process the
+// runtime gave procs Ps, under a CPU limit of limit CPUs (0: none). Where
+// the budget is one CPU (procs 1, or a limit of at most one CPU, which
+// the runtime rounds up to 2 Ps) one loop shares the only P with the rest
+// of the process (evloop's shared mode): a second P there would be a
+// second thread on that CPU. Otherwise the loops keep a P each and the
+// rest of the process has one more (on one CPU given 2 Ps by hand or by
+// a limit between one and two: two Ps sharing it).
+func procsForLoops(n, procs int, limit float64) int {
+	if n == 1 && (procs == 1 || (limit > 0 && limit <= 1)) {
+		return 1
+	}
+	return max(procs, n+1)
 }
 
 // New builds a proxy; Run starts it.
@@ -198,7 +217,7 @@ func build(o options) (*Proxy, error) {
 			return nil, fmt.Errorf("starting event loops: %w", err)
 		}
 		p.rt.Loops = ls
-		o.logger.Info("serving plain-TCP HTTP/1.1 on event loops", "loops", o.eventLoops)
+		o.logger.Info("serving plain-TCP HTTP/1.1 on event loops", "loops", o.eventLoops, "gomaxprocs", runtime.GOMAXPROCS(0))
 	}
 	p.rt.ALS = accesslog.NewManager(o.nodeID, p.rt.Resolve, o.logger)
 	p.um = upstream.NewManager(nil, upstream.WithSecrets(func(n string) *resource.Secret { return p.store.Secret(n) }))

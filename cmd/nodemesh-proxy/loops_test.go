@@ -57,12 +57,15 @@ func TestEventLoopsFlag(t *testing.T) {
 }
 
 // TestEventLoopsByDefault runs nodemesh-proxy (this binary, as main)
-// without --event-loops on one CPU (taskset), in a network namespace of
-// its own, with Cilium's Prometheus listener example and neither GOMAXPROCS
-// nor GODEBUG set: it starts one event loop, raises GOMAXPROCS to 2 (the
-// Go collector's gauge on /metrics), and answers on the example's
-// listener. With GODEBUG asyncpreemptoff=1, under which loops cannot run,
-// it says so and serves on goroutines.
+// without --event-loops on one CPU and on two (taskset), in a network
+// namespace of its own, with Cilium's Prometheus listener example and
+// neither GOMAXPROCS nor GODEBUG set, and checks the loops it starts, the
+// GOMAXPROCS it runs (the Go collector's gauge on /metrics) and that it
+// answers on the example's listener. On one CPU: one loop sharing the
+// only P, also with GODEBUG asyncpreemptoff=1 (a shared loop never waits
+// raw). On two: a loop each and a P more; with asyncpreemptoff=1, under
+// which loops that keep their P cannot run, it says so and serves on
+// goroutines.
 func TestEventLoopsByDefault(t *testing.T) {
 	if !inOwnNetns(t) {
 		return
@@ -80,16 +83,22 @@ func TestEventLoopsByDefault(t *testing.T) {
 	if err := unix.SchedGetaffinity(0, &set); err != nil {
 		t.Fatal(err)
 	}
-	cpu := 0
-	for !set.IsSet(cpu) {
-		cpu++
+	var cpus []string
+	for cpu := 0; len(cpus) < 2 && cpu < 1024; cpu++ {
+		if set.IsSet(cpu) {
+			cpus = append(cpus, strconv.Itoa(cpu))
+		}
 	}
+	const loopsLog = `msg="serving plain-TCP HTTP/1.1 on event loops"`
 	for _, tc := range []struct {
 		name, godebug, log string
+		cpus               int
 		procs              float64
 	}{
-		{"default", "", `msg="serving plain-TCP HTTP/1.1 on event loops" loops=1`, 2},
-		{"asyncpreemptoff", "GODEBUG=asyncpreemptoff=1", `msg="serving on a goroutine per connection: event loops cannot run here"`, 1},
+		{"one-cpu", "", loopsLog + ` loops=1 gomaxprocs=1`, 1, 1},
+		{"one-cpu-asyncpreemptoff", "GODEBUG=asyncpreemptoff=1", loopsLog + ` loops=1 gomaxprocs=1`, 1, 1},
+		{"two-cpus", "", loopsLog + ` loops=2 gomaxprocs=3`, 2, 3},
+		{"two-cpus-asyncpreemptoff", "GODEBUG=asyncpreemptoff=1", `msg="serving on a goroutine per connection: event loops cannot run here"`, 2, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// The proxy writes its log to a file, read here as it grows.
@@ -98,7 +107,10 @@ func TestEventLoopsByDefault(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer out.Close()
-			run := mainRun{out: out, prefix: []string{"taskset", "-c", strconv.Itoa(cpu)}, env: env}
+			if len(cpus) < tc.cpus {
+				t.Skipf("%d CPUs to run on, want %d", len(cpus), tc.cpus)
+			}
+			run := mainRun{out: out, prefix: []string{"taskset", "-c", strings.Join(cpus[:tc.cpus], ",")}, env: env}
 			if tc.godebug != "" {
 				run.env = append(slices.Clone(env), tc.godebug)
 			}

@@ -125,11 +125,11 @@ func main() {
 		fmt.Fprintf(os.Stderr, "nodemesh-proxy: %v\n", err)
 		os.Exit(2)
 	}
-	if why := evloop.Usable(); why != nil && eventLoops.auto && *workers <= 1 {
+	if why := evloop.Usable(); why != nil && eventLoops.auto && *workers <= 1 && loops == 0 {
 		logger.Warn("serving on a goroutine per connection: event loops cannot run here", "reason", why)
 	}
 	if loops > 0 {
-		proxylib.RaiseProcsForLoops(loops)
+		proxylib.SetProcsForLoops(loops)
 		opts = append(opts, proxylib.WithEventLoops(loops))
 	}
 	if *workers > 1 {

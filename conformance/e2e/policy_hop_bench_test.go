@@ -83,8 +83,9 @@ const (
 //
 // The hop is measured with each way the proxy serves connections, a node
 // each: proxy=goroutines (--event-loops 0, a goroutine per connection) and
-// proxy=event-loop (--event-loops 1, GOMAXPROCS raised to 2 on the same
-// CPUs; what nodemesh-proxy runs by default on one CPU).
+// proxy=event-loop (--event-loops 1: on the one CPU the proxy gets on a
+// 2-CPU machine, a loop sharing the only P, what nodemesh-proxy runs by
+// default there).
 //
 // Needs root (network namespaces, eBPF) like the other policy tests.
 func BenchmarkPolicyHop(b *testing.B) {

@@ -63,7 +63,7 @@ func runProxyChild(xds, node, loops string) int {
 			return 1
 		}
 	}
-	proxylib.RaiseProcsForLoops(n)
+	proxylib.SetProcsForLoops(n)
 	opts = append(opts, proxylib.WithEventLoops(n))
 	p, err := proxylib.New(opts...)
 	if err != nil {

@@ -1,7 +1,15 @@
-// Package evloop runs an event loop of the proxy's own: one goroutine locked
-// to its OS thread waits in epoll_wait(2) on a private epoll set and calls
-// each ready descriptor's handler, in the order the kernel reported them,
-// on that thread.
+// Package evloop runs an event loop of the proxy's own: one goroutine waits
+// in epoll_wait(2) on a private epoll set and calls each ready
+// descriptor's handler, in the order the kernel reported them, on that
+// goroutine. It runs in one of two modes, chosen when Run starts:
+//   - Own P (GOMAXPROCS above the running loops): the goroutine is locked
+//     to its OS thread and waits raw, keeping its P while busy (below).
+//   - Shared (GOMAXPROCS=1, one loop): the goroutine is not locked. It
+//     looks with a raw epoll_wait that does not block and, finding
+//     nothing, parks in the runtime's poller on the epoll descriptor
+//     itself (an epoll set is readable while it has ready descriptors),
+//     with a read deadline at its next timer. The loop and every other
+//     goroutine of the process share the one P and one running thread.
 //
 // Why: a goroutine per connection waits through the Go runtime's poller.
 // Each time the runtime runs out of work it polls the network twice (once
@@ -15,14 +23,37 @@
 // 70–76 %; at 16 connections its p99 was 0.56–0.73 ms against 0.78–1.22 ms
 // (nginx 0.66–0.67); at 128, 5.4–5.6 ms against 10.3–10.6 ms (nginx 4.9–9.0).
 //
+// Why a shared mode: on one CPU a loop keeping its P needs a second P for
+// the rest of the process, and that P is a second thread on the same CPU
+// whenever the rest has work (HTTP/2 and TLS connections, served on
+// goroutines) or the loop has lent its P away while idle: the runtime's
+// scheduler then runs goroutines on two Ps over one CPU, with wake-ups
+// and handoffs between the threads. Measured on one CPU in one
+// invocation (proxybench, 3 rounds of 8 s, AMD EPYC VM) against the same
+// proxy keeping its P on GOMAXPROCS=2: HTTP/1.1 CPU per request 16.6
+// against 19.1 µs at 16 connections and 15.9 against 18.3 at 128;
+// HTTP/2 p99 0.93 against 4.1 ms at one connection (h2c), 12.0 against
+// 20.7 ms at 16. It is not used with more loops: on two CPUs, two loops
+// as unlocked goroutines on GOMAXPROCS=2, sharing the CPUs with the load,
+// had a p99 of 127–173 ms at 128 connections (the runtime does not wake
+// an idle P for a preempted goroutine, so both loops took turns on one P
+// in 10 ms slices), where locked loops had 5.8–6.8 ms.
+//
 // Decisions:
-//   - System calls are raw (syscall.RawSyscall): no entersyscall, so the
+//   - Own-P mode's system calls are raw (syscall.RawSyscall): no entersyscall, so the
 //     runtime's monitor never hands the loop's P to another thread while
 //     a busy loop waits. The price is that the waiting loop keeps its P: a
 //     process running n loops needs GOMAXPROCS ≥ n+1 so that every other
 //     goroutine (control plane, timers, logs) has a P. Run refuses to start
 //     otherwise rather than starve them.
-//   - Only a busy loop waits raw. A raw wait lasts at most 5 ms; one that
+//   - A shared loop's own system calls are raw too, and none blocks: its
+//     only wait is the runtime's poller, so it runs without signal
+//     preemption (GODEBUG asyncpreemptoff) and its P is never held by a
+//     sleeping loop. The price: each idle spell costs a look more (the
+//     raw one that found nothing) and a pass through the runtime's
+//     scheduler and poller, what a goroutine per connection pays on every
+//     read; a busy loop finds events at each look and never parks.
+//   - Only a busy loop waits raw (own-P mode). A raw wait lasts at most 5 ms; one that
 //     ran those 5 ms with nothing (not cut short for a timer) makes the
 //     next wait an ordinary blocking system call: the runtime may lend the
 //     P to other goroutines and sends the loop no preemption signals,
@@ -41,9 +72,13 @@
 //     stop-the-world never waits on a sleeping loop. With that preemption
 //     turned off (GODEBUG asyncpreemptoff=1) Run refuses to start (Usable
 //     says so beforehand).
+//   - A shared loop's timers are the read deadline of its parked
+//     descriptor, set only when the earliest timer changes (a deadline is
+//     a runtime timer); the deadline is the timer's own time, so a timer
+//     never fires early.
 //   - Other goroutines reach the loop only through Post, which queues a
 //     function and wakes the loop through an eventfd; everything else (Add,
-//     Mod, Del, timers) is called on the loop's thread, from handlers,
+//     Mod, Del, timers) is called on the loop's goroutine, from handlers,
 //     timer functions or posted functions. Nothing is locked on the hot path.
 //   - Timers live in a binary heap keyed by monotonic nanoseconds; the wait's
 //     timeout is the earliest one, rounded up to the millisecond epoll_wait

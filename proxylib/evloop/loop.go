@@ -47,6 +47,8 @@ type Loop struct {
 	round      uint64   // waits returned so far (Round)
 	complete   bool     // this round's wait collected every ready descriptor
 	released   uint64   // waits that released the P (idle spells)
+	park       *parked  // shared mode: the epoll set in the runtime's poller
+	noHold     bool     // shared mode: no epoll_pwait2 (the kernel predates it)
 	seen       []uint64 // by descriptor: the last round that reported it
 	timers     timerHeap
 	base       time.Time // loop clock origin (monotonic)
@@ -223,23 +225,32 @@ func (l *Loop) Run() error {
 	l.started = true
 	l.mu.Unlock()
 	defer l.shutDown()
-	if err := Usable(); err != nil {
-		return err
-	}
-	if n := running.Add(1); int(n) >= runtime.GOMAXPROCS(0) {
-		running.Add(-1)
-		return fmt.Errorf("evloop: %d loops need GOMAXPROCS of at least %d, have %d", n, n+1, runtime.GOMAXPROCS(0))
-	}
+	n := running.Add(1)
 	defer running.Add(-1)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	if procs := runtime.GOMAXPROCS(0); procs == 1 && n == 1 {
+		// Shared mode: the loop parks in the runtime's poller.
+		if err := l.share(); err != nil {
+			return err
+		}
+	} else {
+		if err := Usable(); err != nil {
+			return err
+		}
+		if int(n) >= procs {
+			return fmt.Errorf("evloop: %d loops need GOMAXPROCS of at least %d (or one loop alone on GOMAXPROCS=1), have %d", n, n+1, procs)
+		}
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	wait := l.fire(l.clock())
 	idle := false // the last raw wait timed out with nothing: release the P
 	for {
 		var n int
 		var errno syscall.Errno
 		released := idle
-		if released {
+		if l.park != nil {
+			n, errno = l.waitParked(wait)
+		} else if released {
 			n, errno = epollWait(l.epfd, l.evs, wait, false)
 			idle = false
 			l.released++
@@ -332,7 +343,11 @@ func (l *Loop) shutLocked() {
 		return
 	}
 	l.shut = true
-	unix.Close(l.epfd)
+	if l.park != nil {
+		l.park.f.Close() // the runtime's poller lets go of it first
+	} else {
+		unix.Close(l.epfd)
+	}
 	unix.Close(l.wake)
 	close(l.done)
 }

@@ -3,6 +3,7 @@ package evloop
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,21 @@ func withProcs(t *testing.T, n int) {
 		runtime.GOMAXPROCS(n)
 		t.Cleanup(func() { runtime.GOMAXPROCS(old) })
 	}
+}
+
+// eachMode runs f with a loop in each mode: keeping its P (a spare P
+// beside it) and shared (GOMAXPROCS=1). Loops f starts must not outlive
+// it.
+func eachMode(t *testing.T, f func(t *testing.T)) {
+	t.Run("own-P", func(t *testing.T) {
+		withProcs(t, 3)
+		f(t)
+	})
+	t.Run("shared", func(t *testing.T) {
+		old := runtime.GOMAXPROCS(1)
+		t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+		f(t)
+	})
 }
 
 // start runs l on a goroutine; the cleanup closes it and waits for Run.
@@ -90,8 +106,9 @@ func socketpair(t *testing.T) (int, int) {
 
 // The loop calls handlers in the order the descriptors became ready (the
 // order an event loop serves them in), not in descriptor order.
-func TestReadyInKernelOrder(t *testing.T) {
-	withProcs(t, 2)
+func TestReadyInKernelOrder(t *testing.T) { eachMode(t, testReadyInKernelOrder) }
+
+func testReadyInKernelOrder(t *testing.T) {
 	l := newLoop(t)
 	var log []int
 	got := make(chan struct{}, 16)
@@ -131,8 +148,9 @@ func TestReadyInKernelOrder(t *testing.T) {
 
 // Posted functions run in order, on the loop's one thread, from many
 // goroutines at once.
-func TestPostRunsInOrderOnLoopThread(t *testing.T) {
-	withProcs(t, 3)
+func TestPostRunsInOrderOnLoopThread(t *testing.T) { eachMode(t, testPostRunsInOrderOnLoopThread) }
+
+func testPostRunsInOrderOnLoopThread(t *testing.T) {
 	l := newLoop(t)
 	start(t, l)
 	var tid int
@@ -147,7 +165,7 @@ func TestPostRunsInOrderOnLoopThread(t *testing.T) {
 			defer wg.Done()
 			for i := 1; i <= each; i++ {
 				err := l.Post(func() {
-					if unix.Gettid() != tid {
+					if l.park == nil && unix.Gettid() != tid {
 						bad = append(bad, "ran off the loop thread")
 					}
 					if last[s] != i-1 {
@@ -216,20 +234,98 @@ func TestGCCompletesWhileLoopWaits(t *testing.T) {
 	}
 }
 
-func TestRunRefusesWithoutSpareP(t *testing.T) {
+// On GOMAXPROCS=1 one loop runs shared: its goroutine parks in the
+// runtime's poller and is not locked to a thread. A second loop is refused
+// while it runs.
+func TestRunSharesTheOnlyP(t *testing.T) {
 	old := runtime.GOMAXPROCS(1)
 	defer runtime.GOMAXPROCS(old)
-	l := newLoop(t)
-	if err := l.Run(); err == nil {
-		t.Fatal("Run with GOMAXPROCS=1 started")
+	a := newLoop(t)
+	start(t, a)
+	var shared bool
+	onLoop(t, a, func() { shared = a.park != nil })
+	if !shared {
+		t.Fatal("the loop on GOMAXPROCS=1 did not run shared")
+	}
+	b := newLoop(t)
+	if err := b.Run(); err == nil {
+		t.Fatal("a second loop ran on GOMAXPROCS=1")
 	}
 	select {
-	case <-l.Done():
+	case <-b.Done():
 	default:
 		t.Fatal("refused loop kept its descriptors")
 	}
-	if err := l.Post(func() {}); err != ErrClosed {
+	if err := b.Post(func() {}); err != ErrClosed {
 		t.Fatalf("Post after a refused Run: %v, want ErrClosed", err)
+	}
+}
+
+// A shared loop that always has work (a level-triggered descriptor its
+// handler never reads) does not starve the goroutines it shares the P
+// with, nor a garbage collection: the runtime preempts it.
+func TestSharedBusyLoopLetsOthersRun(t *testing.T) {
+	old := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(old)
+	l := newLoop(t)
+	a, peer := socketpair(t)
+	if _, err := unix.Write(peer, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	if err := l.Add(a, In, funcHandler(func(uint32) { calls.Add(1) })); err != nil {
+		t.Fatal(err)
+	}
+	start(t, l)
+	done := make(chan struct{})
+	go func() {
+		for range 20 {
+			time.Sleep(time.Millisecond)
+		}
+		runtime.GC()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a goroutine sharing the P with a busy loop did not finish")
+	}
+	if n := calls.Load(); n < 100 {
+		t.Fatalf("the busy loop called its handler %d times", n)
+	}
+	onLoop(t, l, func() {})
+}
+
+// An idle shared loop parks: nothing wakes it, and a timer wakes it at
+// its time, not before.
+func TestSharedLoopParks(t *testing.T) {
+	old := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(old)
+	l := newLoop(t)
+	start(t, l)
+	var before, after uint64
+	onLoop(t, l, func() { before = l.Round() })
+	time.Sleep(300 * time.Millisecond)
+	onLoop(t, l, func() { after = l.Round() })
+	if rounds := after - before; rounds > 3 {
+		t.Fatalf("an idle shared loop ran %d rounds in 300ms, want at most 3", rounds)
+	}
+	fired := make(chan int64, 1)
+	var tm Timer
+	var at int64
+	tm.F = func() { fired <- l.Now() }
+	onLoop(t, l, func() {
+		at = l.Now() + int64(50*time.Millisecond)
+		l.Arm(&tm, at)
+		before = l.Round()
+	})
+	when := waitFor(t, fired)
+	if when < at {
+		t.Fatalf("timer fired %v early", time.Duration(at-when))
+	}
+	onLoop(t, l, func() { after = l.Round() })
+	if rounds := after - before; rounds > 3 {
+		t.Fatalf("a shared loop ran %d rounds for one timer, want at most 3", rounds)
 	}
 }
 
@@ -262,8 +358,9 @@ func TestCloseBeforeRunClosesDescriptors(t *testing.T) {
 	}
 }
 
-func TestCloseEndsRunAndDropsPosted(t *testing.T) {
-	withProcs(t, 2)
+func TestCloseEndsRunAndDropsPosted(t *testing.T) { eachMode(t, testCloseEndsRunAndDropsPosted) }
+
+func testCloseEndsRunAndDropsPosted(t *testing.T) {
 	l := newLoop(t)
 	errc := start(t, l)
 	onLoop(t, l, func() {})
@@ -281,8 +378,9 @@ func TestCloseEndsRunAndDropsPosted(t *testing.T) {
 	}
 }
 
-func TestAddDelMod(t *testing.T) {
-	withProcs(t, 2)
+func TestAddDelMod(t *testing.T) { eachMode(t, testAddDelMod) }
+
+func testAddDelMod(t *testing.T) {
 	l := newLoop(t)
 	a, b := socketpair(t)
 	var log []int
@@ -347,11 +445,28 @@ func TestRunRefusesWithoutAsyncPreemption(t *testing.T) {
 	}
 }
 
+// A shared loop never waits in a raw blocking call: it runs without
+// signal preemption.
+func TestSharedLoopRunsWithoutAsyncPreemption(t *testing.T) {
+	t.Setenv("GODEBUG", "asyncpreemptoff=1")
+	old := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(old)
+	l := newLoop(t)
+	errc := start(t, l)
+	onLoop(t, l, func() {})
+	select {
+	case err := <-errc:
+		t.Fatalf("shared Run with asyncpreemptoff=1: %v", err)
+	default:
+	}
+}
+
 // A descriptor unregistered and closed during a round, whose number is
 // registered again in the same round, does not pass the old descriptor's
 // pending event to the new handler.
-func TestDelDropsTheRoundsLaterEvents(t *testing.T) {
-	withProcs(t, 2)
+func TestDelDropsTheRoundsLaterEvents(t *testing.T) { eachMode(t, testDelDropsTheRoundsLaterEvents) }
+
+func testDelDropsTheRoundsLaterEvents(t *testing.T) {
 	l := newLoop(t)
 	a, peerA := socketpair(t)
 	// b is closed by the handler (no cleanup: its number gets reused).

@@ -29,7 +29,10 @@ func waitFor[T any](t *testing.T, c <-chan T) T {
 // round it was looked at (nor registered) in, and not in a round whose
 // wait reported it.
 func TestQuietNeedsALaterWaitWithoutItsEvent(t *testing.T) {
-	withProcs(t, 2)
+	eachMode(t, testQuietNeedsALaterWaitWithoutItsEvent)
+}
+
+func testQuietNeedsALaterWaitWithoutItsEvent(t *testing.T) {
 	l := newLoop(t)
 	a, b := socketpair(t)
 	type look struct {
@@ -87,7 +90,10 @@ func TestQuietNeedsALaterWaitWithoutItsEvent(t *testing.T) {
 // Every descriptor the round's wait reported is not Quiet in that round,
 // also in the handlers that run before its own.
 func TestQuietNotForThisRoundsLaterEvents(t *testing.T) {
-	withProcs(t, 2)
+	eachMode(t, testQuietNotForThisRoundsLaterEvents)
+}
+
+func testQuietNotForThisRoundsLaterEvents(t *testing.T) {
 	l := newLoop(t)
 	const n = 4
 	fds, peers := make([]int, n), make([]int, n)
@@ -130,8 +136,9 @@ func TestQuietNotForThisRoundsLaterEvents(t *testing.T) {
 
 // A wait that filled its array may have left ready descriptors in the
 // kernel: nothing is Quiet in its round.
-func TestQuietNotAfterAFullWait(t *testing.T) {
-	withProcs(t, 2)
+func TestQuietNotAfterAFullWait(t *testing.T) { eachMode(t, testQuietNotAfterAFullWait) }
+
+func testQuietNotAfterAFullWait(t *testing.T) {
 	l := newLoop(t)
 	n := len(l.evs) + 40
 	quietFd, _ := socketpair(t)

@@ -43,6 +43,19 @@ func epollWait(epfd int, evs []unix.EpollEvent, msec int, raw bool) (int, syscal
 	return int(r), 0
 }
 
+// epollWaitNs waits raw for events up to ns nanoseconds (epoll_pwait2,
+// Linux 5.11; epoll_pwait counts whole milliseconds). ENOSYS on older
+// kernels.
+func epollWaitNs(epfd int, evs []unix.EpollEvent, ns int64) (int, syscall.Errno) {
+	ts := unix.NsecToTimespec(ns)
+	r, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT2, uintptr(epfd), uintptr(unsafe.Pointer(&evs[0])),
+		uintptr(len(evs)), uintptr(unsafe.Pointer(&ts)), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), 0
+}
+
 // Read reads from a non-blocking descriptor with a raw system call. It
 // returns syscall.EAGAIN when nothing is available.
 func Read(fd int, p []byte) (int, error) {

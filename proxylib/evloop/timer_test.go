@@ -7,8 +7,9 @@ import (
 
 // Timers fire in time order, never before their time; a stopped timer
 // never fires; re-arming moves a timer.
-func TestTimers(t *testing.T) {
-	withProcs(t, 2)
+func TestTimers(t *testing.T) { eachMode(t, testTimers) }
+
+func testTimers(t *testing.T) {
 	l := newLoop(t)
 	start(t, l)
 	type firing struct {

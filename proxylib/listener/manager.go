@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nodemesh/nodemesh/proxylib/conntrack"
+	"github.com/nodemesh/nodemesh/proxylib/evloop"
 	"github.com/nodemesh/nodemesh/proxylib/peercert"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
 	"github.com/nodemesh/nodemesh/proxylib/sockio"
@@ -407,6 +408,10 @@ func (m *Manager) accept(b *bound, ln net.Listener) {
 const handshakeTimeout = 15 * time.Second
 
 func (m *Manager) serve(spec *Spec, c net.Conn) {
+	// Served on this goroutine until it returns (an event loop that
+	// adopts the connection lets it return at once).
+	evloop.ServingOffLoop(1)
+	defer evloop.ServingOffLoop(-1)
 	if spec == nil {
 		c.Close()
 		return

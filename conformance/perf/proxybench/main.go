@@ -12,8 +12,8 @@
 //     count runs in -rounds rounds, each target once per round in an
 //     order that changes from round to round; rows print medians and each
 //     round's rate (rounds.go says why). nodemesh-proxy runs twice: as it
-//     runs by default (one event loop on one CPU, plus a P for the rest of
-//     the process: GOMAXPROCS=2 on the same CPU), and with --event-loops 0
+//     runs by default (on one CPU one event loop sharing the only P with
+//     the rest of the process, GOMAXPROCS=1), and with --event-loops 0
 //     (a goroutine per connection, GOMAXPROCS=1).
 //   - 2core: the same with two of everything (nginx 2 workers, haproxy 2
 //     threads; nodemesh-proxy as by default on two CPUs, two event loops
@@ -217,8 +217,8 @@ func (b *bench) oneCore(want, only map[string]bool, baseline string, conns, h2co
 		nginxProxy(b.dir, "proxy1", 1, backendAddr, []nginxListen{{ngx(1), "h1"}, {ngx(5), "h2c"}, {ngx(6), "tls"}}, certFile, keyFile)))
 	haproxyPG := b.start(b.proxyCPU, nil, "haproxy", "-db", "-f", writeFile(b.dir, "haproxy1.cfg", haproxyConf(1, ngx(2), backendAddr)))
 	g := gateway{ip: "127.0.100.250", httpPort: ports[3], httpsPort: ports[7], certPEM: b.cert, keyPEM: b.key, backendPort: ports[0], routes: 1}
-	// As it runs by default: on one CPU it runs one event loop and
-	// raises GOMAXPROCS to 2.
+	// As it runs by default: on one CPU one event loop sharing the only
+	// P.
 	nm, nmPID := b.nodemesh(b.bin, "nodemesh-proxy (1 event loop)", g, b.proxyCPU, b.loadCPU, 0)
 
 	targets := []target{{name: "direct (backend only)", url: "http://" + backendAddr + "/"}}
