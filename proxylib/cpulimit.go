@@ -82,7 +82,8 @@ func readSmall(file string) ([]byte, error) {
 // With every CPU and no limit: a loop each, and the P for the rest of the
 // process comes on top. Under a limit, or with fewer Ps than CPUs
 // (GOMAXPROCS set by hand), the loops and that one P fit in the budget:
-// one loop fewer than it, at least one. At most MaxEventLoops.
+// one loop fewer than it, at least one (where the budget is one CPU, that
+// one loop shares the only P: procsForLoops). At most MaxEventLoops.
 func loopBudget(procs, cpus int, limit float64) int {
 	n := procs
 	if limit > 0 {

@@ -41,31 +41,34 @@ func TestLoopBudget(t *testing.T) {
 
 // TestProcsForLoops: where the budget is one CPU, one loop shares the only
 // P; otherwise every loop keeps a P and the rest of the process has one
-// more, and GOMAXPROCS is never lowered for them.
+// more. GOMAXPROCS is lowered only from the runtime's own choice under a
+// limit of one CPU or less, never when set by hand.
 func TestProcsForLoops(t *testing.T) {
 	for _, tc := range []struct {
 		n, procs int
 		limit    float64
+		byHand   bool
 		want     int
 	}{
-		{1, 1, 0, 1},    // one CPU: shared
-		{1, 2, 1, 1},    // a 1-CPU limit (the runtime's 2 Ps lowered): shared
-		{1, 2, 0.5, 1},  // half a CPU: shared
-		{1, 2, 1.5, 2},  // 1.5 CPUs: the loop and a P for the rest
-		{1, 2, 0, 2},    // --event-loops 1 on two CPUs
-		{2, 2, 0, 3},    // a loop per CPU and a P more
-		{2, 1, 0, 3},    // --event-loops 2 on GOMAXPROCS=1
-		{3, 4, 4, 4},    // a limit of 4: three loops, the P for the rest
-		{1, 8, 0, 8},    // never lowered
-		{64, 64, 0, 65}, // a large node
-		{2, 2, 0.5, 3},  // two loops asked for under half a CPU: each keeps a P
-		{1, 4, 0.25, 1}, // a quarter CPU: shared
-		{1, 1, 2, 1},    // GOMAXPROCS=1 by hand under a larger limit: shared
-		{4, 1, 0.75, 5}, // four loops need their Ps whatever the budget
-		{1, 3, 3, 3},    // --event-loops 1 under a 3-CPU limit
+		{1, 1, 0, false, 1},    // one CPU: shared
+		{1, 1, 0, true, 1},     // GOMAXPROCS=1 by hand: shared
+		{1, 2, 1, false, 1},    // a 1-CPU limit (the runtime's 2 Ps lowered): shared
+		{1, 2, 1, true, 2},     // ... but not GOMAXPROCS=2 set by hand
+		{1, 2, 0.5, false, 1},  // half a CPU: shared
+		{1, 2, 1.5, false, 2},  // 1.5 CPUs: the loop and a P for the rest
+		{1, 2, 0, false, 2},    // --event-loops 1 on two CPUs
+		{2, 2, 0, false, 3},    // a loop per CPU and a P more
+		{2, 1, 0, true, 3},     // --event-loops 2 on GOMAXPROCS=1
+		{3, 4, 4, false, 4},    // a limit of 4: three loops, the P for the rest
+		{1, 8, 0, false, 8},    // never lowered without a limit
+		{1, 4, 0.25, true, 4},  // GOMAXPROCS=4 by hand under a quarter CPU
+		{64, 64, 0, false, 65}, // a large node
+		{2, 2, 0.5, false, 3},  // two loops asked for under half a CPU: each keeps a P
+		{1, 1, 2, true, 1},     // GOMAXPROCS=1 by hand under a larger limit: shared
+		{1, 3, 3, false, 3},    // --event-loops 1 under a 3-CPU limit
 	} {
-		if got := procsForLoops(tc.n, tc.procs, tc.limit); got != tc.want {
-			t.Errorf("%d loops, %d Ps, limit %v: GOMAXPROCS %d, want %d", tc.n, tc.procs, tc.limit, got, tc.want)
+		if got := procsForLoops(tc.n, tc.procs, tc.limit, tc.byHand); got != tc.want {
+			t.Errorf("%d loops, %d Ps (by hand %v), limit %v: GOMAXPROCS %d, want %d", tc.n, tc.procs, tc.byHand, tc.limit, got, tc.want)
 		}
 	}
 }

@@ -128,7 +128,7 @@ func DefaultEventLoops(workers int) int {
 	}
 	procs, limit := runtime.GOMAXPROCS(0), cgroupCPULimit()
 	n := loopBudget(procs, runtime.NumCPU(), limit)
-	if procsForLoops(n, procs, limit) > 1 && evloop.Usable() != nil {
+	if procsForLoops(n, procs, limit, os.Getenv("GOMAXPROCS") != "") > 1 && evloop.Usable() != nil {
 		return 0
 	}
 	return n
@@ -139,20 +139,21 @@ func DefaultEventLoops(workers int) int {
 // could take Ps the loops count on.
 func SetProcsForLoops(n int) {
 	if n > 0 {
-		runtime.GOMAXPROCS(procsForLoops(n, runtime.GOMAXPROCS(0), cgroupCPULimit()))
+		runtime.GOMAXPROCS(procsForLoops(n, runtime.GOMAXPROCS(0), cgroupCPULimit(), os.Getenv("GOMAXPROCS") != ""))
 	}
 }
 
 // procsForLoops is the GOMAXPROCS n > 0 loops run with, in a process the
-// runtime gave procs Ps, under a CPU limit of limit CPUs (0: none). Where
-// the budget is one CPU (procs 1, or a limit of at most one CPU, which
-// the runtime rounds up to 2 Ps) one loop shares the only P with the rest
-// of the process (evloop's shared mode): a second P there would be a
-// second thread on that CPU. Otherwise the loops keep a P each and the
-// rest of the process has one more (on one CPU given 2 Ps by hand or by
-// a limit between one and two: two Ps sharing it).
-func procsForLoops(n, procs int, limit float64) int {
-	if n == 1 && (procs == 1 || (limit > 0 && limit <= 1)) {
+// runtime gave procs Ps (byHand: GOMAXPROCS was set), under a CPU limit
+// of limit CPUs (0: none). Where the budget is one CPU (procs 1, or a
+// limit of at most one CPU, which the runtime rounds up to 2 Ps unless
+// told otherwise) one loop shares the only P with the rest of the process
+// (evloop's shared mode): a second P there would be a second thread on
+// that CPU. Otherwise the loops keep a P each and the rest of the process
+// has one more (on one CPU given 2 Ps by hand or by a limit between one
+// and two: two Ps sharing it). A GOMAXPROCS set by hand is never lowered.
+func procsForLoops(n, procs int, limit float64, byHand bool) int {
+	if n == 1 && (procs == 1 || (!byHand && limit > 0 && limit <= 1)) {
 		return 1
 	}
 	return max(procs, n+1)
@@ -299,10 +300,27 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.store.SetStatic(c)
 	}
 	if p.pool == nil {
-		err := p.client.Run(ctx)
+		// A loop that stops on its own takes the plain HTTP/1.1 it
+		// serves with it: the proxy stops too, and says why.
+		cctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		if p.rt.Loops != nil {
+			go func() {
+				select {
+				case lerr := <-p.rt.Loops.Failed():
+					p.o.logger.Error("an event loop stopped; shutting down", "error", lerr)
+					cancel(lerr)
+				case <-cctx.Done():
+				}
+			}()
+		}
+		err := p.client.Run(cctx)
 		p.shutdown()
 		if adminSrv != nil {
 			_ = adminSrv.Close()
+		}
+		if ctx.Err() == nil && cctx.Err() != nil {
+			err = errors.Join(err, fmt.Errorf("event loop: %w", context.Cause(cctx)))
 		}
 		return err
 	}

@@ -36,7 +36,8 @@ func (f *loopsFlag) Set(s string) error {
 
 // count is the number of loops to run with the given --workers: auto
 // resolves to proxylib.DefaultEventLoops; a count above 0 is refused with
-// workers, whose single-P processes have no P to give a loop.
+// workers, whose single-P processes would each need a loop of their own
+// (loops live in one process).
 func (f *loopsFlag) count(workers int) (int, error) {
 	if f.auto {
 		return proxylib.DefaultEventLoops(workers), nil

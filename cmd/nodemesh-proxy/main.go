@@ -39,20 +39,23 @@
 // v1 what Go's GOMAXPROCS makes of it) one fewer than the limit rounded
 // up, and with GOMAXPROCS set below the CPU count one fewer than it, at
 // least one either way, so the loops and the P for the rest fit in the
-// budget; none with --workers above 1, nor under GODEBUG asyncpreemptoff
-// (or gccheckmark), said in a warning. n runs n (not with --workers); 0
-// runs none. A busy loop keeps a P, so GOMAXPROCS is raised to n+1 when it
-// is lower (on one core: GOMAXPROCS=2, the loop and the rest of the
-// process sharing the core). What a loop does not serve itself (TLS,
-// HTTP/2, upgrades, request bodies not buffered, TLS upstreams, retries,
-// mirrors, a logged request with a body, a response whose body did not
-// come with its head or is over 8 KiB) runs on goroutines as with 0. Why
-// loops by default: in one make bench run on one core their CPU per
-// request was below nginx's at 1, 16 and 128 connections, goroutines'
-// above it, and on two cores two loops served more than nginx's or our own
-// two workers (BENCHMARKS.md). The cost: on one CPU the loop's extra P
-// also runs goroutines while the loop idles, so HTTP/2 and TLS share the
-// CPU between two threads, with a longer tail than under --event-loops 0.
+// budget; none with --workers above 1. n runs n (not with --workers); 0
+// runs none. Where the budget is one CPU (one CPU to run on, GOMAXPROCS=1,
+// or a limit of at most one CPU) the one loop shares the only P with the
+// rest of the process: GOMAXPROCS is 1 (lowered from the 2 Go gives a
+// small limit) and the loop parks in the runtime's poller when idle
+// (evloop's shared mode). Otherwise each busy loop keeps a P of its own,
+// so GOMAXPROCS is raised to n+1 when it is lower; GODEBUG asyncpreemptoff
+// (or gccheckmark) rules such loops out, and auto then runs none, said in
+// a warning. What a loop does not serve itself (TLS, HTTP/2, upgrades,
+// request bodies not buffered, TLS upstreams, retries, mirrors, a logged
+// request with a body, a response whose body did not come with its head
+// or is over 8 KiB) runs on goroutines as with 0. Why loops by default: in
+// make bench runs on one core their rate and CPU per request were level
+// with nginx's at 1, 16 and 128 connections or ahead of them, goroutines'
+// behind, and on two cores two loops served more than nginx's or our own
+// two workers (BENCHMARKS.md). Sharing the P on one CPU keeps HTTP/2 and
+// TLS, which run on goroutines, from being split over two threads there.
 package main
 
 import (
@@ -85,7 +88,7 @@ func main() {
 	workers := flag.Int("workers", 1, "serve with this many single-threaded processes (1: one process using every core GOMAXPROCS allows); see the package comment")
 	asWorker := flag.Bool("worker", false, "internal: run as a worker of a parent nodemesh-proxy (set by the parent)")
 	eventLoops := loopsFlag{auto: true}
-	flag.Var(&eventLoops, "event-loops", fmt.Sprintf("serve plain-TCP HTTP/1.1 connections on this many event loops (0..%d), raising GOMAXPROCS to one more when it is lower; 0: a goroutine per connection; auto: one loop per CPU, fewer under a CPU limit, none with --workers above 1 (see the package comment)", proxylib.MaxEventLoops))
+	flag.Var(&eventLoops, "event-loops", fmt.Sprintf("serve plain-TCP HTTP/1.1 connections on this many event loops (0..%d), raising GOMAXPROCS to one more when it is lower, except one loop on a one-CPU budget, which shares GOMAXPROCS=1; 0: a goroutine per connection; auto: one loop per CPU, fewer under a CPU limit, none with --workers above 1 (see the package comment)", proxylib.MaxEventLoops))
 	pprofAddress := flag.String("pprof-address", "", "serve Go runtime profiles (/debug/pprof/: CPU, heap, allocs, block, mutex, trace) on this address; empty (the default) disables it")
 	flag.Parse()
 

@@ -98,8 +98,9 @@
 // what was asked). As with --workers, an --event-loops in proxy.extraArgs
 // comes later and wins, and a --workers there that conflicts is the
 // proxy's to refuse. The proxy raises GOMAXPROCS to n+1 when it is lower
-// (a busy loop keeps its P), so a container CPU limit below n+1 throttles
-// it under load; the chart sets no limit and does not parse one, and
+// (a busy loop keeps its P; one loop where the budget is one CPU shares
+// GOMAXPROCS=1 instead), so a container CPU limit below n+1 throttles it
+// under load; the chart sets no limit and does not parse one, and
 // values.yaml says to keep limits.cpu, if set, at n+1 or more.
 //
 // Ingress: ingressController.enabled (default true; Cilium's default is

@@ -28,16 +28,20 @@
 // whenever the rest has work (HTTP/2 and TLS connections, served on
 // goroutines) or the loop has lent its P away while idle: the runtime's
 // scheduler then runs goroutines on two Ps over one CPU, with wake-ups
-// and handoffs between the threads. Measured on one CPU in one
-// invocation (proxybench, 3 rounds of 8 s, AMD EPYC VM) against the same
-// proxy keeping its P on GOMAXPROCS=2: HTTP/1.1 CPU per request 16.6
-// against 19.1 µs at 16 connections and 15.9 against 18.3 at 128;
-// HTTP/2 p99 0.93 against 4.1 ms at one connection (h2c), 12.0 against
-// 20.7 ms at 16. It is not used with more loops: on two CPUs, two loops
-// as unlocked goroutines on GOMAXPROCS=2, sharing the CPUs with the load,
-// had a p99 of 127–173 ms at 128 connections (the runtime does not wake
-// an idle P for a preempted goroutine, so both loops took turns on one P
-// in 10 ms slices), where locked loops had 5.8–6.8 ms.
+// and handoffs between the threads. Measured on one CPU in one proxybench
+// invocation (AMD EPYC VM, 2026-12-08; the shared loop without the yield
+// before its raw wait) against the same proxy keeping its P on
+// GOMAXPROCS=2: HTTP/2 p99 1.01 against 3.88 ms at one h2c connection,
+// 12.4 against 19.8 ms at 16, 1.28 against 3.32 ms at one TLS connection
+// (at the p99 of --event-loops 0), with 23 % more requests/s at one h2c
+// connection; HTTP/1.1 level (1.01×, 0.98×, 0.99× nginx at 1, 16, 128
+// connections against 0.98×, 1.00×, 0.99×; CPU per request 72.6, 16.3,
+// 17.2 µs against 57.7, 15.3, 17.1: an idle spell costs more, above). It
+// is not used with more loops: on two CPUs, two loops as unlocked
+// goroutines on GOMAXPROCS=2, sharing the CPUs with the load, had a p99
+// of 127–173 ms at 128 connections (the runtime does not wake an idle P
+// for a preempted goroutine, so both loops could take turns on one P in
+// 10 ms slices), where locked loops had 5.8–6.8 ms.
 //
 // Decisions:
 //   - Own-P mode's system calls are raw (syscall.RawSyscall): no entersyscall, so the
@@ -46,13 +50,20 @@
 //     process running n loops needs GOMAXPROCS ≥ n+1 so that every other
 //     goroutine (control plane, timers, logs) has a P. Run refuses to start
 //     otherwise rather than starve them.
-//   - A shared loop's own system calls are raw too, and none blocks: its
-//     only wait is the runtime's poller, so it runs without signal
-//     preemption (GODEBUG asyncpreemptoff) and its P is never held by a
-//     sleeping loop. The price: each idle spell costs a look more (the
-//     raw one that found nothing) and a pass through the runtime's
-//     scheduler and poller, what a goroutine per connection pays on every
-//     read; a busy loop finds events at each look and never parks.
+//   - A shared loop's own system calls are raw too. Its long wait is the
+//     runtime's poller, so it runs without signal preemption (GODEBUG
+//     asyncpreemptoff) and never holds the P asleep for long. Parking
+//     costs a pass through the runtime's scheduler and poller (what a
+//     goroutine per connection pays on every read), so while no
+//     connection is served off the loops (ServingOffLoop: none of the
+//     goroutines it would hold up carries traffic) an idle loop first
+//     yields once (what it started, a dial say, runs), looks again and
+//     waits raw for up to 200 µs, which covers an upstream's answer or a
+//     client's next request on a fast path; only then does it park. While
+//     such a connection is open it parks at once. A busy loop finds
+//     events at each look and never parks; the runtime preempts it like
+//     any goroutine (every 10 ms at most), so what shares the P waits up
+//     to that long under full load.
 //   - Only a busy loop waits raw (own-P mode). A raw wait lasts at most 5 ms; one that
 //     ran those 5 ms with nothing (not cut short for a timer) makes the
 //     next wait an ordinary blocking system call: the runtime may lend the
@@ -70,8 +81,9 @@
 //     runtime preempts by signal (garbage collection, the 10 ms fairness
 //     tick, profiling). On EINTR the loop yields (runtime.Gosched), so a
 //     stop-the-world never waits on a sleeping loop. With that preemption
-//     turned off (GODEBUG asyncpreemptoff=1) Run refuses to start (Usable
-//     says so beforehand).
+//     turned off (GODEBUG asyncpreemptoff=1) an own-P loop refuses to
+//     start (Usable says so beforehand); a shared loop starts, and a
+//     stop-the-world may then wait out its raw wait (200 µs at most).
 //   - A shared loop's timers are the read deadline of its parked
 //     descriptor, set only when the earliest timer changes (a deadline is
 //     a runtime timer); the deadline is the timer's own time, so a timer
@@ -80,9 +92,9 @@
 //     function and wakes the loop through an eventfd; everything else (Add,
 //     Mod, Del, timers) is called on the loop's goroutine, from handlers,
 //     timer functions or posted functions. Nothing is locked on the hot path.
-//   - Timers live in a binary heap keyed by monotonic nanoseconds; the wait's
-//     timeout is the earliest one, rounded up to the millisecond epoll_wait
-//     counts in, so a timer never fires early.
+//   - Timers live in a binary heap keyed by monotonic nanoseconds; an
+//     own-P loop's wait times out at the earliest one, rounded up to the
+//     millisecond epoll_wait counts in, so a timer never fires early.
 //   - Each round's wait is numbered (Round), and the descriptors it
 //     reported are stamped with that number before any handler runs, so
 //     Quiet can tell a handler that a descriptor had no event from a

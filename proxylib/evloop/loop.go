@@ -34,11 +34,12 @@ type Handler interface {
 // ErrClosed is returned by Run and Post after Close.
 var ErrClosed = errors.New("evloop: loop closed")
 
-// running counts the loops in Run: each keeps a P while it waits.
+// running counts the loops in Run: each keeps a P while it waits, but a
+// shared one.
 var running atomic.Int32
 
 // Loop is one event loop. New makes it; Run runs it on the calling
-// goroutine, locked to its thread.
+// goroutine (locked to its thread unless it runs shared).
 type Loop struct {
 	epfd, wake int
 	handlers   []Handler // by descriptor
@@ -48,7 +49,8 @@ type Loop struct {
 	complete   bool     // this round's wait collected every ready descriptor
 	released   uint64   // waits that released the P (idle spells)
 	park       *parked  // shared mode: the epoll set in the runtime's poller
-	noHold     bool     // shared mode: no epoll_pwait2 (the kernel predates it)
+	noHold     bool     // shared mode: epoll_pwait2 refused (an old kernel, seccomp)
+	holds      uint64   // shared mode: raw waits before parking
 	seen       []uint64 // by descriptor: the last round that reported it
 	timers     timerHeap
 	base       time.Time // loop clock origin (monotonic)
@@ -212,10 +214,12 @@ func (l *Loop) Close() {
 // or at Close when Run never started.
 func (l *Loop) Done() <-chan struct{} { return l.done }
 
-// Run runs the loop on the calling goroutine, locked to its thread, until
-// Close; then it closes the epoll and wake descriptors. It refuses to run
-// unless GOMAXPROCS leaves a P for the rest of the process beside every
-// running loop, and runs at most once.
+// Run runs the loop on the calling goroutine until Close; then it closes
+// the epoll and wake descriptors. On GOMAXPROCS=1 a loop alone runs
+// shared (package comment); otherwise the goroutine is locked to its
+// thread, and Run refuses to run unless GOMAXPROCS leaves a P for the
+// rest of the process beside every running loop, or when Usable says no.
+// It runs at most once.
 func (l *Loop) Run() error {
 	l.mu.Lock()
 	if l.closed || l.started {
@@ -269,6 +273,9 @@ func (l *Loop) Run() error {
 			runtime.Gosched()
 			n = 0
 		default:
+			if l.park != nil && l.park.err != nil {
+				return fmt.Errorf("evloop: parked on the runtime's poller: %w", l.park.err)
+			}
 			return fmt.Errorf("evloop: epoll_wait: %w", errno)
 		}
 		l.n = n
@@ -352,11 +359,11 @@ func (l *Loop) shutLocked() {
 	close(l.done)
 }
 
-// Usable reports why loops cannot run in this process, or nil: a raw
-// wait is ended for a stop-the-world by the runtime's preemption signal,
-// which GODEBUG asyncpreemptoff (or gccheckmark, which implies it) turns
-// off; every stop-the-world would then wait for each loop's raw wait to
-// run out (up to 5 ms).
+// Usable reports why loops keeping their P (not a shared one) cannot run
+// in this process, or nil: a raw wait is ended for a stop-the-world by
+// the runtime's preemption signal, which GODEBUG asyncpreemptoff (or
+// gccheckmark, which implies it) turns off; every stop-the-world would
+// then wait for each loop's raw wait to run out (up to 5 ms).
 func Usable() error {
 	if asyncPreemptOff(os.Getenv("GODEBUG")) {
 		return errors.New("evloop: with GODEBUG asyncpreemptoff (or gccheckmark) every garbage collection pause would wait for the loops' waits")

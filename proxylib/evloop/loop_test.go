@@ -158,6 +158,7 @@ func testPostRunsInOrderOnLoopThread(t *testing.T) {
 	const senders, each = 4, 500
 	last := make([]int, senders)
 	var bad []string
+	var inside atomic.Int32 // posted functions running
 	var wg sync.WaitGroup
 	for s := range senders {
 		wg.Add(1)
@@ -168,6 +169,10 @@ func testPostRunsInOrderOnLoopThread(t *testing.T) {
 					if l.park == nil && unix.Gettid() != tid {
 						bad = append(bad, "ran off the loop thread")
 					}
+					if inside.Add(1) != 1 {
+						bad = append(bad, "ran beside another posted function")
+					}
+					defer inside.Add(-1)
 					if last[s] != i-1 {
 						bad = append(bad, "out of order")
 					}
@@ -294,6 +299,34 @@ func TestSharedBusyLoopLetsOthersRun(t *testing.T) {
 		t.Fatalf("the busy loop called its handler %d times", n)
 	}
 	onLoop(t, l, func() {})
+}
+
+// An idle shared loop waits raw before it parks only while no
+// connection is served off the loops (ServingOffLoop).
+func TestSharedLoopHoldsOnlyWithNothingOffLoop(t *testing.T) {
+	old := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(old)
+	l := newLoop(t)
+	start(t, l)
+	idleSpells := func() uint64 {
+		var before, after uint64
+		onLoop(t, l, func() { before = l.holds })
+		for range 20 {
+			onLoop(t, l, func() {})
+			time.Sleep(time.Millisecond) // past the hold: the loop parks
+		}
+		onLoop(t, l, func() { after = l.holds })
+		return after - before
+	}
+	if n := idleSpells(); n < 10 {
+		t.Fatalf("%d raw waits in 20 idle spells with nothing served off the loops, want most of them", n)
+	}
+	ServingOffLoop(1)
+	n := idleSpells()
+	ServingOffLoop(-1)
+	if n != 0 {
+		t.Fatalf("%d raw waits while a connection was served off the loops, want none", n)
+	}
 }
 
 // An idle shared loop parks: nothing wakes it, and a timer wakes it at
@@ -445,8 +478,8 @@ func TestRunRefusesWithoutAsyncPreemption(t *testing.T) {
 	}
 }
 
-// A shared loop never waits in a raw blocking call: it runs without
-// signal preemption.
+// A shared loop's only raw wait is bounded (200 µs before it parks): it
+// runs without signal preemption.
 func TestSharedLoopRunsWithoutAsyncPreemption(t *testing.T) {
 	t.Setenv("GODEBUG", "asyncpreemptoff=1")
 	old := runtime.GOMAXPROCS(1)

@@ -20,12 +20,14 @@ type parked struct {
 	// at is the deadline set on f, in loop clock, or noDeadline or
 	// unknownDeadline.
 	at int64
-	// look is rc.Read's function, made once: it reports the set ready
-	// after the first call (the caller has just looked), then looks.
-	look   func(uintptr) bool
-	looked bool
-	n      int
-	errno  syscall.Errno
+	// look is rc.Read's function, made once: it looks (raw, not
+	// blocking) and reports whether anything is ready. It looks on its
+	// first call too: rc.Read forgets a readiness the runtime's poller
+	// recorded before it (an edge that comes once).
+	look  func(uintptr) bool
+	n     int
+	errno syscall.Errno
+	err   error // what ended the loop's parking, other than a deadline
 }
 
 // What parked.at holds besides a deadline: none set, or not known (set
@@ -35,35 +37,32 @@ const (
 	unknownDeadline = -2
 )
 
-// share puts the epoll set in the runtime's poller. From then on f owns
-// the descriptor: it is closed through f.
+// share puts the epoll set in the runtime's poller. From then on the
+// descriptor is closed through the os.File that holds it, even when
+// share fails.
 func (l *Loop) share() error {
 	if err := unix.SetNonblock(l.epfd, true); err != nil {
 		return err
 	}
-	f := os.NewFile(uintptr(l.epfd), "evloop-epoll")
-	rc, err := f.SyscallConn()
+	p := &parked{f: os.NewFile(uintptr(l.epfd), "evloop-epoll"), at: noDeadline}
+	l.mu.Lock()
+	l.park = p
+	l.mu.Unlock()
+	rc, err := p.f.SyscallConn()
 	if err != nil {
 		return err
 	}
 	// Reading is polled (not a blocking read on a thread) only if the
 	// runtime's poller took the descriptor; a deadline is refused
 	// otherwise.
-	if err := f.SetReadDeadline(time.Time{}); err != nil {
+	if err := p.f.SetReadDeadline(time.Time{}); err != nil {
 		return errors.New("evloop: the runtime's poller does not take an epoll descriptor")
 	}
-	p := &parked{f: f, rc: rc, at: noDeadline}
+	p.rc = rc
 	p.look = func(uintptr) bool {
-		if !p.looked {
-			p.looked = true
-			return false
-		}
 		p.n, p.errno = epollWait(l.epfd, l.evs, 0, true)
 		return p.errno != 0 || p.n > 0
 	}
-	l.mu.Lock()
-	l.park = p
-	l.mu.Unlock()
 	return nil
 }
 
@@ -113,11 +112,15 @@ func (l *Loop) waitParked(msec int) (int, syscall.Errno) {
 		}
 		if ns > 0 {
 			n, errno = epollWaitNs(l.epfd, l.evs, ns)
+			l.holds++
 			switch {
-			case errno == syscall.ENOSYS:
-				l.noHold = true // an older kernel: park at once
-			case errno != 0 || n > 0:
+			case errno == 0 && n > 0, errno == syscall.EINTR:
 				return n, errno
+			case errno != 0:
+				// ENOSYS (a kernel before 5.11) or EPERM (a seccomp
+				// filter that predates the call): park at once from
+				// now on.
+				l.noHold = true
 			}
 		}
 		if at != noDeadline && at <= l.clock() {
@@ -131,21 +134,24 @@ func (l *Loop) waitParked(msec int) (int, syscall.Errno) {
 			d = l.base.Add(time.Duration(at))
 		}
 		if err := p.f.SetReadDeadline(d); err != nil {
+			p.err = err
 			return 0, syscall.EBADF
 		}
 		p.at = at
 	}
-	p.looked, p.n, p.errno = false, 0, 0
+	p.n, p.errno = 0, 0
 	err := p.rc.Read(p.look)
 	switch {
 	case err == nil:
 		return p.n, p.errno
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		// Set again next time: a deadline the timers did not yet count
-		// as due would otherwise end every park at once.
+		// as due would otherwise end every park at once. What became
+		// ready just before it is looked for, so the round is whole.
 		p.at = unknownDeadline
-		return 0, 0
+		return epollWait(l.epfd, l.evs, 0, true)
 	default:
+		p.err = err
 		return 0, syscall.EBADF
 	}
 }

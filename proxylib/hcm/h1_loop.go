@@ -1,6 +1,7 @@
 package hcm
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -18,8 +19,10 @@ import (
 // (doc.go, "Event loops"). Runtime.Loops nil: every connection is served
 // on a goroutine of its own.
 type Loops struct {
-	loops []*hloop
-	next  atomic.Uint32
+	loops  []*hloop
+	next   atomic.Uint32
+	failed chan error // the first loop that stopped before Close, with why
+	closed atomic.Bool
 }
 
 // hloop is one loop with the state only its thread touches.
@@ -33,7 +36,7 @@ type hloop struct {
 // StartLoops starts n loops, each on a goroutine of its own. GOMAXPROCS
 // must leave a P beside them (evloop.Loop.Run).
 func StartLoops(n int) (*Loops, error) {
-	ls := &Loops{}
+	ls := &Loops{failed: make(chan error, 1)}
 	for range n {
 		l, err := evloop.New()
 		if err != nil {
@@ -66,12 +69,31 @@ func StartLoops(n int) (*Loops, error) {
 			return nil, fmt.Errorf("starting event loop: %w", err)
 		}
 	}
+	go func() {
+		for range n {
+			err := <-errc
+			if ls.closed.Load() {
+				continue
+			}
+			select {
+			case ls.failed <- cmp.Or(err, errors.New("stopped")):
+			default:
+			}
+		}
+	}()
 	return ls, nil
 }
+
+// Failed delivers why a loop stopped before Close (an error of its
+// epoll set or of the runtime's poller): its connections and the ones
+// given to it from then on go unserved, so the proxy stops (proxylib's
+// Run).
+func (ls *Loops) Failed() <-chan error { return ls.failed }
 
 // Close stops the loops; the connections they serve are dropped with
 // them (the process is ending).
 func (ls *Loops) Close() {
+	ls.closed.Store(true)
 	for _, hl := range ls.loops {
 		// The idle upstream connections first (their slots, their
 		// descriptors), then the loop.
@@ -533,7 +555,11 @@ func (hc *h1conn) loopDial(pool *upstream.Pool) {
 	s := hc.s
 	hl := hc.hl
 	ctx, by := hc.upstreamCtx(), s.routeEnd(s.start)
+	// Counted while it dials, so a shared loop does not hold the P
+	// from it (evloop.ServingOffLoop).
+	evloop.ServingOffLoop(1)
 	go func() {
+		defer evloop.ServingOffLoop(-1)
 		uc, reused, ue := s.getConn(ctx, pool, time.Now(), by)
 		var lu *loopUp
 		if ue == upOK {

@@ -509,7 +509,10 @@ func (hc *h1conn) toGoroutine(cont func() bool, fail func()) {
 		h.wg.Done()
 		return
 	}
+	// Served off the loops from here (evloop.ServingOffLoop).
+	evloop.ServingOffLoop(1)
 	go func() {
+		defer evloop.ServingOffLoop(-1)
 		if aborted {
 			_ = interrupt(hc.c)
 		}

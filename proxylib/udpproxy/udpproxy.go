@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nodemesh/nodemesh/proxylib/evloop"
 	"github.com/nodemesh/nodemesh/proxylib/resource"
 	"github.com/nodemesh/nodemesh/proxylib/upstream"
 )
@@ -281,7 +282,13 @@ func (s *socket) session(spec *Spec, from netip.AddrPort) *session {
 	}
 	s.sessions[from] = ss
 	s.mu.Unlock()
-	go ss.relay()
+	// A session's relay is served off the event loops: a shared loop
+	// does not hold the P from it (evloop.ServingOffLoop).
+	evloop.ServingOffLoop(1)
+	go func() {
+		defer evloop.ServingOffLoop(-1)
+		ss.relay()
+	}()
 	return ss
 }
 
