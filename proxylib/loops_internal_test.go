@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -136,4 +137,15 @@ func TestNewClosesLoopsOnError(t *testing.T) {
 		t.Fatalf("a proxy with one loop after failed ones: %v", err)
 	}
 	p.rt.Loops.Close()
+}
+
+// TestNewRefusesLoopsWithWorkers: loops live in one process and workers
+// are several; Run watches the loops only without workers, so New refuses
+// the pair.
+func TestNewRefusesLoopsWithWorkers(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cmd := func(int) *exec.Cmd { return exec.Command("true") }
+	if _, err := New(WithXDSAddress("unix:///nonexistent/xds.sock"), WithWorkers(2, cmd), WithEventLoops(1), WithLogger(log), WithAdminAddress("")); err == nil {
+		t.Fatal("New accepted event loops with workers")
+	}
 }

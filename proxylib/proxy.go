@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -128,7 +129,7 @@ func DefaultEventLoops(workers int) int {
 	}
 	procs, limit := runtime.GOMAXPROCS(0), cgroupCPULimit()
 	n := loopBudget(procs, runtime.NumCPU(), limit)
-	if procsForLoops(n, procs, limit, os.Getenv("GOMAXPROCS") != "") > 1 && evloop.Usable() != nil {
+	if procsForLoops(n, procs, limit, procsSetByHand()) > 1 && evloop.Usable() != nil {
 		return 0
 	}
 	return n
@@ -139,8 +140,15 @@ func DefaultEventLoops(workers int) int {
 // could take Ps the loops count on.
 func SetProcsForLoops(n int) {
 	if n > 0 {
-		runtime.GOMAXPROCS(procsForLoops(n, runtime.GOMAXPROCS(0), cgroupCPULimit(), os.Getenv("GOMAXPROCS") != ""))
+		runtime.GOMAXPROCS(procsForLoops(n, runtime.GOMAXPROCS(0), cgroupCPULimit(), procsSetByHand()))
 	}
+}
+
+// procsSetByHand reports whether GOMAXPROCS is set in the environment as
+// the runtime takes it: an integer above 0.
+func procsSetByHand() bool {
+	n, err := strconv.Atoi(os.Getenv("GOMAXPROCS"))
+	return err == nil && n > 0
 }
 
 // procsForLoops is the GOMAXPROCS n > 0 loops run with, in a process the
@@ -170,6 +178,9 @@ func New(opts ...Option) (*Proxy, error) {
 	}
 	if o.workers > 1 && o.workerCommand == nil {
 		return nil, errors.New("configuring proxy: workers need a worker command")
+	}
+	if o.workers > 1 && o.eventLoops > 0 {
+		return nil, errors.New("configuring proxy: event loops and workers exclude each other")
 	}
 	p, err := build(o)
 	if err != nil {
@@ -319,6 +330,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 		if adminSrv != nil {
 			_ = adminSrv.Close()
 		}
+		// A stop asked for (ctx) after a loop failed reports no error:
+		// the failure was logged when it came.
 		if ctx.Err() == nil && cctx.Err() != nil {
 			err = errors.Join(err, fmt.Errorf("event loop: %w", context.Cause(cctx)))
 		}

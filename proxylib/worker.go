@@ -41,6 +41,9 @@ func RunWorker(ctx context.Context, opts ...Option) error {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.eventLoops > 0 {
+		return errors.New("running as a worker: event loops and workers exclude each other")
+	}
 	p, err := build(o)
 	if err != nil {
 		_ = conn.Close()

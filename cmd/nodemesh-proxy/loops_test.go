@@ -56,8 +56,8 @@ func TestEventLoopsFlag(t *testing.T) {
 	}
 }
 
-// cpuLimited reports whether this process's cgroup (v2) has a CPU limit
-// of its own (cpu.max other than "max").
+// cpuLimited reports whether this process's cgroup (v2) or one above it
+// has a CPU limit (a cpu.max other than "max").
 func cpuLimited() bool {
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
@@ -67,8 +67,15 @@ func cpuLimited() bool {
 	if !ok {
 		return false
 	}
-	m, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", path, "cpu.max"))
-	return err == nil && !strings.HasPrefix(string(m), "max")
+	for dir := filepath.Join("/sys/fs/cgroup", path); strings.HasPrefix(dir, "/sys/fs/cgroup"); dir = filepath.Dir(dir) {
+		if m, err := os.ReadFile(filepath.Join(dir, "cpu.max")); err == nil && !strings.HasPrefix(string(m), "max") {
+			return true
+		}
+		if dir == "/sys/fs/cgroup" {
+			break
+		}
+	}
+	return false
 }
 
 // TestEventLoopsByDefault runs nodemesh-proxy (this binary, as main)

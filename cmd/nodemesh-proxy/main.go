@@ -43,7 +43,7 @@
 // runs none. Where the budget is one CPU (one CPU to run on, GOMAXPROCS=1,
 // or a limit of at most one CPU) the one loop shares the only P with the
 // rest of the process: GOMAXPROCS is 1 (lowered from the 2 Go gives a
-// small limit) and the loop parks in the runtime's poller when idle
+// small limit, never from a GOMAXPROCS set by hand) and the loop parks in the runtime's poller when idle
 // (evloop's shared mode). Otherwise each busy loop keeps a P of its own,
 // so GOMAXPROCS is raised to n+1 when it is lower; GODEBUG asyncpreemptoff
 // (or gccheckmark) rules such loops out, and auto then runs none, said in

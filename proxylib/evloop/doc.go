@@ -6,9 +6,10 @@
 //     to its OS thread and waits raw, keeping its P while busy (below).
 //   - Shared (GOMAXPROCS=1, one loop): the goroutine is not locked. It
 //     looks with a raw epoll_wait that does not block and, finding
-//     nothing, parks in the runtime's poller on the epoll descriptor
-//     itself (an epoll set is readable while it has ready descriptors),
-//     with a read deadline at its next timer. The loop and every other
+//     nothing, waits raw for up to 200 µs (below) and then parks in the
+//     runtime's poller on the epoll descriptor itself (an epoll set is
+//     readable while it has ready descriptors), with a read deadline at
+//     its next timer. The loop and every other
 //     goroutine of the process share the one P and one running thread.
 //
 // Why: a goroutine per connection waits through the Go runtime's poller.
@@ -29,27 +30,29 @@
 // goroutines) or the loop has lent its P away while idle: the runtime's
 // scheduler then runs goroutines on two Ps over one CPU, with wake-ups
 // and handoffs between the threads. Measured on one CPU in one proxybench
-// invocation (AMD EPYC VM, 2026-12-08; the shared loop without the yield
-// before its raw wait) against the same proxy keeping its P on
-// GOMAXPROCS=2: HTTP/2 p99 1.01 against 3.88 ms at one h2c connection,
-// 12.4 against 19.8 ms at 16, 1.28 against 3.32 ms at one TLS connection
-// (at the p99 of --event-loops 0), with 23 % more requests/s at one h2c
-// connection; HTTP/1.1 level (1.01×, 0.98×, 0.99× nginx at 1, 16, 128
-// connections against 0.98×, 1.00×, 0.99×; CPU per request 72.6, 16.3,
-// 17.2 µs against 57.7, 15.3, 17.1: an idle spell costs more, above). It
-// is not used with more loops: on two CPUs, two loops as unlocked
-// goroutines on GOMAXPROCS=2, sharing the CPUs with the load, had a p99
-// of 127–173 ms at 128 connections (the runtime does not wake an idle P
-// for a preempted goroutine, so both loops could take turns on one P in
-// 10 ms slices), where locked loops had 5.8–6.8 ms.
+// invocation (AMD EPYC VM, 2026-12-08; an earlier form of the shared
+// loop, without the yield and the second look added since) against the
+// same proxy keeping its P on GOMAXPROCS=2: HTTP/2 p99 1.01 against
+// 3.88 ms at one h2c connection, 12.4 against 19.8 ms at 16, 1.28 against
+// 3.32 ms at one TLS connection (at the p99 of --event-loops 0), with
+// 23 % more requests/s at one h2c connection; HTTP/1.1 level (1.01×,
+// 0.98×, 0.99× nginx at 1, 16, 128 connections against 0.98×, 1.00×,
+// 0.99×; CPU per request 72.6, 16.3, 17.2 µs against 57.7, 15.3, 17.1: an
+// idle spell costs more, below). It is not used with more loops: on two
+// CPUs, two loops as unlocked goroutines on GOMAXPROCS=2, sharing the
+// CPUs with the load, had a p99 of 127–173 ms at 128 connections in two
+// runs, where locked loops had 5.8–6.8 ms in runs alternated with them.
+// Why was not traced; a likely cause is that the runtime wakes no idle P
+// for a preempted goroutine, so two loops can take turns on one P.
 //
 // Decisions:
-//   - Own-P mode's system calls are raw (syscall.RawSyscall): no entersyscall, so the
-//     runtime's monitor never hands the loop's P to another thread while
-//     a busy loop waits. The price is that the waiting loop keeps its P: a
-//     process running n loops needs GOMAXPROCS ≥ n+1 so that every other
-//     goroutine (control plane, timers, logs) has a P. Run refuses to start
-//     otherwise rather than starve them.
+//   - Own-P mode's system calls are raw (syscall.RawSyscall): no
+//     entersyscall, so the runtime's monitor never hands the loop's P to
+//     another thread while a busy loop waits. The price is that the
+//     waiting loop keeps its P: a process running n such loops needs
+//     GOMAXPROCS ≥ n+1 so that every other goroutine (control plane,
+//     timers, logs) has a P. Run refuses to start otherwise rather than
+//     starve them.
 //   - A shared loop's own system calls are raw too. Its long wait is the
 //     runtime's poller, so it runs without signal preemption (GODEBUG
 //     asyncpreemptoff) and never holds the P asleep for long. Parking
@@ -64,10 +67,11 @@
 //     events at each look and never parks; the runtime preempts it like
 //     any goroutine (every 10 ms at most), so what shares the P waits up
 //     to that long under full load.
-//   - Only a busy loop waits raw (own-P mode). A raw wait lasts at most 5 ms; one that
-//     ran those 5 ms with nothing (not cut short for a timer) makes the
-//     next wait an ordinary blocking system call: the runtime may lend the
-//     P to other goroutines and sends the loop no preemption signals,
+//   - In own-P mode only a busy loop waits raw. A raw wait lasts at most
+//     5 ms; one that ran those 5 ms with nothing (not cut short for a
+//     timer) makes the next wait an ordinary blocking system call: the
+//     runtime may lend the P to other goroutines and sends the loop no
+//     preemption signals,
 //     where a raw wait would be ended by one about every 10–20 ms (the
 //     fairness tick), several thread switches each. An idle proxy with one
 //     loop went from about 335 context switches a second to a handful

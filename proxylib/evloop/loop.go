@@ -25,7 +25,7 @@ const (
 	ET    = unix.EPOLLET
 )
 
-// Handler is called on the loop's thread with the events a registered
+// Handler is called on the loop's goroutine with the events a registered
 // descriptor is ready for.
 type Handler interface {
 	Ready(events uint32)
@@ -91,7 +91,7 @@ func (l *Loop) Now() int64 { return l.clock() }
 
 func (l *Loop) clock() int64 { return int64(time.Since(l.base)) }
 
-// Add registers fd for events with h. Loop thread only (or before Run).
+// Add registers fd for events with h. Loop goroutine only (or before Run).
 func (l *Loop) Add(fd int, events uint32, h Handler) error {
 	if fd < 0 || h == nil {
 		return fmt.Errorf("evloop: add %d: invalid descriptor or handler", fd)
@@ -112,7 +112,7 @@ func (l *Loop) Add(fd int, events uint32, h Handler) error {
 	return nil
 }
 
-// Mod changes the events fd is registered for. Loop thread only.
+// Mod changes the events fd is registered for. Loop goroutine only.
 func (l *Loop) Mod(fd int, events uint32) error {
 	if fd < 0 || fd >= len(l.handlers) || l.handlers[fd] == nil {
 		return fmt.Errorf("evloop: mod %d: not registered", fd)
@@ -124,7 +124,7 @@ func (l *Loop) Mod(fd int, events uint32) error {
 }
 
 // Del unregisters fd; events already collected for it in this round are
-// not delivered. Loop thread only.
+// not delivered. Loop goroutine only.
 func (l *Loop) Del(fd int) error {
 	if fd < 0 || fd >= len(l.handlers) || l.handlers[fd] == nil {
 		return fmt.Errorf("evloop: del %d: not registered", fd)
@@ -144,7 +144,7 @@ func (l *Loop) Del(fd int) error {
 }
 
 // Round returns the number of the current round: how many times the
-// loop's wait has returned. Loop thread only.
+// loop's wait has returned. Loop goroutine only.
 func (l *Loop) Round() uint64 { return l.round }
 
 // Quiet reports whether the kernel has had nothing to report for fd, a
@@ -157,13 +157,13 @@ func (l *Loop) Round() uint64 { return l.round }
 // provided that its owner had read fd to a short read or EAGAIN by the end
 // of round since (bytes that were already there bring no new edge). Then it
 // tells what a one-byte non-blocking peek would have told at the wait,
-// without the system call. Loop thread only.
+// without the system call. Loop goroutine only.
 func (l *Loop) Quiet(fd int, since uint64) bool {
 	return l.complete && since < l.round && fd >= 0 && fd < len(l.handlers) &&
 		l.handlers[fd] != nil && l.seen[fd] <= since
 }
 
-// Post queues fn to run on the loop's thread and wakes the loop. It may be
+// Post queues fn to run on the loop's goroutine and wakes the loop. It may be
 // called from any goroutine; functions run in the order posted. After
 // Close it returns ErrClosed and fn never runs.
 func (l *Loop) Post(fn func()) error {

@@ -318,13 +318,18 @@ func TestSharedLoopHoldsOnlyWithNothingOffLoop(t *testing.T) {
 		onLoop(t, l, func() { after = l.holds })
 		return after - before
 	}
-	if n := idleSpells(); n < 10 {
+	n := idleSpells()
+	var refused bool
+	onLoop(t, l, func() { refused = l.noHold })
+	if refused {
+		t.Skip("epoll_pwait2 refused here (a kernel before 5.11, or seccomp): the loop parks at once")
+	}
+	if n < 10 {
 		t.Fatalf("%d raw waits in 20 idle spells with nothing served off the loops, want most of them", n)
 	}
 	ServingOffLoop(1)
-	n := idleSpells()
-	ServingOffLoop(-1)
-	if n != 0 {
+	defer ServingOffLoop(-1)
+	if n := idleSpells(); n != 0 {
 		t.Fatalf("%d raw waits while a connection was served off the loops, want none", n)
 	}
 }

@@ -70,9 +70,10 @@ func (l *Loop) share() error {
 // goroutines of their own (ServingOffLoop).
 var offLoop atomic.Int64
 
-// ServingOffLoop counts a connection served on a goroutine of its own
-// rather than on a loop: 1 when it starts, -1 when it ends (or is handed
-// to a loop). While any is counted, a shared loop that finds nothing
+// ServingOffLoop counts a goroutine that carries traffic off the loops (a
+// connection served on a goroutine of its own, a dial for a loop, a UDP
+// session): 1 when it starts, -1 when it ends (or hands its connection to
+// a loop). While any is counted, a shared loop that finds nothing
 // parks at once, leaving the P to them; while none is, it first waits raw
 // for up to holdNs.
 func ServingOffLoop(delta int) { offLoop.Add(int64(delta)) }
@@ -88,8 +89,8 @@ const holdNs = 200_000
 // served off the loops, a yield to the goroutines ready to run, a second
 // look and a raw wait of up to holdNs (or to that timer);
 // then the goroutine parks in the runtime's poller until the epoll set is
-// readable or that timer is due. A deadline that passed gives a round of
-// no events (the timers fire after it).
+// readable or that timer is due. A round ended by that deadline looks
+// once more (raw) and the timers fire after it.
 func (l *Loop) waitParked(msec int) (int, syscall.Errno) {
 	n, errno := epollWait(l.epfd, l.evs, 0, true)
 	if errno != 0 || n > 0 || msec == 0 {

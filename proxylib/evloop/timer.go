@@ -2,7 +2,7 @@ package evloop
 
 import "container/heap"
 
-// Timer calls its function on the loop's thread once, at or after the
+// Timer calls its function on the loop's goroutine once, at or after the
 // time it was armed for. The zero Timer with F set is ready to use.
 type Timer struct {
 	F  func()
@@ -36,7 +36,7 @@ func (h *timerHeap) Pop() any {
 }
 
 // Arm makes t fire at loop clock at (see Now); an armed t is moved.
-// Loop thread only.
+// Loop goroutine only.
 func (l *Loop) Arm(t *Timer, at int64) {
 	t.at = at
 	if t.i != 0 {
@@ -46,7 +46,7 @@ func (l *Loop) Arm(t *Timer, at int64) {
 	heap.Push(&l.timers, t)
 }
 
-// Stop disarms t; it reports whether t was armed. Loop thread only.
+// Stop disarms t; it reports whether t was armed. Loop goroutine only.
 func (l *Loop) Stop(t *Timer) bool {
 	if t.i == 0 {
 		return false

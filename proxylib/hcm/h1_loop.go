@@ -215,11 +215,43 @@ func (h *Handler) loopAdopt(hc *h1conn) bool {
 // (hc.hl is read under it).
 func (hc *h1conn) postLoop(fn func()) {
 	gen := hc.gen.Load()
-	_ = hc.hl.l.Post(func() {
+	hl := hc.hl
+	err := hl.l.Post(func() {
 		if hc.gen.Load() == gen {
 			fn()
 		}
 	})
+	if err != nil {
+		// The loop stopped on its own (Loops.Failed): once its Run has
+		// returned nothing touches hc there, and hc ends from here, or
+		// a drain would wait for it for ever.
+		go func() {
+			<-hl.l.Done()
+			hc.releaseDead(gen)
+		}()
+	}
+}
+
+// releaseDead ends hc, served by a loop that stopped, from outside it:
+// its descriptors close, it leaves the handler's books.
+func (hc *h1conn) releaseDead(gen uint64) {
+	h := hc.h
+	h.mu.Lock()
+	if hc.gen.Load() != gen || hc.hl == nil {
+		h.mu.Unlock()
+		return
+	}
+	if lu := hc.lu; lu != nil {
+		hc.lu = nil
+		lu.hc = nil
+		lu.uc.Discard()
+	}
+	unix.Close(hc.fd)
+	hc.gen.Add(1)
+	hc.hl, hc.fd = nil, -1
+	delete(h.conns, hc)
+	h.mu.Unlock()
+	h.wg.Done()
 }
 
 // loopStart registers the client socket and serves what sniffing read.
