@@ -7,11 +7,6 @@ import (
 	"runtime"
 	"testing"
 	"time"
-
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-
-	"github.com/nodemesh/nodemesh/proxylib/resource"
-	"github.com/nodemesh/nodemesh/proxylib/route"
 )
 
 // A loop that stops before Close says so on Failed (proxylib's Run stops
@@ -45,25 +40,7 @@ func TestLoopsFailedOnlyBeforeClose(t *testing.T) {
 // A connection served by a loop that stopped on its own does not hold up
 // the handler's Shutdown: the drain ends it from outside the dead loop.
 func TestShutdownEndsConnectionsOfAStoppedLoop(t *testing.T) {
-	rc, err := resource.DecodeRouteConfig(mustAny(t, &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{{
-		Name: "v", Domains: []string{"*"}, Routes: []*routev3.Route{{
-			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-			Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 200}},
-		}},
-	}}}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := NewRuntime("127.0.0.1", nil)
-	rt.Store(&Routing{Routes: map[string]*route.Table{"rc": route.New(rc)}})
-	ls, err := StartLoops(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ls.Close)
-	rt.Loops = ls
-	h := NewHandler(rt, &resource.HCM{RouteConfigName: "rc", Codec: resource.CodecHTTP1, ServerName: "envoy",
-		IdleTimeout: time.Minute, StreamIdleTimeout: time.Minute}, false)
+	h, ls := localLoopHandler(t)
 	c, err := net.Dial("tcp", serveHandler(t, h))
 	if err != nil {
 		t.Fatal(err)

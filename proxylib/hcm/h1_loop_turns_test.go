@@ -23,6 +23,14 @@ import (
 // request locally (200); it returns the listener's address and the loop.
 func localLoopProxy(t *testing.T) (string, *hloop) {
 	t.Helper()
+	h, ls := localLoopHandler(t)
+	return serveHandler(t, h), ls.loops[0]
+}
+
+// localLoopHandler is localLoopProxy's handler and its loops, not yet
+// serving.
+func localLoopHandler(t *testing.T) (*Handler, *Loops) {
+	t.Helper()
 	if runtime.GOMAXPROCS(0) < 2 {
 		old := runtime.GOMAXPROCS(2)
 		t.Cleanup(func() { runtime.GOMAXPROCS(old) })
@@ -46,7 +54,7 @@ func localLoopProxy(t *testing.T) (string, *hloop) {
 	rt.Loops = ls
 	h := NewHandler(rt, &resource.HCM{RouteConfigName: "rc", Codec: resource.CodecHTTP1, ServerName: "envoy",
 		IdleTimeout: time.Minute, StreamIdleTimeout: time.Minute}, false)
-	return serveHandler(t, h), ls.loops[0]
+	return h, ls
 }
 
 // serveHandler serves every connection to a new loopback listener with h;
