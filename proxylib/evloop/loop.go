@@ -253,7 +253,7 @@ func (l *Loop) Run() error {
 		var errno syscall.Errno
 		released := idle
 		if l.park != nil {
-			n, errno = l.waitParked(wait)
+			n, errno = l.waitParked() // the next timer is the deadline
 		} else if released {
 			n, errno = epollWait(l.epfd, l.evs, wait, false)
 			idle = false

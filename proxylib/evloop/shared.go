@@ -66,8 +66,8 @@ func (l *Loop) share() error {
 	return nil
 }
 
-// offLoop counts the connections this process serves off its loops, on
-// goroutines of their own (ServingOffLoop).
+// offLoop counts the goroutines carrying traffic off the loops
+// (ServingOffLoop).
 var offLoop atomic.Int64
 
 // ServingOffLoop counts a goroutine that carries traffic off the loops (a
@@ -91,9 +91,9 @@ const holdNs = 200_000
 // then the goroutine parks in the runtime's poller until the epoll set is
 // readable or that timer is due. A round ended by that deadline looks
 // once more (raw) and the timers fire after it.
-func (l *Loop) waitParked(msec int) (int, syscall.Errno) {
+func (l *Loop) waitParked() (int, syscall.Errno) {
 	n, errno := epollWait(l.epfd, l.evs, 0, true)
-	if errno != 0 || n > 0 || msec == 0 {
+	if errno != 0 || n > 0 {
 		return n, errno
 	}
 	at := int64(noDeadline)
