@@ -43,19 +43,21 @@
 // runs none. Where the budget is one CPU (one CPU to run on, GOMAXPROCS=1,
 // or a limit of at most one CPU) the one loop shares the only P with the
 // rest of the process: GOMAXPROCS is 1 (lowered from the 2 Go gives a
-// small limit, never from a GOMAXPROCS set by hand) and the loop parks in the runtime's poller when idle
-// (evloop's shared mode). Otherwise each busy loop keeps a P of its own,
+// small limit, never from a GOMAXPROCS set by hand) and the loop parks in
+// the runtime's poller when idle (evloop's shared mode). Otherwise each busy loop keeps a P of its own,
 // so GOMAXPROCS is raised to n+1 when it is lower; GODEBUG asyncpreemptoff
 // (or gccheckmark) rules such loops out, and auto then runs none, said in
 // a warning. What a loop does not serve itself (TLS, HTTP/2, upgrades,
 // request bodies not buffered, TLS upstreams, retries, mirrors, a logged
 // request with a body, a response whose body did not come with its head
 // or is over 8 KiB) runs on goroutines as with 0. Why loops by default: in
-// make bench runs on one core their rate and CPU per request were level
-// with nginx's at 1, 16 and 128 connections or ahead of them, goroutines'
-// behind, and on two cores two loops served more than nginx's or our own
-// two workers (BENCHMARKS.md). Sharing the P on one CPU keeps HTTP/2 and
-// TLS, which run on goroutines, from being split over two threads there.
+// make bench runs on one core they served more than goroutines at 16 and
+// 128 connections (0.99–1.10× nginx against 0.89–0.93×), and on two cores
+// more than goroutines or our own two workers; at one connection they were
+// level with goroutines or below them (0.95× nginx against 0.99× in the
+// 2026-12-08 run), see BENCHMARKS.md. Sharing the P on one CPU keeps
+// HTTP/2 and TLS, which run on goroutines, from being split over two
+// threads there.
 package main
 
 import (
