@@ -53,10 +53,9 @@
 // or is over 8 KiB) runs on goroutines as with 0. Why loops by default: in
 // make bench runs on one core they served as much as goroutines or more at
 // 16 and 128 connections (0.98–1.10× nginx against 0.89–0.98×), and on two
-// cores
-// more than goroutines or our own two workers; at one connection they were
-// level with goroutines or below them (0.95× nginx against 0.99× in the
-// 2026-12-08 run), see BENCHMARKS.md. Sharing the P on one CPU keeps
+// cores more than goroutines or our own two workers; at one connection
+// they were level with goroutines or below them (0.95× nginx against
+// 0.99× in the 2026-12-08 run), see BENCHMARKS.md. Sharing the P on one CPU keeps
 // HTTP/2 and TLS, which run on goroutines, from being split over two
 // threads there.
 package main
